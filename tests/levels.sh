@@ -1,0 +1,22 @@
+#!/bin/sh
+# Test driver: runs one test once per SIMD level this CPU offers
+# (CASCADE_SIMD forced), so the whole suite is checked at every level.
+# Exit codes: 0 pass, 77 skip, 99 hard error, else fail.
+test="$1"; shift
+levels=$("$CASCADE_BIN" info --levels) || { echo "cannot list SIMD levels"; exit 99; }
+[ -n "$CASCADE_TEST_LEVELS" ] && levels="$CASCADE_TEST_LEVELS"
+status=0
+for l in $levels; do
+    echo "### CASCADE_SIMD=$l"
+    case "$test" in
+        *.sh) CASCADE_SIMD=$l sh "$test" "$@" ;;
+        *) CASCADE_SIMD=$l "$test" "$@" ;;
+    esac
+    rc=$?
+    case $rc in
+        0) ;;
+        77) [ $status -eq 0 ] && status=77 ;;
+        *) echo "### FAILED at CASCADE_SIMD=$l (exit $rc)"; status=1 ;;
+    esac
+done
+exit $status
