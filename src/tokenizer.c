@@ -19,9 +19,11 @@
 
 static const char SOT[] = "<|startoftext|>";
 static const char EOT[] = "<|endoftext|>";
-/* §2.2 without the special-token alternatives (those are split off first). */
+/* §2.2 without the special-token alternatives (those are split off first).
+ * \s is written as ' ': after clean-up every White_Space run is one space,
+ * and PCRE2's \s would also drop U+180E, which HF keeps as a symbol. */
 static const char PATTERN[] =
-    "'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+";
+    "'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]|[^ \\p{L}\\p{N}]+";
 
 struct cs_tokenizer {
     int32_t size;               /* max id + 1 */
@@ -381,8 +383,7 @@ static int is_white_space(int32_t cp)
     return c == UTF8PROC_CATEGORY_ZS || c == UTF8PROC_CATEGORY_ZL || c == UTF8PROC_CATEGORY_ZP;
 }
 
-/* NFC, White_Space runs -> ' ', lowercase. *out is malloc'ed. */
-static int normalize(const char *text, char **out, size_t *out_len)
+static int check_utf8(const char *text)
 {
     size_t n = strlen(text);
     for (size_t i = 0; i < n;) {
@@ -391,6 +392,13 @@ static int normalize(const char *text, char **out, size_t *out_len)
             return cs_error(CS_EARG, "prompt: invalid UTF-8 at byte %zu", i);
         i += (size_t)k;
     }
+    return 0;
+}
+
+/* text[0..n) (valid UTF-8): NFC, White_Space runs -> ' ', lowercase.
+ * *out is malloc'ed. */
+static int normalize(const char *text, size_t n, char **out)
+{
     utf8proc_uint8_t *nfc = NULL;
     utf8proc_ssize_t m = utf8proc_map((const utf8proc_uint8_t *)text, (utf8proc_ssize_t)n, &nfc,
                                       UTF8PROC_STABLE | UTF8PROC_COMPOSE);
@@ -420,7 +428,6 @@ static int normalize(const char *text, char **out, size_t *out_len)
     o[j] = 0;
     free(nfc);
     *out = o;
-    *out_len = j;
     return 0;
 }
 
@@ -566,36 +573,53 @@ static int encode_segment(const cs_tokenizer *t, word_cache *c, pcre2_match_data
     return 0;
 }
 
+/* Next special-token string in p (case-sensitive, on the raw text like HF's
+ * non-normalised added tokens): its position (NULL if none) and id. */
+static const char *next_special(const cs_tokenizer *t, const char *p, int32_t *id, size_t *len)
+{
+    const char *a = strstr(p, SOT), *b = strstr(p, EOT);
+    if (a && (!b || a < b)) { *id = t->bos; *len = sizeof SOT - 1; return a; }
+    *id = t->eos;
+    *len = sizeof EOT - 1;
+    return b;
+}
+
 int cs_tokenize(const cs_tokenizer *t, const char *text, int32_t **ids, size_t *n)
 {
     *ids = NULL;
     *n = 0;
     if (!text) return cs_error(CS_EARG, "prompt: NULL text");
-    char *s = NULL;
-    size_t len;
-    int rc = normalize(text, &s, &len);
+    int rc = check_utf8(text);
     if (rc) return rc;
     word_cache c = {0};
     idvec out = {0};
+    char **segs = NULL;   /* normalised segments; the word cache points into them */
+    size_t nsegs = 0;
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(t->re, NULL);
     rc = md ? idvec_push(&out, t->bos) : cs_error(CS_ENOMEM, "tokenizer: out of memory");
-    /* special-token strings split the text first, as HF "added tokens" do */
-    for (const char *p = s; !rc && *p;) {
-        const char *a = strstr(p, SOT), *b = strstr(p, EOT), *sp = a;
-        int32_t id = t->bos;
-        if (!a || (b && b < a)) { sp = b; id = t->eos; }
+    /* special-token strings split the raw text first, then each piece is cleaned up */
+    for (const char *p = text; !rc && *p;) {
+        int32_t id;
+        size_t sl;
+        const char *sp = next_special(t, p, &id, &sl);
         size_t seg = sp ? (size_t)(sp - p) : strlen(p);
-        rc = encode_segment(t, &c, md, p, seg, &out);
+        char **g = realloc(segs, (nsegs + 1) * sizeof *segs);
+        if (!g) { rc = cs_error(CS_ENOMEM, "tokenizer: out of memory"); break; }
+        segs = g;
+        if ((rc = normalize(p, seg, &segs[nsegs]))) break;
+        nsegs++;
+        rc = encode_segment(t, &c, md, segs[nsegs - 1], strlen(segs[nsegs - 1]), &out);
         if (!sp || rc) break;
         rc = idvec_push(&out, id);
-        p = sp + (id == t->bos ? sizeof SOT : sizeof EOT) - 1;
+        p = sp + sl;
     }
     if (!rc) rc = idvec_push(&out, t->eos);
     pcre2_match_data_free(md);
     free(c.e);
     free(c.pool.v);
     free(c.sym);
-    free(s);
+    for (size_t i = 0; i < nsegs; i++) free(segs[i]);
+    free(segs);
     if (rc) { free(out.v); return rc; }
     *ids = out.v;
     *n = out.n;

@@ -12,14 +12,23 @@
  *   2. NFC (utf8proc), every run of Unicode White_Space -> one ' ', Unicode
  *      lowercase (utf8proc simple mapping, plus U+0130 -> "i\u0307" as Rust's
  *      full mapping does). No ftfy, no HTML unescaping (neither does HF fast).
- *   3. "<|startoftext|>" / "<|endoftext|>" in the normalised text become their
- *      special ids; the rest is split by the PCRE2 pattern
- *      's|'t|'re|'ve|'m|'ll|'d|\p{L}+|\p{N}|[^\s\p{L}\p{N}]+  (UTF + UCP).
- *      Deviation from the spec's wording: the pattern is matched case-
- *      sensitively like the fast tokenizer (text is already lowercase; this
- *      only differs for oddities such as "'ſ").
+ *   3. before step 2, the raw text is split at the exact (case-sensitive)
+ *      strings "<|startoftext|>" / "<|endoftext|>", which become their ids,
+ *      as HF's non-normalised added tokens do. Each piece is cleaned up and
+ *      split by the PCRE2 pattern (UTF + UCP)
+ *      's|'t|'re|'ve|'m|'ll|'d|\p{L}+|\p{N}|[^ \p{L}\p{N}]+
+ *      Deviations from the spec's wording, both matching the HF fast
+ *      tokenizer: case-sensitive matching (the text is already lowercase;
+ *      differs only for oddities such as "'ſ"), and ' ' instead of \s (after
+ *      clean-up the only White_Space left is ' '; U+180E stays a symbol).
  *   4. each word: UTF-8 bytes -> byte-to-unicode symbols, last one + "</w>",
  *      BPE merges by rank, symbols -> ids. Words are cached per call.
+ *
+ * Unicode tables are the system's (Debian 12: PCRE2 = Unicode 14, utf8proc =
+ * Unicode 15). Code points assigned later (CJK Ext. H, new hieroglyphs...)
+ * may split differently from HF, whose tables are newer; in a differential
+ * test against HF transformers 5.24 on 5000 random strings these were the
+ * only differences.
  *
  * A tokenizer is immutable after loading and may be shared between threads. */
 #ifndef CS_TOKENIZER_H

@@ -99,6 +99,20 @@ static void test_basics(const cs_tokenizer *tok)
           v[2] == 49407 && v[3] == 2368, "special in text");
     free(v);
 
+    /* reference ids from HF transformers 5.24 CLIPTokenizer (fast) on the same files:
+     * U+180E is not whitespace; specials are matched on the raw text, case-sensitively */
+    static const struct { const char *text; int n; int32_t ids[12]; } hf[] = {
+        {"a\xe1\xa0\x8e b", 7, {49406, 320, 157, 254, 492, 321, 49407}},
+        {"x <|endoftext|>\xcc\xb8 y", 7, {49406, 343, 49407, 136, 372, 344, 49407}},
+        {"<|startoftext|>hi<|ENDOFTEXT|>", 10, {49406, 49406, 1883, 27, 347, 40786, 4160, 91, 285, 49407}},
+    };
+    for (size_t i = 0; i < sizeof hf / sizeof *hf; i++) {
+        CHECK(cs_tokenize(tok, hf[i].text, &v, &n) == 0 && n == (size_t)hf[i].n &&
+              !memcmp(v, hf[i].ids, n * sizeof *v), "HF case %zu", i);
+        if (v && n != (size_t)hf[i].n) print_ids("got", v, n);
+        free(v);
+    }
+
     /* decode round trip */
     char *s;
     CHECK(cs_tokenize(tok, "A photo of a Café!", &v, &n) == 0, "tokenize");
