@@ -89,7 +89,7 @@ static int add_path(set_priv *sp, const char *path, int root, int *first)
     struct stat st;
     if (stat(path, &st)) return cs_error(CS_EIO, "%s: %s", path, strerror(errno));
     *first = sp->s.n;
-    cs_net_info info[16];
+    cs_netid info[16];
     int n = cs_identify_path(path, info, 16);
     if (n <= 0) {
         cs_model_file *f = new_file(sp, path, (uint64_t)st.st_size, root);

@@ -85,21 +85,21 @@ typedef struct {
     int64_t params;
     uint64_t weight_bytes;  /* bytes of those tensors at file dtype */
     int64_t largest;        /* elements of the largest tensor */
-} cs_net_info;
+} cs_netid;
 
 /* Every network in f (a combined checkpoint holds several); header only.
  * Returns the count; 0 when nothing is recognised (the message "path: no
  * Stable Cascade network recognised ..." is set); CS_EMODEL when a network
  * is recognised but broken: "path: Stage C lite: missing tensor 'x'" /
  * "...: tensor 'x' has shape [a], expected [b]". */
-int cs_identify(const cs_st_file *f, cs_net_info *out, int max);
-int cs_identify_path(const char *path, cs_net_info *out, int max);
+int cs_identify(const cs_st_file *f, cs_netid *out, int max);
+int cs_identify_path(const char *path, cs_netid *out, int max);
 
 /* ---- finding files ---- */
 
 typedef struct {
     char *path;
-    cs_net_info info;       /* info.net == CS_NET_UNKNOWN: not usable (see problem) */
+    cs_netid info;       /* info.net == CS_NET_UNKNOWN: not usable (see problem) */
     int n_nets, index;      /* index-th of n_nets networks in this file */
     uint64_t size;
     int root;               /* search root index, -1 = given on the command line */
@@ -141,7 +141,7 @@ typedef enum { CS_VAR_AUTO, CS_VAR_FULL, CS_VAR_BF16, CS_VAR_LITE, CS_VAR_LITE_B
 int cs_variant_parse(const char *s, cs_variant *v);   /* CS_EARG if unknown */
 const char *cs_variant_name(cs_variant v);
 /* The variant class of a Stage B/C file: lite?, F32 or 16-bit. */
-cs_variant cs_variant_of(const cs_net_info *ni);
+cs_variant cs_variant_of(const cs_netid *ni);
 
 typedef struct {
     uint64_t weights;   /* resident via mmap at file dtype */
@@ -151,9 +151,9 @@ typedef struct {
 } cs_mem_need;
 
 /* The official network's sizes at dtype, as if found in a file. */
-void cs_net_info_nominal(cs_net net, cs_dtype dtype, cs_net_info *ni);
+void cs_netid_nominal(cs_net net, cs_dtype dtype, cs_netid *ni);
 /* Memory one stage needs to run ni at width x height, batch n. */
-void cs_mem_need_of(const cs_net_info *ni, int width, int height, int batch, cs_mem_need *out);
+void cs_mem_need_of(const cs_netid *ni, int width, int height, int batch, cs_mem_need *out);
 /* Memory this process may use: min(MemAvailable, cgroup limit - working
  * set); CASCADE_MEMORY (e.g. "8G") overrides. src describes where it came from. */
 int cs_mem_available(uint64_t *have, char *src, size_t len);

@@ -19,7 +19,7 @@ typedef struct {
     char first[400];
     int split, to_out, renamed; /* which alternative spellings were met */
     uint64_t dtype_elems[CS_DTYPE_COUNT];
-    cs_net_info *ni;
+    cs_netid *ni;
 } vctx;
 
 static int ends_with(const char *s, const char *suf)
@@ -153,7 +153,7 @@ largest:
 
 static void finish_dtype(vctx *v)
 {
-    cs_net_info *ni = v->ni;
+    cs_netid *ni = v->ni;
     int kinds = 0;
     uint64_t best = 0;
     ni->dtype = CS_F32;
@@ -178,7 +178,7 @@ static int count_extra(vctx *v)
 }
 
 /* Validates one network found at prefix; fills ni. */
-static int validate(const cs_st_file *f, cs_net net, const char *prefix, cs_net_info *ni)
+static int validate(const cs_st_file *f, cs_net net, const char *prefix, cs_netid *ni)
 {
     memset(ni, 0, sizeof *ni);
     ni->net = net;
@@ -268,7 +268,7 @@ static cs_net family(const cs_st_file *f, const char *prefix, int s)
     return CS_NET_UNKNOWN;
 }
 
-int cs_identify(const cs_st_file *f, cs_net_info *out, int max)
+int cs_identify(const cs_st_file *f, cs_netid *out, int max)
 {
     struct { cs_net fam; char prefix[96]; } found[16];
     int nf = 0, total = cs_st_count(f);
@@ -311,7 +311,7 @@ int cs_identify(const cs_st_file *f, cs_net_info *out, int max)
                 return cs_error(CS_EMODEL, "%s: text encoder at '%s' has width %lld; Stable Cascade needs "
                                 "CLIP ViT-bigG (1280)", cs_st_path(f), found[k].prefix, (long long)t->shape[1]);
         }
-        cs_net_info ni;
+        cs_netid ni;
         if ((rc = validate(f, net, found[k].prefix, &ni))) return rc;
         if (n < max) out[n] = ni;
         n++;
@@ -319,7 +319,7 @@ int cs_identify(const cs_st_file *f, cs_net_info *out, int max)
     return n;
 }
 
-int cs_identify_path(const char *path, cs_net_info *out, int max)
+int cs_identify_path(const char *path, cs_netid *out, int max)
 {
     cs_st_file *f;
     int rc = cs_st_open(path, &f);

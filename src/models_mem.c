@@ -18,7 +18,7 @@
 #define GiB (1024.0 * MiB)
 #define OVERHEAD ((uint64_t)(64 * MiB))   /* code, thread stacks, tokenizer, arena slack */
 
-void cs_net_info_nominal(cs_net net, cs_dtype dtype, cs_net_info *ni)
+void cs_netid_nominal(cs_net net, cs_dtype dtype, cs_netid *ni)
 {
     memset(ni, 0, sizeof *ni);
     ni->net = net;
@@ -105,7 +105,7 @@ static uint64_t act_bytes(cs_net net, int W, int H, int N)
     }
 }
 
-void cs_mem_need_of(const cs_net_info *ni, int width, int height, int batch, cs_mem_need *out)
+void cs_mem_need_of(const cs_netid *ni, int width, int height, int batch, cs_mem_need *out)
 {
     memset(out, 0, sizeof *out);
     out->weights = ni->weight_bytes;
@@ -286,7 +286,7 @@ int cs_variant_parse(const char *s, cs_variant *v)
 
 const char *cs_variant_name(cs_variant v) { return v >= 0 && v <= CS_VAR_LITE_BF16 ? var_names[v] : "?"; }
 
-cs_variant cs_variant_of(const cs_net_info *ni)
+cs_variant cs_variant_of(const cs_netid *ni)
 {
     int wide = ni->dtype == CS_F32 && !ni->mixed;
     if (cs_net_is_lite(ni->net)) return wide ? CS_VAR_LITE : CS_VAR_LITE_BF16;
@@ -294,7 +294,7 @@ cs_variant cs_variant_of(const cs_net_info *ni)
 }
 
 /* Lower is better: full before lite, F32 before BF16 before F16. */
-static int quality(const cs_net_info *ni)
+static int quality(const cs_netid *ni)
 {
     int d = ni->mixed ? 3 : ni->dtype == CS_F32 ? 0 : ni->dtype == CS_BF16 ? 1 : 2;
     return cs_net_is_lite(ni->net) * 4 + d;
@@ -432,9 +432,9 @@ cs_variant cs_models_recommend(const cs_choice_req *req, uint64_t have, uint64_t
         };
         m = 0;
         for (int k = 0; k < 4; k++) {
-            cs_net_info ni;
+            cs_netid ni;
             cs_mem_need nd;
-            cs_net_info_nominal(parts[k].net, parts[k].dt, &ni);
+            cs_netid_nominal(parts[k].net, parts[k].dt, &ni);
             cs_mem_need_of(&ni, req->width, req->height, req->batch, &nd);
             m = max2(m, nd.total);
         }

@@ -137,7 +137,7 @@ static void batchnorm(elist *l, const char *pre, int64_t c, int affine)
 /* Stage B/C blocks (spec §2.1-2.3). */
 static void res_block(elist *l, const char *pre, int64_t c, int64_t skip)
 {
-    char b[96];
+    char b[160];
     push(l, P, 4, c, 1, 3, 3, "%s.depthwise.weight", pre);
     push(l, P, 1, c, 0, 0, 0, "%s.depthwise.bias", pre);
     snprintf(b, sizeof b, "%s.channelwise.0", pre);
@@ -151,7 +151,7 @@ static void res_block(elist *l, const char *pre, int64_t c, int64_t skip)
 static void t_block(elist *l, const char *pre, int64_t c, int conds)
 {
     static const char *const names[] = {"mapper", "mapper_sca", "mapper_crp"};
-    char b[96];
+    char b[160];
     for (int i = 0; i <= conds; i++) {
         snprintf(b, sizeof b, "%s.%s", pre, names[i]);
         linear(l, b, 2 * c, 64);
@@ -160,7 +160,7 @@ static void t_block(elist *l, const char *pre, int64_t c, int conds)
 
 static void attn_block(elist *l, const char *pre, int64_t c, int64_t c_cond)
 {
-    char b[96];
+    char b[160];
     push(l, P, 2, 3 * c, c, 0, 0, "%s.attention.attn.in_proj_weight", pre);
     push(l, P, 1, 3 * c, 0, 0, 0, "%s.attention.attn.in_proj_bias", pre);
     snprintf(b, sizeof b, "%s.attention.attn.out_proj", pre);
@@ -240,7 +240,7 @@ static void unet(elist *l, const cs_unet_cfg *g)
 /* Stage A (spec §5): levels 2, 12 bottleneck blocks, c_levels [192, 384]. */
 static void stage_a_res(elist *l, const char *pre, int64_t c)
 {
-    char b[96];
+    char b[160];
     push(l, P, 1, 6, 0, 0, 0, "%s.gammas", pre);
     snprintf(b, sizeof b, "%s.depthwise.1", pre);
     conv(l, b, c, 1, 3, 1);
@@ -308,7 +308,7 @@ static void previewer(elist *l)
 /* EfficientNetV2-S features + mapper (spec §7.3). */
 static void cna(elist *l, const char *pre, int64_t out, int64_t in, int64_t k)
 {
-    char b[96];
+    char b[160];
     snprintf(b, sizeof b, "%s.0", pre);
     conv(l, b, out, in, k, 0);
     snprintf(b, sizeof b, "%s.1", pre);
@@ -321,7 +321,7 @@ static void effnet(elist *l)
         {1, 1, 24, 24, 2}, {1, 4, 24, 48, 4}, {1, 4, 48, 64, 4},
         {0, 4, 64, 128, 6}, {0, 6, 128, 160, 9}, {0, 6, 160, 256, 15},
     };
-    char b[96], s[96];
+    char b[96], s[160];
     cna(l, "backbone.0", 24, 3, 3);
     for (int i = 0; i < 6; i++)
         for (int j = 0; j < st[i].n; j++) {

@@ -49,7 +49,7 @@ static int parse_int(const char *opt, const char *v, int lo, int hi, int *out)
     return 0;
 }
 
-static const char *dtype_str(const cs_net_info *ni) { return ni->mixed ? "mixed" : cs_dtype_name(ni->dtype); }
+static const char *dtype_str(const cs_netid *ni) { return ni->mixed ? "mixed" : cs_dtype_name(ni->dtype); }
 
 static void note_of(const cs_model_file *f, char *b, size_t len)
 {
