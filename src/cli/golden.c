@@ -25,6 +25,7 @@ struct gcase {
 
 static const golden_handler *const tables[] = {
     golden_ops_handlers,
+    golden_nets_handlers,
     golden_rng_handlers,
     golden_clip_handlers,
 };

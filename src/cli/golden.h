@@ -23,6 +23,7 @@ typedef struct {
 
 /* Registered in golden.c; each handler file exports its own table. */
 extern const golden_handler golden_ops_handlers[];
+extern const golden_handler golden_nets_handlers[];
 extern const golden_handler golden_rng_handlers[];
 extern const golden_handler golden_clip_handlers[];
 
