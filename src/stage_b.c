@@ -100,16 +100,24 @@ int cs_stage_b_load_opts(cs_st_file *f, const cs_unet_opts *opt, cs_stage_b **ou
         return rc;
     }
     int64_t c0 = emb->shape[0], cp = clip->shape[1];
-    /* c_cond: the AttnBlocks' kv_mapper input width (c_clip_seq = clip_mapper rows / c_cond), else seq 4 */
-    int64_t cc = 0;
+    /* c_cond: the AttnBlocks' kv_mapper input width (the most common one, so
+     * one bad tensor is reported as such), c_clip_seq = clip_mapper rows /
+     * c_cond; without attention c_clip_seq = 4 */
+    int64_t cc = 0, cand[64];
+    int cnt[64] = {0}, nc = 0, best = 0;
     char p[96];
-    for (int i = 0; i < CS_UNET_MAX_LEVELS && !cc; i++)
-        for (int k = 0; k < 256 && !cc; k++) {
-            snprintf(p, sizeof p, "down_blocks.%d.%d.kv_mapper.1.weight", i, k);
-            const cs_tensor *kv = cs_wmap_peek(&w, p);
-            if (kv && kv->ndim == 2) cc = kv->shape[1];
-        }
-    if (!cc || clip->shape[0] % cc) cc = clip->shape[0] / 4;
+    for (int s = 0; s < 2; s++)
+        for (int i = 0; i < CS_UNET_MAX_LEVELS; i++)
+            for (int k = 0; k < 256; k++) {
+                snprintf(p, sizeof p, "%s_blocks.%d.%d.kv_mapper.1.weight", s ? "up" : "down", i, k);
+                const cs_tensor *kv = cs_wmap_peek(&w, p);
+                if (!kv || kv->ndim != 2 || kv->shape[1] <= 0 || clip->shape[0] % kv->shape[1]) continue;
+                int j = 0;
+                while (j < nc && cand[j] != kv->shape[1]) j++;
+                if (j == nc && nc < 64) cand[nc++] = kv->shape[1];
+                if (j < nc && ++cnt[j] > best) best = cnt[j], cc = cand[j];
+            }
+    if (!cc) cc = clip->shape[0] / 4;
     in->c_clip_seq = cc ? (int)(clip->shape[0] / cc) : 4;
     in->c_clip_pooled = (int)cp;
     in->c_in = in->c_out = 4;
