@@ -193,5 +193,8 @@ cs_variant cs_models_recommend(const cs_choice_req *req, uint64_t have, uint64_t
  * $XDG_CACHE_HOME/cascade/hashes (default ~/.cache/cascade/hashes), a text
  * file rewritten atomically. *cached = 1 when it came from the cache. */
 int cs_file_xxh64(const char *path, uint64_t *hash, int *cached);
+/* The cached hash only: 1 if the cache has path at its current size and
+ * mtime (*hash set), else 0. */
+int cs_file_xxh64_cached(const char *path, uint64_t *hash);
 
 #endif

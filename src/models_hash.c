@@ -27,7 +27,7 @@ typedef struct {
 static int cache_path(char *buf, size_t len, int make)
 {
     const char *c = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-    char dir[PATH_MAX];
+    char dir[PATH_MAX - 16];
     if (c && c[0] == '/') snprintf(dir, sizeof dir, "%s/cascade", c);
     else if (home && *home) snprintf(dir, sizeof dir, "%s/.cache/cascade", home);
     else return -1;
@@ -140,6 +140,30 @@ out:
     return rc;
 }
 
+/* Index of the entry for real at st's size and mtime, or -1. */
+static int lookup(const entry *e, int n, const char *real, const struct stat *st)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcmp(e[i].path, real) && e[i].size == (uint64_t)st->st_size && e[i].sec == (long long)st->st_mtim.tv_sec &&
+            e[i].nsec == (long long)st->st_mtim.tv_nsec)
+            return i;
+    return -1;
+}
+
+int cs_file_xxh64_cached(const char *path, uint64_t *hash)
+{
+    char real[PATH_MAX];
+    struct stat st;
+    if (!realpath(path, real) || stat(real, &st)) return 0;
+    entry *e;
+    int n;
+    load(&e, &n);
+    int i = lookup(e, n, real, &st);
+    if (i >= 0) *hash = e[i].hash;
+    free_entries(e, n);
+    return i >= 0;
+}
+
 int cs_file_xxh64(const char *path, uint64_t *hash, int *cached)
 {
     char real[PATH_MAX];
@@ -151,13 +175,13 @@ int cs_file_xxh64(const char *path, uint64_t *hash, int *cached)
     int n;
     load(&e, &n);
     long long sec = (long long)st.st_mtim.tv_sec, nsec = (long long)st.st_mtim.tv_nsec;
-    for (int i = 0; i < n; i++)
-        if (!strcmp(e[i].path, real) && e[i].size == (uint64_t)st.st_size && e[i].sec == sec && e[i].nsec == nsec) {
-            *hash = e[i].hash;
-            *cached = 1;
-            free_entries(e, n);
-            return 0;
-        }
+    int hit = lookup(e, n, real, &st);
+    if (hit >= 0) {
+        *hash = e[hit].hash;
+        *cached = 1;
+        free_entries(e, n);
+        return 0;
+    }
     int rc = hash_file(real, hash);
     if (!rc) {
         /* keep other files' entries that still match their file; replace ours */

@@ -190,7 +190,7 @@ static uint64_t cgroup_room(char *desc, size_t len)
                 uint64_t room = lim > cur - inact ? lim - (cur - inact) : 0;
                 if (room < best) {
                     best = room;
-                    snprintf(desc, len, "cgroup v2 limit %.1f GiB at %s", lim / GiB, dir[0] ? dir : "/");
+                    snprintf(desc, len, "cgroup v2 limit %.1f GiB at %.100s", lim / GiB, dir[0] ? dir : "/");
                 }
             }
             char *slash = strrchr(dir, '/');
@@ -371,10 +371,11 @@ static int choose_part(const cs_model_set *s, const cs_choice_req *req, cs_part 
         if (pick < 0 && nd.total <= usable) {
             pick = cand[k];
             best_nd = nd;
-        } else if (pick < 0 && !skipped[0]) {
+        } else if (pick < 0) {   /* remember the next better one, for the message */
             char d[96];
             describe(&s->files[cand[k]], d, sizeof d);
-            snprintf(skipped, sizeof skipped, "; %s needs %.1f GiB", d, nd.total / GiB);
+            snprintf(skipped, sizeof skipped, "; %s needs %.1f GiB > %.1f GiB usable", d, nd.total / GiB,
+                     usable / GiB);
         }
     }
     char d[96];

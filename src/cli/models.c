@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define GiB (1024.0 * 1024.0 * 1024.0)
 
@@ -162,6 +163,9 @@ int cmd_models(int argc, char **argv)
     for (int i = 0; hash && hashes && hashed && i < s->n; i++) {
         if (s->files[i].foreign || s->files[i].index > 0) continue;
         int cached;
+        if (s->files[i].size > (1u << 30) && isatty(2) && !cs_file_xxh64_cached(s->files[i].path, &hashes[i]))
+            fprintf(stderr, "hashing %s (%.1f GB, once: the hash is cached)...\n", s->files[i].path,
+                    s->files[i].size / 1e9);
         if (!cs_file_xxh64(s->files[i].path, &hashes[i], &cached)) hashed[i] = 1;
         else fprintf(stderr, "cascade models: %s\n", cs_last_error());
     }
@@ -171,6 +175,9 @@ int cmd_models(int argc, char **argv)
             hashed[i] = 1;
         }
 
+    int present[CS_PART_COUNT] = {0};
+    for (int i = 0; i < s->n; i++)
+        if (!s->files[i].problem) present[cs_net_part(s->files[i].info.net)] = 1;
     cs_choice ch;
     int crc = cs_models_choose(s, &req, &ch);
     char cerr[1024] = "";
@@ -224,10 +231,7 @@ int cmd_models(int argc, char **argv)
         if (!crc) {
             json_t *picks = json_object();
             for (int p = 0; p < CS_PART_COUNT; p++) {
-                if (ch.file[p] < 0) {
-                    if (p != CS_PART_CLIP_VISION) json_array_append_new(missing, json_string(cs_part_name(p)));
-                    continue;
-                }
+                if (ch.file[p] < 0) continue;
                 const cs_model_file *f = &s->files[ch.file[p]];
                 json_object_set_new(picks, cs_part_name(p),
                     json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:s}", "path", f->path, "network",
@@ -243,7 +247,12 @@ int cmd_models(int argc, char **argv)
             json_object_set_new(au, "need_part", ch.need_part >= 0 ? json_string(cs_part_name(ch.need_part)) : json_null());
             json_object_set_new(au, "fits", json_boolean(ch.fits));
         }
-        if (!s->tokenizer) json_array_append_new(missing, json_string("tokenizer"));
+        for (int p = 0; p < CS_PART_COUNT; p++)
+            if (!present[p])
+                json_array_append_new(missing, json_pack("{s:s, s:b}", "part", cs_part_name(p), "required",
+                                                         !strcmp(part_use(p), "required")));
+        if (!s->tokenizer)
+            json_array_append_new(missing, json_pack("{s:s, s:b}", "part", "tokenizer", "required", 1));
         json_object_set_new(au, "error", cerr[0] ? json_string(cerr) : json_null());
         json_object_set_new(root, "auto", au);
         json_object_set_new(root, "missing", missing);
@@ -265,14 +274,15 @@ int cmd_models(int argc, char **argv)
     }
     printf("\nfiles (%d):\n", nf);
     if (nf) printf("  %-15s %-21s %-9s %-6s %9s  %-16s  %s\n", "part", "network", "variant", "dtype", "size", "xxh64", "path");
-    for (int i = 0; i < s->n; i++) {
+    for (int k = 0; k < s->n * CS_PART_COUNT; k++) {   /* grouped by part, in pipeline order */
+        int i = k % s->n;
         const cs_model_file *f = &s->files[i];
-        if (f->problem) continue;
+        if (f->problem || (int)cs_net_part(f->info.net) != k / s->n) continue;
         char h[17] = "-", note[300];
         if (hashed && hashed[i]) snprintf(h, sizeof h, "%016" PRIx64, hashes[i]);
         note_of(f, note, sizeof note);
         printf("  %-15s %-21s %-9s %-6s %6.2f GB  %-16s  %s%s\n", cs_part_name(cs_net_part(f->info.net)),
-               cs_net_name(f->info.net), variant_col(f), dtype_str(&f->info), f->info.weight_bytes / 1e9, h, f->path,
+               cs_net_name(f->info.net), variant_col(f), dtype_str(&f->info), f->size / 1e9, h, f->path,
                note);
     }
     if (nbad) {
@@ -303,9 +313,7 @@ int cmd_models(int argc, char **argv)
     }
     int nmiss = 0;
     for (int p = 0; p < CS_PART_COUNT; p++) {
-        int found = 0;
-        for (int i = 0; i < s->n; i++) found |= !s->files[i].problem && (int)cs_net_part(s->files[i].info.net) == p;
-        if (found) continue;
+        if (present[p]) continue;
         if (!nmiss++) printf("\nmissing:\n");
         printf("  %-15s (%s)\n", cs_part_name(p), part_use(p));
     }
