@@ -388,13 +388,15 @@ int cs_conv_transpose2d(const float *x, size_t N, size_t H, size_t W, size_t Cin
             size_t h1 = h0 + rows < H ? h0 + rows : H;
             cs_sgemm(0, 0, (h1 - h0) * W, kk * Cout, Cin, 1.0f, x + (n * H + h0) * W * Cin, Cin, wr, kk * Cout, 0.0f,
                      col, kk * Cout);
-            /* scatter: each output row gathers from the input rows of this block that reach it */
+            /* scatter: each output row gathers from the input rows of this block that reach it, in
+             * ascending input row (descending i): every output then sums its terms in one order
+             * however the rows are blocked, so a tiled Stage A decode equals the untiled one */
             long lo = (long)(h0 * s) - (long)p, hi = (long)((h1 - 1) * s + k) - (long)p;
             if (lo < 0) lo = 0;
             if (hi > (long)Ho) hi = (long)Ho;
 #pragma omp parallel for schedule(static)
             for (long oh = lo; oh < hi; oh++)
-                for (size_t i = 0; i < k; i++) {
+                for (size_t i = k; i-- > 0;) {
                     long t = oh + (long)p - (long)i;
                     if (t < 0 || t % (long)s) continue;
                     size_t h = (size_t)t / s;

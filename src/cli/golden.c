@@ -28,6 +28,7 @@ static const golden_handler *const tables[] = {
     golden_nets_handlers,
     golden_rng_handlers,
     golden_clip_handlers,
+    golden_image_handlers,
 };
 
 const char *golden_path(const gcase *c) { return c->path; }

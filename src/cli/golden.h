@@ -26,6 +26,7 @@ extern const golden_handler golden_ops_handlers[];
 extern const golden_handler golden_nets_handlers[];
 extern const golden_handler golden_rng_handlers[];
 extern const golden_handler golden_clip_handlers[];
+extern const golden_handler golden_image_handlers[];
 
 const char *golden_path(const gcase *c);          /* case path without suffix */
 cs_st_file *golden_io(const gcase *c);
