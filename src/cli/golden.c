@@ -27,6 +27,7 @@ static const golden_handler *const tables[] = {
     golden_ops_handlers,
     golden_nets_handlers,
     golden_rng_handlers,
+    golden_sampling_handlers,
     golden_clip_handlers,
     golden_image_handlers,
 };

@@ -25,6 +25,7 @@ typedef struct {
 extern const golden_handler golden_ops_handlers[];
 extern const golden_handler golden_nets_handlers[];
 extern const golden_handler golden_rng_handlers[];
+extern const golden_handler golden_sampling_handlers[];
 extern const golden_handler golden_clip_handlers[];
 extern const golden_handler golden_image_handlers[];
 
