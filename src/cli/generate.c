@@ -15,6 +15,7 @@
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -282,7 +283,20 @@ typedef struct {
     int n_models;
     cs_demo_files demo;
     int run;
+    char info[4 * GEN_PATH];        /* what was chosen, printed once the checks pass */
 } state;
+
+static void info_add(state *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void info_add(state *s, const char *fmt, ...)
+{
+    size_t o = strlen(s->info);
+    va_list ap;
+    va_start(ap, fmt);
+    if (o < sizeof s->info)
+        vsnprintf(s->info + o, sizeof s->info - o, fmt, ap);
+    va_end(ap);
+}
 
 static void warn_cb(void *ctx, const char *msg)
 {
@@ -391,9 +405,8 @@ static int resolve_demo(state *s, cs_model_paths *mp)
     meta_add(s, "stage_c", mp->stage_c, "demo");
     meta_add(s, "stage_b", mp->stage_b, "demo");
     meta_add(s, "stage_a", mp->stage_a, "demo");
-    if (!o->json && !o->quiet)
-        fprintf(stderr, ME ": DEMO: tiny networks with random weights; the image is noise, not a picture\n"
-                        ME ": tokenizer: %s\n", s->tok_desc);
+    info_add(s, ME ": DEMO: tiny networks with random weights; the image is noise, not a picture\n"
+                ME ": tokenizer: %s\n", s->tok_desc);
     return 0;
 }
 
@@ -405,9 +418,14 @@ static int resolve_models(state *s, cs_model_paths *mp, cs_model_set **setp)
     if (rc)
         return rc;
     *setp = set;
+    static const char *opt[CS_PART_COUNT] = {"--stage-c", "--stage-b", "--stage-a", "--text-encoder", "",
+                                             "--previewer", ""};
     for (int p = 0; p < CS_PART_COUNT; p++)
-        if (o->file[p] && (rc = cs_models_force(set, (cs_part)p, o->file[p])) != 0)
-            return rc;
+        if (o->file[p] && (rc = cs_models_force(set, (cs_part)p, o->file[p])) != 0) {
+            char msg[1024];
+            snprintf(msg, sizeof msg, "%s", cs_last_error());
+            return cs_error(rc, "%s: %s", opt[p], msg);
+        }
     cs_choice_req req;
     cs_choice_req_init(&req);
     req.width = o->g.width;
@@ -416,8 +434,23 @@ static int resolve_models(state *s, cs_model_paths *mp, cs_model_set **setp)
     req.variant[CS_PART_STAGE_C] = o->var_c;
     req.variant[CS_PART_STAGE_B] = o->var_b;
     cs_choice ch;
-    if ((rc = cs_models_choose(set, &req, &ch)) != 0)
+    if ((rc = cs_models_choose(set, &req, &ch)) != 0) {
+        /* "no Stage C found (looked in: ...)": add the file names that would do */
+        static const struct { cs_part p; const char *files; } hint[] = {
+            {CS_PART_STAGE_C, "stage_c.safetensors, stage_c_bf16, stage_c_lite or stage_c_lite_bf16"},
+            {CS_PART_STAGE_B, "stage_b.safetensors, stage_b_bf16, stage_b_lite or stage_b_lite_bf16"},
+            {CS_PART_STAGE_A, "stage_a.safetensors"},
+            {CS_PART_TEXT, "text_encoder/model.safetensors"},
+        };
+        char msg[2048], want[96];
+        snprintf(msg, sizeof msg, "%s", cs_last_error());
+        for (size_t i = 0; i < sizeof hint / sizeof *hint; i++) {
+            snprintf(want, sizeof want, "no %s found", cs_part_title(hint[i].p));
+            if (!strncmp(msg, want, strlen(want)))
+                return cs_error(rc, "%s; wanted a file such as %s", msg, hint[i].files);
+        }
         return rc;
+    }
     if (!ch.fits) {
         const cs_model_file *f = &set->files[ch.file[ch.need_part]];
         return cs_error(CS_ENOMEM,
@@ -457,8 +490,7 @@ static int resolve_models(state *s, cs_model_paths *mp, cs_model_set **setp)
         }
         if (p != CS_PART_PREVIEWER)
             meta_add(s, cs_part_name(p), f->path, var);
-        if (!o->json && !o->quiet)
-            fprintf(stderr, ME ": %-12s %s (%s)\n", cs_part_title(p), f->path, ch.why[p]);
+        info_add(s, ME ": %-12s %s (%s)\n", cs_part_title(p), f->path, ch.why[p]);
     }
     if (o->preview && !mp->previewer)
         warn_cb(s, "no previewer.safetensors found: --preview is ignored");
@@ -613,8 +645,8 @@ int cmd_generate(int argc, char **argv)
                                 (json_int_t)o.g.seed, "width", o.g.width, "height", o.g.height, "batch",
                                 o.g.batch, "count", o.count, "demo", o.demo));
     else if (!o.quiet)
-        fprintf(stderr, ME ": %dx%d, seed %llu, batch %d%s, Stage C %d steps cfg %g, Stage B %d steps cfg %g, %s\n",
-                o.g.width, o.g.height, (unsigned long long)o.g.seed, o.g.batch, o.count > 1 ? " per run" : "",
+        fprintf(stderr, "%s" ME ": %dx%d, seed %llu, batch %d%s, Stage C %d steps cfg %g, Stage B %d steps cfg %g, %s\n",
+                s.info, o.g.width, o.g.height, (unsigned long long)o.g.seed, o.g.batch, o.count > 1 ? " per run" : "",
                 o.g.c.steps, (double)o.g.c.cfg, o.g.b.steps, (double)o.g.b.cfg, sampler_name(o.g.c.sampler));
 
     cs_pipeline_hooks hk = {progress_cb, o.preview ? preview_cb : NULL, &s, warn_cb, &g_cancel};

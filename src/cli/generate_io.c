@@ -8,6 +8,7 @@
 #include "weights.h"
 
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -346,6 +347,12 @@ static void fmt_secs(char *buf, size_t len, double s)
         snprintf(buf, len, "%d:%02d", (int)(s / 60), (int)s % 60);
 }
 
+/* seconds (or rates) to 3 decimals for the JSON lines */
+static double ms(double v)
+{
+    return round(v * 1000.0) / 1000.0;
+}
+
 void gen_progress_cb(void *ctx, cs_stage_id stage, int step, int steps, double elapsed)
 {
     gen_progress *p = ctx;
@@ -354,10 +361,10 @@ void gen_progress_cb(void *ctx, cs_stage_id stage, int step, int steps, double e
     if (p->json) {
         json_t *o = json_pack("{s:s, s:s, s:i, s:i, s:i, s:f}", "event", step < 0 ? "load" : "progress",
                               "stage", cs_stage_name(stage), "run", p->run + 1, "step", step < 0 ? 0 : step,
-                              "steps", steps, "elapsed", elapsed);
+                              "steps", steps, "elapsed", ms(elapsed));
         if (o && step > 0) {
-            json_object_set_new(o, "it_per_s", json_real(rate));
-            json_object_set_new(o, "eta", json_real(eta));
+            json_object_set_new(o, "it_per_s", json_real(ms(rate)));
+            json_object_set_new(o, "eta", json_real(ms(eta)));
         }
         gen_json_emit(o);
         return;
