@@ -558,7 +558,7 @@ static void test_softmax(const cs_kernels *k, const cs_kernels *r)
 static void test_dwconv(const cs_kernels *k, const cs_kernels *r)
 {
     static const size_t shapes[][3] = {{1, 1, 1}, {1, 3, 5}, {2, 2, 17}, {3, 3, 8}, {5, 4, 65},
-                                       {4, 7, 130}, {8, 8, 3}, {6, 5, 320}, {3, 9, 129}};
+                                       {4, 7, 130}, {8, 8, 3}, {6, 5, 320}, {3, 9, 129}, {4, 6, 263}, {3, 4, 6}};
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
         for (int rep = 0; rep < 2; rep++)
             for (int hasb = 0; hasb < 2; hasb++) {

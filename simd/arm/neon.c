@@ -17,10 +17,14 @@
 
 /* ---- exp and erf (constants and error analysis in simd/vmath.h) ---- */
 
-static inline float32x4_t v_exp(float32x4_t x)
+/* full: any x (clamped; 2^n in two steps so subnormal results round once);
+ * else only for |x| < 87, where 2^n is a normal number */
+static inline __attribute__((always_inline)) float32x4_t v_exp_(float32x4_t x, int full)
 {
-    x = vminq_f32(x, vdupq_n_f32(CS_EXP_HI));   /* FMIN/FMAX keep NaN */
-    x = vmaxq_f32(x, vdupq_n_f32(CS_EXP_LO));
+    if (full) {   /* FMIN/FMAX keep NaN */
+        x = vminq_f32(x, vdupq_n_f32(CS_EXP_HI));
+        x = vmaxq_f32(x, vdupq_n_f32(CS_EXP_LO));
+    }
     float32x4_t n = vrndnq_f32(vmulq_n_f32(x, CS_LOG2E));
     float32x4_t r = vfmsq_f32(x, n, vdupq_n_f32(CS_LN2_HI));
     r = vfmsq_f32(r, n, vdupq_n_f32(CS_LN2_LO));
@@ -30,11 +34,14 @@ static inline float32x4_t v_exp(float32x4_t x)
     q = vfmaq_f32(vdupq_n_f32(CS_EXP_C0), q, r);
     float32x4_t p = vaddq_f32(vdupq_n_f32(1.0f), vfmaq_f32(r, vmulq_f32(r, r), q));
     int32x4_t ni = vcvtq_s32_f32(n);
+    if (!full) return vreinterpretq_f32_s32(vaddq_s32(vreinterpretq_s32_f32(p), vshlq_n_s32(ni, 23)));
     int32x4_t a = vshrq_n_s32(ni, 1), b = vsubq_s32(ni, a);
     float32x4_t s1 = vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(a, vdupq_n_s32(127)), 23));
     float32x4_t s2 = vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(b, vdupq_n_s32(127)), 23));
     return vmulq_f32(vmulq_f32(p, s1), s2);
 }
+
+static inline float32x4_t v_exp(float32x4_t x) { return v_exp_(x, 1); }
 
 static inline float32x4_t v_erf(float32x4_t x)
 {
@@ -57,7 +64,7 @@ static inline float32x4_t v_erf(float32x4_t x)
     Q = vfmaq_f32(vdupq_n_f32(CS_ERF_Q2), Q, t);
     Q = vfmaq_f32(vdupq_n_f32(CS_ERF_Q1), Q, t);
     Q = vfmaq_f32(vdupq_n_f32(CS_ERF_Q0), Q, t);
-    float32x4_t big = vsubq_f32(vdupq_n_f32(1.0f), v_exp(Q));
+    float32x4_t big = vsubq_f32(vdupq_n_f32(1.0f), v_exp_(Q, 0));   /* Q in [-17.4, -1.8] */
     big = vbslq_f32(vdupq_n_u32(0x80000000u), x, big);   /* copysign */
     return vbslq_f32(m, small, big);
 }
@@ -354,22 +361,12 @@ static void scale(const float *x, float s, float *y, size_t n)
 
 /* ---- depthwise 3x3: as simd/x86/avx2.c (blocked, transposed weights, FMA) ---- */
 
-#define DW_CB 64
+#define DW_CB 256
 
+/* channels [c, cb) of one pixel */
 static inline void dw_pixel(const float *const *xp, const int *tk, int nt, const float *wt, const float *bt,
-                            float *yp, size_t cb)
+                            float *yp, size_t c, size_t cb)
 {
-    size_t c = 0;
-    for (; c + 2 * L <= cb; c += 2 * L) {
-        float32x4_t s0 = vld1q_f32(bt + c), s1 = vld1q_f32(bt + c + L);
-        for (int t = 0; t < nt; t++) {
-            const float *wk = wt + tk[t] * DW_CB + c;
-            s0 = vfmaq_f32(s0, vld1q_f32(wk), vld1q_f32(xp[t] + c));
-            s1 = vfmaq_f32(s1, vld1q_f32(wk + L), vld1q_f32(xp[t] + c + L));
-        }
-        vst1q_f32(yp + c, s0);
-        vst1q_f32(yp + c + L, s1);
-    }
     for (; c + L <= cb; c += L) {
         float32x4_t s = vld1q_f32(bt + c);
         for (int t = 0; t < nt; t++) s = vfmaq_f32(s, vld1q_f32(wt + tk[t] * DW_CB + c), vld1q_f32(xp[t] + c));
@@ -382,13 +379,38 @@ static inline void dw_pixel(const float *const *xp, const int *tk, int nt, const
     }
 }
 
+/* columns [1, W-1) of one output row, channels [c, c+4), the 9 weights in
+ * registers while sweeping the row */
+static void dw_interior(const float *const *r, float *yrow, size_t W, size_t C, size_t c, const float *wt,
+                        const float *bt)
+{
+    float32x4_t w0 = vld1q_f32(wt + 0 * DW_CB + c), w1 = vld1q_f32(wt + 1 * DW_CB + c),
+                w2 = vld1q_f32(wt + 2 * DW_CB + c), w3 = vld1q_f32(wt + 3 * DW_CB + c),
+                w4 = vld1q_f32(wt + 4 * DW_CB + c), w5 = vld1q_f32(wt + 5 * DW_CB + c),
+                w6 = vld1q_f32(wt + 6 * DW_CB + c), w7 = vld1q_f32(wt + 7 * DW_CB + c),
+                w8 = vld1q_f32(wt + 8 * DW_CB + c), b = vld1q_f32(bt + c);
+    const float *p0 = r[0] + c, *p1 = r[1] + c, *p2 = r[2] + c;
+    for (size_t wi = 1; wi + 1 < W; wi++, p0 += C, p1 += C, p2 += C) {
+        float32x4_t s = vfmaq_f32(b, w0, vld1q_f32(p0));
+        s = vfmaq_f32(s, w1, vld1q_f32(p0 + C));
+        s = vfmaq_f32(s, w2, vld1q_f32(p0 + 2 * C));
+        s = vfmaq_f32(s, w3, vld1q_f32(p1));
+        s = vfmaq_f32(s, w4, vld1q_f32(p1 + C));
+        s = vfmaq_f32(s, w5, vld1q_f32(p1 + 2 * C));
+        s = vfmaq_f32(s, w6, vld1q_f32(p2));
+        s = vfmaq_f32(s, w7, vld1q_f32(p2 + C));
+        s = vfmaq_f32(s, w8, vld1q_f32(p2 + 2 * C));
+        vst1q_f32(yrow + wi * C + c, s);
+    }
+}
+
 static void dwconv3x3(const float *x, float *y, size_t H, size_t W, size_t C, const float *w, const float *bias,
                       int replicate, size_t h0, size_t h1)
 {
     float wt[9 * DW_CB], bt[DW_CB];
     static const int all9[9] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
     for (size_t c0 = 0; c0 < C; c0 += DW_CB) {
-        size_t cb = C - c0 < DW_CB ? C - c0 : DW_CB;
+        size_t cb = C - c0 < DW_CB ? C - c0 : DW_CB, cfull = cb - cb % L;
         for (size_t c = 0; c < cb; c++) {
             for (int k = 0; k < 9; k++) wt[k * DW_CB + c] = w[(c0 + c) * 9 + (size_t)k];
             bt[c] = bias ? bias[c0 + c] : 0.0f;
@@ -400,7 +422,11 @@ static void dwconv3x3(const float *x, float *y, size_t H, size_t W, size_t C, co
                 if (hh < 0 || hh >= (long)H) hh = replicate ? (hh < 0 ? 0 : (long)H - 1) : -1;
                 rowp[i] = hh < 0 ? NULL : x + (size_t)hh * W * C + c0;
             }
+            float *yrow = y + h * W * C + c0;
+            int all_rows = rowp[0] && rowp[2];
             for (size_t wi = 0; wi < W; wi++) {
+                int interior = all_rows && wi > 0 && wi + 1 < W;
+                if (interior && cfull == cb) continue;   /* all channels done by dw_interior below */
                 const float *xp[9];
                 int tk[9], nt = 0;
                 for (int i = 0; i < 3; i++) {
@@ -415,10 +441,12 @@ static void dwconv3x3(const float *x, float *y, size_t H, size_t W, size_t C, co
                         tk[nt++] = i * 3 + j;
                     }
                 }
-                float *yp = y + (h * W + wi) * C + c0;
-                if (nt == 9) dw_pixel(xp, all9, 9, wt, bt, yp, cb);   /* constant count: unrolled */
-                else dw_pixel(xp, tk, nt, wt, bt, yp, cb);
+                float *yp = yrow + wi * C;
+                if (nt == 9) dw_pixel(xp, all9, 9, wt, bt, yp, interior ? cfull : 0, cb);   /* interior: the scalar tail */
+                else dw_pixel(xp, tk, nt, wt, bt, yp, 0, cb);
             }
+            if (all_rows && W > 2)
+                for (size_t c = 0; c < cfull; c += L) dw_interior(rowp, yrow, W, C, c, wt, bt);
         }
     }
 }

@@ -36,11 +36,14 @@ static inline float hmax(__m256 v)
 
 /* ---- exp and erf (constants and error analysis in simd/vmath.h) ---- */
 
-static inline __m256 v_exp(__m256 x)
+/* full: any x (clamped; 2^n in two steps so subnormal results round once);
+ * else only for |x| < 87, where 2^n is a normal number */
+static inline __attribute__((always_inline)) __m256 v_exp_(__m256 x, int full)
 {
-    /* x as the second operand: min/max return it when it is NaN */
-    x = _mm256_min_ps(_mm256_set1_ps(CS_EXP_HI), x);
-    x = _mm256_max_ps(_mm256_set1_ps(CS_EXP_LO), x);
+    if (full) {   /* x as the second operand: min/max return it when it is NaN */
+        x = _mm256_min_ps(_mm256_set1_ps(CS_EXP_HI), x);
+        x = _mm256_max_ps(_mm256_set1_ps(CS_EXP_LO), x);
+    }
     __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(CS_LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(CS_LN2_HI), x);
     r = _mm256_fnmadd_ps(n, _mm256_set1_ps(CS_LN2_LO), r);
@@ -50,11 +53,14 @@ static inline __m256 v_exp(__m256 x)
     q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(CS_EXP_C0));
     __m256 p = _mm256_add_ps(_mm256_set1_ps(1.0f), _mm256_fmadd_ps(_mm256_mul_ps(r, r), q, r));
     __m256i ni = _mm256_cvtps_epi32(n);
+    if (!full) return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), _mm256_slli_epi32(ni, 23)));
     __m256i a = _mm256_srai_epi32(ni, 1), b = _mm256_sub_epi32(ni, a);
     __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(a, _mm256_set1_epi32(127)), 23));
     __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(b, _mm256_set1_epi32(127)), 23));
     return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
 }
+
+static inline __m256 v_exp(__m256 x) { return v_exp_(x, 1); }
 
 static inline __m256 v_erf(__m256 x)
 {
@@ -78,7 +84,7 @@ static inline __m256 v_erf(__m256 x)
     Q = _mm256_fmadd_ps(Q, t, _mm256_set1_ps(CS_ERF_Q2));
     Q = _mm256_fmadd_ps(Q, t, _mm256_set1_ps(CS_ERF_Q1));
     Q = _mm256_fmadd_ps(Q, t, _mm256_set1_ps(CS_ERF_Q0));
-    __m256 big = _mm256_sub_ps(_mm256_set1_ps(1.0f), v_exp(Q));
+    __m256 big = _mm256_sub_ps(_mm256_set1_ps(1.0f), v_exp_(Q, 0));   /* Q in [-17.4, -1.8] */
     big = _mm256_or_ps(big, _mm256_and_ps(x, sign));
     return _mm256_blendv_ps(big, small, m);
 }
@@ -409,31 +415,48 @@ static void scale(const float *x, float s, float *y, size_t n)
 /* ---- depthwise 3x3 ---- */
 
 /* Channels are done in blocks of DW_CB whose weights are transposed to
- * wt[9][DW_CB] on the stack (PyTorch's [C][3][3] would need gathers). Per
- * output pixel the valid taps (in the reference's order) are listed once;
- * the sum runs bias, then taps in order, with FMA (the reference rounds the
- * products, so results differ by summation rounding only). */
-#define DW_CB 64
+ * wt[9][DW_CB] on the stack (PyTorch's [C][3][3] would need gathers). Each
+ * output sums bias, then the valid taps in the reference's order, with FMA
+ * (the reference rounds the products: results differ by summation rounding
+ * only, and every output is computed the same way whatever rows a thread
+ * gets). Interior columns keep a channel vector's 9 weights in registers
+ * while sweeping the row; border pixels list their taps one by one. */
+#define DW_CB 256
 
 static inline void dw_pixel(const float *const *xp, const int *tk, int nt, const float *wt, const float *bt,
                             float *yp, size_t cb, __m256i tm)
 {
-    size_t c = 0;
-    for (; c + 2 * L <= cb; c += 2 * L) {
-        __m256 s0 = _mm256_loadu_ps(bt + c), s1 = _mm256_loadu_ps(bt + c + L);
-        for (int t = 0; t < nt; t++) {
-            const float *wk = wt + tk[t] * DW_CB + c;
-            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(wk), _mm256_loadu_ps(xp[t] + c), s0);
-            s1 = _mm256_fmadd_ps(_mm256_loadu_ps(wk + L), _mm256_loadu_ps(xp[t] + c + L), s1);
-        }
-        _mm256_storeu_ps(yp + c, s0);
-        _mm256_storeu_ps(yp + c + L, s1);
-    }
-    for (; c < cb; c += L) {
+    for (size_t c = 0; c < cb; c += L) {
         int tail = cb - c < L;
         __m256 s = _mm256_loadu_ps(bt + c);
         for (int t = 0; t < nt; t++) s = _mm256_fmadd_ps(_mm256_loadu_ps(wt + tk[t] * DW_CB + c), LD(xp[t], c), s);
         ST(yp, c, s);
+    }
+}
+
+/* columns [1, W-1) of one output row from three input rows (each at column
+ * 0 of this channel block) */
+static inline __attribute__((always_inline)) void dw_interior(const float *const *r, float *yrow, size_t W, size_t C,
+                                                              size_t c, const float *wt, const float *bt, int tail,
+                                                              __m256i tm)
+{
+    __m256 w0 = _mm256_loadu_ps(wt + 0 * DW_CB + c), w1 = _mm256_loadu_ps(wt + 1 * DW_CB + c),
+           w2 = _mm256_loadu_ps(wt + 2 * DW_CB + c), w3 = _mm256_loadu_ps(wt + 3 * DW_CB + c),
+           w4 = _mm256_loadu_ps(wt + 4 * DW_CB + c), w5 = _mm256_loadu_ps(wt + 5 * DW_CB + c),
+           w6 = _mm256_loadu_ps(wt + 6 * DW_CB + c), w7 = _mm256_loadu_ps(wt + 7 * DW_CB + c),
+           w8 = _mm256_loadu_ps(wt + 8 * DW_CB + c), b = _mm256_loadu_ps(bt + c);
+    const float *p0 = r[0] + c, *p1 = r[1] + c, *p2 = r[2] + c;
+    for (size_t wi = 1; wi + 1 < W; wi++, p0 += C, p1 += C, p2 += C) {
+        __m256 s = _mm256_fmadd_ps(w0, LD(p0, 0), b);
+        s = _mm256_fmadd_ps(w1, LD(p0, C), s);
+        s = _mm256_fmadd_ps(w2, LD(p0, 2 * C), s);
+        s = _mm256_fmadd_ps(w3, LD(p1, 0), s);
+        s = _mm256_fmadd_ps(w4, LD(p1, C), s);
+        s = _mm256_fmadd_ps(w5, LD(p1, 2 * C), s);
+        s = _mm256_fmadd_ps(w6, LD(p2, 0), s);
+        s = _mm256_fmadd_ps(w7, LD(p2, C), s);
+        s = _mm256_fmadd_ps(w8, LD(p2, 2 * C), s);
+        ST(yrow + wi * C, c, s);
     }
 }
 
@@ -446,7 +469,7 @@ static void dwconv3x3(const float *x, float *y, size_t H, size_t W, size_t C, co
     memset(wt, 0, sizeof wt);   /* lanes past the last block's channels are loaded (masked off) */
     memset(bt, 0, sizeof bt);
     for (size_t c0 = 0; c0 < C; c0 += DW_CB) {
-        size_t cb = C - c0 < DW_CB ? C - c0 : DW_CB;
+        size_t cb = C - c0 < DW_CB ? C - c0 : DW_CB, cfull = cb - cb % L;
         __m256i tm = tmask(cb % L ? cb % L : L);
         for (size_t c = 0; c < cb; c++) {
             for (int k = 0; k < 9; k++) wt[k * DW_CB + c] = w[(c0 + c) * 9 + (size_t)k];
@@ -459,7 +482,14 @@ static void dwconv3x3(const float *x, float *y, size_t H, size_t W, size_t C, co
                 if (hh < 0 || hh >= (long)H) hh = replicate ? (hh < 0 ? 0 : (long)H - 1) : -1;
                 rowp[i] = hh < 0 ? NULL : x + (size_t)hh * W * C + c0;
             }
+            float *yrow = y + h * W * C + c0;
+            int all_rows = rowp[0] && rowp[2];
+            if (all_rows && W > 2) {
+                for (size_t c = 0; c < cfull; c += L) dw_interior(rowp, yrow, W, C, c, wt, bt, 0, tm);
+                if (cfull < cb) dw_interior(rowp, yrow, W, C, cfull, wt, bt, 1, tm);
+            }
             for (size_t wi = 0; wi < W; wi++) {
+                if (all_rows && wi > 0 && wi + 1 < W) continue;   /* done above */
                 const float *xp[9];
                 int tk[9], nt = 0;
                 for (int i = 0; i < 3; i++) {
@@ -474,7 +504,7 @@ static void dwconv3x3(const float *x, float *y, size_t H, size_t W, size_t C, co
                         tk[nt++] = i * 3 + j;
                     }
                 }
-                float *yp = y + (h * W + wi) * C + c0;
+                float *yp = yrow + wi * C;
                 if (nt == 9) dw_pixel(xp, all9, 9, wt, bt, yp, cb, tm);   /* constant count: unrolled */
                 else dw_pixel(xp, tk, nt, wt, bt, yp, cb, tm);
             }
