@@ -61,9 +61,14 @@ static int bind_mlp(cs_resblock *b, cs_wmap *m, const char *p, int64_t c, int64_
 int cs_resblock_bind(cs_resblock *b, cs_wmap *m, const char *p, int c, int c_skip)
 {
     memset(b, 0, sizeof *b);
-    b->c = c, b->c_skip = c_skip, b->has_dw = 1;
+    b->c = c, b->c_skip = c_skip, b->has_dw = 1, b->k = 3;
+    char name[256];
+    snprintf(name, sizeof name, "%sdepthwise.weight", p);
+    const cs_tensor *dw = cs_wmap_peek(m, name);   /* the kernel size is the constructor's kernel_size */
+    if (dw && dw->ndim == 4 && dw->shape[2] == dw->shape[3] && (dw->shape[2] & 1) && dw->shape[2] < 64)
+        b->k = (int)dw->shape[2];
     int e = 0;
-    e |= req(m, &b->dw_w, p, "depthwise.weight", 4, (int64_t[]){c, 1, 3, 3});
+    e |= req(m, &b->dw_w, p, "depthwise.weight", 4, (int64_t[]){c, 1, b->k, b->k});
     e |= req(m, &b->dw_b, p, "depthwise.bias", 1, (int64_t[]){c});
     e |= bind_mlp(b, m, p, c, (int64_t)c + c_skip);
     return e ? -1 : 0;
@@ -194,7 +199,8 @@ int cs_resblock_forward(const cs_resblock *b, float *x, size_t N, size_t H, size
                         cs, skip ? "given" : "not given");
     float *t = cs_ws_get(ws, 0, rows * c);
     if (!t) return CS_ENOMEM;
-    int rc = cs_dwconv3x3(x, t, N, H, W, c, &b->dw_w, &b->dw_b, 0);
+    int rc = b->k == 3 ? cs_dwconv3x3(x, t, N, H, W, c, &b->dw_w, &b->dw_b, 0)
+                       : cs_conv2d(x, N, H, W, c, &b->dw_w, &b->dw_b, 1, b->k / 2, (int)c, t, NULL, NULL);
     if (rc) return rc;
     cs_layernorm(t, t, rows, c, 1e-6f, NULL, NULL);
     if (skip) {   /* concat AFTER depthwise + norm: [x | skip] */
@@ -263,6 +269,7 @@ int cs_attnblock_forward(const cs_attnblock *b, float *x, size_t N, size_t HW, c
                          cs_ws *ws)
 {
     size_t c = (size_t)b->c, cc = (size_t)b->c_cond, Lk = HW + Lc, ld = 3 * c;
+    if (!b->self_attn && !Lc) return cs_error(CS_EARG, "AttnBlock without self-attention needs conditioning tokens");
     float *xn = cs_ws_get(ws, 0, N * HW * c), *qkv = cs_ws_get(ws, 1, N * Lk * ld),
           *sc = cs_ws_get(ws, 3, N * Lc * cc), *kv = cs_ws_get(ws, 4, N * Lc * c);
     if (!xn || !qkv || (Lc && (!sc || !kv))) return CS_ENOMEM;
@@ -317,7 +324,8 @@ double cs_block_flops(const cs_block *b, size_t N, size_t HW, size_t Lc)
     case 'C':
     case 'F':
         c = b->u.res.c;
-        return 2.0 * rows * (4 * c * (c + b->u.res.c_skip) + 4 * c * c) + (b->type == 'C' ? 2.0 * rows * 9 * c : 0);
+        return 2.0 * rows * (4 * c * (c + b->u.res.c_skip) + 4 * c * c) +
+               (b->type == 'C' ? 2.0 * rows * b->u.res.k * b->u.res.k * c : 0);
     case 'T': return 2.0 * N * (1 + b->u.ts.nconds) * 2.0 * b->u.ts.c * b->u.ts.c_r;
     case 'A': {
         c = b->u.attn.c;

@@ -34,7 +34,8 @@ size_t cs_ws_bytes(const cs_ws *ws);
 typedef struct {
     int c, c_skip;
     int has_dw;                        /* 1: ResBlock, 0: FeedForwardBlock */
-    cs_tensor dw_w, dw_b;              /* depthwise.weight [c,1,3,3], .bias [c] */
+    int k;                             /* depthwise kernel size (odd; 3 in every release) */
+    cs_tensor dw_w, dw_b;              /* depthwise.weight [c,1,k,k], .bias [c] */
     cs_tensor fc1_w, fc1_b;            /* channelwise.0: [4c, c+c_skip], [4c] */
     cs_tensor gamma, beta;             /* channelwise.2 (GRN): [1,1,1,4c] */
     cs_tensor fc2_w, fc2_b;            /* channelwise.4: [c, 4c], [c] */
@@ -89,7 +90,8 @@ int cs_attnblock_forward(const cs_attnblock *b, float *x, size_t N, size_t HW, c
 int cs_block_forward(const cs_block *b, float *x, size_t N, size_t H, size_t W, const float *skip, const float *t,
                      size_t ldt, const float *cond, size_t Lc, cs_ws *ws);
 
-/* Multiply-adds of one forward of a block on N*HW rows (for GFLOP/s). */
+/* FLOPs (2 per multiply-add) of one forward of a block on N*HW rows: GEMMs,
+ * convs and attention products; norms and activations not counted. */
 double cs_block_flops(const cs_block *b, size_t N, size_t HW, size_t Lc);
 
 #endif

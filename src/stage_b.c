@@ -136,7 +136,7 @@ int cs_stage_b_load_opts(cs_st_file *f, const cs_unet_opts *opt, cs_stage_b **ou
     bind_mapper(&m->pixels, &w, "pixels_mapper", c0);
     in->c_effnet = m->effnet.cin;
     in->c_pixels = m->pixels.cin;
-    rc = cs_unet_bind(&m->net, &w, 1, (int)cc, opt);
+    rc = cs_unet_bind(&m->net, &w, (int)cc, opt);
     if (rc < -1) goto fail;
     if (!rc && m->net.c[0] != c0)
         cs_wmap_problem(&w, "embedding.1.weight: %lld channels but level 0 is %d wide", (long long)c0, m->net.c[0]);

@@ -2,12 +2,15 @@
  * noise of a 16-channel EfficientNet latent from CLIP text/image embeddings.
  *
  * The configuration is read from the tensors alone (§10): level widths and
- * block lists, repeat mappers, c_cond and the CLIP widths, t_conds, c_r.
- * Heads = width/64 (every released checkpoint). Overrides, read from the
- * file's __metadata__["config"] (a JSON object, as the golden weight files
- * carry) or passed in cs_unet_opts: "nhead" (int or per-level list; -1 or 0
- * entries = width/64), "t_conds" (list, the embedding order). Anything else
- * in the metadata is ignored, and malformed metadata is ignored too.
+ * block lists, repeat mappers, c_cond and the CLIP widths, t_conds, c_r,
+ * the depthwise kernel size and the level-transition style. Heads =
+ * width/64 (every released checkpoint). What the weights cannot tell comes
+ * from overrides, read from the file's __metadata__["config"] (a JSON
+ * object, as the golden weight files carry) or passed in cs_unet_opts:
+ * "nhead" (int or per-level list; -1 or 0 entries = width/64), "t_conds"
+ * (list: the embedding order, default sca then crp), "switch_level" (list of
+ * booleans, default all false as released), "self_attn" (default true).
+ * Other metadata is ignored, and so is malformed metadata.
  * Accepted key spellings: official, ComfyUI-prefixed
  * (model.diffusion_model.), diffusers / ComfyUI split attention
  * (to_q/to_k/to_v, to_out.0). Validation is strict: any missing,

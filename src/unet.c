@@ -118,7 +118,10 @@ static int bind_level(cs_unet *u, cs_wmap *m, cs_unet_level *l, const char *grou
         case 'C': e |= cs_resblock_bind(&b->u.res, m, p, c, up && idx > 0 && k == 0 ? c : 0); break;
         case 'F': e |= cs_ffblock_bind(&b->u.res, m, p, c); break;
         case 'T': e |= cs_tsblock_bind(&b->u.ts, m, p, c, u->c_r, u->nconds, conds); break;
-        case 'A': e |= cs_attnblock_bind(&b->u.attn, m, p, c, u->c_cond, u->nhead[level]); break;
+        case 'A':
+            e |= cs_attnblock_bind(&b->u.attn, m, p, c, u->c_cond, u->nhead[level]);
+            b->u.attn.self_attn = !u->cross_only;
+            break;
         }
     }
     if (n == 0) cs_wmap_problem(m, "missing %s%s.%d.0.* (level %d has no blocks)", m->prefix, group, idx, level);
@@ -126,10 +129,9 @@ static int bind_level(cs_unet *u, cs_wmap *m, cs_unet_level *l, const char *grou
     return e || !n ? -1 : 0;
 }
 
-int cs_unet_bind(cs_unet *u, cs_wmap *m, int stage_b, int c_cond, const cs_unet_opts *opt)
+int cs_unet_bind(cs_unet *u, cs_wmap *m, int c_cond, const cs_unet_opts *opt)
 {
     memset(u, 0, sizeof *u);
-    u->stage_b = stage_b;
     u->c_cond = c_cond;
     char p[128];
     int L = 0;
@@ -173,14 +175,18 @@ int cs_unet_bind(cs_unet *u, cs_wmap *m, int stage_b, int c_cond, const cs_unet_
     }
     for (int i = 0; i < L; i++) {
         u->nhead[i] = opt && opt->nhead[i] > 0 ? opt->nhead[i] : u->c[i] % 64 ? 1 : u->c[i] / 64;
+        u->interp[i] = opt && i < L - 1 ? opt->switch_level[i] > 0 : 0;
     }
+    /* transitions: UpDownBlock2d (1x1 conv, key ...1.blocks.N) or strided 2x2 convs (key ...1.weight) */
+    u->strided = L > 1 && !cs_wmap_peek(m, "down_downscalers.1.1.blocks.0.weight");
+    u->cross_only = opt && opt->self_attn < 0;
     int e = 0, rc;
     for (int i = 0; i < L; i++) {
         if ((rc = bind_level(u, m, &u->down[i], "down_blocks", i, i, 0)) < -1) return rc;
         e |= rc;
         if (i == 0) continue;
         int64_t co = u->c[i], ci = u->c[i - 1];
-        if (stage_b) {
+        if (u->strided) {
             snprintf(p, sizeof p, "down_downscalers.%d.1.weight", i);
             e |= cs_wmap_req(m, &u->dn_w[i], p, 4, (int64_t[]){co, ci, 2, 2});
             snprintf(p, sizeof p, "down_downscalers.%d.1.bias", i);
@@ -197,7 +203,7 @@ int cs_unet_bind(cs_unet *u, cs_wmap *m, int stage_b, int c_cond, const cs_unet_
         e |= rc;
         if (l == 0) continue;
         int64_t ci = u->c[l], co = u->c[l - 1];
-        if (stage_b) {
+        if (u->strided) {
             snprintf(p, sizeof p, "up_upscalers.%d.1.weight", ui);
             e |= cs_wmap_req(m, &u->up_w[ui], p, 4, (int64_t[]){ci, co, 2, 2});
             snprintf(p, sizeof p, "up_upscalers.%d.1.bias", ui);
@@ -229,7 +235,18 @@ int cs_unet_opts_from_json(cs_unet_opts *o, const char *js, const char *what)
         return cs_error(CS_EFORMAT, "%s: config is not a JSON object", what);
     }
     int rc = 0;
-    json_t *nh = json_object_get(root, "nhead"), *tc = json_object_get(root, "t_conds");
+    json_t *nh = json_object_get(root, "nhead"), *tc = json_object_get(root, "t_conds"),
+           *sl = json_object_get(root, "switch_level");
+    if (json_is_array(sl) && json_array_size(sl) <= CS_UNET_MAX_LEVELS) {
+        for (size_t i = 0; i < json_array_size(sl); i++) {
+            json_t *v = json_array_get(sl, i);
+            if (!json_is_boolean(v)) rc = cs_error(CS_EFORMAT, "%s: config switch_level[%zu] is not a boolean", what, i);
+            else o->switch_level[i] = json_is_true(v) ? 1 : -1;
+        }
+    } else if (sl && !json_is_null(sl)) rc = cs_error(CS_EFORMAT, "%s: config switch_level is not a list", what);
+    json_t *sa = json_object_get(root, "self_attn");
+    if (json_is_boolean(sa)) o->self_attn = json_is_true(sa) ? 1 : -1;
+    else if (sa) rc = cs_error(CS_EFORMAT, "%s: config self_attn is not a boolean", what);
     if (json_is_integer(nh)) {
         for (int i = 0; i < CS_UNET_MAX_LEVELS; i++) o->nhead[i] = (int)json_integer_value(nh);
     } else if (json_is_array(nh) && json_array_size(nh) <= CS_UNET_MAX_LEVELS) {
@@ -354,23 +371,46 @@ static int run_level(cs_unet *u, const cs_unet_level *l, float *h, size_t N, siz
     return 0;
 }
 
-/* LayerNorm2d, then the level transition conv; returns a new buffer */
-static float *transition(cs_unet *u, const float *h, size_t N, size_t H, size_t W, int cin, const cs_tensor *w,
-                         const cs_tensor *b, int up, size_t *Ho, size_t *Wo)
+/* output size of a transition out of an H x W grid */
+static size_t trans_size(const cs_unet *u, size_t n, int interp, int up)
 {
-    size_t rows = N * H * W, cout = (size_t)(up && u->stage_b ? w->shape[1] : w->shape[0]);
-    size_t oh = u->stage_b ? (up ? 2 * H : H / 2) : H, ow = u->stage_b ? (up ? 2 * W : W / 2) : W;
-    float *t = cs_ws_get(&u->ws, 0, rows * (size_t)cin), *y = cs_alloc(N * oh * ow * cout * sizeof(float));
-    if (!t || !y) {
+    if (u->strided) return up ? 2 * n : n / 2;
+    return interp ? (up ? 2 * n : n / 2) : n;   /* nn.Upsample(scale_factor 2 / 0.5) floors */
+}
+
+/* LayerNorm2d, then the level transition (il: interp flag of the switch); returns a new buffer
+ *   strided:  down Conv2d k2 s2, up ConvTranspose2d k2 s2
+ *   UpDownBlock2d: down conv1x1 then resize, up resize then conv1x1 (resize only if switch_level) */
+static float *transition(cs_unet *u, const float *h, size_t N, size_t H, size_t W, int cin, const cs_tensor *w,
+                         const cs_tensor *b, int up, int il, size_t *Ho, size_t *Wo)
+{
+    size_t rows = N * H * W, cout = (size_t)(up && u->strided ? w->shape[1] : w->shape[0]);
+    size_t oh = trans_size(u, H, il, up), ow = trans_size(u, W, il, up);
+    if (!oh || !ow) {
+        cs_error(CS_EARG, "a %zux%zu grid is too small for the level transitions", H, W);
+        return NULL;
+    }
+    size_t big = (oh * ow > H * W ? oh * ow : H * W) * N;
+    float *t = cs_ws_get(&u->ws, 0, rows * (size_t)cin), *y = cs_alloc(big * cout * sizeof(float));
+    float *r = !u->strided && il ? cs_ws_get(&u->ws, 1, big * (size_t)(cin > (int)cout ? (size_t)cin : cout)) : NULL;
+    if (!t || !y || (!u->strided && il && !r)) {
         cs_free(y);
         cs_error(CS_ENOMEM, "out of memory at a level transition");
         return NULL;
     }
     cs_layernorm(h, t, rows, (size_t)cin, 1e-6f, NULL, NULL);
     int rc;
-    if (!u->stage_b) rc = cs_conv2d(t, N, H, W, (size_t)cin, w, b, 1, 0, 1, y, Ho, Wo);
-    else if (up) rc = cs_conv_transpose2d(t, N, H, W, (size_t)cin, w, b, 2, 0, y, Ho, Wo);
-    else rc = cs_conv2d(t, N, H, W, (size_t)cin, w, b, 2, 0, 1, y, Ho, Wo);
+    if (u->strided && up) rc = cs_conv_transpose2d(t, N, H, W, (size_t)cin, w, b, 2, 0, y, Ho, Wo);
+    else if (u->strided) rc = cs_conv2d(t, N, H, W, (size_t)cin, w, b, 2, 0, 1, y, Ho, Wo);
+    else if (!il) rc = cs_conv2d(t, N, H, W, (size_t)cin, w, b, 1, 0, 1, y, Ho, Wo);
+    else if (up) {
+        cs_resize_bilinear(t, N, H, W, (size_t)cin, r, oh, ow);
+        rc = cs_conv2d(r, N, oh, ow, (size_t)cin, w, b, 1, 0, 1, y, Ho, Wo);
+    } else {
+        rc = cs_conv2d(t, N, H, W, (size_t)cin, w, b, 1, 0, 1, r, NULL, NULL);
+        if (!rc) cs_resize_bilinear(r, N, H, W, cout, y, oh, ow);
+        *Ho = oh, *Wo = ow;
+    }
     if (rc) {
         cs_free(y);
         return NULL;
@@ -388,11 +428,7 @@ int cs_unet_forward(cs_unet *u, float *h, size_t N, size_t H, size_t W, const fl
     /* down: level i's output stays alive as skip[i]; the transition makes a new buffer */
     for (int i = 0; i < L && !rc; i++) {
         if (i > 0) {
-            if (H < 2 || W < 2) {
-                rc = cs_error(CS_EARG, "input too small for %d levels", L);
-                break;
-            }
-            h = transition(u, skip[i - 1], N, H, W, u->c[i - 1], &u->dn_w[i], &u->dn_b[i], 0, &H, &W);
+            h = transition(u, skip[i - 1], N, H, W, u->c[i - 1], &u->dn_w[i], &u->dn_b[i], 0, u->interp[i - 1], &H, &W);
             if (!h) {
                 rc = CS_ENOMEM;
                 break;
@@ -421,7 +457,7 @@ int cs_unet_forward(cs_unet *u, float *h, size_t N, size_t H, size_t W, const fl
             skip[l] = NULL;
         } else skip[l] = NULL;   /* h itself */
         if (rc || l == 0) break;
-        float *nh = transition(u, h, N, H, W, u->c[l], &u->up_w[ui], &u->up_b[ui], 1, &H, &W);
+        float *nh = transition(u, h, N, H, W, u->c[l], &u->up_w[ui], &u->up_b[ui], 1, u->interp[l - 1], &H, &W);
         cs_free(h);
         h = nh;
         if (!h) rc = CS_ENOMEM;
@@ -442,9 +478,10 @@ double cs_unet_flops(const cs_unet *u, size_t N, size_t H, size_t W, size_t Lc)
     int L = u->nlevels;
     size_t sh[CS_UNET_MAX_LEVELS], sw[CS_UNET_MAX_LEVELS];
     for (int i = 0; i < L; i++) {
-        if (i > 0) {
-            if (u->stage_b) H /= 2, W /= 2;
-            f += 2.0 * N * H * W * (double)u->c[i] * u->c[i - 1] * (u->stage_b ? 4 : 1);
+        if (i > 0) {   /* the conv runs at the output size (strided, or 1x1 before a resize) */
+            size_t ch = u->strided ? H / 2 : H, cw = u->strided ? W / 2 : W;
+            f += 2.0 * N * ch * cw * (double)u->c[i] * u->c[i - 1] * (u->strided ? 4 : 1);
+            H = trans_size(u, H, u->interp[i - 1], 0), W = trans_size(u, W, u->interp[i - 1], 0);
         }
         sh[i] = H, sw[i] = W;
         const cs_unet_level *l = &u->down[i];
@@ -458,8 +495,9 @@ double cs_unet_flops(const cs_unet *u, size_t N, size_t H, size_t W, size_t Lc)
         for (int k = 0; k < l->nblocks; k++) f += (l->nrep + 1) * cs_block_flops(&l->blocks[k], N, H * W, Lc);
         f += l->nrep * 2.0 * N * H * W * (double)u->c[lv] * u->c[lv];
         if (lv > 0) {
-            f += 2.0 * N * H * W * (double)u->c[lv] * u->c[lv - 1] * (u->stage_b ? 4 : 1);
-            if (u->stage_b) H *= 2, W *= 2;
+            size_t oh = trans_size(u, H, u->interp[lv - 1], 1), ow = trans_size(u, W, u->interp[lv - 1], 1);
+            f += 2.0 * N * (u->strided ? H * W * 4 : oh * ow) * (double)u->c[lv] * u->c[lv - 1];
+            H = oh, W = ow;
         }
     }
     return f;

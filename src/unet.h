@@ -3,11 +3,13 @@
  * mappers, a down path that keeps every level's output, an up path that
  * feeds the skip into the first ResBlock of every up level but the deepest
  * (bilinearly resizing the running tensor to the skip's size first), and the
- * level transitions:
- *   Stage C: LayerNorm2d + 1x1 conv both ways (UpDownBlock2d, interpolation
- *            disabled as in every released checkpoint);
- *   Stage B: LayerNorm2d + 2x2 stride-2 conv down, LayerNorm2d + 2x2
- *            stride-2 transposed conv up.
+ * level transitions, told apart by their keys:
+ *   UpDownBlock2d (Stage C, keys ...1.blocks.N.*): LayerNorm2d + 1x1 conv
+ *            both ways, with a bilinear x0.5 / x2 resize only where
+ *            switch_level says so (never in the released checkpoints; the
+ *            flag is not in the weights, so it comes from cs_unet_opts);
+ *   strided (Stage B, keys ...1.weight): LayerNorm2d + 2x2 stride-2 conv
+ *            down, LayerNorm2d + 2x2 stride-2 transposed conv up.
  * The structure is inferred from the tensor names and shapes (§10). */
 #ifndef CS_UNET_H
 #define CS_UNET_H
@@ -26,7 +28,9 @@ typedef struct {
 } cs_unet_level;
 
 typedef struct {
-    int stage_b;                                /* transition style, see above */
+    int strided;                                /* transition style, see above */
+    int interp[CS_UNET_MAX_LEVELS];             /* UpDownBlock2d resize between levels i and i+1 */
+    int cross_only;                             /* self_attn=False: keys are the conditioning only */
     int nlevels;
     int c[CS_UNET_MAX_LEVELS];                  /* width per level */
     int nhead[CS_UNET_MAX_LEVELS];              /* heads of the level's AttnBlocks */
@@ -44,6 +48,8 @@ typedef struct {
     int nhead[CS_UNET_MAX_LEVELS];              /* 0 = c/64 */
     int n_conds;                                /* > 0: use conds[] as the order */
     char conds[CS_MAX_TCONDS][24];
+    int switch_level[CS_UNET_MAX_LEVELS];       /* > 0: UpDownBlock2d i<->i+1 resizes; 0 / < 0: not */
+    int self_attn;                              /* < 0: AttnBlocks attend to the conditioning only */
 } cs_unet_opts;
 
 /* What a loaded Stage C / Stage B is (for `cascade models`, logs, tests).
@@ -74,11 +80,12 @@ void cs_unet_info_fill(const cs_unet *u, cs_net_info *info);
 /* Infers and binds the levels of the file behind m. c_cond: width of the
  * conditioning tokens (from the caller's clip mappers). Problems go to m;
  * returns 0, -1 (problems recorded) or a negative CS_E* code. */
-int cs_unet_bind(cs_unet *u, cs_wmap *m, int stage_b, int c_cond, const cs_unet_opts *opt);
+int cs_unet_bind(cs_unet *u, cs_wmap *m, int c_cond, const cs_unet_opts *opt);
 void cs_unet_free(cs_unet *u);
 
 /* Reads overrides from a JSON object string (a `config` as in the golden
- * files: "nhead" int or list, "t_conds" list); missing keys are left alone.
+ * files: "nhead" int or list, "t_conds" list, "switch_level" list of
+ * booleans, "self_attn" boolean); missing keys are left alone.
  * Returns 0, or CS_EFORMAT for malformed JSON / wrong types. */
 int cs_unet_opts_from_json(cs_unet_opts *o, const char *json, const char *what);
 
