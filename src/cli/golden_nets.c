@@ -91,13 +91,27 @@ static int run_tsblock(gcase *c)
     int rc = x && t ? 0 : CS_EFORMAT;
     json_t *cfg = golden_config(c), *conds = cfg ? json_object_get(cfg, "conds") : NULL;
     const char *names[CS_MAX_TCONDS];
+    char found[CS_MAX_TCONDS][24];
     int nc = 0, c_r = golden_cfg_int(c, "c_timestep", 64);
     if (!rc && (conds && !json_is_array(conds))) rc = cs_error(CS_EFORMAT, "%s: config conds is not a list", golden_path(c));
     if (!rc && json_array_size(conds) > CS_MAX_TCONDS) rc = cs_error(CS_EUNSUP, "%s: too many conds", golden_path(c));
     for (size_t i = 0; !rc && i < json_array_size(conds); i++)
         if (!(names[nc++] = json_string_value(json_array_get(conds, i))))
             rc = cs_error(CS_EFORMAT, "%s: config conds[%zu] is not a string", golden_path(c), i);
-    if (!conds && !rc) names[nc++] = "sca", names[nc++] = "crp";   /* the constructor default */
+    if (!conds && !rc) {   /* no list in the config: the mapper_<name> parameters present, sca and crp first */
+        cs_st_file *io = golden_io(c);
+        if (golden_param(c, "mapper_sca.weight")) snprintf(found[nc], 24, "sca"), names[nc] = found[nc], nc++;
+        if (golden_param(c, "mapper_crp.weight")) snprintf(found[nc], 24, "crp"), names[nc] = found[nc], nc++;
+        for (int i = 0; i < cs_st_count(io) && nc < CS_MAX_TCONDS; i++) {
+            const char *n = cs_st_at(io, i)->name;
+            size_t l = strlen(n);
+            if (strncmp(n, "w.mapper_", 9) || l < 17 || strcmp(n + l - 7, ".weight") || l - 16 >= 24) continue;
+            snprintf(found[nc], 24, "%.*s", (int)(l - 16), n + 9);
+            int dup = 0;
+            for (int j = 0; j < nc; j++) dup |= !strcmp(names[j], found[nc]);
+            if (!dup) names[nc] = found[nc], nc++;
+        }
+    }
     if (!rc && (Nt != N || Lt * Ct != (size_t)c_r * (size_t)(1 + nc)))
         rc = cs_error(CS_EFORMAT, "%s: in.t is not [%zu, %d]", golden_path(c), N, c_r * (1 + nc));
     cs_wmap m;
