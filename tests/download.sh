@@ -1,0 +1,291 @@
+#!/bin/sh
+# scripts/download-models against a loopback server that behaves like the
+# Hugging Face hub: HEAD on /resolve/main/<file> answers 302 + X-Linked-Size +
+# X-Linked-Etag (sha256) for "LFS" files and 200 + ETag (git blob sha1) +
+# Content-Length for small files; GET redirects LFS files to /cdn/<file>,
+# which honours Range. Faults are switched per file between runs:
+# truncate N (the next N GETs stop halfway), badsha (a wrong X-Linked-Etag),
+# badetag (a wrong git sha1), fakesize S (HEAD announces S bytes), deny (401).
+# Cases: good download, re-run skips, a transfer cut and resumed within one
+# run, a run that gives up and a second run that resumes the .part, wrong
+# checksums (LFS and small file), denied access, the auto variant choice.
+# python3 is a test tool here (standard library only), not an engine dependency.
+TOP=${TOP_SRCDIR:-.}
+SCRIPT=$TOP/scripts/download-models
+# tests/levels.sh runs every test once per SIMD level; this one does not depend on it
+if [ -n "${CASCADE_SIMD:-}" ] && [ -n "${CASCADE_BIN:-}" ] &&
+   [ "$CASCADE_SIMD" != "$("$CASCADE_BIN" info --levels 2>/dev/null | head -n 1)" ]; then
+    echo "ok (ran at the first SIMD level only: the downloader does not use SIMD)"; exit 0
+fi
+command -v python3 >/dev/null || { echo "SKIP: python3 not found"; exit 77; }
+command -v curl >/dev/null || { echo "SKIP: curl not found"; exit 77; }
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/download.XXXXXX") || exit 99
+srv_pid=
+cleanup() { [ -n "$srv_pid" ] && kill "$srv_pid" 2>/dev/null; rm -rf "$tmp"; }
+trap cleanup EXIT
+fail=0
+ok() { echo "ok $1"; }
+bad() { echo "FAIL $1"; fail=1; }
+
+cat >"$tmp/server.py" <<'EOF'
+import hashlib, http.server, os, socketserver, sys, threading
+
+root, faults_path, log_path, port_path = sys.argv[1:5]
+small = {"text_encoder/config.json", "tokenizer/vocab.json", "tokenizer/merges.txt",
+         "tokenizer/tokenizer_config.json", "tokenizer/special_tokens_map.json"}
+lock = threading.Lock()
+
+def faults():
+    f = {}
+    try:
+        for line in open(faults_path):
+            p = line.split()
+            if len(p) >= 2:
+                f.setdefault(p[0], {})[p[1]] = p[2] if len(p) > 2 else "1"
+    except FileNotFoundError:
+        pass
+    return f
+
+def set_fault(rel, key, value):
+    f = faults()
+    f.setdefault(rel, {})[key] = value
+    with open(faults_path, "w") as out:
+        for r, kv in f.items():
+            for k, v in kv.items():
+                out.write(f"{r} {k} {v}\n")
+
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def log(self):
+        with lock, open(log_path, "a") as f:
+            f.write(f"{self.command} {self.path} range={self.headers.get('Range', '-')} "
+                    f"auth={'yes' if self.headers.get('Authorization') else 'no'}\n")
+
+    def file(self, rel):
+        path = os.path.join(root, rel)
+        return open(path, "rb").read() if os.path.isfile(path) else None
+
+    def empty(self, code, headers=()):
+        self.send_response(code)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_HEAD(self):
+        self.handle_any(head=True)
+
+    def do_GET(self):
+        self.handle_any(head=False)
+
+    def handle_any(self, head):
+        self.log()
+        if self.path.startswith("/resolve/main/"):
+            rel = self.path[len("/resolve/main/"):]
+            data, fl = self.file(rel), faults().get(rel, {})
+            if "deny" in fl:
+                return self.empty(401)
+            if data is None:
+                return self.empty(404)
+            if rel in small:   # kept in git: ETag = git blob sha1
+                etag = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+                if "badetag" in fl:
+                    etag = hashlib.sha1(b"something else").hexdigest()
+                self.send_response(200)
+                self.send_header("ETag", f'"{etag}"')
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if not head:
+                    self.wfile.write(data)
+                return
+            sha = hashlib.sha256(data).hexdigest()
+            if "badsha" in fl:
+                sha = hashlib.sha256(b"not this file").hexdigest()
+            size = fl.get("fakesize", str(len(data)))
+            return self.empty(302, [("Location", f"http://127.0.0.1:{self.server.server_port}/cdn/{rel}"),
+                                    ("X-Linked-Size", size), ("X-Linked-Etag", f'"{sha}"'),
+                                    ("ETag", '"not-the-sha"')])
+        if self.path.startswith("/cdn/"):
+            rel = self.path[len("/cdn/"):]
+            data = self.file(rel)
+            if data is None:
+                return self.empty(404)
+            start, code = 0, 200
+            r = self.headers.get("Range")
+            if r and r.startswith("bytes=") and r.endswith("-"):
+                start, code = int(r[6:-1]), 206
+                if start >= len(data):
+                    return self.empty(416, [("Content-Range", f"bytes */{len(data)}")])
+            body = data[start:]
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Accept-Ranges", "bytes")
+            if code == 206:
+                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            self.end_headers()
+            if head:
+                return
+            n = int(faults().get(rel, {}).get("truncate", "0"))
+            if n > 0:   # send part of the body, then drop the connection
+                set_fault(rel, "truncate", str(n - 1))
+                self.wfile.write(body[: max(1, len(body) // 2)])
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return
+            self.wfile.write(body)
+            return
+        self.empty(404)
+
+class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+
+s = S(("127.0.0.1", 0), H)
+with open(port_path + ".tmp", "w") as f:
+    f.write(str(s.server_port))
+os.rename(port_path + ".tmp", port_path)
+s.serve_forever()
+EOF
+
+# the served repository: random contents
+srv=$tmp/repo
+mkdir -p "$srv/text_encoder" "$srv/tokenizer"
+rnd() { head -c "$2" /dev/urandom >"$srv/$1"; }
+for v in "" _bf16 _lite _lite_bf16; do rnd "stage_c$v.safetensors" 300001; rnd "stage_b$v.safetensors" 200003; done
+rnd stage_a.safetensors 100000; rnd effnet_encoder.safetensors 50000; rnd previewer.safetensors 40000
+rnd text_encoder/model.safetensors 120000
+printf '{"hidden_size": 1280}\n' >"$srv/text_encoder/config.json"
+printf '{"a": 1}\n' >"$srv/tokenizer/vocab.json"
+printf '#version: 0.2\na b\n' >"$srv/tokenizer/merges.txt"
+printf '{}\n' >"$srv/tokenizer/tokenizer_config.json"
+printf '{}\n' >"$srv/tokenizer/special_tokens_map.json"
+
+python3 "$tmp/server.py" "$srv" "$tmp/faults" "$tmp/log" "$tmp/port" &
+srv_pid=$!
+i=0
+while [ ! -s "$tmp/port" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+[ -s "$tmp/port" ] || { echo "ERROR: the test server did not start"; exit 99; }
+URL=http://127.0.0.1:$(cat "$tmp/port")/resolve/main
+dest=$tmp/models
+dl() { sh "$SCRIPT" --repo-url "$URL" --dest "$dest" "$@" >"$tmp/out" 2>"$tmp/err"; }
+same() {  # same NAME REL: the downloaded file equals the served one
+    if cmp -s "$srv/$2" "$dest/$2"; then ok "$1"; else bad "$1: $2 differs or is missing"; cat "$tmp/err"; fi
+}
+has() { if grep -qF -- "$3" "$2"; then ok "$1"; else bad "$1: no '$3' in:"; cat "$2"; fi; }
+lite="stage_c_lite_bf16.safetensors stage_b_lite_bf16.safetensors stage_a.safetensors effnet_encoder.safetensors
+previewer.safetensors text_encoder/model.safetensors text_encoder/config.json tokenizer/vocab.json
+tokenizer/merges.txt tokenizer/tokenizer_config.json tokenizer/special_tokens_map.json"
+
+# 1. a good download, everything verified
+if dl --variant lite-bf16; then ok good-exit; else bad "good-exit: $(cat "$tmp/err")"; fi
+for f in $lite; do same "good-$f" "$f"; done
+[ ! -e "$dest/stage_c.safetensors" ] && ok good-only-variant || bad good-only-variant
+has good-sha "$tmp/err" "stage_a.safetensors: ok (sha256 verified)"
+has good-gitsha "$tmp/err" "tokenizer/vocab.json: ok (gitsha1 verified)"
+[ -z "$(find "$dest" -name '*.part' -o -name '*.bad')" ] && ok good-clean || bad good-clean
+
+# 2. a second run downloads nothing
+: >"$tmp/log"
+if dl --variant lite-bf16; then ok rerun-exit; else bad rerun-exit; fi
+if grep -q "^GET" "$tmp/log"; then bad "rerun: files fetched again"; else ok rerun-no-get; fi
+has rerun-msg "$tmp/err" "stage_c_lite_bf16.safetensors: up to date"
+
+# 3. a transfer cut halfway is resumed in the same run, with a Range request
+rm -f "$dest/stage_c_lite_bf16.safetensors"
+echo "stage_c_lite_bf16.safetensors truncate 1" >"$tmp/faults"
+: >"$tmp/log"
+if dl --variant lite-bf16; then ok cut-exit; else bad "cut-exit: $(cat "$tmp/err")"; fi
+same cut-file stage_c_lite_bf16.safetensors
+has cut-range "$tmp/log" "GET /cdn/stage_c_lite_bf16.safetensors range=bytes=150000-"
+has cut-msg "$tmp/err" "stage_c_lite_bf16.safetensors: resuming at byte 150000"
+
+# 4. a run that gives up keeps the .part; the next run resumes it
+rm -f "$dest/stage_b_lite_bf16.safetensors"
+echo "stage_b_lite_bf16.safetensors truncate 99" >"$tmp/faults"
+if dl --variant lite-bf16; then bad "giveup: exit 0"; else ok giveup-exit; fi
+has giveup-msg "$tmp/err" "download incomplete after 5 attempts"
+part=$dest/stage_b_lite_bf16.safetensors.part
+if [ -f "$part" ] && [ "$(wc -c <"$part")" -gt 0 ] && [ "$(wc -c <"$part")" -lt 200003 ]; then ok giveup-part; else bad giveup-part; fi
+kept=$(wc -c <"$part" | tr -d ' ')
+: >"$tmp/faults"
+: >"$tmp/log"
+if dl --variant lite-bf16; then ok resume-exit; else bad "resume-exit: $(cat "$tmp/err")"; fi
+same resume-file stage_b_lite_bf16.safetensors
+has resume-range "$tmp/log" "GET /cdn/stage_b_lite_bf16.safetensors range=bytes=$kept-"
+[ ! -e "$part" ] && ok resume-no-part || bad resume-no-part
+
+# 5. a wrong sha256 keeps the file aside and fails
+rm -f "$dest/stage_a.safetensors"
+echo "stage_a.safetensors badsha" >"$tmp/faults"
+if dl --variant lite-bf16; then bad "badsha: exit 0"; else ok badsha-exit; fi
+has badsha-msg "$tmp/err" "stage_a.safetensors: sha256 mismatch: expected"
+[ ! -e "$dest/stage_a.safetensors" ] && [ -f "$dest/stage_a.safetensors.bad" ] && ok badsha-aside || bad badsha-aside
+: >"$tmp/faults"
+rm -f "$dest/stage_a.safetensors.bad"
+if dl --variant lite-bf16; then ok badsha-recovered; else bad badsha-recovered; fi
+same badsha-file stage_a.safetensors
+
+# 5b. not enough disk: stops before downloading anything
+rm -f "$dest/stage_a.safetensors"
+echo "stage_a.safetensors fakesize 999999999999999999" >"$tmp/faults"
+: >"$tmp/log"
+if dl --variant lite-bf16; then bad "disk: exit 0"; else ok disk-exit; fi
+has disk-msg "$tmp/err" "GB to download, only"
+if grep -q "^GET" "$tmp/log"; then bad "disk: downloaded anyway"; else ok disk-no-get; fi
+: >"$tmp/faults"
+dl --variant lite-bf16
+
+# 6. a wrong git sha1 for a small file
+rm -f "$dest/tokenizer/merges.txt"
+echo "tokenizer/merges.txt badetag" >"$tmp/faults"
+if dl --variant lite-bf16; then bad "badetag: exit 0"; else ok badetag-exit; fi
+has badetag-msg "$tmp/err" "tokenizer/merges.txt: gitsha1 mismatch"
+: >"$tmp/faults"
+
+# 7. denied access names HF_TOKEN; the token is sent when set
+echo "stage_c.safetensors deny" >"$tmp/faults"
+if dl --variant full --dry-run; then bad "deny: exit 0"; else ok deny-exit; fi
+has deny-msg "$tmp/err" "access denied (HTTP 401)"
+has deny-token "$tmp/err" "set HF_TOKEN"
+: >"$tmp/faults"
+: >"$tmp/log"
+HF_TOKEN=secret dl --variant full --dry-run
+has token-sent "$tmp/log" "HEAD /resolve/main/stage_c.safetensors range=- auth=yes"
+
+# 8. the plan (dry run): sizes and checksums as announced, nothing written
+dl --variant bf16 --dry-run --no-optional
+has plan-c "$tmp/out" "stage_c_bf16.safetensors 300001 bytes sha256 $(sha256sum "$srv/stage_c_bf16.safetensors" | cut -d' ' -f1)"
+has plan-small "$tmp/out" "text_encoder/config.json"
+if grep -q previewer "$tmp/out"; then bad plan-no-optional; else ok plan-no-optional; fi
+
+# 9. auto: from `cascade models --recommend` when cascade is there, else from the announced sizes
+if [ -n "$CASCADE_BIN" ] && [ -x "$CASCADE_BIN" ]; then
+    CASCADE_MEMORY=100G dl --dry-run; has auto-bin-full "$tmp/err" "Stage C: full, Stage B: full"
+    CASCADE_MEMORY=7G dl --dry-run; has auto-bin-lite "$tmp/err" "Stage C: lite, Stage B: lite"
+fi
+# (a copy of the script, so that it does not find the in-tree ../cascade either)
+cp "$SCRIPT" "$tmp/download-models"
+est() { CASCADE_BIN=/nonexistent PATH=/usr/bin:/bin sh "$tmp/download-models" --repo-url "$URL" --dest "$dest" "$@" >"$tmp/out" 2>"$tmp/err"; }
+{
+    echo "stage_c.safetensors fakesize 14356417000"; echo "stage_c_bf16.safetensors fakesize 7178210000"
+    echo "stage_c_lite.safetensors fakesize 4123150000"; echo "stage_c_lite_bf16.safetensors fakesize 2061580000"
+    echo "stage_b.safetensors fakesize 6251770000"; echo "stage_b_bf16.safetensors fakesize 3125890000"
+    echo "stage_b_lite.safetensors fakesize 2797890000"; echo "stage_b_lite_bf16.safetensors fakesize 1398950000"
+} >"$tmp/faults"
+CASCADE_MEMORY=6G est --dry-run
+has auto-est-lite "$tmp/err" "Stage C: lite, Stage B: lite"
+CASCADE_MEMORY=20G est --dry-run
+has auto-est-full "$tmp/err" "Stage C: full, Stage B: full"
+CASCADE_MEMORY=10G est --dry-run --stage-b lite-bf16
+has auto-est-mixed "$tmp/err" "Stage C: bf16, Stage B: lite-bf16"
+: >"$tmp/faults"
+
+# 10. usage
+sh "$SCRIPT" --variant huge >"$tmp/out" 2>"$tmp/err"; rc=$?
+[ $rc = 2 ] && grep -q "unknown variant 'huge'" "$tmp/err" && ok usage-variant || bad "usage-variant: $rc"
+sh "$SCRIPT" --help >"$tmp/out" 2>&1 && grep -q "^usage: download-models" "$tmp/out" && ok usage-help || bad usage-help
+exit $fail
