@@ -76,21 +76,49 @@ int cs_sa_resblock_bind(cs_sa_resblock *b, cs_wmap *m, const char *prefix, int c
  * zero-padded) makes it independent of the image or tile size. */
 #define SA_ROWS 256
 
-/* y[M, N] = x[M, K] W^T + b (W: Linear [N, K] or 1x1 conv [N, K, 1, 1]) in
- * calls of SA_ROWS rows; stage: SA_ROWS * (K + N) floats. */
-static int pixel_linear(const float *x, size_t M, size_t K, const cs_tensor *W, const cs_tensor *b, float *y,
-                        float *stage)
+/* A per-pixel Linear / 1x1 conv as float32, converted once per use (BF16/F16
+ * files) into the op layer's weight scratch slots `slot` and `slot + 1`. */
+typedef struct {
+    const float *w, *b;
+    size_t n, k;
+} pix_lin;
+
+static int pix_lin_get(pix_lin *l, const cs_tensor *W, const cs_tensor *b, int slot)
 {
-    size_t N = (size_t)W->shape[0], full = M / SA_ROWS * SA_ROWS;
-    int rc = 0;
-    for (size_t r = 0; r < full && !rc; r += SA_ROWS) rc = cs_linear(x + r * K, SA_ROWS, K, 0, W, b, y + r * N, 0, 0);
-    if (rc || full == M) return rc;
+    l->n = (size_t)W->shape[0];
+    l->k = (size_t)(cs_tensor_numel(W) / W->shape[0]);
+    l->w = cs_weight_f32(W, slot);
+    l->b = b ? cs_weight_f32(b, slot + 1) : NULL;
+    return l->w && (!b || l->b) ? 0 : CS_ENOMEM;
+}
+
+/* y[SA_ROWS, n] = x[SA_ROWS, k] W^T + b: the one GEMM shape of every pixel */
+static void pix_lin_rows(const pix_lin *l, const float *x, float *y)
+{
+    cs_sgemm(0, 1, SA_ROWS, l->n, l->k, 1.0f, x, l->k, l->w, l->k, 0.0f, y, l->n);
+    if (l->b) {
+#pragma omp parallel for schedule(static)
+        for (size_t r = 0; r < SA_ROWS; r++)
+            for (size_t j = 0; j < l->n; j++) y[r * l->n + j] += l->b[j];
+    }
+}
+
+/* y[M, n] = x[M, k] W^T + b in GEMMs of SA_ROWS rows, the last one
+ * zero-padded through stage (SA_ROWS * (k + n) floats). */
+static int pixel_linear(const float *x, size_t M, const cs_tensor *W, const cs_tensor *b, float *y, float *stage)
+{
+    pix_lin l;
+    if (pix_lin_get(&l, W, b, 0)) return CS_ENOMEM;
+    size_t K = l.k, N = l.n, full = M / SA_ROWS * SA_ROWS;
+    for (size_t r = 0; r < full; r += SA_ROWS) pix_lin_rows(&l, x + r * K, y + r * N);
+    if (full == M) return 0;
     size_t m = M - full;
     float *sx = stage, *sy = stage + SA_ROWS * K;
     memcpy(sx, x + full * K, m * K * sizeof(float));
     memset(sx + m * K, 0, (SA_ROWS - m) * K * sizeof(float));
-    if (!(rc = cs_linear(sx, SA_ROWS, K, 0, W, b, sy, 0, 0))) memcpy(y + full * N, sy, m * N * sizeof(float));
-    return rc;
+    pix_lin_rows(&l, sx, sy);
+    memcpy(y + full * N, sy, m * N * sizeof(float));
+    return 0;
 }
 
 size_t cs_sa_resblock_work(const cs_sa_resblock *b, size_t HW)
@@ -124,8 +152,13 @@ int cs_sa_resblock_forward(const cs_sa_resblock *b, float *x, size_t N, size_t H
         if ((rc = cs_dwconv3x3(t, d, 1, H, W, c, &b->dw_w, &b->dw_b, 1))) break;
         add_scaled(xn, d, b->g[2], HW * c);
         cs_layernorm(xn, t, HW, c, 1e-6f, a2, b2);
-        /* per-pixel MLP in calls of exactly R rows (see SA_ROWS); fc2 overwrites its rows of t */
-        for (size_t r0 = 0; r0 < HW && !rc; r0 += R) {
+        /* per-pixel MLP in GEMMs of exactly R rows (see SA_ROWS); fc2 overwrites its rows of t */
+        pix_lin l1, l2;   /* after the depthwise conv: it used scratch slots 2 and 3 */
+        if ((rc = pix_lin_get(&l1, &b->fc1_w, &b->fc1_b, 0)) || (rc = pix_lin_get(&l2, &b->fc2_w, &b->fc2_b, 2))) {
+            rc = cs_error(rc, "Stage A ResBlock: out of memory converting the MLP weights");
+            break;
+        }
+        for (size_t r0 = 0; r0 < HW; r0 += R) {
             size_t m = HW - r0 < R ? HW - r0 : R;
             float *tr = t + r0 * c;
             if (m < R) {
@@ -133,9 +166,9 @@ int cs_sa_resblock_forward(const cs_sa_resblock *b, float *x, size_t N, size_t H
                 memset(stage + m * c, 0, (R - m) * c * sizeof(float));
                 tr = stage;
             }
-            if ((rc = cs_linear(tr, R, c, 0, &b->fc1_w, &b->fc1_b, hid, 0, 0))) break;
+            pix_lin_rows(&l1, tr, hid);
             cs_gelu(hid, hid, R * ch);
-            if ((rc = cs_linear(hid, R, ch, 0, &b->fc2_w, &b->fc2_b, tr, 0, 0))) break;
+            pix_lin_rows(&l2, hid, tr);
             add_scaled(xn + r0 * c, tr, b->g[5], m * c);
         }
     }
@@ -452,7 +485,8 @@ static int decode_tile(const cs_stage_a *s, const float *zn, size_t w, float sca
         const float *src = zn + ((t->r0 + i) * w + t->c0) * cl;
         for (size_t j = 0; j < W * cl; j++) zt[i * W * cl + j] = src[j] * scale;
     }
-    if ((rc = pixel_linear(zt, H * W, cl, &s->up0_w, &s->up0_b, x, zt + H * W * cl))) return rc;
+    if ((rc = pixel_linear(zt, H * W, &s->up0_w, &s->up0_b, x, zt + H * W * cl)))
+        return cs_error(rc, "Stage A decode: out of memory converting up_blocks.0.0");
     const cs_sa_resblock *rb = s->up_res;
     for (int lv = L - 1; lv >= 0; lv--) {
         int nb = lv == L - 1 ? c->bottleneck_blocks : 1;
@@ -472,7 +506,8 @@ static int decode_tile(const cs_stage_a *s, const float *zn, size_t w, float sca
         W = Wo;
     }
     float *y12 = top ? arena : x + xs, *y3 = y12 + H * W * 12;
-    if ((rc = pixel_linear(x, H * W, (size_t)c->c_levels[0], &s->out_w, &s->out_b, y12, y3 + H * W * 12))) return rc;
+    if ((rc = pixel_linear(x, H * W, &s->out_w, &s->out_b, y12, y3 + H * W * 12)))
+        return cs_error(rc, "Stage A decode: out of memory converting out_block.0");
     cs_pixel_shuffle(y12, 1, H, W, 3, 2, y3);
     size_t Wl = 2 * W, Wi = f * w, rows = (t->a1 - t->a0) * f, cols = (t->b1 - t->b0) * f;
     for (size_t i = 0; i < rows; i++)
