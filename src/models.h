@@ -8,7 +8,9 @@
  * diffusers (attention split into to_q/to_k/to_v + to_out.0, Stage B
  * clip_txt_pooled_mapper, Stage A vquantizer.embedding), ComfyUI's split
  * (to_q/k/v beside attn.out_proj) and any "prefix." in front (ComfyUI
- * combined checkpoints: model.diffusion_model., vae., text_encoder. ...). */
+ * combined checkpoints: model.diffusion_model., vae., text_encoder. ...).
+ * Only spellings the network loaders read are accepted (not, e.g., ComfyUI's
+ * transposed clip_g.text_projection outside the text model's prefix). */
 #ifndef CS_MODELS_H
 #define CS_MODELS_H
 

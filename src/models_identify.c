@@ -125,16 +125,6 @@ static void check_entry(vctx *v, const cs_expect *e)
         if ((t = find(v, alt))) v->renamed = 1;
     } else if (!strcmp(e->name, "vquantizer.codebook.weight")) {
         if ((t = find(v, "vquantizer.embedding.weight"))) v->renamed = 1;
-    } else if (!strcmp(e->name, "text_projection.weight") && ends_with(v->prefix, "transformer.")) {
-        /* ComfyUI clip_g: <p>.text_projection = weight transposed, beside <p>.transformer. */
-        char full[256];
-        snprintf(full, sizeof full, "%.*stext_projection", (int)(strlen(v->prefix) - strlen("transformer.")),
-                 v->prefix);
-        if ((t = cs_st_find(v->f, full))) {
-            int64_t s[2] = {e->shape[1], e->shape[0]};
-            take(v, t, e, 2, s);
-            goto largest;
-        }
     }
     if (t) {
         take(v, t, e, e->ndim, e->shape);

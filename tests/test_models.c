@@ -82,7 +82,7 @@ static void tokenizer_files(const char *dir)
 /* Layouts for the CLI test and for these tests. */
 static int make_tree(const char *root, const char *layout)
 {
-    char d[1024];
+    char d[1200];
     if (!strcmp(layout, "flat") || !strcmp(layout, "flat-min")) {
         int all = !strcmp(layout, "flat");
         for (size_t i = 0; i < sizeof official / sizeof *official; i++)
