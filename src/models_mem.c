@@ -84,11 +84,15 @@ static uint64_t act_bytes(cs_net net, int W, int H, int N)
     uint64_t hb = cdiv((uint64_t)H, 4), wb = cdiv((uint64_t)W, 4), T = hb * wb;
     uint64_t hc = (uint64_t)ceil(H / 42.67), wc = (uint64_t)ceil(W / 42.67);
     switch (net) {
-    case CS_NET_STAGE_A: {   /* decode, batch N: 384 @ T, 192 @ 4T, RGB @ 16T */
-        uint64_t p1 = 3 * n * T * 384 + 2 * n * T * 1536;
-        uint64_t p2 = n * T * 384 + 3 * n * 4 * T * 192 + 2 * n * 4 * T * 768;
-        uint64_t p3 = n * 4 * T * (192 + 12) + 2 * n * 16 * T * 3;
-        return 4 * max2(p1, max2(p2, p3));
+    case CS_NET_STAGE_A: {
+        /* one image's decode: 384 @ T, 192 @ 4T, RGB @ 16T; the pipeline decodes
+         * one image at a time in exact tiles under a budget, so cap it; plus the
+         * batch's latents and float image */
+        uint64_t p1 = 3 * T * 384 + 2 * T * 1536;
+        uint64_t p2 = T * 384 + 3 * 4 * T * 192 + 2 * 4 * T * 768;
+        uint64_t p3 = 4 * T * (192 + 12) + 2 * 16 * T * 3;
+        uint64_t one = 4 * max2(p1, max2(p2, p3)), cap = (uint64_t)(512 * MiB);
+        return (one < cap ? one : cap) + 4 * n * T * (4 + 16 * 3);
     }
     case CS_NET_TEXT_G:   /* prompt + negative, 77 tokens */
         return 4 * (6 * B * 77 * 1280 + 2 * B * 77 * 5120 + B * 20 * 77 * 77);
