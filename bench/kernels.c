@@ -2,7 +2,7 @@
  * through the threaded op layer where one exists, and of cs_linear (F32 and
  * BF16 weights) against cblas_sgemm on the same shapes.
  *
- *   make bench/kernels && nice bench/kernels [--threads N] [--time S]
+ *   make bench/kernels && nice bench/kernels [--threads N] [--time S] [--only NAME|gemm]
  *
  * Each case runs until --time seconds (default 0.5) have passed and reports
  * its best run: the machine may be shared, the minimum is the least
@@ -19,6 +19,7 @@
 #include <time.h>
 
 static double min_time = 0.5;
+static const char *only;   /* --only SUBSTRING: cases whose name contains it ('gemm' for the GEMM table) */
 
 static double now(void)
 {
@@ -144,6 +145,7 @@ static void kernel_table(int nlev, const cs_simd_level *lev)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         kcase *k = &cases[i];
+        if (only && !strstr(k->name, only)) continue;
         c.rows = 4096, c.C = 1536, c.n = 4194304;
         if (k->f == run_softmax) c.rows = 4096, c.C = 661;
         if (k->f == run_grn) c.rows = 576, c.C = 6144;
@@ -225,8 +227,9 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--time") && i + 1 < argc) min_time = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else {
-            fprintf(stderr, "usage: bench/kernels [--threads N] [--time SECONDS]\n");
+            fprintf(stderr, "usage: bench/kernels [--threads N] [--time SECONDS] [--only SUBSTRING|gemm]\n");
             return 2;
         }
     }
@@ -240,9 +243,9 @@ int main(int argc, char **argv)
     for (int l = 0; l < CS_SIMD_LEVELS; l++)
         if (cs_simd_supported((cs_simd_level)l)) lev[nlev++] = (cs_simd_level)l;
     printf("cpu: %s; %d threads; %s\n\n", cs_cpu_model(), threads, cs_blas_info());
-    kernel_table(nlev, lev);
+    if (!only || strcmp(only, "gemm")) kernel_table(nlev, lev);
     printf("\n");
     cs_simd_init();
-    gemm_table();
+    if (!only || !strcmp(only, "gemm")) gemm_table();
     return 0;
 }

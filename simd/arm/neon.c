@@ -379,30 +379,35 @@ static inline void dw_pixel(const float *const *xp, const int *tk, int nt, const
     }
 }
 
-/* columns [1, W-1) of one output row, channels [c, c+4), the 9 weights in
- * registers while sweeping the row */
-static void dw_interior(const float *const *r, float *yrow, size_t W, size_t C, size_t c, const float *wt,
-                        const float *bt)
+/* columns [1, W-1) of one output row from three input rows (each at column
+ * 0 of this channel block): taps at fixed offsets, two vectors at a time,
+ * weights from the stack copy (in L1) */
+#define TAP(k, p, o) \
+    s0 = vfmaq_f32(s0, vld1q_f32(wt + (k) * DW_CB + c), vld1q_f32((p) + (o) + c)); \
+    s1 = vfmaq_f32(s1, vld1q_f32(wt + (k) * DW_CB + c + L), vld1q_f32((p) + (o) + c + L))
+static void dw_interior_row(const float *const *r, float *yrow, size_t W, size_t C, size_t cb, const float *wt,
+                            const float *bt)
 {
-    float32x4_t w0 = vld1q_f32(wt + 0 * DW_CB + c), w1 = vld1q_f32(wt + 1 * DW_CB + c),
-                w2 = vld1q_f32(wt + 2 * DW_CB + c), w3 = vld1q_f32(wt + 3 * DW_CB + c),
-                w4 = vld1q_f32(wt + 4 * DW_CB + c), w5 = vld1q_f32(wt + 5 * DW_CB + c),
-                w6 = vld1q_f32(wt + 6 * DW_CB + c), w7 = vld1q_f32(wt + 7 * DW_CB + c),
-                w8 = vld1q_f32(wt + 8 * DW_CB + c), b = vld1q_f32(bt + c);
-    const float *p0 = r[0] + c, *p1 = r[1] + c, *p2 = r[2] + c;
-    for (size_t wi = 1; wi + 1 < W; wi++, p0 += C, p1 += C, p2 += C) {
-        float32x4_t s = vfmaq_f32(b, w0, vld1q_f32(p0));
-        s = vfmaq_f32(s, w1, vld1q_f32(p0 + C));
-        s = vfmaq_f32(s, w2, vld1q_f32(p0 + 2 * C));
-        s = vfmaq_f32(s, w3, vld1q_f32(p1));
-        s = vfmaq_f32(s, w4, vld1q_f32(p1 + C));
-        s = vfmaq_f32(s, w5, vld1q_f32(p1 + 2 * C));
-        s = vfmaq_f32(s, w6, vld1q_f32(p2));
-        s = vfmaq_f32(s, w7, vld1q_f32(p2 + C));
-        s = vfmaq_f32(s, w8, vld1q_f32(p2 + 2 * C));
-        vst1q_f32(yrow + wi * C + c, s);
+    static const int all9[9] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
+    for (size_t wi = 1; wi + 1 < W; wi++) {
+        const float *p0 = r[0] + (wi - 1) * C, *p1 = r[1] + (wi - 1) * C, *p2 = r[2] + (wi - 1) * C;
+        float *yp = yrow + wi * C;
+        size_t c = 0;
+        for (; c + 2 * L <= cb; c += 2 * L) {
+            float32x4_t s0 = vld1q_f32(bt + c), s1 = vld1q_f32(bt + c + L);
+            TAP(0, p0, 0); TAP(1, p0, C); TAP(2, p0, 2 * C);
+            TAP(3, p1, 0); TAP(4, p1, C); TAP(5, p1, 2 * C);
+            TAP(6, p2, 0); TAP(7, p2, C); TAP(8, p2, 2 * C);
+            vst1q_f32(yp + c, s0);
+            vst1q_f32(yp + c + L, s1);
+        }
+        if (c < cb) {
+            const float *xp[9] = {p0, p0 + C, p0 + 2 * C, p1, p1 + C, p1 + 2 * C, p2, p2 + C, p2 + 2 * C};
+            dw_pixel(xp, all9, 9, wt, bt, yp, c, cb);
+        }
     }
 }
+#undef TAP
 
 static void dwconv3x3(const float *x, float *y, size_t H, size_t W, size_t C, const float *w, const float *bias,
                       int replicate, size_t h0, size_t h1)
@@ -410,7 +415,7 @@ static void dwconv3x3(const float *x, float *y, size_t H, size_t W, size_t C, co
     float wt[9 * DW_CB], bt[DW_CB];
     static const int all9[9] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
     for (size_t c0 = 0; c0 < C; c0 += DW_CB) {
-        size_t cb = C - c0 < DW_CB ? C - c0 : DW_CB, cfull = cb - cb % L;
+        size_t cb = C - c0 < DW_CB ? C - c0 : DW_CB;
         for (size_t c = 0; c < cb; c++) {
             for (int k = 0; k < 9; k++) wt[k * DW_CB + c] = w[(c0 + c) * 9 + (size_t)k];
             bt[c] = bias ? bias[c0 + c] : 0.0f;
@@ -424,9 +429,9 @@ static void dwconv3x3(const float *x, float *y, size_t H, size_t W, size_t C, co
             }
             float *yrow = y + h * W * C + c0;
             int all_rows = rowp[0] && rowp[2];
+            if (all_rows && W > 2) dw_interior_row(rowp, yrow, W, C, cb, wt, bt);
             for (size_t wi = 0; wi < W; wi++) {
-                int interior = all_rows && wi > 0 && wi + 1 < W;
-                if (interior && cfull == cb) continue;   /* all channels done by dw_interior below */
+                if (all_rows && wi > 0 && wi + 1 < W) continue;   /* done above */
                 const float *xp[9];
                 int tk[9], nt = 0;
                 for (int i = 0; i < 3; i++) {
@@ -442,11 +447,9 @@ static void dwconv3x3(const float *x, float *y, size_t H, size_t W, size_t C, co
                     }
                 }
                 float *yp = yrow + wi * C;
-                if (nt == 9) dw_pixel(xp, all9, 9, wt, bt, yp, interior ? cfull : 0, cb);   /* interior: the scalar tail */
+                if (nt == 9) dw_pixel(xp, all9, 9, wt, bt, yp, 0, cb);   /* constant count: unrolled */
                 else dw_pixel(xp, tk, nt, wt, bt, yp, 0, cb);
             }
-            if (all_rows && W > 2)
-                for (size_t c = 0; c < cfull; c += L) dw_interior(rowp, yrow, W, C, c, wt, bt);
         }
     }
 }

@@ -374,8 +374,11 @@ static void scale(const float *x, float s, float *y, size_t n)
  * output sums bias, then the valid taps in the reference's order, with FMA
  * (the reference rounds the products: results differ by summation rounding
  * only, and every output is computed the same way whatever rows a thread
- * gets). Interior columns keep a channel vector's 9 weights in registers
- * while sweeping the row; border pixels list their taps one by one. */
+ * gets). Interior columns take the taps at fixed offsets, two vectors of
+ * channels at a time (weights from the stack copy, in L1); border pixels
+ * list their taps one by one. Keeping one vector's 9 weights in registers
+ * while sweeping a row was slower (a pixel stride per load defeats the
+ * prefetchers). */
 #define DW_CB 256
 
 static inline void dw_pixel(const float *const *xp, const int *tk, int nt, const float *wt, const float *bt,
@@ -390,31 +393,33 @@ static inline void dw_pixel(const float *const *xp, const int *tk, int nt, const
 }
 
 /* columns [1, W-1) of one output row from three input rows (each at column
- * 0 of this channel block) */
-static inline __attribute__((always_inline)) void dw_interior(const float *const *r, float *yrow, size_t W, size_t C,
-                                                              size_t c, const float *wt, const float *bt, int tail,
-                                                              __mmask16 tm)
+ * 0 of this channel block): taps at fixed offsets, weights from L1 */
+#define TAP(k, p, o) \
+    s0 = _mm512_fmadd_ps(_mm512_loadu_ps(wt + (k) * DW_CB + c), _mm512_loadu_ps((p) + (o) + c), s0); \
+    s1 = _mm512_fmadd_ps(_mm512_loadu_ps(wt + (k) * DW_CB + c + L), _mm512_loadu_ps((p) + (o) + c + L), s1)
+static void dw_interior_row(const float *const *r, float *yrow, size_t W, size_t C, size_t cb, const float *wt,
+                            const float *bt, __mmask16 tm)
 {
-    __m512 w0 = _mm512_loadu_ps(wt + 0 * DW_CB + c), w1 = _mm512_loadu_ps(wt + 1 * DW_CB + c),
-           w2 = _mm512_loadu_ps(wt + 2 * DW_CB + c), w3 = _mm512_loadu_ps(wt + 3 * DW_CB + c),
-           w4 = _mm512_loadu_ps(wt + 4 * DW_CB + c), w5 = _mm512_loadu_ps(wt + 5 * DW_CB + c),
-           w6 = _mm512_loadu_ps(wt + 6 * DW_CB + c), w7 = _mm512_loadu_ps(wt + 7 * DW_CB + c),
-           w8 = _mm512_loadu_ps(wt + 8 * DW_CB + c), b = _mm512_loadu_ps(bt + c);
-    const float *p0 = r[0] + c, *p1 = r[1] + c, *p2 = r[2] + c;
-    __mmask16 m = tail ? tm : (__mmask16)0xffff;
-    for (size_t wi = 1; wi + 1 < W; wi++, p0 += C, p1 += C, p2 += C) {
-        __m512 s = _mm512_fmadd_ps(w0, LD(p0, 0), b);
-        s = _mm512_fmadd_ps(w1, LD(p0, C), s);
-        s = _mm512_fmadd_ps(w2, LD(p0, 2 * C), s);
-        s = _mm512_fmadd_ps(w3, LD(p1, 0), s);
-        s = _mm512_fmadd_ps(w4, LD(p1, C), s);
-        s = _mm512_fmadd_ps(w5, LD(p1, 2 * C), s);
-        s = _mm512_fmadd_ps(w6, LD(p2, 0), s);
-        s = _mm512_fmadd_ps(w7, LD(p2, C), s);
-        s = _mm512_fmadd_ps(w8, LD(p2, 2 * C), s);
-        ST(yrow + wi * C, c, s);
+    static const int all9[9] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
+    for (size_t wi = 1; wi + 1 < W; wi++) {
+        const float *p0 = r[0] + (wi - 1) * C, *p1 = r[1] + (wi - 1) * C, *p2 = r[2] + (wi - 1) * C;
+        float *yp = yrow + wi * C;
+        size_t c = 0;
+        for (; c + 2 * L <= cb; c += 2 * L) {
+            __m512 s0 = _mm512_loadu_ps(bt + c), s1 = _mm512_loadu_ps(bt + c + L);
+            TAP(0, p0, 0); TAP(1, p0, C); TAP(2, p0, 2 * C);
+            TAP(3, p1, 0); TAP(4, p1, C); TAP(5, p1, 2 * C);
+            TAP(6, p2, 0); TAP(7, p2, C); TAP(8, p2, 2 * C);
+            _mm512_storeu_ps(yp + c, s0);
+            _mm512_storeu_ps(yp + c + L, s1);
+        }
+        if (c < cb) {
+            const float *xp[9] = {p0 + c, p0 + C + c, p0 + 2 * C + c, p1 + c, p1 + C + c, p1 + 2 * C + c, p2 + c, p2 + C + c, p2 + 2 * C + c};
+            dw_pixel(xp, all9, 9, wt + c, bt + c, yp + c, cb - c, tm);
+        }
     }
 }
+#undef TAP
 
 static void dwconv3x3(const float *x, float *y, size_t H, size_t W, size_t C, const float *w, const float *bias,
                       int replicate, size_t h0, size_t h1)
@@ -425,7 +430,7 @@ static void dwconv3x3(const float *x, float *y, size_t H, size_t W, size_t C, co
     memset(wt, 0, sizeof wt);   /* lanes past the last block's channels are loaded (masked off) */
     memset(bt, 0, sizeof bt);
     for (size_t c0 = 0; c0 < C; c0 += DW_CB) {
-        size_t cb = C - c0 < DW_CB ? C - c0 : DW_CB, cfull = cb - cb % L;
+        size_t cb = C - c0 < DW_CB ? C - c0 : DW_CB;
         __mmask16 tm = tmask(cb % L ? cb % L : L);
         for (size_t c = 0; c < cb; c++) {
             for (int k = 0; k < 9; k++) wt[k * DW_CB + c] = w[(c0 + c) * 9 + (size_t)k];
@@ -440,10 +445,7 @@ static void dwconv3x3(const float *x, float *y, size_t H, size_t W, size_t C, co
             }
             float *yrow = y + h * W * C + c0;
             int all_rows = rowp[0] && rowp[2];
-            if (all_rows && W > 2) {
-                for (size_t c = 0; c < cfull; c += L) dw_interior(rowp, yrow, W, C, c, wt, bt, 0, tm);
-                if (cfull < cb) dw_interior(rowp, yrow, W, C, cfull, wt, bt, 1, tm);
-            }
+            if (all_rows && W > 2) dw_interior_row(rowp, yrow, W, C, cb, wt, bt, tm);
             for (size_t wi = 0; wi < W; wi++) {
                 if (all_rows && wi > 0 && wi + 1 < W) continue;   /* done above */
                 const float *xp[9];
