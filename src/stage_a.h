@@ -72,7 +72,7 @@ typedef struct {
 typedef struct cs_stage_a cs_stage_a;
 
 /* From an open file (borrowed). prefix NULL: the first of "", "vae.",
- * "first_stage_model." under which up_blocks.0.0.weight exists. */
+ * "first_stage_model.", "vqgan." under which up_blocks.0.0.weight exists. */
 int cs_stage_a_load(cs_st_file *f, const char *prefix, cs_stage_a **out);
 /* Opens path; the model owns the file. */
 int cs_stage_a_open(const char *path, cs_stage_a **out);
