@@ -92,6 +92,15 @@ if command -v python3 >/dev/null; then
     text "$tmp/o/a.png" models | grep -q '"xxh64":"[0-9a-f]\{16\}"' && ok metadata || bad metadata
 fi
 
+# the demo's tokenizer: the vocabulary files when given, else the byte-level fallback (and it says so)
+$BIN generate --demo -p x $FAST -o "$tmp/o/tok_a.png" 2>"$tmp/err" >/dev/null
+grep -q "tokenizer: byte-level fallback" "$tmp/err" && ok demo-byte-tokenizer || { bad demo-byte-tokenizer; cat "$tmp/err"; }
+if [ -f "$SHARED_DIR/tokenizer/vocab.json" ]; then
+    $BIN generate --demo -p x $FAST -o "$tmp/o/tok_b.png" --tokenizer "$SHARED_DIR/tokenizer" 2>"$tmp/err" >/dev/null
+    grep -q "tokenizer: $SHARED_DIR/tokenizer" "$tmp/err" && ! cmp -s "$tmp/o/tok_a.png" "$tmp/o/tok_b.png" &&
+        ok demo-vocab-tokenizer || { bad demo-vocab-tokenizer; cat "$tmp/err"; }
+fi
+
 # ---- output rules ----
 cp "$tmp/o/a.png" "$tmp/a.keep"
 refuse no-overwrite $G -p x --seed 1 -o "$tmp/o/a.png" $FAST

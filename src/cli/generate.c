@@ -446,8 +446,16 @@ static int resolve_models(state *s, cs_model_paths *mp, cs_model_set **setp)
         snprintf(msg, sizeof msg, "%s", cs_last_error());
         for (size_t i = 0; i < sizeof hint / sizeof *hint; i++) {
             snprintf(want, sizeof want, "no %s found", cs_part_title(hint[i].p));
-            if (!strncmp(msg, want, strlen(want)))
-                return cs_error(rc, "%s; wanted a file such as %s", msg, hint[i].files);
+            if (strncmp(msg, want, strlen(want)))
+                continue;
+            /* a file named like the part that could not be used says why */
+            const char *stem = cs_part_name(hint[i].p);
+            for (int k = 0; k < set->n; k++) {
+                const cs_model_file *f = &set->files[k];
+                if (f->problem && strstr(f->path, stem))
+                    return cs_error(rc, "%s; %s was skipped: %s", msg, f->path, f->problem);
+            }
+            return cs_error(rc, "%s; wanted a file such as %s", msg, hint[i].files);
         }
         return rc;
     }
