@@ -24,7 +24,11 @@ void cs_threads_set(int n)
 #else
     if (n <= 0) n = 1;
 #endif
-    openblas_set_num_threads(n);
+    /* OpenBLAS runs single-threaded inside our OpenMP threads (cs_sgemm splits
+     * the product): with its own pool, libgomp's workers spin-waiting after
+     * each OpenMP region took the cores from the BLAS threads (Stage C lite
+     * on 2 cores: ~40% of the samples in libgomp's spin loop) */
+    openblas_set_num_threads(1);
     nthreads = n;
 }
 
@@ -40,12 +44,37 @@ const char *cs_blas_info(void)
     return buf;
 }
 
+static void sgemm1(int transA, int transB, size_t M, size_t N, size_t K, float alpha, const float *A, size_t lda,
+                   const float *B, size_t ldb, float beta, float *C, size_t ldc)
+{
+    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, (int)M,
+                (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+}
+
+/* Split over the OpenMP threads along the larger of M and N (each part
+ * re-packs the smaller operand only); every C element is still one
+ * single-threaded dot product in OpenBLAS's fixed K order, so results do not
+ * depend on the split. */
 void cs_sgemm(int transA, int transB, size_t M, size_t N, size_t K, float alpha, const float *A, size_t lda,
               const float *B, size_t ldb, float beta, float *C, size_t ldc)
 {
     if (!M || !N) return;
-    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, (int)M,
-                (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+    int T = nthreads;
+    if (T <= 1 || (double)M * (double)N * (double)K < 4e6) {
+        sgemm1(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    int byM = M >= N;
+    size_t D = byM ? M : N, al = byM ? 8 : 32, chunk = ((D + (size_t)T - 1) / (size_t)T + al - 1) / al * al;
+    long parts = (long)((D + chunk - 1) / chunk);
+#pragma omp parallel for schedule(static) num_threads(T)
+    for (long t = 0; t < parts; t++) {
+        size_t d0 = (size_t)t * chunk, d = D - d0 < chunk ? D - d0 : chunk;
+        if (byM)
+            sgemm1(transA, transB, d, N, K, alpha, transA ? A + d0 : A + d0 * lda, lda, B, ldb, beta, C + d0 * ldc, ldc);
+        else
+            sgemm1(transA, transB, M, d, K, alpha, A, lda, transB ? B + d0 * ldb : B + d0, ldb, beta, C + d0, ldc);
+    }
 }
 
 /* ---- weights as float32 ---- */

@@ -2,10 +2,11 @@
  * activations, threaded with OpenMP, calling the kernel table (cs_k) and
  * OpenBLAS. Models call only these (and cs_k for small things).
  *
- * Thread policy: cs_threads_set(n) sets both OpenMP and OpenBLAS to n.
- * OpenBLAS is only ever called from outside OpenMP parallel regions and our
- * OpenMP regions never call BLAS, so the two pools never run at once and
- * never oversubscribe the cores.
+ * Thread policy: one pool. cs_threads_set(n) sets OpenMP to n threads and
+ * OpenBLAS to 1; cs_sgemm splits each product over the OpenMP threads, each
+ * calling single-threaded OpenBLAS. (With OpenBLAS's own pthreads pool, the
+ * libgomp workers spin-waiting after every OpenMP region took the cores from
+ * the BLAS threads: ~40% of Stage C's samples were libgomp's spin loop.)
  *
  * Weights (cs_tensor) may be F32, BF16 or F16 in PyTorch layout, straight
  * from the mmap; ops convert them on the fly into per-thread scratch.
