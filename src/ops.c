@@ -65,9 +65,14 @@ void cs_sgemm(int transA, int transB, size_t M, size_t N, size_t K, float alpha,
         return;
     }
     int byM = M >= N;
-    size_t D = byM ? M : N, al = byM ? 8 : 32, chunk = ((D + (size_t)T - 1) / (size_t)T + al - 1) / al * al;
+    /* up to 4 parts per thread, taken dynamically (a thread slowed by another
+     * process does not hold the others at the barrier), while parts keep
+     * >= 512 rows/columns so re-packing the shared operand stays ~2% */
+    size_t D = byM ? M : N, al = byM ? 8 : 32, P = (size_t)T;
+    while (P < 4 * (size_t)T && D / (P + (size_t)T) >= 512) P += (size_t)T;
+    size_t chunk = ((D + P - 1) / P + al - 1) / al * al;
     long parts = (long)((D + chunk - 1) / chunk);
-#pragma omp parallel for schedule(static) num_threads(T)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(T)
     for (long t = 0; t < parts; t++) {
         size_t d0 = (size_t)t * chunk, d = D - d0 < chunk ? D - d0 : chunk;
         if (byM)
@@ -133,40 +138,43 @@ const float *cs_weight_f32(const cs_tensor *t, int slot)
 /* ---- element-wise, split into chunks over threads ---- */
 
 #define CHUNK 4096
+/* Below this many floats an op runs on the calling thread: a parallel region
+ * costs more than the work, and on a loaded machine far more. */
+#define PAR_MIN 16384
 
 void cs_gelu(const float *x, float *y, size_t n)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i += CHUNK) cs_k.gelu(x + i, y + i, n - i < CHUNK ? n - i : CHUNK);
 }
 
 void cs_quick_gelu(const float *x, float *y, size_t n)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i += CHUNK) cs_k.quick_gelu(x + i, y + i, n - i < CHUNK ? n - i : CHUNK);
 }
 
 void cs_silu(const float *x, float *y, size_t n)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i += CHUNK) cs_k.silu(x + i, y + i, n - i < CHUNK ? n - i : CHUNK);
 }
 
 void cs_sigmoid(const float *x, float *y, size_t n)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i += CHUNK) cs_k.sigmoid(x + i, y + i, n - i < CHUNK ? n - i : CHUNK);
 }
 
 void cs_add(const float *a, const float *b, float *y, size_t n)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i += CHUNK) cs_k.add(a + i, b + i, y + i, n - i < CHUNK ? n - i : CHUNK);
 }
 
 void cs_scale(const float *x, float s, float *y, size_t n)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i += CHUNK) cs_k.scale(x + i, s, y + i, n - i < CHUNK ? n - i : CHUNK);
 }
 
@@ -176,7 +184,7 @@ static size_t row_block(size_t C) { return C >= CHUNK ? 1 : CHUNK / C; }
 void cs_layernorm(const float *x, float *y, size_t rows, size_t C, float eps, const float *w, const float *b)
 {
     size_t rb = row_block(C);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * C >= PAR_MIN)
     for (size_t r = 0; r < rows; r += rb)
         cs_k.layernorm(x + r * C, y + r * C, rows - r < rb ? rows - r : rb, C, eps, w, b);
 }
@@ -188,7 +196,7 @@ void cs_modulate(const float *x, float *y, size_t N, size_t HW, size_t C, const 
     for (size_t n = 0; n < N; n++) {
         const float *xn = x + n * HW * C;
         float *yn = y + n * HW * C;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (HW * C >= PAR_MIN)
         for (size_t r = 0; r < HW; r += rb)
             cs_k.modulate(xn + r * C, yn + r * C, HW - r < rb ? HW - r : rb, C, a + n * ldab, b + n * ldab);
     }
@@ -196,7 +204,7 @@ void cs_modulate(const float *x, float *y, size_t N, size_t HW, size_t C, const 
 
 void cs_channel_affine(const float *x, float *y, size_t rows, size_t C, const float *s, const float *t)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * C >= PAR_MIN)
     for (size_t r = 0; r < rows; r++)
         for (size_t c = 0; c < C; c++) y[r * C + c] = x[r * C + c] * s[c] + t[c];
 }
@@ -205,10 +213,10 @@ static void add_bias_rows(float *y, size_t rows, size_t N, size_t ldy, const flo
 {
     if (ldy == N) {
         size_t rb = row_block(N);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * N >= PAR_MIN)
         for (size_t r = 0; r < rows; r += rb) cs_k.add_bias(y + r * N, y + r * N, rows - r < rb ? rows - r : rb, N, bias);
     } else {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * N >= PAR_MIN)
         for (size_t r = 0; r < rows; r++) cs_k.add_bias(y + r * ldy, y + r * ldy, 1, N, bias);
     }
 }
@@ -238,8 +246,11 @@ int cs_linear(const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W
 
 int cs_grn(const float *x, float *y, size_t N, size_t HW, size_t C, const float *gamma, const float *beta)
 {
-    int T = nthreads > 0 ? nthreads : 1;
-    float *part = cs_calloc((size_t)T * C * sizeof(float)), *nx = cs_alloc(C * sizeof(float));
+    /* sums of squares over fixed blocks of rows, added in block order: the
+     * result does not depend on the thread count */
+    const size_t rows_per = 256;
+    size_t nb = (HW + rows_per - 1) / rows_per;
+    float *part = cs_calloc(nb * C * sizeof(float)), *nx = cs_alloc(C * sizeof(float));
     if (!part || !nx) {
         cs_free(part);
         cs_free(nx);
@@ -248,28 +259,23 @@ int cs_grn(const float *x, float *y, size_t N, size_t HW, size_t C, const float 
     for (size_t n = 0; n < N; n++) {
         const float *xn = x + n * HW * C;
         float *yn = y + n * HW * C;
-        memset(part, 0, (size_t)T * C * sizeof(float));
-#pragma omp parallel num_threads(T)
-        {
-            int t = 0, nt = 1;
-#ifdef _OPENMP
-            t = omp_get_thread_num();
-            nt = omp_get_num_threads();
-#endif
-            size_t r0 = HW * (size_t)t / (size_t)nt, r1 = HW * (size_t)(t + 1) / (size_t)nt;
-            if (r1 > r0) cs_k.sumsq_cols(xn + r0 * C, r1 - r0, C, part + (size_t)t * C);
+        memset(part, 0, nb * C * sizeof(float));
+#pragma omp parallel for schedule(static) if (HW * C >= PAR_MIN)
+        for (size_t b = 0; b < nb; b++) {
+            size_t r0 = b * rows_per, r1 = r0 + rows_per < HW ? r0 + rows_per : HW;
+            cs_k.sumsq_cols(xn + r0 * C, r1 - r0, C, part + b * C);
         }
         double mean = 0;
         for (size_t c = 0; c < C; c++) {
             float s = 0;
-            for (int t = 0; t < T; t++) s += part[(size_t)t * C + c];
+            for (size_t b = 0; b < nb; b++) s += part[b * C + c];
             nx[c] = sqrtf(s);
             mean += nx[c];
         }
         float m = (float)(mean / (double)C) + 1e-6f;
         for (size_t c = 0; c < C; c++) nx[c] = nx[c] / m;
         size_t rb = row_block(C);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (HW * C >= PAR_MIN)
         for (size_t r = 0; r < HW; r += rb)
             cs_k.grn_apply(xn + r * C, yn + r * C, HW - r < rb ? HW - r : rb, C, nx, gamma, beta);
     }
