@@ -69,7 +69,9 @@ static int fold_bn(cs_wmap *m, const char *p, int64_t C, double eps, int affine,
 }
 
 /* "<p>.0.weight" [cout, cin/groups, k, k] + BatchNorm "<p>.1.*"; cout <= 0
- * and k <= 0: read off the weight. Returns cout, or -1. */
+ * and k <= 0: read off the weight; groups < 0: depthwise. Problems go to m;
+ * returns the output width when known (so binding can go on past a broken
+ * layer and report the rest), else -1. */
 static int bind_cna(cs_wmap *m, cna *c, const char *p, int cin, int cout, int k, int stride, int groups, int act)
 {
     char nm[128];
@@ -79,22 +81,23 @@ static int bind_cna(cs_wmap *m, cna *c, const char *p, int cin, int cout, int k,
         if (cout <= 0) cout = (int)t->shape[0];
         if (k <= 0) k = (int)t->shape[2];
     }
-    if (groups < 0) groups = cout;   /* depthwise */
+    if (k <= 0) k = 3;
+    if (groups < 0) groups = cout;
     c->cin = cin, c->cout = cout, c->k = k, c->stride = stride, c->groups = groups, c->act = act;
-    if (cout <= 0 || k <= 0 || k % 2 == 0 || groups <= 0 || cin % groups) {
-        cs_wmap_problem(m, "%s%s: missing or not a [C, %d/groups, k, k] conv with odd k", m->prefix, nm, cin);
+    if (!t) cs_wmap_problem(m, "missing %s%s", m->prefix, nm);
+    else if (cout <= 0 || k % 2 == 0 || groups <= 0 || cin % groups) {
+        cs_wmap_problem(m, "%s: not a conv of %d input channels with an odd kernel", t->name, cin);
         return -1;
-    }
-    int bad = cs_wmap_req(m, &c->w, nm, 4, (int64_t[]){cout, cin / groups, k, k});
+    } else cs_wmap_req(m, &c->w, nm, 4, (int64_t[]){cout, cin / groups, k, k});
+    if (cout <= 0) return -1;
     snprintf(nm, sizeof nm, "%s.1", p);
-    bad |= fold_bn(m, nm, cout, 1e-3, 1, &c->s);
-    if (bad) return -1;
-    c->t = c->s + cout;
+    if (!fold_bn(m, nm, cout, 1e-3, 1, &c->s)) c->t = c->s + cout;
     return cout;
 }
 
 static void free_cna(cna *c) { free(c->s); }
 
+/* Returns 0 when the block's output width is known (problems, if any, are in m). */
 static int bind_block(cs_wmap *m, mbblock *b, int s, int i, int cin)
 {
     char p[96], q[128];
@@ -106,34 +109,37 @@ static int bind_block(cs_wmap *m, mbblock *b, int s, int i, int cin)
         b->type = 'M';
         b->ncna = 3;
         snprintf(q, sizeof q, "%s.0", p);
-        if ((b->E = bind_cna(m, &b->c[0], q, cin, 0, 1, 1, 1, 1)) < 0) return -1;
+        b->E = bind_cna(m, &b->c[0], q, cin, 0, 1, 1, 1, 1);
+        snprintf(q, sizeof q, "%s.1.0.weight", p);
+        const cs_tensor *dw = cs_wmap_peek(m, q);
+        if (b->E <= 0 && dw && dw->ndim == 4) b->E = (int)dw->shape[0];
+        if (b->E <= 0) return -1;
         snprintf(q, sizeof q, "%s.1", p);
-        if (bind_cna(m, &b->c[1], q, b->E, b->E, 0, b->stride, -1, 1) < 0) return -1;
+        bind_cna(m, &b->c[1], q, b->E, b->E, 0, b->stride, -1, 1);
         snprintf(q, sizeof q, "%s.2.fc1.weight", p);
         const cs_tensor *f1 = cs_wmap_peek(m, q);
-        b->S = f1 && f1->ndim == 4 ? (int)f1->shape[0] : 1;
-        int bad = cs_wmap_req(m, &b->fc1_w, q, 4, (int64_t[]){b->S, b->E, 1, 1});
+        b->S = f1->ndim == 4 ? (int)f1->shape[0] : 1;
+        cs_wmap_req(m, &b->fc1_w, q, 4, (int64_t[]){b->S, b->E, 1, 1});
         snprintf(q, sizeof q, "%s.2.fc1.bias", p);
-        bad |= cs_wmap_req(m, &b->fc1_b, q, 1, (int64_t[]){b->S});
+        cs_wmap_req(m, &b->fc1_b, q, 1, (int64_t[]){b->S});
         snprintf(q, sizeof q, "%s.2.fc2.weight", p);
-        bad |= cs_wmap_req(m, &b->fc2_w, q, 4, (int64_t[]){b->E, b->S, 1, 1});
+        cs_wmap_req(m, &b->fc2_w, q, 4, (int64_t[]){b->E, b->S, 1, 1});
         snprintf(q, sizeof q, "%s.2.fc2.bias", p);
-        bad |= cs_wmap_req(m, &b->fc2_b, q, 1, (int64_t[]){b->E});
+        cs_wmap_req(m, &b->fc2_b, q, 1, (int64_t[]){b->E});
         snprintf(q, sizeof q, "%s.3", p);
-        if ((b->cout = bind_cna(m, &b->c[2], q, b->E, 0, 1, 1, 1, 0)) < 0 || bad) return -1;
+        b->cout = bind_cna(m, &b->c[2], q, b->E, 0, 1, 1, 1, 0);
     } else {   /* FusedMBConv: 3x3 (expand) conv, then a 1x1 project unless expand ratio 1 */
         b->type = 'F';
         snprintf(q, sizeof q, "%s.1.0.weight", p);
         int two = cs_wmap_peek(m, q) != NULL;
         b->ncna = two ? 2 : 1;
         snprintf(q, sizeof q, "%s.0", p);
-        if ((b->E = bind_cna(m, &b->c[0], q, cin, 0, 0, b->stride, 1, 1)) < 0) return -1;
-        b->cout = b->E;
+        b->cout = b->E = bind_cna(m, &b->c[0], q, cin, 0, 0, b->stride, 1, 1);
         snprintf(q, sizeof q, "%s.1", p);
-        if (two && (b->cout = bind_cna(m, &b->c[1], q, b->E, 0, 1, 1, 1, 0)) < 0) return -1;
+        if (two) b->cout = b->E > 0 ? bind_cna(m, &b->c[1], q, b->E, 0, 1, 1, 1, 0) : -1;
     }
     b->residual = b->stride == 1 && b->cin == b->cout;
-    return 0;
+    return b->cout > 0 ? 0 : -1;
 }
 
 static int bind(cs_effnet *e, cs_wmap *m)
@@ -152,7 +158,7 @@ static int bind(cs_effnet *e, cs_wmap *m)
         c->blocks[s] = i;
         nb += i;
     }
-    if (m->nprob) return cs_wmap_finish(m, "EfficientNet encoder");
+    if (m->nprob) return cs_wmap_finish(m, "Stable Cascade EfficientNet encoder");
     e->blk = calloc((size_t)nb, sizeof *e->blk);
     if (!e->blk) return cs_error(CS_ENOMEM, "EfficientNet: out of memory");
     int ch = bind_cna(m, &e->stem, "backbone.0", 3, 0, 3, 2, 1, 1);
@@ -170,13 +176,12 @@ static int bind(cs_effnet *e, cs_wmap *m)
     }
     const cs_tensor *mw = cs_wmap_peek(m, "mapper.0.weight");
     c->c_latent = mw && mw->ndim == 4 ? (int)mw->shape[0] : 16;
-    if (c->c_head > 0 && !cs_wmap_req(m, &e->map_w, "mapper.0.weight", 4, (int64_t[]){c->c_latent, c->c_head, 1, 1}) &&
-        !fold_bn(m, "mapper.1", c->c_latent, 1e-5, 0, &e->map_s))
-        e->map_t = e->map_s + c->c_latent;
+    if (c->c_head > 0) cs_wmap_req(m, &e->map_w, "mapper.0.weight", 4, (int64_t[]){c->c_latent, c->c_head, 1, 1});
+    if (!fold_bn(m, "mapper.1", c->c_latent, 1e-5, 0, &e->map_s)) e->map_t = e->map_s + c->c_latent;
     /* ComfyUI's encoder carries its normalisation constants as parameters */
     cs_wmap_find(m, "mean");
     cs_wmap_find(m, "std");
-    return cs_wmap_finish(m, "EfficientNet encoder");
+    return cs_wmap_finish(m, "Stable Cascade EfficientNet encoder");
 }
 
 int cs_effnet_load(cs_st_file *f, const char *prefix, cs_effnet **out)
