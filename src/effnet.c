@@ -290,7 +290,7 @@ static int squeeze_excite(const mbblock *b, float *x, size_t P, float *v)
     }
     if (rc) return rc;
     cs_sigmoid(sc, sc, E);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (P * E >= 1 << 16)
     for (size_t p = 0; p < P; p++)
         for (size_t e = 0; e < E; e++) x[p * E + e] *= sc[e];
     return 0;

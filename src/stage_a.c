@@ -96,11 +96,9 @@ static int pix_lin_get(pix_lin *l, const cs_tensor *W, const cs_tensor *b, int s
 static void pix_lin_rows(const pix_lin *l, const float *x, float *y)
 {
     cs_sgemm(0, 1, SA_ROWS, l->n, l->k, 1.0f, x, l->k, l->w, l->k, 0.0f, y, l->n);
-    if (l->b) {
-#pragma omp parallel for schedule(static)
+    if (l->b)   /* a few hundred kB, in cache: not worth waking threads */
         for (size_t r = 0; r < SA_ROWS; r++)
             for (size_t j = 0; j < l->n; j++) y[r * l->n + j] += l->b[j];
-    }
 }
 
 /* y[M, n] = x[M, k] W^T + b in GEMMs of SA_ROWS rows, the last one
@@ -129,7 +127,7 @@ size_t cs_sa_resblock_work(const cs_sa_resblock *b, size_t HW)
 /* x += d * g, as torch does it: the product rounded, then the sum */
 static void add_scaled(float *x, const float *d, float g, size_t n)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= 1 << 16)
     for (size_t i = 0; i < n; i++) x[i] += d[i] * g;
 }
 

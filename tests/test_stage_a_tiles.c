@@ -199,7 +199,7 @@ static void check_tiles(const char *what, const cs_stage_a *m, size_t N, size_t 
     CHECK(!rc && same(ref, y, n_out, &at), "%s: planned tiles %zux%zu differ at %zu", what, th, tw, at);
 
     /* the comparison can fail: a different scale changes the output */
-    rc = cs_stage_a_decode(m, z, N, h, w, 0.5f, 5, 0, y);
+    rc = cs_stage_a_decode(m, z, N, h, w, 0.5f, 0, 0, y);
     CHECK(!rc && !same(ref, y, n_out, &at), "%s: output does not depend on the scale", what);
     free(z);
     free(ref);
@@ -333,8 +333,16 @@ static void test_validation(void)
     free_wfile(&wf);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    (void)argc;
+    /* Hundreds of small tiles alternate OpenMP regions and BLAS calls; with
+     * libgomp's default spinning that crawls when make check shares the
+     * cores with other jobs. Results do not depend on the wait policy. */
+    if (!getenv("OMP_WAIT_POLICY")) {
+        setenv("OMP_WAIT_POLICY", "passive", 1);
+        execv("/proc/self/exe", argv);   /* falls through where that does not exist */
+    }
     const char *t = getenv("TMPDIR");
     snprintf(tmpdir, sizeof tmpdir, "%s", t && *t ? t : "/tmp");
     cs_threads_set(2);
