@@ -4,6 +4,7 @@
 #include "error.h"
 #include "ops.h"
 
+#include <math.h>
 #include <string.h>
 
 /* Runs f(x_nhwc, y_nhwc) on in.x and checks out.y; y has Cy channels and Hy x Wy. */
@@ -55,14 +56,28 @@ static int run_grn(gcase *c)
 static int run_interpolate(gcase *c)
 {
     json_t *cfg = golden_config(c), *size = cfg ? json_object_get(cfg, "size") : NULL;
+    json_t *sf = cfg ? json_object_get(cfg, "scale_factor") : NULL;
     const char *mode = cfg ? json_string_value(json_object_get(cfg, "mode")) : NULL;
-    if (!mode || strcmp(mode, "bilinear") || !json_is_true(json_object_get(cfg, "align_corners")) ||
-        json_array_size(size) != 2)
-        return cs_error(CS_EUNSUP, "%s: only bilinear, align_corners=True with an explicit size is supported",
+    int by_size = json_array_size(size) == 2, by_scale = !by_size && (json_is_number(sf) || json_array_size(sf) == 2);
+    if (!mode || strcmp(mode, "bilinear") || !json_is_true(json_object_get(cfg, "align_corners")) || (!by_size && !by_scale))
+        return cs_error(CS_EUNSUP, "%s: only bilinear, align_corners=True with a size or scale_factor is supported",
                         golden_path(c));
-    size_t N, C, H, W, Ho = (size_t)json_integer_value(json_array_get(size, 0)),
-                       Wo = (size_t)json_integer_value(json_array_get(size, 1));
-    float *x = golden_nhwc(c, "in.x", &N, &C, &H, &W), *y = cs_alloc(N * C * Ho * Wo * sizeof(float));
+    size_t N, C, H, W, Ho = 0, Wo = 0;
+    float *x = golden_nhwc(c, "in.x", &N, &C, &H, &W), *y = NULL;
+    if (by_size) {
+        Ho = (size_t)json_integer_value(json_array_get(size, 0));
+        Wo = (size_t)json_integer_value(json_array_get(size, 1));
+    } else if (x) {   /* torch: out = floor(in * scale); with align_corners the taps depend on sizes only */
+        double sh = json_number_value(json_is_number(sf) ? sf : json_array_get(sf, 0));
+        double sw = json_number_value(json_is_number(sf) ? sf : json_array_get(sf, 1));
+        Ho = (size_t)floor((double)H * sh);
+        Wo = (size_t)floor((double)W * sw);
+    }
+    if (x && (!Ho || !Wo)) {
+        cs_free(x);
+        return cs_error(CS_EFORMAT, "%s: output size %zux%zu", golden_path(c), Ho, Wo);
+    }
+    if (x) y = cs_alloc(N * C * Ho * Wo * sizeof(float));
     int rc = CS_ENOMEM;
     if (x && y) {
         cs_resize_bilinear(x, N, H, W, C, y, Ho, Wo);
@@ -107,11 +122,18 @@ static int run_conv(gcase *c, int transposed)
     if (!w || w->ndim != 4) return cs_error(CS_EFORMAT, "%s: missing w.weight", golden_path(c));
     int stride = golden_cfg_int(c, "stride", 1), pad = golden_cfg_int(c, "padding", 0),
         groups = golden_cfg_int(c, "groups", 1);
+    /* options the ops do not take: refuse rather than compute something else */
+    if (stride < 1 || pad < 0 || golden_cfg_int(c, "dilation", 1) != 1 || golden_cfg_int(c, "output_padding", 0) != 0 ||
+        (transposed && groups != 1))
+        return cs_error(CS_EUNSUP, "%s: only dilation 1, output_padding 0 (and groups 1 when transposed) are supported",
+                        golden_path(c));
     size_t N, C, H, W, Ho, Wo;
     float *x = golden_nhwc(c, "in.x", &N, &C, &H, &W);
     if (!x) return CS_EFORMAT;
     size_t Cout = (size_t)(transposed ? w->shape[1] : w->shape[0]), k = (size_t)w->shape[2];
-    size_t maxo = transposed ? ((H - 1) * (size_t)stride + k) * ((W - 1) * (size_t)stride + k) : H * W;
+    /* padding can make a conv's output larger than its input */
+    size_t P2 = 2 * (size_t)pad,
+           maxo = transposed ? ((H - 1) * (size_t)stride + k) * ((W - 1) * (size_t)stride + k) : (H + P2) * (W + P2);
     float *y = cs_alloc(N * Cout * maxo * sizeof(float));
     int rc = CS_ENOMEM;
     if (y) {
