@@ -90,20 +90,26 @@ static float *tokens(gcase *c, const char *name, size_t *N, size_t *L, size_t *C
     return x;
 }
 
-/* [cond; uncond] along the batch: both [N, L, C]; NULL + cs_error on mismatch */
+/* [cond; uncond] along the batch: both [N, L, C]; NULL + cs_error on mismatch.
+ * An absent uncond is zeros, as GDF.sample makes it (unused without CFG). */
 static float *pair_tokens(gcase *c, const char *cond, const char *uncond, size_t *N, size_t *L,
                           size_t *C)
 {
     size_t n2, l2, c2;
-    float *a = tokens(c, cond, N, L, C), *b = a ? tokens(c, uncond, &n2, &l2, &c2) : NULL, *y = NULL;
-    if (a && b && (n2 != *N || l2 != *L || c2 != *C))
+    int have_u = golden_tensor(c, uncond) != NULL;
+    float *a = tokens(c, cond, N, L, C), *b = a && have_u ? tokens(c, uncond, &n2, &l2, &c2) : NULL;
+    float *y = NULL;
+    if (a && !have_u)
+        n2 = *N, l2 = *L, c2 = *C;
+    if (a && (b || !have_u) && (n2 != *N || l2 != *L || c2 != *C))
         cs_error(CS_EFORMAT, "%s: %s and %s differ in shape", golden_path(c), cond, uncond);
-    else if (a && b && !(y = cs_alloc(2 * *N * *L * *C * sizeof(float))))
+    else if (a && (b || !have_u) && !(y = cs_calloc(2 * *N * *L * *C * sizeof(float))))
         cs_error(CS_ENOMEM, "out of memory");
     if (y) {
         size_t n = *N * *L * *C;
         memcpy(y, a, n * sizeof *y);
-        memcpy(y + n, b, n * sizeof *y);
+        if (b)
+            memcpy(y + n, b, n * sizeof *y);
     }
     cs_free(a);
     cs_free(b);
@@ -127,21 +133,32 @@ static int net_opts(gcase *c, const char *key, cs_unet_opts *o, const cs_unet_op
 }
 
 /* Sampler settings from config[key] = {cfg, shift, timesteps, t_start} and
- * config cfg_rho / sampler (DDPM is what the goldens record). */
-static int sample_params(gcase *c, const char *key, cs_sample_params *p)
+ * config cfg_rho / sampler ("DDPMSampler...", "DDIMSampler(eta=E)", "LCMSampler").
+ * cfg null = no CFG. *mix = 1 when cfg is a number that cs_sample would take
+ * as "no CFG" (0) but GDF.sample still mixes: lerp(e_u, e_c, 0) = e_u, rescaled. */
+static int sample_params(gcase *c, const char *key, cs_sample_params *p, int *mix)
 {
     json_t *cfg = golden_config(c), *s = cfg ? json_object_get(cfg, key) : NULL;
     if (!json_is_object(s))
         return cs_error(CS_EFORMAT, "%s: config has no '%s' sampling settings", golden_path(c), key);
-    json_t *smp = json_object_get(cfg, "sampler");
-    if (json_is_string(smp) && strncmp(json_string_value(smp), "DDPMSampler", 11) != 0)
-        return cs_error(CS_EUNSUP, "%s: sampler '%s' (only DDPMSampler cases are handled)",
-                        golden_path(c), json_string_value(smp));
     cs_sample_defaults_c(p);
-    json_t *v;
-    if (!json_is_number(v = json_object_get(s, "cfg")))
+    json_t *smp = json_object_get(cfg, "sampler");
+    const char *sn = json_is_string(smp) ? json_string_value(smp) : "DDPMSampler";
+    if (!strncmp(sn, "DDIMSampler", 11)) {
+        const char *e = strstr(sn, "eta=");
+        p->sampler = CS_SAMPLER_DDIM;
+        p->eta = e ? strtof(e + 4, NULL) : 0.0f;   /* DDIMSampler.step default eta 0 */
+    } else if (!strncmp(sn, "LCMSampler", 10)) {
+        p->sampler = CS_SAMPLER_LCM;
+    } else if (strncmp(sn, "DDPMSampler", 11) != 0) {
+        return cs_error(CS_EUNSUP, "%s: sampler '%s' (DDPM, DDIM and LCM samplers are handled)",
+                        golden_path(c), sn);
+    }
+    json_t *v = json_object_get(s, "cfg");
+    if (!json_is_number(v) && !json_is_null(v))
         return cs_error(CS_EFORMAT, "%s: %s.cfg missing", golden_path(c), key);
-    p->cfg = (float)json_number_value(v);
+    p->cfg = json_is_null(v) ? 0.0f : (float)json_number_value(v);
+    *mix = json_is_number(v) && p->cfg == 0.0f;
     if (!json_is_number(v = json_object_get(s, "shift")))
         return cs_error(CS_EFORMAT, "%s: %s.shift missing", golden_path(c), key);
     p->shift = (float)json_number_value(v);
@@ -154,12 +171,51 @@ static int sample_params(gcase *c, const char *key, cs_sample_params *p)
     return 0;
 }
 
+typedef struct {
+    cs_eps_fn inner;
+    void *inner_ctx;
+    float cfg, rho;
+    size_t per;   /* floats per image */
+} cfg_mix;
+
+/* cs_eps_fn doing GDF.sample's CFG itself: model on [x; x], lerp, rescale */
+static int mix_eps(void *ctx, const float *x, int nb, float r, float *eps)
+{
+    cfg_mix *w = ctx;
+    size_t count = (size_t)nb * w->per;
+    float *xx = cs_alloc(2 * count * sizeof *xx), *e = cs_alloc(2 * count * sizeof *e);
+    int rc = xx && e ? 0 : cs_error(CS_ENOMEM, "out of memory");
+    if (!rc) {
+        memcpy(xx, x, count * sizeof *xx);
+        memcpy(xx + count, x, count * sizeof *xx);
+        rc = w->inner(w->inner_ctx, xx, 2 * nb, r, e);
+    }
+    if (!rc) {
+        float sd_c = cs_std_unbiased(e, count);
+        cs_cfg_lerp(e, e + count, w->cfg, eps, count);
+        if (w->rho > 0.0f)
+            cs_cfg_rescale(eps, count, sd_c, cs_std_unbiased(eps, count), w->rho);
+    }
+    cs_free(xx);
+    cs_free(e);
+    return rc;
+}
+
 /* Runs one sampling loop with replayed noise and per-step checks, then
  * checks the schedule tables, the result and the final x. x / result:
- * [N, H, W, C] channels-last (N, C, H, W from <in>noise_init). */
-static int sample_stage(gcase *c, const cs_sample_params *p, const char *in, const char *out,
-                        cs_eps_fn eps, void *eps_ctx, size_t N, size_t per, float *result)
+ * [N, H, W, C] channels-last (N, C, H, W from <in>noise_init). mix: see sample_params. */
+static int sample_stage(gcase *c, const cs_sample_params *p, int mix, const char *in,
+                        const char *out, cs_eps_fn eps, void *eps_ctx, size_t N, size_t per,
+                        float *result)
 {
+    cfg_mix w = {eps, eps_ctx, p->cfg, p->cfg_rho, per};
+    cs_sample_params q = *p;
+    if (mix) {   /* cs_sample makes one N-image call per step; mix_eps does the CFG */
+        q.cfg = 1.0f;
+        eps = mix_eps;
+        eps_ctx = &w;
+        p = &q;
+    }
     char name[64];
     cs_schedule s;
     int rc = cs_schedule_init(&s, p->steps, p->shift, p->t_start, p->t_end);
@@ -243,13 +299,13 @@ static int run_c(gcase *c, const char *cfg_model, const char *cfg_sampling, cons
     char name[64];
     size_t N, C, H, W, Nt, Lt, Ct, Np, Lp, Cp, Ni = 0, M = 1, Ci = 0;
     float *text = NULL, *pool = NULL, *img = NULL, *res = NULL;
-    int rc = golden_weights(c, "stage_c", &f);
+    int mix = 0, rc = golden_weights(c, "stage_c", &f);
     if (!rc)
         rc = net_opts(c, cfg_model, &o, &use);
     if (!rc)
         rc = cs_stage_c_load_opts(f, use, &m);
     if (!rc)
-        rc = sample_params(c, cfg_sampling, &p);
+        rc = sample_params(c, cfg_sampling, &p, &mix);
     snprintf(name, sizeof name, "%snoise_init", in);
     if (!rc)
         rc = latent_shape(c, name, &N, &C, &H, &W);
@@ -277,7 +333,7 @@ static int run_c(gcase *c, const char *cfg_model, const char *cfg_sampling, cons
         goto done;
     }
     c_ctx k = {m, H, W, Lt, M, text, pool, img, {0}};
-    rc = sample_stage(c, &p, in, out, c_eps, &k, N, H * W * C, res);
+    rc = sample_stage(c, &p, mix, in, out, c_eps, &k, N, H * W * C, res);
 done:
     cs_free(text);
     cs_free(pool);
@@ -333,13 +389,13 @@ static int run_b(gcase *c, const char *cfg_model, const char *cfg_sampling, cons
     char name[64];
     size_t N, C, H, W, Nc, Lc, Cc;
     float *clip = NULL, *res = NULL;
-    int rc = golden_weights(c, "stage_b", &f);
+    int mix = 0, rc = golden_weights(c, "stage_b", &f);
     if (!rc)
         rc = net_opts(c, cfg_model, &o, &use);
     if (!rc)
         rc = cs_stage_b_load_opts(f, use, &m);
     if (!rc)
-        rc = sample_params(c, cfg_sampling, &p);
+        rc = sample_params(c, cfg_sampling, &p, &mix);
     snprintf(name, sizeof name, "%snoise_init", in);
     if (!rc)
         rc = latent_shape(c, name, &N, &C, &H, &W);
@@ -362,7 +418,7 @@ static int run_b(gcase *c, const char *cfg_model, const char *cfg_sampling, cons
         goto done;
     }
     b_ctx k = {m, H, W, hc, wc, effnet, clip, {0}};
-    rc = sample_stage(c, &p, in, out, b_eps, &k, N, H * W * C, res);
+    rc = sample_stage(c, &p, mix, in, out, b_eps, &k, N, H * W * C, res);
 done:
     cs_free(clip);
     cs_stage_b_free(m);
@@ -379,16 +435,20 @@ static float *pair_nhwc(gcase *c, const char *a, const char *b, size_t *N, size_
                         size_t *W)
 {
     size_t n2, c2, h2, w2;
-    float *x = golden_nhwc(c, a, N, C, H, W), *y = x ? golden_nhwc(c, b, &n2, &c2, &h2, &w2) : NULL;
+    int have_u = golden_tensor(c, b) != NULL;   /* absent: zeros, as GDF.sample makes it */
+    float *x = golden_nhwc(c, a, N, C, H, W), *y = x && have_u ? golden_nhwc(c, b, &n2, &c2, &h2, &w2) : NULL;
     float *z = NULL;
-    if (x && y && (n2 != *N || c2 != *C || h2 != *H || w2 != *W))
+    if (x && !have_u)
+        n2 = *N, c2 = *C, h2 = *H, w2 = *W;
+    if (x && (y || !have_u) && (n2 != *N || c2 != *C || h2 != *H || w2 != *W))
         cs_error(CS_EFORMAT, "%s: %s and %s differ in shape", golden_path(c), a, b);
-    else if (x && y && !(z = cs_alloc(2 * *N * *C * *H * *W * sizeof *z)))
+    else if (x && (y || !have_u) && !(z = cs_calloc(2 * *N * *C * *H * *W * sizeof *z)))
         cs_error(CS_ENOMEM, "out of memory");
     if (z) {
         size_t n = *N * *C * *H * *W;
         memcpy(z, x, n * sizeof *z);
-        memcpy(z + n, y, n * sizeof *z);
+        if (y)
+            memcpy(z + n, y, n * sizeof *z);
     }
     cs_free(x);
     cs_free(y);
