@@ -3,6 +3,9 @@
 # (CASCADE_SIMD forced), so the whole suite is checked at every level.
 # Exit codes: 0 pass, 77 skip, 99 hard error, else fail.
 test="$1"; shift
+# Tests run side by side (make -j): OpenMP workers that spin-wait would steal
+# the cores from each other, so they sleep instead (results are unaffected).
+OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}; export OMP_WAIT_POLICY
 levels=$("$CASCADE_BIN" info --levels) || { echo "cannot list SIMD levels"; exit 99; }
 [ -n "$CASCADE_TEST_LEVELS" ] && levels="$CASCADE_TEST_LEVELS"
 status=0
