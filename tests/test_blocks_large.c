@@ -91,7 +91,7 @@ static void build(net *f32, net *b16)
     int first = npool;
     memset(f32, 0, sizeof *f32);
     cs_resblock *r = &f32->res;
-    r->c = C, r->c_skip = C, r->has_dw = 1;
+    r->c = C, r->c_skip = C, r->has_dw = 1, r->k = 3;
     r->dw_w = *mk(0, 4, (int64_t[]){C, 1, 3, 3}, 1.0f / 3.0f);
     r->dw_b = *mk(0, 1, (int64_t[]){C}, sb);
     r->fc1_w = *mk(0, 2, (int64_t[]){4 * C, 2 * C}, s1);
