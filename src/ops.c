@@ -1,6 +1,7 @@
 #include "ops.h"
 
 #include "../simd/kernels.h"
+#include "backend.h"
 #include "error.h"
 #include "safetensors.h"
 
@@ -59,6 +60,8 @@ void cs_sgemm(int transA, int transB, size_t M, size_t N, size_t K, float alpha,
               const float *B, size_t ldb, float beta, float *C, size_t ldc)
 {
     if (!M || !N) return;
+    const cs_backend *be = cs_backend_active();
+    if (be && be->sgemm && be->sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) == 0) return;
     int T = nthreads;
     if (T <= 1 || (double)M * (double)N * (double)K < 4e6) {
         sgemm1(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);

@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include "../../simd/kernels.h"
+#include "backend.h"
 #include "ops.h"
 
 #include <stdio.h>
@@ -47,6 +48,8 @@ int cmd_info(int argc, char **argv)
     printf("openmp:    disabled at build time (1 thread)\n");
 #endif
     printf("threads:   %d for both OpenMP and BLAS (never nested)\n", cs_threads_get());
+    printf("backend:   %s (CASCADE_BACKEND=cpu|cuda|PATH selects; plugins in $CASCADE_PLUGIN_DIR or %s)\n",
+           cs_backend_name(), CS_PLUGIN_DIR);
     printf("build:     %s\n", CS_BUILD_OPTIONS);
     return 0;
 }

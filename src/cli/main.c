@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include "../../simd/kernels.h"
+#include "backend.h"
 #include "error.h"
 #include "ops.h"
 
@@ -38,6 +39,10 @@ int cli_init(int threads)
     const char *t = getenv("CASCADE_THREADS");
     if (threads <= 0 && t) threads = atoi(t);
     cs_threads_set(threads);
+    if (cs_backend_select(NULL)) {
+        fprintf(stderr, "cascade: %s\n", cs_last_error());
+        return 1;
+    }
     return 0;
 }
 
