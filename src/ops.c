@@ -40,9 +40,23 @@ const char *cs_blas_info(void)
     static char buf[256];
     static const char *par[] = {"sequential", "pthreads", "OpenMP"};
     int p = openblas_get_parallel();
-    snprintf(buf, sizeof buf, "OpenBLAS %s, threading: %s", openblas_get_config(),
-             p >= 0 && p <= 2 ? par[p] : "unknown");
+    snprintf(buf, sizeof buf, "OpenBLAS %s, core %s, threading: %s (called single-threaded per OpenMP thread)",
+             openblas_get_config(), openblas_get_corename(), p >= 0 && p <= 2 ? par[p] : "unknown");
     return buf;
+}
+
+const char *cs_blas_warning(void)
+{
+    /* OpenBLAS falls back to SSE3 kernels on CPUs newer than it knows (e.g.
+     * 0.3.21 on Emerald Rapids): sgemm then runs ~5x below peak */
+    const char *core = openblas_get_corename();
+    static const char *const slow[] = {"Prescott", "Core2", "Katmai", "Northwood", "Banias", "Penryn", "Dunnington"};
+    for (size_t i = 0; i < sizeof slow / sizeof *slow; i++)
+        if (core && !strcmp(core, slow[i]) && cs_simd_supported(CS_SIMD_AVX2))
+            return cs_simd_supported(CS_SIMD_AVX512)
+                       ? "OpenBLAS does not recognise this CPU and uses slow generic kernels; set OPENBLAS_CORETYPE=SkylakeX"
+                       : "OpenBLAS does not recognise this CPU and uses slow generic kernels; set OPENBLAS_CORETYPE=Haswell";
+    return NULL;
 }
 
 static void sgemm1(int transA, int transB, size_t M, size_t N, size_t K, float alpha, const float *A, size_t lda,

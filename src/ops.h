@@ -21,6 +21,7 @@
 void cs_threads_set(int n);        /* n <= 0: all cores */
 int cs_threads_get(void);
 const char *cs_blas_info(void);    /* BLAS library name, config and threading */
+const char *cs_blas_warning(void); /* a hint when BLAS runs slow generic kernels, else NULL */
 
 /* C[M,N] = alpha * op(A) op(B) + beta * C, float32 row-major (cblas_sgemm). */
 void cs_sgemm(int transA, int transB, size_t M, size_t N, size_t K, float alpha,

@@ -41,6 +41,7 @@ int cmd_info(int argc, char **argv)
         if (cs_simd_supported((cs_simd_level)l)) printf(" %s", cs_simd_name((cs_simd_level)l));
     printf(")\n");
     printf("blas:      %s\n", cs_blas_info());
+    if (cs_blas_warning()) printf("warning:   %s\n", cs_blas_warning());
 #ifdef _OPENMP
     printf("openmp:    %d threads (max %d, %d processors)\n", cs_threads_get(), omp_get_max_threads(),
            omp_get_num_procs());
