@@ -202,12 +202,16 @@ static int mix_eps(void *ctx, const float *x, int nb, float r, float *eps)
 }
 
 /* Runs one sampling loop with replayed noise and per-step checks, then
- * checks the schedule tables, the result and the final x. x / result:
- * [N, H, W, C] channels-last (N, C, H, W from <in>noise_init). mix: see sample_params. */
+ * checks the schedule tables, the result and the final x. x / *result:
+ * [N, H, W, C] channels-last (N, C, H, W from <in>noise_init), *result
+ * allocated here (the caller frees it). mix: see sample_params. */
 static int sample_stage(gcase *c, const cs_sample_params *p, int mix, const char *in,
                         const char *out, cs_eps_fn eps, void *eps_ctx, size_t N, size_t per,
-                        float *result)
+                        float **res)
 {
+    float *result = *res = cs_alloc(N * per * sizeof *result);
+    if (!result)
+        return cs_error(CS_ENOMEM, "out of memory");
     cfg_mix w = {eps, eps_ctx, p->cfg, p->cfg_rho, per};
     cs_sample_params q = *p;
     if (mix) {   /* cs_sample makes one N-image call per step; mix_eps does the CFG */
@@ -263,6 +267,19 @@ static int latent_shape(gcase *c, const char *name, size_t *N, size_t *C, size_t
     return 0;
 }
 
+/* What both stages read before sampling: the sampler settings from
+ * config[cfg_sampling] and the latent shape of <in>noise_init. */
+static int sample_setup(gcase *c, const char *cfg_sampling, const char *in, cs_sample_params *p,
+                        int *mix, size_t *N, size_t *C, size_t *H, size_t *W)
+{
+    char name[64];
+    int rc = sample_params(c, cfg_sampling, p, mix);
+    snprintf(name, sizeof name, "%snoise_init", in);
+    if (!rc)
+        rc = latent_shape(c, name, N, C, H, W);
+    return rc;
+}
+
 /* ---- Stage C ------------------------------------------------------------ */
 
 typedef struct {
@@ -296,7 +313,6 @@ static int run_c(gcase *c, const char *cfg_model, const char *cfg_sampling, cons
     const cs_unet_opts *use;
     cs_stage_c *m = NULL;
     cs_sample_params p;
-    char name[64];
     size_t N, C, H, W, Nt, Lt, Ct, Np, Lp, Cp, Ni = 0, M = 1, Ci = 0;
     float *text = NULL, *pool = NULL, *img = NULL, *res = NULL;
     int mix = 0, rc = golden_weights(c, "stage_c", &f);
@@ -305,10 +321,7 @@ static int run_c(gcase *c, const char *cfg_model, const char *cfg_sampling, cons
     if (!rc)
         rc = cs_stage_c_load_opts(f, use, &m);
     if (!rc)
-        rc = sample_params(c, cfg_sampling, &p, &mix);
-    snprintf(name, sizeof name, "%snoise_init", in);
-    if (!rc)
-        rc = latent_shape(c, name, &N, &C, &H, &W);
+        rc = sample_setup(c, cfg_sampling, in, &p, &mix, &N, &C, &H, &W);
     if (rc)
         goto done;
     cs_net_info info;
@@ -328,12 +341,8 @@ static int run_c(gcase *c, const char *cfg_model, const char *cfg_sampling, cons
                       golden_path(c), cs_st_path(f));
         goto done;
     }
-    if (!(res = cs_alloc(N * H * W * C * sizeof *res))) {
-        rc = cs_error(CS_ENOMEM, "out of memory");
-        goto done;
-    }
     c_ctx k = {m, H, W, Lt, M, text, pool, img, {0}};
-    rc = sample_stage(c, &p, mix, in, out, c_eps, &k, N, H * W * C, res);
+    rc = sample_stage(c, &p, mix, in, out, c_eps, &k, N, H * W * C, &res);
 done:
     cs_free(text);
     cs_free(pool);
@@ -386,7 +395,6 @@ static int run_b(gcase *c, const char *cfg_model, const char *cfg_sampling, cons
     const cs_unet_opts *use;
     cs_stage_b *m = NULL;
     cs_sample_params p;
-    char name[64];
     size_t N, C, H, W, Nc, Lc, Cc;
     float *clip = NULL, *res = NULL;
     int mix = 0, rc = golden_weights(c, "stage_b", &f);
@@ -395,10 +403,7 @@ static int run_b(gcase *c, const char *cfg_model, const char *cfg_sampling, cons
     if (!rc)
         rc = cs_stage_b_load_opts(f, use, &m);
     if (!rc)
-        rc = sample_params(c, cfg_sampling, &p, &mix);
-    snprintf(name, sizeof name, "%snoise_init", in);
-    if (!rc)
-        rc = latent_shape(c, name, &N, &C, &H, &W);
+        rc = sample_setup(c, cfg_sampling, in, &p, &mix, &N, &C, &H, &W);
     if (rc)
         goto done;
     cs_net_info info;
@@ -413,12 +418,8 @@ static int run_b(gcase *c, const char *cfg_model, const char *cfg_sampling, cons
                       golden_path(c), cs_st_path(f));
         goto done;
     }
-    if (!(res = cs_alloc(N * H * W * C * sizeof *res))) {
-        rc = cs_error(CS_ENOMEM, "out of memory");
-        goto done;
-    }
     b_ctx k = {m, H, W, hc, wc, effnet, clip, {0}};
-    rc = sample_stage(c, &p, mix, in, out, b_eps, &k, N, H * W * C, res);
+    rc = sample_stage(c, &p, mix, in, out, b_eps, &k, N, H * W * C, &res);
 done:
     cs_free(clip);
     cs_stage_b_free(m);
