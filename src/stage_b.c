@@ -136,19 +136,10 @@ int cs_stage_b_load_opts(cs_st_file *f, const cs_unet_opts *opt, cs_stage_b **ou
     bind_mapper(&m->pixels, &w, "pixels_mapper", c0);
     in->c_effnet = m->effnet.cin;
     in->c_pixels = m->pixels.cin;
-    rc = cs_unet_bind(&m->net, &w, (int)cc, opt);
-    if (rc < -1) goto fail;
-    if (!rc && m->net.c[0] != c0)
-        cs_wmap_problem(&w, "embedding.1.weight: %lld channels but level 0 is %d wide", (long long)c0, m->net.c[0]);
-    if ((rc = cs_wmap_finish(&w, "Stage B"))) goto fail;
-    cs_unet_info_fill(&m->net, in);
-    in->prefix = cs_wmap_prefix(&w);
+    if ((rc = cs_unet_bind_info(&m->net, &w, (int)cc, opt, c0, "Stage B", in))) goto fail;
     in->naming = w.prefix[0] ? "comfyui"
                : cs_unet_split_attention(&m->net) || !strcmp(clipname, "clip_txt_pooled_mapper") ? "diffusers"
                : "official";
-    in->dtype = cs_wmap_dtype(&w);
-    in->nparams = w.nparams;
-    for (int i = 0; i < w.n; i++) in->ntensors += w.used[i];
     set_variant(in);
     cs_wmap_free(&w);
     *out = m;

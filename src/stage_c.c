@@ -95,19 +95,9 @@ int cs_stage_c_load_opts(cs_st_file *f, const cs_unet_opts *opt, cs_stage_c **ou
     e |= cs_wmap_req(&w, &m->emb_b, "embedding.1.bias", 1, (int64_t[]){c0});
     e |= cs_wmap_req(&w, &m->clf_w, "clf.1.weight", 4, (int64_t[]){in->c_out, c0, 1, 1});
     e |= cs_wmap_req(&w, &m->clf_b, "clf.1.bias", 1, (int64_t[]){in->c_out});
-    rc = cs_unet_bind(&m->net, &w, (int)cc, opt);
-    if (rc < -1) goto fail;
-    if (!rc && m->net.c[0] != c0)
-        cs_wmap_problem(&w, "embedding.1.weight: %lld channels but level 0 is %d wide", (long long)c0, m->net.c[0]);
-    if ((rc = cs_wmap_finish(&w, "Stage C"))) goto fail;
+    if ((rc = cs_unet_bind_info(&m->net, &w, (int)cc, opt, c0, "Stage C", in))) goto fail;
     (void)e;   /* problems are all in w */
-    cs_unet_info_fill(&m->net, in);
-    in->prefix = cs_wmap_prefix(&w);
     in->naming = w.prefix[0] ? "comfyui" : cs_unet_split_attention(&m->net) ? "diffusers" : "official";
-    in->dtype = cs_wmap_dtype(&w);
-    in->nparams = w.nparams;
-    in->ntensors = 0;
-    for (int i = 0; i < w.n; i++) in->ntensors += w.used[i];
     set_variant(in);
     cs_wmap_free(&w);
     *out = m;

@@ -325,6 +325,23 @@ void cs_unet_info_fill(const cs_unet *u, cs_net_info *in)
     }
 }
 
+int cs_unet_bind_info(cs_unet *u, cs_wmap *m, int c_cond, const cs_unet_opts *opt, int64_t c0, const char *what,
+                      cs_net_info *in)
+{
+    int rc = cs_unet_bind(u, m, c_cond, opt);
+    if (rc < -1) return rc;
+    if (!rc && u->c[0] != c0)
+        cs_wmap_problem(m, "embedding.1.weight: %lld channels but level 0 is %d wide", (long long)c0, u->c[0]);
+    if ((rc = cs_wmap_finish(m, what))) return rc;
+    cs_unet_info_fill(u, in);
+    in->prefix = cs_wmap_prefix(m);
+    in->dtype = cs_wmap_dtype(m);
+    in->nparams = m->nparams;
+    in->ntensors = 0;
+    for (int i = 0; i < m->n; i++) in->ntensors += m->used[i];
+    return 0;
+}
+
 /* ---- forward ---- */
 
 /* remb [N, c_r*(1+nconds)] = emb(r), then emb of each t_cond (sca, crp or 0) */

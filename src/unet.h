@@ -81,6 +81,12 @@ void cs_unet_info_fill(const cs_unet *u, cs_net_info *info);
  * conditioning tokens (from the caller's clip mappers). Problems go to m;
  * returns 0, -1 (problems recorded) or a negative CS_E* code. */
 int cs_unet_bind(cs_unet *u, cs_wmap *m, int c_cond, const cs_unet_opts *opt);
+/* The end of a Stage B / C load: cs_unet_bind, then checks level 0 against
+ * the embedding width c0, finishes m (every problem, reported as `what`) and
+ * fills info from the net and the map: all but naming and variant.
+ * Returns 0 or a negative CS_E* code (the message from cs_wmap_finish). */
+int cs_unet_bind_info(cs_unet *u, cs_wmap *m, int c_cond, const cs_unet_opts *opt, int64_t c0, const char *what,
+                      cs_net_info *info);
 void cs_unet_free(cs_unet *u);
 
 /* Reads overrides from a JSON object string (a `config` as in the golden
