@@ -66,6 +66,18 @@ static void sgemm1(int transA, int transB, size_t M, size_t N, size_t K, float a
                 (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
 }
 
+/* Parts of a dimension D for T threads: up to 4 per thread, taken
+ * dynamically (a thread slowed by another process does not hold the others
+ * at the barrier), while parts keep >= 512 rows/columns so re-packing the
+ * shared operand stays ~2%; multiples of al. */
+static long gemm_parts(size_t D, int T, size_t al, size_t *chunk)
+{
+    size_t P = (size_t)T;
+    while (P < 4 * (size_t)T && D / (P + (size_t)T) >= 512) P += (size_t)T;
+    *chunk = ((D + P - 1) / P + al - 1) / al * al;
+    return (long)((D + *chunk - 1) / *chunk);
+}
+
 /* Split over the OpenMP threads along the larger of M and N (each part
  * re-packs the smaller operand only); every C element is still one
  * single-threaded dot product in OpenBLAS's fixed K order, so results do not
@@ -82,13 +94,8 @@ void cs_sgemm(int transA, int transB, size_t M, size_t N, size_t K, float alpha,
         return;
     }
     int byM = M >= N;
-    /* up to 4 parts per thread, taken dynamically (a thread slowed by another
-     * process does not hold the others at the barrier), while parts keep
-     * >= 512 rows/columns so re-packing the shared operand stays ~2% */
-    size_t D = byM ? M : N, al = byM ? 8 : 32, P = (size_t)T;
-    while (P < 4 * (size_t)T && D / (P + (size_t)T) >= 512) P += (size_t)T;
-    size_t chunk = ((D + P - 1) / P + al - 1) / al * al;
-    long parts = (long)((D + chunk - 1) / chunk);
+    size_t D = byM ? M : N, chunk;
+    long parts = gemm_parts(D, T, byM ? 8 : 32, &chunk);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(T)
     for (long t = 0; t < parts; t++) {
         size_t d0 = (size_t)t * chunk, d = D - d0 < chunk ? D - d0 : chunk;
@@ -246,9 +253,36 @@ int cs_linear(const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W
     size_t N = (size_t)W->shape[0];
     if (!ldx) ldx = K;
     if (!ldy) ldy = N;
-    const float *w = cs_weight_f32(W, 0);
-    if (!w) return CS_ENOMEM;
-    cs_sgemm(0, 1, M, N, K, 1.0f, x, ldx, w, K, accumulate ? 1.0f : 0.0f, y, ldy);
+    int T = nthreads;
+    const cs_backend *be = cs_backend_active();
+    if (!(be && be->sgemm) && (W->dtype == CS_BF16 || W->dtype == CS_F16) && ((uintptr_t)W->data & 1) == 0 &&
+        T > 1 && N > M && (double)M * (double)N * (double)K >= 4e6) {
+        /* 16-bit weights, product split along N (as cs_sgemm would): each part
+         * converts its own rows just before its GEMM, while they are still in
+         * cache (converting the whole matrix first cost ~10% of a BF16 Stage C
+         * forward in memory traffic). Same parts, same results. */
+        size_t chunk;
+        long parts = gemm_parts(N, T, 32, &chunk);
+        float *buf = scratch_get(0, (size_t)T * chunk * K);
+        if (!buf) return cs_error(CS_ENOMEM, "%s: out of memory converting weights", W->name ? W->name : "linear");
+        void (*cv)(const uint16_t *, float *, size_t) = W->dtype == CS_BF16 ? cs_k.bf16_to_f32 : cs_k.f16_to_f32;
+        const uint16_t *src = W->data;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(T)
+        for (long t = 0; t < parts; t++) {
+            int tid = 0;
+#ifdef _OPENMP
+            tid = omp_get_thread_num();
+#endif
+            size_t d0 = (size_t)t * chunk, d = N - d0 < chunk ? N - d0 : chunk;
+            float *wb = buf + (size_t)tid * chunk * K;
+            cv(src + d0 * K, wb, d * K);
+            sgemm1(0, 1, M, d, K, 1.0f, x, ldx, wb, K, accumulate ? 1.0f : 0.0f, y + d0, ldy);
+        }
+    } else {
+        const float *w = cs_weight_f32(W, 0);
+        if (!w) return CS_ENOMEM;
+        cs_sgemm(0, 1, M, N, K, 1.0f, x, ldx, w, K, accumulate ? 1.0f : 0.0f, y, ldy);
+    }
     if (b) {
         if (cs_tensor_numel(b) != (int64_t)N)
             return cs_error(CS_EMODEL, "%s: expected %zu bias values", b->name ? b->name : "bias", N);
