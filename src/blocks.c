@@ -238,67 +238,61 @@ int cs_tsblock_forward(const cs_tsblock *b, float *x, size_t N, size_t HW, const
     return 0;
 }
 
-/* y[r, 0:n] += bias for rows with stride ldy */
-static void add_bias_strided(float *y, size_t rows, size_t n, size_t ldy, const float *bias)
+/* [k | v] rows [c, 3c) of a packed in_proj, as one [2c, c] / [2c] view */
+static cs_tensor kv_rows(const cs_tensor *packed, const cs_tensor *k_view)
 {
-#pragma omp parallel for schedule(static) if (rows * n > 65536)
-    for (size_t r = 0; r < rows; r++) cs_k.add_bias(y + r * ldy, y + r * ldy, 1, n, bias);
-}
-
-/* y (rows with stride ldy, per image blocks of `rows` rows at image stride ys)
- * = x (image stride xs) W^T + b, W converted once for all images. */
-static int linear_per_image(const float *x, size_t N, size_t rows, size_t xs, size_t K, const cs_tensor *w,
-                            const cs_tensor *bias, float *y, size_t ys, size_t ldy)
-{
-    size_t n_out = (size_t)w->shape[0];
-    const float *wf = cs_weight_f32(w, 0), *bf = cs_weight_f32(bias, 1);
-    if (!wf || !bf) return CS_ENOMEM;
-    for (size_t n = 0; n < N; n++) {
-        cs_sgemm(0, 1, rows, n_out, K, 1.0f, x + n * xs, K, wf, K, 0.0f, y + n * ys, ldy);
-        add_bias_strided(y + n * ys, rows, n_out, ldy, bf);
-    }
-    return 0;
+    cs_tensor t = *packed;
+    t.shape[0] = k_view->shape[0] * 2;
+    t.data = k_view->data;
+    return t;
 }
 
 /* x: [N,HW,c], cond: [N,Lc,cc].
- * kv = Linear(SiLU(cond)) [N,Lc,c]; xn = LN(x) [N,HW,c];
- * per image, QKV rows [0,HW) = xn·Wqkvᵀ, rows [HW,HW+Lc) = (·, kv·Wkᵀ, kv·Wvᵀ)
- * in one [HW+Lc, 3c] block, so keys/values = concat(xn, kv) in token order;
- * x += out_proj(MHA(q, k, v)). */
+ *   kv  = Linear(SiLU(cond))                  [N*Lc, c]  -> its k|v  ckv [N*Lc, 2c]
+ *   xn  = LN(x)                               [N*HW, c]  -> q|k|v    qkv [N*HW, 3c]
+ * one GEMM each over all images (weights read once, big M); then per image
+ * the keys/values are gathered as [x tokens, cond tokens] in kvb [N, Lk, 2c]
+ * (a copy of 2c floats per token, ~3% of the QKV GEMM) and
+ *   x += out_proj(MHA(q, k, v)). */
 int cs_attnblock_forward(const cs_attnblock *b, float *x, size_t N, size_t HW, const float *cond, size_t Lc,
                          cs_ws *ws)
 {
-    size_t c = (size_t)b->c, cc = (size_t)b->c_cond, Lk = HW + Lc, ld = 3 * c;
-    if (!b->self_attn && !Lc) return cs_error(CS_EARG, "AttnBlock without self-attention needs conditioning tokens");
-    float *xn = cs_ws_get(ws, 0, N * HW * c), *qkv = cs_ws_get(ws, 1, N * Lk * ld),
-          *sc = cs_ws_get(ws, 3, N * Lc * cc), *kv = cs_ws_get(ws, 4, N * Lc * c);
-    if (!xn || !qkv || (Lc && (!sc || !kv))) return CS_ENOMEM;
+    size_t c = (size_t)b->c, cc = (size_t)b->c_cond, Ls = b->self_attn ? HW : 0, Lk = Ls + Lc;
+    if (!Lk) return cs_error(CS_EARG, "AttnBlock without self-attention needs conditioning tokens");
+    float *xn = cs_ws_get(ws, 0, N * HW * c), *qkv = cs_ws_get(ws, 1, N * HW * 3 * c), *kvb = cs_ws_get(ws, 5, N * Lk * 2 * c),
+          *sc = cs_ws_get(ws, 3, N * Lc * cc), *kv = cs_ws_get(ws, 4, N * Lc * c), *ckv = cs_ws_get(ws, 2, N * Lc * 2 * c);
+    if (!xn || !qkv || !kvb || (Lc && (!sc || !kv || !ckv))) return CS_ENOMEM;
     int rc = 0;
-    if (Lc) {
-        cs_silu(cond, sc, N * Lc * cc);
-        if ((rc = cs_linear(sc, N * Lc, cc, 0, &b->kv_w, &b->kv_b, kv, 0, 0))) return rc;
-    }
     cs_layernorm(x, xn, N * HW, c, 1e-6f, NULL, NULL);
     if (b->packed) {
-        if ((rc = linear_per_image(xn, N, HW, HW * c, c, &b->wqkv, &b->bqkv, qkv, Lk * ld, ld))) return rc;
-        if (Lc) {
-            cs_tensor wkv = b->wqkv, bkv = b->bqkv;   /* rows [c, 3c): k and v */
-            wkv.shape[0] = bkv.shape[0] = (int64_t)(2 * c);
-            wkv.data = b->wk.data, bkv.data = b->bk.data;
-            rc = linear_per_image(kv, N, Lc, Lc * c, c, &wkv, &bkv, qkv + HW * ld + c, Lk * ld, ld);
-        }
+        rc = cs_linear(xn, N * HW, c, 0, &b->wqkv, &b->bqkv, qkv, 0, 0);
     } else {
         const cs_tensor *w[3] = {&b->wq, &b->wk, &b->wv}, *bs[3] = {&b->bq, &b->bk, &b->bv};
-        for (int i = 0; i < 3 && !rc; i++) {
-            rc = linear_per_image(xn, N, HW, HW * c, c, w[i], bs[i], qkv + (size_t)i * c, Lk * ld, ld);
-            if (!rc && i > 0 && Lc)
-                rc = linear_per_image(kv, N, Lc, Lc * c, c, w[i], bs[i], qkv + HW * ld + (size_t)i * c, Lk * ld, ld);
+        for (int i = 0; i < 3 && !rc; i++) rc = cs_linear(xn, N * HW, c, 0, w[i], bs[i], qkv + (size_t)i * c, 3 * c, 0);
+    }
+    if (!rc && Lc) {
+        cs_silu(cond, sc, N * Lc * cc);
+        rc = cs_linear(sc, N * Lc, cc, 0, &b->kv_w, &b->kv_b, kv, 0, 0);
+        if (!rc && b->packed) {
+            cs_tensor wkv = kv_rows(&b->wqkv, &b->wk), bkv = kv_rows(&b->bqkv, &b->bk);
+            rc = cs_linear(kv, N * Lc, c, 0, &wkv, &bkv, ckv, 0, 0);
+        } else if (!rc) {
+            rc = cs_linear(kv, N * Lc, c, 0, &b->wk, &b->bk, ckv, 2 * c, 0);
+            if (!rc) rc = cs_linear(kv, N * Lc, c, 0, &b->wv, &b->bv, ckv + c, 2 * c, 0);
         }
     }
     if (rc) return rc;
+    /* gather keys/values: image tokens first, then the conditioning tokens */
+    size_t rows = N * Lk;
+#pragma omp parallel for schedule(static) if (rows * c >= 16384)
+    for (size_t r = 0; r < rows; r++) {
+        size_t n = r / Lk, i = r % Lk;
+        const float *src = i < Ls ? qkv + (n * HW + i) * 3 * c + c : ckv + (n * Lc + i - Ls) * 2 * c;
+        memcpy(kvb + r * 2 * c, src, 2 * c * sizeof(float));
+    }
     for (size_t n = 0; n < N && !rc; n++) {   /* o -> xn (no longer needed) */
-        const float *q = qkv + n * Lk * ld, *k = b->self_attn ? q : q + HW * ld;
-        rc = cs_attention(q, ld, k + c, ld, k + 2 * c, ld, 1, HW, b->self_attn ? Lk : Lc, c, b->nhead, NULL,
+        const float *k = kvb + n * Lk * 2 * c;
+        rc = cs_attention(qkv + n * HW * 3 * c, 3 * c, k, 2 * c, k + c, 2 * c, 1, HW, Lk, c, b->nhead, NULL,
                           xn + n * HW * c, c);
     }
     if (rc) return rc;
