@@ -247,7 +247,7 @@ int main(int argc, char **argv)
     int nlev = 0;
     for (int l = 0; l < CS_SIMD_LEVELS; l++)
         if (cs_simd_supported((cs_simd_level)l)) lev[nlev++] = (cs_simd_level)l;
-    printf("cpu: %s; %d threads; %s\n\n", cs_cpu_model(), threads, cs_blas_info());
+    printf("cpu: %s; %d threads; OpenBLAS core %s\n\n", cs_cpu_model(), threads, openblas_get_corename());
     if (!only || strcmp(only, "gemm")) kernel_table(nlev, lev);
     printf("\n");
     cs_simd_init();

@@ -62,6 +62,14 @@ typedef struct {
     void (*dwconv3x3)(const float *x, float *y, size_t H, size_t W, size_t C,
                       const float *w, const float *bias, int replicate,
                       size_t h0, size_t h1);
+
+    /* C[M,N] = A[M,K] Bp, or C += with cont (continuing each sum across K
+     * blocks). Bp: ceil(N/16) panels of K x 16 floats, panel p at
+     * Bp + p*pstride, columns past N zero. Each C element is one fused
+     * multiply-add chain over k in order, from 0 or from C: every level,
+     * tiling and thread split gives the same bits (simd/gemm_tpl.h). */
+    void (*gemm_f32)(size_t M, size_t N, size_t K, const float *A, size_t lda,
+                     const float *Bp, size_t pstride, float *C, size_t ldc, int cont);
 } cs_kernels;
 
 /* The active table (set by cs_simd_init; the scalar reference before that). */

@@ -145,6 +145,18 @@ static void dwconv3x3(const float *x, float *y, size_t H, size_t W, size_t C, co
             }
 }
 
+static void gemm_f32(size_t M, size_t N, size_t K, const float *A, size_t lda, const float *Bp, size_t pstride,
+                     float *C, size_t ldc, int cont)
+{
+    for (size_t i = 0; i < M; i++)
+        for (size_t j = 0; j < N; j++) {
+            const float *b = Bp + j / 16 * pstride + j % 16;
+            float acc = cont ? C[i * ldc + j] : 0.0f;
+            for (size_t k = 0; k < K; k++) acc = fmaf(A[i * lda + k], b[k * 16], acc);
+            C[i * ldc + j] = acc;
+        }
+}
+
 void cs_kernels_ref(cs_kernels *k)
 {
     k->bf16_to_f32 = bf16_to_f32;
@@ -165,4 +177,5 @@ void cs_kernels_ref(cs_kernels *k)
     k->modulate = modulate;
     k->add_bias = add_bias;
     k->dwconv3x3 = dwconv3x3;
+    k->gemm_f32 = gemm_f32;
 }

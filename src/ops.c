@@ -5,7 +5,6 @@
 #include "error.h"
 #include "safetensors.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,90 +24,35 @@ void cs_threads_set(int n)
 #else
     if (n <= 0) n = 1;
 #endif
-    /* OpenBLAS runs single-threaded inside our OpenMP threads (cs_sgemm splits
-     * the product): with its own pool, libgomp's workers spin-waiting after
-     * each OpenMP region took the cores from the BLAS threads (Stage C lite
-     * on 2 cores: ~40% of the samples in libgomp's spin loop) */
-    openblas_set_num_threads(1);
     nthreads = n;
 }
 
 int cs_threads_get(void) { return nthreads; }
 
-const char *cs_blas_info(void)
+const char *cs_gemm_info(void)
 {
-    static char buf[256];
-    static const char *par[] = {"sequential", "pthreads", "OpenMP"};
-    int p = openblas_get_parallel();
-    snprintf(buf, sizeof buf, "OpenBLAS %s, core %s, threading: %s (called single-threaded per OpenMP thread)",
-             openblas_get_config(), openblas_get_corename(), p >= 0 && p <= 2 ? par[p] : "unknown");
+    static char buf[160];
+    static const char *const tile[CS_SIMD_LEVELS] = {"scalar", "6x16 AVX2+FMA", "12x32 AVX-512", "6x16 NEON"};
+    cs_simd_level l = cs_simd_current();
+    snprintf(buf, sizeof buf, "cascade's own packed GEMM, %s micro-kernel (fused multiply-add chains: same bits at any thread count or SIMD level)",
+             l < CS_SIMD_LEVELS ? tile[l] : "?");
     return buf;
 }
 
-const char *cs_blas_warning(void)
-{
-    /* OpenBLAS falls back to SSE3 kernels on CPUs newer than it knows (e.g.
-     * 0.3.21 on Emerald Rapids): sgemm then runs ~5x below peak */
-    const char *core = openblas_get_corename();
-    static const char *const slow[] = {"Prescott", "Core2", "Katmai", "Northwood", "Banias", "Penryn", "Dunnington"};
-    for (size_t i = 0; i < sizeof slow / sizeof *slow; i++)
-        if (core && !strcmp(core, slow[i]) && cs_simd_supported(CS_SIMD_AVX2))
-            return cs_simd_supported(CS_SIMD_AVX512)
-                       ? "OpenBLAS does not recognise this CPU and uses slow generic kernels; set OPENBLAS_CORETYPE=SkylakeX"
-                       : "OpenBLAS does not recognise this CPU and uses slow generic kernels; set OPENBLAS_CORETYPE=Haswell";
-    return NULL;
-}
+/* ---- matrix products ----
+ * Our own packed GEMM (the kernel table's gemm_f32): every C element is one
+ * fused multiply-add chain over k in order, so a result depends only on its
+ * row of A, its column of B and K -- not on M, on how a Stage A decode is
+ * tiled, on the thread count or on the SIMD level. OpenBLAS could not give
+ * that: its kernels, blockings and edge code follow the call shape, and its
+ * Haswell kernels round the rows of one register tile differently (measured:
+ * a row's result changed with its position in the call). The split into
+ * tasks (row groups x column chunks, ~4 per thread) is free to follow the
+ * thread count because it cannot change a result. op(B) is packed once per
+ * call (16-bit weights converted on the way). */
+#define GEMM_SUB 192   /* rows per kernel call: the C block stays in L2 */
 
-static void sgemm1(int transA, int transB, size_t M, size_t N, size_t K, float alpha, const float *A, size_t lda,
-                   const float *B, size_t ldb, float beta, float *C, size_t ldc)
-{
-    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, (int)M,
-                (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
-}
-
-/* Parts of a dimension D for T threads: up to 4 per thread, taken
- * dynamically (a thread slowed by another process does not hold the others
- * at the barrier), while parts keep >= 512 rows/columns so re-packing the
- * shared operand stays ~2%; multiples of al. */
-static long gemm_parts(size_t D, int T, size_t al, size_t *chunk)
-{
-    size_t P = (size_t)T;
-    while (P < 4 * (size_t)T && D / (P + (size_t)T) >= 512) P += (size_t)T;
-    *chunk = ((D + P - 1) / P + al - 1) / al * al;
-    return (long)((D + *chunk - 1) / *chunk);
-}
-
-/* Split over the OpenMP threads along the larger of M and N (each part
- * re-packs the smaller operand only); every C element is still one
- * single-threaded dot product in OpenBLAS's fixed K order, so results do not
- * depend on the split. */
-void cs_sgemm(int transA, int transB, size_t M, size_t N, size_t K, float alpha, const float *A, size_t lda,
-              const float *B, size_t ldb, float beta, float *C, size_t ldc)
-{
-    if (!M || !N) return;
-    const cs_backend *be = cs_backend_active();
-    if (be && be->sgemm && be->sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) == 0) return;
-    int T = nthreads;
-    if (T <= 1 || (double)M * (double)N * (double)K < 4e6) {
-        sgemm1(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-        return;
-    }
-    int byM = M >= N;
-    size_t D = byM ? M : N, chunk;
-    long parts = gemm_parts(D, T, byM ? 8 : 32, &chunk);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(T)
-    for (long t = 0; t < parts; t++) {
-        size_t d0 = (size_t)t * chunk, d = D - d0 < chunk ? D - d0 : chunk;
-        if (byM)
-            sgemm1(transA, transB, d, N, K, alpha, transA ? A + d0 : A + d0 * lda, lda, B, ldb, beta, C + d0 * ldc, ldc);
-        else
-            sgemm1(transA, transB, M, d, K, alpha, A, lda, transB ? B + d0 * ldb : B + d0, ldb, beta, C + d0, ldc);
-    }
-}
-
-/* ---- weights as float32 ---- */
-
-static struct { float *p; size_t cap; } scratch[4];
+static struct { float *p; size_t cap; } scratch[5];
 
 static float *scratch_get(int slot, size_t n)
 {
@@ -119,6 +63,103 @@ static float *scratch_get(int slot, size_t n)
     }
     return scratch[slot].p;
 }
+
+typedef void (*cvt_fn)(const uint16_t *, float *, size_t);
+
+/* Packs panel p (columns 16p..16p+15) of op(B) (K x N) as K x 16 floats
+ * (gemm_f32's layout), zero past N. B16 + cv: 16-bit rows [N, K] instead of
+ * B. rows16: 16 * K floats of scratch. */
+static void pack_panel(int transB, const float *B, size_t ldb, const uint16_t *B16, cvt_fn cv, size_t N, size_t K,
+                       size_t p, float *o, float *rows16)
+{
+    size_t j0 = p * 16, n = N - j0 < 16 ? N - j0 : 16;
+    if (!transB && !B16) {
+        for (size_t k = 0; k < K; k++) {
+            memcpy(o + k * 16, B + k * ldb + j0, n * sizeof(float));
+            memset(o + k * 16 + n, 0, (16 - n) * sizeof(float));
+        }
+        return;
+    }
+    const float *src[16];
+    for (size_t jj = 0; jj < n; jj++) {
+        if (B16) {
+            cv(B16 + (j0 + jj) * K, rows16 + jj * K, K);
+            src[jj] = rows16 + jj * K;
+        } else src[jj] = B + (j0 + jj) * ldb;
+    }
+    for (size_t k = 0; k < K; k++) {   /* 16 rows read in step, the panel written in order */
+        for (size_t jj = 0; jj < n; jj++) o[k * 16 + jj] = src[jj][k];
+        for (size_t jj = n; jj < 16; jj++) o[k * 16 + jj] = 0.0f;
+    }
+}
+
+static size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
+
+/* C[M,N] = alpha * A op(B) + beta * C; op(B) from B (ldb) or from 16-bit
+ * weight rows B16 [N, K] converted by cv. op(B) is packed once per call
+ * (scratch slot 4, with per-thread room for 16 converted rows and results to
+ * scale or add); tasks are row groups x column chunks, ~4 per thread. */
+static int gemm_run(int transB, size_t M, size_t N, size_t K, float alpha, const float *A, size_t lda,
+                    const float *B, size_t ldb, float beta, float *C, size_t ldc, const uint16_t *B16, cvt_fn cv)
+{
+    int T = nthreads;
+    if ((double)M * (double)N * (double)K < 4e6) T = 1;
+    size_t P = (N + 15) / 16, nc = N < 384 ? round_up(N, 16) : 384, nch = (N + nc - 1) / nc;
+    size_t want = T > 1 ? (4 * (size_t)T + nch - 1) / nch : 1;
+    size_t rg = round_up((M + want - 1) / want, 24), ngr = (M + rg - 1) / rg;
+    int direct = alpha == 1.0f && beta == 0.0f;
+    size_t per = 16 * K + (direct ? 0 : GEMM_SUB * nc);
+    float *buf = scratch_get(4, P * 16 * K + (size_t)T * per);
+    if (!buf)
+        return cs_error(CS_ENOMEM, "matrix product %zux%zux%zu: out of memory for %zu MB of scratch", M, N, K,
+                        (P * 16 * K + (size_t)T * per) * 4 >> 20);
+    float *bp = buf, *thr = buf + P * 16 * K;
+#pragma omp parallel num_threads(T) if (T > 1)
+    {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        float *rows16 = thr + (size_t)tid * per, *tmp = rows16 + 16 * K;
+#pragma omp for schedule(static)
+        for (size_t p = 0; p < P; p++) pack_panel(transB, B, ldb, B16, cv, N, K, p, bp + p * 16 * K, rows16);
+#pragma omp for schedule(dynamic, 1)
+        for (size_t t = 0; t < ngr * nch; t++) {
+            size_t g = t / nch, c0 = t % nch * nc, w = N - c0 < nc ? N - c0 : nc;
+            size_t r1 = (g + 1) * rg < M ? (g + 1) * rg : M;
+            for (size_t r0 = g * rg; r0 < r1; r0 += GEMM_SUB) {
+                size_t rows = r1 - r0 < GEMM_SUB ? r1 - r0 : GEMM_SUB;
+                if (direct) {
+                    cs_k.gemm_f32(rows, w, K, A + r0 * lda, lda, bp + c0 * K, 16 * K, C + r0 * ldc + c0, ldc, 0);
+                    continue;
+                }
+                cs_k.gemm_f32(rows, w, K, A + r0 * lda, lda, bp + c0 * K, 16 * K, tmp, nc, 0);
+                for (size_t i = 0; i < rows; i++) {
+                    float *cc = C + (r0 + i) * ldc + c0;
+                    const float *s = tmp + i * nc;
+                    if (beta == 0.0f)
+                        for (size_t j = 0; j < w; j++) cc[j] = alpha * s[j];
+                    else if (alpha == 1.0f && beta == 1.0f)
+                        for (size_t j = 0; j < w; j++) cc[j] += s[j];
+                    else
+                        for (size_t j = 0; j < w; j++) cc[j] = beta * cc[j] + alpha * s[j];
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+int cs_sgemm(int transB, size_t M, size_t N, size_t K, float alpha, const float *A, size_t lda, const float *B,
+             size_t ldb, float beta, float *C, size_t ldc)
+{
+    if (!M || !N) return 0;
+    const cs_backend *be = cs_backend_active();
+    if (be && be->sgemm && be->sgemm(0, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) == 0) return 0;
+    return gemm_run(transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL, NULL);
+}
+
+/* ---- weights as float32 ---- */
 
 static void convert_f32(const cs_tensor *t, float *out, size_t n)
 {
@@ -253,36 +294,20 @@ int cs_linear(const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W
     size_t N = (size_t)W->shape[0];
     if (!ldx) ldx = K;
     if (!ldy) ldy = N;
-    int T = nthreads;
     const cs_backend *be = cs_backend_active();
-    if (!(be && be->sgemm) && (W->dtype == CS_BF16 || W->dtype == CS_F16) && ((uintptr_t)W->data & 1) == 0 &&
-        T > 1 && N > M && (double)M * (double)N * (double)K >= 4e6) {
-        /* 16-bit weights, product split along N (as cs_sgemm would): each part
-         * converts its own rows just before its GEMM, while they are still in
-         * cache (converting the whole matrix first cost ~10% of a BF16 Stage C
-         * forward in memory traffic). Same parts, same results. */
-        size_t chunk;
-        long parts = gemm_parts(N, T, 32, &chunk);
-        float *buf = scratch_get(0, (size_t)T * chunk * K);
-        if (!buf) return cs_error(CS_ENOMEM, "%s: out of memory converting weights", W->name ? W->name : "linear");
-        void (*cv)(const uint16_t *, float *, size_t) = W->dtype == CS_BF16 ? cs_k.bf16_to_f32 : cs_k.f16_to_f32;
-        const uint16_t *src = W->data;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(T)
-        for (long t = 0; t < parts; t++) {
-            int tid = 0;
-#ifdef _OPENMP
-            tid = omp_get_thread_num();
-#endif
-            size_t d0 = (size_t)t * chunk, d = N - d0 < chunk ? N - d0 : chunk;
-            float *wb = buf + (size_t)tid * chunk * K;
-            cv(src + d0 * K, wb, d * K);
-            sgemm1(0, 1, M, d, K, 1.0f, x, ldx, wb, K, accumulate ? 1.0f : 0.0f, y + d0, ldy);
-        }
+    int rc;
+    if (!(be && be->sgemm) && (W->dtype == CS_BF16 || W->dtype == CS_F16) && ((uintptr_t)W->data & 1) == 0) {
+        /* 16-bit weights: each task converts its own column chunk while
+         * packing it, in cache (converting the whole matrix first cost ~10%
+         * of a BF16 Stage C forward in memory traffic) */
+        rc = gemm_run(1, M, N, K, 1.0f, x, ldx, NULL, K, accumulate ? 1.0f : 0.0f, y, ldy, W->data,
+                      W->dtype == CS_BF16 ? cs_k.bf16_to_f32 : cs_k.f16_to_f32);
     } else {
         const float *w = cs_weight_f32(W, 0);
         if (!w) return CS_ENOMEM;
-        cs_sgemm(0, 1, M, N, K, 1.0f, x, ldx, w, K, accumulate ? 1.0f : 0.0f, y, ldy);
+        rc = cs_sgemm(1, M, N, K, 1.0f, x, ldx, w, K, accumulate ? 1.0f : 0.0f, y, ldy);
     }
+    if (rc) return rc;
     if (b) {
         if (cs_tensor_numel(b) != (int64_t)N)
             return cs_error(CS_EMODEL, "%s: expected %zu bias values", b->name ? b->name : "bias", N);
@@ -429,7 +454,12 @@ int cs_conv2d(const float *x, size_t N, size_t H, size_t W, size_t Cin, const cs
             size_t p1 = p0 + blk < P ? p0 + blk : P;
             for (size_t g = 0; g < (size_t)groups; g++) {
                 im2col(xn, H, W, Cin, cg, g, k, stride, pad, Wo, p0, p1, col);
-                cs_sgemm(0, 1, p1 - p0, og, K, 1.0f, col, K, wf + g * og * K, K, 0.0f, yn + p0 * Cout + g * og, Cout);
+                int rc = cs_sgemm(1, p1 - p0, og, K, 1.0f, col, K, wf + g * og * K, K, 0.0f, yn + p0 * Cout + g * og,
+                                  Cout);
+                if (rc) {
+                    cs_free(col);
+                    return rc;
+                }
             }
         }
         if (bf) add_bias_rows(yn, P, Cout, Cout, bf);
@@ -472,8 +502,12 @@ int cs_conv_transpose2d(const float *x, size_t N, size_t H, size_t W, size_t Cin
         } else memset(yn, 0, Ho * Wo * Cout * sizeof(float));
         for (size_t h0 = 0; h0 < H; h0 += rows) {
             size_t h1 = h0 + rows < H ? h0 + rows : H;
-            cs_sgemm(0, 0, (h1 - h0) * W, kk * Cout, Cin, 1.0f, x + (n * H + h0) * W * Cin, Cin, wr, kk * Cout, 0.0f,
-                     col, kk * Cout);
+            int rc = cs_sgemm(0, (h1 - h0) * W, kk * Cout, Cin, 1.0f, x + (n * H + h0) * W * Cin, Cin, wr, kk * Cout,
+                              0.0f, col, kk * Cout);
+            if (rc) {
+                cs_free(col);
+                return rc;
+            }
             /* scatter: each output row gathers from the input rows of this block that reach it, in
              * ascending input row (descending i): every output then sums its terms in one order
              * however the rows are blocked, so a tiled Stage A decode equals the untiled one */
@@ -516,14 +550,21 @@ int cs_attention(const float *q, size_t ldq, const float *k, size_t ldk, const f
         for (int h = 0; h < nhead; h++) {
             const float *qh = q + n * Lq * ldq + (size_t)h * hd, *kh = k + n * Lk * ldk + (size_t)h * hd,
                         *vh = v + n * Lk * ldv + (size_t)h * hd;
-            cs_sgemm(0, 1, Lq, Lk, hd, scale, qh, ldq, kh, ldk, 0.0f, S, Lk);
+            int rc = cs_sgemm(1, Lq, Lk, hd, scale, qh, ldq, kh, ldk, 0.0f, S, Lk);
+            if (rc) {
+                cs_free(S);
+                return rc;
+            }
             const float *mn = mask ? mask + n * Lq * Lk : NULL;
 #pragma omp parallel for schedule(static)
             for (size_t i = 0; i < Lq; i++) {
                 if (mn) cs_k.add(S + i * Lk, mn + i * Lk, S + i * Lk, Lk);
                 cs_k.softmax(S + i * Lk, Lk);
             }
-            cs_sgemm(0, 0, Lq, hd, Lk, 1.0f, S, Lk, vh, ldv, 0.0f, o + n * Lq * ldo + (size_t)h * hd, ldo);
+            if ((rc = cs_sgemm(0, Lq, hd, Lk, 1.0f, S, Lk, vh, ldv, 0.0f, o + n * Lq * ldo + (size_t)h * hd, ldo))) {
+                cs_free(S);
+                return rc;
+            }
         }
     cs_free(S);
     return 0;

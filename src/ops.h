@@ -2,11 +2,10 @@
  * activations, threaded with OpenMP, calling the kernel table (cs_k) and
  * OpenBLAS. Models call only these (and cs_k for small things).
  *
- * Thread policy: one pool. cs_threads_set(n) sets OpenMP to n threads and
- * OpenBLAS to 1; cs_sgemm splits each product over the OpenMP threads, each
- * calling single-threaded OpenBLAS. (With OpenBLAS's own pthreads pool, the
- * libgomp workers spin-waiting after every OpenMP region took the cores from
- * the BLAS threads: ~40% of Stage C's samples were libgomp's spin loop.)
+ * Thread policy: one pool, OpenMP's. cs_threads_set(n) sets OpenMP to n
+ * threads; cs_sgemm splits each product over them. No BLAS library: the
+ * products are ours (simd/gemm_tpl.h), so no library's CPU detection or
+ * kernel choice can change a result or its speed.
  *
  * Weights (cs_tensor) may be F32, BF16 or F16 in PyTorch layout, straight
  * from the mmap; ops convert them on the fly into per-thread scratch.
@@ -20,17 +19,20 @@
 
 void cs_threads_set(int n);        /* n <= 0: all cores */
 int cs_threads_get(void);
-const char *cs_blas_info(void);    /* BLAS library name, config and threading */
-const char *cs_blas_warning(void); /* a hint when BLAS runs slow generic kernels, else NULL */
+const char *cs_gemm_info(void);    /* how matrix products are computed, for `cascade info` */
 
-/* C[M,N] = alpha * op(A) op(B) + beta * C, float32 row-major (cblas_sgemm). */
-void cs_sgemm(int transA, int transB, size_t M, size_t N, size_t K, float alpha,
-              const float *A, size_t lda, const float *B, size_t ldb, float beta,
-              float *C, size_t ldc);
+/* C[M,N] = alpha * A op(B) + beta * C, float32 row-major; op(B) = B^T
+ * ([N,K] rows, ldb) when transB, else B ([K,N], ldb). Each C element is one
+ * fused multiply-add chain over k in order: it depends only on its row of A,
+ * its column of op(B) and K -- never on M, the thread count or the SIMD
+ * level. Returns 0 or CS_ENOMEM. */
+int cs_sgemm(int transB, size_t M, size_t N, size_t K, float alpha, const float *A, size_t lda,
+             const float *B, size_t ldb, float beta, float *C, size_t ldc);
 
 /* Weight as float32: returns a pointer to float32 data of t (the mmap itself
  * when t is F32 and 4-byte aligned, else converted into scratch, which stays
- * valid until the next call of this function on the same slot). slot 0..3. */
+ * valid until the next call of this function on the same slot). slot 0..3
+ * (4 belongs to cs_sgemm). */
 const float *cs_weight_f32(const cs_tensor *t, int slot);
 
 /* y[M,N] = x[M,K] W[N,K]^T (+ b[N]); W is a Linear weight [N,K] or a 1x1

@@ -69,12 +69,11 @@ int cs_sa_resblock_bind(cs_sa_resblock *b, cs_wmap *m, const char *prefix, int c
     return bad ? -1 : 0;
 }
 
-/* Rows of every per-pixel GEMM call. BLAS libraries choose kernels by matrix
- * shape (OpenBLAS's small-matrix kernels round differently from its normal
- * ones), so a pixel's result could depend on how many pixels shared its call;
- * issuing every per-pixel GEMM with exactly this many rows (the last call
- * zero-padded) makes it independent of the image or tile size. */
-#define SA_ROWS 256
+/* Rows per chunk of the ResBlock MLP: bounds its hidden activations to
+ * SA_ROWS x c_hidden. Results do not depend on it (cs_sgemm gives every row
+ * the same reduction whatever the call's row count), so tiles of any size
+ * decode to the untiled bits. */
+#define SA_ROWS 384
 
 /* A per-pixel Linear / 1x1 conv as float32, converted once per use (BF16/F16
  * files) into the op layer's weight scratch slots `slot` and `slot + 1`. */
@@ -92,36 +91,27 @@ static int pix_lin_get(pix_lin *l, const cs_tensor *W, const cs_tensor *b, int s
     return l->w && (!b || l->b) ? 0 : CS_ENOMEM;
 }
 
-/* y[SA_ROWS, n] = x[SA_ROWS, k] W^T + b: the one GEMM shape of every pixel */
-static void pix_lin_rows(const pix_lin *l, const float *x, float *y)
+/* y[m, n] = x[m, k] W^T + b */
+static int pix_lin_rows(const pix_lin *l, const float *x, size_t m, float *y)
 {
-    cs_sgemm(0, 1, SA_ROWS, l->n, l->k, 1.0f, x, l->k, l->w, l->k, 0.0f, y, l->n);
-    if (l->b)   /* a few hundred kB, in cache: not worth waking threads */
-        for (size_t r = 0; r < SA_ROWS; r++)
+    int rc = cs_sgemm(1, m, l->n, l->k, 1.0f, x, l->k, l->w, l->k, 0.0f, y, l->n);
+    if (!rc && l->b)   /* a few hundred kB, in cache: not worth waking threads */
+        for (size_t r = 0; r < m; r++)
             for (size_t j = 0; j < l->n; j++) y[r * l->n + j] += l->b[j];
+    return rc;
 }
 
-/* y[M, n] = x[M, k] W^T + b in GEMMs of SA_ROWS rows, the last one
- * zero-padded through stage (SA_ROWS * (k + n) floats). */
-static int pixel_linear(const float *x, size_t M, const cs_tensor *W, const cs_tensor *b, float *y, float *stage)
+/* y[M, n] = x[M, k] W^T + b */
+static int pixel_linear(const float *x, size_t M, const cs_tensor *W, const cs_tensor *b, float *y)
 {
     pix_lin l;
     if (pix_lin_get(&l, W, b, 0)) return CS_ENOMEM;
-    size_t K = l.k, N = l.n, full = M / SA_ROWS * SA_ROWS;
-    for (size_t r = 0; r < full; r += SA_ROWS) pix_lin_rows(&l, x + r * K, y + r * N);
-    if (full == M) return 0;
-    size_t m = M - full;
-    float *sx = stage, *sy = stage + SA_ROWS * K;
-    memcpy(sx, x + full * K, m * K * sizeof(float));
-    memset(sx + m * K, 0, (SA_ROWS - m) * K * sizeof(float));
-    pix_lin_rows(&l, sx, sy);
-    memcpy(y + full * N, sy, m * N * sizeof(float));
-    return 0;
+    return pix_lin_rows(&l, x, M, y);
 }
 
 size_t cs_sa_resblock_work(const cs_sa_resblock *b, size_t HW)
 {
-    return 2 * HW * (size_t)b->c + SA_ROWS * ((size_t)b->c_hidden + (size_t)b->c) + 4 * (size_t)b->c;
+    return 2 * HW * (size_t)b->c + SA_ROWS * (size_t)b->c_hidden + 4 * (size_t)b->c;
 }
 
 /* x += d * g, as torch does it: the product rounded, then the sum */
@@ -133,9 +123,9 @@ static void add_scaled(float *x, const float *d, float g, size_t n)
 
 int cs_sa_resblock_forward(const cs_sa_resblock *b, float *x, size_t N, size_t H, size_t W, float *work)
 {
-    /* x: [N, H, W, c]; per image: t, d: [HW, c], hid: [SA_ROWS, c_hidden], stage: [SA_ROWS, c] */
+    /* x: [N, H, W, c]; per image: t, d: [HW, c], hid: [SA_ROWS, c_hidden] */
     size_t c = (size_t)b->c, ch = (size_t)b->c_hidden, HW = H * W, R = SA_ROWS;
-    float *t = work, *d = t + HW * c, *hid = d + HW * c, *stage = hid + R * ch, *a1 = stage + R * c, *b1 = a1 + c,
+    float *t = work, *d = t + HW * c, *hid = d + HW * c, *a1 = hid + R * ch, *b1 = a1 + c,
           *a2 = b1 + c, *b2 = a2 + c;
     for (size_t i = 0; i < c; i++) {
         a1[i] = 1.0f + b->g[0];
@@ -150,7 +140,7 @@ int cs_sa_resblock_forward(const cs_sa_resblock *b, float *x, size_t N, size_t H
         if ((rc = cs_dwconv3x3(t, d, 1, H, W, c, &b->dw_w, &b->dw_b, 1))) break;
         add_scaled(xn, d, b->g[2], HW * c);
         cs_layernorm(xn, t, HW, c, 1e-6f, a2, b2);
-        /* per-pixel MLP in GEMMs of exactly R rows (see SA_ROWS); fc2 overwrites its rows of t */
+        /* per-pixel MLP in chunks of R rows; fc2 overwrites its rows of t */
         pix_lin l1, l2;   /* after the depthwise conv: it used scratch slots 2 and 3 */
         if ((rc = pix_lin_get(&l1, &b->fc1_w, &b->fc1_b, 0)) || (rc = pix_lin_get(&l2, &b->fc2_w, &b->fc2_b, 2))) {
             rc = cs_error(rc, "Stage A ResBlock: out of memory converting the MLP weights");
@@ -159,14 +149,9 @@ int cs_sa_resblock_forward(const cs_sa_resblock *b, float *x, size_t N, size_t H
         for (size_t r0 = 0; r0 < HW; r0 += R) {
             size_t m = HW - r0 < R ? HW - r0 : R;
             float *tr = t + r0 * c;
-            if (m < R) {
-                memcpy(stage, tr, m * c * sizeof(float));
-                memset(stage + m * c, 0, (R - m) * c * sizeof(float));
-                tr = stage;
-            }
-            pix_lin_rows(&l1, tr, hid);
-            cs_gelu(hid, hid, R * ch);
-            pix_lin_rows(&l2, hid, tr);
+            if ((rc = pix_lin_rows(&l1, tr, m, hid))) break;
+            cs_gelu(hid, hid, m * ch);
+            if ((rc = pix_lin_rows(&l2, hid, m, tr))) break;
             add_scaled(xn + r0 * c, tr, b->g[5], m * c);
         }
     }
@@ -405,7 +390,7 @@ static tile_plan plan_tile(const cs_stage_a *s, size_t th, size_t tw)
     tile_plan p = {0, 0, 0};
     size_t P = th * tw;
     p.zt = P * (size_t)c->c_latent;
-    size_t need = p.zt + P * (size_t)c->c_levels[L - 1] + SA_ROWS * (size_t)(c->c_latent + c->c_hidden);
+    size_t need = p.zt + P * (size_t)c->c_levels[L - 1];
     for (int lv = L - 1; lv >= 0; lv--) {
         size_t sh = (size_t)(L - 1 - lv), H = th << sh, W = tw << sh, Pl = H * W, x = Pl * (size_t)c->c_levels[lv];
         size_t a = x + res_work_max(s, lv, Pl);
@@ -415,8 +400,8 @@ static tile_plan plan_tile(const cs_stage_a *s, size_t th, size_t tw)
             if (x + nx > need) need = x + nx;
             size_t col = (H < 16 ? H : 16) * W * 16 * (size_t)c->c_levels[lv - 1];
             if (col > p.col) p.col = col;
-        } else {   /* out_block: 12 channels, the shuffled copy, GEMM staging */
-            size_t o = x + 24 * Pl + SA_ROWS * (size_t)(c->c_levels[0] + 12);
+        } else {   /* out_block: 12 channels and the shuffled copy */
+            size_t o = x + 24 * Pl;
             if (o > need) need = o;
         }
     }
@@ -483,7 +468,7 @@ static int decode_tile(const cs_stage_a *s, const float *zn, size_t w, float sca
         const float *src = zn + ((t->r0 + i) * w + t->c0) * cl;
         for (size_t j = 0; j < W * cl; j++) zt[i * W * cl + j] = src[j] * scale;
     }
-    if ((rc = pixel_linear(zt, H * W, &s->up0_w, &s->up0_b, x, zt + H * W * cl)))
+    if ((rc = pixel_linear(zt, H * W, &s->up0_w, &s->up0_b, x)))
         return cs_error(rc, "Stage A decode: out of memory converting up_blocks.0.0");
     const cs_sa_resblock *rb = s->up_res;
     for (int lv = L - 1; lv >= 0; lv--) {
@@ -504,7 +489,7 @@ static int decode_tile(const cs_stage_a *s, const float *zn, size_t w, float sca
         W = Wo;
     }
     float *y12 = top ? arena : x + xs, *y3 = y12 + H * W * 12;
-    if ((rc = pixel_linear(x, H * W, &s->out_w, &s->out_b, y12, y3 + H * W * 12)))
+    if ((rc = pixel_linear(x, H * W, &s->out_w, &s->out_b, y12)))
         return cs_error(rc, "Stage A decode: out of memory converting out_block.0");
     cs_pixel_shuffle(y12, 1, H, W, 3, 2, y3);
     size_t Wl = 2 * W, Wi = f * w, rows = (t->a1 - t->a0) * f, cols = (t->b1 - t->b0) * f;

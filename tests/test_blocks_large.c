@@ -19,9 +19,9 @@
  * any indexing/tiling/thread-split bug changes outputs by O(1): one wrong
  * row of 576 among 5120 gives rel_l2 ~1e-2, one wrong value ~6e-4 and
  * max_abs ~1; max_abs <= 1e-3 (outputs are O(1..10), measured ~5e-6).
- * BF16 weights upcast exactly, so that comparison must agree to rounding of
- * the same GEMMs: rel_l2 <= 1e-6 (measured 0); so must 1 vs 2 threads at one
- * level (measured 0). */
+ * BF16 weights upcast exactly, so that comparison must agree bit for bit
+ * (every product element is one FMA chain in k order, src/ops.c), and so
+ * must 1 vs 2 threads at one level. */
 #include "../simd/kernels.h"
 #include "../src/blocks.h"
 #include "../src/error.h"
@@ -222,9 +222,14 @@ int main(void)
          * parts, fixed GRN row blocks): the thread count must not matter */
         snprintf(buf, sizeof buf, "%s, 2 threads vs 1 thread", cs_simd_name(lvl));
         compare(buf, d1, d2, 1e-6, 1e-5);
+        if (d1 && d2 && memcmp(d1, d2, n * sizeof(float)))
+            failures++, fprintf(stderr, "FAIL: %s: not bit-identical\n", buf);
     }
+    /* BF16 weights upcast exactly and every product element is one FMA chain
+     * whatever the task split: the same bits as F32 weights of those values */
     snprintf(buf, sizeof buf, "%s, 2 threads, BF16 weights", cs_simd_name(lvl));
     compare(buf, d2, bf, 1e-6, 1e-4);
+    if (d2 && bf && memcmp(d2, bf, n * sizeof(float))) failures++, fprintf(stderr, "FAIL: %s: not bit-identical\n", buf);
     /* sanity: the blocks changed x substantially (a no-op would pass the above) */
     if (ref) {
         double dd = 0, xx = 0;

@@ -612,6 +612,59 @@ static void test_dwconv(const cs_kernels *k, const cs_kernels *r)
             }
 }
 
+/* ---- GEMM: bit for bit against the reference (one fmaf chain per element,
+ * so every level must give the same bits), and the reference against float64 */
+static void test_gemm(const cs_kernels *k, const cs_kernels *r)
+{
+    static const size_t Ms[] = {1, 2, 5, 6, 7, 11, 12, 13, 25};
+    static const size_t Ns[] = {1, 3, 15, 16, 17, 31, 32, 33, 47, 65};
+    static const size_t Ks[] = {0, 1, 3, 17, 64, 257};
+    char what[96];
+    for (size_t mi = 0; mi < sizeof Ms / sizeof *Ms; mi++)
+        for (size_t ni = 0; ni < sizeof Ns / sizeof *Ns; ni++)
+            for (size_t ki = 0; ki < sizeof Ks / sizeof *Ks; ki++) {
+                size_t M = Ms[mi], N = Ns[ni], K = Ks[ki], lda = K + 3, ldc = N + 5, P = (N + 15) / 16;
+                size_t ps = K * 16 + 7;   /* panel stride: any, not only K*16 */
+                float *a = falloc(M * lda), *bp = falloc(P * ps), *c0 = falloc(M * ldc), *ck = falloc(M * ldc),
+                      *cr = falloc(M * ldc);
+                fill(a, M * lda + 1, -1, 1, 0);
+                fill(bp, P * ps + 1, -1, 1, 0);
+                for (size_t p = 0; p < P; p++)   /* packing pads past N with zeros */
+                    for (size_t kk = 0; kk < K; kk++)
+                        for (size_t j = N - p * 16 < 16 ? N - p * 16 : 16; j < 16; j++) bp[1 + p * ps + kk * 16 + j] = 0;
+                fill(c0, M * ldc + 1, -2, 2, 0);
+                for (int cont = 0; cont < 2; cont++) {
+                    memcpy(ck, c0, (M * ldc + 1) * sizeof(float));
+                    memcpy(cr, c0, (M * ldc + 1) * sizeof(float));
+                    k->gemm_f32(M, N, K, a + 1, lda, bp + 1, ps, ck + 1, ldc, cont);
+                    r->gemm_f32(M, N, K, a + 1, lda, bp + 1, ps, cr + 1, ldc, cont);
+                    snprintf(what, sizeof what, "gemm_f32 %zux%zux%zu cont=%d", M, N, K, cont);
+                    for (size_t i = 0; i < M * ldc + 1; i++) {   /* padding columns untouched too */
+                        if (f2bits(ck[i]) != f2bits(cr[i])) {
+                            report(what, i, ck[i], cr[i], 0);
+                            break;
+                        }
+                    }
+                    for (size_t i = 0; i < M; i++)   /* the reference itself: a correct product */
+                        for (size_t j = 0; j < N; j++) {
+                            double d = cont ? c0[1 + i * ldc + j] : 0, mag = fabs(d);
+                            for (size_t kk = 0; kk < K; kk++) {
+                                double t = (double)a[1 + i * lda + kk] * bp[1 + j / 16 * ps + kk * 16 + j % 16];
+                                d += t, mag += fabs(t);
+                            }
+                            double got = cr[1 + i * ldc + j];
+                            if (fabs(got - d) > (double)(K + 1) * U * mag + 1e-30) {
+                                snprintf(what, sizeof what, "gemm_f32 ref-vs-f64 %zux%zux%zu cont=%d", M, N, K, cont);
+                                report(what, i * ldc + j, got, d, (double)(K + 1) * U * mag);
+                                i = M;
+                                break;
+                            }
+                        }
+                }
+                cs_free(a), cs_free(bp), cs_free(c0), cs_free(ck), cs_free(cr);
+            }
+}
+
 /* ---- driver ---- */
 
 static void test_level(cs_simd_level l)
@@ -641,6 +694,7 @@ static void test_level(cs_simd_level l)
     test_layernorm(&k, &r);
     test_softmax(&k, &r);
     test_dwconv(&k, &r);
+    test_gemm(&k, &r);
     printf("  [%s] %s\n", lvl, failures == f0 ? "ok" : "FAILED");
 }
 

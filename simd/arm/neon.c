@@ -454,6 +454,32 @@ static void dwconv3x3(const float *x, float *y, size_t H, size_t W, size_t C, co
     }
 }
 
+/* ---- GEMM micro-kernel: 6 rows x 16 columns (24 accumulators) ---- */
+static inline float32x4_t loadn4(const float *p, size_t n)
+{
+    float t[4] = {0, 0, 0, 0};
+    memcpy(t, p, n * sizeof(float));
+    return vld1q_f32(t);
+}
+static inline void storen4(float *p, float32x4_t v, size_t n)
+{
+    float t[4];
+    vst1q_f32(t, v);
+    memcpy(p, t, n * sizeof(float));
+}
+#define VF float32x4_t
+#define VW 4
+#define VZERO() vdupq_n_f32(0.0f)
+#define VLOAD(p) vld1q_f32(p)
+#define VSTORE(p, v) vst1q_f32((p), (v))
+#define VBCAST(x) vdupq_n_f32(x)
+#define VFMA(a, b, c) vfmaq_f32((c), (a), (b))
+#define VLOADN(p, n) loadn4((p), (n))
+#define VSTOREN(p, v, n) storen4((p), (v), (n))
+#define GEMM_MR 6
+#define GEMM_NP 1
+#include "../gemm_tpl.h"
+
 void cs_kernels_neon(cs_kernels *k)
 {
     k->bf16_to_f32 = bf16_to_f32;
@@ -474,4 +500,5 @@ void cs_kernels_neon(cs_kernels *k)
     k->modulate = modulate;
     k->add_bias = add_bias;
     k->dwconv3x3 = dwconv3x3;
+    k->gemm_f32 = gemm_f32;
 }

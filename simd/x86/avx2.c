@@ -516,6 +516,20 @@ static void dwconv3x3(const float *x, float *y, size_t H, size_t W, size_t C, co
     }
 }
 
+/* ---- GEMM micro-kernel: 6 rows x 16 columns (12 accumulators) ---- */
+#define VF __m256
+#define VW 8
+#define VZERO() _mm256_setzero_ps()
+#define VLOAD(p) _mm256_loadu_ps(p)
+#define VSTORE(p, v) _mm256_storeu_ps((p), (v))
+#define VBCAST(x) _mm256_set1_ps(x)
+#define VFMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
+#define VLOADN(p, n) _mm256_maskload_ps((p), tmask(n))
+#define VSTOREN(p, v, n) _mm256_maskstore_ps((p), tmask(n), (v))
+#define GEMM_MR 6
+#define GEMM_NP 1
+#include "../gemm_tpl.h"
+
 void cs_kernels_avx2(cs_kernels *k)
 {
     k->bf16_to_f32 = bf16_to_f32;
@@ -536,4 +550,5 @@ void cs_kernels_avx2(cs_kernels *k)
     k->modulate = modulate;
     k->add_bias = add_bias;
     k->dwconv3x3 = dwconv3x3;
+    k->gemm_f32 = gemm_f32;
 }

@@ -470,6 +470,20 @@ static void dwconv3x3(const float *x, float *y, size_t H, size_t W, size_t C, co
     }
 }
 
+/* ---- GEMM micro-kernel: 12 rows x 32 columns (24 accumulators) ---- */
+#define VF __m512
+#define VW 16
+#define VZERO() _mm512_setzero_ps()
+#define VLOAD(p) _mm512_loadu_ps(p)
+#define VSTORE(p, v) _mm512_storeu_ps((p), (v))
+#define VBCAST(x) _mm512_set1_ps(x)
+#define VFMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
+#define VLOADN(p, n) _mm512_maskz_loadu_ps(tmask(n), (p))
+#define VSTOREN(p, v, n) _mm512_mask_storeu_ps((p), tmask(n), (v))
+#define GEMM_MR 12
+#define GEMM_NP 2
+#include "../gemm_tpl.h"
+
 void cs_kernels_avx512(cs_kernels *k)
 {
     k->bf16_to_f32 = bf16_to_f32;
@@ -490,4 +504,5 @@ void cs_kernels_avx512(cs_kernels *k)
     k->modulate = modulate;
     k->add_bias = add_bias;
     k->dwconv3x3 = dwconv3x3;
+    k->gemm_f32 = gemm_f32;
 }

@@ -19,7 +19,7 @@ int cmd_info(int argc, char **argv)
         else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             printf("usage: cascade info [--levels]\n\n"
                    "Prints the CPU model and features, the SIMD level chosen (CASCADE_SIMD forces one),\n"
-                   "the BLAS library and its threading, OpenMP threads and the build options.\n"
+                   "how matrix products are computed, OpenMP threads and the build options.\n"
                    "--levels prints only the SIMD levels this build can run here, one per line.\n");
             return 0;
         } else {
@@ -40,15 +40,14 @@ int cmd_info(int argc, char **argv)
     for (int l = 0; l < CS_SIMD_LEVELS; l++)
         if (cs_simd_supported((cs_simd_level)l)) printf(" %s", cs_simd_name((cs_simd_level)l));
     printf(")\n");
-    printf("blas:      %s\n", cs_blas_info());
-    if (cs_blas_warning()) printf("warning:   %s\n", cs_blas_warning());
+    printf("gemm:      %s\n", cs_gemm_info());
 #ifdef _OPENMP
     printf("openmp:    %d threads (max %d, %d processors)\n", cs_threads_get(), omp_get_max_threads(),
            omp_get_num_procs());
 #else
     printf("openmp:    disabled at build time (1 thread)\n");
 #endif
-    printf("threads:   %d for both OpenMP and BLAS (never nested)\n", cs_threads_get());
+    printf("threads:   %d\n", cs_threads_get());
     printf("backend:   %s (CASCADE_BACKEND=cpu|cuda|PATH selects; plugins in $CASCADE_PLUGIN_DIR or %s)\n",
            cs_backend_name(), CS_PLUGIN_DIR);
     printf("build:     %s\n", CS_BUILD_OPTIONS);
