@@ -24,9 +24,9 @@
  * inside that halo and is cropped away, while at the true image borders the
  * tile's border is the image's, so the padding is the real one. The tiled
  * result is bit-identical to the untiled one (tests/test_stage_a_tiles.c),
- * because every per-pixel GEMM is issued with one fixed row count (so BLAS
- * picks the same kernel for every pixel) and the transposed conv sums each
- * output's terms in a fixed order. */
+ * because every product element is one FMA chain in k order whatever the
+ * call's size (src/ops.c) and the transposed conv sums each output's terms
+ * in a fixed order. */
 #ifndef CS_STAGE_A_H
 #define CS_STAGE_A_H
 
