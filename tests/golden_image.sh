@@ -1,23 +1,9 @@
 #!/bin/sh
 # Stage A (ResBlock, decode, encode), Previewer and EfficientNet golden cases
-# through `cascade dev golden`.
+# of the set's index through `cascade dev golden --strict`.
 . "$TOP_SRCDIR/tests/shared.sh"
 need_shared golden
-fail=0
-n=0
-for f in "$SHARED_DIR"/golden/op_stage_a_*.io.safetensors "$SHARED_DIR"/golden/stage_a_*.io.safetensors \
-         "$SHARED_DIR"/golden/previewer*.io.safetensors "$SHARED_DIR"/golden/effnet*.io.safetensors; do
-    [ -f "$f" ] || continue
-    case=${f%.io.safetensors}
-    out=$("$CASCADE_BIN" dev golden "$case" 2>&1)
-    rc=$?
-    n=$((n + 1))
-    echo "$(basename "$case"): $(echo "$out" | tail -n 1)"
-    [ $rc -eq 0 ] || { echo "$out"; fail=1; }
-done
-if [ $n -eq 0 ]; then
-    echo "no Stage A / previewer / effnet cases in $SHARED_DIR/golden"
-    [ -n "$CI" ] && exit 99
-    exit 77
-fi
+. "$TOP_SRCDIR/tests/golden_index.sh"
+golden_cases 'op_stage_a_*' 'stage_a_*' 'previewer*' 'effnet*'
+for c in $CASES; do golden_run "$c" --strict; done
 exit $fail

@@ -21,10 +21,17 @@ static int32_t *int_input(gcase *c, const char *name, size_t *N, size_t *L)
     }
     float *f = golden_f32(c, name, NULL);   /* ids < 2^24 are exact in float */
     int32_t *v = f ? malloc((size_t)cs_tensor_numel(t) * sizeof *v) : NULL;
-    if (v)
-        for (int64_t i = 0; i < cs_tensor_numel(t); i++) v[i] = (int32_t)f[i];
-    else
-        cs_error(CS_ENOMEM, "%s: out of memory", golden_path(c));
+    if (!v) cs_error(CS_ENOMEM, "%s: out of memory", golden_path(c));
+    for (int64_t i = 0; v && i < cs_tensor_numel(t); i++) {
+        if (!(f[i] >= 0 && f[i] < 16777216.0f)) {   /* converting more would be undefined */
+            cs_error(CS_EFORMAT, "%s: %s[%lld] = %g is not a token id / mask value", golden_path(c), name,
+                     (long long)i, (double)f[i]);
+            free(v);
+            v = NULL;
+            break;
+        }
+        v[i] = (int32_t)f[i];
+    }
     cs_free(f);
     *N = (size_t)t->shape[0];
     *L = (size_t)t->shape[1];
@@ -68,7 +75,7 @@ static int run_clip_text(gcase *c)
         cs_clip_free(m);
         return CS_EFORMAT;
     }
-    size_t RC = N * L * (size_t)cfg->width;
+    size_t RC = N * L * (size_t)cfg->width, d3[3] = {N, L, (size_t)cfg->width};
     int nh = cfg->layers + 1;
     float *clip_text = cs_alloc(RC * sizeof(float)), *last = cs_alloc(RC * sizeof(float));
     float *emb = cs_alloc(N * (size_t)cfg->proj * sizeof(float));
@@ -78,14 +85,14 @@ static int run_clip_text(gcase *c)
     if (!ok) rc = cs_error(CS_ENOMEM, "%s: out of memory", golden_path(c));
     cs_clip_out out = {clip_text, last, emb, hidden};
     if (!rc) rc = cs_clip_forward(m, ids, mask, N, L, &out);
-    if (!rc && golden_has_output(c, "out.clip_text")) rc = golden_check(c, "out.clip_text", clip_text, RC);
-    if (!rc && golden_has_output(c, "out.last_hidden_state")) rc = golden_check(c, "out.last_hidden_state", last, RC);
+    if (!rc && golden_has_output(c, "out.clip_text")) rc = golden_check(c, "out.clip_text", clip_text, 3, d3);
+    if (!rc && golden_has_output(c, "out.last_hidden_state")) rc = golden_check(c, "out.last_hidden_state", last, 3, d3);
     if (!rc && golden_has_output(c, "out.text_embeds"))
-        rc = golden_check(c, "out.text_embeds", emb, N * (size_t)cfg->proj);
+        rc = golden_check(c, "out.text_embeds", emb, 2, (size_t[]){N, (size_t)cfg->proj});
     for (int l = 0; !rc && l < nh; l++) {
         char name[64];
         snprintf(name, sizeof name, "out.hidden_states_%02d", l);
-        if (golden_has_output(c, name)) rc = golden_check(c, name, hidden[l], RC);
+        if (golden_has_output(c, name)) rc = golden_check(c, name, hidden[l], 3, d3);
     }
     for (int l = 0; hidden && l < nh; l++) cs_free(hidden[l]);
     free(hidden);

@@ -26,22 +26,26 @@ static int weights_file(gcase *c, cs_st_file **f)
     return golden_weights(c, buf, f);
 }
 
-/* Checks an NCHW reference of the computed shape, then compares y (NHWC). */
+/* Compares y (NHWC) with the NCHW reference name of shape [N,C,H,W]. */
 static int check_nhwc(gcase *c, const char *name, const float *y, size_t N, size_t C, size_t H, size_t W)
 {
-    const cs_tensor *r = golden_tensor(c, name);
-    if (!r || r->ndim != 4 || (size_t)r->shape[0] != N || (size_t)r->shape[1] != C || (size_t)r->shape[2] != H ||
-        (size_t)r->shape[3] != W)
-        return cs_error(CS_EFORMAT, "%s: %s is not the computed NCHW [%zu,%zu,%zu,%zu]", golden_path(c), name, N, C, H, W);
-    return golden_check_nhwc(c, name, y);
+    return golden_check_nhwc(c, name, y, N, C, H, W);
+}
+
+/* The reference has that NCHW shape: checked before the result is allocated. */
+static int want(gcase *c, const char *name, size_t N, size_t C, size_t H, size_t W)
+{
+    size_t d[4] = {N, C, H, W};
+    return golden_shape_is(golden_tensor(c, name), 4, d) ? 0 : golden_check(c, name, NULL, 4, d);
 }
 
 /* A config value that the file itself determines must agree with it. */
 static int cfg_agrees(gcase *c, const char *key, int have)
 {
-    int want = golden_cfg_int(c, key, have);
-    if (want != have)
-        return cs_error(CS_EMODEL, "%s: config %s = %d but the weights have %d", golden_path(c), key, want, have);
+    int v = golden_cfg_int(c, key, have, 0, GOLDEN_MAX_DIM);
+    if (golden_cfg_error(c)) return golden_cfg_error(c);
+    if (v != have)
+        return cs_error(CS_EMODEL, "%s: config %s = %d but the weights have %d", golden_path(c), key, v, have);
     return 0;
 }
 
@@ -51,7 +55,11 @@ static int run_sa_resblock(gcase *c)
     cs_sa_resblock b;
     int rc = cs_wmap_init(&m, golden_io(c), "w.");
     if (rc) return rc;
-    cs_sa_resblock_bind(&b, &m, "", golden_cfg_int(c, "c", 0), golden_cfg_int(c, "c_hidden", 0));
+    cs_sa_resblock_bind(&b, &m, "", golden_cfg_int(c, "c", 0, 1, GOLDEN_MAX_DIM), golden_cfg_int(c, "c_hidden", 0, 1, GOLDEN_MAX_DIM));
+    if ((rc = golden_cfg_error(c))) {
+        cs_wmap_free(&m);
+        return rc;
+    }
     rc = cs_wmap_finish(&m, "Stage A ResBlock");
     cs_wmap_free(&m);
     if (rc) return rc;
@@ -92,8 +100,10 @@ static int run_sa_decode(gcase *c)
     else if (C != (size_t)cs_stage_a_get_config(m)->c_latent)
         rc = cs_error(CS_EFORMAT, "%s: in.x has %zu channels, the model %d", golden_path(c), C,
                       cs_stage_a_get_config(m)->c_latent);
+    else if ((rc = want(c, "out.y", N, 3, f * h, f * w)))
+        ;
     else if (!(y = cs_alloc(N * f * h * f * w * 3 * sizeof(float)))) rc = cs_error(CS_ENOMEM, "out of memory");
-    else if (!(rc = cs_stage_a_decode(m, z, N, h, w, (float)golden_cfg_num(c, "scale_factor", CS_STAGE_A_SCALE), 0, 0, y)))
+    else if (!(rc = cs_stage_a_decode(m, z, N, h, w, (float)golden_cfg_num(c, "scale_factor", CS_STAGE_A_SCALE, 1e-6, 1e6), 0, 0, y)))
         rc = check_nhwc(c, "out.y", y, N, 3, f * h, f * w);
     cs_free(z);
     cs_free(y);
@@ -109,13 +119,17 @@ static int run_sa_encode(gcase *c)
     size_t N, C, H, W, f = (size_t)cs_stage_a_factor(m), cl = (size_t)cs_stage_a_get_config(m)->c_latent;
     float *x = golden_nhwc(c, "in.x", &N, &C, &H, &W), *z = NULL;
     int32_t *idx = NULL;
-    int q = golden_cfg_int(c, "quantize", 0);
+    int q = golden_cfg_int(c, "quantize", 0, 0, 1);
     if (!x) rc = CS_EFORMAT;
     else if (C != 3) rc = cs_error(CS_EFORMAT, "%s: in.x has %zu channels, expected 3", golden_path(c), C);
+    else if (H % f || W % f)
+        rc = cs_error(CS_EFORMAT, "%s: in.x is %zux%zu, not a multiple of %zu", golden_path(c), H, W, f);
+    else if ((rc = want(c, "out.z", N, cl, H / f, W / f)) || (rc = golden_cfg_error(c)))
+        ;
     else if (!(z = cs_alloc(N * (H / f) * (W / f) * cl * sizeof(float))) ||
              (q && !(idx = malloc(N * (H / f) * (W / f) * sizeof *idx))))
         rc = cs_error(CS_ENOMEM, "out of memory");
-    else if (!(rc = cs_stage_a_encode(m, x, N, H, W, (float)golden_cfg_num(c, "scale_factor", CS_STAGE_A_SCALE), z, idx)))
+    else if (!(rc = cs_stage_a_encode(m, x, N, H, W, (float)golden_cfg_num(c, "scale_factor", CS_STAGE_A_SCALE, 1e-6, 1e6), z, idx)))
         rc = check_nhwc(c, "out.z", z, N, cl, H / f, W / f);
     free(idx);
     cs_free(x);
@@ -138,6 +152,8 @@ static int run_previewer(gcase *c)
         ;
     else if (!(x = golden_nhwc(c, "in.x", &N, &C, &h, &w))) rc = CS_EFORMAT;
     else if (C != (size_t)k->c_in) rc = cs_error(CS_EFORMAT, "%s: in.x has %zu channels, the model %d", golden_path(c), C, k->c_in);
+    else if ((rc = want(c, "out.y", N, (size_t)k->c_out, 8 * h, 8 * w)))
+        ;
     else if (!(y = cs_alloc(N * 64 * h * w * (size_t)k->c_out * sizeof(float)))) rc = cs_error(CS_ENOMEM, "out of memory");
     else if (!(rc = cs_previewer_forward(m, x, N, h, w, y))) rc = check_nhwc(c, "out.y", y, N, (size_t)k->c_out, 8 * h, 8 * w);
     cs_free(x);
@@ -161,7 +177,9 @@ static int run_effnet(gcase *c)
     else if (C != 3) rc = cs_error(CS_EFORMAT, "%s: in.x has %zu channels, expected 3", golden_path(c), C);
     else {
         size_t ho = cs_effnet_out_size(H), wo = cs_effnet_out_size(W);
-        if (!(y = cs_alloc(N * ho * wo * (size_t)k->c_latent * sizeof(float)))) rc = cs_error(CS_ENOMEM, "out of memory");
+        if ((rc = want(c, "out.y", N, (size_t)k->c_latent, ho, wo)))
+            ;
+        else if (!(y = cs_alloc(N * ho * wo * (size_t)k->c_latent * sizeof(float)))) rc = cs_error(CS_ENOMEM, "out of memory");
         else if (!(rc = cs_effnet_forward(m, x, N, H, W, y))) rc = check_nhwc(c, "out.y", y, N, (size_t)k->c_latent, ho, wo);
     }
     cs_free(x);

@@ -15,15 +15,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Compares an [N,H,W,C] result with out.y (NCHW) after checking its shape. */
+/* Compares an [N,H,W,C] result with out.y, which must be NCHW [N,C,H,W]. */
 static int check_y(gcase *c, const float *y, size_t N, size_t C, size_t H, size_t W)
 {
-    const cs_tensor *ref = golden_tensor(c, "out.y");
-    if (!ref || ref->ndim != 4 || (size_t)ref->shape[0] != N || (size_t)ref->shape[1] != C ||
-        (size_t)ref->shape[2] != H || (size_t)ref->shape[3] != W)
-        return cs_error(CS_EFORMAT, "%s: out.y shape does not match the computed [%zu,%zu,%zu,%zu]", golden_path(c), N,
-                        C, H, W);
-    return golden_check_nhwc(c, "out.y", y);
+    return golden_check_nhwc(c, "out.y", y, N, C, H, W);
+}
+
+/* out.y is NCHW [N,C,H,W]: checked before a result of that size is allocated */
+static int want_y(gcase *c, size_t N, size_t C, size_t H, size_t W)
+{
+    size_t d[4] = {N, C, H, W};
+    return golden_shape_is(golden_tensor(c, "out.y"), 4, d) ? 0 : golden_check(c, "out.y", NULL, 4, d);
 }
 
 /* A [N, L, C] (or [N, C] = one token) tensor: copy, with its dims. */
@@ -56,9 +58,9 @@ static int run_res_or_ff(gcase *c, int ff)
     size_t N, C, H, W, Ns, Cs, Hs, Ws;
     float *x = golden_nhwc(c, "in.x", &N, &C, &H, &W), *skip = NULL;
     if (!x) return CS_EFORMAT;
-    int cw = golden_cfg_int(c, "c", (int)C), cskip = golden_cfg_int(c, "c_skip", 0);
-    int rc = 0;
-    if (golden_tensor(c, "in.x_skip")) {
+    int cw = golden_cfg_int(c, "c", (int)C, 1, GOLDEN_MAX_DIM), cskip = golden_cfg_int(c, "c_skip", 0, 0, GOLDEN_MAX_DIM);
+    int rc = golden_cfg_error(c);
+    if (!rc && golden_tensor(c, "in.x_skip")) {
         skip = golden_nhwc(c, "in.x_skip", &Ns, &Cs, &Hs, &Ws);
         if (!skip) rc = CS_EFORMAT;
         else if (Ns != N || Hs != H || Ws != W || (int)Cs != cskip)
@@ -92,7 +94,9 @@ static int run_tsblock(gcase *c)
     json_t *cfg = golden_config(c), *conds = cfg ? json_object_get(cfg, "conds") : NULL;
     const char *names[CS_MAX_TCONDS];
     char found[CS_MAX_TCONDS][24];
-    int nc = 0, c_r = golden_cfg_int(c, "c_timestep", 64);
+    int nc = 0, c_r = golden_cfg_int(c, "c_timestep", 64, 1, 1 << 16), cw = x ? golden_cfg_int(c, "c", (int)C, 1, GOLDEN_MAX_DIM) : 0;
+    if (!rc) rc = golden_cfg_error(c);
+    if (!rc && (size_t)cw != C) rc = cs_error(CS_EFORMAT, "%s: config c %d but in.x has %zu channels", golden_path(c), cw, C);
     if (!rc && (conds && !json_is_array(conds))) rc = cs_error(CS_EFORMAT, "%s: config conds is not a list", golden_path(c));
     if (!rc && json_array_size(conds) > CS_MAX_TCONDS) rc = cs_error(CS_EUNSUP, "%s: too many conds", golden_path(c));
     for (size_t i = 0; !rc && i < json_array_size(conds); i++)
@@ -118,7 +122,7 @@ static int run_tsblock(gcase *c)
     cs_tsblock b;
     cs_ws ws = {0};
     if (!rc && !(rc = cs_wmap_init(&m, golden_io(c), "w.")))
-        rc = finish_params(&m, cs_tsblock_bind(&b, &m, "", golden_cfg_int(c, "c", (int)C), c_r, nc, names),
+        rc = finish_params(&m, cs_tsblock_bind(&b, &m, "", cw, c_r, nc, names),
                            "TimestepBlock");
     if (!rc) rc = cs_tsblock_forward(&b, x, N, H * W, t, Lt * Ct, &ws);
     if (!rc) rc = check_y(c, x, N, C, H, W);
@@ -133,8 +137,11 @@ static int run_attnblock(gcase *c)
     size_t N, C, H, W, Nk, Lk, Ck;
     float *x = golden_nhwc(c, "in.x", &N, &C, &H, &W), *kv = x ? tokens(c, "in.kv", &Nk, &Lk, &Ck) : NULL;
     int rc = x && kv ? 0 : CS_EFORMAT;
-    int cw = golden_cfg_int(c, "c", (int)C), cc = golden_cfg_int(c, "c_cond", (int)Ck),
-        nhead = golden_cfg_int(c, "nhead", cw / 64), self = golden_cfg_int(c, "self_attn", 1);
+    int cw = x ? golden_cfg_int(c, "c", (int)C, 1, GOLDEN_MAX_DIM) : 0,
+        cc = kv ? golden_cfg_int(c, "c_cond", (int)Ck, 1, GOLDEN_MAX_DIM) : 0,
+        nhead = golden_cfg_int(c, "nhead", cw / 64 > 0 ? cw / 64 : 1, 1, GOLDEN_MAX_DIM),
+        self = golden_cfg_int(c, "self_attn", 1, 0, 1);
+    if (!rc) rc = golden_cfg_error(c);
     if (!rc && (Nk != N || (size_t)cc != Ck || (size_t)cw != C))
         rc = cs_error(CS_EFORMAT, "%s: in.kv / in.x do not fit c %d, c_cond %d", golden_path(c), cw, cc);
     cs_wmap m;
@@ -173,15 +180,15 @@ static int cross_check(gcase *c, const cs_net_info *in)
             ok = json_integer_value(json_array_get(ch, i)) == in->c_hidden[i];
         if (!ok) return cs_error(CS_EMODEL, "%s: inferred level widths differ from config c_hidden", golden_path(c));
     }
-    int cc = golden_cfg_int(c, "c_cond", in->c_cond);
+    int cc = golden_cfg_int(c, "c_cond", in->c_cond, 1, GOLDEN_MAX_DIM);
     if (cc != in->c_cond) return cs_error(CS_EMODEL, "%s: inferred c_cond %d, config says %d", golden_path(c), in->c_cond, cc);
     return 0;
 }
 
-/* optional [N] vector */
-static float *opt_vec(gcase *c, const char *name, size_t N, int *rc)
+/* optional [N] vector (required: absent is an error too) */
+static float *vec(gcase *c, const char *name, size_t N, int *rc, int required)
 {
-    if (!golden_tensor(c, name)) return NULL;
+    if (!required && !golden_tensor(c, name)) return NULL;
     const cs_tensor *t;
     float *v = golden_f32(c, name, &t);
     if (!v || (size_t)cs_tensor_numel(t) != N) {
@@ -205,16 +212,18 @@ static int run_stage_c(gcase *c)
     cs_stage_c_info(m, &in);
     size_t N, C, H, W, Nt = 0, Lt = 0, Ct = 0, Np = 0, Lp = 0, Cp = 0, Ni = 0, M = 0, Ci = 0;
     float *x = golden_nhwc(c, "in.x", &N, &C, &H, &W);
-    float *r = golden_f32(c, "in.r", NULL), *txt = tokens(c, "in.clip_text", &Nt, &Lt, &Ct),
+    float *r = NULL, *txt = tokens(c, "in.clip_text", &Nt, &Lt, &Ct),
           *pool = tokens(c, "in.clip_text_pooled", &Np, &Lp, &Cp), *img = NULL, *sca = NULL, *crp = NULL, *y = NULL;
     if (golden_tensor(c, "in.clip_img")) img = tokens(c, "in.clip_img", &Ni, &M, &Ci);
     rc = cross_check(c, &in);
-    if (!rc && (!x || !r || !txt || !pool || (golden_tensor(c, "in.clip_img") && !img))) rc = CS_EFORMAT;
+    if (!rc && (!x || !txt || !pool || (golden_tensor(c, "in.clip_img") && !img))) rc = CS_EFORMAT;
     if (!rc && (Nt != N || Np != N || Lp != 1 || (img && Ni != N) || C != (size_t)in.c_in ||
                 Ct != (size_t)in.c_clip_text || Cp != (size_t)in.c_clip_pooled || (img && Ci != (size_t)in.c_clip_img)))
         rc = cs_error(CS_EFORMAT, "%s: inputs do not fit the Stage C in %s", golden_path(c), cs_st_path(f));
-    if (!rc) sca = opt_vec(c, "in.sca", N, &rc);
-    if (!rc) crp = opt_vec(c, "in.crp", N, &rc);
+    if (!rc) r = vec(c, "in.r", N, &rc, 1);
+    if (!rc) rc = want_y(c, N, (size_t)in.c_out, H, W);
+    if (!rc) sca = vec(c, "in.sca", N, &rc, 0);
+    if (!rc) crp = vec(c, "in.crp", N, &rc, 0);
     if (!rc && !(y = cs_alloc(N * H * W * (size_t)in.c_out * sizeof(float)))) rc = cs_error(CS_ENOMEM, "out of memory");
     if (!rc) rc = cs_stage_c_forward(m, x, N, H, W, r, txt, Lt, pool, img, img ? M : 1, sca, crp, y);
     if (!rc) rc = check_y(c, y, N, (size_t)in.c_out, H, W);
@@ -235,16 +244,18 @@ static int run_stage_b(gcase *c)
     cs_net_info in;
     cs_stage_b_info(m, &in);
     size_t N, C, H, W, Ne, Ce, He, We, Nc = 0, Lc = 0, Cc = 0, Np = 0, Cpx = 0, Hp = 0, Wp = 0;
-    float *x = golden_nhwc(c, "in.x", &N, &C, &H, &W), *r = golden_f32(c, "in.r", NULL);
+    float *x = golden_nhwc(c, "in.x", &N, &C, &H, &W), *r = NULL;
     float *eff = golden_nhwc(c, "in.effnet", &Ne, &Ce, &He, &We), *clip = tokens(c, "in.clip", &Nc, &Lc, &Cc);
     float *pix = NULL, *sca = NULL, *y = NULL;
     if (golden_tensor(c, "in.pixels")) pix = golden_nhwc(c, "in.pixels", &Np, &Cpx, &Hp, &Wp);
     rc = cross_check(c, &in);
-    if (!rc && (!x || !r || !eff || !clip || (golden_tensor(c, "in.pixels") && !pix))) rc = CS_EFORMAT;
+    if (!rc && (!x || !eff || !clip || (golden_tensor(c, "in.pixels") && !pix))) rc = CS_EFORMAT;
     if (!rc && (Ne != N || Nc != N || Lc != 1 || C != (size_t)in.c_in || Ce != (size_t)in.c_effnet ||
                 Cc != (size_t)in.c_clip_pooled || (pix && (Np != N || Cpx != (size_t)in.c_pixels))))
         rc = cs_error(CS_EFORMAT, "%s: inputs do not fit the Stage B in %s", golden_path(c), cs_st_path(f));
-    if (!rc) sca = opt_vec(c, "in.sca", N, &rc);
+    if (!rc) r = vec(c, "in.r", N, &rc, 1);
+    if (!rc) rc = want_y(c, N, (size_t)in.c_out, H, W);
+    if (!rc) sca = vec(c, "in.sca", N, &rc, 0);
     if (!rc && !(y = cs_alloc(N * H * W * (size_t)in.c_out * sizeof(float)))) rc = cs_error(CS_ENOMEM, "out of memory");
     if (!rc) rc = cs_stage_b_forward(m, x, N, H, W, r, eff, He, We, clip, pix, Hp, Wp, sca, y);
     if (!rc) rc = check_y(c, y, N, (size_t)in.c_out, H, W);

@@ -16,6 +16,7 @@
 #include "stage_c.h"
 #include "tensor.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@ typedef struct {
     gcase *c;
     const char *prefix;   /* "in." or "in.c." / "in.b." */
     int next;             /* -1: the init draw, else the step */
+    size_t N, C, H, W;    /* every draw has the shape of <prefix>noise_init */
 } replay;
 
 /* cs_noise_fn: the next recorded draw, as channels-last */
@@ -38,15 +40,14 @@ static int replay_noise(void *ctx, float *out, size_t n)
     else
         snprintf(name, sizeof name, "%snoise_step_%02d", r->prefix, r->next);
     r->next++;
+    size_t d[4] = {r->N, r->C, r->H, r->W};
+    if (!golden_shape_is(golden_tensor(r->c, name), 4, d) || r->N * r->C * r->H * r->W != n)
+        return cs_error(CS_EFORMAT, "%s: %s missing or not [%zu,%zu,%zu,%zu] like the init draw",
+                        golden_file(r->c), name, d[0], d[1], d[2], d[3]);
     size_t N, C, H, W;
     float *v = golden_nhwc(r->c, name, &N, &C, &H, &W);
     if (!v)
         return CS_EFORMAT;
-    if (N * C * H * W != n) {
-        cs_free(v);
-        return cs_error(CS_EFORMAT, "%s: %s has %zu values, the sampler wants %zu",
-                        golden_path(r->c), name, N * C * H * W, n);
-    }
     memcpy(out, v, n * sizeof *out);
     cs_free(v);
     return 0;
@@ -55,21 +56,53 @@ static int replay_noise(void *ctx, float *out, size_t n)
 typedef struct {
     gcase *c;
     const char *prefix;   /* "out." or "out.c." / "out.b." */
+    int steps, next;      /* expected count; the step the next call must report */
+    int compared;         /* per-step tensors compared */
+    size_t N, C, H, W;
 } step_check;
 
-/* cs_step_fn: compares this step's x0 and x where the file has them */
+/* cs_step_fn: the contract (sampler.h) is one call per step, in order, with
+ * that step's x0 and the sampler's new x; both gate the case where the file
+ * records them, like checked outputs. */
 static int check_step(void *ctx, int step, int steps, const float *x0, const float *x)
 {
     step_check *s = ctx;
-    char name[64];
+    if (step != s->next || steps != s->steps)
+        return cs_error(CS_EFORMAT, "%s: step callback reported step %d of %d, expected %d of %d",
+                        golden_file(s->c), step, steps, s->next, s->steps);
+    s->next++;
+    const char *what[2] = {"x0", "x"};
+    const float *val[2] = {x0, x};
     int rc = 0;
-    snprintf(name, sizeof name, "%sx0_step_%02d", s->prefix, step);
-    if (golden_tensor(s->c, name))
-        rc = golden_check_nhwc(s->c, name, x0);
-    snprintf(name, sizeof name, "%sx_step_%02d", s->prefix, step);
-    if (!rc && golden_tensor(s->c, name))
-        rc = golden_check_nhwc(s->c, name, x);
+    for (int i = 0; i < 2 && !rc; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "%s%s_step_%02d", s->prefix, what[i], step);
+        if (!golden_tensor(s->c, name))
+            continue;
+        golden_require(s->c, name);
+        rc = golden_check_nhwc(s->c, name, val[i], s->N, s->C, s->H, s->W);
+        s->compared++;
+    }
     return rc;
+}
+
+/* Per-step tensors the file records under prefix ("out.c." ...): names
+ * <prefix>x0_step_NN / <prefix>x_step_NN, whatever NN. */
+static int recorded_steps(gcase *c, const char *prefix)
+{
+    cs_st_file *io = golden_io(c);
+    size_t pl = strlen(prefix);
+    int n = 0;
+    for (int i = 0; i < cs_st_count(io); i++) {
+        const char *nm = cs_st_at(io, i)->name;
+        int k, len = 0;
+        if (strncmp(nm, prefix, pl))
+            continue;
+        if ((sscanf(nm + pl, "x0_step_%d%n", &k, &len) == 1 || sscanf(nm + pl, "x_step_%d%n", &k, &len) == 1) &&
+            !nm[pl + (size_t)len])
+            n++;
+    }
+    return n;
 }
 
 /* [N, L, C] tokens (or [N, C] as L = 1) */
@@ -148,6 +181,8 @@ static int sample_params(gcase *c, const char *key, cs_sample_params *p, int *mi
         const char *e = strstr(sn, "eta=");
         p->sampler = CS_SAMPLER_DDIM;
         p->eta = e ? strtof(e + 4, NULL) : 0.0f;   /* DDIMSampler.step default eta 0 */
+        if (!(p->eta >= 0.0f && p->eta <= 1.0f))
+            return golden_cfg_bad(c, "sampler", "has an eta outside 0..1");
     } else if (!strncmp(sn, "LCMSampler", 10)) {
         p->sampler = CS_SAMPLER_LCM;
     } else if (strncmp(sn, "DDPMSampler", 11) != 0) {
@@ -158,17 +193,25 @@ static int sample_params(gcase *c, const char *key, cs_sample_params *p, int *mi
     if (!json_is_number(v) && !json_is_null(v))
         return cs_error(CS_EFORMAT, "%s: %s.cfg missing", golden_path(c), key);
     p->cfg = json_is_null(v) ? 0.0f : (float)json_number_value(v);
+    if (!(fabsf(p->cfg) <= 1000.0f))
+        return golden_cfg_bad(c, key, "cfg is outside -1000..1000");
     *mix = json_is_number(v) && p->cfg == 0.0f;
     if (!json_is_number(v = json_object_get(s, "shift")))
         return cs_error(CS_EFORMAT, "%s: %s.shift missing", golden_path(c), key);
     p->shift = (float)json_number_value(v);
+    if (!(p->shift > 0.0f && p->shift <= 1000.0f))
+        return golden_cfg_bad(c, key, "shift is outside (0, 1000]");
     if (!json_is_integer(v = json_object_get(s, "timesteps")))
         return cs_error(CS_EFORMAT, "%s: %s.timesteps missing", golden_path(c), key);
+    if (json_integer_value(v) < 1 || json_integer_value(v) > 1000)
+        return golden_cfg_bad(c, key, "timesteps is outside 1..1000");
     p->steps = (int)json_integer_value(v);
     if (json_is_number(v = json_object_get(s, "t_start")))
         p->t_start = (float)json_number_value(v);
-    p->cfg_rho = (float)golden_cfg_num(c, "cfg_rho", 0.7);
-    return 0;
+    if (!(p->t_start > 0.0f && p->t_start <= 1.0f))
+        return golden_cfg_bad(c, key, "t_start is outside (0, 1]");
+    p->cfg_rho = (float)golden_cfg_num(c, "cfg_rho", 0.7, 0.0, 1.0);
+    return golden_cfg_error(c);
 }
 
 typedef struct {
@@ -206,9 +249,10 @@ static int mix_eps(void *ctx, const float *x, int nb, float r, float *eps)
  * [N, H, W, C] channels-last (N, C, H, W from <in>noise_init), *result
  * allocated here (the caller frees it). mix: see sample_params. */
 static int sample_stage(gcase *c, const cs_sample_params *p, int mix, const char *in,
-                        const char *out, cs_eps_fn eps, void *eps_ctx, size_t N, size_t per,
-                        float **res)
+                        const char *out, cs_eps_fn eps, void *eps_ctx, size_t N, size_t C,
+                        size_t H, size_t W, float **res)
 {
+    size_t per = H * W * C;
     float *result = *res = cs_alloc(N * per * sizeof *result);
     if (!result)
         return cs_error(CS_ENOMEM, "out of memory");
@@ -227,10 +271,10 @@ static int sample_stage(gcase *c, const cs_sample_params *p, int mix, const char
         return rc;
     snprintf(name, sizeof name, "%ssched.logSNR", out);
     if (golden_tensor(c, name))
-        rc = golden_check(c, name, s.logsnr, (size_t)s.steps + 1);
+        rc = golden_check(c, name, s.logsnr, 1, (size_t[]){(size_t)s.steps + 1});
     snprintf(name, sizeof name, "%ssched.noise_cond", out);
     if (!rc && golden_tensor(c, name))
-        rc = golden_check(c, name, s.r, (size_t)s.steps);
+        rc = golden_check(c, name, s.r, 1, (size_t[]){(size_t)s.steps});
     cs_schedule_free(&s);
     if (rc)
         return rc;
@@ -238,20 +282,26 @@ static int sample_stage(gcase *c, const cs_sample_params *p, int mix, const char
     float *x = cs_alloc(N * per * sizeof *x);
     if (!x)
         return cs_error(CS_ENOMEM, "out of memory");
-    replay rp = {c, in, -1};
-    step_check sc = {c, out};
+    replay rp = {c, in, -1, N, C, H, W};
+    step_check sc = {c, out, p->steps, 0, 0, N, C, H, W};
     cs_sampler_io io = {eps, eps_ctx, replay_noise, &rp, check_step, &sc};
     rc = cs_sample(p, (int)N, per, x, result, &io);
     /* rp.next counts from -1: init, then one draw per step */
     if (!rc && rp.next != p->steps)
         rc = cs_error(CS_EFORMAT, "%s: the sampler drew %d tensors, expected %d", golden_path(c),
                       rp.next + 1, p->steps + 1);
+    if (!rc && sc.next != p->steps)
+        rc = cs_error(CS_EFORMAT, "%s: the step callback ran %d times for %d steps", golden_file(c),
+                      sc.next, p->steps);
+    if (!rc && sc.compared != recorded_steps(c, out))
+        rc = cs_error(CS_EFORMAT, "%s: %d per-step %s* tensors recorded, %d reported by the %d steps",
+                      golden_file(c), recorded_steps(c, out), out, sc.compared, p->steps);
     snprintf(name, sizeof name, "%ssampled", out);
     if (!rc)
-        rc = golden_check_nhwc(c, name, result);
+        rc = golden_check_nhwc(c, name, result, N, C, H, W);
     snprintf(name, sizeof name, "%sx_final", out);
     if (!rc && golden_tensor(c, name))
-        rc = golden_check_nhwc(c, name, x);
+        rc = golden_check_nhwc(c, name, x, N, C, H, W);
     cs_free(x);
     return rc;
 }
@@ -264,6 +314,8 @@ static int latent_shape(gcase *c, const char *name, size_t *N, size_t *C, size_t
         return cs_error(CS_EFORMAT, "%s: %s missing or not NCHW", golden_path(c), name);
     *N = (size_t)t->shape[0], *C = (size_t)t->shape[1];
     *H = (size_t)t->shape[2], *W = (size_t)t->shape[3];
+    if (*N > 32)   /* the eps callbacks take up to 64 = 2N images with CFG */
+        return cs_error(CS_EFORMAT, "%s: %s: batch %zu (at most 32)", golden_file(c), name, *N);
     return 0;
 }
 
@@ -342,7 +394,7 @@ static int run_c(gcase *c, const char *cfg_model, const char *cfg_sampling, cons
         goto done;
     }
     c_ctx k = {m, H, W, Lt, M, text, pool, img, {0}};
-    rc = sample_stage(c, &p, mix, in, out, c_eps, &k, N, H * W * C, &res);
+    rc = sample_stage(c, &p, mix, in, out, c_eps, &k, N, C, H, W, &res);
 done:
     cs_free(text);
     cs_free(pool);
@@ -419,7 +471,7 @@ static int run_b(gcase *c, const char *cfg_model, const char *cfg_sampling, cons
         goto done;
     }
     b_ctx k = {m, H, W, hc, wc, effnet, clip, {0}};
-    rc = sample_stage(c, &p, mix, in, out, b_eps, &k, N, H * W * C, &res);
+    rc = sample_stage(c, &p, mix, in, out, b_eps, &k, N, C, H, W, &res);
 done:
     cs_free(clip);
     cs_stage_b_free(m);
@@ -478,7 +530,8 @@ static int check_u8(gcase *c, const float *img_nhwc, size_t N, size_t H, size_t 
     if (!tu || !ti)
         return 0;
     size_t n = N * H * W * 3;
-    if (tu->dtype != CS_U8 || (size_t)cs_tensor_numel(tu) != n || (size_t)cs_tensor_numel(ti) != n)
+    size_t du[4] = {N, H, W, 3}, di[4] = {N, 3, H, W};
+    if (tu->dtype != CS_U8 || !golden_shape_is(tu, 4, du) || !golden_shape_is(ti, 4, di))
         return cs_error(CS_EFORMAT, "%s: out.image_u8 is not U8 [%zu,%zu,%zu,3]", golden_path(c),
                         N, H, W);
     double frac_tol = 0.0;
@@ -540,6 +593,11 @@ static int run_pipeline(gcase *c)
         goto done;
     }
     memcpy(eff, cres, n * sizeof *eff);
+    size_t nb, cb, hb, wb;   /* the effnet condition holds N images: Stage B must sample N too */
+    if (!(rc = latent_shape(c, "in.b.noise_init", &nb, &cb, &hb, &wb)) && nb != N)
+        rc = cs_error(CS_EFORMAT, "%s: in.b.noise_init has batch %zu, the Stage C latent %zu", golden_file(c), nb, N);
+    if (rc)
+        goto done;
     rc = run_b(c, "stage_b", "sampling_b", "in.b.", "out.b.", eff, hc, wc, ce, "in.clip_text_pooled",
                "in.uncond.clip_text_pooled", &bres, &Nb, &Hb, &Wb);
     if (rc)
@@ -553,13 +611,16 @@ static int run_pipeline(gcase *c)
     json_t *sf = sa ? json_object_get(sa, "scale_factor") : NULL;
     float scale = json_is_number(sf) ? (float)json_number_value(sf) : CS_STAGE_A_SCALE;
     size_t fct = (size_t)cs_stage_a_factor(a), H = Hb * fct, W = Wb * fct;
-    if (!(img = cs_alloc(Nb * H * W * 3 * sizeof *img)))
+    size_t di[4] = {Nb, 3, H, W};
+    if (!golden_shape_is(golden_tensor(c, "out.image"), 4, di))
+        rc = golden_check(c, "out.image", NULL, 4, di);
+    else if (!(img = cs_alloc(Nb * H * W * 3 * sizeof *img)))
         rc = cs_error(CS_ENOMEM, "out of memory");
     if (!rc)
         rc = cs_stage_a_decode(a, bres, Nb, Hb, Wb, scale, 0, 0, img);
     cs_stage_a_free(a);
     if (!rc)
-        rc = golden_check_nhwc(c, "out.image", img);
+        rc = golden_check_nhwc(c, "out.image", img, Nb, 3, H, W);
     if (!rc)
         rc = check_u8(c, img, Nb, H, W);
 done:
