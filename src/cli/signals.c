@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static int err_tty;   /* stderr may hold an open progress line: start a new one */
@@ -33,6 +34,16 @@ static void on_signal(int sig)
 {
     int saved = errno;
     if (user_stop(sig) && user_stop(cs_cancel_pending())) {
+        /* Only the main thread creates files. A process-wide signal may land
+         * on a BLAS or OpenMP worker (after SIGSTOP/SIGCONT any thread may
+         * take it); removing files there would race with the main thread
+         * writing the next one, so hand the signal to the main thread. */
+        pid_t pid = getpid();
+        if ((pid_t)syscall(SYS_gettid) != pid) {
+            syscall(SYS_tgkill, pid, pid, sig);
+            errno = saved;
+            return;
+        }
         /* the second request: do not wait for the next check */
         static const char msg[] = "\ncascade: stopped at once (second signal); temporary files removed\n";
         cs_cleanup_run();
