@@ -75,7 +75,8 @@ static void usage(FILE *f)
         "                         (256x256, one thread unless --threads / $CASCADE_THREADS)\n"
         "  -h, --help             this text\n"
         "\n"
-        "Exit status: 0 done, 1 error, 2 bad usage, 130 interrupted (Ctrl-C; nothing written).\n");
+        "Exit status: 0 done, 1 error (also a closed stdout or ulimit -f), 2 bad usage,\n"
+        "130 interrupted (Ctrl-C, SIGTERM, SIGHUP; nothing of the unfinished run is written).\n");
 }
 
 /* ---- option parsing ---- */
