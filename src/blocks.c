@@ -1,6 +1,7 @@
 #include "blocks.h"
 
 #include "../simd/kernels.h"
+#include "cancel.h"
 #include "error.h"
 #include "ops.h"
 
@@ -187,6 +188,9 @@ static int mlp_residual(const cs_resblock *b, const float *in, size_t cin, float
     const float *g = cs_weight_f32(&b->gamma, 2), *be = cs_weight_f32(&b->beta, 3);
     if (!g || !be) return CS_ENOMEM;
     if ((rc = cs_grn(h, h, N, HW, c4, g, be))) return rc;
+    /* the two linears of a level-0 Stage B block are ~1 s on 2 cores: a stop is
+     * also seen between them (the block is abandoned, so x may stay half-updated) */
+    if ((rc = cs_cancel_check())) return rc;
     return cs_linear(h, rows, c4, 0, &b->fc2_w, &b->fc2_b, x, 0, 1);   /* + residual */
 }
 

@@ -1,6 +1,7 @@
 /* CLIP text encoder forward (spec/models.md §8.1). */
 #include "clip.h"
 
+#include "cancel.h"
 #include "error.h"
 #include "kernels.h"
 #include "ops.h"
@@ -441,6 +442,7 @@ int cs_clip_forward(const cs_clip *m, const int32_t *ids, const int32_t *mask, s
     if (!rc) rc = embed(m, ids, N, L, h);
     if (!rc && out->hidden) memcpy(out->hidden[0], h, RC * sizeof(float));
     for (int l = 0; !rc && l < c->layers; l++) {
+        if ((rc = cs_cancel_check())) break;
         rc = encoder_layer(m, &m->layer[l], h, N, L, M, x, q, k, v, a, f);
         if (!rc && out->hidden) memcpy(out->hidden[l + 1], h, RC * sizeof(float));
     }

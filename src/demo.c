@@ -4,6 +4,7 @@
 #endif
 #include "demo.h"
 
+#include "cancel.h"
 #include "error.h"
 #include "safetensors.h"
 #include "tensor.h"
@@ -416,11 +417,15 @@ int cs_demo_create(cs_demo_files *f)
         f->dir[0] = 0;
         return rc;
     }
+    f->cleanup[0] = cs_cleanup_add(f->dir, 1);
     snprintf(f->text_encoder, sizeof f->text_encoder, "%s/text_encoder.safetensors", f->dir);
     snprintf(f->stage_c, sizeof f->stage_c, "%s/stage_c_demo.safetensors", f->dir);
     snprintf(f->stage_b, sizeof f->stage_b, "%s/stage_b_demo.safetensors", f->dir);
     snprintf(f->stage_a, sizeof f->stage_a, "%s/stage_a_demo.safetensors", f->dir);
     snprintf(f->previewer, sizeof f->previewer, "%s/previewer_demo.safetensors", f->dir);
+    const char *files[] = {f->text_encoder, f->stage_c, f->stage_b, f->stage_a, f->previewer};
+    for (int i = 0; i < 5; i++)   /* before they exist: the folder is ours alone */
+        f->cleanup[1 + i] = cs_cleanup_add(files[i], 0);
 
     char clip_cfg[512];
     snprintf(clip_cfg, sizeof clip_cfg,
@@ -441,10 +446,14 @@ int cs_demo_create(cs_demo_files *f)
         rc = cs_demo_write(f->text_encoder, &l, "BF16", CS_DEMO_SEED + 1, meta_clip, 2);
         cs_demo_list_free(&l);
     }
+    if (!rc)
+        rc = cs_cancel_check();   /* each write takes a moment at real sizes of --demo */
     if (!rc && !(rc = cs_demo_stage_c(&uc, &l))) {
         rc = cs_demo_write(f->stage_c, &l, "BF16", CS_DEMO_SEED + 2, meta, 1);
         cs_demo_list_free(&l);
     }
+    if (!rc)
+        rc = cs_cancel_check();
     if (!rc && !(rc = cs_demo_stage_b(&ub, &l))) {
         rc = cs_demo_write(f->stage_b, &l, "BF16", CS_DEMO_SEED + 3, meta, 1);
         cs_demo_list_free(&l);
@@ -472,4 +481,8 @@ void cs_demo_remove(cs_demo_files *f)
             unlink(p[i]);
     rmdir(f->dir);
     f->dir[0] = 0;
+    for (int i = 0; i < 6; i++) {
+        cs_cleanup_del(f->cleanup[i]);
+        f->cleanup[i] = 0;
+    }
 }

@@ -68,10 +68,12 @@ int cs_demo_write(const char *path, const cs_demo_list *l, const char *dtype, ui
 typedef struct {
     char dir[3968];
     char text_encoder[4096], stage_c[4096], stage_b[4096], stage_a[4096], previewer[4096];
+    int cleanup[6];             /* cs_cleanup_add handles: the folder, then the files */
 } cs_demo_files;
 
 /* Creates a private temporary folder ($TMPDIR or /tmp) holding all five
- * demo networks. */
+ * demo networks. The folder and files are on the signal cleanup list
+ * (cancel.h) until cs_demo_remove. */
 int cs_demo_create(cs_demo_files *out);
 /* Deletes the files and the folder. */
 void cs_demo_remove(cs_demo_files *f);

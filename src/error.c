@@ -1,7 +1,9 @@
 #include "error.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 static _Thread_local char msg[1024];
 
@@ -17,3 +19,8 @@ int cs_error(int code, const char *fmt, ...)
 const char *cs_last_error(void) { return msg; }
 
 void cs_clear_error(void) { msg[0] = 0; }
+
+const char *cs_strerror(int e)
+{
+    return e == EFBIG ? "file size limit exceeded (ulimit -f)" : strerror(e);
+}

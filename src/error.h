@@ -19,5 +19,8 @@ int cs_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 /* The last message set on this thread ("" if none). */
 const char *cs_last_error(void);
 void cs_clear_error(void);
+/* strerror(e), but EFBIG (a write past `ulimit -f`, SIGXFSZ ignored) says
+ * "file size limit exceeded (ulimit -f)" rather than "File too large". */
+const char *cs_strerror(int e);
 
 #endif

@@ -5,6 +5,7 @@
  * whole through a temporary file and rename(). */
 #include "models.h"
 
+#include "cancel.h"
 #include "error.h"
 
 #include <errno.h>
@@ -89,10 +90,12 @@ static int save(entry *e, int n)
     snprintf(tmp, sizeof tmp, "%s.XXXXXX", path);
     int fd = mkstemp(tmp);
     if (fd < 0) return -1;
+    int h = cs_cleanup_add(tmp, 0);
     FILE *f = fdopen(fd, "w");
     if (!f) {
         close(fd);
         unlink(tmp);
+        cs_cleanup_del(h);
         return -1;
     }
     for (int i = 0; i < n; i++)
@@ -101,8 +104,10 @@ static int save(entry *e, int n)
     ok &= fclose(f) == 0;
     if (!ok || rename(tmp, path)) {
         unlink(tmp);
+        cs_cleanup_del(h);
         return -1;
     }
+    cs_cleanup_del(h);
     return 0;
 }
 
@@ -123,6 +128,7 @@ static int hash_file(const char *path, uint64_t *out)
     }
     XXH64_reset(st, 0);
     for (;;) {
+        if ((rc = cs_cancel_check()) != 0) goto out;   /* 8 MiB blocks: a few ms each */
         ssize_t r = read(fd, buf, bs);
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) {

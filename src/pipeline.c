@@ -2,6 +2,7 @@
 #include "pipeline.h"
 
 #include "clip.h"
+#include "cancel.h"
 #include "error.h"
 #include "models.h"
 #include "previewer.h"
@@ -301,7 +302,7 @@ static double now_s(void)
 
 static int cancelled(volatile sig_atomic_t *c)
 {
-    return c && *c;
+    return (c && *c) || cs_cancel_pending();   /* the caller's flag or a signal's */
 }
 
 #define CANCEL_ERR() cs_error(CS_EINTR, "interrupted")
@@ -447,8 +448,13 @@ static int do_preview(run_ctx *r, int step, int steps, const float *x0)
     int rc = cs_previewer_forward(r->p->pv, x0, r->N, r->hc, r->wc, r->prev_img);
     if (!rc)
         rc = cs_image_to_u8_nhwc(r->prev_img, r->N, ph, pw, r->g->u8_mode, r->prev_rgb);
-    if (!rc && hk->preview(hk->ctx, step, steps, r->prev_rgb, (int)r->N, (int)pw, (int)ph))
-        rc = cs_error(CS_EINTR, "stopped by the preview handler");
+    if (!rc) {
+        int hr = hk->preview(hk->ctx, step, steps, r->prev_rgb, (int)r->N, (int)pw, (int)ph);
+        if (hr < 0)
+            rc = hr;   /* the handler's own error (it set the message) */
+        else if (hr > 0)
+            rc = cs_error(CS_EINTR, "stopped by the preview handler");
+    }
     return rc;
 }
 

@@ -73,12 +73,16 @@ typedef struct {
      * of steps done; seconds since the stage started (after loading). */
     void (*progress)(void *ctx, cs_stage_id stage, int step, int steps, double elapsed);
     /* Previewer image of the Stage C x0 at step (steps = final): n RGB8
-     * images [n, h, w, 3]. Return nonzero to abort the run. */
+     * images [n, h, w, 3]. Return 0 to go on, a negative CS_E* code (with
+     * cs_error's message set) to fail the run with that error, or a
+     * positive value to stop it (CS_EINTR). */
     int (*preview)(void *ctx, int step, int steps, const uint8_t *rgb, int n, int w, int h);
     void *ctx;
     /* one-line notices (prompt truncated to 77 tokens, ...) */
     void (*warn)(void *ctx, const char *msg);
-    /* set asynchronously (SIGINT); checked at every step boundary */
+    /* set asynchronously (a signal); checked at every step boundary. The
+     * process-wide flag of cancel.h is checked too, also inside the
+     * networks (every U-Net block, CLIP layer, Stage A block and tile). */
     volatile sig_atomic_t *cancel;
 } cs_pipeline_hooks;
 

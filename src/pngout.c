@@ -5,6 +5,7 @@
 #endif
 #include "pngout.h"
 
+#include "cancel.h"
 #include "error.h"
 
 #include <dirent.h>
@@ -122,7 +123,10 @@ static int encode(FILE *fp, const char *path, const uint8_t *rgb, int width, int
         return cs_error(CS_ENOMEM, "png: %s: cannot create the libpng info", path);
     }
     if (setjmp(err.jb)) {
+        int e = errno;   /* libpng's "Write Error" hides why: EFBIG is ulimit -f */
         png_destroy_write_struct(&png, &info);
+        if (e == EFBIG || e == ENOSPC || e == EDQUOT || e == EIO)
+            return cs_error(CS_EIO, "png: %s: write failed: %s", path, cs_strerror(e));
         return cs_error(CS_EIO, "png: %s: libpng: %s", path, err.msg);
     }
     png_set_user_limits(png, 0x7fffffff, 0x7fffffff);
@@ -252,20 +256,22 @@ static int write_impl(const char *path, const uint8_t *rgb, int width, int heigh
         return cs_error(CS_EIO, "png: %s: cannot create a temporary file beside it: %s", path,
                         strerror(errno));
     }
+    int h = cs_cleanup_add(tmp, 0);   /* removed even if a signal ends the process */
     FILE *fp = fdopen(fd, "wb");
     if (!fp) {
         int e = errno;
         close(fd);
         unlink(tmp);
+        cs_cleanup_del(h);
         free(txt);
         return cs_error(CS_EIO, "png: %s: %s", path, strerror(e));
     }
     int rc = encode(fp, path, rgb, width, height, stride, txt, n_text);
     free(txt);
     if (!rc && (fflush(fp) != 0 || fsync(fileno(fp)) != 0))
-        rc = cs_error(CS_EIO, "png: %s: write failed: %s", path, strerror(errno));
+        rc = cs_error(CS_EIO, "png: %s: write failed: %s", path, cs_strerror(errno));
     if (fclose(fp) != 0 && !rc)
-        rc = cs_error(CS_EIO, "png: %s: close failed: %s", path, strerror(errno));
+        rc = cs_error(CS_EIO, "png: %s: close failed: %s", path, cs_strerror(errno));
     if (!rc) {
         int e = place(tmp, path, force);
         if (e == -EEXIST) {
@@ -276,10 +282,11 @@ static int write_impl(const char *path, const uint8_t *rgb, int width, int heigh
                           strerror(-e));
         }
     }
-    if (rc) {
+    if (rc)
         unlink(tmp);
+    cs_cleanup_del(h);
+    if (rc)
         return rc;
-    }
     sync_dir(path);
     return 0;
 }

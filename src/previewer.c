@@ -1,5 +1,6 @@
 #include "previewer.h"
 
+#include "cancel.h"
 #include "error.h"
 #include "ops.h"
 #include "weights.h"
@@ -167,6 +168,7 @@ int cs_previewer_forward(const cs_previewer *p, const float *x, size_t N, size_t
         for (int i = 0; i < NCONV && !rc; i++) {
             float *o = i == NCONV - 1 ? y + n * 64 * h * w * (size_t)p->cout[i] : in == a ? b : a;
             char k = layers[i].kind;
+            if ((rc = cs_cancel_check())) break;
             if (k == 'T') rc = cs_conv_transpose2d(in, 1, H, W, (size_t)p->cin[i], &p->w[i], &p->b[i], 2, 0, o, &Ho, &Wo);
             else rc = cs_conv2d(in, 1, H, W, (size_t)p->cin[i], &p->w[i], &p->b[i], 1, k == '3', 1, o, &Ho, &Wo);
             if (rc) break;

@@ -1,5 +1,6 @@
 #include "safetensors.h"
 
+#include "cancel.h"
 #include "error.h"
 
 #include <errno.h>
@@ -320,28 +321,35 @@ int cs_st_write(const char *path, const cs_tensor *tensors, int n, const char *c
     }
     snprintf(tmp, tl, "%s.tmpXXXXXX", path);
     int fd = mkstemp(tmp);
+    int h = fd >= 0 ? cs_cleanup_add(tmp, 0) : 0;   /* removed even if a signal ends us */
     FILE *fp = fd >= 0 ? fdopen(fd, "wb") : NULL;
     int rc = 0;
     if (!fp) {
-        rc = cs_error(CS_EIO, "%s: %s", path, strerror(errno));
-        if (fd >= 0) close(fd);
+        rc = cs_error(CS_EIO, "%s: %s", path, cs_strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+            unlink(tmp);
+        }
         goto out;
     }
     unsigned char len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)padded >> (8 * i));
-    int ok = fwrite(len8, 1, 8, fp) == 8 && fwrite(hdr, 1, hl, fp) == hl;
+    int ok = fwrite(len8, 1, 8, fp) == 8 && fwrite(hdr, 1, hl, fp) == hl, e = 0;
     for (size_t i = hl; ok && i < padded; i++) ok = fputc(' ', fp) != EOF;
     for (int i = 0; ok && i < n; i++) {
         size_t bytes = (size_t)cs_tensor_numel(&tensors[i]) * cs_dtype_size(tensors[i].dtype);
         ok = !bytes || fwrite(tensors[i].data, 1, bytes, fp) == bytes;
     }
-    if (fflush(fp) != 0 || fsync(fileno(fp)) != 0) ok = 0;
-    if (fclose(fp) != 0) ok = 0;
-    if (!ok || rename(tmp, path) != 0) {
-        rc = cs_error(CS_EIO, "%s: write failed: %s", path, strerror(errno));
+    if (!ok) e = errno;   /* the first failure says why (EFBIG: ulimit -f) */
+    if (fflush(fp) != 0 || fsync(fileno(fp)) != 0) ok = 0, e = e ? e : errno;
+    if (fclose(fp) != 0) ok = 0, e = e ? e : errno;
+    if (ok && rename(tmp, path) != 0) ok = 0, e = errno;
+    if (!ok) {
+        rc = cs_error(CS_EIO, "%s: write failed: %s", path, cs_strerror(e));
         unlink(tmp);
     }
 out:
+    cs_cleanup_del(h);
     free(tmp);
     free(hdr);
     return rc;

@@ -1,5 +1,6 @@
 #include "stage_a.h"
 
+#include "cancel.h"
 #include "error.h"
 #include "ops.h"
 
@@ -474,9 +475,10 @@ static int decode_tile(const cs_stage_a *s, const float *zn, size_t w, float sca
     for (int lv = L - 1; lv >= 0; lv--) {
         int nb = lv == L - 1 ? c->bottleneck_blocks : 1;
         float *work = top ? arena : x + xs;
-        for (int j = 0; j < nb; j++)
-            if ((rc = cs_sa_resblock_forward(rb++, x, 1, H, W, work))) return rc;
+        for (int j = 0; j < nb; j++)   /* checked per block: an untiled 1024^2 decode takes seconds */
+            if ((rc = cs_cancel_check()) || (rc = cs_sa_resblock_forward(rb++, x, 1, H, W, work))) return rc;
         if (lv == 0) break;
+        if ((rc = cs_cancel_check())) return rc;
         size_t ns = 4 * H * W * (size_t)c->c_levels[lv - 1], Ho, Wo;
         float *nx = top ? arena : arena + asize - ns;
         if ((rc = cs_conv_transpose2d(x, 1, H, W, (size_t)c->c_levels[lv], &s->upT_w[lv - 1], &s->upT_b[lv - 1], 2, 1, nx,
@@ -518,7 +520,8 @@ int cs_stage_a_decode(const cs_stage_a *s, const float *z, size_t N, size_t h, s
                 tile_box t = {a > halo ? a - halo : 0, a + th + halo < h ? a + th + halo : h,
                               b > halo ? b - halo : 0, b + tw + halo < w ? b + tw + halo : w,
                               a, a + th < h ? a + th : h, b, b + tw < w ? b + tw : w};
-                rc = decode_tile(s, z + n * h * w * cl, w, scale, &t, arena, p.arena, img + n * f * h * f * w * 3);
+                rc = cs_cancel_check();
+                if (!rc) rc = decode_tile(s, z + n * h * w * cl, w, scale, &t, arena, p.arena, img + n * f * h * f * w * 3);
             }
     cs_free(arena);
     return rc;

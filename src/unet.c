@@ -1,5 +1,6 @@
 #include "unet.h"
 
+#include "cancel.h"
 #include "error.h"
 #include "ops.h"
 
@@ -374,7 +375,9 @@ static int run_level(cs_unet *u, const cs_unet_level *l, float *h, size_t N, siz
     for (int q = 0; q <= l->nrep; q++) {
         for (int k = 0; k < l->nblocks; k++) {
             const cs_block *b = &l->blocks[k];
-            int rc = cs_block_forward(b, h, N, H, W, b->type == 'C' && k == 0 ? skip : NULL, remb, ldr, cond, Lc, &u->ws);
+            int rc = cs_cancel_check();   /* a Stage C block at 1024^2 is well under a second */
+            if (rc) return rc;
+            rc = cs_block_forward(b, h, N, H, W, b->type == 'C' && k == 0 ? skip : NULL, remb, ldr, cond, Lc, &u->ws);
             if (rc) return rc;
         }
         if (q < l->nrep) {   /* repeat mapper: 1x1 conv, then the next pass */

@@ -4,6 +4,7 @@
 #include "cli.h"
 #include "generate.h"
 
+#include "cancel.h"
 #include "demo.h"
 #include "error.h"
 #include "models.h"
@@ -74,7 +75,8 @@ static void usage(FILE *f)
         "                         (256x256, one thread unless --threads / $CASCADE_THREADS)\n"
         "  -h, --help             this text\n"
         "\n"
-        "Exit status: 0 done, 1 error, 2 bad usage, 130 interrupted (Ctrl-C; nothing written).\n");
+        "Exit status: 0 done, 1 error (also a closed stdout or ulimit -f), 2 bad usage,\n"
+        "130 interrupted (Ctrl-C, SIGTERM, SIGHUP; nothing of the unfinished run is written).\n");
 }
 
 /* ---- option parsing ---- */
@@ -261,16 +263,6 @@ static int parse(int argc, char **argv, opts *o)
     return 0;
 }
 
-/* ---- Ctrl-C ---- */
-
-static volatile sig_atomic_t g_cancel;
-
-static void on_sigint(int sig)
-{
-    (void)sig;
-    g_cancel = 1;   /* SA_RESETHAND: a second Ctrl-C kills at once */
-}
-
 /* ---- run state ---- */
 
 typedef struct {
@@ -279,6 +271,7 @@ typedef struct {
     gen_output out, prev;           /* images, previews */
     unsigned char *prev_existed;    /* per preview file: there before we started */
     unsigned char *prev_created;    /* per preview file: written by us (removed on failure) */
+    int *prev_cleanup;              /* per preview file: its cs_cleanup_add handle while not final */
     char tok_desc[GEN_PATH + 64];
     gen_model_meta models[CS_PART_COUNT];
     int n_models;
@@ -326,10 +319,13 @@ static int preview_cb(void *ctx, int step, int steps, const uint8_t *rgb, int n,
         int k = s->run * n + i;
         gen_output_file_name(&s->prev, k, total, path, sizeof path);
         /* planning refused existing files without --force, so replacing is ours to do */
-        if (cs_png_write_rgb8(path, rgb + (size_t)i * w * h * 3, w, h, (size_t)w * 3, NULL, 0, CS_PNG_FORCE))
-            return -1;
-        if (!s->prev_existed[k])
+        int rc = cs_png_write_rgb8(path, rgb + (size_t)i * w * h * 3, w, h, (size_t)w * 3, NULL, 0, CS_PNG_FORCE);
+        if (rc)
+            return rc;   /* the message says why (a full disk, ulimit -f) */
+        if (!s->prev_existed[k] && !s->prev_created[k]) {
             s->prev_created[k] = 1;
+            s->prev_cleanup[k] = cs_cleanup_add(path, 0);   /* ours until the run is done */
+        }
         if (s->o->json)
             gen_json_emit(json_pack("{s:s, s:s, s:i, s:i}", "event", "preview", "path", path, "step", step,
                                     "steps", steps));
@@ -516,13 +512,14 @@ static int hash_file(const char *path, uint64_t *h)
     unsigned char buf[1 << 16];
     size_t n;
     XXH64_reset(st, 0);
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+    int rc = 0;
+    while (!(rc = cs_cancel_check()) && (n = fread(buf, 1, sizeof buf, f)) > 0)
         XXH64_update(st, buf, n);
     int err = ferror(f);
     fclose(f);
     *h = XXH64_digest(st);
     XXH64_freeState(st);
-    return err ? cs_error(CS_EIO, "%s: read error", path) : 0;
+    return rc ? rc : err ? cs_error(CS_EIO, "%s: read error", path) : 0;
 }
 
 static int hash_models(state *s)
@@ -544,32 +541,41 @@ static const char *sampler_name(cs_sampler_kind k)
     return k == CS_SAMPLER_DDIM ? "DDIM" : k == CS_SAMPLER_LCM ? "LCM" : "DDPM";
 }
 
-/* writes the batch of one run; on failure removes what it wrote */
+/* writes the batch of one run; on failure or a stop request removes what it
+ * wrote. The paths are printed once the whole batch is in place: a stop
+ * that comes later (a closed stdout while printing) keeps the finished run. */
 static int write_images(state *s, const uint8_t *rgb)
 {
     opts *o = s->o;
     int n = o->g.batch, total = n * o->count, rc = 0, start = s->out.n_written;
+    int hnd[GEN_MAX_BATCH] = {0};
     size_t img = (size_t)o->g.width * o->g.height * 3;
     for (int i = 0; i < n && !rc; i++) {
         gen_meta m = {&o->g, sampler_name(o->g.c.sampler), o->demo, i, s->models, s->n_models, s->tok_desc};
         cs_png_text *t;
         int nt;
         char path[GEN_PATH];
-        if ((rc = gen_meta_build(&m, &t, &nt)) != 0)
+        if ((rc = cs_cancel_check()) != 0 || (rc = gen_meta_build(&m, &t, &nt)) != 0)
             break;
         rc = gen_output_write(&s->out, s->run * n + i, total, rgb + i * img, o->g.width, o->g.height, t, nt, path,
                               sizeof path);
         gen_meta_free(t, nt);
-        if (rc)
-            break;
-        if (o->json)
-            gen_json_emit(json_pack("{s:s, s:s, s:I, s:i}", "event", "image", "path", path, "seed",
-                                    (json_int_t)o->g.seed, "batch_index", i));
-        else
-            printf("%s\n", path);
+        if (!rc)
+            hnd[i] = cs_cleanup_add(path, 0);   /* not final until the whole batch is */
     }
+    if (!rc)
+        rc = cs_cancel_check();
     if (rc)
         gen_output_unwind_from(&s->out, start);
+    for (int i = 0; i < n; i++)
+        cs_cleanup_del(hnd[i]);
+    for (int i = start; !rc && i < s->out.n_written; i++) {
+        if (o->json)
+            gen_json_emit(json_pack("{s:s, s:s, s:I, s:i}", "event", "image", "path", s->out.written[i], "seed",
+                                    (json_int_t)o->g.seed, "batch_index", i - start));
+        else
+            printf("%s\n", s->out.written[i]);
+    }
     fflush(stdout);
     return rc;
 }
@@ -588,6 +594,9 @@ int cmd_generate(int argc, char **argv)
     int rc = parse(argc, argv, &o);
     if (rc)
         return rc == 1 ? 0 : 2;
+    /* from here on every stop request (INT, TERM, HUP, a closed stdout) ends
+     * through the error path below, which removes what the run made */
+    cli_signals_install();
     state s;
     memset(&s, 0, sizeof s);
     s.o = &o;
@@ -617,7 +626,8 @@ int cmd_generate(int argc, char **argv)
         }
         s.prev_existed = calloc((size_t)total, 1);
         s.prev_created = calloc((size_t)total, 1);
-        if (!s.prev_existed || !s.prev_created) {
+        s.prev_cleanup = calloc((size_t)total, sizeof *s.prev_cleanup);
+        if (!s.prev_existed || !s.prev_created || !s.prev_cleanup) {
             rc = cs_error(CS_ENOMEM, "out of memory");
             goto error;
         }
@@ -639,15 +649,9 @@ int cmd_generate(int argc, char **argv)
         demo_tok = (char *)mp.tokenizer_dir;
     if (rc)
         goto error;
-    if ((rc = cs_pipeline_new(&mp, o.keep, &pl)) != 0 || (rc = cs_pipeline_check(pl)) != 0)
+    if ((rc = cs_pipeline_new(&mp, o.keep, &pl)) != 0 || (rc = cs_pipeline_check(pl)) != 0 ||
+        (rc = cs_cancel_check()) != 0)
         goto error;
-
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigint;
-    sa.sa_flags = SA_RESETHAND;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
 
     if (o.json)
         gen_json_emit(json_pack("{s:s, s:I, s:i, s:i, s:i, s:i, s:b}", "event", "start", "seed",
@@ -658,7 +662,7 @@ int cmd_generate(int argc, char **argv)
                 s.info, o.g.width, o.g.height, (unsigned long long)o.g.seed, o.g.batch, o.count > 1 ? " per run" : "",
                 o.g.c.steps, (double)o.g.c.cfg, o.g.b.steps, (double)o.g.b.cfg, sampler_name(o.g.c.sampler));
 
-    cs_pipeline_hooks hk = {progress_cb, o.preview ? preview_cb : NULL, &s, warn_cb, &g_cancel};
+    cs_pipeline_hooks hk = {progress_cb, o.preview ? preview_cb : NULL, &s, warn_cb, cs_cancel_flag()};
     uint64_t seed0 = o.g.seed;
     for (s.run = 0; s.run < o.count; s.run++) {
         o.g.seed = seed0 + (uint64_t)s.run;
@@ -682,16 +686,17 @@ int cmd_generate(int argc, char **argv)
     goto done;
 
 error:
-    if (rc == CS_EINTR || g_cancel) {
+    if (rc == CS_EINTR || cs_cancel_pending()) {
+        int why = cs_cancel_pending();
         gen_progress_break(&s.prog);
         if (s.out.n_written)
-            fprintf(stderr, ME ": interrupted; run %d not written (the %d images of finished runs are kept)\n",
-                    s.run + 1, s.out.n_written);
+            fprintf(stderr, ME ": %s; run %d not written (the %d images of finished runs are kept)\n",
+                    cli_stop_text(why), s.run + 1, s.out.n_written);
         else
-            fprintf(stderr, ME ": interrupted; nothing written\n");
+            fprintf(stderr, ME ": %s; nothing written\n", cli_stop_text(why));
         if (o.json)
             gen_json_emit(json_pack("{s:s}", "event", "interrupted"));
-        status = 130;
+        status = cli_stop_status(why);
     } else {
         fail(&o, &s.prog, cs_last_error()[0] ? cs_last_error() : "failed");
         status = 1;
@@ -703,6 +708,8 @@ error:
             unlink(path);
         }
 done:
+    for (int k = 0; s.prev_cleanup && k < total; k++)
+        cs_cleanup_del(s.prev_cleanup[k]);   /* kept on success, removed above otherwise */
     cs_free(rgb);
     cs_pipeline_free(pl);
     cs_models_free(set);
@@ -713,5 +720,6 @@ done:
     gen_output_free(&s.prev);
     free(s.prev_existed);
     free(s.prev_created);
+    free(s.prev_cleanup);
     return status;
 }

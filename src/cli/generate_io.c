@@ -3,6 +3,7 @@
  * the progress display (TTY status line, plain lines, or JSON lines). */
 #include "generate.h"
 
+#include "cancel.h"
 #include "error.h"
 #include "models.h"
 #include "weights.h"
@@ -32,8 +33,10 @@ int gen_dir_writable(const char *dir, char *why, size_t len)
         snprintf(why, len, "%s", strerror(errno));
         return 0;
     }
+    int h = cs_cleanup_add(tmp, 0);   /* a second Ctrl-C right here leaves no probe file */
     close(fd);
     unlink(tmp);
+    cs_cleanup_del(h);
     return 1;
 }
 

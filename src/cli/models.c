@@ -2,6 +2,7 @@
  * `auto` would run on this machine and why, and what is missing. */
 #include "cli.h"
 
+#include "cancel.h"
 #include "error.h"
 #include "models.h"
 
@@ -146,6 +147,7 @@ int cmd_models(int argc, char **argv)
         return 0;
     }
 
+    cli_signals_install();   /* hashing 20 GB of weights the first time takes a while */
     cs_model_set *s;
     if (cs_models_scan(dir, &s)) {
         fprintf(stderr, "cascade models: %s\n", cs_last_error());
@@ -160,14 +162,22 @@ int cmd_models(int argc, char **argv)
         }
     uint64_t *hashes = calloc((size_t)s->n + 1, sizeof *hashes);
     char *hashed = calloc((size_t)s->n + 1, 1);
-    for (int i = 0; hash && hashes && hashed && i < s->n; i++) {
+    for (int i = 0; hash && hashes && hashed && i < s->n && !cs_cancel_pending(); i++) {
         if (s->files[i].foreign || s->files[i].index > 0) continue;
         int cached;
         if (s->files[i].size > (1u << 30) && isatty(2) && !cs_file_xxh64_cached(s->files[i].path, &hashes[i]))
             fprintf(stderr, "hashing %s (%.1f GB, once: the hash is cached)...\n", s->files[i].path,
                     s->files[i].size / 1e9);
         if (!cs_file_xxh64(s->files[i].path, &hashes[i], &cached)) hashed[i] = 1;
-        else fprintf(stderr, "cascade models: %s\n", cs_last_error());
+        else if (!cs_cancel_pending()) fprintf(stderr, "cascade models: %s\n", cs_last_error());
+    }
+    if (cs_cancel_pending()) {   /* the hashes finished so far are cached */
+        int why = cs_cancel_pending();
+        fprintf(stderr, "cascade models: %s while hashing; nothing listed\n", cli_stop_text(why));
+        free(hashes);
+        free(hashed);
+        cs_models_free(s);
+        return cli_stop_status(why);
     }
     for (int i = 0; hashes && hashed && i < s->n; i++)   /* later networks of one file share its hash */
         if (s->files[i].index > 0 && i >= s->files[i].index && hashed[i - s->files[i].index]) {
