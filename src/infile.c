@@ -13,8 +13,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char *kind(mode_t m)
+const char *cs_infile_kind(mode_t m)
 {
+    if (S_ISREG(m)) return "a regular file";
+    if (S_ISLNK(m)) return "a symbolic link";
     if (S_ISDIR(m)) return "a folder";
     if (S_ISFIFO(m)) return "a FIFO";
     if (S_ISCHR(m)) return "a character device";
@@ -55,7 +57,7 @@ static int check(const char *path, const char *what, uint64_t max, const struct 
 {
     char msg[256];
     if (!S_ISREG(st->st_mode)) {
-        snprintf(msg, sizeof msg, "not a regular file (%s)", kind(st->st_mode));
+        snprintf(msg, sizeof msg, "not a regular file (%s)", cs_infile_kind(st->st_mode));
         return fail(EINVAL, CS_EIO, path, msg);
     }
     if ((uint64_t)st->st_size > max) {

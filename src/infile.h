@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define CS_MAX_MODEL_FILE ((uint64_t)1 << 40)      /* safetensors: 1 TiB (Stage C F32 is 14 GB) */
 #define CS_MAX_TOKENIZER_FILE ((uint64_t)64 << 20) /* vocab.json 1.6 MB, merges.txt 0.5 MB */
@@ -27,5 +28,9 @@ int cs_infile_open(const char *path, const char *what, uint64_t max, int *fd, ui
  * NUL), with the checks above; a file that grows past max while being read
  * is refused too. */
 int cs_infile_read(const char *path, const char *what, uint64_t max, char **buf, size_t *len);
+
+/* "a FIFO", "a folder", "a character device", ... for messages about a
+ * file that is not a regular one (mode from stat/lstat). */
+const char *cs_infile_kind(mode_t mode);
 
 #endif
