@@ -1,8 +1,10 @@
 #include "backend.h"
 
 #include "error.h"
+#include "infile.h"
 
 #include <dlfcn.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +29,12 @@ void cs_backend_release(void)
 
 static int load(const char *path, const char *name)
 {
+    /* dlopen of a FIFO would block forever: a plugin must be a regular file */
+    if (cs_infile_open(path, "plugin", CS_MAX_PLUGIN_FILE, NULL, NULL)) {
+        char why[1200];
+        snprintf(why, sizeof why, "%s", cs_last_error());
+        return cs_error(CS_EUNSUP, "backend '%s': cannot load %s", name, why);
+    }
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!h) return cs_error(CS_EUNSUP, "backend '%s': cannot load %s: %s", name, path, dlerror());
     const cs_backend *(*entry)(void) = (const cs_backend *(*)(void))dlsym(h, "cascade_backend_entry");
@@ -70,11 +78,8 @@ int cs_backend_select(const char *name)
         if (!dirs[i]) continue;
         char path[1024];
         snprintf(path, sizeof path, "%s/libcascade-%s.so", dirs[i], name);
-        FILE *f = fopen(path, "rb");
-        if (f) {
-            fclose(f);
+        if (cs_infile_open(path, "plugin", CS_MAX_PLUGIN_FILE, NULL, NULL) == 0 || errno != ENOENT)
             return load(path, name);
-        }
         size_t o = strlen(tried);
         snprintf(tried + o, sizeof tried - o, "%s%s", o ? ", " : "", path);
     }

@@ -3,6 +3,7 @@
 
 #include "cancel.h"
 #include "error.h"
+#include "infile.h"
 #include "kernels.h"
 #include "ops.h"
 
@@ -292,27 +293,13 @@ int cs_clip_load(cs_st_file *f, const char *prefix, const char *config_json, cs_
     return rc;
 }
 
+/* config.json beside the weights: optional (NULL, *rc 0 when missing) */
 static char *read_text(const char *path, int *rc)
 {
-    FILE *fp = fopen(path, "rb");
-    *rc = 0;
-    if (!fp) {
-        if (errno != ENOENT) *rc = cs_error(CS_EIO, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 4096, n = 0;
-    char *s = malloc(cap);
-    while (s) {
-        n += fread(s + n, 1, cap - n - 1, fp);
-        if (n < cap - 1 || cap > (1u << 24)) break;
-        char *t = realloc(s, cap *= 2);
-        if (!t) free(s);
-        s = t;
-    }
-    fclose(fp);
-    if (!s) *rc = cs_error(CS_ENOMEM, "%s: out of memory", path);
-    else s[n] = 0;
-    return s;
+    char *s;
+    *rc = cs_infile_read(path, "config file", CS_MAX_CONFIG_FILE, &s, NULL);
+    if (*rc && errno == ENOENT) *rc = 0;
+    return *rc ? NULL : s;
 }
 
 int cs_clip_open(const char *path, cs_clip **out)

@@ -7,6 +7,7 @@
 
 #include "cancel.h"
 #include "error.h"
+#include "infile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -57,8 +58,17 @@ static int load(entry **out, int *n)
     *out = NULL;
     *n = 0;
     if (cache_path(path, sizeof path, 0)) return 0;
-    FILE *f = fopen(path, "r");
-    if (!f) return 0;
+    /* a cache that is not a regular file of sane size is ignored (and replaced on save) */
+    int fd;
+    if (cs_infile_open(path, "cache file", CS_MAX_CACHE_FILE, &fd, NULL)) {
+        cs_clear_error();
+        return 0;
+    }
+    FILE *f = fdopen(fd, "r");
+    if (!f) {
+        close(fd);
+        return 0;
+    }
     int cap = 0;
     char line[PATH_MAX + 128];
     while (fgets(line, sizeof line, f)) {
@@ -113,15 +123,14 @@ static int save(entry *e, int n)
 
 static int hash_file(const char *path, uint64_t *out)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return cs_error(CS_EIO, "%s: %s", path, strerror(errno));
+    int fd, rc = cs_infile_open(path, "model file", CS_MAX_MODEL_FILE, &fd, NULL);
+    if (rc) return rc;
 #ifdef POSIX_FADV_SEQUENTIAL
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 #endif
     size_t bs = 8u << 20;
     unsigned char *buf = malloc(bs);
     XXH64_state_t *st = XXH64_createState();
-    int rc = 0;
     if (!buf || !st) {
         rc = cs_error(CS_ENOMEM, "out of memory");
         goto out;

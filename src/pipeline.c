@@ -4,6 +4,7 @@
 #include "clip.h"
 #include "cancel.h"
 #include "error.h"
+#include "infile.h"
 #include "models.h"
 #include "previewer.h"
 #include "rng.h"
@@ -157,33 +158,8 @@ void cs_pipeline_free(cs_pipeline *p)
 
 static char *read_small(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        cs_error(CS_EIO, "%s: cannot open", path);
-        return NULL;
-    }
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n + 4096 + 1 > cap) {
-            cap = cap ? 2 * cap : 65536;
-            char *q = cap > (16u << 20) ? NULL : realloc(buf, cap);
-            if (!q) {
-                free(buf);
-                fclose(f);
-                cs_error(CS_EFORMAT, "%s: too large for a config file", path);
-                return NULL;
-            }
-            buf = q;
-        }
-        size_t r = fread(buf + n, 1, cap - n - 1, f);
-        n += r;
-        if (r == 0)
-            break;
-    }
-    fclose(f);
-    buf[n] = 0;
-    return buf;
+    char *buf;
+    return cs_infile_read(path, "config file", CS_MAX_CONFIG_FILE, &buf, NULL) ? NULL : buf;
 }
 
 /* Loads part i (no-op when loaded). */

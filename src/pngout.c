@@ -223,9 +223,14 @@ static int write_impl(const char *path, const uint8_t *rgb, int width, int heigh
                         width, height, stride);
     int force = (flags & CS_PNG_FORCE) != 0;
     struct stat st;
-    if (!force && lstat(path, &st) == 0) {
-        *exists = 1;
-        return cs_error(CS_EIO, "png: %s: exists, not overwritten", path);
+    if (lstat(path, &st) == 0) {
+        if (!force) {
+            *exists = 1;
+            return cs_error(CS_EIO, "png: %s: exists, not overwritten", path);
+        }
+        /* force replaces a regular file only: never a device, FIFO, socket, link or folder */
+        if (!S_ISREG(st.st_mode))
+            return cs_error(CS_EIO, "png: %s: not a regular file, not replaced", path);
     }
     png_text *txt = n_text ? calloc((size_t)n_text, sizeof *txt) : NULL;
     if (n_text && !txt)

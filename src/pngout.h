@@ -19,7 +19,7 @@ typedef struct {
 } cs_png_text;
 
 enum {
-    CS_PNG_FORCE = 1,    /* replace an existing file (still atomic) */
+    CS_PNG_FORCE = 1,    /* replace an existing regular file (still atomic) */
 };
 
 typedef enum {
@@ -39,7 +39,8 @@ int cs_image_to_u8_nchw(const float *in, size_t n, size_t h, size_t w, cs_u8_mod
  * rgb + y*stride (stride >= 3*width, so a crop of a larger image can be
  * written in place). text: n_text key/value chunks (may be 0). flags:
  * CS_PNG_FORCE or 0. Returns 0 or CS_EARG / CS_EIO / CS_ENOMEM; an existing
- * file without CS_PNG_FORCE is CS_EIO with "... exists". */
+ * file without CS_PNG_FORCE is CS_EIO with "... exists"; with it, anything
+ * there but a regular file (FIFO, device, link) is CS_EIO, left in place. */
 int cs_png_write_rgb8(const char *path, const uint8_t *rgb, int width, int height,
                       size_t stride, const cs_png_text *text, int n_text, int flags);
 

@@ -2,6 +2,7 @@
 
 #include "cancel.h"
 #include "error.h"
+#include "infile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -195,17 +196,8 @@ int cs_st_open(const char *path, cs_st_file **out)
     }
     f->fd = -1;
     int rc;
-    struct stat st;
-    f->fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (f->fd < 0 || fstat(f->fd, &st) < 0) {
-        rc = cs_error(CS_EIO, "%s: %s", path, strerror(errno));
+    if ((rc = cs_infile_open(path, "model file", CS_MAX_MODEL_FILE, &f->fd, &f->size)) != 0)
         goto fail;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        rc = cs_error(CS_EIO, "%s: not a regular file", path);
-        goto fail;
-    }
-    f->size = (uint64_t)st.st_size;
     if (f->size < 8) {
         rc = cs_error(CS_EFORMAT, "%s: too short for a safetensors file (%llu bytes)", path,
                       (unsigned long long)f->size);

@@ -2,6 +2,7 @@
 #include "tokenizer.h"
 
 #include "error.h"
+#include "infile.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <errno.h>
@@ -103,26 +104,7 @@ static int32_t pair_get(const cs_tokenizer *t, int32_t a, int32_t b, int32_t *re
 
 static int read_file(const char *path, char **buf, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return cs_error(CS_EIO, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    char *p = malloc(cap);
-    for (;;) {
-        if (!p) { fclose(f); return cs_error(CS_ENOMEM, "%s: out of memory", path); }
-        n += fread(p + n, 1, cap - n - 1, f);
-        if (n < cap - 1) break;
-        cap *= 2;
-        char *q = realloc(p, cap);
-        if (!q) free(p);
-        p = q;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) { free(p); return cs_error(CS_EIO, "%s: read error", path); }
-    p[n] = 0;
-    *buf = p;
-    *len = n;
-    return 0;
+    return cs_infile_read(path, "tokenizer file", CS_MAX_TOKENIZER_FILE, buf, len);
 }
 
 static int compile_pattern(cs_tokenizer *t)

@@ -5,10 +5,15 @@
 # Content-Length for small files; GET redirects LFS files to /cdn/<file>,
 # which honours Range. Faults are switched per file between runs:
 # truncate N (the next N GETs stop halfway), badsha (a wrong X-Linked-Etag),
-# badetag (a wrong git sha1), fakesize S (HEAD announces S bytes), deny (401).
+# badetag (a wrong git sha1), fakesize S (HEAD announces S bytes), deny (401),
+# etag V (HEAD announces this ETag / X-Linked-Etag), "* anypath" (any other
+# path answers 200 "pwned"); values are %-encoded.
 # Cases: good download, re-run skips, a transfer cut and resumed within one
 # run, a run that gives up and a second run that resumes the .part, wrong
-# checksums (LFS and small file), denied access, the auto variant choice.
+# checksums (LFS and small file), denied access, the auto variant choice, a
+# hostile hub (ETags that inject plan lines or terminal escapes, malformed
+# hashes and sizes), files of the user's in DEST (moved aside, never deleted),
+# links leading out of DEST and FIFOs (refused without hanging).
 # python3 is a test tool here (standard library only), not an engine dependency.
 TOP=${TOP_SRCDIR:-.}
 SCRIPT=$TOP/scripts/download-models
@@ -28,7 +33,7 @@ ok() { echo "ok $1"; }
 bad() { echo "FAIL $1"; fail=1; }
 
 cat >"$tmp/server.py" <<'EOF'
-import hashlib, http.server, os, socketserver, sys, threading
+import hashlib, http.server, os, socketserver, sys, threading, urllib.parse
 
 root, faults_path, log_path, port_path = sys.argv[1:5]
 small = {"text_encoder/config.json", "tokenizer/vocab.json", "tokenizer/merges.txt",
@@ -41,7 +46,7 @@ def faults():
         for line in open(faults_path):
             p = line.split()
             if len(p) >= 2:
-                f.setdefault(p[0], {})[p[1]] = p[2] if len(p) > 2 else "1"
+                f.setdefault(p[0], {})[p[1]] = urllib.parse.unquote(p[2]) if len(p) > 2 else "1"
     except FileNotFoundError:
         pass
     return f
@@ -95,8 +100,9 @@ class H(http.server.BaseHTTPRequestHandler):
                 etag = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
                 if "badetag" in fl:
                     etag = hashlib.sha1(b"something else").hexdigest()
+                etag = fl.get("etag", f'"{etag}"')
                 self.send_response(200)
-                self.send_header("ETag", f'"{etag}"')
+                self.send_header("ETag", etag)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 if not head:
@@ -107,7 +113,7 @@ class H(http.server.BaseHTTPRequestHandler):
                 sha = hashlib.sha256(b"not this file").hexdigest()
             size = fl.get("fakesize", str(len(data)))
             return self.empty(302, [("Location", f"http://127.0.0.1:{self.server.server_port}/cdn/{rel}"),
-                                    ("X-Linked-Size", size), ("X-Linked-Etag", f'"{sha}"'),
+                                    ("X-Linked-Size", size), ("X-Linked-Etag", fl.get("etag", f'"{sha}"')),
                                     ("ETag", '"not-the-sha"')])
         if self.path.startswith("/cdn/"):
             rel = self.path[len("/cdn/"):]
@@ -138,6 +144,13 @@ class H(http.server.BaseHTTPRequestHandler):
                 self.connection.shutdown(2)
                 return
             self.wfile.write(body)
+            return
+        if "anypath" in faults().get("*", {}):   # hostile: serve any other path
+            self.send_response(200)
+            self.send_header("Content-Length", "5")
+            self.end_headers()
+            if not head:
+                self.wfile.write(b"pwned")
             return
         self.empty(404)
 
@@ -171,7 +184,9 @@ while [ ! -s "$tmp/port" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 [ -s "$tmp/port" ] || { echo "ERROR: the test server did not start"; exit 99; }
 URL=http://127.0.0.1:$(cat "$tmp/port")/resolve/main
 dest=$tmp/models
-dl() { sh "$SCRIPT" --repo-url "$URL" --dest "$dest" "$@" >"$tmp/out" 2>"$tmp/err"; }
+# under a time limit where timeout(1) exists: a regression (a FIFO read) fails instead of hanging
+limit=; command -v timeout >/dev/null && limit="timeout 60"
+dl() { $limit sh "$SCRIPT" --repo-url "$URL" --dest "$dest" "$@" >"$tmp/out" 2>"$tmp/err"; }
 same() {  # same NAME REL: the downloaded file equals the served one
     if cmp -s "$srv/$2" "$dest/$2"; then ok "$1"; else bad "$1: $2 differs or is missing"; cat "$tmp/err"; fi
 }
@@ -231,11 +246,15 @@ same badsha-file stage_a.safetensors
 
 # 5b. not enough disk: stops before downloading anything
 rm -f "$dest/stage_a.safetensors"
-echo "stage_a.safetensors fakesize 999999999999999999" >"$tmp/faults"
+echo "stage_a.safetensors fakesize 1099511627776" >"$tmp/faults"   # 1 TiB, the largest size accepted
 : >"$tmp/log"
-if dl --variant lite-bf16; then bad "disk: exit 0"; else ok disk-exit; fi
-has disk-msg "$tmp/err" "GB to download, only"
-if grep -q "^GET" "$tmp/log"; then bad "disk: downloaded anyway"; else ok disk-no-get; fi
+if [ "$(df -Pk "$tmp" | awk 'NR==2 {print $4}')" -ge 1073741824 ]; then
+    echo "ok disk # SKIP: 1 TiB free here"
+else
+    if dl --variant lite-bf16; then bad "disk: exit 0"; else ok disk-exit; fi
+    has disk-msg "$tmp/err" "GB to download, only"
+    if grep -q "^GET" "$tmp/log"; then bad "disk: downloaded anyway"; else ok disk-no-get; fi
+fi
 : >"$tmp/faults"
 dl --variant lite-bf16
 
@@ -283,6 +302,98 @@ has auto-est-full "$tmp/err" "Stage C: full, Stage B: full"
 CASCADE_MEMORY=10G est --dry-run --stage-b lite-bf16
 has auto-est-mixed "$tmp/err" "Stage C: bf16, Stage B: lite-bf16"
 : >"$tmp/faults"
+
+# 11. a hostile hub: header values must not reach a path, the plan or the terminal unchecked
+dl --variant lite-bf16 >/dev/null 2>&1   # a complete, verified DEST to start from
+rm -f "$dest/stage_a.safetensors"
+# dash's echo turns "\n" into a newline: an ETag that smuggles a plan line "../escape 5 none x"
+printf '%s\n' "stage_a.safetensors etag %22abc%5Cn..%2Fescape%205%20none%20x%22" "* anypath 1" >"$tmp/faults"
+dl --variant lite-bf16
+[ ! -e "$tmp/escape" ] && ok hostile-etag-no-escape || bad "hostile-etag: wrote $tmp/escape outside DEST"
+has hostile-etag-warn "$tmp/err" "stage_a.safetensors: the server gives no sha256 or git sha1"
+same hostile-etag-file stage_a.safetensors
+esc=$(printf '\033')
+printf '%s\n' "stage_a.safetensors etag %1B%5B2J%1B%5B31mred" >"$tmp/faults"
+dl --variant lite-bf16 --dry-run
+if grep -q "$esc" "$tmp/err" "$tmp/out"; then bad "hostile-etag-escape: the terminal escape reached the output"; else ok hostile-etag-escape; fi
+for h in "%22$(printf '%065d' 0)%22" "sha256:$(sha256sum "$srv/stage_a.safetensors" | cut -d' ' -f1)" \
+         "%22$(sha256sum "$srv/stage_a.safetensors" | cut -d' ' -f1)%20x%22"; do
+    echo "stage_a.safetensors etag $h" >"$tmp/faults"
+    dl --variant lite-bf16 --dry-run
+    has "hostile-hash-$h" "$tmp/out" "stage_a.safetensors 100000 bytes none -"
+done
+for z in 12abc -5 010 0x10 1e9 99999999999999999999 1099511627777 "1%20+%201"; do
+    rm -f "$dest/stage_a.safetensors"
+    echo "stage_a.safetensors fakesize $z" >"$tmp/faults"
+    : >"$tmp/log"
+    if dl --variant lite-bf16; then bad "hostile-size-$z: exit 0"; else ok "hostile-size-$z-exit"; fi
+    has "hostile-size-$z-msg" "$tmp/err" "stage_a.safetensors: the server announces a bad size"
+    if grep -q "^GET" "$tmp/log"; then bad "hostile-size-$z: downloaded anyway"; else ok "hostile-size-$z-no-get"; fi
+done
+: >"$tmp/faults"
+dl --variant lite-bf16
+
+# 12. files already in DEST that the script did not download: never deleted
+printf 'my own previewer\n' >"$dest/previewer.safetensors"       # smaller than the hub's
+head -c 60000 /dev/urandom >"$dest/effnet_encoder.safetensors"   # larger than the hub's
+cp "$dest/effnet_encoder.safetensors" "$tmp/effnet.user"
+cp "$srv/stage_a.safetensors" "$tmp/stage_a.copy"
+awk '$NF != "stage_a.safetensors"' "$dest/.verified" >"$tmp/v" && cp "$tmp/v" "$dest/.verified"   # not ours
+: >"$tmp/log"
+if dl --variant lite-bf16; then ok user-exit; else bad "user-exit: $(cat "$tmp/err")"; fi
+if [ "$(cat "$dest/previewer.safetensors.orig" 2>/dev/null)" = "my own previewer" ]; then ok user-small-kept; else bad user-small-kept; fi
+if cmp -s "$tmp/effnet.user" "$dest/effnet_encoder.safetensors.orig"; then ok user-large-kept; else bad user-large-kept; fi
+has user-msg "$tmp/err" "previewer.safetensors was not downloaded by this script and does not match the hub's file: moved aside to $dest/previewer.safetensors.orig (not deleted)"
+same user-new-previewer previewer.safetensors
+same user-new-effnet effnet_encoder.safetensors
+has user-match-kept "$tmp/err" "stage_a.safetensors: already there and matches the hub's file (sha256 verified); kept"
+if grep -q "GET .*stage_a" "$tmp/log"; then bad "user-match: fetched again"; else ok user-match-no-get; fi
+# a second user file of the same name goes to .orig.1; an old .bad is not overwritten
+printf 'mine again\n' >"$dest/previewer.safetensors"
+dl --variant lite-bf16
+if [ "$(cat "$dest/previewer.safetensors.orig.1" 2>/dev/null)" = "mine again" ] &&
+   [ "$(cat "$dest/previewer.safetensors.orig")" = "my own previewer" ]; then ok user-orig-1; else bad user-orig-1; fi
+printf 'my bad\n' >"$dest/stage_a.safetensors.bad"
+rm -f "$dest/stage_a.safetensors"
+echo "stage_a.safetensors badsha" >"$tmp/faults"
+dl --variant lite-bf16
+if [ "$(cat "$dest/stage_a.safetensors.bad")" = "my bad" ] && [ -f "$dest/stage_a.safetensors.bad.1" ]; then ok user-bad-kept; else bad user-bad-kept; fi
+has user-bad-msg "$tmp/err" "kept aside as $dest/stage_a.safetensors.bad.1"
+: >"$tmp/faults"
+rm -f "$dest"/*.orig "$dest"/*.orig.1 "$dest"/*.bad "$dest"/*.bad.1
+dl --variant lite-bf16
+
+# 13. links and special files in DEST: nothing written outside it, nothing replaced, no hang
+mkdir "$tmp/outside"
+rm -rf "$dest/tokenizer"
+ln -s "$tmp/outside" "$dest/tokenizer"
+if dl --variant lite-bf16; then bad "link-dir: exit 0"; else ok link-dir-exit; fi
+has link-dir-msg "$tmp/err" "$dest/tokenizer leads outside $dest"
+[ -z "$(ls "$tmp/outside")" ] && ok link-dir-nothing-outside || bad "link-dir: wrote $(ls "$tmp/outside")"
+rm "$dest/tokenizer"
+mkdir "$dest/tok-real"
+ln -s tok-real "$dest/tokenizer"   # a link that stays inside DEST is fine
+if dl --variant lite-bf16; then ok link-inside; else bad "link-inside: $(cat "$tmp/err")"; fi
+same link-inside-file tokenizer/vocab.json
+printf 'victim\n' >"$tmp/victim"
+rm -f "$dest/stage_a.safetensors"
+ln -s "$tmp/victim" "$dest/stage_a.safetensors.part"
+if dl --variant lite-bf16; then bad "link-part: exit 0"; else ok link-part-exit; fi
+has link-part-msg "$tmp/err" "$dest/stage_a.safetensors.part: not a regular file"
+[ "$(cat "$tmp/victim")" = victim ] && ok link-part-victim-intact || bad link-part-victim-intact
+rm -f "$dest/stage_a.safetensors.part"
+mkfifo "$dest/stage_a.safetensors"
+if dl --variant lite-bf16; then bad "fifo-file: exit 0"; else ok fifo-file-exit; fi
+has fifo-file-msg "$tmp/err" "$dest/stage_a.safetensors: not a regular file"
+[ -p "$dest/stage_a.safetensors" ] && ok fifo-file-not-replaced || bad fifo-file-not-replaced
+rm -f "$dest/stage_a.safetensors"
+mv "$dest/.verified" "$tmp/verified.saved"
+mkfifo "$dest/.verified"
+dl --variant lite-bf16; rc=$?
+[ $rc = 1 ] && ok fifo-verified-exit || bad "fifo-verified: exit $rc (124: hung)"
+has fifo-verified-msg "$tmp/err" "$dest/.verified: not a regular file"
+rm -f "$dest/.verified"
+mv "$tmp/verified.saved" "$dest/.verified"
 
 # 10. usage
 sh "$SCRIPT" --variant huge >"$tmp/out" 2>"$tmp/err"; rc=$?

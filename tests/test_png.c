@@ -148,6 +148,15 @@ static void test_write_read(void)
     CHECK(read_png(path, &im) == 0 && !memcmp(im.rgb, img2, sizeof img2) && im.n_text == 0,
           "forced write did not replace the file");
     rb_free(&im);
+    /* force never replaces what is not a regular file (a FIFO here), and leaves no temporary file */
+    char fifo[4200];
+    snprintf(fifo, sizeof fifo, "%s/fifo.png", dir);
+    CHECK(mkfifo(fifo, 0600) == 0, "mkfifo: %s", strerror(errno));
+    rc = cs_png_write_rgb8(fifo, img2, W, H, W * 3, NULL, 0, CS_PNG_FORCE);
+    CHECK(rc == CS_EIO && strstr(cs_last_error(), fifo) && strstr(cs_last_error(), "not a regular file"),
+          "FIFO replaced? rc %d: %s", rc, cs_last_error());
+    CHECK(lstat(fifo, &st) == 0 && S_ISFIFO(st.st_mode), "the FIFO was replaced");
+    unlink(fifo);
 
     /* crop: 10x5 window at (4,3) through the stride */
     char crop[4200];

@@ -7,6 +7,7 @@
 #include "cancel.h"
 #include "demo.h"
 #include "error.h"
+#include "infile.h"
 #include "models.h"
 #include "weights.h"
 #include "ops.h"
@@ -505,9 +506,15 @@ static int resolve_models(state *s, cs_model_paths *mp, cs_model_set **setp)
 /* XXH64 of a file without the cache (demo files are temporary) */
 static int hash_file(const char *path, uint64_t *h)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return cs_error(CS_EIO, "%s: cannot open: %s", path, strerror(errno));
+    int fd;
+    int rc = cs_infile_open(path, "model file", CS_MAX_MODEL_FILE, &fd, NULL);
+    if (rc)
+        return rc;
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return cs_error(CS_EIO, "%s: %s", path, strerror(errno));
+    }
     XXH64_state_t *st = XXH64_createState();
     unsigned char buf[1 << 16];
     size_t n;

@@ -5,6 +5,7 @@
 
 #include "cancel.h"
 #include "error.h"
+#include "infile.h"
 #include "models.h"
 #include "weights.h"
 
@@ -95,6 +96,10 @@ int gen_output_plan(gen_output *o, const char *arg, int n, int runs, int force)
             if (lstat(name, &st) == 0) {
                 if (S_ISDIR(st.st_mode))
                     return cs_error(CS_EIO, "cannot write %s: it is a folder", name);
+                /* --force replaces a file, never a device, FIFO, socket or link */
+                if (!S_ISREG(st.st_mode))
+                    return cs_error(CS_EIO, "cannot write %s: it is %s, not a regular file (--force replaces only regular files)",
+                                    name, cs_infile_kind(st.st_mode));
                 if (!force)
                     return cs_error(CS_EIO, "%s already exists (use --force to replace it)", name);
             }
