@@ -519,7 +519,6 @@ static int hash_file(const char *path, uint64_t *h)
     unsigned char buf[1 << 16];
     size_t n;
     XXH64_reset(st, 0);
-    int rc = 0;
     while (!(rc = cs_cancel_check()) && (n = fread(buf, 1, sizeof buf, f)) > 0)
         XXH64_update(st, buf, n);
     int err = ferror(f);
