@@ -264,14 +264,15 @@ int cmd_golden(int argc, char **argv)
         return 0;
     }
     if (argc >= 3 && !strcmp(argv[1], "--threads")) {
-        threads = atoi(argv[2]);
+        if (cli_parse_threads("cascade dev golden", "--threads", argv[2], &threads)) return 2;
         first = 3;
     }
     if (first >= argc) {
         fprintf(stderr, "usage: cascade dev golden [--threads N] PATH/CASE...\n");
         return 2;
     }
-    if (cli_init(threads)) return 1;
+    int irc = cli_init(threads);
+    if (irc) return irc;
     int fails = 0;
     for (int i = first; i < argc; i++) {
         if (argc - first > 1) printf("== %s\n", argv[i]);
