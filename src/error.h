@@ -12,6 +12,7 @@ enum {
     CS_ENOMEM = -5,
     CS_EUNSUP = -6,    /* valid but unsupported (dtype, level, ...) */
     CS_EINTR = -7,     /* interrupted by the user */
+    CS_ENONFINITE = -8 /* a result holds NaN or Inf (settings or weights out of range) */
 };
 
 /* Sets the message (printf-style) and returns code. */

@@ -37,6 +37,7 @@ struct cs_pipeline {
     int c_text, c_pooled, c_in, c_out;   /* Stage C */
     int b_pooled, b_effnet, b_in, b_out; /* Stage B */
     int a_latent, pv_in;
+    size_t c_min, b_min;                 /* smallest latent side of Stage C / B */
 };
 
 const char *cs_stage_name(cs_stage_id s)
@@ -96,6 +97,36 @@ int cs_gen_check(const cs_gen_params *p)
         return cs_error(CS_EARG, "preview interval must be >= 0");
     int rc = check_sp(&p->c, "Stage C");
     return rc ? rc : check_sp(&p->b, "Stage B");
+}
+
+/* smallest multiple of 8 pixels whose latent side (lat) is at least min */
+static int min_px(int (*lat)(int), size_t min)
+{
+    int px = 8;
+    while (px < 8192 && (size_t)lat(px) < min)
+        px += 8;
+    return px;
+}
+
+int cs_pipeline_check_size(const cs_pipeline *p, const cs_gen_params *g)
+{
+    const size_t hc = cs_latent_c(g->height), wc = cs_latent_c(g->width);
+    const size_t hb = cs_latent_b(g->height), wb = cs_latent_b(g->width);
+    if (hb % 2 || wb % 2)
+        return cs_error(CS_EARG, "size %dx%d: the Stage B latent must have even sides", g->width, g->height);
+    if (hc < p->c_min || wc < p->c_min) {
+        int m = min_px(cs_latent_c, p->c_min);
+        return cs_error(CS_EARG, "size %dx%d is too small for this Stage C: its %zux%zu latent must be at least "
+                        "%zu on each side (width and height at least %d)", g->width, g->height, wc, hc,
+                        p->c_min, m);
+    }
+    if (hb < p->b_min || wb < p->b_min) {
+        int m = min_px(cs_latent_b, p->b_min);
+        return cs_error(CS_EARG, "size %dx%d is too small for this Stage B: its %zux%zu latent must be at least "
+                        "%zu on each side (width and height at least %d)", g->width, g->height, wb, hb,
+                        p->b_min, m);
+    }
+    return 0;
 }
 
 static char *dup_or_null(const char *s)
@@ -219,6 +250,7 @@ static int load(cs_pipeline *p, int i)
             p->c_pooled = ni.c_clip_pooled;
             p->c_in = ni.c_in;
             p->c_out = ni.c_out;
+            p->c_min = cs_stage_c_min_side(p->sc);
         }
         break;
     case P_B:
@@ -229,6 +261,7 @@ static int load(cs_pipeline *p, int i)
             p->b_effnet = ni.c_effnet;
             p->b_in = ni.c_in;
             p->b_out = ni.c_out;
+            p->b_min = cs_stage_b_min_side(p->sb);
         }
         break;
     case P_A:
@@ -398,6 +431,24 @@ int cs_pipe_sample_b(cs_stage_b *m, const cs_sample_params *sp, size_t N, size_t
 
 /* ------------------------------------------------------------ generate */
 
+/* A NaN or Inf latent would quantise to a black (or garbage) PNG that looks
+ * like success: every stage's result is checked before the next one. */
+static int check_finite(const float *x, size_t n, const char *what, const cs_sample_params *sp)
+{
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad += !isfinite(x[i]);
+    if (!bad)
+        return 0;
+    if (sp)
+        return cs_error(CS_ENONFINITE,
+                        "the %s has %zu of %zu values that are NaN or Inf (guidance %g, shift %g, cfg_rho %g "
+                        "are too extreme, or a model file holds bad weights)",
+                        what, bad, n, (double)sp->cfg, (double)sp->shift, (double)sp->cfg_rho);
+    return cs_error(CS_ENONFINITE, "the %s has %zu of %zu values that are NaN or Inf (a model file holds bad weights?)",
+                    what, bad, n);
+}
+
 typedef struct {
     cs_rng *rng;
     size_t c, h, w;
@@ -495,12 +546,12 @@ int cs_pipeline_generate(cs_pipeline *p, const cs_gen_params *g, const cs_pipeli
         return rc;
     if (!p->checked && (rc = cs_pipeline_check(p)) != 0)
         return rc;
+    if ((rc = cs_pipeline_check_size(p, g)) != 0)
+        return rc;
     volatile sig_atomic_t *cancel = hk ? hk->cancel : NULL;
     const size_t N = (size_t)g->batch, L = CS_TOK_CTX;
     const size_t hc = cs_latent_c(g->height), wc = cs_latent_c(g->width);
     const size_t hb = cs_latent_b(g->height), wb = cs_latent_b(g->width);
-    if (hb % 2 || wb % 2)
-        return cs_error(CS_EARG, "size %dx%d: the Stage B latent must have even sides", g->width, g->height);
     const size_t Ct = (size_t)p->clip_width, Cp = (size_t)p->clip_proj;
     run_ctx r = {p, g, hk, CS_STAGE_TEXT, 0, N, hc, wc, NULL, NULL};
 
@@ -585,7 +636,8 @@ int cs_pipeline_generate(cs_pipeline *p, const cs_gen_params *g, const cs_pipeli
     progress(&r, CS_STAGE_C, 0, g->c.steps);
     noise_ctx nzc = {&rng, 16, hc, wc};
     cs_stage_io ioc = {noise_nhwc, &nzc, on_step, &r, cancel};
-    if ((rc = cs_pipe_sample_c(p->sc, &g->c, N, hc, wc, ctext, L, cpool, &ioc, xc, C)) != 0)
+    if ((rc = cs_pipe_sample_c(p->sc, &g->c, N, hc, wc, ctext, L, cpool, &ioc, xc, C)) != 0 ||
+        (rc = check_finite(C, N * hc * wc * 16, "Stage C result", &g->c)) != 0)
         goto out;
     if (!p->keep)
         release(p, P_C);
@@ -620,7 +672,8 @@ int cs_pipeline_generate(cs_pipeline *p, const cs_gen_params *g, const cs_pipeli
     progress(&r, CS_STAGE_B, 0, g->b.steps);
     noise_ctx nzb = {&rng, 4, hb, wb};
     cs_stage_io iob = {noise_nhwc, &nzb, on_step, &r, cancel};
-    if ((rc = cs_pipe_sample_b(p->sb, &g->b, N, hb, wb, C, hc, wc, cpool, &iob, xb, B)) != 0)
+    if ((rc = cs_pipe_sample_b(p->sb, &g->b, N, hb, wb, C, hc, wc, cpool, &iob, xb, B)) != 0 ||
+        (rc = check_finite(B, N * hb * wb * 4, "Stage B result", &g->b)) != 0)
         goto out;
     if (!p->keep)
         release(p, P_B);
@@ -656,6 +709,8 @@ int cs_pipeline_generate(cs_pipeline *p, const cs_gen_params *g, const cs_pipeli
             goto out;
         progress(&r, CS_STAGE_A, (int)i + 1, (int)N);
     }
+    if ((rc = check_finite(img, N * H * W * 3, "Stage A image", NULL)) != 0)
+        goto out;
     if (!p->keep)
         release(p, P_A);
 

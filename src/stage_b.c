@@ -251,6 +251,11 @@ done:
     return rc;
 }
 
+size_t cs_stage_b_min_side(const cs_stage_b *m)
+{
+    return (size_t)m->info.patch_size * cs_unet_min_side(&m->net);
+}
+
 double cs_stage_b_flops(const cs_stage_b *m, size_t N, size_t H, size_t W)
 {
     const cs_net_info *in = &m->info;

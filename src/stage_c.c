@@ -184,6 +184,11 @@ done:
     return rc;
 }
 
+size_t cs_stage_c_min_side(const cs_stage_c *m)
+{
+    return (size_t)m->info.patch_size * cs_unet_min_side(&m->net);
+}
+
 double cs_stage_c_flops(const cs_stage_c *m, size_t N, size_t h, size_t w, size_t Lt, size_t M)
 {
     const cs_net_info *in = &m->info;

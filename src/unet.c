@@ -395,6 +395,16 @@ static size_t trans_size(const cs_unet *u, size_t n, int interp, int up)
     return interp ? (up ? 2 * n : n / 2) : n;   /* nn.Upsample(scale_factor 2 / 0.5) floors */
 }
 
+size_t cs_unet_min_side(const cs_unet *u)
+{
+    /* each halving transition floors n / 2, which must stay >= 1 */
+    size_t n = 1;
+    for (int i = u->nlevels - 1; i >= 1; i--)
+        if (trans_size(u, 2, u->interp[i - 1], 0) == 1)
+            n *= 2;
+    return n;
+}
+
 /* LayerNorm2d, then the level transition (il: interp flag of the switch); returns a new buffer
  *   strided:  down Conv2d k2 s2, up ConvTranspose2d k2 s2
  *   UpDownBlock2d: down conv1x1 then resize, up resize then conv1x1 (resize only if switch_level) */

@@ -644,7 +644,8 @@ int cmd_generate(int argc, char **argv)
         demo_tok = (char *)mp.tokenizer_dir;
     if (rc)
         goto error;
-    if ((rc = cs_pipeline_new(&mp, o.keep, &pl)) != 0 || (rc = cs_pipeline_check(pl)) != 0)
+    if ((rc = cs_pipeline_new(&mp, o.keep, &pl)) != 0 || (rc = cs_pipeline_check(pl)) != 0 ||
+        (rc = cs_pipeline_check_size(pl, &o.g)) != 0)
         goto error;
 
     struct sigaction sa;
