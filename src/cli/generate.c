@@ -615,6 +615,8 @@ int cmd_generate(int argc, char **argv)
             rc = cs_error(CS_EARG, "--preview needs a file name, not a folder (%s)", o.preview);
             goto error;
         }
+        if ((rc = gen_output_clash(&s.out, &s.prev, total, "--preview")) != 0)
+            goto error;
         s.prev_existed = calloc((size_t)total, 1);
         s.prev_created = calloc((size_t)total, 1);
         if (!s.prev_existed || !s.prev_created) {
