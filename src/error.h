@@ -3,6 +3,8 @@
 #ifndef CS_ERROR_H
 #define CS_ERROR_H
 
+#include <stddef.h>
+
 enum {
     CS_OK = 0,
     CS_EIO = -1,       /* open/read/write/mmap failed */
@@ -17,6 +19,8 @@ enum {
 
 /* Sets the message (printf-style) and returns code. */
 int cs_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* CS_ENOMEM with "out of memory: WHAT (N MiB)". */
+int cs_oom(const char *what, size_t bytes);
 /* The last message set on this thread ("" if none). */
 const char *cs_last_error(void);
 void cs_clear_error(void);

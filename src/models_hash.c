@@ -118,7 +118,7 @@ static int hash_file(const char *path, uint64_t *out)
     XXH64_state_t *st = XXH64_createState();
     int rc = 0;
     if (!buf || !st) {
-        rc = cs_error(CS_ENOMEM, "out of memory");
+        rc = cs_error(CS_ENOMEM, "out of memory in the hash cache");
         goto out;
     }
     XXH64_reset(st, 0);

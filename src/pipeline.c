@@ -139,7 +139,7 @@ int cs_pipeline_new(const cs_model_paths *paths, int keep_loaded, cs_pipeline **
     *out = NULL;
     cs_pipeline *p = calloc(1, sizeof *p);
     if (!p)
-        return cs_error(CS_ENOMEM, "out of memory");
+        return cs_oom("the pipeline object", sizeof *p);
     const char *src[P_N] = {paths->text_encoder, paths->stage_c, paths->stage_b, paths->stage_a,
                             paths->previewer};
     for (int i = 0; i < P_N; i++)
@@ -380,7 +380,7 @@ int cs_pipe_sample_c(cs_stage_c *m, const cs_sample_params *sp, size_t N, size_t
 {
     c_ctx c = {m, h, w, Lt, clip_text, pooled, calloc(2 * N, sizeof(float)), io->cancel};
     if (!c.r)
-        return cs_error(CS_ENOMEM, "out of memory");
+        return cs_oom("Stage C timesteps", 2 * N * sizeof(float));
     step_ctx sc = {io};
     cs_sampler_io sio = {c_eps, &c, io->noise, io->noise_ctx, step_cb, &sc};
     int rc = cs_sample(sp, (int)N, h * w * 16, x, result, &sio);
@@ -417,7 +417,7 @@ int cs_pipe_sample_b(cs_stage_b *m, const cs_sample_params *sp, size_t N, size_t
     if (!eff || !r) {
         cs_free(eff);
         free(r);
-        return cs_error(CS_ENOMEM, "out of memory");
+        return cs_oom("the Stage B effnet conditioning", 2 * ne * sizeof(float));
     }
     memcpy(eff, effnet, ne * sizeof(float));
     b_ctx c = {m, H, W, hc, wc, eff, pooled, r, io->cancel};
@@ -588,7 +588,7 @@ int cs_pipeline_generate(cs_pipeline *p, const cs_gen_params *g, const cs_pipeli
     ctext = cs_alloc(2 * N * L * Ct * sizeof(float));
     cpool = cs_alloc(2 * N * Cp * sizeof(float));
     if (!hid || !pool || !ctext || !cpool) {
-        rc = cs_error(CS_ENOMEM, "out of memory for the text conditioning");
+        rc = cs_oom("the text conditioning", (2 * L * Ct + 2 * Cp + 2 * N * L * Ct + 2 * N * Cp) * sizeof(float));
         goto out;
     }
     cs_clip_out co = {hid, NULL, pool, NULL};
@@ -616,7 +616,7 @@ int cs_pipeline_generate(cs_pipeline *p, const cs_gen_params *g, const cs_pipeli
             r.prev_img = cs_alloc(N * 64 * hc * wc * 3 * sizeof(float));
             r.prev_rgb = cs_alloc(N * 64 * hc * wc * 3);
             if (!r.prev_img || !r.prev_rgb) {
-                rc = cs_error(CS_ENOMEM, "out of memory for previews");
+                rc = cs_oom("the previews", N * 64 * hc * wc * 3 * (sizeof(float) + 1));
                 goto out;
             }
         } else {
@@ -630,7 +630,7 @@ int cs_pipeline_generate(cs_pipeline *p, const cs_gen_params *g, const cs_pipeli
     xc = cs_alloc(N * hc * wc * 16 * sizeof(float));
     C = cs_alloc(N * hc * wc * 16 * sizeof(float));
     if (!xc || !C) {
-        rc = cs_error(CS_ENOMEM, "out of memory for the Stage C latent");
+        rc = cs_oom("the Stage C latents", 2 * N * hc * wc * 16 * sizeof(float));
         goto out;
     }
     progress(&r, CS_STAGE_C, 0, g->c.steps);
@@ -666,7 +666,7 @@ int cs_pipeline_generate(cs_pipeline *p, const cs_gen_params *g, const cs_pipeli
     xb = cs_alloc(N * hb * wb * 4 * sizeof(float));
     B = cs_alloc(N * hb * wb * 4 * sizeof(float));
     if (!xb || !B) {
-        rc = cs_error(CS_ENOMEM, "out of memory for the Stage B latent");
+        rc = cs_oom("the Stage B latents", 2 * N * hb * wb * 4 * sizeof(float));
         goto out;
     }
     progress(&r, CS_STAGE_B, 0, g->b.steps);
@@ -693,7 +693,7 @@ int cs_pipeline_generate(cs_pipeline *p, const cs_gen_params *g, const cs_pipeli
     img = cs_alloc(N * H * W * 3 * sizeof(float));
     rgb = cs_alloc(N * (size_t)g->height * (size_t)g->width * 3);
     if (!img || !rgb) {
-        rc = cs_error(CS_ENOMEM, "out of memory for the image");
+        rc = cs_oom("the decoded image", N * H * W * 3 * sizeof(float) + N * (size_t)g->height * g->width * 3);
         goto out;
     }
     size_t th, tw;

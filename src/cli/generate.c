@@ -620,7 +620,7 @@ int cmd_generate(int argc, char **argv)
         s.prev_existed = calloc((size_t)total, 1);
         s.prev_created = calloc((size_t)total, 1);
         if (!s.prev_existed || !s.prev_created) {
-            rc = cs_error(CS_ENOMEM, "out of memory");
+            rc = cs_oom("the preview bookkeeping", 2 * (size_t)total);
             goto error;
         }
         for (int k = 0; k < total; k++) {
@@ -701,7 +701,9 @@ error:
             gen_json_emit(json_pack("{s:s}", "event", "interrupted"));
         status = 130;
     } else {
-        fail(&o, &s.prog, cs_last_error()[0] ? cs_last_error() : "failed");
+        char why[64];
+        snprintf(why, sizeof why, "failed (error %d, no message: please report)", rc);
+        fail(&o, &s.prog, cs_last_error()[0] ? cs_last_error() : why);
         status = 1;
     }
     for (int k = 0; s.prev_created && k < total; k++)

@@ -130,13 +130,13 @@ int gen_output_write(gen_output *o, int k, int total, const uint8_t *rgb, int w,
         int cap = o->cap_written ? 2 * o->cap_written : 8;
         char **p = realloc(o->written, (size_t)cap * sizeof *p);
         if (!p)
-            return cs_error(CS_ENOMEM, "out of memory");
+            return cs_error(CS_ENOMEM, "out of memory: the list of written file names");
         o->written = p;
         o->cap_written = cap;
     }
     o->written[o->n_written] = strdup(path);
     if (!o->written[o->n_written])
-        return cs_error(CS_ENOMEM, "out of memory");
+        return cs_error(CS_ENOMEM, "out of memory: the list of written file names");
     o->n_written++;
     return 0;
 }
