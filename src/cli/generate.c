@@ -36,9 +36,9 @@ static void usage(FILE *f)
         "\n"
         "  -p, --prompt TEXT      the prompt (\"\" is valid: the unconditional prompt)\n"
         "  -n, --negative TEXT    negative prompt (default \"\")\n"
-        "  -W, --width N          image width, multiple of 8 (default 1024; demo 256)\n"
-        "  -H, --height N         image height, multiple of 8 (default 1024; demo 256)\n"
-        "      --seed N           seed of the torch-CPU generator (default: random, printed);\n"
+        "  -W, --width N          image width, multiple of 8, 8..8192 (default 1024; demo 256)\n"
+        "  -H, --height N         image height, multiple of 8, 8..8192 (default 1024; demo 256)\n"
+        "      --seed N           seed of the torch-CPU generator, 0..2^63-1 (default: random, printed);\n"
         "                         as in torch, only its low 32 bits reach the generator\n"
         "      --batch N          images per run, sampled together (default 1)\n"
         "      --count K          K runs with seeds N, N+1, ... (default 1)\n"
@@ -47,10 +47,10 @@ static void usage(FILE *f)
         "      --cfg-c X|off      Stage C guidance (default 4)\n"
         "      --cfg-b X|off      Stage B guidance (default 1.1)\n"
         "      --cfg-rho X        std rescaling of the guided noise, 0..1 (default 0.7)\n"
-        "      --shift-c X        Stage C schedule shift (default 2)\n"
-        "      --shift-b X        Stage B schedule shift (default 1)\n"
+        "      --shift-c X        Stage C schedule shift, (0..10000] (default 2)\n"
+        "      --shift-b X        Stage B schedule shift, (0..10000] (default 1)\n"
         "      --sampler S        ddpm (default), ddim, lcm\n"
-        "      --eta X            DDIM eta (default 0)\n"
+        "      --eta X            DDIM eta, 0..1 (default 0)\n"
         "      --rng torch-cpu    random generator (the only one; same noise as PyTorch on the CPU)\n"
         "      --round            round to uint8 instead of truncating (the official conversion)\n"
         "\n"
@@ -66,7 +66,8 @@ static void usage(FILE *f)
         "      --stage-c FILE, --stage-b FILE, --stage-a FILE, --text-encoder FILE, --previewer FILE\n"
         "      --tokenizer DIR    folder with vocab.json and merges.txt (or $CASCADE_TOKENIZER)\n"
         "      --keep-loaded      keep every stage in memory between runs (--count)\n"
-        "      --threads N        worker threads (default: all cores, or $CASCADE_THREADS)\n"
+        "      --threads N        worker threads, 1..4 per processor, at most 1024\n"
+        "                         (default: all cores, or $CASCADE_THREADS)\n"
         "\n"
         "      --json             progress and results as JSON lines on stdout\n"
         "  -q, --quiet            no progress on stderr\n"
@@ -75,7 +76,9 @@ static void usage(FILE *f)
         "                         (256x256, one thread unless --threads / $CASCADE_THREADS)\n"
         "  -h, --help             this text\n"
         "\n"
-        "Exit status: 0 done, 1 error, 2 bad usage, 130 interrupted (Ctrl-C; nothing written).\n");
+        "Exit status: 0 done; 2 bad usage (unknown option, a value or CASCADE_* variable that is\n"
+        "malformed or out of range); 1 error (files, models, memory, the run); 130 interrupted\n"
+        "(Ctrl-C; nothing written).\n");
 }
 
 /* ---- option parsing ---- */
