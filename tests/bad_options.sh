@@ -130,9 +130,10 @@ disk_full
 
 # ---- auto-numbering goes on past 999999999, and says when no number is left ----
 rm -rf "$O" && mkdir "$O" && : >"$O/cascade_999999999.png"
-out=$($BIN generate --demo --quiet -p x $FAST -o "$O" 2>"$tmp/err")
-[ $? -eq 0 ] && [ "$out" = "$O/cascade_1000000000.png" ] && [ -s "$O/cascade_1000000000.png" ] &&
-    ok numbering-widens || { bad "numbering-widens: '$out'"; cat "$tmp/err"; }
+out=$($BIN generate --demo --quiet -p x $FAST -o "$O" 2>"$tmp/err" &&
+      $BIN generate --demo --quiet -p x $FAST -o "$O" 2>>"$tmp/err")
+[ $? -eq 0 ] && [ "$(echo $out)" = "$O/cascade_1000000000.png $O/cascade_1000000001.png" ] &&
+    [ -s "$O/cascade_1000000001.png" ] && ok numbering-widens || { bad "numbering-widens: '$out'"; cat "$tmp/err"; }
 rm -rf "$O" && mkdir "$O" && : >"$O/cascade_999999999999999999.png"
 $BIN generate --demo --quiet -p x $FAST -o "$O" >/dev/null 2>"$tmp/err"
 rc=$?
