@@ -11,6 +11,7 @@
 #include "../src/error.h"
 #include "../src/ops.h"
 #include "../src/tensor.h"
+#include "args.h"
 
 #include <cblas.h>
 #include <stdio.h>
@@ -229,14 +230,21 @@ static void gemm_table(void)
 int main(int argc, char **argv)
 {
     int threads = 2;
+    static const char use[] = "usage: bench/kernels [--threads N] [--time SECONDS] [--only SUBSTRING|gemm]\n";
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--time") && i + 1 < argc) min_time = atof(argv[++i]);
+        int e = 0;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(use, stdout);
+            return 0;
+        }
+        if (!strcmp(argv[i], "--threads") && i + 1 < argc) e = bench_int("bench/kernels", argv[i], argv[i + 1], 1, 1024, &threads), i++;
+        else if (!strcmp(argv[i], "--time") && i + 1 < argc) e = bench_real("bench/kernels", argv[i], argv[i + 1], 0.001, 3600, &min_time), i++;
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else {
-            fprintf(stderr, "usage: bench/kernels [--threads N] [--time SECONDS] [--only SUBSTRING|gemm]\n");
+            fputs(use, stderr);
             return 2;
         }
+        if (e) return 2;
     }
     if (cs_simd_init()) {
         fprintf(stderr, "bench: %s\n", cs_last_error());

@@ -3,14 +3,14 @@
  *   Stage C lite: x 2x16x24x24, clip_text 2x77x1280, pooled 2x1x1280, clip_img zeros 2x1x768
  *   Stage B lite: x 2x4x256x256, effnet 2x16x24x24, pooled 2x1x1280, pixels zeros
  * Weight files (F32 and BF16) are written once from the spec manifests into
- * --dir (default /work/bigtmp; GBs, never inside the repo). Each (stage,
+ * --dir or $CASCADE_BENCH_DIR (GBs, never inside the repo; no default). Each (stage,
  * dtype) runs in its own child process, so its peak RSS is its own; RSS
  * includes the mapped weight pages the forward touched (the whole file).
  * FLOPs are counted analytically (cs_stage_*_flops: every GEMM, conv and
  * attention product, 2 per multiply-add; norms/activations not counted).
  *
  *   make bench/stage && nice bench/stage [--stage c,b] [--dtype f32,bf16]
- *        [--threads 2] [--warmup 1] [--runs 2] [--batch 2] [--dir DIR] [--manifests DIR]
+ *        [--threads 2] [--warmup 1] [--runs 2] [--batch 2] --dir DIR [--manifests DIR]
  * Prints a table row and one JSON line per measurement. */
 #include "../simd/kernels.h"
 #include "../src/error.h"
@@ -18,6 +18,7 @@
 #include "../src/stage_b.h"
 #include "../src/stage_c.h"
 #include "../tests/manifest_st.h"
+#include "args.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -163,23 +164,41 @@ static int run_one(const opts *o, char stage, cs_dtype dt)
 
 int main(int argc, char **argv)
 {
-    opts o = {2, 1, 2, 2, "/work/bigtmp", NULL};
-    const char *stages = "c,b", *dtypes = "f32,bf16";
+    opts o = {2, 1, 2, 2, NULL, NULL};
+    const char *stages = "c,b", *dtypes = "f32,bf16", *me = "bench/stage";
+    static const char use[] =
+        "usage: bench/stage --dir DIR [--stage c,b] [--dtype f32,bf16] [--threads N] [--warmup N]\n"
+        "                   [--runs N] [--batch N] [--manifests DIR]\n"
+        "One forward of Stage C lite / Stage B lite with random weights, written once into DIR\n"
+        "(--dir, or $CASCADE_BENCH_DIR; several GB). Manifests: --manifests, else\n"
+        "$SHARED_DIR/spec/manifests, else ../shared/spec/manifests.\n";
     char mdir[1024];
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--stage")) stages = argv[i + 1];
-        else if (!strcmp(argv[i], "--dtype")) dtypes = argv[i + 1];
-        else if (!strcmp(argv[i], "--threads")) o.threads = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--warmup")) o.warmup = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--runs")) o.runs = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--batch")) o.batch = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--dir")) o.dir = argv[i + 1];
-        else if (!strcmp(argv[i], "--manifests")) o.manifests = argv[i + 1];
-        else {
-            fprintf(stderr, "unknown option %s\n", argv[i]);
+    for (int i = 1; i < argc; i += 2) {
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int e = 0;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(use, stdout);
+            return 0;
+        }
+        if (!v) {
+            fprintf(stderr, "%s: %s needs a value (see --help)\n", me, argv[i]);
             return 2;
         }
+        if (!strcmp(argv[i], "--stage")) stages = v;
+        else if (!strcmp(argv[i], "--dtype")) dtypes = v;
+        else if (!strcmp(argv[i], "--threads")) e = bench_int(me, argv[i], v, 1, 1024, &o.threads);
+        else if (!strcmp(argv[i], "--warmup")) e = bench_int(me, argv[i], v, 0, 1000, &o.warmup);
+        else if (!strcmp(argv[i], "--runs")) e = bench_int(me, argv[i], v, 1, 1000, &o.runs);
+        else if (!strcmp(argv[i], "--batch")) e = bench_int(me, argv[i], v, 1, 64, &o.batch);
+        else if (!strcmp(argv[i], "--dir")) o.dir = v;
+        else if (!strcmp(argv[i], "--manifests")) o.manifests = v;
+        else {
+            fprintf(stderr, "%s: unknown option %s (see --help)\n", me, argv[i]);
+            return 2;
+        }
+        if (e) return 2;
     }
+    if (bench_dir(me, &o.dir)) return 2;
     if (!o.manifests) {   /* ../shared beside the repo, the binary being bench/stage */
         const char *s = getenv("SHARED_DIR");
         snprintf(mdir, sizeof mdir, "%s/spec/manifests", s ? s : "../shared");

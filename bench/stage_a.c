@@ -1,19 +1,20 @@
 /* Stage A decode of a 4 x 256 x 256 latent (a 1024 x 1024 image) with random
  * weights in the real layout (spec manifest stage_a.json), untiled and tiled
- * under scratch budgets. The weights file is written once into --dir
- * (default /work/bigtmp, never the repo). Each run is its own child process,
+ * under scratch budgets. The weights file is written once into --dir or
+ * $CASCADE_BENCH_DIR (never the repo; no default). Each run is its own child process,
  * so the peak RSS (getrusage) is that run's alone; it includes the mapped
  * weight pages, the latent and the output image. The children's outputs are
  * hashed: every tiling must give the untiled bytes.
  *
  *   make bench/stage_a && nice bench/stage_a [--threads 2] [--latent 256] [--batch 1]
- *        [--budgets-mb 0,512,256,128] [--dtype f32|bf16] [--runs 1] [--dir DIR] [--manifests DIR]
+ *        [--budgets-mb 0,512,256,128] [--dtype f32|bf16] [--runs 1] --dir DIR [--manifests DIR]
  * budget 0 = untiled. Prints a markdown table and one JSON line per run. */
 #include "../simd/kernels.h"
 #include "../src/error.h"
 #include "../src/ops.h"
 #include "../src/stage_a.h"
 #include "../tests/manifest_st.h"
+#include "args.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -123,23 +124,44 @@ static int run_one(const opts *o, const char *path, size_t budget_mb, report *re
 
 int main(int argc, char **argv)
 {
-    opts o = {2, 1, 1, 256, CS_F32, "/work/bigtmp", NULL};
-    const char *budgets = "0,512,256,128";
+    opts o = {2, 1, 1, 256, CS_F32, NULL, NULL};
+    const char *budgets = "0,512,256,128", *me = "bench/stage_a";
+    static const char use[] =
+        "usage: bench/stage_a --dir DIR [--threads N] [--latent N] [--batch N] [--runs N]\n"
+        "                     [--budgets-mb 0,512,256,128] [--dtype f32|bf16] [--manifests DIR]\n"
+        "Stage A decode untiled and under scratch budgets (MB, 0 = untiled), random weights written\n"
+        "once into DIR (--dir, or $CASCADE_BENCH_DIR). Manifests: --manifests, else\n"
+        "$SHARED_DIR/spec/manifests, else ../shared/spec/manifests.\n";
     char mdir[1024], path[1024];
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--threads")) o.threads = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--latent")) o.latent = (size_t)atol(argv[i + 1]);
-        else if (!strcmp(argv[i], "--batch")) o.batch = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--runs")) o.runs = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--budgets-mb")) budgets = argv[i + 1];
-        else if (!strcmp(argv[i], "--dtype")) o.dt = !strcmp(argv[i + 1], "bf16") ? CS_BF16 : CS_F32;
-        else if (!strcmp(argv[i], "--dir")) o.dir = argv[i + 1];
-        else if (!strcmp(argv[i], "--manifests")) o.manifests = argv[i + 1];
-        else {
-            fprintf(stderr, "unknown option %s\n", argv[i]);
+    for (int i = 1; i < argc; i += 2) {
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int e = 0, lat = 0;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(use, stdout);
+            return 0;
+        }
+        if (!v) {
+            fprintf(stderr, "%s: %s needs a value (see --help)\n", me, argv[i]);
             return 2;
         }
+        if (!strcmp(argv[i], "--threads")) e = bench_int(me, argv[i], v, 1, 1024, &o.threads);
+        else if (!strcmp(argv[i], "--latent")) {
+            if (!(e = bench_int(me, argv[i], v, 1, 4096, &lat))) o.latent = (size_t)lat;
+        }
+        else if (!strcmp(argv[i], "--batch")) e = bench_int(me, argv[i], v, 1, 64, &o.batch);
+        else if (!strcmp(argv[i], "--runs")) e = bench_int(me, argv[i], v, 1, 1000, &o.runs);
+        else if (!strcmp(argv[i], "--budgets-mb")) budgets = v;
+        else if (!strcmp(argv[i], "--dtype") && (!strcmp(v, "bf16") || !strcmp(v, "f32")))
+            o.dt = !strcmp(v, "bf16") ? CS_BF16 : CS_F32;
+        else if (!strcmp(argv[i], "--dir")) o.dir = v;
+        else if (!strcmp(argv[i], "--manifests")) o.manifests = v;
+        else {
+            fprintf(stderr, "%s: unknown option or value: %s %s (see --help)\n", me, argv[i], v);
+            return 2;
+        }
+        if (e) return 2;
     }
+    if (bench_dir(me, &o.dir)) return 2;
     if (!o.manifests) {
         const char *s = getenv("SHARED_DIR");
         snprintf(mdir, sizeof mdir, "%s/spec/manifests", s ? s : "../shared");

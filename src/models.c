@@ -20,7 +20,7 @@ static int grow(void **p, int n, int *cap, size_t sz)
     if (n < *cap) return 0;
     int c = *cap ? 2 * *cap : 16;
     void *q = realloc(*p, (size_t)c * sz);
-    if (!q) return cs_error(CS_ENOMEM, "out of memory");
+    if (!q) return cs_error(CS_ENOMEM, "out of memory listing model files");
     *p = q;
     *cap = c;
     return 0;
@@ -50,7 +50,7 @@ static int add_looked(set_priv *sp, const char *dir, const char *note)
     cs_model_set *s = &sp->s;
     if (grow((void **)&s->looked, s->n_looked, &sp->cap_looked, sizeof *s->looked)) return CS_ENOMEM;
     size_t len = strlen(dir) + strlen(note) + 1;
-    if (!(s->looked[s->n_looked] = malloc(len))) return cs_error(CS_ENOMEM, "out of memory");
+    if (!(s->looked[s->n_looked] = malloc(len))) return cs_error(CS_ENOMEM, "out of memory listing model files");
     snprintf(s->looked[s->n_looked++], len, "%s%s", dir, note);
     return 0;
 }
@@ -62,7 +62,7 @@ static cs_model_file *new_file(set_priv *sp, const char *path, uint64_t size, in
     cs_model_file *f = &s->files[s->n];
     memset(f, 0, sizeof *f);
     if (!(f->path = strdup(path))) {
-        cs_error(CS_ENOMEM, "out of memory");
+        cs_error(CS_ENOMEM, "out of memory listing model files");
         return NULL;
     }
     f->size = size;
@@ -95,7 +95,7 @@ static int add_path(set_priv *sp, const char *path, int root, int *first)
         cs_model_file *f = new_file(sp, path, (uint64_t)st.st_size, root);
         if (!f) return CS_ENOMEM;
         f->foreign = n == 0;
-        if (!(f->problem = strdup(cs_last_error()))) return cs_error(CS_ENOMEM, "out of memory");
+        if (!(f->problem = strdup(cs_last_error()))) return cs_error(CS_ENOMEM, "out of memory listing model files");
         return 0;
     }
     if (n > 16) n = 16;
@@ -109,7 +109,7 @@ static int add_path(set_priv *sp, const char *path, int root, int *first)
             char cfg[PATH_MAX + 16];
             const char *slash = strrchr(path, '/');
             snprintf(cfg, sizeof cfg, "%.*sconfig.json", slash ? (int)(slash - path + 1) : 0, path);
-            if (is_file(cfg) && !(f->config = strdup(cfg))) return cs_error(CS_ENOMEM, "out of memory");
+            if (is_file(cfg) && !(f->config = strdup(cfg))) return cs_error(CS_ENOMEM, "out of memory listing model files");
         }
     }
     return 0;
@@ -139,7 +139,7 @@ static int list_dir(const char *dir, int want_dirs, char ***out, int *n)
         if (want_dirs ? !is_dir(p) : !(is_file(p) && has_ext(e->d_name))) continue;
         if ((rc = grow((void **)out, *n, &cap, sizeof **out))) break;
         if (!((*out)[*n] = strdup(e->d_name))) {
-            rc = cs_error(CS_ENOMEM, "out of memory");
+            rc = cs_error(CS_ENOMEM, "out of memory listing model files");
             break;
         }
         (*n)++;
@@ -250,19 +250,19 @@ int cs_models_scan_roots(const char *const *roots, const char *const *why, int n
 {
     *out = NULL;
     set_priv *sp = calloc(1, sizeof *sp);
-    if (!sp) return cs_error(CS_ENOMEM, "out of memory");
+    if (!sp) return cs_error(CS_ENOMEM, "out of memory listing model files");
     cs_model_set *s = &sp->s;
     for (int p = 0; p < CS_PART_COUNT; p++) s->forced[p] = -1;
     int rc = 0;
     if (n > 0) {
         s->roots = calloc((size_t)n, sizeof *s->roots);
         s->root_why = calloc((size_t)n, sizeof *s->root_why);
-        if (!s->roots || !s->root_why) rc = cs_error(CS_ENOMEM, "out of memory");
+        if (!s->roots || !s->root_why) rc = cs_error(CS_ENOMEM, "out of memory listing model files");
     }
     for (int i = 0; i < n && !rc; i++) {
         s->roots[i] = strdup(roots[i]);
         s->root_why[i] = strdup(why && why[i] ? why[i] : "");
-        if (!s->roots[i] || !s->root_why[i]) rc = cs_error(CS_ENOMEM, "out of memory");
+        if (!s->roots[i] || !s->root_why[i]) rc = cs_error(CS_ENOMEM, "out of memory listing model files");
         s->n_roots++;
     }
     for (int i = 0; i < n && !rc; i++) rc = scan_root(sp, roots[i], i, 0);

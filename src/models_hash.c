@@ -132,7 +132,7 @@ static int hash_file(const char *path, uint64_t *out)
     unsigned char *buf = malloc(bs);
     XXH64_state_t *st = XXH64_createState();
     if (!buf || !st) {
-        rc = cs_error(CS_ENOMEM, "out of memory");
+        rc = cs_error(CS_ENOMEM, "out of memory in the hash cache");
         goto out;
     }
     XXH64_reset(st, 0);

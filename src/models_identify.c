@@ -175,7 +175,7 @@ static int validate(const cs_st_file *f, cs_net net, const char *prefix, cs_neti
     snprintf(ni->prefix, sizeof ni->prefix, "%s", prefix);
     vctx v = {.f = f, .prefix = prefix, .net = net, .ni = ni};
     v.used = calloc((size_t)cs_st_count(f) + 1, 1);
-    if (!v.used) return cs_error(CS_ENOMEM, "out of memory");
+    if (!v.used) return cs_error(CS_ENOMEM, "out of memory identifying a model file");
     if (net == CS_NET_CLIP_VISION) {   /* no key list to check against: take the prefix's tensors */
         size_t pl = strlen(prefix);
         for (int i = 0; i < cs_st_count(f); i++) {

@@ -226,7 +226,7 @@ static int parse_size(const char *s, uint64_t *v)
     char *end;
     errno = 0;
     double x = strtod(s, &end);
-    if (errno || end == s || x < 0) return -1;
+    if (errno || end == s || !isfinite(x) || x < 0) return -1;
     double m = 1;
     switch (toupper((unsigned char)*end)) {
     case 0: break;
@@ -239,6 +239,7 @@ static int parse_size(const char *s, uint64_t *v)
     if (*end == 'i') end++;
     if (*end == 'B' || *end == 'b') end++;
     if (*end) return -1;
+    if (x * m >= 9.2e18) return -1;   /* beyond uint64_t (and any real machine) */
     *v = (uint64_t)(x * m);
     return 0;
 }

@@ -399,7 +399,7 @@ int cs_net_expected(cs_net net, cs_expect **out, int *n)
     else return cs_error(CS_EARG, "%s: no tensor list for this network", cs_net_name(net));
     if (l.oom) {
         free(l.e);
-        return cs_error(CS_ENOMEM, "out of memory");
+        return cs_error(CS_ENOMEM, "out of memory: the tensor list of %s", cs_net_name(net));
     }
     *out = l.e;
     *n = l.n;

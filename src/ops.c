@@ -330,7 +330,7 @@ int cs_grn(const float *x, float *y, size_t N, size_t HW, size_t C, const float 
     if (!part || !nx) {
         cs_free(part);
         cs_free(nx);
-        return cs_error(CS_ENOMEM, "GRN: out of memory");
+        return cs_oom("GRN partial sums", (nb * C + C) * sizeof(float));
     }
     for (size_t n = 0; n < N; n++) {
         const float *xn = x + n * HW * C;
@@ -488,7 +488,8 @@ int cs_conv_transpose2d(const float *x, size_t N, size_t H, size_t W, size_t Cin
     float *col = cs_alloc(rows * W * kk * Cout * sizeof(float));
     if (!wr || !col) {
         cs_free(col);
-        return cs_error(CS_ENOMEM, "%s: out of memory", nm);
+        return cs_error(CS_ENOMEM, "out of memory: %s: %.1f MiB of column buffer and weights", nm,
+                        (double)((rows * W + Cin) * kk * Cout * sizeof(float)) / 1048576.0);
     }
 #pragma omp parallel for schedule(static)
     for (size_t c = 0; c < Cin; c++)

@@ -39,6 +39,7 @@ struct cs_pipeline {
     int c_text, c_pooled, c_in, c_out;   /* Stage C */
     int b_pooled, b_effnet, b_in, b_out; /* Stage B */
     int a_latent, pv_in;
+    size_t c_min, b_min;                 /* smallest latent side of Stage C / B */
 };
 
 const char *cs_stage_name(cs_stage_id s)
@@ -100,6 +101,36 @@ int cs_gen_check(const cs_gen_params *p)
     return rc ? rc : check_sp(&p->b, "Stage B");
 }
 
+/* smallest multiple of 8 pixels whose latent side (lat) is at least min */
+static int min_px(int (*lat)(int), size_t min)
+{
+    int px = 8;
+    while (px < 8192 && (size_t)lat(px) < min)
+        px += 8;
+    return px;
+}
+
+int cs_pipeline_check_size(const cs_pipeline *p, const cs_gen_params *g)
+{
+    const size_t hc = cs_latent_c(g->height), wc = cs_latent_c(g->width);
+    const size_t hb = cs_latent_b(g->height), wb = cs_latent_b(g->width);
+    if (hb % 2 || wb % 2)
+        return cs_error(CS_EARG, "size %dx%d: the Stage B latent must have even sides", g->width, g->height);
+    if (hc < p->c_min || wc < p->c_min) {
+        int m = min_px(cs_latent_c, p->c_min);
+        return cs_error(CS_EARG, "size %dx%d is too small for this Stage C: its %zux%zu latent must be at least "
+                        "%zu on each side (width and height at least %d)", g->width, g->height, wc, hc,
+                        p->c_min, m);
+    }
+    if (hb < p->b_min || wb < p->b_min) {
+        int m = min_px(cs_latent_b, p->b_min);
+        return cs_error(CS_EARG, "size %dx%d is too small for this Stage B: its %zux%zu latent must be at least "
+                        "%zu on each side (width and height at least %d)", g->width, g->height, wb, hb,
+                        p->b_min, m);
+    }
+    return 0;
+}
+
 static char *dup_or_null(const char *s)
 {
     return s && *s ? strdup(s) : NULL;
@@ -110,7 +141,7 @@ int cs_pipeline_new(const cs_model_paths *paths, int keep_loaded, cs_pipeline **
     *out = NULL;
     cs_pipeline *p = calloc(1, sizeof *p);
     if (!p)
-        return cs_error(CS_ENOMEM, "out of memory");
+        return cs_oom("the pipeline object", sizeof *p);
     const char *src[P_N] = {paths->text_encoder, paths->stage_c, paths->stage_b, paths->stage_a,
                             paths->previewer};
     for (int i = 0; i < P_N; i++)
@@ -196,6 +227,7 @@ static int load(cs_pipeline *p, int i)
             p->c_pooled = ni.c_clip_pooled;
             p->c_in = ni.c_in;
             p->c_out = ni.c_out;
+            p->c_min = cs_stage_c_min_side(p->sc);
         }
         break;
     case P_B:
@@ -206,6 +238,7 @@ static int load(cs_pipeline *p, int i)
             p->b_effnet = ni.c_effnet;
             p->b_in = ni.c_in;
             p->b_out = ni.c_out;
+            p->b_min = cs_stage_b_min_side(p->sb);
         }
         break;
     case P_A:
@@ -324,7 +357,7 @@ int cs_pipe_sample_c(cs_stage_c *m, const cs_sample_params *sp, size_t N, size_t
 {
     c_ctx c = {m, h, w, Lt, clip_text, pooled, calloc(2 * N, sizeof(float)), io->cancel};
     if (!c.r)
-        return cs_error(CS_ENOMEM, "out of memory");
+        return cs_oom("Stage C timesteps", 2 * N * sizeof(float));
     step_ctx sc = {io};
     cs_sampler_io sio = {c_eps, &c, io->noise, io->noise_ctx, step_cb, &sc};
     int rc = cs_sample(sp, (int)N, h * w * 16, x, result, &sio);
@@ -361,7 +394,7 @@ int cs_pipe_sample_b(cs_stage_b *m, const cs_sample_params *sp, size_t N, size_t
     if (!eff || !r) {
         cs_free(eff);
         free(r);
-        return cs_error(CS_ENOMEM, "out of memory");
+        return cs_oom("the Stage B effnet conditioning", 2 * ne * sizeof(float));
     }
     memcpy(eff, effnet, ne * sizeof(float));
     b_ctx c = {m, H, W, hc, wc, eff, pooled, r, io->cancel};
@@ -374,6 +407,24 @@ int cs_pipe_sample_b(cs_stage_b *m, const cs_sample_params *sp, size_t N, size_t
 }
 
 /* ------------------------------------------------------------ generate */
+
+/* A NaN or Inf latent would quantise to a black (or garbage) PNG that looks
+ * like success: every stage's result is checked before the next one. */
+static int check_finite(const float *x, size_t n, const char *what, const cs_sample_params *sp)
+{
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad += !isfinite(x[i]);
+    if (!bad)
+        return 0;
+    if (sp)
+        return cs_error(CS_ENONFINITE,
+                        "the %s has %zu of %zu values that are NaN or Inf (guidance %g, shift %g, cfg_rho %g "
+                        "are too extreme, or a model file holds bad weights)",
+                        what, bad, n, (double)sp->cfg, (double)sp->shift, (double)sp->cfg_rho);
+    return cs_error(CS_ENONFINITE, "the %s has %zu of %zu values that are NaN or Inf (a model file holds bad weights?)",
+                    what, bad, n);
+}
 
 typedef struct {
     cs_rng *rng;
@@ -477,12 +528,12 @@ int cs_pipeline_generate(cs_pipeline *p, const cs_gen_params *g, const cs_pipeli
         return rc;
     if (!p->checked && (rc = cs_pipeline_check(p)) != 0)
         return rc;
+    if ((rc = cs_pipeline_check_size(p, g)) != 0)
+        return rc;
     volatile sig_atomic_t *cancel = hk ? hk->cancel : NULL;
     const size_t N = (size_t)g->batch, L = CS_TOK_CTX;
     const size_t hc = cs_latent_c(g->height), wc = cs_latent_c(g->width);
     const size_t hb = cs_latent_b(g->height), wb = cs_latent_b(g->width);
-    if (hb % 2 || wb % 2)
-        return cs_error(CS_EARG, "size %dx%d: the Stage B latent must have even sides", g->width, g->height);
     const size_t Ct = (size_t)p->clip_width, Cp = (size_t)p->clip_proj;
     run_ctx r = {p, g, hk, CS_STAGE_TEXT, 0, N, hc, wc, NULL, NULL};
 
@@ -519,7 +570,7 @@ int cs_pipeline_generate(cs_pipeline *p, const cs_gen_params *g, const cs_pipeli
     ctext = cs_alloc(2 * N * L * Ct * sizeof(float));
     cpool = cs_alloc(2 * N * Cp * sizeof(float));
     if (!hid || !pool || !ctext || !cpool) {
-        rc = cs_error(CS_ENOMEM, "out of memory for the text conditioning");
+        rc = cs_oom("the text conditioning", (2 * L * Ct + 2 * Cp + 2 * N * L * Ct + 2 * N * Cp) * sizeof(float));
         goto out;
     }
     cs_clip_out co = {hid, NULL, pool, NULL};
@@ -547,7 +598,7 @@ int cs_pipeline_generate(cs_pipeline *p, const cs_gen_params *g, const cs_pipeli
             r.prev_img = cs_alloc(N * 64 * hc * wc * 3 * sizeof(float));
             r.prev_rgb = cs_alloc(N * 64 * hc * wc * 3);
             if (!r.prev_img || !r.prev_rgb) {
-                rc = cs_error(CS_ENOMEM, "out of memory for previews");
+                rc = cs_oom("the previews", N * 64 * hc * wc * 3 * (sizeof(float) + 1));
                 goto out;
             }
         } else {
@@ -561,13 +612,14 @@ int cs_pipeline_generate(cs_pipeline *p, const cs_gen_params *g, const cs_pipeli
     xc = cs_alloc(N * hc * wc * 16 * sizeof(float));
     C = cs_alloc(N * hc * wc * 16 * sizeof(float));
     if (!xc || !C) {
-        rc = cs_error(CS_ENOMEM, "out of memory for the Stage C latent");
+        rc = cs_oom("the Stage C latents", 2 * N * hc * wc * 16 * sizeof(float));
         goto out;
     }
     progress(&r, CS_STAGE_C, 0, g->c.steps);
     noise_ctx nzc = {&rng, 16, hc, wc};
     cs_stage_io ioc = {noise_nhwc, &nzc, on_step, &r, cancel};
-    if ((rc = cs_pipe_sample_c(p->sc, &g->c, N, hc, wc, ctext, L, cpool, &ioc, xc, C)) != 0)
+    if ((rc = cs_pipe_sample_c(p->sc, &g->c, N, hc, wc, ctext, L, cpool, &ioc, xc, C)) != 0 ||
+        (rc = check_finite(C, N * hc * wc * 16, "Stage C result", &g->c)) != 0)
         goto out;
     if (!p->keep)
         release(p, P_C);
@@ -596,13 +648,14 @@ int cs_pipeline_generate(cs_pipeline *p, const cs_gen_params *g, const cs_pipeli
     xb = cs_alloc(N * hb * wb * 4 * sizeof(float));
     B = cs_alloc(N * hb * wb * 4 * sizeof(float));
     if (!xb || !B) {
-        rc = cs_error(CS_ENOMEM, "out of memory for the Stage B latent");
+        rc = cs_oom("the Stage B latents", 2 * N * hb * wb * 4 * sizeof(float));
         goto out;
     }
     progress(&r, CS_STAGE_B, 0, g->b.steps);
     noise_ctx nzb = {&rng, 4, hb, wb};
     cs_stage_io iob = {noise_nhwc, &nzb, on_step, &r, cancel};
-    if ((rc = cs_pipe_sample_b(p->sb, &g->b, N, hb, wb, C, hc, wc, cpool, &iob, xb, B)) != 0)
+    if ((rc = cs_pipe_sample_b(p->sb, &g->b, N, hb, wb, C, hc, wc, cpool, &iob, xb, B)) != 0 ||
+        (rc = check_finite(B, N * hb * wb * 4, "Stage B result", &g->b)) != 0)
         goto out;
     if (!p->keep)
         release(p, P_B);
@@ -622,7 +675,7 @@ int cs_pipeline_generate(cs_pipeline *p, const cs_gen_params *g, const cs_pipeli
     img = cs_alloc(N * H * W * 3 * sizeof(float));
     rgb = cs_alloc(N * (size_t)g->height * (size_t)g->width * 3);
     if (!img || !rgb) {
-        rc = cs_error(CS_ENOMEM, "out of memory for the image");
+        rc = cs_oom("the decoded image", N * H * W * 3 * sizeof(float) + N * (size_t)g->height * g->width * 3);
         goto out;
     }
     size_t th, tw;
@@ -638,6 +691,8 @@ int cs_pipeline_generate(cs_pipeline *p, const cs_gen_params *g, const cs_pipeli
             goto out;
         progress(&r, CS_STAGE_A, (int)i + 1, (int)N);
     }
+    if ((rc = check_finite(img, N * H * W * 3, "Stage A image", NULL)) != 0)
+        goto out;
     if (!p->keep)
         release(p, P_A);
 

@@ -97,6 +97,9 @@ void cs_pipeline_free(cs_pipeline *p);   /* NULL is fine */
  * shapes), the tokenizer loads, and the stages fit together (CLIP width =
  * Stage C text width, CLIP projection = Stage C / B pooled width). */
 int cs_pipeline_check(cs_pipeline *p);
+/* After cs_pipeline_check: the image size fits the networks (every level
+ * transition of Stage C and Stage B keeps at least one row and column). */
+int cs_pipeline_check_size(const cs_pipeline *p, const cs_gen_params *g);
 
 /* Runs the whole chain. On success *rgb is cs_alloc'ed [batch, height,
  * width, 3] (free with cs_free). On cancel returns CS_EINTR with nothing

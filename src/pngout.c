@@ -107,11 +107,37 @@ static int check_key(const char *path, const char *k)
     return 0;
 }
 
+/* libpng's own writer says only "Write Error"; this one keeps errno so a
+ * full disk reads "No space left on device" */
+typedef struct {
+    FILE *fp;
+    int err;
+} png_sink;
+
+static void sink_write(png_structp png, png_bytep data, size_t len)
+{
+    png_sink *s = png_get_io_ptr(png);
+    if (fwrite(data, 1, len, s->fp) != len) {
+        s->err = errno ? errno : EIO;
+        png_error(png, strerror(s->err));
+    }
+}
+
+static void sink_flush(png_structp png)
+{
+    png_sink *s = png_get_io_ptr(png);
+    if (fflush(s->fp) != 0) {
+        s->err = errno ? errno : EIO;
+        png_error(png, strerror(s->err));
+    }
+}
+
 /* Encodes into fp; 0 or a negative code with the message set. */
 static int encode(FILE *fp, const char *path, const uint8_t *rgb, int width, int height,
                   size_t stride, const png_text *txt, int n_text)
 {
     png_err err;
+    png_sink sink = {fp, 0};
     err.msg[0] = 0;
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &err, on_png_error,
                                               on_png_warning);
@@ -125,12 +151,14 @@ static int encode(FILE *fp, const char *path, const uint8_t *rgb, int width, int
     if (setjmp(err.jb)) {
         int e = errno;   /* libpng's "Write Error" hides why: EFBIG is ulimit -f */
         png_destroy_write_struct(&png, &info);
-        if (e == EFBIG || e == ENOSPC || e == EDQUOT || e == EIO)
+        if (sink.err) e = sink.err;
+        if (sink.err || e == EFBIG || e == ENOSPC || e == EDQUOT || e == EIO)
             return cs_error(CS_EIO, "png: %s: write failed: %s", path, cs_strerror(e));
         return cs_error(CS_EIO, "png: %s: libpng: %s", path, err.msg);
     }
     png_set_user_limits(png, 0x7fffffff, 0x7fffffff);
-    png_init_io(png, fp);
+    errno = 0;
+    png_set_write_fn(png, &sink, sink_write, sink_flush);
     png_set_IHDR(png, info, (png_uint_32)width, (png_uint_32)height, 8, PNG_COLOR_TYPE_RGB,
                  PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     if (n_text > 0)
@@ -140,6 +168,27 @@ static int encode(FILE *fp, const char *path, const uint8_t *rgb, int width, int
         png_write_row(png, rgb + (size_t)y * stride);
     png_write_end(png, info);
     png_destroy_write_struct(&png, &info);
+    return 0;
+}
+
+#define TMP_EXTRA 14   /* "." + ".%08x.tmp" around the base name */
+
+int cs_png_check_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path + (slash == path)) : 1, slash ? path : ".");
+    long max = pathconf(dir, _PC_NAME_MAX);
+    if (max <= 0)
+        max = 255;
+    if (!*base)
+        return cs_error(CS_EARG, "%s: no file name", path);
+    if (strlen(base) + TMP_EXTRA > (size_t)max)
+        return cs_error(CS_EARG, "%s: the file name is too long (%zu bytes; at most %ld here: %ld less %d for the "
+                        "temporary name)", path, strlen(base), max - TMP_EXTRA, max, TMP_EXTRA);
+    if (strlen(path) + TMP_EXTRA >= sizeof dir)
+        return cs_error(CS_EARG, "%s: the path is too long", path);
     return 0;
 }
 
@@ -305,10 +354,10 @@ int cs_png_write_rgb8(const char *path, const uint8_t *rgb, int width, int heigh
 
 /* ---- output names ------------------------------------------------------ */
 
-static int join(char *out, size_t out_len, const char *dir, const char *prefix, unsigned long k)
+static int join(char *out, size_t out_len, const char *dir, const char *prefix, unsigned long long k)
 {
     const char *sep = dir[strlen(dir) - 1] == '/' ? "" : "/";
-    int len = snprintf(out, out_len, "%s%s%s_%05lu.png", dir, sep, prefix, k);
+    int len = snprintf(out, out_len, "%s%s%s_%05llu.png", dir, sep, prefix, k);
     if (len < 0 || (size_t)len >= out_len)
         return cs_error(CS_EARG, "png: output path in '%s' is too long", dir);
     return 0;
@@ -324,7 +373,7 @@ int cs_png_next_name(const char *dir, const char *prefix, char *out, size_t out_
     if (!d)
         return cs_error(CS_EIO, "png: %s: cannot list the folder: %s", dir, strerror(errno));
     size_t plen = strlen(prefix);
-    unsigned long best = 0;
+    unsigned long long best = 0;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
         const char *nm = de->d_name;
@@ -333,13 +382,17 @@ int cs_png_next_name(const char *dir, const char *prefix, char *out, size_t out_
         const char *p = nm + plen + 1, *q = p;
         while (*q >= '0' && *q <= '9')
             q++;
-        if (q == p || q - p > 9 || strcmp(q, ".png") != 0)
+        /* numbers widen past 99999 (and past 999999999): up to 18 digits */
+        if (q == p || q - p > 18 || strcmp(q, ".png") != 0)
             continue;
-        unsigned long v = strtoul(p, NULL, 10);
+        unsigned long long v = strtoull(p, NULL, 10);
         if (v > best)
             best = v;
     }
     closedir(d);
+    if (best >= 999999999999999999ull)
+        return cs_error(CS_EIO, "png: %s: no number left after %s_%llu.png (choose another folder or -o FILE)", dir,
+                        prefix, best);
     return join(out, out_len, dir, prefix, best + 1);
 }
 

@@ -44,6 +44,10 @@ int cs_image_to_u8_nchw(const float *in, size_t n, size_t h, size_t w, cs_u8_mod
 int cs_png_write_rgb8(const char *path, const uint8_t *rgb, int width, int height,
                       size_t stride, const cs_png_text *text, int n_text, int flags);
 
+/* Can path be written (through its temporary name beside it)? Checks the
+ * lengths of the name and path only; 0 or CS_EARG with the message set. */
+int cs_png_check_name(const char *path);
+
 /* "<dir>/<prefix>_NNNNN.png" with NNNNN one more than the largest number
  * already used by such a file in dir (00001 in an empty folder). */
 int cs_png_next_name(const char *dir, const char *prefix, char *out, size_t out_len);

@@ -94,7 +94,7 @@ int cs_schedule_init(cs_schedule *s, int steps, float shift, float t_start, floa
     size_t n = (size_t)steps + 1;
     float *blk = cs_alloc(5 * n * sizeof(float));
     if (!blk)
-        return cs_error(CS_ENOMEM, "sampler: schedule: out of memory");
+        return cs_oom("the sampler schedule", 5 * n * sizeof(float));
     s->steps = steps;
     s->t = blk;
     s->logsnr = blk + n;
@@ -238,7 +238,7 @@ int cs_sample(const cs_sample_params *p, int n, size_t per_image, float *x,
     float *e = cs_alloc(nb * sizeof(float));
     float *z = cs_alloc(count * sizeof(float));
     if ((use_cfg && !xx) || !e || !z) {
-        rc = cs_error(CS_ENOMEM, "sampler: out of memory for %zu floats", 5 * count);
+        rc = cs_oom("the sampler state", (nb * 2 + count) * sizeof(float));
         goto done;
     }
 

@@ -63,7 +63,7 @@ int cs_stage_b_load_opts(cs_st_file *f, const cs_unet_opts *opt, cs_stage_b **ou
 {
     *out = NULL;
     cs_stage_b *m = calloc(1, sizeof *m);
-    if (!m) return cs_error(CS_ENOMEM, "out of memory");
+    if (!m) return cs_oom("the Stage B object", sizeof *m);
     cs_unet_opts fo;
     if (!opt) {
         cs_unet_opts_from_file(&fo, f);
@@ -199,7 +199,9 @@ int cs_stage_b_forward(cs_stage_b *m, const float *x, size_t N, size_t H, size_t
     float *pm = cs_alloc(prow * c0 * sizeof(float));
     int rc = CS_ENOMEM;
     if (!remb || !cond || !hb || !t || (!pixels && !pz) || !pm) {
-        cs_error(CS_ENOMEM, "Stage B forward: out of memory");
+        cs_oom("Stage B forward activations",
+               (N * seq * cc + rows * c0 + rows * (cin > c0 ? cin : c0) + prow * (c0 + (size_t)in->c_pixels)) *
+                   sizeof(float));
         goto done;
     }
     /* 4 conditioning tokens per image: clip_mapper viewed as [seq, Cc], normalised */
@@ -249,6 +251,11 @@ done:
     cs_free(pm);
     cs_free(out);
     return rc;
+}
+
+size_t cs_stage_b_min_side(const cs_stage_b *m)
+{
+    return (size_t)m->info.patch_size * cs_unet_min_side(&m->net);
 }
 
 double cs_stage_b_flops(const cs_stage_b *m, size_t N, size_t H, size_t W)

@@ -21,6 +21,8 @@ int cs_stage_b_load(cs_st_file *f, cs_stage_b **out);
 int cs_stage_b_load_opts(cs_st_file *f, const cs_unet_opts *opt, cs_stage_b **out);
 void cs_stage_b_free(cs_stage_b *m);   /* NULL is fine */
 void cs_stage_b_info(const cs_stage_b *m, cs_net_info *info);
+/* Smallest latent side the network accepts (patch size x cs_unet_min_side). */
+size_t cs_stage_b_min_side(const cs_stage_b *m);
 
 /* One forward pass (official StageB.forward), channels-last:
  *   x       [N, H, W, c_in]      noisy latent; H, W multiples of the patch size (2)

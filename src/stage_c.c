@@ -43,7 +43,7 @@ int cs_stage_c_load_opts(cs_st_file *f, const cs_unet_opts *opt, cs_stage_c **ou
 {
     *out = NULL;
     cs_stage_c *m = calloc(1, sizeof *m);
-    if (!m) return cs_error(CS_ENOMEM, "out of memory");
+    if (!m) return cs_oom("the Stage C object", sizeof *m);
     cs_unet_opts fo;
     if (!opt) {
         cs_unet_opts_from_file(&fo, f);
@@ -131,7 +131,7 @@ static float *cond_tokens(const cs_stage_c *m, size_t N, const float *txt, size_
     float *c = cs_alloc(N * Lc * cc * sizeof(float)), *zimg = img ? NULL : cs_calloc(N * M * ci * sizeof(float));
     if (!c || (!img && !zimg)) {
         cs_free(c), cs_free(zimg);
-        cs_error(CS_ENOMEM, "out of memory");
+        cs_oom("the Stage C conditioning", (N * Lc * cc + N * M * ci) * sizeof(float));
         return NULL;
     }
     if (!img) img = zimg;
@@ -182,6 +182,11 @@ done:
     cs_free(hb);
     cs_free(out);
     return rc;
+}
+
+size_t cs_stage_c_min_side(const cs_stage_c *m)
+{
+    return (size_t)m->info.patch_size * cs_unet_min_side(&m->net);
 }
 
 double cs_stage_c_flops(const cs_stage_c *m, size_t N, size_t h, size_t w, size_t Lt, size_t M)

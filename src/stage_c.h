@@ -31,6 +31,8 @@ int cs_stage_c_load(cs_st_file *f, cs_stage_c **out);
 int cs_stage_c_load_opts(cs_st_file *f, const cs_unet_opts *opt, cs_stage_c **out);
 void cs_stage_c_free(cs_stage_c *m);   /* NULL is fine */
 void cs_stage_c_info(const cs_stage_c *m, cs_net_info *info);
+/* Smallest latent side the network accepts (patch size x cs_unet_min_side). */
+size_t cs_stage_c_min_side(const cs_stage_c *m);
 
 /* One forward pass (official StageC.forward), channels-last:
  *   x         [N, h, w, c_in]        noisy latent (h, w: any size >= 1)

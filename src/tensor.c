@@ -88,7 +88,10 @@ uint16_t cs_f32_to_f16(float f)
 void *cs_alloc(size_t bytes)
 {
     void *p = NULL;
-    if (posix_memalign(&p, 64, bytes ? (bytes + 63) & ~(size_t)63 : 64)) return NULL;
+    if (bytes > SIZE_MAX - 63 || posix_memalign(&p, 64, bytes ? (bytes + 63) & ~(size_t)63 : 64)) {
+        cs_oom("an allocation", bytes);   /* callers that know what it was say so */
+        return NULL;
+    }
     return p;
 }
 

@@ -519,7 +519,23 @@ static int encode_word(const cs_tokenizer *t, word_cache *c, const char *w, size
             unsigned char b = (unsigned char)w[i];
             c->sym[i] = i + 1 < n ? t->byte_id[b] : t->byte_end_id[b];
         }
-        size_t m = bpe(t, c->sym, n);
+        /* BPE is quadratic in the word length: a word longer than
+         * CS_TOK_WORD_MAX bytes (never seen in real prompts; a run of
+         * letters, digits or punctuation) is merged in pieces of at most
+         * that size, cut at UTF-8 character starts */
+        size_t m = 0;
+        for (size_t at = 0; at < n;) {
+            size_t len = n - at;
+            if (len > CS_TOK_WORD_MAX) {
+                len = CS_TOK_WORD_MAX;
+                while (len > 1 && ((unsigned char)w[at + len] & 0xC0) == 0x80)
+                    len--;
+            }
+            size_t k = bpe(t, c->sym + at, len);
+            memmove(c->sym + m, c->sym + at, k * sizeof *c->sym);
+            m += k;
+            at += len;
+        }
         e->word = w;
         e->len = n;
         e->off = c->pool.n;

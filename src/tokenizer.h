@@ -42,6 +42,7 @@
 #define CS_TOK_BOS 49406
 #define CS_TOK_EOS 49407      /* also the pad token of Stable Cascade */
 #define CS_TOK_CTX 77         /* CLIP context length */
+#define CS_TOK_WORD_MAX 256   /* longer words are merged in pieces (BPE is quadratic) */
 
 typedef struct cs_tokenizer cs_tokenizer;
 

@@ -106,7 +106,7 @@ static int bind_level(cs_unet *u, cs_wmap *m, cs_unet_level *l, const char *grou
 {
     int n = count_modules(m, group, idx), e = 0, c = u->c[level];
     l->blocks = calloc(n ? (size_t)n : 1, sizeof *l->blocks);
-    if (!l->blocks) return cs_error(CS_ENOMEM, "out of memory");
+    if (!l->blocks) return cs_oom("the U-Net blocks of a level", (n ? (size_t)n : 1) * sizeof *l->blocks);
     l->nblocks = n;
     const char *conds[CS_MAX_TCONDS];
     for (int i = 0; i < u->nconds; i++) conds[i] = u->conds[i];
@@ -353,7 +353,7 @@ float *cs_unet_remb(const cs_unet *u, const float *r, size_t N, const float *sca
           *zero = cs_calloc(N * sizeof(float));
     if (!e || !tmp || !zero) {
         cs_free(e), cs_free(tmp), cs_free(zero);
-        cs_error(CS_ENOMEM, "out of memory");
+        cs_oom("the U-Net timestep embedding", (N * ld + N * cr + N) * sizeof(float));
         return NULL;
     }
     for (int j = 0; j <= u->nconds; j++) {
@@ -396,6 +396,16 @@ static size_t trans_size(const cs_unet *u, size_t n, int interp, int up)
 {
     if (u->strided) return up ? 2 * n : n / 2;
     return interp ? (up ? 2 * n : n / 2) : n;   /* nn.Upsample(scale_factor 2 / 0.5) floors */
+}
+
+size_t cs_unet_min_side(const cs_unet *u)
+{
+    /* each halving transition floors n / 2, which must stay >= 1 */
+    size_t n = 1;
+    for (int i = u->nlevels - 1; i >= 1; i--)
+        if (trans_size(u, 2, u->interp[i - 1], 0) == 1)
+            n *= 2;
+    return n;
 }
 
 /* LayerNorm2d, then the level transition (il: interp flag of the switch); returns a new buffer

@@ -88,6 +88,9 @@ int cs_unet_bind(cs_unet *u, cs_wmap *m, int c_cond, const cs_unet_opts *opt);
 int cs_unet_bind_info(cs_unet *u, cs_wmap *m, int c_cond, const cs_unet_opts *opt, int64_t c0, const char *what,
                       cs_net_info *info);
 void cs_unet_free(cs_unet *u);
+/* The smallest grid side (after the embedding) that the level transitions
+ * accept: 2^(halving transitions). Checked before any work is done. */
+size_t cs_unet_min_side(const cs_unet *u);
 
 /* Reads overrides from a JSON object string (a `config` as in the golden
  * files: "nhead" int or list, "t_conds" list, "switch_level" list of

@@ -99,7 +99,7 @@ run rec-small 0 -- env CASCADE_MEMORY=3G "$BIN" models --recommend && [ "$(cat "
 # usage errors
 run bad-opt 2 -- "$BIN" models --frobnicate && has bad-opt "$tmp/err" "unknown option '--frobnicate'"
 run bad-variant 2 -- "$BIN" models --variant huge && has bad-variant "$tmp/err" "unknown variant 'huge'"
-run bad-width 2 -- "$BIN" models --width 12 && has bad-width "$tmp/err" "--width needs a number from 64 to 16384"
+run bad-width 2 -- "$BIN" models --width 12 && has bad-width "$tmp/err" "--width: '12' is not a whole number in 64..16384"
 run missing-value 2 -- "$BIN" models --models && has missing-value "$tmp/err" "missing value for '--models'"
 run help 0 -- "$BIN" models --help && has help "$tmp/out" "usage: cascade models"
 exit $fail

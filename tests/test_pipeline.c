@@ -92,6 +92,20 @@ static void test_sizes(void)
     CHECK(cs_gen_check(&g) == CS_EARG, "steps -3 refused");
 }
 
+/* A failed allocation says how much (it used to leave no message, and the
+ * CLI printed just "failed" or an older, unrelated message). */
+static void test_oom_messages(void)
+{
+    cs_error(CS_EIO, "an older message");
+    void *p = cs_alloc((size_t)1 << 62);
+    CHECK(!p && strstr(cs_last_error(), "out of memory") && strstr(cs_last_error(), "GiB"),
+          "cs_alloc(2^62): '%s'", cs_last_error());
+    cs_free(p);
+    CHECK(cs_oom("the Stage B latents", (size_t)3 << 29) == CS_ENOMEM &&
+              !strcmp(cs_last_error(), "out of memory: the Stage B latents (1.5 GiB)"),
+          "cs_oom: '%s'", cs_last_error());
+}
+
 /* ---- the stages by hand ---- */
 
 typedef struct {
@@ -300,6 +314,7 @@ int main(void)
 {
     cs_threads_set(1);
     test_sizes();
+    test_oom_messages();
     if (cs_demo_create(&demo)) {
         fprintf(stderr, "FAIL: demo files: %s\n", cs_last_error());
         return 1;

@@ -242,6 +242,40 @@ static void test_long_prompt(const cs_tokenizer *tok)
     free(s);
 }
 
+/* One 120k-letter word of varied letters (the worst case of BPE: merges
+ * find new pairs everywhere, ~n rounds of n pairs): before words were merged
+ * in pieces of CS_TOK_WORD_MAX bytes this took seconds, and minutes for a
+ * 1 MB prompt. The pieces must still give the same tokens as the whole for
+ * words up to the limit (the golden cases cover normal text). */
+static void test_long_word(const cs_tokenizer *tok)
+{
+    size_t len = 120000;
+    char *s = malloc(len + 1);
+    uint32_t x = 12345;
+    for (size_t i = 0; i < len; i++) {
+        x = x * 1103515245u + 12345u;
+        s[i] = (char)('a' + (x >> 16) % 26);
+    }
+    s[len] = 0;
+    clock_t t0 = clock();
+    int32_t *v;
+    size_t n;
+    CHECK(cs_tokenize(tok, s, &v, &n) == 0 && n > len / 8, "long word n=%zu", n);
+    double sec = (double)(clock() - t0) / CLOCKS_PER_SEC;
+    printf("long word: %zu bytes, %zu tokens in %.3f s\n", len, n, sec);
+    CHECK(sec < 1.5, "a %zu-byte word took %.1f s (BPE must not be quadratic in the word length)", len, sec);
+    free(v);
+    /* a word of exactly CS_TOK_WORD_MAX letters is one piece: its tokens
+     * detokenize back to the word */
+    s[CS_TOK_WORD_MAX] = 0;
+    char *back = NULL;
+    CHECK(cs_tokenize(tok, s, &v, &n) == 0 && cs_detokenize(tok, v, n, &back) == 0 && back &&
+              !strncmp(back, s, CS_TOK_WORD_MAX), "word of %d letters round trip", CS_TOK_WORD_MAX);
+    free(back);
+    free(v);
+    free(s);
+}
+
 int main(void)
 {
     char dir[4096], cases[4096];
@@ -264,6 +298,7 @@ int main(void)
     test_invalid_utf8(tok);
     test_bad_files(dir);
     test_long_prompt(tok);
+    test_long_word(tok);
     cs_tokenizer_free(tok);
     if (failures) fprintf(stderr, "%d failures\n", failures);
     else printf("all tokenizer tests passed\n");

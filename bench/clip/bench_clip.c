@@ -10,6 +10,7 @@
  *              [--tokenizer DIR] [--weights model.safetensors] [--layers 32]
  */
 #include "clip.h"
+#include "../args.h"
 #include "error.h"
 #include "kernels.h"
 #include "ops.h"
@@ -113,20 +114,27 @@ int main(int argc, char **argv)
 {
     const char *dtype = "bf16", *tokdir = getenv("CASCADE_TOKENIZER"), *wpath = NULL;
     int threads = 0, runs = 5, warmup = 1, layers = 32;
+    static const char use[] = "usage: bench_clip [--dtype bf16|f32] [--threads N] [--runs N] [--warmup N]\n"
+                              "                  [--layers N] [--tokenizer DIR] [--weights FILE]\n";
     for (int i = 1; i < argc; i++) {
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL, *me = "bench_clip";
+        int e = 0;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(use, stdout);
+            return 0;
+        }
         if (!strcmp(argv[i], "--dtype") && v) dtype = argv[++i];
-        else if (!strcmp(argv[i], "--threads") && v) threads = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--runs") && v) runs = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--warmup") && v) warmup = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--layers") && v) layers = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && v) e = bench_int(me, argv[i], v, 1, 1024, &threads), i++;
+        else if (!strcmp(argv[i], "--runs") && v) e = bench_int(me, argv[i], v, 1, 100000, &runs), i++;
+        else if (!strcmp(argv[i], "--warmup") && v) e = bench_int(me, argv[i], v, 0, 100000, &warmup), i++;
+        else if (!strcmp(argv[i], "--layers") && v) e = bench_int(me, argv[i], v, 1, 1000, &layers), i++;
         else if (!strcmp(argv[i], "--tokenizer") && v) tokdir = argv[++i];
         else if (!strcmp(argv[i], "--weights") && v) wpath = argv[++i];
         else {
-            fprintf(stderr, "usage: bench_clip [--dtype bf16|f32] [--threads N] [--runs N] [--warmup N]\n"
-                            "                  [--layers N] [--tokenizer DIR] [--weights FILE]\n");
+            fputs(use, stderr);
             return 2;
         }
+        if (e) return 2;
     }
     if (runs < 1 || layers < 1 || (strcmp(dtype, "bf16") && strcmp(dtype, "f32"))) {
         fprintf(stderr, "bench_clip: bad --runs/--layers/--dtype\n");

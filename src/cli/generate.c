@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <float.h>
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
@@ -37,9 +38,9 @@ static void usage(FILE *f)
         "\n"
         "  -p, --prompt TEXT      the prompt (\"\" is valid: the unconditional prompt)\n"
         "  -n, --negative TEXT    negative prompt (default \"\")\n"
-        "  -W, --width N          image width, multiple of 8 (default 1024; demo 256)\n"
-        "  -H, --height N         image height, multiple of 8 (default 1024; demo 256)\n"
-        "      --seed N           seed of the torch-CPU generator (default: random, printed);\n"
+        "  -W, --width N          image width, multiple of 8, 8..8192 (default 1024; demo 256)\n"
+        "  -H, --height N         image height, multiple of 8, 8..8192 (default 1024; demo 256)\n"
+        "      --seed N           seed of the torch-CPU generator, 0..2^63-1 (default: random, printed);\n"
         "                         as in torch, only its low 32 bits reach the generator\n"
         "      --batch N          images per run, sampled together (default 1)\n"
         "      --count K          K runs with seeds N, N+1, ... (default 1)\n"
@@ -48,10 +49,10 @@ static void usage(FILE *f)
         "      --cfg-c X|off      Stage C guidance (default 4)\n"
         "      --cfg-b X|off      Stage B guidance (default 1.1)\n"
         "      --cfg-rho X        std rescaling of the guided noise, 0..1 (default 0.7)\n"
-        "      --shift-c X        Stage C schedule shift (default 2)\n"
-        "      --shift-b X        Stage B schedule shift (default 1)\n"
+        "      --shift-c X        Stage C schedule shift, (0..10000] (default 2)\n"
+        "      --shift-b X        Stage B schedule shift, (0..10000] (default 1)\n"
         "      --sampler S        ddpm (default), ddim, lcm\n"
-        "      --eta X            DDIM eta (default 0)\n"
+        "      --eta X            DDIM eta, 0..1 (default 0)\n"
         "      --rng torch-cpu    random generator (the only one; same noise as PyTorch on the CPU)\n"
         "      --round            round to uint8 instead of truncating (the official conversion)\n"
         "\n"
@@ -67,7 +68,8 @@ static void usage(FILE *f)
         "      --stage-c FILE, --stage-b FILE, --stage-a FILE, --text-encoder FILE, --previewer FILE\n"
         "      --tokenizer DIR    folder with vocab.json and merges.txt (or $CASCADE_TOKENIZER)\n"
         "      --keep-loaded      keep every stage in memory between runs (--count)\n"
-        "      --threads N        worker threads (default: all cores, or $CASCADE_THREADS)\n"
+        "      --threads N        worker threads, 1..4 per processor, at most 1024\n"
+        "                         (default: all cores, or $CASCADE_THREADS)\n"
         "\n"
         "      --json             progress and results as JSON lines on stdout\n"
         "  -q, --quiet            no progress on stderr\n"
@@ -76,8 +78,10 @@ static void usage(FILE *f)
         "                         (256x256, one thread unless --threads / $CASCADE_THREADS)\n"
         "  -h, --help             this text\n"
         "\n"
-        "Exit status: 0 done, 1 error (also a closed stdout or ulimit -f), 2 bad usage,\n"
-        "130 interrupted (Ctrl-C, SIGTERM, SIGHUP; nothing of the unfinished run is written).\n");
+        "Exit status: 0 done; 2 bad usage (unknown option, a value or CASCADE_* variable that is\n"
+        "malformed or out of range); 1 error (files, models, memory, the run, also a closed stdout\n"
+        "or ulimit -f); 130 interrupted (Ctrl-C, SIGTERM, SIGHUP; nothing of the unfinished run\n"
+        "is written).\n");
 }
 
 /* ---- option parsing ---- */
@@ -98,35 +102,37 @@ static int bad(const char *fmt, const char *a, const char *b)
     return 2;
 }
 
+/* every numeric option goes through parse.c (one rule, exit status 2) */
 static int parse_int(const char *opt, const char *v, long lo, long hi, int *out)
 {
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (!*v || *end || errno || x < lo || x > hi) {
-        char range[64];
-        snprintf(range, sizeof range, "%ld..%ld", lo, hi);
-        fprintf(stderr, ME ": %s: '%s' is not a whole number in %s\n", opt, v, range);
-        return -1;
-    }
-    *out = (int)x;
-    return 0;
+    return cli_parse_int(ME, opt, v, lo, hi, out);
 }
 
-static int parse_float(const char *opt, const char *v, int allow_off, float *out)
+/* ranges: guidance any finite float ('off' = 0), cfg_rho [0,1], shift
+ * (0,1e4], DDIM eta [0,1] (above 1 the DDIM variance is negative) */
+static int parse_float(const char *opt, const char *v, double lo, double hi, int lo_open, float *out)
 {
-    if (allow_off && !strcmp(v, "off")) {
+    return cli_parse_real(ME, opt, v, lo, hi, lo_open, out);
+}
+
+static int parse_cfg(const char *opt, const char *v, float *out)
+{
+    if (!strcmp(v, "off")) {
         *out = 0.0f;
         return 0;
     }
-    char *end;
-    errno = 0;
-    double x = strtod(v, &end);
-    if (!*v || *end || errno || !isfinite(x)) {
-        fprintf(stderr, ME ": %s: '%s' is not a number%s\n", opt, v, allow_off ? " or 'off'" : "");
+    return parse_float(opt, v, -FLT_MAX, FLT_MAX, 0, out);
+}
+
+/* image side: a whole number 8..GEN_MAX_SIDE and a multiple of 8 */
+static int parse_size(const char *opt, const char *v, int *out)
+{
+    if (parse_int(opt, v, 8, GEN_MAX_SIDE, out))
+        return -1;
+    if (*out % 8) {
+        fprintf(stderr, ME ": %s: %d is not a multiple of 8\n", opt, *out);
         return -1;
     }
-    *out = (float)x;
     return 0;
 }
 
@@ -175,32 +181,24 @@ static int parse(int argc, char **argv, opts *o)
         switch (c) {
         case 'p': o->prompt = optarg, o->have_prompt = 1; break;
         case 'n': o->g.negative = optarg; break;
-        case 'W': e = parse_int("--width", optarg, 1, 1 << 20, &o->g.width), o->size_given = 1; break;
-        case 'H': e = parse_int("--height", optarg, 1, 1 << 20, &o->g.height), o->size_given = 1; break;
-        case O_SEED: {
-            char *end;
-            errno = 0;
-            unsigned long long s = strtoull(optarg, &end, 10);
-            if (!*optarg || *end || errno || optarg[0] == '-') {
-                fprintf(stderr, ME ": --seed: '%s' is not a whole number >= 0\n", optarg);
-                return 2;
-            }
-            o->g.seed = s;
-            o->seed_given = 1;
+        case 'W': e = parse_size("--width", optarg, &o->g.width), o->size_given = 1; break;
+        case 'H': e = parse_size("--height", optarg, &o->g.height), o->size_given = 1; break;
+        case O_SEED:
+            /* at most 2^63-1: JSON integers (and jansson) are signed 64-bit */
+            e = cli_parse_u64(ME, "--seed", optarg, INT64_MAX, &o->g.seed), o->seed_given = 1;
             break;
-        }
         case O_BATCH: e = parse_int("--batch", optarg, 1, GEN_MAX_BATCH, &o->g.batch); break;
         case O_COUNT: e = parse_int("--count", optarg, 1, 100000, &o->count); break;
         case O_STEPS_C: e = parse_int("--steps-c", optarg, 1, 10000, &o->g.c.steps); break;
         case O_STEPS_B: e = parse_int("--steps-b", optarg, 1, 10000, &o->g.b.steps); break;
-        case O_CFG_C: e = parse_float("--cfg-c", optarg, 1, &o->g.c.cfg); break;
-        case O_CFG_B: e = parse_float("--cfg-b", optarg, 1, &o->g.b.cfg); break;
+        case O_CFG_C: e = parse_cfg("--cfg-c", optarg, &o->g.c.cfg); break;
+        case O_CFG_B: e = parse_cfg("--cfg-b", optarg, &o->g.b.cfg); break;
         case O_CFG_RHO:
-            e = parse_float("--cfg-rho", optarg, 0, &o->g.c.cfg_rho);
+            e = parse_float("--cfg-rho", optarg, 0.0, 1.0, 0, &o->g.c.cfg_rho);
             o->g.b.cfg_rho = o->g.c.cfg_rho;
             break;
-        case O_SHIFT_C: e = parse_float("--shift-c", optarg, 0, &o->g.c.shift); break;
-        case O_SHIFT_B: e = parse_float("--shift-b", optarg, 0, &o->g.b.shift); break;
+        case O_SHIFT_C: e = parse_float("--shift-c", optarg, 0.0, 1e4, 1, &o->g.c.shift); break;
+        case O_SHIFT_B: e = parse_float("--shift-b", optarg, 0.0, 1e4, 1, &o->g.b.shift); break;
         case O_SAMPLER:
             if (!strcmp(optarg, "ddpm")) o->g.c.sampler = CS_SAMPLER_DDPM;
             else if (!strcmp(optarg, "ddim")) o->g.c.sampler = CS_SAMPLER_DDIM;
@@ -208,7 +206,7 @@ static int parse(int argc, char **argv, opts *o)
             else return bad("--sampler: unknown sampler '%s' (ddpm, ddim, lcm)%s", optarg, "");
             o->g.b.sampler = o->g.c.sampler;
             break;
-        case O_ETA: e = parse_float("--eta", optarg, 0, &eta), eta_given = 1; break;
+        case O_ETA: e = parse_float("--eta", optarg, 0.0, 1.0, 0, &eta), eta_given = 1; break;
         case O_RNG:
             if (strcmp(optarg, "torch-cpu"))
                 return bad("--rng: unknown generator '%s' (torch-cpu)%s", optarg, "");
@@ -236,7 +234,7 @@ static int parse(int argc, char **argv, opts *o)
         case O_PREVIEWER: o->file[CS_PART_PREVIEWER] = optarg; break;
         case O_TOKENIZER: o->tokenizer = optarg; break;
         case O_KEEP: o->keep = 1; break;
-        case O_THREADS: e = parse_int("--threads", optarg, 1, 4096, &o->threads); break;
+        case O_THREADS: e = cli_parse_threads(ME, "--threads", optarg, &o->threads); break;
         case O_JSON: o->json = 1; break;
         case 'q': o->quiet = 1; break;
         case O_DEMO: o->demo = 1; break;
@@ -251,6 +249,11 @@ static int parse(int argc, char **argv, opts *o)
         return bad("unexpected argument '%s' (quote the prompt: -p \"...\")%s", argv[optind], "");
     if (!o->have_prompt)
         return bad("no prompt: use -p \"...\" (-p \"\" is the unconditional prompt)%s%s", "", "");
+    if (o->seed_given && o->g.seed > (uint64_t)INT64_MAX - (uint64_t)(o->count - 1)) {
+        fprintf(stderr, ME ": --seed %llu with --count %d: the last seed would pass 9223372036854775807\n",
+                (unsigned long long)o->g.seed, o->count);
+        return 2;
+    }
     if (o->g.preview_every && !o->preview)
         return bad("--preview-every needs --preview FILE%s%s", "", "");
     if (o->g.c.sampler == CS_SAMPLER_DDIM)
@@ -630,11 +633,13 @@ int cmd_generate(int argc, char **argv)
             rc = cs_error(CS_EARG, "--preview needs a file name, not a folder (%s)", o.preview);
             goto error;
         }
+        if ((rc = gen_output_clash(&s.out, &s.prev, total, "--preview")) != 0)
+            goto error;
         s.prev_existed = calloc((size_t)total, 1);
         s.prev_created = calloc((size_t)total, 1);
         s.prev_cleanup = calloc((size_t)total, sizeof *s.prev_cleanup);
         if (!s.prev_existed || !s.prev_created || !s.prev_cleanup) {
-            rc = cs_error(CS_ENOMEM, "out of memory");
+            rc = cs_oom("the preview bookkeeping", 3 * (size_t)total);
             goto error;
         }
         for (int k = 0; k < total; k++) {
@@ -646,17 +651,22 @@ int cmd_generate(int argc, char **argv)
     }
     /* the demo networks are too small to gain from threads, and on a busy
      * machine thread barriers cost far more than the work */
-    if (o.demo && !o.threads && !getenv("CASCADE_THREADS"))
+    if (!o.threads && cli_env_threads(ME, &o.threads)) {
+        status = 2;
+        goto done;
+    }
+    if (o.demo && !o.threads)
         o.threads = 1;
-    if (cli_init(o.threads) != 0)
+    if ((status = cli_init(o.threads)) != 0)
         goto done;   /* it printed why */
+    status = 1;
     rc = o.demo ? resolve_demo(&s, &mp) : resolve_models(&s, &mp, &set);
     if (o.demo)
         demo_tok = (char *)mp.tokenizer_dir;
     if (rc)
         goto error;
     if ((rc = cs_pipeline_new(&mp, o.keep, &pl)) != 0 || (rc = cs_pipeline_check(pl)) != 0 ||
-        (rc = cs_cancel_check()) != 0)
+        (rc = cs_pipeline_check_size(pl, &o.g)) != 0 || (rc = cs_cancel_check()) != 0)
         goto error;
 
     if (o.json)
@@ -704,7 +714,9 @@ error:
             gen_json_emit(json_pack("{s:s}", "event", "interrupted"));
         status = cli_stop_status(why);
     } else {
-        fail(&o, &s.prog, cs_last_error()[0] ? cs_last_error() : "failed");
+        char why[64];
+        snprintf(why, sizeof why, "failed (error %d, no message: please report)", rc);
+        fail(&o, &s.prog, cs_last_error()[0] ? cs_last_error() : why);
         status = 1;
     }
     for (int k = 0; s.prev_created && k < total; k++)

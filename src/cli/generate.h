@@ -34,6 +34,9 @@ void gen_output_file_name(const gen_output *o, int k, int total, char *out, size
 /* Writes image i; records the path. */
 int gen_output_write(gen_output *o, int k, int total, const uint8_t *rgb, int w, int h,
                      const cs_png_text *text, int n_text, char *path, size_t len);
+/* CS_EARG when a file of b (e.g. the previews, named `what`) is also a file
+ * of a (the images): same folder and name. */
+int gen_output_clash(const gen_output *a, const gen_output *b, int total, const char *what);
 /* Removes the files written from index start on (a batch that failed). */
 void gen_output_unwind_from(gen_output *o, int start);
 void gen_output_free(gen_output *o);

@@ -93,6 +93,10 @@ int gen_output_plan(gen_output *o, const char *arg, int n, int runs, int force)
         for (int k = 0; k < total; k++) {
             char name[GEN_PATH];
             gen_output_file_name(o, k, total, name, sizeof name);
+            /* "_<k>" suffixes can make a name too long only once numbered */
+            int rc = cs_png_check_name(name);
+            if (rc)
+                return rc;
             if (lstat(name, &st) == 0) {
                 if (S_ISDIR(st.st_mode))
                     return cs_error(CS_EIO, "cannot write %s: it is a folder", name);
@@ -104,6 +108,13 @@ int gen_output_plan(gen_output *o, const char *arg, int n, int runs, int force)
                     return cs_error(CS_EIO, "%s already exists (use --force to replace it)", name);
             }
         }
+    }
+    if (o->to_dir) {
+        char name[GEN_PATH + 32];
+        snprintf(name, sizeof name, "%s/cascade_000000001.png", o->dir);
+        int rc = cs_png_check_name(name);
+        if (rc)
+            return rc;
     }
     char why[256];
     if (!gen_dir_writable(o->dir, why, sizeof why))
@@ -127,15 +138,52 @@ int gen_output_write(gen_output *o, int k, int total, const uint8_t *rgb, int w,
         int cap = o->cap_written ? 2 * o->cap_written : 8;
         char **p = realloc(o->written, (size_t)cap * sizeof *p);
         if (!p)
-            return cs_error(CS_ENOMEM, "out of memory");
+            return cs_error(CS_ENOMEM, "out of memory: the list of written file names");
         o->written = p;
         o->cap_written = cap;
     }
     o->written[o->n_written] = strdup(path);
     if (!o->written[o->n_written])
-        return cs_error(CS_ENOMEM, "out of memory");
+        return cs_error(CS_ENOMEM, "out of memory: the list of written file names");
     o->n_written++;
     return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int gen_output_clash(const gen_output *a, const gen_output *b, int total, const char *what)
+{
+    struct stat da, db;
+    if (a->to_dir || b->to_dir || stat(a->dir, &da) || stat(b->dir, &db) || da.st_dev != db.st_dev ||
+        da.st_ino != db.st_ino)
+        return 0;   /* different folders (auto-numbering never takes a taken name) */
+    /* same folder: sort b's names, look up each of a's */
+    char **names = calloc((size_t)total, sizeof *names);
+    int rc = names ? 0 : cs_error(CS_ENOMEM, "out of memory comparing %d output names", total);
+    for (int k = 0; !rc && k < total; k++) {
+        char path[GEN_PATH];
+        gen_output_file_name(b, k, total, path, sizeof path);
+        const char *base = strrchr(path, '/');
+        if (!(names[k] = strdup(base ? base + 1 : path)))
+            rc = cs_error(CS_ENOMEM, "out of memory comparing %d output names", total);
+    }
+    if (!rc)
+        qsort(names, (size_t)total, sizeof *names, cmp_str);
+    for (int k = 0; !rc && k < total; k++) {
+        char path[GEN_PATH];
+        gen_output_file_name(a, k, total, path, sizeof path);
+        const char *base = strrchr(path, '/');
+        const char *key = base ? base + 1 : path;
+        if (bsearch(&key, names, (size_t)total, sizeof *names, cmp_str))
+            rc = cs_error(CS_EARG, "%s %s would also be an output image; give it another name", what, path);
+    }
+    for (int k = 0; names && k < total; k++)
+        free(names[k]);
+    free(names);
+    return rc;
 }
 
 void gen_output_unwind_from(gen_output *o, int start)

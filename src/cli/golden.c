@@ -50,13 +50,7 @@ int cmd_golden(int argc, char **argv)
             strict = 1;
             first++;
         } else if (!strcmp(argv[first], "--threads") && first + 1 < argc) {
-            char *end;
-            long t = strtol(argv[first + 1], &end, 10);
-            if (end == argv[first + 1] || *end || t < 0 || t > 4096) {
-                fprintf(stderr, "cascade dev golden: --threads: '%s' is not a count 0..4096\n", argv[first + 1]);
-                return 2;
-            }
-            threads = (int)t;
+            if (cli_parse_threads("cascade dev golden", "--threads", argv[first + 1], &threads)) return 2;
             first += 2;
         } else {
             fprintf(stderr, "cascade dev golden: unknown or incomplete option '%s'\n%s", argv[first], usage_line);
@@ -67,7 +61,8 @@ int cmd_golden(int argc, char **argv)
         fprintf(stderr, "%s", usage_line);
         return 2;
     }
-    if (cli_init(threads)) return 1;
+    int irc = cli_init(threads);
+    if (irc) return irc;
     int fails = 0;
     for (int i = first; i < argc; i++) {
         if (argc - first > 1) printf("== %s\n", argv[i]);

@@ -32,7 +32,8 @@ int cmd_info(int argc, char **argv)
             if (cs_simd_supported((cs_simd_level)l)) printf("%s\n", cs_simd_name((cs_simd_level)l));
         return 0;
     }
-    if (cli_init(0)) return 1;
+    int rc = cli_init(0);
+    if (rc) return rc;
     printf("cascade %s\n", PACKAGE_VERSION);
     printf("cpu:       %s\n", cs_cpu_model());
     printf("features:  %s\n", cs_cpu_features());

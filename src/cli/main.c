@@ -4,6 +4,7 @@
 #include "../../simd/kernels.h"
 #include "backend.h"
 #include "error.h"
+#include "models.h"
 #include "ops.h"
 
 #include <stdio.h>
@@ -32,13 +33,22 @@ static void usage(FILE *f)
 
 int cli_init(int threads)
 {
-    if (cs_simd_init()) {
+    if (threads <= 0 && cli_env_threads("cascade", &threads))
+        return 2;
+    int rc = cs_simd_init();
+    if (rc) {
         fprintf(stderr, "cascade: %s\n", cs_last_error());
-        return 1;
+        return rc == CS_EARG ? 2 : 1;   /* unknown name: 2; a level this CPU lacks: 1 */
     }
-    const char *t = getenv("CASCADE_THREADS");
-    if (threads <= 0 && t) threads = atoi(t);
     cs_threads_set(threads);
+    /* every CASCADE_* value is checked before any work, with one exit rule */
+    const char *mem = getenv("CASCADE_MEMORY");
+    uint64_t have;
+    char src[64];
+    if (mem && *mem && cs_mem_available(&have, src, sizeof src)) {
+        fprintf(stderr, "cascade: %s\n", cs_last_error());
+        return 2;
+    }
     if (cs_backend_select(NULL)) {
         fprintf(stderr, "cascade: %s\n", cs_last_error());
         return 1;

@@ -41,14 +41,7 @@ static void usage(FILE *f)
 
 static int parse_int(const char *opt, const char *v, int lo, int hi, int *out)
 {
-    char *end;
-    long x = v ? strtol(v, &end, 10) : 0;
-    if (!v || *end || x < lo || x > hi) {
-        fprintf(stderr, "cascade models: %s needs a number from %d to %d\n", opt, lo, hi);
-        return -1;
-    }
-    *out = (int)x;
-    return 0;
+    return cli_parse_int("cascade models", opt, v, lo, hi, out);
 }
 
 static const char *dtype_str(const cs_netid *ni) { return ni->mixed ? "mixed" : cs_dtype_name(ni->dtype); }

@@ -85,7 +85,7 @@ int cmd_tokenize(int argc, char **argv)
     cs_tokenizer *tok = NULL;
     int32_t *ids = NULL;
     size_t n = 0;
-    int rc = text ? cs_tokenizer_load(dir, &tok) : cs_error(CS_ENOMEM, "out of memory");
+    int rc = text ? cs_tokenizer_load(dir, &tok) : cs_error(CS_ENOMEM, "out of memory: the prompt text");
     if (!rc) rc = cs_tokenize(tok, text, &ids, &n);
     if (rc) {
         fprintf(stderr, "cascade tokenize: %s\n", cs_last_error());
