@@ -58,54 +58,58 @@ GEMM_TILE(gemm_tile_full1, GEMM_MR, 1)
 GEMM_TILE(gemm_tile_row1, 1, 1)
 #endif
 
-#define GEMM_KC 256   /* k per block: the B block (GEMM_KC x N) stays in L2 across the row tiles */
+#define GEMM_KC 256   /* k per block */
+#define GEMM_MB (8 * GEMM_MR)   /* rows per block: its packed A (<= 96 KB, on the stack) stays in L2 */
 
 /* C[M, N] (=|+=) A[M, K] Bp, Bp: ceil(N/16) panels of K x 16 floats, panel p
- * at Bp + p * pstride. Each row tile of A is copied k-major per k block (a
- * step's broadcasts in one cache line, and no row stride can alias in L1). */
+ * at Bp + p * pstride. Loops as BLIS orders them: per block of GEMM_MB rows
+ * and GEMM_KC k, the row tiles of A are packed k-major (a step's broadcasts
+ * in one cache line); then each B micro-panel (GEMM_KC x 16*GEMM_NP, L1)
+ * meets every row tile of the block. */
 static void gemm_f32(size_t M, size_t N, size_t K, const float *A, size_t lda, const float *Bp, size_t pstride,
                      float *C, size_t ldc, int cont)
 {
     const size_t step = GEMM_NP * GEMM_PANEL;
-    float at[GEMM_MR * GEMM_KC] __attribute__((aligned(64)));
-    for (size_t k0 = 0; k0 < K || (k0 == 0 && !cont); k0 += GEMM_KC) {
-        size_t kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
-        int cc = cont || k0 > 0;
-        const float *b = Bp + k0 * GEMM_PANEL;
-        for (size_t i = 0; i < M; i += GEMM_MR) {
-            size_t rows = M - i < GEMM_MR ? M - i : GEMM_MR;
-            float *c = C + i * ldc;
-            if (rows == GEMM_MR) {
-                for (size_t r = 0; r < rows; r++)
-                    for (size_t k = 0; k < kc; k++) at[k * GEMM_MR + r] = A[(i + r) * lda + k0 + k];
-                size_t j = 0;
-                for (; j + step <= N; j += step)
-                    gemm_tile_full(kc, at, b + j / GEMM_PANEL * pstride, pstride, c + j, ldc, step, cc);
-                for (; j < N; j += GEMM_PANEL) {
-                    size_t n = N - j < GEMM_PANEL ? N - j : GEMM_PANEL;
-#if GEMM_NP > 1
-                    gemm_tile_full1(kc, at, b + j / GEMM_PANEL * pstride, pstride, c + j, ldc, n, cc);
-#else
-                    gemm_tile_full(kc, at, b + j / GEMM_PANEL * pstride, pstride, c + j, ldc, n, cc);
-#endif
-                }
-                continue;
+    float at[GEMM_MB * GEMM_KC] __attribute__((aligned(64)));
+    for (size_t m0 = 0; m0 < M; m0 += GEMM_MB) {
+        size_t mb = M - m0 < GEMM_MB ? M - m0 : GEMM_MB, full = mb / GEMM_MR * GEMM_MR;
+        for (size_t k0 = 0; k0 < K || (k0 == 0 && !cont); k0 += GEMM_KC) {
+            size_t kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
+            int cc = cont || k0 > 0;
+            const float *b = Bp + k0 * GEMM_PANEL;
+            for (size_t i = 0; i < full; i += GEMM_MR) {   /* tile i: at + i*kc, k-major */
+                const float *ai = A + (m0 + i) * lda + k0;
+                float *o = at + i * kc;
+                for (size_t k = 0; k < kc; k++)
+                    _Pragma("GCC unroll 16") for (int r = 0; r < GEMM_MR; r++) o[k * GEMM_MR + r] = ai[r * lda + k];
             }
-            for (size_t r = 0; r < rows; r++) {   /* the last rows, one at a time: the same chains */
-                const float *a = A + (i + r) * lda + k0;
-                size_t j = 0;
-                for (; j + step <= N; j += step)
-                    gemm_tile_row(kc, a, b + j / GEMM_PANEL * pstride, pstride, c + r * ldc + j, ldc, step, cc);
-                for (; j < N; j += GEMM_PANEL) {
-                    size_t n = N - j < GEMM_PANEL ? N - j : GEMM_PANEL;
+            size_t j = 0;
+            for (; j < N; j += step) {
+                size_t n = N - j < step ? N - j : step;
+                const float *bj = b + j / GEMM_PANEL * pstride;
+                for (size_t i = 0; i < full; i += GEMM_MR) {
+                    float *c = C + (m0 + i) * ldc + j;
 #if GEMM_NP > 1
-                    gemm_tile_row1(kc, a, b + j / GEMM_PANEL * pstride, pstride, c + r * ldc + j, ldc, n, cc);
-#else
-                    gemm_tile_row(kc, a, b + j / GEMM_PANEL * pstride, pstride, c + r * ldc + j, ldc, n, cc);
+                    if (n <= GEMM_PANEL) {
+                        gemm_tile_full1(kc, at + i * kc, bj, pstride, c, ldc, n, cc);
+                        continue;
+                    }
 #endif
+                    gemm_tile_full(kc, at + i * kc, bj, pstride, c, ldc, n, cc);
+                }
+                for (size_t r = full; r < mb; r++) {   /* the last rows, one at a time: the same chains */
+                    const float *a = A + (m0 + r) * lda + k0;
+                    float *c = C + (m0 + r) * ldc + j;
+#if GEMM_NP > 1
+                    if (n <= GEMM_PANEL) {
+                        gemm_tile_row1(kc, a, bj, pstride, c, ldc, n, cc);
+                        continue;
+                    }
+#endif
+                    gemm_tile_row(kc, a, bj, pstride, c, ldc, n, cc);
                 }
             }
+            if (!K) break;
         }
-        if (!K) break;
     }
 }

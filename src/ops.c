@@ -87,7 +87,19 @@ static void pack_panel(int transB, const float *B, size_t ldb, const uint16_t *B
             src[jj] = rows16 + jj * K;
         } else src[jj] = B + (j0 + jj) * ldb;
     }
-    for (size_t k = 0; k < K; k++) {   /* 16 rows read in step, the panel written in order */
+    if (n == 16) {   /* 16 rows read in step, 8 k at a time, the panel written in order */
+        size_t k = 0;
+        for (; k + 8 <= K; k += 8) {
+            float t[16][8];
+            for (int jj = 0; jj < 16; jj++) memcpy(t[jj], src[jj] + k, sizeof t[jj]);
+            for (int kk = 0; kk < 8; kk++)
+                for (int jj = 0; jj < 16; jj++) o[(k + kk) * 16 + jj] = t[jj][kk];
+        }
+        for (; k < K; k++)
+            for (int jj = 0; jj < 16; jj++) o[k * 16 + jj] = src[jj][k];
+        return;
+    }
+    for (size_t k = 0; k < K; k++) {
         for (size_t jj = 0; jj < n; jj++) o[k * 16 + jj] = src[jj][k];
         for (size_t jj = n; jj < 16; jj++) o[k * 16 + jj] = 0.0f;
     }

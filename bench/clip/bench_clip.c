@@ -205,11 +205,11 @@ int main(int argc, char **argv)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("{\"bench\": \"bench_clip\", \"model\": \"clip_g_text\", \"dtype\": \"%s\", \"layers\": %d, "
-           "\"batch\": 2, \"tokens\": %d, \"threads\": %d, \"simd\": \"%s\", \"blas\": \"%s\", "
+           "\"batch\": 2, \"tokens\": %d, \"threads\": %d, \"simd\": \"%s\", \"gemm\": \"%s\", "
            "\"weights\": \"%s\", \"weight_bytes\": %zu, \"build_s\": %.2f, \"warmup\": %d, \"runs\": %d, "
            "\"times_s\": [",
            wpath ? "file" : dtype, c->layers, CTX, cs_threads_get(), cs_simd_name(cs_simd_current()),
-           cs_blas_info(), wpath ? wpath : "random", w.bytes, build_s, warmup, runs);
+           cs_gemm_info(), wpath ? wpath : "random", w.bytes, build_s, warmup, runs);
     for (int i = 0; i < runs; i++) printf("%s%.4f", i ? ", " : "", ts[i]);
     double load[1] = {0};
     getloadavg(load, 1);
