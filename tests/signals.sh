@@ -2,7 +2,8 @@
 # Signals and every other way a run can be cut short: SIGINT, SIGTERM and
 # SIGHUP at each stage of `cascade generate --demo` (text encoder, Stage C,
 # Stage B, Stage A) and while `cascade models` hashes a file, a second signal
-# during the stop, a closed stdout (SIGPIPE) and a file-size limit (SIGXFSZ).
+# during the stop, a closed stdout (SIGPIPE), a file-size limit (SIGXFSZ) and
+# a model file truncated while mapped (SIGBUS).
 # Each row must end with an exit status below 128 (130 for the interrupts,
 # 1 for the errors), exactly one line on stderr saying why, and nothing left
 # in the output folder, the preview folder, its private $TMPDIR (the demo's
@@ -128,6 +129,28 @@ for sig in INT TERM HUP; do
     gen_row "$sig-stage_a" $sig stage_a '"event":"progress","stage":"stage_a","run":1,"step":0,' \
         -W 1280 -H 1280 --steps-c 1 --steps-b 1 --cfg-c off --cfg-b off
 done
+
+# ---- a model file truncated while in use (SIGBUS on its memory map) ----
+# Stage C's weights are read from the mapped demo file at every step; cutting
+# the file to nothing makes the next read fault. One line, exit 1, and the
+# demo folder, previews and outputs removed by the handler.
+row_dirs bus
+TMPDIR="$d/tmp" XDG_CACHE_HOME="$d/cache" timeout -s KILL $LIMIT "$BIN" generate --demo --json -p x \
+    -o "$d/out/img.png" --preview "$d/prev/p.png" $SMALL --steps-c 10000 >"$d/json" 2>"$d/err" &
+tpid=$!
+if cpid=$(child_of $tpid) && wait_for "$d/json" '"event":"progress","stage":"stage_c","run":1,"step":1,' $cpid; then
+    for f in "$d"/tmp/*/stage_c_demo.safetensors; do : >"$f"; done
+    wait $tpid
+    rc=$?
+    r=0
+    [ $rc -eq 1 ] || { echo "  bus: exit $rc, expected 1"; r=1; }
+    one_line bus "^cascade: a model file was truncated or changed while in use" || r=1
+    leftovers bus || r=1
+    [ $r -eq 0 ] && ok "bus (model truncated in use)" || bad "bus"
+else
+    wait $tpid
+    bad "bus: ended (exit $?) before Stage C"
+fi
 
 # ---- a second signal during the stop: ends at once, still removes everything ----
 # Stopped, the process gets INT and TERM pending together; on SIGCONT the

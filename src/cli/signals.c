@@ -12,7 +12,11 @@
  *                            stop, reported as an error (exit 1).
  *   SIGXFSZ                  ignored: the write past `ulimit -f` then fails
  *                            with EFBIG and the writer reports "file size
- *                            limit exceeded" and removes its partial file. */
+ *                            limit exceeded" and removes its partial file.
+ *   SIGBUS                   a memory-mapped model file shrank while in use
+ *                            (truncated or rewritten in place): the faulting
+ *                            read cannot go on, so the handler removes what
+ *                            the run created and exits 1 with one line. */
 #include "cli.h"
 
 #include "cancel.h"
@@ -55,6 +59,17 @@ static void on_signal(int sig)
     errno = saved;
 }
 
+static void on_fault(int sig)
+{
+    (void)sig;
+    static const char msg[] = "\ncascade: a model file was truncated or changed while in use (SIGBUS reading its "
+                              "memory map); stopped, nothing written\n";
+    cs_cleanup_run();
+    ssize_t w = write(STDERR_FILENO, msg + !err_tty, sizeof msg - 1 - !err_tty);
+    (void)w;
+    _exit(CLI_EXIT_ERROR);
+}
+
 void cli_signals_install(void)
 {
     err_tty = isatty(STDERR_FILENO);
@@ -68,6 +83,8 @@ void cli_signals_install(void)
     for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
         sigaction(sigs[i], &sa, NULL);
     signal(SIGXFSZ, SIG_IGN);
+    sa.sa_handler = on_fault;
+    sigaction(SIGBUS, &sa, NULL);
 }
 
 int cli_stop_status(int why)
