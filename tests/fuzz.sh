@@ -7,7 +7,8 @@
 # Exit: 0 no finding, 1 a crash, leak, timeout or out-of-memory (the input is
 # kept in FUZZ_ARTIFACTS, default ./fuzz-artifacts, and its path printed),
 # 77 clang missing (a failure when CI is set), 2 bad usage.
-# FUZZ_KEEP=DIR keeps the built targets and the grown corpus there.
+# FUZZ_KEEP=DIR keeps the built targets and the grown corpus there (a later run
+# recompiles the sources newer than their objects; header changes are not seen).
 top=$(cd "$(dirname "$0")/.." && pwd)
 secs=${1:-${FUZZ_SECONDS:-30}}
 [ $# -gt 0 ] && shift
