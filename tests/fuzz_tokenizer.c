@@ -17,6 +17,13 @@
 
 static char dir[64], vpath[96], mpath[96];
 
+static void cleanup(void)   /* libFuzzer ends with exit() */
+{
+    unlink(vpath);
+    unlink(mpath);
+    rmdir(dir);
+}
+
 /* The byte-to-unicode alphabet (printable bytes map to themselves, the rest
  * to 256 + n), written as "symbol":id pairs. */
 static void write_base(FILE *f)
@@ -80,6 +87,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
         snprintf(vpath, sizeof vpath, "%s/vocab.json", dir);
         snprintf(mpath, sizeof mpath, "%s/merges.txt", dir);
         if (cs_tokenizer_bytes(&bytes)) abort();
+        atexit(cleanup);
     }
     const unsigned char *z1 = memchr(data, 0, size);
     size_t nv = z1 ? (size_t)(z1 - data) : size;
