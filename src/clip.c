@@ -206,6 +206,13 @@ int cs_clip_from_tensors(const cs_tensor *const *ts, int n, const char *prefix, 
     if (!rc && (c->width <= 0 || c->layers <= 0 || c->heads <= 0 || c->width % c->heads))
         rc = cs_error(CS_EMODEL, "%s: no usable CLIP text encoder config (width %d, %d layers, %d heads)", source,
                       c->width, c->layers, c->heads);
+    /* a layer has 16 tensors: a config asking for more layers than the file has
+     * tensors is refused before the expectation list (16 a layer) is allocated;
+     * a small excess still gets the list of missing tensors below
+     * (found by tests/fuzz_config.c: 2.5M layers asked for 5 GB) */
+    if (!rc && c->layers > n)
+        rc = cs_error(CS_EMODEL, "%s: the config asks for %d layers, more than the file's %d tensors", source,
+                      c->layers, n);
     int ne = 0;
     expect *e = rc ? NULL : calloc((size_t)c->layers * 16 + 8, sizeof *e);
     if (!rc && !e) rc = cs_error(CS_ENOMEM, "%s: out of memory", source);

@@ -159,9 +159,11 @@ static int load_vocab(cs_tokenizer *t, const char *path, json_t **root_out)
     json_object_foreach(root, key, val) {
         json_int_t id = json_is_integer(val) ? json_integer_value(val) : -1;
         if (id < 0 || id >= MAX_VOCAB) {
+            /* the message first: key belongs to root (use after free, found by fuzz_tokenizer) */
+            rc = cs_error(CS_EFORMAT, "%s: token \"%s\": id is not an integer in [0, %d)", path, key,
+                          MAX_VOCAB);
             json_decref(root);
-            return cs_error(CS_EFORMAT, "%s: token \"%s\": id is not an integer in [0, %d)",
-                            path, key, MAX_VOCAB);
+            return rc;
         }
         if (id > max) max = id;
     }

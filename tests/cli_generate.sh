@@ -20,44 +20,16 @@ unset CASCADE_MODELS CASCADE_MEMORY CASCADE_TOKENIZER CASCADE_THREADS
 G="$BIN generate --demo --quiet"
 FAST="-W 64 -H 64 --steps-c 3 --steps-b 2"
 
-# png FILE W H: signature, IHDR size, RGB 8-bit; with python3 also every CRC
-# and the inflated size of the image data
+# png FILE W H: a valid PNG (read whole by tests/png_info: every CRC, the
+# image data) of that size, RGB 8-bit; text FILE KEY: a text chunk's value
+PNGINFO="$(dirname "$BIN")/tests/png_info"
+[ -x "$PNGINFO" ] || { echo "ERROR: $PNGINFO not built (make check builds it)"; exit 99; }
 png() {
-    sig=$(od -An -tx1 -N8 "$1" | tr -d ' \n')
-    ihdr=$(od -An -tu1 -j16 -N10 "$1" | tr -s ' \n' ' ' | sed 's/^ //; s/ $//')
-    want="$(($2 >> 24 & 255)) $(($2 >> 16 & 255)) $(($2 >> 8 & 255)) $(($2 & 255)) "
-    want="$want$(($3 >> 24 & 255)) $(($3 >> 16 & 255)) $(($3 >> 8 & 255)) $(($3 & 255)) 8 2"
-    [ "$sig" = 89504e470d0a1a0a ] || { echo "  $1: not a PNG signature ($sig)"; return 1; }
-    [ "$ihdr" = "$want" ] || { echo "  $1: IHDR '$ihdr', expected '$want'"; return 1; }
-    command -v python3 >/dev/null || return 0
-    python3 - "$1" "$2" "$3" <<'EOF'
-import struct, sys, zlib
-b = open(sys.argv[1], 'rb').read(); w, h = int(sys.argv[2]), int(sys.argv[3])
-i, idat, end = 8, b'', False
-while i < len(b):
-    n, = struct.unpack('>I', b[i:i + 4]); t = b[i + 4:i + 8]; d = b[i + 8:i + 8 + n]
-    crc, = struct.unpack('>I', b[i + 8 + n:i + 12 + n])
-    if zlib.crc32(t + d) & 0xffffffff != crc: sys.exit('bad CRC in ' + t.decode())
-    if t == b'IDAT': idat += d
-    end = t == b'IEND'; i += 12 + n
-if not end: sys.exit('no IEND')
-if len(zlib.decompress(idat)) != h * (1 + 3 * w): sys.exit('image data of the wrong size')
-EOF
+    got=$("$PNGINFO" "$1") || { echo "  $1: not a valid PNG"; return 1; }
+    [ "$got" = "$2 $3 8 2" ] || { echo "  $1: '$got', expected '$2 $3 8 2' (W H depth RGB)"; return 1; }
 }
-
-# text FILE KEY: value of a tEXt chunk ("" if absent)
-text() {
-    command -v python3 >/dev/null || { echo "?"; return; }
-    python3 - "$1" "$2" <<'EOF'
-import struct, sys
-b = open(sys.argv[1], 'rb').read(); i = 8
-while i < len(b):
-    n, = struct.unpack('>I', b[i:i + 4]); t = b[i + 4:i + 8]; d = b[i + 8:i + 8 + n]; i += 12 + n
-    if t == b'tEXt':
-        k, v = d.split(b'\0', 1)
-        if k.decode() == sys.argv[2]: print(v.decode('latin-1')); break
-EOF
-}
+text() { "$PNGINFO" "$1" "$2"; }
+same_pixels() { pa=$("$PNGINFO" "$1" --pixels) && pb=$("$PNGINFO" "$2" --pixels) && [ "$pa" = "$pb" ]; }
 
 # refuse NAME CMD...: non-zero exit, exactly one line on stderr, nothing new in $tmp/o
 refuse() {
@@ -81,16 +53,46 @@ if $G -p "a lighthouse at dusk" --seed 42 -o "$tmp/o/a.png" >"$tmp/out" 2>"$tmp/
 [ "$(cat "$tmp/out")" = "$tmp/o/a.png" ] && ok demo-stdout-path || bad "demo-stdout-path: $(cat "$tmp/out")"
 $G -p "a lighthouse at dusk" --seed 42 -o "$tmp/o/b.png" >/dev/null 2>&1
 cmp -s "$tmp/o/a.png" "$tmp/o/b.png" && ok same-seed-same-bytes || bad same-seed-same-bytes
-$G -p "a lighthouse at dusk" --seed 43 -o "$tmp/o/c.png" $FAST >/dev/null 2>&1
-cmp -s "$tmp/o/a.png" "$tmp/o/c.png" && bad other-seed-differs || ok other-seed-differs
-if command -v python3 >/dev/null; then
-    [ "$(text "$tmp/o/a.png" prompt)" = "a lighthouse at dusk" ] && [ "$(text "$tmp/o/a.png" seed)" = 42 ] &&
-    [ "$(text "$tmp/o/a.png" rng)" = torch-cpu ] && text "$tmp/o/a.png" demo | grep -q DEMO &&
-    text "$tmp/o/a.png" Software | grep -q '^cascade ' &&
-    text "$tmp/o/a.png" parameters | grep -q 'Steps: 20, Sampler: DDPM, CFG scale: 4, Seed: 42, Size: 256x256' &&
-    text "$tmp/o/a.png" models | grep -q '"role":"stage_c"' &&
-    text "$tmp/o/a.png" models | grep -q '"xxh64":"[0-9a-f]\{16\}"' && ok metadata || bad metadata
-fi
+# another seed: both runs succeed, same size, different pixels (the files
+# differ anyway: the seed is in the metadata)
+if $G -p "a lighthouse at dusk" --seed 42 -o "$tmp/o/s42.png" $FAST >/dev/null 2>&1 && png "$tmp/o/s42.png" 64 64 &&
+   $G -p "a lighthouse at dusk" --seed 43 -o "$tmp/o/s43.png" $FAST >/dev/null 2>&1 && png "$tmp/o/s43.png" 64 64 &&
+   ! same_pixels "$tmp/o/s42.png" "$tmp/o/s43.png"; then ok other-seed-differs; else bad other-seed-differs; fi
+
+# metadata: every key README documents (Output section), by exact name, each
+# once, nothing else, with the values the options asked for
+meta_keys="Software demo prompt negative_prompt seed width height batch_size batch_index steps_c steps_b cfg_c
+ cfg_b cfg_rho shift_c shift_b sampler rng output_rounding tokenizer models parameters"
+$G -p "a red fox" -n "blurry, dark" --seed 4242 -W 64 -H 72 --steps-c 3 --steps-b 2 --cfg-c 3.5 --cfg-b 1.5 \
+    --cfg-rho 0.5 --shift-c 1.5 --shift-b 1.25 --sampler ddim --round --batch 2 -o "$tmp/o/meta.png" >/dev/null 2>"$tmp/err" ||
+    { bad "metadata run"; cat "$tmp/err"; }
+for i in 1 2; do
+    f="$tmp/o/meta_$i.png"
+    png "$f" 64 72 || { bad "metadata-$i: no image"; continue; }
+    keys=$("$PNGINFO" "$f" --keys | sort | tr '\n' ' ')
+    want=$(echo $meta_keys | tr ' ' '\n' | sort | tr '\n' ' ')
+    [ "$keys" = "$want" ] && ok "metadata-$i-keys" || bad "metadata-$i-keys: have '$keys', want '$want'"
+    m=0
+    chk() {  # chk KEY VALUE-REGEX (whole value)
+        v=$(text "$f" "$1") && printf '%s\n' "$v" | grep -qx -- "$2" ||
+            { echo "  meta_$i.png: $1 = '$(text "$f" "$1")', expected /$2/"; m=1; }
+    }
+    chk prompt 'a red fox'; chk negative_prompt 'blurry, dark'; chk seed 4242
+    chk width 64; chk height 72; chk batch_size 2; chk batch_index $((i - 1))
+    chk steps_c 3; chk steps_b 2; chk cfg_c 3.5; chk cfg_b 1.5; chk cfg_rho 0.5; chk shift_c 1.5; chk shift_b 1.25
+    chk sampler '[Dd][Dd][Ii][Mm]'; chk rng torch-cpu; chk output_rounding round
+    chk tokenizer 'byte-level fallback.*'; chk Software "cascade $("$BIN" --version | sed 's/^cascade //')"
+    chk demo 'DEMO: .*'
+    chk models '\[\({"role":"[a-z_]*","file":"[^"]*","variant":"demo","xxh64":"[0-9a-f]\{16\}"},\)\{3\}{"role":"[a-z_]*","file":"[^"]*","variant":"demo","xxh64":"[0-9a-f]\{16\}"}\]'
+    for r in text_encoder stage_c stage_b stage_a; do text "$f" models | grep -q "\"role\":\"$r\"" || { echo "  no $r in models"; m=1; }; done
+    text "$f" parameters | sed -n 1p | grep -qx '\[cascade demo: random-weight networks\] a red fox' &&
+    text "$f" parameters | sed -n 2p | grep -qx 'Negative prompt: blurry, dark' &&
+    text "$f" parameters | sed -n 3p | grep -q "^Steps: 3, Sampler: DDIM, CFG scale: 3.5, Seed: 4242, Size: 64x72, .*Batch size: 2, Batch pos: $((i - 1))," ||
+        { echo "  meta_$i.png: parameters:"; text "$f" parameters; m=1; }
+    [ $m -eq 0 ] && ok "metadata-$i-values" || bad "metadata-$i-values"
+done
+[ "$(text "$tmp/o/a.png" seed)" = 42 ] && text "$tmp/o/a.png" parameters | grep -q 'Steps: 20, Sampler: DDPM, CFG scale: 4, Seed: 42, Size: 256x256' &&
+    [ "$(text "$tmp/o/a.png" output_rounding)" = truncate ] && ok metadata-defaults || bad metadata-defaults
 
 # the demo's tokenizer: the vocabulary files when given, else the byte-level fallback (and it says so)
 $BIN generate --demo -p x $FAST -o "$tmp/o/tok_a.png" 2>"$tmp/err" >/dev/null
@@ -115,7 +117,7 @@ $G -p x --seed 2 -o "$tmp/o/d/" $FAST --batch 2 >"$tmp/out" 2>&1
     { bad dir-numbering; ls "$tmp/o/d"; cat "$tmp/out"; }
 $G -p x --seed 3 -o "$tmp/o/batch.png" $FAST --batch 2 >/dev/null 2>&1
 [ -f "$tmp/o/batch_1.png" ] && [ -f "$tmp/o/batch_2.png" ] && [ ! -e "$tmp/o/batch.png" ] &&
-    ! cmp -s "$tmp/o/batch_1.png" "$tmp/o/batch_2.png" && ok batch-files || bad batch-files
+    ! same_pixels "$tmp/o/batch_1.png" "$tmp/o/batch_2.png" && ok batch-files || bad batch-files
 $G -p x --seed 3 -o "$tmp/o/prev_img.png" $FAST -W 128 -H 128 --preview "$tmp/o/prev.png" >/dev/null 2>&1
 png "$tmp/o/prev.png" 24 24 && ok preview || bad preview   # Stage C latent 3x3 -> 8x
 $G -p "" --seed 4 -o "$tmp/o/empty_prompt.png" $FAST >/dev/null 2>&1 && png "$tmp/o/empty_prompt.png" 64 64 &&

@@ -6,7 +6,8 @@
 BIN=$CASCADE_BIN
 MK="$(dirname "$BIN")/tests/test_models"
 [ -x "$MK" ] || { echo "ERROR: $MK not built"; exit 99; }
-command -v python3 >/dev/null || { echo "SKIP: python3 (used to read the JSON output) not found"; exit 77; }
+. "${TOP_SRCDIR:-.}/tests/shared.sh"
+need_tool python3 "used to read the JSON output"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/cli_models.XXXXXX") || exit 99
 trap 'rm -rf "$tmp"' EXIT
 fail=0

@@ -22,8 +22,9 @@ if [ -n "${CASCADE_SIMD:-}" ] && [ -n "${CASCADE_BIN:-}" ] &&
    [ "$CASCADE_SIMD" != "$("$CASCADE_BIN" info --levels 2>/dev/null | head -n 1)" ]; then
     echo "ok (ran at the first SIMD level only: the downloader does not use SIMD)"; exit 0
 fi
-command -v python3 >/dev/null || { echo "SKIP: python3 not found"; exit 77; }
-command -v curl >/dev/null || { echo "SKIP: curl not found"; exit 77; }
+. "$TOP/tests/shared.sh"
+need_tool python3 "runs the loopback hub"
+need_tool curl "scripts/download-models uses it"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/download.XXXXXX") || exit 99
 srv_pid=
 cleanup() { [ -n "$srv_pid" ] && kill "$srv_pid" 2>/dev/null; rm -rf "$tmp"; }

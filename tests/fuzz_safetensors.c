@@ -8,10 +8,16 @@
 #include <string.h>
 #include <unistd.h>
 
+static char path[64];
+
+static void cleanup(void) { unlink(path); }   /* libFuzzer ends with exit() */
+
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
-    static char path[64];
-    if (!path[0]) snprintf(path, sizeof path, "/tmp/cs_fuzz_%d.safetensors", (int)getpid());
+    if (!path[0]) {
+        snprintf(path, sizeof path, "/tmp/cs_fuzz_%d.safetensors", (int)getpid());
+        atexit(cleanup);
+    }
     FILE *f = fopen(path, "wb");
     if (!f) return 0;
     fwrite(data, 1, size, f);

@@ -4,14 +4,14 @@
 # for aarch64 and runs it under qemu-aarch64. Run from anywhere:
 #   sh tests/neon-qemu.sh
 # Exit: the test's status; 77 when the cross compiler or qemu is missing
-# (99 instead when CI is set). CROSS_CC / QEMU_AARCH64 override the tools.
+# (99 instead when CI is set, unless CASCADE_CROSS=0). CROSS_CC / QEMU_AARCH64 override the tools.
 top=${TOP_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 cc=${CROSS_CC:-aarch64-linux-gnu-gcc}
 qemu=${QEMU_AARCH64:-qemu-aarch64}
 sysroot=${QEMU_LD_PREFIX:-/usr/aarch64-linux-gnu}
 
-missing() {
-    if [ -n "$CI" ]; then echo "ERROR: $1"; exit 99; fi
+missing() {   # under CI a failure, unless CASCADE_CROSS=0 says this machine has no cross tools
+    if [ -n "$CI" ] && [ "${CASCADE_CROSS:-1}" != 0 ]; then echo "ERROR: $1"; exit 99; fi
     echo "SKIP: $1"; exit 77
 }
 command -v "$cc" >/dev/null 2>&1 || missing "$cc not found (Debian: apt-get install gcc-aarch64-linux-gnu)"

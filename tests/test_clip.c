@@ -147,6 +147,9 @@ static void test_validation(void)
     expect_fail(&m, "{\"num_hidden_layers\": 3, \"num_attention_heads\": 2}", CS_EMODEL,
                 "missing text_model.encoder.layers.2.self_attn.q_proj.weight", "layer count");
     CHECK(strstr(cs_last_error(), "16 problems") != NULL, "problem count: %s", cs_last_error());
+    /* a config asking for absurdly many layers is refused at once, not after
+     * allocating 16 expectations a layer (tests/corpus/config/oom_layers) */
+    expect_fail(&m, "{\"num_hidden_layers\": 2549408}", CS_EMODEL, "asks for 2549408 layers", "absurd layer count");
 
     /* an unknown tensor is an error, position_ids is not */
     add(&m, CS_F32, "text_model.embeddings.position_ids", 1, CTX, 0, 0);

@@ -206,38 +206,30 @@ static void same_keys(const char *file, const cs_demo_list *l)
     cs_st_close(f);
 }
 
+/* rc: the demo generator's result; a generator that fails is a failure */
+static void demo_keys(int rc, const char *file, cs_demo_list *l)
+{
+    CHECK(rc == 0, "demo generator for %s: %s", file, cs_last_error());
+    if (rc)
+        return;
+    same_keys(file, l);
+    cs_demo_list_free(l);
+}
+
 static void test_demo_keys(void)
 {
     cs_demo_unet u;
     cs_demo_list l;
     cs_demo_stage_c_cfg(&u);   /* golden stage_c_tiny = demo config with its CLIP widths */
     u.c_clip_text = 80, u.c_clip_pooled = 72, u.c_clip_img = 48;
-    if (!cs_demo_stage_c(&u, &l)) {
-        same_keys("stage_c_tiny.weights.safetensors", &l);
-        cs_demo_list_free(&l);
-    }
+    demo_keys(cs_demo_stage_c(&u, &l), "stage_c_tiny.weights.safetensors", &l);
     cs_demo_stage_b_cfg(&u);
     u.c_clip_pooled = 72;
-    if (!cs_demo_stage_b(&u, &l)) {
-        same_keys("stage_b_tiny.weights.safetensors", &l);
-        cs_demo_list_free(&l);
-    }
-    if (!cs_demo_stage_a(64, 2, 1, &l)) {
-        same_keys("stage_a_tiny.weights.safetensors", &l);
-        cs_demo_list_free(&l);
-    }
-    if (!cs_demo_stage_a(384, 12, 1, &l)) {
-        same_keys("stage_a.weights.safetensors", &l);
-        cs_demo_list_free(&l);
-    }
-    if (!cs_demo_previewer(512, &l)) {
-        same_keys("previewer.weights.safetensors", &l);
-        cs_demo_list_free(&l);
-    }
-    if (!cs_demo_clip(64, 3, 256, 48, &l)) {
-        same_keys("text/clip_tiny_gelu.weights.safetensors", &l);
-        cs_demo_list_free(&l);
-    }
+    demo_keys(cs_demo_stage_b(&u, &l), "stage_b_tiny.weights.safetensors", &l);
+    demo_keys(cs_demo_stage_a(64, 2, 1, &l), "stage_a_tiny.weights.safetensors", &l);
+    demo_keys(cs_demo_stage_a(384, 12, 1, &l), "stage_a.weights.safetensors", &l);
+    demo_keys(cs_demo_previewer(512, &l), "previewer.weights.safetensors", &l);
+    demo_keys(cs_demo_clip(64, 3, 256, 48, &l), "text/clip_tiny_gelu.weights.safetensors", &l);
 }
 
 int main(void)
