@@ -1,7 +1,7 @@
 /* libFuzzer target for the golden case parser: any byte string, written as a
  * case file, must either be refused with an error or run its handler (the op
  * and block handlers need no weights file) without a memory error. Built and
- * run by tests/fuzz_golden.sh (clang -fsanitize=fuzzer,address,undefined);
+ * run by tests/fuzz.sh (target golden; clang -fsanitize=fuzzer,address,undefined);
  * seed corpus tests/corpus/golden/. */
 #include "cli/golden.h"
 #include "kernels.h"
