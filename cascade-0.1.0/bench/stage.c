@@ -1,0 +1,231 @@
+/* One forward of Stage C lite and Stage B lite with random weights in the
+ * real layout, as the sampler runs them (batch 2 = one image with CFG):
+ *   Stage C lite: x 2x16x24x24, clip_text 2x77x1280, pooled 2x1x1280, clip_img zeros 2x1x768
+ *   Stage B lite: x 2x4x256x256, effnet 2x16x24x24, pooled 2x1x1280, pixels zeros
+ * Weight files (F32 and BF16) are written once from the spec manifests into
+ * --dir or $CASCADE_BENCH_DIR (GBs, never inside the repo; no default). Each (stage,
+ * dtype) runs in its own child process, so its peak RSS is its own; RSS
+ * includes the mapped weight pages the forward touched (the whole file).
+ * FLOPs are counted analytically (cs_stage_*_flops: every GEMM, conv and
+ * attention product, 2 per multiply-add; norms/activations not counted).
+ *
+ *   make bench/stage && nice bench/stage [--stage c,b] [--dtype f32,bf16]
+ *        [--threads 2] [--warmup 1] [--runs 2] [--batch 2] --dir DIR [--manifests DIR]
+ * Prints a table row and one JSON line per measurement. */
+#include "../simd/kernels.h"
+#include "../src/error.h"
+#include "../src/ops.h"
+#include "../src/stage_b.h"
+#include "../src/stage_c.h"
+#include "../tests/manifest_st.h"
+#include "args.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static double cpu_now(void)   /* user + system CPU seconds of this process */
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_sec +
+           1e-6 * (double)ru.ru_stime.tv_usec;
+}
+
+static uint64_t rs = 12345;
+static float *randn_like(size_t n, float scale)
+{
+    float *p = cs_alloc(n * sizeof(float));
+    for (size_t i = 0; p && i < n; i++) {   /* sum of 4 uniforms: close enough to N(0,1) for timing */
+        float s = 0;
+        for (int k = 0; k < 4; k++) {
+            rs ^= rs << 13, rs ^= rs >> 7, rs ^= rs << 17;
+            s += (float)(rs >> 40) * (1.0f / 16777216.0f) - 0.5f;
+        }
+        p[i] = s * 1.7320508f * scale;
+    }
+    return p;
+}
+
+typedef struct {
+    int threads, warmup, runs, batch;
+    const char *dir, *manifests;
+} opts;
+
+/* <dir>/<variant>[_bf16].safetensors if present (bench/torch_random_weights.py
+ * writes these: then both engines run the same weights), else our own
+ * <dir>/bench_<variant>_<dtype>.safetensors, written on first use */
+static int ensure_file(const opts *o, const char *variant, cs_dtype dt, char *path, size_t len)
+{
+    struct stat st;
+    snprintf(path, len, "%s/%s%s.safetensors", o->dir, variant, dt == CS_F32 ? "" : "_bf16");
+    if (!stat(path, &st)) return 0;
+    snprintf(path, len, "%s/bench_%s_%s.safetensors", o->dir, variant, dt == CS_F32 ? "f32" : "bf16");
+    if (!stat(path, &st)) return 0;
+    char man[1200];
+    snprintf(man, sizeof man, "%s/%s.json", o->manifests, variant);
+    ms_tensor *t;
+    int n;
+    if (ms_load(man, &t, &n)) return -1;
+    fprintf(stderr, "writing %s ...\n", path);
+    double t0 = now();
+    char tmp[1100];
+    snprintf(tmp, sizeof tmp, "%s.part", path);
+    int rc = ms_write(tmp, t, n, dt, "", MS_OFFICIAL, !strncmp(variant, "stage_b", 7), 1, 1234);
+    free(t);
+    if (!rc) rc = rename(tmp, path);
+    fprintf(stderr, "  %.1f s\n", now() - t0);
+    return rc;
+}
+
+static int run_one(const opts *o, char stage, cs_dtype dt)
+{
+    const char *variant = stage == 'c' ? "stage_c_lite" : "stage_b_lite";
+    char path[1024];
+    if (ensure_file(o, variant, dt, path, sizeof path - 8)) return 1;
+    cs_threads_set(o->threads);
+    double t0 = now();
+    cs_st_file *f;
+    cs_stage_c *mc = NULL;
+    cs_stage_b *mb = NULL;
+    int rc = cs_st_open(path, &f);
+    if (!rc) rc = stage == 'c' ? cs_stage_c_load(f, &mc) : cs_stage_b_load(f, &mb);
+    if (rc) {
+        fprintf(stderr, "%s\n", cs_last_error());
+        return 1;
+    }
+    double t_load = now() - t0;
+    size_t N = (size_t)o->batch;
+    size_t h = stage == 'c' ? 24 : 256, w = h, cin = stage == 'c' ? 16 : 4;
+    float *x = randn_like(N * h * w * cin, 1.0f), *r = randn_like(N, 0.0f), *eps = cs_alloc(N * h * w * cin * sizeof(float));
+    float *txt = randn_like(N * 77 * 1280, 1.0f), *pool = randn_like(N * 1280, 1.0f), *eff = randn_like(N * 24 * 24 * 16, 1.0f);
+    for (size_t i = 0; i < N; i++) r[i] = 0.5f + 0.1f * (float)i;
+    double flops = mc ? cs_stage_c_flops(mc, N, h, w, 77, 1) : cs_stage_b_flops(mb, N, h, w);
+    double first = 0, best = 1e30, sum = 0, cpu_best = 1e30, load[3] = {0, 0, 0};
+    getloadavg(load, 3);
+    for (int i = 0; i < o->warmup + o->runs && !rc; i++) {
+        double s = now(), c0 = cpu_now();
+        rc = mc ? cs_stage_c_forward(mc, x, N, h, w, r, txt, 77, pool, NULL, 1, NULL, NULL, eps)
+                : cs_stage_b_forward(mb, x, N, h, w, r, eff, 24, 24, pool, NULL, 0, 0, NULL, eps);
+        double d = now() - s, cpu = cpu_now() - c0;
+        if (i == 0) first = d;
+        if (i >= o->warmup || !o->runs) {
+            sum += d;
+            if (d < best) best = d;
+            if (cpu < cpu_best) cpu_best = cpu;
+        }
+        fprintf(stderr, "  %s %s run %d: %.2f s wall, %.2f s CPU\n", variant, cs_dtype_name(dt), i, d, cpu);
+    }
+    if (rc) {
+        fprintf(stderr, "%s\n", cs_last_error());
+        return 1;
+    }
+    double chk = 0;
+    for (size_t i = 0; i < N * h * w * cin; i++) chk += (double)eps[i] * eps[i];
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double rss = (double)ru.ru_maxrss / 1024.0;
+    double scratch = (double)(mc ? cs_stage_c_scratch_bytes(mc) : cs_stage_b_scratch_bytes(mb)) / 1048576.0;
+    double wmib = (double)cs_st_file_size(f) / 1048576.0;
+    int runs = o->runs ? o->runs : 1;
+    /* as bench/RESULTS-torch.md: on a shared machine, CPU time / threads estimates the idle wall time */
+    double est = cpu_best / o->threads;
+    printf("| %-12s | %-4s | %d | %4.1f | %7.2f | %7.2f | %7.2f | %7.2f | %7.1f | %6.1f | %6.1f | %7.0f | %7.0f | %6.0f |\n",
+           variant, cs_dtype_name(dt), o->threads, load[0], t_load, first, best, cpu_best, flops * 1e-9,
+           flops / best * 1e-9, flops / est * 1e-9, rss, wmib, scratch);
+    printf("{\"engine\": \"cascade\", \"model\": \"%s\", \"dtype\": \"%s\", \"threads\": %d, \"simd\": \"%s\", "
+           "\"batch\": %zu, \"latent\": \"%zux%zu\", \"load_s\": %.3f, \"first_s\": %.3f, \"best_s\": %.3f, "
+           "\"mean_s\": %.3f, \"cpu_s_best\": %.3f, \"loadavg\": [%.2f, %.2f, %.2f], \"gflop\": %.1f, "
+           "\"gflops\": %.1f, \"gflops_est_idle\": %.1f, \"peak_rss_mib\": %.0f, \"weights_mib\": %.0f, "
+           "\"scratch_mib\": %.0f, \"eps_rms\": %.4f}\n",
+           variant, cs_dtype_name(dt), o->threads, cs_simd_name(cs_simd_current()), N, h, w, t_load, first, best,
+           sum / runs, cpu_best, load[0], load[1], load[2], flops * 1e-9, flops / best * 1e-9, flops / est * 1e-9, rss,
+           wmib, scratch, sqrt(chk / (double)(N * h * w * cin)));
+    fflush(stdout);
+    cs_free(x), cs_free(r), cs_free(eps), cs_free(txt), cs_free(pool), cs_free(eff);
+    cs_stage_c_free(mc);
+    cs_stage_b_free(mb);
+    cs_st_close(f);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    opts o = {2, 1, 2, 2, NULL, NULL};
+    const char *stages = "c,b", *dtypes = "f32,bf16", *me = "bench/stage";
+    static const char use[] =
+        "usage: bench/stage --dir DIR [--stage c,b] [--dtype f32,bf16] [--threads N] [--warmup N]\n"
+        "                   [--runs N] [--batch N] [--manifests DIR]\n"
+        "One forward of Stage C lite / Stage B lite with random weights, written once into DIR\n"
+        "(--dir, or $CASCADE_BENCH_DIR; several GB). Manifests: --manifests, else\n"
+        "$SHARED_DIR/spec/manifests, else ../shared/spec/manifests.\n";
+    char mdir[1024];
+    for (int i = 1; i < argc; i += 2) {
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int e = 0;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(use, stdout);
+            return 0;
+        }
+        if (!v) {
+            fprintf(stderr, "%s: %s needs a value (see --help)\n", me, argv[i]);
+            return 2;
+        }
+        if (!strcmp(argv[i], "--stage")) stages = v;
+        else if (!strcmp(argv[i], "--dtype")) dtypes = v;
+        else if (!strcmp(argv[i], "--threads")) e = bench_int(me, argv[i], v, 1, 1024, &o.threads);
+        else if (!strcmp(argv[i], "--warmup")) e = bench_int(me, argv[i], v, 0, 1000, &o.warmup);
+        else if (!strcmp(argv[i], "--runs")) e = bench_int(me, argv[i], v, 1, 1000, &o.runs);
+        else if (!strcmp(argv[i], "--batch")) e = bench_int(me, argv[i], v, 1, 64, &o.batch);
+        else if (!strcmp(argv[i], "--dir")) o.dir = v;
+        else if (!strcmp(argv[i], "--manifests")) o.manifests = v;
+        else {
+            fprintf(stderr, "%s: unknown option %s (see --help)\n", me, argv[i]);
+            return 2;
+        }
+        if (e) return 2;
+    }
+    if (bench_dir(me, &o.dir)) return 2;
+    if (!o.manifests) {   /* ../shared beside the repo, the binary being bench/stage */
+        const char *s = getenv("SHARED_DIR");
+        snprintf(mdir, sizeof mdir, "%s/spec/manifests", s ? s : "../shared");
+        o.manifests = mdir;
+    }
+    if (cs_simd_init()) {
+        fprintf(stderr, "%s\n", cs_last_error());
+        return 1;
+    }
+    printf("| model | dtype | threads | loadavg | load s | first s | best s | CPU s | GFLOP | GFLOP/s | GFLOP/s est. idle "
+           "| peak RSS MiB | weights MiB | scratch MiB |\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    fflush(stdout);
+    int fails = 0;
+    for (const char *s = stages; *s; s++) {
+        if (*s != 'c' && *s != 'b') continue;
+        for (const char *d = dtypes; *d;) {
+            cs_dtype dt = !strncmp(d, "bf16", 4) ? CS_BF16 : CS_F32;
+            pid_t pid = fork();
+            if (pid == 0) _exit(run_one(&o, *s, dt));
+            int st = 0;
+            waitpid(pid, &st, 0);
+            fails += !WIFEXITED(st) || WEXITSTATUS(st);
+            const char *comma = strchr(d, ',');
+            if (!comma) break;
+            d = comma + 1;
+        }
+    }
+    return fails ? 1 : 0;
+}

@@ -1,0 +1,174 @@
+/* Run-time choice of the kernel level: start from the scalar reference and
+ * upgrade level by level to the best the CPU and OS support (x86: CPUID +
+ * XGETBV, so AVX/AVX-512 state must be saved by the OS; aarch64: NEON is
+ * baseline). CASCADE_SIMD=scalar|avx2|avx512|neon forces a level. */
+#include "kernels.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../src/error.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#define CS_X86 1
+#endif
+
+cs_kernels cs_k;
+static cs_simd_level current = CS_SIMD_SCALAR;
+static int detected;
+static int cpu_has[CS_SIMD_LEVELS];
+static char model[64] = "unknown";
+static char features[256];
+
+static const char *const names[CS_SIMD_LEVELS] = {"scalar", "avx2", "avx512", "neon"};
+
+const char *cs_simd_name(cs_simd_level l) { return (unsigned)l < CS_SIMD_LEVELS ? names[l] : "?"; }
+
+static void add_feature(const char *f)
+{
+    size_t o = strlen(features);
+    snprintf(features + o, sizeof features - o, "%s%s", o ? " " : "", f);
+}
+
+#ifdef CS_X86
+static unsigned long long xgetbv0(void)
+{
+    unsigned eax, edx;
+    __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+    return ((unsigned long long)edx << 32) | eax;
+}
+
+static void detect(void)
+{
+    unsigned a, b, c, d, max = __get_cpuid_max(0, NULL);
+    if (__get_cpuid_max(0x80000000, NULL) >= 0x80000004) {
+        unsigned *m = (unsigned *)model;
+        for (unsigned i = 0; i < 3; i++) __get_cpuid(0x80000002 + i, &m[4 * i], &m[4 * i + 1], &m[4 * i + 2], &m[4 * i + 3]);
+        model[48] = 0;
+        char *s = model;
+        while (*s == ' ') s++;
+        memmove(model, s, strlen(s) + 1);
+    }
+    if (max < 7) return;
+    __cpuid(1, a, b, c, d);
+    int osxsave = c >> 27 & 1, avx = c >> 28 & 1, fma = c >> 12 & 1, f16c = c >> 29 & 1;
+    unsigned long long xcr0 = osxsave ? xgetbv0() : 0;
+    int ymm_ok = (xcr0 & 6) == 6, zmm_ok = (xcr0 & 0xe6) == 0xe6;
+    __cpuid_count(7, 0, a, b, c, d);
+    int avx2 = b >> 5 & 1, f = b >> 16 & 1, dq = b >> 17 & 1, bw = b >> 30 & 1, vl = b >> 31 & 1;
+    __cpuid_count(7, 1, a, b, c, d);
+    int bf16 = a >> 5 & 1;
+    if (avx) add_feature("avx");
+    if (avx2) add_feature("avx2");
+    if (fma) add_feature("fma");
+    if (f16c) add_feature("f16c");
+    if (f) add_feature("avx512f");
+    if (bw) add_feature("avx512bw");
+    if (dq) add_feature("avx512dq");
+    if (vl) add_feature("avx512vl");
+    if (bf16) add_feature("avx512bf16");
+    if (!ymm_ok) add_feature("(os: no ymm state)");
+    else if (!zmm_ok) add_feature("(os: no zmm state)");
+    cpu_has[CS_SIMD_AVX2] = ymm_ok && avx && avx2 && fma && f16c;
+    cpu_has[CS_SIMD_AVX512] = cpu_has[CS_SIMD_AVX2] && zmm_ok && f && bw && dq && vl;
+}
+#elif defined(__aarch64__)
+#include <sys/auxv.h>
+static void detect(void)
+{
+    snprintf(model, sizeof model, "aarch64");
+    add_feature("neon");
+    unsigned long hw = getauxval(AT_HWCAP);
+    if (hw & (1ul << 9)) add_feature("fphp");   /* HWCAP_FPHP: half-precision arithmetic */
+    cpu_has[CS_SIMD_NEON] = 1;
+}
+#else
+static void detect(void) {}
+#endif
+
+static int built(cs_simd_level l)
+{
+    switch (l) {
+    case CS_SIMD_SCALAR: return 1;
+#ifdef CS_HAVE_AVX2
+    case CS_SIMD_AVX2: return 1;
+#endif
+#ifdef CS_HAVE_AVX512
+    case CS_SIMD_AVX512: return 1;
+#endif
+#ifdef CS_HAVE_NEON
+    case CS_SIMD_NEON: return 1;
+#endif
+    default: return 0;
+    }
+}
+
+static void detect_once(void)
+{
+    if (detected) return;
+    cpu_has[CS_SIMD_SCALAR] = 1;
+    detect();
+    detected = 1;
+}
+
+int cs_simd_supported(cs_simd_level l)
+{
+    detect_once();
+    return (unsigned)l < CS_SIMD_LEVELS && built(l) && cpu_has[l];
+}
+
+int cs_simd_set(cs_simd_level l)
+{
+    if ((unsigned)l >= CS_SIMD_LEVELS) return cs_error(CS_EARG, "unknown SIMD level %d", (int)l);
+    if (!cs_simd_supported(l))
+        return cs_error(CS_EUNSUP, "SIMD level '%s' is not available: %s", names[l],
+                        built(l) ? "this CPU (or OS) does not support it" : "not compiled into this build");
+    cs_kernels k;
+    cs_kernels_ref(&k);
+#ifdef CS_HAVE_AVX2
+    if (l >= CS_SIMD_AVX2 && l <= CS_SIMD_AVX512) cs_kernels_avx2(&k);
+#endif
+#ifdef CS_HAVE_AVX512
+    if (l == CS_SIMD_AVX512) cs_kernels_avx512(&k);
+#endif
+#ifdef CS_HAVE_NEON
+    if (l == CS_SIMD_NEON) cs_kernels_neon(&k);
+#endif
+    cs_k = k;
+    current = l;
+    return 0;
+}
+
+int cs_simd_init(void)
+{
+    detect_once();
+    const char *env = getenv("CASCADE_SIMD");
+    if (env && *env) {
+        for (int l = 0; l < CS_SIMD_LEVELS; l++)
+            if (!strcmp(env, names[l])) return cs_simd_set((cs_simd_level)l);
+        cs_simd_set(CS_SIMD_SCALAR);
+        return cs_error(CS_EARG, "CASCADE_SIMD=%s: unknown level (use scalar, avx2, avx512 or neon)", env);
+    }
+    for (int l = CS_SIMD_LEVELS - 1; l >= 0; l--)
+        if (cs_simd_supported((cs_simd_level)l)) return cs_simd_set((cs_simd_level)l);
+    return cs_simd_set(CS_SIMD_SCALAR);
+}
+
+cs_simd_level cs_simd_current(void) { return current; }
+
+const char *cs_cpu_model(void)
+{
+    detect_once();
+    return model;
+}
+
+const char *cs_cpu_features(void)
+{
+    detect_once();
+    return features;
+}
+
+/* The table holds the scalar reference before cs_simd_init runs. */
+__attribute__((constructor)) static void init_ref(void) { cs_kernels_ref(&cs_k); }

@@ -1,0 +1,51 @@
+/* `cascade` subcommands: each is int cmd_x(int argc, char **argv) with argv[0]
+ * the subcommand name; returns the process exit status. */
+#ifndef CS_CLI_H
+#define CS_CLI_H
+
+#include <stdint.h>
+
+int cmd_info(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_models(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_dev(int argc, char **argv);       /* dev golden ... */
+int cmd_golden(int argc, char **argv);
+
+/* Shared start-up: SIMD level (CASCADE_SIMD) and threads (threads <= 0:
+ * $CASCADE_THREADS, else all processors). Prints the error and returns the
+ * exit status: 0 ok, 2 bad CASCADE_THREADS, 1 anything else. */
+int cli_init(int threads);
+
+/* Exit statuses (all below 128, also for signals). */
+enum { CLI_EXIT_OK = 0, CLI_EXIT_ERROR = 1, CLI_EXIT_USAGE = 2, CLI_EXIT_INTERRUPTED = 130 };
+
+/* SIGINT/SIGTERM/SIGHUP/SIGPIPE request a stop through cs_cancel_request
+ * (a second INT/TERM/HUP ends the process at once after cs_cleanup_run);
+ * SIGXFSZ is ignored so writes past `ulimit -f` fail with EFBIG. */
+void cli_signals_install(void);
+/* For a stop requested by signal why (cs_cancel_pending()): the exit status
+ * (130, or 1 for a closed stdout) and the words for the one-line message. */
+int cli_stop_status(int why);
+const char *cli_stop_text(int why);
+
+/* ---- numbers (parse.c): one rule for every option and variable ----
+ * Exit status rule: a value out of range or not a number is bad usage (2),
+ * whether it comes from an option or from the environment.
+ * Each returns 0, or -1 after printing "CMD: WHAT: 'V' is not ...". */
+int cli_parse_int(const char *cmd, const char *what, const char *v, long lo, long hi, int *out);
+/* A finite number in [lo, hi] ((lo, hi] with lo_open) that stays finite and
+ * non-zero as a float; lo = -FLT_MAX, hi = FLT_MAX means any finite float. */
+int cli_parse_real(const char *cmd, const char *what, const char *v, double lo, double hi, int lo_open,
+                   float *out);
+/* Digits only, at most hi. */
+int cli_parse_u64(const char *cmd, const char *what, const char *v, uint64_t hi, uint64_t *out);
+/* Threads: 1 .. 4 x the online processors, at most CLI_THREADS_CAP (more
+ * only oversubscribes; huge counts crash or stall libgomp). */
+#define CLI_THREADS_CAP 1024
+int cli_threads_max(void);
+int cli_parse_threads(const char *cmd, const char *what, const char *v, int *out);
+/* $CASCADE_THREADS: *out = 0 when unset or empty; -1 (printed) when bad. */
+int cli_env_threads(const char *cmd, int *out);
+
+#endif

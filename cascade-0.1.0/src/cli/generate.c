@@ -1,0 +1,743 @@
+/* cascade generate: text to image. Options -> checks that can fail fast
+ * (sizes, output path, models, memory) -> pipeline with progress and Ctrl-C
+ * -> PNG files with metadata. Nothing is written unless the run completes. */
+#include "cli.h"
+#include "generate.h"
+
+#include "cancel.h"
+#include "demo.h"
+#include "error.h"
+#include "infile.h"
+#include "models.h"
+#include "weights.h"
+#include "ops.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <float.h>
+#include <getopt.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#define ME "cascade generate"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: cascade generate -p PROMPT [options]\n"
+        "\n"
+        "Text to image with Stable Cascade (text encoder -> Stage C -> Stage B -> Stage A -> PNG).\n"
+        "\n"
+        "  -p, --prompt TEXT      the prompt (\"\" is valid: the unconditional prompt)\n"
+        "  -n, --negative TEXT    negative prompt (default \"\")\n"
+        "  -W, --width N          image width, multiple of 8, 8..8192 (default 1024; demo 256)\n"
+        "  -H, --height N         image height, multiple of 8, 8..8192 (default 1024; demo 256)\n"
+        "      --seed N           seed of the torch-CPU generator, 0..2^63-1 (default: random, printed);\n"
+        "                         as in torch, only its low 32 bits reach the generator\n"
+        "      --batch N          images per run, sampled together (default 1)\n"
+        "      --count K          K runs with seeds N, N+1, ... (default 1)\n"
+        "      --steps-c N        Stage C steps (default 20)\n"
+        "      --steps-b N        Stage B steps (default 10)\n"
+        "      --cfg-c X|off      Stage C guidance (default 4)\n"
+        "      --cfg-b X|off      Stage B guidance (default 1.1)\n"
+        "      --cfg-rho X        std rescaling of the guided noise, 0..1 (default 0.7)\n"
+        "      --shift-c X        Stage C schedule shift, (0..10000] (default 2)\n"
+        "      --shift-b X        Stage B schedule shift, (0..10000] (default 1)\n"
+        "      --sampler S        ddpm (default), ddim, lcm\n"
+        "      --eta X            DDIM eta, 0..1 (default 0)\n"
+        "      --rng torch-cpu    random generator (the only one; same noise as PyTorch on the CPU)\n"
+        "      --round            round to uint8 instead of truncating (the official conversion)\n"
+        "\n"
+        "  -o, --output FILE|DIR  output PNG, or a folder for cascade_00001.png, ... (default: .)\n"
+        "      --force            replace existing files\n"
+        "      --preview FILE     previewer image of the Stage C result (needs previewer.safetensors)\n"
+        "      --preview-every K  also refresh it every K Stage C steps\n"
+        "\n"
+        "      --models DIR       model folder (flat, Hugging Face snapshot, diffusers or ComfyUI);\n"
+        "                         then $CASCADE_MODELS, then $XDG_DATA_HOME/cascade/models\n"
+        "      --variant V        auto (default), full, bf16, lite, lite-bf16\n"
+        "      --variant-c V, --variant-b V   per-stage variant\n"
+        "      --stage-c FILE, --stage-b FILE, --stage-a FILE, --text-encoder FILE, --previewer FILE\n"
+        "      --tokenizer DIR    folder with vocab.json and merges.txt (or $CASCADE_TOKENIZER)\n"
+        "      --keep-loaded      keep every stage in memory between runs (--count)\n"
+        "      --threads N        worker threads, 1..4 per processor, at most 1024\n"
+        "                         (default: all cores, or $CASCADE_THREADS)\n"
+        "\n"
+        "      --json             progress and results as JSON lines on stdout\n"
+        "  -q, --quiet            no progress on stderr\n"
+        "      --demo             tiny random-weight networks, no model files needed: a smoke test\n"
+        "                         of every stage that writes a noise-like image in seconds\n"
+        "                         (256x256, one thread unless --threads / $CASCADE_THREADS)\n"
+        "  -h, --help             this text\n"
+        "\n"
+        "Exit status: 0 done; 2 bad usage (unknown option, a value or CASCADE_* variable that is\n"
+        "malformed or out of range); 1 error (files, models, memory, the run, also a closed stdout\n"
+        "or ulimit -f); 130 interrupted (Ctrl-C, SIGTERM, SIGHUP; nothing of the unfinished run\n"
+        "is written).\n");
+}
+
+/* ---- option parsing ---- */
+
+typedef struct {
+    cs_gen_params g;
+    const char *prompt, *out, *preview, *models_dir, *tokenizer;
+    const char *file[CS_PART_COUNT];
+    cs_variant var_c, var_b;
+    int have_prompt, seed_given, size_given, count, keep, force, json, quiet, demo, threads;
+} opts;
+
+static int bad(const char *fmt, const char *a, const char *b)
+{
+    fprintf(stderr, ME ": ");
+    fprintf(stderr, fmt, a, b);
+    fputc('\n', stderr);
+    return 2;
+}
+
+/* every numeric option goes through parse.c (one rule, exit status 2) */
+static int parse_int(const char *opt, const char *v, long lo, long hi, int *out)
+{
+    return cli_parse_int(ME, opt, v, lo, hi, out);
+}
+
+/* ranges: guidance any finite float ('off' = 0), cfg_rho [0,1], shift
+ * (0,1e4], DDIM eta [0,1] (above 1 the DDIM variance is negative) */
+static int parse_float(const char *opt, const char *v, double lo, double hi, int lo_open, float *out)
+{
+    return cli_parse_real(ME, opt, v, lo, hi, lo_open, out);
+}
+
+static int parse_cfg(const char *opt, const char *v, float *out)
+{
+    if (!strcmp(v, "off")) {
+        *out = 0.0f;
+        return 0;
+    }
+    return parse_float(opt, v, -FLT_MAX, FLT_MAX, 0, out);
+}
+
+/* image side: a whole number 8..GEN_MAX_SIDE and a multiple of 8 */
+static int parse_size(const char *opt, const char *v, int *out)
+{
+    if (parse_int(opt, v, 8, GEN_MAX_SIDE, out))
+        return -1;
+    if (*out % 8) {
+        fprintf(stderr, ME ": %s: %d is not a multiple of 8\n", opt, *out);
+        return -1;
+    }
+    return 0;
+}
+
+enum {
+    O_SEED = 256, O_BATCH, O_COUNT, O_STEPS_C, O_STEPS_B, O_CFG_C, O_CFG_B, O_CFG_RHO, O_SHIFT_C, O_SHIFT_B,
+    O_SAMPLER, O_ETA, O_RNG, O_ROUND, O_FORCE, O_PREVIEW, O_PREVIEW_EVERY, O_MODELS, O_VARIANT, O_VARIANT_C,
+    O_VARIANT_B, O_STAGE_C, O_STAGE_B, O_STAGE_A, O_TEXT, O_PREVIEWER, O_TOKENIZER, O_KEEP, O_THREADS,
+    O_JSON, O_DEMO,
+};
+
+static const struct option longopts[] = {
+    {"prompt", required_argument, 0, 'p'}, {"negative", required_argument, 0, 'n'},
+    {"width", required_argument, 0, 'W'}, {"height", required_argument, 0, 'H'},
+    {"seed", required_argument, 0, O_SEED}, {"batch", required_argument, 0, O_BATCH},
+    {"count", required_argument, 0, O_COUNT}, {"steps-c", required_argument, 0, O_STEPS_C},
+    {"steps-b", required_argument, 0, O_STEPS_B}, {"cfg-c", required_argument, 0, O_CFG_C},
+    {"cfg-b", required_argument, 0, O_CFG_B}, {"cfg-rho", required_argument, 0, O_CFG_RHO},
+    {"shift-c", required_argument, 0, O_SHIFT_C}, {"shift-b", required_argument, 0, O_SHIFT_B},
+    {"sampler", required_argument, 0, O_SAMPLER}, {"eta", required_argument, 0, O_ETA},
+    {"rng", required_argument, 0, O_RNG}, {"round", no_argument, 0, O_ROUND},
+    {"output", required_argument, 0, 'o'}, {"force", no_argument, 0, O_FORCE},
+    {"preview", required_argument, 0, O_PREVIEW}, {"preview-every", required_argument, 0, O_PREVIEW_EVERY},
+    {"models", required_argument, 0, O_MODELS}, {"variant", required_argument, 0, O_VARIANT},
+    {"variant-c", required_argument, 0, O_VARIANT_C}, {"variant-b", required_argument, 0, O_VARIANT_B},
+    {"stage-c", required_argument, 0, O_STAGE_C}, {"stage-b", required_argument, 0, O_STAGE_B},
+    {"stage-a", required_argument, 0, O_STAGE_A}, {"text-encoder", required_argument, 0, O_TEXT},
+    {"previewer", required_argument, 0, O_PREVIEWER}, {"tokenizer", required_argument, 0, O_TOKENIZER},
+    {"keep-loaded", no_argument, 0, O_KEEP}, {"threads", required_argument, 0, O_THREADS},
+    {"json", no_argument, 0, O_JSON}, {"quiet", no_argument, 0, 'q'}, {"demo", no_argument, 0, O_DEMO},
+    {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+};
+
+/* 0 ok, 1 --help done, 2 usage error (message printed) */
+static int parse(int argc, char **argv, opts *o)
+{
+    memset(o, 0, sizeof *o);
+    cs_gen_defaults(&o->g);
+    o->g.c.eta = o->g.b.eta = 1.0f;
+    o->count = 1;
+    float eta = 0.0f;
+    int eta_given = 0, c;
+    opterr = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, ":p:n:W:H:o:qh", longopts, NULL)) != -1) {
+        int e = 0;
+        switch (c) {
+        case 'p': o->prompt = optarg, o->have_prompt = 1; break;
+        case 'n': o->g.negative = optarg; break;
+        case 'W': e = parse_size("--width", optarg, &o->g.width), o->size_given = 1; break;
+        case 'H': e = parse_size("--height", optarg, &o->g.height), o->size_given = 1; break;
+        case O_SEED:
+            /* at most 2^63-1: JSON integers (and jansson) are signed 64-bit */
+            e = cli_parse_u64(ME, "--seed", optarg, INT64_MAX, &o->g.seed), o->seed_given = 1;
+            break;
+        case O_BATCH: e = parse_int("--batch", optarg, 1, GEN_MAX_BATCH, &o->g.batch); break;
+        case O_COUNT: e = parse_int("--count", optarg, 1, 100000, &o->count); break;
+        case O_STEPS_C: e = parse_int("--steps-c", optarg, 1, 10000, &o->g.c.steps); break;
+        case O_STEPS_B: e = parse_int("--steps-b", optarg, 1, 10000, &o->g.b.steps); break;
+        case O_CFG_C: e = parse_cfg("--cfg-c", optarg, &o->g.c.cfg); break;
+        case O_CFG_B: e = parse_cfg("--cfg-b", optarg, &o->g.b.cfg); break;
+        case O_CFG_RHO:
+            e = parse_float("--cfg-rho", optarg, 0.0, 1.0, 0, &o->g.c.cfg_rho);
+            o->g.b.cfg_rho = o->g.c.cfg_rho;
+            break;
+        case O_SHIFT_C: e = parse_float("--shift-c", optarg, 0.0, 1e4, 1, &o->g.c.shift); break;
+        case O_SHIFT_B: e = parse_float("--shift-b", optarg, 0.0, 1e4, 1, &o->g.b.shift); break;
+        case O_SAMPLER:
+            if (!strcmp(optarg, "ddpm")) o->g.c.sampler = CS_SAMPLER_DDPM;
+            else if (!strcmp(optarg, "ddim")) o->g.c.sampler = CS_SAMPLER_DDIM;
+            else if (!strcmp(optarg, "lcm")) o->g.c.sampler = CS_SAMPLER_LCM;
+            else return bad("--sampler: unknown sampler '%s' (ddpm, ddim, lcm)%s", optarg, "");
+            o->g.b.sampler = o->g.c.sampler;
+            break;
+        case O_ETA: e = parse_float("--eta", optarg, 0.0, 1.0, 0, &eta), eta_given = 1; break;
+        case O_RNG:
+            if (strcmp(optarg, "torch-cpu"))
+                return bad("--rng: unknown generator '%s' (torch-cpu)%s", optarg, "");
+            break;
+        case O_ROUND: o->g.u8_mode = CS_U8_ROUND; break;
+        case 'o': o->out = optarg; break;
+        case O_FORCE: o->force = 1; break;
+        case O_PREVIEW: o->preview = optarg; break;
+        case O_PREVIEW_EVERY: e = parse_int("--preview-every", optarg, 1, 10000, &o->g.preview_every); break;
+        case O_MODELS: o->models_dir = optarg; break;
+        case O_VARIANT:
+        case O_VARIANT_C:
+        case O_VARIANT_B: {
+            cs_variant v;
+            if (cs_variant_parse(optarg, &v))
+                return bad("--variant: unknown variant '%s' (auto, full, bf16, lite, lite-bf16)%s", optarg, "");
+            if (c != O_VARIANT_B) o->var_c = v;
+            if (c != O_VARIANT_C) o->var_b = v;
+            break;
+        }
+        case O_STAGE_C: o->file[CS_PART_STAGE_C] = optarg; break;
+        case O_STAGE_B: o->file[CS_PART_STAGE_B] = optarg; break;
+        case O_STAGE_A: o->file[CS_PART_STAGE_A] = optarg; break;
+        case O_TEXT: o->file[CS_PART_TEXT] = optarg; break;
+        case O_PREVIEWER: o->file[CS_PART_PREVIEWER] = optarg; break;
+        case O_TOKENIZER: o->tokenizer = optarg; break;
+        case O_KEEP: o->keep = 1; break;
+        case O_THREADS: e = cli_parse_threads(ME, "--threads", optarg, &o->threads); break;
+        case O_JSON: o->json = 1; break;
+        case 'q': o->quiet = 1; break;
+        case O_DEMO: o->demo = 1; break;
+        case 'h': usage(stdout); return 1;
+        case ':': return bad("option %s needs a value%s", argv[optind - 1], "");
+        default: return bad("unknown option '%s' (see 'cascade generate --help')%s", argv[optind - 1], "");
+        }
+        if (e)
+            return 2;
+    }
+    if (optind < argc)
+        return bad("unexpected argument '%s' (quote the prompt: -p \"...\")%s", argv[optind], "");
+    if (!o->have_prompt)
+        return bad("no prompt: use -p \"...\" (-p \"\" is the unconditional prompt)%s%s", "", "");
+    if (o->seed_given && o->g.seed > (uint64_t)INT64_MAX - (uint64_t)(o->count - 1)) {
+        fprintf(stderr, ME ": --seed %llu with --count %d: the last seed would pass 9223372036854775807\n",
+                (unsigned long long)o->g.seed, o->count);
+        return 2;
+    }
+    if (o->g.preview_every && !o->preview)
+        return bad("--preview-every needs --preview FILE%s%s", "", "");
+    if (o->g.c.sampler == CS_SAMPLER_DDIM)
+        o->g.c.eta = o->g.b.eta = eta_given ? eta : 0.0f;   /* §9: ddim is eta 0 */
+    else if (eta_given)
+        return bad("--eta applies to --sampler ddim only%s%s", "", "");
+    o->g.prompt = o->prompt;
+    if (o->demo && !o->size_given)
+        o->g.width = o->g.height = CS_DEMO_SIZE;
+    o->g.want_preview = o->preview != NULL;
+    return 0;
+}
+
+/* ---- run state ---- */
+
+typedef struct {
+    opts *o;
+    gen_progress prog;
+    gen_output out, prev;           /* images, previews */
+    unsigned char *prev_existed;    /* per preview file: there before we started */
+    unsigned char *prev_created;    /* per preview file: written by us (removed on failure) */
+    int *prev_cleanup;              /* per preview file: its cs_cleanup_add handle while not final */
+    char tok_desc[GEN_PATH + 64];
+    gen_model_meta models[CS_PART_COUNT];
+    int n_models;
+    cs_demo_files demo;
+    int run;
+    char info[4 * GEN_PATH];        /* what was chosen, printed once the checks pass */
+} state;
+
+static void info_add(state *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void info_add(state *s, const char *fmt, ...)
+{
+    size_t o = strlen(s->info);
+    va_list ap;
+    va_start(ap, fmt);
+    if (o < sizeof s->info)
+        vsnprintf(s->info + o, sizeof s->info - o, fmt, ap);
+    va_end(ap);
+}
+
+static void warn_cb(void *ctx, const char *msg)
+{
+    state *s = ctx;
+    if (s->o->json) {
+        gen_json_emit(json_pack("{s:s, s:s}", "event", "warning", "message", msg));
+        return;
+    }
+    if (s->o->quiet)
+        return;
+    gen_progress_break(&s->prog);
+    fprintf(stderr, ME ": note: %s\n", msg);
+}
+
+static void progress_cb(void *ctx, cs_stage_id stage, int step, int steps, double elapsed)
+{
+    gen_progress_cb(&((state *)ctx)->prog, stage, step, steps, elapsed);
+}
+
+static int preview_cb(void *ctx, int step, int steps, const uint8_t *rgb, int n, int w, int h)
+{
+    state *s = ctx;
+    int total = n * s->o->count;
+    for (int i = 0; i < n; i++) {
+        char path[GEN_PATH];
+        int k = s->run * n + i;
+        gen_output_file_name(&s->prev, k, total, path, sizeof path);
+        /* planning refused existing files without --force, so replacing is ours to do */
+        int rc = cs_png_write_rgb8(path, rgb + (size_t)i * w * h * 3, w, h, (size_t)w * 3, NULL, 0, CS_PNG_FORCE);
+        if (rc)
+            return rc;   /* the message says why (a full disk, ulimit -f) */
+        if (!s->prev_existed[k] && !s->prev_created[k]) {
+            s->prev_created[k] = 1;
+            s->prev_cleanup[k] = cs_cleanup_add(path, 0);   /* ours until the run is done */
+        }
+        if (s->o->json)
+            gen_json_emit(json_pack("{s:s, s:s, s:i, s:i}", "event", "preview", "path", path, "step", step,
+                                    "steps", steps));
+        else if (!s->o->quiet && step == steps) {
+            gen_progress_break(&s->prog);
+            fprintf(stderr, "preview: %s\n", path);
+        }
+    }
+    return 0;
+}
+
+/* ---- models ---- */
+
+static uint64_t random_seed(void)
+{
+    uint32_t v = 0;
+    int fd = open("/dev/urandom", O_RDONLY);
+    if (fd < 0 || read(fd, &v, sizeof v) != (ssize_t)sizeof v) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        v = (uint32_t)(ts.tv_nsec ^ ts.tv_sec ^ ((uint32_t)getpid() << 16));
+    }
+    if (fd >= 0)
+        close(fd);
+    return v;   /* torch seeds use the low 32 bits; keep it printable as such */
+}
+
+static void meta_add(state *s, const char *role, const char *path, const char *variant)
+{
+    gen_model_meta *m = &s->models[s->n_models++];
+    memset(m, 0, sizeof *m);
+    m->role = role;
+    snprintf(m->path, sizeof m->path, "%s", path);
+    snprintf(m->variant, sizeof m->variant, "%s", variant);
+}
+
+/* tokenizer folder: --tokenizer, $CASCADE_TOKENIZER, then what the scan found */
+static const char *tokenizer_dir(const opts *o, const cs_model_set *set)
+{
+    if (o->tokenizer)
+        return o->tokenizer;
+    const char *e = getenv("CASCADE_TOKENIZER");
+    if (e && *e)
+        return e;
+    return set ? set->tokenizer : NULL;
+}
+
+static int resolve_demo(state *s, cs_model_paths *mp)
+{
+    opts *o = s->o;
+    /* a vocabulary if there is one; the scan is only for its tokenizer */
+    cs_model_set *set = NULL;
+    const char *tok = o->tokenizer ? o->tokenizer : getenv("CASCADE_TOKENIZER");
+    if ((!tok || !*tok) && cs_models_scan(o->models_dir, &set) == 0)
+        tok = set->tokenizer;
+    if (tok && *tok) {
+        snprintf(s->tok_desc, sizeof s->tok_desc, "%s", tok);
+    } else {
+        tok = NULL;
+        snprintf(s->tok_desc, sizeof s->tok_desc, "byte-level fallback (no vocab.json/merges.txt found)");
+    }
+    if (tok)
+        mp->tokenizer_dir = strdup(tok);   /* outlives set; freed at exit */
+    cs_models_free(set);
+    int rc = cs_demo_create(&s->demo);
+    if (rc)
+        return rc;
+    mp->text_encoder = s->demo.text_encoder;
+    mp->stage_c = s->demo.stage_c;
+    mp->stage_b = s->demo.stage_b;
+    mp->stage_a = s->demo.stage_a;
+    mp->previewer = s->demo.previewer;
+    meta_add(s, "text_encoder", mp->text_encoder, "demo");
+    meta_add(s, "stage_c", mp->stage_c, "demo");
+    meta_add(s, "stage_b", mp->stage_b, "demo");
+    meta_add(s, "stage_a", mp->stage_a, "demo");
+    info_add(s, ME ": DEMO: tiny networks with random weights; the image is noise, not a picture\n"
+                ME ": tokenizer: %s\n", s->tok_desc);
+    return 0;
+}
+
+static int resolve_models(state *s, cs_model_paths *mp, cs_model_set **setp)
+{
+    opts *o = s->o;
+    cs_model_set *set = NULL;
+    int rc = cs_models_scan(o->models_dir, &set);
+    if (rc)
+        return rc;
+    *setp = set;
+    static const char *opt[CS_PART_COUNT] = {"--stage-c", "--stage-b", "--stage-a", "--text-encoder", "",
+                                             "--previewer", ""};
+    for (int p = 0; p < CS_PART_COUNT; p++)
+        if (o->file[p] && (rc = cs_models_force(set, (cs_part)p, o->file[p])) != 0) {
+            char msg[1024];
+            snprintf(msg, sizeof msg, "%s", cs_last_error());
+            return cs_error(rc, "%s: %s", opt[p], msg);
+        }
+    cs_choice_req req;
+    cs_choice_req_init(&req);
+    req.width = o->g.width;
+    req.height = o->g.height;
+    req.batch = o->g.batch;
+    req.variant[CS_PART_STAGE_C] = o->var_c;
+    req.variant[CS_PART_STAGE_B] = o->var_b;
+    cs_choice ch;
+    if ((rc = cs_models_choose(set, &req, &ch)) != 0) {
+        /* "no Stage C found (looked in: ...)": add the file names that would do */
+        static const struct { cs_part p; const char *files; } hint[] = {
+            {CS_PART_STAGE_C, "stage_c.safetensors, stage_c_bf16, stage_c_lite or stage_c_lite_bf16"},
+            {CS_PART_STAGE_B, "stage_b.safetensors, stage_b_bf16, stage_b_lite or stage_b_lite_bf16"},
+            {CS_PART_STAGE_A, "stage_a.safetensors"},
+            {CS_PART_TEXT, "text_encoder/model.safetensors"},
+        };
+        char msg[2048], want[96];
+        snprintf(msg, sizeof msg, "%s", cs_last_error());
+        for (size_t i = 0; i < sizeof hint / sizeof *hint; i++) {
+            snprintf(want, sizeof want, "no %s found", cs_part_title(hint[i].p));
+            if (strncmp(msg, want, strlen(want)))
+                continue;
+            /* a file named like the part that could not be used says why */
+            const char *stem = cs_part_name(hint[i].p);
+            for (int k = 0; k < set->n; k++) {
+                const cs_model_file *f = &set->files[k];
+                if (f->problem && strstr(f->path, stem))
+                    return cs_error(rc, "%s; %s was skipped: %s", msg, f->path, f->problem);
+            }
+            return cs_error(rc, "%s; wanted a file such as %s", msg, hint[i].files);
+        }
+        return rc;
+    }
+    if (!ch.fits) {
+        const cs_model_file *f = &set->files[ch.file[ch.need_part]];
+        return cs_error(CS_ENOMEM,
+                        "not enough memory for any variant: %s (%s) needs %.1f GiB at %dx%d batch %d, "
+                        "have %.1f GiB (%s) minus %.1f GiB kept free",
+                        cs_part_title((cs_part)ch.need_part), cs_basename(f->path), ch.need_max / 1073741824.0,
+                        o->g.width, o->g.height, o->g.batch, ch.have / 1073741824.0, ch.have_src,
+                        ch.margin / 1073741824.0);
+    }
+    const char *tok = tokenizer_dir(o, set);
+    if (!tok)
+        return cs_error(CS_EMODEL, "no tokenizer found (vocab.json + merges.txt; use --tokenizer DIR) (%s)",
+                        cs_models_looked(set));
+    snprintf(s->tok_desc, sizeof s->tok_desc, "%s", tok);
+    mp->tokenizer_dir = tok;
+    static const cs_part parts[] = {CS_PART_TEXT, CS_PART_STAGE_C, CS_PART_STAGE_B, CS_PART_STAGE_A,
+                                    CS_PART_PREVIEWER};
+    for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) {
+        cs_part p = parts[i];
+        if (ch.file[p] < 0)
+            continue;
+        const cs_model_file *f = &set->files[ch.file[p]];
+        char var[48];
+        snprintf(var, sizeof var, "%s %s", cs_net_name(f->info.net),
+                 f->info.mixed ? "mixed" : cs_dtype_name(f->info.dtype));
+        switch (p) {
+        case CS_PART_TEXT:
+            mp->text_encoder = f->path;
+            mp->text_config = f->config;
+            mp->text_prefix = f->info.prefix;
+            break;
+        case CS_PART_STAGE_C: mp->stage_c = f->path; break;
+        case CS_PART_STAGE_B: mp->stage_b = f->path; break;
+        case CS_PART_STAGE_A: mp->stage_a = f->path; break;
+        case CS_PART_PREVIEWER: mp->previewer = f->path; break;
+        default: break;
+        }
+        if (p != CS_PART_PREVIEWER)
+            meta_add(s, cs_part_name(p), f->path, var);
+        info_add(s, ME ": %-12s %s (%s)\n", cs_part_title(p), f->path, ch.why[p]);
+    }
+    if (o->preview && !mp->previewer)
+        warn_cb(s, "no previewer.safetensors found: --preview is ignored");
+    return 0;
+}
+
+/* XXH64 of a file without the cache (demo files are temporary) */
+static int hash_file(const char *path, uint64_t *h)
+{
+    int fd;
+    int rc = cs_infile_open(path, "model file", CS_MAX_MODEL_FILE, &fd, NULL);
+    if (rc)
+        return rc;
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return cs_error(CS_EIO, "%s: %s", path, strerror(errno));
+    }
+    XXH64_state_t *st = XXH64_createState();
+    unsigned char buf[1 << 16];
+    size_t n;
+    XXH64_reset(st, 0);
+    while (!(rc = cs_cancel_check()) && (n = fread(buf, 1, sizeof buf, f)) > 0)
+        XXH64_update(st, buf, n);
+    int err = ferror(f);
+    fclose(f);
+    *h = XXH64_digest(st);
+    XXH64_freeState(st);
+    return rc ? rc : err ? cs_error(CS_EIO, "%s: read error", path) : 0;
+}
+
+static int hash_models(state *s)
+{
+    for (int i = 0; i < s->n_models; i++) {
+        gen_model_meta *m = &s->models[i];
+        int cached, rc = s->o->demo ? hash_file(m->path, &m->xxh64) : cs_file_xxh64(m->path, &m->xxh64, &cached);
+        if (rc)
+            return rc;
+        m->have_hash = 1;
+    }
+    return 0;
+}
+
+/* ---- one run ---- */
+
+static const char *sampler_name(cs_sampler_kind k)
+{
+    return k == CS_SAMPLER_DDIM ? "DDIM" : k == CS_SAMPLER_LCM ? "LCM" : "DDPM";
+}
+
+/* writes the batch of one run; on failure or a stop request removes what it
+ * wrote. The paths are printed once the whole batch is in place: a stop
+ * that comes later (a closed stdout while printing) keeps the finished run. */
+static int write_images(state *s, const uint8_t *rgb)
+{
+    opts *o = s->o;
+    int n = o->g.batch, total = n * o->count, rc = 0, start = s->out.n_written;
+    int hnd[GEN_MAX_BATCH] = {0};
+    size_t img = (size_t)o->g.width * o->g.height * 3;
+    for (int i = 0; i < n && !rc; i++) {
+        gen_meta m = {&o->g, sampler_name(o->g.c.sampler), o->demo, i, s->models, s->n_models, s->tok_desc};
+        cs_png_text *t;
+        int nt;
+        char path[GEN_PATH];
+        if ((rc = cs_cancel_check()) != 0 || (rc = gen_meta_build(&m, &t, &nt)) != 0)
+            break;
+        rc = gen_output_write(&s->out, s->run * n + i, total, rgb + i * img, o->g.width, o->g.height, t, nt, path,
+                              sizeof path);
+        gen_meta_free(t, nt);
+        if (!rc)
+            hnd[i] = cs_cleanup_add(path, 0);   /* not final until the whole batch is */
+    }
+    if (!rc)
+        rc = cs_cancel_check();
+    if (rc)
+        gen_output_unwind_from(&s->out, start);
+    for (int i = 0; i < n; i++)
+        cs_cleanup_del(hnd[i]);
+    for (int i = start; !rc && i < s->out.n_written; i++) {
+        if (o->json)
+            gen_json_emit(json_pack("{s:s, s:s, s:I, s:i}", "event", "image", "path", s->out.written[i], "seed",
+                                    (json_int_t)o->g.seed, "batch_index", i - start));
+        else
+            printf("%s\n", s->out.written[i]);
+    }
+    fflush(stdout);
+    return rc;
+}
+
+static void fail(const opts *o, gen_progress *p, const char *msg)
+{
+    gen_progress_break(p);
+    fprintf(stderr, ME ": %s\n", msg);
+    if (o->json)
+        gen_json_emit(json_pack("{s:s, s:s}", "event", "error", "message", msg));
+}
+
+int cmd_generate(int argc, char **argv)
+{
+    opts o;
+    int rc = parse(argc, argv, &o);
+    if (rc)
+        return rc == 1 ? 0 : 2;
+    /* from here on every stop request (INT, TERM, HUP, a closed stdout) ends
+     * through the error path below, which removes what the run made */
+    cli_signals_install();
+    state s;
+    memset(&s, 0, sizeof s);
+    s.o = &o;
+    gen_progress_init(&s.prog, o.json, o.quiet);
+    s.prog.runs = o.count;
+    cs_model_set *set = NULL;
+    cs_pipeline *pl = NULL;
+    cs_model_paths mp;
+    memset(&mp, 0, sizeof mp);
+    uint8_t *rgb = NULL;
+    int status = 1, total = o.g.batch * o.count;
+    char *demo_tok = NULL;
+
+    if (!o.seed_given)
+        o.g.seed = random_seed();
+    /* fail fast: settings, output paths, then models and memory */
+    if ((rc = cs_gen_check(&o.g)) != 0)
+        goto error;
+    if ((rc = gen_output_plan(&s.out, o.out, o.g.batch, o.count, o.force)) != 0)
+        goto error;
+    if (o.preview) {
+        if ((rc = gen_output_plan(&s.prev, o.preview, o.g.batch, o.count, o.force)) != 0)
+            goto error;
+        if (s.prev.to_dir) {
+            rc = cs_error(CS_EARG, "--preview needs a file name, not a folder (%s)", o.preview);
+            goto error;
+        }
+        if ((rc = gen_output_clash(&s.out, &s.prev, total, "--preview")) != 0)
+            goto error;
+        s.prev_existed = calloc((size_t)total, 1);
+        s.prev_created = calloc((size_t)total, 1);
+        s.prev_cleanup = calloc((size_t)total, sizeof *s.prev_cleanup);
+        if (!s.prev_existed || !s.prev_created || !s.prev_cleanup) {
+            rc = cs_oom("the preview bookkeeping", 3 * (size_t)total);
+            goto error;
+        }
+        for (int k = 0; k < total; k++) {
+            char path[GEN_PATH];
+            struct stat st;
+            gen_output_file_name(&s.prev, k, total, path, sizeof path);
+            s.prev_existed[k] = stat(path, &st) == 0;
+        }
+    }
+    /* the demo networks are too small to gain from threads, and on a busy
+     * machine thread barriers cost far more than the work */
+    if (!o.threads && cli_env_threads(ME, &o.threads)) {
+        status = 2;
+        goto done;
+    }
+    if (o.demo && !o.threads)
+        o.threads = 1;
+    if ((status = cli_init(o.threads)) != 0)
+        goto done;   /* it printed why */
+    status = 1;
+    rc = o.demo ? resolve_demo(&s, &mp) : resolve_models(&s, &mp, &set);
+    if (o.demo)
+        demo_tok = (char *)mp.tokenizer_dir;
+    if (rc)
+        goto error;
+    if ((rc = cs_pipeline_new(&mp, o.keep, &pl)) != 0 || (rc = cs_pipeline_check(pl)) != 0 ||
+        (rc = cs_pipeline_check_size(pl, &o.g)) != 0 || (rc = cs_cancel_check()) != 0)
+        goto error;
+
+    if (o.json)
+        gen_json_emit(json_pack("{s:s, s:I, s:i, s:i, s:i, s:i, s:b}", "event", "start", "seed",
+                                (json_int_t)o.g.seed, "width", o.g.width, "height", o.g.height, "batch",
+                                o.g.batch, "count", o.count, "demo", o.demo));
+    else if (!o.quiet)
+        fprintf(stderr, "%s" ME ": %dx%d, seed %llu, batch %d%s, Stage C %d steps cfg %g, Stage B %d steps cfg %g, %s\n",
+                s.info, o.g.width, o.g.height, (unsigned long long)o.g.seed, o.g.batch, o.count > 1 ? " per run" : "",
+                o.g.c.steps, (double)o.g.c.cfg, o.g.b.steps, (double)o.g.b.cfg, sampler_name(o.g.c.sampler));
+
+    cs_pipeline_hooks hk = {progress_cb, o.preview ? preview_cb : NULL, &s, warn_cb, cs_cancel_flag()};
+    uint64_t seed0 = o.g.seed;
+    for (s.run = 0; s.run < o.count; s.run++) {
+        o.g.seed = seed0 + (uint64_t)s.run;
+        s.prog.run = s.run;
+        if ((rc = cs_pipeline_generate(pl, &o.g, &hk, &rgb)) != 0)
+            goto error;
+        if (s.run == 0 && (rc = hash_models(&s)) != 0)
+            goto error;
+        if ((rc = write_images(&s, rgb)) != 0)
+            goto error;
+        cs_free(rgb);
+        rgb = NULL;
+    }
+    if (o.json) {
+        json_t *files = json_array();
+        for (int i = 0; i < s.out.n_written; i++)
+            json_array_append_new(files, json_string(s.out.written[i]));
+        gen_json_emit(json_pack("{s:s, s:o, s:I}", "event", "done", "files", files, "seed", (json_int_t)seed0));
+    }
+    status = 0;
+    goto done;
+
+error:
+    if (rc == CS_EINTR || cs_cancel_pending()) {
+        int why = cs_cancel_pending();
+        gen_progress_break(&s.prog);
+        if (s.out.n_written)
+            fprintf(stderr, ME ": %s; run %d not written (the %d images of finished runs are kept)\n",
+                    cli_stop_text(why), s.run + 1, s.out.n_written);
+        else
+            fprintf(stderr, ME ": %s; nothing written\n", cli_stop_text(why));
+        if (o.json)
+            gen_json_emit(json_pack("{s:s}", "event", "interrupted"));
+        status = cli_stop_status(why);
+    } else {
+        char why[64];
+        snprintf(why, sizeof why, "failed (error %d, no message: please report)", rc);
+        fail(&o, &s.prog, cs_last_error()[0] ? cs_last_error() : why);
+        status = 1;
+    }
+    for (int k = 0; s.prev_created && k < total; k++)
+        if (s.prev_created[k]) {
+            char path[GEN_PATH];
+            gen_output_file_name(&s.prev, k, total, path, sizeof path);
+            unlink(path);
+        }
+done:
+    for (int k = 0; s.prev_cleanup && k < total; k++)
+        cs_cleanup_del(s.prev_cleanup[k]);   /* kept on success, removed above otherwise */
+    cs_free(rgb);
+    cs_pipeline_free(pl);
+    cs_models_free(set);
+    if (o.demo)
+        cs_demo_remove(&s.demo);
+    free(demo_tok);
+    gen_output_free(&s.out);
+    gen_output_free(&s.prev);
+    free(s.prev_existed);
+    free(s.prev_created);
+    free(s.prev_cleanup);
+    return status;
+}

@@ -1,0 +1,91 @@
+/* `cascade generate` internals shared by generate.c (options, models, run)
+ * and generate_io.c (output files, PNG metadata, progress display). */
+#ifndef CS_CLI_GENERATE_H
+#define CS_CLI_GENERATE_H
+
+#include "pipeline.h"
+
+#include <jansson.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define GEN_MAX_SIDE 8192
+#define GEN_MAX_BATCH 64
+#define GEN_PATH 4096
+
+/* Where the images go, decided and checked before any long work. */
+typedef struct {
+    int to_dir;                 /* 1: auto-numbered cascade_NNNNN.png in dir */
+    char dir[GEN_PATH];         /* folder of the output (always set) */
+    char file[GEN_PATH];        /* -o FILE as given (to_dir == 0) */
+    int force;
+    int n;                      /* images per run */
+    char **written;             /* paths written so far (n_written) */
+    int n_written, cap_written;
+} gen_output;
+
+/* Plans the output for n images per run. -o NULL: the current folder.
+ * Fails (one line in cs_last_error) if the folder is missing or not
+ * writable, or a target file exists without force. */
+int gen_output_plan(gen_output *o, const char *arg, int n, int runs, int force);
+/* Path of image i of run r for a file output: FILE itself when there is one
+ * image in all, else STEM_<k>.EXT with k = r*n + i + 1. */
+void gen_output_file_name(const gen_output *o, int k, int total, char *out, size_t len);
+/* Writes image i; records the path. */
+int gen_output_write(gen_output *o, int k, int total, const uint8_t *rgb, int w, int h,
+                     const cs_png_text *text, int n_text, char *path, size_t len);
+/* CS_EARG when a file of b (e.g. the previews, named `what`) is also a file
+ * of a (the images): same folder and name. */
+int gen_output_clash(const gen_output *a, const gen_output *b, int total, const char *what);
+/* Removes the files written from index start on (a batch that failed). */
+void gen_output_unwind_from(gen_output *o, int start);
+void gen_output_free(gen_output *o);
+
+/* True if a file can be created in dir (tries a temporary file). */
+int gen_dir_writable(const char *dir, char *why, size_t len);
+
+/* One model file of the run, for the metadata. */
+typedef struct {
+    const char *role;           /* "stage_c", ... */
+    char path[GEN_PATH];
+    char variant[48];           /* "stage_c_lite bf16", "demo" */
+    uint64_t xxh64;
+    int have_hash;
+} gen_model_meta;
+
+/* Everything the PNG text chunks describe. */
+typedef struct {
+    const cs_gen_params *g;
+    const char *sampler_name;
+    int demo;
+    int batch_index;            /* 0-based within the batch */
+    const gen_model_meta *models;
+    int n_models;
+    const char *tokenizer;      /* folder or "byte-level fallback (demo)" */
+} gen_meta;
+
+/* Builds the chunks (Software, prompt, ..., parameters); free with
+ * gen_meta_free. */
+int gen_meta_build(const gen_meta *m, cs_png_text **out, int *n);
+void gen_meta_free(cs_png_text *t, int n);
+
+/* ---- progress ---- */
+
+typedef struct {
+    int json, quiet, tty;
+    FILE *err;                  /* stderr */
+    int run, runs;              /* current run (0-based) of runs */
+    int line_open;              /* a TTY status line is being updated */
+    double last_line;           /* elapsed time of the last plain line */
+} gen_progress;
+
+void gen_progress_init(gen_progress *p, int json, int quiet);
+/* cs_pipeline_hooks.progress */
+void gen_progress_cb(void *ctx, cs_stage_id stage, int step, int steps, double elapsed);
+/* Ends an open TTY line (before printing anything else). */
+void gen_progress_break(gen_progress *p);
+
+/* Prints obj as one compact JSON line on stdout and releases it. */
+void gen_json_emit(json_t *obj);
+
+#endif

@@ -1,0 +1,78 @@
+/* cascade: command-line entry point, a table of subcommands. */
+#include "cli.h"
+
+#include "../../simd/kernels.h"
+#include "backend.h"
+#include "error.h"
+#include "models.h"
+#include "ops.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *help;
+} commands[] = {
+    {"info", cmd_info, "show CPU features, chosen SIMD level, BLAS and build options"},
+    {"tokenize", cmd_tokenize, "print the CLIP token ids of a prompt"},
+    {"generate", cmd_generate, "text to image: prompt -> PNG (--demo runs without model files)"},
+    {"models", cmd_models, "list model files found, what auto would pick and why, what is missing"},
+    {"dev", cmd_dev, "developer tools: dev golden PATH/CASE"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: cascade COMMAND [OPTIONS]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+    fprintf(f, "\n'cascade COMMAND --help' describes each command.\n");
+}
+
+int cli_init(int threads)
+{
+    if (threads <= 0 && cli_env_threads("cascade", &threads))
+        return 2;
+    int rc = cs_simd_init();
+    if (rc) {
+        fprintf(stderr, "cascade: %s\n", cs_last_error());
+        return rc == CS_EARG ? 2 : 1;   /* unknown name: 2; a level this CPU lacks: 1 */
+    }
+    cs_threads_set(threads);
+    /* every CASCADE_* value is checked before any work, with one exit rule */
+    const char *mem = getenv("CASCADE_MEMORY");
+    uint64_t have;
+    char src[64];
+    if (mem && *mem && cs_mem_available(&have, src, sizeof src)) {
+        fprintf(stderr, "cascade: %s\n", cs_last_error());
+        return 2;
+    }
+    if (cs_backend_select(NULL)) {
+        fprintf(stderr, "cascade: %s\n", cs_last_error());
+        return 1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("cascade %s\n", PACKAGE_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "cascade: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

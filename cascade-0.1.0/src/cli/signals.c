@@ -1,0 +1,104 @@
+/* Signals of the long-running commands (generate, models): every way the
+ * process can be told to stop ends in the same cooperative path, so the
+ * normal error unwinding removes what the run created and the exit status
+ * stays below 128.
+ *   SIGINT, SIGTERM, SIGHUP  request a stop (cs_cancel_request); the work
+ *                            stops at the next check (well under a second),
+ *                            cleans up and exits 130. A second one while the
+ *                            stop is under way removes every path on the
+ *                            cleanup list and ends the process at once (130).
+ *   SIGPIPE                  stdout (or stderr) was closed, e.g. `| head -1`:
+ *                            nobody reads the results any more, so the same
+ *                            stop, reported as an error (exit 1).
+ *   SIGXFSZ                  ignored: the write past `ulimit -f` then fails
+ *                            with EFBIG and the writer reports "file size
+ *                            limit exceeded" and removes its partial file.
+ *   SIGBUS                   a memory-mapped model file shrank while in use
+ *                            (truncated or rewritten in place): the faulting
+ *                            read cannot go on, so the handler removes what
+ *                            the run created and exits 1 with one line. */
+#include "cli.h"
+
+#include "cancel.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static int err_tty;   /* stderr may hold an open progress line: start a new one */
+
+static int user_stop(int sig)
+{
+    return sig == SIGINT || sig == SIGTERM || sig == SIGHUP;
+}
+
+static void on_signal(int sig)
+{
+    int saved = errno;
+    if (user_stop(sig) && user_stop(cs_cancel_pending())) {
+        /* Only the main thread creates files. A process-wide signal may land
+         * on a BLAS or OpenMP worker (after SIGSTOP/SIGCONT any thread may
+         * take it); removing files there would race with the main thread
+         * writing the next one, so hand the signal to the main thread. */
+        pid_t pid = getpid();
+        if ((pid_t)syscall(SYS_gettid) != pid) {
+            syscall(SYS_tgkill, pid, pid, sig);
+            errno = saved;
+            return;
+        }
+        /* the second request: do not wait for the next check */
+        static const char msg[] = "\ncascade: stopped at once (second signal); temporary files removed\n";
+        cs_cleanup_run();
+        ssize_t w = write(STDERR_FILENO, msg + !err_tty, sizeof msg - 1 - !err_tty);
+        (void)w;
+        _exit(CLI_EXIT_INTERRUPTED);
+    }
+    cs_cancel_request(sig);
+    errno = saved;
+}
+
+static void on_fault(int sig)
+{
+    (void)sig;
+    static const char msg[] = "\ncascade: a model file was truncated or changed while in use (SIGBUS reading its "
+                              "memory map); stopped, nothing written\n";
+    cs_cleanup_run();
+    ssize_t w = write(STDERR_FILENO, msg + !err_tty, sizeof msg - 1 - !err_tty);
+    (void)w;
+    _exit(CLI_EXIT_ERROR);
+}
+
+void cli_signals_install(void)
+{
+    err_tty = isatty(STDERR_FILENO);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE};
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
+        sigaddset(&sa.sa_mask, sigs[i]);   /* one handler at a time */
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
+        sigaction(sigs[i], &sa, NULL);
+    signal(SIGXFSZ, SIG_IGN);
+    sa.sa_handler = on_fault;
+    sigaction(SIGBUS, &sa, NULL);
+}
+
+int cli_stop_status(int why)
+{
+    return why == SIGPIPE ? CLI_EXIT_ERROR : CLI_EXIT_INTERRUPTED;
+}
+
+const char *cli_stop_text(int why)
+{
+    switch (why) {
+    case SIGINT: return "interrupted";
+    case SIGTERM: return "interrupted (SIGTERM)";
+    case SIGHUP: return "interrupted (SIGHUP: the terminal closed)";
+    case SIGPIPE: return "standard output was closed (broken pipe); stopped";
+    default: return "interrupted";
+    }
+}

@@ -1,0 +1,455 @@
+/* CLIP text encoder forward (spec/models.md §8.1). */
+#include "clip.h"
+
+#include "cancel.h"
+#include "error.h"
+#include "infile.h"
+#include "kernels.h"
+#include "ops.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_PROBLEMS 4
+
+typedef struct {
+    const cs_tensor *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b;
+    const cs_tensor *fc1_w, *fc1_b, *fc2_w, *fc2_b;
+    float *ln1_w, *ln1_b, *ln2_w, *ln2_b;
+} clip_layer;
+
+struct cs_clip {
+    cs_clip_config cfg;
+    const cs_tensor *tok_emb, *proj;
+    float *pos;              /* [ctx, width] float32 */
+    float *lnf_w, *lnf_b;
+    clip_layer *layer;
+    cs_st_file *owned;       /* set by cs_clip_open */
+};
+
+/* ---- config -------------------------------------------------------------- */
+
+static int int_field(json_t *o, const char *key, int *dst)
+{
+    json_t *v = json_object_get(o, key);
+    if (!v) return 0;
+    if (!json_is_integer(v) || json_integer_value(v) <= 0 || json_integer_value(v) > (1 << 24)) return -1;
+    *dst = (int)json_integer_value(v);
+    return 0;
+}
+
+/* Fields present in the JSON override c. */
+static int parse_config(const char *text, const char *what, cs_clip_config *c)
+{
+    json_error_t err;
+    json_t *root = json_loads(text, 0, &err);
+    if (!root) return cs_error(CS_EFORMAT, "%s: line %d: %s", what, err.line, err.text);
+    json_t *o = json_object_get(root, "text_config");   /* a full CLIPModel config */
+    if (!json_is_object(o)) o = root;
+    int rc = 0;
+    const char *bad = NULL;
+    if (int_field(o, "vocab_size", &c->vocab)) bad = "vocab_size";
+    else if (int_field(o, "hidden_size", &c->width)) bad = "hidden_size";
+    else if (int_field(o, "num_hidden_layers", &c->layers)) bad = "num_hidden_layers";
+    else if (int_field(o, "num_attention_heads", &c->heads)) bad = "num_attention_heads";
+    else if (int_field(o, "intermediate_size", &c->mlp)) bad = "intermediate_size";
+    else if (int_field(o, "max_position_embeddings", &c->ctx)) bad = "max_position_embeddings";
+    else if (int_field(o, "projection_dim", &c->proj)) bad = "projection_dim";
+    json_t *v = json_object_get(o, "layer_norm_eps");
+    if (!bad && v) {
+        if (!json_is_number(v) || json_number_value(v) <= 0) bad = "layer_norm_eps";
+        else c->eps = (float)json_number_value(v);
+    }
+    v = json_object_get(o, "eos_token_id");
+    if (!bad && json_is_integer(v)) c->eos = (int32_t)json_integer_value(v);
+    v = json_object_get(o, "hidden_act");
+    if (!bad && v) {
+        const char *act = json_string_value(v);
+        if (act && !strcmp(act, "gelu")) c->quick_gelu = 0;
+        else if (act && !strcmp(act, "quick_gelu")) c->quick_gelu = 1;
+        else rc = cs_error(CS_EUNSUP, "%s: hidden_act \"%s\" is not supported (gelu, quick_gelu)",
+                           what, act ? act : "?");
+    }
+    if (bad) rc = cs_error(CS_EFORMAT, "%s: bad value for \"%s\"", what, bad);
+    json_decref(root);
+    return rc;
+}
+
+/* ---- tensors and validation -------------------------------------------- */
+
+typedef struct {
+    const cs_tensor *const *ts;
+    int n;
+    size_t plen;             /* prefix length; names compared after it */
+    const char *prefix;
+} tensor_set;
+
+static const cs_tensor *find(const tensor_set *s, const char *name)
+{
+    for (int i = 0; i < s->n; i++) {
+        const char *nm = s->ts[i]->name;
+        if (nm && !strncmp(nm, s->prefix, s->plen) && !strcmp(nm + s->plen, name)) return s->ts[i];
+    }
+    return NULL;
+}
+
+static int64_t dim(const cs_tensor *t, int d) { return t && t->ndim > d ? t->shape[d] : 0; }
+
+/* Reads what the shapes say: widths, vocab, positions, layer count. */
+static void config_from_shapes(const tensor_set *s, cs_clip_config *c)
+{
+    const cs_tensor *te = find(s, "text_model.embeddings.token_embedding.weight");
+    c->vocab = (int)dim(te, 0);
+    c->width = (int)dim(te, 1);
+    c->ctx = (int)dim(find(s, "text_model.embeddings.position_embedding.weight"), 0);
+    c->mlp = (int)dim(find(s, "text_model.encoder.layers.0.mlp.fc1.weight"), 0);
+    c->proj = (int)dim(find(s, "text_projection.weight"), 0);
+    c->heads = c->width >= 64 ? c->width / 64 : 1;   /* head dim 64 (models.md §10) */
+    c->layers = 0;
+    for (int i = 0; i < s->n; i++) {
+        const char *nm = s->ts[i]->name;
+        int l;
+        if (nm && !strncmp(nm, s->prefix, s->plen) &&
+            sscanf(nm + s->plen, "text_model.encoder.layers.%d.", &l) == 1 && l >= 0 && l < 4096 &&
+            l + 1 > c->layers)
+            c->layers = l + 1;
+    }
+    c->eps = 1e-5f;
+    c->quick_gelu = 0;
+    c->eos = 49407;
+}
+
+typedef struct {
+    char name[96];
+    int ndim;
+    int64_t shape[2];
+    const cs_tensor *t;
+} expect;
+
+static void add_expect(expect *e, int *k, const char *name, int64_t d0, int64_t d1)
+{
+    snprintf(e[*k].name, sizeof e[*k].name, "%s", name);
+    e[*k].ndim = d1 ? 2 : 1;
+    e[*k].shape[0] = d0;
+    e[*k].shape[1] = d1;
+    e[*k].t = NULL;
+    (*k)++;
+}
+
+static void problem(char *msg, size_t cap, int *count, const char *fmt, const char *a, const char *b,
+                    const char *c2)
+{
+    if (*count < MAX_PROBLEMS) {
+        size_t l = strlen(msg);
+        snprintf(msg + l, cap - l, "%s", *count ? "; " : "");
+        l = strlen(msg);
+        snprintf(msg + l, cap - l, fmt, a, b, c2);
+    }
+    (*count)++;
+}
+
+/* Checks every expected tensor (presence, shape, float dtype) and that no
+ * unknown tensor is present; fills e[].t. */
+static int validate(const tensor_set *s, const cs_clip_config *c, expect *e, int ne, const char *source)
+{
+    char msg[1024] = "", buf[64], want[64];
+    int bad = 0;
+    for (int i = 0; i < ne; i++) {
+        const cs_tensor *t = find(s, e[i].name);
+        cs_tensor w = {.ndim = e[i].ndim, .shape = {e[i].shape[0], e[i].shape[1]}};
+        cs_shape_str(&w, want, sizeof want);
+        if (!t) {
+            problem(msg, sizeof msg, &bad, "missing %s%s%s", e[i].name, "", "");
+            continue;
+        }
+        int ok = t->ndim == e[i].ndim;
+        for (int d = 0; ok && d < e[i].ndim; d++) ok = t->shape[d] == e[i].shape[d];
+        if (!ok)
+            problem(msg, sizeof msg, &bad, "%s is %s, expected %s", e[i].name, cs_shape_str(t, buf, sizeof buf), want);
+        else if (t->dtype != CS_F32 && t->dtype != CS_F16 && t->dtype != CS_BF16)
+            problem(msg, sizeof msg, &bad, "%s has dtype %s%s", e[i].name, cs_dtype_name(t->dtype), "");
+        else
+            e[i].t = t;
+    }
+    for (int i = 0; i < s->n; i++) {
+        const char *nm = s->ts[i]->name;
+        if (!nm || strncmp(nm, s->prefix, s->plen)) continue;
+        nm += s->plen;
+        if (!strcmp(nm, "text_model.embeddings.position_ids")) continue;
+        int known = 0;
+        for (int j = 0; j < ne && !known; j++) known = !strcmp(nm, e[j].name);
+        if (!known) problem(msg, sizeof msg, &bad, "unexpected %s%s%s", nm, "", "");
+    }
+    if (!bad) return 0;
+    return cs_error(CS_EMODEL, "%s: not a CLIP text encoder with width %d, %d layers, mlp %d, vocab %d, "
+                    "%d positions, projection %d: %d problem%s: %s%s", source, c->width, c->layers, c->mlp,
+                    c->vocab, c->ctx, c->proj, bad, bad > 1 ? "s" : "", msg, bad > MAX_PROBLEMS ? "; ..." : "");
+}
+
+static float *f32_copy(const cs_tensor *t) { return cs_tensor_f32_dup(t); }
+
+int cs_clip_from_tensors(const cs_tensor *const *ts, int n, const char *prefix, const char *config_json,
+                         const char *source, cs_clip **out)
+{
+    *out = NULL;
+    if (!source) source = "text encoder";
+    tensor_set s = {ts, n, prefix ? strlen(prefix) : 0, prefix ? prefix : ""};
+    cs_clip *m = calloc(1, sizeof *m);
+    if (!m) return cs_error(CS_ENOMEM, "%s: out of memory", source);
+    cs_clip_config *c = &m->cfg;
+    config_from_shapes(&s, c);
+    int rc = config_json ? parse_config(config_json, source, c) : 0;
+    if (!rc && (c->width <= 0 || c->layers <= 0 || c->heads <= 0 || c->width % c->heads))
+        rc = cs_error(CS_EMODEL, "%s: no usable CLIP text encoder config (width %d, %d layers, %d heads)", source,
+                      c->width, c->layers, c->heads);
+    /* a layer has 16 tensors: a config asking for more layers than the file has
+     * tensors is refused before the expectation list (16 a layer) is allocated;
+     * a small excess still gets the list of missing tensors below
+     * (found by tests/fuzz_config.c: 2.5M layers asked for 5 GB) */
+    if (!rc && c->layers > n)
+        rc = cs_error(CS_EMODEL, "%s: the config asks for %d layers, more than the file's %d tensors", source,
+                      c->layers, n);
+    int ne = 0;
+    expect *e = rc ? NULL : calloc((size_t)c->layers * 16 + 8, sizeof *e);
+    if (!rc && !e) rc = cs_error(CS_ENOMEM, "%s: out of memory", source);
+    if (!rc) {
+        int64_t W = c->width;
+        char nm[96];
+        add_expect(e, &ne, "text_model.embeddings.token_embedding.weight", c->vocab, W);
+        add_expect(e, &ne, "text_model.embeddings.position_embedding.weight", c->ctx, W);
+        static const char *const lin[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                          "self_attn.out_proj"};
+        for (int l = 0; l < c->layers; l++) {
+            for (int j = 0; j < 4; j++) {
+                snprintf(nm, sizeof nm, "text_model.encoder.layers.%d.%s.weight", l, lin[j]);
+                add_expect(e, &ne, nm, W, W);
+                snprintf(nm, sizeof nm, "text_model.encoder.layers.%d.%s.bias", l, lin[j]);
+                add_expect(e, &ne, nm, W, 0);
+            }
+            static const char *const vec[] = {"layer_norm1.weight", "layer_norm1.bias", "layer_norm2.weight",
+                                              "layer_norm2.bias"};
+            for (int j = 0; j < 4; j++) {
+                snprintf(nm, sizeof nm, "text_model.encoder.layers.%d.%s", l, vec[j]);
+                add_expect(e, &ne, nm, W, 0);
+            }
+            snprintf(nm, sizeof nm, "text_model.encoder.layers.%d.mlp.fc1.weight", l);
+            add_expect(e, &ne, nm, c->mlp, W);
+            snprintf(nm, sizeof nm, "text_model.encoder.layers.%d.mlp.fc1.bias", l);
+            add_expect(e, &ne, nm, c->mlp, 0);
+            snprintf(nm, sizeof nm, "text_model.encoder.layers.%d.mlp.fc2.weight", l);
+            add_expect(e, &ne, nm, W, c->mlp);
+            snprintf(nm, sizeof nm, "text_model.encoder.layers.%d.mlp.fc2.bias", l);
+            add_expect(e, &ne, nm, W, 0);
+        }
+        add_expect(e, &ne, "text_model.final_layer_norm.weight", W, 0);
+        add_expect(e, &ne, "text_model.final_layer_norm.bias", W, 0);
+        add_expect(e, &ne, "text_projection.weight", c->proj, W);
+        rc = validate(&s, c, e, ne, source);
+    }
+    if (!rc) {
+        /* e[] is in the order added above: 2 + 16 per layer + 3 */
+        m->tok_emb = e[0].t;
+        m->pos = f32_copy(e[1].t);
+        m->layer = calloc((size_t)c->layers, sizeof *m->layer);
+        int ok = m->pos && m->layer;
+        for (int l = 0; ok && l < c->layers; l++) {
+            const expect *q = e + 2 + 16 * l;
+            clip_layer *L = &m->layer[l];
+            L->q_w = q[0].t, L->q_b = q[1].t, L->k_w = q[2].t, L->k_b = q[3].t;
+            L->v_w = q[4].t, L->v_b = q[5].t, L->o_w = q[6].t, L->o_b = q[7].t;
+            L->ln1_w = f32_copy(q[8].t), L->ln1_b = f32_copy(q[9].t);
+            L->ln2_w = f32_copy(q[10].t), L->ln2_b = f32_copy(q[11].t);
+            L->fc1_w = q[12].t, L->fc1_b = q[13].t, L->fc2_w = q[14].t, L->fc2_b = q[15].t;
+            ok = L->ln1_w && L->ln1_b && L->ln2_w && L->ln2_b;
+        }
+        const expect *f = e + 2 + 16 * c->layers;
+        if (ok) {
+            m->lnf_w = f32_copy(f[0].t);
+            m->lnf_b = f32_copy(f[1].t);
+            m->proj = f[2].t;
+            ok = m->lnf_w && m->lnf_b;
+        }
+        if (!ok) rc = cs_error(CS_ENOMEM, "%s: out of memory", source);
+    }
+    free(e);
+    if (rc) {
+        cs_clip_free(m);
+        return rc;
+    }
+    *out = m;
+    return 0;
+}
+
+int cs_clip_load(cs_st_file *f, const char *prefix, const char *config_json, cs_clip **out)
+{
+    *out = NULL;
+    int n = cs_st_count(f);
+    const cs_tensor **ts = malloc((size_t)(n ? n : 1) * sizeof *ts);
+    if (!ts) return cs_error(CS_ENOMEM, "%s: out of memory", cs_st_path(f));
+    for (int i = 0; i < n; i++) ts[i] = cs_st_at(f, i);
+    char what[4200];
+    const char *cfg = config_json;
+    if (!cfg) cfg = cs_st_meta(f, "config");
+    snprintf(what, sizeof what, "%s%s", cs_st_path(f), cfg && !config_json ? " (metadata config)" : "");
+    int rc = cs_clip_from_tensors(ts, n, prefix, cfg, what, out);
+    free(ts);
+    return rc;
+}
+
+/* config.json beside the weights: optional (NULL, *rc 0 when missing) */
+static char *read_text(const char *path, int *rc)
+{
+    char *s;
+    *rc = cs_infile_read(path, "config file", CS_MAX_CONFIG_FILE, &s, NULL);
+    if (*rc && errno == ENOENT) *rc = 0;
+    return *rc ? NULL : s;
+}
+
+int cs_clip_open(const char *path, cs_clip **out)
+{
+    *out = NULL;
+    cs_st_file *f;
+    int rc = cs_st_open(path, &f);
+    if (rc) return rc;
+    char cfgpath[4200];
+    const char *slash = strrchr(path, '/');
+    snprintf(cfgpath, sizeof cfgpath, "%.*sconfig.json", slash ? (int)(slash - path + 1) : 0, path);
+    char *cfg = read_text(cfgpath, &rc);
+    if (!rc && cfg) {
+        /* messages should name config.json when it is the broken part */
+        cs_clip_config probe = {0};
+        rc = parse_config(cfg, cfgpath, &probe);
+    }
+    if (!rc) rc = cs_clip_load(f, "", cfg, out);
+    free(cfg);
+    if (rc) {
+        cs_st_close(f);
+        return rc;
+    }
+    (*out)->owned = f;
+    return 0;
+}
+
+void cs_clip_free(cs_clip *m)
+{
+    if (!m) return;
+    for (int l = 0; m->layer && l < m->cfg.layers; l++) {
+        clip_layer *L = &m->layer[l];
+        cs_free(L->ln1_w), cs_free(L->ln1_b), cs_free(L->ln2_w), cs_free(L->ln2_b);
+    }
+    free(m->layer);
+    cs_free(m->pos);
+    cs_free(m->lnf_w);
+    cs_free(m->lnf_b);
+    cs_st_close(m->owned);
+    free(m);
+}
+
+const cs_clip_config *cs_clip_get_config(const cs_clip *m) { return &m->cfg; }
+
+/* ---- forward ------------------------------------------------------------- */
+
+/* One pre-LN encoder layer, in place on h.
+ * h: [N*L, C]; x, q, k, v, a: [N*L, C] scratch; f: [N*L, mlp]; mask: [N, L, L] additive. */
+static int encoder_layer(const cs_clip *m, const clip_layer *w, float *h, size_t N, size_t L, const float *mask,
+                         float *x, float *q, float *k, float *v, float *a, float *f)
+{
+    const cs_clip_config *c = &m->cfg;
+    size_t R = N * L, C = (size_t)c->width;
+    cs_layernorm(h, x, R, C, c->eps, w->ln1_w, w->ln1_b);
+    int rc = cs_linear(x, R, C, 0, w->q_w, w->q_b, q, 0, 0);
+    if (!rc) rc = cs_linear(x, R, C, 0, w->k_w, w->k_b, k, 0, 0);
+    if (!rc) rc = cs_linear(x, R, C, 0, w->v_w, w->v_b, v, 0, 0);
+    if (!rc) rc = cs_attention(q, C, k, C, v, C, N, L, L, C, c->heads, mask, a, C);
+    if (!rc) rc = cs_linear(a, R, C, 0, w->o_w, w->o_b, h, 0, 1);   /* h += out_proj(a) */
+    if (rc) return rc;
+    cs_layernorm(h, x, R, C, c->eps, w->ln2_w, w->ln2_b);
+    if ((rc = cs_linear(x, R, C, 0, w->fc1_w, w->fc1_b, f, 0, 0))) return rc;
+    if (c->quick_gelu) cs_quick_gelu(f, f, R * (size_t)c->mlp);
+    else cs_gelu(f, f, R * (size_t)c->mlp);
+    return cs_linear(f, R, (size_t)c->mlp, 0, w->fc2_w, w->fc2_b, h, 0, 1);   /* h += fc2(f) */
+}
+
+/* h[n,l] = token_embedding[ids[n,l]] + position_embedding[l]; h: [N*L, C]. */
+static int embed(const cs_clip *m, const int32_t *ids, size_t N, size_t L, float *h)
+{
+    const cs_clip_config *c = &m->cfg;
+    size_t C = (size_t)c->width, es = cs_dtype_size(m->tok_emb->dtype);
+    for (size_t r = 0; r < N * L; r++) {
+        int32_t id = ids[r];
+        if (id < 0 || id >= c->vocab)
+            return cs_error(CS_EARG, "clip: token id %d at [%zu,%zu] is outside the vocabulary of %d", id, r / L,
+                            r % L, c->vocab);
+        cs_tensor row = *m->tok_emb;
+        row.ndim = 1;
+        row.shape[0] = (int64_t)C;
+        row.data = (const unsigned char *)m->tok_emb->data + (size_t)id * C * es;
+        int rc = cs_tensor_to_f32(&row, h + r * C);
+        if (rc) return rc;
+        cs_k.add(h + r * C, m->pos + (r % L) * C, h + r * C, C);
+    }
+    return 0;
+}
+
+/* Additive mask [N, L, L]: 0 where key j <= query i and mask[n,j] != 0, else -inf. */
+static int build_mask(const int32_t *mask, size_t N, size_t L, float *M)
+{
+    for (size_t n = 0; n < N; n++) {
+        if (mask && !mask[n * L])
+            return cs_error(CS_EARG, "clip: attention mask of prompt %zu is 0 at position 0 (BOS must be real)", n);
+        for (size_t i = 0; i < L; i++)
+            for (size_t j = 0; j < L; j++)
+                M[(n * L + i) * L + j] = j <= i && (!mask || mask[n * L + j]) ? 0.0f : -INFINITY;
+    }
+    return 0;
+}
+
+static size_t pool_index(const cs_clip_config *c, const int32_t *ids, size_t L)
+{
+    size_t best = 0;
+    for (size_t i = 0; i < L; i++) {
+        if (c->eos == 2) {   /* HF legacy configs: the highest id (eos is the largest) */
+            if (ids[i] > ids[best]) best = i;
+        } else if (ids[i] == c->eos) {
+            return i;
+        }
+    }
+    return best;
+}
+
+int cs_clip_forward(const cs_clip *m, const int32_t *ids, const int32_t *mask, size_t N, size_t L,
+                    const cs_clip_out *out)
+{
+    const cs_clip_config *c = &m->cfg;
+    if (N == 0 || L == 0 || L > (size_t)c->ctx)
+        return cs_error(CS_EARG, "clip: %zu x %zu tokens; need N >= 1 and 1 <= L <= %d", N, L, c->ctx);
+    size_t R = N * L, C = (size_t)c->width, RC = R * C;
+    float *buf = cs_alloc((6 * RC + R * (size_t)c->mlp + N * L * L + N * C) * sizeof(float));
+    if (!buf) return cs_error(CS_ENOMEM, "clip: out of memory for %zu tokens", R);
+    float *h = buf, *x = h + RC, *q = x + RC, *k = q + RC, *v = k + RC, *a = v + RC;
+    float *f = a + RC, *M = f + R * (size_t)c->mlp, *pooled = M + N * L * L;
+    int rc = build_mask(mask, N, L, M);
+    if (!rc) rc = embed(m, ids, N, L, h);
+    if (!rc && out->hidden) memcpy(out->hidden[0], h, RC * sizeof(float));
+    for (int l = 0; !rc && l < c->layers; l++) {
+        if ((rc = cs_cancel_check())) break;
+        rc = encoder_layer(m, &m->layer[l], h, N, L, M, x, q, k, v, a, f);
+        if (!rc && out->hidden) memcpy(out->hidden[l + 1], h, RC * sizeof(float));
+    }
+    if (!rc && out->clip_text) memcpy(out->clip_text, h, RC * sizeof(float));
+    if (!rc && (out->last_hidden || out->text_embeds)) {
+        float *last = out->last_hidden ? out->last_hidden : x;
+        cs_layernorm(h, last, R, C, c->eps, m->lnf_w, m->lnf_b);
+        if (out->text_embeds) {
+            for (size_t n = 0; n < N; n++)
+                memcpy(pooled + n * C, last + (n * L + pool_index(c, ids + n * L, L)) * C, C * sizeof(float));
+            rc = cs_linear(pooled, N, C, 0, m->proj, NULL, out->text_embeds, 0, 0);
+        }
+    }
+    cs_free(buf);
+    return rc;
+}

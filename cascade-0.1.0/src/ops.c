@@ -1,0 +1,719 @@
+#include "ops.h"
+
+#include "../simd/kernels.h"
+#include "backend.h"
+#include "error.h"
+#include "safetensors.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+
+static int nthreads = 1;
+
+void cs_threads_set(int n)
+{
+#ifdef _OPENMP
+    if (n <= 0) n = omp_get_num_procs();
+    omp_set_num_threads(n);
+#else
+    if (n <= 0) n = 1;
+#endif
+    nthreads = n;
+}
+
+int cs_threads_get(void) { return nthreads; }
+
+const char *cs_gemm_info(void)
+{
+    static char buf[160];
+    static const char *const tile[CS_SIMD_LEVELS] = {"scalar", "6x16 AVX2+FMA", "12x32 AVX-512", "6x16 NEON"};
+    cs_simd_level l = cs_simd_current();
+    snprintf(buf, sizeof buf, "cascade's own packed GEMM, %s micro-kernel (fused multiply-add chains: same bits at any thread count or SIMD level)",
+             l < CS_SIMD_LEVELS ? tile[l] : "?");
+    return buf;
+}
+
+/* ---- matrix products ----
+ * Our own packed GEMM (the kernel table's gemm_f32): every C element is one
+ * fused multiply-add chain over k in order, so a result depends only on its
+ * row of A, its column of B and K -- not on M, on how a Stage A decode is
+ * tiled, on the thread count or on the SIMD level. OpenBLAS could not give
+ * that: its kernels, blockings and edge code follow the call shape, and its
+ * Haswell kernels round the rows of one register tile differently (measured:
+ * a row's result changed with its position in the call). The split into
+ * tasks (row groups x column chunks, ~4 per thread) is free to follow the
+ * thread count because it cannot change a result. op(B) is packed once per
+ * call (16-bit weights converted on the way). */
+#define GEMM_SUB 192   /* rows per kernel call: the C block stays in L2 */
+
+static struct { float *p; size_t cap; } scratch[5];
+
+static float *scratch_get(int slot, size_t n)
+{
+    if (scratch[slot].cap < n) {
+        cs_free(scratch[slot].p);
+        scratch[slot].p = cs_alloc(n * sizeof(float));
+        scratch[slot].cap = scratch[slot].p ? n : 0;
+    }
+    return scratch[slot].p;
+}
+
+typedef void (*cvt_fn)(const uint16_t *, float *, size_t);
+
+/* Packs panel p (columns 16p..16p+15) of op(B) (K x N) as K x 16 floats
+ * (gemm_f32's layout), zero past N. B16 + cv: 16-bit rows [N, K] instead of
+ * B. rows16: 16 * K floats of scratch. */
+static void pack_panel(int transB, const float *B, size_t ldb, const uint16_t *B16, cvt_fn cv, size_t N, size_t K,
+                       size_t p, float *o, float *rows16)
+{
+    size_t j0 = p * 16, n = N - j0 < 16 ? N - j0 : 16;
+    if (!transB && !B16) {
+        for (size_t k = 0; k < K; k++) {
+            memcpy(o + k * 16, B + k * ldb + j0, n * sizeof(float));
+            memset(o + k * 16 + n, 0, (16 - n) * sizeof(float));
+        }
+        return;
+    }
+    const float *src[16];
+    for (size_t jj = 0; jj < n; jj++) {
+        if (B16) {
+            cv(B16 + (j0 + jj) * K, rows16 + jj * K, K);
+            src[jj] = rows16 + jj * K;
+        } else src[jj] = B + (j0 + jj) * ldb;
+    }
+    if (n == 16) {   /* 16 rows read in step, 8 k at a time, the panel written in order */
+        size_t k = 0;
+        for (; k + 8 <= K; k += 8) {
+            float t[16][8];
+            for (int jj = 0; jj < 16; jj++) memcpy(t[jj], src[jj] + k, sizeof t[jj]);
+            for (int kk = 0; kk < 8; kk++)
+                for (int jj = 0; jj < 16; jj++) o[(k + kk) * 16 + jj] = t[jj][kk];
+        }
+        for (; k < K; k++)
+            for (int jj = 0; jj < 16; jj++) o[k * 16 + jj] = src[jj][k];
+        return;
+    }
+    for (size_t k = 0; k < K; k++) {
+        for (size_t jj = 0; jj < n; jj++) o[k * 16 + jj] = src[jj][k];
+        for (size_t jj = n; jj < 16; jj++) o[k * 16 + jj] = 0.0f;
+    }
+}
+
+static size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
+
+/* C[M,N] = alpha * A op(B) + beta * C; op(B) from B (ldb) or from 16-bit
+ * weight rows B16 [N, K] converted by cv. op(B) is packed once per call
+ * (scratch slot 4, with per-thread room for 16 converted rows and results to
+ * scale or add); tasks are row groups x column chunks, ~4 per thread. */
+static int gemm_run(int transB, size_t M, size_t N, size_t K, float alpha, const float *A, size_t lda,
+                    const float *B, size_t ldb, float beta, float *C, size_t ldc, const uint16_t *B16, cvt_fn cv)
+{
+    int T = nthreads;
+    if ((double)M * (double)N * (double)K < 4e6) T = 1;
+    size_t P = (N + 15) / 16, nc = N < 384 ? round_up(N, 16) : 384, nch = (N + nc - 1) / nc;
+    size_t want = T > 1 ? (4 * (size_t)T + nch - 1) / nch : 1;
+    size_t rg = round_up((M + want - 1) / want, 24), ngr = (M + rg - 1) / rg;
+    int direct = alpha == 1.0f && beta == 0.0f;
+    size_t per = 16 * K + (direct ? 0 : GEMM_SUB * nc);
+    float *buf = scratch_get(4, P * 16 * K + (size_t)T * per);
+    if (!buf)
+        return cs_error(CS_ENOMEM, "matrix product %zux%zux%zu: out of memory for %zu MB of scratch", M, N, K,
+                        (P * 16 * K + (size_t)T * per) * 4 >> 20);
+    float *bp = buf, *thr = buf + P * 16 * K;
+#pragma omp parallel num_threads(T) if (T > 1)
+    {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        float *rows16 = thr + (size_t)tid * per, *tmp = rows16 + 16 * K;
+#pragma omp for schedule(static)
+        for (size_t p = 0; p < P; p++) pack_panel(transB, B, ldb, B16, cv, N, K, p, bp + p * 16 * K, rows16);
+#pragma omp for schedule(dynamic, 1)
+        for (size_t t = 0; t < ngr * nch; t++) {
+            size_t g = t / nch, c0 = t % nch * nc, w = N - c0 < nc ? N - c0 : nc;
+            size_t r1 = (g + 1) * rg < M ? (g + 1) * rg : M;
+            for (size_t r0 = g * rg; r0 < r1; r0 += GEMM_SUB) {
+                size_t rows = r1 - r0 < GEMM_SUB ? r1 - r0 : GEMM_SUB;
+                if (direct) {
+                    cs_k.gemm_f32(rows, w, K, A + r0 * lda, lda, bp + c0 * K, 16 * K, C + r0 * ldc + c0, ldc, 0);
+                    continue;
+                }
+                cs_k.gemm_f32(rows, w, K, A + r0 * lda, lda, bp + c0 * K, 16 * K, tmp, nc, 0);
+                for (size_t i = 0; i < rows; i++) {
+                    float *cc = C + (r0 + i) * ldc + c0;
+                    const float *s = tmp + i * nc;
+                    if (beta == 0.0f)
+                        for (size_t j = 0; j < w; j++) cc[j] = alpha * s[j];
+                    else if (alpha == 1.0f && beta == 1.0f)
+                        for (size_t j = 0; j < w; j++) cc[j] += s[j];
+                    else
+                        for (size_t j = 0; j < w; j++) cc[j] = beta * cc[j] + alpha * s[j];
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+int cs_sgemm(int transB, size_t M, size_t N, size_t K, float alpha, const float *A, size_t lda, const float *B,
+             size_t ldb, float beta, float *C, size_t ldc)
+{
+    if (!M || !N) return 0;
+    const cs_backend *be = cs_backend_active();
+    if (be && be->sgemm && be->sgemm(0, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) == 0) return 0;
+    return gemm_run(transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL, NULL);
+}
+
+/* ---- weights as float32 ---- */
+
+static void convert_f32(const cs_tensor *t, float *out, size_t n)
+{
+    const unsigned char *src = t->data;
+    if (t->dtype == CS_F32) {
+        memcpy(out, src, n * 4);
+        return;
+    }
+    if (((uintptr_t)src & 1) == 0 && (t->dtype == CS_BF16 || t->dtype == CS_F16)) {
+        void (*cv)(const uint16_t *, float *, size_t) = t->dtype == CS_BF16 ? cs_k.bf16_to_f32 : cs_k.f16_to_f32;
+        const size_t chunk = 1 << 16;
+        long nb = (long)((n + chunk - 1) / chunk);
+#pragma omp parallel for schedule(static)
+        for (long b = 0; b < nb; b++) {
+            size_t o = (size_t)b * chunk, m = n - o < chunk ? n - o : chunk;
+            cv((const uint16_t *)src + o, out + o, m);
+        }
+        return;
+    }
+    cs_tensor_to_f32(t, out);
+}
+
+const float *cs_weight_f32(const cs_tensor *t, int slot)
+{
+    size_t n = (size_t)cs_tensor_numel(t);
+    if (t->dtype == CS_F32 && ((uintptr_t)t->data & 3) == 0) return t->data;
+    if (t->dtype != CS_F32 && t->dtype != CS_BF16 && t->dtype != CS_F16) {
+        cs_error(CS_EUNSUP, "%s: weight dtype %s is not a float type", t->name ? t->name : "weight",
+                 cs_dtype_name(t->dtype));
+        return NULL;
+    }
+    float *o = scratch_get(slot, n);
+    if (!o) {
+        cs_error(CS_ENOMEM, "%s: out of memory converting %zu weights", t->name ? t->name : "weight", n);
+        return NULL;
+    }
+    convert_f32(t, o, n);
+    return o;
+}
+
+/* ---- element-wise, split into chunks over threads ---- */
+
+#define CHUNK 4096
+/* Below this many floats an op runs on the calling thread: a parallel region
+ * costs more than the work, and on a loaded machine far more. */
+#define PAR_MIN 16384
+
+void cs_gelu(const float *x, float *y, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (size_t i = 0; i < n; i += CHUNK) cs_k.gelu(x + i, y + i, n - i < CHUNK ? n - i : CHUNK);
+}
+
+void cs_quick_gelu(const float *x, float *y, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (size_t i = 0; i < n; i += CHUNK) cs_k.quick_gelu(x + i, y + i, n - i < CHUNK ? n - i : CHUNK);
+}
+
+void cs_silu(const float *x, float *y, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (size_t i = 0; i < n; i += CHUNK) cs_k.silu(x + i, y + i, n - i < CHUNK ? n - i : CHUNK);
+}
+
+void cs_sigmoid(const float *x, float *y, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (size_t i = 0; i < n; i += CHUNK) cs_k.sigmoid(x + i, y + i, n - i < CHUNK ? n - i : CHUNK);
+}
+
+void cs_add(const float *a, const float *b, float *y, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (size_t i = 0; i < n; i += CHUNK) cs_k.add(a + i, b + i, y + i, n - i < CHUNK ? n - i : CHUNK);
+}
+
+void cs_scale(const float *x, float s, float *y, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (size_t i = 0; i < n; i += CHUNK) cs_k.scale(x + i, s, y + i, n - i < CHUNK ? n - i : CHUNK);
+}
+
+/* rows per task so that each task touches ~CHUNK floats */
+static size_t row_block(size_t C) { return C >= CHUNK ? 1 : CHUNK / C; }
+
+void cs_layernorm(const float *x, float *y, size_t rows, size_t C, float eps, const float *w, const float *b)
+{
+    size_t rb = row_block(C);
+#pragma omp parallel for schedule(static) if (rows * C >= PAR_MIN)
+    for (size_t r = 0; r < rows; r += rb)
+        cs_k.layernorm(x + r * C, y + r * C, rows - r < rb ? rows - r : rb, C, eps, w, b);
+}
+
+void cs_modulate(const float *x, float *y, size_t N, size_t HW, size_t C, const float *a, const float *b,
+                 size_t ldab)
+{
+    size_t rb = row_block(C);
+    for (size_t n = 0; n < N; n++) {
+        const float *xn = x + n * HW * C;
+        float *yn = y + n * HW * C;
+#pragma omp parallel for schedule(static) if (HW * C >= PAR_MIN)
+        for (size_t r = 0; r < HW; r += rb)
+            cs_k.modulate(xn + r * C, yn + r * C, HW - r < rb ? HW - r : rb, C, a + n * ldab, b + n * ldab);
+    }
+}
+
+void cs_channel_affine(const float *x, float *y, size_t rows, size_t C, const float *s, const float *t)
+{
+#pragma omp parallel for schedule(static) if (rows * C >= PAR_MIN)
+    for (size_t r = 0; r < rows; r++)
+        for (size_t c = 0; c < C; c++) y[r * C + c] = x[r * C + c] * s[c] + t[c];
+}
+
+static void add_bias_rows(float *y, size_t rows, size_t N, size_t ldy, const float *bias)
+{
+    if (ldy == N) {
+        size_t rb = row_block(N);
+#pragma omp parallel for schedule(static) if (rows * N >= PAR_MIN)
+        for (size_t r = 0; r < rows; r += rb) cs_k.add_bias(y + r * N, y + r * N, rows - r < rb ? rows - r : rb, N, bias);
+    } else {
+#pragma omp parallel for schedule(static) if (rows * N >= PAR_MIN)
+        for (size_t r = 0; r < rows; r++) cs_k.add_bias(y + r * ldy, y + r * ldy, 1, N, bias);
+    }
+}
+
+int cs_linear(const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W, const cs_tensor *b, float *y,
+              size_t ldy, int accumulate)
+{
+    if (W->ndim < 2 || (size_t)W->shape[1] != K || cs_tensor_numel(W) != W->shape[0] * (int64_t)K)
+        return cs_error(CS_EMODEL, "%s: expected a [N, %zu] weight", W->name ? W->name : "linear", K);
+    size_t N = (size_t)W->shape[0];
+    if (!ldx) ldx = K;
+    if (!ldy) ldy = N;
+    const cs_backend *be = cs_backend_active();
+    int rc;
+    if (!(be && be->sgemm) && (W->dtype == CS_BF16 || W->dtype == CS_F16) && ((uintptr_t)W->data & 1) == 0) {
+        /* 16-bit weights: each task converts its own column chunk while
+         * packing it, in cache (converting the whole matrix first cost ~10%
+         * of a BF16 Stage C forward in memory traffic) */
+        rc = gemm_run(1, M, N, K, 1.0f, x, ldx, NULL, K, accumulate ? 1.0f : 0.0f, y, ldy, W->data,
+                      W->dtype == CS_BF16 ? cs_k.bf16_to_f32 : cs_k.f16_to_f32);
+    } else {
+        const float *w = cs_weight_f32(W, 0);
+        if (!w) return CS_ENOMEM;
+        rc = cs_sgemm(1, M, N, K, 1.0f, x, ldx, w, K, accumulate ? 1.0f : 0.0f, y, ldy);
+    }
+    if (rc) return rc;
+    if (b) {
+        if (cs_tensor_numel(b) != (int64_t)N)
+            return cs_error(CS_EMODEL, "%s: expected %zu bias values", b->name ? b->name : "bias", N);
+        const float *bb = cs_weight_f32(b, 1);
+        if (!bb) return CS_ENOMEM;
+        add_bias_rows(y, M, N, ldy, bb);
+    }
+    return 0;
+}
+
+/* ---- GRN ---- */
+
+int cs_grn(const float *x, float *y, size_t N, size_t HW, size_t C, const float *gamma, const float *beta)
+{
+    /* sums of squares over fixed blocks of rows, added in block order: the
+     * result does not depend on the thread count */
+    const size_t rows_per = 256;
+    size_t nb = (HW + rows_per - 1) / rows_per;
+    float *part = cs_calloc(nb * C * sizeof(float)), *nx = cs_alloc(C * sizeof(float));
+    if (!part || !nx) {
+        cs_free(part);
+        cs_free(nx);
+        return cs_oom("GRN partial sums", (nb * C + C) * sizeof(float));
+    }
+    for (size_t n = 0; n < N; n++) {
+        const float *xn = x + n * HW * C;
+        float *yn = y + n * HW * C;
+        memset(part, 0, nb * C * sizeof(float));
+#pragma omp parallel for schedule(static) if (HW * C >= PAR_MIN)
+        for (size_t b = 0; b < nb; b++) {
+            size_t r0 = b * rows_per, r1 = r0 + rows_per < HW ? r0 + rows_per : HW;
+            cs_k.sumsq_cols(xn + r0 * C, r1 - r0, C, part + b * C);
+        }
+        double mean = 0;
+        for (size_t c = 0; c < C; c++) {
+            float s = 0;
+            for (size_t b = 0; b < nb; b++) s += part[b * C + c];
+            nx[c] = sqrtf(s);
+            mean += nx[c];
+        }
+        float m = (float)(mean / (double)C) + 1e-6f;
+        for (size_t c = 0; c < C; c++) nx[c] = nx[c] / m;
+        size_t rb = row_block(C);
+#pragma omp parallel for schedule(static) if (HW * C >= PAR_MIN)
+        for (size_t r = 0; r < HW; r += rb)
+            cs_k.grn_apply(xn + r * C, yn + r * C, HW - r < rb ? HW - r : rb, C, nx, gamma, beta);
+    }
+    cs_free(part);
+    cs_free(nx);
+    return 0;
+}
+
+/* ---- convolutions ---- */
+
+int cs_dwconv3x3(const float *x, float *y, size_t N, size_t H, size_t W, size_t C, const cs_tensor *w,
+                 const cs_tensor *bias, int replicate)
+{
+    if (cs_tensor_numel(w) != (int64_t)C * 9)
+        return cs_error(CS_EMODEL, "%s: expected a [%zu,1,3,3] depthwise weight", w->name ? w->name : "dwconv", C);
+    const float *wf = cs_weight_f32(w, 2);
+    const float *bf = bias ? cs_weight_f32(bias, 3) : NULL;
+    if (!wf || (bias && !bf)) return CS_ENOMEM;
+    size_t rb = W * C >= CHUNK ? 1 : CHUNK / (W * C);
+    for (size_t n = 0; n < N; n++) {
+        const float *xn = x + n * H * W * C;
+        float *yn = y + n * H * W * C;
+#pragma omp parallel for schedule(static)
+        for (size_t h = 0; h < H; h += rb)
+            cs_k.dwconv3x3(xn, yn, H, W, C, wf, bf, replicate, h, h + rb < H ? h + rb : H);
+    }
+    return 0;
+}
+
+/* im2col of output pixels [p0, p1) of one image for group g: columns in the
+ * weight's (ci, i, j) order. */
+static void im2col(const float *x, size_t H, size_t W, size_t Cin, size_t cg, size_t g, int k, int s, int p,
+                   size_t Wo, size_t p0, size_t p1, float *col)
+{
+    size_t K = cg * (size_t)k * (size_t)k;
+#pragma omp parallel for schedule(static)
+    for (size_t q = p0; q < p1; q++) {
+        long oh = (long)(q / Wo), ow = (long)(q % Wo);
+        float *cr = col + (q - p0) * K;
+        for (int i = 0; i < k; i++) {
+            long hh = oh * s - p + i;
+            for (int j = 0; j < k; j++) {
+                long ww = ow * s - p + j;
+                int in = hh >= 0 && hh < (long)H && ww >= 0 && ww < (long)W;
+                const float *src = in ? x + ((size_t)hh * W + (size_t)ww) * Cin + g * cg : NULL;
+                for (size_t ci = 0; ci < cg; ci++) cr[ci * (size_t)(k * k) + (size_t)(i * k + j)] = in ? src[ci] : 0.0f;
+            }
+        }
+    }
+}
+
+int cs_conv2d(const float *x, size_t N, size_t H, size_t W, size_t Cin, const cs_tensor *w, const cs_tensor *bias,
+              int stride, int pad, int groups, float *y, size_t *Ho_out, size_t *Wo_out)
+{
+    const char *nm = w->name ? w->name : "conv2d";
+    if (w->ndim != 4 || w->shape[2] != w->shape[3] || groups < 1 || Cin % (size_t)groups ||
+        (size_t)w->shape[1] * (size_t)groups != Cin || w->shape[0] % groups)
+        return cs_error(CS_EMODEL, "%s: weight shape does not fit %zu input channels, %d groups", nm, Cin, groups);
+    int k = (int)w->shape[2];
+    size_t Cout = (size_t)w->shape[0], cg = Cin / (size_t)groups, og = Cout / (size_t)groups;
+    if ((long)H + 2 * pad < k || (long)W + 2 * pad < k) return cs_error(CS_EARG, "%s: input %zux%zu smaller than kernel", nm, H, W);
+    size_t Ho = (H + 2 * (size_t)pad - (size_t)k) / (size_t)stride + 1, Wo = (W + 2 * (size_t)pad - (size_t)k) / (size_t)stride + 1;
+    if (Ho_out) *Ho_out = Ho;
+    if (Wo_out) *Wo_out = Wo;
+    if (k == 1 && stride == 1 && pad == 0 && groups == 1) return cs_linear(x, N * H * W, Cin, 0, w, bias, y, 0, 0);
+    const float *bf = bias ? cs_weight_f32(bias, 1) : NULL;
+    if (bias && !bf) return CS_ENOMEM;
+    if (groups == (int)Cin && og == 1 && k == 3 && stride == 1 && pad == 1)
+        return cs_dwconv3x3(x, y, N, H, W, Cin, w, bias, 0);
+    const float *wf = cs_weight_f32(w, 0);
+    if (!wf) return CS_ENOMEM;
+    size_t K = cg * (size_t)(k * k), P = Ho * Wo;
+    size_t blk = P < 4096 ? P : 4096;
+    if (groups > 1 && og == 1 && cg == 1) {   /* depthwise, any k/stride: direct */
+        for (size_t n = 0; n < N; n++)
+#pragma omp parallel for schedule(static)
+            for (size_t q = 0; q < P; q++) {
+                long oh = (long)(q / Wo), ow = (long)(q % Wo);
+                float *yr = y + (n * P + q) * Cout;
+                for (size_t c = 0; c < Cout; c++) yr[c] = bf ? bf[c] : 0.0f;
+                for (int i = 0; i < k; i++) {
+                    long hh = oh * stride - pad + i;
+                    if (hh < 0 || hh >= (long)H) continue;
+                    for (int j = 0; j < k; j++) {
+                        long ww = ow * stride - pad + j;
+                        if (ww < 0 || ww >= (long)W) continue;
+                        const float *xr = x + ((n * H + (size_t)hh) * W + (size_t)ww) * Cin;
+                        for (size_t c = 0; c < Cout; c++) yr[c] += wf[c * (size_t)(k * k) + (size_t)(i * k + j)] * xr[c];
+                    }
+                }
+            }
+        return 0;
+    }
+    float *col = cs_alloc(blk * K * sizeof(float));
+    if (!col) return cs_error(CS_ENOMEM, "%s: out of memory for im2col", nm);
+    for (size_t n = 0; n < N; n++) {
+        const float *xn = x + n * H * W * Cin;
+        float *yn = y + n * P * Cout;
+        for (size_t p0 = 0; p0 < P; p0 += blk) {
+            size_t p1 = p0 + blk < P ? p0 + blk : P;
+            for (size_t g = 0; g < (size_t)groups; g++) {
+                im2col(xn, H, W, Cin, cg, g, k, stride, pad, Wo, p0, p1, col);
+                int rc = cs_sgemm(1, p1 - p0, og, K, 1.0f, col, K, wf + g * og * K, K, 0.0f, yn + p0 * Cout + g * og,
+                                  Cout);
+                if (rc) {
+                    cs_free(col);
+                    return rc;
+                }
+            }
+        }
+        if (bf) add_bias_rows(yn, P, Cout, Cout, bf);
+    }
+    cs_free(col);
+    return 0;
+}
+
+int cs_conv_transpose2d(const float *x, size_t N, size_t H, size_t W, size_t Cin, const cs_tensor *w,
+                        const cs_tensor *bias, int stride, int pad, float *y, size_t *Ho_out, size_t *Wo_out)
+{
+    const char *nm = w->name ? w->name : "conv_transpose2d";
+    if (w->ndim != 4 || (size_t)w->shape[0] != Cin || w->shape[2] != w->shape[3])
+        return cs_error(CS_EMODEL, "%s: expected a [%zu, Cout, k, k] weight", nm, Cin);
+    size_t Cout = (size_t)w->shape[1], k = (size_t)w->shape[2], kk = k * k, s = (size_t)stride, p = (size_t)pad;
+    if ((H - 1) * s + k < 2 * p + 1 || (W - 1) * s + k < 2 * p + 1) return cs_error(CS_EARG, "%s: output would be empty", nm);
+    size_t Ho = (H - 1) * s + k - 2 * p, Wo = (W - 1) * s + k - 2 * p;
+    if (Ho_out) *Ho_out = Ho;
+    if (Wo_out) *Wo_out = Wo;
+    const float *wf = cs_weight_f32(w, 0);
+    const float *bf = bias ? cs_weight_f32(bias, 1) : NULL;
+    if (!wf || (bias && !bf)) return CS_ENOMEM;
+    /* weight [Cin][Cout][k][k] -> [Cin][k][k][Cout] so the scatter runs along contiguous Cout */
+    float *wr = scratch_get(2, Cin * kk * Cout);
+    size_t rows = H < 16 ? H : 16;   /* input rows per GEMM block, bounds the column buffer */
+    float *col = cs_alloc(rows * W * kk * Cout * sizeof(float));
+    if (!wr || !col) {
+        cs_free(col);
+        return cs_error(CS_ENOMEM, "out of memory: %s: %.1f MiB of column buffer and weights", nm,
+                        (double)((rows * W + Cin) * kk * Cout * sizeof(float)) / 1048576.0);
+    }
+#pragma omp parallel for schedule(static)
+    for (size_t c = 0; c < Cin; c++)
+        for (size_t o = 0; o < Cout; o++)
+            for (size_t q = 0; q < kk; q++) wr[(c * kk + q) * Cout + o] = wf[(c * Cout + o) * kk + q];
+    for (size_t n = 0; n < N; n++) {
+        float *yn = y + n * Ho * Wo * Cout;
+        if (bf) {
+#pragma omp parallel for schedule(static)
+            for (size_t r = 0; r < Ho * Wo; r++) memcpy(yn + r * Cout, bf, Cout * sizeof(float));
+        } else memset(yn, 0, Ho * Wo * Cout * sizeof(float));
+        for (size_t h0 = 0; h0 < H; h0 += rows) {
+            size_t h1 = h0 + rows < H ? h0 + rows : H;
+            int rc = cs_sgemm(0, (h1 - h0) * W, kk * Cout, Cin, 1.0f, x + (n * H + h0) * W * Cin, Cin, wr, kk * Cout,
+                              0.0f, col, kk * Cout);
+            if (rc) {
+                cs_free(col);
+                return rc;
+            }
+            /* scatter: each output row gathers from the input rows of this block that reach it, in
+             * ascending input row (descending i): every output then sums its terms in one order
+             * however the rows are blocked, so a tiled Stage A decode equals the untiled one */
+            long lo = (long)(h0 * s) - (long)p, hi = (long)((h1 - 1) * s + k) - (long)p;
+            if (lo < 0) lo = 0;
+            if (hi > (long)Ho) hi = (long)Ho;
+#pragma omp parallel for schedule(static)
+            for (long oh = lo; oh < hi; oh++)
+                for (size_t i = k; i-- > 0;) {
+                    long t = oh + (long)p - (long)i;
+                    if (t < 0 || t % (long)s) continue;
+                    size_t h = (size_t)t / s;
+                    if (h < h0 || h >= h1) continue;
+                    for (size_t wi = 0; wi < W; wi++)
+                        for (size_t j = 0; j < k; j++) {
+                            long ow = (long)(wi * s + j) - (long)p;
+                            if (ow < 0 || ow >= (long)Wo) continue;
+                            const float *src = col + ((h - h0) * W + wi) * kk * Cout + (i * k + j) * Cout;
+                            float *dst = yn + ((size_t)oh * Wo + (size_t)ow) * Cout;
+                            for (size_t o = 0; o < Cout; o++) dst[o] += src[o];
+                        }
+                }
+        }
+    }
+    cs_free(col);
+    return 0;
+}
+
+/* ---- attention ---- */
+
+int cs_attention(const float *q, size_t ldq, const float *k, size_t ldk, const float *v, size_t ldv, size_t N,
+                 size_t Lq, size_t Lk, size_t C, int nhead, const float *mask, float *o, size_t ldo)
+{
+    if (nhead <= 0 || C % (size_t)nhead) return cs_error(CS_EARG, "attention: %zu channels do not split into %d heads", C, nhead);
+    size_t hd = C / (size_t)nhead;
+    float scale = 1.0f / sqrtf((float)hd);
+    float *S = cs_alloc(Lq * Lk * sizeof(float));
+    if (!S) return cs_error(CS_ENOMEM, "attention: out of memory (%zu x %zu scores)", Lq, Lk);
+    for (size_t n = 0; n < N; n++)
+        for (int h = 0; h < nhead; h++) {
+            const float *qh = q + n * Lq * ldq + (size_t)h * hd, *kh = k + n * Lk * ldk + (size_t)h * hd,
+                        *vh = v + n * Lk * ldv + (size_t)h * hd;
+            int rc = cs_sgemm(1, Lq, Lk, hd, scale, qh, ldq, kh, ldk, 0.0f, S, Lk);
+            if (rc) {
+                cs_free(S);
+                return rc;
+            }
+            const float *mn = mask ? mask + n * Lq * Lk : NULL;
+#pragma omp parallel for schedule(static)
+            for (size_t i = 0; i < Lq; i++) {
+                if (mn) cs_k.add(S + i * Lk, mn + i * Lk, S + i * Lk, Lk);
+                cs_k.softmax(S + i * Lk, Lk);
+            }
+            if ((rc = cs_sgemm(0, Lq, hd, Lk, 1.0f, S, Lk, vh, ldv, 0.0f, o + n * Lq * ldo + (size_t)h * hd, ldo))) {
+                cs_free(S);
+                return rc;
+            }
+        }
+    cs_free(S);
+    return 0;
+}
+
+/* ---- resampling and layout ---- */
+
+static void interp_axis(size_t in, size_t O, size_t *i0, size_t *i1, float *l1)
+{
+    float sc = O > 1 ? (float)(in - 1) / (float)(O - 1) : 0.0f;
+    for (size_t o = 0; o < O; o++) {
+        float src = sc * (float)o;
+        size_t a = (size_t)floorf(src);
+        if (a > in - 1) a = in - 1;
+        i0[o] = a;
+        i1[o] = a + 1 < in ? a + 1 : in - 1;
+        l1[o] = src - (float)a;
+    }
+}
+
+void cs_resize_bilinear(const float *x, size_t N, size_t H, size_t W, size_t C, float *y, size_t Ho, size_t Wo)
+{
+    size_t *hi = malloc(2 * (Ho + Wo) * sizeof(size_t));
+    float *hl = malloc((Ho + Wo) * sizeof(float));
+    if (!hi || !hl) {   /* tiny tables; cannot realistically fail */
+        free(hi);
+        free(hl);
+        return;
+    }
+    size_t *h0 = hi, *h1 = hi + Ho, *w0 = hi + 2 * Ho, *w1 = w0 + Wo;
+    float *lh = hl, *lw = hl + Ho;
+    interp_axis(H, Ho, h0, h1, lh);
+    interp_axis(W, Wo, w0, w1, lw);
+    for (size_t n = 0; n < N; n++) {
+        const float *xn = x + n * H * W * C;
+        float *yn = y + n * Ho * Wo * C;
+#pragma omp parallel for schedule(static)
+        for (size_t oh = 0; oh < Ho; oh++)
+            for (size_t ow = 0; ow < Wo; ow++) {
+                float a1 = lh[oh], a0 = 1.0f - a1, b1 = lw[ow], b0 = 1.0f - b1;
+                const float *p00 = xn + (h0[oh] * W + w0[ow]) * C, *p01 = xn + (h0[oh] * W + w1[ow]) * C,
+                            *p10 = xn + (h1[oh] * W + w0[ow]) * C, *p11 = xn + (h1[oh] * W + w1[ow]) * C;
+                float *d = yn + (oh * Wo + ow) * C;
+                for (size_t c = 0; c < C; c++)
+                    d[c] = a0 * (b0 * p00[c] + b1 * p01[c]) + a1 * (b0 * p10[c] + b1 * p11[c]);
+            }
+    }
+    free(hi);
+    free(hl);
+}
+
+void cs_pixel_unshuffle(const float *x, size_t N, size_t H, size_t W, size_t C, int r, float *y)
+{
+    size_t R = (size_t)r, Ho = H / R, Wo = W / R, Co = C * R * R;
+#pragma omp parallel for schedule(static)
+    for (size_t nh = 0; nh < N * Ho; nh++) {
+        size_t n = nh / Ho, h = nh % Ho;
+        for (size_t w = 0; w < Wo; w++) {
+            float *d = y + ((n * Ho + h) * Wo + w) * Co;
+            for (size_t i = 0; i < R; i++)
+                for (size_t j = 0; j < R; j++) {
+                    const float *s = x + ((n * H + h * R + i) * W + w * R + j) * C;
+                    for (size_t c = 0; c < C; c++) d[c * R * R + i * R + j] = s[c];
+                }
+        }
+    }
+}
+
+void cs_pixel_shuffle(const float *x, size_t N, size_t H, size_t W, size_t C, int r, float *y)
+{
+    size_t R = (size_t)r, Ci = C * R * R, Wo = W * R;
+#pragma omp parallel for schedule(static)
+    for (size_t nh = 0; nh < N * H; nh++) {
+        size_t n = nh / H, h = nh % H;
+        for (size_t w = 0; w < W; w++) {
+            const float *s = x + ((n * H + h) * W + w) * Ci;
+            for (size_t i = 0; i < R; i++)
+                for (size_t j = 0; j < R; j++) {
+                    float *d = y + ((n * H * R + h * R + i) * Wo + w * R + j) * C;
+                    for (size_t c = 0; c < C; c++) d[c] = s[c * R * R + i * R + j];
+                }
+        }
+    }
+}
+
+void cs_nchw_to_nhwc(const float *x, float *y, size_t N, size_t C, size_t HW)
+{
+    for (size_t n = 0; n < N; n++)
+#pragma omp parallel for schedule(static)
+        for (size_t p = 0; p < HW; p++)
+            for (size_t c = 0; c < C; c++) y[(n * HW + p) * C + c] = x[(n * C + c) * HW + p];
+}
+
+void cs_nhwc_to_nchw(const float *x, float *y, size_t N, size_t C, size_t HW)
+{
+    for (size_t n = 0; n < N; n++)
+#pragma omp parallel for schedule(static)
+        for (size_t c = 0; c < C; c++)
+            for (size_t p = 0; p < HW; p++) y[(n * C + c) * HW + p] = x[(n * HW + p) * C + c];
+}
+
+void cs_concat_channels(const float *a, size_t Ca, const float *b, size_t Cb, float *y, size_t rows)
+{
+#pragma omp parallel for schedule(static)
+    for (size_t r = 0; r < rows; r++) {
+        memcpy(y + r * (Ca + Cb), a + r * Ca, Ca * sizeof(float));
+        memcpy(y + r * (Ca + Cb) + Ca, b + r * Cb, Cb * sizeof(float));
+    }
+}
+
+/* Correctly rounded float32 exp(-k ln(1e4)/31), k = 0..31 (spec/models.md §1.13). */
+static const uint32_t remb_freq32[32] = {
+    0x3f800000, 0x3f3e32e3, 0x3f0d4f93, 0x3ed1fa4b, 0x3e9c0180, 0x3e67d040, 0x3e2c3aa3, 0x3dffeb81,
+    0x3dbe23a9, 0x3d8d4443, 0x3d51e97d, 0x3d1bf503, 0x3ce7bdb1, 0x3cac2cda, 0x3c7fd703, 0x3c3e1470,
+    0x3c0d38f4, 0x3bd1d8af, 0x3b9be888, 0x3b67ab26, 0x3b2c1f14, 0x3affc287, 0x3abe0537, 0x3a8d2da5,
+    0x3a51c7e2, 0x3a1bdc0d, 0x39e7989a, 0x39ac1146, 0x397fae0d, 0x393df601, 0x390d2257, 0x38d1b716,
+};
+
+void cs_r_embedding(const float *r, size_t N, int c_r, float *emb)
+{
+    int half = c_r / 2;
+    float f[256];
+    if (half > 256) half = 256;
+    if (half == 32) {
+        memcpy(f, remb_freq32, sizeof remb_freq32);
+    } else {
+        float e = (float)(log(10000.0) / (double)(half - 1));
+        for (int k = 0; k < half; k++) f[k] = expf((float)k * -e);
+    }
+    for (size_t n = 0; n < N; n++) {
+        float u = r[n] * 10000.0f, *d = emb + n * (size_t)c_r;
+        for (int k = 0; k < half; k++) {
+            float ph = u * f[k];
+            d[k] = sinf(ph);
+            d[half + k] = cosf(ph);
+        }
+        if (c_r & 1) d[c_r - 1] = 0.0f;
+    }
+}

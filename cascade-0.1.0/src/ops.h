@@ -1,0 +1,101 @@
+/* The op layer: whole-tensor operations over channels-last float32
+ * activations, threaded with OpenMP, calling the kernel table (cs_k) and
+ * OpenBLAS. Models call only these (and cs_k for small things).
+ *
+ * Thread policy: one pool, OpenMP's. cs_threads_set(n) sets OpenMP to n
+ * threads; cs_sgemm splits each product over them. No BLAS library: the
+ * products are ours (simd/gemm_tpl.h), so no library's CPU detection or
+ * kernel choice can change a result or its speed.
+ *
+ * Weights (cs_tensor) may be F32, BF16 or F16 in PyTorch layout, straight
+ * from the mmap; ops convert them on the fly into per-thread scratch.
+ * All functions return 0 or a negative CS_E* code (with cs_error set). */
+#ifndef CS_OPS_H
+#define CS_OPS_H
+
+#include "tensor.h"
+
+#include <stddef.h>
+
+void cs_threads_set(int n);        /* n <= 0: all cores */
+int cs_threads_get(void);
+const char *cs_gemm_info(void);    /* how matrix products are computed, for `cascade info` */
+
+/* C[M,N] = alpha * A op(B) + beta * C, float32 row-major; op(B) = B^T
+ * ([N,K] rows, ldb) when transB, else B ([K,N], ldb). Each C element is one
+ * fused multiply-add chain over k in order: it depends only on its row of A,
+ * its column of op(B) and K -- never on M, the thread count or the SIMD
+ * level. Returns 0 or CS_ENOMEM. */
+int cs_sgemm(int transB, size_t M, size_t N, size_t K, float alpha, const float *A, size_t lda,
+             const float *B, size_t ldb, float beta, float *C, size_t ldc);
+
+/* Weight as float32: returns a pointer to float32 data of t (the mmap itself
+ * when t is F32 and 4-byte aligned, else converted into scratch, which stays
+ * valid until the next call of this function on the same slot). slot 0..3
+ * (4 belongs to cs_sgemm). */
+const float *cs_weight_f32(const cs_tensor *t, int slot);
+
+/* y[M,N] = x[M,K] W[N,K]^T (+ b[N]); W is a Linear weight [N,K] or a 1x1
+ * conv weight [N,K,1,1]; b may be NULL. ldx/ldy: row strides (0 = K / N).
+ * accumulate != 0 adds into y instead of overwriting. */
+int cs_linear(const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W, const cs_tensor *b,
+              float *y, size_t ldy, int accumulate);
+
+/* Row-wise LayerNorm of rows x C (LayerNorm2d on channels-last = this). */
+void cs_layernorm(const float *x, float *y, size_t rows, size_t C, float eps, const float *w, const float *b);
+
+/* Element-wise activations over n floats (in place if x == y). */
+void cs_gelu(const float *x, float *y, size_t n);
+void cs_quick_gelu(const float *x, float *y, size_t n);
+void cs_silu(const float *x, float *y, size_t n);
+void cs_sigmoid(const float *x, float *y, size_t n);
+void cs_add(const float *a, const float *b, float *y, size_t n);
+void cs_scale(const float *x, float s, float *y, size_t n);
+
+/* GlobalResponseNorm on x[N, HW, C] (channels-last), in place if x == y.
+ * gamma, beta: [C] float32. */
+int cs_grn(const float *x, float *y, size_t N, size_t HW, size_t C, const float *gamma, const float *beta);
+
+/* x[N, HW, C] -> y: y = x*(1+a[n,c]) + b[n,c]; a, b: [N, C] (row stride ldab). */
+void cs_modulate(const float *x, float *y, size_t N, size_t HW, size_t C, const float *a, const float *b,
+                 size_t ldab);
+/* y[rows,C] = x*s[c] + t[c] (BatchNorm in eval mode once folded). */
+void cs_channel_affine(const float *x, float *y, size_t rows, size_t C, const float *s, const float *t);
+
+/* Depthwise 3x3, stride 1: x[N,H,W,C] -> y[N,H,W,C]; w [C,1,3,3]; bias [C] or
+ * NULL. replicate = 0: zero padding 1; 1: ReplicationPad2d(1) + valid conv. */
+int cs_dwconv3x3(const float *x, float *y, size_t N, size_t H, size_t W, size_t C, const cs_tensor *w,
+                 const cs_tensor *bias, int replicate);
+
+/* General Conv2d: x[N,H,W,Cin] -> y[N,Ho,Wo,Cout], weight [Cout, Cin/groups, k, k],
+ * bias [Cout] or NULL, zero padding. Ho = (H + 2p - k)/s + 1. */
+int cs_conv2d(const float *x, size_t N, size_t H, size_t W, size_t Cin, const cs_tensor *w, const cs_tensor *bias,
+              int stride, int pad, int groups, float *y, size_t *Ho, size_t *Wo);
+/* ConvTranspose2d: x[N,H,W,Cin] -> y[N,Ho,Wo,Cout], weight [Cin, Cout, k, k],
+ * Ho = (H-1)s - 2p + k. */
+int cs_conv_transpose2d(const float *x, size_t N, size_t H, size_t W, size_t Cin, const cs_tensor *w,
+                        const cs_tensor *bias, int stride, int pad, float *y, size_t *Ho, size_t *Wo);
+
+/* Multi-head attention core (projections done by the caller):
+ * q[N,Lq,ldq-strided rows of C], k,v[N,Lk,C] -> o[N,Lq,C]; heads of C/nhead
+ * consecutive features; scale 1/sqrt(C/nhead). mask: NULL, or additive
+ * [N, Lq, Lk] float (0 / -inf), e.g. CLIP's causal + padding mask. */
+int cs_attention(const float *q, size_t ldq, const float *k, size_t ldk, const float *v, size_t ldv,
+                 size_t N, size_t Lq, size_t Lk, size_t C, int nhead, const float *mask, float *o, size_t ldo);
+
+/* Bilinear resize, align_corners=True: x[N,H,W,C] -> y[N,Ho,Wo,C]. */
+void cs_resize_bilinear(const float *x, size_t N, size_t H, size_t W, size_t C, float *y, size_t Ho, size_t Wo);
+/* PixelUnshuffle(r): x[N,H,W,C] -> y[N,H/r,W/r,C*r*r] with PyTorch channel order c*r*r + i*r + j. */
+void cs_pixel_unshuffle(const float *x, size_t N, size_t H, size_t W, size_t C, int r, float *y);
+/* PixelShuffle(r): x[N,H,W,C*r*r] -> y[N,H*r,W*r,C]. */
+void cs_pixel_shuffle(const float *x, size_t N, size_t H, size_t W, size_t C, int r, float *y);
+/* Layout changes at the edges: NCHW <-> NHWC (per image: [C,HW] <-> [HW,C]). */
+void cs_nchw_to_nhwc(const float *x, float *y, size_t N, size_t C, size_t HW);
+void cs_nhwc_to_nchw(const float *x, float *y, size_t N, size_t C, size_t HW);
+/* Channel concat: y[rows, Ca+Cb] = [a | b]. */
+void cs_concat_channels(const float *a, size_t Ca, const float *b, size_t Cb, float *y, size_t rows);
+
+/* Sinusoidal r-embedding of spec/models.md §1.13 (c_r may be odd: zero column appended). */
+void cs_r_embedding(const float *r, size_t N, int c_r, float *emb);
+
+#endif

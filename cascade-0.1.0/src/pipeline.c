@@ -1,0 +1,726 @@
+/* Text-to-image chain, spec/sampling.md §8. See pipeline.h. */
+#include "pipeline.h"
+
+#include "clip.h"
+#include "cancel.h"
+#include "error.h"
+#include "infile.h"
+#include "models.h"
+#include "previewer.h"
+#include "rng.h"
+#include "stage_a.h"
+#include "stage_b.h"
+#include "stage_c.h"
+#include "tensor.h"
+#include "tokenizer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+enum { P_TEXT, P_C, P_B, P_A, P_PREV, P_N };
+
+struct cs_pipeline {
+    char *path[P_N];
+    char *tok_dir, *text_config, *text_prefix;
+    int keep;
+    cs_tokenizer *tok;
+    cs_st_file *f[P_N];
+    cs_clip *clip;
+    cs_stage_c *sc;
+    cs_stage_b *sb;
+    cs_stage_a *sa;
+    cs_previewer *pv;
+    /* widths learned by cs_pipeline_check (0 = unknown) */
+    int checked;
+    int clip_width, clip_proj;
+    int c_text, c_pooled, c_in, c_out;   /* Stage C */
+    int b_pooled, b_effnet, b_in, b_out; /* Stage B */
+    int a_latent, pv_in;
+    size_t c_min, b_min;                 /* smallest latent side of Stage C / B */
+};
+
+const char *cs_stage_name(cs_stage_id s)
+{
+    static const char *names[CS_STAGE_COUNT] = {"text", "stage_c", "stage_b", "stage_a", "preview"};
+    return (unsigned)s < CS_STAGE_COUNT ? names[s] : "?";
+}
+
+static const char *part_title(int i)
+{
+    static const char *t[P_N] = {"text encoder", "Stage C", "Stage B", "Stage A", "previewer"};
+    return t[i];
+}
+
+void cs_gen_defaults(cs_gen_params *p)
+{
+    memset(p, 0, sizeof *p);
+    p->prompt = "";
+    p->negative = "";
+    p->width = p->height = 1024;
+    p->batch = 1;
+    cs_sample_defaults_c(&p->c);
+    cs_sample_defaults_b(&p->b);
+    p->u8_mode = CS_U8_TRUNCATE;
+}
+
+/* ceil(px / 42.67) in the float64 arithmetic of the official code */
+int cs_latent_c(int px) { return (int)ceil(px / 42.67); }
+int cs_latent_b(int px) { return (int)ceil(px / 4.0); }
+
+static int check_sp(const cs_sample_params *s, const char *st)
+{
+    if (s->steps <= 0)
+        return cs_error(CS_EARG, "%s steps must be at least 1 (got %d)", st, s->steps);
+    if (s->steps > 10000)
+        return cs_error(CS_EARG, "%s steps %d is absurdly large (at most 10000)", st, s->steps);
+    if (!isfinite(s->cfg) || !isfinite(s->cfg_rho) || s->cfg_rho < 0.0f || s->cfg_rho > 1.0f)
+        return cs_error(CS_EARG, "%s cfg %g / cfg_rho %g out of range (cfg_rho in [0,1])", st,
+                        (double)s->cfg, (double)s->cfg_rho);
+    if (!isfinite(s->shift) || s->shift <= 0.0f)
+        return cs_error(CS_EARG, "%s shift must be > 0 (got %g)", st, (double)s->shift);
+    return 0;
+}
+
+int cs_gen_check(const cs_gen_params *p)
+{
+    if (!p->prompt)
+        return cs_error(CS_EARG, "no prompt");
+    if (p->width <= 0 || p->height <= 0 || p->width % 8 || p->height % 8)
+        return cs_error(CS_EARG, "size %dx%d: width and height must be positive multiples of 8",
+                        p->width, p->height);
+    if (p->width > 8192 || p->height > 8192)
+        return cs_error(CS_EARG, "size %dx%d is too large (at most 8192 per side)", p->width, p->height);
+    if (p->batch < 1 || p->batch > 64)
+        return cs_error(CS_EARG, "batch %d out of range 1..64", p->batch);
+    if (p->preview_every < 0)
+        return cs_error(CS_EARG, "preview interval must be >= 0");
+    int rc = check_sp(&p->c, "Stage C");
+    return rc ? rc : check_sp(&p->b, "Stage B");
+}
+
+/* smallest multiple of 8 pixels whose latent side (lat) is at least min */
+static int min_px(int (*lat)(int), size_t min)
+{
+    int px = 8;
+    while (px < 8192 && (size_t)lat(px) < min)
+        px += 8;
+    return px;
+}
+
+int cs_pipeline_check_size(const cs_pipeline *p, const cs_gen_params *g)
+{
+    const size_t hc = cs_latent_c(g->height), wc = cs_latent_c(g->width);
+    const size_t hb = cs_latent_b(g->height), wb = cs_latent_b(g->width);
+    if (hb % 2 || wb % 2)
+        return cs_error(CS_EARG, "size %dx%d: the Stage B latent must have even sides", g->width, g->height);
+    if (hc < p->c_min || wc < p->c_min) {
+        int m = min_px(cs_latent_c, p->c_min);
+        return cs_error(CS_EARG, "size %dx%d is too small for this Stage C: its %zux%zu latent must be at least "
+                        "%zu on each side (width and height at least %d)", g->width, g->height, wc, hc,
+                        p->c_min, m);
+    }
+    if (hb < p->b_min || wb < p->b_min) {
+        int m = min_px(cs_latent_b, p->b_min);
+        return cs_error(CS_EARG, "size %dx%d is too small for this Stage B: its %zux%zu latent must be at least "
+                        "%zu on each side (width and height at least %d)", g->width, g->height, wb, hb,
+                        p->b_min, m);
+    }
+    return 0;
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s && *s ? strdup(s) : NULL;
+}
+
+int cs_pipeline_new(const cs_model_paths *paths, int keep_loaded, cs_pipeline **out)
+{
+    *out = NULL;
+    cs_pipeline *p = calloc(1, sizeof *p);
+    if (!p)
+        return cs_oom("the pipeline object", sizeof *p);
+    const char *src[P_N] = {paths->text_encoder, paths->stage_c, paths->stage_b, paths->stage_a,
+                            paths->previewer};
+    for (int i = 0; i < P_N; i++)
+        p->path[i] = dup_or_null(src[i]);
+    p->tok_dir = dup_or_null(paths->tokenizer_dir);
+    p->text_config = dup_or_null(paths->text_config);
+    p->text_prefix = dup_or_null(paths->text_prefix);
+    p->keep = keep_loaded;
+    for (int i = 0; i < P_PREV; i++)
+        if (!p->path[i]) {
+            cs_pipeline_free(p);
+            return cs_error(CS_EARG, "pipeline: no %s file given", part_title(i));
+        }
+    *out = p;
+    return 0;
+}
+
+static void release(cs_pipeline *p, int i)
+{
+    switch (i) {
+    case P_TEXT: cs_clip_free(p->clip), p->clip = NULL; break;
+    case P_C: cs_stage_c_free(p->sc), p->sc = NULL; break;
+    case P_B: cs_stage_b_free(p->sb), p->sb = NULL; break;
+    case P_A: cs_stage_a_free(p->sa), p->sa = NULL; break;
+    case P_PREV: cs_previewer_free(p->pv), p->pv = NULL; break;
+    }
+    cs_st_close(p->f[i]);
+    p->f[i] = NULL;
+}
+
+void cs_pipeline_free(cs_pipeline *p)
+{
+    if (!p)
+        return;
+    for (int i = 0; i < P_N; i++) {
+        release(p, i);
+        free(p->path[i]);
+    }
+    cs_tokenizer_free(p->tok);
+    free(p->tok_dir);
+    free(p->text_config);
+    free(p->text_prefix);
+    free(p);
+}
+
+static char *read_small(const char *path)
+{
+    char *buf;
+    return cs_infile_read(path, "config file", CS_MAX_CONFIG_FILE, &buf, NULL) ? NULL : buf;
+}
+
+/* Loads part i (no-op when loaded). */
+static int load(cs_pipeline *p, int i)
+{
+    int rc = 0;
+    if ((i == P_TEXT && p->clip) || (i == P_C && p->sc) || (i == P_B && p->sb) || (i == P_A && p->sa) ||
+        (i == P_PREV && p->pv))
+        return 0;
+    if (!p->path[i])
+        return cs_error(CS_EARG, "pipeline: no %s file given", part_title(i));
+    if ((rc = cs_st_open(p->path[i], &p->f[i])) != 0)
+        return rc;
+    cs_net_info ni;
+    char *cfg = NULL;
+    switch (i) {
+    case P_TEXT:
+        if (p->text_config && !(cfg = read_small(p->text_config)))
+            rc = CS_EIO;
+        if (!rc)
+            rc = cs_clip_load(p->f[i], p->text_prefix ? p->text_prefix : "", cfg, &p->clip);
+        free(cfg);
+        if (!rc) {
+            const cs_clip_config *c = cs_clip_get_config(p->clip);
+            p->clip_width = c->width;
+            p->clip_proj = c->proj;
+        }
+        break;
+    case P_C:
+        rc = cs_stage_c_load(p->f[i], &p->sc);
+        if (!rc) {
+            cs_stage_c_info(p->sc, &ni);
+            p->c_text = ni.c_clip_text;
+            p->c_pooled = ni.c_clip_pooled;
+            p->c_in = ni.c_in;
+            p->c_out = ni.c_out;
+            p->c_min = cs_stage_c_min_side(p->sc);
+        }
+        break;
+    case P_B:
+        rc = cs_stage_b_load(p->f[i], &p->sb);
+        if (!rc) {
+            cs_stage_b_info(p->sb, &ni);
+            p->b_pooled = ni.c_clip_pooled;
+            p->b_effnet = ni.c_effnet;
+            p->b_in = ni.c_in;
+            p->b_out = ni.c_out;
+            p->b_min = cs_stage_b_min_side(p->sb);
+        }
+        break;
+    case P_A:
+        rc = cs_stage_a_load(p->f[i], NULL, &p->sa);
+        if (!rc)
+            p->a_latent = cs_stage_a_get_config(p->sa)->c_latent;
+        break;
+    case P_PREV:
+        rc = cs_previewer_load(p->f[i], NULL, &p->pv);
+        if (!rc)
+            p->pv_in = cs_previewer_get_config(p->pv)->c_in;
+        break;
+    }
+    if (rc) {
+        release(p, i);
+        return rc;
+    }
+    return 0;
+}
+
+/* a must equal b when both are known */
+static int fit(int a, int b, const char *what_a, const char *what_b)
+{
+    if (a && b && a != b)
+        return cs_error(CS_EMODEL, "models do not fit together: %s is %d wide but %s is %d", what_a, a,
+                        what_b, b);
+    return 0;
+}
+
+int cs_pipeline_check(cs_pipeline *p)
+{
+    int rc = 0;
+    if (!p->tok) {
+        rc = p->tok_dir ? cs_tokenizer_load(p->tok_dir, &p->tok) : cs_tokenizer_bytes(&p->tok);
+        if (rc)
+            return rc;
+    }
+    for (int i = 0; i < P_N && !rc; i++) {
+        if (!p->path[i])
+            continue;
+        rc = load(p, i);
+        if (!rc && !p->keep)
+            release(p, i);
+    }
+    if (rc)
+        return rc;
+    if ((rc = fit(p->clip_width, p->c_text, "the text encoder output", "Stage C's clip_text input")) ||
+        (rc = fit(p->clip_proj, p->c_pooled, "the text encoder projection", "Stage C's pooled input")) ||
+        (rc = fit(p->clip_proj, p->b_pooled, "the text encoder projection", "Stage B's clip input")) ||
+        (rc = fit(16, p->c_in, "the Stage C latent (16 channels)", "Stage C's input")) ||
+        (rc = fit(16, p->c_out, "the Stage C latent (16 channels)", "Stage C's output")) ||
+        (rc = fit(16, p->b_effnet, "the Stage C latent (16 channels)", "Stage B's effnet input")) ||
+        (rc = fit(4, p->b_in, "the Stage B latent (4 channels)", "Stage B's input")) ||
+        (rc = fit(4, p->b_out, "the Stage B latent (4 channels)", "Stage B's output")) ||
+        (rc = fit(4, p->a_latent, "the Stage B latent (4 channels)", "Stage A's latent")) ||
+        (rc = fit(16, p->pv_in, "the Stage C latent (16 channels)", "the previewer's input")))
+        return rc;
+    p->checked = 1;
+    return 0;
+}
+
+/* ------------------------------------------------------------ sampling */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cancelled(volatile sig_atomic_t *c)
+{
+    return (c && *c) || cs_cancel_pending();   /* the caller's flag or a signal's */
+}
+
+#define CANCEL_ERR() cs_error(CS_EINTR, "interrupted")
+
+typedef struct {
+    cs_stage_c *m;
+    size_t h, w, Lt;
+    const float *clip_text, *pooled;
+    float *r;
+    volatile sig_atomic_t *cancel;
+} c_ctx;
+
+static int c_eps(void *ctx, const float *x, int nb, float r, float *eps)
+{
+    c_ctx *c = ctx;
+    if (cancelled(c->cancel))
+        return CANCEL_ERR();
+    for (int i = 0; i < nb; i++)
+        c->r[i] = r;
+    return cs_stage_c_forward(c->m, x, (size_t)nb, c->h, c->w, c->r, c->clip_text, c->Lt, c->pooled, NULL, 1,
+                              NULL, NULL, eps);
+}
+
+typedef struct {
+    const cs_stage_io *io;
+} step_ctx;
+
+/* wraps the caller's on_step with the cancel check at every step boundary */
+static int step_cb(void *ctx, int step, int steps, const float *x0, const float *x)
+{
+    const cs_stage_io *io = ((step_ctx *)ctx)->io;
+    if (io->on_step) {
+        int rc = io->on_step(io->step_ctx, step, steps, x0, x);
+        if (rc)
+            return rc;
+    }
+    return cancelled(io->cancel) ? CANCEL_ERR() : 0;
+}
+
+int cs_pipe_sample_c(cs_stage_c *m, const cs_sample_params *sp, size_t N, size_t h, size_t w,
+                     const float *clip_text, size_t Lt, const float *pooled, const cs_stage_io *io,
+                     float *x, float *result)
+{
+    c_ctx c = {m, h, w, Lt, clip_text, pooled, calloc(2 * N, sizeof(float)), io->cancel};
+    if (!c.r)
+        return cs_oom("Stage C timesteps", 2 * N * sizeof(float));
+    step_ctx sc = {io};
+    cs_sampler_io sio = {c_eps, &c, io->noise, io->noise_ctx, step_cb, &sc};
+    int rc = cs_sample(sp, (int)N, h * w * 16, x, result, &sio);
+    free(c.r);
+    return rc;
+}
+
+typedef struct {
+    cs_stage_b *m;
+    size_t H, W, hc, wc;
+    const float *effnet, *pooled;   /* [2N,...]: conditional, then zeros / uncond */
+    float *r;
+    volatile sig_atomic_t *cancel;
+} b_ctx;
+
+static int b_eps(void *ctx, const float *x, int nb, float r, float *eps)
+{
+    b_ctx *c = ctx;
+    if (cancelled(c->cancel))
+        return CANCEL_ERR();
+    for (int i = 0; i < nb; i++)
+        c->r[i] = r;
+    return cs_stage_b_forward(c->m, x, (size_t)nb, c->H, c->W, c->r, c->effnet, c->hc, c->wc, c->pooled, NULL, 0,
+                              0, NULL, eps);
+}
+
+int cs_pipe_sample_b(cs_stage_b *m, const cs_sample_params *sp, size_t N, size_t H, size_t W,
+                     const float *effnet, size_t hc, size_t wc, const float *pooled,
+                     const cs_stage_io *io, float *x, float *result)
+{
+    size_t ne = N * hc * wc * 16;
+    float *eff = cs_calloc(2 * ne * sizeof(float));   /* [C; zeros] */
+    float *r = calloc(2 * N, sizeof(float));
+    if (!eff || !r) {
+        cs_free(eff);
+        free(r);
+        return cs_oom("the Stage B effnet conditioning", 2 * ne * sizeof(float));
+    }
+    memcpy(eff, effnet, ne * sizeof(float));
+    b_ctx c = {m, H, W, hc, wc, eff, pooled, r, io->cancel};
+    step_ctx sc = {io};
+    cs_sampler_io sio = {b_eps, &c, io->noise, io->noise_ctx, step_cb, &sc};
+    int rc = cs_sample(sp, (int)N, H * W * 4, x, result, &sio);
+    cs_free(eff);
+    free(r);
+    return rc;
+}
+
+/* ------------------------------------------------------------ generate */
+
+/* A NaN or Inf latent would quantise to a black (or garbage) PNG that looks
+ * like success: every stage's result is checked before the next one. */
+static int check_finite(const float *x, size_t n, const char *what, const cs_sample_params *sp)
+{
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad += !isfinite(x[i]);
+    if (!bad)
+        return 0;
+    if (sp)
+        return cs_error(CS_ENONFINITE,
+                        "the %s has %zu of %zu values that are NaN or Inf (guidance %g, shift %g, cfg_rho %g "
+                        "are too extreme, or a model file holds bad weights)",
+                        what, bad, n, (double)sp->cfg, (double)sp->shift, (double)sp->cfg_rho);
+    return cs_error(CS_ENONFINITE, "the %s has %zu of %zu values that are NaN or Inf (a model file holds bad weights?)",
+                    what, bad, n);
+}
+
+typedef struct {
+    cs_rng *rng;
+    size_t c, h, w;
+} noise_ctx;
+
+static int noise_nhwc(void *ctx, float *out, size_t n)
+{
+    noise_ctx *z = ctx;
+    size_t per = z->c * z->h * z->w;
+    if (!per || n % per)
+        return cs_error(CS_EARG, "noise: %zu values is not a whole number of images", n);
+    return cs_rng_randn_nhwc(z->rng, out, n / per, z->c, z->h, z->w);
+}
+
+typedef struct {
+    cs_pipeline *p;
+    const cs_gen_params *g;
+    const cs_pipeline_hooks *hk;
+    cs_stage_id stage;
+    double t0;
+    size_t N, hc, wc;
+    uint8_t *prev_rgb;
+    float *prev_img;
+} run_ctx;
+
+static void progress(run_ctx *r, cs_stage_id st, int step, int steps)
+{
+    if (step == 0)
+        r->t0 = now_s();
+    if (r->hk && r->hk->progress)
+        r->hk->progress(r->hk->ctx, st, step, steps, step < 0 ? 0.0 : now_s() - r->t0);
+}
+
+static void warn(const cs_pipeline_hooks *hk, const char *msg)
+{
+    if (hk && hk->warn)
+        hk->warn(hk->ctx, msg);
+}
+
+/* previewer image of x0 [N,hc,wc,16] passed to the preview hook */
+static int do_preview(run_ctx *r, int step, int steps, const float *x0)
+{
+    const cs_pipeline_hooks *hk = r->hk;
+    if (!r->p->pv || !hk || !hk->preview)
+        return 0;
+    size_t ph = 8 * r->hc, pw = 8 * r->wc;
+    int rc = cs_previewer_forward(r->p->pv, x0, r->N, r->hc, r->wc, r->prev_img);
+    if (!rc)
+        rc = cs_image_to_u8_nhwc(r->prev_img, r->N, ph, pw, r->g->u8_mode, r->prev_rgb);
+    if (!rc) {
+        int hr = hk->preview(hk->ctx, step, steps, r->prev_rgb, (int)r->N, (int)pw, (int)ph);
+        if (hr < 0)
+            rc = hr;   /* the handler's own error (it set the message) */
+        else if (hr > 0)
+            rc = cs_error(CS_EINTR, "stopped by the preview handler");
+    }
+    return rc;
+}
+
+static int on_step(void *ctx, int step, int steps, const float *x0, const float *x)
+{
+    run_ctx *r = ctx;
+    progress(r, r->stage, step + 1, steps);
+    int k = r->g->preview_every;
+    if (r->stage == CS_STAGE_C && k > 0 && (step + 1) % k == 0 && step + 1 < steps)
+        return do_preview(r, step + 1, steps, x0);
+    return 0;
+}
+
+size_t cs_pipeline_state_bytes(const cs_gen_params *g)
+{
+    size_t N = (size_t)g->batch, hc = cs_latent_c(g->height), wc = cs_latent_c(g->width);
+    size_t hb = cs_latent_b(g->height), wb = cs_latent_b(g->width);
+    size_t f = 2 * N * 77 * 1280 + 2 * N * 1280   /* conditioning */
+               + 2 * N * hc * wc * 16              /* C: x, result */
+               + 2 * N * hb * wb * 4               /* B: x, result */
+               + N * 16 * hb * wb * 3;             /* image */
+    return f * sizeof(float) + N * 16 * hb * wb * 3;
+}
+
+/* Stage A scratch budget: what is free, at most 2 GiB (tiling is exact) */
+static size_t stage_a_budget(void)
+{
+    uint64_t have = 0;
+    char src[64];
+    if (cs_mem_available(&have, src, sizeof src) || have == 0)
+        return 0;
+    uint64_t b = have / 2;
+    if (b > (2ull << 30))
+        b = 2ull << 30;
+    return (size_t)b;
+}
+
+int cs_pipeline_generate(cs_pipeline *p, const cs_gen_params *g, const cs_pipeline_hooks *hk,
+                         uint8_t **rgb_out)
+{
+    *rgb_out = NULL;
+    int rc = cs_gen_check(g);
+    if (rc)
+        return rc;
+    if (!p->checked && (rc = cs_pipeline_check(p)) != 0)
+        return rc;
+    if ((rc = cs_pipeline_check_size(p, g)) != 0)
+        return rc;
+    volatile sig_atomic_t *cancel = hk ? hk->cancel : NULL;
+    const size_t N = (size_t)g->batch, L = CS_TOK_CTX;
+    const size_t hc = cs_latent_c(g->height), wc = cs_latent_c(g->width);
+    const size_t hb = cs_latent_b(g->height), wb = cs_latent_b(g->width);
+    const size_t Ct = (size_t)p->clip_width, Cp = (size_t)p->clip_proj;
+    run_ctx r = {p, g, hk, CS_STAGE_TEXT, 0, N, hc, wc, NULL, NULL};
+
+    float *hid = NULL, *pool = NULL, *ctext = NULL, *cpool = NULL, *xc = NULL, *C = NULL, *xb = NULL,
+          *B = NULL, *img = NULL;
+    uint8_t *rgb = NULL;
+    cs_rng rng;
+    cs_rng_seed(&rng, g->seed);
+
+    /* 1-2. tokens and text encoding of [prompt, negative] */
+    int32_t ids[2 * CS_TOK_CTX], mask[2 * CS_TOK_CTX];
+    const char *texts[2] = {g->prompt, g->negative ? g->negative : ""};
+    for (int i = 0; i < 2; i++) {
+        size_t full = 0;
+        if ((rc = cs_tokens_77(p->tok, texts[i], ids + i * L, mask + i * L, &full)) != 0)
+            goto out;
+        if (full > L) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "the %s has %zu tokens; only the first %d are used",
+                     i ? "negative prompt" : "prompt", full - 2, CS_TOK_CTX - 2);
+            warn(hk, msg);
+        }
+    }
+    if (cancelled(cancel)) {
+        rc = CANCEL_ERR();
+        goto out;
+    }
+    progress(&r, CS_STAGE_TEXT, -1, 1);
+    if ((rc = load(p, P_TEXT)) != 0)
+        goto out;
+    progress(&r, CS_STAGE_TEXT, 0, 1);
+    hid = cs_alloc(2 * L * Ct * sizeof(float));
+    pool = cs_alloc(2 * Cp * sizeof(float));
+    ctext = cs_alloc(2 * N * L * Ct * sizeof(float));
+    cpool = cs_alloc(2 * N * Cp * sizeof(float));
+    if (!hid || !pool || !ctext || !cpool) {
+        rc = cs_oom("the text conditioning", (2 * L * Ct + 2 * Cp + 2 * N * L * Ct + 2 * N * Cp) * sizeof(float));
+        goto out;
+    }
+    cs_clip_out co = {hid, NULL, pool, NULL};
+    if ((rc = cs_clip_forward(p->clip, ids, mask, 2, L, &co)) != 0)
+        goto out;
+    if (!p->keep)
+        release(p, P_TEXT);
+    /* replicate: rows 0..N-1 prompt, N..2N-1 negative */
+    for (size_t i = 0; i < 2 * N; i++) {
+        size_t src = i < N ? 0 : 1;
+        memcpy(ctext + i * L * Ct, hid + src * L * Ct, L * Ct * sizeof(float));
+        memcpy(cpool + i * Cp, pool + src * Cp, Cp * sizeof(float));
+    }
+    progress(&r, CS_STAGE_TEXT, 1, 1);
+
+    /* 4. Stage C */
+    if (cancelled(cancel)) {
+        rc = CANCEL_ERR();
+        goto out;
+    }
+    if (g->want_preview || g->preview_every > 0) {
+        if (p->path[P_PREV]) {
+            if ((rc = load(p, P_PREV)) != 0)
+                goto out;
+            r.prev_img = cs_alloc(N * 64 * hc * wc * 3 * sizeof(float));
+            r.prev_rgb = cs_alloc(N * 64 * hc * wc * 3);
+            if (!r.prev_img || !r.prev_rgb) {
+                rc = cs_oom("the previews", N * 64 * hc * wc * 3 * (sizeof(float) + 1));
+                goto out;
+            }
+        } else {
+            warn(hk, "no previewer file: previews are skipped");
+        }
+    }
+    r.stage = CS_STAGE_C;
+    progress(&r, CS_STAGE_C, -1, g->c.steps);
+    if ((rc = load(p, P_C)) != 0)
+        goto out;
+    xc = cs_alloc(N * hc * wc * 16 * sizeof(float));
+    C = cs_alloc(N * hc * wc * 16 * sizeof(float));
+    if (!xc || !C) {
+        rc = cs_oom("the Stage C latents", 2 * N * hc * wc * 16 * sizeof(float));
+        goto out;
+    }
+    progress(&r, CS_STAGE_C, 0, g->c.steps);
+    noise_ctx nzc = {&rng, 16, hc, wc};
+    cs_stage_io ioc = {noise_nhwc, &nzc, on_step, &r, cancel};
+    if ((rc = cs_pipe_sample_c(p->sc, &g->c, N, hc, wc, ctext, L, cpool, &ioc, xc, C)) != 0 ||
+        (rc = check_finite(C, N * hc * wc * 16, "Stage C result", &g->c)) != 0)
+        goto out;
+    if (!p->keep)
+        release(p, P_C);
+    cs_free(ctext);
+    ctext = NULL;
+    cs_free(xc);
+    xc = NULL;
+    if (p->pv && g->want_preview) {
+        progress(&r, CS_STAGE_PREVIEW, 0, 1);
+        if ((rc = do_preview(&r, g->c.steps, g->c.steps, C)) != 0)
+            goto out;
+        progress(&r, CS_STAGE_PREVIEW, 1, 1);
+    }
+    if (!p->keep)
+        release(p, P_PREV);
+
+    /* 5. Stage B */
+    if (cancelled(cancel)) {
+        rc = CANCEL_ERR();
+        goto out;
+    }
+    r.stage = CS_STAGE_B;
+    progress(&r, CS_STAGE_B, -1, g->b.steps);
+    if ((rc = load(p, P_B)) != 0)
+        goto out;
+    xb = cs_alloc(N * hb * wb * 4 * sizeof(float));
+    B = cs_alloc(N * hb * wb * 4 * sizeof(float));
+    if (!xb || !B) {
+        rc = cs_oom("the Stage B latents", 2 * N * hb * wb * 4 * sizeof(float));
+        goto out;
+    }
+    progress(&r, CS_STAGE_B, 0, g->b.steps);
+    noise_ctx nzb = {&rng, 4, hb, wb};
+    cs_stage_io iob = {noise_nhwc, &nzb, on_step, &r, cancel};
+    if ((rc = cs_pipe_sample_b(p->sb, &g->b, N, hb, wb, C, hc, wc, cpool, &iob, xb, B)) != 0 ||
+        (rc = check_finite(B, N * hb * wb * 4, "Stage B result", &g->b)) != 0)
+        goto out;
+    if (!p->keep)
+        release(p, P_B);
+    cs_free(xb);
+    xb = NULL;
+
+    /* 6. Stage A, one image at a time so Ctrl-C is seen between them */
+    if (cancelled(cancel)) {
+        rc = CANCEL_ERR();
+        goto out;
+    }
+    r.stage = CS_STAGE_A;
+    progress(&r, CS_STAGE_A, -1, (int)N);
+    if ((rc = load(p, P_A)) != 0)
+        goto out;
+    const size_t f = (size_t)cs_stage_a_factor(p->sa), H = f * hb, W = f * wb;
+    img = cs_alloc(N * H * W * 3 * sizeof(float));
+    rgb = cs_alloc(N * (size_t)g->height * (size_t)g->width * 3);
+    if (!img || !rgb) {
+        rc = cs_oom("the decoded image", N * H * W * 3 * sizeof(float) + N * (size_t)g->height * g->width * 3);
+        goto out;
+    }
+    size_t th, tw;
+    cs_stage_a_plan_tiles(p->sa, hb, wb, stage_a_budget(), &th, &tw);
+    progress(&r, CS_STAGE_A, 0, (int)N);
+    for (size_t i = 0; i < N; i++) {
+        if (cancelled(cancel)) {
+            rc = CANCEL_ERR();
+            goto out;
+        }
+        if ((rc = cs_stage_a_decode(p->sa, B + i * hb * wb * 4, 1, hb, wb, CS_STAGE_A_SCALE, th, tw,
+                                    img + i * H * W * 3)) != 0)
+            goto out;
+        progress(&r, CS_STAGE_A, (int)i + 1, (int)N);
+    }
+    if ((rc = check_finite(img, N * H * W * 3, "Stage A image", NULL)) != 0)
+        goto out;
+    if (!p->keep)
+        release(p, P_A);
+
+    /* 7. clamp, uint8, crop to (height, width) */
+    const size_t oh = (size_t)g->height, ow = (size_t)g->width;
+    for (size_t i = 0; i < N; i++)
+        for (size_t y = 0; y < oh; y++)
+            if ((rc = cs_image_to_u8_nhwc(img + ((i * H + y) * W) * 3, 1, 1, ow, g->u8_mode,
+                                          rgb + (i * oh + y) * ow * 3)) != 0)
+                goto out;
+    *rgb_out = rgb;
+    rgb = NULL;
+
+out:
+    if (rc && !p->keep)
+        for (int i = 0; i < P_N; i++)
+            release(p, i);
+    cs_free(hid);
+    cs_free(pool);
+    cs_free(ctext);
+    cs_free(cpool);
+    cs_free(xc);
+    cs_free(C);
+    cs_free(xb);
+    cs_free(B);
+    cs_free(img);
+    cs_free(rgb);
+    cs_free(r.prev_img);
+    cs_free(r.prev_rgb);
+    return rc;
+}

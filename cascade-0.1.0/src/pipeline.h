@@ -1,0 +1,142 @@
+/* Text-to-image end to end (spec/sampling.md §8): tokenise -> CLIP-G ->
+ * Stage C sampling -> Stage B sampling -> Stage A decode -> RGB8.
+ *
+ * Stages are loaded one at a time and released before the next one starts
+ * (peak memory = the largest stage plus activations); keep_loaded keeps every
+ * loaded stage in the pipeline object for the next generate call.
+ *
+ * Random numbers: one torch-CPU generator seeded with params.seed, drawn in
+ * the official order (C init, one per C step, B init, one per B step), so a
+ * seed gives the same image as the official code on the CPU.
+ *
+ * CFG batches are [x; x] with the conditional half first. The unconditional
+ * text is the encoding of the negative prompt ("" by default), Stage B's
+ * unconditional effnet input is zeros, clip_img is zeros for both halves. */
+#ifndef CS_PIPELINE_H
+#define CS_PIPELINE_H
+
+#include "pngout.h"
+#include "sampler.h"
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Files of one run. previewer may be NULL (no previews). tokenizer_dir NULL
+ * means the byte-level fallback vocabulary (demo only). */
+typedef struct {
+    const char *tokenizer_dir;
+    const char *text_encoder;
+    const char *text_config;    /* config.json of the text encoder, or NULL */
+    const char *text_prefix;    /* key prefix inside a combined file, or NULL */
+    const char *stage_c;
+    const char *stage_b;
+    const char *stage_a;
+    const char *previewer;
+} cs_model_paths;
+
+typedef enum {
+    CS_STAGE_TEXT = 0,   /* text encoder (one step) */
+    CS_STAGE_C,          /* Stage C sampling, one step per sampler step */
+    CS_STAGE_B,
+    CS_STAGE_A,          /* Stage A decode, one step per image */
+    CS_STAGE_PREVIEW,    /* previewer (one step) */
+    CS_STAGE_COUNT
+} cs_stage_id;
+
+const char *cs_stage_name(cs_stage_id s);   /* "text", "stage_c", ... */
+
+typedef struct {
+    const char *prompt;      /* "" is valid: the unconditional prompt */
+    const char *negative;    /* NULL or "": the empty string */
+    int width, height;       /* multiples of 8 */
+    uint64_t seed;
+    int batch;               /* N >= 1 */
+    cs_sample_params c, b;   /* per-stage sampling settings (sampler.h) */
+    cs_u8_mode u8_mode;      /* truncate (official) or round */
+    int preview_every;       /* > 0: previews every K Stage C steps too */
+    int want_preview;        /* 1: preview of the final Stage C x0 */
+} cs_gen_params;
+
+/* Official defaults (§8): 1024x1024, batch 1, seed 0, C 20/4/2, B 10/1.1/1,
+ * cfg_rho 0.7, DDPM, truncate. */
+void cs_gen_defaults(cs_gen_params *p);
+/* Checks sizes, steps, batch and cfg; one-line message on failure. */
+int cs_gen_check(const cs_gen_params *p);
+
+/* Latent sizes (§3.1). */
+int cs_latent_c(int px);   /* ceil(px / 42.67) */
+int cs_latent_b(int px);   /* ceil(px / 4) */
+
+typedef struct {
+    /* stage progress: step -1 = loading the weights, 0 = starting, i = i
+     * of steps done; seconds since the stage started (after loading). */
+    void (*progress)(void *ctx, cs_stage_id stage, int step, int steps, double elapsed);
+    /* Previewer image of the Stage C x0 at step (steps = final): n RGB8
+     * images [n, h, w, 3]. Return 0 to go on, a negative CS_E* code (with
+     * cs_error's message set) to fail the run with that error, or a
+     * positive value to stop it (CS_EINTR). */
+    int (*preview)(void *ctx, int step, int steps, const uint8_t *rgb, int n, int w, int h);
+    void *ctx;
+    /* one-line notices (prompt truncated to 77 tokens, ...) */
+    void (*warn)(void *ctx, const char *msg);
+    /* set asynchronously (a signal); checked at every step boundary. The
+     * process-wide flag of cancel.h is checked too, also inside the
+     * networks (every U-Net block, CLIP layer, Stage A block and tile). */
+    volatile sig_atomic_t *cancel;
+} cs_pipeline_hooks;
+
+typedef struct cs_pipeline cs_pipeline;
+
+/* Copies the paths; opens nothing yet. */
+int cs_pipeline_new(const cs_model_paths *paths, int keep_loaded, cs_pipeline **out);
+void cs_pipeline_free(cs_pipeline *p);   /* NULL is fine */
+
+/* Cheap up-front checks before any long work: every file opens as
+ * safetensors and holds the network its role claims (tensor names and
+ * shapes), the tokenizer loads, and the stages fit together (CLIP width =
+ * Stage C text width, CLIP projection = Stage C / B pooled width). */
+int cs_pipeline_check(cs_pipeline *p);
+/* After cs_pipeline_check: the image size fits the networks (every level
+ * transition of Stage C and Stage B keeps at least one row and column). */
+int cs_pipeline_check_size(const cs_pipeline *p, const cs_gen_params *g);
+
+/* Runs the whole chain. On success *rgb is cs_alloc'ed [batch, height,
+ * width, 3] (free with cs_free). On cancel returns CS_EINTR with nothing
+ * allocated; on any error every stage is released. */
+int cs_pipeline_generate(cs_pipeline *p, const cs_gen_params *g, const cs_pipeline_hooks *hooks,
+                         uint8_t **rgb);
+
+/* ---- the two sampling stages, shared with the golden runner ----
+ * Channels-last latents. The noise source must fill [n, h, w, c] buffers in
+ * the draw order of the official NCHW tensors (cs_rng_randn_nhwc). */
+typedef struct {
+    cs_noise_fn noise;
+    void *noise_ctx;
+    cs_step_fn on_step;                 /* may be NULL */
+    void *step_ctx;
+    volatile sig_atomic_t *cancel;      /* may be NULL */
+} cs_stage_io;
+
+struct cs_stage_c;
+struct cs_stage_b;
+
+/* Stage C (§8 step 4): x, result [N, h, w, 16]; clip_text [2N, Lt, Ct] and
+ * pooled [2N, 1, Cp] hold the N conditional rows first, then the N
+ * unconditional ones (only the first N are read without CFG). clip_img is
+ * zeros. x: the sampler's final x on return; result: x0 of the last step. */
+int cs_pipe_sample_c(struct cs_stage_c *m, const cs_sample_params *sp, size_t N, size_t h, size_t w,
+                     const float *clip_text, size_t Lt, const float *pooled, const cs_stage_io *io,
+                     float *x, float *result);
+/* Stage B (§8 step 5): x, result [N, H, W, 4]; effnet [N, hc, wc, 16] is the
+ * Stage C result (the unconditional half gets zeros); pooled [2N, 1, Cp] as
+ * above. */
+int cs_pipe_sample_b(struct cs_stage_b *m, const cs_sample_params *sp, size_t N, size_t H, size_t W,
+                     const float *effnet, size_t hc, size_t wc, const float *pooled,
+                     const cs_stage_io *io, float *x, float *result);
+
+/* Peak number of float32 activation bytes the pipeline itself keeps
+ * (latents, conditioning, image) for g, excluding the networks. */
+size_t cs_pipeline_state_bytes(const cs_gen_params *g);
+
+#endif

@@ -1,0 +1,57 @@
+/* Stage C, the text-conditional prior (spec/models.md §3): predicts the
+ * noise of a 16-channel EfficientNet latent from CLIP text/image embeddings.
+ *
+ * The configuration is read from the tensors alone (§10): level widths and
+ * block lists, repeat mappers, c_cond and the CLIP widths, t_conds, c_r,
+ * the depthwise kernel size and the level-transition style. Heads =
+ * width/64 (every released checkpoint). What the weights cannot tell comes
+ * from overrides, read from the file's __metadata__["config"] (a JSON
+ * object, as the golden weight files carry) or passed in cs_unet_opts:
+ * "nhead" (int or per-level list; -1 or 0 entries = width/64), "t_conds"
+ * (list: the embedding order, default sca then crp), "switch_level" (list of
+ * booleans, default all false as released), "self_attn" (default true).
+ * Other metadata is ignored, and so is malformed metadata.
+ * Accepted key spellings: official, ComfyUI-prefixed
+ * (model.diffusion_model.), diffusers / ComfyUI split attention
+ * (to_q/to_k/to_v, to_out.0). Validation is strict: any missing,
+ * unexpected or mis-shaped tensor fails the load with one message.
+ *
+ * Weights stay in the mapping of the cs_st_file, which must outlive the model.
+ * A model's forward is not re-entrant (it owns its scratch buffers). */
+#ifndef CS_STAGE_C_H
+#define CS_STAGE_C_H
+
+#include "safetensors.h"
+#include "unet.h"
+
+typedef struct cs_stage_c cs_stage_c;
+
+int cs_stage_c_load(cs_st_file *f, cs_stage_c **out);
+/* opt: overrides (NULL = the file's metadata, if any). */
+int cs_stage_c_load_opts(cs_st_file *f, const cs_unet_opts *opt, cs_stage_c **out);
+void cs_stage_c_free(cs_stage_c *m);   /* NULL is fine */
+void cs_stage_c_info(const cs_stage_c *m, cs_net_info *info);
+/* Smallest latent side the network accepts (patch size x cs_unet_min_side). */
+size_t cs_stage_c_min_side(const cs_stage_c *m);
+
+/* One forward pass (official StageC.forward), channels-last:
+ *   x         [N, h, w, c_in]        noisy latent (h, w: any size >= 1)
+ *   r         [N]                    noise condition
+ *   clip_text [N, Lt, c_clip_text]
+ *   pooled    [N, 1, c_clip_pooled]
+ *   clip_img  [N, M, c_clip_img]     NULL = zeros with M = 1 (official default)
+ *   sca, crp  [N] or NULL (= 0)      values for the t_conds of those names
+ *   eps       [N, h, w, c_out]       output: predicted noise
+ * The conditioning is 85 tokens for Lt = 77, M = 1: text, 4 pooled, 4 image. */
+int cs_stage_c_forward(cs_stage_c *m, const float *x, size_t N, size_t h, size_t w, const float *r,
+                       const float *clip_text, size_t Lt, const float *pooled, const float *clip_img, size_t M,
+                       const float *sca, const float *crp, float *eps);
+
+/* Floating-point operations of one forward (multiply-add = 2). */
+double cs_stage_c_flops(const cs_stage_c *m, size_t N, size_t h, size_t w, size_t Lt, size_t M);
+/* Bytes of scratch the model holds now (grows to the largest pass so far). */
+size_t cs_stage_c_scratch_bytes(const cs_stage_c *m);
+/* Frees the scratch buffers (they are re-made by the next forward). */
+void cs_stage_c_trim(cs_stage_c *m);
+
+#endif

@@ -1,0 +1,41 @@
+#!/bin/sh
+# CASCADE_SIMD: an unknown level and a level this CPU or build lacks must give
+# a clear message and a non-zero exit from `cascade info` (never SIGILL); a
+# level it has must be the one reported. Needs CASCADE_BIN (set by make check).
+BIN=${CASCADE_BIN:-./cascade}
+fail=0
+tmp=${TMPDIR:-/tmp}/cli_simd.$$
+trap 'rm -f "$tmp".*' EXIT
+
+have=$("$BIN" info --levels) || { echo "FAIL: cascade info --levels (exit $?)"; exit 1; }
+echo "levels here: $(echo $have)"
+case " $(echo $have) " in *" scalar "*) ;; *) echo "FAIL: scalar missing from --levels"; fail=1 ;; esac
+
+# run NAME WANT-RC STDERR-TEXT STDOUT-TEXT CASCADE_SIMD-value
+run() {
+    CASCADE_SIMD=$5 "$BIN" info >"$tmp.out" 2>"$tmp.err"
+    rc=$?
+    if [ $rc -ge 128 ]; then
+        echo "FAIL $1: killed by signal $((rc - 128))"; fail=1; return
+    fi
+    if [ "$2" = 0 ] && [ $rc -ne 0 ] || [ "$2" != 0 ] && [ $rc -eq 0 ]; then
+        echo "FAIL $1: exit $rc"; cat "$tmp.err"; fail=1; return
+    fi
+    if [ -n "$3" ] && ! grep -qF -- "$3" "$tmp.err"; then
+        echo "FAIL $1: stderr lacks '$3':"; cat "$tmp.err"; fail=1; return
+    fi
+    if [ -n "$4" ] && ! grep -qF -- "$4" "$tmp.out"; then
+        echo "FAIL $1: stdout lacks '$4':"; cat "$tmp.out"; fail=1; return
+    fi
+    echo "ok $1"
+}
+
+run "unknown level" 1 "CASCADE_SIMD=bogus: unknown level" "" bogus
+run "empty level picks the best" 0 "" "simd:" ""
+for l in scalar avx2 avx512 neon; do
+    case " $(echo $have) " in
+        *" $l "*) run "$l available" 0 "" "simd:      $l " "$l" ;;
+        *) run "$l unavailable" 1 "SIMD level '$l' is not available" "" "$l" ;;
+    esac
+done
+exit $fail

@@ -1,0 +1,29 @@
+#!/bin/sh
+# Test driver: runs one test once per SIMD level this CPU offers
+# (CASCADE_SIMD forced), so the whole suite is checked at every level.
+# Exit codes: 0 pass, 77 skip, 99 hard error, else fail (per level and in all).
+test="$1"; shift
+# Tests run side by side (make -j): OpenMP workers that spin-wait would steal
+# the cores from each other, so they sleep instead (results are unaffected).
+OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}; export OMP_WAIT_POLICY
+levels=$("$CASCADE_BIN" info --levels) || { echo "cannot list SIMD levels"; exit 99; }
+[ -n "$CASCADE_TEST_LEVELS" ] && levels="$CASCADE_TEST_LEVELS"
+# Result: a failure at any level fails; otherwise a pass at any level passes
+# (a test may skip a level where it has nothing to check: test_kernels at
+# scalar); a skip only when every level skipped.
+status=0 passed=0 skipped=0
+for l in $levels; do
+    echo "### CASCADE_SIMD=$l"
+    case "$test" in
+        *.sh) CASCADE_SIMD=$l sh "$test" "$@" ;;
+        *) CASCADE_SIMD=$l "$test" "$@" ;;
+    esac
+    rc=$?
+    case $rc in
+        0) passed=$((passed + 1)) ;;
+        77) echo "### SKIPPED at CASCADE_SIMD=$l"; skipped=$((skipped + 1)) ;;
+        *) echo "### FAILED at CASCADE_SIMD=$l (exit $rc)"; status=1 ;;
+    esac
+done
+[ $status -eq 0 ] && [ $passed -eq 0 ] && [ $skipped -gt 0 ] && status=77
+exit $status
