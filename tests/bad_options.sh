@@ -128,6 +128,23 @@ disk_full() {
 rm -rf "$O" && mkdir "$O"
 disk_full
 
+# ---- a read-only output folder is refused up front, with the reason ----
+read_only() {
+    command -v unshare >/dev/null && unshare -rm sh -c "mount -t tmpfs -o ro,size=8k tmpfs '$O' && \
+        $BIN generate --demo --quiet -p x --json --steps-c 3 --steps-b 2 -o '$O/ro.png' >'$tmp/out' 2>'$tmp/err'; \
+        echo \$? >'$tmp/rc'; ls -A '$O' >'$tmp/left'" 2>/dev/null
+    [ -s "$tmp/rc" ] || { echo "note: read-only case skipped (cannot mount a tmpfs here)"; return; }
+    rc=$(cat "$tmp/rc")
+    if [ "$rc" = 1 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] && grep -qF "$O" "$tmp/err" &&
+       grep -qF "Read-only file system" "$tmp/err" && ! grep -q '"event":"load"' "$tmp/out" && [ ! -s "$tmp/left" ]; then
+        ok read-only
+    else
+        bad "read-only: exit $rc, left '$(cat "$tmp/left")'"; cat "$tmp/err"
+    fi
+}
+rm -rf "$O" && mkdir "$O"
+read_only
+
 # ---- auto-numbering goes on past 999999999, and says when no number is left ----
 rm -rf "$O" && mkdir "$O" && : >"$O/cascade_999999999.png"
 out=$($BIN generate --demo --quiet -p x $FAST -o "$O" 2>"$tmp/err" &&
