@@ -45,5 +45,22 @@ for f in "$dir"/hostile_*.io.safetensors; do
     fi
 done
 [ $n -ge 30 ] || { echo "only $n hostile cases written"; fail=1; }
+# the runner's stable options: --device and --precision (CPU, fp32 for now)
+opt() {   # opt EXIT ARGS...: exit status, and one stderr line when it is not 0
+    want=$1; shift
+    "$CASCADE_BIN" dev golden "$@" >"$dir/out" 2>"$dir/err"
+    rc=$?
+    if [ $rc -ne "$want" ] || { [ "$want" -ne 0 ] && [ "$(grep -c . "$dir/err")" -ne 1 ]; }; then
+        echo "dev golden $*: exit $rc (wanted $want)"; cat "$dir/err"; fail=1
+    fi
+}
+opt 0 --device cpu --precision fp32 --threads 1 "$dir/good"
+opt 0 --device auto --precision auto --strict "$dir/good"
+opt 1 --device cuda "$dir/good"
+opt 1 --device cuda:0 "$dir/good"
+opt 1 --precision bf16 "$dir/good"
+opt 2 --device gpu "$dir/good"
+opt 2 --device cuda:x "$dir/good"
+opt 2 --precision q8 "$dir/good"
 [ -n "$vg" ] && echo "(checked under valgrind)"
 exit $fail
