@@ -27,7 +27,10 @@ void cs_backend_release(void)
     handle = NULL;
 }
 
-static int load(const char *path, const char *name)
+/* dlopen + entry + ABI check. RTLD_NODELETE: a plugin that links a runtime
+ * statically (cudart) registers exit handlers and may start threads, so its
+ * code must stay mapped after dlclose until the process ends. */
+static int open_plugin(const char *path, const char *name, void **hp, const cs_backend **bp)
 {
     /* dlopen of a FIFO would block forever: a plugin must be a regular file */
     if (cs_infile_open(path, "plugin", CS_MAX_PLUGIN_FILE, NULL, NULL)) {
@@ -35,7 +38,7 @@ static int load(const char *path, const char *name)
         snprintf(why, sizeof why, "%s", cs_last_error());
         return cs_error(CS_EUNSUP, "backend '%s': cannot load %s", name, why);
     }
-    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
     if (!h) return cs_error(CS_EUNSUP, "backend '%s': cannot load %s: %s", name, path, dlerror());
     const cs_backend *(*entry)(void) = (const cs_backend *(*)(void))dlsym(h, "cascade_backend_entry");
     const cs_backend *b = entry ? entry() : NULL;
@@ -49,6 +52,17 @@ static int load(const char *path, const char *name)
         return cs_error(CS_EUNSUP, "backend '%s': %s has plugin ABI %d, this cascade needs %d", name, path, abi,
                         CS_BACKEND_ABI);
     }
+    *hp = h;
+    *bp = b;
+    return 0;
+}
+
+static int load(const char *path, const char *name)
+{
+    void *h;
+    const cs_backend *b;
+    int rc = open_plugin(path, name, &h, &b);
+    if (rc) return rc;
     char err[256] = "";
     if (b->init && b->init(err, sizeof err)) {
         dlclose(h);
@@ -60,14 +74,14 @@ static int load(const char *path, const char *name)
     return 0;
 }
 
-int cs_backend_select(const char *name)
+/* The plugin file for NAME (a path, or libcascade-NAME.so in
+ * $CASCADE_PLUGIN_DIR, then the install's plugin folder). */
+static int find_plugin(const char *name, char *path, size_t pathlen)
 {
-    if (!name || !*name) name = getenv("CASCADE_BACKEND");
-    if (!name || !*name || !strcmp(name, "cpu")) {
-        cs_backend_release();
+    if (strchr(name, '/')) {
+        snprintf(path, pathlen, "%s", name);
         return 0;
     }
-    if (strchr(name, '/')) return load(name, name);
     for (const char *c = name; *c; c++)
         if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_'))
             return cs_error(CS_EARG, "backend '%s': not a backend name (use cpu, cuda, or a path to a plugin)", name);
@@ -76,12 +90,43 @@ int cs_backend_select(const char *name)
     char tried[2200] = "";
     for (int i = 0; i < 2; i++) {
         if (!dirs[i]) continue;
-        char path[1024];
-        snprintf(path, sizeof path, "%s/libcascade-%s.so", dirs[i], name);
-        if (cs_infile_open(path, "plugin", CS_MAX_PLUGIN_FILE, NULL, NULL) == 0 || errno != ENOENT)
-            return load(path, name);
+        snprintf(path, pathlen, "%s/libcascade-%s.so", dirs[i], name);
+        if (cs_infile_open(path, "plugin", CS_MAX_PLUGIN_FILE, NULL, NULL) == 0 || errno != ENOENT) return 0;
         size_t o = strlen(tried);
         snprintf(tried + o, sizeof tried - o, "%s%s", o ? ", " : "", path);
     }
     return cs_error(CS_EUNSUP, "backend '%s': plugin not found (looked for %s)", name, tried);
+}
+
+int cs_backend_select(const char *name)
+{
+    if (!name || !*name) name = getenv("CASCADE_BACKEND");
+    if (!name || !*name || !strcmp(name, "cpu")) {
+        cs_backend_release();
+        return 0;
+    }
+    char path[1024];
+    int rc = find_plugin(name, path, sizeof path);
+    return rc ? rc : load(path, name);
+}
+
+int cs_backend_describe(const char *name, cs_backend_report *r)
+{
+    memset(r, 0, sizeof *r);
+    int rc = find_plugin(name, r->path, sizeof r->path);
+    void *h;
+    const cs_backend *b;
+    if (rc || (rc = open_plugin(r->path, name, &h, &b))) return rc;
+    r->abi = b->abi;
+    snprintf(r->version, sizeof r->version, "%s", b->version ? b->version : "");
+    if (!b->devices) {
+        snprintf(r->reason, sizeof r->reason, "the plugin lists no devices");
+    } else {
+        int n = b->devices(r->dev, CS_MAX_LISTED, r->reason, sizeof r->reason);
+        if (n < 0 && !r->reason[0]) snprintf(r->reason, sizeof r->reason, "device query failed");
+        if (n == 0 && !r->reason[0]) snprintf(r->reason, sizeof r->reason, "no device");
+        r->ndev = n > 0 ? n : 0;
+    }
+    dlclose(h);   /* drops this reference; an active plugin keeps its own */
+    return 0;
 }

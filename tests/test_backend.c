@@ -1,7 +1,8 @@
 /* Backend plugins: a fake plugin is loaded by path, its sgemm serves
  * cs_linear (results equal the CPU path to rounding); a wrong ABI, a missing
  * plugin, a failing init and a bad name each give a clear error and leave
- * the CPU path active. */
+ * the CPU path active. cs_backend_describe lists a plugin's devices (or the
+ * reason there are none) without activating it. */
 #include "backend.h"
 #include "error.h"
 #include "ops.h"
@@ -18,9 +19,10 @@ static int fails;
 int main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : "tests/.libs";
-    char good[1024], bad[1024];
+    char good[1024], bad[1024], old[1024];
     snprintf(good, sizeof good, "%s/libcascade-fake.so", dir);
     snprintf(bad, sizeof bad, "%s/libcascade-fakeabi.so", dir);
+    snprintf(old, sizeof old, "%s/libcascade-fakeabi1.so", dir);
     cs_threads_set(1);
     enum { M = 37, K = 53, N = 29 };
     static float x[M * K], w[N * K], y0[M * N], y1[M * N];
@@ -42,6 +44,26 @@ int main(int argc, char **argv)
     CHECK(sqrt(d / r) < 1e-6, "plugin result differs: rel %g", sqrt(d / r));
 
     CHECK(cs_backend_select(bad) < 0 && strstr(cs_last_error(), "plugin ABI 999"), "wrong ABI: %s", cs_last_error());
+    char want[128];
+    snprintf(want, sizeof want, "plugin ABI 1, this cascade needs %d", CS_BACKEND_ABI);
+    CHECK(CS_BACKEND_ABI == 2 && cs_backend_select(old) < 0 && strstr(cs_last_error(), want), "ABI-1 plugin: %s",
+          cs_last_error());
+
+    /* describe: devices listed without activating the plugin */
+    static cs_backend_report rep;
+    CHECK(cs_backend_describe(good, &rep) == 0, "describe: %s", cs_last_error());
+    CHECK(rep.abi == CS_BACKEND_ABI && !strcmp(rep.version, "fake 1.0") && !strcmp(rep.path, good), "report: %d %s %s",
+          rep.abi, rep.version, rep.path);
+    CHECK(rep.ndev == 2 && !strcmp(rep.dev[0].name, "Fake GPU 0") && rep.dev[0].cc_major == 8 &&
+              rep.dev[0].usable && !rep.dev[1].usable && strstr(rep.dev[1].why, "sm_90"),
+          "devices: %d %s", rep.ndev, rep.dev[0].name);
+    CHECK(!strcmp(cs_backend_name(), "fake"), "describe changed the active backend");
+    setenv("FAKE_BACKEND_NODEV", "1", 1);
+    CHECK(cs_backend_describe(good, &rep) == 0 && rep.ndev == 0 && !strcmp(rep.reason, "no fake device"),
+          "no devices: %d '%s'", rep.ndev, rep.reason);
+    unsetenv("FAKE_BACKEND_NODEV");
+    CHECK(cs_backend_describe(bad, &rep) < 0 && strstr(cs_last_error(), "plugin ABI 999"), "describe wrong ABI: %s",
+          cs_last_error());
     CHECK(!strcmp(cs_backend_name(), "fake"), "a failed load replaced the active backend");
     CHECK(cs_backend_select("cpu") == 0 && !strcmp(cs_backend_name(), "cpu"), "back to cpu");
     setenv("CASCADE_PLUGIN_DIR", "/nonexistent", 1);

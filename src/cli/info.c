@@ -3,10 +3,44 @@
 
 #include "../../simd/kernels.h"
 #include "backend.h"
+#include "error.h"
 #include "ops.h"
 
 #include <stdio.h>
 #include <string.h>
+
+/* The CUDA plugin and its GPUs: the plugin is loaded only to list them
+ * (cs_backend_describe); the active backend is not changed. */
+static void print_gpus(void)
+{
+    static cs_backend_report r;
+    if (cs_backend_describe("cuda", &r)) {
+#ifdef CS_HAVE_CUDA_PLUGIN
+        printf("plugin:    %s\n", cs_last_error());
+#else
+        printf("plugin:    not built (configure found no nvcc or was given --without-cuda)\n");
+#endif
+        printf("gpus:      none (no CUDA plugin loaded)\n");
+        return;
+    }
+    const char *file = strrchr(r.path, '/');
+    file = file ? file + 1 : r.path;
+    printf("plugin:    %s (ABI %d; %s)\n", r.path, r.abi, r.version);
+    if (!r.ndev) {
+        printf("gpus:      none (%s loaded; %s)\n", file, r.reason);
+        return;
+    }
+    printf("gpus:      %d\n", r.ndev);
+    for (int i = 0; i < r.ndev && i < CS_MAX_LISTED; i++) {
+        const cs_device_info *d = &r.dev[i];
+        printf("  gpu %d:   %s, compute %d.%d, %.1f GiB total, %.1f GiB free, driver %d.%d", i, d->name, d->cc_major,
+               d->cc_minor, d->total_bytes / 1073741824.0, d->free_bytes / 1073741824.0, d->driver_version / 1000,
+               d->driver_version % 1000 / 10);
+        if (d->usable) printf("\n");
+        else printf("; not usable: %s\n", d->why);
+    }
+    if (r.ndev > CS_MAX_LISTED) printf("  (%d more not listed)\n", r.ndev - CS_MAX_LISTED);
+}
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -19,7 +53,9 @@ int cmd_info(int argc, char **argv)
         else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             printf("usage: cascade info [--levels]\n\n"
                    "Prints the CPU model and features, the SIMD level chosen (CASCADE_SIMD forces one),\n"
-                   "how matrix products are computed, OpenMP threads and the build options.\n"
+                   "how matrix products are computed, OpenMP threads, the CUDA plugin and its GPUs\n"
+                   "(name, compute capability, total/free memory, driver; or why none is usable)\n"
+                   "and the build options.\n"
                    "--levels prints only the SIMD levels this build can run here, one per line.\n");
             return 0;
         } else {
@@ -51,6 +87,7 @@ int cmd_info(int argc, char **argv)
     printf("threads:   %d\n", cs_threads_get());
     printf("backend:   %s (CASCADE_BACKEND=cpu|cuda|PATH selects; plugins in $CASCADE_PLUGIN_DIR or %s)\n",
            cs_backend_name(), CS_PLUGIN_DIR);
+    print_gpus();
     printf("build:     %s\n", CS_BUILD_OPTIONS);
     return 0;
 }

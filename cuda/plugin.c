@@ -1,0 +1,125 @@
+/* The CUDA backend plugin, libcascade-cuda.so: the entry table of
+ * src/backend.h, the device list and the one-line reasons a machine cannot
+ * use it. The CUDA runtime is linked statically, so this file needs only the
+ * driver (libcuda.so.1, which the runtime dlopens) and cuBLAS at run time;
+ * libcascade never links any of it.
+ *
+ * What works so far: device listing and a cuBLAS sgemm proof (sgemm.c).
+ * The device-resident op set of issue 15 comes later. */
+#include "plugin.h"
+
+#include "error.h"
+
+#include <cuda_runtime.h>
+#include <dlfcn.h>
+#include <stdio.h>
+#include <string.h>
+
+#define VISIBLE __attribute__((visibility("default")))
+
+/* 0 when the runtime sees at least one device; else the reason in err */
+static int why_none(char *err, size_t n)
+{
+    /* ask the loader first: it says why the driver is missing, the runtime
+     * only that it is "insufficient" */
+    void *drv = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!drv) {
+        const char *e = dlerror();
+        snprintf(err, n, "CUDA driver not found (%s)", e ? e : "libcuda.so.1");
+        return CS_EUNSUP;
+    }
+    dlclose(drv);
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    (void)cudaGetLastError();
+    if (e == cudaSuccess && count > 0) return 0;
+    if (e == cudaSuccess || e == cudaErrorNoDevice) {
+        snprintf(err, n, "no CUDA device (the driver sees none; CUDA_VISIBLE_DEVICES may hide them)");
+    } else if (e == cudaErrorInsufficientDriver) {
+        int drv_v = 0;
+        cudaDriverGetVersion(&drv_v);
+        if (drv_v)
+            snprintf(err, n, "driver too old: it supports CUDA %d.%d, this plugin needs %d.%d or newer", drv_v / 1000,
+                     drv_v % 1000 / 10, CUDART_VERSION / 1000, CUDART_VERSION % 1000 / 10);
+        else
+            snprintf(err, n, "CUDA driver not usable (libcuda.so.1 loads, but the runtime finds no driver)");
+    } else {
+        snprintf(err, n, "CUDA: %s (%s)", cudaGetErrorString(e), cudaGetErrorName(e));
+    }
+    return CS_EUNSUP;
+}
+
+static int devices(cs_device_info *out, int max, char *err, size_t n)
+{
+    int rc = why_none(err, n), count = 0, cur = 0;
+    if (rc) return rc;
+    cudaGetDeviceCount(&count);
+    cudaGetDevice(&cur);
+    int drv_v = 0;
+    cudaDriverGetVersion(&drv_v);
+    for (int i = 0; i < count && i < max; i++) {
+        cs_device_info *d = &out[i];
+        memset(d, 0, sizeof *d);
+        d->driver_version = drv_v;
+        struct cudaDeviceProp p;
+        cudaError_t e = cudaGetDeviceProperties(&p, i);
+        if (e != cudaSuccess) {
+            snprintf(d->name, sizeof d->name, "CUDA device %d", i);
+            snprintf(d->why, sizeof d->why, "cannot query it: %s", cudaGetErrorString(e));
+            continue;
+        }
+        snprintf(d->name, sizeof d->name, "%s", p.name);
+        d->cc_major = p.major, d->cc_minor = p.minor;
+        d->total_bytes = p.totalGlobalMem;
+        /* free memory and a usable image need a context on the device */
+        size_t fr = 0, tot = 0;
+        if ((e = cudaSetDevice(i)) != cudaSuccess || (e = cudaMemGetInfo(&fr, &tot)) != cudaSuccess) {
+            snprintf(d->why, sizeof d->why, "cannot open it: %s", cudaGetErrorString(e));
+        } else {
+            d->free_bytes = fr;
+            d->usable = cs_cuda_has_image(d->why, sizeof d->why);
+        }
+        (void)cudaGetLastError();
+    }
+    cudaSetDevice(cur);
+    (void)cudaGetLastError();
+    return count;
+}
+
+static int active_dev = -1;
+
+static int init(char *err, size_t n)
+{
+    cs_device_info dev[16];
+    int count = devices(dev, 16, err, n);
+    if (count < 0) return count;
+    /* the first usable device; choosing one (cuda:N) comes with --device */
+    for (int i = 0; i < count && i < 16; i++)
+        if (dev[i].usable) {
+            if (cudaSetDevice(i) != cudaSuccess) break;
+            int rc = cs_cuda_sgemm_init(err, n);
+            if (!rc) active_dev = i;
+            return rc;
+        }
+    snprintf(err, n, "no usable CUDA device: GPU 0 (%s, sm_%d%d): %s", dev[0].name, dev[0].cc_major, dev[0].cc_minor,
+             dev[0].why);
+    return CS_EUNSUP;
+}
+
+static void plugin_shutdown(void)
+{
+    cs_cuda_sgemm_shutdown();
+    active_dev = -1;
+}
+
+static char version[128];
+static cs_backend table = {.abi = CS_BACKEND_ABI, .name = "cuda", .version = version, .init = init,
+                           .shutdown = plugin_shutdown, .devices = devices, .sgemm = cs_cuda_sgemm};
+
+VISIBLE const cs_backend *cascade_backend_entry(void)
+{
+    if (!version[0])
+        snprintf(version, sizeof version, "CUDA runtime %d.%d (static), cuBLAS, %s", CUDART_VERSION / 1000,
+                 CUDART_VERSION % 1000 / 10, CS_CUDA_ARCHS);
+    return &table;
+}
