@@ -87,19 +87,7 @@ static void pack_panel(int transB, const float *B, size_t ldb, const uint16_t *B
             src[jj] = rows16 + jj * K;
         } else src[jj] = B + (j0 + jj) * ldb;
     }
-    if (n == 16) {   /* 16 rows read in step, 8 k at a time, the panel written in order */
-        size_t k = 0;
-        for (; k + 8 <= K; k += 8) {
-            float t[16][8];
-            for (int jj = 0; jj < 16; jj++) memcpy(t[jj], src[jj] + k, sizeof t[jj]);
-            for (int kk = 0; kk < 8; kk++)
-                for (int jj = 0; jj < 16; jj++) o[(k + kk) * 16 + jj] = t[jj][kk];
-        }
-        for (; k < K; k++)
-            for (int jj = 0; jj < 16; jj++) o[k * 16 + jj] = src[jj][k];
-        return;
-    }
-    for (size_t k = 0; k < K; k++) {
+    for (size_t k = 0; k < K; k++) {   /* the rows read in step, the panel written in order */
         for (size_t jj = 0; jj < n; jj++) o[k * 16 + jj] = src[jj][k];
         for (size_t jj = n; jj < 16; jj++) o[k * 16 + jj] = 0.0f;
     }
@@ -309,9 +297,9 @@ int cs_linear(const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W
     const cs_backend *be = cs_backend_active();
     int rc;
     if (!(be && be->sgemm) && (W->dtype == CS_BF16 || W->dtype == CS_F16) && ((uintptr_t)W->data & 1) == 0) {
-        /* 16-bit weights: each task converts its own column chunk while
-         * packing it, in cache (converting the whole matrix first cost ~10%
-         * of a BF16 Stage C forward in memory traffic) */
+        /* 16-bit weights are converted while op(B) is packed, panel by
+         * panel in cache (converting the whole matrix first cost ~10% of a
+         * BF16 Stage C forward in memory traffic) */
         rc = gemm_run(1, M, N, K, 1.0f, x, ldx, NULL, K, accumulate ? 1.0f : 0.0f, y, ldy, W->data,
                       W->dtype == CS_BF16 ? cs_k.bf16_to_f32 : cs_k.f16_to_f32);
     } else {

@@ -102,14 +102,6 @@ static int pix_lin_rows(const pix_lin *l, const float *x, size_t m, float *y)
     return rc;
 }
 
-/* y[M, n] = x[M, k] W^T + b */
-static int pixel_linear(const float *x, size_t M, const cs_tensor *W, const cs_tensor *b, float *y)
-{
-    pix_lin l;
-    if (pix_lin_get(&l, W, b, 0)) return CS_ENOMEM;
-    return pix_lin_rows(&l, x, M, y);
-}
-
 size_t cs_sa_resblock_work(const cs_sa_resblock *b, size_t HW)
 {
     return 2 * HW * (size_t)b->c + SA_ROWS * (size_t)b->c_hidden + 4 * (size_t)b->c;
@@ -469,8 +461,7 @@ static int decode_tile(const cs_stage_a *s, const float *zn, size_t w, float sca
         const float *src = zn + ((t->r0 + i) * w + t->c0) * cl;
         for (size_t j = 0; j < W * cl; j++) zt[i * W * cl + j] = src[j] * scale;
     }
-    if ((rc = pixel_linear(zt, H * W, &s->up0_w, &s->up0_b, x)))
-        return cs_error(rc, "Stage A decode: out of memory converting up_blocks.0.0");
+    if ((rc = cs_linear(zt, H * W, cl, 0, &s->up0_w, &s->up0_b, x, 0, 0))) return rc;
     const cs_sa_resblock *rb = s->up_res;
     for (int lv = L - 1; lv >= 0; lv--) {
         int nb = lv == L - 1 ? c->bottleneck_blocks : 1;
@@ -491,8 +482,7 @@ static int decode_tile(const cs_stage_a *s, const float *zn, size_t w, float sca
         W = Wo;
     }
     float *y12 = top ? arena : x + xs, *y3 = y12 + H * W * 12;
-    if ((rc = pixel_linear(x, H * W, &s->out_w, &s->out_b, y12)))
-        return cs_error(rc, "Stage A decode: out of memory converting out_block.0");
+    if ((rc = cs_linear(x, H * W, (size_t)c->c_levels[0], 0, &s->out_w, &s->out_b, y12, 0, 0))) return rc;
     cs_pixel_shuffle(y12, 1, H, W, 3, 2, y3);
     size_t Wl = 2 * W, Wi = f * w, rows = (t->a1 - t->a0) * f, cols = (t->b1 - t->b0) * f;
     for (size_t i = 0; i < rows; i++)
