@@ -114,7 +114,7 @@ static void plugin_shutdown(void)
 
 static char version[128];
 static cs_backend table = {.abi = CS_BACKEND_ABI, .name = "cuda", .version = version, .init = init,
-                           .shutdown = plugin_shutdown, .devices = devices, .sgemm = cs_cuda_sgemm};
+                           .shutdown = plugin_shutdown, .devices = devices};
 
 VISIBLE const cs_backend *cascade_backend_entry(void)
 {

@@ -1,17 +1,21 @@
-/* Compute backends. The CPU path (src/ops.c: OpenMP + OpenBLAS + the SIMD
+/* Compute backends. The CPU path (src/ops.c: OpenMP, our GEMM and the SIMD
  * kernel table) is always there; other backends are plugins loaded at run
  * time with dlopen (libcascade-<name>.so, e.g. libcascade-cuda.so), so the
  * library never links CUDA. A plugin exports
  *     const cs_backend *cascade_backend_entry(void);
- * returning a table whose abi field must equal CS_BACKEND_ABI. Ops a plugin
- * leaves NULL (or declines by returning CS_EUNSUP) run on the CPU. */
+ * returning a table whose abi field must equal CS_BACKEND_ABI. A plugin
+ * with an op set runs whole forwards on its device: activations stay in its
+ * memory from the network's inputs to its outputs (src/device.h). */
 #ifndef CS_BACKEND_H
 #define CS_BACKEND_H
 
+#include "tensor.h"
+
 #include <stddef.h>
 
-/* 2: devices() and version added (1 had init, shutdown, sgemm) */
-#define CS_BACKEND_ABI 2
+/* 3: device-resident op set (cs_dev_ops); the host-memory sgemm of 1-2 is gone
+ * 2: devices() and version added (1 had init, shutdown, sgemm) */
+#define CS_BACKEND_ABI 3
 
 /* One device as a plugin sees it (cascade info, and later the choice of a
  * model variant by free memory). */
@@ -23,6 +27,67 @@ typedef struct {
     int usable;                   /* 0: listed, but this plugin cannot run on it */
     char why[96];                 /* if !usable: one line, e.g. "no kernel image for sm_70" */
 } cs_device_info;
+
+/* Math precision of a device's products (set_precision). */
+enum { CS_PREC_FP32 = 0, CS_PREC_BF16 = 1, CS_PREC_FP16 = 2 };
+
+/* The op set of a device (src/ops.h, same meaning and argument order), on
+ * device memory: every float pointer is a device pointer, except where a
+ * comment says host. Weights arrive as cs_tensor views of host memory (the
+ * checkpoint mapping, or arrays a loader derived); the plugin keeps one
+ * device copy of each, made on first use and dropped by forget(). Ops are
+ * queued in order on one stream: an op returns 0 or a negative code when it
+ * cannot be queued; errors while running surface at download()/sync(). */
+typedef struct {
+    /* memory: alloc returns NULL when the device is full */
+    void *(*alloc)(size_t bytes);
+    void (*free)(void *p);
+    int (*upload)(void *dst, const void *host, size_t bytes);
+    int (*download)(void *host, const void *src, size_t bytes);   /* waits for queued work */
+    int (*sync)(void);
+    /* rows x cols floats between row strides (in floats) lds and ldd */
+    int (*copy2d)(float *dst, size_t ldd, const float *src, size_t lds, size_t rows, size_t cols);
+    int (*fill)(float *dst, float v, size_t n);
+    /* the device copy of a weight as float32 (NULL + reason in err on failure) */
+    const float *(*weight_f32)(const cs_tensor *t, char *err, size_t errlen);
+    /* drops cached copies of weights whose host data starts in [host, host + bytes) */
+    void (*forget)(const void *host, size_t bytes);
+    int (*set_precision)(int prec);   /* CS_PREC_*; CS_EUNSUP if this device lacks it */
+    size_t (*mem_peak)(int reset);    /* bytes held at most since the last reset */
+    const char *(*errmsg)(void);      /* one line on the last failure ("CUDA: out of memory ...") */
+
+    int (*linear)(const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W, const cs_tensor *b, float *y,
+                  size_t ldy, int accumulate);
+    int (*sgemm)(int transB, size_t M, size_t N, size_t K, float alpha, const float *A, size_t lda, const float *B,
+                 size_t ldb, float beta, float *C, size_t ldc);
+    int (*layernorm)(const float *x, float *y, size_t rows, size_t C, float eps, const float *w, const float *b);
+    /* kind: 0 gelu (erf), 1 quick_gelu, 2 silu, 3 sigmoid */
+    int (*unary)(int kind, const float *x, float *y, size_t n);
+    int (*add)(const float *a, const float *b, float *y, size_t n);
+    int (*scale)(const float *x, float s, float *y, size_t n);
+    int (*axpy)(float *y, const float *x, float g, size_t n);   /* y += x * g (product rounded, then the sum) */
+    int (*grn)(const float *x, float *y, size_t N, size_t HW, size_t C, const float *gamma, const float *beta);
+    int (*modulate)(const float *x, float *y, size_t N, size_t HW, size_t C, const float *a, const float *b,
+                    size_t ldab);
+    int (*channel_affine)(const float *x, float *y, size_t rows, size_t C, const float *s, const float *t);
+    int (*dwconv3x3)(const float *x, float *y, size_t N, size_t H, size_t W, size_t C, const cs_tensor *w,
+                     const cs_tensor *bias, int replicate);
+    /* Ho, Wo: the output size, computed by the caller */
+    int (*conv2d)(const float *x, size_t N, size_t H, size_t W, size_t Cin, const cs_tensor *w, const cs_tensor *bias,
+                  int stride, int pad, int groups, float *y, size_t Ho, size_t Wo);
+    int (*conv_transpose2d)(const float *x, size_t N, size_t H, size_t W, size_t Cin, const cs_tensor *w,
+                            const cs_tensor *bias, int stride, int pad, float *y, size_t Ho, size_t Wo);
+    int (*attention)(const float *q, size_t ldq, const float *k, size_t ldk, const float *v, size_t ldv, size_t N,
+                     size_t Lq, size_t Lk, size_t C, int nhead, const float *mask, float *o, size_t ldo);
+    int (*resize_bilinear)(const float *x, size_t N, size_t H, size_t W, size_t C, float *y, size_t Ho, size_t Wo);
+    /* up = 0: PixelUnshuffle(r) of x[N,H,W,C]; 1: PixelShuffle(r) of x[N,H,W,C*r*r] */
+    int (*pixel_shuffle)(int up, const float *x, size_t N, size_t H, size_t W, size_t C, int r, float *y);
+    /* to_nhwc = 1: [N,C,HW] -> [N,HW,C]; 0: back */
+    int (*transpose)(int to_nhwc, const float *x, float *y, size_t N, size_t C, size_t HW);
+    int (*concat_channels)(const float *a, size_t Ca, const float *b, size_t Cb, float *y, size_t rows);
+    /* out[i] = row ids[i] of table [V, C] (ids: host memory, checked < V by the caller) */
+    int (*embed_rows)(const cs_tensor *table, const int32_t *ids, size_t n, float *out);
+} cs_dev_ops;
 
 typedef struct {
     int abi;            /* CS_BACKEND_ABI */
@@ -36,10 +101,8 @@ typedef struct {
      * exist (may exceed max), or a negative code and a one-line reason in
      * err when none can be listed. May be NULL (no devices to list). */
     int (*devices)(cs_device_info *out, int max, char *err, size_t errlen);
-    /* C[M,N] = alpha op(A) op(B) + beta C, row-major float32 in host memory;
-     * non-zero declines and the CPU computes it */
-    int (*sgemm)(int transA, int transB, size_t M, size_t N, size_t K, float alpha, const float *A, size_t lda,
-                 const float *B, size_t ldb, float beta, float *C, size_t ldc);
+    /* the device's op set; NULL: the plugin computes nothing (the CPU does) */
+    const cs_dev_ops *ops;
 } cs_backend;
 
 /* Selects a backend by name ("cpu", "cuda", ...) or by a path to a plugin

@@ -14,7 +14,8 @@ enum {
     CS_ENOMEM = -5,
     CS_EUNSUP = -6,    /* valid but unsupported (dtype, level, ...) */
     CS_EINTR = -7,     /* interrupted by the user */
-    CS_ENONFINITE = -8 /* a result holds NaN or Inf (settings or weights out of range) */
+    CS_ENONFINITE = -8, /* a result holds NaN or Inf (settings or weights out of range) */
+    CS_EDEVICE = -9     /* the compute device failed (driver error, lost device) */
 };
 
 /* Sets the message (printf-style) and returns code. */

@@ -1,7 +1,7 @@
 #include "ops.h"
 
 #include "../simd/kernels.h"
-#include "backend.h"
+#include "device.h"
 #include "error.h"
 #include "safetensors.h"
 
@@ -13,6 +13,24 @@
 #include <omp.h>
 #endif
 
+
+/* In device mode (src/device.h) every op below runs on cs_dev: these queue
+ * it and record its first failure for the forward's end. */
+#define ON_DEV(call, what)                                   \
+    do {                                                     \
+        if (cs_dev) {                                        \
+            cs_dev_note(cs_dev->call, what);                 \
+            return;                                          \
+        }                                                    \
+    } while (0)
+#define ON_DEV_RC(call, what)                                \
+    do {                                                     \
+        if (cs_dev) {                                        \
+            int rc_ = cs_dev->call;                          \
+            cs_dev_note(rc_, what);                          \
+            return rc_ ? cs_dev_error() : 0;                 \
+        }                                                    \
+    } while (0)
 
 static int nthreads = 1;
 
@@ -154,8 +172,7 @@ int cs_sgemm(int transB, size_t M, size_t N, size_t K, float alpha, const float 
              size_t ldb, float beta, float *C, size_t ldc)
 {
     if (!M || !N) return 0;
-    const cs_backend *be = cs_backend_active();
-    if (be && be->sgemm && be->sgemm(0, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) == 0) return 0;
+    ON_DEV_RC(sgemm(transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc), "a matrix product");
     return gemm_run(transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL, NULL);
 }
 
@@ -185,6 +202,12 @@ static void convert_f32(const cs_tensor *t, float *out, size_t n)
 const float *cs_weight_f32(const cs_tensor *t, int slot)
 {
     size_t n = (size_t)cs_tensor_numel(t);
+    if (cs_dev) {
+        char err[200] = "";
+        const float *p = cs_dev->weight_f32(t, err, sizeof err);
+        if (!p) cs_error(CS_ENOMEM, "%s: %s", t->name ? t->name : "weight", err[0] ? err : "no device copy");
+        return p;
+    }
     if (t->dtype == CS_F32 && ((uintptr_t)t->data & 3) == 0) return t->data;
     if (t->dtype != CS_F32 && t->dtype != CS_BF16 && t->dtype != CS_F16) {
         cs_error(CS_EUNSUP, "%s: weight dtype %s is not a float type", t->name ? t->name : "weight",
@@ -209,36 +232,42 @@ const float *cs_weight_f32(const cs_tensor *t, int slot)
 
 void cs_gelu(const float *x, float *y, size_t n)
 {
+    ON_DEV(unary(0, x, y, n), "GELU");
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i += CHUNK) cs_k.gelu(x + i, y + i, n - i < CHUNK ? n - i : CHUNK);
 }
 
 void cs_quick_gelu(const float *x, float *y, size_t n)
 {
+    ON_DEV(unary(1, x, y, n), "quick GELU");
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i += CHUNK) cs_k.quick_gelu(x + i, y + i, n - i < CHUNK ? n - i : CHUNK);
 }
 
 void cs_silu(const float *x, float *y, size_t n)
 {
+    ON_DEV(unary(2, x, y, n), "SiLU");
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i += CHUNK) cs_k.silu(x + i, y + i, n - i < CHUNK ? n - i : CHUNK);
 }
 
 void cs_sigmoid(const float *x, float *y, size_t n)
 {
+    ON_DEV(unary(3, x, y, n), "sigmoid");
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i += CHUNK) cs_k.sigmoid(x + i, y + i, n - i < CHUNK ? n - i : CHUNK);
 }
 
 void cs_add(const float *a, const float *b, float *y, size_t n)
 {
+    ON_DEV(add(a, b, y, n), "an addition");
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i += CHUNK) cs_k.add(a + i, b + i, y + i, n - i < CHUNK ? n - i : CHUNK);
 }
 
 void cs_scale(const float *x, float s, float *y, size_t n)
 {
+    ON_DEV(scale(x, s, y, n), "a scaling");
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i += CHUNK) cs_k.scale(x + i, s, y + i, n - i < CHUNK ? n - i : CHUNK);
 }
@@ -248,6 +277,7 @@ static size_t row_block(size_t C) { return C >= CHUNK ? 1 : CHUNK / C; }
 
 void cs_layernorm(const float *x, float *y, size_t rows, size_t C, float eps, const float *w, const float *b)
 {
+    ON_DEV(layernorm(x, y, rows, C, eps, w, b), "a layer norm");
     size_t rb = row_block(C);
 #pragma omp parallel for schedule(static) if (rows * C >= PAR_MIN)
     for (size_t r = 0; r < rows; r += rb)
@@ -257,6 +287,7 @@ void cs_layernorm(const float *x, float *y, size_t rows, size_t C, float eps, co
 void cs_modulate(const float *x, float *y, size_t N, size_t HW, size_t C, const float *a, const float *b,
                  size_t ldab)
 {
+    ON_DEV(modulate(x, y, N, HW, C, a, b, ldab), "a modulation");
     size_t rb = row_block(C);
     for (size_t n = 0; n < N; n++) {
         const float *xn = x + n * HW * C;
@@ -269,6 +300,7 @@ void cs_modulate(const float *x, float *y, size_t N, size_t HW, size_t C, const 
 
 void cs_channel_affine(const float *x, float *y, size_t rows, size_t C, const float *s, const float *t)
 {
+    ON_DEV(channel_affine(x, y, rows, C, s, t), "a channel affine");
 #pragma omp parallel for schedule(static) if (rows * C >= PAR_MIN)
     for (size_t r = 0; r < rows; r++)
         for (size_t c = 0; c < C; c++) y[r * C + c] = x[r * C + c] * s[c] + t[c];
@@ -294,9 +326,11 @@ int cs_linear(const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W
     size_t N = (size_t)W->shape[0];
     if (!ldx) ldx = K;
     if (!ldy) ldy = N;
-    const cs_backend *be = cs_backend_active();
+    if (b && cs_tensor_numel(b) != (int64_t)N)
+        return cs_error(CS_EMODEL, "%s: expected %zu bias values", b->name ? b->name : "bias", N);
+    ON_DEV_RC(linear(x, M, K, ldx, W, b, y, ldy, accumulate), "a linear layer");
     int rc;
-    if (!(be && be->sgemm) && (W->dtype == CS_BF16 || W->dtype == CS_F16) && ((uintptr_t)W->data & 1) == 0) {
+    if ((W->dtype == CS_BF16 || W->dtype == CS_F16) && ((uintptr_t)W->data & 1) == 0) {
         /* 16-bit weights are converted while op(B) is packed, panel by
          * panel in cache (converting the whole matrix first cost ~10% of a
          * BF16 Stage C forward in memory traffic) */
@@ -309,8 +343,6 @@ int cs_linear(const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W
     }
     if (rc) return rc;
     if (b) {
-        if (cs_tensor_numel(b) != (int64_t)N)
-            return cs_error(CS_EMODEL, "%s: expected %zu bias values", b->name ? b->name : "bias", N);
         const float *bb = cs_weight_f32(b, 1);
         if (!bb) return CS_ENOMEM;
         add_bias_rows(y, M, N, ldy, bb);
@@ -322,6 +354,7 @@ int cs_linear(const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W
 
 int cs_grn(const float *x, float *y, size_t N, size_t HW, size_t C, const float *gamma, const float *beta)
 {
+    ON_DEV_RC(grn(x, y, N, HW, C, gamma, beta), "GRN");
     /* sums of squares over fixed blocks of rows, added in block order: the
      * result does not depend on the thread count */
     const size_t rows_per = 256;
@@ -367,6 +400,7 @@ int cs_dwconv3x3(const float *x, float *y, size_t N, size_t H, size_t W, size_t 
 {
     if (cs_tensor_numel(w) != (int64_t)C * 9)
         return cs_error(CS_EMODEL, "%s: expected a [%zu,1,3,3] depthwise weight", w->name ? w->name : "dwconv", C);
+    ON_DEV_RC(dwconv3x3(x, y, N, H, W, C, w, bias, replicate), "a depthwise convolution");
     const float *wf = cs_weight_f32(w, 2);
     const float *bf = bias ? cs_weight_f32(bias, 3) : NULL;
     if (!wf || (bias && !bf)) return CS_ENOMEM;
@@ -417,6 +451,7 @@ int cs_conv2d(const float *x, size_t N, size_t H, size_t W, size_t Cin, const cs
     if (Ho_out) *Ho_out = Ho;
     if (Wo_out) *Wo_out = Wo;
     if (k == 1 && stride == 1 && pad == 0 && groups == 1) return cs_linear(x, N * H * W, Cin, 0, w, bias, y, 0, 0);
+    ON_DEV_RC(conv2d(x, N, H, W, Cin, w, bias, stride, pad, groups, y, Ho, Wo), "a convolution");
     const float *bf = bias ? cs_weight_f32(bias, 1) : NULL;
     if (bias && !bf) return CS_ENOMEM;
     if (groups == (int)Cin && og == 1 && k == 3 && stride == 1 && pad == 1)
@@ -479,6 +514,7 @@ int cs_conv_transpose2d(const float *x, size_t N, size_t H, size_t W, size_t Cin
     size_t Ho = (H - 1) * s + k - 2 * p, Wo = (W - 1) * s + k - 2 * p;
     if (Ho_out) *Ho_out = Ho;
     if (Wo_out) *Wo_out = Wo;
+    ON_DEV_RC(conv_transpose2d(x, N, H, W, Cin, w, bias, stride, pad, y, Ho, Wo), "a transposed convolution");
     const float *wf = cs_weight_f32(w, 0);
     const float *bf = bias ? cs_weight_f32(bias, 1) : NULL;
     if (!wf || (bias && !bf)) return CS_ENOMEM;
@@ -543,6 +579,7 @@ int cs_attention(const float *q, size_t ldq, const float *k, size_t ldk, const f
                  size_t Lq, size_t Lk, size_t C, int nhead, const float *mask, float *o, size_t ldo)
 {
     if (nhead <= 0 || C % (size_t)nhead) return cs_error(CS_EARG, "attention: %zu channels do not split into %d heads", C, nhead);
+    ON_DEV_RC(attention(q, ldq, k, ldk, v, ldv, N, Lq, Lk, C, nhead, mask, o, ldo), "attention");
     size_t hd = C / (size_t)nhead;
     float scale = 1.0f / sqrtf((float)hd);
     float *S = cs_alloc(Lq * Lk * sizeof(float));
@@ -588,6 +625,7 @@ static void interp_axis(size_t in, size_t O, size_t *i0, size_t *i1, float *l1)
 
 void cs_resize_bilinear(const float *x, size_t N, size_t H, size_t W, size_t C, float *y, size_t Ho, size_t Wo)
 {
+    ON_DEV(resize_bilinear(x, N, H, W, C, y, Ho, Wo), "a resize");
     size_t *hi = malloc(2 * (Ho + Wo) * sizeof(size_t));
     float *hl = malloc((Ho + Wo) * sizeof(float));
     if (!hi || !hl) {   /* tiny tables; cannot realistically fail */
@@ -619,6 +657,7 @@ void cs_resize_bilinear(const float *x, size_t N, size_t H, size_t W, size_t C, 
 
 void cs_pixel_unshuffle(const float *x, size_t N, size_t H, size_t W, size_t C, int r, float *y)
 {
+    ON_DEV(pixel_shuffle(0, x, N, H, W, C, r, y), "a pixel unshuffle");
     size_t R = (size_t)r, Ho = H / R, Wo = W / R, Co = C * R * R;
 #pragma omp parallel for schedule(static)
     for (size_t nh = 0; nh < N * Ho; nh++) {
@@ -636,6 +675,7 @@ void cs_pixel_unshuffle(const float *x, size_t N, size_t H, size_t W, size_t C, 
 
 void cs_pixel_shuffle(const float *x, size_t N, size_t H, size_t W, size_t C, int r, float *y)
 {
+    ON_DEV(pixel_shuffle(1, x, N, H, W, C, r, y), "a pixel shuffle");
     size_t R = (size_t)r, Ci = C * R * R, Wo = W * R;
 #pragma omp parallel for schedule(static)
     for (size_t nh = 0; nh < N * H; nh++) {
@@ -653,6 +693,7 @@ void cs_pixel_shuffle(const float *x, size_t N, size_t H, size_t W, size_t C, in
 
 void cs_nchw_to_nhwc(const float *x, float *y, size_t N, size_t C, size_t HW)
 {
+    ON_DEV(transpose(1, x, y, N, C, HW), "a transpose");
     for (size_t n = 0; n < N; n++)
 #pragma omp parallel for schedule(static)
         for (size_t p = 0; p < HW; p++)
@@ -661,6 +702,7 @@ void cs_nchw_to_nhwc(const float *x, float *y, size_t N, size_t C, size_t HW)
 
 void cs_nhwc_to_nchw(const float *x, float *y, size_t N, size_t C, size_t HW)
 {
+    ON_DEV(transpose(0, x, y, N, C, HW), "a transpose");
     for (size_t n = 0; n < N; n++)
 #pragma omp parallel for schedule(static)
         for (size_t c = 0; c < C; c++)
@@ -669,6 +711,7 @@ void cs_nhwc_to_nchw(const float *x, float *y, size_t N, size_t C, size_t HW)
 
 void cs_concat_channels(const float *a, size_t Ca, const float *b, size_t Cb, float *y, size_t rows)
 {
+    ON_DEV(concat_channels(a, Ca, b, Cb, y, rows), "a concat");
 #pragma omp parallel for schedule(static)
     for (size_t r = 0; r < rows; r++) {
         memcpy(y + r * (Ca + Cb), a + r * Ca, Ca * sizeof(float));
@@ -684,7 +727,7 @@ static const uint32_t remb_freq32[32] = {
     0x3a51c7e2, 0x3a1bdc0d, 0x39e7989a, 0x39ac1146, 0x397fae0d, 0x393df601, 0x390d2257, 0x38d1b716,
 };
 
-void cs_r_embedding(const float *r, size_t N, int c_r, float *emb)
+static void r_embedding(const float *r, size_t N, int c_r, float *emb)
 {
     int half = c_r / 2;
     float f[256];
@@ -704,4 +747,50 @@ void cs_r_embedding(const float *r, size_t N, int c_r, float *emb)
         }
         if (c_r & 1) d[c_r - 1] = 0.0f;
     }
+}
+
+int cs_r_embedding(const float *r, size_t N, int c_r, float *emb)
+{
+    if (!cs_dev) {
+        r_embedding(r, N, c_r, emb);
+        return 0;
+    }
+    /* a few values per forward: computed on the host, bit for bit as on the CPU */
+    float *hr = cs_alloc(N * sizeof(float)), *he = cs_alloc(N * (size_t)c_r * sizeof(float));
+    int rc = hr && he ? 0 : cs_oom("the timestep embedding", N * (size_t)(c_r + 1) * sizeof(float));
+    if (!rc) rc = cs_act_download(hr, r, N);
+    if (!rc) {
+        r_embedding(hr, N, c_r, he);
+        rc = cs_act_upload(emb, he, N * (size_t)c_r);
+    }
+    cs_free(hr);
+    cs_free(he);
+    return rc;
+}
+
+void cs_axpy(float *y, const float *x, float g, size_t n)
+{
+    ON_DEV(axpy(y, x, g, n), "a scaled addition");
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (size_t i = 0; i < n; i++) y[i] += x[i] * g;
+}
+
+int cs_embed_rows(const cs_tensor *table, const int32_t *ids, size_t n, float *out)
+{
+    int64_t V = table->ndim == 2 ? table->shape[0] : 0;
+    size_t C = table->ndim == 2 ? (size_t)table->shape[1] : 0;
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= V)
+            return cs_error(CS_EARG, "%s: token id %d outside 0..%lld", table->name ? table->name : "embedding", ids[i],
+                            (long long)V - 1);
+    ON_DEV_RC(embed_rows(table, ids, n, out), "an embedding lookup");
+    for (size_t i = 0; i < n; i++) {
+        cs_tensor row = *table;
+        row.ndim = 1;
+        row.shape[0] = (int64_t)C;
+        row.data = (const unsigned char *)table->data + (size_t)ids[i] * C * cs_dtype_size(table->dtype);
+        int rc = cs_tensor_to_f32(&row, out + i * C);
+        if (rc) return rc;
+    }
+    return 0;
 }

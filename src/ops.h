@@ -9,7 +9,11 @@
  *
  * Weights (cs_tensor) may be F32, BF16 or F16 in PyTorch layout, straight
  * from the mmap; ops convert them on the fly into per-thread scratch.
- * All functions return 0 or a negative CS_E* code (with cs_error set). */
+ * All functions return 0 or a negative CS_E* code (with cs_error set).
+ *
+ * In device mode (src/device.h) each op runs on the device instead, on
+ * device pointers; the void ones then report failures through
+ * cs_dev_error(). */
 #ifndef CS_OPS_H
 #define CS_OPS_H
 
@@ -96,6 +100,12 @@ void cs_nhwc_to_nchw(const float *x, float *y, size_t N, size_t C, size_t HW);
 void cs_concat_channels(const float *a, size_t Ca, const float *b, size_t Cb, float *y, size_t rows);
 
 /* Sinusoidal r-embedding of spec/models.md §1.13 (c_r may be odd: zero column appended). */
-void cs_r_embedding(const float *r, size_t N, int c_r, float *emb);
+int cs_r_embedding(const float *r, size_t N, int c_r, float *emb);
+
+/* y += x * g (the product rounded, then the sum, as torch does it). */
+void cs_axpy(float *y, const float *x, float g, size_t n);
+
+/* out[i, :] = table[ids[i], :] as float32; table [V, C]; ids in host memory. */
+int cs_embed_rows(const cs_tensor *table, const int32_t *ids, size_t n, float *out);
 
 #endif

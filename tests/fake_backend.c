@@ -38,21 +38,7 @@ static int devices(cs_device_info *out, int max, char *err, size_t n)
     return 2;
 }
 
-static int sgemm(int ta, int tb, size_t M, size_t N, size_t K, float alpha, const float *A, size_t lda,
-                 const float *B, size_t ldb, float beta, float *C, size_t ldc)
-{
-    fake_backend_calls++;
-    for (size_t i = 0; i < M; i++)
-        for (size_t j = 0; j < N; j++) {
-            double s = 0;
-            for (size_t k = 0; k < K; k++)
-                s += (double)(ta ? A[k * lda + i] : A[i * lda + k]) * (tb ? B[j * ldb + k] : B[k * ldb + j]);
-            C[i * ldc + j] = (float)(alpha * s + (beta != 0.0f ? (double)beta * C[i * ldc + j] : 0.0));
-        }
-    return 0;
-}
-
 static const cs_backend fake = {.abi = FAKE_ABI, .name = "fake", .version = "fake 1.0", .init = init,
-                                .devices = devices, .sgemm = sgemm};
+                                .devices = devices};
 
 const cs_backend *cascade_backend_entry(void) { return &fake; }

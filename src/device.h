@@ -1,0 +1,71 @@
+/* Where a forward's activations live.
+ *
+ * A network's forward has two parts: a thin entry that takes host arrays
+ * and a body that walks the network through src/ops.h. On the CPU the entry
+ * calls the body on the host arrays. With a device backend (src/backend.h)
+ * the entry uploads the inputs (cs_dev_args), enters device mode for this
+ * thread, runs the SAME body on device pointers and downloads the outputs:
+ * every op then runs on the device and nothing crosses the bus in between.
+ * So a body never reads or writes activation memory itself: it allocates
+ * with cs_act_*, moves data with cs_copy*, and hands host-side parameter
+ * arrays to ops through cs_param(). */
+#ifndef CS_DEVICE_H
+#define CS_DEVICE_H
+
+#include "backend.h"
+
+#include <stddef.h>
+
+/* The op set this thread's forward runs on; NULL: the CPU. */
+extern _Thread_local const cs_dev_ops *cs_dev;
+
+/* The device a forward started now would use: the active backend's op set,
+ * or NULL for the CPU (no plugin, a plugin without ops, or already inside
+ * a device forward). */
+const cs_dev_ops *cs_dev_pick(void);
+
+/* Activation memory of the current mode: n floats, NULL + cs_error when full. */
+float *cs_act_alloc(size_t n);
+float *cs_act_calloc(size_t n);
+void cs_act_free(float *p);
+/* Host <-> current-mode memory (memcpy on the CPU). */
+int cs_act_upload(float *dst, const float *host, size_t n);
+int cs_act_download(float *host, const float *src, size_t n);
+/* Copies in the current mode. */
+void cs_copy(float *dst, const float *src, size_t n);
+void cs_copy2d(float *dst, size_t ldd, const float *src, size_t lds, size_t rows, size_t cols);
+void cs_fill(float *dst, float v, size_t n);
+
+/* A host array of n parameters (e.g. a folded BatchNorm) as the current mode
+ * sees it: itself on the CPU, the device's cached copy in device mode (NULL +
+ * cs_error on failure). Whoever frees such an array first calls
+ * cs_param_forget on it. */
+const float *cs_param(const float *host, size_t n);
+void cs_param_forget(const void *host, size_t bytes);
+
+/* The first error a device op reported in this forward (0 if none); the
+ * dispatchers in ops.c record it, cs_dev_args_finish returns it. */
+int cs_dev_error(void);
+void cs_dev_note(int rc, const char *what);
+
+/* A forward's inputs and outputs on the device:
+ *   cs_dev_args a; cs_dev_args_begin(&a, d);
+ *   const float *dx = cs_dev_in(&a, x, n);   (NULL stays NULL)
+ *   float *dy = cs_dev_out(&a, y, m);
+ *   int rc = a.rc ? a.rc : body(dx, ..., dy);   (between begin and finish: device mode)
+ *   rc = cs_dev_args_finish(&a, rc);   (downloads outputs if rc == 0, frees all) */
+#define CS_DEV_MAX_ARGS 12
+typedef struct {
+    const cs_dev_ops *d, *prev;
+    int rc, n;
+    struct {
+        float *dev, *host;   /* host != NULL: an output to download */
+        size_t n;
+    } a[CS_DEV_MAX_ARGS];
+} cs_dev_args;
+void cs_dev_args_begin(cs_dev_args *a, const cs_dev_ops *d);
+const float *cs_dev_in(cs_dev_args *a, const float *host, size_t n);
+float *cs_dev_out(cs_dev_args *a, float *host, size_t n);
+int cs_dev_args_finish(cs_dev_args *a, int rc);
+
+#endif
