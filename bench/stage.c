@@ -1,5 +1,7 @@
-/* One forward of Stage C lite and Stage B lite with random weights in the
- * real layout, as the sampler runs them (batch 2 = one image with CFG):
+/* One forward of Stage C and Stage B (lite, or full with --size full) with
+ * random weights in the real layout, as the sampler runs them (batch 2 = one
+ * image with CFG), on the CPU or a device (--device cuda, --precision P;
+ * --check also runs the CPU once and prints the device's rel_l2 to it):
  *   Stage C lite: x 2x16x24x24, clip_text 2x77x1280, pooled 2x1x1280, clip_img zeros 2x1x768
  *   Stage B lite: x 2x4x256x256, effnet 2x16x24x24, pooled 2x1x1280, pixels zeros
  * Weight files (F32 and BF16) are written once from the spec manifests into
@@ -11,8 +13,10 @@
  *
  *   make bench/stage && nice bench/stage [--stage c,b] [--dtype f32,bf16]
  *        [--threads 2] [--warmup 1] [--runs 2] [--batch 2] --dir DIR [--manifests DIR]
+ *        [--size lite|full] [--device cpu|cuda] [--precision fp32|bf16|fp16] [--check 1]
  * Prints a table row and one JSON line per measurement. */
 #include "../simd/kernels.h"
+#include "../src/backend.h"
 #include "../src/error.h"
 #include "../src/ops.h"
 #include "../src/stage_b.h"
@@ -61,8 +65,8 @@ static float *randn_like(size_t n, float scale)
 }
 
 typedef struct {
-    int threads, warmup, runs, batch;
-    const char *dir, *manifests;
+    int threads, warmup, runs, batch, check, prec;
+    const char *dir, *manifests, *size, *device;
 } opts;
 
 /* <dir>/<variant>[_bf16].safetensors if present (bench/torch_random_weights.py
@@ -93,10 +97,20 @@ static int ensure_file(const opts *o, const char *variant, cs_dtype dt, char *pa
 
 static int run_one(const opts *o, char stage, cs_dtype dt)
 {
-    const char *variant = stage == 'c' ? "stage_c_lite" : "stage_b_lite";
+    int full = !strcmp(o->size, "full");
+    const char *variant = stage == 'c' ? (full ? "stage_c" : "stage_c_lite") : (full ? "stage_b" : "stage_b_lite");
     char path[1024];
     if (ensure_file(o, variant, dt, path, sizeof path - 8)) return 1;
     cs_threads_set(o->threads);
+    const cs_backend *be = NULL;
+    if (strcmp(o->device, "cpu")) {
+        if (cs_backend_select(o->device) || !(be = cs_backend_active()) || !be->ops ||
+            be->ops->set_precision(o->prec)) {
+            fprintf(stderr, "--device %s: %s\n", o->device, be ? "precision not supported" : cs_last_error());
+            return 1;
+        }
+        be->ops->mem_peak(1);
+    }
     double t0 = now();
     cs_st_file *f;
     cs_stage_c *mc = NULL;
@@ -133,8 +147,29 @@ static int run_one(const opts *o, char stage, cs_dtype dt)
         fprintf(stderr, "%s\n", cs_last_error());
         return 1;
     }
-    double chk = 0;
+    double chk = 0, dev_peak = be ? (double)be->ops->mem_peak(0) / 1048576.0 : 0, rel = -1;
     for (size_t i = 0; i < N * h * w * cin; i++) chk += (double)eps[i] * eps[i];
+    if (be && o->check) {   /* the same forward on the CPU: the device's error against it */
+        float *ref = cs_alloc(N * h * w * cin * sizeof(float));
+        mc ? cs_stage_c_trim(mc) : cs_stage_b_trim(mb);   /* scratch lives on the device */
+        cs_backend_select("cpu");
+        double s = now();
+        rc = !ref ? CS_ENOMEM
+             : mc ? cs_stage_c_forward(mc, x, N, h, w, r, txt, 77, pool, NULL, 1, NULL, NULL, ref)
+                  : cs_stage_b_forward(mb, x, N, h, w, r, eff, 24, 24, pool, NULL, 0, 0, NULL, ref);
+        if (rc) {
+            fprintf(stderr, "%s\n", cs_last_error());
+            return 1;
+        }
+        double d2 = 0, r2 = 0;
+        for (size_t i = 0; i < N * h * w * cin; i++) {
+            double d = (double)eps[i] - ref[i];
+            d2 += d * d, r2 += (double)ref[i] * ref[i];
+        }
+        rel = sqrt(d2 / (r2 > 0 ? r2 : 1));
+        fprintf(stderr, "  CPU reference: %.2f s, device rel_l2 %.3g\n", now() - s, rel);
+        cs_free(ref);
+    }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double rss = (double)ru.ru_maxrss / 1024.0;
@@ -150,10 +185,11 @@ static int run_one(const opts *o, char stage, cs_dtype dt)
            "\"batch\": %zu, \"latent\": \"%zux%zu\", \"load_s\": %.3f, \"first_s\": %.3f, \"best_s\": %.3f, "
            "\"mean_s\": %.3f, \"cpu_s_best\": %.3f, \"loadavg\": [%.2f, %.2f, %.2f], \"gflop\": %.1f, "
            "\"gflops\": %.1f, \"gflops_est_idle\": %.1f, \"peak_rss_mib\": %.0f, \"weights_mib\": %.0f, "
-           "\"scratch_mib\": %.0f, \"eps_rms\": %.4f}\n",
+           "\"scratch_mib\": %.0f, \"eps_rms\": %.4f, \"device\": \"%s\", \"precision\": %d, "
+           "\"device_peak_mib\": %.0f, \"rel_l2_vs_cpu\": %.3g}\n",
            variant, cs_dtype_name(dt), o->threads, cs_simd_name(cs_simd_current()), N, h, w, t_load, first, best,
            sum / runs, cpu_best, load[0], load[1], load[2], flops * 1e-9, flops / best * 1e-9, flops / est * 1e-9, rss,
-           wmib, scratch, sqrt(chk / (double)(N * h * w * cin)));
+           wmib, scratch, sqrt(chk / (double)(N * h * w * cin)), o->device, o->prec, dev_peak, rel);
     fflush(stdout);
     cs_free(x), cs_free(r), cs_free(eps), cs_free(txt), cs_free(pool), cs_free(eff);
     cs_stage_c_free(mc);
@@ -164,12 +200,13 @@ static int run_one(const opts *o, char stage, cs_dtype dt)
 
 int main(int argc, char **argv)
 {
-    opts o = {2, 1, 2, 2, NULL, NULL};
+    opts o = {2, 1, 2, 2, 0, 0, NULL, NULL, "lite", "cpu"};
     const char *stages = "c,b", *dtypes = "f32,bf16", *me = "bench/stage";
     static const char use[] =
         "usage: bench/stage --dir DIR [--stage c,b] [--dtype f32,bf16] [--threads N] [--warmup N]\n"
-        "                   [--runs N] [--batch N] [--manifests DIR]\n"
-        "One forward of Stage C lite / Stage B lite with random weights, written once into DIR\n"
+        "                   [--runs N] [--batch N] [--manifests DIR] [--size lite|full]\n"
+        "                   [--device cpu|cuda|PLUGIN] [--precision fp32|bf16|fp16] [--check 0|1]\n"
+        "One forward of Stage C / Stage B with random weights, written once into DIR\n"
         "(--dir, or $CASCADE_BENCH_DIR; several GB). Manifests: --manifests, else\n"
         "$SHARED_DIR/spec/manifests, else ../shared/spec/manifests.\n";
     char mdir[1024];
@@ -192,6 +229,11 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--batch")) e = bench_int(me, argv[i], v, 1, 64, &o.batch);
         else if (!strcmp(argv[i], "--dir")) o.dir = v;
         else if (!strcmp(argv[i], "--manifests")) o.manifests = v;
+        else if (!strcmp(argv[i], "--size") && (!strcmp(v, "lite") || !strcmp(v, "full"))) o.size = v;
+        else if (!strcmp(argv[i], "--device")) o.device = v;
+        else if (!strcmp(argv[i], "--check")) e = bench_int(me, argv[i], v, 0, 1, &o.check);
+        else if (!strcmp(argv[i], "--precision") && (!strcmp(v, "fp32") || !strcmp(v, "bf16") || !strcmp(v, "fp16")))
+            o.prec = !strcmp(v, "fp32") ? CS_PREC_FP32 : !strcmp(v, "bf16") ? CS_PREC_BF16 : CS_PREC_FP16;
         else {
             fprintf(stderr, "%s: unknown option %s (see --help)\n", me, argv[i]);
             return 2;

@@ -98,6 +98,21 @@ static int find_plugin(const char *name, char *path, size_t pathlen)
     return cs_error(CS_EUNSUP, "backend '%s': plugin not found (looked for %s)", name, tried);
 }
 
+int cs_backend_select_device(const char *name, int index)
+{
+    int rc = cs_backend_select(name);
+    if (rc || index < 0 || !active) return rc;
+    char err[256] = "";
+    if (!active->use_device) {
+        if (index == 0) return 0;
+        rc = cs_error(CS_EUNSUP, "backend '%s': it runs on one device only (device %d asked for)", name, index);
+    } else if (active->use_device(index, err, sizeof err)) {
+        rc = cs_error(CS_EUNSUP, "backend '%s': device %d: %s", name, index, err[0] ? err : "not usable");
+    }
+    if (rc) cs_backend_release();
+    return rc;
+}
+
 int cs_backend_select(const char *name)
 {
     if (!name || !*name) name = getenv("CASCADE_BACKEND");

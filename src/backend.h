@@ -103,12 +103,17 @@ typedef struct {
     int (*devices)(cs_device_info *out, int max, char *err, size_t errlen);
     /* the device's op set; NULL: the plugin computes nothing (the CPU does) */
     const cs_dev_ops *ops;
+    /* after init: run on device `index` (as devices() lists them) instead of
+     * the first usable one; NULL when there is only ever one */
+    int (*use_device)(int index, char *err, size_t errlen);
 } cs_backend;
 
 /* Selects a backend by name ("cpu", "cuda", ...) or by a path to a plugin
  * file; NULL means $CASCADE_BACKEND, else "cpu". Plugins are looked for in
  * $CASCADE_PLUGIN_DIR, then the install's plugin folder. */
 int cs_backend_select(const char *name);
+/* Same, then device `index` of the plugin (-1: its first usable one). */
+int cs_backend_select_device(const char *name, int index);
 const cs_backend *cs_backend_active(void);   /* NULL: the CPU path */
 const char *cs_backend_name(void);
 void cs_backend_release(void);

@@ -2,6 +2,7 @@
 
 #include "../simd/kernels.h"
 #include "cancel.h"
+#include "device.h"
 #include "error.h"
 #include "ops.h"
 
@@ -10,25 +11,30 @@
 
 /* ---- workspace ---- */
 
+/* frees with the allocator the buffers came from */
+static void ws_release(cs_ws *ws)
+{
+    const cs_dev_ops *d = ws->dev;
+    for (int i = 0; i < CS_WS_SLOTS; i++)
+        if (ws->p[i]) d ? d->free(ws->p[i]) : cs_free(ws->p[i]);
+    memset(ws, 0, sizeof *ws);
+}
+
 float *cs_ws_get(cs_ws *ws, int slot, size_t n)
 {
+    if (ws->dev != (const void *)cs_dev) {   /* the model moved between host and device */
+        ws_release(ws);
+        ws->dev = cs_dev;
+    }
     if (ws->cap[slot] < n) {
-        cs_free(ws->p[slot]);
-        ws->p[slot] = cs_alloc(n * sizeof(float));
+        cs_act_free(ws->p[slot]);
+        ws->p[slot] = cs_act_alloc(n);
         ws->cap[slot] = ws->p[slot] ? n : 0;
-        if (!ws->p[slot]) {
-            cs_error(CS_ENOMEM, "out of memory for %zu MiB of activations", (n * sizeof(float)) >> 20);
-            return NULL;
-        }
     }
     return ws->p[slot];
 }
 
-void cs_ws_free(cs_ws *ws)
-{
-    for (int i = 0; i < CS_WS_SLOTS; i++) cs_free(ws->p[i]);
-    memset(ws, 0, sizeof *ws);
-}
+void cs_ws_free(cs_ws *ws) { ws_release(ws); }
 
 size_t cs_ws_bytes(const cs_ws *ws)
 {
@@ -287,12 +293,9 @@ int cs_attnblock_forward(const cs_attnblock *b, float *x, size_t N, size_t HW, c
     }
     if (rc) return rc;
     /* gather keys/values: image tokens first, then the conditioning tokens */
-    size_t rows = N * Lk;
-#pragma omp parallel for schedule(static) if (rows * c >= 16384)
-    for (size_t r = 0; r < rows; r++) {
-        size_t n = r / Lk, i = r % Lk;
-        const float *src = i < Ls ? qkv + (n * HW + i) * 3 * c + c : ckv + (n * Lc + i - Ls) * 2 * c;
-        memcpy(kvb + r * 2 * c, src, 2 * c * sizeof(float));
+    for (size_t n = 0; n < N; n++) {
+        if (Ls) cs_copy2d(kvb + n * Lk * 2 * c, 2 * c, qkv + n * HW * 3 * c + c, 3 * c, Ls, 2 * c);
+        if (Lc) cs_copy2d(kvb + (n * Lk + Ls) * 2 * c, 2 * c, ckv + n * Lc * 2 * c, 2 * c, Lc, 2 * c);
     }
     for (size_t n = 0; n < N && !rc; n++) {   /* o -> xn (no longer needed) */
         const float *k = kvb + n * Lk * 2 * c;

@@ -23,9 +23,11 @@
 typedef struct {
     float *p[CS_WS_SLOTS];
     size_t cap[CS_WS_SLOTS];   /* floats */
+    const void *dev;           /* the cs_dev_ops its buffers came from (NULL: host) */
 } cs_ws;
 
-/* Slot `slot` grown to at least n floats (contents not kept); NULL + cs_error. */
+/* Slot `slot` grown to at least n floats (contents not kept), in the
+ * current mode's memory (src/device.h); NULL + cs_error. */
 float *cs_ws_get(cs_ws *ws, int slot, size_t n);
 void cs_ws_free(cs_ws *ws);
 size_t cs_ws_bytes(const cs_ws *ws);

@@ -2,9 +2,9 @@
 #include "clip.h"
 
 #include "cancel.h"
+#include "device.h"
 #include "error.h"
 #include "infile.h"
-#include "kernels.h"
 #include "ops.h"
 
 #include <errno.h>
@@ -334,17 +334,24 @@ int cs_clip_open(const char *path, cs_clip **out)
     return 0;
 }
 
+/* a host parameter array that a device may hold a copy of */
+static void param_free(float *p)
+{
+    cs_param_forget(p, 1);
+    cs_free(p);
+}
+
 void cs_clip_free(cs_clip *m)
 {
     if (!m) return;
     for (int l = 0; m->layer && l < m->cfg.layers; l++) {
         clip_layer *L = &m->layer[l];
-        cs_free(L->ln1_w), cs_free(L->ln1_b), cs_free(L->ln2_w), cs_free(L->ln2_b);
+        param_free(L->ln1_w), param_free(L->ln1_b), param_free(L->ln2_w), param_free(L->ln2_b);
     }
     free(m->layer);
-    cs_free(m->pos);
-    cs_free(m->lnf_w);
-    cs_free(m->lnf_b);
+    param_free(m->pos);
+    param_free(m->lnf_w);
+    param_free(m->lnf_b);
     cs_st_close(m->owned);
     free(m);
 }
@@ -360,14 +367,17 @@ static int encoder_layer(const cs_clip *m, const clip_layer *w, float *h, size_t
 {
     const cs_clip_config *c = &m->cfg;
     size_t R = N * L, C = (size_t)c->width;
-    cs_layernorm(h, x, R, C, c->eps, w->ln1_w, w->ln1_b);
+    const float *l1w = cs_param(w->ln1_w, C), *l1b = cs_param(w->ln1_b, C), *l2w = cs_param(w->ln2_w, C),
+                *l2b = cs_param(w->ln2_b, C);
+    if ((w->ln1_w && !l1w) || (w->ln1_b && !l1b) || (w->ln2_w && !l2w) || (w->ln2_b && !l2b)) return CS_ENOMEM;
+    cs_layernorm(h, x, R, C, c->eps, l1w, l1b);
     int rc = cs_linear(x, R, C, 0, w->q_w, w->q_b, q, 0, 0);
     if (!rc) rc = cs_linear(x, R, C, 0, w->k_w, w->k_b, k, 0, 0);
     if (!rc) rc = cs_linear(x, R, C, 0, w->v_w, w->v_b, v, 0, 0);
     if (!rc) rc = cs_attention(q, C, k, C, v, C, N, L, L, C, c->heads, mask, a, C);
     if (!rc) rc = cs_linear(a, R, C, 0, w->o_w, w->o_b, h, 0, 1);   /* h += out_proj(a) */
     if (rc) return rc;
-    cs_layernorm(h, x, R, C, c->eps, w->ln2_w, w->ln2_b);
+    cs_layernorm(h, x, R, C, c->eps, l2w, l2b);
     if ((rc = cs_linear(x, R, C, 0, w->fc1_w, w->fc1_b, f, 0, 0))) return rc;
     if (c->quick_gelu) cs_quick_gelu(f, f, R * (size_t)c->mlp);
     else cs_gelu(f, f, R * (size_t)c->mlp);
@@ -378,21 +388,16 @@ static int encoder_layer(const cs_clip *m, const clip_layer *w, float *h, size_t
 static int embed(const cs_clip *m, const int32_t *ids, size_t N, size_t L, float *h)
 {
     const cs_clip_config *c = &m->cfg;
-    size_t C = (size_t)c->width, es = cs_dtype_size(m->tok_emb->dtype);
-    for (size_t r = 0; r < N * L; r++) {
-        int32_t id = ids[r];
-        if (id < 0 || id >= c->vocab)
-            return cs_error(CS_EARG, "clip: token id %d at [%zu,%zu] is outside the vocabulary of %d", id, r / L,
+    size_t C = (size_t)c->width;
+    for (size_t r = 0; r < N * L; r++)
+        if (ids[r] < 0 || ids[r] >= c->vocab)
+            return cs_error(CS_EARG, "clip: token id %d at [%zu,%zu] is outside the vocabulary of %d", ids[r], r / L,
                             r % L, c->vocab);
-        cs_tensor row = *m->tok_emb;
-        row.ndim = 1;
-        row.shape[0] = (int64_t)C;
-        row.data = (const unsigned char *)m->tok_emb->data + (size_t)id * C * es;
-        int rc = cs_tensor_to_f32(&row, h + r * C);
-        if (rc) return rc;
-        cs_k.add(h + r * C, m->pos + (r % L) * C, h + r * C, C);
-    }
-    return 0;
+    int rc = cs_embed_rows(m->tok_emb, ids, N * L, h);
+    const float *pos = rc ? NULL : cs_param(m->pos, L * C);
+    if (!rc && !pos) rc = CS_ENOMEM;
+    for (size_t n = 0; n < N && !rc; n++) cs_add(h + n * L * C, pos, h + n * L * C, L * C);
+    return rc;
 }
 
 /* Additive mask [N, L, L]: 0 where key j <= query i and mask[n,j] != 0, else -inf. */
@@ -421,35 +426,56 @@ static size_t pool_index(const cs_clip_config *c, const int32_t *ids, size_t L)
     return best;
 }
 
+/* Outputs go to host memory (out); the work runs in the current mode. */
+static int forward(const cs_clip *m, const int32_t *ids, const int32_t *mask, size_t N, size_t L,
+                   const cs_clip_out *out)
+{
+    const cs_clip_config *c = &m->cfg;
+    size_t R = N * L, C = (size_t)c->width, RC = R * C;
+    float *M = cs_alloc(N * L * L * sizeof(float));
+    float *buf = M ? cs_act_alloc(6 * RC + R * (size_t)c->mlp + N * L * L + N * C + N * (size_t)c->proj) : NULL;
+    if (!buf) {
+        cs_free(M);
+        return M ? CS_ENOMEM : cs_oom("the CLIP attention mask", N * L * L * sizeof(float));
+    }
+    float *h = buf, *x = h + RC, *q = x + RC, *k = q + RC, *v = k + RC, *a = v + RC;
+    float *f = a + RC, *dM = f + R * (size_t)c->mlp, *pooled = dM + N * L * L, *emb = pooled + N * C;
+    int rc = build_mask(mask, N, L, M);
+    if (!rc) rc = cs_act_upload(dM, M, N * L * L);
+    if (!rc) rc = embed(m, ids, N, L, h);
+    if (!rc && out->hidden) rc = cs_act_download(out->hidden[0], h, RC);
+    for (int l = 0; !rc && l < c->layers; l++) {
+        if ((rc = cs_cancel_check())) break;
+        rc = encoder_layer(m, &m->layer[l], h, N, L, dM, x, q, k, v, a, f);
+        if (!rc && out->hidden) rc = cs_act_download(out->hidden[l + 1], h, RC);
+    }
+    if (!rc && out->clip_text) rc = cs_act_download(out->clip_text, h, RC);
+    if (!rc && (out->last_hidden || out->text_embeds)) {
+        const float *lw = cs_param(m->lnf_w, C), *lb = cs_param(m->lnf_b, C);
+        if ((m->lnf_w && !lw) || (m->lnf_b && !lb)) rc = CS_ENOMEM;
+        if (!rc) cs_layernorm(h, x, R, C, c->eps, lw, lb);
+        if (!rc && out->last_hidden) rc = cs_act_download(out->last_hidden, x, RC);
+        if (!rc && out->text_embeds) {
+            for (size_t n = 0; n < N; n++) cs_copy(pooled + n * C, x + (n * L + pool_index(c, ids + n * L, L)) * C, C);
+            rc = cs_linear(pooled, N, C, 0, m->proj, NULL, emb, 0, 0);
+            if (!rc) rc = cs_act_download(out->text_embeds, emb, N * (size_t)c->proj);
+        }
+    }
+    if (!rc) rc = cs_dev_error();
+    cs_act_free(buf);
+    cs_free(M);
+    return rc;
+}
+
 int cs_clip_forward(const cs_clip *m, const int32_t *ids, const int32_t *mask, size_t N, size_t L,
                     const cs_clip_out *out)
 {
     const cs_clip_config *c = &m->cfg;
     if (N == 0 || L == 0 || L > (size_t)c->ctx)
         return cs_error(CS_EARG, "clip: %zu x %zu tokens; need N >= 1 and 1 <= L <= %d", N, L, c->ctx);
-    size_t R = N * L, C = (size_t)c->width, RC = R * C;
-    float *buf = cs_alloc((6 * RC + R * (size_t)c->mlp + N * L * L + N * C) * sizeof(float));
-    if (!buf) return cs_error(CS_ENOMEM, "clip: out of memory for %zu tokens", R);
-    float *h = buf, *x = h + RC, *q = x + RC, *k = q + RC, *v = k + RC, *a = v + RC;
-    float *f = a + RC, *M = f + R * (size_t)c->mlp, *pooled = M + N * L * L;
-    int rc = build_mask(mask, N, L, M);
-    if (!rc) rc = embed(m, ids, N, L, h);
-    if (!rc && out->hidden) memcpy(out->hidden[0], h, RC * sizeof(float));
-    for (int l = 0; !rc && l < c->layers; l++) {
-        if ((rc = cs_cancel_check())) break;
-        rc = encoder_layer(m, &m->layer[l], h, N, L, M, x, q, k, v, a, f);
-        if (!rc && out->hidden) memcpy(out->hidden[l + 1], h, RC * sizeof(float));
-    }
-    if (!rc && out->clip_text) memcpy(out->clip_text, h, RC * sizeof(float));
-    if (!rc && (out->last_hidden || out->text_embeds)) {
-        float *last = out->last_hidden ? out->last_hidden : x;
-        cs_layernorm(h, last, R, C, c->eps, m->lnf_w, m->lnf_b);
-        if (out->text_embeds) {
-            for (size_t n = 0; n < N; n++)
-                memcpy(pooled + n * C, last + (n * L + pool_index(c, ids + n * L, L)) * C, C * sizeof(float));
-            rc = cs_linear(pooled, N, C, 0, m->proj, NULL, out->text_embeds, 0, 0);
-        }
-    }
-    cs_free(buf);
-    return rc;
+    const cs_dev_ops *d = cs_dev_pick();
+    if (!d) return forward(m, ids, mask, N, L, out);
+    cs_dev_args a;
+    cs_dev_args_begin(&a, d);
+    return cs_dev_args_finish(&a, forward(m, ids, mask, N, L, out));
 }

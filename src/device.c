@@ -118,6 +118,7 @@ void cs_dev_args_begin(cs_dev_args *a, const cs_dev_ops *d)
 {
     memset(a, 0, sizeof *a);
     a->d = d;
+    if (!d) return;   /* the CPU: arguments pass through */
     a->prev = cs_dev;
     cs_dev = d;
     dev_rc = 0;
@@ -142,7 +143,7 @@ static float *add_arg(cs_dev_args *a, float *host, size_t n)
 
 const float *cs_dev_in(cs_dev_args *a, const float *host, size_t n)
 {
-    if (!host) return NULL;
+    if (!host || !a->d) return host;
     float *p = add_arg(a, NULL, n);
     if (p && n && cs_act_upload(p, host, n)) a->rc = dev_rc;
     return p;
@@ -150,11 +151,12 @@ const float *cs_dev_in(cs_dev_args *a, const float *host, size_t n)
 
 float *cs_dev_out(cs_dev_args *a, float *host, size_t n)
 {
-    return host ? add_arg(a, host, n) : NULL;
+    return host && a->d ? add_arg(a, host, n) : host;
 }
 
 int cs_dev_args_finish(cs_dev_args *a, int rc)
 {
+    if (!a->d) return rc;
     if (!rc) rc = a->rc;
     if (!rc) rc = dev_rc;
     for (int i = 0; i < a->n && !rc; i++)

@@ -53,7 +53,8 @@ void cs_dev_note(int rc, const char *what);
  *   const float *dx = cs_dev_in(&a, x, n);   (NULL stays NULL)
  *   float *dy = cs_dev_out(&a, y, m);
  *   int rc = a.rc ? a.rc : body(dx, ..., dy);   (between begin and finish: device mode)
- *   rc = cs_dev_args_finish(&a, rc);   (downloads outputs if rc == 0, frees all) */
+ *   rc = cs_dev_args_finish(&a, rc);   (downloads outputs if rc == 0, frees all)
+ * With d == NULL (the CPU) the arguments pass through unchanged. */
 #define CS_DEV_MAX_ARGS 12
 typedef struct {
     const cs_dev_ops *d, *prev;

@@ -1,6 +1,7 @@
 #include "safetensors.h"
 
 #include "cancel.h"
+#include "device.h"
 #include "error.h"
 #include "infile.h"
 
@@ -233,6 +234,8 @@ fail:
 void cs_st_close(cs_st_file *f)
 {
     if (!f) return;
+    /* a device's copies of these weights go with the mapping (the address may come back for another file) */
+    if (f->map) cs_param_forget(f->map, f->size);
     if (f->map) munmap(f->map, f->size);
     if (f->fd >= 0) close(f->fd);
     for (int i = 0; i < f->n; i++) free(f->names[i]);

@@ -1,6 +1,7 @@
 #include "stage_a.h"
 
 #include "cancel.h"
+#include "device.h"
 #include "error.h"
 #include "ops.h"
 
@@ -76,42 +77,9 @@ int cs_sa_resblock_bind(cs_sa_resblock *b, cs_wmap *m, const char *prefix, int c
  * decode to the untiled bits. */
 #define SA_ROWS 384
 
-/* A per-pixel Linear / 1x1 conv as float32, converted once per use (BF16/F16
- * files) into the op layer's weight scratch slots `slot` and `slot + 1`. */
-typedef struct {
-    const float *w, *b;
-    size_t n, k;
-} pix_lin;
-
-static int pix_lin_get(pix_lin *l, const cs_tensor *W, const cs_tensor *b, int slot)
-{
-    l->n = (size_t)W->shape[0];
-    l->k = (size_t)(cs_tensor_numel(W) / W->shape[0]);
-    l->w = cs_weight_f32(W, slot);
-    l->b = b ? cs_weight_f32(b, slot + 1) : NULL;
-    return l->w && (!b || l->b) ? 0 : CS_ENOMEM;
-}
-
-/* y[m, n] = x[m, k] W^T + b */
-static int pix_lin_rows(const pix_lin *l, const float *x, size_t m, float *y)
-{
-    int rc = cs_sgemm(1, m, l->n, l->k, 1.0f, x, l->k, l->w, l->k, 0.0f, y, l->n);
-    if (!rc && l->b)   /* a few hundred kB, in cache: not worth waking threads */
-        for (size_t r = 0; r < m; r++)
-            for (size_t j = 0; j < l->n; j++) y[r * l->n + j] += l->b[j];
-    return rc;
-}
-
 size_t cs_sa_resblock_work(const cs_sa_resblock *b, size_t HW)
 {
     return 2 * HW * (size_t)b->c + SA_ROWS * (size_t)b->c_hidden + 4 * (size_t)b->c;
-}
-
-/* x += d * g, as torch does it: the product rounded, then the sum */
-static void add_scaled(float *x, const float *d, float g, size_t n)
-{
-#pragma omp parallel for schedule(static) if (n >= 1 << 16)
-    for (size_t i = 0; i < n; i++) x[i] += d[i] * g;
 }
 
 int cs_sa_resblock_forward(const cs_sa_resblock *b, float *x, size_t N, size_t H, size_t W, float *work)
@@ -120,32 +88,25 @@ int cs_sa_resblock_forward(const cs_sa_resblock *b, float *x, size_t N, size_t H
     size_t c = (size_t)b->c, ch = (size_t)b->c_hidden, HW = H * W, R = SA_ROWS;
     float *t = work, *d = t + HW * c, *hid = d + HW * c, *a1 = hid + R * ch, *b1 = a1 + c,
           *a2 = b1 + c, *b2 = a2 + c;
-    for (size_t i = 0; i < c; i++) {
-        a1[i] = 1.0f + b->g[0];
-        b1[i] = b->g[1];
-        a2[i] = 1.0f + b->g[3];
-        b2[i] = b->g[4];
-    }
+    cs_fill(a1, 1.0f + b->g[0], c);
+    cs_fill(b1, b->g[1], c);
+    cs_fill(a2, 1.0f + b->g[3], c);
+    cs_fill(b2, b->g[4], c);
     int rc = 0;
     for (size_t n = 0; n < N && !rc; n++) {
         float *xn = x + n * HW * c;
         cs_layernorm(xn, t, HW, c, 1e-6f, a1, b1);
         if ((rc = cs_dwconv3x3(t, d, 1, H, W, c, &b->dw_w, &b->dw_b, 1))) break;
-        add_scaled(xn, d, b->g[2], HW * c);
+        cs_axpy(xn, d, b->g[2], HW * c);
         cs_layernorm(xn, t, HW, c, 1e-6f, a2, b2);
         /* per-pixel MLP in chunks of R rows; fc2 overwrites its rows of t */
-        pix_lin l1, l2;   /* after the depthwise conv: it used scratch slots 2 and 3 */
-        if ((rc = pix_lin_get(&l1, &b->fc1_w, &b->fc1_b, 0)) || (rc = pix_lin_get(&l2, &b->fc2_w, &b->fc2_b, 2))) {
-            rc = cs_error(rc, "Stage A ResBlock: out of memory converting the MLP weights");
-            break;
-        }
         for (size_t r0 = 0; r0 < HW; r0 += R) {
             size_t m = HW - r0 < R ? HW - r0 : R;
             float *tr = t + r0 * c;
-            if ((rc = pix_lin_rows(&l1, tr, m, hid))) break;
+            if ((rc = cs_linear(tr, m, c, 0, &b->fc1_w, &b->fc1_b, hid, 0, 0))) break;
             cs_gelu(hid, hid, m * ch);
-            if ((rc = pix_lin_rows(&l2, hid, m, tr))) break;
-            add_scaled(xn + r0 * c, tr, b->g[5], m * c);
+            if ((rc = cs_linear(hid, m, ch, 0, &b->fc2_w, &b->fc2_b, tr, 0, 0))) break;
+            cs_axpy(xn + r0 * c, tr, b->g[5], m * c);
         }
     }
     return rc;
@@ -457,10 +418,9 @@ static int decode_tile(const cs_stage_a *s, const float *zn, size_t w, float sca
     size_t xs = H * W * (size_t)c->c_hidden;
     float *x = arena + asize - xs, *zt = arena;
     int top = 1;
-    for (size_t i = 0; i < H; i++) {   /* torch: decode(z) starts with z * scale_factor */
-        const float *src = zn + ((t->r0 + i) * w + t->c0) * cl;
-        for (size_t j = 0; j < W * cl; j++) zt[i * W * cl + j] = src[j] * scale;
-    }
+    /* torch: decode(z) starts with z * scale_factor */
+    cs_copy2d(zt, W * cl, zn + (t->r0 * w + t->c0) * cl, w * cl, H, W * cl);
+    cs_scale(zt, scale, zt, H * W * cl);
     if ((rc = cs_linear(zt, H * W, cl, 0, &s->up0_w, &s->up0_b, x, 0, 0))) return rc;
     const cs_sa_resblock *rb = s->up_res;
     for (int lv = L - 1; lv >= 0; lv--) {
@@ -485,24 +445,23 @@ static int decode_tile(const cs_stage_a *s, const float *zn, size_t w, float sca
     if ((rc = cs_linear(x, H * W, (size_t)c->c_levels[0], 0, &s->out_w, &s->out_b, y12, 0, 0))) return rc;
     cs_pixel_shuffle(y12, 1, H, W, 3, 2, y3);
     size_t Wl = 2 * W, Wi = f * w, rows = (t->a1 - t->a0) * f, cols = (t->b1 - t->b0) * f;
-    for (size_t i = 0; i < rows; i++)
-        memcpy(imgn + ((t->a0 * f + i) * Wi + t->b0 * f) * 3,
-               y3 + (((t->a0 - t->r0) * f + i) * Wl + (t->b0 - t->c0) * f) * 3, cols * 3 * sizeof(float));
+    cs_copy2d(imgn + (t->a0 * f * Wi + t->b0 * f) * 3, Wi * 3,
+              y3 + ((t->a0 - t->r0) * f * Wl + (t->b0 - t->c0) * f) * 3, Wl * 3, rows, cols * 3);
     return 0;
 }
 
-int cs_stage_a_decode(const cs_stage_a *s, const float *z, size_t N, size_t h, size_t w, float scale, size_t tile_h,
-                      size_t tile_w, float *img)
+/* z and img in the current mode's memory */
+static int decode(const cs_stage_a *s, const float *z, size_t N, size_t h, size_t w, float scale, size_t tile_h,
+                  size_t tile_w, float *img)
 {
-    if (!N || !h || !w) return cs_error(CS_EARG, "Stage A decode: empty latent %zux%zux%zu", N, h, w);
     size_t th = tile_h && tile_h < h ? tile_h : h, tw = tile_w && tile_w < w ? tile_w : w;
     size_t halo = (size_t)cs_stage_a_halo(s), f = (size_t)cs_stage_a_factor(s), cl = (size_t)s->cfg.c_latent;
     size_t TH = th + 2 * halo < h ? th + 2 * halo : h, TW = tw + 2 * halo < w ? tw + 2 * halo : w;
     tile_plan p = plan_tile(s, TH, TW);
-    float *arena = cs_alloc(p.arena * sizeof(float));
+    float *arena = cs_act_alloc(p.arena);
     if (!arena)
-        return cs_error(CS_ENOMEM, "Stage A decode: out of memory for %zu MB of scratch (tile %zux%zu)",
-                        p.arena * sizeof(float) >> 20, th, tw);
+        return cs_error(CS_ENOMEM, "Stage A decode: out of %smemory for %zu MB of scratch (tile %zux%zu)",
+                        cs_dev ? "device " : "", p.arena * sizeof(float) >> 20, th, tw);
     int rc = 0;
     for (size_t n = 0; n < N && !rc; n++)
         for (size_t a = 0; a < h && !rc; a += th)
@@ -513,8 +472,23 @@ int cs_stage_a_decode(const cs_stage_a *s, const float *z, size_t N, size_t h, s
                 rc = cs_cancel_check();
                 if (!rc) rc = decode_tile(s, z + n * h * w * cl, w, scale, &t, arena, p.arena, img + n * f * h * f * w * 3);
             }
-    cs_free(arena);
+    cs_act_free(arena);
     return rc;
+}
+
+int cs_stage_a_decode(const cs_stage_a *s, const float *z, size_t N, size_t h, size_t w, float scale, size_t tile_h,
+                      size_t tile_w, float *img)
+{
+    if (!N || !h || !w) return cs_error(CS_EARG, "Stage A decode: empty latent %zux%zux%zu", N, h, w);
+    const cs_dev_ops *d = cs_dev_pick();
+    if (!d) return decode(s, z, N, h, w, scale, tile_h, tile_w, img);
+    size_t f = (size_t)cs_stage_a_factor(s);
+    cs_dev_args a;
+    cs_dev_args_begin(&a, d);
+    const float *dz = cs_dev_in(&a, z, N * h * w * (size_t)s->cfg.c_latent);
+    float *di = cs_dev_out(&a, img, N * f * h * f * w * 3);
+    int rc = a.rc ? a.rc : decode(s, dz, N, h, w, scale, tile_h, tile_w, di);
+    return cs_dev_args_finish(&a, rc);
 }
 
 /* ---- encode ---- */

@@ -1,5 +1,6 @@
 #include "stage_b.h"
 
+#include "device.h"
 #include "error.h"
 #include "ops.h"
 
@@ -178,32 +179,22 @@ static int run_mapper(cs_stage_b *m, const mapper *mp, const float *x, size_t ro
     return 0;
 }
 
-/* x [N,H,W,c_in] -> eps [N,H,W,c_out] */
-int cs_stage_b_forward(cs_stage_b *m, const float *x, size_t N, size_t H, size_t W, const float *r,
-                       const float *effnet, size_t hc, size_t wc, const float *clip, const float *pixels, size_t ph,
-                       size_t pw, const float *sca, float *eps)
+/* x [N,H,W,c_in] -> eps [N,H,W,c_out], in the current mode's memory */
+static int forward(cs_stage_b *m, const float *x, size_t N, size_t H, size_t W, const float *r, const float *effnet,
+                   size_t hc, size_t wc, const float *clip, const float *pixels, size_t ph, size_t pw,
+                   const float *sca, float *eps)
 {
     const cs_net_info *in = &m->info;
     size_t p = (size_t)in->patch_size, c0 = (size_t)m->net.c[0], cc = (size_t)in->c_cond,
            seq = (size_t)in->c_clip_seq, cin = (size_t)in->c_in * p * p;
-    if (!N || !H || !W || !x || !r || !effnet || !hc || !wc || !clip || !eps)
-        return cs_error(CS_EARG, "Stage B forward: missing input or empty size");
-    if (H % p || W % p) return cs_error(CS_EARG, "Stage B forward: latent %zux%zu is not a multiple of %zu", H, W, p);
-    if (!pixels) ph = pw = 8;
-    if (!ph || !pw) return cs_error(CS_EARG, "Stage B forward: empty pixels map");
     size_t h = H / p, w = W / p, rows = N * h * w, prow = N * ph * pw;
     float *remb = cs_unet_remb(&m->net, r, N, sca, NULL);
-    float *cond = cs_alloc(N * seq * cc * sizeof(float)), *hb = cs_alloc(rows * c0 * sizeof(float));
-    float *t = cs_alloc(rows * (cin > c0 ? cin : c0) * sizeof(float)), *out = NULL;
-    float *pz = pixels ? NULL : cs_calloc(prow * (size_t)in->c_pixels * sizeof(float));
-    float *pm = cs_alloc(prow * c0 * sizeof(float));
+    float *cond = remb ? cs_act_alloc(N * seq * cc) : NULL, *hb = cond ? cs_act_alloc(rows * c0) : NULL;
+    float *t = hb ? cs_act_alloc(rows * (cin > c0 ? cin : c0)) : NULL, *out = NULL;
+    float *pz = pixels || !t ? NULL : cs_act_calloc(prow * (size_t)in->c_pixels);
+    float *pm = t && (pixels || pz) ? cs_act_alloc(prow * c0) : NULL;
     int rc = CS_ENOMEM;
-    if (!remb || !cond || !hb || !t || (!pixels && !pz) || !pm) {
-        cs_oom("Stage B forward activations",
-               (N * seq * cc + rows * c0 + rows * (cin > c0 ? cin : c0) + prow * (c0 + (size_t)in->c_pixels)) *
-                   sizeof(float));
-        goto done;
-    }
+    if (!pm) goto done;
     /* 4 conditioning tokens per image: clip_mapper viewed as [seq, Cc], normalised */
     if ((rc = cs_linear(clip, N, (size_t)in->c_clip_pooled, 0, &m->clip_w, &m->clip_b, cond, 0, 0))) goto done;
     cs_layernorm(cond, cond, N * seq, cc, 1e-6f, NULL, NULL);
@@ -227,7 +218,7 @@ int cs_stage_b_forward(cs_stage_b *m, const float *x, size_t N, size_t H, size_t
     if ((rc = run_mapper(m, &m->pixels, pixels ? pixels : pz, prow, pm))) goto done;
     cs_resize_bilinear(pm, N, ph, pw, c0, t, h, w);
     cs_add(hb, t, hb, rows * c0);
-    cs_free(t);
+    cs_act_free(t);
     t = NULL;
     rc = cs_unet_forward(&m->net, hb, N, h, w, remb, (size_t)m->net.c_r * (size_t)(1 + m->net.nconds), cond, seq, &out);
     hb = NULL;
@@ -243,14 +234,39 @@ int cs_stage_b_forward(cs_stage_b *m, const float *x, size_t N, size_t H, size_t
             cs_pixel_shuffle(y, N, h, w, (size_t)in->c_out, (int)p, eps);
     }
 done:
-    cs_free(remb);
-    cs_free(cond);
-    cs_free(hb);
-    cs_free(t);
-    cs_free(pz);
-    cs_free(pm);
-    cs_free(out);
+    cs_act_free(remb);
+    cs_act_free(cond);
+    cs_act_free(hb);
+    cs_act_free(t);
+    cs_act_free(pz);
+    cs_act_free(pm);
+    cs_act_free(out);
     return rc;
+}
+
+int cs_stage_b_forward(cs_stage_b *m, const float *x, size_t N, size_t H, size_t W, const float *r,
+                       const float *effnet, size_t hc, size_t wc, const float *clip, const float *pixels, size_t ph,
+                       size_t pw, const float *sca, float *eps)
+{
+    const cs_net_info *in = &m->info;
+    size_t p = (size_t)in->patch_size;
+    if (!N || !H || !W || !x || !r || !effnet || !hc || !wc || !clip || !eps)
+        return cs_error(CS_EARG, "Stage B forward: missing input or empty size");
+    if (H % p || W % p) return cs_error(CS_EARG, "Stage B forward: latent %zux%zu is not a multiple of %zu", H, W, p);
+    if (!pixels) ph = pw = 8;
+    if (!ph || !pw) return cs_error(CS_EARG, "Stage B forward: empty pixels map");
+    const cs_dev_ops *d = cs_dev_pick();
+    if (!d) return forward(m, x, N, H, W, r, effnet, hc, wc, clip, pixels, ph, pw, sca, eps);
+    cs_dev_args a;
+    cs_dev_args_begin(&a, d);
+    size_t hw = N * H * W;
+    const float *dx = cs_dev_in(&a, x, hw * (size_t)in->c_in), *dr = cs_dev_in(&a, r, N),
+                *de = cs_dev_in(&a, effnet, N * hc * wc * (size_t)in->c_effnet),
+                *dc = cs_dev_in(&a, clip, N * (size_t)in->c_clip_pooled),
+                *dp = cs_dev_in(&a, pixels, N * ph * pw * (size_t)in->c_pixels), *ds = cs_dev_in(&a, sca, N);
+    float *dy = cs_dev_out(&a, eps, hw * (size_t)in->c_out);
+    int rc = a.rc ? a.rc : forward(m, dx, N, H, W, dr, de, hc, wc, dc, dp, ph, pw, ds, dy);
+    return cs_dev_args_finish(&a, rc);
 }
 
 size_t cs_stage_b_min_side(const cs_stage_b *m)

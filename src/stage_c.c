@@ -1,5 +1,6 @@
 #include "stage_c.h"
 
+#include "device.h"
 #include "error.h"
 #include "ops.h"
 
@@ -128,10 +129,9 @@ static float *cond_tokens(const cs_stage_c *m, size_t N, const float *txt, size_
 {
     size_t cc = (size_t)m->info.c_cond, seq = (size_t)m->info.c_clip_seq, Lc = Lt + seq + seq * M;
     size_t ct = (size_t)m->info.c_clip_text, cp = (size_t)m->info.c_clip_pooled, ci = (size_t)m->info.c_clip_img;
-    float *c = cs_alloc(N * Lc * cc * sizeof(float)), *zimg = img ? NULL : cs_calloc(N * M * ci * sizeof(float));
+    float *c = cs_act_alloc(N * Lc * cc), *zimg = img || !c ? NULL : cs_act_calloc(N * M * ci);
     if (!c || (!img && !zimg)) {
-        cs_free(c), cs_free(zimg);
-        cs_oom("the Stage C conditioning", (N * Lc * cc + N * M * ci) * sizeof(float));
+        cs_act_free(c);
         return NULL;
     }
     if (!img) img = zimg;
@@ -143,9 +143,9 @@ static float *cond_tokens(const cs_stage_c *m, size_t N, const float *txt, size_
         if (!rc) rc = cs_linear(pooled + n * cp, 1, cp, 0, &m->pool_w, &m->pool_b, cn + Lt * cc, 0, 0);
         if (!rc && M) rc = cs_linear(img + n * M * ci, M, ci, 0, &m->img_w, &m->img_b, cn + (Lt + seq) * cc, 0, 0);
     }
-    cs_free(zimg);
+    cs_act_free(zimg);
     if (rc) {
-        cs_free(c);
+        cs_act_free(c);
         return NULL;
     }
     cs_layernorm(c, c, N * Lc, cc, 1e-6f, NULL, NULL);
@@ -153,18 +153,15 @@ static float *cond_tokens(const cs_stage_c *m, size_t N, const float *txt, size_
     return c;
 }
 
-/* x [N,h,w,c_in] -> eps [N,h,w,c_out] */
-int cs_stage_c_forward(cs_stage_c *m, const float *x, size_t N, size_t h, size_t w, const float *r,
-                       const float *clip_text, size_t Lt, const float *pooled, const float *clip_img, size_t M,
-                       const float *sca, const float *crp, float *eps)
+/* x [N,h,w,c_in] -> eps [N,h,w,c_out], in the current mode's memory */
+static int forward(cs_stage_c *m, const float *x, size_t N, size_t h, size_t w, const float *r, const float *clip_text,
+                   size_t Lt, const float *pooled, const float *clip_img, size_t M, const float *sca, const float *crp,
+                   float *eps)
 {
-    if (!N || !h || !w || !x || !r || !pooled || (Lt && !clip_text) || !eps)
-        return cs_error(CS_EARG, "Stage C forward: missing input or empty size");
-    if (!clip_img && !M) M = 1;
     size_t c0 = (size_t)m->net.c[0], rows = N * h * w, Lc = 0;
     float *remb = cs_unet_remb(&m->net, r, N, sca, crp);
     float *cond = remb ? cond_tokens(m, N, clip_text, Lt, pooled, clip_img, M, &Lc) : NULL;
-    float *hb = cond ? cs_alloc(rows * c0 * sizeof(float)) : NULL, *out = NULL;
+    float *hb = cond ? cs_act_alloc(rows * c0) : NULL, *out = NULL;
     int rc = CS_ENOMEM;
     if (!hb) goto done;
     /* embedding: 1x1 conv + LayerNorm2d */
@@ -177,11 +174,34 @@ int cs_stage_c_forward(cs_stage_c *m, const float *x, size_t N, size_t h, size_t
     cs_layernorm(out, out, rows, c0, 1e-6f, NULL, NULL);
     rc = cs_linear(out, rows, c0, 0, &m->clf_w, &m->clf_b, eps, 0, 0);
 done:
-    cs_free(remb);
-    cs_free(cond);
-    cs_free(hb);
-    cs_free(out);
+    cs_act_free(remb);
+    cs_act_free(cond);
+    cs_act_free(hb);
+    cs_act_free(out);
     return rc;
+}
+
+int cs_stage_c_forward(cs_stage_c *m, const float *x, size_t N, size_t h, size_t w, const float *r,
+                       const float *clip_text, size_t Lt, const float *pooled, const float *clip_img, size_t M,
+                       const float *sca, const float *crp, float *eps)
+{
+    if (!N || !h || !w || !x || !r || !pooled || (Lt && !clip_text) || !eps)
+        return cs_error(CS_EARG, "Stage C forward: missing input or empty size");
+    if (!clip_img && !M) M = 1;
+    const cs_dev_ops *d = cs_dev_pick();
+    if (!d) return forward(m, x, N, h, w, r, clip_text, Lt, pooled, clip_img, M, sca, crp, eps);
+    const cs_net_info *in = &m->info;
+    size_t hw = N * h * w;
+    cs_dev_args a;
+    cs_dev_args_begin(&a, d);
+    const float *dx = cs_dev_in(&a, x, hw * (size_t)in->c_in), *dr = cs_dev_in(&a, r, N),
+                *dt = cs_dev_in(&a, clip_text, N * Lt * (size_t)in->c_clip_text),
+                *dp = cs_dev_in(&a, pooled, N * (size_t)in->c_clip_pooled),
+                *di = cs_dev_in(&a, clip_img, N * M * (size_t)in->c_clip_img), *ds = cs_dev_in(&a, sca, N),
+                *dc = cs_dev_in(&a, crp, N);
+    float *de = cs_dev_out(&a, eps, hw * (size_t)in->c_out);
+    int rc = a.rc ? a.rc : forward(m, dx, N, h, w, dr, dt, Lt, dp, di, M, ds, dc, de);
+    return cs_dev_args_finish(&a, rc);
 }
 
 size_t cs_stage_c_min_side(const cs_stage_c *m)

@@ -1,6 +1,7 @@
 #include "unet.h"
 
 #include "cancel.h"
+#include "device.h"
 #include "error.h"
 #include "ops.h"
 
@@ -349,21 +350,19 @@ int cs_unet_bind_info(cs_unet *u, cs_wmap *m, int c_cond, const cs_unet_opts *op
 float *cs_unet_remb(const cs_unet *u, const float *r, size_t N, const float *sca, const float *crp)
 {
     size_t cr = (size_t)u->c_r, ld = cr * (size_t)(1 + u->nconds);
-    float *e = cs_alloc(N * ld * sizeof(float)), *tmp = cs_alloc(N * cr * sizeof(float)),
-          *zero = cs_calloc(N * sizeof(float));
-    if (!e || !tmp || !zero) {
-        cs_free(e), cs_free(tmp), cs_free(zero);
-        cs_oom("the U-Net timestep embedding", (N * ld + N * cr + N) * sizeof(float));
-        return NULL;
-    }
-    for (int j = 0; j <= u->nconds; j++) {
+    float *e = cs_act_alloc(N * ld), *tmp = e ? cs_act_alloc(N * cr) : NULL, *zero = tmp ? cs_act_calloc(N) : NULL;
+    int rc = zero ? 0 : CS_ENOMEM;
+    for (int j = 0; j <= u->nconds && !rc; j++) {
         const float *v = j == 0 ? r : !strcmp(u->conds[j - 1], "sca") && sca ? sca
                                     : !strcmp(u->conds[j - 1], "crp") && crp ? crp : zero;
-        cs_r_embedding(v, N, (int)cr, tmp);
-        for (size_t n = 0; n < N; n++) memcpy(e + n * ld + (size_t)j * cr, tmp + n * cr, cr * sizeof(float));
+        if (!(rc = cs_r_embedding(v, N, (int)cr, tmp))) cs_copy2d(e + (size_t)j * cr, ld, tmp, cr, N, cr);
     }
-    cs_free(tmp);
-    cs_free(zero);
+    cs_act_free(tmp);
+    cs_act_free(zero);
+    if (rc) {
+        cs_act_free(e);
+        return NULL;
+    }
     return e;
 }
 
@@ -385,7 +384,7 @@ static int run_level(cs_unet *u, const cs_unet_level *l, float *h, size_t N, siz
             if (!t) return CS_ENOMEM;
             int rc = cs_linear(h, rows, (size_t)c, 0, &l->rep_w[q], &l->rep_b[q], t, 0, 0);
             if (rc) return rc;
-            memcpy(h, t, rows * (size_t)c * sizeof(float));
+            cs_copy(h, t, rows * (size_t)c);
         }
     }
     return 0;
@@ -421,11 +420,10 @@ static float *transition(cs_unet *u, const float *h, size_t N, size_t H, size_t 
         return NULL;
     }
     size_t big = (oh * ow > H * W ? oh * ow : H * W) * N;
-    float *t = cs_ws_get(&u->ws, 0, rows * (size_t)cin), *y = cs_alloc(big * cout * sizeof(float));
+    float *t = cs_ws_get(&u->ws, 0, rows * (size_t)cin), *y = cs_act_alloc(big * cout);
     float *r = !u->strided && il ? cs_ws_get(&u->ws, 1, big * (size_t)(cin > (int)cout ? (size_t)cin : cout)) : NULL;
     if (!t || !y || (!u->strided && il && !r)) {
-        cs_free(y);
-        cs_error(CS_ENOMEM, "out of memory at a level transition");
+        cs_act_free(y);
         return NULL;
     }
     cs_layernorm(h, t, rows, (size_t)cin, 1e-6f, NULL, NULL);
@@ -442,7 +440,7 @@ static float *transition(cs_unet *u, const float *h, size_t N, size_t H, size_t 
         *Ho = oh, *Wo = ow;
     }
     if (rc) {
-        cs_free(y);
+        cs_act_free(y);
         return NULL;
     }
     return y;
@@ -472,30 +470,30 @@ int cs_unet_forward(cs_unet *u, float *h, size_t N, size_t H, size_t W, const fl
         int l = L - 1 - ui;
         const float *s = ui > 0 ? skip[l] : NULL;
         if (s && (H != sh[l] || W != sw[l])) {
-            float *r = cs_alloc(N * sh[l] * sw[l] * (size_t)u->c[l] * sizeof(float));
+            float *r = cs_act_alloc(N * sh[l] * sw[l] * (size_t)u->c[l]);
             if (!r) {
-                rc = cs_error(CS_ENOMEM, "out of memory resizing to the skip");
+                rc = CS_ENOMEM;
                 break;
             }
             cs_resize_bilinear(h, N, H, W, (size_t)u->c[l], r, sh[l], sw[l]);
-            cs_free(h);
+            cs_act_free(h);
             h = r, H = sh[l], W = sw[l];
         }
         rc = run_level(u, &u->up[ui], h, N, H, W, u->c[l], s, remb, ldr, cond, Lc);
         if (ui > 0) {
-            cs_free(skip[l]);
+            cs_act_free(skip[l]);
             skip[l] = NULL;
         } else skip[l] = NULL;   /* h itself */
         if (rc || l == 0) break;
         float *nh = transition(u, h, N, H, W, u->c[l], &u->up_w[ui], &u->up_b[ui], 1, u->interp[l - 1], &H, &W);
-        cs_free(h);
+        cs_act_free(h);
         h = nh;
         if (!h) rc = CS_ENOMEM;
     }
     for (int i = 0; i < L; i++)
-        if (skip[i] && skip[i] != h) cs_free(skip[i]);
+        if (skip[i] && skip[i] != h) cs_act_free(skip[i]);
     if (rc) {
-        cs_free(h);
+        cs_act_free(h);
         return rc;
     }
     *h_out = h;

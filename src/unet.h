@@ -106,11 +106,12 @@ void cs_unet_opts_from_file(cs_unet_opts *o, const cs_st_file *f);
 int cs_unet_split_attention(const cs_unet *u);
 
 /* remb [N, c_r*(1+nconds)] = emb(r), then emb of each t_cond: sca / crp
- * values for those names (NULL = 0), 0 for any other name. cs_free it. */
+ * values for those names (NULL = 0), 0 for any other name; in the current
+ * mode's memory (src/device.h): cs_act_free it. */
 float *cs_unet_remb(const cs_unet *u, const float *r, size_t N, const float *sca, const float *crp);
 
-/* h: in [N,H,W,c[0]] (the embedded input, cs_alloc'd; ownership passes in),
- * out *h_out [N,H,W,c[0]] (cs_alloc'd, caller frees). remb: [N, ldr] with
+/* h: in [N,H,W,c[0]] (the embedded input, cs_act_alloc'd; ownership passes in),
+ * out *h_out [N,H,W,c[0]] (cs_act_alloc'd, caller frees). remb: [N, ldr] with
  * c_r*(1+nconds) used; cond: [N, Lc, c_cond]. */
 int cs_unet_forward(cs_unet *u, float *h, size_t N, size_t H, size_t W, const float *remb, size_t ldr,
                     const float *cond, size_t Lc, float **h_out);

@@ -3,6 +3,7 @@
 #ifndef CS_CLI_H
 #define CS_CLI_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 int cmd_info(int argc, char **argv);
@@ -16,6 +17,16 @@ int cmd_golden(int argc, char **argv);
  * $CASCADE_THREADS, else all processors). Prints the error and returns the
  * exit status: 0 ok, 2 bad CASCADE_THREADS, 1 anything else. */
 int cli_init(int threads);
+
+/* --device D / --precision P (NULL: $CASCADE_DEVICE / $CASCADE_PRECISION,
+ * else auto). auto device: the CUDA plugin when it loads and finds a usable
+ * GPU, else the CPU; auto precision: fp32 when `reference` (golden cases),
+ * else bf16, fp16, fp32, the first the device runs. Writes what was chosen
+ * and why into said ("cuda, bf16" / "cpu, fp32 (backend 'cuda': ...)").
+ * and the CS_PREC_* in force into *prec. Returns 0 or the exit status after
+ * printing one line. */
+int cli_device(const char *cmd, const char *device, const char *precision, int reference, char *said, size_t saidlen,
+               int *prec);
 
 /* Exit statuses (all below 128, also for signals). */
 enum { CLI_EXIT_OK = 0, CLI_EXIT_ERROR = 1, CLI_EXIT_USAGE = 2, CLI_EXIT_INTERRUPTED = 130 };

@@ -70,6 +70,10 @@ static void usage(FILE *f)
         "      --keep-loaded      keep every stage in memory between runs (--count)\n"
         "      --threads N        worker threads, 1..4 per processor, at most 1024\n"
         "                         (default: all cores, or $CASCADE_THREADS)\n"
+        "      --device D         auto (a usable CUDA GPU, else the CPU), cpu, cuda, cuda:N\n"
+        "                         (default: $CASCADE_DEVICE, else auto)\n"
+        "      --precision P      auto (bf16 on GPUs that have it, else fp16; fp32 on the\n"
+        "                         CPU), fp32, bf16, fp16 (default: $CASCADE_PRECISION)\n"
         "\n"
         "      --json             progress and results as JSON lines on stdout\n"
         "  -q, --quiet            no progress on stderr\n"
@@ -92,6 +96,7 @@ typedef struct {
     const char *file[CS_PART_COUNT];
     cs_variant var_c, var_b;
     int have_prompt, seed_given, size_given, count, keep, force, json, quiet, demo, threads;
+    const char *device, *precision;
 } opts;
 
 static int bad(const char *fmt, const char *a, const char *b)
@@ -140,7 +145,7 @@ enum {
     O_SEED = 256, O_BATCH, O_COUNT, O_STEPS_C, O_STEPS_B, O_CFG_C, O_CFG_B, O_CFG_RHO, O_SHIFT_C, O_SHIFT_B,
     O_SAMPLER, O_ETA, O_RNG, O_ROUND, O_FORCE, O_PREVIEW, O_PREVIEW_EVERY, O_MODELS, O_VARIANT, O_VARIANT_C,
     O_VARIANT_B, O_STAGE_C, O_STAGE_B, O_STAGE_A, O_TEXT, O_PREVIEWER, O_TOKENIZER, O_KEEP, O_THREADS,
-    O_JSON, O_DEMO,
+    O_JSON, O_DEMO, O_DEVICE, O_PRECISION,
 };
 
 static const struct option longopts[] = {
@@ -161,6 +166,7 @@ static const struct option longopts[] = {
     {"stage-a", required_argument, 0, O_STAGE_A}, {"text-encoder", required_argument, 0, O_TEXT},
     {"previewer", required_argument, 0, O_PREVIEWER}, {"tokenizer", required_argument, 0, O_TOKENIZER},
     {"keep-loaded", no_argument, 0, O_KEEP}, {"threads", required_argument, 0, O_THREADS},
+    {"device", required_argument, 0, O_DEVICE}, {"precision", required_argument, 0, O_PRECISION},
     {"json", no_argument, 0, O_JSON}, {"quiet", no_argument, 0, 'q'}, {"demo", no_argument, 0, O_DEMO},
     {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
 };
@@ -236,6 +242,8 @@ static int parse(int argc, char **argv, opts *o)
         case O_KEEP: o->keep = 1; break;
         case O_THREADS: e = cli_parse_threads(ME, "--threads", optarg, &o->threads); break;
         case O_JSON: o->json = 1; break;
+        case O_DEVICE: o->device = optarg; break;
+        case O_PRECISION: o->precision = optarg; break;
         case 'q': o->quiet = 1; break;
         case O_DEMO: o->demo = 1; break;
         case 'h': usage(stdout); return 1;
@@ -659,6 +667,11 @@ int cmd_generate(int argc, char **argv)
         o.threads = 1;
     if ((status = cli_init(o.threads)) != 0)
         goto done;   /* it printed why */
+    char dev_said[700];
+    int prec;
+    if ((status = cli_device(ME, o.device, o.precision, 0, dev_said, sizeof dev_said, &prec)) != 0)
+        goto done;
+    if (!o.quiet && !o.json) fprintf(stderr, ME ": device: %s\n", dev_said);
     status = 1;
     rc = o.demo ? resolve_demo(&s, &mp) : resolve_models(&s, &mp, &set);
     if (o.demo)

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+int golden_precision;
+
 static const char usage_line[] =
     "usage: cascade dev golden [--threads N] [--device D] [--precision P] [--strict] PATH/CASE...\n";
 
@@ -35,15 +37,16 @@ static int run_case(const char *arg, int strict)
 int cmd_golden(int argc, char **argv)
 {
     int threads = 0, strict = 0, first = 1;
+    const char *device = NULL, *precision = NULL;
     if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
         printf("%s\n"
                "Runs golden cases (CASE.io.safetensors, weights found through its metadata) and\n"
                "prints one line per compared output and PASS or FAIL. Exit 0 iff all pass.\n\n"
                "  --threads N  worker threads (default: CASCADE_THREADS or all cores)\n"
-               "  --device D   auto (default), cpu, cuda or cuda:N; golden cases run on the CPU\n"
-               "               only for now, so cuda is refused with a message\n"
-               "  --precision P  auto (default), fp32, bf16 or fp16; the CPU computes in fp32,\n"
-               "               so auto = fp32 and bf16/fp16 are refused with a message\n"
+               "  --device D   auto (default: a usable CUDA GPU, else the CPU), cpu, cuda or\n"
+               "               cuda:N (default: $CASCADE_DEVICE)\n"
+               "  --precision P  auto (default: fp32, the golden data's own), fp32, bf16 or\n"
+               "               fp16 (GPU only; compare at a looser tolerance, see README)\n"
                "  --strict     limit every output with a recorded float32-vs-float64 error to\n"
                "               %g times that error (floor %g of the reference), never more than\n"
                "               the case's own tolerance\n",
@@ -58,29 +61,10 @@ int cmd_golden(int argc, char **argv)
             if (cli_parse_threads("cascade dev golden", "--threads", argv[first + 1], &threads)) return 2;
             first += 2;
         } else if (!strcmp(argv[first], "--device") && first + 1 < argc) {
-            const char *d = argv[first + 1];
-            int n = 0;
-            if (!strncmp(d, "cuda:", 5)) {
-                if (cli_parse_int("cascade dev golden", "--device cuda:N", d + 5, 0, 255, &n)) return 2;
-            } else if (strcmp(d, "auto") && strcmp(d, "cpu") && strcmp(d, "cuda")) {
-                fprintf(stderr, "cascade dev golden: --device: '%s' is not auto, cpu, cuda or cuda:N\n", d);
-                return 2;
-            }
-            if (!strncmp(d, "cuda", 4)) {
-                fprintf(stderr, "cascade dev golden: --device %s: golden cases run only on the CPU in this build\n", d);
-                return 1;
-            }
+            device = argv[first + 1];
             first += 2;
         } else if (!strcmp(argv[first], "--precision") && first + 1 < argc) {
-            const char *p = argv[first + 1];
-            if (strcmp(p, "auto") && strcmp(p, "fp32") && strcmp(p, "bf16") && strcmp(p, "fp16")) {
-                fprintf(stderr, "cascade dev golden: --precision: '%s' is not auto, fp32, bf16 or fp16\n", p);
-                return 2;
-            }
-            if (strcmp(p, "auto") && strcmp(p, "fp32")) {
-                fprintf(stderr, "cascade dev golden: --precision %s: the CPU computes in fp32 only\n", p);
-                return 1;
-            }
+            precision = argv[first + 1];
             first += 2;
         } else {
             fprintf(stderr, "cascade dev golden: unknown or incomplete option '%s'\n%s", argv[first], usage_line);
@@ -93,6 +77,9 @@ int cmd_golden(int argc, char **argv)
     }
     int irc = cli_init(threads);
     if (irc) return irc;
+    char said[700];
+    if ((irc = cli_device("cascade dev golden", device, precision, 1, said, sizeof said, &golden_precision)))
+        return irc;
     int fails = 0;
     for (int i = first; i < argc; i++) {
         if (argc - first > 1) printf("== %s\n", argv[i]);

@@ -101,4 +101,14 @@ void golden_require(gcase *c, const char *name);
 #define GOLDEN_STRICT_FACTOR 8.0
 #define GOLDEN_STRICT_FLOOR 1e-6
 
+/* --precision in force (CS_PREC_*). With 16-bit products every limit is at
+ * least the precision's floor: rel_l2 GOLDEN_BF16_RTOL / GOLDEN_FP16_RTOL (a
+ * few hundred unit roundoffs of bf16's 8 / fp16's 11 mantissa bits, for
+ * errors that grow with depth) and max_abs that times the factor times the
+ * reference's largest value. Fixed before any GPU run, not fitted to one. */
+extern int golden_precision;
+#define GOLDEN_BF16_RTOL 3e-2
+#define GOLDEN_FP16_RTOL 5e-3
+#define GOLDEN_REDUCED_ATOL_FACTOR 10.0
+
 #endif

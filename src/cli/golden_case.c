@@ -2,6 +2,8 @@
  * and config getters handlers use, and the comparison of each output. */
 #include "golden.h"
 
+#include "backend.h"
+
 #include "error.h"
 #include "ops.h"
 
@@ -399,6 +401,13 @@ int golden_check(gcase *c, const char *name, const float *y, int ndim, const siz
         } else {
             mode = " (strict: no fp32_vs_fp64 record, normal tolerance)";
         }
+    }
+    if (golden_precision != CS_PREC_FP32) {
+        /* 16-bit products: the documented floor of that precision (README) */
+        double f = golden_precision == CS_PREC_BF16 ? GOLDEN_BF16_RTOL : GOLDEN_FP16_RTOL;
+        rt = fmax(rt, f);
+        at = fmax(at, GOLDEN_REDUCED_ATOL_FACTOR * f * rmax);
+        mode = golden_precision == CS_PREC_BF16 ? " bf16" : " fp16";
     }
     int pass = !nan && rel <= rt && mx <= at;
     printf("%s rel_l2=%.3g max_abs=%.3g tol=%.3g/%.3g%s%s%s\n", name, rel, mx, rt, at, mode,

@@ -2,6 +2,7 @@
  * encode), the Previewer and the EfficientNet encoder. */
 #include "golden.h"
 
+#include "device.h"
 #include "effnet.h"
 #include "error.h"
 #include "ops.h"
@@ -66,11 +67,17 @@ static int run_sa_resblock(gcase *c)
     size_t N, C, H, W;
     float *x = golden_nhwc(c, "in.x", &N, &C, &H, &W);
     if (!x) return CS_EFORMAT;
-    float *work = cs_alloc(cs_sa_resblock_work(&b, H * W) * sizeof(float));
     if (C != (size_t)b.c) rc = cs_error(CS_EFORMAT, "%s: in.x has %zu channels, the block %d", golden_path(c), C, b.c);
-    else if (!work) rc = cs_error(CS_ENOMEM, "out of memory");
-    else if (!(rc = cs_sa_resblock_forward(&b, x, N, H, W, work))) rc = check_nhwc(c, "out.y", x, N, C, H, W);
-    cs_free(work);
+    if (!rc) {
+        cs_dev_args a;
+        cs_dev_args_begin(&a, cs_dev_pick());
+        float *dx = cs_dev_out(&a, x, N * H * W * C), *work = a.rc ? NULL : cs_act_alloc(cs_sa_resblock_work(&b, H * W));
+        if (dx && dx != x && cs_act_upload(dx, x, N * H * W * C)) a.rc = cs_dev_error();
+        if (!(rc = a.rc)) rc = work ? cs_sa_resblock_forward(&b, dx, N, H, W, work) : CS_ENOMEM;
+        cs_act_free(work);
+        rc = cs_dev_args_finish(&a, rc);
+    }
+    if (!rc) rc = check_nhwc(c, "out.y", x, N, C, H, W);
     cs_free(x);
     return rc;
 }

@@ -5,6 +5,7 @@
 #include "golden.h"
 
 #include "blocks.h"
+#include "device.h"
 #include "error.h"
 #include "ops.h"
 #include "stage_b.h"
@@ -75,7 +76,17 @@ static int run_res_or_ff(gcase *c, int ff)
         int e = ff ? cs_ffblock_bind(&b, &m, "", cw) : cs_resblock_bind(&b, &m, "", cw, skip ? cskip : 0);
         rc = finish_params(&m, e, ff ? "FeedForwardBlock" : "ResBlock");
     }
-    if (!rc) rc = ff ? cs_ffblock_forward(&b, x, N, H * W, &ws) : cs_resblock_forward(&b, x, N, H, W, skip, &ws);
+    if (!rc) {
+        cs_dev_args a;
+        cs_dev_args_begin(&a, cs_dev_pick());
+        float *dx = cs_dev_out(&a, x, N * H * W * C);
+        if (dx && dx != x && cs_act_upload(dx, x, N * H * W * C)) a.rc = cs_dev_error();
+        const float *ds = cs_dev_in(&a, skip, N * H * W * (size_t)cskip);
+        if (!(rc = a.rc))
+            rc = ff ? cs_ffblock_forward(&b, dx, N, H * W, &ws) : cs_resblock_forward(&b, dx, N, H, W, ds, &ws);
+        cs_ws_free(&ws);   /* in the device's memory: freed before leaving device mode */
+        rc = cs_dev_args_finish(&a, rc);
+    }
     if (!rc) rc = check_y(c, x, N, C, H, W);
     cs_ws_free(&ws);
     cs_free(x);
@@ -124,7 +135,16 @@ static int run_tsblock(gcase *c)
     if (!rc && !(rc = cs_wmap_init(&m, golden_io(c), "w.")))
         rc = finish_params(&m, cs_tsblock_bind(&b, &m, "", cw, c_r, nc, names),
                            "TimestepBlock");
-    if (!rc) rc = cs_tsblock_forward(&b, x, N, H * W, t, Lt * Ct, &ws);
+    if (!rc) {
+        cs_dev_args a;
+        cs_dev_args_begin(&a, cs_dev_pick());
+        float *dx = cs_dev_out(&a, x, N * H * W * C);
+        if (dx && dx != x && cs_act_upload(dx, x, N * H * W * C)) a.rc = cs_dev_error();
+        const float *dt = cs_dev_in(&a, t, N * Lt * Ct);
+        if (!(rc = a.rc)) rc = cs_tsblock_forward(&b, dx, N, H * W, dt, Lt * Ct, &ws);
+        cs_ws_free(&ws);
+        rc = cs_dev_args_finish(&a, rc);
+    }
     if (!rc) rc = check_y(c, x, N, C, H, W);
     cs_ws_free(&ws);
     cs_free(x);
@@ -150,7 +170,16 @@ static int run_attnblock(gcase *c)
     if (!rc && !(rc = cs_wmap_init(&m, golden_io(c), "w.")))
         rc = finish_params(&m, cs_attnblock_bind(&b, &m, "", cw, cc, nhead), "AttnBlock");
     b.self_attn = self;
-    if (!rc) rc = cs_attnblock_forward(&b, x, N, H * W, kv, Lk, &ws);
+    if (!rc) {
+        cs_dev_args a;
+        cs_dev_args_begin(&a, cs_dev_pick());
+        float *dx = cs_dev_out(&a, x, N * H * W * C);
+        if (dx && dx != x && cs_act_upload(dx, x, N * H * W * C)) a.rc = cs_dev_error();
+        const float *dk = cs_dev_in(&a, kv, N * Lk * Ck);
+        if (!(rc = a.rc)) rc = cs_attnblock_forward(&b, dx, N, H * W, dk, Lk, &ws);
+        cs_ws_free(&ws);
+        rc = cs_dev_args_finish(&a, rc);
+    }
     if (!rc) rc = check_y(c, x, N, C, H, W);
     cs_ws_free(&ws);
     cs_free(x);

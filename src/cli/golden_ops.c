@@ -3,6 +3,7 @@
  * reference against it before allocating, then compares. */
 #include "golden.h"
 
+#include "device.h"
 #include "error.h"
 #include "ops.h"
 
@@ -41,8 +42,14 @@ static int run_layernorm2d(gcase *c)
     if (!rc) rc = chan_param(c, "weight", C, &wf);
     if (!rc) rc = chan_param(c, "bias", C, &bf);
     if (!rc) {
-        cs_layernorm(x, x, N * H * W, C, eps, wf, bf);
-        rc = golden_check_nhwc(c, "out.y", x, N, C, H, W);
+        cs_dev_args a;
+        size_t n = N * H * W * C;
+        cs_dev_args_begin(&a, cs_dev_pick());
+        const float *dx = cs_dev_in(&a, x, n), *dw = cs_dev_in(&a, wf, C), *db = cs_dev_in(&a, bf, C);
+        float *dy = cs_dev_out(&a, x, n);
+        if (!a.rc) cs_layernorm(dx, dy, N * H * W, C, eps, dw, db);
+        rc = cs_dev_args_finish(&a, 0);
+        if (!rc) rc = golden_check_nhwc(c, "out.y", x, N, C, H, W);
     }
     cs_free(wf);
     cs_free(bf);
@@ -62,7 +69,14 @@ static int run_grn(gcase *c)
         return cs_error(CS_EFORMAT, "%s: w.gamma / w.beta missing or not %zu values", golden_file(c), C);
     if (!golden_shape_is(golden_tensor(c, "out.y"), 4, d)) return golden_check(c, "out.y", NULL, 4, d);
     float *x = golden_f32(c, "in.x", NULL), *g = golden_f32(c, "w.gamma", NULL), *b = golden_f32(c, "w.beta", NULL);
-    int rc = x && g && b ? cs_grn(x, x, N, HW, C, g, b) : CS_ENOMEM;
+    int rc = x && g && b ? 0 : CS_ENOMEM;
+    if (!rc) {
+        cs_dev_args a;
+        cs_dev_args_begin(&a, cs_dev_pick());
+        const float *dx = cs_dev_in(&a, x, N * HW * C), *dg = cs_dev_in(&a, g, C), *db = cs_dev_in(&a, b, C);
+        float *dy = cs_dev_out(&a, x, N * HW * C);
+        rc = cs_dev_args_finish(&a, a.rc ? a.rc : cs_grn(dx, dy, N, HW, C, dg, db));
+    }
     if (!rc) rc = golden_check(c, "out.y", x, 4, d);
     cs_free(x);
     cs_free(g);
@@ -107,8 +121,13 @@ static int run_interpolate(gcase *c)
     if (!rc) rc = want_y(c, N, C, Ho, Wo);
     if (!rc && !(y = cs_alloc(N * C * Ho * Wo * sizeof(float)))) rc = cs_error(CS_ENOMEM, "out of memory");
     if (!rc) {
-        cs_resize_bilinear(x, N, H, W, C, y, Ho, Wo);
-        rc = golden_check_nhwc(c, "out.y", y, N, C, Ho, Wo);
+        cs_dev_args a;
+        cs_dev_args_begin(&a, cs_dev_pick());
+        const float *dx = cs_dev_in(&a, x, N * H * W * C);
+        float *dy = cs_dev_out(&a, y, N * Ho * Wo * C);
+        if (!a.rc) cs_resize_bilinear(dx, N, H, W, C, dy, Ho, Wo);
+        rc = cs_dev_args_finish(&a, 0);
+        if (!rc) rc = golden_check_nhwc(c, "out.y", y, N, C, Ho, Wo);
     }
     cs_free(x);
     cs_free(y);
@@ -132,9 +151,14 @@ static int run_shuffle(gcase *c, int down)
     }
     if (!rc && !(y = cs_alloc(N * C * H * W * sizeof(float)))) rc = cs_error(CS_ENOMEM, "out of memory");
     if (!rc) {
-        if (down) cs_pixel_unshuffle(x, N, H, W, C, r, y);
-        else cs_pixel_shuffle(x, N, H, W, Co, r, y);
-        rc = golden_check_nhwc(c, "out.y", y, N, Co, Ho, Wo);
+        cs_dev_args a;
+        cs_dev_args_begin(&a, cs_dev_pick());
+        const float *dx = cs_dev_in(&a, x, N * H * W * C);
+        float *dy = cs_dev_out(&a, y, N * H * W * C);
+        if (!a.rc && down) cs_pixel_unshuffle(dx, N, H, W, C, r, dy);
+        else if (!a.rc) cs_pixel_shuffle(dx, N, H, W, Co, r, dy);
+        rc = cs_dev_args_finish(&a, 0);
+        if (!rc) rc = golden_check_nhwc(c, "out.y", y, N, Co, Ho, Wo);
     }
     cs_free(x);
     cs_free(y);
@@ -172,9 +196,16 @@ static int run_conv(gcase *c, int transposed)
     Wo = transposed ? (W - 1) * s + k - p2 : (W + p2 - k) / s + 1;
     if (!rc) rc = want_y(c, N, Cout, Ho, Wo);
     if (!rc && !(y = cs_alloc(N * Cout * Ho * Wo * sizeof(float)))) rc = cs_error(CS_ENOMEM, "out of memory");
-    if (!rc)
-        rc = transposed ? cs_conv_transpose2d(x, N, H, W, C, w, b, stride, pad, y, &hy, &wy)
-                        : cs_conv2d(x, N, H, W, C, w, b, stride, pad, groups, y, &hy, &wy);
+    if (!rc) {
+        cs_dev_args a;
+        cs_dev_args_begin(&a, cs_dev_pick());
+        const float *dx = cs_dev_in(&a, x, N * H * W * C);
+        float *dy = cs_dev_out(&a, y, N * Cout * Ho * Wo);
+        if (!(rc = a.rc))
+            rc = transposed ? cs_conv_transpose2d(dx, N, H, W, C, w, b, stride, pad, dy, &hy, &wy)
+                            : cs_conv2d(dx, N, H, W, C, w, b, stride, pad, groups, dy, &hy, &wy);
+        rc = cs_dev_args_finish(&a, rc);
+    }
     if (!rc && (hy != Ho || wy != Wo))
         rc = cs_error(CS_EFORMAT, "%s: the op made %zux%zu, expected %zux%zu", golden_file(c), hy, wy, Ho, Wo);
     if (!rc) rc = golden_check_nhwc(c, "out.y", y, N, Cout, Ho, Wo);
@@ -200,8 +231,12 @@ static int run_r_embedding(gcase *c)
     if (!golden_shape_is(golden_tensor(c, "out.emb"), 2, d)) rc = golden_check(c, "out.emb", NULL, 2, d);
     else if (!(e = cs_alloc(d[0] * d[1] * sizeof(float)))) rc = cs_error(CS_ENOMEM, "out of memory");
     else {
-        cs_r_embedding(r, d[0], c_r, e);
-        rc = golden_check(c, "out.emb", e, 2, d);
+        cs_dev_args a;
+        cs_dev_args_begin(&a, cs_dev_pick());
+        const float *dr = cs_dev_in(&a, r, d[0]);
+        float *de = cs_dev_out(&a, e, d[0] * d[1]);
+        rc = cs_dev_args_finish(&a, a.rc ? a.rc : cs_r_embedding(dr, d[0], c_r, de));
+        if (!rc) rc = golden_check(c, "out.emb", e, 2, d);
     }
     cs_free(r);
     cs_free(e);

@@ -1,0 +1,73 @@
+/* --device and --precision, shared by the commands that compute: which
+ * backend runs the networks and at what precision, with one line saying
+ * what was chosen and why. */
+#include "cli.h"
+
+#include "backend.h"
+#include "error.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *prec_name[] = {"fp32", "bf16", "fp16"};
+
+int cli_device(const char *cmd, const char *device, const char *precision, int reference, char *said, size_t saidlen,
+               int *prec_out)
+{
+    *prec_out = CS_PREC_FP32;
+    if (!device || !*device) device = getenv("CASCADE_DEVICE");
+    if (!device || !*device) device = "auto";
+    if (!precision || !*precision) precision = getenv("CASCADE_PRECISION");
+    if (!precision || !*precision) precision = "auto";
+    int index = -1, prec = -1;
+    if (!strncmp(device, "cuda:", 5)) {
+        if (cli_parse_int(cmd, "--device cuda:N", device + 5, 0, 255, &index)) return CLI_EXIT_USAGE;
+    } else if (strcmp(device, "auto") && strcmp(device, "cpu") && strcmp(device, "cuda")) {
+        fprintf(stderr, "%s: --device: '%s' is not auto, cpu, cuda or cuda:N\n", cmd, device);
+        return CLI_EXIT_USAGE;
+    }
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(precision, prec_name[i])) prec = i;
+    if (prec < 0 && strcmp(precision, "auto")) {
+        fprintf(stderr, "%s: --precision: '%s' is not auto, fp32, bf16 or fp16\n", cmd, precision);
+        return CLI_EXIT_USAGE;
+    }
+    char why[600] = "";
+    if (!strcmp(device, "cpu")) {
+        cs_backend_select("cpu");
+    } else if (!strncmp(device, "cuda", 4)) {
+        if (cs_backend_select_device("cuda", index)) {
+            fprintf(stderr, "%s: --device %s: %s\n", cmd, device, cs_last_error());
+            return CLI_EXIT_ERROR;
+        }
+    } else if (!cs_backend_active()) {   /* auto: a GPU when one is usable ($CASCADE_BACKEND may have chosen) */
+        if (cs_backend_select("cuda")) snprintf(why, sizeof why, " (%s)", cs_last_error());
+    }
+    const cs_backend *b = cs_backend_active();
+    if (!b || !b->ops) {
+        if (prec > 0) {
+            fprintf(stderr, "%s: --precision %s: the CPU computes in fp32 only\n", cmd, precision);
+            return CLI_EXIT_ERROR;
+        }
+        snprintf(said, saidlen, "cpu, fp32%s", why);
+        return 0;
+    }
+    /* auto: fp32 for reference work (golden cases), else bf16, else fp16 */
+    int tried[3] = {prec, prec < 0 && !reference ? CS_PREC_FP16 : -1, -1};
+    if (prec < 0) tried[0] = reference ? CS_PREC_FP32 : CS_PREC_BF16, tried[2] = CS_PREC_FP32;
+    for (int i = 0; i < 3; i++) {
+        if (tried[i] < 0) continue;
+        if (b->ops->set_precision(tried[i]) == 0) {
+            snprintf(said, saidlen, "%s, %s", b->name, prec_name[tried[i]]);
+            *prec_out = tried[i];
+            return 0;
+        }
+        if (prec >= 0) {
+            fprintf(stderr, "%s: --precision %s: the %s device does not support it\n", cmd, precision, b->name);
+            return CLI_EXIT_ERROR;
+        }
+    }
+    fprintf(stderr, "%s: the %s device supports no precision this build knows\n", cmd, b->name);
+    return CLI_EXIT_ERROR;
+}
