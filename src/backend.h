@@ -55,6 +55,8 @@ typedef struct {
     int (*set_precision)(int prec);   /* CS_PREC_*; CS_EUNSUP if this device lacks it */
     size_t (*mem_peak)(int reset);    /* bytes held at most since the last reset */
     const char *(*errmsg)(void);      /* one line on the last failure ("CUDA: out of memory ...") */
+    /* the device in use: free and total memory now, its name ("NVIDIA H100 80GB HBM3 (cuda:0)") */
+    int (*mem_info)(size_t *free_bytes, size_t *total_bytes, char *name, size_t namelen);
 
     int (*linear)(const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W, const cs_tensor *b, float *y,
                   size_t ldy, int accumulate);

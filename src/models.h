@@ -154,19 +154,25 @@ typedef struct {
 
 /* The official network's sizes at dtype, as if found in a file. */
 void cs_netid_nominal(cs_net net, cs_dtype dtype, cs_netid *ni);
-/* Memory one stage needs to run ni at width x height, batch n. */
+/* Memory one stage needs to run ni at width x height, batch n: on the CPU
+ * (dev_prec -1: weights mapped at file dtype), or in a device's memory
+ * (weights converted to 4 or 2 bytes by precision CS_PREC_*). */
 void cs_mem_need_of(const cs_netid *ni, int width, int height, int batch, cs_mem_need *out);
+void cs_mem_need_dev(const cs_netid *ni, int width, int height, int batch, int dev_prec, cs_mem_need *out);
 /* Memory this process may use: min(MemAvailable, cgroup limit - working
  * set); CASCADE_MEMORY (e.g. "8G") overrides. src describes where it came from. */
 int cs_mem_available(uint64_t *have, char *src, size_t len);
 /* Safety margin kept free: 10% of have, at least 256 MiB. */
 uint64_t cs_mem_margin(uint64_t have);
 
-typedef struct {
+typedef struct cs_choice_req_s {
     int width, height, batch;
     cs_variant variant[CS_PART_COUNT];  /* per part (only Stage C/B use it); AUTO default */
     uint64_t have;                      /* 0 = measure */
     int want_effnet, want_previewer;    /* make these parts required */
+    int dev_prec;                       /* -1: the CPU runs the networks; else the device's CS_PREC_* */
+    uint64_t dev_have;                  /* free device memory */
+    char dev_name[160];                 /* "NVIDIA H100 80GB HBM3 (cuda:0)" */
 } cs_choice_req;
 
 typedef struct {
@@ -179,7 +185,7 @@ typedef struct {
     char why[CS_PART_COUNT][200];       /* per part: why this file */
 } cs_choice;
 
-void cs_choice_req_init(cs_choice_req *r);   /* 1024x1024, batch 1, auto */
+void cs_choice_req_init(cs_choice_req *r);   /* 1024x1024, batch 1, auto, the CPU */
 /* Picks per part the best-quality file present (full > lite, F32 > 16-bit)
  * that fits; stages load one at a time, so the need is the max over parts.
  * Fails with CS_EMODEL "no Stage B found (looked in: ...)" if a required

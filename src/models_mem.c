@@ -118,6 +118,24 @@ void cs_mem_need_of(const cs_netid *ni, int width, int height, int batch, cs_mem
     out->total = out->weights + out->scratch + out->acts;
 }
 
+/* a device context, cuBLASLt workspace and 16-bit copies of activations */
+#define DEV_OVERHEAD ((uint64_t)768 << 20)
+
+void cs_mem_need_dev(const cs_netid *ni, int width, int height, int batch, int dev_prec, cs_mem_need *out)
+{
+    memset(out, 0, sizeof *out);
+    out->weights = (uint64_t)ni->params * (dev_prec == 0 ? 4 : 2);
+    out->acts = act_bytes(ni->net, width, height, batch < 1 ? 1 : batch);
+    out->scratch = DEV_OVERHEAD + (dev_prec == 0 ? 0 : out->acts / 4);
+    out->total = out->weights + out->scratch + out->acts;
+}
+
+static void need_of(const cs_choice_req *req, const cs_netid *ni, cs_mem_need *out)
+{
+    if (req->dev_prec >= 0) cs_mem_need_dev(ni, req->width, req->height, req->batch, req->dev_prec, out);
+    else cs_mem_need_of(ni, req->width, req->height, req->batch, out);
+}
+
 /* ---- memory available ---- */
 
 static int read_text(const char *path, char *buf, size_t len)
@@ -298,10 +316,13 @@ cs_variant cs_variant_of(const cs_netid *ni)
     return wide ? CS_VAR_FULL : CS_VAR_BF16;
 }
 
-/* Lower is better: full before lite, F32 before BF16 before F16. */
-static int quality(const cs_netid *ni)
+/* Lower is better: full before lite, F32 before BF16 before F16. On a
+ * device computing in 16 bits every file becomes the same 16-bit copy, so
+ * the 16-bit file (half the reading) comes first there. */
+static int quality(const cs_netid *ni, int dev_prec)
 {
     int d = ni->mixed ? 3 : ni->dtype == CS_F32 ? 0 : ni->dtype == CS_BF16 ? 1 : 2;
+    if (dev_prec > 0 && !ni->mixed) d = ni->dtype == CS_F32 ? 2 : ni->dtype == CS_BF16 ? 0 : 1;
     return cs_net_is_lite(ni->net) * 4 + d;
 }
 
@@ -310,6 +331,7 @@ void cs_choice_req_init(cs_choice_req *r)
     memset(r, 0, sizeof *r);
     r->width = r->height = 1024;
     r->batch = 1;
+    r->dev_prec = -1;
 }
 
 static int required(cs_part p, const cs_choice_req *req)
@@ -331,7 +353,7 @@ static int choose_part(const cs_model_set *s, const cs_choice_req *req, cs_part 
     if (s->forced[p] >= 0) {
         out->file[p] = s->forced[p];
         const cs_model_file *f = &s->files[s->forced[p]];
-        cs_mem_need_of(&f->info, req->width, req->height, req->batch, &out->need[p]);
+        need_of(req, &f->info, &out->need[p]);
         snprintf(out->why[p], sizeof out->why[p], "given on the command line");
         return 0;
     }
@@ -358,7 +380,9 @@ static int choose_part(const cs_model_set *s, const cs_choice_req *req, cs_part 
         return cs_error(CS_EMODEL, "no %s found (%s)", cs_part_title(p), cs_models_looked(s));
     }
     for (int a = 1; a < nc; a++)   /* stable insertion sort by quality */
-        for (int b = a; b > 0 && quality(&s->files[cand[b]].info) < quality(&s->files[cand[b - 1]].info); b--) {
+        for (int b = a; b > 0 && quality(&s->files[cand[b]].info, req->dev_prec) <
+                                     quality(&s->files[cand[b - 1]].info, req->dev_prec);
+             b--) {
             int t = cand[b];
             cand[b] = cand[b - 1];
             cand[b - 1] = t;
@@ -366,9 +390,9 @@ static int choose_part(const cs_model_set *s, const cs_choice_req *req, cs_part 
     int pick = -1, smallest = cand[0];
     cs_mem_need nd, best_nd = {0}, small_nd;
     char skipped[200] = "";
-    cs_mem_need_of(&s->files[cand[0]].info, req->width, req->height, req->batch, &small_nd);
+    need_of(req, &s->files[cand[0]].info, &small_nd);
     for (int k = 0; k < nc; k++) {
-        cs_mem_need_of(&s->files[cand[k]].info, req->width, req->height, req->batch, &nd);
+        need_of(req, &s->files[cand[k]].info, &nd);
         if (nd.total < small_nd.total) {
             small_nd = nd;
             smallest = cand[k];
@@ -379,8 +403,8 @@ static int choose_part(const cs_model_set *s, const cs_choice_req *req, cs_part 
         } else if (pick < 0) {   /* remember the next better one, for the message */
             char d[96];
             describe(&s->files[cand[k]], d, sizeof d);
-            snprintf(skipped, sizeof skipped, "; %s needs %.1f GiB > %.1f GiB usable", d, nd.total / GiB,
-                     usable / GiB);
+            snprintf(skipped, sizeof skipped, "; %s needs %.1f GiB > %.1f GiB usable%s", d, nd.total / GiB,
+                     usable / GiB, req->dev_prec >= 0 ? " on the device" : "");
         }
     }
     char d[96];
@@ -404,7 +428,10 @@ int cs_models_choose(const cs_model_set *s, const cs_choice_req *req, cs_choice 
     memset(out, 0, sizeof *out);
     for (int p = 0; p < CS_PART_COUNT; p++) out->file[p] = -1;
     int rc;
-    if (req->have) {
+    if (req->dev_prec >= 0) {
+        out->have = req->dev_have;
+        snprintf(out->have_src, sizeof out->have_src, "free on %.150s", req->dev_name);
+    } else if (req->have) {
         out->have = req->have;
         snprintf(out->have_src, sizeof out->have_src, "given");
     } else if ((rc = cs_mem_available(&out->have, out->have_src, sizeof out->have_src))) {
@@ -441,7 +468,7 @@ cs_variant cs_models_recommend(const cs_choice_req *req, uint64_t have, uint64_t
             cs_netid ni;
             cs_mem_need nd;
             cs_netid_nominal(parts[k].net, parts[k].dt, &ni);
-            cs_mem_need_of(&ni, req->width, req->height, req->batch, &nd);
+            need_of(req, &ni, &nd);
             m = max2(m, nd.total);
         }
         if (m + margin <= have || i == 3) {

@@ -1,6 +1,7 @@
 #include "previewer.h"
 
 #include "cancel.h"
+#include "device.h"
 #include "error.h"
 #include "ops.h"
 #include "weights.h"
@@ -143,6 +144,7 @@ int cs_previewer_open(const char *path, cs_previewer **out)
 void cs_previewer_free(cs_previewer *p)
 {
     if (!p) return;
+    cs_param_forget(p->bn, 1 + p->bn_off[NCONV - 1] * sizeof(float));   /* a device's copies of the BN folds */
     free(p->bn);
     cs_st_close(p->owned);
     free(p);
@@ -150,18 +152,18 @@ void cs_previewer_free(cs_previewer *p)
 
 const cs_previewer_config *cs_previewer_get_config(const cs_previewer *p) { return &p->cfg; }
 
-int cs_previewer_forward(const cs_previewer *p, const float *x, size_t N, size_t h, size_t w, float *y)
+/* x, y in the current mode's memory */
+static int forward(const cs_previewer *p, const float *x, size_t N, size_t h, size_t w, float *y)
 {
     /* [h,w,c_in] -> 1x1 -> 3x3 @ c_hidden -> T -> 3x3 @ c/2 (2h) -> T -> 3x3 @ c/4 (4h) -> T -> 3x3 @ c/4 (8h) -> 1x1 */
-    if (!N || !h || !w) return cs_error(CS_EARG, "Previewer: empty input %zux%zux%zu", N, h, w);
     size_t big = 0;
     for (int i = 0, s = 1; i < NCONV; i++) {
         if (layers[i].kind == 'T') s *= 2;
         size_t e = h * w * (size_t)(s * s) * (size_t)p->cout[i];
         if (e > big) big = e;
     }
-    float *a = cs_alloc(big * sizeof(float)), *b = cs_alloc(big * sizeof(float));
-    int rc = a && b ? 0 : cs_error(CS_ENOMEM, "Previewer: out of memory for a %zux%zu latent", h, w);
+    float *a = cs_act_alloc(big), *b = a ? cs_act_alloc(big) : NULL;
+    int rc = b ? 0 : CS_ENOMEM;
     for (size_t n = 0; n < N && !rc; n++) {   /* one image at a time bounds the scratch */
         const float *in = x + n * h * w * (size_t)p->cin[0];
         size_t H = h, W = w, Ho, Wo;
@@ -177,12 +179,27 @@ int cs_previewer_forward(const cs_previewer *p, const float *x, size_t N, size_t
             if (i < NCONV - 1) {
                 size_t co = (size_t)p->cout[i];
                 cs_gelu(o, o, H * W * co);
-                cs_channel_affine(o, o, H * W, co, p->bn + p->bn_off[i], p->bn + p->bn_off[i] + co);
+                const float *bs = cs_param(p->bn + p->bn_off[i], co), *bt = cs_param(p->bn + p->bn_off[i] + co, co);
+                if (!bs || !bt) {
+                    rc = CS_ENOMEM;
+                    break;
+                }
+                cs_channel_affine(o, o, H * W, co, bs, bt);
             }
             in = o;
         }
     }
-    cs_free(a);
-    cs_free(b);
+    cs_act_free(a);
+    cs_act_free(b);
     return rc;
+}
+
+int cs_previewer_forward(const cs_previewer *p, const float *x, size_t N, size_t h, size_t w, float *y)
+{
+    if (!N || !h || !w) return cs_error(CS_EARG, "Previewer: empty input %zux%zux%zu", N, h, w);
+    cs_dev_args a;
+    cs_dev_args_begin(&a, cs_dev_pick());
+    const float *dx = cs_dev_in(&a, x, N * h * w * (size_t)p->cin[0]);
+    float *dy = cs_dev_out(&a, y, N * 64 * h * w * (size_t)p->cout[NCONV - 1]);
+    return cs_dev_args_finish(&a, a.rc ? a.rc : forward(p, dx, N, h, w, dy));
 }

@@ -28,6 +28,11 @@ int cli_init(int threads);
 int cli_device(const char *cmd, const char *device, const char *precision, int reference, char *said, size_t saidlen,
                int *prec);
 
+/* The device chosen by cli_device, for choosing model variants by its free
+ * memory (nothing changes on the CPU). */
+struct cs_choice_req_s;
+void cli_device_req(struct cs_choice_req_s *req, int prec);
+
 /* Exit statuses (all below 128, also for signals). */
 enum { CLI_EXIT_OK = 0, CLI_EXIT_ERROR = 1, CLI_EXIT_USAGE = 2, CLI_EXIT_INTERRUPTED = 130 };
 

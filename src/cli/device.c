@@ -5,6 +5,7 @@
 
 #include "backend.h"
 #include "error.h"
+#include "models.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,4 +71,14 @@ int cli_device(const char *cmd, const char *device, const char *precision, int r
     }
     fprintf(stderr, "%s: the %s device supports no precision this build knows\n", cmd, b->name);
     return CLI_EXIT_ERROR;
+}
+
+void cli_device_req(cs_choice_req *req, int prec)
+{
+    const cs_backend *b = cs_backend_active();
+    size_t fr = 0, tot = 0;
+    if (!b || !b->ops || !b->ops->mem_info) return;
+    if (b->ops->mem_info(&fr, &tot, req->dev_name, sizeof req->dev_name)) return;
+    req->dev_prec = prec;
+    req->dev_have = fr;
 }

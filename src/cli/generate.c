@@ -289,6 +289,7 @@ typedef struct {
     int n_models;
     cs_demo_files demo;
     int run;
+    int prec;                       /* CS_PREC_* of the device (fp32 on the CPU) */
     char info[4 * GEN_PATH];        /* what was chosen, printed once the checks pass */
 } state;
 
@@ -442,6 +443,7 @@ static int resolve_models(state *s, cs_model_paths *mp, cs_model_set **setp)
     req.batch = o->g.batch;
     req.variant[CS_PART_STAGE_C] = o->var_c;
     req.variant[CS_PART_STAGE_B] = o->var_b;
+    cli_device_req(&req, s->prec);
     cs_choice ch;
     if ((rc = cs_models_choose(set, &req, &ch)) != 0) {
         /* "no Stage C found (looked in: ...)": add the file names that would do */
@@ -668,8 +670,7 @@ int cmd_generate(int argc, char **argv)
     if ((status = cli_init(o.threads)) != 0)
         goto done;   /* it printed why */
     char dev_said[700];
-    int prec;
-    if ((status = cli_device(ME, o.device, o.precision, 0, dev_said, sizeof dev_said, &prec)) != 0)
+    if ((status = cli_device(ME, o.device, o.precision, 0, dev_said, sizeof dev_said, &s.prec)) != 0)
         goto done;
     if (!o.quiet && !o.json) fprintf(stderr, ME ": device: %s\n", dev_said);
     status = 1;

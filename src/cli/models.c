@@ -75,7 +75,8 @@ static const char *part_use(cs_part p)
 int cmd_models(int argc, char **argv)
 {
     const char *dir = NULL, *force[CS_PART_COUNT] = {0};
-    int json = 0, hash = 1, recommend = 0;
+    int json = 0, hash = 1, recommend = 0, prec = 0;
+    const char *device = NULL;
     cs_choice_req req;
     cs_choice_req_init(&req);
     for (int i = 1; i < argc; i++) {
@@ -88,6 +89,7 @@ int cmd_models(int argc, char **argv)
         else if (!strcmp(a, "--no-hash")) hash = 0;
         else if (!strcmp(a, "--recommend")) recommend = 1;
         else if (!strcmp(a, "--models") && v) dir = argv[++i];
+        else if (!strcmp(a, "--device") && v) device = argv[++i];
         else if (!strcmp(a, "--width") || !strcmp(a, "--height") || !strcmp(a, "--batch")) {
             int *dst = a[2] == 'w' ? &req.width : a[2] == 'h' ? &req.height : &req.batch;
             if (parse_int(a, v, a[2] == 'b' ? 1 : 64, a[2] == 'b' ? 256 : 16384, dst)) return 2;
@@ -125,10 +127,17 @@ int cmd_models(int argc, char **argv)
         }
     }
 
+    char said[700];
+    int drc = cli_device("cascade models", device, NULL, 0, said, sizeof said, &prec);
+    if (drc) return drc;
+    cli_device_req(&req, prec);
     if (recommend) {
         uint64_t have, need;
-        char src[200];
-        if (cs_mem_available(&have, src, sizeof src)) {
+        char src[1024];
+        if (req.dev_prec >= 0) {
+            have = req.dev_have;
+            snprintf(src, sizeof src, "free on %s, %s", req.dev_name, said);
+        } else if (cs_mem_available(&have, src, sizeof src)) {
             fprintf(stderr, "cascade models: %s\n", cs_last_error());
             return 1;
         }
