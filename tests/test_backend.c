@@ -13,6 +13,7 @@
 #include "ops.h"
 
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,6 +72,8 @@ int main(int argc, char **argv)
     fflush(stdout);
     pid_t pid = fork();
     if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);   /* quiet: under ASan the fault is reported */
+        if (null >= 0) dup2(null, 2);
         volatile float v = dx[0];
         (void)v;
         _exit(0);
@@ -89,7 +92,7 @@ int main(int argc, char **argv)
     rc = cs_linear(x, M, K, 0, &W, NULL, dy, 0, 0);
     CHECK(rc < 0 && strstr(cs_last_error(), "is not a device pointer") && cs_dev_error() == rc,
           "host x in device mode: rc %d: %s", rc, cs_last_error());
-    cs_layernorm(dy, dy, M, N, 1e-5f, y0, NULL);   /* a void op: the error waits for the end */
+    cs_layernorm(dy, dy, M, N, 1e-5f, y0, y0);   /* host w, b; a void op: the error waits for the end */
     rc = cs_dev_args_finish(&a, 0);
     CHECK(rc < 0 && strstr(cs_last_error(), "linear layer on the fake device failed") && y1[0] == 0.0f && !cs_dev,
           "forward with a host pointer: rc %d: %s", rc, cs_last_error());
