@@ -3,8 +3,9 @@
  * gives the CPU's result bit for bit; a host pointer passed as a device
  * pointer is refused with an error, not a crash; device memory cannot be
  * touched by the host (a child that tries dies); weight copies are cached
- * until forget(). A wrong ABI, a missing plugin, a failing init and a bad
- * name each give a clear error and leave the CPU path active.
+ * until forget(). A wrong ABI, a missing plugin, a failing init, a bad name
+ * and an op set with a gap each give a clear error and leave the active
+ * backend as it was.
  * cs_backend_describe lists a plugin's devices (or the reason there are
  * none) without activating it. */
 #include "backend.h"
@@ -27,10 +28,11 @@ static int fails;
 int main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : "tests/.libs";
-    char good[1024], bad[1024], old[1024];
+    char good[1024], bad[1024], old[1024], noop[1024];
     snprintf(good, sizeof good, "%s/libcascade-fake.so", dir);
     snprintf(bad, sizeof bad, "%s/libcascade-fakeabi.so", dir);
     snprintf(old, sizeof old, "%s/libcascade-fakeabi1.so", dir);
+    snprintf(noop, sizeof noop, "%s/libcascade-fakenoop.so", dir);
     cs_threads_set(1);
     enum { M = 37, K = 53, N = 29 };
     static float x[M * K], w[N * K], y0[M * N], y1[M * N];
@@ -111,6 +113,9 @@ int main(int argc, char **argv)
     if (h) dlclose(h);
 
     CHECK(cs_backend_select(bad) < 0 && strstr(cs_last_error(), "plugin ABI 999"), "wrong ABI: %s", cs_last_error());
+    CHECK(cs_backend_select(noop) < 0 && strstr(cs_last_error(), "its op set lacks embed_rows") &&
+              !strcmp(cs_backend_name(), "fake"),
+          "plugin with a gap in its op set: %s", cs_last_error());
     char want[128];
     snprintf(want, sizeof want, "plugin ABI 1, this cascade needs %d", CS_BACKEND_ABI);
     CHECK(CS_BACKEND_ABI == 3 && cs_backend_select(old) < 0 && strstr(cs_last_error(), want), "ABI-1 plugin: %s",
