@@ -5,6 +5,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,12 +58,45 @@ static int open_plugin(const char *path, const char *name, void **hp, const cs_b
     return 0;
 }
 
+/* Every op of a device's op set, so that a plugin with a gap is refused at
+ * load: in device mode there is no CPU fallback (the data is on the device),
+ * and ops.c calls each op unchecked. */
+typedef void (*any_fn)(void);
+#define OP(f) {offsetof(cs_dev_ops, f), #f}
+static const struct {
+    size_t off;
+    const char *name;
+} dev_op_fields[] = {
+    OP(alloc), OP(free), OP(upload), OP(download), OP(sync), OP(copy2d), OP(fill), OP(weight_f32), OP(forget),
+    OP(set_precision), OP(mem_peak), OP(errmsg), OP(linear), OP(sgemm), OP(layernorm), OP(unary), OP(add),
+    OP(scale), OP(axpy), OP(grn), OP(modulate), OP(channel_affine), OP(dwconv3x3), OP(conv2d), OP(conv_transpose2d),
+    OP(attention), OP(resize_bilinear), OP(pixel_shuffle), OP(transpose), OP(concat_channels), OP(embed_rows),
+};
+#undef OP
+_Static_assert(sizeof dev_op_fields / sizeof dev_op_fields[0] * sizeof(any_fn) == sizeof(cs_dev_ops),
+               "dev_op_fields must list every field of cs_dev_ops");
+
+static const char *missing_op(const cs_dev_ops *ops)
+{
+    for (size_t i = 0; ops && i < sizeof dev_op_fields / sizeof dev_op_fields[0]; i++) {
+        any_fn f;
+        memcpy(&f, (const char *)ops + dev_op_fields[i].off, sizeof f);
+        if (!f) return dev_op_fields[i].name;
+    }
+    return NULL;
+}
+
 static int load(const char *path, const char *name)
 {
     void *h;
     const cs_backend *b;
     int rc = open_plugin(path, name, &h, &b);
     if (rc) return rc;
+    const char *gap = missing_op(b->ops);
+    if (gap) {
+        dlclose(h);
+        return cs_error(CS_EUNSUP, "backend '%s': %s: its op set lacks %s", name, path, gap);
+    }
     char err[256] = "";
     if (b->init && b->init(err, sizeof err)) {
         dlclose(h);
