@@ -68,7 +68,7 @@ static const struct {
     const char *name;
 } dev_op_fields[] = {
     OP(alloc), OP(free), OP(upload), OP(download), OP(sync), OP(copy2d), OP(fill), OP(weight_f32), OP(forget),
-    OP(set_precision), OP(mem_peak), OP(errmsg), OP(linear), OP(sgemm), OP(layernorm), OP(unary), OP(add),
+    OP(set_precision), OP(mem_peak), OP(errmsg), OP(mem_info), OP(linear), OP(sgemm), OP(layernorm), OP(unary), OP(add),
     OP(scale), OP(axpy), OP(grn), OP(modulate), OP(channel_affine), OP(dwconv3x3), OP(conv2d), OP(conv_transpose2d),
     OP(attention), OP(resize_bilinear), OP(pixel_shuffle), OP(transpose), OP(concat_channels), OP(embed_rows),
 };

@@ -344,6 +344,16 @@ static size_t mem_peak(int reset)
 
 static const char *errmsg(void) { return errbuf; }
 
+static int mem_info(size_t *fr, size_t *tot, char *name, size_t len)
+{
+    *tot = (size_t)24 << 30;
+    pthread_mutex_lock(&mu);
+    *fr = *tot - held;
+    pthread_mutex_unlock(&mu);
+    snprintf(name, len, "Fake GPU 0 (fake:0)");
+    return 0;
+}
+
 /* ---- ops: each device argument translated, then the CPU op ---- */
 
 static int linear(const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W, const cs_tensor *b, float *y,
@@ -560,7 +570,7 @@ __attribute__((unused)) static int embed_rows(const cs_tensor *table, const int3
 static const cs_dev_ops ops = {
     .alloc = dalloc, .free = dfree, .upload = upload, .download = download, .sync = dsync,
     .copy2d = copy2d, .fill = fill, .weight_f32 = weight_f32, .forget = forget,
-    .set_precision = set_precision, .mem_peak = mem_peak, .errmsg = errmsg,
+    .set_precision = set_precision, .mem_peak = mem_peak, .errmsg = errmsg, .mem_info = mem_info,
     .linear = linear, .sgemm = sgemm, .layernorm = layernorm, .unary = unary, .add = add, .scale = scale,
     .axpy = axpy, .grn = grn, .modulate = modulate, .channel_affine = channel_affine, .dwconv3x3 = dwconv3x3,
     .conv2d = conv2d, .conv_transpose2d = conv_transpose2d, .attention = attention,
