@@ -34,7 +34,7 @@
 
 static cublasHandle_t blas;
 static cublasLtHandle_t lt;
-static void *ws;                                  /* shared by cuBLAS and cuBLASLt: one stream, so no overlap */
+static void *ws, *ws_raw;                         /* shared by cuBLAS and cuBLASLt: one stream, so no overlap */
 static const size_t ws_bytes = (size_t)32 << 20;
 
 struct cublasContext *cs_cuda_blas(void) { return blas; }
@@ -280,11 +280,13 @@ int cs_cuda_gemm_init(char *err, size_t n)
         cs_cuda_gemm_shutdown();
         return CS_EUNSUP;
     }
-    if (!(ws = cs_cuda_alloc(ws_bytes))) {
+    /* both libraries want a 256-byte aligned workspace */
+    if (!(ws_raw = cs_cuda_alloc(ws_bytes + 256))) {
         snprintf(err, n, "CUDA: out of memory for the 32 MiB cuBLAS workspace");
         cs_cuda_gemm_shutdown();
         return CS_ENOMEM;
     }
+    ws = (void *)(((uintptr_t)ws_raw + 255) & ~(uintptr_t)255);
     /* plain fp32: no TF32, so results compare with the CPU; the workspace
      * is set after the stream (setting a stream resets it) */
     s = cublasSetStream(blas, cs_cuda_stream());
@@ -305,6 +307,6 @@ void cs_cuda_gemm_shutdown(void)
     if (lt) cublasLtDestroy(lt);
     if (blas) cublasDestroy(blas);
     lt = NULL, blas = NULL;
-    cs_cuda_free(ws);
-    ws = NULL;
+    cs_cuda_free(ws_raw);
+    ws = ws_raw = NULL;
 }
