@@ -303,11 +303,14 @@ int cs_cuda_set_precision(int prec)
         precision = prec;
         return 0;
     }
-    if (prec != CS_PREC_BF16 && prec != CS_PREC_FP16)
-        return cs_cuda_fail_text(CS_EARG, "CUDA plugin: unknown precision %d", prec);
-    return cs_cuda_fail_text(CS_EUNSUP, "CUDA: %s needs a GPU of compute capability %s or newer (this one is %d.%d)",
-                             prec == CS_PREC_BF16 ? "bf16" : "fp16", prec == CS_PREC_BF16 ? "8.0" : "7.0", cc_major,
-                             cc_minor);
+    /* answered at once, so this text replaces any older one */
+    if (prec != CS_PREC_BF16 && prec != CS_PREC_FP16) {
+        fail_replace("CUDA plugin: unknown precision %d", prec);
+        return CS_EARG;
+    }
+    fail_replace("CUDA: %s needs a GPU of compute capability %s or newer (this one is %d.%d)",
+                 prec == CS_PREC_BF16 ? "bf16" : "fp16", prec == CS_PREC_BF16 ? "8.0" : "7.0", cc_major, cc_minor);
+    return CS_EUNSUP;
 }
 
 /* ---- the weight cache ---- */
