@@ -4,9 +4,10 @@
  * driver (libcuda.so.1, which the runtime dlopens) and cuBLAS at run time;
  * libcascade never links any of it.
  *
- * What works so far: device listing and a cuBLAS sgemm proof (sgemm.c).
- * The device-resident op set of issue 15 comes later. */
-#include "plugin.h"
+ * The op set (src/backend.h's cs_dev_ops) runs on device memory: memory,
+ * copies and the weight cache in mem.c, products in gemm.c, attention in
+ * attention.cu, the other ops in kernels.cu. */
+#include "core.h"
 
 #include "error.h"
 
@@ -96,8 +97,14 @@ static int init(char *err, size_t n)
     /* the first usable device; choosing one (cuda:N) comes with --device */
     for (int i = 0; i < count && i < 16; i++)
         if (dev[i].usable) {
-            if (cudaSetDevice(i) != cudaSuccess) break;
-            int rc = cs_cuda_sgemm_init(err, n);
+            cudaError_t e = cudaSetDevice(i);
+            if (e != cudaSuccess) {
+                snprintf(err, n, "CUDA: cannot use GPU %d: %s", i, cudaGetErrorString(e));
+                (void)cudaGetLastError();
+                return CS_EDEVICE;
+            }
+            int rc = cs_cuda_mem_init(err, n);
+            if (!rc && (rc = cs_cuda_gemm_init(err, n))) cs_cuda_mem_shutdown();
             if (!rc) active_dev = i;
             return rc;
         }
@@ -108,13 +115,49 @@ static int init(char *err, size_t n)
 
 static void plugin_shutdown(void)
 {
-    cs_cuda_sgemm_shutdown();
+    if (active_dev < 0) return;
+    cs_cuda_gemm_shutdown();   /* gives its workspace back to mem.c's pool first */
+    cs_cuda_mem_shutdown();
     active_dev = -1;
 }
 
+static const cs_dev_ops ops = {
+    .alloc = cs_cuda_alloc,
+    .free = cs_cuda_free,
+    .upload = cs_cuda_upload,
+    .download = cs_cuda_download,
+    .sync = cs_cuda_sync,
+    .copy2d = cs_cuda_copy2d,
+    .fill = cs_cuda_fill,
+    .weight_f32 = cs_cuda_weight_f32,
+    .forget = cs_cuda_forget,
+    .set_precision = cs_cuda_set_precision,
+    .mem_peak = cs_cuda_mem_peak,
+    .errmsg = cs_cuda_errmsg,
+    .linear = cs_cuda_linear,
+    .sgemm = cs_cuda_sgemm,
+    .layernorm = cs_cuda_layernorm,
+    .unary = cs_cuda_unary,
+    .add = cs_cuda_add,
+    .scale = cs_cuda_scale,
+    .axpy = cs_cuda_axpy,
+    .grn = cs_cuda_grn,
+    .modulate = cs_cuda_modulate,
+    .channel_affine = cs_cuda_channel_affine,
+    .dwconv3x3 = cs_cuda_dwconv3x3,
+    .conv2d = cs_cuda_conv2d,
+    .conv_transpose2d = cs_cuda_conv_transpose2d,
+    .attention = cs_cuda_attention,
+    .resize_bilinear = cs_cuda_resize_bilinear,
+    .pixel_shuffle = cs_cuda_pixel_shuffle,
+    .transpose = cs_cuda_transpose,
+    .concat_channels = cs_cuda_concat_channels,
+    .embed_rows = cs_cuda_embed_rows,
+};
+
 static char version[128];
 static cs_backend table = {.abi = CS_BACKEND_ABI, .name = "cuda", .version = version, .init = init,
-                           .shutdown = plugin_shutdown, .devices = devices};
+                           .shutdown = plugin_shutdown, .devices = devices, .ops = &ops};
 
 VISIBLE const cs_backend *cascade_backend_entry(void)
 {

@@ -1,0 +1,48 @@
+/* Declarations shared by the plugin's core files (mem.c, gemm.c,
+ * attention.cu, convert.cu, plugin.c) beyond cuda/plugin.h, which stays the
+ * interface with kernels.cu. */
+#ifndef CS_CUDA_CORE_H
+#define CS_CUDA_CORE_H
+
+#include "plugin.h"
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- mem.c: the table entries that are not ops ---- */
+int cs_cuda_upload(void *dst, const void *host, size_t bytes);
+int cs_cuda_download(void *host, const void *src, size_t bytes);
+int cs_cuda_sync(void);
+const float *cs_cuda_weight_f32(const cs_tensor *t, char *err, size_t n);
+void cs_cuda_forget(const void *host, size_t bytes);
+int cs_cuda_set_precision(int prec);
+size_t cs_cuda_mem_peak(int reset);
+const char *cs_cuda_errmsg(void);
+/* why this thread's last cs_cuda_weight() returned NULL (a CS_E* code) */
+int cs_cuda_weight_rc(void);
+/* like cs_cuda_fail for failures that are no cudaError_t (cuBLAS, bad
+ * sizes): records the printf-style text as is, returns code */
+int cs_cuda_fail_text(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- gemm.c: the cuBLAS handle (on cs_cuda_stream), for attention.cu ---- */
+struct cublasContext;
+struct cublasContext *cs_cuda_blas(void);
+/* records "cuBLAS: <status> in what"; CS_ENOMEM for allocation failures,
+ * else CS_EDEVICE. s is a cublasStatus_t. */
+int cs_cuda_blas_fail(int s, const char *what);
+
+/* ---- convert.cu ---- */
+/* n elements from src (dtype sdt) to dst (dtype ddt), both device memory;
+ * dtypes CS_F32, CS_BF16, CS_F16; rounding to nearest even */
+int cs_cuda_convert(const void *src, int sdt, void *dst, int ddt, size_t n);
+/* y[r * ldy + c] += b[c] for r < rows, c < cols */
+int cs_cuda_add_bias(float *y, size_t ldy, const float *b, size_t rows, size_t cols);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
