@@ -89,28 +89,65 @@ static int devices(cs_device_info *out, int max, char *err, size_t n)
 
 static int active_dev = -1;
 
+static void plugin_shutdown(void);
+
+/* starts memory and cuBLAS on device i */
+static int start_on(int i, char *err, size_t n)
+{
+    cudaError_t e = cudaSetDevice(i);
+    if (e != cudaSuccess) {
+        snprintf(err, n, "CUDA: cannot use GPU %d: %s", i, cudaGetErrorString(e));
+        (void)cudaGetLastError();
+        return CS_EDEVICE;
+    }
+    int rc = cs_cuda_mem_init(err, n);
+    if (!rc && (rc = cs_cuda_gemm_init(err, n))) cs_cuda_mem_shutdown();
+    if (!rc) active_dev = i;
+    return rc;
+}
+
 static int init(char *err, size_t n)
 {
     cs_device_info dev[16];
     int count = devices(dev, 16, err, n);
     if (count < 0) return count;
-    /* the first usable device; choosing one (cuda:N) comes with --device */
-    for (int i = 0; i < count && i < 16; i++)
-        if (dev[i].usable) {
-            cudaError_t e = cudaSetDevice(i);
-            if (e != cudaSuccess) {
-                snprintf(err, n, "CUDA: cannot use GPU %d: %s", i, cudaGetErrorString(e));
-                (void)cudaGetLastError();
-                return CS_EDEVICE;
-            }
-            int rc = cs_cuda_mem_init(err, n);
-            if (!rc && (rc = cs_cuda_gemm_init(err, n))) cs_cuda_mem_shutdown();
-            if (!rc) active_dev = i;
-            return rc;
-        }
+    for (int i = 0; i < count && i < 16; i++)   /* the first usable device (use_device picks another) */
+        if (dev[i].usable) return start_on(i, err, n);
     snprintf(err, n, "no usable CUDA device: GPU 0 (%s, sm_%d%d): %s", dev[0].name, dev[0].cc_major, dev[0].cc_minor,
              dev[0].why);
     return CS_EUNSUP;
+}
+
+static int use_device(int index, char *err, size_t n)
+{
+    cs_device_info dev[16];
+    int count = devices(dev, 16, err, n);
+    if (count < 0) return count;
+    if (index >= count || index >= 16) {
+        snprintf(err, n, "there %s %d CUDA device%s (cuda:0%s)", count == 1 ? "is" : "are", count, count == 1 ? "" : "s",
+                 count > 1 ? " and up" : "");
+        return CS_EARG;
+    }
+    if (!dev[index].usable) {
+        snprintf(err, n, "GPU %d (%s, sm_%d%d): %s", index, dev[index].name, dev[index].cc_major, dev[index].cc_minor,
+                 dev[index].why);
+        return CS_EUNSUP;
+    }
+    if (index == active_dev) return 0;
+    plugin_shutdown();
+    return start_on(index, err, n);
+}
+
+static int mem_info(size_t *fr, size_t *tot, char *name, size_t len)
+{
+    struct cudaDeviceProp p;
+    if (active_dev < 0 || cudaMemGetInfo(fr, tot) != cudaSuccess ||
+        cudaGetDeviceProperties(&p, active_dev) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return CS_EDEVICE;
+    }
+    snprintf(name, len, "%s (cuda:%d)", p.name, active_dev);
+    return 0;
 }
 
 static void plugin_shutdown(void)
@@ -134,6 +171,7 @@ static const cs_dev_ops ops = {
     .set_precision = cs_cuda_set_precision,
     .mem_peak = cs_cuda_mem_peak,
     .errmsg = cs_cuda_errmsg,
+    .mem_info = mem_info,
     .linear = cs_cuda_linear,
     .sgemm = cs_cuda_sgemm,
     .layernorm = cs_cuda_layernorm,
@@ -157,7 +195,8 @@ static const cs_dev_ops ops = {
 
 static char version[128];
 static cs_backend table = {.abi = CS_BACKEND_ABI, .name = "cuda", .version = version, .init = init,
-                           .shutdown = plugin_shutdown, .devices = devices, .ops = &ops};
+                           .shutdown = plugin_shutdown, .devices = devices, .ops = &ops,
+                           .use_device = use_device};
 
 VISIBLE const cs_backend *cascade_backend_entry(void)
 {
