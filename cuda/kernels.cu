@@ -47,16 +47,16 @@ static unsigned grid_1d(size_t n, unsigned block)
     return (unsigned)(g < MAX_GRID_X ? g : MAX_GRID_X);
 }
 
-/* A launch over rows x cols (threads along the contiguous cols, a few rows
- * per block when the rows are short); kernels stride over the rest. */
+/* A launch over rows x cols (threads along the contiguous cols, several
+ * rows per block when the rows are short); kernels stride over the rest. */
 struct rc_shape {
     dim3 grid, block;
 };
 
 static rc_shape rc_launch(size_t rows, size_t cols)
 {
-    unsigned bx = cols >= BLOCK ? BLOCK : (unsigned)((cols + 31) / 32 * 32);
-    if (bx < 32) bx = 32;
+    unsigned bx = 1;   /* a power of two: short rows share a warp (and stay coalesced, rows being contiguous) */
+    while (bx < cols && bx < BLOCK) bx *= 2;
     unsigned by = BLOCK / bx;
     size_t gx = (cols + bx - 1) / bx, gy = (rows + by - 1) / by;
     if (gx > MAX_GRID_YZ) gx = MAX_GRID_YZ;
@@ -364,46 +364,78 @@ static __device__ __forceinline__ float ln_out(float v, float mean, float inv, c
     return o;
 }
 
+/* the row's sum, its sum of squared deviations from mean (skip: 0), and the
+ * output, by thread t of T along the row; V4: float4 (C % 4 == 0, aligned) */
+template <bool V4>
+static __device__ __forceinline__ float ln_sum(const float *xr, size_t C, unsigned t, unsigned T, int dev, float mean)
+{
+    float s = 0.0f;
+    if (V4) {
+        const float4 *x4 = (const float4 *)xr;
+        for (size_t c = t; c < C / 4; c += T) {
+            float4 v = x4[c];
+            if (dev) {
+                v.x = __fsub_rn(v.x, mean), v.y = __fsub_rn(v.y, mean), v.z = __fsub_rn(v.z, mean), v.w = __fsub_rn(v.w, mean);
+                s = __fadd_rn(s, __fmul_rn(v.x, v.x));
+                s = __fadd_rn(s, __fmul_rn(v.y, v.y));
+                s = __fadd_rn(s, __fmul_rn(v.z, v.z));
+                s = __fadd_rn(s, __fmul_rn(v.w, v.w));
+            } else s += v.x + v.y + v.z + v.w;
+        }
+    } else
+        for (size_t c = t; c < C; c += T) {
+            float v = xr[c];
+            if (dev) {
+                v = __fsub_rn(v, mean);
+                s = __fadd_rn(s, __fmul_rn(v, v));
+            } else s += v;
+        }
+    return s;
+}
+
+template <bool V4>
+static __device__ __forceinline__ void ln_write(const float *xr, float *yr, size_t C, unsigned t, unsigned T,
+                                                float mean, float inv, const float *w, const float *b)
+{
+    if (V4) {
+        const float4 *x4 = (const float4 *)xr;
+        float4 *y4 = (float4 *)yr;
+        for (size_t c = t; c < C / 4; c += T) {
+            float4 v = x4[c];
+            v.x = ln_out(v.x, mean, inv, w, b, 4 * c);
+            v.y = ln_out(v.y, mean, inv, w, b, 4 * c + 1);
+            v.z = ln_out(v.z, mean, inv, w, b, 4 * c + 2);
+            v.w = ln_out(v.w, mean, inv, w, b, 4 * c + 3);
+            y4[c] = v;
+        }
+    } else
+        for (size_t c = t; c < C; c += T) yr[c] = ln_out(xr[c], mean, inv, w, b, c);
+}
+
 #define LN_WARPS 8
+template <bool V4>
 static __global__ void k_ln_warp(const float *x, float *y, size_t rows, size_t C, float eps, const float *w,
                                  const float *b)
 {
     unsigned lane = threadIdx.x & 31;
     for (size_t r = (size_t)blockIdx.x * LN_WARPS + (threadIdx.x >> 5); r < rows; r += (size_t)gridDim.x * LN_WARPS) {
         const float *xr = x + r * C;
-        float *yr = y + r * C;
-        float s = 0.0f;
-        for (size_t c = lane; c < C; c += 32) s += xr[c];
-        float mean = warp_sum(s) / (float)C;
-        s = 0.0f;
-        for (size_t c = lane; c < C; c += 32) {
-            float d = __fsub_rn(xr[c], mean);
-            s = __fadd_rn(s, __fmul_rn(d, d));
-        }
-        float var = warp_sum(s) / (float)C;
-        float inv = 1.0f / sqrtf(var + eps);
-        for (size_t c = lane; c < C; c += 32) yr[c] = ln_out(xr[c], mean, inv, w, b, c);
+        float mean = warp_sum(ln_sum<V4>(xr, C, lane, 32, 0, 0.0f)) / (float)C;
+        float var = warp_sum(ln_sum<V4>(xr, C, lane, 32, 1, mean)) / (float)C;
+        ln_write<V4>(xr, y + r * C, C, lane, 32, mean, 1.0f / sqrtf(var + eps), w, b);
     }
 }
 
+template <bool V4>
 static __global__ void k_ln_block(const float *x, float *y, size_t rows, size_t C, float eps, const float *w,
                                   const float *b)
 {
     __shared__ float sh[32];
     for (size_t r = blockIdx.x; r < rows; r += gridDim.x) {
         const float *xr = x + r * C;
-        float *yr = y + r * C;
-        float s = 0.0f;
-        for (size_t c = threadIdx.x; c < C; c += blockDim.x) s += xr[c];
-        float mean = block_sum(s, sh) / (float)C;
-        s = 0.0f;
-        for (size_t c = threadIdx.x; c < C; c += blockDim.x) {
-            float d = __fsub_rn(xr[c], mean);
-            s = __fadd_rn(s, __fmul_rn(d, d));
-        }
-        float var = block_sum(s, sh) / (float)C;
-        float inv = 1.0f / sqrtf(var + eps);
-        for (size_t c = threadIdx.x; c < C; c += blockDim.x) yr[c] = ln_out(xr[c], mean, inv, w, b, c);
+        float mean = block_sum(ln_sum<V4>(xr, C, threadIdx.x, blockDim.x, 0, 0.0f), sh) / (float)C;
+        float var = block_sum(ln_sum<V4>(xr, C, threadIdx.x, blockDim.x, 1, mean), sh) / (float)C;
+        ln_write<V4>(xr, y + r * C, C, threadIdx.x, blockDim.x, mean, 1.0f / sqrtf(var + eps), w, b);
     }
 }
 
@@ -411,12 +443,17 @@ extern "C" int cs_cuda_layernorm(const float *x, float *y, size_t rows, size_t C
                                  const float *b)
 {
     if (!rows || !C) return 0;
-    if (C <= 1024) {
+    int v4 = C % 4 == 0 && aligned16(x) && aligned16(y);
+    size_t per = v4 ? C / 4 : C;   /* loads along a row */
+    if (per <= 512) {
         size_t g = (rows + LN_WARPS - 1) / LN_WARPS;
-        k_ln_warp<<<(unsigned)(g < MAX_GRID_X ? g : MAX_GRID_X), 32 * LN_WARPS, 0, stream()>>>(x, y, rows, C, eps, w, b);
+        unsigned gr = (unsigned)(g < MAX_GRID_X ? g : MAX_GRID_X);
+        if (v4) k_ln_warp<true><<<gr, 32 * LN_WARPS, 0, stream()>>>(x, y, rows, C, eps, w, b);
+        else k_ln_warp<false><<<gr, 32 * LN_WARPS, 0, stream()>>>(x, y, rows, C, eps, w, b);
     } else {
-        unsigned bs = C <= 8192 ? 256 : 1024;
-        k_ln_block<<<(unsigned)(rows < MAX_GRID_X ? rows : MAX_GRID_X), bs, 0, stream()>>>(x, y, rows, C, eps, w, b);
+        unsigned bs = per <= 4096 ? 256 : 1024, gr = (unsigned)(rows < MAX_GRID_X ? rows : MAX_GRID_X);
+        if (v4) k_ln_block<true><<<gr, bs, 0, stream()>>>(x, y, rows, C, eps, w, b);
+        else k_ln_block<false><<<gr, bs, 0, stream()>>>(x, y, rows, C, eps, w, b);
     }
     return cs_cuda_check_launch("layer norm");
 }
@@ -515,9 +552,11 @@ extern "C" int cs_cuda_grn(const float *x, float *y, size_t N, size_t HW, size_t
  * taps w[c,i,j] * x[n, oh*s-p+i, ow*s-p+j, c] added in (i, j) order; taps
  * outside are skipped (zero pad) or clamped to the edge (replicate). */
 
+template <int KT>   /* KT: k known at compile time (3), or 0 */
 static __global__ void k_dwconv(const float *x, float *y, size_t N, size_t H, size_t W, size_t C, size_t Ho,
-                                size_t Wo, int k, int s, int p, int replicate, const float *w, const float *bias)
+                                size_t Wo, int kr, int s, int p, int replicate, const float *w, const float *bias)
 {
+    const int k = KT ? KT : kr;
     size_t kk = (size_t)k * (size_t)k;
     RC_ROWS(q, N * Ho * Wo)
     {
@@ -527,12 +566,14 @@ static __global__ void k_dwconv(const float *x, float *y, size_t N, size_t H, si
         {
             float sum = bias ? bias[c] : 0.0f;
             const float *wc = w + c * kk;
+#pragma unroll
             for (int i = 0; i < k; i++) {
                 long hh = (long)(oh * (size_t)s) - p + i;
                 if (hh < 0 || hh >= (long)H) {
                     if (!replicate) continue;
                     hh = hh < 0 ? 0 : (long)H - 1;
                 }
+#pragma unroll
                 for (int j = 0; j < k; j++) {
                     long ww = (long)(ow * (size_t)s) - p + j;
                     if (ww < 0 || ww >= (long)W) {
@@ -556,7 +597,8 @@ static int dwconv(const float *x, float *y, size_t N, size_t H, size_t W, size_t
     const float *bf = bias ? weight(bias, &rc) : NULL;
     if (!wf || (bias && !bf)) return rc;
     rc_shape sh = rc_launch(N * Ho * Wo, C);
-    k_dwconv<<<sh.grid, sh.block, 0, stream()>>>(x, y, N, H, W, C, Ho, Wo, k, s, p, replicate, wf, bf);
+    if (k == 3) k_dwconv<3><<<sh.grid, sh.block, 0, stream()>>>(x, y, N, H, W, C, Ho, Wo, k, s, p, replicate, wf, bf);
+    else k_dwconv<0><<<sh.grid, sh.block, 0, stream()>>>(x, y, N, H, W, C, Ho, Wo, k, s, p, replicate, wf, bf);
     return cs_cuda_check_launch("depthwise convolution");
 }
 
