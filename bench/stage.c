@@ -17,6 +17,7 @@
  * Prints a table row and one JSON line per measurement. */
 #include "../simd/kernels.h"
 #include "../src/backend.h"
+#include "../src/device.h"
 #include "../src/error.h"
 #include "../src/ops.h"
 #include "../src/stage_b.h"
@@ -142,11 +143,13 @@ static int run_one(const opts *o, char stage, cs_dtype dt)
             if (cpu < cpu_best) cpu_best = cpu;
         }
         fprintf(stderr, "  %s %s run %d: %.2f s wall, %.2f s CPU\n", variant, cs_dtype_name(dt), i, d, cpu);
+        if (i + 1 == o->warmup) cs_dev_prof_report(NULL);   /* $CASCADE_PROFILE: timed runs only */
     }
     if (rc) {
         fprintf(stderr, "%s\n", cs_last_error());
         return 1;
     }
+    cs_dev_prof_report(stderr);
     double chk = 0, dev_peak = be ? (double)be->ops->mem_peak(0) / 1048576.0 : 0, rel = -1;
     for (size_t i = 0; i < N * h * w * cin; i++) chk += (double)eps[i] * eps[i];
     if (be && o->check) {   /* the same forward on the CPU: the device's error against it */

@@ -3,7 +3,9 @@
 #include "error.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 _Thread_local const cs_dev_ops *cs_dev;
 static _Thread_local int dev_rc;
@@ -77,7 +79,9 @@ int cs_act_download(float *host, const float *src, size_t n)
 void cs_copy2d(float *dst, size_t ldd, const float *src, size_t lds, size_t rows, size_t cols)
 {
     if (cs_dev) {
+        double t = cs_dev_prof_start();
         cs_dev_note(cs_dev->copy2d(dst, ldd, src, lds, rows, cols), "a copy");
+        cs_dev_prof_stop(t, "a copy");
         return;
     }
     if (ldd == cols && lds == cols) {
@@ -169,4 +173,63 @@ int cs_dev_args_finish(cs_dev_args *a, int rc)
     for (int i = 0; i < a->n; i++) cs_act_free(a->a[i].dev);
     cs_dev = a->prev;
     return rc;
+}
+
+/* ---- profile ($CASCADE_PROFILE) ---- */
+
+#define PROF_KINDS 48
+static struct {
+    const char *what;
+    double s;
+    long n;
+} prof[PROF_KINDS];
+static int prof_on = -1;
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+double cs_dev_prof_start(void)
+{
+    if (prof_on < 0) {
+        const char *e = getenv("CASCADE_PROFILE");
+        prof_on = e && *e && strcmp(e, "0");
+    }
+    if (!prof_on || !cs_dev) return 0;
+    cs_dev->sync();
+    return now_s();
+}
+
+void cs_dev_prof_stop(double t0, const char *what)
+{
+    if (t0 == 0 || !cs_dev) return;
+    cs_dev->sync();
+    double d = now_s() - t0;
+    for (int i = 0; i < PROF_KINDS; i++)
+        if (!prof[i].what || !strcmp(prof[i].what, what)) {
+            prof[i].what = what;
+            prof[i].s += d;
+            prof[i].n++;
+            return;
+        }
+}
+
+void cs_dev_prof_report(void *file)
+{
+    FILE *f = file;
+    double tot = 0;
+    for (int i = 0; i < PROF_KINDS && prof[i].what; i++) tot += prof[i].s;
+    if (tot == 0 || !f) {
+        memset(prof, 0, sizeof prof);
+        return;
+    }
+    fprintf(f, "device op profile (each op waited for):\n");
+    for (int i = 0; i < PROF_KINDS && prof[i].what; i++)
+        fprintf(f, "  %-26s %8ld calls %9.2f ms %5.1f%%\n", prof[i].what, prof[i].n, prof[i].s * 1e3,
+                100.0 * prof[i].s / tot);
+    fprintf(f, "  %-26s %8s       %9.2f ms\n", "total", "", tot * 1e3);
+    memset(prof, 0, sizeof prof);
 }

@@ -48,6 +48,14 @@ void cs_param_forget(const void *host, size_t bytes);
 int cs_dev_error(void);
 void cs_dev_note(int rc, const char *what);
 
+/* $CASCADE_PROFILE=1: every device op waits for the device and its time is
+ * added to its kind (ops then run one at a time: the sum shows where the
+ * time goes, not how fast it goes overlapped); cs_dev_prof_report prints
+ * the table to f (a FILE *; NULL: nothing) and clears it. Off: start returns 0 and stop does nothing. */
+double cs_dev_prof_start(void);
+void cs_dev_prof_stop(double t0, const char *what);
+void cs_dev_prof_report(void *file);
+
 /* A forward's inputs and outputs on the device:
  *   cs_dev_args a; cs_dev_args_begin(&a, d);
  *   const float *dx = cs_dev_in(&a, x, n);   (NULL stays NULL)

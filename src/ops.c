@@ -19,15 +19,19 @@
 #define ON_DEV(call, what)                                   \
     do {                                                     \
         if (cs_dev) {                                        \
+            double t_ = cs_dev_prof_start();                 \
             cs_dev_note(cs_dev->call, what);                 \
+            cs_dev_prof_stop(t_, what);                      \
             return;                                          \
         }                                                    \
     } while (0)
 #define ON_DEV_RC(call, what)                                \
     do {                                                     \
         if (cs_dev) {                                        \
+            double t_ = cs_dev_prof_start();                 \
             int rc_ = cs_dev->call;                          \
             cs_dev_note(rc_, what);                          \
+            cs_dev_prof_stop(t_, what);                      \
             return rc_ ? cs_dev_error() : 0;                 \
         }                                                    \
     } while (0)

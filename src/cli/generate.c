@@ -6,6 +6,7 @@
 
 #include "cancel.h"
 #include "demo.h"
+#include "device.h"
 #include "error.h"
 #include "infile.h"
 #include "models.h"
@@ -706,6 +707,10 @@ int cmd_generate(int argc, char **argv)
         cs_free(rgb);
         rgb = NULL;
     }
+    const cs_backend *dev = cs_backend_active();
+    if (dev && dev->ops && !o.quiet && !o.json)
+        fprintf(stderr, ME ": device memory peak %.2f GiB\n", (double)dev->ops->mem_peak(0) / 1073741824.0);
+    cs_dev_prof_report(o.quiet || o.json ? NULL : stderr);
     if (o.json) {
         json_t *files = json_array();
         for (int i = 0; i < s.out.n_written; i++)
