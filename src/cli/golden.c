@@ -11,8 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-int golden_precision;
-
 static const char usage_line[] =
     "usage: cascade dev golden [--threads N] [--device D] [--precision P] [--strict] PATH/CASE...\n";
 

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+int golden_precision;   /* CS_PREC_FP32 unless cmd_golden sets it */
+
 #define MAX_WEIGHTS 8
 #define MAX_RESULTS 1024
 #define MAX_REQUIRED 256
