@@ -1,0 +1,23 @@
+#!/bin/sh
+# bench/gpu_bundle.sh DIR — puts what a GPU machine without a package registry needs into
+# DIR (ignored by git, e.g. devrun/): the built cascade, libcascade, the CUDA plugin, the op
+# tests, bench/stage and bench/mkweights, the non-CUDA shared libraries they link (cuBLAS is
+# found on the GPU machine), the spec manifests and the tokenizer. Golden cases are added by
+# the caller (the whole set is over a device call's 64 MiB limit: see bench/RESULTS-cuda.md).
+set -eu
+[ $# -eq 1 ] || { echo "usage: bench/gpu_bundle.sh DIR" >&2; exit 2; }
+top=$(cd "$(dirname "$0")/.." && pwd)
+shared=${SHARED_DIR:-$top/../shared}
+d=$1
+mkdir -p "$d/bin" "$d/lib"
+cd "$top"
+make -s bench/stage bench/mkweights tests/test_backend_ops tests/test_cuda_sgemm
+cp .libs/cascade .libs/libcascade.so.0 cuda/.libs/libcascade-cuda.so tests/.libs/test_backend_ops \
+   tests/.libs/test_cuda_sgemm bench/.libs/stage bench/.libs/mkweights "$d/bin/"
+for so in libxxhash.so.0 libjansson.so.4 libgomp.so.1 libpng16.so.16 libz.so.1 libpcre2-8.so.0 libutf8proc.so.2; do
+    f=$(ldconfig -p | awk -v n="$so" '$1 == n && /x86-64/ {print $NF; exit}')
+    [ -n "$f" ] && cp -L "$f" "$d/lib/"
+done
+cp -r "$shared/spec/manifests" "$shared/tokenizer" "$d/"
+cp "$top/bench/gpu_check.sh" "$d/"
+du -sh "$d"

@@ -1,0 +1,50 @@
+#!/bin/bash
+# Runs on the GPU machine from a bundle made by bench/gpu_bundle.sh (cd into it first):
+#   bash gpu_check.sh [quick|full]
+# quick: plugin and devices, the op tests against the CPU in fp32/bf16/fp16, every golden case
+#        under golden/ on the GPU in fp32 and bf16.
+# full:  also random full-size weights (written here from the manifests): Stage C and B
+#        forwards on the GPU against the CPU (bf16, fp16, fp32), a per-op profile, and whole
+#        1024^2 images (lite-bf16 and full-bf16) with their time and device memory peak.
+# Logs go to $OUT (or /tmp), a summary to stdout.
+set -u
+mode=${1:-quick}
+out=${OUT:-/tmp}
+cub=$(dirname "$(find / -name 'libcublasLt.so.13' -not -path '/proc/*' 2>/dev/null | head -1)")
+export LD_LIBRARY_PATH=$PWD/bin:$PWD/lib:$cub CASCADE_PLUGIN_DIR=$PWD/bin
+B=$PWD/bin M=$PWD/manifests
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+{
+$B/cascade info | grep -E "plugin|gpus"
+timeout 120 $B/test_cuda_sgemm $B/libcascade-cuda.so 2>&1 | tail -2
+for p in fp32 bf16 fp16; do CASCADE_BACKEND=cuda CASCADE_PRECISION=$p timeout 120 $B/test_backend_ops 2>&1 | grep -v "^ok"; done
+for p in fp32 bf16; do
+    for c in $(find golden -name '*.io.safetensors' | sort); do
+        n=${c%.io.safetensors}
+        timeout 120 $B/cascade dev golden --device cuda --precision $p "$n" >/tmp/g.out 2>&1
+        echo "golden $p $? $(basename "$n"): $(tr '\n' ' ' </tmp/g.out | cut -c1-240)"
+    done
+done
+} >"$out/quick.txt" 2>&1
+grep -E "PASS|FAIL|gpus|plugin" "$out/quick.txt" | grep -v "^golden .* 0 " | cut -c1-200
+echo "golden cases passed: $(grep -c '^golden .* 0 ' "$out/quick.txt") of $(grep -c '^golden ' "$out/quick.txt")"
+[ "$mode" = full ] || exit 0
+W=/tmp/cascade-weights; mkdir -p $W
+{
+for v in stage_c_lite stage_b_lite stage_c stage_b text_encoder; do timeout 300 $B/mkweights $M/$v.json $W/${v}_bf16.safetensors bf16 & done
+timeout 100 $B/mkweights $M/stage_a.json $W/stage_a.safetensors f32 & wait
+S="$B/stage --dir $W --manifests $M --threads $(nproc) --device cuda"
+for size in lite full; do
+    $S --size $size --stage c,b --dtype bf16 --precision bf16 --check 1 --warmup 2 --runs 5
+    $S --size $size --stage c,b --dtype bf16 --precision fp16 --check 1 --warmup 1 --runs 2
+    CASCADE_PROFILE=1 $S --size $size --stage c,b --dtype bf16 --precision bf16 --warmup 1 --runs 1
+done
+$S --size full --stage c --dtype bf16 --precision fp32 --check 1 --warmup 1 --runs 2
+for v in lite full; do
+    mkdir -p $W/$v; for f in stage_a text_encoder_bf16; do ln -sf $W/$f.safetensors $W/$v/; done
+    s=$([ $v = lite ] && echo _lite); ln -sf $W/stage_c${s}_bf16.safetensors $W/stage_b${s}_bf16.safetensors $W/$v/
+    for i in 1 2; do /usr/bin/time -f "wall %e s" $B/cascade generate --models $W/$v --tokenizer tokenizer \
+        -p "a photo of a cat" --seed 7 --device cuda -o "$out/${v}_gpu.png" --force 2>&1 | grep -v "^Stage . [0-9]*/"; done
+done
+} >"$out/full.txt" 2>&1
+grep -v '^{"engine' "$out/full.txt" | grep -E "^\||rel_l2|steps in|done in|peak|wall|error|%" | cut -c1-200
