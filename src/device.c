@@ -84,10 +84,12 @@ void cs_copy2d(float *dst, size_t ldd, const float *src, size_t lds, size_t rows
         cs_dev_prof_stop(t, "a copy");
         return;
     }
-    if (ldd == cols && lds == cols) {
+    if (ldd == cols && lds == cols && rows * cols < (1 << 18)) {
         memcpy(dst, src, rows * cols * sizeof(float));
         return;
     }
+    /* large copies (the attention's key/value gather) are split over the threads */
+#pragma omp parallel for schedule(static) if (rows * cols >= (1 << 18))
     for (size_t r = 0; r < rows; r++) memcpy(dst + r * ldd, src + r * lds, cols * sizeof(float));
 }
 
