@@ -4,6 +4,7 @@
 #include "cancel.h"
 #include "device.h"
 #include "error.h"
+#include "lora.h"
 #include "infile.h"
 #include "ops.h"
 
@@ -29,6 +30,7 @@ struct cs_clip {
     float *lnf_w, *lnf_b;
     clip_layer *layer;
     cs_st_file *owned;       /* set by cs_clip_open */
+    cs_lora_patch *lora;     /* merged LoRA weights, or NULL */
 };
 
 /* ---- config -------------------------------------------------------------- */
@@ -284,20 +286,34 @@ int cs_clip_from_tensors(const cs_tensor *const *ts, int n, const char *prefix, 
     return 0;
 }
 
-int cs_clip_load(cs_st_file *f, const char *prefix, const char *config_json, cs_clip **out)
+int cs_clip_load_lora(cs_st_file *f, const char *prefix, const char *config_json, cs_lora_list *lora,
+                      cs_clip **out)
 {
     *out = NULL;
     int n = cs_st_count(f);
+    cs_lora_patch *patch = NULL;
+    int rc = cs_lora_merge(f, prefix, 1, "text encoder", lora, &patch);
+    if (rc) return rc;
     const cs_tensor **ts = malloc((size_t)(n ? n : 1) * sizeof *ts);
-    if (!ts) return cs_error(CS_ENOMEM, "%s: out of memory", cs_st_path(f));
-    for (int i = 0; i < n; i++) ts[i] = cs_st_at(f, i);
+    if (!ts) {
+        cs_lora_patch_free(patch);
+        return cs_error(CS_ENOMEM, "%s: out of memory", cs_st_path(f));
+    }
+    for (int i = 0; i < n; i++) ts[i] = cs_lora_patch_at(patch, i) ? cs_lora_patch_at(patch, i) : cs_st_at(f, i);
     char what[4200];
     const char *cfg = config_json;
     if (!cfg) cfg = cs_st_meta(f, "config");
     snprintf(what, sizeof what, "%s%s", cs_st_path(f), cfg && !config_json ? " (metadata config)" : "");
-    int rc = cs_clip_from_tensors(ts, n, prefix, cfg, what, out);
+    rc = cs_clip_from_tensors(ts, n, prefix, cfg, what, out);
     free(ts);
+    if (rc) cs_lora_patch_free(patch);
+    else (*out)->lora = patch;
     return rc;
+}
+
+int cs_clip_load(cs_st_file *f, const char *prefix, const char *config_json, cs_clip **out)
+{
+    return cs_clip_load_lora(f, prefix, config_json, NULL, out);
 }
 
 /* config.json beside the weights: optional (NULL, *rc 0 when missing) */
@@ -352,6 +368,7 @@ void cs_clip_free(cs_clip *m)
     param_free(m->pos);
     param_free(m->lnf_w);
     param_free(m->lnf_b);
+    cs_lora_patch_free(m->lora);
     cs_st_close(m->owned);
     free(m);
 }

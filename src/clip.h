@@ -41,6 +41,11 @@ int cs_clip_from_tensors(const cs_tensor *const *ts, int n, const char *prefix,
 /* From an open safetensors file (borrowed); config_json NULL = the file's
  * __metadata__["config"] if any, else shapes. */
 int cs_clip_load(cs_st_file *f, const char *prefix, const char *config_json, cs_clip **out);
+/* Same with the LoRAs of lora (lora.h; NULL or empty: none) merged into the
+ * weights (lora_te_ / lora_prior_te_ keys); the model frees the copies. */
+struct cs_lora_list;
+int cs_clip_load_lora(cs_st_file *f, const char *prefix, const char *config_json, struct cs_lora_list *lora,
+                      cs_clip **out);
 /* Opens path and reads config.json from the same folder when it exists; the
  * model owns the file. */
 int cs_clip_open(const char *path, cs_clip **out);

@@ -25,6 +25,7 @@ enum { P_TEXT, P_C, P_B, P_A, P_PREV, P_N };
 struct cs_pipeline {
     char *path[P_N];
     char *tok_dir, *text_config, *text_prefix;
+    struct cs_lora_list *lora_c, *lora_b, *lora_text;
     int keep;
     cs_tokenizer *tok;
     cs_st_file *f[P_N];
@@ -150,6 +151,7 @@ int cs_pipeline_new(const cs_model_paths *paths, int keep_loaded, cs_pipeline **
     p->text_config = dup_or_null(paths->text_config);
     p->text_prefix = dup_or_null(paths->text_prefix);
     p->keep = keep_loaded;
+    p->lora_c = paths->lora_c, p->lora_b = paths->lora_b, p->lora_text = paths->lora_text;
     for (int i = 0; i < P_PREV; i++)
         if (!p->path[i]) {
             cs_pipeline_free(p);
@@ -211,7 +213,7 @@ static int load(cs_pipeline *p, int i)
         if (p->text_config && !(cfg = read_small(p->text_config)))
             rc = CS_EIO;
         if (!rc)
-            rc = cs_clip_load(p->f[i], p->text_prefix ? p->text_prefix : "", cfg, &p->clip);
+            rc = cs_clip_load_lora(p->f[i], p->text_prefix ? p->text_prefix : "", cfg, p->lora_text, &p->clip);
         free(cfg);
         if (!rc) {
             const cs_clip_config *c = cs_clip_get_config(p->clip);
@@ -220,7 +222,7 @@ static int load(cs_pipeline *p, int i)
         }
         break;
     case P_C:
-        rc = cs_stage_c_load(p->f[i], &p->sc);
+        rc = cs_stage_c_load_lora(p->f[i], NULL, p->lora_c, &p->sc);
         if (!rc) {
             cs_stage_c_info(p->sc, &ni);
             p->c_text = ni.c_clip_text;
@@ -231,7 +233,7 @@ static int load(cs_pipeline *p, int i)
         }
         break;
     case P_B:
-        rc = cs_stage_b_load(p->f[i], &p->sb);
+        rc = cs_stage_b_load_lora(p->f[i], NULL, p->lora_b, &p->sb);
         if (!rc) {
             cs_stage_b_info(p->sb, &ni);
             p->b_pooled = ni.c_clip_pooled;

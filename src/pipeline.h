@@ -33,6 +33,9 @@ typedef struct {
     const char *stage_b;
     const char *stage_a;
     const char *previewer;
+    /* LoRAs merged into Stage C, Stage B, the text encoder at load (lora.h;
+     * NULL = none); borrowed: they must outlive the pipeline */
+    struct cs_lora_list *lora_c, *lora_b, *lora_text;
 } cs_model_paths;
 
 typedef enum {

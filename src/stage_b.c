@@ -2,6 +2,7 @@
 
 #include "device.h"
 #include "error.h"
+#include "lora.h"
 #include "ops.h"
 
 #include <math.h>
@@ -23,6 +24,7 @@ struct cs_stage_b {
     cs_tensor emb_w, emb_b;     /* embedding.1 [c0, c_in*p*p, 1, 1] */
     cs_tensor clf_w, clf_b;     /* clf.1 [c_out*p*p, c0, 1, 1] */
     cs_net_info info;
+    cs_lora_patch *lora;        /* merged LoRA weights, or NULL */
 };
 
 static int bind_mapper(mapper *mp, cs_wmap *w, const char *name, int64_t c0)
@@ -60,7 +62,7 @@ static void set_variant(cs_net_info *in)
     }
 }
 
-int cs_stage_b_load_opts(cs_st_file *f, const cs_unet_opts *opt, cs_stage_b **out)
+int cs_stage_b_load_lora(cs_st_file *f, const cs_unet_opts *opt, cs_lora_list *lora, cs_stage_b **out)
 {
     *out = NULL;
     cs_stage_b *m = calloc(1, sizeof *m);
@@ -100,6 +102,12 @@ int cs_stage_b_load_opts(cs_st_file *f, const cs_unet_opts *opt, cs_stage_b **ou
         free(m);
         return rc;
     }
+    if ((rc = cs_lora_merge(f, w.prefix, 0, "Stage B", lora, &m->lora))) {
+        cs_wmap_free(&w);
+        free(m);
+        return rc;
+    }
+    cs_wmap_overlay(&w, m->lora);
     int64_t c0 = emb->shape[0], cp = clip->shape[1];
     /* c_cond: the AttnBlocks' kv_mapper input width (the most common one, so
      * one bad tensor is reported as such), c_clip_seq = clip_mapper rows /
@@ -148,8 +156,14 @@ int cs_stage_b_load_opts(cs_st_file *f, const cs_unet_opts *opt, cs_stage_b **ou
 fail:
     cs_wmap_free(&w);
     cs_unet_free(&m->net);
+    cs_lora_patch_free(m->lora);
     free(m);
     return rc;
+}
+
+int cs_stage_b_load_opts(cs_st_file *f, const cs_unet_opts *opt, cs_stage_b **out)
+{
+    return cs_stage_b_load_lora(f, opt, NULL, out);
 }
 
 int cs_stage_b_load(cs_st_file *f, cs_stage_b **out) { return cs_stage_b_load_opts(f, NULL, out); }
@@ -158,6 +172,7 @@ void cs_stage_b_free(cs_stage_b *m)
 {
     if (!m) return;
     cs_unet_free(&m->net);
+    cs_lora_patch_free(m->lora);
     free(m);
 }
 

@@ -19,6 +19,10 @@ typedef struct cs_stage_b cs_stage_b;
 
 int cs_stage_b_load(cs_st_file *f, cs_stage_b **out);
 int cs_stage_b_load_opts(cs_st_file *f, const cs_unet_opts *opt, cs_stage_b **out);
+/* With the LoRAs of lora (lora.h; NULL or empty: none) merged into the
+ * weights; the model owns the merged copies and frees them. */
+struct cs_lora_list;
+int cs_stage_b_load_lora(cs_st_file *f, const cs_unet_opts *opt, struct cs_lora_list *lora, cs_stage_b **out);
 void cs_stage_b_free(cs_stage_b *m);   /* NULL is fine */
 void cs_stage_b_info(const cs_stage_b *m, cs_net_info *info);
 /* Smallest latent side the network accepts (patch size x cs_unet_min_side). */

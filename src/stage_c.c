@@ -2,6 +2,7 @@
 
 #include "device.h"
 #include "error.h"
+#include "lora.h"
 #include "ops.h"
 
 #include <stdlib.h>
@@ -16,6 +17,7 @@ struct cs_stage_c {
     cs_tensor emb_w, emb_b;     /* embedding.1             [c0, c_in*p*p, 1, 1] */
     cs_tensor clf_w, clf_b;     /* clf.1                   [c_out*p*p, c0, 1, 1] */
     cs_net_info info;
+    cs_lora_patch *lora;        /* merged LoRA weights, or NULL */
 };
 
 static int is_shape(const cs_tensor *t, int ndim) { return t && t->ndim == ndim; }
@@ -40,7 +42,7 @@ static void set_variant(cs_net_info *in)
     }
 }
 
-int cs_stage_c_load_opts(cs_st_file *f, const cs_unet_opts *opt, cs_stage_c **out)
+int cs_stage_c_load_lora(cs_st_file *f, const cs_unet_opts *opt, cs_lora_list *lora, cs_stage_c **out)
 {
     *out = NULL;
     cs_stage_c *m = calloc(1, sizeof *m);
@@ -76,6 +78,12 @@ int cs_stage_c_load_opts(cs_st_file *f, const cs_unet_opts *opt, cs_stage_c **ou
         free(m);
         return rc;
     }
+    if ((rc = cs_lora_merge(f, w.prefix, 0, "Stage C", lora, &m->lora))) {
+        cs_wmap_free(&w);
+        free(m);
+        return rc;
+    }
+    cs_wmap_overlay(&w, m->lora);
     int64_t cc = txt->shape[0], c0 = emb->shape[0];
     in->c_clip_text = (int)txt->shape[1];
     in->c_clip_seq = is_shape(pool, 2) && pool->shape[0] % cc == 0 && pool->shape[0] >= cc ? (int)(pool->shape[0] / cc) : 4;
@@ -106,8 +114,14 @@ int cs_stage_c_load_opts(cs_st_file *f, const cs_unet_opts *opt, cs_stage_c **ou
 fail:
     cs_wmap_free(&w);
     cs_unet_free(&m->net);
+    cs_lora_patch_free(m->lora);
     free(m);
     return rc;
+}
+
+int cs_stage_c_load_opts(cs_st_file *f, const cs_unet_opts *opt, cs_stage_c **out)
+{
+    return cs_stage_c_load_lora(f, opt, NULL, out);
 }
 
 int cs_stage_c_load(cs_st_file *f, cs_stage_c **out) { return cs_stage_c_load_opts(f, NULL, out); }
@@ -116,6 +130,7 @@ void cs_stage_c_free(cs_stage_c *m)
 {
     if (!m) return;
     cs_unet_free(&m->net);
+    cs_lora_patch_free(m->lora);
     free(m);
 }
 

@@ -1,6 +1,7 @@
 #include "weights.h"
 
 #include "error.h"
+#include "lora.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -87,23 +88,33 @@ int cs_wmap_detect_prefix(cs_wmap *m, const char *probe)
     return 0;
 }
 
+void cs_wmap_overlay(cs_wmap *m, const struct cs_lora_patch *p) { m->over = p; }
+
+/* tensor i, or its merged replacement */
+static const cs_tensor *at(const cs_wmap *m, int i)
+{
+    const cs_tensor *t = m->over ? cs_lora_patch_at(m->over, i) : NULL;
+    return t ? t : cs_st_at(m->f, i);
+}
+
 const cs_tensor *cs_wmap_peek(const cs_wmap *m, const char *name)
 {
     int i = lookup(m, m->prefix, name);
-    return i < 0 ? NULL : cs_st_at(m->f, i);
+    return i < 0 ? NULL : at(m, i);
 }
 
 const cs_tensor *cs_wmap_find(cs_wmap *m, const char *name)
 {
     int i = lookup(m, m->prefix, name);
     if (i < 0) return NULL;
-    const cs_tensor *t = cs_st_at(m->f, i);
+    const cs_tensor *t = at(m, i);
     if (!m->used[i]) {
         m->used[i] = 1;
         m->nparams += cs_tensor_numel(t);
-        if (t->dtype == CS_F32) m->ndtype[0]++;
-        else if (t->dtype == CS_BF16) m->ndtype[1]++;
-        else if (t->dtype == CS_F16) m->ndtype[2]++;
+        int dt = cs_st_at(m->f, i)->dtype;   /* the file's, merged or not */
+        if (dt == CS_F32) m->ndtype[0]++;
+        else if (dt == CS_BF16) m->ndtype[1]++;
+        else if (dt == CS_F16) m->ndtype[2]++;
     }
     return t;
 }

@@ -30,6 +30,7 @@ typedef struct {
     char msg[CS_WMAP_MSG];    /* the first few, "; "-separated */
     int64_t nparams;          /* elements of the used tensors */
     int ndtype[3];            /* used tensors per dtype: F32, BF16, F16 */
+    const struct cs_lora_patch *over;   /* merged replacements (lora.h), or NULL */
 } cs_wmap;
 
 /* prefix: "" / NULL for none, or e.g. "w." (golden op files). */
@@ -42,6 +43,10 @@ int cs_wmap_detect_prefix(cs_wmap *m, const char *probe);
 
 /* The detected prefix as a static string (valid after the map is freed). */
 const char *cs_wmap_prefix(const cs_wmap *m);
+
+/* Binds the merged tensors of a LoRA patch (lora.h) in place of the file's
+ * ones; the patch must outlive whatever the map binds. */
+void cs_wmap_overlay(cs_wmap *m, const struct cs_lora_patch *p);
 
 /* Tensor <prefix><name> or NULL; find marks it used, peek does not. */
 const cs_tensor *cs_wmap_peek(const cs_wmap *m, const char *name);

@@ -9,6 +9,7 @@
 #include "device.h"
 #include "error.h"
 #include "infile.h"
+#include "lora.h"
 #include "models.h"
 #include "weights.h"
 #include "ops.h"
@@ -68,6 +69,11 @@ static void usage(FILE *f)
         "      --variant-c V, --variant-b V   per-stage variant\n"
         "      --stage-c FILE, --stage-b FILE, --stage-a FILE, --text-encoder FILE, --previewer FILE\n"
         "      --tokenizer DIR    folder with vocab.json and merges.txt (or $CASCADE_TOKENIZER)\n"
+        "      --lora FILE[:S]    merge a LoRA into Stage C at strength S (default 1, may be\n"
+        "                         negative; repeatable, applied in order); a path holding ':'\n"
+        "                         needs an explicit :S\n"
+        "      --lora-c, --lora-b, --lora-te FILE[:S]   the same for Stage C, Stage B, the text encoder\n"
+        "      --lora-lenient     LoRA keys that match no weight are a note, not an error\n"
         "      --keep-loaded      keep every stage in memory between runs (--count)\n"
         "      --threads N        worker threads, 1..4 per processor, at most 1024\n"
         "                         (default: all cores, or $CASCADE_THREADS)\n"
@@ -97,6 +103,8 @@ typedef struct {
     const char *file[CS_PART_COUNT];
     cs_variant var_c, var_b;
     int have_prompt, seed_given, size_given, count, keep, force, json, quiet, demo, threads;
+    cs_lora lora[3][GEN_MAX_LORA];  /* per part: Stage C, Stage B, text encoder */
+    cs_lora_list lora_list[3];
     const char *device, *precision;
 } opts;
 
@@ -142,11 +150,38 @@ static int parse_size(const char *opt, const char *v, int *out)
     return 0;
 }
 
+/* FILE[:STRENGTH] onto list; the strength is what follows the last ':' */
+static int parse_lora(const char *opt, const char *v, cs_lora_list *l, cs_lora *slots)
+{
+    const char *colon = strrchr(v, ':');
+    float st = 1.0f;
+    if (colon && parse_float(opt, colon + 1, -1000.0, 1000.0, 0, &st))
+        return -1;
+    size_t n = colon ? (size_t)(colon - v) : strlen(v);
+    if (!n) {
+        fprintf(stderr, ME ": %s: no file name in '%s'\n", opt, v);
+        return -1;
+    }
+    if (l->n == GEN_MAX_LORA) {
+        fprintf(stderr, ME ": %s: more than %d LoRAs for one part\n", opt, GEN_MAX_LORA);
+        return -1;
+    }
+    char *path = strndup(v, n);
+    if (!path) {
+        fprintf(stderr, ME ": out of memory\n");
+        return -1;
+    }
+    slots[l->n] = (cs_lora){path, st, 0};
+    l->v = slots;
+    l->n++;
+    return 0;
+}
+
 enum {
     O_SEED = 256, O_BATCH, O_COUNT, O_STEPS_C, O_STEPS_B, O_CFG_C, O_CFG_B, O_CFG_RHO, O_SHIFT_C, O_SHIFT_B,
     O_SAMPLER, O_ETA, O_RNG, O_ROUND, O_FORCE, O_PREVIEW, O_PREVIEW_EVERY, O_MODELS, O_VARIANT, O_VARIANT_C,
     O_VARIANT_B, O_STAGE_C, O_STAGE_B, O_STAGE_A, O_TEXT, O_PREVIEWER, O_TOKENIZER, O_KEEP, O_THREADS,
-    O_JSON, O_DEMO, O_DEVICE, O_PRECISION,
+    O_JSON, O_DEMO, O_DEVICE, O_PRECISION, O_LORA, O_LORA_C, O_LORA_B, O_LORA_TE, O_LORA_LENIENT,
 };
 
 static const struct option longopts[] = {
@@ -169,6 +204,9 @@ static const struct option longopts[] = {
     {"keep-loaded", no_argument, 0, O_KEEP}, {"threads", required_argument, 0, O_THREADS},
     {"device", required_argument, 0, O_DEVICE}, {"precision", required_argument, 0, O_PRECISION},
     {"json", no_argument, 0, O_JSON}, {"quiet", no_argument, 0, 'q'}, {"demo", no_argument, 0, O_DEMO},
+    {"lora", required_argument, 0, O_LORA}, {"lora-c", required_argument, 0, O_LORA_C},
+    {"lora-b", required_argument, 0, O_LORA_B}, {"lora-te", required_argument, 0, O_LORA_TE},
+    {"lora-lenient", no_argument, 0, O_LORA_LENIENT},
     {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
 };
 
@@ -247,6 +285,11 @@ static int parse(int argc, char **argv, opts *o)
         case O_PRECISION: o->precision = optarg; break;
         case 'q': o->quiet = 1; break;
         case O_DEMO: o->demo = 1; break;
+        case O_LORA: e = parse_lora("--lora", optarg, &o->lora_list[0], o->lora[0]); break;
+        case O_LORA_C: e = parse_lora("--lora-c", optarg, &o->lora_list[0], o->lora[0]); break;
+        case O_LORA_B: e = parse_lora("--lora-b", optarg, &o->lora_list[1], o->lora[1]); break;
+        case O_LORA_TE: e = parse_lora("--lora-te", optarg, &o->lora_list[2], o->lora[2]); break;
+        case O_LORA_LENIENT: o->lora_list[0].lenient = o->lora_list[1].lenient = o->lora_list[2].lenient = 1; break;
         case 'h': usage(stdout); return 1;
         case ':': return bad("option %s needs a value%s", argv[optind - 1], "");
         default: return bad("unknown option '%s' (see 'cascade generate --help')%s", argv[optind - 1], "");
@@ -288,6 +331,8 @@ typedef struct {
     char tok_desc[GEN_PATH + 64];
     gen_model_meta models[CS_PART_COUNT];
     int n_models;
+    gen_lora_meta loras[3 * GEN_MAX_LORA];
+    int n_loras;
     cs_demo_files demo;
     int run;
     int prec;                       /* CS_PREC_* of the device (fp32 on the CPU) */
@@ -551,6 +596,18 @@ static int hash_models(state *s)
             return rc;
         m->have_hash = 1;
     }
+    static const char *const part[3] = {"stage_c", "stage_b", "text_encoder"};
+    s->n_loras = 0;
+    for (int p = 0; p < 3; p++)
+        for (int i = 0; i < s->o->lora_list[p].n; i++) {
+            gen_lora_meta *l = &s->loras[s->n_loras++];
+            int cached, rc;
+            l->part = part[p];
+            l->path = s->o->lora[p][i].path;
+            l->strength = s->o->lora[p][i].strength;
+            if ((rc = cs_file_xxh64(l->path, &l->xxh64, &cached)))
+                return rc;
+        }
     return 0;
 }
 
@@ -571,7 +628,8 @@ static int write_images(state *s, const uint8_t *rgb)
     int hnd[GEN_MAX_BATCH] = {0};
     size_t img = (size_t)o->g.width * o->g.height * 3;
     for (int i = 0; i < n && !rc; i++) {
-        gen_meta m = {&o->g, sampler_name(o->g.c.sampler), o->demo, i, s->models, s->n_models, s->tok_desc};
+        gen_meta m = {&o->g, sampler_name(o->g.c.sampler), o->demo, i, s->models, s->n_models, s->tok_desc,
+                      s->loras, s->n_loras};
         cs_png_text *t;
         int nt;
         char path[GEN_PATH];
@@ -612,8 +670,12 @@ int cmd_generate(int argc, char **argv)
 {
     opts o;
     int rc = parse(argc, argv, &o);
-    if (rc)
+    if (rc) {
+        for (int p = 0; p < 3; p++)
+            for (int i = 0; i < o.lora_list[p].n; i++)
+                free((char *)o.lora[p][i].path);
         return rc == 1 ? 0 : 2;
+    }
     /* from here on every stop request (INT, TERM, HUP, a closed stdout) ends
      * through the error path below, which removes what the run made */
     cli_signals_install();
@@ -680,6 +742,13 @@ int cmd_generate(int argc, char **argv)
         demo_tok = (char *)mp.tokenizer_dir;
     if (rc)
         goto error;
+    for (int p = 0; p < 3; p++) {
+        o.lora_list[p].note = warn_cb;
+        o.lora_list[p].ctx = &s;
+    }
+    mp.lora_c = o.lora_list[0].n ? &o.lora_list[0] : NULL;
+    mp.lora_b = o.lora_list[1].n ? &o.lora_list[1] : NULL;
+    mp.lora_text = o.lora_list[2].n ? &o.lora_list[2] : NULL;
     if ((rc = cs_pipeline_new(&mp, o.keep, &pl)) != 0 || (rc = cs_pipeline_check(pl)) != 0 ||
         (rc = cs_pipeline_check_size(pl, &o.g)) != 0 || (rc = cs_cancel_check()) != 0)
         goto error;
@@ -758,5 +827,8 @@ done:
     free(s.prev_existed);
     free(s.prev_created);
     free(s.prev_cleanup);
+    for (int p = 0; p < 3; p++)
+        for (int i = 0; i < o.lora_list[p].n; i++)
+            free((char *)o.lora[p][i].path);
     return status;
 }

@@ -12,6 +12,7 @@
 #define GEN_MAX_SIDE 8192
 #define GEN_MAX_BATCH 64
 #define GEN_PATH 4096
+#define GEN_MAX_LORA 16   /* per part */
 
 /* Where the images go, decided and checked before any long work. */
 typedef struct {
@@ -53,6 +54,14 @@ typedef struct {
     int have_hash;
 } gen_model_meta;
 
+/* One LoRA of the run, for the metadata. */
+typedef struct {
+    const char *part;           /* "stage_c", "stage_b", "text_encoder" */
+    const char *path;
+    float strength;
+    uint64_t xxh64;
+} gen_lora_meta;
+
 /* Everything the PNG text chunks describe. */
 typedef struct {
     const cs_gen_params *g;
@@ -62,6 +71,8 @@ typedef struct {
     const gen_model_meta *models;
     int n_models;
     const char *tokenizer;      /* folder or "byte-level fallback (demo)" */
+    const gen_lora_meta *loras; /* in the order applied */
+    int n_loras;
 } gen_meta;
 
 /* Builds the chunks (Software, prompt, ..., parameters); free with

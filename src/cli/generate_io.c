@@ -299,6 +299,31 @@ int gen_meta_build(const gen_meta *m, cs_png_text **out, int *n)
     add(&c, "models", "%s", mj ? mj : "[]");
     free(mj);
 
+    /* loras: JSON list of {part, file, strength, xxh64}; A1111 writes <lora:NAME:S> in the prompt */
+    json_t *la = json_array();
+    char ltags[2048] = "", lhash[2048] = "";
+    for (int i = 0; la && i < m->n_loras; i++) {
+        const gen_lora_meta *l = &m->loras[i];
+        char hx[20], name[256], sv[32];
+        snprintf(sv, sizeof sv, "%g", (double)l->strength);   /* 0.8, not 0.800000011920929 */
+        snprintf(hx, sizeof hx, "%016llx", (unsigned long long)l->xxh64);
+        snprintf(name, sizeof name, "%s", cs_basename(l->path));
+        char *dot = strrchr(name, '.');
+        if (dot && !strcmp(dot, ".safetensors")) *dot = 0;
+        json_array_append_new(la, json_pack("{s:s, s:s, s:f, s:s}", "part", l->part, "file", cs_basename(l->path),
+                                            "strength", strtod(sv, NULL), "xxh64", hx));
+        size_t o = strlen(ltags), h = strlen(lhash);
+        snprintf(ltags + o, sizeof ltags - o, " <lora:%s:%g>", name, (double)l->strength);
+        snprintf(lhash + h, sizeof lhash - h, "%s%s: %s", h ? ", " : ", Lora hashes: \"", name, hx);
+    }
+    if (*lhash) strncat(lhash, "\"", sizeof lhash - strlen(lhash) - 1);
+    if (m->n_loras) {
+        char *lj = la ? json_dumps(la, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
+        add(&c, "loras", "%s", lj ? lj : "[]");
+        free(lj);
+    }
+    json_decref(la);
+
     /* A1111-style summary so image viewers that know "parameters" show it */
     const gen_model_meta *sc = NULL, *sb = NULL;
     for (int i = 0; i < m->n_models; i++) {
@@ -315,12 +340,12 @@ int gen_meta_build(const gen_meta *m, cs_png_text **out, int *n)
         snprintf(hashes, sizeof hashes, ", Stage C xxh64: %016llx, Stage B xxh64: %016llx",
                  (unsigned long long)sc->xxh64, (unsigned long long)sb->xxh64);
     add(&c, "parameters",
-        "%s%s%s\nSteps: %d, Sampler: %s, CFG scale: %s, Seed: %llu, Size: %dx%d, Model: %s%s, "
+        "%s%s%s%s\nSteps: %d, Sampler: %s, CFG scale: %s, Seed: %llu, Size: %dx%d, Model: %s%s%s, "
         "Stage B steps: %d, Stage B CFG scale: %s, Stage B model: %s, Shift: %g, Stage B shift: %g, "
         "CFG rho: %g, Batch size: %d, Batch pos: %d, RNG: torch-cpu, Version: cascade %s",
-        m->demo ? "[cascade demo: random-weight networks] " : "", g->prompt, negline, g->c.steps,
+        m->demo ? "[cascade demo: random-weight networks] " : "", g->prompt, ltags, negline, g->c.steps,
         m->sampler_name, cc, (unsigned long long)g->seed, g->width, g->height,
-        sc ? sc->variant : "?", hashes, g->b.steps, cb, sb ? sb->variant : "?", (double)g->c.shift,
+        sc ? sc->variant : "?", hashes, lhash, g->b.steps, cb, sb ? sb->variant : "?", (double)g->c.shift,
         (double)g->b.shift, (double)g->c.cfg_rho, g->batch, m->batch_index, PACKAGE_VERSION);
 
     if (c.failed) {

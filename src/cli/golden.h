@@ -15,6 +15,7 @@
 #ifndef CS_GOLDEN_H
 #define CS_GOLDEN_H
 
+#include "lora.h"
 #include "safetensors.h"
 
 #include <jansson.h>
@@ -80,6 +81,12 @@ float *golden_f32(const gcase *c, const char *name, const cs_tensor **t);
 float *golden_nhwc(const gcase *c, const char *name, size_t *N, size_t *C, size_t *H, size_t *W);
 /* Weights file for a role of __metadata__["weights"] (opened once, closed by the runner). */
 int golden_weights(gcase *c, const char *role, cs_st_file **out);
+/* The case's __metadata__["lora"] (a JSON string: list of {"file": NAME,
+ * "strength": S}, files beside the io file) as a list for the loaders
+ * (n = 0 when absent); free with golden_lora_free. A case with a lora list
+ * whose handler never asks for it fails (it would test nothing). */
+int golden_lora(gcase *c, cs_lora_list *out);
+void golden_lora_free(cs_lora_list *l);
 
 /* Compares y, computed with shape dims[0..ndim) (row-major), against the
  * reference tensor name, which must have exactly that shape. Limits: the

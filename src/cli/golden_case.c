@@ -35,6 +35,7 @@ struct gcase {
     int nreq;
     int cfg_rc;          /* first config error, message in cfg_msg */
     char cfg_msg[4096 + 640];
+    int lora_read;       /* the handler asked for the "lora" list */
 };
 
 static const golden_handler *const tables[] = {
@@ -314,6 +315,51 @@ int golden_weights(gcase *c, const char *role, cs_st_file **out)
     return 0;
 }
 
+#define GOLDEN_MAX_LORA 32
+
+int golden_lora(gcase *c, cs_lora_list *out)
+{
+    memset(out, 0, sizeof *out);
+    c->lora_read = 1;
+    const char *js = cs_st_meta(c->io, "lora");
+    if (!js) return 0;
+    json_t *root = json_loads(js, 0, NULL);
+    size_t n = json_is_array(root) ? json_array_size(root) : 0;
+    int rc = 0;
+    if (!json_is_array(root) || n > GOLDEN_MAX_LORA)
+        rc = cs_error(CS_EFORMAT, "%s: metadata lora is not a JSON list of at most %d {file, strength}", c->file,
+                      GOLDEN_MAX_LORA);
+    if (!rc && n && !(out->v = calloc(n, sizeof *out->v))) rc = cs_error(CS_ENOMEM, "out of memory");
+    const char *slash = strrchr(c->path, '/');
+    int dl = slash ? (int)(slash - c->path) + 1 : 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        json_t *e = json_array_get(root, i), *fj = json_object_get(e, "file"), *sj = json_object_get(e, "strength");
+        const char *f = json_string_value(fj);
+        double st = sj ? json_number_value(sj) : 1.0;
+        /* a file beside the io file, as for weights */
+        if (!f || !*f || strchr(f, '/') || f[0] == '.' || strlen(f) > 255)
+            rc = cs_error(CS_EFORMAT, "%s: lora[%zu].file is not a plain file name", c->file, i);
+        else if ((sj && !json_is_number(sj)) || !isfinite(st) || fabs(st) > 1e6)
+            rc = cs_error(CS_EFORMAT, "%s: lora[%zu].strength is not a number in [-1e6, 1e6]", c->file, i);
+        char *full = rc ? NULL : malloc((size_t)dl + strlen(f) + 1);
+        if (!rc && !full) rc = cs_error(CS_ENOMEM, "out of memory");
+        if (rc) break;
+        sprintf(full, "%.*s%s", dl, c->path, f);
+        out->v[out->n].path = full;
+        out->v[out->n++].strength = (float)st;
+    }
+    json_decref(root);
+    if (rc) golden_lora_free(out);
+    return rc;
+}
+
+void golden_lora_free(cs_lora_list *l)
+{
+    for (int i = 0; i < l->n; i++) free((char *)l->v[i].path);
+    free(l->v);
+    memset(l, 0, sizeof *l);
+}
+
 /* ---- comparison ----------------------------------------------------------- */
 
 static int is_checked(const gcase *c, const char *name)
@@ -449,6 +495,9 @@ int golden_case_run(gcase *c)
     /* a bad config value fails the case even where the handler went on with
      * the default */
     if (c->cfg_rc) return golden_cfg_error(c);
+    /* a LoRA the handler cannot apply would pass or fail for the wrong reason */
+    if (!rc && cs_st_meta(c->io, "lora") && !c->lora_read)
+        return cs_error(CS_EUNSUP, "%s: module '%s' does not take a lora list", c->file, c->module);
     return rc;
 }
 

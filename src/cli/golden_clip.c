@@ -54,7 +54,11 @@ static int run_clip_text(gcase *c)
     int rc = golden_weights(c, "text_encoder", &wf);
     if (rc) return rc;
     cs_clip *m;
-    if ((rc = cs_clip_load(wf, "", NULL, &m))) return rc;
+    cs_lora_list lo;
+    if ((rc = golden_lora(c, &lo))) return rc;
+    rc = cs_clip_load_lora(wf, "", NULL, &lo, &m);
+    golden_lora_free(&lo);
+    if (rc) return rc;
     const cs_clip_config *cfg = cs_clip_get_config(m);
     cs_st_file *io = golden_io(c);
     for (int i = 0; i < cs_st_count(io); i++) {

@@ -234,8 +234,12 @@ static int run_stage_c(gcase *c)
     cs_unet_opts o;
     cs_stage_c *m = NULL;
     int rc = golden_weights(c, "stage_c", &f);
+    cs_lora_list lo;
     if (!rc) rc = net_opts(c, &o);
-    if (!rc) rc = cs_stage_c_load_opts(f, &o, &m);
+    if (!rc && !(rc = golden_lora(c, &lo))) {
+        rc = cs_stage_c_load_lora(f, &o, &lo, &m);
+        golden_lora_free(&lo);
+    }
     if (rc) return rc;
     cs_net_info in;
     cs_stage_c_info(m, &in);
@@ -267,8 +271,12 @@ static int run_stage_b(gcase *c)
     cs_unet_opts o;
     cs_stage_b *m = NULL;
     int rc = golden_weights(c, "stage_b", &f);
+    cs_lora_list lo;
     if (!rc) rc = net_opts(c, &o);
-    if (!rc) rc = cs_stage_b_load_opts(f, &o, &m);
+    if (!rc && !(rc = golden_lora(c, &lo))) {
+        rc = cs_stage_b_load_lora(f, &o, &lo, &m);
+        golden_lora_free(&lo);
+    }
     if (rc) return rc;
     cs_net_info in;
     cs_stage_b_info(m, &in);

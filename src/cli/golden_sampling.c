@@ -368,10 +368,16 @@ static int run_c(gcase *c, const char *cfg_model, const char *cfg_sampling, cons
     size_t N, C, H, W, Nt, Lt, Ct, Np, Lp, Cp, Ni = 0, M = 1, Ci = 0;
     float *text = NULL, *pool = NULL, *img = NULL, *res = NULL;
     int mix = 0, rc = golden_weights(c, "stage_c", &f);
+    cs_lora_list lo = {0};
     if (!rc)
         rc = net_opts(c, cfg_model, &o, &use);
+    /* a single-stage case (no result asked for): its lora list applies to the
+     * stage; the pipeline case has no single module to apply one to */
+    if (!rc && !result)
+        rc = golden_lora(c, &lo);
     if (!rc)
-        rc = cs_stage_c_load_opts(f, use, &m);
+        rc = cs_stage_c_load_lora(f, use, &lo, &m);
+    golden_lora_free(&lo);
     if (!rc)
         rc = sample_setup(c, cfg_sampling, in, &p, &mix, &N, &C, &H, &W);
     if (rc)
@@ -450,10 +456,16 @@ static int run_b(gcase *c, const char *cfg_model, const char *cfg_sampling, cons
     size_t N, C, H, W, Nc, Lc, Cc;
     float *clip = NULL, *res = NULL;
     int mix = 0, rc = golden_weights(c, "stage_b", &f);
+    cs_lora_list lo = {0};
     if (!rc)
         rc = net_opts(c, cfg_model, &o, &use);
+    /* a single-stage case (no result asked for): its lora list applies to the
+     * stage; the pipeline case has no single module to apply one to */
+    if (!rc && !result)
+        rc = golden_lora(c, &lo);
     if (!rc)
-        rc = cs_stage_b_load_opts(f, use, &m);
+        rc = cs_stage_b_load_lora(f, use, &lo, &m);
+    golden_lora_free(&lo);
     if (!rc)
         rc = sample_setup(c, cfg_sampling, in, &p, &mix, &N, &C, &H, &W);
     if (rc)

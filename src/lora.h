@@ -1,0 +1,65 @@
+/* LoRA and full-delta files merged into a network's weights at load.
+ *
+ * Key formats recognised (a key is <module><suffix>):
+ *   suffixes  .lora_down.weight / .lora_up.weight / .alpha  (kohya, OneTrainer)
+ *             .lora_A.weight / .lora_B.weight                (PEFT)
+ *             .lora.down.weight / .lora.up.weight            (diffusers LoRA)
+ *             .diff / .diff_b                                (full weight / bias delta)
+ *   modules   kohya underscore names: lora_unet_<path . -> _>, OneTrainer
+ *             lora_prior_unet_<...>; text encoder lora_te_ / lora_te1_ /
+ *             lora_prior_te_<...>; or bare dotted module paths, optionally
+ *             behind diffusion_model. / model.diffusion_model. / base_model.model.
+ *             / text_encoder. / unet. / prior.
+ * Underscore names are matched against the network's own parameter names
+ * (every float tensor `a.b.c.weight` of the file gives `a_b_c`), never
+ * split back into dots. Attention as kohya splits it (...attn.to_q|to_k|to_v,
+ * out_proj) targets rows [0,c), [c,2c), [2c,3c) of a packed in_proj_weight
+ * (or the split tensors where the checkpoint holds them).
+ * The down matrix may be a conv kernel ([rank, in, kh, kw], LoCon) as long
+ * as the target has out x in*kh*kw elements.
+ *
+ * Merge: W' = W + strength * scale * (up @ down) in float32, scale =
+ * alpha / rank (no alpha: 1); .diff: W' = W + strength * diff. LoRAs stack
+ * in list order. Each touched tensor becomes a float32 host copy (F32 even
+ * when the checkpoint is BF16/F16: twice the memory of those tensors only);
+ * untouched tensors stay in the mapping.
+ * Not supported (an error naming the key): DoRA (.dora_scale), LoCon Tucker
+ * (.lora_mid), LoHa / LoKr (unknown suffixes). */
+#ifndef CS_LORA_H
+#define CS_LORA_H
+
+#include "safetensors.h"
+
+typedef struct {
+    const char *path;
+    float strength;
+    int changed;   /* out: modules this LoRA changed in the last merge */
+} cs_lora;
+
+typedef struct cs_lora_list {
+    int n;
+    cs_lora *v;
+    int lenient;   /* keys that match nothing: a note instead of an error */
+    /* one-line notes (modules changed, ignored keys); NULL: none */
+    void (*note)(void *ctx, const char *msg);
+    void *ctx;
+} cs_lora_list;
+
+typedef struct cs_lora_patch cs_lora_patch;
+
+/* Merges every LoRA of list into the float tensors of f whose names start
+ * with prefix (the network's parameter names follow it). te: 1 for a text
+ * encoder (its keys are lora_te*), 0 for a U-Net (lora_unet / lora_prior_unet);
+ * the other part's kohya keys are skipped with a note. what names the network
+ * in messages ("Stage C"). *out = NULL when the list is empty. */
+int cs_lora_merge(cs_st_file *f, const char *prefix, int te, const char *what, cs_lora_list *list,
+                  cs_lora_patch **out);
+/* The merged tensor that replaces the file's tensor i, or NULL. */
+const cs_tensor *cs_lora_patch_at(const cs_lora_patch *p, int i);
+/* Merged tensors, bytes of their float32 copies. */
+int cs_lora_patch_count(const cs_lora_patch *p);
+size_t cs_lora_patch_bytes(const cs_lora_patch *p);
+/* Frees the copies (telling a device to drop its cached copies first). */
+void cs_lora_patch_free(cs_lora_patch *p);   /* NULL is fine */
+
+#endif

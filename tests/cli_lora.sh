@@ -1,0 +1,28 @@
+#!/bin/sh
+# cascade generate --lora on the demo networks: the LoRA is recorded in the
+# PNG (loras JSON, <lora:NAME:S> and its xxh64 in parameters); unmatched keys
+# fail with the listing and exit 1 leaving no file; a bad strength exits 2.
+D=$TOP_SRCDIR/tests/data/lora
+T=$(mktemp -d) || exit 99
+trap 'rm -rf "$T"' EXIT
+fail=0
+"$CASCADE_BIN" generate --demo -q -p cat --seed 1 --lora "$D/peft.safetensors:0.8" --lora-c "$D/stack_b.safetensors:-0.5" \
+    -o "$T/a.png" 2>"$T/err" || { echo "FAIL: generate with --lora"; cat "$T/err"; fail=1; }
+grep -aq 'cat <lora:peft:0.8> <lora:stack_b:-0.5>' "$T/a.png" || { echo "FAIL: no <lora:...> tags in parameters"; fail=1; }
+grep -aq '"file":"peft.safetensors","strength":0.8,"xxh64":"[0-9a-f]\{16\}"' "$T/a.png" || { echo "FAIL: no loras metadata"; fail=1; }
+"$CASCADE_BIN" generate --demo -q -p cat --seed 1 -o "$T/b.png" 2>/dev/null
+cmp -s "$T/a.png" "$T/b.png" && { echo "FAIL: the LoRA changed nothing"; fail=1; }
+"$CASCADE_BIN" generate --demo -q -p cat --lora "$D/unmatched.safetensors" -o "$T/u.png" 2>"$T/err"
+rc=$?
+[ $rc -eq 1 ] && grep -q 'unmatched.safetensors: 24 LoRA keys match no Stage C weight: lora_unet_no_such_block_00' "$T/err" \
+    && [ ! -e "$T/u.png" ] || { echo "FAIL: unmatched keys: rc $rc"; cat "$T/err"; fail=1; }
+"$CASCADE_BIN" generate --demo -q -p cat --lora-lenient --lora "$D/unmatched.safetensors" -o "$T/l.png" 2>"$T/err" \
+    || { echo "FAIL: --lora-lenient"; cat "$T/err"; fail=1; }
+"$CASCADE_BIN" generate --demo -q -p cat --lora "$D/peft.safetensors:x" -o "$T/s.png" 2>"$T/err"
+rc=$?
+[ $rc -eq 2 ] && grep -q -- "--lora: 'x' is not a number" "$T/err" || { echo "FAIL: bad strength: rc $rc"; cat "$T/err"; fail=1; }
+"$CASCADE_BIN" generate --demo -q -p cat --lora "$T/missing.safetensors" -o "$T/m.png" 2>"$T/err"
+rc=$?
+[ $rc -eq 1 ] && grep -q 'missing.safetensors' "$T/err" || { echo "FAIL: missing file: rc $rc"; cat "$T/err"; fail=1; }
+[ $fail -eq 0 ] && echo "cli_lora: all checks passed"
+exit $fail
