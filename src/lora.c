@@ -271,7 +271,7 @@ static int apply(cs_lora_patch *p, cs_st_file *f, const target *tg, const lkey *
 static void note(const cs_lora_list *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void note(const cs_lora_list *l, const char *fmt, ...)
 {
-    if (!l->note) return;
+    if (!l->note || l->dry) return;
     char msg[1200];
     va_list ap;
     va_start(ap, fmt);
@@ -340,7 +340,7 @@ static int merge_one(cs_lora_patch *p, cs_st_file *f, const tmap *tm, int te, co
                              k[q].t->name);
             }
         } else if (!only_alpha) {
-            rc = apply(p, f, tg, k + i, j - i, lo->strength, lname);
+            if (!list->dry) rc = apply(p, f, tg, k + i, j - i, lo->strength, lname);
             changed++;
         }
         i = j;

@@ -43,6 +43,7 @@ typedef struct cs_lora_list {
     /* one-line notes (modules changed, ignored keys); NULL: none */
     void (*note)(void *ctx, const char *msg);
     void *ctx;
+    int dry;       /* match keys only (no copies, no notes): the early check before any work */
 } cs_lora_list;
 
 typedef struct cs_lora_patch cs_lora_patch;

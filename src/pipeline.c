@@ -4,6 +4,7 @@
 #include "clip.h"
 #include "cancel.h"
 #include "error.h"
+#include "lora.h"
 #include "infile.h"
 #include "models.h"
 #include "previewer.h"
@@ -278,6 +279,11 @@ int cs_pipeline_check(cs_pipeline *p)
         if (rc)
             return rc;
     }
+    /* LoRAs are matched here but merged only at the real load (merging twice
+     * would copy every touched weight twice); with --keep-loaded this load is the real one */
+    struct cs_lora_list *lists[3] = {p->lora_c, p->lora_b, p->lora_text};
+    for (int k = 0; k < 3; k++)
+        if (lists[k]) lists[k]->dry = !p->keep;
     for (int i = 0; i < P_N && !rc; i++) {
         if (!p->path[i])
             continue;
@@ -285,6 +291,8 @@ int cs_pipeline_check(cs_pipeline *p)
         if (!rc && !p->keep)
             release(p, i);
     }
+    for (int k = 0; k < 3; k++)
+        if (lists[k]) lists[k]->dry = 0;
     if (rc)
         return rc;
     if ((rc = fit(p->clip_width, p->c_text, "the text encoder output", "Stage C's clip_text input")) ||

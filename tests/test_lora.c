@@ -140,7 +140,7 @@ static void test_errors(cs_st_file *base)
     char p[4400], notes[4096] = "";
     snprintf(p, sizeof p, "%s/unmatched.safetensors", data);
     cs_lora v = {p, 1.0f, 0};
-    cs_lora_list lo = {1, &v, 0, collect, notes};
+    cs_lora_list lo = {.n = 1, .v = &v, .lenient = 0, .note = collect, .ctx = notes};
     cs_stage_c *m = NULL;
     int rc = cs_stage_c_load_lora(base, NULL, &lo, &m);
     const char *e = cs_last_error();
