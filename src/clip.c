@@ -401,16 +401,32 @@ static int encoder_layer(const cs_clip *m, const clip_layer *w, float *h, size_t
     return cs_linear(f, R, (size_t)c->mlp, 0, w->fc2_w, w->fc2_b, h, 0, 1);   /* h += fc2(f) */
 }
 
-/* h[n,l] = token_embedding[ids[n,l]] + position_embedding[l]; h: [N*L, C]. */
-static int embed(const cs_clip *m, const int32_t *ids, size_t N, size_t L, float *h)
+/* h[n,l] = token_embedding[ids[n,l]] + position_embedding[l]; h: [N*L, C].
+ * Ids vocab .. vocab+n_extra-1 take row (id - vocab) of extra [n_extra, C]
+ * instead (textual-inversion vectors, numbered as ComfyUI does). */
+static int embed(const cs_clip *m, const int32_t *ids, size_t N, size_t L, const float *extra, size_t n_extra,
+                 float *h)
 {
     const cs_clip_config *c = &m->cfg;
-    size_t C = (size_t)c->width;
-    for (size_t r = 0; r < N * L; r++)
+    size_t C = (size_t)c->width, n_ext = 0;
+    for (size_t r = 0; r < N * L; r++) {
+        if (ids[r] >= c->vocab && (size_t)(ids[r] - c->vocab) < n_extra) {
+            n_ext++;
+            continue;
+        }
         if (ids[r] < 0 || ids[r] >= c->vocab)
             return cs_error(CS_EARG, "clip: token id %d at [%zu,%zu] is outside the vocabulary of %d", ids[r], r / L,
                             r % L, c->vocab);
-    int rc = cs_embed_rows(m->tok_emb, ids, N * L, h);
+    }
+    int32_t *tmp = NULL;
+    if (n_ext) {   /* look the others up; the extra rows are written over */
+        if (!(tmp = malloc(N * L * sizeof *tmp))) return cs_oom("the CLIP token ids", N * L * sizeof *tmp);
+        for (size_t r = 0; r < N * L; r++) tmp[r] = ids[r] >= c->vocab ? 0 : ids[r];
+    }
+    int rc = cs_embed_rows(m->tok_emb, tmp ? tmp : ids, N * L, h);
+    for (size_t r = 0; tmp && r < N * L && !rc; r++)
+        if (ids[r] >= c->vocab) rc = cs_act_upload(h + r * C, extra + (size_t)(ids[r] - c->vocab) * C, C);
+    free(tmp);
     const float *pos = rc ? NULL : cs_param(m->pos, L * C);
     if (!rc && !pos) rc = CS_ENOMEM;
     for (size_t n = 0; n < N && !rc; n++) cs_add(h + n * L * C, pos, h + n * L * C, L * C);
@@ -435,7 +451,7 @@ static size_t pool_index(const cs_clip_config *c, const int32_t *ids, size_t L)
     size_t best = 0;
     for (size_t i = 0; i < L; i++) {
         if (c->eos == 2) {   /* HF legacy configs: the highest id (eos is the largest) */
-            if (ids[i] > ids[best]) best = i;
+            if (ids[i] < c->vocab && ids[i] > ids[best]) best = i;
         } else if (ids[i] == c->eos) {
             return i;
         }
@@ -445,7 +461,7 @@ static size_t pool_index(const cs_clip_config *c, const int32_t *ids, size_t L)
 
 /* Outputs go to host memory (out); the work runs in the current mode. */
 static int forward(const cs_clip *m, const int32_t *ids, const int32_t *mask, size_t N, size_t L,
-                   const cs_clip_out *out)
+                   const float *extra, size_t n_extra, const cs_clip_out *out)
 {
     const cs_clip_config *c = &m->cfg;
     size_t R = N * L, C = (size_t)c->width, RC = R * C;
@@ -459,7 +475,7 @@ static int forward(const cs_clip *m, const int32_t *ids, const int32_t *mask, si
     float *f = a + RC, *dM = f + R * (size_t)c->mlp, *pooled = dM + N * L * L, *emb = pooled + N * C;
     int rc = build_mask(mask, N, L, M);
     if (!rc) rc = cs_act_upload(dM, M, N * L * L);
-    if (!rc) rc = embed(m, ids, N, L, h);
+    if (!rc) rc = embed(m, ids, N, L, extra, n_extra, h);
     if (!rc && out->hidden) rc = cs_act_download(out->hidden[0], h, RC);
     for (int l = 0; !rc && l < c->layers; l++) {
         if ((rc = cs_cancel_check())) break;
@@ -484,15 +500,21 @@ static int forward(const cs_clip *m, const int32_t *ids, const int32_t *mask, si
     return rc;
 }
 
-int cs_clip_forward(const cs_clip *m, const int32_t *ids, const int32_t *mask, size_t N, size_t L,
-                    const cs_clip_out *out)
+int cs_clip_forward_ext(const cs_clip *m, const int32_t *ids, const int32_t *mask, size_t N, size_t L,
+                        const float *extra, size_t n_extra, const cs_clip_out *out)
 {
     const cs_clip_config *c = &m->cfg;
     if (N == 0 || L == 0 || L > (size_t)c->ctx)
         return cs_error(CS_EARG, "clip: %zu x %zu tokens; need N >= 1 and 1 <= L <= %d", N, L, c->ctx);
     const cs_dev_ops *d = cs_dev_pick();
-    if (!d) return forward(m, ids, mask, N, L, out);
+    if (!d) return forward(m, ids, mask, N, L, extra, n_extra, out);
     cs_dev_args a;
     cs_dev_args_begin(&a, d);
-    return cs_dev_args_finish(&a, forward(m, ids, mask, N, L, out));
+    return cs_dev_args_finish(&a, forward(m, ids, mask, N, L, extra, n_extra, out));
+}
+
+int cs_clip_forward(const cs_clip *m, const int32_t *ids, const int32_t *mask, size_t N, size_t L,
+                    const cs_clip_out *out)
+{
+    return cs_clip_forward_ext(m, ids, mask, N, L, NULL, 0, out);
 }

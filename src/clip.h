@@ -66,4 +66,8 @@ typedef struct {
 int cs_clip_forward(const cs_clip *m, const int32_t *ids, const int32_t *mask, size_t N, size_t L,
                     const cs_clip_out *out);
 
+/* Same, with extra input vectors: ids vocab + k (k < n_extra) embed as row k
+ * of extra [n_extra, width] (textual inversion, prompt.h). */
+int cs_clip_forward_ext(const cs_clip *m, const int32_t *ids, const int32_t *mask, size_t N, size_t L,
+                        const float *extra, size_t n_extra, const cs_clip_out *out);
 #endif

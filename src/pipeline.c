@@ -2,6 +2,7 @@
 #include "pipeline.h"
 
 #include "clip.h"
+#include "cond.h"
 #include "cancel.h"
 #include "error.h"
 #include "lora.h"
@@ -66,6 +67,7 @@ void cs_gen_defaults(cs_gen_params *p)
     cs_sample_defaults_c(&p->c);
     cs_sample_defaults_b(&p->b);
     p->u8_mode = CS_U8_TRUNCATE;
+    p->prompt_style = CS_PROMPT_COMFYUI;
 }
 
 /* ceil(px / 42.67) in the float64 arithmetic of the official code */
@@ -332,6 +334,8 @@ typedef struct {
     const float *clip_text, *pooled;
     float *r;
     volatile sig_atomic_t *cancel;
+    size_t N, Lu, ct;              /* uncond text [N, Lu, ct] when Lu != Lt */
+    const float *uncond_text;      /* NULL: rows N.. of clip_text */
 } c_ctx;
 
 static int c_eps(void *ctx, const float *x, int nb, float r, float *eps)
@@ -341,8 +345,17 @@ static int c_eps(void *ctx, const float *x, int nb, float r, float *eps)
         return CANCEL_ERR();
     for (int i = 0; i < nb; i++)
         c->r[i] = r;
-    return cs_stage_c_forward(c->m, x, (size_t)nb, c->h, c->w, c->r, c->clip_text, c->Lt, c->pooled, NULL, 1,
-                              NULL, NULL, eps);
+    if (!c->uncond_text || (size_t)nb <= c->N)
+        return cs_stage_c_forward(c->m, x, (size_t)nb, c->h, c->w, c->r, c->clip_text, c->Lt, c->pooled, NULL, 1,
+                                  NULL, NULL, eps);
+    /* texts of different lengths (ComfyUI runs such CFG halves apart) */
+    size_t N = c->N, o = N * c->h * c->w * 16;
+    int rc = cs_stage_c_forward(c->m, x, N, c->h, c->w, c->r, c->clip_text, c->Lt, c->pooled, NULL, 1, NULL, NULL,
+                                eps);
+    if (!rc)
+        rc = cs_stage_c_forward(c->m, x + o, N, c->h, c->w, c->r + N, c->uncond_text, c->Lu, c->pooled + N * c->ct,
+                                NULL, 1, NULL, NULL, eps + o);
+    return rc;
 }
 
 typedef struct {
@@ -361,11 +374,13 @@ static int step_cb(void *ctx, int step, int steps, const float *x0, const float 
     return cancelled(io->cancel) ? CANCEL_ERR() : 0;
 }
 
-int cs_pipe_sample_c(cs_stage_c *m, const cs_sample_params *sp, size_t N, size_t h, size_t w,
-                     const float *clip_text, size_t Lt, const float *pooled, const cs_stage_io *io,
-                     float *x, float *result)
+/* uncond_text NULL: clip_text holds both halves [2N, Lt, .]; else the
+ * unconditional half is uncond_text [N, Lu, .] and pooled rows are cp wide. */
+static int sample_c(cs_stage_c *m, const cs_sample_params *sp, size_t N, size_t h, size_t w, const float *clip_text,
+                    size_t Lt, const float *uncond_text, size_t Lu, const float *pooled, size_t cp,
+                    const cs_stage_io *io, float *x, float *result)
 {
-    c_ctx c = {m, h, w, Lt, clip_text, pooled, calloc(2 * N, sizeof(float)), io->cancel};
+    c_ctx c = {m, h, w, Lt, clip_text, pooled, calloc(2 * N, sizeof(float)), io->cancel, N, Lu, cp, uncond_text};
     if (!c.r)
         return cs_oom("Stage C timesteps", 2 * N * sizeof(float));
     step_ctx sc = {io};
@@ -373,6 +388,13 @@ int cs_pipe_sample_c(cs_stage_c *m, const cs_sample_params *sp, size_t N, size_t
     int rc = cs_sample(sp, (int)N, h * w * 16, x, result, &sio);
     free(c.r);
     return rc;
+}
+
+int cs_pipe_sample_c(cs_stage_c *m, const cs_sample_params *sp, size_t N, size_t h, size_t w,
+                     const float *clip_text, size_t Lt, const float *pooled, const cs_stage_io *io,
+                     float *x, float *result)
+{
+    return sample_c(m, sp, N, h, w, clip_text, Lt, NULL, Lt, pooled, 0, io, x, result);
 }
 
 typedef struct {
@@ -541,32 +563,23 @@ int cs_pipeline_generate(cs_pipeline *p, const cs_gen_params *g, const cs_pipeli
     if ((rc = cs_pipeline_check_size(p, g)) != 0)
         return rc;
     volatile sig_atomic_t *cancel = hk ? hk->cancel : NULL;
-    const size_t N = (size_t)g->batch, L = CS_TOK_CTX;
+    const size_t N = (size_t)g->batch;
+    size_t L = CS_TOK_CTX, Lu = CS_TOK_CTX;
+    cs_cond cd[2] = {{0}};
+    cs_embeddings *emb = NULL;
     const size_t hc = cs_latent_c(g->height), wc = cs_latent_c(g->width);
     const size_t hb = cs_latent_b(g->height), wb = cs_latent_b(g->width);
     const size_t Ct = (size_t)p->clip_width, Cp = (size_t)p->clip_proj;
     run_ctx r = {p, g, hk, CS_STAGE_TEXT, 0, N, hc, wc, NULL, NULL};
 
-    float *hid = NULL, *pool = NULL, *ctext = NULL, *cpool = NULL, *xc = NULL, *C = NULL, *xb = NULL,
+    float *ctext = NULL, *cpool = NULL, *xc = NULL, *C = NULL, *xb = NULL,
           *B = NULL, *img = NULL;
     uint8_t *rgb = NULL;
     cs_rng rng;
     cs_rng_seed(&rng, g->seed);
 
     /* 1-2. tokens and text encoding of [prompt, negative] */
-    int32_t ids[2 * CS_TOK_CTX], mask[2 * CS_TOK_CTX];
     const char *texts[2] = {g->prompt, g->negative ? g->negative : ""};
-    for (int i = 0; i < 2; i++) {
-        size_t full = 0;
-        if ((rc = cs_tokens_77(p->tok, texts[i], ids + i * L, mask + i * L, &full)) != 0)
-            goto out;
-        if (full > L) {
-            char msg[160];
-            snprintf(msg, sizeof msg, "the %s has %zu tokens; only the first %d are used",
-                     i ? "negative prompt" : "prompt", full - 2, CS_TOK_CTX - 2);
-            warn(hk, msg);
-        }
-    }
     if (cancelled(cancel)) {
         rc = CANCEL_ERR();
         goto out;
@@ -575,24 +588,36 @@ int cs_pipeline_generate(cs_pipeline *p, const cs_gen_params *g, const cs_pipeli
     if ((rc = load(p, P_TEXT)) != 0)
         goto out;
     progress(&r, CS_STAGE_TEXT, 0, 1);
-    hid = cs_alloc(2 * L * Ct * sizeof(float));
-    pool = cs_alloc(2 * Cp * sizeof(float));
-    ctext = cs_alloc(2 * N * L * Ct * sizeof(float));
-    cpool = cs_alloc(2 * N * Cp * sizeof(float));
-    if (!hid || !pool || !ctext || !cpool) {
-        rc = cs_oom("the text conditioning", (2 * L * Ct + 2 * Cp + 2 * N * L * Ct + 2 * N * Cp) * sizeof(float));
+    if (g->embeddings && g->prompt_style == CS_PROMPT_COMFYUI &&
+        (rc = cs_embeddings_new(g->embeddings, p->clip_width, &emb)) != 0)
         goto out;
-    }
-    cs_clip_out co = {hid, NULL, pool, NULL};
-    if ((rc = cs_clip_forward(p->clip, ids, mask, 2, L, &co)) != 0)
+    for (int i = 0; i < 2 && !rc; i++)
+        rc = cs_cond_encode(p->clip, p->tok, (cs_prompt_style)g->prompt_style, texts[i], emb,
+                            i ? "negative prompt" : "prompt", hk ? hk->warn : NULL, hk ? hk->ctx : NULL, &cd[i]);
+    if (rc)
         goto out;
     if (!p->keep)
         release(p, P_TEXT);
-    /* replicate: rows 0..N-1 prompt, N..2N-1 negative */
+    /* ComfyUI's CFG batching: equal lengths (repeat to the lcm when that is
+     * at most 4x the shorter), else each half with its own length */
+    L = cs_cond_common_len(cd[0].Lt, cd[1].Lt);
+    Lu = L ? L : cd[1].Lt;
+    if (!L)
+        L = cd[0].Lt;
+    ctext = cs_alloc((L + Lu) * N * Ct * sizeof(float));
+    cpool = cs_alloc(2 * N * Cp * sizeof(float));
+    if (!ctext || !cpool) {
+        rc = cs_oom("the text conditioning", ((L + Lu) * N * Ct + 2 * N * Cp) * sizeof(float));
+        goto out;
+    }
+    /* rows 0..N-1 prompt [N, L], then N negative rows [N, Lu]; tiled to length */
     for (size_t i = 0; i < 2 * N; i++) {
-        size_t src = i < N ? 0 : 1;
-        memcpy(ctext + i * L * Ct, hid + src * L * Ct, L * Ct * sizeof(float));
-        memcpy(cpool + i * Cp, pool + src * Cp, Cp * sizeof(float));
+        const cs_cond *c = &cd[i < N ? 0 : 1];
+        size_t len = i < N ? L : Lu;
+        float *dst = ctext + (i < N ? i * L : N * L + (i - N) * Lu) * Ct;
+        for (size_t t = 0; t < len; t += c->Lt)
+            memcpy(dst + t * Ct, c->text, c->Lt * Ct * sizeof(float));
+        memcpy(cpool + i * Cp, c->pooled, Cp * sizeof(float));
     }
     progress(&r, CS_STAGE_TEXT, 1, 1);
 
@@ -628,7 +653,8 @@ int cs_pipeline_generate(cs_pipeline *p, const cs_gen_params *g, const cs_pipeli
     progress(&r, CS_STAGE_C, 0, g->c.steps);
     noise_ctx nzc = {&rng, 16, hc, wc};
     cs_stage_io ioc = {noise_nhwc, &nzc, on_step, &r, cancel};
-    if ((rc = cs_pipe_sample_c(p->sc, &g->c, N, hc, wc, ctext, L, cpool, &ioc, xc, C)) != 0 ||
+    if ((rc = sample_c(p->sc, &g->c, N, hc, wc, ctext, L, Lu == L ? NULL : ctext + N * L * Ct, Lu, cpool, Cp, &ioc,
+                       xc, C)) != 0 ||
         (rc = check_finite(C, N * hc * wc * 16, "Stage C result", &g->c)) != 0)
         goto out;
     if (!p->keep)
@@ -720,8 +746,9 @@ out:
     if (rc && !p->keep)
         for (int i = 0; i < P_N; i++)
             release(p, i);
-    cs_free(hid);
-    cs_free(pool);
+    cs_cond_free(&cd[0]);
+    cs_cond_free(&cd[1]);
+    cs_embeddings_free(emb);
     cs_free(ctext);
     cs_free(cpool);
     cs_free(xc);

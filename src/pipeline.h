@@ -59,6 +59,8 @@ typedef struct {
     cs_u8_mode u8_mode;      /* truncate (official) or round */
     int preview_every;       /* > 0: previews every K Stage C steps too */
     int want_preview;        /* 1: preview of the final Stage C x0 */
+    int prompt_style;        /* cs_prompt_style (prompt.h); default comfyui */
+    const char *embeddings;  /* folder for embedding:NAME (comfyui style), or NULL */
 } cs_gen_params;
 
 /* Official defaults (§8): 1024x1024, batch 1, seed 0, C 20/4/2, B 10/1.1/1,

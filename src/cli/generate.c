@@ -2,6 +2,7 @@
  * (sizes, output path, models, memory) -> pipeline with progress and Ctrl-C
  * -> PNG files with metadata. Nothing is written unless the run completes. */
 #include "cli.h"
+#include "prompt.h"
 #include "generate.h"
 
 #include "cancel.h"
@@ -74,6 +75,10 @@ static void usage(FILE *f)
         "                         needs an explicit :S\n"
         "      --lora-c, --lora-b, --lora-te FILE[:S]   the same for Stage C, Stage B, the text encoder\n"
         "      --lora-lenient     LoRA keys that match no weight are a note, not an error\n"
+        "      --prompt-style S   comfyui (default: (word:1.2) weights, \\( \\) escapes, prompts\n"
+        "                         longer than 75 tokens in 77-token chunks, embedding:NAME) or\n"
+        "                         official (first 75 tokens, no syntax)\n"
+        "      --embeddings DIR   folder of NAME.safetensors textual inversions (\"clip_g\" [n,1280])\n"
         "      --keep-loaded      keep every stage in memory between runs (--count)\n"
         "      --threads N        worker threads, 1..4 per processor, at most 1024\n"
         "                         (default: all cores, or $CASCADE_THREADS)\n"
@@ -181,7 +186,7 @@ enum {
     O_SEED = 256, O_BATCH, O_COUNT, O_STEPS_C, O_STEPS_B, O_CFG_C, O_CFG_B, O_CFG_RHO, O_SHIFT_C, O_SHIFT_B,
     O_SAMPLER, O_ETA, O_RNG, O_ROUND, O_FORCE, O_PREVIEW, O_PREVIEW_EVERY, O_MODELS, O_VARIANT, O_VARIANT_C,
     O_VARIANT_B, O_STAGE_C, O_STAGE_B, O_STAGE_A, O_TEXT, O_PREVIEWER, O_TOKENIZER, O_KEEP, O_THREADS,
-    O_JSON, O_DEMO, O_DEVICE, O_PRECISION, O_LORA, O_LORA_C, O_LORA_B, O_LORA_TE, O_LORA_LENIENT,
+    O_JSON, O_DEMO, O_DEVICE, O_PRECISION, O_LORA, O_LORA_C, O_LORA_B, O_LORA_TE, O_LORA_LENIENT, O_PROMPT_STYLE, O_EMBEDDINGS,
 };
 
 static const struct option longopts[] = {
@@ -203,6 +208,7 @@ static const struct option longopts[] = {
     {"previewer", required_argument, 0, O_PREVIEWER}, {"tokenizer", required_argument, 0, O_TOKENIZER},
     {"keep-loaded", no_argument, 0, O_KEEP}, {"threads", required_argument, 0, O_THREADS},
     {"device", required_argument, 0, O_DEVICE}, {"precision", required_argument, 0, O_PRECISION},
+    {"prompt-style", required_argument, 0, O_PROMPT_STYLE}, {"embeddings", required_argument, 0, O_EMBEDDINGS},
     {"json", no_argument, 0, O_JSON}, {"quiet", no_argument, 0, 'q'}, {"demo", no_argument, 0, O_DEMO},
     {"lora", required_argument, 0, O_LORA}, {"lora-c", required_argument, 0, O_LORA_C},
     {"lora-b", required_argument, 0, O_LORA_B}, {"lora-te", required_argument, 0, O_LORA_TE},
@@ -257,6 +263,11 @@ static int parse(int argc, char **argv, opts *o)
                 return bad("--rng: unknown generator '%s' (torch-cpu)%s", optarg, "");
             break;
         case O_ROUND: o->g.u8_mode = CS_U8_ROUND; break;
+        case O_PROMPT_STYLE:
+            if ((o->g.prompt_style = cs_prompt_style_parse(optarg)) < 0)
+                return bad("--prompt-style %s: use official or comfyui%s", optarg, "");
+            break;
+        case O_EMBEDDINGS: o->g.embeddings = optarg; break;
         case 'o': o->out = optarg; break;
         case O_FORCE: o->force = 1; break;
         case O_PREVIEW: o->preview = optarg; break;
@@ -754,9 +765,10 @@ int cmd_generate(int argc, char **argv)
         goto error;
 
     if (o.json)
-        gen_json_emit(json_pack("{s:s, s:I, s:i, s:i, s:i, s:i, s:b}", "event", "start", "seed",
+        gen_json_emit(json_pack("{s:s, s:I, s:i, s:i, s:i, s:i, s:b, s:s}", "event", "start", "seed",
                                 (json_int_t)o.g.seed, "width", o.g.width, "height", o.g.height, "batch",
-                                o.g.batch, "count", o.count, "demo", o.demo));
+                                o.g.batch, "count", o.count, "demo", o.demo, "prompt_style",
+                                cs_prompt_style_name((cs_prompt_style)o.g.prompt_style)));
     else if (!o.quiet)
         fprintf(stderr, "%s" ME ": %dx%d, seed %llu, batch %d%s, Stage C %d steps cfg %g, Stage B %d steps cfg %g, %s\n",
                 s.info, o.g.width, o.g.height, (unsigned long long)o.g.seed, o.g.batch, o.count > 1 ? " per run" : "",

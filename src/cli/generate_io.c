@@ -5,6 +5,7 @@
 
 #include "cancel.h"
 #include "error.h"
+#include "prompt.h"
 #include "infile.h"
 #include "models.h"
 #include "weights.h"
@@ -281,6 +282,7 @@ int gen_meta_build(const gen_meta *m, cs_png_text **out, int *n)
     add(&c, "shift_b", "%g", (double)g->b.shift);
     add(&c, "sampler", "%s", m->sampler_name);
     add(&c, "rng", "torch-cpu");
+    add(&c, "prompt_style", "%s", cs_prompt_style_name((cs_prompt_style)g->prompt_style));
     add(&c, "output_rounding", "%s", g->u8_mode == CS_U8_ROUND ? "round" : "truncate");
     add(&c, "tokenizer", "%s", m->tokenizer ? m->tokenizer : "");
 
