@@ -5,6 +5,7 @@
 #include "wpack.h"
 
 #include "error.h"
+#include "safetensors.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -68,14 +69,20 @@ int cs_wpack_get(const cs_tensor *W, size_t N, size_t K, cs_wpack *out)
     const char *name = W->name ? W->name : "weight";
     if (W->dtype != CS_F32 && W->dtype != CS_BF16 && W->dtype != CS_F16)
         return cs_error(CS_EUNSUP, "%s: weight dtype %s is not a float type", name, cs_dtype_name(W->dtype));
+    size_t es = W->dtype == CS_F32 ? 4 : 2, rowb = K * es;
+    const char *d = W->data;
     pthread_mutex_lock(&lock);
     for (size_t i = n_tab; i-- > 0;) {
+        /* W itself, or rows [r0, r0 + N) of a packed weight with r0 a
+         * multiple of 16 (a view such as an in_proj's k|v rows): its panels */
         entry *e = &tab[i];
-        if (e->data == W->data && e->dtype == W->dtype && e->N == N && e->K == K) {
-            *out = e->w;
-            pthread_mutex_unlock(&lock);
-            return 0;
-        }
+        const char *ed = e->data;
+        if (e->dtype != W->dtype || e->K != K || d < ed || d >= ed + e->N * rowb || (size_t)(d - ed) % rowb) continue;
+        size_t r0 = (size_t)(d - ed) / rowb;
+        if (r0 % 16 || r0 + N > e->N) continue;
+        *out = (cs_wpack){e->w.p + r0 / 16 * e->w.pstride, e->w.pstride};
+        pthread_mutex_unlock(&lock);
+        return 0;
     }
     int rc = 0;
     size_t pstride = (K + 1) / 2 * 16, bytes = (N + 15) / 16 * pstride * sizeof(uint32_t);
@@ -94,6 +101,17 @@ int cs_wpack_get(const cs_tensor *W, size_t N, size_t K, cs_wpack *out)
         goto out;
     }
     pack(W, N, K, p, pstride);
+    for (size_t i = 0; i < n_tab;) {   /* views packed before their whole weight: the new entry covers them */
+        const char *ed = tab[i].data;
+        if (tab[i].dtype == W->dtype && tab[i].K == K && ed >= d && ed < d + N * rowb && (size_t)(ed - d) % rowb == 0 &&
+            (size_t)(ed - d) / rowb % 16 == 0 && (size_t)(ed - d) / rowb + tab[i].N <= N) {
+            cs_free((void *)tab[i].w.p);
+            held -= tab[i].bytes;
+            tab[i] = tab[--n_tab];
+        } else i++;
+    }
+    /* the CPU products no longer read the mapped weight: its pages need not stay resident */
+    cs_st_release_pages(W->data, N * rowb);
     tab[n_tab++] = (entry){W->data, W->dtype, N, K, bytes, {p, pstride}};
     held += bytes;
     *out = (cs_wpack){p, pstride};

@@ -3,11 +3,16 @@
  * product that uses it and kept until forgotten -- packing once instead of
  * per call, as the GPU plugin keeps its device copies. Keyed by the
  * weight's data pointer (plus dtype and shape, so a reused address with
- * another tensor is never mistaken for it).
+ * another tensor is never mistaken for it). A view of rows [r0, r0+n) of
+ * an entry with r0 a multiple of 16 (an in_proj's k|v rows) uses the
+ * entry's panels instead of a second copy; a whole weight packed after
+ * such a view replaces it.
  *
  * Size: 2 bytes per weight (columns padded to 16, K to even), the size of
  * a BF16 file's own data and half an F32 file's. Once packed, the mapped
- * file pages of that weight are no longer read by the CPU products.
+ * file pages of that weight are no longer read by the CPU products, and
+ * when the weight lies in a safetensors mapping they are dropped from this
+ * process (cs_st_release_pages), so RSS holds the weight once, not twice.
  *
  * Whoever unmaps or frees weight memory calls cs_param_forget (device.h),
  * which calls cs_wpack_forget: entries whose data lies in the range go.

@@ -247,6 +247,24 @@ static void test_linear(void)
         }
     cs_wpack_bytes(&cnt);
     CHECK(cnt == 2, "cache after forget + repack: %zu entries, want 2", cnt);
+    /* views: rows [32, 32+70) of a packed weight use its panels (no new entry), and a view
+     * packed before its whole weight is replaced by it; results equal a separate copy's */
+    cs_wpack_clear();
+    float *wc = malloc(70 * K * 4), *yv = malloc(M * 70 * 4), *yc = malloc(M * 70 * 4);
+    memcpy(wc, wf + 32 * K, 70 * K * 4);
+    cs_tensor Wc = {.dtype = CS_F32, .ndim = 2, .shape = {70, (int64_t)K}, .data = wc, .name = "copy"};
+    cs_tensor Wv = {.dtype = CS_F32, .ndim = 2, .shape = {70, (int64_t)K}, .data = wf + 32 * K, .name = "view"};
+    CHECK(cs_linear(x, M, K, 0, &Wc, NULL, yc, 0, 0) == 0, "%s", cs_last_error());
+    for (int order = 0; order < 2; order++) {
+        cs_param_forget(wf, N * K * 4);
+        if (order) CHECK(cs_linear(x, M, K, 0, &Wv, NULL, yv, 0, 0) == 0, "%s", cs_last_error());
+        CHECK(cs_linear(x, M, K, 0, &W, NULL, y2, 0, 0) == 0, "%s", cs_last_error());
+        if (!order) CHECK(cs_linear(x, M, K, 0, &Wv, NULL, yv, 0, 0) == 0, "%s", cs_last_error());
+        cs_wpack_bytes(&cnt);
+        CHECK(cnt == 2, "view %s its weight: %zu entries, want 2 (the copy and the whole)", order ? "before" : "after", cnt);
+        CHECK(!memcmp(yv, yc, M * 70 * 4), "view %s its weight: results differ from a copy's", order ? "before" : "after");
+    }
+    free(wc), free(yv), free(yc);
     cs_wpack_clear();
     free(x), free(wf), free(y1), free(y2), free(yr), free(yf), free(wb), free(bp), free(wt);
 }
