@@ -19,6 +19,7 @@
 #include "../src/device.h"
 #include "../src/error.h"
 #include "../src/ops.h"
+#include "../src/safetensors.h"
 #include "../src/tensor.h"
 #include "../src/wpack.h"
 
@@ -27,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #ifdef CS_HAVE_AVX512BF16
 #include <immintrin.h>
@@ -269,6 +271,65 @@ static void test_linear(void)
     free(x), free(wf), free(y1), free(y2), free(yr), free(yf), free(wb), free(bp), free(wt);
 }
 
+/* kB of this process's resident pages in the mapping that holds p (/proc/self/smaps), -1 if unknown */
+static long mapped_rss_kb(const void *p)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f) return -1;
+    char line[512];
+    int in = 0;
+    long kb = -1;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, ' ') && line[0] != 'R')
+            in = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+        else if (in && sscanf(line, "Rss: %ld kB", &kb) == 1)
+            break;
+    }
+    fclose(f);
+    return kb;
+}
+
+/* a weight in a safetensors mapping: its pages leave RSS once packed, and
+ * still read back intact (the fp32 product on it equals one on a copy) */
+static void test_mapped(void)
+{
+    const size_t N = 256, K = 1024, M = 40;
+    char path[512];
+    snprintf(path, sizeof path, "%s/test_gemm_bf16.%d.safetensors", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+             (int)getpid());
+    float *w = malloc(N * K * 4), *x = malloc(M * K * 4), *y1 = malloc(M * N * 4), *y2 = malloc(M * N * 4);
+    for (size_t i = 0; i < N * K; i++) w[i] = uni(-0.1f, 0.1f);
+    for (size_t i = 0; i < M * K; i++) x[i] = uni(-1, 1);
+    cs_tensor t = {.dtype = CS_F32, .ndim = 2, .shape = {(int64_t)N, (int64_t)K}, .data = w, .name = "w"};
+    cs_st_file *f = NULL;
+    if (cs_st_write(path, &t, 1, NULL, 0) || cs_st_open(path, &f)) {
+        CHECK(0, "mapped weight: %s", cs_last_error());
+        unlink(path);
+        return;
+    }
+    unlink(path);   /* the mapping keeps the data */
+    const cs_tensor *W = cs_st_find(f, "w");
+    volatile float sum = 0;
+    for (size_t i = 0; i < N * K; i += 1024) sum += ((const float *)W->data)[i];   /* fault every page in */
+    long before = mapped_rss_kb(W->data);
+    CHECK(cs_linear(x, M, K, 0, W, NULL, y1, 0, 0) == 0, "%s", cs_last_error());
+    long after = mapped_rss_kb(W->data);
+    printf("mapped weight of %zu kB: RSS %ld kB before packing, %ld kB after\n", N * K * 4 / 1024, before, after);
+    if (before >= 0) CHECK(before >= (long)(N * K * 4 / 1024) && after >= 0 && after <= 16,
+                           "mapped weight: RSS %ld kB before packing, %ld kB after (want its pages dropped)", before, after);
+    cs_cpu_precision_set(CS_PREC_FP32);
+    CHECK(cs_linear(x, M, K, 0, W, NULL, y1, 0, 0) == 0, "%s", cs_last_error());
+    CHECK(cs_linear(x, M, K, 0, &t, NULL, y2, 0, 0) == 0, "%s", cs_last_error());
+    CHECK(!memcmp(y1, y2, M * N * 4), "mapped weight: data read back after the drop differs");
+    cs_cpu_precision_set(CS_PREC_BF16);
+    cs_st_close(f);
+    size_t cnt = 0;
+    cs_wpack_bytes(&cnt);
+    CHECK(cnt == 0, "closing the file left %zu packed entries", cnt);
+    free(w), free(x), free(y1), free(y2);
+}
+
 int main(void)
 {
     if (cs_simd_init()) {
@@ -288,6 +349,7 @@ int main(void)
     test_kernel(kern);
     CHECK(cs_cpu_precision_set(CS_PREC_BF16) == 0, "bf16 precision: %s", cs_last_error());
     test_linear();
+    test_mapped();
     cs_cpu_precision_set(CS_PREC_FP32);
     if (failures) fprintf(stderr, "%d failure(s)\n", failures);
     else printf("ok\n");
