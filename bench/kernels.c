@@ -2,7 +2,7 @@
  * through the threaded op layer where one exists, and of cs_linear (F32 and
  * BF16 weights) against cblas_sgemm on the same shapes.
  *
- *   make bench/kernels && nice bench/kernels [--threads N] [--time S] [--only NAME|gemm]
+ *   make bench/kernels && nice bench/kernels [--threads N] [--time S] [--only NAME|gemm|bf16]
  *
  * Each case runs until --time seconds (default 0.5) have passed and reports
  * its best run: the machine may be shared, the minimum is the least
@@ -11,6 +11,8 @@
 #include "../src/error.h"
 #include "../src/ops.h"
 #include "../src/tensor.h"
+#include "../src/backend.h"
+#include "../src/wpack.h"
 #include "args.h"
 
 #include <cblas.h>
@@ -227,10 +229,49 @@ static void gemm_table(void)
     }
 }
 
+/* ---- bf16 products (AVX512-BF16): cs_linear at fp32 vs bf16 precision ---- */
+
+static void bf16_table(void)
+{
+    static const size_t shapes[][3] = {{1152, 1536, 1536}, {1152, 6144, 1536}, {1152, 1536, 6144}, {32768, 1280, 1280}};
+    if (cs_cpu_precision_set(CS_PREC_BF16)) {
+        printf("bf16: %s\n", cs_last_error());
+        return;
+    }
+    cs_cpu_precision_set(CS_PREC_FP32);
+    printf("| M x K x N | fp32, F32 W GFLOP/s | fp32, BF16 W | bf16, F32 W | bf16, BF16 W | bf16/fp32 (BF16 W) | first bf16 call (packs) ms |\n");
+    printf("|---|---:|---:|---:|---:|---:|---:|\n");
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        gctx g = {.M = shapes[s][0], .K = shapes[s][1], .N = shapes[s][2]};
+        g.x = randf(g.M * g.K, -1, 1);
+        g.w = randf(g.N * g.K, -0.05f, 0.05f);
+        g.y = randf(g.M * g.N, 0, 1);
+        g.wh = cs_alloc(g.N * g.K * 2);
+        for (size_t i = 0; i < g.N * g.K; i++) g.wh[i] = cs_f32_to_bf16(g.w[i]);
+        g.W = (cs_tensor){CS_F32, 2, {(int64_t)g.N, (int64_t)g.K}, g.w, "w"};
+        g.Wh = (cs_tensor){CS_BF16, 2, {(int64_t)g.N, (int64_t)g.K}, g.wh, "w"};
+        double fl = 2.0 * (double)g.M * (double)g.K * (double)g.N, t[4];
+        g.mode = 1, t[0] = best(run_gemm, &g);
+        g.W.data = g.wh, g.W.dtype = CS_BF16, t[1] = best(run_gemm, &g);
+        cs_cpu_precision_set(CS_PREC_BF16);
+        double t0 = now();
+        run_gemm(&g);   /* BF16 W: packs it */
+        double first = now() - t0;
+        t[3] = best(run_gemm, &g);
+        g.W.data = g.w, g.W.dtype = CS_F32, t[2] = best(run_gemm, &g);
+        cs_cpu_precision_set(CS_PREC_FP32);
+        cs_wpack_clear();
+        printf("| %zu x %zu x %zu | %.1f | %.1f | %.1f | %.1f | %.2fx | %.0f |\n", g.M, g.K, g.N, fl / t[0] * 1e-9,
+               fl / t[1] * 1e-9, fl / t[2] * 1e-9, fl / t[3] * 1e-9, t[1] / t[3], first * 1e3);
+        fflush(stdout);
+        cs_free(g.x), cs_free(g.w), cs_free(g.y), cs_free(g.wh);
+    }
+}
+
 int main(int argc, char **argv)
 {
     int threads = 2;
-    static const char use[] = "usage: bench/kernels [--threads N] [--time SECONDS] [--only SUBSTRING|gemm]\n";
+    static const char use[] = "usage: bench/kernels [--threads N] [--time SECONDS] [--only SUBSTRING|gemm|bf16]\n";
     for (int i = 1; i < argc; i++) {
         int e = 0;
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -256,9 +297,11 @@ int main(int argc, char **argv)
     for (int l = 0; l < CS_SIMD_LEVELS; l++)
         if (cs_simd_supported((cs_simd_level)l)) lev[nlev++] = (cs_simd_level)l;
     printf("cpu: %s; %d threads; OpenBLAS core %s\n\n", cs_cpu_model(), threads, openblas_get_corename());
-    if (!only || strcmp(only, "gemm")) kernel_table(nlev, lev);
+    if (!only || (strcmp(only, "gemm") && strcmp(only, "bf16"))) kernel_table(nlev, lev);
     printf("\n");
     cs_simd_init();
     if (!only || !strcmp(only, "gemm")) gemm_table();
+    printf("\n");
+    if (!only || !strcmp(only, "bf16")) bf16_table();
     return 0;
 }

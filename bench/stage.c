@@ -20,6 +20,7 @@
 #include "../src/device.h"
 #include "../src/error.h"
 #include "../src/ops.h"
+#include "../src/wpack.h"
 #include "../src/stage_b.h"
 #include "../src/stage_c.h"
 #include "../tests/manifest_st.h"
@@ -111,6 +112,9 @@ static int run_one(const opts *o, char stage, cs_dtype dt)
             return 1;
         }
         be->ops->mem_peak(1);
+    } else if (cs_cpu_precision_set(o->prec)) {   /* the CPU: fp32, or bf16 with AVX512-BF16 */
+        fprintf(stderr, "--device cpu --precision: %s\n", cs_last_error());
+        return 1;
     }
     double t0 = now();
     cs_st_file *f;
@@ -148,6 +152,10 @@ static int run_one(const opts *o, char stage, cs_dtype dt)
     if (rc) {
         fprintf(stderr, "%s\n", cs_last_error());
         return 1;
+    }
+    if (cs_cpu_precision_get() == CS_PREC_BF16) {
+        size_t cnt = 0, b = cs_wpack_bytes(&cnt);
+        fprintf(stderr, "  packed bf16 weights: %zu, %.0f MiB\n", cnt, (double)b / 1048576.0);
     }
     cs_dev_prof_report(stderr);
     double chk = 0, dev_peak = be ? (double)be->ops->mem_peak(0) / 1048576.0 : 0, rel = -1;

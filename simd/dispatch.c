@@ -3,6 +3,7 @@
  * XGETBV, so AVX/AVX-512 state must be saved by the OS; aarch64: NEON is
  * baseline). CASCADE_SIMD=scalar|avx2|avx512|neon forces a level. */
 #include "kernels.h"
+#include "gemm_bf16.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@ cs_kernels cs_k;
 static cs_simd_level current = CS_SIMD_SCALAR;
 static int detected;
 static int cpu_has[CS_SIMD_LEVELS];
+static int cpu_bf16;   /* AVX512-BF16 (with the avx512 level's requirements) */
 static char model[64] = "unknown";
 static char features[256];
 
@@ -73,6 +75,7 @@ static void detect(void)
     else if (!zmm_ok) add_feature("(os: no zmm state)");
     cpu_has[CS_SIMD_AVX2] = ymm_ok && avx && avx2 && fma && f16c;
     cpu_has[CS_SIMD_AVX512] = cpu_has[CS_SIMD_AVX2] && zmm_ok && f && bw && dq && vl;
+    cpu_bf16 = cpu_has[CS_SIMD_AVX512] && bf16;
 }
 #elif defined(__aarch64__)
 #include <sys/auxv.h>
@@ -169,6 +172,17 @@ const char *cs_cpu_features(void)
     detect_once();
     return features;
 }
+
+cs_gemm_bf16_fn cs_gemm_bf16_native(void)
+{
+    detect_once();
+#ifdef CS_HAVE_AVX512BF16
+    if (current == CS_SIMD_AVX512 && cpu_bf16) return cs_gemm_bf16_avx512;
+#endif
+    return NULL;
+}
+
+const char *cs_gemm_bf16_name(void) { return cs_gemm_bf16_native() ? "12x32 AVX512-BF16 (vdpbf16ps)" : NULL; }
 
 /* The table holds the scalar reference before cs_simd_init runs. */
 __attribute__((constructor)) static void init_ref(void) { cs_kernels_ref(&cs_k); }

@@ -1,6 +1,7 @@
 #include "device.h"
 
 #include "error.h"
+#include "wpack.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,6 +118,7 @@ const float *cs_param(const float *host, size_t n)
 void cs_param_forget(const void *host, size_t bytes)
 {
     const cs_backend *b = cs_backend_active();
+    if (host) cs_wpack_forget(host, bytes);   /* the CPU's packed bf16 copies */
     if (host && b && b->ops) b->ops->forget(host, bytes);
 }
 

@@ -1,9 +1,12 @@
 #include "ops.h"
 
+#include "../simd/gemm_bf16.h"
 #include "../simd/kernels.h"
+#include "backend.h"
 #include "device.h"
 #include "error.h"
 #include "safetensors.h"
+#include "wpack.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -51,13 +54,35 @@ void cs_threads_set(int n)
 
 int cs_threads_get(void) { return nthreads; }
 
+/* CPU precision of cs_linear's products (ops.h) */
+static int cpu_prec = CS_PREC_FP32;
+
+int cs_cpu_precision_set(int prec)
+{
+    if (prec == CS_PREC_FP32 || (prec == CS_PREC_BF16 && cs_gemm_bf16_native())) {
+        cpu_prec = prec;
+        return 0;
+    }
+    if (prec == CS_PREC_BF16)
+        return cs_error(CS_EUNSUP, "bf16 products on the CPU need AVX512-BF16 at the avx512 SIMD level "
+                                   "(this CPU or CASCADE_SIMD=%s has no native bf16 dot product)",
+                        cs_simd_name(cs_simd_current()));
+    return cs_error(CS_EUNSUP, "the CPU computes in fp32 or bf16 only");
+}
+
+int cs_cpu_precision_get(void) { return cpu_prec; }
+
 const char *cs_gemm_info(void)
 {
     static char buf[160];
     static const char *const tile[CS_SIMD_LEVELS] = {"scalar", "6x16 AVX2+FMA", "12x32 AVX-512", "6x16 NEON"};
     cs_simd_level l = cs_simd_current();
-    snprintf(buf, sizeof buf, "cascade's own packed GEMM, %s micro-kernel (fused multiply-add chains: same bits at any thread count or SIMD level)",
-             l < CS_SIMD_LEVELS ? tile[l] : "?");
+    if (cpu_prec == CS_PREC_BF16 && cs_gemm_bf16_name())
+        snprintf(buf, sizeof buf, "cascade's own packed GEMM, %s micro-kernel for linear layers in bf16 (weights packed once), "
+                 "%s for the rest (same bits at any thread count)", cs_gemm_bf16_name(), l < CS_SIMD_LEVELS ? tile[l] : "?");
+    else
+        snprintf(buf, sizeof buf, "cascade's own packed GEMM, %s micro-kernel (fused multiply-add chains: same bits at any thread count or SIMD level)",
+                 l < CS_SIMD_LEVELS ? tile[l] : "?");
     return buf;
 }
 
@@ -165,6 +190,50 @@ static int gemm_run(int transB, size_t M, size_t N, size_t K, float alpha, const
                         for (size_t j = 0; j < w; j++) cc[j] += s[j];
                     else
                         for (size_t j = 0; j < w; j++) cc[j] = beta * cc[j] + alpha * s[j];
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+/* C[M,N] = A[M,K] W^T (+ C when accumulate) with W packed in bf16 pairs
+ * (wpack.h): the same task split as gemm_run; the bf16 kernel rounds A
+ * itself, so only the results to add need scratch. */
+static int gemm_run_bf16(cs_gemm_bf16_fn kern, size_t M, size_t N, size_t K, const float *A, size_t lda,
+                         const cs_wpack *w, int accumulate, float *C, size_t ldc)
+{
+    int T = nthreads;
+    if ((double)M * (double)N * (double)K < 4e6) T = 1;
+    size_t nc = N < 384 ? round_up(N, 16) : 384, nch = (N + nc - 1) / nc;
+    size_t want = T > 1 ? (4 * (size_t)T + nch - 1) / nch : 1;
+    size_t rg = round_up((M + want - 1) / want, 24), ngr = (M + rg - 1) / rg;
+    float *tmp_all = NULL;
+    if (accumulate && !(tmp_all = scratch_get(4, (size_t)T * GEMM_SUB * nc)))
+        return cs_error(CS_ENOMEM, "matrix product %zux%zux%zu: out of memory for scratch", M, N, K);
+#pragma omp parallel num_threads(T) if (T > 1)
+    {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        float *tmp = tmp_all ? tmp_all + (size_t)tid * GEMM_SUB * nc : NULL;
+#pragma omp for schedule(dynamic, 1)
+        for (size_t t = 0; t < ngr * nch; t++) {
+            size_t g = t / nch, c0 = t % nch * nc, wd = N - c0 < nc ? N - c0 : nc;
+            size_t r1 = (g + 1) * rg < M ? (g + 1) * rg : M;
+            const uint32_t *bp = w->p + c0 / 16 * w->pstride;
+            for (size_t r0 = g * rg; r0 < r1; r0 += GEMM_SUB) {
+                size_t rows = r1 - r0 < GEMM_SUB ? r1 - r0 : GEMM_SUB;
+                if (!accumulate) {
+                    kern(rows, wd, K, A + r0 * lda, lda, bp, w->pstride, C + r0 * ldc + c0, ldc, 0);
+                    continue;
+                }
+                kern(rows, wd, K, A + r0 * lda, lda, bp, w->pstride, tmp, nc, 0);
+                for (size_t i = 0; i < rows; i++) {
+                    float *cc = C + (r0 + i) * ldc + c0;
+                    const float *s = tmp + i * nc;
+                    for (size_t j = 0; j < wd; j++) cc[j] += s[j];
                 }
             }
         }
@@ -334,7 +403,13 @@ int cs_linear(const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W
         return cs_error(CS_EMODEL, "%s: expected %zu bias values", b->name ? b->name : "bias", N);
     ON_DEV_RC(linear(x, M, K, ldx, W, b, y, ldy, accumulate), "a linear layer");
     int rc;
-    if ((W->dtype == CS_BF16 || W->dtype == CS_F16) && ((uintptr_t)W->data & 1) == 0) {
+    cs_gemm_bf16_fn kern = cpu_prec == CS_PREC_BF16 ? cs_gemm_bf16_native() : NULL;
+    if (kern && M && N) {
+        /* bf16 products: the weight packed once (wpack.h), the activations rounded per call */
+        cs_wpack wp;
+        if ((rc = cs_wpack_get(W, N, K, &wp))) return rc;
+        rc = gemm_run_bf16(kern, M, N, K, x, ldx, &wp, accumulate, y, ldy);
+    } else if ((W->dtype == CS_BF16 || W->dtype == CS_F16) && ((uintptr_t)W->data & 1) == 0) {
         /* 16-bit weights are converted while op(B) is packed, panel by
          * panel in cache (converting the whole matrix first cost ~10% of a
          * BF16 Stage C forward in memory traffic) */

@@ -23,7 +23,17 @@
 
 void cs_threads_set(int n);        /* n <= 0: all cores */
 int cs_threads_get(void);
-const char *cs_gemm_info(void);    /* how matrix products are computed, for `cascade info` */
+const char *cs_gemm_info(void);
+
+/* Precision of cs_linear's products on the CPU (CS_PREC_* of backend.h):
+ * fp32 (the default) or bf16, which needs the native bf16 kernel
+ * (simd/gemm_bf16.h: AVX512-BF16 at the avx512 level). In bf16 the
+ * activations are rounded to bf16 per call and each weight is packed once
+ * into bf16 panels (wpack.h); sums stay fp32. Convolutions that are not
+ * 1x1, attention and cs_sgemm stay fp32. Process-wide; set it before the
+ * forwards, not during one. Returns 0 or CS_EUNSUP (cs_error says why). */
+int cs_cpu_precision_set(int prec);
+int cs_cpu_precision_get(void);    /* how matrix products are computed, for `cascade info` */
 
 /* C[M,N] = alpha * A op(B) + beta * C, float32 row-major; op(B) = B^T
  * ([N,K] rows, ldb) when transB, else B ([K,N], ldb). Each C element is one

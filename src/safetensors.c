@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
+
+static void maps_set(const unsigned char *p, size_t n, int add);   /* below, with cs_st_release_pages */
 
 struct cs_st_file {
     char *path;
@@ -224,6 +227,7 @@ int cs_st_open(const char *path, cs_st_file **out)
     f->data = f->map + 8 + hl;
     f->data_size = f->size - 8 - hl;
     if ((rc = parse_header(f, (const char *)f->map + 8, (size_t)hl))) goto fail;
+    maps_set(f->map, f->size, 1);
     *out = f;
     return 0;
 fail:
@@ -231,11 +235,53 @@ fail:
     return rc;
 }
 
+/* The open files' mappings: cs_st_release_pages drops pages only inside
+ * one of these (MAP_SHARED, read-only: dropped pages come back from the
+ * page cache or the file on the next touch). Files past the table's size
+ * are just not released early. */
+#define MAX_MAPS 64
+static struct { const unsigned char *p; size_t n; } maps[MAX_MAPS];
+static pthread_mutex_t maps_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void maps_set(const unsigned char *p, size_t n, int add)
+{
+    pthread_mutex_lock(&maps_lock);
+    for (int i = 0; i < MAX_MAPS; i++) {
+        if (add && !maps[i].p) {
+            maps[i].p = p, maps[i].n = n;
+            break;
+        }
+        if (!add && maps[i].p == p) {
+            maps[i].p = NULL, maps[i].n = 0;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&maps_lock);
+}
+
+int cs_st_release_pages(const void *p, size_t bytes)
+{
+    const unsigned char *a = p, *e = a + bytes;
+    long pg = sysconf(_SC_PAGESIZE);
+    if (pg <= 0) return 0;
+    uintptr_t lo = ((uintptr_t)a + (uintptr_t)pg - 1) & ~(uintptr_t)(pg - 1), hi = (uintptr_t)e & ~(uintptr_t)(pg - 1);
+    int done = 0;
+    pthread_mutex_lock(&maps_lock);
+    for (int i = 0; i < MAX_MAPS && !done; i++)
+        if (maps[i].p && a >= maps[i].p && e <= maps[i].p + maps[i].n) {
+            if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+            done = 1;
+        }
+    pthread_mutex_unlock(&maps_lock);
+    return done;
+}
+
 void cs_st_close(cs_st_file *f)
 {
     if (!f) return;
     /* a device's copies of these weights go with the mapping (the address may come back for another file) */
     if (f->map) cs_param_forget(f->map, f->size);
+    if (f->map) maps_set(f->map, f->size, 0);
     if (f->map) munmap(f->map, f->size);
     if (f->fd >= 0) close(f->fd);
     for (int i = 0; i < f->n; i++) free(f->names[i]);

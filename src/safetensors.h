@@ -14,6 +14,11 @@ typedef struct cs_st_file cs_st_file;
  * the tensor) in cs_last_error(). */
 int cs_st_open(const char *path, cs_st_file **out);
 void cs_st_close(cs_st_file *f);   /* NULL is fine */
+/* Drops this process's pages of [p, p + bytes) (whole pages inside it) when
+ * the range lies in an open file's mapping: for data copied elsewhere (the
+ * CPU's packed bf16 weights), so RSS does not hold it twice. Touching it
+ * again reads it back. Returns 1 if the range was in a mapping, else 0. */
+int cs_st_release_pages(const void *p, size_t bytes);
 
 const char *cs_st_path(const cs_st_file *f);
 uint64_t cs_st_file_size(const cs_st_file *f);

@@ -6,6 +6,7 @@
 #include "backend.h"
 #include "error.h"
 #include "models.h"
+#include "ops.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,11 +48,19 @@ int cli_device(const char *cmd, const char *device, const char *precision, int r
     }
     const cs_backend *b = cs_backend_active();
     if (!b || !b->ops) {
-        if (prec > 0) {
-            fprintf(stderr, "%s: --precision %s: the CPU computes in fp32 only\n", cmd, precision);
+        /* the CPU: fp32, or bf16 products where it has a native bf16 dot
+         * product (AVX512-BF16). auto stays fp32 until bf16's effect on
+         * whole images is measured (README). */
+        if (prec == CS_PREC_FP16) {
+            fprintf(stderr, "%s: --precision fp16: the CPU computes in fp32 or bf16 only\n", cmd);
             return CLI_EXIT_ERROR;
         }
-        snprintf(said, saidlen, "cpu, fp32%s", why);
+        if (cs_cpu_precision_set(prec == CS_PREC_BF16 ? CS_PREC_BF16 : CS_PREC_FP32)) {
+            fprintf(stderr, "%s: --precision %s: %s\n", cmd, precision, cs_last_error());
+            return CLI_EXIT_ERROR;
+        }
+        *prec_out = prec == CS_PREC_BF16 ? CS_PREC_BF16 : CS_PREC_FP32;
+        snprintf(said, saidlen, "cpu, %s%s", prec_name[*prec_out], why);
         return 0;
     }
     /* auto: fp32 for reference work (golden cases), else bf16, else fp16 */

@@ -1,6 +1,8 @@
 /* cascade info: what this machine and build offer. */
 #include "cli.h"
 
+#include "../../simd/gemm_bf16.h"
+
 #include "../../simd/kernels.h"
 #include "backend.h"
 #include "error.h"
@@ -78,6 +80,7 @@ int cmd_info(int argc, char **argv)
         if (cs_simd_supported((cs_simd_level)l)) printf(" %s", cs_simd_name((cs_simd_level)l));
     printf(")\n");
     printf("gemm:      %s\n", cs_gemm_info());
+    printf("cpu bf16:  %s\n", cs_gemm_bf16_name() ? cs_gemm_bf16_name() : "no native bf16 kernel at this level (--precision bf16 refused on the CPU)");
 #ifdef _OPENMP
     printf("openmp:    %d threads (max %d, %d processors)\n", cs_threads_get(), omp_get_max_threads(),
            omp_get_num_procs());

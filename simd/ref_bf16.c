@@ -1,0 +1,38 @@
+/* Scalar reference of the bf16 products (simd/gemm_bf16.h): VDPBF16PS as
+ * the Intel SDM defines it, one lane step at a time. fmaf gives the single
+ * rounding of each step (the bf16 product is exact in fp32 anyway); the
+ * denormal rules are applied by hand around it. */
+#include "gemm_bf16.h"
+
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+#include "../src/tensor.h"
+
+/* denormal -> zero of the same sign (DAZ on inputs, FTZ on results) */
+static inline float flush(float x) { return fabsf(x) < FLT_MIN ? copysignf(0.0f, x) : x; }
+
+float cs_bf16_dp_step(float acc, uint16_t a, uint16_t b)
+{
+    return flush(fmaf(flush(cs_bf16_to_f32(a)), flush(cs_bf16_to_f32(b)), flush(acc)));
+}
+
+void cs_gemm_bf16_ref(size_t M, size_t N, size_t K, const float *A, size_t lda, const uint32_t *Bp, size_t pstride,
+                      float *C, size_t ldc, int cont)
+{
+    size_t KP = (K + 1) / 2;
+    for (size_t i = 0; i < M; i++)
+        for (size_t j = 0; j < N; j++) {
+            const float *a = A + i * lda;
+            const uint32_t *b = Bp + j / 16 * pstride + j % 16;
+            float acc = cont ? C[i * ldc + j] : 0.0f;
+            for (size_t q = 0; q < KP; q++) {
+                uint16_t lo = cs_f32_to_bf16(a[2 * q]), hi = 2 * q + 1 < K ? cs_f32_to_bf16(a[2 * q + 1]) : 0;
+                uint32_t bq = b[q * 16];
+                acc = cs_bf16_dp_step(acc, hi, (uint16_t)(bq >> 16));
+                acc = cs_bf16_dp_step(acc, lo, (uint16_t)bq);
+            }
+            C[i * ldc + j] = acc;
+        }
+}

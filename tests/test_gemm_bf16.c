@@ -1,0 +1,357 @@
+/* The bf16 products (simd/gemm_bf16.h) on a CPU with AVX512-BF16:
+ *  - one VDPBF16PS lane step against cs_bf16_dp_step on random and special
+ *    operands (denormals, infinities, NaN, cancellation): the reference's
+ *    reading of the Intel SDM (order high-then-low, DAZ/FTZ, one rounding
+ *    per step) checked against the silicon;
+ *  - the kernel against the reference, bit for bit, at odd M/N/K, ragged
+ *    edges, misaligned pointers, cont 0/1, NaN/Inf inputs (NaN where the
+ *    reference has NaN), padding left untouched;
+ *  - M splits: every row the same bits whether computed alone or in a call;
+ *  - cs_linear in bf16 precision (weights packed once by wpack.c): the
+ *    reference on the same rounded operands, bit-identical at 1 and 2
+ *    threads, from F32 and BF16 weights, accumulate, and a forgotten weight
+ *    repacked after its data changed.
+ * Exit 77 (skip) where the CPU, the build or CASCADE_SIMD gives no native
+ * bf16 kernel (e.g. Zen 3, or CASCADE_SIMD=avx2). */
+#include "../simd/gemm_bf16.h"
+#include "../simd/kernels.h"
+#include "../src/backend.h"
+#include "../src/device.h"
+#include "../src/error.h"
+#include "../src/ops.h"
+#include "../src/safetensors.h"
+#include "../src/tensor.h"
+#include "../src/wpack.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifdef CS_HAVE_AVX512BF16
+#include <immintrin.h>
+#endif
+
+static int failures;
+#define CHECK(cond, ...) do { if (!(cond)) { if (++failures <= 30) { fprintf(stderr, "FAIL "); \
+    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } } while (0)
+
+static uint64_t rs = 0x243f6a8885a308d3ull;
+static uint64_t rnd64(void)
+{
+    uint64_t z = (rs += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+static float uni(float a, float b) { return a + (b - a) * (float)((rnd64() >> 40) * 0x1p-24); }
+static uint32_t f2u(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static float u2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+/* same bits, or both NaN */
+static int same(float a, float b) { return (isnan(a) && isnan(b)) || f2u(a) == f2u(b); }
+
+#ifdef CS_HAVE_AVX512BF16
+/* lane 0 of one VDPBF16PS: acc + a.hi*b.hi + a.lo*b.lo as the silicon does it */
+__attribute__((target("avx512f,avx512bf16"))) static float hw_pair(float acc, uint32_t a, uint32_t b)
+{
+    __m512 r = _mm512_dpbf16_ps(_mm512_set1_ps(acc), (__m512bh)_mm512_set1_epi32((int)a),
+                                (__m512bh)_mm512_set1_epi32((int)b));
+    return _mm512_cvtss_f32(r);
+}
+
+static uint16_t rnd_bf16(void)
+{
+    static const uint16_t sp[] = {0x0000, 0x8000, 0x0001, 0x807f, 0x0080, 0x8080, 0x7f7f, 0xff7f, 0x7f80, 0xff80,
+                                  0x7fc0, 0xffc1, 0x7f81, 0x3f80, 0xbf80, 0x3f81, 0x0040, 0x00ff, 0x1f80, 0x5f80};
+    uint64_t r = rnd64();
+    if ((r & 7) == 0) return sp[(r >> 8) % (sizeof sp / sizeof *sp)];
+    if ((r & 7) == 1) return (uint16_t)(r >> 16);   /* any pattern */
+    /* exponents near 1 so that sums cancel and round */
+    return (uint16_t)(((r >> 16) & 0x807f) | (uint16_t)((0x3f00 + (((r >> 24) % 48) << 7)) & 0x7f80));
+}
+
+static void test_lane_step(void)
+{
+    const int n = 2000000;
+    int bad = 0;
+    for (int i = 0; i < n; i++) {
+        uint32_t a = (uint32_t)rnd_bf16() | (uint32_t)rnd_bf16() << 16, b = (uint32_t)rnd_bf16() | (uint32_t)rnd_bf16() << 16;
+        uint64_t r = rnd64();
+        float acc = (r & 3) == 0 ? u2f((uint32_t)(r >> 32)) : (r & 3) == 1 ? u2f((uint32_t)(r >> 32) & 0x807fffffu)
+                                                                           : uni(-4, 4);
+        float want = cs_bf16_dp_step(cs_bf16_dp_step(acc, a >> 16, b >> 16), (uint16_t)a, (uint16_t)b);
+        float got = hw_pair(acc, a, b);
+        if (!same(got, want) && ++bad <= 10)
+            CHECK(0, "vdpbf16ps(acc 0x%08x, a 0x%08x, b 0x%08x) = 0x%08x, reference 0x%08x", f2u(acc), a, b, f2u(got),
+                  f2u(want));
+    }
+    /* the order of the two steps, on its own: 1 + 2^24 (hi) ties to 2^24, then + 1 ties again;
+     * low first would give 2^24 + 2 */
+    float o = hw_pair(1.0f, 0x3f80u | 0x4b80u << 16, 0x3f80u | 0x3f80u << 16);
+    CHECK(o == 0x1p24f, "vdpbf16ps step order: got %a, want 0x1p24 (high pair first)", o);
+    printf("lane step: %d random operand sets, %d mismatches\n", n, bad);
+}
+#endif
+
+/* packs B [K x N] (float, row-major ldb) into bf16 pairs as wpack.c does from [N, K] rows */
+static void pack_b(const float *B, size_t ldb, size_t K, size_t N, uint32_t *bp, size_t ps)
+{
+    for (size_t p = 0; p < (N + 15) / 16; p++)
+        for (size_t q = 0; q < (K + 1) / 2; q++)
+            for (size_t c = 0; c < 16; c++) {
+                size_t j = 16 * p + c;
+                uint32_t lo = j < N ? cs_f32_to_bf16(B[2 * q * ldb + j]) : 0;
+                uint32_t hi = j < N && 2 * q + 1 < K ? cs_f32_to_bf16(B[(2 * q + 1) * ldb + j]) : 0;
+                bp[p * ps + q * 16 + c] = lo | hi << 16;
+            }
+}
+
+static void test_kernel(cs_gemm_bf16_fn kern)
+{
+    static const size_t Ms[] = {1, 2, 3, 11, 12, 13, 17, 25, 63, 97, 193};
+    static const size_t Ns[] = {1, 3, 15, 16, 17, 31, 32, 33, 47, 65};
+    static const size_t Ks[] = {0, 1, 2, 3, 17, 63, 64, 255, 256, 257, 1025};
+    char what[96];
+    int cases = 0;
+    for (size_t mi = 0; mi < sizeof Ms / sizeof *Ms; mi++)
+        for (size_t ni = 0; ni < sizeof Ns / sizeof *Ns; ni++)
+            for (size_t ki = 0; ki < sizeof Ks / sizeof *Ks; ki++) {
+                size_t M = Ms[mi], N = Ns[ni], K = Ks[ki];
+                if (M * N * K > 2000000) continue;   /* the reference is slow; big K at small M*N */
+                int spec = (mi + ni + ki) % 3 == 0;
+                size_t lda = K + 3, ldc = N + 5, ldb = N + 1, P = (N + 15) / 16, ps = cs_bf16_panel_size(K) + 3;
+                float *a = malloc((M * lda + 2) * 4), *b = malloc((K * ldb + 1) * 4), *c0 = malloc((M * ldc + 2) * 4);
+                float *ck = malloc((M * ldc + 2) * 4), *cr = malloc((M * ldc + 2) * 4);
+                uint32_t *bp = calloc(P * ps + 2, 4);
+                for (size_t i = 0; i < M * lda + 2; i++) a[i] = uni(-1, 1);
+                for (size_t i = 0; i < K * ldb + 1; i++) b[i] = uni(-1, 1);
+                for (size_t i = 0; i < M * ldc + 2; i++) c0[i] = uni(-2, 2);
+                if (spec && K) {   /* NaN, Inf, a denormal in A and B */
+                    a[1 + (M / 2) * lda + K / 2] = NAN;
+                    a[1 + (M - 1) * lda] = INFINITY;
+                    a[1 + 0 * lda + (K - 1)] = 1e-40f;
+                    b[(K - 1) * ldb + (N - 1)] = -INFINITY;
+                    b[0] = NAN;
+                }
+                pack_b(b, ldb, K, N, bp + 1, ps);
+                for (int cont = 0; cont < 2; cont++) {
+                    memcpy(ck, c0, (M * ldc + 2) * 4);
+                    memcpy(cr, c0, (M * ldc + 2) * 4);
+                    kern(M, N, K, a + 1, lda, bp + 1, ps, ck + 1, ldc, cont);
+                    cs_gemm_bf16_ref(M, N, K, a + 1, lda, bp + 1, ps, cr + 1, ldc, cont);
+                    snprintf(what, sizeof what, "bf16 %zux%zux%zu cont=%d%s", M, N, K, cont, spec ? " specials" : "");
+                    for (size_t i = 0; i < M * ldc + 2; i++)   /* padding untouched too */
+                        if (!same(ck[i], cr[i])) {
+                            CHECK(0, "%s: at %zu got %a (0x%08x) want %a (0x%08x)", what, i, ck[i], f2u(ck[i]), cr[i],
+                                  f2u(cr[i]));
+                            break;
+                        }
+                    /* M split: each row alone, the same bits */
+                    if (M > 1 && !cont) {
+                        float *row = malloc((N + 1) * 4);
+                        for (size_t r = 0; r < M; r += 5) {
+                            kern(1, N, K, a + 1 + r * lda, lda, bp + 1, ps, row, N, 0);
+                            if (memcmp(row, ck + 1 + r * ldc, N * 4))
+                                CHECK(0, "%s: row %zu alone differs from the same row in the call", what, r);
+                        }
+                        free(row);
+                    }
+                    /* the reference: a correct product of the rounded operands */
+                    if (!spec)
+                        for (size_t i = 0; i < M; i++)
+                            for (size_t j = 0; j < N; j++) {
+                                double d = cont ? c0[1 + i * ldc + j] : 0, mag = fabs(d);
+                                for (size_t k = 0; k < K; k++) {
+                                    double t = (double)cs_bf16_to_f32(cs_f32_to_bf16(a[1 + i * lda + k])) *
+                                               cs_bf16_to_f32(cs_f32_to_bf16(b[k * ldb + j]));
+                                    d += t, mag += fabs(t);
+                                }
+                                double got = cr[1 + i * ldc + j];
+                                if (fabs(got - d) > (double)(K + 1) * 0x1p-24 * mag + 1e-30) {
+                                    CHECK(0, "%s: reference vs float64 at %zu,%zu: %.9g vs %.9g", what, i, j, got, d);
+                                    i = M;
+                                    break;
+                                }
+                            }
+                    cases++;
+                }
+                free(a), free(b), free(c0), free(ck), free(cr), free(bp);
+            }
+    printf("kernel vs reference: %d cases\n", cases);
+}
+
+/* cs_linear in bf16: the reference on the same rounded operands, bits equal at 1 and 2 threads */
+static void test_linear(void)
+{
+    const size_t M = 301, N = 200, K = 97;
+    float *x = malloc(M * K * 4), *wf = malloc(N * K * 4), *y1 = malloc(M * N * 4), *y2 = malloc(M * N * 4);
+    float *yr = malloc(M * N * 4), *yf = malloc(M * N * 4);
+    uint16_t *wb = malloc((N * K + 1) * 2);
+    size_t ps = cs_bf16_panel_size(K);
+    uint32_t *bp = calloc((N + 15) / 16 * ps, 4);
+    for (size_t i = 0; i < M * K; i++) x[i] = uni(-2, 2);
+    for (size_t i = 0; i < N * K; i++) wf[i] = uni(-0.3f, 0.3f);
+    for (size_t i = 0; i < N * K; i++) wb[1 + i - 1] = cs_f32_to_bf16(wf[i]);
+    /* B = W^T as [K, N] for pack_b */
+    float *wt = malloc(K * N * 4);
+    for (size_t n = 0; n < N; n++)
+        for (size_t k = 0; k < K; k++) wt[k * N + n] = wf[n * K + k];
+    pack_b(wt, N, K, N, bp, ps);
+    cs_gemm_bf16_ref(M, N, K, x, K, bp, ps, yr, N, 0);
+    for (int dt = 0; dt < 2; dt++) {
+        cs_tensor W = {.dtype = dt ? CS_BF16 : CS_F32, .ndim = 2, .shape = {(int64_t)N, (int64_t)K},
+                       .data = dt ? (const void *)wb : (const void *)wf, .name = dt ? "w.bf16" : "w.f32"};
+        const char *dn = dt ? "BF16" : "F32";
+        cs_threads_set(1);
+        CHECK(cs_linear(x, M, K, 0, &W, NULL, y1, 0, 0) == 0, "cs_linear %s: %s", dn, cs_last_error());
+        cs_threads_set(2);
+        CHECK(cs_linear(x, M, K, 0, &W, NULL, y2, 0, 0) == 0, "cs_linear %s: %s", dn, cs_last_error());
+        CHECK(!memcmp(y1, y2, M * N * 4), "cs_linear bf16 %s: 1 and 2 threads differ", dn);
+        CHECK(!memcmp(y1, yr, M * N * 4), "cs_linear bf16 %s: differs from the reference", dn);
+        /* rows split over two calls: the same bits */
+        CHECK(cs_linear(x, 77, K, 0, &W, NULL, y2, 0, 0) == 0 &&
+                  cs_linear(x + 77 * K, M - 77, K, 0, &W, NULL, y2 + 77 * N, 0, 0) == 0, "split: %s", cs_last_error());
+        CHECK(!memcmp(y1, y2, M * N * 4), "cs_linear bf16 %s: a split M gives other bits", dn);
+        /* accumulate: y + product */
+        for (size_t i = 0; i < M * N; i++) y2[i] = 1.0f;
+        CHECK(cs_linear(x, M, K, 0, &W, NULL, y2, 0, 1) == 0, "accumulate: %s", cs_last_error());
+        for (size_t i = 0; i < M * N; i++)
+            if (y2[i] != 1.0f + yr[i]) {
+                CHECK(0, "cs_linear bf16 %s accumulate at %zu: %a, want %a", dn, i, y2[i], 1.0f + yr[i]);
+                break;
+            }
+    }
+    /* near the fp32 result: bf16 rounding of both operands, ~2^-8 relative each */
+    cs_cpu_precision_set(CS_PREC_FP32);
+    cs_tensor Wf = {.dtype = CS_F32, .ndim = 2, .shape = {(int64_t)N, (int64_t)K}, .data = wf, .name = "w"};
+    CHECK(cs_linear(x, M, K, 0, &Wf, NULL, yf, 0, 0) == 0, "fp32: %s", cs_last_error());
+    double e2 = 0, r2 = 0;
+    for (size_t i = 0; i < M * N; i++) e2 += (double)(y1[i] - yf[i]) * (y1[i] - yf[i]), r2 += (double)yf[i] * yf[i];
+    printf("cs_linear bf16 vs fp32: rel_l2 %.3g\n", sqrt(e2 / r2));
+    CHECK(sqrt(e2 / r2) < 1e-2, "cs_linear bf16 vs fp32: rel_l2 %.3g", sqrt(e2 / r2));
+    cs_cpu_precision_set(CS_PREC_BF16);
+    /* the cache: a changed weight is stale until forgotten, then repacked */
+    cs_tensor W = {.dtype = CS_F32, .ndim = 2, .shape = {(int64_t)N, (int64_t)K}, .data = wf, .name = "w"};
+    size_t cnt = 0, bytes = cs_wpack_bytes(&cnt);
+    CHECK(cnt >= 2 && bytes >= 2 * (N + 15) / 16 * ps * 4, "cache: %zu entries, %zu bytes", cnt, bytes);
+    for (size_t i = 0; i < N * K; i++) wf[i] = -wf[i];
+    CHECK(cs_linear(x, M, K, 0, &W, NULL, y2, 0, 0) == 0, "%s", cs_last_error());
+    CHECK(!memcmp(y1, y2, M * N * 4), "cache: a weight was repacked without being forgotten");
+    cs_param_forget(wf, N * K * 4);
+    CHECK(cs_linear(x, M, K, 0, &W, NULL, y2, 0, 0) == 0, "%s", cs_last_error());
+    for (size_t i = 0; i < M * N; i++)
+        if (y2[i] != -y1[i]) {
+            CHECK(0, "cache: forgotten weight not repacked (at %zu: %a, want %a)", i, y2[i], -y1[i]);
+            break;
+        }
+    cs_wpack_bytes(&cnt);
+    CHECK(cnt == 2, "cache after forget + repack: %zu entries, want 2", cnt);
+    /* views: rows [32, 32+70) of a packed weight use its panels (no new entry), and a view
+     * packed before its whole weight is replaced by it; results equal a separate copy's */
+    cs_wpack_clear();
+    float *wc = malloc(70 * K * 4), *yv = malloc(M * 70 * 4), *yc = malloc(M * 70 * 4);
+    memcpy(wc, wf + 32 * K, 70 * K * 4);
+    cs_tensor Wc = {.dtype = CS_F32, .ndim = 2, .shape = {70, (int64_t)K}, .data = wc, .name = "copy"};
+    cs_tensor Wv = {.dtype = CS_F32, .ndim = 2, .shape = {70, (int64_t)K}, .data = wf + 32 * K, .name = "view"};
+    CHECK(cs_linear(x, M, K, 0, &Wc, NULL, yc, 0, 0) == 0, "%s", cs_last_error());
+    for (int order = 0; order < 2; order++) {
+        cs_param_forget(wf, N * K * 4);
+        if (order) CHECK(cs_linear(x, M, K, 0, &Wv, NULL, yv, 0, 0) == 0, "%s", cs_last_error());
+        CHECK(cs_linear(x, M, K, 0, &W, NULL, y2, 0, 0) == 0, "%s", cs_last_error());
+        if (!order) CHECK(cs_linear(x, M, K, 0, &Wv, NULL, yv, 0, 0) == 0, "%s", cs_last_error());
+        cs_wpack_bytes(&cnt);
+        CHECK(cnt == 2, "view %s its weight: %zu entries, want 2 (the copy and the whole)", order ? "before" : "after", cnt);
+        CHECK(!memcmp(yv, yc, M * 70 * 4), "view %s its weight: results differ from a copy's", order ? "before" : "after");
+    }
+    free(wc), free(yv), free(yc);
+    cs_wpack_clear();
+    free(x), free(wf), free(y1), free(y2), free(yr), free(yf), free(wb), free(bp), free(wt);
+}
+
+/* kB of this process's resident pages in the mapping that holds p (/proc/self/smaps), -1 if unknown */
+static long mapped_rss_kb(const void *p)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f) return -1;
+    char line[512];
+    int in = 0;
+    long kb = -1;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, ' ') && line[0] != 'R')
+            in = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+        else if (in && sscanf(line, "Rss: %ld kB", &kb) == 1)
+            break;
+    }
+    fclose(f);
+    return kb;
+}
+
+/* a weight in a safetensors mapping: its pages leave RSS once packed, and
+ * still read back intact (the fp32 product on it equals one on a copy) */
+static void test_mapped(void)
+{
+    const size_t N = 256, K = 1024, M = 40;
+    char path[512];
+    snprintf(path, sizeof path, "%s/test_gemm_bf16.%d.safetensors", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+             (int)getpid());
+    float *w = malloc(N * K * 4), *x = malloc(M * K * 4), *y1 = malloc(M * N * 4), *y2 = malloc(M * N * 4);
+    for (size_t i = 0; i < N * K; i++) w[i] = uni(-0.1f, 0.1f);
+    for (size_t i = 0; i < M * K; i++) x[i] = uni(-1, 1);
+    cs_tensor t = {.dtype = CS_F32, .ndim = 2, .shape = {(int64_t)N, (int64_t)K}, .data = w, .name = "w"};
+    cs_st_file *f = NULL;
+    if (cs_st_write(path, &t, 1, NULL, 0) || cs_st_open(path, &f)) {
+        CHECK(0, "mapped weight: %s", cs_last_error());
+        unlink(path);
+        return;
+    }
+    unlink(path);   /* the mapping keeps the data */
+    const cs_tensor *W = cs_st_find(f, "w");
+    volatile float sum = 0;
+    for (size_t i = 0; i < N * K; i += 1024) sum += ((const float *)W->data)[i];   /* fault every page in */
+    long before = mapped_rss_kb(W->data);
+    CHECK(cs_linear(x, M, K, 0, W, NULL, y1, 0, 0) == 0, "%s", cs_last_error());
+    long after = mapped_rss_kb(W->data);
+    printf("mapped weight of %zu kB: RSS %ld kB before packing, %ld kB after\n", N * K * 4 / 1024, before, after);
+    if (before >= 0) CHECK(before >= (long)(N * K * 4 / 1024) && after >= 0 && after <= 16,
+                           "mapped weight: RSS %ld kB before packing, %ld kB after (want its pages dropped)", before, after);
+    cs_cpu_precision_set(CS_PREC_FP32);
+    CHECK(cs_linear(x, M, K, 0, W, NULL, y1, 0, 0) == 0, "%s", cs_last_error());
+    CHECK(cs_linear(x, M, K, 0, &t, NULL, y2, 0, 0) == 0, "%s", cs_last_error());
+    CHECK(!memcmp(y1, y2, M * N * 4), "mapped weight: data read back after the drop differs");
+    cs_cpu_precision_set(CS_PREC_BF16);
+    cs_st_close(f);
+    size_t cnt = 0;
+    cs_wpack_bytes(&cnt);
+    CHECK(cnt == 0, "closing the file left %zu packed entries", cnt);
+    free(w), free(x), free(y1), free(y2);
+}
+
+int main(void)
+{
+    if (cs_simd_init()) {
+        fprintf(stderr, "test_gemm_bf16: %s\n", cs_last_error());
+        return 99;
+    }
+    cs_gemm_bf16_fn kern = cs_gemm_bf16_native();
+    if (!kern) {
+        printf("SKIP: no native bf16 kernel at SIMD level %s (needs AVX512-BF16; CPU features: %s)\n",
+               cs_simd_name(cs_simd_current()), cs_cpu_features());
+        CHECK(cs_cpu_precision_set(CS_PREC_BF16) != 0, "bf16 precision accepted without a native kernel");
+        return failures ? 1 : 77;
+    }
+#ifdef CS_HAVE_AVX512BF16
+    test_lane_step();
+#endif
+    test_kernel(kern);
+    CHECK(cs_cpu_precision_set(CS_PREC_BF16) == 0, "bf16 precision: %s", cs_last_error());
+    test_linear();
+    test_mapped();
+    cs_cpu_precision_set(CS_PREC_FP32);
+    if (failures) fprintf(stderr, "%d failure(s)\n", failures);
+    else printf("ok\n");
+    return failures ? 1 : 0;
+}
