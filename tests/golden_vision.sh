@@ -6,7 +6,7 @@
 . "$TOP_SRCDIR/tests/shared.sh"
 need_shared golden/vision
 . "$TOP_SRCDIR/tests/golden_index.sh"
-for c in clip_vision_tiny; do
+for c in clip_vision_tiny clip_preprocess_0 clip_preprocess_1 clip_preprocess_2 clip_preprocess_3; do
     golden_run "vision/$c"
 done
 have=$(ls "$SHARED_DIR"/golden/vision/*.io.safetensors 2>/dev/null | grep -c .)

@@ -6,6 +6,7 @@
 
 #include "clip_vision.h"
 #include "error.h"
+#include "image_prep.h"
 #include "ops.h"
 #include "tensor.h"
 
@@ -84,7 +85,26 @@ static int run_clip_vision(gcase *c)
     return rc;
 }
 
+/* The image's bytes as they are; the output size from the reference's shape
+ * (224 in the cases: CLIP's input). */
+static int run_clip_preprocess(gcase *c)
+{
+    const cs_tensor *t = golden_tensor(c, "in.image_u8"), *r = golden_tensor(c, "out.pixel_values");
+    if (!t || t->dtype != CS_U8 || t->ndim != 3 || t->shape[2] != 3 || !t->shape[0] || !t->shape[1])
+        return cs_error(CS_EFORMAT, "%s: in.image_u8 missing or not a uint8 [H, W, 3] image", golden_path(c));
+    if (!r || r->ndim != 4 || r->shape[0] != 1 || r->shape[1] != 3 || r->shape[2] != r->shape[3] || r->shape[2] > 4096)
+        return cs_error(CS_EFORMAT, "%s: out.pixel_values missing or not [1, 3, S, S] (S <= 4096)", golden_path(c));
+    size_t H = (size_t)t->shape[0], W = (size_t)t->shape[1], S = (size_t)r->shape[2];
+    float *y = cs_alloc(S * S * 3 * sizeof *y);
+    if (!y) return cs_error(CS_ENOMEM, "%s: out of memory", golden_path(c));
+    int rc = cs_clip_preprocess(t->data, H, W, (int)S, y);
+    if (!rc) rc = golden_check_nhwc(c, "out.pixel_values", y, 1, 3, S, S);
+    cs_free(y);
+    return rc;
+}
+
 const golden_handler golden_vision_handlers[] = {
     {"clip_vision", run_clip_vision},
+    {"clip_preprocess", run_clip_preprocess},
     {NULL, NULL},
 };
