@@ -298,6 +298,8 @@ int gen_meta_build(const gen_meta *m, cs_png_text **out, int *n)
     json_decref(arr);
     add(&c, "models", "%s", mj ? mj : "[]");
     free(mj);
+    if (m->images)
+        add(&c, "images", "%s", m->images);   /* image variation inputs */
 
     /* A1111-style summary so image viewers that know "parameters" show it */
     const gen_model_meta *sc = NULL, *sb = NULL;
