@@ -2,6 +2,7 @@
 #include "pipeline.h"
 
 #include "clip.h"
+#include "clip_vision.h"
 #include "cond.h"
 #include "cancel.h"
 #include "error.h"
@@ -22,7 +23,7 @@
 #include <string.h>
 #include <time.h>
 
-enum { P_TEXT, P_C, P_B, P_A, P_PREV, P_N };
+enum { P_TEXT, P_C, P_B, P_A, P_PREV, P_VISION, P_N };
 
 struct cs_pipeline {
     char *path[P_N];
@@ -36,12 +37,14 @@ struct cs_pipeline {
     cs_stage_b *sb;
     cs_stage_a *sa;
     cs_previewer *pv;
+    cs_clip_vision *cv;
     /* widths learned by cs_pipeline_check (0 = unknown) */
     int checked;
     int clip_width, clip_proj;
     int c_text, c_pooled, c_in, c_out;   /* Stage C */
     int b_pooled, b_effnet, b_in, b_out; /* Stage B */
     int a_latent, pv_in;
+    int c_img, v_proj, v_image;          /* Stage C clip_img width, CLIP vision projection / image size */
     size_t c_min, b_min;                 /* smallest latent side of Stage C / B */
 };
 
@@ -53,7 +56,8 @@ const char *cs_stage_name(cs_stage_id s)
 
 static const char *part_title(int i)
 {
-    static const char *t[P_N] = {"text encoder", "Stage C", "Stage B", "Stage A", "previewer"};
+    static const char *t[P_N] = {"text encoder", "Stage C", "Stage B", "Stage A", "previewer",
+                                  "CLIP vision model"};
     return t[i];
 }
 
@@ -101,6 +105,10 @@ int cs_gen_check(const cs_gen_params *p)
         return cs_error(CS_EARG, "batch %d out of range 1..64", p->batch);
     if (p->preview_every < 0)
         return cs_error(CS_EARG, "preview interval must be >= 0");
+    if (p->n_images < 0 || p->n_images > CS_GEN_MAX_IMAGES ||
+        (p->n_images && (!p->image_pixels || !p->image_strength || p->image_size <= 0)))
+        return cs_error(CS_EARG, "%d input images: at most %d, each with its pixels and strength", p->n_images,
+                        CS_GEN_MAX_IMAGES);
     int rc = check_sp(&p->c, "Stage C");
     return rc ? rc : check_sp(&p->b, "Stage B");
 }
@@ -147,7 +155,7 @@ int cs_pipeline_new(const cs_model_paths *paths, int keep_loaded, cs_pipeline **
     if (!p)
         return cs_oom("the pipeline object", sizeof *p);
     const char *src[P_N] = {paths->text_encoder, paths->stage_c, paths->stage_b, paths->stage_a,
-                            paths->previewer};
+                            paths->previewer, paths->clip_vision};
     for (int i = 0; i < P_N; i++)
         p->path[i] = dup_or_null(src[i]);
     p->tok_dir = dup_or_null(paths->tokenizer_dir);
@@ -172,6 +180,7 @@ static void release(cs_pipeline *p, int i)
     case P_B: cs_stage_b_free(p->sb), p->sb = NULL; break;
     case P_A: cs_stage_a_free(p->sa), p->sa = NULL; break;
     case P_PREV: cs_previewer_free(p->pv), p->pv = NULL; break;
+    case P_VISION: cs_clip_vision_free(p->cv), p->cv = NULL; break;
     }
     cs_st_close(p->f[i]);
     p->f[i] = NULL;
@@ -203,7 +212,7 @@ static int load(cs_pipeline *p, int i)
 {
     int rc = 0;
     if ((i == P_TEXT && p->clip) || (i == P_C && p->sc) || (i == P_B && p->sb) || (i == P_A && p->sa) ||
-        (i == P_PREV && p->pv))
+        (i == P_PREV && p->pv) || (i == P_VISION && p->cv))
         return 0;
     if (!p->path[i])
         return cs_error(CS_EARG, "pipeline: no %s file given", part_title(i));
@@ -230,6 +239,7 @@ static int load(cs_pipeline *p, int i)
             cs_stage_c_info(p->sc, &ni);
             p->c_text = ni.c_clip_text;
             p->c_pooled = ni.c_clip_pooled;
+            p->c_img = ni.c_clip_img;
             p->c_in = ni.c_in;
             p->c_out = ni.c_out;
             p->c_min = cs_stage_c_min_side(p->sc);
@@ -255,6 +265,13 @@ static int load(cs_pipeline *p, int i)
         rc = cs_previewer_load(p->f[i], NULL, &p->pv);
         if (!rc)
             p->pv_in = cs_previewer_get_config(p->pv)->c_in;
+        break;
+    case P_VISION:
+        rc = cs_clip_vision_load(p->f[i], NULL, &p->cv);
+        if (!rc) {
+            p->v_proj = cs_clip_vision_get_config(p->cv)->proj;
+            p->v_image = cs_clip_vision_get_config(p->cv)->image;
+        }
         break;
     }
     if (rc) {
@@ -306,7 +323,8 @@ int cs_pipeline_check(cs_pipeline *p)
         (rc = fit(4, p->b_in, "the Stage B latent (4 channels)", "Stage B's input")) ||
         (rc = fit(4, p->b_out, "the Stage B latent (4 channels)", "Stage B's output")) ||
         (rc = fit(4, p->a_latent, "the Stage B latent (4 channels)", "Stage A's latent")) ||
-        (rc = fit(16, p->pv_in, "the Stage C latent (16 channels)", "the previewer's input")))
+        (rc = fit(16, p->pv_in, "the Stage C latent (16 channels)", "the previewer's input")) ||
+        (rc = fit(p->v_proj, p->c_img, "the CLIP vision projection", "Stage C's clip_img input")))
         return rc;
     p->checked = 1;
     return 0;
@@ -331,10 +349,11 @@ static int cancelled(volatile sig_atomic_t *c)
 typedef struct {
     cs_stage_c *m;
     size_t h, w, Lt;
-    const float *clip_text, *pooled;
+    const float *clip_text, *pooled, *clip_img;
+    size_t M;
     float *r;
     volatile sig_atomic_t *cancel;
-    size_t N, Lu, ct;              /* uncond text [N, Lu, ct] when Lu != Lt */
+    size_t N, Lu, ct, ci;          /* uncond text [N, Lu, ct] when Lu != Lt; clip_img rows ci wide */
     const float *uncond_text;      /* NULL: rows N.. of clip_text */
 } c_ctx;
 
@@ -346,15 +365,15 @@ static int c_eps(void *ctx, const float *x, int nb, float r, float *eps)
     for (int i = 0; i < nb; i++)
         c->r[i] = r;
     if (!c->uncond_text || (size_t)nb <= c->N)
-        return cs_stage_c_forward(c->m, x, (size_t)nb, c->h, c->w, c->r, c->clip_text, c->Lt, c->pooled, NULL, 1,
-                                  NULL, NULL, eps);
+        return cs_stage_c_forward(c->m, x, (size_t)nb, c->h, c->w, c->r, c->clip_text, c->Lt, c->pooled, c->clip_img,
+                                  c->M, NULL, NULL, eps);
     /* texts of different lengths (ComfyUI runs such CFG halves apart) */
     size_t N = c->N, o = N * c->h * c->w * 16;
-    int rc = cs_stage_c_forward(c->m, x, N, c->h, c->w, c->r, c->clip_text, c->Lt, c->pooled, NULL, 1, NULL, NULL,
-                                eps);
+    int rc = cs_stage_c_forward(c->m, x, N, c->h, c->w, c->r, c->clip_text, c->Lt, c->pooled, c->clip_img, c->M, NULL,
+                                NULL, eps);
     if (!rc)
         rc = cs_stage_c_forward(c->m, x + o, N, c->h, c->w, c->r + N, c->uncond_text, c->Lu, c->pooled + N * c->ct,
-                                NULL, 1, NULL, NULL, eps + o);
+                                c->clip_img ? c->clip_img + N * c->M * c->ci : NULL, c->M, NULL, NULL, eps + o);
     return rc;
 }
 
@@ -375,12 +394,16 @@ static int step_cb(void *ctx, int step, int steps, const float *x0, const float 
 }
 
 /* uncond_text NULL: clip_text holds both halves [2N, Lt, .]; else the
- * unconditional half is uncond_text [N, Lu, .] and pooled rows are cp wide. */
+ * unconditional half is uncond_text [N, Lu, .] and pooled rows are cp wide.
+ * clip_img: [2N, M, .] image tokens, or NULL (zeros). */
 static int sample_c(cs_stage_c *m, const cs_sample_params *sp, size_t N, size_t h, size_t w, const float *clip_text,
                     size_t Lt, const float *uncond_text, size_t Lu, const float *pooled, size_t cp,
-                    const cs_stage_io *io, float *x, float *result)
+                    const float *clip_img, size_t M, const cs_stage_io *io, float *x, float *result)
 {
-    c_ctx c = {m, h, w, Lt, clip_text, pooled, calloc(2 * N, sizeof(float)), io->cancel, N, Lu, cp, uncond_text};
+    cs_net_info ni;
+    cs_stage_c_info(m, &ni);
+    c_ctx c = {m,           h,          w,  Lt, clip_text,           pooled, clip_img, clip_img ? M : 1,
+               calloc(2 * N, sizeof(float)), io->cancel, N, Lu, cp, (size_t)ni.c_clip_img, uncond_text};
     if (!c.r)
         return cs_oom("Stage C timesteps", 2 * N * sizeof(float));
     step_ctx sc = {io};
@@ -394,7 +417,14 @@ int cs_pipe_sample_c(cs_stage_c *m, const cs_sample_params *sp, size_t N, size_t
                      const float *clip_text, size_t Lt, const float *pooled, const cs_stage_io *io,
                      float *x, float *result)
 {
-    return sample_c(m, sp, N, h, w, clip_text, Lt, NULL, Lt, pooled, 0, io, x, result);
+    return sample_c(m, sp, N, h, w, clip_text, Lt, NULL, Lt, pooled, 0, NULL, 1, io, x, result);
+}
+
+int cs_pipe_sample_c_img(cs_stage_c *m, const cs_sample_params *sp, size_t N, size_t h, size_t w,
+                         const float *clip_text, size_t Lt, const float *pooled, const float *clip_img, size_t M,
+                         const cs_stage_io *io, float *x, float *result)
+{
+    return sample_c(m, sp, N, h, w, clip_text, Lt, NULL, Lt, pooled, 0, clip_img, M, io, x, result);
 }
 
 typedef struct {
@@ -551,6 +581,45 @@ static size_t stage_a_budget(void)
     return (size_t)b;
 }
 
+/* clip_img [2N, M, c_img]: rows 0..N-1 the images' embeddings times their
+ * strengths, rows N..2N-1 zeros (the unconditional half, as ComfyUI and
+ * diffusers do). The vision model is loaded for this and released. */
+static int image_tokens(cs_pipeline *p, const cs_gen_params *g, float **out)
+{
+    size_t N = (size_t)g->batch, M = (size_t)g->n_images;
+    if (!p->path[P_VISION])
+        return cs_error(CS_EARG, "image variation needs a CLIP vision model (no file given)");
+    int rc = load(p, P_VISION);
+    if (rc)
+        return rc;
+    size_t P = (size_t)p->v_proj;
+    if (g->image_size != p->v_image)
+        return cs_error(CS_EMODEL, "the CLIP vision model takes %dx%d images, the input images were prepared at %dx%d",
+                        p->v_image, p->v_image, g->image_size, g->image_size);
+    if (p->c_img && (size_t)p->c_img != P)
+        return cs_error(CS_EMODEL, "models do not fit together: the CLIP vision projection is %zu wide but Stage "
+                        "C's clip_img input is %d", P, p->c_img);
+    float *emb = cs_alloc(M * P * sizeof(float)), *t = cs_calloc(2 * N * M * P * sizeof(float));
+    if (!emb || !t) {
+        cs_free(emb), cs_free(t);
+        return cs_oom("the image tokens", (2 * N + 1) * M * P * sizeof(float));
+    }
+    cs_clip_vision_out vo = {emb, NULL, NULL};
+    rc = cs_clip_vision_forward(p->cv, g->image_pixels, M, &vo);
+    for (size_t n = 0; !rc && n < N; n++)
+        for (size_t k = 0; k < M; k++)
+            for (size_t j = 0; j < P; j++) t[(n * M + k) * P + j] = emb[k * P + j] * g->image_strength[k];
+    cs_free(emb);
+    if (!p->keep)
+        release(p, P_VISION);
+    if (rc) {
+        cs_free(t);
+        return rc;
+    }
+    *out = t;
+    return 0;
+}
+
 int cs_pipeline_generate(cs_pipeline *p, const cs_gen_params *g, const cs_pipeline_hooks *hk,
                          uint8_t **rgb_out)
 {
@@ -573,7 +642,7 @@ int cs_pipeline_generate(cs_pipeline *p, const cs_gen_params *g, const cs_pipeli
     run_ctx r = {p, g, hk, CS_STAGE_TEXT, 0, N, hc, wc, NULL, NULL};
 
     float *ctext = NULL, *cpool = NULL, *xc = NULL, *C = NULL, *xb = NULL,
-          *B = NULL, *img = NULL;
+          *B = NULL, *img = NULL, *cimg = NULL;
     uint8_t *rgb = NULL;
     cs_rng rng;
     cs_rng_seed(&rng, g->seed);
@@ -621,6 +690,10 @@ int cs_pipeline_generate(cs_pipeline *p, const cs_gen_params *g, const cs_pipeli
     }
     progress(&r, CS_STAGE_TEXT, 1, 1);
 
+    /* 3. image variation: clip_img tokens (counted in the text stage's time) */
+    if (g->n_images > 0 && (rc = image_tokens(p, g, &cimg)) != 0)
+        goto out;
+
     /* 4. Stage C */
     if (cancelled(cancel)) {
         rc = CANCEL_ERR();
@@ -653,8 +726,8 @@ int cs_pipeline_generate(cs_pipeline *p, const cs_gen_params *g, const cs_pipeli
     progress(&r, CS_STAGE_C, 0, g->c.steps);
     noise_ctx nzc = {&rng, 16, hc, wc};
     cs_stage_io ioc = {noise_nhwc, &nzc, on_step, &r, cancel};
-    if ((rc = sample_c(p->sc, &g->c, N, hc, wc, ctext, L, Lu == L ? NULL : ctext + N * L * Ct, Lu, cpool, Cp, &ioc,
-                       xc, C)) != 0 ||
+    if ((rc = sample_c(p->sc, &g->c, N, hc, wc, ctext, L, Lu == L ? NULL : ctext + N * L * Ct, Lu, cpool, Cp, cimg,
+                       (size_t)g->n_images, &ioc, xc, C)) != 0 ||
         (rc = check_finite(C, N * hc * wc * 16, "Stage C result", &g->c)) != 0)
         goto out;
     if (!p->keep)
@@ -759,5 +832,6 @@ out:
     cs_free(rgb);
     cs_free(r.prev_img);
     cs_free(r.prev_rgb);
+    cs_free(cimg);
     return rc;
 }

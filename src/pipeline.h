@@ -36,6 +36,7 @@ typedef struct {
     /* LoRAs merged into Stage C, Stage B, the text encoder at load (lora.h;
      * NULL = none); borrowed: they must outlive the pipeline */
     struct cs_lora_list *lora_c, *lora_b, *lora_text;
+    const char *clip_vision;    /* CLIP vision tower, needed only for image variation */
 } cs_model_paths;
 
 typedef enum {
@@ -49,6 +50,8 @@ typedef enum {
 
 const char *cs_stage_name(cs_stage_id s);   /* "text", "stage_c", ... */
 
+#define CS_GEN_MAX_IMAGES 16
+
 typedef struct {
     const char *prompt;      /* "" is valid: the unconditional prompt */
     const char *negative;    /* NULL or "": the empty string */
@@ -61,6 +64,14 @@ typedef struct {
     int want_preview;        /* 1: preview of the final Stage C x0 */
     int prompt_style;        /* cs_prompt_style (prompt.h); default comfyui */
     const char *embeddings;  /* folder for embedding:NAME (comfyui style), or NULL */
+    /* image variation: n_images CLIP-preprocessed images [n, S, S, 3]
+     * (S = the vision model's image size; image_prep.h) and their strengths;
+     * each gives one clip_img token (image_embeds * strength) to the
+     * conditional half, zeros to the unconditional one. 0: none. */
+    int n_images;            /* 0..CS_GEN_MAX_IMAGES */
+    int image_size;          /* S */
+    const float *image_pixels;
+    const float *image_strength;
 } cs_gen_params;
 
 /* Official defaults (§8): 1024x1024, batch 1, seed 0, C 20/4/2, B 10/1.1/1,
@@ -133,6 +144,11 @@ struct cs_stage_b;
 int cs_pipe_sample_c(struct cs_stage_c *m, const cs_sample_params *sp, size_t N, size_t h, size_t w,
                      const float *clip_text, size_t Lt, const float *pooled, const cs_stage_io *io,
                      float *x, float *result);
+/* The same with clip_img [2N, M, c_clip_img] (conditional rows first;
+ * NULL = zeros, M = 1). */
+int cs_pipe_sample_c_img(struct cs_stage_c *m, const cs_sample_params *sp, size_t N, size_t h, size_t w,
+                         const float *clip_text, size_t Lt, const float *pooled, const float *clip_img, size_t M,
+                         const cs_stage_io *io, float *x, float *result);
 /* Stage B (§8 step 5): x, result [N, H, W, 4]; effnet [N, hc, wc, 16] is the
  * Stage C result (the unconditional half gets zeros); pooled [2N, 1, Cp] as
  * above. */

@@ -7,6 +7,7 @@
 
 #include "cancel.h"
 #include "demo.h"
+#include "demo_vision.h"
 #include "device.h"
 #include "error.h"
 #include "infile.h"
@@ -58,6 +59,9 @@ static void usage(FILE *f)
         "      --eta X            DDIM eta, 0..1 (default 0)\n"
         "      --rng torch-cpu    random generator (the only one; same noise as PyTorch on the CPU)\n"
         "      --round            round to uint8 instead of truncating (the official conversion)\n"
+        "      --image FILE[:S]   image variation: the image (PNG or JPEG) through the CLIP vision\n"
+        "                         model as one Stage C image token times S (-10..10, default 1);\n"
+        "                         repeatable (at most 16); with or without a prompt\n"
         "\n"
         "  -o, --output FILE|DIR  output PNG, or a folder for cascade_00001.png, ... (default: .)\n"
         "      --force            replace existing files\n"
@@ -68,7 +72,8 @@ static void usage(FILE *f)
         "                         then $CASCADE_MODELS, then $XDG_DATA_HOME/cascade/models\n"
         "      --variant V        auto (default), full, bf16, lite, lite-bf16\n"
         "      --variant-c V, --variant-b V   per-stage variant\n"
-        "      --stage-c FILE, --stage-b FILE, --stage-a FILE, --text-encoder FILE, --previewer FILE\n"
+        "      --stage-c FILE, --stage-b FILE, --stage-a FILE, --text-encoder FILE, --previewer FILE,\n"
+        "      --clip-vision FILE\n"
         "      --tokenizer DIR    folder with vocab.json and merges.txt (or $CASCADE_TOKENIZER)\n"
         "      --lora FILE[:S]    merge a LoRA into Stage C at strength S (default 1, may be\n"
         "                         negative; repeatable, applied in order); a path holding ':'\n"
@@ -111,6 +116,9 @@ typedef struct {
     cs_lora lora[3][GEN_MAX_LORA];  /* per part: Stage C, Stage B, text encoder */
     cs_lora_list lora_list[3];
     const char *device, *precision;
+    int n_images;                           /* --image */
+    char image_path[CS_GEN_MAX_IMAGES][GEN_PATH];
+    float image_strength[CS_GEN_MAX_IMAGES];
 } opts;
 
 static int bad(const char *fmt, const char *a, const char *b)
@@ -186,7 +194,7 @@ enum {
     O_SEED = 256, O_BATCH, O_COUNT, O_STEPS_C, O_STEPS_B, O_CFG_C, O_CFG_B, O_CFG_RHO, O_SHIFT_C, O_SHIFT_B,
     O_SAMPLER, O_ETA, O_RNG, O_ROUND, O_FORCE, O_PREVIEW, O_PREVIEW_EVERY, O_MODELS, O_VARIANT, O_VARIANT_C,
     O_VARIANT_B, O_STAGE_C, O_STAGE_B, O_STAGE_A, O_TEXT, O_PREVIEWER, O_TOKENIZER, O_KEEP, O_THREADS,
-    O_JSON, O_DEMO, O_DEVICE, O_PRECISION, O_LORA, O_LORA_C, O_LORA_B, O_LORA_TE, O_LORA_LENIENT, O_PROMPT_STYLE, O_EMBEDDINGS,
+    O_JSON, O_DEMO, O_DEVICE, O_PRECISION, O_LORA, O_LORA_C, O_LORA_B, O_LORA_TE, O_LORA_LENIENT, O_PROMPT_STYLE, O_EMBEDDINGS, O_IMAGE, O_CLIP_VISION,
 };
 
 static const struct option longopts[] = {
@@ -213,6 +221,7 @@ static const struct option longopts[] = {
     {"lora", required_argument, 0, O_LORA}, {"lora-c", required_argument, 0, O_LORA_C},
     {"lora-b", required_argument, 0, O_LORA_B}, {"lora-te", required_argument, 0, O_LORA_TE},
     {"lora-lenient", no_argument, 0, O_LORA_LENIENT},
+    {"image", required_argument, 0, O_IMAGE}, {"clip-vision", required_argument, 0, O_CLIP_VISION},
     {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
 };
 
@@ -289,6 +298,13 @@ static int parse(int argc, char **argv, opts *o)
         case O_TEXT: o->file[CS_PART_TEXT] = optarg; break;
         case O_PREVIEWER: o->file[CS_PART_PREVIEWER] = optarg; break;
         case O_TOKENIZER: o->tokenizer = optarg; break;
+        case O_CLIP_VISION: o->file[CS_PART_CLIP_VISION] = optarg; break;
+        case O_IMAGE:
+            if (o->n_images == CS_GEN_MAX_IMAGES)
+                return bad("--image: at most %s images%s", "16", "");
+            e = gen_image_arg(optarg, o->image_path[o->n_images], GEN_PATH, &o->image_strength[o->n_images]);
+            o->n_images += !e;
+            break;
         case O_KEEP: o->keep = 1; break;
         case O_THREADS: e = cli_parse_threads(ME, "--threads", optarg, &o->threads); break;
         case O_JSON: o->json = 1; break;
@@ -345,6 +361,9 @@ typedef struct {
     gen_lora_meta loras[3 * GEN_MAX_LORA];
     int n_loras;
     cs_demo_files demo;
+    char demo_vision[GEN_PATH];     /* the demo's CLIP vision tower, written for --image */
+    int demo_vision_cleanup;
+    gen_images images;              /* --image inputs */
     int run;
     int prec;                       /* CS_PREC_* of the device (fp32 on the CPU) */
     char info[4 * GEN_PATH];        /* what was chosen, printed once the checks pass */
@@ -472,6 +491,14 @@ static int resolve_demo(state *s, cs_model_paths *mp)
     meta_add(s, "stage_c", mp->stage_c, "demo");
     meta_add(s, "stage_b", mp->stage_b, "demo");
     meta_add(s, "stage_a", mp->stage_a, "demo");
+    if (o->n_images) {   /* a tiny vision tower of its own, only when asked for */
+        snprintf(s->demo_vision, sizeof s->demo_vision, "%s/clip_vision_demo.safetensors", s->demo.dir);
+        s->demo_vision_cleanup = cs_cleanup_add(s->demo_vision, 0);
+        if ((rc = cs_demo_clip_vision_write(s->demo_vision)) != 0)
+            return rc;
+        mp->clip_vision = s->demo_vision;
+        meta_add(s, "clip_vision", mp->clip_vision, "demo");
+    }
     info_add(s, ME ": DEMO: tiny networks with random weights; the image is noise, not a picture\n"
                 ME ": tokenizer: %s\n", s->tok_desc);
     return 0;
@@ -486,7 +513,7 @@ static int resolve_models(state *s, cs_model_paths *mp, cs_model_set **setp)
         return rc;
     *setp = set;
     static const char *opt[CS_PART_COUNT] = {"--stage-c", "--stage-b", "--stage-a", "--text-encoder", "",
-                                             "--previewer", ""};
+                                             "--previewer", "--clip-vision"};
     for (int p = 0; p < CS_PART_COUNT; p++)
         if (o->file[p] && (rc = cs_models_force(set, (cs_part)p, o->file[p])) != 0) {
             char msg[1024];
@@ -570,6 +597,21 @@ static int resolve_models(state *s, cs_model_paths *mp, cs_model_set **setp)
     }
     if (o->preview && !mp->previewer)
         warn_cb(s, "no previewer.safetensors found: --preview is ignored");
+    if (o->n_images) {
+        /* the chooser leaves this part to us: the forced file, else the first found */
+        int k = set->forced[CS_PART_CLIP_VISION];
+        for (int i = 0; k < 0 && i < set->n; i++)
+            if (set->files[i].info.net == CS_NET_CLIP_VISION && !set->files[i].problem)
+                k = i;
+        if (k < 0)
+            return cs_error(CS_EMODEL, "--image needs a CLIP vision model (ViT-L/14, e.g. ComfyUI's "
+                            "models/clip_vision/ or openai/clip-vit-large-patch14; or --clip-vision FILE) and none "
+                            "was found (%s)", cs_models_looked(set));
+        const cs_model_file *f = &set->files[k];
+        mp->clip_vision = f->path;
+        meta_add(s, "clip_vision", f->path, cs_dtype_name(f->info.dtype));
+        info_add(s, ME ": %-12s %s\n", "CLIP vision", f->path);
+    }
     return 0;
 }
 
@@ -640,7 +682,7 @@ static int write_images(state *s, const uint8_t *rgb)
     size_t img = (size_t)o->g.width * o->g.height * 3;
     for (int i = 0; i < n && !rc; i++) {
         gen_meta m = {&o->g, sampler_name(o->g.c.sampler), o->demo, i, s->models, s->n_models, s->tok_desc,
-                      s->loras, s->n_loras};
+                      s->loras, s->n_loras, s->images.json};
         cs_png_text *t;
         int nt;
         char path[GEN_PATH];
@@ -732,6 +774,14 @@ int cmd_generate(int argc, char **argv)
             gen_output_file_name(&s.prev, k, total, path, sizeof path);
             s.prev_existed[k] = stat(path, &st) == 0;
         }
+    }
+    if (o.n_images) {   /* a bad image fails before any model is touched */
+        if ((rc = gen_images_load(o.image_path, o.image_strength, o.n_images, &s.images)) != 0)
+            goto error;
+        o.g.n_images = s.images.n;
+        o.g.image_size = s.images.size;
+        o.g.image_pixels = s.images.pixels;
+        o.g.image_strength = s.images.strength;
     }
     /* the demo networks are too small to gain from threads, and on a busy
      * machine thread barriers cost far more than the work */
@@ -831,8 +881,13 @@ done:
     cs_free(rgb);
     cs_pipeline_free(pl);
     cs_models_free(set);
+    if (s.demo_vision[0]) {
+        unlink(s.demo_vision);
+        cs_cleanup_del(s.demo_vision_cleanup);
+    }
     if (o.demo)
         cs_demo_remove(&s.demo);
+    gen_images_free(&s.images);
     free(demo_tok);
     gen_output_free(&s.out);
     gen_output_free(&s.prev);

@@ -73,12 +73,31 @@ typedef struct {
     const char *tokenizer;      /* folder or "byte-level fallback (demo)" */
     const gen_lora_meta *loras; /* in the order applied */
     int n_loras;
+    const char *images;         /* --image inputs as a JSON list, or NULL */
 } gen_meta;
 
 /* Builds the chunks (Software, prompt, ..., parameters); free with
  * gen_meta_free. */
 int gen_meta_build(const gen_meta *m, cs_png_text **out, int *n);
 void gen_meta_free(cs_png_text *t, int n);
+
+/* ---- input images (generate_image.c) ---- */
+
+#define GEN_IMAGE_MIN_STRENGTH -10.0
+#define GEN_IMAGE_MAX_STRENGTH 10.0
+
+typedef struct {
+    int n, size;                /* images, their side after preprocessing */
+    float *pixels;              /* [n, size, size, 3] CLIP-normalised */
+    float strength[CS_GEN_MAX_IMAGES];
+    char *json;                 /* [{file, xxh64, size, strength}] for the metadata */
+} gen_images;
+
+/* Splits FILE[:STRENGTH] (default 1); -1 after printing a usage error. */
+int gen_image_arg(const char *arg, char *path, size_t len, float *strength);
+/* Reads and preprocesses each image; one error line naming the file. */
+int gen_images_load(char (*paths)[GEN_PATH], const float *strength, int n, gen_images *out);
+void gen_images_free(gen_images *im);
 
 /* ---- progress ---- */
 

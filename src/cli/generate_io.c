@@ -300,6 +300,8 @@ int gen_meta_build(const gen_meta *m, cs_png_text **out, int *n)
     json_decref(arr);
     add(&c, "models", "%s", mj ? mj : "[]");
     free(mj);
+    if (m->images)
+        add(&c, "images", "%s", m->images);   /* image variation inputs */
 
     /* loras: JSON list of {part, file, strength, xxh64}; A1111 writes <lora:NAME:S> in the prompt */
     json_t *la = json_array();

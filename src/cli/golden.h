@@ -35,6 +35,7 @@ extern const golden_handler golden_rng_handlers[];
 extern const golden_handler golden_sampling_handlers[];
 extern const golden_handler golden_clip_handlers[];
 extern const golden_handler golden_image_handlers[];
+extern const golden_handler golden_vision_handlers[];
 
 /* Largest dimension a case tensor may have (and the bound config sizes get):
  * far above every real case, small enough that products of a few stay far

@@ -45,6 +45,7 @@ static const golden_handler *const tables[] = {
     golden_sampling_handlers,
     golden_clip_handlers,
     golden_image_handlers,
+    golden_vision_handlers,
 };
 
 const char *golden_path(const gcase *c) { return c->path; }
@@ -79,6 +80,12 @@ static json_t *meta_json(const gcase *c, const char *key, int *bad)
     json_t *j = s ? json_loads(s, JSON_DECODE_ANY, NULL) : NULL;
     if (s && !j) *bad = 1;
     return j;
+}
+
+/* A file beside the io file, nothing else. */
+static int plain_name(const char *s)
+{
+    return s && *s && !strchr(s, '/') && s[0] != '.' && strlen(s) <= 255;
 }
 
 /* The io file's own consistency; one error line naming the problem. */
@@ -137,13 +144,16 @@ static int validate(gcase *c)
             json_limit(v, "ref_max", 0))
             return cs_error(CS_EFORMAT, "%s: fp32_vs_fp64[%s]: rel_l2 / max_abs / ref_max are not non-negative numbers",
                             f, k);
+    bad = 0;
     json_t *w = meta_json(c, "weights", &bad);
     int wrc = 0;
-    if (bad || (w && !json_is_object(w))) wrc = cs_error(CS_EFORMAT, "%s: metadata weights is not a JSON object", f);
+    if (bad && plain_name(cs_st_meta(c->io, "weights"))) bad = 0;   /* one file, named as it is */
+    else if (bad || (w && !json_is_object(w)))
+        wrc = cs_error(CS_EFORMAT, "%s: metadata weights is not a JSON object or a file name", f);
     json_object_foreach(w, k, v) {
         const char *s = json_string_value(v);
         /* a file beside the io file, nothing else */
-        if (!wrc && (!s || !*s || strchr(s, '/') || s[0] == '.' || strlen(s) > 255 || strlen(k) >= sizeof c->w[0].role))
+        if (!wrc && (!plain_name(s) || strlen(k) >= sizeof c->w[0].role))
             wrc = cs_error(CS_EFORMAT, "%s: weights[%s] is not a plain file name", f, k);
     }
     json_decref(w);
@@ -295,6 +305,7 @@ int golden_weights(gcase *c, const char *role, cs_st_file **out)
     const char *wj = cs_st_meta(c->io, "weights");
     json_t *root = wj ? json_loads(wj, 0, NULL) : NULL;
     json_t *f = root ? json_object_get(root, role) : NULL;
+    if (!root && plain_name(wj)) f = root = json_string(wj);   /* a bare file name serves every role */
     if (!json_is_string(f)) {   /* names were validated when the case was opened */
         json_decref(root);
         return cs_error(CS_EFORMAT, "%s: metadata names no '%s' weights file", c->file, role);

@@ -1,0 +1,86 @@
+/* `cascade generate --image FILE[:STRENGTH]`: the input images of an image
+ * variation, read and CLIP-preprocessed before any model is loaded (a bad
+ * image fails fast), and described for the PNG metadata. */
+#include "generate.h"
+
+#include "error.h"
+#include "image_in.h"
+#include "image_prep.h"
+#include "tensor.h"
+#include "weights.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int gen_image_arg(const char *arg, char *path, size_t len, float *strength)
+{
+    /* FILE:STRENGTH when what follows the last ':' looks like a number (so
+     * file names with colons still work); a number out of range is an error */
+    const char *colon = strrchr(arg, ':');
+    *strength = 1.0f;
+    size_t n = strlen(arg);
+    if (colon && colon[1] && strspn(colon + 1, "0123456789.+-eE") == strlen(colon + 1)) {
+        char *end;
+        double v = strtod(colon + 1, &end);
+        if (*end || !isfinite(v) || v < GEN_IMAGE_MIN_STRENGTH || v > GEN_IMAGE_MAX_STRENGTH) {
+            fprintf(stderr, "cascade generate: --image %s: strength '%s' is not a number in %g..%g\n", arg, colon + 1,
+                    GEN_IMAGE_MIN_STRENGTH, GEN_IMAGE_MAX_STRENGTH);
+            return -1;
+        }
+        *strength = (float)v;
+        n = (size_t)(colon - arg);
+    }
+    if (!n || n >= len) {
+        fprintf(stderr, "cascade generate: --image '%s': %s\n", arg, n ? "path too long" : "no file name");
+        return -1;
+    }
+    memcpy(path, arg, n);
+    path[n] = 0;
+    return 0;
+}
+
+int gen_images_load(char (*paths)[GEN_PATH], const float *strength, int n, gen_images *out)
+{
+    memset(out, 0, sizeof *out);
+    size_t S = CS_CLIP_IMAGE, per = S * S * 3;
+    out->pixels = cs_alloc((size_t)n * per * sizeof(float));
+    json_t *arr = json_array();
+    if (!out->pixels || !arr) {
+        json_decref(arr);
+        gen_images_free(out);
+        return cs_oom("the input images", (size_t)n * per * sizeof(float));
+    }
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        cs_image im;
+        if ((rc = cs_image_read(paths[i], &im)) != 0) break;
+        rc = cs_clip_preprocess(im.rgb, im.h, im.w, (int)S, out->pixels + (size_t)i * per);
+        char hx[20], size[48], st[32];
+        snprintf(st, sizeof st, "%g", (double)strength[i]);   /* 0.8, not 0.800000011920929 */
+        snprintf(hx, sizeof hx, "%016llx", (unsigned long long)im.xxh64);
+        snprintf(size, sizeof size, "%zux%zu", im.w, im.h);
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:f}", "file", cs_basename(paths[i]), "xxh64", hx,
+                                             "size", size, "strength", strtod(st, NULL)));
+        out->strength[i] = strength[i];
+        cs_image_free(&im);
+    }
+    out->json = rc ? NULL : json_dumps(arr, JSON_COMPACT);
+    json_decref(arr);
+    if (!rc && !out->json) rc = cs_oom("the image metadata", 0);
+    if (rc) {
+        gen_images_free(out);
+        return rc;
+    }
+    out->n = n;
+    out->size = (int)S;
+    return 0;
+}
+
+void gen_images_free(gen_images *im)
+{
+    cs_free(im->pixels);
+    free(im->json);
+    memset(im, 0, sizeof *im);
+}

@@ -1,0 +1,96 @@
+#!/bin/sh
+# `cascade generate --image FILE[:S]` (image variation) on the demo, whose
+# tiny CLIP vision tower is written for the run: the image changes the
+# result, strength 0 gives exactly the text-only image (zero tokens are the
+# unconditional default), the metadata names each image with its xxh64 and
+# strength; bad images and strengths give one line, the right exit status
+# and no file; without a vision model the message says what is missing.
+BIN=$CASCADE_BIN
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/cli_image.XXXXXX") || exit 99
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+ok() { echo "ok $1"; }
+bad() { echo "FAIL $1"; fail=1; }
+export XDG_CACHE_HOME="$tmp/cache" XDG_DATA_HOME="$tmp/data"
+unset CASCADE_MODELS CASCADE_MEMORY CASCADE_TOKENIZER CASCADE_THREADS
+G="$BIN generate --demo --quiet -W 64 -H 64 --steps-c 3 --steps-b 2 --seed 7"
+PNGINFO="$(dirname "$BIN")/tests/png_info"
+[ -x "$PNGINFO" ] || { echo "ERROR: $PNGINFO not built (make check builds it)"; exit 99; }
+same_pixels() { pa=$("$PNGINFO" "$1" --pixels) && pb=$("$PNGINFO" "$2" --pixels) && [ "$pa" = "$pb" ]; }
+mkdir -p "$tmp/o" "$tmp/in"
+
+# refuse NAME STATUS CMD...: that exit status, one stderr line, nothing new in $tmp/o
+refuse() {
+    name=$1; want=$2; shift 2
+    before=$(ls -A "$tmp/o" | wc -l)
+    "$@" >"$tmp/out" 2>"$tmp/err"; rc=$?
+    lines=$(wc -l <"$tmp/err")
+    after=$(ls -A "$tmp/o" | wc -l)
+    if [ "$rc" -eq "$want" ] && [ "$lines" -eq 1 ] && [ "$after" -eq "$before" ]; then
+        ok "$name: $(cat "$tmp/err")"
+    else
+        bad "$name: exit $rc (want $want), $lines stderr lines, files $before -> $after:"; cat "$tmp/err"
+    fi
+}
+
+# input images: demo outputs are real PNGs (256x256 and 64x128)
+$BIN generate --demo --quiet -p a --seed 1 -o "$tmp/in/big.png" >/dev/null 2>&1 || { echo "ERROR: demo failed"; exit 99; }
+$BIN generate --demo --quiet -p b --seed 2 -W 64 -H 128 --steps-c 2 --steps-b 2 -o "$tmp/in/tall.png" >/dev/null 2>&1 ||
+    exit 99
+
+$G -p x -o "$tmp/o/none.png" >/dev/null 2>&1 || bad "text only"
+if $G -p x --image "$tmp/in/big.png" -o "$tmp/o/img.png" >/dev/null 2>"$tmp/err"; then
+    ok image
+    same_pixels "$tmp/o/none.png" "$tmp/o/img.png" && bad "the image changed nothing" || ok image-changes-result
+    m=$("$PNGINFO" "$tmp/o/img.png" images)
+    h=$(echo "$m" | sed -n 's/.*"xxh64":"\([0-9a-f]*\)".*/\1/p')
+    case $m in *'"file":"big.png"'*'"strength":1'*) ok "metadata: $m" ;; *) bad "metadata: $m" ;; esac
+    [ ${#h} -eq 16 ] && ok image-hash || bad "image-hash: '$h'"
+    "$PNGINFO" "$tmp/o/img.png" models | grep -q '"role":"clip_vision"' && ok vision-model-listed ||
+        bad "vision-model-listed: $("$PNGINFO" "$tmp/o/img.png" models)"
+else
+    bad image; cat "$tmp/err"
+fi
+$G -p x --image "$tmp/in/big.png:0" -o "$tmp/o/zero.png" >/dev/null 2>&1 &&
+    same_pixels "$tmp/o/none.png" "$tmp/o/zero.png" && ok strength-0-is-text-only || bad strength-0-is-text-only
+if $G -p "" --image "$tmp/in/big.png:0.5" --image "$tmp/in/tall.png:-1.5" -o "$tmp/o/two.png" >/dev/null 2>&1; then
+    m=$("$PNGINFO" "$tmp/o/two.png" images)
+    case $m in *'"strength":0.5'*'"file":"tall.png"'*'"size":"64x128"'*'"strength":-1.5'*) ok "two images: $m" ;;
+    *) bad "two images: $m" ;; esac
+    same_pixels "$tmp/o/img.png" "$tmp/o/two.png" && bad two-images-differ || ok two-images-differ
+else
+    bad "two images"
+fi
+[ -z "$(ls "${TMPDIR:-/tmp}" 2>/dev/null | grep "^cascade-demo-" | while read d; do
+    [ -e "${TMPDIR:-/tmp}/$d/clip_vision_demo.safetensors" ] && echo "$d"; done)" ] &&
+    ok demo-vision-removed || bad "demo-vision-removed"
+
+# bad inputs
+head -c 100 "$tmp/in/big.png" >"$tmp/in/trunc.png"
+echo "not an image" >"$tmp/in/text.png"
+: >"$tmp/in/empty.jpg"
+refuse missing-image 1 $G -p x --image "$tmp/in/nope.png" -o "$tmp/o/bad.png"
+refuse truncated-png 1 $G -p x --image "$tmp/in/trunc.png" -o "$tmp/o/bad.png"
+grep -q "trunc.png: bad PNG" "$tmp/err" || bad "truncated-png message: $(cat "$tmp/err")"
+refuse not-an-image 1 $G -p x --image "$tmp/in/text.png" -o "$tmp/o/bad.png"
+grep -q "not a PNG or JPEG" "$tmp/err" || bad "not-an-image message: $(cat "$tmp/err")"
+refuse empty-image 1 $G -p x --image "$tmp/in/empty.jpg" -o "$tmp/o/bad.png"
+refuse a-folder 1 $G -p x --image "$tmp/in" -o "$tmp/o/bad.png"
+refuse strength-range 2 $G -p x --image "$tmp/in/big.png:11" -o "$tmp/o/bad.png"
+refuse strength-not-a-number 2 $G -p x --image "$tmp/in/big.png:1e" -o "$tmp/o/bad.png"
+refuse no-file-name 2 $G -p x --image ":1" -o "$tmp/o/bad.png"
+set --
+i=0
+while [ $i -le 16 ]; do set -- "$@" --image "$tmp/in/big.png"; i=$((i + 1)); done
+refuse too-many-images 2 $G -p x "$@" -o "$tmp/o/bad.png"
+# real models without a vision tower: the header-only tree of tests/test_models
+MK="$(dirname "$BIN")/tests/test_models"
+if [ -x "$MK" ] && [ -d "${SHARED_DIR:-/nonexistent}/tokenizer" ]; then
+    "$MK" --make-tree "$tmp/m" flat-min >/dev/null || exit 99
+    refuse no-vision-model 1 env CASCADE_MEMORY=64G "$BIN" generate --quiet -p x --models "$tmp/m" \
+        --tokenizer "$SHARED_DIR/tokenizer" --image "$tmp/in/big.png" -o "$tmp/o/bad.png"
+    grep -q "needs a CLIP vision model" "$tmp/err" || bad "no-vision-model message: $(cat "$tmp/err")"
+else
+    echo "note: no test_models or shared tokenizer: the no-vision-model case is skipped"
+fi
+exit $fail
