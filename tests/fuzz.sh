@@ -32,7 +32,7 @@ printf '#define PACKAGE_VERSION "fuzz"\n#define CS_PLUGIN_DIR "/nowhere"\n#defin
 san="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
 cflags="-g -O1 -std=c11 -D_GNU_SOURCE -include $work/config.h -I$top/src -I$top/simd
  $(pkg-config --cflags jansson libxxhash libpcre2-8 libutf8proc libpng) $san"
-libs="$(pkg-config --libs jansson libxxhash libpcre2-8 libutf8proc libpng) -ldl -lm"
+libs="$(pkg-config --libs jansson libxxhash libpcre2-8 libutf8proc libpng) $(pkg-config --libs libjpeg 2>/dev/null || echo -ljpeg) -ldl -lpthread -lm"
 objs=
 # the golden runner's case parser and handlers, for the golden target only
 gobjs=
