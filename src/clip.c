@@ -350,24 +350,17 @@ int cs_clip_open(const char *path, cs_clip **out)
     return 0;
 }
 
-/* a host parameter array that a device may hold a copy of */
-static void param_free(float *p)
-{
-    cs_param_forget(p, 1);
-    cs_free(p);
-}
-
 void cs_clip_free(cs_clip *m)
 {
     if (!m) return;
     for (int l = 0; m->layer && l < m->cfg.layers; l++) {
         clip_layer *L = &m->layer[l];
-        param_free(L->ln1_w), param_free(L->ln1_b), param_free(L->ln2_w), param_free(L->ln2_b);
+        cs_param_free(L->ln1_w), cs_param_free(L->ln1_b), cs_param_free(L->ln2_w), cs_param_free(L->ln2_b);
     }
     free(m->layer);
-    param_free(m->pos);
-    param_free(m->lnf_w);
-    param_free(m->lnf_b);
+    cs_param_free(m->pos);
+    cs_param_free(m->lnf_w);
+    cs_param_free(m->lnf_b);
     cs_lora_patch_free(m->lora);
     cs_st_close(m->owned);
     free(m);

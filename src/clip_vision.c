@@ -119,22 +119,16 @@ int cs_clip_vision_probe(cs_st_file *f)
 
 /* ---- loading -------------------------------------------------------------- */
 
-static void param_free(float *p)
-{
-    cs_param_forget(p, 1);
-    cs_free(p);
-}
-
 void cs_clip_vision_free(cs_clip_vision *m)
 {
     if (!m) return;
     for (int l = 0; m->layer && l < m->cfg.layers; l++) {
         vit_layer *L = &m->layer[l];
-        param_free(L->ln1_w), param_free(L->ln1_b), param_free(L->ln2_w), param_free(L->ln2_b);
+        cs_param_free(L->ln1_w), cs_param_free(L->ln1_b), cs_param_free(L->ln2_w), cs_param_free(L->ln2_b);
     }
     free(m->layer);
-    param_free(m->cls), param_free(m->pos);
-    param_free(m->pre_w), param_free(m->pre_b), param_free(m->post_w), param_free(m->post_b);
+    cs_param_free(m->cls), cs_param_free(m->pos);
+    cs_param_free(m->pre_w), cs_param_free(m->pre_b), cs_param_free(m->post_w), cs_param_free(m->post_b);
     cs_st_close(m->owned);
     free(m);
 }

@@ -122,6 +122,12 @@ void cs_param_forget(const void *host, size_t bytes)
     if (host && b && b->ops) b->ops->forget(host, bytes);
 }
 
+void cs_param_free(float *host)
+{
+    cs_param_forget(host, 1);
+    cs_free(host);
+}
+
 void cs_dev_args_begin(cs_dev_args *a, const cs_dev_ops *d)
 {
     memset(a, 0, sizeof *a);

@@ -42,6 +42,8 @@ void cs_fill(float *dst, float v, size_t n);
  * cs_param_forget on it. */
 const float *cs_param(const float *host, size_t n);
 void cs_param_forget(const void *host, size_t bytes);
+/* cs_param_forget, then cs_free: for cs_alloc'd parameter arrays (NULL is fine). */
+void cs_param_free(float *host);
 
 /* The first error a device op reported in this forward (0 if none); the
  * dispatchers in ops.c record it, cs_dev_args_finish returns it. */
