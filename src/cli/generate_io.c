@@ -300,6 +300,8 @@ int gen_meta_build(const gen_meta *m, cs_png_text **out, int *n)
     free(mj);
     if (m->images)
         add(&c, "images", "%s", m->images);   /* image variation inputs */
+    if (m->init_image)
+        add(&c, "init_image", "%s", m->init_image);   /* img2img input */
 
     /* A1111-style summary so image viewers that know "parameters" show it */
     const gen_model_meta *sc = NULL, *sb = NULL;
