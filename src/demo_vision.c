@@ -2,6 +2,7 @@
 #include "demo_vision.h"
 
 #include "error.h"
+#include "models.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -88,6 +89,39 @@ int cs_demo_clip_vision_write(const char *path)
     if (rc) return rc;
     const char *meta[] = {"demo", "cascade tiny random CLIP vision tower"};
     rc = cs_demo_write(path, &l, "F32", CS_DEMO_SEED + 6, meta, 1);
+    cs_demo_list_free(&l);
+    return rc;
+}
+
+int cs_demo_effnet_write(const char *path)
+{
+    cs_expect *e;
+    int n, rc = cs_net_expected(CS_NET_EFFNET, &e, &n);
+    if (rc) return rc;
+    cs_demo_list l = {0};
+    for (int i = 0; i < n && !rc; i++) {
+        int s, b;
+        const char *nm = e[i].name;
+        if (e[i].kind == CS_EXP_INT64) continue;   /* num_batches_tracked: optional */
+        if (sscanf(nm, "backbone.%d.%d.", &s, &b) == 2 && s >= 1 && s <= 6 && b > 0) continue;
+        const char *dot = strrchr(nm, '.');
+        int init = CS_DI_NORMAL;
+        float std = 0.1f;
+        if (e[i].ndim == 4) {   /* conv: N(0, 1/fan_in) */
+            std = (float)(1.0 / sqrt((double)(e[i].shape[1] * e[i].shape[2] * e[i].shape[3])));
+        } else if (!strcmp(dot, ".weight") || !strcmp(dot, ".running_var")) {
+            init = CS_DI_UNIFORM_POS;   /* BatchNorm scale and variance: U(0.5, 1.5) */
+        }
+        rc = put(&l, init, std, e[i].shape[0], e[i].ndim >= 2 ? e[i].shape[1] : 0, nm);
+        if (!rc) {
+            cs_demo_tensor *t = &l.t[l.n - 1];
+            t->ndim = e[i].ndim;
+            for (int d = 0; d < e[i].ndim; d++) t->shape[d] = e[i].shape[d];
+        }
+    }
+    free(e);
+    const char *meta[] = {"demo", "cascade reduced random EfficientNet encoder"};
+    if (!rc) rc = cs_demo_write(path, &l, "F32", CS_DEMO_SEED + 7, meta, 1);
     cs_demo_list_free(&l);
     return rc;
 }

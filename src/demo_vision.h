@@ -1,4 +1,5 @@
-/* A tiny random CLIP vision tower for `cascade generate --demo --image`:
+/* Demo networks for image inputs, written only when a demo run asks for
+ * them. A tiny random CLIP vision tower for `cascade generate --demo --image`:
  * HF names, width 64, 2 layers, 224x224 images in 14x14 patches, projection
  * 48 (the demo Stage C's clip_img width), written like the other demo
  * networks (demo.h: deterministic values, the same bytes everywhere). */
@@ -11,5 +12,8 @@
 int cs_demo_clip_vision(int width, int layers, int mlp, int proj, int image, int patch, cs_demo_list *out);
 /* Writes the demo vision tower (F32) to path. */
 int cs_demo_clip_vision_write(const char *path);
+/* Writes a reduced EfficientNet encoder (released widths, one block per
+ * stage: the loader reads the depth off the names) for `--demo --init-image`. */
+int cs_demo_effnet_write(const char *path);
 
 #endif

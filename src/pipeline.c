@@ -4,6 +4,7 @@
 #include "clip.h"
 #include "clip_vision.h"
 #include "cond.h"
+#include "effnet.h"
 #include "cancel.h"
 #include "error.h"
 #include "lora.h"
@@ -23,7 +24,7 @@
 #include <string.h>
 #include <time.h>
 
-enum { P_TEXT, P_C, P_B, P_A, P_PREV, P_VISION, P_N };
+enum { P_TEXT, P_C, P_B, P_A, P_PREV, P_VISION, P_EFFNET, P_N };
 
 struct cs_pipeline {
     char *path[P_N];
@@ -38,13 +39,14 @@ struct cs_pipeline {
     cs_stage_a *sa;
     cs_previewer *pv;
     cs_clip_vision *cv;
+    cs_effnet *en;
     /* widths learned by cs_pipeline_check (0 = unknown) */
     int checked;
     int clip_width, clip_proj;
     int c_text, c_pooled, c_in, c_out;   /* Stage C */
     int b_pooled, b_effnet, b_in, b_out; /* Stage B */
     int a_latent, pv_in;
-    int c_img, v_proj, v_image;          /* Stage C clip_img width, CLIP vision projection / image size */
+    int c_img, v_proj, v_image, e_latent;          /* Stage C clip_img width, CLIP vision projection / image size */
     size_t c_min, b_min;                 /* smallest latent side of Stage C / B */
 };
 
@@ -57,7 +59,7 @@ const char *cs_stage_name(cs_stage_id s)
 static const char *part_title(int i)
 {
     static const char *t[P_N] = {"text encoder", "Stage C", "Stage B", "Stage A", "previewer",
-                                  "CLIP vision model"};
+                                  "CLIP vision model", "EfficientNet encoder"};
     return t[i];
 }
 
@@ -109,6 +111,8 @@ int cs_gen_check(const cs_gen_params *p)
         (p->n_images && (!p->image_pixels || !p->image_strength || p->image_size <= 0)))
         return cs_error(CS_EARG, "%d input images: at most %d, each with its pixels and strength", p->n_images,
                         CS_GEN_MAX_IMAGES);
+    if (p->init_rgb && !(p->init_strength > 0 && p->init_strength < 1))
+        return cs_error(CS_EARG, "img2img strength %g: need 0 < strength < 1 (1 is text-to-image)", p->init_strength);
     int rc = check_sp(&p->c, "Stage C");
     return rc ? rc : check_sp(&p->b, "Stage B");
 }
@@ -155,7 +159,7 @@ int cs_pipeline_new(const cs_model_paths *paths, int keep_loaded, cs_pipeline **
     if (!p)
         return cs_oom("the pipeline object", sizeof *p);
     const char *src[P_N] = {paths->text_encoder, paths->stage_c, paths->stage_b, paths->stage_a,
-                            paths->previewer, paths->clip_vision};
+                            paths->previewer, paths->clip_vision, paths->effnet};
     for (int i = 0; i < P_N; i++)
         p->path[i] = dup_or_null(src[i]);
     p->tok_dir = dup_or_null(paths->tokenizer_dir);
@@ -181,6 +185,7 @@ static void release(cs_pipeline *p, int i)
     case P_A: cs_stage_a_free(p->sa), p->sa = NULL; break;
     case P_PREV: cs_previewer_free(p->pv), p->pv = NULL; break;
     case P_VISION: cs_clip_vision_free(p->cv), p->cv = NULL; break;
+    case P_EFFNET: cs_effnet_free(p->en), p->en = NULL; break;
     }
     cs_st_close(p->f[i]);
     p->f[i] = NULL;
@@ -212,7 +217,7 @@ static int load(cs_pipeline *p, int i)
 {
     int rc = 0;
     if ((i == P_TEXT && p->clip) || (i == P_C && p->sc) || (i == P_B && p->sb) || (i == P_A && p->sa) ||
-        (i == P_PREV && p->pv) || (i == P_VISION && p->cv))
+        (i == P_PREV && p->pv) || (i == P_VISION && p->cv) || (i == P_EFFNET && p->en))
         return 0;
     if (!p->path[i])
         return cs_error(CS_EARG, "pipeline: no %s file given", part_title(i));
@@ -265,6 +270,11 @@ static int load(cs_pipeline *p, int i)
         rc = cs_previewer_load(p->f[i], NULL, &p->pv);
         if (!rc)
             p->pv_in = cs_previewer_get_config(p->pv)->c_in;
+        break;
+    case P_EFFNET:
+        rc = cs_effnet_load(p->f[i], NULL, &p->en);
+        if (!rc)
+            p->e_latent = cs_effnet_get_config(p->en)->c_latent;
         break;
     case P_VISION:
         rc = cs_clip_vision_load(p->f[i], NULL, &p->cv);
@@ -324,7 +334,8 @@ int cs_pipeline_check(cs_pipeline *p)
         (rc = fit(4, p->b_out, "the Stage B latent (4 channels)", "Stage B's output")) ||
         (rc = fit(4, p->a_latent, "the Stage B latent (4 channels)", "Stage A's latent")) ||
         (rc = fit(16, p->pv_in, "the Stage C latent (16 channels)", "the previewer's input")) ||
-        (rc = fit(p->v_proj, p->c_img, "the CLIP vision projection", "Stage C's clip_img input")))
+        (rc = fit(p->v_proj, p->c_img, "the CLIP vision projection", "Stage C's clip_img input")) ||
+        (rc = fit(16, p->e_latent, "the Stage C latent (16 channels)", "the EfficientNet encoder's output")))
         return rc;
     p->checked = 1;
     return 0;
@@ -581,6 +592,59 @@ static size_t stage_a_budget(void)
     return (size_t)b;
 }
 
+/* Stage C steps of an img2img run: int(steps * strength) computed in double
+ * as Python does (20 * 0.35 is 7 there, 6 from a float strength), at least 1. */
+static int img2img_steps(const cs_gen_params *g)
+{
+    int steps = (int)(g->c.steps * g->init_strength);
+    return steps > 0 ? steps : 1;
+}
+
+/* img2img's Stage C start (spec/sampling.md §6.1): x = a*lat + b*eps with
+ * lat the EfficientNet latent of the init image (the same for every batch
+ * image), eps the generator's next draw [N, hc, wc, 16] (the first of the
+ * run, as the notebook's diffuse comes before sampling) and (a, b) of the
+ * shift-1 schedule at t = strength. sp gets t_start = strength and
+ * img2img_steps steps, x given. */
+static int init_latent(cs_pipeline *p, const cs_gen_params *g, size_t hc, size_t wc, cs_noise_fn noise, void *nctx,
+                       float *x, cs_sample_params *sp)
+{
+    size_t N = (size_t)g->batch, H = 32 * hc, W = 32 * wc, per = hc * wc * 16;
+    if (!p->path[P_EFFNET])
+        return cs_error(CS_EARG, "img2img needs the EfficientNet encoder (effnet_encoder.safetensors; no file given)");
+    int rc = load(p, P_EFFNET);
+    if (rc)
+        return rc;
+    if (cs_effnet_out_size(H) != hc || cs_effnet_out_size(W) != wc)
+        return cs_error(CS_EARG, "img2img: a %zux%zu image does not encode to the %zux%zu Stage C latent", W, H, wc, hc);
+    float *in = cs_alloc(H * W * 3 * sizeof(float)), *lat = cs_alloc(per * sizeof(float));
+    if (!in || !lat) {
+        cs_free(in), cs_free(lat);
+        return cs_oom("the init image", (H * W * 3 + per) * sizeof(float));
+    }
+    cs_effnet_preprocess(g->init_rgb, in, H * W);
+    rc = cs_effnet_forward(p->en, in, 1, H, W, lat);
+    cs_free(in);
+    if (!p->keep)
+        release(p, P_EFFNET);
+    if (!rc)
+        rc = noise(nctx, x, N * per);
+    if (!rc) {
+        float a, b, t = (float)g->init_strength;
+        cs_gdf_vp(cs_gdf_logsnr(t, 1.0f), &a, &b);
+        for (size_t n = 0; n < N; n++)
+            for (size_t i = 0; i < per; i++) {
+                float la = lat[i] * a, eb = x[n * per + i] * b;   /* torch: x0*a + eps*b, each rounded */
+                x[n * per + i] = la + eb;
+            }
+        sp->steps = img2img_steps(g);
+        sp->t_start = t;
+        sp->x_init_given = 1;
+    }
+    cs_free(lat);
+    return rc;
+}
+
 /* clip_img [2N, M, c_img]: rows 0..N-1 the images' embeddings times their
  * strengths, rows N..2N-1 zeros (the unconditional half, as ComfyUI and
  * diffusers do). The vision model is loaded for this and released. */
@@ -714,7 +778,8 @@ int cs_pipeline_generate(cs_pipeline *p, const cs_gen_params *g, const cs_pipeli
         }
     }
     r.stage = CS_STAGE_C;
-    progress(&r, CS_STAGE_C, -1, g->c.steps);
+    int steps_c = g->init_rgb ? img2img_steps(g) : g->c.steps;
+    progress(&r, CS_STAGE_C, -1, steps_c);
     if ((rc = load(p, P_C)) != 0)
         goto out;
     xc = cs_alloc(N * hc * wc * 16 * sizeof(float));
@@ -723,10 +788,13 @@ int cs_pipeline_generate(cs_pipeline *p, const cs_gen_params *g, const cs_pipeli
         rc = cs_oom("the Stage C latents", 2 * N * hc * wc * 16 * sizeof(float));
         goto out;
     }
-    progress(&r, CS_STAGE_C, 0, g->c.steps);
+    progress(&r, CS_STAGE_C, 0, steps_c);
     noise_ctx nzc = {&rng, 16, hc, wc};
     cs_stage_io ioc = {noise_nhwc, &nzc, on_step, &r, cancel};
-    if ((rc = sample_c(p->sc, &g->c, N, hc, wc, ctext, L, Lu == L ? NULL : ctext + N * L * Ct, Lu, cpool, Cp, cimg,
+    cs_sample_params spc = g->c;
+    if (g->init_rgb && (rc = init_latent(p, g, hc, wc, noise_nhwc, &nzc, xc, &spc)) != 0)
+        goto out;
+    if ((rc = sample_c(p->sc, &spc, N, hc, wc, ctext, L, Lu == L ? NULL : ctext + N * L * Ct, Lu, cpool, Cp, cimg,
                        (size_t)g->n_images, &ioc, xc, C)) != 0 ||
         (rc = check_finite(C, N * hc * wc * 16, "Stage C result", &g->c)) != 0)
         goto out;

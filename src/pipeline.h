@@ -37,6 +37,7 @@ typedef struct {
      * NULL = none); borrowed: they must outlive the pipeline */
     struct cs_lora_list *lora_c, *lora_b, *lora_text;
     const char *clip_vision;    /* CLIP vision tower, needed only for image variation */
+    const char *effnet;         /* EfficientNet encoder, needed only for img2img */
 } cs_model_paths;
 
 typedef enum {
@@ -72,6 +73,14 @@ typedef struct {
     int image_size;          /* S */
     const float *image_pixels;
     const float *image_strength;
+    /* img2img (spec/sampling.md §6.1): init_rgb [32*hc, 32*wc, 3] in [0,1]
+     * (hc, wc: the Stage C latent size; cs_latent_c), encoded by the
+     * EfficientNet encoder, noised to t = init_strength with the shift-1
+     * schedule (as the official notebook's gdf.diffuse), then Stage C runs
+     * int(steps * strength) steps from t_start = strength. 0 < strength < 1
+     * (1 is text-to-image: no init image). NULL: none. */
+    const float *init_rgb;
+    double init_strength;
 } cs_gen_params;
 
 /* Official defaults (§8): 1024x1024, batch 1, seed 0, C 20/4/2, B 10/1.1/1,

@@ -1,10 +1,14 @@
 #!/bin/sh
-# `cascade generate --image FILE[:S]` (image variation) on the demo, whose
-# tiny CLIP vision tower is written for the run: the image changes the
+# `cascade generate --image FILE[:S]` (image variation) and `--init-image
+# FILE --strength S` (img2img) on the demo, whose tiny CLIP vision tower and
+# reduced EfficientNet encoder are written for the run. Variation: the image changes the
 # result, strength 0 gives exactly the text-only image (zero tokens are the
 # unconditional default), the metadata names each image with its xxh64 and
 # strength; bad images and strengths give one line, the right exit status
 # and no file; without a vision model the message says what is missing.
+# img2img: strength 1 is exactly text-to-image, below 1 Stage C runs
+# int(20 S) steps from the encoded image, both modes together work, and the
+# metadata names the init image.
 BIN=$CASCADE_BIN
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/cli_image.XXXXXX") || exit 99
 trap 'rm -rf "$tmp"' EXIT
@@ -65,8 +69,30 @@ fi
     [ -e "${TMPDIR:-/tmp}/$d/clip_vision_demo.safetensors" ] && echo "$d"; done)" ] &&
     ok demo-vision-removed || bad "demo-vision-removed"
 
-# bad inputs
 head -c 100 "$tmp/in/big.png" >"$tmp/in/trunc.png"
+
+# img2img
+if $G -p x --init-image "$tmp/in/tall.png" --strength 0.6 -o "$tmp/o/i2i.png" 2>"$tmp/err" >/dev/null; then
+    ok img2img
+    same_pixels "$tmp/o/none.png" "$tmp/o/i2i.png" && bad img2img-changes-result || ok img2img-changes-result
+    m=$("$PNGINFO" "$tmp/o/i2i.png" init_image)
+    case $m in *'"file":"tall.png"'*'"strength":0.6}') ok "init metadata: $m" ;; *) bad "init metadata: $m" ;; esac
+else
+    bad img2img; cat "$tmp/err"
+fi
+$BIN generate --demo -W 64 -H 64 --steps-c 20 --steps-b 2 --seed 7 -p x --init-image "$tmp/in/big.png" \
+    --strength 0.35 -o "$tmp/o/steps.png" >/dev/null 2>"$tmp/err"
+grep -q "Stage C: 7 steps" "$tmp/err" && ok "img2img-steps: int(20 * 0.35) = 7 as in Python (not 6 as in float)" || bad "img2img-steps: $(grep 'Stage C:' "$tmp/err")"
+$G -p x --init-image "$tmp/in/big.png" --strength 1 -o "$tmp/o/s1.png" >/dev/null 2>&1 &&
+    same_pixels "$tmp/o/none.png" "$tmp/o/s1.png" && ok strength-1-is-text-to-image || bad strength-1-is-text-to-image
+$G -p "" --init-image "$tmp/in/big.png" --strength 0.5 --image "$tmp/in/tall.png" -o "$tmp/o/both.png" \
+    >/dev/null 2>"$tmp/err" && ok img2img-with-variation || { bad img2img-with-variation; cat "$tmp/err"; }
+refuse strength-0 2 $G -p x --init-image "$tmp/in/big.png" --strength 0 -o "$tmp/o/bad.png"
+refuse strength-above-1 2 $G -p x --init-image "$tmp/in/big.png" --strength 1.5 -o "$tmp/o/bad.png"
+refuse strength-alone 2 $G -p x --strength 0.5 -o "$tmp/o/bad.png"
+refuse bad-init-image 1 $G -p x --init-image "$tmp/in/trunc.png" -o "$tmp/o/bad.png"
+
+# bad inputs
 echo "not an image" >"$tmp/in/text.png"
 : >"$tmp/in/empty.jpg"
 refuse missing-image 1 $G -p x --image "$tmp/in/nope.png" -o "$tmp/o/bad.png"

@@ -62,6 +62,10 @@ static void usage(FILE *f)
         "      --image FILE[:S]   image variation: the image (PNG or JPEG) through the CLIP vision\n"
         "                         model as one Stage C image token times S (-10..10, default 1);\n"
         "                         repeatable (at most 16); with or without a prompt\n"
+        "      --init-image FILE  img2img: start Stage C from this image (PNG or JPEG), resized and\n"
+        "                         centre-cropped to the output size, encoded and noised\n"
+        "      --strength S       how much of the schedule is left for --init-image, 0 < S <= 1\n"
+        "                         (default 0.6; 1 is text-to-image: the image is not used)\n"
         "\n"
         "  -o, --output FILE|DIR  output PNG, or a folder for cascade_00001.png, ... (default: .)\n"
         "      --force            replace existing files\n"
@@ -73,7 +77,7 @@ static void usage(FILE *f)
         "      --variant V        auto (default), full, bf16, lite, lite-bf16\n"
         "      --variant-c V, --variant-b V   per-stage variant\n"
         "      --stage-c FILE, --stage-b FILE, --stage-a FILE, --text-encoder FILE, --previewer FILE,\n"
-        "      --clip-vision FILE\n"
+        "      --clip-vision FILE, --effnet FILE\n"
         "      --tokenizer DIR    folder with vocab.json and merges.txt (or $CASCADE_TOKENIZER)\n"
         "      --lora FILE[:S]    merge a LoRA into Stage C at strength S (default 1, may be\n"
         "                         negative; repeatable, applied in order); a path holding ':'\n"
@@ -119,6 +123,9 @@ typedef struct {
     int n_images;                           /* --image */
     char image_path[CS_GEN_MAX_IMAGES][GEN_PATH];
     float image_strength[CS_GEN_MAX_IMAGES];
+    const char *init_image;                 /* --init-image */
+    double strength;                        /* --strength */
+    int strength_given;
 } opts;
 
 static int bad(const char *fmt, const char *a, const char *b)
@@ -194,7 +201,8 @@ enum {
     O_SEED = 256, O_BATCH, O_COUNT, O_STEPS_C, O_STEPS_B, O_CFG_C, O_CFG_B, O_CFG_RHO, O_SHIFT_C, O_SHIFT_B,
     O_SAMPLER, O_ETA, O_RNG, O_ROUND, O_FORCE, O_PREVIEW, O_PREVIEW_EVERY, O_MODELS, O_VARIANT, O_VARIANT_C,
     O_VARIANT_B, O_STAGE_C, O_STAGE_B, O_STAGE_A, O_TEXT, O_PREVIEWER, O_TOKENIZER, O_KEEP, O_THREADS,
-    O_JSON, O_DEMO, O_DEVICE, O_PRECISION, O_LORA, O_LORA_C, O_LORA_B, O_LORA_TE, O_LORA_LENIENT, O_PROMPT_STYLE, O_EMBEDDINGS, O_IMAGE, O_CLIP_VISION,
+    O_JSON, O_DEMO, O_DEVICE, O_PRECISION, O_LORA, O_LORA_C, O_LORA_B, O_LORA_TE, O_LORA_LENIENT, O_PROMPT_STYLE,
+    O_EMBEDDINGS, O_IMAGE, O_CLIP_VISION, O_INIT_IMAGE, O_STRENGTH, O_EFFNET,
 };
 
 static const struct option longopts[] = {
@@ -222,6 +230,8 @@ static const struct option longopts[] = {
     {"lora-b", required_argument, 0, O_LORA_B}, {"lora-te", required_argument, 0, O_LORA_TE},
     {"lora-lenient", no_argument, 0, O_LORA_LENIENT},
     {"image", required_argument, 0, O_IMAGE}, {"clip-vision", required_argument, 0, O_CLIP_VISION},
+    {"init-image", required_argument, 0, O_INIT_IMAGE}, {"strength", required_argument, 0, O_STRENGTH},
+    {"effnet", required_argument, 0, O_EFFNET},
     {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
 };
 
@@ -299,6 +309,15 @@ static int parse(int argc, char **argv, opts *o)
         case O_PREVIEWER: o->file[CS_PART_PREVIEWER] = optarg; break;
         case O_TOKENIZER: o->tokenizer = optarg; break;
         case O_CLIP_VISION: o->file[CS_PART_CLIP_VISION] = optarg; break;
+        case O_EFFNET: o->file[CS_PART_EFFNET] = optarg; break;
+        case O_INIT_IMAGE: o->init_image = optarg; break;
+        case O_STRENGTH: {
+            float v;
+            e = parse_float("--strength", optarg, 0.0, 1.0, 1, &v);
+            o->strength = strtod(optarg, NULL);   /* the double: int(steps * S) as Python computes it */
+            o->strength_given = 1;
+            break;
+        }
         case O_IMAGE:
             if (o->n_images == CS_GEN_MAX_IMAGES)
                 return bad("--image: at most %s images%s", "16", "");
@@ -333,6 +352,10 @@ static int parse(int argc, char **argv, opts *o)
                 (unsigned long long)o->g.seed, o->count);
         return 2;
     }
+    if (o->strength_given && !o->init_image)
+        return bad("--strength applies to --init-image only%s%s", "", "");
+    if (!o->strength_given)
+        o->strength = 0.6;
     if (o->g.preview_every && !o->preview)
         return bad("--preview-every needs --preview FILE%s%s", "", "");
     if (o->g.c.sampler == CS_SAMPLER_DDIM)
@@ -363,6 +386,9 @@ typedef struct {
     cs_demo_files demo;
     char demo_vision[GEN_PATH];     /* the demo's CLIP vision tower, written for --image */
     int demo_vision_cleanup;
+    char demo_effnet[GEN_PATH];     /* the demo's EfficientNet encoder, written for --init-image */
+    int demo_effnet_cleanup;
+    gen_init init;                  /* --init-image */
     gen_images images;              /* --image inputs */
     int run;
     int prec;                       /* CS_PREC_* of the device (fp32 on the CPU) */
@@ -499,6 +525,14 @@ static int resolve_demo(state *s, cs_model_paths *mp)
         mp->clip_vision = s->demo_vision;
         meta_add(s, "clip_vision", mp->clip_vision, "demo");
     }
+    if (s->init.rgb) {
+        snprintf(s->demo_effnet, sizeof s->demo_effnet, "%s/effnet_demo.safetensors", s->demo.dir);
+        s->demo_effnet_cleanup = cs_cleanup_add(s->demo_effnet, 0);
+        if ((rc = cs_demo_effnet_write(s->demo_effnet)) != 0)
+            return rc;
+        mp->effnet = s->demo_effnet;
+        meta_add(s, "effnet", mp->effnet, "demo");
+    }
     info_add(s, ME ": DEMO: tiny networks with random weights; the image is noise, not a picture\n"
                 ME ": tokenizer: %s\n", s->tok_desc);
     return 0;
@@ -512,7 +546,7 @@ static int resolve_models(state *s, cs_model_paths *mp, cs_model_set **setp)
     if (rc)
         return rc;
     *setp = set;
-    static const char *opt[CS_PART_COUNT] = {"--stage-c", "--stage-b", "--stage-a", "--text-encoder", "",
+    static const char *opt[CS_PART_COUNT] = {"--stage-c", "--stage-b", "--stage-a", "--text-encoder", "--effnet",
                                              "--previewer", "--clip-vision"};
     for (int p = 0; p < CS_PART_COUNT; p++)
         if (o->file[p] && (rc = cs_models_force(set, (cs_part)p, o->file[p])) != 0) {
@@ -612,6 +646,15 @@ static int resolve_models(state *s, cs_model_paths *mp, cs_model_set **setp)
         meta_add(s, "clip_vision", f->path, cs_dtype_name(f->info.dtype));
         info_add(s, ME ": %-12s %s\n", "CLIP vision", f->path);
     }
+    if (s->init.rgb) {
+        if (ch.file[CS_PART_EFFNET] < 0)
+            return cs_error(CS_EMODEL, "--init-image needs the EfficientNet encoder (effnet_encoder.safetensors, or "
+                            "--effnet FILE) and none was found (%s)", cs_models_looked(set));
+        const cs_model_file *f = &set->files[ch.file[CS_PART_EFFNET]];
+        mp->effnet = f->path;
+        meta_add(s, "effnet", f->path, cs_dtype_name(f->info.dtype));
+        info_add(s, ME ": %-12s %s (%s)\n", cs_part_title(CS_PART_EFFNET), f->path, ch.why[CS_PART_EFFNET]);
+    }
     return 0;
 }
 
@@ -682,7 +725,7 @@ static int write_images(state *s, const uint8_t *rgb)
     size_t img = (size_t)o->g.width * o->g.height * 3;
     for (int i = 0; i < n && !rc; i++) {
         gen_meta m = {&o->g, sampler_name(o->g.c.sampler), o->demo, i, s->models, s->n_models, s->tok_desc,
-                      s->loras, s->n_loras, s->images.json};
+                      s->loras, s->n_loras, s->images.json, s->init.json};
         cs_png_text *t;
         int nt;
         char path[GEN_PATH];
@@ -782,6 +825,16 @@ int cmd_generate(int argc, char **argv)
         o.g.image_size = s.images.size;
         o.g.image_pixels = s.images.pixels;
         o.g.image_strength = s.images.strength;
+    }
+    if (o.init_image) {   /* read it now; used only where strength < 1 */
+        if ((rc = gen_init_image_load(o.init_image, o.strength, o.g.width, o.g.height, &s.init)) != 0)
+            goto error;
+        if (o.strength < 1) {
+            o.g.init_rgb = s.init.rgb;
+            o.g.init_strength = o.strength;
+        } else {
+            gen_init_free(&s.init);   /* text-to-image */
+        }
     }
     /* the demo networks are too small to gain from threads, and on a busy
      * machine thread barriers cost far more than the work */
@@ -885,9 +938,14 @@ done:
         unlink(s.demo_vision);
         cs_cleanup_del(s.demo_vision_cleanup);
     }
+    if (s.demo_effnet[0]) {
+        unlink(s.demo_effnet);
+        cs_cleanup_del(s.demo_effnet_cleanup);
+    }
     if (o.demo)
         cs_demo_remove(&s.demo);
     gen_images_free(&s.images);
+    gen_init_free(&s.init);
     free(demo_tok);
     gen_output_free(&s.out);
     gen_output_free(&s.prev);

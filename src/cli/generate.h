@@ -74,6 +74,7 @@ typedef struct {
     const gen_lora_meta *loras; /* in the order applied */
     int n_loras;
     const char *images;         /* --image inputs as a JSON list, or NULL */
+    const char *init_image;     /* --init-image as a JSON object, or NULL */
 } gen_meta;
 
 /* Builds the chunks (Software, prompt, ..., parameters); free with
@@ -98,6 +99,16 @@ int gen_image_arg(const char *arg, char *path, size_t len, float *strength);
 /* Reads and preprocesses each image; one error line naming the file. */
 int gen_images_load(char (*paths)[GEN_PATH], const float *strength, int n, gen_images *out);
 void gen_images_free(gen_images *im);
+
+/* --init-image: the image as [32*hc, 32*wc, 3] floats in [0,1] for a
+ * width x height output (hc, wc = cs_latent_c): resized with bicubic +
+ * antialias so it covers that size, then centre-cropped. */
+typedef struct {
+    float *rgb;
+    char *json;                 /* {file, xxh64, size, strength} for the metadata */
+} gen_init;
+int gen_init_image_load(const char *path, double strength, int width, int height, gen_init *out);
+void gen_init_free(gen_init *g);
 
 /* ---- progress ---- */
 

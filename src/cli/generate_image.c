@@ -66,7 +66,7 @@ int gen_images_load(char (*paths)[GEN_PATH], const float *strength, int n, gen_i
         out->strength[i] = strength[i];
         cs_image_free(&im);
     }
-    out->json = rc ? NULL : json_dumps(arr, JSON_COMPACT);
+    out->json = rc ? NULL : json_dumps(arr, JSON_COMPACT | JSON_REAL_PRECISION(6));
     json_decref(arr);
     if (!rc && !out->json) rc = cs_oom("the image metadata", 0);
     if (rc) {
@@ -83,4 +83,48 @@ void gen_images_free(gen_images *im)
     cs_free(im->pixels);
     free(im->json);
     memset(im, 0, sizeof *im);
+}
+
+int gen_init_image_load(const char *path, double strength, int width, int height, gen_init *out)
+{
+    memset(out, 0, sizeof *out);
+    cs_image im;
+    int rc = cs_image_read(path, &im);
+    if (rc) return rc;
+    /* cover the Stage C latent's pixel size (32 per latent pixel), then centre crop */
+    size_t Wt = 32 * (size_t)cs_latent_c(width), Ht = 32 * (size_t)cs_latent_c(height);
+    double f = (double)Wt / (double)im.w > (double)Ht / (double)im.h ? (double)Wt / (double)im.w
+                                                                        : (double)Ht / (double)im.h;
+    size_t Wr = (size_t)(im.w * f + 0.5), Hr = (size_t)(im.h * f + 0.5);
+    if (Wr < Wt) Wr = Wt;
+    if (Hr < Ht) Hr = Ht;
+    float *x = cs_alloc(im.w * im.h * 3 * sizeof(float)), *y = cs_alloc(Wr * Hr * 3 * sizeof(float));
+    out->rgb = cs_alloc(Wt * Ht * 3 * sizeof(float));
+    if (!x || !y || !out->rgb) rc = cs_oom("the init image", (im.w * im.h + Wr * Hr + Wt * Ht) * 3 * sizeof(float));
+    for (size_t i = 0; !rc && i < im.w * im.h * 3; i++) x[i] = (float)im.rgb[i] / 255.0f;
+    if (!rc) rc = cs_resize_bicubic_aa(x, im.h, im.w, 3, y, Hr, Wr);
+    size_t top = (Hr - Ht) / 2, left = (Wr - Wt) / 2;
+    for (size_t r = 0; !rc && r < Ht; r++)
+        memcpy(out->rgb + r * Wt * 3, y + ((top + r) * Wr + left) * 3, Wt * 3 * sizeof(float));
+    char hx[20], size[48], st[32];
+    snprintf(hx, sizeof hx, "%016llx", (unsigned long long)im.xxh64);
+    snprintf(size, sizeof size, "%zux%zu", im.w, im.h);
+    snprintf(st, sizeof st, "%g", strength);
+    json_t *o = rc ? NULL : json_pack("{s:s, s:s, s:s, s:f}", "file", cs_basename(path), "xxh64", hx, "size", size,
+                                      "strength", strtod(st, NULL));
+    out->json = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
+    json_decref(o);
+    if (!rc && !out->json) rc = cs_oom("the image metadata", 0);
+    cs_free(x);
+    cs_free(y);
+    cs_image_free(&im);
+    if (rc) gen_init_free(out);
+    return rc;
+}
+
+void gen_init_free(gen_init *g)
+{
+    cs_free(g->rgb);
+    free(g->json);
+    memset(g, 0, sizeof *g);
 }

@@ -302,6 +302,8 @@ int gen_meta_build(const gen_meta *m, cs_png_text **out, int *n)
     free(mj);
     if (m->images)
         add(&c, "images", "%s", m->images);   /* image variation inputs */
+    if (m->init_image)
+        add(&c, "init_image", "%s", m->init_image);   /* img2img input */
 
     /* loras: JSON list of {part, file, strength, xxh64}; A1111 writes <lora:NAME:S> in the prompt */
     json_t *la = json_array();
