@@ -26,6 +26,11 @@ int cs_cuda_weight_rc(void);
 /* like cs_cuda_fail for failures that are no cudaError_t (cuBLAS, bad
  * sizes): records the printf-style text as is, returns code */
 int cs_cuda_fail_text(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* graphs (cs_dev_ops' optional calls) */
+int cs_cuda_graph_begin(void);
+int cs_cuda_graph_end(void **graph);
+int cs_cuda_graph_launch(void *graph);
+void cs_cuda_graph_free(void *graph);
 
 /* ---- gemm.c: the cuBLAS handle (on cs_cuda_stream), for attention.cu ---- */
 struct cublasContext;

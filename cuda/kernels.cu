@@ -941,6 +941,41 @@ extern "C" int cs_cuda_embed_rows(const cs_tensor *table, const int32_t *ids, si
     return 0;
 }
 
+/* ---- timestep embedding: the host's frequencies, sines in double ---- */
+
+struct remb_freqs {
+    float f[256];
+};
+
+static __global__ void k_r_embed(const float *r, size_t N, int c_r, int half, remb_freqs fq, float *emb)
+{
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < N * (size_t)c_r;
+         i += (size_t)gridDim.x * blockDim.x) {
+        size_t n = i / (size_t)c_r;
+        int k = (int)(i % (size_t)c_r);
+        float v = 0.0f;
+        if (k < 2 * half) {
+            float u = __fmul_rn(r[n], 10000.0f);
+            float ph = __fmul_rn(u, fq.f[k < half ? k : k - half]);
+            v = (float)(k < half ? sin((double)ph) : cos((double)ph));
+        }
+        emb[i] = v;
+    }
+}
+
+extern "C" int cs_cuda_r_embed(const float *r, size_t N, int c_r, const float *freq, float *emb)
+{
+    int half = c_r / 2;
+    if (!N || c_r <= 0) return 0;
+    if (half > 256) return cs_cuda_fail(cudaErrorInvalidValue, "timestep embedding: more than 512 channels");
+    remb_freqs fq;
+    memset(&fq, 0, sizeof fq);
+    memcpy(fq.f, freq, (size_t)half * sizeof(float));
+    size_t n = N * (size_t)c_r;
+    k_r_embed<<<grid_1d(n, BLOCK), BLOCK, 0, stream()>>>(r, N, c_r, half, fq, emb);
+    return cs_cuda_check_launch("timestep embedding");
+}
+
 /* ---- float32 -> 16-bit, round to nearest even; rows x cols from row stride ldx
  * into a dense [rows, cols] ---- */
 

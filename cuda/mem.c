@@ -269,6 +269,58 @@ int cs_cuda_sync(void)
     return e == cudaSuccess ? 0 : cs_cuda_fail(e, "the queued work");
 }
 
+/* ---- graphs: between graph_begin and graph_end the stream records ---- */
+
+static int capturing;
+
+int cs_cuda_graph_begin(void)
+{
+    if (!stream) return cs_cuda_fail_text(CS_EDEVICE, "CUDA: the plugin is not initialised");
+    /* thread-local: a call that cannot be recorded fails here, not elsewhere */
+    cudaError_t e = cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal);
+    if (e != cudaSuccess) return cs_cuda_fail(e, "starting a graph");
+    capturing = 1;
+    return 0;
+}
+
+int cs_cuda_graph_end(void **out)
+{
+    cudaGraph_t g = NULL;
+    cudaGraphExec_t x = NULL;
+    capturing = 0;
+    *out = NULL;
+    cudaError_t e = cudaStreamEndCapture(stream, &g);
+    /* a block the forward forgot to free is freed at the next launch */
+    if (e == cudaSuccess) e = cudaGraphInstantiateWithFlags(&x, g, cudaGraphInstantiateFlagAutoFreeOnLaunch);
+    if (g) cudaGraphDestroy(g);
+    if (e != cudaSuccess) {
+        /* not an error of the forward's: it runs op by op instead */
+        (void)cudaGetLastError();
+        pthread_mutex_lock(&lock);
+        err_unread = 0, err_text[0] = 0;
+        pthread_mutex_unlock(&lock);
+        return CS_EUNSUP;
+    }
+    *out = x;
+    return 0;
+}
+
+int cs_cuda_graph_launch(void *graph)
+{
+    cudaError_t e = cudaGraphLaunch((cudaGraphExec_t)graph, stream);
+    return e == cudaSuccess ? 0 : cs_cuda_fail(e, "a graph launch");
+}
+
+void cs_cuda_graph_free(void *graph)
+{
+    if (!graph) return;
+    cudaStreamSynchronize(stream);
+    cudaGraphExecDestroy((cudaGraphExec_t)graph);
+    int dev;
+    /* what the graph's own allocations held goes back to the device */
+    if (cudaGetDevice(&dev) == cudaSuccess) cudaDeviceGraphMemTrim(dev);
+}
+
 /* ---- scratch ---- */
 
 static struct {
@@ -283,6 +335,11 @@ void *cs_cuda_scratch(int slot, size_t bytes)
         return NULL;
     }
     if (bytes <= scratch[slot].cap) return scratch[slot].p;
+    if (capturing) {
+        /* a graph would own the new block: the first run grows it instead */
+        cs_cuda_fail_text(CS_EUNSUP, "CUDA plugin: scratch grows while recording a graph");
+        return NULL;
+    }
     /* the old block goes back stream-ordered, after the work that uses it */
     cs_cuda_free(scratch[slot].p);
     scratch[slot].p = NULL, scratch[slot].cap = 0;
@@ -420,6 +477,12 @@ const void *cs_cuda_weight(const cs_tensor *t, int dtype, char *err, size_t errl
     }
     pthread_mutex_unlock(&lock);
 
+    if (capturing) {
+        /* an upload waits for the host: not recordable (the first run uploads) */
+        snprintf(err, errlen, "%s: first used while recording a graph", name);
+        weight_rc = CS_EUNSUP;
+        return NULL;
+    }
     size_t bytes = n * dtype_bytes(dtype);
     void *dev = cs_cuda_alloc(bytes);
     int rc = dev ? fill_weight(dev, dtype, t->data, t->dtype, n) : CS_ENOMEM;

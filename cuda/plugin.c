@@ -191,6 +191,11 @@ static const cs_dev_ops ops = {
     .transpose = cs_cuda_transpose,
     .concat_channels = cs_cuda_concat_channels,
     .embed_rows = cs_cuda_embed_rows,
+    .r_embed = cs_cuda_r_embed,
+    .graph_begin = cs_cuda_graph_begin,
+    .graph_end = cs_cuda_graph_end,
+    .graph_launch = cs_cuda_graph_launch,
+    .graph_free = cs_cuda_graph_free,
 };
 
 static char version[128];

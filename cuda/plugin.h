@@ -75,6 +75,7 @@ int cs_cuda_pixel_shuffle(int up, const float *x, size_t N, size_t H, size_t W, 
 int cs_cuda_transpose(int to_nhwc, const float *x, float *y, size_t N, size_t C, size_t HW);
 int cs_cuda_concat_channels(const float *a, size_t Ca, const float *b, size_t Cb, float *y, size_t rows);
 int cs_cuda_embed_rows(const cs_tensor *table, const int32_t *ids, size_t n, float *out);
+int cs_cuda_r_embed(const float *r, size_t N, int c_r, const float *freq, float *emb);
 /* float32 -> bf16 / f16 (gemm.c and attention.cu feed tensor cores with it) */
 int cs_cuda_f32_to_bf16(const float *x, uint16_t *y, size_t rows, size_t cols, size_t ldx);
 int cs_cuda_f32_to_f16(const float *x, uint16_t *y, size_t rows, size_t cols, size_t ldx);

@@ -1,4 +1,5 @@
 #include "backend.h"
+#include "device.h"
 
 #include "error.h"
 #include "infile.h"
@@ -22,6 +23,7 @@ const char *cs_backend_name(void) { return active ? active->name : "cpu"; }
 
 void cs_backend_release(void)
 {
+    if (active && active->ops) cs_dev_graphs_drop();
     if (active && active->shutdown) active->shutdown();
     active = NULL;
     if (handle) dlclose(handle);
@@ -71,9 +73,12 @@ static const struct {
     OP(set_precision), OP(mem_peak), OP(errmsg), OP(mem_info), OP(linear), OP(sgemm), OP(layernorm), OP(unary), OP(add),
     OP(scale), OP(axpy), OP(grn), OP(modulate), OP(channel_affine), OP(dwconv3x3), OP(conv2d), OP(conv_transpose2d),
     OP(attention), OP(resize_bilinear), OP(pixel_shuffle), OP(transpose), OP(concat_channels), OP(embed_rows),
+    OP(r_embed),
 };
+/* the optional calls at the end of cs_dev_ops */
+#define OPTIONAL_OPS 4
 #undef OP
-_Static_assert(sizeof dev_op_fields / sizeof dev_op_fields[0] * sizeof(any_fn) == sizeof(cs_dev_ops),
+_Static_assert((sizeof dev_op_fields / sizeof dev_op_fields[0] + OPTIONAL_OPS) * sizeof(any_fn) == sizeof(cs_dev_ops),
                "dev_op_fields must list every field of cs_dev_ops");
 
 static const char *missing_op(const cs_dev_ops *ops)
@@ -83,6 +88,9 @@ static const char *missing_op(const cs_dev_ops *ops)
         memcpy(&f, (const char *)ops + dev_op_fields[i].off, sizeof f);
         if (!f) return dev_op_fields[i].name;
     }
+    if (!ops) return NULL;
+    int graphs = !!ops->graph_begin + !!ops->graph_end + !!ops->graph_launch + !!ops->graph_free;
+    if (graphs % OPTIONAL_OPS) return "some of the graph calls (all four or none)";
     return NULL;
 }
 

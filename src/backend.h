@@ -13,9 +13,10 @@
 
 #include <stddef.h>
 
-/* 3: device-resident op set (cs_dev_ops); the host-memory sgemm of 1-2 is gone
+/* 4: r_embed, and the optional graph calls (capture and replay of a forward)
+ * 3: device-resident op set (cs_dev_ops); the host-memory sgemm of 1-2 is gone
  * 2: devices() and version added (1 had init, shutdown, sgemm) */
-#define CS_BACKEND_ABI 3
+#define CS_BACKEND_ABI 4
 
 /* One device as a plugin sees it (cascade info, and later the choice of a
  * model variant by free memory). */
@@ -89,6 +90,19 @@ typedef struct {
     int (*concat_channels)(const float *a, size_t Ca, const float *b, size_t Cb, float *y, size_t rows);
     /* out[i] = row ids[i] of table [V, C] (ids: host memory, checked < V by the caller) */
     int (*embed_rows)(const cs_tensor *table, const int32_t *ids, size_t n, float *out);
+    /* emb[n, k] = sin(r[n] * 1e4 * freq[k]), emb[n, half + k] = the cos, half = c_r / 2,
+     * a zero last column if c_r is odd; freq: half host floats */
+    int (*r_embed)(const float *r, size_t N, int c_r, const float *freq, float *emb);
+
+    /* Optional (all NULL or all set): graphs. Between graph_begin and
+     * graph_end ops are recorded, not run; graph_end returns the recording
+     * (NULL + a code when the recording failed: an op that cannot be
+     * recorded, e.g. a weight not yet on the device). graph_launch queues
+     * the recorded ops again on the same addresses; graph_free drops it. */
+    int (*graph_begin)(void);
+    int (*graph_end)(void **graph);
+    int (*graph_launch)(void *graph);
+    void (*graph_free)(void *graph);
 } cs_dev_ops;
 
 typedef struct {

@@ -3,6 +3,7 @@
 #include "error.h"
 #include "wpack.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,7 +120,10 @@ void cs_param_forget(const void *host, size_t bytes)
 {
     const cs_backend *b = cs_backend_active();
     if (host) cs_wpack_forget(host, bytes);   /* the CPU's packed bf16 copies */
-    if (host && b && b->ops) b->ops->forget(host, bytes);
+    if (host && b && b->ops) {
+        cs_dev_graphs_drop();   /* they may hold the weight's device address */
+        b->ops->forget(host, bytes);
+    }
 }
 
 void cs_param_free(float *host)
@@ -136,6 +140,12 @@ void cs_dev_args_begin(cs_dev_args *a, const cs_dev_ops *d)
     a->prev = cs_dev;
     cs_dev = d;
     dev_rc = 0;
+}
+
+static void key_mix(cs_dev_args *a, unsigned long long v)
+{
+    /* FNV-1a over the value's bytes */
+    for (int i = 0; i < 8; i++, v >>= 8) a->key = (a->key ^ (v & 0xff)) * 0x100000001b3ULL;
 }
 
 static float *add_arg(cs_dev_args *a, float *host, size_t n)
@@ -157,6 +167,7 @@ static float *add_arg(cs_dev_args *a, float *host, size_t n)
 
 const float *cs_dev_in(cs_dev_args *a, const float *host, size_t n)
 {
+    if (a->graph) key_mix(a, host ? 2 * (unsigned long long)n + 1 : 0);
     if (!host || !a->d) return host;
     float *p = add_arg(a, NULL, n);
     if (p && n && cs_act_upload(p, host, n)) a->rc = dev_rc;
@@ -165,6 +176,7 @@ const float *cs_dev_in(cs_dev_args *a, const float *host, size_t n)
 
 float *cs_dev_out(cs_dev_args *a, float *host, size_t n)
 {
+    if (a->graph) key_mix(a, host ? 2 * (unsigned long long)n + 2 : 1);
     return host && a->d ? add_arg(a, host, n) : host;
 }
 
@@ -180,9 +192,137 @@ int cs_dev_args_finish(cs_dev_args *a, int rc)
         if (s) cs_dev_note(s, "the forward");
         rc = dev_rc;
     }
-    for (int i = 0; i < a->n; i++) cs_act_free(a->a[i].dev);
+    for (int i = 0; i < a->n; i++)
+        if (!a->a[i].kept) cs_act_free(a->a[i].dev);
     cs_dev = a->prev;
     return rc;
+}
+
+/* ---- graphs ---- */
+
+#define GRAPH_SLOTS 8
+enum { G_FREE, G_SEEN, G_READY, G_NEVER };
+static struct {
+    unsigned long long key;
+    int state;
+    const cs_dev_ops *d;
+    void *g;
+    int n;
+    float *buf[CS_DEV_MAX_ARGS];   /* the recorded addresses of the arguments */
+    int out[CS_DEV_MAX_ARGS];
+    unsigned long stamp;
+} slots[GRAPH_SLOTS];
+static unsigned long graph_clock;
+static int graphs_on = -1;
+
+static int prof_enabled(void);
+
+static void slot_clear(int i)
+{
+    if (slots[i].g) slots[i].d->graph_free(slots[i].g);
+    for (int j = 0; j < slots[i].n; j++)
+        if (slots[i].buf[j]) slots[i].d->free(slots[i].buf[j]);
+    memset(&slots[i], 0, sizeof slots[i]);
+}
+
+void cs_dev_graphs_drop(void)
+{
+    for (int i = 0; i < GRAPH_SLOTS; i++)
+        if (slots[i].state != G_FREE) slot_clear(i);
+}
+
+void cs_dev_args_graph(cs_dev_args *a, const void *net, size_t tag1, size_t tag2)
+{
+    if (graphs_on < 0) {
+        const char *e = getenv("CASCADE_GRAPHS");
+        graphs_on = !(e && !strcmp(e, "0"));
+    }
+    if (!a->d || !a->d->graph_begin || !graphs_on || prof_enabled()) return;
+    a->graph = 1;
+    a->key = 0xcbf29ce484222325ULL;
+    key_mix(a, (unsigned long long)(uintptr_t)net);
+    key_mix(a, tag1);
+    key_mix(a, tag2);
+}
+
+/* the slot of a's key, or a new one (G_SEEN, the oldest evicted if full) */
+static int slot_for(const cs_dev_args *a, int *fresh)
+{
+    int old = 0;
+    *fresh = 0;
+    for (int i = 0; i < GRAPH_SLOTS; i++) {
+        if (slots[i].state != G_FREE && slots[i].key == a->key && slots[i].d == a->d) {
+            slots[i].stamp = ++graph_clock;
+            return i;
+        }
+        if (slots[i].stamp < slots[old].stamp) old = i;
+    }
+    slot_clear(old);
+    slots[old].key = a->key, slots[old].d = a->d, slots[old].state = G_SEEN, slots[old].stamp = ++graph_clock;
+    *fresh = 1;
+    return old;
+}
+
+/* the recorded forward on copies of a's inputs; its outputs into a's */
+static int replay(cs_dev_args *a, int i)
+{
+    if (slots[i].n != a->n) return cs_error(CS_EARG, "device graph: %d arguments recorded, %d given", slots[i].n, a->n);
+    for (int j = 0; j < a->n; j++)
+        if (!slots[i].out[j]) cs_copy(slots[i].buf[j], a->a[j].dev, a->a[j].n);
+    cs_dev_note(a->d->graph_launch(slots[i].g), "a recorded forward");
+    for (int j = 0; j < a->n; j++)
+        if (slots[i].out[j]) cs_copy(a->a[j].dev, slots[i].buf[j], a->a[j].n);
+    return dev_rc;
+}
+
+int cs_dev_pass(cs_dev_args *a, int *rc)
+{
+    enum { START, PLAIN, RECORDING, DONE };
+    if (a->pass == START) {
+        a->pass = DONE;
+        if (a->rc) {
+            *rc = a->rc;
+            return 0;
+        }
+        a->pass = PLAIN;
+        if (!a->graph) return 1;
+        int fresh, i = slot_for(a, &fresh);
+        a->slot = i;
+        if (slots[i].state == G_READY) {
+            a->pass = DONE;
+            *rc = replay(a, i);
+            return 0;
+        }
+        if (fresh || slots[i].state == G_NEVER) return 1;
+        if (a->d->graph_begin() == 0) a->pass = RECORDING;
+        else slots[i].state = G_NEVER;
+        return 1;
+    }
+    if (a->pass == RECORDING) {
+        int i = a->slot;
+        void *g = NULL;
+        int e = a->d->graph_end(&g);
+        if (!*rc && !e && g && !dev_rc) {
+            slots[i].g = g, slots[i].state = G_READY, slots[i].n = a->n;
+            for (int j = 0; j < a->n; j++) {
+                slots[i].buf[j] = a->a[j].dev, slots[i].out[j] = a->a[j].host != NULL;
+                a->a[j].kept = 1;
+            }
+            /* recording ran nothing: now it runs */
+            cs_dev_note(a->d->graph_launch(g), "a recorded forward");
+            *rc = dev_rc;
+            a->pass = DONE;
+            return 0;
+        }
+        if (g) a->d->graph_free(g);
+        slots[i].state = G_NEVER;
+        dev_rc = 0;   /* what failed was the recording: run the body for real */
+        *rc = 0;
+        a->pass = PLAIN;
+        return 1;
+    }
+    a->pass = DONE;
+    return 0;
 }
 
 /* ---- profile ($CASCADE_PROFILE) ---- */
@@ -202,13 +342,18 @@ static double now_s(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-double cs_dev_prof_start(void)
+static int prof_enabled(void)
 {
     if (prof_on < 0) {
         const char *e = getenv("CASCADE_PROFILE");
         prof_on = e && *e && strcmp(e, "0");
     }
-    if (!prof_on || !cs_dev) return 0;
+    return prof_on;
+}
+
+double cs_dev_prof_start(void)
+{
+    if (!prof_enabled() || !cs_dev) return 0;
     cs_dev->sync();
     return now_s();
 }

@@ -69,14 +69,37 @@ void cs_dev_prof_report(void *file);
 typedef struct {
     const cs_dev_ops *d, *prev;
     int rc, n;
+    int graph, pass, slot;   /* graph: may be recorded (cs_dev_args_graph) */
+    unsigned long long key;  /* the network and every argument's size */
     struct {
         float *dev, *host;   /* host != NULL: an output to download */
         size_t n;
+        int kept;            /* a recorded graph owns dev now */
     } a[CS_DEV_MAX_ARGS];
 } cs_dev_args;
 void cs_dev_args_begin(cs_dev_args *a, const cs_dev_ops *d);
 const float *cs_dev_in(cs_dev_args *a, const float *host, size_t n);
 float *cs_dev_out(cs_dev_args *a, float *host, size_t n);
 int cs_dev_args_finish(cs_dev_args *a, int rc);
+
+/* Graphs: a sampler calls the same forward with the same shapes at every
+ * step, and launching its few hundred small ops one by one costs more than
+ * running them. After cs_dev_args_graph (before the first cs_dev_in) the
+ * body runs as
+ *     int rc = 0;
+ *     while (cs_dev_pass(&a, &rc)) rc = body(dx, ..., dy);
+ * The first call with a given network, tags and argument sizes runs the
+ * body; the second records it as a graph (when the device has graphs) and
+ * every later one replays the graph on copies of the inputs, without
+ * running the body at all. So a body so marked must depend on nothing but
+ * its arguments' values and sizes, the tags and the network's weights, and
+ * must free all it allocates. A body that cannot be recorded (a host round
+ * trip, a weight first used then) runs step by step from then on.
+ * Graphs hold weights' device addresses: cs_param_forget drops them all,
+ * as does a change of precision or backend ($CASCADE_GRAPHS=0: never;
+ * $CASCADE_PROFILE: never, the profile times single ops). */
+void cs_dev_args_graph(cs_dev_args *a, const void *net, size_t tag1, size_t tag2);
+int cs_dev_pass(cs_dev_args *a, int *rc);
+void cs_dev_graphs_drop(void);
 
 #endif

@@ -806,10 +806,10 @@ static const uint32_t remb_freq32[32] = {
     0x3a51c7e2, 0x3a1bdc0d, 0x39e7989a, 0x39ac1146, 0x397fae0d, 0x393df601, 0x390d2257, 0x38d1b716,
 };
 
-static void r_embedding(const float *r, size_t N, int c_r, float *emb)
+/* the half = c_r / 2 frequencies (at most 256) into f; returns half */
+static int r_freqs(int c_r, float f[256])
 {
     int half = c_r / 2;
-    float f[256];
     if (half > 256) half = 256;
     if (half == 32) {
         memcpy(f, remb_freq32, sizeof remb_freq32);
@@ -817,6 +817,16 @@ static void r_embedding(const float *r, size_t N, int c_r, float *emb)
         float e = (float)(log(10000.0) / (double)(half - 1));
         for (int k = 0; k < half; k++) f[k] = expf((float)k * -e);
     }
+    return half;
+}
+
+int cs_r_embedding(const float *r, size_t N, int c_r, float *emb)
+{
+    float f[256];
+    int half = r_freqs(c_r, f);
+    /* on a device: the same frequencies, the sines in double there (glibc's
+     * sinf/cosf are within an ulp of that) */
+    ON_DEV_RC(r_embed(r, N, c_r, f, emb), "the timestep embedding");
     for (size_t n = 0; n < N; n++) {
         float u = r[n] * 10000.0f, *d = emb + n * (size_t)c_r;
         for (int k = 0; k < half; k++) {
@@ -826,25 +836,7 @@ static void r_embedding(const float *r, size_t N, int c_r, float *emb)
         }
         if (c_r & 1) d[c_r - 1] = 0.0f;
     }
-}
-
-int cs_r_embedding(const float *r, size_t N, int c_r, float *emb)
-{
-    if (!cs_dev) {
-        r_embedding(r, N, c_r, emb);
-        return 0;
-    }
-    /* a few values per forward: computed on the host, bit for bit as on the CPU */
-    float *hr = cs_alloc(N * sizeof(float)), *he = cs_alloc(N * (size_t)c_r * sizeof(float));
-    int rc = hr && he ? 0 : cs_oom("the timestep embedding", N * (size_t)(c_r + 1) * sizeof(float));
-    if (!rc) rc = cs_act_download(hr, r, N);
-    if (!rc) {
-        r_embedding(hr, N, c_r, he);
-        rc = cs_act_upload(emb, he, N * (size_t)c_r);
-    }
-    cs_free(hr);
-    cs_free(he);
-    return rc;
+    return 0;
 }
 
 void cs_axpy(float *y, const float *x, float g, size_t n)

@@ -274,13 +274,15 @@ int cs_stage_b_forward(cs_stage_b *m, const float *x, size_t N, size_t H, size_t
     if (!d) return forward(m, x, N, H, W, r, effnet, hc, wc, clip, pixels, ph, pw, sca, eps);
     cs_dev_args a;
     cs_dev_args_begin(&a, d);
+    cs_dev_args_graph(&a, m, H << 32 | W, hc << 48 | wc << 32 | ph << 16 | pw);
     size_t hw = N * H * W;
     const float *dx = cs_dev_in(&a, x, hw * (size_t)in->c_in), *dr = cs_dev_in(&a, r, N),
                 *de = cs_dev_in(&a, effnet, N * hc * wc * (size_t)in->c_effnet),
                 *dc = cs_dev_in(&a, clip, N * (size_t)in->c_clip_pooled),
                 *dp = cs_dev_in(&a, pixels, N * ph * pw * (size_t)in->c_pixels), *ds = cs_dev_in(&a, sca, N);
     float *dy = cs_dev_out(&a, eps, hw * (size_t)in->c_out);
-    int rc = a.rc ? a.rc : forward(m, dx, N, H, W, dr, de, hc, wc, dc, dp, ph, pw, ds, dy);
+    int rc = 0;
+    while (cs_dev_pass(&a, &rc)) rc = forward(m, dx, N, H, W, dr, de, hc, wc, dc, dp, ph, pw, ds, dy);
     return cs_dev_args_finish(&a, rc);
 }
 

@@ -209,13 +209,15 @@ int cs_stage_c_forward(cs_stage_c *m, const float *x, size_t N, size_t h, size_t
     size_t hw = N * h * w;
     cs_dev_args a;
     cs_dev_args_begin(&a, d);
+    cs_dev_args_graph(&a, m, h << 32 | w, Lt << 32 | M);
     const float *dx = cs_dev_in(&a, x, hw * (size_t)in->c_in), *dr = cs_dev_in(&a, r, N),
                 *dt = cs_dev_in(&a, clip_text, N * Lt * (size_t)in->c_clip_text),
                 *dp = cs_dev_in(&a, pooled, N * (size_t)in->c_clip_pooled),
                 *di = cs_dev_in(&a, clip_img, N * M * (size_t)in->c_clip_img), *ds = cs_dev_in(&a, sca, N),
                 *dc = cs_dev_in(&a, crp, N);
     float *de = cs_dev_out(&a, eps, hw * (size_t)in->c_out);
-    int rc = a.rc ? a.rc : forward(m, dx, N, h, w, dr, dt, Lt, dp, di, M, ds, dc, de);
+    int rc = 0;
+    while (cs_dev_pass(&a, &rc)) rc = forward(m, dx, N, h, w, dr, dt, Lt, dp, di, M, ds, dc, de);
     return cs_dev_args_finish(&a, rc);
 }
 

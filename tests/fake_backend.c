@@ -567,6 +567,17 @@ __attribute__((unused)) static int embed_rows(const cs_tensor *table, const int3
     return done(&c, rc);
 }
 
+static int r_embed(const float *r, size_t N, int c_r, const float *freq, float *emb)
+{
+    call c = enter("r_embed");
+    const float *rr = dv(&c, r, N, "r");
+    float *re = dv(&c, emb, N * (size_t)c_r, "emb");
+    host_only(&c, freq, "freq");
+    int rc = 0;
+    if (!c.rc) ON_HOST(rc = cs_r_embedding(rr, N, c_r, re));
+    return done(&c, rc);
+}
+
 static const cs_dev_ops ops = {
     .alloc = dalloc, .free = dfree, .upload = upload, .download = download, .sync = dsync,
     .copy2d = copy2d, .fill = fill, .weight_f32 = weight_f32, .forget = forget,
@@ -575,7 +586,7 @@ static const cs_dev_ops ops = {
     .axpy = axpy, .grn = grn, .modulate = modulate, .channel_affine = channel_affine, .dwconv3x3 = dwconv3x3,
     .conv2d = conv2d, .conv_transpose2d = conv_transpose2d, .attention = attention,
     .resize_bilinear = resize_bilinear, .pixel_shuffle = pixel_shuffle, .transpose = transpose,
-    .concat_channels = concat_channels,
+    .concat_channels = concat_channels, .r_embed = r_embed,
 #ifndef FAKE_NO_EMBED   /* a plugin with a gap in its op set, which the loader refuses */
     .embed_rows = embed_rows,
 #endif

@@ -535,7 +535,7 @@ static void t_r_embedding(size_t N, int c_r)
         const float *pr = in(r, N);
         float *py = out(y[m], N * (size_t)c_r);
         rc[m] = argrc() ? argrc() : cs_r_embedding(pr, N, c_r, py);
-        rc[m] = end(rc[m], NULL);   /* computed on the host between a download and an upload */
+        rc[m] = end(rc[m], "r_embed");
     }
     char s[32];
     snprintf(s, sizeof s, "N=%zu c_r=%d", N, c_r);

@@ -4,6 +4,7 @@
 #include "cli.h"
 
 #include "backend.h"
+#include "device.h"
 #include "error.h"
 #include "models.h"
 #include "ops.h"
@@ -69,6 +70,7 @@ int cli_device(const char *cmd, const char *device, const char *precision, int r
     for (int i = 0; i < 3; i++) {
         if (tried[i] < 0) continue;
         if (b->ops->set_precision(tried[i]) == 0) {
+            cs_dev_graphs_drop();   /* recorded in another precision */
             snprintf(said, saidlen, "%s, %s", b->name, prec_name[tried[i]]);
             *prec_out = tried[i];
             return 0;
