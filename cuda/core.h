@@ -7,6 +7,7 @@
 #include "plugin.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -38,6 +39,16 @@ struct cublasContext *cs_cuda_blas(void);
 /* records "cuBLAS: <status> in what"; CS_ENOMEM for allocation failures,
  * else CS_EDEVICE. s is a cublasStatus_t. */
 int cs_cuda_blas_fail(int s, const char *what);
+
+/* y = x16 W^T (+ y if accumulate) (+ b): x16 dense [M, K] in the 16-bit
+ * type of the precision in force; y float32, or bf16 (ybf16, bf16
+ * precision only, bias then rounded to bf16). CS_EUNSUP (nothing queued)
+ * in fp32 precision or when no cuBLASLt algorithm takes a bf16 output. */
+int cs_cuda_linear16(const uint16_t *x16, size_t M, size_t K, const cs_tensor *W, const cs_tensor *b, void *y,
+                     int ybf16, size_t ldy, int accumulate);
+/* x += fc2(GRN(GELU(fc1(in)))) in bf16 (cs_dev_ops.mlp_grn) */
+int cs_cuda_mlp_grn(const float *in, size_t N, size_t HW, size_t cin, const cs_tensor *w1, const cs_tensor *b1,
+                    const cs_tensor *gamma, const cs_tensor *beta, const cs_tensor *w2, const cs_tensor *b2, float *x);
 
 /* ---- convert.cu ---- */
 /* n elements from src (dtype sdt) to dst (dtype ddt), both device memory;

@@ -110,7 +110,7 @@ int cs_cuda_sgemm(int transB, size_t M, size_t N, size_t K, float alpha, const f
 
 typedef struct {
     unsigned long stamp;   /* 0: unused; else last use, for eviction */
-    int dt, bias, beta1;
+    int dt, ydt, bias, beta1;   /* operand and output types (cudaDataType_t) */
     size_t M, N, K, ldb, ldy;
     uint32_t al[4];        /* alignment of W, x, y, bias */
     cublasLtMatmulDesc_t desc;
@@ -118,7 +118,7 @@ typedef struct {
     cublasLtMatmulAlgo_t algo;
     int have_algo;         /* 0: no algorithm; cublasGemmEx does it */
 } plan_t;
-#define NPLANS 64
+#define NPLANS 256
 static plan_t plans[NPLANS];
 static unsigned long clock_;
 
@@ -149,7 +149,7 @@ static int plan_make(plan_t *p, const void *bias)
     if (!s) s = cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &opN, sizeof opN);
     if (!s && p->bias) {
         cublasLtEpilogue_t ep = CUBLASLT_EPILOGUE_BIAS;
-        int32_t bt = CUDA_R_32F;
+        int32_t bt = p->ydt;   /* a bf16 output takes a bf16 bias (as PyTorch's autocast rounds it) */
         s = cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof ep);
         if (!s) s = cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt);
         /* the heuristic reads the pointer's alignment from here */
@@ -158,7 +158,7 @@ static int plan_make(plan_t *p, const void *bias)
     /* layouts describe the stored matrices (before TRANSA/TRANSB) */
     if (!s) s = cublasLtMatrixLayoutCreate(&p->la, t, p->K, p->N, (int64_t)p->K);
     if (!s) s = cublasLtMatrixLayoutCreate(&p->lb, t, p->K, p->M, (int64_t)p->ldb);
-    if (!s) s = cublasLtMatrixLayoutCreate(&p->lc, CUDA_R_32F, p->N, p->M, (int64_t)p->ldy);
+    if (!s) s = cublasLtMatrixLayoutCreate(&p->lc, (cudaDataType_t)p->ydt, p->N, p->M, (int64_t)p->ldy);
     if (!s) s = cublasLtMatmulPreferenceCreate(&pref);
     if (!s)
         s = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes,
@@ -190,13 +190,13 @@ static int plan_make(plan_t *p, const void *bias)
     return 0;
 }
 
-static plan_t *plan_get(int dt, int bias, int beta1, size_t M, size_t N, size_t K, size_t ldb, size_t ldy,
+static plan_t *plan_get(int dt, int ydt, int bias, int beta1, size_t M, size_t N, size_t K, size_t ldb, size_t ldy,
                         const uint32_t al[4], const void *bptr, int *rc)
 {
     plan_t *old = &plans[0];
     for (int i = 0; i < NPLANS; i++) {
         plan_t *p = &plans[i];
-        if (p->stamp && p->dt == dt && p->bias == bias && p->beta1 == beta1 && p->M == M && p->N == N && p->K == K &&
+        if (p->stamp && p->dt == dt && p->ydt == ydt && p->bias == bias && p->beta1 == beta1 && p->M == M && p->N == N && p->K == K &&
             p->ldb == ldb && p->ldy == ldy && !memcmp(p->al, al, sizeof p->al)) {
             p->stamp = ++clock_;
             return p;
@@ -204,11 +204,53 @@ static plan_t *plan_get(int dt, int bias, int beta1, size_t M, size_t N, size_t 
         if (p->stamp < old->stamp) old = p;
     }
     plan_drop(old);
-    *old = (plan_t){.dt = dt, .bias = bias, .beta1 = beta1, .M = M, .N = N, .K = K, .ldb = ldb, .ldy = ldy};
+    *old = (plan_t){.dt = dt, .ydt = ydt, .bias = bias, .beta1 = beta1, .M = M, .N = N, .K = K, .ldb = ldb, .ldy = ldy};
     memcpy(old->al, al, sizeof old->al);
     if ((*rc = plan_make(old, bptr))) return NULL;
     old->stamp = ++clock_;
     return old;
+}
+
+/* y = xb W^T (+ y) (+ b) with xb already in the operand type t, y of
+ * type yt (float32, or bf16 with bf16 operands: no fallback for that
+ * without an algorithm, CS_EUNSUP) */
+static int lt_linear(cudaDataType_t t, const void *xb, size_t ldb, size_t M, size_t N, size_t K, const cs_tensor *W,
+                     const cs_tensor *b, void *y, cudaDataType_t yt, size_t ldy, int accumulate)
+{
+    char err[256];
+    int prec = cs_cuda_precision(), rc = 0;
+    int wdt = t == CUDA_R_16BF ? CS_BF16 : t == CUDA_R_16F ? CS_F16 : CS_F32;
+    const void *w = cs_cuda_weight(W, wdt, err, sizeof err);
+    if (!w) return cs_cuda_weight_rc();
+    const void *bias = NULL;
+    if (b && !(bias = cs_cuda_weight(b, yt == CUDA_R_16BF ? CS_BF16 : CS_F32, err, sizeof err)))
+        return cs_cuda_weight_rc();
+    /* fp32: the bias rides in the epilogue only when y is overwritten (with
+     * accumulate, y + xW^T first and then + b, as the CPU rounds it); in
+     * 16-bit math that order is below the rounding anyway */
+    int ep_bias = bias && (!accumulate || prec != CS_PREC_FP32);
+    float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+    uint32_t al[4] = {align_of(w), align_of(xb), align_of(y), ep_bias ? align_of(bias) : 256};
+    plan_t *p = plan_get((int)t, (int)yt, ep_bias, accumulate != 0, M, N, K, ldb, ldy, al, bias, &rc);
+    if (!p) return rc;
+    cublasStatus_t s = CUBLAS_STATUS_NOT_SUPPORTED;
+    if (p->have_algo) {
+        if (ep_bias)
+            s = cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias);
+        if (!ep_bias || s == CUBLAS_STATUS_SUCCESS)
+            s = cublasLtMatmul(lt, p->desc, &alpha, w, p->la, xb, p->lb, &beta, y, p->lc, y, p->lc, &p->algo, ws,
+                               ws_bytes, cs_cuda_stream());
+        if (s == CUBLAS_STATUS_SUCCESS)
+            return bias && !ep_bias ? cs_cuda_add_bias((float *)y, ldy, (const float *)bias, M, N) : 0;
+        if (s != CUBLAS_STATUS_NOT_SUPPORTED) return cs_cuda_blas_fail(s, "a linear layer (cuBLASLt)");
+        p->have_algo = 0;   /* refused after all: GemmEx from now on */
+    }
+    if (yt != CUDA_R_32F) return CS_EUNSUP;
+    /* the same product through cuBLAS (see the mapping at the top) */
+    s = cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)N, (int)M, (int)K, &alpha, w, t, (int)K, xb, t, (int)ldb,
+                     &beta, y, CUDA_R_32F, (int)ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    if (s != CUBLAS_STATUS_SUCCESS) return cs_cuda_blas_fail(s, "a linear layer");
+    return bias ? cs_cuda_add_bias((float *)y, ldy, (const float *)bias, M, N) : 0;
 }
 
 int cs_cuda_linear(const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W, const cs_tensor *b, float *y,
@@ -221,52 +263,40 @@ int cs_cuda_linear(const float *x, size_t M, size_t K, size_t ldx, const cs_tens
     if (!M || !N) return 0;
     if (!lt) return cs_cuda_fail_text(CS_EDEVICE, "CUDA: the plugin is not initialised");
     if (too_big(M, N, K, ldx, ldy, 0)) return CS_EUNSUP;
-    char err[256];
-    const float *bias = NULL;
-    if (b && !(bias = cs_cuda_weight(b, CS_F32, err, sizeof err))) return cs_cuda_weight_rc();
     int rc;
     if (!K) {
         /* an empty sum: y = (accumulate ? y : 0) + b */
+        char err[256];
+        const float *bias = NULL;
+        if (b && !(bias = cs_cuda_weight(b, CS_F32, err, sizeof err))) return cs_cuda_weight_rc();
         cudaError_t e = accumulate ? cudaSuccess
                                    : cudaMemset2DAsync(y, ldy * sizeof(float), 0, N * sizeof(float), M, cs_cuda_stream());
         if (e != cudaSuccess) return cs_cuda_fail(e, "a linear layer");
         return bias ? cs_cuda_add_bias(y, ldy, bias, M, N) : 0;
     }
     int prec = cs_cuda_precision();
-    int wdt = prec == CS_PREC_BF16 ? CS_BF16 : prec == CS_PREC_FP16 ? CS_F16 : CS_F32;
     cudaDataType_t t = prec == CS_PREC_BF16 ? CUDA_R_16BF : prec == CS_PREC_FP16 ? CUDA_R_16F : CUDA_R_32F;
-    const void *w = cs_cuda_weight(W, wdt, err, sizeof err);
-    if (!w) return cs_cuda_weight_rc();
     const void *xb = x;   /* the B operand and its leading dimension */
     size_t ldb = ldx;
     if (prec != CS_PREC_FP32) {
         if (!(xb = to_half(prec, 0, x, M, K, ldx, &rc))) return rc;
         ldb = K;
     }
-    /* the bias rides in the epilogue only when y is overwritten: with
-     * accumulate, y + xW^T first and then + b, as the CPU rounds it */
-    int ep_bias = bias && !accumulate;
-    float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
-    uint32_t al[4] = {align_of(w), align_of(xb), align_of(y), ep_bias ? align_of(bias) : 256};
-    rc = 0;
-    plan_t *p = plan_get((int)t, ep_bias, accumulate != 0, M, N, K, ldb, ldy, al, bias, &rc);
-    if (!p) return rc;
-    cublasStatus_t s = CUBLAS_STATUS_NOT_SUPPORTED;
-    if (p->have_algo) {
-        if (ep_bias)
-            s = cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias);
-        if (!ep_bias || s == CUBLAS_STATUS_SUCCESS)
-            s = cublasLtMatmul(lt, p->desc, &alpha, w, p->la, xb, p->lb, &beta, y, p->lc, y, p->lc, &p->algo, ws,
-                               ws_bytes, cs_cuda_stream());
-        if (s == CUBLAS_STATUS_SUCCESS) return bias && !ep_bias ? cs_cuda_add_bias(y, ldy, bias, M, N) : 0;
-        if (s != CUBLAS_STATUS_NOT_SUPPORTED) return cs_cuda_blas_fail(s, "a linear layer (cuBLASLt)");
-        p->have_algo = 0;   /* refused after all: GemmEx from now on */
-    }
-    /* the same product through cuBLAS (see the mapping at the top) */
-    s = cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)N, (int)M, (int)K, &alpha, w, t, (int)K, xb, t, (int)ldb,
-                     &beta, y, CUDA_R_32F, (int)ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-    if (s != CUBLAS_STATUS_SUCCESS) return cs_cuda_blas_fail(s, "a linear layer");
-    return bias ? cs_cuda_add_bias(y, ldy, bias, M, N) : 0;
+    return lt_linear(t, xb, ldb, M, N, K, W, b, y, CUDA_R_32F, ldy, accumulate);
+}
+
+int cs_cuda_linear16(const uint16_t *x16, size_t M, size_t K, const cs_tensor *W, const cs_tensor *b, void *y,
+                     int ybf16, size_t ldy, int accumulate)
+{
+    size_t N = W->ndim >= 1 && W->shape[0] > 0 ? (size_t)W->shape[0] : 0;
+    if (!ldy) ldy = N;
+    if (!M || !N || !K) return CS_EUNSUP;
+    if (!lt) return cs_cuda_fail_text(CS_EDEVICE, "CUDA: the plugin is not initialised");
+    if (too_big(M, N, K, K, ldy, 0)) return CS_EUNSUP;
+    int prec = cs_cuda_precision();
+    if (prec == CS_PREC_FP32 || (ybf16 && prec != CS_PREC_BF16)) return CS_EUNSUP;
+    cudaDataType_t t = prec == CS_PREC_BF16 ? CUDA_R_16BF : CUDA_R_16F;
+    return lt_linear(t, x16, K, M, N, K, W, b, y, ybf16 ? CUDA_R_16BF : CUDA_R_32F, ldy, accumulate);
 }
 
 /* ---- start and end ---- */

@@ -192,6 +192,7 @@ static const cs_dev_ops ops = {
     .concat_channels = cs_cuda_concat_channels,
     .embed_rows = cs_cuda_embed_rows,
     .r_embed = cs_cuda_r_embed,
+    .mlp_grn = cs_cuda_mlp_grn,
     .graph_begin = cs_cuda_graph_begin,
     .graph_end = cs_cuda_graph_end,
     .graph_launch = cs_cuda_graph_launch,

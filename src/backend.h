@@ -13,7 +13,7 @@
 
 #include <stddef.h>
 
-/* 4: r_embed, and the optional graph calls (capture and replay of a forward)
+/* 4: r_embed, mlp_grn, and the optional graph calls (capture and replay of a forward)
  * 3: device-resident op set (cs_dev_ops); the host-memory sgemm of 1-2 is gone
  * 2: devices() and version added (1 had init, shutdown, sgemm) */
 #define CS_BACKEND_ABI 4
@@ -93,6 +93,11 @@ typedef struct {
     /* emb[n, k] = sin(r[n] * 1e4 * freq[k]), emb[n, half + k] = the cos, half = c_r / 2,
      * a zero last column if c_r is odd; freq: half host floats */
     int (*r_embed)(const float *r, size_t N, int c_r, const float *freq, float *emb);
+    /* x[N*HW, c] += fc2(GRN(GELU(fc1(in[N*HW, cin])))) (the channel MLP of a
+     * ResBlock) as one fused op; CS_EUNSUP with nothing done when the device
+     * has no fused form in its precision (the caller runs the single ops) */
+    int (*mlp_grn)(const float *in, size_t N, size_t HW, size_t cin, const cs_tensor *w1, const cs_tensor *b1,
+                   const cs_tensor *gamma, const cs_tensor *beta, const cs_tensor *w2, const cs_tensor *b2, float *x);
 
     /* Optional (all NULL or all set): graphs. Between graph_begin and
      * graph_end ops are recorded, not run; graph_end returns the recording

@@ -186,9 +186,11 @@ int cs_attnblock_bind(cs_attnblock *b, cs_wmap *m, const char *p, int c, int c_c
 static int mlp_residual(const cs_resblock *b, const float *in, size_t cin, float *x, size_t N, size_t HW, cs_ws *ws)
 {
     size_t rows = N * HW, c4 = 4 * (size_t)b->c;
+    int rc = cs_mlp_grn_fused(in, N, HW, cin, &b->fc1_w, &b->fc1_b, &b->gamma, &b->beta, &b->fc2_w, &b->fc2_b, x);
+    if (rc != CS_EUNSUP) return rc;
     float *h = cs_ws_get(ws, 2, rows * c4);
     if (!h) return CS_ENOMEM;
-    int rc = cs_linear(in, rows, cin, 0, &b->fc1_w, &b->fc1_b, h, 0, 0);
+    rc = cs_linear(in, rows, cin, 0, &b->fc1_w, &b->fc1_b, h, 0, 0);
     if (rc) return rc;
     cs_gelu(h, h, rows * c4);
     const float *g = cs_weight_f32(&b->gamma, 2), *be = cs_weight_f32(&b->beta, 3);

@@ -839,6 +839,18 @@ int cs_r_embedding(const float *r, size_t N, int c_r, float *emb)
     return 0;
 }
 
+int cs_mlp_grn_fused(const float *in, size_t N, size_t HW, size_t cin, const cs_tensor *w1, const cs_tensor *b1,
+                     const cs_tensor *gamma, const cs_tensor *beta, const cs_tensor *w2, const cs_tensor *b2, float *x)
+{
+    if (!cs_dev) return CS_EUNSUP;
+    double t = cs_dev_prof_start();
+    int rc = cs_dev->mlp_grn(in, N, HW, cin, w1, b1, gamma, beta, w2, b2, x);
+    if (rc == CS_EUNSUP) return rc;
+    cs_dev_note(rc, "the channel MLP");
+    cs_dev_prof_stop(t, "channel MLP (fused)");
+    return rc ? cs_dev_error() : 0;
+}
+
 void cs_axpy(float *y, const float *x, float g, size_t n)
 {
     ON_DEV(axpy(y, x, g, n), "a scaled addition");

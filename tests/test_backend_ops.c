@@ -192,6 +192,47 @@ static void t_linear(cs_dtype dt, size_t M, size_t K, size_t ldx, size_t N, size
     free(x), free(y[0]), free(y[1]);
 }
 
+/* a ResBlock's channel MLP: the device's fused op where it has one, else
+ * (and on the CPU) the single ops as src/blocks.c runs them */
+static int mlp(const float *in, size_t N, size_t HW, size_t cin, const cs_tensor *w, float *x)
+{
+    int rc = cs_mlp_grn_fused(in, N, HW, cin, &w[0], &w[1], &w[2], &w[3], &w[4], &w[5], x);
+    if (rc != CS_EUNSUP) return rc;
+    size_t rows = N * HW, c4 = (size_t)w[0].shape[0];
+    float *h = cs_act_alloc(rows * c4);
+    const float *g = cs_param(w[2].data, c4), *be = cs_param(w[3].data, c4);
+    rc = h && g && be ? 0 : CS_ENOMEM;
+    if (!rc) rc = cs_linear(in, rows, cin, 0, &w[0], &w[1], h, 0, 0);
+    if (!rc) cs_gelu(h, h, rows * c4);
+    if (!rc) rc = cs_grn(h, h, N, HW, c4, g, be);
+    if (!rc) rc = cs_linear(h, rows, c4, 0, &w[4], &w[5], x, 0, 1);
+    cs_act_free(h);
+    return rc;
+}
+
+static void t_mlp_grn(cs_dtype dt, size_t N, size_t HW, size_t cin, size_t c)
+{
+    size_t rows = N * HW, c4 = 4 * c;
+    float *x = rnd(rows * cin), *y[2];
+    y[0] = rnd(rows * c), y[1] = dup(y[0], rows * c);
+    cs_tensor w[6] = {weight(dt, "fc1", (int64_t)c4, (int64_t)cin, 0, 0), weight(CS_F32, "fc1.b", (int64_t)c4, 0, 0, 0),
+                      weight(CS_F32, "gamma", 1, 1, 1, (int64_t)c4), weight(CS_F32, "beta", 1, 1, 1, (int64_t)c4),
+                      weight(dt, "fc2", (int64_t)c, (int64_t)c4, 0, 0), weight(CS_F32, "fc2.b", (int64_t)c, 0, 0, 0)};
+    int rc[2];
+    for (int m = 0; m < 2; m++) {
+        begin(m);
+        const float *px = in(x, rows * cin);
+        float *py = inout(y[m], rows * c);
+        rc[m] = argrc() ? argrc() : mlp(px, N, HW, cin, w, py);
+        rc[m] = end(rc[m], "mlp_grn");
+    }
+    char s[160];
+    snprintf(s, sizeof s, "%s N=%zu HW=%zu cin=%zu c=%zu", dtn(dt), N, HW, cin, c);
+    report("mlp_grn", s, 1, y[0], y[1], rows * c, rc[0], rc[1]);
+    for (int i = 0; i < 6; i++) drop(&w[i]);
+    free(x), free(y[0]), free(y[1]);
+}
+
 static void t_sgemm(int tb, size_t M, size_t N, size_t K, float alpha, float beta, size_t pad)
 {
     size_t lda = K + pad, ldb = (tb ? K : N) + pad, ldc = N + pad, nb = (tb ? N : K) * ldb;
@@ -637,6 +678,9 @@ static void all_ops(void)
         t_elem(k, 4099);
     }
     t_grn(2, 17, 63);
+    t_mlp_grn(CS_F32, 2, 17, 3, 1);
+    t_mlp_grn(CS_BF16, 2, 63, 17, 17);
+    t_mlp_grn(CS_F32, 1, 1025, 40, 24);
     t_grn(1, 300, 3);
     t_grn(1, 1, 1025);
     t_modulate(2, 17, 63, 126, 63);
