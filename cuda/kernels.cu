@@ -986,6 +986,9 @@ static __global__ void k_to16(const float *x, uint16_t *y, size_t rows, size_t c
     RC_COLS(c, cols)
     {
         float v = x[r * ldx + c];
+        /* f16: a value past its range saturates instead of becoming inf (an
+         * inf operand turns a whole product row into NaN: black images) */
+        if (!BF && fabsf(v) > 65504.0f) v = copysignf(65504.0f, v);
         if (BF) y[r * cols + c] = __bfloat16_as_ushort(__float2bfloat16_rn(v));
         else y[r * cols + c] = __half_as_ushort(__float2half_rn(v));
     }
