@@ -66,10 +66,43 @@ static __global__ void softmax_rows(const float *S, T *P, const float *mask, siz
     for (size_t j = threadIdx.x; j < Lk; j += SM_THREADS) put(p + j, expf((m ? s[j] + m[j] : s[j]) - mx) * inv);
 }
 
+/* The same with the row held in shared memory: S is read once, not three
+ * times (the scores are the largest thing attention moves). */
+#define SM_ROW_MAX 12288   /* floats: the default 48 KiB of shared memory */
+template <typename T>
+static __global__ void softmax_rows_sh(const float *S, T *P, const float *mask, size_t rows, size_t Lk)
+{
+    extern __shared__ float buf[];
+    __shared__ float sh[SM_THREADS / 32];
+    size_t row = blockIdx.x;
+    const float *s = S + row * Lk;
+    const float *m = mask ? mask + (row % rows) * Lk : NULL;
+    float mx = -INFINITY;
+    for (size_t j = threadIdx.x; j < Lk; j += SM_THREADS) {
+        float v = m ? s[j] + m[j] : s[j];
+        buf[j] = v;
+        mx = fmaxf(mx, v);
+    }
+    mx = block_reduce(mx, 1, sh);
+    float sum = 0.0f;
+    for (size_t j = threadIdx.x; j < Lk; j += SM_THREADS) {
+        float e = expf(buf[j] - mx);
+        buf[j] = e;
+        sum += e;
+    }
+    sum = block_reduce(sum, 0, sh);
+    float inv = 1.0f / sum;
+    T *p = P + row * Lk;
+    for (size_t j = threadIdx.x; j < Lk; j += SM_THREADS) put(p + j, buf[j] * inv);
+}
+
 template <typename T>
 static int softmax(const float *S, T *P, const float *mask, size_t nrows, size_t rows, size_t Lk)
 {
-    softmax_rows<T><<<(unsigned)nrows, SM_THREADS, 0, cs_cuda_stream()>>>(S, P, mask, rows, Lk);
+    if (Lk <= SM_ROW_MAX)
+        softmax_rows_sh<T><<<(unsigned)nrows, SM_THREADS, Lk * sizeof(float), cs_cuda_stream()>>>(S, P, mask, rows, Lk);
+    else
+        softmax_rows<T><<<(unsigned)nrows, SM_THREADS, 0, cs_cuda_stream()>>>(S, P, mask, rows, Lk);
     return cs_cuda_check_launch("the attention softmax");
 }
 
