@@ -9,6 +9,7 @@
 #include "error.h"
 #include "lora.h"
 #include "infile.h"
+#include "ksampler.h"
 #include "models.h"
 #include "previewer.h"
 #include "rng.h"
@@ -91,6 +92,8 @@ static int check_sp(const cs_sample_params *s, const char *st)
                         (double)s->cfg, (double)s->cfg_rho);
     if (!isfinite(s->shift) || s->shift <= 0.0f)
         return cs_error(CS_EARG, "%s shift must be > 0 (got %g)", st, (double)s->shift);
+    if (s->ks_sampler && !(s->denoise > 0.0 && s->denoise <= 1.0))
+        return cs_error(CS_EARG, "%s denoise must be in (0, 1] (got %g)", st, s->denoise);
     return 0;
 }
 
@@ -111,7 +114,7 @@ int cs_gen_check(const cs_gen_params *p)
         (p->n_images && (!p->image_pixels || !p->image_strength || p->image_size <= 0)))
         return cs_error(CS_EARG, "%d input images: at most %d, each with its pixels and strength", p->n_images,
                         CS_GEN_MAX_IMAGES);
-    if (p->init_rgb && !(p->init_strength > 0 && p->init_strength < 1))
+    if (p->init_rgb && !p->c.ks_sampler && !(p->init_strength > 0 && p->init_strength < 1))
         return cs_error(CS_EARG, "img2img strength %g: need 0 < strength < 1 (1 is text-to-image)", p->init_strength);
     int rc = check_sp(&p->c, "Stage C");
     return rc ? rc : check_sp(&p->b, "Stage B");
@@ -418,7 +421,7 @@ static int sample_c(cs_stage_c *m, const cs_sample_params *sp, size_t N, size_t 
     if (!c.r)
         return cs_oom("Stage C timesteps", 2 * N * sizeof(float));
     step_ctx sc = {io};
-    cs_sampler_io sio = {c_eps, &c, io->noise, io->noise_ctx, step_cb, &sc};
+    cs_sampler_io sio = {c_eps, &c, io->noise, io->noise_ctx, step_cb, &sc, io->step_noise, io->step_noise_ctx};
     int rc = cs_sample(sp, (int)N, h * w * 16, x, result, &sio);
     free(c.r);
     return rc;
@@ -472,7 +475,7 @@ int cs_pipe_sample_b(cs_stage_b *m, const cs_sample_params *sp, size_t N, size_t
     memcpy(eff, effnet, ne * sizeof(float));
     b_ctx c = {m, H, W, hc, wc, eff, pooled, r, io->cancel};
     step_ctx sc = {io};
-    cs_sampler_io sio = {b_eps, &c, io->noise, io->noise_ctx, step_cb, &sc};
+    cs_sampler_io sio = {b_eps, &c, io->noise, io->noise_ctx, step_cb, &sc, io->step_noise, io->step_noise_ctx};
     int rc = cs_sample(sp, (int)N, H * W * 4, x, result, &sio);
     cs_free(eff);
     free(r);
@@ -627,6 +630,15 @@ static int init_latent(cs_pipeline *p, const cs_gen_params *g, size_t hc, size_t
     cs_free(in);
     if (!p->keep)
         release(p, P_EFFNET);
+    if (!rc && sp->ks_sampler) {
+        /* ComfyUI: the latent is the KSampler's latent image; its noise and
+         * denoise come in the sampler */
+        for (size_t n = 0; n < N; n++)
+            memcpy(x + n * per, lat, per * sizeof(float));
+        sp->x_init_given = 1;
+        cs_free(lat);
+        return 0;
+    }
     if (!rc)
         rc = noise(nctx, x, N * per);
     if (!rc) {
@@ -778,7 +790,7 @@ int cs_pipeline_generate(cs_pipeline *p, const cs_gen_params *g, const cs_pipeli
         }
     }
     r.stage = CS_STAGE_C;
-    int steps_c = g->init_rgb ? img2img_steps(g) : g->c.steps;
+    int steps_c = g->init_rgb && !g->c.ks_sampler ? img2img_steps(g) : g->c.steps;
     progress(&r, CS_STAGE_C, -1, steps_c);
     if ((rc = load(p, P_C)) != 0)
         goto out;
@@ -789,8 +801,12 @@ int cs_pipeline_generate(cs_pipeline *p, const cs_gen_params *g, const cs_pipeli
         goto out;
     }
     progress(&r, CS_STAGE_C, 0, steps_c);
-    noise_ctx nzc = {&rng, 16, hc, wc};
-    cs_stage_io ioc = {noise_nhwc, &nzc, on_step, &r, cancel};
+    /* ComfyUI samplers: a KSampler per stage, each with its two generators */
+    cs_rng ks_init, ks_step;
+    cs_rng_seed(&ks_init, g->seed);
+    cs_rng_seed(&ks_step, g->seed);
+    noise_ctx nzc = {g->c.ks_sampler ? &ks_init : &rng, 16, hc, wc}, nzc_step = {&ks_step, 16, hc, wc};
+    cs_stage_io ioc = {noise_nhwc, &nzc, on_step, &r, cancel, noise_nhwc, &nzc_step};
     cs_sample_params spc = g->c;
     if (g->init_rgb && (rc = init_latent(p, g, hc, wc, noise_nhwc, &nzc, xc, &spc)) != 0)
         goto out;
@@ -829,8 +845,10 @@ int cs_pipeline_generate(cs_pipeline *p, const cs_gen_params *g, const cs_pipeli
         goto out;
     }
     progress(&r, CS_STAGE_B, 0, g->b.steps);
-    noise_ctx nzb = {&rng, 4, hb, wb};
-    cs_stage_io iob = {noise_nhwc, &nzb, on_step, &r, cancel};
+    cs_rng_seed(&ks_init, g->seed);
+    cs_rng_seed(&ks_step, g->seed);
+    noise_ctx nzb = {g->b.ks_sampler ? &ks_init : &rng, 4, hb, wb}, nzb_step = {&ks_step, 4, hb, wb};
+    cs_stage_io iob = {noise_nhwc, &nzb, on_step, &r, cancel, noise_nhwc, &nzb_step};
     if ((rc = cs_pipe_sample_b(p->sb, &g->b, N, hb, wb, C, hc, wc, cpool, &iob, xb, B)) != 0 ||
         (rc = check_finite(B, N * hb * wb * 4, "Stage B result", &g->b)) != 0)
         goto out;

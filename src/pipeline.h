@@ -7,7 +7,9 @@
  *
  * Random numbers: one torch-CPU generator seeded with params.seed, drawn in
  * the official order (C init, one per C step, B init, one per B step), so a
- * seed gives the same image as the official code on the CPU.
+ * seed gives the same image as the official code on the CPU. With a ComfyUI
+ * sampler (ksampler.h) each stage is a KSampler with that seed: its initial
+ * noise and its sampler noise each from a fresh generator seeded with it.
  *
  * CFG batches are [x; x] with the conditional half first. The unconditional
  * text is the encoding of the negative prompt ("" by default), Stage B's
@@ -141,6 +143,8 @@ typedef struct {
     cs_step_fn on_step;                 /* may be NULL */
     void *step_ctx;
     volatile sig_atomic_t *cancel;      /* may be NULL */
+    cs_noise_fn step_noise;             /* ComfyUI samplers: their own generator */
+    void *step_noise_ctx;
 } cs_stage_io;
 
 struct cs_stage_c;

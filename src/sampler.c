@@ -4,6 +4,8 @@
  * of spec/sampling.md §4 and the trajectories match up to libm rounding. */
 #include "sampler.h"
 
+#include "ksampler.h"
+
 #include "error.h"
 #include "tensor.h"
 
@@ -65,7 +67,7 @@ void cs_gdf_vp(float logsnr, float *a, float *b)
  * blocks of 16 go through 8-wide vectors that count base + k*step from each
  * vector's first index (this moves some t by an ulp, and the §4 tables were
  * printed from exactly these values). */
-static void linspace_f32(float *t, float start, float end, size_t n)
+void cs_linspace_f32(float *t, float start, float end, size_t n)
 {
     if (n == 1) {
         t[0] = start;
@@ -101,7 +103,7 @@ int cs_schedule_init(cs_schedule *s, int steps, float shift, float t_start, floa
     s->r = blk + 2 * n;
     s->a = blk + 3 * n;
     s->b = blk + 4 * n;
-    linspace_f32(s->t, t_start, t_end, n);
+    cs_linspace_f32(s->t, t_start, t_end, n);
     for (size_t i = 0; i < n; i++) {
         s->logsnr[i] = cs_gdf_logsnr(s->t[i], shift);
         s->r[i] = cs_gdf_noise_cond(s->logsnr[i]);
@@ -129,6 +131,7 @@ void cs_sample_defaults_c(cs_sample_params *p)
     p->cfg_rho = 0.7f;
     p->sampler = CS_SAMPLER_DDPM;
     p->eta = 1.0f;
+    p->denoise = 1.0;
 }
 
 void cs_sample_defaults_b(cs_sample_params *p)
@@ -219,6 +222,8 @@ int cs_sample(const cs_sample_params *p, int n, size_t per_image, float *x,
 {
     if (!p || n < 1 || !per_image || !x || !result || !io || !io->eps || !io->noise)
         return cs_error(CS_EARG, "sampler: bad arguments (n=%d, per_image=%zu)", n, per_image);
+    if (p->ks_sampler != CS_KS_NONE)
+        return cs_ks_sample(p, n, per_image, x, result, io);
     if (p->sampler != CS_SAMPLER_DDPM && p->sampler != CS_SAMPLER_DDIM &&
         p->sampler != CS_SAMPLER_LCM)
         return cs_error(CS_EARG, "sampler: unknown sampler kind %d", (int)p->sampler);

@@ -33,6 +33,9 @@ typedef enum {
 float cs_gdf_logsnr(float t, float shift);       /* §1.1, float32 arithmetic */
 float cs_gdf_noise_cond(float logsnr);           /* §1.3, the model's r */
 void cs_gdf_vp(float logsnr, float *a, float *b); /* §1.2 */
+/* torch.linspace(start, end, n) in float32, value for value as torch's CPU
+ * kernel gives it (also used by the ComfyUI schedulers, ksampler.c). */
+void cs_linspace_f32(float *t, float start, float end, size_t n);
 
 /* Per-step constants for i = 0..steps: t_i = linspace(t_start, t_end, steps+1)
  * (torch's float32 linspace), logSNR_i, r_i, a_i, b_i. Row `steps` is only
@@ -56,6 +59,10 @@ typedef struct {
     cs_sampler_kind sampler;
     float eta;              /* DDIM only (DDPM uses 1, LCM none) */
     int x_init_given;       /* 1: x holds x_init on entry, no init draw */
+    /* ComfyUI's KSampler instead of the loop above (ksampler.h): a
+     * cs_ks_sampler (0 = none), a cs_ks_scheduler, its denoise in (0, 1] */
+    int ks_sampler, ks_scheduler;
+    double denoise;
 } cs_sample_params;
 
 void cs_sample_defaults_c(cs_sample_params *p);   /* official Stage C settings */
@@ -82,6 +89,10 @@ typedef struct {
     void *noise_ctx;
     cs_step_fn on_step;     /* may be NULL */
     void *step_ctx;
+    /* the sampler's own noise (ComfyUI samplers only: ancestral / SDE draws
+     * come from a second generator seeded like the first) */
+    cs_noise_fn step_noise;
+    void *step_noise_ctx;
 } cs_sampler_io;
 
 /* Runs the GDF loop on n images of per_image floats.

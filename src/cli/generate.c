@@ -11,6 +11,7 @@
 #include "device.h"
 #include "error.h"
 #include "infile.h"
+#include "ksampler.h"
 #include "lora.h"
 #include "models.h"
 #include "weights.h"
@@ -57,6 +58,12 @@ static void usage(FILE *f)
         "      --shift-b X        Stage B schedule shift, (0..10000] (default 1)\n"
         "      --sampler S        ddpm (default), ddim, lcm\n"
         "      --eta X            DDIM eta, 0..1 (default 0)\n"
+        "                         ComfyUI's KSampler (same latents as ComfyUI on the CPU):\n"
+        "                         --sampler euler, euler_ancestral, dpmpp_2m, or lcm / ddpm\n"
+        "                         together with --scheduler (no cfg_rho; each stage seeded anew)\n"
+        "      --scheduler S      simple (default), normal, karras, exponential, sgm_uniform\n"
+        "      --denoise D        Stage C denoise, 0 < D <= 1 (default 1; with --init-image the\n"
+        "                         image's latent is the start, as ComfyUI's img2img)\n"
         "      --rng torch-cpu    random generator (the only one; same noise as PyTorch on the CPU)\n"
         "      --round            round to uint8 instead of truncating (the official conversion)\n"
         "      --image FILE[:S]   image variation: the image (PNG or JPEG) through the CLIP vision\n"
@@ -202,7 +209,7 @@ enum {
     O_SAMPLER, O_ETA, O_RNG, O_ROUND, O_FORCE, O_PREVIEW, O_PREVIEW_EVERY, O_MODELS, O_VARIANT, O_VARIANT_C,
     O_VARIANT_B, O_STAGE_C, O_STAGE_B, O_STAGE_A, O_TEXT, O_PREVIEWER, O_TOKENIZER, O_KEEP, O_THREADS,
     O_JSON, O_DEMO, O_DEVICE, O_PRECISION, O_LORA, O_LORA_C, O_LORA_B, O_LORA_TE, O_LORA_LENIENT, O_PROMPT_STYLE,
-    O_EMBEDDINGS, O_IMAGE, O_CLIP_VISION, O_INIT_IMAGE, O_STRENGTH, O_EFFNET,
+    O_EMBEDDINGS, O_IMAGE, O_CLIP_VISION, O_INIT_IMAGE, O_STRENGTH, O_EFFNET, O_SCHEDULER, O_DENOISE,
 };
 
 static const struct option longopts[] = {
@@ -232,6 +239,7 @@ static const struct option longopts[] = {
     {"image", required_argument, 0, O_IMAGE}, {"clip-vision", required_argument, 0, O_CLIP_VISION},
     {"init-image", required_argument, 0, O_INIT_IMAGE}, {"strength", required_argument, 0, O_STRENGTH},
     {"effnet", required_argument, 0, O_EFFNET},
+    {"scheduler", required_argument, 0, O_SCHEDULER}, {"denoise", required_argument, 0, O_DENOISE},
     {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
 };
 
@@ -242,8 +250,9 @@ static int parse(int argc, char **argv, opts *o)
     cs_gen_defaults(&o->g);
     o->g.c.eta = o->g.b.eta = 1.0f;
     o->count = 1;
-    float eta = 0.0f;
-    int eta_given = 0, c;
+    float eta = 0.0f, denoise = 1.0f;
+    int eta_given = 0, c, ks = -1, sched = -1, rho_given = 0, denoise_given = 0;
+    const char *sampler_arg = NULL;
     opterr = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, ":p:n:W:H:o:qh", longopts, NULL)) != -1) {
@@ -266,15 +275,28 @@ static int parse(int argc, char **argv, opts *o)
         case O_CFG_RHO:
             e = parse_float("--cfg-rho", optarg, 0.0, 1.0, 0, &o->g.c.cfg_rho);
             o->g.b.cfg_rho = o->g.c.cfg_rho;
+            rho_given = 1;
             break;
         case O_SHIFT_C: e = parse_float("--shift-c", optarg, 0.0, 1e4, 1, &o->g.c.shift); break;
         case O_SHIFT_B: e = parse_float("--shift-b", optarg, 0.0, 1e4, 1, &o->g.b.shift); break;
         case O_SAMPLER:
+            sampler_arg = optarg;
+            ks = cs_ks_sampler_from_name(optarg);
             if (!strcmp(optarg, "ddpm")) o->g.c.sampler = CS_SAMPLER_DDPM;
             else if (!strcmp(optarg, "ddim")) o->g.c.sampler = CS_SAMPLER_DDIM;
             else if (!strcmp(optarg, "lcm")) o->g.c.sampler = CS_SAMPLER_LCM;
-            else return bad("--sampler: unknown sampler '%s' (ddpm, ddim, lcm)%s", optarg, "");
+            else if (ks < 0)
+                return bad("--sampler: unknown sampler '%s' (official: ddpm, ddim, lcm; ComfyUI: euler, "
+                           "euler_ancestral, dpmpp_2m, and lcm, ddpm with --scheduler)%s", optarg, "");
             o->g.b.sampler = o->g.c.sampler;
+            break;
+        case O_SCHEDULER:
+            if ((sched = cs_ks_scheduler_from_name(optarg)) < 0)
+                return bad("--scheduler: unknown scheduler '%s' (simple, normal, karras, exponential, "
+                           "sgm_uniform)%s", optarg, "");
+            break;
+        case O_DENOISE:
+            e = parse_float("--denoise", optarg, 0.0, 1.0, 1, &denoise), denoise_given = 1;
             break;
         case O_ETA: e = parse_float("--eta", optarg, 0.0, 1.0, 0, &eta), eta_given = 1; break;
         case O_RNG:
@@ -354,6 +376,27 @@ static int parse(int argc, char **argv, opts *o)
     }
     if (o->strength_given && !o->init_image)
         return bad("--strength applies to --init-image only%s%s", "", "");
+    /* ComfyUI's samplers: the names only ComfyUI has, and ddpm / lcm (the
+     * official names) when --scheduler asks for ComfyUI's */
+    int official_name = sampler_arg && (!strcmp(sampler_arg, "ddpm") || !strcmp(sampler_arg, "lcm"));
+    if (ks > 0 && (!official_name || sched >= 0)) {
+        if (ks == CS_KS_DPMPP_2M_SDE)
+            return bad("--sampler dpmpp_2m_sde: not supported (ComfyUI draws its noise from torchsde's Brownian "
+                       "tree, which cascade does not reproduce)%s%s", "", "");
+        o->g.c.ks_sampler = o->g.b.ks_sampler = ks;
+        o->g.c.ks_scheduler = o->g.b.ks_scheduler = sched >= 0 ? sched : CS_KSCHED_SIMPLE;
+        o->g.c.denoise = denoise;
+        if (rho_given)
+            return bad("--cfg-rho applies to the official samplers only (ComfyUI's CFG has no rescale)%s%s", "", "");
+        if (o->strength_given)
+            return bad("--strength applies to the official samplers; with --sampler %s use --denoise%s", sampler_arg,
+                       "");
+    } else if (sched >= 0) {
+        return bad("--scheduler applies to ComfyUI's samplers (euler, euler_ancestral, dpmpp_2m, lcm, ddpm)%s%s",
+                   "", "");
+    } else if (denoise_given) {
+        return bad("--denoise applies to ComfyUI's samplers (official img2img uses --strength)%s%s", "", "");
+    }
     if (!o->strength_given)
         o->strength = 0.6;
     if (o->g.preview_every && !o->preview)
@@ -709,9 +752,11 @@ static int hash_models(state *s)
 
 /* ---- one run ---- */
 
-static const char *sampler_name(cs_sampler_kind k)
+static const char *sampler_name(const cs_sample_params *p)
 {
-    return k == CS_SAMPLER_DDIM ? "DDIM" : k == CS_SAMPLER_LCM ? "LCM" : "DDPM";
+    if (p->ks_sampler)
+        return cs_ks_sampler_name(p->ks_sampler);
+    return p->sampler == CS_SAMPLER_DDIM ? "DDIM" : p->sampler == CS_SAMPLER_LCM ? "LCM" : "DDPM";
 }
 
 /* writes the batch of one run; on failure or a stop request removes what it
@@ -724,7 +769,7 @@ static int write_images(state *s, const uint8_t *rgb)
     int hnd[GEN_MAX_BATCH] = {0};
     size_t img = (size_t)o->g.width * o->g.height * 3;
     for (int i = 0; i < n && !rc; i++) {
-        gen_meta m = {&o->g, sampler_name(o->g.c.sampler), o->demo, i, s->models, s->n_models, s->tok_desc,
+        gen_meta m = {&o->g, sampler_name(&o->g.c), o->demo, i, s->models, s->n_models, s->tok_desc,
                       s->loras, s->n_loras, s->images.json, s->init.json};
         cs_png_text *t;
         int nt;
@@ -875,7 +920,7 @@ int cmd_generate(int argc, char **argv)
     else if (!o.quiet)
         fprintf(stderr, "%s" ME ": %dx%d, seed %llu, batch %d%s, Stage C %d steps cfg %g, Stage B %d steps cfg %g, %s\n",
                 s.info, o.g.width, o.g.height, (unsigned long long)o.g.seed, o.g.batch, o.count > 1 ? " per run" : "",
-                o.g.c.steps, (double)o.g.c.cfg, o.g.b.steps, (double)o.g.b.cfg, sampler_name(o.g.c.sampler));
+                o.g.c.steps, (double)o.g.c.cfg, o.g.b.steps, (double)o.g.b.cfg, sampler_name(&o.g.c));
 
     cs_pipeline_hooks hk = {progress_cb, o.preview ? preview_cb : NULL, &s, warn_cb, cs_cancel_flag()};
     uint64_t seed0 = o.g.seed;

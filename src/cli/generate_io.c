@@ -7,6 +7,7 @@
 #include "error.h"
 #include "prompt.h"
 #include "infile.h"
+#include "ksampler.h"
 #include "models.h"
 #include "weights.h"
 
@@ -281,6 +282,10 @@ int gen_meta_build(const gen_meta *m, cs_png_text **out, int *n)
     add(&c, "shift_c", "%g", (double)g->c.shift);
     add(&c, "shift_b", "%g", (double)g->b.shift);
     add(&c, "sampler", "%s", m->sampler_name);
+    if (g->c.ks_sampler) {   /* ComfyUI's KSampler */
+        add(&c, "scheduler", "%s", cs_ks_scheduler_name(g->c.ks_scheduler));
+        add(&c, "denoise", "%g", g->c.denoise);
+    }
     add(&c, "rng", "torch-cpu");
     add(&c, "prompt_style", "%s", cs_prompt_style_name((cs_prompt_style)g->prompt_style));
     add(&c, "output_rounding", "%s", g->u8_mode == CS_U8_ROUND ? "round" : "truncate");

@@ -284,7 +284,7 @@ static int sample_stage(gcase *c, const cs_sample_params *p, int mix, const char
         return cs_error(CS_ENOMEM, "out of memory");
     replay rp = {c, in, -1, N, C, H, W};
     step_check sc = {c, out, p->steps, 0, 0, N, C, H, W};
-    cs_sampler_io io = {eps, eps_ctx, replay_noise, &rp, check_step, &sc};
+    cs_sampler_io io = {eps, eps_ctx, replay_noise, &rp, check_step, &sc, NULL, NULL};
     rc = cs_sample(p, (int)N, per, x, result, &io);
     /* rp.next counts from -1: init, then one draw per step */
     if (!rc && rp.next != p->steps)
