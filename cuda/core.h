@@ -46,9 +46,9 @@ int cs_cuda_blas_fail(int s, const char *what);
  * in fp32 precision or when no cuBLASLt algorithm takes a bf16 output. */
 int cs_cuda_linear16(const uint16_t *x16, size_t M, size_t K, const cs_tensor *W, const cs_tensor *b, void *y,
                      int ybf16, size_t ldy, int accumulate);
-/* x += fc2(GRN(GELU(fc1(in)))) in bf16 (cs_dev_ops.mlp_grn) */
-int cs_cuda_mlp_grn(const float *in, size_t N, size_t HW, size_t cin, const cs_tensor *w1, const cs_tensor *b1,
-                    const cs_tensor *gamma, const cs_tensor *beta, const cs_tensor *w2, const cs_tensor *b2, float *x);
+/* cs_dev_ops.mlp_block, in bf16 (fused.cu) */
+int cs_cuda_mlp_block(float *x, size_t N, size_t H, size_t W, size_t c, const float *skip, size_t cs,
+                      const cs_mlp_block *w);
 
 /* ---- convert.cu ---- */
 /* n elements from src (dtype sdt) to dst (dtype ddt), both device memory;

@@ -13,7 +13,7 @@
 
 #include <stddef.h>
 
-/* 4: r_embed, mlp_grn, and the optional graph calls (capture and replay of a forward)
+/* 4: r_embed, mlp_block, and the optional graph calls (capture and replay of a forward)
  * 3: device-resident op set (cs_dev_ops); the host-memory sgemm of 1-2 is gone
  * 2: devices() and version added (1 had init, shutdown, sgemm) */
 #define CS_BACKEND_ABI 4
@@ -28,6 +28,13 @@ typedef struct {
     int usable;                   /* 0: listed, but this plugin cannot run on it */
     char why[96];                 /* if !usable: one line, e.g. "no kernel image for sm_70" */
 } cs_device_info;
+
+/* The weights of a ResBlock (dw_w [c,1,3,3], dw_b [c]) or, with dw_w NULL,
+ * a FeedForwardBlock: fc1 [4c, c+cs] + [4c], GRN gamma/beta [1,1,1,4c],
+ * fc2 [c, 4c] + [c]. */
+typedef struct {
+    const cs_tensor *dw_w, *dw_b, *fc1_w, *fc1_b, *gamma, *beta, *fc2_w, *fc2_b;
+} cs_mlp_block;
 
 /* Math precision of a device's products (set_precision). */
 enum { CS_PREC_FP32 = 0, CS_PREC_BF16 = 1, CS_PREC_FP16 = 2 };
@@ -93,12 +100,13 @@ typedef struct {
     /* emb[n, k] = sin(r[n] * 1e4 * freq[k]), emb[n, half + k] = the cos, half = c_r / 2,
      * a zero last column if c_r is odd; freq: half host floats */
     int (*r_embed)(const float *r, size_t N, int c_r, const float *freq, float *emb);
-    /* x[N*HW, c] += fc2(GRN(GELU(fc1(in[N*HW, cin])))) (the channel MLP of a
-     * ResBlock) as one fused op; CS_EUNSUP with nothing done when the device
-     * has no fused form in its precision (the caller runs the single ops) */
-    int (*mlp_grn)(const float *in, size_t N, size_t HW, size_t cin, const cs_tensor *w1, const cs_tensor *b1,
-                   const cs_tensor *gamma, const cs_tensor *beta, const cs_tensor *w2, const cs_tensor *b2, float *x);
-
+    /* A ResBlock or FeedForwardBlock as one fused op (weights below): x[N,H,W,c] +=
+     * fc2(GRN(GELU(fc1([LN(dwconv3x3(x)) | skip])))), skip [N,H,W,cs] or NULL
+     * (cs 0); with dw_w NULL LN(x) replaces LN(dwconv3x3(x)). CS_EUNSUP with
+     * nothing done when the device has no fused form in its precision (the
+     * caller runs the single ops). */
+    int (*mlp_block)(float *x, size_t N, size_t H, size_t W, size_t c, const float *skip, size_t cs,
+                     const cs_mlp_block *w);
     /* Optional (all NULL or all set): graphs. Between graph_begin and
      * graph_end ops are recorded, not run; graph_end returns the recording
      * (NULL + a code when the recording failed: an op that cannot be

@@ -186,11 +186,9 @@ int cs_attnblock_bind(cs_attnblock *b, cs_wmap *m, const char *p, int c, int c_c
 static int mlp_residual(const cs_resblock *b, const float *in, size_t cin, float *x, size_t N, size_t HW, cs_ws *ws)
 {
     size_t rows = N * HW, c4 = 4 * (size_t)b->c;
-    int rc = cs_mlp_grn_fused(in, N, HW, cin, &b->fc1_w, &b->fc1_b, &b->gamma, &b->beta, &b->fc2_w, &b->fc2_b, x);
-    if (rc != CS_EUNSUP) return rc;
     float *h = cs_ws_get(ws, 2, rows * c4);
     if (!h) return CS_ENOMEM;
-    rc = cs_linear(in, rows, cin, 0, &b->fc1_w, &b->fc1_b, h, 0, 0);
+    int rc = cs_linear(in, rows, cin, 0, &b->fc1_w, &b->fc1_b, h, 0, 0);
     if (rc) return rc;
     cs_gelu(h, h, rows * c4);
     const float *g = cs_weight_f32(&b->gamma, 2), *be = cs_weight_f32(&b->beta, 3);
@@ -202,6 +200,15 @@ static int mlp_residual(const cs_resblock *b, const float *in, size_t cin, float
     return cs_linear(h, rows, c4, 0, &b->fc2_w, &b->fc2_b, x, 0, 1);   /* + residual */
 }
 
+/* the whole block as one device op, where the device has it */
+static int fused(const cs_resblock *b, float *x, size_t N, size_t H, size_t W, const float *skip)
+{
+    if (b->has_dw && b->k != 3) return CS_EUNSUP;
+    cs_mlp_block w = {b->has_dw ? &b->dw_w : NULL, b->has_dw ? &b->dw_b : NULL, &b->fc1_w, &b->fc1_b,
+                      &b->gamma, &b->beta, &b->fc2_w, &b->fc2_b};
+    return cs_mlp_block_fused(x, N, H, W, (size_t)b->c, skip, skip ? (size_t)b->c_skip : 0, &w);
+}
+
 /* x, skip: [N,H,W,c], [N,H,W,c_skip] */
 int cs_resblock_forward(const cs_resblock *b, float *x, size_t N, size_t H, size_t W, const float *skip, cs_ws *ws)
 {
@@ -209,9 +216,11 @@ int cs_resblock_forward(const cs_resblock *b, float *x, size_t N, size_t H, size
     if (!skip != !cs)
         return cs_error(CS_EARG, "%s: ResBlock with c_skip %zu %s a skip input", b->fc1_w.name ? b->fc1_w.name : "",
                         cs, skip ? "given" : "not given");
+    int rc = fused(b, x, N, H, W, skip);
+    if (rc != CS_EUNSUP) return rc;
     float *t = cs_ws_get(ws, 0, rows * c);
     if (!t) return CS_ENOMEM;
-    int rc = b->k == 3 ? cs_dwconv3x3(x, t, N, H, W, c, &b->dw_w, &b->dw_b, 0)
+    rc = b->k == 3 ? cs_dwconv3x3(x, t, N, H, W, c, &b->dw_w, &b->dw_b, 0)
                        : cs_conv2d(x, N, H, W, c, &b->dw_w, &b->dw_b, 1, b->k / 2, (int)c, t, NULL, NULL);
     if (rc) return rc;
     cs_layernorm(t, t, rows, c, 1e-6f, NULL, NULL);
@@ -228,6 +237,8 @@ int cs_resblock_forward(const cs_resblock *b, float *x, size_t N, size_t H, size
 int cs_ffblock_forward(const cs_resblock *b, float *x, size_t N, size_t HW, cs_ws *ws)
 {
     size_t c = (size_t)b->c, rows = N * HW;
+    int rc = fused(b, x, N, 1, HW, NULL);
+    if (rc != CS_EUNSUP) return rc;
     float *t = cs_ws_get(ws, 0, rows * c);
     if (!t) return CS_ENOMEM;
     cs_layernorm(x, t, rows, c, 1e-6f, NULL, NULL);

@@ -839,15 +839,15 @@ int cs_r_embedding(const float *r, size_t N, int c_r, float *emb)
     return 0;
 }
 
-int cs_mlp_grn_fused(const float *in, size_t N, size_t HW, size_t cin, const cs_tensor *w1, const cs_tensor *b1,
-                     const cs_tensor *gamma, const cs_tensor *beta, const cs_tensor *w2, const cs_tensor *b2, float *x)
+int cs_mlp_block_fused(float *x, size_t N, size_t H, size_t W, size_t c, const float *skip, size_t cs,
+                       const cs_mlp_block *w)
 {
     if (!cs_dev) return CS_EUNSUP;
     double t = cs_dev_prof_start();
-    int rc = cs_dev->mlp_grn(in, N, HW, cin, w1, b1, gamma, beta, w2, b2, x);
+    int rc = cs_dev->mlp_block(x, N, H, W, c, skip, cs, w);
     if (rc == CS_EUNSUP) return rc;
-    cs_dev_note(rc, "the channel MLP");
-    cs_dev_prof_stop(t, "channel MLP (fused)");
+    cs_dev_note(rc, "a fused ResBlock");
+    cs_dev_prof_stop(t, w->dw_w ? "ResBlock (fused)" : "FeedForwardBlock (fused)");
     return rc ? cs_dev_error() : 0;
 }
 

@@ -17,6 +17,7 @@
 #ifndef CS_OPS_H
 #define CS_OPS_H
 
+#include "backend.h"
 #include "tensor.h"
 
 #include <stddef.h>
@@ -55,11 +56,12 @@ const float *cs_weight_f32(const cs_tensor *t, int slot);
 int cs_linear(const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W, const cs_tensor *b,
               float *y, size_t ldy, int accumulate);
 
-/* x[N*HW, c] += fc2(GRN(GELU(fc1(in[N*HW, cin])))) as one op where the
- * device in use has it fused in its precision; CS_EUNSUP with nothing done
- * elsewhere (the CPU included): the caller then runs the single ops. */
-int cs_mlp_grn_fused(const float *in, size_t N, size_t HW, size_t cin, const cs_tensor *w1, const cs_tensor *b1,
-                     const cs_tensor *gamma, const cs_tensor *beta, const cs_tensor *w2, const cs_tensor *b2, float *x);
+/* A ResBlock / FeedForwardBlock (src/backend.h cs_mlp_block) as one op
+ * where the device in use has it fused in its precision; CS_EUNSUP with
+ * nothing done elsewhere (the CPU included): the caller then runs the
+ * single ops. */
+int cs_mlp_block_fused(float *x, size_t N, size_t H, size_t W, size_t c, const float *skip, size_t cs,
+                       const cs_mlp_block *w);
 
 /* Row-wise LayerNorm of rows x C (LayerNorm2d on channels-last = this). */
 void cs_layernorm(const float *x, float *y, size_t rows, size_t C, float eps, const float *w, const float *b);

@@ -578,36 +578,41 @@ static int r_embed(const float *r, size_t N, int c_r, const float *freq, float *
     return done(&c, rc);
 }
 
-/* the channel MLP as the single CPU ops compose it (so results stay equal
- * to the CPU's bit for bit), to exercise the fused op's dispatch */
-static int mlp_host(const float *in, size_t rows, size_t N, size_t HW, size_t cin, const cs_tensor *w1,
-                    const cs_tensor *b1, const cs_tensor *gamma, const cs_tensor *beta, const cs_tensor *w2,
-                    const cs_tensor *b2, float *x)
+/* a ResBlock / FeedForwardBlock as the CPU's single ops compose it (so
+ * results stay equal to the CPU's bit for bit), to exercise the fused
+ * op's dispatch */
+static int block_host(float *x, size_t N, size_t H, size_t W, size_t c, const float *skip, size_t cs,
+                      const cs_mlp_block *w)
 {
-    size_t c4 = (size_t)w1->shape[0];
-    float *h = malloc(rows * c4 * sizeof(float) + 1);
-    const float *g = cs_weight_f32(gamma, 2), *be = cs_weight_f32(beta, 3);
-    int rc = h && g && be ? 0 : CS_ENOMEM;
-    if (!rc) rc = cs_linear(in, rows, cin, 0, w1, b1, h, 0, 0);
+    size_t rows = N * H * W, cin = c + cs, c4 = (size_t)w->fc1_w->shape[0];
+    float *t = malloc(rows * c * sizeof(float) + 1), *cat = malloc(rows * cin * sizeof(float) + 1),
+          *h = malloc(rows * c4 * sizeof(float) + 1);
+    const float *g = cs_weight_f32(w->gamma, 2), *be = cs_weight_f32(w->beta, 3);
+    int rc = t && cat && h && g && be ? 0 : CS_ENOMEM;
+    if (!rc && w->dw_w) rc = cs_dwconv3x3(x, t, N, H, W, c, w->dw_w, w->dw_b, 0);
+    if (!rc) cs_layernorm(w->dw_w ? t : x, t, rows, c, 1e-6f, NULL, NULL);
+    if (!rc && skip) cs_concat_channels(t, c, skip, cs, cat, rows);
+    const float *in = skip ? cat : t;
+    if (!rc) rc = cs_linear(in, rows, cin, 0, w->fc1_w, w->fc1_b, h, 0, 0);
     if (!rc) cs_gelu(h, h, rows * c4);
-    if (!rc) rc = cs_grn(h, h, N, HW, c4, g, be);
-    if (!rc) rc = cs_linear(h, rows, c4, 0, w2, b2, x, 0, 1);
-    free(h);
+    if (!rc) rc = cs_grn(h, h, N, H * W, c4, g, be);
+    if (!rc) rc = cs_linear(h, rows, c4, 0, w->fc2_w, w->fc2_b, x, 0, 1);
+    free(t), free(cat), free(h);
     return rc;
 }
 
-static int mlp_grn(const float *in, size_t N, size_t HW, size_t cin, const cs_tensor *w1, const cs_tensor *b1,
-                   const cs_tensor *gamma, const cs_tensor *beta, const cs_tensor *w2, const cs_tensor *b2, float *x)
+static int mlp_block(float *x, size_t N, size_t H, size_t W, size_t c, const float *skip, size_t cs,
+                     const cs_mlp_block *w)
 {
-    call c = enter("mlp_grn");
-    size_t rows = N * HW;
-    const float *ri = dv(&c, in, rows * cin, "in");
-    float *rx = dv(&c, x, rows * (size_t)w2->shape[0], "x");
-    host_only(&c, w1->data, "w1");
-    host_only(&c, w2->data, "w2");
+    call cl = enter("mlp_block");
+    size_t rows = N * H * W;
+    float *rx = dv(&cl, x, rows * c, "x");
+    const float *rs = skip ? dv(&cl, skip, rows * cs, "skip") : NULL;
+    host_only(&cl, w->fc1_w->data, "fc1");
+    host_only(&cl, w->fc2_w->data, "fc2");
     int rc = 0;
-    if (!c.rc) ON_HOST(rc = mlp_host(ri, rows, N, HW, cin, w1, b1, gamma, beta, w2, b2, rx));
-    return done(&c, rc);
+    if (!cl.rc) ON_HOST(rc = block_host(rx, N, H, W, c, rs, cs, w));
+    return done(&cl, rc);
 }
 
 static const cs_dev_ops ops = {
@@ -618,7 +623,7 @@ static const cs_dev_ops ops = {
     .axpy = axpy, .grn = grn, .modulate = modulate, .channel_affine = channel_affine, .dwconv3x3 = dwconv3x3,
     .conv2d = conv2d, .conv_transpose2d = conv_transpose2d, .attention = attention,
     .resize_bilinear = resize_bilinear, .pixel_shuffle = pixel_shuffle, .transpose = transpose,
-    .concat_channels = concat_channels, .r_embed = r_embed, .mlp_grn = mlp_grn,
+    .concat_channels = concat_channels, .r_embed = r_embed, .mlp_block = mlp_block,
 #ifndef FAKE_NO_EMBED   /* a plugin with a gap in its op set, which the loader refuses */
     .embed_rows = embed_rows,
 #endif

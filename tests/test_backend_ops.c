@@ -14,6 +14,7 @@
  * Exit: 0 all ok, 1 a failure, 2 bad $CASCADE_PRECISION, 77 no usable
  * device (the reason is printed). See tests/README-backend-ops.md. */
 #include "backend.h"
+#include "blocks.h"
 #include "device.h"
 #include "error.h"
 #include "ops.h"
@@ -192,45 +193,37 @@ static void t_linear(cs_dtype dt, size_t M, size_t K, size_t ldx, size_t N, size
     free(x), free(y[0]), free(y[1]);
 }
 
-/* a ResBlock's channel MLP: the device's fused op where it has one, else
- * (and on the CPU) the single ops as src/blocks.c runs them */
-static int mlp(const float *in, size_t N, size_t HW, size_t cin, const cs_tensor *w, float *x)
+/* a ResBlock (dw 1) or FeedForwardBlock (dw 0) through src/blocks.c: the
+ * device's fused op where it has one, else (and on the CPU) the single ops */
+static void t_block(int dw, cs_dtype dt, size_t N, size_t H, size_t W, size_t c, size_t cs)
 {
-    int rc = cs_mlp_grn_fused(in, N, HW, cin, &w[0], &w[1], &w[2], &w[3], &w[4], &w[5], x);
-    if (rc != CS_EUNSUP) return rc;
-    size_t rows = N * HW, c4 = (size_t)w[0].shape[0];
-    float *h = cs_act_alloc(rows * c4);
-    const float *g = cs_param(w[2].data, c4), *be = cs_param(w[3].data, c4);
-    rc = h && g && be ? 0 : CS_ENOMEM;
-    if (!rc) rc = cs_linear(in, rows, cin, 0, &w[0], &w[1], h, 0, 0);
-    if (!rc) cs_gelu(h, h, rows * c4);
-    if (!rc) rc = cs_grn(h, h, N, HW, c4, g, be);
-    if (!rc) rc = cs_linear(h, rows, c4, 0, &w[4], &w[5], x, 0, 1);
-    cs_act_free(h);
-    return rc;
-}
-
-static void t_mlp_grn(cs_dtype dt, size_t N, size_t HW, size_t cin, size_t c)
-{
-    size_t rows = N * HW, c4 = 4 * c;
-    float *x = rnd(rows * cin), *y[2];
+    size_t rows = N * H * W, c4 = 4 * c, cin = c + cs;
+    float *sk = rnd(rows * (cs ? cs : 1)), *y[2];
     y[0] = rnd(rows * c), y[1] = dup(y[0], rows * c);
-    cs_tensor w[6] = {weight(dt, "fc1", (int64_t)c4, (int64_t)cin, 0, 0), weight(CS_F32, "fc1.b", (int64_t)c4, 0, 0, 0),
-                      weight(CS_F32, "gamma", 1, 1, 1, (int64_t)c4), weight(CS_F32, "beta", 1, 1, 1, (int64_t)c4),
-                      weight(dt, "fc2", (int64_t)c, (int64_t)c4, 0, 0), weight(CS_F32, "fc2.b", (int64_t)c, 0, 0, 0)};
+    cs_resblock b = {.c = (int)c, .c_skip = (int)cs, .has_dw = dw, .k = 3};
+    b.dw_w = weight(CS_F32, "dw", (int64_t)c, 1, 3, 3), b.dw_b = weight(CS_F32, "dw.b", (int64_t)c, 0, 0, 0);
+    b.fc1_w = weight(dt, "fc1", (int64_t)c4, (int64_t)cin, 0, 0), b.fc1_b = weight(CS_F32, "fc1.b", (int64_t)c4, 0, 0, 0);
+    b.gamma = weight(CS_F32, "gamma", 1, 1, 1, (int64_t)c4), b.beta = weight(CS_F32, "beta", 1, 1, 1, (int64_t)c4);
+    b.fc2_w = weight(dt, "fc2", (int64_t)c, (int64_t)c4, 0, 0), b.fc2_b = weight(CS_F32, "fc2.b", (int64_t)c, 0, 0, 0);
     int rc[2];
     for (int m = 0; m < 2; m++) {
+        cs_ws ws = {0};
         begin(m);
-        const float *px = in(x, rows * cin);
+        const float *ps = cs ? in(sk, rows * cs) : NULL;
         float *py = inout(y[m], rows * c);
-        rc[m] = argrc() ? argrc() : mlp(px, N, HW, cin, w, py);
-        rc[m] = end(rc[m], "mlp_grn");
+        rc[m] = argrc() ? argrc()
+                : dw    ? cs_resblock_forward(&b, py, N, H, W, ps, &ws)
+                        : cs_ffblock_forward(&b, py, N, H * W, &ws);
+        cs_ws_free(&ws);
+        rc[m] = end(rc[m], "mlp_block");
     }
     char s[160];
-    snprintf(s, sizeof s, "%s N=%zu HW=%zu cin=%zu c=%zu", dtn(dt), N, HW, cin, c);
-    report("mlp_grn", s, 1, y[0], y[1], rows * c, rc[0], rc[1]);
-    for (int i = 0; i < 6; i++) drop(&w[i]);
-    free(x), free(y[0]), free(y[1]);
+    snprintf(s, sizeof s, "%s %s N=%zu H=%zu W=%zu c=%zu skip=%zu", dw ? "ResBlock" : "FeedForward", dtn(dt), N, H, W,
+             c, cs);
+    report("mlp_block", s, 1, y[0], y[1], rows * c, rc[0], rc[1]);
+    cs_tensor *all[] = {&b.dw_w, &b.dw_b, &b.fc1_w, &b.fc1_b, &b.gamma, &b.beta, &b.fc2_w, &b.fc2_b};
+    for (int i = 0; i < 8; i++) drop(all[i]);
+    free(sk), free(y[0]), free(y[1]);
 }
 
 static void t_sgemm(int tb, size_t M, size_t N, size_t K, float alpha, float beta, size_t pad)
@@ -678,9 +671,11 @@ static void all_ops(void)
         t_elem(k, 4099);
     }
     t_grn(2, 17, 63);
-    t_mlp_grn(CS_F32, 2, 17, 3, 1);
-    t_mlp_grn(CS_BF16, 2, 63, 17, 17);
-    t_mlp_grn(CS_F32, 1, 1025, 40, 24);
+    t_block(1, CS_F32, 2, 3, 5, 1, 0);
+    t_block(1, CS_BF16, 2, 7, 9, 17, 3);
+    t_block(1, CS_F32, 1, 33, 31, 24, 40);
+    t_block(0, CS_F32, 2, 1, 17, 63, 0);
+    t_block(0, CS_BF16, 1, 1, 1025, 3, 0);
     t_grn(1, 300, 3);
     t_grn(1, 1, 1025);
     t_modulate(2, 17, 63, 126, 63);
