@@ -587,14 +587,16 @@ static int block_host(float *x, size_t N, size_t H, size_t W, size_t c, const fl
     size_t rows = N * H * W, cin = c + cs, c4 = (size_t)w->fc1_w->shape[0];
     float *t = malloc(rows * c * sizeof(float) + 1), *cat = malloc(rows * cin * sizeof(float) + 1),
           *h = malloc(rows * c4 * sizeof(float) + 1);
-    const float *g = cs_weight_f32(w->gamma, 2), *be = cs_weight_f32(w->beta, 3);
-    int rc = t && cat && h && g && be ? 0 : CS_ENOMEM;
+    const float *g = NULL, *be = NULL;
+    int rc = t && cat && h ? 0 : CS_ENOMEM;
     if (!rc && w->dw_w) rc = cs_dwconv3x3(x, t, N, H, W, c, w->dw_w, w->dw_b, 0);
     if (!rc) cs_layernorm(w->dw_w ? t : x, t, rows, c, 1e-6f, NULL, NULL);
     if (!rc && skip) cs_concat_channels(t, c, skip, cs, cat, rows);
     const float *in = skip ? cat : t;
     if (!rc) rc = cs_linear(in, rows, cin, 0, w->fc1_w, w->fc1_b, h, 0, 0);
     if (!rc) cs_gelu(h, h, rows * c4);
+    /* after the ops above: their bf16 weights pass through the same scratch slots */
+    if (!rc && (!(g = cs_weight_f32(w->gamma, 2)) || !(be = cs_weight_f32(w->beta, 3)))) rc = CS_ENOMEM;
     if (!rc) rc = cs_grn(h, h, N, H * W, c4, g, be);
     if (!rc) rc = cs_linear(h, rows, c4, 0, w->fc2_w, w->fc2_b, x, 0, 1);
     free(t), free(cat), free(h);

@@ -1,0 +1,16 @@
+#!/bin/sh
+# The networks' device path without a GPU: golden cases of the blocks, the
+# tiny networks and the samplers through the fake device plugin
+# (tests/fake_backend.c: shadow memory, the CPU's ops, so the golden limits
+# hold unchanged). Catches a network body that touches device memory, an
+# op the dispatch gets wrong, and the fused-block path.
+. "$TOP_SRCDIR/tests/shared.sh"
+need_shared golden
+. "$TOP_SRCDIR/tests/golden_index.sh"
+CASCADE_BACKEND=$PWD/tests/.libs/libcascade-fake.so
+export CASCADE_BACKEND
+[ -f "$CASCADE_BACKEND" ] || { echo "the fake plugin is not built: $CASCADE_BACKEND"; exit 1; }
+golden_cases 'op_resblock*' 'op_attnblock*' 'op_feedforward*' 'op_timestepblock*' 'stage_c_*' 'stage_b_*' \
+    'sampling_*' 'previewer*'
+for c in $CASES; do golden_run "$c" --strict; done
+exit $fail
