@@ -5,6 +5,7 @@
  *             .lora_A.weight / .lora_B.weight                (PEFT)
  *             .lora.down.weight / .lora.up.weight            (diffusers LoRA)
  *             .diff / .diff_b                                (full weight / bias delta)
+ *             .dora_scale beside up/down                     (DoRA, [1, in(, 1, 1)])
  *   modules   kohya underscore names: lora_unet_<path . -> _>, OneTrainer
  *             lora_prior_unet_<...>; text encoder lora_te_ / lora_te1_ /
  *             lora_prior_te_<...>; or bare dotted module paths, optionally
@@ -23,8 +24,11 @@
  * in list order. Each touched tensor becomes a float32 host copy (F32 even
  * when the checkpoint is BF16/F16: twice the memory of those tensors only);
  * untouched tensors stay in the mapping.
- * Not supported (an error naming the key): DoRA (.dora_scale), LoCon Tucker
- * (.lora_mid), LoHa / LoKr (unknown suffixes). */
+ * DoRA as ComfyUI: Wc = W + scale * (up @ down), each input channel's
+ * columns of Wc rescaled to norm dora_scale[j] (over rows and kernel taps),
+ * W' = W + strength * (Wc - W).
+ * Not supported (an error naming the key): LoCon Tucker (.lora_mid),
+ * LoHa / LoKr (unknown suffixes). */
 #ifndef CS_LORA_H
 #define CS_LORA_H
 
