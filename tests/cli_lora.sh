@@ -10,6 +10,10 @@ fail=0
     -o "$T/a.png" 2>"$T/err" || { echo "FAIL: generate with --lora"; cat "$T/err"; fail=1; }
 grep -aq 'cat <lora:peft:0.8> <lora:stack_b:-0.5>' "$T/a.png" || { echo "FAIL: no <lora:...> tags in parameters"; fail=1; }
 grep -aq '"file":"peft.safetensors","strength":0.8,"xxh64":"[0-9a-f]\{16\}"' "$T/a.png" || { echo "FAIL: no loras metadata"; fail=1; }
+grep -aq 'Lora hashes: "peft: [0-9a-f]\{16\}, stack_b: [0-9a-f]\{16\}".*Prompt style: comfyui, Version' "$T/a.png" \
+    || { echo "FAIL: no Lora hashes / Prompt style in parameters"; fail=1; }
+"$CASCADE_BIN" generate --demo -q -p cat --seed 1 --prompt-style official -o "$T/o.png" 2>"$T/err" &&
+    grep -aq 'RNG: torch-cpu, Prompt style: official, Version' "$T/o.png" || { echo "FAIL: Prompt style: official"; fail=1; }
 "$CASCADE_BIN" generate --demo -q -p cat --seed 1 -o "$T/b.png" 2>/dev/null
 cmp -s "$T/a.png" "$T/b.png" && { echo "FAIL: the LoRA changed nothing"; fail=1; }
 "$CASCADE_BIN" generate --demo -q -p cat --lora "$D/unmatched.safetensors" -o "$T/u.png" 2>"$T/err"
