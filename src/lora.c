@@ -462,3 +462,34 @@ void cs_lora_patch_free(cs_lora_patch *p)
     free(p->t);
     free(p);
 }
+
+int cs_lora_extra_bytes(const cs_lora_list *list, uint64_t *bytes)
+{
+    static const char *const pairs[][2] = {
+        {".lora_down.weight", ".lora_up.weight"}, {".lora_A.weight", ".lora_B.weight"},
+        {".lora.down.weight", ".lora.up.weight"}};
+    *bytes = 0;
+    for (int i = 0; list && i < list->n; i++) {
+        cs_st_file *lf;
+        int rc = cs_st_open(list->v[i].path, &lf);
+        if (rc) return rc;
+        for (int j = 0; j < cs_st_count(lf); j++) {
+            const cs_tensor *t = cs_st_at(lf, j);
+            if (ends_with(t->name, ".diff") || ends_with(t->name, ".diff_b")) {
+                *bytes += (uint64_t)cs_tensor_numel(t) * 4;
+                continue;
+            }
+            for (size_t q = 0; q < sizeof pairs / sizeof *pairs; q++) {
+                size_t l = strlen(t->name), sl = strlen(pairs[q][0]);
+                if (!ends_with(t->name, pairs[q][0]) || t->ndim < 1 || t->shape[0] < 1 || l - sl + 20 > 600) continue;
+                char up[640];
+                snprintf(up, sizeof up, "%.*s%s", (int)(l - sl), t->name, pairs[q][1]);
+                const cs_tensor *u = cs_st_find(lf, up);
+                if (u && u->ndim >= 1)
+                    *bytes += (uint64_t)u->shape[0] * (uint64_t)(cs_tensor_numel(t) / t->shape[0]) * 4;
+            }
+        }
+        cs_st_close(lf);
+    }
+    return 0;
+}

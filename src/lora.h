@@ -59,6 +59,12 @@ typedef struct cs_lora_patch cs_lora_patch;
  * in messages ("Stage C"). *out = NULL when the list is empty. */
 int cs_lora_merge(cs_st_file *f, const char *prefix, int te, const char *what, cs_lora_list *list,
                   cs_lora_patch **out);
+/* Bytes the merge of list will add (the float32 copies of the tensors it
+ * touches), from the LoRA files' shapes alone: rows of up x columns of down
+ * per module, numel of .diff/.diff_b. Modules that share a tensor (packed
+ * q/k/v) count their slices; a module in two LoRAs counts twice (an upper
+ * bound). 0 or a CS_E* code (a file that does not open). */
+int cs_lora_extra_bytes(const cs_lora_list *list, uint64_t *bytes);
 /* The merged tensor that replaces the file's tensor i, or NULL. */
 const cs_tensor *cs_lora_patch_at(const cs_lora_patch *p, int i);
 /* Merged tensors, bytes of their float32 copies. */
