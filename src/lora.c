@@ -9,6 +9,7 @@
 #include "ops.h"
 #include "weights.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -207,6 +208,40 @@ static int fits_up(const cs_tensor *u, int64_t rows, int64_t r)
     return (u->ndim == 2 && u->shape[1] == r) || (u->ndim == 4 && u->shape[1] == r && u->shape[2] == 1 && u->shape[3] == 1);
 }
 
+/* DoRA as ComfyUI's weight_decompose: Wc = W + scale * up @ down, each input
+ * channel's column group of Wc rescaled to norm dora_scale[j] (norm over all
+ * rows and kernel taps), then W += strength * (Wc - W). w: [rows, K], K =
+ * nin * taps. *tmp gets the buffer (the caller frees it). */
+static int dora(float *w, int64_t rows, int64_t K, int64_t nin, const float *up, const float *down, int64_t rk,
+                float scale, float strength, const cs_tensor *ds, float **tmp)
+{
+    float *m = cs_tensor_f32_dup(ds);
+    float *wc = m ? cs_alloc((size_t)(rows * K) * sizeof(float)) : NULL;
+    *tmp = wc;
+    if (!wc) {
+        cs_free(m);
+        return CS_ENOMEM;
+    }
+    memcpy(wc, w, (size_t)(rows * K) * sizeof(float));
+    int rc = cs_sgemm(0, (size_t)rows, (size_t)K, (size_t)rk, scale, up, (size_t)rk, down, (size_t)K, 1.0f, wc,
+                      (size_t)K);
+    int64_t taps = K / nin;
+    for (int64_t j = 0; !rc && j < nin; j++) {
+        double ss = 0;
+        for (int64_t i = 0; i < rows; i++)
+            for (int64_t t = 0; t < taps; t++) ss += (double)wc[i * K + j * taps + t] * wc[i * K + j * taps + t];
+        /* a zero column stays zero (ComfyUI would divide by zero) */
+        float g = ss > 0 ? (float)(m[j] / sqrt(ss)) : 0.0f;
+        for (int64_t i = 0; i < rows; i++)
+            for (int64_t t = 0; t < taps; t++) {
+                float *x = &w[i * K + j * taps + t];
+                *x += strength * (wc[i * K + j * taps + t] * g - *x);
+            }
+    }
+    cs_free(m);
+    return rc;
+}
+
 /* one module's delta into the patch */
 static int apply(cs_lora_patch *p, cs_st_file *f, const target *tg, const lkey *k, int nk, float strength,
                  const char *lname)
@@ -214,9 +249,11 @@ static int apply(cs_lora_patch *p, cs_st_file *f, const target *tg, const lkey *
     const cs_tensor *r[R_COUNT] = {0};
     for (int i = 0; i < nk; i++) r[k[i].role] = k[i].t;
     char a[96], b[96], c[96];
-    if (r[R_DORA] || r[R_MID])
-        return cs_error(CS_EUNSUP, "%s: %s: %s is not supported", lname, k[0].module,
-                        r[R_DORA] ? "DoRA (.dora_scale)" : "LoCon Tucker decomposition (.lora_mid)");
+    if (r[R_MID])
+        return cs_error(CS_EUNSUP, "%s: %s: LoCon Tucker decomposition (.lora_mid) is not supported", lname,
+                        k[0].module);
+    if (r[R_DORA] && !r[R_UP])
+        return cs_error(CS_EFORMAT, "%s: %s.dora_scale without up/down matrices", lname, k[0].module);
     if (!r[R_UP] != !r[R_DOWN])
         return cs_error(CS_EFORMAT, "%s: %s has %s but no %s", lname, k[0].module, r[R_UP] ? "an up" : "a down",
                         r[R_UP] ? "down matrix" : "up matrix");
@@ -238,12 +275,21 @@ static int apply(cs_lora_patch *p, cs_st_file *f, const target *tg, const lkey *
                 return cs_error(CS_EFORMAT, "%s: %s.alpha is not one number", lname, k[0].module);
             scale = al / (float)rk;
         }
+        int64_t nin = W->ndim >= 2 ? W->shape[1] : 0;
+        if (r[R_DORA] && (nin < 1 || K % nin || cs_tensor_numel(r[R_DORA]) != nin))
+            return cs_error(CS_EMODEL, "%s: %s.dora_scale is %s, want one value per input channel of %s %s", lname,
+                            k[0].module, cs_shape_str(r[R_DORA], a, sizeof a), W->name, cs_shape_str(W, b, sizeof b));
         up = cs_tensor_f32_dup(u);
         down = up ? cs_tensor_f32_dup(dn) : NULL;
         float *w = down ? merged(p, f, tg->w) : NULL;
         if (!w) rc = CS_ENOMEM;
-        else rc = cs_sgemm(0, (size_t)rows, (size_t)K, (size_t)rk, strength * scale, up, (size_t)rk, down, (size_t)K,
-                           1.0f, w + tg->row0 * K, (size_t)K);
+        else if (!r[R_DORA])
+            rc = cs_sgemm(0, (size_t)rows, (size_t)K, (size_t)rk, strength * scale, up, (size_t)rk, down, (size_t)K,
+                          1.0f, w + tg->row0 * K, (size_t)K);
+        else
+            rc = dora(w + tg->row0 * K, rows, K, nin, up, down, rk, scale, strength, r[R_DORA], &d);
+        cs_free(d);
+        d = NULL;
     }
     if (!rc && r[R_DIFF]) {
         if (cs_tensor_numel(r[R_DIFF]) != rows * K)
@@ -415,4 +461,35 @@ void cs_lora_patch_free(cs_lora_patch *p)
         }
     free(p->t);
     free(p);
+}
+
+int cs_lora_extra_bytes(const cs_lora_list *list, uint64_t *bytes)
+{
+    static const char *const pairs[][2] = {
+        {".lora_down.weight", ".lora_up.weight"}, {".lora_A.weight", ".lora_B.weight"},
+        {".lora.down.weight", ".lora.up.weight"}};
+    *bytes = 0;
+    for (int i = 0; list && i < list->n; i++) {
+        cs_st_file *lf;
+        int rc = cs_st_open(list->v[i].path, &lf);
+        if (rc) return rc;
+        for (int j = 0; j < cs_st_count(lf); j++) {
+            const cs_tensor *t = cs_st_at(lf, j);
+            if (ends_with(t->name, ".diff") || ends_with(t->name, ".diff_b")) {
+                *bytes += (uint64_t)cs_tensor_numel(t) * 4;
+                continue;
+            }
+            for (size_t q = 0; q < sizeof pairs / sizeof *pairs; q++) {
+                size_t l = strlen(t->name), sl = strlen(pairs[q][0]);
+                if (!ends_with(t->name, pairs[q][0]) || t->ndim < 1 || t->shape[0] < 1 || l - sl + 20 > 600) continue;
+                char up[640];
+                snprintf(up, sizeof up, "%.*s%s", (int)(l - sl), t->name, pairs[q][1]);
+                const cs_tensor *u = cs_st_find(lf, up);
+                if (u && u->ndim >= 1)
+                    *bytes += (uint64_t)u->shape[0] * (uint64_t)(cs_tensor_numel(t) / t->shape[0]) * 4;
+            }
+        }
+        cs_st_close(lf);
+    }
+    return 0;
 }

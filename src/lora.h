@@ -5,6 +5,7 @@
  *             .lora_A.weight / .lora_B.weight                (PEFT)
  *             .lora.down.weight / .lora.up.weight            (diffusers LoRA)
  *             .diff / .diff_b                                (full weight / bias delta)
+ *             .dora_scale beside up/down                     (DoRA, [1, in(, 1, 1)])
  *   modules   kohya underscore names: lora_unet_<path . -> _>, OneTrainer
  *             lora_prior_unet_<...>; text encoder lora_te_ / lora_te1_ /
  *             lora_prior_te_<...>; or bare dotted module paths, optionally
@@ -23,8 +24,11 @@
  * in list order. Each touched tensor becomes a float32 host copy (F32 even
  * when the checkpoint is BF16/F16: twice the memory of those tensors only);
  * untouched tensors stay in the mapping.
- * Not supported (an error naming the key): DoRA (.dora_scale), LoCon Tucker
- * (.lora_mid), LoHa / LoKr (unknown suffixes). */
+ * DoRA as ComfyUI: Wc = W + scale * (up @ down), each input channel's
+ * columns of Wc rescaled to norm dora_scale[j] (over rows and kernel taps),
+ * W' = W + strength * (Wc - W).
+ * Not supported (an error naming the key): LoCon Tucker (.lora_mid),
+ * LoHa / LoKr (unknown suffixes). */
 #ifndef CS_LORA_H
 #define CS_LORA_H
 
@@ -55,6 +59,12 @@ typedef struct cs_lora_patch cs_lora_patch;
  * in messages ("Stage C"). *out = NULL when the list is empty. */
 int cs_lora_merge(cs_st_file *f, const char *prefix, int te, const char *what, cs_lora_list *list,
                   cs_lora_patch **out);
+/* Bytes the merge of list will add (the float32 copies of the tensors it
+ * touches), from the LoRA files' shapes alone: rows of up x columns of down
+ * per module, numel of .diff/.diff_b. Modules that share a tensor (packed
+ * q/k/v) count their slices; a module in two LoRAs counts twice (an upper
+ * bound). 0 or a CS_E* code (a file that does not open). */
+int cs_lora_extra_bytes(const cs_lora_list *list, uint64_t *bytes);
 /* The merged tensor that replaces the file's tensor i, or NULL. */
 const cs_tensor *cs_lora_patch_at(const cs_lora_patch *p, int i);
 /* Merged tensors, bytes of their float32 copies. */

@@ -173,6 +173,7 @@ typedef struct cs_choice_req_s {
     int dev_prec;                       /* -1: the CPU runs the networks; else the device's CS_PREC_* */
     uint64_t dev_have;                  /* free device memory */
     char dev_name[160];                 /* "NVIDIA H100 80GB HBM3 (cuda:0)" */
+    uint64_t extra[CS_PART_COUNT];      /* host bytes added to a part's weights (LoRA float32 copies) */
 } cs_choice_req;
 
 typedef struct {

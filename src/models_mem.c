@@ -136,6 +136,16 @@ static void need_of(const cs_choice_req *req, const cs_netid *ni, cs_mem_need *o
     else cs_mem_need_of(ni, req->width, req->height, req->batch, out);
 }
 
+/* need_of for part p of the request, with its LoRA copies (host memory) */
+static void need_part(const cs_choice_req *req, int p, const cs_netid *ni, cs_mem_need *out)
+{
+    need_of(req, ni, out);
+    if (req->dev_prec < 0) {
+        out->weights += req->extra[p];
+        out->total += req->extra[p];
+    }
+}
+
 /* ---- memory available ---- */
 
 static int read_text(const char *path, char *buf, size_t len)
@@ -353,7 +363,7 @@ static int choose_part(const cs_model_set *s, const cs_choice_req *req, cs_part 
     if (s->forced[p] >= 0) {
         out->file[p] = s->forced[p];
         const cs_model_file *f = &s->files[s->forced[p]];
-        need_of(req, &f->info, &out->need[p]);
+        need_part(req, p, &f->info, &out->need[p]);
         snprintf(out->why[p], sizeof out->why[p], "given on the command line");
         return 0;
     }
@@ -390,9 +400,9 @@ static int choose_part(const cs_model_set *s, const cs_choice_req *req, cs_part 
     int pick = -1, smallest = cand[0];
     cs_mem_need nd, best_nd = {0}, small_nd;
     char skipped[200] = "";
-    need_of(req, &s->files[cand[0]].info, &small_nd);
+    need_part(req, p, &s->files[cand[0]].info, &small_nd);
     for (int k = 0; k < nc; k++) {
-        need_of(req, &s->files[cand[k]].info, &nd);
+        need_part(req, p, &s->files[cand[k]].info, &nd);
         if (nd.total < small_nd.total) {
             small_nd = nd;
             smallest = cand[k];

@@ -605,6 +605,11 @@ static int resolve_models(state *s, cs_model_paths *mp, cs_model_set **setp)
     req.variant[CS_PART_STAGE_C] = o->var_c;
     req.variant[CS_PART_STAGE_B] = o->var_b;
     cli_device_req(&req, s->prec);
+    /* merged LoRAs keep float32 copies of the weights they touch */
+    static const cs_part lpart[3] = {CS_PART_STAGE_C, CS_PART_STAGE_B, CS_PART_TEXT};
+    for (int k = 0; k < 3; k++)
+        if ((rc = cs_lora_extra_bytes(&o->lora_list[k], &req.extra[lpart[k]])) != 0)
+            return rc;
     cs_choice ch;
     if ((rc = cs_models_choose(set, &req, &ch)) != 0) {
         /* "no Stage C found (looked in: ...)": add the file names that would do */

@@ -353,11 +353,12 @@ int gen_meta_build(const gen_meta *m, cs_png_text **out, int *n)
     add(&c, "parameters",
         "%s%s%s%s\nSteps: %d, Sampler: %s, CFG scale: %s, Seed: %llu, Size: %dx%d, Model: %s%s%s, "
         "Stage B steps: %d, Stage B CFG scale: %s, Stage B model: %s, Shift: %g, Stage B shift: %g, "
-        "CFG rho: %g, Batch size: %d, Batch pos: %d, RNG: torch-cpu, Version: cascade %s",
+        "CFG rho: %g, Batch size: %d, Batch pos: %d, RNG: torch-cpu, Prompt style: %s, Version: cascade %s",
         m->demo ? "[cascade demo: random-weight networks] " : "", g->prompt, ltags, negline, g->c.steps,
         m->sampler_name, cc, (unsigned long long)g->seed, g->width, g->height,
         sc ? sc->variant : "?", hashes, lhash, g->b.steps, cb, sb ? sb->variant : "?", (double)g->c.shift,
-        (double)g->b.shift, (double)g->c.cfg_rho, g->batch, m->batch_index, PACKAGE_VERSION);
+        (double)g->b.shift, (double)g->c.cfg_rho, g->batch, m->batch_index,
+        cs_prompt_style_name((cs_prompt_style)g->prompt_style), PACKAGE_VERSION);
 
     if (c.failed) {
         gen_meta_free(c.t, c.n);
