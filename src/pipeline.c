@@ -595,20 +595,12 @@ static size_t stage_a_budget(void)
     return (size_t)b;
 }
 
-/* Stage C steps of an img2img run: int(steps * strength) computed in double
- * as Python does (20 * 0.35 is 7 there, 6 from a float strength), at least 1. */
-static int img2img_steps(const cs_gen_params *g)
-{
-    int steps = (int)(g->c.steps * g->init_strength);
-    return steps > 0 ? steps : 1;
-}
-
 /* img2img's Stage C start (spec/sampling.md §6.1): x = a*lat + b*eps with
  * lat the EfficientNet latent of the init image (the same for every batch
  * image), eps the generator's next draw [N, hc, wc, 16] (the first of the
  * run, as the notebook's diffuse comes before sampling) and (a, b) of the
- * shift-1 schedule at t = strength. sp gets t_start = strength and
- * img2img_steps steps, x given. */
+ * shift-1 schedule at t = strength (cs_gdf_diffuse). sp gets t_start =
+ * strength and cs_img2img_steps steps, x given. */
 static int init_latent(cs_pipeline *p, const cs_gen_params *g, size_t hc, size_t wc, cs_noise_fn noise, void *nctx,
                        float *x, cs_sample_params *sp)
 {
@@ -642,15 +634,9 @@ static int init_latent(cs_pipeline *p, const cs_gen_params *g, size_t hc, size_t
     if (!rc)
         rc = noise(nctx, x, N * per);
     if (!rc) {
-        float a, b, t = (float)g->init_strength;
-        cs_gdf_vp(cs_gdf_logsnr(t, 1.0f), &a, &b);
-        for (size_t n = 0; n < N; n++)
-            for (size_t i = 0; i < per; i++) {
-                float la = lat[i] * a, eb = x[n * per + i] * b;   /* torch: x0*a + eps*b, each rounded */
-                x[n * per + i] = la + eb;
-            }
-        sp->steps = img2img_steps(g);
-        sp->t_start = t;
+        cs_gdf_diffuse(lat, x, N, per, (float)g->init_strength, 1.0f, x);
+        sp->steps = cs_img2img_steps(g->c.steps, g->init_strength);
+        sp->t_start = (float)g->init_strength;
         sp->x_init_given = 1;
     }
     cs_free(lat);
@@ -790,7 +776,7 @@ int cs_pipeline_generate(cs_pipeline *p, const cs_gen_params *g, const cs_pipeli
         }
     }
     r.stage = CS_STAGE_C;
-    int steps_c = g->init_rgb && !g->c.ks_sampler ? img2img_steps(g) : g->c.steps;
+    int steps_c = g->init_rgb && !g->c.ks_sampler ? cs_img2img_steps(g->c.steps, g->init_strength) : g->c.steps;
     progress(&r, CS_STAGE_C, -1, steps_c);
     if ((rc = load(p, P_C)) != 0)
         goto out;

@@ -62,6 +62,23 @@ void cs_gdf_vp(float logsnr, float *a, float *b)
     *b = sqrtf(1.0f - a2);   /* from a^2 in float, as torch does: b(9.21) = 0.0100008 */
 }
 
+void cs_gdf_diffuse(const float *x0, const float *eps, size_t n, size_t per, float t, float shift, float *x)
+{
+    float a, b;
+    cs_gdf_vp(cs_gdf_logsnr(t, shift), &a, &b);
+    for (size_t k = 0; k < n; k++)
+        for (size_t i = 0; i < per; i++) {
+            float xa = x0[i] * a, eb = eps[k * per + i] * b;   /* torch: x0*a + eps*b, each rounded */
+            x[k * per + i] = xa + eb;
+        }
+}
+
+int cs_img2img_steps(int steps, double strength)
+{
+    int s = (int)(steps * strength);
+    return s > 0 ? s : 1;
+}
+
 /* torch.linspace(start, end, n), float32, as the CPU kernel produces it: the
  * first half counts up from start, the second half down from end; whole
  * blocks of 16 go through 8-wide vectors that count base + k*step from each

@@ -37,6 +37,15 @@ void cs_gdf_vp(float logsnr, float *a, float *b); /* §1.2 */
  * kernel gives it (also used by the ComfyUI schedulers, ksampler.c). */
 void cs_linspace_f32(float *t, float start, float end, size_t n);
 
+/* GDF.diffuse at one time t (img2img's start, §6.1): x[k] = x0*a + eps[k]*b
+ * for each of the n images, (a, b) of the schedule at t with this shift (the
+ * notebook uses shift 1 here). x0: one image [per] shared by all n; eps, x:
+ * [n * per] in any layout that x0 shares; x may alias eps. */
+void cs_gdf_diffuse(const float *x0, const float *eps, size_t n, size_t per, float t, float shift, float *x);
+/* Steps an img2img run samples: int(steps * strength) as Python computes it
+ * (in double: int(20 * 0.35) = 7, a float strength gives 6), at least 1. */
+int cs_img2img_steps(int steps, double strength);
+
 /* Per-step constants for i = 0..steps: t_i = linspace(t_start, t_end, steps+1)
  * (torch's float32 linspace), logSNR_i, r_i, a_i, b_i. Row `steps` is only
  * the "next" of the last step. */

@@ -7,8 +7,9 @@
 # strength; bad images and strengths give one line, the right exit status
 # and no file; without a vision model the message says what is missing.
 # img2img: strength 1 is exactly text-to-image, below 1 Stage C runs
-# int(20 S) steps from the encoded image, both modes together work, and the
-# metadata names the init image.
+# int(20 S) steps from the encoded image, and the metadata names the init
+# image. Both modes together: the image tokens change the img2img result and
+# both inputs are in the metadata, one file with one hash in either role.
 BIN=$CASCADE_BIN
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/cli_image.XXXXXX") || exit 99
 trap 'rm -rf "$tmp"' EXIT
@@ -85,8 +86,31 @@ $BIN generate --demo -W 64 -H 64 --steps-c 20 --steps-b 2 --seed 7 -p x --init-i
 grep -q "Stage C: 7 steps" "$tmp/err" && ok "img2img-steps: int(20 * 0.35) = 7 as in Python (not 6 as in float)" || bad "img2img-steps: $(grep 'Stage C:' "$tmp/err")"
 $G -p x --init-image "$tmp/in/big.png" --strength 1 -o "$tmp/o/s1.png" >/dev/null 2>&1 &&
     same_pixels "$tmp/o/none.png" "$tmp/o/s1.png" && ok strength-1-is-text-to-image || bad strength-1-is-text-to-image
-$G -p "" --init-image "$tmp/in/big.png" --strength 0.5 --image "$tmp/in/tall.png" -o "$tmp/o/both.png" \
-    >/dev/null 2>"$tmp/err" && ok img2img-with-variation || { bad img2img-with-variation; cat "$tmp/err"; }
+# both modes together: the variation token changes the img2img result, both inputs are in the
+# metadata, and the same file has the same xxh64 in either role (its bytes' hash)
+$G -p "" --init-image "$tmp/in/big.png" --strength 0.5 --image "$tmp/in/tall.png:0" --image "$tmp/in/big.png:0" \
+    -o "$tmp/o/i2i-only.png" >/dev/null 2>&1 || bad img2img-only   # the same tokens at strength 0
+if $G -p "" --init-image "$tmp/in/big.png" --strength 0.5 --image "$tmp/in/tall.png" --image "$tmp/in/big.png:0.7" \
+    -o "$tmp/o/both.png" >/dev/null 2>"$tmp/err"; then
+    ok img2img-with-variation
+    same_pixels "$tmp/o/i2i-only.png" "$tmp/o/both.png" && bad "both: the image tokens changed nothing" ||
+        ok both-variation-changes-img2img
+    mi=$("$PNGINFO" "$tmp/o/both.png" init_image)
+    mv=$("$PNGINFO" "$tmp/o/both.png" images)
+    hi=$(echo "$mi" | sed -n 's/.*"xxh64":"\([0-9a-f]*\)".*/\1/p')
+    hv=$(echo "$mv" | sed -n 's/.*"file":"big.png","xxh64":"\([0-9a-f]*\)".*/\1/p')
+    case $mi in *'"file":"big.png"'*'"strength":0.5}') ok "both: init_image $mi" ;; *) bad "both: init_image $mi" ;; esac
+    case $mv in *'"file":"tall.png"'*'"strength":1'*'"file":"big.png"'*'"strength":0.7'*) ok "both: images $mv" ;;
+    *) bad "both: images $mv" ;; esac
+    [ ${#hi} -eq 16 ] && [ "$hi" = "$hv" ] && ok "both: big.png has xxh64 $hi in either role" ||
+        bad "both: init xxh64 '$hi', variation xxh64 '$hv'"
+    if command -v xxhsum >/dev/null; then   # an independent hash of the file's bytes
+        [ "$(xxhsum -H64 "$tmp/in/big.png" | cut -d' ' -f1)" = "$hi" ] && ok xxh64-is-the-files ||
+            bad "xxh64-is-the-files: $(xxhsum -H64 "$tmp/in/big.png")"
+    fi
+else
+    bad img2img-with-variation; cat "$tmp/err"
+fi
 refuse strength-0 2 $G -p x --init-image "$tmp/in/big.png" --strength 0 -o "$tmp/o/bad.png"
 refuse strength-above-1 2 $G -p x --init-image "$tmp/in/big.png" --strength 1.5 -o "$tmp/o/bad.png"
 refuse strength-alone 2 $G -p x --strength 0.5 -o "$tmp/o/bad.png"

@@ -65,6 +65,10 @@ static void write_png(const char *name, int w, int h, int depth, int ctype, cons
     fclose(f);
 }
 
+/* when set, write_jpeg writes this APP1 payload instead of its own EXIF */
+static const unsigned char *app1_raw;
+static size_t app1_len;
+
 /* 4 quadrants: TL red, TR blue, BL green, BR white; exif: orientation or 0 */
 static void write_jpeg(const char *name, int w, int h, int ncomp, J_COLOR_SPACE cs, int exif, int big_endian)
 {
@@ -93,6 +97,7 @@ static void write_jpeg(const char *name, int w, int h, int ncomp, J_COLOR_SPACE 
         }
         jpeg_write_marker(&ci, JPEG_APP0 + 1, m, sizeof m);
     }
+    if (app1_raw) jpeg_write_marker(&ci, JPEG_APP0 + 1, app1_raw, (unsigned)app1_len);
     unsigned char *row = malloc((size_t)w * (size_t)ncomp);
     while (ci.next_scanline < ci.image_height) {
         int y = (int)ci.next_scanline;
@@ -234,6 +239,26 @@ static void test_png(void)
         }
     cs_image_free(&im);
 
+    /* grey + alpha, 8 and 16 bits: the grey level on all three channels, alpha dropped */
+    unsigned char ga[H][W * 2];
+    uint16_t ga16[H][W * 2];
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++) {
+            ga[y][2 * x] = grey[y][x], ga[y][2 * x + 1] = (unsigned char)(255 - x * 30);
+            ga16[y][2 * x] = (uint16_t)(grey[y][x] * 257 + 100), ga16[y][2 * x + 1] = (uint16_t)(x * 5000);
+        }
+    write_png("ga8.png", W, H, 8, PNG_COLOR_TYPE_GRAY_ALPHA, ga[0], W * 2, 0, NULL, 0, NULL, 0);
+    if (read_ok("ga8.png", &im, W, H))
+        for (int i = 0; i < W * H; i++)
+            CHECK(im.rgb[3 * i] == g[i] && im.rgb[3 * i + 1] == g[i] && im.rgb[3 * i + 2] == g[i], "ga8.png: pixel %d", i);
+    cs_image_free(&im);
+    write_png("ga16.png", W, H, 16, PNG_COLOR_TYPE_GRAY_ALPHA, (unsigned char *)ga16[0], W * 4, 1, NULL, 0, NULL, 0);
+    if (read_ok("ga16.png", &im, W, H))   /* (v * 257 + 100) / 257 rounds back to v */
+        for (int i = 0; i < W * H; i++)
+            CHECK(im.rgb[3 * i] == g[i] && im.rgb[3 * i + 2] == g[i], "ga16.png (interlaced): pixel %d = %d, expected %d",
+                  i, im.rgb[3 * i], g[i]);
+    cs_image_free(&im);
+
     /* refusals */
     size_t n;
     unsigned char *p = slurp("rgb8.png", &n);
@@ -309,6 +334,55 @@ static void test_jpeg(void)
     free(p);
     write_jpeg("cmyk.jpg", 16, 16, 4, JCS_CMYK, 0, 0);
     refused("cmyk.jpg", "CMYK");
+
+    /* the frame header's height and width (SOF0: FF C0, length, precision, H, W) patched */
+    p = slurp("rgb.jpg", &n);
+    size_t sof = 0;
+    for (size_t i = 2; i + 9 < n && !sof; i++)
+        if (p[i] == 0xff && p[i + 1] == 0xc0) sof = i;
+    CHECK(sof, "rgb.jpg: no SOF0 marker");
+    if (sof) {
+        p[sof + 5] = p[sof + 6] = 0;   /* height 0 */
+        write_bytes("zero.jpg", p, n);
+        refused("zero.jpg", "JPEG");
+        p[sof + 5] = 0xc3, p[sof + 6] = 0x50, p[sof + 7] = 0xc3, p[sof + 8] = 0x50;   /* 50000 x 50000 */
+        write_bytes("huge.jpg", p, n);
+        refused("huge.jpg", "over the input image limit");
+    }
+    free(p);
+
+    /* EXIF parsing on hostile payloads: every cut of a valid orientation-6
+     * block and every byte of it replaced by 0x00 and 0xff. The image must
+     * read, as 32x16 or (orientation still 6) 16x32: a bad block is
+     * ignored, never an error or a crash (tests/fuzz_image.c fuzzes the
+     * whole decoder under ASan). */
+    const unsigned char good[] = "Exif\0\0II*\0\x08\0\0\0\x01\0\x12\x01\x03\0\x01\0\0\0\x06\0\0\0\0\0";
+    unsigned char buf[sizeof good];
+    int variants = 0, bad = 0;
+    for (size_t len = 0; len <= sizeof good - 1; len++)
+        for (int k = -1; k < 2 * (int)len; k++) {
+            if (k >= 0 && len != sizeof good - 1) continue;   /* corrupt the full block only */
+            memcpy(buf, good, sizeof good);
+            if (k >= 0) buf[k / 2] = k % 2 ? 0xff : 0x00;
+            app1_raw = buf, app1_len = len ? len : 1;
+            write_jpeg("exiffuzz.jpg", 32, 16, 3, JCS_RGB, 0, 0);
+            cs_image im2;
+            int rc = cs_image_read(path_of("exiffuzz.jpg"), &im2);
+            if (rc || !((im2.w == 32 && im2.h == 16) || (im2.w == 16 && im2.h == 32))) {
+                if (!bad++) printf("FAIL: EXIF len %zu, byte %d: rc %d %s, %zux%zu\n", len, k / 2, rc, cs_last_error(),
+                                   im2.w, im2.h);
+            }
+            cs_image_free(&im2);
+            variants++;
+        }
+    app1_raw = NULL;
+    CHECK(!bad, "%d of %d hostile EXIF blocks misread", bad, variants);
+    /* the full block is read as orientation 6 */
+    app1_raw = good, app1_len = sizeof good - 1;
+    write_jpeg("exifraw.jpg", 32, 16, 3, JCS_RGB, 0, 0);
+    app1_raw = NULL;
+    if (read_ok("exifraw.jpg", &im, 16, 32)) px_is("exifraw.jpg", &im, 4, 4, 0, 255, 0, 12);
+    cs_image_free(&im);
 }
 
 static void test_other(void)

@@ -1,6 +1,7 @@
 /* Golden handlers for the sampling loops: Stage C and Stage B GDF sampling
- * (sampling_c, sampling_b) and the tiny text-to-image chain C -> B -> A
- * (pipeline_tiny). Every random draw is replayed from the file (in.noise_init,
+ * (sampling_c, sampling_b), the tiny text-to-image chain C -> B -> A
+ * (pipeline_tiny) and img2img's start and Stage C run (module img2img, its
+ * metadata in tests/data/img2img/README.md). Every random draw is replayed from the file (in.noise_init,
  * in.noise_step_NN; pipeline: in.c.* then in.b.*), every step's x0 and x is
  * compared (out.[c.|b.]x0_step_NN / x_step_NN), as are the schedule tables,
  * the stage results (sampled = x0 of the last step, x_final) and, for the
@@ -9,7 +10,9 @@
 #include "golden.h"
 
 #include "error.h"
+#include "effnet.h"
 #include "pngout.h"
+#include "rng.h"
 #include "sampler.h"
 #include "stage_a.h"
 #include "stage_b.h"
@@ -28,7 +31,33 @@ typedef struct {
     const char *prefix;   /* "in." or "in.c." / "in.b." */
     int next;             /* -1: the init draw, else the step */
     size_t N, C, H, W;    /* every draw has the shape of <prefix>noise_init */
+    cs_rng *rng;          /* img2img: our generator, checked against each draw */
 } replay;
+
+/* Largest difference allowed between our generator's draw and torch's (the
+ * stream is exact, the values differ by libm rounding, rng.h: ~1e-6). */
+#define RNG_ATOL 1e-5f
+
+/* 0 if our generator's next n values (NCHW order, stored channels-last like
+ * v) match v; what names the recorded tensor. */
+static int rng_matches(gcase *c, cs_rng *rng, const float *v, size_t N, size_t C, size_t H, size_t W,
+                       const char *what)
+{
+    size_t n = N * C * H * W;
+    float *o = cs_alloc(n * sizeof *o);
+    if (!o)
+        return cs_error(CS_ENOMEM, "out of memory");
+    int rc = cs_rng_randn_nhwc(rng, o, N, C, H, W);
+    size_t bad = n;
+    for (size_t i = 0; !rc && i < n && bad == n; i++)
+        if (!(fabsf(o[i] - v[i]) <= RNG_ATOL))
+            bad = i;
+    if (!rc && bad < n)
+        rc = cs_error(CS_EFORMAT, "%s: %s[%zu] = %.7g, our generator (seed %s, draws in order) gives %.7g",
+                      golden_file(c), what, bad, v[bad], golden_meta(c, "seed"), o[bad]);
+    cs_free(o);
+    return rc;
+}
 
 /* cs_noise_fn: the next recorded draw, as channels-last */
 static int replay_noise(void *ctx, float *out, size_t n)
@@ -48,9 +77,10 @@ static int replay_noise(void *ctx, float *out, size_t n)
     float *v = golden_nhwc(r->c, name, &N, &C, &H, &W);
     if (!v)
         return CS_EFORMAT;
+    int rc = r->rng ? rng_matches(r->c, r->rng, v, N, C, H, W, name) : 0;
     memcpy(out, v, n * sizeof *out);
     cs_free(v);
-    return 0;
+    return rc;
 }
 
 typedef struct {
@@ -247,10 +277,12 @@ static int mix_eps(void *ctx, const float *x, int nb, float r, float *eps)
 /* Runs one sampling loop with replayed noise and per-step checks, then
  * checks the schedule tables, the result and the final x. x / *result:
  * [N, H, W, C] channels-last (N, C, H, W from <in>noise_init), *result
- * allocated here (the caller frees it). mix: see sample_params. */
+ * allocated here (the caller frees it). mix: see sample_params. x_init:
+ * NULL, or the start (no init draw; p->x_init_given set) with rng, if not
+ * NULL, our generator to check every step draw against. */
 static int sample_stage(gcase *c, const cs_sample_params *p, int mix, const char *in,
                         const char *out, cs_eps_fn eps, void *eps_ctx, size_t N, size_t C,
-                        size_t H, size_t W, float **res)
+                        size_t H, size_t W, const float *x_init, cs_rng *rng, float **res)
 {
     size_t per = H * W * C;
     float *result = *res = cs_alloc(N * per * sizeof *result);
@@ -282,14 +314,16 @@ static int sample_stage(gcase *c, const cs_sample_params *p, int mix, const char
     float *x = cs_alloc(N * per * sizeof *x);
     if (!x)
         return cs_error(CS_ENOMEM, "out of memory");
-    replay rp = {c, in, -1, N, C, H, W};
+    replay rp = {c, in, x_init ? 0 : -1, N, C, H, W, rng};
     step_check sc = {c, out, p->steps, 0, 0, N, C, H, W};
     cs_sampler_io io = {eps, eps_ctx, replay_noise, &rp, check_step, &sc, NULL, NULL};
+    if (x_init)
+        memcpy(x, x_init, N * per * sizeof *x);
     rc = cs_sample(p, (int)N, per, x, result, &io);
-    /* rp.next counts from -1: init, then one draw per step */
+    /* rp.next counts from -1 (0 with x_init): init, then one draw per step */
     if (!rc && rp.next != p->steps)
         rc = cs_error(CS_EFORMAT, "%s: the sampler drew %d tensors, expected %d", golden_path(c),
-                      rp.next + 1, p->steps + 1);
+                      rp.next + !x_init, p->steps + !x_init);
     if (!rc && sc.next != p->steps)
         rc = cs_error(CS_EFORMAT, "%s: the step callback ran %d times for %d steps", golden_file(c),
                       sc.next, p->steps);
@@ -320,13 +354,14 @@ static int latent_shape(gcase *c, const char *name, size_t *N, size_t *C, size_t
 }
 
 /* What both stages read before sampling: the sampler settings from
- * config[cfg_sampling] and the latent shape of <in>noise_init. */
-static int sample_setup(gcase *c, const char *cfg_sampling, const char *in, cs_sample_params *p,
-                        int *mix, size_t *N, size_t *C, size_t *H, size_t *W)
+ * config[cfg_sampling] and the latent shape of <in><first> (the first draw:
+ * noise_init, or img2img's noise_diffuse). */
+static int sample_setup(gcase *c, const char *cfg_sampling, const char *in, const char *first,
+                        cs_sample_params *p, int *mix, size_t *N, size_t *C, size_t *H, size_t *W)
 {
     char name[64];
     int rc = sample_params(c, cfg_sampling, p, mix);
-    snprintf(name, sizeof name, "%snoise_init", in);
+    snprintf(name, sizeof name, "%s%s", in, first);
     if (!rc)
         rc = latent_shape(c, name, N, C, H, W);
     return rc;
@@ -353,11 +388,86 @@ static int c_eps(void *ctx, const float *x, int nb, float r, float *eps)
                               k->img, k->M, NULL, NULL, eps);
 }
 
+/* ---- img2img's start ------------------------------------------------- */
+
+/* The official image-to-image start (spec/sampling.md §6.1), as the
+ * pipeline does it: in.image [1,3,32h,32w] in [0,1] -> ImageNet
+ * normalisation -> EfficientNet (weights "effnet") = out.effnet_latent;
+ * x_init = GDF.diffuse(latent, in.noise_diffuse, t = strength, shift
+ * config.img2img.diffuse_shift) = out.x_init for the N images; Stage C then
+ * samples int(timesteps * strength) steps from t_start = strength. With a
+ * "seed" in the metadata, our generator seeded with it must give
+ * in.noise_diffuse and then every in.noise_step_NN, in that order. */
+static int img2img_start(gcase *c, cs_sample_params *p, size_t N, size_t C, size_t h, size_t w,
+                         float **x_init, cs_rng *rng, int *use_rng)
+{
+    json_t *cfg = golden_config(c), *ii = cfg ? json_object_get(cfg, "img2img") : NULL;
+    json_t *js = json_object_get(ii, "strength"), *jd = json_object_get(ii, "diffuse_shift");
+    if (!json_is_number(js) || !(json_number_value(js) > 0 && json_number_value(js) < 1))
+        return golden_cfg_bad(c, "img2img", "needs a strength in (0, 1)");
+    if (jd && !(json_is_number(jd) && json_number_value(jd) > 0 && json_number_value(jd) <= 1000))
+        return golden_cfg_bad(c, "img2img", "diffuse_shift is outside (0, 1000]");
+    double strength = json_number_value(js);
+    float dshift = jd ? (float)json_number_value(jd) : 1.0f;
+    const char *seed = golden_meta(c, "seed");
+    char *end = NULL;
+    unsigned long long sv = seed ? strtoull(seed, &end, 10) : 0;
+    if (seed && (!*seed || *end))
+        return cs_error(CS_EFORMAT, "%s: metadata seed '%s' is not a number", golden_file(c), seed);
+    *use_rng = seed != NULL;
+    if (seed)
+        cs_rng_seed(rng, sv);
+
+    size_t Ni, Ci, H, W, Ne, Ce, He, We, per = h * w * C;
+    cs_st_file *f;
+    cs_effnet *m = NULL;
+    float *img = golden_nhwc(c, "in.image", &Ni, &Ci, &H, &W), *lat = NULL, *x = NULL;
+    float *eps = img ? golden_nhwc(c, "in.noise_diffuse", &Ne, &Ce, &He, &We) : NULL;
+    int rc = img && eps ? golden_weights(c, "effnet", &f) : CS_EFORMAT;
+    if (!rc)
+        rc = cs_effnet_load(f, NULL, &m);
+    if (!rc && (Ni != 1 || Ci != 3 || cs_effnet_out_size(H) != h || cs_effnet_out_size(W) != w ||
+                (size_t)cs_effnet_get_config(m)->c_latent != C))
+        rc = cs_error(CS_EFORMAT, "%s: in.image must be one [3, H, W] image that encodes to the [%zu, %zu, %zu] "
+                      "latent of in.noise_diffuse", golden_file(c), C, h, w);
+    if (!rc && !((lat = cs_alloc(per * sizeof *lat)) && (x = cs_alloc(N * per * sizeof *x))))
+        rc = cs_error(CS_ENOMEM, "out of memory");
+    if (!rc) {
+        cs_effnet_preprocess(img, img, H * W);
+        rc = cs_effnet_forward(m, img, 1, H, W, lat);
+    }
+    if (!rc && golden_tensor(c, "out.effnet_latent")) {
+        golden_require(c, "out.effnet_latent");
+        rc = golden_check_nhwc(c, "out.effnet_latent", lat, 1, C, h, w);
+    }
+    if (!rc && seed)
+        rc = rng_matches(c, rng, eps, N, C, h, w, "in.noise_diffuse");
+    if (!rc) {
+        cs_gdf_diffuse(lat, eps, N, per, (float)strength, dshift, x);
+        golden_require(c, "out.x_init");
+        rc = golden_check_nhwc(c, "out.x_init", x, N, C, h, w);
+    }
+    if (!rc) {
+        p->steps = cs_img2img_steps(p->steps, strength);
+        p->t_start = (float)strength;
+        p->x_init_given = 1;
+        *x_init = x;
+        x = NULL;
+    }
+    cs_effnet_free(m);
+    cs_free(img);
+    cs_free(eps);
+    cs_free(lat);
+    cs_free(x);
+    return rc;
+}
+
 /* Stage C sampling for one case; conditioning names as given (img may be
- * NULL for zeros). result: [N, h, w, 16] channels-last. */
+ * NULL for zeros). result: [N, h, w, 16] channels-last. img2img: start from
+ * img2img_start's x_init instead of in.noise_init. */
 static int run_c(gcase *c, const char *cfg_model, const char *cfg_sampling, const char *in,
                  const char *out, const char *text_c, const char *text_u, const char *pool_c,
-                 const char *pool_u, const char *img_c, const char *img_u, float **result,
+                 const char *pool_u, const char *img_c, const char *img_u, int img2img, float **result,
                  size_t *rN, size_t *rh, size_t *rw)
 {
     cs_st_file *f;
@@ -366,8 +476,9 @@ static int run_c(gcase *c, const char *cfg_model, const char *cfg_sampling, cons
     cs_stage_c *m = NULL;
     cs_sample_params p;
     size_t N, C, H, W, Nt, Lt, Ct, Np, Lp, Cp, Ni = 0, M = 1, Ci = 0;
-    float *text = NULL, *pool = NULL, *img = NULL, *res = NULL;
-    int mix = 0, rc = golden_weights(c, "stage_c", &f);
+    float *text = NULL, *pool = NULL, *img = NULL, *res = NULL, *x_init = NULL;
+    cs_rng rng;
+    int use_rng = 0, mix = 0, rc = golden_weights(c, "stage_c", &f);
     cs_lora_list lo = {0};
     if (!rc)
         rc = net_opts(c, cfg_model, &o, &use);
@@ -379,7 +490,9 @@ static int run_c(gcase *c, const char *cfg_model, const char *cfg_sampling, cons
         rc = cs_stage_c_load_lora(f, use, &lo, &m);
     golden_lora_free(&lo);
     if (!rc)
-        rc = sample_setup(c, cfg_sampling, in, &p, &mix, &N, &C, &H, &W);
+        rc = sample_setup(c, cfg_sampling, in, img2img ? "noise_diffuse" : "noise_init", &p, &mix, &N, &C, &H, &W);
+    if (!rc && img2img)
+        rc = img2img_start(c, &p, N, C, H, W, &x_init, &rng, &use_rng);
     if (rc)
         goto done;
     cs_net_info info;
@@ -400,8 +513,9 @@ static int run_c(gcase *c, const char *cfg_model, const char *cfg_sampling, cons
         goto done;
     }
     c_ctx k = {m, H, W, Lt, M, text, pool, img, {0}};
-    rc = sample_stage(c, &p, mix, in, out, c_eps, &k, N, C, H, W, &res);
+    rc = sample_stage(c, &p, mix, in, out, c_eps, &k, N, C, H, W, x_init, use_rng ? &rng : NULL, &res);
 done:
+    cs_free(x_init);
     cs_free(text);
     cs_free(pool);
     cs_free(img);
@@ -419,7 +533,15 @@ static int run_sampling_c(gcase *c)
     return run_c(c, "model", "sampling", "in.", "out.", "in.cond.clip_text", "in.uncond.clip_text",
                  "in.cond.clip_text_pooled", "in.uncond.clip_text_pooled",
                  golden_tensor(c, "in.cond.clip_img") ? "in.cond.clip_img" : NULL,
-                 "in.uncond.clip_img", NULL, NULL, NULL, NULL);
+                 "in.uncond.clip_img", 0, NULL, NULL, NULL, NULL);
+}
+
+static int run_img2img(gcase *c)
+{
+    return run_c(c, "model", "sampling", "in.", "out.", "in.cond.clip_text", "in.uncond.clip_text",
+                 "in.cond.clip_text_pooled", "in.uncond.clip_text_pooled",
+                 golden_tensor(c, "in.cond.clip_img") ? "in.cond.clip_img" : NULL,
+                 "in.uncond.clip_img", 1, NULL, NULL, NULL, NULL);
 }
 
 /* ---- Stage B ------------------------------------------------------------ */
@@ -467,7 +589,7 @@ static int run_b(gcase *c, const char *cfg_model, const char *cfg_sampling, cons
         rc = cs_stage_b_load_lora(f, use, &lo, &m);
     golden_lora_free(&lo);
     if (!rc)
-        rc = sample_setup(c, cfg_sampling, in, &p, &mix, &N, &C, &H, &W);
+        rc = sample_setup(c, cfg_sampling, in, "noise_init", &p, &mix, &N, &C, &H, &W);
     if (rc)
         goto done;
     cs_net_info info;
@@ -483,7 +605,7 @@ static int run_b(gcase *c, const char *cfg_model, const char *cfg_sampling, cons
         goto done;
     }
     b_ctx k = {m, H, W, hc, wc, effnet, clip, {0}};
-    rc = sample_stage(c, &p, mix, in, out, b_eps, &k, N, C, H, W, &res);
+    rc = sample_stage(c, &p, mix, in, out, b_eps, &k, N, C, H, W, NULL, NULL, &res);
 done:
     cs_free(clip);
     cs_stage_b_free(m);
@@ -592,7 +714,7 @@ static int run_pipeline(gcase *c)
     size_t N, hc, wc, Nb, Hb, Wb;
     int rc = run_c(c, "stage_c", "sampling_c", "in.c.", "out.c.", "in.clip_text",
                    "in.uncond.clip_text", "in.clip_text_pooled", "in.uncond.clip_text_pooled",
-                   NULL, NULL, &cres, &N, &hc, &wc);
+                   NULL, NULL, 0, &cres, &N, &hc, &wc);
     if (rc)
         return rc;
     /* Stage B conditioning: effnet = [Stage C result; zeros] */
@@ -647,5 +769,6 @@ const golden_handler golden_sampling_handlers[] = {
     {"gdf.GDF.sample + modules.stage_c.StageC", run_sampling_c},
     {"gdf.GDF.sample + modules.stage_b.StageB", run_sampling_b},
     {"Stage C sampling -> Stage B sampling -> StageA.decode", run_pipeline},
+    {"img2img", run_img2img},
     {NULL, NULL},
 };
