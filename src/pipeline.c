@@ -831,8 +831,11 @@ int cs_pipeline_generate(cs_pipeline *p, const cs_gen_params *g, const cs_pipeli
         goto out;
     }
     progress(&r, CS_STAGE_B, 0, g->b.steps);
-    cs_rng_seed(&ks_init, g->seed);
-    cs_rng_seed(&ks_step, g->seed);
+    uint64_t seed_b = g->seed_b_set ? g->seed_b : g->seed;
+    cs_rng_seed(&ks_init, seed_b);
+    cs_rng_seed(&ks_step, seed_b);
+    if (g->b_uncond_zero)   /* ConditioningZeroOut: Stage B's unconditional pooled rows are zeros */
+        memset(cpool + N * Cp, 0, N * Cp * sizeof(float));
     noise_ctx nzb = {g->b.ks_sampler ? &ks_init : &rng, 4, hb, wb}, nzb_step = {&ks_step, 4, hb, wb};
     cs_stage_io iob = {noise_nhwc, &nzb, on_step, &r, cancel, noise_nhwc, &nzb_step};
     if ((rc = cs_pipe_sample_b(p->sb, &g->b, N, hb, wb, C, hc, wc, cpool, &iob, xb, B)) != 0 ||

@@ -83,6 +83,13 @@ typedef struct {
      * (1 is text-to-image: no init image). NULL: none. */
     const float *init_rgb;
     double init_strength;
+    /* ComfyUI workflows (one KSampler per stage): Stage B's KSampler seed
+     * when seed_b_set (else seed), and b_uncond_zero = Stage B's negative is
+     * ConditioningZeroOut (pooled zeros) rather than the negative prompt's
+     * encoding. Both only with ComfyUI samplers. */
+    uint64_t seed_b;
+    int seed_b_set;
+    int b_uncond_zero;
 } cs_gen_params;
 
 /* Official defaults (§8): 1024x1024, batch 1, seed 0, C 20/4/2, B 10/1.1/1,

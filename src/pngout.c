@@ -354,16 +354,18 @@ int cs_png_write_rgb8(const char *path, const uint8_t *rgb, int width, int heigh
 
 /* ---- output names ------------------------------------------------------ */
 
-static int join(char *out, size_t out_len, const char *dir, const char *prefix, unsigned long long k)
+static int join(char *out, size_t out_len, const char *dir, const char *prefix, unsigned long long k,
+                const char *tail)
 {
     const char *sep = dir[strlen(dir) - 1] == '/' ? "" : "/";
-    int len = snprintf(out, out_len, "%s%s%s_%05llu.png", dir, sep, prefix, k);
+    int len = snprintf(out, out_len, "%s%s%s_%05llu%s", dir, sep, prefix, k, tail);
     if (len < 0 || (size_t)len >= out_len)
         return cs_error(CS_EARG, "png: output path in '%s' is too long", dir);
     return 0;
 }
 
-int cs_png_next_name(const char *dir, const char *prefix, char *out, size_t out_len)
+/* tail: what follows the number, ".png" (ours) or "_.png" (ComfyUI's) */
+static int next_name(const char *dir, const char *prefix, const char *tail, char *out, size_t out_len)
 {
     if (!dir || !*dir)
         dir = ".";
@@ -383,7 +385,7 @@ int cs_png_next_name(const char *dir, const char *prefix, char *out, size_t out_
         while (*q >= '0' && *q <= '9')
             q++;
         /* numbers widen past 99999 (and past 999999999): up to 18 digits */
-        if (q == p || q - p > 18 || strcmp(q, ".png") != 0)
+        if (q == p || q - p > 18 || strcmp(q, tail) != 0)
             continue;
         unsigned long long v = strtoull(p, NULL, 10);
         if (v > best)
@@ -391,17 +393,29 @@ int cs_png_next_name(const char *dir, const char *prefix, char *out, size_t out_
     }
     closedir(d);
     if (best >= 999999999999999999ull)
-        return cs_error(CS_EIO, "png: %s: no number left after %s_%llu.png (choose another folder or -o FILE)", dir,
-                        prefix, best);
-    return join(out, out_len, dir, prefix, best + 1);
+        return cs_error(CS_EIO, "png: %s: no number left after %s_%llu%s (choose another folder or -o FILE)", dir,
+                        prefix, best, tail);
+    return join(out, out_len, dir, prefix, best + 1, tail);
+}
+
+int cs_png_next_name(const char *dir, const char *prefix, char *out, size_t out_len)
+{
+    return next_name(dir, prefix, ".png", out, out_len);
 }
 
 int cs_png_write_next(const char *dir, const char *prefix, const uint8_t *rgb, int width,
                       int height, size_t stride, const cs_png_text *text, int n_text,
                       char *out_path, size_t out_len)
 {
+    return cs_png_write_next_tail(dir, prefix, ".png", rgb, width, height, stride, text, n_text, out_path, out_len);
+}
+
+int cs_png_write_next_tail(const char *dir, const char *prefix, const char *tail, const uint8_t *rgb, int width,
+                           int height, size_t stride, const cs_png_text *text, int n_text, char *out_path,
+                           size_t out_len)
+{
     for (int attempt = 0; attempt < 1000; attempt++) {
-        int rc = cs_png_next_name(dir, prefix, out_path, out_len), exists;
+        int rc = next_name(dir, prefix, tail, out_path, out_len), exists;
         if (rc)
             return rc;
         rc = write_impl(out_path, rgb, width, height, stride, text, n_text, 0, &exists);
@@ -409,5 +423,5 @@ int cs_png_write_next(const char *dir, const char *prefix, const uint8_t *rgb, i
             return rc;
         /* someone took the name between listing and writing: list again */
     }
-    return cs_error(CS_EIO, "png: %s: could not find a free '%s_NNNNN.png' name", dir, prefix);
+    return cs_error(CS_EIO, "png: %s: could not find a free '%s_NNNNN%s' name", dir, prefix, tail);
 }

@@ -57,5 +57,10 @@ int cs_png_next_name(const char *dir, const char *prefix, char *out, size_t out_
 int cs_png_write_next(const char *dir, const char *prefix, const uint8_t *rgb, int width,
                       int height, size_t stride, const cs_png_text *text, int n_text,
                       char *out_path, size_t out_len);
+/* The same with another tail after the number: "_.png" gives ComfyUI's
+ * SaveImage names, "<prefix>_00001_.png" (numbered after its own files only). */
+int cs_png_write_next_tail(const char *dir, const char *prefix, const char *tail, const uint8_t *rgb, int width,
+                           int height, size_t stride, const cs_png_text *text, int n_text, char *out_path,
+                           size_t out_len);
 
 #endif

@@ -61,7 +61,7 @@ if $G -p "a lighthouse at dusk" --seed 42 -o "$tmp/o/s42.png" $FAST >/dev/null 2
 
 # metadata: every key README documents (Output section), by exact name, each
 # once, nothing else, with the values the options asked for
-meta_keys="Software demo prompt negative_prompt seed width height batch_size batch_index steps_c steps_b cfg_c
+meta_keys="Software demo positive_prompt prompt workflow negative_prompt seed width height batch_size batch_index steps_c steps_b cfg_c
  cfg_b cfg_rho shift_c shift_b sampler prompt_style rng output_rounding tokenizer models parameters"
 $G -p "a red fox" -n "blurry, dark" --seed 4242 -W 64 -H 72 --steps-c 3 --steps-b 2 --cfg-c 3.5 --cfg-b 1.5 \
     --cfg-rho 0.5 --shift-c 1.5 --shift-b 1.25 --sampler ddim --round --batch 2 -o "$tmp/o/meta.png" >/dev/null 2>"$tmp/err" ||
@@ -77,7 +77,7 @@ for i in 1 2; do
         v=$(text "$f" "$1") && printf '%s\n' "$v" | grep -qx -- "$2" ||
             { echo "  meta_$i.png: $1 = '$(text "$f" "$1")', expected /$2/"; m=1; }
     }
-    chk prompt 'a red fox'; chk negative_prompt 'blurry, dark'; chk seed 4242
+    chk positive_prompt 'a red fox'; chk negative_prompt 'blurry, dark'; chk seed 4242
     chk width 64; chk height 72; chk batch_size 2; chk batch_index $((i - 1))
     chk steps_c 3; chk steps_b 2; chk cfg_c 3.5; chk cfg_b 1.5; chk cfg_rho 0.5; chk shift_c 1.5; chk shift_b 1.25
     chk sampler '[Dd][Dd][Ii][Mm]'; chk rng torch-cpu; chk prompt_style comfyui; chk output_rounding round

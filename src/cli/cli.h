@@ -10,6 +10,7 @@ int cmd_info(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_models(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 int cmd_dev(int argc, char **argv);       /* dev golden ... */
 int cmd_golden(int argc, char **argv);
 

@@ -118,22 +118,6 @@ static void usage(FILE *f)
 
 /* ---- option parsing ---- */
 
-typedef struct {
-    cs_gen_params g;
-    const char *prompt, *out, *preview, *models_dir, *tokenizer;
-    const char *file[CS_PART_COUNT];
-    cs_variant var_c, var_b;
-    int have_prompt, seed_given, size_given, count, keep, force, json, quiet, demo, threads;
-    cs_lora lora[3][GEN_MAX_LORA];  /* per part: Stage C, Stage B, text encoder */
-    cs_lora_list lora_list[3];
-    const char *device, *precision;
-    int n_images;                           /* --image */
-    char image_path[CS_GEN_MAX_IMAGES][GEN_PATH];
-    float image_strength[CS_GEN_MAX_IMAGES];
-    const char *init_image;                 /* --init-image */
-    double strength;                        /* --strength */
-    int strength_given;
-} opts;
 
 static int bad(const char *fmt, const char *a, const char *b)
 {
@@ -460,7 +444,7 @@ static void warn_cb(void *ctx, const char *msg)
     if (s->o->quiet)
         return;
     gen_progress_break(&s->prog);
-    fprintf(stderr, ME ": note: %s\n", msg);
+    fprintf(stderr, "%s: note: %s\n", s->o->me, msg);
 }
 
 static void progress_cb(void *ctx, cs_stage_id stage, int step, int steps, double elapsed)
@@ -576,8 +560,8 @@ static int resolve_demo(state *s, cs_model_paths *mp)
         mp->effnet = s->demo_effnet;
         meta_add(s, "effnet", mp->effnet, "demo");
     }
-    info_add(s, ME ": DEMO: tiny networks with random weights; the image is noise, not a picture\n"
-                ME ": tokenizer: %s\n", s->tok_desc);
+    info_add(s, "%s: DEMO: tiny networks with random weights; the image is noise, not a picture\n"
+                "%s: tokenizer: %s\n", o->me, o->me, s->tok_desc);
     return 0;
 }
 
@@ -675,7 +659,7 @@ static int resolve_models(state *s, cs_model_paths *mp, cs_model_set **setp)
         }
         if (p != CS_PART_PREVIEWER)
             meta_add(s, cs_part_name(p), f->path, var);
-        info_add(s, ME ": %-12s %s (%s)\n", cs_part_title(p), f->path, ch.why[p]);
+        info_add(s, "%s: %-12s %s (%s)\n", o->me, cs_part_title(p), f->path, ch.why[p]);
     }
     if (o->preview && !mp->previewer)
         warn_cb(s, "no previewer.safetensors found: --preview is ignored");
@@ -692,7 +676,7 @@ static int resolve_models(state *s, cs_model_paths *mp, cs_model_set **setp)
         const cs_model_file *f = &set->files[k];
         mp->clip_vision = f->path;
         meta_add(s, "clip_vision", f->path, cs_dtype_name(f->info.dtype));
-        info_add(s, ME ": %-12s %s\n", "CLIP vision", f->path);
+        info_add(s, "%s: %-12s %s\n", o->me, "CLIP vision", f->path);
     }
     if (s->init.rgb) {
         if (ch.file[CS_PART_EFFNET] < 0)
@@ -701,7 +685,7 @@ static int resolve_models(state *s, cs_model_paths *mp, cs_model_set **setp)
         const cs_model_file *f = &set->files[ch.file[CS_PART_EFFNET]];
         mp->effnet = f->path;
         meta_add(s, "effnet", f->path, cs_dtype_name(f->info.dtype));
-        info_add(s, ME ": %-12s %s (%s)\n", cs_part_title(CS_PART_EFFNET), f->path, ch.why[CS_PART_EFFNET]);
+        info_add(s, "%s: %-12s %s (%s)\n", o->me, cs_part_title(CS_PART_EFFNET), f->path, ch.why[CS_PART_EFFNET]);
     }
     return 0;
 }
@@ -775,7 +759,7 @@ static int write_images(state *s, const uint8_t *rgb)
     size_t img = (size_t)o->g.width * o->g.height * 3;
     for (int i = 0; i < n && !rc; i++) {
         gen_meta m = {&o->g, sampler_name(&o->g.c), o->demo, i, s->models, s->n_models, s->tok_desc,
-                      s->loras, s->n_loras, s->images.json, s->init.json};
+                      s->loras, s->n_loras, s->images.json, s->init.json, o->out_prefix};
         cs_png_text *t;
         int nt;
         char path[GEN_PATH];
@@ -807,49 +791,75 @@ static int write_images(state *s, const uint8_t *rgb)
 static void fail(const opts *o, gen_progress *p, const char *msg)
 {
     gen_progress_break(p);
-    fprintf(stderr, ME ": %s\n", msg);
+    fprintf(stderr, "%s: %s\n", o->me, msg);
     if (o->json)
         gen_json_emit(json_pack("{s:s, s:s}", "event", "error", "message", msg));
 }
 
 int cmd_generate(int argc, char **argv)
 {
-    opts o;
-    int rc = parse(argc, argv, &o);
+    opts *o = calloc(1, sizeof *o);
+    if (!o) {
+        fprintf(stderr, ME ": out of memory\n");
+        return 1;
+    }
+    int rc = parse(argc, argv, o);
     if (rc) {
         for (int p = 0; p < 3; p++)
-            for (int i = 0; i < o.lora_list[p].n; i++)
-                free((char *)o.lora[p][i].path);
+            for (int i = 0; i < o->lora_list[p].n; i++)
+                free((char *)o->lora[p][i].path);
+        free(o);
         return rc == 1 ? 0 : 2;
     }
+    o->me = ME;
+    rc = gen_execute(o);
+    free(o);
+    return rc;
+}
+
+int gen_execute(opts *o)
+{
+    int rc;
     /* from here on every stop request (INT, TERM, HUP, a closed stdout) ends
      * through the error path below, which removes what the run made */
     cli_signals_install();
     state s;
     memset(&s, 0, sizeof s);
-    s.o = &o;
-    gen_progress_init(&s.prog, o.json, o.quiet);
-    s.prog.runs = o.count;
+    s.o = o;
+    gen_progress_init(&s.prog, o->json, o->quiet);
+    s.prog.runs = o->count;
     cs_model_set *set = NULL;
     cs_pipeline *pl = NULL;
     cs_model_paths mp;
     memset(&mp, 0, sizeof mp);
     uint8_t *rgb = NULL;
-    int status = 1, total = o.g.batch * o.count;
+    int status = 1, total = o->g.batch * o->count;
     char *demo_tok = NULL;
 
-    if (!o.seed_given)
-        o.g.seed = random_seed();
+    if (!o->seed_given)
+        o->g.seed = random_seed();
     /* fail fast: settings, output paths, then models and memory */
-    if ((rc = cs_gen_check(&o.g)) != 0)
+    if ((rc = cs_gen_check(&o->g)) != 0)
         goto error;
-    if ((rc = gen_output_plan(&s.out, o.out, o.g.batch, o.count, o.force)) != 0)
+    if ((rc = gen_output_plan(&s.out, o->out, o->g.batch, o->count, o->force)) != 0)
         goto error;
-    if (o.preview) {
-        if ((rc = gen_output_plan(&s.prev, o.preview, o.g.batch, o.count, o.force)) != 0)
+    if (o->out_prefix) {   /* SaveImage: ComfyUI's PREFIX_NNNNN_.png in a folder */
+        char name[GEN_PATH + 64];
+        if (!s.out.to_dir) {
+            rc = cs_error(CS_EARG, "-o %s: a workflow writes numbered files (%s_00001_.png): give a folder", o->out,
+                          o->out_prefix);
+            goto error;
+        }
+        snprintf(name, sizeof name, "%s/%s_000000001_.png", s.out.dir, o->out_prefix);
+        if ((rc = cs_png_check_name(name)) != 0)
+            goto error;
+        s.out.prefix = o->out_prefix;
+    }
+    if (o->preview) {
+        if ((rc = gen_output_plan(&s.prev, o->preview, o->g.batch, o->count, o->force)) != 0)
             goto error;
         if (s.prev.to_dir) {
-            rc = cs_error(CS_EARG, "--preview needs a file name, not a folder (%s)", o.preview);
+            rc = cs_error(CS_EARG, "--preview needs a file name, not a folder (%s)", o->preview);
             goto error;
         }
         if ((rc = gen_output_clash(&s.out, &s.prev, total, "--preview")) != 0)
@@ -868,71 +878,77 @@ int cmd_generate(int argc, char **argv)
             s.prev_existed[k] = stat(path, &st) == 0;
         }
     }
-    if (o.n_images) {   /* a bad image fails before any model is touched */
-        if ((rc = gen_images_load(o.image_path, o.image_strength, o.n_images, &s.images)) != 0)
+    if (o->n_images) {   /* a bad image fails before any model is touched */
+        if ((rc = gen_images_load(o->image_path, o->image_strength, o->n_images, &s.images)) != 0)
             goto error;
-        o.g.n_images = s.images.n;
-        o.g.image_size = s.images.size;
-        o.g.image_pixels = s.images.pixels;
-        o.g.image_strength = s.images.strength;
+        o->g.n_images = s.images.n;
+        o->g.image_size = s.images.size;
+        o->g.image_pixels = s.images.pixels;
+        o->g.image_strength = s.images.strength;
     }
-    if (o.init_image) {   /* read it now; used only where strength < 1 */
-        if ((rc = gen_init_image_load(o.init_image, o.strength, o.g.width, o.g.height, &s.init)) != 0)
+    if (o->init_image) {   /* read it now; used only where strength < 1 */
+        if ((rc = gen_init_image_load(o->init_image, o->strength, o->g.width, o->g.height, &s.init)) != 0)
             goto error;
-        if (o.strength < 1) {
-            o.g.init_rgb = s.init.rgb;
-            o.g.init_strength = o.strength;
+        if (o->strength < 1) {
+            o->g.init_rgb = s.init.rgb;
+            o->g.init_strength = o->strength;
         } else {
             gen_init_free(&s.init);   /* text-to-image */
         }
     }
     /* the demo networks are too small to gain from threads, and on a busy
      * machine thread barriers cost far more than the work */
-    if (!o.threads && cli_env_threads(ME, &o.threads)) {
+    if (!o->threads && cli_env_threads(o->me, &o->threads)) {
         status = 2;
         goto done;
     }
-    if (o.demo && !o.threads)
-        o.threads = 1;
-    if ((status = cli_init(o.threads)) != 0)
+    if (o->demo && !o->threads)
+        o->threads = 1;
+    if ((status = cli_init(o->threads)) != 0)
         goto done;   /* it printed why */
     char dev_said[700];
-    if ((status = cli_device(ME, o.device, o.precision, 0, dev_said, sizeof dev_said, &s.prec)) != 0)
+    if ((status = cli_device(o->me, o->device, o->precision, 0, dev_said, sizeof dev_said, &s.prec)) != 0)
         goto done;
-    if (!o.quiet && !o.json) fprintf(stderr, ME ": device: %s\n", dev_said);
+    if (!o->quiet && !o->json) fprintf(stderr, "%s: device: %s\n", o->me, dev_said);
     status = 1;
-    rc = o.demo ? resolve_demo(&s, &mp) : resolve_models(&s, &mp, &set);
-    if (o.demo)
+    rc = o->demo ? resolve_demo(&s, &mp) : resolve_models(&s, &mp, &set);
+    if (o->demo)
         demo_tok = (char *)mp.tokenizer_dir;
     if (rc)
         goto error;
     for (int p = 0; p < 3; p++) {
-        o.lora_list[p].note = warn_cb;
-        o.lora_list[p].ctx = &s;
+        o->lora_list[p].note = warn_cb;
+        o->lora_list[p].ctx = &s;
     }
-    mp.lora_c = o.lora_list[0].n ? &o.lora_list[0] : NULL;
-    mp.lora_b = o.lora_list[1].n ? &o.lora_list[1] : NULL;
-    mp.lora_text = o.lora_list[2].n ? &o.lora_list[2] : NULL;
-    if ((rc = cs_pipeline_new(&mp, o.keep, &pl)) != 0 || (rc = cs_pipeline_check(pl)) != 0 ||
-        (rc = cs_pipeline_check_size(pl, &o.g)) != 0 || (rc = cs_cancel_check()) != 0)
+    mp.lora_c = o->lora_list[0].n ? &o->lora_list[0] : NULL;
+    mp.lora_b = o->lora_list[1].n ? &o->lora_list[1] : NULL;
+    mp.lora_text = o->lora_list[2].n ? &o->lora_list[2] : NULL;
+    if ((rc = cs_pipeline_new(&mp, o->keep, &pl)) != 0 || (rc = cs_pipeline_check(pl)) != 0 ||
+        (rc = cs_pipeline_check_size(pl, &o->g)) != 0 || (rc = cs_cancel_check()) != 0)
         goto error;
+    if (o->dry_run) {   /* everything is resolved and checked: say what would run */
+        if (o->plan_print)
+            o->plan_print(o->plan_ctx, o, &mp);
+        status = 0;
+        goto done;
+    }
 
-    if (o.json)
+    if (o->json)
         gen_json_emit(json_pack("{s:s, s:I, s:i, s:i, s:i, s:i, s:b, s:s}", "event", "start", "seed",
-                                (json_int_t)o.g.seed, "width", o.g.width, "height", o.g.height, "batch",
-                                o.g.batch, "count", o.count, "demo", o.demo, "prompt_style",
-                                cs_prompt_style_name((cs_prompt_style)o.g.prompt_style)));
-    else if (!o.quiet)
-        fprintf(stderr, "%s" ME ": %dx%d, seed %llu, batch %d%s, Stage C %d steps cfg %g, Stage B %d steps cfg %g, %s\n",
-                s.info, o.g.width, o.g.height, (unsigned long long)o.g.seed, o.g.batch, o.count > 1 ? " per run" : "",
-                o.g.c.steps, (double)o.g.c.cfg, o.g.b.steps, (double)o.g.b.cfg, sampler_name(&o.g.c));
+                                (json_int_t)o->g.seed, "width", o->g.width, "height", o->g.height, "batch",
+                                o->g.batch, "count", o->count, "demo", o->demo, "prompt_style",
+                                cs_prompt_style_name((cs_prompt_style)o->g.prompt_style)));
+    else if (!o->quiet)
+        fprintf(stderr, "%s%s: %dx%d, seed %llu, batch %d%s, Stage C %d steps cfg %g, Stage B %d steps cfg %g, %s\n",
+                s.info, o->me, o->g.width, o->g.height, (unsigned long long)o->g.seed, o->g.batch, o->count > 1 ? " per run" : "",
+                o->g.c.steps, (double)o->g.c.cfg, o->g.b.steps, (double)o->g.b.cfg, sampler_name(&o->g.c));
 
-    cs_pipeline_hooks hk = {progress_cb, o.preview ? preview_cb : NULL, &s, warn_cb, cs_cancel_flag()};
-    uint64_t seed0 = o.g.seed;
-    for (s.run = 0; s.run < o.count; s.run++) {
-        o.g.seed = seed0 + (uint64_t)s.run;
+    cs_pipeline_hooks hk = {progress_cb, o->preview ? preview_cb : NULL, &s, warn_cb, cs_cancel_flag()};
+    uint64_t seed0 = o->g.seed;
+    for (s.run = 0; s.run < o->count; s.run++) {
+        o->g.seed = seed0 + (uint64_t)s.run;
         s.prog.run = s.run;
-        if ((rc = cs_pipeline_generate(pl, &o.g, &hk, &rgb)) != 0)
+        if ((rc = cs_pipeline_generate(pl, &o->g, &hk, &rgb)) != 0)
             goto error;
         if (s.run == 0 && (rc = hash_models(&s)) != 0)
             goto error;
@@ -942,10 +958,10 @@ int cmd_generate(int argc, char **argv)
         rgb = NULL;
     }
     const cs_backend *dev = cs_backend_active();
-    if (dev && dev->ops && !o.quiet && !o.json)
-        fprintf(stderr, ME ": device memory peak %.2f GiB\n", (double)dev->ops->mem_peak(0) / 1073741824.0);
-    cs_dev_prof_report(o.quiet || o.json ? NULL : stderr);
-    if (o.json) {
+    if (dev && dev->ops && !o->quiet && !o->json)
+        fprintf(stderr, "%s: device memory peak %.2f GiB\n", o->me, (double)dev->ops->mem_peak(0) / 1073741824.0);
+    cs_dev_prof_report(o->quiet || o->json ? NULL : stderr);
+    if (o->json) {
         json_t *files = json_array();
         for (int i = 0; i < s.out.n_written; i++)
             json_array_append_new(files, json_string(s.out.written[i]));
@@ -959,17 +975,17 @@ error:
         int why = cs_cancel_pending();
         gen_progress_break(&s.prog);
         if (s.out.n_written)
-            fprintf(stderr, ME ": %s; run %d not written (the %d images of finished runs are kept)\n",
+            fprintf(stderr, "%s: %s; run %d not written (the %d images of finished runs are kept)\n", o->me,
                     cli_stop_text(why), s.run + 1, s.out.n_written);
         else
-            fprintf(stderr, ME ": %s; nothing written\n", cli_stop_text(why));
-        if (o.json)
+            fprintf(stderr, "%s: %s; nothing written\n", o->me, cli_stop_text(why));
+        if (o->json)
             gen_json_emit(json_pack("{s:s}", "event", "interrupted"));
         status = cli_stop_status(why);
     } else {
         char why[64];
         snprintf(why, sizeof why, "failed (error %d, no message: please report)", rc);
-        fail(&o, &s.prog, cs_last_error()[0] ? cs_last_error() : why);
+        fail(o, &s.prog, cs_last_error()[0] ? cs_last_error() : why);
         status = 1;
     }
     for (int k = 0; s.prev_created && k < total; k++)
@@ -992,7 +1008,7 @@ done:
         unlink(s.demo_effnet);
         cs_cleanup_del(s.demo_effnet_cleanup);
     }
-    if (o.demo)
+    if (o->demo)
         cs_demo_remove(&s.demo);
     gen_images_free(&s.images);
     gen_init_free(&s.init);
@@ -1003,7 +1019,7 @@ done:
     free(s.prev_created);
     free(s.prev_cleanup);
     for (int p = 0; p < 3; p++)
-        for (int i = 0; i < o.lora_list[p].n; i++)
-            free((char *)o.lora[p][i].path);
+        for (int i = 0; i < o->lora_list[p].n; i++)
+            free((char *)o->lora[p][i].path);
     return status;
 }

@@ -3,6 +3,8 @@
 #ifndef CS_CLI_GENERATE_H
 #define CS_CLI_GENERATE_H
 
+#include "lora.h"
+#include "models.h"
 #include "pipeline.h"
 
 #include <jansson.h>
@@ -14,12 +16,43 @@
 #define GEN_PATH 4096
 #define GEN_MAX_LORA 16   /* per part */
 
+/* Options of one generate run (generate.c parses them; run.c builds them
+ * from a workflow). */
+typedef struct gen_opts {
+    cs_gen_params g;
+    const char *prompt, *out, *preview, *models_dir, *tokenizer;
+    const char *file[CS_PART_COUNT];
+    cs_variant var_c, var_b;
+    int have_prompt, seed_given, size_given, count, keep, force, json, quiet, demo, threads;
+    cs_lora lora[3][GEN_MAX_LORA];  /* per part: Stage C, Stage B, text encoder */
+    cs_lora_list lora_list[3];
+    const char *device, *precision;
+    int n_images;                           /* --image */
+    char image_path[CS_GEN_MAX_IMAGES][GEN_PATH];
+    float image_strength[CS_GEN_MAX_IMAGES];
+    const char *init_image;                 /* --init-image */
+    double strength;                        /* --strength */
+    int strength_given;
+    /* set by `cascade run` (zero for generate) */
+    const char *me;                         /* "cascade generate" / "cascade run" in messages */
+    const char *out_prefix;                 /* SaveImage prefix: -o DIR gets PREFIX_NNNNN_.png */
+    int dry_run;                            /* print the plan once resolved, exit 0 */
+    void (*plan_print)(void *ctx, const struct gen_opts *o, const cs_model_paths *mp);
+    void *plan_ctx;
+    const char *images_json;                /* --image list replaced by LoadImage names (metadata) */
+} opts;
+
+/* Runs o (parsed and checked): output plan, models, the pipeline, the files.
+ * Returns the exit status (0, 1, 2, 130). Frees o's LoRA paths. */
+int gen_execute(opts *o);
+
 /* Where the images go, decided and checked before any long work. */
 typedef struct {
     int to_dir;                 /* 1: auto-numbered cascade_NNNNN.png in dir */
     char dir[GEN_PATH];         /* folder of the output (always set) */
     char file[GEN_PATH];        /* -o FILE as given (to_dir == 0) */
     int force;
+    const char *prefix;         /* to_dir with ComfyUI's PREFIX_NNNNN_.png names, or NULL */
     int n;                      /* images per run */
     char **written;             /* paths written so far (n_written) */
     int n_written, cap_written;
@@ -75,6 +108,7 @@ typedef struct {
     int n_loras;
     const char *images;         /* --image inputs as a JSON list, or NULL */
     const char *init_image;     /* --init-image as a JSON object, or NULL */
+    const char *prefix;         /* SaveImage's filename_prefix for the workflow, or NULL */
 } gen_meta;
 
 /* Builds the chunks (Software, prompt, ..., parameters); free with

@@ -2,6 +2,7 @@
  * work), PNG metadata (own keys plus an A1111-style "parameters" text) and
  * the progress display (TTY status line, plain lines, or JSON lines). */
 #include "generate.h"
+#include "workflow.h"
 
 #include "cancel.h"
 #include "error.h"
@@ -128,7 +129,9 @@ int gen_output_write(gen_output *o, int k, int total, const uint8_t *rgb, int w,
                      const cs_png_text *text, int n_text, char *path, size_t len)
 {
     int rc;
-    if (o->to_dir) {
+    if (o->to_dir && o->prefix) {
+        rc = cs_png_write_next_tail(o->dir, o->prefix, "_.png", rgb, w, h, (size_t)w * 3, text, n_text, path, len);
+    } else if (o->to_dir) {
         rc = cs_png_write_next(o->dir, "cascade", rgb, w, h, (size_t)w * 3, text, n_text, path, len);
     } else {
         gen_output_file_name(o, k, total, path, len);
@@ -267,7 +270,7 @@ int gen_meta_build(const gen_meta *m, cs_png_text **out, int *n)
     add(&c, "Software", "cascade %s", PACKAGE_VERSION);
     if (m->demo)
         add(&c, "demo", "DEMO: tiny networks with random weights; the image is meaningless noise");
-    add(&c, "prompt", "%s", g->prompt);
+    add(&c, "positive_prompt", "%s", g->prompt);
     add(&c, "negative_prompt", "%s", neg);
     add(&c, "seed", "%llu", (unsigned long long)g->seed);
     add(&c, "width", "%d", g->width);
@@ -286,6 +289,8 @@ int gen_meta_build(const gen_meta *m, cs_png_text **out, int *n)
         add(&c, "scheduler", "%s", cs_ks_scheduler_name(g->c.ks_scheduler));
         add(&c, "denoise", "%g", g->c.denoise);
     }
+    if (g->seed_b_set)
+        add(&c, "seed_b", "%llu", (unsigned long long)g->seed_b);
     add(&c, "rng", "torch-cpu");
     add(&c, "prompt_style", "%s", cs_prompt_style_name((cs_prompt_style)g->prompt_style));
     add(&c, "output_rounding", "%s", g->u8_mode == CS_U8_ROUND ? "round" : "truncate");
@@ -334,6 +339,17 @@ int gen_meta_build(const gen_meta *m, cs_png_text **out, int *n)
         free(lj);
     }
     json_decref(la);
+
+    /* the run as a ComfyUI graph: "prompt" (API form) and "workflow" (UI form) */
+    char *wa = NULL, *wu = NULL;
+    if (wf_emit(m, m->prefix, &wa, &wu) == 0) {
+        add(&c, "prompt", "%s", wa);
+        add(&c, "workflow", "%s", wu);
+    } else {
+        c.failed = 1;
+    }
+    free(wa);
+    free(wu);
 
     /* A1111-style summary so image viewers that know "parameters" show it */
     const gen_model_meta *sc = NULL, *sb = NULL;

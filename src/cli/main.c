@@ -19,6 +19,7 @@ static const struct {
     {"info", cmd_info, "show CPU features, chosen SIMD level, BLAS and build options"},
     {"tokenize", cmd_tokenize, "print the CLIP token ids of a prompt"},
     {"generate", cmd_generate, "text to image: prompt -> PNG (--demo runs without model files)"},
+    {"run", cmd_run, "run a ComfyUI Stable Cascade workflow (JSON, or a PNG that carries one)"},
     {"models", cmd_models, "list model files found, what auto would pick and why, what is missing"},
     {"dev", cmd_dev, "developer tools: dev golden PATH/CASE"},
 };

@@ -1,0 +1,186 @@
+/* cascade run FILE: a ComfyUI workflow (API or UI JSON, or a PNG that
+ * carries one) mapped onto one generate run (workflow_plan.c), with
+ * generate's checks, progress, Ctrl-C handling and output files; SaveImage's
+ * prefix names the files as ComfyUI does (PREFIX_00001_.png). */
+#include "cli.h"
+#include "workflow.h"
+
+#include "error.h"
+#include "ksampler.h"
+#include "prompt.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ME "cascade run"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: cascade run FILE [options]\n"
+        "\n"
+        "Runs a ComfyUI Stable Cascade workflow: FILE is API-format JSON, UI-format JSON (nodes + links)\n"
+        "or a PNG saved by ComfyUI or cascade (its 'prompt' / 'workflow' text chunks).\n"
+        "\n"
+        "  -o, --output DIR       folder for the images, named as SaveImage does: PREFIX_00001_.png (default .)\n"
+        "      --models DIR       where model names resolve (a ComfyUI root or models/ folder, ...);\n"
+        "                         then $CASCADE_MODELS, then $XDG_DATA_HOME/cascade/models\n"
+        "      --input DIR        where LoadImage names resolve (default: the workflow's folder, then .)\n"
+        "      --dry-run          print the resolved plan (stages, files, sampler, seed, size) and exit\n"
+        "      --demo             tiny random-weight networks instead of the named models\n"
+        "      --threads N        worker threads (default: all cores, or $CASCADE_THREADS)\n"
+        "      --device D         auto, cpu, cuda, cuda:N (default: $CASCADE_DEVICE, else auto)\n"
+        "      --precision P      auto, fp32, bf16, fp16\n"
+        "      --tokenizer DIR    folder with vocab.json and merges.txt\n"
+        "      --json             progress and results as JSON lines on stdout\n"
+        "  -q, --quiet            no progress on stderr\n"
+        "  -h, --help             this text\n"
+        "\n"
+        "Exit status: 0 done; 2 bad usage; 1 error (the workflow: an unsupported node, a bad link,\n"
+        "a cycle, a missing model or image; files, memory, the run); 130 interrupted.\n");
+}
+
+enum { O_MODELS = 256, O_INPUT, O_DRY, O_DEMO, O_THREADS, O_DEVICE, O_PRECISION, O_TOKENIZER, O_JSON };
+
+static const struct option longopts[] = {
+    {"output", required_argument, 0, 'o'}, {"models", required_argument, 0, O_MODELS},
+    {"input", required_argument, 0, O_INPUT}, {"dry-run", no_argument, 0, O_DRY},
+    {"demo", no_argument, 0, O_DEMO}, {"threads", required_argument, 0, O_THREADS},
+    {"device", required_argument, 0, O_DEVICE}, {"precision", required_argument, 0, O_PRECISION},
+    {"tokenizer", required_argument, 0, O_TOKENIZER}, {"json", no_argument, 0, O_JSON},
+    {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+};
+
+static void print_stage(const char *name, const char *node, const cs_sample_params *sp, uint64_t seed,
+                        const char *model, const char *file)
+{
+    printf("%s: node %s\n", name, node);
+    printf("  model     %s%s%s%s\n", model, file ? " -> " : "", file ? file : "", "");
+    if (sp->ks_sampler)
+        printf("  sampler   %s, scheduler %s\n", cs_ks_sampler_name(sp->ks_sampler),
+               cs_ks_scheduler_name(sp->ks_scheduler));
+    else
+        printf("  sampler   %s (cascade's official sampler), cfg_rho %g\n",
+               sp->sampler == CS_SAMPLER_DDIM ? "ddim" : sp->sampler == CS_SAMPLER_LCM ? "lcm" : "ddpm",
+               (double)sp->cfg_rho);
+    printf("  steps %d, cfg %g, seed %llu, denoise %g, shift %g\n", sp->steps, (double)sp->cfg,
+           (unsigned long long)seed, sp->ks_sampler ? sp->denoise : 1.0, (double)sp->shift);
+}
+
+typedef struct {
+    const wf_plan_info *info;
+    const char *file;
+} plan_ctx;
+
+static void plan_print(void *ctx, const opts *o, const cs_model_paths *mp)
+{
+    const plan_ctx *pc = ctx;
+    const wf_plan_info *in = pc->info;
+    const cs_gen_params *g = &o->g;
+    printf("workflow: %s\n", pc->file);
+    printf("size: %dx%d, batch %d, compression %d (Stage C latent %dx%d)\n", g->width, g->height, g->batch,
+           in->compression, cs_latent_c(g->width), cs_latent_c(g->height));
+    printf("prompt: %s\nnegative: %s%s\n", g->prompt, g->negative ? g->negative : "",
+           g->prompt_style == CS_PROMPT_OFFICIAL ? " (official prompt reading)" : "");
+    printf("text encoder: %s -> %s\n", in->text_name, mp->text_encoder ? mp->text_encoder : "?");
+    for (int p = 0; p < 3; p++)
+        for (int i = 0; i < o->lora_list[p].n; i++)
+            printf("lora (%s): %s strength %g\n", p == 0 ? "stage_c" : p == 1 ? "stage_b" : "text_encoder",
+                   o->lora[p][i].path, (double)o->lora[p][i].strength);
+    for (int i = 0; i < g->n_images; i++)
+        printf("image variation: %s strength %g (CLIP vision %s -> %s)\n", o->image_path[i],
+               (double)o->image_strength[i], in->cv_name, mp->clip_vision ? mp->clip_vision : "?");
+    if (o->init_image)
+        printf("img2img: %s (EfficientNet %s -> %s)\n", o->init_image, in->effnet_name, mp->effnet ? mp->effnet : "?");
+    print_stage("Stage C", in->node_c, &g->c, g->seed, in->stage_c_name, mp->stage_c);
+    print_stage("Stage B", in->node_b, &g->b, g->seed_b_set ? g->seed_b : g->seed, in->stage_b_name, mp->stage_b);
+    printf("  negative  %s\n", g->b_uncond_zero ? "ConditioningZeroOut (zeros)" : "Stage C's negative prompt");
+    printf("Stage A: %s -> %s\n", in->stage_a_name, mp->stage_a ? mp->stage_a : "?");
+    printf("output: %s/%s_NNNNN_.png%s\n", o->out ? o->out : ".", in->prefix, o->demo ? " (demo networks)" : "");
+    fflush(stdout);
+}
+
+int cmd_run(int argc, char **argv)
+{
+    const char *out = NULL, *models = NULL, *input = NULL, *device = NULL, *precision = NULL, *tok = NULL;
+    int dry = 0, demo = 0, threads = 0, json = 0, quiet = 0, c;
+    opterr = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, ":o:qh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'o': out = optarg; break;
+        case O_MODELS: models = optarg; break;
+        case O_INPUT: input = optarg; break;
+        case O_DRY: dry = 1; break;
+        case O_DEMO: demo = 1; break;
+        case O_THREADS:
+            if (cli_parse_threads(ME, "--threads", optarg, &threads)) return 2;
+            break;
+        case O_DEVICE: device = optarg; break;
+        case O_PRECISION: precision = optarg; break;
+        case O_TOKENIZER: tok = optarg; break;
+        case O_JSON: json = 1; break;
+        case 'q': quiet = 1; break;
+        case 'h': usage(stdout); return 0;
+        case ':': fprintf(stderr, ME ": option %s needs a value\n", argv[optind - 1]); return 2;
+        default: fprintf(stderr, ME ": unknown option '%s' (see 'cascade run --help')\n", argv[optind - 1]); return 2;
+        }
+    }
+    if (optind != argc - 1) {
+        fprintf(stderr, ME ": %s\n", optind >= argc ? "no workflow file (cascade run FILE)"
+                                                     : "one workflow file at a time");
+        return 2;
+    }
+    const char *file = argv[optind];
+    json_t *api = NULL;
+    if (wf_load(file, &api)) {
+        fprintf(stderr, ME ": %s\n", cs_last_error());
+        return 1;
+    }
+    opts *o = calloc(1, sizeof *o);
+    wf_plan_info *info = calloc(1, sizeof *info);
+    char *dir = strdup(file);
+    if (!o || !info || !dir) {
+        fprintf(stderr, ME ": out of memory\n");
+        json_decref(api), free(o), free(info), free(dir);
+        return 1;
+    }
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = 0;
+    else strcpy(dir, ".");
+    cs_gen_defaults(&o->g);
+    o->count = 1;
+    wf_env env = {file, models, input, dir, demo};
+    int status;
+    if (wf_plan(api, &env, o, info)) {
+        fprintf(stderr, ME ": %s\n", cs_last_error());
+        for (int p = 0; p < 3; p++)
+            for (int i = 0; i < o->lora_list[p].n; i++)
+                free((char *)o->lora[p][i].path);
+        status = 1;
+    } else {
+        plan_ctx pc = {info, file};
+        o->me = ME;
+        o->out = out;
+        o->out_prefix = info->prefix;
+        o->models_dir = models;
+        o->tokenizer = tok;
+        o->demo = demo;
+        o->threads = threads;
+        o->device = device;
+        o->precision = precision;
+        o->json = json;
+        o->quiet = quiet || dry;
+        o->dry_run = dry;
+        o->plan_print = plan_print;
+        o->plan_ctx = &pc;
+        status = gen_execute(o);
+    }
+    json_decref(api);
+    free(o);
+    free(info);
+    free(dir);
+    return status;
+}

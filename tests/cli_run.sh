@@ -1,0 +1,110 @@
+#!/bin/sh
+# `cascade run FILE`: ComfyUI workflows (API and UI format, PNG chunks) on the
+# demo networks: text-to-image, img2img and image variation run; the UI form
+# gives the API form's pixels; SaveImage's prefix names the files; our own
+# PNGs (generate's and run's) carry a workflow that reproduces them bit for
+# bit; per-stage seeds matter; --dry-run explains; every broken graph is one
+# error line naming the node, exit 1, nothing written.
+BIN=$CASCADE_BIN
+D="$(dirname "$0")/data/workflows"
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/cli_run.XXXXXX") || exit 99
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+ok() { echo "ok $1"; }
+bad() { echo "FAIL $1"; fail=1; }
+export XDG_CACHE_HOME="$tmp/cache" XDG_DATA_HOME="$tmp/data"
+unset CASCADE_MODELS CASCADE_MEMORY CASCADE_TOKENIZER CASCADE_THREADS
+PNGINFO="$(dirname "$BIN")/tests/png_info"
+[ -x "$PNGINFO" ] || { echo "ERROR: $PNGINFO not built"; exit 99; }
+pixels() { "$PNGINFO" "$1" --pixels; }
+R="$BIN run --demo --quiet --input $tmp"
+mkdir -p "$tmp/o" "$tmp/e"
+"$BIN" generate --demo --quiet -p "a red fox" -n blurry --seed 3 -W 64 -H 64 --steps-c 3 --steps-b 2 \
+    --sampler dpmpp_2m --scheduler karras -o "$tmp/input.png" >/dev/null || bad "generate input"
+
+# text-to-image: API, then the UI form (primitive seed, reroute, note) -> same pixels
+$R "$D/t2i_api.json" -o "$tmp/o" >/dev/null && [ -f "$tmp/o/lighthouse_00001_.png" ] && ok t2i-api || bad t2i-api
+$R "$D/t2i_ui.json" -o "$tmp/o" >/dev/null && [ -f "$tmp/o/lighthouse_00002_.png" ] && ok t2i-ui-counter || bad t2i-ui-counter
+[ "$(pixels "$tmp/o/lighthouse_00001_.png")" = "$(pixels "$tmp/o/lighthouse_00002_.png")" ] &&
+    ok ui-equals-api || bad ui-equals-api
+# Stage B's own seed is used: the same graph with seed_b = seed_c differs
+sed 's/"seed": 12/"seed": 11/' "$D/t2i_api.json" >"$tmp/sameseed.json"
+$R "$tmp/sameseed.json" -o "$tmp/o" >/dev/null
+[ "$(pixels "$tmp/o/lighthouse_00003_.png")" != "$(pixels "$tmp/o/lighthouse_00001_.png")" ] &&
+    ok seed-b-used || bad seed-b-used
+# ConditioningZeroOut on Stage B's negative is not Stage C's negative prompt
+sed 's/"negative": \["10", 0\]/"negative": ["6", 0]/' "$D/t2i_api.json" >"$tmp/negb.json"
+$R "$tmp/negb.json" -o "$tmp/o" >/dev/null
+[ "$(pixels "$tmp/o/lighthouse_00004_.png")" != "$(pixels "$tmp/o/lighthouse_00001_.png")" ] &&
+    ok zero-out-used || bad zero-out-used
+
+# round trips: run's PNG, generate's PNG (a ComfyUI sampler and an official one)
+for f in lighthouse_00001_ ; do
+    $R "$tmp/o/$f.png" -o "$tmp/o" >/dev/null
+    [ "$(pixels "$tmp/o/lighthouse_00005_.png")" = "$(pixels "$tmp/o/$f.png")" ] && ok roundtrip-run || bad roundtrip-run
+done
+$R "$tmp/input.png" -o "$tmp/o" >/dev/null && [ "$(pixels "$tmp/o/cascade_00001_.png")" = "$(pixels "$tmp/input.png")" ] &&
+    ok roundtrip-generate-comfy || bad roundtrip-generate-comfy
+"$BIN" generate --demo --quiet -p "(a fox:1.2)" -n x --seed 9 -W 64 -H 72 --steps-c 3 --steps-b 2 --sampler ddim \
+    --eta 0.5 --cfg-rho 0.5 --shift-c 1.5 --round --prompt-style official -o "$tmp/off.png" >/dev/null
+$R "$tmp/off.png" -o "$tmp/o" >/dev/null && [ "$(pixels "$tmp/o/cascade_00002_.png")" = "$(pixels "$tmp/off.png")" ] &&
+    ok roundtrip-generate-official || bad roundtrip-generate-official
+
+# img2img and image variation (LoadImage from --input), and their round trips
+for w in img2img variation; do
+    $R "$D/${w}_api.json" -o "$tmp/o" >/dev/null && [ -f "$tmp/o/${w}_00001_.png" ] && ok "$w" || bad "$w"
+    $R "$tmp/o/${w}_00001_.png" -o "$tmp/o" >/dev/null
+    [ "$(pixels "$tmp/o/${w}_00002_.png")" = "$(pixels "$tmp/o/${w}_00001_.png")" ] && ok "roundtrip-$w" || bad "roundtrip-$w"
+done
+[ "$(pixels "$tmp/o/variation_00001_.png")" != "$(pixels "$tmp/o/lighthouse_00001_.png")" ] && ok variation-differs ||
+    bad variation-differs
+
+# --dry-run: the plan, exit 0, nothing written
+out=$($R "$D/img2img_api.json" --dry-run -o "$tmp/e") && [ -z "$(ls -A "$tmp/e")" ] &&
+    printf '%s\n' "$out" | grep -q '^Stage C: node 8 (KSampler)$' &&
+    printf '%s\n' "$out" | grep -q '^  steps 3, cfg 4, seed 11, denoise 0.7, shift 2$' &&
+    printf '%s\n' "$out" | grep -q '^  steps 2, cfg 1.1, seed 12, denoise 1, shift 1$' &&
+    printf '%s\n' "$out" | grep -q '^  negative  ConditioningZeroOut (zeros)$' &&
+    printf '%s\n' "$out" | grep -q '^img2img: .*input.png' &&
+    printf '%s\n' "$out" | grep -q '^size: 64x64, batch 1, compression 32' && ok dry-run || { bad dry-run; echo "$out"; }
+
+# broken graphs: exit 1, one line naming the node, nothing written
+refuse() {  # refuse NAME REGEX FILE [options]
+    name=$1 re=$2; shift 2
+    $R "$@" -o "$tmp/e" >/dev/null 2>"$tmp/err"; rc=$?
+    if [ "$rc" -eq 1 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] && grep -q -- "$re" "$tmp/err" && [ -z "$(ls -A "$tmp/e")" ]; then
+        ok "$name: $(cat "$tmp/err")"
+    else
+        bad "$name: exit $rc:"; cat "$tmp/err"; rm -f "$tmp"/e/*
+    fi
+}
+edit() { python3 -c "import json,sys; g=json.load(open(sys.argv[1])); exec(sys.argv[2]); json.dump(g, open(sys.argv[3],'w'))" "$D/t2i_api.json" "$1" "$2"; }
+if command -v python3 >/dev/null; then
+    edit 'g["20"]={"class_type":"UpscaleModelLoader","inputs":{"model_name":"x"}}' "$tmp/unsup.json"
+    refuse unsupported-node 'node 20 (UpscaleModelLoader): node type not supported' "$tmp/unsup.json"
+    edit 'g["9"]["inputs"]["conditioning"]=["11",0]' "$tmp/cycle.json"
+    refuse cycle 'is part of a cycle' "$tmp/cycle.json"
+    edit 'g["12"]["inputs"]["vae"]=["44",0]' "$tmp/link.json"
+    refuse bad-link "node 12 (VAEDecode): input 'vae' links to node 44, which does not exist" "$tmp/link.json"
+    edit 'g["12"]["inputs"]["vae"]=["4",3]' "$tmp/slot.json"
+    refuse bad-slot "node 12 (VAEDecode): input 'vae' links to output 3 of node 4" "$tmp/slot.json"
+    edit 'g["8"]["inputs"]["sampler_name"]="dpmpp_2m_sde"' "$tmp/sde.json"
+    refuse sde 'node 8 (KSampler): sampler dpmpp_2m_sde is not supported' "$tmp/sde.json"
+    edit 'g["3"]["inputs"]["type"]="sdxl"' "$tmp/cliptype.json"
+    refuse clip-type 'node 3 (CLIPLoader): type .sdxl.' "$tmp/cliptype.json"
+    edit 'del g["13"]' "$tmp/nosave.json"
+    refuse no-output 'no SaveImage or PreviewImage' "$tmp/nosave.json"
+    edit 'g["7"]["inputs"]["compression"]=42' "$tmp/comp.json"
+    refuse compression 'node 7 (StableCascade_EmptyLatentImage): size 64x64 with compression 42' "$tmp/comp.json"
+    edit 'g["14"]={"class_type":"LoadImage","inputs":{"image":"nope.png"}}; g["7"]={"class_type":"StableCascade_StageC_VAEEncode","inputs":{"compression":32,"image":["14",0],"vae":["4",0]}}' "$tmp/noimg.json"
+    refuse missing-image "node 14 (LoadImage): image 'nope.png' not found" "$tmp/noimg.json"
+fi
+# a missing model (real models: an empty models folder)
+mkdir -p "$tmp/models"
+"$BIN" run --quiet --models "$tmp/models" "$D/t2i_api.json" -o "$tmp/e" >/dev/null 2>"$tmp/err"
+[ $? -eq 1 ] && grep -q "node 4 (VAELoader): model 'stage_a.safetensors' not found" "$tmp/err" &&
+    [ -z "$(ls -A "$tmp/e")" ] && ok "missing-model: $(cat "$tmp/err")" || { bad missing-model; cat "$tmp/err"; }
+printf 'not json' >"$tmp/bad.json"
+refuse not-json 'not valid JSON' "$tmp/bad.json"
+"$BIN" run "$D/t2i_api.json" --bogus >/dev/null 2>&1; [ $? -eq 2 ] && ok usage-exit-2 || bad usage-exit-2
+exit $fail
