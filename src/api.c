@@ -1,7 +1,413 @@
-/* Public API entry points (src/cascade.h). */
-#include "cascade.h"
+/* The public context (cascade.h): creation, errors, the per-thread compute
+ * setup (threads, device, precision, cancel flag) and cascade_generate on
+ * top of the internal pipeline (pipeline.h). */
+#include "api.h"
 
+#include "backend.h"
+#include "cancel.h"
 #include "error.h"
+#include "kernels.h"
+#include "ops.h"
+#include "prompt.h"
+#include "tensor.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 const char *cascade_version(void) { return PACKAGE_VERSION; }
 const char *cascade_last_error(void) { return cs_last_error(); }
+
+const char *cascade_strerror(int code)
+{
+    switch (code) {
+    case CASCADE_OK: return "success";
+    case CASCADE_E_IO: return "input/output error";
+    case CASCADE_E_FORMAT: return "malformed file";
+    case CASCADE_E_MODEL: return "wrong or missing model";
+    case CASCADE_E_ARG: return "invalid argument";
+    case CASCADE_E_NOMEM: return "out of memory";
+    case CASCADE_E_UNSUP: return "not supported";
+    case CASCADE_E_INTR: return "cancelled";
+    case CASCADE_E_NONFINITE: return "non-finite result";
+    case CASCADE_E_DEVICE: return "device failure";
+    default: return "unknown error";
+    }
+}
+
+/* ---- once per process: the kernel table ---- */
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static int init_rc;
+static char init_msg[256];
+
+static void init_run(void)
+{
+    init_rc = cs_simd_init();
+    if (init_rc) snprintf(init_msg, sizeof init_msg, "%s", cs_last_error());
+}
+
+int cs_api_init(cascade_ctx *ctx)
+{
+    pthread_once(&init_once, init_run);
+    return init_rc ? cs_api_fail(ctx, cs_error(init_rc, "%s", init_msg)) : 0;
+}
+
+int cs_api_fail(cascade_ctx *ctx, int code)
+{
+    if (ctx) snprintf(ctx->err, sizeof ctx->err, "%s", cs_last_error());
+    return code;
+}
+
+cascade_ctx *cascade_ctx_new(void)
+{
+    cascade_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) return NULL;
+    cs_api_defaults(ctx);
+    cs_api_init(ctx);   /* a failure is reported again by the calls that compute */
+    return ctx;
+}
+
+void cascade_ctx_free(cascade_ctx *ctx)
+{
+    if (!ctx) return;
+    cs_pipeline_free(ctx->pl);
+    if (ctx->demo) {
+        cs_demo_remove(ctx->demo);
+        free(ctx->demo);
+    }
+    for (int k = 0; k < CASCADE_P_COUNT; k++) free(ctx->sv[k]), free(ctx->model[k]);
+    free(ctx->text_prefix);
+    free(ctx->text_config);
+    free(ctx->found_tokenizer);
+    free(ctx);
+}
+
+const char *cascade_errmsg(const cascade_ctx *ctx) { return ctx ? ctx->err : cs_last_error(); }
+
+void cascade_free(void *p) { free(p); }
+
+void cascade_set_progress(cascade_ctx *ctx, cascade_progress_fn fn, void *user)
+{
+    if (ctx) ctx->progress = fn, ctx->progress_user = user;
+}
+
+void cascade_set_preview(cascade_ctx *ctx, cascade_preview_fn fn, void *user)
+{
+    if (ctx) ctx->preview = fn, ctx->preview_user = user;
+}
+
+void cascade_set_log(cascade_ctx *ctx, cascade_log_fn fn, void *user)
+{
+    if (ctx) ctx->log = fn, ctx->log_user = user;
+}
+
+/* async-signal-safe: one store to a sig_atomic_t */
+void cascade_cancel(cascade_ctx *ctx)
+{
+    if (ctx) ctx->cancel = 1;
+}
+
+const char *cs_api_tokenizer(const cascade_ctx *ctx)
+{
+    if (ctx->sv[CASCADE_P_TOKENIZER]) return ctx->sv[CASCADE_P_TOKENIZER];
+    if (ctx->demo_tokenizer) return NULL;
+    if (ctx->found_tokenizer) return ctx->found_tokenizer;
+    const char *e = getenv("CASCADE_TOKENIZER");
+    return e && *e ? e : NULL;
+}
+
+/* Threads, device and precision are per thread inside the engine (ops.c,
+ * backend.c): set them for this thread from ctx before every computation. */
+int cs_api_compute(cascade_ctx *ctx)
+{
+    int rc = cs_api_init(ctx);
+    if (rc) return rc;
+    int threads = (int)ctx->iv[CASCADE_P_THREADS];
+    if (threads == 0) {
+        const char *e = getenv("CASCADE_THREADS");
+        char *end;
+        long n = e && *e ? strtol(e, &end, 10) : 0;
+        if (e && *e && (*end || n < 1 || n > 1024))
+            return cs_api_fail(ctx, cs_error(CS_EARG, "CASCADE_THREADS=%s: not a whole number 1..1024", e));
+        threads = (int)n;
+    }
+    cs_threads_set(threads);   /* 0: every processor */
+
+    const char *dev = ctx->sv[CASCADE_P_DEVICE];
+    if (!dev) dev = getenv("CASCADE_DEVICE");
+    if (!dev || !*dev) dev = "auto";
+    const char *prec = ctx->sv[CASCADE_P_PRECISION];
+    if (!prec) prec = getenv("CASCADE_PRECISION");
+    if (!prec || !*prec) prec = "auto";
+    static const char *const pn[] = {"fp32", "bf16", "fp16"};
+    int p = -1;
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(prec, pn[i])) p = i;
+    if (p < 0 && strcmp(prec, "auto"))
+        return cs_api_fail(ctx, cs_error(CS_EARG, "precision '%s' is not auto, fp32, bf16 or fp16", prec));
+
+    if (!strcmp(dev, "cpu")) {
+        rc = cs_backend_select("cpu");
+    } else if (!strncmp(dev, "cuda", 4)) {
+        int index = dev[4] == ':' ? atoi(dev + 5) : -1;
+        if (dev[4] && dev[4] != ':')
+            return cs_api_fail(ctx, cs_error(CS_EARG, "device '%s' is not auto, cpu, cuda or cuda:N", dev));
+        rc = cs_backend_select_device("cuda", index);
+    } else if (!strcmp(dev, "auto")) {
+        /* a usable GPU, else the CPU; $CASCADE_BACKEND may name a plugin */
+        if (!cs_backend_active() && cs_backend_select(NULL) == 0 && !cs_backend_active()) cs_backend_select("cuda");
+        cs_clear_error();
+    } else {
+        return cs_api_fail(ctx, cs_error(CS_EARG, "device '%s' is not auto, cpu, cuda or cuda:N", dev));
+    }
+    if (rc) return cs_api_fail(ctx, rc);
+
+    const cs_backend *b = cs_backend_active();
+    if (!b || !b->ops) {
+        if (p == CS_PREC_FP16)
+            return cs_api_fail(ctx, cs_error(CS_EUNSUP, "precision fp16: the CPU computes in fp32 or bf16 only"));
+        rc = cs_cpu_precision_set(p == CS_PREC_BF16 ? CS_PREC_BF16 : CS_PREC_FP32);
+        return rc ? cs_api_fail(ctx, rc) : 0;
+    }
+    int tried[3] = {p, -1, -1};
+    if (p < 0) tried[0] = CS_PREC_BF16, tried[1] = CS_PREC_FP16, tried[2] = CS_PREC_FP32;
+    for (int i = 0; i < 3; i++)
+        if (tried[i] >= 0 && b->ops->set_precision(tried[i]) == 0) return 0;
+    return cs_api_fail(ctx, cs_error(CS_EUNSUP, "precision %s: the %s device does not support it", prec, b->name));
+}
+
+/* ---- generate ---- */
+
+struct cascade_image {
+    int width, height, index;
+    unsigned long long seed;
+    const unsigned char *data;
+    const struct cascade_images *owner;   /* the run's settings, for the PNG text */
+};
+
+struct cascade_images {
+    int n;
+    cascade_image *img;
+    unsigned char *rgb;     /* [n, h, w, 3], cs_alloc'ed */
+    /* what cascade_image_write_png records */
+    char *prompt, *negative;
+    long long iv[CASCADE_P_COUNT];
+    double fv[CASCADE_P_COUNT];
+    char *models;           /* "stage_c=file, ..." */
+};
+
+static void hook_progress(void *u, cs_stage_id stage, int step, int steps, double elapsed)
+{
+    cascade_ctx *ctx = u;
+    if (ctx->progress && ctx->progress(ctx->progress_user, (cascade_stage)stage, step, steps, elapsed))
+        ctx->cancel = 1;
+}
+
+static int hook_preview(void *u, int step, int steps, const uint8_t *rgb, int n, int w, int h)
+{
+    cascade_ctx *ctx = u;
+    return ctx->preview && ctx->preview(ctx->preview_user, step, steps, rgb, n, w, h) ? 1 : 0;
+}
+
+static void hook_warn(void *u, const char *msg)
+{
+    cascade_ctx *ctx = u;
+    if (ctx->log) ctx->log(ctx->log_user, msg);
+}
+
+static int make_pipeline(cascade_ctx *ctx)
+{
+    if (ctx->pl && !ctx->pl_stale && ctx->iv[CASCADE_P_KEEP_LOADED]) return 0;
+    cs_pipeline_free(ctx->pl);
+    ctx->pl = NULL;
+    static const char *const need[] = {"Stage C", "Stage B", "Stage A", "text encoder"};
+    for (int p = 0; p <= CASCADE_PART_TEXT_ENCODER; p++)
+        if (!ctx->model[p])
+            return cs_api_fail(ctx, cs_error(CS_EMODEL, "no %s: call cascade_find_models, cascade_use_demo or "
+                                                        "cascade_set_model first", need[p]));
+    const char *tok = cs_api_tokenizer(ctx);
+    if (!tok && !ctx->demo_tokenizer)
+        return cs_api_fail(ctx, cs_error(CS_EMODEL, "no tokenizer (vocab.json + merges.txt): set CASCADE_P_TOKENIZER "
+                                                    "or call cascade_find_models"));
+    cs_model_paths mp = {0};
+    mp.tokenizer_dir = tok;
+    mp.text_encoder = ctx->model[CASCADE_PART_TEXT_ENCODER];
+    mp.text_config = ctx->text_config;
+    mp.text_prefix = ctx->text_prefix;
+    mp.stage_c = ctx->model[CASCADE_PART_STAGE_C];
+    mp.stage_b = ctx->model[CASCADE_PART_STAGE_B];
+    mp.stage_a = ctx->model[CASCADE_PART_STAGE_A];
+    mp.previewer = ctx->model[CASCADE_PART_PREVIEWER];
+    mp.clip_vision = ctx->model[CASCADE_PART_CLIP_VISION];
+    mp.effnet = ctx->model[CASCADE_PART_EFFNET];
+    int rc = cs_pipeline_new(&mp, (int)ctx->iv[CASCADE_P_KEEP_LOADED], &ctx->pl);
+    if (!rc) rc = cs_pipeline_check(ctx->pl);
+    if (rc) {
+        cs_pipeline_free(ctx->pl);
+        ctx->pl = NULL;
+        return cs_api_fail(ctx, rc);
+    }
+    ctx->pl_stale = 0;
+    return 0;
+}
+
+static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+
+static int wrap_images(cascade_ctx *ctx, const char *prompt, const char *negative, uint8_t *rgb, int n, int w,
+                       int h, cascade_images **out)
+{
+    cascade_images *im = calloc(1, sizeof *im);
+    if (!im || !(im->img = calloc((size_t)n, sizeof *im->img))) {
+        free(im);
+        cs_free(rgb);
+        return cs_api_fail(ctx, cs_oom("the image list", sizeof *im));
+    }
+    im->n = n;
+    im->rgb = rgb;
+    im->prompt = dup_or_null(prompt);
+    im->negative = dup_or_null(negative ? negative : "");
+    memcpy(im->iv, ctx->iv, sizeof im->iv);
+    memcpy(im->fv, ctx->fv, sizeof im->fv);
+    char models[4096] = "";
+    static const char *const pn[CASCADE_PART_COUNT] = {"stage_c", "stage_b", "stage_a", "text_encoder",
+                                                       "effnet", "previewer", "clip_vision"};
+    for (int p = 0; p < CASCADE_PART_COUNT; p++) {
+        if (!ctx->model[p]) continue;
+        const char *base = strrchr(ctx->model[p], '/');
+        size_t o = strlen(models);
+        snprintf(models + o, sizeof models - o, "%s%s=%s", o ? ", " : "", pn[p], base ? base + 1 : ctx->model[p]);
+    }
+    im->models = strdup(models);
+    if (!im->prompt || !im->negative || !im->models) {
+        cascade_images_free(im);
+        return cs_api_fail(ctx, cs_oom("the image list", sizeof models));
+    }
+    for (int i = 0; i < n; i++)
+        im->img[i] = (cascade_image){w, h, i, (unsigned long long)ctx->iv[CASCADE_P_SEED],
+                                     rgb + (size_t)i * (size_t)h * (size_t)w * 3, im};
+    *out = im;
+    return 0;
+}
+
+int cascade_generate(cascade_ctx *ctx, const char *prompt, const char *negative, cascade_images **out)
+{
+    if (out) *out = NULL;
+    if (!ctx) return CASCADE_E_ARG;
+    if (!prompt || !out)
+        return cs_api_fail(ctx, cs_error(CS_EARG, "cascade_generate: %s is NULL", !prompt ? "prompt" : "out"));
+    ctx->err[0] = 0;
+    int rc = cs_api_compute(ctx);
+    if (rc) goto done;
+    cs_cancel_bind(&ctx->cancel);
+
+    cs_gen_params g;
+    cs_gen_defaults(&g);
+    g.prompt = prompt;
+    g.negative = negative;
+    g.width = (int)ctx->iv[CASCADE_P_WIDTH];
+    g.height = (int)ctx->iv[CASCADE_P_HEIGHT];
+    g.seed = (uint64_t)ctx->iv[CASCADE_P_SEED];
+    g.batch = (int)ctx->iv[CASCADE_P_BATCH];
+    g.c.steps = (int)ctx->iv[CASCADE_P_STEPS_C];
+    g.b.steps = (int)ctx->iv[CASCADE_P_STEPS_B];
+    g.c.cfg = (float)ctx->fv[CASCADE_P_CFG_C];
+    g.b.cfg = (float)ctx->fv[CASCADE_P_CFG_B];
+    g.c.cfg_rho = g.b.cfg_rho = (float)ctx->fv[CASCADE_P_CFG_RHO];
+    g.c.shift = (float)ctx->fv[CASCADE_P_SHIFT_C];
+    g.b.shift = (float)ctx->fv[CASCADE_P_SHIFT_B];
+    g.c.sampler = g.b.sampler = (cs_sampler_kind)ctx->iv[CASCADE_P_SAMPLER];
+    g.c.eta = g.b.eta = (float)ctx->fv[CASCADE_P_ETA];
+    g.u8_mode = ctx->iv[CASCADE_P_ROUND] ? CS_U8_ROUND : CS_U8_TRUNCATE;
+    g.prompt_style = (int)ctx->iv[CASCADE_P_PROMPT_STYLE];
+    g.embeddings = ctx->sv[CASCADE_P_EMBEDDINGS];
+    g.preview_every = ctx->preview ? (int)ctx->iv[CASCADE_P_PREVIEW_EVERY] : 0;
+    g.want_preview = ctx->preview && ctx->model[CASCADE_PART_PREVIEWER];
+    if ((rc = cs_gen_check(&g)) != 0 || (rc = make_pipeline(ctx)) != 0 ||
+        (rc = cs_pipeline_check_size(ctx->pl, &g)) != 0) {
+        cs_api_fail(ctx, rc);
+        goto done;
+    }
+    cs_pipeline_hooks hk = {hook_progress, g.want_preview ? hook_preview : NULL, ctx, hook_warn, &ctx->cancel};
+    uint8_t *rgb = NULL;
+    if ((rc = cs_pipeline_generate(ctx->pl, &g, &hk, &rgb)) != 0) {
+        cs_api_fail(ctx, rc);
+        goto done;
+    }
+    rc = wrap_images(ctx, prompt, negative, rgb, g.batch, g.width, g.height, out);
+done:
+    if (!ctx->iv[CASCADE_P_KEEP_LOADED]) {
+        cs_pipeline_free(ctx->pl);
+        ctx->pl = NULL;
+    }
+    cs_cancel_bind(NULL);
+    ctx->cancel = 0;
+    return rc;
+}
+
+/* ---- the result ---- */
+
+int cascade_images_count(const cascade_images *im) { return im ? im->n : 0; }
+
+const cascade_image *cascade_images_get(const cascade_images *im, int i)
+{
+    return im && i >= 0 && i < im->n ? &im->img[i] : NULL;
+}
+
+void cascade_images_free(cascade_images *im)
+{
+    if (!im) return;
+    cs_free(im->rgb);
+    free(im->img);
+    free(im->prompt);
+    free(im->negative);
+    free(im->models);
+    free(im);
+}
+
+int cascade_image_width(const cascade_image *img) { return img ? img->width : 0; }
+int cascade_image_height(const cascade_image *img) { return img ? img->height : 0; }
+int cascade_image_channels(const cascade_image *img) { return img ? 3 : 0; }
+size_t cascade_image_stride(const cascade_image *img) { return img ? (size_t)img->width * 3 : 0; }
+const unsigned char *cascade_image_data(const cascade_image *img) { return img ? img->data : NULL; }
+unsigned long long cascade_image_seed(const cascade_image *img) { return img ? img->seed : 0; }
+int cascade_image_index(const cascade_image *img) { return img ? img->index : -1; }
+
+int cascade_image_write_png(cascade_ctx *ctx, const cascade_image *img, const char *path, int flags)
+{
+    if (!ctx) return CASCADE_E_ARG;
+    if (!img || !path) return cs_api_fail(ctx, cs_error(CS_EARG, "cascade_image_write_png: %s is NULL",
+                                                        !img ? "the image" : "the path"));
+    const cascade_images *im = img->owner;
+    static const char *const sampler[] = {"ddpm", "ddim", "lcm"};
+    char num[12][48], params[8192];
+    snprintf(num[0], sizeof num[0], "%llu", img->seed);
+    snprintf(num[1], sizeof num[1], "%d", img->width);
+    snprintf(num[2], sizeof num[2], "%d", img->height);
+    snprintf(num[3], sizeof num[3], "%d", im->n);
+    snprintf(num[4], sizeof num[4], "%d", img->index);
+    snprintf(num[5], sizeof num[5], "%lld", im->iv[CASCADE_P_STEPS_C]);
+    snprintf(num[6], sizeof num[6], "%lld", im->iv[CASCADE_P_STEPS_B]);
+    snprintf(num[7], sizeof num[7], "%g", im->fv[CASCADE_P_CFG_C]);
+    snprintf(num[8], sizeof num[8], "%g", im->fv[CASCADE_P_CFG_B]);
+    snprintf(num[9], sizeof num[9], "%g", im->fv[CASCADE_P_CFG_RHO]);
+    snprintf(num[10], sizeof num[10], "%g", im->fv[CASCADE_P_SHIFT_C]);
+    snprintf(num[11], sizeof num[11], "%g", im->fv[CASCADE_P_SHIFT_B]);
+    snprintf(params, sizeof params, "%s\nNegative prompt: %s\nSteps: %s, Sampler: %s, CFG scale: %s, Seed: %s, "
+             "Size: %sx%s", im->prompt, im->negative, num[5], sampler[im->iv[CASCADE_P_SAMPLER]], num[7], num[0],
+             num[1], num[2]);
+    char software[64];
+    snprintf(software, sizeof software, "cascade %s (libcascade)", PACKAGE_VERSION);
+    const cs_png_text text[] = {
+        {"prompt", im->prompt}, {"negative_prompt", im->negative}, {"seed", num[0]}, {"width", num[1]},
+        {"height", num[2]}, {"batch_size", num[3]}, {"batch_index", num[4]}, {"steps_c", num[5]},
+        {"steps_b", num[6]}, {"cfg_c", num[7]}, {"cfg_b", num[8]}, {"cfg_rho", num[9]}, {"shift_c", num[10]},
+        {"shift_b", num[11]}, {"sampler", sampler[im->iv[CASCADE_P_SAMPLER]]},
+        {"prompt_style", cs_prompt_style_name((cs_prompt_style)im->iv[CASCADE_P_PROMPT_STYLE])},
+        {"rng", "torch-cpu"}, {"output_rounding", im->iv[CASCADE_P_ROUND] ? "round" : "truncate"},
+        {"models", im->models}, {"Software", software}, {"parameters", params},
+    };
+    int rc = cs_png_write_rgb8(path, img->data, img->width, img->height, cascade_image_stride(img), text,
+                               (int)(sizeof text / sizeof *text), flags & CASCADE_PNG_FORCE ? CS_PNG_FORCE : 0);
+    return rc ? cs_api_fail(ctx, rc) : 0;
+}

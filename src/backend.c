@@ -15,8 +15,12 @@
 #define CS_PLUGIN_DIR "/usr/local/lib/cascade"
 #endif
 
-static const cs_backend *active;
-static void *handle;
+/* Per thread, like cs_dev (device.h): the thread that selects a backend is
+ * the one whose forwards run on it, so two libcascade contexts in one
+ * process can use different devices. (The plugin itself is loaded once;
+ * dlopen counts the references.) */
+static _Thread_local const cs_backend *active;
+static _Thread_local void *handle;
 
 const cs_backend *cs_backend_active(void) { return active; }
 const char *cs_backend_name(void) { return active ? active->name : "cpu"; }

@@ -137,7 +137,8 @@ typedef struct {
     int (*use_device)(int index, char *err, size_t errlen);
 } cs_backend;
 
-/* Selects a backend by name ("cpu", "cuda", ...) or by a path to a plugin
+/* The active backend is per thread (the selecting thread's forwards use it).
+ * Selects a backend by name ("cpu", "cuda", ...) or by a path to a plugin
  * file; NULL means $CASCADE_BACKEND, else "cpu". Plugins are looked for in
  * $CASCADE_PLUGIN_DIR, then the install's plugin folder. */
 int cs_backend_select(const char *name);

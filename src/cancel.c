@@ -19,11 +19,15 @@ void cs_cancel_request(int why)
         flag = why > 0 ? why : 1;
 }
 
-int cs_cancel_pending(void) { return flag; }
+static _Thread_local volatile sig_atomic_t *bound;
+
+void cs_cancel_bind(volatile sig_atomic_t *f) { bound = f; }
+
+int cs_cancel_pending(void) { return flag ? flag : bound ? *bound : 0; }
 
 int cs_cancel_check(void)
 {
-    return flag ? cs_error(CS_EINTR, "interrupted") : 0;
+    return cs_cancel_pending() ? cs_error(CS_EINTR, "interrupted") : 0;
 }
 
 void cs_cancel_reset(void) { flag = 0; }

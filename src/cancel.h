@@ -25,7 +25,13 @@ volatile sig_atomic_t *cs_cancel_flag(void);
 void cs_cancel_request(int why);
 /* The reason, or 0. */
 int cs_cancel_pending(void);
-/* 0, or CS_EINTR with the message "interrupted" when a stop was requested. */
+/* A second flag for this thread only (a libcascade context's cascade_cancel
+ * sets it): cs_cancel_check and cs_cancel_pending look at both. NULL
+ * unbinds. Only the thread that binds it sees it (OpenMP workers do not
+ * poll). */
+void cs_cancel_bind(volatile sig_atomic_t *flag);
+/* 0, or CS_EINTR with the message "interrupted" when a stop was requested
+ * (process-wide, or through this thread's bound flag). */
 int cs_cancel_check(void);
 void cs_cancel_reset(void);
 

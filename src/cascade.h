@@ -1,17 +1,293 @@
-/* libcascade public API. Stable Cascade text-to-image engine.
- * Opaque handles, errors as negative codes plus a message. (Grows with the
- * pipeline; no public struct will ever change size.) */
+/* libcascade: the Stable Cascade text-to-image engine as a library.
+ *
+ * The only installed header. Everything is an opaque handle or a plain C
+ * type, options are set by enum key, so new options and fields never change
+ * the ABI. Functions that can fail return 0 (or a count) on success and a
+ * negative CASCADE_E* code on failure, with one line saying what and where
+ * in cascade_errmsg(ctx). Nothing here exits or aborts the process. Every
+ * _free function accepts NULL.
+ *
+ * Threads: a context is used by one thread at a time; two contexts may run
+ * in two threads at once (each has its own thread count, precision, device,
+ * scratch memory and error text), and give the same images as one after
+ * the other. cascade_cancel is the exception: it may be called from any
+ * thread or from a signal handler. The library initialises itself (kernel
+ * choice for this CPU, honouring $CASCADE_SIMD) once, on first use.
+ *
+ * Minimal use (see man libcascade(3) and examples/txt2img.c):
+ *
+ *     cascade_ctx *ctx = cascade_ctx_new();
+ *     cascade_images *im = NULL;
+ *     if (cascade_find_models(ctx) < 0 ||
+ *         cascade_generate(ctx, "a lighthouse at dawn", NULL, &im) < 0)
+ *         fprintf(stderr, "%s\n", cascade_errmsg(ctx));
+ *     else
+ *         cascade_image_write_png(ctx, cascade_images_get(im, 0), "out.png", 0);
+ *     cascade_images_free(im);
+ *     cascade_ctx_free(ctx);
+ */
 #ifndef CASCADE_H
 #define CASCADE_H
+
+#include <stddef.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* Library version, "MAJOR.MINOR.PATCH". */
-const char *cascade_version(void);
-/* Message for the last failing call on this thread. */
-const char *cascade_last_error(void);
+#if defined(__GNUC__) && !defined(CASCADE_STATIC)
+#define CASCADE_API __attribute__((visibility("default")))
+#else
+#define CASCADE_API
+#endif
+
+/* ---- errors ---- */
+enum {
+    CASCADE_OK = 0,
+    CASCADE_E_IO = -1,        /* open/read/write failed */
+    CASCADE_E_FORMAT = -2,    /* malformed file */
+    CASCADE_E_MODEL = -3,     /* not the expected network, or networks that do not fit together */
+    CASCADE_E_ARG = -4,       /* bad argument or parameter value */
+    CASCADE_E_NOMEM = -5,     /* out of memory (host or device) */
+    CASCADE_E_UNSUP = -6,     /* valid but not supported here (dtype, SIMD level, device, precision) */
+    CASCADE_E_INTR = -7,      /* cancelled (cascade_cancel, a progress callback, a signal) */
+    CASCADE_E_NONFINITE = -8, /* a result holds NaN or Inf */
+    CASCADE_E_DEVICE = -9     /* the compute device failed */
+};
+
+/* "MAJOR.MINOR.PATCH" of the library. */
+CASCADE_API const char *cascade_version(void);
+/* A short fixed name of a CASCADE_E* code ("out of memory"). */
+CASCADE_API const char *cascade_strerror(int code);
+/* The message of the last failing call on this thread, any context. */
+CASCADE_API const char *cascade_last_error(void);
+
+/* ---- the context ---- */
+typedef struct cascade_ctx cascade_ctx;
+
+/* NULL only when out of memory. */
+CASCADE_API cascade_ctx *cascade_ctx_new(void);
+/* Frees everything the context holds, loaded networks and demo files
+ * included. NULL is fine. */
+CASCADE_API void cascade_ctx_free(cascade_ctx *ctx);
+/* The message of the last failing call on ctx ("" if none); valid until the
+ * next call on ctx. ctx NULL: cascade_last_error(). */
+CASCADE_API const char *cascade_errmsg(const cascade_ctx *ctx);
+
+/* ---- parameters ----
+ * Each key has one type (cascade_param_type); setting it through the wrong
+ * setter or outside its range is CASCADE_E_ARG and leaves the value as it
+ * was. Defaults and ranges (also from cascade_param_range):
+ *
+ *  key                    type    default  range / values
+ *  CASCADE_P_WIDTH        int     1024     8..8192, a multiple of 8
+ *  CASCADE_P_HEIGHT       int     1024     8..8192, a multiple of 8
+ *  CASCADE_P_SEED         int     0        0..2^63-1 (torch.manual_seed; low 32 bits used)
+ *  CASCADE_P_BATCH        int     1        1..64 images sampled together
+ *  CASCADE_P_STEPS_C      int     20       1..10000 Stage C sampler steps
+ *  CASCADE_P_STEPS_B      int     10       1..10000 Stage B sampler steps
+ *  CASCADE_P_CFG_C        float   4        any finite; 0 or 1 = no guidance
+ *  CASCADE_P_CFG_B        float   1.1      any finite; 0 or 1 = no guidance
+ *  CASCADE_P_CFG_RHO      float   0.7      0..1 std rescaling of the guided noise
+ *  CASCADE_P_SHIFT_C      float   2        (0..10000] schedule shift
+ *  CASCADE_P_SHIFT_B      float   1        (0..10000]
+ *  CASCADE_P_SAMPLER      int     0        CASCADE_SAMPLER_DDPM, _DDIM, _LCM
+ *  CASCADE_P_ETA          float   0        0..1 (DDIM only)
+ *  CASCADE_P_ROUND        int     0        0: truncate to uint8 (official), 1: round (diffusers)
+ *  CASCADE_P_PROMPT_STYLE int     1        CASCADE_PROMPT_OFFICIAL, CASCADE_PROMPT_COMFYUI
+ *  CASCADE_P_PREVIEW_EVERY int    0        0..10000: also preview every K Stage C steps
+ *  CASCADE_P_THREADS      int     0        0..1024; 0 = $CASCADE_THREADS, else every processor
+ *  CASCADE_P_KEEP_LOADED  int     0        0..1: keep the networks loaded between generate calls
+ *  CASCADE_P_DEVICE       string  "auto"   auto (a usable CUDA GPU, else the CPU), cpu, cuda, cuda:N;
+ *                                          NULL = $CASCADE_DEVICE, else auto
+ *  CASCADE_P_PRECISION    string  "auto"   auto, fp32, bf16, fp16 (the CPU: fp32, bf16 with AVX512-BF16)
+ *  CASCADE_P_MODELS_DIR   string  NULL     first folder searched by cascade_find_models (then
+ *                                          $CASCADE_MODELS, then $XDG_DATA_HOME/cascade/models)
+ *  CASCADE_P_TOKENIZER    string  NULL     folder with vocab.json + merges.txt (NULL: what
+ *                                          cascade_find_models finds, $CASCADE_TOKENIZER)
+ *  CASCADE_P_EMBEDDINGS   string  NULL     folder of textual inversions for embedding:NAME
+ *  CASCADE_P_VARIANT_C    string  "auto"   auto, full, bf16, lite, lite-bf16 (cascade_find_models)
+ *  CASCADE_P_VARIANT_B    string  "auto"   same, for Stage B
+ */
+typedef enum {
+    CASCADE_P_WIDTH = 0,
+    CASCADE_P_HEIGHT,
+    CASCADE_P_SEED,
+    CASCADE_P_BATCH,
+    CASCADE_P_STEPS_C,
+    CASCADE_P_STEPS_B,
+    CASCADE_P_CFG_C,
+    CASCADE_P_CFG_B,
+    CASCADE_P_CFG_RHO,
+    CASCADE_P_SHIFT_C,
+    CASCADE_P_SHIFT_B,
+    CASCADE_P_SAMPLER,
+    CASCADE_P_ETA,
+    CASCADE_P_ROUND,
+    CASCADE_P_PROMPT_STYLE,
+    CASCADE_P_PREVIEW_EVERY,
+    CASCADE_P_THREADS,
+    CASCADE_P_KEEP_LOADED,
+    CASCADE_P_DEVICE,
+    CASCADE_P_PRECISION,
+    CASCADE_P_MODELS_DIR,
+    CASCADE_P_TOKENIZER,
+    CASCADE_P_EMBEDDINGS,
+    CASCADE_P_VARIANT_C,
+    CASCADE_P_VARIANT_B,
+    CASCADE_P_COUNT          /* the number of keys of this version */
+} cascade_param;
+
+enum { CASCADE_T_INT = 1, CASCADE_T_FLOAT = 2, CASCADE_T_STRING = 3 };
+enum { CASCADE_SAMPLER_DDPM = 0, CASCADE_SAMPLER_DDIM = 1, CASCADE_SAMPLER_LCM = 2 };
+enum { CASCADE_PROMPT_OFFICIAL = 0, CASCADE_PROMPT_COMFYUI = 1 };
+
+CASCADE_API int cascade_set_int(cascade_ctx *ctx, cascade_param key, long long value);
+CASCADE_API int cascade_set_float(cascade_ctx *ctx, cascade_param key, double value);
+/* The string is copied; NULL restores the default. */
+CASCADE_API int cascade_set_string(cascade_ctx *ctx, cascade_param key, const char *value);
+CASCADE_API int cascade_get_int(const cascade_ctx *ctx, cascade_param key, long long *value);
+CASCADE_API int cascade_get_float(const cascade_ctx *ctx, cascade_param key, double *value);
+/* *value: the context's copy (NULL when unset), valid until it is set again. */
+CASCADE_API int cascade_get_string(const cascade_ctx *ctx, cascade_param key, const char **value);
+
+/* The table itself, for programs that build their options from it: the
+ * name ("width", "steps_c", ...; NULL for an unknown key), the type
+ * (CASCADE_T_*; 0 unknown), and for numbers the range and default (min/max
+ * inclusive; a float key with an open lower end reports it in *min_open). */
+CASCADE_API const char *cascade_param_name(cascade_param key);
+CASCADE_API int cascade_param_type(cascade_param key);
+CASCADE_API int cascade_param_range(cascade_param key, double *min, double *max, int *min_open, double *def);
+/* The key of a name, or CASCADE_E_ARG. */
+CASCADE_API int cascade_param_find(const char *name);
+
+/* ---- model files ---- */
+typedef enum {
+    CASCADE_PART_STAGE_C = 0,
+    CASCADE_PART_STAGE_B,
+    CASCADE_PART_STAGE_A,
+    CASCADE_PART_TEXT_ENCODER,
+    CASCADE_PART_EFFNET,
+    CASCADE_PART_PREVIEWER,
+    CASCADE_PART_CLIP_VISION,
+    CASCADE_PART_COUNT
+} cascade_part;
+
+/* Uses the file at path for part (checked when a generation starts: the
+ * file must hold that network). NULL forgets it. */
+CASCADE_API int cascade_set_model(cascade_ctx *ctx, cascade_part part, const char *path);
+/* The file the context will use for part, or NULL. */
+CASCADE_API const char *cascade_get_model(const cascade_ctx *ctx, cascade_part part);
+/* Looks for model files (CASCADE_P_MODELS_DIR, $CASCADE_MODELS, the default
+ * folder; flat, Hugging Face, diffusers and ComfyUI layouts, recognised by
+ * their tensors) and, for each part not set with cascade_set_model, takes
+ * the best variant present that fits this machine's memory at the current
+ * width, height and batch (CASCADE_P_VARIANT_C/B may ask for one). Also
+ * takes the tokenizer folder found, unless CASCADE_P_TOKENIZER is set.
+ * CASCADE_E_MODEL if a required part (Stage C, B, A, text encoder) or the
+ * tokenizer is missing, CASCADE_E_NOMEM if no variant fits. */
+CASCADE_API int cascade_find_models(cascade_ctx *ctx);
+/* Tiny networks of every stage with deterministic random weights, written
+ * into a private temporary folder that cascade_ctx_free removes: the whole
+ * pipeline runs in about a second; the image is noise. Sets every part and
+ * a byte-level tokenizer (unless CASCADE_P_TOKENIZER is set), and width and
+ * height to 256. */
+CASCADE_API int cascade_use_demo(cascade_ctx *ctx);
+/* Without files: the best of "full", "bf16", "lite", "lite-bf16" whose
+ * official networks fit this machine's memory at the current width,
+ * height and batch; *need (may be NULL): its peak need in bytes. */
+CASCADE_API const char *cascade_recommend_variant(cascade_ctx *ctx, unsigned long long *need);
+
+/* What cascade_find_models sees: every safetensors file found. */
+typedef struct cascade_models cascade_models;
+CASCADE_API int cascade_models_scan(cascade_ctx *ctx, cascade_models **out);
+CASCADE_API int cascade_models_count(const cascade_models *m);
+CASCADE_API const char *cascade_models_path(const cascade_models *m, int i);
+/* The part file i fills, or -1 when it cannot be used (see _problem). */
+CASCADE_API int cascade_models_part(const cascade_models *m, int i);
+/* "stage_c_lite", "text_encoder", ... ("" if not recognised) and "BF16", "F32", ... */
+CASCADE_API const char *cascade_models_network(const cascade_models *m, int i);
+CASCADE_API const char *cascade_models_dtype(const cascade_models *m, int i);
+/* NULL, or why file i cannot be used. */
+CASCADE_API const char *cascade_models_problem(const cascade_models *m, int i);
+CASCADE_API unsigned long long cascade_models_size(const cascade_models *m, int i);
+/* The tokenizer folder found, or NULL. */
+CASCADE_API const char *cascade_models_tokenizer(const cascade_models *m);
+CASCADE_API void cascade_models_free(cascade_models *m);
+
+/* ---- generating ---- */
+typedef enum {
+    CASCADE_STAGE_TEXT = 0,   /* text encoder */
+    CASCADE_STAGE_C,          /* Stage C sampling, one step per sampler step */
+    CASCADE_STAGE_B,          /* Stage B sampling */
+    CASCADE_STAGE_A,          /* Stage A decode, one step per image */
+    CASCADE_STAGE_PREVIEW     /* the previewer */
+} cascade_stage;
+
+/* step -1: loading the stage's weights; 0: starting; i: i of steps done.
+ * elapsed: seconds since the stage started. Return non-zero to cancel (the
+ * generation then fails with CASCADE_E_INTR). */
+typedef int (*cascade_progress_fn)(void *user, cascade_stage stage, int step, int steps, double elapsed);
+/* The previewer's picture of the Stage C result at step of steps (steps =
+ * final): count RGB images of width x height, rgb [count, height, width, 3],
+ * valid during the call. Needs a previewer network. Non-zero cancels. */
+typedef int (*cascade_preview_fn)(void *user, int step, int steps, const unsigned char *rgb, int count, int width,
+                                  int height);
+/* One-line notices (a prompt cut at 77 tokens, a missing embedding, ...). */
+typedef void (*cascade_log_fn)(void *user, const char *msg);
+
+CASCADE_API void cascade_set_progress(cascade_ctx *ctx, cascade_progress_fn fn, void *user);
+CASCADE_API void cascade_set_preview(cascade_ctx *ctx, cascade_preview_fn fn, void *user);
+CASCADE_API void cascade_set_log(cascade_ctx *ctx, cascade_log_fn fn, void *user);
+
+typedef struct cascade_image cascade_image;
+typedef struct cascade_images cascade_images;
+
+/* Text to images: prompt ("" is valid), negative (NULL = ""), with the
+ * context's parameters and models. On success *out holds CASCADE_P_BATCH
+ * images (free with cascade_images_free); on failure *out is NULL. */
+CASCADE_API int cascade_generate(cascade_ctx *ctx, const char *prompt, const char *negative, cascade_images **out);
+/* Asks the generation running on ctx (or the next one, if none runs) to
+ * stop at its next check (every step and network block); it then returns
+ * CASCADE_E_INTR. Async-signal-safe; callable from any thread. The request
+ * is cleared when cascade_generate returns. */
+CASCADE_API void cascade_cancel(cascade_ctx *ctx);
+
+CASCADE_API int cascade_images_count(const cascade_images *im);
+/* Image i (0-based), owned by im; NULL if out of range. */
+CASCADE_API const cascade_image *cascade_images_get(const cascade_images *im, int i);
+CASCADE_API void cascade_images_free(cascade_images *im);
+CASCADE_API int cascade_image_width(const cascade_image *img);
+CASCADE_API int cascade_image_height(const cascade_image *img);
+/* 3: interleaved 8-bit RGB */
+CASCADE_API int cascade_image_channels(const cascade_image *img);
+/* bytes from one row to the next */
+CASCADE_API size_t cascade_image_stride(const cascade_image *img);
+CASCADE_API const unsigned char *cascade_image_data(const cascade_image *img);
+/* the seed of the generation and the image's index in its batch */
+CASCADE_API unsigned long long cascade_image_seed(const cascade_image *img);
+CASCADE_API int cascade_image_index(const cascade_image *img);
+
+enum { CASCADE_PNG_FORCE = 1 };   /* replace an existing regular file */
+/* Writes img as an 8-bit RGB PNG with the generation's settings as text
+ * chunks (prompt, negative_prompt, seed, ..., parameters). Through a
+ * temporary file renamed into place: never a half-written file; an existing
+ * file is an error unless flags has CASCADE_PNG_FORCE. */
+CASCADE_API int cascade_image_write_png(cascade_ctx *ctx, const cascade_image *img, const char *path, int flags);
+
+/* ---- text, for tools ---- */
+/* The CLIP tokens of text: BOS, every BPE token (not cut at 77), EOS, with
+ * the context's tokenizer (CASCADE_P_TOKENIZER, or the one found; the
+ * byte-level fallback after cascade_use_demo). Writes at most max ids and
+ * returns how many there are (more than max: call again with more room). */
+CASCADE_API int cascade_tokenize(cascade_ctx *ctx, const char *text, int *ids, int max);
+/* The conditioning Stage C gets for text, in CASCADE_P_PROMPT_STYLE: hidden
+ * [tokens, width] and pooled [pooled_width] floats, allocated (free with
+ * cascade_free). Loads the text encoder for the call. */
+CASCADE_API int cascade_encode_text(cascade_ctx *ctx, const char *text, float **hidden, int *tokens, int *width,
+                                    float **pooled, int *pooled_width);
+/* Frees memory the library returned (cascade_encode_text). NULL is fine. */
+CASCADE_API void cascade_free(void *p);
 
 #ifdef __cplusplus
 }

@@ -9,6 +9,7 @@
 #include "wpack.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,7 +40,11 @@
         }                                                    \
     } while (0)
 
-static int nthreads = 1;
+/* Per thread, like the scratch below: each thread that drives a forward (a
+ * libcascade context in use) has its own thread count, precision and
+ * scratch, so two contexts can run at once in one process. OpenMP's own
+ * thread count (omp_set_num_threads) is per calling thread too. */
+static _Thread_local int nthreads = 1;
 
 void cs_threads_set(int n)
 {
@@ -55,7 +60,7 @@ void cs_threads_set(int n)
 int cs_threads_get(void) { return nthreads; }
 
 /* CPU precision of cs_linear's products (ops.h) */
-static int cpu_prec = CS_PREC_FP32;
+static _Thread_local int cpu_prec = CS_PREC_FP32;
 
 int cs_cpu_precision_set(int prec)
 {
@@ -74,7 +79,7 @@ int cs_cpu_precision_get(void) { return cpu_prec; }
 
 const char *cs_gemm_info(void)
 {
-    static char buf[160];
+    static _Thread_local char buf[160];
     static const char *const tile[CS_SIMD_LEVELS] = {"scalar", "6x16 AVX2+FMA", "12x32 AVX-512", "6x16 NEON"};
     cs_simd_level l = cs_simd_current();
     if (cpu_prec == CS_PREC_BF16 && cs_gemm_bf16_name())
@@ -99,11 +104,33 @@ const char *cs_gemm_info(void)
  * call (16-bit weights converted on the way). */
 #define GEMM_SUB 192   /* rows per kernel call: the C block stays in L2 */
 
-static struct { float *p; size_t cap; } scratch[5];
+#define SCRATCH_SLOTS 5
+typedef struct { float *p; size_t cap; } scratch_slot;
+static _Thread_local scratch_slot scratch[SCRATCH_SLOTS];
+
+/* A thread's scratch goes when the thread ends (a pthread key destructor;
+ * static TLS is still mapped while it runs); the main thread's lives as long
+ * as the process, as before. */
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_release(void *p)
+{
+    scratch_slot *s = p;
+    for (int i = 0; i < SCRATCH_SLOTS; i++) {
+        cs_free(s[i].p);
+        s[i].p = NULL;
+        s[i].cap = 0;
+    }
+}
+
+static void scratch_key_make(void) { pthread_key_create(&scratch_key, scratch_release); }
 
 static float *scratch_get(int slot, size_t n)
 {
     if (scratch[slot].cap < n) {
+        pthread_once(&scratch_once, scratch_key_make);
+        pthread_setspecific(scratch_key, scratch);
         cs_free(scratch[slot].p);
         scratch[slot].p = cs_alloc(n * sizeof(float));
         scratch[slot].cap = scratch[slot].p ? n : 0;

@@ -23,8 +23,11 @@ fail=0
 ok() { echo "ok $1"; }
 bad() { echo "FAIL $1"; fail=1; }
 
-# 1. who links what
-for f in "$top/.libs/libcascade.so" "$top/.libs/cascade"; do
+# 1. who links what (the CLI links the engine statically, so libtool leaves
+# no wrapper script: the binary is $top/cascade itself)
+cli=$top/.libs/cascade
+[ -f "$cli" ] || cli=$top/cascade
+for f in "$top/.libs/libcascade.so" "$cli"; do
     [ -f "$f" ] || { bad "no $f"; continue; }
     deps=$(ldd "$f" 2>&1)
     if echo "$deps" | grep -Eq 'libcuda|libcudart|libcublas|libnv'; then

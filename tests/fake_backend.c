@@ -18,11 +18,13 @@
  * tell the device path was taken. Two made-up devices are listed (none, with
  * a reason, under FAKE_BACKEND_NODEV); FAKE_BACKEND_FAIL makes init fail;
  * FAKE_ABI overrides the ABI number and FAKE_NO_EMBED leaves an op out, to
- * test the loader's refusals. It links
- * libcascade for the CPU ops (internal symbols: fine for a test plugin). */
+ * test the loader's refusals. It links its own static copy of libcascade's
+ * engine (libcascade_internal.la) for the CPU ops, since libcascade.so
+ * exports only the public API; init() sets up that copy's kernel table. */
 #include "backend.h"
 #include "device.h"
 #include "error.h"
+#include "kernels.h"
 #include "ops.h"
 #include "safetensors.h"
 
@@ -39,8 +41,10 @@
 #define FAKE_ABI CS_BACKEND_ABI
 #endif
 
-unsigned long fake_backend_calls;        /* ops run (memory management not counted) */
-const char *fake_backend_last_op = "";   /* the op table's field name of the last op */
+/* built with -fvisibility=hidden: what the loader and the tests look up is marked */
+#define FAKE_VISIBLE __attribute__((visibility("default")))
+FAKE_VISIBLE unsigned long fake_backend_calls;        /* ops run (memory management not counted) */
+FAKE_VISIBLE const char *fake_backend_last_op = "";   /* the op table's field name of the last op */
 int fake_backend_precision;              /* as set; the fake always computes in fp32 */
 
 /* ---- shadow memory ---- */
@@ -639,6 +643,12 @@ static int init(char *err, size_t n)
         snprintf(err, n, "fake failure (FAKE_BACKEND_FAIL)");
         return -1;
     }
+    /* the CPU ops run in this plugin's copy of the engine: same SIMD level
+     * as the host (both follow CASCADE_SIMD, else the best level) */
+    if (cs_simd_init()) {
+        snprintf(err, n, "fake: %s", cs_last_error());
+        return -1;
+    }
     return 0;
 }
 
@@ -679,4 +689,4 @@ static int devices(cs_device_info *out, int max, char *err, size_t n)
 static const cs_backend fake = {.abi = FAKE_ABI, .name = "fake", .version = "fake 1.0", .init = init,
                                 .shutdown = shutdown_, .devices = devices, .ops = &ops};
 
-const cs_backend *cascade_backend_entry(void) { return &fake; }
+FAKE_VISIBLE const cs_backend *cascade_backend_entry(void) { return &fake; }

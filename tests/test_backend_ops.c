@@ -17,6 +17,7 @@
 #include "blocks.h"
 #include "device.h"
 #include "error.h"
+#include "kernels.h"
 #include "ops.h"
 
 #include <dlfcn.h>
@@ -749,6 +750,12 @@ int main(int argc, char **argv)
     if (prec < 0) {
         fprintf(stderr, "test_backend_ops: CASCADE_PRECISION=%s: expected fp32, bf16 or fp16\n", ps);
         return 2;
+    }
+    /* the CPU side at the level under test; the fake plugin's own copy of
+     * the engine picks the same one (its init follows CASCADE_SIMD too) */
+    if (cs_simd_init()) {
+        fprintf(stderr, "test_backend_ops: %s\n", cs_last_error());
+        return 1;
     }
     tol_prod = prec == CS_PREC_BF16 ? 2e-2 : prec == CS_PREC_FP16 ? 5e-3 : 1e-5;
     if (!strcmp(name, "cpu")) {

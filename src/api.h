@@ -1,0 +1,60 @@
+/* Inside of the public API (cascade.h): the context and the parameter
+ * table, shared by the api*.c files. Not installed. */
+#ifndef CS_API_H
+#define CS_API_H
+
+#include "cascade.h"
+#include "demo.h"
+#include "pipeline.h"
+
+#include <signal.h>
+
+/* One row of the parameter table: every limit of a key in one place (the
+ * CLI's option checks are meant to read these same rows). */
+typedef struct {
+    const char *name;
+    int type;               /* CASCADE_T_* */
+    double min, max, def;   /* numbers: inclusive range (min exclusive if min_open) and default */
+    int min_open;
+    int multiple;           /* int: the value must be a multiple of this (0: any) */
+    const char *sdef;       /* strings: the default ("auto"), or NULL */
+    const char *const *choices;   /* strings: the accepted values (NULL-terminated), or NULL = any */
+} cs_param_row;
+
+/* The row of key, or NULL for an unknown key. */
+const cs_param_row *cs_param_row_of(int key);
+
+struct cascade_ctx {
+    long long iv[CASCADE_P_COUNT];   /* int keys */
+    double fv[CASCADE_P_COUNT];      /* float keys */
+    char *sv[CASCADE_P_COUNT];       /* string keys (malloc'd or NULL) */
+    char *model[CASCADE_P_COUNT];    /* per cascade_part: the file (malloc'd or NULL) */
+    char *text_prefix, *text_config; /* from discovery: a combined checkpoint's prefix, config.json */
+    char *found_tokenizer;           /* the tokenizer folder discovery found */
+    int demo_tokenizer;              /* 1: the byte-level fallback (cascade_use_demo) */
+    cs_demo_files *demo;             /* cascade_use_demo's folder, or NULL */
+    cs_pipeline *pl;                 /* kept between calls with KEEP_LOADED */
+    int pl_stale;                    /* models changed since pl was made */
+    cascade_progress_fn progress;
+    void *progress_user;
+    cascade_preview_fn preview;
+    void *preview_user;
+    cascade_log_fn log;
+    void *log_user;
+    volatile sig_atomic_t cancel;    /* cascade_cancel */
+    char err[1024];
+};
+
+/* A new context's values: the table's defaults. */
+void cs_api_defaults(cascade_ctx *ctx);
+/* pthread_once: the kernel table for this CPU ($CASCADE_SIMD). Returns its
+ * result (an unknown $CASCADE_SIMD level is an error every time). */
+int cs_api_init(cascade_ctx *ctx);
+/* Copies this thread's cs_error message into ctx and returns code. */
+int cs_api_fail(cascade_ctx *ctx, int code);
+/* The thread's compute setup for ctx: threads, device, precision. */
+int cs_api_compute(cascade_ctx *ctx);
+/* The tokenizer folder in force (NULL: byte-level fallback, or none). */
+const char *cs_api_tokenizer(const cascade_ctx *ctx);
+
+#endif
