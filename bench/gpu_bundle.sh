@@ -12,8 +12,12 @@ d=$1
 mkdir -p "$d/bin" "$d/lib"
 cd "$top"
 make -s bench/stage bench/mkweights tests/test_backend_ops tests/test_cuda_sgemm
-cp .libs/cascade .libs/libcascade.so.0 cuda/.libs/libcascade-cuda.so tests/.libs/test_backend_ops \
-   tests/.libs/test_cuda_sgemm bench/.libs/stage bench/.libs/mkweights "$d/bin/"
+# the programs themselves (libtool leaves a wrapper script where one links a shared library)
+for p in cascade tests/test_backend_ops tests/test_cuda_sgemm bench/stage bench/mkweights; do
+    b=$(dirname "$p")/.libs/$(basename "$p")
+    if head -c 4 "$p" | grep -q ELF; then cp "$p" "$d/bin/"; else cp "$b" "$d/bin/"; fi
+done
+cp cuda/.libs/libcascade-cuda.so "$d/bin/"
 for so in libxxhash.so.0 libjansson.so.4 libgomp.so.1 libpng16.so.16 libz.so.1 libpcre2-8.so.0 libutf8proc.so.2 libjpeg.so.62; do
     f=$(ldconfig -p | awk -v n="$so" '$1 == n && /x86-64/ {print $NF; exit}')
     [ -n "$f" ] && cp -L "$f" "$d/lib/"
