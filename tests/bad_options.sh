@@ -9,15 +9,7 @@
 # that clash, NaN results). Then: size checks come before any loading, a
 # full disk names the cause, auto-numbering past 999999999, the largest seed
 # in --json. Needs CASCADE_BIN (set by make check).
-BIN=$CASCADE_BIN
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/bad_options.XXXXXX") || exit 99
-trap 'rm -rf "$tmp"' EXIT
-fail=0
-ok() { echo "ok $1"; }
-bad() { echo "FAIL $1"; fail=1; }
-
-export XDG_CACHE_HOME="$tmp/cache" XDG_DATA_HOME="$tmp/data"
-unset CASCADE_MODELS CASCADE_MEMORY CASCADE_TOKENIZER CASCADE_THREADS
+. "$TOP_SRCDIR/tests/cli_setup.sh"
 O="$tmp/o"
 FAST="-W 64 -H 64 --steps-c 3 --steps-b 2"
 LONG=$(printf '%0236d' 0)   # 240 bytes with .png: fits; with "_1" and the temporary name it does not

@@ -10,16 +10,8 @@
 # int(20 S) steps from the encoded image, and the metadata names the init
 # image. Both modes together: the image tokens change the img2img result and
 # both inputs are in the metadata, one file with one hash in either role.
-BIN=$CASCADE_BIN
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/cli_image.XXXXXX") || exit 99
-trap 'rm -rf "$tmp"' EXIT
-fail=0
-ok() { echo "ok $1"; }
-bad() { echo "FAIL $1"; fail=1; }
-export XDG_CACHE_HOME="$tmp/cache" XDG_DATA_HOME="$tmp/data"
-unset CASCADE_MODELS CASCADE_MEMORY CASCADE_TOKENIZER CASCADE_THREADS
+. "$TOP_SRCDIR/tests/cli_setup.sh"
 G="$BIN generate --demo --quiet -W 64 -H 64 --steps-c 3 --steps-b 2 --seed 7"
-PNGINFO="$(dirname "$BIN")/tests/png_info"
 [ -x "$PNGINFO" ] || { echo "ERROR: $PNGINFO not built (make check builds it)"; exit 99; }
 same_pixels() { pa=$("$PNGINFO" "$1" --pixels) && pb=$("$PNGINFO" "$2" --pixels) && [ "$pa" = "$pb" ]; }
 mkdir -p "$tmp/o" "$tmp/in"

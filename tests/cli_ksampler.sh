@@ -4,16 +4,8 @@
 # scheduler / denoise in the PNG, is deterministic, leaves the official
 # samplers as they were, and every bad combination is one line, exit 2, no
 # file. The latents themselves are checked against ComfyUI by tests/test_ksampler.
-BIN=$CASCADE_BIN
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/cli_ksampler.XXXXXX") || exit 99
-trap 'rm -rf "$tmp"' EXIT
-fail=0
-ok() { echo "ok $1"; }
-bad() { echo "FAIL $1"; fail=1; }
-export XDG_CACHE_HOME="$tmp/cache" XDG_DATA_HOME="$tmp/data"
-unset CASCADE_MODELS CASCADE_MEMORY CASCADE_TOKENIZER CASCADE_THREADS
+. "$TOP_SRCDIR/tests/cli_setup.sh"
 G="$BIN generate --demo --quiet -p x --seed 5 -W 64 -H 64 --steps-c 3 --steps-b 2"
-PNGINFO="$(dirname "$BIN")/tests/png_info"
 [ -x "$PNGINFO" ] || { echo "ERROR: $PNGINFO not built"; exit 99; }
 text() { "$PNGINFO" "$1" "$2"; }
 pixels() { "$PNGINFO" "$1" --pixels; }

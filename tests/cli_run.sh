@@ -5,16 +5,8 @@
 # PNGs (generate's and run's) carry a workflow that reproduces them bit for
 # bit; per-stage seeds matter; --dry-run explains; every broken graph is one
 # error line naming the node, exit 1, nothing written.
-BIN=$CASCADE_BIN
+. "$TOP_SRCDIR/tests/cli_setup.sh"
 D="$(dirname "$0")/data/workflows"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/cli_run.XXXXXX") || exit 99
-trap 'rm -rf "$tmp"' EXIT
-fail=0
-ok() { echo "ok $1"; }
-bad() { echo "FAIL $1"; fail=1; }
-export XDG_CACHE_HOME="$tmp/cache" XDG_DATA_HOME="$tmp/data"
-unset CASCADE_MODELS CASCADE_MEMORY CASCADE_TOKENIZER CASCADE_THREADS
-PNGINFO="$(dirname "$BIN")/tests/png_info"
 [ -x "$PNGINFO" ] || { echo "ERROR: $PNGINFO not built"; exit 99; }
 pixels() { "$PNGINFO" "$1" --pixels; }
 R="$BIN run --demo --quiet --input $tmp"
