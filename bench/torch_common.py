@@ -71,6 +71,32 @@ def ensure_venv():
     os.execv(py, [py, os.path.abspath(sys.argv[0])] + sys.argv[1:])
 
 
+def use_wheels(folder):
+    """Import packages straight from the wheels in folder (no pip, nothing written).
+
+    A machine without a package index (the GPU machine) gets diffusers this way:
+    each DIR/*.whl whose distribution is not installed already goes on sys.path
+    as a zip archive (pure-Python wheels import from there, metadata included).
+    Returns the wheel file names used."""
+    import glob
+    import importlib.metadata as im
+    used = []
+    for whl in sorted(glob.glob(os.path.join(folder, "*.whl")), reverse=True):
+        dist = os.path.basename(whl).split("-")[0]
+        try:
+            im.version(dist)
+            continue                     # installed (or an earlier wheel of it)
+        except im.PackageNotFoundError:
+            pass
+        if not whl.endswith("-none-any.whl"):
+            print("bench: %s: not a pure-Python wheel, skipped" % whl, file=sys.stderr)
+            continue
+        sys.path.insert(0, whl)
+        importlib.invalidate_caches()
+        used.append(os.path.basename(whl))
+    return used
+
+
 def set_threads_env(n):
     """Must run before torch is imported so OpenMP/MKL pools get n threads."""
     for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):

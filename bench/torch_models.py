@@ -58,6 +58,24 @@ UNET_CONFIGS = {
         switch_level=None),
 }
 
+# The tiny Stage C / Stage B of shared/golden (stage_*_tiny.weights.safetensors,
+# configs from their io files): CPU smoke tests of the GPU benchmark.
+UNET_CONFIGS["stage_c_tiny"] = dict(
+    UNET_CONFIGS["stage_c"], conditioning_dim=96, block_out_channels=(128, 128),
+    num_attention_heads=(2, 2), down_num_layers_per_block=(2, 3), up_num_layers_per_block=(3, 2),
+    clip_text_in_channels=80, clip_text_pooled_in_channels=72, clip_image_in_channels=48,
+    dropout=(0, 0))
+UNET_CONFIGS["stage_b_tiny"] = dict(
+    UNET_CONFIGS["stage_b"], conditioning_dim=96, block_out_channels=(32, 48, 128, 128),
+    num_attention_heads=(0, 0, 2, 2), down_num_layers_per_block=(1, 2, 2, 1),
+    up_num_layers_per_block=(1, 2, 2, 1), up_blocks_repeat_mappers=(3, 3, 2, 2),
+    clip_text_pooled_in_channels=72, dropout=(0, 0, 0, 0))
+
+# diffusers PaellaVQModel arguments of Stage A (defaults = the released one)
+# and of shared/golden's stage_a_tiny.
+VQ_CONFIGS = {"stage_a": {}, "stage_a_tiny": dict(bottleneck_blocks=2, embed_dim=64)}
+STAGE_A_SCALE = 0.43   # official StageA.decode multiplies its input by this
+
 # HF stable-cascade text_encoder/config.json (CLIP ViT-bigG/14 text tower).
 CLIP_G = dict(vocab_size=49408, hidden_size=1280, intermediate_size=5120,
               projection_dim=1280, num_hidden_layers=32, num_attention_heads=20,
@@ -83,27 +101,52 @@ def build_clip_g(seed=1234, dtype=None, fill=True):
     return tc.build_random(torch, lambda: CLIPTextModelWithProjection(cfg), seed, dtype, fill)
 
 
-def build_vqgan(seed=1234, dtype=None, fill=True):
+def build_vqgan(seed=1234, dtype=None, fill=True, variant="stage_a"):
     from diffusers.pipelines.deprecated.wuerstchen.modeling_paella_vq_model import PaellaVQModel
-    return tc.build_random(torch, PaellaVQModel, seed, dtype, fill)
+    return tc.build_random(torch, lambda: PaellaVQModel(**VQ_CONFIGS[variant]), seed, dtype, fill)
 
 
-def stage_inputs(variant, batch, dtype, latent=None, seed=7):
-    """Inputs of one forward; latent = (h, w) of x (defaults: 24x24 / 256x256)."""
+def stage_inputs(variant, batch, dtype, latent=None, seed=7, effnet=(24, 24)):
+    """Inputs of one forward; latent = (h, w) of x (defaults: 24x24 / 256x256).
+
+    Widths come from UNET_CONFIGS[variant]; effnet = (h, w) of Stage B's
+    Stage-C latent."""
     g = torch.Generator().manual_seed(seed)
+    cfg = UNET_CONFIGS[variant]
 
     def rn(*shape):
         return torch.randn(*shape, generator=g).to(dtype)
 
     r = torch.full((batch,), 0.5, dtype=dtype)
+    pooled = cfg["clip_text_pooled_in_channels"]
     if variant.startswith("stage_c"):
         h, w = latent or (24, 24)
-        return dict(sample=rn(batch, 16, h, w), timestep_ratio=r,
-                    clip_text_pooled=rn(batch, 1, 1280), clip_text=rn(batch, 77, 1280),
-                    clip_img=rn(batch, 1, 768))
+        return dict(sample=rn(batch, cfg["in_channels"], h, w), timestep_ratio=r,
+                    clip_text_pooled=rn(batch, 1, pooled),
+                    clip_text=rn(batch, 77, cfg["clip_text_in_channels"]),
+                    clip_img=rn(batch, 1, cfg["clip_image_in_channels"]))
     h, w = latent or (256, 256)
-    return dict(sample=rn(batch, 4, h, w), timestep_ratio=r,
-                clip_text_pooled=rn(batch, 1, 1280), effnet=rn(batch, 16, 24, 24))
+    return dict(sample=rn(batch, cfg["in_channels"], h, w), timestep_ratio=r,
+                clip_text_pooled=rn(batch, 1, pooled),
+                effnet=rn(batch, cfg["effnet_in_channels"], *effnet))
+
+
+def unet_flops(variant, batch, latent=None, effnet=(24, 24)):
+    """(total, per-op) FLOPs of one StableCascadeUNet forward, on the meta device."""
+    from diffusers import StableCascadeUNet
+    with torch.device("meta"):
+        m = StableCascadeUNet(**UNET_CONFIGS[variant]).eval()
+        inp = stage_inputs(variant, batch, torch.float32, latent, effnet=effnet)
+    return tc.flops_of(torch, lambda: m(**inp, return_dict=False))
+
+
+def vq_decode_flops(variant, batch, hw):
+    """(total, per-op) FLOPs of one PaellaVQModel.decode of a [batch,4,h,w] latent."""
+    from diffusers.pipelines.deprecated.wuerstchen.modeling_paella_vq_model import PaellaVQModel
+    with torch.device("meta"):
+        m = PaellaVQModel(**VQ_CONFIGS[variant]).eval()
+        x = torch.zeros(batch, 4, *hw)
+    return tc.flops_of(torch, lambda: m.decode(x))
 
 
 def official_to_diffusers(sd, variant):
@@ -120,7 +163,7 @@ def official_to_diffusers(sd, variant):
             out[k.replace(".attention.attn.out_proj.", ".attention.to_out.0.")] = v
         elif variant.startswith("stage_b") and k.startswith("clip_mapper."):
             out[k.replace("clip_mapper.", "clip_txt_pooled_mapper.", 1)] = v
-        elif variant == "stage_a" and k == "vquantizer.codebook.weight":
+        elif variant.startswith("stage_a") and k == "vquantizer.codebook.weight":
             out["vquantizer.embedding.weight"] = v
         else:
             out[k] = v

@@ -48,14 +48,6 @@ def parse():
     return ap.parse_args()
 
 
-def count_flops(torch, tm, variant, batch, latent):
-    from diffusers import StableCascadeUNet
-    with torch.device("meta"):
-        m = StableCascadeUNet(**tm.UNET_CONFIGS[variant]).eval()
-        inp = tm.stage_inputs(variant, batch, torch.float32, latent)
-    return tc.flops_of(torch, lambda: m(**inp, return_dict=False))
-
-
 def measure(a, variant, dtype_name):
     import torch
     import torch_models as tm
@@ -88,7 +80,7 @@ def measure(a, variant, dtype_name):
         t["out"] = y.contiguous()
         save_file(t, a.save, metadata={"model": variant, "dtype": dtype_name,
                                        "weights": a.weights or "random(seed=%d)" % a.seed})
-    flops, per_op = count_flops(torch, tm, variant, a.batch, latent)
+    flops, per_op = tm.unet_flops(variant, a.batch, latent)
     med = tc.median(ts)
     rec = tc.base_record(torch, a.threads)
     rec.update({
