@@ -31,26 +31,24 @@ echo "golden cases passed: $(grep -c '^golden .* 0 ' "$out/quick.txt") of $(grep
 [ "$mode" = full ] || exit 0
 W=/tmp/cascade-weights; mkdir -p $W
 S="$B/stage --dir $W --manifests $M --threads $(nproc) --device cuda"
-image() {   # variant: two whole 1024^2 images (the first pays the weight uploads)
+image() {   # variant: one process, two whole 1024^2 images (the first pays the weight uploads)
     local v=$1 s; s=$([ "$v" = lite ] && echo _lite)
     mkdir -p $W/$v; for f in stage_a text_encoder_bf16; do ln -sf $W/$f.safetensors $W/$v/; done
     ln -sf $W/stage_c${s}_bf16.safetensors $W/stage_b${s}_bf16.safetensors $W/$v/
-    for i in 1 2; do /usr/bin/time -f "wall %e s" $B/cascade generate --models $W/$v --tokenizer tokenizer \
-        -p "a photo of a cat" --seed 7 --device cuda -o "$out/${v}_gpu.png" --force 2>&1 | grep -v "^Stage . [0-9]*/"; done
+    /usr/bin/time -f "wall %e s" $B/cascade generate --models $W/$v --tokenizer tokenizer -p "a photo of a cat" \
+        --seed 7 --device cuda --count 2 --keep-loaded -o "$out/${v}_gpu.png" --force 2>&1 | grep -v "^Stage . [0-9]*/"
 }
 {
 for v in stage_c_lite stage_b_lite text_encoder; do timeout 300 $B/mkweights $M/$v.json $W/${v}_bf16.safetensors bf16 & done
 timeout 100 $B/mkweights $M/stage_a.json $W/stage_a.safetensors f32 & wait
 $S --size lite --stage c,b --dtype bf16 --precision bf16 --check 1 --warmup 2 --runs 5
-CASCADE_GRAPHS=0 $S --size lite --stage c,b --dtype bf16 --precision bf16 --warmup 2 --runs 5
-$S --size lite --stage c,b --dtype bf16 --precision fp16 --check 1 --warmup 1 --runs 2
+CASCADE_GRAPHS=0 $S --size lite --stage c,b --dtype bf16 --precision bf16 --warmup 2 --runs 3
 CASCADE_PROFILE=1 $S --size lite --stage c,b --dtype bf16 --precision bf16 --warmup 1 --runs 1
 image lite
 for v in stage_c stage_b; do timeout 300 $B/mkweights $M/$v.json $W/${v}_bf16.safetensors bf16 & done; wait
-$S --size full --stage c,b --dtype bf16 --precision bf16 --check 1 --warmup 2 --runs 5
-$S --size full --stage c,b --dtype bf16 --precision fp16 --check 1 --warmup 1 --runs 2
-CASCADE_PROFILE=1 $S --size full --stage c,b --dtype bf16 --precision bf16 --warmup 1 --runs 1
+$S --size full --stage c,b --dtype bf16 --precision bf16 --check 1 --warmup 2 --runs 3
 image full
-$S --size full --stage c --dtype bf16 --precision fp32 --check 1 --warmup 1 --runs 2
+$S --size full --stage c,b --dtype bf16 --precision fp16 --check 1 --warmup 1 --runs 1
+CASCADE_PROFILE=1 $S --size full --stage c,b --dtype bf16 --precision bf16 --warmup 1 --runs 1
 } >"$out/full.txt" 2>&1
 grep -v '^{"engine' "$out/full.txt" | grep -E "^\||rel_l2|steps in|done in|peak|wall|error|%" | cut -c1-200
