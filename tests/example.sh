@@ -24,7 +24,10 @@ PKG_CONFIG_SYSROOT_DIR=$tmp/root PKG_CONFIG_LIBDIR=$tmp/root$libdir/pkgconfig
 export PKG_CONFIG_SYSROOT_DIR PKG_CONFIG_LIBDIR
 cflags=$(pkg-config --cflags cascade) && libs=$(pkg-config --libs cascade) || fail "pkg-config cascade failed"
 case "$cflags $libs" in *"$tmp/root"*) ;; *) fail "pkg-config flags do not point into the installed tree: $cflags $libs" ;; esac
-${CASCADE_CC:-cc} -std=c11 -Wall -Werror $cflags -o "$tmp/txt2img" "$TOP_SRCDIR/examples/txt2img.c" $libs \
+# a sanitizer build's library needs its runtime first: the example is built with it too
+san=
+ldd "$tmp/root$libdir/libcascade.so" 2>/dev/null | grep -q libasan && san="-fsanitize=address,undefined"
+${CASCADE_CC:-cc} -std=c11 -Wall -Werror $san $cflags -o "$tmp/txt2img" "$TOP_SRCDIR/examples/txt2img.c" $libs \
     -Wl,-rpath,"$tmp/root$libdir" 2>"$tmp/cc.log" || { cat "$tmp/cc.log"; fail "the example does not build"; }
 out=$("$tmp/txt2img" --demo -o "$tmp/out.png" "a lighthouse at dawn" 2>"$tmp/err") ||
     { cat "$tmp/err"; fail "txt2img --demo failed"; }

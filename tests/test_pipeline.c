@@ -94,8 +94,9 @@ static void test_sizes(void)
 
 /* Under AddressSanitizer an impossible allocation aborts unless the
  * allocator may return NULL, as libc's does: the test needs libc's behaviour
- * (the sanitizer build of .ci/run runs it too). */
-const char *__asan_default_options(void);
+ * (the sanitizer build of .ci/run runs it too). Default visibility: the
+ * build hides every symbol, and the runtime must find this one. */
+const char *__asan_default_options(void) __attribute__((visibility("default")));
 const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
 
 /* A failed allocation says how much (it used to leave no message, and the
