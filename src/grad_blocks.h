@@ -24,7 +24,7 @@ typedef struct {
     float *g;
 } cs_grad_ent;
 
-typedef struct {
+typedef struct cs_grads {
     cs_grad_ent *e;
     int n, cap;
     int only;          /* 1: no new entries (frozen tensors give NULL) */

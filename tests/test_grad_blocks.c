@@ -146,6 +146,83 @@ static void t_block(const char *pre, char type, size_t cskip, size_t ldt, size_t
     free(d), free(dskip), free(dt), free(dcond);
 }
 
+/* The tiny Stage C of the golden set: loss = mean((eps - target)^2) */
+static json_t *load_errs(void);
+
+static int t_stage_c(const char *dir)
+{
+    const char *sd = getenv("SHARED_DIR");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/golden/stage_c_tiny.weights.safetensors", sd ? sd : "../shared");
+    cs_st_file *wf;
+    if (cs_st_open(path, &wf)) {
+        if (getenv("CI")) {
+            fprintf(stderr, "ERROR: %s\n", cs_last_error());
+            return 99;
+        }
+        printf("SKIP Stage C: %s\n", cs_last_error());
+        return 77;
+    }
+    snprintf(path, sizeof path, "%s/stage_c.safetensors", dir);
+    MUST(cs_st_open(path, &F));
+    ERRS = load_errs();
+    cs_stage_c *m;
+    MUST(cs_stage_c_load(wf, &m));
+    cs_net_info in;
+    cs_stage_c_info(m, &in);
+    const char *P = "stage_c";
+    size_t N = 2, h = 6, w = 5, Lt = 8, n = N * h * w * (size_t)in.c_out;
+    const float *x = get(P, "x", N * h * w * (size_t)in.c_in), *r = get(P, "r", N),
+                *txt = get(P, "clip_text", N * Lt * (size_t)in.c_clip_text),
+                *pool = get(P, "clip_pooled", N * (size_t)in.c_clip_pooled),
+                *img = get(P, "clip_img", N * (size_t)in.c_clip_img), *tgt = get(P, "target", n);
+    float *eps = zeros(n), *deps = zeros(n), *dx = zeros(N * h * w * (size_t)in.c_in);
+    cs_grads g = {0};
+    for (int pass = 0; pass < 2; pass++) {   /* twice: the second must give the same (state is reset) */
+        cs_grads_zero(&g);
+        MUST(cs_stage_c_forward_train(m, x, N, h, w, r, txt, Lt, pool, img, 1, NULL, NULL, eps));
+        double loss = 0;
+        for (size_t i = 0; i < n; i++) {
+            double e = (double)eps[i] - tgt[i];
+            loss += e * e;
+            deps[i] = (float)(2.0 * e / (double)n);
+        }
+        float lossf = (float)(loss / (double)n);
+        MUST(cs_stage_c_backward(m, deps, &g, dx));
+        check(P, "loss", &lossf, 1);
+        check(P, "eps", eps, n);
+        check(P, "dx", dx, N * h * w * (size_t)in.c_in);
+        for (int i = 0; i < cs_st_count(F); i++) {
+            const char *nm = cs_st_at(F, i)->name;
+            if (strncmp(nm, "stage_c.g.", 10)) continue;
+            const cs_grad_ent *e = cs_grads_find(&g, nm + 10);
+            if (!e) {
+                printf("%s: no gradient for %s  FAIL\n", P, nm + 10);
+                failures++;
+            } else check(P, nm + 8, e->g, e->n);
+        }
+    }
+    /* every parameter got a gradient */
+    int np = 0;
+    for (int i = 0; i < cs_st_count(wf); i++) np++;
+    if (g.n != np) {
+        printf("stage_c: %d parameter gradients, %d tensors  FAIL\n", g.n, np);
+        failures++;
+    }
+    /* a backward without its forward is an error, not a crash */
+    if (cs_stage_c_backward(m, deps, &g, NULL) == 0) {
+        printf("stage_c: a second backward of one forward was accepted  FAIL\n");
+        failures++;
+    }
+    cs_grads_free(&g);
+    cs_stage_c_free(m);
+    cs_st_close(wf);
+    json_decref(ERRS);
+    cs_st_close(F);
+    free(eps), free(deps), free(dx);
+    return 0;
+}
+
 static json_t *load_errs(void)
 {
     const char *js = cs_st_meta(F, "fp32_err");
@@ -173,6 +250,8 @@ int main(int argc, char **argv)
     t_block("attnblock", 'A', 0, 0, 3, 12);
     json_decref(ERRS);
     cs_st_close(F);
+    int rc = t_stage_c(dir);
+    if (rc) return rc;
     printf("worst error / torch fp32 error: %.2f (limit %.0f)\n", worst_ratio, TOL_MULT);
     if (failures) printf("%d FAILED\n", failures);
     return failures ? 1 : 0;
