@@ -31,7 +31,6 @@ struct train_state {
     float *cond_pre, *cond;          /* conditioning before / after clip_norm [N, Lc, c_cond] */
     float *emb_pre;                  /* embedding conv output before its LayerNorm [rows, c0] */
     float *out_pre;                  /* U-Net output before clf's LayerNorm [rows, c0] */
-    int done;                        /* backward ran */
 };
 
 static void train_free(struct train_state *t)
@@ -252,6 +251,7 @@ int cs_stage_c_forward(cs_stage_c *m, const float *x, size_t N, size_t h, size_t
     if (!N || !h || !w || !x || !r || !pooled || (Lt && !clip_text) || !eps)
         return cs_error(CS_EARG, "Stage C forward: missing input or empty size");
     if (!clip_img && !M) M = 1;
+    if (m->tr) return cs_error(CS_EARG, "Stage C forward: a training forward awaits its backward");
     const cs_dev_ops *d = cs_dev_pick();
     if (!d) return forward(m, x, N, h, w, r, clip_text, Lt, pooled, clip_img, M, sca, crp, eps, NULL);
     const cs_net_info *in = &m->info;
@@ -307,7 +307,7 @@ int cs_stage_c_forward_train(cs_stage_c *m, const float *x, size_t N, size_t h, 
 int cs_stage_c_backward(cs_stage_c *m, const float *deps, cs_grads *g, float *dx)
 {
     struct train_state *t = m->tr;
-    if (!t || t->done) return cs_error(CS_EARG, "Stage C backward: no recorded training forward");
+    if (!t) return cs_error(CS_EARG, "Stage C backward: no recorded training forward");
     const cs_net_info *in = &m->info;
     size_t N = t->N, rows = N * t->h * t->w, c0 = (size_t)m->net.c[0], cc = (size_t)in->c_cond, Lc = t->Lc;
     size_t seq = (size_t)in->c_clip_seq, Lt = t->Lt, M = t->M;
@@ -338,7 +338,7 @@ int cs_stage_c_backward(cs_stage_c *m, const float *deps, cs_grads *g, float *dx
     }
 #undef G
     free(a), free(d), free(dcond), free(dpre);
-    t->done = 1;
+    cs_stage_c_train_end(m);   /* the checkpoints are spent: free them now */
     return rc;
 }
 

@@ -58,7 +58,9 @@ int cs_stage_c_forward(cs_stage_c *m, const float *x, size_t N, size_t h, size_t
  * block). cs_stage_c_backward: deps = dL/deps [N,h,w,c_out]; adds every
  * parameter gradient into g (grad_blocks.h: by tensor, `only` for a subset)
  * and writes dL/dx into dx (NULL: not wanted). One backward per recorded
- * forward; cs_stage_c_train_end frees what was kept (also done by free). */
+ * forward: it frees what was kept (so does cs_stage_c_train_end, to drop a
+ * step, and cs_stage_c_free). In between, cs_stage_c_forward refuses to run
+ * (it would record onto the tape). */
 struct cs_grads;
 int cs_stage_c_forward_train(cs_stage_c *m, const float *x, size_t N, size_t h, size_t w, const float *r,
                              const float *clip_text, size_t Lt, const float *pooled, const float *clip_img, size_t M,

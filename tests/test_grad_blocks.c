@@ -209,6 +209,13 @@ static int t_stage_c(const char *dir)
         printf("stage_c: %d parameter gradients, %d tensors  FAIL\n", g.n, np);
         failures++;
     }
+    /* a plain forward between a training forward and its backward is refused */
+    MUST(cs_stage_c_forward_train(m, x, N, h, w, r, txt, Lt, pool, img, 1, NULL, NULL, eps));
+    if (cs_stage_c_forward(m, x, N, h, w, r, txt, Lt, pool, img, 1, NULL, NULL, eps) == 0) {
+        printf("stage_c: an inference forward during a training step was accepted  FAIL\n");
+        failures++;
+    }
+    cs_stage_c_train_end(m);
     /* a backward without its forward is an error, not a crash */
     if (cs_stage_c_backward(m, deps, &g, NULL) == 0) {
         printf("stage_c: a second backward of one forward was accepted  FAIL\n");
