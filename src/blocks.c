@@ -23,8 +23,9 @@ static void ws_release(cs_ws *ws)
 float *cs_ws_get(cs_ws *ws, int slot, size_t n)
 {
     if (ws->dev != (const void *)cs_dev) {   /* the model moved between host and device */
+        int keep = ws->keep;
         ws_release(ws);
-        ws->dev = cs_dev;
+        ws->dev = cs_dev, ws->keep = keep;
     }
     if (ws->cap[slot] < n) {
         cs_act_free(ws->p[slot]);
@@ -190,10 +191,13 @@ static int mlp_residual(const cs_resblock *b, const float *in, size_t cin, float
     if (!h) return CS_ENOMEM;
     int rc = cs_linear(in, rows, cin, 0, &b->fc1_w, &b->fc1_b, h, 0, 0);
     if (rc) return rc;
-    cs_gelu(h, h, rows * c4);
+    float *ge = ws->keep ? cs_ws_get(ws, 6, rows * c4) : h, *gr = ws->keep ? cs_ws_get(ws, 7, rows * c4) : h;
+    if (!ge || !gr) return CS_ENOMEM;
+    cs_gelu(h, ge, rows * c4);
     const float *g = cs_weight_f32(&b->gamma, 2), *be = cs_weight_f32(&b->beta, 3);
     if (!g || !be) return CS_ENOMEM;
-    if ((rc = cs_grn(h, h, N, HW, c4, g, be))) return rc;
+    if ((rc = cs_grn(ge, gr, N, HW, c4, g, be))) return rc;
+    h = gr;
     /* the two linears of a level-0 Stage B block are ~1 s on 2 cores: a stop is
      * also seen between them (the block is abandoned, so x may stay half-updated) */
     if ((rc = cs_cancel_check())) return rc;
@@ -216,14 +220,15 @@ int cs_resblock_forward(const cs_resblock *b, float *x, size_t N, size_t H, size
     if (!skip != !cs)
         return cs_error(CS_EARG, "%s: ResBlock with c_skip %zu %s a skip input", b->fc1_w.name ? b->fc1_w.name : "",
                         cs, skip ? "given" : "not given");
-    int rc = fused(b, x, N, H, W, skip);
+    int rc = ws->keep ? CS_EUNSUP : fused(b, x, N, H, W, skip);
     if (rc != CS_EUNSUP) return rc;
-    float *t = cs_ws_get(ws, 0, rows * c);
-    if (!t) return CS_ENOMEM;
+    float *t = cs_ws_get(ws, 0, rows * c), *tn = ws->keep ? cs_ws_get(ws, 8, rows * c) : t;
+    if (!t || !tn) return CS_ENOMEM;
     rc = b->k == 3 ? cs_dwconv3x3(x, t, N, H, W, c, &b->dw_w, &b->dw_b, 0)
                        : cs_conv2d(x, N, H, W, c, &b->dw_w, &b->dw_b, 1, b->k / 2, (int)c, t, NULL, NULL);
     if (rc) return rc;
-    cs_layernorm(t, t, rows, c, 1e-6f, NULL, NULL);
+    cs_layernorm(t, tn, rows, c, 1e-6f, NULL, NULL);
+    t = tn;
     if (skip) {   /* concat AFTER depthwise + norm: [x | skip] */
         float *cat = cs_ws_get(ws, 1, rows * (c + cs));
         if (!cat) return CS_ENOMEM;
@@ -237,7 +242,7 @@ int cs_resblock_forward(const cs_resblock *b, float *x, size_t N, size_t H, size
 int cs_ffblock_forward(const cs_resblock *b, float *x, size_t N, size_t HW, cs_ws *ws)
 {
     size_t c = (size_t)b->c, rows = N * HW;
-    int rc = fused(b, x, N, 1, HW, NULL);
+    int rc = ws->keep ? CS_EUNSUP : fused(b, x, N, 1, HW, NULL);
     if (rc != CS_EUNSUP) return rc;
     float *t = cs_ws_get(ws, 0, rows * c);
     if (!t) return CS_ENOMEM;
@@ -310,13 +315,15 @@ int cs_attnblock_forward(const cs_attnblock *b, float *x, size_t N, size_t HW, c
         if (Ls) cs_copy2d(kvb + n * Lk * 2 * c, 2 * c, qkv + n * HW * 3 * c + c, 3 * c, Ls, 2 * c);
         if (Lc) cs_copy2d(kvb + (n * Lk + Ls) * 2 * c, 2 * c, ckv + n * Lc * 2 * c, 2 * c, Lc, 2 * c);
     }
-    for (size_t n = 0; n < N && !rc; n++) {   /* o -> xn (no longer needed) */
+    float *o = ws->keep ? cs_ws_get(ws, 6, N * HW * c) : xn;   /* o -> xn (no longer needed) */
+    if (!o) return CS_ENOMEM;
+    for (size_t n = 0; n < N && !rc; n++) {
         const float *k = kvb + n * Lk * 2 * c;
         rc = cs_attention(qkv + n * HW * 3 * c, 3 * c, k, 2 * c, k + c, 2 * c, 1, HW, Lk, c, b->nhead, NULL,
-                          xn + n * HW * c, c);
+                          o + n * HW * c, c);
     }
     if (rc) return rc;
-    return cs_linear(xn, N * HW, c, 0, &b->wo, &b->bo, x, 0, 1);   /* + residual */
+    return cs_linear(o, N * HW, c, 0, &b->wo, &b->bo, x, 0, 1);   /* + residual */
 }
 
 int cs_block_forward(const cs_block *b, float *x, size_t N, size_t H, size_t W, const float *skip, const float *t,

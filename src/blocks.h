@@ -17,13 +17,23 @@
 
 #include <stddef.h>
 
-#define CS_WS_SLOTS 6
+#define CS_WS_SLOTS 9
 #define CS_MAX_TCONDS 4
 
+/* keep != 0 (training, src/grad_blocks.h): the forwards write every
+ * intermediate a backward needs into its own slot instead of overwriting it
+ * in place, and never use a device's fused block. Slots after a forward:
+ *   ResBlock/FF  0 depthwise out (FF: LN out), 8 LN out (ResBlock), 1 [LN|skip],
+ *                2 fc1 out, 6 GELU out, 7 GRN out
+ *   Timestep     0 the mapper sum [N, 2c] (a | b)
+ *   Attn         0 LN out, 1 qkv, 2 k|v of cond, 3 SiLU(cond), 4 kv_mapper out,
+ *                5 gathered k|v, 6 attention out
+ * Inference (keep = 0) uses slots 0-5 only and the in-place paths. */
 typedef struct {
     float *p[CS_WS_SLOTS];
     size_t cap[CS_WS_SLOTS];   /* floats */
     const void *dev;           /* the cs_dev_ops its buffers came from (NULL: host) */
+    int keep;
 } cs_ws;
 
 /* Slot `slot` grown to at least n floats (contents not kept), in the

@@ -2,6 +2,8 @@
 
 #include "device.h"
 #include "error.h"
+#include "grad.h"
+#include "grad_blocks.h"
 #include "lora.h"
 #include "ops.h"
 
@@ -18,7 +20,38 @@ struct cs_stage_c {
     cs_tensor clf_w, clf_b;     /* clf.1                   [c_out*p*p, c0, 1, 1] */
     cs_net_info info;
     cs_lora_patch *lora;        /* merged LoRA weights, or NULL */
+    struct train_state *tr;     /* kept by cs_stage_c_forward_train, or NULL */
 };
+
+/* what the backward needs besides the U-Net tape (all host copies) */
+struct train_state {
+    size_t N, h, w, Lt, M, Lc;
+    float *x, *txt, *pooled, *img;   /* the inputs (img: zeros when none was given) */
+    float *remb;                     /* [N, c_r*(1+nconds)] */
+    float *cond_pre, *cond;          /* conditioning before / after clip_norm [N, Lc, c_cond] */
+    float *emb_pre;                  /* embedding conv output before its LayerNorm [rows, c0] */
+    float *out_pre;                  /* U-Net output before clf's LayerNorm [rows, c0] */
+};
+
+static void train_free(struct train_state *t)
+{
+    if (!t) return;
+    float *p[] = {t->x, t->txt, t->pooled, t->img, t->remb, t->cond_pre, t->cond, t->emb_pre, t->out_pre};
+    for (size_t i = 0; i < sizeof p / sizeof *p; i++) free(p[i]);
+    free(t);
+}
+
+/* a malloc'd copy of n floats (zeros when src is NULL); NULL + cs_error */
+static float *keep_copy(const float *src, size_t n)
+{
+    float *p = src ? malloc(n * sizeof *p + 1) : calloc(n + 1, sizeof *p);
+    if (!p) {
+        cs_oom("a training activation", n * sizeof *p);
+        return NULL;
+    }
+    if (src) memcpy(p, src, n * sizeof *p);
+    return p;
+}
 
 static int is_shape(const cs_tensor *t, int ndim) { return t && t->ndim == ndim; }
 
@@ -129,6 +162,7 @@ int cs_stage_c_load(cs_st_file *f, cs_stage_c **out) { return cs_stage_c_load_op
 void cs_stage_c_free(cs_stage_c *m)
 {
     if (!m) return;
+    cs_stage_c_train_end(m);
     cs_unet_free(&m->net);
     cs_lora_patch_free(m->lora);
     free(m);
@@ -140,7 +174,7 @@ void cs_stage_c_trim(cs_stage_c *m) { cs_ws_free(&m->net.ws); }
 
 /* conditioning tokens [N, Lt + seq + seq*M, Cc], normalised */
 static float *cond_tokens(const cs_stage_c *m, size_t N, const float *txt, size_t Lt, const float *pooled,
-                          const float *img, size_t M, size_t *Lc_out)
+                          const float *img, size_t M, size_t *Lc_out, float **pre)
 {
     size_t cc = (size_t)m->info.c_cond, seq = (size_t)m->info.c_clip_seq, Lc = Lt + seq + seq * M;
     size_t ct = (size_t)m->info.c_clip_text, cp = (size_t)m->info.c_clip_pooled, ci = (size_t)m->info.c_clip_img;
@@ -159,6 +193,7 @@ static float *cond_tokens(const cs_stage_c *m, size_t N, const float *txt, size_
         if (!rc && M) rc = cs_linear(img + n * M * ci, M, ci, 0, &m->img_w, &m->img_b, cn + (Lt + seq) * cc, 0, 0);
     }
     cs_act_free(zimg);
+    if (!rc && pre && !(*pre = keep_copy(c, N * Lc * cc))) rc = CS_ENOMEM;
     if (rc) {
         cs_act_free(c);
         return NULL;
@@ -171,21 +206,34 @@ static float *cond_tokens(const cs_stage_c *m, size_t N, const float *txt, size_
 /* x [N,h,w,c_in] -> eps [N,h,w,c_out], in the current mode's memory */
 static int forward(cs_stage_c *m, const float *x, size_t N, size_t h, size_t w, const float *r, const float *clip_text,
                    size_t Lt, const float *pooled, const float *clip_img, size_t M, const float *sca, const float *crp,
-                   float *eps)
+                   float *eps, struct train_state *tr)
 {
     size_t c0 = (size_t)m->net.c[0], rows = N * h * w, Lc = 0;
     float *remb = cs_unet_remb(&m->net, r, N, sca, crp);
-    float *cond = remb ? cond_tokens(m, N, clip_text, Lt, pooled, clip_img, M, &Lc) : NULL;
+    float *cond = remb ? cond_tokens(m, N, clip_text, Lt, pooled, clip_img, M, &Lc, tr ? &tr->cond_pre : NULL) : NULL;
     float *hb = cond ? cs_act_alloc(rows * c0) : NULL, *out = NULL;
     int rc = CS_ENOMEM;
     if (!hb) goto done;
     /* embedding: 1x1 conv + LayerNorm2d */
     if ((rc = cs_linear(x, rows, (size_t)m->info.c_in, 0, &m->emb_w, &m->emb_b, hb, 0, 0))) goto done;
+    if (tr) {
+        size_t cc = (size_t)m->info.c_cond, ldr = (size_t)m->net.c_r * (size_t)(1 + m->net.nconds);
+        tr->Lc = Lc;
+        rc = CS_ENOMEM;
+        if (!(tr->emb_pre = keep_copy(hb, rows * c0)) || !(tr->remb = keep_copy(remb, N * ldr)) ||
+            !(tr->cond = keep_copy(cond, N * Lc * cc)))
+            goto done;
+        rc = 0;
+    }
     cs_layernorm(hb, hb, rows, c0, 1e-6f, NULL, NULL);
     rc = cs_unet_forward(&m->net, hb, N, h, w, remb, (size_t)m->net.c_r * (size_t)(1 + m->net.nconds), cond, Lc, &out);
     hb = NULL;   /* owned by the U-Net now */
     if (rc) goto done;
     /* clf: LayerNorm2d + 1x1 conv */
+    if (tr && !(tr->out_pre = keep_copy(out, rows * c0))) {
+        rc = CS_ENOMEM;
+        goto done;
+    }
     cs_layernorm(out, out, rows, c0, 1e-6f, NULL, NULL);
     rc = cs_linear(out, rows, c0, 0, &m->clf_w, &m->clf_b, eps, 0, 0);
 done:
@@ -203,8 +251,9 @@ int cs_stage_c_forward(cs_stage_c *m, const float *x, size_t N, size_t h, size_t
     if (!N || !h || !w || !x || !r || !pooled || (Lt && !clip_text) || !eps)
         return cs_error(CS_EARG, "Stage C forward: missing input or empty size");
     if (!clip_img && !M) M = 1;
+    if (m->tr) return cs_error(CS_EARG, "Stage C forward: a training forward awaits its backward");
     const cs_dev_ops *d = cs_dev_pick();
-    if (!d) return forward(m, x, N, h, w, r, clip_text, Lt, pooled, clip_img, M, sca, crp, eps);
+    if (!d) return forward(m, x, N, h, w, r, clip_text, Lt, pooled, clip_img, M, sca, crp, eps, NULL);
     const cs_net_info *in = &m->info;
     size_t hw = N * h * w;
     cs_dev_args a;
@@ -217,8 +266,80 @@ int cs_stage_c_forward(cs_stage_c *m, const float *x, size_t N, size_t h, size_t
                 *dc = cs_dev_in(&a, crp, N);
     float *de = cs_dev_out(&a, eps, hw * (size_t)in->c_out);
     int rc = 0;
-    while (cs_dev_pass(&a, &rc)) rc = forward(m, dx, N, h, w, dr, dt, Lt, dp, di, M, ds, dc, de);
+    while (cs_dev_pass(&a, &rc)) rc = forward(m, dx, N, h, w, dr, dt, Lt, dp, di, M, ds, dc, de, NULL);
     return cs_dev_args_finish(&a, rc);
+}
+
+/* ---- training ---- */
+
+void cs_stage_c_train_end(cs_stage_c *m)
+{
+    train_free(m->tr);
+    m->tr = NULL;
+    cs_unet_tape_end(&m->net);
+}
+
+int cs_stage_c_forward_train(cs_stage_c *m, const float *x, size_t N, size_t h, size_t w, const float *r,
+                             const float *clip_text, size_t Lt, const float *pooled, const float *clip_img, size_t M,
+                             const float *sca, const float *crp, float *eps)
+{
+    if (!N || !h || !w || !x || !r || !pooled || (Lt && !clip_text) || !eps)
+        return cs_error(CS_EARG, "Stage C training forward: missing input or empty size");
+    if (cs_dev) return cs_error(CS_EUNSUP, "Stage C training: not available on the device yet");
+    if (!clip_img && !M) M = 1;
+    cs_stage_c_train_end(m);
+    const cs_net_info *in = &m->info;
+    struct train_state *t = calloc(1, sizeof *t);
+    if (!t) return cs_oom("the training state", sizeof *t);
+    m->tr = t;
+    t->N = N, t->h = h, t->w = w, t->Lt = Lt, t->M = M;
+    int rc = cs_unet_tape_begin(&m->net);
+    if (!rc && (!(t->x = keep_copy(x, N * h * w * (size_t)in->c_in)) ||
+                !(t->txt = keep_copy(clip_text, N * Lt * (size_t)in->c_clip_text)) ||
+                !(t->pooled = keep_copy(pooled, N * (size_t)in->c_clip_pooled)) ||
+                !(t->img = keep_copy(clip_img, N * M * (size_t)in->c_clip_img))))
+        rc = CS_ENOMEM;
+    if (!rc) rc = forward(m, x, N, h, w, r, clip_text, Lt, pooled, clip_img, M, sca, crp, eps, t);
+    if (rc) cs_stage_c_train_end(m);
+    return rc;
+}
+
+int cs_stage_c_backward(cs_stage_c *m, const float *deps, cs_grads *g, float *dx)
+{
+    struct train_state *t = m->tr;
+    if (!t) return cs_error(CS_EARG, "Stage C backward: no recorded training forward");
+    const cs_net_info *in = &m->info;
+    size_t N = t->N, rows = N * t->h * t->w, c0 = (size_t)m->net.c[0], cc = (size_t)in->c_cond, Lc = t->Lc;
+    size_t seq = (size_t)in->c_clip_seq, Lt = t->Lt, M = t->M;
+    size_t ldr = (size_t)m->net.c_r * (size_t)(1 + m->net.nconds);
+    float *a = malloc(rows * c0 * sizeof *a + 1), *d = malloc(rows * c0 * sizeof *d + 1),
+          *dcond = calloc(N * Lc * cc + 1, sizeof *dcond), *dpre = malloc(N * Lc * cc * sizeof *dpre + 1);
+    int rc = a && d && dcond && dpre ? 0 : cs_oom("the Stage C backward", rows * c0 * 8);
+    float *gw = NULL, *gb = NULL;
+#define G(T) (gw = cs_grads_of(g, &m->T##_w, &rc), gb = cs_grads_of(g, &m->T##_b, &rc), rc)
+    /* clf: eps = conv1x1(LN(out)) */
+    if (!rc) cs_layernorm(t->out_pre, a, rows, c0, 1e-6f, NULL, NULL);
+    if (!rc && !G(clf)) rc = cs_linear_backward(a, rows, c0, 0, &m->clf_w, deps, 0, d, 0, gw, gb);
+    if (!rc) rc = cs_layernorm_backward(t->out_pre, d, a, 0, rows, c0, 1e-6f, NULL, NULL, NULL);
+    if (!rc) rc = cs_unet_backward(&m->net, a, N, t->h, t->w, t->remb, ldr, t->cond, Lc, dcond, g);
+    /* embedding: h = LN(conv1x1(x)) */
+    if (!rc) rc = cs_layernorm_backward(t->emb_pre, a, d, 0, rows, c0, 1e-6f, NULL, NULL, NULL);
+    if (!rc && !G(emb)) rc = cs_linear_backward(t->x, rows, (size_t)in->c_in, 0, &m->emb_w, d, 0, dx, 0, gw, gb);
+    /* conditioning: clip_norm, then the three mappers ([1, seq*cc] rows are seq tokens) */
+    if (!rc) rc = cs_layernorm_backward(t->cond_pre, dcond, dpre, 0, N * Lc, cc, 1e-6f, NULL, NULL, NULL);
+    for (size_t n = 0; n < N && !rc; n++) {
+        const float *dn = dpre + n * Lc * cc;
+        size_t ct = (size_t)in->c_clip_text, cp = (size_t)in->c_clip_pooled, ci = (size_t)in->c_clip_img;
+        if (Lt && !G(txt)) rc = cs_linear_backward(t->txt + n * Lt * ct, Lt, ct, 0, &m->txt_w, dn, 0, NULL, 0, gw, gb);
+        if (!rc && !G(pool))
+            rc = cs_linear_backward(t->pooled + n * cp, 1, cp, 0, &m->pool_w, dn + Lt * cc, 0, NULL, 0, gw, gb);
+        if (!rc && M && !G(img))
+            rc = cs_linear_backward(t->img + n * M * ci, M, ci, 0, &m->img_w, dn + (Lt + seq) * cc, 0, NULL, 0, gw, gb);
+    }
+#undef G
+    free(a), free(d), free(dcond), free(dpre);
+    cs_stage_c_train_end(m);   /* the checkpoints are spent: free them now */
+    return rc;
 }
 
 size_t cs_stage_c_min_side(const cs_stage_c *m)

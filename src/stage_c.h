@@ -51,6 +51,23 @@ int cs_stage_c_forward(cs_stage_c *m, const float *x, size_t N, size_t h, size_t
                        const float *clip_text, size_t Lt, const float *pooled, const float *clip_img, size_t M,
                        const float *sca, const float *crp, float *eps);
 
+/* ---- training (doc/training.md §3; host only) ----
+ * cs_stage_c_forward_train: cs_stage_c_forward that also keeps what the
+ * backward needs (copies of the inputs, the pre-norm activations of the
+ * embedding, clf and clip_norm, and the U-Net tape: one activation per
+ * block). cs_stage_c_backward: deps = dL/deps [N,h,w,c_out]; adds every
+ * parameter gradient into g (grad_blocks.h: by tensor, `only` for a subset)
+ * and writes dL/dx into dx (NULL: not wanted). One backward per recorded
+ * forward: it frees what was kept (so does cs_stage_c_train_end, to drop a
+ * step, and cs_stage_c_free). In between, cs_stage_c_forward refuses to run
+ * (it would record onto the tape). */
+struct cs_grads;
+int cs_stage_c_forward_train(cs_stage_c *m, const float *x, size_t N, size_t h, size_t w, const float *r,
+                             const float *clip_text, size_t Lt, const float *pooled, const float *clip_img, size_t M,
+                             const float *sca, const float *crp, float *eps);
+int cs_stage_c_backward(cs_stage_c *m, const float *deps, struct cs_grads *g, float *dx);
+void cs_stage_c_train_end(cs_stage_c *m);
+
 /* Floating-point operations of one forward (multiply-add = 2). */
 double cs_stage_c_flops(const cs_stage_c *m, size_t N, size_t h, size_t w, size_t Lt, size_t M);
 /* Bytes of scratch the model holds now (grows to the largest pass so far). */

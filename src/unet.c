@@ -1,6 +1,8 @@
 #include "unet.h"
 
 #include "cancel.h"
+#include "grad.h"
+#include "grad_blocks.h"
 #include "device.h"
 #include "error.h"
 #include "ops.h"
@@ -226,6 +228,7 @@ void cs_unet_free(cs_unet *u)
         free(u->up[i].blocks);
         u->down[i].blocks = u->up[i].blocks = NULL;
     }
+    cs_unet_tape_end(u);
     cs_ws_free(&u->ws);
 }
 
@@ -366,6 +369,68 @@ float *cs_unet_remb(const cs_unet *u, const float *r, size_t N, const float *sca
     return e;
 }
 
+/* ---- the training tape ---- */
+
+typedef struct {
+    float *x, *skip;   /* copies of the input and of the skip input (or NULL) */
+} tape_rec;
+
+struct cs_tape {
+    tape_rec *r;
+    int n, cap;
+    cs_ws bws;         /* backward scratch */
+};
+
+static int tape_push(struct cs_tape *t, const float *x, size_t n, const float *skip, size_t ns)
+{
+    if (t->n == t->cap) {
+        int cap = t->cap ? 2 * t->cap : 64;
+        tape_rec *r = realloc(t->r, (size_t)cap * sizeof *r);
+        if (!r) return cs_oom("the training tape", (size_t)cap * sizeof *r);
+        t->r = r, t->cap = cap;
+    }
+    float *a = malloc(n * sizeof *a), *b = skip ? malloc(ns * sizeof *b) : NULL;
+    if (!a || (skip && !b)) {
+        free(a), free(b);
+        return cs_oom("a training checkpoint", (n + ns) * sizeof *a);
+    }
+    memcpy(a, x, n * sizeof *a);
+    if (skip) memcpy(b, skip, ns * sizeof *b);
+    t->r[t->n++] = (tape_rec){a, b};
+    return 0;
+}
+
+static void tape_clear(struct cs_tape *t)
+{
+    for (int i = 0; i < t->n; i++) free(t->r[i].x), free(t->r[i].skip);
+    t->n = 0;
+}
+
+int cs_unet_tape_begin(cs_unet *u)
+{
+    if (cs_dev) return cs_error(CS_EUNSUP, "training: not available on the device yet");
+    if (u->strided) return cs_error(CS_EUNSUP, "training: strided level transitions (Stage B) are not supported yet");
+    for (int i = 0; i < u->nlevels; i++) {
+        if (u->interp[i]) return cs_error(CS_EUNSUP, "training: switch_level resizes are not supported yet");
+        if (u->down[i].nrep || u->up[i].nrep) return cs_error(CS_EUNSUP, "training: repeat mappers are not supported yet");
+    }
+    if (cs_unet_split_attention(u))
+        return cs_error(CS_EUNSUP, "training: split attention weights (to_q/to_k/to_v) are not supported yet");
+    if (u->tape) tape_clear(u->tape);
+    else if (!(u->tape = calloc(1, sizeof *u->tape))) return cs_oom("the training tape", sizeof *u->tape);
+    return 0;
+}
+
+void cs_unet_tape_end(cs_unet *u)
+{
+    if (!u->tape) return;
+    tape_clear(u->tape);
+    free(u->tape->r);
+    cs_ws_free(&u->tape->bws);
+    free(u->tape);
+    u->tape = NULL;
+    u->ws.keep = 0;
+}
 
 static int run_level(cs_unet *u, const cs_unet_level *l, float *h, size_t N, size_t H, size_t W, int c,
                      const float *skip, const float *remb, size_t ldr, const float *cond, size_t Lc)
@@ -376,7 +441,10 @@ static int run_level(cs_unet *u, const cs_unet_level *l, float *h, size_t N, siz
             const cs_block *b = &l->blocks[k];
             int rc = cs_cancel_check();   /* a Stage C block at 1024^2 is well under a second */
             if (rc) return rc;
-            rc = cs_block_forward(b, h, N, H, W, b->type == 'C' && k == 0 ? skip : NULL, remb, ldr, cond, Lc, &u->ws);
+            const float *sk = b->type == 'C' && k == 0 ? skip : NULL;
+            if (u->tape && (rc = tape_push(u->tape, h, N * H * W * (size_t)c, sk, sk ? N * H * W * (size_t)b->u.res.c_skip : 0)))
+                return rc;
+            rc = cs_block_forward(b, h, N, H, W, sk, remb, ldr, cond, Lc, &u->ws);
             if (rc) return rc;
         }
         if (q < l->nrep) {   /* repeat mapper: 1x1 conv, then the next pass */
@@ -456,6 +524,7 @@ int cs_unet_forward(cs_unet *u, float *h, size_t N, size_t H, size_t W, const fl
     /* down: level i's output stays alive as skip[i]; the transition makes a new buffer */
     for (int i = 0; i < L && !rc; i++) {
         if (i > 0) {
+            if (u->tape && (rc = tape_push(u->tape, skip[i - 1], N * H * W * (size_t)u->c[i - 1], NULL, 0))) break;
             h = transition(u, skip[i - 1], N, H, W, u->c[i - 1], &u->dn_w[i], &u->dn_b[i], 0, u->interp[i - 1], &H, &W);
             if (!h) {
                 rc = CS_ENOMEM;
@@ -485,6 +554,7 @@ int cs_unet_forward(cs_unet *u, float *h, size_t N, size_t H, size_t W, const fl
             skip[l] = NULL;
         } else skip[l] = NULL;   /* h itself */
         if (rc || l == 0) break;
+        if (u->tape && (rc = tape_push(u->tape, h, N * H * W * (size_t)u->c[l], NULL, 0))) break;
         float *nh = transition(u, h, N, H, W, u->c[l], &u->up_w[ui], &u->up_b[ui], 1, u->interp[l - 1], &H, &W);
         cs_act_free(h);
         h = nh;
@@ -498,6 +568,95 @@ int cs_unet_forward(cs_unet *u, float *h, size_t N, size_t H, size_t W, const fl
     }
     *h_out = h;
     return 0;
+}
+
+/* ---- backward ---- */
+
+/* pops the next record (in reverse) */
+static tape_rec *tape_pop(struct cs_tape *t, int *i)
+{
+    if (*i <= 0) {
+        cs_error(CS_EARG, "training: the tape is shorter than the network (no recorded forward?)");
+        return NULL;
+    }
+    return &t->r[--*i];
+}
+
+/* blocks of level l in reverse; d in/out. First ResBlock of an up level gets skip/dskip. */
+static int level_backward(cs_unet *u, const cs_unet_level *l, int *i, float *d, size_t N, size_t H, size_t W,
+                          float *dskip, const float *remb, size_t ldr, float *dremb, const float *cond, size_t Lc,
+                          float *dcond, cs_grads *g)
+{
+    for (int k = l->nblocks - 1; k >= 0; k--) {
+        tape_rec *r = tape_pop(u->tape, i);
+        if (!r) return CS_EARG;
+        int rc = cs_cancel_check();
+        if (!rc)
+            rc = cs_block_backward(&l->blocks[k], r->x, d, N, H, W, r->skip, r->skip ? dskip : NULL, remb, ldr, dremb,
+                                   cond, Lc, dcond, g, &u->ws, &u->tape->bws);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* UpDownBlock2d without resize: y = conv1x1(LN(x)); d [rows, cout] -> dx [rows, cin] (written) */
+static int transition_backward(cs_unet *u, const float *x, size_t rows, size_t cin, const cs_tensor *w,
+                               const cs_tensor *b, const float *d, float *dx, cs_grads *g)
+{
+    float *t = cs_ws_get(&u->tape->bws, 0, rows * cin), *dt = cs_ws_get(&u->tape->bws, 1, rows * cin);
+    if (!t || !dt) return CS_ENOMEM;
+    int rc = 0;
+    float *gw = cs_grads_of(g, w, &rc), *gb = cs_grads_of(g, b, &rc);
+    if (rc) return rc;
+    cs_layernorm(x, t, rows, cin, 1e-6f, NULL, NULL);
+    if ((rc = cs_linear_backward(t, rows, cin, 0, w, d, 0, dt, 0, gw, gb))) return rc;
+    return cs_layernorm_backward(x, dt, dx, 0, rows, cin, 1e-6f, NULL, NULL, NULL);
+}
+
+int cs_unet_backward(cs_unet *u, float *d, size_t N, size_t H, size_t W, const float *remb, size_t ldr,
+                     const float *cond, size_t Lc, float *dcond, cs_grads *g)
+{
+    if (!u->tape) return cs_error(CS_EARG, "training: backward without a recorded forward");
+    int L = u->nlevels, i = u->tape->n, rc = 0, cmax = 0;
+    size_t rows = N * H * W;   /* every level runs at the input size (no resize, checked at begin) */
+    for (int l = 0; l < L; l++) cmax = u->c[l] > cmax ? u->c[l] : cmax;
+    float *dskip[CS_UNET_MAX_LEVELS] = {0}, *tmp = malloc(rows * (size_t)cmax * sizeof *tmp + 1);
+    if (!tmp) return cs_oom("the backward", rows * (size_t)cmax * sizeof *tmp);
+    for (int l = 0; l < L - 1 && !rc; l++)
+        if (!(dskip[l] = calloc(rows * (size_t)u->c[l] + 1, sizeof(float)))) rc = cs_oom("a skip gradient", rows * (size_t)u->c[l] * 4);
+    /* d holds the gradient at the current point, at most cmax wide */
+    float *dd = rc ? NULL : malloc(rows * (size_t)cmax * sizeof *dd + 1);
+    if (!rc && !dd) rc = cs_oom("the backward", rows * (size_t)cmax * sizeof *dd);
+    if (!rc) memcpy(dd, d, rows * (size_t)u->c[0] * sizeof *dd);
+    /* up path in reverse: the transition out of up level ui, then its blocks */
+    for (int ui = L - 1; ui >= 0 && !rc; ui--) {
+        int l = L - 1 - ui;
+        if (l > 0) {
+            tape_rec *r = tape_pop(u->tape, &i);
+            if (!r) rc = CS_EARG;
+            else rc = transition_backward(u, r->x, rows, (size_t)u->c[l], &u->up_w[ui], &u->up_b[ui], dd, tmp, g);
+            if (!rc) memcpy(dd, tmp, rows * (size_t)u->c[l] * sizeof *dd);
+        }
+        if (!rc)
+            rc = level_backward(u, &u->up[ui], &i, dd, N, H, W, ui > 0 ? dskip[l] : NULL, remb, ldr, NULL, cond, Lc,
+                                dcond, g);
+    }
+    /* down path in reverse: blocks, then the transition into the level (its input also fed the skip) */
+    for (int l = L - 1; l >= 0 && !rc; l--) {
+        rc = level_backward(u, &u->down[l], &i, dd, N, H, W, NULL, remb, ldr, NULL, cond, Lc, dcond, g);
+        if (rc || l == 0) break;
+        tape_rec *r = tape_pop(u->tape, &i);
+        if (!r) rc = CS_EARG;
+        else rc = transition_backward(u, r->x, rows, (size_t)u->c[l - 1], &u->dn_w[l], &u->dn_b[l], dd, tmp, g);
+        if (rc) break;
+        size_t n = rows * (size_t)u->c[l - 1];
+        for (size_t j = 0; j < n; j++) dd[j] = tmp[j] + dskip[l - 1][j];
+    }
+    if (!rc && i != 0) rc = cs_error(CS_EARG, "training: %d tape records left after the backward", i);
+    if (!rc) memcpy(d, dd, rows * (size_t)u->c[0] * sizeof *dd);
+    for (int l = 0; l < L; l++) free(dskip[l]);
+    free(tmp), free(dd);
+    return rc;
 }
 
 double cs_unet_flops(const cs_unet *u, size_t N, size_t H, size_t W, size_t Lc)

@@ -41,6 +41,7 @@ typedef struct {
     cs_tensor dn_w[CS_UNET_MAX_LEVELS], dn_b[CS_UNET_MAX_LEVELS];  /* into level i > 0 */
     cs_tensor up_w[CS_UNET_MAX_LEVELS], up_b[CS_UNET_MAX_LEVELS];  /* out of up level u < nlevels-1 */
     cs_ws ws;
+    struct cs_tape *tape;                       /* training (cs_unet_tape_begin); NULL in inference */
 } cs_unet;
 
 /* Optional overrides (NULL / 0 = infer): heads per level, t_conds order. */
@@ -115,6 +116,25 @@ float *cs_unet_remb(const cs_unet *u, const float *r, size_t N, const float *sca
  * c_r*(1+nconds) used; cond: [N, Lc, c_cond]. */
 int cs_unet_forward(cs_unet *u, float *h, size_t N, size_t H, size_t W, const float *remb, size_t ldr,
                     const float *cond, size_t Lc, float **h_out);
+
+/* ---- training (doc/training.md §3) ----
+ * A tape records, during cs_unet_forward, a copy of the input of every block
+ * and level transition (and of a ResBlock's skip input): one activation per
+ * block, the checkpoints of per-block gradient checkpointing. The backward
+ * walks the network in reverse and recomputes each block from its checkpoint
+ * (cs_block_backward). Host only; the released Stage C layout only: packed
+ * attention, UpDownBlock2d transitions without resize, no repeat mappers
+ * (anything else: CS_EUNSUP at begin). */
+/* Starts recording: the next cs_unet_forward fills the tape. */
+int cs_unet_tape_begin(cs_unet *u);
+/* Frees the tape (recording stops). */
+void cs_unet_tape_end(cs_unet *u);
+struct cs_grads;
+/* After a recorded forward: d [N,H,W,c0] in: dL/d(output), out: dL/d(input h).
+ * remb/cond as given to the forward; dcond [N,Lc,c_cond] += (NULL: not
+ * wanted); parameter gradients are added into g. */
+int cs_unet_backward(cs_unet *u, float *d, size_t N, size_t H, size_t W, const float *remb, size_t ldr,
+                     const float *cond, size_t Lc, float *dcond, struct cs_grads *g);
 
 /* Floating-point operations (multiply-add = 2) of one forward at H x W. */
 double cs_unet_flops(const cs_unet *u, size_t N, size_t H, size_t W, size_t Lc);

@@ -1,0 +1,54 @@
+/* Backward passes of whole blocks (blocks.h) and the parameter gradients
+ * they produce (issue 13, doc/training.md §3).
+ *
+ * Each block backward recomputes its block's forward from the saved input
+ * (gradient checkpointing per block): it runs the inference forward
+ * (cs_block_forward) on a copy of x with a keeping cs_ws (blocks.h: keep),
+ * then chains the kernels of grad.h through the kept intermediates. There is
+ * no second description of a block.
+ *
+ * Parameter gradients go to a cs_grads: one float32 buffer per weight
+ * tensor, keyed by the tensor's data (so a row view of a packed in_proj
+ * lands in the in_proj's buffer), made zeroed on first use and added into
+ * afterwards. A cs_grads with `only` set gives gradients only to tensors it
+ * already holds (the trainable ones); the others are frozen. */
+#ifndef CS_GRAD_BLOCKS_H
+#define CS_GRAD_BLOCKS_H
+
+#include "blocks.h"
+
+typedef struct {
+    const void *key;   /* the tensor's data */
+    const char *name;  /* the tensor's name (not owned) */
+    size_t n;          /* floats */
+    float *g;
+} cs_grad_ent;
+
+typedef struct cs_grads {
+    cs_grad_ent *e;
+    int n, cap;
+    int only;          /* 1: no new entries (frozen tensors give NULL) */
+} cs_grads;
+
+/* The gradient buffer of t (numel floats), made zeroed if new; NULL when
+ * frozen (only) or on allocation failure (then cs_error is set and *rc, if
+ * rc, is CS_ENOMEM). */
+float *cs_grads_of(cs_grads *g, const cs_tensor *t, int *rc);
+/* By tensor name (as in the file); NULL if none. */
+const cs_grad_ent *cs_grads_find(const cs_grads *g, const char *name);
+void cs_grads_zero(cs_grads *g);
+void cs_grads_free(cs_grads *g);
+
+/* Backward of one block, on the host only (device mode: CS_EUNSUP).
+ *   x       [N,H,W,c] the block's input (not changed)
+ *   d       in: dL/dy [N,H,W,c]; out: dL/dx (in place)
+ *   skip    ResBlock's skip input or NULL; dskip [N,H,W,c_skip] += its gradient
+ *   t, ldt  TimestepBlock's embedding; dt [N, ldt] += (NULL: not wanted)
+ *   cond    AttnBlock's conditioning [N,Lc,c_cond]; dcond += (NULL: not wanted)
+ *   ws      kept forward intermediates (its keep flag is set here);
+ *   bws     backward scratch. The two must be distinct. */
+int cs_block_backward(const cs_block *b, const float *x, float *d, size_t N, size_t H, size_t W, const float *skip,
+                      float *dskip, const float *t, size_t ldt, float *dt, const float *cond, size_t Lc, float *dcond,
+                      cs_grads *g, cs_ws *ws, cs_ws *bws);
+
+#endif
