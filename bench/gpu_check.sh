@@ -3,6 +3,7 @@
 #   bash gpu_check.sh [quick|full]
 # quick: plugin and devices, the op tests against the CPU in fp32/bf16/fp16, every golden case
 #        under golden/ on the GPU in fp32 and bf16.
+# perf:  full without the fp16 and profile runs (flash attention on and off instead)
 # full:  also random full-size weights (written here from the manifests): Stage C and B
 #        forwards on the GPU against the CPU (bf16, fp16, fp32), a per-op profile, and whole
 #        1024^2 images (lite-bf16 and full-bf16) with their time and device memory peak.
@@ -28,7 +29,7 @@ done
 } >"$out/quick.txt" 2>&1
 grep -E "PASS|FAIL|gpus|plugin" "$out/quick.txt" | grep -v "^golden .* 0 " | cut -c1-200
 echo "golden cases passed: $(grep -c '^golden .* 0 ' "$out/quick.txt") of $(grep -c '^golden ' "$out/quick.txt")"
-[ "$mode" = full ] || exit 0
+[ "$mode" = full ] || [ "$mode" = perf ] || exit 0
 W=/tmp/cascade-weights; mkdir -p $W
 S="$B/stage --dir $W --manifests $M --threads $(nproc) --device cuda"
 image() {   # variant: one process, two whole 1024^2 images (the first pays the weight uploads)
@@ -42,13 +43,19 @@ image() {   # variant: one process, two whole 1024^2 images (the first pays the 
 for v in stage_c_lite stage_b_lite text_encoder; do timeout 300 $B/mkweights $M/$v.json $W/${v}_bf16.safetensors bf16 & done
 timeout 100 $B/mkweights $M/stage_a.json $W/stage_a.safetensors f32 & wait
 $S --size lite --stage c,b --dtype bf16 --precision bf16 --check 1 --warmup 2 --runs 5
-CASCADE_GRAPHS=0 $S --size lite --stage c,b --dtype bf16 --precision bf16 --warmup 2 --runs 3
-CASCADE_PROFILE=1 $S --size lite --stage c,b --dtype bf16 --precision bf16 --warmup 1 --runs 1
+if [ "$mode" = full ]; then
+    CASCADE_GRAPHS=0 $S --size lite --stage c,b --dtype bf16 --precision bf16 --warmup 2 --runs 3
+    CASCADE_PROFILE=1 $S --size lite --stage c,b --dtype bf16 --precision bf16 --warmup 1 --runs 1
+else
+    CASCADE_FLASH=0 $S --size lite --stage c,b --dtype bf16 --precision bf16 --warmup 2 --runs 5
+fi
 image lite
 for v in stage_c stage_b; do timeout 300 $B/mkweights $M/$v.json $W/${v}_bf16.safetensors bf16 & done; wait
 $S --size full --stage c,b --dtype bf16 --precision bf16 --check 1 --warmup 2 --runs 3
 image full
-$S --size full --stage c,b --dtype bf16 --precision fp16 --check 1 --warmup 1 --runs 1
-CASCADE_PROFILE=1 $S --size full --stage c,b --dtype bf16 --precision bf16 --warmup 1 --runs 1
+if [ "$mode" = full ]; then
+    $S --size full --stage c,b --dtype bf16 --precision fp16 --check 1 --warmup 1 --runs 1
+    CASCADE_PROFILE=1 $S --size full --stage c,b --dtype bf16 --precision bf16 --warmup 1 --runs 1
+fi
 } >"$out/full.txt" 2>&1
 grep -v '^{"engine' "$out/full.txt" | grep -E "^\||rel_l2|steps in|done in|peak|wall|error|%" | cut -c1-200

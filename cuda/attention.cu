@@ -118,6 +118,8 @@ extern "C" int cs_cuda_attention(const float *q, size_t ldq, const float *k, siz
     if (nhead <= 0 || C % (size_t)nhead)
         return cs_cuda_fail_text(CS_EARG, "attention: %zu channels do not split into %d heads", C, nhead);
     if (!N || !Lq || !C) return 0;
+    int frc = cs_cuda_flash_attention(q, ldq, k, ldk, v, ldv, N, Lq, Lk, C, nhead, mask, o, ldo);
+    if (frc != CS_EUNSUP) return frc;
     cublasHandle_t blas = cs_cuda_blas();
     if (!blas) return cs_cuda_fail_text(CS_EDEVICE, "CUDA: the plugin is not initialised");
     if (!Lk) {   /* empty sums: o = 0, as the CPU's product with K = 0 */

@@ -50,6 +50,12 @@ int cs_cuda_linear16(const uint16_t *x16, size_t M, size_t K, const cs_tensor *W
 int cs_cuda_mlp_block(float *x, size_t N, size_t H, size_t W, size_t c, const float *skip, size_t cs,
                       const cs_mlp_block *w);
 
+/* flash.cu: attention for bf16 and 64-wide heads without a score matrix;
+ * CS_EUNSUP (nothing queued) for anything else */
+int cs_cuda_flash_attention(const float *q, size_t ldq, const float *k, size_t ldk, const float *v, size_t ldv,
+                            size_t N, size_t Lq, size_t Lk, size_t C, int nhead, const float *mask, float *o,
+                            size_t ldo);
+
 /* ---- convert.cu ---- */
 /* n elements from src (dtype sdt) to dst (dtype ddt), both device memory;
  * dtypes CS_F32, CS_BF16, CS_F16; rounding to nearest even */

@@ -272,6 +272,13 @@ int cs_cuda_sync(void)
 /* ---- graphs: between graph_begin and graph_end the stream records ---- */
 
 static int capturing;
+/* bumped whenever a scratch block moves: a graph recorded before holds the old address */
+static unsigned long scratch_gen;
+
+typedef struct {
+    cudaGraphExec_t x;
+    unsigned long gen;   /* scratch_gen when recorded */
+} graph_t;
 
 int cs_cuda_graph_begin(void)
 {
@@ -301,21 +308,31 @@ int cs_cuda_graph_end(void **out)
         pthread_mutex_unlock(&lock);
         return CS_EUNSUP;
     }
-    *out = x;
+    graph_t *h = malloc(sizeof *h);
+    if (!h) {
+        cudaGraphExecDestroy(x);
+        return CS_ENOMEM;
+    }
+    h->x = x, h->gen = scratch_gen;
+    *out = h;
     return 0;
 }
 
 int cs_cuda_graph_launch(void *graph)
 {
-    cudaError_t e = cudaGraphLaunch((cudaGraphExec_t)graph, stream);
+    graph_t *h = graph;
+    if (h->gen != scratch_gen) return CS_EUNSUP;   /* stale: the caller drops it */
+    cudaError_t e = cudaGraphLaunch(h->x, stream);
     return e == cudaSuccess ? 0 : cs_cuda_fail(e, "a graph launch");
 }
 
 void cs_cuda_graph_free(void *graph)
 {
-    if (!graph) return;
+    graph_t *h = graph;
+    if (!h) return;
     cudaStreamSynchronize(stream);
-    cudaGraphExecDestroy((cudaGraphExec_t)graph);
+    cudaGraphExecDestroy(h->x);
+    free(h);
     int dev;
     /* what the graph's own allocations held goes back to the device */
     if (cudaGetDevice(&dev) == cudaSuccess) cudaDeviceGraphMemTrim(dev);
@@ -341,6 +358,7 @@ void *cs_cuda_scratch(int slot, size_t bytes)
         return NULL;
     }
     /* the old block goes back stream-ordered, after the work that uses it */
+    scratch_gen++;
     cs_cuda_free(scratch[slot].p);
     scratch[slot].p = NULL, scratch[slot].cap = 0;
     size_t want = (bytes + (1u << 20) - 1) & ~(size_t)((1u << 20) - 1);   /* whole MiB: fewer regrowths */

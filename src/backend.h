@@ -111,7 +111,9 @@ typedef struct {
      * graph_end ops are recorded, not run; graph_end returns the recording
      * (NULL + a code when the recording failed: an op that cannot be
      * recorded, e.g. a weight not yet on the device). graph_launch queues
-     * the recorded ops again on the same addresses; graph_free drops it. */
+     * the recorded ops again on the same addresses, or returns CS_EUNSUP
+     * with nothing queued when the recording went stale (buffers of the
+     * device's own that it used have moved since); graph_free drops it. */
     int (*graph_begin)(void);
     int (*graph_end)(void **graph);
     int (*graph_launch)(void *graph);

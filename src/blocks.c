@@ -15,6 +15,7 @@
 static void ws_release(cs_ws *ws)
 {
     const cs_dev_ops *d = ws->dev;
+    if (d) cs_dev_buffers_moved();
     for (int i = 0; i < CS_WS_SLOTS; i++)
         if (ws->p[i]) d ? d->free(ws->p[i]) : cs_free(ws->p[i]);
     memset(ws, 0, sizeof *ws);
@@ -28,6 +29,11 @@ float *cs_ws_get(cs_ws *ws, int slot, size_t n)
         ws->dev = cs_dev, ws->keep = keep;
     }
     if (ws->cap[slot] < n) {
+        if (cs_dev_recording()) {   /* fails the recording; the forward then runs op by op */
+            cs_error(CS_EUNSUP, "a workspace grows while a forward is recorded");
+            return NULL;
+        }
+        if (cs_dev) cs_dev_buffers_moved();
         cs_act_free(ws->p[slot]);
         ws->p[slot] = cs_act_alloc(n);
         ws->cap[slot] = ws->p[slot] ? n : 0;

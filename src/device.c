@@ -211,8 +211,15 @@ static struct {
     float *buf[CS_DEV_MAX_ARGS];   /* the recorded addresses of the arguments */
     int out[CS_DEV_MAX_ARGS];
     unsigned long stamp;
+    unsigned long moved;   /* buffers_moved when recorded */
+    int stale;             /* times it went stale */
 } slots[GRAPH_SLOTS];
-static unsigned long graph_clock;
+static unsigned long graph_clock, buffers_moved;
+static _Thread_local int recording;
+
+int cs_dev_recording(void) { return recording; }
+
+void cs_dev_buffers_moved(void) { buffers_moved++; }
 static int graphs_on = -1;
 
 static int prof_enabled(void);
@@ -263,16 +270,43 @@ static int slot_for(const cs_dev_args *a, int *fresh)
     return old;
 }
 
-/* the recorded forward on copies of a's inputs; its outputs into a's */
-static int replay(cs_dev_args *a, int i)
+/* A recording whose buffers moved: dropped, to be recorded again (after
+ * STALE_MAX times, the forward runs op by op for good). */
+#define STALE_MAX 3
+static void slot_stale(int i)
 {
-    if (slots[i].n != a->n) return cs_error(CS_EARG, "device graph: %d arguments recorded, %d given", slots[i].n, a->n);
+    int n = slots[i].stale + 1;
+    unsigned long long key = slots[i].key;
+    const cs_dev_ops *d = slots[i].d;
+    slot_clear(i);
+    slots[i].key = key, slots[i].d = d, slots[i].stale = n, slots[i].stamp = ++graph_clock;
+    slots[i].state = n >= STALE_MAX ? G_NEVER : G_SEEN;
+}
+
+/* the recorded forward on copies of a's inputs; its outputs into a's.
+ * 1: stale, nothing done (the body must run) */
+static int replay(cs_dev_args *a, int i, int *rc)
+{
+    if (slots[i].n != a->n) {
+        *rc = cs_error(CS_EARG, "device graph: %d arguments recorded, %d given", slots[i].n, a->n);
+        return 0;
+    }
+    if (slots[i].moved != buffers_moved) {
+        slot_stale(i);
+        return 1;
+    }
     for (int j = 0; j < a->n; j++)
         if (!slots[i].out[j]) cs_copy(slots[i].buf[j], a->a[j].dev, a->a[j].n);
-    cs_dev_note(a->d->graph_launch(slots[i].g), "a recorded forward");
+    int l = a->d->graph_launch(slots[i].g);
+    if (l == CS_EUNSUP) {   /* the device's own buffers moved */
+        slot_stale(i);
+        return 1;
+    }
+    cs_dev_note(l, "a recorded forward");
     for (int j = 0; j < a->n; j++)
         if (slots[i].out[j]) cs_copy(a->a[j].dev, slots[i].buf[j], a->a[j].n);
-    return dev_rc;
+    *rc = dev_rc;
+    return 0;
 }
 
 int cs_dev_pass(cs_dev_args *a, int *rc)
@@ -289,21 +323,22 @@ int cs_dev_pass(cs_dev_args *a, int *rc)
         int fresh, i = slot_for(a, &fresh);
         a->slot = i;
         if (slots[i].state == G_READY) {
+            if (replay(a, i, rc)) return 1;   /* stale: run the body (recorded again next time) */
             a->pass = DONE;
-            *rc = replay(a, i);
             return 0;
         }
         if (fresh || slots[i].state == G_NEVER) return 1;
-        if (a->d->graph_begin() == 0) a->pass = RECORDING;
+        if (a->d->graph_begin() == 0) a->pass = RECORDING, recording = 1;
         else slots[i].state = G_NEVER;
         return 1;
     }
     if (a->pass == RECORDING) {
         int i = a->slot;
         void *g = NULL;
+        recording = 0;
         int e = a->d->graph_end(&g);
         if (!*rc && !e && g && !dev_rc) {
-            slots[i].g = g, slots[i].state = G_READY, slots[i].n = a->n;
+            slots[i].g = g, slots[i].state = G_READY, slots[i].n = a->n, slots[i].moved = buffers_moved;
             for (int j = 0; j < a->n; j++) {
                 slots[i].buf[j] = a->a[j].dev, slots[i].out[j] = a->a[j].host != NULL;
                 a->a[j].kept = 1;
@@ -315,7 +350,8 @@ int cs_dev_pass(cs_dev_args *a, int *rc)
             return 0;
         }
         if (g) a->d->graph_free(g);
-        slots[i].state = G_NEVER;
+        recording = 0;
+        slot_stale(i);   /* e.g. a weight first used, a workspace that grew: next time, or never */
         dev_rc = 0;   /* what failed was the recording: run the body for real */
         *rc = 0;
         a->pass = PLAIN;

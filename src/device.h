@@ -95,10 +95,18 @@ int cs_dev_args_finish(cs_dev_args *a, int rc);
  * its arguments' values and sizes, the tags and the network's weights, and
  * must free all it allocates. A body that cannot be recorded (a host round
  * trip, a weight first used then) runs step by step from then on.
- * Graphs hold weights' device addresses: cs_param_forget drops them all,
+ * Graphs hold weights' and workspaces' device addresses: cs_param_forget
+ * drops them all, a moved workspace (cs_dev_buffers_moved) or device
+ * scratch makes them stale (re-recorded; after a few times, never again),
  * as does a change of precision or backend ($CASCADE_GRAPHS=0: never;
  * $CASCADE_PROFILE: never, the profile times single ops). */
 void cs_dev_args_graph(cs_dev_args *a, const void *net, size_t tag1, size_t tag2);
+/* A network's persistent device buffers (its workspace) moved or went:
+ * graphs recorded before would use the old addresses (they are re-recorded). */
+void cs_dev_buffers_moved(void);
+/* 1 while a forward is being recorded: a persistent buffer must not be
+ * allocated now (the recording would own it) */
+int cs_dev_recording(void);
 int cs_dev_pass(cs_dev_args *a, int *rc);
 void cs_dev_graphs_drop(void);
 
