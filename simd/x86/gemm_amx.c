@@ -3,8 +3,8 @@
  * (one 1 KB tile of bf16 pairs) times 16 pairs x 16 columns of B -- and
  * that B tile is exactly 16 rows of a packed panel (pair-major, 64 bytes a
  * row), so the weights keep the one layout of wpack.c. The block is 2x2 C
- * tiles (32 rows x 32 columns; tiles 0-3 C, 4-5 A, 6-7 B); per block of MB
- * rows and KC k steps A is rounded to bf16 and packed tile by tile, then
+ * tiles (32 rows x 32 columns; tiles 0-3 C, 4-5 A, 6-7 B); per block of KC
+ * k steps and MB rows A is rounded to bf16 and packed tile by tile, then
  * every 32-column step of B meets every row pair of the block, C staying in
  * tiles over the block's steps and going through memory between blocks
  * (exact: fp32 in, fp32 out). Ragged rows, columns and the last k step are
@@ -149,11 +149,13 @@ void cs_gemm_bf16_amx(size_t M, size_t N, size_t K, const float *A, size_t lda, 
     uint32_t bt[2][256] __attribute__((aligned(64)));
     float buf[256] __attribute__((aligned(64)));
     size_t qt = KP % 16;   /* pairs in a short last step, 0 if none */
-    for (size_t m0 = 0; m0 < M; m0 += MB) {
-        size_t mb = M - m0 < MB ? M - m0 : MB;
-        for (size_t s0 = 0; s0 < nsteps; s0 += KC) {
-            size_t ks = nsteps - s0 < KC ? nsteps - s0 : KC;
-            int last = s0 + ks == nsteps, load = cont || s0 > 0;
+    /* k blocks outermost: the call's slice of B for one k block (N x 512 k,
+     * 384 KB at N = 384) stays in L2 while every row block meets it */
+    for (size_t s0 = 0; s0 < nsteps; s0 += KC) {
+        size_t ks = nsteps - s0 < KC ? nsteps - s0 : KC;
+        int last = s0 + ks == nsteps, load = cont || s0 > 0;
+        for (size_t m0 = 0; m0 < M; m0 += MB) {
+            size_t mb = M - m0 < MB ? M - m0 : MB;
             pack_a(A + m0 * lda, lda, K, mb, s0, ks, at);
             for (size_t j = 0; j < N; j += 32) {
                 size_t nc = N - j < 32 ? N - j : 32;
