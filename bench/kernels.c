@@ -7,6 +7,7 @@
  * Each case runs until --time seconds (default 0.5) have passed and reports
  * its best run: the machine may be shared, the minimum is the least
  * disturbed. Output is Markdown tables (bench/RESULTS-kernels.md). */
+#include "../simd/gemm_bf16.h"
 #include "../simd/kernels.h"
 #include "../src/error.h"
 #include "../src/ops.h"
@@ -229,7 +230,7 @@ static void gemm_table(void)
     }
 }
 
-/* ---- bf16 products (AVX512-BF16): cs_linear at fp32 vs bf16 precision ---- */
+/* ---- bf16 products (AVX512-BF16 or AMX): cs_linear at fp32 vs bf16 precision ---- */
 
 static void bf16_table(void)
 {
@@ -239,6 +240,7 @@ static void bf16_table(void)
         return;
     }
     cs_cpu_precision_set(CS_PREC_FP32);
+    printf("bf16 kernel: %s (CASCADE_AMX=0: AVX512-BF16)\n\n", cs_gemm_bf16_name());
     printf("| M x K x N | fp32, F32 W GFLOP/s | fp32, BF16 W | bf16, F32 W | bf16, BF16 W | bf16/fp32 (BF16 W) | first bf16 call (packs) ms |\n");
     printf("|---|---:|---:|---:|---:|---:|---:|\n");
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {

@@ -1,13 +1,24 @@
 /* Run-time choice of the kernel level: start from the scalar reference and
  * upgrade level by level to the best the CPU and OS support (x86: CPUID +
  * XGETBV, so AVX/AVX-512 state must be saved by the OS; aarch64: NEON is
- * baseline). CASCADE_SIMD=scalar|avx2|avx512|neon forces a level. */
+ * baseline). CASCADE_SIMD=scalar|avx2|avx512|neon forces a level.
+ *
+ * The bf16 products have a sub-choice at the avx512 level: AMX tiles where
+ * the CPU has AMX-BF16 and Linux grants this process the tile state (asked
+ * once, on first use: arch_prctl(ARCH_REQ_XCOMP_PERM, XTILEDATA)), else
+ * AVX512-BF16. CASCADE_AMX=0 keeps AMX off (to compare, or where the larger
+ * signal frames of tile state are unwelcome). */
 #include "kernels.h"
 #include "gemm_bf16.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__linux__) && (defined(__x86_64__) || defined(__i386__))
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #include "../src/error.h"
 
@@ -21,6 +32,8 @@ static cs_simd_level current = CS_SIMD_SCALAR;
 static int detected;
 static int cpu_has[CS_SIMD_LEVELS];
 static int cpu_bf16;   /* AVX512-BF16 (with the avx512 level's requirements) */
+static int cpu_amx;    /* AMX-TILE + AMX-BF16, tile state enabled in XCR0 (with cpu_bf16) */
+static int amx_off;    /* CASCADE_AMX=0 */
 static char model[64] = "unknown";
 static char features[256];
 
@@ -62,6 +75,8 @@ static void detect(void)
     int avx2 = b >> 5 & 1, f = b >> 16 & 1, dq = b >> 17 & 1, bw = b >> 30 & 1, vl = b >> 31 & 1;
     __cpuid_count(7, 1, a, b, c, d);
     int bf16 = a >> 5 & 1;
+    __cpuid_count(7, 0, a, b, c, d);
+    int amx_bf16 = d >> 22 & 1, amx_tile = d >> 24 & 1, tile_ok = (xcr0 >> 17 & 3) == 3;
     if (avx) add_feature("avx");
     if (avx2) add_feature("avx2");
     if (fma) add_feature("fma");
@@ -71,11 +86,15 @@ static void detect(void)
     if (dq) add_feature("avx512dq");
     if (vl) add_feature("avx512vl");
     if (bf16) add_feature("avx512bf16");
+    if (amx_tile) add_feature("amx-tile");
+    if (amx_bf16) add_feature("amx-bf16");
+    if (amx_tile && !tile_ok) add_feature("(os: no tile state)");
     if (!ymm_ok) add_feature("(os: no ymm state)");
     else if (!zmm_ok) add_feature("(os: no zmm state)");
     cpu_has[CS_SIMD_AVX2] = ymm_ok && avx && avx2 && fma && f16c;
     cpu_has[CS_SIMD_AVX512] = cpu_has[CS_SIMD_AVX2] && zmm_ok && f && bw && dq && vl;
     cpu_bf16 = cpu_has[CS_SIMD_AVX512] && bf16;
+    cpu_amx = cpu_bf16 && amx_tile && amx_bf16 && tile_ok;
 }
 #elif defined(__aarch64__)
 #include <sys/auxv.h>
@@ -147,6 +166,15 @@ int cs_simd_set(cs_simd_level l)
 int cs_simd_init(void)
 {
     detect_once();
+    const char *amx = getenv("CASCADE_AMX");
+    amx_off = 0;
+    if (amx && *amx) {
+        if (!strcmp(amx, "0")) amx_off = 1;
+        else if (strcmp(amx, "1")) {
+            cs_simd_set(CS_SIMD_SCALAR);
+            return cs_error(CS_EARG, "CASCADE_AMX=%s: use 0 (AMX off) or 1 (AMX where the CPU has it)", amx);
+        }
+    }
     const char *env = getenv("CASCADE_SIMD");
     if (env && *env) {
         for (int l = 0; l < CS_SIMD_LEVELS; l++)
@@ -173,16 +201,57 @@ const char *cs_cpu_features(void)
     return features;
 }
 
+/* Linux hands out AMX tile state only on request (the signal frame grows
+ * by 8 KB); elsewhere, or when refused, AMX stays unused. */
+static int amx_granted;
+static pthread_once_t amx_once = PTHREAD_ONCE_INIT;
+
+static void amx_request(void)
+{
+#if defined(__linux__) && defined(__x86_64__) && defined(SYS_arch_prctl)
+    enum { ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 };
+    amx_granted = syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+#endif
+}
+
+int cs_amx_usable(void)
+{
+    detect_once();
+    if (!cpu_amx) return 0;
+    pthread_once(&amx_once, amx_request);
+    return amx_granted;
+}
+
 cs_gemm_bf16_fn cs_gemm_bf16_native(void)
 {
     detect_once();
+    if (current != CS_SIMD_AVX512 || !cpu_bf16) return NULL;
+#ifdef CS_HAVE_AMX
+    if (!amx_off && cs_amx_usable()) return cs_gemm_bf16_amx;
+#endif
 #ifdef CS_HAVE_AVX512BF16
-    if (current == CS_SIMD_AVX512 && cpu_bf16) return cs_gemm_bf16_avx512;
+    return cs_gemm_bf16_avx512;
 #endif
     return NULL;
 }
 
-const char *cs_gemm_bf16_name(void) { return cs_gemm_bf16_native() ? "12x32 AVX512-BF16 (vdpbf16ps)" : NULL; }
+cs_gemm_bf16_fn cs_gemm_bf16_native_ref(void)
+{
+    cs_gemm_bf16_fn k = cs_gemm_bf16_native();
+#ifdef CS_HAVE_AMX
+    if (k == cs_gemm_bf16_amx) return cs_gemm_bf16_amx_ref;
+#endif
+    return k ? cs_gemm_bf16_ref : NULL;
+}
+
+const char *cs_gemm_bf16_name(void)
+{
+    cs_gemm_bf16_fn k = cs_gemm_bf16_native();
+#ifdef CS_HAVE_AMX
+    if (k == cs_gemm_bf16_amx) return "32x32 AMX-BF16 tiles (tdpbf16ps)";
+#endif
+    return k ? "12x32 AVX512-BF16 (vdpbf16ps)" : NULL;
+}
 
 /* The table holds the scalar reference before cs_simd_init runs. */
 __attribute__((constructor)) static void init_ref(void) { cs_kernels_ref(&cs_k); }

@@ -41,16 +41,43 @@ void cs_gemm_bf16_ref(size_t M, size_t N, size_t K, const float *A, size_t lda, 
 /* One VDPBF16PS lane step, acc + a*b (a, b bf16 bits), for tests. */
 float cs_bf16_dp_step(float acc, uint16_t a, uint16_t b);
 
-/* The native kernel for the current SIMD level (simd/dispatch.c): the
- * AVX512-BF16 one when the level is avx512 and the CPU has AVX512-BF16 (and
- * the build has it), else NULL. */
+/* The AMX family (TDPBF16PS, Intel SDM "TDPBF16PS", matched bit for bit on
+ * a Sapphire/Emerald Rapids core): the same operands and packed B, another
+ * order of operations. k pairs go in steps of 16 (32 k; a last short step
+ * is padded with zero pairs); per step and output, an even chain e and an
+ * odd chain o start from +0 and take, for q = 0..15 in order,
+ *     e = fma(a[2q], b[2q], e);  o = fma(a[2q+1], b[2q+1], o)
+ * then acc = acc + (e + o) -- every operation rounded to nearest even with
+ * DAZ/FTZ, as above. acc starts from +0 or C (cont); with K = 0 it is +0 or
+ * C untouched. Again one chain per element, whatever the tiling or thread
+ * split, but not the chain of VDPBF16PS: the two families differ in the
+ * last bits (tests/test_gemm_bf16.c checks each against its own model). */
+void cs_gemm_bf16_amx_ref(size_t M, size_t N, size_t K, const float *A, size_t lda, const uint32_t *Bp,
+                          size_t pstride, float *C, size_t ldc, int cont);
+
+/* The native kernel for the current SIMD level (simd/dispatch.c), at the
+ * avx512 level only: the AMX one where the CPU has AMX-BF16, the OS grants
+ * the tile state (arch_prctl ARCH_REQ_XCOMP_PERM on Linux) and CASCADE_AMX
+ * is not 0; else the AVX512-BF16 one where the CPU has AVX512-BF16; else
+ * NULL (also where the build lacks the kernels). */
 cs_gemm_bf16_fn cs_gemm_bf16_native(void);
 /* Name of the native kernel, or NULL. */
 const char *cs_gemm_bf16_name(void);
+/* The reference that models the native kernel bit for bit (cs_gemm_bf16_ref
+ * or cs_gemm_bf16_amx_ref), or NULL without one. */
+cs_gemm_bf16_fn cs_gemm_bf16_native_ref(void);
+/* 1 when the CPU and OS allow AMX-BF16 tiles in this process (asks the OS
+ * once), whatever CASCADE_AMX and the level say. */
+int cs_amx_usable(void);
 
 #ifdef CS_HAVE_AVX512BF16
 void cs_gemm_bf16_avx512(size_t M, size_t N, size_t K, const float *A, size_t lda, const uint32_t *Bp,
                          size_t pstride, float *C, size_t ldc, int cont);
+#endif
+#ifdef CS_HAVE_AMX
+/* needs cs_amx_usable() */
+void cs_gemm_bf16_amx(size_t M, size_t N, size_t K, const float *A, size_t lda, const uint32_t *Bp,
+                      size_t pstride, float *C, size_t ldc, int cont);
 #endif
 
 #endif

@@ -36,3 +36,27 @@ void cs_gemm_bf16_ref(size_t M, size_t N, size_t K, const float *A, size_t lda, 
             C[i * ldc + j] = acc;
         }
 }
+
+void cs_gemm_bf16_amx_ref(size_t M, size_t N, size_t K, const float *A, size_t lda, const uint32_t *Bp,
+                          size_t pstride, float *C, size_t ldc, int cont)
+{
+    size_t KP = (K + 1) / 2;
+    for (size_t i = 0; i < M; i++)
+        for (size_t j = 0; j < N; j++) {
+            const float *a = A + i * lda;
+            const uint32_t *b = Bp + j / 16 * pstride + j % 16;
+            float acc = cont ? C[i * ldc + j] : 0.0f;
+            for (size_t q0 = 0; q0 < KP; q0 += 16) {
+                float e = 0.0f, o = 0.0f;
+                for (size_t q = q0; q < q0 + 16; q++) {   /* zero pairs past KP, as the kernel pads */
+                    uint16_t lo = q < KP ? cs_f32_to_bf16(a[2 * q]) : 0;
+                    uint16_t hi = 2 * q + 1 < K ? cs_f32_to_bf16(a[2 * q + 1]) : 0;
+                    uint32_t bq = q < KP ? b[q * 16] : 0;
+                    e = cs_bf16_dp_step(e, lo, (uint16_t)bq);
+                    o = cs_bf16_dp_step(o, hi, (uint16_t)(bq >> 16));
+                }
+                acc = flush(flush(acc) + flush(e + o));
+            }
+            C[i * ldc + j] = acc;
+        }
+}

@@ -69,7 +69,7 @@ int cs_cpu_precision_set(int prec)
         return 0;
     }
     if (prec == CS_PREC_BF16)
-        return cs_error(CS_EUNSUP, "bf16 products on the CPU need AVX512-BF16 at the avx512 SIMD level "
+        return cs_error(CS_EUNSUP, "bf16 products on the CPU need AVX512-BF16 (or AMX-BF16) at the avx512 SIMD level "
                                    "(this CPU or CASCADE_SIMD=%s has no native bf16 dot product)",
                         cs_simd_name(cs_simd_current()));
     return cs_error(CS_EUNSUP, "the CPU computes in fp32 or bf16 only");

@@ -38,4 +38,20 @@ for l in scalar avx2 avx512 neon; do
         *) run "$l unavailable" 1 "SIMD level '$l' is not available" "" "$l" ;;
     esac
 done
+
+# CASCADE_AMX: 0 or 1, anything else refused; 0 picks AVX512-BF16 over AMX
+CASCADE_AMX=yes "$BIN" info >"$tmp.out" 2>"$tmp.err"
+rc=$?
+if [ $rc -ne 2 ] || ! grep -qF "CASCADE_AMX=yes: use 0" "$tmp.err"; then
+    echo "FAIL CASCADE_AMX=yes: exit $rc"; cat "$tmp.err"; fail=1
+else echo "ok CASCADE_AMX=yes refused"; fi
+if [ -z "${CASCADE_SIMD:-}" ] && "$BIN" info | grep -q '^features: .*amx-bf16'; then
+    if ! "$BIN" info | grep -q '^cpu bf16: .*tdpbf16ps' && ! "$BIN" info | grep -q '^cpu bf16: .*vdpbf16ps'; then
+        echo "FAIL: AMX-BF16 in the features, yet no native bf16 kernel"; fail=1
+    fi
+    if ! CASCADE_AMX=0 "$BIN" info | grep -q '^cpu bf16: .*vdpbf16ps'; then
+        echo "FAIL: CASCADE_AMX=0 does not pick AVX512-BF16"; fail=1
+    else echo "ok CASCADE_AMX=0 picks AVX512-BF16"; fi
+    "$BIN" info | grep '^cpu bf16:'
+fi
 exit $fail

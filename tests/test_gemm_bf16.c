@@ -1,11 +1,13 @@
-/* The bf16 products (simd/gemm_bf16.h) on a CPU with AVX512-BF16:
+/* The bf16 products (simd/gemm_bf16.h) on a CPU with AVX512-BF16 (and AMX):
  *  - one VDPBF16PS lane step against cs_bf16_dp_step on random and special
  *    operands (denormals, infinities, NaN, cancellation): the reference's
  *    reading of the Intel SDM (order high-then-low, DAZ/FTZ, one rounding
  *    per step) checked against the silicon;
- *  - the kernel against the reference, bit for bit, at odd M/N/K, ragged
- *    edges, misaligned pointers, cont 0/1, NaN/Inf inputs (NaN where the
- *    reference has NaN), padding left untouched;
+ *  - each kernel the CPU runs (AVX512-BF16; AMX where the OS grants it)
+ *    against its own reference (cs_gemm_bf16_ref, cs_gemm_bf16_amx_ref), bit
+ *    for bit, at odd M/N/K, ragged edges, misaligned pointers, cont 0/1,
+ *    NaN/Inf/denormal inputs (NaN where the reference has NaN), padding left
+ *    untouched; the two references both near the float64 product;
  *  - M splits: every row the same bits whether computed alone or in a call;
  *  - cs_linear in bf16 precision (weights packed once by wpack.c): the
  *    reference on the same rounded operands, bit-identical at 1 and 2
@@ -109,7 +111,7 @@ static void pack_b(const float *B, size_t ldb, size_t K, size_t N, uint32_t *bp,
             }
 }
 
-static void test_kernel(cs_gemm_bf16_fn kern)
+static void test_kernel(const char *kname, cs_gemm_bf16_fn kern, cs_gemm_bf16_fn ref)
 {
     static const size_t Ms[] = {1, 2, 3, 11, 12, 13, 17, 25, 63, 97, 193};
     static const size_t Ns[] = {1, 3, 15, 16, 17, 31, 32, 33, 47, 65};
@@ -133,6 +135,7 @@ static void test_kernel(cs_gemm_bf16_fn kern)
                     a[1 + (M / 2) * lda + K / 2] = NAN;
                     a[1 + (M - 1) * lda] = INFINITY;
                     a[1 + 0 * lda + (K - 1)] = 1e-40f;
+                    c0[1 + (M - 1) * ldc] = -2e-39f;   /* a denormal C (cont) */
                     b[(K - 1) * ldb + (N - 1)] = -INFINITY;
                     b[0] = NAN;
                 }
@@ -141,8 +144,8 @@ static void test_kernel(cs_gemm_bf16_fn kern)
                     memcpy(ck, c0, (M * ldc + 2) * 4);
                     memcpy(cr, c0, (M * ldc + 2) * 4);
                     kern(M, N, K, a + 1, lda, bp + 1, ps, ck + 1, ldc, cont);
-                    cs_gemm_bf16_ref(M, N, K, a + 1, lda, bp + 1, ps, cr + 1, ldc, cont);
-                    snprintf(what, sizeof what, "bf16 %zux%zux%zu cont=%d%s", M, N, K, cont, spec ? " specials" : "");
+                    ref(M, N, K, a + 1, lda, bp + 1, ps, cr + 1, ldc, cont);
+                    snprintf(what, sizeof what, "%s %zux%zux%zu cont=%d%s", kname, M, N, K, cont, spec ? " specials" : "");
                     for (size_t i = 0; i < M * ldc + 2; i++)   /* padding untouched too */
                         if (!same(ck[i], cr[i])) {
                             CHECK(0, "%s: at %zu got %a (0x%08x) want %a (0x%08x)", what, i, ck[i], f2u(ck[i]), cr[i],
@@ -180,11 +183,11 @@ static void test_kernel(cs_gemm_bf16_fn kern)
                 }
                 free(a), free(b), free(c0), free(ck), free(cr), free(bp);
             }
-    printf("kernel vs reference: %d cases\n", cases);
+    printf("%s kernel vs its reference: %d cases\n", kname, cases);
 }
 
 /* cs_linear in bf16: the reference on the same rounded operands, bits equal at 1 and 2 threads */
-static void test_linear(void)
+static void test_linear(cs_gemm_bf16_fn ref)
 {
     const size_t M = 301, N = 200, K = 97;
     float *x = malloc(M * K * 4), *wf = malloc(N * K * 4), *y1 = malloc(M * N * 4), *y2 = malloc(M * N * 4);
@@ -200,7 +203,7 @@ static void test_linear(void)
     for (size_t n = 0; n < N; n++)
         for (size_t k = 0; k < K; k++) wt[k * N + n] = wf[n * K + k];
     pack_b(wt, N, K, N, bp, ps);
-    cs_gemm_bf16_ref(M, N, K, x, K, bp, ps, yr, N, 0);
+    ref(M, N, K, x, K, bp, ps, yr, N, 0);
     for (int dt = 0; dt < 2; dt++) {
         cs_tensor W = {.dtype = dt ? CS_BF16 : CS_F32, .ndim = 2, .shape = {(int64_t)N, (int64_t)K},
                        .data = dt ? (const void *)wb : (const void *)wf, .name = dt ? "w.bf16" : "w.f32"};
@@ -343,12 +346,19 @@ int main(void)
         CHECK(cs_cpu_precision_set(CS_PREC_BF16) != 0, "bf16 precision accepted without a native kernel");
         return failures ? 1 : 77;
     }
+    printf("native bf16 kernel: %s\n", cs_gemm_bf16_name());
 #ifdef CS_HAVE_AVX512BF16
     test_lane_step();
+    test_kernel("avx512-bf16", cs_gemm_bf16_avx512, cs_gemm_bf16_ref);
 #endif
-    test_kernel(kern);
+#ifdef CS_HAVE_AMX
+    if (cs_amx_usable()) test_kernel("amx", cs_gemm_bf16_amx, cs_gemm_bf16_amx_ref);
+    else printf("SKIP (part): no AMX kernel: CPU features %s, or the OS refused the tile state\n", cs_cpu_features());
+#else
+    printf("SKIP (part): AMX kernel not built\n");
+#endif
     CHECK(cs_cpu_precision_set(CS_PREC_BF16) == 0, "bf16 precision: %s", cs_last_error());
-    test_linear();
+    test_linear(cs_gemm_bf16_native_ref());
     test_mapped();
     cs_cpu_precision_set(CS_PREC_FP32);
     if (failures) fprintf(stderr, "%d failure(s)\n", failures);
