@@ -21,14 +21,14 @@ if [ "$mode" = mini ]; then
     W=/tmp/cascade-weights; mkdir -p $W
     S="$B/stage --dir $W --manifests $M --threads $(nproc) --device cuda"
     {
-    CASCADE_BACKEND=cuda CASCADE_PRECISION=bf16 timeout 60 $B/test_backend_ops 2>&1 | grep -v "^ok"
+    CASCADE_FLASH=1 CASCADE_BACKEND=cuda CASCADE_PRECISION=bf16 timeout 60 $B/test_backend_ops 2>&1 | grep -v "^ok"
     for c in sampling_c sampling_b stage_c_tiny; do
         timeout 60 $B/cascade dev golden --device cuda --precision bf16 golden/$c 2>&1 | tail -n 1 | sed "s/^/golden $c: /"
     done
     for v in stage_c_lite stage_b_lite text_encoder; do timeout 100 $B/mkweights $M/$v.json $W/${v}_bf16.safetensors bf16 & done
     timeout 100 $B/mkweights $M/stage_a.json $W/stage_a.safetensors f32 & wait
     $S --size lite --stage c,b --dtype bf16 --precision bf16 --check 1 --warmup 2 --runs 5
-    CASCADE_FLASH=0 $S --size lite --stage c,b --dtype bf16 --precision bf16 --warmup 2 --runs 5
+    CASCADE_FLASH=1 $S --size lite --stage c,b --dtype bf16 --precision bf16 --warmup 2 --runs 5
     mkdir -p $W/lite; for f in stage_a text_encoder_bf16 stage_c_lite_bf16 stage_b_lite_bf16; do ln -sf $W/$f.safetensors $W/lite/; done
     /usr/bin/time -f "wall %e s" $B/cascade generate --models $W/lite --tokenizer tokenizer -p "a photo of a cat" \
         --seed 7 --device cuda --count 3 --keep-loaded -o "$out/lite_gpu.png" --force 2>&1 | grep -v "^.*Stage . [0-9]*/"
@@ -68,7 +68,7 @@ if [ "$mode" = full ]; then
     CASCADE_GRAPHS=0 $S --size lite --stage c,b --dtype bf16 --precision bf16 --warmup 2 --runs 3
     CASCADE_PROFILE=1 $S --size lite --stage c,b --dtype bf16 --precision bf16 --warmup 1 --runs 1
 else
-    CASCADE_FLASH=0 $S --size lite --stage c,b --dtype bf16 --precision bf16 --warmup 2 --runs 5
+    CASCADE_FLASH=1 $S --size lite --stage c,b --dtype bf16 --precision bf16 --warmup 2 --runs 5
 fi
 image lite
 for v in stage_c stage_b; do timeout 300 $B/mkweights $M/$v.json $W/${v}_bf16.safetensors bf16 & done; wait

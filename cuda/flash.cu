@@ -9,7 +9,14 @@
  *     O = O e^(m - m') + P V (tensor cores, float32);   at the end O / l.
  * The scores never reach memory (cuda/attention.cu writes all of them).
  * Anything else (a mask, other head widths, fp32/fp16) returns CS_EUNSUP
- * and attention.cu does it. */
+ * and attention.cu does it.
+ *
+ * Opt-in ($CASCADE_FLASH=1): correct on the H100 (the op tests), but this
+ * first form is slower than the materialised scores there (Stage C lite
+ * 22.8 vs 16.3 ms a forward, bench/RESULTS-cuda.md): 32 keys a step,
+ * the output rows round-tripping through shared memory every step and
+ * WMMA's opaque fragments leave the tensor cores idle most of the time.
+ * mma.sync with register-resident rows is the next form. */
 #include "core.h"
 
 extern "C" {
@@ -143,7 +150,7 @@ extern "C" int cs_cuda_flash_attention(const float *q, size_t ldq, const float *
     static int off = -1;
     if (off < 0) {
         const char *e = getenv("CASCADE_FLASH");
-        off = e && !strcmp(e, "0");
+        off = !(e && !strcmp(e, "1"));
     }
     if (off || mask || cs_cuda_precision() != CS_PREC_BF16 || nhead <= 0 || C != (size_t)nhead * FA_D || !Lk ||
         (C * 2) % 16 || N > 65535 || (size_t)nhead > 65535 || (Lq + FA_BQ - 1) / FA_BQ > 0x7fffffff)

@@ -709,7 +709,7 @@ static void all_ops(void)
     t_attention(1, 17, 17, 32, 2, 0, 1, 3);
     t_attention(1, 1, 1, 8, 2, 1, 0, 1);
     t_attention(1, 5, 12301, 8, 2, 1, 0, 0);   /* rows past the device softmax's shared memory */
-    t_attention(2, 65, 33, 128, 2, 0, 0, 0);   /* 64-wide heads: the device's flash path in bf16 */
+    t_attention(2, 65, 33, 128, 2, 0, 0, 0);   /* 64-wide heads: the device's flash path (CASCADE_FLASH=1, bf16) */
     t_attention(1, 1025, 77, 64, 1, 0, 1, 3);
     t_attention(2, 17, 1030, 192, 3, 0, 0, 0);
     t_resize(1, 5, 7, 3, 17, 3);
