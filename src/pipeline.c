@@ -619,6 +619,7 @@ static int init_latent(cs_pipeline *p, const cs_gen_params *g, size_t hc, size_t
     }
     cs_effnet_preprocess(g->init_rgb, in, H * W);
     rc = cs_effnet_forward(p->en, in, 1, H, W, lat);
+    if (!rc) rc = check_finite(lat, per, "EfficientNet latent of the init image", NULL);
     cs_free(in);
     if (!p->keep)
         release(p, P_EFFNET);

@@ -133,6 +133,8 @@ int ms_write(const char *path, const ms_tensor *t, int n, cs_dtype dt, const cha
         double fan = src->ndim >= 2 ? (double)numel_rows(src, 1) : 0;
         float sc = strstr(it[i].name, "channelwise.2.") ? 0.5f : fan > 0 ? (float)sqrt(3.0 / fan) : 0.1f;
         for (size_t j = 0; j < m; j++) buf[j] = sc * ((float)(rng(&s) >> 40) * (2.0f / 16777216.0f) - 1.0f);
+        if (strstr(it[i].name, "running_var"))   /* a BatchNorm's variance: positive, as trained ones are */
+            for (size_t j = 0; j < m; j++) buf[j] = 1.0f + fabsf(buf[j]);
         if (dt == CS_F32) memcpy(cv, buf, m * 4);
         else
             for (size_t j = 0; j < m; j++)
