@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes tests/data/img2img/img2img_tiny.io.safetensors: the official
 image-to-image start and Stage C sampling (spec/sampling.md §6.1) run with the
-official GDF code, for `cascade dev golden` (module "img2img", see
+official GDF code, for `tests/golden/cascade-golden` (module "img2img", see
 tests/data/img2img/README.md for the metadata the runner reads).
 
     image [1,3,H,W] in [0,1] -> ImageNet normalisation -> EfficientNetEncoder
