@@ -5,6 +5,7 @@
  * estimates against the spec's byte counts; the variant choice at exact
  * memory thresholds; the xxh64 cache.
  * Also a tool for tests/cli_models.sh: test_models --make-tree DIR LAYOUT. */
+#include "check.h"
 #include "../src/error.h"
 #include "../src/models.h"
 #include "fake_st.h"
@@ -18,12 +19,6 @@
 #include <sys/time.h>
 #include <unistd.h>
 #include <xxhash.h>
-
-static int failures;
-
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; \
-    fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
 
 #define GiB (1024.0 * 1024.0 * 1024.0)
 
@@ -502,5 +497,5 @@ int main(int argc, char **argv)
     test_hash();
     rm_rf(tmp);
     if (failures) printf("%d failures\n", failures);
-    return failures ? 1 : 0;
+    return check_exit();
 }

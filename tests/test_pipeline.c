@@ -9,6 +9,7 @@
  * - previews: count and size with preview_every;
  * - files that are not the claimed network, and networks that do not fit
  *   together, are refused by cs_pipeline_check with one-line messages. */
+#include "check.h"
 #include "../src/clip.h"
 #include "../src/demo.h"
 #include "../src/error.h"
@@ -24,12 +25,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static int failures;
-
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; \
-    fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
 
 static cs_demo_files demo;
 
@@ -334,5 +329,5 @@ int main(void)
         fprintf(stderr, "%d check(s) failed\n", failures);
     else
         printf("test_pipeline: all checks passed\n");
-    return failures ? 1 : 0;
+    return check_exit();
 }

@@ -8,6 +8,7 @@
  *   shapes) for the golden tiny configs, so the demo files look exactly
  *   like real checkpoints.
  * Exit 77 = skip (shared data missing; 99 under CI). */
+#include "check.h"
 #include "../src/demo.h"
 #include "../src/error.h"
 #include "../src/ops.h"
@@ -22,12 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-
-static int failures;
-
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; \
-    fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
 
 static char golden[4096];
 
@@ -254,5 +249,5 @@ int main(void)
         fprintf(stderr, "%d check(s) failed\n", failures);
     else
         printf("test_pipeline_golden: all checks passed\n");
-    return failures ? 1 : 0;
+    return check_exit();
 }

@@ -2,6 +2,7 @@
  * Box-Muller paths, the small-draw cache across calls, 64-bit seeds), the
  * NHWC variant and argument errors. Exit 0 pass, 1 fail, 77 skip (golden
  * missing), 99 golden missing under CI. */
+#include "check.h"
 #include "../src/error.h"
 #include "../src/rng.h"
 #include "../src/safetensors.h"
@@ -10,12 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int failures;
-
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; \
-    fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
 
 /* Values printed by PyTorch 2.11.0 (CPU generator) with
  *   for S, sizes in {7: [3,16,1,20,5,2,1], 99: [1,1,1,15,15,33],

@@ -4,6 +4,7 @@
  * (DDPM with CFG, no CFG, DDIM, LCM, x_init, stop, errors) against an
  * independent double-precision reference with a toy model.
  * Exit 0 pass, 1 fail; golden parts skip (77) without ../shared (99 under CI). */
+#include "check.h"
 #include "../src/error.h"
 #include "../src/rng.h"
 #include "../src/safetensors.h"
@@ -14,12 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int failures;
-
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; \
-    fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
 
 /* spec/sampling.md §4: t, logSNR, r, a, b as printed (4, 6, 7, 7, 7 decimals) */
 static const double tab_c[21][5] = {

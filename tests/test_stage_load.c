@@ -5,6 +5,7 @@
  * unexpected, mis-shaped tensors, the wrong stage) must fail with one clear
  * message naming the file and the first problems.
  * Exit 77 = skip (shared data missing, unless CI is set: then 99). */
+#include "check.h"
 #include "../src/error.h"
 #include "../src/stage_b.h"
 #include "../src/stage_c.h"
@@ -16,12 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static int failures;
 static char dir[256];
-
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; \
-    fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
 
 typedef struct {
     const char *variant;   /* manifest name */
@@ -266,5 +262,5 @@ int main(void)
     manifest *all[] = {&c, &cl, &b, &bl};
     for (int i = 0; i < 4; i++) free(all[i]->t), json_decref(all[i]->man);
     rmdir(dir);
-    return failures ? 1 : 0;
+    return check_exit();
 }
