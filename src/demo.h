@@ -38,7 +38,7 @@ typedef struct {
 
 void cs_demo_list_free(cs_demo_list *l);
 
-/* Stage C / Stage B constructor arguments (spec/models.md §3.1 / §4.1). */
+/* Stage C / Stage B constructor arguments (upstream train/train_c.py / train_b.py). */
 typedef struct {
     int levels;
     int c_hidden[4];

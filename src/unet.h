@@ -1,5 +1,5 @@
-/* The U-Net skeleton shared by Stage C and Stage B (spec/models.md §3.3
- * steps 4-9, §4.3 steps 6-7): levels of C/T/A/F blocks with optional repeat
+/* The U-Net skeleton shared by Stage C and Stage B (upstream
+ * modules/stage_c.py and stage_b.py, _down_encode / _up_decode): levels of C/T/A/F blocks with optional repeat
  * mappers, a down path that keeps every level's output, an up path that
  * feeds the skip into the first ResBlock of every up level but the deepest
  * (bilinearly resizing the running tensor to the skip's size first), and the

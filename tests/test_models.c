@@ -377,7 +377,7 @@ static void test_layouts(void)
 
 static void test_memory(void)
 {
-    /* weights of the official files: spec/checkpoints.md §2, "data bytes" */
+    /* weights of the official files: the data bytes of stabilityai/stable-cascade's files */
     static const struct { cs_net net; cs_dtype dt; uint64_t bytes; } w[] = {
         {CS_NET_STAGE_C, CS_F32, 14356414528ull}, {CS_NET_STAGE_C, CS_BF16, 7178207264ull},
         {CS_NET_STAGE_C_LITE, CS_F32, 4123140160ull}, {CS_NET_STAGE_C_LITE, CS_BF16, 2061570080ull},

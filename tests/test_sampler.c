@@ -1,5 +1,5 @@
 /* Sampler tests: the per-step constants against the tables printed by the
- * official code (spec/sampling.md §4) and the golden files' out.sched.*,
+ * official code (gdf/ with the defaults) and the golden files' out.sched.*,
  * torch's lerp rounding, the std and cfg_rho rescale, and the whole loop
  * (DDPM with CFG, no CFG, DDIM, LCM, x_init, stop, errors) against an
  * independent double-precision reference with a toy model.
@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* spec/sampling.md §4: t, logSNR, r, a, b as printed (4, 6, 7, 7, 7 decimals) */
+/* the official gdf code's per-step values: t, logSNR, r, a, b as printed (4, 6, 7, 7, 7 decimals) */
 static const double tab_c[21][5] = {
     {1.0000, -9.210240, 0.9935832, 0.0100000, 0.9999500},
     {0.9500, -6.486321, 0.9749619, 0.0390106, 0.9992388},

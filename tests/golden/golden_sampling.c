@@ -390,7 +390,7 @@ static int c_eps(void *ctx, const float *x, int nb, float r, float *eps)
 
 /* ---- img2img's start ------------------------------------------------- */
 
-/* The official image-to-image start (spec/sampling.md §6.1), as the
+/* The official image-to-image start (doc/reference.md), as the
  * pipeline does it: in.image [1,3,32h,32w] in [0,1] -> ImageNet
  * normalisation -> EfficientNet (weights "effnet") = out.effnet_latent;
  * x_init = GDF.diffuse(latent, in.noise_diffuse, t = strength, shift
