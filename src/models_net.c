@@ -1,5 +1,6 @@
 /* What each released network must contain (built from its constructor
- * config, upstream modules/*.py, doc/reference.md). Identification is in models_identify.c. */
+ * config: upstream modules/ and train/, doc/reference.md). Identification
+ * is in models_identify.c. */
 #include "models.h"
 
 #include "error.h"
