@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../src/error.h"
+#include "error.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>

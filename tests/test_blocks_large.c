@@ -22,11 +22,11 @@
  * BF16 weights upcast exactly, so that comparison must agree bit for bit
  * (every product element is one FMA chain in k order, src/ops.c), and so
  * must 1 vs 2 threads at one level. */
+#include "blocks.h"
 #include "check.h"
-#include "../simd/kernels.h"
-#include "../src/blocks.h"
-#include "../src/error.h"
-#include "../src/ops.h"
+#include "error.h"
+#include "kernels.h"
+#include "ops.h"
 
 #include <math.h>
 #include <stdint.h>

@@ -11,11 +11,11 @@
  * Tolerance rel_l2 <= 1e-4: the inputs are exact floats and the normalised
  * values are O(1), so float32 noise is ~1e-6 (measured below 1e-6); a wrong
  * eps changes the result by O(1). */
+#include "blocks.h"
 #include "check.h"
-#include "../simd/kernels.h"
-#include "../src/blocks.h"
-#include "../src/error.h"
-#include "../src/ops.h"
+#include "error.h"
+#include "kernels.h"
+#include "ops.h"
 
 #include <math.h>
 #include <stdint.h>

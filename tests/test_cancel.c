@@ -8,18 +8,18 @@
  *    nothing that was unregistered;
  *  - past a file-size limit (SIGXFSZ ignored) the PNG and safetensors
  *    writers say "file size limit exceeded" and leave no file behind. */
+#include "cancel.h"
 #include "check.h"
-#include "../src/cancel.h"
-#include "../src/clip.h"
-#include "../src/demo.h"
-#include "../src/error.h"
-#include "../src/models.h"
-#include "../src/pipeline.h"
-#include "../src/previewer.h"
-#include "../src/safetensors.h"
-#include "../src/stage_a.h"
-#include "../src/stage_b.h"
-#include "../src/stage_c.h"
+#include "clip.h"
+#include "demo.h"
+#include "error.h"
+#include "models.h"
+#include "pipeline.h"
+#include "previewer.h"
+#include "safetensors.h"
+#include "stage_a.h"
+#include "stage_b.h"
+#include "stage_c.h"
 
 #include <dirent.h>
 #include <signal.h>

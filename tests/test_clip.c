@@ -2,10 +2,10 @@
  * small random model built in memory (the numerics against PyTorch are the
  * golden cases in tests/golden_clip.sh). */
 #include "check.h"
-#include "../simd/kernels.h"
-#include "../src/clip.h"
-#include "../src/error.h"
-#include "../src/safetensors.h"
+#include "clip.h"
+#include "error.h"
+#include "kernels.h"
+#include "safetensors.h"
 
 #include <math.h>
 #include <stdio.h>

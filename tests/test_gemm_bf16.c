@@ -13,16 +13,16 @@
  *    repacked after its data changed.
  * Exit 77 (skip) where the CPU, the build or CASCADE_SIMD gives no native
  * bf16 kernel (e.g. Zen 3, or CASCADE_SIMD=avx2). */
+#include "backend.h"
 #include "check.h"
-#include "../simd/gemm_bf16.h"
-#include "../simd/kernels.h"
-#include "../src/backend.h"
-#include "../src/device.h"
-#include "../src/error.h"
-#include "../src/ops.h"
-#include "../src/safetensors.h"
-#include "../src/tensor.h"
-#include "../src/wpack.h"
+#include "device.h"
+#include "error.h"
+#include "gemm_bf16.h"
+#include "kernels.h"
+#include "ops.h"
+#include "safetensors.h"
+#include "tensor.h"
+#include "wpack.h"
 
 #include <float.h>
 #include <math.h>

@@ -8,10 +8,10 @@
  * inputs (default: a strided sweep). Needs only simd/ and src/{error,tensor}.c
  * so that tests/neon-qemu.sh can cross-build it without BLAS. */
 #include "check.h"
-#include "../simd/kernels.h"
-#include "../simd/vmath.h"
-#include "../src/error.h"
-#include "../src/tensor.h"
+#include "error.h"
+#include "kernels.h"
+#include "tensor.h"
+#include "vmath.h"
 
 #include <float.h>
 #include <math.h>

@@ -7,9 +7,9 @@
  * Also: names, the sigma table's ends, errors.
  * Exit 0 pass, 1 fail, 99 when the data file is missing. */
 #include "check.h"
-#include "../src/error.h"
-#include "../src/ksampler.h"
-#include "../src/rng.h"
+#include "error.h"
+#include "ksampler.h"
+#include "rng.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -11,10 +11,10 @@
  * file without LoRA keys is refused.
  * Exit 77 = skip (shared data missing; 99 under CI). */
 #include "check.h"
-#include "../src/error.h"
-#include "../src/lora.h"
-#include "../src/ops.h"
-#include "../src/stage_c.h"
+#include "error.h"
+#include "lora.h"
+#include "ops.h"
+#include "stage_c.h"
 
 #include <jansson.h>
 #include <math.h>

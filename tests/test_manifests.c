@@ -8,15 +8,15 @@
  * and each network's own loader accepts every file so recognised.
  * Exit 77 = skip (shared data missing, unless CI is set: then 99). */
 #include "check.h"
-#include "../src/clip.h"
-#include "../src/effnet.h"
-#include "../src/error.h"
-#include "../src/models.h"
-#include "../src/previewer.h"
-#include "../src/stage_a.h"
-#include "../src/stage_b.h"
-#include "../src/stage_c.h"
+#include "clip.h"
+#include "effnet.h"
+#include "error.h"
 #include "fake_st.h"
+#include "models.h"
+#include "previewer.h"
+#include "stage_a.h"
+#include "stage_b.h"
+#include "stage_c.h"
 
 #include <jansson.h>
 #include <stdio.h>

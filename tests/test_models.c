@@ -6,9 +6,9 @@
  * memory thresholds; the xxh64 cache.
  * Also a tool for tests/cli_models.sh: test_models --make-tree DIR LAYOUT. */
 #include "check.h"
-#include "../src/error.h"
-#include "../src/models.h"
+#include "error.h"
 #include "fake_st.h"
+#include "models.h"
 
 #include <errno.h>
 #include <fcntl.h>

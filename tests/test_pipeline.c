@@ -10,16 +10,16 @@
  * - files that are not the claimed network, and networks that do not fit
  *   together, are refused by cs_pipeline_check with one-line messages. */
 #include "check.h"
-#include "../src/clip.h"
-#include "../src/demo.h"
-#include "../src/error.h"
-#include "../src/ops.h"
-#include "../src/pipeline.h"
-#include "../src/rng.h"
-#include "../src/stage_a.h"
-#include "../src/stage_b.h"
-#include "../src/stage_c.h"
-#include "../src/tokenizer.h"
+#include "clip.h"
+#include "demo.h"
+#include "error.h"
+#include "ops.h"
+#include "pipeline.h"
+#include "rng.h"
+#include "stage_a.h"
+#include "stage_b.h"
+#include "stage_c.h"
+#include "tokenizer.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -9,13 +9,13 @@
  *   like real checkpoints.
  * Exit 77 = skip (shared data missing; 99 under CI). */
 #include "check.h"
-#include "../src/demo.h"
-#include "../src/error.h"
-#include "../src/ops.h"
-#include "../src/pipeline.h"
-#include "../src/stage_a.h"
-#include "../src/stage_b.h"
-#include "../src/stage_c.h"
+#include "demo.h"
+#include "error.h"
+#include "ops.h"
+#include "pipeline.h"
+#include "stage_a.h"
+#include "stage_b.h"
+#include "stage_c.h"
 
 #include <jansson.h>
 #include <math.h>

@@ -6,9 +6,9 @@
  * conversion (exact). Exit 0 pass, 1 fail; the golden part skips (77)
  * without ../shared (99 under CI). */
 #include "check.h"
-#include "../src/error.h"
-#include "../src/pngout.h"
-#include "../src/safetensors.h"
+#include "error.h"
+#include "pngout.h"
+#include "safetensors.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -4,10 +4,10 @@
  * embedding input on the tiny golden CLIP against per-chunk encodings
  * combined by ComfyUI's formula. Exit 77 = skip (shared data missing). */
 #include "check.h"
-#include "../src/cond.h"
-#include "../src/error.h"
-#include "../src/prompt.h"
-#include "../src/safetensors.h"
+#include "cond.h"
+#include "error.h"
+#include "prompt.h"
+#include "safetensors.h"
 
 #include <jansson.h>
 #include <math.h>

@@ -3,9 +3,9 @@
  * NHWC variant and argument errors. Exit 0 pass, 1 fail, 77 skip (golden
  * missing), 99 golden missing under CI. */
 #include "check.h"
-#include "../src/error.h"
-#include "../src/rng.h"
-#include "../src/safetensors.h"
+#include "error.h"
+#include "rng.h"
+#include "safetensors.h"
 
 #include <math.h>
 #include <stdio.h>

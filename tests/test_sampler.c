@@ -5,10 +5,10 @@
  * independent double-precision reference with a toy model.
  * Exit 0 pass, 1 fail; golden parts skip (77) without ../shared (99 under CI). */
 #include "check.h"
-#include "../src/error.h"
-#include "../src/rng.h"
-#include "../src/safetensors.h"
-#include "../src/sampler.h"
+#include "error.h"
+#include "rng.h"
+#include "safetensors.h"
+#include "sampler.h"
 
 #include <float.h>
 #include <math.h>

@@ -6,12 +6,12 @@
  * message naming the file and the first problems.
  * Exit 77 = skip (shared data missing, unless CI is set: then 99). */
 #include "check.h"
-#include "../src/error.h"
-#include "../src/stage_b.h"
-#include "../src/stage_c.h"
-#include "../src/unet.h"
-#include "../src/weights.h"
+#include "error.h"
 #include "manifest_st.h"
+#include "stage_b.h"
+#include "stage_c.h"
+#include "unet.h"
+#include "weights.h"
 
 #include <jansson.h>
 #include <stdio.h>

@@ -4,8 +4,8 @@
  * decoding, and a long prompt. Exit 77 = skip (shared data missing, unless
  * CI is set: then 99). */
 #include "check.h"
-#include "../src/error.h"
-#include "../src/tokenizer.h"
+#include "error.h"
+#include "tokenizer.h"
 
 #include <jansson.h>
 #include <stdio.h>

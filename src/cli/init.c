@@ -2,9 +2,9 @@
  * SIMD level, threads, and every CASCADE_* value checked before any work. */
 #include "cli.h"
 
-#include "../../simd/kernels.h"
 #include "backend.h"
 #include "error.h"
+#include "kernels.h"
 #include "models.h"
 #include "ops.h"
 
