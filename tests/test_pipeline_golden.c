@@ -11,6 +11,7 @@
 #include "check.h"
 #include "demo.h"
 #include "error.h"
+#include "golden/noise_name.h"
 #include "ops.h"
 #include "pipeline.h"
 #include "stage_a.h"
@@ -63,11 +64,7 @@ static int replay_noise(void *ctx, float *out, size_t n)
 {
     replay *r = ctx;
     char name[64];
-    if (r->next < 0)
-        snprintf(name, sizeof name, "%snoise_init", r->prefix);
-    else
-        snprintf(name, sizeof name, "%snoise_step_%02d", r->prefix, r->next);
-    r->next++;
+    golden_noise_name(name, sizeof name, r->prefix, r->next++);
     size_t N, C, H, W;
     float *v = nhwc(r->f, name, &N, &C, &H, &W);
     if (!v || N * C * H * W != n) {

@@ -8,6 +8,7 @@
  * pipeline, the image and its uint8 conversion. The sampler runs on
  * channels-last latents, the networks' layout; golden tensors are NCHW. */
 #include "golden.h"
+#include "noise_name.h"
 
 #include "error.h"
 #include "effnet.h"
@@ -64,11 +65,7 @@ static int replay_noise(void *ctx, float *out, size_t n)
 {
     replay *r = ctx;
     char name[64];
-    if (r->next < 0)
-        snprintf(name, sizeof name, "%snoise_init", r->prefix);
-    else
-        snprintf(name, sizeof name, "%snoise_step_%02d", r->prefix, r->next);
-    r->next++;
+    golden_noise_name(name, sizeof name, r->prefix, r->next++);
     size_t d[4] = {r->N, r->C, r->H, r->W};
     if (!golden_shape_is(golden_tensor(r->c, name), 4, d) || r->N * r->C * r->H * r->W != n)
         return cs_error(CS_EFORMAT, "%s: %s missing or not [%zu,%zu,%zu,%zu] like the init draw",
@@ -376,13 +373,22 @@ typedef struct {
     float r[64];
 } c_ctx;
 
-static int c_eps(void *ctx, const float *x, int nb, float r, float *eps)
+/* the noise level of every image of the batch into rv[64] */
+static int fill_r(float *rv, int nb, float r)
 {
-    c_ctx *k = ctx;
     if (nb > 64)
         return cs_error(CS_EARG, "golden sampling: batch %d too large", nb);
     for (int i = 0; i < nb; i++)
-        k->r[i] = r;
+        rv[i] = r;
+    return 0;
+}
+
+static int c_eps(void *ctx, const float *x, int nb, float r, float *eps)
+{
+    c_ctx *k = ctx;
+    int rc = fill_r(k->r, nb, r);
+    if (rc)
+        return rc;
     /* with nb = N (no CFG) the first, conditional half of each table is used */
     return cs_stage_c_forward(k->m, x, (size_t)nb, k->h, k->w, k->r, k->text, k->Lt, k->pooled,
                               k->img, k->M, NULL, NULL, eps);
@@ -556,10 +562,9 @@ typedef struct {
 static int b_eps(void *ctx, const float *x, int nb, float r, float *eps)
 {
     b_ctx *k = ctx;
-    if (nb > 64)
-        return cs_error(CS_EARG, "golden sampling: batch %d too large", nb);
-    for (int i = 0; i < nb; i++)
-        k->r[i] = r;
+    int rc = fill_r(k->r, nb, r);
+    if (rc)
+        return rc;
     return cs_stage_b_forward(k->m, x, (size_t)nb, k->H, k->W, k->r, k->effnet, k->hc, k->wc,
                               k->clip, NULL, 0, 0, NULL, eps);
 }
