@@ -364,6 +364,31 @@ static int sample_setup(gcase *c, const char *cfg_sampling, const char *in, cons
     return rc;
 }
 
+/* The network options of config[cfg_model]; a single-stage case (single:
+ * no result handed to a next stage) also gets its lora list, which applies
+ * to that stage (the pipeline case has no single module to apply one to). */
+static int stage_opts(gcase *c, const char *cfg_model, int single, cs_unet_opts *o, const cs_unet_opts **use,
+                      cs_lora_list *lo)
+{
+    int rc = net_opts(c, cfg_model, o, use);
+    if (!rc && single)
+        rc = golden_lora(c, lo);
+    return rc;
+}
+
+/* A stage's end: its latent res [N, H, W, C] to the caller that asked for
+ * it (result != NULL) when all went well, else freed; returns rc. */
+static int hand_over(int rc, float *res, float **result, size_t *rN, size_t N, size_t *rH, size_t H, size_t *rW,
+                     size_t W)
+{
+    if (!rc && result) {
+        *result = res, *rN = N, *rH = H, *rW = W;
+        return 0;
+    }
+    cs_free(res);
+    return rc;
+}
+
 /* ---- Stage C ------------------------------------------------------------ */
 
 typedef struct {
@@ -487,11 +512,7 @@ static int run_c(gcase *c, const char *cfg_model, const char *cfg_sampling, cons
     int use_rng = 0, mix = 0, rc = golden_weights(c, "stage_c", &f);
     cs_lora_list lo = {0};
     if (!rc)
-        rc = net_opts(c, cfg_model, &o, &use);
-    /* a single-stage case (no result asked for): its lora list applies to the
-     * stage; the pipeline case has no single module to apply one to */
-    if (!rc && !result)
-        rc = golden_lora(c, &lo);
+        rc = stage_opts(c, cfg_model, !result, &o, &use, &lo);
     if (!rc)
         rc = cs_stage_c_load_lora(f, use, &lo, &m);
     golden_lora_free(&lo);
@@ -526,12 +547,7 @@ done:
     cs_free(pool);
     cs_free(img);
     cs_stage_c_free(m);
-    if (!rc && result) {
-        *result = res, *rN = N, *rh = H, *rw = W;
-        return 0;
-    }
-    cs_free(res);
-    return rc;
+    return hand_over(rc, res, result, rN, N, rh, H, rw, W);
 }
 
 static int run_sampling_c(gcase *c)
@@ -585,11 +601,7 @@ static int run_b(gcase *c, const char *cfg_model, const char *cfg_sampling, cons
     int mix = 0, rc = golden_weights(c, "stage_b", &f);
     cs_lora_list lo = {0};
     if (!rc)
-        rc = net_opts(c, cfg_model, &o, &use);
-    /* a single-stage case (no result asked for): its lora list applies to the
-     * stage; the pipeline case has no single module to apply one to */
-    if (!rc && !result)
-        rc = golden_lora(c, &lo);
+        rc = stage_opts(c, cfg_model, !result, &o, &use, &lo);
     if (!rc)
         rc = cs_stage_b_load_lora(f, use, &lo, &m);
     golden_lora_free(&lo);
@@ -614,12 +626,7 @@ static int run_b(gcase *c, const char *cfg_model, const char *cfg_sampling, cons
 done:
     cs_free(clip);
     cs_stage_b_free(m);
-    if (!rc && result) {
-        *result = res, *rN = N, *rH = H, *rW = W;
-        return 0;
-    }
-    cs_free(res);
-    return rc;
+    return hand_over(rc, res, result, rN, N, rH, H, rW, W);
 }
 
 /* [cond; uncond] effnet from two NCHW tensors, as channels-last */
