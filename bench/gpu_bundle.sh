@@ -1,9 +1,10 @@
 #!/bin/sh
 # bench/gpu_bundle.sh DIR — puts what a GPU machine without a package registry needs into
-# DIR (ignored by git, e.g. devrun/): the built cascade, libcascade, the CUDA plugin, the op
-# tests, bench/stage and bench/mkweights, the non-CUDA shared libraries they link (cuBLAS is
-# found on the GPU machine), the spec manifests and the tokenizer. Golden cases are added by
-# the caller (the whole set is over a device call's 64 MiB limit: see bench/RESULTS-cuda.md).
+# DIR (ignored by git, e.g. devrun/): the built cascade, libcascade, the CUDA plugin, the
+# golden runner (tests/golden/cascade-golden), the op tests, bench/stage and bench/mkweights,
+# the non-CUDA shared libraries they link (cuBLAS is found on the GPU machine), the spec
+# manifests and the tokenizer. Golden cases are added by the caller (the whole set is over a
+# device call's 64 MiB limit: see bench/RESULTS-cuda.md).
 set -eu
 [ $# -eq 1 ] || { echo "usage: bench/gpu_bundle.sh DIR" >&2; exit 2; }
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -11,9 +12,9 @@ shared=${SHARED_DIR:-$top/../shared}
 d=$1
 mkdir -p "$d/bin" "$d/lib"
 cd "$top"
-make -s bench/stage bench/mkweights tests/test_backend_ops tests/test_cuda_sgemm
+make -s cascade tests/golden/cascade-golden bench/stage bench/mkweights tests/test_backend_ops tests/test_cuda_sgemm
 # the programs themselves (libtool leaves a wrapper script where one links a shared library)
-for p in cascade tests/test_backend_ops tests/test_cuda_sgemm bench/stage bench/mkweights; do
+for p in cascade tests/golden/cascade-golden tests/test_backend_ops tests/test_cuda_sgemm bench/stage bench/mkweights; do
     b=$(dirname "$p")/.libs/$(basename "$p")
     if head -c 4 "$p" | grep -q ELF; then cp "$p" "$d/bin/"; else cp "$b" "$d/bin/"; fi
 done

@@ -43,7 +43,7 @@ for p in fp32 bf16 fp16; do CASCADE_BACKEND=cuda CASCADE_PRECISION=$p timeout 12
 for p in fp32 bf16; do
     for c in $(find golden -name '*.io.safetensors' | sort); do
         n=${c%.io.safetensors}
-        timeout 120 $B/cascade dev golden --device cuda --precision $p "$n" >/tmp/g.out 2>&1
+        timeout 120 $B/cascade-golden --device cuda --precision $p "$n" >/tmp/g.out 2>&1
         echo "golden $p $? $(basename "$n"): $(tr '\n' ' ' </tmp/g.out | cut -c1-240)"
     done
 done

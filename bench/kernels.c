@@ -7,14 +7,14 @@
  * Each case runs until --time seconds (default 0.5) have passed and reports
  * its best run: the machine may be shared, the minimum is the least
  * disturbed. Output is Markdown tables (bench/RESULTS-kernels.md). */
-#include "../simd/gemm_bf16.h"
-#include "../simd/kernels.h"
-#include "../src/error.h"
-#include "../src/ops.h"
-#include "../src/tensor.h"
-#include "../src/backend.h"
-#include "../src/wpack.h"
 #include "args.h"
+#include "backend.h"
+#include "error.h"
+#include "gemm_bf16.h"
+#include "kernels.h"
+#include "ops.h"
+#include "tensor.h"
+#include "wpack.h"
 
 #include <cblas.h>
 #include <stdio.h>

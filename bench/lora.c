@@ -3,8 +3,8 @@
  * the bytes each way keeps. Shapes of one lite block (c 1536, 24x24 latent =
  * 576 tokens at 1024x1024, 2 x for CFG), rank 32 on every linear.
  * make bench/lora && bench/lora [threads] (results: bench/RESULTS-lora.md) */
-#include "../src/ops.h"
-#include "../src/tensor.h"
+#include "ops.h"
+#include "tensor.h"
 
 #include <stdio.h>
 #include <stdlib.h>

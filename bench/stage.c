@@ -15,16 +15,16 @@
  *        [--threads 2] [--warmup 1] [--runs 2] [--batch 2] --dir DIR [--manifests DIR]
  *        [--size lite|full] [--device cpu|cuda] [--precision fp32|bf16|fp16] [--check 1]
  * Prints a table row and one JSON line per measurement. */
-#include "../simd/kernels.h"
-#include "../src/backend.h"
-#include "../src/device.h"
-#include "../src/error.h"
-#include "../src/ops.h"
-#include "../src/wpack.h"
-#include "../src/stage_b.h"
-#include "../src/stage_c.h"
 #include "../tests/manifest_st.h"
 #include "args.h"
+#include "backend.h"
+#include "device.h"
+#include "error.h"
+#include "kernels.h"
+#include "ops.h"
+#include "stage_b.h"
+#include "stage_c.h"
+#include "wpack.h"
 
 #include <math.h>
 #include <stdio.h>

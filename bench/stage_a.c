@@ -9,12 +9,12 @@
  *   make bench/stage_a && nice bench/stage_a [--threads 2] [--latent 256] [--batch 1]
  *        [--budgets-mb 0,512,256,128] [--dtype f32|bf16] [--runs 1] --dir DIR [--manifests DIR]
  * budget 0 = untiled. Prints a markdown table and one JSON line per run. */
-#include "../simd/kernels.h"
-#include "../src/error.h"
-#include "../src/ops.h"
-#include "../src/stage_a.h"
 #include "../tests/manifest_st.h"
 #include "args.h"
+#include "error.h"
+#include "kernels.h"
+#include "ops.h"
+#include "stage_a.h"
 
 #include <math.h>
 #include <stdint.h>

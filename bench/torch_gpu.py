@@ -22,7 +22,7 @@ One JSON line per measurement, a markdown table at the end.
 --size tiny: shared/golden's tiny Stage C/B/A at small latents (CPU smoke test).
 --save DIR: DIR/<model>_torch.io.safetensors, a golden case (inputs in.*; out.y the
 fp32 forward on the weights file, out.y_bf16 the eager bf16 one; F32 NCHW) that
-`cascade dev golden` runs on our engine (the weights file must sit beside it).
+`tests/golden/cascade-golden` runs on our engine (the weights file must sit beside it).
 Exit: 0 all measured, 1 a measurement or input file failed, 2 bad usage, 130 interrupted.
 """
 import argparse
@@ -204,7 +204,7 @@ def fits(torch, a, m, dtype_name):
 
 
 def save_case(a, model, inp, y, y_bf16, wf):
-    """A golden case (shared/golden/README.md format) for `cascade dev golden`.
+    """A golden case (shared/golden/README.md format) for `tests/golden/cascade-golden`.
 
     out.y is the fp32 forward (the file's weights, no TF32),
     out.y_bf16 the eager bf16 one (not read by the golden runner)."""
@@ -248,7 +248,7 @@ def save_case(a, model, inp, y, y_bf16, wf):
         if os.path.exists(tmp):
             os.unlink(tmp)
     if not wf:
-        print("bench: %s: random weights: no weights file for `cascade dev golden`" % path,
+        print("bench: %s: random weights: no weights file for `tests/golden/cascade-golden`" % path,
               file=sys.stderr)
     elif os.path.realpath(os.path.dirname(wf)) != os.path.realpath(a.save):
         print("bench: %s names %s, which must sit beside it: ln -s %s %s/" %

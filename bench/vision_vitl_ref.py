@@ -2,7 +2,7 @@
 """Full-size CLIP vision reference: transformers' CLIPVisionModelWithProjection
 with the openai/clip-vit-large-patch14 vision config (width 1024, 24 layers,
 16 heads, MLP 4096 quick_gelu, 224 / patch 14, projection 768), random
-weights, written as a golden case for `cascade dev golden` (module
+weights, written as a golden case for `tests/golden/cascade-golden` (module
 clip_vision, the same handler as ../shared/golden/vision/clip_vision_tiny):
 
     DIR/clip_vision_vitl.weights.safetensors   HF key names, BF16 (~0.6 GB)

@@ -20,7 +20,7 @@
 #include <unistd.h>
 #endif
 
-#include "../src/error.h"
+#include "error.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>

@@ -6,7 +6,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "../src/tensor.h"
+#include "tensor.h"
 
 static void bf16_to_f32(const uint16_t *x, float *y, size_t n)
 {

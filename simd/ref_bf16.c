@@ -8,7 +8,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "../src/tensor.h"
+#include "tensor.h"
 
 /* denormal -> zero of the same sign (DAZ on inputs, FTZ on results) */
 static inline float flush(float x) { return fabsf(x) < FLT_MIN ? copysignf(0.0f, x) : x; }

@@ -1,4 +1,4 @@
-/* The four building blocks of Stage C and Stage B (spec/models.md §2):
+/* The four building blocks of Stage C and Stage B (upstream modules/common.py):
  * ResBlock 'C', TimestepBlock 'T', AttnBlock 'A', FeedForwardBlock 'F'.
  *
  * Activations are channels-last float32 ([N,H,W,c] = N images of HW rows of

@@ -1,4 +1,4 @@
-/* CLIP text encoder forward (spec/models.md §8.1). */
+/* CLIP text encoder forward (HF modeling_clip.py). */
 #include "clip.h"
 
 #include "cancel.h"

@@ -1,4 +1,4 @@
-/* CLIP text encoder (HF CLIPTextModelWithProjection), spec/models.md §8.
+/* CLIP text encoder (HF CLIPTextModelWithProjection), HF modeling_clip.py.
  *
  * Weights keep their file dtype (F32/F16/BF16) and are borrowed, not copied:
  * the tensors (an open safetensors file, or memory) must outlive the model.

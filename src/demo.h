@@ -7,7 +7,11 @@
  * 2-layer CLIP of width 64) and use the official key names, so the files
  * look exactly like real checkpoints, only smaller. The values come from a
  * fixed-seed splitmix64 stream mapped to uniform numbers of the intended
- * standard deviation (no libm): the same bytes on every machine. */
+ * standard deviation (no libm): the same bytes on every machine.
+ *
+ * This writer is part of libcascade because the public API's
+ * cascade_use_demo (cascade.h) writes these files; the demo networks for
+ * image inputs are the CLI's own (src/cli/demo_vision.c). */
 #ifndef CS_DEMO_H
 #define CS_DEMO_H
 
@@ -34,7 +38,7 @@ typedef struct {
 
 void cs_demo_list_free(cs_demo_list *l);
 
-/* Stage C / Stage B constructor arguments (spec/models.md §3.1 / §4.1). */
+/* Stage C / Stage B constructor arguments (upstream train/train_c.py / train_b.py). */
 typedef struct {
     int levels;
     int c_hidden[4];

@@ -1,4 +1,4 @@
-/* EfficientNet encoder (spec/models.md §7): image -> Stage-C latent.
+/* EfficientNet encoder (upstream modules/effnet.py): image -> Stage-C latent.
  * backbone = torchvision EfficientNetV2-S .features (stem, six stages of
  * FusedMBConv / MBConv+SE blocks, head), BatchNorm eps 1e-3, SiLU; then
  * mapper = Conv1x1(1280 -> 16, no bias) + BatchNorm(affine=False, eps 1e-5).

@@ -1,8 +1,7 @@
 /* Model files: which network a safetensors file holds, where the files are,
  * which variant to run on this machine, and their xxh64.
  *
- * Identification reads only the header (spec/models.md §10, checkpoints.md
- * §2-5): signature tensors give the network and variant, then every tensor
+ * Identification reads only the header (doc/reference.md, "Files"): signature tensors give the network and variant, then every tensor
  * of the expected list (built from the constructor configs, no data read)
  * is checked by name, shape and dtype. Accepted spellings: official names,
  * diffusers (attention split into to_q/to_k/to_v + to_out.0, Stage B
@@ -63,7 +62,7 @@ int cs_net_expected(cs_net net, cs_expect **out, int *n);
 int64_t cs_net_params(cs_net net);
 int64_t cs_net_elements(cs_net net);
 
-/* Stage C / Stage B constructor config (spec/models.md §3.1 / §4.1). */
+/* Stage C / Stage B constructor config (upstream train/train_c.py / train_b.py). */
 typedef struct {
     char stage;                 /* 'C' or 'B' */
     int levels;

@@ -1,5 +1,5 @@
 /* Which networks a safetensors file holds, from its header alone:
- * signature tensors (spec/models.md §10) pick the network and prefix, then
+ * signature tensors (doc/reference.md, "Files") pick the network and prefix, then
  * every expected tensor is looked up under the accepted spellings. */
 #include "models.h"
 
@@ -210,7 +210,7 @@ static int validate(const cs_st_file *f, cs_net net, const char *prefix, cs_neti
     return 0;
 }
 
-/* Picks full/lite from the width-defining tensor (spec/models.md §10). */
+/* Picks full/lite from the width-defining tensor (doc/reference.md). */
 static int variant_of(const cs_st_file *f, const char *prefix, char stage, cs_net *net)
 {
     char b[256];

@@ -1,5 +1,6 @@
 /* What each released network must contain (built from its constructor
- * config, spec/models.md §2-8). Identification is in models_identify.c. */
+ * config: upstream modules/ and train/, doc/reference.md). Identification
+ * is in models_identify.c. */
 #include "models.h"
 
 #include "error.h"
@@ -51,7 +52,7 @@ const char *cs_naming_name(cs_naming k)
     return k == CS_NAMES_DIFFUSERS ? "diffusers" : k == CS_NAMES_COMFY ? "comfyui" : "official";
 }
 
-/* ---- constructor configs (spec/models.md §3.1, §4.1) ---- */
+/* ---- constructor configs (upstream train/train_c.py, train/train_b.py) ---- */
 
 static const cs_unet_cfg cfg_c = {'C', 2, {2048, 2048}, {32, 32}, {8, 24}, {24, 8}, {1, 1}, {1, 1},
                                   {"CTA", "CTA"}, 2048};

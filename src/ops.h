@@ -117,7 +117,7 @@ void cs_nhwc_to_nchw(const float *x, float *y, size_t N, size_t C, size_t HW);
 /* Channel concat: y[rows, Ca+Cb] = [a | b]. */
 void cs_concat_channels(const float *a, size_t Ca, const float *b, size_t Cb, float *y, size_t rows);
 
-/* Sinusoidal r-embedding of spec/models.md §1.13 (c_r may be odd: zero column appended). */
+/* Sinusoidal r-embedding of upstream StageC.gen_r_embedding (c_r may be odd: zero column appended). */
 int cs_r_embedding(const float *r, size_t N, int c_r, float *emb);
 
 /* y += x * g (the product rounded, then the sum, as torch does it). */

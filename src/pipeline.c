@@ -1,4 +1,4 @@
-/* Text-to-image chain, spec/sampling.md §8. See pipeline.h. */
+/* Text-to-image chain, doc/reference.md. See pipeline.h. */
 #include "pipeline.h"
 
 #include "clip.h"
@@ -595,7 +595,7 @@ static size_t stage_a_budget(void)
     return (size_t)b;
 }
 
-/* img2img's Stage C start (spec/sampling.md §6.1): x = a*lat + b*eps with
+/* img2img's Stage C start (doc/reference.md, upstream GDF.diffuse): x = a*lat + b*eps with
  * lat the EfficientNet latent of the init image (the same for every batch
  * image), eps the generator's next draw [N, hc, wc, 16] (the first of the
  * run, as the notebook's diffuse comes before sampling) and (a, b) of the

@@ -1,4 +1,4 @@
-/* Text-to-image end to end (spec/sampling.md §8): tokenise -> CLIP-G ->
+/* Text-to-image end to end (doc/reference.md): tokenise -> CLIP-G ->
  * Stage C sampling -> Stage B sampling -> Stage A decode -> RGB8.
  *
  * Stages are loaded one at a time and released before the next one starts
@@ -75,7 +75,7 @@ typedef struct {
     int image_size;          /* S */
     const float *image_pixels;
     const float *image_strength;
-    /* img2img (spec/sampling.md §6.1): init_rgb [32*hc, 32*wc, 3] in [0,1]
+    /* img2img (doc/reference.md): init_rgb [32*hc, 32*wc, 3] in [0,1]
      * (hc, wc: the Stage C latent size; cs_latent_c), encoded by the
      * EfficientNet encoder, noised to t = init_strength with the shift-1
      * schedule (as the official notebook's gdf.diffuse), then Stage C runs

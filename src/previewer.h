@@ -1,4 +1,4 @@
-/* Previewer (spec/models.md §6): Stage-C latent [N,h,w,16] -> small RGB
+/* Previewer (upstream modules/previewer.py): Stage-C latent [N,h,w,16] -> small RGB
  * preview [N,8h,8w,3] (nominal [0,1], unclamped). A fixed nn.Sequential of
  * 25 layers: every conv is followed by GELU then BatchNorm (eval, eps 1e-5,
  * affine), except the last 1x1 conv. Widths c_in, c_hidden, c_out are read

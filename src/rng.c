@@ -1,4 +1,4 @@
-/* MT19937 + torch's two Box-Muller paths; see rng.h and spec/sampling.md §5. */
+/* MT19937 + torch's two Box-Muller paths; see rng.h and doc/reference.md. */
 #include "rng.h"
 
 #include "error.h"

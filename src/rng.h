@@ -1,4 +1,4 @@
-/* torch-CPU-compatible normal random numbers (spec/sampling.md §5).
+/* torch-CPU-compatible normal random numbers (doc/reference.md).
  *
  * cs_rng_seed(&r, S) followed by cs_rng_randn(&r, buf, n) reproduces
  * `torch.manual_seed(S); torch.randn(n)` on PyTorch's CPU generator, float32,

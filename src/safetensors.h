@@ -1,5 +1,5 @@
 /* safetensors files: mmap reader with full validation, and a small writer.
- * Format: spec/checkpoints.md §1. Tensors point into the mapping (zero-copy,
+ * Format: the safetensors README (huggingface/safetensors, "Format"). Tensors point into the mapping (zero-copy,
  * possibly unaligned); lookup by name is a hash table. */
 #ifndef CS_SAFETENSORS_H
 #define CS_SAFETENSORS_H
@@ -30,11 +30,6 @@ const char *cs_st_meta(const cs_st_file *f, const char *key);
 int cs_st_meta_count(const cs_st_file *f);
 void cs_st_meta_at(const cs_st_file *f, int i, const char **key, const char **value);
 
-/* Converts a float tensor (F32/BF16/F16) to float32 into out (numel floats).
- * Integer tensors (I64/I32/U8) are converted by value. */
-int cs_tensor_to_f32(const cs_tensor *t, float *out);
-/* Same, allocated with cs_alloc (free with cs_free); NULL + cs_error on failure. */
-float *cs_tensor_f32_dup(const cs_tensor *t);
 
 /* Writes tensors (data taken from each cs_tensor, dtype as given) and string
  * metadata pairs meta[0..2*n_meta) to path, atomically (temp + rename). */

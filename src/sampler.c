@@ -1,7 +1,7 @@
 /* GDF schedule, noise condition, CFG and the DDPM/DDIM/LCM loop; see
  * sampler.h. Everything is float32 in the order the official code evaluates
  * its tensor expressions, so the per-step constants match the printed tables
- * of spec/sampling.md §4 and the trajectories match up to libm rounding. */
+ * of the official gdf/ code and the trajectories match up to libm rounding. */
 #include "sampler.h"
 
 #include "ksampler.h"

@@ -1,4 +1,4 @@
-/* GDF sampling as Stable Cascade uses it (spec/sampling.md §1, §8).
+/* GDF sampling as Stable Cascade uses it (upstream gdf/, doc/reference.md).
  *
  * Cosine schedule with shift (logSNR clamped to the float32 limits), VP
  * scaler (a, b), CosineTNoiseCond (the model's r), epsilon target, DDPM /

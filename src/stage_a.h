@@ -1,4 +1,4 @@
-/* Stage A: the Paella VQGAN of Stable Cascade (spec/models.md §5).
+/* Stage A: the Paella VQGAN of Stable Cascade (upstream modules/stage_a.py).
  * decode: Stage-B latent [N,h,w,4] -> image [N,4h,4w,3] (unclamped, ~[0,1]);
  * encode: image [N,H,W,3] in [0,1] -> latent [N,H/4,W/4,4] (quantize=False
  * path), optionally snapped to the codebook.

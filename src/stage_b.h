@@ -1,4 +1,4 @@
-/* Stage B, the decoder (spec/models.md §4): predicts the noise of a 4-channel
+/* Stage B, the decoder (upstream modules/stage_b.py): predicts the noise of a 4-channel
  * Stage-A latent conditioned on the Stage-C latent ("effnet"), the pooled
  * CLIP text embedding and an optional 8x8 "pixels" map.
  *

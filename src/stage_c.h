@@ -1,4 +1,4 @@
-/* Stage C, the text-conditional prior (spec/models.md §3): predicts the
+/* Stage C, the text-conditional prior (upstream modules/stage_c.py): predicts the
  * noise of a 16-channel EfficientNet latent from CLIP text/image embeddings.
  *
  * The configuration is read from the tensors alone (§10): level widths and

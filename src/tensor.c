@@ -104,34 +104,6 @@ void *cs_calloc(size_t bytes)
 
 void cs_free(void *p) { free(p); }
 
-int cs_arena_init(cs_arena *a, size_t bytes)
-{
-    memset(a, 0, sizeof *a);
-    a->base = cs_alloc(bytes);
-    if (!a->base) return cs_error(CS_ENOMEM, "cannot allocate %zu MiB of activations", bytes >> 20);
-    a->size = bytes;
-    return 0;
-}
-
-void cs_arena_free(cs_arena *a)
-{
-    cs_free(a->base);
-    memset(a, 0, sizeof *a);
-}
-
-float *cs_arena_floats(cs_arena *a, size_t n)
-{
-    size_t bytes = (n * sizeof(float) + 63) & ~(size_t)63;
-    if (bytes > a->size - a->used) {
-        cs_error(CS_ENOMEM, "activation arena full (%zu MiB)", a->size >> 20);
-        return NULL;
-    }
-    float *p = (float *)(a->base + a->used);
-    a->used += bytes;
-    if (a->used > a->peak) a->peak = a->used;
-    return p;
-}
-
 int cs_tensor_to_f32(const cs_tensor *t, float *out)
 {
     size_t n = (size_t)cs_tensor_numel(t);

@@ -1,4 +1,4 @@
-/* Tensors, dtypes and the activation arena.
+/* Tensors, dtypes, their conversions and aligned memory.
  *
  * Internal layout (all activations): float32, channels-last.
  *   images  [N, H, W, C]   row-major, C contiguous
@@ -25,7 +25,7 @@ typedef enum {
 
 #define CS_MAX_DIMS 8
 
-/* A view of n-d data it does not own (weights in an mmap, or an arena slice). */
+/* A view of n-d data it does not own (weights in an mmap, or activations). */
 typedef struct {
     cs_dtype dtype;
     int ndim;
@@ -40,6 +40,11 @@ int cs_dtype_from_name(const char *s);        /* -1 if unknown */
 int64_t cs_tensor_numel(const cs_tensor *t);
 /* "[a,b,c]" into buf. */
 const char *cs_shape_str(const cs_tensor *t, char *buf, size_t len);
+/* Converts a float tensor (F32/BF16/F16) to float32 into out (numel floats).
+ * Integer tensors (I64/I32/U8) are converted by value. */
+int cs_tensor_to_f32(const cs_tensor *t, float *out);
+/* Same, allocated with cs_alloc (free with cs_free); NULL + cs_error on failure. */
+float *cs_tensor_f32_dup(const cs_tensor *t);
 
 /* Scalar conversions (the vector versions are in the kernel table). */
 static inline float cs_bf16_to_f32(uint16_t h)
@@ -55,18 +60,5 @@ uint16_t cs_f32_to_f16(float f);    /* round to nearest even */
 void *cs_alloc(size_t bytes);           /* NULL on failure */
 void *cs_calloc(size_t bytes);
 void cs_free(void *p);
-
-/* Bump allocator for activations: one big block, mark/release in stack order. */
-typedef struct {
-    unsigned char *base;
-    size_t size, used, peak;
-} cs_arena;
-
-int cs_arena_init(cs_arena *a, size_t bytes);
-void cs_arena_free(cs_arena *a);
-/* 64-byte aligned floats; NULL (with cs_error set) if the arena is full. */
-float *cs_arena_floats(cs_arena *a, size_t n);
-static inline size_t cs_arena_mark(const cs_arena *a) { return a->used; }
-static inline void cs_arena_release(cs_arena *a, size_t mark) { a->used = mark; }
 
 #endif

@@ -1,4 +1,4 @@
-/* CLIP byte-level BPE (spec/tokenizer.md). See tokenizer.h for the pipeline. */
+/* CLIP byte-level BPE (doc/reference.md). See tokenizer.h for the pipeline. */
 #include "tokenizer.h"
 
 #include "error.h"

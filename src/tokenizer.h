@@ -1,4 +1,4 @@
-/* CLIP byte-level BPE tokenizer (spec/tokenizer.md).
+/* CLIP byte-level BPE tokenizer (OpenAI CLIP simple_tokenizer.py, HF tokenization_clip.py).
  *
  * The vocabulary is read at run time from a folder holding vocab.json and
  * merges.txt (the HF stable-cascade / CLIP files); nothing is compiled in.
@@ -63,7 +63,7 @@ const char *cs_token_str(const cs_tokenizer *t, int32_t id);
  * malloc'ed (free()), *n its length. */
 int cs_tokenize(const cs_tokenizer *t, const char *text, int32_t **ids, size_t *n);
 
-/* Stable Cascade model input (spec/tokenizer.md §2.5): BOS, the first 75
+/* Stable Cascade model input (doc/reference.md): BOS, the first 75
  * BPE tokens, EOS, then pad with EOS to 77; mask is 1 for BOS..EOS and 0 for
  * padding. *n_full (may be NULL) receives the untruncated length incl.
  * BOS/EOS so callers can warn about truncation. */

@@ -97,12 +97,12 @@ static int bind_repeat(cs_wmap *m, cs_unet_level *l, const char *group, int i, i
         if (!cs_wmap_peek(m, w)) break;
         if (l->nrep == CS_UNET_MAX_REPEAT) {
             cs_wmap_problem(m, "%s.%d: more than %d repeat mappers", group, i, CS_UNET_MAX_REPEAT);
-            return -1;
+            return CS_EMODEL;
         }
         e |= cs_wmap_req(m, &l->rep_w[l->nrep], w, 4, (int64_t[]){c, c, 1, 1});
         e |= cs_wmap_req(m, &l->rep_b[l->nrep], b, 1, (int64_t[]){c});
     }
-    return e ? -1 : 0;
+    return e ? CS_EMODEL : 0;
 }
 
 static int bind_level(cs_unet *u, cs_wmap *m, cs_unet_level *l, const char *group, int idx, int level, int up)
@@ -130,7 +130,7 @@ static int bind_level(cs_unet *u, cs_wmap *m, cs_unet_level *l, const char *grou
     }
     if (n == 0) cs_wmap_problem(m, "missing %s%s.%d.0.* (level %d has no blocks)", m->prefix, group, idx, level);
     e |= bind_repeat(m, l, up ? "up_repeat_mappers" : "down_repeat_mappers", idx, c);
-    return e || !n ? -1 : 0;
+    return e || !n ? CS_EMODEL : 0;
 }
 
 int cs_unet_bind(cs_unet *u, cs_wmap *m, int c_cond, const cs_unet_opts *opt)
@@ -145,17 +145,17 @@ int cs_unet_bind(cs_unet *u, cs_wmap *m, int c_cond, const cs_unet_opts *opt)
         if (!t) break;
         if (L == CS_UNET_MAX_LEVELS) {
             cs_wmap_problem(m, "more than %d levels", CS_UNET_MAX_LEVELS);
-            return -1;
+            return CS_EMODEL;
         }
         u->c[L] = probe_width(m, p, t);
         if (u->c[L] <= 0) {
             cs_wmap_problem(m, "%s%s*: cannot read the level width", m->prefix, p);
-            return -1;
+            return CS_EMODEL;
         }
     }
     if (!L) {
         cs_wmap_problem(m, "missing %sdown_blocks.0.0.*", m->prefix);
-        return -1;
+        return CS_EMODEL;
     }
     u->nlevels = L;
     /* c_r and t_conds from the first TimestepBlock */
@@ -186,7 +186,7 @@ int cs_unet_bind(cs_unet *u, cs_wmap *m, int c_cond, const cs_unet_opts *opt)
     u->cross_only = opt && opt->self_attn < 0;
     int e = 0, rc;
     for (int i = 0; i < L; i++) {
-        if ((rc = bind_level(u, m, &u->down[i], "down_blocks", i, i, 0)) < -1) return rc;
+        if ((rc = bind_level(u, m, &u->down[i], "down_blocks", i, i, 0)) && rc != CS_EMODEL) return rc;
         e |= rc;
         if (i == 0) continue;
         int64_t co = u->c[i], ci = u->c[i - 1];
@@ -203,7 +203,7 @@ int cs_unet_bind(cs_unet *u, cs_wmap *m, int c_cond, const cs_unet_opts *opt)
     }
     for (int ui = 0; ui < L; ui++) {
         int l = L - 1 - ui;
-        if ((rc = bind_level(u, m, &u->up[ui], "up_blocks", ui, l, 1)) < -1) return rc;
+        if ((rc = bind_level(u, m, &u->up[ui], "up_blocks", ui, l, 1)) && rc != CS_EMODEL) return rc;
         e |= rc;
         if (l == 0) continue;
         int64_t ci = u->c[l], co = u->c[l - 1];
@@ -218,7 +218,7 @@ int cs_unet_bind(cs_unet *u, cs_wmap *m, int c_cond, const cs_unet_opts *opt)
         }
         e |= cs_wmap_req(m, &u->up_b[ui], p, 1, (int64_t[]){co});
     }
-    return e ? -1 : 0;
+    return e ? CS_EMODEL : 0;
 }
 
 void cs_unet_free(cs_unet *u)
@@ -334,7 +334,7 @@ int cs_unet_bind_info(cs_unet *u, cs_wmap *m, int c_cond, const cs_unet_opts *op
                       cs_net_info *in)
 {
     int rc = cs_unet_bind(u, m, c_cond, opt);
-    if (rc < -1) return rc;
+    if (rc && rc != CS_EMODEL) return rc;   /* CS_EMODEL: the problems are in m, cs_wmap_finish says them */
     if (!rc && u->c[0] != c0)
         cs_wmap_problem(m, "embedding.1.weight: %lld channels but level 0 is %d wide", (long long)c0, u->c[0]);
     if ((rc = cs_wmap_finish(m, what))) return rc;

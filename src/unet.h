@@ -1,5 +1,5 @@
-/* The U-Net skeleton shared by Stage C and Stage B (spec/models.md §3.3
- * steps 4-9, §4.3 steps 6-7): levels of C/T/A/F blocks with optional repeat
+/* The U-Net skeleton shared by Stage C and Stage B (upstream
+ * modules/stage_c.py and stage_b.py, _down_encode / _up_decode): levels of C/T/A/F blocks with optional repeat
  * mappers, a down path that keeps every level's output, an up path that
  * feeds the skip into the first ResBlock of every up level but the deepest
  * (bilinearly resizing the running tensor to the skip's size first), and the
@@ -80,7 +80,9 @@ void cs_unet_info_fill(const cs_unet *u, cs_net_info *info);
 
 /* Infers and binds the levels of the file behind m. c_cond: width of the
  * conditioning tokens (from the caller's clip mappers). Problems go to m;
- * returns 0, -1 (problems recorded) or a negative CS_E* code. */
+ * returns 0, CS_EMODEL when it recorded problems in m (cs_wmap_finish turns
+ * them into the message), or another negative CS_E* code with cs_error set
+ * (out of memory, bad options). */
 int cs_unet_bind(cs_unet *u, cs_wmap *m, int c_cond, const cs_unet_opts *opt);
 /* The end of a Stage B / C load: cs_unet_bind, then checks level 0 against
  * the embedding width c0, finishes m (every problem, reported as `what`) and

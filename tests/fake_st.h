@@ -5,7 +5,7 @@
 #ifndef FAKE_ST_H
 #define FAKE_ST_H
 
-#include "../src/models.h"
+#include "models.h"
 
 #include <stdint.h>
 

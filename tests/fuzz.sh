@@ -36,9 +36,9 @@ libs="$(pkg-config --libs jansson libxxhash libpcre2-8 libutf8proc libpng) $(pkg
 objs=
 # the golden runner's case parser and handlers, for the golden target only
 gobjs=
-for s in "$top"/src/*.c "$top/simd/ref.c" "$top/simd/dispatch.c" "$top"/src/cli/golden_*.c; do
+for s in "$top"/src/*.c "$top/simd/ref.c" "$top/simd/dispatch.c" "$top"/tests/golden/golden_*.c; do
     o="$work/obj/$(basename "$s" .c).o"
-    case $s in */cli/golden_*) gobjs="$gobjs $o" ;; *) objs="$objs $o" ;; esac
+    case $s in */tests/golden/golden_*) gobjs="$gobjs $o" ;; *) objs="$objs $o" ;; esac
     [ "$o" -nt "$s" ] && continue
     clang $cflags -fsanitize=fuzzer-no-link -c "$s" -o "$o" 2>"$work/cc.log" ||
         { cat "$work/cc.log"; echo "fuzz.sh: cannot compile $s"; exit 1; }

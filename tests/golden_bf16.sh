@@ -12,7 +12,7 @@ need_shared golden
 if ! "$CASCADE_BIN" info 2>/dev/null | grep -q '^cpu bf16: .*dpbf16ps'; then
     golden_cases 'op_feedforward*'
     set -- $CASES
-    "$CASCADE_BIN" dev golden --device cpu --precision bf16 "$SHARED_DIR/golden/$1.io.safetensors" >/dev/null 2>"${TMPDIR:-/tmp}/golden_bf16.$$"
+    "$GOLDEN_BIN" --device cpu --precision bf16 "$SHARED_DIR/golden/$1.io.safetensors" >/dev/null 2>"${TMPDIR:-/tmp}/golden_bf16.$$"
     rc=$?
     lines=$(grep -c . "${TMPDIR:-/tmp}/golden_bf16.$$")
     rm -f "${TMPDIR:-/tmp}/golden_bf16.$$"
@@ -25,7 +25,7 @@ for c in $CASES; do golden_run "$c" --device cpu --precision bf16; done
 golden_cases 'stage_c_*' 'stage_b_*'
 for c in $CASES; do golden_run "$c" --device cpu --precision bf16 --threads 1; done
 # the products really were bf16: their rounding shows (fp32 gives ~1e-7 here)
-rel=$("$CASCADE_BIN" dev golden --device cpu --precision bf16 "$SHARED_DIR/golden/op_feedforward.io.safetensors" 2>&1 |
+rel=$("$GOLDEN_BIN" --device cpu --precision bf16 "$SHARED_DIR/golden/op_feedforward.io.safetensors" 2>&1 |
     sed -n 's/.*rel_l2=\([0-9.e+-]*\).*/\1/p' | head -n 1)
 if ! awk -v r="${rel:-0}" 'BEGIN { exit !(r > 1e-4) }'; then
     echo "op_feedforward in bf16: rel_l2 '${rel}' is fp32-small: were the products bf16?"; fail=1

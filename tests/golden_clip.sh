@@ -1,5 +1,5 @@
 #!/bin/sh
-# Every CLIP text encoder golden case through `cascade dev golden`. The text
+# Every CLIP text encoder golden case through `tests/golden/cascade-golden`. The text
 # set has no cases.json: its README lists the cases as
 # clip_tiny_{gelu,quick_gelu}[_nomask], i.e. these four, and each must exist.
 . "$TOP_SRCDIR/tests/shared.sh"

@@ -2,7 +2,7 @@
 # Hostile golden cases (written by tests/golden_mkcase: truncated data, wrong,
 # zero, huge and negative shapes and config values, missing keys, short
 # parameters, an empty checked_outputs, a weights path outside the folder):
-# `cascade dev golden` must answer each with exactly one stderr line naming
+# `tests/golden/cascade-golden` must answer each with exactly one stderr line naming
 # the case file, FAIL as its last stdout line and exit 1 - never a crash.
 # Memory errors: the ASan/UBSan build (--enable-sanitizers) checks every run;
 # otherwise valgrind, where installed, checks them at one SIMD level
@@ -23,7 +23,7 @@ fail=0
 # the generator's valid case passes, strict mode included: the hostile ones
 # are that case with one thing broken
 for s in "" --strict; do
-    out=$("$CASCADE_BIN" dev golden --threads 1 $s "$dir/good" 2>&1)
+    out=$("$GOLDEN_BIN" --threads 1 $s "$dir/good" 2>&1)
     [ $? -eq 0 ] || { echo "good case $s failed:"; echo "$out"; fail=1; }
 done
 n=0
@@ -32,7 +32,7 @@ for f in "$dir"/hostile_*.io.safetensors; do
     case=${f%.io.safetensors}
     name=$(basename "$case")
     n=$((n + 1))
-    $vg "$CASCADE_BIN" dev golden --threads 1 "$case" >"$dir/out" 2>"$dir/err"
+    $vg "$GOLDEN_BIN" --threads 1 "$case" >"$dir/out" 2>"$dir/err"
     rc=$?
     last=$(tail -n 1 "$dir/out")
     lines=$(grep -c . "$dir/err")
@@ -48,10 +48,10 @@ done
 # the runner's stable options: --device and --precision
 opt() {   # opt EXIT ARGS...: exit status, and one stderr line when it is not 0
     want=$1; shift
-    "$CASCADE_BIN" dev golden "$@" >"$dir/out" 2>"$dir/err"
+    "$GOLDEN_BIN" "$@" >"$dir/out" 2>"$dir/err"
     rc=$?
     if [ $rc -ne "$want" ] || { [ "$want" -ne 0 ] && [ "$(grep -c . "$dir/err")" -ne 1 ]; }; then
-        echo "dev golden $*: exit $rc (wanted $want)"; cat "$dir/err"; fail=1
+        echo "cascade-golden $*: exit $rc (wanted $want)"; cat "$dir/err"; fail=1
     fi
 }
 opt 0 --device cpu --precision fp32 --threads 1 "$dir/good"

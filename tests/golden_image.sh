@@ -1,6 +1,6 @@
 #!/bin/sh
 # Stage A (ResBlock, decode, encode), Previewer and EfficientNet golden cases
-# of the set's index through `cascade dev golden --strict`.
+# of the set's index through `tests/golden/cascade-golden --strict`.
 . "$TOP_SRCDIR/tests/shared.sh"
 need_shared golden
 . "$TOP_SRCDIR/tests/golden_index.sh"

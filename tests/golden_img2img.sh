@@ -19,7 +19,7 @@ for w in effnet_slim stage_c_tiny; do
     ln -s "$gd/$w.weights.safetensors" "$tmp/$w.weights.safetensors" || exit 99
 done
 cp "$case" "$tmp/img2img_tiny.io.safetensors" || exit 99
-out=$("$CASCADE_BIN" dev golden --strict "$tmp/img2img_tiny" 2>&1) && echo "ok img2img_tiny: $(echo "$out" | tail -n 1)" ||
+out=$("$GOLDEN_BIN" --strict "$tmp/img2img_tiny" 2>&1) && echo "ok img2img_tiny: $(echo "$out" | tail -n 1)" ||
     { echo "FAIL img2img_tiny:"; echo "$out"; fail=1; }
 echo "$out" | grep -q "out.x_init" || { echo "FAIL: out.x_init not compared"; fail=1; }
 echo "$out" | grep -q "out.x0_step_06" || { echo "FAIL: step 06 not compared"; fail=1; }
@@ -32,7 +32,7 @@ alter() {   # NAME FROM TO: a copy with the first FROM (fixed text) replaced by 
     printf '%s' "$3" | dd of="$tmp/$1.io.safetensors" bs=1 seek="$at" conv=notrunc 2>/dev/null || exit 99
 }
 must_fail() {   # NAME WHY PATTERN
-    if out=$("$CASCADE_BIN" dev golden "$tmp/$1" 2>&1); then
+    if out=$("$GOLDEN_BIN" "$tmp/$1" 2>&1); then
         echo "FAIL $1: passed ($2)"; fail=1
     elif echo "$out" | grep -q "$3"; then
         echo "ok $1 fails: $(echo "$out" | grep "$3" | head -n 1)"

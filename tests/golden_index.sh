@@ -42,7 +42,7 @@ golden_run() {
         fail=1
         return
     fi
-    _out=$("$CASCADE_BIN" dev golden "$@" "$_case" 2>&1)
+    _out=$("$GOLDEN_BIN" "$@" "$_case" 2>&1)
     _rc=$?
     echo "$(basename "$_case") $*: $(echo "$_out" | tail -n 1)"
     [ $_rc -eq 0 ] || { echo "$_out"; fail=1; }

@@ -1,7 +1,7 @@
 #!/bin/sh
 # LoRA golden cases (../shared/golden/lora/, an io file's __metadata__["lora"]
 # list applied to the case's module): every case of that folder through
-# `cascade dev golden --strict`, also with one thread. The kohya case must be
+# `tests/golden/cascade-golden --strict`, also with one thread. The kohya case must be
 # there (it is the one the set documents), so an emptied folder fails.
 . "$TOP_SRCDIR/tests/shared.sh"
 need_shared golden/lora

@@ -2,7 +2,7 @@
 # Stage C / Stage B blocks and networks against the golden cases: every
 # op_resblock*, op_attnblock*, op_feedforward*, op_timestepblock* and
 # stage_c_* / stage_b_* case of the set's index through
-# `cascade dev golden --strict`, once with the default threads and the
+# `tests/golden/cascade-golden --strict`, once with the default threads and the
 # networks again with one thread (different GEMM and reduction splits must
 # stay inside the same limits).
 . "$TOP_SRCDIR/tests/shared.sh"

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Every single-op golden case (op_* of the set's index) through
-# `cascade dev golden --strict`: within 8x of the recorded fp32-vs-fp64 error.
+# `tests/golden/cascade-golden --strict`: within 8x of the recorded fp32-vs-fp64 error.
 . "$TOP_SRCDIR/tests/shared.sh"
 need_shared golden
 . "$TOP_SRCDIR/tests/golden_index.sh"

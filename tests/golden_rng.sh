@@ -1,5 +1,5 @@
 #!/bin/sh
-# `cascade dev golden` on the torch-CPU randn golden set (every draw of every
+# `tests/golden/cascade-golden` on the torch-CPU randn golden set (every draw of every
 # seed; its checked_outputs lists them all, so a lost draw fails the case).
 . "$TOP_SRCDIR/tests/shared.sh"
 need_shared golden/rng

@@ -1,5 +1,5 @@
 #!/bin/sh
-# `cascade dev golden --strict` on the sampling cases of the set's index:
+# `tests/golden/cascade-golden --strict` on the sampling cases of the set's index:
 # Stage C and Stage B GDF loops with replayed noise (every step's x0 and x
 # compared and gating) and the tiny C -> B -> A chain with its uint8 image.
 . "$TOP_SRCDIR/tests/shared.sh"

@@ -7,7 +7,7 @@
 #ifndef MANIFEST_ST_H
 #define MANIFEST_ST_H
 
-#include "../src/tensor.h"
+#include "tensor.h"
 
 #include <stdint.h>
 

@@ -9,6 +9,7 @@
  *   another thread and from a signal handler: CASCADE_E_INTR, no images,
  *   and the context works again afterwards;
  * - tokenize and encode-text on the demo text encoder. */
+#include "check.h"
 #include "cascade.h"
 
 #include <pthread.h>
@@ -17,10 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static int failures;
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
 
 /* a demo context with few steps (the demo networks are tiny: about a second) */
 static cascade_ctx *demo_ctx(long long seed, int threads)
@@ -239,5 +236,5 @@ int main(void)
     test_text_and_png(dir);
     rmdir(dir);
     if (failures) fprintf(stderr, "%d failure(s)\n", failures);
-    return failures ? 1 : 0;
+    return check_exit();
 }

@@ -8,6 +8,7 @@
  * backend as it was.
  * cs_backend_describe lists a plugin's devices (or the reason there are
  * none) without activating it. */
+#include "check.h"
 #include "backend.h"
 #include "device.h"
 #include "error.h"
@@ -21,9 +22,6 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-static int fails;
-#define CHECK(c, ...) do { if (!(c)) { printf("FAIL %d: ", __LINE__); printf(__VA_ARGS__); printf("\n"); fails++; } } while (0)
 
 int main(int argc, char **argv)
 {
@@ -149,6 +147,6 @@ int main(int argc, char **argv)
     CHECK(cs_backend_select(good) < 0 && strstr(cs_last_error(), "not usable here"), "failing init: %s",
           cs_last_error());
     CHECK(!strcmp(cs_backend_name(), "cpu"), "CPU path not kept");
-    printf("%s\n", fails ? "FAIL" : "PASS");
-    return fails ? 1 : 0;
+    printf("%s\n", failures ? "FAIL" : "PASS");
+    return check_exit();
 }

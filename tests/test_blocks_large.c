@@ -22,10 +22,11 @@
  * BF16 weights upcast exactly, so that comparison must agree bit for bit
  * (every product element is one FMA chain in k order, src/ops.c), and so
  * must 1 vs 2 threads at one level. */
-#include "../simd/kernels.h"
-#include "../src/blocks.h"
-#include "../src/error.h"
-#include "../src/ops.h"
+#include "blocks.h"
+#include "check.h"
+#include "error.h"
+#include "kernels.h"
+#include "ops.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -35,14 +36,7 @@
 
 enum { N = 2, H = 64, W = 40, C = 576, NHEAD = 9, CC = 1280, LC = 4, CR = 64, NCOND = 1 };
 
-static int failures;
 
-static uint64_t rs = 0x9E3779B97F4A7C15ull;
-static float urand(void)   /* uniform [-1, 1) */
-{
-    rs ^= rs << 13, rs ^= rs >> 7, rs ^= rs << 17;
-    return (float)((rs >> 40) * (1.0 / 8388608.0)) - 1.0f;
-}
 
 /* a weight tensor of n values ~ U(-s, s)*sqrt(3), rounded to BF16 values so
  * the F32 and BF16 copies hold the same numbers */
@@ -65,7 +59,7 @@ static cs_tensor *mk(int bf16, int ndim, const int64_t *shape, float s)
     w->h = cs_alloc(n * sizeof(uint16_t) + 2);
     if (!w->f || !w->h) return &dummy;
     for (size_t i = 0; i < n; i++) {
-        w->h[i] = cs_f32_to_bf16(urand() * s * 1.7320508f);
+        w->h[i] = cs_f32_to_bf16(check_urand() * s * 1.7320508f);
         w->f[i] = cs_bf16_to_f32(w->h[i]);
     }
     w->tf.dtype = CS_F32, w->th.dtype = CS_BF16;
@@ -194,8 +188,8 @@ int main(void)
     float *x = cs_alloc(n * sizeof(float)), *skip = cs_alloc(n * sizeof(float)), *cond = cs_alloc((size_t)N * LC * CC * sizeof(float));
     float t[N * CR * (1 + NCOND)], r[N] = {0.9f, 0.13f}, z[N] = {0, 0.5f};
     if (!x || !skip || !cond) return 99;
-    for (size_t i = 0; i < n; i++) x[i] = urand() * 2.0f, skip[i] = urand() * 2.0f;
-    for (size_t i = 0; i < (size_t)N * LC * CC; i++) cond[i] = urand() * 1.7f;
+    for (size_t i = 0; i < n; i++) x[i] = check_urand() * 2.0f, skip[i] = check_urand() * 2.0f;
+    for (size_t i = 0; i < (size_t)N * LC * CC; i++) cond[i] = check_urand() * 1.7f;
     float e[N * CR];
     cs_r_embedding(r, N, CR, e);
     for (int i = 0; i < N; i++) memcpy(t + i * CR * 2, e + i * CR, CR * sizeof(float));
@@ -240,5 +234,5 @@ int main(void)
     cs_free(ref), cs_free(d2), cs_free(d1), cs_free(bf);
     cs_free(x), cs_free(skip), cs_free(cond);
     for (int i = 0; i < npool; i++) cs_free(pool[i]->f), cs_free(pool[i]->h), free(pool[i]);
-    return failures ? 1 : 0;
+    return check_exit();
 }

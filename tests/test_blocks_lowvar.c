@@ -11,10 +11,11 @@
  * Tolerance rel_l2 <= 1e-4: the inputs are exact floats and the normalised
  * values are O(1), so float32 noise is ~1e-6 (measured below 1e-6); a wrong
  * eps changes the result by O(1). */
-#include "../simd/kernels.h"
-#include "../src/blocks.h"
-#include "../src/error.h"
-#include "../src/ops.h"
+#include "blocks.h"
+#include "check.h"
+#include "error.h"
+#include "kernels.h"
+#include "ops.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -23,18 +24,10 @@
 #include <string.h>
 
 #define EPS 1e-6
-static int failures;
-static uint64_t rs = 0x2545F4914F6CDD1Dull;
-
-static double urand(void)   /* uniform [-1, 1) */
-{
-    rs ^= rs << 13, rs ^= rs >> 7, rs ^= rs << 17;
-    return (double)(rs >> 11) / 4503599627370496.0 - 1.0;
-}
 
 static void fill(float *v, size_t n, double s)
 {
-    for (size_t i = 0; i < n; i++) v[i] = (float)(urand() * s);
+    for (size_t i = 0; i < n; i++) v[i] = (float)(check_urand_d() * s);
 }
 
 static void compare(const char *what, const double *ref, const float *y, size_t n)
@@ -161,6 +154,7 @@ static void test_blocks(void)
 
 int main(void)
 {
+    check_seed(0x2545F4914F6CDD1Dull);
     if (cs_simd_init()) {
         fprintf(stderr, "%s\n", cs_last_error());
         return 99;
@@ -172,8 +166,8 @@ int main(void)
         double *ref = malloc(n * sizeof *ref);
         if (!x || !y || !ref) return 99;
         for (size_t r = 0; r < rows; r++) {   /* offset mean, std ~3e-4 */
-            double m = urand() * 0.01;
-            for (size_t c = 0; c < C2; c++) x[r * C2 + c] = (float)(m + urand() * 5e-4);
+            double m = check_urand_d() * 0.01;
+            for (size_t c = 0; c < C2; c++) x[r * C2 + c] = (float)(m + check_urand_d() * 5e-4);
         }
         ln_ref(x, ref, rows, C2);
         cs_layernorm(x, y, rows, C2, 1e-6f, NULL, NULL);
@@ -183,5 +177,5 @@ int main(void)
         free(x), free(y), free(ref);
     }
     test_blocks();
-    return failures ? 1 : 0;
+    return check_exit();
 }

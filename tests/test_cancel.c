@@ -8,17 +8,18 @@
  *    nothing that was unregistered;
  *  - past a file-size limit (SIGXFSZ ignored) the PNG and safetensors
  *    writers say "file size limit exceeded" and leave no file behind. */
-#include "../src/cancel.h"
-#include "../src/clip.h"
-#include "../src/demo.h"
-#include "../src/error.h"
-#include "../src/models.h"
-#include "../src/pipeline.h"
-#include "../src/previewer.h"
-#include "../src/safetensors.h"
-#include "../src/stage_a.h"
-#include "../src/stage_b.h"
-#include "../src/stage_c.h"
+#include "cancel.h"
+#include "check.h"
+#include "clip.h"
+#include "demo.h"
+#include "error.h"
+#include "models.h"
+#include "pipeline.h"
+#include "previewer.h"
+#include "safetensors.h"
+#include "stage_a.h"
+#include "stage_b.h"
+#include "stage_c.h"
 
 #include <dirent.h>
 #include <signal.h>
@@ -28,11 +29,6 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static int failures;
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; \
-    fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); fprintf(stderr, __VA_ARGS__); \
-    fputc('\n', stderr); } } while (0)
 
 static cs_demo_files demo;
 
@@ -266,5 +262,5 @@ int main(void)
         fprintf(stderr, "%d failure(s)\n", failures);
     else
         printf("ok\n");
-    return failures ? 1 : 0;
+    return check_exit();
 }

@@ -1,22 +1,17 @@
 /* CLIP text encoder: loading/validation errors and forward invariants on a
  * small random model built in memory (the numerics against PyTorch are the
  * golden cases in tests/golden_clip.sh). */
-#include "../simd/kernels.h"
-#include "../src/clip.h"
-#include "../src/error.h"
-#include "../src/safetensors.h"
+#include "check.h"
+#include "clip.h"
+#include "error.h"
+#include "kernels.h"
+#include "safetensors.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static int failures;
-
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; \
-    fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
 
 enum { V = 40, W = 16, HEADS = 2, LAYERS = 2, MLP = 32, CTX = 8, PROJ = 12, MAXT = 64 };
 
@@ -304,5 +299,5 @@ int main(void)
     test_open();
     if (failures) fprintf(stderr, "%d failures\n", failures);
     else printf("all clip tests passed\n");
-    return failures ? 1 : 0;
+    return check_exit();
 }

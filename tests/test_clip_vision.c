@@ -4,6 +4,7 @@
  * missing or mis-shaped tensor, a stray one, an unsupported activation, a
  * config asking for more layers than the file has -- are one error naming
  * the file and the problem. Files are written with the demo writer. */
+#include "check.h"
 #include "clip_vision.h"
 #include "demo_vision.h"
 #include "error.h"
@@ -14,17 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static int fails;
-#define CHECK(c, ...) \
-    do { \
-        if (!(c)) { \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-            printf(__VA_ARGS__); \
-            printf("\n"); \
-            fails++; \
-        } \
-    } while (0)
 
 static char dir[256], path[300];
 
@@ -107,6 +97,6 @@ int main(void)
     refused("image size", "no usable CLIP vision config");
     unlink(path);
     rmdir(dir);
-    printf(fails ? "%d failure(s)\n" : "ok\n", fails);
-    return fails ? 1 : 0;
+    printf(failures ? "%d failure(s)\n" : "ok\n", failures);
+    return check_exit();
 }

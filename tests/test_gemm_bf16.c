@@ -15,15 +15,16 @@
  *    repacked after its data changed.
  * Exit 77 (skip) where the CPU, the build or CASCADE_SIMD gives no native
  * bf16 kernel (e.g. Zen 3, or CASCADE_SIMD=avx2). */
-#include "../simd/gemm_bf16.h"
-#include "../simd/kernels.h"
-#include "../src/backend.h"
-#include "../src/device.h"
-#include "../src/error.h"
-#include "../src/ops.h"
-#include "../src/safetensors.h"
-#include "../src/tensor.h"
-#include "../src/wpack.h"
+#include "backend.h"
+#include "check.h"
+#include "device.h"
+#include "error.h"
+#include "gemm_bf16.h"
+#include "kernels.h"
+#include "ops.h"
+#include "safetensors.h"
+#include "tensor.h"
+#include "wpack.h"
 
 #include <float.h>
 #include <math.h>
@@ -36,19 +37,6 @@
 #include <immintrin.h>
 #endif
 
-static int failures;
-#define CHECK(cond, ...) do { if (!(cond)) { if (++failures <= 30) { fprintf(stderr, "FAIL "); \
-    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } } while (0)
-
-static uint64_t rs = 0x243f6a8885a308d3ull;
-static uint64_t rnd64(void)
-{
-    uint64_t z = (rs += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-static float uni(float a, float b) { return a + (b - a) * (float)((rnd64() >> 40) * 0x1p-24); }
 static uint32_t f2u(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 static float u2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 
@@ -68,7 +56,7 @@ static uint16_t rnd_bf16(void)
 {
     static const uint16_t sp[] = {0x0000, 0x8000, 0x0001, 0x807f, 0x0080, 0x8080, 0x7f7f, 0xff7f, 0x7f80, 0xff80,
                                   0x7fc0, 0xffc1, 0x7f81, 0x3f80, 0xbf80, 0x3f81, 0x0040, 0x00ff, 0x1f80, 0x5f80};
-    uint64_t r = rnd64();
+    uint64_t r = check_rnd64();
     if ((r & 7) == 0) return sp[(r >> 8) % (sizeof sp / sizeof *sp)];
     if ((r & 7) == 1) return (uint16_t)(r >> 16);   /* any pattern */
     /* exponents near 1 so that sums cancel and round */
@@ -81,9 +69,9 @@ static void test_lane_step(void)
     int bad = 0;
     for (int i = 0; i < n; i++) {
         uint32_t a = (uint32_t)rnd_bf16() | (uint32_t)rnd_bf16() << 16, b = (uint32_t)rnd_bf16() | (uint32_t)rnd_bf16() << 16;
-        uint64_t r = rnd64();
+        uint64_t r = check_rnd64();
         float acc = (r & 3) == 0 ? u2f((uint32_t)(r >> 32)) : (r & 3) == 1 ? u2f((uint32_t)(r >> 32) & 0x807fffffu)
-                                                                           : uni(-4, 4);
+                                                                           : check_uni(-4, 4);
         float want = cs_bf16_dp_step(cs_bf16_dp_step(acc, a >> 16, b >> 16), (uint16_t)a, (uint16_t)b);
         float got = hw_pair(acc, a, b);
         if (!same(got, want) && ++bad <= 10)
@@ -128,9 +116,9 @@ static void test_kernel(const char *kname, cs_gemm_bf16_fn kern, cs_gemm_bf16_fn
                 float *a = malloc((M * lda + 2) * 4), *b = malloc((K * ldb + 1) * 4), *c0 = malloc((M * ldc + 2) * 4);
                 float *ck = malloc((M * ldc + 2) * 4), *cr = malloc((M * ldc + 2) * 4);
                 uint32_t *bp = calloc(P * ps + 2, 4);
-                for (size_t i = 0; i < M * lda + 2; i++) a[i] = uni(-1, 1);
-                for (size_t i = 0; i < K * ldb + 1; i++) b[i] = uni(-1, 1);
-                for (size_t i = 0; i < M * ldc + 2; i++) c0[i] = uni(-2, 2);
+                for (size_t i = 0; i < M * lda + 2; i++) a[i] = check_uni(-1, 1);
+                for (size_t i = 0; i < K * ldb + 1; i++) b[i] = check_uni(-1, 1);
+                for (size_t i = 0; i < M * ldc + 2; i++) c0[i] = check_uni(-2, 2);
                 if (spec && K) {   /* NaN, Inf, a denormal in A and B */
                     a[1 + (M / 2) * lda + K / 2] = NAN;
                     a[1 + (M - 1) * lda] = INFINITY;
@@ -195,8 +183,8 @@ static void test_linear(cs_gemm_bf16_fn ref)
     uint16_t *wb = malloc((N * K + 1) * 2);
     size_t ps = cs_bf16_panel_size(K);
     uint32_t *bp = calloc((N + 15) / 16 * ps, 4);
-    for (size_t i = 0; i < M * K; i++) x[i] = uni(-2, 2);
-    for (size_t i = 0; i < N * K; i++) wf[i] = uni(-0.3f, 0.3f);
+    for (size_t i = 0; i < M * K; i++) x[i] = check_uni(-2, 2);
+    for (size_t i = 0; i < N * K; i++) wf[i] = check_uni(-0.3f, 0.3f);
     for (size_t i = 0; i < N * K; i++) wb[1 + i - 1] = cs_f32_to_bf16(wf[i]);
     /* B = W^T as [K, N] for pack_b */
     float *wt = malloc(K * N * 4);
@@ -302,8 +290,8 @@ static void test_mapped(void)
     snprintf(path, sizeof path, "%s/test_gemm_bf16.%d.safetensors", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
              (int)getpid());
     float *w = malloc(N * K * 4), *x = malloc(M * K * 4), *y1 = malloc(M * N * 4), *y2 = malloc(M * N * 4);
-    for (size_t i = 0; i < N * K; i++) w[i] = uni(-0.1f, 0.1f);
-    for (size_t i = 0; i < M * K; i++) x[i] = uni(-1, 1);
+    for (size_t i = 0; i < N * K; i++) w[i] = check_uni(-0.1f, 0.1f);
+    for (size_t i = 0; i < M * K; i++) x[i] = check_uni(-1, 1);
     cs_tensor t = {.dtype = CS_F32, .ndim = 2, .shape = {(int64_t)N, (int64_t)K}, .data = w, .name = "w"};
     cs_st_file *f = NULL;
     if (cs_st_write(path, &t, 1, NULL, 0) || cs_st_open(path, &f)) {
@@ -363,5 +351,5 @@ int main(void)
     cs_cpu_precision_set(CS_PREC_FP32);
     if (failures) fprintf(stderr, "%d failure(s)\n", failures);
     else printf("ok\n");
-    return failures ? 1 : 0;
+    return check_exit();
 }

@@ -3,6 +3,7 @@
  * libjpeg, read back and compared; then the refusals: truncated PNG and
  * JPEG, CMYK JPEG, 0 pixels, over the size limit, other formats, an empty
  * file, a folder -- each one error naming the file. */
+#include "check.h"
 #include "error.h"
 #include "image_in.h"
 
@@ -13,17 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static int fails;
-#define CHECK(c, ...) \
-    do { \
-        if (!(c)) { \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-            printf(__VA_ARGS__); \
-            printf("\n"); \
-            fails++; \
-        } \
-    } while (0)
 
 static char dir[256];
 
@@ -411,7 +401,7 @@ int main(void)
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd)) printf("warning: could not remove %s\n", dir);
-    if (fails) printf("%d failure(s)\n", fails);
+    if (failures) printf("%d failure(s)\n", failures);
     else printf("ok\n");
-    return fails ? 1 : 0;
+    return check_exit();
 }

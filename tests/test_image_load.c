@@ -3,6 +3,7 @@
  * headers only), bare and under ComfyUI prefixes, F32 and BF16: the
  * structure read off the names must be the released one. Then the strict
  * validation: a file of another network, a missing and a mis-shaped tensor. */
+#include "check.h"
 #include "effnet.h"
 #include "error.h"
 #include "manifest_st.h"
@@ -13,17 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static int fails;
-#define CHECK(c, ...) \
-    do { \
-        if (!(c)) { \
-            fails++; \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-            printf(__VA_ARGS__); \
-            printf("\n"); \
-        } \
-    } while (0)
 
 static char mdir[1024], tmp[512];
 
@@ -47,7 +37,7 @@ static void test_stage_a(const char *prefix, cs_dtype dt)
     char path[1024];
     cs_stage_a *m = NULL;
     if (write_sparse("stage_a", prefix, dt, path, sizeof path, NULL)) {
-        fails++;
+        failures++;
         return;
     }
     int rc = cs_stage_a_open(path, &m);
@@ -70,7 +60,7 @@ static void test_previewer(const char *prefix, cs_dtype dt)
     char path[1024];
     cs_previewer *m = NULL;
     if (write_sparse("previewer", prefix, dt, path, sizeof path, NULL)) {
-        fails++;
+        failures++;
         return;
     }
     int rc = cs_previewer_open(path, &m);
@@ -90,7 +80,7 @@ static void test_effnet(const char *prefix, cs_dtype dt)
     char path[1024];
     cs_effnet *m = NULL;
     if (write_sparse("effnet_encoder", prefix, dt, path, sizeof path, NULL)) {
-        fails++;
+        failures++;
         return;
     }
     int rc = cs_effnet_open(path, &m);
@@ -124,7 +114,7 @@ static void test_errors(void)
 {
     char path[1024];
     if (write_sparse("previewer", "", CS_F32, path, sizeof path, NULL)) {
-        fails++;
+        failures++;
         return;
     }
     cs_stage_a *a = NULL;
@@ -139,7 +129,7 @@ static void test_errors(void)
 
     cs_previewer *p = NULL;
     if (write_sparse("effnet_encoder", "", CS_BF16, path, sizeof path, NULL)) {
-        fails++;
+        failures++;
         return;
     }
     rc = cs_previewer_open(path, &p);
@@ -148,7 +138,7 @@ static void test_errors(void)
     unlink(path);
 
     if (write_sparse("effnet_encoder", "", CS_F32, path, sizeof path, break_effnet)) {
-        fails++;
+        failures++;
         return;
     }
     rc = cs_effnet_open(path, &e);
@@ -182,7 +172,7 @@ int main(void)
         test_effnet("vae.encoder.", dts[d]);
     }
     test_errors();
-    if (fails) printf("%d check(s) failed\n", fails);
+    if (failures) printf("%d check(s) failed\n", failures);
     else printf("image networks load: all checks passed\n");
-    return fails ? 1 : 0;
+    return check_exit();
 }

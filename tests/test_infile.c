@@ -4,6 +4,7 @@
  * safetensors, tokenizer files, config.json, plugins, the hash cache.
  * Runs under alarm(): a reader that blocks on a FIFO or reads /dev/zero
  * forever makes the test fail instead of hanging. */
+#include "check.h"
 #include "backend.h"
 #include "clip.h"
 #include "error.h"
@@ -20,9 +21,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static int fails;
-#define CHECK(c, ...) do { if (!(c)) { printf("FAIL %d: ", __LINE__); printf(__VA_ARGS__); printf("\n"); fails++; } } while (0)
 
 static char dir[256];
 static const char *at(const char *name)   /* valid until 4 more calls */
@@ -150,6 +148,6 @@ int main(void)
 
     free(fifo);
     free(zero);
-    printf("%s\n", fails ? "FAIL" : "PASS");
-    return fails ? 1 : 0;
+    printf("%s\n", failures ? "FAIL" : "PASS");
+    return check_exit();
 }

@@ -7,10 +7,11 @@
  * tests all. CASCADE_TEST_EXHAUSTIVE=1 checks f32->bf16/f16 on all 2^32
  * inputs (default: a strided sweep). Needs only simd/ and src/{error,tensor}.c
  * so that tests/neon-qemu.sh can cross-build it without BLAS. */
-#include "../simd/kernels.h"
-#include "../simd/vmath.h"
-#include "../src/error.h"
-#include "../src/tensor.h"
+#include "check.h"
+#include "error.h"
+#include "kernels.h"
+#include "tensor.h"
+#include "vmath.h"
 
 #include <float.h>
 #include <math.h>
@@ -20,8 +21,8 @@
 
 #define U 0x1p-24   /* unit roundoff of float */
 
-static int failures;
 static const char *lvl = "?";
+static char lvl_tag[40];   /* check_tag: "[level] " */
 
 /* report at most a few mismatches per check */
 static int report(const char *what, size_t i, double got, double want, double tol)
@@ -32,20 +33,8 @@ static int report(const char *what, size_t i, double got, double want, double to
     return 1;
 }
 
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; fprintf(stderr, "FAIL [%s] ", lvl); \
-    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
-
 /* ---- random numbers and buffers ---- */
 
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static uint64_t rnd64(void)
-{
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-static float uni(float a, float b) { return a + (b - a) * (float)((rnd64() >> 40) * 0x1p-24); }
 
 static float bits2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 static uint32_t f2bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
@@ -58,10 +47,10 @@ static const float specials[] = {NAN, -NAN, INFINITY, -INFINITY, 0.0f, -0.0f, FL
 /* n floats in [a, b], one in 16 replaced by a special value if spec */
 static void fill(float *x, size_t n, float a, float b, int spec)
 {
-    for (size_t i = 0; i < n; i++) x[i] = uni(a, b);
+    for (size_t i = 0; i < n; i++) x[i] = check_uni(a, b);
     if (spec)
         for (size_t i = 0; i < n; i++)
-            if ((rnd64() & 15) == 0) x[i] = specials[rnd64() % NSPEC];
+            if ((check_rnd64() & 15) == 0) x[i] = specials[check_rnd64() % NSPEC];
 }
 
 /* buffers with one extra leading element so that p + 1 is misaligned */
@@ -134,7 +123,7 @@ static void test_conversions(const cs_kernels *k, const cs_kernels *r)
     /* odd sizes: nothing past n is written */
     for (size_t s = 0; s < NSIZES; s++) {
         size_t n = sizes[s];
-        for (size_t i = 0; i < n; i++) h[1 + i] = (uint16_t)rnd64();
+        for (size_t i = 0; i < n; i++) h[1 + i] = (uint16_t)check_rnd64();
         a[1 + n] = 1234.5f;
         k->bf16_to_f32(h + 1, a + 1, n);
         r->bf16_to_f32(h + 1, b, n);
@@ -376,7 +365,7 @@ static void test_binary(const char *name, binary_fn f, binary_fn ref)
     /* scale */
     for (size_t s = 0; s < NSIZES; s++) {
         size_t n = sizes[s];
-        float sc = uni(-3, 3);
+        float sc = check_uni(-3, 3);
         fill(a + 1, n, -1e3f, 1e3f, 1);
         cs_kernels rt;
         cs_kernels_ref(&rt);
@@ -454,7 +443,7 @@ static void test_layernorm(const cs_kernels *k, const cs_kernels *r)
         for (int affine = 0; affine < 2; affine++) {
             size_t C = Cs[ci], rows = 3, n = rows * C;
             float eps = 1e-6f;
-            for (size_t i = 0; i < n; i++) x[1 + i] = uni(-1, 1) * (1 + (float)(i / C)) + 3.0f * (float)(i / C);
+            for (size_t i = 0; i < n; i++) x[1 + i] = check_uni(-1, 1) * (1 + (float)(i / C)) + 3.0f * (float)(i / C);
             fill(g + 1, C, -2, 2, 0), fill(bb, C, -1, 1, 0);
             const float *gw = affine ? g + 1 : NULL, *gb = affine ? bb : NULL;
             /* float64 truth; bound for a float evaluation in any order:
@@ -677,6 +666,8 @@ static void test_level(cs_simd_level l)
     }
     k = cs_k;
     lvl = cs_simd_name(l);
+    snprintf(lvl_tag, sizeof lvl_tag, "[%s] ", lvl);
+    check_tag = lvl_tag;
     printf("level %s\n", lvl);
     /* every entry is this level's own, none left at the reference */
     void **kp = (void **)&k, **rp = (void **)&r;
@@ -700,6 +691,7 @@ static void test_level(cs_simd_level l)
 
 int main(void)
 {
+    check_seed64(0x9e3779b97f4a7c15ull);
     const char *env = getenv("CASCADE_SIMD");
     int tested = 0;
     if (env && *env) {
@@ -722,5 +714,5 @@ int main(void)
         return 77;
     }
     if (failures) fprintf(stderr, "%d failure(s)\n", failures);
-    return failures ? 1 : 0;
+    return check_exit();
 }

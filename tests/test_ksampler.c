@@ -6,9 +6,10 @@
  * from two torch-CPU generators seeded with the seed, as ComfyUI draws it.
  * Also: names, the sigma table's ends, errors.
  * Exit 0 pass, 1 fail, 99 when the data file is missing. */
-#include "../src/error.h"
-#include "../src/ksampler.h"
-#include "../src/rng.h"
+#include "check.h"
+#include "error.h"
+#include "ksampler.h"
+#include "rng.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -22,12 +23,6 @@ enum { B = 2, C = 3, H = 2, W = 4, PER = C * H * W, COUNT = B * PER };
  * rounding on values up to ~6). */
 #define SIG_TOL 2e-6
 #define OUT_TOL 2e-5
-
-static int failures;
-
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; \
-    fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
 
 /* eps = 0.9*xc + 0.2*(t*w) + 0.1*sin(xc) [+ 0.15*w conditional], w[j] =
  * (j % 7)/7 - 0.5; x_batch = [cond; uncond] with CFG, else [cond] */
@@ -189,5 +184,5 @@ int main(void)
         return 99;
     if (failures)
         fprintf(stderr, "test_ksampler: %d failures\n", failures);
-    return failures ? 1 : 0;
+    return check_exit();
 }

@@ -10,10 +10,11 @@
  * error listing them and their count (a note with the lenient flag), and a
  * file without LoRA keys is refused.
  * Exit 77 = skip (shared data missing; 99 under CI). */
-#include "../src/error.h"
-#include "../src/lora.h"
-#include "../src/ops.h"
-#include "../src/stage_c.h"
+#include "check.h"
+#include "error.h"
+#include "lora.h"
+#include "ops.h"
+#include "stage_c.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -25,12 +26,6 @@
 
 #define TOL 1e-5     /* rel_l2 of A against B */
 #define MOVED 1e-3   /* rel_l2 of B against O, at least */
-
-static int failures;
-
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; \
-    fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
 
 static char base_path[4200], data[4200];
 
@@ -53,13 +48,6 @@ static void inputs(void)
 static int run(cs_stage_c *m, float *y)
 {
     return cs_stage_c_forward(m, x, 1, H, W, r, txt, LT, pooled, NULL, 1, NULL, NULL, y);
-}
-
-static double rel_l2(const float *a, const float *b, size_t n)
-{
-    double d = 0, s = 0;
-    for (size_t i = 0; i < n; i++) d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]), s += (double)b[i] * b[i];
-    return sqrt(d / s);
 }
 
 /* the base checkpoint with the expected tensors in place of its own, written to path */
@@ -114,7 +102,7 @@ static void test_case(const char *name, cs_st_file *base, const float *y_base)
     static float ya[H * W * 16], yb[H * W * 16];
     if (a && b) {
         CHECK(!run(a, ya) && !run(b, yb), "%s: forward: %s", name, cs_last_error());
-        double e = rel_l2(ya, yb, H * W * 16), moved = rel_l2(yb, y_base, H * W * 16);
+        double e = check_rel_l2(ya, yb, H * W * 16), moved = check_rel_l2(yb, y_base, H * W * 16);
         printf("%-11s LoRA vs merged rel_l2 %.2e (limit %.0e); merged vs base %.3f\n", name, e, TOL, moved);
         CHECK(e <= TOL, "%s: LoRA output differs from the merged weights' by rel_l2 %.3e > %.0e", name, e, TOL);
         CHECK(moved >= MOVED, "%s: the merged weights change the output by only %.2e", name, moved);
@@ -200,5 +188,5 @@ int main(void)
         fprintf(stderr, "%d check(s) failed\n", failures);
     else
         printf("test_lora: all checks passed\n");
-    return failures ? 1 : 0;
+    return check_exit();
 }

@@ -7,15 +7,16 @@
  * ComfyUI-spelled and prefixed (combined checkpoint) files are recognised;
  * and each network's own loader accepts every file so recognised.
  * Exit 77 = skip (shared data missing, unless CI is set: then 99). */
-#include "../src/clip.h"
-#include "../src/effnet.h"
-#include "../src/error.h"
-#include "../src/models.h"
-#include "../src/previewer.h"
-#include "../src/stage_a.h"
-#include "../src/stage_b.h"
-#include "../src/stage_c.h"
+#include "check.h"
+#include "clip.h"
+#include "effnet.h"
+#include "error.h"
 #include "fake_st.h"
+#include "models.h"
+#include "previewer.h"
+#include "stage_a.h"
+#include "stage_b.h"
+#include "stage_c.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -23,12 +24,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static int failures;
-
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; \
-    fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
 
 static char tmpdir[512];
 
@@ -419,5 +414,5 @@ int main(void)
     for (int i = 0; i < N; i++) free_manifest(&ms[i]);
     rmdir(tmpdir);
     if (failures) printf("%d failures\n", failures);
-    return failures ? 1 : 0;
+    return check_exit();
 }

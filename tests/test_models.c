@@ -5,9 +5,10 @@
  * estimates against the spec's byte counts; the variant choice at exact
  * memory thresholds; the xxh64 cache.
  * Also a tool for tests/cli_models.sh: test_models --make-tree DIR LAYOUT. */
-#include "../src/error.h"
-#include "../src/models.h"
+#include "check.h"
+#include "error.h"
 #include "fake_st.h"
+#include "models.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,12 +19,6 @@
 #include <sys/time.h>
 #include <unistd.h>
 #include <xxhash.h>
-
-static int failures;
-
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; \
-    fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
 
 #define GiB (1024.0 * 1024.0 * 1024.0)
 
@@ -382,7 +377,7 @@ static void test_layouts(void)
 
 static void test_memory(void)
 {
-    /* weights of the official files: spec/checkpoints.md §2, "data bytes" */
+    /* weights of the official files: the data bytes of stabilityai/stable-cascade's files */
     static const struct { cs_net net; cs_dtype dt; uint64_t bytes; } w[] = {
         {CS_NET_STAGE_C, CS_F32, 14356414528ull}, {CS_NET_STAGE_C, CS_BF16, 7178207264ull},
         {CS_NET_STAGE_C_LITE, CS_F32, 4123140160ull}, {CS_NET_STAGE_C_LITE, CS_BF16, 2061570080ull},
@@ -502,5 +497,5 @@ int main(int argc, char **argv)
     test_hash();
     rm_rf(tmp);
     if (failures) printf("%d failures\n", failures);
-    return failures ? 1 : 0;
+    return check_exit();
 }

@@ -9,27 +9,22 @@
  * - previews: count and size with preview_every;
  * - files that are not the claimed network, and networks that do not fit
  *   together, are refused by cs_pipeline_check with one-line messages. */
-#include "../src/clip.h"
-#include "../src/demo.h"
-#include "../src/error.h"
-#include "../src/ops.h"
-#include "../src/pipeline.h"
-#include "../src/rng.h"
-#include "../src/stage_a.h"
-#include "../src/stage_b.h"
-#include "../src/stage_c.h"
-#include "../src/tokenizer.h"
+#include "check.h"
+#include "clip.h"
+#include "demo.h"
+#include "error.h"
+#include "ops.h"
+#include "pipeline.h"
+#include "rng.h"
+#include "stage_a.h"
+#include "stage_b.h"
+#include "stage_c.h"
+#include "tokenizer.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static int failures;
-
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; \
-    fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
 
 static cs_demo_files demo;
 
@@ -335,5 +330,5 @@ int main(void)
         fprintf(stderr, "%d check(s) failed\n", failures);
     else
         printf("test_pipeline: all checks passed\n");
-    return failures ? 1 : 0;
+    return check_exit();
 }

@@ -8,13 +8,15 @@
  *   shapes) for the golden tiny configs, so the demo files look exactly
  *   like real checkpoints.
  * Exit 77 = skip (shared data missing; 99 under CI). */
-#include "../src/demo.h"
-#include "../src/error.h"
-#include "../src/ops.h"
-#include "../src/pipeline.h"
-#include "../src/stage_a.h"
-#include "../src/stage_b.h"
-#include "../src/stage_c.h"
+#include "check.h"
+#include "demo.h"
+#include "error.h"
+#include "golden/noise_name.h"
+#include "ops.h"
+#include "pipeline.h"
+#include "stage_a.h"
+#include "stage_b.h"
+#include "stage_c.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -22,12 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-
-static int failures;
-
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; \
-    fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
 
 static char golden[4096];
 
@@ -68,11 +64,7 @@ static int replay_noise(void *ctx, float *out, size_t n)
 {
     replay *r = ctx;
     char name[64];
-    if (r->next < 0)
-        snprintf(name, sizeof name, "%snoise_init", r->prefix);
-    else
-        snprintf(name, sizeof name, "%snoise_step_%02d", r->prefix, r->next);
-    r->next++;
+    golden_noise_name(name, sizeof name, r->prefix, r->next++);
     size_t N, C, H, W;
     float *v = nhwc(r->f, name, &N, &C, &H, &W);
     if (!v || N * C * H * W != n) {
@@ -254,5 +246,5 @@ int main(void)
         fprintf(stderr, "%d check(s) failed\n", failures);
     else
         printf("test_pipeline_golden: all checks passed\n");
-    return failures ? 1 : 0;
+    return check_exit();
 }

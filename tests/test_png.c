@@ -5,9 +5,10 @@
  * NaN, NCHW and NHWC), and the golden pipeline_tiny out.image -> out.image_u8
  * conversion (exact). Exit 0 pass, 1 fail; the golden part skips (77)
  * without ../shared (99 under CI). */
-#include "../src/error.h"
-#include "../src/pngout.h"
-#include "../src/safetensors.h"
+#include "check.h"
+#include "error.h"
+#include "pngout.h"
+#include "safetensors.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -20,12 +21,6 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-static int failures;
-
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; \
-    fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
 
 static char dir[4096];
 

@@ -3,10 +3,11 @@
  * tests/ref/make_prompt_cases.py), and the weighting / chunk concatenation /
  * embedding input on the tiny golden CLIP against per-chunk encodings
  * combined by ComfyUI's formula. Exit 77 = skip (shared data missing). */
-#include "../src/cond.h"
-#include "../src/error.h"
-#include "../src/prompt.h"
-#include "../src/safetensors.h"
+#include "check.h"
+#include "cond.h"
+#include "error.h"
+#include "prompt.h"
+#include "safetensors.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -14,12 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-
-static int failures;
-
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; \
-    fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
 
 static char *path_of(const char *dir, const char *rel)
 {
@@ -182,5 +177,5 @@ int main(void)
     cs_tokenizer_free(tok);
     free(td);
     if (failures) fprintf(stderr, "%d failure(s)\n", failures);
-    return failures ? 1 : 0;
+    return check_exit();
 }

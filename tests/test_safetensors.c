@@ -1,5 +1,6 @@
 /* safetensors reader: every golden file opens; a corpus of malformed files
  * each fails with its own specific message; the writer round-trips. */
+#include "check.h"
 #include "error.h"
 #include "safetensors.h"
 
@@ -9,18 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static int fails;
 static char dir[256];
-
-#define CHECK(cond, ...)                                                     \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                      \
-            printf(__VA_ARGS__);                                             \
-            printf("\n");                                                    \
-            fails++;                                                         \
-        }                                                                    \
-    } while (0)
 
 /* Writes an 8-byte length (hdr_len, or strlen(json) if < 0), the JSON and data_len zero bytes. */
 static void write_raw(const char *path, long long hdr_len, const char *json, size_t data_len)
@@ -175,12 +165,12 @@ int main(void)
             printf("ERROR: no golden files under %s (CI needs ../shared)\n", shared ? shared : "(unset)");
             return 99;
         }
-        if (fails) return 1;
+        if (failures) return 1;
         printf("SKIP: golden files not found under %s (the malformed-file and round-trip checks passed)\n",
                shared ? shared : "(SHARED_DIR unset)");
         return 77;
     }
     printf("ok  %d golden files open and every tensor is found by name\n", n);
-    printf("%s\n", fails ? "FAIL" : "PASS");
-    return fails ? 1 : 0;
+    printf("%s\n", failures ? "FAIL" : "PASS");
+    return check_exit();
 }

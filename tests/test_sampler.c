@@ -1,13 +1,14 @@
 /* Sampler tests: the per-step constants against the tables printed by the
- * official code (spec/sampling.md §4) and the golden files' out.sched.*,
+ * official code (gdf/ with the defaults) and the golden files' out.sched.*,
  * torch's lerp rounding, the std and cfg_rho rescale, and the whole loop
  * (DDPM with CFG, no CFG, DDIM, LCM, x_init, stop, errors) against an
  * independent double-precision reference with a toy model.
  * Exit 0 pass, 1 fail; golden parts skip (77) without ../shared (99 under CI). */
-#include "../src/error.h"
-#include "../src/rng.h"
-#include "../src/safetensors.h"
-#include "../src/sampler.h"
+#include "check.h"
+#include "error.h"
+#include "rng.h"
+#include "safetensors.h"
+#include "sampler.h"
 
 #include <float.h>
 #include <math.h>
@@ -15,13 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int failures;
-
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; \
-    fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
-
-/* spec/sampling.md §4: t, logSNR, r, a, b as printed (4, 6, 7, 7, 7 decimals) */
+/* the official gdf code's per-step values: t, logSNR, r, a, b as printed (4, 6, 7, 7, 7 decimals) */
 static const double tab_c[21][5] = {
     {1.0000, -9.210240, 0.9935832, 0.0100000, 0.9999500},
     {0.9500, -6.486321, 0.9749619, 0.0390106, 0.9992388},

@@ -3,6 +3,7 @@
  * (2 levels F32, 3 levels BF16), with 1 and 2 threads; plus the loader's
  * strict validation. Random weights in the real tensor layout, written to a
  * temporary safetensors file. */
+#include "check.h"
 #include "error.h"
 #include "ops.h"
 #include "safetensors.h"
@@ -15,23 +16,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static int fails;
-#define CHECK(c, ...) \
-    do { \
-        if (!(c)) { \
-            fails++; \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-            printf(__VA_ARGS__); \
-            printf("\n"); \
-        } \
-    } while (0)
-
-static uint64_t rng = 88172645463325252ull;
-static float frand(void)   /* uniform [-1, 1) */
-{
-    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-    return (float)((rng >> 40) * (1.0 / 8388608.0)) - 1.0f;
-}
 
 /* ---- a random Stage A checkpoint ---- */
 
@@ -55,7 +39,7 @@ static void add(wfile *w, const char *name, int ndim, const int64_t *shape, floa
     for (int i = 0; i < ndim; i++) n *= (t->shape[i] = shape[i]);
     void *d = malloc((size_t)n * 4);
     for (int64_t i = 0; i < n; i++) {
-        float v = frand() * scale;
+        float v = check_urand() * scale;
         if (w->dt == CS_BF16) ((uint16_t *)d)[i] = cs_f32_to_bf16(v);
         else ((float *)d)[i] = v;
     }
@@ -148,7 +132,7 @@ static cs_st_file *write_open(wfile *w, const char *name)
     cs_st_file *f = NULL;
     if (cs_st_write(path, w->t, w->n, NULL, 0) || cs_st_open(path, &f)) {
         printf("FAIL: cannot write/open %s: %s\n", path, cs_last_error());
-        fails++;
+        failures++;
         f = NULL;
     }
     unlink(path);   /* the mapping stays valid */
@@ -169,7 +153,7 @@ static void check_tiles(const char *what, const cs_stage_a *m, size_t N, size_t 
     size_t f = (size_t)cs_stage_a_factor(m), n_out = N * f * h * f * w * 3, cl = 4;
     float *z = malloc(N * h * w * cl * sizeof(float)), *ref = malloc(n_out * sizeof(float)),
           *y = malloc(n_out * sizeof(float));
-    for (size_t i = 0; i < N * h * w * cl; i++) z[i] = 2.0f * frand();
+    for (size_t i = 0; i < N * h * w * cl; i++) z[i] = 2.0f * check_urand();
     int rc = cs_stage_a_decode(m, z, N, h, w, CS_STAGE_A_SCALE, 0, 0, ref);
     CHECK(!rc, "%s: untiled decode: %s", what, cs_last_error());
     double rms = 0;
@@ -302,7 +286,7 @@ static void test_validation(void)
     if (!rc) {   /* quantised encode returns codebook rows / scale */
         float img[8 * 8 * 3], z[2 * 2 * 4], zq[2 * 2 * 4];
         int32_t idx[4];
-        for (int i = 0; i < 8 * 8 * 3; i++) img[i] = 0.5f + 0.5f * frand();
+        for (int i = 0; i < 8 * 8 * 3; i++) img[i] = 0.5f + 0.5f * check_urand();
         rc = cs_stage_a_encode(m, img, 1, 8, 8, CS_STAGE_A_SCALE, z, NULL);
         CHECK(!rc, "encode: %s", cs_last_error());
         rc = cs_stage_a_encode(m, img, 1, 8, 8, CS_STAGE_A_SCALE, zq, idx);
@@ -335,6 +319,7 @@ static void test_validation(void)
 
 int main(int argc, char **argv)
 {
+    check_seed(88172645463325252ull);
     (void)argc;
     /* Hundreds of small tiles alternate OpenMP regions and BLAS calls; with
      * libgomp's default spinning that crawls when make check shares the
@@ -350,7 +335,7 @@ int main(int argc, char **argv)
     /* halo: 2 blocks + 1 = 3; 3 levels: ((1 -> 1) + 1 -> 2) + 2 = 4 */
     test_model(2, 2, 64, CS_F32, 2, 23, 19, 3);
     test_model(3, 2, 64, CS_BF16, 1, 14, 17, 4);
-    if (fails) printf("%d check(s) failed\n", fails);
+    if (failures) printf("%d check(s) failed\n", failures);
     else printf("stage A tiles: all checks passed\n");
-    return fails ? 1 : 0;
+    return check_exit();
 }

@@ -3,8 +3,9 @@
  * mask, invalid UTF-8, missing/corrupt vocabulary files, the byte fallback,
  * decoding, and a long prompt. Exit 77 = skip (shared data missing, unless
  * CI is set: then 99). */
-#include "../src/error.h"
-#include "../src/tokenizer.h"
+#include "check.h"
+#include "error.h"
+#include "tokenizer.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -13,12 +14,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-static int failures;
-
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; \
-    fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
 
 static const char *shared_dir(void)
 {
@@ -309,5 +304,5 @@ int main(void)
     cs_tokenizer_free(tok);
     if (failures) fprintf(stderr, "%d failures\n", failures);
     else printf("all tokenizer tests passed\n");
-    return failures ? 1 : 0;
+    return check_exit();
 }

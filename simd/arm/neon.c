@@ -4,14 +4,14 @@
  * like the reference), a few ulp for exp/erf based ones, summation-order
  * rounding for the reductions. Tails: exact kernels finish with scalar code,
  * exp/erf ones run the vector code on a zero-padded stack copy. */
-#include "../kernels.h"
-#include "../vmath.h"
+#include "kernels.h"
+#include "vmath.h"
 
 #include <arm_neon.h>
 #include <math.h>
 #include <string.h>
 
-#include "../../src/tensor.h"
+#include "tensor.h"
 
 #define L 4
 
@@ -478,7 +478,7 @@ static inline void storen4(float *p, float32x4_t v, size_t n)
 #define VSTOREN(p, v, n) storen4((p), (v), (n))
 #define GEMM_MR 6
 #define GEMM_NP 1
-#include "../gemm_tpl.h"
+#include "gemm_tpl.h"
 
 void cs_kernels_neon(cs_kernels *k)
 {

@@ -4,8 +4,8 @@
  * -ffp-contract=off), within a few ulp for exp/erf based ones, and within
  * summation-order rounding for the reductions (layernorm, softmax, dwconv).
  * Tails use masked loads/stores (float) or a small stack copy (uint16). */
-#include "../kernels.h"
-#include "../vmath.h"
+#include "kernels.h"
+#include "vmath.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -528,7 +528,7 @@ static void dwconv3x3(const float *x, float *y, size_t H, size_t W, size_t C, co
 #define VSTOREN(p, v, n) _mm256_maskstore_ps((p), tmask(n), (v))
 #define GEMM_MR 6
 #define GEMM_NP 1
-#include "../gemm_tpl.h"
+#include "gemm_tpl.h"
 
 void cs_kernels_avx2(cs_kernels *k)
 {

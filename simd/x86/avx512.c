@@ -7,8 +7,8 @@
  * AVX512-BF16 is deliberately not used: VCVTNEPS2BF16 flushes subnormal
  * inputs to zero (measured on Zen 4: 0x007fffff -> 0x0000, the reference
  * gives 0x0080), and no kernel here is a bf16 dot product. */
-#include "../kernels.h"
-#include "../vmath.h"
+#include "kernels.h"
+#include "vmath.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -482,7 +482,7 @@ static void dwconv3x3(const float *x, float *y, size_t H, size_t W, size_t C, co
 #define VSTOREN(p, v, n) _mm512_mask_storeu_ps((p), tmask(n), (v))
 #define GEMM_MR 12
 #define GEMM_NP 2
-#include "../gemm_tpl.h"
+#include "gemm_tpl.h"
 
 void cs_kernels_avx512(cs_kernels *k)
 {

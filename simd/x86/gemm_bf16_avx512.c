@@ -10,7 +10,7 @@
  * The rounding of A is done here with integer operations, not with
  * VCVTNEPS2BF16: that instruction flushes denormal inputs to zero (measured
  * on Zen 4; 0x007fffff must round up to the normal 0x0080). */
-#include "../gemm_bf16.h"
+#include "gemm_bf16.h"
 
 #ifdef CS_HAVE_AVX512BF16
 #include <immintrin.h>

@@ -1,11 +1,11 @@
 /* cascade info: what this machine and build offer. */
 #include "cli.h"
 
-#include "../../simd/gemm_bf16.h"
+#include "gemm_bf16.h"
 
-#include "../../simd/kernels.h"
 #include "backend.h"
 #include "error.h"
+#include "kernels.h"
 #include "ops.h"
 
 #include <stdio.h>

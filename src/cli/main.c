@@ -1,14 +1,7 @@
 /* cascade: command-line entry point, a table of subcommands. */
 #include "cli.h"
 
-#include "../../simd/kernels.h"
-#include "backend.h"
-#include "error.h"
-#include "models.h"
-#include "ops.h"
-
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 static const struct {
@@ -21,7 +14,6 @@ static const struct {
     {"generate", cmd_generate, "text to image: prompt -> PNG (--demo runs without model files)"},
     {"run", cmd_run, "run a ComfyUI Stable Cascade workflow (JSON, or a PNG that carries one)"},
     {"models", cmd_models, "list model files found, what auto would pick and why, what is missing"},
-    {"dev", cmd_dev, "developer tools: dev golden PATH/CASE"},
 };
 
 static void usage(FILE *f)
@@ -30,31 +22,6 @@ static void usage(FILE *f)
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
     fprintf(f, "\n'cascade COMMAND --help' describes each command.\n");
-}
-
-int cli_init(int threads)
-{
-    if (threads <= 0 && cli_env_threads("cascade", &threads))
-        return 2;
-    int rc = cs_simd_init();
-    if (rc) {
-        fprintf(stderr, "cascade: %s\n", cs_last_error());
-        return rc == CS_EARG ? 2 : 1;   /* unknown name: 2; a level this CPU lacks: 1 */
-    }
-    cs_threads_set(threads);
-    /* every CASCADE_* value is checked before any work, with one exit rule */
-    const char *mem = getenv("CASCADE_MEMORY");
-    uint64_t have;
-    char src[64];
-    if (mem && *mem && cs_mem_available(&have, src, sizeof src)) {
-        fprintf(stderr, "cascade: %s\n", cs_last_error());
-        return 2;
-    }
-    if (cs_backend_select(NULL)) {
-        fprintf(stderr, "cascade: %s\n", cs_last_error());
-        return 1;
-    }
-    return 0;
 }
 
 int main(int argc, char **argv)

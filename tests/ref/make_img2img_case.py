@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes tests/data/img2img/img2img_tiny.io.safetensors: the official
-image-to-image start and Stage C sampling (spec/sampling.md §6.1) run with the
-official GDF code, for `cascade dev golden` (module "img2img", see
+image-to-image start and Stage C sampling (doc/reference.md) run with the
+official GDF code, for `tests/golden/cascade-golden` (module "img2img", see
 tests/data/img2img/README.md for the metadata the runner reads).
 
     image [1,3,H,W] in [0,1] -> ImageNet normalisation -> EfficientNetEncoder
@@ -190,7 +190,7 @@ meta = {"module": "img2img", "config": json.dumps(config), "seed": str(args.seed
         "atol_max": repr(max(tol[k]["atol_max"] for k in checked)),
         "checked_outputs": json.dumps(checked), "tolerances": json.dumps(tol), "fp32_vs_fp64": json.dumps(meas),
         "layout": "NCHW",
-        "notes": "Official image-to-image start (notebook cell, spec/sampling.md 6.1) with torch %s: "
+        "notes": "Official image-to-image start (notebook cell, doc/reference.md) with torch %s: "
                  "GDF.diffuse(EfficientNetEncoder(normalised in.image) repeated %d times, t=%g, shift=1) then "
                  "GDF.sample from x_init, t_start=%g, timesteps=int(%d*%g)=%d, cfg %g, shift %g, DDPM; draws from "
                  "torch.manual_seed(%d) in the official order: in.noise_diffuse, in.noise_step_00.. ; made by "

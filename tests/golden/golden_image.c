@@ -40,6 +40,18 @@ static int want(gcase *c, const char *name, size_t N, size_t C, size_t H, size_t
     return golden_shape_is(golden_tensor(c, name), 4, d) ? 0 : golden_check(c, name, NULL, 4, d);
 }
 
+/* The buffer for output name [N, C, H, W] once the case's reference has
+ * that shape, or NULL with *rc set. */
+static float *output_y(gcase *c, const char *name, size_t N, size_t C, size_t H, size_t W, int *rc)
+{
+    float *y = NULL;
+    if ((*rc = want(c, name, N, C, H, W)))
+        return NULL;
+    if (!(y = cs_alloc(N * C * H * W * sizeof(float))))
+        *rc = cs_error(CS_ENOMEM, "out of memory");
+    return y;
+}
+
 /* A config value that the file itself determines must agree with it. */
 static int cfg_agrees(gcase *c, const char *key, int have)
 {
@@ -82,6 +94,23 @@ static int run_sa_resblock(gcase *c)
     return rc;
 }
 
+/* in.x as channels-last [N,H,W,C] with C == want_c (the network's input
+ * width), or NULL with *rc set and one line naming the case. */
+static float *input_x(gcase *c, size_t want_c, size_t *N, size_t *C, size_t *H, size_t *W, int *rc)
+{
+    float *x = golden_nhwc(c, "in.x", N, C, H, W);
+    if (!x) {
+        *rc = CS_EFORMAT;
+        return NULL;
+    }
+    if (*C != want_c) {
+        *rc = cs_error(CS_EFORMAT, "%s: in.x has %zu channels, the network takes %zu", golden_path(c), *C, want_c);
+        cs_free(x);
+        return NULL;
+    }
+    return x;
+}
+
 static int load_stage_a(gcase *c, cs_stage_a **m)
 {
     cs_st_file *f;
@@ -102,14 +131,11 @@ static int run_sa_decode(gcase *c)
     int rc = load_stage_a(c, &m);
     if (rc) return rc;
     size_t N, C, h, w, f = (size_t)cs_stage_a_factor(m);
-    float *z = golden_nhwc(c, "in.x", &N, &C, &h, &w), *y = NULL;
-    if (!z) rc = CS_EFORMAT;
-    else if (C != (size_t)cs_stage_a_get_config(m)->c_latent)
-        rc = cs_error(CS_EFORMAT, "%s: in.x has %zu channels, the model %d", golden_path(c), C,
-                      cs_stage_a_get_config(m)->c_latent);
-    else if ((rc = want(c, "out.y", N, 3, f * h, f * w)))
+    float *z = input_x(c, (size_t)cs_stage_a_get_config(m)->c_latent, &N, &C, &h, &w, &rc), *y = NULL;
+    if (!z)
         ;
-    else if (!(y = cs_alloc(N * f * h * f * w * 3 * sizeof(float)))) rc = cs_error(CS_ENOMEM, "out of memory");
+    else if (!(y = output_y(c, "out.y", N, 3, f * h, f * w, &rc)))
+        ;
     else if (!(rc = cs_stage_a_decode(m, z, N, h, w, (float)golden_cfg_num(c, "scale_factor", CS_STAGE_A_SCALE, 1e-6, 1e6), 0, 0, y)))
         rc = check_nhwc(c, "out.y", y, N, 3, f * h, f * w);
     cs_free(z);
@@ -124,11 +150,11 @@ static int run_sa_encode(gcase *c)
     int rc = load_stage_a(c, &m);
     if (rc) return rc;
     size_t N, C, H, W, f = (size_t)cs_stage_a_factor(m), cl = (size_t)cs_stage_a_get_config(m)->c_latent;
-    float *x = golden_nhwc(c, "in.x", &N, &C, &H, &W), *z = NULL;
+    float *x = input_x(c, 3, &N, &C, &H, &W, &rc), *z = NULL;
     int32_t *idx = NULL;
     int q = golden_cfg_int(c, "quantize", 0, 0, 1);
-    if (!x) rc = CS_EFORMAT;
-    else if (C != 3) rc = cs_error(CS_EFORMAT, "%s: in.x has %zu channels, expected 3", golden_path(c), C);
+    if (!x)
+        ;
     else if (H % f || W % f)
         rc = cs_error(CS_EFORMAT, "%s: in.x is %zux%zu, not a multiple of %zu", golden_path(c), H, W, f);
     else if ((rc = want(c, "out.z", N, cl, H / f, W / f)) || (rc = golden_cfg_error(c)))
@@ -157,11 +183,10 @@ static int run_previewer(gcase *c)
     if ((rc = cfg_agrees(c, "c_in", k->c_in)) || (rc = cfg_agrees(c, "c_hidden", k->c_hidden)) ||
         (rc = cfg_agrees(c, "c_out", k->c_out)))
         ;
-    else if (!(x = golden_nhwc(c, "in.x", &N, &C, &h, &w))) rc = CS_EFORMAT;
-    else if (C != (size_t)k->c_in) rc = cs_error(CS_EFORMAT, "%s: in.x has %zu channels, the model %d", golden_path(c), C, k->c_in);
-    else if ((rc = want(c, "out.y", N, (size_t)k->c_out, 8 * h, 8 * w)))
+    else if (!(x = input_x(c, (size_t)k->c_in, &N, &C, &h, &w, &rc)))
         ;
-    else if (!(y = cs_alloc(N * 64 * h * w * (size_t)k->c_out * sizeof(float)))) rc = cs_error(CS_ENOMEM, "out of memory");
+    else if (!(y = output_y(c, "out.y", N, (size_t)k->c_out, 8 * h, 8 * w, &rc)))
+        ;
     else if (!(rc = cs_previewer_forward(m, x, N, h, w, y))) rc = check_nhwc(c, "out.y", y, N, (size_t)k->c_out, 8 * h, 8 * w);
     cs_free(x);
     cs_free(y);
@@ -180,14 +205,12 @@ static int run_effnet(gcase *c)
     float *x = NULL, *y = NULL;
     if ((rc = cfg_agrees(c, "c_latent", k->c_latent)))
         ;
-    else if (!(x = golden_nhwc(c, "in.x", &N, &C, &H, &W))) rc = CS_EFORMAT;
-    else if (C != 3) rc = cs_error(CS_EFORMAT, "%s: in.x has %zu channels, expected 3", golden_path(c), C);
+    else if (!(x = input_x(c, 3, &N, &C, &H, &W, &rc)))
+        ;
     else {
         size_t ho = cs_effnet_out_size(H), wo = cs_effnet_out_size(W);
-        if ((rc = want(c, "out.y", N, (size_t)k->c_latent, ho, wo)))
-            ;
-        else if (!(y = cs_alloc(N * ho * wo * (size_t)k->c_latent * sizeof(float)))) rc = cs_error(CS_ENOMEM, "out of memory");
-        else if (!(rc = cs_effnet_forward(m, x, N, H, W, y))) rc = check_nhwc(c, "out.y", y, N, (size_t)k->c_latent, ho, wo);
+        if ((y = output_y(c, "out.y", N, (size_t)k->c_latent, ho, wo, &rc)) && !(rc = cs_effnet_forward(m, x, N, H, W, y)))
+            rc = check_nhwc(c, "out.y", y, N, (size_t)k->c_latent, ho, wo);
     }
     cs_free(x);
     cs_free(y);

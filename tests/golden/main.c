@@ -1,7 +1,10 @@
-/* `cascade dev golden [--threads N] [--device D] [--precision P] [--strict] PATH/CASE...`: runs golden
- * cases (golden_case.c) and prints one line per compared output, then PASS or
- * FAIL per case. Exit 0 iff every case passes; 1 for a failing or malformed
- * case (one line naming the case file and the problem); 2 for bad usage. */
+/* `tests/golden/cascade-golden [--threads N] [--device D] [--precision P] [--strict] PATH/CASE...`:
+ * runs golden cases (golden_case.c) and prints one line per compared output,
+ * then PASS or FAIL per case. Exit 0 iff every case passes; 1 for a failing or
+ * malformed case (one line naming the case file and the problem); 2 for bad
+ * usage. A developer tool built by `make` and never installed: it calls the
+ * engine's internal functions, and shares --threads/--device/--precision and
+ * start-up with the CLI (src/cli/parse.c, device.c, init.c). */
 #include "golden.h"
 
 #include "cli.h"
@@ -12,7 +15,7 @@
 #include <string.h>
 
 static const char usage_line[] =
-    "usage: cascade dev golden [--threads N] [--device D] [--precision P] [--strict] PATH/CASE...\n";
+    "usage: cascade-golden [--threads N] [--device D] [--precision P] [--strict] PATH/CASE...\n";
 
 static int run_case(const char *arg, int strict)
 {
@@ -22,9 +25,9 @@ static int run_case(const char *arg, int strict)
         /* one line that names the case, whichever layer wrote the message */
         const char *msg = cs_last_error();
         if (strstr(msg, arg) || (c && strstr(msg, golden_path(c))))
-            fprintf(stderr, "cascade dev golden: %s\n", msg);
+            fprintf(stderr, "cascade-golden: %s\n", msg);
         else
-            fprintf(stderr, "cascade dev golden: %s: %s\n", c ? golden_file(c) : arg, msg);
+            fprintf(stderr, "cascade-golden: %s: %s\n", c ? golden_file(c) : arg, msg);
     } else
         ok = golden_case_verdict(c);
     printf("%s\n", ok ? "PASS" : "FAIL");
@@ -32,7 +35,7 @@ static int run_case(const char *arg, int strict)
     return ok ? 0 : 1;
 }
 
-int cmd_golden(int argc, char **argv)
+int main(int argc, char **argv)
 {
     int threads = 0, strict = 0, first = 1;
     const char *device = NULL, *precision = NULL;
@@ -56,7 +59,7 @@ int cmd_golden(int argc, char **argv)
             strict = 1;
             first++;
         } else if (!strcmp(argv[first], "--threads") && first + 1 < argc) {
-            if (cli_parse_threads("cascade dev golden", "--threads", argv[first + 1], &threads)) return 2;
+            if (cli_parse_threads("cascade-golden", "--threads", argv[first + 1], &threads)) return 2;
             first += 2;
         } else if (!strcmp(argv[first], "--device") && first + 1 < argc) {
             device = argv[first + 1];
@@ -65,7 +68,7 @@ int cmd_golden(int argc, char **argv)
             precision = argv[first + 1];
             first += 2;
         } else {
-            fprintf(stderr, "cascade dev golden: unknown or incomplete option '%s'\n%s", argv[first], usage_line);
+            fprintf(stderr, "cascade-golden: unknown or incomplete option '%s'\n%s", argv[first], usage_line);
             return 2;
         }
     }
@@ -76,7 +79,7 @@ int cmd_golden(int argc, char **argv)
     int irc = cli_init(threads);
     if (irc) return irc;
     char said[700];
-    if ((irc = cli_device("cascade dev golden", device, precision, 1, said, sizeof said, &golden_precision)))
+    if ((irc = cli_device("cascade-golden", device, precision, 1, said, sizeof said, &golden_precision)))
         return irc;
     int fails = 0;
     for (int i = first; i < argc; i++) {
@@ -84,11 +87,4 @@ int cmd_golden(int argc, char **argv)
         fails += run_case(argv[i], strict) != 0;
     }
     return fails ? 1 : 0;
-}
-
-int cmd_dev(int argc, char **argv)
-{
-    if (argc >= 2 && !strcmp(argv[1], "golden")) return cmd_golden(argc - 1, argv + 1);
-    fprintf(stderr, "usage: cascade dev golden PATH/CASE...\n");
-    return argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) ? 0 : 2;
 }

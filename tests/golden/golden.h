@@ -1,4 +1,4 @@
-/* The golden runner: `cascade dev golden PATH/CASE` opens CASE.io.safetensors,
+/* The golden runner: `tests/golden/cascade-golden PATH/CASE` opens CASE.io.safetensors,
  * finds a handler by __metadata__["module"], lets it compute outputs and
  * compares each one against out.* (rel_l2 and max_abs, in double).
  *

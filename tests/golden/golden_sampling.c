@@ -8,6 +8,7 @@
  * pipeline, the image and its uint8 conversion. The sampler runs on
  * channels-last latents, the networks' layout; golden tensors are NCHW. */
 #include "golden.h"
+#include "noise_name.h"
 
 #include "error.h"
 #include "effnet.h"
@@ -64,11 +65,7 @@ static int replay_noise(void *ctx, float *out, size_t n)
 {
     replay *r = ctx;
     char name[64];
-    if (r->next < 0)
-        snprintf(name, sizeof name, "%snoise_init", r->prefix);
-    else
-        snprintf(name, sizeof name, "%snoise_step_%02d", r->prefix, r->next);
-    r->next++;
+    golden_noise_name(name, sizeof name, r->prefix, r->next++);
     size_t d[4] = {r->N, r->C, r->H, r->W};
     if (!golden_shape_is(golden_tensor(r->c, name), 4, d) || r->N * r->C * r->H * r->W != n)
         return cs_error(CS_EFORMAT, "%s: %s missing or not [%zu,%zu,%zu,%zu] like the init draw",
@@ -367,6 +364,31 @@ static int sample_setup(gcase *c, const char *cfg_sampling, const char *in, cons
     return rc;
 }
 
+/* The network options of config[cfg_model]; a single-stage case (single:
+ * no result handed to a next stage) also gets its lora list, which applies
+ * to that stage (the pipeline case has no single module to apply one to). */
+static int stage_opts(gcase *c, const char *cfg_model, int single, cs_unet_opts *o, const cs_unet_opts **use,
+                      cs_lora_list *lo)
+{
+    int rc = net_opts(c, cfg_model, o, use);
+    if (!rc && single)
+        rc = golden_lora(c, lo);
+    return rc;
+}
+
+/* A stage's end: its latent res [N, H, W, C] to the caller that asked for
+ * it (result != NULL) when all went well, else freed; returns rc. */
+static int hand_over(int rc, float *res, float **result, size_t *rN, size_t N, size_t *rH, size_t H, size_t *rW,
+                     size_t W)
+{
+    if (!rc && result) {
+        *result = res, *rN = N, *rH = H, *rW = W;
+        return 0;
+    }
+    cs_free(res);
+    return rc;
+}
+
 /* ---- Stage C ------------------------------------------------------------ */
 
 typedef struct {
@@ -376,13 +398,22 @@ typedef struct {
     float r[64];
 } c_ctx;
 
-static int c_eps(void *ctx, const float *x, int nb, float r, float *eps)
+/* the noise level of every image of the batch into rv[64] */
+static int fill_r(float *rv, int nb, float r)
 {
-    c_ctx *k = ctx;
     if (nb > 64)
         return cs_error(CS_EARG, "golden sampling: batch %d too large", nb);
     for (int i = 0; i < nb; i++)
-        k->r[i] = r;
+        rv[i] = r;
+    return 0;
+}
+
+static int c_eps(void *ctx, const float *x, int nb, float r, float *eps)
+{
+    c_ctx *k = ctx;
+    int rc = fill_r(k->r, nb, r);
+    if (rc)
+        return rc;
     /* with nb = N (no CFG) the first, conditional half of each table is used */
     return cs_stage_c_forward(k->m, x, (size_t)nb, k->h, k->w, k->r, k->text, k->Lt, k->pooled,
                               k->img, k->M, NULL, NULL, eps);
@@ -390,7 +421,7 @@ static int c_eps(void *ctx, const float *x, int nb, float r, float *eps)
 
 /* ---- img2img's start ------------------------------------------------- */
 
-/* The official image-to-image start (spec/sampling.md §6.1), as the
+/* The official image-to-image start (doc/reference.md), as the
  * pipeline does it: in.image [1,3,32h,32w] in [0,1] -> ImageNet
  * normalisation -> EfficientNet (weights "effnet") = out.effnet_latent;
  * x_init = GDF.diffuse(latent, in.noise_diffuse, t = strength, shift
@@ -481,11 +512,7 @@ static int run_c(gcase *c, const char *cfg_model, const char *cfg_sampling, cons
     int use_rng = 0, mix = 0, rc = golden_weights(c, "stage_c", &f);
     cs_lora_list lo = {0};
     if (!rc)
-        rc = net_opts(c, cfg_model, &o, &use);
-    /* a single-stage case (no result asked for): its lora list applies to the
-     * stage; the pipeline case has no single module to apply one to */
-    if (!rc && !result)
-        rc = golden_lora(c, &lo);
+        rc = stage_opts(c, cfg_model, !result, &o, &use, &lo);
     if (!rc)
         rc = cs_stage_c_load_lora(f, use, &lo, &m);
     golden_lora_free(&lo);
@@ -520,12 +547,7 @@ done:
     cs_free(pool);
     cs_free(img);
     cs_stage_c_free(m);
-    if (!rc && result) {
-        *result = res, *rN = N, *rh = H, *rw = W;
-        return 0;
-    }
-    cs_free(res);
-    return rc;
+    return hand_over(rc, res, result, rN, N, rh, H, rw, W);
 }
 
 static int run_sampling_c(gcase *c)
@@ -556,10 +578,9 @@ typedef struct {
 static int b_eps(void *ctx, const float *x, int nb, float r, float *eps)
 {
     b_ctx *k = ctx;
-    if (nb > 64)
-        return cs_error(CS_EARG, "golden sampling: batch %d too large", nb);
-    for (int i = 0; i < nb; i++)
-        k->r[i] = r;
+    int rc = fill_r(k->r, nb, r);
+    if (rc)
+        return rc;
     return cs_stage_b_forward(k->m, x, (size_t)nb, k->H, k->W, k->r, k->effnet, k->hc, k->wc,
                               k->clip, NULL, 0, 0, NULL, eps);
 }
@@ -580,11 +601,7 @@ static int run_b(gcase *c, const char *cfg_model, const char *cfg_sampling, cons
     int mix = 0, rc = golden_weights(c, "stage_b", &f);
     cs_lora_list lo = {0};
     if (!rc)
-        rc = net_opts(c, cfg_model, &o, &use);
-    /* a single-stage case (no result asked for): its lora list applies to the
-     * stage; the pipeline case has no single module to apply one to */
-    if (!rc && !result)
-        rc = golden_lora(c, &lo);
+        rc = stage_opts(c, cfg_model, !result, &o, &use, &lo);
     if (!rc)
         rc = cs_stage_b_load_lora(f, use, &lo, &m);
     golden_lora_free(&lo);
@@ -609,12 +626,7 @@ static int run_b(gcase *c, const char *cfg_model, const char *cfg_sampling, cons
 done:
     cs_free(clip);
     cs_stage_b_free(m);
-    if (!rc && result) {
-        *result = res, *rN = N, *rH = H, *rW = W;
-        return 0;
-    }
-    cs_free(res);
-    return rc;
+    return hand_over(rc, res, result, rN, N, rH, H, rW, W);
 }
 
 /* [cond; uncond] effnet from two NCHW tensors, as channels-last */
