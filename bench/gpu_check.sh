@@ -23,7 +23,7 @@ if [ "$mode" = mini ]; then
     {
     CASCADE_FLASH=1 CASCADE_BACKEND=cuda CASCADE_PRECISION=bf16 timeout 60 $B/test_backend_ops 2>&1 | grep -v "^ok"
     for c in sampling_c sampling_b stage_c_tiny; do
-        timeout 60 $B/cascade dev golden --device cuda --precision bf16 golden/$c 2>&1 | tail -n 1 | sed "s/^/golden $c: /"
+        timeout 60 $B/cascade-golden --device cuda --precision bf16 golden/$c 2>&1 | tail -n 1 | sed "s/^/golden $c: /"
     done
     for v in stage_c_lite stage_b_lite text_encoder; do timeout 100 $B/mkweights $M/$v.json $W/${v}_bf16.safetensors bf16 & done
     timeout 100 $B/mkweights $M/stage_a.json $W/stage_a.safetensors f32 & wait
