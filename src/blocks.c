@@ -1,6 +1,6 @@
 #include "blocks.h"
 
-#include "../simd/kernels.h"
+#include "kernels.h"
 #include "cancel.h"
 #include "device.h"
 #include "error.h"

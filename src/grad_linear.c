@@ -4,7 +4,7 @@
  * thread count. */
 #include "grad.h"
 
-#include "../simd/kernels.h"
+#include "kernels.h"
 #include "device.h"
 #include "error.h"
 #include "ops.h"

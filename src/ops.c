@@ -1,7 +1,7 @@
 #include "ops.h"
 
-#include "../simd/gemm_bf16.h"
-#include "../simd/kernels.h"
+#include "gemm_bf16.h"
+#include "kernels.h"
 #include "backend.h"
 #include "device.h"
 #include "error.h"
@@ -825,7 +825,8 @@ void cs_concat_channels(const float *a, size_t Ca, const float *b, size_t Cb, fl
     }
 }
 
-/* Correctly rounded float32 exp(-k ln(1e4)/31), k = 0..31 (spec/models.md §1.13). */
+/* Correctly rounded float32 exp(-k ln(1e4)/31), k = 0..31: the frequencies of the
+ * official gen_r_embedding (modules/stage_c.py) for c_r = 64. */
 static const uint32_t remb_freq32[32] = {
     0x3f800000, 0x3f3e32e3, 0x3f0d4f93, 0x3ed1fa4b, 0x3e9c0180, 0x3e67d040, 0x3e2c3aa3, 0x3dffeb81,
     0x3dbe23a9, 0x3d8d4443, 0x3d51e97d, 0x3d1bf503, 0x3ce7bdb1, 0x3cac2cda, 0x3c7fd703, 0x3c3e1470,

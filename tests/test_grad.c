@@ -10,10 +10,10 @@
  * analytic gradients are float32 with sums of at most ~100 terms, whose
  * rounding is ~1e-6 relative (measured worst 2.1e-6, a 1x1 Linear dW);
  * a wrong term or index gives errors of 1e-2 and more. */
-#include "../src/error.h"
-#include "../src/grad.h"
-#include "../src/ops.h"
-#include "../src/tensor.h"
+#include "error.h"
+#include "grad.h"
+#include "ops.h"
+#include "tensor.h"
 
 #include <math.h>
 #include <stdint.h>

@@ -9,11 +9,11 @@
  * most 20x that, and at most TOL_FLOOR when that is smaller: the rule of the
  * golden set (../shared/golden/README.md) with the floor of the op tests.
  * Usage: test_grad_blocks [DATA_DIR] (default: tests/data/grad under srcdir). */
-#include "../src/error.h"
-#include "../src/grad_blocks.h"
-#include "../src/safetensors.h"
-#include "../src/stage_c.h"
-#include "../src/weights.h"
+#include "error.h"
+#include "grad_blocks.h"
+#include "safetensors.h"
+#include "stage_c.h"
+#include "weights.h"
 
 #include <jansson.h>
 #include <math.h>

@@ -16,12 +16,12 @@
  *                          ~1e4 float ulps of the parameter, so rounding
  *                          shows at ~1e-6, measured worst 9.3e-7; a wrong beta2_t or
  *                          clip is > 1e-2). */
-#include "../src/device.h"
-#include "../src/error.h"
-#include "../src/grad.h"
-#include "../src/ops.h"
-#include "../src/optim.h"
-#include "../src/safetensors.h"
+#include "device.h"
+#include "error.h"
+#include "grad.h"
+#include "ops.h"
+#include "optim.h"
+#include "safetensors.h"
 
 #include <math.h>
 #include <stdio.h>
