@@ -9,6 +9,7 @@
  *   check_rnd64()          splitmix64 integers, check_uni(a, b) floats in [a, b),
  *                          check_seed64();
  *   check_rel_l2()         ||y - ref|| / ||ref|| in double.
+ *   check_max_rel()        max |y - ref| / max |ref| in double.
  * Everything is static: each test program has its own counter and streams.
  * Fixed seeds, so a failure repeats exactly. */
 #ifndef CS_TESTS_CHECK_H
@@ -65,6 +66,18 @@ static inline double check_rel_l2(const float *y, const float *ref, size_t n)
         d += e * e, s += (double)ref[i] * ref[i];
     }
     return s > 0 ? sqrt(d / s) : sqrt(d);
+}
+
+/* max |y - ref| / max |ref| in double (a NaN in y counts as infinite error) */
+static inline double check_max_rel(const float *y, const float *ref, size_t n)
+{
+    double mx = 0, e = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (fabs(ref[i]) > mx) mx = fabs(ref[i]);
+        double d = fabs((double)y[i] - ref[i]);
+        if (!(d <= e)) e = d;
+    }
+    return e / (mx > 0 ? mx : 1);
 }
 
 #endif

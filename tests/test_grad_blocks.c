@@ -9,6 +9,7 @@
  * most 20x that, and at most TOL_FLOOR when that is smaller: the rule of the
  * golden set (../shared/golden/README.md) with the floor of the op tests.
  * Usage: test_grad_blocks [DATA_DIR] (default: tests/data/grad under srcdir). */
+#include "check.h"
 #include "error.h"
 #include "grad_blocks.h"
 #include "safetensors.h"
@@ -62,13 +63,7 @@ static float *zeros(size_t n)
 static void check(const char *pre, const char *name, const float *got, size_t n)
 {
     const float *want = get(pre, name, n);
-    double mx = 0, e = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (fabs(want[i]) > mx) mx = fabs(want[i]);
-        double d = fabs((double)got[i] - want[i]);
-        if (!(d <= e)) e = d;
-    }
-    double r = e / (mx > 0 ? mx : 1);
+    double r = check_max_rel(got, want, n);
     json_t *ref = json_object_get(json_object_get(ERRS, pre), name);
     double t32 = json_is_number(ref) ? json_number_value(ref) : 0;
     double tol = fmax(TOL_MULT * t32, TOL_FLOOR);

@@ -16,6 +16,7 @@
  *                          ~1e4 float ulps of the parameter, so rounding
  *                          shows at ~1e-6, measured worst 9.3e-7; a wrong beta2_t or
  *                          clip is > 1e-2). */
+#include "check.h"
 #include "device.h"
 #include "error.h"
 #include "grad.h"
@@ -60,13 +61,7 @@ static cs_tensor view(const float *p, int64_t r, int64_t c, const char *name)
 
 static double cmp(const char *what, const float *got, const float *want, size_t n, double tol, double *worst)
 {
-    double mx = 0, e = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (fabs(want[i]) > mx) mx = fabs(want[i]);
-        double d = fabs((double)got[i] - want[i]);
-        if (!(d <= e)) e = d;
-    }
-    double r = e / (mx > 0 ? mx : 1);
+    double r = check_max_rel(got, want, n);
     int ok = r <= tol;
     if (ok && r > *worst) *worst = r;
     printf("%-40s err %.2e%s\n", what, r, ok ? "" : " FAIL");

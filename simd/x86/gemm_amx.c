@@ -15,6 +15,7 @@
  * Needs the tile state granted (cs_amx_usable, simd/dispatch.c); the tile
  * configuration is loaded per call and released at its end, so the
  * thread's extended state goes back to its small init form between calls. */
+#include "bf16_avx512.h"
 #include "../gemm_bf16.h"
 
 #ifdef CS_HAVE_AMX
@@ -31,19 +32,6 @@ typedef struct {
     uint8_t rows[16];
 } tilecfg;
 
-static inline __mmask16 tmask(size_t r) { return (__mmask16)((1u << r) - 1u); }   /* 0 <= r <= 16 */
-
-/* 16 floats -> 16 bf16, to nearest even, NaN quieted (as cs_f32_to_bf16) */
-static inline __m256i round_bf16(__m512 x)
-{
-    __m512i u = _mm512_castps_si512(x);
-    __m512i mag = _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff));
-    __mmask16 nan = _mm512_cmpgt_epu32_mask(mag, _mm512_set1_epi32(0x7f800000));
-    __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-    __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), odd));
-    r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(u, _mm512_set1_epi32(0x400000)));
-    return _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16));
-}
 
 /* rows [0, mb) x k steps [s0, s0+ks) of A into at: tile (t, s) at
  * at + (t*ks + s) * 512 uint16, 16 rows of 32 bf16; zeros past mb and K */

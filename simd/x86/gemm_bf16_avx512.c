@@ -10,6 +10,7 @@
  * The rounding of A is done here with integer operations, not with
  * VCVTNEPS2BF16: that instruction flushes denormal inputs to zero (measured
  * on Zen 4; 0x007fffff must round up to the normal 0x0080). */
+#include "bf16_avx512.h"
 #include "gemm_bf16.h"
 
 #ifdef CS_HAVE_AVX512BF16
@@ -20,20 +21,6 @@
 #define KCP 128         /* k pairs per block (256 k, as the fp32 kernel) */
 #define MB (8 * MR)     /* rows per block: packed A is 48 KB */
 
-static inline __mmask16 tmask(size_t r) { return (__mmask16)((1u << r) - 1u); }   /* 1 <= r <= 16 */
-
-/* 16 floats -> 8 bf16 pairs, rounded to nearest even, NaN quieted (as
- * cs_f32_to_bf16: (u >> 16) | 0x40) */
-static inline __m256i round_pairs(__m512 x)
-{
-    __m512i u = _mm512_castps_si512(x);
-    __m512i mag = _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff));
-    __mmask16 nan = _mm512_cmpgt_epu32_mask(mag, _mm512_set1_epi32(0x7f800000));
-    __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-    __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), odd));
-    r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(u, _mm512_set1_epi32(0x400000)));
-    return _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16));
-}
 
 /* rows [m0, m0+mb) x pairs [q0, q0+kcp) of A into at: tile t at
  * at + t*kcp*MR, pair-major (MR uint32 per pair); rows past mb are zero */
@@ -50,7 +37,7 @@ static void pack_a(const float *A, size_t lda, size_t K, size_t mb, size_t q0, s
         for (size_t q = 0; q < kcp; q += 8) {
             size_t k = 2 * (q0 + q), n = K - k < 16 ? K - k : 16;   /* zeros past K: an odd K's last half */
             uint32_t p[8];
-            _mm256_storeu_si256((__m256i *)p, round_pairs(_mm512_maskz_loadu_ps(tmask(n), a + k)));
+            _mm256_storeu_si256((__m256i *)p, round_bf16(_mm512_maskz_loadu_ps(tmask(n), a + k)));
             size_t e = kcp - q < 8 ? kcp - q : 8;
             for (size_t s = 0; s < e; s++) o[(q + s) * MR] = p[s];
         }
