@@ -58,8 +58,8 @@ opt 0 --device cpu --precision fp32 --threads 1 "$dir/good"
 opt 0 --device auto --precision auto --strict "$dir/good"
 opt 1 --device cuda "$dir/good"
 opt 1 --device cuda:0 "$dir/good"
-# bf16 on the CPU: only with a native bf16 kernel (AVX512-BF16 at the avx512 level); fp16 never
-if "$CASCADE_BIN" info 2>/dev/null | grep -q '^cpu bf16: .*vdpbf16ps'; then
+# bf16 on the CPU: only with a native bf16 kernel (AVX512-BF16 or AMX at the avx512 level); fp16 never
+if "$CASCADE_BIN" info 2>/dev/null | grep -q '^cpu bf16: .*dpbf16ps'; then
     opt 0 --device cpu --precision bf16 "$dir/good"
 else
     opt 1 --device cpu --precision bf16 "$dir/good"
