@@ -36,14 +36,14 @@ t0=$(date +%s)
 
 # build DIR [ENV...]: unpack, copy debian/, build; the .debs land in $tmp/DIR
 build() {
-    d=$tmp/$1; shift
+    name=$1; d=$tmp/$1; shift
     mkdir -p "$d" && tar -xzf "$tarball" -C "$d" || fail "cannot unpack $tarball"
     src=$(echo "$d"/cascade-*)
     [ -d "$src/packaging/debian" ] || fail "the tarball has no packaging/debian"
     cp -r "$src/packaging/debian" "$src/debian"
     echo "--- dpkg-buildpackage -us -uc -b in $src"
     (cd "$src" && env "$@" dpkg-buildpackage -us -uc -b >"$d/build.log" 2>&1) ||
-        { tail -n 40 "$d/build.log"; fail "dpkg-buildpackage failed (in $1)"; }
+        { tail -n 40 "$d/build.log"; fail "dpkg-buildpackage failed (build $name)"; }
     ls "$d"/*.deb >/dev/null 2>&1 || fail "no .deb built"
 }
 build a
@@ -61,7 +61,7 @@ fi
 
 if [ -n "$twice" ]; then
     t1=$(date +%s)
-    build b TZ=Asia/Kathmandu LC_ALL=C.UTF-8 LANG=C.UTF-8 sh -c 'umask 077; exec dpkg-buildpackage "$@"' sh
+    build b TZ=Asia/Kathmandu LC_ALL=C.UTF-8 LANG=C.UTF-8 sh -c 'umask 077; exec "$@"' sh
     echo "second build in $(($(date +%s) - t1)) s"
     differ=
     for f in "$tmp"/a/*.deb "$tmp"/a/*.ddeb; do
