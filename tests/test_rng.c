@@ -168,7 +168,7 @@ static int test_golden(void)
              dir ? dir : "../shared");
     cs_st_file *f;
     if (cs_st_open(path, &f)) {
-        if (getenv("CI")) {
+        if (getenv("CI") && *getenv("CI")) {
             fprintf(stderr, "ERROR: %s\n", cs_last_error());
             return 99;
         }

@@ -232,7 +232,7 @@ int main(void)
     snprintf(p, sizeof p, "%s/spec/manifests", shared_dir());
     if (access(p, R_OK)) {
         printf("SKIP: %s not found\n", p);
-        return getenv("CI") ? 99 : 77;
+        return (getenv("CI") && *getenv("CI")) ? 99 : 77;
     }
     const char *tmp = getenv("TMPDIR");
     snprintf(dir, sizeof dir, "%s/cs_stage_load_XXXXXX", tmp ? tmp : "/tmp");
