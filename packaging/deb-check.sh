@@ -94,7 +94,7 @@ info=$(env -i PATH=/usr/bin:/bin HOME="$tmp" /usr/bin/cascade info) || fail "cas
 printf '%s\n' "$info" | sed 's/^/  /'
 printf '%s\n' "$info" | grep -q "^plugin: .*$plugdir/libcascade-cuda.so" ||
     fail "cascade info does not look for the plugin in $plugdir"
-env -i PATH=/usr/bin:/bin HOME="$tmp" XDG_DATA_HOME="$tmp" /usr/bin/cascade generate --demo -q -o "$tmp/x.png" >/dev/null ||
+env -i PATH=/usr/bin:/bin HOME="$tmp" XDG_DATA_HOME="$tmp" /usr/bin/cascade generate --demo -q -p "a lighthouse at dawn" -o "$tmp/x.png" >/dev/null ||
     fail "cascade generate --demo failed"
 [ -s "$tmp/x.png" ] || fail "cascade generate --demo wrote no image"
 echo "ok: /usr/bin/cascade info, generate --demo -> x.png ($(stat -c %s "$tmp/x.png") bytes)"
