@@ -104,7 +104,7 @@ cc -std=c11 -Wall -Werror $cflags -o "$tmp/txt2img" "$src/examples/txt2img.c" $l
 # (/lib is /usr/lib on merged-/usr systems, and ldd may name either)
 ldd "$tmp/txt2img" | grep -Eq "libcascade\.so\.1 => (/usr)?/lib/$ma/libcascade\.so\.1 " ||
     fail "the example does not use the installed library: $(ldd "$tmp/txt2img" | grep libcascade)"
-"$tmp/txt2img" --demo -o "$tmp/y.png" "a lighthouse" >/dev/null || fail "the example failed"
+"$tmp/txt2img" --demo -o "$tmp/y.png" "a lighthouse" >/dev/null 2>"$tmp/err" || { cat "$tmp/err"; fail "the example failed"; }
 # the installed library looks for the plugin in its folder
 msg=$(env -u CASCADE_PLUGIN_DIR CASCADE_DEVICE=cuda "$tmp/txt2img" --demo -o "$tmp/z.png" "x" 2>&1)
 case $msg in *"$plugdir/libcascade-cuda.so"*) echo "ok: libcascade looks in $plugdir: $msg" ;;
@@ -112,7 +112,7 @@ case $msg in *"$plugdir/libcascade-cuda.so"*) echo "ok: libcascade looks in $plu
 if [ -n "$cuda_deb" ]; then
     echo "--- apt-get install cascade-cuda"
     $SUDO apt-get install -y -q "$cuda_deb" >"$tmp/apt.log" 2>&1 || { tail -n 20 "$tmp/apt.log"; fail "installing cascade-cuda failed"; }
-    /usr/bin/cascade info | grep "^plugin: $plugdir/libcascade-cuda.so (ABI" ||
+    /usr/bin/cascade info | grep "^plugin: *$plugdir/libcascade-cuda.so (ABI" ||
         fail "cascade info does not load $plugdir/libcascade-cuda.so"
     # with no GPU the loaded plugin says why it cannot run; with one, the image is made
     rm -f "$tmp/z.png"
