@@ -2,7 +2,8 @@
 # .ci/run's tally: a skipped test is a failure under CI unless it is in the
 # printed allow list (neon-qemu), and skips are counted apart from passes.
 # Runs `.ci/run --count` on made-up automake results. Also: a missing tool
-# (tests/shared.sh need_tool) skips a test, and fails it under CI.
+# (tests/shared.sh need_tool) skips a test, and fails it under CI; so does
+# missing ../shared in the C tests, with an empty CI not counted as CI.
 TOP=${TOP_SRCDIR:-.}
 # tests/levels.sh runs every test once per SIMD level; this one does not depend on it
 if [ -n "${CASCADE_SIMD:-}" ] && [ -n "${CASCADE_BIN:-}" ] &&
@@ -32,4 +33,14 @@ check failures "" "2 passed, 2 skipped, 3 failed" 1
 [ $rc -eq 77 ] && echo "ok need-tool-skips" || { echo "FAIL need-tool-skips: exit $rc"; fail=1; }
 (CI=1; . "$TOP/tests/shared.sh"; need_tool cascade-no-such-tool "a test") >/dev/null; rc=$?
 [ $rc -eq 99 ] && echo "ok need-tool-fails-under-ci" || { echo "FAIL need-tool-fails-under-ci: exit $rc"; fail=1; }
+# the C tests read CI as tests/shared.sh does: set and empty (what `CI= make
+# distcheck` gives) is not CI, so missing ../shared skips (77); CI=1 fails (99)
+B=$(dirname "${CASCADE_BIN:-./cascade}")/tests
+for t in manifests lora png sampler pipeline_golden image_load tokenizer prompt rng stage_load safetensors; do
+    [ -x "$B/test_$t" ] || { echo "FAIL no $B/test_$t"; fail=1; continue; }
+    CI= SHARED_DIR=/nonexistent/shared "$B/test_$t" >/dev/null 2>&1; a=$?
+    CI=1 SHARED_DIR=/nonexistent/shared "$B/test_$t" >/dev/null 2>&1; b=$?
+    if [ $a -eq 77 ] && [ $b -eq 99 ]; then echo "ok test_$t: no data skips, under CI fails"
+    else echo "FAIL test_$t without ../shared: exit $a with CI empty (want 77), $b with CI=1 (want 99)"; fail=1; fi
+done
 exit $fail
