@@ -36,7 +36,7 @@ check failures "" "2 passed, 2 skipped, 3 failed" 1
 # the C tests read CI as tests/shared.sh does: set and empty (what `CI= make
 # distcheck` gives) is not CI, so missing ../shared skips (77); CI=1 fails (99)
 B=$(dirname "${CASCADE_BIN:-./cascade}")/tests
-for t in manifests lora png sampler pipeline_golden image_load tokenizer prompt rng stage_load safetensors; do
+for t in manifests lora png sampler pipeline_golden image_load tokenizer prompt stage_load safetensors; do
     [ -x "$B/test_$t" ] || { echo "FAIL no $B/test_$t"; fail=1; continue; }
     CI= SHARED_DIR=/nonexistent/shared "$B/test_$t" >/dev/null 2>&1; a=$?
     CI=1 SHARED_DIR=/nonexistent/shared "$B/test_$t" >/dev/null 2>&1; b=$?
