@@ -145,7 +145,8 @@ static void progress(void *ctx, cs_stage_id st, int step, int steps, double t)
 
 static void test_pipeline_stages(void)
 {
-    cs_model_paths mp = {NULL, demo.text_encoder, NULL, NULL, demo.stage_c, demo.stage_b, demo.stage_a, NULL};
+    cs_model_paths mp = {.text_encoder = demo.text_encoder, .stage_c = demo.stage_c, .stage_b = demo.stage_b,
+                         .stage_a = demo.stage_a};
     cs_gen_params g;
     cs_gen_defaults(&g);
     g.width = 96, g.height = 128, g.c.steps = 2, g.b.steps = 2;

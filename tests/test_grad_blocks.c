@@ -151,7 +151,7 @@ static int t_stage_c(const char *dir)
     snprintf(path, sizeof path, "%s/golden/stage_c_tiny.weights.safetensors", sd ? sd : "../shared");
     cs_st_file *wf;
     if (cs_st_open(path, &wf)) {
-        if (getenv("CI")) {
+        if (check_under_ci()) {
             fprintf(stderr, "ERROR: %s\n", cs_last_error());
             return 99;
         }

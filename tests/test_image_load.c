@@ -155,7 +155,7 @@ int main(void)
     snprintf(mdir, sizeof mdir, "%s/spec/manifests", s ? s : "../shared");
     snprintf(tmp, sizeof tmp, "%s", t && *t ? t : "/tmp");
     if (access(mdir, R_OK)) {
-        if (getenv("CI") && *getenv("CI")) {
+        if (check_under_ci()) {
             printf("ERROR: %s is missing (CI needs ../shared beside the checkout)\n", mdir);
             return 99;
         }

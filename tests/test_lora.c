@@ -164,7 +164,7 @@ int main(void)
     snprintf(data, sizeof data, "%s/tests/data/lora", top ? top : ".");
     struct stat st;
     if (stat(base_path, &st) != 0) {
-        if (getenv("CI") && *getenv("CI")) {
+        if (check_under_ci()) {
             printf("ERROR: %s missing (CI needs ../shared beside the checkout)\n", base_path);
             return 99;
         }

@@ -380,7 +380,7 @@ int main(void)
     snprintf(dir, sizeof dir, "%s/spec/manifests", shared ? shared : "../shared");
     struct stat st;
     if (stat(dir, &st) || !S_ISDIR(st.st_mode)) {
-        if (getenv("CI") && *getenv("CI")) {
+        if (check_under_ci()) {
             printf("ERROR: %s is missing (CI needs ../shared beside the checkout)\n", dir);
             return 99;
         }

@@ -30,8 +30,8 @@ static cs_demo_files demo;
 
 static cs_model_paths demo_paths(void)
 {
-    cs_model_paths p = {NULL, demo.text_encoder, NULL, NULL, demo.stage_c, demo.stage_b, demo.stage_a,
-                        demo.previewer};
+    cs_model_paths p = {.text_encoder = demo.text_encoder, .stage_c = demo.stage_c, .stage_b = demo.stage_b,
+                        .stage_a = demo.stage_a, .previewer = demo.previewer};
     return p;
 }
 

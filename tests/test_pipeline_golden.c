@@ -232,7 +232,7 @@ int main(void)
     char probe[4200];
     snprintf(probe, sizeof probe, "%s/pipeline_tiny.io.safetensors", golden);
     if (stat(probe, &st) != 0) {
-        if (getenv("CI") && *getenv("CI")) {
+        if (check_under_ci()) {
             printf("ERROR: %s missing (CI needs ../shared beside the checkout)\n", probe);
             return 99;
         }

@@ -334,7 +334,7 @@ static int test_golden_u8(void)
     snprintf(path, sizeof path, "%s/golden/pipeline_tiny.io.safetensors", sd ? sd : "../shared");
     cs_st_file *f;
     if (cs_st_open(path, &f)) {
-        if (getenv("CI") && *getenv("CI")) {
+        if (check_under_ci()) {
             fprintf(stderr, "ERROR: %s\n", cs_last_error());
             return 99;
         }

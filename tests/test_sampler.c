@@ -98,7 +98,7 @@ static int open_golden(const char *name, cs_st_file **f)
     char path[4096];
     snprintf(path, sizeof path, "%s/golden/%s.io.safetensors", dir ? dir : "../shared", name);
     if (cs_st_open(path, f) == 0) return 0;
-    if (getenv("CI") && *getenv("CI")) {
+    if (check_under_ci()) {
         fprintf(stderr, "ERROR: %s\n", cs_last_error());
         return 99;
     }
@@ -259,7 +259,7 @@ static void reference(const cs_sample_params *p, const toy *t, int use_cfg, int 
     const double s = 0.008, pi = 3.14159265358979323846;
     double min_var = pow(cos(s / (1 + s) * pi / 2), 2);
     int T = p->steps;
-    double L[128], A[128], B[128], R[128];
+    double L[128], A[128], B[128];
     for (int i = 0; i <= T; i++) {
         double tt = p->t_start + (p->t_end - p->t_start) * i / T;
         double c = fmin(fmax(cos((s + tt) / (1 + s) * pi / 2), 0), 1);
@@ -269,7 +269,6 @@ static void reference(const cs_sample_params *p, const toy *t, int use_cfg, int 
         double sg = 1 / (1 + exp(-L[i]));
         A[i] = sqrt(sg);
         B[i] = sqrt(1 - sg);
-        R[i] = fmin(fmax(acos(sqrt(sg * min_var)) / (pi / 2) * (1 + s) - s, 0), 1);
     }
     size_t n = (size_t)NIMG * PER;
     int d = 0;
