@@ -3,8 +3,8 @@
 #   bash gpu_check.sh [quick|full]
 # quick: plugin and devices, the op tests against the CPU in fp32/bf16/fp16, every golden case
 #        under golden/ on the GPU in fp32 and bf16.
-# mini:  the op tests in bf16, the sampling goldens in bf16, the lite forwards (flash
-#        attention on and off) and two lite images: a few minutes of device time
+# mini:  the op tests, a few goldens in bf16 and fp32, the lite forwards (flash attention
+#        on and off), their per-op profile and three lite images: a few minutes of device time
 # perf:  full without the fp16 and profile runs (flash attention on and off instead)
 # full:  also random full-size weights (written here from the manifests): Stage C and B
 #        forwards on the GPU against the CPU (bf16, fp16, fp32), a per-op profile, and whole
@@ -21,19 +21,25 @@ if [ "$mode" = mini ]; then
     W=/tmp/cascade-weights; mkdir -p $W
     S="$B/stage --dir $W --manifests $M --threads $(nproc) --device cuda"
     {
-    CASCADE_FLASH=1 CASCADE_BACKEND=cuda CASCADE_PRECISION=bf16 timeout 60 $B/test_backend_ops 2>&1 | grep -v "^ok"
-    for c in sampling_c sampling_b stage_c_tiny; do
-        timeout 60 $B/cascade-golden --device cuda --precision bf16 golden/$c 2>&1 | tail -n 1 | sed "s/^/golden $c: /"
+    for f in 0 1; do for p in bf16 fp16 fp32; do
+        CASCADE_FLASH=$f CASCADE_BACKEND=cuda CASCADE_PRECISION=$p timeout 60 $B/test_backend_ops 2>&1 | grep -v "^ok"
+    done; done
+    CASCADE_FLASH=1 CASCADE_BACKEND=cuda CASCADE_PRECISION=bf16 timeout 60 $B/test_backend_ops 2>&1 | grep "attention"
+    for c in sampling_c sampling_b stage_c_tiny op_attnblock; do
+        for p in bf16 fp32; do
+            CASCADE_FLASH=1 timeout 60 $B/cascade-golden --device cuda --precision $p golden/$c 2>&1 | tail -n 1 | sed "s/^/golden $c $p: /"
+        done
     done
     for v in stage_c_lite stage_b_lite text_encoder; do timeout 100 $B/mkweights $M/$v.json $W/${v}_bf16.safetensors bf16 & done
     timeout 100 $B/mkweights $M/stage_a.json $W/stage_a.safetensors f32 & wait
     $S --size lite --stage c,b --dtype bf16 --precision bf16 --check 1 --warmup 2 --runs 5
     CASCADE_FLASH=1 $S --size lite --stage c,b --dtype bf16 --precision bf16 --warmup 2 --runs 5
+    CASCADE_FLASH=1 CASCADE_PROFILE=1 $S --size lite --stage c,b --dtype bf16 --precision bf16 --warmup 1 --runs 1
     mkdir -p $W/lite; for f in stage_a text_encoder_bf16 stage_c_lite_bf16 stage_b_lite_bf16; do ln -sf $W/$f.safetensors $W/lite/; done
-    /usr/bin/time -f "wall %e s" $B/cascade generate --models $W/lite --tokenizer tokenizer -p "a photo of a cat" \
+    CASCADE_FLASH=1 /usr/bin/time -f "wall %e s" $B/cascade generate --models $W/lite --tokenizer tokenizer -p "a photo of a cat" \
         --seed 7 --device cuda --count 3 --keep-loaded -o "$out/lite_gpu.png" --force 2>&1 | grep -v "^.*Stage . [0-9]*/"
     } >"$out/mini.txt" 2>&1
-    grep -v '^{"engine' "$out/mini.txt" | grep -E "PASS|FAIL|golden|^\||rel_l2|steps in|done in|peak|wall|error" | cut -c1-220
+    grep -v '^{"engine' "$out/mini.txt" | grep -E "PASS|FAIL|golden|attention|^\||rel_l2|steps in|done in|peak|wall|error|%" | cut -c1-220
     exit 0
 fi
 {

@@ -24,6 +24,8 @@ size_t cs_cuda_mem_peak(int reset);
 const char *cs_cuda_errmsg(void);
 /* why this thread's last cs_cuda_weight() returned NULL (a CS_E* code) */
 int cs_cuda_weight_rc(void);
+/* the device's compute capability as 10 * major + minor (90 for sm_90) */
+int cs_cuda_cc(void);
 /* like cs_cuda_fail for failures that are no cudaError_t (cuBLAS, bad
  * sizes): records the printf-style text as is, returns code */
 int cs_cuda_fail_text(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -50,11 +52,15 @@ int cs_cuda_linear16(const uint16_t *x16, size_t M, size_t K, const cs_tensor *W
 int cs_cuda_mlp_block(float *x, size_t N, size_t H, size_t W, size_t c, const float *skip, size_t cs,
                       const cs_mlp_block *w);
 
-/* flash.cu: attention for bf16 and 64-wide heads without a score matrix;
- * CS_EUNSUP (nothing queued) for anything else */
+/* flash.cu: attention in bf16/fp16 for 64-wide heads without a score
+ * matrix, and cs_dev_ops.attention_cat; CS_EUNSUP (nothing queued) for
+ * anything else */
 int cs_cuda_flash_attention(const float *q, size_t ldq, const float *k, size_t ldk, const float *v, size_t ldv,
                             size_t N, size_t Lq, size_t Lk, size_t C, int nhead, const float *mask, float *o,
                             size_t ldo);
+int cs_cuda_attention_cat(const float *q, size_t ldq, const float *k1, const float *v1, size_t ld1, size_t L1,
+                          const float *k2, const float *v2, size_t ld2, size_t L2, size_t N, size_t Lq, size_t C,
+                          int nhead, float *o, size_t ldo);
 
 /* ---- convert.cu ---- */
 /* n elements from src (dtype sdt) to dst (dtype ddt), both device memory;

@@ -1,22 +1,29 @@
 /* Attention without the score matrix (the flash-attention scheme: Dao et
- * al., 2022), for bf16 precision and 64-wide heads, the shape of every
- * attention in Stage C and B: per block 64 query rows of one head of one
- * image, 4 warps of 16 rows; keys and values stream through shared memory
- * 32 at a time; each warp keeps its rows' running max m and sum l and its
- * output rows O in shared memory:
- *     S = scale Q K^T (tensor cores, float32);  m' = max(m, rowmax S);
- *     P = exp(S - m') (bf16);  l = l e^(m - m') + rowsum P;
- *     O = O e^(m - m') + P V (tensor cores, float32);   at the end O / l.
- * The scores never reach memory (cuda/attention.cu writes all of them).
- * Anything else (a mask, other head widths, fp32/fp16) returns CS_EUNSUP
- * and attention.cu does it.
+ * al. 2022, and the work split of FlashAttention-2, Dao 2023) for 64-wide
+ * heads, the shape of every attention in Stage C and B, in bf16 or fp16
+ * products with float32 accumulation (sm_80 and newer).
  *
- * Opt-in ($CASCADE_FLASH=1): correct on the H100 (the op tests), but this
- * first form is slower than the materialised scores there (Stage C lite
- * 22.8 vs 16.3 ms a forward, bench/RESULTS-cuda.md): 32 keys a step,
- * the output rows round-tripping through shared memory every step and
- * WMMA's opaque fragments leave the tensor cores idle most of the time.
- * mma.sync with register-resident rows is the next form. */
+ * A block takes 64 query rows of one head of one image, 4 warps of 16 rows.
+ * Keys and values stream through shared memory 64 at a time, converted from
+ * the float32 activations as they are loaded (no separate conversion pass).
+ * Everything per row stays in registers: Q as mma A fragments, the scores
+ * S = Q K^T of the step (16 x 64 per warp), the running max m and sum l, the
+ * output rows O (16 x 64 per warp). The scores' accumulator layout of
+ * mma.m16n8k16 is the A-operand layout of the next product, so P = exp(S -
+ * m) goes from S's registers straight into O += P V:
+ *     m' = max(m, rowmax S);  P = exp(S - m');  l = l e^(m - m') + rowsum P;
+ *     O = O e^(m - m') + P V;             and at the end O / l.
+ * Keys may come in two row blocks (an image's own tokens, then the
+ * conditioning tokens: cs_dev_ops.attention_cat), so the AttnBlock needs no
+ * gathered copy of its keys and values.
+ *
+ * Anything else (a mask, other head widths, fp32, rows not 16-byte aligned)
+ * returns CS_EUNSUP and attention.cu does it.
+ *
+ * Opt-in ($CASCADE_FLASH=1) until it has run on a GPU: this form was written
+ * in a session without device time (bench/RESULTS-cuda.md); the first form
+ * (WMMA, output rows in shared memory, 32 keys a step) was correct there but
+ * slower than the materialised scores. */
 #include "core.h"
 
 extern "C" {
@@ -24,149 +31,240 @@ extern "C" {
 }
 
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <math.h>
-#include <mma.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-using namespace nvcuda;
+#define FA_D 64            /* head width */
+#define FA_BQ 64           /* query rows a block: 4 warps of 16 */
+#define FA_BK 64           /* keys a step */
+#define FA_LDS (FA_D + 8)  /* shared row stride: 144 bytes keep ldmatrix's 8 rows on distinct banks */
 
-#define FA_D 64        /* head width */
-#define FA_BQ 64       /* query rows a block */
-#define FA_BK 32       /* keys a step */
-#define FA_WARPS 4
-
-struct __align__(128) fa_shared {
-    __nv_bfloat16 q[FA_BQ][FA_D];
-    __nv_bfloat16 k[FA_BK][FA_D];
-    __nv_bfloat16 v[FA_BK][FA_D];
-    float s[FA_WARPS][16][FA_BK];
-    __nv_bfloat16 p[FA_WARPS][16][FA_BK];
-    float o[FA_WARPS][16][FA_D];
+struct fa_args {
+    const float *q;
+    size_t ldq;
+    const float *k[2], *v[2];   /* key/value row blocks; k[1] NULL when there is one */
+    size_t ldk[2], ldv[2], L[2];
+    size_t Lq;
+    float *o;
+    size_t ldo;
+    float scale_log2;   /* 1/sqrt(64) * log2(e): exp(x) as exp2 */
 };
 
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
-/* rows of 64 bf16 (128 bytes) from a row stride of ld elements, as 16-byte
- * vectors; rows past nrows are zero */
-static __device__ void load_rows(__nv_bfloat16 (*dst)[FA_D], const __nv_bfloat16 *src, size_t ld, int rows,
-                                 int nrows)
+static __device__ __forceinline__ uint32_t pack2(float a, float b, __nv_bfloat16 *)
 {
-    for (int i = threadIdx.x; i < rows * (FA_D / 8); i += blockDim.x) {
-        int r = i / (FA_D / 8), c = (i % (FA_D / 8)) * 8;
-        uint4 val = make_uint4(0, 0, 0, 0);
-        if (r < nrows) val = *(const uint4 *)(src + (size_t)r * ld + c);
-        *(uint4 *)&dst[r][c] = val;
+    __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
+    return *(uint32_t *)&h;
+}
+static __device__ __forceinline__ uint32_t pack2(float a, float b, __half *)
+{
+    /* saturate as the rest of the fp16 path does (cuda/convert.cu) */
+    a = fminf(fmaxf(a, -65504.0f), 65504.0f), b = fminf(fmaxf(b, -65504.0f), 65504.0f);
+    __half2 h = __floats2half2_rn(a, b);
+    return *(uint32_t *)&h;
+}
+
+static __device__ __forceinline__ void mma16816(float *c, const uint32_t *a, uint32_t b0, uint32_t b1,
+                                                __nv_bfloat16 *)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+static __device__ __forceinline__ void mma16816(float *c, const uint32_t *a, uint32_t b0, uint32_t b1, __half *)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+static __device__ __forceinline__ void ldm_x4(uint32_t *r, const void *p)
+{
+    uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+}
+static __device__ __forceinline__ void ldm_x4_trans(uint32_t *r, const void *p)
+{
+    uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+}
+
+/* 64 rows of one head (64 floats from base + row * ld) into sh as 16-bit,
+ * rows past nrows zero */
+template <typename T>
+static __device__ __forceinline__ void load_tile(uint32_t (*sh)[FA_LDS / 2], const float *base, size_t ld, int nrows)
+{
+    for (int i = threadIdx.x; i < 64 * (FA_D / 4); i += blockDim.x) {
+        int r = i / (FA_D / 4), c = (i % (FA_D / 4)) * 4;
+        float4 f = make_float4(0, 0, 0, 0);
+        if (r < nrows) f = __ldg((const float4 *)(base + (size_t)r * ld + c));
+        sh[r][c / 2] = pack2(f.x, f.y, (T *)0);
+        sh[r][c / 2 + 1] = pack2(f.z, f.w, (T *)0);
+    }
+}
+
+/* keys k0 .. k0+63 of block s's rows (the tile may straddle the two blocks) */
+template <typename T>
+static __device__ void load_kv(uint32_t (*sk)[FA_LDS / 2], uint32_t (*sv)[FA_LDS / 2], const fa_args &a, size_t n,
+                               size_t h, size_t k0)
+{
+    for (int i = threadIdx.x; i < 64 * (FA_D / 4); i += blockDim.x) {
+        int r = i / (FA_D / 4), c = (i % (FA_D / 4)) * 4;
+        size_t j = k0 + (size_t)r;
+        float4 fk = make_float4(0, 0, 0, 0), fv = fk;
+        /* selects, not a[s]: indexing the parameters would copy them to local memory */
+        int s = j >= a.L[0];
+        size_t jj = s ? j - a.L[0] : j, L = s ? a.L[1] : a.L[0];
+        if (jj < L) {
+            const float *kb = s ? a.k[1] : a.k[0], *vb = s ? a.v[1] : a.v[0];
+            size_t ldk = s ? a.ldk[1] : a.ldk[0], ldv = s ? a.ldv[1] : a.ldv[0];
+            fk = __ldg((const float4 *)(kb + (n * L + jj) * ldk + h * FA_D + c));
+            fv = __ldg((const float4 *)(vb + (n * L + jj) * ldv + h * FA_D + c));
+        }
+        sk[r][c / 2] = pack2(fk.x, fk.y, (T *)0), sk[r][c / 2 + 1] = pack2(fk.z, fk.w, (T *)0);
+        sv[r][c / 2] = pack2(fv.x, fv.y, (T *)0), sv[r][c / 2 + 1] = pack2(fv.z, fv.w, (T *)0);
     }
 }
 #endif
 
-/* grid (query blocks, heads, images); q/k/v dense bf16 [N, L, C] */
-static __global__ void k_flash(const __nv_bfloat16 *q, const __nv_bfloat16 *k, const __nv_bfloat16 *v, size_t Lq,
-                               size_t Lk, size_t C, float scale, float *o, size_t ldo)
+/* grid (query blocks, heads, images), 128 threads */
+template <typename T>
+static __global__ void __launch_bounds__(128) k_flash(fa_args a)
 {
 #if __CUDA_ARCH__ >= 800
-    __shared__ fa_shared sh;
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    size_t n = blockIdx.z, h = blockIdx.y, q0 = (size_t)blockIdx.x * FA_BQ;
-    const __nv_bfloat16 *qn = q + (n * Lq + q0) * C + h * FA_D, *kn = k + n * Lk * C + h * FA_D,
-                        *vn = v + n * Lk * C + h * FA_D;
-    int qrows = (int)(Lq - q0 < FA_BQ ? Lq - q0 : FA_BQ);
-    load_rows(sh.q, qn, C, FA_BQ, qrows);
-    for (int i = lane; i < 16 * FA_D; i += 32) sh.o[warp][i / FA_D][i % FA_D] = 0.0f;
-    /* lanes 2r and 2r+1 own row r of the warp's 16: columns [half*16, half*16+16) of S, [half*32, +32) of O */
-    int row = lane >> 1, half = lane & 1;
-    float m = -INFINITY, l = 0.0f;
-    wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fq[FA_D / 16];
+    __shared__ __align__(16) uint32_t sq[FA_BQ][FA_LDS / 2], sk[FA_BK][FA_LDS / 2], sv[FA_BK][FA_LDS / 2];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const size_t n = blockIdx.z, h = blockIdx.y, q0 = (size_t)blockIdx.x * FA_BQ, Lk = a.L[0] + a.L[1];
+    const int qrows = (int)(a.Lq - q0 < FA_BQ ? a.Lq - q0 : FA_BQ);
+    load_tile<T>(sq, a.q + (n * a.Lq + q0) * a.ldq + h * FA_D, a.ldq, qrows);
     __syncthreads();
-    for (int kk = 0; kk < FA_D / 16; kk++) wmma::load_matrix_sync(fq[kk], &sh.q[warp * 16][kk * 16], FA_D);
+    /* Q as A fragments, one per 16 features: rows warp*16 + (lane & 15), columns + (lane >> 4) * 8 */
+    uint32_t qf[FA_D / 16][4];
+    for (int kk = 0; kk < FA_D / 16; kk++)
+        ldm_x4(qf[kk], (const uint16_t *)sq[warp * 16 + (lane & 15)] + kk * 16 + (lane >> 4) * 8);
+    /* this thread's rows: g and g + 8 of the warp's 16; its columns 2t, 2t+1 of every 8 */
+    float o[FA_D / 8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    for (int j = 0; j < FA_D / 8; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
     for (size_t k0 = 0; k0 < Lk; k0 += FA_BK) {
-        int krows = (int)(Lk - k0 < FA_BK ? Lk - k0 : FA_BK);
         __syncthreads();   /* the last step's K and V are read */
-        load_rows(sh.k, kn + k0 * C, C, FA_BK, krows);
-        load_rows(sh.v, vn + k0 * C, C, FA_BK, krows);
+        load_kv<T>(sk, sv, a, n, h, k0);
         __syncthreads();
-        /* S = Q K^T: K stored [key][d] is K^T column-major */
-        for (int j = 0; j < FA_BK / 16; j++) {
-            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-            wmma::fill_fragment(acc, 0.0f);
-            for (int kk = 0; kk < FA_D / 16; kk++) {
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> fk;
-                wmma::load_matrix_sync(fk, &sh.k[j * 16][kk * 16], FA_D);
-                wmma::mma_sync(acc, fq[kk], fk, acc);
+        /* S = Q K^T: K's rows are the columns of the product (col-major B) */
+        float s[FA_BK / 8][4];
+        for (int j = 0; j < FA_BK / 8; j++) {
+            s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+            for (int kk = 0; kk < FA_D / 16; kk += 2) {
+                uint32_t b[4];
+                ldm_x4(b, (const uint16_t *)sk[j * 8 + (lane & 7)] + kk * 16 + (lane >> 3) * 8);
+                mma16816(s[j], qf[kk], b[0], b[1], (T *)0);
+                mma16816(s[j], qf[kk + 1], b[2], b[3], (T *)0);
             }
-            wmma::store_matrix_sync(&sh.s[warp][0][j * 16], acc, FA_BK, wmma::mem_row_major);
         }
-        __syncwarp();
-        float s[16], mx = -INFINITY;
-        for (int c = 0; c < 16; c++) {
-            int col = half * 16 + c;
-            s[c] = col < krows ? sh.s[warp][row][col] * scale : -INFINITY;
-            mx = fmaxf(mx, s[c]);
-        }
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-        float mn = fmaxf(m, mx), alpha = __expf(m - mn), sum = 0.0f;
-        for (int c = 0; c < 16; c++) {
-            __nv_bfloat16 pb = __float2bfloat16_rn(__expf(s[c] - mn));
-            sh.p[warp][row][half * 16 + c] = pb;
-            sum += __bfloat162float(pb);   /* the sum of what P V adds up */
-        }
-        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-        l = l * alpha + sum;
-        m = mn;
-        for (int c = 0; c < FA_D / 2; c++) sh.o[warp][row][half * (FA_D / 2) + c] *= alpha;
-        __syncwarp();
-        /* O += P V */
-        for (int j = 0; j < FA_D / 16; j++) {
-            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-            wmma::load_matrix_sync(acc, &sh.o[warp][0][j * 16], FA_D, wmma::mem_row_major);
-            for (int kk = 0; kk < FA_BK / 16; kk++) {
-                wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fp;
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major> fv;
-                wmma::load_matrix_sync(fp, &sh.p[warp][0][kk * 16], FA_BK);
-                wmma::load_matrix_sync(fv, &sh.v[kk * 16][j * 16], FA_D);
-                wmma::mma_sync(acc, fp, fv, acc);
+        int kvalid = (int)(Lk - k0 < FA_BK ? Lk - k0 : FA_BK);
+        float mx[2] = {-INFINITY, -INFINITY};
+        for (int j = 0; j < FA_BK / 8; j++)
+            for (int e = 0; e < 4; e++) {
+                float x = j * 8 + 2 * t + (e & 1) < kvalid ? s[j][e] * a.scale_log2 : -INFINITY;
+                s[j][e] = x;
+                mx[e >> 1] = fmaxf(mx[e >> 1], x);
             }
-            wmma::store_matrix_sync(&sh.o[warp][0][j * 16], acc, FA_D, wmma::mem_row_major);
+        float alpha[2];
+        for (int r = 0; r < 2; r++) {
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+            float mn = fmaxf(m[r], mx[r]);   /* finite: every step has a valid key */
+            alpha[r] = exp2f(m[r] - mn);
+            m[r] = mn;
+            l[r] *= alpha[r];   /* this thread's part of the row sum; the 4 parts are added at the end */
         }
-        __syncwarp();
+        for (int j = 0; j < FA_D / 8; j++) {
+            o[j][0] *= alpha[0], o[j][1] *= alpha[0];
+            o[j][2] *= alpha[1], o[j][3] *= alpha[1];
+        }
+        /* P, 16 keys at a time, as the A fragment of O += P V */
+        for (int kk = 0; kk < FA_BK / 16; kk++) {
+            float p[2][4];
+            for (int u = 0; u < 2; u++)
+                for (int e = 0; e < 4; e++) {
+                    p[u][e] = exp2f(s[2 * kk + u][e] - m[e >> 1]);
+                    l[e >> 1] += p[u][e];
+                }
+            uint32_t pa[4] = {pack2(p[0][0], p[0][1], (T *)0), pack2(p[0][2], p[0][3], (T *)0),
+                              pack2(p[1][0], p[1][1], (T *)0), pack2(p[1][2], p[1][3], (T *)0)};
+            for (int dj = 0; dj < FA_D / 16; dj++) {
+                uint32_t b[4];
+                ldm_x4_trans(b, (const uint16_t *)sv[kk * 16 + (lane & 15)] + dj * 16 + (lane >> 4) * 8);
+                mma16816(o[2 * dj], pa, b[0], b[1], (T *)0);
+                mma16816(o[2 * dj + 1], pa, b[2], b[3], (T *)0);
+            }
+        }
     }
-    int r = warp * 16 + row;
-    if (r < qrows) {
-        float inv = 1.0f / l;
-        float *out = o + (n * Lq + q0 + (size_t)r) * ldo + h * FA_D + half * (FA_D / 2);
-        for (int c = 0; c < FA_D / 2; c++) out[c] = sh.o[warp][row][half * (FA_D / 2) + c] * inv;
+    for (int r = 0; r < 2; r++) {
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+    }
+    for (int r = 0; r < 2; r++) {
+        int row = warp * 16 + g + 8 * r;
+        if (row >= qrows) continue;
+        float inv = 1.0f / l[r];
+        float *out = a.o + (n * a.Lq + q0 + (size_t)row) * a.ldo + h * FA_D + 2 * t;
+        for (int j = 0; j < FA_D / 8; j++) out[j * 8] = o[j][2 * r] * inv, out[j * 8 + 1] = o[j][2 * r + 1] * inv;
     }
 #endif
 }
 
-static int aligned(const void *p, size_t a) { return ((uintptr_t)p % a) == 0; }
+static int off(void)
+{
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("CASCADE_FLASH");
+        v = !(e && !strcmp(e, "1"));
+    }
+    return v;
+}
+
+static int rows_ok(const float *p, size_t ld) { return p && (uintptr_t)p % 16 == 0 && ld % 4 == 0; }
+
+static int flash(fa_args *a, size_t N, int nhead, size_t C)
+{
+    int prec = cs_cuda_precision();
+    if (off() || cs_cuda_cc() < 80 || (prec != CS_PREC_BF16 && prec != CS_PREC_FP16) || nhead <= 0 ||
+        C != (size_t)nhead * FA_D || !a->Lq || !(a->L[0] + a->L[1]) || N > 65535 || nhead > 65535 ||
+        (a->Lq + FA_BQ - 1) / FA_BQ > 0x7fffffff || !rows_ok(a->q, a->ldq))
+        return CS_EUNSUP;
+    for (int s = 0; s < 2; s++)
+        if (a->L[s] && (!rows_ok(a->k[s], a->ldk[s]) || !rows_ok(a->v[s], a->ldv[s]))) return CS_EUNSUP;
+    a->scale_log2 = 1.4426950408889634f / sqrtf((float)FA_D);
+    dim3 grid((unsigned)((a->Lq + FA_BQ - 1) / FA_BQ), (unsigned)nhead, (unsigned)N);
+    cudaStream_t st = (cudaStream_t)cs_cuda_stream();
+    if (prec == CS_PREC_BF16) k_flash<__nv_bfloat16><<<grid, 128, 0, st>>>(*a);
+    else k_flash<__half><<<grid, 128, 0, st>>>(*a);
+    return cs_cuda_check_launch("attention (flash)");
+}
 
 extern "C" int cs_cuda_flash_attention(const float *q, size_t ldq, const float *k, size_t ldk, const float *v,
                                        size_t ldv, size_t N, size_t Lq, size_t Lk, size_t C, int nhead,
                                        const float *mask, float *o, size_t ldo)
 {
-    static int off = -1;
-    if (off < 0) {
-        const char *e = getenv("CASCADE_FLASH");
-        off = !(e && !strcmp(e, "1"));
-    }
-    if (off || mask || cs_cuda_precision() != CS_PREC_BF16 || nhead <= 0 || C != (size_t)nhead * FA_D || !Lk ||
-        (C * 2) % 16 || N > 65535 || (size_t)nhead > 65535 || (Lq + FA_BQ - 1) / FA_BQ > 0x7fffffff)
-        return CS_EUNSUP;
-    /* q, k, v as dense bf16 [N, L, C] (one conversion each, all images) */
-    uint16_t *Qh = (uint16_t *)cs_cuda_scratch(5, (N * Lq + 2 * N * Lk) * C * 2);
-    if (!Qh) return CS_ENOMEM;
-    uint16_t *Kh = Qh + N * Lq * C, *Vh = Kh + N * Lk * C;
-    if (!aligned(Kh, 16) || !aligned(Vh, 16)) return CS_EUNSUP;
-    int rc = cs_cuda_f32_to_bf16(q, Qh, N * Lq, C, ldq);
-    if (!rc) rc = cs_cuda_f32_to_bf16(k, Kh, N * Lk, C, ldk);
-    if (!rc) rc = cs_cuda_f32_to_bf16(v, Vh, N * Lk, C, ldv);
-    if (rc) return rc;
-    dim3 grid((unsigned)((Lq + FA_BQ - 1) / FA_BQ), (unsigned)nhead, (unsigned)N);
-    k_flash<<<grid, FA_WARPS * 32, 0, (cudaStream_t)cs_cuda_stream()>>>(
-        (const __nv_bfloat16 *)Qh, (const __nv_bfloat16 *)Kh, (const __nv_bfloat16 *)Vh, Lq, Lk, C,
-        1.0f / sqrtf((float)FA_D), o, ldo);
-    return cs_cuda_check_launch("attention (flash)");
+    if (mask) return CS_EUNSUP;
+    fa_args a = {q, ldq, {k, NULL}, {v, NULL}, {ldk, 0}, {ldv, 0}, {Lk, 0}, Lq, o, ldo, 0.0f};
+    return flash(&a, N, nhead, C);
+}
+
+extern "C" int cs_cuda_attention_cat(const float *q, size_t ldq, const float *k1, const float *v1, size_t ld1,
+                                     size_t L1, const float *k2, const float *v2, size_t ld2, size_t L2, size_t N,
+                                     size_t Lq, size_t C, int nhead, float *o, size_t ldo)
+{
+    fa_args a = {q, ldq, {k1, k2}, {v1, v2}, {ld1, ld2}, {ld1, ld2}, {L1, L2}, Lq, o, ldo, 0.0f};
+    if (!L1) a.k[0] = k2, a.v[0] = v2, a.ldk[0] = a.ldv[0] = ld2, a.L[0] = L2, a.L[1] = 0;
+    return flash(&a, N, nhead, C);
 }

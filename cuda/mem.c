@@ -402,6 +402,7 @@ static size_t wc_n, wc_cap;
 static _Thread_local int weight_rc;
 
 int cs_cuda_weight_rc(void) { return weight_rc; }
+int cs_cuda_cc(void) { return cc_major * 10 + cc_minor; }
 
 /* first index whose (host, dtype) is >= the key */
 static size_t wc_lower(const void *host, int dtype)

@@ -13,10 +13,11 @@
 
 #include <stddef.h>
 
-/* 4: r_embed, mlp_block, and the optional graph calls (capture and replay of a forward)
+/* 5: attention_cat (keys and values in two row blocks, no gathered copy)
+ * 4: r_embed, mlp_block, and the optional graph calls (capture and replay of a forward)
  * 3: device-resident op set (cs_dev_ops); the host-memory sgemm of 1-2 is gone
  * 2: devices() and version added (1 had init, shutdown, sgemm) */
-#define CS_BACKEND_ABI 4
+#define CS_BACKEND_ABI 5
 
 /* One device as a plugin sees it (cascade info, and later the choice of a
  * model variant by free memory). */
@@ -107,6 +108,14 @@ typedef struct {
      * caller runs the single ops). */
     int (*mlp_block)(float *x, size_t N, size_t H, size_t W, size_t c, const float *skip, size_t cs,
                      const cs_mlp_block *w);
+    /* attention (no mask) whose keys and values per image are two row
+     * blocks: L1 rows of k1/v1 (row stride ld1, image n at row n * L1), then
+     * L2 rows of k2/v2 (ld2). CS_EUNSUP with nothing done when the device has
+     * no such form in its precision (the caller gathers the rows and calls
+     * attention). */
+    int (*attention_cat)(const float *q, size_t ldq, const float *k1, const float *v1, size_t ld1, size_t L1,
+                         const float *k2, const float *v2, size_t ld2, size_t L2, size_t N, size_t Lq, size_t C,
+                         int nhead, float *o, size_t ldo);
     /* Optional (all NULL or all set): graphs. Between graph_begin and
      * graph_end ops are recorded, not run; graph_end returns the recording
      * (NULL + a code when the recording failed: an op that cannot be

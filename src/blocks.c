@@ -284,18 +284,19 @@ static cs_tensor kv_rows(const cs_tensor *packed, const cs_tensor *k_view)
 /* x: [N,HW,c], cond: [N,Lc,cc].
  *   kv  = Linear(SiLU(cond))                  [N*Lc, c]  -> its k|v  ckv [N*Lc, 2c]
  *   xn  = LN(x)                               [N*HW, c]  -> q|k|v    qkv [N*HW, 3c]
- * one GEMM each over all images (weights read once, big M); then per image
- * the keys/values are gathered as [x tokens, cond tokens] in kvb [N, Lk, 2c]
- * (a copy of 2c floats per token, ~3% of the QKV GEMM) and
+ * one GEMM each over all images (weights read once, big M); the keys/values
+ * are [x tokens, cond tokens]: a device with attention_cat reads the two
+ * blocks where they are, elsewhere they are gathered in kvb [N, Lk, 2c] (a
+ * copy of 2c floats per token, ~3% of the QKV GEMM); then
  *   x += out_proj(MHA(q, k, v)). */
 int cs_attnblock_forward(const cs_attnblock *b, float *x, size_t N, size_t HW, const float *cond, size_t Lc,
                          cs_ws *ws)
 {
     size_t c = (size_t)b->c, cc = (size_t)b->c_cond, Ls = b->self_attn ? HW : 0, Lk = Ls + Lc;
     if (!Lk) return cs_error(CS_EARG, "AttnBlock without self-attention needs conditioning tokens");
-    float *xn = cs_ws_get(ws, 0, N * HW * c), *qkv = cs_ws_get(ws, 1, N * HW * 3 * c), *kvb = cs_ws_get(ws, 5, N * Lk * 2 * c),
+    float *xn = cs_ws_get(ws, 0, N * HW * c), *qkv = cs_ws_get(ws, 1, N * HW * 3 * c),
           *sc = cs_ws_get(ws, 3, N * Lc * cc), *kv = cs_ws_get(ws, 4, N * Lc * c), *ckv = cs_ws_get(ws, 2, N * Lc * 2 * c);
-    if (!xn || !qkv || !kvb || (Lc && (!sc || !kv || !ckv))) return CS_ENOMEM;
+    if (!xn || !qkv || (Lc && (!sc || !kv || !ckv))) return CS_ENOMEM;
     int rc = 0;
     cs_layernorm(x, xn, N * HW, c, 1e-6f, NULL, NULL);
     if (b->packed) {
@@ -316,18 +317,19 @@ int cs_attnblock_forward(const cs_attnblock *b, float *x, size_t N, size_t HW, c
         }
     }
     if (rc) return rc;
+    float *o = ws->keep ? cs_ws_get(ws, 6, N * HW * c) : xn;   /* o -> xn (no longer needed) */
+    if (!o) return CS_ENOMEM;
+    rc = cs_attention_cat(qkv, 3 * c, qkv + c, qkv + 2 * c, 3 * c, Ls, ckv, Lc ? ckv + c : NULL, 2 * c, Lc, N, HW, c,
+                          b->nhead, o, c);
+    if (rc != CS_EUNSUP) return rc ? rc : cs_linear(o, N * HW, c, 0, &b->wo, &b->bo, x, 0, 1);
     /* gather keys/values: image tokens first, then the conditioning tokens */
+    float *kvb = cs_ws_get(ws, 5, N * Lk * 2 * c);
+    if (!kvb) return CS_ENOMEM;
     for (size_t n = 0; n < N; n++) {
         if (Ls) cs_copy2d(kvb + n * Lk * 2 * c, 2 * c, qkv + n * HW * 3 * c + c, 3 * c, Ls, 2 * c);
         if (Lc) cs_copy2d(kvb + (n * Lk + Ls) * 2 * c, 2 * c, ckv + n * Lc * 2 * c, 2 * c, Lc, 2 * c);
     }
-    float *o = ws->keep ? cs_ws_get(ws, 6, N * HW * c) : xn;   /* o -> xn (no longer needed) */
-    if (!o) return CS_ENOMEM;
-    for (size_t n = 0; n < N && !rc; n++) {
-        const float *k = kvb + n * Lk * 2 * c;
-        rc = cs_attention(qkv + n * HW * 3 * c, 3 * c, k, 2 * c, k + c, 2 * c, 1, HW, Lk, c, b->nhead, NULL,
-                          o + n * HW * c, c);
-    }
+    rc = cs_attention(qkv, 3 * c, kvb, 2 * c, kvb + c, 2 * c, N, HW, Lk, c, b->nhead, NULL, o, c);
     if (rc) return rc;
     return cs_linear(o, N * HW, c, 0, &b->wo, &b->bo, x, 0, 1);   /* + residual */
 }

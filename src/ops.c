@@ -879,6 +879,19 @@ int cs_mlp_block_fused(float *x, size_t N, size_t H, size_t W, size_t c, const f
     return rc ? cs_dev_error() : 0;
 }
 
+int cs_attention_cat(const float *q, size_t ldq, const float *k1, const float *v1, size_t ld1, size_t L1,
+                     const float *k2, const float *v2, size_t ld2, size_t L2, size_t N, size_t Lq, size_t C,
+                     int nhead, float *o, size_t ldo)
+{
+    if (!cs_dev) return CS_EUNSUP;
+    double t = cs_dev_prof_start();
+    int rc = cs_dev->attention_cat(q, ldq, k1, v1, ld1, L1, k2, v2, ld2, L2, N, Lq, C, nhead, o, ldo);
+    if (rc == CS_EUNSUP) return rc;
+    cs_dev_note(rc, "attention");
+    cs_dev_prof_stop(t, "attention (fused)");
+    return rc ? cs_dev_error() : 0;
+}
+
 void cs_axpy(float *y, const float *x, float g, size_t n)
 {
     ON_DEV(axpy(y, x, g, n), "a scaled addition");

@@ -63,6 +63,14 @@ int cs_linear(const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W
 int cs_mlp_block_fused(float *x, size_t N, size_t H, size_t W, size_t c, const float *skip, size_t cs,
                        const cs_mlp_block *w);
 
+/* Attention (no mask) whose keys/values per image are two row blocks, L1
+ * rows of k1/v1 then L2 rows of k2/v2 (src/backend.h attention_cat), where
+ * the device in use has it; CS_EUNSUP with nothing done elsewhere (the CPU
+ * included): the caller then gathers the rows and calls cs_attention. */
+int cs_attention_cat(const float *q, size_t ldq, const float *k1, const float *v1, size_t ld1, size_t L1,
+                     const float *k2, const float *v2, size_t ld2, size_t L2, size_t N, size_t Lq, size_t C,
+                     int nhead, float *o, size_t ldo);
+
 /* Row-wise LayerNorm of rows x C (LayerNorm2d on channels-last = this). */
 void cs_layernorm(const float *x, float *y, size_t rows, size_t C, float eps, const float *w, const float *b);
 

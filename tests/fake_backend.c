@@ -519,6 +519,33 @@ static int attention(const float *q, size_t ldq, const float *k, size_t ldk, con
     return done(&c, rc);
 }
 
+/* keys/values gathered on the host as the CPU path gathers them, so the
+ * results equal the CPU's bit for bit */
+static int attention_cat(const float *q, size_t ldq, const float *k1, const float *v1, size_t ld1, size_t L1,
+                         const float *k2, const float *v2, size_t ld2, size_t L2, size_t N, size_t Lq, size_t C,
+                         int nhead, float *o, size_t ldo)
+{
+    call c = enter("attention_cat");
+    size_t Lk = L1 + L2;
+    const float *rq = dv2(&c, q, N * Lq, C, ldq, "q"), *rk1 = L1 ? dv2(&c, k1, N * L1, C, ld1, "k1") : NULL,
+                *rv1 = L1 ? dv2(&c, v1, N * L1, C, ld1, "v1") : NULL, *rk2 = L2 ? dv2(&c, k2, N * L2, C, ld2, "k2") : NULL,
+                *rv2 = L2 ? dv2(&c, v2, N * L2, C, ld2, "v2") : NULL;
+    float *ro = dv2(&c, o, N * Lq, C, ldo, "o");
+    float *kv = malloc(N * Lk * 2 * C * sizeof(float) + 1);
+    if (!kv) return fail(CS_ENOMEM, "fake device: attention_cat: out of memory");
+    for (size_t n = 0; n < N && !c.rc; n++)
+        for (size_t j = 0; j < Lk; j++) {
+            int s = j >= L1;
+            size_t r = n * (s ? L2 : L1) + (s ? j - L1 : j), ld = s ? ld2 : ld1;
+            memcpy(kv + (n * Lk + j) * 2 * C, (s ? rk2 : rk1) + r * ld, C * sizeof(float));
+            memcpy(kv + (n * Lk + j) * 2 * C + C, (s ? rv2 : rv1) + r * ld, C * sizeof(float));
+        }
+    int rc = 0;
+    if (!c.rc) ON_HOST(rc = cs_attention(rq, ldq, kv, 2 * C, kv + C, 2 * C, N, Lq, Lk, C, nhead, NULL, ro, ldo));
+    free(kv);
+    return done(&c, rc);
+}
+
 static int resize_bilinear(const float *x, size_t N, size_t H, size_t W, size_t C, float *y, size_t Ho, size_t Wo)
 {
     call c = enter("resize_bilinear");
@@ -629,7 +656,7 @@ static const cs_dev_ops ops = {
     .axpy = axpy, .grn = grn, .modulate = modulate, .channel_affine = channel_affine, .dwconv3x3 = dwconv3x3,
     .conv2d = conv2d, .conv_transpose2d = conv_transpose2d, .attention = attention,
     .resize_bilinear = resize_bilinear, .pixel_shuffle = pixel_shuffle, .transpose = transpose,
-    .concat_channels = concat_channels, .r_embed = r_embed, .mlp_block = mlp_block,
+    .concat_channels = concat_channels, .r_embed = r_embed, .mlp_block = mlp_block, .attention_cat = attention_cat,
 #ifndef FAKE_NO_EMBED   /* a plugin with a gap in its op set, which the loader refuses */
     .embed_rows = embed_rows,
 #endif

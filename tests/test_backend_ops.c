@@ -463,6 +463,41 @@ static void t_attention(size_t N, size_t Lq, size_t Lk, size_t C, int nhead, int
     free(q), free(k), free(v), free(mask), free(o[0]), free(o[1]);
 }
 
+/* keys/values in two row blocks (an AttnBlock's own tokens, then its
+ * conditioning): the device's attention_cat where it has one, else (and on
+ * the CPU) the rows gathered and plain attention, as src/blocks.c does */
+static void t_attention_cat(size_t N, size_t Lq, size_t L1, size_t L2, size_t C, int nhead, size_t pad)
+{
+    size_t ldq = 3 * C + pad, ld2 = 2 * C + pad, Lk = L1 + L2, nq = N * Lq * ldq, n2 = N * L2 * ld2,
+           nb = N * Lk * 2 * C, no = N * Lq * C;
+    float *q = rnd(nq), *kv2 = rnd(n2 + 1), *kvb = rnd(nb), *o[2];
+    for (size_t i = 0; i < nq; i++) q[i] *= 3.0f;
+    o[0] = rnd(no), o[1] = dup(o[0], no);
+    int rc[2];
+    for (int m = 0; m < 2; m++) {
+        begin(m);
+        /* block 1: the k|v columns of q's rows (Lq == L1) or nothing */
+        const float *pq = in(q, nq), *p2 = L2 ? in(kv2, n2) : NULL;
+        float *po = out(o[m], no);
+        rc[m] = argrc() ? argrc()
+                        : cs_attention_cat(pq, ldq, L1 ? pq + C : NULL, L1 ? pq + 2 * C : NULL, ldq, L1, p2,
+                                           p2 ? p2 + C : NULL, ld2, L2, N, Lq, C, nhead, po, C);
+        if (rc[m] == CS_EUNSUP) {
+            float *pb = out(kvb, nb);
+            for (size_t n = 0; n < N && !argrc(); n++) {
+                if (L1) cs_copy2d(pb + n * Lk * 2 * C, 2 * C, pq + n * L1 * ldq + C, ldq, L1, 2 * C);
+                if (L2) cs_copy2d(pb + (n * Lk + L1) * 2 * C, 2 * C, p2 + n * L2 * ld2, ld2, L2, 2 * C);
+            }
+            rc[m] = argrc() ? argrc() : cs_attention(pq, ldq, pb, 2 * C, pb + C, 2 * C, N, Lq, Lk, C, nhead, NULL, po, C);
+        }
+        rc[m] = end(rc[m], "attention_cat");
+    }
+    char s[160];
+    snprintf(s, sizeof s, "N=%zu Lq=%zu L1=%zu L2=%zu C=%zu heads=%d ldq=%zu ld2=%zu", N, Lq, L1, L2, C, nhead, ldq, ld2);
+    report("attention_cat", s, 1, o[0], o[1], no, rc[0], rc[1]);
+    free(q), free(kv2), free(kvb), free(o[0]), free(o[1]);
+}
+
 static void t_resize(size_t N, size_t H, size_t W, size_t C, size_t Ho, size_t Wo)
 {
     size_t nx = N * H * W * C, ny = N * Ho * Wo * C;
@@ -712,6 +747,14 @@ static void all_ops(void)
     t_attention(2, 65, 33, 128, 2, 0, 0, 0);   /* 64-wide heads: the device's flash path (CASCADE_FLASH=1, bf16) */
     t_attention(1, 1025, 77, 64, 1, 0, 1, 3);
     t_attention(2, 17, 1030, 192, 3, 0, 0, 0);
+    t_attention(1, 1, 1, 64, 1, 0, 0, 0);
+    t_attention(2, 100, 130, 128, 2, 0, 0, 4);   /* rows 16-byte aligned: flash with ld != C */
+    t_attention(1, 64, 64, 64, 1, 0, 0, 1);     /* ld 65: not aligned, the materialised path */
+    t_attention_cat(2, 17, 17, 9, 128, 2, 0);
+    t_attention_cat(2, 100, 100, 85, 192, 3, 4);   /* an AttnBlock's shapes, smaller */
+    t_attention_cat(1, 65, 0, 77, 64, 1, 0);       /* cross-attention only */
+    t_attention_cat(1, 63, 63, 0, 64, 1, 8);       /* self-attention only */
+    t_attention_cat(1, 5, 5, 3, 24, 3, 0);         /* 8-wide heads: gathered */
     t_resize(1, 5, 7, 3, 17, 3);
     t_resize(2, 17, 17, 4, 3, 5);
     t_resize(1, 1, 1, 3, 4, 4);
