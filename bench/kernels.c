@@ -9,6 +9,7 @@
  * disturbed. Output is Markdown tables (bench/RESULTS-kernels.md). */
 #include "args.h"
 #include "backend.h"
+#include "cpu.h"
 #include "error.h"
 #include "gemm_bf16.h"
 #include "kernels.h"

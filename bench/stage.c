@@ -18,6 +18,7 @@
 #include "../tests/manifest_st.h"
 #include "args.h"
 #include "backend.h"
+#include "cpu.h"
 #include "device.h"
 #include "error.h"
 #include "kernels.h"

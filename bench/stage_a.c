@@ -11,6 +11,7 @@
  * budget 0 = untiled. Prints a markdown table and one JSON line per run. */
 #include "../tests/manifest_st.h"
 #include "args.h"
+#include "cpu.h"
 #include "error.h"
 #include "kernels.h"
 #include "ops.h"

@@ -8,6 +8,7 @@
  */
 #include "args.h"
 #include "clip_vision.h"
+#include "cpu.h"
 #include "error.h"
 #include "kernels.h"
 #include "ops.h"

@@ -12,6 +12,7 @@
 #include "gemm_bf16.h"
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +20,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 #endif
-
-#include "error.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -135,18 +134,32 @@ static void detect_once(void)
     detected = 1;
 }
 
+/* why the last cs_simd_pick / cs_simd_use of this thread failed */
+static _Thread_local char why[160];
+const char *cs_simd_why(void) { return why; }
+
+static int fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
 int cs_simd_supported(cs_simd_level l)
 {
     detect_once();
     return (unsigned)l < CS_SIMD_LEVELS && built(l) && cpu_has[l];
 }
 
-int cs_simd_set(cs_simd_level l)
+int cs_simd_use(cs_simd_level l)
 {
-    if ((unsigned)l >= CS_SIMD_LEVELS) return cs_error(CS_EARG, "unknown SIMD level %d", (int)l);
+    if ((unsigned)l >= CS_SIMD_LEVELS) return fail(CS_SIMD_EBAD, "unknown SIMD level %d", (int)l);
     if (!cs_simd_supported(l))
-        return cs_error(CS_EUNSUP, "SIMD level '%s' is not available: %s", names[l],
-                        built(l) ? "this CPU (or OS) does not support it" : "not compiled into this build");
+        return fail(CS_SIMD_EUNAVAIL, "SIMD level '%s' is not available: %s", names[l],
+                    built(l) ? "this CPU (or OS) does not support it" : "not compiled into this build");
     cs_kernels k;
     cs_kernels_ref(&k);
 #ifdef CS_HAVE_AVX2
@@ -163,7 +176,7 @@ int cs_simd_set(cs_simd_level l)
     return 0;
 }
 
-int cs_simd_init(void)
+int cs_simd_pick(void)
 {
     detect_once();
     const char *amx = getenv("CASCADE_AMX");
@@ -171,20 +184,20 @@ int cs_simd_init(void)
     if (amx && *amx) {
         if (!strcmp(amx, "0")) amx_off = 1;
         else if (strcmp(amx, "1")) {
-            cs_simd_set(CS_SIMD_SCALAR);
-            return cs_error(CS_EARG, "CASCADE_AMX=%s: use 0 (AMX off) or 1 (AMX where the CPU has it)", amx);
+            cs_simd_use(CS_SIMD_SCALAR);
+            return fail(CS_SIMD_EBAD, "CASCADE_AMX=%s: use 0 (AMX off) or 1 (AMX where the CPU has it)", amx);
         }
     }
     const char *env = getenv("CASCADE_SIMD");
     if (env && *env) {
         for (int l = 0; l < CS_SIMD_LEVELS; l++)
-            if (!strcmp(env, names[l])) return cs_simd_set((cs_simd_level)l);
-        cs_simd_set(CS_SIMD_SCALAR);
-        return cs_error(CS_EARG, "CASCADE_SIMD=%s: unknown level (use scalar, avx2, avx512 or neon)", env);
+            if (!strcmp(env, names[l])) return cs_simd_use((cs_simd_level)l);
+        cs_simd_use(CS_SIMD_SCALAR);
+        return fail(CS_SIMD_EBAD, "CASCADE_SIMD=%s: unknown level (use scalar, avx2, avx512 or neon)", env);
     }
     for (int l = CS_SIMD_LEVELS - 1; l >= 0; l--)
-        if (cs_simd_supported((cs_simd_level)l)) return cs_simd_set((cs_simd_level)l);
-    return cs_simd_set(CS_SIMD_SCALAR);
+        if (cs_simd_supported((cs_simd_level)l)) return cs_simd_use((cs_simd_level)l);
+    return cs_simd_use(CS_SIMD_SCALAR);
 }
 
 cs_simd_level cs_simd_current(void) { return current; }

@@ -72,15 +72,20 @@ typedef struct {
                      const float *Bp, size_t pstride, float *C, size_t ldc, int cont);
 } cs_kernels;
 
-/* The active table (set by cs_simd_init; the scalar reference before that). */
+/* The active table (set by cs_simd_pick; the scalar reference before that). */
 extern cs_kernels cs_k;
 
-/* Picks the best level this CPU (and OS) supports, or CASCADE_SIMD if set.
- * Returns 0 or a negative error (unknown / unsupported forced level). Safe to
- * call more than once. */
-int cs_simd_init(void);
-/* Forces one level; error if the CPU or the build lacks it. */
-int cs_simd_set(cs_simd_level level);
+/* simd/ is a leaf (it includes nothing from src/): its failures are these
+ * codes with a line in cs_simd_why(); the library's cs_simd_init/_set
+ * (src/cpu.h) turn them into its own errors. */
+enum { CS_SIMD_EBAD = -1, CS_SIMD_EUNAVAIL = -2 };
+const char *cs_simd_why(void);   /* this thread's last failure */
+/* Picks the best level this CPU (and OS) supports, or $CASCADE_SIMD if set
+ * ($CASCADE_AMX: AMX on or off). Returns 0 or CS_SIMD_E*. Safe to call more
+ * than once. */
+int cs_simd_pick(void);
+/* Forces one level; CS_SIMD_EUNAVAIL if the CPU or the build lacks it. */
+int cs_simd_use(cs_simd_level level);
 cs_simd_level cs_simd_current(void);
 int cs_simd_supported(cs_simd_level level);   /* built in AND CPU/OS can run it */
 const char *cs_simd_name(cs_simd_level level);

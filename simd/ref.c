@@ -2,11 +2,10 @@
  * Plain loops, libm functions, float accumulation in the same order a
  * straightforward implementation would use. */
 #include "kernels.h"
+#include "fp16.h"
 
 #include <math.h>
 #include <string.h>
-
-#include "tensor.h"
 
 static void bf16_to_f32(const uint16_t *x, float *y, size_t n)
 {
@@ -157,25 +156,5 @@ static void gemm_f32(size_t M, size_t N, size_t K, const float *A, size_t lda, c
         }
 }
 
-void cs_kernels_ref(cs_kernels *k)
-{
-    k->bf16_to_f32 = bf16_to_f32;
-    k->f16_to_f32 = f16_to_f32;
-    k->f32_to_bf16 = f32_to_bf16;
-    k->f32_to_f16 = f32_to_f16;
-    k->layernorm = layernorm;
-    k->gelu = gelu;
-    k->quick_gelu = quick_gelu;
-    k->silu = silu;
-    k->sigmoid = sigmoid;
-    k->softmax = softmax;
-    k->sumsq_cols = sumsq_cols;
-    k->grn_apply = grn_apply;
-    k->add = add;
-    k->mul = mul;
-    k->scale = scale;
-    k->modulate = modulate;
-    k->add_bias = add_bias;
-    k->dwconv3x3 = dwconv3x3;
-    k->gemm_f32 = gemm_f32;
-}
+#define CS_KERNELS_FN cs_kernels_ref
+#include "kernels_tpl.h"

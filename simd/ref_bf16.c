@@ -3,12 +3,11 @@
  * rounding of each step (the bf16 product is exact in fp32 anyway); the
  * denormal rules are applied by hand around it. */
 #include "gemm_bf16.h"
+#include "fp16.h"
 
 #include <float.h>
 #include <math.h>
 #include <string.h>
-
-#include "tensor.h"
 
 /* denormal -> zero of the same sign (DAZ on inputs, FTZ on results) */
 static inline float flush(float x) { return fabsf(x) < FLT_MIN ? copysignf(0.0f, x) : x; }

@@ -5,6 +5,7 @@
 
 #include "backend.h"
 #include "cancel.h"
+#include "cpu.h"
 #include "error.h"
 #include "kernels.h"
 #include "ops.h"

@@ -46,15 +46,8 @@ int cs_tensor_to_f32(const cs_tensor *t, float *out);
 /* Same, allocated with cs_alloc (free with cs_free); NULL + cs_error on failure. */
 float *cs_tensor_f32_dup(const cs_tensor *t);
 
-/* Scalar conversions (the vector versions are in the kernel table). */
-static inline float cs_bf16_to_f32(uint16_t h)
-{
-    union { uint32_t u; float f; } v = { (uint32_t)h << 16 };
-    return v.f;
-}
-uint16_t cs_f32_to_bf16(float f);   /* round to nearest even; NaN stays NaN */
-float cs_f16_to_f32(uint16_t h);
-uint16_t cs_f32_to_f16(float f);    /* round to nearest even */
+/* Scalar conversions: simd/fp16.h (the vector versions are in the kernel table). */
+#include "fp16.h"
 
 /* 64-byte aligned heap memory. */
 void *cs_alloc(size_t bytes);           /* NULL on failure */

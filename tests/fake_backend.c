@@ -22,6 +22,7 @@
  * engine (libcascade_internal.la) for the CPU ops, since libcascade.so
  * exports only the public API; init() sets up that copy's kernel table. */
 #include "backend.h"
+#include "cpu.h"
 #include "device.h"
 #include "error.h"
 #include "kernels.h"

@@ -3,6 +3,7 @@
  * and block handlers need no weights file) without a memory error. Built and
  * run by tests/fuzz.sh (target golden; clang -fsanitize=fuzzer,address,undefined);
  * seed corpus tests/corpus/golden/. */
+#include "cpu.h"
 #include "golden/golden.h"
 #include "kernels.h"
 

@@ -4,11 +4,22 @@
 # passes; a relative "../" path only for a helper beside the includer's
 # folder (bench/ -> tests/manifest_st.h).
 cd "${TOP_SRCDIR:-.}" || exit 99
-bad=$(grep -n '#include "\(\.\./\)*\(src\|simd\)/\|#include "\.\./[a-z_]*\.h"' \
+bad=$(grep -n '#include "\(\.\./\)*\(src\|simd\)/\|#include "\.\./[a-z_0-9]*\.h"' \
     src/*.[ch] src/cli/*.[ch] simd/*.[ch] simd/*/*.c tests/*.[ch] tests/golden/*.[ch] bench/*.c examples/*.c 2>/dev/null)
 if [ -n "$bad" ]; then
     echo "FAIL: src/ or simd/ headers included by a relative path (use the bare name):"
     echo "$bad"
     exit 1
 fi
-echo "ok: src/ and simd/ headers included by name"
+# simd/ is a leaf: none of its files includes a header of src/
+leaf=$(for f in simd/*.[ch] simd/*/*.[ch]; do
+    sed -n 's/^#include "\([^"]*\)".*/\1/p' "$f" | while read -r h; do
+        [ -e "src/$h" ] && echo "$f: $h"
+    done
+done)
+if [ -n "$leaf" ]; then
+    echo "FAIL: simd/ includes headers of src/ (it must stay a leaf):"
+    echo "$leaf"
+    exit 1
+fi
+echo "ok: src/ and simd/ headers included by name; simd/ includes nothing of src/"

@@ -15,6 +15,7 @@
  * device (the reason is printed). See tests/README-backend-ops.md. */
 #include "backend.h"
 #include "blocks.h"
+#include "cpu.h"
 #include "device.h"
 #include "error.h"
 #include "kernels.h"

@@ -24,6 +24,7 @@
  * must 1 vs 2 threads at one level. */
 #include "blocks.h"
 #include "check.h"
+#include "cpu.h"
 #include "error.h"
 #include "kernels.h"
 #include "ops.h"

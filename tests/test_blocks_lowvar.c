@@ -13,6 +13,7 @@
  * eps changes the result by O(1). */
 #include "blocks.h"
 #include "check.h"
+#include "cpu.h"
 #include "error.h"
 #include "kernels.h"
 #include "ops.h"

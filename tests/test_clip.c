@@ -3,6 +3,7 @@
  * golden cases in tests/golden_clip.sh). */
 #include "check.h"
 #include "clip.h"
+#include "cpu.h"
 #include "error.h"
 #include "kernels.h"
 #include "safetensors.h"

@@ -17,6 +17,7 @@
  * bf16 kernel (e.g. Zen 3, or CASCADE_SIMD=avx2). */
 #include "backend.h"
 #include "check.h"
+#include "cpu.h"
 #include "device.h"
 #include "error.h"
 #include "gemm_bf16.h"

@@ -8,6 +8,7 @@
  * inputs (default: a strided sweep). Needs only simd/ and src/{error,tensor}.c
  * so that tests/neon-qemu.sh can cross-build it without BLAS. */
 #include "check.h"
+#include "cpu.h"
 #include "error.h"
 #include "kernels.h"
 #include "tensor.h"

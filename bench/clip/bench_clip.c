@@ -11,6 +11,7 @@
  */
 #include "clip.h"
 #include "../args.h"
+#include "cpu.h"
 #include "error.h"
 #include "kernels.h"
 #include "ops.h"

@@ -5,13 +5,12 @@
  * rounding for the reductions. Tails: exact kernels finish with scalar code,
  * exp/erf ones run the vector code on a zero-padded stack copy. */
 #include "kernels.h"
+#include "fp16.h"
 #include "vmath.h"
 
 #include <arm_neon.h>
 #include <math.h>
 #include <string.h>
-
-#include "tensor.h"
 
 #define L 4
 
@@ -359,14 +358,16 @@ static void scale(const float *x, float s, float *y, size_t n)
     for (; i < n; i++) y[i] = x[i] * s;
 }
 
-/* ---- depthwise 3x3: as simd/x86/avx2.c (blocked, transposed weights, FMA) ---- */
+/* ---- depthwise 3x3: the driver is simd/dwconv_tpl.h (included below) ---- */
 
 #define DW_CB 256
 
-/* channels [c, cb) of one pixel */
+/* channels [0, cb) of one pixel; the tail in scalar code (tm: no masks here) */
 static inline void dw_pixel(const float *const *xp, const int *tk, int nt, const float *wt, const float *bt,
-                            float *yp, size_t c, size_t cb)
+                            float *yp, size_t cb, int tm)
 {
+    (void)tm;
+    size_t c = 0;
     for (; c + L <= cb; c += L) {
         float32x4_t s = vld1q_f32(bt + c);
         for (int t = 0; t < nt; t++) s = vfmaq_f32(s, vld1q_f32(wt + tk[t] * DW_CB + c), vld1q_f32(xp[t] + c));
@@ -376,81 +377,6 @@ static inline void dw_pixel(const float *const *xp, const int *tk, int nt, const
         float s = bt[c];
         for (int t = 0; t < nt; t++) s = fmaf(wt[tk[t] * DW_CB + c], xp[t][c], s);
         yp[c] = s;
-    }
-}
-
-/* columns [1, W-1) of one output row from three input rows (each at column
- * 0 of this channel block): taps at fixed offsets, two vectors at a time,
- * weights from the stack copy (in L1) */
-#define TAP(k, p, o) \
-    s0 = vfmaq_f32(s0, vld1q_f32(wt + (k) * DW_CB + c), vld1q_f32((p) + (o) + c)); \
-    s1 = vfmaq_f32(s1, vld1q_f32(wt + (k) * DW_CB + c + L), vld1q_f32((p) + (o) + c + L))
-static void dw_interior_row(const float *const *r, float *yrow, size_t W, size_t C, size_t cb, const float *wt,
-                            const float *bt)
-{
-    static const int all9[9] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
-    for (size_t wi = 1; wi + 1 < W; wi++) {
-        const float *p0 = r[0] + (wi - 1) * C, *p1 = r[1] + (wi - 1) * C, *p2 = r[2] + (wi - 1) * C;
-        float *yp = yrow + wi * C;
-        size_t c = 0;
-        for (; c + 2 * L <= cb; c += 2 * L) {
-            float32x4_t s0 = vld1q_f32(bt + c), s1 = vld1q_f32(bt + c + L);
-            TAP(0, p0, 0); TAP(1, p0, C); TAP(2, p0, 2 * C);
-            TAP(3, p1, 0); TAP(4, p1, C); TAP(5, p1, 2 * C);
-            TAP(6, p2, 0); TAP(7, p2, C); TAP(8, p2, 2 * C);
-            vst1q_f32(yp + c, s0);
-            vst1q_f32(yp + c + L, s1);
-        }
-        if (c < cb) {
-            const float *xp[9] = {p0, p0 + C, p0 + 2 * C, p1, p1 + C, p1 + 2 * C, p2, p2 + C, p2 + 2 * C};
-            dw_pixel(xp, all9, 9, wt, bt, yp, c, cb);
-        }
-    }
-}
-#undef TAP
-
-static void dwconv3x3(const float *x, float *y, size_t H, size_t W, size_t C, const float *w, const float *bias,
-                      int replicate, size_t h0, size_t h1)
-{
-    float wt[9 * DW_CB], bt[DW_CB];
-    static const int all9[9] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
-    for (size_t c0 = 0; c0 < C; c0 += DW_CB) {
-        size_t cb = C - c0 < DW_CB ? C - c0 : DW_CB;
-        for (size_t c = 0; c < cb; c++) {
-            for (int k = 0; k < 9; k++) wt[k * DW_CB + c] = w[(c0 + c) * 9 + (size_t)k];
-            bt[c] = bias ? bias[c0 + c] : 0.0f;
-        }
-        for (size_t h = h0; h < h1; h++) {
-            const float *rowp[3];
-            for (int i = 0; i < 3; i++) {
-                long hh = (long)h + i - 1;
-                if (hh < 0 || hh >= (long)H) hh = replicate ? (hh < 0 ? 0 : (long)H - 1) : -1;
-                rowp[i] = hh < 0 ? NULL : x + (size_t)hh * W * C + c0;
-            }
-            float *yrow = y + h * W * C + c0;
-            int all_rows = rowp[0] && rowp[2];
-            if (all_rows && W > 2) dw_interior_row(rowp, yrow, W, C, cb, wt, bt);
-            for (size_t wi = 0; wi < W; wi++) {
-                if (all_rows && wi > 0 && wi + 1 < W) continue;   /* done above */
-                const float *xp[9];
-                int tk[9], nt = 0;
-                for (int i = 0; i < 3; i++) {
-                    if (!rowp[i]) continue;
-                    for (int j = 0; j < 3; j++) {
-                        long ww = (long)wi + j - 1;
-                        if (ww < 0 || ww >= (long)W) {
-                            if (!replicate) continue;
-                            ww = ww < 0 ? 0 : (long)W - 1;
-                        }
-                        xp[nt] = rowp[i] + (size_t)ww * C;
-                        tk[nt++] = i * 3 + j;
-                    }
-                }
-                float *yp = yrow + wi * C;
-                if (nt == 9) dw_pixel(xp, all9, 9, wt, bt, yp, 0, cb);   /* constant count: unrolled */
-                else dw_pixel(xp, tk, nt, wt, bt, yp, 0, cb);
-            }
-        }
     }
 }
 
@@ -480,25 +406,10 @@ static inline void storen4(float *p, float32x4_t v, size_t n)
 #define GEMM_NP 1
 #include "gemm_tpl.h"
 
-void cs_kernels_neon(cs_kernels *k)
-{
-    k->bf16_to_f32 = bf16_to_f32;
-    k->f16_to_f32 = f16_to_f32;
-    k->f32_to_bf16 = f32_to_bf16;
-    k->f32_to_f16 = f32_to_f16;
-    k->layernorm = layernorm;
-    k->gelu = gelu;
-    k->quick_gelu = quick_gelu;
-    k->silu = silu;
-    k->sigmoid = sigmoid;
-    k->softmax = softmax;
-    k->sumsq_cols = sumsq_cols;
-    k->grn_apply = grn_apply;
-    k->add = add;
-    k->mul = mul;
-    k->scale = scale;
-    k->modulate = modulate;
-    k->add_bias = add_bias;
-    k->dwconv3x3 = dwconv3x3;
-    k->gemm_f32 = gemm_f32;
-}
+#define DW_ALIGN 16
+#define DW_MASK int
+#define DW_TAILMASK(n) 0
+#include "dwconv_tpl.h"
+
+#define CS_KERNELS_FN cs_kernels_neon
+#include "kernels_tpl.h"

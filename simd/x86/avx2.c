@@ -414,16 +414,7 @@ static void scale(const float *x, float s, float *y, size_t n)
 
 /* ---- depthwise 3x3 ---- */
 
-/* Channels are done in blocks of DW_CB whose weights are transposed to
- * wt[9][DW_CB] on the stack (PyTorch's [C][3][3] would need gathers). Each
- * output sums bias, then the valid taps in the reference's order, with FMA
- * (the reference rounds the products: results differ by summation rounding
- * only, and every output is computed the same way whatever rows a thread
- * gets). Interior columns take the taps at fixed offsets, two vectors of
- * channels at a time (weights from the stack copy, in L1); border pixels
- * list their taps one by one. Keeping one vector's 9 weights in registers
- * while sweeping a row was slower (a pixel stride per load defeats the
- * prefetchers). */
+/* the driver is simd/dwconv_tpl.h (included below); here one pixel's taps */
 #define DW_CB 256
 
 static inline void dw_pixel(const float *const *xp, const int *tk, int nt, const float *wt, const float *bt,
@@ -434,85 +425,6 @@ static inline void dw_pixel(const float *const *xp, const int *tk, int nt, const
         __m256 s = _mm256_loadu_ps(bt + c);
         for (int t = 0; t < nt; t++) s = _mm256_fmadd_ps(_mm256_loadu_ps(wt + tk[t] * DW_CB + c), LD(xp[t], c), s);
         ST(yp, c, s);
-    }
-}
-
-/* columns [1, W-1) of one output row from three input rows (each at column
- * 0 of this channel block): taps at fixed offsets, weights from L1 */
-#define TAP(k, p, o) \
-    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(wt + (k) * DW_CB + c), _mm256_loadu_ps((p) + (o) + c), s0); \
-    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(wt + (k) * DW_CB + c + L), _mm256_loadu_ps((p) + (o) + c + L), s1)
-static void dw_interior_row(const float *const *r, float *yrow, size_t W, size_t C, size_t cb, const float *wt,
-                            const float *bt, __m256i tm)
-{
-    static const int all9[9] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
-    for (size_t wi = 1; wi + 1 < W; wi++) {
-        const float *p0 = r[0] + (wi - 1) * C, *p1 = r[1] + (wi - 1) * C, *p2 = r[2] + (wi - 1) * C;
-        float *yp = yrow + wi * C;
-        size_t c = 0;
-        for (; c + 2 * L <= cb; c += 2 * L) {
-            __m256 s0 = _mm256_loadu_ps(bt + c), s1 = _mm256_loadu_ps(bt + c + L);
-            TAP(0, p0, 0); TAP(1, p0, C); TAP(2, p0, 2 * C);
-            TAP(3, p1, 0); TAP(4, p1, C); TAP(5, p1, 2 * C);
-            TAP(6, p2, 0); TAP(7, p2, C); TAP(8, p2, 2 * C);
-            _mm256_storeu_ps(yp + c, s0);
-            _mm256_storeu_ps(yp + c + L, s1);
-        }
-        if (c < cb) {
-            const float *xp[9] = {p0 + c, p0 + C + c, p0 + 2 * C + c, p1 + c, p1 + C + c,
-                                  p1 + 2 * C + c, p2 + c, p2 + C + c, p2 + 2 * C + c};
-            dw_pixel(xp, all9, 9, wt + c, bt + c, yp + c, cb - c, tm);
-        }
-    }
-}
-#undef TAP
-
-static void dwconv3x3(const float *x, float *y, size_t H, size_t W, size_t C, const float *w, const float *bias,
-                      int replicate, size_t h0, size_t h1)
-{
-    float wt[9 * DW_CB] __attribute__((aligned(32)));
-    float bt[DW_CB] __attribute__((aligned(32)));
-    static const int all9[9] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
-    memset(wt, 0, sizeof wt);   /* lanes past the last block's channels are loaded (masked off) */
-    memset(bt, 0, sizeof bt);
-    for (size_t c0 = 0; c0 < C; c0 += DW_CB) {
-        size_t cb = C - c0 < DW_CB ? C - c0 : DW_CB;
-        __m256i tm = tmask(cb % L ? cb % L : L);
-        for (size_t c = 0; c < cb; c++) {
-            for (int k = 0; k < 9; k++) wt[k * DW_CB + c] = w[(c0 + c) * 9 + (size_t)k];
-            bt[c] = bias ? bias[c0 + c] : 0.0f;
-        }
-        for (size_t h = h0; h < h1; h++) {
-            const float *rowp[3];
-            for (int i = 0; i < 3; i++) {
-                long hh = (long)h + i - 1;
-                if (hh < 0 || hh >= (long)H) hh = replicate ? (hh < 0 ? 0 : (long)H - 1) : -1;
-                rowp[i] = hh < 0 ? NULL : x + (size_t)hh * W * C + c0;
-            }
-            float *yrow = y + h * W * C + c0;
-            int all_rows = rowp[0] && rowp[2];
-            if (all_rows && W > 2) dw_interior_row(rowp, yrow, W, C, cb, wt, bt, tm);
-            for (size_t wi = 0; wi < W; wi++) {
-                if (all_rows && wi > 0 && wi + 1 < W) continue;   /* done above */
-                const float *xp[9];
-                int tk[9], nt = 0;
-                for (int i = 0; i < 3; i++) {
-                    if (!rowp[i]) continue;
-                    for (int j = 0; j < 3; j++) {
-                        long ww = (long)wi + j - 1;
-                        if (ww < 0 || ww >= (long)W) {
-                            if (!replicate) continue;
-                            ww = ww < 0 ? 0 : (long)W - 1;
-                        }
-                        xp[nt] = rowp[i] + (size_t)ww * C;
-                        tk[nt++] = i * 3 + j;
-                    }
-                }
-                float *yp = yrow + wi * C;
-                if (nt == 9) dw_pixel(xp, all9, 9, wt, bt, yp, cb, tm);   /* constant count: unrolled */
-                else dw_pixel(xp, tk, nt, wt, bt, yp, cb, tm);
-            }
-        }
     }
 }
 
@@ -530,25 +442,10 @@ static void dwconv3x3(const float *x, float *y, size_t H, size_t W, size_t C, co
 #define GEMM_NP 1
 #include "gemm_tpl.h"
 
-void cs_kernels_avx2(cs_kernels *k)
-{
-    k->bf16_to_f32 = bf16_to_f32;
-    k->f16_to_f32 = f16_to_f32;
-    k->f32_to_bf16 = f32_to_bf16;
-    k->f32_to_f16 = f32_to_f16;
-    k->layernorm = layernorm;
-    k->gelu = gelu;
-    k->quick_gelu = quick_gelu;
-    k->silu = silu;
-    k->sigmoid = sigmoid;
-    k->softmax = softmax;
-    k->sumsq_cols = sumsq_cols;
-    k->grn_apply = grn_apply;
-    k->add = add;
-    k->mul = mul;
-    k->scale = scale;
-    k->modulate = modulate;
-    k->add_bias = add_bias;
-    k->dwconv3x3 = dwconv3x3;
-    k->gemm_f32 = gemm_f32;
-}
+#define DW_ALIGN 32
+#define DW_MASK __m256i
+#define DW_TAILMASK(n) tmask(n)
+#include "dwconv_tpl.h"
+
+#define CS_KERNELS_FN cs_kernels_avx2
+#include "kernels_tpl.h"

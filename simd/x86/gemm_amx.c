@@ -16,7 +16,7 @@
  * configuration is loaded per call and released at its end, so the
  * thread's extended state goes back to its small init form between calls. */
 #include "bf16_avx512.h"
-#include "../gemm_bf16.h"
+#include "gemm_bf16.h"
 
 #ifdef CS_HAVE_AMX
 #include <immintrin.h>

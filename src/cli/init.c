@@ -3,6 +3,7 @@
 #include "cli.h"
 
 #include "backend.h"
+#include "cpu.h"
 #include "error.h"
 #include "kernels.h"
 #include "models.h"
