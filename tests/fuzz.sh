@@ -2,7 +2,7 @@
 # Builds the libFuzzer targets (clang, ASan + UBSan) and runs each for SECONDS
 # (default 30) from its seed corpus tests/corpus/<target>/. Every seed is run
 # first, so a regression input committed there fails at once.
-# Usage: tests/fuzz.sh [SECONDS [TARGET...]]   targets: safetensors tokenizer config golden image
+# Usage: tests/fuzz.sh [SECONDS [TARGET...]]   targets: safetensors tokenizer config golden image toml
 # SECONDS 0 runs the seeds only (regression check).
 # Exit: 0 no finding, 1 a crash, leak, timeout or out-of-memory (the input is
 # kept in FUZZ_ARTIFACTS, default ./fuzz-artifacts, and its path printed),
@@ -12,7 +12,7 @@
 top=$(cd "$(dirname "$0")/.." && pwd)
 secs=${1:-${FUZZ_SECONDS:-30}}
 [ $# -gt 0 ] && shift
-targets=${*:-safetensors tokenizer config golden image}
+targets=${*:-safetensors tokenizer config golden image toml}
 case $secs in ''|*[!0-9]*) echo "fuzz.sh: SECONDS must be a number, not '$secs'" >&2; exit 2 ;; esac
 for t in $targets; do
     [ -f "$top/tests/fuzz_$t.c" ] || { echo "fuzz.sh: no target '$t' (tests/fuzz_$t.c)" >&2; exit 2; }
