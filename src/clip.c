@@ -4,6 +4,7 @@
 #include "cancel.h"
 #include "device.h"
 #include "error.h"
+#include "encoder.h"
 #include "lora.h"
 #include "infile.h"
 #include "ops.h"
@@ -17,18 +18,12 @@
 
 #define MAX_PROBLEMS 4
 
-typedef struct {
-    const cs_tensor *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b;
-    const cs_tensor *fc1_w, *fc1_b, *fc2_w, *fc2_b;
-    float *ln1_w, *ln1_b, *ln2_w, *ln2_b;
-} clip_layer;
-
 struct cs_clip {
     cs_clip_config cfg;
     const cs_tensor *tok_emb, *proj;
     float *pos;              /* [ctx, width] float32 */
     float *lnf_w, *lnf_b;
-    clip_layer *layer;
+    cs_enc_layer *layer;
     cs_st_file *owned;       /* set by cs_clip_open */
     cs_lora_patch *lora;     /* merged LoRA weights, or NULL */
 };
@@ -260,12 +255,12 @@ int cs_clip_from_tensors(const cs_tensor *const *ts, int n, const char *prefix, 
         int ok = m->pos && m->layer;
         for (int l = 0; ok && l < c->layers; l++) {
             const expect *q = e + 2 + 16 * l;
-            clip_layer *L = &m->layer[l];
-            L->q_w = q[0].t, L->q_b = q[1].t, L->k_w = q[2].t, L->k_b = q[3].t;
-            L->v_w = q[4].t, L->v_b = q[5].t, L->o_w = q[6].t, L->o_b = q[7].t;
+            cs_enc_layer *L = &m->layer[l];
+            L->q_w = *q[0].t, L->q_b = *q[1].t, L->k_w = *q[2].t, L->k_b = *q[3].t;
+            L->v_w = *q[4].t, L->v_b = *q[5].t, L->o_w = *q[6].t, L->o_b = *q[7].t;
             L->ln1_w = f32_copy(q[8].t), L->ln1_b = f32_copy(q[9].t);
             L->ln2_w = f32_copy(q[10].t), L->ln2_b = f32_copy(q[11].t);
-            L->fc1_w = q[12].t, L->fc1_b = q[13].t, L->fc2_w = q[14].t, L->fc2_b = q[15].t;
+            L->fc1_w = *q[12].t, L->fc1_b = *q[13].t, L->fc2_w = *q[14].t, L->fc2_b = *q[15].t;
             ok = L->ln1_w && L->ln1_b && L->ln2_w && L->ln2_b;
         }
         const expect *f = e + 2 + 16 * c->layers;
@@ -353,10 +348,7 @@ int cs_clip_open(const char *path, cs_clip **out)
 void cs_clip_free(cs_clip *m)
 {
     if (!m) return;
-    for (int l = 0; m->layer && l < m->cfg.layers; l++) {
-        clip_layer *L = &m->layer[l];
-        cs_param_free(L->ln1_w), cs_param_free(L->ln1_b), cs_param_free(L->ln2_w), cs_param_free(L->ln2_b);
-    }
+    for (int l = 0; m->layer && l < m->cfg.layers; l++) cs_enc_layer_free(&m->layer[l]);
     free(m->layer);
     cs_param_free(m->pos);
     cs_param_free(m->lnf_w);
@@ -369,30 +361,6 @@ void cs_clip_free(cs_clip *m)
 const cs_clip_config *cs_clip_get_config(const cs_clip *m) { return &m->cfg; }
 
 /* ---- forward ------------------------------------------------------------- */
-
-/* One pre-LN encoder layer, in place on h.
- * h: [N*L, C]; x, q, k, v, a: [N*L, C] scratch; f: [N*L, mlp]; mask: [N, L, L] additive. */
-static int encoder_layer(const cs_clip *m, const clip_layer *w, float *h, size_t N, size_t L, const float *mask,
-                         float *x, float *q, float *k, float *v, float *a, float *f)
-{
-    const cs_clip_config *c = &m->cfg;
-    size_t R = N * L, C = (size_t)c->width;
-    const float *l1w = cs_param(w->ln1_w, C), *l1b = cs_param(w->ln1_b, C), *l2w = cs_param(w->ln2_w, C),
-                *l2b = cs_param(w->ln2_b, C);
-    if ((w->ln1_w && !l1w) || (w->ln1_b && !l1b) || (w->ln2_w && !l2w) || (w->ln2_b && !l2b)) return CS_ENOMEM;
-    cs_layernorm(h, x, R, C, c->eps, l1w, l1b);
-    int rc = cs_linear(x, R, C, 0, w->q_w, w->q_b, q, 0, 0);
-    if (!rc) rc = cs_linear(x, R, C, 0, w->k_w, w->k_b, k, 0, 0);
-    if (!rc) rc = cs_linear(x, R, C, 0, w->v_w, w->v_b, v, 0, 0);
-    if (!rc) rc = cs_attention(q, C, k, C, v, C, N, L, L, C, c->heads, mask, a, C);
-    if (!rc) rc = cs_linear(a, R, C, 0, w->o_w, w->o_b, h, 0, 1);   /* h += out_proj(a) */
-    if (rc) return rc;
-    cs_layernorm(h, x, R, C, c->eps, l2w, l2b);
-    if ((rc = cs_linear(x, R, C, 0, w->fc1_w, w->fc1_b, f, 0, 0))) return rc;
-    if (c->quick_gelu) cs_quick_gelu(f, f, R * (size_t)c->mlp);
-    else cs_gelu(f, f, R * (size_t)c->mlp);
-    return cs_linear(f, R, (size_t)c->mlp, 0, w->fc2_w, w->fc2_b, h, 0, 1);   /* h += fc2(f) */
-}
 
 /* h[n,l] = token_embedding[ids[n,l]] + position_embedding[l]; h: [N*L, C].
  * Ids vocab .. vocab+n_extra-1 take row (id - vocab) of extra [n_extra, C]
@@ -466,13 +434,14 @@ static int forward(const cs_clip *m, const int32_t *ids, const int32_t *mask, si
     }
     float *h = buf, *x = h + RC, *q = x + RC, *k = q + RC, *v = k + RC, *a = v + RC;
     float *f = a + RC, *dM = f + R * (size_t)c->mlp, *pooled = dM + N * L * L, *emb = pooled + N * C;
+    const cs_enc_dims dims = {C, (size_t)c->mlp, c->heads, c->quick_gelu, c->eps};
     int rc = build_mask(mask, N, L, M);
     if (!rc) rc = cs_act_upload(dM, M, N * L * L);
     if (!rc) rc = embed(m, ids, N, L, extra, n_extra, h);
     if (!rc && out->hidden) rc = cs_act_download(out->hidden[0], h, RC);
     for (int l = 0; !rc && l < c->layers; l++) {
         if ((rc = cs_cancel_check())) break;
-        rc = encoder_layer(m, &m->layer[l], h, N, L, dM, x, q, k, v, a, f);
+        rc = cs_enc_layer_forward(&m->layer[l], &dims, h, N, L, dM, x, q, k, v, a, f);
         if (!rc && out->hidden) rc = cs_act_download(out->hidden[l + 1], h, RC);
     }
     if (!rc && out->clip_text) rc = cs_act_download(out->clip_text, h, RC);

@@ -3,6 +3,7 @@
 
 #include "cancel.h"
 #include "device.h"
+#include "encoder.h"
 #include "error.h"
 #include "infile.h"
 #include "ops.h"
@@ -21,17 +22,12 @@
 #define MAX_LAYERS 512
 #define MAX_IMAGE 4096
 
-typedef struct {
-    cs_tensor q_w, q_b, k_w, k_b, v_w, v_b, o_w, o_b, fc1_w, fc1_b, fc2_w, fc2_b;
-    float *ln1_w, *ln1_b, *ln2_w, *ln2_b;
-} vit_layer;
-
 struct cs_clip_vision {
     cs_clip_vision_config cfg;
     cs_tensor patch_w, proj;
     float *cls, *pos;          /* [width], [tokens, width] */
     float *pre_w, *pre_b, *post_w, *post_b;
-    vit_layer *layer;
+    cs_enc_layer *layer;
     cs_st_file *owned;
 };
 
@@ -122,10 +118,7 @@ int cs_clip_vision_probe(cs_st_file *f)
 void cs_clip_vision_free(cs_clip_vision *m)
 {
     if (!m) return;
-    for (int l = 0; m->layer && l < m->cfg.layers; l++) {
-        vit_layer *L = &m->layer[l];
-        cs_param_free(L->ln1_w), cs_param_free(L->ln1_b), cs_param_free(L->ln2_w), cs_param_free(L->ln2_b);
-    }
+    for (int l = 0; m->layer && l < m->cfg.layers; l++) cs_enc_layer_free(&m->layer[l]);
     free(m->layer);
     cs_param_free(m->cls), cs_param_free(m->pos);
     cs_param_free(m->pre_w), cs_param_free(m->pre_b), cs_param_free(m->post_w), cs_param_free(m->post_b);
@@ -167,7 +160,7 @@ static int bind(cs_clip_vision *m, cs_wmap *w)
     m->layer = calloc((size_t)c->layers, sizeof *m->layer);
     if (!m->layer) return cs_error(CS_ENOMEM, "%s: out of memory", cs_st_path(w->f));
     for (int l = 0; l < c->layers; l++) {
-        vit_layer *L = &m->layer[l];
+        cs_enc_layer *L = &m->layer[l];
         static const char *const lin[] = {"q_proj", "k_proj", "v_proj", "out_proj"};
         cs_tensor *lw[4][2] = {{&L->q_w, &L->q_b}, {&L->k_w, &L->k_b}, {&L->v_w, &L->v_b}, {&L->o_w, &L->o_b}};
         for (int j = 0; j < 4; j++) {
@@ -264,30 +257,6 @@ int cs_clip_vision_open(const char *path, cs_clip_vision **out)
 
 /* ---- forward --------------------------------------------------------------- */
 
-/* One pre-LN encoder layer, in place on h: [R = N*T, C]; x, q, k, v, a: [R, C]
- * scratch; f: [R, mlp]. Full (unmasked) attention over the T tokens. */
-static int encoder_layer(const cs_clip_vision *m, const vit_layer *w, float *h, size_t N, size_t T, float *x,
-                         float *q, float *k, float *v, float *a, float *f)
-{
-    const cs_clip_vision_config *c = &m->cfg;
-    size_t R = N * T, C = (size_t)c->width, F = (size_t)c->mlp;
-    const float *l1w = cs_param(w->ln1_w, C), *l1b = cs_param(w->ln1_b, C), *l2w = cs_param(w->ln2_w, C),
-                *l2b = cs_param(w->ln2_b, C);
-    if (!l1w || !l1b || !l2w || !l2b) return CS_ENOMEM;
-    cs_layernorm(h, x, R, C, c->eps, l1w, l1b);
-    int rc = cs_linear(x, R, C, 0, &w->q_w, &w->q_b, q, 0, 0);
-    if (!rc) rc = cs_linear(x, R, C, 0, &w->k_w, &w->k_b, k, 0, 0);
-    if (!rc) rc = cs_linear(x, R, C, 0, &w->v_w, &w->v_b, v, 0, 0);
-    if (!rc) rc = cs_attention(q, C, k, C, v, C, N, T, T, C, c->heads, NULL, a, C);
-    if (!rc) rc = cs_linear(a, R, C, 0, &w->o_w, &w->o_b, h, 0, 1);   /* h += out_proj(a) */
-    if (rc) return rc;
-    cs_layernorm(h, x, R, C, c->eps, l2w, l2b);
-    if ((rc = cs_linear(x, R, C, 0, &w->fc1_w, &w->fc1_b, f, 0, 0))) return rc;
-    if (c->quick_gelu) cs_quick_gelu(f, f, R * F);
-    else cs_gelu(f, f, R * F);
-    return cs_linear(f, R, F, 0, &w->fc2_w, &w->fc2_b, h, 0, 1);   /* h += fc2(f) */
-}
-
 /* The body: runs in the current mode (CPU or device); pixels and outputs are
  * host memory, moved with cs_act_upload / cs_act_download. */
 static int forward(const cs_clip_vision *m, const float *pixels, size_t N, const cs_clip_vision_out *out)
@@ -299,6 +268,7 @@ static int forward(const cs_clip_vision *m, const float *pixels, size_t N, const
     if (!buf) return CS_ENOMEM;
     float *px = buf, *h = px + npix, *x = h + RC, *q = x + RC, *k = q + RC, *v = k + RC, *a = v + RC;
     float *f = a + RC, *pooled = f + R * (size_t)c->mlp, *pn = pooled + N * C, *emb = pn + N * C;
+    const cs_enc_dims dims = {C, (size_t)c->mlp, c->heads, c->quick_gelu, c->eps};
     const float *cls = cs_param(m->cls, C), *pos = cs_param(m->pos, T * C);
     const float *prw = cs_param(m->pre_w, C), *prb = cs_param(m->pre_b, C);
     const float *pow_ = cs_param(m->post_w, C), *pob = cs_param(m->post_b, C);
@@ -321,7 +291,7 @@ static int forward(const cs_clip_vision *m, const float *pixels, size_t N, const
     if (!rc && out->hidden) rc = cs_act_download(out->hidden[0], h, RC);
     for (int l = 0; !rc && l < c->layers; l++) {
         if ((rc = cs_cancel_check())) break;
-        rc = encoder_layer(m, &m->layer[l], h, N, T, x, q, k, v, a, f);
+        rc = cs_enc_layer_forward(&m->layer[l], &dims, h, N, T, NULL, x, q, k, v, a, f);
         if (!rc && out->hidden) rc = cs_act_download(out->hidden[l + 1], h, RC);
     }
     if (!rc && out->last_hidden) rc = cs_act_download(out->last_hidden, h, RC);
