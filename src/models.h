@@ -71,8 +71,22 @@ typedef struct {
     int repeat_down[4], repeat_up[4];   /* block_repeat[0], block_repeat[1] */
     const char *level_config[4];
     int c_cond;
+    /* inputs and outputs (0: the stage has none) */
+    int c_in, c_out, patch;              /* latent channels, patch size */
+    int c_clip_text, c_clip_pooled, c_clip_img, c_clip_seq;
+    int c_effnet, c_pixels;              /* Stage B's conditioning latents and pixels */
+    int nconds;                          /* timestep conditions besides r */
 } cs_unet_cfg;
 const cs_unet_cfg *cs_net_unet_cfg(cs_net net);   /* NULL if not Stage B/C */
+struct cs_net_info_s;
+/* "full" or "lite" when a loaded Stage C / B (src/unet.h cs_net_info) is
+ * exactly that released config, else "custom" */
+const char *cs_unet_variant(const struct cs_net_info_s *in);
+
+/* Latent sizes for an image of px pixels: Stage C's ceil(px / 42.67) in the
+ * float64 arithmetic of the official code, Stage B's ceil(px / 4). */
+int cs_latent_c(int px);
+int cs_latent_b(int px);
 
 /* A network found in a file. */
 typedef struct {

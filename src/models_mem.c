@@ -52,12 +52,12 @@ static uint64_t unet_floats(const cs_unet_cfg *g, int W, int H, uint64_t B)
 {
     uint64_t h, w, Lc, skips = 0, peak = 0, extra;
     if (g->stage == 'C') {
-        h = (uint64_t)ceil(H / 42.67);
-        w = (uint64_t)ceil(W / 42.67);
+        h = (uint64_t)cs_latent_c(H);
+        w = (uint64_t)cs_latent_c(W);
         Lc = 85;
         extra = B * Lc * (uint64_t)g->c_cond * 3 + B * h * w * 16 * 6;   /* cond tokens; latents */
     } else {
-        uint64_t hb = cdiv((uint64_t)H, 4), wb = cdiv((uint64_t)W, 4);
+        uint64_t hb = (uint64_t)cs_latent_b(H), wb = (uint64_t)cs_latent_b(W);
         h = cdiv(hb, 2);
         w = cdiv(wb, 2);
         Lc = 4;
@@ -81,8 +81,8 @@ static uint64_t act_bytes(cs_net net, int W, int H, int N)
     uint64_t n = (uint64_t)N, B = 2 * n;   /* CFG runs cond + uncond together */
     const cs_unet_cfg *g = cs_net_unet_cfg(net);
     if (g) return 4 * unet_floats(g, W, H, B);
-    uint64_t hb = cdiv((uint64_t)H, 4), wb = cdiv((uint64_t)W, 4), T = hb * wb;
-    uint64_t hc = (uint64_t)ceil(H / 42.67), wc = (uint64_t)ceil(W / 42.67);
+    uint64_t hb = (uint64_t)cs_latent_b(H), wb = (uint64_t)cs_latent_b(W), T = hb * wb;
+    uint64_t hc = (uint64_t)cs_latent_c(H), wc = (uint64_t)cs_latent_c(W);
     switch (net) {
     case CS_NET_STAGE_A: {
         /* one image's decode: 384 @ T, 192 @ 4T, RGB @ 16T; the pipeline decodes

@@ -4,7 +4,9 @@
 #include "models.h"
 
 #include "error.h"
+#include "unet.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,14 +56,24 @@ const char *cs_naming_name(cs_naming k)
 
 /* ---- constructor configs (upstream train/train_c.py, train/train_b.py) ---- */
 
+#define STAGE_C_IO                                                                                  \
+    .c_in = 16, .c_out = 16, .patch = 1, .c_clip_text = 1280, .c_clip_pooled = 1280, .c_clip_img = 768, \
+    .c_clip_seq = 4, .nconds = 2
+#define STAGE_B_IO                                                                                  \
+    .c_in = 4, .c_out = 4, .patch = 2, .c_clip_pooled = 1280, .c_clip_seq = 4, .c_effnet = 16, .c_pixels = 3, \
+    .nconds = 1
 static const cs_unet_cfg cfg_c = {'C', 2, {2048, 2048}, {32, 32}, {8, 24}, {24, 8}, {1, 1}, {1, 1},
-                                  {"CTA", "CTA"}, 2048};
+                                  {"CTA", "CTA"}, 2048, STAGE_C_IO};
 static const cs_unet_cfg cfg_c_lite = {'C', 2, {1536, 1536}, {24, 24}, {4, 12}, {12, 4}, {1, 1}, {1, 1},
-                                       {"CTA", "CTA"}, 1536};
+                                       {"CTA", "CTA"}, 1536, STAGE_C_IO};
 static const cs_unet_cfg cfg_b = {'B', 4, {320, 640, 1280, 1280}, {-1, -1, 20, 20}, {2, 6, 28, 6},
-                                  {6, 28, 6, 2}, {1, 1, 1, 1}, {3, 3, 2, 2}, {"CT", "CT", "CTA", "CTA"}, 1280};
+                                  {6, 28, 6, 2}, {1, 1, 1, 1}, {3, 3, 2, 2}, {"CT", "CT", "CTA", "CTA"}, 1280,
+                                  STAGE_B_IO};
 static const cs_unet_cfg cfg_b_lite = {'B', 4, {320, 576, 1152, 1152}, {-1, 9, 18, 18}, {2, 4, 14, 4},
-                                       {4, 14, 4, 2}, {1, 1, 1, 1}, {2, 2, 2, 2}, {"CT", "CT", "CTA", "CTA"}, 1280};
+                                       {4, 14, 4, 2}, {1, 1, 1, 1}, {2, 2, 2, 2}, {"CT", "CT", "CTA", "CTA"}, 1280,
+                                       STAGE_B_IO};
+#undef STAGE_C_IO
+#undef STAGE_B_IO
 
 const cs_unet_cfg *cs_net_unet_cfg(cs_net net)
 {
@@ -73,6 +85,33 @@ const cs_unet_cfg *cs_net_unet_cfg(cs_net net)
     default: return NULL;
     }
 }
+
+static int same_cfg(const cs_net_info *in, const cs_unet_cfg *g)
+{
+    int ok = in->nlevels == g->levels && in->c_cond == g->c_cond && in->c_in == g->c_in && in->c_out == g->c_out &&
+             in->patch_size == g->patch && in->c_clip_pooled == g->c_clip_pooled && in->c_clip_seq == g->c_clip_seq &&
+             in->nconds == g->nconds;
+    if (g->stage == 'C')
+        ok = ok && in->c_clip_text == g->c_clip_text && in->c_clip_img == g->c_clip_img;
+    else
+        ok = ok && in->c_effnet == g->c_effnet && in->c_pixels == g->c_pixels;
+    for (int l = 0; ok && l < g->levels; l++)
+        ok = in->c_hidden[l] == g->c_hidden[l] && in->blocks_down[l] == g->blocks_down[l] &&
+             in->blocks_up[l] == g->blocks_up[l] && in->repeat_down[l] == g->repeat_down[l] &&
+             in->repeat_up[l] == g->repeat_up[l] && !strcmp(in->level_config[l], g->level_config[l]);
+    return ok;
+}
+
+const char *cs_unet_variant(const cs_net_info *in)
+{
+    int b = in->c_effnet > 0;   /* only Stage B has the effnet mapper */
+    if (same_cfg(in, b ? &cfg_b : &cfg_c)) return "full";
+    if (same_cfg(in, b ? &cfg_b_lite : &cfg_c_lite)) return "lite";
+    return "custom";
+}
+
+int cs_latent_c(int px) { return (int)ceil(px / 42.67); }
+int cs_latent_b(int px) { return (int)ceil(px / 4.0); }
 
 /* ---- expected tensor lists ---- */
 
@@ -191,17 +230,17 @@ static void unet(elist *l, const cs_unet_cfg *g)
     const int *ch = g->c_hidden;
     char b[96];
     if (g->stage == 'C') {
-        linear(l, "clip_txt_mapper", g->c_cond, 1280);
-        linear(l, "clip_txt_pooled_mapper", 4 * g->c_cond, 1280);
-        linear(l, "clip_img_mapper", 4 * g->c_cond, 768);
+        linear(l, "clip_txt_mapper", g->c_cond, g->c_clip_text);
+        linear(l, "clip_txt_pooled_mapper", g->c_clip_seq * g->c_cond, g->c_clip_pooled);
+        linear(l, "clip_img_mapper", g->c_clip_seq * g->c_cond, g->c_clip_img);
     } else {
-        conv(l, "effnet_mapper.0", 4 * ch[0], 16, 1, 1);
+        conv(l, "effnet_mapper.0", 4 * ch[0], g->c_effnet, 1, 1);
         conv(l, "effnet_mapper.2", ch[0], 4 * ch[0], 1, 1);
-        conv(l, "pixels_mapper.0", 4 * ch[0], 3, 1, 1);
+        conv(l, "pixels_mapper.0", 4 * ch[0], g->c_pixels, 1, 1);
         conv(l, "pixels_mapper.2", ch[0], 4 * ch[0], 1, 1);
-        linear(l, "clip_mapper", 4 * g->c_cond, 1280);
+        linear(l, "clip_mapper", g->c_clip_seq * g->c_cond, g->c_clip_pooled);
     }
-    conv(l, "embedding.1", ch[0], 16, 1, 1);   /* 16 = c_in * patch^2 for both stages */
+    conv(l, "embedding.1", ch[0], g->c_in * g->patch * g->patch, 1, 1);
     for (int i = 0; i < L; i++) {
         if (i > 0) {
             if (g->stage == 'C') {
@@ -235,7 +274,7 @@ static void unet(elist *l, const cs_unet_cfg *g)
             }
         }
     }
-    conv(l, "clf.1", 16, ch[0], 1, 1);   /* c_out * patch^2 = 16 */
+    conv(l, "clf.1", g->c_out * g->patch * g->patch, ch[0], 1, 1);
 }
 
 /* Stage A (spec §5): levels 2, 12 bottleneck blocks, c_levels [192, 384]. */

@@ -77,9 +77,6 @@ void cs_gen_defaults(cs_gen_params *p)
     p->prompt_style = CS_PROMPT_COMFYUI;
 }
 
-/* ceil(px / 42.67) in the float64 arithmetic of the official code */
-int cs_latent_c(int px) { return (int)ceil(px / 42.67); }
-int cs_latent_b(int px) { return (int)ceil(px / 4.0); }
 
 static int check_sp(const cs_sample_params *s, const char *st)
 {

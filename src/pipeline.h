@@ -99,8 +99,6 @@ void cs_gen_defaults(cs_gen_params *p);
 int cs_gen_check(const cs_gen_params *p);
 
 /* Latent sizes (§3.1). */
-int cs_latent_c(int px);   /* ceil(px / 42.67) */
-int cs_latent_b(int px);   /* ceil(px / 4) */
 
 typedef struct {
     /* stage progress: step -1 = loading the weights, 0 = starting, i = i

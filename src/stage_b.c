@@ -3,6 +3,7 @@
 #include "device.h"
 #include "error.h"
 #include "lora.h"
+#include "models.h"
 #include "ops.h"
 
 #include <math.h>
@@ -41,25 +42,6 @@ static int bind_mapper(mapper *mp, cs_wmap *w, const char *name, int64_t c0)
     snprintf(k, sizeof k, "%s.2.bias", name);
     e |= cs_wmap_req(w, &mp->b2, k, 1, (int64_t[]){c0});
     return e;
-}
-
-static void set_variant(cs_net_info *in)
-{
-    static const struct { const char *name; int c[4], bd[4], bu[4], ru[4]; } v[] = {
-        {"full", {320, 640, 1280, 1280}, {2, 6, 28, 6}, {6, 28, 6, 2}, {3, 3, 2, 2}},
-        {"lite", {320, 576, 1152, 1152}, {2, 4, 14, 4}, {4, 14, 4, 2}, {2, 2, 2, 2}},
-    };
-    static const char *const cfg[4] = {"CT", "CT", "CTA", "CTA"};
-    in->variant = "custom";
-    for (size_t i = 0; i < sizeof v / sizeof *v; i++) {
-        int ok = in->nlevels == 4 && in->c_cond == 1280 && in->c_clip_pooled == 1280 && in->c_clip_seq == 4 &&
-                 in->patch_size == 2 && in->c_in == 4 && in->c_out == 4 && in->c_effnet == 16 && in->c_pixels == 3 &&
-                 in->nconds == 1;
-        for (int l = 0; ok && l < 4; l++)
-            ok = in->c_hidden[l] == v[i].c[l] && in->blocks_down[l] == v[i].bd[l] && in->blocks_up[l] == v[i].bu[l] &&
-                 in->repeat_down[l] == 1 && in->repeat_up[l] == v[i].ru[l] && !strcmp(in->level_config[l], cfg[l]);
-        if (ok) in->variant = v[i].name;
-    }
 }
 
 int cs_stage_b_load_lora(cs_st_file *f, const cs_unet_opts *opt, cs_lora_list *lora, cs_stage_b **out)
@@ -149,7 +131,7 @@ int cs_stage_b_load_lora(cs_st_file *f, const cs_unet_opts *opt, cs_lora_list *l
     in->naming = w.prefix[0] ? "comfyui"
                : cs_unet_split_attention(&m->net) || !strcmp(clipname, "clip_txt_pooled_mapper") ? "diffusers"
                : "official";
-    set_variant(in);
+    in->variant = cs_unet_variant(in);
     cs_wmap_free(&w);
     *out = m;
     return 0;

@@ -5,6 +5,7 @@
 #include "grad.h"
 #include "grad_blocks.h"
 #include "lora.h"
+#include "models.h"
 #include "ops.h"
 
 #include <stdlib.h>
@@ -54,26 +55,6 @@ static float *keep_copy(const float *src, size_t n)
 }
 
 static int is_shape(const cs_tensor *t, int ndim) { return t && t->ndim == ndim; }
-
-static void set_variant(cs_net_info *in)
-{
-    static const struct { const char *name; int c, b0, b1, cc; } v[] = {
-        {"full", 2048, 8, 24, 2048},
-        {"lite", 1536, 4, 12, 1536},
-    };
-    in->variant = "custom";
-    for (size_t i = 0; i < sizeof v / sizeof *v; i++) {
-        int ok = in->nlevels == 2 && in->c_cond == v[i].cc && in->patch_size == 1 && in->c_in == 16 &&
-                 in->c_out == 16 && in->c_clip_text == 1280 && in->c_clip_pooled == 1280 && in->c_clip_img == 768 &&
-                 in->c_clip_seq == 4 && in->nconds == 2;
-        for (int l = 0; ok && l < 2; l++)
-            ok = in->c_hidden[l] == v[i].c && !strcmp(in->level_config[l], "CTA") && in->repeat_down[l] == 1 &&
-                 in->repeat_up[l] == 1;
-        ok = ok && in->blocks_down[0] == v[i].b0 && in->blocks_down[1] == v[i].b1 && in->blocks_up[0] == v[i].b1 &&
-             in->blocks_up[1] == v[i].b0;
-        if (ok) in->variant = v[i].name;
-    }
-}
 
 int cs_stage_c_load_lora(cs_st_file *f, const cs_unet_opts *opt, cs_lora_list *lora, cs_stage_c **out)
 {
@@ -140,7 +121,7 @@ int cs_stage_c_load_lora(cs_st_file *f, const cs_unet_opts *opt, cs_lora_list *l
     if ((rc = cs_unet_bind_info(&m->net, &w, (int)cc, opt, c0, "Stage C", in))) goto fail;
     (void)e;   /* problems are all in w */
     in->naming = w.prefix[0] ? "comfyui" : cs_unet_split_attention(&m->net) ? "diffusers" : "official";
-    set_variant(in);
+    in->variant = cs_unet_variant(in);
     cs_wmap_free(&w);
     *out = m;
     return 0;

@@ -56,7 +56,7 @@ typedef struct {
 /* What a loaded Stage C / Stage B is (for `cascade models`, logs, tests).
  * Per-level arrays: down side by level i; blocks_up/repeat_up by up index u
  * (up_blocks.u handles level nlevels-1-u, deepest first). */
-typedef struct {
+typedef struct cs_net_info_s {
     const char *variant;   /* "full", "lite" or "custom" */
     const char *naming;    /* key spelling found: "official", "diffusers" or "comfyui" */
     const char *prefix;    /* key prefix in the file, "" for none */

@@ -13,6 +13,7 @@
 #include "clip.h"
 #include "demo.h"
 #include "error.h"
+#include "models.h"
 #include "ops.h"
 #include "pipeline.h"
 #include "rng.h"

@@ -11,6 +11,7 @@
 #include "check.h"
 #include "demo.h"
 #include "error.h"
+#include "models.h"
 #include "golden/noise_name.h"
 #include "ops.h"
 #include "pipeline.h"
