@@ -6,6 +6,7 @@
 #include "device.h"
 #include "error.h"
 #include "safetensors.h"
+#include "ops_dev.h"
 #include "wpack.h"
 
 #include <math.h>
@@ -17,28 +18,6 @@
 #include <omp.h>
 #endif
 
-
-/* In device mode (src/device.h) every op below runs on cs_dev: these queue
- * it and record its first failure for the forward's end. */
-#define ON_DEV(call, what)                                   \
-    do {                                                     \
-        if (cs_dev) {                                        \
-            double t_ = cs_dev_prof_start();                 \
-            cs_dev_note(cs_dev->call, what);                 \
-            cs_dev_prof_stop(t_, what);                      \
-            return;                                          \
-        }                                                    \
-    } while (0)
-#define ON_DEV_RC(call, what)                                \
-    do {                                                     \
-        if (cs_dev) {                                        \
-            double t_ = cs_dev_prof_start();                 \
-            int rc_ = cs_dev->call;                          \
-            cs_dev_note(rc_, what);                          \
-            cs_dev_prof_stop(t_, what);                      \
-            return rc_ ? cs_dev_error() : 0;                 \
-        }                                                    \
-    } while (0)
 
 /* Per thread, like the scratch below: each thread that drives a forward (a
  * libcascade context in use) has its own thread count, precision and
@@ -126,7 +105,7 @@ static void scratch_release(void *p)
 
 static void scratch_key_make(void) { pthread_key_create(&scratch_key, scratch_release); }
 
-static float *scratch_get(int slot, size_t n)
+float *cs_ops_scratch(int slot, size_t n)
 {
     if (scratch[slot].cap < n) {
         pthread_once(&scratch_once, scratch_key_make);
@@ -183,7 +162,7 @@ static int gemm_run(int transB, size_t M, size_t N, size_t K, float alpha, const
     size_t rg = round_up((M + want - 1) / want, 24), ngr = (M + rg - 1) / rg;
     int direct = alpha == 1.0f && beta == 0.0f;
     size_t per = 16 * K + (direct ? 0 : GEMM_SUB * nc);
-    float *buf = scratch_get(4, P * 16 * K + (size_t)T * per);
+    float *buf = cs_ops_scratch(4, P * 16 * K + (size_t)T * per);
     if (!buf)
         return cs_error(CS_ENOMEM, "matrix product %zux%zux%zu: out of memory for %zu MB of scratch", M, N, K,
                         (P * 16 * K + (size_t)T * per) * 4 >> 20);
@@ -236,7 +215,7 @@ static int gemm_run_bf16(cs_gemm_bf16_fn kern, size_t M, size_t N, size_t K, con
     size_t want = T > 1 ? (4 * (size_t)T + nch - 1) / nch : 1;
     size_t rg = round_up((M + want - 1) / want, 24), ngr = (M + rg - 1) / rg;
     float *tmp_all = NULL;
-    if (accumulate && !(tmp_all = scratch_get(4, (size_t)T * GEMM_SUB * nc)))
+    if (accumulate && !(tmp_all = cs_ops_scratch(4, (size_t)T * GEMM_SUB * nc)))
         return cs_error(CS_ENOMEM, "matrix product %zux%zux%zu: out of memory for scratch", M, N, K);
 #pragma omp parallel num_threads(T) if (T > 1)
     {
@@ -314,7 +293,7 @@ const float *cs_weight_f32(const cs_tensor *t, int slot)
                  cs_dtype_name(t->dtype));
         return NULL;
     }
-    float *o = scratch_get(slot, n);
+    float *o = cs_ops_scratch(slot, n);
     if (!o) {
         cs_error(CS_ENOMEM, "%s: out of memory converting %zu weights", t->name ? t->name : "weight", n);
         return NULL;
@@ -325,10 +304,6 @@ const float *cs_weight_f32(const cs_tensor *t, int slot)
 
 /* ---- element-wise, split into chunks over threads ---- */
 
-#define CHUNK 4096
-/* Below this many floats an op runs on the calling thread: a parallel region
- * costs more than the work, and on a loaded machine far more. */
-#define PAR_MIN 16384
 
 void cs_gelu(const float *x, float *y, size_t n)
 {
@@ -406,7 +381,7 @@ void cs_channel_affine(const float *x, float *y, size_t rows, size_t C, const fl
         for (size_t c = 0; c < C; c++) y[r * C + c] = x[r * C + c] * s[c] + t[c];
 }
 
-static void add_bias_rows(float *y, size_t rows, size_t N, size_t ldy, const float *bias)
+void cs_ops_bias_rows(float *y, size_t rows, size_t N, size_t ldy, const float *bias)
 {
     if (ldy == N) {
         size_t rb = row_block(N);
@@ -451,7 +426,7 @@ int cs_linear(const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W
     if (b) {
         const float *bb = cs_weight_f32(b, 1);
         if (!bb) return CS_ENOMEM;
-        add_bias_rows(y, M, N, ldy, bb);
+        cs_ops_bias_rows(y, M, N, ldy, bb);
     }
     return 0;
 }
@@ -499,186 +474,6 @@ int cs_grn(const float *x, float *y, size_t N, size_t HW, size_t C, const float 
     return 0;
 }
 
-/* ---- convolutions ---- */
-
-int cs_dwconv3x3(const float *x, float *y, size_t N, size_t H, size_t W, size_t C, const cs_tensor *w,
-                 const cs_tensor *bias, int replicate)
-{
-    if (cs_tensor_numel(w) != (int64_t)C * 9)
-        return cs_error(CS_EMODEL, "%s: expected a [%zu,1,3,3] depthwise weight", w->name ? w->name : "dwconv", C);
-    ON_DEV_RC(dwconv3x3(x, y, N, H, W, C, w, bias, replicate), "a depthwise convolution");
-    const float *wf = cs_weight_f32(w, 2);
-    const float *bf = bias ? cs_weight_f32(bias, 3) : NULL;
-    if (!wf || (bias && !bf)) return CS_ENOMEM;
-    size_t rb = W * C >= CHUNK ? 1 : CHUNK / (W * C);
-    for (size_t n = 0; n < N; n++) {
-        const float *xn = x + n * H * W * C;
-        float *yn = y + n * H * W * C;
-#pragma omp parallel for schedule(static)
-        for (size_t h = 0; h < H; h += rb)
-            cs_k.dwconv3x3(xn, yn, H, W, C, wf, bf, replicate, h, h + rb < H ? h + rb : H);
-    }
-    return 0;
-}
-
-/* im2col of output pixels [p0, p1) of one image for group g: columns in the
- * weight's (ci, i, j) order. */
-static void im2col(const float *x, size_t H, size_t W, size_t Cin, size_t cg, size_t g, int k, int s, int p,
-                   size_t Wo, size_t p0, size_t p1, float *col)
-{
-    size_t K = cg * (size_t)k * (size_t)k;
-#pragma omp parallel for schedule(static)
-    for (size_t q = p0; q < p1; q++) {
-        long oh = (long)(q / Wo), ow = (long)(q % Wo);
-        float *cr = col + (q - p0) * K;
-        for (int i = 0; i < k; i++) {
-            long hh = oh * s - p + i;
-            for (int j = 0; j < k; j++) {
-                long ww = ow * s - p + j;
-                int in = hh >= 0 && hh < (long)H && ww >= 0 && ww < (long)W;
-                const float *src = in ? x + ((size_t)hh * W + (size_t)ww) * Cin + g * cg : NULL;
-                for (size_t ci = 0; ci < cg; ci++) cr[ci * (size_t)(k * k) + (size_t)(i * k + j)] = in ? src[ci] : 0.0f;
-            }
-        }
-    }
-}
-
-int cs_conv2d(const float *x, size_t N, size_t H, size_t W, size_t Cin, const cs_tensor *w, const cs_tensor *bias,
-              int stride, int pad, int groups, float *y, size_t *Ho_out, size_t *Wo_out)
-{
-    const char *nm = w->name ? w->name : "conv2d";
-    if (w->ndim != 4 || w->shape[2] != w->shape[3] || groups < 1 || Cin % (size_t)groups ||
-        (size_t)w->shape[1] * (size_t)groups != Cin || w->shape[0] % groups)
-        return cs_error(CS_EMODEL, "%s: weight shape does not fit %zu input channels, %d groups", nm, Cin, groups);
-    int k = (int)w->shape[2];
-    size_t Cout = (size_t)w->shape[0], cg = Cin / (size_t)groups, og = Cout / (size_t)groups;
-    if ((long)H + 2 * pad < k || (long)W + 2 * pad < k) return cs_error(CS_EARG, "%s: input %zux%zu smaller than kernel", nm, H, W);
-    size_t Ho = (H + 2 * (size_t)pad - (size_t)k) / (size_t)stride + 1, Wo = (W + 2 * (size_t)pad - (size_t)k) / (size_t)stride + 1;
-    if (Ho_out) *Ho_out = Ho;
-    if (Wo_out) *Wo_out = Wo;
-    if (k == 1 && stride == 1 && pad == 0 && groups == 1) return cs_linear(x, N * H * W, Cin, 0, w, bias, y, 0, 0);
-    ON_DEV_RC(conv2d(x, N, H, W, Cin, w, bias, stride, pad, groups, y, Ho, Wo), "a convolution");
-    const float *bf = bias ? cs_weight_f32(bias, 1) : NULL;
-    if (bias && !bf) return CS_ENOMEM;
-    if (groups == (int)Cin && og == 1 && k == 3 && stride == 1 && pad == 1)
-        return cs_dwconv3x3(x, y, N, H, W, Cin, w, bias, 0);
-    const float *wf = cs_weight_f32(w, 0);
-    if (!wf) return CS_ENOMEM;
-    size_t K = cg * (size_t)(k * k), P = Ho * Wo;
-    size_t blk = P < 4096 ? P : 4096;
-    if (groups > 1 && og == 1 && cg == 1) {   /* depthwise, any k/stride: direct */
-        for (size_t n = 0; n < N; n++)
-#pragma omp parallel for schedule(static)
-            for (size_t q = 0; q < P; q++) {
-                long oh = (long)(q / Wo), ow = (long)(q % Wo);
-                float *yr = y + (n * P + q) * Cout;
-                for (size_t c = 0; c < Cout; c++) yr[c] = bf ? bf[c] : 0.0f;
-                for (int i = 0; i < k; i++) {
-                    long hh = oh * stride - pad + i;
-                    if (hh < 0 || hh >= (long)H) continue;
-                    for (int j = 0; j < k; j++) {
-                        long ww = ow * stride - pad + j;
-                        if (ww < 0 || ww >= (long)W) continue;
-                        const float *xr = x + ((n * H + (size_t)hh) * W + (size_t)ww) * Cin;
-                        for (size_t c = 0; c < Cout; c++) yr[c] += wf[c * (size_t)(k * k) + (size_t)(i * k + j)] * xr[c];
-                    }
-                }
-            }
-        return 0;
-    }
-    float *col = cs_alloc(blk * K * sizeof(float));
-    if (!col) return cs_error(CS_ENOMEM, "%s: out of memory for im2col", nm);
-    for (size_t n = 0; n < N; n++) {
-        const float *xn = x + n * H * W * Cin;
-        float *yn = y + n * P * Cout;
-        for (size_t p0 = 0; p0 < P; p0 += blk) {
-            size_t p1 = p0 + blk < P ? p0 + blk : P;
-            for (size_t g = 0; g < (size_t)groups; g++) {
-                im2col(xn, H, W, Cin, cg, g, k, stride, pad, Wo, p0, p1, col);
-                int rc = cs_sgemm(1, p1 - p0, og, K, 1.0f, col, K, wf + g * og * K, K, 0.0f, yn + p0 * Cout + g * og,
-                                  Cout);
-                if (rc) {
-                    cs_free(col);
-                    return rc;
-                }
-            }
-        }
-        if (bf) add_bias_rows(yn, P, Cout, Cout, bf);
-    }
-    cs_free(col);
-    return 0;
-}
-
-int cs_conv_transpose2d(const float *x, size_t N, size_t H, size_t W, size_t Cin, const cs_tensor *w,
-                        const cs_tensor *bias, int stride, int pad, float *y, size_t *Ho_out, size_t *Wo_out)
-{
-    const char *nm = w->name ? w->name : "conv_transpose2d";
-    if (w->ndim != 4 || (size_t)w->shape[0] != Cin || w->shape[2] != w->shape[3])
-        return cs_error(CS_EMODEL, "%s: expected a [%zu, Cout, k, k] weight", nm, Cin);
-    size_t Cout = (size_t)w->shape[1], k = (size_t)w->shape[2], kk = k * k, s = (size_t)stride, p = (size_t)pad;
-    if ((H - 1) * s + k < 2 * p + 1 || (W - 1) * s + k < 2 * p + 1) return cs_error(CS_EARG, "%s: output would be empty", nm);
-    size_t Ho = (H - 1) * s + k - 2 * p, Wo = (W - 1) * s + k - 2 * p;
-    if (Ho_out) *Ho_out = Ho;
-    if (Wo_out) *Wo_out = Wo;
-    ON_DEV_RC(conv_transpose2d(x, N, H, W, Cin, w, bias, stride, pad, y, Ho, Wo), "a transposed convolution");
-    const float *wf = cs_weight_f32(w, 0);
-    const float *bf = bias ? cs_weight_f32(bias, 1) : NULL;
-    if (!wf || (bias && !bf)) return CS_ENOMEM;
-    /* weight [Cin][Cout][k][k] -> [Cin][k][k][Cout] so the scatter runs along contiguous Cout */
-    float *wr = scratch_get(2, Cin * kk * Cout);
-    size_t rows = H < 16 ? H : 16;   /* input rows per GEMM block, bounds the column buffer */
-    float *col = cs_alloc(rows * W * kk * Cout * sizeof(float));
-    if (!wr || !col) {
-        cs_free(col);
-        return cs_error(CS_ENOMEM, "out of memory: %s: %.1f MiB of column buffer and weights", nm,
-                        (double)((rows * W + Cin) * kk * Cout * sizeof(float)) / 1048576.0);
-    }
-#pragma omp parallel for schedule(static)
-    for (size_t c = 0; c < Cin; c++)
-        for (size_t o = 0; o < Cout; o++)
-            for (size_t q = 0; q < kk; q++) wr[(c * kk + q) * Cout + o] = wf[(c * Cout + o) * kk + q];
-    for (size_t n = 0; n < N; n++) {
-        float *yn = y + n * Ho * Wo * Cout;
-        if (bf) {
-#pragma omp parallel for schedule(static)
-            for (size_t r = 0; r < Ho * Wo; r++) memcpy(yn + r * Cout, bf, Cout * sizeof(float));
-        } else memset(yn, 0, Ho * Wo * Cout * sizeof(float));
-        for (size_t h0 = 0; h0 < H; h0 += rows) {
-            size_t h1 = h0 + rows < H ? h0 + rows : H;
-            int rc = cs_sgemm(0, (h1 - h0) * W, kk * Cout, Cin, 1.0f, x + (n * H + h0) * W * Cin, Cin, wr, kk * Cout,
-                              0.0f, col, kk * Cout);
-            if (rc) {
-                cs_free(col);
-                return rc;
-            }
-            /* scatter: each output row gathers from the input rows of this block that reach it, in
-             * ascending input row (descending i): every output then sums its terms in one order
-             * however the rows are blocked, so a tiled Stage A decode equals the untiled one */
-            long lo = (long)(h0 * s) - (long)p, hi = (long)((h1 - 1) * s + k) - (long)p;
-            if (lo < 0) lo = 0;
-            if (hi > (long)Ho) hi = (long)Ho;
-#pragma omp parallel for schedule(static)
-            for (long oh = lo; oh < hi; oh++)
-                for (size_t i = k; i-- > 0;) {
-                    long t = oh + (long)p - (long)i;
-                    if (t < 0 || t % (long)s) continue;
-                    size_t h = (size_t)t / s;
-                    if (h < h0 || h >= h1) continue;
-                    for (size_t wi = 0; wi < W; wi++)
-                        for (size_t j = 0; j < k; j++) {
-                            long ow = (long)(wi * s + j) - (long)p;
-                            if (ow < 0 || ow >= (long)Wo) continue;
-                            const float *src = col + ((h - h0) * W + wi) * kk * Cout + (i * k + j) * Cout;
-                            float *dst = yn + ((size_t)oh * Wo + (size_t)ow) * Cout;
-                            for (size_t o = 0; o < Cout; o++) dst[o] += src[o];
-                        }
-                }
-        }
-    }
-    cs_free(col);
-    return 0;
-}
-
 /* ---- attention ---- */
 
 int cs_attention(const float *q, size_t ldq, const float *k, size_t ldk, const float *v, size_t ldv, size_t N,
@@ -714,159 +509,6 @@ int cs_attention(const float *q, size_t ldq, const float *k, size_t ldk, const f
     return 0;
 }
 
-/* ---- resampling and layout ---- */
-
-static void interp_axis(size_t in, size_t O, size_t *i0, size_t *i1, float *l1)
-{
-    float sc = O > 1 ? (float)(in - 1) / (float)(O - 1) : 0.0f;
-    for (size_t o = 0; o < O; o++) {
-        float src = sc * (float)o;
-        size_t a = (size_t)floorf(src);
-        if (a > in - 1) a = in - 1;
-        i0[o] = a;
-        i1[o] = a + 1 < in ? a + 1 : in - 1;
-        l1[o] = src - (float)a;
-    }
-}
-
-void cs_resize_bilinear(const float *x, size_t N, size_t H, size_t W, size_t C, float *y, size_t Ho, size_t Wo)
-{
-    ON_DEV(resize_bilinear(x, N, H, W, C, y, Ho, Wo), "a resize");
-    size_t *hi = malloc(2 * (Ho + Wo) * sizeof(size_t));
-    float *hl = malloc((Ho + Wo) * sizeof(float));
-    if (!hi || !hl) {   /* tiny tables; cannot realistically fail */
-        free(hi);
-        free(hl);
-        return;
-    }
-    size_t *h0 = hi, *h1 = hi + Ho, *w0 = hi + 2 * Ho, *w1 = w0 + Wo;
-    float *lh = hl, *lw = hl + Ho;
-    interp_axis(H, Ho, h0, h1, lh);
-    interp_axis(W, Wo, w0, w1, lw);
-    for (size_t n = 0; n < N; n++) {
-        const float *xn = x + n * H * W * C;
-        float *yn = y + n * Ho * Wo * C;
-#pragma omp parallel for schedule(static)
-        for (size_t oh = 0; oh < Ho; oh++)
-            for (size_t ow = 0; ow < Wo; ow++) {
-                float a1 = lh[oh], a0 = 1.0f - a1, b1 = lw[ow], b0 = 1.0f - b1;
-                const float *p00 = xn + (h0[oh] * W + w0[ow]) * C, *p01 = xn + (h0[oh] * W + w1[ow]) * C,
-                            *p10 = xn + (h1[oh] * W + w0[ow]) * C, *p11 = xn + (h1[oh] * W + w1[ow]) * C;
-                float *d = yn + (oh * Wo + ow) * C;
-                for (size_t c = 0; c < C; c++)
-                    d[c] = a0 * (b0 * p00[c] + b1 * p01[c]) + a1 * (b0 * p10[c] + b1 * p11[c]);
-            }
-    }
-    free(hi);
-    free(hl);
-}
-
-void cs_pixel_unshuffle(const float *x, size_t N, size_t H, size_t W, size_t C, int r, float *y)
-{
-    ON_DEV(pixel_shuffle(0, x, N, H, W, C, r, y), "a pixel unshuffle");
-    size_t R = (size_t)r, Ho = H / R, Wo = W / R, Co = C * R * R;
-#pragma omp parallel for schedule(static)
-    for (size_t nh = 0; nh < N * Ho; nh++) {
-        size_t n = nh / Ho, h = nh % Ho;
-        for (size_t w = 0; w < Wo; w++) {
-            float *d = y + ((n * Ho + h) * Wo + w) * Co;
-            for (size_t i = 0; i < R; i++)
-                for (size_t j = 0; j < R; j++) {
-                    const float *s = x + ((n * H + h * R + i) * W + w * R + j) * C;
-                    for (size_t c = 0; c < C; c++) d[c * R * R + i * R + j] = s[c];
-                }
-        }
-    }
-}
-
-void cs_pixel_shuffle(const float *x, size_t N, size_t H, size_t W, size_t C, int r, float *y)
-{
-    ON_DEV(pixel_shuffle(1, x, N, H, W, C, r, y), "a pixel shuffle");
-    size_t R = (size_t)r, Ci = C * R * R, Wo = W * R;
-#pragma omp parallel for schedule(static)
-    for (size_t nh = 0; nh < N * H; nh++) {
-        size_t n = nh / H, h = nh % H;
-        for (size_t w = 0; w < W; w++) {
-            const float *s = x + ((n * H + h) * W + w) * Ci;
-            for (size_t i = 0; i < R; i++)
-                for (size_t j = 0; j < R; j++) {
-                    float *d = y + ((n * H * R + h * R + i) * Wo + w * R + j) * C;
-                    for (size_t c = 0; c < C; c++) d[c] = s[c * R * R + i * R + j];
-                }
-        }
-    }
-}
-
-void cs_nchw_to_nhwc(const float *x, float *y, size_t N, size_t C, size_t HW)
-{
-    ON_DEV(transpose(1, x, y, N, C, HW), "a transpose");
-    for (size_t n = 0; n < N; n++)
-#pragma omp parallel for schedule(static)
-        for (size_t p = 0; p < HW; p++)
-            for (size_t c = 0; c < C; c++) y[(n * HW + p) * C + c] = x[(n * C + c) * HW + p];
-}
-
-void cs_nhwc_to_nchw(const float *x, float *y, size_t N, size_t C, size_t HW)
-{
-    ON_DEV(transpose(0, x, y, N, C, HW), "a transpose");
-    for (size_t n = 0; n < N; n++)
-#pragma omp parallel for schedule(static)
-        for (size_t c = 0; c < C; c++)
-            for (size_t p = 0; p < HW; p++) y[(n * C + c) * HW + p] = x[(n * HW + p) * C + c];
-}
-
-void cs_concat_channels(const float *a, size_t Ca, const float *b, size_t Cb, float *y, size_t rows)
-{
-    ON_DEV(concat_channels(a, Ca, b, Cb, y, rows), "a concat");
-#pragma omp parallel for schedule(static)
-    for (size_t r = 0; r < rows; r++) {
-        memcpy(y + r * (Ca + Cb), a + r * Ca, Ca * sizeof(float));
-        memcpy(y + r * (Ca + Cb) + Ca, b + r * Cb, Cb * sizeof(float));
-    }
-}
-
-/* Correctly rounded float32 exp(-k ln(1e4)/31), k = 0..31: the frequencies of the
- * official gen_r_embedding (modules/stage_c.py) for c_r = 64. */
-static const uint32_t remb_freq32[32] = {
-    0x3f800000, 0x3f3e32e3, 0x3f0d4f93, 0x3ed1fa4b, 0x3e9c0180, 0x3e67d040, 0x3e2c3aa3, 0x3dffeb81,
-    0x3dbe23a9, 0x3d8d4443, 0x3d51e97d, 0x3d1bf503, 0x3ce7bdb1, 0x3cac2cda, 0x3c7fd703, 0x3c3e1470,
-    0x3c0d38f4, 0x3bd1d8af, 0x3b9be888, 0x3b67ab26, 0x3b2c1f14, 0x3affc287, 0x3abe0537, 0x3a8d2da5,
-    0x3a51c7e2, 0x3a1bdc0d, 0x39e7989a, 0x39ac1146, 0x397fae0d, 0x393df601, 0x390d2257, 0x38d1b716,
-};
-
-/* the half = c_r / 2 frequencies (at most 256) into f; returns half */
-static int r_freqs(int c_r, float f[256])
-{
-    int half = c_r / 2;
-    if (half > 256) half = 256;
-    if (half == 32) {
-        memcpy(f, remb_freq32, sizeof remb_freq32);
-    } else {
-        float e = (float)(log(10000.0) / (double)(half - 1));
-        for (int k = 0; k < half; k++) f[k] = expf((float)k * -e);
-    }
-    return half;
-}
-
-int cs_r_embedding(const float *r, size_t N, int c_r, float *emb)
-{
-    float f[256];
-    int half = r_freqs(c_r, f);
-    /* on a device: the same frequencies, the sines in double there (glibc's
-     * sinf/cosf are within an ulp of that) */
-    ON_DEV_RC(r_embed(r, N, c_r, f, emb), "the timestep embedding");
-    for (size_t n = 0; n < N; n++) {
-        float u = r[n] * 10000.0f, *d = emb + n * (size_t)c_r;
-        for (int k = 0; k < half; k++) {
-            float ph = u * f[k];
-            d[k] = sinf(ph);
-            d[half + k] = cosf(ph);
-        }
-        if (c_r & 1) d[c_r - 1] = 0.0f;
-    }
-    return 0;
-}
-
 int cs_mlp_block_fused(float *x, size_t N, size_t H, size_t W, size_t c, const float *skip, size_t cs,
                        const cs_mlp_block *w)
 {
@@ -897,24 +539,4 @@ void cs_axpy(float *y, const float *x, float g, size_t n)
     ON_DEV(axpy(y, x, g, n), "a scaled addition");
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) y[i] += x[i] * g;
-}
-
-int cs_embed_rows(const cs_tensor *table, const int32_t *ids, size_t n, float *out)
-{
-    int64_t V = table->ndim == 2 ? table->shape[0] : 0;
-    size_t C = table->ndim == 2 ? (size_t)table->shape[1] : 0;
-    for (size_t i = 0; i < n; i++)
-        if (ids[i] < 0 || ids[i] >= V)
-            return cs_error(CS_EARG, "%s: token id %d outside 0..%lld", table->name ? table->name : "embedding", ids[i],
-                            (long long)V - 1);
-    ON_DEV_RC(embed_rows(table, ids, n, out), "an embedding lookup");
-    for (size_t i = 0; i < n; i++) {
-        cs_tensor row = *table;
-        row.ndim = 1;
-        row.shape[0] = (int64_t)C;
-        row.data = (const unsigned char *)table->data + (size_t)ids[i] * C * cs_dtype_size(table->dtype);
-        int rc = cs_tensor_to_f32(&row, out + i * C);
-        if (rc) return rc;
-    }
-    return 0;
 }

@@ -1,0 +1,46 @@
+/* Shared by the op files (ops.c, ops_conv.c, ops_layout.c), not by their
+ * callers: the device dispatch of every op, the threading thresholds and
+ * the per-thread scratch. */
+#ifndef CS_OPS_DEV_H
+#define CS_OPS_DEV_H
+
+#include "device.h"
+
+#include <stddef.h>
+
+/* In device mode (src/device.h) every op below runs on cs_dev: these queue
+ * it and record its first failure for the forward's end. */
+#define ON_DEV(call, what)                                   \
+    do {                                                     \
+        if (cs_dev) {                                        \
+            double t_ = cs_dev_prof_start();                 \
+            cs_dev_note(cs_dev->call, what);                 \
+            cs_dev_prof_stop(t_, what);                      \
+            return;                                          \
+        }                                                    \
+    } while (0)
+#define ON_DEV_RC(call, what)                                \
+    do {                                                     \
+        if (cs_dev) {                                        \
+            double t_ = cs_dev_prof_start();                 \
+            int rc_ = cs_dev->call;                          \
+            cs_dev_note(rc_, what);                          \
+            cs_dev_prof_stop(t_, what);                      \
+            return rc_ ? cs_dev_error() : 0;                 \
+        }                                                    \
+    } while (0)
+
+/* element-wise work is split into chunks of CHUNK floats over threads;
+ * below PAR_MIN floats an op runs on the calling thread (a parallel region
+ * costs more than the work, and on a loaded machine far more) */
+#define CHUNK 4096
+#define PAR_MIN 16384
+
+/* slot's per-thread scratch of at least n floats (kept between calls, freed
+ * when the thread ends); NULL when out of memory. Slots 0-3: cs_weight_f32's
+ * (ops.h) and the transposed convolution's weights; 4: the GEMM's packing. */
+float *cs_ops_scratch(int slot, size_t n);
+/* y[r * ldy + j] += bias[j] for r < rows, j < N, over threads */
+void cs_ops_bias_rows(float *y, size_t rows, size_t N, size_t ldy, const float *bias);
+
+#endif
