@@ -1,4 +1,4 @@
-/* Training data for Stage C (issue 13, doc/training.md §6): kohya's dataset
+/* Training data for Stage C (issue 13, doc/training.md §7): kohya's dataset
  * config or a plain folder -> images with captions -> aspect-ratio buckets
  * -> batches. The cache of EffNet latents and CLIP-G embeddings is
  * dscache.h.
@@ -7,7 +7,7 @@
  * schema is library/config_util.py ConfigSanitizer, branch stable-cascade),
  * DreamBooth style only ([[datasets.subsets]] with image_dir). A value is
  * looked up in the subset, then its dataset, then [general], then kohya's
- * default. doc/training.md §6 lists the keys that are used, kept for the
+ * default. doc/training.md §7 lists the keys that are used, kept for the
  * trainer, ignored with a warning, or refused. */
 #ifndef CS_DATASET_H
 #define CS_DATASET_H

@@ -442,6 +442,28 @@ int cs_lora_merge(cs_st_file *f, const char *prefix, int te, const char *what, c
     return 0;
 }
 
+int cs_lora_patch_f32(cs_st_file *f, const char *prefix, cs_lora_patch **out)
+{
+    *out = NULL;
+    cs_lora_patch *p = calloc(1, sizeof *p);
+    if (!p || !(p->t = calloc((size_t)cs_st_count(f) + 1, sizeof *p->t))) {
+        free(p);
+        return cs_oom("the float32 weights", sizeof *p);
+    }
+    p->n = cs_st_count(f);
+    size_t pl = prefix ? strlen(prefix) : 0;
+    for (int i = 0; i < p->n; i++) {
+        const cs_tensor *t = cs_st_at(f, i);
+        if (!is_float(t) || (pl && strncmp(t->name, prefix, pl))) continue;
+        if (!merged(p, f, i)) {
+            cs_lora_patch_free(p);
+            return cs_oom("the float32 weights", (size_t)cs_tensor_numel(t) * sizeof(float));
+        }
+    }
+    *out = p;
+    return 0;
+}
+
 const cs_tensor *cs_lora_patch_at(const cs_lora_patch *p, int i)
 {
     return p && i >= 0 && i < p->n && p->t[i].data ? &p->t[i] : NULL;

@@ -65,6 +65,9 @@ int cs_lora_merge(cs_st_file *f, const char *prefix, int te, const char *what, c
  * q/k/v) count their slices; a module in two LoRAs counts twice (an upper
  * bound). 0 or a CS_E* code (a file that does not open). */
 int cs_lora_extra_bytes(const cs_lora_list *list, uint64_t *bytes);
+/* A patch that replaces every float tensor of f under prefix by a float32
+ * copy: writable master weights for training (doc/training.md §4). */
+int cs_lora_patch_f32(cs_st_file *f, const char *prefix, cs_lora_patch **out);
 /* The merged tensor that replaces the file's tensor i, or NULL. */
 const cs_tensor *cs_lora_patch_at(const cs_lora_patch *p, int i);
 /* Merged tensors, bytes of their float32 copies. */

@@ -22,6 +22,7 @@ struct cs_stage_c {
     cs_net_info info;
     cs_lora_patch *lora;        /* merged LoRA weights, or NULL */
     struct train_state *tr;     /* kept by cs_stage_c_forward_train, or NULL */
+    int trainable;              /* every weight is a float32 copy in lora (cs_stage_c_load_train) */
 };
 
 /* what the backward needs besides the U-Net tape (all host copies) */
@@ -56,7 +57,8 @@ static float *keep_copy(const float *src, size_t n)
 
 static int is_shape(const cs_tensor *t, int ndim) { return t && t->ndim == ndim; }
 
-int cs_stage_c_load_lora(cs_st_file *f, const cs_unet_opts *opt, cs_lora_list *lora, cs_stage_c **out)
+/* train: the weights become float32 copies the optimizer may update */
+static int load(cs_st_file *f, const cs_unet_opts *opt, cs_lora_list *lora, int train, cs_stage_c **out)
 {
     *out = NULL;
     cs_stage_c *m = calloc(1, sizeof *m);
@@ -92,7 +94,8 @@ int cs_stage_c_load_lora(cs_st_file *f, const cs_unet_opts *opt, cs_lora_list *l
         free(m);
         return rc;
     }
-    if ((rc = cs_lora_merge(f, w.prefix, 0, "Stage C", lora, &m->lora))) {
+    rc = train ? cs_lora_patch_f32(f, w.prefix, &m->lora) : cs_lora_merge(f, w.prefix, 0, "Stage C", lora, &m->lora);
+    if (rc) {
         cs_wmap_free(&w);
         free(m);
         return rc;
@@ -122,6 +125,7 @@ int cs_stage_c_load_lora(cs_st_file *f, const cs_unet_opts *opt, cs_lora_list *l
     (void)e;   /* problems are all in w */
     in->naming = w.prefix[0] ? "comfyui" : cs_unet_split_attention(&m->net) ? "diffusers" : "official";
     in->variant = cs_unet_variant(in);
+    m->trainable = train;
     cs_wmap_free(&w);
     *out = m;
     return 0;
@@ -132,6 +136,19 @@ fail:
     free(m);
     return rc;
 }
+
+int cs_stage_c_load_lora(cs_st_file *f, const cs_unet_opts *opt, cs_lora_list *lora, cs_stage_c **out)
+{
+    return load(f, opt, lora, 0, out);
+}
+
+int cs_stage_c_load_train(cs_st_file *f, const cs_unet_opts *opt, cs_stage_c **out)
+{
+    return load(f, opt, NULL, 1, out);
+}
+
+int cs_stage_c_trainable(const cs_stage_c *m) { return m && m->trainable; }
+cs_st_file *cs_stage_c_file(const cs_stage_c *m) { return m->f; }
 
 int cs_stage_c_load_opts(cs_st_file *f, const cs_unet_opts *opt, cs_stage_c **out)
 {

@@ -33,6 +33,15 @@ int cs_stage_c_load_opts(cs_st_file *f, const cs_unet_opts *opt, cs_stage_c **ou
  * weights; the model owns the merged copies and frees them. */
 struct cs_lora_list;
 int cs_stage_c_load_lora(cs_st_file *f, const cs_unet_opts *opt, struct cs_lora_list *lora, cs_stage_c **out);
+/* For training: every float weight becomes a float32 copy owned by the model
+ * (the fp32 master weights of doc/training.md §4), so that an optimizer can
+ * update in place the tensors cs_stage_c_backward gives gradients for: the
+ * data pointer of a cs_grads entry (its key) is then writable float32. */
+int cs_stage_c_load_train(cs_st_file *f, const cs_unet_opts *opt, cs_stage_c **out);
+/* 1 iff m was loaded by cs_stage_c_load_train. */
+int cs_stage_c_trainable(const cs_stage_c *m);
+/* The weights file m was loaded from (tensor shapes by name). */
+cs_st_file *cs_stage_c_file(const cs_stage_c *m);
 void cs_stage_c_free(cs_stage_c *m);   /* NULL is fine */
 void cs_stage_c_info(const cs_stage_c *m, cs_net_info *info);
 /* Smallest latent side the network accepts (patch size x cs_unet_min_side). */

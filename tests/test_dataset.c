@@ -1,4 +1,4 @@
-/* The training data pipeline (doc/training.md §6): the TOML reader, kohya's
+/* The training data pipeline (doc/training.md §7): the TOML reader, kohya's
  * dataset config, aspect-ratio buckets against kohya's own BucketManager
  * (tests/data/dataset/buckets.txt, written by tests/ref/dataset_buckets_ref.py),
  * scanning a folder of images and captions, and the latent / text cache. */

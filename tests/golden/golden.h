@@ -36,6 +36,7 @@ extern const golden_handler golden_sampling_handlers[];
 extern const golden_handler golden_clip_handlers[];
 extern const golden_handler golden_image_handlers[];
 extern const golden_handler golden_vision_handlers[];
+extern const golden_handler golden_train_handlers[];
 
 /* Largest dimension a case tensor may have (and the bound config sizes get):
  * far above every real case, small enough that products of a few stay far

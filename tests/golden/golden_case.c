@@ -46,6 +46,7 @@ static const golden_handler *const tables[] = {
     golden_clip_handlers,
     golden_image_handlers,
     golden_vision_handlers,
+    golden_train_handlers,
 };
 
 const char *golden_path(const gcase *c) { return c->path; }

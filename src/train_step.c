@@ -1,0 +1,288 @@
+/* One Stage C training step (train_step.h): the official gdf loss, the
+ * backward through cs_stage_c_backward, clipping and the optimizer. */
+#include "train_step.h"
+
+#include "device.h"
+#include "error.h"
+#include "grad_blocks.h"
+#include "tensor.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef union {
+    cs_adafactor af;
+    cs_adamw aw;
+} opt_state;
+
+struct cs_trainer {
+    cs_stage_c *m;
+    cs_train_cfg cfg;
+    cs_grads g;
+    opt_state *st;           /* [nst], one per cs_grads entry, same index */
+    int nst;
+    int micro;               /* micro-batches accumulated since the last step */
+    float buckets[CS_TRAIN_BUCKETS];
+    float edges[CS_TRAIN_BUCKETS - 1];
+};
+
+void cs_train_cfg_default(cs_train_cfg *c, cs_opt_kind opt, double lr)
+{
+    memset(c, 0, sizeof *c);
+    c->opt = opt;
+    cs_adafactor_cfg_default(&c->adafactor, lr);
+    cs_adamw_cfg_default(&c->adamw, lr);
+    c->loss_weight = CS_LOSS_P2;
+    c->grad_accum = 1;
+    c->max_grad_norm = 1.0;
+}
+
+/* ---- the schedule (gdf/schedulers.py, scalers.py, noise_conditions.py) ----
+ * Float32 step by step as PyTorch evaluates the tensors; a Python float
+ * meeting a float32 tensor is rounded to float first. */
+
+static const float S = 0.008f;   /* CosineSchedule / CosineTNoiseCond s */
+#define HALF_PI_F ((float)M_PI)  /* `* torch.pi * 0.5`: two float products */
+
+static float min_var(void)
+{
+    float c = cosf(S / (1.0f + S) * HALF_PI_F * 0.5f);
+    return c * c;
+}
+
+/* CosineSchedule.schedule, without the limits */
+static float cosine_logsnr(float t)
+{
+    t = fminf(fmaxf(t, 0.0f), 1.0f);   /* BaseSchedule.__call__ clamps t */
+    float c = cosf((S + t) / (1.0f + S) * HALF_PI_F * 0.5f);
+    c = fminf(fmaxf(c, 0.0f), 1.0f);
+    float var = c * c / min_var();
+    var = fminf(fmaxf(var, 1e-4f), 0.9999f);
+    return logf(var / (1.0f - var));
+}
+
+static float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+void cs_train_schedule(float t, float *logsnr, float *a, float *b, float *r, float *p2)
+{
+    /* limits: the schedule at t = 1 (min) and t = 0 (max) (reset_limits) */
+    float lo = cosine_logsnr(1.0f), hi = cosine_logsnr(0.0f);
+    float l = fminf(fmaxf(cosine_logsnr(t), lo), hi);
+    float a2 = sigmoidf(l);
+    *logsnr = l;
+    *a = sqrtf(a2);
+    *b = sqrtf(1.0f - a2);
+    /* CosineTNoiseCond: var clamped to [0, 1], t = acos(sqrt(var min_var)) / (pi/2) (1 + s) - s */
+    float var = fminf(fmaxf(a2, 0.0f), 1.0f);
+    *r = acosf(sqrtf(var * min_var())) / (float)(M_PI * 0.5) * (1.0f + S) - S;
+    *p2 = 1.0f / (1.0f + expf(l));   /* P2LossWeight k = gamma = s = 1: pow(., -1) */
+}
+
+/* torch.searchsorted(edges, x) (side left): the number of edges < x */
+static int bucket_of(const float *edges, float x)
+{
+    int lo = 0, hi = CS_TRAIN_BUCKETS - 1;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (edges[mid] < x) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+/* ---- the trainer ---------------------------------------------------------- */
+
+int cs_trainer_new(cs_stage_c *m, const cs_train_cfg *cfg, cs_trainer **out)
+{
+    *out = NULL;
+    if (!cs_stage_c_trainable(m))
+        return cs_error(CS_EARG, "training: the Stage C model was not loaded for training (float32 weights)");
+    if (cfg->grad_accum < 1 || !(cfg->max_grad_norm >= 0) || !isfinite(cfg->max_grad_norm))
+        return cs_error(CS_EARG, "training: grad_accum %d / max_grad_norm %g out of range", cfg->grad_accum,
+                        cfg->max_grad_norm);
+    double lr = cfg->opt == CS_OPT_ADAMW ? cfg->adamw.lr : cfg->adafactor.lr;
+    if (!(lr >= 0) || !isfinite(lr)) return cs_error(CS_EARG, "training: learning rate %g out of range", lr);
+    cs_trainer *t = calloc(1, sizeof *t);
+    if (!t) return cs_oom("the trainer", sizeof *t);
+    t->m = m;
+    t->cfg = *cfg;
+    for (int i = 0; i < CS_TRAIN_BUCKETS; i++) t->buckets[i] = 1.0f;
+    /* torch.linspace(-10, 10, 299) in float32: equal to these within an
+     * ulp, which moves a bucket edge by 1e-6 of logSNR at most */
+    for (int i = 0; i < CS_TRAIN_BUCKETS - 1; i++)
+        t->edges[i] = (float)(-10.0 + 20.0 * i / (CS_TRAIN_BUCKETS - 2));
+    *out = t;
+    return 0;
+}
+
+static void free_state(cs_trainer *t, int i)
+{
+    if (t->cfg.opt == CS_OPT_ADAMW) cs_adamw_free(&t->st[i].aw);
+    else cs_adafactor_free(&t->st[i].af);
+}
+
+void cs_trainer_free(cs_trainer *t)
+{
+    if (!t) return;
+    for (int i = 0; i < t->nst; i++) free_state(t, i);
+    free(t->st);
+    cs_grads_free(&t->g);
+    free(t);
+}
+
+float *cs_trainer_buckets(cs_trainer *t) { return t->buckets; }
+const cs_grads *cs_trainer_grads(const cs_trainer *t) { return &t->g; }
+
+int cs_train_accumulate(cs_trainer *t, const cs_train_batch *bt, cs_train_out *o)
+{
+    cs_net_info in;
+    cs_stage_c_info(t->m, &in);
+    size_t B = bt->B, hw = bt->h * bt->w, ci = (size_t)in.c_in, co = (size_t)in.c_out;
+    if (!B || !hw || !bt->x0 || !bt->noise || !bt->t || !bt->clip_text || !bt->pooled)
+        return cs_error(CS_EARG, "training: an empty batch or a missing input");
+    if (ci != co) return cs_error(CS_EUNSUP, "training: c_in %zu != c_out %zu (the eps target needs them equal)", ci, co);
+    for (size_t n = 0; n < B; n++)
+        if (!(bt->t[n] >= 0.0f && bt->t[n] <= 1.0f))
+            return cs_error(CS_EARG, "training: t[%zu] = %g is not in [0, 1]", n, (double)bt->t[n]);
+    size_t ne = B * hw * ci;
+    float *noised = cs_alloc(ne * sizeof(float)), *pred = cs_alloc(ne * sizeof(float)),
+          *sc = cs_alloc(6 * B * sizeof(float));
+    int *idx = malloc(B * sizeof *idx);
+    double *loss = malloc(B * sizeof *loss);
+    int rc = 0;
+    if (!noised || !pred || !sc || !idx || !loss) rc = cs_oom("a training batch", 2 * ne * sizeof(float));
+    float *L = sc, *A = sc + B, *Bs = sc + 2 * B, *R = sc + 3 * B, *Wt = sc + 4 * B, *nb = sc + 5 * B;
+    for (size_t n = 0; !rc && n < B; n++) {
+        float p2;
+        cs_train_schedule(bt->t[n], &L[n], &A[n], &Bs[n], &R[n], &p2);
+        idx[n] = bucket_of(t->edges, L[n]);
+        /* AdaptiveLossWeight.weight: 1 / bucket_losses[i] clamped to [1e-7, 1e7] */
+        Wt[n] = t->cfg.loss_weight == CS_LOSS_ADAPTIVE ? fminf(fmaxf(1.0f / t->buckets[idx[n]], 1e-7f), 1e7f) : p2;
+        const float *x = bt->x0 + n * hw * ci, *e = bt->noise + n * hw * ci;
+        float *y = noised + n * hw * ci;
+        for (size_t i = 0; i < hw * ci; i++) y[i] = x[i] * A[n] + e[i] * Bs[n];
+    }
+    if (!rc)
+        rc = cs_stage_c_forward_train(t->m, noised, B, bt->h, bt->w, R, bt->clip_text, bt->Lt, bt->pooled,
+                                      bt->clip_img, bt->clip_img ? bt->M : 1, NULL, NULL, pred);
+    if (!rc) {
+        /* loss_n = mean (pred - eps)^2; loss_adjusted = mean_n(loss_n w_n) / accum,
+         * so dL/dpred = 2 (pred - eps) w_n / (B * C*H*W * accum), kept in pred's place */
+        double la = 0, per = (double)hw * ci, den = (double)B * per * t->cfg.grad_accum;
+        for (size_t n = 0; n < B; n++) {
+            float *y = pred + n * hw * ci;
+            const float *e = bt->noise + n * hw * ci;
+            double s = 0;
+            for (size_t i = 0; i < hw * ci; i++) s += ((double)y[i] - e[i]) * ((double)y[i] - e[i]);
+            loss[n] = (float)(s / per);
+            la += (double)(float)loss[n] * Wt[n];
+            if (o && o->pred) memcpy(o->pred + n * hw * ci, y, hw * ci * sizeof(float));
+            for (size_t i = 0; i < hw * ci; i++) y[i] = (float)(2.0 * ((double)y[i] - e[i]) * Wt[n] / den);
+        }
+        if (o) o->loss_adjusted = (float)(la / (double)B / t->cfg.grad_accum);
+        rc = cs_stage_c_backward(t->m, pred, &t->g, NULL);
+    } else {
+        cs_stage_c_train_end(t->m);
+    }
+    if (!rc && t->cfg.loss_weight == CS_LOSS_ADAPTIVE) {
+        /* update_buckets: every new value from the old state, then written in
+         * batch order (a bucket two samples share keeps the later one's, as
+         * PyTorch's index_put on the CPU does) */
+        for (size_t n = 0; n < B; n++) nb[n] = t->buckets[idx[n]] * 0.99f + (float)loss[n] * (float)(1 - 0.99);
+        for (size_t n = 0; n < B; n++) t->buckets[idx[n]] = nb[n];
+    }
+    if (!rc) t->micro++;
+    if (!rc && o) {
+        for (size_t n = 0; n < B; n++) {
+            if (o->loss) o->loss[n] = (float)loss[n];
+            if (o->logsnr) o->logsnr[n] = L[n];
+            if (o->r) o->r[n] = R[n];
+            if (o->weight) o->weight[n] = Wt[n];
+        }
+    }
+    cs_free(noised), cs_free(pred), cs_free(sc);
+    free(idx), free(loss);
+    return rc;
+}
+
+/* the optimizer state of gradient entry i, made on first use */
+static int state_of(cs_trainer *t, int i, opt_state **out)
+{
+    if (i >= t->nst) {
+        opt_state *s = realloc(t->st, (size_t)t->g.n * sizeof *s);
+        if (!s) return cs_oom("optimizer states", (size_t)t->g.n * sizeof *s);
+        memset(s + t->nst, 0, (size_t)(t->g.n - t->nst) * sizeof *s);
+        t->st = s;
+        t->nst = t->g.n;
+    }
+    opt_state *s = &t->st[i];
+    const cs_grad_ent *e = &t->g.e[i];
+    if (t->cfg.opt == CS_OPT_ADAMW) {
+        *out = s;
+        return s->aw.m ? 0 : cs_adamw_init(&s->aw, e->n);
+    }
+    *out = s;
+    if (s->af.u) return 0;
+    const cs_tensor *w = cs_st_find(cs_stage_c_file(t->m), e->name);
+    if (!w || (size_t)cs_tensor_numel(w) != e->n)
+        return cs_error(CS_EMODEL, "training: no weight of %zu values named %s", e->n, e->name);
+    return cs_adafactor_init(&s->af, w->ndim, w->shape);
+}
+
+int cs_train_apply(cs_trainer *t, double *grad_norm)
+{
+    /* clip_grad_norm_: the norm of the per-tensor norms; every gradient times
+     * min(1, max / (norm + 1e-6)) in float */
+    double tot = 0;
+    for (int i = 0; i < t->g.n; i++) {
+        double s = 0;
+        for (size_t j = 0; j < t->g.e[i].n; j++) s += (double)t->g.e[i].g[j] * t->g.e[i].g[j];
+        double nrm = (float)sqrt(s);
+        tot += nrm * nrm;
+    }
+    tot = (float)sqrt(tot);
+    if (grad_norm) *grad_norm = tot;
+    if (t->cfg.max_grad_norm > 0) {
+        float coef = (float)(t->cfg.max_grad_norm / (tot + 1e-6));
+        if (coef < 1.0f)
+            for (int i = 0; i < t->g.n; i++)
+                for (size_t j = 0; j < t->g.e[i].n; j++) t->g.e[i].g[j] *= coef;
+    }
+    for (int i = 0; i < t->g.n; i++) {
+        opt_state *s = NULL;
+        int rc = state_of(t, i, &s);
+        if (rc) return rc;
+        /* the model's own float32 copy (cs_stage_c_load_train): writable */
+        float *p = (float *)t->g.e[i].key;
+        if (t->cfg.opt == CS_OPT_ADAMW) cs_adamw_step(&s->aw, &t->cfg.adamw, p, t->g.e[i].g);
+        else cs_adafactor_step(&s->af, &t->cfg.adafactor, p, t->g.e[i].g);
+        cs_param_forget(p, t->g.e[i].n * sizeof(float));   /* packed or device copies are stale */
+    }
+    cs_grads_zero(&t->g);
+    t->micro = 0;
+    return 0;
+}
+
+int cs_train_step(cs_trainer *t, const cs_train_batch *b, cs_train_out *o)
+{
+    int rc = cs_train_accumulate(t, b, o);
+    if (o) o->stepped = 0;
+    if (rc || t->micro < t->cfg.grad_accum) return rc;
+    double gn;
+    rc = cs_train_apply(t, &gn);
+    if (!rc && o) o->stepped = 1, o->grad_norm = gn;
+    return rc;
+}
+
+int cs_train_draw(cs_rng *r, size_t B, size_t C, size_t h, size_t w, float *noise, float *t)
+{
+    int rc = cs_rng_randn_nhwc(r, noise, B, C, h, w);
+    if (rc) return rc;
+    for (size_t n = 0; n < B; n++) {
+        /* torch.rand on the CPU: 24 bits of one MT output, times 2^-24 */
+        float u = (float)(cs_rng_u32(r) & 0xFFFFFFu) * 0x1p-24f;
+        t[n] = fminf(fmaxf(1.0f - u + 0.001f, 0.001f), 1.0f);
+    }
+    return 0;
+}

@@ -1,0 +1,105 @@
+/* One Stage C training step (issue 13, doc/training.md §5): what
+ * train/train_c.py of the official code does per batch, and kohya's
+ * stable_cascade_train_stage_c.py with it (same gdf; §6 lists where kohya
+ * differs, and we follow kohya):
+ *
+ *   logSNR = CosineSchedule(t) (s = 0.008, variance clamped to [1e-4, 0.9999],
+ *            then to the schedule's own limits at t = 1 and t = 0)
+ *   a, b   = sqrt(sigmoid(logSNR)), sqrt(1 - sigmoid(logSNR))     (VPScaler)
+ *   noised = a x0 + b eps, target = eps                        (EpsilonTarget)
+ *   r      = CosineTNoiseCond(logSNR) (t back from the variance)
+ *   weight = P2: 1 / (1 + e^logSNR), or adaptive: 1 / bucket_losses[i]
+ *            clamped to [1e-7, 1e7], i = searchsorted(linspace(-10, 10, 299), logSNR)
+ *   pred   = StageC(noised, r, clip)
+ *   loss_n = mean_CHW (pred - target)^2, loss_adjusted = mean_n(loss_n weight_n) / grad_accum
+ *   adaptive: bucket_losses[i_n] = 0.99 bucket_losses[i_n] + 0.01 loss_n
+ *   backward of loss_adjusted; on the last micro-batch of grad_accum:
+ *   clip_grad_norm_(max_grad_norm), optimizer step, zero the gradients.
+ *
+ * Scalars follow PyTorch's float32 operations one by one (float libm), so a
+ * step matches the reference to float rounding. The random draws come in
+ * (t, eps), so that no RNG has to match; cs_train_draw makes them with the
+ * torch-CPU generator in the order the official code draws them.
+ *
+ * Host only, float32 master weights (cs_stage_c_load_train). */
+#ifndef CS_TRAIN_STEP_H
+#define CS_TRAIN_STEP_H
+
+#include "optim.h"
+#include "rng.h"
+#include "stage_c.h"
+
+#include <stddef.h>
+
+#define CS_TRAIN_BUCKETS 300   /* AdaptiveLossWeight's buckets (299 edges) */
+
+typedef enum { CS_OPT_ADAFACTOR, CS_OPT_ADAMW } cs_opt_kind;
+typedef enum { CS_LOSS_P2, CS_LOSS_ADAPTIVE } cs_loss_weight_kind;
+
+typedef struct {
+    cs_opt_kind opt;
+    cs_adafactor_cfg adafactor;     /* used with CS_OPT_ADAFACTOR */
+    cs_adamw_cfg adamw;             /* used with CS_OPT_ADAMW */
+    cs_loss_weight_kind loss_weight;
+    int grad_accum;                 /* >= 1: micro-batches per optimizer step */
+    double max_grad_norm;           /* 1.0 in both codes; 0 = no clipping */
+} cs_train_cfg;
+
+/* cfg for an optimizer at lr: the seed recipe's Adafactor (or torch's AdamW
+ * defaults), P2, no accumulation, clipping at 1. */
+void cs_train_cfg_default(cs_train_cfg *c, cs_opt_kind opt, double lr);
+
+/* One micro-batch, channels-last like the engine. */
+typedef struct {
+    size_t B, h, w;
+    const float *x0;          /* [B, h, w, c_in] latents */
+    const float *noise;       /* [B, h, w, c_in] eps */
+    const float *t;           /* [B] noise levels in [0, 1] */
+    const float *clip_text;   /* [B, Lt, c_clip_text] */
+    size_t Lt;
+    const float *pooled;      /* [B, 1, c_clip_pooled] */
+    const float *clip_img;    /* [B, M, c_clip_img], NULL = zeros, M = 1 (kohya) */
+    size_t M;
+} cs_train_batch;
+
+/* What a micro-batch gave; every array is optional (NULL) and has B entries. */
+typedef struct {
+    float *loss;              /* loss_n */
+    float *logsnr, *r, *weight;
+    float *pred;              /* [B, h, w, c_out] */
+    float loss_adjusted;
+    int stepped;              /* cs_train_step: 1 when the optimizer ran */
+    double grad_norm;         /* total norm before clipping, when stepped */
+} cs_train_out;
+
+typedef struct cs_trainer cs_trainer;
+
+/* m must come from cs_stage_c_load_train; cfg is copied. */
+int cs_trainer_new(cs_stage_c *m, const cs_train_cfg *cfg, cs_trainer **out);
+void cs_trainer_free(cs_trainer *t);   /* NULL is fine */
+
+/* AdaptiveLossWeight's bucket losses [CS_TRAIN_BUCKETS] (ones when new): read
+ * or set them to resume. */
+float *cs_trainer_buckets(cs_trainer *t);
+/* The accumulated gradients (grad_blocks.h), by tensor name. */
+const struct cs_grads *cs_trainer_grads(const cs_trainer *t);
+
+/* The micro-batch's forward and backward: gradients added, buckets updated. */
+int cs_train_accumulate(cs_trainer *t, const cs_train_batch *b, cs_train_out *o);
+/* Clipping, the optimizer step on every tensor with a gradient, zeroed
+ * gradients; *grad_norm (if not NULL) = the norm before clipping. */
+int cs_train_apply(cs_trainer *t, double *grad_norm);
+/* cs_train_accumulate, then cs_train_apply on every grad_accum-th call. */
+int cs_train_step(cs_trainer *t, const cs_train_batch *b, cs_train_out *o);
+
+/* The official draws for a batch (gdf.diffuse with epsilon=None, t=None):
+ * first eps = randn_like(x0) (B*C*h*w normals in NCHW order, stored
+ * [B, h, w, C]), then t = clamp(1 - rand(B) + 0.001, 0.001, 1), from r
+ * (seeded with cs_rng_seed as torch.manual_seed; the stream continues). */
+int cs_train_draw(cs_rng *r, size_t B, size_t C, size_t h, size_t w, float *noise, float *t);
+
+/* The schedule for one t (float32 as PyTorch): logSNR, a, b, r and the P2
+ * weight. */
+void cs_train_schedule(float t, float *logsnr, float *a, float *b, float *r, float *p2);
+
+#endif
