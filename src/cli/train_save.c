@@ -63,7 +63,7 @@ int tr_save_weights(const cs_stage_c *m, const char *path, tr_save_prec prec, co
     for (int i = 0; !rc && i < nm; i++) {
         const char *key, *val;
         cs_st_meta_at(f, i, &key, &val);
-        int dup = 0;
+        int dup = !strncmp(key, "cascade.train", 13);   /* ours, from a state: the new ones say where */
         for (int j = 0; j < n_extra; j++) dup |= !strcmp(key, extra[2 * j]);
         if (dup) continue;
         if (!strcmp(key, "dtype")) val = cs_dtype_name(to);   /* the golden files say what they hold */
