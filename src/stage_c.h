@@ -42,6 +42,10 @@ int cs_stage_c_load_train(cs_st_file *f, const cs_unet_opts *opt, cs_stage_c **o
 int cs_stage_c_trainable(const cs_stage_c *m);
 /* The weights file m was loaded from (tensor shapes by name). */
 cs_st_file *cs_stage_c_file(const cs_stage_c *m);
+/* The current value of the file's tensor i (header order): the model's own
+ * copy (training master weights, merged LoRAs) if it has one, else the
+ * file's tensor. For saving a trained model in the file's key layout. */
+const cs_tensor *cs_stage_c_weight(const cs_stage_c *m, int i);
 void cs_stage_c_free(cs_stage_c *m);   /* NULL is fine */
 void cs_stage_c_info(const cs_stage_c *m, cs_net_info *info);
 /* Smallest latent side the network accepts (patch size x cs_unet_min_side). */

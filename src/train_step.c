@@ -25,6 +25,8 @@ struct cs_trainer {
     int micro;               /* micro-batches accumulated since the last step */
     float buckets[CS_TRAIN_BUCKETS];
     float edges[CS_TRAIN_BUCKETS - 1];
+    cs_trainer_opt_fill fill;   /* resuming: fills states as they are made */
+    void *fill_ctx;
 };
 
 void cs_train_cfg_default(cs_train_cfg *c, cs_opt_kind opt, double lr)
@@ -206,6 +208,46 @@ int cs_train_accumulate(cs_trainer *t, const cs_train_batch *bt, cs_train_out *o
     return rc;
 }
 
+int cs_trainer_pending(const cs_trainer *t) { return t->micro; }
+int cs_trainer_opt_count(const cs_trainer *t) { return t->nst; }
+
+void cs_trainer_opt_at(const cs_trainer *t, int i, cs_trainer_opt_view *v)
+{
+    memset(v, 0, sizeof *v);
+    v->tensor = t->g.e[i].name;
+    const opt_state *s = &t->st[i];
+    if (t->cfg.opt == CS_OPT_ADAMW) {
+        v->step = s->aw.step, v->n = 2;
+        v->part[0] = "m", v->data[0] = s->aw.m, v->len[0] = s->aw.n;
+        v->part[1] = "v", v->data[1] = s->aw.v, v->len[1] = s->aw.n;
+    } else if (s->af.factored) {
+        v->step = s->af.step, v->n = 2;
+        v->part[0] = "row", v->data[0] = s->af.row, v->len[0] = s->af.B * s->af.R;
+        v->part[1] = "col", v->data[1] = s->af.col, v->len[1] = s->af.B * s->af.C;
+    } else {
+        v->step = s->af.step, v->n = 1;
+        v->part[0] = "v", v->data[0] = s->af.v, v->len[0] = s->af.B * s->af.R * s->af.C;
+    }
+}
+
+void cs_trainer_opt_restore(cs_trainer *t, cs_trainer_opt_fill fn, void *ctx)
+{
+    t->fill = fn;
+    t->fill_ctx = ctx;
+}
+
+/* a new state i: the saved values when resuming */
+static int state_filled(cs_trainer *t, int i, int rc)
+{
+    if (rc || !t->fill) return rc;
+    cs_trainer_opt_view v;
+    cs_trainer_opt_at(t, i, &v);
+    rc = t->fill(t->fill_ctx, &v);
+    if (!rc && t->cfg.opt == CS_OPT_ADAMW) t->st[i].aw.step = v.step;
+    else if (!rc) t->st[i].af.step = v.step;
+    return rc;
+}
+
 /* the optimizer state of gradient entry i, made on first use */
 static int state_of(cs_trainer *t, int i, opt_state **out)
 {
@@ -220,14 +262,14 @@ static int state_of(cs_trainer *t, int i, opt_state **out)
     const cs_grad_ent *e = &t->g.e[i];
     if (t->cfg.opt == CS_OPT_ADAMW) {
         *out = s;
-        return s->aw.m ? 0 : cs_adamw_init(&s->aw, e->n);
+        return s->aw.m ? 0 : state_filled(t, i, cs_adamw_init(&s->aw, e->n));
     }
     *out = s;
     if (s->af.u) return 0;
     const cs_tensor *w = cs_st_find(cs_stage_c_file(t->m), e->name);
     if (!w || (size_t)cs_tensor_numel(w) != e->n)
         return cs_error(CS_EMODEL, "training: no weight of %zu values named %s", e->n, e->name);
-    return cs_adafactor_init(&s->af, w->ndim, w->shape);
+    return state_filled(t, i, cs_adafactor_init(&s->af, w->ndim, w->shape));
 }
 
 int cs_train_apply(cs_trainer *t, double *grad_norm)

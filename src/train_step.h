@@ -84,6 +84,29 @@ float *cs_trainer_buckets(cs_trainer *t);
 /* The accumulated gradients (grad_blocks.h), by tensor name. */
 const struct cs_grads *cs_trainer_grads(const cs_trainer *t);
 
+/* ---- optimizer state, for a resumable checkpoint ----
+ * One state per tensor with a gradient (made at its first optimizer step),
+ * as named float arrays: Adafactor "row", "col" (factored) or "v"; AdamW
+ * "m", "v"; and the tensor's step count. */
+typedef struct {
+    const char *tensor;             /* the weight's name */
+    int64_t step;
+    int n;
+    const char *part[2];
+    float *data[2];
+    size_t len[2];
+} cs_trainer_opt_view;
+
+int cs_trainer_opt_count(const cs_trainer *t);
+void cs_trainer_opt_at(const cs_trainer *t, int i, cs_trainer_opt_view *v);
+/* Resuming: a state made from now on is filled by fn (ctx, its view): the
+ * arrays are allocated and zeroed, fn copies the saved values in and sets
+ * step; a non-zero return (a CS_E* code with cs_error set) fails the step. */
+typedef int (*cs_trainer_opt_fill)(void *ctx, cs_trainer_opt_view *v);
+void cs_trainer_opt_restore(cs_trainer *t, cs_trainer_opt_fill fn, void *ctx);
+/* Micro-batches accumulated since the last optimizer step. */
+int cs_trainer_pending(const cs_trainer *t);
+
 /* The micro-batch's forward and backward: gradients added, buckets updated. */
 int cs_train_accumulate(cs_trainer *t, const cs_train_batch *b, cs_train_out *o);
 /* Clipping, the optimizer step on every tensor with a gradient, zeroed

@@ -11,6 +11,7 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_models(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_train(int argc, char **argv);
 
 /* Shared start-up: SIMD level (CASCADE_SIMD) and threads (threads <= 0:
  * $CASCADE_THREADS, else all processors). Prints the error and returns the

@@ -13,6 +13,7 @@ static const struct {
     {"tokenize", cmd_tokenize, "print the CLIP token ids of a prompt"},
     {"generate", cmd_generate, "text to image: prompt -> PNG (--demo runs without model files)"},
     {"run", cmd_run, "run a ComfyUI Stable Cascade workflow (JSON, or a PNG that carries one)"},
+    {"train", cmd_train, "fine-tune Stage C (kohya's options; a dataset TOML or a folder of images)"},
     {"models", cmd_models, "list model files found, what auto would pick and why, what is missing"},
 };
 

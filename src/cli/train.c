@@ -1,0 +1,370 @@
+/* cascade train: full fine-tune of Stage C with kohya sd-scripts' option
+ * names (stable_cascade_train_stage_c.py), so that a kohya command line
+ * without `accelerate launch ... .py` runs as it is. Options -> tr_run
+ * (train_run.c). Unknown options, and kohya options we do not implement,
+ * are one-line errors (exit 2); the logging / data-loader options that
+ * change nothing here are accepted and listed as ignored in --help. */
+#include "cli.h"
+#include "train.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: cascade train --stage_c_checkpoint_path FILE --effnet_checkpoint_path FILE\n"
+        "                     (--dataset_config TOML | --train_data_dir DIR) --output_dir DIR [options]\n"
+        "\n"
+        "Full fine-tune of Stage C on the CPU, with kohya sd-scripts' option names (paste a\n"
+        "stable_cascade_train_stage_c.py command without `accelerate launch ... .py`).\n"
+        "\n"
+        "  --stage_c_checkpoint_path FILE   Stage C to train (also --pretrained_model_name_or_path)\n"
+        "  --effnet_checkpoint_path FILE    EfficientNet encoder (images -> latents)\n"
+        "  --previewer_checkpoint_path FILE previewer (decodes the sample images)\n"
+        "  --text_model_checkpoint_path FILE  CLIP-G text encoder (default: found in --models)\n"
+        "  --models DIR           model folder searched for the text encoder and tokenizer\n"
+        "                         (then $CASCADE_MODELS, then $XDG_DATA_HOME/cascade/models)\n"
+        "  --tokenizer DIR        vocab.json + merges.txt (or $CASCADE_TOKENIZER)\n"
+        "  --dataset_config TOML  kohya's dataset config ([[datasets]] / [[datasets.subsets]])\n"
+        "  --train_data_dir DIR   or a plain folder of images with NAME.txt captions\n"
+        "  --resolution W[,H]     training size for --train_data_dir or a config without one\n"
+        "                         (default 1024)\n"
+        "  --train_batch_size N   batch size for --train_data_dir (default 1; a config sets its own)\n"
+        "  --output_dir DIR       checkpoints, states, samples and the log (created if missing)\n"
+        "  --output_name NAME     file names: NAME-000001.safetensors per saved epoch, NAME.safetensors\n"
+        "                         at the end, NAME.jsonl the log (default: last)\n"
+        "  --learning_rate X      (default 1e-4)\n"
+        "  --optimizer_type T     adafactor (default) or adamw\n"
+        "  --optimizer_args K=V ...  Adafactor: scale_parameter=False relative_step=False\n"
+        "                         warmup_init=False (the only values), clip_threshold, decay_rate,\n"
+        "                         weight_decay, eps; AdamW: betas=B1,B2, eps, weight_decay\n"
+        "  --lr_scheduler constant   the only scheduler (kohya's default)\n"
+        "  --max_train_epochs N   epochs (wins over --max_train_steps)\n"
+        "  --max_train_steps N    optimizer steps (default 1600, as kohya)\n"
+        "  --gradient_accumulation_steps N   micro-batches per optimizer step (default 1)\n"
+        "  --max_grad_norm X      gradient clipping, 0 = off (default 1.0)\n"
+        "  --adaptive_loss_weight AdaptiveLossWeight instead of P2 (doc/training.md §5)\n"
+        "  --seed N               seeds the data order and each step's noise (default: random, logged)\n"
+        "  --save_every_n_epochs N  NAME-<epoch>.safetensors every N epochs\n"
+        "  --save_precision P     fp32 (or float), bf16, fp16 (default fp32)\n"
+        "  --save_state           also save a resumable state with every checkpoint\n"
+        "  --resume DIR           continue from OUTPUT_DIR/state-<step> (same options)\n"
+        "  --sample_every_n_epochs N   sample images every N epochs (needs the previewer)\n"
+        "  --sample_prompts FILE  one prompt a line: TEXT [--n NEG] [--w W] [--h H] [--d SEED]\n"
+        "                         [--l CFG] [--s STEPS] (kohya's format)\n"
+        "  --cache_latents, --cache_latents_to_disk, --cache_text_encoder_outputs,\n"
+        "  --cache_text_encoder_outputs_to_disk   keep the encodings on disk in --cache_dir\n"
+        "                         (they are always computed once, before training)\n"
+        "  --cache_dir DIR        (default OUTPUT_DIR/cache)\n"
+        "  --mixed_precision no|bf16   accepted; on the CPU the math stays float32\n"
+        "  --gradient_checkpointing    accepted; the backward always recomputes each block\n"
+        "                         from its saved input (per-block checkpointing)\n"
+        "  --threads N            worker threads (default: all cores, or $CASCADE_THREADS)\n"
+        "  -q, --quiet            no progress line\n"
+        "  -h, --help             this text\n"
+        "\n"
+        "Accepted and ignored (they change nothing here): --max_data_loader_n_workers N,\n"
+        "--persistent_data_loader_workers, --logging_dir DIR, --log_with X, --log_prefix X,\n"
+        "--log_tracker_name X, --console_log_level X, --lowram, --highvram, --xformers, --sdpa,\n"
+        "--mem_eff_attn, --vae_batch_size N, --text_encoder_batch_size N.\n"
+        "Any other option (kohya's LoRA options included) is an error.\n"
+        "\n"
+        "Ctrl-C or SIGTERM stops at once: the unfinished step is dropped and the state after the\n"
+        "last optimizer step is saved in OUTPUT_DIR/state-<step>; --resume continues it to the\n"
+        "same weights as an uninterrupted run (same machine and threads).\n"
+        "\n"
+        "Exit status: 0 done; 2 bad usage; 1 error (files, models, data, the run); 130 interrupted\n"
+        "(the state is saved).\n");
+}
+
+enum {
+    O_STAGE_C = 256, O_EFFNET, O_PREVIEWER, O_TEXT, O_MODELS, O_TOKENIZER, O_DSCONFIG, O_TRAIN_DIR, O_RES, O_BATCH,
+    O_OUT_DIR, O_OUT_NAME, O_LR, O_OPT, O_OPT_ARGS, O_SCHED, O_WARMUP, O_EPOCHS, O_STEPS, O_ACCUM, O_CLIP,
+    O_ADAPTIVE, O_SEED, O_SAVE_EVERY, O_SAVE_PREC, O_SAVE_STATE, O_RESUME, O_SAMPLE_EVERY, O_SAMPLE_PROMPTS,
+    O_CACHE_LAT, O_CACHE_TEXT, O_CACHE_DIR, O_MIXED, O_GC, O_THREADS, O_IGNORE_ARG, O_IGNORE_FLAG,
+};
+
+static const struct option longopts[] = {
+    {"stage_c_checkpoint_path", required_argument, 0, O_STAGE_C},
+    {"pretrained_model_name_or_path", required_argument, 0, O_STAGE_C},
+    {"effnet_checkpoint_path", required_argument, 0, O_EFFNET},
+    {"previewer_checkpoint_path", required_argument, 0, O_PREVIEWER},
+    {"text_model_checkpoint_path", required_argument, 0, O_TEXT},
+    {"models", required_argument, 0, O_MODELS},
+    {"tokenizer", required_argument, 0, O_TOKENIZER},
+    {"dataset_config", required_argument, 0, O_DSCONFIG},
+    {"train_data_dir", required_argument, 0, O_TRAIN_DIR},
+    {"resolution", required_argument, 0, O_RES},
+    {"train_batch_size", required_argument, 0, O_BATCH},
+    {"output_dir", required_argument, 0, O_OUT_DIR},
+    {"output_name", required_argument, 0, O_OUT_NAME},
+    {"learning_rate", required_argument, 0, O_LR},
+    {"optimizer_type", required_argument, 0, O_OPT},
+    {"optimizer_args", no_argument, 0, O_OPT_ARGS},   /* nargs='*': the words that follow */
+    {"lr_scheduler", required_argument, 0, O_SCHED},
+    {"lr_warmup_steps", required_argument, 0, O_WARMUP},
+    {"max_train_epochs", required_argument, 0, O_EPOCHS},
+    {"max_train_steps", required_argument, 0, O_STEPS},
+    {"gradient_accumulation_steps", required_argument, 0, O_ACCUM},
+    {"max_grad_norm", required_argument, 0, O_CLIP},
+    {"adaptive_loss_weight", no_argument, 0, O_ADAPTIVE},
+    {"seed", required_argument, 0, O_SEED},
+    {"save_every_n_epochs", required_argument, 0, O_SAVE_EVERY},
+    {"save_precision", required_argument, 0, O_SAVE_PREC},
+    {"save_state", no_argument, 0, O_SAVE_STATE},
+    {"resume", required_argument, 0, O_RESUME},
+    {"sample_every_n_epochs", required_argument, 0, O_SAMPLE_EVERY},
+    {"sample_prompts", required_argument, 0, O_SAMPLE_PROMPTS},
+    {"cache_latents", no_argument, 0, O_CACHE_LAT},
+    {"cache_latents_to_disk", no_argument, 0, O_CACHE_LAT},
+    {"cache_text_encoder_outputs", no_argument, 0, O_CACHE_TEXT},
+    {"cache_text_encoder_outputs_to_disk", no_argument, 0, O_CACHE_TEXT},
+    {"cache_dir", required_argument, 0, O_CACHE_DIR},
+    {"mixed_precision", required_argument, 0, O_MIXED},
+    {"gradient_checkpointing", no_argument, 0, O_GC},
+    {"threads", required_argument, 0, O_THREADS},
+    {"quiet", no_argument, 0, 'q'},
+    {"help", no_argument, 0, 'h'},
+    /* kohya's logging and data-loader knobs: nothing to do here */
+    {"max_data_loader_n_workers", required_argument, 0, O_IGNORE_ARG},
+    {"persistent_data_loader_workers", no_argument, 0, O_IGNORE_FLAG},
+    {"logging_dir", required_argument, 0, O_IGNORE_ARG},
+    {"log_with", required_argument, 0, O_IGNORE_ARG},
+    {"log_prefix", required_argument, 0, O_IGNORE_ARG},
+    {"log_tracker_name", required_argument, 0, O_IGNORE_ARG},
+    {"console_log_level", required_argument, 0, O_IGNORE_ARG},
+    {"lowram", no_argument, 0, O_IGNORE_FLAG},
+    {"highvram", no_argument, 0, O_IGNORE_FLAG},
+    {"xformers", no_argument, 0, O_IGNORE_FLAG},
+    {"sdpa", no_argument, 0, O_IGNORE_FLAG},
+    {"mem_eff_attn", no_argument, 0, O_IGNORE_FLAG},
+    {"vae_batch_size", required_argument, 0, O_IGNORE_ARG},
+    {"text_encoder_batch_size", required_argument, 0, O_IGNORE_ARG},
+    {0, 0, 0, 0},
+};
+
+static int bad(const char *opt, const char *what)
+{
+    fprintf(stderr, TR_ME ": %s: %s\n", opt, what);
+    return -1;
+}
+
+/* kohya writes Python booleans: False / True (any case) */
+static int is_false(const char *v) { return !strcasecmp(v, "false") || !strcmp(v, "0"); }
+
+/* One K=V of --optimizer_args. */
+static int opt_arg(tr_opts *o, const char *kv, int adamw)
+{
+    const char *eq = strchr(kv, '=');
+    if (!eq || eq == kv) return bad("--optimizer_args", "expected KEY=VALUE words");
+    size_t kl = (size_t)(eq - kv);
+    const char *v = eq + 1;
+    char key[64];
+    if (kl >= sizeof key) return bad("--optimizer_args", "key too long");
+    memcpy(key, kv, kl);
+    key[kl] = 0;
+    char what[128];
+    snprintf(what, sizeof what, "--optimizer_args %s", key);
+    float x;
+    if (!adamw && (!strcmp(key, "scale_parameter") || !strcmp(key, "relative_step") || !strcmp(key, "warmup_init"))) {
+        if (!is_false(v)) {
+            fprintf(stderr, TR_ME ": --optimizer_args: %s=%s is not supported (only False: the seed recipe)\n", key, v);
+            return -1;
+        }
+        return 0;
+    }
+    if (!adamw && !strcmp(key, "beta1")) {
+        if (strcasecmp(v, "None")) {
+            fprintf(stderr, TR_ME ": --optimizer_args: beta1=%s is not supported (only None)\n", v);
+            return -1;
+        }
+        return 0;
+    }
+    if (!strcmp(key, "weight_decay")) {
+        if (!strcmp(v, "0") || !strcmp(v, "0.0")) x = 0.0f;
+        else if (cli_parse_real(TR_ME, what, v, 0.0, 1.0, 0, &x)) return -1;
+        if (adamw) o->cfg.adamw.weight_decay = x;
+        else o->cfg.adafactor.weight_decay = x;
+        return 0;
+    }
+    if (!strcmp(key, "eps")) {
+        if (adamw) {
+            if (cli_parse_real(TR_ME, what, v, 0.0, 1.0, 1, &x)) return -1;
+            o->cfg.adamw.eps = x;
+        } else {
+            /* transformers' eps=(eps1, eps2): eps1 only (eps2 scales the lr with scale_parameter) */
+            if (cli_parse_real(TR_ME, what, v, 0.0, 1.0, 1, &x)) return -1;
+            o->cfg.adafactor.eps1 = x;
+        }
+        return 0;
+    }
+    if (!adamw && !strcmp(key, "clip_threshold")) {
+        if (cli_parse_real(TR_ME, what, v, 0.0, 1e6, 1, &x)) return -1;
+        o->cfg.adafactor.clip_threshold = x;
+        return 0;
+    }
+    if (!adamw && !strcmp(key, "decay_rate")) {
+        if (cli_parse_real(TR_ME, what, v, -1.0, 0.0, 0, &x)) return -1;
+        o->cfg.adafactor.decay_rate = x;
+        return 0;
+    }
+    if (adamw && !strcmp(key, "betas")) {
+        char b[64];
+        snprintf(b, sizeof b, "%s", v);
+        char *s = b + (b[0] == '(' || b[0] == '['), *c = strchr(s, ',');
+        if (!c) return bad(what, "expected betas=B1,B2");
+        *c = 0;
+        char *e = c + 1 + strcspn(c + 1, ")]");
+        *e = 0;
+        float b1, b2;
+        if (cli_parse_real(TR_ME, what, s, 0.0, 1.0, 0, &b1) || cli_parse_real(TR_ME, what, c + 1, 0.0, 1.0, 0, &b2))
+            return -1;
+        if (b1 >= 1.0f || b2 >= 1.0f) return bad(what, "each beta must be below 1");
+        o->cfg.adamw.beta1 = b1, o->cfg.adamw.beta2 = b2;
+        return 0;
+    }
+    fprintf(stderr, TR_ME ": --optimizer_args: %s is not supported for %s\n", key, adamw ? "adamw" : "adafactor");
+    return -1;
+}
+
+static int parse_res(const char *v, int *w, int *h)
+{
+    char a[32];
+    snprintf(a, sizeof a, "%s", v);
+    char *c = strchr(a, ',');
+    if (c) *c = 0;
+    if (cli_parse_int(TR_ME, "--resolution", a, 32, 8192, w)) return -1;
+    *h = *w;
+    if (c && cli_parse_int(TR_ME, "--resolution", c + 1, 32, 8192, h)) return -1;
+    return 0;
+}
+
+int cmd_train(int argc, char **argv)
+{
+    tr_opts o;
+    memset(&o, 0, sizeof o);
+    o.output_name = "last";
+    o.res_w = o.res_h = 1024;
+    o.batch_size = 1;
+    o.lr = 1e-4;
+    int opt = CS_OPT_ADAFACTOR, c, e = 0, accum = 1;
+    float f, clip = 1.0f;
+    cs_loss_weight_kind lw = CS_LOSS_P2;
+    const char *opt_words[32];
+    int n_words = 0;
+    opterr = 0;
+    optind = 1;
+    while (!e && (c = getopt_long(argc, argv, "+qh", longopts, NULL)) != -1) {
+        switch (c) {
+        case O_STAGE_C: o.stage_c = optarg; break;
+        case O_EFFNET: o.effnet = optarg; break;
+        case O_PREVIEWER: o.previewer = optarg; break;
+        case O_TEXT: o.text_encoder = optarg; break;
+        case O_MODELS: o.models_dir = optarg; break;
+        case O_TOKENIZER: o.tokenizer = optarg; break;
+        case O_DSCONFIG: o.dataset_config = optarg; break;
+        case O_TRAIN_DIR: o.train_data_dir = optarg; break;
+        case O_RES: e = parse_res(optarg, &o.res_w, &o.res_h); break;
+        case O_BATCH: e = cli_parse_int(TR_ME, "--train_batch_size", optarg, 1, 4096, &o.batch_size); break;
+        case O_OUT_DIR: o.output_dir = optarg; break;
+        case O_OUT_NAME: o.output_name = optarg; break;
+        case O_LR:
+            e = cli_parse_real(TR_ME, "--learning_rate", optarg, 0.0, 10.0, 1, &f);
+            o.lr = f;
+            break;
+        case O_OPT:
+            if (!strcasecmp(optarg, "adafactor")) opt = CS_OPT_ADAFACTOR;
+            else if (!strcasecmp(optarg, "adamw")) opt = CS_OPT_ADAMW;
+            else e = bad("--optimizer_type", "not supported (adafactor or adamw)");
+            break;
+        case O_OPT_ARGS:
+            while (optind < argc && argv[optind][0] != '-') {
+                if (n_words == 32) {
+                    e = bad("--optimizer_args", "more than 32 words");
+                    break;
+                }
+                opt_words[n_words++] = argv[optind++];
+            }
+            break;
+        case O_SCHED:
+            if (strcmp(optarg, "constant")) e = bad("--lr_scheduler", "only 'constant' is supported");
+            break;
+        case O_WARMUP:
+            if (strcmp(optarg, "0")) e = bad("--lr_warmup_steps", "only 0 is supported (constant learning rate)");
+            break;
+        case O_EPOCHS: e = cli_parse_int(TR_ME, "--max_train_epochs", optarg, 1, 1000000, &o.epochs); break;
+        case O_STEPS: e = cli_parse_int(TR_ME, "--max_train_steps", optarg, 1, 1000000000, &o.steps); break;
+        case O_ACCUM: e = cli_parse_int(TR_ME, "--gradient_accumulation_steps", optarg, 1, 65536, &accum); break;
+        case O_CLIP:
+            if (!strcmp(optarg, "0") || !strcmp(optarg, "0.0")) clip = 0.0f;
+            else e = cli_parse_real(TR_ME, "--max_grad_norm", optarg, 0.0, 1e9, 1, &clip);
+            break;
+        case O_ADAPTIVE: lw = CS_LOSS_ADAPTIVE; break;
+        case O_SEED:
+            e = cli_parse_u64(TR_ME, "--seed", optarg, UINT32_MAX, &o.seed);
+            o.seed_given = 1;
+            break;
+        case O_SAVE_EVERY: e = cli_parse_int(TR_ME, "--save_every_n_epochs", optarg, 1, 1000000, &o.save_every); break;
+        case O_SAVE_PREC:
+            if (!strcmp(optarg, "fp32") || !strcmp(optarg, "float")) o.save_prec = TR_SAVE_FP32;
+            else if (!strcmp(optarg, "bf16")) o.save_prec = TR_SAVE_BF16;
+            else if (!strcmp(optarg, "fp16")) o.save_prec = TR_SAVE_FP16;
+            else e = bad("--save_precision", "expected fp32, float, bf16 or fp16");
+            break;
+        case O_SAVE_STATE: o.save_state = 1; break;
+        case O_RESUME: o.resume = optarg; break;
+        case O_SAMPLE_EVERY:
+            e = cli_parse_int(TR_ME, "--sample_every_n_epochs", optarg, 1, 1000000, &o.sample_every);
+            break;
+        case O_SAMPLE_PROMPTS: o.sample_prompts = optarg; break;
+        case O_CACHE_LAT: o.cache_latents = 1; break;
+        case O_CACHE_TEXT: o.cache_text = 1; break;
+        case O_CACHE_DIR: o.cache_dir = optarg; break;
+        case O_MIXED:
+            if (strcmp(optarg, "no") && strcmp(optarg, "bf16"))
+                e = bad("--mixed_precision", "expected no or bf16 (fp16 is not supported)");
+            else if (!strcmp(optarg, "bf16"))
+                o.quiet |= 2;   /* say it once, after the other checks */
+            break;
+        case O_GC: break;   /* always on: cs_stage_c_backward recomputes per block */
+        case O_THREADS: e = cli_parse_threads(TR_ME, "--threads", optarg, &o.threads); break;
+        case O_IGNORE_ARG: case O_IGNORE_FLAG: break;
+        case 'q': o.quiet |= 1; break;
+        case 'h': usage(stdout); return 0;
+        case ':': fprintf(stderr, TR_ME ": %s: missing value\n", argv[optind - 1]); return 2;
+        default:
+            fprintf(stderr, TR_ME ": %s: unknown or unsupported option (see cascade train --help)\n",
+                    argv[optind - 1]);
+            return 2;
+        }
+    }
+    if (e) return 2;
+    if (optind < argc) {
+        fprintf(stderr, TR_ME ": unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    /* the optimizer's defaults, then its args over them */
+    cs_train_cfg_default(&o.cfg, (cs_opt_kind)opt, o.lr);
+    o.cfg.loss_weight = lw;
+    o.cfg.grad_accum = accum;
+    o.cfg.max_grad_norm = clip;
+    for (int i = 0; i < n_words; i++)
+        if (opt_arg(&o, opt_words[i], opt == CS_OPT_ADAMW)) return 2;
+    if (!o.stage_c) return bad("--stage_c_checkpoint_path", "required (the Stage C to train)"), 2;
+    if (!o.effnet) return bad("--effnet_checkpoint_path", "required (the EfficientNet encoder)"), 2;
+    if (!o.dataset_config == !o.train_data_dir)
+        return bad("--dataset_config", "give exactly one of --dataset_config and --train_data_dir"), 2;
+    if (!o.output_dir || !*o.output_dir) return bad("--output_dir", "required"), 2;
+    if (!*o.output_name || strchr(o.output_name, '/'))
+        return bad("--output_name", "must be a non-empty file name without '/'"), 2;
+    if (o.sample_every && !o.sample_prompts)
+        return bad("--sample_every_n_epochs", "needs --sample_prompts FILE"), 2;
+    if (o.sample_prompts && !o.previewer)
+        return bad("--sample_prompts", "needs --previewer_checkpoint_path (samples are decoded by the previewer)"), 2;
+    if (!o.epochs && !o.steps) o.steps = 1600;   /* kohya's default */
+    return tr_run(&o);
+}

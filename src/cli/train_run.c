@@ -1,0 +1,480 @@
+/* cascade train: the run. Every input is opened and checked before anything
+ * is written (a missing file leaves the output folder untouched); the
+ * images and captions are encoded once (EffNet latents, CLIP-G embeddings;
+ * on disk too with --cache_*) and the encoders freed; then epochs of
+ * bucketed batches, one cs_train_draw seeded with seed + micro-batch index
+ * and one cs_train_accumulate per batch, the optimizer every
+ * gradient_accumulation_steps batches and at the end of each epoch (as
+ * accelerate does). A stop request drops the unfinished step and saves the
+ * state of the last optimizer step (train_save.c). */
+#include "cli.h"
+#include "train.h"
+
+#include "cancel.h"
+#include "clip.h"
+#include "cond.h"
+#include "dataset.h"
+#include "dscache.h"
+#include "effnet.h"
+#include "error.h"
+#include "models.h"
+#include "ops.h"
+#include "previewer.h"
+#include "stage_c.h"
+#include "tensor.h"
+#include "tokenizer.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct {
+    tr_opts *o;
+    cs_st_file *cf;
+    cs_stage_c *m;
+    cs_effnet *eff;
+    cs_clip *clip;
+    cs_tokenizer *tok;
+    cs_previewer *pv;
+    char *text_path, *tok_dir;
+    uint64_t eff_id, clip_id;
+    cs_ds_config cfg;
+    cs_dataset *ds;
+    tr_prompt *prompts;
+    int n_prompts;
+    float **lat, **txt, **pool;       /* per image */
+    int64_t resume_step;              /* the state's step when resuming */
+    size_t Ct, Cp;
+    char fingerprint[512];
+    char cache_dir[4096];
+    FILE *log;
+    int tty;
+} run;
+
+static int fail(int rc)
+{
+    fprintf(stderr, TR_ME ": %s\n", cs_last_error());
+    return rc == CS_EINTR ? CLI_EXIT_INTERRUPTED : CLI_EXIT_ERROR;
+}
+
+static void warn_cb(void *ctx, const char *msg)
+{
+    (void)ctx;
+    fprintf(stderr, TR_ME ": note: %s\n", msg);
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double rss_mib(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long size = 0, res = 0;
+    if (f) {
+        if (fscanf(f, "%lu %lu", &size, &res) != 2) res = 0;
+        fclose(f);
+    }
+    return (double)res * (double)sysconf(_SC_PAGESIZE) / 1048576.0;
+}
+
+/* ---- opening everything ---- */
+
+static int find_text_encoder(run *r)
+{
+    tr_opts *o = r->o;
+    cs_model_set *set = NULL;
+    const char *tok = o->tokenizer ? o->tokenizer : getenv("CASCADE_TOKENIZER");
+    if (tok && !*tok) tok = NULL;
+    int need_scan = !o->text_encoder || !tok, rc = 0;
+    if (need_scan && (rc = cs_models_scan(o->models_dir, &set))) return rc;
+    const char *te = o->text_encoder;
+    for (int i = 0; !te && set && i < set->n; i++)
+        if (set->files[i].info.net == CS_NET_TEXT_G && !set->files[i].problem) te = set->files[i].path;
+    if (!tok && set) tok = set->tokenizer;
+    if (!te)
+        rc = cs_error(CS_EMODEL, "no text encoder: give --text_model_checkpoint_path FILE or --models DIR (%s)",
+                      cs_models_looked(set));
+    else if (!tok)
+        rc = cs_error(CS_EMODEL, "no tokenizer (vocab.json + merges.txt): give --tokenizer DIR (%s)",
+                      cs_models_looked(set));
+    else if (!(r->text_path = strdup(te)) || !(r->tok_dir = strdup(tok)))
+        rc = cs_oom("paths", 2 * 4096);
+    cs_models_free(set);
+    return rc;
+}
+
+static int open_all(run *r, tr_pos *pos)
+{
+    tr_opts *o = r->o;
+    char p[4200];
+    const char *sc = o->stage_c;
+    int rc;
+    /* the files first: cheap checks before any long work */
+    if (o->resume) {
+        snprintf(p, sizeof p, "%s/model.safetensors", o->resume);
+        sc = p;
+    }
+    if ((rc = cs_st_open(sc, &r->cf)) || (rc = cs_stage_c_load_train(r->cf, NULL, &r->m))) return rc;
+    if ((rc = cs_effnet_open(o->effnet, &r->eff))) return rc;
+    if ((rc = find_text_encoder(r)) || (rc = cs_clip_open(r->text_path, &r->clip)) ||
+        (rc = cs_tokenizer_load(r->tok_dir, &r->tok)))
+        return rc;
+    if (o->previewer && (rc = cs_previewer_open(o->previewer, &r->pv))) return rc;
+    cs_net_info in;
+    cs_stage_c_info(r->m, &in);
+    const cs_clip_config *cc = cs_clip_get_config(r->clip);
+    r->Ct = (size_t)in.c_clip_text, r->Cp = (size_t)in.c_clip_pooled;
+    if ((size_t)cc->width != r->Ct || (size_t)cc->proj != r->Cp)
+        return cs_error(CS_EMODEL, "%s: text width %d / projection %d, but Stage C takes %zu / %zu", r->text_path,
+                        cc->width, cc->proj, r->Ct, r->Cp);
+    if (cs_effnet_get_config(r->eff)->c_latent != in.c_in)
+        return cs_error(CS_EMODEL, "%s: latents of %d channels, but Stage C takes %d", o->effnet,
+                        cs_effnet_get_config(r->eff)->c_latent, in.c_in);
+    if (r->pv && cs_previewer_get_config(r->pv)->c_in != in.c_in)
+        return cs_error(CS_EMODEL, "%s: not a previewer of %d-channel latents", o->previewer, in.c_in);
+    if (o->sample_prompts && (rc = tr_prompts_read(o->sample_prompts, &r->prompts, &r->n_prompts))) return rc;
+    /* the data */
+    rc = o->dataset_config ? cs_ds_config_load(o->dataset_config, warn_cb, r, &r->cfg)
+                           : cs_ds_config_folder(o->train_data_dir, &r->cfg);
+    if (rc) return rc;
+    for (int i = 0; i < r->cfg.n; i++) {
+        cs_ds_dataset *d = &r->cfg.datasets[i];
+        if (!d->width) d->width = o->res_w, d->height = o->res_h;
+        if (o->train_data_dir) d->batch_size = o->batch_size;
+        for (int j = 0; j < d->n_subsets; j++) {
+            cs_ds_subset *s = &d->subsets[j];
+            if (s->shuffle_caption || s->flip_aug || s->caption_dropout_rate > 0 || s->caption_tag_dropout_rate > 0 ||
+                s->caption_dropout_every_n_epochs > 0)
+                warn_cb(r, "shuffle_caption, flip_aug and caption dropout are not applied yet (doc/training.md §8)");
+        }
+    }
+    if ((rc = cs_ds_scan(&r->cfg, warn_cb, r, &r->ds))) return rc;
+    if (!r->ds->n_batches) return cs_error(CS_EARG, "the data set has no images");
+    int cached;
+    if ((rc = cs_file_xxh64(o->effnet, &r->eff_id, &cached)) || (rc = cs_file_xxh64(r->text_path, &r->clip_id, &cached)))
+        return rc;
+    const cs_train_cfg *c = &o->cfg;
+    snprintf(r->fingerprint, sizeof r->fingerprint,
+             "%s lr=%.9g accum=%d clip=%.9g %s batches=%zu images=%zu threads=%d",
+             c->opt == CS_OPT_ADAMW ? "adamw" : "adafactor", o->lr, c->grad_accum, c->max_grad_norm,
+             c->loss_weight == CS_LOSS_ADAPTIVE ? "adaptive" : "p2", r->ds->n_batches, r->ds->n_images,
+             cs_threads_get());
+    if (o->resume) {
+        if ((rc = tr_state_read(o->resume, pos, r->fingerprint))) return rc;
+        if (o->seed_given && o->seed != pos->seed)
+            return cs_error(CS_EARG, "--seed %" PRIu64 " differs from the state's seed %" PRIu64, o->seed, pos->seed);
+        o->seed = pos->seed;
+    }
+    return 0;
+}
+
+/* ---- encoding the data once ---- */
+
+typedef struct {
+    run *r;
+    size_t i;
+    const char *text;
+} enc_ctx;
+
+static int enc_latent(void *ctx, cs_dscache_tensor *t, int n)
+{
+    enc_ctx *e = ctx;
+    (void)n;
+    return cs_ds_latent(e->r->eff, &e->r->ds->images[e->i], 0, t[0].data);
+}
+
+static int enc_text(void *ctx, cs_dscache_tensor *t, int n)
+{
+    enc_ctx *e = ctx;
+    (void)n;
+    return cs_ds_text(e->r->clip, e->r->tok, e->text, t[0].data, t[1].data);
+}
+
+static int encode_text(run *r, const char *text, int disk, float *txt, float *pool)
+{
+    enc_ctx e = {r, 0, text};
+    cs_dscache_tensor t[2] = {{"text", 2, {77, (int64_t)r->Ct}, txt}, {"pooled", 1, {(int64_t)r->Cp}, pool}};
+    if (!disk) return enc_text(&e, t, 2);
+    char desc[256];
+    cs_dscache_text_desc(text, r->clip_id, "official", desc, sizeof desc);
+    return cs_dscache_get(r->cache_dir, "text", desc, t, 2, enc_text, &e, NULL);
+}
+
+static int encode_all(run *r)
+{
+    tr_opts *o = r->o;
+    cs_dataset *ds = r->ds;
+    size_t n = ds->n_images;
+    if (!(r->lat = calloc(n, sizeof *r->lat)) || !(r->txt = calloc(n, sizeof *r->txt)) ||
+        !(r->pool = calloc(n, sizeof *r->pool)))
+        return cs_oom("encodings", 3 * n * sizeof(float *));
+    int rc = 0;
+    double t0 = now();
+    for (size_t i = 0; !rc && i < n; i++) {
+        const cs_ds_image *im = &ds->images[i];
+        int64_t h = (im->bucket_h + 31) / 32, w = (im->bucket_w + 31) / 32;
+        r->lat[i] = cs_alloc((size_t)(h * w) * 16 * sizeof(float));
+        r->txt[i] = cs_alloc(77 * r->Ct * sizeof(float));
+        r->pool[i] = cs_alloc(r->Cp * sizeof(float));
+        if (!r->lat[i] || !r->txt[i] || !r->pool[i]) return cs_oom("encodings", 77 * r->Ct * sizeof(float));
+        enc_ctx e = {r, i, im->caption};
+        cs_dscache_tensor t = {"latent", 4, {1, h, w, 16}, r->lat[i]};
+        if (o->cache_latents) {
+            char desc[256];
+            cs_dscache_latent_desc(im, r->eff_id, 0, desc, sizeof desc);
+            rc = cs_dscache_get(r->cache_dir, "latent", desc, &t, 1, enc_latent, &e, NULL);
+        } else {
+            rc = enc_latent(&e, &t, 1);
+        }
+        if (!rc) rc = encode_text(r, im->caption, o->cache_text, r->txt[i], r->pool[i]);
+        if (!rc) rc = cs_cancel_check();
+        if (!rc && r->tty && !(o->quiet & 1))
+            fprintf(stderr, "\r" TR_ME ": encoding %zu/%zu images (%.1f s)\033[K", i + 1, n, now() - t0);
+    }
+    for (int i = 0; !rc && i < r->n_prompts; i++) {
+        tr_prompt *p = &r->prompts[i];
+        if (!(p->clip_text = cs_alloc(2 * 77 * r->Ct * sizeof(float))) ||
+            !(p->pooled = cs_alloc(2 * r->Cp * sizeof(float))))
+            return cs_oom("a sample prompt", 2 * 77 * r->Ct * sizeof(float));
+        rc = encode_text(r, p->text, 0, p->clip_text, p->pooled);
+        if (!rc) rc = encode_text(r, p->negative, 0, p->clip_text + 77 * r->Ct, p->pooled + r->Cp);
+        if (!p->seed_given) p->seed = o->seed;
+    }
+    if (r->tty && !(o->quiet & 1) && n) fputc('\n', stderr);
+    /* the encoders are not needed any more */
+    cs_effnet_free(r->eff), r->eff = NULL;
+    cs_clip_free(r->clip), r->clip = NULL;
+    return rc;
+}
+
+/* ---- the loop ---- */
+
+static int mkdirs(const char *path)
+{
+    char p[4096];
+    if ((size_t)snprintf(p, sizeof p, "%s", path) >= sizeof p) return cs_error(CS_EARG, "%s: path too long", path);
+    for (char *s = p + 1;; s++) {
+        if (*s != '/' && *s) continue;
+        char c = *s;
+        *s = 0;
+        if (mkdir(p, 0777) && errno != EEXIST) return cs_error(CS_EIO, "%s: %s", p, cs_strerror(errno));
+        *s = c;
+        if (!c) break;
+    }
+    struct stat st;
+    if (stat(path, &st) || !S_ISDIR(st.st_mode)) return cs_error(CS_EIO, "%s: not a folder", path);
+    return 0;
+}
+
+static int save_checkpoint(run *r, int epoch, int64_t step, int final)
+{
+    char path[4400], e[32], s[32];
+    if (final) snprintf(path, sizeof path, "%s/%s.safetensors", r->o->output_dir, r->o->output_name);
+    else snprintf(path, sizeof path, "%s/%s-%06d.safetensors", r->o->output_dir, r->o->output_name, epoch);
+    snprintf(e, sizeof e, "%d", epoch);
+    snprintf(s, sizeof s, "%" PRId64, step);
+    const char *extra[] = {"cascade.train.epoch", e, "cascade.train.step", s};
+    int rc = tr_save_weights(r->m, path, r->o->save_prec, extra, 2);
+    if (!rc && !(r->o->quiet & 1)) fprintf(stderr, "%s" TR_ME ": saved %s\n", r->tty ? "\r\033[K" : "", path);
+    return rc;
+}
+
+/* the test suite stops a run at a chosen micro-batch, mid-step, through the
+ * real signal path (tests/cli_train.sh) */
+static int64_t test_stop_at(void)
+{
+    const char *e = getenv("CASCADE_TEST_TRAIN_STOP");
+    return e && *e ? strtoll(e, NULL, 10) : -1;
+}
+
+static int train(run *r, cs_trainer *t, tr_pos pos, int resumed, int *interrupted)
+{
+    tr_opts *o = r->o;
+    cs_dataset *ds = r->ds;
+    int64_t nb = (int64_t)ds->n_batches, ga = o->cfg.grad_accum, spe = (nb + ga - 1) / ga;
+    int epochs = o->epochs ? o->epochs : (int)((o->steps + spe - 1) / spe);
+    int64_t total = o->epochs ? spe * epochs : o->steps;
+    for (int e = 0; e < pos.epoch; e++) cs_ds_shuffle(ds, o->seed, (uint64_t)e);   /* the orders so far */
+    tr_pos at = pos;                         /* the last optimizer-step boundary */
+    float *buckets = cs_trainer_buckets(t), saved[CS_TRAIN_BUCKETS];
+    memcpy(saved, buckets, sizeof saved);
+    size_t maxe = 0;
+    for (size_t b = 0; b < ds->n_buckets; b++) {
+        size_t e = (size_t)((ds->buckets[b].h + 31) / 32) * (size_t)((ds->buckets[b].w + 31) / 32) * 16;
+        if (e > maxe) maxe = e;
+    }
+    size_t maxb = 0;
+    for (size_t b = 0; b < ds->n_batches; b++) maxb = ds->batches[b].n > maxb ? ds->batches[b].n : maxb;
+    float *x0 = cs_alloc(maxb * maxe * sizeof(float)), *noise = cs_alloc(maxb * maxe * sizeof(float));
+    float *txt = cs_alloc(maxb * 77 * r->Ct * sizeof(float)), *pool = cs_alloc(maxb * r->Cp * sizeof(float));
+    float *loss = malloc(maxb * sizeof *loss), *tt = malloc(maxb * sizeof *tt);
+    int rc = 0;
+    if (!x0 || !noise || !txt || !pool || !loss || !tt) rc = cs_oom("a batch", 2 * maxb * maxe * sizeof(float));
+    int64_t stop_at = test_stop_at();
+    double t_start = now(), t_last = t_start, smooth = NAN, sum_loss = 0, sum_w = 0;
+    int64_t steps_here = 0, nloss = 0;
+    if (!rc && !(o->quiet & 1))
+        fprintf(stderr, TR_ME ": %zu images, %zu batches an epoch, %d epochs, %" PRId64 " steps, seed %" PRIu64 "%s\n",
+                ds->n_images, ds->n_batches, epochs, total, o->seed, resumed ? " (resumed)" : "");
+    for (int epoch = pos.epoch; !rc && epoch < epochs && pos.step < total; epoch++) {
+        cs_ds_shuffle(ds, o->seed, (uint64_t)epoch);
+        int64_t b = epoch == at.epoch ? at.batch : 0;
+        for (; !rc && b < nb && pos.step < total; b++) {
+            if (cs_cancel_pending()) {
+                rc = CS_EINTR;
+                break;
+            }
+            const cs_ds_batch *bt = &ds->batches[b];
+            const cs_ds_bucket *bk = &ds->buckets[bt->bucket];
+            size_t B = bt->n, h = (size_t)(bk->h + 31) / 32, w = (size_t)(bk->w + 31) / 32, per = h * w * 16;
+            for (size_t n = 0; n < B; n++) {
+                size_t i = bk->idx[bt->first + n];
+                memcpy(x0 + n * per, r->lat[i], per * sizeof(float));
+                memcpy(txt + n * 77 * r->Ct, r->txt[i], 77 * r->Ct * sizeof(float));
+                memcpy(pool + n * r->Cp, r->pool[i], r->Cp * sizeof(float));
+            }
+            cs_rng rng;
+            cs_rng_seed(&rng, o->seed + (uint64_t)pos.micro);
+            if ((rc = cs_train_draw(&rng, B, 16, h, w, noise, tt))) break;
+            if (pos.micro == stop_at) raise(SIGINT);
+            cs_train_batch in = {B, h, w, x0, noise, tt, txt, 77, pool, NULL, 1};
+            cs_train_out out;
+            memset(&out, 0, sizeof out);
+            out.loss = loss;
+            if ((rc = cs_train_accumulate(t, &in, &out))) break;
+            pos.micro++;
+            for (size_t n = 0; n < B; n++) sum_loss += loss[n], nloss++;
+            sum_w += out.loss_adjusted;
+            if (cs_trainer_pending(t) < ga && b + 1 < nb) continue;
+            double gn = 0;
+            if ((rc = cs_train_apply(t, &gn))) break;
+            pos.step++, steps_here++;
+            pos.epoch = epoch, pos.batch = b + 1;
+            if (pos.batch == nb) pos.epoch = epoch + 1, pos.batch = 0;
+            at = pos;
+            memcpy(saved, buckets, sizeof saved);
+            double l = sum_loss / (double)nloss, tn = now(), dt = tn - t_last;
+            t_last = tn;
+            smooth = isnan(smooth) ? l : 0.9 * smooth + 0.1 * l;
+            double rss = rss_mib();
+            fprintf(r->log,
+                    "{\"step\":%" PRId64 ",\"epoch\":%d,\"loss\":%.9g,\"loss_weighted\":%.9g,\"lr\":%.9g,"
+                    "\"grad_norm\":%.9g,\"seconds\":%.4f,\"rss_mib\":%.1f}\n",
+                    pos.step, epoch + 1, l, sum_w, o->lr, gn, dt, rss);
+            fflush(r->log);
+            sum_loss = sum_w = 0, nloss = 0;
+            if (r->tty && !(o->quiet & 1)) {
+                double spi = (tn - t_start) / (double)steps_here, eta = spi * (double)(total - pos.step);
+                fprintf(stderr,
+                        "\rstep %" PRId64 "/%" PRId64 " epoch %d/%d loss %.4f lr %.3g %.2f s/it ETA %d:%02d:%02d "
+                        "RSS %.0f MiB\033[K",
+                        pos.step, total, epoch + 1, epochs, smooth, o->lr, spi, (int)(eta / 3600),
+                        (int)fmod(eta / 60, 60), (int)fmod(eta, 60), rss);
+            }
+        }
+        if (rc || b < nb) break;   /* stopped, or max_train_steps reached mid-epoch */
+        /* the end of an epoch (kohya: no numbered file for the last one) */
+        if (!r->tty && !(o->quiet & 1))
+            fprintf(stderr, TR_ME ": epoch %d/%d: step %" PRId64 "/%" PRId64 ", loss %.4f, %.2f s/it\n", epoch + 1,
+                    epochs, pos.step, total, smooth, steps_here ? (now() - t_start) / (double)steps_here : 0.0);
+        int last = epoch + 1 == epochs || pos.step >= total;
+        if (!last && o->save_every && (epoch + 1) % o->save_every == 0) {
+            rc = save_checkpoint(r, epoch + 1, pos.step, 0);
+            char sp[4400];
+            if (!rc && o->save_state)
+                rc = tr_state_save(o->output_dir, r->m, t, saved, &at, r->fingerprint, sp, sizeof sp);
+        }
+        if (!rc && o->sample_every && (epoch + 1) % o->sample_every == 0)
+            rc = tr_samples(r->m, r->pv, r->prompts, r->n_prompts, o->output_dir, o->output_name, epoch + 1,
+                            o->quiet & 1);
+    }
+    if (r->tty && !(o->quiet & 1)) fputc('\n', stderr);
+    if (!rc) rc = save_checkpoint(r, pos.epoch, pos.step, 1);
+    if (rc == CS_EINTR) {
+        *interrupted = 1;
+        char sp[4400];
+        if (at.step == 0 || (resumed && at.step == r->resume_step)) {
+            fprintf(stderr, TR_ME ": %s before an optimizer step: no new state saved%s%s\n",
+                    cli_stop_text(cs_cancel_pending()), resumed ? "; resume again from " : "",
+                    resumed ? o->resume : "");
+        } else if ((rc = tr_state_save(o->output_dir, r->m, t, saved, &at, r->fingerprint, sp, sizeof sp)) == 0) {
+            fprintf(stderr, TR_ME ": %s at step %" PRId64 "; state saved: %s (continue with --resume %s)\n",
+                    cli_stop_text(cs_cancel_pending()), at.step, sp, sp);
+        } else {
+            fprintf(stderr, TR_ME ": %s; the state could not be saved: %s\n", cli_stop_text(cs_cancel_pending()),
+                    cs_last_error());
+        }
+        rc = CS_EINTR;
+    }
+    cs_free(x0), cs_free(noise), cs_free(txt), cs_free(pool);
+    free(loss), free(tt);
+    return rc;
+}
+
+int tr_run(tr_opts *o)
+{
+    int st = cli_init(o->threads);
+    if (st) return st;
+    cli_signals_install();
+    run r;
+    memset(&r, 0, sizeof r);
+    r.o = o;
+    r.tty = isatty(2);
+    tr_pos pos = {0, 0, 0, 0, 0};
+    cs_trainer *t = NULL;
+    tr_resume *res = NULL;
+    int rc = open_all(&r, &pos), interrupted = 0;
+    if (!rc && !o->resume && !o->seed_given) o->seed = ((uint64_t)time(NULL) ^ ((uint64_t)getpid() << 16)) & 0xFFFFFFFFu;
+    pos.seed = o->seed;
+    r.resume_step = pos.step;
+    if (!rc && (o->quiet & 2))
+        fprintf(stderr, TR_ME ": --mixed_precision bf16: on the CPU the math stays float32 (master weights too)\n");
+    /* from here on things are written */
+    if (!rc) rc = mkdirs(o->output_dir);
+    if (!rc) {
+        if (o->cache_dir) snprintf(r.cache_dir, sizeof r.cache_dir, "%s", o->cache_dir);
+        else snprintf(r.cache_dir, sizeof r.cache_dir, "%s/cache", o->output_dir);
+        if ((o->cache_latents || o->cache_text) && (rc = mkdirs(r.cache_dir)) == 0) {}
+    }
+    if (!rc) rc = encode_all(&r);
+    if (!rc) rc = cs_trainer_new(r.m, &o->cfg, &t);
+    if (!rc && o->resume) rc = tr_state_restore(o->resume, t, &res);
+    if (!rc) {
+        char lp[4400];
+        snprintf(lp, sizeof lp, "%s/%s.jsonl", o->output_dir, o->output_name);
+        if (!(r.log = fopen(lp, o->resume ? "a" : "w"))) rc = cs_error(CS_EIO, "%s: %s", lp, cs_strerror(errno));
+    }
+    if (!rc) rc = train(&r, t, pos, o->resume != NULL, &interrupted);
+    if (rc && !interrupted) {
+        if (rc == CS_EINTR) fprintf(stderr, TR_ME ": %s\n", cli_stop_text(cs_cancel_pending()));
+        else fail(rc);
+    }
+    if (r.log) fclose(r.log);
+    tr_state_close(res);
+    cs_trainer_free(t);
+    for (size_t i = 0; r.ds && r.lat && i < r.ds->n_images; i++) cs_free(r.lat[i]), cs_free(r.txt[i]), cs_free(r.pool[i]);
+    free(r.lat), free(r.txt), free(r.pool);
+    tr_prompts_free(r.prompts, r.n_prompts);
+    cs_ds_free(r.ds);
+    cs_ds_config_free(&r.cfg);
+    cs_previewer_free(r.pv);
+    cs_tokenizer_free(r.tok);
+    cs_clip_free(r.clip);
+    cs_effnet_free(r.eff);
+    cs_stage_c_free(r.m);
+    cs_st_close(r.cf);
+    free(r.text_path), free(r.tok_dir);
+    if (!rc) return 0;
+    return rc == CS_EINTR ? cli_stop_status(cs_cancel_pending()) : 1;
+}

@@ -1,0 +1,160 @@
+#!/bin/sh
+# cascade train on the golden tiny Stage C with a tiny CLIP (tests/train_fixture)
+# and four small PNGs: the log has one finite loss per step, the checkpoints
+# exist and load back (training goes on from them, bf16 too), bad options
+# exit 2 with one line, missing files exit 1 with one line and leave no
+# output folder, an interrupted run (stopped mid-step through the real
+# SIGINT path) resumed from its state ends with the same bytes as an
+# uninterrupted one (also mid gradient accumulation), and the seed
+# tutorial's kohya command (paths replaced) runs.
+. "$TOP_SRCDIR/tests/cli_setup.sh"
+G=$SHARED_DIR/golden
+[ -f "$G/stage_c_tiny.weights.safetensors" ] && [ -d "$SHARED_DIR/tokenizer" ] || { echo "no golden files: skip"; exit 77; }
+FX="$(dirname "$BIN")/tests/train_fixture"
+[ -x "$FX" ] || { echo "ERROR: $FX not built (make check builds it)"; exit 99; }
+"$FX" "$tmp/fx" || exit 99
+SC=$G/stage_c_tiny.weights.safetensors EF=$G/effnet_slim.weights.safetensors PV=$G/previewer.weights.safetensors
+M="--stage_c_checkpoint_path $SC --effnet_checkpoint_path $EF --text_model_checkpoint_path $tmp/fx/text_encoder.safetensors"
+M="$M --tokenizer $SHARED_DIR/tokenizer --threads 1 -q"
+D="--train_data_dir $tmp/fx/images --resolution 128 --train_batch_size 2"
+T="$BIN train $M $D --seed 3 --adaptive_loss_weight --output_name t"
+# the scalar kernels take ~10x longer a step: that level runs the run, the
+# interrupt + resume and the refusals only
+full=1
+[ "$CASCADE_SIMD" = scalar ] && full=0
+printf 'a red square --w 128 --h 128 --s 2 --d 5\n# a comment\n\nstripes --n blurry --w 96 --h 64 --s 1\n' >"$tmp/p.txt"
+
+# 1. a run: 3 epochs of 2 batches, a checkpoint every epoch, samples at epoch 3
+if $T --max_train_epochs 3 --save_every_n_epochs 1 --sample_every_n_epochs 3 --sample_prompts "$tmp/p.txt" \
+    --previewer_checkpoint_path "$PV" --output_dir "$tmp/a" 2>"$tmp/err"; then
+    n=$(wc -l <"$tmp/a/t.jsonl")
+    fin=$(sed -n 's/.*"loss":\([^,]*\),.*/\1/p' "$tmp/a/t.jsonl" | awk '$1+0 == $1 && $1 > 0 && $1 < 1e30' | wc -l)
+    [ "$n" -eq 6 ] && [ "$fin" -eq 6 ] && ok "log: 6 steps, finite losses" || bad "log: $n lines, $fin finite: $(cat "$tmp/a/t.jsonl")"
+    for f in t-000001 t-000002 t; do [ -s "$tmp/a/$f.safetensors" ] || bad "no $f.safetensors"; done
+    [ -e "$tmp/a/t-000003.safetensors" ] && bad "a numbered file for the last epoch (kohya writes t.safetensors)"
+    for f in t_e000003_00 t_e000003_01; do [ -s "$tmp/a/sample/$f.png" ] || bad "no sample $f.png"; done
+    [ -z "$(find "$tmp/a" -name '*.tmp*')" ] || bad "temporary files left: $(find "$tmp/a" -name '*.tmp*')"
+else
+    bad "training run: $(cat "$tmp/err")"
+fi
+cmp -s "$tmp/a/t-000001.safetensors" "$tmp/a/t.safetensors" && bad "the weights did not change between epochs"
+cmp -s "$SC" "$tmp/a/t.safetensors" && bad "the weights did not change"
+
+# 2. checkpoints load back: training continues from them (bf16 output is half the size)
+if [ $full -eq 0 ]; then
+    :
+elif $BIN train $M $D --stage_c_checkpoint_path "$tmp/a/t.safetensors" --max_train_steps 1 --save_precision bf16 \
+    --output_dir "$tmp/back" --output_name b 2>"$tmp/err"; then
+    s32=$(wc -c <"$tmp/a/t.safetensors") s16=$(wc -c <"$tmp/back/b.safetensors")
+    [ $((s16 * 2)) -lt $((s32 + 65536)) ] && [ $((s16 * 2)) -gt $((s32 - 65536)) ] && ok "fp32 checkpoint loads; bf16 saved" ||
+        bad "sizes fp32 $s32, bf16 $s16"
+    $BIN train $M $D --stage_c_checkpoint_path "$tmp/back/b.safetensors" --max_train_steps 1 --output_dir "$tmp/back2" \
+        2>"$tmp/err" && ok "bf16 checkpoint loads" || bad "bf16 checkpoint: $(cat "$tmp/err")"
+else
+    bad "training from a checkpoint: $(cat "$tmp/err")"
+fi
+
+# 3. interrupted mid-step (CASCADE_TEST_TRAIN_STOP raises SIGINT before that
+# micro-batch's forward), resumed: the same final bytes as run 1
+CASCADE_TEST_TRAIN_STOP=3 $T --max_train_epochs 3 --save_every_n_epochs 1 --output_dir "$tmp/b" 2>"$tmp/err"
+rc=$?
+if [ $rc -eq 130 ] && [ -f "$tmp/b/state-000003/train.json" ] && grep -q 'state saved' "$tmp/err"; then
+    ok "interrupted: exit 130, state-000003"
+    [ -z "$(find "$tmp/b" -name '.state*' -o -name '*.tmp*')" ] || bad "temporary files left after the interrupt"
+    if $T --max_train_epochs 3 --save_every_n_epochs 1 --output_dir "$tmp/b" --resume "$tmp/b/state-000003" 2>"$tmp/err"; then
+        cmp "$tmp/a/t.safetensors" "$tmp/b/t.safetensors" && ok "resumed = uninterrupted (bit for bit)" ||
+            bad "resumed run differs from the uninterrupted one"
+        [ "$(wc -l <"$tmp/b/t.jsonl")" -eq 6 ] && ok "log: 3 + 3 steps" || bad "resumed log: $(wc -l <"$tmp/b/t.jsonl") lines"
+    else
+        bad "resume: $(cat "$tmp/err")"
+    fi
+    $T --max_train_epochs 3 --output_dir "$tmp/b" --resume "$tmp/b/state-000003" --learning_rate 1e-3 2>"$tmp/err"
+    rc=$?
+    [ $rc -eq 1 ] && grep -q 'saved by another run' "$tmp/err" && ok "resume with other options refused" ||
+        bad "resume with another lr: exit $rc: $(cat "$tmp/err")"
+else
+    bad "interrupt: exit $rc: $(cat "$tmp/err")"
+fi
+# the same in the middle of a gradient accumulation cycle (AdamW, 2 micro-batches a step)
+A="$T --max_train_epochs 3 --gradient_accumulation_steps 2 --optimizer_type AdamW --seed 5"
+[ $full -eq 1 ] && { $A --output_dir "$tmp/c" 2>"$tmp/err" || bad "accumulation run: $(cat "$tmp/err")"; }
+[ $full -eq 1 ] && CASCADE_TEST_TRAIN_STOP=3 $A --output_dir "$tmp/d" 2>"$tmp/err"
+rc=$?
+if [ $full -eq 0 ]; then
+    :
+elif [ $rc -eq 130 ] && $A --output_dir "$tmp/d" --resume "$tmp/d/state-000001" 2>"$tmp/err"; then
+    cmp "$tmp/c/t.safetensors" "$tmp/d/t.safetensors" && ok "mid-accumulation resume = uninterrupted" ||
+        bad "mid-accumulation resume differs"
+else
+    bad "mid-accumulation interrupt/resume: exit $rc: $(cat "$tmp/err")"
+fi
+
+# 4. bad options: exit 2, one line naming the option, nothing written
+refuse() {
+    want=$1 name=$2; shift 2
+    "$@" >"$tmp/out" 2>"$tmp/err"; rc=$?
+    if [ $rc -eq "$want" ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] && grep -q -- "$name" "$tmp/err" && [ ! -e "$tmp/no" ]; then
+        ok "refused ($rc): $(cat "$tmp/err")"
+    else
+        bad "$name: exit $rc (want $want), $(wc -l <"$tmp/err") lines, output dir $(ls -d "$tmp/no" 2>/dev/null):"
+        cat "$tmp/err"
+    fi
+    rm -rf "$tmp/no"
+}
+O="--output_dir $tmp/no"
+refuse 2 "--optimizer_type" $T $O --optimizer_type lion
+refuse 2 "--network_module" $T $O --network_module networks.lora
+refuse 2 "--no_such_option" $T $O --no_such_option 1
+refuse 2 "--learning_rate" $T $O --learning_rate x
+refuse 2 "relative_step" $T $O --optimizer_type adafactor --optimizer_args relative_step=True
+refuse 2 "--save_precision" $T $O --save_precision fp8
+refuse 2 "--mixed_precision" $T $O --mixed_precision fp16
+refuse 2 "--lr_scheduler" $T $O --lr_scheduler cosine
+refuse 2 "--effnet_checkpoint_path" $BIN train --stage_c_checkpoint_path "$SC" $D $O
+refuse 2 "--sample_prompts" $T $O --sample_prompts "$tmp/p.txt"
+# missing or bad files: exit 1, one line naming the file, no output folder
+refuse 1 "nope.safetensors" $T $O --stage_c_checkpoint_path "$tmp/nope.safetensors"
+refuse 1 "effnope" $T $O --effnet_checkpoint_path "$tmp/effnope.safetensors"
+refuse 1 "$tmp/noimages" $BIN train $M --train_data_dir "$tmp/noimages" $O
+refuse 1 "noprompts.txt" $T $O --previewer_checkpoint_path "$PV" --sample_prompts "$tmp/noprompts.txt"
+refuse 1 "text width" $T $O --effnet_checkpoint_path "$EF" --text_model_checkpoint_path "$G/text/clip_tiny_gelu.weights.safetensors"
+
+# 5. the seed tutorial's command (docs: ../shared/context/seed-tutorial.txt), paths replaced,
+# with a kohya dataset TOML; epochs cut to 1 by a later option
+cat >"$tmp/ds.toml" <<EOF
+[general]
+enable_bucket = true
+caption_extension = ".txt"
+[[datasets]]
+resolution = 128
+batch_size = 2
+min_bucket_reso = 64
+max_bucket_reso = 192
+bucket_reso_steps = 64
+  [[datasets.subsets]]
+  image_dir = "$tmp/fx/images"
+  num_repeats = 1
+EOF
+if [ $full -eq 0 ]; then
+    :
+elif CASCADE_TOKENIZER=$SHARED_DIR/tokenizer $BIN train \
+    --mixed_precision bf16 --save_precision bf16 --max_data_loader_n_workers 2 --persistent_data_loader_workers \
+    --gradient_checkpointing --learning_rate 1e-4 \
+    --optimizer_type adafactor --optimizer_args "scale_parameter=False" "relative_step=False" "warmup_init=False" \
+    --max_train_epochs 10 --save_every_n_epochs 1 --save_precision bf16 \
+    --output_dir "$tmp/seed" --output_name "testv1" \
+    --stage_c_checkpoint_path "$SC" \
+    --effnet_checkpoint_path "$EF" \
+    --previewer_checkpoint_path "$PV" \
+    --dataset_config "$tmp/ds.toml" \
+    --sample_every_n_epochs 1 --sample_prompts "$tmp/p.txt" \
+    --adaptive_loss_weight \
+    --text_model_checkpoint_path "$tmp/fx/text_encoder.safetensors" --threads 1 --max_train_epochs 1 \
+    >"$tmp/out" 2>"$tmp/err"; then
+    [ -s "$tmp/seed/testv1.safetensors" ] && [ -s "$tmp/seed/testv1.jsonl" ] && [ -s "$tmp/seed/sample/testv1_e000001_00.png" ] &&
+        grep -q 'math stays float32' "$tmp/err" && ok "the seed's command trains, saves and samples" ||
+        bad "seed command: $(ls -R "$tmp/seed"; cat "$tmp/err")"
+else
+    bad "seed command: $(cat "$tmp/err")"
+fi
+exit $fail
