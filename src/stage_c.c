@@ -150,6 +150,11 @@ int cs_stage_c_load_train(cs_st_file *f, const cs_unet_opts *opt, cs_stage_c **o
 int cs_stage_c_trainable(const cs_stage_c *m) { return m && m->trainable; }
 cs_st_file *cs_stage_c_file(const cs_stage_c *m) { return m->f; }
 
+const cs_tensor *cs_stage_c_train_weight(const cs_stage_c *m, int i)
+{
+    return m && m->trainable ? cs_lora_patch_at(m->lora, i) : NULL;
+}
+
 int cs_stage_c_load_opts(cs_st_file *f, const cs_unet_opts *opt, cs_stage_c **out)
 {
     return cs_stage_c_load_lora(f, opt, NULL, out);

@@ -84,6 +84,12 @@ float *cs_trainer_buckets(cs_trainer *t);
 /* The accumulated gradients (grad_blocks.h), by tensor name. */
 const struct cs_grads *cs_trainer_grads(const cs_trainer *t);
 
+/* LoRA training (lora_train.h): gradients for net's wrapped weights only,
+ * and cs_train_apply steps net's A and B (cs_lora_net_apply) instead of the
+ * weights. Before the first step; net must outlive t. */
+struct cs_lora_net;
+int cs_trainer_set_lora(cs_trainer *t, struct cs_lora_net *net);
+
 /* The micro-batch's forward and backward: gradients added, buckets updated. */
 int cs_train_accumulate(cs_trainer *t, const cs_train_batch *b, cs_train_out *o);
 /* Clipping, the optimizer step on every tensor with a gradient, zeroed
