@@ -1,5 +1,5 @@
 /* LoRA training of Stage C (src/lora_train.c) against kohya's own code
- * (tests/data/train/lora_adamw.io.safetensors, tests/ref/lora_train_ref.py):
+ * (tests/data/lora_train/lora_adamw.io.safetensors, tests/ref/lora_train_ref.py):
  * the modules and their order, the seeded init of every lora_down, one
  * training step (loss, dL/dA, dL/dB, grad norm, A/B after AdamW) on the
  * golden tiny Stage C; then save -> load through src/lora.c gives the
@@ -202,7 +202,7 @@ int main(int argc, char **argv)
         printf("%s: %s\n", check_under_ci() ? "ERROR" : "SKIP", cs_last_error());
         return check_under_ci() ? 99 : 77;
     }
-    snprintf(path, sizeof path, "%s/tests/data/train/lora_adamw.io.safetensors", top ? top : ".");
+    snprintf(path, sizeof path, "%s/tests/data/lora_train/lora_adamw.io.safetensors", top ? top : ".");
     MUST(cs_st_open(path, &D));
     TOL = json_loads(cs_st_meta(D, "tolerances"), 0, NULL);
     json_t *mods = json_loads(cs_st_meta(D, "modules"), 0, NULL), *chosen = json_loads(cs_st_meta(D, "chosen"), 0, NULL);

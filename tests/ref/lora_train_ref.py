@@ -4,7 +4,7 @@ kohya sd-scripts' own code, branch stable-cascade (235a1ea), imported
 unmodified: library/stable_cascade.py (StageC with Attention2D to_q/to_k/to_v/
 out_proj, its copy of gdf) and networks/lora.py (LoRANetwork, LoRAModule).
 
-(a) tests/data/train/lora_adamw.io.safetensors: the golden tiny Stage C
+(a) tests/data/lora_train/lora_adamw.io.safetensors: the golden tiny Stage C
     (in_proj split as kohya's convert_state_dict_mha_to_normal_attn does),
     torch.manual_seed(SEED) then LoRANetwork(dim, alpha) on it: every module's
     initial lora_down (out.init.<name>), in kohya's order (metadata `modules`).
@@ -46,7 +46,7 @@ ap.add_argument("--kohya", required=True, help="export of sd-scripts (library/st
 ap.add_argument("--comfy", help="ComfyUI source tree (for --check-lora)")
 ap.add_argument("--golden", required=True, help="folder with stage_c_tiny.weights.safetensors")
 ap.add_argument("--check-lora", help="a LoRA file written by cs_lora_net_save")
-ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "data", "train", "lora_adamw.io.safetensors"))
+ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "data", "lora_train", "lora_adamw.io.safetensors"))
 args = ap.parse_args()
 
 SEED, DIM, ALPHA, LR = 4242, 2, 1.0, 1e-3
