@@ -156,6 +156,11 @@ const cs_tensor *cs_stage_c_weight(const cs_stage_c *m, int i)
     return t ? t : cs_st_at(m->f, i);
 }
 
+const cs_tensor *cs_stage_c_train_weight(const cs_stage_c *m, int i)
+{
+    return m && m->trainable ? cs_lora_patch_at(m->lora, i) : NULL;
+}
+
 int cs_stage_c_load_opts(cs_st_file *f, const cs_unet_opts *opt, cs_stage_c **out)
 {
     return cs_stage_c_load_lora(f, opt, NULL, out);

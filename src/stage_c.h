@@ -40,6 +40,10 @@ int cs_stage_c_load_lora(cs_st_file *f, const cs_unet_opts *opt, struct cs_lora_
 int cs_stage_c_load_train(cs_st_file *f, const cs_unet_opts *opt, cs_stage_c **out);
 /* 1 iff m was loaded by cs_stage_c_load_train. */
 int cs_stage_c_trainable(const cs_stage_c *m);
+/* The float32 copy that stands for the file's tensor i in a model from
+ * cs_stage_c_load_train (writable: its data is the key of its cs_grads
+ * entry), or NULL (not trainable, not a float tensor of the network). */
+const cs_tensor *cs_stage_c_train_weight(const cs_stage_c *m, int i);
 /* The weights file m was loaded from (tensor shapes by name). */
 cs_st_file *cs_stage_c_file(const cs_stage_c *m);
 /* The current value of the file's tensor i (header order): the model's own

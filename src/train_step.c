@@ -5,6 +5,7 @@
 #include "device.h"
 #include "error.h"
 #include "grad_blocks.h"
+#include "lora_train.h"
 #include "tensor.h"
 
 #include <math.h>
@@ -23,6 +24,7 @@ struct cs_trainer {
     opt_state *st;           /* [nst], one per cs_grads entry, same index */
     int nst;
     int micro;               /* micro-batches accumulated since the last step */
+    cs_lora_net *lora;       /* LoRA training: the optimizer updates its A and B only */
     float buckets[CS_TRAIN_BUCKETS];
     float edges[CS_TRAIN_BUCKETS - 1];
     cs_trainer_opt_fill fill;   /* resuming: fills states as they are made */
@@ -272,8 +274,22 @@ static int state_of(cs_trainer *t, int i, opt_state **out)
     return state_filled(t, i, cs_adafactor_init(&s->af, w->ndim, w->shape));
 }
 
+int cs_trainer_set_lora(cs_trainer *t, cs_lora_net *net)
+{
+    if (t->g.n || t->micro) return cs_error(CS_EARG, "training: a LoRA must be set before the first step");
+    int rc = cs_lora_net_attach(net, &t->g);
+    if (!rc) t->lora = net;
+    return rc;
+}
+
 int cs_train_apply(cs_trainer *t, double *grad_norm)
 {
+    if (t->lora) {
+        int rc = cs_lora_net_apply(t->lora, &t->g, &t->cfg, grad_norm);
+        cs_grads_zero(&t->g);
+        t->micro = 0;
+        return rc;
+    }
     /* clip_grad_norm_: the norm of the per-tensor norms; every gradient times
      * min(1, max / (norm + 1e-6)) in float */
     double tot = 0;

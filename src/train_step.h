@@ -107,6 +107,12 @@ void cs_trainer_opt_restore(cs_trainer *t, cs_trainer_opt_fill fn, void *ctx);
 /* Micro-batches accumulated since the last optimizer step. */
 int cs_trainer_pending(const cs_trainer *t);
 
+/* LoRA training (lora_train.h): gradients for net's wrapped weights only,
+ * and cs_train_apply steps net's A and B (cs_lora_net_apply) instead of the
+ * weights. Before the first step; net must outlive t. */
+struct cs_lora_net;
+int cs_trainer_set_lora(cs_trainer *t, struct cs_lora_net *net);
+
 /* The micro-batch's forward and backward: gradients added, buckets updated. */
 int cs_train_accumulate(cs_trainer *t, const cs_train_batch *b, cs_train_out *o);
 /* Clipping, the optimizer step on every tensor with a gradient, zeroed

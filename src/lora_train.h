@@ -1,0 +1,105 @@
+/* LoRA training of Stage C as kohya's sd-scripts does it (issue 13,
+ * doc/training.md §9): `--network_module networks.lora` on the
+ * stable-cascade branch, which wraps every Linear and every 1x1 Conv2d of
+ * Stage C (attention as to_q/to_k/to_v/out_proj), and kxk Conv2d that are
+ * not grouped only with conv_dim (the released Stage C has none; its
+ * depthwise convs are grouped and never wrapped).
+ *
+ * Use (the trainer does the rest, every step):
+ *   cs_stage_c_load_train(f, NULL, &m);
+ *   cs_lora_train_cfg lc; cs_lora_train_cfg_default(&lc);  lc.dim = 8; ...
+ *   cs_lora_net_new(m, &lc, &net);          // A = kaiming init (seed), B = 0
+ *   cs_trainer_new(m, &cfg, &tr);  cs_trainer_set_lora(tr, net);
+ *   loop: cs_train_step(tr, &batch, &out);  // optimizer on A and B only
+ *   cs_lora_net_save(net, "out.safetensors", CS_BF16, meta, nmeta);
+ *   cs_trainer_free(tr); cs_lora_net_free(net); cs_stage_c_free(m);
+ *
+ * How (exact, not an approximation): the model's float32 weight of a
+ * wrapped module is kept at W' = W0 + s B A (s = alpha / dim, W0 the file's
+ * tensor, the q/k/v third of in_proj for to_q/to_k/to_v), so the plain Stage C
+ * forward is kohya's forward W0 x + s B (A x). The Stage C backward gives
+ * G = dL/dW' for the wrapped tensors only (the others are frozen); since W'
+ * is linear in A and B, dL/dA = s B^T G and dL/dB = s G A^T. Clipping and the
+ * optimizer (the trainer's cfg) act on A and B only, then W' is merged again
+ * from W0. Biases and every other tensor stay as loaded.
+ *
+ * Seeding: cs_lora_net_new gives the A that `torch.manual_seed(seed)`
+ * followed by kohya's LoRANetwork(..., unet=StageC) gives on the CPU: for
+ * each module in kohya's order, the draws of the nn.Linear/Conv2d
+ * constructors of lora_down and lora_up, then kaiming_uniform_(a=sqrt(5)) of
+ * lora_down (U(-1/sqrt(fan_in), 1/sqrt(fan_in)), torch's uniform_ formula);
+ * B = 0. A kohya run draws from the generator before (model init) as well, so
+ * a whole kohya run is not reproduced draw for draw.
+ *
+ * Host only, float32 (as cs_train_step). */
+#ifndef CS_LORA_TRAIN_H
+#define CS_LORA_TRAIN_H
+
+#include "stage_c.h"
+#include "tensor.h"
+#include "train_step.h"
+
+#include <stdint.h>
+
+typedef struct {
+    const char *network_module;   /* "networks.lora" (or "lora"); any other is refused */
+    int dim;                      /* --network_dim: rank >= 1 (kohya's default 4) */
+    double alpha;                 /* --network_alpha (default 1); 0 = dim (scale 1); < 0 refused */
+    int conv_dim;                 /* network_args conv_dim: 0 = kxk convs not wrapped */
+    double conv_alpha;            /* network_args conv_alpha (default 1) */
+    /* --network_dropout and network_args rank_dropout / module_dropout: not
+     * implemented, so anything but 0 is refused (CS_EUNSUP) */
+    double dropout, rank_dropout, module_dropout;
+    uint64_t seed;                /* of the init (torch.manual_seed) */
+} cs_lora_train_cfg;
+
+void cs_lora_train_cfg_default(cs_lora_train_cfg *c);   /* networks.lora, dim 4, alpha 1, seed 0 */
+
+typedef struct cs_lora_net cs_lora_net;
+
+/* One wrapped module, as kohya saves it. */
+typedef struct {
+    const char *name;        /* "lora_unet_down_blocks_0_2_attention_attn_to_q" */
+    const char *target;      /* the file's tensor, e.g. "...attention.attn.in_proj_weight" */
+    int64_t row0, rows;      /* its rows this module changes */
+    int rank;
+    float alpha, scale;      /* scale = alpha / rank as float (src/lora.c's merge) */
+    int ndim;                /* 2 (Linear) or 4 (Conv2d) */
+    int64_t down_shape[4];   /* [rank, in] or [rank, in, kh, kw] */
+    int64_t up_shape[4];     /* [out, rank] or [out, rank, 1, 1] */
+    float *down, *up;        /* A and B (writable; call cs_lora_net_merge after changing them) */
+    const float *gdown, *gup;/* dL/dA, dL/dB of the last cs_lora_net_grads (before clipping) */
+} cs_lora_module;
+
+/* Wraps the modules of m (from cs_stage_c_load_train; official in_proj
+ * keys, as the Stage C backward needs) and initialises A and B. Bad values
+ * in cfg: CS_EARG / CS_EUNSUP with a one-line message naming the option. */
+int cs_lora_net_new(cs_stage_c *m, const cs_lora_train_cfg *cfg, cs_lora_net **out);
+void cs_lora_net_free(cs_lora_net *n);   /* NULL is fine; the model keeps W' as it is */
+
+int cs_lora_net_count(const cs_lora_net *n);
+int64_t cs_lora_net_params(const cs_lora_net *n);   /* trainable values (A and B) */
+/* Module i (kohya's order), or CS_EARG; find: the index of a name, or -1. */
+int cs_lora_net_module(cs_lora_net *n, int i, cs_lora_module *out);
+int cs_lora_net_find(const cs_lora_net *n, const char *name);
+
+/* W' = W0 + s B A for every module (after A or B were set by hand). */
+int cs_lora_net_merge(cs_lora_net *n);
+/* dL/dA and dL/dB of every module from the Stage C gradients g (dL/dW'). */
+int cs_lora_net_grads(cs_lora_net *n, const struct cs_grads *g);
+/* What cs_train_apply does for a trainer with a LoRA: cs_lora_net_grads,
+ * clip_grad_norm_ over A and B, the optimizer step on A and B, merge.
+ * *grad_norm (if not NULL): the norm before clipping. */
+int cs_lora_net_apply(cs_lora_net *n, const struct cs_grads *g, const cs_train_cfg *cfg, double *grad_norm);
+/* Registers the wrapped weights in g (the only tensors given gradients). */
+int cs_lora_net_attach(cs_lora_net *n, struct cs_grads *g);
+
+/* Writes the LoRA as kohya does (safetensors, atomically): per module
+ * <name>.lora_down.weight, <name>.lora_up.weight, <name>.alpha (a scalar),
+ * all in dtype (CS_F32, CS_BF16 or CS_F16: --save_precision), and the
+ * metadata ss_network_module, ss_network_dim, ss_network_alpha,
+ * ss_network_dropout (and ss_network_args with conv_dim) as kohya's str(),
+ * then the caller's pairs meta[0..2*nmeta) (which replace ours of the same key). */
+int cs_lora_net_save(const cs_lora_net *n, const char *path, cs_dtype dtype, const char *const *meta, int nmeta);
+
+#endif
