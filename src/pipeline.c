@@ -363,20 +363,6 @@ static int check_finite(const float *x, size_t n, const char *what, const cs_sam
 }
 
 typedef struct {
-    cs_rng *rng;
-    size_t c, h, w;
-} noise_ctx;
-
-static int noise_nhwc(void *ctx, float *out, size_t n)
-{
-    noise_ctx *z = ctx;
-    size_t per = z->c * z->h * z->w;
-    if (!per || n % per)
-        return cs_error(CS_EARG, "noise: %zu values is not a whole number of images", n);
-    return cs_rng_randn_nhwc(z->rng, out, n / per, z->c, z->h, z->w);
-}
-
-typedef struct {
     cs_pipeline *p;
     const cs_gen_params *g;
     const cs_pipeline_hooks *hk;
@@ -652,10 +638,10 @@ int cs_pipeline_generate(cs_pipeline *p, const cs_gen_params *g, const cs_pipeli
     cs_rng ks_init, ks_step;
     cs_rng_seed(&ks_init, g->seed);
     cs_rng_seed(&ks_step, g->seed);
-    noise_ctx nzc = {g->c.ks_sampler ? &ks_init : &rng, 16, hc, wc}, nzc_step = {&ks_step, 16, hc, wc};
-    cs_stage_io ioc = {noise_nhwc, &nzc, on_step, &r, cancel, noise_nhwc, &nzc_step};
+    cs_rng_nhwc nzc = {g->c.ks_sampler ? &ks_init : &rng, 16, hc, wc}, nzc_step = {&ks_step, 16, hc, wc};
+    cs_stage_io ioc = {cs_rng_noise_nhwc, &nzc, on_step, &r, cancel, cs_rng_noise_nhwc, &nzc_step};
     cs_sample_params spc = g->c;
-    if (g->init_rgb && (rc = init_latent(p, g, hc, wc, noise_nhwc, &nzc, xc, &spc)) != 0)
+    if (g->init_rgb && (rc = init_latent(p, g, hc, wc, cs_rng_noise_nhwc, &nzc, xc, &spc)) != 0)
         goto out;
     if ((rc = cs_pipe_sample_c_ext(p->sc, &spc, N, hc, wc, ctext, L, Lu == L ? NULL : ctext + N * L * Ct, Lu, cpool, Cp, cimg,
                        (size_t)g->n_images, &ioc, xc, C)) != 0 ||
@@ -697,8 +683,8 @@ int cs_pipeline_generate(cs_pipeline *p, const cs_gen_params *g, const cs_pipeli
     cs_rng_seed(&ks_step, seed_b);
     if (g->b_uncond_zero)   /* ConditioningZeroOut: Stage B's unconditional pooled rows are zeros */
         memset(cpool + N * Cp, 0, N * Cp * sizeof(float));
-    noise_ctx nzb = {g->b.ks_sampler ? &ks_init : &rng, 4, hb, wb}, nzb_step = {&ks_step, 4, hb, wb};
-    cs_stage_io iob = {noise_nhwc, &nzb, on_step, &r, cancel, noise_nhwc, &nzb_step};
+    cs_rng_nhwc nzb = {g->b.ks_sampler ? &ks_init : &rng, 4, hb, wb}, nzb_step = {&ks_step, 4, hb, wb};
+    cs_stage_io iob = {cs_rng_noise_nhwc, &nzb, on_step, &r, cancel, cs_rng_noise_nhwc, &nzb_step};
     if ((rc = cs_pipe_sample_b(p->sb, &g->b, N, hb, wb, C, hc, wc, cpool, &iob, xb, B)) != 0 ||
         (rc = check_finite(B, N * hb * wb * 4, "Stage B result", &g->b)) != 0)
         goto out;

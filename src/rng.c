@@ -146,3 +146,11 @@ int cs_rng_noise(void *ctx, float *out, size_t n)
 {
     return cs_rng_randn((cs_rng *)ctx, out, n);
 }
+
+int cs_rng_noise_nhwc(void *ctx, float *out, size_t n)
+{
+    cs_rng_nhwc *z = ctx;
+    size_t per = z->c * z->h * z->w;
+    if (!per || n % per) return cs_error(CS_EARG, "noise: %zu values is not a whole number of images", n);
+    return cs_rng_randn_nhwc(z->rng, out, n / per, z->c, z->h, z->w);
+}

@@ -43,5 +43,13 @@ int cs_rng_randn_nhwc(cs_rng *r, float *out, size_t n, size_t c, size_t h, size_
 
 /* Noise-source adapter for the sampler (cs_noise_fn): ctx is a cs_rng *. */
 int cs_rng_noise(void *ctx, float *out, size_t n);
+/* The same for latents of c channels at h x w, drawn in NCHW order (as
+ * torch.randn of the official code) and stored as [n,h,w,c]: ctx is a
+ * cs_rng_nhwc; n must be a whole number of latents. */
+typedef struct {
+    cs_rng *rng;
+    size_t c, h, w;
+} cs_rng_nhwc;
+int cs_rng_noise_nhwc(void *ctx, float *out, size_t n);
 
 #endif

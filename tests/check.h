@@ -43,6 +43,18 @@ static inline int check_under_ci(void)
     return c && *c;
 }
 
+/* test data that is missing (what: the reason): under CI an error (exit
+ * status 99), elsewhere a skip (77), with one line saying which */
+static inline int check_missing(const char *what)
+{
+    if (check_under_ci()) {
+        fprintf(stderr, "ERROR: %s\n", what);
+        return 99;
+    }
+    printf("SKIP: %s\n", what);
+    return 77;
+}
+
 /* xorshift64 (Marsaglia): cheap, and the same numbers on every machine */
 static uint64_t check_rs = 0x9E3779B97F4A7C15ull;
 static inline void check_seed(uint64_t s) { check_rs = s ? s : 0x9E3779B97F4A7C15ull; }

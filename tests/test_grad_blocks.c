@@ -150,14 +150,7 @@ static int t_stage_c(const char *dir)
     char path[4096];
     snprintf(path, sizeof path, "%s/golden/stage_c_tiny.weights.safetensors", sd ? sd : "../shared");
     cs_st_file *wf;
-    if (cs_st_open(path, &wf)) {
-        if (check_under_ci()) {
-            fprintf(stderr, "ERROR: %s\n", cs_last_error());
-            return 99;
-        }
-        printf("SKIP Stage C: %s\n", cs_last_error());
-        return 77;
-    }
+    if (cs_st_open(path, &wf)) return check_missing(cs_last_error());
     snprintf(path, sizeof path, "%s/stage_c.safetensors", dir);
     MUST(cs_st_open(path, &F));
     ERRS = load_errs();

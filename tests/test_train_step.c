@@ -29,14 +29,7 @@ int main(void)
     char path[4096];
     snprintf(path, sizeof path, "%s/golden/stage_c_tiny.weights.safetensors", sd ? sd : "../shared");
     cs_st_file *wf;
-    if (cs_st_open(path, &wf)) {
-        if (check_under_ci()) {
-            fprintf(stderr, "ERROR: %s\n", cs_last_error());
-            return 99;
-        }
-        printf("SKIP: %s\n", cs_last_error());
-        return 77;
-    }
+    if (cs_st_open(path, &wf)) return check_missing(cs_last_error());
     int fail = 0;
     cs_train_cfg cfg;
     cs_train_cfg_default(&cfg, CS_OPT_ADAFACTOR, 1e-3);

@@ -116,18 +116,6 @@ int tr_prompts_read(const char *path, tr_prompt **out, int *n)
     return 0;
 }
 
-typedef struct {
-    cs_rng *r;
-    size_t c, h, w;
-} noise_ctx;
-
-static int noise_nhwc(void *ctx, float *out, size_t n)
-{
-    noise_ctx *z = ctx;
-    size_t per = z->c * z->h * z->w;
-    return cs_rng_randn_nhwc(z->r, out, n / per, z->c, z->h, z->w);
-}
-
 int tr_samples(cs_stage_c *m, const cs_previewer *pv, const tr_prompt *p, int n, const char *out_dir,
                const char *name, int epoch, int quiet)
 {
@@ -145,8 +133,8 @@ int tr_samples(cs_stage_c *m, const cs_previewer *pv, const tr_prompt *p, int n,
         sp.cfg = p[i].cfg;
         cs_rng r;
         cs_rng_seed(&r, p[i].seed);
-        noise_ctx z = {&r, 16, h, w};
-        cs_stage_io io = {noise_nhwc, &z, NULL, NULL, NULL, noise_nhwc, &z};
+        cs_rng_nhwc z = {&r, 16, h, w};
+        cs_stage_io io = {cs_rng_noise_nhwc, &z, NULL, NULL, NULL, cs_rng_noise_nhwc, &z};
         float *x = cs_alloc(per * sizeof *x), *x0 = cs_alloc(per * sizeof *x0);
         float *img = cs_alloc(per / 16 * 64 * 3 * sizeof *img);
         uint8_t *rgb = malloc(per / 16 * 64 * 3);
