@@ -42,6 +42,16 @@ $R "$tmp/input.png" -o "$tmp/o" >/dev/null && [ "$(pixels "$tmp/o/cascade_00001_
 $R "$tmp/off.png" -o "$tmp/o" >/dev/null && [ "$(pixels "$tmp/o/cascade_00002_.png")" = "$(pixels "$tmp/off.png")" ] &&
     ok roundtrip-generate-official || bad roundtrip-generate-official
 
+# two LoRAs on Stage C: the second LoraLoader takes the first one's CLIP
+# (output 1), as ComfyUI's validate_prompt demands; the graph passes every
+# check and only the demo's lack of LoRA files stops it
+L="$TOP_SRCDIR/tests/data/lora"
+"$BIN" generate --demo --quiet -p fox --seed 1 -W 64 -H 64 --steps-c 2 --steps-b 2 --lora "$L/peft.safetensors:0.8" \
+    --lora-c "$L/stack_b.safetensors:-0.5" -o "$tmp/lora.png" >/dev/null || bad "generate with two LoRAs"
+$R "$tmp/lora.png" --dry-run >/dev/null 2>"$tmp/err"
+[ $? -eq 1 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] && grep -q "(LoraLoader): LoRAs need real model files (not --demo)$" "$tmp/err" &&
+    ok lora-chain-links || { bad lora-chain-links; cat "$tmp/err"; }
+
 # img2img and image variation (LoadImage from --input), and their round trips
 for w in img2img variation; do
     $R "$D/${w}_api.json" -o "$tmp/o" >/dev/null && [ -f "$tmp/o/${w}_00001_.png" ] && ok "$w" || bad "$w"
@@ -80,6 +90,9 @@ if command -v python3 >/dev/null; then
     refuse bad-link "node 12 (VAEDecode): input 'vae' links to node 44, which does not exist" "$tmp/link.json"
     edit 'g["12"]["inputs"]["vae"]=["4",3]' "$tmp/slot.json"
     refuse bad-slot "node 12 (VAEDecode): input 'vae' links to output 3 of node 4" "$tmp/slot.json"
+    edit 'g["5"]["inputs"]["clip"]=["1",0]' "$tmp/type.json"
+    refuse type-mismatch "node 5 (CLIPTextEncode): input 'clip' takes CLIP, but output 0 of node 1 (UNETLoader) is MODEL" \
+        "$tmp/type.json"
     edit 'g["8"]["inputs"]["sampler_name"]="dpmpp_2m_sde"' "$tmp/sde.json"
     refuse sde 'node 8 (KSampler): sampler dpmpp_2m_sde is not supported' "$tmp/sde.json"
     edit 'g["3"]["inputs"]["type"]="sdxl"' "$tmp/cliptype.json"

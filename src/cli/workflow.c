@@ -397,9 +397,16 @@ static int visit(const json_t *api, const char *id, json_t *state, const char *w
             return cs_error(CS_EIO, "%s: node %s (%s): input '%s' links to output %lld of node %s (%s), which has "
                             "%d outputs", what, id, type, k, (long long)slot, src, sc ? sc->name : "?",
                             sc ? wf_class_n_out(sc) : 0);
-        int rc = visit(api, src, state, what);
+        int rc = visit(api, src, state, what);   /* a cycle is the first thing to report */
         if (rc)
             return rc;
+        /* ComfyUI refuses a link whose output type is not the input's type
+         * ("Return type mismatch between linked nodes"): so do we */
+        const wf_class *c = wf_class_find(type);
+        for (int i = 0; c && sc && i < WF_MAX_IN && c->in[i]; i++)
+            if (!strcmp(c->in[i], k) && strcmp(c->in_type[i], sc->out[slot]))
+                return cs_error(CS_EIO, "%s: node %s (%s): input '%s' takes %s, but output %lld of node %s (%s) is %s",
+                                what, id, type, k, c->in_type[i], (long long)slot, src, sc->name, sc->out[slot]);
     }
     json_object_set_new(state, id, json_integer(2));
     return 0;
