@@ -421,7 +421,8 @@ static int sample_c(cs_stage_c *m, const cs_sample_params *sp, size_t N, size_t 
     if (!c.r)
         return cs_oom("Stage C timesteps", 2 * N * sizeof(float));
     step_ctx sc = {io};
-    cs_sampler_io sio = {c_eps, &c, io->noise, io->noise_ctx, step_cb, &sc, io->step_noise, io->step_noise_ctx};
+    cs_sampler_io sio = {c_eps, &c, io->noise, io->noise_ctx, step_cb, &sc,
+                         io->step_noise, io->step_noise_ctx, io->seeded_noise, io->seed};
     int rc = cs_sample(sp, (int)N, h * w * 16, x, result, &sio);
     free(c.r);
     return rc;
@@ -475,7 +476,8 @@ int cs_pipe_sample_b(cs_stage_b *m, const cs_sample_params *sp, size_t N, size_t
     memcpy(eff, effnet, ne * sizeof(float));
     b_ctx c = {m, H, W, hc, wc, eff, pooled, r, io->cancel};
     step_ctx sc = {io};
-    cs_sampler_io sio = {b_eps, &c, io->noise, io->noise_ctx, step_cb, &sc, io->step_noise, io->step_noise_ctx};
+    cs_sampler_io sio = {b_eps, &c, io->noise, io->noise_ctx, step_cb, &sc,
+                         io->step_noise, io->step_noise_ctx, io->seeded_noise, io->seed};
     int rc = cs_sample(sp, (int)N, H * W * 4, x, result, &sio);
     cs_free(eff);
     free(r);
@@ -514,6 +516,16 @@ static int noise_nhwc(void *ctx, float *out, size_t n)
     if (!per || n % per)
         return cs_error(CS_EARG, "noise: %zu values is not a whole number of images", n);
     return cs_rng_randn_nhwc(z->rng, out, n / per, z->c, z->h, z->w);
+}
+
+/* a fresh torch generator per draw (the Brownian tree's), same layout */
+static int seeded_nhwc(void *ctx, uint32_t seed, float *out, size_t n)
+{
+    noise_ctx *z = ctx;
+    cs_rng r;
+    cs_rng_seed(&r, seed);
+    noise_ctx t = {&r, z->c, z->h, z->w};
+    return noise_nhwc(&t, out, n);
 }
 
 typedef struct {
@@ -793,7 +805,7 @@ int cs_pipeline_generate(cs_pipeline *p, const cs_gen_params *g, const cs_pipeli
     cs_rng_seed(&ks_init, g->seed);
     cs_rng_seed(&ks_step, g->seed);
     noise_ctx nzc = {g->c.ks_sampler ? &ks_init : &rng, 16, hc, wc}, nzc_step = {&ks_step, 16, hc, wc};
-    cs_stage_io ioc = {noise_nhwc, &nzc, on_step, &r, cancel, noise_nhwc, &nzc_step};
+    cs_stage_io ioc = {noise_nhwc, &nzc, on_step, &r, cancel, noise_nhwc, &nzc_step, seeded_nhwc, g->seed};
     cs_sample_params spc = g->c;
     if (g->init_rgb && (rc = init_latent(p, g, hc, wc, noise_nhwc, &nzc, xc, &spc)) != 0)
         goto out;
@@ -838,7 +850,7 @@ int cs_pipeline_generate(cs_pipeline *p, const cs_gen_params *g, const cs_pipeli
     if (g->b_uncond_zero)   /* ConditioningZeroOut: Stage B's unconditional pooled rows are zeros */
         memset(cpool + N * Cp, 0, N * Cp * sizeof(float));
     noise_ctx nzb = {g->b.ks_sampler ? &ks_init : &rng, 4, hb, wb}, nzb_step = {&ks_step, 4, hb, wb};
-    cs_stage_io iob = {noise_nhwc, &nzb, on_step, &r, cancel, noise_nhwc, &nzb_step};
+    cs_stage_io iob = {noise_nhwc, &nzb, on_step, &r, cancel, noise_nhwc, &nzb_step, seeded_nhwc, seed_b};
     if ((rc = cs_pipe_sample_b(p->sb, &g->b, N, hb, wb, C, hc, wc, cpool, &iob, xb, B)) != 0 ||
         (rc = check_finite(B, N * hb * wb * 4, "Stage B result", &g->b)) != 0)
         goto out;
