@@ -42,6 +42,11 @@ $R "$tmp/input.png" -o "$tmp/o" >/dev/null && [ "$(pixels "$tmp/o/cascade_00001_
 $R "$tmp/off.png" -o "$tmp/o" >/dev/null && [ "$(pixels "$tmp/o/cascade_00002_.png")" = "$(pixels "$tmp/off.png")" ] &&
     ok roundtrip-generate-official || bad roundtrip-generate-official
 
+# dpmpp_2m_sde (Brownian-tree noise from the seed) round-trips too
+"$BIN" generate --demo --quiet -p fox --seed 4 -W 64 -H 64 --steps-c 3 --steps-b 2 --sampler dpmpp_2m_sde \
+    --scheduler karras -o "$tmp/sde.png" >/dev/null && mkdir -p "$tmp/sde" && $R "$tmp/sde.png" -o "$tmp/sde" >/dev/null &&
+    [ "$(pixels "$tmp/sde/cascade_00001_.png")" = "$(pixels "$tmp/sde.png")" ] && ok roundtrip-sde || bad roundtrip-sde
+
 # two LoRAs on Stage C: the second LoraLoader takes the first one's CLIP
 # (output 1), as ComfyUI's validate_prompt demands; the graph passes every
 # check and only the demo's lack of LoRA files stops it
@@ -93,8 +98,8 @@ if command -v python3 >/dev/null; then
     edit 'g["5"]["inputs"]["clip"]=["1",0]' "$tmp/type.json"
     refuse type-mismatch "node 5 (CLIPTextEncode): input 'clip' takes CLIP, but output 0 of node 1 (UNETLoader) is MODEL" \
         "$tmp/type.json"
-    edit 'g["8"]["inputs"]["sampler_name"]="dpmpp_2m_sde"' "$tmp/sde.json"
-    refuse sde 'node 8 (KSampler): sampler dpmpp_2m_sde is not supported' "$tmp/sde.json"
+    edit 'g["8"]["inputs"]["sampler_name"]="dpmpp_2m_sde_gpu"' "$tmp/sde.json"
+    refuse sde-gpu "node 8 (KSampler): sampler 'dpmpp_2m_sde_gpu' is not supported" "$tmp/sde.json"
     edit 'g["3"]["inputs"]["type"]="sdxl"' "$tmp/cliptype.json"
     refuse clip-type 'node 3 (CLIPLoader): type .sdxl.' "$tmp/cliptype.json"
     edit 'del g["13"]' "$tmp/nosave.json"
