@@ -46,6 +46,10 @@ $R "$tmp/off.png" -o "$tmp/o" >/dev/null && [ "$(pixels "$tmp/o/cascade_00002_.p
 "$BIN" generate --demo --quiet -p fox --seed 4 -W 64 -H 64 --steps-c 3 --steps-b 2 --sampler dpmpp_2m_sde \
     --scheduler karras -o "$tmp/sde.png" >/dev/null && mkdir -p "$tmp/sde" && $R "$tmp/sde.png" -o "$tmp/sde" >/dev/null &&
     [ "$(pixels "$tmp/sde/cascade_00001_.png")" = "$(pixels "$tmp/sde.png")" ] && ok roundtrip-sde || bad roundtrip-sde
+# its _gpu variant is the same sampler on the CPU
+"$PNGINFO" "$tmp/sde.png" prompt | sed 's/"dpmpp_2m_sde"/"dpmpp_2m_sde_gpu"/g' >"$tmp/sde_gpu.json"
+grep -q dpmpp_2m_sde_gpu "$tmp/sde_gpu.json" && $R "$tmp/sde_gpu.json" -o "$tmp/sde" >/dev/null &&
+    [ "$(pixels "$tmp/sde/cascade_00002_.png")" = "$(pixels "$tmp/sde.png")" ] && ok sde-gpu-alias || bad sde-gpu-alias
 
 # two LoRAs on Stage C: the second LoraLoader takes the first one's CLIP
 # (output 1), as ComfyUI's validate_prompt demands; the graph passes every
@@ -98,8 +102,8 @@ if command -v python3 >/dev/null; then
     edit 'g["5"]["inputs"]["clip"]=["1",0]' "$tmp/type.json"
     refuse type-mismatch "node 5 (CLIPTextEncode): input 'clip' takes CLIP, but output 0 of node 1 (UNETLoader) is MODEL" \
         "$tmp/type.json"
-    edit 'g["8"]["inputs"]["sampler_name"]="dpmpp_2m_sde_gpu"' "$tmp/sde.json"
-    refuse sde-gpu "node 8 (KSampler): sampler 'dpmpp_2m_sde_gpu' is not supported" "$tmp/sde.json"
+    edit 'g["8"]["inputs"]["sampler_name"]="dpmpp_3m_sde"' "$tmp/sde.json"
+    refuse sde-3m "node 8 (KSampler): sampler 'dpmpp_3m_sde' is not supported" "$tmp/sde.json"
     edit 'g["3"]["inputs"]["type"]="sdxl"' "$tmp/cliptype.json"
     refuse clip-type 'node 3 (CLIPLoader): type .sdxl.' "$tmp/cliptype.json"
     edit 'del g["13"]' "$tmp/nosave.json"
