@@ -42,6 +42,11 @@ $R "$tmp/input.png" -o "$tmp/o" >/dev/null && [ "$(pixels "$tmp/o/cascade_00001_
 $R "$tmp/off.png" -o "$tmp/o" >/dev/null && [ "$(pixels "$tmp/o/cascade_00002_.png")" = "$(pixels "$tmp/off.png")" ] &&
     ok roundtrip-generate-official || bad roundtrip-generate-official
 
+# a ComfyUI WebP (the graph in its EXIF, tests/ref/make_webp_case.py) runs as its API form does
+mkdir -p "$tmp/webp"
+$R "$D/t2i.webp" -o "$tmp/webp" >/dev/null && [ "$(pixels "$tmp/webp/lighthouse_00001_.png")" = "$(pixels "$tmp/o/lighthouse_00001_.png")" ] &&
+    ok webp-exif || bad webp-exif
+
 # dpmpp_2m_sde (Brownian-tree noise from the seed) round-trips too
 "$BIN" generate --demo --quiet -p fox --seed 4 -W 64 -H 64 --steps-c 3 --steps-b 2 --sampler dpmpp_2m_sde \
     --scheduler karras -o "$tmp/sde.png" >/dev/null && mkdir -p "$tmp/sde" && $R "$tmp/sde.png" -o "$tmp/sde" >/dev/null &&
@@ -120,5 +125,9 @@ mkdir -p "$tmp/models"
     [ -z "$(ls -A "$tmp/e")" ] && ok "missing-model: $(cat "$tmp/err")" || { bad missing-model; cat "$tmp/err"; }
 printf 'not json' >"$tmp/bad.json"
 refuse not-json 'not valid JSON' "$tmp/bad.json"
+printf 'RIFF\024\000\000\000WEBPVP8L\010\000\000\000\057\000\000\000\000\000\000\000' >"$tmp/plain.webp"
+refuse webp-no-exif 'this WebP holds no ComfyUI workflow' "$tmp/plain.webp"
+head -c 200 "$D/t2i.webp" >"$tmp/cut.webp"
+refuse webp-cut "WebP chunk 'EXIF' runs past the end of the file" "$tmp/cut.webp"
 "$BIN" run "$D/t2i_api.json" --bogus >/dev/null 2>&1; [ $? -eq 2 ] && ok usage-exit-2 || bad usage-exit-2
 exit $fail
