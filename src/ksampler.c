@@ -3,6 +3,8 @@
  * rounds to float in the order torch evaluates the Python expression. */
 #include "ksampler.h"
 
+#include "brownian.h"
+
 #include "error.h"
 #include "tensor.h"
 
@@ -244,9 +246,8 @@ int cs_ks_sample(const cs_sample_params *p, int n, size_t per_image, float *x, f
         return cs_error(CS_EARG, "ksampler: bad arguments (n=%d, per_image=%zu)", n, per_image);
     if (p->ks_sampler <= CS_KS_NONE || p->ks_sampler >= CS_KS_COUNT)
         return cs_error(CS_EARG, "ksampler: unknown sampler %d", p->ks_sampler);
-    if (p->ks_sampler == CS_KS_DPMPP_2M_SDE)
-        return cs_error(CS_EUNSUP, "sampler dpmpp_2m_sde is not supported: its noise comes from torchsde's "
-                        "Brownian tree, which cascade does not reproduce");
+    if (p->ks_sampler == CS_KS_DPMPP_2M_SDE && !io->seeded_noise)
+        return cs_error(CS_EARG, "ksampler: dpmpp_2m_sde needs a seeded noise source for its Brownian tree");
     int needs_noise = p->ks_sampler == CS_KS_EULER_ANCESTRAL || p->ks_sampler == CS_KS_LCM ||
                       p->ks_sampler == CS_KS_DDPM;
     if (needs_noise && !io->step_noise)
@@ -263,11 +264,14 @@ int cs_ks_sample(const cs_sample_params *p, int n, size_t per_image, float *x, f
     denoiser d = {p, io, n, !(p->cfg == 0.0f || isclose(p->cfg, 1.0, 1e-9)), count,
                   cs_alloc(2 * count * sizeof(float)), cs_alloc(2 * count * sizeof(float))};
     int rc = 0;
+    cs_brownian *bt = NULL;
     if (!sig || !tab || !den || !old || !z || !d.xin || !d.e) {
         rc = cs_oom("the sampler state", 7 * count * sizeof(float));
         goto done;
     }
-    if ((rc = cs_ks_sigmas((cs_ks_scheduler)p->ks_scheduler, steps, p->shift, p->denoise, sig)) != 0)
+    if (p->ks_sigmas)
+        memcpy(sig, p->ks_sigmas, ((size_t)steps + 1) * sizeof(float));
+    else if ((rc = cs_ks_sigmas((cs_ks_scheduler)p->ks_scheduler, steps, p->shift, p->denoise, sig)) != 0)
         goto done;
     cs_ks_table(p->shift, tab);
 
@@ -285,7 +289,21 @@ int cs_ks_sample(const cs_sample_params *p, int n, size_t per_image, float *x, f
         }
     }
 
+    /* dpmpp_2m_sde: BrownianTreeNoiseSampler over [smallest sigma > 0, largest] */
+    if (p->ks_sampler == CS_KS_DPMPP_2M_SDE) {
+        float lo = INFINITY, hi = -INFINITY;
+        for (int i = 0; i <= steps; i++) {
+            if (sig[i] > 0.0f && sig[i] < lo)
+                lo = sig[i];
+            if (sig[i] > hi)
+                hi = sig[i];
+        }
+        if (lo <= hi && (rc = cs_brownian_new(lo, hi, io->seed, count, io->seeded_noise, io->step_noise_ctx, &bt)))
+            goto done;
+    }
+
     int have_old = 0;
+    float h_last = 0.0f;
     for (int i = 0; i < steps; i++) {
         float s = sig[i], sn = sig[i + 1];
         if ((rc = denoise_at(&d, x, s, den)) != 0)
@@ -327,6 +345,33 @@ int cs_ks_sample(const cs_sample_params *p, int n, size_t per_image, float *x, f
             have_old = 1;
             break;
         }
+        case CS_KS_DPMPP_2M_SDE:   /* eta 1, s_noise 1, midpoint */
+            if (sn == 0.0f) {
+                memcpy(x, den, count * sizeof(float));
+            } else {
+                float ls = -logf(s), lt = -logf(sn), h = lt - ls, h_eta = h * 2.0f;
+                float alpha = sn * expf(lt), em = -expm1f(-h_eta);
+                float a = (sn / s) * expf(-h), c0 = alpha * em;
+                for (size_t k = 0; k < count; k++)
+                    x[k] = a * x[k] + c0 * den[k];
+                if (have_old) {
+                    float r = h_last / h, c1 = ((0.5f * alpha) * em) * (1.0f / r);
+                    for (size_t k = 0; k < count; k++)
+                        x[k] = x[k] + c1 * (den[k] - old[k]);
+                }
+                /* noise_sampler(s, sn): the tree's W(s) - W(sn) over sqrt|sn - s| */
+                if ((rc = cs_brownian_increment(bt, sn, s, z)) != 0)
+                    goto done;
+                float dv = sqrtf(fabsf(sn - s)), cn = sqrtf(-expm1f(-2.0f * h));
+                for (size_t k = 0; k < count; k++) {
+                    float nz = -z[k] / dv;
+                    x[k] = x[k] + (nz * sn) * cn;
+                }
+                h_last = h;
+            }
+            memcpy(old, den, count * sizeof(float));
+            have_old = 1;
+            break;
         case CS_KS_LCM:
             if (sn > 0.0f) {
                 if ((rc = io->step_noise(io->step_noise_ctx, z, count)) != 0)
@@ -353,6 +398,7 @@ int cs_ks_sample(const cs_sample_params *p, int n, size_t per_image, float *x, f
     }
     memcpy(result, x, count * sizeof(float));
 done:
+    cs_brownian_free(bt);
     cs_free(sig);
     cs_free(tab);
     cs_free(den);

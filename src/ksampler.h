@@ -29,7 +29,7 @@ typedef enum {
     CS_KS_EULER,
     CS_KS_EULER_ANCESTRAL,
     CS_KS_DPMPP_2M,
-    CS_KS_DPMPP_2M_SDE,    /* recognised; its Brownian-tree noise is not implemented */
+    CS_KS_DPMPP_2M_SDE,    /* noise from torchsde's Brownian tree (brownian.h) */
     CS_KS_LCM,
     CS_KS_DDPM,
     CS_KS_COUNT

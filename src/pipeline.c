@@ -362,6 +362,16 @@ static int check_finite(const float *x, size_t n, const char *what, const cs_sam
                     what, bad, n);
 }
 
+/* a fresh torch generator per draw (the Brownian tree's), same layout */
+static int seeded_nhwc(void *ctx, uint32_t seed, float *out, size_t n)
+{
+    cs_rng_nhwc *z = ctx;
+    cs_rng r;
+    cs_rng_seed(&r, seed);
+    cs_rng_nhwc t = {&r, z->c, z->h, z->w};
+    return cs_rng_noise_nhwc(&t, out, n);
+}
+
 typedef struct {
     cs_pipeline *p;
     const cs_gen_params *g;
@@ -639,7 +649,7 @@ int cs_pipeline_generate(cs_pipeline *p, const cs_gen_params *g, const cs_pipeli
     cs_rng_seed(&ks_init, g->seed);
     cs_rng_seed(&ks_step, g->seed);
     cs_rng_nhwc nzc = {g->c.ks_sampler ? &ks_init : &rng, 16, hc, wc}, nzc_step = {&ks_step, 16, hc, wc};
-    cs_stage_io ioc = {cs_rng_noise_nhwc, &nzc, on_step, &r, cancel, cs_rng_noise_nhwc, &nzc_step};
+    cs_stage_io ioc = {cs_rng_noise_nhwc, &nzc, on_step, &r, cancel, cs_rng_noise_nhwc, &nzc_step, seeded_nhwc, g->seed};
     cs_sample_params spc = g->c;
     if (g->init_rgb && (rc = init_latent(p, g, hc, wc, cs_rng_noise_nhwc, &nzc, xc, &spc)) != 0)
         goto out;
@@ -684,7 +694,7 @@ int cs_pipeline_generate(cs_pipeline *p, const cs_gen_params *g, const cs_pipeli
     if (g->b_uncond_zero)   /* ConditioningZeroOut: Stage B's unconditional pooled rows are zeros */
         memset(cpool + N * Cp, 0, N * Cp * sizeof(float));
     cs_rng_nhwc nzb = {g->b.ks_sampler ? &ks_init : &rng, 4, hb, wb}, nzb_step = {&ks_step, 4, hb, wb};
-    cs_stage_io iob = {cs_rng_noise_nhwc, &nzb, on_step, &r, cancel, cs_rng_noise_nhwc, &nzb_step};
+    cs_stage_io iob = {cs_rng_noise_nhwc, &nzb, on_step, &r, cancel, cs_rng_noise_nhwc, &nzb_step, seeded_nhwc, seed_b};
     if ((rc = cs_pipe_sample_b(p->sb, &g->b, N, hb, wb, C, hc, wc, cpool, &iob, xb, B)) != 0 ||
         (rc = check_finite(B, N * hb * wb * 4, "Stage B result", &g->b)) != 0)
         goto out;

@@ -150,6 +150,8 @@ typedef struct {
     volatile sig_atomic_t *cancel;      /* may be NULL */
     cs_noise_fn step_noise;             /* ComfyUI samplers: their own generator */
     void *step_noise_ctx;
+    cs_seeded_noise_fn seeded_noise;    /* dpmpp_2m_sde: fresh generators (ctx step_noise_ctx) */
+    uint64_t seed;                      /* the stage's KSampler seed */
 } cs_stage_io;
 
 struct cs_stage_c;

@@ -73,7 +73,8 @@ int cs_pipe_sample_c_ext(cs_stage_c *m, const cs_sample_params *sp, size_t N, si
     if (!c.r)
         return cs_oom("Stage C timesteps", 2 * N * sizeof(float));
     step_ctx sc = {io};
-    cs_sampler_io sio = {c_eps, &c, io->noise, io->noise_ctx, step_cb, &sc, io->step_noise, io->step_noise_ctx};
+    cs_sampler_io sio = {c_eps, &c, io->noise, io->noise_ctx, step_cb, &sc,
+                         io->step_noise, io->step_noise_ctx, io->seeded_noise, io->seed};
     int rc = cs_sample(sp, (int)N, h * w * 16, x, result, &sio);
     free(c.r);
     return rc;
@@ -127,7 +128,8 @@ int cs_pipe_sample_b(cs_stage_b *m, const cs_sample_params *sp, size_t N, size_t
     memcpy(eff, effnet, ne * sizeof(float));
     b_ctx c = {m, H, W, hc, wc, eff, pooled, r, io->cancel};
     step_ctx sc = {io};
-    cs_sampler_io sio = {b_eps, &c, io->noise, io->noise_ctx, step_cb, &sc, io->step_noise, io->step_noise_ctx};
+    cs_sampler_io sio = {b_eps, &c, io->noise, io->noise_ctx, step_cb, &sc,
+                         io->step_noise, io->step_noise_ctx, io->seeded_noise, io->seed};
     int rc = cs_sample(sp, (int)N, H * W * 4, x, result, &sio);
     cs_free(eff);
     free(r);

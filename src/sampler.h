@@ -16,6 +16,8 @@
 #ifndef CS_SAMPLER_H
 #define CS_SAMPLER_H
 
+#include "brownian.h"
+
 #include <stddef.h>
 
 typedef enum {
@@ -72,6 +74,9 @@ typedef struct {
      * cs_ks_sampler (0 = none), a cs_ks_scheduler, its denoise in (0, 1] */
     int ks_sampler, ks_scheduler;
     double denoise;
+    /* steps + 1 sigmas to use instead of the scheduler's (ComfyUI's
+     * SamplerCustom SIGMAS input); NULL: the scheduler's */
+    const float *ks_sigmas;
 } cs_sample_params;
 
 void cs_sample_defaults_c(cs_sample_params *p);   /* official Stage C settings */
@@ -102,6 +107,11 @@ typedef struct {
      * come from a second generator seeded like the first) */
     cs_noise_fn step_noise;
     void *step_noise_ctx;
+    /* dpmpp_2m_sde only: its Brownian tree's noise tensors, each from a
+     * fresh generator (ctx step_noise_ctx; brownian.h), and the KSampler
+     * seed that is the tree's entropy */
+    cs_seeded_noise_fn seeded_noise;
+    uint64_t seed;
 } cs_sampler_io;
 
 /* Runs the GDF loop on n images of per_image floats.

@@ -29,11 +29,10 @@ refuse denoise-official $G --denoise 0.5 -o "$tmp/o/x.png"
 refuse denoise-zero $G --sampler euler --denoise 0 -o "$tmp/o/x.png"
 refuse denoise-above-1 $G --sampler euler --denoise 1.5 -o "$tmp/o/x.png"
 refuse cfg-rho-comfy $G --sampler euler --cfg-rho 0.5 -o "$tmp/o/x.png"
-refuse sde-unsupported $G --sampler dpmpp_2m_sde --scheduler karras -o "$tmp/o/x.png"
 
 # every sampler x a scheduler runs and records itself
 for run in "euler simple" "euler_ancestral simple" "dpmpp_2m karras" "lcm normal" "ddpm exponential" \
-           "euler sgm_uniform"; do
+           "euler sgm_uniform" "dpmpp_2m_sde normal"; do
     set -- $run
     f="$tmp/o/$1_$2.png"
     if $G --sampler "$1" --scheduler "$2" -o "$f" 2>"$tmp/err" >/dev/null && [ "$(text "$f" sampler)" = "$1" ] &&

@@ -42,6 +42,30 @@ $R "$tmp/input.png" -o "$tmp/o" >/dev/null && [ "$(pixels "$tmp/o/cascade_00001_
 $R "$tmp/off.png" -o "$tmp/o" >/dev/null && [ "$(pixels "$tmp/o/cascade_00002_.png")" = "$(pixels "$tmp/off.png")" ] &&
     ok roundtrip-generate-official || bad roundtrip-generate-official
 
+# a ComfyUI WebP (the graph in its EXIF, tests/ref/make_webp_case.py) runs as its API form does
+mkdir -p "$tmp/webp"
+$R "$D/t2i.webp" -o "$tmp/webp" >/dev/null && [ "$(pixels "$tmp/webp/lighthouse_00001_.png")" = "$(pixels "$tmp/o/lighthouse_00001_.png")" ] &&
+    ok webp-exif || bad webp-exif
+
+# dpmpp_2m_sde (Brownian-tree noise from the seed) round-trips too
+"$BIN" generate --demo --quiet -p fox --seed 4 -W 64 -H 64 --steps-c 3 --steps-b 2 --sampler dpmpp_2m_sde \
+    --scheduler karras -o "$tmp/sde.png" >/dev/null && mkdir -p "$tmp/sde" && $R "$tmp/sde.png" -o "$tmp/sde" >/dev/null &&
+    [ "$(pixels "$tmp/sde/cascade_00001_.png")" = "$(pixels "$tmp/sde.png")" ] && ok roundtrip-sde || bad roundtrip-sde
+# its _gpu variant is the same sampler on the CPU
+"$PNGINFO" "$tmp/sde.png" prompt | sed 's/"dpmpp_2m_sde"/"dpmpp_2m_sde_gpu"/g' >"$tmp/sde_gpu.json"
+grep -q dpmpp_2m_sde_gpu "$tmp/sde_gpu.json" && $R "$tmp/sde_gpu.json" -o "$tmp/sde" >/dev/null &&
+    [ "$(pixels "$tmp/sde/cascade_00002_.png")" = "$(pixels "$tmp/sde.png")" ] && ok sde-gpu-alias || bad sde-gpu-alias
+
+# two LoRAs on Stage C: the second LoraLoader takes the first one's CLIP
+# (output 1), as ComfyUI's validate_prompt demands; the graph passes every
+# check and only the demo's lack of LoRA files stops it
+L="$TOP_SRCDIR/tests/data/lora"
+"$BIN" generate --demo --quiet -p fox --seed 1 -W 64 -H 64 --steps-c 2 --steps-b 2 --lora "$L/peft.safetensors:0.8" \
+    --lora-c "$L/stack_b.safetensors:-0.5" -o "$tmp/lora.png" >/dev/null || bad "generate with two LoRAs"
+$R "$tmp/lora.png" --dry-run >/dev/null 2>"$tmp/err"
+[ $? -eq 1 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] && grep -q "(LoraLoader): LoRAs need real model files (not --demo)$" "$tmp/err" &&
+    ok lora-chain-links || { bad lora-chain-links; cat "$tmp/err"; }
+
 # img2img and image variation (LoadImage from --input), and their round trips
 for w in img2img variation; do
     $R "$D/${w}_api.json" -o "$tmp/o" >/dev/null && [ -f "$tmp/o/${w}_00001_.png" ] && ok "$w" || bad "$w"
@@ -80,8 +104,11 @@ if command -v python3 >/dev/null; then
     refuse bad-link "node 12 (VAEDecode): input 'vae' links to node 44, which does not exist" "$tmp/link.json"
     edit 'g["12"]["inputs"]["vae"]=["4",3]' "$tmp/slot.json"
     refuse bad-slot "node 12 (VAEDecode): input 'vae' links to output 3 of node 4" "$tmp/slot.json"
-    edit 'g["8"]["inputs"]["sampler_name"]="dpmpp_2m_sde"' "$tmp/sde.json"
-    refuse sde 'node 8 (KSampler): sampler dpmpp_2m_sde is not supported' "$tmp/sde.json"
+    edit 'g["5"]["inputs"]["clip"]=["1",0]' "$tmp/type.json"
+    refuse type-mismatch "node 5 (CLIPTextEncode): input 'clip' takes CLIP, but output 0 of node 1 (UNETLoader) is MODEL" \
+        "$tmp/type.json"
+    edit 'g["8"]["inputs"]["sampler_name"]="dpmpp_3m_sde"' "$tmp/sde.json"
+    refuse sde-3m "node 8 (KSampler): sampler 'dpmpp_3m_sde' is not supported" "$tmp/sde.json"
     edit 'g["3"]["inputs"]["type"]="sdxl"' "$tmp/cliptype.json"
     refuse clip-type 'node 3 (CLIPLoader): type .sdxl.' "$tmp/cliptype.json"
     edit 'del g["13"]' "$tmp/nosave.json"
@@ -98,5 +125,9 @@ mkdir -p "$tmp/models"
     [ -z "$(ls -A "$tmp/e")" ] && ok "missing-model: $(cat "$tmp/err")" || { bad missing-model; cat "$tmp/err"; }
 printf 'not json' >"$tmp/bad.json"
 refuse not-json 'not valid JSON' "$tmp/bad.json"
+printf 'RIFF\024\000\000\000WEBPVP8L\010\000\000\000\057\000\000\000\000\000\000\000' >"$tmp/plain.webp"
+refuse webp-no-exif 'this WebP holds no ComfyUI workflow' "$tmp/plain.webp"
+head -c 200 "$D/t2i.webp" >"$tmp/cut.webp"
+refuse webp-cut "WebP chunk 'EXIF' runs past the end of the file" "$tmp/cut.webp"
 "$BIN" run "$D/t2i_api.json" --bogus >/dev/null 2>&1; [ $? -eq 2 ] && ok usage-exit-2 || bad usage-exit-2
 exit $fail

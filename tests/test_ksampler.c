@@ -60,6 +60,23 @@ static float *parse_floats(char *s, int *n)
     return v;
 }
 
+/* the Brownian tree's noise tensors: a fresh generator per draw (NCHW) */
+static int seeded(void *ctx, uint32_t seed, float *out, size_t n)
+{
+    (void)ctx;
+    cs_rng r;
+    cs_rng_seed(&r, seed);
+    return cs_rng_randn(&r, out, n);
+}
+
+/* Python's round(x, 6), as torchsde rounds its query times */
+static double round6(float v)
+{
+    char b[64];
+    snprintf(b, sizeof b, "%.6f", (double)v);
+    return strtod(b, NULL);
+}
+
 static double rel_err(const float *a, const float *b, int n, double floor)
 {
     double worst = 0;
@@ -79,7 +96,7 @@ static int run_cases(const char *path)
         return -1;
     }
     char line[65536], sname[64], sched[64];
-    int ncases = 0;
+    int ncases = 0, n_sde_ref = 0;
     double worst_sig = 0, worst_out = 0;
     while (fgets(line, sizeof line, f)) {
         int steps, seed, use_latent;
@@ -123,21 +140,32 @@ static int run_cases(const char *path)
         cs_rng_seed(&init, (uint64_t)seed);
         cs_rng_seed(&step, (uint64_t)seed);
         standin_ctx sc = {B, 0};
-        cs_sampler_io io = {standin, &sc, cs_rng_noise, &init, NULL, NULL, cs_rng_noise, &step};
+        cs_sampler_io io = {standin, &sc, cs_rng_noise, &init, NULL, NULL, cs_rng_noise, &step, seeded, (uint64_t)seed};
+        /* dpmpp_2m_sde: torchsde rounds the query times to 6 decimals, so
+         * its draws jump where a sigma crosses a rounding boundary, and our
+         * sigmas are torch's only to ~5e-7 relative. With ComfyUI's sigmas
+         * the result must match; with ours, whenever they round alike. */
+        int sde = p.ks_sampler == CS_KS_DPMPP_2M_SDE, alike = 1;
+        for (int i = 0; sde && i <= steps; i++)
+            alike &= round6(sig[i]) == round6(want_sig[i]);
+        if (sde && !alike)
+            p.ks_sigmas = want_sig;
         rc = cs_sample(&p, B, PER, x, out, &io);
         CHECK(rc == 0, "case %s %s: %s", sname, sched, cs_last_error());
         double eo = rel_err(out, want, COUNT, 1.0);
-        CHECK(eo <= OUT_TOL, "case %s %s steps %d shift %g denoise %g cfg %g: latent off by %.3g", sname, sched,
-              steps, shift, denoise, cfg, eo);
+        CHECK(eo <= OUT_TOL, "case %s %s steps %d shift %g denoise %g cfg %g%s: latent off by %.3g", sname, sched,
+              steps, shift, denoise, cfg, p.ks_sigmas ? " (ComfyUI's sigmas)" : "", eo);
+        n_sde_ref += sde && !alike;
         worst_out = fmax(worst_out, eo);
         free(want_sig);
         free(want);
         ncases++;
     }
     fclose(f);
-    printf("ksampler: %d ComfyUI cases, worst sigma error %.3g (relative), worst latent error %.3g\n", ncases,
-           worst_sig, worst_out);
-    CHECK(ncases == 75, "expected 75 cases, read %d", ncases);
+    printf("ksampler: %d ComfyUI cases, worst sigma error %.3g (relative), worst latent error %.3g; %d "
+           "dpmpp_2m_sde cases on ComfyUI's sigmas (ours round differently at 6 decimals)\n", ncases, worst_sig,
+           worst_out, n_sde_ref);
+    CHECK(ncases == 90, "expected 90 cases, read %d", ncases);
     return 0;
 }
 
@@ -163,11 +191,11 @@ static void test_names_and_errors(void)
     cs_rng r;
     cs_rng_seed(&r, 1);
     standin_ctx sc = {B, 0};
-    cs_sampler_io io = {standin, &sc, cs_rng_noise, &r, NULL, NULL, NULL, NULL};
+    cs_sampler_io io = {standin, &sc, cs_rng_noise, &r, NULL, NULL, NULL, NULL, NULL, 0};
     p.ks_sampler = CS_KS_EULER_ANCESTRAL;
     CHECK(cs_sample(&p, B, PER, x, out, &io) == CS_EARG, "ancestral without its noise source");
     p.ks_sampler = CS_KS_DPMPP_2M_SDE;
-    CHECK(cs_sample(&p, B, PER, x, out, &io) == CS_EUNSUP, "dpmpp_2m_sde refused");
+    CHECK(cs_sample(&p, B, PER, x, out, &io) == CS_EARG, "dpmpp_2m_sde without its seeded noise source");
     /* euler needs no second generator; cfg 1 = one N-batch call per step */
     p.ks_sampler = CS_KS_EULER;
     p.cfg = 1.0f;

@@ -171,7 +171,7 @@ static void test_by_hand(void)
     float *xb = malloc(N * hb * wb * 4 * 4), *B = malloc(N * hb * wb * 4 * 4);
     float *img = malloc(N * 128 * 96 * 3 * 4);
     uint8_t *mine = malloc(N * 128 * 96 * 3);
-    cs_stage_io io = {count_noise, &zc, NULL, NULL, NULL, NULL, NULL};
+    cs_stage_io io = {count_noise, &zc, NULL, NULL, NULL, NULL, NULL, NULL, 0};
     rc = cs_pipe_sample_c(sc, &g.c, N, hc, wc, hid, L, pool, &io, xc, C);
     CHECK(rc == 0, "stage C: %s", cs_last_error());
     io.noise_ctx = &zb;

@@ -148,7 +148,7 @@ static void test_pipeline_tiny(void)
     float *xb = malloc(N * hb * wb * 4 * 4), *B = malloc(N * hb * wb * 4 * 4);
     float *img = malloc(N * 96 * 128 * 3 * 4);
     replay rc_c = {io, "in.c.", -1}, rc_b = {io, "in.b.", -1};
-    cs_stage_io sio = {replay_noise, &rc_c, NULL, NULL, NULL, NULL, NULL};
+    cs_stage_io sio = {replay_noise, &rc_c, NULL, NULL, NULL, NULL, NULL, NULL, 0};
     rc = cs_pipe_sample_c(sc, &g.c, N, hc, wc, text, Lt, pool, &sio, xc, C);
     CHECK(rc == 0, "Stage C: %s", cs_last_error());
     if (!rc)

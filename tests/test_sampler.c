@@ -330,7 +330,7 @@ static void run_case(const char *what, const cs_sample_params *p, int use_cfg)
     double xi[NIMG * PER], xr[NIMG * PER], x0r[NIMG * PER];
     if (p->x_init_given)
         for (size_t k = 0; k < n; k++) xi[k] = x[k] = 0.5f * (float)sin((double)k);
-    cs_sampler_io io = {toy_eps, &t, toy_noise, &t, toy_step, &t, NULL, NULL};
+    cs_sampler_io io = {toy_eps, &t, toy_noise, &t, toy_step, &t, NULL, NULL, NULL, 0};
     int rc = cs_sample(p, NIMG, PER, x, res, &io);
     CHECK(rc == 0, "%s: %s", what, cs_last_error());
     CHECK(t.calls == p->steps, "%s: %d model calls for %d steps", what, t.calls, p->steps);
@@ -395,8 +395,8 @@ static void test_ddim_deterministic(void)
     cs_rng_seed(&t2.rng, 2);
     float x1[NIMG * PER], x2[NIMG * PER], r1[NIMG * PER], r2[NIMG * PER];
     for (int k = 0; k < NIMG * PER; k++) x1[k] = x2[k] = (float)cos(k * 0.3);
-    cs_sampler_io io1 = {toy_eps, &t1, toy_noise, &t1, NULL, NULL, NULL, NULL};
-    cs_sampler_io io2 = {toy_eps, &t2, toy_noise, &t2, NULL, NULL, NULL, NULL};
+    cs_sampler_io io1 = {toy_eps, &t1, toy_noise, &t1, NULL, NULL, NULL, NULL, NULL, 0};
+    cs_sampler_io io2 = {toy_eps, &t2, toy_noise, &t2, NULL, NULL, NULL, NULL, NULL, 0};
     cs_sample(&p, NIMG, PER, x1, r1, &io1);
     cs_sample(&p, NIMG, PER, x2, r2, &io2);
     CHECK(!memcmp(r1, r2, sizeof r1) && !memcmp(x1, x2, sizeof x1), "DDIM eta 0 depends on z");
@@ -418,7 +418,7 @@ static void test_stop_and_errors(void)
     cs_rng_seed(&t.rng, 5);
     t.stop_at = 3;
     float x[NIMG * PER], r[NIMG * PER];
-    cs_sampler_io io = {toy_eps, &t, toy_noise, &t, toy_step, &t, NULL, NULL};
+    cs_sampler_io io = {toy_eps, &t, toy_noise, &t, toy_step, &t, NULL, NULL, NULL, 0};
     CHECK(cs_sample(&p, NIMG, PER, x, r, &io) == CS_EINTR, "stop request not honoured");
     CHECK(t.calls == 3, "stopped after %d model calls, want 3", t.calls);
     memset(&t, 0, sizeof t);
@@ -426,7 +426,7 @@ static void test_stop_and_errors(void)
     CHECK(cs_sample(&p, NIMG, PER, x, r, &io) == CS_EMODEL, "model error not propagated");
     CHECK(strstr(cs_last_error(), "planted") != NULL, "model error message lost: %s",
           cs_last_error());
-    cs_sampler_io bad = {NULL, NULL, toy_noise, &t, NULL, NULL, NULL, NULL};
+    cs_sampler_io bad = {NULL, NULL, toy_noise, &t, NULL, NULL, NULL, NULL, NULL, 0};
     CHECK(cs_sample(&p, NIMG, PER, x, r, &bad) == CS_EARG, "NULL model accepted");
     p.steps = 0;
     CHECK(cs_sample(&p, NIMG, PER, x, r, &io) == CS_EARG, "0 steps accepted");

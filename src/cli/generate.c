@@ -59,7 +59,7 @@ static void usage(FILE *f)
         "      --sampler S        ddpm (default), ddim, lcm\n"
         "      --eta X            DDIM eta, 0..1 (default 0)\n"
         "                         ComfyUI's KSampler (same latents as ComfyUI on the CPU):\n"
-        "                         --sampler euler, euler_ancestral, dpmpp_2m, or lcm / ddpm\n"
+        "                         --sampler euler, euler_ancestral, dpmpp_2m, dpmpp_2m_sde, or lcm / ddpm\n"
         "                         together with --scheduler (no cfg_rho; each stage seeded anew)\n"
         "      --scheduler S      simple (default), normal, karras, exponential, sgm_uniform\n"
         "      --denoise D        Stage C denoise, 0 < D <= 1 (default 1; with --init-image the\n"
@@ -364,9 +364,6 @@ static int parse(int argc, char **argv, opts *o)
      * official names) when --scheduler asks for ComfyUI's */
     int official_name = sampler_arg && (!strcmp(sampler_arg, "ddpm") || !strcmp(sampler_arg, "lcm"));
     if (ks > 0 && (!official_name || sched >= 0)) {
-        if (ks == CS_KS_DPMPP_2M_SDE)
-            return bad("--sampler dpmpp_2m_sde: not supported (ComfyUI draws its noise from torchsde's Brownian "
-                       "tree, which cascade does not reproduce)%s%s", "", "");
         o->g.c.ks_sampler = o->g.b.ks_sampler = ks;
         o->g.c.ks_scheduler = o->g.b.ks_scheduler = sched >= 0 ? sched : CS_KSCHED_SIMPLE;
         o->g.c.denoise = denoise;
@@ -376,7 +373,7 @@ static int parse(int argc, char **argv, opts *o)
             return bad("--strength applies to the official samplers; with --sampler %s use --denoise%s", sampler_arg,
                        "");
     } else if (sched >= 0) {
-        return bad("--scheduler applies to ComfyUI's samplers (euler, euler_ancestral, dpmpp_2m, lcm, ddpm)%s%s",
+        return bad("--scheduler applies to ComfyUI's samplers (euler, euler_ancestral, dpmpp_2m, dpmpp_2m_sde, lcm, ddpm)%s%s",
                    "", "");
     } else if (denoise_given) {
         return bad("--denoise applies to ComfyUI's samplers (official img2img uses --strength)%s%s", "", "");

@@ -134,7 +134,7 @@ int tr_samples(cs_stage_c *m, const cs_previewer *pv, const tr_prompt *p, int n,
         cs_rng r;
         cs_rng_seed(&r, p[i].seed);
         cs_rng_nhwc z = {&r, 16, h, w};
-        cs_stage_io io = {cs_rng_noise_nhwc, &z, NULL, NULL, NULL, cs_rng_noise_nhwc, &z};
+        cs_stage_io io = {cs_rng_noise_nhwc, &z, NULL, NULL, NULL, cs_rng_noise_nhwc, &z, NULL, 0};
         float *x = cs_alloc(per * sizeof *x), *x0 = cs_alloc(per * sizeof *x0);
         float *img = cs_alloc(per / 16 * 64 * 3 * sizeof *img);
         uint8_t *rgb = malloc(per / 16 * 64 * 3);

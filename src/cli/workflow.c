@@ -130,6 +130,27 @@ static int png_chunks(FILE *f, const char *path, char **prompt, char **workflow)
     return 0;
 }
 
+/* the whole (size-limited) file, then its EXIF texts */
+static int webp_chunks(FILE *f, const char *path, char **prompt, char **workflow)
+{
+    size_t cap = 1 << 16, n = 0, got;
+    unsigned char *d = malloc(cap);
+    while (d && (got = fread(d + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n == cap) {
+            unsigned char *g = realloc(d, cap *= 2);
+            if (!g)
+                free(d);
+            d = g;
+        }
+    }
+    if (!d)
+        return cs_error(CS_ENOMEM, "%s: out of memory", path);
+    int rc = ferror(f) ? cs_error(CS_EIO, "%s: cannot read", path) : wf_webp_texts(d, n, path, prompt, workflow);
+    free(d);
+    return rc;
+}
+
 int wf_load(const char *path, json_t **api)
 {
     *api = NULL;
@@ -141,28 +162,30 @@ int wf_load(const char *path, json_t **api)
         close(fd);
         return cs_error(CS_EIO, "%s: cannot read", path);
     }
-    unsigned char sig[8] = {0};
-    size_t got = fread(sig, 1, 8, f);
+    unsigned char sig[12] = {0};
+    size_t got = fread(sig, 1, 12, f);
     rewind(f);
     json_t *root = NULL;
     json_error_t je;
-    if (got == 8 && !png_sig_cmp(sig, 0, 8)) {
+    int png = got >= 8 && !png_sig_cmp(sig, 0, 8);
+    int webp = got == 12 && !memcmp(sig, "RIFF", 4) && !memcmp(sig + 8, "WEBP", 4);
+    if (png || webp) {
         char *prompt = NULL, *workflow = NULL;
-        rc = png_chunks(f, path, &prompt, &workflow);
+        rc = png ? png_chunks(f, path, &prompt, &workflow) : webp_chunks(f, path, &prompt, &workflow);
         fclose(f);
         if (rc)
             return rc;
         const char *text = prompt ? prompt : workflow;
         if (!text)
-            return cs_error(CS_EIO, "%s: this PNG holds no ComfyUI workflow (no 'prompt' or 'workflow' text chunk)",
-                            path);
+            return cs_error(CS_EIO, "%s: this %s holds no ComfyUI workflow (no 'prompt' or 'workflow' %s)", path,
+                            png ? "PNG" : "WebP", png ? "text chunk" : "EXIF entry");
         root = json_loads(text, 0, &je);
         if (!root) {
             /* an image whose "prompt" is plain text (older cascade PNGs) */
             if (prompt && workflow && (root = json_loads(workflow, 0, &je)) != NULL)
                 goto parsed;
-            rc = cs_error(CS_EIO, "%s: the '%s' text chunk is not JSON: %s (line %d)", path,
-                          prompt ? "prompt" : "workflow", je.text, je.line);
+            rc = cs_error(CS_EIO, "%s: the '%s' %s is not JSON: %s (line %d)", path, prompt ? "prompt" : "workflow",
+                          png ? "text chunk" : "EXIF entry", je.text, je.line);
         }
     parsed:
         free(prompt), free(workflow);
@@ -397,9 +420,16 @@ static int visit(const json_t *api, const char *id, json_t *state, const char *w
             return cs_error(CS_EIO, "%s: node %s (%s): input '%s' links to output %lld of node %s (%s), which has "
                             "%d outputs", what, id, type, k, (long long)slot, src, sc ? sc->name : "?",
                             sc ? wf_class_n_out(sc) : 0);
-        int rc = visit(api, src, state, what);
+        int rc = visit(api, src, state, what);   /* a cycle is the first thing to report */
         if (rc)
             return rc;
+        /* ComfyUI refuses a link whose output type is not the input's type
+         * ("Return type mismatch between linked nodes"): so do we */
+        const wf_class *c = wf_class_find(type);
+        for (int i = 0; c && sc && i < WF_MAX_IN && c->in[i]; i++)
+            if (!strcmp(c->in[i], k) && strcmp(c->in_type[i], sc->out[slot]))
+                return cs_error(CS_EIO, "%s: node %s (%s): input '%s' takes %s, but output %lld of node %s (%s) is %s",
+                                what, id, type, k, c->in_type[i], (long long)slot, src, sc->name, sc->out[slot]);
     }
     json_object_set_new(state, id, json_integer(2));
     return 0;

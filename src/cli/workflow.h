@@ -34,6 +34,9 @@ int wf_class_n_out(const wf_class *c);
  * "workflow" text chunk; the API "prompt" is preferred) into the API form.
  * 0 or CS_EIO / CS_EARG with one line naming the file (and node). */
 int wf_load(const char *path, json_t **api);
+/* The "prompt:" and "workflow:" EXIF texts of a ComfyUI WebP (d: the whole
+ * file); each NULL when absent (malloc'd). 0, or CS_EIO for a broken file. */
+int wf_webp_texts(const unsigned char *d, size_t n, const char *path, char **prompt, char **workflow);
 /* UI form -> API form (muted nodes dropped; reroutes and primitive nodes
  * resolved). */
 int wf_from_ui(const json_t *ui, const char *what, json_t **api);

@@ -109,7 +109,7 @@ static json_t *build_api(const gen_meta *m, const char *prefix)
             int te = !strcmp(l->part, "text_encoder");
             json_t *in = json_pack("{s:s, s:o, s:o, s:o, s:o}", "lora_name", cs_basename(l->path), "strength_model",
                                    num(te ? 0 : l->strength), "strength_clip", num(te ? l->strength : 0), "model",
-                                   ln(mc, 0), "clip", ln(clip, 0));
+                                   ln(mc, 0), "clip", ln(clip, clip_slot));
             add(&g, "LoraLoader", in, tmp);
             /* the loader's two outputs: MODEL 0, CLIP 1 */
             snprintf(mc, sizeof mc, "%s", tmp);

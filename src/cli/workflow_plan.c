@@ -387,11 +387,13 @@ static int sampler_of(plan *p, const char *id, cs_sample_params *sp, uint64_t *s
         return nerr(p, id, "denoise 0 does nothing: use a value in (0, 1]");
     }
     int ks = cs_ks_sampler_from_name(sname), sc = cs_ks_scheduler_from_name(sched);
-    if (ks == CS_KS_DPMPP_2M_SDE)
-        return nerr(p, id, "sampler dpmpp_2m_sde is not supported (its torchsde Brownian-tree noise is not "
-                    "reproduced)");
+    /* the _gpu variant only builds its Brownian tree on x's device: on the
+     * CPU, where ComfyUI's latents are ours, it is dpmpp_2m_sde */
+    if (sname && !strcmp(sname, "dpmpp_2m_sde_gpu"))
+        ks = CS_KS_DPMPP_2M_SDE;
     if (ks <= 0)
-        return nerr(p, id, "sampler '%s' is not supported (euler, euler_ancestral, dpmpp_2m, lcm, ddpm)", sname);
+        return nerr(p, id, "sampler '%s' is not supported (euler, euler_ancestral, dpmpp_2m, dpmpp_2m_sde, lcm, "
+                    "ddpm)", sname);
     if (sc < 0)
         return nerr(p, id, "scheduler '%s' is not supported (simple, normal, karras, exponential, sgm_uniform)",
                     sched);

@@ -313,7 +313,7 @@ static int sample_stage(gcase *c, const cs_sample_params *p, int mix, const char
         return cs_error(CS_ENOMEM, "out of memory");
     replay rp = {c, in, x_init ? 0 : -1, N, C, H, W, rng};
     step_check sc = {c, out, p->steps, 0, 0, N, C, H, W};
-    cs_sampler_io io = {eps, eps_ctx, replay_noise, &rp, check_step, &sc, NULL, NULL};
+    cs_sampler_io io = {eps, eps_ctx, replay_noise, &rp, check_step, &sc, NULL, NULL, NULL, 0};
     if (x_init)
         memcpy(x, x_init, N * per * sizeof *x);
     rc = cs_sample(p, (int)N, per, x, result, &io);

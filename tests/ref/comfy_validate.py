@@ -39,6 +39,9 @@ def main():
     try:
         import torchvision  # noqa: F401 (only the EfficientNet definition needs it)
     except ImportError:
+        # transformers asks importlib whether torchvision exists (a mock has no
+        # __spec__ and fails that): let it learn "no" before the mock goes in
+        import transformers  # noqa: F401
         from unittest import mock
         sys.modules['torchvision'] = mock.MagicMock()
         sys.modules['torchvision.transforms'] = mock.MagicMock()
@@ -56,6 +59,7 @@ def main():
     asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
     bad = 0
     for f in files:
+        ui_bad = 0
         t = png_text(f)
         api, ui = json.loads(t['prompt']), json.loads(t['workflow'])
         for node in api.values():   # the files the graph names, empty
@@ -87,13 +91,28 @@ def main():
                       and l[4] == slot)
                 if not ok:
                     print(f"   UI node {n['id']} ({n['type']}): input {inp['name']} link {l} does not fit")
-                    bad = 1
-            widgets = [k for k, v in req.items() if not (isinstance(v[0], str) and v[0].isupper())]
-            want = len(widgets) + sum(1 for k in widgets if k in ('seed', 'noise_seed'))
+                    ui_bad = 1
+            # the frontend's rule: primitive types and combos are widgets (kept
+            # in widgets_values in input order); an INT with
+            # control_after_generate has one more value ("fixed", ...); the
+            # image upload button of LoadImage holds one more
+            def widget(v):
+                return isinstance(v[0], (list, tuple)) or v[0] in ('INT', 'FLOAT', 'STRING', 'BOOLEAN', 'COMBO')
+            # the frontend's link fixer: an output lists exactly the links that leave it
+            for slot, out in enumerate(n.get('outputs', [])):
+                have = sorted(out.get('links') or [])
+                want_l = sorted(l[0] for l in ui['links'] if l[1] == n['id'] and l[2] == slot)
+                if have != want_l:
+                    print(f"   UI node {n['id']} ({n['type']}): output {slot} lists links {have}, the graph has {want_l}")
+                    ui_bad = 1
+            widgets = [k for k, v in req.items() if widget(v)]
+            want = len(widgets) + sum(1 for k in widgets if len(req[k]) > 1 and isinstance(req[k][1], dict) and
+                                      (req[k][1].get('control_after_generate') or req[k][1].get('image_upload')))
             if len(n['widgets_values']) > want or len(n['widgets_values']) < want - 1:
                 print(f"   UI node {n['id']} ({n['type']}): {len(n['widgets_values'])} widgets_values for {widgets}")
-                bad = 1
-        print(f"{f}: UI graph ({len(ui['nodes'])} nodes, {len(ui['links'])} links): {'fits' if not bad else 'BROKEN'}")
+                ui_bad = 1
+        print(f"{f}: UI graph ({len(ui['nodes'])} nodes, {len(ui['links'])} links): {'fits' if not ui_bad else 'BROKEN'}")
+        bad |= ui_bad
     return bad
 
 

@@ -86,7 +86,7 @@ def main():
                 uncond = self.inner_model.apply_model(x, sigma, False)
             return comfy.samplers.cfg_function(self.inner_model, cond, uncond, self.cfg, x, sigma)
 
-    samplers = ["euler", "euler_ancestral", "dpmpp_2m", "lcm", "ddpm"]
+    samplers = ["euler", "euler_ancestral", "dpmpp_2m", "lcm", "ddpm", "dpmpp_2m_sde"]
     schedulers = ["simple", "normal", "karras", "exponential", "sgm_uniform"]
     # (steps, shift, denoise, cfg, seed, latent image?): Stage C like, Stage B
     # like with CFG 1.1, img2img like with denoise < 1, no CFG
