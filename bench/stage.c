@@ -14,6 +14,7 @@
  *   make bench/stage && nice bench/stage [--stage c,b] [--dtype f32,bf16]
  *        [--threads 2] [--warmup 1] [--runs 2] [--batch 2] --dir DIR [--manifests DIR]
  *        [--size lite|full] [--device cpu|cuda] [--precision fp32|bf16|fp16] [--check 1]
+ *        [--px 1024] (the image side whose latents are run)
  * Prints a table row and one JSON line per measurement. */
 #include "../tests/manifest_st.h"
 #include "args.h"
@@ -22,6 +23,7 @@
 #include "device.h"
 #include "error.h"
 #include "kernels.h"
+#include "models.h"
 #include "ops.h"
 #include "stage_b.h"
 #include "stage_c.h"
@@ -68,7 +70,7 @@ static float *randn_like(size_t n, float scale)
 }
 
 typedef struct {
-    int threads, warmup, runs, batch, check, prec;
+    int threads, warmup, runs, batch, check, prec, px;
     const char *dir, *manifests, *size, *device;
 } opts;
 
@@ -129,9 +131,10 @@ static int run_one(const opts *o, char stage, cs_dtype dt)
     }
     double t_load = now() - t0;
     size_t N = (size_t)o->batch;
-    size_t h = stage == 'c' ? 24 : 256, w = h, cin = stage == 'c' ? 16 : 4;
+    size_t hc = (size_t)cs_latent_c(o->px), h = stage == 'c' ? hc : (size_t)cs_latent_b(o->px), w = h,
+           cin = stage == 'c' ? 16 : 4;
     float *x = randn_like(N * h * w * cin, 1.0f), *r = randn_like(N, 0.0f), *eps = cs_alloc(N * h * w * cin * sizeof(float));
-    float *txt = randn_like(N * 77 * 1280, 1.0f), *pool = randn_like(N * 1280, 1.0f), *eff = randn_like(N * 24 * 24 * 16, 1.0f);
+    float *txt = randn_like(N * 77 * 1280, 1.0f), *pool = randn_like(N * 1280, 1.0f), *eff = randn_like(N * hc * hc * 16, 1.0f);
     for (size_t i = 0; i < N; i++) r[i] = 0.5f + 0.1f * (float)i;
     double flops = mc ? cs_stage_c_flops(mc, N, h, w, 77, 1) : cs_stage_b_flops(mb, N, h, w);
     double first = 0, best = 1e30, sum = 0, cpu_best = 1e30, load[3] = {0, 0, 0};
@@ -139,7 +142,7 @@ static int run_one(const opts *o, char stage, cs_dtype dt)
     for (int i = 0; i < o->warmup + o->runs && !rc; i++) {
         double s = now(), c0 = cpu_now();
         rc = mc ? cs_stage_c_forward(mc, x, N, h, w, r, txt, 77, pool, NULL, 1, NULL, NULL, eps)
-                : cs_stage_b_forward(mb, x, N, h, w, r, eff, 24, 24, pool, NULL, 0, 0, NULL, eps);
+                : cs_stage_b_forward(mb, x, N, h, w, r, eff, hc, hc, pool, NULL, 0, 0, NULL, eps);
         double d = now() - s, cpu = cpu_now() - c0;
         if (i == 0) first = d;
         if (i >= o->warmup || !o->runs) {
@@ -168,7 +171,7 @@ static int run_one(const opts *o, char stage, cs_dtype dt)
         double s = now();
         rc = !ref ? CS_ENOMEM
              : mc ? cs_stage_c_forward(mc, x, N, h, w, r, txt, 77, pool, NULL, 1, NULL, NULL, ref)
-                  : cs_stage_b_forward(mb, x, N, h, w, r, eff, 24, 24, pool, NULL, 0, 0, NULL, ref);
+                  : cs_stage_b_forward(mb, x, N, h, w, r, eff, hc, hc, pool, NULL, 0, 0, NULL, ref);
         if (rc) {
             fprintf(stderr, "%s\n", cs_last_error());
             return 1;
@@ -212,11 +215,11 @@ static int run_one(const opts *o, char stage, cs_dtype dt)
 
 int main(int argc, char **argv)
 {
-    opts o = {2, 1, 2, 2, 0, 0, NULL, NULL, "lite", "cpu"};
+    opts o = {2, 1, 2, 2, 0, 0, 1024, NULL, NULL, "lite", "cpu"};
     const char *stages = "c,b", *dtypes = "f32,bf16", *me = "bench/stage";
     static const char use[] =
         "usage: bench/stage --dir DIR [--stage c,b] [--dtype f32,bf16] [--threads N] [--warmup N]\n"
-        "                   [--runs N] [--batch N] [--manifests DIR] [--size lite|full]\n"
+        "                   [--runs N] [--batch N] [--manifests DIR] [--size lite|full] [--px 1024]\n"
         "                   [--device cpu|cuda|PLUGIN] [--precision fp32|bf16|fp16] [--check 0|1]\n"
         "One forward of Stage C / Stage B with random weights, written once into DIR\n"
         "(--dir, or $CASCADE_BENCH_DIR; several GB). Manifests: --manifests, else\n"
@@ -239,6 +242,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--warmup")) e = bench_int(me, argv[i], v, 0, 1000, &o.warmup);
         else if (!strcmp(argv[i], "--runs")) e = bench_int(me, argv[i], v, 1, 1000, &o.runs);
         else if (!strcmp(argv[i], "--batch")) e = bench_int(me, argv[i], v, 1, 64, &o.batch);
+        else if (!strcmp(argv[i], "--px")) e = bench_int(me, argv[i], v, 64, 4096, &o.px);
         else if (!strcmp(argv[i], "--dir")) o.dir = v;
         else if (!strcmp(argv[i], "--manifests")) o.manifests = v;
         else if (!strcmp(argv[i], "--size") && (!strcmp(v, "lite") || !strcmp(v, "full"))) o.size = v;
