@@ -10,9 +10,11 @@
  * falls too, but not 10x in a test's time: the eps of a high-noise step
  * is hardly predictable and the per-step loss is noise-dominated (measured:
  * AdamW lr 1e-3, 200 steps, 2.18 -> ~0.6; doc/training.md §10). Prints the
- * curve. Needs ../shared (skip 77, CI 99). */
+ * curve. ~2.5 s of CPU at AVX2; at CASCADE_SIMD=scalar (8x slower) only
+ * the AdamW run. Needs ../shared (skip 77, CI 99). */
 #include "check.h"
 
+#include "cpu.h"
 #include "error.h"
 #include "ops.h"
 #include "rng.h"
@@ -52,6 +54,10 @@ int main(void)
     const char *sd = getenv("SHARED_DIR");
     char path[4096];
     snprintf(path, sizeof path, "%s/golden/stage_c_tiny.weights.safetensors", sd ? sd : "../shared");
+    if (cs_simd_init()) {   /* CASCADE_SIMD's level (tests/levels.sh), else the best */
+        printf("ERROR: %s\n", cs_last_error());
+        return 99;
+    }
     cs_threads_set(1);   /* a busy 2-core machine: OpenMP's spinning costs more than it gives */
     cs_st_file *wf;
     if (cs_st_open(path, &wf)) {
@@ -75,7 +81,8 @@ int main(void)
         cs_opt_kind opt;
         int steps;
     } runs[] = {{"adafactor", CS_OPT_ADAFACTOR, 25}, {"adamw", CS_OPT_ADAMW, 20}};
-    for (int k = 0; k < 2; k++) {
+    const char *lvl = getenv("CASCADE_SIMD");
+    for (int k = (lvl && !strcmp(lvl, "scalar")) ? 1 : 0; k < 2; k++) {
         cs_train_cfg cfg;
         cs_train_cfg_default(&cfg, runs[k].opt, 1e-3);   /* clipping at 1, P2 */
         float curve[64];
