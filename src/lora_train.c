@@ -21,6 +21,7 @@ typedef union {
 
 typedef struct {
     char *name, *mod;         /* kohya name; dotted module path (for the order) */
+    char *kd, *ku;            /* its file keys <name>.lora_down.weight, <name>.lora_up.weight */
     int wi;                   /* file tensor of the weight */
     const cs_tensor *w0;      /* the file's tensor (frozen) */
     const cs_tensor *wp;      /* the model's float32 W' */
@@ -135,6 +136,10 @@ static int add_mod(cs_lora_net *n, int *cap, const char *mod, int wi, const cs_t
     snprintf(m->name, l + 11, "lora_unet_%s", mod);
     for (char *s = m->name; *s; s++)
         if (*s == '.') *s = '_';
+    m->kd = malloc(l + 30), m->ku = malloc(l + 30);
+    if (!m->kd || !m->ku) return cs_oom("the LoRA modules", l);
+    snprintf(m->kd, l + 30, "%s.lora_down.weight", m->name);
+    snprintf(m->ku, l + 30, "%s.lora_up.weight", m->name);
     m->wi = wi, m->w0 = w0, m->wp = wp, m->row0 = row0, m->rows = rows;
     m->K = cs_tensor_numel(w0) / w0->shape[0];
     m->rank = rank;
@@ -283,7 +288,7 @@ void cs_lora_net_free(cs_lora_net *n)
     if (!n) return;
     for (int i = 0; i < n->n; i++) {
         lmod *m = &n->v[i];
-        free(m->name), free(m->mod);
+        free(m->name), free(m->mod), free(m->kd), free(m->ku);
         cs_free(m->A), cs_free(m->B), cs_free(m->gA), cs_free(m->gB);
         free_state(&m->sA, n->opt), free_state(&m->sB, n->opt);
     }
@@ -443,6 +448,109 @@ int cs_lora_net_apply(cs_lora_net *n, const cs_grads *g, const cs_train_cfg *cfg
         if (!rc) rc = step_one(n, &m->sB, cfg, m->B, m->gB, nb, m->ndim, m->ushape);
     }
     return rc ? rc : cs_lora_net_merge(n);
+}
+
+/* ---- resuming ---- */
+
+int cs_lora_net_opt_count(const cs_lora_net *n) { return n && n->opt >= 0 ? 2 * n->n : 0; }
+
+void cs_lora_net_opt_at(const cs_lora_net *n, int i, cs_trainer_opt_view *v)
+{
+    memset(v, 0, sizeof *v);
+    const lmod *m = &n->v[i / 2];
+    const opt_state *s = i % 2 ? &m->sB : &m->sA;
+    v->tensor = i % 2 ? m->ku : m->kd;
+    if (n->opt == CS_OPT_ADAMW) {
+        v->step = s->aw.step, v->n = 2;
+        v->part[0] = "m", v->data[0] = s->aw.m, v->len[0] = s->aw.n;
+        v->part[1] = "v", v->data[1] = s->aw.v, v->len[1] = s->aw.n;
+    } else if (s->af.factored) {
+        v->step = s->af.step, v->n = 2;
+        v->part[0] = "row", v->data[0] = s->af.row, v->len[0] = s->af.B * s->af.R;
+        v->part[1] = "col", v->data[1] = s->af.col, v->len[1] = s->af.B * s->af.C;
+    } else {
+        v->step = s->af.step, v->n = 1;
+        v->part[0] = "v", v->data[0] = s->af.v, v->len[0] = s->af.B * s->af.R * s->af.C;
+    }
+}
+
+int cs_lora_net_opt_restore(cs_lora_net *n, cs_opt_kind opt, cs_trainer_opt_fill fn, void *ctx)
+{
+    for (int i = 0; i < n->n; i++) free_state(&n->v[i].sA, n->opt), free_state(&n->v[i].sB, n->opt);
+    n->opt = (int)opt;
+    int rc = 0;
+    for (int i = 0; i < 2 * n->n && !rc; i++) {
+        lmod *m = &n->v[i / 2];
+        opt_state *s = i % 2 ? &m->sB : &m->sA;
+        memset(s, 0, sizeof *s);
+        if (opt == CS_OPT_ADAMW) rc = cs_adamw_init(&s->aw, (size_t)(m->rank * (i % 2 ? m->rows : m->K)));
+        else rc = cs_adafactor_init(&s->af, m->ndim, i % 2 ? m->ushape : m->dshape);
+        if (rc) return rc == CS_ENOMEM ? cs_oom("the LoRA optimizer states", 0) : rc;
+        cs_trainer_opt_view v;
+        cs_lora_net_opt_at(n, i, &v);
+        if ((rc = fn(ctx, &v))) return rc;
+        if (opt == CS_OPT_ADAMW) s->aw.step = v.step;
+        else s->af.step = v.step;
+    }
+    return 0;
+}
+
+/* x as the file's dtype holds it */
+static float in_dtype(float x, cs_dtype dt)
+{
+    if (dt == CS_BF16) return cs_bf16_to_f32(cs_f32_to_bf16(x));
+    if (dt == CS_F16) return cs_f16_to_f32(cs_f32_to_f16(x));
+    return x;
+}
+
+static int same_shape(const cs_tensor *t, int ndim, const int64_t *shape)
+{
+    if (t->ndim != ndim) return 0;
+    for (int k = 0; k < ndim; k++)
+        if (t->shape[k] != shape[k]) return 0;
+    return 1;
+}
+
+static int load_from(cs_lora_net *n, cs_st_file *f, const char *path)
+{
+    /* every key of the file is one of ours */
+    for (int i = 0; i < cs_st_count(f); i++) {
+        const char *k = cs_st_at(f, i)->name, *dot = strchr(k, '.');
+        int found = 0;
+        for (int j = 0; dot && j < n->n && !found; j++)
+            found = strlen(n->v[j].name) == (size_t)(dot - k) && !strncmp(n->v[j].name, k, (size_t)(dot - k)) &&
+                    (!strcmp(dot, ".lora_down.weight") || !strcmp(dot, ".lora_up.weight") || !strcmp(dot, ".alpha"));
+        if (!found)
+            return cs_error(CS_EMODEL, "%s: %s is not a module of this LoRA of the Stage C (another model or network_args?)",
+                            path, k);
+    }
+    for (int j = 0; j < n->n; j++) {
+        lmod *m = &n->v[j];
+        const cs_tensor *d = cs_st_find(f, m->kd), *u = cs_st_find(f, m->ku);
+        char ka[512];
+        snprintf(ka, sizeof ka, "%s.alpha", m->name);
+        const cs_tensor *a = cs_st_find(f, ka);
+        if (!d || !u) return cs_error(CS_EMODEL, "%s: no %s (a LoRA of another network_args?)", path, d ? m->ku : m->kd);
+        if (!same_shape(d, m->ndim, m->dshape) || !same_shape(u, m->ndim, m->ushape))
+            return cs_error(CS_EMODEL, "%s: %s / lora_up of shapes other than network_dim %d gives", path, m->kd, m->rank);
+        float al = m->alpha;
+        if (a && (cs_tensor_numel(a) != 1 || cs_tensor_to_f32(a, &al) || al != in_dtype(m->alpha, a->dtype)))
+            return cs_error(CS_EMODEL, "%s: %s is %g, but network_alpha gives %g", path, ka, al, m->alpha);
+        int rc = cs_tensor_to_f32(d, m->A);
+        if (!rc) rc = cs_tensor_to_f32(u, m->B);
+        if (rc) return cs_error(CS_EFORMAT, "%s: %s: not a float tensor", path, m->kd);
+    }
+    return cs_lora_net_merge(n);
+}
+
+int cs_lora_net_load(cs_lora_net *n, const char *path)
+{
+    cs_st_file *f;
+    int rc = cs_st_open(path, &f);
+    if (rc) return rc;
+    rc = load_from(n, f, path);
+    cs_st_close(f);
+    return rc;
 }
 
 /* ---- saving ---- */

@@ -94,6 +94,26 @@ int cs_lora_net_apply(cs_lora_net *n, const struct cs_grads *g, const cs_train_c
 /* Registers the wrapped weights in g (the only tensors given gradients). */
 int cs_lora_net_attach(cs_lora_net *n, struct cs_grads *g);
 
+/* ---- resuming (cascade train's state) ----
+ * The optimizer states of A and B, as the trainer's (train_step.h): view i
+ * (0 <= i < cs_lora_net_opt_count, 0 before the first step) is module i/2's
+ * lora_down (even i) or lora_up (odd i), named "<name>.lora_down.weight" /
+ * "<name>.lora_up.weight". cs_lora_net_opt_restore makes every state for opt
+ * now (zeroed) and has fn fill each; a state of the same values gives the
+ * same next steps as the one it was saved from (the states are independent
+ * of each other; the clipping norm depends on the gradients only). */
+int cs_lora_net_opt_count(const cs_lora_net *n);
+void cs_lora_net_opt_at(const cs_lora_net *n, int i, cs_trainer_opt_view *v);
+int cs_lora_net_opt_restore(cs_lora_net *n, cs_opt_kind opt, cs_trainer_opt_fill fn, void *ctx);
+
+/* Sets A and B from a LoRA file in kohya's format (what cs_lora_net_save
+ * writes, any float dtype) and merges: kohya's --network_weights. Every key
+ * of the file must be a module of n with the same shapes and alpha, and
+ * every module must be in the file (a file of other network_dim /
+ * network_alpha / conv_dim, or of another model, is refused naming the
+ * key): CS_EFORMAT / CS_EMODEL. */
+int cs_lora_net_load(cs_lora_net *n, const char *path);
+
 /* Writes the LoRA as kohya does (safetensors, atomically): per module
  * <name>.lora_down.weight, <name>.lora_up.weight, <name>.alpha (a scalar),
  * all in dtype (CS_F32, CS_BF16 or CS_F16: --save_precision), and the

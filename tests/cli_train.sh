@@ -103,7 +103,16 @@ refuse() {
 }
 O="--output_dir $tmp/no"
 refuse 2 "--optimizer_type" $T $O --optimizer_type lion
-refuse 2 "--network_module" $T $O --network_module networks.lora
+refuse 2 "networks.dylora" $T $O --network_module networks.dylora
+refuse 2 "--network_dim" $T $O --network_dim 4
+refuse 2 "--network_dim" $T $O --network_module networks.lora --network_dim 0
+refuse 2 "--network_alpha" $T $O --network_module networks.lora --network_alpha -1
+refuse 2 "--network_dropout" $T $O --network_module networks.lora --network_dropout 0.1
+refuse 2 "rank_dropout" $T $O --network_module networks.lora --network_args rank_dropout=0.1
+refuse 2 "use_tucker" $T $O --network_module networks.lora --network_args conv_dim=4 use_tucker=True
+refuse 2 "conv_dim" $T $O --network_module networks.lora --network_args conv_dim=x
+refuse 2 "--save_model_as" $T $O --save_model_as ckpt
+refuse 1 "nolora.safetensors" $T $O --network_module networks.lora --network_weights "$tmp/nolora.safetensors"
 refuse 2 "--no_such_option" $T $O --no_such_option 1
 refuse 2 "--learning_rate" $T $O --learning_rate x
 refuse 2 "relative_step" $T $O --optimizer_type adafactor --optimizer_args relative_step=True
@@ -118,6 +127,57 @@ refuse 1 "effnope" $T $O --effnet_checkpoint_path "$tmp/effnope.safetensors"
 refuse 1 "$tmp/noimages" $BIN train $M --train_data_dir "$tmp/noimages" $O
 refuse 1 "noprompts.txt" $T $O --previewer_checkpoint_path "$PV" --sample_prompts "$tmp/noprompts.txt"
 refuse 1 "text width" $T $O --effnet_checkpoint_path "$EF" --text_model_checkpoint_path "$G/text/clip_tiny_gelu.weights.safetensors"
+
+# 6. LoRA (--network_module networks.lora): LoRA files in kohya's format
+# checked through the library (train_fixture --check-lora: every module reads
+# back, every lora_up trained, src/lora.c's merge = the training weights, bit
+# for bit); kohya's metadata; a resumed run ends with the same bytes
+# (Adafactor, and AdamW mid-accumulation); --network_weights starts from a
+# saved LoRA, one of another rank is refused naming a key
+L="$T --network_module networks.lora --network_dim 2 --network_alpha 1 --save_model_as safetensors"
+if $L --max_train_epochs 3 --save_every_n_epochs 1 --output_dir "$tmp/la" 2>"$tmp/err"; then
+    for f in t-000001 t-000002 t; do
+        "$FX" --check-lora "$SC" "$tmp/la/$f.safetensors" >"$tmp/chk" 2>&1 && ok "LoRA $f: $(tr '\n' ' ' <"$tmp/chk")" ||
+            bad "LoRA $f: $(cat "$tmp/chk")"
+    done
+    for k in '"ss_network_module":"networks.lora"' '"ss_network_dim":"2"' '"ss_network_alpha":"1.0"' \
+        '"ss_base_model_version":"stable_cascade"' '"ss_epoch":"1"' '"ss_steps":"2"' '"modelspec.architecture":"stable-cascade/lora"'; do
+        head -c 20000 "$tmp/la/t-000001.safetensors" | tr -d ' ' | grep -q -- "$k" || bad "t-000001: no metadata $k"
+    done
+    [ "$(wc -c <"$tmp/la/t.safetensors")" -lt "$(($(wc -c <"$SC") / 4))" ] && ok "a LoRA file, not the model" ||
+        bad "t.safetensors is as large as the model"
+    cmp -s "$tmp/la/t-000001.safetensors" "$tmp/la/t.safetensors" && bad "the LoRA did not change between epochs"
+else
+    bad "LoRA run: $(cat "$tmp/err")"
+fi
+CASCADE_TEST_TRAIN_STOP=3 $L --max_train_epochs 3 --save_every_n_epochs 1 --output_dir "$tmp/lb" 2>"$tmp/err"
+rc=$?
+if [ $rc -eq 130 ] && [ -f "$tmp/lb/state-000003/train.json" ] &&
+    $L --max_train_epochs 3 --save_every_n_epochs 1 --output_dir "$tmp/lb" --resume "$tmp/lb/state-000003" 2>"$tmp/err"; then
+    cmp "$tmp/la/t.safetensors" "$tmp/lb/t.safetensors" && ok "LoRA: resumed = uninterrupted (bit for bit)" ||
+        bad "LoRA: the resumed run differs from the uninterrupted one"
+else
+    bad "LoRA interrupt/resume: exit $rc: $(cat "$tmp/err")"
+fi
+LA="$L --max_train_epochs 3 --gradient_accumulation_steps 2 --optimizer_type AdamW --seed 5"
+if [ $full -eq 1 ]; then
+    $LA --output_dir "$tmp/lc" 2>"$tmp/err" || bad "LoRA accumulation run: $(cat "$tmp/err")"
+    CASCADE_TEST_TRAIN_STOP=3 $LA --output_dir "$tmp/ld" 2>"$tmp/err"
+    rc=$?
+    if [ $rc -eq 130 ] && $LA --output_dir "$tmp/ld" --resume "$tmp/ld/state-000001" 2>"$tmp/err"; then
+        cmp "$tmp/lc/t.safetensors" "$tmp/ld/t.safetensors" && ok "LoRA mid-accumulation resume = uninterrupted" ||
+            bad "LoRA mid-accumulation resume differs"
+    else
+        bad "LoRA mid-accumulation interrupt/resume: exit $rc: $(cat "$tmp/err")"
+    fi
+    if $L --network_weights "$tmp/la/t.safetensors" --max_train_steps 1 --output_dir "$tmp/le" 2>"$tmp/err"; then
+        "$FX" --check-lora "$SC" "$tmp/le/t.safetensors" >"$tmp/chk" 2>&1 && ok "--network_weights: training goes on" ||
+            bad "--network_weights: $(cat "$tmp/chk")"
+    else
+        bad "--network_weights: $(cat "$tmp/err")"
+    fi
+    refuse 1 "lora_down" $T $O --network_module networks.lora --network_dim 3 --network_weights "$tmp/la/t.safetensors"
+fi
 
 # 5. the seed tutorial's command (docs: ../shared/context/seed-tutorial.txt), paths replaced,
 # with a kohya dataset TOML; epochs cut to 1 by a later option

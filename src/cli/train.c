@@ -19,8 +19,9 @@ static void usage(FILE *f)
         "usage: cascade train --stage_c_checkpoint_path FILE --effnet_checkpoint_path FILE\n"
         "                     (--dataset_config TOML | --train_data_dir DIR) --output_dir DIR [options]\n"
         "\n"
-        "Full fine-tune of Stage C on the CPU, with kohya sd-scripts' option names (paste a\n"
-        "stable_cascade_train_stage_c.py command without `accelerate launch ... .py`).\n"
+        "Full fine-tune or LoRA of Stage C on the CPU, with kohya sd-scripts' option names (paste a\n"
+        "stable_cascade_train_stage_c.py or stable_cascade_train_c_network.py command without\n"
+        "`accelerate launch ... .py`).\n"
         "\n"
         "  --stage_c_checkpoint_path FILE   Stage C to train (also --pretrained_model_name_or_path)\n"
         "  --effnet_checkpoint_path FILE    EfficientNet encoder (images -> latents)\n"
@@ -63,6 +64,17 @@ static void usage(FILE *f)
         "  --mixed_precision no|bf16   accepted; on the CPU the math stays float32\n"
         "  --gradient_checkpointing    accepted; the backward always recomputes each block\n"
         "                         from its saved input (per-block checkpointing)\n"
+        "LoRA (kohya's stable_cascade_train_c_network.py; doc/training.md §9):\n"
+        "  --network_module networks.lora   train a LoRA of every Linear and 1x1 Conv2d of Stage C\n"
+        "                         (the only module; checkpoints are LoRA files in kohya's format)\n"
+        "  --network_dim R        rank (default 4)\n"
+        "  --network_alpha A      scale alpha / R (default 1; 0 = R)\n"
+        "  --network_args K=V ... conv_dim=N conv_alpha=A (kxk convs; the released Stage C has none)\n"
+        "  --network_dropout 0    dropout (also rank_dropout / module_dropout) is not implemented\n"
+        "  --network_weights FILE start from a saved LoRA of the same settings\n"
+        "  --network_train_unet_only   accepted (Stage C is the only network trained)\n"
+        "  --save_model_as safetensors the only format\n"
+        "\n"
         "  --threads N            worker threads (default: all cores, or $CASCADE_THREADS)\n"
         "  -q, --quiet            no progress line\n"
         "  -h, --help             this text\n"
@@ -71,7 +83,7 @@ static void usage(FILE *f)
         "--persistent_data_loader_workers, --logging_dir DIR, --log_with X, --log_prefix X,\n"
         "--log_tracker_name X, --console_log_level X, --lowram, --highvram, --xformers, --sdpa,\n"
         "--mem_eff_attn, --vae_batch_size N, --text_encoder_batch_size N.\n"
-        "Any other option (kohya's LoRA options included) is an error.\n"
+        "Any other option is an error.\n"
         "\n"
         "Ctrl-C or SIGTERM stops at once: the unfinished step is dropped and the state after the\n"
         "last optimizer step is saved in OUTPUT_DIR/state-<step>; --resume continues it to the\n"
@@ -86,6 +98,7 @@ enum {
     O_OUT_DIR, O_OUT_NAME, O_LR, O_OPT, O_OPT_ARGS, O_SCHED, O_WARMUP, O_EPOCHS, O_STEPS, O_ACCUM, O_CLIP,
     O_ADAPTIVE, O_SEED, O_SAVE_EVERY, O_SAVE_PREC, O_SAVE_STATE, O_RESUME, O_SAMPLE_EVERY, O_SAMPLE_PROMPTS,
     O_CACHE_LAT, O_CACHE_TEXT, O_CACHE_DIR, O_MIXED, O_GC, O_THREADS, O_IGNORE_ARG, O_IGNORE_FLAG,
+    O_NET_MODULE, O_NET_DIM, O_NET_ALPHA, O_NET_ARGS, O_NET_DROPOUT, O_NET_WEIGHTS, O_SAVE_AS, O_UNET_ONLY,
 };
 
 static const struct option longopts[] = {
@@ -127,6 +140,14 @@ static const struct option longopts[] = {
     {"mixed_precision", required_argument, 0, O_MIXED},
     {"gradient_checkpointing", no_argument, 0, O_GC},
     {"threads", required_argument, 0, O_THREADS},
+    {"network_module", required_argument, 0, O_NET_MODULE},
+    {"network_dim", required_argument, 0, O_NET_DIM},
+    {"network_alpha", required_argument, 0, O_NET_ALPHA},
+    {"network_args", no_argument, 0, O_NET_ARGS},   /* nargs='*' */
+    {"network_dropout", required_argument, 0, O_NET_DROPOUT},
+    {"network_weights", required_argument, 0, O_NET_WEIGHTS},
+    {"network_train_unet_only", no_argument, 0, O_UNET_ONLY},
+    {"save_model_as", required_argument, 0, O_SAVE_AS},
     {"quiet", no_argument, 0, 'q'},
     {"help", no_argument, 0, 'h'},
     /* kohya's logging and data-loader knobs: nothing to do here */
@@ -231,6 +252,53 @@ static int opt_arg(tr_opts *o, const char *kv, int adamw)
     return -1;
 }
 
+/* A dropout value: 0 (or None) only, the rest is not implemented. */
+static int no_dropout(const char *what, const char *v)
+{
+    char *end;
+    double x = strtod(v, &end);
+    if (!strcasecmp(v, "None") || (end != v && !*end && x == 0)) return 0;
+    fprintf(stderr, TR_ME ": %s %s: LoRA dropout is not implemented (leave it unset or 0)\n", what, v);
+    return -1;
+}
+
+/* The --network_args words (kohya's KEY=VALUE strings): conv_dim, conv_alpha;
+ * rank_dropout / module_dropout only as 0. The words go to ss_network_args
+ * as kohya's json.dumps(net_kwargs) writes them (strings, then "dropout"). */
+static int network_args(tr_opts *o, const char *const *w, int n, const char *dropout)
+{
+    char *j = o->network_args_json;
+    size_t cap = sizeof o->network_args_json, l = 0;
+    l += (size_t)snprintf(j + l, cap - l, "{");
+    for (int i = 0; i < n; i++) {
+        const char *eq = strchr(w[i], '=');
+        if (!eq || eq == w[i]) return bad("--network_args", "expected KEY=VALUE words");
+        size_t kl = (size_t)(eq - w[i]);
+        const char *v = eq + 1;
+        if (kl == 8 && !strncmp(w[i], "conv_dim", 8)) {
+            if (cli_parse_int(TR_ME, "--network_args conv_dim", v, 0, 1 << 20, &o->lora_cfg.conv_dim)) return -1;
+        } else if (kl == 10 && !strncmp(w[i], "conv_alpha", 10)) {
+            float x;
+            if (!strcmp(v, "0") || !strcmp(v, "0.0")) x = 0;
+            else if (cli_parse_real(TR_ME, "--network_args conv_alpha", v, 0.0, 1e9, 1, &x)) return -1;
+            o->lora_cfg.conv_alpha = x;
+        } else if ((kl == 12 && !strncmp(w[i], "rank_dropout", 12)) || (kl == 14 && !strncmp(w[i], "module_dropout", 14))) {
+            char what[64];
+            snprintf(what, sizeof what, "--network_args %.*s", (int)kl, w[i]);
+            if (no_dropout(what, v)) return -1;
+        } else {
+            fprintf(stderr, TR_ME ": --network_args: %.*s is not supported (conv_dim, conv_alpha)\n", (int)kl, w[i]);
+            return -1;
+        }
+        if (strpbrk(v, "\"\\")) return bad("--network_args", "quotes and backslashes are not allowed in values");
+        l += (size_t)snprintf(j + l, l < cap ? cap - l : 0, "%s\"%.*s\": \"%s\"", i ? ", " : "", (int)kl, w[i], v);
+    }
+    /* kohya adds the --network_dropout value (None -> null) */
+    l += (size_t)snprintf(j + l, l < cap ? cap - l : 0, "%s\"dropout\": %s}", n ? ", " : "", dropout ? dropout : "null");
+    if (l >= cap) return bad("--network_args", "too long");
+    return 0;
+}
+
 static int parse_res(const char *v, int *w, int *h)
 {
     char a[32];
@@ -254,8 +322,9 @@ int cmd_train(int argc, char **argv)
     int opt = CS_OPT_ADAFACTOR, c, e = 0, accum = 1;
     float f, clip = 1.0f;
     cs_loss_weight_kind lw = CS_LOSS_P2;
-    const char *opt_words[32];
-    int n_words = 0;
+    const char *opt_words[32], *net_words[32], *net_opt = NULL, *dropout = NULL;
+    int n_words = 0, n_net_words = -1;
+    cs_lora_train_cfg_default(&o.lora_cfg);
     opterr = 0;
     optind = 1;
     while (!e && (c = getopt_long(argc, argv, "+qh", longopts, NULL)) != -1) {
@@ -289,6 +358,44 @@ int cmd_train(int argc, char **argv)
                 }
                 opt_words[n_words++] = argv[optind++];
             }
+            break;
+        case O_NET_MODULE:
+            if (strcmp(optarg, "networks.lora")) {
+                fprintf(stderr, TR_ME ": --network_module %s: not supported (only networks.lora, kohya's LoRA)\n", optarg);
+                e = -1;
+            }
+            o.lora = 1;
+            break;
+        case O_NET_DIM:
+            net_opt = "--network_dim";
+            e = cli_parse_int(TR_ME, "--network_dim", optarg, 1, 1 << 20, &o.lora_cfg.dim);
+            break;
+        case O_NET_ALPHA:
+            net_opt = "--network_alpha";
+            if (!strcmp(optarg, "0") || !strcmp(optarg, "0.0")) f = 0;
+            else e = cli_parse_real(TR_ME, "--network_alpha", optarg, 0.0, 1e9, 1, &f);
+            o.lora_cfg.alpha = f;
+            break;
+        case O_NET_ARGS:
+            net_opt = "--network_args";
+            n_net_words = n_net_words < 0 ? 0 : n_net_words;
+            while (optind < argc && argv[optind][0] != '-') {
+                if (n_net_words == 32) {
+                    e = bad("--network_args", "more than 32 words");
+                    break;
+                }
+                net_words[n_net_words++] = argv[optind++];
+            }
+            break;
+        case O_NET_DROPOUT:
+            net_opt = "--network_dropout";
+            e = no_dropout("--network_dropout", optarg);
+            dropout = strcasecmp(optarg, "None") ? "0.0" : NULL;
+            break;
+        case O_NET_WEIGHTS: net_opt = "--network_weights", o.network_weights = optarg; break;
+        case O_UNET_ONLY: break;   /* Stage C is the only network trained */
+        case O_SAVE_AS:
+            if (strcmp(optarg, "safetensors")) e = bad("--save_model_as", "only safetensors is supported");
             break;
         case O_SCHED:
             if (strcmp(optarg, "constant")) e = bad("--lr_scheduler", "only 'constant' is supported");
@@ -354,6 +461,8 @@ int cmd_train(int argc, char **argv)
     o.cfg.max_grad_norm = clip;
     for (int i = 0; i < n_words; i++)
         if (opt_arg(&o, opt_words[i], opt == CS_OPT_ADAMW)) return 2;
+    if (net_opt && !o.lora) return bad(net_opt, "needs --network_module networks.lora"), 2;
+    if (n_net_words >= 0 && network_args(&o, net_words, n_net_words, dropout)) return 2;
     if (!o.stage_c) return bad("--stage_c_checkpoint_path", "required (the Stage C to train)"), 2;
     if (!o.effnet) return bad("--effnet_checkpoint_path", "required (the EfficientNet encoder)"), 2;
     if (!o.dataset_config == !o.train_data_dir)

@@ -4,6 +4,7 @@
 #ifndef CS_CLI_TRAIN_H
 #define CS_CLI_TRAIN_H
 
+#include "lora_train.h"
 #include "train_step.h"
 
 #include <stddef.h>
@@ -33,6 +34,13 @@ typedef struct {
     const char *resume;
     int save_state;                   /* --save_state: a state with every checkpoint */
     int threads, quiet;
+    /* LoRA mode (--network_module networks.lora): the network's settings,
+     * kohya's ss_network_args (JSON of the --network_args words) and the
+     * file to start from (--network_weights) */
+    int lora;
+    cs_lora_train_cfg lora_cfg;
+    char network_args_json[512];
+    const char *network_weights;
 } tr_opts;
 
 /* One sample prompt (kohya's prompt file: PROMPT --n NEG --w W --h H --d SEED
@@ -76,12 +84,19 @@ typedef struct {
  * path goes to out. */
 int tr_state_save(const char *dir, const struct cs_stage_c *m, cs_trainer *t, const float *buckets,
                   const tr_pos *pos, const char *fingerprint, char *out, size_t out_len);
+/* The same for a LoRA run: model.safetensors is the LoRA (float32, kohya's
+ * keys), optimizer.safetensors the states of its A and B. */
+int tr_state_save_lora(const char *dir, const cs_lora_net *net, const float *buckets, const tr_pos *pos,
+                       const char *fingerprint, char *out, size_t out_len);
 /* Reads DIR/train.json: pos, and checks the fingerprint. */
 int tr_state_read(const char *dir, tr_pos *pos, const char *fingerprint);
 /* Arranges for the optimizer states and buckets of DIR to be restored into t
  * (kept open until tr_state_close). */
 typedef struct tr_resume tr_resume;
 int tr_state_restore(const char *dir, cs_trainer *t, tr_resume **out);
+/* A LoRA run's state: A and B from DIR/model.safetensors, the optimizer
+ * states of opt and the buckets (into t) restored at once. */
+int tr_state_restore_lora(const char *dir, cs_trainer *t, cs_lora_net *net, cs_opt_kind opt);
 void tr_state_close(tr_resume *r);
 
 /* ---- train_sample.c ---- */

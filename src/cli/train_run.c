@@ -43,6 +43,7 @@ typedef struct {
     cs_clip *clip;
     cs_tokenizer *tok;
     cs_previewer *pv;
+    cs_lora_net *net;                 /* LoRA mode */
     char *text_path, *tok_dir;
     uint64_t eff_id, clip_id;
     cs_ds_config cfg;
@@ -121,7 +122,7 @@ static int open_all(run *r, tr_pos *pos)
     const char *sc = o->stage_c;
     int rc;
     /* the files first: cheap checks before any long work */
-    if (o->resume) {
+    if (o->resume && !o->lora) {   /* a LoRA state holds the LoRA: the Stage C is the given one */
         snprintf(p, sizeof p, "%s/model.safetensors", o->resume);
         sc = p;
     }
@@ -170,6 +171,11 @@ static int open_all(run *r, tr_pos *pos)
              c->opt == CS_OPT_ADAMW ? "adamw" : "adafactor", o->lr, c->grad_accum, c->max_grad_norm,
              c->loss_weight == CS_LOSS_ADAPTIVE ? "adaptive" : "p2", r->ds->n_batches, r->ds->n_images,
              cs_threads_get());
+    if (o->lora) {
+        size_t l = strlen(r->fingerprint);
+        snprintf(r->fingerprint + l, sizeof r->fingerprint - l, " lora dim=%d alpha=%.9g conv_dim=%d conv_alpha=%.9g",
+                 o->lora_cfg.dim, o->lora_cfg.alpha, o->lora_cfg.conv_dim, o->lora_cfg.conv_alpha);
+    }
     if (o->resume) {
         if ((rc = tr_state_read(o->resume, pos, r->fingerprint))) return rc;
         if (o->seed_given && o->seed != pos->seed)
@@ -277,6 +283,74 @@ static int mkdirs(const char *path)
     return 0;
 }
 
+/* A LoRA checkpoint: kohya's file (cs_lora_net_save) with the ss_* training
+ * record of stable_cascade_train_c_network.py that says what the file is and
+ * how it was made, and the SAI model spec keys. Left out so that the same
+ * run gives the same bytes: ss_session_id, ss_training_started_at,
+ * ss_training_finished_at, modelspec.date; also kohya's model hashes. kohya
+ * calls get_sai_model_spec without lora=True, so its architecture lacks the
+ * spec's "/lora"; we write the spec's value. */
+/* Python's str() of a float, near enough for the record: 1 -> "1.0" */
+static void pyf(char *b, size_t n, double v)
+{
+    snprintf(b, n, "%.9g", v);
+    if (!strpbrk(b, ".en")) strncat(b, ".0", n - strlen(b) - 1);
+}
+
+static int save_lora(run *r, const char *path, const char *epoch, const char *step)
+{
+    tr_opts *o = r->o;
+    const cs_train_cfg *c = &o->cfg;
+    char lr[32], imgs[32], nb[32], ne[32], ms[32], ga[32], gn[32], seed[32], reso[64], dim[16], alpha[32];
+    const char *base = strrchr(o->stage_c, '/');
+    int64_t nbat = (int64_t)r->ds->n_batches, spe = (nbat + c->grad_accum - 1) / c->grad_accum;
+    int epochs = o->epochs ? o->epochs : (int)((o->steps + spe - 1) / spe);
+    pyf(lr, sizeof lr, o->lr);
+    snprintf(imgs, sizeof imgs, "%zu", r->ds->n_images);
+    snprintf(nb, sizeof nb, "%zu", r->ds->n_batches);
+    snprintf(ne, sizeof ne, "%d", epochs);
+    snprintf(ms, sizeof ms, "%" PRId64, o->epochs ? spe * epochs : (int64_t)o->steps);
+    snprintf(ga, sizeof ga, "%d", c->grad_accum);
+    pyf(gn, sizeof gn, c->max_grad_norm);
+    snprintf(seed, sizeof seed, "%" PRIu64, o->seed);
+    snprintf(reso, sizeof reso, "%dx%d", r->cfg.n ? r->cfg.datasets[0].width : o->res_w,
+             r->cfg.n ? r->cfg.datasets[0].height : o->res_h);
+    snprintf(dim, sizeof dim, "%d", o->lora_cfg.dim);
+    pyf(alpha, sizeof alpha, o->lora_cfg.alpha);
+    const char *meta[] = {
+        "ss_network_module", "networks.lora", "ss_network_dim", dim, "ss_network_alpha", alpha,
+        "ss_network_dropout", "None", "ss_network_args", o->network_args_json,
+        "ss_base_model_version", "stable_cascade", "ss_v2", "False",
+        "ss_sd_model_name", base ? base + 1 : o->stage_c, "ss_output_name", o->output_name,
+        "ss_learning_rate", lr, "ss_unet_lr", "None", "ss_text_encoder_lr", "None",
+        "ss_num_train_images", imgs, "ss_num_batches_per_epoch", nb, "ss_num_epochs", ne,
+        "ss_max_train_steps", ms, "ss_gradient_accumulation_steps", ga, "ss_max_grad_norm", gn,
+        "ss_lr_scheduler", "constant", "ss_lr_warmup_steps", "0",
+        "ss_optimizer", c->opt == CS_OPT_ADAMW ? "torch.optim.adamw.AdamW" : "transformers.optimization.Adafactor",
+        "ss_mixed_precision", (o->quiet & 2) ? "bf16" : "no", "ss_gradient_checkpointing", "True",
+        "ss_cache_latents", "True", "ss_seed", seed, "ss_epoch", epoch, "ss_steps", step,
+        "modelspec.sai_model_spec", "1.0.0", "modelspec.architecture", "stable-cascade/lora",
+        "modelspec.implementation", "https://github.com/Stability-AI/StableCascade",
+        "modelspec.title", o->output_name, "modelspec.resolution", reso, "modelspec.prediction_type", "epsilon",
+    };
+    int nm = (int)(sizeof meta / sizeof *meta / 2), skip_args = !o->network_args_json[0];
+    cs_dtype dt = o->save_prec == TR_SAVE_BF16 ? CS_BF16 : o->save_prec == TR_SAVE_FP16 ? CS_F16 : CS_F32;
+    if (skip_args) {   /* kohya writes ss_network_args only when --network_args was given */
+        const char *m2[sizeof meta / sizeof *meta];
+        int k = 0;
+        for (int i = 0; i < nm; i++)
+            if (strcmp(meta[2 * i], "ss_network_args")) m2[2 * k] = meta[2 * i], m2[2 * k + 1] = meta[2 * i + 1], k++;
+        return cs_lora_net_save(r->net, path, dt, m2, k);
+    }
+    return cs_lora_net_save(r->net, path, dt, meta, nm);
+}
+
+static int save_state(run *r, cs_trainer *t, const float *buckets, const tr_pos *at, char *sp, size_t spl)
+{
+    if (r->net) return tr_state_save_lora(r->o->output_dir, r->net, buckets, at, r->fingerprint, sp, spl);
+    return tr_state_save(r->o->output_dir, r->m, t, buckets, at, r->fingerprint, sp, spl);
+}
+
 static int save_checkpoint(run *r, int epoch, int64_t step, int final)
 {
     char path[4400], e[32], s[32];
@@ -284,8 +358,13 @@ static int save_checkpoint(run *r, int epoch, int64_t step, int final)
     else snprintf(path, sizeof path, "%s/%s-%06d.safetensors", r->o->output_dir, r->o->output_name, epoch);
     snprintf(e, sizeof e, "%d", epoch);
     snprintf(s, sizeof s, "%" PRId64, step);
-    const char *extra[] = {"cascade.train.epoch", e, "cascade.train.step", s};
-    int rc = tr_save_weights(r->m, path, r->o->save_prec, extra, 2);
+    int rc;
+    if (r->net) {
+        rc = save_lora(r, path, e, s);
+    } else {
+        const char *extra[] = {"cascade.train.epoch", e, "cascade.train.step", s};
+        rc = tr_save_weights(r->m, path, r->o->save_prec, extra, 2);
+    }
     if (!rc && !(r->o->quiet & 1)) fprintf(stderr, "%s" TR_ME ": saved %s\n", r->tty ? "\r\033[K" : "", path);
     return rc;
 }
@@ -393,7 +472,7 @@ static int train(run *r, cs_trainer *t, tr_pos pos, int resumed, int *interrupte
             rc = save_checkpoint(r, epoch + 1, pos.step, 0);
             char sp[4400];
             if (!rc && o->save_state)
-                rc = tr_state_save(o->output_dir, r->m, t, saved, &at, r->fingerprint, sp, sizeof sp);
+                rc = save_state(r, t, saved, &at, sp, sizeof sp);
         }
         if (!rc && o->sample_every && (epoch + 1) % o->sample_every == 0)
             rc = tr_samples(r->m, r->pv, r->prompts, r->n_prompts, o->output_dir, o->output_name, epoch + 1,
@@ -408,7 +487,7 @@ static int train(run *r, cs_trainer *t, tr_pos pos, int resumed, int *interrupte
             fprintf(stderr, TR_ME ": %s before an optimizer step: no new state saved%s%s\n",
                     cli_stop_text(cs_cancel_pending()), resumed ? "; resume again from " : "",
                     resumed ? o->resume : "");
-        } else if ((rc = tr_state_save(o->output_dir, r->m, t, saved, &at, r->fingerprint, sp, sizeof sp)) == 0) {
+        } else if ((rc = save_state(r, t, saved, &at, sp, sizeof sp)) == 0) {
             fprintf(stderr, TR_ME ": %s at step %" PRId64 "; state saved: %s (continue with --resume %s)\n",
                     cli_stop_text(cs_cancel_pending()), at.step, sp, sp);
         } else {
@@ -438,6 +517,15 @@ int tr_run(tr_opts *o)
     if (!rc && !o->resume && !o->seed_given) o->seed = ((uint64_t)time(NULL) ^ ((uint64_t)getpid() << 16)) & 0xFFFFFFFFu;
     pos.seed = o->seed;
     r.resume_step = pos.step;
+    if (!rc && o->lora) {   /* the network (seeded by --seed) and its start, before anything is written */
+        o->lora_cfg.seed = o->seed;
+        rc = cs_lora_net_new(r.m, &o->lora_cfg, &r.net);
+        if (!rc && o->network_weights && !o->resume) rc = cs_lora_net_load(r.net, o->network_weights);
+        if (!rc && !(o->quiet & 1))
+            fprintf(stderr, TR_ME ": LoRA: %d modules, %" PRId64 " parameters, rank %d, alpha %g%s%s\n",
+                    cs_lora_net_count(r.net), cs_lora_net_params(r.net), o->lora_cfg.dim, o->lora_cfg.alpha,
+                    o->network_weights && !o->resume ? ", from " : "", o->network_weights && !o->resume ? o->network_weights : "");
+    }
     if (!rc && (o->quiet & 2))
         fprintf(stderr, TR_ME ": --mixed_precision bf16: on the CPU the math stays float32 (master weights too)\n");
     /* from here on things are written */
@@ -449,7 +537,9 @@ int tr_run(tr_opts *o)
     }
     if (!rc) rc = encode_all(&r);
     if (!rc) rc = cs_trainer_new(r.m, &o->cfg, &t);
-    if (!rc && o->resume) rc = tr_state_restore(o->resume, t, &res);
+    if (!rc && r.net) rc = cs_trainer_set_lora(t, r.net);
+    if (!rc && o->resume)
+        rc = r.net ? tr_state_restore_lora(o->resume, t, r.net, o->cfg.opt) : tr_state_restore(o->resume, t, &res);
     if (!rc) {
         char lp[4400];
         snprintf(lp, sizeof lp, "%s/%s.jsonl", o->output_dir, o->output_name);
@@ -463,6 +553,7 @@ int tr_run(tr_opts *o)
     if (r.log) fclose(r.log);
     tr_state_close(res);
     cs_trainer_free(t);
+    cs_lora_net_free(r.net);
     for (size_t i = 0; r.ds && r.lat && i < r.ds->n_images; i++) cs_free(r.lat[i]), cs_free(r.txt[i]), cs_free(r.pool[i]);
     free(r.lat), free(r.txt), free(r.pool);
     tr_prompts_free(r.prompts, r.n_prompts);

@@ -78,9 +78,13 @@ int tr_save_weights(const cs_stage_c *m, const char *path, tr_save_prec prec, co
 
 /* ---- the resumable state ---- */
 
-static int write_optimizer(const char *path, cs_trainer *t, const float *buckets)
+typedef void (*opt_at_fn)(const void *obj, int i, cs_trainer_opt_view *v);
+static void trainer_at(const void *t, int i, cs_trainer_opt_view *v) { cs_trainer_opt_at(t, i, v); }
+static void lora_at(const void *n, int i, cs_trainer_opt_view *v) { cs_lora_net_opt_at(n, i, v); }
+
+static int write_optimizer(const char *path, int n, opt_at_fn at, const void *obj, const float *buckets)
 {
-    int n = cs_trainer_opt_count(t), k = 0, rc = 0;
+    int k = 0, rc = 0;
     cs_tensor *ts = calloc(3 * (size_t)n + 1, sizeof *ts);
     char **names = calloc(3 * (size_t)n + 1, sizeof *names);
     int64_t *steps = calloc((size_t)n + 1, sizeof *steps);
@@ -88,7 +92,7 @@ static int write_optimizer(const char *path, cs_trainer *t, const float *buckets
     if (!rc) ts[k++] = (cs_tensor){CS_F32, 1, {CS_TRAIN_BUCKETS}, buckets, "adaptive_loss.bucket_losses"};
     for (int i = 0; !rc && i < n; i++) {
         cs_trainer_opt_view v;
-        cs_trainer_opt_at(t, i, &v);
+        at(obj, i, &v);
         steps[i] = v.step;
         for (int j = 0; !rc && j <= v.n; j++) {
             size_t l = strlen(v.tensor) + 16;
@@ -134,8 +138,9 @@ static void remove_state(const char *dir)
     rmdir(dir);
 }
 
-int tr_state_save(const char *dir, const cs_stage_c *m, cs_trainer *t, const float *buckets, const tr_pos *pos,
-                  const char *fingerprint, char *out, size_t out_len)
+/* m and t, or net (a LoRA run) */
+static int state_save(const char *dir, const cs_stage_c *m, cs_trainer *t, const cs_lora_net *net,
+                      const float *buckets, const tr_pos *pos, const char *fingerprint, char *out, size_t out_len)
 {
     char tmp[4096], p[4200];
     snprintf(out, out_len, "%s/state-%06" PRId64, dir, pos->step);
@@ -149,9 +154,11 @@ int tr_state_save(const char *dir, const cs_stage_c *m, cs_trainer *t, const flo
     }
     const char *extra[] = {"cascade.train", "state"};
     snprintf(p, sizeof p, "%s/%s", tmp, state_files[0]);
-    rc = tr_save_weights(m, p, TR_SAVE_FP32, extra, 1);
+    rc = net ? cs_lora_net_save(net, p, CS_F32, extra, 1) : tr_save_weights(m, p, TR_SAVE_FP32, extra, 1);
     snprintf(p, sizeof p, "%s/%s", tmp, state_files[1]);
-    if (!rc) rc = write_optimizer(p, t, buckets);
+    if (!rc)
+        rc = net ? write_optimizer(p, cs_lora_net_opt_count(net), lora_at, net, buckets)
+                 : write_optimizer(p, cs_trainer_opt_count(t), trainer_at, t, buckets);
     snprintf(p, sizeof p, "%s/%s", tmp, state_files[2]);
     if (!rc) rc = write_json(p, pos, fingerprint);
     struct stat st;
@@ -161,6 +168,18 @@ int tr_state_save(const char *dir, const cs_stage_c *m, cs_trainer *t, const flo
     for (int i = 0; i < 3; i++) cs_cleanup_del(hf[i]);
     cs_cleanup_del(hd);
     return rc;
+}
+
+int tr_state_save(const char *dir, const cs_stage_c *m, cs_trainer *t, const float *buckets, const tr_pos *pos,
+                  const char *fingerprint, char *out, size_t out_len)
+{
+    return state_save(dir, m, t, NULL, buckets, pos, fingerprint, out, out_len);
+}
+
+int tr_state_save_lora(const char *dir, const cs_lora_net *net, const float *buckets, const tr_pos *pos,
+                       const char *fingerprint, char *out, size_t out_len)
+{
+    return state_save(dir, NULL, NULL, net, buckets, pos, fingerprint, out, out_len);
 }
 
 int tr_state_read(const char *dir, tr_pos *pos, const char *fingerprint)
@@ -207,7 +226,8 @@ static int fill(void *ctx, cs_trainer_opt_view *v)
     return 0;
 }
 
-int tr_state_restore(const char *dir, cs_trainer *t, tr_resume **out)
+/* optimizer.safetensors of dir, its buckets copied into t */
+static int open_optimizer(const char *dir, cs_trainer *t, tr_resume **out)
 {
     char p[4200];
     snprintf(p, sizeof p, "%s/optimizer.safetensors", dir);
@@ -222,9 +242,27 @@ int tr_state_restore(const char *dir, cs_trainer *t, tr_resume **out)
         return rc;
     }
     memcpy(cs_trainer_buckets(t), b->data, CS_TRAIN_BUCKETS * sizeof(float));
-    cs_trainer_opt_restore(t, fill, r);
     *out = r;
     return 0;
+}
+
+int tr_state_restore(const char *dir, cs_trainer *t, tr_resume **out)
+{
+    int rc = open_optimizer(dir, t, out);
+    if (!rc) cs_trainer_opt_restore(t, fill, *out);
+    return rc;
+}
+
+int tr_state_restore_lora(const char *dir, cs_trainer *t, cs_lora_net *net, cs_opt_kind opt)
+{
+    char p[4200];
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    tr_resume *r = NULL;
+    int rc = cs_lora_net_load(net, p);
+    if (!rc) rc = open_optimizer(dir, t, &r);
+    if (!rc) rc = cs_lora_net_opt_restore(net, opt, fill, r);
+    tr_state_close(r);
+    return rc;
 }
 
 void tr_state_close(tr_resume *r)
