@@ -14,10 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef union {
-    cs_adafactor af;
-    cs_adamw aw;
-} opt_state;
+typedef cs_opt_state opt_state;
 
 typedef struct {
     char *name, *mod;         /* kohya name; dotted module path (for the order) */
@@ -456,22 +453,8 @@ int cs_lora_net_opt_count(const cs_lora_net *n) { return n && n->opt >= 0 ? 2 * 
 
 void cs_lora_net_opt_at(const cs_lora_net *n, int i, cs_trainer_opt_view *v)
 {
-    memset(v, 0, sizeof *v);
     const lmod *m = &n->v[i / 2];
-    const opt_state *s = i % 2 ? &m->sB : &m->sA;
-    v->tensor = i % 2 ? m->ku : m->kd;
-    if (n->opt == CS_OPT_ADAMW) {
-        v->step = s->aw.step, v->n = 2;
-        v->part[0] = "m", v->data[0] = s->aw.m, v->len[0] = s->aw.n;
-        v->part[1] = "v", v->data[1] = s->aw.v, v->len[1] = s->aw.n;
-    } else if (s->af.factored) {
-        v->step = s->af.step, v->n = 2;
-        v->part[0] = "row", v->data[0] = s->af.row, v->len[0] = s->af.B * s->af.R;
-        v->part[1] = "col", v->data[1] = s->af.col, v->len[1] = s->af.B * s->af.C;
-    } else {
-        v->step = s->af.step, v->n = 1;
-        v->part[0] = "v", v->data[0] = s->af.v, v->len[0] = s->af.B * s->af.R * s->af.C;
-    }
+    cs_opt_state_view(i % 2 ? &m->sB : &m->sA, (cs_opt_kind)n->opt, i % 2 ? m->ku : m->kd, v);
 }
 
 int cs_lora_net_opt_restore(cs_lora_net *n, cs_opt_kind opt, cs_trainer_opt_fill fn, void *ctx)

@@ -12,10 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef union {
-    cs_adafactor af;
-    cs_adamw aw;
-} opt_state;
+typedef cs_opt_state opt_state;
 
 struct cs_trainer {
     cs_stage_c *m;
@@ -213,12 +210,11 @@ int cs_train_accumulate(cs_trainer *t, const cs_train_batch *bt, cs_train_out *o
 int cs_trainer_pending(const cs_trainer *t) { return t->micro; }
 int cs_trainer_opt_count(const cs_trainer *t) { return t->nst; }
 
-void cs_trainer_opt_at(const cs_trainer *t, int i, cs_trainer_opt_view *v)
+void cs_opt_state_view(const cs_opt_state *s, cs_opt_kind opt, const char *tensor, cs_trainer_opt_view *v)
 {
     memset(v, 0, sizeof *v);
-    v->tensor = t->g.e[i].name;
-    const opt_state *s = &t->st[i];
-    if (t->cfg.opt == CS_OPT_ADAMW) {
+    v->tensor = tensor;
+    if (opt == CS_OPT_ADAMW) {
         v->step = s->aw.step, v->n = 2;
         v->part[0] = "m", v->data[0] = s->aw.m, v->len[0] = s->aw.n;
         v->part[1] = "v", v->data[1] = s->aw.v, v->len[1] = s->aw.n;
@@ -230,6 +226,11 @@ void cs_trainer_opt_at(const cs_trainer *t, int i, cs_trainer_opt_view *v)
         v->step = s->af.step, v->n = 1;
         v->part[0] = "v", v->data[0] = s->af.v, v->len[0] = s->af.B * s->af.R * s->af.C;
     }
+}
+
+void cs_trainer_opt_at(const cs_trainer *t, int i, cs_trainer_opt_view *v)
+{
+    cs_opt_state_view(&t->st[i], t->cfg.opt, t->g.e[i].name, v);
 }
 
 void cs_trainer_opt_restore(cs_trainer *t, cs_trainer_opt_fill fn, void *ctx)

@@ -97,6 +97,13 @@ typedef struct {
     size_t len[2];
 } cs_trainer_opt_view;
 
+/* one tensor's optimizer state (optim.h), and its view */
+typedef union {
+    cs_adafactor af;
+    cs_adamw aw;
+} cs_opt_state;
+void cs_opt_state_view(const cs_opt_state *s, cs_opt_kind opt, const char *tensor, cs_trainer_opt_view *v);
+
 int cs_trainer_opt_count(const cs_trainer *t);
 void cs_trainer_opt_at(const cs_trainer *t, int i, cs_trainer_opt_view *v);
 /* Resuming: a state made from now on is filled by fn (ctx, its view): the
