@@ -157,9 +157,9 @@ static int run_one(const opts *o, char stage, cs_dtype dt)
         fprintf(stderr, "%s\n", cs_last_error());
         return 1;
     }
-    if (cs_cpu_precision_get() == CS_PREC_BF16) {
+    {   /* bf16 precision, or BF16 weights in fp32 (their panels, read by gemm_f32_bf16w) */
         size_t cnt = 0, b = cs_wpack_bytes(&cnt);
-        fprintf(stderr, "  packed bf16 weights: %zu, %.0f MiB\n", cnt, (double)b / 1048576.0);
+        if (cnt) fprintf(stderr, "  packed bf16 weights: %zu, %.0f MiB\n", cnt, (double)b / 1048576.0);
     }
     cs_dev_prof_report(stderr);
     double chk = 0, dev_peak = be ? (double)be->ops->mem_peak(0) / 1048576.0 : 0, rel = -1;

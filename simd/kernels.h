@@ -70,6 +70,12 @@ typedef struct {
      * tiling and thread split gives the same bits (simd/gemm_tpl.h). */
     void (*gemm_f32)(size_t M, size_t N, size_t K, const float *A, size_t lda,
                      const float *Bp, size_t pstride, float *C, size_t ldc, int cont);
+    /* gemm_f32 with Bp as bf16 pair panels (simd/gemm_bf16.h: ceil(K/2)
+     * rows of 16 uint32 per panel, pstride in uint32): the same chains on
+     * the weights widened to float32 (exact), so the same bits as gemm_f32
+     * on those -- a packed bf16 weight needs no per-call conversion. */
+    void (*gemm_f32_bf16w)(size_t M, size_t N, size_t K, const float *A, size_t lda,
+                           const uint32_t *Bp, size_t pstride, float *C, size_t ldc, int cont);
 } cs_kernels;
 
 /* The active table (set by cs_simd_pick; the scalar reference before that). */

@@ -22,4 +22,5 @@ void CS_KERNELS_FN(cs_kernels *k)
     k->add_bias = add_bias;
     k->dwconv3x3 = dwconv3x3;
     k->gemm_f32 = gemm_f32;
+    k->gemm_f32_bf16w = gemm_f32_bf16w;
 }

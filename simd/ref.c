@@ -156,5 +156,21 @@ static void gemm_f32(size_t M, size_t N, size_t K, const float *A, size_t lda, c
         }
 }
 
+/* k = 2q is pair q's low half, k = 2q+1 its high half (exact as floats) */
+static void gemm_f32_bf16w(size_t M, size_t N, size_t K, const float *A, size_t lda, const uint32_t *Bp,
+                           size_t pstride, float *C, size_t ldc, int cont)
+{
+    for (size_t i = 0; i < M; i++)
+        for (size_t j = 0; j < N; j++) {
+            const uint32_t *b = Bp + j / 16 * pstride + j % 16;
+            float acc = cont ? C[i * ldc + j] : 0.0f;
+            for (size_t k = 0; k < K; k++) {
+                uint32_t u = b[k / 2 * 16];
+                acc = fmaf(A[i * lda + k], cs_bf16_to_f32((uint16_t)(k % 2 ? u >> 16 : u & 0xffff)), acc);
+            }
+            C[i * ldc + j] = acc;
+        }
+}
+
 #define CS_KERNELS_FN cs_kernels_ref
 #include "kernels_tpl.h"

@@ -56,6 +56,10 @@ int cs_cpu_precision_set(int prec)
 
 int cs_cpu_precision_get(void) { return cpu_prec; }
 
+static _Thread_local int bf16_panels = 1;
+
+void cs_linear_bf16_panels(int on) { bf16_panels = on != 0; }
+
 const char *cs_gemm_info(void)
 {
     static _Thread_local char buf[160];
@@ -80,7 +84,8 @@ const char *cs_gemm_info(void)
  * a row's result changed with its position in the call). The split into
  * tasks (row groups x column chunks, ~4 per thread) is free to follow the
  * thread count because it cannot change a result. op(B) is packed once per
- * call (16-bit weights converted on the way). */
+ * call (16-bit weights converted on the way), except a BF16 linear weight:
+ * its bf16 panels are packed once per weight (cs_linear). */
 #define GEMM_SUB 192   /* rows per kernel call: the C block stays in L2 */
 
 #define SCRATCH_SLOTS 5
@@ -204,8 +209,8 @@ static int gemm_run(int transB, size_t M, size_t N, size_t K, float alpha, const
 }
 
 /* C[M,N] = A[M,K] W^T (+ C when accumulate) with W packed in bf16 pairs
- * (wpack.h): the same task split as gemm_run; the bf16 kernel rounds A
- * itself, so only the results to add need scratch. */
+ * (wpack.h), kern the bf16 kernel or gemm_f32_bf16w: the same task split as
+ * gemm_run; A is read as it is, so only the results to add need scratch. */
 static int gemm_run_bf16(cs_gemm_bf16_fn kern, size_t M, size_t N, size_t K, const float *A, size_t lda,
                          const cs_wpack *w, int accumulate, float *C, size_t ldc)
 {
@@ -406,8 +411,13 @@ int cs_linear(const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W
     ON_DEV_RC(linear(x, M, K, ldx, W, b, y, ldy, accumulate), "a linear layer");
     int rc;
     cs_gemm_bf16_fn kern = cpu_prec == CS_PREC_BF16 ? cs_gemm_bf16_native() : NULL;
+    /* fp32 products on a BF16 weight: its bf16 panels (packed once) widened
+     * in the kernel, exactly, instead of float32 panels converted per call,
+     * which cost more than the arithmetic at small M. F16 weights stay on
+     * the path below: the panels would round them to bf16. */
+    if (!kern && bf16_panels && W->dtype == CS_BF16) kern = cs_k.gemm_f32_bf16w;
     if (kern && M && N) {
-        /* bf16 products: the weight packed once (wpack.h), the activations rounded per call */
+        /* the weight packed once (wpack.h); for the bf16 kernel the activations are rounded per call */
         cs_wpack wp;
         if ((rc = cs_wpack_get(W, N, K, &wp))) return rc;
         rc = gemm_run_bf16(kern, M, N, K, x, ldx, &wp, accumulate, y, ldy);

@@ -35,6 +35,11 @@ const char *cs_gemm_info(void);
  * forwards, not during one. Returns 0 or CS_EUNSUP (cs_error says why). */
 int cs_cpu_precision_set(int prec);
 int cs_cpu_precision_get(void);    /* how matrix products are computed, for `cascade info` */
+/* In fp32, cs_linear reads a BF16 weight from its packed bf16 panels
+ * (wpack.h, packed once) with the kernel table's gemm_f32_bf16w: the same
+ * bits as converting it to float32 panels per call, without that cost.
+ * 0 turns that off for this thread (tests compare the two paths); default 1. */
+void cs_linear_bf16_panels(int on);
 
 /* C[M,N] = alpha * A op(B) + beta * C, float32 row-major; op(B) = B^T
  * ([N,K] rows, ldb) when transB, else B ([K,N], ldb). Each C element is one

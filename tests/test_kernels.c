@@ -655,6 +655,72 @@ static void test_gemm(const cs_kernels *k, const cs_kernels *r)
             }
 }
 
+/* ---- GEMM on bf16 pair panels (gemm_f32_bf16w): the bits of gemm_f32 on
+ * the same bf16-valued weights widened to float32 panels, at the same level
+ * and against the reference, NaN for NaN: which NaN operand an FMA passes
+ * on follows the instruction form the compiler picks (vfmadd132/213/231),
+ * so a NaN's sign is no part of gemm_f32's contract either. A's column K (row padding) holds Inf: an odd K's zero high half
+ * multiplied by it would turn sums to NaN; a -0 C with cont shows an extra
+ * +0 product too. */
+static int same_bits(const float *x, const float *y, size_t n, size_t *at)
+{
+    for (size_t i = 0; i < n; i++)
+        if (f2bits(x[i]) != f2bits(y[i]) && !(isnan(x[i]) && isnan(y[i]))) {
+            *at = i;
+            return 0;
+        }
+    return 1;
+}
+
+static void test_gemm_bf16w(const cs_kernels *k, const cs_kernels *r)
+{
+    static const size_t Ms[] = {1, 3, 6, 7, 12, 13, 17, 25, 63};
+    static const size_t Ns[] = {1, 3, 15, 16, 17, 31, 32, 33, 47, 65};
+    static const size_t Ks[] = {0, 1, 2, 3, 17, 64, 255, 256, 257, 300, 513};
+    char what[112];
+    for (size_t mi = 0; mi < sizeof Ms / sizeof *Ms; mi++)
+        for (size_t ni = 0; ni < sizeof Ns / sizeof *Ns; ni++)
+            for (size_t ki = 0; ki < sizeof Ks / sizeof *Ks; ki++)
+                for (int spec = 0; spec < 2; spec++) {
+                    size_t M = Ms[mi], N = Ns[ni], K = Ks[ki], lda = K + 3, ldc = N + 5, P = (N + 15) / 16;
+                    size_t KP = (K + 1) / 2, ps = K * 16 + 7, pps = KP * 16 + 5;   /* strides: any */
+                    float *a = falloc(M * lda), *bp = falloc(P * ps), *c0 = falloc(M * ldc);
+                    float *cf = falloc(M * ldc), *cw = falloc(M * ldc), *crw = falloc(M * ldc);
+                    uint32_t *wp = cs_alloc((P * pps + 17) * sizeof(uint32_t));
+                    fill(a, M * lda + 1, -1, 1, spec);
+                    for (size_t i = 0; i < M; i++) a[1 + i * lda + K] = INFINITY;
+                    fill(c0, M * ldc + 1, -2, 2, 0);
+                    if (spec) c0[1] = -0.0f;
+                    for (size_t i = 0; i < P * pps + 1; i++) wp[i] = (uint32_t)check_rnd64();   /* garbage past the panels */
+                    for (size_t p = 0; p < P; p++)
+                        for (size_t kk = 0; kk < 2 * KP; kk++)
+                            for (size_t j = 0; j < 16; j++) {
+                                float v = 16 * p + j < N && kk < K ? check_uni(-1, 1) : 0.0f;
+                                if (spec && v != 0.0f && (check_rnd64() & 31) == 0) v = specials[check_rnd64() % 6];
+                                uint16_t h = cs_f32_to_bf16(v);   /* the weight: a bf16 value */
+                                uint32_t *o = wp + 1 + p * pps + kk / 2 * 16 + j;
+                                *o = kk % 2 ? (*o & 0xffff) | (uint32_t)h << 16 : (*o & 0xffff0000u) | h;
+                                if (kk < K) bp[1 + p * ps + kk * 16 + j] = cs_bf16_to_f32(h);
+                            }
+                    for (int cont = 0; cont < 2; cont++) {
+                        memcpy(cf, c0, (M * ldc + 1) * sizeof(float));
+                        memcpy(cw, c0, (M * ldc + 1) * sizeof(float));
+                        memcpy(crw, c0, (M * ldc + 1) * sizeof(float));
+                        k->gemm_f32(M, N, K, a + 1, lda, bp + 1, ps, cf + 1, ldc, cont);
+                        k->gemm_f32_bf16w(M, N, K, a + 1, lda, wp + 1, pps, cw + 1, ldc, cont);
+                        r->gemm_f32_bf16w(M, N, K, a + 1, lda, wp + 1, pps, crw + 1, ldc, cont);
+                        size_t at = 0;
+                        snprintf(what, sizeof what, "gemm_f32_bf16w vs gemm_f32 %zux%zux%zu cont=%d spec=%d", M, N, K,
+                                 cont, spec);
+                        if (!same_bits(cw, cf, M * ldc + 1, &at)) report(what, at, cw[at], cf[at], 0);
+                        snprintf(what, sizeof what, "gemm_f32_bf16w vs reference %zux%zux%zu cont=%d spec=%d", M, N, K,
+                                 cont, spec);
+                        if (!same_bits(cw, crw, M * ldc + 1, &at)) report(what, at, cw[at], crw[at], 0);
+                    }
+                    cs_free(a), cs_free(bp), cs_free(c0), cs_free(cf), cs_free(cw), cs_free(crw), cs_free(wp);
+                }
+}
+
 /* ---- driver ---- */
 
 static void test_level(cs_simd_level l)
@@ -687,6 +753,7 @@ static void test_level(cs_simd_level l)
     test_softmax(&k, &r);
     test_dwconv(&k, &r);
     test_gemm(&k, &r);
+    test_gemm_bf16w(&k, &r);
     printf("  [%s] %s\n", lvl, failures == f0 ? "ok" : "FAILED");
 }
 

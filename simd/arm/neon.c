@@ -405,6 +405,12 @@ static inline void storen4(float *p, float32x4_t v, size_t n)
 #define GEMM_MR 6
 #define GEMM_NP 1
 #include "gemm_tpl.h"
+#define VI uint32x4_t
+#define VLOADI(p) vld1q_u32(p)
+#define VLO(v) vreinterpretq_f32_u32(vshlq_n_u32((v), 16))
+#define VHI(v) vreinterpretq_f32_u32(vandq_u32((v), vdupq_n_u32(0xffff0000u)))
+#define GEMM_BF16W
+#include "gemm_tpl.h"
 
 #define DW_ALIGN 16
 #define DW_MASK int

@@ -441,6 +441,12 @@ static inline void dw_pixel(const float *const *xp, const int *tk, int nt, const
 #define GEMM_MR 6
 #define GEMM_NP 1
 #include "gemm_tpl.h"
+#define VI __m256i
+#define VLOADI(p) _mm256_loadu_si256((const __m256i *)(p))
+#define VLO(v) _mm256_castsi256_ps(_mm256_slli_epi32((v), 16))
+#define VHI(v) _mm256_castsi256_ps(_mm256_and_si256((v), _mm256_set1_epi32((int)0xffff0000u)))
+#define GEMM_BF16W
+#include "gemm_tpl.h"
 
 #define DW_ALIGN 32
 #define DW_MASK __m256i

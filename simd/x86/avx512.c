@@ -396,6 +396,12 @@ static inline void dw_pixel(const float *const *xp, const int *tk, int nt, const
 #define GEMM_MR 12
 #define GEMM_NP 2
 #include "gemm_tpl.h"
+#define VI __m512i
+#define VLOADI(p) _mm512_loadu_si512((const void *)(p))
+#define VLO(v) _mm512_castsi512_ps(_mm512_slli_epi32((v), 16))
+#define VHI(v) _mm512_castsi512_ps(_mm512_and_si512((v), _mm512_set1_epi32((int)0xffff0000u)))
+#define GEMM_BF16W
+#include "gemm_tpl.h"
 
 #define DW_ALIGN 64
 #define DW_MASK __mmask16
