@@ -43,6 +43,16 @@ static inline int check_under_ci(void)
     return c && *c;
 }
 
+/* dir/name in one of 4 rotating buffers: valid until 4 more calls */
+static inline const char *check_path(const char *dir, const char *name)
+{
+    static char p[4][512];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(p[k], sizeof p[k], "%s/%s", dir, name);
+    return p[k];
+}
+
 /* test data that is missing (what: the reason): under CI an error (exit
  * status 99), elsewhere a skip (77), with one line saying which */
 static inline int check_missing(const char *what)

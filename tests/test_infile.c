@@ -23,14 +23,7 @@
 #include <unistd.h>
 
 static char dir[256];
-static const char *at(const char *name)   /* valid until 4 more calls */
-{
-    static char p[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(p[k], sizeof p[k], "%s/%s", dir, name);
-    return p[k];
-}
+static const char *at(const char *name) { return check_path(dir, name); }   /* valid until 4 more calls */
 
 static void put(const char *name, const void *data, size_t n)
 {
