@@ -24,5 +24,5 @@ for so in libxxhash.so.0 libjansson.so.4 libgomp.so.1 libpng16.so.16 libz.so.1 l
     [ -n "$f" ] && cp -L "$f" "$d/lib/"
 done
 cp -r "$shared/spec/manifests" "$shared/tokenizer" "$d/"
-cp "$top/bench/gpu_check.sh" "$d/"
+cp "$top/bench/gpu_check.sh" "$top/bench/ncu_sum.py" "$d/"
 du -sh "$d"
