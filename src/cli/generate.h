@@ -42,6 +42,10 @@ typedef struct gen_opts {
     const char *images_json;                /* --image list replaced by LoadImage names (metadata) */
 } opts;
 
+/* Parses and checks generate's command line into o (generate_opts.c):
+ * 0, 1 after --help (nothing to run), or 2 after a one-line error. */
+int gen_parse(int argc, char **argv, opts *o);
+
 /* Runs o (parsed and checked): output plan, models, the pipeline, the files.
  * Returns the exit status (0, 1, 2, 130). Frees o's LoRA paths. */
 int gen_execute(opts *o);
