@@ -171,6 +171,17 @@ static int open_all(run *r, tr_pos *pos)
              c->opt == CS_OPT_ADAMW ? "adamw" : "adafactor", o->lr, c->grad_accum, c->max_grad_norm,
              c->loss_weight == CS_LOSS_ADAPTIVE ? "adaptive" : "p2", r->ds->n_batches, r->ds->n_images,
              cs_threads_get());
+    /* the schedule: warmup and total (kohya's max_train_steps) are known now */
+    int64_t nb = (int64_t)r->ds->n_batches, spe = (nb + c->grad_accum - 1) / c->grad_accum;
+    o->sched.total = o->epochs ? spe * o->epochs : o->steps;
+    o->sched.warmup = cs_lr_warmup_resolve(o->warmup_steps, o->warmup_ratio, o->sched.total);
+    if ((rc = cs_lr_sched_check(&o->sched))) return rc;
+    if (o->sched.kind != CS_LR_CONSTANT) {   /* (a constant run's fingerprint is what it always was) */
+        size_t l = strlen(r->fingerprint);
+        snprintf(r->fingerprint + l, sizeof r->fingerprint - l, " sched=%s warmup=%" PRId64 " total=%" PRId64
+                 " cycles=%d power=%.17g", cs_lr_kind_name(o->sched.kind), o->sched.warmup, o->sched.total,
+                 o->sched.cycles, o->sched.power);
+    }
     if (o->lora) {
         size_t l = strlen(r->fingerprint);
         snprintf(r->fingerprint + l, sizeof r->fingerprint - l, " lora dim=%d alpha=%.9g conv_dim=%d conv_alpha=%.9g",
@@ -297,6 +308,16 @@ static void pyf(char *b, size_t n, double v)
     if (!strpbrk(b, ".en")) strncat(b, ".0", n - strlen(b) - 1);
 }
 
+/* Python's repr() of a float: the shortest digits that read back the same */
+static void pyrepr(char *b, size_t n, double v)
+{
+    for (int p = 1; p <= 17; p++) {
+        snprintf(b, n, "%.*g", p, v);
+        if (strtod(b, NULL) == v) break;
+    }
+    if (!strpbrk(b, ".en")) strncat(b, ".0", n - strlen(b) - 1);
+}
+
 static int save_lora(run *r, const char *path, const char *epoch, const char *step)
 {
     tr_opts *o = r->o;
@@ -317,6 +338,10 @@ static int save_lora(run *r, const char *path, const char *epoch, const char *st
              r->cfg.n ? r->cfg.datasets[0].height : o->res_h);
     snprintf(dim, sizeof dim, "%d", o->lora_cfg.dim);
     pyf(alpha, sizeof alpha, o->lora_cfg.alpha);
+    /* kohya's str(args.lr_warmup_steps): an int, or int_or_float's float */
+    char warm[40] = "0";
+    if (o->warmup_ratio >= 0 && o->warmup_arg) pyrepr(warm, sizeof warm, o->warmup_ratio);
+    else if (o->warmup_arg) snprintf(warm, sizeof warm, "%" PRId64, o->warmup_steps);
     const char *meta[] = {
         "ss_network_module", "networks.lora", "ss_network_dim", dim, "ss_network_alpha", alpha,
         "ss_network_dropout", "None", "ss_network_args", o->network_args_json,
@@ -325,7 +350,7 @@ static int save_lora(run *r, const char *path, const char *epoch, const char *st
         "ss_learning_rate", lr, "ss_unet_lr", "None", "ss_text_encoder_lr", "None",
         "ss_num_train_images", imgs, "ss_num_batches_per_epoch", nb, "ss_num_epochs", ne,
         "ss_max_train_steps", ms, "ss_gradient_accumulation_steps", ga, "ss_max_grad_norm", gn,
-        "ss_lr_scheduler", "constant", "ss_lr_warmup_steps", "0",
+        "ss_lr_scheduler", cs_lr_kind_name(o->sched.kind), "ss_lr_warmup_steps", warm,
         "ss_optimizer", c->opt == CS_OPT_ADAMW ? "torch.optim.adamw.AdamW" : "transformers.optimization.Adafactor",
         "ss_mixed_precision", (o->quiet & 2) ? "bf16" : "no", "ss_gradient_checkpointing", "True",
         "ss_cache_latents", "True", "ss_seed", seed, "ss_epoch", epoch, "ss_steps", step,
@@ -436,7 +461,8 @@ static int train(run *r, cs_trainer *t, tr_pos pos, int resumed, int *interrupte
             for (size_t n = 0; n < B; n++) sum_loss += loss[n], nloss++;
             sum_w += out.loss_adjusted;
             if (cs_trainer_pending(t) < ga && b + 1 < nb) continue;
-            double gn = 0;
+            double gn = 0, lr = cs_lr_at(&o->sched, pos.step);   /* the step count drives it, resumed or not */
+            cs_trainer_set_lr(t, lr);
             if ((rc = cs_train_apply(t, &gn))) break;
             pos.step++, steps_here++;
             pos.epoch = epoch, pos.batch = b + 1;
@@ -450,7 +476,7 @@ static int train(run *r, cs_trainer *t, tr_pos pos, int resumed, int *interrupte
             fprintf(r->log,
                     "{\"step\":%" PRId64 ",\"epoch\":%d,\"loss\":%.9g,\"loss_weighted\":%.9g,\"lr\":%.9g,"
                     "\"grad_norm\":%.9g,\"seconds\":%.4f,\"rss_mib\":%.1f}\n",
-                    pos.step, epoch + 1, l, sum_w, o->lr, gn, dt, rss);
+                    pos.step, epoch + 1, l, sum_w, lr, gn, dt, rss);
             fflush(r->log);
             sum_loss = sum_w = 0, nloss = 0;
             if (r->tty && !(o->quiet & 1)) {
@@ -458,7 +484,7 @@ static int train(run *r, cs_trainer *t, tr_pos pos, int resumed, int *interrupte
                 fprintf(stderr,
                         "\rstep %" PRId64 "/%" PRId64 " epoch %d/%d loss %.4f lr %.3g %.2f s/it ETA %d:%02d:%02d "
                         "RSS %.0f MiB\033[K",
-                        pos.step, total, epoch + 1, epochs, smooth, o->lr, spi, (int)(eta / 3600),
+                        pos.step, total, epoch + 1, epochs, smooth, lr, spi, (int)(eta / 3600),
                         (int)fmod(eta / 60, 60), (int)fmod(eta, 60), rss);
             }
         }
