@@ -220,6 +220,51 @@ if [ $full -eq 1 ]; then
     fi
 fi
 
+# 7. kohya's caption options (captions of several tags, a TOML config): they
+# change the training (the weights differ from the same run without them);
+# dropout every epoch = the same run on empty captions, bit for bit; an
+# interrupted run resumed = the uninterrupted one (the draws follow the seed
+# and the micro-batch, not the process)
+mkdir -p "$tmp/capimg"
+for n in a b c d; do cp "$tmp/fx/images/$n.png" "$tmp/capimg/"; done
+printf 'red, square, small, flat, bright\n' >"$tmp/capimg/a.txt"
+printf 'blue, circle, round, dark\n' >"$tmp/capimg/b.txt"
+printf 'green, stripes, lines, pattern, soft, thin\n' >"$tmp/capimg/c.txt"
+printf 'landscape, wide, sky, grass\n' >"$tmp/capimg/d.txt"
+captoml() {
+    printf '[general]\ncaption_extension = "%s"\n[[datasets]]\nresolution = 128\nbatch_size = 2\n' "$1" >"$tmp/cap.toml"
+    printf '  [[datasets.subsets]]\n  image_dir = "%s"\n%s\n' "$tmp/capimg" "$2" >>"$tmp/cap.toml"
+}
+C="$BIN train $M --seed 3 --output_name t --max_train_epochs 2 --dataset_config $tmp/cap.toml"
+OPTS='shuffle_caption = true
+keep_tokens = 1
+caption_tag_dropout_rate = 0.3
+caption_dropout_rate = 0.25'
+if [ $full -eq 1 ]; then
+    captoml .txt "" && $C --output_dir "$tmp/k0" 2>"$tmp/err" || bad "captions, no options: $(cat "$tmp/err")"
+    captoml .txt "$OPTS"
+    if $C --output_dir "$tmp/k1" 2>"$tmp/err"; then
+        ! grep -q 'not applied' "$tmp/err" && ! cmp -s "$tmp/k0/t.safetensors" "$tmp/k1/t.safetensors" && ok "caption options change the training" ||
+            bad "caption options: not applied: $(cat "$tmp/err")"
+    else
+        bad "caption options: $(cat "$tmp/err")"
+    fi
+    CASCADE_TEST_TRAIN_STOP=2 $C --output_dir "$tmp/k2" 2>"$tmp/err"
+    rc=$?
+    if [ $rc -eq 130 ] && $C --output_dir "$tmp/k2" --resume "$tmp/k2/state-000002" 2>"$tmp/err"; then
+        cmp "$tmp/k1/t.safetensors" "$tmp/k2/t.safetensors" && ok "caption options: resumed = uninterrupted (bit for bit)" ||
+            bad "caption options: the resumed run differs"
+    else
+        bad "caption options interrupt/resume: exit $rc: $(cat "$tmp/err")"
+    fi
+    captoml .txt "caption_dropout_every_n_epochs = 1"
+    $C --output_dir "$tmp/k3" 2>"$tmp/err" || bad "caption_dropout_every_n_epochs: $(cat "$tmp/err")"
+    captoml .none ""   # no caption files: every caption is "" (with a note each)
+    $C --output_dir "$tmp/k4" 2>"$tmp/err" || bad "empty captions: $(cat "$tmp/err")"
+    cmp "$tmp/k3/t.safetensors" "$tmp/k4/t.safetensors" && ok "dropout every epoch = empty captions (bit for bit)" ||
+        bad "caption_dropout_every_n_epochs = 1 differs from empty captions"
+fi
+
 # 5. the seed tutorial's command (docs: ../shared/context/seed-tutorial.txt), paths replaced,
 # with a kohya dataset TOML; epochs cut to 1 by a later option
 cat >"$tmp/ds.toml" <<EOF

@@ -11,6 +11,7 @@
 #include "train.h"
 
 #include "cancel.h"
+#include "caption.h"
 #include "clip.h"
 #include "cond.h"
 #include "dataset.h"
@@ -52,6 +53,8 @@ typedef struct {
     int n_prompts;
     float **lat, **txt, **pool;       /* per image */
     int64_t resume_step;              /* the state's step when resuming */
+    int varies;                       /* a subset's captions change per step: the text encoder stays */
+    float *empty_txt, *empty_pool;    /* the "" of caption dropout, encoded when first needed */
     size_t Ct, Cp;
     char fingerprint[512];
     char cache_dir[4096];
@@ -155,9 +158,8 @@ static int open_all(run *r, tr_pos *pos)
         if (o->train_data_dir) d->batch_size = o->batch_size;
         for (int j = 0; j < d->n_subsets; j++) {
             cs_ds_subset *s = &d->subsets[j];
-            if (s->shuffle_caption || s->flip_aug || s->caption_dropout_rate > 0 || s->caption_tag_dropout_rate > 0 ||
-                s->caption_dropout_every_n_epochs > 0)
-                warn_cb(r, "shuffle_caption, flip_aug and caption dropout are not applied yet (doc/training.md §8)");
+            if (s->flip_aug) warn_cb(r, "flip_aug is not applied yet (doc/training.md §8)");
+            r->varies |= cs_caption_varies(s);
         }
     }
     if ((rc = cs_ds_scan(&r->cfg, warn_cb, r, &r->ds))) return rc;
@@ -182,6 +184,14 @@ static int open_all(run *r, tr_pos *pos)
                  " cycles=%d power=%.17g", cs_lr_kind_name(o->sched.kind), o->sched.warmup, o->sched.total,
                  o->sched.cycles, o->sched.power);
     }
+    for (int i = 0; r->varies && i < r->cfg.n; i++)   /* (only then: older states still resume) */
+        for (int j = 0; j < r->cfg.datasets[i].n_subsets; j++) {
+            const cs_ds_subset *s = &r->cfg.datasets[i].subsets[j];
+            size_t l = strlen(r->fingerprint);
+            snprintf(r->fingerprint + l, sizeof r->fingerprint - l, " cap%d.%d=%d,%d,%.9g,%d,%.9g", i, j,
+                     s->shuffle_caption, s->keep_tokens, s->caption_dropout_rate, s->caption_dropout_every_n_epochs,
+                     s->caption_tag_dropout_rate);
+        }
     if (o->lora) {
         size_t l = strlen(r->fingerprint);
         snprintf(r->fingerprint + l, sizeof r->fingerprint - l, " lora dim=%d alpha=%.9g conv_dim=%d conv_alpha=%.9g",
@@ -269,9 +279,14 @@ static int encode_all(run *r)
         if (!p->seed_given) p->seed = o->seed;
     }
     if (r->tty && !(o->quiet & 1) && n) fputc('\n', stderr);
-    /* the encoders are not needed any more */
+    /* the encoders are not needed any more, but for captions that change
+     * per step (kohya refuses those with cached text-encoder outputs; we
+     * keep the encoder and pay one encoding per changed caption a step) */
     cs_effnet_free(r->eff), r->eff = NULL;
-    cs_clip_free(r->clip), r->clip = NULL;
+    if (!r->varies) cs_clip_free(r->clip), r->clip = NULL;
+    else if (!rc && !(o->quiet & 1))
+        fprintf(stderr, TR_ME ": captions change per step (shuffle_caption / caption dropout): the text encoder stays "
+                        "loaded and encodes them at every step\n");
     return rc;
 }
 
@@ -394,6 +409,35 @@ static int save_checkpoint(run *r, int epoch, int64_t step, int final)
     return rc;
 }
 
+/* The text of image i in slot n of this micro-batch: its caption processed
+ * as kohya's options say (caption.h), encoded unless it is the caption
+ * encoded before training or "" already encoded. */
+static int step_caption(run *r, size_t i, int epoch, uint64_t key, float *txt, float *pool)
+{
+    const cs_ds_image *im = &r->ds->images[i];
+    const cs_ds_subset *s = &r->cfg.datasets[im->dataset].subsets[im->subset];
+    size_t nt = 77 * r->Ct;
+    char *c = NULL;
+    int rc = cs_caption_process(s, im->caption, epoch, key, &c);
+    if (rc) return rc;
+    if (!strcmp(c, im->caption)) {
+        memcpy(txt, r->txt[i], nt * sizeof(float)), memcpy(pool, r->pool[i], r->Cp * sizeof(float));
+    } else if (!*c) {
+        if (!r->empty_txt) {
+            float *t = cs_alloc(nt * sizeof(float)), *p = cs_alloc(r->Cp * sizeof(float));
+            if (!t || !p) rc = cs_oom("the empty caption", nt * sizeof(float));
+            if (!rc) rc = encode_text(r, "", 0, t, p);
+            if (rc) cs_free(t), cs_free(p);
+            else r->empty_txt = t, r->empty_pool = p;
+        }
+        if (!rc) memcpy(txt, r->empty_txt, nt * sizeof(float)), memcpy(pool, r->empty_pool, r->Cp * sizeof(float));
+    } else {
+        rc = encode_text(r, c, 0, txt, pool);
+    }
+    free(c);
+    return rc;
+}
+
 /* the test suite stops a run at a chosen micro-batch, mid-step, through the
  * real signal path (tests/cli_train.sh) */
 static int64_t test_stop_at(void)
@@ -442,12 +486,18 @@ static int train(run *r, cs_trainer *t, tr_pos pos, int resumed, int *interrupte
             const cs_ds_batch *bt = &ds->batches[b];
             const cs_ds_bucket *bk = &ds->buckets[bt->bucket];
             size_t B = bt->n, h = (size_t)(bk->h + 31) / 32, w = (size_t)(bk->w + 31) / 32, per = h * w * 16;
-            for (size_t n = 0; n < B; n++) {
+            for (size_t n = 0; !rc && n < B; n++) {
                 size_t i = bk->idx[bt->first + n];
                 memcpy(x0 + n * per, r->lat[i], per * sizeof(float));
+                if (r->varies) {   /* the key: the run's seed and this place, so a resume draws the same */
+                    rc = step_caption(r, i, epoch + 1, cs_caption_key(o->seed, (uint64_t)pos.micro, n),
+                                      txt + n * 77 * r->Ct, pool + n * r->Cp);
+                    continue;
+                }
                 memcpy(txt + n * 77 * r->Ct, r->txt[i], 77 * r->Ct * sizeof(float));
                 memcpy(pool + n * r->Cp, r->pool[i], r->Cp * sizeof(float));
             }
+            if (rc) break;
             cs_rng rng;
             cs_rng_seed(&rng, o->seed + (uint64_t)pos.micro);
             if ((rc = cs_train_draw(&rng, B, 16, h, w, noise, tt))) break;
@@ -582,6 +632,7 @@ int tr_run(tr_opts *o)
     cs_lora_net_free(r.net);
     for (size_t i = 0; r.ds && r.lat && i < r.ds->n_images; i++) cs_free(r.lat[i]), cs_free(r.txt[i]), cs_free(r.pool[i]);
     free(r.lat), free(r.txt), free(r.pool);
+    cs_free(r.empty_txt), cs_free(r.empty_pool);
     tr_prompts_free(r.prompts, r.n_prompts);
     cs_ds_free(r.ds);
     cs_ds_config_free(&r.cfg);
