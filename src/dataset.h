@@ -25,7 +25,7 @@ typedef struct {
     char *caption_suffix;
     int num_repeats;            /* 1; < 1: the subset is skipped with a warning, as kohya does */
     int is_reg;                 /* regularisation images (repeated to match the training images) */
-    /* kept for the trainer, not used here */
+    /* used by the trainer (caption.h; flip_aug not yet), not here */
     int shuffle_caption, keep_tokens, flip_aug;
     double caption_dropout_rate, caption_tag_dropout_rate;
     int caption_dropout_every_n_epochs;

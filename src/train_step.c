@@ -283,6 +283,12 @@ int cs_trainer_set_lora(cs_trainer *t, cs_lora_net *net)
     return rc;
 }
 
+void cs_trainer_set_lr(cs_trainer *t, double lr)
+{
+    t->cfg.adafactor.lr = lr;
+    t->cfg.adamw.lr = lr;
+}
+
 int cs_train_apply(cs_trainer *t, double *grad_norm)
 {
     if (t->lora) {

@@ -120,6 +120,9 @@ int cs_trainer_pending(const cs_trainer *t);
 struct cs_lora_net;
 int cs_trainer_set_lora(cs_trainer *t, struct cs_lora_net *net);
 
+/* The learning rate of the next optimizer steps (a schedule, lr_sched.h). */
+void cs_trainer_set_lr(cs_trainer *t, double lr);
+
 /* The micro-batch's forward and backward: gradients added, buckets updated. */
 int cs_train_accumulate(cs_trainer *t, const cs_train_batch *b, cs_train_out *o);
 /* Clipping, the optimizer step on every tensor with a gradient, zeroed

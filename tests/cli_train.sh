@@ -89,6 +89,34 @@ else
     bad "mid-accumulation interrupt/resume: exit $rc: $(cat "$tmp/err")"
 fi
 
+# 3b. a schedule (cosine, 2 warmup steps of 6): the log's lr of step k is
+# lr * f(k - 1) (diffusers' cosine factor; test_lr_sched checks the values
+# against diffusers itself), and an interrupted run resumed at step 3 ends
+# with the same bytes (the step count, not the steps of this process, drives
+# the rate after a resume)
+S="$T --max_train_epochs 3 --lr_scheduler cosine --lr_warmup_steps 2 --learning_rate 1e-3"
+if $S --output_dir "$tmp/s1" 2>"$tmp/err"; then
+    sed -n 's/.*"step":\([0-9]*\),.*"lr":\([^,]*\),.*/\1 \2/p' "$tmp/s1/t.jsonl" | awk -v W=2 -v T=6 '
+        { s = $1 - 1; f = s < W ? s / W : 0.5 * (1 + cos(3.14159265358979 * (s - W) / (T - W)))
+          want = 1e-3 * f; if ((want == 0 && $2 != 0) || (want != 0 && ($2 - want) / want > 1e-6 || (want - $2) / want > 1e-6)) bad++; n++ }
+        END { exit !(n == 6 && !bad) }' && ok "cosine: the logged lr follows the schedule" ||
+        bad "cosine lr: $(cat "$tmp/s1/t.jsonl")"
+else
+    bad "cosine run: $(cat "$tmp/err")"
+fi
+CASCADE_TEST_TRAIN_STOP=3 $S --output_dir "$tmp/s2" 2>"$tmp/err"
+rc=$?
+if [ $rc -eq 130 ] && $S --output_dir "$tmp/s2" --resume "$tmp/s2/state-000003" 2>"$tmp/err"; then
+    cmp "$tmp/s1/t.safetensors" "$tmp/s2/t.safetensors" && ok "cosine: resumed = uninterrupted (bit for bit)" ||
+        bad "cosine: the resumed run differs from the uninterrupted one"
+    $T --max_train_epochs 3 --output_dir "$tmp/s2" --resume "$tmp/s2/state-000003" --learning_rate 1e-3 2>"$tmp/err"
+    rc=$?
+    [ $rc -eq 1 ] && grep -q 'saved by another run' "$tmp/err" && ok "resume without the schedule refused" ||
+        bad "resume without the schedule: exit $rc: $(cat "$tmp/err")"
+else
+    bad "cosine interrupt/resume: exit $rc: $(cat "$tmp/err")"
+fi
+
 # 4. bad options: exit 2, one line naming the option, nothing written
 refuse() {
     want=$1 name=$2; shift 2
@@ -118,7 +146,12 @@ refuse 2 "--learning_rate" $T $O --learning_rate x
 refuse 2 "relative_step" $T $O --optimizer_type adafactor --optimizer_args relative_step=True
 refuse 2 "--save_precision" $T $O --save_precision fp8
 refuse 2 "--mixed_precision" $T $O --mixed_precision fp16
-refuse 2 "--lr_scheduler" $T $O --lr_scheduler cosine
+refuse 2 "--lr_scheduler" $T $O --lr_scheduler adafactor
+refuse 2 "--lr_warmup_steps" $T $O --lr_warmup_steps 3
+refuse 2 "--lr_warmup_steps" $T $O --lr_scheduler linear --lr_warmup_steps 1.5
+refuse 2 "--lr_warmup_steps" $T $O --lr_scheduler linear --lr_warmup_steps -1
+refuse 2 "--lr_scheduler" $T $O --lr_scheduler polynomial --learning_rate 1e-8
+refuse 2 "--lr_scheduler_power" $T $O --lr_scheduler polynomial --lr_scheduler_power x
 refuse 2 "--effnet_checkpoint_path" $BIN train --stage_c_checkpoint_path "$SC" $D $O
 refuse 2 "--sample_prompts" $T $O --sample_prompts "$tmp/p.txt"
 # missing or bad files: exit 1, one line naming the file, no output folder
@@ -177,6 +210,59 @@ if [ $full -eq 1 ]; then
         bad "--network_weights: $(cat "$tmp/err")"
     fi
     refuse 1 "lora_down" $T $O --network_module networks.lora --network_dim 3 --network_weights "$tmp/la/t.safetensors"
+    # the schedule in kohya's record: str(args.lr_warmup_steps), a ratio as int_or_float's float
+    if $L --max_train_steps 1 --lr_scheduler linear --lr_warmup_steps 50% --output_dir "$tmp/lf" 2>"$tmp/err"; then
+        for k in '"ss_lr_scheduler":"linear"' '"ss_lr_warmup_steps":"0.5"'; do
+            head -c 20000 "$tmp/lf/t.safetensors" | tr -d ' ' | grep -q -- "$k" || bad "LoRA metadata: no $k"
+        done
+    else
+        bad "LoRA with a schedule: $(cat "$tmp/err")"
+    fi
+fi
+
+# 7. kohya's caption options (captions of several tags, a TOML config): they
+# change the training (the weights differ from the same run without them);
+# dropout every epoch = the same run on empty captions, bit for bit; an
+# interrupted run resumed = the uninterrupted one (the draws follow the seed
+# and the micro-batch, not the process)
+mkdir -p "$tmp/capimg"
+for n in a b c d; do cp "$tmp/fx/images/$n.png" "$tmp/capimg/"; done
+printf 'red, square, small, flat, bright\n' >"$tmp/capimg/a.txt"
+printf 'blue, circle, round, dark\n' >"$tmp/capimg/b.txt"
+printf 'green, stripes, lines, pattern, soft, thin\n' >"$tmp/capimg/c.txt"
+printf 'landscape, wide, sky, grass\n' >"$tmp/capimg/d.txt"
+captoml() {
+    printf '[general]\ncaption_extension = "%s"\n[[datasets]]\nresolution = 128\nbatch_size = 2\n' "$1" >"$tmp/cap.toml"
+    printf '  [[datasets.subsets]]\n  image_dir = "%s"\n%s\n' "$tmp/capimg" "$2" >>"$tmp/cap.toml"
+}
+C="$BIN train $M --seed 3 --output_name t --max_train_epochs 2 --dataset_config $tmp/cap.toml"
+OPTS='shuffle_caption = true
+keep_tokens = 1
+caption_tag_dropout_rate = 0.3
+caption_dropout_rate = 0.25'
+if [ $full -eq 1 ]; then
+    captoml .txt "" && $C --output_dir "$tmp/k0" 2>"$tmp/err" || bad "captions, no options: $(cat "$tmp/err")"
+    captoml .txt "$OPTS"
+    if $C --output_dir "$tmp/k1" 2>"$tmp/err"; then
+        ! grep -q 'not applied' "$tmp/err" && ! cmp -s "$tmp/k0/t.safetensors" "$tmp/k1/t.safetensors" && ok "caption options change the training" ||
+            bad "caption options: not applied: $(cat "$tmp/err")"
+    else
+        bad "caption options: $(cat "$tmp/err")"
+    fi
+    CASCADE_TEST_TRAIN_STOP=2 $C --output_dir "$tmp/k2" 2>"$tmp/err"
+    rc=$?
+    if [ $rc -eq 130 ] && $C --output_dir "$tmp/k2" --resume "$tmp/k2/state-000002" 2>"$tmp/err"; then
+        cmp "$tmp/k1/t.safetensors" "$tmp/k2/t.safetensors" && ok "caption options: resumed = uninterrupted (bit for bit)" ||
+            bad "caption options: the resumed run differs"
+    else
+        bad "caption options interrupt/resume: exit $rc: $(cat "$tmp/err")"
+    fi
+    captoml .txt "caption_dropout_every_n_epochs = 1"
+    $C --output_dir "$tmp/k3" 2>"$tmp/err" || bad "caption_dropout_every_n_epochs: $(cat "$tmp/err")"
+    captoml .none ""   # no caption files: every caption is "" (with a note each)
+    $C --output_dir "$tmp/k4" 2>"$tmp/err" || bad "empty captions: $(cat "$tmp/err")"
+    cmp "$tmp/k3/t.safetensors" "$tmp/k4/t.safetensors" && ok "dropout every epoch = empty captions (bit for bit)" ||
+        bad "caption_dropout_every_n_epochs = 1 differs from empty captions"
 fi
 
 # 5. the seed tutorial's command (docs: ../shared/context/seed-tutorial.txt), paths replaced,

@@ -7,7 +7,10 @@
 #include "cli.h"
 #include "train.h"
 
+#include "error.h"
+
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +46,12 @@ static void usage(FILE *f)
         "  --optimizer_args K=V ...  Adafactor: scale_parameter=False relative_step=False\n"
         "                         warmup_init=False (the only values), clip_threshold, decay_rate,\n"
         "                         weight_decay, eps; AdamW: betas=B1,B2, eps, weight_decay\n"
-        "  --lr_scheduler constant   the only scheduler (kohya's default)\n"
+        "  --lr_scheduler S       constant (default), constant_with_warmup, linear, cosine,\n"
+        "                         cosine_with_restarts, polynomial (diffusers' schedules, as kohya)\n"
+        "  --lr_warmup_steps N    warmup steps (default 0; not with constant); below 1 or N%%: a ratio\n"
+        "                         of the total steps\n"
+        "  --lr_scheduler_num_cycles N   cosine_with_restarts: cycles (default 1)\n"
+        "  --lr_scheduler_power P polynomial: the power (default 1; decays to 1e-7)\n"
         "  --max_train_epochs N   epochs (wins over --max_train_steps)\n"
         "  --max_train_steps N    optimizer steps (default 1600, as kohya)\n"
         "  --gradient_accumulation_steps N   micro-batches per optimizer step (default 1)\n"
@@ -61,6 +69,11 @@ static void usage(FILE *f)
         "  --cache_text_encoder_outputs_to_disk   keep the encodings on disk in --cache_dir\n"
         "                         (they are always computed once, before training)\n"
         "  --cache_dir DIR        (default OUTPUT_DIR/cache)\n"
+        "Caption options of a --dataset_config subset (kohya's): shuffle_caption, keep_tokens,\n"
+        "  caption_dropout_rate, caption_dropout_every_n_epochs, caption_tag_dropout_rate are applied\n"
+        "  at every step, drawn from --seed. Then the text encoder stays loaded (CLIP-G: ~1.4 GB more\n"
+        "  in bf16, ~2.8 GB in fp32) and every caption that changes is encoded again at each step (one\n"
+        "  text-encoder forward per image per step); only the unchanged captions come from the cache.\n"
         "  --mixed_precision no|bf16   accepted; on the CPU the math stays float32\n"
         "  --gradient_checkpointing    accepted; the backward always recomputes each block\n"
         "                         from its saved input (per-block checkpointing)\n"
@@ -95,7 +108,7 @@ static void usage(FILE *f)
 
 enum {
     O_STAGE_C = 256, O_EFFNET, O_PREVIEWER, O_TEXT, O_MODELS, O_TOKENIZER, O_DSCONFIG, O_TRAIN_DIR, O_RES, O_BATCH,
-    O_OUT_DIR, O_OUT_NAME, O_LR, O_OPT, O_OPT_ARGS, O_SCHED, O_WARMUP, O_EPOCHS, O_STEPS, O_ACCUM, O_CLIP,
+    O_OUT_DIR, O_OUT_NAME, O_LR, O_OPT, O_OPT_ARGS, O_SCHED, O_WARMUP, O_CYCLES, O_POWER, O_EPOCHS, O_STEPS, O_ACCUM, O_CLIP,
     O_ADAPTIVE, O_SEED, O_SAVE_EVERY, O_SAVE_PREC, O_SAVE_STATE, O_RESUME, O_SAMPLE_EVERY, O_SAMPLE_PROMPTS,
     O_CACHE_LAT, O_CACHE_TEXT, O_CACHE_DIR, O_MIXED, O_GC, O_THREADS, O_IGNORE_ARG, O_IGNORE_FLAG,
     O_NET_MODULE, O_NET_DIM, O_NET_ALPHA, O_NET_ARGS, O_NET_DROPOUT, O_NET_WEIGHTS, O_SAVE_AS, O_UNET_ONLY,
@@ -120,6 +133,8 @@ static const struct option longopts[] = {
     {"optimizer_args", no_argument, 0, O_OPT_ARGS},   /* nargs='*': the words that follow */
     {"lr_scheduler", required_argument, 0, O_SCHED},
     {"lr_warmup_steps", required_argument, 0, O_WARMUP},
+    {"lr_scheduler_num_cycles", required_argument, 0, O_CYCLES},
+    {"lr_scheduler_power", required_argument, 0, O_POWER},
     {"max_train_epochs", required_argument, 0, O_EPOCHS},
     {"max_train_steps", required_argument, 0, O_STEPS},
     {"gradient_accumulation_steps", required_argument, 0, O_ACCUM},
@@ -319,6 +334,8 @@ int cmd_train(int argc, char **argv)
     o.res_w = o.res_h = 1024;
     o.batch_size = 1;
     o.lr = 1e-4;
+    o.sched.kind = CS_LR_CONSTANT, o.sched.cycles = 1, o.sched.power = 1.0;   /* kohya's defaults */
+    o.warmup_ratio = -1;
     int opt = CS_OPT_ADAFACTOR, c, e = 0, accum = 1;
     float f, clip = 1.0f;
     cs_loss_weight_kind lw = CS_LOSS_P2;
@@ -398,11 +415,22 @@ int cmd_train(int argc, char **argv)
             if (strcmp(optarg, "safetensors")) e = bad("--save_model_as", "only safetensors is supported");
             break;
         case O_SCHED:
-            if (strcmp(optarg, "constant")) e = bad("--lr_scheduler", "only 'constant' is supported");
+            if (cs_lr_kind_parse(optarg, &o.sched.kind)) e = bad("--lr_scheduler", cs_last_error());
             break;
         case O_WARMUP:
-            if (strcmp(optarg, "0")) e = bad("--lr_warmup_steps", "only 0 is supported (constant learning rate)");
+            if (cs_lr_warmup_parse(optarg, &o.warmup_steps, &o.warmup_ratio)) e = bad("--lr_warmup_steps", cs_last_error());
+            o.warmup_arg = optarg;
             break;
+        case O_CYCLES:
+            e = cli_parse_int(TR_ME, "--lr_scheduler_num_cycles", optarg, 0, 1000000, &o.sched.cycles);
+            break;
+        case O_POWER: {   /* a double, as Python's float */
+            char *end;
+            o.sched.power = strtod(optarg, &end);
+            if (end == optarg || *end || !isfinite(o.sched.power) || fabs(o.sched.power) > 1e6)
+                e = bad("--lr_scheduler_power", "expected a number (kohya's default 1)");
+            break;
+        }
         case O_EPOCHS: e = cli_parse_int(TR_ME, "--max_train_epochs", optarg, 1, 1000000, &o.epochs); break;
         case O_STEPS: e = cli_parse_int(TR_ME, "--max_train_steps", optarg, 1, 1000000000, &o.steps); break;
         case O_ACCUM: e = cli_parse_int(TR_ME, "--gradient_accumulation_steps", optarg, 1, 65536, &accum); break;
@@ -475,5 +503,10 @@ int cmd_train(int argc, char **argv)
     if (o.sample_prompts && !o.previewer)
         return bad("--sample_prompts", "needs --previewer_checkpoint_path (samples are decoded by the previewer)"), 2;
     if (!o.epochs && !o.steps) o.steps = 1600;   /* kohya's default */
+    /* what kohya / diffusers refuse once the steps are known, said here */
+    o.sched.lr = o.lr;
+    if (o.sched.kind == CS_LR_CONSTANT && (o.warmup_steps || o.warmup_ratio > 0))
+        return bad("--lr_warmup_steps", "the constant scheduler has no warmup (use constant_with_warmup)"), 2;
+    if (cs_lr_sched_check(&o.sched)) return bad("--lr_scheduler", cs_last_error()), 2;
     return tr_run(&o);
 }

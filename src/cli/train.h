@@ -5,6 +5,7 @@
 #define CS_CLI_TRAIN_H
 
 #include "lora_train.h"
+#include "lr_sched.h"
 #include "train_step.h"
 
 #include <stddef.h>
@@ -23,6 +24,12 @@ typedef struct {
     int cache_latents, cache_text;    /* keep the encodings on disk */
     cs_train_cfg cfg;
     double lr;
+    /* --lr_scheduler and its values; sched.warmup / total are filled once
+     * the steps are known (warmup_ratio >= 0: a ratio of them) */
+    cs_lr_sched sched;
+    int64_t warmup_steps;
+    double warmup_ratio;
+    const char *warmup_arg;           /* as given (kohya's ss_lr_warmup_steps), NULL: 0 */
     int epochs, steps;                /* 0 = not given */
     int save_every;                   /* epochs, 0 = only the final file */
     tr_save_prec save_prec;

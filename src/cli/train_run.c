@@ -11,6 +11,7 @@
 #include "train.h"
 
 #include "cancel.h"
+#include "caption.h"
 #include "clip.h"
 #include "cond.h"
 #include "dataset.h"
@@ -52,6 +53,8 @@ typedef struct {
     int n_prompts;
     float **lat, **txt, **pool;       /* per image */
     int64_t resume_step;              /* the state's step when resuming */
+    int varies;                       /* a subset's captions change per step: the text encoder stays */
+    float *empty_txt, *empty_pool;    /* the "" of caption dropout, encoded when first needed */
     size_t Ct, Cp;
     char fingerprint[512];
     char cache_dir[4096];
@@ -155,9 +158,8 @@ static int open_all(run *r, tr_pos *pos)
         if (o->train_data_dir) d->batch_size = o->batch_size;
         for (int j = 0; j < d->n_subsets; j++) {
             cs_ds_subset *s = &d->subsets[j];
-            if (s->shuffle_caption || s->flip_aug || s->caption_dropout_rate > 0 || s->caption_tag_dropout_rate > 0 ||
-                s->caption_dropout_every_n_epochs > 0)
-                warn_cb(r, "shuffle_caption, flip_aug and caption dropout are not applied yet (doc/training.md §8)");
+            if (s->flip_aug) warn_cb(r, "flip_aug is not applied yet (doc/training.md §8)");
+            r->varies |= cs_caption_varies(s);
         }
     }
     if ((rc = cs_ds_scan(&r->cfg, warn_cb, r, &r->ds))) return rc;
@@ -171,6 +173,25 @@ static int open_all(run *r, tr_pos *pos)
              c->opt == CS_OPT_ADAMW ? "adamw" : "adafactor", o->lr, c->grad_accum, c->max_grad_norm,
              c->loss_weight == CS_LOSS_ADAPTIVE ? "adaptive" : "p2", r->ds->n_batches, r->ds->n_images,
              cs_threads_get());
+    /* the schedule: warmup and total (kohya's max_train_steps) are known now */
+    int64_t nb = (int64_t)r->ds->n_batches, spe = (nb + c->grad_accum - 1) / c->grad_accum;
+    o->sched.total = o->epochs ? spe * o->epochs : o->steps;
+    o->sched.warmup = cs_lr_warmup_resolve(o->warmup_steps, o->warmup_ratio, o->sched.total);
+    if ((rc = cs_lr_sched_check(&o->sched))) return rc;
+    if (o->sched.kind != CS_LR_CONSTANT) {   /* (a constant run's fingerprint is what it always was) */
+        size_t l = strlen(r->fingerprint);
+        snprintf(r->fingerprint + l, sizeof r->fingerprint - l, " sched=%s warmup=%" PRId64 " total=%" PRId64
+                 " cycles=%d power=%.17g", cs_lr_kind_name(o->sched.kind), o->sched.warmup, o->sched.total,
+                 o->sched.cycles, o->sched.power);
+    }
+    for (int i = 0; r->varies && i < r->cfg.n; i++)   /* (only then: older states still resume) */
+        for (int j = 0; j < r->cfg.datasets[i].n_subsets; j++) {
+            const cs_ds_subset *s = &r->cfg.datasets[i].subsets[j];
+            size_t l = strlen(r->fingerprint);
+            snprintf(r->fingerprint + l, sizeof r->fingerprint - l, " cap%d.%d=%d,%d,%.9g,%d,%.9g", i, j,
+                     s->shuffle_caption, s->keep_tokens, s->caption_dropout_rate, s->caption_dropout_every_n_epochs,
+                     s->caption_tag_dropout_rate);
+        }
     if (o->lora) {
         size_t l = strlen(r->fingerprint);
         snprintf(r->fingerprint + l, sizeof r->fingerprint - l, " lora dim=%d alpha=%.9g conv_dim=%d conv_alpha=%.9g",
@@ -258,9 +279,14 @@ static int encode_all(run *r)
         if (!p->seed_given) p->seed = o->seed;
     }
     if (r->tty && !(o->quiet & 1) && n) fputc('\n', stderr);
-    /* the encoders are not needed any more */
+    /* the encoders are not needed any more, but for captions that change
+     * per step (kohya refuses those with cached text-encoder outputs; we
+     * keep the encoder and pay one encoding per changed caption a step) */
     cs_effnet_free(r->eff), r->eff = NULL;
-    cs_clip_free(r->clip), r->clip = NULL;
+    if (!r->varies) cs_clip_free(r->clip), r->clip = NULL;
+    else if (!rc && !(o->quiet & 1))
+        fprintf(stderr, TR_ME ": captions change per step (shuffle_caption / caption dropout): the text encoder stays "
+                        "loaded and encodes them at every step\n");
     return rc;
 }
 
@@ -297,6 +323,16 @@ static void pyf(char *b, size_t n, double v)
     if (!strpbrk(b, ".en")) strncat(b, ".0", n - strlen(b) - 1);
 }
 
+/* Python's repr() of a float: the shortest digits that read back the same */
+static void pyrepr(char *b, size_t n, double v)
+{
+    for (int p = 1; p <= 17; p++) {
+        snprintf(b, n, "%.*g", p, v);
+        if (strtod(b, NULL) == v) break;
+    }
+    if (!strpbrk(b, ".en")) strncat(b, ".0", n - strlen(b) - 1);
+}
+
 static int save_lora(run *r, const char *path, const char *epoch, const char *step)
 {
     tr_opts *o = r->o;
@@ -317,6 +353,10 @@ static int save_lora(run *r, const char *path, const char *epoch, const char *st
              r->cfg.n ? r->cfg.datasets[0].height : o->res_h);
     snprintf(dim, sizeof dim, "%d", o->lora_cfg.dim);
     pyf(alpha, sizeof alpha, o->lora_cfg.alpha);
+    /* kohya's str(args.lr_warmup_steps): an int, or int_or_float's float */
+    char warm[40] = "0";
+    if (o->warmup_ratio >= 0 && o->warmup_arg) pyrepr(warm, sizeof warm, o->warmup_ratio);
+    else if (o->warmup_arg) snprintf(warm, sizeof warm, "%" PRId64, o->warmup_steps);
     const char *meta[] = {
         "ss_network_module", "networks.lora", "ss_network_dim", dim, "ss_network_alpha", alpha,
         "ss_network_dropout", "None", "ss_network_args", o->network_args_json,
@@ -325,7 +365,7 @@ static int save_lora(run *r, const char *path, const char *epoch, const char *st
         "ss_learning_rate", lr, "ss_unet_lr", "None", "ss_text_encoder_lr", "None",
         "ss_num_train_images", imgs, "ss_num_batches_per_epoch", nb, "ss_num_epochs", ne,
         "ss_max_train_steps", ms, "ss_gradient_accumulation_steps", ga, "ss_max_grad_norm", gn,
-        "ss_lr_scheduler", "constant", "ss_lr_warmup_steps", "0",
+        "ss_lr_scheduler", cs_lr_kind_name(o->sched.kind), "ss_lr_warmup_steps", warm,
         "ss_optimizer", c->opt == CS_OPT_ADAMW ? "torch.optim.adamw.AdamW" : "transformers.optimization.Adafactor",
         "ss_mixed_precision", (o->quiet & 2) ? "bf16" : "no", "ss_gradient_checkpointing", "True",
         "ss_cache_latents", "True", "ss_seed", seed, "ss_epoch", epoch, "ss_steps", step,
@@ -366,6 +406,35 @@ static int save_checkpoint(run *r, int epoch, int64_t step, int final)
         rc = tr_save_weights(r->m, path, r->o->save_prec, extra, 2);
     }
     if (!rc && !(r->o->quiet & 1)) fprintf(stderr, "%s" TR_ME ": saved %s\n", r->tty ? "\r\033[K" : "", path);
+    return rc;
+}
+
+/* The text of image i in slot n of this micro-batch: its caption processed
+ * as kohya's options say (caption.h), encoded unless it is the caption
+ * encoded before training or "" already encoded. */
+static int step_caption(run *r, size_t i, int epoch, uint64_t key, float *txt, float *pool)
+{
+    const cs_ds_image *im = &r->ds->images[i];
+    const cs_ds_subset *s = &r->cfg.datasets[im->dataset].subsets[im->subset];
+    size_t nt = 77 * r->Ct;
+    char *c = NULL;
+    int rc = cs_caption_process(s, im->caption, epoch, key, &c);
+    if (rc) return rc;
+    if (!strcmp(c, im->caption)) {
+        memcpy(txt, r->txt[i], nt * sizeof(float)), memcpy(pool, r->pool[i], r->Cp * sizeof(float));
+    } else if (!*c) {
+        if (!r->empty_txt) {
+            float *t = cs_alloc(nt * sizeof(float)), *p = cs_alloc(r->Cp * sizeof(float));
+            if (!t || !p) rc = cs_oom("the empty caption", nt * sizeof(float));
+            if (!rc) rc = encode_text(r, "", 0, t, p);
+            if (rc) cs_free(t), cs_free(p);
+            else r->empty_txt = t, r->empty_pool = p;
+        }
+        if (!rc) memcpy(txt, r->empty_txt, nt * sizeof(float)), memcpy(pool, r->empty_pool, r->Cp * sizeof(float));
+    } else {
+        rc = encode_text(r, c, 0, txt, pool);
+    }
+    free(c);
     return rc;
 }
 
@@ -417,12 +486,18 @@ static int train(run *r, cs_trainer *t, tr_pos pos, int resumed, int *interrupte
             const cs_ds_batch *bt = &ds->batches[b];
             const cs_ds_bucket *bk = &ds->buckets[bt->bucket];
             size_t B = bt->n, h = (size_t)(bk->h + 31) / 32, w = (size_t)(bk->w + 31) / 32, per = h * w * 16;
-            for (size_t n = 0; n < B; n++) {
+            for (size_t n = 0; !rc && n < B; n++) {
                 size_t i = bk->idx[bt->first + n];
                 memcpy(x0 + n * per, r->lat[i], per * sizeof(float));
+                if (r->varies) {   /* the key: the run's seed and this place, so a resume draws the same */
+                    rc = step_caption(r, i, epoch + 1, cs_caption_key(o->seed, (uint64_t)pos.micro, n),
+                                      txt + n * 77 * r->Ct, pool + n * r->Cp);
+                    continue;
+                }
                 memcpy(txt + n * 77 * r->Ct, r->txt[i], 77 * r->Ct * sizeof(float));
                 memcpy(pool + n * r->Cp, r->pool[i], r->Cp * sizeof(float));
             }
+            if (rc) break;
             cs_rng rng;
             cs_rng_seed(&rng, o->seed + (uint64_t)pos.micro);
             if ((rc = cs_train_draw(&rng, B, 16, h, w, noise, tt))) break;
@@ -436,7 +511,8 @@ static int train(run *r, cs_trainer *t, tr_pos pos, int resumed, int *interrupte
             for (size_t n = 0; n < B; n++) sum_loss += loss[n], nloss++;
             sum_w += out.loss_adjusted;
             if (cs_trainer_pending(t) < ga && b + 1 < nb) continue;
-            double gn = 0;
+            double gn = 0, lr = cs_lr_at(&o->sched, pos.step);   /* the step count drives it, resumed or not */
+            cs_trainer_set_lr(t, lr);
             if ((rc = cs_train_apply(t, &gn))) break;
             pos.step++, steps_here++;
             pos.epoch = epoch, pos.batch = b + 1;
@@ -450,7 +526,7 @@ static int train(run *r, cs_trainer *t, tr_pos pos, int resumed, int *interrupte
             fprintf(r->log,
                     "{\"step\":%" PRId64 ",\"epoch\":%d,\"loss\":%.9g,\"loss_weighted\":%.9g,\"lr\":%.9g,"
                     "\"grad_norm\":%.9g,\"seconds\":%.4f,\"rss_mib\":%.1f}\n",
-                    pos.step, epoch + 1, l, sum_w, o->lr, gn, dt, rss);
+                    pos.step, epoch + 1, l, sum_w, lr, gn, dt, rss);
             fflush(r->log);
             sum_loss = sum_w = 0, nloss = 0;
             if (r->tty && !(o->quiet & 1)) {
@@ -458,7 +534,7 @@ static int train(run *r, cs_trainer *t, tr_pos pos, int resumed, int *interrupte
                 fprintf(stderr,
                         "\rstep %" PRId64 "/%" PRId64 " epoch %d/%d loss %.4f lr %.3g %.2f s/it ETA %d:%02d:%02d "
                         "RSS %.0f MiB\033[K",
-                        pos.step, total, epoch + 1, epochs, smooth, o->lr, spi, (int)(eta / 3600),
+                        pos.step, total, epoch + 1, epochs, smooth, lr, spi, (int)(eta / 3600),
                         (int)fmod(eta / 60, 60), (int)fmod(eta, 60), rss);
             }
         }
@@ -556,6 +632,7 @@ int tr_run(tr_opts *o)
     cs_lora_net_free(r.net);
     for (size_t i = 0; r.ds && r.lat && i < r.ds->n_images; i++) cs_free(r.lat[i]), cs_free(r.txt[i]), cs_free(r.pool[i]);
     free(r.lat), free(r.txt), free(r.pool);
+    cs_free(r.empty_txt), cs_free(r.empty_pool);
     tr_prompts_free(r.prompts, r.n_prompts);
     cs_ds_free(r.ds);
     cs_ds_config_free(&r.cfg);
