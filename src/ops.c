@@ -62,15 +62,16 @@ void cs_linear_bf16_panels(int on) { bf16_panels = on != 0; }
 
 const char *cs_gemm_info(void)
 {
-    static _Thread_local char buf[160];
+    static _Thread_local char buf[256];
     static const char *const tile[CS_SIMD_LEVELS] = {"scalar", "6x16 AVX2+FMA", "12x32 AVX-512", "6x16 NEON"};
     cs_simd_level l = cs_simd_current();
     if (cpu_prec == CS_PREC_BF16 && cs_gemm_bf16_name())
         snprintf(buf, sizeof buf, "cascade's own packed GEMM, %s micro-kernel for linear layers in bf16 (weights packed once), "
                  "%s for the rest (same bits at any thread count)", cs_gemm_bf16_name(), l < CS_SIMD_LEVELS ? tile[l] : "?");
     else
-        snprintf(buf, sizeof buf, "cascade's own packed GEMM, %s micro-kernel (fused multiply-add chains: same bits at any thread count or SIMD level)",
-                 l < CS_SIMD_LEVELS ? tile[l] : "?");
+        snprintf(buf, sizeof buf, "cascade's own packed GEMM, %s micro-kernel (fused multiply-add chains: same bits at any thread count or SIMD level)%s",
+                 l < CS_SIMD_LEVELS ? tile[l] : "?",
+                 bf16_panels ? "; BF16 linear weights packed once into bf16 panels, widened in registers" : "");
     return buf;
 }
 

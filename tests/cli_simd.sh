@@ -32,6 +32,7 @@ run() {
 
 run "unknown level" 1 "CASCADE_SIMD=bogus: unknown level" "" bogus
 run "empty level picks the best" 0 "" "simd:" ""
+run "gemm line names the BF16 weight panels" 0 "" "BF16 linear weights packed once into bf16 panels" ""
 for l in scalar avx2 avx512 neon; do
     case " $(echo $have) " in
         *" $l "*) run "$l available" 0 "" "simd:      $l " "$l" ;;
