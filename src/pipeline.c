@@ -539,6 +539,16 @@ static int image_tokens(cs_pipeline *p, const cs_gen_params *g, float **out)
     return 0;
 }
 
+/* hooks->latent; a positive answer is a stop, as for previews */
+static int give_latent(const cs_pipeline_hooks *hk, cs_stage_id st, const float *x, size_t n, size_t h, size_t w,
+                       int c)
+{
+    if (!hk || !hk->latent)
+        return 0;
+    int rc = hk->latent(hk->ctx, st, x, (int)n, (int)h, (int)w, c);
+    return rc > 0 ? CANCEL_ERR() : rc;
+}
+
 int cs_pipeline_generate(cs_pipeline *p, const cs_gen_params *g, const cs_pipeline_hooks *hk,
                          uint8_t **rgb_out)
 {
@@ -655,7 +665,8 @@ int cs_pipeline_generate(cs_pipeline *p, const cs_gen_params *g, const cs_pipeli
         goto out;
     if ((rc = cs_pipe_sample_c_ext(p->sc, &spc, N, hc, wc, ctext, L, Lu == L ? NULL : ctext + N * L * Ct, Lu, cpool, Cp, cimg,
                        (size_t)g->n_images, &ioc, xc, C)) != 0 ||
-        (rc = check_finite(C, N * hc * wc * 16, "Stage C result", &g->c)) != 0)
+        (rc = check_finite(C, N * hc * wc * 16, "Stage C result", &g->c)) != 0 ||
+        (rc = give_latent(hk, CS_STAGE_C, C, N, hc, wc, 16)) != 0)
         goto out;
     if (!p->keep)
         release(p, P_C);
@@ -696,7 +707,8 @@ int cs_pipeline_generate(cs_pipeline *p, const cs_gen_params *g, const cs_pipeli
     cs_rng_nhwc nzb = {g->b.ks_sampler ? &ks_init : &rng, 4, hb, wb}, nzb_step = {&ks_step, 4, hb, wb};
     cs_stage_io iob = {cs_rng_noise_nhwc, &nzb, on_step, &r, cancel, cs_rng_noise_nhwc, &nzb_step, seeded_nhwc, seed_b};
     if ((rc = cs_pipe_sample_b(p->sb, &g->b, N, hb, wb, C, hc, wc, cpool, &iob, xb, B)) != 0 ||
-        (rc = check_finite(B, N * hb * wb * 4, "Stage B result", &g->b)) != 0)
+        (rc = check_finite(B, N * hb * wb * 4, "Stage B result", &g->b)) != 0 ||
+        (rc = give_latent(hk, CS_STAGE_B, B, N, hb, wb, 4)) != 0)
         goto out;
     if (!p->keep)
         release(p, P_B);

@@ -116,6 +116,10 @@ typedef struct {
      * process-wide flag of cancel.h is checked too, also inside the
      * networks (every U-Net block, CLIP layer, Stage A block and tile). */
     volatile sig_atomic_t *cancel;
+    /* the Stage C result x [n, h, w, 16] and the Stage B result [n, h, w, 4]
+     * (channels last; what a ComfyUI KSampler outputs) once each is final;
+     * may be NULL. Return values as preview. */
+    int (*latent)(void *ctx, cs_stage_id stage, const float *x, int n, int h, int w, int c);
 } cs_pipeline_hooks;
 
 typedef struct cs_pipeline cs_pipeline;
