@@ -899,7 +899,7 @@ int gen_execute(opts *o)
         o->g.image_strength = s.images.strength;
     }
     if (o->init_image) {   /* read it now; used only where strength < 1 */
-        if ((rc = gen_init_image_load(o->init_image, o->strength, o->g.width, o->g.height, &s.init)) != 0)
+        if ((rc = gen_init_image_load(o->init_image, o->strength, o->g.width, o->g.height, o->init_comfy, &s.init)) != 0)
             goto error;
         if (o->strength < 1) {
             o->g.init_rgb = s.init.rgb;

@@ -32,6 +32,7 @@ typedef struct gen_opts {
     char image_path[CS_GEN_MAX_IMAGES][GEN_PATH];
     float image_strength[CS_GEN_MAX_IMAGES];
     const char *init_image;                 /* --init-image */
+    int init_comfy;                         /* resize it as ComfyUI's StageC_VAEEncode (cascade run) */
     double strength;                        /* --strength */
     int strength_given;
     /* set by `cascade run` (zero for generate) */
@@ -146,12 +147,14 @@ void gen_images_free(gen_images *im);
 
 /* --init-image: the image as [32*hc, 32*wc, 3] floats in [0,1] for a
  * width x height output (hc, wc = cs_latent_c): resized with bicubic +
- * antialias so it covers that size, then centre-cropped. */
+ * antialias so it covers that size, then centre-cropped; comfy: as ComfyUI's
+ * StableCascade_StageC_VAEEncode (cropped to the aspect, then plain bicubic,
+ * values not clamped). */
 typedef struct {
     float *rgb;
     char *json;                 /* {file, xxh64, size, strength} for the metadata */
 } gen_init;
-int gen_init_image_load(const char *path, double strength, int width, int height, gen_init *out);
+int gen_init_image_load(const char *path, double strength, int width, int height, int comfy, gen_init *out);
 void gen_init_free(gen_init *g);
 
 /* ---- SaveLatent (generate_latent.c) ---- */

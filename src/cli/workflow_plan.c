@@ -592,6 +592,9 @@ static int latent_c(plan *p, const char *ks, int *w, int *h, int *comp)
     if ((rc = resolve_image(p, img, name, path)))
         return rc;
     p->o->init_image = path;
+    /* LoadImage straight into the encoder (ComfyUI's example): resized as
+     * ComfyUI does; through ImageScale (cascade's own graphs) as --init-image */
+    p->o->init_comfy = !sw;
     if (!sw) {   /* ComfyUI: the image's own size */
         cs_image im;
         if ((rc = cs_image_read(path, &im)))
