@@ -66,10 +66,14 @@ int gen_latents_keep(gen_latents *l, const opts *o, cs_stage_id stage, const flo
     float *d = realloc(l->x[s], total * sizeof *d);
     if (!d)
         return cs_error(CS_ENOMEM, "out of memory keeping the %s latent", s ? "Stage B" : "Stage C");
+    /* ComfyUI's LATENT is the model's latent through its latent format's
+     * process_out: Stage C's (SC_Prior) scale is 1, Stage B's (SC_B) is
+     * 1 / 0.43, divided out in float32 as torch does */
+    const float scale = s ? (float)(1.0 / 0.43) : 1.0f;
     for (size_t i = 0; i < (size_t)n; i++)
         for (size_t p = 0; p < hw; p++)
             for (int ch = 0; ch < c; ch++)
-                d[(i * c + ch) * hw + p] = x[(i * hw + p) * c + ch];
+                d[(i * c + ch) * hw + p] = s ? x[(i * hw + p) * c + ch] / scale : x[(i * hw + p) * c + ch];
     l->x[s] = d;
     l->dim[s][0] = n, l->dim[s][1] = c, l->dim[s][2] = h, l->dim[s][3] = w;
     return 0;
