@@ -109,6 +109,8 @@ json.dump(g,open(sys.argv[2],'w'))" "$D/t2i_api.json" "$tmp/savelat.json"
     $R "$tmp/savelat5.json" -o "$tmp/sl" >/dev/null &&
         ! cmp -s "$tmp/sl/latents/ComfyUI_00001_.latent" "$tmp/sl/latents/ComfyUI_00003_.latent" &&
         ok save-latent-seed || bad save-latent-seed
+    $R "$tmp/savelat.json" --json -o "$tmp/sl" >"$tmp/out" && grep -q '"event":"latent","path":"[^"]*/sl/stage_b_00004_.latent"' "$tmp/out" &&
+        [ "$(grep -c '"event":"image"' "$tmp/out")" -eq 1 ] && ok save-latent-json || { bad save-latent-json; cat "$tmp/out"; }
     out=$($R "$tmp/savelat.json" --dry-run -o "$tmp/e") && [ -z "$(ls -A "$tmp/e")" ] &&
         printf '%s\n' "$out" | grep -q '^latent: node 20 (SaveLatent): Stage C latent -> .*/e/latents/ComfyUI_NNNNN_.latent$' &&
         ok save-latent-dry-run || { bad save-latent-dry-run; echo "$out"; }

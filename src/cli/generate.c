@@ -788,7 +788,10 @@ static int write_images(state *s, const uint8_t *rgb)
     for (int k = 0; k < GEN_MAX_SAVE_LATENT; k++)
         cs_cleanup_del(lhnd[k]);
     for (int i = start; !rc && i < s->out.n_written; i++) {
-        if (o->json)
+        if (o->json && i - start >= n)   /* after the images: SaveLatent's files */
+            gen_json_emit(json_pack("{s:s, s:s, s:I}", "event", "latent", "path", s->out.written[i], "seed",
+                                    (json_int_t)o->g.seed));
+        else if (o->json)
             gen_json_emit(json_pack("{s:s, s:s, s:I, s:i}", "event", "image", "path", s->out.written[i], "seed",
                                     (json_int_t)o->g.seed, "batch_index", i - start));
         else
