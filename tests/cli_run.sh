@@ -111,6 +111,15 @@ json.dump(g,open(sys.argv[2],'w'))" "$D/t2i_api.json" "$tmp/savelat.json"
         ok save-latent-seed || bad save-latent-seed
     $R "$tmp/savelat.json" --json -o "$tmp/sl" >"$tmp/out" && grep -q '"event":"latent","path":"[^"]*/sl/stage_b_00004_.latent"' "$tmp/out" &&
         [ "$(grep -c '"event":"image"' "$tmp/out")" -eq 1 ] && ok save-latent-json || { bad save-latent-json; cat "$tmp/out"; }
+    # img2img: StageC_VAEEncode's output 0 (the encoded image), the same whatever the seed
+    python3 -c "import json,sys; g=json.load(open(sys.argv[1]))
+g['20']={'class_type':'SaveLatent','inputs':{'samples':['7',0],'filename_prefix':'enc'}}
+json.dump(g,open(sys.argv[2],'w'))" "$D/img2img_api.json" "$tmp/enclat.json"
+    sed 's/"seed": 11/"seed": 5/' "$tmp/enclat.json" >"$tmp/enclat5.json"
+    $R "$tmp/enclat.json" -o "$tmp/sl" >/dev/null && $R "$tmp/enclat5.json" -o "$tmp/sl" >/dev/null &&
+        hdr enc_00001_.latent '"latent_tensor":{"dtype":"F32","shape":\[1,16,2,2\]' &&
+        "$(dirname "$BIN")/tests/latent_diff" "$tmp/sl/enc_00001_.latent" "$tmp/sl/enc_00002_.latent" | grep -q '^max 0, ' &&
+        ok save-latent-encoded || bad save-latent-encoded
     out=$($R "$tmp/savelat.json" --dry-run -o "$tmp/e") && [ -z "$(ls -A "$tmp/e")" ] &&
         printf '%s\n' "$out" | grep -q '^latent: node 20 (SaveLatent): Stage C latent -> .*/e/latents/ComfyUI_NNNNN_.latent$' &&
         ok save-latent-dry-run || { bad save-latent-dry-run; echo "$out"; }

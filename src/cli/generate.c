@@ -477,10 +477,10 @@ static int preview_cb(void *ctx, int step, int steps, const uint8_t *rgb, int n,
     return 0;
 }
 
-static int latent_cb(void *ctx, cs_stage_id stage, const float *x, int n, int h, int w, int c)
+static int latent_cb(void *ctx, cs_latent_id which, const float *x, int n, int h, int w, int c)
 {
     state *s = ctx;
-    return gen_latents_keep(&s->lat, s->o, stage, x, n, h, w, c);
+    return gen_latents_keep(&s->lat, s->o, which, x, n, h, w, c);
 }
 
 /* ---- models ---- */

@@ -42,7 +42,7 @@ typedef struct gen_opts {
     void (*plan_print)(void *ctx, const struct gen_opts *o, const cs_model_paths *mp);
     void *plan_ctx;
     const char *images_json;                /* --image list replaced by LoadImage names (metadata) */
-    /* SaveLatent nodes: the Stage C (0) or Stage B (1) result of each run as
+    /* SaveLatent nodes: img2img's encoded image (0), the Stage C (1) or Stage B (2) result of each run as
      * ComfyUI's PREFIX_NNNNN_.latent in -o DIR (the prefix may name
      * subfolders, made when missing), written with the run's images */
     int n_save_latent;
@@ -160,8 +160,8 @@ void gen_init_free(gen_init *g);
 /* ---- SaveLatent (generate_latent.c) ---- */
 
 typedef struct {
-    float *x[2];                /* the run's Stage C, Stage B results [n, c, h, w] */
-    int dim[2][4];
+    float *x[3];                /* the run's latents by cs_latent_id, [n, c, h, w] */
+    int dim[3][4];
     char made[GEN_MAX_SAVE_LATENT * 4][GEN_PATH];   /* folders the batch being written made */
     int made_hnd[GEN_MAX_SAVE_LATENT * 4], n_made;
 } gen_latents;
@@ -169,7 +169,7 @@ typedef struct {
 /* Before the run: each prefix's folders are folders or missing, names fit. */
 int gen_latents_plan(const opts *o, const gen_output *out);
 /* cs_pipeline_hooks.latent: keeps a copy of what a SaveLatent wants. */
-int gen_latents_keep(gen_latents *l, const opts *o, cs_stage_id stage, const float *x, int n, int h, int w, int c);
+int gen_latents_keep(gen_latents *l, const opts *o, cs_latent_id which, const float *x, int n, int h, int w, int c);
 /* Writes each SaveLatent's file (recorded in out; cleanup handles in hnd[k]). */
 int gen_latents_write(gen_latents *l, const opts *o, gen_output *out, int *hnd);
 /* The batch is final (failed = 0) or unwound: folders it made are removed. */

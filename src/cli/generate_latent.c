@@ -55,25 +55,29 @@ int gen_latents_plan(const opts *o, const gen_output *out)
     return 0;
 }
 
-int gen_latents_keep(gen_latents *l, const opts *o, cs_stage_id stage, const float *x, int n, int h, int w, int c)
+static const char *what[3] = {"encoded image", "Stage C", "Stage B"};
+
+int gen_latents_keep(gen_latents *l, const opts *o, cs_latent_id which, const float *x, int n, int h, int w, int c)
 {
-    int s = stage == CS_STAGE_C ? 0 : stage == CS_STAGE_B ? 1 : -1, want = 0;
-    for (int k = 0; s >= 0 && k < o->n_save_latent; k++)
+    int s = (int)which, want = 0;
+    for (int k = 0; k < o->n_save_latent; k++)
         want |= o->save_latent_stage[k] == s;
     if (!want)
         return 0;
     size_t hw = (size_t)h * w, total = (size_t)n * hw * c;
     float *d = realloc(l->x[s], total * sizeof *d);
     if (!d)
-        return cs_error(CS_ENOMEM, "out of memory keeping the %s latent", s ? "Stage B" : "Stage C");
-    /* ComfyUI's LATENT is the model's latent through its latent format's
-     * process_out: Stage C's (SC_Prior) scale is 1, Stage B's (SC_B) is
-     * 1 / 0.43, divided out in float32 as torch does */
-    const float scale = s ? (float)(1.0 / 0.43) : 1.0f;
+        return cs_error(CS_ENOMEM, "out of memory keeping the %s latent", what[s]);
+    /* ComfyUI's KSampler LATENT is the model's latent through its latent
+     * format's process_out: Stage C's (SC_Prior) scale is 1, Stage B's
+     * (SC_B) is 1 / 0.43, divided out in float32 as torch does; the
+     * encoder's output is taken as it is */
+    int b = which == CS_LATENT_B;
+    const float scale = (float)(1.0 / 0.43);
     for (size_t i = 0; i < (size_t)n; i++)
         for (size_t p = 0; p < hw; p++)
             for (int ch = 0; ch < c; ch++)
-                d[(i * c + ch) * hw + p] = s ? x[(i * hw + p) * c + ch] / scale : x[(i * hw + p) * c + ch];
+                d[(i * c + ch) * hw + p] = b ? x[(i * hw + p) * c + ch] / scale : x[(i * hw + p) * c + ch];
     l->x[s] = d;
     l->dim[s][0] = n, l->dim[s][1] = c, l->dim[s][2] = h, l->dim[s][3] = w;
     return 0;
@@ -114,8 +118,7 @@ int gen_latents_write(gen_latents *l, const opts *o, gen_output *out, int *hnd)
         char dir[GEN_PATH], path[GEN_PATH];
         const char *base;
         if (!l->x[s])
-            return cs_error(CS_EARG, "SaveLatent '%s': the run gave no %s latent", o->save_latent_prefix[k],
-                            s ? "Stage B" : "Stage C");
+            return cs_error(CS_EARG, "SaveLatent '%s': the run gave no %s latent", o->save_latent_prefix[k], what[s]);
         if ((rc = cs_cancel_check()) || (rc = split(o, out, k, dir, sizeof dir, &base)) ||
             (rc = make_dirs(l, out->dir, dir)))
             return rc;
@@ -145,7 +148,7 @@ void gen_latents_done(gen_latents *l, int failed)
 void gen_latents_free(gen_latents *l)
 {
     gen_latents_done(l, 0);
-    free(l->x[0]);
-    free(l->x[1]);
+    for (int i = 0; i < 3; i++)
+        free(l->x[i]);
     memset(l, 0, sizeof *l);
 }

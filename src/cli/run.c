@@ -105,7 +105,8 @@ static void plan_print(void *ctx, const opts *o, const cs_model_paths *mp)
     printf("output: %s/%s_NNNNN_.png%s\n", o->out ? o->out : ".", in->prefix, o->demo ? " (demo networks)" : "");
     for (int k = 0; k < in->n_save; k++)
         printf("latent: node %s: %s latent -> %s/%s_NNNNN_.latent\n", in->save[k].node,
-               in->save[k].src == WF_LATENT_C ? "Stage C" : "Stage B", o->out ? o->out : ".", in->save[k].prefix);
+               in->save[k].src == WF_LATENT_C ? "Stage C" : in->save[k].src == WF_LATENT_B ? "Stage B" : "encoded image",
+               o->out ? o->out : ".", in->save[k].prefix);
     fflush(stdout);
 }
 
@@ -261,7 +262,7 @@ int cmd_run(int argc, char **argv)
         o->plan_ctx = &pc;
         o->n_save_latent = info->n_save;
         for (int k = 0; k < info->n_save; k++) {
-            o->save_latent_stage[k] = info->save[k].src == WF_LATENT_C ? 0 : 1;
+            o->save_latent_stage[k] = (int)info->save[k].src;   /* WF_LATENT_* = cs_latent_id */
             o->save_latent_prefix[k] = info->save[k].prefix;
         }
         char *prompt = info->n_save ? json_dumps(api, JSON_COMPACT | JSON_SORT_KEYS) : NULL;

@@ -57,7 +57,7 @@ typedef struct {
 
 /* SaveLatent: what it saves, and where (its prefix may hold subfolders) */
 #define WF_MAX_SAVE_LATENT 8
-typedef enum { WF_LATENT_C = 0, WF_LATENT_B, WF_LATENT_FILE } wf_latent_src;
+typedef enum { WF_LATENT_ENCODED = 0, WF_LATENT_C, WF_LATENT_B, WF_LATENT_FILE } wf_latent_src;
 typedef struct {
     char node[64];               /* "7 (SaveLatent)" */
     char prefix[256];            /* "latents/ComfyUI" */

@@ -491,8 +491,9 @@ static int check_latent_prefix(const plan *p, const char *id, const char *pre)
 }
 
 /* every SaveLatent: the latent of Stage C's or Stage B's KSampler (ksc, ksb;
- * NULL when the graph has none), or a LoadLatent file */
-static int save_latents(plan *p, const char *ksc, const char *ksb)
+ * NULL when the graph has none), img2img's encoded image (output 0 of enc,
+ * the StageC_VAEEncode node, or NULL), or a LoadLatent file */
+static int save_latents(plan *p, const char *ksc, const char *ksb, const char *enc)
 {
     const char *id;
     json_t *nd;
@@ -510,7 +511,9 @@ static int save_latents(plan *p, const char *ksc, const char *ksb)
         memset(sl, 0, sizeof *sl);
         snprintf(sl->node, sizeof sl->node, "%s (SaveLatent)", id);
         snprintf(sl->prefix, sizeof sl->prefix, "%s", pre);
-        if (ksc && !strcmp(src, ksc)) {
+        if (enc && !strcmp(src, enc) && slot == 0) {
+            sl->src = WF_LATENT_ENCODED;
+        } else if (ksc && !strcmp(src, ksc)) {
             sl->src = WF_LATENT_C;
         } else if (ksb && !strcmp(src, ksb)) {
             sl->src = WF_LATENT_B;
@@ -522,8 +525,9 @@ static int save_latents(plan *p, const char *ksc, const char *ksb)
             if ((rc = get_str(p, src, "latent", &name)) || (rc = resolve_input(p, src, "latent", name, sl->file)))
                 return rc;
         } else {
-            return nerr(p, id, "input 'samples' must come from Stage C's or Stage B's KSampler of the image chain, or "
-                        "from LoadLatent, not node %s (%s)", src, ctype(json_object_get(p->api, src)));
+            return nerr(p, id, "input 'samples' must come from Stage C's or Stage B's KSampler of the image chain, "
+                        "output 0 of its StableCascade_StageC_VAEEncode, or LoadLatent, not node %s (%s)", src,
+                        ctype(json_object_get(p->api, src)));
         }
         p->info->n_save++;
     }
@@ -544,7 +548,7 @@ static int latents_only(plan *p)
     }
     if (!n)
         return 0;
-    int rc = save_latents(p, NULL, NULL);
+    int rc = save_latents(p, NULL, NULL, NULL);
     return rc ? rc : 1;
 }
 
@@ -700,7 +704,7 @@ int wf_plan(const json_t *api, const wf_env *env, opts *o, wf_plan_info *info)
     }
     o->g.width = w, o->g.height = h;
     info->compression = comp;
-    if ((rc = save_latents(&p, ksc, ksb)))
+    if ((rc = save_latents(&p, ksc, ksb, is(&p, lc, "StableCascade_StageC_VAEEncode") ? lc : NULL)))
         goto out;
     o->g.prompt = pos_c;
     o->g.negative = neg_c;
