@@ -329,7 +329,7 @@ int cascade_generate(cascade_ctx *ctx, const char *prompt, const char *negative,
         cs_api_fail(ctx, rc);
         goto done;
     }
-    cs_pipeline_hooks hk = {hook_progress, g.want_preview ? hook_preview : NULL, ctx, hook_warn, &ctx->cancel};
+    cs_pipeline_hooks hk = {hook_progress, g.want_preview ? hook_preview : NULL, ctx, hook_warn, &ctx->cancel, NULL};
     uint8_t *rgb = NULL;
     if ((rc = cs_pipeline_generate(ctx->pl, &g, &hk, &rgb)) != 0) {
         cs_api_fail(ctx, rc);

@@ -119,6 +119,61 @@ int cs_resize_bicubic_aa(const float *x, size_t H, size_t W, size_t C, float *y,
     return rc;
 }
 
+/* torch's get_cubic_upsample_coefficients (A = -0.75) for fraction t */
+static void cubic_coeffs(float t, float c[4])
+{
+    const float A = -0.75f;
+    float x1 = t + 1.0f, x2 = 1.0f - t, x3 = 2.0f - t;
+    c[0] = ((A * x1 - 5.0f * A) * x1 + 8.0f * A) * x1 - 4.0f * A;
+    c[1] = ((A + 2.0f) * t - (A + 3.0f)) * t * t + 1.0f;
+    c[2] = ((A + 2.0f) * x2 - (A + 3.0f)) * x2 * x2 + 1.0f;
+    c[3] = ((A * x3 - 5.0f * A) * x3 + 8.0f * A) * x3 - 4.0f * A;
+}
+
+/* per output index: the first tap (before clamping) and its 4 weights */
+static void torch_taps(size_t in, size_t out, long *first, float (*w)[4])
+{
+    float scale = (float)in / (float)out;
+    for (size_t o = 0; o < out; o++) {
+        float src = scale * ((float)o + 0.5f) - 0.5f, f = floorf(src);
+        first[o] = (long)f - 1;
+        cubic_coeffs(src - f, w[o]);
+    }
+}
+
+static size_t clampi(long i, size_t n)
+{
+    return i < 0 ? 0 : (size_t)i >= n ? n - 1 : (size_t)i;
+}
+
+int cs_resize_bicubic_torch(const float *x, size_t H, size_t W, size_t C, float *y, size_t Ho, size_t Wo)
+{
+    if (!H || !W || !C || !Ho || !Wo) return cs_error(CS_EARG, "resize: empty image (%zux%zu -> %zux%zu)", W, H, Wo, Ho);
+    long *fx = malloc(Wo * sizeof *fx), *fy = malloc(Ho * sizeof *fy);
+    float (*wx)[4] = malloc(Wo * sizeof *wx), (*wy)[4] = malloc(Ho * sizeof *wy);
+    if (!fx || !fy || !wx || !wy) {
+        free(fx), free(fy), free(wx), free(wy);
+        return cs_oom("the resize taps", (Wo + Ho) * (sizeof(long) + 4 * sizeof(float)));
+    }
+    torch_taps(W, Wo, fx, wx);
+    torch_taps(H, Ho, fy, wy);
+    /* as torch: each of the 4 rows interpolated along x, then those along y */
+    for (size_t oy = 0; oy < Ho; oy++)
+        for (size_t ox = 0; ox < Wo; ox++)
+            for (size_t c = 0; c < C; c++) {
+                float row[4];
+                for (int i = 0; i < 4; i++) {
+                    const float *r = x + clampi(fy[oy] + i, H) * W * C + c;
+                    row[i] = r[clampi(fx[ox], W) * C] * wx[ox][0] + r[clampi(fx[ox] + 1, W) * C] * wx[ox][1] +
+                             r[clampi(fx[ox] + 2, W) * C] * wx[ox][2] + r[clampi(fx[ox] + 3, W) * C] * wx[ox][3];
+                }
+                y[(oy * Wo + ox) * C + c] = row[0] * wy[oy][0] + row[1] * wy[oy][1] + row[2] * wy[oy][2] +
+                                            row[3] * wy[oy][3];
+            }
+    free(fx), free(fy), free(wx), free(wy);
+    return 0;
+}
+
 /* Python's round() of d / 2 for an integer d >= 0: halves go to even. */
 static size_t half_round_even(size_t d)
 {

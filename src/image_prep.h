@@ -15,6 +15,11 @@
  * size does not change is copied. Returns 0 or CS_ENOMEM / CS_EARG. */
 int cs_resize_bicubic_aa(const float *x, size_t H, size_t W, size_t C, float *y, size_t Ho, size_t Wo);
 
+/* The same without antialias (torch's plain bicubic, A = -0.75, source
+ * x = (i + 0.5) * in / out - 0.5, the 4 taps clamped at the edges): what
+ * ComfyUI's common_upscale(..., "bicubic", ...) does, in float. */
+int cs_resize_bicubic_torch(const float *x, size_t H, size_t W, size_t C, float *y, size_t Ho, size_t Wo);
+
 /* CLIP's input size and normalisation (openai/clip-vit-large-patch14). */
 #define CS_CLIP_IMAGE 224
 

@@ -451,14 +451,24 @@ static size_t stage_a_budget(void)
     return (size_t)b;
 }
 
+/* hooks->latent; a positive answer is a stop, as for previews */
+static int give_latent(const cs_pipeline_hooks *hk, cs_latent_id st, const float *x, size_t n, size_t h, size_t w,
+                       int c)
+{
+    if (!hk || !hk->latent)
+        return 0;
+    int rc = hk->latent(hk->ctx, st, x, (int)n, (int)h, (int)w, c);
+    return rc > 0 ? CANCEL_ERR() : rc;
+}
+
 /* img2img's Stage C start (doc/reference.md, upstream GDF.diffuse): x = a*lat + b*eps with
  * lat the EfficientNet latent of the init image (the same for every batch
  * image), eps the generator's next draw [N, hc, wc, 16] (the first of the
  * run, as the notebook's diffuse comes before sampling) and (a, b) of the
  * shift-1 schedule at t = strength (cs_gdf_diffuse). sp gets t_start =
  * strength and cs_img2img_steps steps, x given. */
-static int init_latent(cs_pipeline *p, const cs_gen_params *g, size_t hc, size_t wc, cs_noise_fn noise, void *nctx,
-                       float *x, cs_sample_params *sp)
+static int init_latent(cs_pipeline *p, const cs_gen_params *g, const cs_pipeline_hooks *hk, size_t hc, size_t wc,
+                       cs_noise_fn noise, void *nctx, float *x, cs_sample_params *sp)
 {
     size_t N = (size_t)g->batch, H = 32 * hc, W = 32 * wc, per = hc * wc * 16;
     if (!p->path[P_EFFNET])
@@ -476,6 +486,7 @@ static int init_latent(cs_pipeline *p, const cs_gen_params *g, size_t hc, size_t
     cs_effnet_preprocess(g->init_rgb, in, H * W);
     rc = cs_effnet_forward(p->en, in, 1, H, W, lat);
     if (!rc) rc = check_finite(lat, per, "EfficientNet latent of the init image", NULL);
+    if (!rc) rc = give_latent(hk, CS_LATENT_ENCODED, lat, 1, hc, wc, 16);
     cs_free(in);
     if (!p->keep)
         release(p, P_EFFNET);
@@ -651,11 +662,12 @@ int cs_pipeline_generate(cs_pipeline *p, const cs_gen_params *g, const cs_pipeli
     cs_rng_nhwc nzc = {g->c.ks_sampler ? &ks_init : &rng, 16, hc, wc}, nzc_step = {&ks_step, 16, hc, wc};
     cs_stage_io ioc = {cs_rng_noise_nhwc, &nzc, on_step, &r, cancel, cs_rng_noise_nhwc, &nzc_step, seeded_nhwc, g->seed};
     cs_sample_params spc = g->c;
-    if (g->init_rgb && (rc = init_latent(p, g, hc, wc, cs_rng_noise_nhwc, &nzc, xc, &spc)) != 0)
+    if (g->init_rgb && (rc = init_latent(p, g, hk, hc, wc, cs_rng_noise_nhwc, &nzc, xc, &spc)) != 0)
         goto out;
     if ((rc = cs_pipe_sample_c_ext(p->sc, &spc, N, hc, wc, ctext, L, Lu == L ? NULL : ctext + N * L * Ct, Lu, cpool, Cp, cimg,
                        (size_t)g->n_images, &ioc, xc, C)) != 0 ||
-        (rc = check_finite(C, N * hc * wc * 16, "Stage C result", &g->c)) != 0)
+        (rc = check_finite(C, N * hc * wc * 16, "Stage C result", &g->c)) != 0 ||
+        (rc = give_latent(hk, CS_LATENT_C, C, N, hc, wc, 16)) != 0)
         goto out;
     if (!p->keep)
         release(p, P_C);
@@ -696,7 +708,8 @@ int cs_pipeline_generate(cs_pipeline *p, const cs_gen_params *g, const cs_pipeli
     cs_rng_nhwc nzb = {g->b.ks_sampler ? &ks_init : &rng, 4, hb, wb}, nzb_step = {&ks_step, 4, hb, wb};
     cs_stage_io iob = {cs_rng_noise_nhwc, &nzb, on_step, &r, cancel, cs_rng_noise_nhwc, &nzb_step, seeded_nhwc, seed_b};
     if ((rc = cs_pipe_sample_b(p->sb, &g->b, N, hb, wb, C, hc, wc, cpool, &iob, xb, B)) != 0 ||
-        (rc = check_finite(B, N * hb * wb * 4, "Stage B result", &g->b)) != 0)
+        (rc = check_finite(B, N * hb * wb * 4, "Stage B result", &g->b)) != 0 ||
+        (rc = give_latent(hk, CS_LATENT_B, B, N, hb, wb, 4)) != 0)
         goto out;
     if (!p->keep)
         release(p, P_B);

@@ -100,6 +100,8 @@ int cs_gen_check(const cs_gen_params *p);
 
 /* Latent sizes (§3.1). */
 
+typedef enum { CS_LATENT_ENCODED = 0, CS_LATENT_C, CS_LATENT_B } cs_latent_id;
+
 typedef struct {
     /* stage progress: step -1 = loading the weights, 0 = starting, i = i
      * of steps done; seconds since the stage started (after loading). */
@@ -116,6 +118,12 @@ typedef struct {
      * process-wide flag of cancel.h is checked too, also inside the
      * networks (every U-Net block, CLIP layer, Stage A block and tile). */
     volatile sig_atomic_t *cancel;
+    /* each latent once it is final (channels last, [n, h, w, c]): img2img's
+     * EfficientNet latent of the init image (what ComfyUI's
+     * StableCascade_StageC_VAEEncode outputs), the Stage C result and the
+     * Stage B result (what a KSampler outputs); may be NULL. Return values
+     * as preview. */
+    int (*latent)(void *ctx, cs_latent_id which, const float *x, int n, int h, int w, int c);
 } cs_pipeline_hooks;
 
 typedef struct cs_pipeline cs_pipeline;

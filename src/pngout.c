@@ -218,7 +218,7 @@ static int open_temp(const char *path, char *tmp, size_t tmp_len)
 /* Moves tmp to path. Without force the move must not replace anything:
  * renameat2(NOREPLACE) where the system has it, else link+unlink, else an
  * O_EXCL placeholder that only we may then replace. 0 or -errno. */
-static int place(const char *tmp, const char *path, int force)
+int cs_out_place(const char *tmp, const char *path, int force)
 {
     if (force)
         return rename(tmp, path) ? -errno : 0;
@@ -327,7 +327,7 @@ static int write_impl(const char *path, const uint8_t *rgb, int width, int heigh
     if (fclose(fp) != 0 && !rc)
         rc = cs_error(CS_EIO, "png: %s: close failed: %s", path, cs_strerror(errno));
     if (!rc) {
-        int e = place(tmp, path, force);
+        int e = cs_out_place(tmp, path, force);
         if (e == -EEXIST) {
             *exists = 1;
             rc = cs_error(CS_EIO, "png: %s: exists, not overwritten", path);
@@ -396,6 +396,11 @@ static int next_name(const char *dir, const char *prefix, const char *tail, char
         return cs_error(CS_EIO, "png: %s: no number left after %s_%llu%s (choose another folder or -o FILE)", dir,
                         prefix, best, tail);
     return join(out, out_len, dir, prefix, best + 1, tail);
+}
+
+int cs_out_next_name(const char *dir, const char *prefix, const char *tail, char *out, size_t out_len)
+{
+    return next_name(dir, prefix, tail, out, out_len);
 }
 
 int cs_png_next_name(const char *dir, const char *prefix, char *out, size_t out_len)

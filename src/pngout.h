@@ -52,6 +52,13 @@ int cs_png_check_name(const char *path);
  * already used by such a file in dir (00001 in an empty folder). */
 int cs_png_next_name(const char *dir, const char *prefix, char *out, size_t out_len);
 
+/* The same for any tail after the number ("_.latent": ComfyUI's SaveLatent). */
+int cs_out_next_name(const char *dir, const char *prefix, const char *tail, char *out, size_t out_len);
+/* Moves the finished file tmp to path; without force it never replaces
+ * anything (-EEXIST when path is taken). 0 or -errno. For other writers
+ * that number their files like the PNGs (latent.c). */
+int cs_out_place(const char *tmp, const char *path, int force);
+
 /* Picks the next name as above and writes there; if another writer takes the
  * name first, moves on to the next one. The chosen path goes to out_path. */
 int cs_png_write_next(const char *dir, const char *prefix, const uint8_t *rgb, int width,

@@ -84,6 +84,67 @@ out=$($R "$D/img2img_api.json" --dry-run -o "$tmp/e") && [ -z "$(ls -A "$tmp/e")
     printf '%s\n' "$out" | grep -q '^img2img: .*input.png' &&
     printf '%s\n' "$out" | grep -q '^size: 64x64, batch 1, compression 32' && ok dry-run || { bad dry-run; echo "$out"; }
 
+# SaveLatent: Stage C's and Stage B's KSampler latents as ComfyUI .latent
+# files (its default prefix makes latents/), the image unchanged by them
+if command -v python3 >/dev/null; then
+    python3 -c "import json,sys; g=json.load(open(sys.argv[1]))
+g['20']={'class_type':'SaveLatent','inputs':{'samples':['8',0],'filename_prefix':'latents/ComfyUI'}}
+g['21']={'class_type':'SaveLatent','inputs':{'samples':['11',0],'filename_prefix':'stage_b'}}
+json.dump(g,open(sys.argv[2],'w'))" "$D/t2i_api.json" "$tmp/savelat.json"
+    mkdir -p "$tmp/sl"
+    hdr() { head -c 8000 "$tmp/sl/$1" | grep -a -q "$2"; }
+    $R "$tmp/savelat.json" -o "$tmp/sl" >"$tmp/out" &&
+        [ "$(pixels "$tmp/sl/lighthouse_00001_.png")" = "$(pixels "$tmp/o/lighthouse_00001_.png")" ] &&
+        grep -q '/sl/latents/ComfyUI_00001_.latent$' "$tmp/out" && grep -q '/sl/stage_b_00001_.latent$' "$tmp/out" &&
+        hdr latents/ComfyUI_00001_.latent '"latent_format_version_0":{"dtype":"F32","shape":\[0\]' &&
+        hdr latents/ComfyUI_00001_.latent '"latent_tensor":{"dtype":"F32","shape":\[1,16,2,2\]' &&
+        hdr stage_b_00001_.latent '"latent_tensor":{"dtype":"F32","shape":\[1,4,16,16\]' &&
+        hdr stage_b_00001_.latent '"prompt":"{' && ok save-latent || { bad save-latent; cat "$tmp/out"; }
+    # the same run again: the next numbers, the same latents; another seed: other latents
+    $R "$tmp/savelat.json" -o "$tmp/sl" >/dev/null &&
+        cmp -s "$tmp/sl/latents/ComfyUI_00001_.latent" "$tmp/sl/latents/ComfyUI_00002_.latent" &&
+        cmp -s "$tmp/sl/stage_b_00001_.latent" "$tmp/sl/stage_b_00002_.latent" && ok save-latent-again ||
+        bad save-latent-again
+    sed 's/"seed": 11/"seed": 5/' "$tmp/savelat.json" >"$tmp/savelat5.json"
+    $R "$tmp/savelat5.json" -o "$tmp/sl" >/dev/null &&
+        ! cmp -s "$tmp/sl/latents/ComfyUI_00001_.latent" "$tmp/sl/latents/ComfyUI_00003_.latent" &&
+        ok save-latent-seed || bad save-latent-seed
+    $R "$tmp/savelat.json" --json -o "$tmp/sl" >"$tmp/out" && grep -q '"event":"latent","path":"[^"]*/sl/stage_b_00004_.latent"' "$tmp/out" &&
+        [ "$(grep -c '"event":"image"' "$tmp/out")" -eq 1 ] && ok save-latent-json || { bad save-latent-json; cat "$tmp/out"; }
+    # img2img: StageC_VAEEncode's output 0 (the encoded image), the same whatever the seed
+    python3 -c "import json,sys; g=json.load(open(sys.argv[1]))
+g['20']={'class_type':'SaveLatent','inputs':{'samples':['7',0],'filename_prefix':'enc'}}
+json.dump(g,open(sys.argv[2],'w'))" "$D/img2img_api.json" "$tmp/enclat.json"
+    sed 's/"seed": 11/"seed": 5/' "$tmp/enclat.json" >"$tmp/enclat5.json"
+    $R "$tmp/enclat.json" -o "$tmp/sl" >/dev/null && $R "$tmp/enclat5.json" -o "$tmp/sl" >/dev/null &&
+        hdr enc_00001_.latent '"latent_tensor":{"dtype":"F32","shape":\[1,16,2,2\]' &&
+        "$(dirname "$BIN")/tests/latent_diff" "$tmp/sl/enc_00001_.latent" "$tmp/sl/enc_00002_.latent" | grep -q '^max 0, ' &&
+        ok save-latent-encoded || bad save-latent-encoded
+    out=$($R "$tmp/savelat.json" --dry-run -o "$tmp/e") && [ -z "$(ls -A "$tmp/e")" ] &&
+        printf '%s\n' "$out" | grep -q '^latent: node 20 (SaveLatent): Stage C latent -> .*/e/latents/ComfyUI_NNNNN_.latent$' &&
+        ok save-latent-dry-run || { bad save-latent-dry-run; echo "$out"; }
+fi
+# LoadLatent -> SaveLatent alone: ComfyUI's files copied in the current
+# format (a file without the marker is scaled once, as LoadLatent does)
+L2="$TOP_SRCDIR/tests/data/comfy_latent"
+printf '%s\n' '{"1": {"class_type": "LoadLatent", "inputs": {"latent": "legacy.latent"}},' \
+    ' "2": {"class_type": "SaveLatent", "inputs": {"samples": ["1", 0], "filename_prefix": "conv/legacy"}}}' >"$tmp/copy.json"
+mkdir -p "$tmp/cp" "$tmp/cp2"
+"$BIN" run --quiet --input "$L2" "$tmp/copy.json" -o "$tmp/cp" >/dev/null &&
+    cp "$tmp/cp/conv/legacy_00001_.latent" "$tmp/legacy.latent" &&
+    "$BIN" run --quiet --input "$tmp" "$tmp/copy.json" -o "$tmp/cp2" >/dev/null &&
+    cmp -s "$tmp/cp/conv/legacy_00001_.latent" "$tmp/cp2/conv/legacy_00001_.latent" &&
+    head -c 300 "$tmp/legacy.latent" | grep -a -q latent_format_version_0 && ok load-latent-copy || bad load-latent-copy
+printf 'not a latent' >"$tmp/bad.latent"
+sed 's/legacy.latent/bad.latent/' "$tmp/copy.json" >"$tmp/badcopy.json"
+"$BIN" run --quiet --input "$tmp" "$tmp/badcopy.json" -o "$tmp/e" >/dev/null 2>"$tmp/err"; rc=$?
+[ $rc -eq 1 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] && grep -q "$tmp/bad.latent" "$tmp/err" && [ -z "$(ls -A "$tmp/e")" ] &&
+    ok "bad-latent: $(cat "$tmp/err")" || { bad "bad-latent: exit $rc"; cat "$tmp/err"; }
+sed 's/legacy.latent/nope.latent/' "$tmp/copy.json" >"$tmp/nolat.json"
+"$BIN" run --quiet --input "$tmp" "$tmp/nolat.json" -o "$tmp/e" >/dev/null 2>"$tmp/err"; rc=$?
+[ $rc -eq 1 ] && grep -q "node 1 (LoadLatent): latent 'nope.latent' not found" "$tmp/err" && [ -z "$(ls -A "$tmp/e")" ] &&
+    ok missing-latent || { bad "missing-latent: exit $rc"; cat "$tmp/err"; }
+
 # broken graphs: exit 1, one line naming the node, nothing written
 refuse() {  # refuse NAME REGEX FILE [options]
     name=$1 re=$2; shift 2
@@ -117,6 +178,21 @@ if command -v python3 >/dev/null; then
     refuse compression 'node 7 (StableCascade_EmptyLatentImage): size 64x64 with compression 42' "$tmp/comp.json"
     edit 'g["14"]={"class_type":"LoadImage","inputs":{"image":"nope.png"}}; g["7"]={"class_type":"StableCascade_StageC_VAEEncode","inputs":{"compression":32,"image":["14",0],"vae":["4",0]}}' "$tmp/noimg.json"
     refuse missing-image "node 14 (LoadImage): image 'nope.png' not found" "$tmp/noimg.json"
+    edit 'g["20"]={"class_type":"SaveLatent","inputs":{"samples":["8",0],"filename_prefix":"../up"}}' "$tmp/uplat.json"
+    refuse latent-prefix-up "node 20 (SaveLatent): filename_prefix '../up': an empty, '.' or '..' part" "$tmp/uplat.json"
+    edit 'g["20"]={"class_type":"SaveLatent","inputs":{"samples":["5",0],"filename_prefix":"x"}}' "$tmp/condlat.json"
+    refuse latent-type "node 20 (SaveLatent): input 'samples' takes LATENT, but output 0 of node 5 (CLIPTextEncode) is CONDITIONING" \
+        "$tmp/condlat.json"
+    edit 'g["20"]={"class_type":"SaveLatent","inputs":{"samples":["7",0],"filename_prefix":"x"}}' "$tmp/emptylat.json"
+    refuse latent-source "node 20 (SaveLatent): input 'samples' must come from Stage C's or Stage B's KSampler" \
+        "$tmp/emptylat.json"
+    : >"$tmp/e/latents"
+    edit 'g["20"]={"class_type":"SaveLatent","inputs":{"samples":["8",0],"filename_prefix":"latents/x"}}' "$tmp/filelat.json"
+    $R "$tmp/filelat.json" -o "$tmp/e" >/dev/null 2>"$tmp/err"; rc=$?
+    [ $rc -eq 1 ] && grep -q "SaveLatent prefix 'latents/x': .*/e/latents is not a folder" "$tmp/err" &&
+        [ "$(ls -A "$tmp/e")" = latents ] && ok "latent-folder-is-file: $(cat "$tmp/err")" ||
+        { bad "latent-folder-is-file: exit $rc"; cat "$tmp/err"; }
+    rm -f "$tmp/e/latents"
 fi
 # a missing model (real models: an empty models folder)
 mkdir -p "$tmp/models"

@@ -82,6 +82,18 @@ static uint64_t rng(uint64_t *s)
     return *s;
 }
 
+/* "X.weight" of a BatchNorm: X.running_var is in the file too */
+static int bn_weight(const item *it, int k, int i)
+{
+    const char *nm = it[i].name, *dot = strrchr(nm, '.');
+    if (!dot || strcmp(dot, ".weight") || it[i].src->ndim != 1)
+        return 0;
+    for (int j = 0; j < k; j++)
+        if (!strncmp(it[j].name, nm, (size_t)(dot - nm + 1)) && !strcmp(it[j].name + (dot - nm + 1), "running_var"))
+            return 1;
+    return 0;
+}
+
 int ms_write(const char *path, const ms_tensor *t, int n, cs_dtype dt, const char *prefix, int naming, int stage_b,
              int random, uint64_t seed)
 {
@@ -135,6 +147,11 @@ int ms_write(const char *path, const ms_tensor *t, int n, cs_dtype dt, const cha
         for (size_t j = 0; j < m; j++) buf[j] = sc * ((float)(rng(&s) >> 40) * (2.0f / 16777216.0f) - 1.0f);
         if (strstr(it[i].name, "running_var"))   /* a BatchNorm's variance: positive, as trained ones are */
             for (size_t j = 0; j < m; j++) buf[j] = 1.0f + fabsf(buf[j]);
+        /* its scale near 1, as trained ones are: at +-0.1 the ~60 BatchNorms of
+         * the EfficientNet shrink the image's signal to nothing, and the
+         * encoder's output no longer depends on the image */
+        if (bn_weight(it, k, i))
+            for (size_t j = 0; j < m; j++) buf[j] += 1.0f;
         if (dt == CS_F32) memcpy(cv, buf, m * 4);
         else
             for (size_t j = 0; j < m; j++)

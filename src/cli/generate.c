@@ -55,6 +55,7 @@ typedef struct {
     gen_images images;              /* --image inputs */
     int run;
     int prec;                       /* CS_PREC_* of the device (fp32 on the CPU) */
+    gen_latents lat;                /* SaveLatent (cascade run) */
     char info[4 * GEN_PATH];        /* what was chosen, printed once the checks pass */
 } state;
 
@@ -113,6 +114,12 @@ static int preview_cb(void *ctx, int step, int steps, const uint8_t *rgb, int n,
         }
     }
     return 0;
+}
+
+static int latent_cb(void *ctx, cs_latent_id which, const float *x, int n, int h, int w, int c)
+{
+    state *s = ctx;
+    return gen_latents_keep(&s->lat, s->o, which, x, n, h, w, c);
 }
 
 /* ---- models ---- */
@@ -407,14 +414,23 @@ static int write_images(state *s, const uint8_t *rgb)
         if (!rc)
             hnd[i] = cs_cleanup_add(path, 0);   /* not final until the whole batch is */
     }
+    int lhnd[GEN_MAX_SAVE_LATENT] = {0};
+    if (!rc)
+        rc = gen_latents_write(&s->lat, o, &s->out, lhnd);
     if (!rc)
         rc = cs_cancel_check();
     if (rc)
         gen_output_unwind_from(&s->out, start);
+    gen_latents_done(&s->lat, rc != 0);
     for (int i = 0; i < n; i++)
         cs_cleanup_del(hnd[i]);
+    for (int k = 0; k < GEN_MAX_SAVE_LATENT; k++)
+        cs_cleanup_del(lhnd[k]);
     for (int i = start; !rc && i < s->out.n_written; i++) {
-        if (o->json)
+        if (o->json && i - start >= n)   /* after the images: SaveLatent's files */
+            gen_json_emit(json_pack("{s:s, s:s, s:I}", "event", "latent", "path", s->out.written[i], "seed",
+                                    (json_int_t)o->g.seed));
+        else if (o->json)
             gen_json_emit(json_pack("{s:s, s:s, s:I, s:i}", "event", "image", "path", s->out.written[i], "seed",
                                     (json_int_t)o->g.seed, "batch_index", i - start));
         else
@@ -491,6 +507,8 @@ int gen_execute(opts *o)
             goto error;
         s.out.prefix = o->out_prefix;
     }
+    if ((rc = gen_latents_plan(o, &s.out)) != 0)
+        goto error;
     if (o->preview) {
         if ((rc = gen_output_plan(&s.prev, o->preview, o->g.batch, o->count, o->force)) != 0)
             goto error;
@@ -523,7 +541,7 @@ int gen_execute(opts *o)
         o->g.image_strength = s.images.strength;
     }
     if (o->init_image) {   /* read it now; used only where strength < 1 */
-        if ((rc = gen_init_image_load(o->init_image, o->strength, o->g.width, o->g.height, &s.init)) != 0)
+        if ((rc = gen_init_image_load(o->init_image, o->strength, o->g.width, o->g.height, o->init_comfy, &s.init)) != 0)
             goto error;
         if (o->strength < 1) {
             o->g.init_rgb = s.init.rgb;
@@ -579,7 +597,8 @@ int gen_execute(opts *o)
                 s.info, o->me, o->g.width, o->g.height, (unsigned long long)o->g.seed, o->g.batch, o->count > 1 ? " per run" : "",
                 o->g.c.steps, (double)o->g.c.cfg, o->g.b.steps, (double)o->g.b.cfg, sampler_name(&o->g.c));
 
-    cs_pipeline_hooks hk = {progress_cb, o->preview ? preview_cb : NULL, &s, warn_cb, cs_cancel_flag()};
+    cs_pipeline_hooks hk = {progress_cb, o->preview ? preview_cb : NULL, &s, warn_cb, cs_cancel_flag(),
+                            o->n_save_latent ? latent_cb : NULL};
     uint64_t seed0 = o->g.seed;
     for (s.run = 0; s.run < o->count; s.run++) {
         o->g.seed = seed0 + (uint64_t)s.run;
@@ -648,6 +667,7 @@ done:
         cs_demo_remove(&s.demo);
     gen_images_free(&s.images);
     gen_init_free(&s.init);
+    gen_latents_free(&s.lat);
     free(demo_tok);
     gen_output_free(&s.out);
     gen_output_free(&s.prev);

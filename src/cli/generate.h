@@ -15,6 +15,7 @@
 #define GEN_MAX_BATCH 64
 #define GEN_PATH 4096
 #define GEN_MAX_LORA 16   /* per part */
+#define GEN_MAX_SAVE_LATENT 8
 
 /* Options of one generate run (generate.c parses them; run.c builds them
  * from a workflow). */
@@ -31,6 +32,7 @@ typedef struct gen_opts {
     char image_path[CS_GEN_MAX_IMAGES][GEN_PATH];
     float image_strength[CS_GEN_MAX_IMAGES];
     const char *init_image;                 /* --init-image */
+    int init_comfy;                         /* resize it as ComfyUI's StageC_VAEEncode (cascade run) */
     double strength;                        /* --strength */
     int strength_given;
     /* set by `cascade run` (zero for generate) */
@@ -40,6 +42,13 @@ typedef struct gen_opts {
     void (*plan_print)(void *ctx, const struct gen_opts *o, const cs_model_paths *mp);
     void *plan_ctx;
     const char *images_json;                /* --image list replaced by LoadImage names (metadata) */
+    /* SaveLatent nodes: img2img's encoded image (0), the Stage C (1) or Stage B (2) result of each run as
+     * ComfyUI's PREFIX_NNNNN_.latent in -o DIR (the prefix may name
+     * subfolders, made when missing), written with the run's images */
+    int n_save_latent;
+    int save_latent_stage[GEN_MAX_SAVE_LATENT];
+    const char *save_latent_prefix[GEN_MAX_SAVE_LATENT];
+    const char *latent_prompt;              /* the workflow (API JSON): their "prompt" metadata */
 } opts;
 
 /* Parses and checks generate's command line into o (generate_opts.c):
@@ -75,6 +84,8 @@ int gen_output_write(gen_output *o, int k, int total, const uint8_t *rgb, int w,
 /* CS_EARG when a file of b (e.g. the previews, named `what`) is also a file
  * of a (the images): same folder and name. */
 int gen_output_clash(const gen_output *a, const gen_output *b, int total, const char *what);
+/* Adds path to the files written (removed with them by unwind). */
+int gen_output_record(gen_output *o, const char *path);
 /* Removes the files written from index start on (a batch that failed). */
 void gen_output_unwind_from(gen_output *o, int start);
 void gen_output_free(gen_output *o);
@@ -140,13 +151,34 @@ void gen_images_free(gen_images *im);
 
 /* --init-image: the image as [32*hc, 32*wc, 3] floats in [0,1] for a
  * width x height output (hc, wc = cs_latent_c): resized with bicubic +
- * antialias so it covers that size, then centre-cropped. */
+ * antialias so it covers that size, then centre-cropped; comfy: as ComfyUI's
+ * StableCascade_StageC_VAEEncode (cropped to the aspect, then plain bicubic,
+ * values not clamped). */
 typedef struct {
     float *rgb;
     char *json;                 /* {file, xxh64, size, strength} for the metadata */
 } gen_init;
-int gen_init_image_load(const char *path, double strength, int width, int height, gen_init *out);
+int gen_init_image_load(const char *path, double strength, int width, int height, int comfy, gen_init *out);
 void gen_init_free(gen_init *g);
+
+/* ---- SaveLatent (generate_latent.c) ---- */
+
+typedef struct {
+    float *x[3];                /* the run's latents by cs_latent_id, [n, c, h, w] */
+    int dim[3][4];
+    char made[GEN_MAX_SAVE_LATENT * 4][GEN_PATH];   /* folders the batch being written made */
+    int made_hnd[GEN_MAX_SAVE_LATENT * 4], n_made;
+} gen_latents;
+
+/* Before the run: each prefix's folders are folders or missing, names fit. */
+int gen_latents_plan(const opts *o, const gen_output *out);
+/* cs_pipeline_hooks.latent: keeps a copy of what a SaveLatent wants. */
+int gen_latents_keep(gen_latents *l, const opts *o, cs_latent_id which, const float *x, int n, int h, int w, int c);
+/* Writes each SaveLatent's file (recorded in out; cleanup handles in hnd[k]). */
+int gen_latents_write(gen_latents *l, const opts *o, gen_output *out, int *hnd);
+/* The batch is final (failed = 0) or unwound: folders it made are removed. */
+void gen_latents_done(gen_latents *l, int failed);
+void gen_latents_free(gen_latents *l);
 
 /* ---- progress ---- */
 

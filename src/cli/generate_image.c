@@ -85,7 +85,29 @@ void gen_images_free(gen_images *im)
     memset(im, 0, sizeof *im);
 }
 
-int gen_init_image_load(const char *path, double strength, int width, int height, gen_init *out)
+/* ComfyUI's StableCascade_StageC_VAEEncode: common_upscale(image, Wt, Ht,
+ * "bicubic", "center"): the image cropped to the target's aspect (offsets
+ * Python-rounded), then torch's plain bicubic to the target size */
+static int comfy_resize(const float *x, size_t H, size_t W, float *y, size_t Ht, size_t Wt)
+{
+    double oa = (double)W / (double)H, na = (double)Wt / (double)Ht;
+    size_t cx = 0, cy = 0;
+    if (oa > na)
+        cx = (size_t)nearbyint((W - W * (na / oa)) / 2);
+    else if (oa < na)
+        cy = (size_t)nearbyint((H - H * (oa / na)) / 2);
+    size_t h = H - 2 * cy, w = W - 2 * cx;
+    float *c = cs_alloc(h * w * 3 * sizeof(float));
+    if (!c)
+        return cs_oom("the init image", h * w * 3 * sizeof(float));
+    for (size_t r = 0; r < h; r++)
+        memcpy(c + r * w * 3, x + ((cy + r) * W + cx) * 3, w * 3 * sizeof(float));
+    int rc = cs_resize_bicubic_torch(c, h, w, 3, y, Ht, Wt);
+    cs_free(c);
+    return rc;
+}
+
+int gen_init_image_load(const char *path, double strength, int width, int height, int comfy, gen_init *out)
 {
     memset(out, 0, sizeof *out);
     cs_image im;
@@ -98,11 +120,13 @@ int gen_init_image_load(const char *path, double strength, int width, int height
     size_t Wr = (size_t)(im.w * f + 0.5), Hr = (size_t)(im.h * f + 0.5);
     if (Wr < Wt) Wr = Wt;
     if (Hr < Ht) Hr = Ht;
+    if (comfy)
+        Wr = Wt, Hr = Ht;
     float *x = cs_alloc(im.w * im.h * 3 * sizeof(float)), *y = cs_alloc(Wr * Hr * 3 * sizeof(float));
     out->rgb = cs_alloc(Wt * Ht * 3 * sizeof(float));
     if (!x || !y || !out->rgb) rc = cs_oom("the init image", (im.w * im.h + Wr * Hr + Wt * Ht) * 3 * sizeof(float));
     for (size_t i = 0; !rc && i < im.w * im.h * 3; i++) x[i] = (float)im.rgb[i] / 255.0f;
-    if (!rc) rc = cs_resize_bicubic_aa(x, im.h, im.w, 3, y, Hr, Wr);
+    if (!rc) rc = comfy ? comfy_resize(x, im.h, im.w, y, Ht, Wt) : cs_resize_bicubic_aa(x, im.h, im.w, 3, y, Hr, Wr);
     size_t top = (Hr - Ht) / 2, left = (Wr - Wt) / 2;
     for (size_t r = 0; !rc && r < Ht; r++)
         memcpy(out->rgb + r * Wt * 3, y + ((top + r) * Wr + left) * 3, Wt * 3 * sizeof(float));

@@ -137,8 +137,11 @@ int gen_output_write(gen_output *o, int k, int total, const uint8_t *rgb, int w,
         gen_output_file_name(o, k, total, path, len);
         rc = cs_png_write_rgb8(path, rgb, w, h, (size_t)w * 3, text, n_text, o->force ? CS_PNG_FORCE : 0);
     }
-    if (rc)
-        return rc;
+    return rc ? rc : gen_output_record(o, path);
+}
+
+int gen_output_record(gen_output *o, const char *path)
+{
     if (o->n_written == o->cap_written) {
         int cap = o->cap_written ? 2 * o->cap_written : 8;
         char **p = realloc(o->written, (size_t)cap * sizeof *p);

@@ -5,8 +5,10 @@
 #include "cli.h"
 #include "workflow.h"
 
+#include "cancel.h"
 #include "error.h"
 #include "ksampler.h"
+#include "latent.h"
 #include "prompt.h"
 
 #include <getopt.h>
@@ -25,7 +27,8 @@ static void usage(FILE *f)
         "or a PNG saved by ComfyUI or cascade (its 'prompt' / 'workflow' text chunks), or a WebP saved\n"
         "by ComfyUI (the same texts in its EXIF).\n"
         "\n"
-        "  -o, --output DIR       folder for the images, named as SaveImage does: PREFIX_00001_.png (default .)\n"
+        "  -o, --output DIR       folder for the images, named as SaveImage does: PREFIX_00001_.png, and\n"
+        "                         SaveLatent's PREFIX_00001_.latent (default .)\n"
         "      --models DIR       where model names resolve (a ComfyUI root or models/ folder, ...);\n"
         "                         then $CASCADE_MODELS, then $XDG_DATA_HOME/cascade/models\n"
         "      --input DIR        where LoadImage names resolve (default: the workflow's folder, then .)\n"
@@ -100,7 +103,83 @@ static void plan_print(void *ctx, const opts *o, const cs_model_paths *mp)
     printf("  negative  %s\n", g->b_uncond_zero ? "ConditioningZeroOut (zeros)" : "Stage C's negative prompt");
     printf("Stage A: %s -> %s\n", in->stage_a_name, mp->stage_a ? mp->stage_a : "?");
     printf("output: %s/%s_NNNNN_.png%s\n", o->out ? o->out : ".", in->prefix, o->demo ? " (demo networks)" : "");
+    for (int k = 0; k < in->n_save; k++)
+        printf("latent: node %s: %s latent -> %s/%s_NNNNN_.latent\n", in->save[k].node,
+               in->save[k].src == WF_LATENT_C ? "Stage C" : in->save[k].src == WF_LATENT_B ? "Stage B" : "encoded image",
+               o->out ? o->out : ".", in->save[k].prefix);
     fflush(stdout);
+}
+
+/* a graph of LoadLatent -> SaveLatent only: each file read (ComfyUI's
+ * multiplier for files without the marker) and written in the current
+ * format; all or nothing */
+static int copy_latents(const wf_plan_info *info, const char *out, const char *prompt, int dry, int json)
+{
+    if (dry) {
+        for (int k = 0; k < info->n_save; k++)
+            printf("latent: node %s: %s -> %s/%s_NNNNN_.latent\n", info->save[k].node, info->save[k].file,
+                   out ? out : ".", info->save[k].prefix);
+        return 0;
+    }
+    cli_signals_install();
+    opts o = {0};
+    gen_output go = {0};
+    gen_latents l = {0};
+    int hnd[GEN_MAX_SAVE_LATENT] = {0}, rc = gen_output_plan(&go, out, 1, 1, 0);
+    if (!rc && !go.to_dir)
+        rc = cs_error(CS_EARG, "-o %s: a workflow writes numbered files: give a folder", out);
+    o.n_save_latent = info->n_save;
+    o.latent_prompt = prompt;
+    for (int k = 0; k < info->n_save; k++)
+        o.save_latent_prefix[k] = info->save[k].prefix;
+    if (!rc)
+        rc = gen_latents_plan(&o, &go);
+    for (int k = 0; !rc && k < info->n_save; k++) {
+        cs_latent in;
+        if ((rc = cs_latent_read(info->save[k].file, &in)))
+            break;
+        /* one SaveLatent at a time: its file is slot 0 */
+        o.save_latent_prefix[0] = info->save[k].prefix;
+        o.n_save_latent = 1;
+        free(l.x[0]);
+        l.x[0] = malloc((size_t)in.n * in.c * in.h * in.w * sizeof(float));
+        if (!l.x[0])
+            rc = cs_error(CS_ENOMEM, "out of memory copying %s", info->save[k].file);
+        else
+            memcpy(l.x[0], in.data, (size_t)in.n * in.c * in.h * in.w * sizeof(float));
+        l.dim[0][0] = in.n, l.dim[0][1] = in.c, l.dim[0][2] = in.h, l.dim[0][3] = in.w;
+        cs_latent_free(&in);
+        if (!rc)
+            rc = gen_latents_write(&l, &o, &go, hnd + k);
+    }
+    if (!rc)
+        rc = cs_cancel_check();
+    if (rc)
+        gen_output_unwind_from(&go, 0);
+    gen_latents_done(&l, rc != 0);
+    for (int k = 0; k < GEN_MAX_SAVE_LATENT; k++)
+        cs_cleanup_del(hnd[k]);
+    int status = 0;
+    if (rc) {
+        int why = cs_cancel_pending();
+        if (rc == CS_EINTR || why) {
+            fprintf(stderr, ME ": %s; nothing written\n", cli_stop_text(why));
+            status = cli_stop_status(why);
+        } else {
+            fprintf(stderr, ME ": %s\n", cs_last_error());
+            status = 1;
+        }
+    } else {
+        for (int i = 0; i < go.n_written; i++) {
+            if (json)
+                gen_json_emit(json_pack("{s:s, s:s}", "event", "latent", "path", go.written[i]));
+            else
+                printf("%s\n", go.written[i]);
+        }
+    }
+    gen_latents_free(&l);
+    gen_output_free(&go);
+    return status;
 }
 
 int cmd_run(int argc, char **argv)
@@ -161,6 +240,10 @@ int cmd_run(int argc, char **argv)
             for (int i = 0; i < o->lora_list[p].n; i++)
                 free((char *)o->lora[p][i].path);
         status = 1;
+    } else if (info->latents_only) {
+        char *prompt = json_dumps(api, JSON_COMPACT | JSON_SORT_KEYS);
+        status = copy_latents(info, out, prompt, dry, json);
+        free(prompt);
     } else {
         plan_ctx pc = {info, file};
         o->me = ME;
@@ -177,7 +260,15 @@ int cmd_run(int argc, char **argv)
         o->dry_run = dry;
         o->plan_print = plan_print;
         o->plan_ctx = &pc;
+        o->n_save_latent = info->n_save;
+        for (int k = 0; k < info->n_save; k++) {
+            o->save_latent_stage[k] = (int)info->save[k].src;   /* WF_LATENT_* = cs_latent_id */
+            o->save_latent_prefix[k] = info->save[k].prefix;
+        }
+        char *prompt = info->n_save ? json_dumps(api, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        o->latent_prompt = prompt;
         status = gen_execute(o);
+        free(prompt);
     }
     json_decref(api);
     free(o);

@@ -41,6 +41,8 @@ static const wf_class classes[] = {
     {"VAEDecode", {"samples", "vae"}, {"LATENT", "VAE"}, {0}, {"IMAGE"}},
     {"SaveImage", {"images"}, {"IMAGE"}, {"filename_prefix"}, {0}},
     {"PreviewImage", {"images"}, {"IMAGE"}, {0}, {0}},
+    {"SaveLatent", {"samples"}, {"LATENT"}, {"filename_prefix"}, {0}},
+    {"LoadLatent", {0}, {0}, {"latent"}, {"LATENT"}},
     {"LoadImage", {0}, {0}, {"image", "upload"}, {"IMAGE", "MASK"}},
     {"ImageScale", {"image"}, {"IMAGE"}, {"upscale_method", "width", "height", "crop"}, {"IMAGE"}},
     {"CLIPVisionLoader", {0}, {0}, {"clip_name"}, {"CLIP_VISION"}},

@@ -55,6 +55,16 @@ typedef struct {
     int demo;                   /* model names are not resolved */
 } wf_env;
 
+/* SaveLatent: what it saves, and where (its prefix may hold subfolders) */
+#define WF_MAX_SAVE_LATENT 8
+typedef enum { WF_LATENT_ENCODED = 0, WF_LATENT_C, WF_LATENT_B, WF_LATENT_FILE } wf_latent_src;
+typedef struct {
+    char node[64];               /* "7 (SaveLatent)" */
+    char prefix[256];            /* "latents/ComfyUI" */
+    wf_latent_src src;
+    char file[GEN_PATH];         /* WF_LATENT_FILE: the LoadLatent file */
+} wf_save_latent;
+
 typedef struct {
     char stage_c_name[256], stage_b_name[256], text_name[256], stage_a_name[256], effnet_name[256];
     char cv_name[256];
@@ -63,6 +73,9 @@ typedef struct {
     int compression;
     char path[CS_PART_COUNT][GEN_PATH];   /* resolved model files */
     char init_path[GEN_PATH];             /* img2img image */
+    wf_save_latent save[WF_MAX_SAVE_LATENT];
+    int n_save;
+    int latents_only;                     /* LoadLatent -> SaveLatent only: no image chain, no models */
 } wf_plan_info;
 
 int wf_plan(const json_t *api, const wf_env *env, opts *o, wf_plan_info *info);

@@ -161,8 +161,9 @@ found:
     return 0;
 }
 
-/* LoadImage names: --input DIR, the workflow's folder, the current folder */
-static int resolve_image(plan *p, const char *id, const char *name, char *path)
+/* LoadImage / LoadLatent names (kind "image" / "latent"): --input DIR, the
+ * workflow's folder, the current folder */
+static int resolve_input(plan *p, const char *id, const char *kind, const char *name, char *path)
 {
     const char *dirs[] = {p->env->input_dir, p->env->file_dir, "."};
     if (name[0] == '/' && exists_file(name)) {
@@ -176,8 +177,13 @@ static int resolve_image(plan *p, const char *id, const char *name, char *path)
         if (exists_file(path))
             return 0;
     }
-    return nerr(p, id, "image '%s' not found (looked in%s%s, the workflow's folder and the current folder)", name,
+    return nerr(p, id, "%s '%s' not found (looked in%s%s, the workflow's folder and the current folder)", kind, name,
                 p->env->input_dir ? " --input " : "", p->env->input_dir ? p->env->input_dir : "");
+}
+
+static int resolve_image(plan *p, const char *id, const char *name, char *path)
+{
+    return resolve_input(p, id, "image", name, path);
 }
 
 /* ---- chains ---- */
@@ -463,6 +469,89 @@ static int find_output(plan *p, const char **decode)
     return 0;
 }
 
+/* SaveLatent's prefix, as ComfyUI's get_save_image_path takes it: a name,
+ * maybe below subfolders of the output folder (its default is
+ * "latents/ComfyUI"); never outside it, no %date% fields */
+static int check_latent_prefix(const plan *p, const char *id, const char *pre)
+{
+    const char *why = NULL;
+    if (!*pre || strlen(pre) > 200)
+        why = "empty or longer than 200 characters";
+    else if (pre[0] == '/' || strchr(pre, '\\') || strchr(pre, '%'))
+        why = "cascade takes a name or sub/folder/name below -o (no absolute path, backslash or %date% field)";
+    for (const char *c = pre; !why && *c;) {
+        size_t n = strcspn(c, "/");
+        if (n == 0 || (n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
+            why = "an empty, '.' or '..' part (files stay inside the -o folder)";
+        c += n;
+        if (*c == '/' && !*++c)
+            why = "ends with '/' (no file name)";
+    }
+    return why ? nerr(p, id, "filename_prefix '%s': %s", pre, why) : 0;
+}
+
+/* every SaveLatent: the latent of Stage C's or Stage B's KSampler (ksc, ksb;
+ * NULL when the graph has none), img2img's encoded image (output 0 of enc,
+ * the StageC_VAEEncode node, or NULL), or a LoadLatent file */
+static int save_latents(plan *p, const char *ksc, const char *ksb, const char *enc)
+{
+    const char *id;
+    json_t *nd;
+    json_object_foreach((json_t *)p->api, id, nd) {
+        if (!is(p, id, "SaveLatent"))
+            continue;
+        const char *src, *pre, *name;
+        int slot, rc;
+        if ((rc = link_of(p, id, "samples", &src, &slot)) || (rc = get_str(p, id, "filename_prefix", &pre)) ||
+            (rc = check_latent_prefix(p, id, pre)))
+            return rc;
+        if (p->info->n_save == WF_MAX_SAVE_LATENT)
+            return nerr(p, id, "more than %d SaveLatent nodes", WF_MAX_SAVE_LATENT);
+        wf_save_latent *sl = &p->info->save[p->info->n_save];
+        memset(sl, 0, sizeof *sl);
+        snprintf(sl->node, sizeof sl->node, "%s (SaveLatent)", id);
+        snprintf(sl->prefix, sizeof sl->prefix, "%s", pre);
+        if (enc && !strcmp(src, enc) && slot == 0) {
+            sl->src = WF_LATENT_ENCODED;
+        } else if (ksc && !strcmp(src, ksc)) {
+            sl->src = WF_LATENT_C;
+        } else if (ksb && !strcmp(src, ksb)) {
+            sl->src = WF_LATENT_B;
+        } else if (is(p, src, "LoadLatent")) {
+            if (ksc)
+                return nerr(p, id, "a LoadLatent -> SaveLatent copy beside the image chain: not supported (run it as "
+                            "a workflow of its own)");
+            sl->src = WF_LATENT_FILE;
+            if ((rc = get_str(p, src, "latent", &name)) || (rc = resolve_input(p, src, "latent", name, sl->file)))
+                return rc;
+        } else {
+            return nerr(p, id, "input 'samples' must come from Stage C's or Stage B's KSampler of the image chain, "
+                        "output 0 of its StableCascade_StageC_VAEEncode, or LoadLatent, not node %s (%s)", src,
+                        ctype(json_object_get(p->api, src)));
+        }
+        p->info->n_save++;
+    }
+    return 0;
+}
+
+/* no image output: a graph of LoadLatent -> SaveLatent only (copies into
+ * the current format); samplers need the image chain */
+static int latents_only(plan *p)
+{
+    const char *id;
+    json_t *nd;
+    int n = 0;
+    json_object_foreach((json_t *)p->api, id, nd) {
+        if (is(p, id, "SaveImage") || is(p, id, "PreviewImage"))
+            return 0;
+        n += is(p, id, "SaveLatent");
+    }
+    if (!n)
+        return 0;
+    int rc = save_latents(p, NULL, NULL, NULL);
+    return rc ? rc : 1;
+}
+
 /* the Stage C latent: EmptyLatentImage, or StageC_VAEEncode (img2img) */
 static int latent_c(plan *p, const char *ks, int *w, int *h, int *comp)
 {
@@ -507,6 +596,9 @@ static int latent_c(plan *p, const char *ks, int *w, int *h, int *comp)
     if ((rc = resolve_image(p, img, name, path)))
         return rc;
     p->o->init_image = path;
+    /* LoadImage straight into the encoder (ComfyUI's example): resized as
+     * ComfyUI does; through ImageScale (cascade's own graphs) as --init-image */
+    p->o->init_comfy = !sw;
     if (!sw) {   /* ComfyUI: the image's own size */
         cs_image im;
         if ((rc = cs_image_read(path, &im)))
@@ -527,6 +619,10 @@ int wf_plan(const json_t *api, const wf_env *env, opts *o, wf_plan_info *info)
     int rc = wf_check(api, env->what);
     if (rc)
         return rc;
+    if ((rc = latents_only(&p)) != 0) {
+        info->latents_only = rc > 0;
+        return rc < 0 ? rc : 0;
+    }
     if (!env->demo && (rc = cs_models_scan(env->models_dir, &p.set)))
         return rc;
     const char *dec = NULL, *ksb, *ksc, *src;
@@ -608,6 +704,8 @@ int wf_plan(const json_t *api, const wf_env *env, opts *o, wf_plan_info *info)
     }
     o->g.width = w, o->g.height = h;
     info->compression = comp;
+    if ((rc = save_latents(&p, ksc, ksb, is(&p, lc, "StableCascade_StageC_VAEEncode") ? lc : NULL)))
+        goto out;
     o->g.prompt = pos_c;
     o->g.negative = neg_c;
     o->prompt = pos_c;

@@ -3,10 +3,11 @@
 CPU: its execution.PromptExecutor, its node set, its model loaders, as the
 server's prompt worker would. The reference for tests/comfy_workflow.sh.
 
-Usage (a venv with ComfyUI's requirements; torchvision may be absent):
-  python tests/ref/comfy_workflow_run.py COMFY_DIR MODELS_DIR WORKFLOW.json OUT_DIR
-MODELS_DIR is a ComfyUI models folder (unet/, clip/, vae/). SaveImage writes
-into OUT_DIR; each KSampler's LATENT output is also saved there as
+Usage (a venv with ComfyUI's requirements; torchvision may be absent for text-to-image,
+img2img's EfficientNet encoder needs it):
+  python tests/ref/comfy_workflow_run.py COMFY_DIR MODELS_DIR WORKFLOW.json OUT_DIR [INPUT_DIR]
+MODELS_DIR is a ComfyUI models folder (unet/, clip/, vae/); LoadImage reads
+INPUT_DIR (default: ComfyUI's input/). SaveImage and SaveLatent write into OUT_DIR; each KSampler's LATENT output is also saved there as
 NODE.latent.f32 (raw float32, NCHW) for a closer comparison.
 """
 import json, os, sys
@@ -14,6 +15,7 @@ import json, os, sys
 
 def main():
     comfy, models, wf, out = sys.argv[1:5]
+    inp = sys.argv[5] if len(sys.argv) > 5 else None
     sys.path.insert(0, comfy)
     sys.argv = [sys.argv[0], '--cpu', '--force-fp32']
     try:
@@ -36,6 +38,8 @@ def main():
         folder_paths.add_model_folder_path(kind, os.path.join(models, sub), is_default=True)
     os.makedirs(out, exist_ok=True)
     folder_paths.set_output_directory(out)
+    if inp:
+        folder_paths.set_input_directory(os.path.abspath(inp))
     asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
 
     # keep each KSampler's latent: wrap the node's function
