@@ -5,6 +5,14 @@
 #        under golden/ on the GPU in fp32 and bf16.
 # mini:  the op tests, a few goldens in bf16 and fp32, the lite forwards (flash attention
 #        on and off), their per-op profile and three lite images: a few minutes of device time
+# kernels: the lite forwards under Nsight Compute (graphs off): each kernel's GPU time, summed by
+#        kernel name (bench/ncu_sum.py), against the forward's wall time
+# upload: the first (weight-uploading) lite forwards with the plugin in old/ (the baseline) and in
+#        bin/, alternately, and the plugin's own tests
+# final: the closing run: op tests (both flash forms), lite forwards (both flash forms) and full
+#        forwards against the CPU,
+#        lite and full images (cold, and two in one process), and PyTorch eager on the same
+#        Stage C lite weights as a golden case for our runner (needs wheels/: bench/README.md)
 # perf:  full without the fp16 and profile runs (flash attention on and off instead)
 # full:  also random full-size weights (written here from the manifests): Stage C and B
 #        forwards on the GPU against the CPU (bf16, fp16, fp32), a per-op profile, and whole
@@ -17,26 +25,87 @@ cub=$(dirname "$(find / -name 'libcublasLt.so.13' -not -path '/proc/*' 2>/dev/nu
 export LD_LIBRARY_PATH=$PWD/bin:$PWD/lib:$cub CASCADE_PLUGIN_DIR=$PWD/bin
 B=$PWD/bin M=$PWD/manifests
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-if [ "$mode" = mini ]; then
+lite_weights() {
     W=/tmp/cascade-weights; mkdir -p $W
-    S="$B/stage --dir $W --manifests $M --threads $(nproc) --device cuda"
-    {
-    for f in 0 1; do for p in bf16 fp16 fp32; do
-        CASCADE_FLASH=$f CASCADE_BACKEND=cuda CASCADE_PRECISION=$p timeout 60 $B/test_backend_ops 2>&1 | grep -v "^ok"
-    done; done
-    CASCADE_FLASH=1 CASCADE_BACKEND=cuda CASCADE_PRECISION=bf16 timeout 60 $B/test_backend_ops 2>&1 | grep "attention"
-    for c in sampling_c sampling_b stage_c_tiny op_attnblock; do
-        for p in bf16 fp32; do
-            CASCADE_FLASH=1 timeout 60 $B/cascade-golden --device cuda --precision $p golden/$c 2>&1 | tail -n 1 | sed "s/^/golden $c $p: /"
-        done
-    done
     for v in stage_c_lite stage_b_lite text_encoder; do timeout 100 $B/mkweights $M/$v.json $W/${v}_bf16.safetensors bf16 & done
     timeout 100 $B/mkweights $M/stage_a.json $W/stage_a.safetensors f32 & wait
+}
+image() {   # variant: one image in a fresh process (cold start, stages loaded one at a time: the
+            # device memory peak), then two in one process (the second shows the steady state)
+    local v=$1 s; s=$([ "$v" = lite ] && echo _lite)
+    mkdir -p $W/$v; for f in stage_a text_encoder_bf16; do ln -sf $W/$f.safetensors $W/$v/; done
+    ln -sf $W/stage_c${s}_bf16.safetensors $W/stage_b${s}_bf16.safetensors $W/$v/
+    /usr/bin/time -f "wall %e s" $B/cascade generate --models $W/$v --tokenizer tokenizer -p "a photo of a cat" \
+        --seed 7 --device cuda -o "$out/${v}_cold.png" --force 2>&1 | grep -v "^Stage . [0-9]*/" | sed "s/^/$v cold: /"
+    /usr/bin/time -f "wall %e s" $B/cascade generate --models $W/$v --tokenizer tokenizer -p "a photo of a cat" \
+        --seed 7 --device cuda --count 2 --keep-loaded -o "$out/${v}_gpu.png" --force 2>&1 | grep -v "^Stage . [0-9]*/"
+}
+if [ "$mode" = kernels ]; then
+    lite_weights
+    S="$B/stage --dir $W --manifests $M --threads $(nproc) --device cuda"
+    ncu=$(command -v ncu || find / -name ncu -type f -not -path '/proc/*' 2>/dev/null | head -1)
+    for st in c b; do
+        $S --size lite --stage $st --dtype bf16 --precision bf16 --warmup 2 --runs 5 2>&1 | grep "^| stage"
+        CASCADE_GRAPHS=0 timeout 250 "$ncu" --clock-control none --metrics gpu__time_duration.sum,launch__grid_size,launch__block_size --csv --page raw \
+            $S --size lite --stage $st --dtype bf16 --precision bf16 --warmup 0 --runs 1 >"$out/ncu_$st.csv" 2>"$out/ncu_$st.err"
+        echo "ncu stage $st: rc $?, $(wc -l <"$out/ncu_$st.csv") lines"
+        python3 ncu_sum.py "$out/ncu_$st.csv" 2 | head -40
+    done
+    exit 0
+fi
+if [ "$mode" = upload ]; then
+    timeout 120 $B/test_cuda_sgemm $B/libcascade-cuda.so 2>&1 | grep -E "FAIL|staged|comparisons" | head -20
+    lite_weights
+    for i in 1 2; do for p in old bin; do
+        echo "plugin $p:"
+        CASCADE_PLUGIN_DIR=$PWD/$p CASCADE_FLASH=1 $B/stage --dir $W --manifests $M --threads $(nproc) --device cuda \
+            --size lite --stage c,b --dtype bf16 --precision bf16 --warmup 0 --runs 2 2>&1 | grep "^| stage"
+    done; done
+    exit 0
+fi
+if [ "$mode" = final ]; then
+    {
+    timeout 120 $B/test_cuda_sgemm $B/libcascade-cuda.so 2>&1 | tail -1
+    for f in 2 1; do for p in bf16 fp16 fp32; do
+        echo "flash form $f, $p:"; CASCADE_FLASH=$f CASCADE_BACKEND=cuda CASCADE_PRECISION=$p timeout 60 $B/test_backend_ops 2>&1 | grep -v "^ok"
+    done; done
+    for c in sampling_c stage_c_tiny op_attnblock; do
+        timeout 60 $B/cascade-golden --device cuda --precision bf16 golden/$c 2>&1 | tail -n 1 | sed "s/^/golden $c bf16: /"
+    done
+    lite_weights
+    for v in stage_c stage_b; do timeout 300 $B/mkweights $M/$v.json $W/${v}_bf16.safetensors bf16 & done; wait
+    S="$B/stage --dir $W --manifests $M --threads $(nproc) --device cuda"
     $S --size lite --stage c,b --dtype bf16 --precision bf16 --check 1 --warmup 2 --runs 5
+    echo "flash form 1 (keys converted by every query block):"
     CASCADE_FLASH=1 $S --size lite --stage c,b --dtype bf16 --precision bf16 --warmup 2 --runs 5
-    CASCADE_FLASH=1 CASCADE_PROFILE=1 $S --size lite --stage c,b --dtype bf16 --precision bf16 --warmup 1 --runs 1
+    $S --size full --stage c,b --dtype bf16 --precision bf16 --check 1 --warmup 2 --runs 5
+    image lite
+    image full
+    (cd .. && timeout 200 python3 bench/torch_gpu.py --wheels devrun/wheels --weights-dir $W --models stage_c_lite \
+        --dtypes bf16 --modes eager --save $W 2>&1 | tail -4)
+    timeout 60 $B/cascade-golden --device cuda --precision bf16 $W/stage_c_lite_torch 2>&1 | tail -3
+    } >"$out/final.txt" 2>&1
+    grep -v '^{"engine' "$out/final.txt" | grep -E "PASS|FAIL|flash|golden|^\||rel_l2|steps in|done in|peak|wall|error|cold|torch" | cut -c1-220
+    exit 0
+fi
+if [ "$mode" = mini ]; then
+    S="$B/stage --dir /tmp/cascade-weights --manifests $M --threads $(nproc) --device cuda"
+    {
+    for f in 1 0; do for p in bf16 fp16 fp32; do
+        CASCADE_FLASH=$f CASCADE_BACKEND=cuda CASCADE_PRECISION=$p timeout 60 $B/test_backend_ops 2>&1 | grep -v "^ok"
+    done; done
+    CASCADE_BACKEND=cuda CASCADE_PRECISION=bf16 timeout 60 $B/test_backend_ops 2>&1 | grep "attention"
+    for c in sampling_c sampling_b stage_c_tiny op_attnblock; do
+        for p in bf16 fp32; do
+            timeout 60 $B/cascade-golden --device cuda --precision $p golden/$c 2>&1 | tail -n 1 | sed "s/^/golden $c $p: /"
+        done
+    done
+    lite_weights
+    $S --size lite --stage c,b --dtype bf16 --precision bf16 --check 1 --warmup 2 --runs 5
+    CASCADE_FLASH=0 $S --size lite --stage c,b --dtype bf16 --precision bf16 --warmup 2 --runs 5
+    CASCADE_PROFILE=1 $S --size lite --stage c,b --dtype bf16 --precision bf16 --warmup 1 --runs 1
     mkdir -p $W/lite; for f in stage_a text_encoder_bf16 stage_c_lite_bf16 stage_b_lite_bf16; do ln -sf $W/$f.safetensors $W/lite/; done
-    CASCADE_FLASH=1 /usr/bin/time -f "wall %e s" $B/cascade generate --models $W/lite --tokenizer tokenizer -p "a photo of a cat" \
+    /usr/bin/time -f "wall %e s" $B/cascade generate --models $W/lite --tokenizer tokenizer -p "a photo of a cat" \
         --seed 7 --device cuda --count 3 --keep-loaded -o "$out/lite_gpu.png" --force 2>&1 | grep -v "^.*Stage . [0-9]*/"
     } >"$out/mini.txt" 2>&1
     grep -v '^{"engine' "$out/mini.txt" | grep -E "PASS|FAIL|golden|attention|^\||rel_l2|steps in|done in|peak|wall|error|%" | cut -c1-220
@@ -59,13 +128,6 @@ echo "golden cases passed: $(grep -c '^golden .* 0 ' "$out/quick.txt") of $(grep
 [ "$mode" = full ] || [ "$mode" = perf ] || exit 0
 W=/tmp/cascade-weights; mkdir -p $W
 S="$B/stage --dir $W --manifests $M --threads $(nproc) --device cuda"
-image() {   # variant: one process, two whole 1024^2 images (the first pays the weight uploads)
-    local v=$1 s; s=$([ "$v" = lite ] && echo _lite)
-    mkdir -p $W/$v; for f in stage_a text_encoder_bf16; do ln -sf $W/$f.safetensors $W/$v/; done
-    ln -sf $W/stage_c${s}_bf16.safetensors $W/stage_b${s}_bf16.safetensors $W/$v/
-    /usr/bin/time -f "wall %e s" $B/cascade generate --models $W/$v --tokenizer tokenizer -p "a photo of a cat" \
-        --seed 7 --device cuda --count 2 --keep-loaded -o "$out/${v}_gpu.png" --force 2>&1 | grep -v "^Stage . [0-9]*/"
-}
 {
 for v in stage_c_lite stage_b_lite text_encoder; do timeout 300 $B/mkweights $M/$v.json $W/${v}_bf16.safetensors bf16 & done
 timeout 100 $B/mkweights $M/stage_a.json $W/stage_a.safetensors f32 & wait
@@ -74,7 +136,7 @@ if [ "$mode" = full ]; then
     CASCADE_GRAPHS=0 $S --size lite --stage c,b --dtype bf16 --precision bf16 --warmup 2 --runs 3
     CASCADE_PROFILE=1 $S --size lite --stage c,b --dtype bf16 --precision bf16 --warmup 1 --runs 1
 else
-    CASCADE_FLASH=1 $S --size lite --stage c,b --dtype bf16 --precision bf16 --warmup 2 --runs 5
+    CASCADE_FLASH=0 $S --size lite --stage c,b --dtype bf16 --precision bf16 --warmup 2 --runs 5
 fi
 image lite
 for v in stage_c stage_b; do timeout 300 $B/mkweights $M/$v.json $W/${v}_bf16.safetensors bf16 & done; wait

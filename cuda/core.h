@@ -35,6 +35,21 @@ int cs_cuda_graph_end(void **graph);
 int cs_cuda_graph_launch(void *graph);
 void cs_cuda_graph_free(void *graph);
 
+/* ---- gemv.cu ---- */
+#define CS_CUDA_SMALL_M 8
+/* y = x W^T (+ y if accumulate) (+ b) for M <= CS_CUDA_SMALL_M rows in one
+ * kernel: x float32 (row stride ldx), w the cached [N, K] weight in wdt
+ * (CS_BF16 or CS_F16), b float32 or NULL, y float32 (row stride ldy);
+ * CS_EUNSUP (nothing queued) otherwise */
+int cs_cuda_linear_small(const float *x, size_t M, size_t K, size_t ldx, const void *w, int wdt, const float *b,
+                         float *y, size_t ldy, size_t N, int accumulate);
+
+/* ---- upload.c ---- */
+/* dst (device) = bytes of host, stream-ordered, through pinned staging from
+ * 4 MiB on; the host data may go when it returns */
+int cs_cuda_upload_staged(void *dst, const void *host, size_t bytes);
+void cs_cuda_upload_shutdown(void);
+
 /* ---- gemm.c: the cuBLAS handle (on cs_cuda_stream), for attention.cu ---- */
 struct cublasContext;
 struct cublasContext *cs_cuda_blas(void);

@@ -51,6 +51,9 @@ struct fa_args {
     float *o;
     size_t ldo;
     float scale_log2;   /* 1/sqrt(64) * log2(e): exp(x) as exp2 */
+    const uint32_t *k16, *v16;   /* k_flash16: keys and values as 16-bit rows [n][head][Lkp][64] */
+    size_t Lkp;                  /* Lk rounded up to FA_BK (the rows past Lk are zeros) */
+    int nhead;
 };
 
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
@@ -135,6 +138,64 @@ static __device__ void load_kv(uint32_t (*sk)[FA_LDS / 2], uint32_t (*sv)[FA_LDS
 }
 #endif
 
+/* One step of 64 keys for this warp's 16 query rows: S = Q K^T from the
+ * K tile, the running max and sum, O rescaled, O += P V from the V tile. */
+template <typename T>
+static __device__ __forceinline__ void fa_step(uint32_t (*sk)[FA_LDS / 2], uint32_t (*sv)[FA_LDS / 2],
+                                               uint32_t (*qf)[4], float (*o)[4], float *m, float *l, int kvalid,
+                                               float scale_log2)
+{
+    const int lane = threadIdx.x & 31, t = lane & 3;
+    /* S = Q K^T: K's rows are the columns of the product (col-major B) */
+    float s[FA_BK / 8][4];
+    for (int j = 0; j < FA_BK / 8; j++) {
+        s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+        for (int kk = 0; kk < FA_D / 16; kk += 2) {
+            uint32_t b[4];
+            ldm_x4(b, (const uint16_t *)sk[j * 8 + (lane & 7)] + kk * 16 + (lane >> 3) * 8);
+            mma16816(s[j], qf[kk], b[0], b[1], (T *)0);
+            mma16816(s[j], qf[kk + 1], b[2], b[3], (T *)0);
+        }
+    }
+    float mx[2] = {-INFINITY, -INFINITY};
+    for (int j = 0; j < FA_BK / 8; j++)
+        for (int e = 0; e < 4; e++) {
+            float x = j * 8 + 2 * t + (e & 1) < kvalid ? s[j][e] * scale_log2 : -INFINITY;
+            s[j][e] = x;
+            mx[e >> 1] = fmaxf(mx[e >> 1], x);
+        }
+    float alpha[2];
+    for (int r = 0; r < 2; r++) {
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+        float mn = fmaxf(m[r], mx[r]);   /* finite: every step has a valid key */
+        alpha[r] = exp2f(m[r] - mn);
+        m[r] = mn;
+        l[r] *= alpha[r];   /* this thread's part of the row sum; the 4 parts are added at the end */
+    }
+    for (int j = 0; j < FA_D / 8; j++) {
+        o[j][0] *= alpha[0], o[j][1] *= alpha[0];
+        o[j][2] *= alpha[1], o[j][3] *= alpha[1];
+    }
+    /* P, 16 keys at a time, as the A fragment of O += P V */
+    for (int kk = 0; kk < FA_BK / 16; kk++) {
+        float p[2][4];
+        for (int u = 0; u < 2; u++)
+            for (int e = 0; e < 4; e++) {
+                p[u][e] = exp2f(s[2 * kk + u][e] - m[e >> 1]);
+                l[e >> 1] += p[u][e];
+            }
+        uint32_t pa[4] = {pack2(p[0][0], p[0][1], (T *)0), pack2(p[0][2], p[0][3], (T *)0),
+                          pack2(p[1][0], p[1][1], (T *)0), pack2(p[1][2], p[1][3], (T *)0)};
+        for (int dj = 0; dj < FA_D / 16; dj++) {
+            uint32_t b[4];
+            ldm_x4_trans(b, (const uint16_t *)sv[kk * 16 + (lane & 15)] + dj * 16 + (lane >> 4) * 8);
+            mma16816(o[2 * dj], pa, b[0], b[1], (T *)0);
+            mma16816(o[2 * dj + 1], pa, b[2], b[3], (T *)0);
+        }
+    }
+}
+
 /* grid (query blocks, heads, images), 128 threads */
 template <typename T>
 static __global__ void __launch_bounds__(128) k_flash(fa_args a)
@@ -157,55 +218,7 @@ static __global__ void __launch_bounds__(128) k_flash(fa_args a)
         __syncthreads();   /* the last step's K and V are read */
         load_kv<T>(sk, sv, a, n, h, k0);
         __syncthreads();
-        /* S = Q K^T: K's rows are the columns of the product (col-major B) */
-        float s[FA_BK / 8][4];
-        for (int j = 0; j < FA_BK / 8; j++) {
-            s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
-            for (int kk = 0; kk < FA_D / 16; kk += 2) {
-                uint32_t b[4];
-                ldm_x4(b, (const uint16_t *)sk[j * 8 + (lane & 7)] + kk * 16 + (lane >> 3) * 8);
-                mma16816(s[j], qf[kk], b[0], b[1], (T *)0);
-                mma16816(s[j], qf[kk + 1], b[2], b[3], (T *)0);
-            }
-        }
-        int kvalid = (int)(Lk - k0 < FA_BK ? Lk - k0 : FA_BK);
-        float mx[2] = {-INFINITY, -INFINITY};
-        for (int j = 0; j < FA_BK / 8; j++)
-            for (int e = 0; e < 4; e++) {
-                float x = j * 8 + 2 * t + (e & 1) < kvalid ? s[j][e] * a.scale_log2 : -INFINITY;
-                s[j][e] = x;
-                mx[e >> 1] = fmaxf(mx[e >> 1], x);
-            }
-        float alpha[2];
-        for (int r = 0; r < 2; r++) {
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-            float mn = fmaxf(m[r], mx[r]);   /* finite: every step has a valid key */
-            alpha[r] = exp2f(m[r] - mn);
-            m[r] = mn;
-            l[r] *= alpha[r];   /* this thread's part of the row sum; the 4 parts are added at the end */
-        }
-        for (int j = 0; j < FA_D / 8; j++) {
-            o[j][0] *= alpha[0], o[j][1] *= alpha[0];
-            o[j][2] *= alpha[1], o[j][3] *= alpha[1];
-        }
-        /* P, 16 keys at a time, as the A fragment of O += P V */
-        for (int kk = 0; kk < FA_BK / 16; kk++) {
-            float p[2][4];
-            for (int u = 0; u < 2; u++)
-                for (int e = 0; e < 4; e++) {
-                    p[u][e] = exp2f(s[2 * kk + u][e] - m[e >> 1]);
-                    l[e >> 1] += p[u][e];
-                }
-            uint32_t pa[4] = {pack2(p[0][0], p[0][1], (T *)0), pack2(p[0][2], p[0][3], (T *)0),
-                              pack2(p[1][0], p[1][1], (T *)0), pack2(p[1][2], p[1][3], (T *)0)};
-            for (int dj = 0; dj < FA_D / 16; dj++) {
-                uint32_t b[4];
-                ldm_x4_trans(b, (const uint16_t *)sv[kk * 16 + (lane & 15)] + dj * 16 + (lane >> 4) * 8);
-                mma16816(o[2 * dj], pa, b[0], b[1], (T *)0);
-                mma16816(o[2 * dj + 1], pa, b[2], b[3], (T *)0);
-            }
-        }
+        fa_step<T>(sk, sv, qf, o, m, l, (int)(Lk - k0 < FA_BK ? Lk - k0 : FA_BK), a.scale_log2);
     }
     for (int r = 0; r < 2; r++) {
         l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
@@ -221,12 +234,109 @@ static __global__ void __launch_bounds__(128) k_flash(fa_args a)
 #endif
 }
 
-static int off(void)
+/* Keys and values of every head as 16-bit rows [n][head][j][64], the two
+ * row blocks joined and the rows past Lk up to Lkp zero: converted once
+ * here instead of by every query block of k_flash16. */
+template <typename T>
+static __global__ void k_kv16(fa_args a, uint32_t *k16, uint32_t *v16)
+{
+#if __CUDA_ARCH__ >= 800
+    const size_t H = (size_t)a.nhead, per_row = H * (FA_D / 4), Lk = a.L[0] + a.L[1];
+    const size_t n = blockIdx.z;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < a.Lkp * per_row;
+         i += (size_t)gridDim.x * blockDim.x) {
+        size_t j = i / per_row, rem = i - j * per_row, h = rem / (FA_D / 4), c = (rem % (FA_D / 4)) * 4;
+        float4 fk = make_float4(0, 0, 0, 0), fv = fk;
+        if (j < Lk) {
+            int s = j >= a.L[0];
+            size_t jj = s ? j - a.L[0] : j, L = s ? a.L[1] : a.L[0];
+            const float *kb = s ? a.k[1] : a.k[0], *vb = s ? a.v[1] : a.v[0];
+            size_t ldk = s ? a.ldk[1] : a.ldk[0], ldv = s ? a.ldv[1] : a.ldv[0];
+            fk = __ldg((const float4 *)(kb + (n * L + jj) * ldk + h * FA_D + c));
+            fv = __ldg((const float4 *)(vb + (n * L + jj) * ldv + h * FA_D + c));
+        }
+        size_t o = ((n * H + h) * a.Lkp + j) * (FA_D / 2) + c / 2;
+        *(uint2 *)(k16 + o) = make_uint2(pack2(fk.x, fk.y, (T *)0), pack2(fk.z, fk.w, (T *)0));
+        *(uint2 *)(v16 + o) = make_uint2(pack2(fv.x, fv.y, (T *)0), pack2(fv.z, fv.w, (T *)0));
+    }
+#endif
+}
+
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+static __device__ __forceinline__ void cp16(void *dst, const void *src)
+{
+    uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src));
+}
+
+/* the 64-key tile at row k0 of this head's K and V into sk, sv (cp.async, one group) */
+static __device__ __forceinline__ void fetch_kv16(uint32_t (*sk)[FA_LDS / 2], uint32_t (*sv)[FA_LDS / 2],
+                                                  const uint32_t *k, const uint32_t *v)
+{
+    for (int i = threadIdx.x; i < FA_BK * (FA_D / 8); i += blockDim.x) {
+        int r = i / (FA_D / 8), c = (i % (FA_D / 8)) * 4;   /* 16 bytes = 4 words */
+        cp16(&sk[r][c], k + (size_t)r * (FA_D / 2) + c);
+        cp16(&sv[r][c], v + (size_t)r * (FA_D / 2) + c);
+    }
+    asm volatile("cp.async.commit_group;\n" ::);
+}
+#endif
+
+/* k_flash on the rows of k_kv16: the next tile's copy (cp.async, two
+ * buffers) runs while this one is computed */
+template <typename T>
+static __global__ void __launch_bounds__(128, 4) k_flash16(fa_args a)
+{
+#if __CUDA_ARCH__ >= 800
+    __shared__ __align__(16) uint32_t sq[FA_BQ][FA_LDS / 2], sk[2][FA_BK][FA_LDS / 2], sv[2][FA_BK][FA_LDS / 2];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const size_t n = blockIdx.z, h = blockIdx.y, q0 = (size_t)blockIdx.x * FA_BQ, Lk = a.L[0] + a.L[1];
+    const int qrows = (int)(a.Lq - q0 < FA_BQ ? a.Lq - q0 : FA_BQ);
+    const size_t head = (n * (size_t)a.nhead + h) * a.Lkp * (FA_D / 2);
+    const uint32_t *kh = a.k16 + head, *vh = a.v16 + head;
+    fetch_kv16(sk[0], sv[0], kh, vh);
+    load_tile<T>(sq, a.q + (n * a.Lq + q0) * a.ldq + h * FA_D, a.ldq, qrows);
+    __syncthreads();
+    uint32_t qf[FA_D / 16][4];
+    for (int kk = 0; kk < FA_D / 16; kk++)
+        ldm_x4(qf[kk], (const uint16_t *)sq[warp * 16 + (lane & 15)] + kk * 16 + (lane >> 4) * 8);
+    float o[FA_D / 8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    for (int j = 0; j < FA_D / 8; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
+    int b = 0;
+    for (size_t k0 = 0; k0 < Lk; k0 += FA_BK, b ^= 1) {
+        if (k0 + FA_BK < Lk) {
+            fetch_kv16(sk[b ^ 1], sv[b ^ 1], kh + (k0 + FA_BK) * (FA_D / 2), vh + (k0 + FA_BK) * (FA_D / 2));
+            asm volatile("cp.async.wait_group 1;\n" ::);
+        } else {
+            asm volatile("cp.async.wait_group 0;\n" ::);
+        }
+        __syncthreads();   /* tile b is in for every thread */
+        fa_step<T>(sk[b], sv[b], qf, o, m, l, (int)(Lk - k0 < FA_BK ? Lk - k0 : FA_BK), a.scale_log2);
+        __syncthreads();   /* tile b is read: the next fetch may overwrite it */
+    }
+    for (int r = 0; r < 2; r++) {
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+    }
+    for (int r = 0; r < 2; r++) {
+        int row = warp * 16 + g + 8 * r;
+        if (row >= qrows) continue;
+        float inv = 1.0f / l[r];
+        float *out = a.o + (n * a.Lq + q0 + (size_t)row) * a.ldo + h * FA_D + 2 * t;
+        for (int j = 0; j < FA_D / 8; j++) out[j * 8] = o[j][2 * r] * inv, out[j * 8 + 1] = o[j][2 * r + 1] * inv;
+    }
+#endif
+}
+
+/* $CASCADE_FLASH: 0 off; 1 k_flash (keys converted by every query block);
+ * else (default) k_kv16 + k_flash16. Both forms stay until one is measured
+ * the faster on a GPU (bench/RESULTS-cuda.md). */
+static int mode(void)
 {
     static int v = -1;
     if (v < 0) {
         const char *e = getenv("CASCADE_FLASH");
-        v = e && !strcmp(e, "0");
+        v = e && !strcmp(e, "0") ? 0 : e && !strcmp(e, "1") ? 1 : 2;
     }
     return v;
 }
@@ -236,7 +346,8 @@ static int rows_ok(const float *p, size_t ld) { return p && (uintptr_t)p % 16 ==
 static int flash(fa_args *a, size_t N, int nhead, size_t C)
 {
     int prec = cs_cuda_precision();
-    if (off() || cs_cuda_cc() < 80 || (prec != CS_PREC_BF16 && prec != CS_PREC_FP16) || nhead <= 0 ||
+    int form = mode();
+    if (!form || cs_cuda_cc() < 80 || (prec != CS_PREC_BF16 && prec != CS_PREC_FP16) || nhead <= 0 ||
         C != (size_t)nhead * FA_D || !a->Lq || !(a->L[0] + a->L[1]) || N > 65535 || nhead > 65535 ||
         (a->Lq + FA_BQ - 1) / FA_BQ > 0x7fffffff || !rows_ok(a->q, a->ldq))
         return CS_EUNSUP;
@@ -245,8 +356,26 @@ static int flash(fa_args *a, size_t N, int nhead, size_t C)
     a->scale_log2 = 1.4426950408889634f / sqrtf((float)FA_D);
     dim3 grid((unsigned)((a->Lq + FA_BQ - 1) / FA_BQ), (unsigned)nhead, (unsigned)N);
     cudaStream_t st = (cudaStream_t)cs_cuda_stream();
-    if (prec == CS_PREC_BF16) k_flash<__nv_bfloat16><<<grid, 128, 0, st>>>(*a);
-    else k_flash<__half><<<grid, 128, 0, st>>>(*a);
+    if (form == 1) {
+        if (prec == CS_PREC_BF16) k_flash<__nv_bfloat16><<<grid, 128, 0, st>>>(*a);
+        else k_flash<__half><<<grid, 128, 0, st>>>(*a);
+        return cs_cuda_check_launch("attention (flash)");
+    }
+    size_t Lk = a->L[0] + a->L[1];
+    a->Lkp = (Lk + FA_BK - 1) / FA_BK * FA_BK;
+    a->nhead = nhead;
+    size_t words = N * (size_t)nhead * a->Lkp * (FA_D / 2);
+    uint32_t *kv = (uint32_t *)cs_cuda_scratch(11, 2 * words * sizeof(uint32_t));
+    if (!kv) return cs_cuda_fail_text(CS_ENOMEM, "CUDA: out of memory for attention's 16-bit keys and values");
+    a->k16 = kv, a->v16 = kv + words;
+    size_t items = a->Lkp * (size_t)nhead * (FA_D / 4);
+    dim3 cg((unsigned)((items + 255) / 256 < 4096 ? (items + 255) / 256 : 4096), 1, (unsigned)N);
+    if (prec == CS_PREC_BF16) k_kv16<__nv_bfloat16><<<cg, 256, 0, st>>>(*a, kv, kv + words);
+    else k_kv16<__half><<<cg, 256, 0, st>>>(*a, kv, kv + words);
+    int rc = cs_cuda_check_launch("attention (keys and values to 16 bits)");
+    if (rc) return rc;
+    if (prec == CS_PREC_BF16) k_flash16<__nv_bfloat16><<<grid, 128, 0, st>>>(*a);
+    else k_flash16<__half><<<grid, 128, 0, st>>>(*a);
     return cs_cuda_check_launch("attention (flash)");
 }
 

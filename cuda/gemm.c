@@ -275,6 +275,15 @@ int cs_cuda_linear(const float *x, size_t M, size_t K, size_t ldx, const cs_tens
         return bias ? cs_cuda_add_bias(y, ldy, bias, M, N) : 0;
     }
     int prec = cs_cuda_precision();
+    if (prec != CS_PREC_FP32 && M <= CS_CUDA_SMALL_M) {
+        /* a few rows (timestep and pooled mappers): one kernel, no conversion pass */
+        char err[256];
+        int wdt = prec == CS_PREC_BF16 ? CS_BF16 : CS_F16;
+        const void *w = cs_cuda_weight(W, wdt, err, sizeof err);
+        const float *bias = NULL;
+        if (!w || (b && !(bias = cs_cuda_weight(b, CS_F32, err, sizeof err)))) return cs_cuda_weight_rc();
+        return cs_cuda_linear_small(x, M, K, ldx, w, wdt, bias, y, ldy, N, accumulate);
+    }
     cudaDataType_t t = prec == CS_PREC_BF16 ? CUDA_R_16BF : prec == CS_PREC_FP16 ? CUDA_R_16F : CUDA_R_32F;
     const void *xb = x;   /* the B operand and its leading dimension */
     size_t ldb = ldx;

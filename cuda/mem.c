@@ -417,35 +417,27 @@ static size_t wc_lower(const void *host, int dtype)
     return lo;
 }
 
-/* Fills dev (n elements of dtype dt) from host data of dtype sdt: a straight
- * copy when the dtypes match, else raw chunks through a device staging
- * buffer and convert.cu. The host data may be unaligned: the DMA copies
- * bytes, and the staging buffer is aligned. Waits, so the host data may go
- * as soon as we return. */
+/* Fills dev (n elements of dtype dt) from host data of dtype sdt: a staged
+ * copy (upload.c) when the dtypes match, else raw chunks through a device
+ * staging buffer and convert.cu. The host data may be unaligned: the copies
+ * move bytes, and the staging buffer is aligned. When this returns the host
+ * data has been read (it may go); the device copy is stream-ordered. */
 static int fill_weight(void *dev, int dt, const void *host, int sdt, size_t n)
 {
     size_t sb = dtype_bytes(sdt), db = dtype_bytes(dt);
-    cudaError_t e;
-    if (sdt == dt) {
-        e = cudaMemcpyAsync(dev, host, n * sb, cudaMemcpyHostToDevice, stream);
-        if (e == cudaSuccess) e = cudaStreamSynchronize(stream);
-        return e == cudaSuccess ? 0 : cs_cuda_fail(e, "a weight upload");
-    }
+    if (sdt == dt) return cs_cuda_upload_staged(dev, host, n * sb);
     const size_t chunk = (size_t)16 << 20;   /* elements per round */
     size_t m = n < chunk ? n : chunk;
     void *stage = cs_cuda_alloc(m * sb);
     if (!stage) return CS_ENOMEM;
     int rc = 0;
+    /* stream order: each round's copy waits for the previous conversion */
     for (size_t o = 0; o < n && !rc; o += chunk) {
         size_t k = n - o < chunk ? n - o : chunk;
-        /* stream order: this copy waits for the previous round's conversion */
-        e = cudaMemcpyAsync(stage, (const unsigned char *)host + o * sb, k * sb, cudaMemcpyHostToDevice, stream);
-        if (e != cudaSuccess) rc = cs_cuda_fail(e, "a weight upload");
-        else rc = cs_cuda_convert(stage, sdt, (unsigned char *)dev + o * db, dt, k);
+        rc = cs_cuda_upload_staged(stage, (const unsigned char *)host + o * sb, k * sb);
+        if (!rc) rc = cs_cuda_convert(stage, sdt, (unsigned char *)dev + o * db, dt, k);
     }
-    cs_cuda_free(stage);
-    e = cudaStreamSynchronize(stream);
-    if (!rc && e != cudaSuccess) rc = cs_cuda_fail(e, "a weight conversion");
+    cs_cuda_free(stage);   /* stream-ordered: after the last conversion */
     return rc;
 }
 

@@ -153,6 +153,7 @@ static int mem_info(size_t *fr, size_t *tot, char *name, size_t len)
 static void plugin_shutdown(void)
 {
     if (active_dev < 0) return;
+    cs_cuda_upload_shutdown();
     cs_cuda_gemm_shutdown();   /* gives its workspace back to mem.c's pool first */
     cs_cuda_mem_shutdown();
     active_dev = -1;

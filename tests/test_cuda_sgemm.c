@@ -7,16 +7,21 @@
  *   buffer (ldy > N) at an odd offset; in fp32 (< 1e-5) and, where the GPU
  *   has them, bf16 (< 1e-2) and fp16 (< 2e-3) products;
  *   the weight cache: after forget(), a changed weight is read again;
+ *   weights past the plugin's staged-upload threshold (4 MiB; 16 MiB pinned
+ *   chunks), float32 and bf16, at a host address off 16-byte alignment,
+ *   their host memory overwritten as soon as linear() returns;
  *   attention with q, k, v packed in one [L, 3C] buffer, a mask with -inf
  *   entries, o with ldo > C.
  * Without a usable GPU it checks that selecting the plugin fails with one
  * line and leaves the CPU active, and skips (77) saying why.
  * Usage: test_cuda_sgemm [PLUGIN] (default cuda/.libs/libcascade-cuda.so) */
 #include "backend.h"
+#include "device.h"
 #include "error.h"
 #include "ops.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,6 +141,55 @@ static void test_linear(int prec, double lim)
         }
 }
 
+/* bf16 of a float, rounded to nearest even (the inputs are finite) */
+static uint16_t to_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+static void test_big_weight(int prec, double lim)
+{
+    static const size_t NK[][2] = {{1100, 1025}, {2500, 4099}};   /* 4.3 MiB and 39 MiB as float32 */
+    const size_t M = 3;
+    for (int t = 0; t < 2; t++)
+        for (int bf = 0; bf < 2; bf++) {
+            size_t N = NK[t][0], K = NK[t][1], es = bf ? 2 : 4, wb = N * K * es;
+            float *x = malloc(M * K * 4), *wf = malloc(N * K * 4), *ref = malloc(M * N * 4), *y = malloc(M * N * 4);
+            unsigned char *raw = malloc(wb + 4);   /* the weight at raw + 4: off 16-byte alignment */
+            if (!x || !wf || !ref || !y || !raw) exit(99);
+            fill(x, M * K, 3 + t), fill(wf, N * K, 8 + bf);
+            void *w = raw + 4;
+            if (bf)
+                for (size_t i = 0; i < N * K; i++) {
+                    uint16_t h = to_bf16(wf[i]);
+                    memcpy((unsigned char *)w + 2 * i, &h, 2);
+                }
+            else
+                memcpy(w, wf, wb);
+            cs_tensor W = {.dtype = bf ? CS_BF16 : CS_F32, .ndim = 2, .shape = {(int64_t)N, (int64_t)K}, .data = w,
+                           .name = "big"};
+            int rc0 = cs_linear(x, M, K, K, &W, NULL, ref, N, 0);
+            float *dx = up(x, M * K), *dy = d->alloc(M * N * 4);
+            int rc = dy ? d->linear(dx, M, K, K, &W, NULL, dy, N, 0) : 1;
+            memset(raw, 0x7f, wb + 4);   /* the upload must have read it already */
+            if (!rc) rc = d->download(y, dy, M * N * 4);
+            char what[160];
+            snprintf(what, sizeof what, "staged weight prec=%d %s [%zu, %zu] (%.1f MiB)", prec, bf ? "bf16" : "f32", N,
+                     K, wb / 1048576.0);
+            if (rc || rc0) {
+                printf("FAIL: %s: rc %d/%d %s\n", what, rc, rc0, rc ? d->errmsg() : cs_last_error());
+                fails++;
+            } else
+                check(what, y, ref, M, N, N, lim);
+            d->forget(w, wb);
+            cs_param_forget(w, wb);
+            d->free(dx), d->free(dy);
+            free(x), free(wf), free(ref), free(y), free(raw);
+        }
+}
+
 static void test_attention(int prec, double lim)
 {
     static const size_t shapes[][4] = {{1, 1, 1, 8}, {2, 5, 7, 64}, {2, 70, 77, 128}, {1, 300, 300, 64}};
@@ -191,6 +245,7 @@ int main(int argc, char **argv)
     test_sgemm();
     d->mem_peak(1);
     test_linear(CS_PREC_FP32, 1e-5);
+    test_big_weight(CS_PREC_FP32, 1e-5);
     if (d->mem_peak(0) < 32 * 40 * 4) {
         printf("FAIL: mem_peak %zu after the linear tests\n", d->mem_peak(0));
         fails++;
@@ -207,6 +262,7 @@ int main(int argc, char **argv)
             continue;
         }
         test_linear(half[h].prec, half[h].lim);
+        test_big_weight(half[h].prec, half[h].lim);
         test_attention(half[h].prec, half[h].lim);
     }
     d->set_precision(CS_PREC_FP32);

@@ -1,0 +1,68 @@
+/* Linear layers of a few rows (M <= CS_CUDA_SMALL_M) in 16-bit precision:
+ * the timestep and pooled-conditioning mappers, run every block of every
+ * step. Through cuBLASLt each is two launches (the activations' conversion
+ * to 16 bits, then the product) for a few microseconds of work; here one
+ * kernel reads the float32 activations and the cached 16-bit weight and
+ * accumulates in float32 (the activations are not rounded to 16 bits, so
+ * this is at least as close to the float32 result as the product path).
+ * A warp per output feature: its lanes stride along K, then a warp sum. */
+#include "core.h"
+
+#include "error.h"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#define GV_WARPS 8
+
+template <typename T> static __device__ __forceinline__ float wval(const T *w, size_t i);
+template <> __device__ __forceinline__ float wval<__nv_bfloat16>(const __nv_bfloat16 *w, size_t i)
+{
+    return __bfloat162float(w[i]);
+}
+template <> __device__ __forceinline__ float wval<__half>(const __half *w, size_t i) { return __half2float(w[i]); }
+
+template <typename T>
+static __global__ void k_linear_small(const float *x, size_t ldx, int M, size_t K, const T *w, const float *b,
+                                      float *y, size_t ldy, size_t N, int accumulate)
+{
+    size_t n = (size_t)blockIdx.x * GV_WARPS + (threadIdx.x >> 5);
+    unsigned lane = threadIdx.x & 31;
+    if (n >= N) return;
+    float acc[CS_CUDA_SMALL_M];
+#pragma unroll
+    for (int m = 0; m < CS_CUDA_SMALL_M; m++) acc[m] = 0.0f;
+    const T *wr = w + n * K;
+    for (size_t k = lane; k < K; k += 32) {
+        float wv = wval(wr, k);
+#pragma unroll
+        for (int m = 0; m < CS_CUDA_SMALL_M; m++)
+            if (m < M) acc[m] += x[(size_t)m * ldx + k] * wv;
+    }
+#pragma unroll
+    for (int m = 0; m < CS_CUDA_SMALL_M; m++) {
+        float s = acc[m];
+        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+        if (lane == 0 && m < M) {
+            float *out = y + (size_t)m * ldy + n;
+            *out = (accumulate ? *out + s : s) + (b ? b[n] : 0.0f);
+        }
+    }
+}
+
+extern "C" int cs_cuda_linear_small(const float *x, size_t M, size_t K, size_t ldx, const void *w, int wdt,
+                                    const float *b, float *y, size_t ldy, size_t N, int accumulate)
+{
+    if (M < 1 || M > CS_CUDA_SMALL_M || (wdt != CS_BF16 && wdt != CS_F16) || (N + GV_WARPS - 1) / GV_WARPS > 0x7fffffff)
+        return CS_EUNSUP;
+    dim3 grid((unsigned)((N + GV_WARPS - 1) / GV_WARPS));
+    cudaStream_t st = (cudaStream_t)cs_cuda_stream();
+    if (wdt == CS_BF16)
+        k_linear_small<__nv_bfloat16><<<grid, 32 * GV_WARPS, 0, st>>>(x, ldx, (int)M, K, (const __nv_bfloat16 *)w, b,
+                                                                       y, ldy, N, accumulate);
+    else
+        k_linear_small<__half><<<grid, 32 * GV_WARPS, 0, st>>>(x, ldx, (int)M, K, (const __half *)w, b, y, ldy, N,
+                                                               accumulate);
+    return cs_cuda_check_launch("a small linear layer");
+}
