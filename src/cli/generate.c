@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -382,6 +383,58 @@ static int hash_models(state *s)
     return 0;
 }
 
+/* The files' hashes are only needed for the first image's metadata:
+ * hashed on a thread while the pipeline runs (10 GB of full-size weights
+ * take about a second the first time), joined before the first write. */
+typedef struct {
+    state *s;
+    pthread_t th;
+    int started, rc;
+    char err[512];
+} hash_job;
+
+static void *hash_main(void *arg)
+{
+    hash_job *j = arg;
+    j->rc = hash_models(j->s);
+    if (j->rc)
+        snprintf(j->err, sizeof j->err, "%s", cs_last_error());
+    return NULL;
+}
+
+static void hash_start(hash_job *j, state *s)
+{
+    sigset_t all, old;
+    j->s = s;
+    sigfillset(&all);   /* signals stay with the main thread */
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    j->started = pthread_create(&j->th, NULL, hash_main, j) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* waits for the hashes (or computes them here without a thread) */
+static int hash_join(hash_job *j)
+{
+    state *s = j->s;
+    if (!s)
+        return 0;
+    j->s = NULL;
+    if (!j->started)
+        return hash_models(s);
+    pthread_join(j->th, NULL);
+    j->started = 0;
+    return j->rc ? cs_error(j->rc, "%s", j->err) : 0;
+}
+
+/* on the way out: waits for the thread, its result no longer wanted */
+static void hash_abandon(hash_job *j)
+{
+    if (j->started)
+        pthread_join(j->th, NULL);
+    j->started = 0;
+    j->s = NULL;
+}
+
 /* ---- one run ---- */
 
 static const char *sampler_name(const cs_sample_params *p)
@@ -477,6 +530,8 @@ int gen_execute(opts *o)
     cli_signals_install();
     state s;
     memset(&s, 0, sizeof s);
+    hash_job hj;
+    memset(&hj, 0, sizeof hj);
     s.o = o;
     gen_progress_init(&s.prog, o->json, o->quiet);
     s.prog.runs = o->count;
@@ -600,12 +655,13 @@ int gen_execute(opts *o)
     cs_pipeline_hooks hk = {progress_cb, o->preview ? preview_cb : NULL, &s, warn_cb, cs_cancel_flag(),
                             o->n_save_latent ? latent_cb : NULL};
     uint64_t seed0 = o->g.seed;
+    hash_start(&hj, &s);
     for (s.run = 0; s.run < o->count; s.run++) {
         o->g.seed = seed0 + (uint64_t)s.run;
         s.prog.run = s.run;
         if ((rc = cs_pipeline_generate(pl, &o->g, &hk, &rgb)) != 0)
             goto error;
-        if (s.run == 0 && (rc = hash_models(&s)) != 0)
+        if ((rc = hash_join(&hj)) != 0)
             goto error;
         if ((rc = write_images(&s, rgb)) != 0)
             goto error;
@@ -626,6 +682,7 @@ int gen_execute(opts *o)
     goto done;
 
 error:
+    hash_abandon(&hj);   /* the thread's cache file is ours to clean up */
     if (rc == CS_EINTR || cs_cancel_pending()) {
         int why = cs_cancel_pending();
         gen_progress_break(&s.prog);
