@@ -9,6 +9,8 @@
 #        kernel name (bench/ncu_sum.py), against the forward's wall time
 # upload: the first (weight-uploading) lite forwards with the plugin in old/ (the baseline) and in
 #        bin/, alternately, and the plugin's own tests
+# cold:  a whole full-bf16 image in a fresh process, twice (an empty hash cache each time), every
+#        stderr line stamped with the seconds since the start: where a cold start's time goes
 # final: the closing run: op tests (both flash forms), lite forwards (both flash forms) and full
 #        forwards against the CPU,
 #        lite and full images (cold, and two in one process), and PyTorch eager on the same
@@ -61,6 +63,20 @@ if [ "$mode" = upload ]; then
         CASCADE_PLUGIN_DIR=$PWD/$p CASCADE_FLASH=1 $B/stage --dir $W --manifests $M --threads $(nproc) --device cuda \
             --size lite --stage c,b --dtype bf16 --precision bf16 --warmup 0 --runs 2 2>&1 | grep "^| stage"
     done; done
+    exit 0
+fi
+if [ "$mode" = cold ]; then
+    lite_weights
+    for v in stage_c stage_b; do timeout 300 $B/mkweights $M/$v.json $W/${v}_bf16.safetensors bf16 & done; wait
+    mkdir -p $W/full; for f in stage_a text_encoder_bf16 stage_c_bf16 stage_b_bf16; do ln -sf $W/$f.safetensors $W/full/; done
+    for i in 1 2; do
+        t0=$(date +%s.%N)
+        XDG_CACHE_HOME=$(mktemp -d) $B/cascade generate --models $W/full --tokenizer tokenizer -p "a photo of a cat" \
+            --seed 7 --device cuda -o "$out/cold$i.png" --force 2>&1 | while IFS= read -r l; do
+            awk -v a="$(date +%s.%N)" -v b="$t0" -v l="$l" 'BEGIN { printf "%6.2f %s\n", a - b, l }'
+        done | grep -v " Stage . [0-9]*/"
+        awk -v a="$(date +%s.%N)" -v b="$t0" -v i=$i 'BEGIN { printf "cold %d: %.2f s\n", i, a - b }'
+    done
     exit 0
 fi
 if [ "$mode" = final ]; then

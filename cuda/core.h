@@ -37,6 +37,10 @@ void cs_cuda_graph_free(void *graph);
 
 /* ---- gemv.cu ---- */
 #define CS_CUDA_SMALL_M 8
+/* longer rows go to cuBLASLt: a warp's serial walk along K is bound by the
+ * loads' latency (H100, Stage B lite's K = 1152, M = 8 mappers: 19-36 us a
+ * call under ncu, 3 ms of a forward; bench/RESULTS-cuda.md) */
+#define CS_CUDA_SMALL_K 256
 /* y = x W^T (+ y if accumulate) (+ b) for M <= CS_CUDA_SMALL_M rows in one
  * kernel: x float32 (row stride ldx), w the cached [N, K] weight in wdt
  * (CS_BF16 or CS_F16), b float32 or NULL, y float32 (row stride ldy);

@@ -275,8 +275,8 @@ int cs_cuda_linear(const float *x, size_t M, size_t K, size_t ldx, const cs_tens
         return bias ? cs_cuda_add_bias(y, ldy, bias, M, N) : 0;
     }
     int prec = cs_cuda_precision();
-    if (prec != CS_PREC_FP32 && M <= CS_CUDA_SMALL_M) {
-        /* a few rows (timestep and pooled mappers): one kernel, no conversion pass */
+    if (prec != CS_PREC_FP32 && M <= CS_CUDA_SMALL_M && K <= CS_CUDA_SMALL_K) {
+        /* a few short rows (the timestep mappers): one kernel, no conversion pass */
         char err[256];
         int wdt = prec == CS_PREC_BF16 ? CS_BF16 : CS_F16;
         const void *w = cs_cuda_weight(W, wdt, err, sizeof err);

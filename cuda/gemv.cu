@@ -1,6 +1,6 @@
-/* Linear layers of a few rows (M <= CS_CUDA_SMALL_M) in 16-bit precision:
- * the timestep and pooled-conditioning mappers, run every block of every
- * step. Through cuBLASLt each is two launches (the activations' conversion
+/* Linear layers of a few short rows (M <= CS_CUDA_SMALL_M, K <=
+ * CS_CUDA_SMALL_K) in 16-bit precision: the timestep mappers, run in every
+ * block of every step. Through cuBLASLt each is two launches (the activations' conversion
  * to 16 bits, then the product) for a few microseconds of work; here one
  * kernel reads the float32 activations and the cached 16-bit weight and
  * accumulates in float32 (the activations are not rounded to 16 bits, so
