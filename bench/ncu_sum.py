@@ -47,4 +47,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except BrokenPipeError:   # the reader (head) has what it wanted
+        sys.stderr.close()

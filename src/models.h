@@ -218,5 +218,9 @@ int cs_file_xxh64(const char *path, uint64_t *hash, int *cached);
 /* The cached hash only: 1 if the cache has path at its current size and
  * mtime (*hash set), else 0. */
 int cs_file_xxh64_cached(const char *path, uint64_t *hash);
+/* The hash computed, the cache neither read nor written (any thread). */
+int cs_file_xxh64_compute(const char *path, uint64_t *hash);
+/* Records path's hash at its current size and mtime in the cache. */
+void cs_file_xxh64_remember(const char *path, uint64_t hash);
 
 #endif

@@ -179,6 +179,29 @@ int cs_file_xxh64_cached(const char *path, uint64_t *hash)
     return i >= 0;
 }
 
+/* adds (or replaces) real's entry, keeping the other entries that still
+ * match their files; a cache that cannot be written only costs time */
+static void remember(entry *e, int n, const char *real, const struct stat *st, uint64_t hash)
+{
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        struct stat o;
+        int keep = strcmp(e[i].path, real) && !stat(e[i].path, &o) && (uint64_t)o.st_size == e[i].size &&
+                   (long long)o.st_mtim.tv_sec == e[i].sec && (long long)o.st_mtim.tv_nsec == e[i].nsec;
+        if (keep) e[m++] = e[i];
+        else free(e[i].path), e[i].path = NULL;
+    }
+    entry *g = realloc(e, (size_t)(m + 1) * sizeof *g);
+    if (g) {
+        e = g;
+        e[m] = (entry){hash, (uint64_t)st->st_size, (long long)st->st_mtim.tv_sec, (long long)st->st_mtim.tv_nsec,
+                       (char *)real};
+        save(e, m + 1);
+        e[m].path = NULL;
+    }
+    free_entries(e, m);
+}
+
 int cs_file_xxh64(const char *path, uint64_t *hash, int *cached)
 {
     char real[PATH_MAX];
@@ -189,7 +212,6 @@ int cs_file_xxh64(const char *path, uint64_t *hash, int *cached)
     entry *e;
     int n;
     load(&e, &n);
-    long long sec = (long long)st.st_mtim.tv_sec, nsec = (long long)st.st_mtim.tv_nsec;
     int hit = lookup(e, n, real, &st);
     if (hit >= 0) {
         *hash = e[hit].hash;
@@ -198,27 +220,20 @@ int cs_file_xxh64(const char *path, uint64_t *hash, int *cached)
         return 0;
     }
     int rc = hash_file(real, hash);
-    if (!rc) {
-        /* keep other files' entries that still match their file; replace ours */
-        int m = 0;
-        for (int i = 0; i < n; i++) {
-            struct stat o;
-            int keep = strcmp(e[i].path, real) && !stat(e[i].path, &o) && (uint64_t)o.st_size == e[i].size &&
-                       (long long)o.st_mtim.tv_sec == e[i].sec && (long long)o.st_mtim.tv_nsec == e[i].nsec;
-            if (keep) e[m++] = e[i];
-            else free(e[i].path);
-        }
-        entry *g = realloc(e, (size_t)(m + 1) * sizeof *g);
-        if (g) {
-            e = g;
-            e[m] = (entry){*hash, (uint64_t)st.st_size, sec, nsec, real};
-            save(e, m + 1);   /* a cache that cannot be written only costs time */
-            e[m].path = NULL;
-            n = m;
-        } else {
-            n = m;
-        }
-    }
-    free_entries(e, n);
+    if (rc) free_entries(e, n);
+    else remember(e, n, real, &st, *hash);
     return rc;
+}
+
+int cs_file_xxh64_compute(const char *path, uint64_t *hash) { return hash_file(path, hash); }
+
+void cs_file_xxh64_remember(const char *path, uint64_t hash)
+{
+    char real[PATH_MAX];
+    struct stat st;
+    if (!realpath(path, real) || stat(real, &st) || strchr(real, '\n')) return;
+    entry *e;
+    int n;
+    load(&e, &n);
+    remember(e, n, real, &st, hash);
 }

@@ -6,8 +6,16 @@ D=$TOP_SRCDIR/tests/data/lora
 T=$(mktemp -d) || exit 99
 trap 'rm -rf "$T"' EXIT
 fail=0
-"$CASCADE_BIN" generate --demo -q -p cat --seed 1 --lora "$D/peft.safetensors:0.8" --lora-c "$D/stack_b.safetensors:-0.5" \
-    -o "$T/a.png" 2>"$T/err" || { echo "FAIL: generate with --lora"; cat "$T/err"; fail=1; }
+XDG_CACHE_HOME=$T/cache "$CASCADE_BIN" generate --demo -q -p cat --seed 1 --lora "$D/peft.safetensors:0.8" \
+    --lora-c "$D/stack_b.safetensors:-0.5" -o "$T/a.png" 2>"$T/err" || { echo "FAIL: generate with --lora"; cat "$T/err"; fail=1; }
+# the LoRA files are hashed beside the run (threads) and the hashes cached: the
+# PNG's value and the cache's agree, and a second run reads the same value
+h=$(grep -ao '"file":"peft.safetensors","strength":0.8,"xxh64":"[0-9a-f]*"' "$T/a.png" | sed 's/.*"xxh64":"//; s/"//')
+grep -q "^$h [0-9]* [0-9.]* .*/peft.safetensors\$" "$T/cache/cascade/hashes" 2>/dev/null \
+    || { echo "FAIL: peft.safetensors's hash $h not in the hash cache"; cat "$T/cache/cascade/hashes"; fail=1; }
+XDG_CACHE_HOME=$T/cache "$CASCADE_BIN" generate --demo -q -p cat --seed 1 --lora "$D/peft.safetensors:0.8" \
+    --lora-c "$D/stack_b.safetensors:-0.5" -o "$T/a2.png" 2>/dev/null && cmp -s "$T/a.png" "$T/a2.png" \
+    || { echo "FAIL: a second run (hashes from the cache) differs"; fail=1; }
 grep -aq 'cat <lora:peft:0.8> <lora:stack_b:-0.5>' "$T/a.png" || { echo "FAIL: no <lora:...> tags in parameters"; fail=1; }
 grep -aq '"file":"peft.safetensors","strength":0.8,"xxh64":"[0-9a-f]\{16\}"' "$T/a.png" || { echo "FAIL: no loras metadata"; fail=1; }
 grep -aq 'Lora hashes: "peft: [0-9a-f]\{16\}, stack_b: [0-9a-f]\{16\}".*Prompt style: comfyui, Version' "$T/a.png" \

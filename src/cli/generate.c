@@ -17,7 +17,6 @@
 #include "weights.h"
 #include "ops.h"
 
-#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -28,7 +27,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #define ME "cascade generate"
 
@@ -334,105 +332,98 @@ static int resolve_models(state *s, cs_model_paths *mp, cs_model_set **setp)
     return 0;
 }
 
-/* XXH64 of a file without the cache (demo files are temporary) */
-static int hash_file(const char *path, uint64_t *h)
-{
-    int fd;
-    int rc = cs_infile_open(path, "model file", CS_MAX_MODEL_FILE, &fd, NULL);
-    if (rc)
-        return rc;
-    FILE *f = fdopen(fd, "rb");
-    if (!f) {
-        close(fd);
-        return cs_error(CS_EIO, "%s: %s", path, strerror(errno));
-    }
-    XXH64_state_t *st = XXH64_createState();
-    unsigned char buf[1 << 16];
-    size_t n;
-    XXH64_reset(st, 0);
-    while (!(rc = cs_cancel_check()) && (n = fread(buf, 1, sizeof buf, f)) > 0)
-        XXH64_update(st, buf, n);
-    int err = ferror(f);
-    fclose(f);
-    *h = XXH64_digest(st);
-    XXH64_freeState(st);
-    return rc ? rc : err ? cs_error(CS_EIO, "%s: read error", path) : 0;
-}
+/* ---- the model files' hashes (the first image's metadata) ----
+ * Only the first write needs them: the files the cache does not know are
+ * hashed on threads of their own (one XXH64 stream runs ~4-5 GB/s, and a
+ * full set is 10 GB) while the pipeline runs, joined before that write.
+ * The cache is read and written on the main thread only; demo files are
+ * temporary and never cached. */
+#define HASH_MAX (CS_PART_COUNT + 3 * GEN_MAX_LORA)
 
-static int hash_models(state *s)
-{
-    for (int i = 0; i < s->n_models; i++) {
-        gen_model_meta *m = &s->models[i];
-        int cached, rc = s->o->demo ? hash_file(m->path, &m->xxh64) : cs_file_xxh64(m->path, &m->xxh64, &cached);
-        if (rc)
-            return rc;
-        m->have_hash = 1;
-    }
-    static const char *const part[3] = {"stage_c", "stage_b", "text_encoder"};
-    s->n_loras = 0;
-    for (int p = 0; p < 3; p++)
-        for (int i = 0; i < s->o->lora_list[p].n; i++) {
-            gen_lora_meta *l = &s->loras[s->n_loras++];
-            int cached, rc;
-            l->part = part[p];
-            l->path = s->o->lora[p][i].path;
-            l->strength = s->o->lora[p][i].strength;
-            if ((rc = cs_file_xxh64(l->path, &l->xxh64, &cached)))
-                return rc;
-        }
-    return 0;
-}
-
-/* The files' hashes are only needed for the first image's metadata:
- * hashed on a thread while the pipeline runs (10 GB of full-size weights
- * take about a second the first time), joined before the first write. */
 typedef struct {
-    state *s;
+    const char *path;
+    uint64_t *out;
+    int *have;          /* set to 1 once *out holds the hash, or NULL */
+    int cache;          /* remember it in the cache once computed */
     pthread_t th;
     int started, rc;
     char err[512];
+} hash_one;
+
+typedef struct {
+    hash_one f[HASH_MAX];
+    int n, active;
 } hash_job;
 
 static void *hash_main(void *arg)
 {
-    hash_job *j = arg;
-    j->rc = hash_models(j->s);
-    if (j->rc)
-        snprintf(j->err, sizeof j->err, "%s", cs_last_error());
+    hash_one *h = arg;
+    h->rc = cs_file_xxh64_compute(h->path, h->out);
+    if (h->rc)
+        snprintf(h->err, sizeof h->err, "%s", cs_last_error());
     return NULL;
+}
+
+static void hash_add(hash_job *j, const char *path, uint64_t *out, int *have, int demo)
+{
+    if (!demo && cs_file_xxh64_cached(path, out)) {
+        if (have)
+            *have = 1;
+        return;
+    }
+    j->f[j->n++] = (hash_one){.path = path, .out = out, .have = have, .cache = !demo};
 }
 
 static void hash_start(hash_job *j, state *s)
 {
+    static const char *const part[3] = {"stage_c", "stage_b", "text_encoder"};
+    memset(j, 0, sizeof *j);
+    j->active = 1;
+    for (int i = 0; i < s->n_models; i++)
+        hash_add(j, s->models[i].path, &s->models[i].xxh64, &s->models[i].have_hash, s->o->demo);
+    s->n_loras = 0;
+    for (int p = 0; p < 3; p++)
+        for (int i = 0; i < s->o->lora_list[p].n; i++) {
+            gen_lora_meta *l = &s->loras[s->n_loras++];
+            l->part = part[p];
+            l->path = s->o->lora[p][i].path;
+            l->strength = s->o->lora[p][i].strength;
+            hash_add(j, l->path, &l->xxh64, NULL, 0);
+        }
     sigset_t all, old;
-    j->s = s;
     sigfillset(&all);   /* signals stay with the main thread */
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    j->started = pthread_create(&j->th, NULL, hash_main, j) == 0;
+    for (int i = 0; i < j->n; i++)
+        j->f[i].started = pthread_create(&j->f[i].th, NULL, hash_main, &j->f[i]) == 0;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
-/* waits for the hashes (or computes them here without a thread) */
-static int hash_join(hash_job *j)
+/* waits for the hashes (computing here any a thread could not take) and
+ * caches them; want = 0 on the way out: wait, drop the results */
+static int hash_join(hash_job *j, int want)
 {
-    state *s = j->s;
-    if (!s)
+    if (!j->active)
         return 0;
-    j->s = NULL;
-    if (!j->started)
-        return hash_models(s);
-    pthread_join(j->th, NULL);
-    j->started = 0;
-    return j->rc ? cs_error(j->rc, "%s", j->err) : 0;
-}
-
-/* on the way out: waits for the thread, its result no longer wanted */
-static void hash_abandon(hash_job *j)
-{
-    if (j->started)
-        pthread_join(j->th, NULL);
-    j->started = 0;
-    j->s = NULL;
+    j->active = 0;
+    int rc = 0;
+    for (int i = 0; i < j->n; i++) {
+        hash_one *h = &j->f[i];
+        if (h->started)
+            pthread_join(h->th, NULL);
+        else if (want && !rc)
+            hash_main(h);
+        if (!want || rc)
+            continue;
+        if (h->rc) {
+            rc = cs_error(h->rc, "%s", h->err);
+            continue;
+        }
+        if (h->have)
+            *h->have = 1;
+        if (h->cache)
+            cs_file_xxh64_remember(h->path, *h->out);
+    }
+    return rc;
 }
 
 /* ---- one run ---- */
@@ -661,7 +652,7 @@ int gen_execute(opts *o)
         s.prog.run = s.run;
         if ((rc = cs_pipeline_generate(pl, &o->g, &hk, &rgb)) != 0)
             goto error;
-        if ((rc = hash_join(&hj)) != 0)
+        if ((rc = hash_join(&hj, 1)) != 0)
             goto error;
         if ((rc = write_images(&s, rgb)) != 0)
             goto error;
@@ -682,7 +673,7 @@ int gen_execute(opts *o)
     goto done;
 
 error:
-    hash_abandon(&hj);   /* the thread's cache file is ours to clean up */
+    hash_join(&hj, 0);   /* the threads read files we may be about to remove */
     if (rc == CS_EINTR || cs_cancel_pending()) {
         int why = cs_cancel_pending();
         gen_progress_break(&s.prog);
