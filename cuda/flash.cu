@@ -196,13 +196,31 @@ static __device__ __forceinline__ void fa_step(uint32_t (*sk)[FA_LDS / 2], uint3
     }
 }
 
+/* The warp's output rows O / l (the 4 threads' parts of l summed first) */
+static __device__ __forceinline__ void fa_store(const fa_args &a, float (*o)[4], float *l, size_t n, size_t h,
+                                                size_t q0, int qrows)
+{
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    for (int r = 0; r < 2; r++) {
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+    }
+    for (int r = 0; r < 2; r++) {
+        int row = warp * 16 + g + 8 * r;
+        if (row >= qrows) continue;
+        float inv = 1.0f / l[r];
+        float *out = a.o + (n * a.Lq + q0 + (size_t)row) * a.ldo + h * FA_D + 2 * t;
+        for (int j = 0; j < FA_D / 8; j++) out[j * 8] = o[j][2 * r] * inv, out[j * 8 + 1] = o[j][2 * r + 1] * inv;
+    }
+}
+
 /* grid (query blocks, heads, images), 128 threads */
 template <typename T>
 static __global__ void __launch_bounds__(128) k_flash(fa_args a)
 {
 #if __CUDA_ARCH__ >= 800
     __shared__ __align__(16) uint32_t sq[FA_BQ][FA_LDS / 2], sk[FA_BK][FA_LDS / 2], sv[FA_BK][FA_LDS / 2];
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const size_t n = blockIdx.z, h = blockIdx.y, q0 = (size_t)blockIdx.x * FA_BQ, Lk = a.L[0] + a.L[1];
     const int qrows = (int)(a.Lq - q0 < FA_BQ ? a.Lq - q0 : FA_BQ);
     load_tile<T>(sq, a.q + (n * a.Lq + q0) * a.ldq + h * FA_D, a.ldq, qrows);
@@ -220,17 +238,7 @@ static __global__ void __launch_bounds__(128) k_flash(fa_args a)
         __syncthreads();
         fa_step<T>(sk, sv, qf, o, m, l, (int)(Lk - k0 < FA_BK ? Lk - k0 : FA_BK), a.scale_log2);
     }
-    for (int r = 0; r < 2; r++) {
-        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
-    }
-    for (int r = 0; r < 2; r++) {
-        int row = warp * 16 + g + 8 * r;
-        if (row >= qrows) continue;
-        float inv = 1.0f / l[r];
-        float *out = a.o + (n * a.Lq + q0 + (size_t)row) * a.ldo + h * FA_D + 2 * t;
-        for (int j = 0; j < FA_D / 8; j++) out[j * 8] = o[j][2 * r] * inv, out[j * 8 + 1] = o[j][2 * r + 1] * inv;
-    }
+    fa_store(a, o, l, n, h, q0, qrows);
 #endif
 }
 
@@ -289,7 +297,7 @@ static __global__ void __launch_bounds__(128, 4) k_flash16(fa_args a)
 {
 #if __CUDA_ARCH__ >= 800
     __shared__ __align__(16) uint32_t sq[FA_BQ][FA_LDS / 2], sk[2][FA_BK][FA_LDS / 2], sv[2][FA_BK][FA_LDS / 2];
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const size_t n = blockIdx.z, h = blockIdx.y, q0 = (size_t)blockIdx.x * FA_BQ, Lk = a.L[0] + a.L[1];
     const int qrows = (int)(a.Lq - q0 < FA_BQ ? a.Lq - q0 : FA_BQ);
     const size_t head = (n * (size_t)a.nhead + h) * a.Lkp * (FA_D / 2);
@@ -314,17 +322,7 @@ static __global__ void __launch_bounds__(128, 4) k_flash16(fa_args a)
         fa_step<T>(sk[b], sv[b], qf, o, m, l, (int)(Lk - k0 < FA_BK ? Lk - k0 : FA_BK), a.scale_log2);
         __syncthreads();   /* tile b is read: the next fetch may overwrite it */
     }
-    for (int r = 0; r < 2; r++) {
-        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
-    }
-    for (int r = 0; r < 2; r++) {
-        int row = warp * 16 + g + 8 * r;
-        if (row >= qrows) continue;
-        float inv = 1.0f / l[r];
-        float *out = a.o + (n * a.Lq + q0 + (size_t)row) * a.ldo + h * FA_D + 2 * t;
-        for (int j = 0; j < FA_D / 8; j++) out[j * 8] = o[j][2 * r] * inv, out[j * 8 + 1] = o[j][2 * r + 1] * inv;
-    }
+    fa_store(a, o, l, n, h, q0, qrows);
 #endif
 }
 
