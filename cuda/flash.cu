@@ -197,8 +197,8 @@ static __device__ __forceinline__ void fa_step(uint32_t (*sk)[FA_LDS / 2], uint3
 }
 
 /* The warp's output rows O / l (the 4 threads' parts of l summed first) */
-[[maybe_unused]] static __device__ __forceinline__ void fa_store(const fa_args &a, float (*o)[4], float *l, size_t n, size_t h,
-                                                size_t q0, int qrows)
+[[maybe_unused]] static __device__ __forceinline__ void fa_store(const fa_args &a, float (*o)[4], float *l,
+                                                                 size_t n, size_t h, size_t q0, int qrows)
 {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     for (int r = 0; r < 2; r++) {
