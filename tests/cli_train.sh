@@ -265,6 +265,30 @@ if [ $full -eq 1 ]; then
         bad "caption_dropout_every_n_epochs = 1 differs from empty captions"
 fi
 
+# 7b. flip_aug: the mirrored latents are encoded (and cached: a latent whose
+# key says flip=1), the training differs from the run without it, and an
+# interrupted run resumed = the uninterrupted one
+if [ $full -eq 1 ]; then
+    captoml .txt "flip_aug = true"
+    if $C --output_dir "$tmp/f1" --cache_latents_to_disk 2>"$tmp/err"; then
+        ! grep -q 'not applied' "$tmp/err" && ! cmp -s "$tmp/k0/t.safetensors" "$tmp/f1/t.safetensors" &&
+            ok "flip_aug changes the training" || bad "flip_aug: not applied: $(cat "$tmp/err")"
+        [ "$(grep -l 'flip=1' "$tmp"/f1/cache/latent-*.safetensors 2>/dev/null | wc -l)" -eq 4 ] &&
+            [ "$(grep -l 'flip=0' "$tmp"/f1/cache/latent-*.safetensors 2>/dev/null | wc -l)" -eq 4 ] &&
+            ok "flip_aug: both latents of the 4 images cached" || bad "flip_aug: not 4 + 4 cached latents"
+    else
+        bad "flip_aug: $(cat "$tmp/err")"
+    fi
+    CASCADE_TEST_TRAIN_STOP=2 $C --output_dir "$tmp/f2" --cache_latents_to_disk 2>"$tmp/err"
+    rc=$?
+    if [ $rc -eq 130 ] && $C --output_dir "$tmp/f2" --cache_latents_to_disk --resume "$tmp/f2/state-000002" 2>"$tmp/err"; then
+        cmp "$tmp/f1/t.safetensors" "$tmp/f2/t.safetensors" && ok "flip_aug: resumed = uninterrupted (bit for bit)" ||
+            bad "flip_aug: the resumed run differs"
+    else
+        bad "flip_aug interrupt/resume: exit $rc: $(cat "$tmp/err")"
+    fi
+fi
+
 # 5. the seed tutorial's command (docs: ../shared/context/seed-tutorial.txt), paths replaced,
 # with a kohya dataset TOML; epochs cut to 1 by a later option
 cat >"$tmp/ds.toml" <<EOF

@@ -52,6 +52,8 @@ typedef struct {
     tr_prompt *prompts;
     int n_prompts;
     float **lat, **txt, **pool;       /* per image */
+    float **latf;                     /* flip_aug: the mirrored image's latent (NULL where its subset has none) */
+    int flips;                        /* a subset has flip_aug */
     int64_t resume_step;              /* the state's step when resuming */
     int varies;                       /* a subset's captions change per step: the text encoder stays */
     float *empty_txt, *empty_pool;    /* the "" of caption dropout, encoded when first needed */
@@ -158,7 +160,7 @@ static int open_all(run *r, tr_pos *pos)
         if (o->train_data_dir) d->batch_size = o->batch_size;
         for (int j = 0; j < d->n_subsets; j++) {
             cs_ds_subset *s = &d->subsets[j];
-            if (s->flip_aug) warn_cb(r, "flip_aug is not applied yet (doc/training.md §8)");
+            r->flips |= s->flip_aug;
             r->varies |= cs_caption_varies(s);
         }
     }
@@ -192,6 +194,12 @@ static int open_all(run *r, tr_pos *pos)
                      s->shuffle_caption, s->keep_tokens, s->caption_dropout_rate, s->caption_dropout_every_n_epochs,
                      s->caption_tag_dropout_rate);
         }
+    for (int i = 0; r->flips && i < r->cfg.n; i++)   /* (likewise) */
+        for (int j = 0; j < r->cfg.datasets[i].n_subsets; j++) {
+            size_t l = strlen(r->fingerprint);
+            snprintf(r->fingerprint + l, sizeof r->fingerprint - l, " flip%d.%d=%d", i, j,
+                     r->cfg.datasets[i].subsets[j].flip_aug);
+        }
     if (o->lora) {
         size_t l = strlen(r->fingerprint);
         snprintf(r->fingerprint + l, sizeof r->fingerprint - l, " lora dim=%d alpha=%.9g conv_dim=%d conv_alpha=%.9g",
@@ -212,13 +220,25 @@ typedef struct {
     run *r;
     size_t i;
     const char *text;
+    int flip;
 } enc_ctx;
 
 static int enc_latent(void *ctx, cs_dscache_tensor *t, int n)
 {
     enc_ctx *e = ctx;
     (void)n;
-    return cs_ds_latent(e->r->eff, &e->r->ds->images[e->i], 0, t[0].data);
+    return cs_ds_latent(e->r->eff, &e->r->ds->images[e->i], e->flip, t[0].data);
+}
+
+/* image i's latent (mirrored with flip) into out, through the disk cache with --cache_latents */
+static int encode_latent(run *r, size_t i, int flip, int64_t h, int64_t w, float *out)
+{
+    enc_ctx e = {r, i, NULL, flip};
+    cs_dscache_tensor t = {"latent", 4, {1, h, w, 16}, out};
+    if (!r->o->cache_latents) return enc_latent(&e, &t, 1);
+    char desc[256];
+    cs_dscache_latent_desc(&r->ds->images[i], r->eff_id, flip, desc, sizeof desc);
+    return cs_dscache_get(r->cache_dir, "latent", desc, &t, 1, enc_latent, &e, NULL);
 }
 
 static int enc_text(void *ctx, cs_dscache_tensor *t, int n)
@@ -230,7 +250,7 @@ static int enc_text(void *ctx, cs_dscache_tensor *t, int n)
 
 static int encode_text(run *r, const char *text, int disk, float *txt, float *pool)
 {
-    enc_ctx e = {r, 0, text};
+    enc_ctx e = {r, 0, text, 0};
     cs_dscache_tensor t[2] = {{"text", 2, {77, (int64_t)r->Ct}, txt}, {"pooled", 1, {(int64_t)r->Cp}, pool}};
     if (!disk) return enc_text(&e, t, 2);
     char desc[256];
@@ -244,8 +264,8 @@ static int encode_all(run *r)
     cs_dataset *ds = r->ds;
     size_t n = ds->n_images;
     if (!(r->lat = calloc(n, sizeof *r->lat)) || !(r->txt = calloc(n, sizeof *r->txt)) ||
-        !(r->pool = calloc(n, sizeof *r->pool)))
-        return cs_oom("encodings", 3 * n * sizeof(float *));
+        !(r->pool = calloc(n, sizeof *r->pool)) || (r->flips && !(r->latf = calloc(n, sizeof *r->latf))))
+        return cs_oom("encodings", 4 * n * sizeof(float *));
     int rc = 0;
     double t0 = now();
     for (size_t i = 0; !rc && i < n; i++) {
@@ -255,14 +275,12 @@ static int encode_all(run *r)
         r->txt[i] = cs_alloc(77 * r->Ct * sizeof(float));
         r->pool[i] = cs_alloc(r->Cp * sizeof(float));
         if (!r->lat[i] || !r->txt[i] || !r->pool[i]) return cs_oom("encodings", 77 * r->Ct * sizeof(float));
-        enc_ctx e = {r, i, im->caption};
-        cs_dscache_tensor t = {"latent", 4, {1, h, w, 16}, r->lat[i]};
-        if (o->cache_latents) {
-            char desc[256];
-            cs_dscache_latent_desc(im, r->eff_id, 0, desc, sizeof desc);
-            rc = cs_dscache_get(r->cache_dir, "latent", desc, &t, 1, enc_latent, &e, NULL);
-        } else {
-            rc = enc_latent(&e, &t, 1);
+        rc = encode_latent(r, i, 0, h, w, r->lat[i]);
+        if (!rc && r->flips && r->cfg.datasets[im->dataset].subsets[im->subset].flip_aug) {
+            /* kohya caches both latents with flip_aug and picks one a step */
+            if (!(r->latf[i] = cs_alloc((size_t)(h * w) * 16 * sizeof(float))))
+                return cs_oom("a mirrored latent", (size_t)(h * w) * 16 * sizeof(float));
+            rc = encode_latent(r, i, 1, h, w, r->latf[i]);
         }
         if (!rc) rc = encode_text(r, im->caption, o->cache_text, r->txt[i], r->pool[i]);
         if (!rc) rc = cs_cancel_check();
@@ -488,7 +506,10 @@ static int train(run *r, cs_trainer *t, tr_pos pos, int resumed, int *interrupte
             size_t B = bt->n, h = (size_t)(bk->h + 31) / 32, w = (size_t)(bk->w + 31) / 32, per = h * w * 16;
             for (size_t n = 0; !rc && n < B; n++) {
                 size_t i = bk->idx[bt->first + n];
-                memcpy(x0 + n * per, r->lat[i], per * sizeof(float));
+                /* flip_aug: the mirrored latent half the time, drawn from the seed and this place */
+                int flip = r->latf && r->latf[i] &&
+                           cs_caption_key(o->seed ^ 0x666c6970ull, (uint64_t)pos.micro, n) >> 63;   /* "flip" */
+                memcpy(x0 + n * per, flip ? r->latf[i] : r->lat[i], per * sizeof(float));
                 if (r->varies) {   /* the key: the run's seed and this place, so a resume draws the same */
                     rc = step_caption(r, i, epoch + 1, cs_caption_key(o->seed, (uint64_t)pos.micro, n),
                                       txt + n * 77 * r->Ct, pool + n * r->Cp);
@@ -631,7 +652,8 @@ int tr_run(tr_opts *o)
     cs_trainer_free(t);
     cs_lora_net_free(r.net);
     for (size_t i = 0; r.ds && r.lat && i < r.ds->n_images; i++) cs_free(r.lat[i]), cs_free(r.txt[i]), cs_free(r.pool[i]);
-    free(r.lat), free(r.txt), free(r.pool);
+    for (size_t i = 0; r.ds && r.latf && i < r.ds->n_images; i++) cs_free(r.latf[i]);
+    free(r.lat), free(r.txt), free(r.pool), free(r.latf);
     cs_free(r.empty_txt), cs_free(r.empty_pool);
     tr_prompts_free(r.prompts, r.n_prompts);
     cs_ds_free(r.ds);
