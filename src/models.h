@@ -218,9 +218,16 @@ int cs_file_xxh64(const char *path, uint64_t *hash, int *cached);
 /* The cached hash only: 1 if the cache has path at its current size and
  * mtime (*hash set), else 0. */
 int cs_file_xxh64_cached(const char *path, uint64_t *hash);
-/* The hash computed, the cache neither read nor written (any thread). */
-int cs_file_xxh64_compute(const char *path, uint64_t *hash);
-/* Records path's hash at its current size and mtime in the cache. */
-void cs_file_xxh64_remember(const char *path, uint64_t hash);
+/* A file's size and modification time, as the cache keys an entry. */
+typedef struct {
+    uint64_t size;
+    long long sec, nsec;
+} cs_file_stamp;
+/* The hash computed, the cache neither read nor written (any thread);
+ * *stamp: the file as it was before it was read. */
+int cs_file_xxh64_compute(const char *path, uint64_t *hash, cs_file_stamp *stamp);
+/* Records path's hash in the cache, made of the file at stamp (from
+ * cs_file_xxh64_compute): a file changed since then does not match it. */
+void cs_file_xxh64_remember(const char *path, const cs_file_stamp *stamp, uint64_t hash);
 
 #endif

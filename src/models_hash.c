@@ -155,13 +155,23 @@ out:
     return rc;
 }
 
+static cs_file_stamp stamp_of(const struct stat *st)
+{
+    return (cs_file_stamp){(uint64_t)st->st_size, (long long)st->st_mtim.tv_sec, (long long)st->st_mtim.tv_nsec};
+}
+
+/* e was made of the file as it is at stamp s */
+static int entry_is(const entry *e, const cs_file_stamp *s)
+{
+    return e->size == s->size && e->sec == s->sec && e->nsec == s->nsec;
+}
+
 /* Index of the entry for real at st's size and mtime, or -1. */
 static int lookup(const entry *e, int n, const char *real, const struct stat *st)
 {
+    cs_file_stamp s = stamp_of(st);
     for (int i = 0; i < n; i++)
-        if (!strcmp(e[i].path, real) && e[i].size == (uint64_t)st->st_size && e[i].sec == (long long)st->st_mtim.tv_sec &&
-            e[i].nsec == (long long)st->st_mtim.tv_nsec)
-            return i;
+        if (!strcmp(e[i].path, real) && entry_is(&e[i], &s)) return i;
     return -1;
 }
 
@@ -179,23 +189,26 @@ int cs_file_xxh64_cached(const char *path, uint64_t *hash)
     return i >= 0;
 }
 
-/* adds (or replaces) real's entry, keeping the other entries that still
- * match their files; a cache that cannot be written only costs time */
-static void remember(entry *e, int n, const char *real, const struct stat *st, uint64_t hash)
+/* adds (or replaces) real's entry, made of the file at stamp s, keeping
+ * the other entries that still match their files; takes e; a cache that
+ * cannot be written only costs time */
+static void remember(entry *e, int n, const char *real, const cs_file_stamp *s, uint64_t hash)
 {
     int m = 0;
     for (int i = 0; i < n; i++) {
         struct stat o;
-        int keep = strcmp(e[i].path, real) && !stat(e[i].path, &o) && (uint64_t)o.st_size == e[i].size &&
-                   (long long)o.st_mtim.tv_sec == e[i].sec && (long long)o.st_mtim.tv_nsec == e[i].nsec;
+        int keep = strcmp(e[i].path, real) && !stat(e[i].path, &o);
+        if (keep) {
+            cs_file_stamp os = stamp_of(&o);
+            keep = entry_is(&e[i], &os);
+        }
         if (keep) e[m++] = e[i];
         else free(e[i].path), e[i].path = NULL;
     }
     entry *g = realloc(e, (size_t)(m + 1) * sizeof *g);
     if (g) {
         e = g;
-        e[m] = (entry){hash, (uint64_t)st->st_size, (long long)st->st_mtim.tv_sec, (long long)st->st_mtim.tv_nsec,
-                       (char *)real};
+        e[m] = (entry){hash, s->size, s->sec, s->nsec, (char *)real};
         save(e, m + 1);
         e[m].path = NULL;
     }
@@ -219,21 +232,27 @@ int cs_file_xxh64(const char *path, uint64_t *hash, int *cached)
         free_entries(e, n);
         return 0;
     }
+    cs_file_stamp s = stamp_of(&st);
     int rc = hash_file(real, hash);
     if (rc) free_entries(e, n);
-    else remember(e, n, real, &st, *hash);
+    else remember(e, n, real, &s, *hash);
     return rc;
 }
 
-int cs_file_xxh64_compute(const char *path, uint64_t *hash) { return hash_file(path, hash); }
+int cs_file_xxh64_compute(const char *path, uint64_t *hash, cs_file_stamp *stamp)
+{
+    struct stat st;
+    if (stat(path, &st)) return cs_error(CS_EIO, "%s: %s", path, strerror(errno));
+    *stamp = stamp_of(&st);   /* before the read: a file changed meanwhile will not match the entry */
+    return hash_file(path, hash);
+}
 
-void cs_file_xxh64_remember(const char *path, uint64_t hash)
+void cs_file_xxh64_remember(const char *path, const cs_file_stamp *stamp, uint64_t hash)
 {
     char real[PATH_MAX];
-    struct stat st;
-    if (!realpath(path, real) || stat(real, &st) || strchr(real, '\n')) return;
+    if (!realpath(path, real) || strchr(real, '\n')) return;
     entry *e;
     int n;
     load(&e, &n);
-    remember(e, n, real, &st, hash);
+    remember(e, n, real, stamp, hash);
 }

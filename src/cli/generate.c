@@ -345,6 +345,7 @@ typedef struct {
     uint64_t *out;
     int *have;          /* set to 1 once *out holds the hash, or NULL */
     int cache;          /* remember it in the cache once computed */
+    cs_file_stamp stamp; /* the file as it was hashed */
     pthread_t th;
     int started, rc;
     char err[512];
@@ -358,7 +359,7 @@ typedef struct {
 static void *hash_main(void *arg)
 {
     hash_one *h = arg;
-    h->rc = cs_file_xxh64_compute(h->path, h->out);
+    h->rc = cs_file_xxh64_compute(h->path, h->out, &h->stamp);
     if (h->rc)
         snprintf(h->err, sizeof h->err, "%s", cs_last_error());
     return NULL;
@@ -421,7 +422,7 @@ static int hash_join(hash_job *j, int want)
         if (h->have)
             *h->have = 1;
         if (h->cache)
-            cs_file_xxh64_remember(h->path, *h->out);
+            cs_file_xxh64_remember(h->path, &h->stamp, *h->out);
     }
     return rc;
 }
