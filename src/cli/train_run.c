@@ -186,19 +186,16 @@ static int open_all(run *r, tr_pos *pos)
                  " cycles=%d power=%.17g", cs_lr_kind_name(o->sched.kind), o->sched.warmup, o->sched.total,
                  o->sched.cycles, o->sched.power);
     }
-    for (int i = 0; r->varies && i < r->cfg.n; i++)   /* (only then: older states still resume) */
+    for (int i = 0; (r->varies || r->flips) && i < r->cfg.n; i++)   /* (only then: older states still resume) */
         for (int j = 0; j < r->cfg.datasets[i].n_subsets; j++) {
             const cs_ds_subset *s = &r->cfg.datasets[i].subsets[j];
             size_t l = strlen(r->fingerprint);
-            snprintf(r->fingerprint + l, sizeof r->fingerprint - l, " cap%d.%d=%d,%d,%.9g,%d,%.9g", i, j,
-                     s->shuffle_caption, s->keep_tokens, s->caption_dropout_rate, s->caption_dropout_every_n_epochs,
-                     s->caption_tag_dropout_rate);
-        }
-    for (int i = 0; r->flips && i < r->cfg.n; i++)   /* (likewise) */
-        for (int j = 0; j < r->cfg.datasets[i].n_subsets; j++) {
-            size_t l = strlen(r->fingerprint);
-            snprintf(r->fingerprint + l, sizeof r->fingerprint - l, " flip%d.%d=%d", i, j,
-                     r->cfg.datasets[i].subsets[j].flip_aug);
+            if (r->varies)
+                l += (size_t)snprintf(r->fingerprint + l, sizeof r->fingerprint - l, " cap%d.%d=%d,%d,%.9g,%d,%.9g",
+                                      i, j, s->shuffle_caption, s->keep_tokens, s->caption_dropout_rate,
+                                      s->caption_dropout_every_n_epochs, s->caption_tag_dropout_rate);
+            if (r->flips && l < sizeof r->fingerprint)
+                snprintf(r->fingerprint + l, sizeof r->fingerprint - l, " flip%d.%d=%d", i, j, s->flip_aug);
         }
     if (o->lora) {
         size_t l = strlen(r->fingerprint);
