@@ -4,8 +4,11 @@
  * products with float32 accumulation (sm_80 and newer).
  *
  * A block takes 64 query rows of one head of one image, 4 warps of 16 rows.
- * Keys and values stream through shared memory 64 at a time, converted from
- * the float32 activations as they are loaded (no separate conversion pass).
+ * Keys and values stream through shared memory 64 at a time: by default
+ * converted once to 16-bit rows (k_kv16) and copied with cp.async into two
+ * buffers, the next tile's copy running while this one is computed
+ * (k_flash16); in the first form (k_flash, $CASCADE_FLASH=1) every block
+ * converts the float32 activations as it loads them.
  * Everything per row stays in registers: Q as mma A fragments, the scores
  * S = Q K^T of the step (16 x 64 per warp), the running max m and sum l, the
  * output rows O (16 x 64 per warp). The scores' accumulator layout of
@@ -21,8 +24,8 @@
  * returns CS_EUNSUP and attention.cu does it.
  *
  * The default where it applies ($CASCADE_FLASH=0 turns it off): on the H100
- * it took Stage C lite from 16.2 to 10.1 ms a forward, Stage B lite from 39.8
- * to 28.2 ms (bench/RESULTS-cuda.md). */
+ * the first form took Stage C lite from 16.2 to 10.1 ms a forward, Stage B
+ * lite from 39.8 to 28.2 ms; the second 9.4 and 25.9 ms (bench/RESULTS-cuda.md). */
 #include "core.h"
 
 extern "C" {

@@ -33,7 +33,7 @@ static cudaEvent_t done_ev[2];
 static int ready = -1;   /* -1 not tried, 0 unavailable (plain copies), 1 set up */
 static pthread_mutex_t one = PTHREAD_MUTEX_INITIALIZER;   /* one staged upload at a time */
 
-/* the worker pool: each job is one chunk, cut in nparts page-aligned slices */
+/* the worker pool: each job is one chunk, cut into nth + 1 page-aligned slices */
 static pthread_t th[UP_MAXT];
 static int nth;   /* workers, not counting the caller */
 static pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
