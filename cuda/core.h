@@ -67,13 +67,20 @@ int cs_cuda_blas_fail(int s, const char *what);
  * in fp32 precision or when no cuBLASLt algorithm takes a bf16 output. */
 int cs_cuda_linear16(const uint16_t *x16, size_t M, size_t K, const cs_tensor *W, const cs_tensor *b, void *y,
                      int ybf16, size_t ldy, int accumulate);
-/* cs_dev_ops.mlp_block, in bf16 (fused.cu) */
+/* cs_dev_ops.mlp_block and attn_block, in bf16 (fused.cu) */
 int cs_cuda_mlp_block(float *x, size_t N, size_t H, size_t W, size_t c, const float *skip, size_t cs,
                       const cs_mlp_block *w);
+int cs_cuda_attn_block(float *x, size_t N, size_t HW, size_t c, int nhead, int self_attn, const float *cond,
+                       size_t Lc, size_t cc, const cs_attn_block *w);
 
 /* flash.cu: attention in bf16/fp16 for 64-wide heads without a score
  * matrix, and cs_dev_ops.attention_cat; CS_EUNSUP (nothing queued) for
- * anything else */
+ * anything else. cs_cuda_flash16 takes and writes 16-bit rows (the type of
+ * the precision in force; row strides in elements, rows 16-byte aligned). */
+int cs_cuda_flash_fits(size_t N, size_t Lq, size_t Lk, size_t C, int nhead);   /* 1: the sizes are taken */
+int cs_cuda_flash16(const uint16_t *q, size_t ldq, const uint16_t *k1, const uint16_t *v1, size_t ld1, size_t L1,
+                    const uint16_t *k2, const uint16_t *v2, size_t ld2, size_t L2, size_t N, size_t Lq, size_t C,
+                    int nhead, uint16_t *o, size_t ldo);
 int cs_cuda_flash_attention(const float *q, size_t ldq, const float *k, size_t ldk, const float *v, size_t ldv,
                             size_t N, size_t Lq, size_t Lk, size_t C, int nhead, const float *mask, float *o,
                             size_t ldo);

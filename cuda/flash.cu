@@ -3,29 +3,26 @@
  * heads, the shape of every attention in Stage C and B, in bf16 or fp16
  * products with float32 accumulation (sm_80 and newer).
  *
+ * The kernel reads 16-bit rows: the AttnBlock (fused.cu) hands it its
+ * 16-bit projections as they come out of cuBLASLt; float32 callers
+ * (cs_dev_ops.attention, attention_cat) have theirs converted first.
  * A block takes 64 query rows of one head of one image, 4 warps of 16 rows.
- * Keys and values stream through shared memory 64 at a time: by default
- * converted once to 16-bit rows (k_kv16) and copied with cp.async into two
- * buffers, the next tile's copy running while this one is computed
- * (k_flash16); in the first form (k_flash, $CASCADE_FLASH=1) every block
- * converts the float32 activations as it loads them.
- * Everything per row stays in registers: Q as mma A fragments, the scores
- * S = Q K^T of the step (16 x 64 per warp), the running max m and sum l, the
- * output rows O (16 x 64 per warp). The scores' accumulator layout of
- * mma.m16n8k16 is the A-operand layout of the next product, so P = exp(S -
- * m) goes from S's registers straight into O += P V:
+ * Keys and values stream through shared memory 64 at a time, copied with
+ * cp.async into two buffers: the next tile's copy runs while this one is
+ * computed. Everything per row stays in registers: Q as mma A fragments,
+ * the scores S = Q K^T of the step (16 x 64 per warp), the running max m
+ * and sum l, the output rows O (16 x 64 per warp). The scores' accumulator
+ * layout of mma.m16n8k16 is the A-operand layout of the next product, so
+ * P = exp(S - m) goes from S's registers straight into O += P V:
  *     m' = max(m, rowmax S);  P = exp(S - m');  l = l e^(m - m') + rowsum P;
  *     O = O e^(m - m') + P V;             and at the end O / l.
  * Keys may come in two row blocks (an image's own tokens, then the
- * conditioning tokens: cs_dev_ops.attention_cat), so the AttnBlock needs no
- * gathered copy of its keys and values.
+ * conditioning tokens), so the AttnBlock needs no gathered copy of them.
  *
- * Anything else (a mask, other head widths, fp32, rows not 16-byte aligned)
- * returns CS_EUNSUP and attention.cu does it.
- *
- * The default where it applies ($CASCADE_FLASH=0 turns it off): on the H100
- * the first form took Stage C lite from 16.2 to 10.1 ms a forward, Stage B
- * lite from 39.8 to 28.2 ms; the second 9.4 and 25.9 ms (bench/RESULTS-cuda.md). */
+ * Anything else (a mask, other head widths, fp32) returns CS_EUNSUP and
+ * attention.cu does it. $CASCADE_FLASH=0 turns it off. On the H100 it took
+ * Stage C lite from 16.2 to 9.4 ms a forward, Stage B lite from 39.8 to
+ * 25.9 ms (bench/RESULTS-cuda.md). */
 #include "core.h"
 
 extern "C" {
@@ -46,17 +43,14 @@ extern "C" {
 #define FA_LDS (FA_D + 8)  /* shared row stride: 144 bytes keep ldmatrix's 8 rows on distinct banks */
 
 struct fa_args {
-    const float *q;
+    const uint16_t *q;
     size_t ldq;
-    const float *k[2], *v[2];   /* key/value row blocks; k[1] NULL when there is one */
-    size_t ldk[2], ldv[2], L[2];
+    const uint16_t *k[2], *v[2];   /* key/value row blocks (row strides ld); L[1] 0 when there is one */
+    size_t ld[2], L[2];
     size_t Lq;
-    float *o;
+    void *o;                       /* float32 or 16-bit rows (the kernel's O16) */
     size_t ldo;
     float scale_log2;   /* 1/sqrt(64) * log2(e): exp(x) as exp2 */
-    const uint32_t *k16, *v16;   /* k_flash16: keys and values as 16-bit rows [n][head][Lkp][64] */
-    size_t Lkp;                  /* Lk rounded up to FA_BK (the rows past Lk are zeros) */
-    int nhead;
 };
 
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
@@ -103,41 +97,45 @@ static __device__ __forceinline__ void ldm_x4_trans(uint32_t *r, const void *p)
                  : "r"(a));
 }
 
-/* 64 rows of one head (64 floats from base + row * ld) into sh as 16-bit,
- * rows past nrows zero */
-template <typename T>
-static __device__ __forceinline__ void load_tile(uint32_t (*sh)[FA_LDS / 2], const float *base, size_t ld, int nrows)
+/* 16 bytes global -> shared, or 16 zero bytes when !valid (src not read) */
+static __device__ __forceinline__ void cp16(void *dst, const void *src, bool valid)
 {
-    for (int i = threadIdx.x; i < 64 * (FA_D / 4); i += blockDim.x) {
-        int r = i / (FA_D / 4), c = (i % (FA_D / 4)) * 4;
-        float4 f = make_float4(0, 0, 0, 0);
-        if (r < nrows) f = __ldg((const float4 *)(base + (size_t)r * ld + c));
-        sh[r][c / 2] = pack2(f.x, f.y, (T *)0);
-        sh[r][c / 2 + 1] = pack2(f.z, f.w, (T *)0);
-    }
+    uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
+    int n = valid ? 16 : 0;
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(n));
 }
 
-/* keys k0 .. k0+63 of block s's rows (the tile may straddle the two blocks) */
-template <typename T>
-static __device__ void load_kv(uint32_t (*sk)[FA_LDS / 2], uint32_t (*sv)[FA_LDS / 2], const fa_args &a, size_t n,
-                               size_t h, size_t k0)
+/* query rows q0 .. q0+63 of head h into sq (rows past Lq zero) */
+static __device__ __forceinline__ void fetch_q(uint32_t (*sq)[FA_LDS / 2], const fa_args &a, size_t n, size_t h,
+                                               size_t q0)
 {
-    for (int i = threadIdx.x; i < 64 * (FA_D / 4); i += blockDim.x) {
-        int r = i / (FA_D / 4), c = (i % (FA_D / 4)) * 4;
-        size_t j = k0 + (size_t)r;
-        float4 fk = make_float4(0, 0, 0, 0), fv = fk;
-        /* selects, not a[s]: indexing the parameters would copy them to local memory */
-        int s = j >= a.L[0];
-        size_t jj = s ? j - a.L[0] : j, L = s ? a.L[1] : a.L[0];
-        if (jj < L) {
-            const float *kb = s ? a.k[1] : a.k[0], *vb = s ? a.v[1] : a.v[0];
-            size_t ldk = s ? a.ldk[1] : a.ldk[0], ldv = s ? a.ldv[1] : a.ldv[0];
-            fk = __ldg((const float4 *)(kb + (n * L + jj) * ldk + h * FA_D + c));
-            fv = __ldg((const float4 *)(vb + (n * L + jj) * ldv + h * FA_D + c));
-        }
-        sk[r][c / 2] = pack2(fk.x, fk.y, (T *)0), sk[r][c / 2 + 1] = pack2(fk.z, fk.w, (T *)0);
-        sv[r][c / 2] = pack2(fv.x, fv.y, (T *)0), sv[r][c / 2 + 1] = pack2(fv.z, fv.w, (T *)0);
+    for (int i = threadIdx.x; i < FA_BQ * (FA_D / 8); i += blockDim.x) {
+        int r = i / (FA_D / 8), c = i % (FA_D / 8);   /* 16 bytes = 8 values */
+        bool ok = q0 + (size_t)r < a.Lq;
+        const uint16_t *src = ok ? a.q + (n * a.Lq + q0 + (size_t)r) * a.ldq + h * FA_D + c * 8 : a.q;
+        cp16(&sq[r][c * 4], src, ok);
     }
+    asm volatile("cp.async.commit_group;\n" ::);
+}
+
+/* keys k0 .. k0+63 of head h into sk, sv (rows past Lk zero; the tile may
+ * straddle the two row blocks) */
+static __device__ __forceinline__ void fetch_kv(uint32_t (*sk)[FA_LDS / 2], uint32_t (*sv)[FA_LDS / 2],
+                                                const fa_args &a, size_t n, size_t h, size_t k0)
+{
+    for (int i = threadIdx.x; i < FA_BK * (FA_D / 8); i += blockDim.x) {
+        int r = i / (FA_D / 8), c = i % (FA_D / 8);
+        size_t j = k0 + (size_t)r;
+        /* selects, not a.k[s]: indexing the parameters would copy them to local memory */
+        bool s = j >= a.L[0];
+        size_t jj = s ? j - a.L[0] : j, L = s ? a.L[1] : a.L[0], ld = s ? a.ld[1] : a.ld[0];
+        bool ok = jj < L;
+        size_t off = ok ? (n * L + jj) * ld + h * FA_D + (size_t)c * 8 : 0;
+        const uint16_t *kb = s ? a.k[1] : a.k[0], *vb = s ? a.v[1] : a.v[0];
+        cp16(&sk[r][c * 4], kb + off, ok);
+        cp16(&sv[r][c * 4], vb + off, ok);
+    }
+    asm volatile("cp.async.commit_group;\n" ::);
 }
 #endif
 
@@ -199,9 +197,11 @@ static __device__ __forceinline__ void fa_step(uint32_t (*sk)[FA_LDS / 2], uint3
     }
 }
 
-/* The warp's output rows O / l (the 4 threads' parts of l summed first) */
-[[maybe_unused]] static __device__ __forceinline__ void fa_store(const fa_args &a, float (*o)[4], float *l,
-                                                                 size_t n, size_t h, size_t q0, int qrows)
+/* The warp's output rows O / l (the 4 threads' parts of l summed first),
+ * as float32 or (O16) as T */
+template <typename T, bool O16>
+static __device__ __forceinline__ void fa_store(const fa_args &a, float (*o)[4], float *l, size_t n, size_t h,
+                                                size_t q0, int qrows)
 {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     for (int r = 0; r < 2; r++) {
@@ -212,21 +212,29 @@ static __device__ __forceinline__ void fa_step(uint32_t (*sk)[FA_LDS / 2], uint3
         int row = warp * 16 + g + 8 * r;
         if (row >= qrows) continue;
         float inv = 1.0f / l[r];
-        float *out = a.o + (n * a.Lq + q0 + (size_t)row) * a.ldo + h * FA_D + 2 * t;
-        for (int j = 0; j < FA_D / 8; j++) out[j * 8] = o[j][2 * r] * inv, out[j * 8 + 1] = o[j][2 * r + 1] * inv;
+        size_t at = (n * a.Lq + q0 + (size_t)row) * a.ldo + h * FA_D + 2 * t;
+        if (O16) {
+            uint32_t *out = (uint32_t *)((uint16_t *)a.o + at);
+            for (int j = 0; j < FA_D / 8; j++) out[j * 4] = pack2(o[j][2 * r] * inv, o[j][2 * r + 1] * inv, (T *)0);
+        } else {
+            float *out = (float *)a.o + at;
+            for (int j = 0; j < FA_D / 8; j++) out[j * 8] = o[j][2 * r] * inv, out[j * 8 + 1] = o[j][2 * r + 1] * inv;
+        }
     }
 }
 
 /* grid (query blocks, heads, images), 128 threads */
-template <typename T>
-static __global__ void __launch_bounds__(128) k_flash(fa_args a)
+template <typename T, bool O16>
+static __global__ void __launch_bounds__(128, 4) k_flash(fa_args a)
 {
 #if __CUDA_ARCH__ >= 800
-    __shared__ __align__(16) uint32_t sq[FA_BQ][FA_LDS / 2], sk[FA_BK][FA_LDS / 2], sv[FA_BK][FA_LDS / 2];
+    __shared__ __align__(16) uint32_t sq[FA_BQ][FA_LDS / 2], sk[2][FA_BK][FA_LDS / 2], sv[2][FA_BK][FA_LDS / 2];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const size_t n = blockIdx.z, h = blockIdx.y, q0 = (size_t)blockIdx.x * FA_BQ, Lk = a.L[0] + a.L[1];
     const int qrows = (int)(a.Lq - q0 < FA_BQ ? a.Lq - q0 : FA_BQ);
-    load_tile<T>(sq, a.q + (n * a.Lq + q0) * a.ldq + h * FA_D, a.ldq, qrows);
+    fetch_q(sq, a, n, h, q0);
+    fetch_kv(sk[0], sv[0], a, n, h, 0);
+    asm volatile("cp.async.wait_group 1;\n" ::);   /* the queries are in */
     __syncthreads();
     /* Q as A fragments, one per 16 features: rows warp*16 + (lane & 15), columns + (lane >> 4) * 8 */
     uint32_t qf[FA_D / 16][4];
@@ -235,88 +243,10 @@ static __global__ void __launch_bounds__(128) k_flash(fa_args a)
     /* this thread's rows: g and g + 8 of the warp's 16; its columns 2t, 2t+1 of every 8 */
     float o[FA_D / 8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
     for (int j = 0; j < FA_D / 8; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
-    for (size_t k0 = 0; k0 < Lk; k0 += FA_BK) {
-        __syncthreads();   /* the last step's K and V are read */
-        load_kv<T>(sk, sv, a, n, h, k0);
-        __syncthreads();
-        fa_step<T>(sk, sv, qf, o, m, l, (int)(Lk - k0 < FA_BK ? Lk - k0 : FA_BK), a.scale_log2);
-    }
-    fa_store(a, o, l, n, h, q0, qrows);
-#endif
-}
-
-/* Keys and values of every head as 16-bit rows [n][head][j][64], the two
- * row blocks joined and the rows past Lk up to Lkp zero: converted once
- * here instead of by every query block of k_flash16. */
-template <typename T>
-static __global__ void k_kv16(fa_args a, uint32_t *k16, uint32_t *v16)
-{
-#if __CUDA_ARCH__ >= 800
-    const size_t H = (size_t)a.nhead, per_row = H * (FA_D / 4), Lk = a.L[0] + a.L[1];
-    const size_t n = blockIdx.z;
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < a.Lkp * per_row;
-         i += (size_t)gridDim.x * blockDim.x) {
-        size_t j = i / per_row, rem = i - j * per_row, h = rem / (FA_D / 4), c = (rem % (FA_D / 4)) * 4;
-        float4 fk = make_float4(0, 0, 0, 0), fv = fk;
-        if (j < Lk) {
-            int s = j >= a.L[0];
-            size_t jj = s ? j - a.L[0] : j, L = s ? a.L[1] : a.L[0];
-            const float *kb = s ? a.k[1] : a.k[0], *vb = s ? a.v[1] : a.v[0];
-            size_t ldk = s ? a.ldk[1] : a.ldk[0], ldv = s ? a.ldv[1] : a.ldv[0];
-            fk = __ldg((const float4 *)(kb + (n * L + jj) * ldk + h * FA_D + c));
-            fv = __ldg((const float4 *)(vb + (n * L + jj) * ldv + h * FA_D + c));
-        }
-        size_t o = ((n * H + h) * a.Lkp + j) * (FA_D / 2) + c / 2;
-        *(uint2 *)(k16 + o) = make_uint2(pack2(fk.x, fk.y, (T *)0), pack2(fk.z, fk.w, (T *)0));
-        *(uint2 *)(v16 + o) = make_uint2(pack2(fv.x, fv.y, (T *)0), pack2(fv.z, fv.w, (T *)0));
-    }
-#endif
-}
-
-#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
-static __device__ __forceinline__ void cp16(void *dst, const void *src)
-{
-    uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src));
-}
-
-/* the 64-key tile at row k0 of this head's K and V into sk, sv (cp.async, one group) */
-static __device__ __forceinline__ void fetch_kv16(uint32_t (*sk)[FA_LDS / 2], uint32_t (*sv)[FA_LDS / 2],
-                                                  const uint32_t *k, const uint32_t *v)
-{
-    for (int i = threadIdx.x; i < FA_BK * (FA_D / 8); i += blockDim.x) {
-        int r = i / (FA_D / 8), c = (i % (FA_D / 8)) * 4;   /* 16 bytes = 4 words */
-        cp16(&sk[r][c], k + (size_t)r * (FA_D / 2) + c);
-        cp16(&sv[r][c], v + (size_t)r * (FA_D / 2) + c);
-    }
-    asm volatile("cp.async.commit_group;\n" ::);
-}
-#endif
-
-/* k_flash on the rows of k_kv16: the next tile's copy (cp.async, two
- * buffers) runs while this one is computed */
-template <typename T>
-static __global__ void __launch_bounds__(128, 4) k_flash16(fa_args a)
-{
-#if __CUDA_ARCH__ >= 800
-    __shared__ __align__(16) uint32_t sq[FA_BQ][FA_LDS / 2], sk[2][FA_BK][FA_LDS / 2], sv[2][FA_BK][FA_LDS / 2];
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const size_t n = blockIdx.z, h = blockIdx.y, q0 = (size_t)blockIdx.x * FA_BQ, Lk = a.L[0] + a.L[1];
-    const int qrows = (int)(a.Lq - q0 < FA_BQ ? a.Lq - q0 : FA_BQ);
-    const size_t head = (n * (size_t)a.nhead + h) * a.Lkp * (FA_D / 2);
-    const uint32_t *kh = a.k16 + head, *vh = a.v16 + head;
-    fetch_kv16(sk[0], sv[0], kh, vh);
-    load_tile<T>(sq, a.q + (n * a.Lq + q0) * a.ldq + h * FA_D, a.ldq, qrows);
-    __syncthreads();
-    uint32_t qf[FA_D / 16][4];
-    for (int kk = 0; kk < FA_D / 16; kk++)
-        ldm_x4(qf[kk], (const uint16_t *)sq[warp * 16 + (lane & 15)] + kk * 16 + (lane >> 4) * 8);
-    float o[FA_D / 8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-    for (int j = 0; j < FA_D / 8; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
     int b = 0;
     for (size_t k0 = 0; k0 < Lk; k0 += FA_BK, b ^= 1) {
         if (k0 + FA_BK < Lk) {
-            fetch_kv16(sk[b ^ 1], sv[b ^ 1], kh + (k0 + FA_BK) * (FA_D / 2), vh + (k0 + FA_BK) * (FA_D / 2));
+            fetch_kv(sk[b ^ 1], sv[b ^ 1], a, n, h, k0 + FA_BK);
             asm volatile("cp.async.wait_group 1;\n" ::);
         } else {
             asm volatile("cp.async.wait_group 0;\n" ::);
@@ -325,59 +255,89 @@ static __global__ void __launch_bounds__(128, 4) k_flash16(fa_args a)
         fa_step<T>(sk[b], sv[b], qf, o, m, l, (int)(Lk - k0 < FA_BK ? Lk - k0 : FA_BK), a.scale_log2);
         __syncthreads();   /* tile b is read: the next fetch may overwrite it */
     }
-    fa_store(a, o, l, n, h, q0, qrows);
+    fa_store<T, O16>(a, o, l, n, h, q0, qrows);
 #endif
 }
 
-/* $CASCADE_FLASH: 0 off; 1 k_flash (keys converted by every query block);
- * else (default) k_kv16 + k_flash16. Both forms stay until one is measured
- * the faster on a GPU (bench/RESULTS-cuda.md). */
-static int mode(void)
+static int enabled(void)
 {
     static int v = -1;
     if (v < 0) {
         const char *e = getenv("CASCADE_FLASH");
-        v = e && !strcmp(e, "0") ? 0 : e && !strcmp(e, "1") ? 1 : 2;
+        v = !(e && !strcmp(e, "0"));
     }
     return v;
 }
 
-static int rows_ok(const float *p, size_t ld) { return p && (uintptr_t)p % 16 == 0 && ld % 4 == 0; }
-
-static int flash(fa_args *a, size_t N, int nhead, size_t C)
+/* whether the kernel takes these sizes (nothing about the data) */
+extern "C" int cs_cuda_flash_fits(size_t N, size_t Lq, size_t Lk, size_t C, int nhead)
 {
     int prec = cs_cuda_precision();
-    int form = mode();
-    if (!form || cs_cuda_cc() < 80 || (prec != CS_PREC_BF16 && prec != CS_PREC_FP16) || nhead <= 0 ||
-        C != (size_t)nhead * FA_D || !a->Lq || !(a->L[0] + a->L[1]) || N > 65535 || nhead > 65535 ||
-        (a->Lq + FA_BQ - 1) / FA_BQ > 0x7fffffff || !rows_ok(a->q, a->ldq))
-        return CS_EUNSUP;
-    for (int s = 0; s < 2; s++)
-        if (a->L[s] && (!rows_ok(a->k[s], a->ldk[s]) || !rows_ok(a->v[s], a->ldv[s]))) return CS_EUNSUP;
+    return enabled() && cs_cuda_cc() >= 80 && (prec == CS_PREC_BF16 || prec == CS_PREC_FP16) && nhead > 0 &&
+           C == (size_t)nhead * FA_D && Lq && Lk && N <= 65535 && nhead <= 65535 &&
+           (Lq + FA_BQ - 1) / FA_BQ <= 0x7fffffff;
+}
+
+/* 16-byte rows: cp.async copies 16 bytes at a time */
+static int rows16(const void *p, size_t ld) { return !p || ((uintptr_t)p % 16 == 0 && ld % 8 == 0); }
+
+static int launch(fa_args *a, size_t N, int nhead, int o16)
+{
     a->scale_log2 = 1.4426950408889634f / sqrtf((float)FA_D);
     dim3 grid((unsigned)((a->Lq + FA_BQ - 1) / FA_BQ), (unsigned)nhead, (unsigned)N);
     cudaStream_t st = (cudaStream_t)cs_cuda_stream();
-    if (form == 1) {
-        if (prec == CS_PREC_BF16) k_flash<__nv_bfloat16><<<grid, 128, 0, st>>>(*a);
-        else k_flash<__half><<<grid, 128, 0, st>>>(*a);
-        return cs_cuda_check_launch("attention (flash)");
+    if (cs_cuda_precision() == CS_PREC_BF16) {
+        if (o16) k_flash<__nv_bfloat16, true><<<grid, 128, 0, st>>>(*a);
+        else k_flash<__nv_bfloat16, false><<<grid, 128, 0, st>>>(*a);
+    } else {
+        if (o16) k_flash<__half, true><<<grid, 128, 0, st>>>(*a);
+        else k_flash<__half, false><<<grid, 128, 0, st>>>(*a);
     }
-    size_t Lk = a->L[0] + a->L[1];
-    a->Lkp = (Lk + FA_BK - 1) / FA_BK * FA_BK;
-    a->nhead = nhead;
-    size_t words = N * (size_t)nhead * a->Lkp * (FA_D / 2);
-    uint32_t *kv = (uint32_t *)cs_cuda_scratch(11, 2 * words * sizeof(uint32_t));
-    if (!kv) return cs_cuda_fail_text(CS_ENOMEM, "CUDA: out of memory for attention's 16-bit keys and values");
-    a->k16 = kv, a->v16 = kv + words;
-    size_t items = a->Lkp * (size_t)nhead * (FA_D / 4);
-    dim3 cg((unsigned)((items + 255) / 256 < 4096 ? (items + 255) / 256 : 4096), 1, (unsigned)N);
-    if (prec == CS_PREC_BF16) k_kv16<__nv_bfloat16><<<cg, 256, 0, st>>>(*a, kv, kv + words);
-    else k_kv16<__half><<<cg, 256, 0, st>>>(*a, kv, kv + words);
-    int rc = cs_cuda_check_launch("attention (keys and values to 16 bits)");
-    if (rc) return rc;
-    if (prec == CS_PREC_BF16) k_flash16<__nv_bfloat16><<<grid, 128, 0, st>>>(*a);
-    else k_flash16<__half><<<grid, 128, 0, st>>>(*a);
     return cs_cuda_check_launch("attention (flash)");
+}
+
+extern "C" int cs_cuda_flash16(const uint16_t *q, size_t ldq, const uint16_t *k1, const uint16_t *v1, size_t ld1,
+                               size_t L1, const uint16_t *k2, const uint16_t *v2, size_t ld2, size_t L2, size_t N,
+                               size_t Lq, size_t C, int nhead, uint16_t *o, size_t ldo)
+{
+    if (!L1) k1 = k2, v1 = v2, ld1 = ld2, L1 = L2, L2 = 0;
+    if (!cs_cuda_flash_fits(N, Lq, L1 + L2, C, nhead) || !rows16(q, ldq) || !rows16(o, ldo) || !rows16(k1, ld1) ||
+        !rows16(v1, ld1) || (L2 && (!rows16(k2, ld2) || !rows16(v2, ld2))))
+        return CS_EUNSUP;
+    fa_args a = {q, ldq, {k1, L2 ? k2 : k1}, {v1, L2 ? v2 : v1}, {ld1, L2 ? ld2 : ld1}, {L1, L2}, Lq, o, ldo, 0.0f};
+    return launch(&a, N, nhead, 1);
+}
+
+/* float32 rows to dense 16-bit ones at *at (advanced); NULL stays NULL */
+static const uint16_t *half_rows(const float *x, size_t rows, size_t C, size_t ld, uint16_t **at, int *rc)
+{
+    if (!x || *rc) return NULL;
+    uint16_t *y = *at;
+    *at += rows * C;
+    *rc = cs_cuda_precision() == CS_PREC_BF16 ? cs_cuda_f32_to_bf16(x, y, rows, C, ld)
+                                               : cs_cuda_f32_to_f16(x, y, rows, C, ld);
+    return y;
+}
+
+/* q [N*Lq rows], keys/values in two blocks (k2 NULL: none): converted to
+ * 16 bits in scratch, then the kernel writes float32 o */
+static int flash_f32(const float *q, size_t ldq, const float *k1, const float *v1, size_t ldk1, size_t ldv1,
+                     size_t L1, const float *k2, const float *v2, size_t ld2, size_t L2, size_t N, size_t Lq,
+                     size_t C, int nhead, float *o, size_t ldo)
+{
+    if (!L1) k1 = k2, v1 = v2, ldk1 = ldv1 = ld2, L1 = L2, L2 = 0, k2 = v2 = NULL;
+    if (!L2) k2 = v2 = NULL;
+    if (!cs_cuda_flash_fits(N, Lq, L1 + L2, C, nhead)) return CS_EUNSUP;
+    size_t n16 = N * (Lq + 2 * (L1 + L2)) * C;
+    uint16_t *at = (uint16_t *)cs_cuda_scratch(11, n16 * sizeof(uint16_t));
+    if (!at) return cs_cuda_fail_text(CS_ENOMEM, "CUDA: out of memory for attention's 16-bit operands");
+    int rc = 0;
+    const uint16_t *q16 = half_rows(q, N * Lq, C, ldq, &at, &rc), *k16 = half_rows(k1, N * L1, C, ldk1, &at, &rc),
+                   *v16 = half_rows(v1, N * L1, C, ldv1, &at, &rc), *k216 = half_rows(k2, N * L2, C, ld2, &at, &rc),
+                   *v216 = half_rows(v2, N * L2, C, ld2, &at, &rc);
+    if (rc) return rc;
+    fa_args a = {q16, C, {k16, L2 ? k216 : k16}, {v16, L2 ? v216 : v16}, {C, C}, {L1, L2}, Lq, o, ldo, 0.0f};
+    return launch(&a, N, nhead, 0);
 }
 
 extern "C" int cs_cuda_flash_attention(const float *q, size_t ldq, const float *k, size_t ldk, const float *v,
@@ -385,15 +345,12 @@ extern "C" int cs_cuda_flash_attention(const float *q, size_t ldq, const float *
                                        const float *mask, float *o, size_t ldo)
 {
     if (mask) return CS_EUNSUP;
-    fa_args a = {q, ldq, {k, NULL}, {v, NULL}, {ldk, 0}, {ldv, 0}, {Lk, 0}, Lq, o, ldo, 0.0f};
-    return flash(&a, N, nhead, C);
+    return flash_f32(q, ldq, k, v, ldk, ldv, Lk, NULL, NULL, 0, 0, N, Lq, C, nhead, o, ldo);
 }
 
 extern "C" int cs_cuda_attention_cat(const float *q, size_t ldq, const float *k1, const float *v1, size_t ld1,
                                      size_t L1, const float *k2, const float *v2, size_t ld2, size_t L2, size_t N,
                                      size_t Lq, size_t C, int nhead, float *o, size_t ldo)
 {
-    fa_args a = {q, ldq, {k1, k2}, {v1, v2}, {ld1, ld2}, {ld1, ld2}, {L1, L2}, Lq, o, ldo, 0.0f};
-    if (!L1) a.k[0] = k2, a.v[0] = v2, a.ldk[0] = a.ldv[0] = ld2, a.L[0] = L2, a.L[1] = 0;
-    return flash(&a, N, nhead, C);
+    return flash_f32(q, ldq, k1, v1, ld1, ld1, L1, k2, v2, ld2, L2, N, Lq, C, nhead, o, ldo);
 }

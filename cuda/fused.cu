@@ -10,8 +10,12 @@
  *     GELU in place, summing squares per (image, channel);  norms;
  *     GRN in place; x += fc2(h) (cuBLASLt, float32 accumulate, bias in the epilogue).
  * The 4c-wide hidden activation is bf16 throughout, as under PyTorch's
- * autocast (which rounds each op's output to bf16 the same way). Other
- * precisions return CS_EUNSUP and the caller runs the single ops. */
+ * autocast (which rounds each op's output to bf16 the same way).
+ *
+ * attn_block, every AttnBlock: LN, the projections, attention and out_proj
+ * on 16-bit rows from the norm to the last product (see cs_cuda_attn_block).
+ *
+ * Other precisions return CS_EUNSUP and the caller runs the single ops. */
 #include "core.h"
 
 extern "C" {
@@ -93,68 +97,96 @@ static __global__ void k_grn_apply(__nv_bfloat162 *h, size_t HW, size_t c2, size
     }
 }
 
-/* the block's sum of v in every thread; sh: 32 floats */
-static __device__ float block_sum(float v, float *sh)
+static __device__ __forceinline__ float warp_sum(float v)
 {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    unsigned lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
-    __syncthreads();   /* sh may still be read from the last call */
-    if (lane == 0) sh[wid] = v;
-    __syncthreads();
-    float t = 0.0f;
-    for (unsigned i = 0; i < blockDim.x >> 5; i++) t += sh[i];
-    return t;
+    return v;
 }
 
-/* One block a pixel: v = dwconv3x3(x) (zero padding) or x itself, then
- * y[pixel] = bf16([LN(v) | skip]) (eps 1e-6, no affine) */
-#define DL_THREADS 128
-#define DL_PER 16   /* channels a thread: c <= 2048 */
-template <bool DW>
-static __global__ void k_dw_ln(const float *x, size_t N, size_t H, size_t W, size_t c, const float *dw,
-                               const float *db, const float *skip, size_t cs, __nv_bfloat16 *y)
+/* One warp a pixel, PER channels a lane (lane + 32 i): v = dwconv3x3(x)
+ * (zero padding) or x itself, then y[pixel] = bf16([LN(v) | skip]) (eps
+ * 1e-6, no affine). A warp, not a block: no block-wide reductions, which
+ * made the block-a-pixel form slow at Stage B's narrow levels (57 us for
+ * 32768 pixels of 320 channels on the H100). */
+#define DL_WARPS 8
+template <bool DW, int PER>
+static __global__ void __launch_bounds__(32 * DL_WARPS) k_dw_ln(const float *x, size_t N, size_t H, size_t W,
+                                                                size_t c, const float *dw, const float *db,
+                                                                const float *skip, size_t cs, __nv_bfloat16 *y)
 {
-    __shared__ float sh[32];
+    const unsigned lane = threadIdx.x & 31;
     size_t P = N * H * W, cin = c + cs;
-    for (size_t p = blockIdx.x; p < P; p += gridDim.x) {
-        size_t n = p / (H * W), yx = p - n * H * W, py = yx / W, px = yx - py * W;
-        float v[DL_PER], s = 0.0f;
+    size_t nw = (size_t)gridDim.x * DL_WARPS;
+    for (size_t p = (size_t)blockIdx.x * DL_WARPS + (threadIdx.x >> 5); p < P; p += nw) {
+        float v[PER];
+        if (DW) {
+            size_t n = p / (H * W), yx = p - n * H * W, py = yx / W, px = yx - py * W;
 #pragma unroll
-        for (int i = 0; i < DL_PER; i++) {
-            size_t ch = threadIdx.x + (size_t)i * DL_THREADS;
-            float a = 0.0f;
-            if (ch < c) {
-                if (DW) {
-                    a = db[ch];
-                    for (int ky = 0; ky < 3; ky++) {
-                        long sy = (long)py + ky - 1;
-                        if (sy < 0 || sy >= (long)H) continue;
-                        for (int kx = 0; kx < 3; kx++) {
-                            long sx = (long)px + kx - 1;
-                            if (sx < 0 || sx >= (long)W) continue;
-                            a += dw[ch * 9 + ky * 3 + kx] * x[((n * H + (size_t)sy) * W + (size_t)sx) * c + ch];
-                        }
+            for (int i = 0; i < PER; i++) {
+                size_t ch = lane + 32 * (size_t)i;
+                v[i] = ch < c ? db[ch] : 0.0f;
+            }
+            for (int ky = 0; ky < 3; ky++) {
+                long sy = (long)py + ky - 1;
+                if (sy < 0 || sy >= (long)H) continue;
+                for (int kx = 0; kx < 3; kx++) {
+                    long sx = (long)px + kx - 1;
+                    if (sx < 0 || sx >= (long)W) continue;
+                    const float *xp = x + ((n * H + (size_t)sy) * W + (size_t)sx) * c;
+                    const float *wp = dw + ky * 3 + kx;
+#pragma unroll
+                    for (int i = 0; i < PER; i++) {
+                        size_t ch = lane + 32 * (size_t)i;
+                        if (ch < c) v[i] += wp[ch * 9] * xp[ch];
                     }
-                } else {
-                    a = x[p * c + ch];
                 }
             }
-            v[i] = a;
-            s += a;
-        }
-        float mean = block_sum(s, sh) / (float)c, q = 0.0f;
+        } else {
 #pragma unroll
-        for (int i = 0; i < DL_PER; i++)
-            if (threadIdx.x + (size_t)i * DL_THREADS < c) q += (v[i] - mean) * (v[i] - mean);
-        float inv = rsqrtf(block_sum(q, sh) / (float)c + 1e-6f);
+            for (int i = 0; i < PER; i++) {
+                size_t ch = lane + 32 * (size_t)i;
+                v[i] = ch < c ? x[p * c + ch] : 0.0f;
+            }
+        }
+        float s = 0.0f;
+#pragma unroll
+        for (int i = 0; i < PER; i++) s += v[i];
+        float mean = warp_sum(s) / (float)c, q = 0.0f;
+#pragma unroll
+        for (int i = 0; i < PER; i++)
+            if (lane + 32 * (size_t)i < c) q += (v[i] - mean) * (v[i] - mean);
+        float inv = rsqrtf(warp_sum(q) / (float)c + 1e-6f);
         __nv_bfloat16 *yp = y + p * cin;
 #pragma unroll
-        for (int i = 0; i < DL_PER; i++) {
-            size_t ch = threadIdx.x + (size_t)i * DL_THREADS;
+        for (int i = 0; i < PER; i++) {
+            size_t ch = lane + 32 * (size_t)i;
             if (ch < c) yp[ch] = __float2bfloat16_rn((v[i] - mean) * inv);
         }
-        for (size_t j = threadIdx.x; j < cs; j += DL_THREADS) yp[c + j] = __float2bfloat16_rn(skip[p * cs + j]);
+        for (size_t j = lane; j < cs; j += 32) yp[c + j] = __float2bfloat16_rn(skip[p * cs + j]);
     }
+}
+
+#define DL_MAX_C 2048   /* PER up to 64 */
+
+/* the k_dw_ln for c channels: the smallest PER that holds them */
+template <bool DW>
+static void dw_ln(unsigned grid, const float *x, size_t N, size_t H, size_t W, size_t c, const float *dw,
+                  const float *db, const float *skip, size_t cs, __nv_bfloat16 *y)
+{
+    size_t per = (c + 31) / 32;
+    cudaStream_t st = stream();
+#define DL(P) k_dw_ln<DW, P><<<grid, 32 * DL_WARPS, 0, st>>>(x, N, H, W, c, dw, db, skip, cs, y)
+    if (per <= 4) DL(4);
+    else if (per <= 8) DL(8);
+    else if (per <= 12) DL(12);
+    else if (per <= 16) DL(16);
+    else if (per <= 20) DL(20);
+    else if (per <= 24) DL(24);
+    else if (per <= 32) DL(32);
+    else if (per <= 40) DL(40);
+    else if (per <= 48) DL(48);
+    else DL(64);
+#undef DL
 }
 
 static int launched(const char *what)
@@ -168,7 +200,7 @@ extern "C" int cs_cuda_mlp_block(float *x, size_t N, size_t H, size_t W, size_t 
 {
     if (cs_cuda_precision() != CS_PREC_BF16 || w->fc1_w->ndim < 1 || w->fc2_w->ndim < 1) return CS_EUNSUP;
     size_t HW = H * W, rows = N * HW, cin = c + cs, c4 = (size_t)w->fc1_w->shape[0];
-    if (!rows || !c || (c4 & 1) || c > (size_t)DL_PER * DL_THREADS || N > MAX_GRID_YZ ||
+    if (!rows || !c || (c4 & 1) || c > DL_MAX_C || N > MAX_GRID_YZ ||
         (size_t)w->fc2_w->shape[0] != c)
         return CS_EUNSUP;
     char err[256];
@@ -183,9 +215,10 @@ extern "C" int cs_cuda_mlp_block(float *x, size_t N, size_t H, size_t W, size_t 
     __nv_bfloat162 *h = (__nv_bfloat162 *)cs_cuda_scratch(9, rows * c4 * 2);
     float *ss = (float *)cs_cuda_scratch(10, N * c4 * sizeof(float));
     if (!x16 || !h || !ss) return CS_ENOMEM;
-    unsigned grid = (unsigned)(rows < ((size_t)1 << 20) ? rows : ((size_t)1 << 20));
-    if (dw) k_dw_ln<true><<<grid, DL_THREADS, 0, stream()>>>(x, N, H, W, c, dw, db, skip, cs, x16);
-    else k_dw_ln<false><<<grid, DL_THREADS, 0, stream()>>>(x, N, H, W, c, NULL, NULL, skip, cs, x16);
+    size_t blocks = (rows + DL_WARPS - 1) / DL_WARPS;
+    unsigned grid = (unsigned)(blocks < ((size_t)1 << 20) ? blocks : ((size_t)1 << 20));
+    if (dw) dw_ln<true>(grid, x, N, H, W, c, dw, db, skip, cs, x16);
+    else dw_ln<false>(grid, x, N, H, W, c, NULL, NULL, skip, cs, x16);
     int rc = launched("a ResBlock's depthwise conv and norm");
     if (!rc) rc = cs_cuda_linear16((const uint16_t *)x16, rows, cin, w->fc1_w, w->fc1_b, h, 1, c4, 0);
     if (rc) return rc;   /* CS_EUNSUP included: x is untouched so far */
@@ -201,4 +234,116 @@ extern "C" int cs_cuda_mlp_block(float *x, size_t N, size_t H, size_t W, size_t 
     if ((rc = launched("a ResBlock's GRN"))) return rc;
     rc = cs_cuda_linear16((const uint16_t *)h, rows, c4, w->fc2_w, w->fc2_b, x, 0, c, 1);
     return rc == CS_EUNSUP ? cs_cuda_fail_text(CS_EDEVICE, "CUDA: no cuBLASLt algorithm for a ResBlock's fc2") : rc;
+}
+
+/* ---- AttnBlock ---- */
+
+/* one warp a row: y = bf16(LN(x)) (eps 1e-6, no affine); c % 4 == 0, x 16-byte aligned */
+static __global__ void k_ln16(const float *x, size_t rows, size_t c, __nv_bfloat162 *y)
+{
+    const unsigned lane = threadIdx.x & 31;
+    size_t nw = ((size_t)gridDim.x * blockDim.x) >> 5, c4 = c / 4;
+    for (size_t r = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5; r < rows; r += nw) {
+        const float4 *xr = (const float4 *)(x + r * c);
+        float s = 0.0f;
+        for (size_t i = lane; i < c4; i += 32) {
+            float4 v = xr[i];
+            s += (v.x + v.y) + (v.z + v.w);
+        }
+        float mean = warp_sum(s) / (float)c, q = 0.0f;
+        for (size_t i = lane; i < c4; i += 32) {
+            float4 v = xr[i];
+            q += (v.x - mean) * (v.x - mean) + (v.y - mean) * (v.y - mean) + (v.z - mean) * (v.z - mean) +
+                 (v.w - mean) * (v.w - mean);
+        }
+        float inv = rsqrtf(warp_sum(q) / (float)c + 1e-6f);
+        __nv_bfloat162 *yr = y + r * (c / 2);
+        for (size_t i = lane; i < c4; i += 32) {
+            float4 v = xr[i];
+            yr[2 * i] = __floats2bfloat162_rn((v.x - mean) * inv, (v.y - mean) * inv);
+            yr[2 * i + 1] = __floats2bfloat162_rn((v.z - mean) * inv, (v.w - mean) * inv);
+        }
+    }
+}
+
+/* y = bf16(SiLU(x)) */
+static __global__ void k_silu16(const float *x, size_t n, __nv_bfloat16 *y)
+{
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        float v = x[i];
+        y[i] = __float2bfloat16_rn(v / (1.0f + expf(-v)));
+    }
+}
+
+static unsigned grid_for(size_t items, unsigned per_block)
+{
+    size_t b = (items + per_block - 1) / per_block;
+    return (unsigned)(b < ((size_t)1 << 16) ? (b ? b : 1) : ((size_t)1 << 16));
+}
+
+/* rows of y (bf16, row stride ldy) = x16 [M, K] W^T + b: CS_EUNSUP when
+ * cuBLASLt has no bf16-output algorithm for it */
+static int lin16(const __nv_bfloat16 *x16, size_t M, size_t K, const cs_tensor *W, const cs_tensor *b,
+                 __nv_bfloat16 *y, size_t ldy)
+{
+    return cs_cuda_linear16((const uint16_t *)x16, M, K, W, b, y, 1, ldy, 0);
+}
+
+/* [k | v] rows of a packed in_proj: one [2c, K] view from the k rows on */
+static cs_tensor two_rows(const cs_tensor *k)
+{
+    cs_tensor t = *k;
+    t.shape[0] *= 2;
+    return t;
+}
+
+/* In bf16: xn = LN(x) -> bf16 (one kernel); q|k|v = xn Wqkv (cuBLASLt, bf16
+ * out); ckv = (SiLU(cond) -> bf16) kv_mapper Wk|Wv (two products, bf16 out);
+ * attention straight from those rows (flash.cu, bf16 out); x += o Wo. Every
+ * intermediate is bf16 as under autocast; x is written only by the last
+ * product, so a CS_EUNSUP before it leaves x as it was. */
+extern "C" int cs_cuda_attn_block(float *x, size_t N, size_t HW, size_t c, int nhead, int self_attn, const float *cond,
+                                  size_t Lc, size_t cc, const cs_attn_block *w)
+{
+    size_t rows = N * HW, Ls = self_attn ? HW : 0, lc = Lc ? N * Lc : 0;
+    if (cs_cuda_precision() != CS_PREC_BF16 || !rows || c % 64 || (uintptr_t)x % 16 ||
+        !cs_cuda_flash_fits(N, HW, Ls + Lc, c, nhead) || (Lc && (!cond || !cc)))
+        return CS_EUNSUP;
+    __nv_bfloat16 *xn = (__nv_bfloat16 *)cs_cuda_scratch(12, rows * c * 2),
+                  *qkv = (__nv_bfloat16 *)cs_cuda_scratch(13, rows * 3 * c * 2);
+    __nv_bfloat16 *sc = NULL, *kv = NULL, *ckv = NULL;
+    if (lc && (!(sc = (__nv_bfloat16 *)cs_cuda_scratch(14, lc * cc * 2)) ||
+               !(kv = (__nv_bfloat16 *)cs_cuda_scratch(15, lc * c * 2)) ||
+               !(ckv = (__nv_bfloat16 *)cs_cuda_scratch(16, lc * 2 * c * 2))))
+        return CS_ENOMEM;
+    if (!xn || !qkv) return CS_ENOMEM;
+    k_ln16<<<grid_for(rows, 8), 256, 0, stream()>>>(x, rows, c, (__nv_bfloat162 *)xn);
+    int rc = launched("an AttnBlock's norm");
+    if (!rc && w->wqkv && Ls) {
+        rc = lin16(xn, rows, c, w->wqkv, w->bqkv, qkv, 3 * c);
+    } else {
+        const cs_tensor *W[3] = {w->wq, w->wk, w->wv}, *B[3] = {w->bq, w->bk, w->bv};
+        for (int i = 0; i < (Ls ? 3 : 1) && !rc; i++) rc = lin16(xn, rows, c, W[i], B[i], qkv + (size_t)i * c, 3 * c);
+    }
+    if (!rc && lc) {
+        k_silu16<<<grid_for(lc * cc, 256), 256, 0, stream()>>>(cond, lc * cc, sc);
+        rc = launched("an AttnBlock's SiLU");
+        if (!rc) rc = lin16(sc, lc, cc, w->kv_w, w->kv_b, kv, c);
+        if (!rc && w->wqkv) {
+            cs_tensor wkv = two_rows(w->wk), bkv = two_rows(w->bk);
+            rc = lin16(kv, lc, c, &wkv, &bkv, ckv, 2 * c);
+        } else if (!rc) {
+            rc = lin16(kv, lc, c, w->wk, w->bk, ckv, 2 * c);
+            if (!rc) rc = lin16(kv, lc, c, w->wv, w->bv, ckv + c, 2 * c);
+        }
+    }
+    if (rc) return rc;   /* CS_EUNSUP included: x is untouched so far */
+    __nv_bfloat16 *o = xn;   /* xn is read */
+    rc = cs_cuda_flash16((const uint16_t *)qkv, 3 * c, (const uint16_t *)qkv + c, (const uint16_t *)qkv + 2 * c,
+                         3 * c, Ls, (const uint16_t *)ckv, ckv ? (const uint16_t *)ckv + c : NULL, 2 * c, Lc, N, HW,
+                         c, nhead, (uint16_t *)o, c);
+    if (rc) return rc;
+    rc = cs_cuda_linear16((const uint16_t *)o, rows, c, w->wo, w->bo, x, 0, c, 1);
+    return rc == CS_EUNSUP ? cs_cuda_fail_text(CS_EDEVICE, "CUDA: no cuBLASLt algorithm for an AttnBlock's out_proj")
+                           : rc;
 }

@@ -13,11 +13,12 @@
 
 #include <stddef.h>
 
-/* 5: attention_cat (keys and values in two row blocks, no gathered copy)
+/* 6: attn_block (a whole AttnBlock as one op)
+ * 5: attention_cat (keys and values in two row blocks, no gathered copy)
  * 4: r_embed, mlp_block, and the optional graph calls (capture and replay of a forward)
  * 3: device-resident op set (cs_dev_ops); the host-memory sgemm of 1-2 is gone
  * 2: devices() and version added (1 had init, shutdown, sgemm) */
-#define CS_BACKEND_ABI 5
+#define CS_BACKEND_ABI 6
 
 /* One device as a plugin sees it (cascade info, and later the choice of a
  * model variant by free memory). */
@@ -36,6 +37,15 @@ typedef struct {
 typedef struct {
     const cs_tensor *dw_w, *dw_b, *fc1_w, *fc1_b, *gamma, *beta, *fc2_w, *fc2_b;
 } cs_mlp_block;
+
+/* The weights of an AttnBlock: the q, k, v projections as [c, c] (+ [c])
+ * views, and when the file packs them (nn.MultiheadAttention's in_proj)
+ * the packed [3c, c] / [3c] too (else NULL), whose k and v rows follow each
+ * other; out_proj [c, c] + [c]; the conditioning's kv_mapper [c, c_cond]
+ * + [c]. */
+typedef struct {
+    const cs_tensor *wq, *wk, *wv, *bq, *bk, *bv, *wqkv, *bqkv, *wo, *bo, *kv_w, *kv_b;
+} cs_attn_block;
 
 /* Math precision of a device's products (set_precision). */
 enum { CS_PREC_FP32 = 0, CS_PREC_BF16 = 1, CS_PREC_FP16 = 2 };
@@ -116,6 +126,13 @@ typedef struct {
     int (*attention_cat)(const float *q, size_t ldq, const float *k1, const float *v1, size_t ld1, size_t L1,
                          const float *k2, const float *v2, size_t ld2, size_t L2, size_t N, size_t Lq, size_t C,
                          int nhead, float *o, size_t ldo);
+    /* An AttnBlock as one fused op: with xn = LN(x) (eps 1e-6, no affine)
+     * and ckv = kv_mapper(SiLU(cond)) (cond [N, Lc, cc]; Lc 0: none),
+     * x[N, HW, c] += out_proj(MHA(xn Wq, keys/values [xn Wk|Wv if self_attn,
+     * then ckv Wk|Wv])) with nhead heads. CS_EUNSUP with nothing done as
+     * for mlp_block. */
+    int (*attn_block)(float *x, size_t N, size_t HW, size_t c, int nhead, int self_attn, const float *cond,
+                      size_t Lc, size_t cc, const cs_attn_block *w);
     /* Optional (all NULL or all set): graphs. Between graph_begin and
      * graph_end ops are recorded, not run; graph_end returns the recording
      * (NULL + a code when the recording failed: an op that cannot be

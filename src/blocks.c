@@ -294,6 +294,12 @@ int cs_attnblock_forward(const cs_attnblock *b, float *x, size_t N, size_t HW, c
 {
     size_t c = (size_t)b->c, cc = (size_t)b->c_cond, Ls = b->self_attn ? HW : 0, Lk = Ls + Lc;
     if (!Lk) return cs_error(CS_EARG, "AttnBlock without self-attention needs conditioning tokens");
+    if (!ws->keep) {   /* the whole block as one device op, where the device has it */
+        cs_attn_block w = {&b->wq, &b->wk, &b->wv, &b->bq, &b->bk, &b->bv, b->packed ? &b->wqkv : NULL,
+                           b->packed ? &b->bqkv : NULL, &b->wo, &b->bo, &b->kv_w, &b->kv_b};
+        int rc = cs_attn_block_fused(x, N, HW, c, b->nhead, b->self_attn, Lc ? cond : NULL, Lc, cc, &w);
+        if (rc != CS_EUNSUP) return rc;
+    }
     float *xn = cs_ws_get(ws, 0, N * HW * c), *qkv = cs_ws_get(ws, 1, N * HW * 3 * c),
           *sc = cs_ws_get(ws, 3, N * Lc * cc), *kv = cs_ws_get(ws, 4, N * Lc * c), *ckv = cs_ws_get(ws, 2, N * Lc * 2 * c);
     if (!xn || !qkv || (Lc && (!sc || !kv || !ckv))) return CS_ENOMEM;

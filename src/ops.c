@@ -532,6 +532,18 @@ int cs_mlp_block_fused(float *x, size_t N, size_t H, size_t W, size_t c, const f
     return rc ? cs_dev_error() : 0;
 }
 
+int cs_attn_block_fused(float *x, size_t N, size_t HW, size_t c, int nhead, int self_attn, const float *cond,
+                        size_t Lc, size_t cc, const cs_attn_block *w)
+{
+    if (!cs_dev) return CS_EUNSUP;
+    double t = cs_dev_prof_start();
+    int rc = cs_dev->attn_block(x, N, HW, c, nhead, self_attn, cond, Lc, cc, w);
+    if (rc == CS_EUNSUP) return rc;
+    cs_dev_note(rc, "a fused AttnBlock");
+    cs_dev_prof_stop(t, "AttnBlock (fused)");
+    return rc ? cs_dev_error() : 0;
+}
+
 int cs_attention_cat(const float *q, size_t ldq, const float *k1, const float *v1, size_t ld1, size_t L1,
                      const float *k2, const float *v2, size_t ld2, size_t L2, size_t N, size_t Lq, size_t C,
                      int nhead, float *o, size_t ldo)

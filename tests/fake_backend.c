@@ -22,6 +22,7 @@
  * engine (libcascade_internal.la) for the CPU ops, since libcascade.so
  * exports only the public API; init() sets up that copy's kernel table. */
 #include "backend.h"
+#include "blocks.h"
 #include "cpu.h"
 #include "device.h"
 #include "error.h"
@@ -649,6 +650,26 @@ static int mlp_block(float *x, size_t N, size_t H, size_t W, size_t c, const flo
     return done(&cl, rc);
 }
 
+/* an AttnBlock through the CPU's single-op forward (bit-equal to the CPU) */
+static int attn_block(float *x, size_t N, size_t HW, size_t c, int nhead, int self_attn, const float *cond, size_t Lc,
+                      size_t cc, const cs_attn_block *w)
+{
+    call cl = enter("attn_block");
+    float *rx = dv(&cl, x, N * HW * c, "x");
+    const float *rc_ = Lc ? dv(&cl, cond, N * Lc * cc, "cond") : NULL;
+    host_only(&cl, w->wq->data, "wq");
+    host_only(&cl, w->wo->data, "wo");
+    cs_attnblock b = {.c = (int)c, .c_cond = (int)cc, .nhead = nhead, .packed = w->wqkv != NULL,
+                      .self_attn = self_attn, .wq = *w->wq, .wk = *w->wk, .wv = *w->wv, .bq = *w->bq,
+                      .bk = *w->bk, .bv = *w->bv, .wo = *w->wo, .bo = *w->bo, .kv_w = *w->kv_w, .kv_b = *w->kv_b};
+    if (w->wqkv) b.wqkv = *w->wqkv, b.bqkv = *w->bqkv;
+    cs_ws ws = {0};
+    int rc = 0;
+    if (!cl.rc) ON_HOST(rc = cs_attnblock_forward(&b, rx, N, HW, rc_, Lc, &ws));
+    cs_ws_free(&ws);
+    return done(&cl, rc);
+}
+
 static const cs_dev_ops ops = {
     .alloc = dalloc, .free = dfree, .upload = upload, .download = download, .sync = dsync,
     .copy2d = copy2d, .fill = fill, .weight_f32 = weight_f32, .forget = forget,
@@ -658,6 +679,7 @@ static const cs_dev_ops ops = {
     .conv2d = conv2d, .conv_transpose2d = conv_transpose2d, .attention = attention,
     .resize_bilinear = resize_bilinear, .pixel_shuffle = pixel_shuffle, .transpose = transpose,
     .concat_channels = concat_channels, .r_embed = r_embed, .mlp_block = mlp_block, .attention_cat = attention_cat,
+    .attn_block = attn_block,
 #ifndef FAKE_NO_EMBED   /* a plugin with a gap in its op set, which the loader refuses */
     .embed_rows = embed_rows,
 #endif

@@ -464,6 +464,58 @@ static void t_attention(size_t N, size_t Lq, size_t Lk, size_t C, int nhead, int
     free(q), free(k), free(v), free(mask), free(o[0]), free(o[1]);
 }
 
+/* rows [r0, r0 + n) of a 2-D (or 1-D) weight, as a view */
+static cs_tensor rows_of(const cs_tensor *t, int64_t r0, int64_t n)
+{
+    cs_tensor v = *t;
+    v.data = (const char *)t->data + (size_t)(r0 * (t->ndim > 1 ? t->shape[1] : 1)) * cs_dtype_size(t->dtype);
+    v.shape[0] = n;
+    return v;
+}
+
+/* a whole AttnBlock through src/blocks.c: the device's fused op where it
+ * has one, else (and on the CPU) the single ops */
+static void t_attnblock(cs_dtype dt, size_t N, size_t HW, size_t c, int nhead, size_t Lc, size_t cc, int packed,
+                        int self_attn)
+{
+    size_t rows = N * HW;
+    float *cond = rnd(N * Lc * cc + 1), *y[2];
+    y[0] = rnd(rows * c), y[1] = dup(y[0], rows * c);
+    for (size_t i = 0; i < rows * c; i++) y[0][i] = y[1][i] = 4.0f * y[0][i] + 1.0f;   /* LN must remove a mean */
+    int64_t C = (int64_t)c;
+    cs_attnblock b = {.c = (int)c, .c_cond = (int)cc, .nhead = nhead, .packed = packed, .self_attn = self_attn};
+    cs_tensor sep[6] = {0};
+    if (packed) {
+        b.wqkv = weight(dt, "in_proj", 3 * C, C, 0, 0), b.bqkv = weight(CS_F32, "in_proj.b", 3 * C, 0, 0, 0);
+        b.wq = rows_of(&b.wqkv, 0, C), b.wk = rows_of(&b.wqkv, C, C), b.wv = rows_of(&b.wqkv, 2 * C, C);
+        b.bq = rows_of(&b.bqkv, 0, C), b.bk = rows_of(&b.bqkv, C, C), b.bv = rows_of(&b.bqkv, 2 * C, C);
+    } else {
+        for (int i = 0; i < 3; i++)
+            sep[i] = weight(dt, "to_qkv", C, C, 0, 0), sep[3 + i] = weight(CS_F32, "to_qkv.b", C, 0, 0, 0);
+        b.wq = sep[0], b.wk = sep[1], b.wv = sep[2], b.bq = sep[3], b.bk = sep[4], b.bv = sep[5];
+    }
+    b.wo = weight(dt, "out_proj", C, C, 0, 0), b.bo = weight(CS_F32, "out_proj.b", C, 0, 0, 0);
+    b.kv_w = weight(dt, "kv_mapper", C, (int64_t)cc, 0, 0), b.kv_b = weight(CS_F32, "kv_mapper.b", C, 0, 0, 0);
+    int rc[2];
+    for (int m = 0; m < 2; m++) {
+        cs_ws ws = {0};
+        begin(m);
+        const float *pc = Lc ? in(cond, N * Lc * cc) : NULL;
+        float *py = inout(y[m], rows * c);
+        rc[m] = argrc() ? argrc() : cs_attnblock_forward(&b, py, N, HW, pc, Lc, &ws);
+        cs_ws_free(&ws);
+        rc[m] = end(rc[m], "attn_block");
+    }
+    char s[160];
+    snprintf(s, sizeof s, "%s N=%zu HW=%zu c=%zu heads=%d Lc=%zu c_cond=%zu packed=%d self=%d", dtn(dt), N, HW, c,
+             nhead, Lc, cc, packed, self_attn);
+    report("attn_block", s, 1, y[0], y[1], rows * c, rc[0], rc[1]);
+    cs_tensor *all[] = {&b.wqkv, &b.bqkv, &b.wo, &b.bo, &b.kv_w, &b.kv_b};
+    for (int i = 0; i < 6; i++) drop(all[i]);
+    for (int i = 0; i < 6; i++) drop(&sep[i]);
+    free(cond), free(y[0]), free(y[1]);
+}
+
 /* keys/values in two row blocks (an AttnBlock's own tokens, then its
  * conditioning): the device's attention_cat where it has one, else (and on
  * the CPU) the rows gathered and plain attention, as src/blocks.c does */
@@ -745,17 +797,23 @@ static void all_ops(void)
     t_attention(1, 17, 17, 32, 2, 0, 1, 3);
     t_attention(1, 1, 1, 8, 2, 1, 0, 1);
     t_attention(1, 5, 12301, 8, 2, 1, 0, 0);   /* rows past the device softmax's shared memory */
-    t_attention(2, 65, 33, 128, 2, 0, 0, 0);   /* 64-wide heads: the device's flash path (CASCADE_FLASH=1, bf16) */
+    t_attention(2, 65, 33, 128, 2, 0, 0, 0);   /* 64-wide heads: the device's flash path (bf16, fp16) */
     t_attention(1, 1025, 77, 64, 1, 0, 1, 3);
     t_attention(2, 17, 1030, 192, 3, 0, 0, 0);
     t_attention(1, 1, 1, 64, 1, 0, 0, 0);
-    t_attention(2, 100, 130, 128, 2, 0, 0, 4);   /* rows 16-byte aligned: flash with ld != C */
-    t_attention(1, 64, 64, 64, 1, 0, 0, 1);     /* ld 65: not aligned, the materialised path */
+    t_attention(2, 100, 130, 128, 2, 0, 0, 4);   /* flash with ld != C */
+    t_attention(1, 64, 64, 64, 1, 0, 0, 1);      /* ld 65: rows not 16-byte aligned, converted */
     t_attention_cat(2, 17, 17, 9, 128, 2, 0);
     t_attention_cat(2, 100, 100, 85, 192, 3, 4);   /* an AttnBlock's shapes, smaller */
     t_attention_cat(1, 65, 0, 77, 64, 1, 0);       /* cross-attention only */
     t_attention_cat(1, 63, 63, 0, 64, 1, 8);       /* self-attention only */
     t_attention_cat(1, 5, 5, 3, 24, 3, 0);         /* 8-wide heads: gathered */
+    t_attnblock(CS_F32, 2, 17, 64, 1, 9, 24, 1, 1);
+    t_attnblock(CS_BF16, 2, 100, 128, 2, 85, 40, 1, 1);   /* a Stage C AttnBlock's shapes, smaller */
+    t_attnblock(CS_F32, 1, 65, 192, 3, 77, 17, 0, 1);     /* diffusers' separate q, k, v */
+    t_attnblock(CS_BF16, 2, 63, 128, 2, 0, 0, 1, 1);      /* no conditioning */
+    t_attnblock(CS_F32, 1, 33, 64, 1, 5, 8, 1, 0);        /* cross-attention only */
+    t_attnblock(CS_F32, 1, 17, 24, 3, 3, 5, 0, 1);        /* 8-wide heads: single ops on a GPU */
     t_resize(1, 5, 7, 3, 17, 3);
     t_resize(2, 17, 17, 4, 3, 5);
     t_resize(1, 1, 1, 3, 4, 4);
