@@ -5,6 +5,9 @@
 #        under golden/ on the GPU in fp32 and bf16.
 # mini:  the op tests, a few goldens in bf16 and fp32, the lite forwards (flash attention
 #        on and off), their per-op profile and three lite images: a few minutes of device time
+# compare: this tree against a baseline bundle in old/ (lite and full forwards alternately), the op
+#        tests, a few goldens, the lite forwards against the CPU (bf16, fp16)
+# images: after compare: a per-op profile of two lite images, then lite and full images
 # kernels: the lite forwards under Nsight Compute (graphs off): each kernel's GPU time, summed by
 #        kernel name (bench/ncu_sum.py), against the forward's wall time
 # upload: the first (weight-uploading) lite forwards with the plugin in old/ (the baseline) and in
@@ -42,6 +45,50 @@ image() {   # variant: one image in a fresh process (cold start, stages loaded o
     /usr/bin/time -f "wall %e s" $B/cascade generate --models $W/$v --tokenizer tokenizer -p "a photo of a cat" \
         --seed 7 --device cuda --count 2 --keep-loaded -o "$out/${v}_gpu.png" --force 2>&1 | grep -v "^Stage . [0-9]*/"
 }
+if [ "$mode" = compare ]; then
+    # this tree (bin/) against a baseline bundle in old/ (its bin/ only: bench/gpu_bundle.sh of the
+    # baseline commit), alternately in one call; then the new code's checks and images
+    {
+    timeout 120 $B/test_cuda_sgemm $B/libcascade-cuda.so 2>&1 | tail -1
+    for p in bf16 fp16 fp32; do
+        echo "op tests $p:"; CASCADE_BACKEND=cuda CASCADE_PRECISION=$p timeout 90 $B/test_backend_ops 2>&1 | grep -v "^ok"
+    done
+    CASCADE_BACKEND=cuda CASCADE_PRECISION=bf16 timeout 60 $B/test_backend_ops 2>&1 | grep -E "attn_block|mlp_block"
+    for c in sampling_c sampling_b stage_c_tiny op_attnblock; do for p in bf16 fp32; do
+        timeout 60 $B/cascade-golden --device cuda --precision $p golden/$c 2>&1 | tail -n 1 | sed "s/^/golden $c $p: /"
+    done; done
+    lite_weights
+    for v in stage_c stage_b; do timeout 300 $B/mkweights $M/$v.json $W/${v}_bf16.safetensors bf16 & done
+    for i in 1 2; do for p in old bin; do
+        echo "lite, $p:"; LD_LIBRARY_PATH=$PWD/$p/bin:$PWD/lib:$cub CASCADE_PLUGIN_DIR=$PWD/$p/bin $PWD/$p/bin/stage \
+            --dir $W --manifests $M --threads $(nproc) --device cuda --size lite --stage c,b --dtype bf16 \
+            --precision bf16 --warmup 2 --runs 5 2>&1 | grep "^| stage"
+    done; done
+    wait
+    for i in 1 2; do for p in old bin; do
+        echo "full, $p:"; LD_LIBRARY_PATH=$PWD/$p/bin:$PWD/lib:$cub CASCADE_PLUGIN_DIR=$PWD/$p/bin $PWD/$p/bin/stage \
+            --dir $W --manifests $M --threads $(nproc) --device cuda --size full --stage c,b --dtype bf16 \
+            --precision bf16 --warmup 2 --runs 3 2>&1 | grep "^| stage"
+    done; done
+    S="$B/stage --dir $W --manifests $M --threads $(nproc) --device cuda"
+    $S --size lite --stage c,b --dtype bf16 --precision bf16 --check 1 --warmup 1 --runs 1
+    $S --size lite --stage c,b --dtype bf16 --precision fp16 --check 1 --warmup 1 --runs 1
+    } >"$out/compare.txt" 2>&1
+    grep -v '^{"engine' "$out/compare.txt" | grep -E "PASS|FAIL|golden|attn_block|^\||rel_l2|steps in|done in|peak|wall|error|lite|full|tests" | cut -c1-220
+    exit 0
+fi
+if [ "$mode" = images ]; then   # after compare (its weights): a per-op profile of two lite images, then images
+    W=/tmp/cascade-weights
+    {
+    mkdir -p $W/lite; for f in stage_a text_encoder_bf16 stage_c_lite_bf16 stage_b_lite_bf16; do ln -sf $W/$f.safetensors $W/lite/; done
+    CASCADE_PROFILE=1 $B/cascade generate --models $W/lite --tokenizer tokenizer -p "a photo of a cat" \
+        --seed 7 --device cuda --count 2 --keep-loaded -o "$out/lite_prof.png" --force 2>&1 | grep -v "^.*Stage . [0-9]*/" | tail -150
+    image lite
+    image full
+    } >"$out/images.txt" 2>&1
+    grep -E "steps in|done in|peak|wall|error|Stage|text" "$out/images.txt" | cut -c1-220
+    exit 0
+fi
 if [ "$mode" = kernels ]; then
     lite_weights
     S="$B/stage --dir $W --manifests $M --threads $(nproc) --device cuda"
