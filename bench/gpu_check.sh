@@ -95,7 +95,7 @@ if [ "$mode" = kernels ]; then
     ncu=$(command -v ncu || find / -name ncu -type f -not -path '/proc/*' 2>/dev/null | head -1)
     for st in c b; do
         $S --size lite --stage $st --dtype bf16 --precision bf16 --warmup 2 --runs 5 2>&1 | grep "^| stage"
-        CASCADE_GRAPHS=0 timeout 250 "$ncu" --clock-control none --metrics gpu__time_duration.sum,launch__grid_size,launch__block_size --csv --page raw \
+        CASCADE_GRAPHS=0 timeout 250 "$ncu" --clock-control none --cache-control none --metrics gpu__time_duration.sum,launch__grid_size,launch__block_size --csv --page raw \
             $S --size lite --stage $st --dtype bf16 --precision bf16 --warmup 0 --runs 1 >"$out/ncu_$st.csv" 2>"$out/ncu_$st.err"
         echo "ncu stage $st: rc $?, $(wc -l <"$out/ncu_$st.csv") lines"
         python3 ncu_sum.py "$out/ncu_$st.csv" 1 | head -40
