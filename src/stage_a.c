@@ -72,20 +72,23 @@ int cs_sa_resblock_bind(cs_sa_resblock *b, cs_wmap *m, const char *prefix, int c
 }
 
 /* Rows per chunk of the ResBlock MLP: bounds its hidden activations to
- * SA_ROWS x c_hidden. Results do not depend on it (cs_sgemm gives every row
- * the same reduction whatever the call's row count), so tiles of any size
- * decode to the untiled bits. */
-#define SA_ROWS 384
+ * rows x c_hidden. On the CPU 384 (cache-sized; results do not depend on it:
+ * cs_sgemm gives every row the same reduction whatever the call's row
+ * count, so tiles of any size decode to the untiled bits). On a device,
+ * where every chunk is four queued ops, 16384: 384 made a 1024^2 decode
+ * ~11000 small ops (about 0.1 s on an H100). */
+static size_t sa_rows(void) { return cs_dev ? 16384 : 384; }
 
 size_t cs_sa_resblock_work(const cs_sa_resblock *b, size_t HW)
 {
-    return 2 * HW * (size_t)b->c + SA_ROWS * (size_t)b->c_hidden + 4 * (size_t)b->c;
+    size_t R = sa_rows() < HW ? sa_rows() : HW;
+    return 2 * HW * (size_t)b->c + R * (size_t)b->c_hidden + 4 * (size_t)b->c;
 }
 
 int cs_sa_resblock_forward(const cs_sa_resblock *b, float *x, size_t N, size_t H, size_t W, float *work)
 {
-    /* x: [N, H, W, c]; per image: t, d: [HW, c], hid: [SA_ROWS, c_hidden] */
-    size_t c = (size_t)b->c, ch = (size_t)b->c_hidden, HW = H * W, R = SA_ROWS;
+    /* x: [N, H, W, c]; per image: t, d: [HW, c], hid: [R, c_hidden] */
+    size_t c = (size_t)b->c, ch = (size_t)b->c_hidden, HW = H * W, R = sa_rows() < HW ? sa_rows() : HW;
     float *t = work, *d = t + HW * c, *hid = d + HW * c, *a1 = hid + R * ch, *b1 = a1 + c,
           *a2 = b1 + c, *b2 = a2 + c;
     cs_fill(a1, 1.0f + b->g[0], c);
