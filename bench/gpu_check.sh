@@ -41,9 +41,9 @@ image() {   # variant: one image in a fresh process (cold start, stages loaded o
     mkdir -p $W/$v; for f in stage_a text_encoder_bf16; do ln -sf $W/$f.safetensors $W/$v/; done
     ln -sf $W/stage_c${s}_bf16.safetensors $W/stage_b${s}_bf16.safetensors $W/$v/
     /usr/bin/time -f "wall %e s" $B/cascade generate --models $W/$v --tokenizer tokenizer -p "a photo of a cat" \
-        --seed 7 --device cuda -o "$out/${v}_cold.png" --force 2>&1 | grep -v "^Stage . [0-9]*/" | sed "s/^/$v cold: /"
+        --seed 7 --device cuda -o "$out/${v}_cold.png" --force 2>&1 | sed "s/^/$v cold: /"
     /usr/bin/time -f "wall %e s" $B/cascade generate --models $W/$v --tokenizer tokenizer -p "a photo of a cat" \
-        --seed 7 --device cuda --count 2 --keep-loaded -o "$out/${v}_gpu.png" --force 2>&1 | grep -v "^Stage . [0-9]*/"
+        --seed 7 --device cuda --count 2 --keep-loaded -o "$out/${v}_gpu.png" --force 2>&1
 }
 if [ "$mode" = compare ]; then
     # this tree (bin/) against a baseline bundle in old/ (its bin/ only: bench/gpu_bundle.sh of the
