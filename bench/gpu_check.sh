@@ -7,6 +7,8 @@
 #        on and off), their per-op profile and three lite images: a few minutes of device time
 # compare: this tree against a baseline bundle in old/ (lite and full forwards alternately), the op
 #        tests, a few goldens, the lite forwards against the CPU (bf16, fp16)
+# torch: ours, then PyTorch eager and compiled with CUDA graphs (bench/torch_gpu.py, needs
+#        wheels/), then ours again, on the same lite weights
 # images: after compare: a per-op profile of two lite images, then lite and full images
 # kernels: the lite forwards under Nsight Compute (graphs off): each kernel's GPU time, summed by
 #        kernel name (bench/ncu_sum.py), against the forward's wall time
@@ -87,6 +89,15 @@ if [ "$mode" = images ]; then   # after compare (its weights): a per-op profile 
     image full
     } >"$out/images.txt" 2>&1
     grep -E "steps in|done in|peak|wall|error|Stage|text" "$out/images.txt" | cut -c1-220
+    exit 0
+fi
+if [ "$mode" = torch ]; then   # compiled PyTorch (CUDA graphs) and eager beside ours, lite, one call
+    lite_weights
+    S="$B/stage --dir $W --manifests $M --threads $(nproc) --device cuda"
+    $S --size lite --stage c,b --dtype bf16 --precision bf16 --warmup 2 --runs 5 2>&1 | grep "^| stage"
+    (cd .. && timeout 400 python3 bench/torch_gpu.py --wheels devrun/wheels --weights-dir $W \
+        --models ${TORCH_MODELS:-stage_c_lite,stage_b_lite} --dtypes bf16 --modes ${TORCH_MODES:-eager,graphs} 2>&1 | grep -v '^{' | tail -12)
+    $S --size lite --stage c,b --dtype bf16 --precision bf16 --warmup 2 --runs 5 2>&1 | grep "^| stage"
     exit 0
 fi
 if [ "$mode" = kernels ]; then
