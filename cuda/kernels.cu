@@ -435,6 +435,22 @@ static __global__ void k_to16(const float *x, uint16_t *y, size_t rows, size_t c
     }
 }
 
+/* the dense case, 4 values a thread (16-byte loads, 8-byte stores) */
+template <bool BF>
+static __global__ void k_to16_x4(const float4 *x, uint2 *y, size_t n4)
+{
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n4; i += (size_t)gridDim.x * blockDim.x) {
+        float4 v = x[i];
+        float a[4] = {v.x, v.y, v.z, v.w};
+        uint16_t h[4];
+        for (int k = 0; k < 4; k++) {
+            if (!BF && fabsf(a[k]) > 65504.0f) a[k] = copysignf(65504.0f, a[k]);
+            h[k] = BF ? __bfloat16_as_ushort(__float2bfloat16_rn(a[k])) : __half_as_ushort(__float2half_rn(a[k]));
+        }
+        y[i] = make_uint2((uint32_t)h[0] | (uint32_t)h[1] << 16, (uint32_t)h[2] | (uint32_t)h[3] << 16);
+    }
+}
+
 template <bool BF>
 static int to16(const float *x, uint16_t *y, size_t rows, size_t cols, size_t ldx)
 {
@@ -442,6 +458,11 @@ static int to16(const float *x, uint16_t *y, size_t rows, size_t cols, size_t ld
     if (ldx == cols) {   /* dense: one long row */
         cols *= rows;
         rows = 1;
+        if (cols % 4 == 0 && (uintptr_t)x % 16 == 0 && (uintptr_t)y % 8 == 0) {
+            size_t n4 = cols / 4, b = (n4 + 255) / 256;
+            k_to16_x4<BF><<<(unsigned)(b < 65536 ? b : 65536), 256, 0, stream()>>>((const float4 *)x, (uint2 *)y, n4);
+            return cs_cuda_check_launch(BF ? "conversion to bf16" : "conversion to f16");
+        }
     }
     rc_shape s = rc_launch(rows, cols);
     k_to16<BF><<<s.grid, s.block, 0, stream()>>>(x, y, rows, cols, ldx ? ldx : cols);
