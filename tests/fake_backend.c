@@ -18,7 +18,8 @@
  * tell the device path was taken. Two made-up devices are listed (none, with
  * a reason, under FAKE_BACKEND_NODEV); FAKE_BACKEND_FAIL makes init fail;
  * FAKE_ABI overrides the ABI number and FAKE_NO_EMBED leaves an op out, to
- * test the loader's refusals. It links its own static copy of libcascade's
+ * test the loader's refusals; FAKE_NO_BACKWARD leaves out the optional
+ * backward ops (the plugin loads, grad.h's functions give CS_EUNSUP). It links its own static copy of libcascade's
  * engine (libcascade_internal.la) for the CPU ops, since libcascade.so
  * exports only the public API; init() sets up that copy's kernel table. */
 #include "backend.h"
@@ -651,6 +652,7 @@ static int mlp_block(float *x, size_t N, size_t H, size_t W, size_t c, const flo
 }
 
 /* ---- the backward ops (grad.h), run by the CPU's functions ---- */
+#ifndef FAKE_NO_BACKWARD
 
 static int sgemm_tn(size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B, size_t ldb, float beta,
                     float *C, size_t ldc)
@@ -722,7 +724,7 @@ static int modulate_backward(const float *x, const float *dy, float *dx, size_t 
 {
     call c = enter("modulate_backward");
     size_t n = N * HW * C;
-    const float *rx = da ? dv(&c, x, n, "x") : NULL, *rdy = dv(&c, dy, n, "dy"),
+    const float *rx = dv(&c, x, n, "x"), *rdy = dv(&c, dy, n, "dy"),
                 *ra = dx ? dv2(&c, a, N, C, ldab, "a") : NULL;
     float *rdx = opt(&c, dx, n, "dx"), *rda = da ? dv2(&c, da, N, C, ldab, "da") : NULL,
           *rdb = db ? dv2(&c, db, N, C, ldab, "db") : NULL;
@@ -756,6 +758,7 @@ static int attention_backward(const float *q, size_t ldq, const float *k, size_t
         ON_HOST(rc = cs_attention_backward(rq, ldq, rk, ldk, rv, ldv, rdo, ldo, N, Lq, Lk, C, nhead, rdq, rdk, rdv, acc));
     return done(&c, rc);
 }
+#endif
 
 static const cs_dev_ops ops = {
     .alloc = dalloc, .free = dfree, .upload = upload, .download = download, .sync = dsync,
