@@ -399,7 +399,7 @@ struct fin_store3 {   /* tot[n][v][c] */
 #define GRN_THREADS 1024
 
 /* coef[n][0][c] = nx, coef[n][1][c] = dG; one block */
-static __global__ void k_grn_mid(const double *tot, size_t N, size_t C, const float *gamma, float *dgamma,
+static __global__ void __launch_bounds__(GRN_THREADS) k_grn_mid(const double *tot, size_t N, size_t C, const float *gamma, float *dgamma,
                                  float *dbeta, double *coef)
 {
     __shared__ double sh[32];
