@@ -88,6 +88,26 @@ int cs_cuda_attention_cat(const float *q, size_t ldq, const float *k1, const flo
                           const float *k2, const float *v2, size_t ld2, size_t L2, size_t N, size_t Lq, size_t C,
                           int nhead, float *o, size_t ldo);
 
+/* ---- grad.cu: the backward ops of src/grad.h (cs_dev_ops' optional
+ * tail), float32 whatever the precision in force ---- */
+int cs_cuda_sgemm_tn(size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B, size_t ldb, float beta,
+                     float *C, size_t ldc);
+int cs_cuda_linear_backward(const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W, const float *dy,
+                            size_t ldy, float *dx, int acc, float *dW, float *db);
+int cs_cuda_layernorm_backward(const float *x, const float *dy, float *dx, int acc, size_t rows, size_t C, float eps,
+                               const float *w, float *dw, float *db);
+int cs_cuda_gelu_backward(const float *x, const float *dy, float *dx, size_t n);
+int cs_cuda_silu_backward(const float *x, const float *dy, float *dx, size_t n);
+int cs_cuda_grn_backward(const float *x, const float *dy, float *dx, size_t N, size_t HW, size_t C, const float *gamma,
+                         float *dgamma, float *dbeta);
+int cs_cuda_modulate_backward(const float *x, const float *dy, float *dx, size_t N, size_t HW, size_t C,
+                              const float *a, size_t ldab, float *da, float *db);
+int cs_cuda_dwconv_backward(const float *x, const float *dy, float *dx, int acc, size_t N, size_t H, size_t W,
+                            size_t C, int k, const float *w, float *dw, float *db);
+int cs_cuda_attention_backward(const float *q, size_t ldq, const float *k, size_t ldk, const float *v, size_t ldv,
+                               const float *do_, size_t ldo, size_t N, size_t Lq, size_t Lk, size_t C, int nhead,
+                               float *dq, float *dk, float *dv, int acc);
+
 /* ---- convert.cu ---- */
 /* n elements from src (dtype sdt) to dst (dtype ddt), both device memory;
  * dtypes CS_F32, CS_BF16, CS_F16; rounding to nearest even */

@@ -6,7 +6,8 @@
  *
  * The op set (src/backend.h's cs_dev_ops) runs on device memory: memory,
  * copies and the weight cache in mem.c, products in gemm.c, attention in
- * attention.cu, the other ops in kernels.cu. */
+ * attention.cu, the other ops in kernels.cu, the backward ops (training) in
+ * grad.cu. */
 #include "core.h"
 
 #include "error.h"
@@ -200,6 +201,15 @@ static const cs_dev_ops ops = {
     .graph_end = cs_cuda_graph_end,
     .graph_launch = cs_cuda_graph_launch,
     .graph_free = cs_cuda_graph_free,
+    .sgemm_tn = cs_cuda_sgemm_tn,
+    .linear_backward = cs_cuda_linear_backward,
+    .layernorm_backward = cs_cuda_layernorm_backward,
+    .gelu_backward = cs_cuda_gelu_backward,
+    .silu_backward = cs_cuda_silu_backward,
+    .grn_backward = cs_cuda_grn_backward,
+    .modulate_backward = cs_cuda_modulate_backward,
+    .dwconv_backward = cs_cuda_dwconv_backward,
+    .attention_backward = cs_cuda_attention_backward,
 };
 
 static char version[128];

@@ -79,10 +79,13 @@ static const struct {
     OP(attention), OP(resize_bilinear), OP(pixel_shuffle), OP(transpose), OP(concat_channels), OP(embed_rows),
     OP(r_embed), OP(mlp_block), OP(attention_cat), OP(attn_block),
 };
-/* the optional calls at the end of cs_dev_ops */
-#define OPTIONAL_OPS 4
+/* the optional calls at the end of cs_dev_ops: the graph calls (all or
+ * none), then the backward ops (each on its own) */
+#define GRAPH_OPS 4
+#define BACKWARD_OPS 9
 #undef OP
-_Static_assert((sizeof dev_op_fields / sizeof dev_op_fields[0] + OPTIONAL_OPS) * sizeof(any_fn) == sizeof(cs_dev_ops),
+_Static_assert((sizeof dev_op_fields / sizeof dev_op_fields[0] + GRAPH_OPS + BACKWARD_OPS) * sizeof(any_fn) ==
+                   sizeof(cs_dev_ops),
                "dev_op_fields must list every field of cs_dev_ops");
 
 static const char *missing_op(const cs_dev_ops *ops)
@@ -94,7 +97,7 @@ static const char *missing_op(const cs_dev_ops *ops)
     }
     if (!ops) return NULL;
     int graphs = !!ops->graph_begin + !!ops->graph_end + !!ops->graph_launch + !!ops->graph_free;
-    if (graphs % OPTIONAL_OPS) return "some of the graph calls (all four or none)";
+    if (graphs % GRAPH_OPS) return "some of the graph calls (all four or none)";
     return NULL;
 }
 

@@ -13,12 +13,13 @@
 
 #include <stddef.h>
 
-/* 6: attn_block (a whole AttnBlock as one op)
+/* 7: the optional backward ops of src/grad.h at the end of cs_dev_ops (training on the device)
+ * 6: attn_block (a whole AttnBlock as one op)
  * 5: attention_cat (keys and values in two row blocks, no gathered copy)
  * 4: r_embed, mlp_block, and the optional graph calls (capture and replay of a forward)
  * 3: device-resident op set (cs_dev_ops); the host-memory sgemm of 1-2 is gone
  * 2: devices() and version added (1 had init, shutdown, sgemm) */
-#define CS_BACKEND_ABI 6
+#define CS_BACKEND_ABI 7
 
 /* One device as a plugin sees it (cascade info, and later the choice of a
  * model variant by free memory). */
@@ -144,6 +145,32 @@ typedef struct {
     int (*graph_end)(void **graph);
     int (*graph_launch)(void *graph);
     void (*graph_free)(void *graph);
+    /* Optional, each on its own (NULL: the device has none; grad.h's function
+     * then returns CS_EUNSUP in device mode): the backward ops of src/grad.h,
+     * same meaning, argument order and conventions (parameter gradients added
+     * into, input gradients written or added with acc, NULL = not wanted,
+     * dx == dy allowed where grad.h allows it). Float32 whatever
+     * set_precision says: training runs in fp32 on the device. Parameters
+     * (w, gamma, a) are device pointers; linear_backward's W is a weight view
+     * as in linear (the device's cached float32 copy is used). Shapes were
+     * checked by the caller. */
+    int (*sgemm_tn)(size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B, size_t ldb, float beta,
+                    float *C, size_t ldc);
+    int (*linear_backward)(const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W, const float *dy,
+                           size_t ldy, float *dx, int acc, float *dW, float *db);
+    int (*layernorm_backward)(const float *x, const float *dy, float *dx, int acc, size_t rows, size_t C, float eps,
+                              const float *w, float *dw, float *db);
+    int (*gelu_backward)(const float *x, const float *dy, float *dx, size_t n);
+    int (*silu_backward)(const float *x, const float *dy, float *dx, size_t n);
+    int (*grn_backward)(const float *x, const float *dy, float *dx, size_t N, size_t HW, size_t C, const float *gamma,
+                        float *dgamma, float *dbeta);
+    int (*modulate_backward)(const float *x, const float *dy, float *dx, size_t N, size_t HW, size_t C, const float *a,
+                             size_t ldab, float *da, float *db);
+    int (*dwconv_backward)(const float *x, const float *dy, float *dx, int acc, size_t N, size_t H, size_t W, size_t C,
+                           int k, const float *w, float *dw, float *db);
+    int (*attention_backward)(const float *q, size_t ldq, const float *k, size_t ldk, const float *v, size_t ldv,
+                              const float *do_, size_t ldo, size_t N, size_t Lq, size_t Lk, size_t C, int nhead,
+                              float *dq, float *dk, float *dv, int acc);
 } cs_dev_ops;
 
 typedef struct {

@@ -325,8 +325,10 @@ int cs_attnblock_forward(const cs_attnblock *b, float *x, size_t N, size_t HW, c
     if (rc) return rc;
     float *o = ws->keep ? cs_ws_get(ws, 6, N * HW * c) : xn;   /* o -> xn (no longer needed) */
     if (!o) return CS_ENOMEM;
-    rc = cs_attention_cat(qkv, 3 * c, qkv + c, qkv + 2 * c, 3 * c, Ls, ckv, Lc ? ckv + c : NULL, 2 * c, Lc, N, HW, c,
-                          b->nhead, o, c);
+    /* training (keep) wants the gathered keys/values: the backward reads them */
+    rc = ws->keep ? CS_EUNSUP
+                  : cs_attention_cat(qkv, 3 * c, qkv + c, qkv + 2 * c, 3 * c, Ls, ckv, Lc ? ckv + c : NULL, 2 * c, Lc,
+                                     N, HW, c, b->nhead, o, c);
     if (rc != CS_EUNSUP) return rc ? rc : cs_linear(o, N * HW, c, 0, &b->wo, &b->bo, x, 0, 1);
     /* gather keys/values: image tokens first, then the conditioning tokens */
     float *kvb = cs_ws_get(ws, 5, N * Lk * 2 * c);

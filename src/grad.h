@@ -17,8 +17,12 @@
  * order over a fixed split.
  *
  * Products go through cs_sgemm (ops.h, our own GEMM, like the forward).
- * Device mode (device.h) has no backward yet: every function returns
- * CS_EUNSUP there (the void ones cannot run in it and must not be called).
+ * Device mode (device.h): every function but cs_r_embedding_backward runs
+ * the device's op of the same name (cs_dev_ops' optional backward tail,
+ * backend.h), on device pointers, in float32; a device without that op
+ * gives CS_EUNSUP (the void ones record it for cs_dev_error, as ops.h's
+ * do). Parameters (w, gamma, a) are then device pointers too (cs_param,
+ * cs_weight_f32); W stays a cs_tensor view as for cs_linear.
  *
  * Residual adds and channel concat need no kernel: the gradient of x + f(x)
  * is dy + f'(dy) (acc = 1), that of [a | b] is the column split of dy

@@ -12,6 +12,13 @@
 
 float *cs_grads_of(cs_grads *g, const cs_tensor *t, int *rc)
 {
+    if (!g->n) g->dev = cs_dev;
+    if (g->dev != (const void *)cs_dev) {
+        cs_error(CS_EARG, "%s: the gradients live in %s memory, this backward runs on the %s", t->name ? t->name : "weight",
+                 g->dev ? "device" : "host", cs_dev ? "device" : "host");
+        if (rc) *rc = CS_EARG;
+        return NULL;
+    }
     for (int i = 0; i < g->n; i++)
         if (g->e[i].key == t->data) return g->e[i].g;
     if (g->only) return NULL;
@@ -22,7 +29,7 @@ float *cs_grads_of(cs_grads *g, const cs_tensor *t, int *rc)
         g->e = e, g->cap = cap;
     }
     size_t n = (size_t)cs_tensor_numel(t);
-    float *p = calloc(n ? n : 1, sizeof *p);
+    float *p = cs_dev ? cs_act_calloc(n ? n : 1) : calloc(n ? n : 1, sizeof *p);
     if (!p) goto oom;
     g->e[g->n++] = (cs_grad_ent){t->data, t->name, n, p};
     return p;
@@ -39,14 +46,25 @@ const cs_grad_ent *cs_grads_find(const cs_grads *g, const char *name)
     return NULL;
 }
 
-void cs_grads_zero(cs_grads *g)
+/* device buffers go through their own op set: the call may come outside device mode */
+int cs_grads_zero(cs_grads *g)
 {
-    for (int i = 0; i < g->n; i++) memset(g->e[i].g, 0, g->e[i].n * sizeof(float));
+    const cs_dev_ops *d = g->dev;
+    for (int i = 0; i < g->n; i++) {
+        if (!d) {
+            memset(g->e[i].g, 0, g->e[i].n * sizeof(float));
+            continue;
+        }
+        int rc = d->fill(g->e[i].g, 0.0f, g->e[i].n);
+        if (rc) return cs_error(rc < 0 ? rc : CS_EDEVICE, "zeroing the gradients on the device failed: %s", d->errmsg());
+    }
+    return 0;
 }
 
 void cs_grads_free(cs_grads *g)
 {
-    for (int i = 0; i < g->n; i++) free(g->e[i].g);
+    const cs_dev_ops *d = g->dev;
+    for (int i = 0; i < g->n; i++) d ? d->free(g->e[i].g) : free(g->e[i].g);
     free(g->e);
     memset(g, 0, sizeof *g);
 }
@@ -92,11 +110,14 @@ static int resblock_backward(const cs_resblock *b, const float *x, float *d, siz
     float *dz = b->has_dw ? cs_ws_get(bws, 5, rows * c) : NULL;
     if (!din || !dln || (b->has_dw && !dz)) return CS_ENOMEM;
     if ((rc = mlp_backward(b, in, cin, d, N, H * W, ws, bws, g, din))) return rc;
-    if (cs) {   /* split [dLN | dskip] */
+    if (cs) {   /* split [dLN | dskip]; dskip += through ops (device mode: no host loops) */
         cs_copy2d(dln, c, din, cin, rows, c);
-        if (dskip)
-            for (size_t r = 0; r < rows; r++)
-                for (size_t j = 0; j < cs; j++) dskip[r * cs + j] += din[r * cin + c + j];
+        if (dskip) {
+            float *ds = cs_ws_get(bws, 6, rows * cs);
+            if (!ds) return CS_ENOMEM;
+            cs_copy2d(ds, cs, din + c, cin, rows, cs);
+            cs_axpy(dskip, ds, 1.0f, rows * cs);   /* x * 1 is exact: the same bits as += */
+        }
     }
     if (!b->has_dw) return cs_layernorm_backward(x, dln, d, 1, rows, c, 1e-6f, NULL, NULL, NULL);
     if ((rc = cs_layernorm_backward(ws->p[0], dln, dz, 0, rows, c, 1e-6f, NULL, NULL, NULL))) return rc;
@@ -155,8 +176,12 @@ static int attnblock_backward(const cs_attnblock *b, const float *x, float *d, s
         if (rc) return rc;
         /* keys/values back where they came from: image tokens -> k|v columns of qkv */
         if (Ls) cs_copy2d(dqkv + n * HW * 3 * c + c, 3 * c, dk, 2 * c, HW, 2 * c);
-        else
-            for (size_t r = 0; r < HW; r++) memset(dqkv + (n * HW + r) * 3 * c + c, 0, 2 * c * sizeof(float));
+        else {   /* no self-attention: the k|v columns get nothing (copied from zeros: ops only) */
+            float *z = cs_ws_get(bws, 7, HW * 2 * c);
+            if (!z) return CS_ENOMEM;
+            if (!n) cs_fill(z, 0.0f, HW * 2 * c);
+            cs_copy2d(dqkv + n * HW * 3 * c + c, 3 * c, z, 2 * c, HW, 2 * c);
+        }
         if (Lc) cs_copy2d(dckv + n * Lc * 2 * c, 2 * c, dk + Ls * 2 * c, 2 * c, Lc, 2 * c);
     }
     if ((rc = cs_linear_backward(xn, R, c, 0, &b->wqkv, dqkv, 0, dxn, 0, gwqkv, gbqkv))) return rc;
@@ -170,7 +195,7 @@ static int attnblock_backward(const cs_attnblock *b, const float *x, float *d, s
         if (rc) return rc;
         if (dcond) {
             cs_silu_backward(cond, dsc, dsc, N * Lc * cc);
-            for (size_t i = 0; i < N * Lc * cc; i++) dcond[i] += dsc[i];
+            cs_axpy(dcond, dsc, 1.0f, N * Lc * cc);
         }
     }
     return cs_layernorm_backward(x, dxn, d, 1, R, c, 1e-6f, NULL, NULL, NULL);
@@ -180,12 +205,11 @@ int cs_block_backward(const cs_block *b, const float *x, float *d, size_t N, siz
                       float *dskip, const float *t, size_t ldt, float *dt, const float *cond, size_t Lc, float *dcond,
                       cs_grads *g, cs_ws *ws, cs_ws *bws)
 {
-    if (cs_dev) return cs_error(CS_EUNSUP, "block backward: not available on the device yet");
     size_t c = (size_t)(b->type == 'T' ? b->u.ts.c : b->type == 'A' ? b->u.attn.c : b->u.res.c), n = N * H * W * c;
     /* recompute the forward on a copy of x, keeping its intermediates */
     float *xc = cs_ws_get(bws, 8, n);
     if (!xc) return CS_ENOMEM;
-    memcpy(xc, x, n * sizeof *xc);
+    cs_copy(xc, x, n);
     ws->keep = 1;
     int rc = cs_block_forward(b, xc, N, H, W, skip, t, ldt, cond, Lc, ws);
     if (rc) return rc;

@@ -11,7 +11,10 @@
  * tensor, keyed by the tensor's data (so a row view of a packed in_proj
  * lands in the in_proj's buffer), made zeroed on first use and added into
  * afterwards. A cs_grads with `only` set gives gradients only to tensors it
- * already holds (the trainable ones); the others are frozen. */
+ * already holds (the trainable ones); the others are frozen. Its buffers
+ * live where its first one was made: host memory, or in device mode
+ * (device.h) the device's (then g is a device pointer, and a later call in
+ * the other mode is an error). */
 #ifndef CS_GRAD_BLOCKS_H
 #define CS_GRAD_BLOCKS_H
 
@@ -28,18 +31,22 @@ typedef struct cs_grads {
     cs_grad_ent *e;
     int n, cap;
     int only;          /* 1: no new entries (frozen tensors give NULL) */
+    const void *dev;   /* the cs_dev_ops the buffers came from (NULL: host) */
 } cs_grads;
 
 /* The gradient buffer of t (numel floats), made zeroed if new; NULL when
- * frozen (only) or on allocation failure (then cs_error is set and *rc, if
- * rc, is CS_ENOMEM). */
+ * frozen (only), on allocation failure (then cs_error is set and *rc, if
+ * rc, is CS_ENOMEM) or when called in another mode than the buffers'
+ * (*rc CS_EARG). */
 float *cs_grads_of(cs_grads *g, const cs_tensor *t, int *rc);
 /* By tensor name (as in the file); NULL if none. */
 const cs_grad_ent *cs_grads_find(const cs_grads *g, const char *name);
-void cs_grads_zero(cs_grads *g);
+/* 0, or a negative code when the device could not queue the fill */
+int cs_grads_zero(cs_grads *g);
 void cs_grads_free(cs_grads *g);
 
-/* Backward of one block, on the host only (device mode: CS_EUNSUP).
+/* Backward of one block, on the host or in device mode (then every pointer
+ * is a device pointer, and g's buffers are the device's).
  *   x       [N,H,W,c] the block's input (not changed)
  *   d       in: dL/dy [N,H,W,c]; out: dL/dx (in place)
  *   skip    ResBlock's skip input or NULL; dskip [N,H,W,c_skip] += its gradient

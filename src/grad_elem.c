@@ -4,16 +4,17 @@
 
 #include "device.h"
 #include "error.h"
+#include "ops_dev.h"
 
 #include <math.h>
 
 #define NO_DEV(what) \
     do { if (cs_dev) return cs_error(CS_EUNSUP, "%s backward: not available on the device yet", what); } while (0)
-#define PAR_MIN 16384
 
 /* d/dx [x Phi(x)] = Phi(x) + x phi(x) */
 void cs_gelu_backward(const float *x, const float *dy, float *dx, size_t n)
 {
+    ON_DEV_OPT(gelu_backward, (x, dy, dx, n), "GELU backward");
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         float v = x[i];
@@ -25,6 +26,7 @@ void cs_gelu_backward(const float *x, const float *dy, float *dx, size_t n)
 /* d/dx [x s(x)] = s (1 + x (1 - s)) */
 void cs_silu_backward(const float *x, const float *dy, float *dx, size_t n)
 {
+    ON_DEV_OPT(silu_backward, (x, dy, dx, n), "SiLU backward");
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         float s = 1.0f / (1.0f + expf(-x[i]));
@@ -35,6 +37,7 @@ void cs_silu_backward(const float *x, const float *dy, float *dx, size_t n)
 void cs_modulate_backward(const float *x, const float *dy, float *dx, size_t N, size_t HW, size_t C, const float *a,
                           size_t ldab, float *da, float *db)
 {
+    ON_DEV_OPT(modulate_backward, (x, dy, dx, N, HW, C, a, ldab, da, db), "modulation backward");
     for (size_t n = 0; n < N; n++) {
         const float *xn = x + n * HW * C, *gn = dy + n * HW * C, *an = a + n * ldab;
         /* the per-image sums first: dx may overwrite dy */
@@ -64,8 +67,8 @@ void cs_modulate_backward(const float *x, const float *dy, float *dx, size_t N, 
 int cs_dwconv_backward(const float *x, const float *dy, float *dx, int acc, size_t N, size_t H, size_t W, size_t C,
                        int k, const float *w, float *dw, float *db)
 {
-    NO_DEV("depthwise convolution");
     if (k <= 0 || !(k & 1)) return cs_error(CS_EARG, "depthwise backward: kernel size %d is not odd", k);
+    ON_DEV_OPT_RC(dwconv_backward, (x, dy, dx, acc, N, H, W, C, k, w, dw, db), "depthwise convolution backward");
     long p = k / 2, Hl = (long)H, Wl = (long)W;
     size_t kk = (size_t)k * (size_t)k;
     for (size_t n = 0; n < N; n++) {

@@ -1,19 +1,17 @@
 /* Backward of the products: Linear / 1x1 conv and the attention core
  * (grad.h). The transposed operands are copied once into scratch so that
  * everything runs through cs_sgemm, whose results do not depend on the
- * thread count. */
+ * thread count. In device mode each function is the device's op (ops_dev.h). */
 #include "grad.h"
 
 #include "kernels.h"
 #include "device.h"
 #include "error.h"
 #include "ops.h"
+#include "ops_dev.h"
 
 #include <math.h>
 #include <string.h>
-
-#define NO_DEV(what) \
-    do { if (cs_dev) return cs_error(CS_EUNSUP, "%s backward: not available on the device yet", what); } while (0)
 
 /* t[cols, rows] = a[rows, cols]^T (a has row stride lda) */
 static void transpose(const float *a, size_t lda, size_t rows, size_t cols, float *t)
@@ -26,7 +24,7 @@ static void transpose(const float *a, size_t lda, size_t rows, size_t cols, floa
 int cs_sgemm_tn(size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B, size_t ldb, float beta,
                 float *C, size_t ldc)
 {
-    NO_DEV("a transposed product");
+    ON_DEV_OPT_RC(sgemm_tn, (M, N, K, A, lda, B, ldb, beta, C, ldc), "a transposed product");
     if (!M || !N) return 0;
     float *at = cs_alloc(M * K * sizeof(float) + 1);
     if (!at) return cs_oom("a transposed operand", M * K * sizeof(float));
@@ -39,11 +37,11 @@ int cs_sgemm_tn(size_t M, size_t N, size_t K, const float *A, size_t lda, const 
 int cs_linear_backward(const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W, const float *dy,
                        size_t ldy, float *dx, int acc, float *dW, float *db)
 {
-    NO_DEV("Linear");
     size_t N = (size_t)W->shape[0];
     if (cs_tensor_numel(W) != (int64_t)(N * K))
         return cs_error(CS_EARG, "%s: Linear backward with %zu inputs for a weight of %lld values",
                         W->name ? W->name : "weight", K, (long long)cs_tensor_numel(W));
+    ON_DEV_OPT_RC(linear_backward, (x, M, K, ldx, W, dy, ldy, dx, acc, dW, db), "Linear backward");
     if (!ldx) ldx = K;
     if (!ldy) ldy = N;
     int rc = 0;
@@ -95,9 +93,10 @@ int cs_attention_backward(const float *q, size_t ldq, const float *k, size_t ldk
                           const float *do_, size_t ldo, size_t N, size_t Lq, size_t Lk, size_t C, int nhead, float *dq,
                           float *dk, float *dv, int acc)
 {
-    NO_DEV("attention");
     if (nhead <= 0 || C % (size_t)nhead)
         return cs_error(CS_EARG, "attention backward: %zu channels do not split into %d heads", C, nhead);
+    ON_DEV_OPT_RC(attention_backward, (q, ldq, k, ldk, v, ldv, do_, ldo, N, Lq, Lk, C, nhead, dq, dk, dv, acc),
+                  "attention backward");
     size_t hd = C / (size_t)nhead;
     float scale = 1.0f / sqrtf((float)hd);
     float *P = cs_alloc(2 * Lq * Lk * sizeof(float) + 1);

@@ -6,11 +6,9 @@
 
 #include "device.h"
 #include "error.h"
+#include "ops_dev.h"
 
 #include <math.h>
-
-#define NO_DEV(what) \
-    do { if (cs_dev) return cs_error(CS_EUNSUP, "%s backward: not available on the device yet", what); } while (0)
 
 /* mean and 1/sqrt(var + eps) of one row, as the forward computes them (float) */
 static void row_stats(const float *x, size_t C, float eps, float *mean, float *rstd)
@@ -26,8 +24,8 @@ static void row_stats(const float *x, size_t C, float eps, float *mean, float *r
 int cs_layernorm_backward(const float *x, const float *dy, float *dx, int acc, size_t rows, size_t C, float eps,
                           const float *w, float *dw, float *db)
 {
-    NO_DEV("LayerNorm");
     if (!dx && !dw && !db) return 0;
+    ON_DEV_OPT_RC(layernorm_backward, (x, dy, dx, acc, rows, C, eps, w, dw, db), "LayerNorm backward");
     float *st = cs_alloc(2 * rows * sizeof(float) + 1);
     if (!st) return cs_oom("LayerNorm backward statistics", 2 * rows * sizeof(float));
 #pragma omp parallel for schedule(static) if (rows * C >= 16384)
@@ -75,7 +73,7 @@ int cs_layernorm_backward(const float *x, const float *dy, float *dx, int acc, s
 int cs_grn_backward(const float *x, const float *dy, float *dx, size_t N, size_t HW, size_t C, const float *gamma,
                     float *dgamma, float *dbeta)
 {
-    NO_DEV("GRN");
+    ON_DEV_OPT_RC(grn_backward, (x, dy, dx, N, HW, C, gamma, dgamma, dbeta), "GRN backward");
     double *t = cs_alloc(4 * C * sizeof(double) + 1);
     if (!t) return cs_oom("GRN backward", 4 * C * sizeof(double));
     double *G = t, *a = t + C, *nx = t + 2 * C, *dG = t + 3 * C;

@@ -1,4 +1,4 @@
-/* Shared by the op files (ops.c, ops_conv.c, ops_layout.c), not by their
+/* Shared by the op files (ops.c, ops_conv.c, ops_layout.c, grad_*.c), not by their
  * callers: the device dispatch of every op, the threading thresholds and
  * the per-thread scratch. */
 #ifndef CS_OPS_DEV_H
@@ -28,6 +28,24 @@
             cs_dev_prof_stop(t_, what);                      \
             return rc_ ? cs_dev_error() : 0;                 \
         }                                                    \
+    } while (0)
+
+/* The optional ops of cs_dev (the backward of grad.h): field is the table
+ * entry, args its parenthesised arguments; a device without it gives
+ * CS_EUNSUP (the data is on the device: there is no CPU fallback). */
+#define ON_DEV_OPT_RC(field, args, what)                                                              \
+    do {                                                                                              \
+        if (cs_dev && !cs_dev->field) return cs_error(CS_EUNSUP, "%s: not in this device's op set", what); \
+        ON_DEV_RC(field args, what);                                                                  \
+    } while (0)
+/* The same for a void function: the failure is recorded for the forward's end. */
+#define ON_DEV_OPT(field, args, what)                                   \
+    do {                                                                \
+        if (cs_dev && !cs_dev->field) {                                 \
+            cs_dev_note(CS_EUNSUP, what " (not in this device's op set)"); \
+            return;                                                     \
+        }                                                               \
+        ON_DEV(field args, what);                                       \
     } while (0)
 
 /* element-wise work is split into chunks of CHUNK floats over threads;

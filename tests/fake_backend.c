@@ -18,7 +18,8 @@
  * tell the device path was taken. Two made-up devices are listed (none, with
  * a reason, under FAKE_BACKEND_NODEV); FAKE_BACKEND_FAIL makes init fail;
  * FAKE_ABI overrides the ABI number and FAKE_NO_EMBED leaves an op out, to
- * test the loader's refusals. It links its own static copy of libcascade's
+ * test the loader's refusals; FAKE_NO_BACKWARD leaves out the optional
+ * backward ops (the plugin loads, grad.h's functions give CS_EUNSUP). It links its own static copy of libcascade's
  * engine (libcascade_internal.la) for the CPU ops, since libcascade.so
  * exports only the public API; init() sets up that copy's kernel table. */
 #include "backend.h"
@@ -26,6 +27,7 @@
 #include "cpu.h"
 #include "device.h"
 #include "error.h"
+#include "grad.h"
 #include "kernels.h"
 #include "ops.h"
 #include "safetensors.h"
@@ -670,6 +672,115 @@ static int attn_block(float *x, size_t N, size_t HW, size_t c, int nhead, int se
     return done(&cl, rc);
 }
 
+/* ---- the backward ops (grad.h), run by the CPU's functions ---- */
+#ifndef FAKE_NO_BACKWARD
+
+static int sgemm_tn(size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B, size_t ldb, float beta,
+                    float *C, size_t ldc)
+{
+    call c = enter("sgemm_tn");
+    const float *rA = dv2(&c, A, K, M, lda, "A"), *rB = dv2(&c, B, K, N, ldb, "B");
+    float *rC = dv2(&c, C, M, N, ldc, "C");
+    int rc = 0;
+    if (!c.rc) ON_HOST(rc = cs_sgemm_tn(M, N, K, rA, lda, rB, ldb, beta, rC, ldc));
+    return done(&c, rc);
+}
+
+static int linear_backward(const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W, const float *dy,
+                           size_t ldy, float *dx, int acc, float *dW, float *db)
+{
+    call c = enter("linear_backward");
+    size_t N = (size_t)W->shape[0], lx = ldx ? ldx : K, ly = ldy ? ldy : N;
+    const float *rx = dW ? dv2(&c, x, M, K, lx, "x") : opt(&c, x, 0, "x"), *rdy = dv2(&c, dy, M, N, ly, "dy");
+    float *rdx = dx ? dv2(&c, dx, M, K, lx, "dx") : NULL, *rdW = opt(&c, dW, N * K, "dW"), *rdb = opt(&c, db, N, "db");
+    host_only(&c, W->data, "W");
+    int rc = 0;
+    if (!c.rc) ON_HOST(rc = cs_linear_backward(rx, M, K, ldx, W, rdy, ldy, rdx, acc, rdW, rdb));
+    return done(&c, rc);
+}
+
+static int layernorm_backward(const float *x, const float *dy, float *dx, int acc, size_t rows, size_t C, float eps,
+                              const float *w, float *dw, float *db)
+{
+    call c = enter("layernorm_backward");
+    const float *rx = dv(&c, x, rows * C, "x"), *rdy = dv(&c, dy, rows * C, "dy"), *rw = opt(&c, w, C, "w");
+    float *rdx = opt(&c, dx, rows * C, "dx"), *rdw = opt(&c, dw, C, "dw"), *rdb = opt(&c, db, C, "db");
+    int rc = 0;
+    if (!c.rc) ON_HOST(rc = cs_layernorm_backward(rx, rdy, rdx, acc, rows, C, eps, rw, rdw, rdb));
+    return done(&c, rc);
+}
+
+static int gelu_backward(const float *x, const float *dy, float *dx, size_t n)
+{
+    call c = enter("gelu_backward");
+    const float *rx = dv(&c, x, n, "x"), *rdy = dv(&c, dy, n, "dy");
+    float *rdx = dv(&c, dx, n, "dx");
+    if (!c.rc) ON_HOST(cs_gelu_backward(rx, rdy, rdx, n));
+    return c.rc;
+}
+
+static int silu_backward(const float *x, const float *dy, float *dx, size_t n)
+{
+    call c = enter("silu_backward");
+    const float *rx = dv(&c, x, n, "x"), *rdy = dv(&c, dy, n, "dy");
+    float *rdx = dv(&c, dx, n, "dx");
+    if (!c.rc) ON_HOST(cs_silu_backward(rx, rdy, rdx, n));
+    return c.rc;
+}
+
+static int grn_backward(const float *x, const float *dy, float *dx, size_t N, size_t HW, size_t C, const float *gamma,
+                        float *dgamma, float *dbeta)
+{
+    call c = enter("grn_backward");
+    size_t n = N * HW * C;
+    const float *rx = dv(&c, x, n, "x"), *rdy = dv(&c, dy, n, "dy"), *rg = dv(&c, gamma, C, "gamma");
+    float *rdx = opt(&c, dx, n, "dx"), *rdg = opt(&c, dgamma, C, "dgamma"), *rdb = opt(&c, dbeta, C, "dbeta");
+    int rc = 0;
+    if (!c.rc) ON_HOST(rc = cs_grn_backward(rx, rdy, rdx, N, HW, C, rg, rdg, rdb));
+    return done(&c, rc);
+}
+
+static int modulate_backward(const float *x, const float *dy, float *dx, size_t N, size_t HW, size_t C, const float *a,
+                             size_t ldab, float *da, float *db)
+{
+    call c = enter("modulate_backward");
+    size_t n = N * HW * C;
+    const float *rx = dv(&c, x, n, "x"), *rdy = dv(&c, dy, n, "dy"),
+                *ra = dx ? dv2(&c, a, N, C, ldab, "a") : NULL;
+    float *rdx = opt(&c, dx, n, "dx"), *rda = da ? dv2(&c, da, N, C, ldab, "da") : NULL,
+          *rdb = db ? dv2(&c, db, N, C, ldab, "db") : NULL;
+    if (!c.rc) ON_HOST(cs_modulate_backward(rx, rdy, rdx, N, HW, C, ra, ldab, rda, rdb));
+    return c.rc;
+}
+
+static int dwconv_backward(const float *x, const float *dy, float *dx, int acc, size_t N, size_t H, size_t W, size_t C,
+                           int k, const float *w, float *dw, float *db)
+{
+    call c = enter("dwconv_backward");
+    size_t n = N * H * W * C, kk = (size_t)k * (size_t)k;
+    const float *rx = dw ? dv(&c, x, n, "x") : NULL, *rdy = dv(&c, dy, n, "dy"), *rw = dx ? dv(&c, w, C * kk, "w") : NULL;
+    float *rdx = opt(&c, dx, n, "dx"), *rdw = opt(&c, dw, C * kk, "dw"), *rdb = opt(&c, db, C, "db");
+    int rc = 0;
+    if (!c.rc) ON_HOST(rc = cs_dwconv_backward(rx, rdy, rdx, acc, N, H, W, C, k, rw, rdw, rdb));
+    return done(&c, rc);
+}
+
+static int attention_backward(const float *q, size_t ldq, const float *k, size_t ldk, const float *v, size_t ldv,
+                              const float *do_, size_t ldo, size_t N, size_t Lq, size_t Lk, size_t C, int nhead,
+                              float *dq, float *dk, float *dv, int acc)
+{
+    call c = enter("attention_backward");
+    const float *rq = dv2(&c, q, N * Lq, C, ldq, "q"), *rk = dv2(&c, k, N * Lk, C, ldk, "k"),
+                *rv = dv2(&c, v, N * Lk, C, ldv, "v"), *rdo = dv2(&c, do_, N * Lq, C, ldo, "do");
+    float *rdq = dq ? dv2(&c, dq, N * Lq, C, ldq, "dq") : NULL, *rdk = dk ? dv2(&c, dk, N * Lk, C, ldk, "dk") : NULL,
+          *rdv = dv ? dv2(&c, dv, N * Lk, C, ldv, "dv") : NULL;
+    int rc = 0;
+    if (!c.rc)
+        ON_HOST(rc = cs_attention_backward(rq, ldq, rk, ldk, rv, ldv, rdo, ldo, N, Lq, Lk, C, nhead, rdq, rdk, rdv, acc));
+    return done(&c, rc);
+}
+#endif
+
 static const cs_dev_ops ops = {
     .alloc = dalloc, .free = dfree, .upload = upload, .download = download, .sync = dsync,
     .copy2d = copy2d, .fill = fill, .weight_f32 = weight_f32, .forget = forget,
@@ -682,6 +793,12 @@ static const cs_dev_ops ops = {
     .attn_block = attn_block,
 #ifndef FAKE_NO_EMBED   /* a plugin with a gap in its op set, which the loader refuses */
     .embed_rows = embed_rows,
+#endif
+#ifndef FAKE_NO_BACKWARD   /* the backward ops are optional: a plugin without them loads */
+    .sgemm_tn = sgemm_tn, .linear_backward = linear_backward, .layernorm_backward = layernorm_backward,
+    .gelu_backward = gelu_backward, .silu_backward = silu_backward, .grn_backward = grn_backward,
+    .modulate_backward = modulate_backward, .dwconv_backward = dwconv_backward,
+    .attention_backward = attention_backward,
 #endif
 };
 

@@ -5,13 +5,16 @@
  * touched by the host (a child that tries dies); weight copies are cached
  * until forget(). A wrong ABI, a missing plugin, a failing init, a bad name
  * and an op set with a gap each give a clear error and leave the active
- * backend as it was.
+ * backend as it was. A plugin without the optional backward ops loads, and
+ * grad.h's functions then give CS_EUNSUP in device mode (the void ones at
+ * the forward's end); with them, the device's op runs.
  * cs_backend_describe lists a plugin's devices (or the reason there are
  * none) without activating it. */
 #include "check.h"
 #include "backend.h"
 #include "device.h"
 #include "error.h"
+#include "grad.h"
 #include "ops.h"
 
 #include <dlfcn.h>
@@ -26,11 +29,12 @@
 int main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : "tests/.libs";
-    char good[1024], bad[1024], old[1024], noop[1024];
+    char good[1024], bad[1024], old[1024], noop[1024], nobw[1024];
     snprintf(good, sizeof good, "%s/libcascade-fake.so", dir);
     snprintf(bad, sizeof bad, "%s/libcascade-fakeabi.so", dir);
     snprintf(old, sizeof old, "%s/libcascade-fakeabi1.so", dir);
     snprintf(noop, sizeof noop, "%s/libcascade-fakenoop.so", dir);
+    snprintf(nobw, sizeof nobw, "%s/libcascade-fakenobw.so", dir);
     cs_threads_set(1);
     enum { M = 37, K = 53, N = 29 };
     static float x[M * K], w[N * K], y0[M * N], y1[M * N];
@@ -116,7 +120,7 @@ int main(int argc, char **argv)
           "plugin with a gap in its op set: %s", cs_last_error());
     char want[128];
     snprintf(want, sizeof want, "plugin ABI 1, this cascade needs %d", CS_BACKEND_ABI);
-    CHECK(CS_BACKEND_ABI == 5 && cs_backend_select(old) < 0 && strstr(cs_last_error(), want), "ABI-1 plugin: %s",
+    CHECK(CS_BACKEND_ABI == 7 && cs_backend_select(old) < 0 && strstr(cs_last_error(), want), "ABI-1 plugin: %s",
           cs_last_error());
 
     /* describe: devices listed without activating the plugin */
@@ -135,6 +139,37 @@ int main(int argc, char **argv)
     CHECK(cs_backend_describe(bad, &rep) < 0 && strstr(cs_last_error(), "plugin ABI 999"), "describe wrong ABI: %s",
           cs_last_error());
     CHECK(!strcmp(cs_backend_name(), "fake"), "a failed load replaced the active backend");
+
+    /* backward ops: the device's where it has them, CS_EUNSUP where not */
+    static float g[M * N], gx[M * K], gW[N * K];
+    for (int i = 0; i < M * N; i++) g[i] = (float)(i % 13) / 6.0f - 1.0f;
+    for (int pass = 0; pass < 2; pass++) {
+        CHECK(cs_backend_select(pass ? nobw : good) == 0, "load %s: %s", pass ? nobw : good, cs_last_error());
+        d = cs_dev_pick();
+        cs_dev_args_begin(&a, d);
+        const float *px = cs_dev_in(&a, x, M * K), *pg = cs_dev_in(&a, g, M * N);
+        float *pgx = cs_dev_out(&a, gx, M * K), *pgW = cs_dev_out(&a, gW, N * K);
+        if (pgW && !a.rc) cs_fill(pgW, 0.0f, N * K);
+        rc = a.rc ? a.rc : cs_linear_backward(px, M, K, 0, &W, pg, 0, pgx, 0, pgW, NULL);
+        if (pass) {
+            CHECK(rc == CS_EUNSUP && strstr(cs_last_error(), "Linear backward: not in this device's op set"),
+                  "linear backward without the device op: rc %d: %s", rc, cs_last_error());
+            cs_gelu_backward(px, px, pgx, M * K);   /* a void one: the error waits for the end */
+            rc = cs_dev_args_finish(&a, 0);
+            CHECK(rc == CS_EUNSUP && strstr(cs_last_error(), "GELU backward (not in this device's op set)"),
+                  "void backward without the device op: rc %d: %s", rc, cs_last_error());
+        } else {
+            /* the plugin may have been loaded anew: its counters looked up again */
+            void *hg = dlopen(good, RTLD_NOW | RTLD_NOLOAD);
+            const char **lop = hg ? dlsym(hg, "fake_backend_last_op") : NULL;
+            CHECK(rc == 0 && lop && !strcmp(*lop, "linear_backward"), "device linear backward: rc %d, last op '%s': %s",
+                  rc, lop ? *lop : "?", cs_last_error());
+            if (hg) dlclose(hg);
+            rc = cs_dev_args_finish(&a, rc);
+            CHECK(rc == 0, "linear backward finish: %s", cs_last_error());
+        }
+    }
+    CHECK(cs_backend_select(good) == 0, "reload fake: %s", cs_last_error());
     CHECK(cs_backend_select("cpu") == 0 && !strcmp(cs_backend_name(), "cpu"), "back to cpu");
     setenv("CASCADE_PLUGIN_DIR", "/nonexistent", 1);
     CHECK(cs_backend_select("cuda") < 0 && strstr(cs_last_error(), "/nonexistent/libcascade-cuda.so"),

@@ -8,8 +8,15 @@
  * (max |d| / max |ref|). A tensor passes if our error (same measure) is at
  * most 20x that, and at most TOL_FLOOR when that is smaller: the rule of the
  * golden set (../shared/golden/README.md) with the floor of the op tests.
+ * Each block's backward runs once more in device mode (src/device.h) on
+ * the backend $CASCADE_BACKEND names (cuda on a GPU machine), else the fake
+ * plugin tests/.libs/libcascade-fake.so, with its gradients in device
+ * memory, and is held to the same references; without a usable device that
+ * pass is skipped with a note.
  * Usage: test_grad_blocks [DATA_DIR] (default: tests/data/grad under srcdir). */
 #include "check.h"
+#include "backend.h"
+#include "device.h"
 #include "error.h"
 #include "grad_blocks.h"
 #include "safetensors.h"
@@ -29,6 +36,7 @@ static int failures;
 static double worst_ratio;   /* our error / torch fp32 error, over the passing tensors */
 static cs_st_file *F;
 static json_t *ERRS;
+static const cs_dev_ops *DEV;   /* the device pass's op set; NULL: none */
 
 #define MUST(x) do { if (x) { fprintf(stderr, "%s: %s\n", #x, cs_last_error()); exit(99); } } while (0)
 
@@ -137,8 +145,66 @@ static void t_block(const char *pre, char type, size_t cskip, size_t ldt, size_t
     check_params(pre, &g);
     cs_grads_free(&g);
     cs_ws_free(&ws), cs_ws_free(&bws);
+    if (DEV) {   /* the same in device mode: inputs uploaded, gradients made in device memory */
+        size_t ns = N * H * W * cskip, nt = N * ldt, nc = N * Lc * cc;
+        memcpy(d, get(pre, "dy", n), n * sizeof *d);
+        cs_dev_args a;
+        cs_dev_args_begin(&a, DEV);
+        const float *px = cs_dev_in(&a, x, n), *ps = cs_dev_in(&a, skip, ns), *pt = cs_dev_in(&a, t, nt),
+                    *pc = cs_dev_in(&a, cond, nc);
+        float *pd = cs_dev_out(&a, d, n), *pds = ns ? cs_dev_out(&a, dskip, ns) : NULL,
+              *pdt = nt ? cs_dev_out(&a, dt, nt) : NULL, *pdc = nc ? cs_dev_out(&a, dcond, nc) : NULL;
+        int rc = a.rc ? a.rc : cs_act_upload(pd, d, n);
+        if (!rc && pds) cs_fill(pds, 0.0f, ns);
+        if (!rc && pdt) cs_fill(pdt, 0.0f, nt);
+        if (!rc && pdc) cs_fill(pdc, 0.0f, nc);
+        cs_grads gd = {0}, gh = {0};
+        if (!rc) rc = cs_block_backward(&b, px, pd, N, H, W, ps, pds, pt, ldt, pdt, pc, Lc, pdc, &gd, &ws, &bws);
+        if (!rc && gd.n && !(gd.dev == DEV && (gh.e = calloc((size_t)gd.n, sizeof *gh.e)))) rc = CS_EARG;
+        for (int i = 0; i < gd.n && !rc; i++) {   /* host copies for check_params */
+            gh.e[i] = gd.e[i];
+            gh.n = i + 1;
+            if (!(gh.e[i].g = malloc(gd.e[i].n * sizeof(float)))) rc = CS_ENOMEM;
+            else rc = cs_act_download(gh.e[i].g, gd.e[i].g, gd.e[i].n);
+        }
+        cs_grads_free(&gd);
+        cs_ws_free(&ws), cs_ws_free(&bws);
+        rc = cs_dev_args_finish(&a, rc);
+        if (rc) {
+            printf("%-14s device backward failed: %s  FAIL\n", pre, cs_last_error());
+            failures++;
+        } else {
+            printf("# %s on the device (%s)\n", pre, cs_backend_name());
+            check(pre, "dx", d, n);
+            if (cskip) check(pre, "dskip", dskip, ns);
+            if (ldt) check(pre, "dt", dt, nt);
+            if (Lc) check(pre, "dcond", dcond, nc);
+            check_params(pre, &gh);
+        }
+        for (int i = 0; i < gh.n; i++) free(gh.e[i].g);
+        free(gh.e);
+    }
     cs_wmap_free(&m);
     free(d), free(dskip), free(dt), free(dcond);
+}
+
+/* the device pass's backend, or NULL with a note why there is none */
+static const cs_dev_ops *pick_device(void)
+{
+    const char *env = getenv("CASCADE_BACKEND");
+    const char *name = env && *env ? env : "tests/.libs/libcascade-fake.so";
+    if (!strcmp(name, "cpu")) return NULL;
+    if (cs_backend_select(name)) {
+        printf("# no device pass: %s\n", cs_last_error());
+        return NULL;
+    }
+    const cs_dev_ops *d = cs_dev_pick();
+    if (!d) printf("# no device pass: backend %s has no op set\n", cs_backend_name());
+    if (d && d->set_precision(CS_PREC_FP32)) {   /* training's precision on the device */
+        printf("# no device pass: %s: no fp32\n", cs_backend_name());
+        d = NULL;
+    }
+    return d;
 }
 
 /* The tiny Stage C of the golden set: loss = mean((eps - target)^2) */
@@ -238,11 +304,14 @@ int main(int argc, char **argv)
     snprintf(path, sizeof path, "%s/blocks.safetensors", dir);
     MUST(cs_st_open(path, &F));
     ERRS = load_errs();
+    DEV = pick_device();
     t_block("resblock", 'C', 0, 0, 0, 0);
     t_block("resblock_skip", 'C', 8, 0, 0, 0);
     t_block("ffblock", 'F', 0, 0, 0, 0);
     t_block("tsblock", 'T', 0, 24, 0, 0);
     t_block("attnblock", 'A', 0, 0, 3, 12);
+    cs_backend_release();   /* its weight copies came from F */
+    DEV = NULL;
     json_decref(ERRS);
     cs_st_close(F);
     int rc = t_stage_c(dir);
