@@ -289,6 +289,64 @@ CASCADE_API int cascade_encode_text(cascade_ctx *ctx, const char *text, float **
 /* Frees memory the library returned (cascade_encode_text). NULL is fine. */
 CASCADE_API void cascade_free(void *p);
 
+
+/* ---- this machine and this build (what `cascade info` shows) ----
+ * No context: these describe the process. A string key read with
+ * cascade_info_int (or an int key with cascade_info_string) gives -1
+ * (NULL); strings stay valid for the life of the process. The first call
+ * sets the library up, as any other call does. */
+typedef enum {
+    CASCADE_INFO_CPU_MODEL = 0,  /* string: the processor's name */
+    CASCADE_INFO_CPU_FEATURES,   /* string: the features found, space-separated ("avx2 fma f16c ...") */
+    CASCADE_INFO_SIMD,           /* string: the kernel level in use ("avx2"; $CASCADE_SIMD forces one) */
+    CASCADE_INFO_GEMM,           /* string: how matrix products are computed */
+    CASCADE_INFO_CPU_BF16,       /* string: the native bf16 kernel, NULL when this level has none */
+    CASCADE_INFO_BACKEND,        /* string: the calling thread's backend ("cpu", "cuda"; $CASCADE_BACKEND) */
+    CASCADE_INFO_PLUGIN_DIR,     /* string: the install's plugin folder (searched after $CASCADE_PLUGIN_DIR) */
+    CASCADE_INFO_BUILD,          /* string: configure's choices ("openmp=... avx2=yes ... cuda=no") */
+    CASCADE_INFO_THREADS,        /* int: the threads the calling thread's computations use */
+    CASCADE_INFO_OPENMP,         /* int: 1 when built with OpenMP (else one thread) */
+    CASCADE_INFO_MAX_THREADS,    /* int: OpenMP's current maximum (1 without OpenMP) */
+    CASCADE_INFO_PROCESSORS,     /* int: the processors OpenMP sees (1 without OpenMP) */
+    CASCADE_INFO_CUDA_BUILT,     /* int: 1 when the CUDA plugin was built with this library */
+    CASCADE_INFO_COUNT           /* the number of keys of this version */
+} cascade_info;
+
+CASCADE_API const char *cascade_info_string(cascade_info key);
+CASCADE_API long long cascade_info_int(cascade_info key);
+/* The SIMD levels this library knows, from the reference upward: the name
+ * of level i ("scalar", "avx2", ...; NULL past the last) and in *usable
+ * (may be NULL) whether it is built in and this CPU and OS run it. Sets
+ * nothing up, so a bad $CASCADE_SIMD does not stop it. */
+CASCADE_API const char *cascade_simd_level(int i, int *usable);
+
+/* The GPUs the CUDA plugin sees. cascade_gpus_list loads the plugin only to
+ * ask it (the backend in use does not change); when the plugin does not
+ * load, a negative code and cascade_errmsg say why ("plugin not found
+ * ..."). Keys for the plugin (i ignored) and for GPU i (0 <= i <
+ * CASCADE_GPUS_LISTED); a key of the other type gives -1 or NULL. */
+typedef struct cascade_gpus cascade_gpus;
+typedef enum {
+    CASCADE_GPUS_PLUGIN = 0,     /* string: the plugin file loaded */
+    CASCADE_GPUS_VERSION,        /* string: what it was built with ("CUDA runtime 12.4 (static), cuBLAS, ...") */
+    CASCADE_GPUS_ABI,            /* int: its backend ABI number */
+    CASCADE_GPUS_COUNT,          /* int: the GPUs it sees */
+    CASCADE_GPUS_LISTED,         /* int: of those, the ones described (at most 16) */
+    CASCADE_GPUS_REASON,         /* string: with COUNT 0, why none is usable */
+    CASCADE_GPU_NAME = 32,       /* string: GPU i's name */
+    CASCADE_GPU_CC_MAJOR,        /* int: compute capability, 9 of 9.0 */
+    CASCADE_GPU_CC_MINOR,        /* int: 0 of 9.0 */
+    CASCADE_GPU_TOTAL_BYTES,     /* int: memory */
+    CASCADE_GPU_FREE_BYTES,      /* int: memory free when listed */
+    CASCADE_GPU_DRIVER,          /* int: driver version, 13000 for 13.0; 0 unknown */
+    CASCADE_GPU_USABLE,          /* int: 0 when the plugin cannot run on it */
+    CASCADE_GPU_WHY              /* string: when not usable, why ("no kernel image for sm_70"); else NULL */
+} cascade_gpu_key;
+CASCADE_API int cascade_gpus_list(cascade_ctx *ctx, cascade_gpus **out);
+CASCADE_API const char *cascade_gpus_string(const cascade_gpus *g, int i, cascade_gpu_key key);
+CASCADE_API long long cascade_gpus_int(const cascade_gpus *g, int i, cascade_gpu_key key);
+CASCADE_API void cascade_gpus_free(cascade_gpus *g);
+
 #ifdef __cplusplus
 }
 #endif
