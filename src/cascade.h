@@ -281,6 +281,27 @@ CASCADE_API int cascade_image_write_png(cascade_ctx *ctx, const cascade_image *i
  * byte-level fallback after cascade_use_demo). Writes at most max ids and
  * returns how many there are (more than max: call again with more room). */
 CASCADE_API int cascade_tokenize(cascade_ctx *ctx, const char *text, int *ids, int max);
+/* The tokens of text as the text encoder reads them, with their strings,
+ * in CASCADE_P_PROMPT_STYLE. CASCADE_PROMPT_OFFICIAL: one run, BOS, every
+ * BPE token (not cut at 77), EOS, each of weight 1. CASCADE_PROMPT_COMFYUI:
+ * chunks of CASCADE_TOKEN_CHUNK tokens (BOS, up to 75 tokens, EOS, EOS
+ * padding) with each token's weight; an embedding:NAME of
+ * CASCADE_P_EMBEDDINGS gives ids from the vocabulary's size up, whose text
+ * is "<embedding>". Notices (a missing embedding) go to the log callback.
+ * Free with cascade_tokens_free. */
+typedef struct cascade_tokens cascade_tokens;
+enum { CASCADE_TOKEN_CHUNK = 77 };
+CASCADE_API int cascade_tokens_new(cascade_ctx *ctx, const char *text, cascade_tokens **out);
+/* All tokens (chunks x CASCADE_TOKEN_CHUNK in the comfyui style). */
+CASCADE_API int cascade_tokens_count(const cascade_tokens *t);
+/* The chunks of the comfyui style; 0 in the official style. */
+CASCADE_API int cascade_tokens_chunks(const cascade_tokens *t);
+/* Token i's id (-1 out of range), weight, and text ("cat</w>"; NULL out of
+ * range or for an id the vocabulary lacks). */
+CASCADE_API int cascade_tokens_id(const cascade_tokens *t, int i);
+CASCADE_API double cascade_tokens_weight(const cascade_tokens *t, int i);
+CASCADE_API const char *cascade_tokens_text(const cascade_tokens *t, int i);
+CASCADE_API void cascade_tokens_free(cascade_tokens *t);
 /* The conditioning Stage C gets for text, in CASCADE_P_PROMPT_STYLE: hidden
  * [tokens, width] and pooled [pooled_width] floats, allocated (free with
  * cascade_free). Loads the text encoder for the call. */

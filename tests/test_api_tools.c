@@ -4,13 +4,18 @@
  *   answers, the wrong type and unknown keys give NULL / -1, the level in
  *   use is a usable one and the one $CASCADE_SIMD forces, the build string
  *   agrees with CASCADE_INFO_CUDA_BUILT;
- * - the CUDA plugin's GPU list: loaded or a reason, and its bounds. */
+ * - the CUDA plugin's GPU list: loaded or a reason, and its bounds;
+ * - tokens with their strings and weights (cascade tokenize): the same ids
+ *   as cascade_tokenize, the official and comfyui styles, embeddings, the
+ *   log callback, errors (with ../shared's tokenizer; else the byte-level
+ *   one of the demo). */
 #include "check.h"
 #include "cascade.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void test_info(void)
 {
@@ -90,10 +95,81 @@ static void test_gpus(void)
     cascade_ctx_free(c);
 }
 
+static int notices;
+static void count_notice(void *user, const char *msg)
+{
+    (void)user;
+    if (strstr(msg, "embedding:missing")) notices++;
+}
+
+static void test_tokens(void)
+{
+    cascade_ctx *c = cascade_ctx_new();
+    char tokdir[4200] = "", embdir[4200] = "", vocab[4300];
+    const char *shared = getenv("SHARED_DIR"), *top = getenv("TOP_SRCDIR");
+    snprintf(tokdir, sizeof tokdir, "%s/tokenizer", shared ? shared : "../shared");
+    snprintf(vocab, sizeof vocab, "%s/vocab.json", tokdir);
+    snprintf(embdir, sizeof embdir, "%s/tests/data/embeddings", top ? top : ".");
+    int real = access(vocab, R_OK) == 0;
+    CHECK(real ? cascade_set_string(c, CASCADE_P_TOKENIZER, tokdir) == 0 : cascade_use_demo(c) == 0, "tokenizer: %s",
+          cascade_errmsg(c));
+    printf("tokens: %s\n", real ? tokdir : "the demo's byte-level tokenizer");
+    cascade_tokens *t = (cascade_tokens *)&t;
+    CHECK(cascade_tokens_new(c, NULL, &t) == CASCADE_E_ARG && t == NULL, "NULL text");
+    CHECK(cascade_tokens_new(NULL, "a", &t) == CASCADE_E_ARG && cascade_tokens_new(c, "a", NULL) == CASCADE_E_ARG,
+          "NULL ctx or out");
+
+    /* official: one run, the ids of cascade_tokenize, weight 1 */
+    const char *text = "a photo of a cat, ab";
+    int ids[128], n = cascade_tokenize(c, text, ids, 128);
+    CHECK(cascade_set_int(c, CASCADE_P_PROMPT_STYLE, CASCADE_PROMPT_OFFICIAL) == 0, "style");
+    CHECK(cascade_tokens_new(c, text, &t) == 0, "official: %s", cascade_errmsg(c));
+    CHECK(n > 2 && cascade_tokens_count(t) == n && cascade_tokens_chunks(t) == 0, "official: %d tokens, tokenize %d",
+          cascade_tokens_count(t), n);
+    for (int i = 0; i < n && i < 128; i++)
+        CHECK(cascade_tokens_id(t, i) == ids[i] && cascade_tokens_weight(t, i) == 1 && cascade_tokens_text(t, i),
+              "official token %d: %d vs %d", i, cascade_tokens_id(t, i), ids[i]);
+    CHECK(cascade_tokens_id(t, n) == -1 && cascade_tokens_id(t, -1) == -1 && !cascade_tokens_text(t, n) &&
+          cascade_tokens_weight(t, n) == 0, "out of range");
+    if (real)
+        CHECK(!strcmp(cascade_tokens_text(t, 0), "<|startoftext|>") && !strcmp(cascade_tokens_text(t, 5), "cat</w>"),
+              "texts %s %s", cascade_tokens_text(t, 0), cascade_tokens_text(t, 5));
+    cascade_tokens_free(t);
+
+    /* comfyui: 77-token chunks, weights, embeddings, the log callback */
+    cascade_set_log(c, count_notice, NULL);
+    CHECK(cascade_set_int(c, CASCADE_P_PROMPT_STYLE, CASCADE_PROMPT_COMFYUI) == 0 &&
+          cascade_set_string(c, CASCADE_P_EMBEDDINGS, embdir) == 0, "comfyui settings");
+    CHECK(cascade_tokens_new(c, "(a cat:1.5) embedding:one x embedding:missing", &t) == 0, "comfyui: %s",
+          cascade_errmsg(c));
+    CHECK(cascade_tokens_chunks(t) == 1 && cascade_tokens_count(t) == CASCADE_TOKEN_CHUNK, "comfyui: %d chunks, %d",
+          cascade_tokens_chunks(t), cascade_tokens_count(t));
+    CHECK(cascade_tokens_weight(t, 0) == 1 && cascade_tokens_weight(t, 1) == 1.5, "weights %g %g",
+          cascade_tokens_weight(t, 0), cascade_tokens_weight(t, 1));
+    int emb = 0;
+    for (int i = 0; i < cascade_tokens_count(t); i++)
+        if (cascade_tokens_text(t, i) && !strcmp(cascade_tokens_text(t, i), "<embedding>")) {
+            emb++;
+            CHECK(cascade_tokens_id(t, i) >= 49408, "embedding id %d", cascade_tokens_id(t, i));
+        }
+    CHECK(emb >= 1, "no embedding vector among the tokens");
+    CHECK(notices == 1, "%d notices of the missing embedding", notices);
+    CHECK(cascade_tokens_id(t, CASCADE_TOKEN_CHUNK - 1) == 49407, "padding %d", cascade_tokens_id(t, 76));
+    cascade_tokens_free(t);
+    t = (cascade_tokens *)&t;
+    CHECK(cascade_tokens_new(c, "(a:inf)", &t) < 0 && t == NULL && strstr(cascade_errmsg(c), "finite"),
+          "weight inf: %s", cascade_errmsg(c));
+    CHECK(cascade_set_string(c, CASCADE_P_TOKENIZER, "/nonexistent") == 0 && cascade_tokens_new(c, "a", &t) < 0 &&
+          strstr(cascade_errmsg(c), "/nonexistent"), "missing tokenizer: %s", cascade_errmsg(c));
+    cascade_tokens_free(NULL);
+    cascade_ctx_free(c);
+}
+
 int main(void)
 {
     test_info();
     test_gpus();
+    test_tokens();
     if (failures) fprintf(stderr, "%d failure(s)\n", failures);
     return check_exit();
 }
