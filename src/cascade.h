@@ -214,6 +214,76 @@ CASCADE_API unsigned long long cascade_models_size(const cascade_models *m, int 
 /* The tokenizer folder found, or NULL. */
 CASCADE_API const char *cascade_models_tokenizer(const cascade_models *m);
 CASCADE_API void cascade_models_free(cascade_models *m);
+/* The scan searches and forces the parts set with cascade_set_model, as
+ * cascade_find_models does. More of file i by key (a key of the other
+ * type, or i out of range: NULL / -1): */
+typedef enum {
+    CASCADE_MF_VARIANT = 0,      /* string: Stage C/B: "full", "bf16", "lite", "lite-bf16"; else NULL */
+    CASCADE_MF_NAMING,           /* string: its tensor names ("official", "diffusers", "comfyui", ...) */
+    CASCADE_MF_PREFIX,           /* string: the prefix of its tensors in the file, "" for none */
+    CASCADE_MF_CONFIG,           /* string: a text encoder's config.json beside it, else NULL */
+    CASCADE_MF_ROOT,             /* string: the search folder it was found in; NULL: set by the caller */
+    CASCADE_MF_TENSORS,          /* int: the tensors the network uses */
+    CASCADE_MF_EXTRA_TENSORS,    /* int: other tensors under its prefix (ignored) */
+    CASCADE_MF_PARAMS,           /* int: its parameters */
+    CASCADE_MF_WEIGHT_BYTES,     /* int: the bytes of those tensors at the file's dtype */
+    CASCADE_MF_FOREIGN,          /* int: 1: a readable safetensors file of another model */
+    CASCADE_MF_SAME_AS           /* int: k > 0: a further network of the file of entry i - k; else 0 */
+} cascade_models_key;
+CASCADE_API const char *cascade_models_string(const cascade_models *m, int i, cascade_models_key key);
+CASCADE_API long long cascade_models_int(const cascade_models *m, int i, cascade_models_key key);
+/* Search folder i, in order (NULL past the last), and in *why (may be
+ * NULL) why it is searched ("--models", "$CASCADE_MODELS", "default"). */
+CASCADE_API const char *cascade_models_root(const cascade_models *m, int i, const char **why);
+/* Folder i examined or noted as missing (NULL past the last); i = -1: all
+ * of them in one line as the library's messages word it ("looked in: ..."). */
+CASCADE_API const char *cascade_models_looked(const cascade_models *m, int i);
+/* The xxh64 of file i, as the PNG metadata records it, through the cache
+ * in $XDG_CACHE_HOME/cascade/hashes. Returns 1 when the cache had it, 0
+ * when the file was read now (a stop requested by a signal ends the read:
+ * CASCADE_E_INTR), or a negative code. With CASCADE_HASH_CACHED_ONLY the
+ * cache only: 0 and no hash when it lacks the file. */
+enum { CASCADE_HASH_CACHED_ONLY = 1 };
+CASCADE_API int cascade_models_hash(cascade_ctx *ctx, const cascade_models *m, int i, int flags,
+                                    unsigned long long *hash);
+/* "stage_c", "text_encoder", ... and "Stage C", "text encoder", ... (NULL
+ * for an unknown part). */
+CASCADE_API const char *cascade_part_name(cascade_part part);
+CASCADE_API const char *cascade_part_title(cascade_part part);
+
+/* The choice cascade_find_models makes from m, with its memory figures, for
+ * width x height and batch given here (any size from 64 to 16384, batch
+ * 1..256: a planning call, wider than CASCADE_P_WIDTH/HEIGHT/BATCH) and the
+ * context's CASCADE_P_VARIANT_C/B. When the calling thread runs on a GPU
+ * (after cascade_generate or cascade_encode_text), its free memory counts,
+ * else this process's (MemAvailable, the cgroup limit, $CASCADE_MEMORY).
+ * An error (a required part missing) is a negative code. cascade_recommend
+ * does the same without files: the variant to download (CASCADE_CH_VARIANT,
+ * CASCADE_CH_NEED_MAX, _HAVE, _MARGIN). Keys per part, then for the whole
+ * (part ignored); free with cascade_choice_free. */
+typedef struct cascade_choice cascade_choice;
+typedef enum {
+    CASCADE_CH_FILE = 0,         /* int: the entry of m taken for the part, -1 none */
+    CASCADE_CH_NEED,             /* int: the part's bytes: weights + scratch + activations */
+    CASCADE_CH_WEIGHTS,          /* int */
+    CASCADE_CH_SCRATCH,          /* int */
+    CASCADE_CH_ACTIVATIONS,      /* int */
+    CASCADE_CH_WHY,              /* string: why this file */
+    CASCADE_CH_HAVE = 16,        /* int: the memory available */
+    CASCADE_CH_HAVE_SOURCE,      /* string: where that figure comes from */
+    CASCADE_CH_MARGIN,           /* int: the bytes kept free */
+    CASCADE_CH_NEED_MAX,         /* int: the largest part's need */
+    CASCADE_CH_NEED_PART,        /* int: that part (-1 none) */
+    CASCADE_CH_FITS,             /* int: 1 when NEED_MAX + MARGIN <= HAVE */
+    CASCADE_CH_ON_DEVICE,        /* int: 1 when HAVE is a GPU's free memory */
+    CASCADE_CH_VARIANT           /* string: cascade_recommend's variant */
+} cascade_choice_key;
+CASCADE_API int cascade_models_choose(cascade_ctx *ctx, const cascade_models *m, int width, int height, int batch,
+                                      cascade_choice **out);
+CASCADE_API int cascade_recommend(cascade_ctx *ctx, int width, int height, int batch, cascade_choice **out);
+CASCADE_API long long cascade_choice_int(const cascade_choice *c, int part, cascade_choice_key key);
+CASCADE_API const char *cascade_choice_string(const cascade_choice *c, int part, cascade_choice_key key);
+CASCADE_API void cascade_choice_free(cascade_choice *c);
 
 /* ---- generating ---- */
 typedef enum {

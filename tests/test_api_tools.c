@@ -8,7 +8,12 @@
  * - tokens with their strings and weights (cascade tokenize): the same ids
  *   as cascade_tokenize, the official and comfyui styles, embeddings, the
  *   log callback, errors (with ../shared's tokenizer; else the byte-level
- *   one of the demo). */
+ *   one of the demo);
+ * - the model scan in detail and the choice (cascade models), on trees of
+ *   header-only sparse files that tests/test_models --make-tree writes:
+ *   every key of a recognised file, the search folders, the hash and its
+ *   cache, the choice's memory figures adding up, forced parts and
+ *   variants, cascade_recommend by memory. */
 #include "check.h"
 #include "cascade.h"
 
@@ -165,11 +170,152 @@ static void test_tokens(void)
     cascade_ctx_free(c);
 }
 
+static int has(const char *s, const char *sub) { return s && strstr(s, sub) != NULL; }
+
+static void test_models(void)
+{
+    char tmp[] = "/tmp/cascade-api-tools-XXXXXX", cmd[9000], flat[200], small[200], cache[200];
+    if (!mkdtemp(tmp)) {
+        CHECK(0, "mkdtemp");
+        return;
+    }
+    snprintf(flat, sizeof flat, "%s/flat", tmp);
+    snprintf(small, sizeof small, "%s/small", tmp);
+    snprintf(cache, sizeof cache, "%s/cache", tmp);
+    /* the tree maker beside the cascade binary, as tests/cli_models.sh finds it */
+    const char *bin = getenv("CASCADE_BIN"), *slash = bin ? strrchr(bin, '/') : NULL;
+    int dl = slash ? (int)(slash - bin) : 1;
+    snprintf(cmd, sizeof cmd, "'%.*s/tests/test_models' --make-tree '%s' flat >/dev/null && '%.*s/tests/test_models' "
+             "--make-tree '%s' small >/dev/null", dl, slash ? bin : ".", flat, dl, slash ? bin : ".", small);
+    if (system(cmd) != 0) {
+        CHECK(0, "could not make the model trees: %s", cmd);
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+        if (system(cmd)) fprintf(stderr, "could not remove %s\n", tmp);
+        return;
+    }
+    setenv("XDG_CACHE_HOME", cache, 1);
+    setenv("CASCADE_MEMORY", "64G", 1);
+    unsetenv("CASCADE_MODELS");
+    CHECK(cascade_part_name(CASCADE_PART_STAGE_C) && !strcmp(cascade_part_name(CASCADE_PART_STAGE_C), "stage_c") &&
+          !strcmp(cascade_part_title(CASCADE_PART_TEXT_ENCODER), "text encoder") &&
+          cascade_part_name(CASCADE_PART_COUNT) == NULL && cascade_part_title((cascade_part)-1) == NULL, "part names");
+
+    cascade_ctx *c = cascade_ctx_new();
+    cascade_models *m = NULL;
+    CHECK(cascade_set_string(c, CASCADE_P_MODELS_DIR, flat) == 0 && cascade_models_scan(c, &m) == 0, "scan: %s",
+          cascade_errmsg(c));
+    int n = cascade_models_count(m), known = 0;
+    for (int i = 0; i < n; i++) {
+        int part = cascade_models_part(m, i);
+        if (part < 0) continue;
+        known++;
+        const char *v = cascade_models_string(m, i, CASCADE_MF_VARIANT);
+        CHECK((v != NULL) == (part <= CASCADE_PART_STAGE_B), "file %d (%s): variant %s", i, cascade_models_path(m, i), v);
+        CHECK(cascade_models_string(m, i, CASCADE_MF_NAMING) && cascade_models_string(m, i, CASCADE_MF_PREFIX),
+              "file %d: naming, prefix", i);
+        CHECK(has(cascade_models_string(m, i, CASCADE_MF_ROOT), flat), "file %d: root %s", i,
+              cascade_models_string(m, i, CASCADE_MF_ROOT));
+        CHECK(cascade_models_int(m, i, CASCADE_MF_TENSORS) > 0 && cascade_models_int(m, i, CASCADE_MF_PARAMS) > 0 &&
+              cascade_models_int(m, i, CASCADE_MF_WEIGHT_BYTES) >= cascade_models_int(m, i, CASCADE_MF_PARAMS) &&
+              cascade_models_int(m, i, CASCADE_MF_EXTRA_TENSORS) == 0 && cascade_models_int(m, i, CASCADE_MF_FOREIGN) == 0,
+              "file %d: tensor figures", i);
+        CHECK(cascade_models_int(m, i, CASCADE_MF_NAMING) == -1 && cascade_models_string(m, i, CASCADE_MF_TENSORS) == NULL,
+              "file %d: a key of the other type answers", i);
+    }
+    CHECK(known >= 11, "%d of %d files recognised", known, n);
+    CHECK(cascade_models_string(m, n, CASCADE_MF_NAMING) == NULL && cascade_models_int(m, -1, CASCADE_MF_PARAMS) == -1,
+          "out of range");
+    const char *why = NULL, *r = cascade_models_root(m, 0, &why);
+    CHECK(has(r, flat) && why && why[0], "root 0: %s (%s)", r, why);
+    CHECK(has(cascade_models_looked(m, -1), "looked in:") && cascade_models_looked(m, 0), "looked: %s",
+          cascade_models_looked(m, -1));
+
+    /* the choice: the full F32 stages fit in 64G; the parts add up */
+    cascade_choice *ch = NULL;
+    CHECK(cascade_models_choose(c, m, 1024, 1024, 1, &ch) == 0, "choose: %s", cascade_errmsg(c));
+    long long most = 0;
+    for (int p = 0; p < CASCADE_PART_COUNT; p++) {
+        int f = (int)cascade_choice_int(ch, p, CASCADE_CH_FILE);
+        if (f < 0) continue;
+        long long need = cascade_choice_int(ch, p, CASCADE_CH_NEED);
+        CHECK(need == cascade_choice_int(ch, p, CASCADE_CH_WEIGHTS) + cascade_choice_int(ch, p, CASCADE_CH_SCRATCH) +
+                          cascade_choice_int(ch, p, CASCADE_CH_ACTIVATIONS) && cascade_choice_string(ch, p, CASCADE_CH_WHY),
+              "part %d: need %lld is not weights + scratch + activations", p, need);
+        CHECK(cascade_models_part(m, f) == p, "part %d took file %d of part %d", p, f, cascade_models_part(m, f));
+        if (need > most) most = need;
+    }
+    int fc = (int)cascade_choice_int(ch, CASCADE_PART_STAGE_C, CASCADE_CH_FILE);
+    CHECK(fc >= 0 && !strcmp(cascade_models_network(m, fc), "stage_c") && !strcmp(cascade_models_dtype(m, fc), "F32"),
+          "64G: Stage C %s", fc >= 0 ? cascade_models_path(m, fc) : "none");
+    CHECK(most == cascade_choice_int(ch, 0, CASCADE_CH_NEED_MAX) && cascade_choice_int(ch, 0, CASCADE_CH_HAVE) == 64LL << 30 &&
+          cascade_choice_int(ch, 0, CASCADE_CH_FITS) == 1 && cascade_choice_int(ch, 0, CASCADE_CH_ON_DEVICE) == 0 &&
+          has(cascade_choice_string(ch, 0, CASCADE_CH_HAVE_SOURCE), "CASCADE_MEMORY"),
+          "the whole: need %lld of %lld, source %s", cascade_choice_int(ch, 0, CASCADE_CH_NEED_MAX),
+          cascade_choice_int(ch, 0, CASCADE_CH_HAVE), cascade_choice_string(ch, 0, CASCADE_CH_HAVE_SOURCE));
+    cascade_choice_free(ch);
+    ch = (cascade_choice *)&ch;
+    CHECK(cascade_models_choose(c, m, 10, 1024, 1, &ch) == CASCADE_E_ARG && ch == NULL, "width 10 accepted");
+    CHECK(cascade_set_string(c, CASCADE_P_VARIANT_C, "lite-bf16") == 0 && cascade_models_choose(c, m, 2048, 1024, 2, &ch) == 0,
+          "choose lite-bf16: %s", cascade_errmsg(c));
+    fc = (int)cascade_choice_int(ch, CASCADE_PART_STAGE_C, CASCADE_CH_FILE);
+    CHECK(fc >= 0 && !strcmp(cascade_models_network(m, fc), "stage_c_lite") && !strcmp(cascade_models_dtype(m, fc), "BF16"),
+          "lite-bf16 asked: %s", fc >= 0 ? cascade_models_path(m, fc) : "none");
+    cascade_choice_free(ch);
+    cascade_models_free(m);
+
+    /* a part set by the caller is taken as it is; the hash and its cache */
+    char forced[300];
+    snprintf(forced, sizeof forced, "%s/stage_c_lite.safetensors", flat);
+    m = NULL;
+    CHECK(cascade_set_string(c, CASCADE_P_VARIANT_C, NULL) == 0 && cascade_set_string(c, CASCADE_P_MODELS_DIR, small) == 0 &&
+          cascade_set_model(c, CASCADE_PART_STAGE_C, forced) == 0 && cascade_models_scan(c, &m) == 0, "forced scan: %s",
+          cascade_errmsg(c));
+    int fi = -1, ai = -1;
+    for (int i = 0; i < cascade_models_count(m); i++) {
+        if (!strcmp(cascade_models_path(m, i), forced)) fi = i;
+        if (cascade_models_part(m, i) == CASCADE_PART_STAGE_A) ai = i;
+    }
+    CHECK(fi >= 0 && cascade_models_string(m, fi, CASCADE_MF_ROOT) == NULL, "the forced file: %d, root %s", fi,
+          fi >= 0 ? cascade_models_string(m, fi, CASCADE_MF_ROOT) : "-");
+    CHECK(cascade_models_choose(c, m, 1024, 1024, 1, &ch) < 0 && has(cascade_errmsg(c), "Stage B"),
+          "no Stage B in the small tree: %s", cascade_errmsg(c));
+    unsigned long long h1 = 0, h2 = 1, h3 = 2;
+    CHECK(ai >= 0 && cascade_models_hash(c, m, ai, CASCADE_HASH_CACHED_ONLY, &h1) == 0, "stage_a cached before hashing");
+    CHECK(cascade_models_hash(c, m, ai, 0, &h1) == 0 && cascade_models_hash(c, m, ai, CASCADE_HASH_CACHED_ONLY, &h2) == 1 &&
+          cascade_models_hash(c, m, ai, 0, &h3) == 1 && h1 == h2 && h2 == h3, "hash %llx, cached %llx, again %llx", h1, h2, h3);
+    CHECK(cascade_models_hash(c, m, 999, 0, &h1) == CASCADE_E_ARG, "hash of no file");
+    cascade_models_free(m);
+
+    /* without files: what fits this memory */
+    CHECK(cascade_recommend(c, 1024, 1024, 1, &ch) == 0 && !strcmp(cascade_choice_string(ch, 0, CASCADE_CH_VARIANT), "full"),
+          "64G recommends %s", cascade_choice_string(ch, 0, CASCADE_CH_VARIANT));
+    cascade_choice_free(ch);
+    setenv("CASCADE_MEMORY", "3G", 1);
+    CHECK(cascade_recommend(c, 1024, 1024, 1, &ch) == 0 &&
+          !strcmp(cascade_choice_string(ch, 0, CASCADE_CH_VARIANT), "lite-bf16") &&
+          cascade_choice_int(ch, 0, CASCADE_CH_HAVE) == 3LL << 30 &&
+          cascade_choice_int(ch, 0, CASCADE_CH_FITS) == (cascade_choice_int(ch, 0, CASCADE_CH_NEED_MAX) +
+                                                          cascade_choice_int(ch, 0, CASCADE_CH_MARGIN) <=
+                                                          cascade_choice_int(ch, 0, CASCADE_CH_HAVE)),
+          "3G recommends %s", cascade_choice_string(ch, 0, CASCADE_CH_VARIANT));
+    cascade_choice_free(ch);
+    setenv("CASCADE_MEMORY", "lots", 1);
+    CHECK(cascade_recommend(c, 1024, 1024, 1, &ch) < 0 && has(cascade_errmsg(c), "CASCADE_MEMORY"), "bad memory: %s",
+          cascade_errmsg(c));
+    unsetenv("CASCADE_MEMORY");
+    cascade_choice_free(NULL);
+    cascade_models_free(NULL);
+    cascade_ctx_free(c);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    CHECK(system(cmd) == 0, "%s", cmd);
+}
+
 int main(void)
 {
     test_info();
     test_gpus();
     test_tokens();
+    test_models();
     if (failures) fprintf(stderr, "%d failure(s)\n", failures);
     return check_exit();
 }
