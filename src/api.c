@@ -174,7 +174,10 @@ int cs_api_compute(cascade_ctx *ctx)
     int tried[3] = {p, -1, -1};
     if (p < 0) tried[0] = CS_PREC_BF16, tried[1] = CS_PREC_FP16, tried[2] = CS_PREC_FP32;
     for (int i = 0; i < 3; i++)
-        if (tried[i] >= 0 && b->ops->set_precision(tried[i]) == 0) return 0;
+        if (tried[i] >= 0 && b->ops->set_precision(tried[i]) == 0) {
+            cs_api_note_precision(tried[i]);
+            return 0;
+        }
     return cs_api_fail(ctx, cs_error(CS_EUNSUP, "precision %s: the %s device does not support it", prec, b->name));
 }
 

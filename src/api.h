@@ -5,6 +5,7 @@
 
 #include "cascade.h"
 #include "demo.h"
+#include "models.h"
 #include "pipeline.h"
 
 #include <signal.h>
@@ -44,6 +45,17 @@ struct cascade_ctx {
     volatile sig_atomic_t cancel;    /* cascade_cancel */
     char err[1024];
 };
+
+/* cascade_models_scan's result (api_models.c, api_choose.c) */
+struct cascade_models {
+    cs_model_set *set;
+};
+
+/* The device precision last set on this thread (CS_PREC_*; -1 none), for
+ * choosing variants by a GPU's memory: cs_api_compute and the CLI's
+ * --device note it. */
+void cs_api_note_precision(int prec);
+int cs_api_noted_precision(void);
 
 /* A new context's values: the table's defaults. */
 void cs_api_defaults(cascade_ctx *ctx);

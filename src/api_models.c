@@ -38,11 +38,10 @@ const char *cascade_get_model(const cascade_ctx *ctx, cascade_part part)
     return ctx && (int)part >= 0 && part < CASCADE_PART_COUNT ? ctx->model[part] : NULL;
 }
 
+/* no cs_api_init: a scan needs no kernels (a bad $CASCADE_SIMD does not stop it) */
 static int scan(cascade_ctx *ctx, cs_model_set **set)
 {
-    int rc = cs_api_init(ctx);
-    if (rc) return rc;
-    rc = cs_models_scan(ctx->sv[CASCADE_P_MODELS_DIR], set);
+    int rc = cs_models_scan(ctx->sv[CASCADE_P_MODELS_DIR], set);
     return rc ? cs_api_fail(ctx, rc) : 0;
 }
 
@@ -150,9 +149,6 @@ const char *cascade_recommend_variant(cascade_ctx *ctx, unsigned long long *need
 }
 
 /* ---- the scan as a list ---- */
-struct cascade_models {
-    cs_model_set *set;
-};
 
 int cascade_models_scan(cascade_ctx *ctx, cascade_models **out)
 {
@@ -161,8 +157,10 @@ int cascade_models_scan(cascade_ctx *ctx, cascade_models **out)
     cascade_models *m = calloc(1, sizeof *m);
     if (!m) return cs_api_fail(ctx, cs_oom("the model list", sizeof *m));
     int rc = scan(ctx, &m->set);
+    for (int p = 0; !rc && p < CASCADE_PART_COUNT; p++)   /* the parts the caller set, as find_models */
+        if (ctx->model[p] && (rc = cs_models_force(m->set, (cs_part)p, ctx->model[p])) != 0) cs_api_fail(ctx, rc);
     if (rc) {
-        free(m);
+        cascade_models_free(m);
         return rc;
     }
     *out = m;

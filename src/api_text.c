@@ -101,3 +101,83 @@ int cascade_encode_text(cascade_ctx *ctx, const char *text, float **hidden, int 
     ctx->cancel = 0;
     return rc ? cs_api_fail(ctx, rc) : 0;
 }
+
+/* ---- the tokens with their strings and weights (cascade tokenize) ---- */
+struct cascade_tokens {
+    cs_tokenizer *tok;   /* kept: the strings point into it */
+    int32_t *ids;
+    double *weights;     /* NULL: all 1 (official) */
+    int n, chunks;
+    int32_t vocab;       /* the first embedding id (comfyui) */
+};
+
+int cascade_tokens_new(cascade_ctx *ctx, const char *text, cascade_tokens **out)
+{
+    if (out) *out = NULL;
+    if (!ctx || !out) return CASCADE_E_ARG;
+    if (!text) return cs_api_fail(ctx, cs_error(CS_EARG, "cascade_tokens_new: text is NULL"));
+    /* no cs_api_init: tokens need no kernels, so a bad $CASCADE_SIMD does not stop them */
+    int rc;
+    cascade_tokens *t = calloc(1, sizeof *t);
+    if (!t) return cs_api_fail(ctx, cs_oom("the token list", sizeof *t));
+    if ((rc = load_tokenizer(ctx, &t->tok)) != 0) {
+        free(t);
+        return rc;
+    }
+    if (ctx->iv[CASCADE_P_PROMPT_STYLE] == CASCADE_PROMPT_OFFICIAL) {
+        size_t n = 0;
+        rc = cs_tokenize(t->tok, text, &t->ids, &n);
+        if (!rc && n > 0x7fffffff) rc = cs_error(CS_EARG, "cascade_tokens_new: %zu tokens is too many", n);
+        t->n = (int)n;
+    } else {
+        /* CLIP-G's width: the embeddings' shape is checked without loading the encoder */
+        cs_embeddings *emb = NULL;
+        cs_prompt p = {0};
+        const char *dir = ctx->sv[CASCADE_P_EMBEDDINGS];
+        rc = dir ? cs_embeddings_new(dir, 1280, &emb) : 0;
+        if (!rc) rc = cs_prompt_tokenize(t->tok, text, emb, (cs_prompt_warn_fn)ctx->log, ctx->log_user, &p);
+        if (!rc && p.n_chunks > 0x7fffffff / CS_TOK_CTX)
+            rc = cs_error(CS_EARG, "cascade_tokens_new: %zu chunks is too many", p.n_chunks);
+        if (!rc) {   /* take the two arrays over */
+            t->ids = p.ids, t->weights = p.weights, p.ids = NULL, p.weights = NULL;
+            t->chunks = (int)p.n_chunks;
+            t->n = t->chunks * CS_TOK_CTX;
+            t->vocab = p.vocab;
+        }
+        cs_prompt_free(&p);
+        cs_embeddings_free(emb);
+    }
+    if (rc) {
+        cascade_tokens_free(t);
+        return cs_api_fail(ctx, rc);
+    }
+    *out = t;
+    return 0;
+}
+
+int cascade_tokens_count(const cascade_tokens *t) { return t ? t->n : 0; }
+int cascade_tokens_chunks(const cascade_tokens *t) { return t ? t->chunks : 0; }
+int cascade_tokens_id(const cascade_tokens *t, int i) { return t && i >= 0 && i < t->n ? t->ids[i] : -1; }
+
+double cascade_tokens_weight(const cascade_tokens *t, int i)
+{
+    return !t || i < 0 || i >= t->n ? 0 : t->weights ? t->weights[i] : 1;
+}
+
+const char *cascade_tokens_text(const cascade_tokens *t, int i)
+{
+    if (!t || i < 0 || i >= t->n) return NULL;
+    if (t->chunks && t->ids[i] >= t->vocab) return "<embedding>";
+    return cs_token_str(t->tok, t->ids[i]);
+}
+
+void cascade_tokens_free(cascade_tokens *t)
+{
+    if (!t) return;
+    cs_tokenizer_free(t->tok);
+    free(t->ids);
+    free(t->weights);
+    free(t);
+}
+
+_Static_assert(CASCADE_TOKEN_CHUNK == CS_TOK_CTX, "cascade.h's chunk is CLIP's context");

@@ -214,6 +214,76 @@ CASCADE_API unsigned long long cascade_models_size(const cascade_models *m, int 
 /* The tokenizer folder found, or NULL. */
 CASCADE_API const char *cascade_models_tokenizer(const cascade_models *m);
 CASCADE_API void cascade_models_free(cascade_models *m);
+/* The scan searches and forces the parts set with cascade_set_model, as
+ * cascade_find_models does. More of file i by key (a key of the other
+ * type, or i out of range: NULL / -1): */
+typedef enum {
+    CASCADE_MF_VARIANT = 0,      /* string: Stage C/B: "full", "bf16", "lite", "lite-bf16"; else NULL */
+    CASCADE_MF_NAMING,           /* string: its tensor names ("official", "diffusers", "comfyui", ...) */
+    CASCADE_MF_PREFIX,           /* string: the prefix of its tensors in the file, "" for none */
+    CASCADE_MF_CONFIG,           /* string: a text encoder's config.json beside it, else NULL */
+    CASCADE_MF_ROOT,             /* string: the search folder it was found in; NULL: set by the caller */
+    CASCADE_MF_TENSORS,          /* int: the tensors the network uses */
+    CASCADE_MF_EXTRA_TENSORS,    /* int: other tensors under its prefix (ignored) */
+    CASCADE_MF_PARAMS,           /* int: its parameters */
+    CASCADE_MF_WEIGHT_BYTES,     /* int: the bytes of those tensors at the file's dtype */
+    CASCADE_MF_FOREIGN,          /* int: 1: a readable safetensors file of another model */
+    CASCADE_MF_SAME_AS           /* int: k > 0: a further network of the file of entry i - k; else 0 */
+} cascade_models_key;
+CASCADE_API const char *cascade_models_string(const cascade_models *m, int i, cascade_models_key key);
+CASCADE_API long long cascade_models_int(const cascade_models *m, int i, cascade_models_key key);
+/* Search folder i, in order (NULL past the last), and in *why (may be
+ * NULL) why it is searched ("--models", "$CASCADE_MODELS", "default"). */
+CASCADE_API const char *cascade_models_root(const cascade_models *m, int i, const char **why);
+/* Folder i examined or noted as missing (NULL past the last); i = -1: all
+ * of them in one line as the library's messages word it ("looked in: ..."). */
+CASCADE_API const char *cascade_models_looked(const cascade_models *m, int i);
+/* The xxh64 of file i, as the PNG metadata records it, through the cache
+ * in $XDG_CACHE_HOME/cascade/hashes. Returns 1 when the cache had it, 0
+ * when the file was read now (a stop requested by a signal ends the read:
+ * CASCADE_E_INTR), or a negative code. With CASCADE_HASH_CACHED_ONLY the
+ * cache only: 0 and no hash when it lacks the file. */
+enum { CASCADE_HASH_CACHED_ONLY = 1 };
+CASCADE_API int cascade_models_hash(cascade_ctx *ctx, const cascade_models *m, int i, int flags,
+                                    unsigned long long *hash);
+/* "stage_c", "text_encoder", ... and "Stage C", "text encoder", ... (NULL
+ * for an unknown part). */
+CASCADE_API const char *cascade_part_name(cascade_part part);
+CASCADE_API const char *cascade_part_title(cascade_part part);
+
+/* The choice cascade_find_models makes from m, with its memory figures, for
+ * width x height and batch given here (any size from 64 to 16384, batch
+ * 1..256: a planning call, wider than CASCADE_P_WIDTH/HEIGHT/BATCH) and the
+ * context's CASCADE_P_VARIANT_C/B. When the calling thread runs on a GPU
+ * (after cascade_generate or cascade_encode_text), its free memory counts,
+ * else this process's (MemAvailable, the cgroup limit, $CASCADE_MEMORY).
+ * An error (a required part missing) is a negative code. cascade_recommend
+ * does the same without files: the variant to download (CASCADE_CH_VARIANT,
+ * CASCADE_CH_NEED_MAX, _HAVE, _MARGIN). Keys per part, then for the whole
+ * (part ignored); free with cascade_choice_free. */
+typedef struct cascade_choice cascade_choice;
+typedef enum {
+    CASCADE_CH_FILE = 0,         /* int: the entry of m taken for the part, -1 none */
+    CASCADE_CH_NEED,             /* int: the part's bytes: weights + scratch + activations */
+    CASCADE_CH_WEIGHTS,          /* int */
+    CASCADE_CH_SCRATCH,          /* int */
+    CASCADE_CH_ACTIVATIONS,      /* int */
+    CASCADE_CH_WHY,              /* string: why this file */
+    CASCADE_CH_HAVE = 16,        /* int: the memory available */
+    CASCADE_CH_HAVE_SOURCE,      /* string: where that figure comes from */
+    CASCADE_CH_MARGIN,           /* int: the bytes kept free */
+    CASCADE_CH_NEED_MAX,         /* int: the largest part's need */
+    CASCADE_CH_NEED_PART,        /* int: that part (-1 none) */
+    CASCADE_CH_FITS,             /* int: 1 when NEED_MAX + MARGIN <= HAVE */
+    CASCADE_CH_ON_DEVICE,        /* int: 1 when HAVE is a GPU's free memory */
+    CASCADE_CH_VARIANT           /* string: cascade_recommend's variant */
+} cascade_choice_key;
+CASCADE_API int cascade_models_choose(cascade_ctx *ctx, const cascade_models *m, int width, int height, int batch,
+                                      cascade_choice **out);
+CASCADE_API int cascade_recommend(cascade_ctx *ctx, int width, int height, int batch, cascade_choice **out);
+CASCADE_API long long cascade_choice_int(const cascade_choice *c, int part, cascade_choice_key key);
+CASCADE_API const char *cascade_choice_string(const cascade_choice *c, int part, cascade_choice_key key);
+CASCADE_API void cascade_choice_free(cascade_choice *c);
 
 /* ---- generating ---- */
 typedef enum {
@@ -281,6 +351,27 @@ CASCADE_API int cascade_image_write_png(cascade_ctx *ctx, const cascade_image *i
  * byte-level fallback after cascade_use_demo). Writes at most max ids and
  * returns how many there are (more than max: call again with more room). */
 CASCADE_API int cascade_tokenize(cascade_ctx *ctx, const char *text, int *ids, int max);
+/* The tokens of text as the text encoder reads them, with their strings,
+ * in CASCADE_P_PROMPT_STYLE. CASCADE_PROMPT_OFFICIAL: one run, BOS, every
+ * BPE token (not cut at 77), EOS, each of weight 1. CASCADE_PROMPT_COMFYUI:
+ * chunks of CASCADE_TOKEN_CHUNK tokens (BOS, up to 75 tokens, EOS, EOS
+ * padding) with each token's weight; an embedding:NAME of
+ * CASCADE_P_EMBEDDINGS gives ids from the vocabulary's size up, whose text
+ * is "<embedding>". Notices (a missing embedding) go to the log callback.
+ * Free with cascade_tokens_free. */
+typedef struct cascade_tokens cascade_tokens;
+enum { CASCADE_TOKEN_CHUNK = 77 };
+CASCADE_API int cascade_tokens_new(cascade_ctx *ctx, const char *text, cascade_tokens **out);
+/* All tokens (chunks x CASCADE_TOKEN_CHUNK in the comfyui style). */
+CASCADE_API int cascade_tokens_count(const cascade_tokens *t);
+/* The chunks of the comfyui style; 0 in the official style. */
+CASCADE_API int cascade_tokens_chunks(const cascade_tokens *t);
+/* Token i's id (-1 out of range), weight, and text ("cat</w>"; NULL out of
+ * range or for an id the vocabulary lacks). */
+CASCADE_API int cascade_tokens_id(const cascade_tokens *t, int i);
+CASCADE_API double cascade_tokens_weight(const cascade_tokens *t, int i);
+CASCADE_API const char *cascade_tokens_text(const cascade_tokens *t, int i);
+CASCADE_API void cascade_tokens_free(cascade_tokens *t);
 /* The conditioning Stage C gets for text, in CASCADE_P_PROMPT_STYLE: hidden
  * [tokens, width] and pooled [pooled_width] floats, allocated (free with
  * cascade_free). Loads the text encoder for the call. */
@@ -288,6 +379,64 @@ CASCADE_API int cascade_encode_text(cascade_ctx *ctx, const char *text, float **
                                     float **pooled, int *pooled_width);
 /* Frees memory the library returned (cascade_encode_text). NULL is fine. */
 CASCADE_API void cascade_free(void *p);
+
+
+/* ---- this machine and this build (what `cascade info` shows) ----
+ * No context: these describe the process. A string key read with
+ * cascade_info_int (or an int key with cascade_info_string) gives -1
+ * (NULL); strings stay valid for the life of the process. The first call
+ * sets the library up, as any other call does. */
+typedef enum {
+    CASCADE_INFO_CPU_MODEL = 0,  /* string: the processor's name */
+    CASCADE_INFO_CPU_FEATURES,   /* string: the features found, space-separated ("avx2 fma f16c ...") */
+    CASCADE_INFO_SIMD,           /* string: the kernel level in use ("avx2"; $CASCADE_SIMD forces one) */
+    CASCADE_INFO_GEMM,           /* string: how matrix products are computed */
+    CASCADE_INFO_CPU_BF16,       /* string: the native bf16 kernel, NULL when this level has none */
+    CASCADE_INFO_BACKEND,        /* string: the calling thread's backend ("cpu", "cuda"; $CASCADE_BACKEND) */
+    CASCADE_INFO_PLUGIN_DIR,     /* string: the install's plugin folder (searched after $CASCADE_PLUGIN_DIR) */
+    CASCADE_INFO_BUILD,          /* string: configure's choices ("openmp=... avx2=yes ... cuda=no") */
+    CASCADE_INFO_THREADS,        /* int: the threads the calling thread's computations use */
+    CASCADE_INFO_OPENMP,         /* int: 1 when built with OpenMP (else one thread) */
+    CASCADE_INFO_MAX_THREADS,    /* int: OpenMP's current maximum (1 without OpenMP) */
+    CASCADE_INFO_PROCESSORS,     /* int: the processors OpenMP sees (1 without OpenMP) */
+    CASCADE_INFO_CUDA_BUILT,     /* int: 1 when the CUDA plugin was built with this library */
+    CASCADE_INFO_COUNT           /* the number of keys of this version */
+} cascade_info;
+
+CASCADE_API const char *cascade_info_string(cascade_info key);
+CASCADE_API long long cascade_info_int(cascade_info key);
+/* The SIMD levels this library knows, from the reference upward: the name
+ * of level i ("scalar", "avx2", ...; NULL past the last) and in *usable
+ * (may be NULL) whether it is built in and this CPU and OS run it. Sets
+ * nothing up, so a bad $CASCADE_SIMD does not stop it. */
+CASCADE_API const char *cascade_simd_level(int i, int *usable);
+
+/* The GPUs the CUDA plugin sees. cascade_gpus_list loads the plugin only to
+ * ask it (the backend in use does not change); when the plugin does not
+ * load, a negative code and cascade_errmsg say why ("plugin not found
+ * ..."). Keys for the plugin (i ignored) and for GPU i (0 <= i <
+ * CASCADE_GPUS_LISTED); a key of the other type gives -1 or NULL. */
+typedef struct cascade_gpus cascade_gpus;
+typedef enum {
+    CASCADE_GPUS_PLUGIN = 0,     /* string: the plugin file loaded */
+    CASCADE_GPUS_VERSION,        /* string: what it was built with ("CUDA runtime 12.4 (static), cuBLAS, ...") */
+    CASCADE_GPUS_ABI,            /* int: its backend ABI number */
+    CASCADE_GPUS_COUNT,          /* int: the GPUs it sees */
+    CASCADE_GPUS_LISTED,         /* int: of those, the ones described (at most 16) */
+    CASCADE_GPUS_REASON,         /* string: with COUNT 0, why none is usable */
+    CASCADE_GPU_NAME = 32,       /* string: GPU i's name */
+    CASCADE_GPU_CC_MAJOR,        /* int: compute capability, 9 of 9.0 */
+    CASCADE_GPU_CC_MINOR,        /* int: 0 of 9.0 */
+    CASCADE_GPU_TOTAL_BYTES,     /* int: memory */
+    CASCADE_GPU_FREE_BYTES,      /* int: memory free when listed */
+    CASCADE_GPU_DRIVER,          /* int: driver version, 13000 for 13.0; 0 unknown */
+    CASCADE_GPU_USABLE,          /* int: 0 when the plugin cannot run on it */
+    CASCADE_GPU_WHY              /* string: when not usable, why ("no kernel image for sm_70"); else NULL */
+} cascade_gpu_key;
+CASCADE_API int cascade_gpus_list(cascade_ctx *ctx, cascade_gpus **out);
+CASCADE_API const char *cascade_gpus_string(const cascade_gpus *g, int i, cascade_gpu_key key);
+CASCADE_API long long cascade_gpus_int(const cascade_gpus *g, int i, cascade_gpu_key key);
+CASCADE_API void cascade_gpus_free(cascade_gpus *g);
 
 #ifdef __cplusplus
 }

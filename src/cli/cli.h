@@ -44,6 +44,9 @@ void cli_signals_install(void);
  * (130, or 1 for a closed stdout) and the words for the one-line message. */
 int cli_stop_status(int why);
 const char *cli_stop_text(int why);
+/* The signal that asked for a stop, or 0 (for files that include only
+ * cascade.h). */
+int cli_stop_pending(void);
 
 /* ---- numbers (parse.c): one rule for every option and variable ----
  * Exit status rule: a value out of range or not a number is bad usage (2),

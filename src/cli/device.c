@@ -3,6 +3,7 @@
  * what was chosen and why. */
 #include "cli.h"
 
+#include "api.h"
 #include "backend.h"
 #include "device.h"
 #include "error.h"
@@ -71,6 +72,7 @@ int cli_device(const char *cmd, const char *device, const char *precision, int r
         if (tried[i] < 0) continue;
         if (b->ops->set_precision(tried[i]) == 0) {
             cs_dev_graphs_drop();   /* recorded in another precision */
+            cs_api_note_precision(tried[i]);   /* for cascade_models_choose */
             snprintf(said, saidlen, "%s, %s", b->name, prec_name[tried[i]]);
             *prec_out = tried[i];
             return 0;

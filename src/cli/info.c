@@ -1,51 +1,65 @@
 /* cascade info: what this machine and build offer. */
 #include "cli.h"
 
-#include "gemm_bf16.h"
-
-#include "backend.h"
-#include "error.h"
-#include "kernels.h"
-#include "ops.h"
+#include "cascade.h"
 
 #include <stdio.h>
 #include <string.h>
 
 /* The CUDA plugin and its GPUs: the plugin is loaded only to list them
- * (cs_backend_describe); the active backend is not changed. */
-static void print_gpus(void)
+ * (cascade_gpus_list); the backend in use is not changed. Returns 0, or 1
+ * when out of memory. */
+static int print_gpus(void)
 {
-    static cs_backend_report r;
-    if (cs_backend_describe("cuda", &r)) {
-#ifdef CS_HAVE_CUDA_PLUGIN
-        printf("plugin:    %s\n", cs_last_error());
-#else
-        printf("plugin:    not built (configure found no nvcc or was given --without-cuda)\n");
-#endif
+    cascade_ctx *ctx = cascade_ctx_new();
+    cascade_gpus *g = NULL;
+    if (!ctx) {
+        fprintf(stderr, "cascade info: out of memory\n");
+        return 1;
+    }
+    if (cascade_gpus_list(ctx, &g)) {
+        if (cascade_info_int(CASCADE_INFO_CUDA_BUILT) == 1)
+            printf("plugin:    %s\n", cascade_errmsg(ctx));
+        else
+            printf("plugin:    not built (configure found no nvcc or was given --without-cuda)\n");
         printf("gpus:      none (no CUDA plugin loaded)\n");
-        return;
+        cascade_ctx_free(ctx);
+        return 0;
     }
-    const char *file = strrchr(r.path, '/');
-    file = file ? file + 1 : r.path;
-    printf("plugin:    %s (ABI %d; %s)\n", r.path, r.abi, r.version);
-    if (!r.ndev) {
-        printf("gpus:      none (%s loaded; %s)\n", file, r.reason);
-        return;
+    const char *path = cascade_gpus_string(g, 0, CASCADE_GPUS_PLUGIN), *file = strrchr(path, '/');
+    file = file ? file + 1 : path;
+    int n = (int)cascade_gpus_int(g, 0, CASCADE_GPUS_COUNT), listed = (int)cascade_gpus_int(g, 0, CASCADE_GPUS_LISTED);
+    printf("plugin:    %s (ABI %lld; %s)\n", path, cascade_gpus_int(g, 0, CASCADE_GPUS_ABI),
+           cascade_gpus_string(g, 0, CASCADE_GPUS_VERSION));
+    if (!n) {
+        printf("gpus:      none (%s loaded; %s)\n", file, cascade_gpus_string(g, 0, CASCADE_GPUS_REASON));
+    } else {
+        printf("gpus:      %d\n", n);
+        for (int i = 0; i < listed; i++) {
+            long long drv = cascade_gpus_int(g, i, CASCADE_GPU_DRIVER);
+            printf("  gpu %d:   %s, compute %lld.%lld, %.1f GiB total, %.1f GiB free, driver %lld.%lld", i,
+                   cascade_gpus_string(g, i, CASCADE_GPU_NAME), cascade_gpus_int(g, i, CASCADE_GPU_CC_MAJOR),
+                   cascade_gpus_int(g, i, CASCADE_GPU_CC_MINOR),
+                   cascade_gpus_int(g, i, CASCADE_GPU_TOTAL_BYTES) / 1073741824.0,
+                   cascade_gpus_int(g, i, CASCADE_GPU_FREE_BYTES) / 1073741824.0, drv / 1000, drv % 1000 / 10);
+            if (cascade_gpus_int(g, i, CASCADE_GPU_USABLE)) printf("\n");
+            else printf("; not usable: %s\n", cascade_gpus_string(g, i, CASCADE_GPU_WHY));
+        }
+        if (n > listed) printf("  (%d more not listed)\n", n - listed);
     }
-    printf("gpus:      %d\n", r.ndev);
-    for (int i = 0; i < r.ndev && i < CS_MAX_LISTED; i++) {
-        const cs_device_info *d = &r.dev[i];
-        printf("  gpu %d:   %s, compute %d.%d, %.1f GiB total, %.1f GiB free, driver %d.%d", i, d->name, d->cc_major,
-               d->cc_minor, d->total_bytes / 1073741824.0, d->free_bytes / 1073741824.0, d->driver_version / 1000,
-               d->driver_version % 1000 / 10);
-        if (d->usable) printf("\n");
-        else printf("; not usable: %s\n", d->why);
-    }
-    if (r.ndev > CS_MAX_LISTED) printf("  (%d more not listed)\n", r.ndev - CS_MAX_LISTED);
+    cascade_gpus_free(g);
+    cascade_ctx_free(ctx);
+    return 0;
 }
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+
+/* the SIMD levels this build can run here, each between sep and end */
+static void print_levels(const char *sep, const char *end)
+{
+    int usable;
+    const char *name;
+    for (int l = 0; (name = cascade_simd_level(l, &usable)) != NULL; l++)
+        if (usable) printf("%s%s%s", sep, name, end);
+}
 
 int cmd_info(int argc, char **argv)
 {
@@ -67,31 +81,30 @@ int cmd_info(int argc, char **argv)
         }
     }
     if (levels) {
-        for (int l = 0; l < CS_SIMD_LEVELS; l++)
-            if (cs_simd_supported((cs_simd_level)l)) printf("%s\n", cs_simd_name((cs_simd_level)l));
+        print_levels("", "\n");
         return 0;
     }
     int rc = cli_init(0);
     if (rc) return rc;
-    printf("cascade %s\n", PACKAGE_VERSION);
-    printf("cpu:       %s\n", cs_cpu_model());
-    printf("features:  %s\n", cs_cpu_features());
-    printf("simd:      %s (available:", cs_simd_name(cs_simd_current()));
-    for (int l = 0; l < CS_SIMD_LEVELS; l++)
-        if (cs_simd_supported((cs_simd_level)l)) printf(" %s", cs_simd_name((cs_simd_level)l));
+    printf("cascade %s\n", cascade_version());
+    printf("cpu:       %s\n", cascade_info_string(CASCADE_INFO_CPU_MODEL));
+    printf("features:  %s\n", cascade_info_string(CASCADE_INFO_CPU_FEATURES));
+    printf("simd:      %s (available:", cascade_info_string(CASCADE_INFO_SIMD));
+    print_levels(" ", "");
     printf(")\n");
-    printf("gemm:      %s\n", cs_gemm_info());
-    printf("cpu bf16:  %s\n", cs_gemm_bf16_name() ? cs_gemm_bf16_name() : "no native bf16 kernel at this level (--precision bf16 refused on the CPU)");
-#ifdef _OPENMP
-    printf("openmp:    %d threads (max %d, %d processors)\n", cs_threads_get(), omp_get_max_threads(),
-           omp_get_num_procs());
-#else
-    printf("openmp:    disabled at build time (1 thread)\n");
-#endif
-    printf("threads:   %d\n", cs_threads_get());
+    printf("gemm:      %s\n", cascade_info_string(CASCADE_INFO_GEMM));
+    const char *bf16 = cascade_info_string(CASCADE_INFO_CPU_BF16);
+    printf("cpu bf16:  %s\n", bf16 ? bf16 : "no native bf16 kernel at this level (--precision bf16 refused on the CPU)");
+    long long threads = cascade_info_int(CASCADE_INFO_THREADS);
+    if (cascade_info_int(CASCADE_INFO_OPENMP) == 1)
+        printf("openmp:    %lld threads (max %lld, %lld processors)\n", threads,
+               cascade_info_int(CASCADE_INFO_MAX_THREADS), cascade_info_int(CASCADE_INFO_PROCESSORS));
+    else
+        printf("openmp:    disabled at build time (1 thread)\n");
+    printf("threads:   %lld\n", threads);
     printf("backend:   %s (CASCADE_BACKEND=cpu|cuda|PATH selects; plugins in $CASCADE_PLUGIN_DIR or %s)\n",
-           cs_backend_name(), CS_PLUGIN_DIR);
-    print_gpus();
-    printf("build:     %s\n", CS_BUILD_OPTIONS);
+           cascade_info_string(CASCADE_INFO_BACKEND), cascade_info_string(CASCADE_INFO_PLUGIN_DIR));
+    if (print_gpus()) return 1;
+    printf("build:     %s\n", cascade_info_string(CASCADE_INFO_BUILD));
     return 0;
 }

@@ -2,11 +2,8 @@
  * `auto` would run on this machine and why, and what is missing. */
 #include "cli.h"
 
-#include "cancel.h"
-#include "error.h"
-#include "models.h"
+#include "cascade.h"
 
-#include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,41 +41,72 @@ static int parse_int(const char *opt, const char *v, int lo, int hi, int *out)
     return cli_parse_int("cascade models", opt, v, lo, hi, out);
 }
 
-static const char *dtype_str(const cs_netid *ni) { return ni->mixed ? "mixed" : cs_dtype_name(ni->dtype); }
-
-static void note_of(const cs_model_file *f, char *b, size_t len)
+static void note_of(const cascade_models *m, int i, char *b, size_t len)
 {
     size_t o = 0;
+    const char *naming = cascade_models_string(m, i, CASCADE_MF_NAMING),
+               *prefix = cascade_models_string(m, i, CASCADE_MF_PREFIX);
+    long long extra = cascade_models_int(m, i, CASCADE_MF_EXTRA_TENSORS);
     b[0] = 0;
-    if (f->info.naming != CS_NAMES_OFFICIAL)
-        o += (size_t)snprintf(b + o, len - o, " [%s names]", cs_naming_name(f->info.naming));
-    if (f->info.prefix[0] && o < len) o += (size_t)snprintf(b + o, len - o, " [prefix %s]", f->info.prefix);
-    if (f->info.n_extra && o < len) snprintf(b + o, len - o, " [%d extra tensors ignored]", f->info.n_extra);
+    if (strcmp(naming, "official")) o += (size_t)snprintf(b + o, len - o, " [%s names]", naming);
+    if (prefix[0] && o < len) o += (size_t)snprintf(b + o, len - o, " [prefix %s]", prefix);
+    if (extra && o < len) snprintf(b + o, len - o, " [%lld extra tensors ignored]", extra);
 }
 
-static const char *variant_col(const cs_model_file *f)
+static const char *variant_col(const cascade_models *m, int i)
 {
-    cs_part p = cs_net_part(f->info.net);
-    return p <= CS_PART_STAGE_B ? cs_variant_name(cs_variant_of(&f->info)) : "-";
+    const char *v = cascade_models_string(m, i, CASCADE_MF_VARIANT);
+    return v ? v : "-";
 }
 
-static const char *part_use(cs_part p)
+static const char *part_use(int p)
 {
     switch (p) {
-    case CS_PART_EFFNET: return "optional: img2img";
-    case CS_PART_PREVIEWER: return "optional: previews while sampling";
-    case CS_PART_CLIP_VISION: return "optional: image variations";
+    case CASCADE_PART_EFFNET: return "optional: img2img";
+    case CASCADE_PART_PREVIEWER: return "optional: previews while sampling";
+    case CASCADE_PART_CLIP_VISION: return "optional: image variations";
     default: return "required";
     }
 }
 
+/* the same words as the library's variant check, for the CLI's options */
+static int set_variant(cascade_ctx *ctx, cascade_param key, const char *v)
+{
+    if (!cascade_set_string(ctx, key, v)) return 0;
+    fprintf(stderr, "cascade models: unknown variant '%s' (auto, full, bf16, lite, lite-bf16)\n", v);
+    return -1;
+}
+
+/* --recommend: the variant to download for this machine. Returns the exit status. */
+static int recommend(cascade_ctx *ctx, int width, int height, int batch, const char *said)
+{
+    cascade_choice *c = NULL;
+    if (cascade_recommend(ctx, width, height, batch, &c)) {
+        fprintf(stderr, "cascade models: %s\n", cascade_errmsg(ctx));
+        return 1;
+    }
+    const char *v = cascade_choice_string(c, 0, CASCADE_CH_VARIANT);
+    unsigned long long have = (unsigned long long)cascade_choice_int(c, 0, CASCADE_CH_HAVE),
+                       need = (unsigned long long)cascade_choice_int(c, 0, CASCADE_CH_NEED_MAX),
+                       margin = (unsigned long long)cascade_choice_int(c, 0, CASCADE_CH_MARGIN);
+    char src[1024];
+    snprintf(src, sizeof src, "%s%s%s", cascade_choice_string(c, 0, CASCADE_CH_HAVE_SOURCE),
+             cascade_choice_int(c, 0, CASCADE_CH_ON_DEVICE) == 1 ? ", " : "",
+             cascade_choice_int(c, 0, CASCADE_CH_ON_DEVICE) == 1 ? said : "");
+    printf("%s\n", v);
+    fprintf(stderr, "%s: largest stage needs %.1f GiB + margin %.1f GiB; %.1f GiB available (%s)%s\n", v, need / GiB,
+            margin / GiB, have / GiB, src, need + margin > have ? "; even this does not fit" : "");
+    cascade_choice_free(c);
+    return 0;
+}
+
+static int run(cascade_ctx *ctx, int json, int hash, int width, int height, int batch);
+
 int cmd_models(int argc, char **argv)
 {
-    const char *dir = NULL, *force[CS_PART_COUNT] = {0};
-    int json = 0, hash = 1, recommend = 0, prec = 0;
+    const char *dir = NULL, *force[CASCADE_PART_COUNT] = {0}, *var[2] = {0};
+    int json = 0, hash = 1, recommend_only = 0, prec = 0, width = 1024, height = 1024, batch = 1;
     const char *device = NULL;
-    cs_choice_req req;
-    cs_choice_req_init(&req);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int part = -1;
@@ -87,29 +115,31 @@ int cmd_models(int argc, char **argv)
             return 0;
         } else if (!strcmp(a, "--json")) json = 1;
         else if (!strcmp(a, "--no-hash")) hash = 0;
-        else if (!strcmp(a, "--recommend")) recommend = 1;
+        else if (!strcmp(a, "--recommend")) recommend_only = 1;
         else if (!strcmp(a, "--models") && v) dir = argv[++i];
         else if (!strcmp(a, "--device") && v) device = argv[++i];
         else if (!strcmp(a, "--width") || !strcmp(a, "--height") || !strcmp(a, "--batch")) {
-            int *dst = a[2] == 'w' ? &req.width : a[2] == 'h' ? &req.height : &req.batch;
+            int *dst = a[2] == 'w' ? &width : a[2] == 'h' ? &height : &batch;
             if (parse_int(a, v, a[2] == 'b' ? 1 : 64, a[2] == 'b' ? 256 : 16384, dst)) return 2;
             i++;
         }
         else if ((!strcmp(a, "--variant") || !strcmp(a, "--stage-c-variant") || !strcmp(a, "--stage-b-variant")) && v) {
-            cs_variant var;
-            if (cs_variant_parse(v, &var)) {
-                fprintf(stderr, "cascade models: %s\n", cs_last_error());
+            static const char *const known[] = {"auto", "full", "bf16", "lite", "lite-bf16"};
+            int ok = 0;
+            for (int k = 0; k < 5; k++) ok |= !strcmp(v, known[k]);
+            if (!ok) {
+                fprintf(stderr, "cascade models: unknown variant '%s' (auto, full, bf16, lite, lite-bf16)\n", v);
                 return 2;
             }
-            if (strcmp(a, "--stage-b-variant")) req.variant[CS_PART_STAGE_C] = var;
-            if (strcmp(a, "--stage-c-variant")) req.variant[CS_PART_STAGE_B] = var;
+            if (strcmp(a, "--stage-b-variant")) var[0] = v;
+            if (strcmp(a, "--stage-c-variant")) var[1] = v;
             i++;
-        } else if (!strcmp(a, "--stage-c")) part = CS_PART_STAGE_C;
-        else if (!strcmp(a, "--stage-b")) part = CS_PART_STAGE_B;
-        else if (!strcmp(a, "--stage-a")) part = CS_PART_STAGE_A;
-        else if (!strcmp(a, "--text-encoder")) part = CS_PART_TEXT;
-        else if (!strcmp(a, "--effnet")) part = CS_PART_EFFNET;
-        else if (!strcmp(a, "--previewer")) part = CS_PART_PREVIEWER;
+        } else if (!strcmp(a, "--stage-c")) part = CASCADE_PART_STAGE_C;
+        else if (!strcmp(a, "--stage-b")) part = CASCADE_PART_STAGE_B;
+        else if (!strcmp(a, "--stage-a")) part = CASCADE_PART_STAGE_A;
+        else if (!strcmp(a, "--text-encoder")) part = CASCADE_PART_TEXT_ENCODER;
+        else if (!strcmp(a, "--effnet")) part = CASCADE_PART_EFFNET;
+        else if (!strcmp(a, "--previewer")) part = CASCADE_PART_PREVIEWER;
         else {
             char w[64];
             snprintf(w, sizeof w, " %s ", a);
@@ -130,140 +160,155 @@ int cmd_models(int argc, char **argv)
     char said[700];
     int drc = cli_device("cascade models", device, NULL, 0, said, sizeof said, &prec);
     if (drc) return drc;
-    cli_device_req(&req, prec);
-    if (recommend) {
-        uint64_t have, need;
-        char src[1024];
-        if (req.dev_prec >= 0) {
-            have = req.dev_have;
-            snprintf(src, sizeof src, "free on %s, %s", req.dev_name, said);
-        } else if (cs_mem_available(&have, src, sizeof src)) {
-            fprintf(stderr, "cascade models: %s\n", cs_last_error());
-            return 1;
-        }
-        cs_variant v = cs_models_recommend(&req, have, &need);
-        printf("%s\n", cs_variant_name(v));
-        fprintf(stderr, "%s: largest stage needs %.1f GiB + margin %.1f GiB; %.1f GiB available (%s)%s\n",
-                cs_variant_name(v), need / GiB, cs_mem_margin(have) / GiB, have / GiB, src,
-                need + cs_mem_margin(have) > have ? "; even this does not fit" : "");
-        return 0;
-    }
-
-    cli_signals_install();   /* hashing 20 GB of weights the first time takes a while */
-    cs_model_set *s;
-    if (cs_models_scan(dir, &s)) {
-        fprintf(stderr, "cascade models: %s\n", cs_last_error());
+    cascade_ctx *ctx = cascade_ctx_new();
+    if (!ctx) {
+        fprintf(stderr, "cascade models: out of memory\n");
         return 1;
     }
     int status = 0;
-    for (int p = 0; p < CS_PART_COUNT; p++)
-        if (force[p] && cs_models_force(s, (cs_part)p, force[p])) {
-            fprintf(stderr, "cascade models: %s\n", cs_last_error());
-            cs_models_free(s);
-            return 1;
-        }
-    uint64_t *hashes = calloc((size_t)s->n + 1, sizeof *hashes);
-    char *hashed = calloc((size_t)s->n + 1, 1);
-    for (int i = 0; hash && hashes && hashed && i < s->n && !cs_cancel_pending(); i++) {
-        if (s->files[i].foreign || s->files[i].index > 0) continue;
-        int cached;
-        if (s->files[i].size > (1u << 30) && isatty(2) && !cs_file_xxh64_cached(s->files[i].path, &hashes[i]))
-            fprintf(stderr, "hashing %s (%.1f GB, once: the hash is cached)...\n", s->files[i].path,
-                    s->files[i].size / 1e9);
-        if (!cs_file_xxh64(s->files[i].path, &hashes[i], &cached)) hashed[i] = 1;
-        else if (!cs_cancel_pending()) fprintf(stderr, "cascade models: %s\n", cs_last_error());
+    if ((var[0] && set_variant(ctx, CASCADE_P_VARIANT_C, var[0])) ||
+        (var[1] && set_variant(ctx, CASCADE_P_VARIANT_B, var[1])) ||
+        (dir && cascade_set_string(ctx, CASCADE_P_MODELS_DIR, dir))) {
+        status = 2;
+    } else if (recommend_only) {
+        status = recommend(ctx, width, height, batch, said);
+    } else {
+        for (int p = 0; p < CASCADE_PART_COUNT && !status; p++)
+            if (force[p] && cascade_set_model(ctx, (cascade_part)p, force[p])) {
+                fprintf(stderr, "cascade models: %s\n", cascade_errmsg(ctx));
+                status = 1;
+            }
+        if (!status) status = run(ctx, json, hash, width, height, batch);
     }
-    if (cs_cancel_pending()) {   /* the hashes finished so far are cached */
-        int why = cs_cancel_pending();
+    cascade_ctx_free(ctx);
+    return status;
+}
+
+/* the listing (or JSON) of what was found and what auto takes */
+static int run(cascade_ctx *ctx, int json, int hash, int width, int height, int batch)
+{
+    cli_signals_install();   /* hashing 20 GB of weights the first time takes a while */
+    cascade_models *s;
+    if (cascade_models_scan(ctx, &s)) {
+        fprintf(stderr, "cascade models: %s\n", cascade_errmsg(ctx));
+        return 1;
+    }
+    int status = 0, n = cascade_models_count(s);
+    unsigned long long *hashes = calloc((size_t)n + 1, sizeof *hashes);
+    char *hashed = calloc((size_t)n + 1, 1);
+    for (int i = 0; hash && hashes && hashed && i < n && !cli_stop_pending(); i++) {
+        if (cascade_models_int(s, i, CASCADE_MF_FOREIGN) == 1 || cascade_models_int(s, i, CASCADE_MF_SAME_AS) > 0)
+            continue;
+        unsigned long long size = cascade_models_size(s, i);
+        if (size > (1u << 30) && isatty(2) && cascade_models_hash(ctx, s, i, CASCADE_HASH_CACHED_ONLY, &hashes[i]) != 1)
+            fprintf(stderr, "hashing %s (%.1f GB, once: the hash is cached)...\n", cascade_models_path(s, i), size / 1e9);
+        if (cascade_models_hash(ctx, s, i, 0, &hashes[i]) >= 0) hashed[i] = 1;
+        else if (!cli_stop_pending()) fprintf(stderr, "cascade models: %s\n", cascade_errmsg(ctx));
+    }
+    if (cli_stop_pending()) {   /* the hashes finished so far are cached */
+        int why = cli_stop_pending();
         fprintf(stderr, "cascade models: %s while hashing; nothing listed\n", cli_stop_text(why));
         free(hashes);
         free(hashed);
-        cs_models_free(s);
+        cascade_models_free(s);
         return cli_stop_status(why);
     }
-    for (int i = 0; hashes && hashed && i < s->n; i++)   /* later networks of one file share its hash */
-        if (s->files[i].index > 0 && i >= s->files[i].index && hashed[i - s->files[i].index]) {
-            hashes[i] = hashes[i - s->files[i].index];
+    for (int i = 0; hashes && hashed && i < n; i++) {   /* later networks of one file share its hash */
+        int k = (int)cascade_models_int(s, i, CASCADE_MF_SAME_AS);
+        if (k > 0 && hashed[i - k]) {
+            hashes[i] = hashes[i - k];
             hashed[i] = 1;
         }
+    }
 
-    int present[CS_PART_COUNT] = {0};
-    for (int i = 0; i < s->n; i++)
-        if (!s->files[i].problem) present[cs_net_part(s->files[i].info.net)] = 1;
-    cs_choice ch;
-    int crc = cs_models_choose(s, &req, &ch);
+    int present[CASCADE_PART_COUNT] = {0};
+    for (int i = 0; i < n; i++)
+        if (cascade_models_part(s, i) >= 0) present[cascade_models_part(s, i)] = 1;
+    const char *tokenizer = cascade_models_tokenizer(s);
+    cascade_choice *ch = NULL;
+    int crc = cascade_models_choose(ctx, s, width, height, batch, &ch);
     char cerr[1024] = "";
     if (crc) {
-        snprintf(cerr, sizeof cerr, "%s", cs_last_error());
+        snprintf(cerr, sizeof cerr, "%s", cascade_errmsg(ctx));
         status = 1;
-    } else if (!s->tokenizer) {
-        snprintf(cerr, sizeof cerr, "no tokenizer folder (vocab.json + merges.txt) found (%s)", cs_models_looked(s));
+    } else if (!tokenizer) {
+        snprintf(cerr, sizeof cerr, "no tokenizer folder (vocab.json + merges.txt) found (%s)",
+                 cascade_models_looked(s, -1));
         status = 1;
     }
 
     if (json) {
         json_t *root = json_object(), *roots = json_array(), *files = json_array(), *looked = json_array();
-        for (int i = 0; i < s->n_roots; i++)
-            json_array_append_new(roots, json_pack("{s:s, s:s}", "path", s->roots[i], "why", s->root_why[i]));
-        for (int i = 0; i < s->n; i++) {
-            const cs_model_file *f = &s->files[i];
-            json_t *o = json_pack("{s:s, s:I}", "path", f->path, "size", (json_int_t)f->size);
-            if (f->problem) {
-                json_object_set_new(o, "problem", json_string(f->problem));
-                json_object_set_new(o, "foreign", json_boolean(f->foreign));
+        const char *r, *why;
+        for (int i = 0; (r = cascade_models_root(s, i, &why)) != NULL; i++)
+            json_array_append_new(roots, json_pack("{s:s, s:s}", "path", r, "why", why));
+        for (int i = 0; i < n; i++) {
+            json_t *o = json_pack("{s:s, s:I}", "path", cascade_models_path(s, i), "size",
+                                  (json_int_t)cascade_models_size(s, i));
+            const char *problem = cascade_models_problem(s, i);
+            if (problem) {
+                json_object_set_new(o, "problem", json_string(problem));
+                json_object_set_new(o, "foreign", json_boolean(cascade_models_int(s, i, CASCADE_MF_FOREIGN) == 1));
             } else {
-                cs_part p = cs_net_part(f->info.net);
-                json_object_set_new(o, "part", json_string(cs_part_name(p)));
-                json_object_set_new(o, "network", json_string(cs_net_name(f->info.net)));
-                json_object_set_new(o, "variant", p <= CS_PART_STAGE_B ? json_string(variant_col(f)) : json_null());
-                json_object_set_new(o, "dtype", json_string(dtype_str(&f->info)));
-                json_object_set_new(o, "tensors", json_integer(f->info.n_tensors));
-                json_object_set_new(o, "params", json_integer(f->info.params));
-                json_object_set_new(o, "weight_bytes", json_integer((json_int_t)f->info.weight_bytes));
-                json_object_set_new(o, "naming", json_string(cs_naming_name(f->info.naming)));
-                json_object_set_new(o, "prefix", json_string(f->info.prefix));
-                json_object_set_new(o, "extra_tensors", json_integer(f->info.n_extra));
-                if (f->config) json_object_set_new(o, "config", json_string(f->config));
+                const char *v = cascade_models_string(s, i, CASCADE_MF_VARIANT),
+                           *config = cascade_models_string(s, i, CASCADE_MF_CONFIG);
+                json_object_set_new(o, "part", json_string(cascade_part_name((cascade_part)cascade_models_part(s, i))));
+                json_object_set_new(o, "network", json_string(cascade_models_network(s, i)));
+                json_object_set_new(o, "variant", v ? json_string(v) : json_null());
+                json_object_set_new(o, "dtype", json_string(cascade_models_dtype(s, i)));
+                json_object_set_new(o, "tensors", json_integer(cascade_models_int(s, i, CASCADE_MF_TENSORS)));
+                json_object_set_new(o, "params", json_integer(cascade_models_int(s, i, CASCADE_MF_PARAMS)));
+                json_object_set_new(o, "weight_bytes", json_integer(cascade_models_int(s, i, CASCADE_MF_WEIGHT_BYTES)));
+                json_object_set_new(o, "naming", json_string(cascade_models_string(s, i, CASCADE_MF_NAMING)));
+                json_object_set_new(o, "prefix", json_string(cascade_models_string(s, i, CASCADE_MF_PREFIX)));
+                json_object_set_new(o, "extra_tensors",
+                                    json_integer(cascade_models_int(s, i, CASCADE_MF_EXTRA_TENSORS)));
+                if (config) json_object_set_new(o, "config", json_string(config));
             }
             if (hashed && hashed[i]) {
                 char h[17];
-                snprintf(h, sizeof h, "%016" PRIx64, hashes[i]);
+                snprintf(h, sizeof h, "%016llx", hashes[i]);
                 json_object_set_new(o, "xxh64", json_string(h));
             }
-            json_object_set_new(o, "root", f->root >= 0 ? json_string(s->roots[f->root]) : json_null());
+            const char *in = cascade_models_string(s, i, CASCADE_MF_ROOT);
+            json_object_set_new(o, "root", in ? json_string(in) : json_null());
             json_array_append_new(files, o);
         }
-        for (int i = 0; i < s->n_looked; i++) json_array_append_new(looked, json_string(s->looked[i]));
+        for (int i = 0; cascade_models_looked(s, i); i++) json_array_append_new(looked, json_string(cascade_models_looked(s, i)));
         json_object_set_new(root, "roots", roots);
         json_object_set_new(root, "files", files);
-        json_object_set_new(root, "tokenizer", s->tokenizer ? json_string(s->tokenizer) : json_null());
+        json_object_set_new(root, "tokenizer", tokenizer ? json_string(tokenizer) : json_null());
         json_object_set_new(root, "looked", looked);
-        json_t *au = json_pack("{s:i, s:i, s:i}", "width", req.width, "height", req.height, "batch", req.batch);
+        json_t *au = json_pack("{s:i, s:i, s:i}", "width", width, "height", height, "batch", batch);
         json_t *missing = json_array();
         if (!crc) {
             json_t *picks = json_object();
-            for (int p = 0; p < CS_PART_COUNT; p++) {
-                if (ch.file[p] < 0) continue;
-                const cs_model_file *f = &s->files[ch.file[p]];
-                json_object_set_new(picks, cs_part_name(p),
-                    json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:s}", "path", f->path, "network",
-                              cs_net_name(f->info.net), "dtype", dtype_str(&f->info), "need", (json_int_t)ch.need[p].total,
-                              "weights", (json_int_t)ch.need[p].weights, "scratch", (json_int_t)ch.need[p].scratch,
-                              "activations", (json_int_t)ch.need[p].acts, "why", ch.why[p]));
+            for (int p = 0; p < CASCADE_PART_COUNT; p++) {
+                int f = (int)cascade_choice_int(ch, p, CASCADE_CH_FILE);
+                if (f < 0) continue;
+                json_object_set_new(picks, cascade_part_name((cascade_part)p),
+                    json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:s}", "path", cascade_models_path(s, f), "network",
+                              cascade_models_network(s, f), "dtype", cascade_models_dtype(s, f),
+                              "need", (json_int_t)cascade_choice_int(ch, p, CASCADE_CH_NEED),
+                              "weights", (json_int_t)cascade_choice_int(ch, p, CASCADE_CH_WEIGHTS),
+                              "scratch", (json_int_t)cascade_choice_int(ch, p, CASCADE_CH_SCRATCH),
+                              "activations", (json_int_t)cascade_choice_int(ch, p, CASCADE_CH_ACTIVATIONS),
+                              "why", cascade_choice_string(ch, p, CASCADE_CH_WHY)));
             }
+            int np = (int)cascade_choice_int(ch, 0, CASCADE_CH_NEED_PART);
             json_object_set_new(au, "picks", picks);
-            json_object_set_new(au, "have", json_integer((json_int_t)ch.have));
-            json_object_set_new(au, "have_source", json_string(ch.have_src));
-            json_object_set_new(au, "margin", json_integer((json_int_t)ch.margin));
-            json_object_set_new(au, "need", json_integer((json_int_t)ch.need_max));
-            json_object_set_new(au, "need_part", ch.need_part >= 0 ? json_string(cs_part_name(ch.need_part)) : json_null());
-            json_object_set_new(au, "fits", json_boolean(ch.fits));
+            json_object_set_new(au, "have", json_integer(cascade_choice_int(ch, 0, CASCADE_CH_HAVE)));
+            json_object_set_new(au, "have_source", json_string(cascade_choice_string(ch, 0, CASCADE_CH_HAVE_SOURCE)));
+            json_object_set_new(au, "margin", json_integer(cascade_choice_int(ch, 0, CASCADE_CH_MARGIN)));
+            json_object_set_new(au, "need", json_integer(cascade_choice_int(ch, 0, CASCADE_CH_NEED_MAX)));
+            json_object_set_new(au, "need_part", np >= 0 ? json_string(cascade_part_name((cascade_part)np)) : json_null());
+            json_object_set_new(au, "fits", json_boolean(cascade_choice_int(ch, 0, CASCADE_CH_FITS) == 1));
         }
-        for (int p = 0; p < CS_PART_COUNT; p++)
+        for (int p = 0; p < CASCADE_PART_COUNT; p++)
             if (!present[p])
-                json_array_append_new(missing, json_pack("{s:s, s:b}", "part", cs_part_name(p), "required",
-                                                         !strcmp(part_use(p), "required")));
-        if (!s->tokenizer)
+                json_array_append_new(missing, json_pack("{s:s, s:b}", "part", cascade_part_name((cascade_part)p),
+                                                         "required", !strcmp(part_use(p), "required")));
+        if (!tokenizer)
             json_array_append_new(missing, json_pack("{s:s, s:b}", "part", "tokenizer", "required", 1));
         json_object_set_new(au, "error", cerr[0] ? json_string(cerr) : json_null());
         json_object_set_new(root, "auto", au);
@@ -276,70 +321,81 @@ int cmd_models(int argc, char **argv)
     }
 
     printf("search folders (first one with a part wins):\n");
-    for (int i = 0; i < s->n_roots; i++) printf("  %s  (%s)\n", s->roots[i], s->root_why[i]);
-    if (!s->n_roots) printf("  none: pass --models DIR or set CASCADE_MODELS\n");
+    const char *r, *why;
+    int nroots = 0;
+    for (; (r = cascade_models_root(s, nroots, &why)) != NULL; nroots++) printf("  %s  (%s)\n", r, why);
+    if (!nroots) printf("  none: pass --models DIR or set CASCADE_MODELS\n");
     int nf = 0, nbad = 0, nforeign = 0;
-    for (int i = 0; i < s->n; i++) {
-        if (s->files[i].foreign) nforeign++;
-        else if (s->files[i].problem) nbad++;
+    for (int i = 0; i < n; i++) {
+        if (cascade_models_int(s, i, CASCADE_MF_FOREIGN) == 1) nforeign++;
+        else if (cascade_models_problem(s, i)) nbad++;
         else nf++;
     }
     printf("\nfiles (%d):\n", nf);
     if (nf) printf("  %-15s %-21s %-9s %-6s %9s  %-16s  %s\n", "part", "network", "variant", "dtype", "size", "xxh64", "path");
-    for (int k = 0; k < s->n * CS_PART_COUNT; k++) {   /* grouped by part, in pipeline order */
-        int i = k % s->n;
-        const cs_model_file *f = &s->files[i];
-        if (f->problem || (int)cs_net_part(f->info.net) != k / s->n) continue;
+    for (int k = 0; k < n * CASCADE_PART_COUNT; k++) {   /* grouped by part, in pipeline order */
+        int i = k % n;
+        if (cascade_models_problem(s, i) || cascade_models_part(s, i) != k / n) continue;
         char h[17] = "-", note[300];
-        if (hashed && hashed[i]) snprintf(h, sizeof h, "%016" PRIx64, hashes[i]);
-        note_of(f, note, sizeof note);
-        printf("  %-15s %-21s %-9s %-6s %6.2f GB  %-16s  %s%s\n", cs_part_name(cs_net_part(f->info.net)),
-               cs_net_name(f->info.net), variant_col(f), dtype_str(&f->info), f->size / 1e9, h, f->path,
-               note);
+        if (hashed && hashed[i]) snprintf(h, sizeof h, "%016llx", hashes[i]);
+        note_of(s, i, note, sizeof note);
+        printf("  %-15s %-21s %-9s %-6s %6.2f GB  %-16s  %s%s\n",
+               cascade_part_name((cascade_part)cascade_models_part(s, i)), cascade_models_network(s, i),
+               variant_col(s, i), cascade_models_dtype(s, i), cascade_models_size(s, i) / 1e9, h,
+               cascade_models_path(s, i), note);
     }
     if (nbad) {
         printf("\nunusable files:\n");
-        for (int i = 0; i < s->n; i++)
-            if (s->files[i].problem && !s->files[i].foreign) printf("  %s\n", s->files[i].problem);
+        for (int i = 0; i < n; i++)
+            if (cascade_models_problem(s, i) && cascade_models_int(s, i, CASCADE_MF_FOREIGN) != 1)
+                printf("  %s\n", cascade_models_problem(s, i));
     }
     if (nforeign) {
         printf("\nother safetensors files (not Stable Cascade, ignored):\n");
-        for (int i = 0; i < s->n; i++)
-            if (s->files[i].foreign) printf("  %s\n", s->files[i].path);
+        for (int i = 0; i < n; i++)
+            if (cascade_models_int(s, i, CASCADE_MF_FOREIGN) == 1) printf("  %s\n", cascade_models_path(s, i));
     }
-    printf("\ntokenizer: %s\n", s->tokenizer ? s->tokenizer : "not found (needs vocab.json + merges.txt)");
-    printf("\nauto for %dx%d, batch %d:\n", req.width, req.height, req.batch);
+    printf("\ntokenizer: %s\n", tokenizer ? tokenizer : "not found (needs vocab.json + merges.txt)");
+    printf("\nauto for %dx%d, batch %d:\n", width, height, batch);
     if (crc) {
         printf("  cannot choose: %s\n", cerr);
     } else {
-        printf("  memory: %.1f GiB available (%s), margin %.1f GiB\n", ch.have / GiB, ch.have_src, ch.margin / GiB);
-        printf("  largest stage: %s needs %.1f GiB: %s\n", cs_part_title(ch.need_part), ch.need_max / GiB,
-               ch.fits ? "fits" : "DOES NOT FIT (expect heavy swapping or failure; try a smaller variant or size)");
-        for (int p = 0; p < CS_PART_COUNT; p++) {
-            if (ch.file[p] < 0) continue;
-            const cs_mem_need *nd = &ch.need[p];
-            printf("  %-15s need %5.1f GiB (weights %.1f + scratch %.1f + activations %.1f)  %s\n", cs_part_name(p),
-                   nd->total / GiB, nd->weights / GiB, nd->scratch / GiB, nd->acts / GiB, s->files[ch.file[p]].path);
-            printf("  %-15s %s\n", "", ch.why[p]);
+        int fits = cascade_choice_int(ch, 0, CASCADE_CH_FITS) == 1;
+        printf("  memory: %.1f GiB available (%s), margin %.1f GiB\n", cascade_choice_int(ch, 0, CASCADE_CH_HAVE) / GiB,
+               cascade_choice_string(ch, 0, CASCADE_CH_HAVE_SOURCE), cascade_choice_int(ch, 0, CASCADE_CH_MARGIN) / GiB);
+        printf("  largest stage: %s needs %.1f GiB: %s\n",
+               cascade_part_title((cascade_part)cascade_choice_int(ch, 0, CASCADE_CH_NEED_PART)),
+               cascade_choice_int(ch, 0, CASCADE_CH_NEED_MAX) / GiB,
+               fits ? "fits" : "DOES NOT FIT (expect heavy swapping or failure; try a smaller variant or size)");
+        for (int p = 0; p < CASCADE_PART_COUNT; p++) {
+            int f = (int)cascade_choice_int(ch, p, CASCADE_CH_FILE);
+            if (f < 0) continue;
+            printf("  %-15s need %5.1f GiB (weights %.1f + scratch %.1f + activations %.1f)  %s\n",
+                   cascade_part_name((cascade_part)p), cascade_choice_int(ch, p, CASCADE_CH_NEED) / GiB,
+                   cascade_choice_int(ch, p, CASCADE_CH_WEIGHTS) / GiB, cascade_choice_int(ch, p, CASCADE_CH_SCRATCH) / GiB,
+                   cascade_choice_int(ch, p, CASCADE_CH_ACTIVATIONS) / GiB, cascade_models_path(s, f));
+            printf("  %-15s %s\n", "", cascade_choice_string(ch, p, CASCADE_CH_WHY));
         }
     }
     int nmiss = 0;
-    for (int p = 0; p < CS_PART_COUNT; p++) {
+    for (int p = 0; p < CASCADE_PART_COUNT; p++) {
         if (present[p]) continue;
         if (!nmiss++) printf("\nmissing:\n");
-        printf("  %-15s (%s)\n", cs_part_name(p), part_use(p));
+        printf("  %-15s (%s)\n", cascade_part_name((cascade_part)p), part_use(p));
     }
-    if (!s->tokenizer) {
+    if (!tokenizer) {
         if (!nmiss++) printf("\nmissing:\n");
         printf("  %-15s (required: vocab.json + merges.txt)\n", "tokenizer");
     }
     printf("\nlooked in:\n");
-    for (int i = 0; i < s->n_looked; i++) printf("  %s\n", s->looked[i]);
-    if (!s->n_looked) printf("  nothing\n");
+    int nlooked = 0;
+    for (; cascade_models_looked(s, nlooked); nlooked++) printf("  %s\n", cascade_models_looked(s, nlooked));
+    if (!nlooked) printf("  nothing\n");
     if (status) fprintf(stderr, "cascade models: %s\n", cerr);
 out:
+    cascade_choice_free(ch);
     free(hashes);
     free(hashed);
-    cs_models_free(s);
+    cascade_models_free(s);
     return status;
 }

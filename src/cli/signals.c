@@ -87,6 +87,8 @@ void cli_signals_install(void)
     sigaction(SIGBUS, &sa, NULL);
 }
 
+int cli_stop_pending(void) { return cs_cancel_pending(); }
+
 int cli_stop_status(int why)
 {
     return why == SIGPIPE ? CLI_EXIT_ERROR : CLI_EXIT_INTERRUPTED;

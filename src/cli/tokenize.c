@@ -1,9 +1,7 @@
 /* cascade tokenize: show the CLIP token ids and strings of a prompt. */
 #include "cli.h"
 
-#include "error.h"
-#include "prompt.h"
-#include "tokenizer.h"
+#include "cascade.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -41,16 +39,16 @@ static char *join_args(int argc, char **argv)
     return s;
 }
 
-static int print_json(const cs_tokenizer *tok, const int32_t *ids, size_t n)
+static int print_json(const cascade_tokens *t)
 {
-    json_t *o = json_object(), *a = json_array(), *t = json_array();
-    for (size_t i = 0; i < n; i++) {
-        const char *s = cs_token_str(tok, ids[i]);
-        json_array_append_new(a, json_integer(ids[i]));
-        json_array_append_new(t, s ? json_string(s) : json_null());
+    json_t *o = json_object(), *a = json_array(), *s = json_array();
+    for (int i = 0; i < cascade_tokens_count(t); i++) {
+        const char *txt = cascade_tokens_text(t, i);
+        json_array_append_new(a, json_integer(cascade_tokens_id(t, i)));
+        json_array_append_new(s, txt ? json_string(txt) : json_null());
     }
     json_object_set_new(o, "ids", a);
-    json_object_set_new(o, "tokens", t);
+    json_object_set_new(o, "tokens", s);
     char *txt = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     if (!txt) {
@@ -62,40 +60,31 @@ static int print_json(const cs_tokenizer *tok, const int32_t *ids, size_t n)
     return 0;
 }
 
-static void warn_cb(void *ctx, const char *msg)
+static void warn_cb(void *user, const char *msg)
 {
-    (void)ctx;
+    (void)user;
     fprintf(stderr, "cascade tokenize: %s\n", msg);
 }
 
 /* --prompt-style comfyui: chunks with weights. Returns the exit status. */
-static int comfyui(const cs_tokenizer *tok, const char *text, const char *emb_dir, int json)
+static int print_chunks(const cascade_tokens *t, int json)
 {
-    cs_embeddings *emb = NULL;
-    cs_prompt p = {0};
-    int rc = emb_dir ? cs_embeddings_new(emb_dir, 1280, &emb) : 0;
-    if (!rc) rc = cs_prompt_tokenize(tok, text, emb, warn_cb, NULL, &p);
-    if (rc) {
-        fprintf(stderr, "cascade tokenize: %s\n", cs_last_error());
-        cs_embeddings_free(emb);
-        return 1;
-    }
     json_t *chunks = json_array();
-    for (size_t k = 0; k < p.n_chunks; k++) {
-        json_t *a = json_array(), *t = json_array(), *w = json_array();
-        for (size_t j = 0; j < CS_TOK_CTX; j++) {
-            int32_t id = p.ids[k * CS_TOK_CTX + j];
-            double wt = p.weights[k * CS_TOK_CTX + j];
-            const char *s = id >= p.vocab ? "<embedding>" : cs_token_str(tok, id);
+    for (int k = 0; k < cascade_tokens_chunks(t); k++) {
+        json_t *a = json_array(), *s = json_array(), *w = json_array();
+        for (int j = 0; j < CASCADE_TOKEN_CHUNK; j++) {
+            int i = k * CASCADE_TOKEN_CHUNK + j, id = cascade_tokens_id(t, i);
+            double wt = cascade_tokens_weight(t, i);
+            const char *txt = cascade_tokens_text(t, i);
             if (json) {
                 json_array_append_new(a, json_integer(id));
-                json_array_append_new(t, s ? json_string(s) : json_null());
+                json_array_append_new(s, txt ? json_string(txt) : json_null());
                 json_array_append_new(w, json_real(wt));
             } else {
-                printf("%3zu %3zu %6d %8.4g  %s\n", k, j, id, wt, s ? s : "?");
+                printf("%3d %3d %6d %8.4g  %s\n", k, j, id, wt, txt ? txt : "?");
             }
         }
-        json_array_append_new(chunks, json_pack("{s:o, s:o, s:o}", "ids", a, "tokens", t, "weights", w));
+        json_array_append_new(chunks, json_pack("{s:o, s:o, s:o}", "ids", a, "tokens", s, "weights", w));
     }
     int out = 0;
     if (json) {
@@ -108,15 +97,13 @@ static int comfyui(const cs_tokenizer *tok, const char *text, const char *emb_di
     } else {
         json_decref(chunks);
     }
-    cs_prompt_free(&p);
-    cs_embeddings_free(emb);
     return out;
 }
 
 int cmd_tokenize(int argc, char **argv)
 {
     const char *dir = NULL;
-    int json = 0, i = 1, style = CS_PROMPT_OFFICIAL;
+    int json = 0, i = 1, style = CASCADE_PROMPT_OFFICIAL;
     const char *emb_dir = NULL;
     for (; i < argc; i++) {
         if (!strcmp(argv[i], "--")) { i++; break; }
@@ -126,7 +113,10 @@ int cmd_tokenize(int argc, char **argv)
         else if (!strncmp(argv[i], "--tokenizer=", 12)) dir = argv[i] + 12;
         else if (!strcmp(argv[i], "--embeddings") && i + 1 < argc) emb_dir = argv[++i];
         else if (!strcmp(argv[i], "--prompt-style") && i + 1 < argc) {
-            if ((style = cs_prompt_style_parse(argv[++i])) < 0) {
+            const char *v = argv[++i];
+            if (!strcmp(v, "official")) style = CASCADE_PROMPT_OFFICIAL;
+            else if (!strcmp(v, "comfyui")) style = CASCADE_PROMPT_COMFYUI;
+            else {
                 fprintf(stderr, "cascade tokenize: --prompt-style %s: use official or comfyui\n", argv[i]);
                 return 2;
             }
@@ -149,32 +139,38 @@ int cmd_tokenize(int argc, char **argv)
         return 2;
     }
     char *text = join_args(argc - i, argv + i);
-    cs_tokenizer *tok = NULL;
-    int32_t *ids = NULL;
-    size_t n = 0;
-    int rc = text ? cs_tokenizer_load(dir, &tok) : cs_error(CS_ENOMEM, "out of memory: the prompt text");
-    if (!rc && style == CS_PROMPT_COMFYUI) {
-        rc = comfyui(tok, text, emb_dir, json);
-        cs_tokenizer_free(tok);
-        free(text);
-        return rc;
+    if (!text) {
+        fprintf(stderr, "cascade tokenize: out of memory: the prompt text\n");
+        return 1;
     }
-    if (!rc) rc = cs_tokenize(tok, text, &ids, &n);
+    cascade_ctx *ctx = cascade_ctx_new();
+    cascade_tokens *t = NULL;
+    int rc = ctx ? 0 : CASCADE_E_NOMEM;
+    if (!rc) {
+        cascade_set_log(ctx, warn_cb, NULL);
+        rc = cascade_set_string(ctx, CASCADE_P_TOKENIZER, dir);
+    }
+    if (!rc) rc = cascade_set_int(ctx, CASCADE_P_PROMPT_STYLE, style);
+    if (!rc && emb_dir) rc = cascade_set_string(ctx, CASCADE_P_EMBEDDINGS, emb_dir);
+    if (!rc) rc = cascade_tokens_new(ctx, text, &t);
     if (rc) {
-        fprintf(stderr, "cascade tokenize: %s\n", cs_last_error());
+        fprintf(stderr, "cascade tokenize: %s\n", ctx ? cascade_errmsg(ctx) : "out of memory");
+    } else if (style == CASCADE_PROMPT_COMFYUI) {
+        rc = print_chunks(t, json);
     } else if (json) {
-        rc = print_json(tok, ids, n);
+        rc = print_json(t);
     } else {
-        for (size_t k = 0; k < n; k++) {
-            const char *s = cs_token_str(tok, ids[k]);
-            printf("%5zu %6d  %s\n", k, ids[k], s ? s : "?");
+        int n = cascade_tokens_count(t);
+        for (int k = 0; k < n; k++) {
+            const char *s = cascade_tokens_text(t, k);
+            printf("%5d %6d  %s\n", k, cascade_tokens_id(t, k), s ? s : "?");
         }
-        if (n > CS_TOK_CTX)
-            fprintf(stderr, "cascade tokenize: %zu tokens; the text encoder keeps the first %d "
-                            "and EOS\n", n, CS_TOK_CTX - 2);
+        if (n > CASCADE_TOKEN_CHUNK)
+            fprintf(stderr, "cascade tokenize: %d tokens; the text encoder keeps the first %d "
+                            "and EOS\n", n, CASCADE_TOKEN_CHUNK - 2);
     }
-    free(ids);
-    cs_tokenizer_free(tok);
+    cascade_tokens_free(t);
+    cascade_ctx_free(ctx);
     free(text);
     return rc ? 1 : 0;
 }
