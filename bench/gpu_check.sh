@@ -75,6 +75,9 @@ if [ "$mode" = compare ]; then
     S="$B/stage --dir $W --manifests $M --threads $(nproc) --device cuda"
     $S --size lite --stage c,b --dtype bf16 --precision bf16 --check 1 --warmup 1 --runs 1
     $S --size lite --stage c,b --dtype bf16 --precision fp16 --check 1 --warmup 1 --runs 1
+    $S --stage a --dtype f32 --batch 1 --precision bf16 --check 1 --warmup 1 --runs 3
+    $S --stage t --dtype bf16 --precision bf16 --check 1 --warmup 1 --runs 3
+    $S --stage t --dtype bf16 --precision fp32 --check 1 --warmup 1 --runs 3
     } >"$out/compare.txt" 2>&1
     grep -v '^{"engine' "$out/compare.txt" | grep -E "PASS|FAIL|golden|attn_block|^\||rel_l2|steps in|done in|peak|wall|error|lite|full|tests" | cut -c1-220
     exit 0

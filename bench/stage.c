@@ -4,6 +4,8 @@
  * --check also runs the CPU once and prints the device's rel_l2 to it):
  *   Stage C lite: x 2x16x24x24, clip_text 2x77x1280, pooled 2x1x1280, clip_img zeros 2x1x768
  *   Stage B lite: x 2x4x256x256, effnet 2x16x24x24, pooled 2x1x1280, pixels zeros
+ * and (--stage a, t; one size, --batch images) Stage A's decode of a
+ * 4 x px/4 x px/4 latent, the CLIP-G text encoder on 77 random tokens.
  * Weight files (F32 and BF16) are written once from the spec manifests into
  * --dir or $CASCADE_BENCH_DIR (GBs, never inside the repo; no default). Each (stage,
  * dtype) runs in its own child process, so its peak RSS is its own; RSS
@@ -11,7 +13,7 @@
  * FLOPs are counted analytically (cs_stage_*_flops: every GEMM, conv and
  * attention product, 2 per multiply-add; norms/activations not counted).
  *
- *   make bench/stage && nice bench/stage [--stage c,b] [--dtype f32,bf16]
+ *   make bench/stage && nice bench/stage [--stage c,b,a,t] [--dtype f32,bf16]
  *        [--threads 2] [--warmup 1] [--runs 2] [--batch 2] --dir DIR [--manifests DIR]
  *        [--size lite|full] [--device cpu|cuda] [--precision fp32|bf16|fp16] [--check 1]
  *        [--px 1024] (the image side whose latents are run)
@@ -25,6 +27,8 @@
 #include "kernels.h"
 #include "models.h"
 #include "ops.h"
+#include "clip.h"
+#include "stage_a.h"
 #include "stage_b.h"
 #include "stage_c.h"
 #include "wpack.h"
@@ -100,10 +104,62 @@ static int ensure_file(const opts *o, const char *variant, cs_dtype dt, char *pa
     return rc;
 }
 
+/* The network of one stage: c, b, a (Stage A decode) or t (text encoder) */
+typedef struct {
+    char stage;
+    cs_stage_c *c;
+    cs_stage_b *b;
+    cs_stage_a *a;
+    cs_clip *t;
+    size_t N, h, w, hc, nout;   /* batch, latent (c, b, a), Stage C's latent (b's effnet), outputs */
+} net;
+
+static int net_load(net *n, cs_st_file *f)
+{
+    switch (n->stage) {
+    case 'c': return cs_stage_c_load(f, &n->c);
+    case 'b': return cs_stage_b_load(f, &n->b);
+    case 'a': return cs_stage_a_load(f, NULL, &n->a);
+    default: return cs_clip_load(f, NULL, NULL, &n->t);
+    }
+}
+
+typedef struct {
+    float *x, *r, *txt, *pool, *eff;
+    int32_t *ids;
+} net_in;
+
+static int net_forward(const net *n, const net_in *in, float *out)
+{
+    switch (n->stage) {
+    case 'c':
+        return cs_stage_c_forward(n->c, in->x, n->N, n->h, n->w, in->r, in->txt, 77, in->pool, NULL, 1, NULL, NULL, out);
+    case 'b':
+        return cs_stage_b_forward(n->b, in->x, n->N, n->h, n->w, in->r, in->eff, n->hc, n->hc, in->pool, NULL, 0, 0,
+                                  NULL, out);
+    case 'a': return cs_stage_a_decode(n->a, in->x, n->N, n->h, n->w, 1.0f, 0, 0, out);
+    default: {
+        cs_clip_out o = {.clip_text = out};
+        return cs_clip_forward(n->t, in->ids, NULL, n->N, 77, &o);
+    }
+    }
+}
+
+static void net_free(net *n)
+{
+    cs_stage_c_free(n->c);
+    cs_stage_b_free(n->b);
+    cs_stage_a_free(n->a);
+    cs_clip_free(n->t);
+}
+
 static int run_one(const opts *o, char stage, cs_dtype dt)
 {
     int full = !strcmp(o->size, "full");
-    const char *variant = stage == 'c' ? (full ? "stage_c" : "stage_c_lite") : (full ? "stage_b" : "stage_b_lite");
+    const char *variant = stage == 'c'   ? (full ? "stage_c" : "stage_c_lite")
+                          : stage == 'b' ? (full ? "stage_b" : "stage_b_lite")
+                          : stage == 'a' ? "stage_a"
+                                         : "text_encoder";
     char path[1024];
     if (ensure_file(o, variant, dt, path, sizeof path - 8)) return 1;
     cs_threads_set(o->threads);
@@ -121,28 +177,30 @@ static int run_one(const opts *o, char stage, cs_dtype dt)
     }
     double t0 = now();
     cs_st_file *f;
-    cs_stage_c *mc = NULL;
-    cs_stage_b *mb = NULL;
+    net m = {.stage = stage, .N = (size_t)o->batch};
     int rc = cs_st_open(path, &f);
-    if (!rc) rc = stage == 'c' ? cs_stage_c_load(f, &mc) : cs_stage_b_load(f, &mb);
+    if (!rc) rc = net_load(&m, f);
     if (rc) {
         fprintf(stderr, "%s\n", cs_last_error());
         return 1;
     }
     double t_load = now() - t0;
-    size_t N = (size_t)o->batch;
-    size_t hc = (size_t)cs_latent_c(o->px), h = stage == 'c' ? hc : (size_t)cs_latent_b(o->px), w = h,
-           cin = stage == 'c' ? 16 : 4;
-    float *x = randn_like(N * h * w * cin, 1.0f), *r = randn_like(N, 0.0f), *eps = cs_alloc(N * h * w * cin * sizeof(float));
-    float *txt = randn_like(N * 77 * 1280, 1.0f), *pool = randn_like(N * 1280, 1.0f), *eff = randn_like(N * hc * hc * 16, 1.0f);
-    for (size_t i = 0; i < N; i++) r[i] = 0.5f + 0.1f * (float)i;
-    double flops = mc ? cs_stage_c_flops(mc, N, h, w, 77, 1) : cs_stage_b_flops(mb, N, h, w);
+    size_t N = m.N, hc = (size_t)cs_latent_c(o->px);
+    m.hc = hc;
+    m.h = m.w = stage == 'c' ? hc : stage == 'b' ? (size_t)cs_latent_b(o->px) : stage == 'a' ? (size_t)o->px / 4 : 0;
+    size_t cin = stage == 'c' ? 16 : 4;
+    m.nout = stage == 'a' ? N * (size_t)o->px * (size_t)o->px * 3 : stage == 't' ? N * 77 * 1280 : N * m.h * m.w * cin;
+    net_in in = {randn_like(N * m.h * m.w * cin + 1, 1.0f), randn_like(N, 0.0f), randn_like(N * 77 * 1280, 1.0f),
+                 randn_like(N * 1280, 1.0f), randn_like(N * hc * hc * 16, 1.0f), malloc(N * 77 * sizeof(int32_t))};
+    float *eps = cs_alloc(m.nout * sizeof(float));
+    for (size_t i = 0; i < N; i++) in.r[i] = 0.5f + 0.1f * (float)i;
+    for (size_t i = 0; in.ids && i < N * 77; i++) in.ids[i] = i % 77 == 76 ? 49407 : (int32_t)((i * 7919u) % 49406u);
+    double flops = m.c ? cs_stage_c_flops(m.c, N, m.h, m.w, 77, 1) : m.b ? cs_stage_b_flops(m.b, N, m.h, m.w) : 0;
     double first = 0, best = 1e30, sum = 0, cpu_best = 1e30, load[3] = {0, 0, 0};
     getloadavg(load, 3);
     for (int i = 0; i < o->warmup + o->runs && !rc; i++) {
         double s = now(), c0 = cpu_now();
-        rc = mc ? cs_stage_c_forward(mc, x, N, h, w, r, txt, 77, pool, NULL, 1, NULL, NULL, eps)
-                : cs_stage_b_forward(mb, x, N, h, w, r, eff, hc, hc, pool, NULL, 0, 0, NULL, eps);
+        rc = net_forward(&m, &in, eps);
         double d = now() - s, cpu = cpu_now() - c0;
         if (i == 0) first = d;
         if (i >= o->warmup || !o->runs) {
@@ -163,21 +221,20 @@ static int run_one(const opts *o, char stage, cs_dtype dt)
     }
     cs_dev_prof_report(stderr);
     double chk = 0, dev_peak = be ? (double)be->ops->mem_peak(0) / 1048576.0 : 0, rel = -1;
-    for (size_t i = 0; i < N * h * w * cin; i++) chk += (double)eps[i] * eps[i];
+    for (size_t i = 0; i < m.nout; i++) chk += (double)eps[i] * eps[i];
     if (be && o->check) {   /* the same forward on the CPU: the device's error against it */
-        float *ref = cs_alloc(N * h * w * cin * sizeof(float));
-        mc ? cs_stage_c_trim(mc) : cs_stage_b_trim(mb);   /* scratch lives on the device */
+        float *ref = cs_alloc(m.nout * sizeof(float));
+        if (m.c) cs_stage_c_trim(m.c);   /* scratch lives on the device */
+        if (m.b) cs_stage_b_trim(m.b);
         cs_backend_select("cpu");
         double s = now();
-        rc = !ref ? CS_ENOMEM
-             : mc ? cs_stage_c_forward(mc, x, N, h, w, r, txt, 77, pool, NULL, 1, NULL, NULL, ref)
-                  : cs_stage_b_forward(mb, x, N, h, w, r, eff, hc, hc, pool, NULL, 0, 0, NULL, ref);
+        rc = !ref ? CS_ENOMEM : net_forward(&m, &in, ref);
         if (rc) {
             fprintf(stderr, "%s\n", cs_last_error());
             return 1;
         }
         double d2 = 0, r2 = 0;
-        for (size_t i = 0; i < N * h * w * cin; i++) {
+        for (size_t i = 0; i < m.nout; i++) {
             double d = (double)eps[i] - ref[i];
             d2 += d * d, r2 += (double)ref[i] * ref[i];
         }
@@ -188,7 +245,7 @@ static int run_one(const opts *o, char stage, cs_dtype dt)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double rss = (double)ru.ru_maxrss / 1024.0;
-    double scratch = (double)(mc ? cs_stage_c_scratch_bytes(mc) : cs_stage_b_scratch_bytes(mb)) / 1048576.0;
+    double scratch = (double)(m.c ? cs_stage_c_scratch_bytes(m.c) : m.b ? cs_stage_b_scratch_bytes(m.b) : 0) / 1048576.0;
     double wmib = (double)cs_st_file_size(f) / 1048576.0;
     int runs = o->runs ? o->runs : 1;
     /* as bench/RESULTS-torch.md: on a shared machine, CPU time / threads estimates the idle wall time */
@@ -202,13 +259,12 @@ static int run_one(const opts *o, char stage, cs_dtype dt)
            "\"gflops\": %.1f, \"gflops_est_idle\": %.1f, \"peak_rss_mib\": %.0f, \"weights_mib\": %.0f, "
            "\"scratch_mib\": %.0f, \"eps_rms\": %.4f, \"device\": \"%s\", \"precision\": %d, "
            "\"device_peak_mib\": %.0f, \"rel_l2_vs_cpu\": %.3g}\n",
-           variant, cs_dtype_name(dt), o->threads, cs_simd_name(cs_simd_current()), N, h, w, t_load, first, best,
+           variant, cs_dtype_name(dt), o->threads, cs_simd_name(cs_simd_current()), N, m.h, m.w, t_load, first, best,
            sum / runs, cpu_best, load[0], load[1], load[2], flops * 1e-9, flops / best * 1e-9, flops / est * 1e-9, rss,
-           wmib, scratch, sqrt(chk / (double)(N * h * w * cin)), o->device, o->prec, dev_peak, rel);
+           wmib, scratch, sqrt(chk / (double)m.nout), o->device, o->prec, dev_peak, rel);
     fflush(stdout);
-    cs_free(x), cs_free(r), cs_free(eps), cs_free(txt), cs_free(pool), cs_free(eff);
-    cs_stage_c_free(mc);
-    cs_stage_b_free(mb);
+    cs_free(in.x), cs_free(in.r), cs_free(eps), cs_free(in.txt), cs_free(in.pool), cs_free(in.eff), free(in.ids);
+    net_free(&m);
     cs_st_close(f);
     return 0;
 }
@@ -218,10 +274,11 @@ int main(int argc, char **argv)
     opts o = {2, 1, 2, 2, 0, 0, 1024, NULL, NULL, "lite", "cpu"};
     const char *stages = "c,b", *dtypes = "f32,bf16", *me = "bench/stage";
     static const char use[] =
-        "usage: bench/stage --dir DIR [--stage c,b] [--dtype f32,bf16] [--threads N] [--warmup N]\n"
+        "usage: bench/stage --dir DIR [--stage c,b,a,t] [--dtype f32,bf16] [--threads N] [--warmup N]\n"
         "                   [--runs N] [--batch N] [--manifests DIR] [--size lite|full] [--px 1024]\n"
         "                   [--device cpu|cuda|PLUGIN] [--precision fp32|bf16|fp16] [--check 0|1]\n"
-        "One forward of Stage C / Stage B with random weights, written once into DIR\n"
+        "One forward of Stage C / Stage B (and Stage A's decode, the text encoder) with\n"
+        "random weights, written once into DIR\n"
         "(--dir, or $CASCADE_BENCH_DIR; several GB). Manifests: --manifests, else\n"
         "$SHARED_DIR/spec/manifests, else ../shared/spec/manifests.\n";
     char mdir[1024];
@@ -272,7 +329,7 @@ int main(int argc, char **argv)
     fflush(stdout);
     int fails = 0;
     for (const char *s = stages; *s; s++) {
-        if (*s != 'c' && *s != 'b') continue;
+        if (!strchr("cbat", *s)) continue;
         for (const char *d = dtypes; *d;) {
             cs_dtype dt = !strncmp(d, "bf16", 4) ? CS_BF16 : CS_F32;
             pid_t pid = fork();
