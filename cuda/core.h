@@ -48,6 +48,11 @@ void cs_cuda_graph_free(void *graph);
 int cs_cuda_linear_small(const float *x, size_t M, size_t K, size_t ldx, const void *w, int wdt, const float *b,
                          float *y, size_t ldy, size_t N, int accumulate);
 
+/* cs_dev_ops.ts_block in bf16/fp16 (the mappers in one kernel, then the
+ * modulation); CS_EUNSUP (nothing queued) in fp32 or past N = CS_CUDA_SMALL_M */
+int cs_cuda_ts_block(float *x, size_t N, size_t HW, size_t c, const float *t, size_t ldt, size_t c_r, int nconds,
+                     const cs_tensor *w, const cs_tensor *b);
+
 /* ---- upload.c ---- */
 /* dst (device) = bytes of host, stream-ordered, through pinned staging from
  * 4 MiB on; the host data may go when it returns */

@@ -66,3 +66,71 @@ extern "C" int cs_cuda_linear_small(const float *x, size_t M, size_t K, size_t l
                                                                accumulate);
     return cs_cuda_check_launch("a small linear layer");
 }
+
+/* ---- a TimestepBlock as one op ---- */
+
+#define TS_MAX 5   /* 1 + CS_MAX_TCONDS (src/blocks.h) */
+
+struct ts_args {
+    const void *w[TS_MAX];   /* [2c, c_r] each, 16-bit */
+    const float *b[TS_MAX];  /* [2c] each, float32 */
+    int n;                   /* mappers */
+};
+
+/* ab[m, j] = sum over mappers i of t[m, i*c_r + k] w_i[j, k] + b_i[j]: a
+ * warp per output feature j, every mapper and row in its registers */
+template <typename T>
+static __global__ void k_ts_ab(const float *t, size_t ldt, int M, size_t cr, ts_args a, float *ab, size_t J)
+{
+    size_t j = (size_t)blockIdx.x * GV_WARPS + (threadIdx.x >> 5);
+    unsigned lane = threadIdx.x & 31;
+    if (j >= J) return;
+    float acc[CS_CUDA_SMALL_M];
+#pragma unroll
+    for (int m = 0; m < CS_CUDA_SMALL_M; m++) acc[m] = 0.0f;
+    for (int i = 0; i < a.n; i++) {
+        const T *wr = (const T *)a.w[i] + j * cr;
+        for (size_t k = lane; k < cr; k += 32) {
+            float wv = wval(wr, k);
+#pragma unroll
+            for (int m = 0; m < CS_CUDA_SMALL_M; m++)
+                if (m < M) acc[m] += t[(size_t)m * ldt + (size_t)i * cr + k] * wv;
+        }
+    }
+    float bias = 0.0f;
+    for (int i = 0; i < a.n; i++) bias += a.b[i][j];
+#pragma unroll
+    for (int m = 0; m < CS_CUDA_SMALL_M; m++) {
+        float s = acc[m];
+        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+        if (lane == 0 && m < M) ab[(size_t)m * J + j] = s + bias;
+    }
+}
+
+/* cs_dev_ops.ts_block in 16-bit precision: the mappers in one kernel (no
+ * conversion pass, no accumulation through memory), then the modulation */
+extern "C" int cs_cuda_ts_block(float *x, size_t N, size_t HW, size_t c, const float *t, size_t ldt, size_t c_r,
+                                int nconds, const cs_tensor *w, const cs_tensor *b)
+{
+    int prec = cs_cuda_precision();
+    size_t J = 2 * c;
+    if (prec == CS_PREC_FP32 || !N || N > CS_CUDA_SMALL_M || nconds < 0 || nconds + 1 > TS_MAX || !c || !c_r ||
+        (J + GV_WARPS - 1) / GV_WARPS > 0x7fffffff)
+        return CS_EUNSUP;
+    int wdt = prec == CS_PREC_BF16 ? CS_BF16 : CS_F16;
+    ts_args a;
+    a.n = nconds + 1;
+    char err[256];
+    for (int i = 0; i < a.n; i++)
+        if (!(a.w[i] = cs_cuda_weight(&w[i], wdt, err, sizeof err)) ||
+            !(a.b[i] = (const float *)cs_cuda_weight(&b[i], CS_F32, err, sizeof err)))
+            return cs_cuda_weight_rc();
+    float *ab = (float *)cs_cuda_scratch(19, N * J * sizeof(float));
+    if (!ab) return CS_ENOMEM;
+    dim3 grid((unsigned)((J + GV_WARPS - 1) / GV_WARPS));
+    cudaStream_t st = (cudaStream_t)cs_cuda_stream();
+    if (wdt == CS_BF16) k_ts_ab<__nv_bfloat16><<<grid, 32 * GV_WARPS, 0, st>>>(t, ldt, (int)N, c_r, a, ab, J);
+    else k_ts_ab<__half><<<grid, 32 * GV_WARPS, 0, st>>>(t, ldt, (int)N, c_r, a, ab, J);
+    int rc = cs_cuda_check_launch("a TimestepBlock's mappers");
+    return rc ? rc : cs_cuda_modulate(x, x, N, HW, c, ab, ab + c, J);
+}

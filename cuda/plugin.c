@@ -196,6 +196,7 @@ static const cs_dev_ops ops = {
     .r_embed = cs_cuda_r_embed,
     .mlp_block = cs_cuda_mlp_block,
     .attn_block = cs_cuda_attn_block,
+    .ts_block = cs_cuda_ts_block,
     .attention_cat = cs_cuda_attention_cat,
     .graph_begin = cs_cuda_graph_begin,
     .graph_end = cs_cuda_graph_end,

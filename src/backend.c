@@ -77,7 +77,7 @@ static const struct {
     OP(set_precision), OP(mem_peak), OP(errmsg), OP(mem_info), OP(linear), OP(sgemm), OP(layernorm), OP(unary), OP(add),
     OP(scale), OP(axpy), OP(grn), OP(modulate), OP(channel_affine), OP(dwconv3x3), OP(conv2d), OP(conv_transpose2d),
     OP(attention), OP(resize_bilinear), OP(pixel_shuffle), OP(transpose), OP(concat_channels), OP(embed_rows),
-    OP(r_embed), OP(mlp_block), OP(attention_cat), OP(attn_block),
+    OP(r_embed), OP(mlp_block), OP(attention_cat), OP(attn_block), OP(ts_block),
 };
 /* the optional calls at the end of cs_dev_ops: the graph calls (all or
  * none), then the backward ops (each on its own) */

@@ -14,7 +14,7 @@
 #include <stddef.h>
 
 /* 7: the optional backward ops of src/grad.h at the end of cs_dev_ops (training on the device)
- * 6: attn_block (a whole AttnBlock as one op)
+ * 6: attn_block and ts_block (a whole AttnBlock, TimestepBlock as one op)
  * 5: attention_cat (keys and values in two row blocks, no gathered copy)
  * 4: r_embed, mlp_block, and the optional graph calls (capture and replay of a forward)
  * 3: device-resident op set (cs_dev_ops); the host-memory sgemm of 1-2 is gone
@@ -134,6 +134,12 @@ typedef struct {
      * for mlp_block. */
     int (*attn_block)(float *x, size_t N, size_t HW, size_t c, int nhead, int self_attn, const float *cond,
                       size_t Lc, size_t cc, const cs_attn_block *w);
+    /* A TimestepBlock as one fused op: ab[N, 2c] = sum over i <= nconds of
+     * t[:, i*c_r .. (i+1)*c_r) w[i]^T + b[i] (w[i] [2c, c_r], t's row stride
+     * ldt), then x[N, HW, c] = x * (1 + ab[:, :c]) + ab[:, c:]. CS_EUNSUP
+     * with nothing done as for mlp_block. */
+    int (*ts_block)(float *x, size_t N, size_t HW, size_t c, const float *t, size_t ldt, size_t c_r, int nconds,
+                    const cs_tensor *w, const cs_tensor *b);
     /* Optional (all NULL or all set): graphs. Between graph_begin and
      * graph_end ops are recorded, not run; graph_end returns the recording
      * (NULL + a code when the recording failed: an op that cannot be

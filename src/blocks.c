@@ -262,6 +262,10 @@ int cs_tsblock_forward(const cs_tsblock *b, float *x, size_t N, size_t HW, const
     size_t c = (size_t)b->c, cr = (size_t)b->c_r;
     if (ldt < cr * (size_t)(1 + b->nconds))
         return cs_error(CS_EARG, "TimestepBlock: %zu embedding values per image, need %zu", ldt, cr * (size_t)(1 + b->nconds));
+    if (!ws->keep) {   /* the whole block as one device op, where the device has it */
+        int rc = cs_ts_block_fused(x, N, HW, c, t, ldt, cr, b->nconds, b->w, b->b);
+        if (rc != CS_EUNSUP) return rc;
+    }
     float *ab = cs_ws_get(ws, 0, N * 2 * c);
     if (!ab) return CS_ENOMEM;
     for (int i = 0; i <= b->nconds; i++) {

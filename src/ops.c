@@ -532,6 +532,18 @@ int cs_mlp_block_fused(float *x, size_t N, size_t H, size_t W, size_t c, const f
     return rc ? cs_dev_error() : 0;
 }
 
+int cs_ts_block_fused(float *x, size_t N, size_t HW, size_t c, const float *t, size_t ldt, size_t c_r, int nconds,
+                      const cs_tensor *w, const cs_tensor *b)
+{
+    if (!cs_dev) return CS_EUNSUP;
+    double t0 = cs_dev_prof_start();
+    int rc = cs_dev->ts_block(x, N, HW, c, t, ldt, c_r, nconds, w, b);
+    if (rc == CS_EUNSUP) return rc;
+    cs_dev_note(rc, "a fused TimestepBlock");
+    cs_dev_prof_stop(t0, "TimestepBlock (fused)");
+    return rc ? cs_dev_error() : 0;
+}
+
 int cs_attn_block_fused(float *x, size_t N, size_t HW, size_t c, int nhead, int self_attn, const float *cond,
                         size_t Lc, size_t cc, const cs_attn_block *w)
 {

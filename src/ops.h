@@ -68,6 +68,10 @@ int cs_linear(const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W
 int cs_mlp_block_fused(float *x, size_t N, size_t H, size_t W, size_t c, const float *skip, size_t cs,
                        const cs_mlp_block *w);
 
+/* A TimestepBlock (src/backend.h ts_block) as one op, the same way. */
+int cs_ts_block_fused(float *x, size_t N, size_t HW, size_t c, const float *t, size_t ldt, size_t c_r, int nconds,
+                      const cs_tensor *w, const cs_tensor *b);
+
 /* An AttnBlock (src/backend.h attn_block) as one op, the same way. */
 int cs_attn_block_fused(float *x, size_t N, size_t HW, size_t c, int nhead, int self_attn, const float *cond,
                         size_t Lc, size_t cc, const cs_attn_block *w);

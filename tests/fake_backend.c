@@ -652,6 +652,23 @@ static int mlp_block(float *x, size_t N, size_t H, size_t W, size_t c, const flo
     return done(&cl, rc);
 }
 
+/* a TimestepBlock through the CPU's single-op forward (bit-equal to the CPU) */
+static int ts_block(float *x, size_t N, size_t HW, size_t c, const float *t, size_t ldt, size_t c_r, int nconds,
+                    const cs_tensor *w, const cs_tensor *b)
+{
+    call cl = enter("ts_block");
+    float *rx = dv(&cl, x, N * HW * c, "x");
+    const float *rt = dv2(&cl, t, N, c_r * (size_t)(nconds + 1), ldt, "t");
+    host_only(&cl, w[0].data, "w");
+    cs_tsblock tb = {.c = (int)c, .c_r = (int)c_r, .nconds = nconds};
+    for (int i = 0; i <= nconds && i <= CS_MAX_TCONDS; i++) tb.w[i] = w[i], tb.b[i] = b[i];
+    cs_ws ws = {0};
+    int rc = nconds > CS_MAX_TCONDS ? CS_EUNSUP : 0;
+    if (!cl.rc && !rc) ON_HOST(rc = cs_tsblock_forward(&tb, rx, N, HW, rt, ldt, &ws));
+    cs_ws_free(&ws);
+    return done(&cl, rc);
+}
+
 /* an AttnBlock through the CPU's single-op forward (bit-equal to the CPU) */
 static int attn_block(float *x, size_t N, size_t HW, size_t c, int nhead, int self_attn, const float *cond, size_t Lc,
                       size_t cc, const cs_attn_block *w)
@@ -790,7 +807,7 @@ static const cs_dev_ops ops = {
     .conv2d = conv2d, .conv_transpose2d = conv_transpose2d, .attention = attention,
     .resize_bilinear = resize_bilinear, .pixel_shuffle = pixel_shuffle, .transpose = transpose,
     .concat_channels = concat_channels, .r_embed = r_embed, .mlp_block = mlp_block, .attention_cat = attention_cat,
-    .attn_block = attn_block,
+    .attn_block = attn_block, .ts_block = ts_block,
 #ifndef FAKE_NO_EMBED   /* a plugin with a gap in its op set, which the loader refuses */
     .embed_rows = embed_rows,
 #endif

@@ -475,6 +475,32 @@ static cs_tensor rows_of(const cs_tensor *t, int64_t r0, int64_t n)
     return v;
 }
 
+/* a whole TimestepBlock through src/blocks.c, as t_attnblock */
+static void t_tsblock(cs_dtype dt, size_t N, size_t HW, size_t c, size_t cr, int nconds, size_t pad)
+{
+    size_t ldt = cr * (size_t)(nconds + 1) + pad;
+    float *t = rnd(N * ldt), *y[2];
+    y[0] = rnd(N * HW * c), y[1] = dup(y[0], N * HW * c);
+    cs_tsblock b = {.c = (int)c, .c_r = (int)cr, .nconds = nconds};
+    for (int i = 0; i <= nconds; i++)
+        b.w[i] = weight(dt, "mapper", 2 * (int64_t)c, (int64_t)cr, 0, 0), b.b[i] = weight(CS_F32, "mapper.b", 2 * (int64_t)c, 0, 0, 0);
+    int rc[2];
+    for (int m = 0; m < 2; m++) {
+        cs_ws ws = {0};
+        begin(m);
+        const float *pt = in(t, N * ldt);
+        float *py = inout(y[m], N * HW * c);
+        rc[m] = argrc() ? argrc() : cs_tsblock_forward(&b, py, N, HW, pt, ldt, &ws);
+        cs_ws_free(&ws);
+        rc[m] = end(rc[m], "ts_block");
+    }
+    char s[160];
+    snprintf(s, sizeof s, "%s N=%zu HW=%zu c=%zu c_r=%zu conds=%d ldt=%zu", dtn(dt), N, HW, c, cr, nconds, ldt);
+    report("ts_block", s, 1, y[0], y[1], N * HW * c, rc[0], rc[1]);
+    for (int i = 0; i <= nconds; i++) drop(&b.w[i]), drop(&b.b[i]);
+    free(t), free(y[0]), free(y[1]);
+}
+
 /* a whole AttnBlock through src/blocks.c: the device's fused op where it
  * has one, else (and on the CPU) the single ops */
 static void t_attnblock(cs_dtype dt, size_t N, size_t HW, size_t c, int nhead, size_t Lc, size_t cc, int packed,
@@ -1099,6 +1125,10 @@ static void all_ops(void)
     t_attention_cat(1, 65, 0, 77, 64, 1, 0);       /* cross-attention only */
     t_attention_cat(1, 63, 63, 0, 64, 1, 8);       /* self-attention only */
     t_attention_cat(1, 5, 5, 3, 24, 3, 0);         /* 8-wide heads: gathered */
+    t_tsblock(CS_F32, 2, 17, 63, 64, 2, 0);
+    t_tsblock(CS_BF16, 2, 1025, 17, 3, 0, 5);
+    t_tsblock(CS_F32, 1, 3, 128, 17, 4, 1);
+    t_tsblock(CS_BF16, 9, 2, 5, 8, 1, 0);   /* past the device's 8 rows: single ops */
     t_attnblock(CS_F32, 2, 17, 64, 1, 9, 24, 1, 1);
     t_attnblock(CS_BF16, 2, 100, 128, 2, 85, 40, 1, 1);   /* a Stage C AttnBlock's shapes, smaller */
     t_attnblock(CS_F32, 1, 65, 192, 3, 77, 17, 0, 1);     /* diffusers' separate q, k, v */
