@@ -18,6 +18,8 @@ int cs_cuda_upload(void *dst, const void *host, size_t bytes);
 int cs_cuda_download(void *host, const void *src, size_t bytes);
 int cs_cuda_sync(void);
 const float *cs_cuda_weight_f32(const cs_tensor *t, char *err, size_t n);
+/* cs_dev_ops.weight_rw: the float32 copy made writable (the device owns its values) */
+float *cs_cuda_weight_rw(const cs_tensor *t, char *err, size_t n);
 void cs_cuda_forget(const void *host, size_t bytes);
 int cs_cuda_set_precision(int prec);
 size_t cs_cuda_mem_peak(int reset);
@@ -112,6 +114,12 @@ int cs_cuda_dwconv_backward(const float *x, const float *dy, float *dx, int acc,
 int cs_cuda_attention_backward(const float *q, size_t ldq, const float *k, size_t ldk, const float *v, size_t ldv,
                                const float *do_, size_t ldo, size_t N, size_t Lq, size_t Lk, size_t C, int nhead,
                                float *dq, float *dk, float *dv, int acc);
+
+/* ---- optim.cu: the optimizer ops (cs_dev_ops' optional tail), float32 ---- */
+int cs_cuda_sumsq(const float *x, size_t n, double *out);
+int cs_cuda_adamw_update(const cs_adamw_k *k, size_t n, float *p, const float *g, float *m, float *v);
+int cs_cuda_adafactor_update(const cs_adafactor_k *k, size_t B, size_t R, size_t C, float *p, const float *g,
+                             float *row, float *col, float *v, float *u);
 
 /* ---- convert.cu ---- */
 /* n elements from src (dtype sdt) to dst (dtype ddt), both device memory;

@@ -10,7 +10,10 @@
  *
  * The weight cache keeps one device copy of a host weight per dtype asked,
  * in an array sorted by (host pointer, dtype): lookups are a binary search,
- * and forget() of a host range drops a contiguous run of it. */
+ * and forget() of a host range drops a contiguous run of it. A copy made
+ * writable (weight_rw, training) moves to a second sorted array: the device
+ * owns its values, and every float32 view inside its host range (the q/k/v
+ * rows of a packed in_proj) is served from it. */
 #include "core.h"
 
 #include "error.h"
@@ -401,6 +404,30 @@ static wentry *wc;
 static size_t wc_n, wc_cap;
 static _Thread_local int weight_rc;
 
+/* writable float32 copies (weight_rw), sorted by host, not overlapping */
+typedef struct {
+    const char *host;
+    size_t bytes;
+    float *dev;
+} rwentry;
+static rwentry *rw;
+static size_t rw_n, rw_cap;
+
+/* the writable copy holding host bytes [p, p + bytes), or -1; under lock */
+static long rw_find(const void *p, size_t bytes)
+{
+    size_t lo = 0, hi = rw_n;   /* first entry with host > p */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if ((uintptr_t)rw[mid].host <= (uintptr_t)p) lo = mid + 1;
+        else hi = mid;
+    }
+    if (!lo) return -1;
+    const rwentry *e = &rw[lo - 1];
+    uintptr_t a = (uintptr_t)p, h = (uintptr_t)e->host;
+    return a + bytes <= h + e->bytes && (a - h) % sizeof(float) == 0 ? (long)(lo - 1) : -1;
+}
+
 int cs_cuda_weight_rc(void) { return weight_rc; }
 int cs_cuda_cc(void) { return cc_major * 10 + cc_minor; }
 
@@ -458,6 +485,14 @@ const void *cs_cuda_weight(const cs_tensor *t, int dtype, char *err, size_t errl
     }
     size_t n = numel(t);
     pthread_mutex_lock(&lock);
+    if (dtype == CS_F32 && t->dtype == CS_F32 && rw_n) {   /* values the device owns */
+        long k = rw_find(t->data, n * sizeof(float));
+        if (k >= 0) {
+            float *d = rw[k].dev + ((const char *)t->data - rw[k].host) / sizeof(float);
+            pthread_mutex_unlock(&lock);
+            return d;
+        }
+    }
     size_t i = wc_lower(t->data, dtype);
     if (i < wc_n && wc[i].host == t->data && wc[i].dtype == dtype) {
         if (wc[i].src_dtype == (int)t->dtype && wc[i].n == n) {
@@ -522,12 +557,89 @@ const float *cs_cuda_weight_f32(const cs_tensor *t, char *err, size_t n)
     return (const float *)cs_cuda_weight(t, CS_F32, err, n);
 }
 
+float *cs_cuda_weight_rw(const cs_tensor *t, char *err, size_t errlen)
+{
+    const char *name = t->name ? t->name : "weight";
+    if (t->dtype != CS_F32) {
+        snprintf(err, errlen, "%s: a writable copy of a %s weight (float32 only)", name, dtype_str(t->dtype));
+        fail_replace("%s", err);
+        return NULL;
+    }
+    size_t n = numel(t), bytes = n * sizeof(float);
+    pthread_mutex_lock(&lock);
+    long k = rw_find(t->data, bytes);
+    if (k >= 0 && rw[k].host == (const char *)t->data && rw[k].bytes == bytes) {
+        float *d = rw[k].dev;
+        pthread_mutex_unlock(&lock);
+        return d;
+    }
+    if (k >= 0) {   /* inside another writable copy: not a tensor of its own */
+        pthread_mutex_unlock(&lock);
+        snprintf(err, errlen, "%s: lies inside another tensor's writable copy", name);
+        fail_replace("%s", err);
+        return NULL;
+    }
+    if (rw_n == rw_cap) {
+        size_t cap = rw_cap ? 2 * rw_cap : 256;
+        rwentry *r = realloc(rw, cap * sizeof *r);
+        if (!r) {
+            pthread_mutex_unlock(&lock);
+            snprintf(err, errlen, "%s: out of host memory for the weight cache", name);
+            fail_replace("%s", err);
+            return NULL;
+        }
+        rw = r, rw_cap = cap;
+    }
+    pthread_mutex_unlock(&lock);
+    /* the float32 copy (made now if absent) moves to rw; the copies of views
+     * inside the range and other dtypes of it would go stale: dropped */
+    float *d = (float *)cs_cuda_weight(t, CS_F32, err, errlen);
+    if (!d) return NULL;
+    pthread_mutex_lock(&lock);
+    uintptr_t lo = (uintptr_t)t->data, hi = lo + bytes;
+    size_t a = wc_lower(t->data, -1), b = a;
+    while (b < wc_n && (uintptr_t)wc[b].host < hi) b++;
+    void **drop = b > a ? malloc((b - a) * sizeof *drop) : NULL;
+    if (b > a && !drop) {
+        pthread_mutex_unlock(&lock);
+        snprintf(err, errlen, "%s: out of host memory for the weight cache", name);
+        fail_replace("%s", err);
+        return NULL;
+    }
+    size_t nd = 0;
+    for (size_t i = a; i < b; i++)
+        if (wc[i].dev != d) drop[nd++] = wc[i].dev;
+    memmove(wc + a, wc + b, (wc_n - b) * sizeof *wc);
+    wc_n -= b - a;
+    size_t at = 0;
+    while (at < rw_n && (uintptr_t)rw[at].host < lo) at++;
+    memmove(rw + at + 1, rw + at, (rw_n - at) * sizeof *rw);
+    rw[at] = (rwentry){(const char *)t->data, bytes, d};
+    rw_n++;
+    pthread_mutex_unlock(&lock);
+    for (size_t i = 0; i < nd; i++) cs_cuda_free(drop[i]);
+    free(drop);
+    return d;
+}
+
 void cs_cuda_forget(const void *host, size_t bytes)
 {
     if (!host) return;
     uintptr_t lo = (uintptr_t)host, hi = lo + (bytes ? bytes : 1);
     if (hi < lo) hi = UINTPTR_MAX;
     pthread_mutex_lock(&lock);
+    /* writable copies starting in the range go too (their values with them) */
+    for (size_t i = 0; i < rw_n;) {
+        uintptr_t h = (uintptr_t)rw[i].host;
+        if (h >= lo && h < hi) {
+            float *d = rw[i].dev;
+            memmove(rw + i, rw + i + 1, (rw_n - i - 1) * sizeof *rw);
+            rw_n--;
+            pthread_mutex_unlock(&lock);
+            cs_cuda_free(d);
+            pthread_mutex_lock(&lock);
+        } else i++;
+    }
     size_t a = wc_lower(host, -1), b = a;
     while (b < wc_n && (uintptr_t)wc[b].host < hi) b++;
     void **drop = b > a ? malloc((b - a) * sizeof *drop) : NULL;
@@ -599,6 +711,8 @@ void cs_cuda_mem_shutdown(void)
     pool = NULL, stream = NULL;
     free(wc);
     wc = NULL, wc_n = wc_cap = 0;
+    free(rw);
+    rw = NULL, rw_n = rw_cap = 0;
     free(live);
     live = NULL, live_cap = live_n = 0;
     held = peak = 0;

@@ -7,7 +7,7 @@
  * The op set (src/backend.h's cs_dev_ops) runs on device memory: memory,
  * copies and the weight cache in mem.c, products in gemm.c, attention in
  * attention.cu, the other ops in kernels.cu, the backward ops (training) in
- * grad.cu. */
+ * grad.cu, the optimizer ops in optim.cu (weight_rw in mem.c). */
 #include "core.h"
 
 #include "error.h"
@@ -211,6 +211,10 @@ static const cs_dev_ops ops = {
     .modulate_backward = cs_cuda_modulate_backward,
     .dwconv_backward = cs_cuda_dwconv_backward,
     .attention_backward = cs_cuda_attention_backward,
+    .weight_rw = cs_cuda_weight_rw,
+    .sumsq = cs_cuda_sumsq,
+    .adamw_update = cs_cuda_adamw_update,
+    .adafactor_update = cs_cuda_adafactor_update,
 };
 
 static char version[128];

@@ -80,11 +80,12 @@ static const struct {
     OP(r_embed), OP(mlp_block), OP(attention_cat), OP(attn_block), OP(ts_block),
 };
 /* the optional calls at the end of cs_dev_ops: the graph calls (all or
- * none), then the backward ops (each on its own) */
+ * none), the backward ops (each on its own), the optimizer ops (all or none) */
 #define GRAPH_OPS 4
 #define BACKWARD_OPS 9
+#define OPTIM_OPS 4
 #undef OP
-_Static_assert((sizeof dev_op_fields / sizeof dev_op_fields[0] + GRAPH_OPS + BACKWARD_OPS) * sizeof(any_fn) ==
+_Static_assert((sizeof dev_op_fields / sizeof dev_op_fields[0] + GRAPH_OPS + BACKWARD_OPS + OPTIM_OPS) * sizeof(any_fn) ==
                    sizeof(cs_dev_ops),
                "dev_op_fields must list every field of cs_dev_ops");
 
@@ -98,6 +99,8 @@ static const char *missing_op(const cs_dev_ops *ops)
     if (!ops) return NULL;
     int graphs = !!ops->graph_begin + !!ops->graph_end + !!ops->graph_launch + !!ops->graph_free;
     if (graphs % GRAPH_OPS) return "some of the graph calls (all four or none)";
+    int optim = !!ops->weight_rw + !!ops->sumsq + !!ops->adamw_update + !!ops->adafactor_update;
+    if (optim % OPTIM_OPS) return "some of the optimizer ops (all four or none)";
     return NULL;
 }
 

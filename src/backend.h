@@ -9,17 +9,20 @@
 #ifndef CS_BACKEND_H
 #define CS_BACKEND_H
 
+#include "optim.h"
 #include "tensor.h"
 
 #include <stddef.h>
 
-/* 7: the optional backward ops of src/grad.h at the end of cs_dev_ops (training on the device)
+/* 8: the optional optimizer ops at the end of cs_dev_ops (all or none: weight_rw, sumsq, adamw_update,
+ *    adafactor_update): a whole training step on the device
+ * 7: the optional backward ops of src/grad.h at the end of cs_dev_ops (training on the device)
  * 6: attn_block and ts_block (a whole AttnBlock, TimestepBlock as one op)
  * 5: attention_cat (keys and values in two row blocks, no gathered copy)
  * 4: r_embed, mlp_block, and the optional graph calls (capture and replay of a forward)
  * 3: device-resident op set (cs_dev_ops); the host-memory sgemm of 1-2 is gone
  * 2: devices() and version added (1 had init, shutdown, sgemm) */
-#define CS_BACKEND_ABI 7
+#define CS_BACKEND_ABI 8
 
 /* One device as a plugin sees it (cascade info, and later the choice of a
  * model variant by free memory). */
@@ -177,6 +180,24 @@ typedef struct {
     int (*attention_backward)(const float *q, size_t ldq, const float *k, size_t ldk, const float *v, size_t ldv,
                               const float *do_, size_t ldo, size_t N, size_t Lq, size_t Lk, size_t C, int nhead,
                               float *dq, float *dk, float *dv, int acc);
+    /* Optional, all or none: the optimizer on the device (doc/training.md
+     * §4), float32 whatever set_precision says.
+     * weight_rw: the cached float32 copy of a float32 host weight (made if
+     * absent), writable: what the caller writes there is what later ops read
+     * for that tensor and for every weight view inside its host range (the
+     * q/k/v rows of a packed in_proj); the host data stays as it was until
+     * the caller downloads the copy (then forget() it). NULL + reason in err
+     * on failure. */
+    float *(*weight_rw)(const cs_tensor *t, char *err, size_t errlen);
+    /* *out (one device double) = the sum of x[i]^2; the split of the sum is
+     * fixed by n (the same bits run to run) */
+    int (*sumsq)(const float *x, size_t n, double *out);
+    /* optim.h's cs_adamw_update / cs_adafactor_update on device arrays (k:
+     * host memory, read before the call returns; Adafactor: row NULL for a
+     * full second moment v; u: n floats of scratch) */
+    int (*adamw_update)(const cs_adamw_k *k, size_t n, float *p, const float *g, float *m, float *v);
+    int (*adafactor_update)(const cs_adafactor_k *k, size_t B, size_t R, size_t C, float *p, const float *g,
+                            float *row, float *col, float *v, float *u);
 } cs_dev_ops;
 
 typedef struct {

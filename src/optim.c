@@ -54,31 +54,38 @@ void cs_adafactor_free(cs_adafactor *s)
     memset(s, 0, sizeof *s);
 }
 
+void cs_adafactor_coef(cs_adafactor *s, const cs_adafactor_cfg *c, cs_adafactor_k *k)
+{
+    s->step++;
+    double b2d = 1.0 - pow((double)s->step, c->decay_rate);
+    k->b2 = (float)b2d, k->a2 = (float)(1.0 - b2d), k->e1 = (float)c->eps1;
+    k->clip = (float)c->clip_threshold, k->lr = (float)c->lr, k->wd = (float)(-c->weight_decay * c->lr);
+    k->decay = c->weight_decay != 0;
+}
+
 /* Per step t: beta2t = 1 - t^decay; u = g^2 + eps1;
  *   factored:  row = beta2t row + (1-beta2t) mean_C(u), col likewise over R,
  *              u = g / sqrt(row / mean_R(row)) / sqrt(col)
  *   else:      v = beta2t v + (1-beta2t) u,  u = g / sqrt(v)
  *   u /= max(rms(u) / clip, 1);  p -= lr wd p;  p -= lr u */
-void cs_adafactor_step(cs_adafactor *s, const cs_adafactor_cfg *c, float *p, const float *g)
+void cs_adafactor_update(const cs_adafactor_k *k, size_t B, size_t R, size_t C, float *p, const float *g, float *row_,
+                         float *col_, float *v, float *u)
 {
-    size_t B = s->B, R = s->R, C = s->C, n = B * R * C;
-    s->step++;
-    double b2d = 1.0 - pow((double)s->step, c->decay_rate);
-    float b2 = (float)b2d, a2 = (float)(1.0 - b2d), e1 = (float)c->eps1;
-    float *u = s->u;
+    size_t n = B * R * C;
+    float b2 = k->b2, a2 = k->a2, e1 = k->e1;
     for (size_t i = 0; i < n; i++) u[i] = g[i] * g[i] + e1;
-    if (s->factored) {
+    if (row_) {
         for (size_t b = 0; b < B; b++) {
-            float *ub = u + b * R * C, *row = s->row + b * R, *col = s->col + b * C;
+            float *ub = u + b * R * C, *row = row_ + b * R, *col = col_ + b * C;
             for (size_t r = 0; r < R; r++) {
                 double t = 0;
-                for (size_t k = 0; k < C; k++) t += ub[r * C + k];
+                for (size_t q = 0; q < C; q++) t += ub[r * C + q];
                 row[r] = row[r] * b2 + (float)(t / (double)C) * a2;
             }
-            for (size_t k = 0; k < C; k++) {
+            for (size_t q = 0; q < C; q++) {
                 double t = 0;
-                for (size_t r = 0; r < R; r++) t += ub[r * C + k];
-                col[k] = col[k] * b2 + (float)(t / (double)R) * a2;
+                for (size_t r = 0; r < R; r++) t += ub[r * C + q];
+                col[q] = col[q] * b2 + (float)(t / (double)R) * a2;
             }
             double rm = 0;
             for (size_t r = 0; r < R; r++) rm += row[r];
@@ -86,26 +93,32 @@ void cs_adafactor_step(cs_adafactor *s, const cs_adafactor_cfg *c, float *p, con
             const float *gb = g + b * R * C;
             for (size_t r = 0; r < R; r++) {
                 float rf = 1.0f / sqrtf(row[r] / rmean);
-                for (size_t k = 0; k < C; k++) ub[r * C + k] = rf * (1.0f / sqrtf(col[k])) * gb[r * C + k];
+                for (size_t q = 0; q < C; q++) ub[r * C + q] = rf * (1.0f / sqrtf(col[q])) * gb[r * C + q];
             }
         }
     } else {
         for (size_t i = 0; i < n; i++) {
-            s->v[i] = s->v[i] * b2 + u[i] * a2;
-            u[i] = 1.0f / sqrtf(s->v[i]) * g[i];
+            v[i] = v[i] * b2 + u[i] * a2;
+            u[i] = 1.0f / sqrtf(v[i]) * g[i];
         }
     }
     double ss = 0;
     for (size_t i = 0; i < n; i++) ss += (double)u[i] * u[i];
     float rms = (float)(sqrt(ss) / sqrt((double)n));
-    float div = rms / (float)c->clip_threshold;
+    float div = rms / k->clip;
     if (div < 1.0f) div = 1.0f;
-    float lr = (float)c->lr, wd = (float)(-c->weight_decay * c->lr);
     for (size_t i = 0; i < n; i++) {
-        float up = u[i] / div * lr;
-        if (c->weight_decay != 0) p[i] += p[i] * wd;
+        float up = u[i] / div * k->lr;
+        if (k->decay) p[i] += p[i] * k->wd;
         p[i] += -up;
     }
+}
+
+void cs_adafactor_step(cs_adafactor *s, const cs_adafactor_cfg *c, float *p, const float *g)
+{
+    cs_adafactor_k k;
+    cs_adafactor_coef(s, c, &k);
+    cs_adafactor_update(&k, s->B, s->R, s->C, p, g, s->factored ? s->row : NULL, s->col, s->v, s->u);
 }
 
 int cs_adamw_init(cs_adamw *s, size_t n)
@@ -128,20 +141,38 @@ void cs_adamw_free(cs_adamw *s)
     memset(s, 0, sizeof *s);
 }
 
-/* torch's single-tensor AdamW:
- *   p *= 1 - lr wd;  m = lerp(m, g, 1-b1);  v = b2 v + (1-b2) g^2
- *   p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps) */
-void cs_adamw_step(cs_adamw *s, const cs_adamw_cfg *c, float *p, const float *g)
+void cs_adamw_coef(cs_adamw *s, const cs_adamw_cfg *c, cs_adamw_k *k)
 {
     s->step++;
     double t = (double)s->step;
-    float decay = (float)(1.0 - c->lr * c->weight_decay), w1 = (float)(1.0 - c->beta1), b2 = (float)c->beta2,
-          a2 = (float)(1.0 - c->beta2), eps = (float)c->eps;
-    float bc2s = (float)sqrt(1.0 - pow(c->beta2, t)), step = (float)(c->lr / (1.0 - pow(c->beta1, t)));
-    for (size_t i = 0; i < s->n; i++) {
-        p[i] *= decay;
-        s->m[i] += w1 * (g[i] - s->m[i]);
-        s->v[i] = s->v[i] * b2 + g[i] * g[i] * a2;
-        p[i] += -step * (s->m[i] / (sqrtf(s->v[i]) / bc2s + eps));
+    k->decay = (float)(1.0 - c->lr * c->weight_decay), k->w1 = (float)(1.0 - c->beta1), k->b2 = (float)c->beta2;
+    k->a2 = (float)(1.0 - c->beta2), k->eps = (float)c->eps;
+    k->bc2s = (float)sqrt(1.0 - pow(c->beta2, t)), k->step = (float)(c->lr / (1.0 - pow(c->beta1, t)));
+}
+
+/* torch's single-tensor AdamW:
+ *   p *= 1 - lr wd;  m = lerp(m, g, 1-b1);  v = b2 v + (1-b2) g^2
+ *   p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps) */
+void cs_adamw_update(const cs_adamw_k *k, size_t n, float *p, const float *g, float *m, float *v)
+{
+    for (size_t i = 0; i < n; i++) {
+        p[i] *= k->decay;
+        m[i] += k->w1 * (g[i] - m[i]);
+        v[i] = v[i] * k->b2 + g[i] * g[i] * k->a2;
+        p[i] += -k->step * (m[i] / (sqrtf(v[i]) / k->bc2s + k->eps));
     }
+}
+
+void cs_adamw_step(cs_adamw *s, const cs_adamw_cfg *c, float *p, const float *g)
+{
+    cs_adamw_k k;
+    cs_adamw_coef(s, c, &k);
+    cs_adamw_update(&k, s->n, p, g, s->m, s->v);
+}
+
+double cs_sumsq(const float *x, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+    return s;
 }

@@ -63,4 +63,26 @@ void cs_adamw_free(cs_adamw *s);
 void cs_adafactor_step(cs_adafactor *s, const cs_adafactor_cfg *c, float *p, const float *g);
 void cs_adamw_step(cs_adamw *s, const cs_adamw_cfg *c, float *p, const float *g);
 
+/* A step split in two, so that a device can run the second half on its
+ * own copies (backend.h's optimizer ops): _coef advances the step count and
+ * computes the step's float scalars on the host, _update runs the
+ * per-element part. cs_*_step is _coef then _update on the state's arrays.
+ * Adafactor: row/col given (factored) or v (row NULL); u is n floats of
+ * scratch. */
+typedef struct {
+    float b2, a2, e1, clip, lr, wd;   /* beta2t, 1 - beta2t, eps1, clip_threshold, lr, -wd lr */
+    int decay;                        /* weight_decay != 0 */
+} cs_adafactor_k;
+typedef struct {
+    float decay, w1, b2, a2, eps, bc2s, step;   /* 1 - lr wd, 1 - b1, b2, 1 - b2, eps, sqrt(1 - b2^t), lr / (1 - b1^t) */
+} cs_adamw_k;
+void cs_adafactor_coef(cs_adafactor *s, const cs_adafactor_cfg *c, cs_adafactor_k *k);
+void cs_adafactor_update(const cs_adafactor_k *k, size_t B, size_t R, size_t C, float *p, const float *g, float *row,
+                         float *col, float *v, float *u);
+void cs_adamw_coef(cs_adamw *s, const cs_adamw_cfg *c, cs_adamw_k *k);
+void cs_adamw_update(const cs_adamw_k *k, size_t n, float *p, const float *g, float *m, float *v);
+
+/* sum of x^2 in double, in index order (clip_grad_norm_'s per-tensor norm) */
+double cs_sumsq(const float *x, size_t n);
+
 #endif

@@ -25,8 +25,10 @@ struct cs_stage_c {
     int trainable;              /* every weight is a float32 copy in lora (cs_stage_c_load_train) */
 };
 
-/* what the backward needs besides the U-Net tape (all host copies) */
+/* what the backward needs besides the U-Net tape: copies in the memory of
+ * the mode the forward ran in (dev: the device's, NULL: host) */
 struct train_state {
+    const cs_dev_ops *dev;
     size_t N, h, w, Lt, M, Lc;
     float *x, *txt, *pooled, *img;   /* the inputs (img: zeros when none was given) */
     float *remb;                     /* [N, c_r*(1+nconds)] */
@@ -39,19 +41,17 @@ static void train_free(struct train_state *t)
 {
     if (!t) return;
     float *p[] = {t->x, t->txt, t->pooled, t->img, t->remb, t->cond_pre, t->cond, t->emb_pre, t->out_pre};
-    for (size_t i = 0; i < sizeof p / sizeof *p; i++) free(p[i]);
+    for (size_t i = 0; i < sizeof p / sizeof *p; i++)
+        if (p[i]) t->dev ? t->dev->free(p[i]) : cs_free(p[i]);
     free(t);
 }
 
-/* a malloc'd copy of n floats (zeros when src is NULL); NULL + cs_error */
+/* a copy of n floats in the current mode's memory (zeros when src is
+ * NULL); NULL + cs_error */
 static float *keep_copy(const float *src, size_t n)
 {
-    float *p = src ? malloc(n * sizeof *p + 1) : calloc(n + 1, sizeof *p);
-    if (!p) {
-        cs_oom("a training activation", n * sizeof *p);
-        return NULL;
-    }
-    if (src) memcpy(p, src, n * sizeof *p);
+    float *p = src ? cs_act_alloc(n + 1) : cs_act_calloc(n + 1);
+    if (p && src) cs_copy(p, src, n);
     return p;
 }
 
@@ -288,19 +288,16 @@ void cs_stage_c_train_end(cs_stage_c *m)
     cs_unet_tape_end(&m->net);
 }
 
-int cs_stage_c_forward_train(cs_stage_c *m, const float *x, size_t N, size_t h, size_t w, const float *r,
-                             const float *clip_text, size_t Lt, const float *pooled, const float *clip_img, size_t M,
-                             const float *sca, const float *crp, float *eps)
+/* the training forward's body, in the current mode (inputs in its memory) */
+static int forward_train(cs_stage_c *m, const float *x, size_t N, size_t h, size_t w, const float *r,
+                         const float *clip_text, size_t Lt, const float *pooled, const float *clip_img, size_t M,
+                         const float *sca, const float *crp, float *eps)
 {
-    if (!N || !h || !w || !x || !r || !pooled || (Lt && !clip_text) || !eps)
-        return cs_error(CS_EARG, "Stage C training forward: missing input or empty size");
-    if (cs_dev) return cs_error(CS_EUNSUP, "Stage C training: not available on the device yet");
-    if (!clip_img && !M) M = 1;
-    cs_stage_c_train_end(m);
     const cs_net_info *in = &m->info;
     struct train_state *t = calloc(1, sizeof *t);
     if (!t) return cs_oom("the training state", sizeof *t);
     m->tr = t;
+    t->dev = cs_dev;
     t->N = N, t->h = h, t->w = w, t->Lt = Lt, t->M = M;
     int rc = cs_unet_tape_begin(&m->net);
     if (!rc && (!(t->x = keep_copy(x, N * h * w * (size_t)in->c_in)) ||
@@ -309,21 +306,46 @@ int cs_stage_c_forward_train(cs_stage_c *m, const float *x, size_t N, size_t h, 
                 !(t->img = keep_copy(clip_img, N * M * (size_t)in->c_clip_img))))
         rc = CS_ENOMEM;
     if (!rc) rc = forward(m, x, N, h, w, r, clip_text, Lt, pooled, clip_img, M, sca, crp, eps, t);
+    return rc;
+}
+
+/* On a device (cs_dev_pick) the inputs are uploaded and eps downloaded; the
+ * checkpoints stay in device memory for cs_stage_c_backward. */
+int cs_stage_c_forward_train(cs_stage_c *m, const float *x, size_t N, size_t h, size_t w, const float *r,
+                             const float *clip_text, size_t Lt, const float *pooled, const float *clip_img, size_t M,
+                             const float *sca, const float *crp, float *eps)
+{
+    if (!N || !h || !w || !x || !r || !pooled || (Lt && !clip_text) || !eps)
+        return cs_error(CS_EARG, "Stage C training forward: missing input or empty size");
+    if (cs_dev) return cs_error(CS_EARG, "Stage C training forward: called inside a device forward");
+    if (!clip_img && !M) M = 1;
+    cs_stage_c_train_end(m);
+    const cs_net_info *in = &m->info;
+    size_t hw = N * h * w;
+    cs_dev_args a;
+    cs_dev_args_begin(&a, cs_dev_pick());   /* no graph: the body keeps state */
+    const float *dx = cs_dev_in(&a, x, hw * (size_t)in->c_in), *dr = cs_dev_in(&a, r, N),
+                *dt = cs_dev_in(&a, clip_text, N * Lt * (size_t)in->c_clip_text),
+                *dp = cs_dev_in(&a, pooled, N * (size_t)in->c_clip_pooled),
+                *di = cs_dev_in(&a, clip_img, N * M * (size_t)in->c_clip_img), *ds = cs_dev_in(&a, sca, N),
+                *dc = cs_dev_in(&a, crp, N);
+    float *de = cs_dev_out(&a, eps, hw * (size_t)in->c_out);
+    int rc = a.rc ? a.rc : forward_train(m, dx, N, h, w, dr, dt, Lt, dp, di, M, ds, dc, de);
+    rc = cs_dev_args_finish(&a, rc);
     if (rc) cs_stage_c_train_end(m);
     return rc;
 }
 
-int cs_stage_c_backward(cs_stage_c *m, const float *deps, cs_grads *g, float *dx)
+static int backward(cs_stage_c *m, const float *deps, cs_grads *g, float *dx)
 {
     struct train_state *t = m->tr;
-    if (!t) return cs_error(CS_EARG, "Stage C backward: no recorded training forward");
     const cs_net_info *in = &m->info;
     size_t N = t->N, rows = N * t->h * t->w, c0 = (size_t)m->net.c[0], cc = (size_t)in->c_cond, Lc = t->Lc;
     size_t seq = (size_t)in->c_clip_seq, Lt = t->Lt, M = t->M;
     size_t ldr = (size_t)m->net.c_r * (size_t)(1 + m->net.nconds);
-    float *a = malloc(rows * c0 * sizeof *a + 1), *d = malloc(rows * c0 * sizeof *d + 1),
-          *dcond = calloc(N * Lc * cc + 1, sizeof *dcond), *dpre = malloc(N * Lc * cc * sizeof *dpre + 1);
-    int rc = a && d && dcond && dpre ? 0 : cs_oom("the Stage C backward", rows * c0 * 8);
+    float *a = cs_act_alloc(rows * c0 + 1), *d = cs_act_alloc(rows * c0 + 1), *dcond = cs_act_calloc(N * Lc * cc + 1),
+          *dpre = cs_act_alloc(N * Lc * cc + 1);
+    int rc = a && d && dcond && dpre ? 0 : CS_ENOMEM;
     float *gw = NULL, *gb = NULL;
 #define G(T) (gw = cs_grads_of(g, &m->T##_w, &rc), gb = cs_grads_of(g, &m->T##_b, &rc), rc)
     /* clf: eps = conv1x1(LN(out)) */
@@ -346,7 +368,23 @@ int cs_stage_c_backward(cs_stage_c *m, const float *deps, cs_grads *g, float *dx
             rc = cs_linear_backward(t->img + n * M * ci, M, ci, 0, &m->img_w, dn + (Lt + seq) * cc, 0, NULL, 0, gw, gb);
     }
 #undef G
-    free(a), free(d), free(dcond), free(dpre);
+    cs_act_free(a), cs_act_free(d), cs_act_free(dcond), cs_act_free(dpre);
+    return rc;
+}
+
+/* On the device of the training forward: deps uploaded, dx downloaded. */
+int cs_stage_c_backward(cs_stage_c *m, const float *deps, cs_grads *g, float *dx)
+{
+    struct train_state *t = m->tr;
+    if (!t) return cs_error(CS_EARG, "Stage C backward: no recorded training forward");
+    if (cs_dev) return cs_error(CS_EARG, "Stage C backward: called inside a device forward");
+    size_t rows = t->N * t->h * t->w;
+    cs_dev_args a;
+    cs_dev_args_begin(&a, t->dev);
+    const float *dd = cs_dev_in(&a, deps, rows * (size_t)m->info.c_out);
+    float *ddx = cs_dev_out(&a, dx, rows * (size_t)m->info.c_in);
+    int rc = a.rc ? a.rc : backward(m, dd, g, ddx);
+    rc = cs_dev_args_finish(&a, rc);
     cs_stage_c_train_end(m);   /* the checkpoints are spent: free them now */
     return rc;
 }

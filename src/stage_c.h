@@ -68,7 +68,7 @@ int cs_stage_c_forward(cs_stage_c *m, const float *x, size_t N, size_t h, size_t
                        const float *clip_text, size_t Lt, const float *pooled, const float *clip_img, size_t M,
                        const float *sca, const float *crp, float *eps);
 
-/* ---- training (doc/training.md §3; host only) ----
+/* ---- training (doc/training.md §3, §4) ----
  * cs_stage_c_forward_train: cs_stage_c_forward that also keeps what the
  * backward needs (copies of the inputs, the pre-norm activations of the
  * embedding, clf and clip_norm, and the U-Net tape: one activation per
@@ -77,7 +77,10 @@ int cs_stage_c_forward(cs_stage_c *m, const float *x, size_t N, size_t h, size_t
  * and writes dL/dx into dx (NULL: not wanted). One backward per recorded
  * forward: it frees what was kept (so does cs_stage_c_train_end, to drop a
  * step, and cs_stage_c_free). In between, cs_stage_c_forward refuses to run
- * (it would record onto the tape). */
+ * (it would record onto the tape). Both take and give host arrays; with a
+ * device backend active (cs_dev_pick) the forward runs in device mode, its
+ * checkpoints stay in device memory, the backward runs there too and g's
+ * buffers are the device's (grad_blocks.h). */
 struct cs_grads;
 int cs_stage_c_forward_train(cs_stage_c *m, const float *x, size_t N, size_t h, size_t w, const float *r,
                              const float *clip_text, size_t Lt, const float *pooled, const float *clip_img, size_t M,

@@ -6,7 +6,9 @@
 #include "error.h"
 #include "grad_blocks.h"
 #include "lora_train.h"
+#include "ops.h"
 #include "tensor.h"
+#include "wpack.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -26,6 +28,15 @@ struct cs_trainer {
     float edges[CS_TRAIN_BUCKETS - 1];
     cs_trainer_opt_fill fill;   /* resuming: fills states as they are made */
     void *fill_ctx;
+    /* device mode (g.dev set, doc/training.md §4): each state's arrays in
+     * device memory beside the host ones (which a sync brings up to date),
+     * the per-tensor squared norms, and a host mirror of the gradients for
+     * a LoRA (whose A/B step runs on the host) */
+    struct dev_state { float *a, *b, *u; } *ds;   /* [nst]: m|row|v, v|col, Adafactor's scratch */
+    double *dnorm;           /* device [g.n] */
+    int ndnorm;
+    cs_grads hg;
+    int stale;               /* host weights and states behind the device's */
 };
 
 void cs_train_cfg_default(cs_train_cfg *c, cs_opt_kind opt, double lr)
@@ -123,9 +134,24 @@ static void free_state(cs_trainer *t, int i)
     else cs_adafactor_free(&t->st[i].af);
 }
 
+static void dev_free(cs_trainer *t)
+{
+    const cs_dev_ops *d = t->g.dev;
+    for (int i = 0; d && t->ds && i < t->nst; i++) {
+        float *p[3] = {t->ds[i].a, t->ds[i].b, t->ds[i].u};
+        for (int j = 0; j < 3; j++)
+            if (p[j]) d->free(p[j]);
+    }
+    if (d && t->dnorm) d->free(t->dnorm);
+    free(t->ds);
+    t->ds = NULL, t->dnorm = NULL, t->ndnorm = 0;
+    cs_grads_free(&t->hg);
+}
+
 void cs_trainer_free(cs_trainer *t)
 {
     if (!t) return;
+    dev_free(t);
     for (int i = 0; i < t->nst; i++) free_state(t, i);
     free(t->st);
     cs_grads_free(&t->g);
@@ -146,6 +172,11 @@ int cs_train_accumulate(cs_trainer *t, const cs_train_batch *bt, cs_train_out *o
     for (size_t n = 0; n < B; n++)
         if (!(bt->t[n] >= 0.0f && bt->t[n] <= 1.0f))
             return cs_error(CS_EARG, "training: t[%zu] = %g is not in [0, 1]", n, (double)bt->t[n]);
+    /* on a device, training runs in float32 (doc/training.md §4): the
+     * forward reads the writable float32 copies the optimizer updates */
+    const cs_dev_ops *d = cs_dev_pick();
+    if (d && d->set_precision(CS_PREC_FP32))
+        return cs_error(CS_EUNSUP, "training: the %s device cannot compute in float32: %s", cs_backend_name(), d->errmsg());
     size_t ne = B * hw * ci;
     float *noised = cs_alloc(ne * sizeof(float)), *pred = cs_alloc(ne * sizeof(float)),
           *sc = cs_alloc(6 * B * sizeof(float));
@@ -251,16 +282,29 @@ static int state_filled(cs_trainer *t, int i, int rc)
     return rc;
 }
 
+/* room for a state per gradient entry (each made on first use) */
+static int states_fit(cs_trainer *t)
+{
+    if (t->nst >= t->g.n) return 0;
+    opt_state *s = realloc(t->st, (size_t)t->g.n * sizeof *s);
+    if (!s) return cs_oom("optimizer states", (size_t)t->g.n * sizeof *s);
+    memset(s + t->nst, 0, (size_t)(t->g.n - t->nst) * sizeof *s);
+    t->st = s;
+    if (t->g.dev) {   /* and their device arrays */
+        struct dev_state *q = realloc(t->ds, (size_t)t->g.n * sizeof *q);
+        if (!q) return cs_oom("optimizer states", (size_t)t->g.n * sizeof *q);
+        memset(q + t->nst, 0, (size_t)(t->g.n - t->nst) * sizeof *q);
+        t->ds = q;
+    }
+    t->nst = t->g.n;
+    return 0;
+}
+
 /* the optimizer state of gradient entry i, made on first use */
 static int state_of(cs_trainer *t, int i, opt_state **out)
 {
-    if (i >= t->nst) {
-        opt_state *s = realloc(t->st, (size_t)t->g.n * sizeof *s);
-        if (!s) return cs_oom("optimizer states", (size_t)t->g.n * sizeof *s);
-        memset(s + t->nst, 0, (size_t)(t->g.n - t->nst) * sizeof *s);
-        t->st = s;
-        t->nst = t->g.n;
-    }
+    int rc = i >= t->nst ? states_fit(t) : 0;
+    if (rc) return rc;
     opt_state *s = &t->st[i];
     const cs_grad_ent *e = &t->g.e[i];
     if (t->cfg.opt == CS_OPT_ADAMW) {
@@ -278,7 +322,10 @@ static int state_of(cs_trainer *t, int i, opt_state **out)
 int cs_trainer_set_lora(cs_trainer *t, cs_lora_net *net)
 {
     if (t->g.n || t->micro) return cs_error(CS_EARG, "training: a LoRA must be set before the first step");
-    int rc = cs_lora_net_attach(net, &t->g);
+    /* the gradient buffers live where the steps will run (device.h) */
+    cs_dev_args a;
+    cs_dev_args_begin(&a, cs_dev_pick());
+    int rc = cs_dev_args_finish(&a, cs_lora_net_attach(net, &t->g));
     if (!rc) t->lora = net;
     return rc;
 }
@@ -289,10 +336,155 @@ void cs_trainer_set_lr(cs_trainer *t, double lr)
     t->cfg.adamw.lr = lr;
 }
 
+/* ---- device mode: clipping and the optimizer on the device ---- */
+
+/* t->hg: host copies of the device gradients (same entries) */
+static int grads_download(cs_trainer *t)
+{
+    const cs_dev_ops *d = t->g.dev;
+    for (int i = t->hg.n; i < t->g.n; i++) {
+        if (t->hg.n == t->hg.cap) {
+            int cap = t->hg.cap ? 2 * t->hg.cap : 64;
+            cs_grad_ent *e = realloc(t->hg.e, (size_t)cap * sizeof *e);
+            if (!e) return cs_oom("the gradients' host copy", (size_t)cap * sizeof *e);
+            t->hg.e = e, t->hg.cap = cap;
+        }
+        cs_grad_ent e = t->g.e[i];
+        if (!(e.g = cs_alloc(e.n * sizeof(float) + 1))) return cs_oom("the gradients' host copy", e.n * sizeof(float));
+        t->hg.e[t->hg.n++] = e;
+    }
+    for (int i = 0; i < t->g.n; i++)
+        if (d->download(t->hg.e[i].g, t->g.e[i].g, t->g.e[i].n * sizeof(float)))
+            return cs_error(CS_EDEVICE, "training: downloading the gradient of %s failed: %s", t->g.e[i].name, d->errmsg());
+    return 0;
+}
+
+/* the float32 weight of gradient entry i as a tensor view */
+static cs_tensor weight_view(const cs_grad_ent *e)
+{
+    return (cs_tensor){.dtype = CS_F32, .ndim = 1, .shape = {(int64_t)e->n}, .data = e->key, .name = e->name};
+}
+
+/* device arrays of state i, made from the host state (zeros, or what a
+ * resume filled in); in device mode */
+static int dev_state_of(cs_trainer *t, int i)
+{
+    if (!t->ds || i >= t->nst) return cs_error(CS_EARG, "training: no optimizer state %d", i);
+    struct dev_state *q = &t->ds[i];
+    if (q->a) return 0;
+    cs_trainer_opt_view v;
+    cs_trainer_opt_at(t, i, &v);
+    float **dst[2] = {&q->a, &q->b};
+    for (int j = 0; j < v.n; j++)
+        if (!(*dst[j] = cs_act_alloc(v.len[j] + 1)) || cs_act_upload(*dst[j], v.data[j], v.len[j])) return CS_ENOMEM;
+    if (t->cfg.opt == CS_OPT_ADAFACTOR && !(q->u = cs_act_alloc(t->g.e[i].n + 1))) return CS_ENOMEM;
+    return 0;
+}
+
+/* cs_train_apply's steps with every array on the device: the per-tensor
+ * squared norms there (summed on the host in the CPU's order), scaling by
+ * the scale op, the updates on weight_rw's copies. Same scalars, same
+ * formulas: with the fake plugin (the CPU's code) the bits equal the CPU's. */
+static int apply_dev(cs_trainer *t, double *grad_norm)
+{
+    const cs_dev_ops *d = t->g.dev;
+    if (!d->sumsq || !d->weight_rw || !d->adamw_update || !d->adafactor_update)
+        return cs_error(CS_EUNSUP, "training: the device's op set has no optimizer ops (an older plugin)");
+    int n = t->g.n, rc = 0;
+    if (n > t->ndnorm) {
+        if (t->dnorm) d->free(t->dnorm);
+        t->ndnorm = 0;
+        if (!(t->dnorm = d->alloc((size_t)n * sizeof(double)))) return cs_oom("device memory for the gradient norms", (size_t)n * 8);
+        t->ndnorm = n;
+    }
+    double *hn = malloc((size_t)n * sizeof *hn + 1);
+    if (!hn) return cs_oom("the gradient norms", (size_t)n * sizeof *hn);
+    rc = states_fit(t);
+    cs_dev_args a;
+    cs_dev_args_begin(&a, d);   /* device mode: ops and failures as in a forward */
+    for (int i = 0; i < n && !rc; i++) {
+        rc = d->sumsq(t->g.e[i].g, t->g.e[i].n, t->dnorm + i);
+        if (rc) cs_dev_note(rc, "the gradient norm");
+    }
+    if (!rc && d->download(hn, t->dnorm, (size_t)n * sizeof *hn)) rc = cs_dev_error() ? cs_dev_error() : CS_EDEVICE;
+    double tot = 0;
+    for (int i = 0; i < n && !rc; i++) {   /* the CPU's order (cs_train_apply) */
+        double nrm = (float)sqrt(hn[i]);
+        tot += nrm * nrm;
+    }
+    tot = (float)sqrt(tot);
+    if (!rc && grad_norm) *grad_norm = tot;
+    if (!rc && t->cfg.max_grad_norm > 0) {
+        float coef = (float)(t->cfg.max_grad_norm / (tot + 1e-6));
+        if (coef < 1.0f)
+            for (int i = 0; i < n; i++) cs_scale(t->g.e[i].g, coef, t->g.e[i].g, t->g.e[i].n);
+    }
+    for (int i = 0; i < n && !rc; i++) {
+        const cs_grad_ent *e = &t->g.e[i];
+        opt_state *s = NULL;
+        if ((rc = state_of(t, i, &s)) || (rc = dev_state_of(t, i))) break;
+        cs_tensor w = weight_view(e);
+        char err[256] = "";
+        float *p = d->weight_rw(&w, err, sizeof err);
+        if (!p) {
+            rc = cs_error(CS_EDEVICE, "training: %s", err[0] ? err : "no writable device copy of a weight");
+            break;
+        }
+        struct dev_state *q = &t->ds[i];
+        if (t->cfg.opt == CS_OPT_ADAMW) {
+            cs_adamw_k k;
+            cs_adamw_coef(&s->aw, &t->cfg.adamw, &k);
+            cs_dev_note(d->adamw_update(&k, e->n, p, e->g, q->a, q->b), "the AdamW step");
+        } else {
+            cs_adafactor_k k;
+            cs_adafactor_coef(&s->af, &t->cfg.adafactor, &k);
+            int f = s->af.factored;
+            cs_dev_note(d->adafactor_update(&k, s->af.B, s->af.R, s->af.C, p, e->g, f ? q->a : NULL, f ? q->b : NULL,
+                                            f ? NULL : q->a, q->u),
+                        "the Adafactor step");
+        }
+        t->stale = 1;
+    }
+    rc = cs_dev_args_finish(&a, rc);
+    free(hn);
+    if (!rc) rc = cs_grads_zero(&t->g);
+    t->micro = 0;
+    return rc;
+}
+
+int cs_trainer_sync(cs_trainer *t)
+{
+    const cs_dev_ops *d = t->g.dev;
+    if (!d || !t->stale) return 0;
+    for (int i = 0; i < t->nst && t->ds; i++) {
+        if (!t->ds[i].a) continue;
+        const cs_grad_ent *e = &t->g.e[i];
+        cs_tensor w = weight_view(e);
+        char err[256] = "";
+        float *p = d->weight_rw(&w, err, sizeof err);
+        if (!p) return cs_error(CS_EDEVICE, "training: %s", err[0] ? err : "no device copy of a weight");
+        cs_trainer_opt_view v;
+        cs_trainer_opt_at(t, i, &v);
+        /* the model's own float32 copy: writable; the device copy stays the
+         * one in use (weight_rw), now equal to it */
+        int rc = d->download((void *)e->key, p, e->n * sizeof(float));
+        float *src[2] = {t->ds[i].a, t->ds[i].b};
+        for (int j = 0; j < v.n && !rc; j++) rc = d->download(v.data[j], src[j], v.len[j] * sizeof(float));
+        if (rc) return cs_error(CS_EDEVICE, "training: bringing %s back from the device failed: %s", e->name, d->errmsg());
+        cs_wpack_forget(e->key, e->n * sizeof(float));   /* the CPU's packed copies */
+    }
+    t->stale = 0;
+    return 0;
+}
+
 int cs_train_apply(cs_trainer *t, double *grad_norm)
 {
+    if (t->g.dev && !t->lora) return apply_dev(t, grad_norm);
     if (t->lora) {
-        int rc = cs_lora_net_apply(t->lora, &t->g, &t->cfg, grad_norm);
+        /* LoRA on a device: A and B step on the host (they are small), from
+         * the downloaded G = dL/dW'; the merged W' is uploaded again (forget) */
+        int rc = t->g.dev ? grads_download(t) : 0;
+        if (!rc) rc = cs_lora_net_apply(t->lora, t->g.dev ? &t->hg : &t->g, &t->cfg, grad_norm);
         cs_grads_zero(&t->g);
         t->micro = 0;
         return rc;

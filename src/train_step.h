@@ -21,7 +21,8 @@
  * (t, eps), so that no RNG has to match; cs_train_draw makes them with the
  * torch-CPU generator in the order the official code draws them.
  *
- * Host only, float32 master weights (cs_stage_c_load_train). */
+ * Float32 master weights (cs_stage_c_load_train), on the host or on a
+ * device (cs_trainer_sync). */
 #ifndef CS_TRAIN_STEP_H
 #define CS_TRAIN_STEP_H
 
@@ -119,6 +120,17 @@ int cs_trainer_pending(const cs_trainer *t);
  * weights. Before the first step; net must outlive t. */
 struct cs_lora_net;
 int cs_trainer_set_lora(cs_trainer *t, struct cs_lora_net *net);
+
+/* Device mode (doc/training.md §4): with a device backend active
+ * (cs_dev_pick) when the first micro-batch runs, the forward, the backward
+ * and the gradients are on the device, and so are clipping and the
+ * optimizer (the device's optimizer ops: state in device memory, the
+ * weights updated in the device's writable copies). The model's host
+ * weights and the host optimizer states (cs_trainer_opt_at) then fall
+ * behind: cs_trainer_sync brings them up to date (before a save, a sample
+ * on the CPU or anything that reads them). A LoRA's A and B step on the
+ * host from downloaded gradients. 0 on the CPU or when nothing changed. */
+int cs_trainer_sync(cs_trainer *t);
 
 /* The learning rate of the next optimizer steps (a schedule, lr_sched.h). */
 void cs_trainer_set_lr(cs_trainer *t, double lr);

@@ -375,40 +375,51 @@ typedef struct {
     float *x, *skip;   /* copies of the input and of the skip input (or NULL) */
 } tape_rec;
 
+/* The checkpoints live in the memory of the mode the forward ran in (device
+ * memory in device mode, device.h); dev remembers which, so that the tape
+ * can be freed outside that mode. */
 struct cs_tape {
     tape_rec *r;
     int n, cap;
+    const cs_dev_ops *dev;
     cs_ws bws;         /* backward scratch */
 };
 
+static void mem_free(const cs_dev_ops *d, float *p)
+{
+    if (!p) return;
+    if (d) d->free(p);
+    else cs_free(p);
+}
+
 static int tape_push(struct cs_tape *t, const float *x, size_t n, const float *skip, size_t ns)
 {
+    if (t->dev != cs_dev) return cs_error(CS_EARG, "training: the tape was begun in another mode (host/device)");
     if (t->n == t->cap) {
         int cap = t->cap ? 2 * t->cap : 64;
         tape_rec *r = realloc(t->r, (size_t)cap * sizeof *r);
         if (!r) return cs_oom("the training tape", (size_t)cap * sizeof *r);
         t->r = r, t->cap = cap;
     }
-    float *a = malloc(n * sizeof *a), *b = skip ? malloc(ns * sizeof *b) : NULL;
+    float *a = cs_act_alloc(n ? n : 1), *b = skip && a ? cs_act_alloc(ns ? ns : 1) : NULL;
     if (!a || (skip && !b)) {
-        free(a), free(b);
+        cs_act_free(a), cs_act_free(b);
         return cs_oom("a training checkpoint", (n + ns) * sizeof *a);
     }
-    memcpy(a, x, n * sizeof *a);
-    if (skip) memcpy(b, skip, ns * sizeof *b);
+    cs_copy(a, x, n);
+    if (skip) cs_copy(b, skip, ns);
     t->r[t->n++] = (tape_rec){a, b};
     return 0;
 }
 
 static void tape_clear(struct cs_tape *t)
 {
-    for (int i = 0; i < t->n; i++) free(t->r[i].x), free(t->r[i].skip);
+    for (int i = 0; i < t->n; i++) mem_free(t->dev, t->r[i].x), mem_free(t->dev, t->r[i].skip);
     t->n = 0;
 }
 
 int cs_unet_tape_begin(cs_unet *u)
 {
-    if (cs_dev) return cs_error(CS_EUNSUP, "training: not available on the device yet");
     if (u->strided) return cs_error(CS_EUNSUP, "training: strided level transitions (Stage B) are not supported yet");
     for (int i = 0; i < u->nlevels; i++) {
         if (u->interp[i]) return cs_error(CS_EUNSUP, "training: switch_level resizes are not supported yet");
@@ -416,8 +427,9 @@ int cs_unet_tape_begin(cs_unet *u)
     }
     if (cs_unet_split_attention(u))
         return cs_error(CS_EUNSUP, "training: split attention weights (to_q/to_k/to_v) are not supported yet");
-    if (u->tape) tape_clear(u->tape);
-    else if (!(u->tape = calloc(1, sizeof *u->tape))) return cs_oom("the training tape", sizeof *u->tape);
+    if (u->tape) cs_unet_tape_end(u);
+    if (!(u->tape = calloc(1, sizeof *u->tape))) return cs_oom("the training tape", sizeof *u->tape);
+    u->tape->dev = cs_dev;
     return 0;
 }
 
@@ -426,7 +438,7 @@ void cs_unet_tape_end(cs_unet *u)
     if (!u->tape) return;
     tape_clear(u->tape);
     free(u->tape->r);
-    cs_ws_free(&u->tape->bws);
+    cs_ws_free(&u->tape->bws);   /* frees with the allocator it came from */
     free(u->tape);
     u->tape = NULL;
     u->ws.keep = 0;
@@ -617,17 +629,18 @@ int cs_unet_backward(cs_unet *u, float *d, size_t N, size_t H, size_t W, const f
                      const float *cond, size_t Lc, float *dcond, cs_grads *g)
 {
     if (!u->tape) return cs_error(CS_EARG, "training: backward without a recorded forward");
+    if (u->tape->dev != cs_dev) return cs_error(CS_EARG, "training: the backward runs in another mode (host/device) than its forward");
     int L = u->nlevels, i = u->tape->n, rc = 0, cmax = 0;
     size_t rows = N * H * W;   /* every level runs at the input size (no resize, checked at begin) */
     for (int l = 0; l < L; l++) cmax = u->c[l] > cmax ? u->c[l] : cmax;
-    float *dskip[CS_UNET_MAX_LEVELS] = {0}, *tmp = malloc(rows * (size_t)cmax * sizeof *tmp + 1);
-    if (!tmp) return cs_oom("the backward", rows * (size_t)cmax * sizeof *tmp);
+    float *dskip[CS_UNET_MAX_LEVELS] = {0}, *tmp = cs_act_alloc(rows * (size_t)cmax + 1);
+    if (!tmp) return CS_ENOMEM;
     for (int l = 0; l < L - 1 && !rc; l++)
-        if (!(dskip[l] = calloc(rows * (size_t)u->c[l] + 1, sizeof(float)))) rc = cs_oom("a skip gradient", rows * (size_t)u->c[l] * 4);
+        if (!(dskip[l] = cs_act_calloc(rows * (size_t)u->c[l] + 1))) rc = CS_ENOMEM;
     /* d holds the gradient at the current point, at most cmax wide */
-    float *dd = rc ? NULL : malloc(rows * (size_t)cmax * sizeof *dd + 1);
-    if (!rc && !dd) rc = cs_oom("the backward", rows * (size_t)cmax * sizeof *dd);
-    if (!rc) memcpy(dd, d, rows * (size_t)u->c[0] * sizeof *dd);
+    float *dd = rc ? NULL : cs_act_alloc(rows * (size_t)cmax + 1);
+    if (!rc && !dd) rc = CS_ENOMEM;
+    if (!rc) cs_copy(dd, d, rows * (size_t)u->c[0]);
     /* up path in reverse: the transition out of up level ui, then its blocks */
     for (int ui = L - 1; ui >= 0 && !rc; ui--) {
         int l = L - 1 - ui;
@@ -635,7 +648,7 @@ int cs_unet_backward(cs_unet *u, float *d, size_t N, size_t H, size_t W, const f
             tape_rec *r = tape_pop(u->tape, &i);
             if (!r) rc = CS_EARG;
             else rc = transition_backward(u, r->x, rows, (size_t)u->c[l], &u->up_w[ui], &u->up_b[ui], dd, tmp, g);
-            if (!rc) memcpy(dd, tmp, rows * (size_t)u->c[l] * sizeof *dd);
+            if (!rc) cs_copy(dd, tmp, rows * (size_t)u->c[l]);
         }
         if (!rc)
             rc = level_backward(u, &u->up[ui], &i, dd, N, H, W, ui > 0 ? dskip[l] : NULL, remb, ldr, NULL, cond, Lc,
@@ -649,13 +662,13 @@ int cs_unet_backward(cs_unet *u, float *d, size_t N, size_t H, size_t W, const f
         if (!r) rc = CS_EARG;
         else rc = transition_backward(u, r->x, rows, (size_t)u->c[l - 1], &u->dn_w[l], &u->dn_b[l], dd, tmp, g);
         if (rc) break;
-        size_t n = rows * (size_t)u->c[l - 1];
-        for (size_t j = 0; j < n; j++) dd[j] = tmp[j] + dskip[l - 1][j];
+        cs_add(tmp, dskip[l - 1], dd, rows * (size_t)u->c[l - 1]);
     }
     if (!rc && i != 0) rc = cs_error(CS_EARG, "training: %d tape records left after the backward", i);
-    if (!rc) memcpy(d, dd, rows * (size_t)u->c[0] * sizeof *dd);
-    for (int l = 0; l < L; l++) free(dskip[l]);
-    free(tmp), free(dd);
+    if (!rc) cs_copy(d, dd, rows * (size_t)u->c[0]);
+    for (int l = 0; l < L; l++) cs_act_free(dskip[l]);
+    cs_act_free(tmp), cs_act_free(dd);
+    if (!rc) rc = cs_dev_error();   /* a device op that failed (device mode) */
     return rc;
 }
 

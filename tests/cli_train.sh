@@ -327,4 +327,28 @@ elif CASCADE_TOKENIZER=$SHARED_DIR/tokenizer $BIN train \
 else
     bad "seed command: $(cat "$tmp/err")"
 fi
+# --device: the whole step on a device, the fake plugin standing in for the
+# CUDA one (CASCADE_PLUGIN_DIR). At the scalar level the final weights equal
+# the CPU's byte for byte (at the vector levels the fake's data lies at other
+# alignments, which moves last bits); full fine-tune and LoRA. A device that
+# is not there: exit 1 with one line, nothing written.
+fk="$(dirname "$BIN")/tests/.libs/libcascade-fake.so"
+mkdir -p "$tmp/plug" && ln -sf "$fk" "$tmp/plug/libcascade-cuda.so"
+if [ "$CASCADE_SIMD" = scalar ] && [ -f "$fk" ]; then
+    for mode in full lora; do
+        a=""
+        [ $mode = lora ] && a="--network_module networks.lora --network_dim 2"
+        if $T $a --max_train_steps 2 --output_dir "$tmp/dc$mode" 2>"$tmp/err" &&
+            CASCADE_PLUGIN_DIR=$tmp/plug $T $a --device cuda --max_train_steps 2 --output_dir "$tmp/dd$mode" 2>"$tmp/err"; then
+            cmp -s "$tmp/dc$mode/t.safetensors" "$tmp/dd$mode/t.safetensors" && ok "--device ($mode): the CPU's bytes" ||
+                bad "--device ($mode): the weights differ from the CPU run"
+        else
+            bad "--device ($mode): $(cat "$tmp/err")"
+        fi
+    done
+fi
+CASCADE_PLUGIN_DIR=$tmp/none $T --device cuda --max_train_steps 1 --output_dir "$tmp/dn" 2>"$tmp/err"
+s=$?
+[ $s -eq 1 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] && [ ! -e "$tmp/dn" ] && ok "--device cuda without the plugin: exit 1" ||
+    bad "--device cuda without the plugin: exit $s, $(cat "$tmp/err"), $(ls "$tmp/dn" 2>&1)"
 exit $fail

@@ -19,7 +19,9 @@
  * a reason, under FAKE_BACKEND_NODEV); FAKE_BACKEND_FAIL makes init fail;
  * FAKE_ABI overrides the ABI number and FAKE_NO_EMBED leaves an op out, to
  * test the loader's refusals; FAKE_NO_BACKWARD leaves out the optional
- * backward ops (the plugin loads, grad.h's functions give CS_EUNSUP). It links its own static copy of libcascade's
+ * backward and optimizer ops (the plugin loads, grad.h's functions give
+ * CS_EUNSUP). weight_rw marks a copy writable: views inside its host range
+ * are then served from it (as the CUDA plugin does). It links its own static copy of libcascade's
  * engine (libcascade_internal.la) for the CPU ops, since libcascade.so
  * exports only the public API; init() sets up that copy's kernel table. */
 #include "backend.h"
@@ -29,6 +31,7 @@
 #include "error.h"
 #include "grad.h"
 #include "kernels.h"
+#include "optim.h"
 #include "ops.h"
 #include "safetensors.h"
 
@@ -253,6 +256,7 @@ typedef struct {
     size_t n, bytes;
     uint64_t sum;
     float *dev;
+    int rw;        /* weight_rw: the device owns the values; views inside resolve here */
 } wcopy;
 
 static wcopy *wc;
@@ -284,6 +288,14 @@ static const float *weight_f32(const cs_tensor *t, char *err, size_t errlen)
     }
     uint64_t sum = checksum(t->data, bytes);
     pthread_mutex_lock(&mu);
+    for (size_t i = 0; i < nwc; i++) {   /* a float32 view inside a writable copy */
+        const char *h = wc[i].host, *d = t->data;
+        if (wc[i].rw && t->dtype == CS_F32 && d >= h && d + bytes <= h + wc[i].bytes && ((size_t)(d - h)) % 4 == 0) {
+            float *r = wc[i].dev + (d - h) / 4;
+            pthread_mutex_unlock(&mu);
+            return r;
+        }
+    }
     for (size_t i = 0; i < nwc; i++)
         if (wc[i].host == t->data && wc[i].dtype == t->dtype && wc[i].n == n) {
             float *d = wc[i].dev;
@@ -306,7 +318,7 @@ static const float *weight_f32(const cs_tensor *t, char *err, size_t errlen)
         if (g) wc = g, capwc = cap;
         else rc = CS_ENOMEM;
     }
-    if (!rc) wc[nwc++] = (wcopy){t->data, t->dtype, n, bytes, sum, d};
+    if (!rc) wc[nwc++] = (wcopy){t->data, t->dtype, n, bytes, sum, d, 0};
     pthread_mutex_unlock(&mu);
     if (rc) {
         dfree(d);
@@ -331,6 +343,81 @@ static void forget(const void *host, size_t bytes)
         } else i++;
     }
     pthread_mutex_unlock(&mu);
+}
+
+/* the float32 copy of t, writable; copies of other views in its range go */
+static float *weight_rw(const cs_tensor *t, char *err, size_t errlen)
+{
+    const char *nm = t->name ? t->name : "weight";
+    if (t->dtype != CS_F32) {
+        snprintf(err, errlen, "fake device: %s: weight_rw of a %s weight (float32 only)", nm, cs_dtype_name(t->dtype));
+        fail(CS_EARG, "%s", err);
+        return NULL;
+    }
+    size_t bytes = (size_t)cs_tensor_numel(t) * sizeof(float);
+    const char *lo = t->data, *hi = lo + bytes;
+    pthread_mutex_lock(&mu);
+    for (size_t i = 0; i < nwc;) {
+        const char *h = wc[i].host;
+        if (wc[i].rw && h == lo && wc[i].bytes == bytes) {
+            float *d = wc[i].dev;
+            pthread_mutex_unlock(&mu);
+            return d;
+        }
+        if (h >= lo && h < hi && !(h == lo && wc[i].dtype == CS_F32 && wc[i].bytes == bytes)) {
+            float *d = wc[i].dev;   /* a view's own copy: it would go stale */
+            wc[i] = wc[--nwc];
+            pthread_mutex_unlock(&mu);
+            dfree(d);
+            pthread_mutex_lock(&mu);
+        } else i++;
+    }
+    pthread_mutex_unlock(&mu);
+    float *d = (float *)weight_f32(t, err, errlen);
+    if (!d) return NULL;
+    pthread_mutex_lock(&mu);
+    for (size_t i = 0; i < nwc; i++)
+        if (wc[i].dev == d) wc[i].rw = 1;
+    pthread_mutex_unlock(&mu);
+    return d;
+}
+
+/* the writable copy holding t's values (its index), or -1; under mu */
+static long rw_of(const cs_tensor *t)
+{
+    if (!t || !t->data || t->dtype != CS_F32) return -1;
+    const char *d = t->data;
+    size_t bytes = (size_t)cs_tensor_numel(t) * sizeof(float);
+    for (size_t i = 0; i < nwc; i++) {
+        const char *h = wc[i].host;
+        if (wc[i].rw && d >= h && d + bytes <= h + wc[i].bytes) return (long)i;
+    }
+    return -1;
+}
+
+static int in_rw(const cs_tensor *t)
+{
+    pthread_mutex_lock(&mu);
+    long i = rw_of(t);
+    pthread_mutex_unlock(&mu);
+    return i >= 0;
+}
+
+/* Ops that take weights as tensors read them on the host: a weight whose
+ * values the device owns (weight_rw) is read from the device copy instead,
+ * as a view of its real bytes in tmp. */
+static const cs_tensor *rw_sub(const cs_tensor *t, cs_tensor *tmp)
+{
+    pthread_mutex_lock(&mu);
+    long i = rw_of(t);
+    if (i >= 0) {
+        long r = find(wc[i].dev);
+        *tmp = *t;
+        tmp->data = regs[r].real + ((const char *)wc[i].dev - regs[r].base) + ((const char *)t->data - (const char *)wc[i].host);
+        t = tmp;
+    }
+    pthread_mutex_unlock(&mu);
+    return t;
 }
 
 static int set_precision(int prec)
@@ -374,6 +461,8 @@ static int linear(const float *x, size_t M, size_t K, size_t ldx, const cs_tenso
     host_only(&c, W->data, "W");
     host_only(&c, b ? b->data : NULL, "b");
     int rc = 0;
+    cs_tensor tw, tb;
+    W = rw_sub(W, &tw), b = rw_sub(b, &tb);
     if (!c.rc) ON_HOST(rc = cs_linear(rx, M, K, ldx, W, b, ry, ldy, accumulate));
     return done(&c, rc);
 }
@@ -476,6 +565,8 @@ static int dwconv3x3(const float *x, float *y, size_t N, size_t H, size_t W, siz
     host_only(&c, w->data, "w");
     host_only(&c, bias ? bias->data : NULL, "bias");
     int rc = 0;
+    cs_tensor tw, tb;
+    w = rw_sub(w, &tw), bias = rw_sub(bias, &tb);
     if (!c.rc) ON_HOST(rc = cs_dwconv3x3(rx, ry, N, H, W, C, w, bias, replicate));
     return done(&c, rc);
 }
@@ -490,6 +581,8 @@ static int conv2d(const float *x, size_t N, size_t H, size_t W, size_t Cin, cons
     host_only(&c, bias ? bias->data : NULL, "bias");
     int rc = 0;
     size_t ho = 0, wo = 0;
+    cs_tensor tw, tb;
+    w = rw_sub(w, &tw), bias = rw_sub(bias, &tb);
     if (!c.rc) ON_HOST(rc = cs_conv2d(rx, N, H, W, Cin, w, bias, stride, pad, groups, ry, &ho, &wo));
     if (!rc && (ho != Ho || wo != Wo)) return fail(CS_EARG, "fake device: conv2d: output %zux%zu given, %zux%zu computed", Ho, Wo, ho, wo);
     return done(&c, rc);
@@ -641,6 +734,9 @@ static int block_host(float *x, size_t N, size_t H, size_t W, size_t c, const fl
 static int mlp_block(float *x, size_t N, size_t H, size_t W, size_t c, const float *skip, size_t cs,
                      const cs_mlp_block *w)
 {
+    if (in_rw(w->fc1_w) || in_rw(w->fc2_w) || in_rw(w->gamma) || in_rw(w->beta) || in_rw(w->fc1_b) ||
+        in_rw(w->fc2_b) || in_rw(w->dw_w) || in_rw(w->dw_b))
+        return CS_EUNSUP;   /* block_host reads host weights: the single ops take the device's */
     call cl = enter("mlp_block");
     size_t rows = N * H * W;
     float *rx = dv(&cl, x, rows * c, "x");
@@ -656,6 +752,8 @@ static int mlp_block(float *x, size_t N, size_t H, size_t W, size_t c, const flo
 static int ts_block(float *x, size_t N, size_t HW, size_t c, const float *t, size_t ldt, size_t c_r, int nconds,
                     const cs_tensor *w, const cs_tensor *b)
 {
+    for (int i = 0; i <= nconds; i++)
+        if (in_rw(&w[i]) || in_rw(&b[i])) return CS_EUNSUP;
     call cl = enter("ts_block");
     float *rx = dv(&cl, x, N * HW * c, "x");
     const float *rt = dv2(&cl, t, N, c_r * (size_t)(nconds + 1), ldt, "t");
@@ -673,6 +771,9 @@ static int ts_block(float *x, size_t N, size_t HW, size_t c, const float *t, siz
 static int attn_block(float *x, size_t N, size_t HW, size_t c, int nhead, int self_attn, const float *cond, size_t Lc,
                       size_t cc, const cs_attn_block *w)
 {
+    if (in_rw(w->wq) || in_rw(w->wk) || in_rw(w->wv) || in_rw(w->wo) || in_rw(w->bo) || in_rw(w->kv_w) ||
+        in_rw(w->kv_b) || in_rw(w->bq) || in_rw(w->bk) || in_rw(w->bv))
+        return CS_EUNSUP;
     call cl = enter("attn_block");
     float *rx = dv(&cl, x, N * HW * c, "x");
     const float *rc_ = Lc ? dv(&cl, cond, N * Lc * cc, "cond") : NULL;
@@ -712,6 +813,8 @@ static int linear_backward(const float *x, size_t M, size_t K, size_t ldx, const
     float *rdx = dx ? dv2(&c, dx, M, K, lx, "dx") : NULL, *rdW = opt(&c, dW, N * K, "dW"), *rdb = opt(&c, db, N, "db");
     host_only(&c, W->data, "W");
     int rc = 0;
+    cs_tensor tw;
+    W = rw_sub(W, &tw);
     if (!c.rc) ON_HOST(rc = cs_linear_backward(rx, M, K, ldx, W, rdy, ldy, rdx, acc, rdW, rdb));
     return done(&c, rc);
 }
@@ -796,6 +899,41 @@ static int attention_backward(const float *q, size_t ldq, const float *k, size_t
         ON_HOST(rc = cs_attention_backward(rq, ldq, rk, ldk, rv, ldv, rdo, ldo, N, Lq, Lk, C, nhead, rdq, rdk, rdv, acc));
     return done(&c, rc);
 }
+
+/* ---- the optimizer ops (optim.h), run by the CPU's functions ---- */
+
+static int sumsq(const float *x, size_t n, double *out)
+{
+    call c = enter("sumsq");
+    const float *rx = dv(&c, x, n, "x");
+    double *ro = real_bytes(&c, out, sizeof(double), "out");
+    if (!c.rc) *ro = cs_sumsq(rx, n);
+    return c.rc;
+}
+
+static int adamw_update(const cs_adamw_k *k, size_t n, float *p, const float *g, float *m, float *v)
+{
+    call c = enter("adamw_update");
+    host_only(&c, k, "k");
+    float *rp = dv(&c, p, n, "p"), *rm = dv(&c, m, n, "m"), *rv = dv(&c, v, n, "v");
+    const float *rg = dv(&c, g, n, "g");
+    if (!c.rc) cs_adamw_update(k, n, rp, rg, rm, rv);
+    return c.rc;
+}
+
+static int adafactor_update(const cs_adafactor_k *k, size_t B, size_t R, size_t C, float *p, const float *g,
+                            float *row, float *col, float *v, float *u)
+{
+    call c = enter("adafactor_update");
+    size_t n = B * R * C;
+    host_only(&c, k, "k");
+    float *rp = dv(&c, p, n, "p"), *ru = dv(&c, u, n, "u");
+    const float *rg = dv(&c, g, n, "g");
+    float *rr = row ? dv(&c, row, B * R, "row") : NULL, *rc = row ? dv(&c, col, B * C, "col") : NULL,
+          *rv = row ? NULL : dv(&c, v, n, "v");
+    if (!c.rc) cs_adafactor_update(k, B, R, C, rp, rg, rr, rc, rv, ru);
+    return c.rc;
+}
 #endif
 
 static const cs_dev_ops ops = {
@@ -816,6 +954,7 @@ static const cs_dev_ops ops = {
     .gelu_backward = gelu_backward, .silu_backward = silu_backward, .grn_backward = grn_backward,
     .modulate_backward = modulate_backward, .dwconv_backward = dwconv_backward,
     .attention_backward = attention_backward,
+    .weight_rw = weight_rw, .sumsq = sumsq, .adamw_update = adamw_update, .adafactor_update = adafactor_update,
 #endif
 };
 

@@ -89,6 +89,7 @@ static void usage(FILE *f)
         "  --save_model_as safetensors the only format\n"
         "\n"
         "  --threads N            worker threads (default: all cores, or $CASCADE_THREADS)\n"
+        "  --device D             cpu (default), cuda, auto or a plugin path: the whole step runs there (float32)\n"
         "  -q, --quiet            no progress line\n"
         "  -h, --help             this text\n"
         "\n"
@@ -110,7 +111,7 @@ enum {
     O_STAGE_C = 256, O_EFFNET, O_PREVIEWER, O_TEXT, O_MODELS, O_TOKENIZER, O_DSCONFIG, O_TRAIN_DIR, O_RES, O_BATCH,
     O_OUT_DIR, O_OUT_NAME, O_LR, O_OPT, O_OPT_ARGS, O_SCHED, O_WARMUP, O_CYCLES, O_POWER, O_EPOCHS, O_STEPS, O_ACCUM, O_CLIP,
     O_ADAPTIVE, O_SEED, O_SAVE_EVERY, O_SAVE_PREC, O_SAVE_STATE, O_RESUME, O_SAMPLE_EVERY, O_SAMPLE_PROMPTS,
-    O_CACHE_LAT, O_CACHE_TEXT, O_CACHE_DIR, O_MIXED, O_GC, O_THREADS, O_IGNORE_ARG, O_IGNORE_FLAG,
+    O_CACHE_LAT, O_CACHE_TEXT, O_CACHE_DIR, O_MIXED, O_GC, O_THREADS, O_DEVICE, O_IGNORE_ARG, O_IGNORE_FLAG,
     O_NET_MODULE, O_NET_DIM, O_NET_ALPHA, O_NET_ARGS, O_NET_DROPOUT, O_NET_WEIGHTS, O_SAVE_AS, O_UNET_ONLY,
 };
 
@@ -155,6 +156,7 @@ static const struct option longopts[] = {
     {"mixed_precision", required_argument, 0, O_MIXED},
     {"gradient_checkpointing", no_argument, 0, O_GC},
     {"threads", required_argument, 0, O_THREADS},
+    {"device", required_argument, 0, O_DEVICE},
     {"network_module", required_argument, 0, O_NET_MODULE},
     {"network_dim", required_argument, 0, O_NET_DIM},
     {"network_alpha", required_argument, 0, O_NET_ALPHA},
@@ -467,6 +469,7 @@ int cmd_train(int argc, char **argv)
             break;
         case O_GC: break;   /* always on: cs_stage_c_backward recomputes per block */
         case O_THREADS: e = cli_parse_threads(TR_ME, "--threads", optarg, &o.threads); break;
+        case O_DEVICE: o.device = optarg; break;
         case O_IGNORE_ARG: case O_IGNORE_FLAG: break;
         case 'q': o.quiet |= 1; break;
         case 'h': usage(stdout); return 0;

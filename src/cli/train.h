@@ -41,6 +41,7 @@ typedef struct {
     const char *resume;
     int save_state;                   /* --save_state: a state with every checkpoint */
     int threads, quiet;
+    const char *device;               /* --device (NULL: the CPU) */
     /* LoRA mode (--network_module networks.lora): the network's settings,
      * kohya's ss_network_args (JSON of the --network_args words) and the
      * file to start from (--network_weights) */

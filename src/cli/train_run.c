@@ -40,6 +40,7 @@ typedef struct {
     tr_opts *o;
     cs_st_file *cf;
     cs_stage_c *m;
+    cs_trainer *t;      /* on a device: synced before anything reads the weights */
     cs_effnet *eff;
     cs_clip *clip;
     cs_tokenizer *tok;
@@ -402,6 +403,8 @@ static int save_lora(run *r, const char *path, const char *epoch, const char *st
 
 static int save_state(run *r, cs_trainer *t, const float *buckets, const tr_pos *at, char *sp, size_t spl)
 {
+    int rc = cs_trainer_sync(t);
+    if (rc) return rc;
     if (r->net) return tr_state_save_lora(r->o->output_dir, r->net, buckets, at, r->fingerprint, sp, spl);
     return tr_state_save(r->o->output_dir, r->m, t, buckets, at, r->fingerprint, sp, spl);
 }
@@ -413,7 +416,8 @@ static int save_checkpoint(run *r, int epoch, int64_t step, int final)
     else snprintf(path, sizeof path, "%s/%s-%06d.safetensors", r->o->output_dir, r->o->output_name, epoch);
     snprintf(e, sizeof e, "%d", epoch);
     snprintf(s, sizeof s, "%" PRId64, step);
-    int rc;
+    int rc = r->t ? cs_trainer_sync(r->t) : 0;
+    if (rc) return rc;
     if (r->net) {
         rc = save_lora(r, path, e, s);
     } else {
@@ -568,7 +572,7 @@ static int train(run *r, cs_trainer *t, tr_pos pos, int resumed, int *interrupte
             if (!rc && o->save_state)
                 rc = save_state(r, t, saved, &at, sp, sizeof sp);
         }
-        if (!rc && o->sample_every && (epoch + 1) % o->sample_every == 0)
+        if (!rc && o->sample_every && (epoch + 1) % o->sample_every == 0 && !(rc = cs_trainer_sync(t)))
             rc = tr_samples(r->m, r->pv, r->prompts, r->n_prompts, o->output_dir, o->output_name, epoch + 1,
                             o->quiet & 1);
     }
@@ -620,8 +624,15 @@ int tr_run(tr_opts *o)
                     cs_lora_net_count(r.net), cs_lora_net_params(r.net), o->lora_cfg.dim, o->lora_cfg.alpha,
                     o->network_weights && !o->resume ? ", from " : "", o->network_weights && !o->resume ? o->network_weights : "");
     }
+    if (!rc && o->device) {   /* training runs in float32 there too (train_step.h) */
+        char said[256];
+        int prec;
+        if ((st = cli_device(TR_ME, o->device, "fp32", 0, said, sizeof said, &prec)) != 0) rc = CS_EARG;
+        else if (!(o->quiet & 1)) fprintf(stderr, TR_ME ": device: %s\n", said);
+    }
     if (!rc && (o->quiet & 2))
-        fprintf(stderr, TR_ME ": --mixed_precision bf16: on the CPU the math stays float32 (master weights too)\n");
+        fprintf(stderr, TR_ME ": --mixed_precision bf16: %s the math stays float32 (master weights too)\n",
+                cs_backend_active() ? "on the device" : "on the CPU");
     /* from here on things are written */
     if (!rc) rc = mkdirs(o->output_dir);
     if (!rc) {
@@ -631,6 +642,7 @@ int tr_run(tr_opts *o)
     }
     if (!rc) rc = encode_all(&r);
     if (!rc) rc = cs_trainer_new(r.m, &o->cfg, &t);
+    r.t = t;
     if (!rc && r.net) rc = cs_trainer_set_lora(t, r.net);
     if (!rc && o->resume)
         rc = r.net ? tr_state_restore_lora(o->resume, t, r.net, o->cfg.opt) : tr_state_restore(o->resume, t, &res);
@@ -640,7 +652,7 @@ int tr_run(tr_opts *o)
         if (!(r.log = fopen(lp, o->resume ? "a" : "w"))) rc = cs_error(CS_EIO, "%s: %s", lp, cs_strerror(errno));
     }
     if (!rc) rc = train(&r, t, pos, o->resume != NULL, &interrupted);
-    if (rc && !interrupted) {
+    if (rc && !interrupted && !st) {
         if (rc == CS_EINTR) fprintf(stderr, TR_ME ": %s\n", cli_stop_text(cs_cancel_pending()));
         else fail(rc);
     }
@@ -663,5 +675,6 @@ int tr_run(tr_opts *o)
     cs_st_close(r.cf);
     free(r.text_path), free(r.tok_dir);
     if (!rc) return 0;
+    if (st) return st;   /* cli_device said why */
     return rc == CS_EINTR ? cli_stop_status(cs_cancel_pending()) : 1;
 }
