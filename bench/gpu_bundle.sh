@@ -12,9 +12,11 @@ shared=${SHARED_DIR:-$top/../shared}
 d=$1
 mkdir -p "$d/bin" "$d/lib"
 cd "$top"
-make -s cascade tests/golden/cascade-golden bench/stage bench/mkweights tests/test_backend_ops tests/test_cuda_sgemm
+make -s cascade tests/golden/cascade-golden bench/stage bench/mkweights tests/test_backend_ops tests/test_cuda_sgemm \
+    tests/test_train_dev
 # the programs themselves (libtool leaves a wrapper script where one links a shared library)
-for p in cascade tests/golden/cascade-golden tests/test_backend_ops tests/test_cuda_sgemm bench/stage bench/mkweights; do
+for p in cascade tests/golden/cascade-golden tests/test_backend_ops tests/test_cuda_sgemm tests/test_train_dev bench/stage \
+    bench/mkweights; do
     b=$(dirname "$p")/.libs/$(basename "$p")
     if head -c 4 "$p" | grep -q ELF; then cp "$p" "$d/bin/"; else cp "$b" "$d/bin/"; fi
 done
