@@ -5,7 +5,8 @@
  * kernel reads the float32 activations and the cached 16-bit weight and
  * accumulates in float32 (the activations are not rounded to 16 bits, so
  * this is at least as close to the float32 result as the product path).
- * A warp per output feature: its lanes stride along K, then a warp sum. */
+ * A warp per output feature: its lanes stride along K, then a warp sum.
+ * The same kernel sums a TimestepBlock's mappers (cs_cuda_ts_block). */
 #include "core.h"
 
 #include "error.h"
@@ -23,32 +24,58 @@ template <> __device__ __forceinline__ float wval<__nv_bfloat16>(const __nv_bflo
 }
 template <> __device__ __forceinline__ float wval<__half>(const __half *w, size_t i) { return __half2float(w[i]); }
 
+#define SM_MAX 5   /* products summed by one call: 1 + CS_MAX_TCONDS (src/blocks.h) */
+
+/* up to SM_MAX weights whose products with consecutive K-wide slices of x
+ * are summed: one linear, or a TimestepBlock's mappers */
+struct sm_args {
+    const void *w[SM_MAX];   /* [N, K] each, 16-bit */
+    const float *b[SM_MAX];  /* [N] each, float32, or NULL */
+    int n;
+};
+
+/* y[m, j] (+)= sum over i of x[m, i*K .. (i+1)*K) w_i[j, :] + b_i[j]: a warp
+ * per output feature j, its lanes along K, every row in its registers */
 template <typename T>
-static __global__ void k_linear_small(const float *x, size_t ldx, int M, size_t K, const T *w, const float *b,
-                                      float *y, size_t ldy, size_t N, int accumulate)
+static __global__ void k_small(const float *x, size_t ldx, int M, size_t K, sm_args a, float *y, size_t ldy, size_t N,
+                               int accumulate)
 {
-    size_t n = (size_t)blockIdx.x * GV_WARPS + (threadIdx.x >> 5);
+    size_t j = (size_t)blockIdx.x * GV_WARPS + (threadIdx.x >> 5);
     unsigned lane = threadIdx.x & 31;
-    if (n >= N) return;
+    if (j >= N) return;
     float acc[CS_CUDA_SMALL_M];
 #pragma unroll
     for (int m = 0; m < CS_CUDA_SMALL_M; m++) acc[m] = 0.0f;
-    const T *wr = w + n * K;
-    for (size_t k = lane; k < K; k += 32) {
-        float wv = wval(wr, k);
+    for (int i = 0; i < a.n; i++) {
+        const T *wr = (const T *)a.w[i] + j * K;
+        for (size_t k = lane; k < K; k += 32) {
+            float wv = wval(wr, k);
 #pragma unroll
-        for (int m = 0; m < CS_CUDA_SMALL_M; m++)
-            if (m < M) acc[m] += x[(size_t)m * ldx + k] * wv;
+            for (int m = 0; m < CS_CUDA_SMALL_M; m++)
+                if (m < M) acc[m] += x[(size_t)m * ldx + (size_t)i * K + k] * wv;
+        }
     }
+    float bias = 0.0f;
+    for (int i = 0; i < a.n; i++) bias += a.b[i] ? a.b[i][j] : 0.0f;
 #pragma unroll
     for (int m = 0; m < CS_CUDA_SMALL_M; m++) {
         float s = acc[m];
         for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
         if (lane == 0 && m < M) {
-            float *out = y + (size_t)m * ldy + n;
-            *out = (accumulate ? *out + s : s) + (b ? b[n] : 0.0f);
+            float *out = y + (size_t)m * ldy + j;
+            *out = (accumulate ? *out + s : s) + bias;
         }
     }
+}
+
+static int small(const float *x, size_t M, size_t K, size_t ldx, const sm_args *a, int wdt, float *y, size_t ldy,
+                 size_t N, int accumulate, const char *what)
+{
+    dim3 grid((unsigned)((N + GV_WARPS - 1) / GV_WARPS));
+    cudaStream_t st = (cudaStream_t)cs_cuda_stream();
+    if (wdt == CS_BF16) k_small<__nv_bfloat16><<<grid, 32 * GV_WARPS, 0, st>>>(x, ldx, (int)M, K, *a, y, ldy, N, accumulate);
+    else k_small<__half><<<grid, 32 * GV_WARPS, 0, st>>>(x, ldx, (int)M, K, *a, y, ldy, N, accumulate);
+    return cs_cuda_check_launch(what);
 }
 
 extern "C" int cs_cuda_linear_small(const float *x, size_t M, size_t K, size_t ldx, const void *w, int wdt,
@@ -56,56 +83,11 @@ extern "C" int cs_cuda_linear_small(const float *x, size_t M, size_t K, size_t l
 {
     if (M < 1 || M > CS_CUDA_SMALL_M || (wdt != CS_BF16 && wdt != CS_F16) || (N + GV_WARPS - 1) / GV_WARPS > 0x7fffffff)
         return CS_EUNSUP;
-    dim3 grid((unsigned)((N + GV_WARPS - 1) / GV_WARPS));
-    cudaStream_t st = (cudaStream_t)cs_cuda_stream();
-    if (wdt == CS_BF16)
-        k_linear_small<__nv_bfloat16><<<grid, 32 * GV_WARPS, 0, st>>>(x, ldx, (int)M, K, (const __nv_bfloat16 *)w, b,
-                                                                       y, ldy, N, accumulate);
-    else
-        k_linear_small<__half><<<grid, 32 * GV_WARPS, 0, st>>>(x, ldx, (int)M, K, (const __half *)w, b, y, ldy, N,
-                                                               accumulate);
-    return cs_cuda_check_launch("a small linear layer");
+    sm_args a = {{w}, {b}, 1};
+    return small(x, M, K, ldx, &a, wdt, y, ldy, N, accumulate, "a small linear layer");
 }
 
 /* ---- a TimestepBlock as one op ---- */
-
-#define TS_MAX 5   /* 1 + CS_MAX_TCONDS (src/blocks.h) */
-
-struct ts_args {
-    const void *w[TS_MAX];   /* [2c, c_r] each, 16-bit */
-    const float *b[TS_MAX];  /* [2c] each, float32 */
-    int n;                   /* mappers */
-};
-
-/* ab[m, j] = sum over mappers i of t[m, i*c_r + k] w_i[j, k] + b_i[j]: a
- * warp per output feature j, every mapper and row in its registers */
-template <typename T>
-static __global__ void k_ts_ab(const float *t, size_t ldt, int M, size_t cr, ts_args a, float *ab, size_t J)
-{
-    size_t j = (size_t)blockIdx.x * GV_WARPS + (threadIdx.x >> 5);
-    unsigned lane = threadIdx.x & 31;
-    if (j >= J) return;
-    float acc[CS_CUDA_SMALL_M];
-#pragma unroll
-    for (int m = 0; m < CS_CUDA_SMALL_M; m++) acc[m] = 0.0f;
-    for (int i = 0; i < a.n; i++) {
-        const T *wr = (const T *)a.w[i] + j * cr;
-        for (size_t k = lane; k < cr; k += 32) {
-            float wv = wval(wr, k);
-#pragma unroll
-            for (int m = 0; m < CS_CUDA_SMALL_M; m++)
-                if (m < M) acc[m] += t[(size_t)m * ldt + (size_t)i * cr + k] * wv;
-        }
-    }
-    float bias = 0.0f;
-    for (int i = 0; i < a.n; i++) bias += a.b[i][j];
-#pragma unroll
-    for (int m = 0; m < CS_CUDA_SMALL_M; m++) {
-        float s = acc[m];
-        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-        if (lane == 0 && m < M) ab[(size_t)m * J + j] = s + bias;
-    }
-}
 
 /* cs_dev_ops.ts_block in 16-bit precision: the mappers in one kernel (no
  * conversion pass, no accumulation through memory), then the modulation */
@@ -114,11 +96,11 @@ extern "C" int cs_cuda_ts_block(float *x, size_t N, size_t HW, size_t c, const f
 {
     int prec = cs_cuda_precision();
     size_t J = 2 * c;
-    if (prec == CS_PREC_FP32 || !N || N > CS_CUDA_SMALL_M || nconds < 0 || nconds + 1 > TS_MAX || !c || !c_r ||
+    if (prec == CS_PREC_FP32 || !N || N > CS_CUDA_SMALL_M || nconds < 0 || nconds + 1 > SM_MAX || !c || !c_r ||
         (J + GV_WARPS - 1) / GV_WARPS > 0x7fffffff)
         return CS_EUNSUP;
     int wdt = prec == CS_PREC_BF16 ? CS_BF16 : CS_F16;
-    ts_args a;
+    sm_args a;
     a.n = nconds + 1;
     char err[256];
     for (int i = 0; i < a.n; i++)
@@ -127,10 +109,6 @@ extern "C" int cs_cuda_ts_block(float *x, size_t N, size_t HW, size_t c, const f
             return cs_cuda_weight_rc();
     float *ab = (float *)cs_cuda_scratch(19, N * J * sizeof(float));
     if (!ab) return CS_ENOMEM;
-    dim3 grid((unsigned)((J + GV_WARPS - 1) / GV_WARPS));
-    cudaStream_t st = (cudaStream_t)cs_cuda_stream();
-    if (wdt == CS_BF16) k_ts_ab<__nv_bfloat16><<<grid, 32 * GV_WARPS, 0, st>>>(t, ldt, (int)N, c_r, a, ab, J);
-    else k_ts_ab<__half><<<grid, 32 * GV_WARPS, 0, st>>>(t, ldt, (int)N, c_r, a, ab, J);
-    int rc = cs_cuda_check_launch("a TimestepBlock's mappers");
+    int rc = small(t, N, c_r, ldt, &a, wdt, ab, J, J, 0, "a TimestepBlock's mappers");
     return rc ? rc : cs_cuda_modulate(x, x, N, HW, c, ab, ab + c, J);
 }

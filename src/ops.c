@@ -520,16 +520,23 @@ int cs_attention(const float *q, size_t ldq, const float *k, size_t ldk, const f
     return 0;
 }
 
+/* the end of a fused op: CS_EUNSUP passes through untouched (nothing was
+ * done; the caller runs the single ops), anything else is recorded */
+static int fused_end(int rc, double t0, const char *what, const char *kind)
+{
+    if (rc == CS_EUNSUP) return rc;
+    cs_dev_note(rc, what);
+    cs_dev_prof_stop(t0, kind);
+    return rc ? cs_dev_error() : 0;
+}
+
 int cs_mlp_block_fused(float *x, size_t N, size_t H, size_t W, size_t c, const float *skip, size_t cs,
                        const cs_mlp_block *w)
 {
     if (!cs_dev) return CS_EUNSUP;
     double t = cs_dev_prof_start();
-    int rc = cs_dev->mlp_block(x, N, H, W, c, skip, cs, w);
-    if (rc == CS_EUNSUP) return rc;
-    cs_dev_note(rc, "a fused ResBlock");
-    cs_dev_prof_stop(t, w->dw_w ? "ResBlock (fused)" : "FeedForwardBlock (fused)");
-    return rc ? cs_dev_error() : 0;
+    return fused_end(cs_dev->mlp_block(x, N, H, W, c, skip, cs, w), t, "a fused ResBlock",
+                     w->dw_w ? "ResBlock (fused)" : "FeedForwardBlock (fused)");
 }
 
 int cs_ts_block_fused(float *x, size_t N, size_t HW, size_t c, const float *t, size_t ldt, size_t c_r, int nconds,
@@ -537,11 +544,8 @@ int cs_ts_block_fused(float *x, size_t N, size_t HW, size_t c, const float *t, s
 {
     if (!cs_dev) return CS_EUNSUP;
     double t0 = cs_dev_prof_start();
-    int rc = cs_dev->ts_block(x, N, HW, c, t, ldt, c_r, nconds, w, b);
-    if (rc == CS_EUNSUP) return rc;
-    cs_dev_note(rc, "a fused TimestepBlock");
-    cs_dev_prof_stop(t0, "TimestepBlock (fused)");
-    return rc ? cs_dev_error() : 0;
+    return fused_end(cs_dev->ts_block(x, N, HW, c, t, ldt, c_r, nconds, w, b), t0, "a fused TimestepBlock",
+                     "TimestepBlock (fused)");
 }
 
 int cs_attn_block_fused(float *x, size_t N, size_t HW, size_t c, int nhead, int self_attn, const float *cond,
@@ -549,11 +553,8 @@ int cs_attn_block_fused(float *x, size_t N, size_t HW, size_t c, int nhead, int 
 {
     if (!cs_dev) return CS_EUNSUP;
     double t = cs_dev_prof_start();
-    int rc = cs_dev->attn_block(x, N, HW, c, nhead, self_attn, cond, Lc, cc, w);
-    if (rc == CS_EUNSUP) return rc;
-    cs_dev_note(rc, "a fused AttnBlock");
-    cs_dev_prof_stop(t, "AttnBlock (fused)");
-    return rc ? cs_dev_error() : 0;
+    return fused_end(cs_dev->attn_block(x, N, HW, c, nhead, self_attn, cond, Lc, cc, w), t, "a fused AttnBlock",
+                     "AttnBlock (fused)");
 }
 
 int cs_attention_cat(const float *q, size_t ldq, const float *k1, const float *v1, size_t ld1, size_t L1,
@@ -562,11 +563,8 @@ int cs_attention_cat(const float *q, size_t ldq, const float *k1, const float *v
 {
     if (!cs_dev) return CS_EUNSUP;
     double t = cs_dev_prof_start();
-    int rc = cs_dev->attention_cat(q, ldq, k1, v1, ld1, L1, k2, v2, ld2, L2, N, Lq, C, nhead, o, ldo);
-    if (rc == CS_EUNSUP) return rc;
-    cs_dev_note(rc, "attention");
-    cs_dev_prof_stop(t, "attention (fused)");
-    return rc ? cs_dev_error() : 0;
+    return fused_end(cs_dev->attention_cat(q, ldq, k1, v1, ld1, L1, k2, v2, ld2, L2, N, Lq, C, nhead, o, ldo), t,
+                     "attention", "attention (fused)");
 }
 
 void cs_axpy(float *y, const float *x, float g, size_t n)
