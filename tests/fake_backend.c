@@ -53,6 +53,9 @@
 FAKE_VISIBLE unsigned long fake_backend_calls;        /* ops run (memory management not counted) */
 FAKE_VISIBLE const char *fake_backend_last_op = "";   /* the op table's field name of the last op */
 int fake_backend_precision;              /* as set; the fake always computes in fp32 */
+/* the SIMD level its copy of the engine runs (cs_simd_level; -1 before
+ * init): a test comparing bits checks that its own copy runs the same one */
+FAKE_VISIBLE int fake_backend_simd = -1;
 
 /* ---- shadow memory ---- */
 
@@ -972,6 +975,7 @@ static int init(char *err, size_t n)
         snprintf(err, n, "fake: %s", cs_last_error());
         return -1;
     }
+    fake_backend_simd = (int)cs_simd_current();
     return 0;
 }
 

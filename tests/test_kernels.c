@@ -1,7 +1,9 @@
 /* Every kernel of the table at every SIMD level this CPU runs, against the
  * scalar reference (simd/ref.c) or, for reductions, a float64 evaluation:
  * odd sizes, pointers misaligned by one element, in-place calls, NaN/Inf
- * inputs, and dense sweeps of the vector exp and erf (simd/vmath.h).
+ * inputs, and dense sweeps of the vector exp and erf (simd/vmath.h); and
+ * that the order-sensitive kernels give the same bits wherever the data
+ * lies and however rows are split between calls (issue 10).
  *
  * CASCADE_SIMD=level tests that level only (tests/levels.sh sets it), unset
  * tests all. CASCADE_TEST_EXHAUSTIVE=1 checks f32->bf16/f16 on all 2^32
@@ -723,6 +725,66 @@ static void test_gemm_bf16w(const cs_kernels *k, const cs_kernels *r)
 
 /* ---- driver ---- */
 
+/* ---- placement: issue 10's determinism rule. A result depends on the
+ * values only: the same data at another alignment (offsets 0..16 floats),
+ * a row computed alone or inside a block of rows (the thread and tile
+ * split), a GEMM row at another lda, all give the same bits. */
+static int placed_same(const char *what, const float *got, const float *want, size_t n, int off)
+{
+    size_t at;
+    if (same_bits(got, want, n, &at)) return 1;
+    char w[96];
+    snprintf(w, sizeof w, "%s: offset %d differs from offset 0", what, off);
+    report(w, at, got[at], want[at], 0);
+    return 0;
+}
+
+static void test_placement(const cs_kernels *k)
+{
+    enum { H = 5, W = 7, C = 83, R = 4, KD = 301, N = 37, OFFS = 17 };
+    size_t n = H * W * C, P = (N + 15) / 16;
+    float *src = falloc(n), *ref = falloc(4 * n), *buf = falloc(n + OFFS), *out = falloc(n + OFFS);
+    float *wt = falloc(9 * C), *bias = falloc(C), *bp = falloc(P * KD * 16), *a = falloc(R * (KD + OFFS));
+    fill(src, n, -3, 3, 0), fill(wt, 9 * C, -1, 1, 0), fill(bias, C, -1, 1, 0);
+    fill(bp, P * KD * 16, -1, 1, 0), fill(a, R * KD, -1, 1, 0);
+    /* offset 0's results, one region each */
+    float *r_ln = ref, *r_sm = r_ln + 2 * R * KD, *r_ss = r_sm + KD, *r_gm = r_ss + C, *r_dw = ref + 2 * n;
+    for (int off = 0; off < OFFS; off++) {
+        float *x = buf + off, *y = out + off;
+        memcpy(x, src, n * sizeof(float));   /* layer norm: R rows of KD, then each row alone */
+        k->layernorm(x, y, R, KD, 1e-6f, NULL, NULL);
+        for (size_t r = 0; r < R; r++) k->layernorm(x + r * KD, x + r * KD, 1, KD, 1e-6f, wt + 1, wt + 400);   /* 9 * C >= 400 + KD */
+        if (!off) memcpy(r_ln, y, R * KD * sizeof(float)), memcpy(r_ln + R * KD, x, R * KD * sizeof(float));
+        placed_same("layernorm", y, r_ln, R * KD, off);
+        placed_same("layernorm one row, affine", x, r_ln + R * KD, R * KD, off);
+        memcpy(x, src, KD * sizeof(float));
+        k->softmax(x, KD);
+        if (!off) memcpy(r_sm, x, KD * sizeof(float));
+        placed_same("softmax", x, r_sm, KD, off);
+        memcpy(x, src, n * sizeof(float));
+        memset(y, 0, C * sizeof(float));
+        k->sumsq_cols(x, H * W, C, y);
+        if (!off) memcpy(r_ss, y, C * sizeof(float));
+        placed_same("sumsq_cols", y, r_ss, C, off);
+        for (int rep = 0; rep < 2; rep++) {   /* all rows at once, then one output row per call */
+            k->dwconv3x3(x, y, H, W, C, wt, bias, rep, 0, H);
+            float *rd = r_dw + (size_t)rep * n;
+            if (!off) memcpy(rd, y, n * sizeof(float));
+            placed_same(rep ? "dwconv3x3 replicate" : "dwconv3x3", y, rd, n, off);
+            for (size_t h = 0; h < H; h++) k->dwconv3x3(x, y, H, W, C, wt, bias, rep, h, h + 1);
+            placed_same(rep ? "dwconv3x3 replicate, a row per call" : "dwconv3x3, a row per call", y, rd, n, off);
+        }
+        size_t lda = KD + (size_t)off;   /* GEMM: A at another alignment and row stride, rows alone */
+        for (size_t r = 0; r < R; r++) memcpy(x + r * lda, a + r * KD, KD * sizeof(float));
+        k->gemm_f32(R, N, KD, x, lda, bp, KD * 16, y, N, 0);
+        if (!off) memcpy(r_gm, y, R * N * sizeof(float));
+        placed_same("gemm_f32", y, r_gm, R * N, off);
+        for (size_t r = 0; r < R; r++) k->gemm_f32(1, N, KD, x + r * lda, lda, bp, KD * 16, y + r * N, N, 0);
+        placed_same("gemm_f32, a row per call", y, r_gm, R * N, off);
+    }
+    cs_free(src), cs_free(ref), cs_free(buf), cs_free(out), cs_free(wt), cs_free(bias), cs_free(bp), cs_free(a);
+}
+
 static void test_level(cs_simd_level l)
 {
     cs_kernels r, k;
@@ -754,6 +816,7 @@ static void test_level(cs_simd_level l)
     test_dwconv(&k, &r);
     test_gemm(&k, &r);
     test_gemm_bf16w(&k, &r);
+    test_placement(&k);
     printf("  [%s] %s\n", lvl, failures == f0 ? "ok" : "FAILED");
 }
 
