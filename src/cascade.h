@@ -158,6 +158,9 @@ CASCADE_API int cascade_get_string(const cascade_ctx *ctx, cascade_param key, co
 CASCADE_API const char *cascade_param_name(cascade_param key);
 CASCADE_API int cascade_param_type(cascade_param key);
 CASCADE_API int cascade_param_range(cascade_param key, double *min, double *max, int *min_open, double *def);
+/* An int key's values are multiples of this (8 for the width and height;
+ * 1: any); CASCADE_E_ARG for another key. */
+CASCADE_API int cascade_param_step(cascade_param key);
 /* The key of a name, or CASCADE_E_ARG. */
 CASCADE_API int cascade_param_find(const char *name);
 
@@ -252,8 +255,8 @@ CASCADE_API const char *cascade_part_name(cascade_part part);
 CASCADE_API const char *cascade_part_title(cascade_part part);
 
 /* The choice cascade_find_models makes from m, with its memory figures, for
- * width x height and batch given here (any size from 64 to 16384, batch
- * 1..256: a planning call, wider than CASCADE_P_WIDTH/HEIGHT/BATCH) and the
+ * width x height and batch given here (within the limits of
+ * CASCADE_P_WIDTH, _HEIGHT and _BATCH, as cascade_generate) and the
  * context's CASCADE_P_VARIANT_C/B. When the calling thread runs on a GPU
  * (after cascade_generate or cascade_encode_text), its free memory counts,
  * else this process's (MemAvailable, the cgroup limit, $CASCADE_MEMORY).

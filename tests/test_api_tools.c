@@ -255,6 +255,23 @@ static void test_models(void)
     cascade_choice_free(ch);
     ch = (cascade_choice *)&ch;
     CHECK(cascade_models_choose(c, m, 10, 1024, 1, &ch) == CASCADE_E_ARG && ch == NULL, "width 10 accepted");
+    /* one set of limits: the parameter table's, as cascade_generate */
+    CHECK(cascade_param_step(CASCADE_P_WIDTH) == 8 && cascade_param_step(CASCADE_P_HEIGHT) == 8 &&
+          cascade_param_step(CASCADE_P_BATCH) == 1 && cascade_param_step(CASCADE_P_DEVICE) == CASCADE_E_ARG &&
+          cascade_param_step((cascade_param)-1) == CASCADE_E_ARG, "cascade_param_step");
+    double lo = 0, hi = 0;
+    CHECK(cascade_param_range(CASCADE_P_WIDTH, &lo, &hi, NULL, NULL) == 0 && lo == 8 && hi == 8192, "width range");
+    CHECK(cascade_models_choose(c, m, (int)hi + 8, 1024, 1, &ch) == CASCADE_E_ARG && ch == NULL &&
+          has(cascade_errmsg(c), "width: 8200 is out of range 8..8192"), "width past the table: %s", cascade_errmsg(c));
+    CHECK(cascade_models_choose(c, m, 1024, 1020, 1, &ch) == CASCADE_E_ARG &&
+          has(cascade_errmsg(c), "height: 1020 is not a multiple of 8"), "height 1020: %s", cascade_errmsg(c));
+    CHECK(cascade_param_range(CASCADE_P_BATCH, &lo, &hi, NULL, NULL) == 0 &&
+          cascade_recommend(c, 1024, 1024, (int)hi + 1, &ch) == CASCADE_E_ARG && ch == NULL &&
+          has(cascade_errmsg(c), "batch: 65 is out of range 1..64"), "batch past the table: %s", cascade_errmsg(c));
+    CHECK(cascade_set_int(c, CASCADE_P_WIDTH, 8200) == CASCADE_E_ARG && has(cascade_errmsg(c), "width: 8200 is out"),
+          "set_int and choose differ: %s", cascade_errmsg(c));
+    CHECK(cascade_models_choose(c, m, 8, 8, 64, &ch) == 0, "8x8 batch 64 (the table's corner): %s", cascade_errmsg(c));
+    cascade_choice_free(ch);
     CHECK(cascade_set_string(c, CASCADE_P_VARIANT_C, "lite-bf16") == 0 && cascade_models_choose(c, m, 2048, 1024, 2, &ch) == 0,
           "choose lite-bf16: %s", cascade_errmsg(c));
     fc = (int)cascade_choice_int(ch, CASCADE_PART_STAGE_C, CASCADE_CH_FILE);

@@ -53,6 +53,11 @@ int cli_stop_pending(void);
  * whether it comes from an option or from the environment.
  * Each returns 0, or -1 after printing "CMD: WHAT: 'V' is not ...". */
 int cli_parse_int(const char *cmd, const char *what, const char *v, long lo, long hi, int *out);
+/* An int parameter of the library's table (a cascade_param key: width,
+ * height, batch, ...): its range and multiple come from cascade.h, so the
+ * CLI and the library refuse the same values; "CMD: WHAT: 12 is not a
+ * multiple of 8" for a value off the multiple. */
+int cli_parse_param(const char *cmd, const char *what, const char *v, int key, int *out);
 /* A finite number in [lo, hi] ((lo, hi] with lo_open) that stays finite and
  * non-zero as a float; lo = -FLT_MAX, hi = FLT_MAX means any finite float. */
 int cli_parse_real(const char *cmd, const char *what, const char *v, double lo, double hi, int lo_open,
