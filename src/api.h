@@ -46,6 +46,8 @@ struct cascade_ctx {
     cascade_log_fn log;
     void *log_user;
     volatile sig_atomic_t cancel;    /* cascade_cancel */
+    char said[700];                  /* cascade_device_chosen: "cuda, bf16", "cpu, fp32 (why)" */
+    int prec;                        /* the CS_PREC_* that setup chose, -1 before */
     char err[1024];
 };
 

@@ -164,6 +164,36 @@ CASCADE_API int cascade_param_step(cascade_param key);
 /* The key of a name, or CASCADE_E_ARG. */
 CASCADE_API int cascade_param_find(const char *name);
 
+/* ---- setting up the calling thread ----
+ * Every call that computes sets the calling thread up for its context
+ * first. cascade_setup does it now, so that a program can report a bad
+ * setting, and what was chosen, before any work; what picks the parts
+ * (several may be or'ed; one at a time lets a program tell which failed):
+ *   CASCADE_SETUP_KERNELS  the kernels for this CPU ($CASCADE_SIMD: an
+ *                          unknown level is CASCADE_E_ARG, one this CPU
+ *                          lacks CASCADE_E_UNSUP), CASCADE_P_THREADS (or a
+ *                          valid $CASCADE_THREADS), a valid $CASCADE_MEMORY
+ *   CASCADE_SETUP_BACKEND  unless a device is already in use on this thread:
+ *                          the plugin $CASCADE_BACKEND names (cpu, cuda or a
+ *                          path), which an "auto" device then keeps
+ *   CASCADE_SETUP_DEVICE   CASCADE_P_DEVICE and CASCADE_P_PRECISION (this part
+ *                          alone sets no kernels up); a failure's message
+ *                          starts with the key and its value ("device cuda:1:
+ *                          ...", "precision fp16: ...") */
+enum {
+    CASCADE_SETUP_KERNELS = 1,
+    CASCADE_SETUP_BACKEND = 2,
+    CASCADE_SETUP_DEVICE = 4,
+    CASCADE_SETUP_ALL = 7
+};
+CASCADE_API int cascade_setup(cascade_ctx *ctx, int what);
+/* After CASCADE_SETUP_DEVICE (or a computing call) on ctx: one line saying
+ * what computes and why ("cuda, bf16"; "cpu, fp32 (backend 'cuda': plugin
+ * not found ...)"), and in *precision (may be NULL) the CASCADE_PREC_* in
+ * force; before: "" and -1. Valid until the next setup of ctx. */
+enum { CASCADE_PREC_FP32 = 0, CASCADE_PREC_BF16 = 1, CASCADE_PREC_FP16 = 2 };
+CASCADE_API const char *cascade_device_chosen(const cascade_ctx *ctx, int *precision);
+
 /* ---- model files ---- */
 typedef enum {
     CASCADE_PART_STAGE_C = 0,

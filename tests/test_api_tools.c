@@ -13,7 +13,12 @@
  *   header-only sparse files that tests/test_models --make-tree writes:
  *   every key of a recognised file, the search folders, the hash and its
  *   cache, the choice's memory figures adding up, forced parts and
- *   variants, cascade_recommend by memory. */
+ *   variants, cascade_recommend by memory;
+ * - setting the thread up (cascade_setup, what the CLI's start-up and
+ *   --device/--precision use): each part alone, the line saying what was
+ *   chosen and why, the precision in force, messages that name the key,
+ *   the fake device plugin (tests/.libs) as $CASCADE_BACKEND and as the
+ *   "cuda" plugin of $CASCADE_PLUGIN_DIR. */
 #include "check.h"
 #include "cascade.h"
 
@@ -327,12 +332,114 @@ static void test_models(void)
     CHECK(system(cmd) == 0, "%s", cmd);
 }
 
+static int starts(const char *s, const char *pre) { return s && !strncmp(s, pre, strlen(pre)); }
+
+static void test_setup(void)
+{
+    cascade_ctx *c = cascade_ctx_new(), *d = cascade_ctx_new();
+    int prec = 7;
+    CHECK(!strcmp(cascade_device_chosen(c, &prec), "") && prec == -1, "before any setup: '%s' %d",
+          cascade_device_chosen(c, NULL), prec);
+    CHECK(!strcmp(cascade_device_chosen(NULL, &prec), "") && prec == -1, "NULL context");
+    CHECK(cascade_setup(NULL, CASCADE_SETUP_ALL) == CASCADE_E_ARG, "setup(NULL)");
+    CHECK(cascade_setup(c, 8) == CASCADE_E_ARG && has(cascade_errmsg(c), "unknown parts"), "part 8: %s",
+          cascade_errmsg(c));
+    unsetenv("CASCADE_BACKEND");
+    unsetenv("CASCADE_DEVICE");
+    unsetenv("CASCADE_PRECISION");
+
+    /* the CPU, threads */
+    CHECK(cascade_set_string(c, CASCADE_P_DEVICE, "cpu") == 0 && cascade_set_string(c, CASCADE_P_PRECISION, "fp32") == 0 &&
+          cascade_set_int(c, CASCADE_P_THREADS, 2) == 0, "cpu fp32, 2 threads");
+    CHECK(cascade_setup(c, CASCADE_SETUP_ALL) == 0 && !strcmp(cascade_device_chosen(c, &prec), "cpu, fp32") &&
+          prec == CASCADE_PREC_FP32, "cpu: '%s' %d (%s)", cascade_device_chosen(c, NULL), prec, cascade_errmsg(c));
+    CHECK(cascade_info_int(CASCADE_INFO_THREADS) == (cascade_info_int(CASCADE_INFO_OPENMP) ? 2 : 1),
+          "threads after setup: %lld", cascade_info_int(CASCADE_INFO_THREADS));
+    CHECK(!strcmp(cascade_info_string(CASCADE_INFO_BACKEND), "cpu"), "backend %s", cascade_info_string(CASCADE_INFO_BACKEND));
+    CHECK(cascade_set_string(c, CASCADE_P_PRECISION, "fp16") == 0 && cascade_setup(c, CASCADE_SETUP_DEVICE) == CASCADE_E_UNSUP &&
+          !strcmp(cascade_errmsg(c), "precision fp16: the CPU computes in fp32 or bf16 only") &&
+          !strcmp(cascade_device_chosen(c, &prec), "") && prec == -1, "cpu fp16: %s", cascade_errmsg(c));
+    int bf16 = cascade_info_string(CASCADE_INFO_CPU_BF16) != NULL;
+    CHECK(cascade_set_string(c, CASCADE_P_PRECISION, "bf16") == 0 &&
+          (bf16 ? cascade_setup(c, CASCADE_SETUP_DEVICE) == 0 && !strcmp(cascade_device_chosen(c, &prec), "cpu, bf16") &&
+                      prec == CASCADE_PREC_BF16
+                : cascade_setup(c, CASCADE_SETUP_DEVICE) == CASCADE_E_UNSUP && starts(cascade_errmsg(c), "precision bf16: ")),
+          "cpu bf16 (native: %d): '%s' %s", bf16, cascade_device_chosen(c, NULL), cascade_errmsg(c));
+    cascade_set_string(c, CASCADE_P_PRECISION, NULL);
+    CHECK(cascade_setup(c, CASCADE_SETUP_DEVICE) == 0 && !strcmp(cascade_device_chosen(c, NULL), "cpu, fp32"),
+          "cpu auto is fp32: %s", cascade_device_chosen(c, NULL));
+
+    /* the environment, each part alone */
+    setenv("CASCADE_MEMORY", "nan", 1);
+    CHECK(cascade_setup(c, CASCADE_SETUP_KERNELS) == CASCADE_E_ARG && starts(cascade_errmsg(c), "CASCADE_MEMORY='nan'"),
+          "CASCADE_MEMORY=nan: %s", cascade_errmsg(c));
+    CHECK(cascade_setup(c, CASCADE_SETUP_DEVICE) == 0, "the device part reads no CASCADE_MEMORY");
+    unsetenv("CASCADE_MEMORY");
+    cascade_set_int(c, CASCADE_P_THREADS, 0);
+    setenv("CASCADE_THREADS", "lots", 1);
+    CHECK(cascade_setup(c, CASCADE_SETUP_KERNELS) == CASCADE_E_ARG && has(cascade_errmsg(c), "CASCADE_THREADS=lots"),
+          "CASCADE_THREADS=lots: %s", cascade_errmsg(c));
+    unsetenv("CASCADE_THREADS");
+    setenv("CASCADE_BACKEND", "/nonexistent/libcascade-x.so", 1);
+    CHECK(cascade_setup(c, CASCADE_SETUP_KERNELS) == 0, "kernels: %s", cascade_errmsg(c));
+    CHECK(cascade_setup(c, CASCADE_SETUP_BACKEND) < 0 && starts(cascade_errmsg(c), "backend '/nonexistent/libcascade-x.so': "),
+          "a missing $CASCADE_BACKEND: %s", cascade_errmsg(c));
+    CHECK(cascade_setup(c, CASCADE_SETUP_ALL) < 0, "generate would stop on it too");
+
+    /* the fake device plugin as $CASCADE_BACKEND: auto keeps it */
+    char fake[4096], dir[] = "/tmp/test_api_setup.XXXXXX", link[4200];
+    CHECK(realpath("tests/.libs/libcascade-fake.so", fake) != NULL, "the fake plugin (make check builds it)");
+    setenv("CASCADE_BACKEND", fake, 1);
+    cascade_set_string(c, CASCADE_P_DEVICE, "auto");
+    CHECK(cascade_setup(c, CASCADE_SETUP_ALL) == 0 && !strcmp(cascade_device_chosen(c, &prec), "fake, bf16") &&
+          prec == CASCADE_PREC_BF16, "fake auto: '%s' (%s)", cascade_device_chosen(c, NULL), cascade_errmsg(c));
+    CHECK(!strcmp(cascade_info_string(CASCADE_INFO_BACKEND), "fake"), "backend %s", cascade_info_string(CASCADE_INFO_BACKEND));
+    CHECK(cascade_set_string(c, CASCADE_P_PRECISION, "fp16") == 0 && cascade_setup(c, CASCADE_SETUP_DEVICE) == 0 &&
+          !strcmp(cascade_device_chosen(c, &prec), "fake, fp16") && prec == CASCADE_PREC_FP16, "fake fp16: '%s'",
+          cascade_device_chosen(c, NULL));
+    /* another context keeps its own line */
+    CHECK(cascade_set_string(d, CASCADE_P_DEVICE, "cpu") == 0 && cascade_setup(d, CASCADE_SETUP_DEVICE) == 0 &&
+          !strcmp(cascade_device_chosen(d, NULL), "cpu, fp32") && !strcmp(cascade_device_chosen(c, NULL), "fake, fp16"),
+          "two contexts: '%s' / '%s'", cascade_device_chosen(d, NULL), cascade_device_chosen(c, NULL));
+    unsetenv("CASCADE_BACKEND");
+
+    /* the fake plugin as "cuda": cuda:N names a device it does not have */
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    snprintf(link, sizeof link, "%s/libcascade-cuda.so", dir);
+    CHECK(symlink(fake, link) == 0, "symlink %s", link);
+    setenv("CASCADE_PLUGIN_DIR", dir, 1);
+    cascade_set_string(c, CASCADE_P_PRECISION, NULL);
+    CHECK(cascade_set_string(c, CASCADE_P_DEVICE, "cuda:3") == 0 && cascade_setup(c, CASCADE_SETUP_DEVICE) < 0 &&
+          !strcmp(cascade_errmsg(c), "device cuda:3: backend 'cuda': it runs on one device only (device 3 asked for)"),
+          "cuda:3: %s", cascade_errmsg(c));
+    CHECK(cascade_set_string(c, CASCADE_P_DEVICE, "cuda") == 0 && cascade_setup(c, CASCADE_SETUP_DEVICE) == 0 &&
+          !strcmp(cascade_device_chosen(c, NULL), "fake, bf16"), "cuda: '%s' (%s)", cascade_device_chosen(c, NULL),
+          cascade_errmsg(c));
+    setenv("FAKE_BACKEND_FAIL", "1", 1);   /* its init fails: auto says why it took the CPU */
+    CHECK(cascade_set_string(c, CASCADE_P_DEVICE, "cpu") == 0 && cascade_setup(c, CASCADE_SETUP_DEVICE) == 0 &&
+          cascade_set_string(c, CASCADE_P_DEVICE, "auto") == 0 && cascade_setup(c, CASCADE_SETUP_DEVICE) == 0 &&
+          !strcmp(cascade_device_chosen(c, NULL), "cpu, fp32 (backend 'cuda': not usable here: fake failure (FAKE_BACKEND_FAIL))"),
+          "auto, the plugin failing: '%s' (%s)", cascade_device_chosen(c, NULL), cascade_errmsg(c));
+    CHECK(cascade_set_string(c, CASCADE_P_DEVICE, "cuda") == 0 && cascade_setup(c, CASCADE_SETUP_DEVICE) < 0 &&
+          starts(cascade_errmsg(c), "device cuda: backend 'cuda': not usable here: fake failure"), "cuda failing: %s",
+          cascade_errmsg(c));
+    unsetenv("FAKE_BACKEND_FAIL");
+    unsetenv("CASCADE_PLUGIN_DIR");
+    unlink(link);
+    rmdir(dir);
+    CHECK(!strcmp(cascade_info_string(CASCADE_INFO_BACKEND), "cpu"), "the CPU at the end: %s",
+          cascade_info_string(CASCADE_INFO_BACKEND));
+    cascade_ctx_free(c);
+    cascade_ctx_free(d);
+}
+
 int main(void)
 {
     test_info();
     test_gpus();
     test_tokens();
     test_models();
+    test_setup();
     if (failures) fprintf(stderr, "%d failure(s)\n", failures);
     return check_exit();
 }
