@@ -111,6 +111,11 @@ void cascade_cancel(cascade_ctx *ctx)
     if (ctx) ctx->cancel = 1;
 }
 
+/* the engine's one process-wide flag (cancel.h): every loop polls it */
+void cascade_cancel_all(int why) { cs_cancel_request(why > 0 ? why : 1); }
+int cascade_cancel_reason(void) { return *cs_cancel_flag(); }
+void cascade_remove_temporaries(void) { cs_cleanup_run(); }
+
 const char *cs_api_tokenizer(const cascade_ctx *ctx)
 {
     if (ctx->sv[CASCADE_P_TOKENIZER]) return ctx->sv[CASCADE_P_TOKENIZER];

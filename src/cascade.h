@@ -355,6 +355,20 @@ CASCADE_API int cascade_generate(cascade_ctx *ctx, const char *prompt, const cha
  * CASCADE_E_INTR. Async-signal-safe; callable from any thread. The request
  * is cleared when cascade_generate returns. */
 CASCADE_API void cascade_cancel(cascade_ctx *ctx);
+/* For a signal handler (a signal is for the whole process): asks every
+ * computation in the process, on every context, to stop at its next check
+ * (they return CASCADE_E_INTR), and records why (> 0, e.g. the signal
+ * number; the first reason wins). Unlike cascade_cancel the request stays
+ * for the rest of the process. Async-signal-safe; callable from any thread. */
+CASCADE_API void cascade_cancel_all(int why);
+/* The reason cascade_cancel_all recorded, or 0. Async-signal-safe. */
+CASCADE_API int cascade_cancel_reason(void);
+/* For a handler that must end the process at once (it then calls _exit):
+ * removes every temporary file and folder the library has made and not
+ * yet finished or removed (a PNG being written, cascade_use_demo's
+ * networks). Async-signal-safe; it changes nothing else, so the process
+ * must end after it. */
+CASCADE_API void cascade_remove_temporaries(void);
 
 CASCADE_API int cascade_images_count(const cascade_images *im);
 /* Image i (0-based), owned by im; NULL if out of range. */

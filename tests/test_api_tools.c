@@ -18,13 +18,19 @@
  *   --device/--precision use): each part alone, the line saying what was
  *   chosen and why, the precision in force, messages that name the key,
  *   the fake device plugin (tests/.libs) as $CASCADE_BACKEND and as the
- *   "cuda" plugin of $CASCADE_PLUGIN_DIR. */
+ *   "cuda" plugin of $CASCADE_PLUGIN_DIR;
+ * - a signal handler's calls (in a child process: the request stays):
+ *   cascade_cancel_all stops every context, its reason, and
+ *   cascade_remove_temporaries removing the demo's files. */
 #include "check.h"
 #include "cascade.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static void test_info(void)
@@ -433,8 +439,50 @@ static void test_setup(void)
     cascade_ctx_free(d);
 }
 
+/* in a child: the request stays for the rest of the process */
+static int cancel_all_child(void)
+{
+    cascade_ctx *a = cascade_ctx_new(), *b = cascade_ctx_new();
+    cascade_images *im = NULL;
+    struct stat st;
+    CHECK(cascade_cancel_reason() == 0, "a reason before any request: %d", cascade_cancel_reason());
+    CHECK(cascade_use_demo(a) == 0 && cascade_use_demo(b) == 0, "demo: %s", cascade_errmsg(a));
+    const char *file = cascade_get_model(a, CASCADE_PART_STAGE_C);
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", file ? file : "");
+    if (strrchr(dir, '/')) *strrchr(dir, '/') = 0;
+    CHECK(file && stat(file, &st) == 0 && stat(dir, &st) == 0, "the demo's files exist");
+    cascade_set_int(a, CASCADE_P_STEPS_C, 1);
+    cascade_set_int(a, CASCADE_P_STEPS_B, 1);
+    cascade_cancel_all(SIGTERM);
+    cascade_cancel_all(SIGINT);   /* the first reason wins */
+    CHECK(cascade_cancel_reason() == SIGTERM, "reason %d", cascade_cancel_reason());
+    CHECK(cascade_generate(a, "x", NULL, &im) == CASCADE_E_INTR && im == NULL, "context a generated: %s",
+          cascade_errmsg(a));
+    CHECK(cascade_generate(b, "x", NULL, &im) == CASCADE_E_INTR && im == NULL, "context b generated: %s",
+          cascade_errmsg(b));
+    CHECK(cascade_generate(a, "x", NULL, &im) == CASCADE_E_INTR, "the request stays");
+    cascade_remove_temporaries();
+    CHECK(stat(file, &st) != 0 && stat(dir, &st) != 0, "the demo's files after cascade_remove_temporaries");
+    cascade_ctx_free(a);   /* its files are gone already: nothing to fail */
+    cascade_ctx_free(b);
+    return failures;
+}
+
+static void test_cancel_all(void)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    CHECK(pid >= 0, "fork");
+    if (pid == 0) _exit(cancel_all_child() ? 1 : 0);
+    int st = 0;
+    CHECK(pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+          "the cancel_all child failed (status %d)", st);
+}
+
 int main(void)
 {
+    test_cancel_all();   /* first: the child forks before any OpenMP thread exists */
     test_info();
     test_gpus();
     test_tokens();

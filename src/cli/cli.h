@@ -39,16 +39,16 @@ struct cascade_ctx *cli_ctx(void);
 /* Exit statuses (all below 128, also for signals). */
 enum { CLI_EXIT_OK = 0, CLI_EXIT_ERROR = 1, CLI_EXIT_USAGE = 2, CLI_EXIT_INTERRUPTED = 130 };
 
-/* SIGINT/SIGTERM/SIGHUP/SIGPIPE request a stop through cs_cancel_request
- * (a second INT/TERM/HUP ends the process at once after cs_cleanup_run);
+/* SIGINT/SIGTERM/SIGHUP/SIGPIPE request a stop through cascade_cancel_all
+ * (a second INT/TERM/HUP ends the process at once after
+ * cascade_remove_temporaries);
  * SIGXFSZ is ignored so writes past `ulimit -f` fail with EFBIG. */
 void cli_signals_install(void);
-/* For a stop requested by signal why (cs_cancel_pending()): the exit status
+/* For a stop requested by signal why (cli_stop_pending()): the exit status
  * (130, or 1 for a closed stdout) and the words for the one-line message. */
 int cli_stop_status(int why);
 const char *cli_stop_text(int why);
-/* The signal that asked for a stop, or 0 (for files that include only
- * cascade.h). */
+/* The signal that asked for a stop, or 0 (cascade_cancel_reason). */
 int cli_stop_pending(void);
 
 /* ---- numbers (parse.c): one rule for every option and variable ----

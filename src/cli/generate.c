@@ -688,8 +688,8 @@ int gen_execute(opts *o)
 
 error:
     hash_join(&hj, 0);   /* the threads read files we may be about to remove */
-    if (rc == CS_EINTR || cs_cancel_pending()) {
-        int why = cs_cancel_pending();
+    if (rc == CS_EINTR || cli_stop_pending()) {
+        int why = cli_stop_pending();
         gen_progress_break(&s.prog);
         if (s.out.n_written)
             fprintf(stderr, "%s: %s; run %d not written (the %d images of finished runs are kept)\n", o->me,
