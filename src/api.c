@@ -6,6 +6,7 @@
 #include "backend.h"
 #include "cancel.h"
 #include "cpu.h"
+#include "device.h"
 #include "error.h"
 #include "kernels.h"
 #include "ops.h"
@@ -65,6 +66,7 @@ cascade_ctx *cascade_ctx_new(void)
     cascade_ctx *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return NULL;
     cs_api_defaults(ctx);
+    ctx->prec = -1;
     cs_api_init(ctx);   /* a failure is reported again by the calls that compute */
     return ctx;
 }
@@ -109,6 +111,11 @@ void cascade_cancel(cascade_ctx *ctx)
     if (ctx) ctx->cancel = 1;
 }
 
+/* the engine's one process-wide flag (cancel.h): every loop polls it */
+void cascade_cancel_all(int why) { cs_cancel_request(why > 0 ? why : 1); }
+int cascade_cancel_reason(void) { return *cs_cancel_flag(); }
+void cascade_remove_temporaries(void) { cs_cleanup_run(); }
+
 const char *cs_api_tokenizer(const cascade_ctx *ctx)
 {
     if (ctx->sv[CASCADE_P_TOKENIZER]) return ctx->sv[CASCADE_P_TOKENIZER];
@@ -119,8 +126,10 @@ const char *cs_api_tokenizer(const cascade_ctx *ctx)
 }
 
 /* Threads, device and precision are per thread inside the engine (ops.c,
- * backend.c): set them for this thread from ctx before every computation. */
-int cs_api_compute(cascade_ctx *ctx)
+ * backend.c): cascade_setup sets them for this thread from ctx, and every
+ * computing call does so first (cs_api_compute). */
+
+static int setup_kernels(cascade_ctx *ctx)
 {
     int rc = cs_api_init(ctx);
     if (rc) return rc;
@@ -134,52 +143,114 @@ int cs_api_compute(cascade_ctx *ctx)
         threads = (int)n;
     }
     cs_threads_set(threads);   /* 0: every processor */
+    /* a malformed $CASCADE_MEMORY stops here, before any work, not when a
+     * variant is chosen */
+    const char *mem = getenv("CASCADE_MEMORY");
+    uint64_t have;
+    char src[64];
+    if (mem && *mem && (rc = cs_mem_available(&have, src, sizeof src)) != 0) return cs_api_fail(ctx, rc);
+    return 0;
+}
 
+static const char *device_of(const cascade_ctx *ctx)
+{
     const char *dev = ctx->sv[CASCADE_P_DEVICE];
     if (!dev) dev = getenv("CASCADE_DEVICE");
-    if (!dev || !*dev) dev = "auto";
+    return dev && *dev ? dev : "auto";
+}
+
+/* the thread's device and its precision; ctx->said says what and why */
+static int setup_device(cascade_ctx *ctx)
+{
+    static const char *const pn[] = {"fp32", "bf16", "fp16"};
+    const char *dev = device_of(ctx);
     const char *prec = ctx->sv[CASCADE_P_PRECISION];
     if (!prec) prec = getenv("CASCADE_PRECISION");
     if (!prec || !*prec) prec = "auto";
-    static const char *const pn[] = {"fp32", "bf16", "fp16"};
-    int p = -1;
+    int p = -1, rc = 0;
     for (int i = 0; i < 3; i++)
         if (!strcmp(prec, pn[i])) p = i;
     if (p < 0 && strcmp(prec, "auto"))
         return cs_api_fail(ctx, cs_error(CS_EARG, "precision '%s' is not auto, fp32, bf16 or fp16", prec));
-
+    ctx->said[0] = 0;
+    ctx->prec = -1;
+    char why[600] = "";
     if (!strcmp(dev, "cpu")) {
         rc = cs_backend_select("cpu");
-    } else if (!strncmp(dev, "cuda", 4)) {
-        int index = dev[4] == ':' ? atoi(dev + 5) : -1;
-        if (dev[4] && dev[4] != ':')
-            return cs_api_fail(ctx, cs_error(CS_EARG, "device '%s' is not auto, cpu, cuda or cuda:N", dev));
-        rc = cs_backend_select_device("cuda", index);
+    } else if (!strncmp(dev, "cuda", 4) && (!dev[4] || dev[4] == ':')) {
+        rc = cs_backend_select_device("cuda", dev[4] == ':' ? atoi(dev + 5) : -1);
     } else if (!strcmp(dev, "auto")) {
-        /* a usable GPU, else the CPU; $CASCADE_BACKEND may name a plugin */
-        if (!cs_backend_active() && cs_backend_select(NULL) == 0 && !cs_backend_active()) cs_backend_select("cuda");
+        /* a usable GPU, else the CPU and why; a device chosen before on
+         * this thread ($CASCADE_BACKEND, CASCADE_SETUP_BACKEND) stays */
+        if (!cs_backend_active() && cs_backend_select("cuda")) snprintf(why, sizeof why, " (%s)", cs_last_error());
         cs_clear_error();
     } else {
         return cs_api_fail(ctx, cs_error(CS_EARG, "device '%s' is not auto, cpu, cuda or cuda:N", dev));
     }
-    if (rc) return cs_api_fail(ctx, rc);
+    if (rc) {
+        char msg[900];
+        snprintf(msg, sizeof msg, "%s", cs_last_error());
+        return cs_api_fail(ctx, cs_error(rc, "device %s: %s", dev, msg));
+    }
 
     const cs_backend *b = cs_backend_active();
     if (!b || !b->ops) {
+        /* the CPU: fp32, or bf16 products where it has a native bf16 dot
+         * product (AVX512-BF16); auto stays fp32 until bf16's effect on
+         * whole images is measured (README) */
         if (p == CS_PREC_FP16)
             return cs_api_fail(ctx, cs_error(CS_EUNSUP, "precision fp16: the CPU computes in fp32 or bf16 only"));
-        rc = cs_cpu_precision_set(p == CS_PREC_BF16 ? CS_PREC_BF16 : CS_PREC_FP32);
-        return rc ? cs_api_fail(ctx, rc) : 0;
+        int cp = p == CS_PREC_BF16 ? CS_PREC_BF16 : CS_PREC_FP32;
+        if ((rc = cs_cpu_precision_set(cp)) != 0) {
+            char msg[900];
+            snprintf(msg, sizeof msg, "%s", cs_last_error());
+            return cs_api_fail(ctx, cs_error(rc, "precision %s: %s", prec, msg));
+        }
+        ctx->prec = cp;
+        snprintf(ctx->said, sizeof ctx->said, "cpu, %s%s", pn[cp], why);
+        return 0;
     }
+    /* auto on a device: bf16, else fp16, else fp32 */
     int tried[3] = {p, -1, -1};
     if (p < 0) tried[0] = CS_PREC_BF16, tried[1] = CS_PREC_FP16, tried[2] = CS_PREC_FP32;
     for (int i = 0; i < 3; i++)
         if (tried[i] >= 0 && b->ops->set_precision(tried[i]) == 0) {
+            /* graphs recorded in another precision would replay it */
+            if (cs_api_noted_precision() != tried[i]) cs_dev_graphs_drop();
             cs_api_note_precision(tried[i]);
+            ctx->prec = tried[i];
+            snprintf(ctx->said, sizeof ctx->said, "%s, %s", b->name, pn[tried[i]]);
             return 0;
         }
-    return cs_api_fail(ctx, cs_error(CS_EUNSUP, "precision %s: the %s device does not support it", prec, b->name));
+    if (p >= 0)
+        return cs_api_fail(ctx, cs_error(CS_EUNSUP, "precision %s: the %s device does not support it", prec, b->name));
+    return cs_api_fail(ctx, cs_error(CS_EUNSUP, "the %s device supports no precision this build knows", b->name));
 }
+
+int cascade_setup(cascade_ctx *ctx, int what)
+{
+    if (!ctx) return CASCADE_E_ARG;
+    if (what & ~CASCADE_SETUP_ALL)
+        return cs_api_fail(ctx, cs_error(CS_EARG, "cascade_setup: unknown parts 0x%x", (unsigned)what));
+    int rc = 0;
+    if (what & CASCADE_SETUP_KERNELS) rc = setup_kernels(ctx);
+    /* $CASCADE_BACKEND: a plugin named by the environment, loaded once per thread */
+    if (!rc && (what & CASCADE_SETUP_BACKEND) && !cs_backend_active() && (rc = cs_backend_select(NULL)) != 0)
+        cs_api_fail(ctx, rc);
+    if (!rc && (what & CASCADE_SETUP_DEVICE)) rc = setup_device(ctx);
+    return rc;
+}
+
+const char *cascade_device_chosen(const cascade_ctx *ctx, int *precision)
+{
+    if (precision) *precision = ctx ? ctx->prec : -1;
+    return ctx ? ctx->said : "";
+}
+
+int cs_api_compute(cascade_ctx *ctx) { return cascade_setup(ctx, CASCADE_SETUP_ALL); }
+
+_Static_assert((int)CASCADE_PREC_FP32 == (int)CS_PREC_FP32 && (int)CASCADE_PREC_BF16 == (int)CS_PREC_BF16 &&
+               (int)CASCADE_PREC_FP16 == (int)CS_PREC_FP16, "CASCADE_PREC_* follow CS_PREC_*");
 
 /* ---- generate ---- */
 

@@ -24,6 +24,9 @@ typedef struct {
 
 /* The row of key, or NULL for an unknown key. */
 const cs_param_row *cs_param_row_of(int key);
+/* 0 when v is a value of int key (range and multiple), else CASCADE_E_ARG
+ * with the message in ctx ("width: 12 is not a multiple of 8"). */
+int cs_param_check_int(cascade_ctx *ctx, cascade_param key, long long v);
 
 struct cascade_ctx {
     long long iv[CASCADE_P_COUNT];   /* int keys */
@@ -43,6 +46,8 @@ struct cascade_ctx {
     cascade_log_fn log;
     void *log_user;
     volatile sig_atomic_t cancel;    /* cascade_cancel */
+    char said[700];                  /* cascade_device_chosen: "cuda, bf16", "cpu, fp32 (why)" */
+    int prec;                        /* the CS_PREC_* that setup chose, -1 before */
     char err[1024];
 };
 

@@ -102,14 +102,17 @@ struct cascade_choice {
 static int request(cascade_ctx *ctx, int width, int height, int batch, cs_choice_req *req)
 {
     cs_choice_req_init(req);
-    if (width < 64 || width > 16384 || height < 64 || height > 16384 || batch < 1 || batch > 256)
-        return cs_api_fail(ctx, cs_error(CS_EARG, "choosing models: %dx%d batch %d is outside 64..16384, batch 1..256",
-                                         width, height, batch));
+    /* the limits of cascade_generate (one table): a plan for a size that
+     * cannot be generated is no plan */
+    int rc = cs_param_check_int(ctx, CASCADE_P_WIDTH, width);
+    if (!rc) rc = cs_param_check_int(ctx, CASCADE_P_HEIGHT, height);
+    if (!rc) rc = cs_param_check_int(ctx, CASCADE_P_BATCH, batch);
+    if (rc) return rc;
     req->width = width, req->height = height, req->batch = batch;
     for (int k = 0; k < 2; k++) {
         const char *v = ctx->sv[k ? CASCADE_P_VARIANT_B : CASCADE_P_VARIANT_C];
-        int rc = cs_variant_parse(v ? v : "auto", &req->variant[k ? CS_PART_STAGE_B : CS_PART_STAGE_C]);
-        if (rc) return cs_api_fail(ctx, rc);
+        if ((rc = cs_variant_parse(v ? v : "auto", &req->variant[k ? CS_PART_STAGE_B : CS_PART_STAGE_C])) != 0)
+            return cs_api_fail(ctx, rc);
     }
     const cs_backend *b = cs_backend_active();
     size_t fr = 0, tot = 0;

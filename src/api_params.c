@@ -17,10 +17,10 @@ static const char *const variant_choices[] = {"auto", "full", "bf16", "lite", "l
 #define F(n, lo, hi, d, open) {n, CASCADE_T_FLOAT, lo, hi, d, open, 0, NULL, NULL}
 #define S(n, d, ch) {n, CASCADE_T_STRING, 0, 0, 0, 0, 0, d, ch}
 static const cs_param_row table[CASCADE_P_COUNT] = {
-    [CASCADE_P_WIDTH] = I("width", 8, 8192, 1024, 8),
-    [CASCADE_P_HEIGHT] = I("height", 8, 8192, 1024, 8),
+    [CASCADE_P_WIDTH] = I("width", CS_GEN_SIDE_STEP, CS_GEN_MAX_SIDE, 1024, CS_GEN_SIDE_STEP),
+    [CASCADE_P_HEIGHT] = I("height", CS_GEN_SIDE_STEP, CS_GEN_MAX_SIDE, 1024, CS_GEN_SIDE_STEP),
     [CASCADE_P_SEED] = I("seed", 0, 9223372036854775807.0, 0, 0),
-    [CASCADE_P_BATCH] = I("batch", 1, 64, 1, 0),
+    [CASCADE_P_BATCH] = I("batch", 1, CS_GEN_MAX_BATCH, 1, 0),
     [CASCADE_P_STEPS_C] = I("steps_c", 1, 10000, 20, 0),
     [CASCADE_P_STEPS_B] = I("steps_b", 1, 10000, 10, 0),
     [CASCADE_P_CFG_C] = F("cfg_c", -FLT_MAX, FLT_MAX, 4, 0),
@@ -68,15 +68,22 @@ static const cs_param_row *row_typed(cascade_ctx *ctx, cascade_param key, int ty
     return r;
 }
 
-int cascade_set_int(cascade_ctx *ctx, cascade_param key, long long v)
+int cs_param_check_int(cascade_ctx *ctx, cascade_param key, long long v)
 {
-    if (!ctx) return CASCADE_E_ARG;
     const cs_param_row *r = row_typed(ctx, key, CASCADE_T_INT);
     if (!r) return CASCADE_E_ARG;
     if ((double)v < r->min || (double)v > r->max)
         return cs_api_fail(ctx, cs_error(CS_EARG, "%s: %lld is out of range %.0f..%.0f", r->name, v, r->min, r->max));
     if (r->multiple && v % r->multiple)
         return cs_api_fail(ctx, cs_error(CS_EARG, "%s: %lld is not a multiple of %d", r->name, v, r->multiple));
+    return 0;
+}
+
+int cascade_set_int(cascade_ctx *ctx, cascade_param key, long long v)
+{
+    if (!ctx) return CASCADE_E_ARG;
+    int rc = cs_param_check_int(ctx, key, v);
+    if (rc) return rc;
     ctx->iv[key] = v;
     return 0;
 }
@@ -171,6 +178,13 @@ int cascade_param_range(cascade_param key, double *min, double *max, int *min_op
     if (min_open) *min_open = r->min_open;
     if (def) *def = r->def;
     return 0;
+}
+
+int cascade_param_step(cascade_param key)
+{
+    const cs_param_row *r = cs_param_row_of((int)key);
+    if (!r || r->type != CASCADE_T_INT) return CASCADE_E_ARG;
+    return r->multiple ? r->multiple : 1;
 }
 
 int cascade_param_find(const char *name)

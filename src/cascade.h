@@ -158,8 +158,41 @@ CASCADE_API int cascade_get_string(const cascade_ctx *ctx, cascade_param key, co
 CASCADE_API const char *cascade_param_name(cascade_param key);
 CASCADE_API int cascade_param_type(cascade_param key);
 CASCADE_API int cascade_param_range(cascade_param key, double *min, double *max, int *min_open, double *def);
+/* An int key's values are multiples of this (8 for the width and height;
+ * 1: any); CASCADE_E_ARG for another key. */
+CASCADE_API int cascade_param_step(cascade_param key);
 /* The key of a name, or CASCADE_E_ARG. */
 CASCADE_API int cascade_param_find(const char *name);
+
+/* ---- setting up the calling thread ----
+ * Every call that computes sets the calling thread up for its context
+ * first. cascade_setup does it now, so that a program can report a bad
+ * setting, and what was chosen, before any work; what picks the parts
+ * (several may be or'ed; one at a time lets a program tell which failed):
+ *   CASCADE_SETUP_KERNELS  the kernels for this CPU ($CASCADE_SIMD: an
+ *                          unknown level is CASCADE_E_ARG, one this CPU
+ *                          lacks CASCADE_E_UNSUP), CASCADE_P_THREADS (or a
+ *                          valid $CASCADE_THREADS), a valid $CASCADE_MEMORY
+ *   CASCADE_SETUP_BACKEND  unless a device is already in use on this thread:
+ *                          the plugin $CASCADE_BACKEND names (cpu, cuda or a
+ *                          path), which an "auto" device then keeps
+ *   CASCADE_SETUP_DEVICE   CASCADE_P_DEVICE and CASCADE_P_PRECISION (this part
+ *                          alone sets no kernels up); a failure's message
+ *                          starts with the key and its value ("device cuda:1:
+ *                          ...", "precision fp16: ...") */
+enum {
+    CASCADE_SETUP_KERNELS = 1,
+    CASCADE_SETUP_BACKEND = 2,
+    CASCADE_SETUP_DEVICE = 4,
+    CASCADE_SETUP_ALL = 7
+};
+CASCADE_API int cascade_setup(cascade_ctx *ctx, int what);
+/* After CASCADE_SETUP_DEVICE (or a computing call) on ctx: one line saying
+ * what computes and why ("cuda, bf16"; "cpu, fp32 (backend 'cuda': plugin
+ * not found ...)"), and in *precision (may be NULL) the CASCADE_PREC_* in
+ * force; before: "" and -1. Valid until the next setup of ctx. */
+enum { CASCADE_PREC_FP32 = 0, CASCADE_PREC_BF16 = 1, CASCADE_PREC_FP16 = 2 };
+CASCADE_API const char *cascade_device_chosen(const cascade_ctx *ctx, int *precision);
 
 /* ---- model files ---- */
 typedef enum {
@@ -252,8 +285,8 @@ CASCADE_API const char *cascade_part_name(cascade_part part);
 CASCADE_API const char *cascade_part_title(cascade_part part);
 
 /* The choice cascade_find_models makes from m, with its memory figures, for
- * width x height and batch given here (any size from 64 to 16384, batch
- * 1..256: a planning call, wider than CASCADE_P_WIDTH/HEIGHT/BATCH) and the
+ * width x height and batch given here (within the limits of
+ * CASCADE_P_WIDTH, _HEIGHT and _BATCH, as cascade_generate) and the
  * context's CASCADE_P_VARIANT_C/B. When the calling thread runs on a GPU
  * (after cascade_generate or cascade_encode_text), its free memory counts,
  * else this process's (MemAvailable, the cgroup limit, $CASCADE_MEMORY).
@@ -322,6 +355,20 @@ CASCADE_API int cascade_generate(cascade_ctx *ctx, const char *prompt, const cha
  * CASCADE_E_INTR. Async-signal-safe; callable from any thread. The request
  * is cleared when cascade_generate returns. */
 CASCADE_API void cascade_cancel(cascade_ctx *ctx);
+/* For a signal handler (a signal is for the whole process): asks every
+ * computation in the process, on every context, to stop at its next check
+ * (they return CASCADE_E_INTR), and records why (> 0, e.g. the signal
+ * number; the first reason wins). Unlike cascade_cancel the request stays
+ * for the rest of the process. Async-signal-safe; callable from any thread. */
+CASCADE_API void cascade_cancel_all(int why);
+/* The reason cascade_cancel_all recorded, or 0. Async-signal-safe. */
+CASCADE_API int cascade_cancel_reason(void);
+/* For a handler that must end the process at once (it then calls _exit):
+ * removes every temporary file and folder the library has made and not
+ * yet finished or removed (a PNG being written, cascade_use_demo's
+ * networks). Async-signal-safe; it changes nothing else, so the process
+ * must end after it. */
+CASCADE_API void cascade_remove_temporaries(void);
 
 CASCADE_API int cascade_images_count(const cascade_images *im);
 /* Image i (0-based), owned by im; NULL if out of range. */

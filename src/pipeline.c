@@ -99,13 +99,14 @@ int cs_gen_check(const cs_gen_params *p)
 {
     if (!p->prompt)
         return cs_error(CS_EARG, "no prompt");
-    if (p->width <= 0 || p->height <= 0 || p->width % 8 || p->height % 8)
-        return cs_error(CS_EARG, "size %dx%d: width and height must be positive multiples of 8",
-                        p->width, p->height);
-    if (p->width > 8192 || p->height > 8192)
-        return cs_error(CS_EARG, "size %dx%d is too large (at most 8192 per side)", p->width, p->height);
-    if (p->batch < 1 || p->batch > 64)
-        return cs_error(CS_EARG, "batch %d out of range 1..64", p->batch);
+    if (p->width <= 0 || p->height <= 0 || p->width % CS_GEN_SIDE_STEP || p->height % CS_GEN_SIDE_STEP)
+        return cs_error(CS_EARG, "size %dx%d: width and height must be positive multiples of %d",
+                        p->width, p->height, CS_GEN_SIDE_STEP);
+    if (p->width > CS_GEN_MAX_SIDE || p->height > CS_GEN_MAX_SIDE)
+        return cs_error(CS_EARG, "size %dx%d is too large (at most %d per side)", p->width, p->height,
+                        CS_GEN_MAX_SIDE);
+    if (p->batch < 1 || p->batch > CS_GEN_MAX_BATCH)
+        return cs_error(CS_EARG, "batch %d out of range 1..%d", p->batch, CS_GEN_MAX_BATCH);
     if (p->preview_every < 0)
         return cs_error(CS_EARG, "preview interval must be >= 0");
     if (p->n_images < 0 || p->n_images > CS_GEN_MAX_IMAGES ||
@@ -121,9 +122,9 @@ int cs_gen_check(const cs_gen_params *p)
 /* smallest multiple of 8 pixels whose latent side (lat) is at least min */
 static int min_px(int (*lat)(int), size_t min)
 {
-    int px = 8;
-    while (px < 8192 && (size_t)lat(px) < min)
-        px += 8;
+    int px = CS_GEN_SIDE_STEP;
+    while (px < CS_GEN_MAX_SIDE && (size_t)lat(px) < min)
+        px += CS_GEN_SIDE_STEP;
     return px;
 }
 

@@ -54,6 +54,14 @@ typedef enum {
 const char *cs_stage_name(cs_stage_id s);   /* "text", "stage_c", ... */
 
 #define CS_GEN_MAX_IMAGES 16
+/* The one set of size and batch limits (the public parameter table, the
+ * CLI and the model chooser read these through cascade.h): sides are
+ * multiples of 8 (Stage A works on 4x4 blocks of an 8-aligned image, and
+ * Stage B's latent needs even sides), at most 8192 (the largest a run was
+ * checked at); a batch of up to 64 images is sampled together. */
+#define CS_GEN_SIDE_STEP 8
+#define CS_GEN_MAX_SIDE 8192
+#define CS_GEN_MAX_BATCH 64
 
 typedef struct {
     const char *prompt;      /* "" is valid: the unconditional prompt */

@@ -100,7 +100,24 @@ run rec-small 0 -- env CASCADE_MEMORY=3G "$BIN" models --recommend && [ "$(cat "
 # usage errors
 run bad-opt 2 -- "$BIN" models --frobnicate && has bad-opt "$tmp/err" "unknown option '--frobnicate'"
 run bad-variant 2 -- "$BIN" models --variant huge && has bad-variant "$tmp/err" "unknown variant 'huge'"
-run bad-width 2 -- "$BIN" models --width 12 && has bad-width "$tmp/err" "--width: '12' is not a whole number in 64..16384"
+# one set of limits (the library's parameter table): what generate refuses,
+# models refuses with the same words (only the command's name differs)
+same_refusal() {  # same_refusal NAME TEXT OPTION VALUE
+    run "$1-models" 2 -- "$BIN" models --no-hash "$3" "$4" && has "$1-models" "$tmp/err" "cascade models: $3: $2"
+    [ "$(wc -l <"$tmp/err")" -eq 1 ] || bad "$1-models: more than one line"
+    sed 's/^cascade models: //' "$tmp/err" >"$tmp/err.models"
+    run "$1-generate" 2 -- "$BIN" generate --demo -p x -o "$tmp/never.png" "$3" "$4" &&
+        has "$1-generate" "$tmp/err" "cascade generate: $3: $2"
+    sed 's/^cascade generate: //' "$tmp/err" >"$tmp/err.generate"
+    cmp -s "$tmp/err.models" "$tmp/err.generate" && ok "$1-same" || bad "$1-same: $(cat "$tmp/err.models") / $(cat "$tmp/err.generate")"
+    [ ! -e "$tmp/never.png" ] || bad "$1: generate wrote a file"
+}
+same_refusal bad-width "12 is not a multiple of 8" --width 12
+same_refusal big-width "'16384' is not a whole number in 8..8192" --width 16384
+same_refusal small-height "'0' is not a whole number in 8..8192" --height 0
+same_refusal big-batch "'65' is not a whole number in 1..64" --batch 65
+# the smallest size the table takes is taken by both (models plans for it)
+run small-ok 0 -- env CASCADE_MEMORY=3G "$BIN" models --recommend --width 8 --height 8 --batch 64 && ok small-ok
 run missing-value 2 -- "$BIN" models --models && has missing-value "$tmp/err" "missing value for '--models'"
 run help 0 -- "$BIN" models --help && has help "$tmp/out" "usage: cascade models"
 exit $fail

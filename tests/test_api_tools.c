@@ -13,13 +13,24 @@
  *   header-only sparse files that tests/test_models --make-tree writes:
  *   every key of a recognised file, the search folders, the hash and its
  *   cache, the choice's memory figures adding up, forced parts and
- *   variants, cascade_recommend by memory. */
+ *   variants, cascade_recommend by memory;
+ * - setting the thread up (cascade_setup, what the CLI's start-up and
+ *   --device/--precision use): each part alone, the line saying what was
+ *   chosen and why, the precision in force, messages that name the key,
+ *   the fake device plugin (tests/.libs) as $CASCADE_BACKEND and as the
+ *   "cuda" plugin of $CASCADE_PLUGIN_DIR;
+ * - a signal handler's calls (in a child process: the request stays):
+ *   cascade_cancel_all stops every context, its reason, and
+ *   cascade_remove_temporaries removing the demo's files. */
 #include "check.h"
 #include "cascade.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static void test_info(void)
@@ -255,6 +266,23 @@ static void test_models(void)
     cascade_choice_free(ch);
     ch = (cascade_choice *)&ch;
     CHECK(cascade_models_choose(c, m, 10, 1024, 1, &ch) == CASCADE_E_ARG && ch == NULL, "width 10 accepted");
+    /* one set of limits: the parameter table's, as cascade_generate */
+    CHECK(cascade_param_step(CASCADE_P_WIDTH) == 8 && cascade_param_step(CASCADE_P_HEIGHT) == 8 &&
+          cascade_param_step(CASCADE_P_BATCH) == 1 && cascade_param_step(CASCADE_P_DEVICE) == CASCADE_E_ARG &&
+          cascade_param_step((cascade_param)-1) == CASCADE_E_ARG, "cascade_param_step");
+    double lo = 0, hi = 0;
+    CHECK(cascade_param_range(CASCADE_P_WIDTH, &lo, &hi, NULL, NULL) == 0 && lo == 8 && hi == 8192, "width range");
+    CHECK(cascade_models_choose(c, m, (int)hi + 8, 1024, 1, &ch) == CASCADE_E_ARG && ch == NULL &&
+          has(cascade_errmsg(c), "width: 8200 is out of range 8..8192"), "width past the table: %s", cascade_errmsg(c));
+    CHECK(cascade_models_choose(c, m, 1024, 1020, 1, &ch) == CASCADE_E_ARG &&
+          has(cascade_errmsg(c), "height: 1020 is not a multiple of 8"), "height 1020: %s", cascade_errmsg(c));
+    CHECK(cascade_param_range(CASCADE_P_BATCH, &lo, &hi, NULL, NULL) == 0 &&
+          cascade_recommend(c, 1024, 1024, (int)hi + 1, &ch) == CASCADE_E_ARG && ch == NULL &&
+          has(cascade_errmsg(c), "batch: 65 is out of range 1..64"), "batch past the table: %s", cascade_errmsg(c));
+    CHECK(cascade_set_int(c, CASCADE_P_WIDTH, 8200) == CASCADE_E_ARG && has(cascade_errmsg(c), "width: 8200 is out"),
+          "set_int and choose differ: %s", cascade_errmsg(c));
+    CHECK(cascade_models_choose(c, m, 8, 8, 64, &ch) == 0, "8x8 batch 64 (the table's corner): %s", cascade_errmsg(c));
+    cascade_choice_free(ch);
     CHECK(cascade_set_string(c, CASCADE_P_VARIANT_C, "lite-bf16") == 0 && cascade_models_choose(c, m, 2048, 1024, 2, &ch) == 0,
           "choose lite-bf16: %s", cascade_errmsg(c));
     fc = (int)cascade_choice_int(ch, CASCADE_PART_STAGE_C, CASCADE_CH_FILE);
@@ -310,12 +338,156 @@ static void test_models(void)
     CHECK(system(cmd) == 0, "%s", cmd);
 }
 
+static int starts(const char *s, const char *pre) { return s && !strncmp(s, pre, strlen(pre)); }
+
+static void test_setup(void)
+{
+    cascade_ctx *c = cascade_ctx_new(), *d = cascade_ctx_new();
+    int prec = 7;
+    CHECK(!strcmp(cascade_device_chosen(c, &prec), "") && prec == -1, "before any setup: '%s' %d",
+          cascade_device_chosen(c, NULL), prec);
+    CHECK(!strcmp(cascade_device_chosen(NULL, &prec), "") && prec == -1, "NULL context");
+    CHECK(cascade_setup(NULL, CASCADE_SETUP_ALL) == CASCADE_E_ARG, "setup(NULL)");
+    CHECK(cascade_setup(c, 8) == CASCADE_E_ARG && has(cascade_errmsg(c), "unknown parts"), "part 8: %s",
+          cascade_errmsg(c));
+    unsetenv("CASCADE_BACKEND");
+    unsetenv("CASCADE_DEVICE");
+    unsetenv("CASCADE_PRECISION");
+
+    /* the CPU, threads */
+    CHECK(cascade_set_string(c, CASCADE_P_DEVICE, "cpu") == 0 && cascade_set_string(c, CASCADE_P_PRECISION, "fp32") == 0 &&
+          cascade_set_int(c, CASCADE_P_THREADS, 2) == 0, "cpu fp32, 2 threads");
+    CHECK(cascade_setup(c, CASCADE_SETUP_ALL) == 0 && !strcmp(cascade_device_chosen(c, &prec), "cpu, fp32") &&
+          prec == CASCADE_PREC_FP32, "cpu: '%s' %d (%s)", cascade_device_chosen(c, NULL), prec, cascade_errmsg(c));
+    CHECK(cascade_info_int(CASCADE_INFO_THREADS) == (cascade_info_int(CASCADE_INFO_OPENMP) ? 2 : 1),
+          "threads after setup: %lld", cascade_info_int(CASCADE_INFO_THREADS));
+    CHECK(!strcmp(cascade_info_string(CASCADE_INFO_BACKEND), "cpu"), "backend %s", cascade_info_string(CASCADE_INFO_BACKEND));
+    CHECK(cascade_set_string(c, CASCADE_P_PRECISION, "fp16") == 0 && cascade_setup(c, CASCADE_SETUP_DEVICE) == CASCADE_E_UNSUP &&
+          !strcmp(cascade_errmsg(c), "precision fp16: the CPU computes in fp32 or bf16 only") &&
+          !strcmp(cascade_device_chosen(c, &prec), "") && prec == -1, "cpu fp16: %s", cascade_errmsg(c));
+    int bf16 = cascade_info_string(CASCADE_INFO_CPU_BF16) != NULL;
+    CHECK(cascade_set_string(c, CASCADE_P_PRECISION, "bf16") == 0 &&
+          (bf16 ? cascade_setup(c, CASCADE_SETUP_DEVICE) == 0 && !strcmp(cascade_device_chosen(c, &prec), "cpu, bf16") &&
+                      prec == CASCADE_PREC_BF16
+                : cascade_setup(c, CASCADE_SETUP_DEVICE) == CASCADE_E_UNSUP && starts(cascade_errmsg(c), "precision bf16: ")),
+          "cpu bf16 (native: %d): '%s' %s", bf16, cascade_device_chosen(c, NULL), cascade_errmsg(c));
+    cascade_set_string(c, CASCADE_P_PRECISION, NULL);
+    CHECK(cascade_setup(c, CASCADE_SETUP_DEVICE) == 0 && !strcmp(cascade_device_chosen(c, NULL), "cpu, fp32"),
+          "cpu auto is fp32: %s", cascade_device_chosen(c, NULL));
+
+    /* the environment, each part alone */
+    setenv("CASCADE_MEMORY", "nan", 1);
+    CHECK(cascade_setup(c, CASCADE_SETUP_KERNELS) == CASCADE_E_ARG && starts(cascade_errmsg(c), "CASCADE_MEMORY='nan'"),
+          "CASCADE_MEMORY=nan: %s", cascade_errmsg(c));
+    CHECK(cascade_setup(c, CASCADE_SETUP_DEVICE) == 0, "the device part reads no CASCADE_MEMORY");
+    unsetenv("CASCADE_MEMORY");
+    cascade_set_int(c, CASCADE_P_THREADS, 0);
+    setenv("CASCADE_THREADS", "lots", 1);
+    CHECK(cascade_setup(c, CASCADE_SETUP_KERNELS) == CASCADE_E_ARG && has(cascade_errmsg(c), "CASCADE_THREADS=lots"),
+          "CASCADE_THREADS=lots: %s", cascade_errmsg(c));
+    unsetenv("CASCADE_THREADS");
+    setenv("CASCADE_BACKEND", "/nonexistent/libcascade-x.so", 1);
+    CHECK(cascade_setup(c, CASCADE_SETUP_KERNELS) == 0, "kernels: %s", cascade_errmsg(c));
+    CHECK(cascade_setup(c, CASCADE_SETUP_BACKEND) < 0 && starts(cascade_errmsg(c), "backend '/nonexistent/libcascade-x.so': "),
+          "a missing $CASCADE_BACKEND: %s", cascade_errmsg(c));
+    CHECK(cascade_setup(c, CASCADE_SETUP_ALL) < 0, "generate would stop on it too");
+
+    /* the fake device plugin as $CASCADE_BACKEND: auto keeps it */
+    char fake[4096], dir[] = "/tmp/test_api_setup.XXXXXX", link[4200];
+    CHECK(realpath("tests/.libs/libcascade-fake.so", fake) != NULL, "the fake plugin (make check builds it)");
+    setenv("CASCADE_BACKEND", fake, 1);
+    cascade_set_string(c, CASCADE_P_DEVICE, "auto");
+    CHECK(cascade_setup(c, CASCADE_SETUP_ALL) == 0 && !strcmp(cascade_device_chosen(c, &prec), "fake, bf16") &&
+          prec == CASCADE_PREC_BF16, "fake auto: '%s' (%s)", cascade_device_chosen(c, NULL), cascade_errmsg(c));
+    CHECK(!strcmp(cascade_info_string(CASCADE_INFO_BACKEND), "fake"), "backend %s", cascade_info_string(CASCADE_INFO_BACKEND));
+    CHECK(cascade_set_string(c, CASCADE_P_PRECISION, "fp16") == 0 && cascade_setup(c, CASCADE_SETUP_DEVICE) == 0 &&
+          !strcmp(cascade_device_chosen(c, &prec), "fake, fp16") && prec == CASCADE_PREC_FP16, "fake fp16: '%s'",
+          cascade_device_chosen(c, NULL));
+    /* another context keeps its own line */
+    CHECK(cascade_set_string(d, CASCADE_P_DEVICE, "cpu") == 0 && cascade_setup(d, CASCADE_SETUP_DEVICE) == 0 &&
+          !strcmp(cascade_device_chosen(d, NULL), "cpu, fp32") && !strcmp(cascade_device_chosen(c, NULL), "fake, fp16"),
+          "two contexts: '%s' / '%s'", cascade_device_chosen(d, NULL), cascade_device_chosen(c, NULL));
+    unsetenv("CASCADE_BACKEND");
+
+    /* the fake plugin as "cuda": cuda:N names a device it does not have */
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    snprintf(link, sizeof link, "%s/libcascade-cuda.so", dir);
+    CHECK(symlink(fake, link) == 0, "symlink %s", link);
+    setenv("CASCADE_PLUGIN_DIR", dir, 1);
+    cascade_set_string(c, CASCADE_P_PRECISION, NULL);
+    CHECK(cascade_set_string(c, CASCADE_P_DEVICE, "cuda:3") == 0 && cascade_setup(c, CASCADE_SETUP_DEVICE) < 0 &&
+          !strcmp(cascade_errmsg(c), "device cuda:3: backend 'cuda': it runs on one device only (device 3 asked for)"),
+          "cuda:3: %s", cascade_errmsg(c));
+    CHECK(cascade_set_string(c, CASCADE_P_DEVICE, "cuda") == 0 && cascade_setup(c, CASCADE_SETUP_DEVICE) == 0 &&
+          !strcmp(cascade_device_chosen(c, NULL), "fake, bf16"), "cuda: '%s' (%s)", cascade_device_chosen(c, NULL),
+          cascade_errmsg(c));
+    setenv("FAKE_BACKEND_FAIL", "1", 1);   /* its init fails: auto says why it took the CPU */
+    CHECK(cascade_set_string(c, CASCADE_P_DEVICE, "cpu") == 0 && cascade_setup(c, CASCADE_SETUP_DEVICE) == 0 &&
+          cascade_set_string(c, CASCADE_P_DEVICE, "auto") == 0 && cascade_setup(c, CASCADE_SETUP_DEVICE) == 0 &&
+          !strcmp(cascade_device_chosen(c, NULL), "cpu, fp32 (backend 'cuda': not usable here: fake failure (FAKE_BACKEND_FAIL))"),
+          "auto, the plugin failing: '%s' (%s)", cascade_device_chosen(c, NULL), cascade_errmsg(c));
+    CHECK(cascade_set_string(c, CASCADE_P_DEVICE, "cuda") == 0 && cascade_setup(c, CASCADE_SETUP_DEVICE) < 0 &&
+          starts(cascade_errmsg(c), "device cuda: backend 'cuda': not usable here: fake failure"), "cuda failing: %s",
+          cascade_errmsg(c));
+    unsetenv("FAKE_BACKEND_FAIL");
+    unsetenv("CASCADE_PLUGIN_DIR");
+    unlink(link);
+    rmdir(dir);
+    CHECK(!strcmp(cascade_info_string(CASCADE_INFO_BACKEND), "cpu"), "the CPU at the end: %s",
+          cascade_info_string(CASCADE_INFO_BACKEND));
+    cascade_ctx_free(c);
+    cascade_ctx_free(d);
+}
+
+/* in a child: the request stays for the rest of the process */
+static int cancel_all_child(void)
+{
+    cascade_ctx *a = cascade_ctx_new(), *b = cascade_ctx_new();
+    cascade_images *im = NULL;
+    struct stat st;
+    CHECK(cascade_cancel_reason() == 0, "a reason before any request: %d", cascade_cancel_reason());
+    CHECK(cascade_use_demo(a) == 0 && cascade_use_demo(b) == 0, "demo: %s", cascade_errmsg(a));
+    const char *file = cascade_get_model(a, CASCADE_PART_STAGE_C);
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", file ? file : "");
+    if (strrchr(dir, '/')) *strrchr(dir, '/') = 0;
+    CHECK(file && stat(file, &st) == 0 && stat(dir, &st) == 0, "the demo's files exist");
+    cascade_set_int(a, CASCADE_P_STEPS_C, 1);
+    cascade_set_int(a, CASCADE_P_STEPS_B, 1);
+    cascade_cancel_all(SIGTERM);
+    cascade_cancel_all(SIGINT);   /* the first reason wins */
+    CHECK(cascade_cancel_reason() == SIGTERM, "reason %d", cascade_cancel_reason());
+    CHECK(cascade_generate(a, "x", NULL, &im) == CASCADE_E_INTR && im == NULL, "context a generated: %s",
+          cascade_errmsg(a));
+    CHECK(cascade_generate(b, "x", NULL, &im) == CASCADE_E_INTR && im == NULL, "context b generated: %s",
+          cascade_errmsg(b));
+    CHECK(cascade_generate(a, "x", NULL, &im) == CASCADE_E_INTR, "the request stays");
+    cascade_remove_temporaries();
+    CHECK(stat(file, &st) != 0 && stat(dir, &st) != 0, "the demo's files after cascade_remove_temporaries");
+    cascade_ctx_free(a);   /* its files are gone already: nothing to fail */
+    cascade_ctx_free(b);
+    return failures;
+}
+
+static void test_cancel_all(void)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    CHECK(pid >= 0, "fork");
+    if (pid == 0) _exit(cancel_all_child() ? 1 : 0);
+    int st = 0;
+    CHECK(pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+          "the cancel_all child failed (status %d)", st);
+}
+
 int main(void)
 {
+    test_cancel_all();   /* first: the child forks before any OpenMP thread exists */
     test_info();
     test_gpus();
     test_tokens();
     test_models();
+    test_setup();
     if (failures) fprintf(stderr, "%d failure(s)\n", failures);
     return check_exit();
 }

@@ -13,9 +13,11 @@ int cmd_generate(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 
-/* Shared start-up: SIMD level (CASCADE_SIMD) and threads (threads <= 0:
- * $CASCADE_THREADS, else all processors). Prints the error and returns the
- * exit status: 0 ok, 2 bad CASCADE_THREADS, 1 anything else. */
+/* Shared start-up through cascade_setup on cli_ctx(): SIMD level
+ * (CASCADE_SIMD), threads (threads <= 0: $CASCADE_THREADS, else all
+ * processors), CASCADE_MEMORY, CASCADE_BACKEND. Prints the error and
+ * returns the exit status: 2 for a value malformed on its own (CASCADE_THREADS,
+ * CASCADE_SIMD, CASCADE_MEMORY), 1 for anything else, 0 ok. */
 int cli_init(int threads);
 
 /* --device D / --precision P (NULL: $CASCADE_DEVICE / $CASCADE_PRECISION,
@@ -23,29 +25,30 @@ int cli_init(int threads);
  * GPU, else the CPU; auto precision: fp32 when `reference` (golden cases),
  * else bf16, fp16, fp32, the first the device runs. Writes what was chosen
  * and why into said ("cuda, bf16" / "cpu, fp32 (backend 'cuda': ...)").
- * and the CS_PREC_* in force into *prec. Returns 0 or the exit status after
+ * and the CASCADE_PREC_* in force into *prec (cascade_device_chosen). Returns 0 or the exit status after
  * printing one line. */
 int cli_device(const char *cmd, const char *device, const char *precision, int reference, char *said, size_t saidlen,
                int *prec);
 
-/* The device chosen by cli_device, for choosing model variants by its free
- * memory (nothing changes on the CPU). */
-struct cs_choice_req_s;
-void cli_device_req(struct cs_choice_req_s *req, int prec);
+/* The CLI's context (created by the first call; NULL only when out of
+ * memory): the one cli_init and cli_device set up, and the one a signal
+ * cancels. */
+struct cascade_ctx;
+struct cascade_ctx *cli_ctx(void);
 
 /* Exit statuses (all below 128, also for signals). */
 enum { CLI_EXIT_OK = 0, CLI_EXIT_ERROR = 1, CLI_EXIT_USAGE = 2, CLI_EXIT_INTERRUPTED = 130 };
 
-/* SIGINT/SIGTERM/SIGHUP/SIGPIPE request a stop through cs_cancel_request
- * (a second INT/TERM/HUP ends the process at once after cs_cleanup_run);
+/* SIGINT/SIGTERM/SIGHUP/SIGPIPE request a stop through cascade_cancel_all
+ * (a second INT/TERM/HUP ends the process at once after
+ * cascade_remove_temporaries);
  * SIGXFSZ is ignored so writes past `ulimit -f` fail with EFBIG. */
 void cli_signals_install(void);
-/* For a stop requested by signal why (cs_cancel_pending()): the exit status
+/* For a stop requested by signal why (cli_stop_pending()): the exit status
  * (130, or 1 for a closed stdout) and the words for the one-line message. */
 int cli_stop_status(int why);
 const char *cli_stop_text(int why);
-/* The signal that asked for a stop, or 0 (for files that include only
- * cascade.h). */
+/* The signal that asked for a stop, or 0 (cascade_cancel_reason). */
 int cli_stop_pending(void);
 
 /* ---- numbers (parse.c): one rule for every option and variable ----
@@ -53,6 +56,11 @@ int cli_stop_pending(void);
  * whether it comes from an option or from the environment.
  * Each returns 0, or -1 after printing "CMD: WHAT: 'V' is not ...". */
 int cli_parse_int(const char *cmd, const char *what, const char *v, long lo, long hi, int *out);
+/* An int parameter of the library's table (a cascade_param key: width,
+ * height, batch, ...): its range and multiple come from cascade.h, so the
+ * CLI and the library refuse the same values; "CMD: WHAT: 12 is not a
+ * multiple of 8" for a value off the multiple. */
+int cli_parse_param(const char *cmd, const char *what, const char *v, int key, int *out);
 /* A finite number in [lo, hi] ((lo, hi] with lo_open) that stays finite and
  * non-zero as a float; lo = -FLT_MAX, hi = FLT_MAX means any finite float. */
 int cli_parse_real(const char *cmd, const char *what, const char *v, double lo, double hi, int lo_open,

@@ -5,6 +5,7 @@
 #include "prompt.h"
 #include "generate.h"
 
+#include "backend.h"
 #include "cancel.h"
 #include "demo.h"
 #include "demo_vision.h"
@@ -207,6 +208,18 @@ static int resolve_demo(state *s, cs_model_paths *mp)
     return 0;
 }
 
+/* The device chosen by cli_device, for choosing model variants by its free
+ * memory in the precision it computes in (nothing changes on the CPU). */
+static void device_req(cs_choice_req *req, int prec)
+{
+    const cs_backend *b = cs_backend_active();
+    size_t fr = 0, tot = 0;
+    if (!b || !b->ops || !b->ops->mem_info) return;
+    if (b->ops->mem_info(&fr, &tot, req->dev_name, sizeof req->dev_name)) return;
+    req->dev_prec = prec;
+    req->dev_have = fr;
+}
+
 static int resolve_models(state *s, cs_model_paths *mp, cs_model_set **setp)
 {
     opts *o = s->o;
@@ -230,7 +243,7 @@ static int resolve_models(state *s, cs_model_paths *mp, cs_model_set **setp)
     req.batch = o->g.batch;
     req.variant[CS_PART_STAGE_C] = o->var_c;
     req.variant[CS_PART_STAGE_B] = o->var_b;
-    cli_device_req(&req, s->prec);
+    device_req(&req, s->prec);
     /* merged LoRAs keep float32 copies of the weights they touch */
     static const cs_part lpart[3] = {CS_PART_STAGE_C, CS_PART_STAGE_B, CS_PART_TEXT};
     for (int k = 0; k < 3; k++)
@@ -675,8 +688,8 @@ int gen_execute(opts *o)
 
 error:
     hash_join(&hj, 0);   /* the threads read files we may be about to remove */
-    if (rc == CS_EINTR || cs_cancel_pending()) {
-        int why = cs_cancel_pending();
+    if (rc == CS_EINTR || cli_stop_pending()) {
+        int why = cli_stop_pending();
         gen_progress_break(&s.prog);
         if (s.out.n_written)
             fprintf(stderr, "%s: %s; run %d not written (the %d images of finished runs are kept)\n", o->me,

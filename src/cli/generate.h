@@ -11,8 +11,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define GEN_MAX_SIDE 8192
-#define GEN_MAX_BATCH 64
+#define GEN_MAX_SIDE CS_GEN_MAX_SIDE     /* the library's limits (pipeline.h, cascade.h's table) */
+#define GEN_MAX_BATCH CS_GEN_MAX_BATCH
 #define GEN_PATH 4096
 #define GEN_MAX_LORA 16   /* per part */
 #define GEN_MAX_SAVE_LATENT 8

@@ -3,6 +3,8 @@
 #include "cli.h"
 #include "generate.h"
 
+#include "cascade.h"
+
 #include "demo.h"
 #include "ksampler.h"
 #include "lora.h"
@@ -132,16 +134,10 @@ static int parse_cfg(const char *opt, const char *v, float *out)
     return parse_float(opt, v, -FLT_MAX, FLT_MAX, 0, out);
 }
 
-/* image side: a whole number 8..GEN_MAX_SIDE and a multiple of 8 */
-static int parse_size(const char *opt, const char *v, int *out)
+/* image side: the library's limits (a multiple of 8, 8..8192) */
+static int parse_size(const char *opt, const char *v, int key, int *out)
 {
-    if (parse_int(opt, v, 8, GEN_MAX_SIDE, out))
-        return -1;
-    if (*out % 8) {
-        fprintf(stderr, ME ": %s: %d is not a multiple of 8\n", opt, *out);
-        return -1;
-    }
-    return 0;
+    return cli_parse_param(ME, opt, v, key, out);
 }
 
 /* FILE[:STRENGTH] onto list; the strength is what follows the last ':' */
@@ -227,13 +223,13 @@ int gen_parse(int argc, char **argv, opts *o)
         switch (c) {
         case 'p': o->prompt = optarg, o->have_prompt = 1; break;
         case 'n': o->g.negative = optarg; break;
-        case 'W': e = parse_size("--width", optarg, &o->g.width), o->size_given = 1; break;
-        case 'H': e = parse_size("--height", optarg, &o->g.height), o->size_given = 1; break;
+        case 'W': e = parse_size("--width", optarg, CASCADE_P_WIDTH, &o->g.width), o->size_given = 1; break;
+        case 'H': e = parse_size("--height", optarg, CASCADE_P_HEIGHT, &o->g.height), o->size_given = 1; break;
         case O_SEED:
             /* at most 2^63-1: JSON integers (and jansson) are signed 64-bit */
             e = cli_parse_u64(ME, "--seed", optarg, INT64_MAX, &o->g.seed), o->seed_given = 1;
             break;
-        case O_BATCH: e = parse_int("--batch", optarg, 1, GEN_MAX_BATCH, &o->g.batch); break;
+        case O_BATCH: e = cli_parse_param(ME, "--batch", optarg, CASCADE_P_BATCH, &o->g.batch); break;
         case O_COUNT: e = parse_int("--count", optarg, 1, 100000, &o->count); break;
         case O_STEPS_C: e = parse_int("--steps-c", optarg, 1, 10000, &o->g.c.steps); break;
         case O_STEPS_B: e = parse_int("--steps-b", optarg, 1, 10000, &o->g.b.steps); break;

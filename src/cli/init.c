@@ -1,38 +1,43 @@
 /* Start-up shared by the commands that compute (and tests/golden's runner):
- * SIMD level, threads, and every CASCADE_* value checked before any work. */
+ * SIMD level, threads, and every CASCADE_* value checked before any work,
+ * through cascade_setup on the CLI's one context. */
 #include "cli.h"
 
-#include "backend.h"
-#include "cpu.h"
-#include "error.h"
-#include "kernels.h"
-#include "models.h"
-#include "ops.h"
+#include "cascade.h"
 
 #include <stdio.h>
-#include <stdlib.h>
+
+struct cascade_ctx *cli_ctx(void)
+{
+    static cascade_ctx *ctx;   /* the process's; lives until exit */
+    if (!ctx) ctx = cascade_ctx_new();
+    return ctx;
+}
 
 int cli_init(int threads)
 {
     if (threads <= 0 && cli_env_threads("cascade", &threads))
-        return 2;
-    int rc = cs_simd_init();
+        return CLI_EXIT_USAGE;
+    cascade_ctx *ctx = cli_ctx();
+    if (!ctx) {
+        fprintf(stderr, "cascade: out of memory\n");
+        return CLI_EXIT_ERROR;
+    }
+    if (cascade_set_int(ctx, CASCADE_P_THREADS, threads > 0 ? threads : 0)) {
+        fprintf(stderr, "cascade: %s\n", cascade_errmsg(ctx));
+        return CLI_EXIT_USAGE;
+    }
+    /* kernels, threads, CASCADE_MEMORY: an unknown SIMD name or a malformed
+     * value is bad usage (2); a SIMD level this CPU lacks an error (1) */
+    int rc = cascade_setup(ctx, CASCADE_SETUP_KERNELS);
     if (rc) {
-        fprintf(stderr, "cascade: %s\n", cs_last_error());
-        return rc == CS_EARG ? 2 : 1;   /* unknown name: 2; a level this CPU lacks: 1 */
+        fprintf(stderr, "cascade: %s\n", cascade_errmsg(ctx));
+        return rc == CASCADE_E_ARG ? CLI_EXIT_USAGE : CLI_EXIT_ERROR;
     }
-    cs_threads_set(threads);
-    /* every CASCADE_* value is checked before any work, with one exit rule */
-    const char *mem = getenv("CASCADE_MEMORY");
-    uint64_t have;
-    char src[64];
-    if (mem && *mem && cs_mem_available(&have, src, sizeof src)) {
-        fprintf(stderr, "cascade: %s\n", cs_last_error());
-        return 2;
+    /* $CASCADE_BACKEND: a plugin that cannot be used is an error (1) */
+    if (cascade_setup(ctx, CASCADE_SETUP_BACKEND)) {
+        fprintf(stderr, "cascade: %s\n", cascade_errmsg(ctx));
+        return CLI_EXIT_ERROR;
     }
-    if (cs_backend_select(NULL)) {
-        fprintf(stderr, "cascade: %s\n", cs_last_error());
-        return 1;
-    }
-    return 0;
+    return CLI_EXIT_OK;
 }

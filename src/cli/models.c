@@ -22,7 +22,8 @@ static void usage(FILE *f)
             "       cascade models --recommend [--width N] [--height N] [--batch N]\n\n"
             "Lists the Stable Cascade model files found, each file's network, variant, dtype, size and\n"
             "xxh64, what 'auto' picks for the given size (default 1024x1024, batch 1) on this machine and\n"
-            "why, and what is missing and where it looked.\n\n"
+            "why, and what is missing and where it looked. Size and batch have the limits of cascade\n"
+            "generate: sides a multiple of 8 in 8..8192, batch 1..64.\n\n"
             "Search order: --models DIR, then $CASCADE_MODELS (':'-separated), then\n"
             "$XDG_DATA_HOME/cascade/models (default ~/.local/share/cascade/models). A folder may be flat\n"
             "(official file names), a Hugging Face snapshot or hub-cache repo, diffusers folders\n"
@@ -34,11 +35,6 @@ static void usage(FILE *f)
             "Hashes are cached in $XDG_CACHE_HOME/cascade/hashes; --no-hash skips them.\n"
             "--recommend prints the variant to download for this machine (no files needed).\n"
             "Exit status: 0 when everything text-to-image needs was found, 1 when not, 2 on bad usage.\n");
-}
-
-static int parse_int(const char *opt, const char *v, int lo, int hi, int *out)
-{
-    return cli_parse_int("cascade models", opt, v, lo, hi, out);
 }
 
 static void note_of(const cascade_models *m, int i, char *b, size_t len)
@@ -120,7 +116,8 @@ int cmd_models(int argc, char **argv)
         else if (!strcmp(a, "--device") && v) device = argv[++i];
         else if (!strcmp(a, "--width") || !strcmp(a, "--height") || !strcmp(a, "--batch")) {
             int *dst = a[2] == 'w' ? &width : a[2] == 'h' ? &height : &batch;
-            if (parse_int(a, v, a[2] == 'b' ? 1 : 64, a[2] == 'b' ? 256 : 16384, dst)) return 2;
+            int key = a[2] == 'w' ? CASCADE_P_WIDTH : a[2] == 'h' ? CASCADE_P_HEIGHT : CASCADE_P_BATCH;
+            if (cli_parse_param("cascade models", a, v, key, dst)) return 2;   /* generate's limits */
             i++;
         }
         else if ((!strcmp(a, "--variant") || !strcmp(a, "--stage-c-variant") || !strcmp(a, "--stage-b-variant")) && v) {

@@ -5,6 +5,8 @@
  * stderr naming the option or variable; the caller exits with status 2. */
 #include "cli.h"
 
+#include "cascade.h"
+
 #include <errno.h>
 #include <float.h>
 #include <math.h>
@@ -23,6 +25,22 @@ int cli_parse_int(const char *cmd, const char *what, const char *v, long lo, lon
         return -1;
     }
     *out = (int)x;
+    return 0;
+}
+
+int cli_parse_param(const char *cmd, const char *what, const char *v, int key, int *out)
+{
+    double lo = 0, hi = 0;
+    int step = cascade_param_step((cascade_param)key);
+    if (step < 1 || cascade_param_range((cascade_param)key, &lo, &hi, NULL, NULL)) {
+        fprintf(stderr, "%s: %s: no such integer parameter (key %d)\n", cmd, what, key);
+        return -1;
+    }
+    if (cli_parse_int(cmd, what, v, (long)lo, (long)hi, out)) return -1;
+    if (*out % step) {
+        fprintf(stderr, "%s: %s: %d is not a multiple of %d\n", cmd, what, *out, step);
+        return -1;
+    }
     return 0;
 }
 

@@ -161,7 +161,7 @@ static int copy_latents(const wf_plan_info *info, const char *out, const char *p
         cs_cleanup_del(hnd[k]);
     int status = 0;
     if (rc) {
-        int why = cs_cancel_pending();
+        int why = cli_stop_pending();
         if (rc == CS_EINTR || why) {
             fprintf(stderr, ME ": %s; nothing written\n", cli_stop_text(why));
             status = cli_stop_status(why);

@@ -2,7 +2,7 @@
  * process can be told to stop ends in the same cooperative path, so the
  * normal error unwinding removes what the run created and the exit status
  * stays below 128.
- *   SIGINT, SIGTERM, SIGHUP  request a stop (cs_cancel_request); the work
+ *   SIGINT, SIGTERM, SIGHUP  request a stop (cascade_cancel_all); the work
  *                            stops at the next check (well under a second),
  *                            cleans up and exits 130. A second one while the
  *                            stop is under way removes every path on the
@@ -19,7 +19,7 @@
  *                            the run created and exits 1 with one line. */
 #include "cli.h"
 
-#include "cancel.h"
+#include "cascade.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -37,7 +37,7 @@ static int user_stop(int sig)
 static void on_signal(int sig)
 {
     int saved = errno;
-    if (user_stop(sig) && user_stop(cs_cancel_pending())) {
+    if (user_stop(sig) && user_stop(cascade_cancel_reason())) {
         /* Only the main thread creates files. A process-wide signal may land
          * on a BLAS or OpenMP worker (after SIGSTOP/SIGCONT any thread may
          * take it); removing files there would race with the main thread
@@ -50,12 +50,12 @@ static void on_signal(int sig)
         }
         /* the second request: do not wait for the next check */
         static const char msg[] = "\ncascade: stopped at once (second signal); temporary files removed\n";
-        cs_cleanup_run();
+        cascade_remove_temporaries();
         ssize_t w = write(STDERR_FILENO, msg + !err_tty, sizeof msg - 1 - !err_tty);
         (void)w;
         _exit(CLI_EXIT_INTERRUPTED);
     }
-    cs_cancel_request(sig);
+    cascade_cancel_all(sig);   /* every computation, on every context of the process */
     errno = saved;
 }
 
@@ -64,7 +64,7 @@ static void on_fault(int sig)
     (void)sig;
     static const char msg[] = "\ncascade: a model file was truncated or changed while in use (SIGBUS reading its "
                               "memory map); stopped, nothing written\n";
-    cs_cleanup_run();
+    cascade_remove_temporaries();
     ssize_t w = write(STDERR_FILENO, msg + !err_tty, sizeof msg - 1 - !err_tty);
     (void)w;
     _exit(CLI_EXIT_ERROR);
@@ -87,7 +87,7 @@ void cli_signals_install(void)
     sigaction(SIGBUS, &sa, NULL);
 }
 
-int cli_stop_pending(void) { return cs_cancel_pending(); }
+int cli_stop_pending(void) { return cascade_cancel_reason(); }
 
 int cli_stop_status(int why)
 {
