@@ -9,6 +9,8 @@
 #        tests, a few goldens, the lite forwards against the CPU (bf16, fp16)
 # torch: ours, then PyTorch eager and compiled with CUDA graphs (bench/torch_gpu.py, needs
 #        wheels/), then ours again, on the same lite weights
+# short: compare's checks, the lite forwards side by side, Stage A and the text encoder against
+#        the CPU, two lite images: one short call
 # images: after compare: a per-op profile of two lite images, then lite and full images
 # kernels: the lite forwards under Nsight Compute (graphs off): each kernel's GPU time, summed by
 #        kernel name (bench/ncu_sum.py), against the forward's wall time
@@ -81,6 +83,34 @@ if [ "$mode" = compare ]; then
     $S --stage t --dtype bf16 --precision fp32 --check 1 --warmup 1 --runs 3
     } >"$out/compare.txt" 2>&1
     grep -v '^{"engine' "$out/compare.txt" | grep -E "PASS|FAIL|golden|attn_block|^\||rel_l2|steps in|done in|peak|wall|error|lite|full|tests" | cut -c1-220
+    exit 0
+fi
+if [ "$mode" = short ]; then   # compare's checks and the lite side by side, in ~4 minutes
+    {
+    timeout 60 $B/test_cuda_sgemm $B/libcascade-cuda.so 2>&1 | tail -1
+    for p in bf16 fp16 fp32; do
+        echo "op tests $p:"; CASCADE_BACKEND=cuda CASCADE_PRECISION=$p timeout 60 $B/test_backend_ops 2>&1 | grep -v "^ok"
+    done
+    CASCADE_BACKEND=cuda CASCADE_PRECISION=bf16 timeout 60 $B/test_backend_ops 2>&1 | grep -E "attn_block|ts_block"
+    echo "train steps:"; SHARED_DIR=$PWD CASCADE_BACKEND=cuda timeout 60 $B/test_train_dev 2>&1 | tail -6
+    for c in sampling_c sampling_b stage_c_tiny op_attnblock; do for p in bf16 fp32; do
+        timeout 30 $B/cascade-golden --device cuda --precision $p golden/$c 2>&1 | tail -n 1 | sed "s/^/golden $c $p: /"
+    done; done
+    lite_weights
+    for i in 1 2; do for p in old bin; do
+        echo "lite, $p:"; LD_LIBRARY_PATH=$PWD/$p/bin:$PWD/lib:$cub CASCADE_PLUGIN_DIR=$PWD/$p/bin timeout 40 $PWD/$p/bin/stage \
+            --dir $W --manifests $M --threads $(nproc) --device cuda --size lite --stage c,b --dtype bf16 \
+            --precision bf16 --warmup 2 --runs 5 2>&1 | grep "^| stage"
+    done; done
+    S="$B/stage --dir $W --manifests $M --threads $(nproc) --device cuda"
+    timeout 60 $S --size lite --stage c,b --dtype bf16 --precision bf16 --check 1 --warmup 1 --runs 1
+    timeout 40 $S --stage a --dtype f32 --batch 1 --precision bf16 --check 1 --warmup 1 --runs 2
+    timeout 30 $S --stage t --dtype bf16 --precision bf16 --check 1 --warmup 1 --runs 2
+    mkdir -p $W/lite; for f in stage_a text_encoder_bf16 stage_c_lite_bf16 stage_b_lite_bf16; do ln -sf $W/$f.safetensors $W/lite/; done
+    timeout 40 $B/cascade generate --models $W/lite --tokenizer tokenizer -p "a photo of a cat" \
+        --seed 7 --device cuda --count 2 --keep-loaded -o "$out/lite_gpu.png" --force 2>&1
+    } >"$out/short.txt" 2>&1
+    grep -v '^{"engine' "$out/short.txt" | grep -E "PASS|FAIL|golden|_block|^\||rel_l2|steps in|done in|peak|wall|error|lite|tests|train|Stage|device|chose" | cut -c1-200
     exit 0
 fi
 if [ "$mode" = images ]; then   # after compare (its weights): a per-op profile of two lite images, then images
