@@ -89,6 +89,28 @@ static cs_tensor weight(cs_dtype dt, const char *name, int64_t s0, int64_t s1, i
     return t;
 }
 
+/* t *= 2^-e with 2^e about sqrt(fan_in): exact in every dtype */
+static void pow2_scale(cs_tensor *t, size_t fan_in)
+{
+    int e = 0;
+    while ((size_t)1 << (2 * (e + 1)) <= fan_in) e++;
+    size_t n = (size_t)cs_tensor_numel(t);
+    float f = ldexpf(1.0f, -e);
+    if (t->dtype == CS_F32) {
+        for (size_t i = 0; i < n; i++) ((float *)t->data)[i] *= f;
+    } else if (t->dtype == CS_BF16) {
+        uint16_t *h = (uint16_t *)t->data;
+        for (size_t i = 0; i < n; i++) {
+            uint32_t b = (uint32_t)h[i] << 16;
+            float v;
+            memcpy(&v, &b, 4);
+            v *= f;
+            memcpy(&b, &v, 4);
+            h[i] = (uint16_t)(b >> 16);
+        }
+    }
+}
+
 /* the device may hold a copy of it: dropped before the host memory goes */
 static void drop(cs_tensor *t)
 {
@@ -146,9 +168,20 @@ static int end(int rc, const char *want)
     return rc;
 }
 
-/* compares CPU result ref with device result got (n floats) */
+static void report_den(const char *op, const char *shape, int prod, const float *ref, const float *got, size_t n,
+                       int rc0, int rc1, double den2);
+
+/* compares CPU result ref with device result got (n floats) by rel_l2 */
 static void report(const char *op, const char *shape, int prod, const float *ref, const float *got, size_t n, int rc0,
                    int rc1)
+{
+    report_den(op, shape, prod, ref, got, n, rc0, rc1, -1.0);
+}
+
+/* the same with the error's norm over sqrt(den2) instead of ref's (den2 < 0:
+ * ref's) */
+static void report_den(const char *op, const char *shape, int prod, const float *ref, const float *got, size_t n,
+                       int rc0, int rc1, double den2)
 {
     runs++;
     if (rc0 || rc1) {
@@ -165,6 +198,7 @@ static void report(const char *op, const char *shape, int prod, const float *ref
         d += ((double)got[i] - ref[i]) * ((double)got[i] - ref[i]);
         r += (double)ref[i] * ref[i];
     }
+    if (den2 >= 0) r = den2;
     double rel = r > 0 ? sqrt(d / r) : sqrt(d);
     double tol = prod ? tol_prod : tol_other;
     int ok = !bad && rel <= tol && !(fake_calls && d != 0) && !opmiss[0];
@@ -524,6 +558,13 @@ static void t_attnblock(cs_dtype dt, size_t N, size_t HW, size_t c, int nhead, s
     }
     b.wo = weight(dt, "out_proj", C, C, 0, 0), b.bo = weight(CS_F32, "out_proj.b", C, 0, 0, 0);
     b.kv_w = weight(dt, "kv_mapper", C, (int64_t)cc, 0, 0), b.kv_b = weight(CS_F32, "kv_mapper.b", C, 0, 0, 0);
+    /* weights of nn.Linear's scale (about 1/sqrt(fan_in)): with +-1 ones the
+     * scores reach +-30 and four chained 16-bit products put the block's
+     * error past the tolerance on a GPU with or without its fused form */
+    if (packed) pow2_scale(&b.wqkv, c);
+    for (int i = 0; i < 3 && !packed; i++) pow2_scale(&sep[i], c);
+    pow2_scale(&b.wo, c);
+    pow2_scale(&b.kv_w, cc);
     int rc[2];
     for (int m = 0; m < 2; m++) {
         cs_ws ws = {0};
@@ -875,9 +916,16 @@ static void t_act_bw(int kind, size_t n, int inplace)
         if (!argrc()) (kind ? cs_silu_backward : cs_gelu_backward)(px, pdy, pdx, n);
         rc[m] = end(argrc(), nm[kind]);
     }
-    char s[64];
+    char s[64], name[64];
     snprintf(s, sizeof s, "n=%zu%s", n, inplace ? " in place" : "");
-    report_g(nm[kind], "dx", s, dx, n, rc);
+    snprintf(name, sizeof name, "%s.dx", nm[kind]);
+    /* against ||dy||: f'(x) is a sum of O(1) terms that cancel in the tails
+     * (GELU's 1 + erf(x / sqrt 2) for x < -3), where any float32 erf's last
+     * ulp becomes a large part of the result, so ||ref|| measures nothing
+     * when every element sits there (n = 1) */
+    double d2 = 0;
+    for (size_t i = 0; i < n; i++) d2 += (double)dy[i] * dy[i];
+    report_den(name, s, 0, dx[0], dx[1], n, rc[0], rc[1], d2);
     free(x), free(dy), free_pair(dx);
 }
 
