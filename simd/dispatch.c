@@ -29,6 +29,7 @@
 
 static cs_simd_level current = CS_SIMD_SCALAR;
 static int installed;   /* a cs_simd_use succeeded: cs_simd_ensure keeps its choice */
+static int refused;     /* the last cs_simd_pick failed: the scalar reference by default */
 static pthread_once_t detect_flag = PTHREAD_ONCE_INIT, ensure_flag = PTHREAD_ONCE_INIT;
 static int cpu_has[CS_SIMD_LEVELS];
 static int cpu_bf16;   /* AVX512-BF16 (with the avx512 level's requirements) */
@@ -175,10 +176,11 @@ int cs_simd_use(cs_simd_level l)
     cs_k = k;
     current = l;
     installed = 1;
+    refused = 0;
     return 0;
 }
 
-int cs_simd_pick(void)
+static int pick(void)
 {
     detect_once();
     const char *amx = getenv("CASCADE_AMX");
@@ -200,6 +202,13 @@ int cs_simd_pick(void)
     for (int l = CS_SIMD_LEVELS - 1; l >= 0; l--)
         if (cs_simd_supported((cs_simd_level)l)) return cs_simd_use((cs_simd_level)l);
     return cs_simd_use(CS_SIMD_SCALAR);
+}
+
+int cs_simd_pick(void)
+{
+    int rc = pick();
+    refused = rc != 0;
+    return rc;
 }
 
 static void ensure_pick(void)
@@ -282,7 +291,9 @@ const char *cs_gemm_bf16_name(void)
 /* A check for tests/levels.sh: with $CASCADE_SIMD_REPORT naming a file, a
  * process that used the table (or chose a level) appends at exit one line
  * "NAME pid=PID CASCADE_SIMD=WANTED level=IN_USE", so a test run under a
- * forced level can be shown to have computed at it. One write() in append
+ * forced level can be shown to have computed at it; " refused" ends the line
+ * where the last pick failed (a bad $CASCADE_SIMD or $CASCADE_AMX, which the
+ * caller reports: the CLI exits 2). One write() in append
  * mode, so processes running side by side do not mix their lines. */
 __attribute__((destructor)) static void report_level(void)
 {
@@ -296,8 +307,8 @@ __attribute__((destructor)) static void report_level(void)
     }
     const char *want = getenv("CASCADE_SIMD");
     char line[192];
-    int n = snprintf(line, sizeof line, "%s pid=%ld CASCADE_SIMD=%s level=%s\n", name, (long)getpid(),
-                     want && *want ? want : "-", names[current]);
+    int n = snprintf(line, sizeof line, "%s pid=%ld CASCADE_SIMD=%s level=%s%s\n", name, (long)getpid(),
+                     want && *want ? want : "-", names[current], refused ? " refused" : "");
     int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) return;
     if (n > 0 && write(fd, line, (size_t)n) < 0) { /* nothing to do: a test then finds no line */ }
