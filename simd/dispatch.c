@@ -16,9 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
 #if defined(__linux__) && (defined(__x86_64__) || defined(__i386__))
 #include <sys/syscall.h>
-#include <unistd.h>
 #endif
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -26,9 +27,10 @@
 #define CS_X86 1
 #endif
 
-cs_kernels cs_k;
 static cs_simd_level current = CS_SIMD_SCALAR;
-static int detected;
+static int installed;   /* a cs_simd_use succeeded: cs_simd_ensure keeps its choice */
+static int refused;     /* the last cs_simd_pick failed: the scalar reference by default */
+static pthread_once_t detect_flag = PTHREAD_ONCE_INIT, ensure_flag = PTHREAD_ONCE_INIT;
 static int cpu_has[CS_SIMD_LEVELS];
 static int cpu_bf16;   /* AVX512-BF16 (with the avx512 level's requirements) */
 static int cpu_amx;    /* AMX-TILE + AMX-BF16, tile state enabled in XCR0 (with cpu_bf16) */
@@ -126,13 +128,13 @@ static int built(cs_simd_level l)
     }
 }
 
-static void detect_once(void)
+static void detect_all(void)
 {
-    if (detected) return;
     cpu_has[CS_SIMD_SCALAR] = 1;
     detect();
-    detected = 1;
 }
+
+static void detect_once(void) { pthread_once(&detect_flag, detect_all); }
 
 /* why the last cs_simd_pick / cs_simd_use of this thread failed */
 static _Thread_local char why[160];
@@ -173,10 +175,12 @@ int cs_simd_use(cs_simd_level l)
 #endif
     cs_k = k;
     current = l;
+    installed = 1;
+    refused = 0;
     return 0;
 }
 
-int cs_simd_pick(void)
+static int pick(void)
 {
     detect_once();
     const char *amx = getenv("CASCADE_AMX");
@@ -200,7 +204,25 @@ int cs_simd_pick(void)
     return cs_simd_use(CS_SIMD_SCALAR);
 }
 
-cs_simd_level cs_simd_current(void) { return current; }
+int cs_simd_pick(void)
+{
+    int rc = pick();
+    refused = rc != 0;
+    return rc;
+}
+
+static void ensure_pick(void)
+{
+    if (!installed && cs_simd_pick()) cs_simd_use(CS_SIMD_SCALAR);
+}
+
+void cs_simd_ensure(void) { pthread_once(&ensure_flag, ensure_pick); }
+
+cs_simd_level cs_simd_current(void)
+{
+    cs_simd_ensure();
+    return current;
+}
 
 const char *cs_cpu_model(void)
 {
@@ -237,8 +259,7 @@ int cs_amx_usable(void)
 
 cs_gemm_bf16_fn cs_gemm_bf16_native(void)
 {
-    detect_once();
-    if (current != CS_SIMD_AVX512 || !cpu_bf16) return NULL;
+    if (cs_simd_current() != CS_SIMD_AVX512 || !cpu_bf16) return NULL;
 #ifdef CS_HAVE_AMX
     if (!amx_off && cs_amx_usable()) return cs_gemm_bf16_amx;
 #endif
@@ -266,5 +287,30 @@ const char *cs_gemm_bf16_name(void)
     return k ? "12x32 AVX512-BF16 (vdpbf16ps)" : NULL;
 }
 
-/* The table holds the scalar reference before cs_simd_init runs. */
-__attribute__((constructor)) static void init_ref(void) { cs_kernels_ref(&cs_k); }
+
+/* A check for tests/levels.sh: with $CASCADE_SIMD_REPORT naming a file, a
+ * process that used the table (or chose a level) appends at exit one line
+ * "NAME pid=PID CASCADE_SIMD=WANTED level=IN_USE", so a test run under a
+ * forced level can be shown to have computed at it; " refused" ends the line
+ * where the last pick failed (a bad $CASCADE_SIMD or $CASCADE_AMX, which the
+ * caller reports: the CLI exits 2). One write() in append
+ * mode, so processes running side by side do not mix their lines. */
+__attribute__((destructor)) static void report_level(void)
+{
+    const char *path = getenv("CASCADE_SIMD_REPORT");
+    if (!path || !*path || cs_kernels_untouched()) return;
+    char name[64] = "?";
+    FILE *f = fopen("/proc/self/comm", "r");
+    if (f) {
+        if (fgets(name, sizeof name, f)) name[strcspn(name, "\n")] = 0;
+        fclose(f);
+    }
+    const char *want = getenv("CASCADE_SIMD");
+    char line[192];
+    int n = snprintf(line, sizeof line, "%s pid=%ld CASCADE_SIMD=%s level=%s%s\n", name, (long)getpid(),
+                     want && *want ? want : "-", names[current], refused ? " refused" : "");
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return;
+    if (n > 0 && write(fd, line, (size_t)n) < 0) { /* nothing to do: a test then finds no line */ }
+    close(fd);
+}

@@ -1,6 +1,6 @@
 /* The kernel table: one struct of function pointers, filled with the scalar
- * reference (simd/ref.c) and upgraded level by level at start-up
- * (simd/dispatch.c). Every variant must agree with the reference.
+ * reference (simd/ref.c) and upgraded level by level on first use or an
+ * explicit pick (simd/dispatch.c). Every variant must agree with the reference.
  *
  * Conventions: float32 unless named otherwise; "rows x C" means rows of C
  * contiguous floats (channels-last); in-place is allowed where x == y. No
@@ -78,8 +78,17 @@ typedef struct {
                            const uint32_t *Bp, size_t pstride, float *C, size_t ldc, int cont);
 } cs_kernels;
 
-/* The active table (set by cs_simd_pick; the scalar reference before that). */
+/* The active table (set by cs_simd_pick / cs_simd_use). Before that every
+ * entry is a stub (simd/table.c) that runs cs_simd_ensure and forwards, so
+ * a program computes at $CASCADE_SIMD's level without asking for it. */
 extern cs_kernels cs_k;
+/* Once per process, unless a level was installed already: cs_simd_pick, and
+ * where that fails (a bad or unavailable $CASCADE_SIMD) the scalar reference
+ * -- cs_simd_pick again (the library's cs_simd_init) reports the failure.
+ * Thread-safe. */
+void cs_simd_ensure(void);
+/* 1 while cs_k is still the stub table (nothing computed, nothing chosen) */
+int cs_kernels_untouched(void);
 
 /* simd/ is a leaf (it includes nothing from src/): its failures are these
  * codes with a line in cs_simd_why(); the library's cs_simd_init/_set
@@ -92,7 +101,7 @@ const char *cs_simd_why(void);   /* this thread's last failure */
 int cs_simd_pick(void);
 /* Forces one level; CS_SIMD_EUNAVAIL if the CPU or the build lacks it. */
 int cs_simd_use(cs_simd_level level);
-cs_simd_level cs_simd_current(void);
+cs_simd_level cs_simd_current(void);   /* runs cs_simd_ensure first */
 int cs_simd_supported(cs_simd_level level);   /* built in AND CPU/OS can run it */
 const char *cs_simd_name(cs_simd_level level);
 /* CPU description for `cascade info` */

@@ -5,7 +5,9 @@
 
 #include "kernels.h"
 
-/* Picks the best level this CPU supports, or $CASCADE_SIMD if set. Returns
+/* Picks the best level this CPU supports, or $CASCADE_SIMD if set (the
+ * table does so itself on first use, cs_simd_ensure; this call is where a
+ * bad $CASCADE_SIMD becomes an error to report). Returns
  * 0 or CS_EARG (a bad $CASCADE_SIMD / $CASCADE_AMX) / CS_EUNSUP (a forced
  * level this CPU or build lacks). Safe to call more than once. */
 int cs_simd_init(void);

@@ -36,7 +36,7 @@ libs="$(pkg-config --libs jansson libxxhash libpcre2-8 libutf8proc libpng) $(pkg
 objs=
 # the golden runner's case parser and handlers, for the golden target only
 gobjs=
-for s in "$top"/src/*.c "$top/simd/ref.c" "$top/simd/dispatch.c" "$top/simd/fp16.c" "$top"/tests/golden/golden_*.c; do
+for s in "$top"/src/*.c "$top/simd/ref.c" "$top/simd/dispatch.c" "$top/simd/table.c" "$top/simd/fp16.c" "$top"/tests/golden/golden_*.c; do
     o="$work/obj/$(basename "$s" .c).o"
     case $s in */tests/golden/golden_*) gobjs="$gobjs $o" ;; *) objs="$objs $o" ;; esac
     [ "$o" -nt "$s" ] && continue

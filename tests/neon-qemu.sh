@@ -22,7 +22,7 @@ trap 'rm -rf "$out"' EXIT
 printf '#define CS_HAVE_NEON 1\n' >"$out/config.h"
 # -ffp-contract=off as for the native build: exact kernels must round like the reference
 flags="-std=c11 -O2 -Wall -Wextra -Wno-unused-parameter -ffp-contract=off -D_GNU_SOURCE -include $out/config.h -I$top/src -I$top/simd"
-srcs="$top/tests/test_kernels.c $top/simd/ref.c $top/simd/dispatch.c $top/simd/arm/neon.c $top/simd/fp16.c $top/src/error.c $top/src/tensor.c $top/src/cpu.c"
+srcs="$top/tests/test_kernels.c $top/simd/ref.c $top/simd/dispatch.c $top/simd/table.c $top/simd/arm/neon.c $top/simd/fp16.c $top/src/error.c $top/src/tensor.c $top/src/cpu.c"
 echo "building with $cc"
 # static if the cross libc allows it, else dynamic with the cross sysroot for qemu
 if $cc $flags -static $srcs -o "$out/test_kernels" -lm 2>"$out/static.err"; then
