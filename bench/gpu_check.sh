@@ -49,10 +49,7 @@ image() {   # variant: one image in a fresh process (cold start, stages loaded o
     /usr/bin/time -f "wall %e s" $B/cascade generate --models $W/$v --tokenizer tokenizer -p "a photo of a cat" \
         --seed 7 --device cuda --count 2 --keep-loaded -o "$out/${v}_gpu.png" --force 2>&1
 }
-if [ "$mode" = compare ]; then
-    # this tree (bin/) against a baseline bundle in old/ (its bin/ only: bench/gpu_bundle.sh of the
-    # baseline commit), alternately in one call; then the new code's checks and images
-    {
+checks() {   # the plugin's and op tests, the device training step, a few goldens in bf16 and fp32
     timeout 120 $B/test_cuda_sgemm $B/libcascade-cuda.so 2>&1 | tail -1
     for p in bf16 fp16 fp32; do
         echo "op tests $p:"; CASCADE_BACKEND=cuda CASCADE_PRECISION=$p timeout 90 $B/test_backend_ops 2>&1 | grep -v "^ok"
@@ -62,55 +59,39 @@ if [ "$mode" = compare ]; then
     for c in sampling_c sampling_b stage_c_tiny op_attnblock; do for p in bf16 fp32; do
         timeout 60 $B/cascade-golden --device cuda --precision $p golden/$c 2>&1 | tail -n 1 | sed "s/^/golden $c $p: /"
     done; done
+}
+side_by_side() {   # size runs: this tree (bin/) and the baseline (old/bin/) alternately, twice
+    local size=$1 runs=$2 i d
+    for i in 1 2; do for d in old/bin bin; do
+        echo "$size, $d:"; LD_LIBRARY_PATH=$PWD/$d:$PWD/lib:$cub CASCADE_PLUGIN_DIR=$PWD/$d $PWD/$d/stage \
+            --dir $W --manifests $M --threads $(nproc) --device cuda --size $size --stage c,b --dtype bf16 \
+            --precision bf16 --warmup 2 --runs $runs 2>&1 | grep "^| stage"
+    done; done
+}
+if [ "$mode" = compare ] || [ "$mode" = short ]; then
+    # this tree against a baseline bundle in old/ (its bin/ only: bench/gpu_bundle.sh of the
+    # baseline commit) in one call; short: no full-size forwards, no fp16 or fp32 checks
+    {
+    checks
     lite_weights
-    for v in stage_c stage_b; do timeout 300 $B/mkweights $M/$v.json $W/${v}_bf16.safetensors bf16 & done
-    for i in 1 2; do for p in old bin; do
-        echo "lite, $p:"; LD_LIBRARY_PATH=$PWD/$p/bin:$PWD/lib:$cub CASCADE_PLUGIN_DIR=$PWD/$p/bin $PWD/$p/bin/stage \
-            --dir $W --manifests $M --threads $(nproc) --device cuda --size lite --stage c,b --dtype bf16 \
-            --precision bf16 --warmup 2 --runs 5 2>&1 | grep "^| stage"
-    done; done
+    [ "$mode" = compare ] && for v in stage_c stage_b; do timeout 300 $B/mkweights $M/$v.json $W/${v}_bf16.safetensors bf16 & done
+    side_by_side lite 5
     wait
-    for i in 1 2; do for p in old bin; do
-        echo "full, $p:"; LD_LIBRARY_PATH=$PWD/$p/bin:$PWD/lib:$cub CASCADE_PLUGIN_DIR=$PWD/$p/bin $PWD/$p/bin/stage \
-            --dir $W --manifests $M --threads $(nproc) --device cuda --size full --stage c,b --dtype bf16 \
-            --precision bf16 --warmup 2 --runs 3 2>&1 | grep "^| stage"
-    done; done
+    [ "$mode" = compare ] && side_by_side full 3
     S="$B/stage --dir $W --manifests $M --threads $(nproc) --device cuda"
     $S --size lite --stage c,b --dtype bf16 --precision bf16 --check 1 --warmup 1 --runs 1
-    $S --size lite --stage c,b --dtype bf16 --precision fp16 --check 1 --warmup 1 --runs 1
     $S --stage a --dtype f32 --batch 1 --precision bf16 --check 1 --warmup 1 --runs 3
     $S --stage t --dtype bf16 --precision bf16 --check 1 --warmup 1 --runs 3
-    $S --stage t --dtype bf16 --precision fp32 --check 1 --warmup 1 --runs 3
-    } >"$out/compare.txt" 2>&1
-    grep -v '^{"engine' "$out/compare.txt" | grep -E "PASS|FAIL|golden|attn_block|^\||rel_l2|steps in|done in|peak|wall|error|lite|full|tests" | cut -c1-220
-    exit 0
-fi
-if [ "$mode" = short ]; then   # compare's checks and the lite side by side, in ~4 minutes
-    {
-    timeout 60 $B/test_cuda_sgemm $B/libcascade-cuda.so 2>&1 | tail -1
-    for p in bf16 fp16 fp32; do
-        echo "op tests $p:"; CASCADE_BACKEND=cuda CASCADE_PRECISION=$p timeout 60 $B/test_backend_ops 2>&1 | grep -v "^ok"
-    done
-    CASCADE_BACKEND=cuda CASCADE_PRECISION=bf16 timeout 60 $B/test_backend_ops 2>&1 | grep -E "attn_block|ts_block"
-    echo "train steps:"; SHARED_DIR=$PWD CASCADE_BACKEND=cuda timeout 60 $B/test_train_dev 2>&1 | tail -6
-    for c in sampling_c sampling_b stage_c_tiny op_attnblock; do for p in bf16 fp32; do
-        timeout 30 $B/cascade-golden --device cuda --precision $p golden/$c 2>&1 | tail -n 1 | sed "s/^/golden $c $p: /"
-    done; done
-    lite_weights
-    for i in 1 2; do for p in old bin; do
-        echo "lite, $p:"; LD_LIBRARY_PATH=$PWD/$p/bin:$PWD/lib:$cub CASCADE_PLUGIN_DIR=$PWD/$p/bin timeout 40 $PWD/$p/bin/stage \
-            --dir $W --manifests $M --threads $(nproc) --device cuda --size lite --stage c,b --dtype bf16 \
-            --precision bf16 --warmup 2 --runs 5 2>&1 | grep "^| stage"
-    done; done
-    S="$B/stage --dir $W --manifests $M --threads $(nproc) --device cuda"
-    timeout 60 $S --size lite --stage c,b --dtype bf16 --precision bf16 --check 1 --warmup 1 --runs 1
-    timeout 40 $S --stage a --dtype f32 --batch 1 --precision bf16 --check 1 --warmup 1 --runs 2
-    timeout 30 $S --stage t --dtype bf16 --precision bf16 --check 1 --warmup 1 --runs 2
-    mkdir -p $W/lite; for f in stage_a text_encoder_bf16 stage_c_lite_bf16 stage_b_lite_bf16; do ln -sf $W/$f.safetensors $W/lite/; done
-    timeout 40 $B/cascade generate --models $W/lite --tokenizer tokenizer -p "a photo of a cat" \
-        --seed 7 --device cuda --count 2 --keep-loaded -o "$out/lite_gpu.png" --force 2>&1
-    } >"$out/short.txt" 2>&1
-    grep -v '^{"engine' "$out/short.txt" | grep -E "PASS|FAIL|golden|_block|^\||rel_l2|steps in|done in|peak|wall|error|lite|tests|train|Stage|device|chose" | cut -c1-200
+    if [ "$mode" = compare ]; then
+        $S --size lite --stage c,b --dtype bf16 --precision fp16 --check 1 --warmup 1 --runs 1
+        $S --stage t --dtype bf16 --precision fp32 --check 1 --warmup 1 --runs 3
+    else
+        mkdir -p $W/lite; for f in stage_a text_encoder_bf16 stage_c_lite_bf16 stage_b_lite_bf16; do ln -sf $W/$f.safetensors $W/lite/; done
+        timeout 40 $B/cascade generate --models $W/lite --tokenizer tokenizer -p "a photo of a cat" \
+            --seed 7 --device cuda --count 2 --keep-loaded -o "$out/lite_gpu.png" --force 2>&1
+    fi
+    } >"$out/$mode.txt" 2>&1
+    grep -v '^{"engine' "$out/$mode.txt" | grep -E "PASS|FAIL|golden|_block|^\||rel_l2|steps in|done in|peak|wall|error|lite|full|tests|train|Stage" | cut -c1-220
     exit 0
 fi
 if [ "$mode" = images ]; then   # after compare (its weights): a per-op profile of two lite images, then images
