@@ -10,6 +10,8 @@
 #include "tensor.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #define GDF_S 0.008f
@@ -159,15 +161,22 @@ void cs_sample_defaults_b(cs_sample_params *p)
     p->cfg = 1.1f;
 }
 
+/* Element-wise loops over a stage's latents run on the thread pool above
+ * this many floats (Stage B's 1024^2 latent is 262144 an image): the same
+ * values at any thread count. */
+#define PAR_MIN 65536
+
 void cs_cfg_lerp(const float *c, const float *u, float w, float *out, size_t n)
 {
     /* ATen CPU lerp: small weights step from the start, large ones back from
      * the end; one rounding in each fma */
     if (fabsf(w) < 0.5f) {
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
         for (size_t i = 0; i < n; i++)
             out[i] = fmaf(w, c[i] - u[i], u[i]);
     } else {
         float omw = 1.0f - w;
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
         for (size_t i = 0; i < n; i++) {
             float d = c[i] - u[i];
             out[i] = fmaf(-d, omw, c[i]);
@@ -175,19 +184,53 @@ void cs_cfg_lerp(const float *c, const float *u, float w, float *out, size_t n)
     }
 }
 
+/* Sums in double over fixed chunks (at most STD_PARTS, each with four
+ * interleaved accumulators), the partial sums then added in order: the
+ * chunking depends on n alone, so the result does not depend on the thread
+ * count. */
+#define STD_PARTS 256
+#define STD_MIN_CHUNK 4096
+
+static double sum_chunk(const float *x, size_t n, double mean, int sq)
+{
+    double s[4] = {0.0, 0.0, 0.0, 0.0};
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (int k = 0; k < 4; k++) {
+            double d = (double)x[i + k] - mean;
+            s[k] += sq ? d * d : d;
+        }
+    for (; i < n; i++) {
+        double d = (double)x[i] - mean;
+        s[0] += sq ? d * d : d;
+    }
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+static double sum_parts(const float *x, size_t n, double mean, int sq)
+{
+    size_t chunk = (n + STD_PARTS - 1) / STD_PARTS;
+    if (chunk < STD_MIN_CHUNK)
+        chunk = STD_MIN_CHUNK;
+    long nc = (long)((n + chunk - 1) / chunk);
+    double part[STD_PARTS];
+#pragma omp parallel for schedule(static) if (nc > 1 && n >= PAR_MIN)
+    for (long c = 0; c < nc; c++) {
+        size_t o = (size_t)c * chunk;
+        part[c] = sum_chunk(x + o, n - o < chunk ? n - o : chunk, mean, sq);
+    }
+    double t = 0.0;
+    for (long c = 0; c < nc; c++)
+        t += part[c];
+    return t;
+}
+
 float cs_std_unbiased(const float *x, size_t n)
 {
     if (n < 2)
         return NAN;   /* torch gives nan for one element */
-    double sum = 0.0;
-    for (size_t i = 0; i < n; i++)
-        sum += x[i];
-    double mean = sum / (double)n, ss = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)x[i] - mean;
-        ss += d * d;
-    }
-    return (float)sqrt(ss / (double)(n - 1));
+    double mean = sum_parts(x, n, 0.0, 0) / (double)n;
+    return (float)sqrt(sum_parts(x, n, mean, 1) / (double)(n - 1));
 }
 
 void cs_cfg_rescale(float *e, size_t n, float sd_c, float sd_cfg, float rho)
@@ -195,6 +238,7 @@ void cs_cfg_rescale(float *e, size_t n, float sd_c, float sd_cfg, float rho)
     /* rho*(e*sd_c/(sd_cfg+1e-9)) + e*(1-rho): each tensor op rounds to float */
     float den = sd_cfg + 1e-9f;
     float keep = (float)(1.0 - (double)rho);
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         float scaled = e[i] * sd_c / den;
         float p = rho * scaled;
@@ -210,6 +254,7 @@ static void sampler_step(const cs_sample_params *p, const cs_schedule *s, int i,
 {
     float a = s->a[i], b = s->b[i], ap = s->a[i + 1], bp = s->b[i + 1];
     if (p->sampler == CS_SAMPLER_LCM) {
+#pragma omp parallel for schedule(static) if (count >= PAR_MIN)
         for (size_t k = 0; k < count; k++) {
             float u = x0[k] * ap;
             float v = z[k] * bp;
@@ -225,6 +270,7 @@ static void sampler_step(const cs_sample_params *p, const cs_schedule *s, int i,
         sigma = eta * r1 * r2;
     }
     float ce = sqrtf(bp * bp - sigma * sigma);
+#pragma omp parallel for schedule(static) if (count >= PAR_MIN)
     for (size_t k = 0; k < count; k++) {
         float u = ap * x0[k];
         float v = ce * eps[k];
@@ -232,6 +278,48 @@ static void sampler_step(const cs_sample_params *p, const cs_schedule *s, int i,
         float uv = u + v;
         x[k] = uv + w;
     }
+}
+
+/* The next step's noise drawn on a thread of its own while the model runs:
+ * the draws do not depend on the model's output, and they come from the
+ * generator in the same order, so the values are the same as drawn after
+ * it (Stage B's 262144 normals an image take milliseconds on the host
+ * beside a ~20 ms forward on a GPU). */
+#define NOISE_THREAD_MIN 16384
+
+typedef struct {
+    const cs_sampler_io *io;
+    float *z;
+    size_t n;
+    int rc, running;
+    char msg[512];
+    pthread_t th;
+} noise_job;
+
+static void *noise_run(void *arg)
+{
+    noise_job *j = arg;
+    j->rc = j->io->noise(j->io->noise_ctx, j->z, j->n);
+    if (j->rc)
+        snprintf(j->msg, sizeof j->msg, "%s", cs_last_error());
+    return NULL;
+}
+
+static void noise_start(noise_job *j)
+{
+    j->running = j->n >= NOISE_THREAD_MIN && pthread_create(&j->th, NULL, noise_run, j) == 0;
+    if (!j->running)
+        noise_run(j);
+}
+
+/* 0, or the draw's error raised on this thread */
+static int noise_wait(noise_job *j)
+{
+    if (j->running) {
+        pthread_join(j->th, NULL);
+        j->running = 0;
+    }
+    return j->rc ? cs_error(j->rc, "%s", j->msg) : 0;
 }
 
 int cs_sample(const cs_sample_params *p, int n, size_t per_image, float *x,
@@ -269,10 +357,15 @@ int cs_sample(const cs_sample_params *p, int n, size_t per_image, float *x,
 
     for (int i = 0; i < s.steps; i++) {
         const float *pred;
+        /* every sampler draws z, even when its coefficient is 0 */
+        noise_job nj = {.io = io, .z = z, .n = count};
+        noise_start(&nj);
         if (use_cfg) {
             memcpy(xx, x, count * sizeof(float));
             memcpy(xx + count, x, count * sizeof(float));
-            if ((rc = io->eps(io->eps_ctx, xx, 2 * n, s.r[i], e)) != 0)
+            rc = io->eps(io->eps_ctx, xx, 2 * n, s.r[i], e);
+            int nrc = noise_wait(&nj);
+            if (rc || (rc = nrc) != 0)
                 goto done;
             float *ec = e, *eu = e + count;
             float sd_c = p->cfg_rho > 0.0f ? cs_std_unbiased(ec, count) : 0.0f;
@@ -281,19 +374,19 @@ int cs_sample(const cs_sample_params *p, int n, size_t per_image, float *x,
                 cs_cfg_rescale(eu, count, sd_c, cs_std_unbiased(eu, count), p->cfg_rho);
             pred = eu;
         } else {
-            if ((rc = io->eps(io->eps_ctx, x, n, s.r[i], e)) != 0)
+            rc = io->eps(io->eps_ctx, x, n, s.r[i], e);
+            int nrc = noise_wait(&nj);
+            if (rc || (rc = nrc) != 0)
                 goto done;
             pred = e;
         }
         /* epsilon target: x0 = (x - eps*b) / a */
         float a = s.a[i], b = s.b[i];
+#pragma omp parallel for schedule(static) if (count >= PAR_MIN)
         for (size_t k = 0; k < count; k++) {
             float t = pred[k] * b;
             result[k] = (x[k] - t) / a;
         }
-        /* every sampler draws z, even when its coefficient is 0 */
-        if ((rc = io->noise(io->noise_ctx, z, count)) != 0)
-            goto done;
         sampler_step(p, &s, i, x, result, pred, z, count);
         if (io->on_step) {
             rc = io->on_step(io->step_ctx, i, s.steps, result, x);

@@ -253,8 +253,9 @@ static int toy_step(void *ctx, int step, int steps, const float *x0, const float
 }
 
 /* The loop of spec §1.6 in double precision with its own schedule. */
-static void reference(const cs_sample_params *p, const toy *t, int use_cfg, int init_given,
-                      const double *x_init, double *x, double *x0)
+/* draws: the noise tensors handed out, [steps + 1][n] */
+static void reference(const cs_sample_params *p, const float *draws, size_t n, size_t per, int use_cfg,
+                      int init_given, const double *x_init, double *x, double *x0)
 {
     const double s = 0.008, pi = 3.14159265358979323846;
     double min_var = pow(cos(s / (1 + s) * pi / 2), 2);
@@ -270,15 +271,14 @@ static void reference(const cs_sample_params *p, const toy *t, int use_cfg, int 
         A[i] = sqrt(sg);
         B[i] = sqrt(1 - sg);
     }
-    size_t n = (size_t)NIMG * PER;
     int d = 0;
-    for (size_t k = 0; k < n; k++) x[k] = init_given ? x_init[k] : t->draws[0][k];
+    for (size_t k = 0; k < n; k++) x[k] = init_given ? x_init[k] : draws[k];
     if (!init_given) d = 1;
     double *e = malloc(n * sizeof *e), *ec = malloc(n * sizeof *ec);
     for (int i = 0; i < T; i++) {
         for (size_t k = 0; k < n; k++) {
-            ec[k] = toy_cond(x[k], k % PER);
-            double eu = toy_unc(x[k], k % PER);
+            ec[k] = toy_cond(x[k], k % per);
+            double eu = toy_unc(x[k], k % per);
             e[k] = use_cfg ? eu + p->cfg * (ec[k] - eu) : ec[k];
         }
         if (use_cfg && p->cfg_rho > 0) {
@@ -293,7 +293,7 @@ static void reference(const cs_sample_params *p, const toy *t, int use_cfg, int 
             for (size_t k = 0; k < n; k++)
                 e[k] = p->cfg_rho * e[k] * ratio + (1 - p->cfg_rho) * e[k];
         }
-        const float *z = t->draws[d++];
+        const float *z = draws + (size_t)d++ * n;
         for (size_t k = 0; k < n; k++) {
             x0[k] = (x[k] - e[k] * B[i]) / A[i];
             if (p->sampler == CS_SAMPLER_LCM) {
@@ -344,7 +344,7 @@ static void run_case(const char *what, const cs_sample_params *p, int use_cfg)
     for (int i = 0; i < p->steps; i++) bad_r += t.r_seen[i] != s.r[i];
     CHECK(!bad_r, "%s: model r differs from the schedule", what);
     cs_schedule_free(&s);
-    reference(p, &t, use_cfg, p->x_init_given, xi, xr, x0r);
+    reference(p, &t.draws[0][0], n, PER, use_cfg, p->x_init_given, xi, xr, x0r);
     double e1 = rel_l2(res, x0r, n), e2 = rel_l2(x, xr, n);
     printf("%-28s result rel_l2 %.3g, final x rel_l2 %.3g\n", what, e1, e2);
     CHECK(e1 < 2e-5 && e2 < 2e-5, "%s: float loop vs double reference: %.3g / %.3g", what, e1, e2);
@@ -378,6 +378,71 @@ static void test_loop(void)
     p.t_start = 0.8f;
     p.steps = 16;
     run_case("x_init, t_start 0.8", &p, 1);
+}
+
+/* Latents large enough for the sampler's thread pool loops and its noise
+ * thread (Stage B's size class): the same loop, the same reference. */
+enum { BIG_PER = 4 * 96 * 96 };
+
+typedef struct {
+    cs_rng rng;
+    float *draws;      /* [steps + 1][NIMG * BIG_PER] */
+    int noise_calls, calls;
+} big_toy;
+
+static int big_eps(void *ctx, const float *xb, int nb, float r, float *out)
+{
+    big_toy *t = ctx;
+    (void)r;
+    for (int b = 0; b < nb; b++)
+        for (size_t k = 0; k < BIG_PER; k++) {
+            float x = xb[(size_t)b * BIG_PER + k];
+            out[(size_t)b * BIG_PER + k] = (float)(b < NIMG ? toy_cond(x, k) : toy_unc(x, k));
+        }
+    t->calls++;
+    return 0;
+}
+
+static int big_noise(void *ctx, float *out, size_t n)
+{
+    big_toy *t = ctx;
+    int rc = cs_rng_randn(&t->rng, out, n);
+    memcpy(t->draws + (size_t)t->noise_calls * n, out, n * sizeof *out);
+    t->noise_calls++;
+    return rc;
+}
+
+static void test_big(void)
+{
+    cs_sample_params p;
+    cs_sample_defaults_b(&p);
+    size_t n = (size_t)NIMG * BIG_PER;
+    static big_toy t;
+    cs_rng_seed(&t.rng, 77);
+    t.draws = malloc((size_t)(p.steps + 1) * n * sizeof(float));
+    float *x = malloc(n * sizeof(float)), *res = malloc(n * sizeof(float));
+    double *xr = malloc(n * sizeof(double)), *x0r = malloc(n * sizeof(double));
+    CHECK(t.draws && x && res && xr && x0r, "out of memory");
+    if (!t.draws || !x || !res || !xr || !x0r) return;
+    cs_sampler_io io = {big_eps, &t, big_noise, &t, NULL, NULL, NULL, NULL, NULL, 0};
+    int rc = cs_sample(&p, NIMG, BIG_PER, x, res, &io);
+    CHECK(rc == 0, "big latents: %s", cs_last_error());
+    CHECK(t.calls == p.steps && t.noise_calls == p.steps + 1, "big latents: %d model calls, %d draws", t.calls,
+          t.noise_calls);
+    reference(&p, t.draws, n, BIG_PER, 1, 0, NULL, xr, x0r);
+    double e1 = rel_l2(res, x0r, n), e2 = rel_l2(x, xr, n);
+    printf("%-28s result rel_l2 %.3g, final x rel_l2 %.3g\n", "B defaults, 2 x 36864", e1, e2);
+    CHECK(e1 < 2e-5 && e2 < 2e-5, "big latents: float loop vs double reference: %.3g / %.3g", e1, e2);
+    /* the same run again gives the same bits (no race between the noise
+     * thread and the loop) */
+    float *x2 = malloc(n * sizeof(float)), *res2 = malloc(n * sizeof(float));
+    cs_rng_seed(&t.rng, 77);
+    t.noise_calls = t.calls = 0;
+    CHECK(x2 && res2 && cs_sample(&p, NIMG, BIG_PER, x2, res2, &io) == 0, "big latents, second run");
+    CHECK(x2 && res2 && !memcmp(x, x2, n * sizeof(float)) && !memcmp(res, res2, n * sizeof(float)),
+          "big latents: two runs differ");
+    free(x2); free(res2);
+    free(t.draws); free(x); free(res); free(xr); free(x0r);
 }
 
 static void test_ddim_deterministic(void)
@@ -441,6 +506,7 @@ int main(void)
     test_lerp_std();
     test_loop();
     test_ddim_deterministic();
+    test_big();
     test_stop_and_errors();
     int g = test_golden_sched();
     if (failures) {
