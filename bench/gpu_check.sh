@@ -12,6 +12,9 @@
 # short: compare's checks, the lite forwards side by side, Stage A and the text encoder against
 #        the CPU, two lite images: one short call
 # images: after compare: a per-op profile of two lite images, then lite and full images
+# pair:  after compare (its weights): whole lite and full images with the baseline (old/bin) and
+#        this tree alternately (two in one process: the second is the steady state), then Stage B
+#        with GRN folded into fc2 and not ($CASCADE_GRN_FOLD=0)
 # kernels: the lite forwards under Nsight Compute (graphs off): each kernel's GPU time, summed by
 #        kernel name (bench/ncu_sum.py), against the forward's wall time
 # upload: the first (weight-uploading) lite forwards with the plugin in old/ (the baseline) and in
@@ -55,7 +58,8 @@ checks() {   # the plugin's and op tests, the device training step, a few golden
         echo "op tests $p:"; CASCADE_BACKEND=cuda CASCADE_PRECISION=$p timeout 90 $B/test_backend_ops 2>&1 | grep -v "^ok"
     done
     CASCADE_BACKEND=cuda CASCADE_PRECISION=bf16 timeout 60 $B/test_backend_ops 2>&1 | grep -E "attn_block|mlp_block|ts_block"
-    echo "train steps:"; SHARED_DIR=$PWD CASCADE_BACKEND=cuda timeout 120 $B/test_train_dev 2>&1 | tail -12
+    echo "train steps:"; SHARED_DIR=$PWD CASCADE_BACKEND=cuda CASCADE_CUDA_ADAFACTOR=1 timeout 120 $B/test_train_dev 2>&1 |
+        grep -E "FAIL|worst|weights"
     for c in sampling_c sampling_b stage_c_tiny op_attnblock; do for p in bf16 fp32; do
         timeout 60 $B/cascade-golden --device cuda --precision $p golden/$c 2>&1 | tail -n 1 | sed "s/^/golden $c $p: /"
     done; done
@@ -104,6 +108,28 @@ if [ "$mode" = images ]; then   # after compare (its weights): a per-op profile 
     image full
     } >"$out/images.txt" 2>&1
     grep -E "steps in|done in|peak|wall|error|Stage|text" "$out/images.txt" | cut -c1-220
+    exit 0
+fi
+if [ "$mode" = pair ]; then
+    W=/tmp/cascade-weights
+    {
+    for v in lite full; do
+        s=$([ "$v" = lite ] && echo _lite); mkdir -p $W/$v
+        for f in stage_a text_encoder_bf16 stage_c${s}_bf16 stage_b${s}_bf16; do ln -sf $W/$f.safetensors $W/$v/; done
+        for d in old/bin bin old/bin bin; do
+            echo "$v image, $d:"
+            LD_LIBRARY_PATH=$PWD/$d:$PWD/lib:$cub CASCADE_PLUGIN_DIR=$PWD/$d /usr/bin/time -f "wall %e s" $PWD/$d/cascade \
+                generate --models $W/$v --tokenizer tokenizer -p "a photo of a cat" --seed 7 --device cuda --count 2 \
+                --keep-loaded -o "$out/${v}_pair.png" --force 2>&1 | grep -v "Stage . [0-9]*/"
+        done
+    done
+    S="$B/stage --dir $W --manifests $M --threads $(nproc) --device cuda"
+    for f in 0 1 0 1; do for size in lite full; do
+        echo "GRN fold $f, $size:"; CASCADE_GRN_FOLD=$f $S --size $size --stage b --dtype bf16 --precision bf16 \
+            --warmup 2 --runs 5 2>&1 | grep "^| stage"
+    done; done
+    } >"$out/pair.txt" 2>&1
+    grep -E "image|steps in|done in|peak|wall|error|fold|^\|" "$out/pair.txt" | cut -c1-220
     exit 0
 fi
 if [ "$mode" = torch ]; then   # compiled PyTorch (CUDA graphs) and eager beside ours, lite, one call
