@@ -7,6 +7,7 @@
 #include "fake_backend.h"
 
 #include "error.h"
+#include "wpack.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -112,7 +113,15 @@ static void drop_copies(const void *lo, size_t bytes, const cs_tensor *keep)
     pthread_mutex_unlock(&fake_mu);
 }
 
-static void forget(const void *host, size_t bytes) { drop_copies(host, bytes, NULL); }
+/* The host's cs_param_forget reaches the host engine's packed bf16 copies
+ * and this op; the ops here run this plugin's own copy of the engine, whose
+ * packed copies must go too, or a weight later allocated at the same address
+ * is multiplied by the old one's values. */
+static void forget(const void *host, size_t bytes)
+{
+    drop_copies(host, bytes, NULL);
+    cs_wpack_forget(host, bytes);
+}
 
 /* the float32 copy of t, writable; copies of other views in its range go */
 __attribute__((unused)) static float *weight_rw(const cs_tensor *t, char *err, size_t errlen)
