@@ -6,7 +6,6 @@
 
 #include "cancel.h"
 #include "error.h"
-#include "ops.h"
 
 #include <float.h>
 #include <math.h>
