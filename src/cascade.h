@@ -485,6 +485,211 @@ CASCADE_API const char *cascade_gpus_string(const cascade_gpus *g, int i, cascad
 CASCADE_API long long cascade_gpus_int(const cascade_gpus *g, int i, cascade_gpu_key key);
 CASCADE_API void cascade_gpus_free(cascade_gpus *g);
 
+/* ---- training ----
+ * Stage C fine-tuning, full or LoRA, with the recipe of kohya sd-scripts'
+ * stable_cascade_train_stage_c.py / stable_cascade_train_c_network.py
+ * (doc/training.md): images and captions are encoded once (EffNet latents,
+ * CLIP-G embeddings), then epochs of bucketed batches, Adafactor or AdamW,
+ * checkpoints, sample images and a JSON-lines log (OUTPUT_DIR/NAME.jsonl).
+ * A trainer is made from a context and runs on the calling thread with
+ * the context's threads and the device cascade_setup chose for that thread
+ * (none: the CPU), always in float32. Settings are by key, as the
+ * context's parameters; each key has one type (cascade_param_type's
+ * CASCADE_T_*), a value of the wrong type or out of range is CASCADE_E_ARG
+ * with the key named in cascade_errmsg(ctx), and leaves the value as it was.
+ * The names are kohya's option names (cascade_train_param_name).
+ *
+ *  key                      type   default      range / values
+ *  CASCADE_TP_STAGE_C       string NULL         the Stage C to train (required; with RESUME
+ *                                               of a full fine-tune, the state's weights)
+ *  CASCADE_TP_EFFNET        string NULL         EfficientNet encoder (required)
+ *  CASCADE_TP_PREVIEWER     string NULL         previewer (required for samples)
+ *  CASCADE_TP_TEXT_ENCODER  string NULL         CLIP-G; NULL: found in the context's
+ *                                               CASCADE_P_MODELS_DIR, $CASCADE_MODELS, ...;
+ *                                               the tokenizer: CASCADE_P_TOKENIZER, else found
+ *  CASCADE_TP_DATASET_CONFIG string NULL        kohya's dataset TOML ...
+ *  CASCADE_TP_TRAIN_DATA_DIR string NULL        ... or a folder of images with NAME.txt
+ *                                               captions (exactly one of the two)
+ *  CASCADE_TP_WIDTH         int    1024         32..8192, the folder's (or a config
+ *  CASCADE_TP_HEIGHT        int    1024         32..8192  without one) training size
+ *  CASCADE_TP_BATCH         int    1            1..4096, the folder's batch size
+ *  CASCADE_TP_OUTPUT_DIR    string NULL         checkpoints, states, samples, log (required;
+ *                                               made if missing)
+ *  CASCADE_TP_OUTPUT_NAME   string "last"       NAME-<epoch>.safetensors, NAME.safetensors,
+ *                                               NAME.jsonl (no '/')
+ *  CASCADE_TP_CACHE_DIR     string NULL         encodings kept on disk (NULL: OUTPUT_DIR/cache)
+ *  CASCADE_TP_CACHE_LATENTS int    0            0..1 keep the latents in CACHE_DIR
+ *  CASCADE_TP_CACHE_TEXT    int    0            0..1 keep the text encodings in CACHE_DIR
+ *  CASCADE_TP_LEARNING_RATE float  1e-4         (0..10]
+ *  CASCADE_TP_OPTIMIZER     int    0            CASCADE_OPT_ADAFACTOR, CASCADE_OPT_ADAMW
+ *  CASCADE_TP_ADAFACTOR_EPS float  1e-30        (0..1]  transformers' eps[0]
+ *  CASCADE_TP_ADAFACTOR_CLIP_THRESHOLD float 1  (0..1e6]
+ *  CASCADE_TP_ADAFACTOR_DECAY_RATE float -0.8   -1..0
+ *  CASCADE_TP_ADAFACTOR_WEIGHT_DECAY float 0    0..1
+ *  CASCADE_TP_ADAMW_BETA1   float  0.9          0..1 (below 1)
+ *  CASCADE_TP_ADAMW_BETA2   float  0.999        0..1 (below 1)
+ *  CASCADE_TP_ADAMW_EPS     float  1e-8         (0..1]
+ *  CASCADE_TP_ADAMW_WEIGHT_DECAY float 0.01     0..1
+ *  CASCADE_TP_LR_SCHEDULER  string "constant"   constant, constant_with_warmup, linear, cosine,
+ *                                               cosine_with_restarts, polynomial
+ *  CASCADE_TP_LR_WARMUP     string NULL         warmup steps N, or a ratio of the steps (below 1,
+ *                                               or N%); NULL: 0; not with constant
+ *  CASCADE_TP_LR_CYCLES     int    1            0..1000000 (cosine_with_restarts)
+ *  CASCADE_TP_LR_POWER      float  1            -1e6..1e6 (polynomial)
+ *  CASCADE_TP_EPOCHS        int    0            0..1000000; 0: by CASCADE_TP_STEPS (wins over it)
+ *  CASCADE_TP_STEPS         int    0            0..1e9 optimizer steps; 0 with no epochs: 1600
+ *  CASCADE_TP_GRAD_ACCUM    int    1            1..65536 micro-batches per optimizer step
+ *  CASCADE_TP_MAX_GRAD_NORM float  1            0..1e9; 0: no clipping
+ *  CASCADE_TP_ADAPTIVE_LOSS int    0            0..1 AdaptiveLossWeight instead of P2
+ *  CASCADE_TP_SEED          int    -1           -1..4294967295; -1: random (see CASCADE_TS_SEED)
+ *  CASCADE_TP_SAVE_EVERY    int    0            0..1000000 NAME-<epoch> every N epochs (0: none)
+ *  CASCADE_TP_SAVE_PRECISION int   0            CASCADE_PREC_FP32, _BF16, _FP16 of checkpoints
+ *  CASCADE_TP_SAVE_STATE    int    0            0..1 a resumable state with every checkpoint
+ *  CASCADE_TP_RESUME        string NULL         continue from OUTPUT_DIR/state-<step> (the same
+ *                                               settings; else CASCADE_E_ARG)
+ *  CASCADE_TP_SAMPLE_EVERY  int    0            0..1000000 sample images every N epochs
+ *  CASCADE_TP_SAMPLE_PROMPTS string NULL        kohya's prompt file (TEXT --n NEG --w W --h H
+ *                                               --d SEED --l CFG --s STEPS a line)
+ *  CASCADE_TP_MIXED_PRECISION string "no"       no, bf16 (recorded; the math stays float32)
+ *  CASCADE_TP_LORA          int    0            0..1 train a LoRA (kohya's networks.lora)
+ *  CASCADE_TP_LORA_DIM      int    4            1..1048576 rank
+ *  CASCADE_TP_LORA_ALPHA    float  1            0..1e9; 0: the rank
+ *  CASCADE_TP_LORA_CONV_DIM int    0            0..1048576 rank of kxk convs (0: none)
+ *  CASCADE_TP_LORA_CONV_ALPHA float 1           0..1e9
+ *  CASCADE_TP_NETWORK_ARGS  string NULL         kohya's ss_network_args record (JSON) written
+ *                                               into LoRA files; NULL: not written
+ *  CASCADE_TP_NETWORK_WEIGHTS string NULL       a saved LoRA of the same settings to start from
+ */
+typedef struct cascade_trainer cascade_trainer;
+typedef enum {
+    CASCADE_TP_STAGE_C = 0,
+    CASCADE_TP_EFFNET,
+    CASCADE_TP_PREVIEWER,
+    CASCADE_TP_TEXT_ENCODER,
+    CASCADE_TP_DATASET_CONFIG,
+    CASCADE_TP_TRAIN_DATA_DIR,
+    CASCADE_TP_WIDTH,
+    CASCADE_TP_HEIGHT,
+    CASCADE_TP_BATCH,
+    CASCADE_TP_OUTPUT_DIR,
+    CASCADE_TP_OUTPUT_NAME,
+    CASCADE_TP_CACHE_DIR,
+    CASCADE_TP_CACHE_LATENTS,
+    CASCADE_TP_CACHE_TEXT,
+    CASCADE_TP_LEARNING_RATE,
+    CASCADE_TP_OPTIMIZER,
+    CASCADE_TP_ADAFACTOR_EPS,
+    CASCADE_TP_ADAFACTOR_CLIP_THRESHOLD,
+    CASCADE_TP_ADAFACTOR_DECAY_RATE,
+    CASCADE_TP_ADAFACTOR_WEIGHT_DECAY,
+    CASCADE_TP_ADAMW_BETA1,
+    CASCADE_TP_ADAMW_BETA2,
+    CASCADE_TP_ADAMW_EPS,
+    CASCADE_TP_ADAMW_WEIGHT_DECAY,
+    CASCADE_TP_LR_SCHEDULER,
+    CASCADE_TP_LR_WARMUP,
+    CASCADE_TP_LR_CYCLES,
+    CASCADE_TP_LR_POWER,
+    CASCADE_TP_EPOCHS,
+    CASCADE_TP_STEPS,
+    CASCADE_TP_GRAD_ACCUM,
+    CASCADE_TP_MAX_GRAD_NORM,
+    CASCADE_TP_ADAPTIVE_LOSS,
+    CASCADE_TP_SEED,
+    CASCADE_TP_SAVE_EVERY,
+    CASCADE_TP_SAVE_PRECISION,
+    CASCADE_TP_SAVE_STATE,
+    CASCADE_TP_RESUME,
+    CASCADE_TP_SAMPLE_EVERY,
+    CASCADE_TP_SAMPLE_PROMPTS,
+    CASCADE_TP_MIXED_PRECISION,
+    CASCADE_TP_LORA,
+    CASCADE_TP_LORA_DIM,
+    CASCADE_TP_LORA_ALPHA,
+    CASCADE_TP_LORA_CONV_DIM,
+    CASCADE_TP_LORA_CONV_ALPHA,
+    CASCADE_TP_NETWORK_ARGS,
+    CASCADE_TP_NETWORK_WEIGHTS,
+    CASCADE_TP_COUNT         /* the number of keys of this version */
+} cascade_train_param;
+enum { CASCADE_OPT_ADAFACTOR = 0, CASCADE_OPT_ADAMW = 1 };
+
+/* A trainer of ctx (which must outlive it; errors go to cascade_errmsg(ctx)). */
+CASCADE_API int cascade_trainer_new(cascade_ctx *ctx, cascade_trainer **out);
+CASCADE_API void cascade_trainer_free(cascade_trainer *t);
+CASCADE_API int cascade_trainer_set_int(cascade_trainer *t, cascade_train_param key, long long value);
+CASCADE_API int cascade_trainer_set_float(cascade_trainer *t, cascade_train_param key, double value);
+/* The string is copied; NULL restores the default. */
+CASCADE_API int cascade_trainer_set_string(cascade_trainer *t, cascade_train_param key, const char *value);
+CASCADE_API int cascade_trainer_get_int(const cascade_trainer *t, cascade_train_param key, long long *value);
+CASCADE_API int cascade_trainer_get_float(const cascade_trainer *t, cascade_train_param key, double *value);
+CASCADE_API int cascade_trainer_get_string(const cascade_trainer *t, cascade_train_param key, const char **value);
+/* The key table: name (NULL unknown), CASCADE_T_* type (0 unknown), the
+ * range and default of a number key, and the key of a name (or CASCADE_E_ARG). */
+CASCADE_API const char *cascade_train_param_name(cascade_train_param key);
+CASCADE_API int cascade_train_param_type(cascade_train_param key);
+CASCADE_API int cascade_train_param_range(cascade_train_param key, double *min, double *max, int *min_open,
+                                          double *def);
+CASCADE_API int cascade_train_param_find(const char *name);
+
+/* What a run reports, as it happens. text: see each event; the figures
+ * are read with cascade_trainer_stat during the call. A non-zero return
+ * asks the run to stop, as cascade_cancel(ctx) does. */
+typedef enum {
+    CASCADE_TE_NOTE = 0,  /* text: a notice about the data (a missing caption file, ...) */
+    CASCADE_TE_INFO,      /* text: a line of information */
+    CASCADE_TE_ENCODE,    /* image ENCODED of IMAGES encoded (ELAPSED seconds); text NULL */
+    CASCADE_TE_START,     /* the loop starts: IMAGES, BATCHES, EPOCHS, STEPS, SEED, RESUMED */
+    CASCADE_TE_STEP,      /* an optimizer step done: STEP, EPOCH, LOSS, LOSS_SMOOTH, LR, ... */
+    CASCADE_TE_EPOCH,     /* an epoch done: EPOCH, STEP, LOSS_SMOOTH, SEC_PER_STEP */
+    CASCADE_TE_SAVED,     /* text: a checkpoint written */
+    CASCADE_TE_SAMPLE,    /* text: a sample image written */
+    CASCADE_TE_STOPPED    /* a stop was handled (CASCADE_TS_STOP says how); text: the state saved, or NULL */
+} cascade_train_event;
+typedef int (*cascade_train_fn)(void *user, cascade_trainer *t, cascade_train_event ev, const char *text);
+CASCADE_API void cascade_trainer_set_callback(cascade_trainer *t, cascade_train_fn fn, void *user);
+
+typedef enum {
+    CASCADE_TS_IMAGES = 0,   /* images in the data set (repeats counted) */
+    CASCADE_TS_BATCHES,      /* batches an epoch */
+    CASCADE_TS_EPOCHS,       /* epochs of the run */
+    CASCADE_TS_STEPS,        /* optimizer steps of the run */
+    CASCADE_TS_SEED,         /* the seed in use (drawn when CASCADE_TP_SEED is -1) */
+    CASCADE_TS_RESUMED,      /* 1 when continuing a state */
+    CASCADE_TS_STEP,         /* optimizer steps done */
+    CASCADE_TS_EPOCH,        /* the epoch (1-based) of the last step or event */
+    CASCADE_TS_LOSS,         /* the last step's mean loss */
+    CASCADE_TS_LOSS_SMOOTH,  /* its moving average (0.9) */
+    CASCADE_TS_LR,           /* the last step's learning rate */
+    CASCADE_TS_GRAD_NORM,    /* the last step's gradient norm before clipping */
+    CASCADE_TS_SEC_PER_STEP, /* seconds a step, since this run started */
+    CASCADE_TS_RSS_MIB,      /* the process's resident memory, MiB */
+    CASCADE_TS_ENCODED,      /* images encoded so far */
+    CASCADE_TS_ELAPSED,      /* seconds since the encoding started */
+    CASCADE_TS_LORA_MODULES, /* after cascade_trainer_prepare of a LoRA run: its modules */
+    CASCADE_TS_LORA_PARAMS,  /* and its trained values */
+    CASCADE_TS_STOP,         /* after a stop: 1 before any optimizer step of this run (no new
+                              * state), 2 the state was saved, 3 saving it failed (errmsg) */
+    CASCADE_TS_COUNT
+} cascade_train_stat;
+/* The figure of key (NaN for an unknown key or one not known yet). */
+CASCADE_API double cascade_trainer_stat(const cascade_trainer *t, cascade_train_stat key);
+
+/* Checks the settings together (the required keys, the schedule) without
+ * opening anything: CASCADE_E_ARG, the message starting with the key's name. */
+CASCADE_API int cascade_trainer_check(cascade_trainer *t);
+/* Opens and checks every input (files, networks that fit together, the
+ * data, a state to resume) and writes nothing; run calls it if it was
+ * not called. Once prepared, the settings are fixed. */
+CASCADE_API int cascade_trainer_prepare(cascade_trainer *t);
+/* Trains to the end: 0, or a negative code. A stop (cascade_cancel(ctx),
+ * cascade_cancel_all, the callback) drops the unfinished step, saves the
+ * state of the last optimizer step atomically in OUTPUT_DIR/state-<step>
+ * (CASCADE_TE_STOPPED) and returns CASCADE_E_INTR; a run set to RESUME
+ * from it ends with the same bytes as an uninterrupted one (same machine
+ * and threads). A trainer runs once. */
+CASCADE_API int cascade_trainer_run(cascade_trainer *t);
+
 #ifdef __cplusplus
 }
 #endif

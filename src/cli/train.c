@@ -1,13 +1,13 @@
 /* cascade train: full fine-tune of Stage C with kohya sd-scripts' option
  * names (stable_cascade_train_stage_c.py), so that a kohya command line
- * without `accelerate launch ... .py` runs as it is. Options -> tr_run
- * (train_run.c). Unknown options, and kohya options we do not implement,
+ * without `accelerate launch ... .py` runs as it is. Options -> the keys of
+ * a cascade_trainer (cascade.h) -> tr_run (train_run.c). Unknown options, and kohya options we do not implement,
  * are one-line errors (exit 2); the logging / data-loader options that
  * change nothing here are accepted and listed as ignored in --help. */
 #include "cli.h"
 #include "train.h"
 
-#include "error.h"
+#include "cascade.h"
 
 #include <getopt.h>
 #include <math.h>
@@ -191,11 +191,31 @@ static int bad(const char *opt, const char *what)
     return -1;
 }
 
+/* Values the CLI has checked, into the trainer (only running out of
+ * memory can fail there now). */
+static int fail_set(void)
+{
+    fprintf(stderr, TR_ME ": %s\n", cascade_errmsg(cli_ctx()));
+    return -1;
+}
+static int put_i(cascade_trainer *t, cascade_train_param k, long long v)
+{
+    return cascade_trainer_set_int(t, k, v) ? fail_set() : 0;
+}
+static int put_f(cascade_trainer *t, cascade_train_param k, double v)
+{
+    return cascade_trainer_set_float(t, k, v) ? fail_set() : 0;
+}
+static int put_s(cascade_trainer *t, cascade_train_param k, const char *v)
+{
+    return cascade_trainer_set_string(t, k, v) ? fail_set() : 0;
+}
+
 /* kohya writes Python booleans: False / True (any case) */
 static int is_false(const char *v) { return !strcasecmp(v, "false") || !strcmp(v, "0"); }
 
 /* One K=V of --optimizer_args. */
-static int opt_arg(tr_opts *o, const char *kv, int adamw)
+static int opt_arg(cascade_trainer *t, const char *kv, int adamw)
 {
     const char *eq = strchr(kv, '=');
     if (!eq || eq == kv) return bad("--optimizer_args", "expected KEY=VALUE words");
@@ -225,30 +245,25 @@ static int opt_arg(tr_opts *o, const char *kv, int adamw)
     if (!strcmp(key, "weight_decay")) {
         if (!strcmp(v, "0") || !strcmp(v, "0.0")) x = 0.0f;
         else if (cli_parse_real(TR_ME, what, v, 0.0, 1.0, 0, &x)) return -1;
-        if (adamw) o->cfg.adamw.weight_decay = x;
-        else o->cfg.adafactor.weight_decay = x;
-        return 0;
+        return put_f(t, adamw ? CASCADE_TP_ADAMW_WEIGHT_DECAY : CASCADE_TP_ADAFACTOR_WEIGHT_DECAY, x);
     }
     if (!strcmp(key, "eps")) {
         if (adamw) {
             if (cli_parse_real(TR_ME, what, v, 0.0, 1.0, 1, &x)) return -1;
-            o->cfg.adamw.eps = x;
+            return put_f(t, CASCADE_TP_ADAMW_EPS, x);
         } else {
             /* transformers' eps=(eps1, eps2): eps1 only (eps2 scales the lr with scale_parameter) */
             if (cli_parse_real(TR_ME, what, v, 0.0, 1.0, 1, &x)) return -1;
-            o->cfg.adafactor.eps1 = x;
+            return put_f(t, CASCADE_TP_ADAFACTOR_EPS, x);
         }
-        return 0;
     }
     if (!adamw && !strcmp(key, "clip_threshold")) {
         if (cli_parse_real(TR_ME, what, v, 0.0, 1e6, 1, &x)) return -1;
-        o->cfg.adafactor.clip_threshold = x;
-        return 0;
+        return put_f(t, CASCADE_TP_ADAFACTOR_CLIP_THRESHOLD, x);
     }
     if (!adamw && !strcmp(key, "decay_rate")) {
         if (cli_parse_real(TR_ME, what, v, -1.0, 0.0, 0, &x)) return -1;
-        o->cfg.adafactor.decay_rate = x;
-        return 0;
+        return put_f(t, CASCADE_TP_ADAFACTOR_DECAY_RATE, x);
     }
     if (adamw && !strcmp(key, "betas")) {
         char b[64];
@@ -262,8 +277,7 @@ static int opt_arg(tr_opts *o, const char *kv, int adamw)
         if (cli_parse_real(TR_ME, what, s, 0.0, 1.0, 0, &b1) || cli_parse_real(TR_ME, what, c + 1, 0.0, 1.0, 0, &b2))
             return -1;
         if (b1 >= 1.0f || b2 >= 1.0f) return bad(what, "each beta must be below 1");
-        o->cfg.adamw.beta1 = b1, o->cfg.adamw.beta2 = b2;
-        return 0;
+        return put_f(t, CASCADE_TP_ADAMW_BETA1, b1) || put_f(t, CASCADE_TP_ADAMW_BETA2, b2) ? -1 : 0;
     }
     fprintf(stderr, TR_ME ": --optimizer_args: %s is not supported for %s\n", key, adamw ? "adamw" : "adafactor");
     return -1;
@@ -282,10 +296,11 @@ static int no_dropout(const char *what, const char *v)
 /* The --network_args words (kohya's KEY=VALUE strings): conv_dim, conv_alpha;
  * rank_dropout / module_dropout only as 0. The words go to ss_network_args
  * as kohya's json.dumps(net_kwargs) writes them (strings, then "dropout"). */
-static int network_args(tr_opts *o, const char *const *w, int n, const char *dropout)
+static int network_args(cascade_trainer *t, const char *const *w, int n, const char *dropout)
 {
-    char *j = o->network_args_json;
-    size_t cap = sizeof o->network_args_json, l = 0;
+    char j[512];
+    size_t cap = sizeof j, l = 0;
+    int conv_dim;
     l += (size_t)snprintf(j + l, cap - l, "{");
     for (int i = 0; i < n; i++) {
         const char *eq = strchr(w[i], '=');
@@ -293,12 +308,14 @@ static int network_args(tr_opts *o, const char *const *w, int n, const char *dro
         size_t kl = (size_t)(eq - w[i]);
         const char *v = eq + 1;
         if (kl == 8 && !strncmp(w[i], "conv_dim", 8)) {
-            if (cli_parse_int(TR_ME, "--network_args conv_dim", v, 0, 1 << 20, &o->lora_cfg.conv_dim)) return -1;
+            if (cli_parse_int(TR_ME, "--network_args conv_dim", v, 0, 1 << 20, &conv_dim) ||
+                put_i(t, CASCADE_TP_LORA_CONV_DIM, conv_dim))
+                return -1;
         } else if (kl == 10 && !strncmp(w[i], "conv_alpha", 10)) {
             float x;
             if (!strcmp(v, "0") || !strcmp(v, "0.0")) x = 0;
             else if (cli_parse_real(TR_ME, "--network_args conv_alpha", v, 0.0, 1e9, 1, &x)) return -1;
-            o->lora_cfg.conv_alpha = x;
+            if (put_f(t, CASCADE_TP_LORA_CONV_ALPHA, x)) return -1;
         } else if ((kl == 12 && !strncmp(w[i], "rank_dropout", 12)) || (kl == 14 && !strncmp(w[i], "module_dropout", 14))) {
             char what[64];
             snprintf(what, sizeof what, "--network_args %.*s", (int)kl, w[i]);
@@ -313,7 +330,7 @@ static int network_args(tr_opts *o, const char *const *w, int n, const char *dro
     /* kohya adds the --network_dropout value (None -> null) */
     l += (size_t)snprintf(j + l, l < cap ? cap - l : 0, "%s\"dropout\": %s}", n ? ", " : "", dropout ? dropout : "null");
     if (l >= cap) return bad("--network_args", "too long");
-    return 0;
+    return put_s(t, CASCADE_TP_NETWORK_ARGS, j);
 }
 
 static int parse_res(const char *v, int *w, int *h)
@@ -328,46 +345,53 @@ static int parse_res(const char *v, int *w, int *h)
     return 0;
 }
 
-int cmd_train(int argc, char **argv)
+/* The options into c->t's keys; 0, or the exit status (2) after one line. */
+static int parse(tr_cli *c, int argc, char **argv)
 {
-    tr_opts o;
-    memset(&o, 0, sizeof o);
-    o.output_name = "last";
-    o.res_w = o.res_h = 1024;
-    o.batch_size = 1;
-    o.lr = 1e-4;
-    o.sched.kind = CS_LR_CONSTANT, o.sched.cycles = 1, o.sched.power = 1.0;   /* kohya's defaults */
-    o.warmup_ratio = -1;
-    int opt = CS_OPT_ADAFACTOR, c, e = 0, accum = 1;
-    float f, clip = 1.0f;
-    cs_loss_weight_kind lw = CS_LOSS_P2;
+    cascade_trainer *t = c->t;
+    int opt = CASCADE_OPT_ADAFACTOR, ch, e = 0, v, lora = 0, w, h;
+    float f;
+    uint64_t u;
     const char *opt_words[32], *net_words[32], *net_opt = NULL, *dropout = NULL;
-    int n_words = 0, n_net_words = -1;
-    cs_lora_train_cfg_default(&o.lora_cfg);
+    const char *stage_c = NULL, *effnet = NULL, *previewer = NULL, *dsconfig = NULL, *train_dir = NULL;
+    const char *out_dir = NULL, *out_name = "last", *sample_prompts = NULL;
+    int n_words = 0, n_net_words = -1, sample_every = 0;
     opterr = 0;
     optind = 1;
-    while (!e && (c = getopt_long(argc, argv, "+qh", longopts, NULL)) != -1) {
-        switch (c) {
-        case O_STAGE_C: o.stage_c = optarg; break;
-        case O_EFFNET: o.effnet = optarg; break;
-        case O_PREVIEWER: o.previewer = optarg; break;
-        case O_TEXT: o.text_encoder = optarg; break;
-        case O_MODELS: o.models_dir = optarg; break;
-        case O_TOKENIZER: o.tokenizer = optarg; break;
-        case O_DSCONFIG: o.dataset_config = optarg; break;
-        case O_TRAIN_DIR: o.train_data_dir = optarg; break;
-        case O_RES: e = parse_res(optarg, &o.res_w, &o.res_h); break;
-        case O_BATCH: e = cli_parse_int(TR_ME, "--train_batch_size", optarg, 1, 4096, &o.batch_size); break;
-        case O_OUT_DIR: o.output_dir = optarg; break;
-        case O_OUT_NAME: o.output_name = optarg; break;
+    /* a string key: NULL only when out of memory */
+#define S(k) e = put_s(t, k, optarg)
+    while (!e && (ch = getopt_long(argc, argv, "+qh", longopts, NULL)) != -1) {
+        switch (ch) {
+        case O_STAGE_C: stage_c = optarg, S(CASCADE_TP_STAGE_C); break;
+        case O_EFFNET: effnet = optarg, S(CASCADE_TP_EFFNET); break;
+        case O_PREVIEWER: previewer = optarg, S(CASCADE_TP_PREVIEWER); break;
+        case O_TEXT: S(CASCADE_TP_TEXT_ENCODER); break;
+        case O_MODELS:
+        case O_TOKENIZER:
+            if (cascade_set_string(cli_ctx(), ch == O_MODELS ? CASCADE_P_MODELS_DIR : CASCADE_P_TOKENIZER, optarg))
+                e = fail_set();
+            break;
+        case O_DSCONFIG: dsconfig = optarg, S(CASCADE_TP_DATASET_CONFIG); break;
+        case O_TRAIN_DIR: train_dir = optarg, S(CASCADE_TP_TRAIN_DATA_DIR); break;
+        case O_RES:
+            e = parse_res(optarg, &w, &h);
+            if (!e) e = put_i(t, CASCADE_TP_WIDTH, w) || put_i(t, CASCADE_TP_HEIGHT, h);
+            break;
+        case O_BATCH:
+            e = cli_parse_int(TR_ME, "--train_batch_size", optarg, 1, 4096, &v);
+            if (!e) e = put_i(t, CASCADE_TP_BATCH, v);
+            break;
+        case O_OUT_DIR: out_dir = optarg, S(CASCADE_TP_OUTPUT_DIR); break;
+        case O_OUT_NAME: out_name = optarg; break;   /* checked below, as kohya words it */
         case O_LR:
             e = cli_parse_real(TR_ME, "--learning_rate", optarg, 0.0, 10.0, 1, &f);
-            o.lr = f;
+            if (!e) e = put_f(t, CASCADE_TP_LEARNING_RATE, f);
             break;
         case O_OPT:
-            if (!strcasecmp(optarg, "adafactor")) opt = CS_OPT_ADAFACTOR;
-            else if (!strcasecmp(optarg, "adamw")) opt = CS_OPT_ADAMW;
+            if (!strcasecmp(optarg, "adafactor")) opt = CASCADE_OPT_ADAFACTOR;
+            else if (!strcasecmp(optarg, "adamw")) opt = CASCADE_OPT_ADAMW;
             else e = bad("--optimizer_type", "not supported (adafactor or adamw)");
+            if (!e) e = put_i(t, CASCADE_TP_OPTIMIZER, opt);
             break;
         case O_OPT_ARGS:
             while (optind < argc && argv[optind][0] != '-') {
@@ -383,17 +407,19 @@ int cmd_train(int argc, char **argv)
                 fprintf(stderr, TR_ME ": --network_module %s: not supported (only networks.lora, kohya's LoRA)\n", optarg);
                 e = -1;
             }
-            o.lora = 1;
+            lora = 1;
+            if (!e) e = put_i(t, CASCADE_TP_LORA, 1);
             break;
         case O_NET_DIM:
             net_opt = "--network_dim";
-            e = cli_parse_int(TR_ME, "--network_dim", optarg, 1, 1 << 20, &o.lora_cfg.dim);
+            e = cli_parse_int(TR_ME, "--network_dim", optarg, 1, 1 << 20, &v);
+            if (!e) e = put_i(t, CASCADE_TP_LORA_DIM, v);
             break;
         case O_NET_ALPHA:
             net_opt = "--network_alpha";
             if (!strcmp(optarg, "0") || !strcmp(optarg, "0.0")) f = 0;
             else e = cli_parse_real(TR_ME, "--network_alpha", optarg, 0.0, 1e9, 1, &f);
-            o.lora_cfg.alpha = f;
+            if (!e) e = put_f(t, CASCADE_TP_LORA_ALPHA, f);
             break;
         case O_NET_ARGS:
             net_opt = "--network_args";
@@ -411,68 +437,85 @@ int cmd_train(int argc, char **argv)
             e = no_dropout("--network_dropout", optarg);
             dropout = strcasecmp(optarg, "None") ? "0.0" : NULL;
             break;
-        case O_NET_WEIGHTS: net_opt = "--network_weights", o.network_weights = optarg; break;
+        case O_NET_WEIGHTS: net_opt = "--network_weights", c->network_weights = optarg; break;
         case O_UNET_ONLY: break;   /* Stage C is the only network trained */
         case O_SAVE_AS:
             if (strcmp(optarg, "safetensors")) e = bad("--save_model_as", "only safetensors is supported");
             break;
         case O_SCHED:
-            if (cs_lr_kind_parse(optarg, &o.sched.kind)) e = bad("--lr_scheduler", cs_last_error());
-            break;
         case O_WARMUP:
-            if (cs_lr_warmup_parse(optarg, &o.warmup_steps, &o.warmup_ratio)) e = bad("--lr_warmup_steps", cs_last_error());
-            o.warmup_arg = optarg;
+            /* the library reads kohya's words; its message says what is wrong */
+            if (cascade_trainer_set_string(t, ch == O_SCHED ? CASCADE_TP_LR_SCHEDULER : CASCADE_TP_LR_WARMUP, optarg))
+                e = bad(ch == O_SCHED ? "--lr_scheduler" : "--lr_warmup_steps", cascade_errmsg(cli_ctx()));
             break;
         case O_CYCLES:
-            e = cli_parse_int(TR_ME, "--lr_scheduler_num_cycles", optarg, 0, 1000000, &o.sched.cycles);
+            e = cli_parse_int(TR_ME, "--lr_scheduler_num_cycles", optarg, 0, 1000000, &v);
+            if (!e) e = put_i(t, CASCADE_TP_LR_CYCLES, v);
             break;
         case O_POWER: {   /* a double, as Python's float */
             char *end;
-            o.sched.power = strtod(optarg, &end);
-            if (end == optarg || *end || !isfinite(o.sched.power) || fabs(o.sched.power) > 1e6)
+            double p = strtod(optarg, &end);
+            if (end == optarg || *end || !isfinite(p) || fabs(p) > 1e6)
                 e = bad("--lr_scheduler_power", "expected a number (kohya's default 1)");
+            else
+                e = put_f(t, CASCADE_TP_LR_POWER, p);
             break;
         }
-        case O_EPOCHS: e = cli_parse_int(TR_ME, "--max_train_epochs", optarg, 1, 1000000, &o.epochs); break;
-        case O_STEPS: e = cli_parse_int(TR_ME, "--max_train_steps", optarg, 1, 1000000000, &o.steps); break;
-        case O_ACCUM: e = cli_parse_int(TR_ME, "--gradient_accumulation_steps", optarg, 1, 65536, &accum); break;
+        case O_EPOCHS:
+            e = cli_parse_int(TR_ME, "--max_train_epochs", optarg, 1, 1000000, &v);
+            if (!e) e = put_i(t, CASCADE_TP_EPOCHS, v);
+            break;
+        case O_STEPS:
+            e = cli_parse_int(TR_ME, "--max_train_steps", optarg, 1, 1000000000, &v);
+            if (!e) e = put_i(t, CASCADE_TP_STEPS, v);
+            break;
+        case O_ACCUM:
+            e = cli_parse_int(TR_ME, "--gradient_accumulation_steps", optarg, 1, 65536, &v);
+            if (!e) e = put_i(t, CASCADE_TP_GRAD_ACCUM, v);
+            break;
         case O_CLIP:
-            if (!strcmp(optarg, "0") || !strcmp(optarg, "0.0")) clip = 0.0f;
-            else e = cli_parse_real(TR_ME, "--max_grad_norm", optarg, 0.0, 1e9, 1, &clip);
+            if (!strcmp(optarg, "0") || !strcmp(optarg, "0.0")) f = 0.0f;
+            else e = cli_parse_real(TR_ME, "--max_grad_norm", optarg, 0.0, 1e9, 1, &f);
+            if (!e) e = put_f(t, CASCADE_TP_MAX_GRAD_NORM, f);
             break;
-        case O_ADAPTIVE: lw = CS_LOSS_ADAPTIVE; break;
+        case O_ADAPTIVE: e = put_i(t, CASCADE_TP_ADAPTIVE_LOSS, 1); break;
         case O_SEED:
-            e = cli_parse_u64(TR_ME, "--seed", optarg, UINT32_MAX, &o.seed);
-            o.seed_given = 1;
+            e = cli_parse_u64(TR_ME, "--seed", optarg, UINT32_MAX, &u);
+            if (!e) e = put_i(t, CASCADE_TP_SEED, (long long)u);
             break;
-        case O_SAVE_EVERY: e = cli_parse_int(TR_ME, "--save_every_n_epochs", optarg, 1, 1000000, &o.save_every); break;
+        case O_SAVE_EVERY:
+            e = cli_parse_int(TR_ME, "--save_every_n_epochs", optarg, 1, 1000000, &v);
+            if (!e) e = put_i(t, CASCADE_TP_SAVE_EVERY, v);
+            break;
         case O_SAVE_PREC:
-            if (!strcmp(optarg, "fp32") || !strcmp(optarg, "float")) o.save_prec = TR_SAVE_FP32;
-            else if (!strcmp(optarg, "bf16")) o.save_prec = TR_SAVE_BF16;
-            else if (!strcmp(optarg, "fp16")) o.save_prec = TR_SAVE_FP16;
+            if (!strcmp(optarg, "fp32") || !strcmp(optarg, "float")) v = CASCADE_PREC_FP32;
+            else if (!strcmp(optarg, "bf16")) v = CASCADE_PREC_BF16;
+            else if (!strcmp(optarg, "fp16")) v = CASCADE_PREC_FP16;
             else e = bad("--save_precision", "expected fp32, float, bf16 or fp16");
+            if (!e) e = put_i(t, CASCADE_TP_SAVE_PRECISION, v);
             break;
-        case O_SAVE_STATE: o.save_state = 1; break;
-        case O_RESUME: o.resume = optarg; break;
+        case O_SAVE_STATE: e = put_i(t, CASCADE_TP_SAVE_STATE, 1); break;
+        case O_RESUME: c->resume = optarg, S(CASCADE_TP_RESUME); break;
         case O_SAMPLE_EVERY:
-            e = cli_parse_int(TR_ME, "--sample_every_n_epochs", optarg, 1, 1000000, &o.sample_every);
+            e = cli_parse_int(TR_ME, "--sample_every_n_epochs", optarg, 1, 1000000, &sample_every);
+            if (!e) e = put_i(t, CASCADE_TP_SAMPLE_EVERY, sample_every);
             break;
-        case O_SAMPLE_PROMPTS: o.sample_prompts = optarg; break;
-        case O_CACHE_LAT: o.cache_latents = 1; break;
-        case O_CACHE_TEXT: o.cache_text = 1; break;
-        case O_CACHE_DIR: o.cache_dir = optarg; break;
+        case O_SAMPLE_PROMPTS: sample_prompts = optarg, S(CASCADE_TP_SAMPLE_PROMPTS); break;
+        case O_CACHE_LAT: e = put_i(t, CASCADE_TP_CACHE_LATENTS, 1); break;
+        case O_CACHE_TEXT: e = put_i(t, CASCADE_TP_CACHE_TEXT, 1); break;
+        case O_CACHE_DIR: S(CASCADE_TP_CACHE_DIR); break;
         case O_MIXED:
             if (strcmp(optarg, "no") && strcmp(optarg, "bf16"))
                 e = bad("--mixed_precision", "expected no or bf16 (fp16 is not supported)");
-            else if (!strcmp(optarg, "bf16"))
-                o.quiet |= 2;   /* say it once, after the other checks */
+            else
+                c->mixed_bf16 = !strcmp(optarg, "bf16"), S(CASCADE_TP_MIXED_PRECISION);   /* said once, after the checks */
             break;
-        case O_GC: break;   /* always on: cs_stage_c_backward recomputes per block */
-        case O_THREADS: e = cli_parse_threads(TR_ME, "--threads", optarg, &o.threads); break;
-        case O_DEVICE: o.device = optarg; break;
+        case O_GC: break;   /* always on: the backward recomputes per block */
+        case O_THREADS: e = cli_parse_threads(TR_ME, "--threads", optarg, &c->threads); break;
+        case O_DEVICE: c->device = optarg; break;
         case O_IGNORE_ARG: case O_IGNORE_FLAG: break;
-        case 'q': o.quiet |= 1; break;
-        case 'h': usage(stdout); return 0;
+        case 'q': c->quiet = 1; break;
+        case 'h': usage(stdout); return -1;
         case ':': fprintf(stderr, TR_ME ": %s: missing value\n", argv[optind - 1]); return 2;
         default:
             fprintf(stderr, TR_ME ": %s: unknown or unsupported option (see cascade train --help)\n",
@@ -480,36 +523,47 @@ int cmd_train(int argc, char **argv)
             return 2;
         }
     }
+#undef S
     if (e) return 2;
     if (optind < argc) {
         fprintf(stderr, TR_ME ": unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
-    /* the optimizer's defaults, then its args over them */
-    cs_train_cfg_default(&o.cfg, (cs_opt_kind)opt, o.lr);
-    o.cfg.loss_weight = lw;
-    o.cfg.grad_accum = accum;
-    o.cfg.max_grad_norm = clip;
     for (int i = 0; i < n_words; i++)
-        if (opt_arg(&o, opt_words[i], opt == CS_OPT_ADAMW)) return 2;
-    if (net_opt && !o.lora) return bad(net_opt, "needs --network_module networks.lora"), 2;
-    if (n_net_words >= 0 && network_args(&o, net_words, n_net_words, dropout)) return 2;
-    if (!o.stage_c) return bad("--stage_c_checkpoint_path", "required (the Stage C to train)"), 2;
-    if (!o.effnet) return bad("--effnet_checkpoint_path", "required (the EfficientNet encoder)"), 2;
-    if (!o.dataset_config == !o.train_data_dir)
+        if (opt_arg(t, opt_words[i], opt == CASCADE_OPT_ADAMW)) return 2;
+    if (net_opt && !lora) return bad(net_opt, "needs --network_module networks.lora"), 2;
+    if (n_net_words >= 0 && network_args(t, net_words, n_net_words, dropout)) return 2;
+    if (c->network_weights && put_s(t, CASCADE_TP_NETWORK_WEIGHTS, c->network_weights)) return 2;
+    if (!stage_c) return bad("--stage_c_checkpoint_path", "required (the Stage C to train)"), 2;
+    if (!effnet) return bad("--effnet_checkpoint_path", "required (the EfficientNet encoder)"), 2;
+    if (!dsconfig == !train_dir)
         return bad("--dataset_config", "give exactly one of --dataset_config and --train_data_dir"), 2;
-    if (!o.output_dir || !*o.output_dir) return bad("--output_dir", "required"), 2;
-    if (!*o.output_name || strchr(o.output_name, '/'))
-        return bad("--output_name", "must be a non-empty file name without '/'"), 2;
-    if (o.sample_every && !o.sample_prompts)
-        return bad("--sample_every_n_epochs", "needs --sample_prompts FILE"), 2;
-    if (o.sample_prompts && !o.previewer)
+    if (!out_dir || !*out_dir) return bad("--output_dir", "required"), 2;
+    if (!*out_name || strchr(out_name, '/')) return bad("--output_name", "must be a non-empty file name without '/'"), 2;
+    if (put_s(t, CASCADE_TP_OUTPUT_NAME, out_name)) return 2;
+    if (sample_every && !sample_prompts) return bad("--sample_every_n_epochs", "needs --sample_prompts FILE"), 2;
+    if (sample_prompts && !previewer)
         return bad("--sample_prompts", "needs --previewer_checkpoint_path (samples are decoded by the previewer)"), 2;
-    if (!o.epochs && !o.steps) o.steps = 1600;   /* kohya's default */
-    /* what kohya / diffusers refuse once the steps are known, said here */
-    o.sched.lr = o.lr;
-    if (o.sched.kind == CS_LR_CONSTANT && (o.warmup_steps || o.warmup_ratio > 0))
-        return bad("--lr_warmup_steps", "the constant scheduler has no warmup (use constant_with_warmup)"), 2;
-    if (cs_lr_sched_check(&o.sched)) return bad("--lr_scheduler", cs_last_error()), 2;
-    return tr_run(&o);
+    /* the rest (the schedule's warmup and values) the library checks; its
+     * message starts with the key, kohya's option name */
+    if (cascade_trainer_check(t)) {
+        fprintf(stderr, TR_ME ": --%s\n", cascade_errmsg(cli_ctx()));
+        return 2;
+    }
+    return 0;
+}
+
+int cmd_train(int argc, char **argv)
+{
+    tr_cli c;
+    memset(&c, 0, sizeof c);
+    if (!cli_ctx() || cascade_trainer_new(cli_ctx(), &c.t)) {
+        fprintf(stderr, TR_ME ": out of memory\n");
+        return CLI_EXIT_ERROR;
+    }
+    int st = parse(&c, argc, argv);
+    if (st < 0) st = 0;   /* --help */
+    else if (!st) st = tr_run(&c);
+    cascade_trainer_free(c.t);
+    return st;
 }

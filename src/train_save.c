@@ -1,8 +1,8 @@
-/* cascade train: trained weights in the file's own key layout (so that
+/* Training: trained weights in the file's own key layout (so that
  * `cascade generate --stage-c` and ComfyUI load them), and the resumable
  * state: a folder made under a temporary name and renamed into place, so a
  * state-<step> folder is always complete. */
-#include "train.h"
+#include "train_job.h"
 
 #include "cancel.h"
 #include "error.h"
@@ -22,7 +22,7 @@
 
 static int is_float(cs_dtype d) { return d == CS_F32 || d == CS_BF16 || d == CS_F16; }
 
-int tr_save_weights(const cs_stage_c *m, const char *path, tr_save_prec prec, const char *const *extra, int n_extra)
+int cs_tj_save_weights(const cs_stage_c *m, const char *path, cs_tj_save_prec prec, const char *const *extra, int n_extra)
 {
     cs_st_file *f = cs_stage_c_file(m);
     int n = cs_st_count(f), nm = cs_st_meta_count(f), rc = 0;
@@ -30,7 +30,7 @@ int tr_save_weights(const cs_stage_c *m, const char *path, tr_save_prec prec, co
     void **bufs = calloc((size_t)n + 1, sizeof *bufs);
     const char **meta = calloc(2 * ((size_t)nm + (size_t)n_extra) + 1, sizeof *meta);
     if (!ts || !bufs || !meta) rc = cs_oom("a checkpoint", (size_t)n * sizeof *ts);
-    cs_dtype to = prec == TR_SAVE_BF16 ? CS_BF16 : prec == TR_SAVE_FP16 ? CS_F16 : CS_F32;
+    cs_dtype to = prec == CS_TJ_SAVE_BF16 ? CS_BF16 : prec == CS_TJ_SAVE_FP16 ? CS_F16 : CS_F32;
     for (int i = 0; !rc && i < n; i++) {
         const cs_tensor *w = cs_stage_c_weight(m, i);
         ts[i] = *w;
@@ -112,7 +112,7 @@ static int write_optimizer(const char *path, int n, opt_at_fn at, const void *ob
     return rc;
 }
 
-static int write_json(const char *path, const tr_pos *p, const char *fingerprint)
+static int write_json(const char *path, const cs_tj_pos *p, const char *fingerprint)
 {
     json_t *o = json_pack("{s:I, s:I, s:i, s:I, s:I, s:s}", "step", (json_int_t)p->step, "micro",
                           (json_int_t)p->micro, "epoch", p->epoch, "batch", (json_int_t)p->batch, "seed",
@@ -140,7 +140,7 @@ static void remove_state(const char *dir)
 
 /* m and t, or net (a LoRA run) */
 static int state_save(const char *dir, const cs_stage_c *m, cs_trainer *t, const cs_lora_net *net,
-                      const float *buckets, const tr_pos *pos, const char *fingerprint, char *out, size_t out_len)
+                      const float *buckets, const cs_tj_pos *pos, const char *fingerprint, char *out, size_t out_len)
 {
     char tmp[4096], p[4200];
     snprintf(out, out_len, "%s/state-%06" PRId64, dir, pos->step);
@@ -154,7 +154,7 @@ static int state_save(const char *dir, const cs_stage_c *m, cs_trainer *t, const
     }
     const char *extra[] = {"cascade.train", "state"};
     snprintf(p, sizeof p, "%s/%s", tmp, state_files[0]);
-    rc = net ? cs_lora_net_save(net, p, CS_F32, extra, 1) : tr_save_weights(m, p, TR_SAVE_FP32, extra, 1);
+    rc = net ? cs_lora_net_save(net, p, CS_F32, extra, 1) : cs_tj_save_weights(m, p, CS_TJ_SAVE_FP32, extra, 1);
     snprintf(p, sizeof p, "%s/%s", tmp, state_files[1]);
     if (!rc)
         rc = net ? write_optimizer(p, cs_lora_net_opt_count(net), lora_at, net, buckets)
@@ -170,19 +170,19 @@ static int state_save(const char *dir, const cs_stage_c *m, cs_trainer *t, const
     return rc;
 }
 
-int tr_state_save(const char *dir, const cs_stage_c *m, cs_trainer *t, const float *buckets, const tr_pos *pos,
+int cs_tj_state_save(const char *dir, const cs_stage_c *m, cs_trainer *t, const float *buckets, const cs_tj_pos *pos,
                   const char *fingerprint, char *out, size_t out_len)
 {
     return state_save(dir, m, t, NULL, buckets, pos, fingerprint, out, out_len);
 }
 
-int tr_state_save_lora(const char *dir, const cs_lora_net *net, const float *buckets, const tr_pos *pos,
+int cs_tj_state_save_lora(const char *dir, const cs_lora_net *net, const float *buckets, const cs_tj_pos *pos,
                        const char *fingerprint, char *out, size_t out_len)
 {
     return state_save(dir, NULL, NULL, net, buckets, pos, fingerprint, out, out_len);
 }
 
-int tr_state_read(const char *dir, tr_pos *pos, const char *fingerprint)
+int cs_tj_state_read(const char *dir, cs_tj_pos *pos, const char *fingerprint)
 {
     char p[4200];
     snprintf(p, sizeof p, "%s/train.json", dir);
@@ -200,18 +200,18 @@ int tr_state_read(const char *dir, tr_pos *pos, const char *fingerprint)
     else if (strcmp(run, fingerprint))
         rc = cs_error(CS_EARG, "%s: the state was saved by another run (%s); now: %s", dir, run, fingerprint);
     else
-        *pos = (tr_pos){step, micro, epoch, batch, (uint64_t)seed};
+        *pos = (cs_tj_pos){step, micro, epoch, batch, (uint64_t)seed};
     json_decref(o);
     return rc;
 }
 
-struct tr_resume {
+struct cs_tj_resume {
     cs_st_file *f;
 };
 
 static int fill(void *ctx, cs_trainer_opt_view *v)
 {
-    tr_resume *r = ctx;
+    cs_tj_resume *r = ctx;
     char name[512];
     for (int j = 0; j <= v->n; j++) {
         snprintf(name, sizeof name, "%s.%s", v->tensor, j < v->n ? v->part[j] : "step");
@@ -227,18 +227,18 @@ static int fill(void *ctx, cs_trainer_opt_view *v)
 }
 
 /* optimizer.safetensors of dir, its buckets copied into t */
-static int open_optimizer(const char *dir, cs_trainer *t, tr_resume **out)
+static int open_optimizer(const char *dir, cs_trainer *t, cs_tj_resume **out)
 {
     char p[4200];
     snprintf(p, sizeof p, "%s/optimizer.safetensors", dir);
-    tr_resume *r = calloc(1, sizeof *r);
+    cs_tj_resume *r = calloc(1, sizeof *r);
     if (!r) return cs_oom("resume", sizeof *r);
     int rc = cs_st_open(p, &r->f);
     const cs_tensor *b = rc ? NULL : cs_st_find(r->f, "adaptive_loss.bucket_losses");
     if (!rc && (!b || b->dtype != CS_F32 || cs_tensor_numel(b) != CS_TRAIN_BUCKETS))
         rc = cs_error(CS_EFORMAT, "%s: no adaptive_loss.bucket_losses [%d] F32", p, CS_TRAIN_BUCKETS);
     if (rc) {
-        tr_state_close(r);
+        cs_tj_state_close(r);
         return rc;
     }
     memcpy(cs_trainer_buckets(t), b->data, CS_TRAIN_BUCKETS * sizeof(float));
@@ -246,26 +246,26 @@ static int open_optimizer(const char *dir, cs_trainer *t, tr_resume **out)
     return 0;
 }
 
-int tr_state_restore(const char *dir, cs_trainer *t, tr_resume **out)
+int cs_tj_state_restore(const char *dir, cs_trainer *t, cs_tj_resume **out)
 {
     int rc = open_optimizer(dir, t, out);
     if (!rc) cs_trainer_opt_restore(t, fill, *out);
     return rc;
 }
 
-int tr_state_restore_lora(const char *dir, cs_trainer *t, cs_lora_net *net, cs_opt_kind opt)
+int cs_tj_state_restore_lora(const char *dir, cs_trainer *t, cs_lora_net *net, cs_opt_kind opt)
 {
     char p[4200];
     snprintf(p, sizeof p, "%s/model.safetensors", dir);
-    tr_resume *r = NULL;
+    cs_tj_resume *r = NULL;
     int rc = cs_lora_net_load(net, p);
     if (!rc) rc = open_optimizer(dir, t, &r);
     if (!rc) rc = cs_lora_net_opt_restore(net, opt, fill, r);
-    tr_state_close(r);
+    cs_tj_state_close(r);
     return rc;
 }
 
-void tr_state_close(tr_resume *r)
+void cs_tj_state_close(cs_tj_resume *r)
 {
     if (!r) return;
     cs_st_close(r->f);

@@ -1,8 +1,8 @@
-/* cascade train: sample images during training, as kohya's stable-cascade
+/* Training: sample images during training, as kohya's stable-cascade
  * script makes them: Stage C sampling with the weights being trained, then
  * the previewer decodes the latent (no Stage B/A in memory). The prompts
  * were encoded before training, so the text encoder is not kept either. */
-#include "train.h"
+#include "train_job.h"
 
 #include "error.h"
 #include "models.h"
@@ -20,7 +20,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-void tr_prompts_free(tr_prompt *p, int n)
+void cs_tj_prompts_free(cs_tj_prompt *p, int n)
 {
     for (int i = 0; p && i < n; i++) {
         free(p[i].text), free(p[i].negative);
@@ -40,7 +40,7 @@ static int opt_num(const char *path, int line, const char *flag, const char *v, 
 }
 
 /* kohya's line format: the prompt, then " --X value" options */
-static int parse_line(const char *path, int ln, char *s, tr_prompt *p)
+static int parse_line(const char *path, int ln, char *s, cs_tj_prompt *p)
 {
     p->width = p->height = 1024;
     p->steps = 20;
@@ -79,14 +79,14 @@ static int parse_line(const char *path, int ln, char *s, tr_prompt *p)
     return 0;
 }
 
-int tr_prompts_read(const char *path, tr_prompt **out, int *n)
+int cs_tj_prompts_read(const char *path, cs_tj_prompt **out, int *n)
 {
     *out = NULL, *n = 0;
     FILE *f = fopen(path, "r");
     if (!f) return cs_error(CS_EIO, "%s: %s", path, cs_strerror(errno));
     char buf[4096];
     int ln = 0, rc = 0, cap = 0;
-    tr_prompt *p = NULL;
+    cs_tj_prompt *p = NULL;
     while (!rc && fgets(buf, sizeof buf, f)) {
         ln++;
         size_t l = strlen(buf);
@@ -95,7 +95,7 @@ int tr_prompts_read(const char *path, tr_prompt **out, int *n)
         while (isspace((unsigned char)*s)) s++;
         if (!*s || *s == '#') continue;
         if (*n == cap) {
-            tr_prompt *q = realloc(p, (size_t)(cap = cap ? 2 * cap : 8) * sizeof *q);
+            cs_tj_prompt *q = realloc(p, (size_t)(cap = cap ? 2 * cap : 8) * sizeof *q);
             if (!q) {
                 rc = cs_oom("prompts", (size_t)cap * sizeof *q);
                 break;
@@ -108,7 +108,7 @@ int tr_prompts_read(const char *path, tr_prompt **out, int *n)
     fclose(f);
     if (!rc && !*n) rc = cs_error(CS_EFORMAT, "%s: no prompts", path);
     if (rc) {
-        tr_prompts_free(p, *n);
+        cs_tj_prompts_free(p, *n);
         *n = 0;
         return rc;
     }
@@ -116,8 +116,8 @@ int tr_prompts_read(const char *path, tr_prompt **out, int *n)
     return 0;
 }
 
-int tr_samples(cs_stage_c *m, const cs_previewer *pv, const tr_prompt *p, int n, const char *out_dir,
-               const char *name, int epoch, int quiet)
+int cs_tj_samples(cs_stage_c *m, const cs_previewer *pv, const cs_tj_prompt *p, int n, const char *out_dir,
+               const char *name, int epoch, const cs_tj_opts *o)
 {
     char dir[4200], path[4400];
     snprintf(dir, sizeof dir, "%s/sample", out_dir);
@@ -145,7 +145,7 @@ int tr_samples(cs_stage_c *m, const cs_previewer *pv, const tr_prompt *p, int n,
         snprintf(path, sizeof path, "%s/%s_e%06d_%02d.png", dir, name, epoch, i);
         cs_png_text t[1] = {{"parameters", p[i].text}};
         if (!rc) rc = cs_png_write_rgb8(path, rgb, (int)(8 * w), (int)(8 * h), 8 * w * 3, t, 1, CS_PNG_FORCE);
-        if (!rc && !quiet) fprintf(stderr, TR_ME ": sample %s\n", path);
+        if (!rc) cs_tj_emit(o, CASCADE_TE_SAMPLE, path);
         cs_free(x), cs_free(x0), cs_free(img), free(rgb);
     }
     return rc;
