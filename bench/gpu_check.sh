@@ -12,6 +12,8 @@
 # short: compare's checks, the lite forwards side by side, Stage A and the text encoder against
 #        the CPU, two lite images: one short call
 # images: after compare: a per-op profile of two lite images, then lite and full images
+# cpu:   the host CPU (issue 10): Stage C and B lite forwards in fp32, bf16 with AMX and bf16
+#        without it (CASCADE_AMX=0: AVX512-BF16) at 4, 8 and 16 threads (Stage B at 16 only)
 # pair:  after compare (its weights): whole lite and full images with the baseline (old/bin) and
 #        this tree alternately (two in one process: the second is the steady state), then Stage B
 #        with GRN folded into fc2 and not ($CASCADE_GRN_FOLD=0)
@@ -108,6 +110,24 @@ if [ "$mode" = images ]; then   # after compare (its weights): a per-op profile 
     image full
     } >"$out/images.txt" 2>&1
     grep -E "steps in|done in|peak|wall|error|Stage|text" "$out/images.txt" | cut -c1-220
+    exit 0
+fi
+if [ "$mode" = cpu ]; then
+    W=/tmp/cascade-weights
+    [ -f $W/stage_c_lite_bf16.safetensors ] || lite_weights
+    grep -m1 "model name" /proc/cpuinfo
+    S="$B/stage --dir $W --manifests $M --device cpu --size lite --dtype bf16 --warmup 1 --runs 2"
+    {
+    for t in 16 8 4; do
+        for p in fp32 bf16 bf16-noamx; do
+            echo "threads $t, $p:"
+            CASCADE_AMX=$([ $p = bf16-noamx ] && echo 0 || echo 1) timeout 200 $S --threads $t \
+                --stage $([ $t = 16 ] && echo c,b || echo c) \
+                --precision ${p%-noamx} 2>&1 | grep "^| stage"
+        done
+    done
+    } >"$out/cpu.txt" 2>&1
+    cat "$out/cpu.txt" | cut -c1-220
     exit 0
 fi
 if [ "$mode" = pair ]; then
