@@ -11,6 +11,7 @@
 #include "kernels.h"
 #include "ops.h"
 #include "ksampler.h"
+#include "latent.h"
 #include "prompt.h"
 #include "tensor.h"
 
@@ -298,21 +299,14 @@ static void hook_warn(void *u, const char *msg)
     if (ctx->log) ctx->log(ctx->log_user, msg);
 }
 
-/* the pipeline's channels-last latent as ComfyUI's LATENT [n, c, h, w]:
- * Stage C's latent format (SC_Prior) has scale 1, Stage B's (SC_B) 1 / 0.43,
- * divided out in float32 as torch does; the encoder's output as it is */
+/* the latent callback gets ComfyUI's LATENT form (latent.h) */
 static int hook_latent(void *u, cs_latent_id which, const float *x, int n, int h, int w, int c)
 {
     cascade_ctx *ctx = u;
-    size_t hw = (size_t)h * w, total = (size_t)n * hw * c;
+    size_t total = (size_t)n * h * w * c;
     float *d = malloc(total * sizeof *d);
     if (!d) return cs_oom("a latent for the latent callback", total * sizeof *d);
-    const float scale = (float)(1.0 / 0.43);
-    int b = which == CS_LATENT_B;
-    for (size_t i = 0; i < (size_t)n; i++)
-        for (size_t p = 0; p < hw; p++)
-            for (int ch = 0; ch < c; ch++)
-                d[(i * c + ch) * hw + p] = b ? x[(i * hw + p) * c + ch] / scale : x[(i * hw + p) * c + ch];
+    cs_latent_to_comfy(x, n, h, w, c, which == CS_LATENT_B, d);
     int rc = ctx->latent(ctx->latent_user, (int)which, d, n, c, h, w);
     free(d);
     if (rc < 0) return cs_error(rc, "the latent callback failed: %s", cascade_strerror(rc));
