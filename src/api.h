@@ -101,6 +101,10 @@ void cs_api_inputs_free(cascade_ctx *ctx);
  * images, an EfficientNet encoder for an init image), written once. */
 int cs_api_demo_extras(cascade_ctx *ctx, int images, int init);
 
+/* The bytes the context's LoRAs add to each part's memory need (their
+ * float32 copies of the weights they touch), into req->extra. */
+int cs_api_lora_bytes(cascade_ctx *ctx, cs_choice_req *req);
+
 /* A new context's values: the table's defaults. */
 void cs_api_defaults(cascade_ctx *ctx);
 /* pthread_once: the kernel table for this CPU ($CASCADE_SIMD). Returns its

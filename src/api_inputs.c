@@ -59,6 +59,16 @@ void cascade_clear_loras(cascade_ctx *ctx)
     ctx->pl_stale = 1;
 }
 
+int cs_api_lora_bytes(cascade_ctx *ctx, cs_choice_req *req)
+{
+    static const cs_part part[3] = {CS_PART_STAGE_C, CS_PART_STAGE_B, CS_PART_TEXT};
+    for (int k = 0; k < 3; k++) {
+        int rc = cs_lora_extra_bytes(&ctx->lora_list[k], &req->extra[part[k]]);
+        if (rc) return cs_api_fail(ctx, rc);
+    }
+    return 0;
+}
+
 static int strength_ok(cascade_ctx *ctx, const char *what, double s)
 {
     if (!isfinite(s) || s < -10 || s > 10)

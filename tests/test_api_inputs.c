@@ -3,12 +3,14 @@
  * seed, its zeroed negative and denoise), LoRAs per part, image variation
  * and img2img from RGB buffers give the same bytes through cascade.h as
  * through cs_pipeline_generate with the same settings; the latent
- * callback's Stage C latent is the pipeline's in ComfyUI's NCHW form; bad
+ * callback's Stage C latent is the pipeline's in ComfyUI's NCHW form; the
+ * memory chooser counts the LoRAs' float32 copies; bad
  * names, parts and values are CASCADE_E_ARG with a message; the file
  * helpers (PNG with text chunks, numbered names, .latent round trip, file
  * hashes) work. */
 #include "check.h"
 #include "cascade.h"
+#include "fake_st.h"
 
 #include "image_prep.h"
 #include "init_image.h"
@@ -19,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static cascade_ctx *demo_ctx(void)
@@ -206,6 +209,48 @@ static void test_lora(const char *data)   /* at most 2999 bytes */
     cascade_ctx_free(ctx);
 }
 
+/* the memory chooser counts the LoRAs' float32 copies (the CLI's variant
+ * choice did; through cascade.h it must too) */
+static void test_lora_memory(const char *data, const char *tmp)   /* data: at most 2999 bytes */
+{
+    char peft[4096], dir[4096], f[4200];
+    snprintf(peft, sizeof peft, "%s/lora/peft.safetensors", data);
+    snprintf(dir, sizeof dir, "%s/models", tmp);
+    /* released layouts with no data (sparse files): a set the chooser takes */
+    static const struct { cs_net net; const char *name; } files[] = {
+        {CS_NET_STAGE_C_LITE, "stage_c_lite_bf16"}, {CS_NET_STAGE_B_LITE, "stage_b_lite_bf16"},
+        {CS_NET_STAGE_A, "stage_a"}, {CS_NET_TEXT_G, "text_encoder"}};
+    int rc = mkdir(dir, 0777);
+    for (int i = 0; !rc && i < 4; i++) {
+        snprintf(f, sizeof f, "%s/%s.safetensors", dir, files[i].name);
+        rc = ft_write_net(f, files[i].net, files[i].net == CS_NET_STAGE_A ? CS_F32 : CS_BF16, FT_OFFICIAL);
+    }
+    CHECK(rc == 0, "fake model files in %s", dir);
+    cascade_ctx *c2 = cascade_ctx_new();
+    cascade_models *m = NULL;
+    cascade_choice *a = NULL, *b = NULL;
+    if (!rc) rc = cascade_set_string(c2, CASCADE_P_MODELS_DIR, dir);
+    if (!rc) rc = cascade_models_scan(c2, &m);
+    if (!rc) rc = cascade_models_choose(c2, m, 256, 256, 1, &a);
+    if (!rc) rc = cascade_add_lora(c2, CASCADE_PART_STAGE_C, peft, 1);
+    if (!rc) rc = cascade_models_choose(c2, m, 256, 256, 1, &b);
+    CHECK(rc == 0, "choose: %s", cascade_errmsg(c2));
+    cs_lora v = {peft, 1.0f, 0};
+    cs_lora_list l = {1, &v, 0, NULL, NULL, 0};
+    uint64_t extra = 0;
+    CHECK(cs_lora_extra_bytes(&l, &extra) == 0 && extra > 0, "the LoRA's extra bytes");
+    long long na = cascade_choice_int(a, CASCADE_PART_STAGE_C, CASCADE_CH_NEED);
+    long long nb = cascade_choice_int(b, CASCADE_PART_STAGE_C, CASCADE_CH_NEED);
+    long long ba = cascade_choice_int(a, CASCADE_PART_STAGE_B, CASCADE_CH_NEED);
+    long long bb = cascade_choice_int(b, CASCADE_PART_STAGE_B, CASCADE_CH_NEED);
+    CHECK(na > 0 && nb == na + (long long)extra && ba == bb, "Stage C need %lld -> %lld with a LoRA of %llu bytes "
+          "(Stage B %lld -> %lld)", na, nb, (unsigned long long)extra, ba, bb);
+    cascade_choice_free(a);
+    cascade_choice_free(b);
+    cascade_models_free(m);
+    cascade_ctx_free(c2);
+}
+
 static void test_images(void)
 {
     unsigned char pic[40 * 48 * 3 + 16];
@@ -319,6 +364,7 @@ int main(void)
     putenv(cache);
     test_ksampler();
     test_lora(data);
+    test_lora_memory(data, dir);
     test_images();
     test_files(dir);
     char cmd[4200];
