@@ -10,6 +10,8 @@
 #include "error.h"
 #include "kernels.h"
 #include "ops.h"
+#include "ksampler.h"
+#include "latent.h"
 #include "prompt.h"
 #include "tensor.h"
 
@@ -75,6 +77,7 @@ void cascade_ctx_free(cascade_ctx *ctx)
 {
     if (!ctx) return;
     cs_pipeline_free(ctx->pl);
+    cs_api_inputs_free(ctx);
     if (ctx->demo) {
         cs_demo_remove(ctx->demo);
         free(ctx->demo);
@@ -103,6 +106,11 @@ void cascade_set_preview(cascade_ctx *ctx, cascade_preview_fn fn, void *user)
 void cascade_set_log(cascade_ctx *ctx, cascade_log_fn fn, void *user)
 {
     if (ctx) ctx->log = fn, ctx->log_user = user;
+}
+
+void cascade_set_latent(cascade_ctx *ctx, cascade_latent_fn fn, void *user)
+{
+    if (ctx) ctx->latent = fn, ctx->latent_user = user;
 }
 
 /* async-signal-safe: one store to a sig_atomic_t */
@@ -291,6 +299,20 @@ static void hook_warn(void *u, const char *msg)
     if (ctx->log) ctx->log(ctx->log_user, msg);
 }
 
+/* the latent callback gets ComfyUI's LATENT form (latent.h) */
+static int hook_latent(void *u, cs_latent_id which, const float *x, int n, int h, int w, int c)
+{
+    cascade_ctx *ctx = u;
+    size_t total = (size_t)n * h * w * c;
+    float *d = malloc(total * sizeof *d);
+    if (!d) return cs_oom("a latent for the latent callback", total * sizeof *d);
+    cs_latent_to_comfy(x, n, h, w, c, which == CS_LATENT_B, d);
+    int rc = ctx->latent(ctx->latent_user, (int)which, d, n, c, h, w);
+    free(d);
+    if (rc < 0) return cs_error(rc, "the latent callback failed: %s", cascade_strerror(rc));
+    return rc > 0 ? 1 : 0;
+}
+
 static int make_pipeline(cascade_ctx *ctx)
 {
     if (ctx->pl && !ctx->pl_stale && ctx->iv[CASCADE_P_KEEP_LOADED]) return 0;
@@ -316,6 +338,14 @@ static int make_pipeline(cascade_ctx *ctx)
     mp.previewer = ctx->model[CASCADE_PART_PREVIEWER];
     mp.clip_vision = ctx->model[CASCADE_PART_CLIP_VISION];
     mp.effnet = ctx->model[CASCADE_PART_EFFNET];
+    for (int k = 0; k < 3; k++) {
+        ctx->lora_list[k].lenient = (int)ctx->iv[CASCADE_P_LORA_LENIENT];
+        ctx->lora_list[k].note = hook_warn;
+        ctx->lora_list[k].ctx = ctx;
+    }
+    mp.lora_c = ctx->lora_list[0].n ? &ctx->lora_list[0] : NULL;
+    mp.lora_b = ctx->lora_list[1].n ? &ctx->lora_list[1] : NULL;
+    mp.lora_text = ctx->lora_list[2].n ? &ctx->lora_list[2] : NULL;
     int rc = cs_pipeline_new(&mp, (int)ctx->iv[CASCADE_P_KEEP_LOADED], &ctx->pl);
     if (!rc) rc = cs_pipeline_check(ctx->pl);
     if (rc) {
@@ -365,6 +395,44 @@ static int wrap_images(cascade_ctx *ctx, const char *prompt, const char *negativ
     return 0;
 }
 
+/* Stage B's own official sampler settings (-1 / below 0: Stage C's) */
+static int stage_b_params(const cascade_ctx *ctx, cs_gen_params *g)
+{
+    if (ctx->iv[CASCADE_P_SAMPLER_B] >= 0) g->b.sampler = (cs_sampler_kind)ctx->iv[CASCADE_P_SAMPLER_B];
+    if (ctx->fv[CASCADE_P_ETA_B] >= 0) g->b.eta = (float)ctx->fv[CASCADE_P_ETA_B];
+    if (ctx->fv[CASCADE_P_CFG_RHO_B] >= 0) g->b.cfg_rho = (float)ctx->fv[CASCADE_P_CFG_RHO_B];
+    return 0;
+}
+
+/* ComfyUI's KSampler per stage (ksampler.h), by the names of the table */
+static int ksampler_params(const cascade_ctx *ctx, cs_gen_params *g)
+{
+    const char *kc = ctx->sv[CASCADE_P_KSAMPLER_C], *kb = ctx->sv[CASCADE_P_KSAMPLER_B];
+    if (!kc != !kb)
+        return cs_error(CS_EARG, "ksampler_c and ksampler_b: set both stages' KSampler or neither (%s is unset)",
+                        kc ? "ksampler_b" : "ksampler_c");
+    int seed_b = ctx->iv[CASCADE_P_SEED_B] >= 0, zero = (int)ctx->iv[CASCADE_P_ZERO_NEGATIVE_B];
+    if (!kc) {
+        if (seed_b || zero)
+            return cs_error(CS_EARG, "%s applies to ComfyUI's KSamplers only (set ksampler_c and ksampler_b)",
+                            seed_b ? "seed_b" : "zero_negative_b");
+        return 0;
+    }
+    const char *sc = ctx->sv[CASCADE_P_SCHEDULER_C], *sb = ctx->sv[CASCADE_P_SCHEDULER_B];
+    g->c.ks_sampler = cs_ks_sampler_from_name(kc);
+    g->b.ks_sampler = cs_ks_sampler_from_name(kb);
+    g->c.ks_scheduler = sc ? cs_ks_scheduler_from_name(sc) : CS_KSCHED_SIMPLE;
+    g->b.ks_scheduler = sb ? cs_ks_scheduler_from_name(sb) : CS_KSCHED_SIMPLE;
+    if (g->c.ks_sampler <= 0 || g->b.ks_sampler <= 0 || g->c.ks_scheduler < 0 || g->b.ks_scheduler < 0)
+        return cs_error(CS_EARG, "a KSampler name the table accepts is unknown to the sampler: please report");
+    g->c.denoise = ctx->fv[CASCADE_P_DENOISE_C];
+    g->b.denoise = ctx->fv[CASCADE_P_DENOISE_B];
+    g->seed_b = seed_b ? (uint64_t)ctx->iv[CASCADE_P_SEED_B] : g->seed;
+    g->seed_b_set = seed_b;
+    g->b_uncond_zero = zero;
+    return 0;
+}
+
 int cascade_generate(cascade_ctx *ctx, const char *prompt, const char *negative, cascade_images **out)
 {
     if (out) *out = NULL;
@@ -372,6 +440,7 @@ int cascade_generate(cascade_ctx *ctx, const char *prompt, const char *negative,
     if (!prompt || !out)
         return cs_api_fail(ctx, cs_error(CS_EARG, "cascade_generate: %s is NULL", !prompt ? "prompt" : "out"));
     ctx->err[0] = 0;
+    float *init_rgb = NULL;
     int rc = cs_api_compute(ctx);
     if (rc) goto done;
     cs_cancel_bind(&ctx->cancel);
@@ -398,19 +467,26 @@ int cascade_generate(cascade_ctx *ctx, const char *prompt, const char *negative,
     g.embeddings = ctx->sv[CASCADE_P_EMBEDDINGS];
     g.preview_every = ctx->preview ? (int)ctx->iv[CASCADE_P_PREVIEW_EVERY] : 0;
     g.want_preview = ctx->preview && ctx->model[CASCADE_PART_PREVIEWER];
-    if ((rc = cs_gen_check(&g)) != 0 || (rc = make_pipeline(ctx)) != 0 ||
+    if ((rc = stage_b_params(ctx, &g)) != 0 || (rc = ksampler_params(ctx, &g)) != 0 ||
+        (rc = cs_api_inputs_apply(ctx, &g, &init_rgb)) != 0 || (rc = cs_gen_check(&g)) != 0 ||
+        (rc = make_pipeline(ctx)) != 0 ||
         (rc = cs_pipeline_check_size(ctx->pl, &g)) != 0) {
         cs_api_fail(ctx, rc);
         goto done;
     }
-    cs_pipeline_hooks hk = {hook_progress, g.want_preview ? hook_preview : NULL, ctx, hook_warn, &ctx->cancel, NULL};
+    cs_pipeline_hooks hk = {hook_progress, g.want_preview ? hook_preview : NULL, ctx, hook_warn, &ctx->cancel,
+                            ctx->latent ? hook_latent : NULL};
     uint8_t *rgb = NULL;
-    if ((rc = cs_pipeline_generate(ctx->pl, &g, &hk, &rgb)) != 0) {
+    rc = cs_pipeline_generate(ctx->pl, &g, &hk, &rgb);
+    cs_free(init_rgb);
+    init_rgb = NULL;
+    if (rc) {
         cs_api_fail(ctx, rc);
         goto done;
     }
     rc = wrap_images(ctx, prompt, negative, rgb, g.batch, g.width, g.height, out);
 done:
+    cs_free(init_rgb);
     if (!ctx->iv[CASCADE_P_KEEP_LOADED]) {
         cs_pipeline_free(ctx->pl);
         ctx->pl = NULL;

@@ -5,6 +5,8 @@
 
 #include "cascade.h"
 #include "demo.h"
+#include "image_in.h"
+#include "lora.h"
 #include "models.h"
 #include "pipeline.h"
 
@@ -28,6 +30,17 @@ const cs_param_row *cs_param_row_of(int key);
  * with the message in ctx ("width: 12 is not a multiple of 8"). */
 int cs_param_check_int(cascade_ctx *ctx, cascade_param key, long long v);
 
+#define CS_API_MAX_LORA 16
+
+/* One image of cascade_add_image*: preprocessed, and what the metadata
+ * says of it. */
+typedef struct {
+    char file[256];                  /* base name, "" for a buffer */
+    unsigned long long xxh64;        /* of the file's bytes (0 for a buffer) */
+    int w, h;
+    double strength;
+} cs_api_input;
+
 struct cascade_ctx {
     long long iv[CASCADE_P_COUNT];   /* int keys */
     double fv[CASCADE_P_COUNT];      /* float keys */
@@ -46,6 +59,23 @@ struct cascade_ctx {
     cascade_log_fn log;
     void *log_user;
     volatile sig_atomic_t cancel;    /* cascade_cancel */
+    cascade_latent_fn latent;
+    void *latent_user;
+    /* cascade_add_lora: per part (Stage C, Stage B, text encoder); paths malloc'd */
+    cs_lora lora[3][CS_API_MAX_LORA];
+    cs_lora_list lora_list[3];
+    /* cascade_add_image*: n_img CLIP-preprocessed images [n, S, S, 3] */
+    int n_img;
+    float *img_pixels;
+    float img_strength[CS_GEN_MAX_IMAGES];
+    cs_api_input img[CS_GEN_MAX_IMAGES];
+    /* cascade_set_init_image*: the decoded image (rgb NULL: none) */
+    cs_image init;
+    cs_api_input init_info;
+    char *input_json[2];             /* cascade_input_json's last answers */
+    /* the demo's CLIP vision / EfficientNet files, written when first needed */
+    char *demo_extra[2];
+    int demo_extra_hnd[2];
     char said[700];                  /* cascade_device_chosen: "cuda, bf16", "cpu, fp32 (why)" */
     int prec;                        /* the CS_PREC_* that setup chose, -1 before */
     char err[1024];
@@ -61,6 +91,19 @@ struct cascade_models {
  * --device note it. */
 void cs_api_note_precision(int prec);
 int cs_api_noted_precision(void);
+
+/* api_inputs.c: the inputs of cascade_add_lora / _add_image / _set_init_image
+ * into g (init_rgb cs_alloc'ed into *init_rgb, freed by the caller) and the
+ * model paths; frees what the context holds of them. */
+int cs_api_inputs_apply(cascade_ctx *ctx, cs_gen_params *g, float **init_rgb);
+void cs_api_inputs_free(cascade_ctx *ctx);
+/* The demo's extra networks for the inputs in use (a CLIP vision tower for
+ * images, an EfficientNet encoder for an init image), written once. */
+int cs_api_demo_extras(cascade_ctx *ctx, int images, int init);
+
+/* The bytes the context's LoRAs add to each part's memory need (their
+ * float32 copies of the weights they touch), into req->extra. */
+int cs_api_lora_bytes(cascade_ctx *ctx, cs_choice_req *req);
 
 /* A new context's values: the table's defaults. */
 void cs_api_defaults(cascade_ctx *ctx);

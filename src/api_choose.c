@@ -120,7 +120,7 @@ static int request(cascade_ctx *ctx, int width, int height, int batch, cs_choice
         req->dev_prec = noted_prec >= 0 ? noted_prec : CS_PREC_FP32;
         req->dev_have = fr;
     }
-    return 0;
+    return cs_api_lora_bytes(ctx, req);   /* merged LoRAs keep float32 copies */
 }
 
 int cascade_models_choose(cascade_ctx *ctx, const cascade_models *m, int width, int height, int batch,

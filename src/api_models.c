@@ -63,6 +63,7 @@ int cascade_find_models(cascade_ctx *ctx)
     req.batch = (int)ctx->iv[CASCADE_P_BATCH];
     int rc = variant_of(ctx, CASCADE_P_VARIANT_C, &req.variant[CS_PART_STAGE_C]);
     if (!rc) rc = variant_of(ctx, CASCADE_P_VARIANT_B, &req.variant[CS_PART_STAGE_B]);
+    if (!rc) rc = cs_api_lora_bytes(ctx, &req);   /* merged LoRAs keep float32 copies */
     if (rc || (rc = scan(ctx, &set)) != 0) return rc;
     /* parts the caller set are forced: identified, and chosen as they are */
     for (int p = 0; p < CASCADE_PART_COUNT; p++)

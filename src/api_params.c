@@ -12,6 +12,9 @@
 static const char *const device_choices[] = {"auto", "cpu", "cuda", NULL};   /* and cuda:N */
 static const char *const prec_choices[] = {"auto", "fp32", "bf16", "fp16", NULL};
 static const char *const variant_choices[] = {"auto", "full", "bf16", "lite", "lite-bf16", NULL};
+/* ComfyUI's names, in ksampler.c's order (checked by cs_api_ks_index) */
+static const char *const ks_choices[] = {"euler", "euler_ancestral", "dpmpp_2m", "dpmpp_2m_sde", "lcm", "ddpm", NULL};
+static const char *const sched_choices[] = {"simple", "normal", "karras", "exponential", "sgm_uniform", NULL};
 
 #define I(n, lo, hi, d, mul) {n, CASCADE_T_INT, lo, hi, d, 0, mul, NULL, NULL}
 #define F(n, lo, hi, d, open) {n, CASCADE_T_FLOAT, lo, hi, d, open, 0, NULL, NULL}
@@ -43,6 +46,20 @@ static const cs_param_row table[CASCADE_P_COUNT] = {
     [CASCADE_P_EMBEDDINGS] = S("embeddings", NULL, NULL),
     [CASCADE_P_VARIANT_C] = S("variant_c", "auto", variant_choices),
     [CASCADE_P_VARIANT_B] = S("variant_b", "auto", variant_choices),
+    [CASCADE_P_KSAMPLER_C] = S("ksampler_c", NULL, ks_choices),
+    [CASCADE_P_KSAMPLER_B] = S("ksampler_b", NULL, ks_choices),
+    [CASCADE_P_SCHEDULER_C] = S("scheduler_c", "simple", sched_choices),
+    [CASCADE_P_SCHEDULER_B] = S("scheduler_b", "simple", sched_choices),
+    [CASCADE_P_DENOISE_C] = F("denoise_c", 0, 1, 1, 1),
+    [CASCADE_P_DENOISE_B] = F("denoise_b", 0, 1, 1, 1),
+    [CASCADE_P_SEED_B] = I("seed_b", -1, 9223372036854775807.0, -1, 0),
+    [CASCADE_P_ZERO_NEGATIVE_B] = I("zero_negative_b", 0, 1, 0, 0),
+    [CASCADE_P_SAMPLER_B] = I("sampler_b", -1, CASCADE_SAMPLER_LCM, -1, 0),
+    [CASCADE_P_ETA_B] = F("eta_b", -1, 1, -1, 0),
+    [CASCADE_P_CFG_RHO_B] = F("cfg_rho_b", -1, 1, -1, 0),
+    [CASCADE_P_STRENGTH] = F("strength", 0, 1, 0.6, 1),
+    [CASCADE_P_INIT_RESIZE] = I("init_resize", CASCADE_RESIZE_COVER, CASCADE_RESIZE_COMFYUI, CASCADE_RESIZE_COVER, 0),
+    [CASCADE_P_LORA_LENIENT] = I("lora_lenient", 0, 1, 0, 0),
 };
 #undef I
 #undef F
@@ -192,6 +209,15 @@ int cascade_param_find(const char *name)
     for (int k = 0; name && k < CASCADE_P_COUNT; k++)
         if (table[k].name && !strcmp(table[k].name, name)) return k;
     return CASCADE_E_ARG;
+}
+
+const char *cascade_param_choice(cascade_param key, int i)
+{
+    const cs_param_row *r = cs_param_row_of((int)key);
+    if (!r || r->type != CASCADE_T_STRING || !r->choices || i < 0) return NULL;
+    for (int k = 0; r->choices[k]; k++)
+        if (k == i) return r->choices[k];
+    return NULL;
 }
 
 void cs_api_defaults(cascade_ctx *ctx)

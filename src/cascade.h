@@ -108,6 +108,31 @@ CASCADE_API const char *cascade_errmsg(const cascade_ctx *ctx);
  *  CASCADE_P_EMBEDDINGS   string  NULL     folder of textual inversions for embedding:NAME
  *  CASCADE_P_VARIANT_C    string  "auto"   auto, full, bf16, lite, lite-bf16 (cascade_find_models)
  *  CASCADE_P_VARIANT_B    string  "auto"   same, for Stage B
+ *  CASCADE_P_KSAMPLER_C   string  NULL     ComfyUI's KSampler for Stage C instead of CASCADE_P_SAMPLER:
+ *                                          euler, euler_ancestral, dpmpp_2m, dpmpp_2m_sde, lcm, ddpm
+ *                                          (cascade_param_choice lists them); set both stages or neither
+ *  CASCADE_P_KSAMPLER_B   string  NULL     the same for Stage B
+ *  CASCADE_P_SCHEDULER_C  string  "simple" the KSampler's scheduler: simple, normal, karras,
+ *                                          exponential, sgm_uniform
+ *  CASCADE_P_SCHEDULER_B  string  "simple" the same for Stage B
+ *  CASCADE_P_DENOISE_C    float   1        (0..1] the KSampler's denoise (the last steps of an
+ *                                          int(steps/denoise)-step schedule); with an init image
+ *                                          its latent is the start, as ComfyUI's img2img
+ *  CASCADE_P_DENOISE_B    float   1        (0..1] the same for Stage B
+ *  CASCADE_P_SEED_B       int     -1       -1..2^63-1 Stage B's KSampler seed; -1: CASCADE_P_SEED
+ *  CASCADE_P_ZERO_NEGATIVE_B int  0        0..1 with KSamplers: Stage B's negative is zeros
+ *                                          (ComfyUI's ConditioningZeroOut), not the negative prompt
+ *  CASCADE_P_SAMPLER_B    int     -1       -1..2 Stage B's official sampler; -1: CASCADE_P_SAMPLER
+ *  CASCADE_P_ETA_B        float   -1       -1..1 Stage B's DDIM eta; below 0: CASCADE_P_ETA
+ *  CASCADE_P_CFG_RHO_B    float   -1       -1..1 Stage B's cfg_rho; below 0: CASCADE_P_CFG_RHO
+ *  CASCADE_P_STRENGTH     float   0.6      (0..1] the official samplers' img2img strength: the part of
+ *                                          the schedule left; 1 = text to image (the image unused)
+ *  CASCADE_P_INIT_RESIZE  int     0        CASCADE_RESIZE_COVER: the init image resized (bicubic with
+ *                                          antialias) to cover 32 pixels per Stage C latent pixel, then
+ *                                          centre-cropped; CASCADE_RESIZE_COMFYUI: as ComfyUI's
+ *                                          StableCascade_StageC_VAEEncode (cropped to the aspect, then
+ *                                          plain bicubic)
+ *  CASCADE_P_LORA_LENIENT int     0        0..1 LoRA keys that match no weight: a notice, not an error
  */
 typedef enum {
     CASCADE_P_WIDTH = 0,
@@ -135,12 +160,27 @@ typedef enum {
     CASCADE_P_EMBEDDINGS,
     CASCADE_P_VARIANT_C,
     CASCADE_P_VARIANT_B,
+    CASCADE_P_KSAMPLER_C,
+    CASCADE_P_KSAMPLER_B,
+    CASCADE_P_SCHEDULER_C,
+    CASCADE_P_SCHEDULER_B,
+    CASCADE_P_DENOISE_C,
+    CASCADE_P_DENOISE_B,
+    CASCADE_P_SEED_B,
+    CASCADE_P_ZERO_NEGATIVE_B,
+    CASCADE_P_SAMPLER_B,
+    CASCADE_P_ETA_B,
+    CASCADE_P_CFG_RHO_B,
+    CASCADE_P_STRENGTH,
+    CASCADE_P_INIT_RESIZE,
+    CASCADE_P_LORA_LENIENT,
     CASCADE_P_COUNT          /* the number of keys of this version */
 } cascade_param;
 
 enum { CASCADE_T_INT = 1, CASCADE_T_FLOAT = 2, CASCADE_T_STRING = 3 };
 enum { CASCADE_SAMPLER_DDPM = 0, CASCADE_SAMPLER_DDIM = 1, CASCADE_SAMPLER_LCM = 2 };
 enum { CASCADE_PROMPT_OFFICIAL = 0, CASCADE_PROMPT_COMFYUI = 1 };
+enum { CASCADE_RESIZE_COVER = 0, CASCADE_RESIZE_COMFYUI = 1 };
 
 CASCADE_API int cascade_set_int(cascade_ctx *ctx, cascade_param key, long long value);
 CASCADE_API int cascade_set_float(cascade_ctx *ctx, cascade_param key, double value);
@@ -163,6 +203,9 @@ CASCADE_API int cascade_param_range(cascade_param key, double *min, double *max,
 CASCADE_API int cascade_param_step(cascade_param key);
 /* The key of a name, or CASCADE_E_ARG. */
 CASCADE_API int cascade_param_find(const char *name);
+/* A string key's accepted value i ("euler", "karras", ...; NULL past the
+ * last, and for a key that takes any string): for --help texts. */
+CASCADE_API const char *cascade_param_choice(cascade_param key, int i);
 
 /* ---- setting up the calling thread ----
  * Every call that computes sets the calling thread up for its context
@@ -370,6 +413,51 @@ CASCADE_API int cascade_cancel_reason(void);
  * must end after it. */
 CASCADE_API void cascade_remove_temporaries(void);
 
+/* ---- what a generation starts from, besides the prompt ----
+ * LoRAs merged into part (CASCADE_PART_STAGE_C, _STAGE_B or _TEXT_ENCODER)
+ * at load, in the order added, at strength (any finite number, may be
+ * negative); the file is read when a generation loads the part (see
+ * CASCADE_P_LORA_LENIENT); at most 16 per part. The notes of the merge go
+ * to the log callback. */
+CASCADE_API int cascade_add_lora(cascade_ctx *ctx, cascade_part part, const char *path, double strength);
+CASCADE_API void cascade_clear_loras(cascade_ctx *ctx);
+/* Image variation: each image (PNG or JPEG file, or rgb [height, width, 3]
+ * bytes with rows stride apart) is read and CLIP-preprocessed now (a bad
+ * file fails here, before any model is loaded); its image embedding times
+ * strength (-10..10) is one image token of Stage C's conditional half. At
+ * most 16. Needs a CLIP vision model (CASCADE_PART_CLIP_VISION; the demo
+ * writes a tiny one). */
+CASCADE_API int cascade_add_image(cascade_ctx *ctx, const char *path, double strength);
+CASCADE_API int cascade_add_image_rgb(cascade_ctx *ctx, const unsigned char *rgb, int width, int height,
+                                      size_t stride, double strength);
+/* img2img: Stage C starts from this image (read now; NULL path forgets
+ * it), resized as CASCADE_P_INIT_RESIZE says for the size of the
+ * generation, encoded by the EfficientNet encoder (CASCADE_PART_EFFNET;
+ * the demo writes a tiny one) and noised to CASCADE_P_STRENGTH (official
+ * samplers) or taken as the latent of a KSampler's CASCADE_P_DENOISE_C. */
+CASCADE_API int cascade_set_init_image(cascade_ctx *ctx, const char *path);
+CASCADE_API int cascade_set_init_image_rgb(cascade_ctx *ctx, const unsigned char *rgb, int width, int height,
+                                           size_t stride);
+/* Forgets the images of cascade_add_image* and the init image. */
+CASCADE_API void cascade_clear_images(cascade_ctx *ctx);
+/* What the PNG metadata records of the inputs, as compact JSON (NULL when
+ * there is none): CASCADE_INPUT_IMAGES, a list of {file, xxh64, size,
+ * strength} (file "" for an RGB buffer); CASCADE_INPUT_INIT, one such
+ * object with CASCADE_P_STRENGTH (NULL when the strength is 1 and no
+ * KSampler is set: the image is not used). Valid until the next call on
+ * ctx that changes the inputs or asks again. */
+enum { CASCADE_INPUT_IMAGES = 0, CASCADE_INPUT_INIT = 1 };
+CASCADE_API const char *cascade_input_json(cascade_ctx *ctx, int which);
+
+/* The latents of a generation as they become final, in ComfyUI's LATENT
+ * form and scale (what SaveLatent writes): the init image's EfficientNet
+ * latent, the Stage C result, the Stage B result; x [n, c, h, w], valid
+ * during the call. Non-zero cancels (CASCADE_E_INTR), a negative
+ * CASCADE_E_* code fails the generation with that code. */
+enum { CASCADE_LATENT_ENCODED = 0, CASCADE_LATENT_C = 1, CASCADE_LATENT_B = 2 };
+typedef int (*cascade_latent_fn)(void *user, int which, const float *x, int n, int c, int h, int w);
+CASCADE_API void cascade_set_latent(cascade_ctx *ctx, cascade_latent_fn fn, void *user);
+
 CASCADE_API int cascade_images_count(const cascade_images *im);
 /* Image i (0-based), owned by im; NULL if out of range. */
 CASCADE_API const cascade_image *cascade_images_get(const cascade_images *im, int i);
@@ -391,6 +479,42 @@ enum { CASCADE_PNG_FORCE = 1 };   /* replace an existing regular file */
  * temporary file renamed into place: never a half-written file; an existing
  * file is an error unless flags has CASCADE_PNG_FORCE. */
 CASCADE_API int cascade_image_write_png(cascade_ctx *ctx, const cascade_image *img, const char *path, int flags);
+
+/* ---- files, for programs that write their own ----
+ * An 8-bit RGB PNG of rgb [height, width, 3] (rows stride apart) with the
+ * text chunks text[2k] = text[2k+1] (k < n_text), written as
+ * cascade_image_write_png does. flags: CASCADE_PNG_FORCE, or
+ * CASCADE_PNG_NUMBERED: path is DIR/PREFIX and the file the next free
+ * DIR/PREFIX_NNNNN.png (PREFIX_NNNNN_.png with CASCADE_PNG_COMFY_NAMES, as
+ * ComfyUI's SaveImage numbers them); another writer taking a number first
+ * is skipped, nothing is replaced. The path written goes to written (may
+ * be NULL). */
+enum { CASCADE_PNG_NUMBERED = 2, CASCADE_PNG_COMFY_NAMES = 4 };
+CASCADE_API int cascade_png_write(cascade_ctx *ctx, const unsigned char *rgb, int width, int height, size_t stride,
+                                  const char *const *text, int n_text, const char *path, int flags, char *written,
+                                  size_t len);
+/* Whether path (a PNG or latent to come; numbered names counted at their
+ * longest) can be made: the lengths of its name, its temporary name and
+ * the path. CASCADE_E_ARG with the message otherwise; the disk is not
+ * touched. */
+CASCADE_API int cascade_check_output_name(cascade_ctx *ctx, const char *path);
+/* ComfyUI's .latent: x [n, c, h, w] with the text pairs as metadata,
+ * written as SaveLatent names it, DIR/PREFIX_NNNNN_.latent (path is
+ * DIR/PREFIX; the folder must exist), through a temporary file; the path
+ * written goes to written (may be NULL). */
+CASCADE_API int cascade_latent_write(cascade_ctx *ctx, const float *x, int n, int c, int h, int w,
+                                     const char *const *text, int n_text, const char *path, char *written,
+                                     size_t len);
+/* A .latent file as LoadLatent reads it (ComfyUI's multiplier for files
+ * without the marker applied): *x [n, c, h, w] (free with cascade_free). */
+CASCADE_API int cascade_latent_read(cascade_ctx *ctx, const char *path, float **x, int *n, int *c, int *h, int *w);
+/* The xxh64 of any file as the metadata records it, through the cache of
+ * cascade_models_hash (same return values; CASCADE_HASH_CACHED_ONLY), or
+ * with CASCADE_HASH_NO_CACHE neither looked up nor remembered (temporary
+ * files). ctx may be NULL (a failure's message is then cascade_last_error's
+ * only): so called, it may run on several threads at once. */
+enum { CASCADE_HASH_NO_CACHE = 2 };
+CASCADE_API int cascade_file_hash(cascade_ctx *ctx, const char *path, int flags, unsigned long long *hash);
 
 /* ---- text, for tools ---- */
 /* The CLIP tokens of text: BOS, every BPE token (not cut at 77), EOS, with

@@ -11,7 +11,7 @@
  *
  * This writer is part of libcascade because the public API's
  * cascade_use_demo (cascade.h) writes these files; the demo networks for
- * image inputs are the CLI's own (src/cli/demo_vision.c). */
+ * image inputs are in demo_vision.h, written when a run needs them. */
 #ifndef CS_DEMO_H
 #define CS_DEMO_H
 

@@ -124,3 +124,15 @@ int cs_latent_write_next(const char *dir, const char *prefix, const float *x, in
     }
     return cs_error(CS_EIO, "%s: could not find a free '%s_NNNNN_.latent' name", dir, prefix);
 }
+
+void cs_latent_to_comfy(const float *x, int n, int h, int w, int c, int stage_b, float *out)
+{
+    size_t hw = (size_t)h * w;
+    const float scale = (float)(1.0 / 0.43);
+    for (size_t i = 0; i < (size_t)n; i++)
+        for (size_t p = 0; p < hw; p++)
+            for (int ch = 0; ch < c; ch++) {
+                float v = x[(i * hw + p) * c + ch];
+                out[(i * c + ch) * hw + p] = stage_b ? v / scale : v;
+            }
+}

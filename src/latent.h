@@ -28,4 +28,10 @@ void cs_latent_free(cs_latent *l);   /* NULL is fine */
 int cs_latent_write_next(const char *dir, const char *prefix, const float *x, int n, int c, int h, int w,
                          const char *const *meta, int n_meta, char *out, size_t out_len);
 
+/* The pipeline's channels-last latent x [n, h, w, c] as ComfyUI's LATENT
+ * out [n, c, h, w]: Stage C's latent format (SC_Prior) has scale 1, Stage
+ * B's (SC_B) 1 / 0.43, divided out in float32 as torch does (stage_b = 1);
+ * the encoder's output is taken as it is. */
+void cs_latent_to_comfy(const float *x, int n, int h, int w, int c, int stage_b, float *out);
+
 #endif

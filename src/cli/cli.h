@@ -36,6 +36,22 @@ int cli_device(const char *cmd, const char *device, const char *precision, int r
 struct cascade_ctx;
 struct cascade_ctx *cli_ctx(void);
 
+/* The CLI's own failures in files that use only cascade.h (cli_error.c):
+ * records "what and where" for code (a CASCADE_E_* value) and returns
+ * code; cli_message(rc) gives that text once, when rc is the code last
+ * recorded, else NULL (the failure is then the library's: cascade_errmsg). */
+int cli_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+const char *cli_message(int code);
+void cli_message_clear(void);
+
+/* Paths the CLI made and has not finished (files of a batch being written,
+ * folders made for them): a second INT/TERM/HUP or a SIGBUS removes them
+ * (files first, then folders, newest first) before it ends the process.
+ * cli_cleanup_add returns a handle for cli_cleanup_del (0: the list is full,
+ * the path is not covered). Async-signal-safe removal. */
+int cli_cleanup_add(const char *path, int is_dir);
+void cli_cleanup_del(int handle);
+
 /* Exit statuses (all below 128, also for signals). */
 enum { CLI_EXIT_OK = 0, CLI_EXIT_ERROR = 1, CLI_EXIT_USAGE = 2, CLI_EXIT_INTERRUPTED = 130 };
 

@@ -12,6 +12,7 @@
 #include "device.h"
 #include "error.h"
 #include "infile.h"
+#include "latent.h"
 #include "ksampler.h"
 #include "lora.h"
 #include "models.h"
@@ -119,7 +120,15 @@ static int preview_cb(void *ctx, int step, int steps, const uint8_t *rgb, int n,
 static int latent_cb(void *ctx, cs_latent_id which, const float *x, int n, int h, int w, int c)
 {
     state *s = ctx;
-    return gen_latents_keep(&s->lat, s->o, which, x, n, h, w, c);
+    size_t total = (size_t)n * h * w * c;
+    float *d = malloc(total * sizeof *d);
+    if (!d)
+        return cs_oom("a latent", total * sizeof *d);
+    cs_latent_to_comfy(x, n, h, w, c, which == CS_LATENT_B, d);
+    int rc = gen_latents_keep(&s->lat, s->o, (int)which, d, n, c, h, w);
+    free(d);
+    const char *m = rc ? cli_message(rc) : NULL;
+    return m ? cs_error(rc, "%s", m) : rc;
 }
 
 /* ---- models ---- */
@@ -483,7 +492,7 @@ static int write_images(state *s, const uint8_t *rgb)
     for (int i = 0; i < n; i++)
         cs_cleanup_del(hnd[i]);
     for (int k = 0; k < GEN_MAX_SAVE_LATENT; k++)
-        cs_cleanup_del(lhnd[k]);
+        cli_cleanup_del(lhnd[k]);
     for (int i = start; !rc && i < s->out.n_written; i++) {
         if (o->json && i - start >= n)   /* after the images: SaveLatent's files */
             gen_json_emit(json_pack("{s:s, s:s, s:I}", "event", "latent", "path", s->out.written[i], "seed",
@@ -533,6 +542,7 @@ int gen_execute(opts *o)
     /* from here on every stop request (INT, TERM, HUP, a closed stdout) ends
      * through the error path below, which removes what the run made */
     cli_signals_install();
+    cli_message_clear();
     state s;
     memset(&s, 0, sizeof s);
     hash_job hj;
@@ -701,8 +711,11 @@ error:
         status = cli_stop_status(why);
     } else {
         char why[64];
+        const char *msg = cli_message(rc);   /* a CLI file's own failure, else the library's */
+        if (!msg)
+            msg = cs_last_error();
         snprintf(why, sizeof why, "failed (error %d, no message: please report)", rc);
-        fail(o, &s.prog, cs_last_error()[0] ? cs_last_error() : why);
+        fail(o, &s.prog, msg[0] ? msg : why);
         status = 1;
     }
     for (int k = 0; s.prev_created && k < total; k++)

@@ -172,9 +172,10 @@ typedef struct {
 
 /* Before the run: each prefix's folders are folders or missing, names fit. */
 int gen_latents_plan(const opts *o, const gen_output *out);
-/* cs_pipeline_hooks.latent: keeps a copy of what a SaveLatent wants. */
-int gen_latents_keep(gen_latents *l, const opts *o, cs_latent_id which, const float *x, int n, int h, int w, int c);
-/* Writes each SaveLatent's file (recorded in out; cleanup handles in hnd[k]). */
+/* The latent callback: keeps a copy of what a SaveLatent wants (which: a
+ * CASCADE_LATENT_*, x [n, c, h, w] in ComfyUI's form). */
+int gen_latents_keep(gen_latents *l, const opts *o, int which, const float *x, int n, int c, int h, int w);
+/* Writes each SaveLatent's file (recorded in out; cli_cleanup_add handles in hnd[k]). */
 int gen_latents_write(gen_latents *l, const opts *o, gen_output *out, int *hnd);
 /* The batch is final (failed = 0) or unwound: folders it made are removed. */
 void gen_latents_done(gen_latents *l, int failed);

@@ -5,10 +5,11 @@
 #include "cli.h"
 #include "workflow.h"
 
+#include "cascade.h"
+
 #include "cancel.h"
 #include "error.h"
 #include "ksampler.h"
-#include "latent.h"
 #include "prompt.h"
 
 #include <getopt.h>
@@ -122,6 +123,7 @@ static int copy_latents(const wf_plan_info *info, const char *out, const char *p
         return 0;
     }
     cli_signals_install();
+    cli_message_clear();
     opts o = {0};
     gen_output go = {0};
     gen_latents l = {0};
@@ -135,30 +137,27 @@ static int copy_latents(const wf_plan_info *info, const char *out, const char *p
     if (!rc)
         rc = gen_latents_plan(&o, &go);
     for (int k = 0; !rc && k < info->n_save; k++) {
-        cs_latent in;
-        if ((rc = cs_latent_read(info->save[k].file, &in)))
+        float *x;
+        int d[4];
+        if ((rc = cascade_latent_read(cli_ctx(), info->save[k].file, &x, &d[0], &d[1], &d[2], &d[3])) != 0) {
+            cli_error(rc, "%s", cascade_errmsg(cli_ctx()));
             break;
+        }
         /* one SaveLatent at a time: its file is slot 0 */
         o.save_latent_prefix[0] = info->save[k].prefix;
         o.n_save_latent = 1;
         free(l.x[0]);
-        l.x[0] = malloc((size_t)in.n * in.c * in.h * in.w * sizeof(float));
-        if (!l.x[0])
-            rc = cs_error(CS_ENOMEM, "out of memory copying %s", info->save[k].file);
-        else
-            memcpy(l.x[0], in.data, (size_t)in.n * in.c * in.h * in.w * sizeof(float));
-        l.dim[0][0] = in.n, l.dim[0][1] = in.c, l.dim[0][2] = in.h, l.dim[0][3] = in.w;
-        cs_latent_free(&in);
-        if (!rc)
-            rc = gen_latents_write(&l, &o, &go, hnd + k);
+        l.x[0] = x;
+        memcpy(l.dim[0], d, sizeof d);
+        rc = gen_latents_write(&l, &o, &go, hnd + k);
     }
-    if (!rc)
-        rc = cs_cancel_check();
+    if (!rc && cli_stop_pending())
+        rc = CASCADE_E_INTR;
     if (rc)
         gen_output_unwind_from(&go, 0);
     gen_latents_done(&l, rc != 0);
     for (int k = 0; k < GEN_MAX_SAVE_LATENT; k++)
-        cs_cleanup_del(hnd[k]);
+        cli_cleanup_del(hnd[k]);
     int status = 0;
     if (rc) {
         int why = cli_stop_pending();
@@ -166,7 +165,8 @@ static int copy_latents(const wf_plan_info *info, const char *out, const char *p
             fprintf(stderr, ME ": %s; nothing written\n", cli_stop_text(why));
             status = cli_stop_status(why);
         } else {
-            fprintf(stderr, ME ": %s\n", cs_last_error());
+            const char *msg = cli_message(rc);
+            fprintf(stderr, ME ": %s\n", msg ? msg : cs_last_error());
             status = 1;
         }
     } else {

@@ -16,18 +16,60 @@
  *   SIGBUS                   a memory-mapped model file shrank while in use
  *                            (truncated or rewritten in place): the faulting
  *                            read cannot go on, so the handler removes what
- *                            the run created and exits 1 with one line. */
+ *                            the run created and exits 1 with one line.
+ * What the CLI made and has not finished is on its own cleanup list here;
+ * the library's temporaries on the library's (cascade_remove_temporaries). */
 #include "cli.h"
 
 #include "cascade.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 static int err_tty;   /* stderr may hold an open progress line: start a new one */
+
+/* ---- the CLI's cleanup list: fixed slots, claimed and released with
+ * atomics, read by the handlers without locks ---- */
+#define SLOTS 64
+enum { FREE = 0, BUSY, FILE_, DIR_ };
+static struct {
+    atomic_int state;
+    char path[PATH_MAX];
+} slot[SLOTS];
+
+int cli_cleanup_add(const char *path, int is_dir)
+{
+    size_t n = strlen(path);
+    if (n >= PATH_MAX) return 0;
+    for (int i = 0; i < SLOTS; i++) {
+        int expect = FREE;
+        if (!atomic_compare_exchange_strong(&slot[i].state, &expect, BUSY)) continue;
+        memcpy(slot[i].path, path, n + 1);
+        atomic_store(&slot[i].state, is_dir ? DIR_ : FILE_);
+        return i + 1;
+    }
+    return 0;
+}
+
+void cli_cleanup_del(int h)
+{
+    if (h > 0 && h <= SLOTS) atomic_store(&slot[h - 1].state, FREE);
+}
+
+/* the CLI's paths, then the library's temporaries; async-signal-safe */
+static void remove_all(void)
+{
+    for (int i = SLOTS - 1; i >= 0; i--)
+        if (atomic_load(&slot[i].state) == FILE_) unlink(slot[i].path);
+    for (int i = SLOTS - 1; i >= 0; i--)
+        if (atomic_load(&slot[i].state) == DIR_) rmdir(slot[i].path);
+    cascade_remove_temporaries();
+}
 
 static int user_stop(int sig)
 {
@@ -50,7 +92,7 @@ static void on_signal(int sig)
         }
         /* the second request: do not wait for the next check */
         static const char msg[] = "\ncascade: stopped at once (second signal); temporary files removed\n";
-        cascade_remove_temporaries();
+        remove_all();
         ssize_t w = write(STDERR_FILENO, msg + !err_tty, sizeof msg - 1 - !err_tty);
         (void)w;
         _exit(CLI_EXIT_INTERRUPTED);
@@ -64,7 +106,7 @@ static void on_fault(int sig)
     (void)sig;
     static const char msg[] = "\ncascade: a model file was truncated or changed while in use (SIGBUS reading its "
                               "memory map); stopped, nothing written\n";
-    cascade_remove_temporaries();
+    remove_all();
     ssize_t w = write(STDERR_FILENO, msg + !err_tty, sizeof msg - 1 - !err_tty);
     (void)w;
     _exit(CLI_EXIT_ERROR);
