@@ -74,6 +74,11 @@ int cs_cuda_blas_fail(int s, const char *what);
  * in fp32 precision or when no cuBLASLt algorithm takes a bf16 output. */
 int cs_cuda_linear16(const uint16_t *x16, size_t M, size_t K, const cs_tensor *W, const cs_tensor *b, void *y,
                      int ybf16, size_t ldy, int accumulate);
+/* y (float32, row stride ldy) (+)= x16 [M, K] w^T + bias, w a bf16 [N, K]
+ * device matrix (not a weight tensor: e.g. one scaled per call), bias
+ * float32 [N] or NULL; bf16 operands whatever the precision in force */
+int cs_cuda_gemm_bf16(const uint16_t *x16, size_t M, size_t K, const uint16_t *w, size_t N, const float *bias,
+                      float *y, size_t ldy, int accumulate);
 /* cs_dev_ops.mlp_block and attn_block, in bf16 (fused.cu) */
 int cs_cuda_mlp_block(float *x, size_t N, size_t H, size_t W, size_t c, const float *skip, size_t cs,
                       const cs_mlp_block *w);

@@ -9,6 +9,10 @@
  *     h = fc1 (cuBLASLt, bf16 out, bias in the epilogue);
  *     GELU in place, summing squares per (image, channel);  norms;
  *     GRN in place; x += fc2(h) (cuBLASLt, float32 accumulate, bias in the epilogue).
+ * Where the hidden activation outweighs fc2's weight (HW >= 2c), GRN is
+ * folded into fc2 instead of rewriting h: gamma*(h*nx) + beta + h =
+ * h*(1 + gamma*nx) + beta, so each image's product takes fc2's weight with
+ * its columns scaled by (1 + gamma*nx) and the bias b2 + W2 beta.
  * The 4c-wide hidden activation is bf16 throughout, as under PyTorch's
  * autocast (which rounds each op's output to bf16 the same way).
  *
@@ -26,6 +30,8 @@ extern "C" {
 #include <cuda_runtime.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 static inline cudaStream_t stream(void) { return (cudaStream_t)cs_cuda_stream(); }
 
@@ -101,6 +107,36 @@ static __device__ __forceinline__ float warp_sum(float v)
 {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
+}
+
+/* GRN folded into fc2 (one block an output row o of w [O, K]):
+ * wn[n][o][k] = bf16(w[o][k] * (1 + gamma[k] nx[n][k])) for each image n,
+ * bn[o] = b2[o] + sum_k w[o][k] beta[k] */
+#define FOLD_THREADS 256
+static __global__ void __launch_bounds__(FOLD_THREADS)
+    k_grn_fold(const __nv_bfloat162 *w, size_t K2, size_t O, size_t N, const float2 *nx, const float2 *gamma,
+               const float2 *beta, const float *b2, __nv_bfloat162 *wn, float *bn)
+{
+    __shared__ float sh[FOLD_THREADS / 32];
+    size_t o = blockIdx.x;
+    const __nv_bfloat162 *wr = w + o * K2;
+    float s = 0.0f;
+    for (size_t k = threadIdx.x; k < K2; k += FOLD_THREADS) {
+        float2 v = __bfloat1622float2(wr[k]), g = gamma[k], b = beta[k];
+        s += v.x * b.x + v.y * b.y;
+        for (size_t n = 0; n < N; n++) {
+            float2 q = nx[n * K2 + k];
+            wn[(n * O + o) * K2 + k] = __floats2bfloat162_rn(v.x * (1.0f + g.x * q.x), v.y * (1.0f + g.y * q.y));
+        }
+    }
+    s = warp_sum(s);
+    if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = s;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        float t = threadIdx.x < FOLD_THREADS / 32 ? sh[threadIdx.x] : 0.0f;
+        t = warp_sum(t);
+        if (threadIdx.x == 0) bn[o] = (b2 ? b2[o] : 0.0f) + t;
+    }
 }
 
 /* One warp a pixel, PER channels a lane (lane + 32 i): v = dwconv3x3(x)
@@ -195,6 +231,17 @@ static int launched(const char *what)
     return e == cudaSuccess ? 0 : cs_cuda_fail(e, what);
 }
 
+/* $CASCADE_GRN_FOLD=0: GRN always rewrites h (for side-by-side timing) */
+static int fold_grn(void)
+{
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("CASCADE_GRN_FOLD");
+        v = !(e && !strcmp(e, "0"));
+    }
+    return v;
+}
+
 extern "C" int cs_cuda_mlp_block(float *x, size_t N, size_t H, size_t W, size_t c, const float *skip, size_t cs,
                                  const cs_mlp_block *w)
 {
@@ -230,9 +277,25 @@ extern "C" int cs_cuda_mlp_block(float *x, size_t N, size_t H, size_t W, size_t 
     if ((rc = launched("a ResBlock's GELU"))) return rc;
     k_grn_nx<<<(unsigned)N, 1024, 0, stream()>>>(ss, c4);
     if ((rc = launched("a ResBlock's GRN norms"))) return rc;
-    k_grn_apply<<<pg, MLP_THREADS, 0, stream()>>>(h, HW, c2, per, ss, g, be);
-    if ((rc = launched("a ResBlock's GRN"))) return rc;
-    rc = cs_cuda_linear16((const uint16_t *)h, rows, c4, w->fc2_w, w->fc2_b, x, 0, c, 1);
+    if (HW >= 2 * c && fold_grn()) {
+        const __nv_bfloat162 *w2 = (const __nv_bfloat162 *)cs_cuda_weight(w->fc2_w, CS_BF16, err, sizeof err);
+        const float *b2 = NULL;
+        if (!w2 || (w->fc2_b && !(b2 = (const float *)cs_cuda_weight(w->fc2_b, CS_F32, err, sizeof err))))
+            return cs_cuda_weight_rc();
+        __nv_bfloat162 *wn = (__nv_bfloat162 *)cs_cuda_scratch(20, N * c * c4 * 2);
+        float *bn = (float *)cs_cuda_scratch(21, c * sizeof(float));
+        if (!wn || !bn) return CS_ENOMEM;
+        k_grn_fold<<<(unsigned)c, FOLD_THREADS, 0, stream()>>>(w2, c2, c, N, (const float2 *)ss, (const float2 *)g,
+                                                              (const float2 *)be, b2, wn, bn);
+        if ((rc = launched("a ResBlock's GRN folded into fc2"))) return rc;
+        for (size_t n = 0; n < N && !rc; n++)
+            rc = cs_cuda_gemm_bf16((const uint16_t *)(h + n * HW * c2), HW, c4, (const uint16_t *)(wn + n * c * c2),
+                                   c, bn, x + n * HW * c, c, 1);
+    } else {
+        k_grn_apply<<<pg, MLP_THREADS, 0, stream()>>>(h, HW, c2, per, ss, g, be);
+        if ((rc = launched("a ResBlock's GRN"))) return rc;
+        rc = cs_cuda_linear16((const uint16_t *)h, rows, c4, w->fc2_w, w->fc2_b, x, 0, c, 1);
+    }
     return rc == CS_EUNSUP ? cs_cuda_fail_text(CS_EDEVICE, "CUDA: no cuBLASLt algorithm for a ResBlock's fc2") : rc;
 }
 

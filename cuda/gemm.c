@@ -211,20 +211,13 @@ static plan_t *plan_get(int dt, int ydt, int bias, int beta1, size_t M, size_t N
     return old;
 }
 
-/* y = xb W^T (+ y) (+ b) with xb already in the operand type t, y of
- * type yt (float32, or bf16 with bf16 operands: no fallback for that
- * without an algorithm, CS_EUNSUP) */
-static int lt_linear(cudaDataType_t t, const void *xb, size_t ldb, size_t M, size_t N, size_t K, const cs_tensor *W,
-                     const cs_tensor *b, void *y, cudaDataType_t yt, size_t ldy, int accumulate)
+/* y = xb w^T (+ y) (+ bias) with xb and w already in the operand type t,
+ * y of type yt (float32, or bf16 with bf16 operands: no fallback for that
+ * without an algorithm, CS_EUNSUP), bias of y's type */
+static int lt_run(cudaDataType_t t, const void *xb, size_t ldb, size_t M, size_t N, size_t K, const void *w,
+                  const void *bias, void *y, cudaDataType_t yt, size_t ldy, int accumulate)
 {
-    char err[256];
     int prec = cs_cuda_precision(), rc = 0;
-    int wdt = t == CUDA_R_16BF ? CS_BF16 : t == CUDA_R_16F ? CS_F16 : CS_F32;
-    const void *w = cs_cuda_weight(W, wdt, err, sizeof err);
-    if (!w) return cs_cuda_weight_rc();
-    const void *bias = NULL;
-    if (b && !(bias = cs_cuda_weight(b, yt == CUDA_R_16BF ? CS_BF16 : CS_F32, err, sizeof err)))
-        return cs_cuda_weight_rc();
     /* fp32: the bias rides in the epilogue only when y is overwritten (with
      * accumulate, y + xW^T first and then + b, as the CPU rounds it); in
      * 16-bit math that order is below the rounding anyway */
@@ -251,6 +244,20 @@ static int lt_linear(cudaDataType_t t, const void *xb, size_t ldb, size_t M, siz
                      &beta, y, CUDA_R_32F, (int)ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
     if (s != CUBLAS_STATUS_SUCCESS) return cs_cuda_blas_fail(s, "a linear layer");
     return bias ? cs_cuda_add_bias((float *)y, ldy, (const float *)bias, M, N) : 0;
+}
+
+/* lt_run with W and b as device copies in the operand's and y's types */
+static int lt_linear(cudaDataType_t t, const void *xb, size_t ldb, size_t M, size_t N, size_t K, const cs_tensor *W,
+                     const cs_tensor *b, void *y, cudaDataType_t yt, size_t ldy, int accumulate)
+{
+    char err[256];
+    int wdt = t == CUDA_R_16BF ? CS_BF16 : t == CUDA_R_16F ? CS_F16 : CS_F32;
+    const void *w = cs_cuda_weight(W, wdt, err, sizeof err);
+    if (!w) return cs_cuda_weight_rc();
+    const void *bias = NULL;
+    if (b && !(bias = cs_cuda_weight(b, yt == CUDA_R_16BF ? CS_BF16 : CS_F32, err, sizeof err)))
+        return cs_cuda_weight_rc();
+    return lt_run(t, xb, ldb, M, N, K, w, bias, y, yt, ldy, accumulate);
 }
 
 int cs_cuda_linear(const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W, const cs_tensor *b, float *y,
@@ -306,6 +313,16 @@ int cs_cuda_linear16(const uint16_t *x16, size_t M, size_t K, const cs_tensor *W
     if (prec == CS_PREC_FP32 || (ybf16 && prec != CS_PREC_BF16)) return CS_EUNSUP;
     cudaDataType_t t = prec == CS_PREC_BF16 ? CUDA_R_16BF : CUDA_R_16F;
     return lt_linear(t, x16, K, M, N, K, W, b, y, ybf16 ? CUDA_R_16BF : CUDA_R_32F, ldy, accumulate);
+}
+
+int cs_cuda_gemm_bf16(const uint16_t *x16, size_t M, size_t K, const uint16_t *w, size_t N, const float *bias,
+                      float *y, size_t ldy, int accumulate)
+{
+    if (!ldy) ldy = N;
+    if (!M || !N || !K) return CS_EUNSUP;
+    if (!lt) return cs_cuda_fail_text(CS_EDEVICE, "CUDA: the plugin is not initialised");
+    if (too_big(M, N, K, K, ldy, 0)) return CS_EUNSUP;
+    return lt_run(CUDA_R_16BF, x16, K, M, N, K, w, bias, y, CUDA_R_32F, ldy, accumulate);
 }
 
 /* ---- start and end ---- */
