@@ -296,6 +296,60 @@ static void test_images(void)
     cascade_ctx_free(ctx);
 }
 
+static int preview_fails(void *u, int step, int steps, const unsigned char *rgb, int n, int w, int h)
+{
+    (void)u, (void)step, (void)steps, (void)rgb, (void)n, (void)w, (void)h;
+    return CASCADE_E_IO;
+}
+
+static int profile_lines;
+static void count_line(void *u, const char *line) { (void)u, (void)line, profile_lines++; }
+
+/* what a client that shows its plan before running needs (cascade generate):
+ * cascade_check, cascade_models_use, a preview callback's own failure, the
+ * device peak and the profile table */
+static void test_run_calls(const char *dir)
+{
+    cascade_ctx *ctx = demo_ctx();
+    CHECK(cascade_check(ctx) == 0, "check of the demo: %s", cascade_errmsg(ctx));
+    cascade_images *im = NULL;
+    cascade_set_preview(ctx, preview_fails, NULL);
+    int rc = cascade_generate(ctx, "a cat", NULL, &im);
+    CHECK(rc == CASCADE_E_IO && strstr(cascade_errmsg(ctx), "preview callback"),
+          "a preview callback's CASCADE_E_IO: %d %s", rc, cascade_errmsg(ctx));
+    cascade_set_preview(ctx, NULL, NULL);
+    CHECK(cascade_generate(ctx, "a cat", NULL, &im) == 0, "generate: %s", cascade_errmsg(ctx));
+    cascade_images_free(im);
+    CHECK(cascade_info_int(CASCADE_INFO_DEVICE_PEAK) == -1, "device peak on the CPU: %lld",
+          cascade_info_int(CASCADE_INFO_DEVICE_PEAK));
+    cascade_profile_report(count_line, NULL);
+    CHECK(profile_lines == 0, "a profile table of %d lines without $CASCADE_PROFILE on the CPU", profile_lines);
+    /* test_lora_memory's folder of sparse files of the released layouts: scan, choose, use */
+    char folder[4200];
+    snprintf(folder, sizeof folder, "%s/models", dir);
+    cascade_ctx *c2 = cascade_ctx_new();
+    cascade_models *m = NULL;
+    cascade_choice *ch = NULL;
+    cascade_set_string(c2, CASCADE_P_MODELS_DIR, folder);
+    rc = cascade_models_scan(c2, &m);
+    if (!rc) rc = cascade_models_choose(c2, m, 64, 64, 1, &ch);
+    CHECK(rc == 0, "scan and choose: %s", cascade_errmsg(c2));
+    CHECK(cascade_get_model(c2, CASCADE_PART_STAGE_C) == NULL, "a choice is not taken before cascade_models_use");
+    CHECK(cascade_models_use(c2, m, ch) == 0, "models_use: %s", cascade_errmsg(c2));
+    const char *got = cascade_get_model(c2, CASCADE_PART_STAGE_C);
+    const char *want = cascade_models_path(m, (int)cascade_choice_int(ch, CASCADE_PART_STAGE_C, CASCADE_CH_FILE));
+    CHECK(got && want && !strcmp(got, want), "models_use took %s for Stage C, not %s", got ? got : "NULL",
+          want ? want : "NULL");
+    CHECK(cascade_models_use(c2, m, NULL) == CASCADE_E_ARG, "models_use without a choice");
+    /* a Stage B where Stage C belongs fails the check, before any weight is loaded */
+    cascade_set_model(ctx, CASCADE_PART_STAGE_C, cascade_get_model(ctx, CASCADE_PART_STAGE_B));
+    CHECK(cascade_check(ctx) < 0, "check passed a Stage B as Stage C");
+    cascade_choice_free(ch);
+    cascade_models_free(m);
+    cascade_ctx_free(c2);
+    cascade_ctx_free(ctx);
+}
+
 static void test_files(const char *dir)
 {
     cascade_ctx *ctx = cascade_ctx_new();
@@ -367,6 +421,7 @@ int main(void)
     test_lora_memory(data, dir);
     test_images();
     test_files(dir);
+    test_run_calls(dir);
     char cmd[4200];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd)) fprintf(stderr, "could not remove %s\n", dir);
