@@ -35,6 +35,8 @@ int cli_device(const char *cmd, const char *device, const char *precision, int r
  * cancels. */
 struct cascade_ctx;
 struct cascade_ctx *cli_ctx(void);
+/* Frees it, and what it holds (the demo's files); cli_ctx makes a new one. */
+void cli_ctx_free(void);
 
 /* The CLI's own failures in files that use only cascade.h (cli_error.c):
  * records "what and where" for code (a CASCADE_E_* value) and returns
