@@ -518,6 +518,11 @@ CASCADE_API int cascade_check_output_name(cascade_ctx *ctx, const char *path);
 CASCADE_API int cascade_latent_write(cascade_ctx *ctx, const float *x, int n, int c, int h, int w,
                                      const char *const *text, int n_text, const char *path, char *written,
                                      size_t len);
+/* The side of a latent for an image side of px pixels: which
+ * CASCADE_LATENT_C, Stage C's (ceil(px / 42.67)), or CASCADE_LATENT_B,
+ * Stage B's (ceil(px / 4)); CASCADE_E_ARG for px below 1 or another which
+ * (a side past CASCADE_P_WIDTH's range is sized, not checked). */
+CASCADE_API int cascade_latent_side(int px, int which);
 /* A .latent file as LoadLatent reads it (ComfyUI's multiplier for files
  * without the marker applied): *x [n, c, h, w] (free with cascade_free). */
 CASCADE_API int cascade_latent_read(cascade_ctx *ctx, const char *path, float **x, int *n, int *c, int *h, int *w);

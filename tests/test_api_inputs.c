@@ -15,6 +15,7 @@
 #include "image_prep.h"
 #include "init_image.h"
 #include "lora.h"
+#include "models.h"
 #include "pipeline.h"
 #include "tensor.h"
 
@@ -395,6 +396,16 @@ static void test_files(const char *dir)
     CHECK(cascade_latent_read(ctx, got, &y, &dn, &dc, &dh, &dw) == 0 && dn == 2 && dc == 16 && dh == 3 && dw == 2 &&
           !memcmp(x, y, sizeof x), "latent read back: %s", cascade_errmsg(ctx));
     cascade_free(y);
+    /* latent sides: the pipeline's at every side (ImageScale nodes reach 16384); below 1 refused */
+    int side_ok = 1;
+    for (int px = 1; px <= 20000; px++)
+        side_ok &= cascade_latent_side(px, CASCADE_LATENT_C) == cs_latent_c(px) &&
+                   cascade_latent_side(px, CASCADE_LATENT_B) == cs_latent_b(px);
+    CHECK(side_ok && cascade_latent_side(1024, CASCADE_LATENT_C) == 24 && cascade_latent_side(1024, CASCADE_LATENT_B) == 256,
+          "cascade_latent_side differs from the pipeline's sizes");
+    CHECK(cascade_latent_side(0, CASCADE_LATENT_C) == CASCADE_E_ARG && cascade_latent_side(-8, CASCADE_LATENT_B) == CASCADE_E_ARG &&
+              cascade_latent_side(64, CASCADE_LATENT_ENCODED) == CASCADE_E_ARG,
+          "cascade_latent_side took a side out of range or another latent");
     CHECK(cascade_latent_read(ctx, want, &y, &dn, &dc, &dh, &dw) < 0 && !y, "a PNG read as a latent");
     /* hashes: computed without the cache, then through it (remembered), then from it */
     unsigned long long h0 = 0, h1 = 0, h2 = 0;
