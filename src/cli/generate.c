@@ -71,7 +71,7 @@ static void warn_cb(void *ctx, const char *msg)
 
 static int progress_cb(void *ctx, cascade_stage stage, int step, int steps, double elapsed)
 {
-    gen_progress_cb(&((state *)ctx)->prog, (cs_stage_id)stage, step, steps, elapsed);
+    gen_progress_cb(&((state *)ctx)->prog, stage, step, steps, elapsed);
     return 0;
 }
 
@@ -119,13 +119,13 @@ static int set_s(cascade_ctx *ctx, cascade_param k, const char *v, int rc) { ret
 static int settings(state *s)
 {
     const opts *o = s->o;
-    const cs_gen_params *g = &o->g;
+    const gen_settings *g = &o->g;
     cascade_ctx *ctx = s->ctx;
     for (int p = 0; p < CASCADE_PART_COUNT; p++)
         cascade_set_model(ctx, (cascade_part)p, NULL);
     cascade_clear_loras(ctx);
     cascade_clear_images(ctx);
-    int ks = g->c.ks_sampler != 0, rc = 0;
+    int ks = g->c.ksampler != NULL, rc = 0;
     rc = set_i(ctx, CASCADE_P_WIDTH, g->width, rc);
     rc = set_i(ctx, CASCADE_P_HEIGHT, g->height, rc);
     rc = set_i(ctx, CASCADE_P_SEED, (long long)g->seed, rc);
@@ -142,29 +142,28 @@ static int settings(state *s)
     rc = set_i(ctx, CASCADE_P_SAMPLER_B, g->b.sampler, rc);
     rc = set_f(ctx, CASCADE_P_ETA, g->c.eta, rc);
     rc = set_f(ctx, CASCADE_P_ETA_B, g->b.eta, rc);
-    rc = set_i(ctx, CASCADE_P_ROUND, g->u8_mode == CS_U8_ROUND, rc);
+    rc = set_i(ctx, CASCADE_P_ROUND, g->round, rc);
     rc = set_i(ctx, CASCADE_P_PROMPT_STYLE, g->prompt_style, rc);
     rc = set_s(ctx, CASCADE_P_EMBEDDINGS, g->embeddings, rc);
     rc = set_i(ctx, CASCADE_P_PREVIEW_EVERY, g->preview_every, rc);
     rc = set_i(ctx, CASCADE_P_KEEP_LOADED, o->keep, rc);
     rc = set_s(ctx, CASCADE_P_MODELS_DIR, o->models_dir, rc);
-    rc = set_s(ctx, CASCADE_P_VARIANT_C, cascade_param_choice(CASCADE_P_VARIANT_C, (int)o->var_c), rc);
-    rc = set_s(ctx, CASCADE_P_VARIANT_B, cascade_param_choice(CASCADE_P_VARIANT_B, (int)o->var_b), rc);
-    /* the KSampler and scheduler enums follow the table's order of names */
-    rc = set_s(ctx, CASCADE_P_KSAMPLER_C, ks ? cascade_param_choice(CASCADE_P_KSAMPLER_C, g->c.ks_sampler - 1) : NULL, rc);
-    rc = set_s(ctx, CASCADE_P_KSAMPLER_B, ks ? cascade_param_choice(CASCADE_P_KSAMPLER_B, g->b.ks_sampler - 1) : NULL, rc);
-    rc = set_s(ctx, CASCADE_P_SCHEDULER_C, cascade_param_choice(CASCADE_P_SCHEDULER_C, ks ? g->c.ks_scheduler : 0), rc);
-    rc = set_s(ctx, CASCADE_P_SCHEDULER_B, cascade_param_choice(CASCADE_P_SCHEDULER_B, ks ? g->b.ks_scheduler : 0), rc);
+    rc = set_s(ctx, CASCADE_P_VARIANT_C, o->var_c, rc);
+    rc = set_s(ctx, CASCADE_P_VARIANT_B, o->var_b, rc);
+    rc = set_s(ctx, CASCADE_P_KSAMPLER_C, ks ? g->c.ksampler : NULL, rc);
+    rc = set_s(ctx, CASCADE_P_KSAMPLER_B, ks ? g->b.ksampler : NULL, rc);
+    rc = set_s(ctx, CASCADE_P_SCHEDULER_C, ks ? g->c.scheduler : NULL, rc);
+    rc = set_s(ctx, CASCADE_P_SCHEDULER_B, ks ? g->b.scheduler : NULL, rc);
     rc = set_f(ctx, CASCADE_P_DENOISE_C, ks ? g->c.denoise : 1.0, rc);
     rc = set_f(ctx, CASCADE_P_DENOISE_B, ks ? g->b.denoise : 1.0, rc);
     rc = set_i(ctx, CASCADE_P_SEED_B, ks && g->seed_b_set ? (long long)g->seed_b : -1, rc);
     rc = set_i(ctx, CASCADE_P_ZERO_NEGATIVE_B, ks && g->b_uncond_zero, rc);
     rc = set_f(ctx, CASCADE_P_STRENGTH, o->init_image && o->strength < 1 ? o->strength : 1.0, rc);
     rc = set_i(ctx, CASCADE_P_INIT_RESIZE, o->init_comfy ? CASCADE_RESIZE_COMFYUI : CASCADE_RESIZE_COVER, rc);
-    rc = set_i(ctx, CASCADE_P_LORA_LENIENT, o->lora_list[0].lenient, rc);
+    rc = set_i(ctx, CASCADE_P_LORA_LENIENT, o->lora_lenient, rc);
     static const cascade_part lpart[3] = {CASCADE_PART_STAGE_C, CASCADE_PART_STAGE_B, CASCADE_PART_TEXT_ENCODER};
     for (int p = 0; p < 3; p++)
-        for (int i = 0; !rc && i < o->lora_list[p].n; i++)
+        for (int i = 0; !rc && i < o->n_lora[p]; i++)
             rc = cascade_add_lora(ctx, lpart[p], o->lora[p][i].path, o->lora[p][i].strength);
     cascade_set_progress(ctx, progress_cb, s);
     cascade_set_preview(ctx, o->preview ? preview_cb : NULL, s);
@@ -232,9 +231,15 @@ static int resolve_demo(state *s)
     }
     int rc = cascade_set_string(ctx, CASCADE_P_TOKENIZER, tok);
     cascade_models_free(m);
-    /* the demo sets its own size: the run's stays */
-    if (rc || (rc = cascade_use_demo(ctx)) != 0 || (rc = cascade_set_int(ctx, CASCADE_P_WIDTH, o->g.width)) != 0 ||
-        (rc = cascade_set_int(ctx, CASCADE_P_HEIGHT, o->g.height)) != 0)
+    if (rc || (rc = cascade_use_demo(ctx)) != 0)
+        return rc;
+    /* the demo sets its own size: a size given stays */
+    long long w, h;
+    if (o->size_given)
+        rc = set_i(ctx, CASCADE_P_WIDTH, o->g.width, set_i(ctx, CASCADE_P_HEIGHT, o->g.height, 0));
+    else if ((rc = cascade_get_int(ctx, CASCADE_P_WIDTH, &w)) == 0 && (rc = cascade_get_int(ctx, CASCADE_P_HEIGHT, &h)) == 0)
+        o->g.width = (int)w, o->g.height = (int)h;
+    if (rc)
         return rc;
     info_add(s, "%s: DEMO: tiny networks with random weights; the image is noise, not a picture\n"
                 "%s: tokenizer: %s\n", o->me, o->me, s->tok_desc);
@@ -444,7 +449,7 @@ static void hash_start(hash_job *j, state *s)
         hash_add(j, s->models[i].path, &s->models[i].xxh64, &s->models[i].have_hash, s->o->demo);
     s->n_loras = 0;
     for (int p = 0; p < 3; p++)
-        for (int i = 0; i < s->o->lora_list[p].n; i++) {
+        for (int i = 0; i < s->o->n_lora[p]; i++) {
             gen_lora_meta *l = &s->loras[s->n_loras++];
             l->part = part[p];
             l->path = s->o->lora[p][i].path;
@@ -487,14 +492,6 @@ static int hash_join(hash_job *j, int want)
 
 /* ---- one run ---- */
 
-static const char *sampler_name(const cs_sample_params *p)
-{
-    if (p->ks_sampler)
-        return cascade_param_choice(CASCADE_P_KSAMPLER_C, p->ks_sampler - 1);
-    int k = (int)p->sampler;
-    return k == CASCADE_SAMPLER_DDIM ? "DDIM" : k == CASCADE_SAMPLER_LCM ? "LCM" : "DDPM";
-}
-
 static int stop_check(void) { return cli_stop_pending() ? CASCADE_E_INTR : 0; }
 
 /* writes the batch of one run; on failure or a stop request removes what it
@@ -504,17 +501,19 @@ static int write_images(state *s, const cascade_images *im)
 {
     opts *o = s->o;
     int n = o->g.batch, total = n * o->count, rc = 0, start = s->out.n_written;
-    int hnd[GEN_MAX_BATCH] = {0};
+    int *hnd = calloc((size_t)n, sizeof *hnd);
+    if (!hnd)
+        return cli_error(CASCADE_E_NOMEM, "out of memory");
     for (int i = 0; i < n && !rc; i++) {
-        gen_meta m = {&o->g, sampler_name(&o->g.c), o->demo, i, s->models, s->n_models, s->tok_desc,
+        gen_meta m = {&o->g, gen_sampler_name(&o->g.c), o->demo, i, s->models, s->n_models, s->tok_desc,
                       s->loras, s->n_loras, s->images_json, s->init_json, o->out_prefix};
-        cs_png_text *t;
+        char **t;
         int nt;
         char path[GEN_PATH];
         if ((rc = stop_check()) != 0 || (rc = gen_meta_build(&m, &t, &nt)) != 0)
             break;
         rc = gen_output_write(&s->out, s->run * n + i, total, cascade_image_data(cascade_images_get(im, i)),
-                              o->g.width, o->g.height, t, nt, path, sizeof path);
+                              o->g.width, o->g.height, (const char *const *)t, nt, path, sizeof path);
         gen_meta_free(t, nt);
         if (!rc)
             hnd[i] = cli_cleanup_add(path, 0);   /* not final until the whole batch is */
@@ -529,6 +528,7 @@ static int write_images(state *s, const cascade_images *im)
     gen_latents_done(&s->lat, rc != 0);
     for (int i = 0; i < n; i++)
         cli_cleanup_del(hnd[i]);
+    free(hnd);
     for (int k = 0; k < GEN_MAX_SAVE_LATENT; k++)
         cli_cleanup_del(lhnd[k]);
     for (int i = start; !rc && i < s->out.n_written; i++) {
@@ -562,9 +562,7 @@ int cmd_generate(int argc, char **argv)
     }
     int rc = gen_parse(argc, argv, o);
     if (rc) {
-        for (int p = 0; p < 3; p++)
-            for (int i = 0; i < o->lora_list[p].n; i++)
-                free((char *)o->lora[p][i].path);
+        gen_opts_free_loras(o);
         free(o);
         return rc == 1 ? 0 : 2;
     }
@@ -572,19 +570,6 @@ int cmd_generate(int argc, char **argv)
     rc = gen_execute(o);
     free(o);
     return rc;
-}
-
-/* the paths of ctx's parts, for `cascade run --dry-run`'s plan */
-static void model_paths(cascade_ctx *ctx, const state *s, cs_model_paths *mp)
-{
-    memset(mp, 0, sizeof *mp);
-    mp->text_encoder = cascade_get_model(ctx, CASCADE_PART_TEXT_ENCODER);
-    mp->stage_c = cascade_get_model(ctx, CASCADE_PART_STAGE_C);
-    mp->stage_b = cascade_get_model(ctx, CASCADE_PART_STAGE_B);
-    mp->stage_a = cascade_get_model(ctx, CASCADE_PART_STAGE_A);
-    mp->previewer = cascade_get_model(ctx, CASCADE_PART_PREVIEWER);
-    mp->clip_vision = s->o->n_images ? cascade_get_model(ctx, CASCADE_PART_CLIP_VISION) : NULL;
-    mp->effnet = s->init_used ? cascade_get_model(ctx, CASCADE_PART_EFFNET) : NULL;
 }
 
 static char *dup_or_null(const char *v) { return v ? strdup(v) : NULL; }
@@ -664,7 +649,6 @@ int gen_execute(opts *o)
     for (int i = 0; i < o->n_images; i++)
         if ((rc = cascade_add_image(ctx, o->image_path[i], o->image_strength[i])) != 0)
             goto error;
-    o->g.n_images = o->n_images;
     if (o->init_image && (rc = cascade_set_init_image(ctx, o->init_image)) != 0)
         goto error;   /* read now; used only where strength < 1 */
     /* the demo networks are too small to gain from threads, and on a busy
@@ -691,10 +675,8 @@ int gen_execute(opts *o)
     s.images_json = dup_or_null(cascade_input_json(ctx, CASCADE_INPUT_IMAGES));
     s.init_json = dup_or_null(cascade_input_json(ctx, CASCADE_INPUT_INIT));
     if (o->dry_run) {   /* everything is resolved and checked: say what would run */
-        cs_model_paths mp;
-        model_paths(ctx, &s, &mp);
         if (o->plan_print)
-            o->plan_print(o->plan_ctx, o, &mp);
+            o->plan_print(o->plan_ctx, o, ctx);
         status = 0;
         goto done;
     }
@@ -707,7 +689,7 @@ int gen_execute(opts *o)
     else if (!o->quiet)
         fprintf(stderr, "%s%s: %dx%d, seed %llu, batch %d%s, Stage C %d steps cfg %g, Stage B %d steps cfg %g, %s\n",
                 s.info, o->me, o->g.width, o->g.height, (unsigned long long)o->g.seed, o->g.batch, o->count > 1 ? " per run" : "",
-                o->g.c.steps, (double)o->g.c.cfg, o->g.b.steps, (double)o->g.b.cfg, sampler_name(&o->g.c));
+                o->g.c.steps, (double)o->g.c.cfg, o->g.b.steps, (double)o->g.b.cfg, gen_sampler_name(&o->g.c));
 
     uint64_t seed0 = o->g.seed;
     hash_start(&hj, &s);
@@ -780,8 +762,6 @@ done:
     free(s.prev_existed);
     free(s.prev_created);
     free(s.prev_cleanup);
-    for (int p = 0; p < 3; p++)
-        for (int i = 0; i < o->lora_list[p].n; i++)
-            free((char *)o->lora[p][i].path);
+    gen_opts_free_loras(o);
     return status;
 }
