@@ -49,8 +49,9 @@ void cli_message_clear(void);
 /* Paths the CLI made and has not finished (files of a batch being written,
  * folders made for them): a second INT/TERM/HUP or a SIGBUS removes them
  * (files first, then folders, newest first) before it ends the process.
- * cli_cleanup_add returns a handle for cli_cleanup_del (0: the list is full,
- * the path is not covered). Async-signal-safe removal. */
+ * cli_cleanup_add returns a handle for cli_cleanup_del (0: out of memory or
+ * a path too long: the path is not covered); the list grows as needed.
+ * Async-signal-safe removal. */
 int cli_cleanup_add(const char *path, int is_dir);
 void cli_cleanup_del(int handle);
 

@@ -83,15 +83,18 @@ static int preview_cb(void *ctx, int step, int steps, const unsigned char *rgb, 
         char path[GEN_PATH];
         int k = s->run * n + i;
         gen_output_file_name(&s->prev, k, total, path, sizeof path);
+        /* a new file is ours until the run is done: on the cleanup list before the write
+         * renames it into place, so a second signal in between leaves nothing */
+        int fresh = !s->prev_existed[k] && !s->prev_created[k];
+        if (fresh)
+            s->prev_cleanup[k] = cli_cleanup_add(path, 0);
         /* planning refused existing files without --force, so replacing is ours to do */
         int rc = cascade_png_write(s->ctx, rgb + (size_t)i * w * h * 3, w, h, (size_t)w * 3, NULL, 0, path,
                                    CASCADE_PNG_FORCE, NULL, 0);
         if (rc)
             return cli_error(rc, "%s", cascade_errmsg(s->ctx));   /* why (a full disk, ulimit -f) */
-        if (!s->prev_existed[k] && !s->prev_created[k]) {
+        if (fresh)
             s->prev_created[k] = 1;
-            s->prev_cleanup[k] = cli_cleanup_add(path, 0);   /* ours until the run is done */
-        }
         if (s->o->json)
             gen_json_emit(json_pack("{s:s, s:s, s:i, s:i}", "event", "preview", "path", path, "step", step,
                                     "steps", steps));
