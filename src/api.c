@@ -290,7 +290,9 @@ static void hook_progress(void *u, cs_stage_id stage, int step, int steps, doubl
 static int hook_preview(void *u, int step, int steps, const uint8_t *rgb, int n, int w, int h)
 {
     cascade_ctx *ctx = u;
-    return ctx->preview && ctx->preview(ctx->preview_user, step, steps, rgb, n, w, h) ? 1 : 0;
+    int rc = ctx->preview ? ctx->preview(ctx->preview_user, step, steps, rgb, n, w, h) : 0;
+    if (rc < 0) return cs_error(rc, "the preview callback failed: %s", cascade_strerror(rc));
+    return rc > 0 ? 1 : 0;
 }
 
 static void hook_warn(void *u, const char *msg)
@@ -433,6 +435,61 @@ static int ksampler_params(const cascade_ctx *ctx, cs_gen_params *g)
     return 0;
 }
 
+/* The run's parameters from ctx, its inputs, the pipeline made and checked
+ * against them: everything short of computing. */
+static int prepare(cascade_ctx *ctx, const char *prompt, const char *negative, cs_gen_params *g, float **init_rgb)
+{
+    cs_gen_defaults(g);
+    g->prompt = prompt;
+    g->negative = negative;
+    g->width = (int)ctx->iv[CASCADE_P_WIDTH];
+    g->height = (int)ctx->iv[CASCADE_P_HEIGHT];
+    g->seed = (uint64_t)ctx->iv[CASCADE_P_SEED];
+    g->batch = (int)ctx->iv[CASCADE_P_BATCH];
+    g->c.steps = (int)ctx->iv[CASCADE_P_STEPS_C];
+    g->b.steps = (int)ctx->iv[CASCADE_P_STEPS_B];
+    g->c.cfg = (float)ctx->fv[CASCADE_P_CFG_C];
+    g->b.cfg = (float)ctx->fv[CASCADE_P_CFG_B];
+    g->c.cfg_rho = g->b.cfg_rho = (float)ctx->fv[CASCADE_P_CFG_RHO];
+    g->c.shift = (float)ctx->fv[CASCADE_P_SHIFT_C];
+    g->b.shift = (float)ctx->fv[CASCADE_P_SHIFT_B];
+    g->c.sampler = g->b.sampler = (cs_sampler_kind)ctx->iv[CASCADE_P_SAMPLER];
+    g->c.eta = g->b.eta = (float)ctx->fv[CASCADE_P_ETA];
+    g->u8_mode = ctx->iv[CASCADE_P_ROUND] ? CS_U8_ROUND : CS_U8_TRUNCATE;
+    g->prompt_style = (int)ctx->iv[CASCADE_P_PROMPT_STYLE];
+    g->embeddings = ctx->sv[CASCADE_P_EMBEDDINGS];
+    g->preview_every = ctx->preview ? (int)ctx->iv[CASCADE_P_PREVIEW_EVERY] : 0;
+    g->want_preview = ctx->preview && ctx->model[CASCADE_PART_PREVIEWER];
+    int rc;
+    if ((rc = stage_b_params(ctx, g)) != 0 || (rc = ksampler_params(ctx, g)) != 0 ||
+        (rc = cs_api_inputs_apply(ctx, g, init_rgb)) != 0 || (rc = cs_gen_check(g)) != 0 ||
+        (rc = make_pipeline(ctx)) != 0 || (rc = cs_pipeline_check_size(ctx->pl, g)) != 0)
+        return cs_api_fail(ctx, rc);
+    return 0;
+}
+
+/* what prepare made and only a generation keeps */
+static void unprepare(cascade_ctx *ctx, float *init_rgb)
+{
+    cs_free(init_rgb);
+    if (!ctx->iv[CASCADE_P_KEEP_LOADED]) {
+        cs_pipeline_free(ctx->pl);
+        ctx->pl = NULL;
+    }
+}
+
+int cascade_check(cascade_ctx *ctx)
+{
+    if (!ctx) return CASCADE_E_ARG;
+    ctx->err[0] = 0;
+    float *init_rgb = NULL;
+    cs_gen_params g;
+    int rc = cs_api_init(ctx);
+    if (!rc) rc = prepare(ctx, "", NULL, &g, &init_rgb);
+    unprepare(ctx, init_rgb);
+    return rc;
+}
+
 int cascade_generate(cascade_ctx *ctx, const char *prompt, const char *negative, cascade_images **out)
 {
     if (out) *out = NULL;
@@ -446,34 +503,7 @@ int cascade_generate(cascade_ctx *ctx, const char *prompt, const char *negative,
     cs_cancel_bind(&ctx->cancel);
 
     cs_gen_params g;
-    cs_gen_defaults(&g);
-    g.prompt = prompt;
-    g.negative = negative;
-    g.width = (int)ctx->iv[CASCADE_P_WIDTH];
-    g.height = (int)ctx->iv[CASCADE_P_HEIGHT];
-    g.seed = (uint64_t)ctx->iv[CASCADE_P_SEED];
-    g.batch = (int)ctx->iv[CASCADE_P_BATCH];
-    g.c.steps = (int)ctx->iv[CASCADE_P_STEPS_C];
-    g.b.steps = (int)ctx->iv[CASCADE_P_STEPS_B];
-    g.c.cfg = (float)ctx->fv[CASCADE_P_CFG_C];
-    g.b.cfg = (float)ctx->fv[CASCADE_P_CFG_B];
-    g.c.cfg_rho = g.b.cfg_rho = (float)ctx->fv[CASCADE_P_CFG_RHO];
-    g.c.shift = (float)ctx->fv[CASCADE_P_SHIFT_C];
-    g.b.shift = (float)ctx->fv[CASCADE_P_SHIFT_B];
-    g.c.sampler = g.b.sampler = (cs_sampler_kind)ctx->iv[CASCADE_P_SAMPLER];
-    g.c.eta = g.b.eta = (float)ctx->fv[CASCADE_P_ETA];
-    g.u8_mode = ctx->iv[CASCADE_P_ROUND] ? CS_U8_ROUND : CS_U8_TRUNCATE;
-    g.prompt_style = (int)ctx->iv[CASCADE_P_PROMPT_STYLE];
-    g.embeddings = ctx->sv[CASCADE_P_EMBEDDINGS];
-    g.preview_every = ctx->preview ? (int)ctx->iv[CASCADE_P_PREVIEW_EVERY] : 0;
-    g.want_preview = ctx->preview && ctx->model[CASCADE_PART_PREVIEWER];
-    if ((rc = stage_b_params(ctx, &g)) != 0 || (rc = ksampler_params(ctx, &g)) != 0 ||
-        (rc = cs_api_inputs_apply(ctx, &g, &init_rgb)) != 0 || (rc = cs_gen_check(&g)) != 0 ||
-        (rc = make_pipeline(ctx)) != 0 ||
-        (rc = cs_pipeline_check_size(ctx->pl, &g)) != 0) {
-        cs_api_fail(ctx, rc);
-        goto done;
-    }
+    if ((rc = prepare(ctx, prompt, negative, &g, &init_rgb)) != 0) goto done;
     cs_pipeline_hooks hk = {hook_progress, g.want_preview ? hook_preview : NULL, ctx, hook_warn, &ctx->cancel,
                             ctx->latent ? hook_latent : NULL};
     uint8_t *rgb = NULL;
@@ -486,11 +516,7 @@ int cascade_generate(cascade_ctx *ctx, const char *prompt, const char *negative,
     }
     rc = wrap_images(ctx, prompt, negative, rgb, g.batch, g.width, g.height, out);
 done:
-    cs_free(init_rgb);
-    if (!ctx->iv[CASCADE_P_KEEP_LOADED]) {
-        cs_pipeline_free(ctx->pl);
-        ctx->pl = NULL;
-    }
+    unprepare(ctx, init_rgb);
     cs_cancel_bind(NULL);
     ctx->cancel = 0;
     return rc;

@@ -105,6 +105,9 @@ int cs_api_demo_extras(cascade_ctx *ctx, int images, int init);
  * float32 copies of the weights they touch), into req->extra. */
 int cs_api_lora_bytes(cascade_ctx *ctx, cs_choice_req *req);
 
+/* The internal choice of a public one (api_choose.c). */
+const cs_choice *cs_api_choice(const cascade_choice *c);
+
 /* A new context's values: the table's defaults. */
 void cs_api_defaults(cascade_ctx *ctx);
 /* pthread_once: the kernel table for this CPU ($CASCADE_SIMD). Returns its

@@ -205,3 +205,5 @@ const char *cascade_choice_string(const cascade_choice *c, int part, cascade_cho
 }
 
 void cascade_choice_free(cascade_choice *c) { free(c); }
+
+const cs_choice *cs_api_choice(const cascade_choice *c) { return &c->ch; }

@@ -5,6 +5,7 @@
 
 #include "error.h"
 #include "latent.h"
+#include "models.h"
 #include "pngout.h"
 #include "tensor.h"
 
@@ -85,6 +86,14 @@ int cascade_check_output_name(cascade_ctx *ctx, const char *path)
     if (!path) return cs_api_fail(ctx, cs_error(CS_EARG, "cascade_check_output_name: the path is NULL"));
     int rc = cs_png_check_name(path);
     return rc ? cs_api_fail(ctx, rc) : 0;
+}
+
+int cascade_latent_side(int px, int which)
+{
+    if (px < 1) return CASCADE_E_ARG;
+    if (which == CASCADE_LATENT_C) return cs_latent_c(px);
+    if (which == CASCADE_LATENT_B) return cs_latent_b(px);
+    return CASCADE_E_ARG;
 }
 
 int cascade_latent_write(cascade_ctx *ctx, const float *x, int n, int c, int h, int w, const char *const *text,

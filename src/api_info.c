@@ -4,6 +4,7 @@
 #include "api.h"
 
 #include "backend.h"
+#include "device.h"
 #include "error.h"
 #include "gemm_bf16.h"
 #include "kernels.h"
@@ -52,6 +53,10 @@ long long cascade_info_int(cascade_info key)
     case CASCADE_INFO_PROCESSORS: return 1;
 #endif
     case CASCADE_INFO_CUDA_BUILT: return CUDA_BUILT;
+    case CASCADE_INFO_DEVICE_PEAK: {
+        const cs_backend *b = cs_backend_active();
+        return b && b->ops && b->ops->mem_peak ? (long long)b->ops->mem_peak(0) : -1;
+    }
     default: return -1;
     }
 }
@@ -129,3 +134,5 @@ long long cascade_gpus_int(const cascade_gpus *g, int i, cascade_gpu_key key)
 void cascade_gpus_free(cascade_gpus *g) { free(g); }
 
 _Static_assert(CS_MAX_LISTED == 16, "cascade.h documents CASCADE_GPUS_LISTED as at most 16");
+
+void cascade_profile_report(cascade_log_fn fn, void *user) { cs_dev_prof_lines(fn, user); }

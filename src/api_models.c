@@ -52,6 +52,34 @@ static int variant_of(cascade_ctx *ctx, int key, cs_variant *v)
     return rc ? cs_api_fail(ctx, rc) : 0;
 }
 
+/* ch's files into ctx: the parts the caller did not set (a text encoder
+ * always, for its prefix and config.json), the first usable CLIP vision
+ * model, the tokenizer found */
+static int use_choice(cascade_ctx *ctx, const cs_model_set *set, const cs_choice *ch)
+{
+    int rc = 0;
+    for (int p = 0; p < CASCADE_PART_COUNT; p++) {
+        if (ch->file[p] < 0 || (ctx->model[p] && p != CASCADE_PART_TEXT_ENCODER)) continue;
+        const cs_model_file *f = &set->files[ch->file[p]];
+        if ((rc = set_str(&ctx->model[p], f->path)) != 0) return rc;
+        if (p == CASCADE_PART_TEXT_ENCODER &&
+            ((rc = set_str(&ctx->text_prefix, f->info.prefix[0] ? f->info.prefix : NULL)) != 0 ||
+             (rc = set_str(&ctx->text_config, f->config)) != 0))
+            return rc;
+    }
+    if (!ctx->model[CASCADE_PART_CLIP_VISION]) {   /* the chooser leaves it: the first usable one */
+        for (int i = 0; i < set->n; i++)
+            if (set->files[i].info.net == CS_NET_CLIP_VISION && !set->files[i].problem) {
+                if ((rc = set_str(&ctx->model[CASCADE_PART_CLIP_VISION], set->files[i].path)) != 0) return rc;
+                break;
+            }
+    }
+    if ((rc = set_str(&ctx->found_tokenizer, set->tokenizer)) != 0) return rc;
+    ctx->demo_tokenizer = 0;
+    ctx->pl_stale = 1;
+    return 0;
+}
+
 int cascade_find_models(cascade_ctx *ctx)
 {
     if (!ctx) return CASCADE_E_ARG;
@@ -77,28 +105,10 @@ int cascade_find_models(cascade_ctx *ctx)
                       ch.have_src, ch.margin / 1073741824.0);
         goto out;
     }
-    for (int p = 0; p < CASCADE_PART_COUNT; p++) {
-        if (ch.file[p] < 0 || (ctx->model[p] && p != CASCADE_PART_TEXT_ENCODER)) continue;
-        const cs_model_file *f = &set->files[ch.file[p]];
-        if ((rc = set_str(&ctx->model[p], f->path)) != 0) goto out;
-        if (p == CASCADE_PART_TEXT_ENCODER &&
-            ((rc = set_str(&ctx->text_prefix, f->info.prefix[0] ? f->info.prefix : NULL)) != 0 ||
-             (rc = set_str(&ctx->text_config, f->config)) != 0))
-            goto out;
-    }
-    if (!ctx->model[CASCADE_PART_CLIP_VISION]) {   /* the chooser leaves it: the first usable one */
-        for (int i = 0; i < set->n; i++)
-            if (set->files[i].info.net == CS_NET_CLIP_VISION && !set->files[i].problem) {
-                if ((rc = set_str(&ctx->model[CASCADE_PART_CLIP_VISION], set->files[i].path)) != 0) goto out;
-                break;
-            }
-    }
-    if ((rc = set_str(&ctx->found_tokenizer, set->tokenizer)) != 0) goto out;
-    ctx->demo_tokenizer = 0;
+    if ((rc = use_choice(ctx, set, &ch)) != 0) goto out;
     if (!cs_api_tokenizer(ctx))
         rc = cs_error(CS_EMODEL, "no tokenizer found (vocab.json + merges.txt; set CASCADE_P_TOKENIZER) (%s)",
                       cs_models_looked(set));
-    ctx->pl_stale = 1;
 out:
     cs_models_free(set);
     return rc ? cs_api_fail(ctx, rc) : 0;
@@ -212,6 +222,18 @@ unsigned long long cascade_models_size(const cascade_models *m, int i)
 }
 
 const char *cascade_models_tokenizer(const cascade_models *m) { return m ? m->set->tokenizer : NULL; }
+
+int cascade_models_use(cascade_ctx *ctx, const cascade_models *m, const cascade_choice *c)
+{
+    if (!ctx) return CASCADE_E_ARG;
+    if (!m || !m->set || !c) return cs_api_fail(ctx, cs_error(CS_EARG, "cascade_models_use: no %s", !c ? "choice" : "scan"));
+    const cs_choice *ch = cs_api_choice(c);
+    for (int p = 0; p < CASCADE_PART_COUNT; p++)
+        if (ch->file[p] >= m->set->n)
+            return cs_api_fail(ctx, cs_error(CS_EARG, "cascade_models_use: the choice is not of this scan"));
+    int rc = use_choice(ctx, m->set, ch);
+    return rc ? cs_api_fail(ctx, rc) : 0;
+}
 
 void cascade_models_free(cascade_models *m)
 {

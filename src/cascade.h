@@ -360,6 +360,12 @@ CASCADE_API int cascade_recommend(cascade_ctx *ctx, int width, int height, int b
 CASCADE_API long long cascade_choice_int(const cascade_choice *c, int part, cascade_choice_key key);
 CASCADE_API const char *cascade_choice_string(const cascade_choice *c, int part, cascade_choice_key key);
 CASCADE_API void cascade_choice_free(cascade_choice *c);
+/* Takes choice c of scan m into ctx, as cascade_find_models does: the file
+ * of each part not set with cascade_set_model (a text encoder with its key
+ * prefix and config.json), the first usable CLIP vision model if none is
+ * set, and the tokenizer folder found. A program that shows the choice
+ * (cascade generate) uses this instead of cascade_find_models. */
+CASCADE_API int cascade_models_use(cascade_ctx *ctx, const cascade_models *m, const cascade_choice *c);
 
 /* ---- generating ---- */
 typedef enum {
@@ -376,7 +382,9 @@ typedef enum {
 typedef int (*cascade_progress_fn)(void *user, cascade_stage stage, int step, int steps, double elapsed);
 /* The previewer's picture of the Stage C result at step of steps (steps =
  * final): count RGB images of width x height, rgb [count, height, width, 3],
- * valid during the call. Needs a previewer network. Non-zero cancels. */
+ * valid during the call. Needs a previewer network. A positive return
+ * cancels (CASCADE_E_INTR), a negative CASCADE_E_* code fails the
+ * generation with that code. */
 typedef int (*cascade_preview_fn)(void *user, int step, int steps, const unsigned char *rgb, int count, int width,
                                   int height);
 /* One-line notices (a prompt cut at 77 tokens, a missing embedding, ...). */
@@ -393,6 +401,11 @@ typedef struct cascade_images cascade_images;
  * context's parameters and models. On success *out holds CASCADE_P_BATCH
  * images (free with cascade_images_free); on failure *out is NULL. */
 CASCADE_API int cascade_generate(cascade_ctx *ctx, const char *prompt, const char *negative, cascade_images **out);
+/* What cascade_generate checks before any long work, without loading
+ * weights: the parameters together, the inputs (the demo's extra networks
+ * written when they need them), each model file holding its part's network,
+ * the networks fitting together and the size suiting them. */
+CASCADE_API int cascade_check(cascade_ctx *ctx);
 /* Asks the generation running on ctx (or the next one, if none runs) to
  * stop at its next check (every step and network block); it then returns
  * CASCADE_E_INTR. Async-signal-safe; callable from any thread. The request
@@ -505,6 +518,11 @@ CASCADE_API int cascade_check_output_name(cascade_ctx *ctx, const char *path);
 CASCADE_API int cascade_latent_write(cascade_ctx *ctx, const float *x, int n, int c, int h, int w,
                                      const char *const *text, int n_text, const char *path, char *written,
                                      size_t len);
+/* The side of a latent for an image side of px pixels: which
+ * CASCADE_LATENT_C, Stage C's (ceil(px / 42.67)), or CASCADE_LATENT_B,
+ * Stage B's (ceil(px / 4)); CASCADE_E_ARG for px below 1 or another which
+ * (a side past CASCADE_P_WIDTH's range is sized, not checked). */
+CASCADE_API int cascade_latent_side(int px, int which);
 /* A .latent file as LoadLatent reads it (ComfyUI's multiplier for files
  * without the marker applied): *x [n, c, h, w] (free with cascade_free). */
 CASCADE_API int cascade_latent_read(cascade_ctx *ctx, const char *path, float **x, int *n, int *c, int *h, int *w);
@@ -571,6 +589,7 @@ typedef enum {
     CASCADE_INFO_MAX_THREADS,    /* int: OpenMP's current maximum (1 without OpenMP) */
     CASCADE_INFO_PROCESSORS,     /* int: the processors OpenMP sees (1 without OpenMP) */
     CASCADE_INFO_CUDA_BUILT,     /* int: 1 when the CUDA plugin was built with this library */
+    CASCADE_INFO_DEVICE_PEAK,    /* int: the most bytes the calling thread's device has held (-1: the CPU) */
     CASCADE_INFO_COUNT           /* the number of keys of this version */
 } cascade_info;
 
@@ -581,6 +600,12 @@ CASCADE_API long long cascade_info_int(cascade_info key);
  * (may be NULL) whether it is built in and this CPU and OS run it. Sets
  * nothing up, so a bad $CASCADE_SIMD does not stop it. */
 CASCADE_API const char *cascade_simd_level(int i, int *usable);
+/* With $CASCADE_PROFILE=1 work on a device waits for each op and adds its
+ * time to the op's kind: the table of those times since the last report
+ * (a heading, a line per kind, the total), each line without its newline
+ * to fn, which may be NULL to drop it; the table then starts again. Nothing
+ * when nothing was timed. */
+CASCADE_API void cascade_profile_report(cascade_log_fn fn, void *user);
 
 /* The GPUs the CUDA plugin sees. cascade_gpus_list loads the plugin only to
  * ask it (the backend in use does not change); when the plugin does not

@@ -408,19 +408,26 @@ void cs_dev_prof_stop(double t0, const char *what)
         }
 }
 
-void cs_dev_prof_report(void *file)
+void cs_dev_prof_lines(void (*fn)(void *user, const char *line), void *user)
 {
-    FILE *f = file;
     double tot = 0;
     for (int i = 0; i < PROF_KINDS && prof[i].what; i++) tot += prof[i].s;
-    if (tot == 0 || !f) {
+    if (tot == 0 || !fn) {
         memset(prof, 0, sizeof prof);
         return;
     }
-    fprintf(f, "device op profile (each op waited for):\n");
-    for (int i = 0; i < PROF_KINDS && prof[i].what; i++)
-        fprintf(f, "  %-26s %8ld calls %9.2f ms %5.1f%%\n", prof[i].what, prof[i].n, prof[i].s * 1e3,
-                100.0 * prof[i].s / tot);
-    fprintf(f, "  %-26s %8s       %9.2f ms\n", "total", "", tot * 1e3);
+    char line[160];
+    fn(user, "device op profile (each op waited for):");
+    for (int i = 0; i < PROF_KINDS && prof[i].what; i++) {
+        snprintf(line, sizeof line, "  %-26s %8ld calls %9.2f ms %5.1f%%", prof[i].what, prof[i].n, prof[i].s * 1e3,
+                 100.0 * prof[i].s / tot);
+        fn(user, line);
+    }
+    snprintf(line, sizeof line, "  %-26s %8s       %9.2f ms", "total", "", tot * 1e3);
+    fn(user, line);
     memset(prof, 0, sizeof prof);
 }
+
+static void line_to_file(void *f, const char *line) { fprintf(f, "%s\n", line); }
+
+void cs_dev_prof_report(void *file) { cs_dev_prof_lines(file ? line_to_file : NULL, file); }

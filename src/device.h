@@ -57,6 +57,8 @@ void cs_dev_note(int rc, const char *what);
 double cs_dev_prof_start(void);
 void cs_dev_prof_stop(double t0, const char *what);
 void cs_dev_prof_report(void *file);
+/* The same table a line at a time (no newline) to fn (NULL: dropped), then cleared. */
+void cs_dev_prof_lines(void (*fn)(void *user, const char *line), void *user);
 
 /* A forward's inputs and outputs on the device:
  *   cs_dev_args a; cs_dev_args_begin(&a, d);

@@ -26,7 +26,8 @@ fi
 # include cascade.h and the CLI's own headers (src/cli/*.h) only. A file
 # joins this list when it no longer needs an internal header.
 cli_api_files="src/cli/info.c src/cli/tokenize.c src/cli/models.c src/cli/init.c src/cli/device.c src/cli/signals.c
-    src/cli/train.c src/cli/train.h src/cli/train_run.c src/cli/cli_error.c src/cli/generate_latent.c"
+    src/cli/train.c src/cli/train.h src/cli/train_run.c src/cli/cli_error.c src/cli/generate_latent.c src/cli/generate.c
+    src/cli/generate.h src/cli/generate_opts.c src/cli/generate_io.c src/cli/run.c src/cli/workflow.h src/cli/workflow_emit.c"
 inner=$(for f in $cli_api_files; do
     [ -f "$f" ] || { echo "$f: missing"; continue; }
     sed -n 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"\([^"]*\)".*/\1/p' "$f" | while read -r h; do

@@ -177,6 +177,32 @@ else
     bad "second: never reached Stage C"
 fi
 
+# the same with more previews than one block of the CLI's cleanup list (64):
+# run 1's 64 stay on it until the whole generation ends, run 2's come after
+# them; every one is removed by the handler too
+row_dirs second-many
+TMPDIR="$d/tmp" timeout -s KILL $LIMIT "$BIN" generate --demo --json -p x -o "$d/out/img.png" \
+    --preview "$d/prev/p.png" -W 64 -H 64 --batch 64 --count 2 --steps-c 1 --steps-b 40 >"$d/json" 2>"$d/err" &
+tpid=$!
+if cpid=$(child_of $tpid) && wait_for "$d/json" '/prev/p_70.png"' $cpid; then
+    kill -s STOP $cpid
+    kill -s INT $cpid
+    kill -s TERM $cpid
+    kill -s CONT $cpid
+    wait $tpid
+    rc=$?
+    r=0
+    [ $rc -eq 130 ] || { echo "  second-many: exit $rc, expected 130"; r=1; }
+    one_line second-many "^cascade: stopped at once (second signal); temporary files removed$" || r=1
+    # run 1's images are finished and kept; its previews and run 2's are not
+    left=$(find "$d/prev" "$d/tmp" -mindepth 1)
+    [ -z "$left" ] || { echo "  second-many: left behind: $(echo $left | head -c 300)"; r=1; }
+    [ $r -eq 0 ] && ok second-many || bad second-many
+else
+    wait $tpid
+    bad "second-many: never wrote 70 previews"
+fi
+
 # ---- stdout closed (SIGPIPE): stop, exit 1, nothing left ----
 row_dirs pipe
 { TMPDIR="$d/tmp" timeout -s KILL $LIMIT "$BIN" generate --demo --json -p x -o "$d/out/img.png" \

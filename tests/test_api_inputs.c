@@ -15,6 +15,7 @@
 #include "image_prep.h"
 #include "init_image.h"
 #include "lora.h"
+#include "models.h"
 #include "pipeline.h"
 #include "tensor.h"
 
@@ -296,6 +297,60 @@ static void test_images(void)
     cascade_ctx_free(ctx);
 }
 
+static int preview_fails(void *u, int step, int steps, const unsigned char *rgb, int n, int w, int h)
+{
+    (void)u, (void)step, (void)steps, (void)rgb, (void)n, (void)w, (void)h;
+    return CASCADE_E_IO;
+}
+
+static int profile_lines;
+static void count_line(void *u, const char *line) { (void)u, (void)line, profile_lines++; }
+
+/* what a client that shows its plan before running needs (cascade generate):
+ * cascade_check, cascade_models_use, a preview callback's own failure, the
+ * device peak and the profile table */
+static void test_run_calls(const char *dir)
+{
+    cascade_ctx *ctx = demo_ctx();
+    CHECK(cascade_check(ctx) == 0, "check of the demo: %s", cascade_errmsg(ctx));
+    cascade_images *im = NULL;
+    cascade_set_preview(ctx, preview_fails, NULL);
+    int rc = cascade_generate(ctx, "a cat", NULL, &im);
+    CHECK(rc == CASCADE_E_IO && strstr(cascade_errmsg(ctx), "preview callback"),
+          "a preview callback's CASCADE_E_IO: %d %s", rc, cascade_errmsg(ctx));
+    cascade_set_preview(ctx, NULL, NULL);
+    CHECK(cascade_generate(ctx, "a cat", NULL, &im) == 0, "generate: %s", cascade_errmsg(ctx));
+    cascade_images_free(im);
+    CHECK(cascade_info_int(CASCADE_INFO_DEVICE_PEAK) == -1, "device peak on the CPU: %lld",
+          cascade_info_int(CASCADE_INFO_DEVICE_PEAK));
+    cascade_profile_report(count_line, NULL);
+    CHECK(profile_lines == 0, "a profile table of %d lines without $CASCADE_PROFILE on the CPU", profile_lines);
+    /* test_lora_memory's folder of sparse files of the released layouts: scan, choose, use */
+    char folder[4200];
+    snprintf(folder, sizeof folder, "%s/models", dir);
+    cascade_ctx *c2 = cascade_ctx_new();
+    cascade_models *m = NULL;
+    cascade_choice *ch = NULL;
+    cascade_set_string(c2, CASCADE_P_MODELS_DIR, folder);
+    rc = cascade_models_scan(c2, &m);
+    if (!rc) rc = cascade_models_choose(c2, m, 64, 64, 1, &ch);
+    CHECK(rc == 0, "scan and choose: %s", cascade_errmsg(c2));
+    CHECK(cascade_get_model(c2, CASCADE_PART_STAGE_C) == NULL, "a choice is not taken before cascade_models_use");
+    CHECK(cascade_models_use(c2, m, ch) == 0, "models_use: %s", cascade_errmsg(c2));
+    const char *got = cascade_get_model(c2, CASCADE_PART_STAGE_C);
+    const char *want = cascade_models_path(m, (int)cascade_choice_int(ch, CASCADE_PART_STAGE_C, CASCADE_CH_FILE));
+    CHECK(got && want && !strcmp(got, want), "models_use took %s for Stage C, not %s", got ? got : "NULL",
+          want ? want : "NULL");
+    CHECK(cascade_models_use(c2, m, NULL) == CASCADE_E_ARG, "models_use without a choice");
+    /* a Stage B where Stage C belongs fails the check, before any weight is loaded */
+    cascade_set_model(ctx, CASCADE_PART_STAGE_C, cascade_get_model(ctx, CASCADE_PART_STAGE_B));
+    CHECK(cascade_check(ctx) < 0, "check passed a Stage B as Stage C");
+    cascade_choice_free(ch);
+    cascade_models_free(m);
+    cascade_ctx_free(c2);
+    cascade_ctx_free(ctx);
+}
+
 static void test_files(const char *dir)
 {
     cascade_ctx *ctx = cascade_ctx_new();
@@ -341,6 +396,16 @@ static void test_files(const char *dir)
     CHECK(cascade_latent_read(ctx, got, &y, &dn, &dc, &dh, &dw) == 0 && dn == 2 && dc == 16 && dh == 3 && dw == 2 &&
           !memcmp(x, y, sizeof x), "latent read back: %s", cascade_errmsg(ctx));
     cascade_free(y);
+    /* latent sides: the pipeline's at every side (ImageScale nodes reach 16384); below 1 refused */
+    int side_ok = 1;
+    for (int px = 1; px <= 20000; px++)
+        side_ok &= cascade_latent_side(px, CASCADE_LATENT_C) == cs_latent_c(px) &&
+                   cascade_latent_side(px, CASCADE_LATENT_B) == cs_latent_b(px);
+    CHECK(side_ok && cascade_latent_side(1024, CASCADE_LATENT_C) == 24 && cascade_latent_side(1024, CASCADE_LATENT_B) == 256,
+          "cascade_latent_side differs from the pipeline's sizes");
+    CHECK(cascade_latent_side(0, CASCADE_LATENT_C) == CASCADE_E_ARG && cascade_latent_side(-8, CASCADE_LATENT_B) == CASCADE_E_ARG &&
+              cascade_latent_side(64, CASCADE_LATENT_ENCODED) == CASCADE_E_ARG,
+          "cascade_latent_side took a side out of range or another latent");
     CHECK(cascade_latent_read(ctx, want, &y, &dn, &dc, &dh, &dw) < 0 && !y, "a PNG read as a latent");
     /* hashes: computed without the cache, then through it (remembered), then from it */
     unsigned long long h0 = 0, h1 = 0, h2 = 0;
@@ -367,6 +432,7 @@ int main(void)
     test_lora_memory(data, dir);
     test_images();
     test_files(dir);
+    test_run_calls(dir);
     char cmd[4200];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd)) fprintf(stderr, "could not remove %s\n", dir);

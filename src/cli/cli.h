@@ -35,6 +35,8 @@ int cli_device(const char *cmd, const char *device, const char *precision, int r
  * cancels. */
 struct cascade_ctx;
 struct cascade_ctx *cli_ctx(void);
+/* Frees it, and what it holds (the demo's files); cli_ctx makes a new one. */
+void cli_ctx_free(void);
 
 /* The CLI's own failures in files that use only cascade.h (cli_error.c):
  * records "what and where" for code (a CASCADE_E_* value) and returns
@@ -47,8 +49,9 @@ void cli_message_clear(void);
 /* Paths the CLI made and has not finished (files of a batch being written,
  * folders made for them): a second INT/TERM/HUP or a SIGBUS removes them
  * (files first, then folders, newest first) before it ends the process.
- * cli_cleanup_add returns a handle for cli_cleanup_del (0: the list is full,
- * the path is not covered). Async-signal-safe removal. */
+ * cli_cleanup_add returns a handle for cli_cleanup_del (0: out of memory or
+ * a path too long: the path is not covered); the list grows as needed.
+ * Async-signal-safe removal. */
 int cli_cleanup_add(const char *path, int is_dir);
 void cli_cleanup_del(int handle);
 

@@ -3,34 +3,81 @@
 #ifndef CS_CLI_GENERATE_H
 #define CS_CLI_GENERATE_H
 
-#include "lora.h"
-#include "models.h"
-#include "pipeline.h"
+#include "cascade.h"
 
 #include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
 
-#define GEN_MAX_SIDE CS_GEN_MAX_SIDE     /* the library's limits (pipeline.h, cascade.h's table) */
-#define GEN_MAX_BATCH CS_GEN_MAX_BATCH
 #define GEN_PATH 4096
-#define GEN_MAX_LORA 16   /* per part */
+#define GEN_MAX_LORA 16   /* per part (cascade_add_lora's limit) */
+#define GEN_MAX_IMAGES 16 /* --image / unCLIPConditioning (cascade_add_image's limit) */
 #define GEN_MAX_SAVE_LATENT 8
+
+/* The library's limits, from cascade.h's table (cascade_param_range). */
+int gen_max_side(void);
+int gen_max_batch(void);
+
+/* One stage's sampler, names as cascade.h takes them. */
+typedef struct {
+    int steps;
+    float cfg, cfg_rho, shift;
+    int sampler;                /* CASCADE_SAMPLER_*: the official sampler (ksampler NULL) */
+    float eta;                  /* its eta (DDIM; 1 otherwise) */
+    const char *ksampler;       /* ComfyUI's KSampler (a CASCADE_P_KSAMPLER_C choice), or NULL */
+    const char *scheduler;      /* its scheduler (a CASCADE_P_SCHEDULER_C choice) */
+    double denoise;             /* its denoise, (0, 1] */
+} gen_stage;
+
+/* The settings of one generate run, in plain C types: generate's options
+ * or a workflow's nodes, set into the context key by key (generate.c). */
+typedef struct {
+    const char *prompt, *negative;
+    int width, height, batch;
+    uint64_t seed;
+    gen_stage c, b;
+    int round;                  /* 1: round to uint8 (CASCADE_P_ROUND) */
+    int preview_every;
+    int prompt_style;           /* CASCADE_PROMPT_* */
+    const char *embeddings;
+    uint64_t seed_b;            /* Stage B's KSampler seed when seed_b_set */
+    int seed_b_set;
+    int b_uncond_zero;          /* Stage B's negative is zeros (ConditioningZeroOut) */
+} gen_settings;
+
+/* The library's defaults (cascade_param_range), official sampler at eta 1. */
+void gen_settings_defaults(gen_settings *g);
+/* A string key's accepted value equal to name (the table's copy), or NULL;
+ * name NULL: the first (the default). */
+const char *gen_choice(cascade_param key, const char *name);
+/* "official" / "comfyui" <-> CASCADE_PROMPT_* (-1 for another name). */
+int gen_prompt_style(const char *name);
+const char *gen_prompt_style_name(int style);
+/* The name of a stage's sampler for the start line and the metadata:
+ * the KSampler's, else "DDPM", "DDIM", "LCM". */
+const char *gen_sampler_name(const gen_stage *st);
+
+/* A LoRA of the run: the file (malloc'd) and its strength. */
+typedef struct {
+    char *path;
+    float strength;
+} gen_lora;
 
 /* Options of one generate run (generate.c parses them; run.c builds them
  * from a workflow). */
 typedef struct gen_opts {
-    cs_gen_params g;
+    gen_settings g;
     const char *prompt, *out, *preview, *models_dir, *tokenizer;
-    const char *file[CS_PART_COUNT];
-    cs_variant var_c, var_b;
+    const char *file[CASCADE_PART_COUNT];
+    const char *var_c, *var_b;              /* CASCADE_P_VARIANT_C/B values; NULL: auto */
     int have_prompt, seed_given, size_given, count, keep, force, json, quiet, demo, threads;
-    cs_lora lora[3][GEN_MAX_LORA];  /* per part: Stage C, Stage B, text encoder */
-    cs_lora_list lora_list[3];
+    gen_lora lora[3][GEN_MAX_LORA];         /* per part: Stage C, Stage B, text encoder */
+    int n_lora[3];
+    int lora_lenient;
     const char *device, *precision;
     int n_images;                           /* --image */
-    char image_path[CS_GEN_MAX_IMAGES][GEN_PATH];
-    float image_strength[CS_GEN_MAX_IMAGES];
+    char image_path[GEN_MAX_IMAGES][GEN_PATH];
+    float image_strength[GEN_MAX_IMAGES];
     const char *init_image;                 /* --init-image */
     int init_comfy;                         /* resize it as ComfyUI's StageC_VAEEncode (cascade run) */
     double strength;                        /* --strength */
@@ -39,7 +86,8 @@ typedef struct gen_opts {
     const char *me;                         /* "cascade generate" / "cascade run" in messages */
     const char *out_prefix;                 /* SaveImage prefix: -o DIR gets PREFIX_NNNNN_.png */
     int dry_run;                            /* print the plan once resolved, exit 0 */
-    void (*plan_print)(void *ctx, const struct gen_opts *o, const cs_model_paths *mp);
+    /* the plan, once models are resolved: ctx holds each part's file */
+    void (*plan_print)(void *pctx, const struct gen_opts *o, cascade_ctx *ctx);
     void *plan_ctx;
     const char *images_json;                /* --image list replaced by LoadImage names (metadata) */
     /* SaveLatent nodes: img2img's encoded image (0), the Stage C (1) or Stage B (2) result of each run as
@@ -50,6 +98,9 @@ typedef struct gen_opts {
     const char *save_latent_prefix[GEN_MAX_SAVE_LATENT];
     const char *latent_prompt;              /* the workflow (API JSON): their "prompt" metadata */
 } opts;
+
+/* Frees o's LoRA paths. */
+void gen_opts_free_loras(opts *o);
 
 /* Parses and checks generate's command line into o (generate_opts.c):
  * 0, 1 after --help (nothing to run), or 2 after a one-line error. */
@@ -72,7 +123,7 @@ typedef struct {
 } gen_output;
 
 /* Plans the output for n images per run. -o NULL: the current folder.
- * Fails (one line in cs_last_error) if the folder is missing or not
+ * Fails (one line through cli_error) if the folder is missing or not
  * writable, or a target file exists without force. */
 int gen_output_plan(gen_output *o, const char *arg, int n, int runs, int force);
 /* Path of image i of run r for a file output: FILE itself when there is one
@@ -80,8 +131,8 @@ int gen_output_plan(gen_output *o, const char *arg, int n, int runs, int force);
 void gen_output_file_name(const gen_output *o, int k, int total, char *out, size_t len);
 /* Writes image i; records the path. */
 int gen_output_write(gen_output *o, int k, int total, const uint8_t *rgb, int w, int h,
-                     const cs_png_text *text, int n_text, char *path, size_t len);
-/* CS_EARG when a file of b (e.g. the previews, named `what`) is also a file
+                     const char *const *text, int n_text, char *path, size_t len);
+/* CASCADE_E_ARG when a file of b (e.g. the previews, named `what`) is also a file
  * of a (the images): same folder and name. */
 int gen_output_clash(const gen_output *a, const gen_output *b, int total, const char *what);
 /* Adds path to the files written (removed with them by unwind). */
@@ -112,7 +163,7 @@ typedef struct {
 
 /* Everything the PNG text chunks describe. */
 typedef struct {
-    const cs_gen_params *g;
+    const gen_settings *g;
     const char *sampler_name;
     int demo;
     int batch_index;            /* 0-based within the batch */
@@ -128,43 +179,18 @@ typedef struct {
 
 /* Builds the chunks (Software, prompt, ..., parameters); free with
  * gen_meta_free. */
-int gen_meta_build(const gen_meta *m, cs_png_text **out, int *n);
-void gen_meta_free(cs_png_text *t, int n);
+int gen_meta_build(const gen_meta *m, char ***out, int *n);
+void gen_meta_free(char **t, int n);
 
-/* ---- input images (generate_image.c) ---- */
+/* ---- input images (generate_opts.c) ---- */
 
-#define GEN_IMAGE_MIN_STRENGTH -10.0
-#define GEN_IMAGE_MAX_STRENGTH 10.0
-
-typedef struct {
-    int n, size;                /* images, their side after preprocessing */
-    float *pixels;              /* [n, size, size, 3] CLIP-normalised */
-    float strength[CS_GEN_MAX_IMAGES];
-    char *json;                 /* [{file, xxh64, size, strength}] for the metadata */
-} gen_images;
-
-/* Splits FILE[:STRENGTH] (default 1); -1 after printing a usage error. */
+/* Splits --image FILE[:STRENGTH] (default 1); -1 after printing a usage error. */
 int gen_image_arg(const char *arg, char *path, size_t len, float *strength);
-/* Reads and preprocesses each image; one error line naming the file. */
-int gen_images_load(char (*paths)[GEN_PATH], const float *strength, int n, gen_images *out);
-void gen_images_free(gen_images *im);
-
-/* --init-image: the image as [32*hc, 32*wc, 3] floats in [0,1] for a
- * width x height output (hc, wc = cs_latent_c): resized with bicubic +
- * antialias so it covers that size, then centre-cropped; comfy: as ComfyUI's
- * StableCascade_StageC_VAEEncode (cropped to the aspect, then plain bicubic,
- * values not clamped). */
-typedef struct {
-    float *rgb;
-    char *json;                 /* {file, xxh64, size, strength} for the metadata */
-} gen_init;
-int gen_init_image_load(const char *path, double strength, int width, int height, int comfy, gen_init *out);
-void gen_init_free(gen_init *g);
 
 /* ---- SaveLatent (generate_latent.c) ---- */
 
 typedef struct {
-    float *x[3];                /* the run's latents by cs_latent_id, [n, c, h, w] */
+    float *x[3];                /* the run's latents by CASCADE_LATENT_*, [n, c, h, w] */
     int dim[3][4];
     char made[GEN_MAX_SAVE_LATENT * 4][GEN_PATH];   /* folders the batch being written made */
     int made_hnd[GEN_MAX_SAVE_LATENT * 4], n_made;
@@ -192,8 +218,8 @@ typedef struct {
 } gen_progress;
 
 void gen_progress_init(gen_progress *p, int json, int quiet);
-/* cs_pipeline_hooks.progress */
-void gen_progress_cb(void *ctx, cs_stage_id stage, int step, int steps, double elapsed);
+/* the progress callback's display */
+void gen_progress_cb(gen_progress *p, cascade_stage stage, int step, int steps, double elapsed);
 /* Ends an open TTY line (before printing anything else). */
 void gen_progress_break(gen_progress *p);
 

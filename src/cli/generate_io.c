@@ -1,16 +1,11 @@
 /* `cascade generate`: output files (planned and checked before the long
  * work), PNG metadata (own keys plus an A1111-style "parameters" text) and
  * the progress display (TTY status line, plain lines, or JSON lines). */
+#include "cli.h"
 #include "generate.h"
 #include "workflow.h"
 
-#include "cancel.h"
-#include "error.h"
-#include "prompt.h"
-#include "infile.h"
-#include "ksampler.h"
-#include "models.h"
-#include "weights.h"
+#include "cascade.h"
 
 #include <errno.h>
 #include <math.h>
@@ -37,11 +32,29 @@ int gen_dir_writable(const char *dir, char *why, size_t len)
         snprintf(why, len, "%s", strerror(errno));
         return 0;
     }
-    int h = cs_cleanup_add(tmp, 0);   /* a second Ctrl-C right here leaves no probe file */
+    int h = cli_cleanup_add(tmp, 0);   /* a second Ctrl-C right here leaves no probe file */
     close(fd);
     unlink(tmp);
-    cs_cleanup_del(h);
+    cli_cleanup_del(h);
     return 1;
+}
+
+static const char *kind_of(mode_t m)
+{
+    if (S_ISLNK(m)) return "a symbolic link";
+    if (S_ISFIFO(m)) return "a FIFO";
+    if (S_ISCHR(m)) return "a character device";
+    if (S_ISBLK(m)) return "a block device";
+    if (S_ISSOCK(m)) return "a socket";
+    return "a special file";
+}
+
+/* the library's checks of a name to come (lengths), its message through cli_error */
+static int check_name(const char *path)
+{
+    cascade_ctx *ctx = cli_ctx();
+    int rc = ctx ? cascade_check_output_name(ctx, path) : CASCADE_E_NOMEM;
+    return rc ? cli_error(rc, "%s", ctx ? cascade_errmsg(ctx) : "out of memory") : 0;
 }
 
 static int ends_with_png(const char *s)
@@ -72,7 +85,7 @@ int gen_output_plan(gen_output *o, const char *arg, int n, int runs, int force)
     if (!arg || !*arg)
         arg = ".";
     if (strlen(arg) >= GEN_PATH - 32)
-        return cs_error(CS_EARG, "output path too long: %s", arg);
+        return cli_error(CASCADE_E_ARG, "output path too long: %s", arg);
 
     if (stat(arg, &st) == 0 && S_ISDIR(st.st_mode)) {
         o->to_dir = 1;
@@ -80,7 +93,7 @@ int gen_output_plan(gen_output *o, const char *arg, int n, int runs, int force)
     } else {
         size_t len = strlen(arg);
         if (arg[len - 1] == '/')
-            return cs_error(CS_EIO, "output folder %s does not exist", arg);
+            return cli_error(CASCADE_E_IO, "output folder %s does not exist", arg);
         snprintf(o->file, sizeof o->file, "%s", arg);
         const char *slash = strrchr(arg, '/');
         if (!slash)
@@ -90,54 +103,60 @@ int gen_output_plan(gen_output *o, const char *arg, int n, int runs, int force)
         else
             snprintf(o->dir, sizeof o->dir, "%.*s", (int)(slash - arg), arg);
         if (stat(o->dir, &st) != 0)
-            return cs_error(CS_EIO, "cannot write %s: folder %s does not exist", arg, o->dir);
+            return cli_error(CASCADE_E_IO, "cannot write %s: folder %s does not exist", arg, o->dir);
         if (!S_ISDIR(st.st_mode))
-            return cs_error(CS_EIO, "cannot write %s: %s is not a folder", arg, o->dir);
+            return cli_error(CASCADE_E_IO, "cannot write %s: %s is not a folder", arg, o->dir);
         for (int k = 0; k < total; k++) {
             char name[GEN_PATH];
             gen_output_file_name(o, k, total, name, sizeof name);
             /* "_<k>" suffixes can make a name too long only once numbered */
-            int rc = cs_png_check_name(name);
+            int rc = check_name(name);
             if (rc)
                 return rc;
             if (lstat(name, &st) == 0) {
                 if (S_ISDIR(st.st_mode))
-                    return cs_error(CS_EIO, "cannot write %s: it is a folder", name);
+                    return cli_error(CASCADE_E_IO, "cannot write %s: it is a folder", name);
                 /* --force replaces a file, never a device, FIFO, socket or link */
                 if (!S_ISREG(st.st_mode))
-                    return cs_error(CS_EIO, "cannot write %s: it is %s, not a regular file (--force replaces only regular files)",
-                                    name, cs_infile_kind(st.st_mode));
+                    return cli_error(CASCADE_E_IO, "cannot write %s: it is %s, not a regular file (--force replaces only regular files)",
+                                    name, kind_of(st.st_mode));
                 if (!force)
-                    return cs_error(CS_EIO, "%s already exists (use --force to replace it)", name);
+                    return cli_error(CASCADE_E_IO, "%s already exists (use --force to replace it)", name);
             }
         }
     }
     if (o->to_dir) {
         char name[GEN_PATH + 32];
         snprintf(name, sizeof name, "%s/cascade_000000001.png", o->dir);
-        int rc = cs_png_check_name(name);
+        int rc = check_name(name);
         if (rc)
             return rc;
     }
     char why[256];
     if (!gen_dir_writable(o->dir, why, sizeof why))
-        return cs_error(CS_EIO, "cannot write to folder %s: %s", o->dir, why);
+        return cli_error(CASCADE_E_IO, "cannot write to folder %s: %s", o->dir, why);
     return 0;
 }
 
 int gen_output_write(gen_output *o, int k, int total, const uint8_t *rgb, int w, int h,
-                     const cs_png_text *text, int n_text, char *path, size_t len)
+                     const char *const *text, int n_text, char *path, size_t len)
 {
-    int rc;
-    if (o->to_dir && o->prefix) {
-        rc = cs_png_write_next_tail(o->dir, o->prefix, "_.png", rgb, w, h, (size_t)w * 3, text, n_text, path, len);
-    } else if (o->to_dir) {
-        rc = cs_png_write_next(o->dir, "cascade", rgb, w, h, (size_t)w * 3, text, n_text, path, len);
+    cascade_ctx *ctx = cli_ctx();
+    char target[GEN_PATH + 256];
+    int flags;
+    if (!ctx)
+        return cli_error(CASCADE_E_NOMEM, "out of memory");
+    if (o->to_dir) {   /* the next free DIR/cascade_NNNNN.png, or SaveImage's PREFIX_NNNNN_.png */
+        snprintf(target, sizeof target, "%s/%s", o->dir, o->prefix ? o->prefix : "cascade");
+        flags = CASCADE_PNG_NUMBERED | (o->prefix ? CASCADE_PNG_COMFY_NAMES : 0);
     } else {
-        gen_output_file_name(o, k, total, path, len);
-        rc = cs_png_write_rgb8(path, rgb, w, h, (size_t)w * 3, text, n_text, o->force ? CS_PNG_FORCE : 0);
+        gen_output_file_name(o, k, total, target, sizeof target);
+        flags = o->force ? CASCADE_PNG_FORCE : 0;
     }
-    return rc ? rc : gen_output_record(o, path);
+    int rc = cascade_png_write(ctx, rgb, w, h, (size_t)w * 3, text, n_text, target, flags, path, len);
+    if (rc)
+        return cli_error(rc, "%s", cascade_errmsg(ctx));
+    return gen_output_record(o, path);
 }
 
 int gen_output_record(gen_output *o, const char *path)
@@ -146,13 +165,13 @@ int gen_output_record(gen_output *o, const char *path)
         int cap = o->cap_written ? 2 * o->cap_written : 8;
         char **p = realloc(o->written, (size_t)cap * sizeof *p);
         if (!p)
-            return cs_error(CS_ENOMEM, "out of memory: the list of written file names");
+            return cli_error(CASCADE_E_NOMEM, "out of memory: the list of written file names");
         o->written = p;
         o->cap_written = cap;
     }
     o->written[o->n_written] = strdup(path);
     if (!o->written[o->n_written])
-        return cs_error(CS_ENOMEM, "out of memory: the list of written file names");
+        return cli_error(CASCADE_E_NOMEM, "out of memory: the list of written file names");
     o->n_written++;
     return 0;
 }
@@ -170,13 +189,13 @@ int gen_output_clash(const gen_output *a, const gen_output *b, int total, const 
         return 0;   /* different folders (auto-numbering never takes a taken name) */
     /* same folder: sort b's names, look up each of a's */
     char **names = calloc((size_t)total, sizeof *names);
-    int rc = names ? 0 : cs_error(CS_ENOMEM, "out of memory comparing %d output names", total);
+    int rc = names ? 0 : cli_error(CASCADE_E_NOMEM, "out of memory comparing %d output names", total);
     for (int k = 0; !rc && k < total; k++) {
         char path[GEN_PATH];
         gen_output_file_name(b, k, total, path, sizeof path);
         const char *base = strrchr(path, '/');
         if (!(names[k] = strdup(base ? base + 1 : path)))
-            rc = cs_error(CS_ENOMEM, "out of memory comparing %d output names", total);
+            rc = cli_error(CASCADE_E_NOMEM, "out of memory comparing %d output names", total);
     }
     if (!rc)
         qsort(names, (size_t)total, sizeof *names, cmp_str);
@@ -186,7 +205,7 @@ int gen_output_clash(const gen_output *a, const gen_output *b, int total, const 
         const char *base = strrchr(path, '/');
         const char *key = base ? base + 1 : path;
         if (bsearch(&key, names, (size_t)total, sizeof *names, cmp_str))
-            rc = cs_error(CS_EARG, "%s %s would also be an output image; give it another name", what, path);
+            rc = cli_error(CASCADE_E_ARG, "%s %s would also be an output image; give it another name", what, path);
     }
     for (int k = 0; names && k < total; k++)
         free(names[k]);
@@ -215,8 +234,15 @@ void gen_output_free(gen_output *o)
 
 /* -------------------------------------------------------------- metadata */
 
+static const char *base_name(const char *path)
+{
+    const char *b = strrchr(path, '/');
+    return b ? b + 1 : path;
+}
+
+/* text pairs for cascade_png_write: t[2k] a key (a string literal), t[2k+1] its value (malloc'd) */
 typedef struct {
-    cs_png_text *t;
+    char **t;
     int n, cap, failed;
 } chunks;
 
@@ -229,7 +255,7 @@ static void add(chunks *c, const char *key, const char *fmt, ...)
         return;
     if (c->n == c->cap) {
         int cap = c->cap ? 2 * c->cap : 32;
-        cs_png_text *p = realloc(c->t, (size_t)cap * sizeof *p);
+        char **p = realloc(c->t, 2 * (size_t)cap * sizeof *p);
         if (!p) {
             c->failed = 1;
             return;
@@ -247,8 +273,8 @@ static void add(chunks *c, const char *key, const char *fmt, ...)
         c->failed = 1;
         return;
     }
-    c->t[c->n].key = key;   /* keys are string literals */
-    c->t[c->n].value = v;
+    c->t[2 * c->n] = (char *)key;   /* keys are string literals */
+    c->t[2 * c->n + 1] = v;
     c->n++;
 }
 
@@ -261,16 +287,16 @@ static const char *cfg_text(float cfg, char *buf, size_t len)
     return buf;
 }
 
-int gen_meta_build(const gen_meta *m, cs_png_text **out, int *n)
+int gen_meta_build(const gen_meta *m, char ***out, int *n)
 {
-    const cs_gen_params *g = m->g;
+    const gen_settings *g = m->g;
     chunks c = {0};
     char cc[32], cb[32];
     const char *neg = g->negative ? g->negative : "";
     cfg_text(g->c.cfg, cc, sizeof cc);
     cfg_text(g->b.cfg, cb, sizeof cb);
 
-    add(&c, "Software", "cascade %s", PACKAGE_VERSION);
+    add(&c, "Software", "cascade %s", cascade_version());
     if (m->demo)
         add(&c, "demo", "DEMO: tiny networks with random weights; the image is meaningless noise");
     add(&c, "positive_prompt", "%s", g->prompt);
@@ -288,15 +314,15 @@ int gen_meta_build(const gen_meta *m, cs_png_text **out, int *n)
     add(&c, "shift_c", "%g", (double)g->c.shift);
     add(&c, "shift_b", "%g", (double)g->b.shift);
     add(&c, "sampler", "%s", m->sampler_name);
-    if (g->c.ks_sampler) {   /* ComfyUI's KSampler */
-        add(&c, "scheduler", "%s", cs_ks_scheduler_name(g->c.ks_scheduler));
+    if (g->c.ksampler) {   /* ComfyUI's KSampler */
+        add(&c, "scheduler", "%s", g->c.scheduler);
         add(&c, "denoise", "%g", g->c.denoise);
     }
     if (g->seed_b_set)
         add(&c, "seed_b", "%llu", (unsigned long long)g->seed_b);
     add(&c, "rng", "torch-cpu");
-    add(&c, "prompt_style", "%s", cs_prompt_style_name((cs_prompt_style)g->prompt_style));
-    add(&c, "output_rounding", "%s", g->u8_mode == CS_U8_ROUND ? "round" : "truncate");
+    add(&c, "prompt_style", "%s", gen_prompt_style_name(g->prompt_style));
+    add(&c, "output_rounding", "%s", g->round ? "round" : "truncate");
     add(&c, "tokenizer", "%s", m->tokenizer ? m->tokenizer : "");
 
     /* models: JSON list of {role, file, variant, xxh64} */
@@ -307,7 +333,7 @@ int gen_meta_build(const gen_meta *m, cs_png_text **out, int *n)
         if (mm->have_hash)
             snprintf(hx, sizeof hx, "%016llx", (unsigned long long)mm->xxh64);
         json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s}", "role", mm->role, "file",
-                                             cs_basename(mm->path), "variant", mm->variant, "xxh64", hx));
+                                             base_name(mm->path), "variant", mm->variant, "xxh64", hx));
     }
     char *mj = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
     json_decref(arr);
@@ -326,10 +352,10 @@ int gen_meta_build(const gen_meta *m, cs_png_text **out, int *n)
         char hx[20], name[256], sv[32];
         snprintf(sv, sizeof sv, "%g", (double)l->strength);   /* 0.8, not 0.800000011920929 */
         snprintf(hx, sizeof hx, "%016llx", (unsigned long long)l->xxh64);
-        snprintf(name, sizeof name, "%s", cs_basename(l->path));
+        snprintf(name, sizeof name, "%s", base_name(l->path));
         char *dot = strrchr(name, '.');
         if (dot && !strcmp(dot, ".safetensors")) *dot = 0;
-        json_array_append_new(la, json_pack("{s:s, s:s, s:f, s:s}", "part", l->part, "file", cs_basename(l->path),
+        json_array_append_new(la, json_pack("{s:s, s:s, s:f, s:s}", "part", l->part, "file", base_name(l->path),
                                             "strength", strtod(sv, NULL), "xxh64", hx));
         size_t o = strlen(ltags), h = strlen(lhash);
         snprintf(ltags + o, sizeof ltags - o, " <lora:%s:%g>", name, (double)l->strength);
@@ -377,21 +403,21 @@ int gen_meta_build(const gen_meta *m, cs_png_text **out, int *n)
         m->sampler_name, cc, (unsigned long long)g->seed, g->width, g->height,
         sc ? sc->variant : "?", hashes, lhash, g->b.steps, cb, sb ? sb->variant : "?", (double)g->c.shift,
         (double)g->b.shift, (double)g->c.cfg_rho, g->batch, m->batch_index,
-        cs_prompt_style_name((cs_prompt_style)g->prompt_style), PACKAGE_VERSION);
+        gen_prompt_style_name(g->prompt_style), cascade_version());
 
     if (c.failed) {
         gen_meta_free(c.t, c.n);
-        return cs_error(CS_ENOMEM, "out of memory building PNG metadata");
+        return cli_error(CASCADE_E_NOMEM, "out of memory building PNG metadata");
     }
     *out = c.t;
     *n = c.n;
     return 0;
 }
 
-void gen_meta_free(cs_png_text *t, int n)
+void gen_meta_free(char **t, int n)
 {
     for (int i = 0; i < n; i++)
-        free((char *)t[i].value);
+        free(t[2 * i + 1]);
     free(t);
 }
 
@@ -429,16 +455,23 @@ void gen_progress_break(gen_progress *p)
     }
 }
 
-static const char *stage_title(cs_stage_id s)
+static const char *stage_title(cascade_stage s)
 {
     switch (s) {
-    case CS_STAGE_TEXT: return "text encoder";
-    case CS_STAGE_C: return "Stage C";
-    case CS_STAGE_B: return "Stage B";
-    case CS_STAGE_A: return "Stage A";
-    case CS_STAGE_PREVIEW: return "previewer";
+    case CASCADE_STAGE_TEXT: return "text encoder";
+    case CASCADE_STAGE_C: return "Stage C";
+    case CASCADE_STAGE_B: return "Stage B";
+    case CASCADE_STAGE_A: return "Stage A";
+    case CASCADE_STAGE_PREVIEW: return "previewer";
     default: return "?";
     }
+}
+
+/* the "stage" of the JSON lines */
+static const char *stage_key(cascade_stage s)
+{
+    static const char *const names[] = {"text", "stage_c", "stage_b", "stage_a", "preview"};
+    return (unsigned)s < sizeof names / sizeof *names ? names[s] : "?";
 }
 
 static void fmt_rate(char *buf, size_t len, int done, double t)
@@ -465,14 +498,13 @@ static double ms(double v)
     return round(v * 1000.0) / 1000.0;
 }
 
-void gen_progress_cb(void *ctx, cs_stage_id stage, int step, int steps, double elapsed)
+void gen_progress_cb(gen_progress *p, cascade_stage stage, int step, int steps, double elapsed)
 {
-    gen_progress *p = ctx;
     double rate = step > 0 && elapsed > 0 ? step / elapsed : 0.0;
     double eta = rate > 0 ? (steps - step) / rate : -1.0;
     if (p->json) {
         json_t *o = json_pack("{s:s, s:s, s:i, s:i, s:i, s:f}", "event", step < 0 ? "load" : "progress",
-                              "stage", cs_stage_name(stage), "run", p->run + 1, "step", step < 0 ? 0 : step,
+                              "stage", stage_key(stage), "run", p->run + 1, "step", step < 0 ? 0 : step,
                               "steps", steps, "elapsed", ms(elapsed));
         if (o && step > 0) {
             json_object_set_new(o, "it_per_s", json_real(ms(rate)));
@@ -499,7 +531,7 @@ void gen_progress_cb(void *ctx, cs_stage_id stage, int step, int steps, double e
     }
     fmt_rate(r, sizeof r, step, elapsed);
     fmt_secs(t, sizeof t, elapsed);
-    int multi = stage == CS_STAGE_C || stage == CS_STAGE_B;
+    int multi = stage == CASCADE_STAGE_C || stage == CASCADE_STAGE_B;
     if (p->tty) {
         if (step < steps) {
             fmt_secs(e, sizeof e, eta);

@@ -1,15 +1,10 @@
 /* cascade generate's command line: --help, the options and their checks
- * (ranges, sizes, LoRA lists), into a gen_opts that gen_execute runs. */
+ * (ranges, sizes, LoRA lists), into a gen_opts that gen_execute runs; the
+ * settings' defaults and names from cascade.h's table. */
 #include "cli.h"
 #include "generate.h"
 
 #include "cascade.h"
-
-#include "demo.h"
-#include "ksampler.h"
-#include "lora.h"
-#include "models.h"
-#include "prompt.h"
 
 #include <float.h>
 #include <getopt.h>
@@ -19,6 +14,113 @@
 #include <string.h>
 
 #define ME "cascade generate"
+
+/* ---- the settings, from cascade.h's table ---- */
+
+static double def_of(cascade_param key)
+{
+    double def = 0;
+    cascade_param_range(key, NULL, NULL, NULL, &def);
+    return def;
+}
+
+static int max_of(cascade_param key)
+{
+    double max = 0;
+    cascade_param_range(key, NULL, &max, NULL, NULL);
+    return (int)max;
+}
+
+int gen_max_side(void) { return max_of(CASCADE_P_WIDTH) < max_of(CASCADE_P_HEIGHT) ? max_of(CASCADE_P_WIDTH) : max_of(CASCADE_P_HEIGHT); }
+int gen_max_batch(void) { return max_of(CASCADE_P_BATCH); }
+
+void gen_settings_defaults(gen_settings *g)
+{
+    memset(g, 0, sizeof *g);
+    g->prompt = g->negative = "";
+    g->width = (int)def_of(CASCADE_P_WIDTH);
+    g->height = (int)def_of(CASCADE_P_HEIGHT);
+    g->batch = (int)def_of(CASCADE_P_BATCH);
+    g->prompt_style = (int)def_of(CASCADE_P_PROMPT_STYLE);
+    static const cascade_param steps[2] = {CASCADE_P_STEPS_C, CASCADE_P_STEPS_B},
+                               cfg[2] = {CASCADE_P_CFG_C, CASCADE_P_CFG_B},
+                               shift[2] = {CASCADE_P_SHIFT_C, CASCADE_P_SHIFT_B};
+    for (int i = 0; i < 2; i++) {
+        gen_stage *st = i ? &g->b : &g->c;
+        st->steps = (int)def_of(steps[i]);
+        st->cfg = (float)def_of(cfg[i]);
+        st->shift = (float)def_of(shift[i]);
+        st->cfg_rho = (float)def_of(CASCADE_P_CFG_RHO);   /* Stage B's follows it */
+        st->sampler = (int)def_of(CASCADE_P_SAMPLER);
+        st->eta = 1.0f;                                   /* DDPM's; DDIM's is --eta */
+        st->scheduler = gen_choice(CASCADE_P_SCHEDULER_C, NULL);
+        st->denoise = def_of(CASCADE_P_DENOISE_C);
+    }
+}
+
+const char *gen_choice(cascade_param key, const char *name)
+{
+    const char *v;
+    for (int i = 0; (v = cascade_param_choice(key, i)) != NULL; i++)
+        if (!name || !strcmp(v, name))
+            return v;
+    return NULL;
+}
+
+int gen_prompt_style(const char *name)
+{
+    if (!strcmp(name, "official")) return CASCADE_PROMPT_OFFICIAL;
+    if (!strcmp(name, "comfyui")) return CASCADE_PROMPT_COMFYUI;
+    return -1;
+}
+
+const char *gen_prompt_style_name(int style)
+{
+    return style == CASCADE_PROMPT_OFFICIAL ? "official" : "comfyui";
+}
+
+const char *gen_sampler_name(const gen_stage *st)
+{
+    if (st->ksampler)
+        return st->ksampler;
+    return st->sampler == CASCADE_SAMPLER_DDIM ? "DDIM" : st->sampler == CASCADE_SAMPLER_LCM ? "LCM" : "DDPM";
+}
+
+void gen_opts_free_loras(opts *o)
+{
+    for (int p = 0; p < 3; p++) {
+        for (int i = 0; i < o->n_lora[p]; i++)
+            free(o->lora[p][i].path);
+        o->n_lora[p] = 0;
+    }
+}
+
+int gen_image_arg(const char *arg, char *path, size_t len, float *strength)
+{
+    /* FILE:STRENGTH when what follows the last ':' looks like a number (so
+     * file names with colons still work); a number out of range is an error */
+    const char *colon = strrchr(arg, ':');
+    double lo = -10, hi = 10;   /* cascade_add_image's range */
+    *strength = 1.0f;
+    size_t n = strlen(arg);
+    if (colon && colon[1] && strspn(colon + 1, "0123456789.+-eE") == strlen(colon + 1)) {
+        char *end;
+        double v = strtod(colon + 1, &end);
+        if (*end || !isfinite(v) || v < lo || v > hi) {
+            fprintf(stderr, ME ": --image %s: strength '%s' is not a number in %g..%g\n", arg, colon + 1, lo, hi);
+            return -1;
+        }
+        *strength = (float)v;
+        n = (size_t)(colon - arg);
+    }
+    if (!n || n >= len) {
+        fprintf(stderr, ME ": --image '%s': %s\n", arg, n ? "path too long" : "no file name");
+        return -1;
+    }
+    memcpy(path, arg, n);
+    path[n] = 0;
+    return 0;
+}
 
 static void usage(FILE *f)
 {
@@ -140,8 +242,8 @@ static int parse_size(const char *opt, const char *v, int key, int *out)
     return cli_parse_param(ME, opt, v, key, out);
 }
 
-/* FILE[:STRENGTH] onto list; the strength is what follows the last ':' */
-static int parse_lora(const char *opt, const char *v, cs_lora_list *l, cs_lora *slots)
+/* FILE[:STRENGTH] onto part's list; the strength is what follows the last ':' */
+static int parse_lora(const char *opt, const char *v, opts *o, int part)
 {
     const char *colon = strrchr(v, ':');
     float st = 1.0f;
@@ -152,7 +254,7 @@ static int parse_lora(const char *opt, const char *v, cs_lora_list *l, cs_lora *
         fprintf(stderr, ME ": %s: no file name in '%s'\n", opt, v);
         return -1;
     }
-    if (l->n == GEN_MAX_LORA) {
+    if (o->n_lora[part] == GEN_MAX_LORA) {
         fprintf(stderr, ME ": %s: more than %d LoRAs for one part\n", opt, GEN_MAX_LORA);
         return -1;
     }
@@ -161,9 +263,7 @@ static int parse_lora(const char *opt, const char *v, cs_lora_list *l, cs_lora *
         fprintf(stderr, ME ": out of memory\n");
         return -1;
     }
-    slots[l->n] = (cs_lora){path, st, 0};
-    l->v = slots;
-    l->n++;
+    o->lora[part][o->n_lora[part]++] = (gen_lora){path, st};
     return 0;
 }
 
@@ -210,12 +310,12 @@ static const struct option longopts[] = {
 int gen_parse(int argc, char **argv, opts *o)
 {
     memset(o, 0, sizeof *o);
-    cs_gen_defaults(&o->g);
+    gen_settings_defaults(&o->g);
     o->g.c.eta = o->g.b.eta = 1.0f;
     o->count = 1;
     float eta = 0.0f, denoise = 1.0f;
-    int eta_given = 0, c, ks = -1, sched = -1, rho_given = 0, denoise_given = 0;
-    const char *sampler_arg = NULL;
+    int eta_given = 0, c, rho_given = 0, denoise_given = 0;
+    const char *sampler_arg = NULL, *ks = NULL, *sched = NULL;
     opterr = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, ":p:n:W:H:o:qh", longopts, NULL)) != -1) {
@@ -244,17 +344,17 @@ int gen_parse(int argc, char **argv, opts *o)
         case O_SHIFT_B: e = parse_float("--shift-b", optarg, 0.0, 1e4, 1, &o->g.b.shift); break;
         case O_SAMPLER:
             sampler_arg = optarg;
-            ks = cs_ks_sampler_from_name(optarg);
-            if (!strcmp(optarg, "ddpm")) o->g.c.sampler = CS_SAMPLER_DDPM;
-            else if (!strcmp(optarg, "ddim")) o->g.c.sampler = CS_SAMPLER_DDIM;
-            else if (!strcmp(optarg, "lcm")) o->g.c.sampler = CS_SAMPLER_LCM;
-            else if (ks < 0)
+            ks = gen_choice(CASCADE_P_KSAMPLER_C, optarg);
+            if (!strcmp(optarg, "ddpm")) o->g.c.sampler = CASCADE_SAMPLER_DDPM;
+            else if (!strcmp(optarg, "ddim")) o->g.c.sampler = CASCADE_SAMPLER_DDIM;
+            else if (!strcmp(optarg, "lcm")) o->g.c.sampler = CASCADE_SAMPLER_LCM;
+            else if (!ks)
                 return bad("--sampler: unknown sampler '%s' (official: ddpm, ddim, lcm; ComfyUI: euler, "
                            "euler_ancestral, dpmpp_2m, and lcm, ddpm with --scheduler)%s", optarg, "");
             o->g.b.sampler = o->g.c.sampler;
             break;
         case O_SCHEDULER:
-            if ((sched = cs_ks_scheduler_from_name(optarg)) < 0)
+            if (!(sched = gen_choice(CASCADE_P_SCHEDULER_C, optarg)))
                 return bad("--scheduler: unknown scheduler '%s' (simple, normal, karras, exponential, "
                            "sgm_uniform)%s", optarg, "");
             break;
@@ -266,9 +366,9 @@ int gen_parse(int argc, char **argv, opts *o)
             if (strcmp(optarg, "torch-cpu"))
                 return bad("--rng: unknown generator '%s' (torch-cpu)%s", optarg, "");
             break;
-        case O_ROUND: o->g.u8_mode = CS_U8_ROUND; break;
+        case O_ROUND: o->g.round = 1; break;
         case O_PROMPT_STYLE:
-            if ((o->g.prompt_style = cs_prompt_style_parse(optarg)) < 0)
+            if ((o->g.prompt_style = gen_prompt_style(optarg)) < 0)
                 return bad("--prompt-style %s: use official or comfyui%s", optarg, "");
             break;
         case O_EMBEDDINGS: o->g.embeddings = optarg; break;
@@ -280,21 +380,21 @@ int gen_parse(int argc, char **argv, opts *o)
         case O_VARIANT:
         case O_VARIANT_C:
         case O_VARIANT_B: {
-            cs_variant v;
-            if (cs_variant_parse(optarg, &v))
+            const char *v = gen_choice(CASCADE_P_VARIANT_C, optarg);
+            if (!v)
                 return bad("--variant: unknown variant '%s' (auto, full, bf16, lite, lite-bf16)%s", optarg, "");
             if (c != O_VARIANT_B) o->var_c = v;
             if (c != O_VARIANT_C) o->var_b = v;
             break;
         }
-        case O_STAGE_C: o->file[CS_PART_STAGE_C] = optarg; break;
-        case O_STAGE_B: o->file[CS_PART_STAGE_B] = optarg; break;
-        case O_STAGE_A: o->file[CS_PART_STAGE_A] = optarg; break;
-        case O_TEXT: o->file[CS_PART_TEXT] = optarg; break;
-        case O_PREVIEWER: o->file[CS_PART_PREVIEWER] = optarg; break;
+        case O_STAGE_C: o->file[CASCADE_PART_STAGE_C] = optarg; break;
+        case O_STAGE_B: o->file[CASCADE_PART_STAGE_B] = optarg; break;
+        case O_STAGE_A: o->file[CASCADE_PART_STAGE_A] = optarg; break;
+        case O_TEXT: o->file[CASCADE_PART_TEXT_ENCODER] = optarg; break;
+        case O_PREVIEWER: o->file[CASCADE_PART_PREVIEWER] = optarg; break;
         case O_TOKENIZER: o->tokenizer = optarg; break;
-        case O_CLIP_VISION: o->file[CS_PART_CLIP_VISION] = optarg; break;
-        case O_EFFNET: o->file[CS_PART_EFFNET] = optarg; break;
+        case O_CLIP_VISION: o->file[CASCADE_PART_CLIP_VISION] = optarg; break;
+        case O_EFFNET: o->file[CASCADE_PART_EFFNET] = optarg; break;
         case O_INIT_IMAGE: o->init_image = optarg; break;
         case O_STRENGTH: {
             float v;
@@ -304,7 +404,7 @@ int gen_parse(int argc, char **argv, opts *o)
             break;
         }
         case O_IMAGE:
-            if (o->n_images == CS_GEN_MAX_IMAGES)
+            if (o->n_images == GEN_MAX_IMAGES)
                 return bad("--image: at most %s images%s", "16", "");
             e = gen_image_arg(optarg, o->image_path[o->n_images], GEN_PATH, &o->image_strength[o->n_images]);
             o->n_images += !e;
@@ -316,11 +416,11 @@ int gen_parse(int argc, char **argv, opts *o)
         case O_PRECISION: o->precision = optarg; break;
         case 'q': o->quiet = 1; break;
         case O_DEMO: o->demo = 1; break;
-        case O_LORA: e = parse_lora("--lora", optarg, &o->lora_list[0], o->lora[0]); break;
-        case O_LORA_C: e = parse_lora("--lora-c", optarg, &o->lora_list[0], o->lora[0]); break;
-        case O_LORA_B: e = parse_lora("--lora-b", optarg, &o->lora_list[1], o->lora[1]); break;
-        case O_LORA_TE: e = parse_lora("--lora-te", optarg, &o->lora_list[2], o->lora[2]); break;
-        case O_LORA_LENIENT: o->lora_list[0].lenient = o->lora_list[1].lenient = o->lora_list[2].lenient = 1; break;
+        case O_LORA: e = parse_lora("--lora", optarg, o, 0); break;
+        case O_LORA_C: e = parse_lora("--lora-c", optarg, o, 0); break;
+        case O_LORA_B: e = parse_lora("--lora-b", optarg, o, 1); break;
+        case O_LORA_TE: e = parse_lora("--lora-te", optarg, o, 2); break;
+        case O_LORA_LENIENT: o->lora_lenient = 1; break;
         case 'h': usage(stdout); return 1;
         case ':': return bad("option %s needs a value%s", argv[optind - 1], "");
         default: return bad("unknown option '%s' (see 'cascade generate --help')%s", argv[optind - 1], "");
@@ -342,16 +442,16 @@ int gen_parse(int argc, char **argv, opts *o)
     /* ComfyUI's samplers: the names only ComfyUI has, and ddpm / lcm (the
      * official names) when --scheduler asks for ComfyUI's */
     int official_name = sampler_arg && (!strcmp(sampler_arg, "ddpm") || !strcmp(sampler_arg, "lcm"));
-    if (ks > 0 && (!official_name || sched >= 0)) {
-        o->g.c.ks_sampler = o->g.b.ks_sampler = ks;
-        o->g.c.ks_scheduler = o->g.b.ks_scheduler = sched >= 0 ? sched : CS_KSCHED_SIMPLE;
+    if (ks && (!official_name || sched)) {
+        o->g.c.ksampler = o->g.b.ksampler = ks;
+        o->g.c.scheduler = o->g.b.scheduler = sched ? sched : gen_choice(CASCADE_P_SCHEDULER_C, NULL);
         o->g.c.denoise = denoise;
         if (rho_given)
             return bad("--cfg-rho applies to the official samplers only (ComfyUI's CFG has no rescale)%s%s", "", "");
         if (o->strength_given)
             return bad("--strength applies to the official samplers; with --sampler %s use --denoise%s", sampler_arg,
                        "");
-    } else if (sched >= 0) {
+    } else if (sched) {
         return bad("--scheduler applies to ComfyUI's samplers (euler, euler_ancestral, dpmpp_2m, dpmpp_2m_sde, lcm, ddpm)%s%s",
                    "", "");
     } else if (denoise_given) {
@@ -361,13 +461,10 @@ int gen_parse(int argc, char **argv, opts *o)
         o->strength = 0.6;
     if (o->g.preview_every && !o->preview)
         return bad("--preview-every needs --preview FILE%s%s", "", "");
-    if (o->g.c.sampler == CS_SAMPLER_DDIM)
+    if (o->g.c.sampler == CASCADE_SAMPLER_DDIM)
         o->g.c.eta = o->g.b.eta = eta_given ? eta : 0.0f;   /* §9: ddim is eta 0 */
     else if (eta_given)
         return bad("--eta applies to --sampler ddim only%s%s", "", "");
     o->g.prompt = o->prompt;
-    if (o->demo && !o->size_given)
-        o->g.width = o->g.height = CS_DEMO_SIZE;
-    o->g.want_preview = o->preview != NULL;
-    return 0;
+    return 0;   /* --demo without a size: the demo's (cascade_use_demo) */
 }

@@ -7,11 +7,18 @@
 
 #include <stdio.h>
 
+static cascade_ctx *the_ctx;   /* the process's */
+
 struct cascade_ctx *cli_ctx(void)
 {
-    static cascade_ctx *ctx;   /* the process's; lives until exit */
-    if (!ctx) ctx = cascade_ctx_new();
-    return ctx;
+    if (!the_ctx) the_ctx = cascade_ctx_new();
+    return the_ctx;
+}
+
+void cli_ctx_free(void)
+{
+    cascade_ctx_free(the_ctx);
+    the_ctx = NULL;
 }
 
 int cli_init(int threads)

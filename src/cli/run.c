@@ -7,11 +7,6 @@
 
 #include "cascade.h"
 
-#include "cancel.h"
-#include "error.h"
-#include "ksampler.h"
-#include "prompt.h"
-
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,20 +53,19 @@ static const struct option longopts[] = {
     {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
 };
 
-static void print_stage(const char *name, const char *node, const cs_sample_params *sp, uint64_t seed,
+static void print_stage(const char *name, const char *node, const gen_stage *sp, uint64_t seed,
                         const char *model, const char *file)
 {
     printf("%s: node %s\n", name, node);
     printf("  model     %s%s%s%s\n", model, file ? " -> " : "", file ? file : "", "");
-    if (sp->ks_sampler)
-        printf("  sampler   %s, scheduler %s\n", cs_ks_sampler_name(sp->ks_sampler),
-               cs_ks_scheduler_name(sp->ks_scheduler));
+    if (sp->ksampler)
+        printf("  sampler   %s, scheduler %s\n", sp->ksampler, sp->scheduler);
     else
         printf("  sampler   %s (cascade's official sampler), cfg_rho %g\n",
-               sp->sampler == CS_SAMPLER_DDIM ? "ddim" : sp->sampler == CS_SAMPLER_LCM ? "lcm" : "ddpm",
+               sp->sampler == CASCADE_SAMPLER_DDIM ? "ddim" : sp->sampler == CASCADE_SAMPLER_LCM ? "lcm" : "ddpm",
                (double)sp->cfg_rho);
     printf("  steps %d, cfg %g, seed %llu, denoise %g, shift %g\n", sp->steps, (double)sp->cfg,
-           (unsigned long long)seed, sp->ks_sampler ? sp->denoise : 1.0, (double)sp->shift);
+           (unsigned long long)seed, sp->ksampler ? sp->denoise : 1.0, (double)sp->shift);
 }
 
 typedef struct {
@@ -79,30 +73,39 @@ typedef struct {
     const char *file;
 } plan_ctx;
 
-static void plan_print(void *ctx, const opts *o, const cs_model_paths *mp)
+/* ctx's file for part, or "?" */
+static const char *file_of(cascade_ctx *ctx, cascade_part part)
 {
-    const plan_ctx *pc = ctx;
+    const char *f = cascade_get_model(ctx, part);
+    return f ? f : "?";
+}
+
+static void plan_print(void *pctx, const opts *o, cascade_ctx *ctx)
+{
+    const plan_ctx *pc = pctx;
     const wf_plan_info *in = pc->info;
-    const cs_gen_params *g = &o->g;
+    const gen_settings *g = &o->g;
     printf("workflow: %s\n", pc->file);
     printf("size: %dx%d, batch %d, compression %d (Stage C latent %dx%d)\n", g->width, g->height, g->batch,
-           in->compression, cs_latent_c(g->width), cs_latent_c(g->height));
+           in->compression, cascade_latent_side(g->width, CASCADE_LATENT_C),
+           cascade_latent_side(g->height, CASCADE_LATENT_C));
     printf("prompt: %s\nnegative: %s%s\n", g->prompt, g->negative ? g->negative : "",
-           g->prompt_style == CS_PROMPT_OFFICIAL ? " (official prompt reading)" : "");
-    printf("text encoder: %s -> %s\n", in->text_name, mp->text_encoder ? mp->text_encoder : "?");
+           g->prompt_style == CASCADE_PROMPT_OFFICIAL ? " (official prompt reading)" : "");
+    printf("text encoder: %s -> %s\n", in->text_name, file_of(ctx, CASCADE_PART_TEXT_ENCODER));
     for (int p = 0; p < 3; p++)
-        for (int i = 0; i < o->lora_list[p].n; i++)
+        for (int i = 0; i < o->n_lora[p]; i++)
             printf("lora (%s): %s strength %g\n", p == 0 ? "stage_c" : p == 1 ? "stage_b" : "text_encoder",
                    o->lora[p][i].path, (double)o->lora[p][i].strength);
-    for (int i = 0; i < g->n_images; i++)
+    for (int i = 0; i < o->n_images; i++)
         printf("image variation: %s strength %g (CLIP vision %s -> %s)\n", o->image_path[i],
-               (double)o->image_strength[i], in->cv_name, mp->clip_vision ? mp->clip_vision : "?");
-    if (o->init_image)
-        printf("img2img: %s (EfficientNet %s -> %s)\n", o->init_image, in->effnet_name, mp->effnet ? mp->effnet : "?");
-    print_stage("Stage C", in->node_c, &g->c, g->seed, in->stage_c_name, mp->stage_c);
-    print_stage("Stage B", in->node_b, &g->b, g->seed_b_set ? g->seed_b : g->seed, in->stage_b_name, mp->stage_b);
+               (double)o->image_strength[i], in->cv_name, file_of(ctx, CASCADE_PART_CLIP_VISION));
+    if (o->init_image)   /* a workflow's init image is used (strength 0.6) */
+        printf("img2img: %s (EfficientNet %s -> %s)\n", o->init_image, in->effnet_name, file_of(ctx, CASCADE_PART_EFFNET));
+    print_stage("Stage C", in->node_c, &g->c, g->seed, in->stage_c_name, cascade_get_model(ctx, CASCADE_PART_STAGE_C));
+    print_stage("Stage B", in->node_b, &g->b, g->seed_b_set ? g->seed_b : g->seed, in->stage_b_name,
+                cascade_get_model(ctx, CASCADE_PART_STAGE_B));
     printf("  negative  %s\n", g->b_uncond_zero ? "ConditioningZeroOut (zeros)" : "Stage C's negative prompt");
-    printf("Stage A: %s -> %s\n", in->stage_a_name, mp->stage_a ? mp->stage_a : "?");
+    printf("Stage A: %s -> %s\n", in->stage_a_name, file_of(ctx, CASCADE_PART_STAGE_A));
     printf("output: %s/%s_NNNNN_.png%s\n", o->out ? o->out : ".", in->prefix, o->demo ? " (demo networks)" : "");
     for (int k = 0; k < in->n_save; k++)
         printf("latent: node %s: %s latent -> %s/%s_NNNNN_.latent\n", in->save[k].node,
@@ -129,7 +132,7 @@ static int copy_latents(const wf_plan_info *info, const char *out, const char *p
     gen_latents l = {0};
     int hnd[GEN_MAX_SAVE_LATENT] = {0}, rc = gen_output_plan(&go, out, 1, 1, 0);
     if (!rc && !go.to_dir)
-        rc = cs_error(CS_EARG, "-o %s: a workflow writes numbered files: give a folder", out);
+        rc = cli_error(CASCADE_E_ARG, "-o %s: a workflow writes numbered files: give a folder", out);
     o.n_save_latent = info->n_save;
     o.latent_prompt = prompt;
     for (int k = 0; k < info->n_save; k++)
@@ -161,12 +164,12 @@ static int copy_latents(const wf_plan_info *info, const char *out, const char *p
     int status = 0;
     if (rc) {
         int why = cli_stop_pending();
-        if (rc == CS_EINTR || why) {
+        if (rc == CASCADE_E_INTR || why) {
             fprintf(stderr, ME ": %s; nothing written\n", cli_stop_text(why));
             status = cli_stop_status(why);
         } else {
             const char *msg = cli_message(rc);
-            fprintf(stderr, ME ": %s\n", msg ? msg : cs_last_error());
+            fprintf(stderr, ME ": %s\n", msg ? msg : cascade_last_error());
             status = 1;
         }
     } else {
@@ -216,7 +219,7 @@ int cmd_run(int argc, char **argv)
     const char *file = argv[optind];
     json_t *api = NULL;
     if (wf_load(file, &api)) {
-        fprintf(stderr, ME ": %s\n", cs_last_error());
+        fprintf(stderr, ME ": %s\n", cascade_last_error());
         return 1;
     }
     opts *o = calloc(1, sizeof *o);
@@ -230,15 +233,13 @@ int cmd_run(int argc, char **argv)
     char *slash = strrchr(dir, '/');
     if (slash) *slash = 0;
     else strcpy(dir, ".");
-    cs_gen_defaults(&o->g);
+    gen_settings_defaults(&o->g);
     o->count = 1;
     wf_env env = {file, models, input, dir, demo};
     int status;
     if (wf_plan(api, &env, o, info)) {
-        fprintf(stderr, ME ": %s\n", cs_last_error());
-        for (int p = 0; p < 3; p++)
-            for (int i = 0; i < o->lora_list[p].n; i++)
-                free((char *)o->lora[p][i].path);
+        fprintf(stderr, ME ": %s\n", cascade_last_error());
+        gen_opts_free_loras(o);
         status = 1;
     } else if (info->latents_only) {
         char *prompt = json_dumps(api, JSON_COMPACT | JSON_SORT_KEYS);
@@ -262,7 +263,7 @@ int cmd_run(int argc, char **argv)
         o->plan_ctx = &pc;
         o->n_save_latent = info->n_save;
         for (int k = 0; k < info->n_save; k++) {
-            o->save_latent_stage[k] = (int)info->save[k].src;   /* WF_LATENT_* = cs_latent_id */
+            o->save_latent_stage[k] = (int)info->save[k].src;   /* WF_LATENT_* = CASCADE_LATENT_* */
             o->save_latent_prefix[k] = info->save[k].prefix;
         }
         char *prompt = info->n_save ? json_dumps(api, JSON_COMPACT | JSON_SORT_KEYS) : NULL;

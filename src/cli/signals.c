@@ -27,47 +27,76 @@
 #include <limits.h>
 #include <stdatomic.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 static int err_tty;   /* stderr may hold an open progress line: start a new one */
 
-/* ---- the CLI's cleanup list: fixed slots, claimed and released with
- * atomics, read by the handlers without locks ---- */
+/* ---- the CLI's cleanup list: blocks of slots, claimed and released with
+ * atomics, read by the handlers without locks. A full list grows by a block
+ * linked in atomically (a batch of previews may pass any fixed count);
+ * blocks are never freed, so a handler on any thread only ever reads live
+ * memory. ---- */
 #define SLOTS 64
 enum { FREE = 0, BUSY, FILE_, DIR_ };
-static struct {
-    atomic_int state;
-    char path[PATH_MAX];
-} slot[SLOTS];
+typedef struct block {
+    struct {
+        atomic_int state;
+        char path[PATH_MAX];
+    } slot[SLOTS];
+    struct block *_Atomic next;
+} block;
+static block first;
 
 int cli_cleanup_add(const char *path, int is_dir)
 {
     size_t n = strlen(path);
     if (n >= PATH_MAX) return 0;
-    for (int i = 0; i < SLOTS; i++) {
-        int expect = FREE;
-        if (!atomic_compare_exchange_strong(&slot[i].state, &expect, BUSY)) continue;
-        memcpy(slot[i].path, path, n + 1);
-        atomic_store(&slot[i].state, is_dir ? DIR_ : FILE_);
-        return i + 1;
+    block *b = &first;
+    for (int base = 0;; base += SLOTS) {
+        for (int i = 0; i < SLOTS; i++) {
+            int expect = FREE;
+            if (!atomic_compare_exchange_strong(&b->slot[i].state, &expect, BUSY)) continue;
+            memcpy(b->slot[i].path, path, n + 1);
+            atomic_store(&b->slot[i].state, is_dir ? DIR_ : FILE_);
+            return base + i + 1;
+        }
+        block *next = atomic_load(&b->next);
+        if (!next) {
+            block *nb = calloc(1, sizeof *nb), *none = NULL;
+            if (!nb) return 0;   /* out of memory: this path is not covered */
+            if (!atomic_compare_exchange_strong(&b->next, &none, nb)) free(nb), nb = none;
+            next = nb;
+        }
+        b = next;
+        if (base > INT_MAX - 2 * SLOTS) return 0;
     }
-    return 0;
 }
 
 void cli_cleanup_del(int h)
 {
-    if (h > 0 && h <= SLOTS) atomic_store(&slot[h - 1].state, FREE);
+    block *b = &first;
+    for (h--; b && h >= SLOTS; h -= SLOTS) b = atomic_load(&b->next);
+    if (b && h >= 0) atomic_store(&b->slot[h].state, FREE);
+}
+
+/* the slots in state of b and the blocks after it, newest (last) first */
+static void remove_from(block *b, int state)
+{
+    block *next = atomic_load(&b->next);
+    if (next) remove_from(next, state);
+    for (int i = SLOTS - 1; i >= 0; i--)
+        if (atomic_load(&b->slot[i].state) == state)
+            (void)(state == FILE_ ? unlink(b->slot[i].path) : rmdir(b->slot[i].path));
 }
 
 /* the CLI's paths, then the library's temporaries; async-signal-safe */
 static void remove_all(void)
 {
-    for (int i = SLOTS - 1; i >= 0; i--)
-        if (atomic_load(&slot[i].state) == FILE_) unlink(slot[i].path);
-    for (int i = SLOTS - 1; i >= 0; i--)
-        if (atomic_load(&slot[i].state) == DIR_) rmdir(slot[i].path);
+    remove_from(&first, FILE_);
+    remove_from(&first, DIR_);
     cascade_remove_temporaries();
 }
 

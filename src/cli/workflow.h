@@ -44,7 +44,7 @@ int wf_from_ui(const json_t *ui, const char *what, json_t **api);
  * no cycles. One line naming the node id and class. */
 int wf_check(const json_t *api, const char *what);
 
-/* Fills o (zeroed by the caller, then cs_gen_defaults) for the run the graph
+/* Fills o (zeroed by the caller, then gen_settings_defaults) for the run the graph
  * describes. env: where names resolve. Returns 0, or CS_EARG / CS_EMODEL /
  * CS_EIO with one line naming the node. */
 typedef struct {
@@ -71,7 +71,7 @@ typedef struct {
     char prefix[256];
     char node_c[64], node_b[64];   /* "3 (KSampler)" for the plan */
     int compression;
-    char path[CS_PART_COUNT][GEN_PATH];   /* resolved model files */
+    char path[CASCADE_PART_COUNT][GEN_PATH];   /* resolved model files */
     char init_path[GEN_PATH];             /* img2img image */
     wf_save_latent save[WF_MAX_SAVE_LATENT];
     int n_save;

@@ -6,12 +6,10 @@
  * official samplers, cfg_rho, the official prompt reading, rounding) goes
  * into extra inputs named cascade_* that ComfyUI ignores and `cascade run`
  * reads. */
+#include "cli.h"
 #include "workflow.h"
 
-#include "error.h"
-#include "ksampler.h"
-#include "prompt.h"
-#include "weights.h"
+#include "cascade.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,11 +32,17 @@ static json_t *ln(const char *id, int slot)
     return json_pack("[s, i]", id, slot);
 }
 
+static const char *base_name(const char *path)
+{
+    const char *b = strrchr(path, '/');
+    return b ? b + 1 : path;
+}
+
 static const char *model_name(const gen_meta *m, const char *role)
 {
     for (int i = 0; i < m->n_models; i++)
         if (!strcmp(m->models[i].role, role))
-            return cs_basename(m->models[i].path);
+            return base_name(m->models[i].path);
     return "";
 }
 
@@ -60,27 +64,28 @@ static int compression_for(int w, int h)
     for (int d = 0; d < 64; d++)
         for (int s = -1; s <= 1; s += 2) {
             int c = 42 + s * d;
-            if (c >= 4 && w / c == cs_latent_c(w) && h / c == cs_latent_c(h))
+            if (c >= 4 && w / c == cascade_latent_side(w, CASCADE_LATENT_C) &&
+                h / c == cascade_latent_side(h, CASCADE_LATENT_C))
                 return c;
         }
     return 42;
 }
 
-static json_t *ksampler(const cs_sample_params *sp, uint64_t seed, const char *model, const char *pos,
+static json_t *ksampler(const gen_stage *sp, uint64_t seed, const char *model, const char *pos,
                         const char *neg, const char *lat, int lat_slot)
 {
-    const char *sname = sp->ks_sampler ? cs_ks_sampler_name(sp->ks_sampler) : "ddpm";
+    const char *sname = sp->ksampler ? sp->ksampler : "ddpm";
     json_t *in = json_pack("{s:I, s:i, s:o, s:s, s:s, s:o, s:o, s:o, s:o, s:o}", "seed", (json_int_t)seed, "steps",
                            sp->steps, "cfg", num(sp->cfg), "sampler_name", sname, "scheduler",
-                           cs_ks_scheduler_name(sp->ks_sampler ? sp->ks_scheduler : 0), "denoise",
-                           num(sp->ks_sampler ? sp->denoise : 1.0), "model", ln(model, 0), "positive", ln(pos, 0),
+                           sp->ksampler ? sp->scheduler : gen_choice(CASCADE_P_SCHEDULER_C, NULL), "denoise",
+                           num(sp->ksampler ? sp->denoise : 1.0), "model", ln(model, 0), "positive", ln(pos, 0),
                            "negative", ln(neg, 0), "latent_image", ln(lat, lat_slot));
-    if (!sp->ks_sampler) {
+    if (!sp->ksampler) {
         json_object_set_new(in, "cascade_sampler",
-                            json_string(sp->sampler == CS_SAMPLER_DDIM ? "ddim"
-                                        : sp->sampler == CS_SAMPLER_LCM ? "lcm" : "ddpm"));
+                            json_string(sp->sampler == CASCADE_SAMPLER_DDIM ? "ddim"
+                                        : sp->sampler == CASCADE_SAMPLER_LCM ? "lcm" : "ddpm"));
         json_object_set_new(in, "cascade_cfg_rho", num(sp->cfg_rho));
-        if (sp->sampler == CS_SAMPLER_DDIM)
+        if (sp->sampler == CASCADE_SAMPLER_DDIM)
             json_object_set_new(in, "cascade_eta", num(sp->eta));
     }
     return in;
@@ -88,7 +93,7 @@ static json_t *ksampler(const cs_sample_params *sp, uint64_t seed, const char *m
 
 static json_t *build_api(const gen_meta *m, const char *prefix)
 {
-    const cs_gen_params *p = m->g;
+    const gen_settings *p = m->g;
     graph g = {json_object(), 1};
     char mc[16], mb[16], clip[16], vae[16], pos[16], neg[16], lat[16], kc[16], bc[16], nb[16], kb[16], dec[16],
         tmp[16], posc[16];
@@ -102,12 +107,12 @@ static json_t *build_api(const gen_meta *m, const char *prefix)
     for (int i = 0; i < m->n_loras; i++) {
         const gen_lora_meta *l = &m->loras[i];
         if (!strcmp(l->part, "stage_b")) {
-            json_t *in = json_pack("{s:s, s:o, s:o}", "lora_name", cs_basename(l->path), "strength_model",
+            json_t *in = json_pack("{s:s, s:o, s:o}", "lora_name", base_name(l->path), "strength_model",
                                    num(l->strength), "model", ln(mb, 0));
             snprintf(mb, sizeof mb, "%s", add(&g, "LoraLoaderModelOnly", in, tmp));
         } else {
             int te = !strcmp(l->part, "text_encoder");
-            json_t *in = json_pack("{s:s, s:o, s:o, s:o, s:o}", "lora_name", cs_basename(l->path), "strength_model",
+            json_t *in = json_pack("{s:s, s:o, s:o, s:o, s:o}", "lora_name", base_name(l->path), "strength_model",
                                    num(te ? 0 : l->strength), "strength_clip", num(te ? l->strength : 0), "model",
                                    ln(mc, 0), "clip", ln(clip, clip_slot));
             add(&g, "LoraLoader", in, tmp);
@@ -127,7 +132,7 @@ static json_t *build_api(const gen_meta *m, const char *prefix)
                                                                  ln(mb, 0)), tmp));
     json_t *tin = json_pack("{s:s, s:o}", "text", p->prompt, "clip", ln(clip, clip_slot));
     json_t *nin = json_pack("{s:s, s:o}", "text", p->negative ? p->negative : "", "clip", ln(clip, clip_slot));
-    if (p->prompt_style == CS_PROMPT_OFFICIAL) {
+    if (p->prompt_style == CASCADE_PROMPT_OFFICIAL) {
         json_object_set_new(tin, "cascade_prompt_style", json_string("official"));
         json_object_set_new(nin, "cascade_prompt_style", json_string("official"));
     }
@@ -143,7 +148,7 @@ static json_t *build_api(const gen_meta *m, const char *prefix)
         json_t *e;
         json_array_foreach(imgs, i, e) {
             const char *f = json_string_value(json_object_get(e, "file"));
-            add(&g, "LoadImage", json_pack("{s:s, s:s}", "image", cs_basename(f ? f : ""), "upload", "image"), li);
+            add(&g, "LoadImage", json_pack("{s:s, s:s}", "image", base_name(f ? f : ""), "upload", "image"), li);
             add(&g, "CLIPVisionEncode", json_pack("{s:s, s:o, s:o}", "crop", "center", "clip_vision", ln(cv, 0),
                                                   "image", ln(li, 0)), enc);
             json_t *in = json_pack("{s:o, s:f, s:o, s:o}", "strength",
@@ -156,10 +161,10 @@ static json_t *build_api(const gen_meta *m, const char *prefix)
     json_decref(imgs);
     int comp = compression_for(p->width, p->height);
     json_t *init = m->init_image ? json_loads(m->init_image, 0, NULL) : NULL;
-    if (init && p->c.ks_sampler) {   /* ComfyUI's img2img: the image, scaled to the run's size, encoded */
+    if (init && p->c.ksampler) {   /* ComfyUI's img2img: the image, scaled to the run's size, encoded */
         char li[16], sc[16], ev[16];
         const char *f = json_string_value(json_object_get(init, "file"));
-        add(&g, "LoadImage", json_pack("{s:s, s:s}", "image", cs_basename(f ? f : ""), "upload", "image"), li);
+        add(&g, "LoadImage", json_pack("{s:s, s:s}", "image", base_name(f ? f : ""), "upload", "image"), li);
         add(&g, "ImageScale", json_pack("{s:s, s:i, s:i, s:s, s:o}", "upscale_method", "bicubic", "width", p->width,
                                         "height", p->height, "crop", "center", "image", ln(li, 0)), sc);
         add(&g, "VAELoader", json_pack("{s:s}", "vae_name", model_name(m, "effnet")), ev);
@@ -181,7 +186,7 @@ static json_t *build_api(const gen_meta *m, const char *prefix)
     add(&g, "KSampler", ksampler(&p->b, p->seed_b_set ? p->seed_b : p->seed, mb, bc, nb, lat, 1), kb);
     add(&g, "VAEDecode", json_pack("{s:o, s:o}", "samples", ln(kb, 0), "vae", ln(vae, 0)), dec);
     json_t *save = json_pack("{s:s, s:o}", "filename_prefix", prefix ? prefix : "cascade", "images", ln(dec, 0));
-    if (p->u8_mode == CS_U8_ROUND)
+    if (p->round)
         json_object_set_new(save, "cascade_round", json_true());
     add(&g, "SaveImage", save, tmp);
     return g.api;
@@ -264,7 +269,7 @@ int wf_emit(const gen_meta *m, const char *prefix, char **api_out, char **ui_out
     json_decref(ui);
     if (!*api_out || !*ui_out) {
         free(*api_out), free(*ui_out);
-        return cs_error(CS_ENOMEM, "out of memory building the workflow metadata");
+        return cli_error(CASCADE_E_NOMEM, "out of memory building the workflow metadata");
     }
     return 0;
 }

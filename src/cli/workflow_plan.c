@@ -7,10 +7,11 @@
  * before anything heavy runs. */
 #include "workflow.h"
 
+#include "cascade.h"
+
 #include "error.h"
 #include "image_in.h"
-#include "ksampler.h"
-#include "prompt.h"
+#include "models.h"
 
 #include <float.h>
 #include <limits.h>
@@ -193,18 +194,17 @@ static int add_lora(plan *p, const char *id, int part, const char *name, double 
     opts *o = p->o;
     if (p->env->demo)
         return nerr(p, id, "LoRAs need real model files (not --demo)");
-    if (o->lora_list[part].n == GEN_MAX_LORA)
+    if (o->n_lora[part] == GEN_MAX_LORA)
         return nerr(p, id, "more than %d LoRAs on one model", GEN_MAX_LORA);
     char *path;
     int rc = resolve_lora(p, id, name, &path);
     if (rc)
         return rc;
     /* walked from the sampler back to the loader: the last found applies first */
-    cs_lora *v = o->lora[part];
-    memmove(v + 1, v, (size_t)o->lora_list[part].n * sizeof *v);
-    v[0] = (cs_lora){path, (float)s, 0};
-    o->lora_list[part].v = v;
-    o->lora_list[part].n++;
+    gen_lora *v = o->lora[part];
+    memmove(v + 1, v, (size_t)o->n_lora[part] * sizeof *v);
+    v[0] = (gen_lora){path, (float)s};
+    o->n_lora[part]++;
     return 0;
 }
 
@@ -215,7 +215,7 @@ static int model_chain(plan *p, const char *id, const char *input, cs_part part)
     int slot, rc;
     if ((rc = link_of(p, id, input, &src, &slot)) != 0)
         return rc;
-    cs_sample_params *sp = part == CS_PART_STAGE_C ? &p->o->g.c : &p->o->g.b;
+    gen_stage *sp = part == CS_PART_STAGE_C ? &p->o->g.c : &p->o->g.b;
     int shift_seen = 0;
     for (int hops = 0; hops < 256; hops++) {
         const char *name;
@@ -334,8 +334,8 @@ static int text_of(plan *p, const char *id, const char *input, int images, const
         if ((rc = get_str(p, img, "image", &name)))
             return rc;
         opts *o = p->o;
-        if (o->n_images == CS_GEN_MAX_IMAGES)
-            return nerr(p, src, "more than %d images", CS_GEN_MAX_IMAGES);
+        if (o->n_images == GEN_MAX_IMAGES)
+            return nerr(p, src, "more than %d images", GEN_MAX_IMAGES);
         /* walked outermost first; ComfyUI appends each to the list: keep its order */
         memmove(o->image_path[1], o->image_path[0], (size_t)o->n_images * GEN_PATH);
         memmove(o->image_strength + 1, o->image_strength, (size_t)o->n_images * sizeof(float));
@@ -360,14 +360,14 @@ static int text_of(plan *p, const char *id, const char *input, int images, const
     if ((rc = get_str(p, src, "text", text)) || (rc = clip_chain(p, src)))
         return rc;
     const char *style = json_string_value(widget(p, src, "cascade_prompt_style"));
-    if (style && (p->o->g.prompt_style = cs_prompt_style_parse(style)) < 0)
+    if (style && (p->o->g.prompt_style = gen_prompt_style(style)) < 0)
         return nerr(p, src, "cascade_prompt_style '%s': official or comfyui", style);
     *tnode = src;
     return 0;
 }
 
 /* a KSampler / KSamplerAdvanced node's settings */
-static int sampler_of(plan *p, const char *id, cs_sample_params *sp, uint64_t *seed)
+static int sampler_of(plan *p, const char *id, gen_stage *sp, uint64_t *seed)
 {
     int adv = is(p, id, "KSamplerAdvanced"), rc;
     long long steps, sd;
@@ -392,21 +392,21 @@ static int sampler_of(plan *p, const char *id, cs_sample_params *sp, uint64_t *s
     } else if (denoise <= 0) {
         return nerr(p, id, "denoise 0 does nothing: use a value in (0, 1]");
     }
-    int ks = cs_ks_sampler_from_name(sname), sc = cs_ks_scheduler_from_name(sched);
+    const char *ks = gen_choice(CASCADE_P_KSAMPLER_C, sname), *sc = gen_choice(CASCADE_P_SCHEDULER_C, sched);
     /* the _gpu variant only builds its Brownian tree on x's device: on the
      * CPU, where ComfyUI's latents are ours, it is dpmpp_2m_sde */
     if (sname && !strcmp(sname, "dpmpp_2m_sde_gpu"))
-        ks = CS_KS_DPMPP_2M_SDE;
-    if (ks <= 0)
+        ks = gen_choice(CASCADE_P_KSAMPLER_C, "dpmpp_2m_sde");
+    if (!ks)
         return nerr(p, id, "sampler '%s' is not supported (euler, euler_ancestral, dpmpp_2m, dpmpp_2m_sde, lcm, "
                     "ddpm)", sname);
-    if (sc < 0)
+    if (!sc)
         return nerr(p, id, "scheduler '%s' is not supported (simple, normal, karras, exponential, sgm_uniform)",
                     sched);
     sp->steps = (int)steps;
     sp->cfg = (float)cfg;
-    sp->ks_sampler = ks;
-    sp->ks_scheduler = sc;
+    sp->ksampler = ks;
+    sp->scheduler = sc;
     sp->denoise = denoise;
     sp->cfg_rho = 0.0f;
     /* cascade's own samplers, written by cascade into its PNGs (ComfyUI
@@ -414,16 +414,16 @@ static int sampler_of(plan *p, const char *id, cs_sample_params *sp, uint64_t *s
     const char *own = json_string_value(widget(p, id, "cascade_sampler"));
     if (own) {
         double rho = 0.7, eta = 0.0;
-        if (!strcmp(own, "ddpm")) sp->sampler = CS_SAMPLER_DDPM;
-        else if (!strcmp(own, "ddim")) sp->sampler = CS_SAMPLER_DDIM;
-        else if (!strcmp(own, "lcm")) sp->sampler = CS_SAMPLER_LCM;
+        if (!strcmp(own, "ddpm")) sp->sampler = CASCADE_SAMPLER_DDPM;
+        else if (!strcmp(own, "ddim")) sp->sampler = CASCADE_SAMPLER_DDIM;
+        else if (!strcmp(own, "lcm")) sp->sampler = CASCADE_SAMPLER_LCM;
         else return nerr(p, id, "cascade_sampler '%s': ddpm, ddim or lcm", own);
         if ((widget(p, id, "cascade_cfg_rho") && (rc = get_num(p, id, "cascade_cfg_rho", 0, 1, &rho))) ||
             (widget(p, id, "cascade_eta") && (rc = get_num(p, id, "cascade_eta", 0, 1, &eta))))
             return rc;
-        sp->ks_sampler = 0;
+        sp->ksampler = NULL;
         sp->cfg_rho = (float)rho;
-        sp->eta = sp->sampler == CS_SAMPLER_DDIM ? (float)eta : 1.0f;
+        sp->eta = sp->sampler == CASCADE_SAMPLER_DDIM ? (float)eta : 1.0f;
     }
     *seed = (uint64_t)sd;
     return 0;
@@ -459,7 +459,7 @@ static int find_output(plan *p, const char **decode)
                         pre);
         const json_t *r = widget(p, save, "cascade_round");
         if (json_is_true(r))
-            p->o->g.u8_mode = CS_U8_ROUND;
+            p->o->g.round = 1;
     }
     snprintf(p->info->prefix, sizeof p->info->prefix, "%s", pre);
     if (!is(p, img, "VAEDecode"))
@@ -564,8 +564,8 @@ static int latent_c(plan *p, const char *ks, int *w, int *h, int *comp)
         return nerr(p, ks, "latent_image must be output 0 (stage_c) of node %s", src);
     if (is(p, src, "StableCascade_EmptyLatentImage")) {
         long long ww, hh, b;
-        if ((rc = get_int(p, src, "width", 8, GEN_MAX_SIDE, &ww)) || (rc = get_int(p, src, "height", 8, GEN_MAX_SIDE, &hh)) ||
-            (rc = get_int(p, src, "compression", 4, 128, &v)) || (rc = get_int(p, src, "batch_size", 1, GEN_MAX_BATCH, &b)))
+        if ((rc = get_int(p, src, "width", 8, gen_max_side(), &ww)) || (rc = get_int(p, src, "height", 8, gen_max_side(), &hh)) ||
+            (rc = get_int(p, src, "compression", 4, 128, &v)) || (rc = get_int(p, src, "batch_size", 1, gen_max_batch(), &b)))
             return rc;
         *w = (int)ww, *h = (int)hh, *comp = (int)v;
         p->o->g.batch = (int)b;
@@ -679,7 +679,7 @@ int wf_plan(const json_t *api, const wf_env *env, opts *o, wf_plan_info *info)
             goto out;
         }
     }
-    if ((o->g.c.ks_sampler == 0) != (o->g.b.ks_sampler == 0)) {
+    if (!o->g.c.ksampler != !o->g.b.ksampler) {
         rc = nerr(&p, ksb, "cascade_sampler on one stage only: not supported");
         goto out;
     }
@@ -696,13 +696,15 @@ int wf_plan(const json_t *api, const wf_env *env, opts *o, wf_plan_info *info)
         goto out;
     }
     w = w / 8 * 8, h = h / 8 * 8;   /* ComfyUI's Stage B latent is (side // 8) * 2 */
-    if (w < 8 || h < 8 || w / comp != cs_latent_c(w) || h / comp != cs_latent_c(h)) {
+    int lw = cascade_latent_side(w, CASCADE_LATENT_C), lh = cascade_latent_side(h, CASCADE_LATENT_C);
+    if (w < 8 || h < 8 || w / comp != lw || h / comp != lh) {
         rc = nerr(&p, lc, "size %dx%d with compression %d gives a %dx%d Stage C latent; cascade's pipeline makes "
                   "%dx%d at that size (compression 42 matches it at the usual sizes)", w, h, comp, w / comp, h / comp,
-                  cs_latent_c(w), cs_latent_c(h));
+                  lw, lh);
         goto out;
     }
     o->g.width = w, o->g.height = h;
+    o->size_given = 1;   /* also with --demo */
     info->compression = comp;
     if ((rc = save_latents(&p, ksc, ksb, is(&p, lc, "StableCascade_StageC_VAEEncode") ? lc : NULL)))
         goto out;
@@ -716,7 +718,7 @@ int wf_plan(const json_t *api, const wf_env *env, opts *o, wf_plan_info *info)
         o->g.seed_b = seed_b;
         o->g.seed_b_set = 1;
     }
-    if (o->g.b_uncond_zero && !o->g.c.ks_sampler) {
+    if (o->g.b_uncond_zero && !o->g.c.ksampler) {
         rc = nerr(&p, ksb, "ConditioningZeroOut with cascade_sampler: not supported");
         goto out;
     }
