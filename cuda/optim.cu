@@ -174,19 +174,11 @@ static __global__ void k_af_apply(cs_adafactor_k k, const double *ss, const floa
     }
 }
 
-/* Refused unless $CASCADE_CUDA_ADAFACTOR is set (for finding the cause): on
- * an H100 a full fine-tune's weights after three steps differed from the
- * CPU's by up to 0.04 (tests/test_train_dev, bench/RESULTS-cuda.md) while
- * AdamW matched to 1e-5, so training on the GPU with Adafactor says so
- * instead of training differently. */
 extern "C" int cs_cuda_adafactor_update(const cs_adafactor_k *k, size_t B, size_t R, size_t C, float *p,
                                         const float *g, float *row, float *col, float *v, float *u)
 {
     size_t n = B * R * C;
     if (!n) return 0;
-    if (!getenv("CASCADE_CUDA_ADAFACTOR"))
-        return cs_cuda_fail_text(CS_EUNSUP, "CUDA: Adafactor on the GPU is disabled (it disagreed with the CPU on an "
-                                            "H100); use --optimizer_type adamw or --device cpu");
     const char *what = "the Adafactor step";
     /* ss (1 double) and, factored, rmean (B floats) */
     double *ss = (double *)cs_cuda_alloc(sizeof(double) + B * sizeof(float));

@@ -308,6 +308,34 @@ static void worst_tensors(const result *d, const result *h)
                (best[k] + 1 < h->nseg ? h->seg_off[best[k] + 1] : h->nw) - h->seg_off[best[k]], rel[k]);
 }
 
+/* The key third of an attention's packed in_proj_bias has a zero gradient
+ * (adding a constant to every key adds the same q.b to every score of a
+ * query: the softmax does not change), so what the backward computes for it
+ * is rounding noise (~1e-9 against ~1e-2 for the query and value thirds),
+ * different noise on each device. AdamW's eps (1e-8) mutes such a gradient;
+ * Adafactor's (1e-30, added to g^2) does not: it normalises the noise to
+ * updates of about +-lr, as PyTorch's Adafactor does, so those values are
+ * arbitrary on either device. They are held to that bound (at most a few lr
+ * a step each way) and then left out of the comparison. */
+static int mask_key_bias(const char *name, result *d, const result *h, double lr)
+{
+    int bad = 0, masked = 0;
+    for (int i = 0; i < h->nseg && i < d->nseg; i++) {
+        const char *nm = h->seg_name[i], *at = strstr(nm, "in_proj_bias");
+        if (!at) continue;
+        int weight = !strcmp(at, "in_proj_bias");
+        size_t lo = h->seg_off[i], hi = i + 1 < h->nseg ? h->seg_off[i + 1] : h->nw, third = (hi - lo) / 3;
+        for (size_t j = lo + third; j < lo + 2 * third; j++) {
+            if (weight && !(fabs((double)d->w[j] - h->w[j]) <= 2 * STEPS * 4 * lr)) bad++;
+            d->w[j] = h->w[j];
+            masked++;
+        }
+    }
+    printf("%s: %s: %d values of the key biases (zero gradient) left out%s\n", bad ? "FAIL" : "ok", name, masked,
+           bad ? ", some moved further than noise updates can" : "");
+    return bad;
+}
+
 static int compare(const char *name, const result *d, const result *h)
 {
     int fail = 0;
@@ -349,7 +377,7 @@ int main(void)
     static const run_cfg cfgs[] = {
         {CS_OPT_ADAMW, 0, 1, 0, "full AdamW"},
         {CS_OPT_ADAFACTOR, 0, 2, 1, "full Adafactor, adaptive, accum 2"},
-        /* which of Adafactor and accumulation an H100 disagreed on (RESULTS-cuda.md) */
+        /* Adafactor without accumulation, AdamW with it */
         {CS_OPT_ADAFACTOR, 0, 1, 0, "full Adafactor"},
         {CS_OPT_ADAMW, 0, 2, 0, "full AdamW, accum 2"},
         {CS_OPT_ADAMW, 1, 2, 0, "LoRA AdamW, accum 2"},
@@ -380,7 +408,9 @@ int main(void)
     printf("# device: %s (%s)\n", cs_backend_name(), EXACT ? "bit for bit" : "fp32 tolerance");
     for (int i = 0; i < NC; i++) {
         result r = ZERO;
-        fail |= run(&cfgs[i], 1, 0, STEPS, NULL, NULL, &r, NULL, NULL) || compare(cfgs[i].name, &r, &cpu[i]);
+        int e = run(&cfgs[i], 1, 0, STEPS, NULL, NULL, &r, NULL, NULL);
+        if (!e && !EXACT && cfgs[i].opt == CS_OPT_ADAFACTOR && !cfgs[i].lora) e = mask_key_bias(cfgs[i].name, &r, &cpu[i], 1e-2);
+        fail |= e || compare(cfgs[i].name, &r, &cpu[i]);
         result_free(&r);
     }
     /* resume: 2 steps, save, then the third in a fresh trainer on a fresh model */
@@ -396,7 +426,8 @@ int main(void)
             memcpy(full.norm, cpu[i].norm + a.nnorm, sizeof(double) * (size_t)b.nnorm);
             char nm[128];
             snprintf(nm, sizeof nm, "%s, resumed after step 2", c->name);
-            e = compare(nm, &b, &full);
+            if (!EXACT && c->opt == CS_OPT_ADAFACTOR && !c->lora) e = mask_key_bias(nm, &b, &full, 1e-2);
+            e = e || compare(nm, &b, &full);
         }
         fail |= e;
         saved_free(&st);
