@@ -30,7 +30,9 @@ const cs_param_row *cs_param_row_of(int key);
  * with the message in ctx ("width: 12 is not a multiple of 8"). */
 int cs_param_check_int(cascade_ctx *ctx, cascade_param key, long long v);
 
-#define CS_API_MAX_LORA 16
+#define CS_API_MAX_LORA CASCADE_MAX_LORAS
+/* the pipeline's image list is the public limit */
+_Static_assert(CS_GEN_MAX_IMAGES == CASCADE_MAX_IMAGES, "CS_GEN_MAX_IMAGES is CASCADE_MAX_IMAGES");
 
 /* One image of cascade_add_image*: preprocessed, and what the metadata
  * says of it. */

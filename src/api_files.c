@@ -4,6 +4,8 @@
 #include "api.h"
 
 #include "error.h"
+#include "image_in.h"
+#include "infile.h"
 #include "latent.h"
 #include "models.h"
 #include "pngout.h"
@@ -167,5 +169,27 @@ int cascade_file_hash(cascade_ctx *ctx, const char *path, int flags, unsigned lo
         pthread_mutex_unlock(&cache_lock);
     }
     *hash = h;
+    return 0;
+}
+
+int cascade_file_read(cascade_ctx *ctx, const char *path, const char *what, unsigned long long max, char **buf,
+                      size_t *len)
+{
+    if (buf) *buf = NULL;
+    if (len) *len = 0;
+    if (!path || !what || !buf) return cs_api_fail(ctx, cs_error(CS_EARG, "cascade_file_read: a NULL argument"));
+    int rc = cs_infile_read(path, what, (uint64_t)max, buf, len);
+    return rc ? cs_api_fail(ctx, rc) : 0;
+}
+
+int cascade_image_size(cascade_ctx *ctx, const char *path, int *width, int *height)
+{
+    if (!ctx) return CASCADE_E_ARG;
+    if (!path || !width || !height) return cs_api_fail(ctx, cs_error(CS_EARG, "cascade_image_size: a NULL argument"));
+    cs_image im;
+    int rc = cs_image_read(path, &im);
+    if (rc) return cs_api_fail(ctx, rc);
+    *width = (int)im.w, *height = (int)im.h;   /* at most CS_IMAGE_MAX_SIDE */
+    cs_image_free(&im);
     return 0;
 }

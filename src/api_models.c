@@ -80,6 +80,19 @@ static int use_choice(cascade_ctx *ctx, const cs_model_set *set, const cs_choice
     return 0;
 }
 
+int cascade_model_check(cascade_ctx *ctx, cascade_part part, const char *path)
+{
+    if (!ctx) return CASCADE_E_ARG;
+    if (!path || part < 0 || part >= CASCADE_PART_COUNT)
+        return cs_api_fail(ctx, cs_error(CS_EARG, "cascade_model_check: %s", !path ? "the path is NULL" : "no such part"));
+    /* an empty scan: the file is identified and forced as in a real one */
+    cs_model_set *set = NULL;
+    int rc = cs_models_scan_roots(NULL, NULL, 0, &set);
+    if (!rc) rc = cs_models_force(set, (cs_part)part, path);
+    cs_models_free(set);
+    return rc ? cs_api_fail(ctx, rc) : 0;
+}
+
 int cascade_find_models(cascade_ctx *ctx)
 {
     if (!ctx) return CASCADE_E_ARG;

@@ -254,6 +254,12 @@ typedef enum {
 CASCADE_API int cascade_set_model(cascade_ctx *ctx, cascade_part part, const char *path);
 /* The file the context will use for part, or NULL. */
 CASCADE_API const char *cascade_get_model(const cascade_ctx *ctx, cascade_part part);
+/* Whether the file at path holds part's network, checked as a scan checks
+ * a file set with cascade_set_model (a file of several networks holds
+ * each; only its header is read): 0, or CASCADE_E_MODEL ("PATH: holds
+ * Stage B, not a Stage A", or why the file cannot be used) / CASCADE_E_IO
+ * (missing) with the message. */
+CASCADE_API int cascade_model_check(cascade_ctx *ctx, cascade_part part, const char *path);
 /* Looks for model files (CASCADE_P_MODELS_DIR, $CASCADE_MODELS, the default
  * folder; flat, Hugging Face, diffusers and ComfyUI layouts, recognised by
  * their tensors) and, for each part not set with cascade_set_model, takes
@@ -430,15 +436,16 @@ CASCADE_API void cascade_remove_temporaries(void);
  * LoRAs merged into part (CASCADE_PART_STAGE_C, _STAGE_B or _TEXT_ENCODER)
  * at load, in the order added, at strength (any finite number, may be
  * negative); the file is read when a generation loads the part (see
- * CASCADE_P_LORA_LENIENT); at most 16 per part. The notes of the merge go
- * to the log callback. */
+ * CASCADE_P_LORA_LENIENT); at most CASCADE_MAX_LORAS per part. The notes
+ * of the merge go to the log callback. */
+enum { CASCADE_MAX_LORAS = 16, CASCADE_MAX_IMAGES = 16 };
 CASCADE_API int cascade_add_lora(cascade_ctx *ctx, cascade_part part, const char *path, double strength);
 CASCADE_API void cascade_clear_loras(cascade_ctx *ctx);
 /* Image variation: each image (PNG or JPEG file, or rgb [height, width, 3]
  * bytes with rows stride apart) is read and CLIP-preprocessed now (a bad
  * file fails here, before any model is loaded); its image embedding times
  * strength (-10..10) is one image token of Stage C's conditional half. At
- * most 16. Needs a CLIP vision model (CASCADE_PART_CLIP_VISION; the demo
+ * most CASCADE_MAX_IMAGES. Needs a CLIP vision model (CASCADE_PART_CLIP_VISION; the demo
  * writes a tiny one). */
 CASCADE_API int cascade_add_image(cascade_ctx *ctx, const char *path, double strength);
 CASCADE_API int cascade_add_image_rgb(cascade_ctx *ctx, const unsigned char *rgb, int width, int height,
@@ -533,6 +540,17 @@ CASCADE_API int cascade_latent_read(cascade_ctx *ctx, const char *path, float **
  * only): so called, it may run on several threads at once. */
 enum { CASCADE_HASH_NO_CACHE = 2 };
 CASCADE_API int cascade_file_hash(cascade_ctx *ctx, const char *path, int flags, unsigned long long *hash);
+/* A file from outside read whole, with the checks of the library's own
+ * inputs: a regular file (a FIFO or device is refused before it is
+ * opened) of at most max bytes; what names its kind in the messages
+ * ("PATH: 70 MiB, more than the 64 MiB a workflow may have"). *buf is
+ * NUL-terminated (free with cascade_free), *len (may be NULL) its bytes
+ * without the NUL. ctx may be NULL, as for cascade_file_hash. */
+CASCADE_API int cascade_file_read(cascade_ctx *ctx, const char *path, const char *what, unsigned long long max,
+                                  char **buf, size_t *len);
+/* The width and height of an image file (PNG or JPEG), read with the
+ * checks and messages of cascade_add_image and cascade_set_init_image. */
+CASCADE_API int cascade_image_size(cascade_ctx *ctx, const char *path, int *width, int *height);
 
 /* ---- text, for tools ---- */
 /* The CLIP tokens of text: BOS, every BPE token (not cut at 77), EOS, with

@@ -12,6 +12,8 @@
 #include "cascade.h"
 #include "fake_st.h"
 
+#include "error.h"
+#include "image_in.h"
 #include "image_prep.h"
 #include "init_image.h"
 #include "lora.h"
@@ -252,6 +254,69 @@ static void test_lora_memory(const char *data, const char *tmp)   /* data: at mo
     cascade_ctx_free(c2);
 }
 
+/* the calls the CLI's workflow planner uses in place of the engine's own:
+ * a part check with the scan's message, a checked file read, an image's
+ * size, the input limits as constants */
+static void test_helpers(const char *data, const char *tmp)   /* after test_lora_memory: tmp/models */
+{
+    char a[4200], b[4200], f[4200], want[1024];
+    snprintf(a, sizeof a, "%s/models/stage_a.safetensors", tmp);
+    snprintf(b, sizeof b, "%s/models/stage_b_lite_bf16.safetensors", tmp);
+    cascade_ctx *ctx = cascade_ctx_new();
+    CHECK(cascade_model_check(ctx, CASCADE_PART_STAGE_A, a) == 0, "stage_a as Stage A: %s", cascade_errmsg(ctx));
+    CHECK(cascade_model_check(ctx, CASCADE_PART_STAGE_B, b) == 0, "stage_b as Stage B: %s", cascade_errmsg(ctx));
+    /* the message a scan gives for a file set for the wrong part */
+    cs_model_set *set = NULL;
+    int rc = cs_models_scan_roots(NULL, NULL, 0, &set);
+    CHECK(rc == 0 && cs_models_force(set, CS_PART_STAGE_A, b) == CS_EMODEL, "the scan took Stage B as Stage A");
+    snprintf(want, sizeof want, "%s", cs_last_error());
+    cs_models_free(set);
+    CHECK(cascade_model_check(ctx, CASCADE_PART_STAGE_A, b) == CASCADE_E_MODEL && !strcmp(cascade_errmsg(ctx), want),
+          "Stage B as Stage A: '%s', the scan says '%s'", cascade_errmsg(ctx), want);
+    snprintf(f, sizeof f, "%s/models/nope.safetensors", tmp);
+    CHECK(cascade_model_check(ctx, CASCADE_PART_STAGE_A, f) < 0 && strstr(cascade_errmsg(ctx), f), "a missing model: %s",
+          cascade_errmsg(ctx));
+    snprintf(f, sizeof f, "%s/lora/peft.safetensors", data);
+    CHECK(cascade_model_check(ctx, CASCADE_PART_STAGE_C, f) == CASCADE_E_MODEL, "a LoRA taken as Stage C");
+    CHECK(cascade_model_check(ctx, CASCADE_PART_COUNT, a) == CASCADE_E_ARG, "part COUNT accepted");
+    /* file read: the bytes, the size cap, no FIFO */
+    snprintf(f, sizeof f, "%s/read.json", tmp);
+    FILE *o = fopen(f, "wb");
+    if (o) fputs("{\"a\": 1}", o), fclose(o);
+    char *buf = NULL;
+    size_t len = 0;
+    CHECK(cascade_file_read(NULL, f, "workflow", 64, &buf, &len) == 0 && buf && len == 8 && !strcmp(buf, "{\"a\": 1}"),
+          "file read: %s", cascade_last_error());
+    cascade_free(buf);
+    CHECK(cascade_file_read(ctx, f, "workflow", 7, &buf, NULL) == CASCADE_E_FORMAT && !buf &&
+          strstr(cascade_errmsg(ctx), "8 bytes, more than the 7 bytes a workflow may have"), "size cap: %s",
+          cascade_errmsg(ctx));
+    snprintf(f, sizeof f, "%s/fifo", tmp);
+    CHECK(mkfifo(f, 0600) == 0 && cascade_file_read(ctx, f, "workflow", 64, &buf, NULL) == CASCADE_E_IO &&
+          strstr(cascade_errmsg(ctx), "not a regular file (a FIFO)"), "a FIFO: %s", cascade_errmsg(ctx));
+    /* image size: as the image reader sees it, with its message */
+    unsigned char px[5 * 3 * 3] = {0};
+    snprintf(f, sizeof f, "%s/size", tmp);
+    char got[4200];
+    int w = 0, h = 0;
+    CHECK(cascade_png_write(ctx, px, 5, 3, 15, NULL, 0, f, CASCADE_PNG_NUMBERED, got, sizeof got) == 0 &&
+          cascade_image_size(ctx, got, &w, &h) == 0 && w == 5 && h == 3, "image size %dx%d: %s", w, h, cascade_errmsg(ctx));
+    cs_image im;
+    CHECK(cs_image_read(a, &im) < 0, "a model read as an image");
+    snprintf(want, sizeof want, "%s", cs_last_error());
+    CHECK(cascade_image_size(ctx, a, &w, &h) < 0 && !strcmp(cascade_errmsg(ctx), want), "not an image: '%s' vs '%s'",
+          cascade_errmsg(ctx), want);
+    /* the limits: CASCADE_MAX_LORAS a part, CASCADE_MAX_IMAGES images */
+    snprintf(f, sizeof f, "%s/lora/peft.safetensors", data);
+    for (int i = 0; i < CASCADE_MAX_LORAS; i++)
+        CHECK(cascade_add_lora(ctx, CASCADE_PART_STAGE_B, f, 0.5) == 0, "LoRA %d: %s", i + 1, cascade_errmsg(ctx));
+    CHECK(cascade_add_lora(ctx, CASCADE_PART_STAGE_B, f, 0.5) == CASCADE_E_ARG, "LoRA %d accepted", CASCADE_MAX_LORAS + 1);
+    for (int i = 0; i < CASCADE_MAX_IMAGES; i++)
+        CHECK(cascade_add_image_rgb(ctx, px, 5, 3, 15, 1) == 0, "image %d: %s", i + 1, cascade_errmsg(ctx));
+    CHECK(cascade_add_image_rgb(ctx, px, 5, 3, 15, 1) == CASCADE_E_ARG, "image %d accepted", CASCADE_MAX_IMAGES + 1);
+    cascade_ctx_free(ctx);
+}
+
 static void test_images(void)
 {
     unsigned char pic[40 * 48 * 3 + 16];
@@ -430,6 +495,7 @@ int main(void)
     test_ksampler();
     test_lora(data);
     test_lora_memory(data, dir);
+    test_helpers(data, dir);
     test_images();
     test_files(dir);
     test_run_calls(dir);

@@ -10,8 +10,8 @@
 #include <stdio.h>
 
 #define GEN_PATH 4096
-#define GEN_MAX_LORA 16   /* per part (cascade_add_lora's limit) */
-#define GEN_MAX_IMAGES 16 /* --image / unCLIPConditioning (cascade_add_image's limit) */
+#define GEN_MAX_LORA CASCADE_MAX_LORAS     /* per part (cascade_add_lora) */
+#define GEN_MAX_IMAGES CASCADE_MAX_IMAGES /* --image / unCLIPConditioning (cascade_add_image) */
 #define GEN_MAX_SAVE_LATENT 8
 
 /* The library's limits, from cascade.h's table (cascade_param_range). */

@@ -185,6 +185,13 @@ static int copy_latents(const wf_plan_info *info, const char *out, const char *p
     return status;
 }
 
+/* wf_load's and wf_plan's failures: the CLI's own lines (cli_error) */
+static const char *wf_message(int rc)
+{
+    const char *m = cli_message(rc);
+    return m ? m : cascade_last_error();
+}
+
 int cmd_run(int argc, char **argv)
 {
     const char *out = NULL, *models = NULL, *input = NULL, *device = NULL, *precision = NULL, *tok = NULL;
@@ -218,8 +225,10 @@ int cmd_run(int argc, char **argv)
     }
     const char *file = argv[optind];
     json_t *api = NULL;
-    if (wf_load(file, &api)) {
-        fprintf(stderr, ME ": %s\n", cascade_last_error());
+    cli_message_clear();
+    int rc = wf_load(file, &api);
+    if (rc) {
+        fprintf(stderr, ME ": %s\n", wf_message(rc));
         return 1;
     }
     opts *o = calloc(1, sizeof *o);
@@ -237,8 +246,8 @@ int cmd_run(int argc, char **argv)
     o->count = 1;
     wf_env env = {file, models, input, dir, demo};
     int status;
-    if (wf_plan(api, &env, o, info)) {
-        fprintf(stderr, ME ": %s\n", cascade_last_error());
+    if ((rc = wf_plan(api, &env, o, info)) != 0) {
+        fprintf(stderr, ME ": %s\n", wf_message(rc));
         gen_opts_free_loras(o);
         status = 1;
     } else if (info->latents_only) {

@@ -1,17 +1,14 @@
 /* ComfyUI workflow files: the node classes cascade runs, reading API and UI
  * JSON and the text chunks of ComfyUI's PNGs, and the graph checks (known
  * classes, links, cycles) that run before anything heavy. */
+#include "cli.h"
 #include "workflow.h"
-
-#include "error.h"
-#include "infile.h"
 
 #include <png.h>
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 /* inputs that take links, their types; widgets in widgets_values order;
  * outputs in slot order (types as ComfyUI names them) */
@@ -93,13 +90,13 @@ static int png_chunks(FILE *f, const char *path, char **prompt, char **workflow)
     png_infop info = png ? png_create_info_struct(png) : NULL, end = png ? png_create_info_struct(png) : NULL;
     if (!png || !info || !end) {
         png_destroy_read_struct(&png, &info, &end);
-        return cs_error(CS_ENOMEM, "%s: out of memory reading the PNG", path);
+        return cli_error(CASCADE_E_NOMEM, "%s: out of memory reading the PNG", path);
     }
     if (setjmp(png_jmpbuf(png))) {
         png_destroy_read_struct(&png, &info, &end);
         free(*prompt), free(*workflow);
         *prompt = *workflow = NULL;
-        return cs_error(CS_EIO, "%s: not a readable PNG", path);
+        return cli_error(CASCADE_E_IO, "%s: not a readable PNG", path);
     }
     png_init_io(png, f);
     png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, NULL, 0);
@@ -132,61 +129,46 @@ static int png_chunks(FILE *f, const char *path, char **prompt, char **workflow)
     return 0;
 }
 
-/* the whole (size-limited) file, then its EXIF texts */
-static int webp_chunks(FILE *f, const char *path, char **prompt, char **workflow)
-{
-    size_t cap = 1 << 16, n = 0, got;
-    unsigned char *d = malloc(cap);
-    while (d && (got = fread(d + n, 1, cap - n, f)) > 0) {
-        n += got;
-        if (n == cap) {
-            unsigned char *g = realloc(d, cap *= 2);
-            if (!g)
-                free(d);
-            d = g;
-        }
-    }
-    if (!d)
-        return cs_error(CS_ENOMEM, "%s: out of memory", path);
-    int rc = ferror(f) ? cs_error(CS_EIO, "%s: cannot read", path) : wf_webp_texts(d, n, path, prompt, workflow);
-    free(d);
-    return rc;
-}
+/* ComfyUI writes workflows of a few hundred KB; a PNG holds its image too */
+#define WF_MAX_FILE ((unsigned long long)64 << 20)
 
 int wf_load(const char *path, json_t **api)
 {
     *api = NULL;
-    int fd, rc = cs_infile_open(path, "workflow", (uint64_t)64 << 20, &fd, NULL);
+    char *buf;
+    size_t got;
+    /* the library's checks: a regular file (no FIFO or device), size-limited */
+    int rc = cascade_file_read(NULL, path, "workflow", WF_MAX_FILE, &buf, &got);
     if (rc)
-        return rc;
-    FILE *f = fdopen(fd, "rb");
-    if (!f) {
-        close(fd);
-        return cs_error(CS_EIO, "%s: cannot read", path);
-    }
-    unsigned char sig[12] = {0};
-    size_t got = fread(sig, 1, 12, f);
-    rewind(f);
+        return cli_error(rc, "%s", cascade_last_error());
+    const unsigned char *sig = (const unsigned char *)buf;
     json_t *root = NULL;
     json_error_t je;
     int png = got >= 8 && !png_sig_cmp(sig, 0, 8);
-    int webp = got == 12 && !memcmp(sig, "RIFF", 4) && !memcmp(sig + 8, "WEBP", 4);
+    int webp = got >= 12 && !memcmp(sig, "RIFF", 4) && !memcmp(sig + 8, "WEBP", 4);
     if (png || webp) {
         char *prompt = NULL, *workflow = NULL;
-        rc = png ? png_chunks(f, path, &prompt, &workflow) : webp_chunks(f, path, &prompt, &workflow);
-        fclose(f);
+        if (png) {
+            FILE *f = fmemopen(buf, got, "rb");   /* libpng reads a stream */
+            rc = f ? png_chunks(f, path, &prompt, &workflow) : cli_error(CASCADE_E_NOMEM, "%s: out of memory", path);
+            if (f)
+                fclose(f);
+        } else {
+            rc = wf_webp_texts(sig, got, path, &prompt, &workflow);
+        }
+        cascade_free(buf);
         if (rc)
             return rc;
         const char *text = prompt ? prompt : workflow;
         if (!text)
-            return cs_error(CS_EIO, "%s: this %s holds no ComfyUI workflow (no 'prompt' or 'workflow' %s)", path,
+            return cli_error(CASCADE_E_IO, "%s: this %s holds no ComfyUI workflow (no 'prompt' or 'workflow' %s)", path,
                             png ? "PNG" : "WebP", png ? "text chunk" : "EXIF entry");
         root = json_loads(text, 0, &je);
         if (!root) {
             /* an image whose "prompt" is plain text (older cascade PNGs) */
             if (prompt && workflow && (root = json_loads(workflow, 0, &je)) != NULL)
                 goto parsed;
-            rc = cs_error(CS_EIO, "%s: the '%s' %s is not JSON: %s (line %d)", path, prompt ? "prompt" : "workflow",
+            rc = cli_error(CASCADE_E_IO, "%s: the '%s' %s is not JSON: %s (line %d)", path, prompt ? "prompt" : "workflow",
                           png ? "text chunk" : "EXIF entry", je.text, je.line);
         }
     parsed:
@@ -194,14 +176,14 @@ int wf_load(const char *path, json_t **api)
         if (rc)
             return rc;
     } else {
-        root = json_loadf(f, JSON_REJECT_DUPLICATES, &je);
-        fclose(f);
+        root = json_loadb(buf, got, JSON_REJECT_DUPLICATES, &je);
+        cascade_free(buf);
         if (!root)
-            return cs_error(CS_EIO, "%s: not valid JSON: %s (line %d, column %d)", path, je.text, je.line, je.column);
+            return cli_error(CASCADE_E_IO, "%s: not valid JSON: %s (line %d, column %d)", path, je.text, je.line, je.column);
     }
     if (!json_is_object(root)) {
         json_decref(root);
-        return cs_error(CS_EIO, "%s: a workflow is a JSON object (API format: {\"id\": {\"class_type\", \"inputs\"}}; "
+        return cli_error(CASCADE_E_IO, "%s: a workflow is a JSON object (API format: {\"id\": {\"class_type\", \"inputs\"}}; "
                         "UI format: {\"nodes\", \"links\"})", path);
     }
     if (json_is_array(json_object_get(root, "nodes"))) {
@@ -232,7 +214,7 @@ static int ui_links(const json_t *links, ui_link **out, size_t *n, const char *w
     size_t cnt = json_array_size(links), i;
     ui_link *l = calloc(cnt ? cnt : 1, sizeof *l);
     if (!l)
-        return cs_error(CS_ENOMEM, "out of memory");
+        return cli_error(CASCADE_E_NOMEM, "out of memory");
     json_t *e;
     json_array_foreach(links, i, e) {
         if (json_is_array(e) && json_array_size(e) >= 5) {
@@ -249,7 +231,7 @@ static int ui_links(const json_t *links, ui_link **out, size_t *n, const char *w
             l[i].to_slot = (int)json_integer_value(json_object_get(e, "target_slot"));
         } else {
             free(l);
-            return cs_error(CS_EIO, "%s: links[%zu] is neither [id, from, slot, to, slot, type] nor an object", what, i);
+            return cli_error(CASCADE_E_IO, "%s: links[%zu] is neither [id, from, slot, to, slot, type] nor an object", what, i);
         }
     }
     *out = l;
@@ -284,18 +266,18 @@ static int ui_source(const json_t *nodes, const ui_link *l, size_t nl, json_int_
             if (l[i].id == link_id)
                 k = &l[i];
         if (!k)
-            return cs_error(CS_EIO, "%s: node %lld (%s): input link %lld does not exist", what,
+            return cli_error(CASCADE_E_IO, "%s: node %lld (%s): input link %lld does not exist", what,
                             (long long)json_integer_value(json_object_get(at, "id")), ui_type(at), (long long)link_id);
         const json_t *src = ui_node(nodes, k->from);
         if (!src)
-            return cs_error(CS_EIO, "%s: link %lld comes from node %lld, which does not exist", what,
+            return cli_error(CASCADE_E_IO, "%s: link %lld comes from node %lld, which does not exist", what,
                             (long long)link_id, (long long)k->from);
         const char *t = ui_type(src);
         if (!strcmp(t, "Reroute")) {
             json_t *in = json_array_get(json_object_get(src, "inputs"), 0);
             json_t *lk = json_object_get(in, "link");
             if (!json_is_integer(lk))
-                return cs_error(CS_EIO, "%s: node %lld (Reroute) has no input", what, (long long)k->from);
+                return cli_error(CASCADE_E_IO, "%s: node %lld (Reroute) has no input", what, (long long)k->from);
             link_id = json_integer_value(lk);
             at = src;
             continue;
@@ -303,14 +285,14 @@ static int ui_source(const json_t *nodes, const ui_link *l, size_t nl, json_int_
         if (!strcmp(t, "PrimitiveNode")) {
             *value = json_array_get(json_object_get(src, "widgets_values"), 0);
             if (!*value)
-                return cs_error(CS_EIO, "%s: node %lld (PrimitiveNode) has no value", what, (long long)k->from);
+                return cli_error(CASCADE_E_IO, "%s: node %lld (PrimitiveNode) has no value", what, (long long)k->from);
             return 0;
         }
         *node = k->from;
         *slot = k->from_slot;
         return 0;
     }
-    return cs_error(CS_EIO, "%s: a cycle of Reroute nodes", what);
+    return cli_error(CASCADE_E_IO, "%s: a cycle of Reroute nodes", what);
 }
 
 static int is_control(const json_t *v)
@@ -336,13 +318,13 @@ int wf_from_ui(const json_t *ui, const char *what, json_t **api)
         if (is_note(type) || !strcmp(type, "Reroute") || !strcmp(type, "PrimitiveNode") || mode == 2)
             continue;   /* no work; muted nodes do not run in ComfyUI either */
         if (mode == 4) {
-            rc = cs_error(CS_EIO, "%s: node %lld (%s) is bypassed: not supported (remove it or un-bypass it)", what,
+            rc = cli_error(CASCADE_E_IO, "%s: node %lld (%s) is bypassed: not supported (remove it or un-bypass it)", what,
                           (long long)id, type);
             break;
         }
         const wf_class *c = wf_class_find(type);
         if (!c) {
-            rc = cs_error(CS_EIO, "%s: node %lld (%s): node type not supported by cascade run", what, (long long)id,
+            rc = cli_error(CASCADE_E_IO, "%s: node %lld (%s): node type not supported by cascade run", what, (long long)id,
                           type);
             break;
         }
@@ -404,7 +386,7 @@ static int visit(const json_t *api, const char *id, json_t *state, const char *w
     const json_t *nd = json_object_get(api, id);
     const char *type = json_string_value(json_object_get(nd, "class_type"));
     if (st)
-        return cs_error(CS_EIO, "%s: node %s (%s) is part of a cycle", what, id, type ? type : "?");
+        return cli_error(CASCADE_E_IO, "%s: node %s (%s) is part of a cycle", what, id, type ? type : "?");
     json_object_set_new(state, id, json_integer(1));
     const char *k;
     json_t *v;
@@ -414,12 +396,12 @@ static int visit(const json_t *api, const char *id, json_t *state, const char *w
         const char *src = json_string_value(json_array_get(v, 0));
         const json_t *sn = json_object_get(api, src);
         if (!sn)
-            return cs_error(CS_EIO, "%s: node %s (%s): input '%s' links to node %s, which does not exist", what, id,
+            return cli_error(CASCADE_E_IO, "%s: node %s (%s): input '%s' links to node %s, which does not exist", what, id,
                             type, k, src);
         const wf_class *sc = wf_class_find(json_string_value(json_object_get(sn, "class_type")));
         json_int_t slot = json_integer_value(json_array_get(v, 1));
         if (!json_is_integer(json_array_get(v, 1)) || slot < 0 || (sc && slot >= wf_class_n_out(sc)))
-            return cs_error(CS_EIO, "%s: node %s (%s): input '%s' links to output %lld of node %s (%s), which has "
+            return cli_error(CASCADE_E_IO, "%s: node %s (%s): input '%s' links to output %lld of node %s (%s), which has "
                             "%d outputs", what, id, type, k, (long long)slot, src, sc ? sc->name : "?",
                             sc ? wf_class_n_out(sc) : 0);
         int rc = visit(api, src, state, what);   /* a cycle is the first thing to report */
@@ -430,7 +412,7 @@ static int visit(const json_t *api, const char *id, json_t *state, const char *w
         const wf_class *c = wf_class_find(type);
         for (int i = 0; c && sc && i < WF_MAX_IN && c->in[i]; i++)
             if (!strcmp(c->in[i], k) && strcmp(c->in_type[i], sc->out[slot]))
-                return cs_error(CS_EIO, "%s: node %s (%s): input '%s' takes %s, but output %lld of node %s (%s) is %s",
+                return cli_error(CASCADE_E_IO, "%s: node %s (%s): input '%s' takes %s, but output %lld of node %s (%s) is %s",
                                 what, id, type, k, c->in_type[i], (long long)slot, src, sc->name, sc->out[slot]);
     }
     json_object_set_new(state, id, json_integer(2));
@@ -442,14 +424,14 @@ int wf_check(const json_t *api, const char *what)
     const char *id;
     json_t *nd;
     if (!json_object_size(api))
-        return cs_error(CS_EIO, "%s: the workflow has no nodes", what);
+        return cli_error(CASCADE_E_IO, "%s: the workflow has no nodes", what);
     json_object_foreach((json_t *)api, id, nd) {
         const char *type = json_string_value(json_object_get(nd, "class_type"));
         if (!json_is_object(nd) || !type || !json_is_object(json_object_get(nd, "inputs")))
-            return cs_error(CS_EIO, "%s: node %s: not an API-format node (needs \"class_type\" and \"inputs\")", what,
+            return cli_error(CASCADE_E_IO, "%s: node %s: not an API-format node (needs \"class_type\" and \"inputs\")", what,
                             id);
         if (!wf_class_find(type))
-            return cs_error(CS_EIO, "%s: node %s (%s): node type not supported by cascade run", what, id, type);
+            return cli_error(CASCADE_E_IO, "%s: node %s (%s): node type not supported by cascade run", what, id, type);
     }
     json_t *state = json_object();
     int rc = 0;

@@ -5,13 +5,10 @@
  * (two image chains, a Stage B prompt other than Stage C's, ...) are one
  * error naming the node; model, LoRA and image names resolve to files here,
  * before anything heavy runs. */
+#include "cli.h"
 #include "workflow.h"
 
 #include "cascade.h"
-
-#include "error.h"
-#include "image_in.h"
-#include "models.h"
 
 #include <float.h>
 #include <limits.h>
@@ -27,7 +24,8 @@ typedef struct {
     const wf_env *env;
     opts *o;
     wf_plan_info *info;
-    cs_model_set *set;
+    cascade_ctx *ctx;        /* the scan's, the checks' (their messages) */
+    cascade_models *set;     /* NULL with --demo */
     int lora_model_c, lora_model_b;   /* LoRAs found on each model chain */
 } plan;
 
@@ -46,7 +44,7 @@ static int nerr(const plan *p, const char *id, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return cs_error(CS_EIO, "%s: node %s (%s): %s", p->env->what, id, ctype(json_object_get(p->api, id)), msg);
+    return cli_error(CASCADE_E_IO, "%s: node %s (%s): %s", p->env->what, id, ctype(json_object_get(p->api, id)), msg);
 }
 
 /* the node and slot linked to input name of node id; 0 if it is a link */
@@ -111,7 +109,7 @@ static int exists_file(const char *path)
 
 /* a model name (ComfyUI's relative name, maybe with subfolders) -> a file
  * the scan found, checked to hold part */
-static int resolve_model(plan *p, const char *id, const char *name, cs_part part, char *path)
+static int resolve_model(plan *p, const char *id, const char *name, cascade_part part, char *path)
 {
     if (p->env->demo) {
         snprintf(path, GEN_PATH, "%s", name);
@@ -123,8 +121,8 @@ static int resolve_model(plan *p, const char *id, const char *name, cs_part part
         if (*c == '\\') *c = '/';
     const char *found = NULL;
     size_t wl = strlen(want);
-    for (int i = 0; i < p->set->n && !found; i++) {
-        const char *f = p->set->files[i].path;
+    for (int i = 0; i < cascade_models_count(p->set) && !found; i++) {
+        const char *f = cascade_models_path(p->set, i);
         size_t fl = strlen(f);
         if (fl >= wl && !strcmp(f + fl - wl, want))
             found = f;
@@ -132,13 +130,10 @@ static int resolve_model(plan *p, const char *id, const char *name, cs_part part
     if (!found && exists_file(name))
         found = name;
     if (!found)
-        return nerr(p, id, "model '%s' not found (%s)", name, cs_models_looked(p->set));
+        return nerr(p, id, "model '%s' not found (%s)", name, cascade_models_looked(p->set, -1));
     snprintf(path, GEN_PATH, "%s", found);
-    if (cs_models_force(p->set, part, path)) {
-        char m[1024];
-        snprintf(m, sizeof m, "%s", cs_last_error());
-        return nerr(p, id, "'%s' cannot serve as the %s: %s", name, cs_part_title(part), m);
-    }
+    if (cascade_model_check(p->ctx, part, path))
+        return nerr(p, id, "'%s' cannot serve as the %s: %s", name, cascade_part_title(part), cascade_errmsg(p->ctx));
     return 0;
 }
 
@@ -147,9 +142,10 @@ static int resolve_lora(plan *p, const char *id, const char *name, char **out)
 {
     char path[GEN_PATH];
     static const char *sub[] = {"loras/", "models/loras/", ""};
-    for (int r = 0; p->set && r < p->set->n_roots; r++)
+    const char *root;
+    for (int r = 0; p->set && (root = cascade_models_root(p->set, r, NULL)) != NULL; r++)
         for (size_t k = 0; k < sizeof sub / sizeof *sub; k++) {
-            snprintf(path, sizeof path, "%s/%s%s", p->set->roots[r], sub[k], name);
+            snprintf(path, sizeof path, "%s/%s%s", root, sub[k], name);
             if (exists_file(path))
                 goto found;
         }
@@ -158,7 +154,7 @@ static int resolve_lora(plan *p, const char *id, const char *name, char **out)
     snprintf(path, sizeof path, "%s", name);
 found:
     if (!(*out = strdup(path)))
-        return cs_error(CS_ENOMEM, "out of memory");
+        return cli_error(CASCADE_E_NOMEM, "out of memory");
     return 0;
 }
 
@@ -209,13 +205,13 @@ static int add_lora(plan *p, const char *id, int part, const char *name, double 
 }
 
 /* MODEL input of a sampler back to its loader; part C or B */
-static int model_chain(plan *p, const char *id, const char *input, cs_part part)
+static int model_chain(plan *p, const char *id, const char *input, cascade_part part)
 {
     const char *src;
     int slot, rc;
     if ((rc = link_of(p, id, input, &src, &slot)) != 0)
         return rc;
-    gen_stage *sp = part == CS_PART_STAGE_C ? &p->o->g.c : &p->o->g.b;
+    gen_stage *sp = part == CASCADE_PART_STAGE_C ? &p->o->g.c : &p->o->g.b;
     int shift_seen = 0;
     for (int hops = 0; hops < 256; hops++) {
         const char *name;
@@ -223,7 +219,7 @@ static int model_chain(plan *p, const char *id, const char *input, cs_part part)
         if (is(p, src, "LoraLoader") || is(p, src, "LoraLoaderModelOnly")) {
             if ((rc = get_str(p, src, "lora_name", &name)) || (rc = get_num(p, src, "strength_model", -100, 100, &v)))
                 return rc;
-            if (v != 0 && (rc = add_lora(p, src, part == CS_PART_STAGE_C ? 0 : 1, name, v)))
+            if (v != 0 && (rc = add_lora(p, src, part == CASCADE_PART_STAGE_C ? 0 : 1, name, v)))
                 return rc;
             (void)s2;
         } else if (is(p, src, "ModelSamplingStableCascade")) {
@@ -235,7 +231,7 @@ static int model_chain(plan *p, const char *id, const char *input, cs_part part)
         } else if (is(p, src, "UNETLoader") || is(p, src, "CheckpointLoaderSimple")) {
             if ((rc = get_str(p, src, is(p, src, "UNETLoader") ? "unet_name" : "ckpt_name", &name)) != 0)
                 return rc;
-            snprintf(part == CS_PART_STAGE_C ? p->info->stage_c_name : p->info->stage_b_name, 256, "%s", name);
+            snprintf(part == CASCADE_PART_STAGE_C ? p->info->stage_c_name : p->info->stage_b_name, 256, "%s", name);
             return resolve_model(p, src, name, part, p->info->path[part]);
         } else {
             return nerr(p, id, "input '%s' must come from a model loader (UNETLoader, CheckpointLoaderSimple, "
@@ -282,12 +278,12 @@ static int clip_chain(plan *p, const char *id)
             return nerr(p, src, "a second text encoder '%s' (the workflow already uses '%s'): not supported", name,
                         p->info->text_name);
         snprintf(p->info->text_name, 256, "%s", name);
-        return resolve_model(p, src, name, CS_PART_TEXT, p->info->path[CS_PART_TEXT]);
+        return resolve_model(p, src, name, CASCADE_PART_TEXT_ENCODER, p->info->path[CASCADE_PART_TEXT_ENCODER]);
     }
     return nerr(p, id, "clip chain too long");
 }
 
-static int vae_chain(plan *p, const char *id, cs_part part, char *name_out)
+static int vae_chain(plan *p, const char *id, cascade_part part, char *name_out)
 {
     const char *src, *name;
     int slot, rc;
@@ -349,7 +345,7 @@ static int text_of(plan *p, const char *id, const char *input, int images, const
         if (!is(p, loader, "CLIPVisionLoader") || (rc = get_str(p, loader, "clip_name", &name)))
             return rc ? rc : nerr(p, cv, "input 'clip_vision' must come from CLIPVisionLoader");
         snprintf(p->info->cv_name, 256, "%s", name);
-        if ((rc = resolve_model(p, loader, name, CS_PART_CLIP_VISION, p->info->path[CS_PART_CLIP_VISION])))
+        if ((rc = resolve_model(p, loader, name, CASCADE_PART_CLIP_VISION, p->info->path[CASCADE_PART_CLIP_VISION])))
             return rc;
         if ((rc = link_of(p, src, "conditioning", &src, &slot)))
             return rc;
@@ -448,7 +444,7 @@ static int find_output(plan *p, const char **decode)
             if (!save) save = id;
         }
     if (!save)
-        return cs_error(CS_EIO, "%s: the workflow has no SaveImage or PreviewImage node: nothing to make", p->env->what);
+        return cli_error(CASCADE_E_IO, "%s: the workflow has no SaveImage or PreviewImage node: nothing to make", p->env->what);
     const char *pre = "ComfyUI";
     if (is(p, save, "SaveImage")) {
         int rc = get_str(p, save, "filename_prefix", &pre);
@@ -600,21 +596,18 @@ static int latent_c(plan *p, const char *ks, int *w, int *h, int *comp)
      * ComfyUI does; through ImageScale (cascade's own graphs) as --init-image */
     p->o->init_comfy = !sw;
     if (!sw) {   /* ComfyUI: the image's own size */
-        cs_image im;
-        if ((rc = cs_image_read(path, &im)))
-            return rc;
-        sw = (int)im.w, sh = (int)im.h;
-        cs_image_free(&im);
+        if ((rc = cascade_image_size(p->ctx, path, &sw, &sh)))
+            return cli_error(rc, "%s", cascade_errmsg(p->ctx));
     }
     *w = sw, *h = sh;
-    if ((rc = vae_chain(p, src, CS_PART_EFFNET, p->info->effnet_name)))
+    if ((rc = vae_chain(p, src, CASCADE_PART_EFFNET, p->info->effnet_name)))
         return rc;
     return 0;
 }
 
 int wf_plan(const json_t *api, const wf_env *env, opts *o, wf_plan_info *info)
 {
-    plan p = {api, env, o, info, NULL, 0, 0};
+    plan p = {api, env, o, info, NULL, NULL, 0, 0};
     memset(info, 0, sizeof *info);
     int rc = wf_check(api, env->what);
     if (rc)
@@ -623,8 +616,16 @@ int wf_plan(const json_t *api, const wf_env *env, opts *o, wf_plan_info *info)
         info->latents_only = rc > 0;
         return rc < 0 ? rc : 0;
     }
-    if (!env->demo && (rc = cs_models_scan(env->models_dir, &p.set)))
+    /* a context of its own: the scan sees only --models, nothing the
+     * CLI's context holds */
+    if (!(p.ctx = cascade_ctx_new()))
+        return cli_error(CASCADE_E_NOMEM, "out of memory");
+    if (!env->demo && ((rc = cascade_set_string(p.ctx, CASCADE_P_MODELS_DIR, env->models_dir)) ||
+                       (rc = cascade_models_scan(p.ctx, &p.set)))) {
+        rc = cli_error(rc, "%s", cascade_errmsg(p.ctx));
+        cascade_ctx_free(p.ctx);
         return rc;
+    }
     const char *dec = NULL, *ksb, *ksc, *src;
     int slot;
     const char *pos_c, *neg_c, *pos_b, *tn_pc, *tn_nc, *tn_pb;
@@ -637,8 +638,8 @@ int wf_plan(const json_t *api, const wf_env *env, opts *o, wf_plan_info *info)
         goto out;
     }
     snprintf(info->node_b, sizeof info->node_b, "%s (%s)", ksb, ctype(json_object_get(api, ksb)));
-    if ((rc = vae_chain(&p, dec, CS_PART_STAGE_A, info->stage_a_name)) || (rc = sampler_of(&p, ksb, &o->g.b, &seed_b)) ||
-        (rc = model_chain(&p, ksb, "model", CS_PART_STAGE_B)))
+    if ((rc = vae_chain(&p, dec, CASCADE_PART_STAGE_A, info->stage_a_name)) || (rc = sampler_of(&p, ksb, &o->g.b, &seed_b)) ||
+        (rc = model_chain(&p, ksb, "model", CASCADE_PART_STAGE_B)))
         goto out;
     /* Stage B's positive: StageB_Conditioning(Stage C's prompt, Stage C's result) */
     const char *bc;
@@ -656,7 +657,7 @@ int wf_plan(const json_t *api, const wf_env *env, opts *o, wf_plan_info *info)
         goto out;
     }
     snprintf(info->node_c, sizeof info->node_c, "%s (%s)", ksc, ctype(json_object_get(api, ksc)));
-    if ((rc = sampler_of(&p, ksc, &o->g.c, &seed_c)) || (rc = model_chain(&p, ksc, "model", CS_PART_STAGE_C)) ||
+    if ((rc = sampler_of(&p, ksc, &o->g.c, &seed_c)) || (rc = model_chain(&p, ksc, "model", CASCADE_PART_STAGE_C)) ||
         (rc = text_of(&p, ksc, "positive", 1, &pos_c, &tn_pc)) || (rc = text_of(&p, ksc, "negative", 0, &neg_c, &tn_nc)) ||
         (rc = text_of(&p, bc, "conditioning", 0, &pos_b, &tn_pb)))
         goto out;
@@ -724,10 +725,11 @@ int wf_plan(const json_t *api, const wf_env *env, opts *o, wf_plan_info *info)
     }
     if (o->init_image)
         o->strength = 0.6;   /* unused with ComfyUI's samplers (denoise decides) */
-    for (int k = 0; k < CS_PART_COUNT; k++)
+    for (int k = 0; k < CASCADE_PART_COUNT; k++)
         if (info->path[k][0] && !env->demo)
             o->file[k] = info->path[k];
 out:
-    cs_models_free(p.set);
+    cascade_models_free(p.set);
+    cascade_ctx_free(p.ctx);
     return rc;
 }

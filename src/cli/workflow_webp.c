@@ -3,9 +3,8 @@
  * 0x0110, Model) and "workflow:{...}" (0x010F, Make; further extra_pnginfo
  * keys count down from there). Only the container and the TIFF directory
  * are read; the image itself is never decoded, so no libwebp is needed. */
+#include "cli.h"
 #include "workflow.h"
-
-#include "error.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -32,14 +31,14 @@ static int tiff_texts(const unsigned char *t, size_t n, const char *path, char *
     if (n >= 6 && !memcmp(t, "Exif\0\0", 6))   /* some writers keep the JPEG-style header */
         t += 6, n -= 6;
     if (n < 8 || !(!memcmp(t, "II*\0", 4) || !memcmp(t, "MM\0*", 4)))
-        return cs_error(CS_EIO, "%s: the WebP's EXIF chunk is not a TIFF block", path);
+        return cli_error(CASCADE_E_IO, "%s: the WebP's EXIF chunk is not a TIFF block", path);
     int be = t[0] == 'M';
     uint32_t ifd = rd32(t + 4, be);
     if (ifd > n - 2)
-        return cs_error(CS_EIO, "%s: the WebP's EXIF directory lies outside its chunk", path);
+        return cli_error(CASCADE_E_IO, "%s: the WebP's EXIF directory lies outside its chunk", path);
     unsigned cnt = rd16(t + ifd, be);
     if ((size_t)cnt * 12 > n - ifd - 2)
-        return cs_error(CS_EIO, "%s: the WebP's EXIF directory is cut short", path);
+        return cli_error(CASCADE_E_IO, "%s: the WebP's EXIF directory is cut short", path);
     for (unsigned i = 0; i < cnt; i++) {
         const unsigned char *e = t + ifd + 2 + 12 * (size_t)i;
         uint16_t type = rd16(e + 2, be);
@@ -50,7 +49,7 @@ static int tiff_texts(const unsigned char *t, size_t n, const char *path, char *
         if (len > 4) {
             uint32_t off = rd32(e + 8, be);
             if (off > n || len > n - off)
-                return cs_error(CS_EIO, "%s: an EXIF entry of the WebP lies outside its chunk", path);
+                return cli_error(CASCADE_E_IO, "%s: an EXIF entry of the WebP lies outside its chunk", path);
             v = t + off;
         }
         while (len && v[len - 1] == 0)
@@ -61,7 +60,7 @@ static int tiff_texts(const unsigned char *t, size_t n, const char *path, char *
             continue;
         size_t skip = dst == prompt ? 7 : 9;
         if (!(*dst = malloc(len - skip + 1)))
-            return cs_error(CS_ENOMEM, "%s: out of memory", path);
+            return cli_error(CASCADE_E_NOMEM, "%s: out of memory", path);
         memcpy(*dst, v + skip, len - skip);
         (*dst)[len - skip] = 0;
     }
@@ -72,14 +71,14 @@ int wf_webp_texts(const unsigned char *d, size_t n, const char *path, char **pro
 {
     *prompt = *workflow = NULL;
     if (n < 12 || memcmp(d, "RIFF", 4) || memcmp(d + 8, "WEBP", 4))
-        return cs_error(CS_EIO, "%s: not a WebP file", path);
+        return cli_error(CASCADE_E_IO, "%s: not a WebP file", path);
     size_t end = (size_t)le32(d + 4) + 8;
     if (end > n)
         end = n;   /* a short file: read what is there */
     for (size_t pos = 12; pos + 8 <= end;) {
         uint32_t len = le32(d + pos + 4);
         if (len > end - pos - 8)
-            return cs_error(CS_EIO, "%s: WebP chunk '%.4s' runs past the end of the file", path, (const char *)d + pos);
+            return cli_error(CASCADE_E_IO, "%s: WebP chunk '%.4s' runs past the end of the file", path, (const char *)d + pos);
         if (!memcmp(d + pos, "EXIF", 4)) {
             int rc = tiff_texts(d + pos + 8, len, path, prompt, workflow);
             if (rc) {
