@@ -21,6 +21,7 @@ for p in cascade tests/golden/cascade-golden tests/test_backend_ops tests/test_c
     if head -c 4 "$p" | grep -q ELF; then cp "$p" "$d/bin/"; else cp "$b" "$d/bin/"; fi
 done
 cp cuda/.libs/libcascade-cuda.so "$d/bin/"
+cp -P .libs/libcascade.so.* "$d/bin/"   # the cascade program links it (the golden runner and tools do not)
 for so in libxxhash.so.0 libjansson.so.4 libgomp.so.1 libpng16.so.16 libz.so.1 libpcre2-8.so.0 libutf8proc.so.2 libjpeg.so.62; do
     f=$(ldconfig -p | awk -v n="$so" '$1 == n && /x86-64/ {print $NF; exit}')
     [ -n "$f" ] && cp -L "$f" "$d/lib/"
