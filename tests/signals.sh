@@ -156,52 +156,43 @@ fi
 # Stopped, the process gets INT and TERM pending together; on SIGCONT the
 # first starts the stop and the second (while the first one's stop is pending)
 # ends it at once.
-row_dirs second
-TMPDIR="$d/tmp" timeout -s KILL $LIMIT "$BIN" generate --demo --json -p x -o "$d/out/img.png" \
-    --preview "$d/prev/p.png" $SMALL --steps-c 10000 >"$d/json" 2>"$d/err" &
-tpid=$!
-if cpid=$(child_of $tpid) && wait_for "$d/json" '"event":"preview"' $cpid; then
-    kill -s STOP $cpid
-    kill -s INT $cpid
-    kill -s TERM $cpid
-    kill -s CONT $cpid
-    wait $tpid
-    rc=$?
-    r=0
-    [ $rc -eq 130 ] || { echo "  second: exit $rc, expected 130"; r=1; }
-    one_line second "^cascade: stopped at once (second signal); temporary files removed$" || r=1
-    leftovers second || r=1
-    [ $r -eq 0 ] && ok second || bad second
-else
-    wait $tpid
-    bad "second: never reached Stage C"
-fi
-
+# second_signal ROW PATTERN CHECK ARGS...: generate with ARGS until its JSON
+# shows PATTERN, then INT and TERM together; CHECK (a function) says what
+# must be gone afterwards
+second_signal() {
+    row=$1 pat=$2 check=$3
+    shift 3
+    row_dirs $row
+    TMPDIR="$d/tmp" timeout -s KILL $LIMIT "$BIN" generate --demo --json -p x -o "$d/out/img.png" \
+        --preview "$d/prev/p.png" "$@" >"$d/json" 2>"$d/err" &
+    tpid=$!
+    if cpid=$(child_of $tpid) && wait_for "$d/json" "$pat" $cpid; then
+        kill -s STOP $cpid
+        kill -s INT $cpid
+        kill -s TERM $cpid
+        kill -s CONT $cpid
+        wait $tpid
+        rc=$?
+        r=0
+        [ $rc -eq 130 ] || { echo "  $row: exit $rc, expected 130"; r=1; }
+        one_line $row "^cascade: stopped at once (second signal); temporary files removed$" || r=1
+        $check $row || r=1
+        [ $r -eq 0 ] && ok $row || bad $row
+    else
+        wait $tpid
+        bad "$row: never reached $pat"
+    fi
+}
+# run 1's images are finished and kept; its previews and run 2's are not
+no_previews() {
+    left=$(find "$d/prev" "$d/tmp" -mindepth 1)
+    [ -z "$left" ] || { echo "  $1: left behind: $(echo $left | head -c 300)"; return 1; }
+}
+second_signal second '"event":"preview"' leftovers $SMALL --steps-c 10000
 # the same with more previews than one block of the CLI's cleanup list (64):
 # run 1's 64 stay on it until the whole generation ends, run 2's come after
 # them; every one is removed by the handler too
-row_dirs second-many
-TMPDIR="$d/tmp" timeout -s KILL $LIMIT "$BIN" generate --demo --json -p x -o "$d/out/img.png" \
-    --preview "$d/prev/p.png" -W 64 -H 64 --batch 64 --count 2 --steps-c 1 --steps-b 40 >"$d/json" 2>"$d/err" &
-tpid=$!
-if cpid=$(child_of $tpid) && wait_for "$d/json" '/prev/p_70.png"' $cpid; then
-    kill -s STOP $cpid
-    kill -s INT $cpid
-    kill -s TERM $cpid
-    kill -s CONT $cpid
-    wait $tpid
-    rc=$?
-    r=0
-    [ $rc -eq 130 ] || { echo "  second-many: exit $rc, expected 130"; r=1; }
-    one_line second-many "^cascade: stopped at once (second signal); temporary files removed$" || r=1
-    # run 1's images are finished and kept; its previews and run 2's are not
-    left=$(find "$d/prev" "$d/tmp" -mindepth 1)
-    [ -z "$left" ] || { echo "  second-many: left behind: $(echo $left | head -c 300)"; r=1; }
-    [ $r -eq 0 ] && ok second-many || bad second-many
-else
-    wait $tpid
-    bad "second-many: never wrote 70 previews"
-fi
+second_signal second-many '/prev/p_70.png"' no_previews -W 64 -H 64 --batch 64 --count 2 --steps-c 1 --steps-b 40
 
 # ---- stdout closed (SIGPIPE): stop, exit 1, nothing left ----
 row_dirs pipe
