@@ -60,6 +60,7 @@ static int keep_c(void *u, cs_latent_id which, const float *x, int n, int h, int
     (void)u;
     if (which == CS_LATENT_C) {
         c_latent_n = (size_t)n * h * w * c;
+        free(c_latent);   /* the last run's */
         c_latent = malloc(c_latent_n * sizeof *c_latent);
         memcpy(c_latent, x, c_latent_n * sizeof *c_latent);
     }
@@ -104,6 +105,7 @@ static int keep_api(void *u, int which, const float *x, int n, int c, int h, int
     (void)u;
     n_latents++;
     if (which == CASCADE_LATENT_C) {
+        free(api_latent);   /* the last run's */
         api_latent = malloc((size_t)n * c * h * w * sizeof *x);
         memcpy(api_latent, x, (size_t)n * c * h * w * sizeof *x);
         api_latent_n = n, api_latent_c = c, api_latent_h = h, api_latent_w = w;
