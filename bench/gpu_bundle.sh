@@ -13,10 +13,10 @@ d=$1
 mkdir -p "$d/bin" "$d/lib"
 cd "$top"
 make -s cascade tests/golden/cascade-golden bench/stage bench/mkweights tests/test_backend_ops tests/test_cuda_sgemm \
-    tests/test_train_dev
+    tests/test_train_dev tests/train_fixture
 # the programs themselves (libtool leaves a wrapper script where one links a shared library)
 for p in cascade tests/golden/cascade-golden tests/test_backend_ops tests/test_cuda_sgemm tests/test_train_dev bench/stage \
-    bench/mkweights; do
+    bench/mkweights tests/train_fixture; do
     b=$(dirname "$p")/.libs/$(basename "$p")
     if head -c 4 "$p" | grep -q ELF; then cp "$p" "$d/bin/"; else cp "$b" "$d/bin/"; fi
 done

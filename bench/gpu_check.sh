@@ -14,6 +14,10 @@
 # images: after compare: a per-op profile of two lite images, then lite and full images
 # cpu:   the host CPU (issue 10): Stage C and B lite forwards in fp32, bf16 with AMX and bf16
 #        without it (CASCADE_AMX=0: AVX512-BF16) at 4, 8 and 16 threads (Stage B at 16 only)
+# seed:  issue 13 on the GPU: the seed tutorial's command (full fine-tune of a random full-size
+#        Stage C in bf16, Adafactor, gradient checkpointing, a kohya TOML at 1024^2, sampling every
+#        epoch) with --device cuda, one epoch, then a LoRA of Stage C lite: wall time, steps,
+#        device memory peak, the files written
 # pair:  after compare (its weights): whole lite and full images with the baseline (old/bin) and
 #        this tree alternately (two in one process: the second is the steady state), then Stage B
 #        with GRN folded into fc2 and not ($CASCADE_GRN_FOLD=0)
@@ -128,6 +132,42 @@ if [ "$mode" = cpu ]; then
     done
     } >"$out/cpu.txt" 2>&1
     cat "$out/cpu.txt" | cut -c1-220
+    exit 0
+fi
+if [ "$mode" = seed ]; then
+    W=/tmp/cascade-weights T=/tmp/cascade-train; mkdir -p $W $T
+    for v in stage_c stage_c_lite text_encoder effnet_encoder previewer; do
+        [ -f $W/${v}_bf16.safetensors ] || timeout 300 $B/mkweights $M/$v.json $W/${v}_bf16.safetensors bf16 &
+    done; wait
+    $B/train_fixture $T/fx >/dev/null
+    printf 'a photo of a cat --w 1024 --h 1024 --s 20\n' >$T/p.txt
+    printf '[general]\nenable_bucket = true\ncaption_extension = ".txt"\n[[datasets]]\nresolution = 1024\nbatch_size = 2\n  [[datasets.subsets]]\n  image_dir = "%s"\n  num_repeats = 2\n' \
+        "$T/fx/images" >$T/ds.toml
+    {
+    echo "seed command, full Stage C (bf16 file), --device cuda:"
+    rm -rf $T/seed
+    /usr/bin/time -f "wall %e s, peak host RSS %M KiB" $B/cascade train --device cuda --tokenizer tokenizer \
+        --mixed_precision bf16 --save_precision bf16 --max_data_loader_n_workers 2 --persistent_data_loader_workers \
+        --gradient_checkpointing --learning_rate 1e-4 \
+        --optimizer_type adafactor --optimizer_args "scale_parameter=False" "relative_step=False" "warmup_init=False" \
+        --max_train_epochs 10 --save_every_n_epochs 1 --save_precision bf16 \
+        --output_dir $T/seed --output_name testv1 \
+        --stage_c_checkpoint_path $W/stage_c_bf16.safetensors --effnet_checkpoint_path $W/effnet_encoder_bf16.safetensors \
+        --previewer_checkpoint_path $W/previewer_bf16.safetensors --dataset_config $T/ds.toml \
+        --sample_every_n_epochs 1 --sample_prompts $T/p.txt --adaptive_loss_weight \
+        --text_model_checkpoint_path $W/text_encoder_bf16.safetensors --max_train_epochs 1 2>&1 | tail -25
+    ls -la $T/seed $T/seed/sample 2>&1 | tail -8
+    echo "LoRA of Stage C lite, --device cuda:"
+    rm -rf $T/lora
+    /usr/bin/time -f "wall %e s, peak host RSS %M KiB" $B/cascade train --device cuda --tokenizer tokenizer \
+        --network_module networks.lora --network_dim 16 --network_alpha 8 --learning_rate 1e-4 \
+        --optimizer_type adafactor --optimizer_args "scale_parameter=False" "relative_step=False" "warmup_init=False" \
+        --gradient_checkpointing --max_train_epochs 2 --output_dir $T/lora --output_name l \
+        --stage_c_checkpoint_path $W/stage_c_lite_bf16.safetensors --effnet_checkpoint_path $W/effnet_encoder_bf16.safetensors \
+        --dataset_config $T/ds.toml --text_model_checkpoint_path $W/text_encoder_bf16.safetensors 2>&1 | tail -12
+    ls -la $T/lora 2>&1 | tail -4
+    } >"$out/seed.txt" 2>&1
+    cut -c1-220 "$out/seed.txt"
     exit 0
 fi
 if [ "$mode" = pair ]; then
