@@ -192,8 +192,11 @@ int cs_png_check_name(const char *path)
     return 0;
 }
 
-/* Creates "<dir>/.<base>.<random>" exclusively (mode 0666 & ~umask). */
-static int open_temp(const char *path, char *tmp, size_t tmp_len)
+/* Creates "<dir>/.<base>.<random>" exclusively (mode 0666 & ~umask), on
+ * the cleanup list (*hnd) before it exists: listed after the open, a signal
+ * ending the process in between would leave it behind. (A name taken by
+ * another file is listed only until its open fails.) */
+static int open_temp(const char *path, char *tmp, size_t tmp_len, int *hnd)
 {
     const char *slash = strrchr(path, '/');
     int dir_len = slash ? (int)(slash - path + 1) : 0;
@@ -207,9 +210,16 @@ static int open_temp(const char *path, char *tmp, size_t tmp_len)
             errno = ENAMETOOLONG;
             return -1;
         }
+        *hnd = cs_cleanup_add(tmp, 0);
         int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd >= 0 || errno != EEXIST)
+        if (fd >= 0)
             return fd;
+        int e = errno;
+        cs_cleanup_del(*hnd);
+        *hnd = 0;
+        errno = e;
+        if (e != EEXIST)
+            return -1;
     }
     errno = EEXIST;
     return -1;
@@ -304,13 +314,13 @@ static int write_impl(const char *path, const uint8_t *rgb, int width, int heigh
     }
 
     char tmp[4096];
-    int fd = open_temp(path, tmp, sizeof tmp);
+    int h = 0;   /* the temporary file on the cleanup list: removed even if a signal ends the process */
+    int fd = open_temp(path, tmp, sizeof tmp, &h);
     if (fd < 0) {
         free(txt);
         return cs_error(CS_EIO, "png: %s: cannot create a temporary file beside it: %s", path,
                         strerror(errno));
     }
-    int h = cs_cleanup_add(tmp, 0);   /* removed even if a signal ends the process */
     FILE *fp = fdopen(fd, "wb");
     if (!fp) {
         int e = errno;
