@@ -69,6 +69,65 @@ static __global__ void k_gelu_sumsq(__nv_bfloat162 *h, size_t HW, size_t c2, siz
     atomicAdd(&sumsq[n * 2 * c2 + 2 * j + 1], s1);
 }
 
+/* k_gelu_sumsq and k_grn_apply 8 channels a thread (16-byte loads; c4 % 8
+ * == 0, as every model's 4c is): j indexes groups of 8 */
+union bf8 {
+    uint4 u;
+    __nv_bfloat162 h[4];
+};
+
+static __global__ void k_gelu_sumsq8(uint4 *h, size_t HW, size_t c8, size_t per, float *sumsq)
+{
+    size_t j = (size_t)blockIdx.x * blockDim.x + threadIdx.x, n = blockIdx.z;
+    if (j >= c8) return;
+    size_t r0 = (size_t)blockIdx.y * per, r1 = r0 + per < HW ? r0 + per : HW;
+    uint4 *p = h + n * HW * c8 + j;
+    float s[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll 4
+    for (size_t r = r0; r < r1; r++) {
+        bf8 v, q;
+        v.u = p[r * c8];
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            float2 a = __bfloat1622float2(v.h[k]);
+            q.h[k] = __floats2bfloat162_rn(gelu_erf(a.x), gelu_erf(a.y));
+            float2 g = __bfloat1622float2(q.h[k]);
+            s[2 * k] += g.x * g.x, s[2 * k + 1] += g.y * g.y;
+        }
+        p[r * c8] = q.u;
+    }
+    float *o = sumsq + n * 8 * c8 + 8 * j;
+#pragma unroll
+    for (int k = 0; k < 8; k++) atomicAdd(&o[k], s[k]);
+}
+
+static __global__ void k_grn_apply8(uint4 *h, size_t HW, size_t c8, size_t per, const float *nx, const float *gamma,
+                                    const float *beta)
+{
+    size_t j = (size_t)blockIdx.x * blockDim.x + threadIdx.x, n = blockIdx.z;
+    if (j >= c8) return;
+    size_t r0 = (size_t)blockIdx.y * per, r1 = r0 + per < HW ? r0 + per : HW;
+    uint4 *p = h + n * HW * c8 + j;
+    float a[8], b[8], g[8];
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+        size_t c = 8 * j + k;
+        a[k] = nx[n * 8 * c8 + c], g[k] = gamma[c], b[k] = beta[c];
+    }
+#pragma unroll 4
+    for (size_t r = r0; r < r1; r++) {
+        bf8 v;
+        v.u = p[r * c8];
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            float2 x = __bfloat1622float2(v.h[k]);
+            v.h[k] = __floats2bfloat162_rn(g[2 * k] * (x.x * a[2 * k]) + b[2 * k] + x.x,
+                                           g[2 * k + 1] * (x.y * a[2 * k + 1]) + b[2 * k + 1] + x.y);
+        }
+        p[r * c8] = v.u;
+    }
+}
+
 /* per image (one block each): nx[c] = |x_c| / (mean over c of |x_c| + 1e-6), in place */
 static __global__ void k_grn_nx(float *v, size_t C)
 {
@@ -106,6 +165,19 @@ static __global__ void k_grn_apply(__nv_bfloat162 *h, size_t HW, size_t c2, size
 static __device__ __forceinline__ float warp_sum(float v)
 {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+/* $CASCADE_MLP_WIDE=0: a ResBlock's element-wise kernels in their first
+ * forms only (k_dw_ln, k_gelu_sumsq, k_grn_apply: a channel or a pair a
+ * lane), for side-by-side timing */
+static int wide_kernels(void)
+{
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("CASCADE_MLP_WIDE");
+        v = !(e && !strcmp(e, "0"));
+    }
     return v;
 }
 
@@ -204,6 +276,138 @@ static __global__ void __launch_bounds__(32 * DL_WARPS) k_dw_ln(const float *x, 
 
 #define DL_MAX_C 2048   /* PER up to 64 */
 
+/* The same in float4 groups: lane + 32 i of the c/4 groups, 16-byte loads,
+ * the depthwise weights and bias staged tap-major in shared memory once per
+ * block ([10][c/4]: nine taps, then the bias), so a tap's weights are one
+ * coalesced row instead of a 9-float stride per channel. The grid is a few
+ * blocks a multiprocessor, each walking many pixels (fewer stagings). Sums
+ * in the same tap order as k_dw_ln; the LN's sums group 4 channels a lane. */
+template <bool DW, int PER4>
+static __global__ void __launch_bounds__(32 * DL_WARPS) k_dw_ln4(const float4 *x, size_t N, size_t H, size_t W,
+                                                                 size_t c4, const float *dw, const float *db,
+                                                                 const float *skip, size_t cs, __nv_bfloat16 *y)
+{
+    extern __shared__ float4 sw[];
+    const unsigned lane = threadIdx.x & 31;
+    if (DW) {
+        for (size_t i = threadIdx.x; i < 10 * c4; i += blockDim.x) {
+            size_t tap = i / c4, ch = 4 * (i - tap * c4);
+            sw[i] = tap < 9 ? make_float4(dw[ch * 9 + tap], dw[(ch + 1) * 9 + tap], dw[(ch + 2) * 9 + tap],
+                                          dw[(ch + 3) * 9 + tap])
+                            : make_float4(db[ch], db[ch + 1], db[ch + 2], db[ch + 3]);
+        }
+        __syncthreads();
+    }
+    size_t P = N * H * W, c = 4 * c4, cin = c + cs;
+    size_t nw = (size_t)gridDim.x * DL_WARPS;
+    for (size_t p = (size_t)blockIdx.x * DL_WARPS + (threadIdx.x >> 5); p < P; p += nw) {
+        float4 v[PER4];
+        if (DW) {
+            size_t n = p / (H * W), yx = p - n * H * W, py = yx / W, px = yx - py * W;
+#pragma unroll
+            for (int i = 0; i < PER4; i++) {
+                size_t g = lane + 32 * (size_t)i;
+                v[i] = g < c4 ? sw[9 * c4 + g] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            }
+            for (int ky = 0; ky < 3; ky++) {
+                long sy = (long)py + ky - 1;
+                if (sy < 0 || sy >= (long)H) continue;
+                for (int kx = 0; kx < 3; kx++) {
+                    long sx = (long)px + kx - 1;
+                    if (sx < 0 || sx >= (long)W) continue;
+                    const float4 *xp = x + ((n * H + (size_t)sy) * W + (size_t)sx) * c4;
+                    const float4 *wp = sw + (ky * 3 + kx) * c4;
+#pragma unroll
+                    for (int i = 0; i < PER4; i++) {
+                        size_t g = lane + 32 * (size_t)i;
+                        if (g < c4) {
+                            float4 a = xp[g], w = wp[g];
+                            v[i].x = fmaf(w.x, a.x, v[i].x), v[i].y = fmaf(w.y, a.y, v[i].y);
+                            v[i].z = fmaf(w.z, a.z, v[i].z), v[i].w = fmaf(w.w, a.w, v[i].w);
+                        }
+                    }
+                }
+            }
+        } else {
+#pragma unroll
+            for (int i = 0; i < PER4; i++) {
+                size_t g = lane + 32 * (size_t)i;
+                v[i] = g < c4 ? x[p * c4 + g] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            }
+        }
+        float s = 0.0f;
+#pragma unroll
+        for (int i = 0; i < PER4; i++) s += (v[i].x + v[i].y) + (v[i].z + v[i].w);
+        float mean = warp_sum(s) / (float)c, q = 0.0f;
+#pragma unroll
+        for (int i = 0; i < PER4; i++)
+            if (lane + 32 * (size_t)i < c4) {
+                float a = v[i].x - mean, b = v[i].y - mean, d = v[i].z - mean, e = v[i].w - mean;
+                q += (a * a + b * b) + (d * d + e * e);
+            }
+        float inv = rsqrtf(warp_sum(q) / (float)c + 1e-6f);
+        __nv_bfloat162 *yp = (__nv_bfloat162 *)(y + p * cin);
+#pragma unroll
+        for (int i = 0; i < PER4; i++) {
+            size_t g = lane + 32 * (size_t)i;
+            if (g < c4) {
+                yp[2 * g] = __floats2bfloat162_rn((v[i].x - mean) * inv, (v[i].y - mean) * inv);
+                yp[2 * g + 1] = __floats2bfloat162_rn((v[i].z - mean) * inv, (v[i].w - mean) * inv);
+            }
+        }
+        for (size_t j = lane; j < cs; j += 32) y[p * cin + c + j] = __float2bfloat16_rn(skip[p * cs + j]);
+    }
+}
+
+/* k_dw_ln4 for c % 4 == 0 channels at a 16-byte aligned x: 0, or CS_EUNSUP
+ * (nothing queued) where it does not apply or its shared memory is refused */
+template <bool DW, int PER4>
+static int dw_ln4_launch(const float *x, size_t N, size_t H, size_t W, size_t c, const float *dw, const float *db,
+                         const float *skip, size_t cs, __nv_bfloat16 *y)
+{
+    static int ready = 0;   /* 1: the shared memory limit is set, -1: refused */
+    size_t smem = DW ? 10 * c * sizeof(float) : 0;
+    if (DW && ready == 0)
+        ready = cudaFuncSetAttribute(k_dw_ln4<DW, PER4>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                     (int)(10 * 2048 * sizeof(float))) == cudaSuccess ? 1 : -1;
+    if (DW && ready < 0) {
+        cudaGetLastError();
+        return CS_EUNSUP;
+    }
+    static int sms = 0;
+    if (!sms) {
+        int dev = 0, v = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+            v = 80;
+        sms = v > 0 ? v : 80;
+    }
+    size_t P = N * H * W, blocks = (P + DL_WARPS - 1) / DL_WARPS, most = (size_t)sms * 4;
+    unsigned grid = (unsigned)(blocks < most ? blocks : most);
+    k_dw_ln4<DW, PER4><<<grid, 32 * DL_WARPS, smem, stream()>>>((const float4 *)x, N, H, W, c / 4, dw, db, skip, cs, y);
+    return 0;
+}
+
+template <bool DW>
+static int dw_ln4(const float *x, size_t N, size_t H, size_t W, size_t c, const float *dw, const float *db,
+                  const float *skip, size_t cs, __nv_bfloat16 *y)
+{
+    if (c % 4 || (c + cs) % 2 || (uintptr_t)x % 16 || (uintptr_t)y % 4 || !wide_kernels()) return CS_EUNSUP;
+    size_t per4 = (c / 4 + 31) / 32;
+#define D4(P) dw_ln4_launch<DW, P>(x, N, H, W, c, dw, db, skip, cs, y)
+    if (per4 <= 1) return D4(1);
+    if (per4 <= 2) return D4(2);
+    if (per4 <= 3) return D4(3);
+    if (per4 <= 4) return D4(4);
+    if (per4 <= 6) return D4(6);
+    if (per4 <= 8) return D4(8);
+    if (per4 <= 10) return D4(10);
+    if (per4 <= 12) return D4(12);
+    return D4(16);
+#undef D4
+}
+
+
+
 /* the k_dw_ln for c channels: the smallest PER that holds them */
 template <bool DW>
 static void dw_ln(unsigned grid, const float *x, size_t N, size_t H, size_t W, size_t c, const float *dw,
@@ -264,16 +468,24 @@ extern "C" int cs_cuda_mlp_block(float *x, size_t N, size_t H, size_t W, size_t 
     if (!x16 || !h || !ss) return CS_ENOMEM;
     size_t blocks = (rows + DL_WARPS - 1) / DL_WARPS;
     unsigned grid = (unsigned)(blocks < ((size_t)1 << 20) ? blocks : ((size_t)1 << 20));
-    if (dw) dw_ln<true>(grid, x, N, H, W, c, dw, db, skip, cs, x16);
-    else dw_ln<false>(grid, x, N, H, W, c, NULL, NULL, skip, cs, x16);
+    if (dw ? dw_ln4<true>(x, N, H, W, c, dw, db, skip, cs, x16) : dw_ln4<false>(x, N, H, W, c, NULL, NULL, skip, cs, x16)) {
+        if (dw) dw_ln<true>(grid, x, N, H, W, c, dw, db, skip, cs, x16);
+        else dw_ln<false>(grid, x, N, H, W, c, NULL, NULL, skip, cs, x16);
+    }
     int rc = launched("a ResBlock's depthwise conv and norm");
     if (!rc) rc = cs_cuda_linear16((const uint16_t *)x16, rows, cin, w->fc1_w, w->fc1_b, h, 1, c4, 0);
     if (rc) return rc;   /* CS_EUNSUP included: x is untouched so far */
     cudaError_t e = cudaMemsetAsync(ss, 0, N * c4 * sizeof(float), stream());
     if (e != cudaSuccess) return cs_cuda_fail(e, "a ResBlock");
-    size_t c2 = c4 / 2, per;
-    dim3 pg = pair_grid(c2, HW, N, &per);
-    k_gelu_sumsq<<<pg, MLP_THREADS, 0, stream()>>>(h, HW, c2, per, ss);
+    size_t c2 = c4 / 2, per, per8 = 0;
+    dim3 pg = pair_grid(c2, HW, N, &per), pg8;
+    int wide = c4 % 8 == 0 && wide_kernels();   /* 16-byte groups (h and its rows are 16-byte aligned then) */
+    if (wide) {
+        pg8 = pair_grid(c4 / 8, HW, N, &per8);
+        k_gelu_sumsq8<<<pg8, MLP_THREADS, 0, stream()>>>((uint4 *)h, HW, c4 / 8, per8, ss);
+    } else {
+        k_gelu_sumsq<<<pg, MLP_THREADS, 0, stream()>>>(h, HW, c2, per, ss);
+    }
     if ((rc = launched("a ResBlock's GELU"))) return rc;
     k_grn_nx<<<(unsigned)N, 1024, 0, stream()>>>(ss, c4);
     if ((rc = launched("a ResBlock's GRN norms"))) return rc;
@@ -292,7 +504,8 @@ extern "C" int cs_cuda_mlp_block(float *x, size_t N, size_t H, size_t W, size_t 
             rc = cs_cuda_gemm_bf16((const uint16_t *)(h + n * HW * c2), HW, c4, (const uint16_t *)(wn + n * c * c2),
                                    c, bn, x + n * HW * c, c, 1);
     } else {
-        k_grn_apply<<<pg, MLP_THREADS, 0, stream()>>>(h, HW, c2, per, ss, g, be);
+        if (wide) k_grn_apply8<<<pg8, MLP_THREADS, 0, stream()>>>((uint4 *)h, HW, c4 / 8, per8, ss, g, be);
+        else k_grn_apply<<<pg, MLP_THREADS, 0, stream()>>>(h, HW, c2, per, ss, g, be);
         if ((rc = launched("a ResBlock's GRN"))) return rc;
         rc = cs_cuda_linear16((const uint16_t *)h, rows, c4, w->fc2_w, w->fc2_b, x, 0, c, 1);
     }
