@@ -183,9 +183,12 @@ if [ "$mode" = wide ]; then
         grep -E "FAIL|worst|weights|left out"
     W=/tmp/cascade-weights
     [ -f $W/stage_c_lite_bf16.safetensors ] || lite_weights
-    for v in stage_c stage_b; do [ -f $W/${v}_bf16.safetensors ] || timeout 300 $B/mkweights $M/$v.json $W/${v}_bf16.safetensors bf16 & done; wait
+    sizes="lite full"; [ "${2:-}" = lite ] && sizes=lite   # wide lite: no full-size weights (a short call)
+    [ "$sizes" = lite ] || for v in stage_c stage_b; do
+        [ -f $W/${v}_bf16.safetensors ] || timeout 300 $B/mkweights $M/$v.json $W/${v}_bf16.safetensors bf16 &
+    done; wait
     S="$B/stage --dir $W --manifests $M --threads $(nproc) --device cuda --dtype bf16 --precision bf16"
-    for f in 0 1 0 1; do for size in lite full; do
+    for f in 0 1 0 1; do for size in $sizes; do
         echo "wide $f, $size:"; CASCADE_MLP_WIDE=$f $S --size $size --stage c,b --warmup 2 --runs 5 2>&1 | grep "^| stage"
     done; done
     $S --size lite --stage c,b --check 1 --warmup 1 --runs 1 2>&1 | grep -E "rel_l2"
