@@ -6,6 +6,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,10 +26,54 @@ static _Thread_local void *handle;
 const cs_backend *cs_backend_active(void) { return active; }
 const char *cs_backend_name(void) { return active ? active->name : "cpu"; }
 
+/* A plugin's state (its device, stream, memory) is one per process while
+ * active and handle are per thread: init runs for the first thread that
+ * selects a plugin, shutdown for the last that lets it go. Selecting the
+ * active plugin again must not restart it (a restart and the release of
+ * the "old" one shut down the new state). */
+static pthread_mutex_t users_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    const cs_backend *b;
+    int n;
+} users[8];
+
+static int plugin_start(const cs_backend *b, char *err, size_t n)
+{
+    pthread_mutex_lock(&users_lock);
+    int rc = 0, free_slot = -1;
+    for (int i = 0; i < 8; i++) {
+        if (users[i].b == b) {
+            users[i].n++;
+            pthread_mutex_unlock(&users_lock);
+            return 0;
+        }
+        if (!users[i].b && free_slot < 0) free_slot = i;
+    }
+    if (free_slot < 0) {
+        snprintf(err, n, "too many plugins in one process");
+        rc = CS_EUNSUP;
+    } else if (!b->init || (rc = b->init(err, n)) == 0) {
+        users[free_slot].b = b, users[free_slot].n = 1;
+    }
+    pthread_mutex_unlock(&users_lock);
+    return rc;
+}
+
+static void plugin_stop(const cs_backend *b)
+{
+    pthread_mutex_lock(&users_lock);
+    for (int i = 0; i < 8; i++)
+        if (users[i].b == b && --users[i].n == 0) {
+            if (b->shutdown) b->shutdown();
+            users[i].b = NULL;
+        }
+    pthread_mutex_unlock(&users_lock);
+}
+
 void cs_backend_release(void)
 {
     if (active && active->ops) cs_dev_graphs_drop();
-    if (active && active->shutdown) active->shutdown();
+    if (active) plugin_stop(active);
     active = NULL;
     if (handle) dlclose(handle);
     handle = NULL;
@@ -115,8 +160,12 @@ static int load(const char *path, const char *name)
         dlclose(h);
         return cs_error(CS_EUNSUP, "backend '%s': %s: its op set lacks %s", name, path, gap);
     }
+    if (b == active) {   /* already this thread's: it stays as it is */
+        dlclose(h);
+        return 0;
+    }
     char err[256] = "";
-    if (b->init && b->init(err, sizeof err)) {
+    if (plugin_start(b, err, sizeof err)) {
         dlclose(h);
         return cs_error(CS_EUNSUP, "backend '%s': not usable here: %s", name, err[0] ? err : "init failed");
     }

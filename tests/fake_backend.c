@@ -74,6 +74,8 @@ static void fill_ops(void)
 
 /* ---- the plugin ---- */
 
+int fake_backend_started;
+
 static int init(char *err, size_t n)
 {
     if (getenv("FAKE_BACKEND_FAIL")) {
@@ -87,6 +89,7 @@ static int init(char *err, size_t n)
         return -1;
     }
     fake_backend_simd = (int)cs_simd_current();
+    fake_backend_started = 1;
     return 0;
 }
 
@@ -95,6 +98,7 @@ static void shutdown_(void)
 {
     fake_weights_release();
     fake_mem_release();
+    fake_backend_started = 0;
 }
 
 static int devices(cs_device_info *out, int max, char *err, size_t n)

@@ -24,6 +24,8 @@ extern const char *fake_backend_last_op;
 
 /* guards the allocations and the weight copies */
 extern pthread_mutex_t fake_mu;
+/* between init and shutdown: allocations fail outside it, as the CUDA plugin's do */
+extern int fake_backend_started;
 
 /* records the error (the plugin's errmsg) and returns code */
 int fake_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

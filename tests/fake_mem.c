@@ -53,6 +53,10 @@ char *fake_real_locked(const void *p)
 
 void *fake_dalloc(size_t bytes)
 {
+    if (!fake_backend_started) {
+        fake_fail(CS_EDEVICE, "fake device: alloc while the plugin is shut down");
+        return NULL;
+    }
     size_t pg = (size_t)sysconf(_SC_PAGESIZE), len = ((bytes ? bytes : 1) + pg - 1) / pg * pg;
     char *b = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     char *r = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
