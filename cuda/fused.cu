@@ -69,65 +69,6 @@ static __global__ void k_gelu_sumsq(__nv_bfloat162 *h, size_t HW, size_t c2, siz
     atomicAdd(&sumsq[n * 2 * c2 + 2 * j + 1], s1);
 }
 
-/* k_gelu_sumsq and k_grn_apply 8 channels a thread (16-byte loads; c4 % 8
- * == 0, as every model's 4c is): j indexes groups of 8 */
-union bf8 {
-    uint4 u;
-    __nv_bfloat162 h[4];
-};
-
-static __global__ void k_gelu_sumsq8(uint4 *h, size_t HW, size_t c8, size_t per, float *sumsq)
-{
-    size_t j = (size_t)blockIdx.x * blockDim.x + threadIdx.x, n = blockIdx.z;
-    if (j >= c8) return;
-    size_t r0 = (size_t)blockIdx.y * per, r1 = r0 + per < HW ? r0 + per : HW;
-    uint4 *p = h + n * HW * c8 + j;
-    float s[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
-#pragma unroll 4
-    for (size_t r = r0; r < r1; r++) {
-        bf8 v, q;
-        v.u = p[r * c8];
-#pragma unroll
-        for (int k = 0; k < 4; k++) {
-            float2 a = __bfloat1622float2(v.h[k]);
-            q.h[k] = __floats2bfloat162_rn(gelu_erf(a.x), gelu_erf(a.y));
-            float2 g = __bfloat1622float2(q.h[k]);
-            s[2 * k] += g.x * g.x, s[2 * k + 1] += g.y * g.y;
-        }
-        p[r * c8] = q.u;
-    }
-    float *o = sumsq + n * 8 * c8 + 8 * j;
-#pragma unroll
-    for (int k = 0; k < 8; k++) atomicAdd(&o[k], s[k]);
-}
-
-static __global__ void k_grn_apply8(uint4 *h, size_t HW, size_t c8, size_t per, const float *nx, const float *gamma,
-                                    const float *beta)
-{
-    size_t j = (size_t)blockIdx.x * blockDim.x + threadIdx.x, n = blockIdx.z;
-    if (j >= c8) return;
-    size_t r0 = (size_t)blockIdx.y * per, r1 = r0 + per < HW ? r0 + per : HW;
-    uint4 *p = h + n * HW * c8 + j;
-    float a[8], b[8], g[8];
-#pragma unroll
-    for (int k = 0; k < 8; k++) {
-        size_t c = 8 * j + k;
-        a[k] = nx[n * 8 * c8 + c], g[k] = gamma[c], b[k] = beta[c];
-    }
-#pragma unroll 4
-    for (size_t r = r0; r < r1; r++) {
-        bf8 v;
-        v.u = p[r * c8];
-#pragma unroll
-        for (int k = 0; k < 4; k++) {
-            float2 x = __bfloat1622float2(v.h[k]);
-            v.h[k] = __floats2bfloat162_rn(g[2 * k] * (x.x * a[2 * k]) + b[2 * k] + x.x,
-                                           g[2 * k + 1] * (x.y * a[2 * k + 1]) + b[2 * k + 1] + x.y);
-        }
-        p[r * c8] = v.u;
-    }
-}
-
 /* per image (one block each): nx[c] = |x_c| / (mean over c of |x_c| + 1e-6), in place */
 static __global__ void k_grn_nx(float *v, size_t C)
 {
@@ -168,9 +109,10 @@ static __device__ __forceinline__ float warp_sum(float v)
     return v;
 }
 
-/* $CASCADE_MLP_WIDE=0: a ResBlock's element-wise kernels in their first
- * forms only (k_dw_ln, k_gelu_sumsq, k_grn_apply: a channel or a pair a
- * lane), for side-by-side timing */
+/* $CASCADE_MLP_WIDE=0: the depthwise conv + norm in its first form only
+ * (k_dw_ln, a channel a lane), for side-by-side timing. (GELU + sums and
+ * GRN 8 channels a thread, and a block a pixel for Stage C's few pixels,
+ * were measured on the H100 and left out: slower, or within noise.) */
 static int wide_kernels(void)
 {
     static int v = -1;
@@ -381,7 +323,13 @@ static int dw_ln4_launch(const float *x, size_t N, size_t H, size_t W, size_t c,
             v = 80;
         sms = v > 0 ? v : 80;
     }
-    size_t P = N * H * W, blocks = (P + DL_WARPS - 1) / DL_WARPS, most = (size_t)sms * 4;
+    /* as many blocks as stay resident (a memory-bound pass wants every warp
+     * slot busy: at Stage B's 32768 pixels 4 blocks an SM were too few) */
+    int occ = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, k_dw_ln4<DW, PER4>, 32 * DL_WARPS, smem) != cudaSuccess ||
+        occ < 1)
+        occ = 4, cudaGetLastError();
+    size_t P = N * H * W, blocks = (P + DL_WARPS - 1) / DL_WARPS, most = (size_t)sms * (size_t)occ;
     unsigned grid = (unsigned)(blocks < most ? blocks : most);
     k_dw_ln4<DW, PER4><<<grid, 32 * DL_WARPS, smem, stream()>>>((const float4 *)x, N, H, W, c / 4, dw, db, skip, cs, y);
     return 0;
@@ -477,15 +425,9 @@ extern "C" int cs_cuda_mlp_block(float *x, size_t N, size_t H, size_t W, size_t 
     if (rc) return rc;   /* CS_EUNSUP included: x is untouched so far */
     cudaError_t e = cudaMemsetAsync(ss, 0, N * c4 * sizeof(float), stream());
     if (e != cudaSuccess) return cs_cuda_fail(e, "a ResBlock");
-    size_t c2 = c4 / 2, per, per8 = 0;
-    dim3 pg = pair_grid(c2, HW, N, &per), pg8;
-    int wide = c4 % 8 == 0 && wide_kernels();   /* 16-byte groups (h and its rows are 16-byte aligned then) */
-    if (wide) {
-        pg8 = pair_grid(c4 / 8, HW, N, &per8);
-        k_gelu_sumsq8<<<pg8, MLP_THREADS, 0, stream()>>>((uint4 *)h, HW, c4 / 8, per8, ss);
-    } else {
-        k_gelu_sumsq<<<pg, MLP_THREADS, 0, stream()>>>(h, HW, c2, per, ss);
-    }
+    size_t c2 = c4 / 2, per;
+    dim3 pg = pair_grid(c2, HW, N, &per);
+    k_gelu_sumsq<<<pg, MLP_THREADS, 0, stream()>>>(h, HW, c2, per, ss);
     if ((rc = launched("a ResBlock's GELU"))) return rc;
     k_grn_nx<<<(unsigned)N, 1024, 0, stream()>>>(ss, c4);
     if ((rc = launched("a ResBlock's GRN norms"))) return rc;
@@ -504,8 +446,7 @@ extern "C" int cs_cuda_mlp_block(float *x, size_t N, size_t H, size_t W, size_t 
             rc = cs_cuda_gemm_bf16((const uint16_t *)(h + n * HW * c2), HW, c4, (const uint16_t *)(wn + n * c * c2),
                                    c, bn, x + n * HW * c, c, 1);
     } else {
-        if (wide) k_grn_apply8<<<pg8, MLP_THREADS, 0, stream()>>>((uint4 *)h, HW, c4 / 8, per8, ss, g, be);
-        else k_grn_apply<<<pg, MLP_THREADS, 0, stream()>>>(h, HW, c2, per, ss, g, be);
+        k_grn_apply<<<pg, MLP_THREADS, 0, stream()>>>(h, HW, c2, per, ss, g, be);
         if ((rc = launched("a ResBlock's GRN"))) return rc;
         rc = cs_cuda_linear16((const uint16_t *)h, rows, c4, w->fc2_w, w->fc2_b, x, 0, c, 1);
     }
