@@ -18,6 +18,9 @@
 #        Stage C in bf16, Adafactor, gradient checkpointing, a kohya TOML at 1024^2, sampling every
 #        epoch) with --device cuda, one epoch, then a LoRA of Stage C lite: wall time, steps,
 #        device memory peak, the files written
+# wide:  the op tests, the device training step, then Stage C and B forwards (lite and full) with a
+#        ResBlock's element-wise kernels in their wide forms and not ($CASCADE_MLP_WIDE=0),
+#        alternately, lite against the CPU, and a lite image pair (old/bin, bin)
 # pair:  after compare (its weights): whole lite and full images with the baseline (old/bin) and
 #        this tree alternately (two in one process: the second is the steady state), then Stage B
 #        with GRN folded into fc2 and not ($CASCADE_GRN_FOLD=0)
@@ -168,6 +171,36 @@ if [ "$mode" = seed ]; then
     ls -la $T/lora 2>&1 | tail -4
     } >"$out/seed.txt" 2>&1
     cut -c1-220 "$out/seed.txt"
+    exit 0
+fi
+if [ "$mode" = wide ]; then
+    {
+    for p in bf16 fp16 fp32; do
+        echo "op tests $p:"; CASCADE_BACKEND=cuda CASCADE_PRECISION=$p timeout 90 $B/test_backend_ops 2>&1 | grep -v "^ok"
+    done
+    CASCADE_BACKEND=cuda CASCADE_PRECISION=bf16 timeout 60 $B/test_backend_ops 2>&1 | grep -E "mlp_block"
+    echo "train steps:"; SHARED_DIR=$PWD CASCADE_BACKEND=cuda timeout 120 $B/test_train_dev 2>&1 |
+        grep -E "FAIL|worst|weights|left out"
+    W=/tmp/cascade-weights
+    [ -f $W/stage_c_lite_bf16.safetensors ] || lite_weights
+    sizes="lite full"; [ "${2:-}" = lite ] && sizes=lite   # wide lite: no full-size weights (a short call)
+    [ "$sizes" = lite ] || for v in stage_c stage_b; do
+        [ -f $W/${v}_bf16.safetensors ] || timeout 300 $B/mkweights $M/$v.json $W/${v}_bf16.safetensors bf16 &
+    done; wait
+    S="$B/stage --dir $W --manifests $M --threads $(nproc) --device cuda --dtype bf16 --precision bf16"
+    for f in 0 1 0 1; do for size in $sizes; do
+        echo "wide $f, $size:"; CASCADE_MLP_WIDE=$f $S --size $size --stage c,b --warmup 2 --runs 5 2>&1 | grep "^| stage"
+    done; done
+    $S --size lite --stage c,b --check 1 --warmup 1 --runs 1 2>&1 | grep -E "rel_l2"
+    mkdir -p $W/lite; for f in stage_a text_encoder_bf16 stage_c_lite_bf16 stage_b_lite_bf16; do ln -sf $W/$f.safetensors $W/lite/; done
+    for d in old/bin bin old/bin bin; do
+        echo "lite image, $d:"
+        LD_LIBRARY_PATH=$PWD/$d:$PWD/lib:$cub CASCADE_PLUGIN_DIR=$PWD/$d $PWD/$d/cascade generate --models $W/lite \
+            --tokenizer tokenizer -p "a photo of a cat" --seed 7 --device cuda --count 2 --keep-loaded \
+            -o "$out/lite_wide.png" --force 2>&1 | grep -v "Stage . [0-9]*/"
+    done
+    } >"$out/wide.txt" 2>&1
+    grep -E "FAIL|worst|left out|mlp_block|wide|^\||rel_l2|image|steps in|done in|peak|error" "$out/wide.txt" | cut -c1-200
     exit 0
 fi
 if [ "$mode" = pair ]; then

@@ -109,6 +109,20 @@ static __device__ __forceinline__ float warp_sum(float v)
     return v;
 }
 
+/* $CASCADE_MLP_WIDE=0: the depthwise conv + norm in its first form only
+ * (k_dw_ln, a channel a lane), for side-by-side timing. (GELU + sums and
+ * GRN 8 channels a thread, and a block a pixel for Stage C's few pixels,
+ * were measured on the H100 and left out: slower, or within noise.) */
+static int wide_kernels(void)
+{
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("CASCADE_MLP_WIDE");
+        v = !(e && !strcmp(e, "0"));
+    }
+    return v;
+}
+
 /* GRN folded into fc2 (one block an output row o of w [O, K]):
  * wn[n][o][k] = bf16(w[o][k] * (1 + gamma[k] nx[n][k])) for each image n,
  * bn[o] = b2[o] + sum_k w[o][k] beta[k] */
@@ -204,6 +218,144 @@ static __global__ void __launch_bounds__(32 * DL_WARPS) k_dw_ln(const float *x, 
 
 #define DL_MAX_C 2048   /* PER up to 64 */
 
+/* The same in float4 groups: lane + 32 i of the c/4 groups, 16-byte loads,
+ * the depthwise weights and bias staged tap-major in shared memory once per
+ * block ([10][c/4]: nine taps, then the bias), so a tap's weights are one
+ * coalesced row instead of a 9-float stride per channel. The grid is a few
+ * blocks a multiprocessor, each walking many pixels (fewer stagings). Sums
+ * in the same tap order as k_dw_ln; the LN's sums group 4 channels a lane. */
+template <bool DW, int PER4>
+static __global__ void __launch_bounds__(32 * DL_WARPS) k_dw_ln4(const float4 *x, size_t N, size_t H, size_t W,
+                                                                 size_t c4, const float *dw, const float *db,
+                                                                 const float *skip, size_t cs, __nv_bfloat16 *y)
+{
+    extern __shared__ float4 sw[];
+    const unsigned lane = threadIdx.x & 31;
+    if (DW) {
+        for (size_t i = threadIdx.x; i < 10 * c4; i += blockDim.x) {
+            size_t tap = i / c4, ch = 4 * (i - tap * c4);
+            sw[i] = tap < 9 ? make_float4(dw[ch * 9 + tap], dw[(ch + 1) * 9 + tap], dw[(ch + 2) * 9 + tap],
+                                          dw[(ch + 3) * 9 + tap])
+                            : make_float4(db[ch], db[ch + 1], db[ch + 2], db[ch + 3]);
+        }
+        __syncthreads();
+    }
+    size_t P = N * H * W, c = 4 * c4, cin = c + cs;
+    size_t nw = (size_t)gridDim.x * DL_WARPS;
+    for (size_t p = (size_t)blockIdx.x * DL_WARPS + (threadIdx.x >> 5); p < P; p += nw) {
+        float4 v[PER4];
+        if (DW) {
+            size_t n = p / (H * W), yx = p - n * H * W, py = yx / W, px = yx - py * W;
+#pragma unroll
+            for (int i = 0; i < PER4; i++) {
+                size_t g = lane + 32 * (size_t)i;
+                v[i] = g < c4 ? sw[9 * c4 + g] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            }
+            for (int ky = 0; ky < 3; ky++) {
+                long sy = (long)py + ky - 1;
+                if (sy < 0 || sy >= (long)H) continue;
+                for (int kx = 0; kx < 3; kx++) {
+                    long sx = (long)px + kx - 1;
+                    if (sx < 0 || sx >= (long)W) continue;
+                    const float4 *xp = x + ((n * H + (size_t)sy) * W + (size_t)sx) * c4;
+                    const float4 *wp = sw + (ky * 3 + kx) * c4;
+#pragma unroll
+                    for (int i = 0; i < PER4; i++) {
+                        size_t g = lane + 32 * (size_t)i;
+                        if (g < c4) {
+                            float4 a = xp[g], w = wp[g];
+                            v[i].x = fmaf(w.x, a.x, v[i].x), v[i].y = fmaf(w.y, a.y, v[i].y);
+                            v[i].z = fmaf(w.z, a.z, v[i].z), v[i].w = fmaf(w.w, a.w, v[i].w);
+                        }
+                    }
+                }
+            }
+        } else {
+#pragma unroll
+            for (int i = 0; i < PER4; i++) {
+                size_t g = lane + 32 * (size_t)i;
+                v[i] = g < c4 ? x[p * c4 + g] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            }
+        }
+        float s = 0.0f;
+#pragma unroll
+        for (int i = 0; i < PER4; i++) s += (v[i].x + v[i].y) + (v[i].z + v[i].w);
+        float mean = warp_sum(s) / (float)c, q = 0.0f;
+#pragma unroll
+        for (int i = 0; i < PER4; i++)
+            if (lane + 32 * (size_t)i < c4) {
+                float a = v[i].x - mean, b = v[i].y - mean, d = v[i].z - mean, e = v[i].w - mean;
+                q += (a * a + b * b) + (d * d + e * e);
+            }
+        float inv = rsqrtf(warp_sum(q) / (float)c + 1e-6f);
+        __nv_bfloat162 *yp = (__nv_bfloat162 *)(y + p * cin);
+#pragma unroll
+        for (int i = 0; i < PER4; i++) {
+            size_t g = lane + 32 * (size_t)i;
+            if (g < c4) {
+                yp[2 * g] = __floats2bfloat162_rn((v[i].x - mean) * inv, (v[i].y - mean) * inv);
+                yp[2 * g + 1] = __floats2bfloat162_rn((v[i].z - mean) * inv, (v[i].w - mean) * inv);
+            }
+        }
+        for (size_t j = lane; j < cs; j += 32) y[p * cin + c + j] = __float2bfloat16_rn(skip[p * cs + j]);
+    }
+}
+
+/* k_dw_ln4 for c % 4 == 0 channels at a 16-byte aligned x: 0, or CS_EUNSUP
+ * (nothing queued) where it does not apply or its shared memory is refused */
+template <bool DW, int PER4>
+static int dw_ln4_launch(const float *x, size_t N, size_t H, size_t W, size_t c, const float *dw, const float *db,
+                         const float *skip, size_t cs, __nv_bfloat16 *y)
+{
+    static int ready = 0;   /* 1: the shared memory limit is set, -1: refused */
+    size_t smem = DW ? 10 * c * sizeof(float) : 0;
+    if (DW && ready == 0)
+        ready = cudaFuncSetAttribute(k_dw_ln4<DW, PER4>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                     (int)(10 * 2048 * sizeof(float))) == cudaSuccess ? 1 : -1;
+    if (DW && ready < 0) {
+        cudaGetLastError();
+        return CS_EUNSUP;
+    }
+    static int sms = 0;
+    if (!sms) {
+        int dev = 0, v = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+            v = 80;
+        sms = v > 0 ? v : 80;
+    }
+    /* as many blocks as stay resident (a memory-bound pass wants every warp
+     * slot busy: at Stage B's 32768 pixels 4 blocks an SM were too few) */
+    int occ = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, k_dw_ln4<DW, PER4>, 32 * DL_WARPS, smem) != cudaSuccess ||
+        occ < 1)
+        occ = 4, cudaGetLastError();
+    size_t P = N * H * W, blocks = (P + DL_WARPS - 1) / DL_WARPS, most = (size_t)sms * (size_t)occ;
+    unsigned grid = (unsigned)(blocks < most ? blocks : most);
+    k_dw_ln4<DW, PER4><<<grid, 32 * DL_WARPS, smem, stream()>>>((const float4 *)x, N, H, W, c / 4, dw, db, skip, cs, y);
+    return 0;
+}
+
+template <bool DW>
+static int dw_ln4(const float *x, size_t N, size_t H, size_t W, size_t c, const float *dw, const float *db,
+                  const float *skip, size_t cs, __nv_bfloat16 *y)
+{
+    if (c % 4 || (c + cs) % 2 || (uintptr_t)x % 16 || (uintptr_t)y % 4 || !wide_kernels()) return CS_EUNSUP;
+    size_t per4 = (c / 4 + 31) / 32;
+#define D4(P) dw_ln4_launch<DW, P>(x, N, H, W, c, dw, db, skip, cs, y)
+    if (per4 <= 1) return D4(1);
+    if (per4 <= 2) return D4(2);
+    if (per4 <= 3) return D4(3);
+    if (per4 <= 4) return D4(4);
+    if (per4 <= 6) return D4(6);
+    if (per4 <= 8) return D4(8);
+    if (per4 <= 10) return D4(10);
+    if (per4 <= 12) return D4(12);
+    return D4(16);
+#undef D4
+}
+
+
+
 /* the k_dw_ln for c channels: the smallest PER that holds them */
 template <bool DW>
 static void dw_ln(unsigned grid, const float *x, size_t N, size_t H, size_t W, size_t c, const float *dw,
@@ -264,8 +416,10 @@ extern "C" int cs_cuda_mlp_block(float *x, size_t N, size_t H, size_t W, size_t 
     if (!x16 || !h || !ss) return CS_ENOMEM;
     size_t blocks = (rows + DL_WARPS - 1) / DL_WARPS;
     unsigned grid = (unsigned)(blocks < ((size_t)1 << 20) ? blocks : ((size_t)1 << 20));
-    if (dw) dw_ln<true>(grid, x, N, H, W, c, dw, db, skip, cs, x16);
-    else dw_ln<false>(grid, x, N, H, W, c, NULL, NULL, skip, cs, x16);
+    if (dw ? dw_ln4<true>(x, N, H, W, c, dw, db, skip, cs, x16) : dw_ln4<false>(x, N, H, W, c, NULL, NULL, skip, cs, x16)) {
+        if (dw) dw_ln<true>(grid, x, N, H, W, c, dw, db, skip, cs, x16);
+        else dw_ln<false>(grid, x, N, H, W, c, NULL, NULL, skip, cs, x16);
+    }
     int rc = launched("a ResBlock's depthwise conv and norm");
     if (!rc) rc = cs_cuda_linear16((const uint16_t *)x16, rows, cin, w->fc1_w, w->fc1_b, h, 1, c4, 0);
     if (rc) return rc;   /* CS_EUNSUP included: x is untouched so far */

@@ -141,6 +141,16 @@ void block_ops(void)
     t_block(1, CS_F32, 1, 33, 31, 24, 40);
     t_block(0, CS_F32, 2, 1, 17, 63, 0);
     t_block(0, CS_BF16, 1, 1, 1025, 3, 0);
+    /* the float4 form of the depthwise conv + norm (c % 4 == 0): a partly
+     * used last group of lanes (c/4 = 80), c = 1536 with a skip, the widest
+     * template (c = 2048), the FeedForward form, and more pixels than the
+     * resident blocks hold (each warp walks several) */
+    t_block(1, CS_BF16, 2, 5, 7, 320, 0);
+    t_block(1, CS_F32, 1, 4, 3, 1536, 1536);
+    t_block(1, CS_BF16, 1, 3, 5, 2048, 0);
+    t_block(0, CS_BF16, 2, 1, 9, 64, 0);
+    t_block(1, CS_BF16, 2, 131, 67, 84, 0);
+    t_block(0, CS_BF16, 1, 1, 40000, 32, 0);
     t_tsblock(CS_F32, 2, 17, 63, 64, 2, 0);
     t_tsblock(CS_BF16, 2, 1025, 17, 3, 0, 5);
     t_tsblock(CS_F32, 1, 3, 128, 17, 4, 1);
