@@ -21,6 +21,11 @@
 # wide:  the op tests, the device training step, then Stage C and B forwards (lite and full) with a
 #        ResBlock's element-wise kernels in their wide forms and not ($CASCADE_MLP_WIDE=0),
 #        alternately, lite against the CPU, and a lite image pair (old/bin, bin)
+# kohya: issue 13's bench: kohya's sd-scripts (bench/kohya_gpu.sh put it in kohya/) and ours on the
+#        seed files: the full fine-tune, then the LoRA of Stage C lite (bf16 autocast both), each
+#        KOHYA_EPOCHS (2) epochs of 4 steps: s/step (median of the gaps between optimizer steps,
+#        the first step left out) and the device peak side by side; logs in $OUT.
+#        KOHYA_RUNS=full or KOHYA_RUNS=lora runs one half (two calls if one would pass 10 minutes)
 # pair:  after compare (its weights): whole lite and full images with the baseline (old/bin) and
 #        this tree alternately (two in one process: the second is the steady state), then Stage B
 #        with GRN folded into fc2 and not ($CASCADE_GRN_FOLD=0)
@@ -137,7 +142,7 @@ if [ "$mode" = cpu ]; then
     cat "$out/cpu.txt" | cut -c1-220
     exit 0
 fi
-if [ "$mode" = seed ]; then
+seed_files() {   # seed and kohya: random weights, the fixture's images, a prompt, the dataset TOML
     W=/tmp/cascade-weights T=/tmp/cascade-train; mkdir -p $W $T
     for v in stage_c stage_c_lite text_encoder effnet_encoder previewer; do
         [ -f $W/${v}_bf16.safetensors ] || timeout 300 $B/mkweights $M/$v.json $W/${v}_bf16.safetensors bf16 &
@@ -146,8 +151,9 @@ if [ "$mode" = seed ]; then
     printf 'a photo of a cat --w 1024 --h 1024 --s 20\n' >$T/p.txt
     printf '[general]\nenable_bucket = true\ncaption_extension = ".txt"\n[[datasets]]\nresolution = 1024\nbatch_size = 2\n  [[datasets.subsets]]\n  image_dir = "%s"\n  num_repeats = 2\n' \
         "$T/fx/images" >$T/ds.toml
-    {
-    echo "seed command, full Stage C (bf16 file), --device cuda:"
+}
+seed_full() {   # EPOCHS [ARGS]: the seed command, full Stage C (bf16 file), --device cuda
+    local e=$1; shift
     rm -rf $T/seed
     /usr/bin/time -f "wall %e s, peak host RSS %M KiB" $B/cascade train --device cuda --tokenizer tokenizer \
         --mixed_precision bf16 --save_precision bf16 --max_data_loader_n_workers 2 --persistent_data_loader_workers \
@@ -158,16 +164,42 @@ if [ "$mode" = seed ]; then
         --stage_c_checkpoint_path $W/stage_c_bf16.safetensors --effnet_checkpoint_path $W/effnet_encoder_bf16.safetensors \
         --previewer_checkpoint_path $W/previewer_bf16.safetensors --dataset_config $T/ds.toml \
         --sample_every_n_epochs 1 --sample_prompts $T/p.txt --adaptive_loss_weight \
-        --text_model_checkpoint_path $W/text_encoder_bf16.safetensors --max_train_epochs 1 2>&1 | tail -25
-    ls -la $T/seed $T/seed/sample 2>&1 | tail -8
-    echo "LoRA of Stage C lite, --device cuda:"
+        --text_model_checkpoint_path $W/text_encoder_bf16.safetensors --max_train_epochs $e "$@" 2>&1
+}
+seed_lora() {   # EPOCHS [ARGS]: a LoRA of Stage C lite, --device cuda
+    local e=$1; shift
     rm -rf $T/lora
     /usr/bin/time -f "wall %e s, peak host RSS %M KiB" $B/cascade train --device cuda --tokenizer tokenizer \
         --network_module networks.lora --network_dim 16 --network_alpha 8 --learning_rate 1e-4 \
         --optimizer_type adafactor --optimizer_args "scale_parameter=False" "relative_step=False" "warmup_init=False" \
-        --gradient_checkpointing --max_train_epochs 2 --output_dir $T/lora --output_name l \
+        --gradient_checkpointing --max_train_epochs $e --output_dir $T/lora --output_name l \
         --stage_c_checkpoint_path $W/stage_c_lite_bf16.safetensors --effnet_checkpoint_path $W/effnet_encoder_bf16.safetensors \
-        --dataset_config $T/ds.toml --text_model_checkpoint_path $W/text_encoder_bf16.safetensors 2>&1 | tail -12
+        --dataset_config $T/ds.toml --text_model_checkpoint_path $W/text_encoder_bf16.safetensors "$@" 2>&1
+}
+ours_line() {   # LABEL LOG JSONL: our run as kohya_launch.py reports kohya's (seconds between steps, first left out)
+    python3 - "$@" <<'PY'
+import json, re, statistics, sys
+label, log, jl = sys.argv[1:4]
+try:
+    d = [json.loads(l)["seconds"] for l in open(jl) if l.strip()][1:]
+except OSError:
+    d = []
+t = open(log).read()
+peak = re.findall(r"device memory peak ([0-9.]+ GiB)", t)
+wall = re.findall(r"^wall ([0-9.]+ s)", t, re.M)
+f = lambda g: f"{g(d):.3f}" if d else "-"
+print(f"ours  {label}: {len(d) + 1 if d else 0} steps, s/step median {f(statistics.median)} mean {f(statistics.mean)} "
+      f"(after the first), device memory peak {peak[-1] if peak else '-'}, wall {wall[-1] if wall else '-'}")
+PY
+}
+if [ "$mode" = seed ]; then
+    seed_files
+    {
+    echo "seed command, full Stage C (bf16 file), --device cuda:"
+    seed_full 1 | tail -25
+    ls -la $T/seed $T/seed/sample 2>&1 | tail -8
+    echo "LoRA of Stage C lite, --device cuda:"
+    seed_lora 2 | tail -12
     ls -la $T/lora 2>&1 | tail -4
     } >"$out/seed.txt" 2>&1
     cut -c1-220 "$out/seed.txt"
@@ -201,6 +233,25 @@ if [ "$mode" = wide ]; then
     done
     } >"$out/wide.txt" 2>&1
     grep -E "FAIL|worst|left out|mlp_block|wide|^\||rel_l2|image|steps in|done in|peak|error" "$out/wide.txt" | cut -c1-200
+    exit 0
+fi
+if [ "$mode" = kohya ]; then   # kohya's sd-scripts (kohya/, bench/kohya_gpu.sh) and ours on the seed files
+    seed_files
+    e=${KOHYA_EPOCHS:-2} runs=${KOHYA_RUNS:-full lora}   # KOHYA_RUNS=full or lora: one half a call
+    {
+    if [[ " $runs " == *" full "* ]]; then
+        bash kohya/kohya_run.sh full $e
+        seed_full $e >"$out/ours_full.txt"; ours_line full "$out/ours_full.txt" $T/seed/testv1.jsonl
+        grep -E "error|Error" "$out/ours_full.txt" | head -3
+        rm -rf $T/seed   # GBs of checkpoints
+    fi
+    if [[ " $runs " == *" lora "* ]]; then
+        bash kohya/kohya_run.sh lora $e
+        seed_lora $e --mixed_precision bf16 --network_train_unet_only >"$out/ours_lora.txt"
+        ours_line lora "$out/ours_lora.txt" $T/lora/l.jsonl
+        grep -E "error|Error|LoRA:" "$out/ours_lora.txt" | head -3
+    fi
+    } 2>&1 | tee "$out/kohya.txt" | cut -c1-300
     exit 0
 fi
 if [ "$mode" = pair ]; then
