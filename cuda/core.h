@@ -22,6 +22,9 @@ const float *cs_cuda_weight_f32(const cs_tensor *t, char *err, size_t n);
 float *cs_cuda_weight_rw(const cs_tensor *t, char *err, size_t n);
 void cs_cuda_forget(const void *host, size_t bytes);
 int cs_cuda_set_precision(int prec);
+/* float32 products on TF32 tensor cores (1) or in float32 (0): the cuBLAS
+ * handle's math mode and the cuBLASLt plans' compute type */
+int cs_cuda_gemm_tf32(int on);
 size_t cs_cuda_mem_peak(int reset);
 const char *cs_cuda_errmsg(void);
 /* why this thread's last cs_cuda_weight() returned NULL (a CS_E* code) */

@@ -17,7 +17,9 @@
  *
  * Precision (mem.c's cs_cuda_precision): FP32 multiplies in float32 with
  * no TF32 (CUBLAS_DEFAULT_MATH, CUBLAS_COMPUTE_32F), so results compare
- * with the CPU. BF16 / FP16 feed the tensor cores 16-bit operands (weights
+ * with the CPU, unless set_precision(CS_PREC_TF32) asked for TF32 products
+ * (training with --mixed_precision bf16: cs_cuda_gemm_tf32). BF16 / FP16
+ * feed the tensor cores 16-bit operands (weights
  * cached in that dtype, activations converted into scratch) and accumulate
  * in float32; outputs and biases stay float32. */
 #include "core.h"
@@ -38,6 +40,17 @@ static void *ws, *ws_raw;                         /* shared by cuBLAS and cuBLAS
 static const size_t ws_bytes = (size_t)32 << 20;
 
 struct cublasContext *cs_cuda_blas(void) { return blas; }
+
+static int tf32;
+
+int cs_cuda_gemm_tf32(int on)
+{
+    if (!blas || tf32 == !!on) return 0;
+    cublasStatus_t s = cublasSetMathMode(blas, on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH);
+    if (s != CUBLAS_STATUS_SUCCESS) return cs_cuda_blas_fail(s, "setting the math mode");
+    tf32 = !!on;
+    return 0;
+}
 
 int cs_cuda_blas_fail(int s, const char *what)
 {
@@ -111,6 +124,7 @@ int cs_cuda_sgemm(int transB, size_t M, size_t N, size_t K, float alpha, const f
 typedef struct {
     unsigned long stamp;   /* 0: unused; else last use, for eviction */
     int dt, ydt, bias, beta1;   /* operand and output types (cudaDataType_t) */
+    int tf32;              /* float32 operands on TF32 tensor cores */
     size_t M, N, K, ldb, ldy;
     uint32_t al[4];        /* alignment of W, x, y, bias */
     cublasLtMatmulDesc_t desc;
@@ -144,7 +158,7 @@ static int plan_make(plan_t *p, const void *bias)
     cudaDataType_t t = (cudaDataType_t)p->dt;
     cublasOperation_t opT = CUBLAS_OP_T, opN = CUBLAS_OP_N;
     cublasLtMatmulPreference_t pref = NULL;
-    cublasStatus_t s = cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+    cublasStatus_t s = cublasLtMatmulDescCreate(&p->desc, p->tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, CUDA_R_32F);
     if (!s) s = cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &opT, sizeof opT);
     if (!s) s = cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &opN, sizeof opN);
     if (!s && p->bias) {
@@ -190,13 +204,16 @@ static int plan_make(plan_t *p, const void *bias)
     return 0;
 }
 
+/* a plan's compute type: TF32 for float32 operands when asked */
+static int tf32_of(int dt) { return tf32 && dt == (int)CUDA_R_32F; }
+
 static plan_t *plan_get(int dt, int ydt, int bias, int beta1, size_t M, size_t N, size_t K, size_t ldb, size_t ldy,
                         const uint32_t al[4], const void *bptr, int *rc)
 {
     plan_t *old = &plans[0];
     for (int i = 0; i < NPLANS; i++) {
         plan_t *p = &plans[i];
-        if (p->stamp && p->dt == dt && p->ydt == ydt && p->bias == bias && p->beta1 == beta1 && p->M == M && p->N == N && p->K == K &&
+        if (p->stamp && p->dt == dt && p->tf32 == tf32_of(dt) && p->ydt == ydt && p->bias == bias && p->beta1 == beta1 && p->M == M && p->N == N && p->K == K &&
             p->ldb == ldb && p->ldy == ldy && !memcmp(p->al, al, sizeof p->al)) {
             p->stamp = ++clock_;
             return p;
@@ -204,7 +221,7 @@ static plan_t *plan_get(int dt, int ydt, int bias, int beta1, size_t M, size_t N
         if (p->stamp < old->stamp) old = p;
     }
     plan_drop(old);
-    *old = (plan_t){.dt = dt, .ydt = ydt, .bias = bias, .beta1 = beta1, .M = M, .N = N, .K = K, .ldb = ldb, .ldy = ldy};
+    *old = (plan_t){.dt = dt, .tf32 = tf32_of(dt), .ydt = ydt, .bias = bias, .beta1 = beta1, .M = M, .N = N, .K = K, .ldb = ldb, .ldy = ldy};
     memcpy(old->al, al, sizeof old->al);
     if ((*rc = plan_make(old, bptr))) return NULL;
     old->stamp = ++clock_;
@@ -347,6 +364,7 @@ int cs_cuda_gemm_init(char *err, size_t n)
      * is set after the stream (setting a stream resets it) */
     s = cublasSetStream(blas, cs_cuda_stream());
     if (!s) s = cublasSetMathMode(blas, CUBLAS_DEFAULT_MATH);
+    tf32 = 0;
     if (!s) s = cublasSetWorkspace(blas, ws, ws_bytes);
     if (s) {
         snprintf(err, n, "cuBLAS: cannot set it up (%s)", cublasGetStatusString(s));

@@ -377,9 +377,17 @@ int cs_cuda_precision(void) { return precision; }
 
 int cs_cuda_set_precision(int prec)
 {
+    if (prec == CS_PREC_TF32 && cc_major >= 8) {   /* FP32 data; gemm.c's products on TF32 */
+        precision = CS_PREC_FP32;
+        return cs_cuda_gemm_tf32(1);
+    }
     if (prec == CS_PREC_FP32 || (prec == CS_PREC_BF16 && cc_major >= 8) || (prec == CS_PREC_FP16 && cc_major >= 7)) {
         precision = prec;
-        return 0;
+        return cs_cuda_gemm_tf32(0);
+    }
+    if (prec == CS_PREC_TF32) {
+        fail_replace("CUDA: tf32 needs a GPU of compute capability 8.0 or newer (this one is %d.%d)", cc_major, cc_minor);
+        return CS_EUNSUP;
     }
     /* answered at once, so this text replaces any older one */
     if (prec != CS_PREC_BF16 && prec != CS_PREC_FP16) {

@@ -309,6 +309,7 @@ static int fill(cascade_trainer *t)
     o->resume = sv[CASCADE_TP_RESUME];
     o->save_state = (int)iv[CASCADE_TP_SAVE_STATE];
     o->mixed_bf16 = sv[CASCADE_TP_MIXED_PRECISION] && !strcmp(sv[CASCADE_TP_MIXED_PRECISION], "bf16");
+    o->cfg.tf32 = o->mixed_bf16;   /* a device's products on TF32 (float32 data and master weights) */
     o->lora = (int)iv[CASCADE_TP_LORA];
     cs_lora_train_cfg_default(&o->lora_cfg);
     o->lora_cfg.dim = (int)iv[CASCADE_TP_LORA_DIM], o->lora_cfg.alpha = fv[CASCADE_TP_LORA_ALPHA];

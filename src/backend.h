@@ -51,8 +51,10 @@ typedef struct {
     const cs_tensor *wq, *wk, *wv, *bq, *bk, *bv, *wqkv, *bqkv, *wo, *bo, *kv_w, *kv_b;
 } cs_attn_block;
 
-/* Math precision of a device's products (set_precision). */
-enum { CS_PREC_FP32 = 0, CS_PREC_BF16 = 1, CS_PREC_FP16 = 2 };
+/* Math precision of a device's products (set_precision). TF32: float32
+ * data as in FP32, the products on TF32 tensor cores (training with
+ * --mixed_precision bf16); a device without them answers CS_EUNSUP. */
+enum { CS_PREC_FP32 = 0, CS_PREC_BF16 = 1, CS_PREC_FP16 = 2, CS_PREC_TF32 = 3 };
 
 /* The op set of a device (src/ops.h, same meaning and argument order), on
  * device memory: every float pointer is a device pointer, except where a

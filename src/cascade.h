@@ -717,7 +717,8 @@ CASCADE_API void cascade_gpus_free(cascade_gpus *g);
  *  CASCADE_TP_SAMPLE_EVERY  int    0            0..1000000 sample images every N epochs
  *  CASCADE_TP_SAMPLE_PROMPTS string NULL        kohya's prompt file (TEXT --n NEG --w W --h H
  *                                               --d SEED --l CFG --s STEPS a line)
- *  CASCADE_TP_MIXED_PRECISION string "no"       no, bf16 (recorded; the math stays float32)
+ *  CASCADE_TP_MIXED_PRECISION string "no"       no, bf16 (recorded; float32 math, and on a
+ *                                               device products on TF32 tensor cores)
  *  CASCADE_TP_LORA          int    0            0..1 train a LoRA (kohya's networks.lora)
  *  CASCADE_TP_LORA_DIM      int    4            1..1048576 rank
  *  CASCADE_TP_LORA_ALPHA    float  1            0..1e9; 0: the rank

@@ -45,7 +45,7 @@ typedef struct {
     const char *sample_prompts;
     const char *resume;
     int save_state;                   /* a state with every checkpoint */
-    int mixed_bf16;                   /* kohya's --mixed_precision bf16 (recorded; the math stays float32) */
+    int mixed_bf16;                   /* kohya's --mixed_precision bf16 (recorded; float32 math, TF32 products on a device) */
     /* LoRA mode: the network's settings, kohya's ss_network_args text (""
      * = not written) and the file to start from */
     int lora;

@@ -173,9 +173,13 @@ int cs_train_accumulate(cs_trainer *t, const cs_train_batch *bt, cs_train_out *o
         if (!(bt->t[n] >= 0.0f && bt->t[n] <= 1.0f))
             return cs_error(CS_EARG, "training: t[%zu] = %g is not in [0, 1]", n, (double)bt->t[n]);
     /* on a device, training runs in float32 (doc/training.md §4): the
-     * forward reads the writable float32 copies the optimizer updates */
+     * forward reads the writable float32 copies the optimizer updates; with
+     * tf32 its products run on TF32 tensor cores where the device has them */
     const cs_dev_ops *d = cs_dev_pick();
-    if (d && d->set_precision(CS_PREC_FP32))
+    int tf = -1;   /* 0: TF32 products in force */
+    if (d && t->cfg.tf32 && (tf = d->set_precision(CS_PREC_TF32)) != 0)
+        (void)d->errmsg();   /* refused: no failure, and its text must not linger */
+    if (d && tf != 0 && d->set_precision(CS_PREC_FP32))
         return cs_error(CS_EUNSUP, "training: the %s device cannot compute in float32: %s", cs_backend_name(), d->errmsg());
     size_t ne = B * hw * ci;
     float *noised = cs_alloc(ne * sizeof(float)), *pred = cs_alloc(ne * sizeof(float)),

@@ -44,6 +44,8 @@ typedef struct {
     cs_loss_weight_kind loss_weight;
     int grad_accum;                 /* >= 1: micro-batches per optimizer step */
     double max_grad_norm;           /* 1.0 in both codes; 0 = no clipping */
+    int tf32;                       /* on a device: float32 products on TF32 tensor cores where it
+                                       has them (--mixed_precision bf16), else exact float32 */
 } cs_train_cfg;
 
 /* cfg for an optimizer at lr: the seed recipe's Adafactor (or torch's AdamW

@@ -52,7 +52,7 @@ FAKE_VISIBLE int fake_backend_simd = -1;
 
 static int set_precision(int prec)
 {
-    if (prec != CS_PREC_FP32 && prec != CS_PREC_BF16 && prec != CS_PREC_FP16)
+    if (prec != CS_PREC_FP32 && prec != CS_PREC_BF16 && prec != CS_PREC_FP16 && prec != CS_PREC_TF32)
         return fake_fail(CS_EUNSUP, "fake device: no precision %d", prec);
     fake_backend_precision = prec;
     return 0;

@@ -39,6 +39,8 @@
 static cs_st_file *WF;
 static int EXACT = 1;   /* the fake plugin: bit for bit */
 static double TOL = 2e-4;
+/* TF32 products (10-bit mantissas, 2^-11 relative rounding of their inputs) */
+#define TOL_TF32 4e-3
 
 /* everything a run produced, flattened in a fixed order */
 typedef struct {
@@ -100,6 +102,7 @@ typedef struct {
     cs_opt_kind opt;
     int lora, accum, adaptive;
     const char *name;
+    int tf32;   /* cfg.tf32: products on TF32 tensor cores where the device has them */
 } run_cfg;
 
 /* a saved optimizer state: views copied out, filled back in by name */
@@ -176,6 +179,7 @@ static int run(const run_cfg *c, int dev, int from, int to, const result *in_w, 
     cfg.grad_accum = c->accum;
     cfg.max_grad_norm = 0.05;   /* below the gradients' norm: clipping scales */
     cfg.loss_weight = c->adaptive ? CS_LOSS_ADAPTIVE : CS_LOSS_P2;
+    cfg.tf32 = c->tf32;
     cs_trainer *t;
     TRY(cs_trainer_new(m, &cfg, &t));
     cs_lora_net *net = NULL;
@@ -382,6 +386,9 @@ int main(void)
         {CS_OPT_ADAMW, 0, 2, 0, "full AdamW, accum 2"},
         {CS_OPT_ADAMW, 1, 2, 0, "LoRA AdamW, accum 2"},
         {CS_OPT_ADAFACTOR, 1, 1, 1, "LoRA Adafactor, adaptive"},
+        /* --mixed_precision bf16: TF32 products on a GPU (within TOL_TF32 of
+         * the CPU's float32), float32 on the fake (bit for bit) */
+        {CS_OPT_ADAMW, 0, 2, 0, "full AdamW, accum 2, TF32 products", 1},
     };
     enum { NC = sizeof cfgs / sizeof cfgs[0] };
     static result cpu[NC];
@@ -410,7 +417,10 @@ int main(void)
         result r = ZERO;
         int e = run(&cfgs[i], 1, 0, STEPS, NULL, NULL, &r, NULL, NULL);
         if (!e && !EXACT && cfgs[i].opt == CS_OPT_ADAFACTOR && !cfgs[i].lora) e = mask_key_bias(cfgs[i].name, &r, &cpu[i], 1e-2);
+        double tol = TOL;
+        if (cfgs[i].tf32) TOL = TOL_TF32;
         fail |= e || compare(cfgs[i].name, &r, &cpu[i]);
+        TOL = tol;
         result_free(&r);
     }
     /* resume: 2 steps, save, then the third in a fresh trainer on a fresh model */

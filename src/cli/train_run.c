@@ -119,8 +119,10 @@ int tr_run(tr_cli *c)
     }
     if (!rc && c->mixed_bf16) {
         const char *b = cascade_info_string(CASCADE_INFO_BACKEND);
-        fprintf(stderr, TR_ME ": --mixed_precision bf16: %s the math stays float32 (master weights too)\n",
-                b && strcmp(b, "cpu") ? "on the device" : "on the CPU");
+        fprintf(stderr, TR_ME ": --mixed_precision bf16: %s\n",
+                b && strcmp(b, "cpu") ? "on the device the products run on TF32 tensor cores where it has them, the rest "
+                                        "in float32 (master weights too)"
+                                      : "on the CPU the math stays float32 (master weights too)");
     }
     if (!rc) rc = cascade_trainer_run(t);
     long long peak = cascade_info_int(CASCADE_INFO_DEVICE_PEAK);   /* -1 on the CPU: nothing said */
