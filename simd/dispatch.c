@@ -7,7 +7,11 @@
  * the CPU has AMX-BF16 and Linux grants this process the tile state (asked
  * once, on first use: arch_prctl(ARCH_REQ_XCOMP_PERM, XTILEDATA)), else
  * AVX512-BF16. CASCADE_AMX=0 keeps AMX off (to compare, or where the larger
- * signal frames of tile state are unwelcome). */
+ * signal frames of tile state are unwelcome). AVX512-BF16 has two kernels
+ * with the same bits: VDPBF16PS itself, and each pair as two fp32 FMAs,
+ * twice as fast where the instruction issues at half the FMA rate (Intel's
+ * Sapphire/Emerald Rapids; on Zen 4 it runs at the FMA rate, twice fp32).
+ * The FMA form is taken on Intel CPUs; CASCADE_BF16_FMA=0|1 forces a choice. */
 #include "kernels.h"
 #include "gemm_bf16.h"
 
@@ -35,6 +39,8 @@ static int cpu_has[CS_SIMD_LEVELS];
 static int cpu_bf16;   /* AVX512-BF16 (with the avx512 level's requirements) */
 static int cpu_amx;    /* AMX-TILE + AMX-BF16, tile state enabled in XCR0 (with cpu_bf16) */
 static int amx_off;    /* CASCADE_AMX=0 */
+static int cpu_intel;  /* GenuineIntel: VDPBF16PS zmm at half the FMA rate */
+static int bf16_fma;   /* CASCADE_BF16_FMA: -1 by vendor, 0 the instruction, 1 two FMAs */
 static char model[64] = "unknown";
 static char features[256];
 
@@ -67,6 +73,8 @@ static void detect(void)
         while (*s == ' ') s++;
         memmove(model, s, strlen(s) + 1);
     }
+    __cpuid(0, a, b, c, d);
+    cpu_intel = b == 0x756e6547 && d == 0x49656e69 && c == 0x6c65746e;   /* "Genu" "ineI" "ntel" */
     if (max < 7) return;
     __cpuid(1, a, b, c, d);
     int osxsave = c >> 27 & 1, avx = c >> 28 & 1, fma = c >> 12 & 1, f16c = c >> 29 & 1;
@@ -192,6 +200,15 @@ static int pick(void)
             return fail(CS_SIMD_EBAD, "CASCADE_AMX=%s: use 0 (AMX off) or 1 (AMX where the CPU has it)", amx);
         }
     }
+    const char *fma = getenv("CASCADE_BF16_FMA");
+    bf16_fma = -1;
+    if (fma && *fma) {
+        if (!strcmp(fma, "0") || !strcmp(fma, "1")) bf16_fma = fma[0] - '0';
+        else {
+            cs_simd_use(CS_SIMD_SCALAR);
+            return fail(CS_SIMD_EBAD, "CASCADE_BF16_FMA=%s: use 0 (VDPBF16PS) or 1 (two fp32 FMAs a pair)", fma);
+        }
+    }
     const char *env = getenv("CASCADE_SIMD");
     if (env && *env) {
         for (int l = 0; l < CS_SIMD_LEVELS; l++)
@@ -264,6 +281,7 @@ cs_gemm_bf16_fn cs_gemm_bf16_native(void)
     if (!amx_off && cs_amx_usable()) return cs_gemm_bf16_amx;
 #endif
 #ifdef CS_HAVE_AVX512BF16
+    if (bf16_fma == 1 || (bf16_fma < 0 && cpu_intel)) return cs_gemm_bf16_avx512_fma;
     return cs_gemm_bf16_avx512;
 #endif
     return NULL;
@@ -283,6 +301,9 @@ const char *cs_gemm_bf16_name(void)
     cs_gemm_bf16_fn k = cs_gemm_bf16_native();
 #ifdef CS_HAVE_AMX
     if (k == cs_gemm_bf16_amx) return "32x32 AMX-BF16 tiles (tdpbf16ps)";
+#endif
+#ifdef CS_HAVE_AVX512BF16
+    if (k == cs_gemm_bf16_avx512_fma) return "12x32 AVX512-BF16, vdpbf16ps as two fp32 FMAs (DAZ/FTZ)";
 #endif
     return k ? "12x32 AVX512-BF16 (vdpbf16ps)" : NULL;
 }

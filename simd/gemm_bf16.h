@@ -58,7 +58,8 @@ void cs_gemm_bf16_amx_ref(size_t M, size_t N, size_t K, const float *A, size_t l
 /* The native kernel for the current SIMD level (simd/dispatch.c), at the
  * avx512 level only: the AMX one where the CPU has AMX-BF16, the OS grants
  * the tile state (arch_prctl ARCH_REQ_XCOMP_PERM on Linux) and CASCADE_AMX
- * is not 0; else the AVX512-BF16 one where the CPU has AVX512-BF16; else
+ * is not 0; else the AVX512-BF16 one where the CPU has AVX512-BF16 (its
+ * two-FMA form on Intel, or as CASCADE_BF16_FMA says); else
  * NULL (also where the build lacks the kernels). */
 cs_gemm_bf16_fn cs_gemm_bf16_native(void);
 /* Name of the native kernel, or NULL. */
@@ -71,8 +72,12 @@ cs_gemm_bf16_fn cs_gemm_bf16_native_ref(void);
 int cs_amx_usable(void);
 
 #ifdef CS_HAVE_AVX512BF16
+/* VDPBF16PS itself, and the same chain as two fp32 FMAs a pair under
+ * DAZ/FTZ (simd/x86/gemm_bf16_avx512.c): the same bits */
 void cs_gemm_bf16_avx512(size_t M, size_t N, size_t K, const float *A, size_t lda, const uint32_t *Bp,
                          size_t pstride, float *C, size_t ldc, int cont);
+void cs_gemm_bf16_avx512_fma(size_t M, size_t N, size_t K, const float *A, size_t lda, const uint32_t *Bp,
+                             size_t pstride, float *C, size_t ldc, int cont);
 #endif
 #ifdef CS_HAVE_AMX
 /* needs cs_amx_usable() */

@@ -12,9 +12,19 @@
 /* denormal -> zero of the same sign (DAZ on inputs, FTZ on results) */
 static inline float flush(float x) { return fabsf(x) < FLT_MIN ? copysignf(0.0f, x) : x; }
 
+/* FTZ as x86 does it: a result is tiny (flushed) when it is below FLT_MIN
+ * after rounding to 24 bits with an unbounded exponent, not on the denormal
+ * grid fmaf rounds to. The two differ only where fmaf gives +-FLT_MIN: an
+ * exact x in [FLT_MIN - 2^-150, FLT_MIN - 2^-151) rounds to FLT_MIN on the
+ * grid (ties to even) but is tiny (the silicon returns 0: tests/test_gemm_bf16).
+ * There x = acc + a*b is exact in double (the bf16 product has 16 bits, acc
+ * is a multiple of 2^-149 near it, or a*b is too small to matter). */
 float cs_bf16_dp_step(float acc, uint16_t a, uint16_t b)
 {
-    return flush(fmaf(flush(cs_bf16_to_f32(a)), flush(cs_bf16_to_f32(b)), flush(acc)));
+    float fa = flush(cs_bf16_to_f32(a)), fb = flush(cs_bf16_to_f32(b)), fc = flush(acc), r = fmaf(fa, fb, fc);
+    if (fabsf(r) == FLT_MIN && fabs((double)fc + (double)fa * (double)fb) < 0x1p-126 - 0x1p-151)
+        return copysignf(0.0f, r);
+    return flush(r);
 }
 
 void cs_gemm_bf16_ref(size_t M, size_t N, size_t K, const float *A, size_t lda, const uint32_t *Bp, size_t pstride,

@@ -55,4 +55,16 @@ if [ -z "${CASCADE_SIMD:-}" ] && "$BIN" info | grep -q '^features: .*amx-bf16'; 
     else echo "ok CASCADE_AMX=0 picks AVX512-BF16"; fi
     "$BIN" info | grep '^cpu bf16:'
 fi
+# CASCADE_BF16_FMA: 0 or 1, anything else refused; each picks its AVX512-BF16 form
+CASCADE_BF16_FMA=2 "$BIN" info >"$tmp.out" 2>"$tmp.err"
+rc=$?
+if [ $rc -ne 2 ] || ! grep -qF "CASCADE_BF16_FMA=2: use 0" "$tmp.err"; then
+    echo "FAIL CASCADE_BF16_FMA=2: exit $rc"; cat "$tmp.err"; fail=1
+else echo "ok CASCADE_BF16_FMA=2 refused"; fi
+if [ "${CASCADE_SIMD:-avx512}" = avx512 ] && "$BIN" info | grep -q "^features: .*avx512bf16"; then
+    if ! CASCADE_AMX=0 CASCADE_BF16_FMA=1 "$BIN" info | grep -q '^cpu bf16: .*two fp32 FMAs' ||
+       ! CASCADE_AMX=0 CASCADE_BF16_FMA=0 "$BIN" info | grep -qF 'AVX512-BF16 (vdpbf16ps)'; then
+        echo "FAIL: CASCADE_BF16_FMA=1/0 do not pick the FMA form / vdpbf16ps"; fail=1
+    else echo "ok CASCADE_BF16_FMA=1/0 pick the FMA form / vdpbf16ps"; fi
+fi
 exit $fail

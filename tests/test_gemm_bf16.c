@@ -3,7 +3,8 @@
  *    operands (denormals, infinities, NaN, cancellation): the reference's
  *    reading of the Intel SDM (order high-then-low, DAZ/FTZ, one rounding
  *    per step) checked against the silicon;
- *  - each kernel the CPU runs (AVX512-BF16; AMX where the OS grants it)
+ *  - each kernel the CPU runs (AVX512-BF16: VDPBF16PS and its two-FMA form;
+ *    AMX where the OS grants it)
  *    against its own reference (cs_gemm_bf16_ref, cs_gemm_bf16_amx_ref), bit
  *    for bit, at odd M/N/K, ragged edges, misaligned pointers, cont 0/1,
  *    NaN/Inf/denormal inputs (NaN where the reference has NaN), padding left
@@ -83,7 +84,26 @@ static void test_lane_step(void)
      * low first would give 2^24 + 2 */
     float o = hw_pair(1.0f, 0x3f80u | 0x4b80u << 16, 0x3f80u | 0x3f80u << 16);
     CHECK(o == 0x1p24f, "vdpbf16ps step order: got %a, want 0x1p24 (high pair first)", o);
-    printf("lane step: %d random operand sets, %d mismatches\n", n, bad);
+    /* FTZ's tininess, after rounding: FLT_MIN - 2^-150 exactly is a tie on
+     * the denormal grid (to FLT_MIN) but tiny for x86 (0); then random sums
+     * of products of 2^-150 .. 2^-123 and acc near FLT_MIN, across the edge */
+    float t = hw_pair(FLT_MIN, 0x0080u, 0xb380u);   /* 2^-126 + 2^-126 * -2^-24 */
+    CHECK(f2u(t) == 0 && f2u(cs_bf16_dp_step(FLT_MIN, 0x0080u, 0xb380u)) == 0,
+          "FLT_MIN - 2^-150: vdpbf16ps 0x%08x, reference 0x%08x (want 0: tiny after rounding)", f2u(t),
+          f2u(cs_bf16_dp_step(FLT_MIN, 0x0080u, 0xb380u)));
+    int tiny_bad = 0;
+    for (int i = 0; i < n / 4; i++) {
+        uint64_t r = check_rnd64();
+        uint32_t a = 0x0080u | (uint32_t)(r & 0x807f), b = (uint32_t)(((r >> 8) & 0x807f) | ((0x67 + (r >> 16) % 28) << 7));
+        uint32_t s = (uint32_t)(r >> 32) & 0x80000000u;
+        float acc = u2f(s | (0x00800000u + (uint32_t)((r >> 40) % 64)));
+        float want = cs_bf16_dp_step(acc, (uint16_t)a, (uint16_t)b), got = hw_pair(acc, a, b);
+        if (!same(got, want) && ++tiny_bad <= 10)
+            CHECK(0, "near FLT_MIN: vdpbf16ps(acc 0x%08x, a 0x%08x, b 0x%08x) = 0x%08x, reference 0x%08x", f2u(acc), a,
+                  b, f2u(got), f2u(want));
+    }
+    printf("lane step: %d random operand sets, %d mismatches; %d near FLT_MIN, %d mismatches\n", n, bad, n / 4,
+           tiny_bad);
 }
 #endif
 
@@ -112,7 +132,7 @@ static void test_kernel(const char *kname, cs_gemm_bf16_fn kern, cs_gemm_bf16_fn
             for (size_t ki = 0; ki < sizeof Ks / sizeof *Ks; ki++) {
                 size_t M = Ms[mi], N = Ns[ni], K = Ks[ki];
                 if (M * N * K > 2000000) continue;   /* the reference is slow; big K at small M*N */
-                int spec = (mi + ni + ki) % 3 == 0;
+                int spec = (mi + ni + ki) % 3 == 0, tiny = (mi + ni + ki) % 3 == 1;
                 size_t lda = K + 3, ldc = N + 5, ldb = N + 1, P = (N + 15) / 16, ps = cs_bf16_panel_size(K) + 3;
                 float *a = malloc((M * lda + 2) * 4), *b = malloc((K * ldb + 1) * 4), *c0 = malloc((M * ldc + 2) * 4);
                 float *ck = malloc((M * ldc + 2) * 4), *cr = malloc((M * ldc + 2) * 4);
@@ -120,6 +140,16 @@ static void test_kernel(const char *kname, cs_gemm_bf16_fn kern, cs_gemm_bf16_fn
                 for (size_t i = 0; i < M * lda + 2; i++) a[i] = check_uni(-1, 1);
                 for (size_t i = 0; i < K * ldb + 1; i++) b[i] = check_uni(-1, 1);
                 for (size_t i = 0; i < M * ldc + 2; i++) c0[i] = check_uni(-2, 2);
+                if (tiny) {   /* sums that cross FLT_MIN: A ~2^-126, B 2^-24 .. 2^-1, C ~FLT_MIN */
+                    for (size_t i = 0; i < M * lda + 2; i++) a[i] = check_uni(1, 2) * 0x1p-126f;
+                    for (size_t i = 0; i < K * ldb + 1; i++)
+                        b[i] = ldexpf(check_uni(-2, 2), -(int)(check_rnd64() % 24) - 1);
+                    for (size_t i = 0; i < M * ldc + 2; i++) c0[i] = check_uni(-3, 3) * 0x1p-126f;
+                    /* C[0][0] (cont): FLT_MIN + 2^-126 * -2^-24 at k = 0 and + 0 after: tiny, 0 */
+                    for (size_t k = 0; k < K; k++) a[1 + k] = k ? 0.0f : 0x1p-126f;
+                    b[0] = -0x1p-24f;
+                    c0[1] = FLT_MIN;
+                }
                 if (spec && K) {   /* NaN, Inf, a denormal in A and B */
                     a[1 + (M / 2) * lda + K / 2] = NAN;
                     a[1 + (M - 1) * lda] = INFINITY;
@@ -134,7 +164,8 @@ static void test_kernel(const char *kname, cs_gemm_bf16_fn kern, cs_gemm_bf16_fn
                     memcpy(cr, c0, (M * ldc + 2) * 4);
                     kern(M, N, K, a + 1, lda, bp + 1, ps, ck + 1, ldc, cont);
                     ref(M, N, K, a + 1, lda, bp + 1, ps, cr + 1, ldc, cont);
-                    snprintf(what, sizeof what, "%s %zux%zux%zu cont=%d%s", kname, M, N, K, cont, spec ? " specials" : "");
+                    snprintf(what, sizeof what, "%s %zux%zux%zu cont=%d%s", kname, M, N, K, cont,
+                             spec ? " specials" : tiny ? " near FLT_MIN" : "");
                     for (size_t i = 0; i < M * ldc + 2; i++)   /* padding untouched too */
                         if (!same(ck[i], cr[i])) {
                             CHECK(0, "%s: at %zu got %a (0x%08x) want %a (0x%08x)", what, i, ck[i], f2u(ck[i]), cr[i],
@@ -339,6 +370,7 @@ int main(void)
 #ifdef CS_HAVE_AVX512BF16
     test_lane_step();
     test_kernel("avx512-bf16", cs_gemm_bf16_avx512, cs_gemm_bf16_ref);
+    test_kernel("avx512-bf16 as FMAs", cs_gemm_bf16_avx512_fma, cs_gemm_bf16_ref);
 #endif
 #ifdef CS_HAVE_AMX
     if (cs_amx_usable()) test_kernel("amx", cs_gemm_bf16_amx, cs_gemm_bf16_amx_ref);

@@ -1,13 +1,23 @@
-/* bf16 products with AVX512-BF16 (VDPBF16PS): the kernel of
- * simd/gemm_bf16.h. One instruction does 16 lanes x one k pair, twice the
- * work of an fp32 FMA, with the same loop structure as simd/gemm_tpl.h:
- * per block of GEMM_MB rows and KCP k pairs, A is rounded to bf16 and packed
- * pair-major per 12-row tile (a step's 12 broadcasts in 48 bytes), then each
- * 32-column step of B meets every tile of the block. Ragged row tiles are
- * padded with zero rows that are computed but not stored, so every stored
- * element is the same chain whatever the tiling.
+/* bf16 products with the arithmetic of VDPBF16PS (simd/gemm_bf16.h), two
+ * kernels with the same loops and the same bits:
+ *  - cs_gemm_bf16_avx512: the instruction itself, one per 16 lanes x k pair.
+ *    On Zen 4 it runs at the fp32 FMA rate, i.e. twice fp32's flops.
+ *  - cs_gemm_bf16_avx512_fma: each pair as two fp32 FMAs (high k, then low)
+ *    with MXCSR's DAZ and FTZ set for the call. A bf16 product is exact in
+ *    fp32, so each FMA rounds exactly as one step of the instruction, and
+ *    DAZ/FTZ (tininess after rounding) flush as it does: checked against the
+ *    silicon on 64M random lanes and the tininess corner (tests/test_gemm_bf16).
+ *    On Sapphire/Emerald Rapids VDPBF16PS zmm issues once per 2 cycles
+ *    (measured: 1.66 G/s against 6.7 G/s FMAs on one core), so two FMAs a
+ *    pair are twice as fast there; dispatch.c picks this one on Intel.
+ * Loops as simd/gemm_tpl.h: per block of MB rows and KCP k pairs, A is
+ * rounded to bf16 and packed per 12-row tile (a 16x16 transpose in
+ * registers, 16 rows x 16 k at a time), then each 32-column step of B meets
+ * every tile of the block. Ragged row tiles are padded with zero rows that
+ * are computed but not stored, so every stored element is the same chain
+ * whatever the tiling; C goes through memory (exact) between k blocks.
  *
- * The rounding of A is done here with integer operations, not with
+ * The rounding of A is done with integer operations, not with
  * VCVTNEPS2BF16: that instruction flushes denormal inputs to zero (measured
  * on Zen 4; 0x007fffff must round up to the normal 0x0080). */
 #include "bf16_avx512.h"
@@ -19,94 +29,200 @@
 
 #define MR 12           /* rows of a register tile */
 #define KCP 128         /* k pairs per block (256 k, as the fp32 kernel) */
-#define MB (8 * MR)     /* rows per block: packed A is 48 KB */
+#define MB (8 * MR)     /* rows per block */
+#define TMASK 0x0fff    /* the tile's 12 rows of a 16-lane column */
 
-
-/* rows [m0, m0+mb) x pairs [q0, q0+kcp) of A into at: tile t at
- * at + t*kcp*MR, pair-major (MR uint32 per pair); rows past mb are zero */
-static void pack_a(const float *A, size_t lda, size_t K, size_t mb, size_t q0, size_t kcp, uint32_t *at)
+/* r[i] = row i of a 16x16 block of 32-bit lanes -> r[c] = column c */
+static inline void transpose16(__m512 r[16])
 {
-    size_t ntiles = (mb + MR - 1) / MR;
-    for (size_t r = 0; r < ntiles * MR; r++) {
-        uint32_t *o = at + r / MR * kcp * MR + r % MR;
-        if (r >= mb) {
-            for (size_t q = 0; q < kcp; q++) o[q * MR] = 0;
-            continue;
-        }
-        const float *a = A + r * lda;
-        for (size_t q = 0; q < kcp; q += 8) {
-            size_t k = 2 * (q0 + q), n = K - k < 16 ? K - k : 16;   /* zeros past K: an odd K's last half */
-            uint32_t p[8];
-            _mm256_storeu_si256((__m256i *)p, round_bf16(_mm512_maskz_loadu_ps(tmask(n), a + k)));
-            size_t e = kcp - q < 8 ? kcp - q : 8;
-            for (size_t s = 0; s < e; s++) o[(q + s) * MR] = p[s];
+    __m512 t[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int g = 0; g < 4; g++) {   /* s[4g+c], 128-bit lane L: column 4L+c of rows 4g..4g+3 */
+        r[4 * g] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+        r[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xee);
+        r[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+        r[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xee);
+    }
+    for (int c = 0; c < 4; c++) {   /* a 4x4 transpose of 128-bit lanes */
+        __m512 u0 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x44), u1 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xee);
+        __m512 u2 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x44), u3 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xee);
+        t[c] = _mm512_shuffle_f32x4(u0, u2, 0x88);
+        t[4 + c] = _mm512_shuffle_f32x4(u0, u2, 0xdd);
+        t[8 + c] = _mm512_shuffle_f32x4(u1, u3, 0x88);
+        t[12 + c] = _mm512_shuffle_f32x4(u1, u3, 0xdd);
+    }
+    for (int i = 0; i < 16; i++) r[i] = t[i];
+}
+
+static inline __m512 load_part(const float *a, size_t k, size_t K)
+{
+    size_t n = k >= K ? 0 : K - k < 16 ? K - k : 16;   /* zeros past K: an odd K's last half */
+    return _mm512_maskz_loadu_ps(tmask(n), a + k);
+}
+
+/* rows [0, mb) x pairs [q0, q0+kcp) of A (mb <= MB), each tile of MR rows
+ * (zero rows past mb) through 16x16 transposes, 16 pairs (32 k) at a time.
+ * fp32 == 0: tile t at at + t*kcp*MR uint32, pair-major, MR pairs a pair.
+ * fp32 == 1: tile t at at + t*kcp*2*MR floats, per pair MR floats of the
+ * high k then MR of the low k, each the bf16 value widened (exact). */
+static void pack_a(const float *A, size_t lda, size_t K, size_t mb, size_t q0, size_t kcp, uint32_t *at, int fp32)
+{
+    size_t ntiles = (mb + MR - 1) / MR, per = fp32 ? 2 * MR : MR;
+    const __m512i hi = _mm512_set1_epi32((int)0xffff0000u);
+    for (size_t t = 0; t < ntiles; t++) {
+        uint32_t *o = at + t * kcp * per;
+        for (size_t q = 0; q < kcp; q += 16) {
+            size_t k = 2 * (q0 + q), e = kcp - q < 16 ? kcp - q : 16;   /* pairs stored */
+            __m512 r[16], r2[16];
+            for (size_t i = 0; i < 16; i++) {
+                size_t row = t * MR + i;
+                if (i >= MR || row >= mb) {
+                    r[i] = r2[i] = _mm512_setzero_ps();
+                    continue;
+                }
+                const float *a = A + row * lda;
+                __m512i l = round_bf16_hi(load_part(a, k, K)), h = round_bf16_hi(load_part(a, k + 16, K));
+                if (fp32) {   /* k .. k+15 and k+16 .. k+31 as widened floats */
+                    r[i] = _mm512_castsi512_ps(_mm512_and_si512(l, hi));
+                    r2[i] = _mm512_castsi512_ps(_mm512_and_si512(h, hi));
+                } else {      /* 16 pairs: the low bf16 of a pair is the even k */
+                    __m256i pl = _mm512_cvtepi32_epi16(_mm512_srli_epi32(l, 16));
+                    __m256i ph = _mm512_cvtepi32_epi16(_mm512_srli_epi32(h, 16));
+                    r[i] = _mm512_castsi512_ps(_mm512_inserti64x4(_mm512_castsi256_si512(pl), ph, 1));
+                }
+            }
+            transpose16(r);
+            if (!fp32) {
+                for (size_t s = 0; s < e; s++) _mm512_mask_storeu_ps(o + (q + s) * MR, TMASK, r[s]);
+                continue;
+            }
+            transpose16(r2);
+            for (size_t s = 0; s < e; s++) {   /* pair q+s: k+2s (low), k+2s+1 (high) */
+                const __m512 *v = s < 8 ? r : r2;
+                size_t c = 2 * (s % 8);
+                _mm512_mask_storeu_ps(o + (q + s) * 2 * MR, TMASK, v[c + 1]);
+                _mm512_mask_storeu_ps(o + (q + s) * 2 * MR + MR, TMASK, v[c]);
+            }
         }
     }
 }
 
-/* MR rows (mr stored) x NPAN panels over kcp pairs of a packed A tile */
-#define BF16_TILE(name, NPAN)                                                                                     \
-    static inline __attribute__((always_inline)) void name(size_t kcp, const uint32_t *A, const uint32_t *B,    \
-                                                            size_t pstride, float *C, size_t ldc, size_t mr,     \
-                                                            size_t ncols, int cont)                              \
+/* MR rows (mr stored) x NPAN panels over kcp pairs of a packed A tile.
+ * STEP(q): the k pair q into acc, from b (B's NPAN vectors of pair q). */
+#define TILE_BODY(NPAN, STEP)                                                                                    \
+    __m512 acc[MR][NPAN];                                                                                        \
+    _Pragma("GCC unroll 16") for (size_t i = 0; i < MR; i++)                                                     \
+        _Pragma("GCC unroll 2") for (size_t p = 0; p < NPAN; p++)                                                \
     {                                                                                                            \
-        __m512 acc[MR][NPAN];                                                                                    \
+        size_t c0 = p * 16;                                                                                      \
+        if (!cont || i >= mr || c0 >= ncols) acc[i][p] = _mm512_setzero_ps();                                    \
+        else if (c0 + 16 <= ncols) acc[i][p] = _mm512_loadu_ps(C + i * ldc + c0);                                \
+        else acc[i][p] = _mm512_maskz_loadu_ps(tmask(ncols - c0), C + i * ldc + c0);                             \
+    }                                                                                                            \
+    _Pragma("GCC unroll 2") for (size_t q = 0; q < kcp; q++)                                                     \
+    {                                                                                                            \
+        __m512i b[NPAN];                                                                                         \
+        _Pragma("GCC unroll 2") for (size_t p = 0; p < NPAN; p++) b[p] = _mm512_loadu_si512(B + p * pstride + q * 16); \
+        STEP(NPAN, q)                                                                                            \
+    }                                                                                                            \
+    _Pragma("GCC unroll 16") for (size_t i = 0; i < MR; i++)                                                     \
+        _Pragma("GCC unroll 2") for (size_t p = 0; p < NPAN; p++)                                                \
+    {                                                                                                            \
+        size_t c0 = p * 16;                                                                                      \
+        if (i >= mr || c0 >= ncols) continue;                                                                    \
+        if (c0 + 16 <= ncols) _mm512_storeu_ps(C + i * ldc + c0, acc[i][p]);                                     \
+        else _mm512_mask_storeu_ps(C + i * ldc + c0, tmask(ncols - c0), acc[i][p]);                              \
+    }
+
+/* one VDPBF16PS per row and panel, A's pair broadcast */
+#define STEP_DP(NPAN, q)                                                                                         \
+    _Pragma("GCC unroll 16") for (size_t i = 0; i < MR; i++)                                                     \
+    {                                                                                                            \
+        __m512bh a = (__m512bh)_mm512_set1_epi32((int)A[(q) * MR + i]);                                          \
+        _Pragma("GCC unroll 2") for (size_t p = 0; p < NPAN; p++)                                                \
+            acc[i][p] = _mm512_dpbf16_ps(acc[i][p], a, (__m512bh)b[p]);                                          \
+    }
+
+/* the same step as two FMAs: B's high halves (k = 2q+1) first, then the
+ * low ones widened by a shift; A's widened values broadcast from memory */
+#define STEP_FMA(NPAN, q)                                                                                        \
+    {                                                                                                            \
+        __m512 w[NPAN];                                                                                          \
+        _Pragma("GCC unroll 2") for (size_t p = 0; p < NPAN; p++)                                                \
+            w[p] = _mm512_castsi512_ps(_mm512_and_si512(b[p], _mm512_set1_epi32((int)0xffff0000u)));             \
         _Pragma("GCC unroll 16") for (size_t i = 0; i < MR; i++)                                                 \
-            _Pragma("GCC unroll 2") for (size_t p = 0; p < NPAN; p++)                                            \
         {                                                                                                        \
-            size_t c0 = p * 16;                                                                                  \
-            if (!cont || i >= mr || c0 >= ncols) acc[i][p] = _mm512_setzero_ps();                                \
-            else if (c0 + 16 <= ncols) acc[i][p] = _mm512_loadu_ps(C + i * ldc + c0);                            \
-            else acc[i][p] = _mm512_maskz_loadu_ps(tmask(ncols - c0), C + i * ldc + c0);                         \
+            __m512 a = _mm512_set1_ps(A[(q) * 2 * MR + i]);                                                      \
+            _Pragma("GCC unroll 2") for (size_t p = 0; p < NPAN; p++) acc[i][p] = _mm512_fmadd_ps(a, w[p], acc[i][p]); \
         }                                                                                                        \
-        _Pragma("GCC unroll 2") for (size_t q = 0; q < kcp; q++)                                                 \
-        {                                                                                                        \
-            __m512bh b[NPAN];                                                                                    \
-            _Pragma("GCC unroll 2") for (size_t p = 0; p < NPAN; p++)                                            \
-                b[p] = (__m512bh)_mm512_loadu_si512(B + p * pstride + q * 16);                                   \
-            _Pragma("GCC unroll 16") for (size_t i = 0; i < MR; i++)                                             \
-            {                                                                                                    \
-                __m512bh a = (__m512bh)_mm512_set1_epi32((int)A[q * MR + i]);                                    \
-                _Pragma("GCC unroll 2") for (size_t p = 0; p < NPAN; p++)                                        \
-                    acc[i][p] = _mm512_dpbf16_ps(acc[i][p], a, b[p]);                                            \
-            }                                                                                                    \
-        }                                                                                                        \
+        _Pragma("GCC unroll 2") for (size_t p = 0; p < NPAN; p++)                                                \
+            w[p] = _mm512_castsi512_ps(_mm512_slli_epi32(b[p], 16));                                             \
         _Pragma("GCC unroll 16") for (size_t i = 0; i < MR; i++)                                                 \
-            _Pragma("GCC unroll 2") for (size_t p = 0; p < NPAN; p++)                                            \
         {                                                                                                        \
-            size_t c0 = p * 16;                                                                                  \
-            if (i >= mr || c0 >= ncols) continue;                                                                \
-            if (c0 + 16 <= ncols) _mm512_storeu_ps(C + i * ldc + c0, acc[i][p]);                                 \
-            else _mm512_mask_storeu_ps(C + i * ldc + c0, tmask(ncols - c0), acc[i][p]);                          \
+            __m512 a = _mm512_set1_ps(A[(q) * 2 * MR + MR + i]);                                                 \
+            _Pragma("GCC unroll 2") for (size_t p = 0; p < NPAN; p++) acc[i][p] = _mm512_fmadd_ps(a, w[p], acc[i][p]); \
         }                                                                                                        \
     }
 
-BF16_TILE(tile2, 2)
-BF16_TILE(tile1, 1)
+#define TILE(name, AT, NPAN, STEP)                                                                               \
+    static inline __attribute__((always_inline)) void name(size_t kcp, const AT *A, const uint32_t *B,          \
+                                                            size_t pstride, float *C, size_t ldc, size_t mr,     \
+                                                            size_t ncols, int cont)                              \
+    {                                                                                                            \
+        TILE_BODY(NPAN, STEP)                                                                                    \
+    }
 
-void cs_gemm_bf16_avx512(size_t M, size_t N, size_t K, const float *A, size_t lda, const uint32_t *Bp,
-                         size_t pstride, float *C, size_t ldc, int cont)
+TILE(tile2_dp, uint32_t, 2, STEP_DP)
+TILE(tile1_dp, uint32_t, 1, STEP_DP)
+TILE(tile2_fma, float, 2, STEP_FMA)
+TILE(tile1_fma, float, 1, STEP_FMA)
+
+/* the loops around the tiles; fp32: the FMA form */
+static inline __attribute__((always_inline)) void gemm(size_t M, size_t N, size_t K, const float *A, size_t lda,
+                                                       const uint32_t *Bp, size_t pstride, float *C, size_t ldc,
+                                                       int cont, int fp32)
 {
-    size_t KP = (K + 1) / 2;
-    uint32_t at[MB * KCP] __attribute__((aligned(64)));
+    size_t KP = (K + 1) / 2, per = fp32 ? 2 * MR : MR;
+    uint32_t at[MB * KCP * 2] __attribute__((aligned(64)));
     for (size_t m0 = 0; m0 < M; m0 += MB) {
         size_t mb = M - m0 < MB ? M - m0 : MB, ntiles = (mb + MR - 1) / MR;
         for (size_t q0 = 0; q0 < KP || (q0 == 0 && !cont); q0 += KCP) {
             size_t kcp = KP - q0 < KCP ? KP - q0 : KCP;
             int cc = cont || q0 > 0;
-            pack_a(A + m0 * lda, lda, K, mb, q0, kcp, at);
+            pack_a(A + m0 * lda, lda, K, mb, q0, kcp, at, fp32);
             for (size_t j = 0; j < N; j += 32) {
                 size_t n = N - j < 32 ? N - j : 32;
                 const uint32_t *bj = Bp + j / 16 * pstride + q0 * 16;
                 for (size_t t = 0; t < ntiles; t++) {
                     size_t mr = mb - t * MR < MR ? mb - t * MR : MR;
                     float *c = C + (m0 + t * MR) * ldc + j;
-                    if (n <= 16) tile1(kcp, at + t * kcp * MR, bj, pstride, c, ldc, mr, n, cc);
-                    else tile2(kcp, at + t * kcp * MR, bj, pstride, c, ldc, mr, n, cc);
+                    const uint32_t *a = at + t * kcp * per;
+                    if (fp32 && n <= 16) tile1_fma(kcp, (const float *)a, bj, pstride, c, ldc, mr, n, cc);
+                    else if (fp32) tile2_fma(kcp, (const float *)a, bj, pstride, c, ldc, mr, n, cc);
+                    else if (n <= 16) tile1_dp(kcp, a, bj, pstride, c, ldc, mr, n, cc);
+                    else tile2_dp(kcp, a, bj, pstride, c, ldc, mr, n, cc);
                 }
             }
             if (!KP) break;
         }
     }
+}
+
+void cs_gemm_bf16_avx512(size_t M, size_t N, size_t K, const float *A, size_t lda, const uint32_t *Bp,
+                         size_t pstride, float *C, size_t ldc, int cont)
+{
+    gemm(M, N, K, A, lda, Bp, pstride, C, ldc, cont, 0);
+}
+
+void cs_gemm_bf16_avx512_fma(size_t M, size_t N, size_t K, const float *A, size_t lda, const uint32_t *Bp,
+                             size_t pstride, float *C, size_t ldc, int cont)
+{
+    unsigned csr = _mm_getcsr();
+    _mm_setcsr(csr | 0x8040);   /* FTZ (bit 15) and DAZ (bit 6): VDPBF16PS's denormal rules */
+    gemm(M, N, K, A, lda, Bp, pstride, C, ldc, cont, 1);
+    _mm_setcsr(csr);
 }
 #endif

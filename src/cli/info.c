@@ -69,7 +69,8 @@ int cmd_info(int argc, char **argv)
         else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             printf("usage: cascade info [--levels]\n\n"
                    "Prints the CPU model and features, the SIMD level chosen (CASCADE_SIMD forces one),\n"
-                   "the native bf16 kernel (AMX or AVX512-BF16; CASCADE_AMX=0 turns AMX off),\n"
+                   "the native bf16 kernel (AMX or AVX512-BF16; CASCADE_AMX=0 turns AMX off,\n"
+                   "CASCADE_BF16_FMA=0|1 picks vdpbf16ps or its two-FMA form),\n"
                    "how matrix products are computed, OpenMP threads, the CUDA plugin and its GPUs\n"
                    "(name, compute capability, total/free memory, driver; or why none is usable)\n"
                    "and the build options.\n"
