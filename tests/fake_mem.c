@@ -154,6 +154,7 @@ static int upload(void *dst, const void *host, size_t bytes)
     void *r = fake_real_bytes(&c, dst, bytes, "dst");
     fake_host_only(&c, host, "host");
     if (!c.rc) memcpy(r, host, bytes);
+    if (!c.rc) __atomic_add_fetch(&fake_backend_upload_bytes, bytes, __ATOMIC_RELAXED);
     return c.rc;
 }
 

@@ -37,6 +37,25 @@
 #define STEPS 3
 
 static cs_st_file *WF;
+/* the fake's counts of bytes copied to the device (NULL on a real device) */
+static const unsigned long long *UP_BYTES, *WEIGHT_BYTES;
+
+static unsigned long long moved(void) { return UP_BYTES ? *UP_BYTES + *WEIGHT_BYTES : 0; }
+
+/* A LoRA step on a device moves A and B, not the model: after the first
+ * step (which makes the device's copies), what a step copies to the device
+ * must stay well below the trained W' (before, every merged W' went up
+ * again each step: at least its whole size). */
+static int check_moved(const char *name, unsigned long long bytes, int steps, const cs_grads *g)
+{
+    size_t wb = 0;
+    for (int i = 0; i < g->n; i++) wb += g->e[i].n * sizeof(float);
+    double per = (double)bytes / steps;
+    int bad = !(per < wb / 2.0);
+    printf("%s: %s: %.0f bytes copied to the device a step after the first (the trained W': %zu bytes)\n",
+           bad ? "FAIL" : "ok", name, per, wb);
+    return bad;
+}
 static int EXACT = 1;   /* the fake plugin: bit for bit */
 static double TOL = 2e-4;
 
@@ -193,7 +212,9 @@ static int run(const run_cfg *c, int dev, int from, int to, const result *in_w, 
         TRY(cs_trainer_set_lora(t, net));
     }
     if (in_st) cs_trainer_opt_restore(t, fill, in_st);
+    unsigned long long moved0 = 0;
     for (int s = from; s < to; s++) {
+        if (s == from + 1) moved0 = moved();
         cs_trainer_set_lr(t, (c->opt == CS_OPT_ADAMW ? 1e-3 : 1e-2) * (1.0 - 0.2 * s));
         for (int k = 0; k < c->accum; k++) {
             batch b;
@@ -212,6 +233,7 @@ static int run(const run_cfg *c, int dev, int from, int to, const result *in_w, 
         printf("FAIL: %s: the device run kept its gradients in host memory\n", c->name);
         return 1;
     }
+    if (dev && net && UP_BYTES && to - from > 1 && check_moved(c->name, moved() - moved0, to - from - 1, g)) return 1;
     TRY(cs_trainer_sync(t));
     /* trained values: the weights with a gradient, or A and B */
     if (net) {
@@ -399,6 +421,10 @@ int main(void)
         void *h = dlopen(name, RTLD_NOW | RTLD_NOLOAD);
         const int *lvl = h ? dlsym(h, "fake_backend_simd") : NULL;
         int same_level = lvl && *lvl == (int)cs_simd_current();
+        UP_BYTES = h ? dlsym(h, "fake_backend_upload_bytes") : NULL;
+        WEIGHT_BYTES = h ? dlsym(h, "fake_backend_weight_bytes") : NULL;
+        if (!UP_BYTES || !WEIGHT_BYTES) printf("FAIL: the fake plugin counts no bytes\n");
+        if (!UP_BYTES || !WEIGHT_BYTES) same_level = 0;
         if (!same_level)
             printf("FAIL: the fake computes at SIMD level %s, this process at %s\n",
                    lvl && *lvl >= 0 ? cs_simd_name((cs_simd_level)*lvl) : "(unknown)", cs_simd_name(cs_simd_current()));
