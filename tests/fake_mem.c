@@ -164,6 +164,7 @@ static int download(void *host, const void *src, size_t bytes)
     const void *r = fake_real_bytes(&c, src, bytes, "src");
     fake_host_only(&c, host, "host");
     if (!c.rc) memcpy(host, r, bytes);
+    if (!c.rc) __atomic_add_fetch(&fake_backend_download_bytes, bytes, __ATOMIC_RELAXED);
     pending = 0;
     return c.rc;
 }

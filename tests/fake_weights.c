@@ -122,6 +122,7 @@ static void forget(const void *host, size_t bytes)
 {
     drop_copies(host, bytes, NULL);
     cs_wpack_forget(host, bytes);
+    __atomic_add_fetch(&fake_backend_forget_bytes, bytes, __ATOMIC_RELAXED);
 }
 
 /* the float32 copy of t, writable; copies of other views in its range go */
