@@ -2,6 +2,7 @@
  * file's tensors, their A/B, the exact gradients from dL/dW', the optimizer
  * on A/B, and kohya's file format. */
 #include "lora_train.h"
+#include "lora_net.h"
 
 #include "device.h"
 #include "error.h"
@@ -13,34 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-typedef cs_opt_state opt_state;
-
-typedef struct {
-    char *name, *mod;         /* kohya name; dotted module path (for the order) */
-    char *kd, *ku;            /* its file keys <name>.lora_down.weight, <name>.lora_up.weight */
-    int wi;                   /* file tensor of the weight */
-    const cs_tensor *w0;      /* the file's tensor (frozen) */
-    const cs_tensor *wp;      /* the model's float32 W' */
-    int64_t row0, rows, K;    /* rows of W this module changes; columns (in * kh * kw) */
-    int ndim;
-    int64_t dshape[4], ushape[4];
-    int rank;
-    float alpha, scale;
-    float *A, *B, *gA, *gB;   /* [rank, K], [rows, rank] and their gradients */
-    opt_state sA, sB;
-} lmod;
-
-struct cs_lora_net {
-    cs_stage_c *m;
-    cs_lora_train_cfg cfg;
-    char module_name[32];
-    lmod *v;
-    int n;
-    int opt;                  /* cs_opt_kind of the states, -1 before the first step */
-    char conds[CS_MAX_TCONDS][24];
-    int nconds;
-};
 
 void cs_lora_train_cfg_default(cs_lora_train_cfg *c)
 {
@@ -283,6 +256,7 @@ static void free_state(opt_state *s, int opt)
 void cs_lora_net_free(cs_lora_net *n)
 {
     if (!n) return;
+    cs_lora_net_dev_free(n);
     for (int i = 0; i < n->n; i++) {
         lmod *m = &n->v[i];
         free(m->name), free(m->mod), free(m->kd), free(m->ku);
@@ -324,6 +298,7 @@ int cs_lora_net_find(const cs_lora_net *n, const char *name)
 
 int cs_lora_net_merge(cs_lora_net *n)
 {
+    n->dev.dirty = 1;   /* A or B may have changed here: the device's are stale */
     for (int i = 0; i < n->n; i++) {
         lmod *m = &n->v[i];
         float *w = (float *)m->wp->data + m->row0 * m->K;
@@ -421,10 +396,16 @@ static int step_one(cs_lora_net *n, opt_state *s, const cs_train_cfg *cfg, float
 
 int cs_lora_net_apply(cs_lora_net *n, const cs_grads *g, const cs_train_cfg *cfg, double *grad_norm)
 {
+    int rc = cs_lora_net_grads(n, g);
+    if (!rc) rc = cs_lora_net_step(n, cfg, grad_norm);
+    return rc ? rc : cs_lora_net_merge(n);
+}
+
+int cs_lora_net_step(cs_lora_net *n, const cs_train_cfg *cfg, double *grad_norm)
+{
     if (n->opt >= 0 && n->opt != (int)cfg->opt)
         return cs_error(CS_EARG, "LoRA training: the optimizer changed between steps");
-    int rc = cs_lora_net_grads(n, g);
-    if (rc) return rc;
+    int rc = 0;
     /* clip_grad_norm_ over network.get_trainable_params() (each module's
      * lora_down, lora_up): the norm of the per-tensor norms, in float */
     double tot = 0;
@@ -444,7 +425,7 @@ int cs_lora_net_apply(cs_lora_net *n, const cs_grads *g, const cs_train_cfg *cfg
         rc = step_one(n, &m->sA, cfg, m->A, m->gA, na, m->ndim, m->dshape);
         if (!rc) rc = step_one(n, &m->sB, cfg, m->B, m->gB, nb, m->ndim, m->ushape);
     }
-    return rc ? rc : cs_lora_net_merge(n);
+    return rc;
 }
 
 /* ---- resuming ---- */

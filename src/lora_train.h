@@ -31,7 +31,7 @@
  * B = 0. A kohya run draws from the generator before (model init) as well, so
  * a whole kohya run is not reproduced draw for draw.
  *
- * Host only, float32 (as cs_train_step). */
+ * Float32 (as cs_train_step); on a device see cs_lora_net_apply_dev. */
 #ifndef CS_LORA_TRAIN_H
 #define CS_LORA_TRAIN_H
 
@@ -91,6 +91,15 @@ int cs_lora_net_grads(cs_lora_net *n, const struct cs_grads *g);
  * clip_grad_norm_ over A and B, the optimizer step on A and B, merge.
  * *grad_norm (if not NULL): the norm before clipping. */
 int cs_lora_net_apply(cs_lora_net *n, const struct cs_grads *g, const cs_train_cfg *cfg, double *grad_norm);
+/* The same with g's buffers on a device (g->dev; the trainer's device
+ * mode, src/lora_dev.c): dA and dB computed there, A and B stepped on the
+ * host, W' merged into the device's writable copies (weight_rw). The host's
+ * W' is stale afterwards until cs_lora_net_sync_dev. Same bits as
+ * cs_lora_net_apply where the device computes as the CPU does. */
+int cs_lora_net_apply_dev(cs_lora_net *n, const struct cs_grads *g, const cs_train_cfg *cfg, double *grad_norm);
+/* Brings the model's W' of every module back from the device after
+ * cs_lora_net_apply_dev (nothing when no step ran on a device). */
+int cs_lora_net_sync_dev(cs_lora_net *n);
 /* Registers the wrapped weights in g (the only tensors given gradients). */
 int cs_lora_net_attach(cs_lora_net *n, struct cs_grads *g);
 

@@ -5,6 +5,7 @@
 #include "device.h"
 #include "error.h"
 #include "grad_blocks.h"
+#include "lora_net.h"
 #include "lora_train.h"
 #include "ops.h"
 #include "tensor.h"
@@ -29,13 +30,11 @@ struct cs_trainer {
     cs_trainer_opt_fill fill;   /* resuming: fills states as they are made */
     void *fill_ctx;
     /* device mode (g.dev set, doc/training.md §4): each state's arrays in
-     * device memory beside the host ones (which a sync brings up to date),
-     * the per-tensor squared norms, and a host mirror of the gradients for
-     * a LoRA (whose A/B step runs on the host) */
+     * device memory beside the host ones (which a sync brings up to date)
+     * and the per-tensor squared norms (a LoRA keeps its own: lora_dev.c) */
     struct dev_state { float *a, *b, *u; } *ds;   /* [nst]: m|row|v, v|col, Adafactor's scratch */
     double *dnorm;           /* device [g.n] */
     int ndnorm;
-    cs_grads hg;
     int stale;               /* host weights and states behind the device's */
 };
 
@@ -145,7 +144,7 @@ static void dev_free(cs_trainer *t)
     if (d && t->dnorm) d->free(t->dnorm);
     free(t->ds);
     t->ds = NULL, t->dnorm = NULL, t->ndnorm = 0;
-    cs_grads_free(&t->hg);
+    if (t->lora) cs_lora_net_dev_free(t->lora);   /* while the plugin is surely up */
 }
 
 void cs_trainer_free(cs_trainer *t)
@@ -342,27 +341,6 @@ void cs_trainer_set_lr(cs_trainer *t, double lr)
 
 /* ---- device mode: clipping and the optimizer on the device ---- */
 
-/* t->hg: host copies of the device gradients (same entries) */
-static int grads_download(cs_trainer *t)
-{
-    const cs_dev_ops *d = t->g.dev;
-    for (int i = t->hg.n; i < t->g.n; i++) {
-        if (t->hg.n == t->hg.cap) {
-            int cap = t->hg.cap ? 2 * t->hg.cap : 64;
-            cs_grad_ent *e = realloc(t->hg.e, (size_t)cap * sizeof *e);
-            if (!e) return cs_oom("the gradients' host copy", (size_t)cap * sizeof *e);
-            t->hg.e = e, t->hg.cap = cap;
-        }
-        cs_grad_ent e = t->g.e[i];
-        if (!(e.g = cs_alloc(e.n * sizeof(float) + 1))) return cs_oom("the gradients' host copy", e.n * sizeof(float));
-        t->hg.e[t->hg.n++] = e;
-    }
-    for (int i = 0; i < t->g.n; i++)
-        if (d->download(t->hg.e[i].g, t->g.e[i].g, t->g.e[i].n * sizeof(float)))
-            return cs_error(CS_EDEVICE, "training: downloading the gradient of %s failed: %s", t->g.e[i].name, d->errmsg());
-    return 0;
-}
-
 /* the float32 weight of gradient entry i as a tensor view */
 static cs_tensor weight_view(const cs_grad_ent *e)
 {
@@ -460,6 +438,11 @@ int cs_trainer_sync(cs_trainer *t)
 {
     const cs_dev_ops *d = t->g.dev;
     if (!d || !t->stale) return 0;
+    if (t->lora) {   /* A, B and their states are the host's: only W' */
+        int rc = cs_lora_net_sync_dev(t->lora);
+        if (!rc) t->stale = 0;
+        return rc;
+    }
     for (int i = 0; i < t->nst && t->ds; i++) {
         if (!t->ds[i].a) continue;
         const cs_grad_ent *e = &t->g.e[i];
@@ -485,10 +468,11 @@ int cs_train_apply(cs_trainer *t, double *grad_norm)
 {
     if (t->g.dev && !t->lora) return apply_dev(t, grad_norm);
     if (t->lora) {
-        /* LoRA on a device: A and B step on the host (they are small), from
-         * the downloaded G = dL/dW'; the merged W' is uploaded again (forget) */
-        int rc = t->g.dev ? grads_download(t) : 0;
-        if (!rc) rc = cs_lora_net_apply(t->lora, t->g.dev ? &t->hg : &t->g, &t->cfg, grad_norm);
+        /* LoRA on a device: G stays there, only dA/dB and A/B cross the bus
+         * and W' is merged there (lora_dev.c); the host's W' goes stale */
+        int rc = t->g.dev ? cs_lora_net_apply_dev(t->lora, &t->g, &t->cfg, grad_norm)
+                          : cs_lora_net_apply(t->lora, &t->g, &t->cfg, grad_norm);
+        if (t->g.dev) t->stale = 1;
         cs_grads_zero(&t->g);
         t->micro = 0;
         return rc;

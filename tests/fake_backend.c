@@ -15,7 +15,8 @@
  *     checks on each use that the host bytes did not change since (a cached
  *     copy of freed or rewritten host memory means a missing forget()).
  * It counts op calls (fake_backend_calls, fake_backend_last_op) so tests can
- * tell the device path was taken. Two made-up devices are listed (none, with
+ * tell the device path was taken, and the bytes moved
+ * (fake_backend_upload_bytes, _download_bytes, _weight_bytes, _forget_bytes). Two made-up devices are listed (none, with
  * a reason, under FAKE_BACKEND_NODEV); FAKE_BACKEND_FAIL makes init fail;
  * FAKE_ABI overrides the ABI number and FAKE_NO_EMBED leaves an op out, to
  * test the loader's refusals; FAKE_NO_BACKWARD leaves out the optional
@@ -45,6 +46,12 @@
 #define FAKE_VISIBLE __attribute__((visibility("default")))
 FAKE_VISIBLE unsigned long fake_backend_calls;        /* ops run (memory management not counted) */
 FAKE_VISIBLE const char *fake_backend_last_op = "";   /* the op table's field name of the last op */
+/* bytes across the bus, so a test can tell what a step moves: upload(),
+ * download(), weight copies made (weight_f32), and weights forgotten (a
+ * real device copies them again at their next use; the fake's ops read
+ * most weights from host memory, so this counts what those copies would be) */
+FAKE_VISIBLE unsigned long long fake_backend_upload_bytes, fake_backend_download_bytes, fake_backend_weight_bytes,
+    fake_backend_forget_bytes;
 int fake_backend_precision;              /* as set; the fake always computes in fp32 */
 /* the SIMD level its copy of the engine runs (cs_simd_level; -1 before
  * init): a test comparing bits checks that its own copy runs the same one */

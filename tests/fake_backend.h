@@ -21,6 +21,8 @@
 
 extern unsigned long fake_backend_calls;
 extern const char *fake_backend_last_op;
+extern unsigned long long fake_backend_upload_bytes, fake_backend_download_bytes, fake_backend_weight_bytes,
+    fake_backend_forget_bytes;
 
 /* guards the allocations and the weight copies */
 extern pthread_mutex_t fake_mu;

@@ -154,6 +154,7 @@ static int upload(void *dst, const void *host, size_t bytes)
     void *r = fake_real_bytes(&c, dst, bytes, "dst");
     fake_host_only(&c, host, "host");
     if (!c.rc) memcpy(r, host, bytes);
+    if (!c.rc) __atomic_add_fetch(&fake_backend_upload_bytes, bytes, __ATOMIC_RELAXED);
     return c.rc;
 }
 
@@ -163,6 +164,7 @@ static int download(void *host, const void *src, size_t bytes)
     const void *r = fake_real_bytes(&c, src, bytes, "src");
     fake_host_only(&c, host, "host");
     if (!c.rc) memcpy(host, r, bytes);
+    if (!c.rc) __atomic_add_fetch(&fake_backend_download_bytes, bytes, __ATOMIC_RELAXED);
     pending = 0;
     return c.rc;
 }

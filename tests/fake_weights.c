@@ -83,6 +83,7 @@ static const float *weight_f32(const cs_tensor *t, char *err, size_t errlen)
         else rc = CS_ENOMEM;
     }
     if (!rc) wc[nwc++] = (wcopy){t->data, t->dtype, n, bytes, sum, d, 0};
+    if (!rc) fake_backend_weight_bytes += bytes;   /* under fake_mu */
     pthread_mutex_unlock(&fake_mu);
     if (rc) {
         fake_dfree(d);
@@ -121,6 +122,7 @@ static void forget(const void *host, size_t bytes)
 {
     drop_copies(host, bytes, NULL);
     cs_wpack_forget(host, bytes);
+    __atomic_add_fetch(&fake_backend_forget_bytes, bytes, __ATOMIC_RELAXED);
 }
 
 /* the float32 copy of t, writable; copies of other views in its range go */

@@ -9,7 +9,9 @@
  * cs_trainer_sync every trained weight (LoRA: A and B) and every optimizer
  * state. A resumed device run (2 steps, synced, states saved and filled
  * back into a new trainer on a fresh model, then 1 step) must end equal to
- * the uninterrupted 3-step run. With $CASCADE_BACKEND (cuda on a GPU
+ * the uninterrupted 3-step run. With the fake, a LoRA step after the first
+ * must move less than half the trained W' across the bus (its byte
+ * counters; lora_dev.c keeps G and W' on the device). With $CASCADE_BACKEND (cuda on a GPU
  * machine) the same runs are compared at fp32 tolerance, and every line
  * says where the worst difference is. Needs ../shared (skip 77, CI 99). */
 #define _POSIX_C_SOURCE 200809L
@@ -37,6 +39,35 @@
 #define STEPS 3
 
 static cs_st_file *WF;
+/* the fake's counts of bytes across the bus (NULL on a real device) */
+enum { NCOUNT = 4 };
+static const char *const COUNTERS[NCOUNT] = {"fake_backend_upload_bytes", "fake_backend_download_bytes",
+                                            "fake_backend_weight_bytes", "fake_backend_forget_bytes"};
+static const unsigned long long *COUNT[NCOUNT];
+
+static unsigned long long moved(void)
+{
+    unsigned long long s = 0;
+    for (int i = 0; i < NCOUNT && COUNT[0]; i++) s += *COUNT[i];
+    return s;
+}
+
+/* A LoRA step on a device moves A and B and their gradients, not the
+ * model: after the first step (which makes the device's copies), the bytes
+ * a step moves (copies both ways, weights copied or forgotten, which a GPU
+ * copies again) must stay well below the trained W' (before, every G came
+ * down and every merged W' was forgotten and went up again each step: at
+ * least twice their size). */
+static int check_moved(const char *name, unsigned long long bytes, int steps, const cs_grads *g)
+{
+    size_t wb = 0;
+    for (int i = 0; i < g->n; i++) wb += g->e[i].n * sizeof(float);
+    double per = (double)bytes / steps;
+    int bad = !(per < wb / 2.0);
+    printf("%s: %s: %.0f bytes moved a step after the first (the trained W': %zu bytes)\n", bad ? "FAIL" : "ok", name,
+           per, wb);
+    return bad;
+}
 static int EXACT = 1;   /* the fake plugin: bit for bit */
 static double TOL = 2e-4;
 /* TF32 products (10-bit mantissas, 2^-11 relative rounding of their inputs) */
@@ -197,7 +228,9 @@ static int run(const run_cfg *c, int dev, int from, int to, const result *in_w, 
         TRY(cs_trainer_set_lora(t, net));
     }
     if (in_st) cs_trainer_opt_restore(t, fill, in_st);
+    unsigned long long moved0 = 0;
     for (int s = from; s < to; s++) {
+        if (s == from + 1) moved0 = moved();
         cs_trainer_set_lr(t, (c->opt == CS_OPT_ADAMW ? 1e-3 : 1e-2) * (1.0 - 0.2 * s));
         for (int k = 0; k < c->accum; k++) {
             batch b;
@@ -216,6 +249,7 @@ static int run(const run_cfg *c, int dev, int from, int to, const result *in_w, 
         printf("FAIL: %s: the device run kept its gradients in host memory\n", c->name);
         return 1;
     }
+    if (dev && net && COUNT[0] && to - from > 1 && check_moved(c->name, moved() - moved0, to - from - 1, g)) return 1;
     TRY(cs_trainer_sync(t));
     /* trained values: the weights with a gradient, or A and B */
     if (net) {
@@ -406,6 +440,11 @@ int main(void)
         void *h = dlopen(name, RTLD_NOW | RTLD_NOLOAD);
         const int *lvl = h ? dlsym(h, "fake_backend_simd") : NULL;
         int same_level = lvl && *lvl == (int)cs_simd_current();
+        for (int i = 0; i < NCOUNT && same_level; i++)
+            if (!(COUNT[i] = dlsym(h, COUNTERS[i]))) {
+                printf("FAIL: the fake plugin has no %s\n", COUNTERS[i]);
+                same_level = 0;
+            }
         if (!same_level)
             printf("FAIL: the fake computes at SIMD level %s, this process at %s\n",
                    lvl && *lvl >= 0 ? cs_simd_name((cs_simd_level)*lvl) : "(unknown)", cs_simd_name(cs_simd_current()));

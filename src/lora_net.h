@@ -1,0 +1,57 @@
+/* The LoRA network's insides, shared by src/lora_train.c (modules, host
+ * step, files) and src/lora_dev.c (the step on a device). Not installed. */
+#ifndef CS_LORA_NET_H
+#define CS_LORA_NET_H
+
+#include "backend.h"
+#include "lora_train.h"
+#include "optim.h"
+
+typedef cs_opt_state opt_state;
+
+typedef struct {
+    char *name, *mod;         /* kohya name; dotted module path (for the order) */
+    char *kd, *ku;            /* its file keys <name>.lora_down.weight, <name>.lora_up.weight */
+    int wi;                   /* file tensor of the weight */
+    const cs_tensor *w0;      /* the file's tensor (frozen) */
+    const cs_tensor *wp;      /* the model's float32 W' */
+    int64_t row0, rows, K;    /* rows of W this module changes; columns (in * kh * kw) */
+    int ndim;
+    int64_t dshape[4], ushape[4];
+    int rank;
+    float alpha, scale;
+    float *A, *B, *gA, *gB;   /* [rank, K], [rows, rank] and their gradients */
+    opt_state sA, sB;
+    size_t off, goff;         /* lora_dev.c: A's place in the device arrays (B, B^T follow), dA's */
+} lmod;
+
+/* A LoRA step on a device (lora_dev.c): A, B, B^T of every module in one
+ * device array (module order), dA and dB in another; a host staging array
+ * for one copy each way. */
+typedef struct {
+    const cs_dev_ops *d;      /* NULL: nothing on a device */
+    float *par, *grad;        /* device: [npar], [ngrad] */
+    float *stage;             /* host: npar floats (>= ngrad) */
+    size_t npar, ngrad;
+    int dirty;                /* the host's A/B changed since the last upload */
+} lora_dev;
+
+struct cs_lora_net {
+    cs_stage_c *m;
+    cs_lora_train_cfg cfg;
+    char module_name[32];
+    lmod *v;
+    int n;
+    int opt;                  /* cs_opt_kind of the states, -1 before the first step */
+    char conds[CS_MAX_TCONDS][24];
+    int nconds;
+    lora_dev dev;
+};
+
+/* clip_grad_norm_ over every module's gA/gB (as cs_lora_net_grads left
+ * them) and the optimizer step on A and B, on the host; no merge */
+int cs_lora_net_step(cs_lora_net *n, const cs_train_cfg *cfg, double *grad_norm);
+/* drops the device pools (lora_dev.c) */
+void cs_lora_net_dev_free(cs_lora_net *n);
+
+#endif
