@@ -147,7 +147,7 @@ seed_files() {   # seed and kohya: random weights, the fixture's images, a promp
     for v in stage_c stage_c_lite text_encoder effnet_encoder previewer; do
         [ -f $W/${v}_bf16.safetensors ] || timeout 300 $B/mkweights $M/$v.json $W/${v}_bf16.safetensors bf16 &
     done; wait
-    $B/train_fixture $T/fx >/dev/null
+    [ -d $T/fx/images ] || $B/train_fixture $T/fx >/dev/null
     printf 'a photo of a cat --w 1024 --h 1024 --s 20\n' >$T/p.txt
     printf '[general]\nenable_bucket = true\ncaption_extension = ".txt"\n[[datasets]]\nresolution = 1024\nbatch_size = 2\n  [[datasets.subsets]]\n  image_dir = "%s"\n  num_repeats = 2\n' \
         "$T/fx/images" >$T/ds.toml
