@@ -6,7 +6,7 @@
  * touch, the CPU's code for every op; its copy of the engine and this
  * process's at the one SIMD level under test) everything must be equal bit
  * for bit: each micro-batch's loss, each step's gradient norm, and after
- * cs_trainer_sync every trained weight (LoRA: A and B) and every optimizer
+ * cs_trainer_sync every trained weight (LoRA: A, B and the merged W') and every optimizer
  * state. A resumed device run (2 steps, synced, states saved and filled
  * back into a new trainer on a fresh model, then 1 step) must end equal to
  * the uninterrupted 3-step run. With the fake, a LoRA step after the first
@@ -260,6 +260,8 @@ static int run(const run_cfg *c, int dev, int from, int to, const result *in_w, 
                       (size_t)(mod.rank * mod.down_shape[1] * (mod.ndim == 4 ? mod.down_shape[2] * mod.down_shape[3] : 1)));
             put_named(out, mod.name, " (lora up)", mod.up, (size_t)(mod.rows * mod.rank));
         }
+        /* and the model's merged W': the device's, brought back by the sync */
+        for (int i = 0; i < g->n; i++) put_named(out, g->e[i].name, " (merged)", g->e[i].key, g->e[i].n);
     } else {
         for (int i = 0; i < g->n; i++) put_named(out, g->e[i].name, "", g->e[i].key, g->e[i].n);
     }
