@@ -25,6 +25,9 @@ int cs_cuda_set_precision(int prec);
 /* float32 products on TF32 tensor cores (1) or in float32 (0): the cuBLAS
  * handle's math mode and the cuBLASLt plans' compute type */
 int cs_cuda_gemm_tf32(int on);
+/* a side-by-side timing switch: 0 when $name is "0", else 1 (read once
+ * into *cache, which starts at -1) */
+int cs_cuda_env_on(const char *name, int *cache);
 size_t cs_cuda_mem_peak(int reset);
 const char *cs_cuda_errmsg(void);
 /* why this thread's last cs_cuda_weight() returned NULL (a CS_E* code) */

@@ -262,11 +262,7 @@ static __global__ void __launch_bounds__(128, 4) k_flash(fa_args a)
 static int enabled(void)
 {
     static int v = -1;
-    if (v < 0) {
-        const char *e = getenv("CASCADE_FLASH");
-        v = !(e && !strcmp(e, "0"));
-    }
-    return v;
+    return cs_cuda_env_on("CASCADE_FLASH", &v);
 }
 
 /* whether the kernel takes these sizes (nothing about the data) */

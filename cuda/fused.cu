@@ -116,11 +116,7 @@ static __device__ __forceinline__ float warp_sum(float v)
 static int wide_kernels(void)
 {
     static int v = -1;
-    if (v < 0) {
-        const char *e = getenv("CASCADE_MLP_WIDE");
-        v = !(e && !strcmp(e, "0"));
-    }
-    return v;
+    return cs_cuda_env_on("CASCADE_MLP_WIDE", &v);
 }
 
 /* GRN folded into fc2 (one block an output row o of w [O, K]):
@@ -387,11 +383,7 @@ static int launched(const char *what)
 static int fold_grn(void)
 {
     static int v = -1;
-    if (v < 0) {
-        const char *e = getenv("CASCADE_GRN_FOLD");
-        v = !(e && !strcmp(e, "0"));
-    }
-    return v;
+    return cs_cuda_env_on("CASCADE_GRN_FOLD", &v);
 }
 
 extern "C" int cs_cuda_mlp_block(float *x, size_t N, size_t H, size_t W, size_t c, const float *skip, size_t cs,

@@ -371,6 +371,15 @@ void *cs_cuda_scratch(int slot, size_t bytes)
     return p;
 }
 
+int cs_cuda_env_on(const char *name, int *cache)
+{
+    if (*cache < 0) {
+        const char *e = getenv(name);
+        *cache = !(e && !strcmp(e, "0"));
+    }
+    return *cache;
+}
+
 /* ---- precision ---- */
 
 int cs_cuda_precision(void) { return precision; }
