@@ -155,6 +155,7 @@ void block_ops(void)
     t_tsblock(CS_BF16, 2, 1025, 17, 3, 0, 5);
     t_tsblock(CS_F32, 1, 3, 128, 17, 4, 1);
     t_tsblock(CS_BF16, 9, 2, 5, 8, 1, 0);   /* past the device's 8 rows: single ops */
+    t_tsblock(CS_BF16, 2, 7, 1536, 64, 2, 3);   /* Stage C's mappers (K = 64) */
     t_attnblock(CS_F32, 2, 17, 64, 1, 9, 24, 1, 1);
     t_attnblock(CS_BF16, 2, 100, 128, 2, 85, 40, 1, 1);   /* a Stage C AttnBlock's shapes, smaller */
     t_attnblock(CS_F32, 1, 65, 192, 3, 77, 17, 0, 1);     /* diffusers' separate q, k, v */

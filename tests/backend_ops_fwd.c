@@ -493,6 +493,10 @@ void forward_ops(void)
     t_linear(CS_BF16, 17, 63, 70, 17, 20, 1, 1);
     t_linear(CS_F16, 3, 1025, 1030, 1, 3, 1, 1);
     t_linear(CS_F32, 63, 3, 5, 17, 17, 0, 1);
+    /* a few rows, K % 8 == 0 (16-byte weight rows: four lanes an output on
+     * the GPU), K not a multiple of 32, with and without accumulation */
+    t_linear(CS_BF16, 2, 40, 0, 1025, 0, 1, 0);
+    t_linear(CS_F16, 7, 1032, 1040, 63, 70, 1, 1);
     for (int tb = 0; tb < 2; tb++) {
         t_sgemm(tb, 1, 17, 63, 1.0f, 0.0f, 0);
         t_sgemm(tb, 17, 63, 3, 0.5f, 0.0f, 2);
