@@ -140,8 +140,10 @@ static __device__ __forceinline__ void fetch_kv(uint32_t (*sk)[FA_LDS / 2], uint
 #endif
 
 /* One step of 64 keys for this warp's 16 query rows: S = Q K^T from the
- * K tile, the running max and sum, O rescaled, O += P V from the V tile. */
-template <typename T>
+ * K tile, the running max and sum, O rescaled, O += P V from the V tile.
+ * MASK: the tile has fewer than 64 keys (the last one): scores past kvalid
+ * are -inf. */
+template <typename T, bool MASK>
 static __device__ __forceinline__ void fa_step(uint32_t (*sk)[FA_LDS / 2], uint32_t (*sv)[FA_LDS / 2],
                                                uint32_t (*qf)[4], float (*o)[4], float *m, float *l, int kvalid,
                                                float scale_log2)
@@ -161,7 +163,7 @@ static __device__ __forceinline__ void fa_step(uint32_t (*sk)[FA_LDS / 2], uint3
     float mx[2] = {-INFINITY, -INFINITY};
     for (int j = 0; j < FA_BK / 8; j++)
         for (int e = 0; e < 4; e++) {
-            float x = j * 8 + 2 * t + (e & 1) < kvalid ? s[j][e] * scale_log2 : -INFINITY;
+            float x = !MASK || j * 8 + 2 * t + (e & 1) < kvalid ? s[j][e] * scale_log2 : -INFINITY;
             s[j][e] = x;
             mx[e >> 1] = fmaxf(mx[e >> 1], x);
         }
@@ -252,7 +254,8 @@ static __global__ void __launch_bounds__(128, 4) k_flash(fa_args a)
             asm volatile("cp.async.wait_group 0;\n" ::);
         }
         __syncthreads();   /* tile b is in for every thread */
-        fa_step<T>(sk[b], sv[b], qf, o, m, l, (int)(Lk - k0 < FA_BK ? Lk - k0 : FA_BK), a.scale_log2);
+        if (Lk - k0 >= FA_BK) fa_step<T, false>(sk[b], sv[b], qf, o, m, l, FA_BK, a.scale_log2);
+        else fa_step<T, true>(sk[b], sv[b], qf, o, m, l, (int)(Lk - k0), a.scale_log2);
         __syncthreads();   /* tile b is read: the next fetch may overwrite it */
     }
     fa_store<T, O16>(a, o, l, n, h, q0, qrows);
