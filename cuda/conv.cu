@@ -150,26 +150,36 @@ static __global__ void k_ct_reorder(const float *wf, float *wr, size_t Cin, size
     }
 }
 
+/* I: the index type of the output pixel's decomposition — 32-bit where
+ * the pixel count fits (64-bit divisions cost ~4x the gather's memory time
+ * at Stage B's 2x upscalers). Pixel rows and columns are far below 2^31:
+ * the tap arithmetic is int. */
+template <typename I>
 static __global__ void k_ct_gather(const float *col, float *y, const float *bias, int acc, size_t n0, size_t nimg,
                                    size_t hlo, size_t hhi, size_t row0, size_t ohlo, size_t ohhi, size_t H, size_t W,
                                    size_t Cout, int k, int s, int p, size_t Ho, size_t Wo)
 {
-    size_t kkC = (size_t)k * (size_t)k * Cout, nh = ohhi - ohlo;
+    size_t kkC = (size_t)k * (size_t)k * Cout;
+    I nh = (I)(ohhi - ohlo), wo = (I)Wo;
     RC_ROWS(q, nimg * nh * Wo)
     {
-        size_t ow = q % Wo, t = q / Wo, oh = ohlo + t % nh, n = n0 + t / nh;
-        float *yr = y + ((n * Ho + oh) * Wo + ow) * Cout;
+        I qq = (I)q, t = qq / wo;
+        int ow = (int)(qq - t * wo);
+        I tn = t / nh;
+        int oh = (int)(ohlo + (size_t)(t - tn * nh));
+        size_t n = n0 + (size_t)tn;
+        float *yr = y + ((n * Ho + (size_t)oh) * Wo + (size_t)ow) * Cout;
         RC_COLS(o, Cout)
         {
             float sum = acc ? yr[o] : (bias ? bias[o] : 0.0f);
             for (int i = k - 1; i >= 0; i--) {
-                long th = (long)oh + p - i;
+                int th = oh + p - i;
                 if (th < 0 || th % s) continue;
                 size_t h = (size_t)(th / s);
                 if (h < hlo || h >= hhi) continue;
                 const float *cr = col + ((n * H + h - row0) * W) * kkC;
                 for (int j = k - 1; j >= 0; j--) {
-                    long tw = (long)ow + p - j;
+                    int tw = ow + p - j;
                     if (tw < 0 || tw % s) continue;
                     size_t wi = (size_t)(tw / s);
                     if (wi >= W) continue;
@@ -179,6 +189,18 @@ static __global__ void k_ct_gather(const float *col, float *y, const float *bias
             yr[o] = sum;
         }
     }
+}
+
+static void ct_gather(rc_shape sh, const float *col, float *y, const float *bias, int acc, size_t n0, size_t nimg,
+                      size_t hlo, size_t hhi, size_t row0, size_t ohlo, size_t ohhi, size_t H, size_t W, size_t Cout, int k,
+                      int s, int p, size_t Ho, size_t Wo)
+{
+    if (nimg * (ohhi - ohlo) * Wo < ((size_t)1 << 31))
+        k_ct_gather<unsigned><<<sh.grid, sh.block, 0, stream()>>>(col, y, bias, acc, n0, nimg, hlo, hhi, row0, ohlo, ohhi,
+                                                                   H, W, Cout, k, s, p, Ho, Wo);
+    else
+        k_ct_gather<size_t><<<sh.grid, sh.block, 0, stream()>>>(col, y, bias, acc, n0, nimg, hlo, hhi, row0, ohlo, ohhi,
+                                                                 H, W, Cout, k, s, p, Ho, Wo);
 }
 
 extern "C" int cs_cuda_conv_transpose2d(const float *x, size_t N, size_t H, size_t W, size_t Cin, const cs_tensor *w,
@@ -206,8 +228,7 @@ extern "C" int cs_cuda_conv_transpose2d(const float *x, size_t N, size_t H, size
     if (!one) {            /* several: every output starts from the bias, chunks add */
         rc_shape s = rc_launch(N * Ho * Wo, Cout);
         if (bf) {   /* a gather with no rows in range: the bias alone */
-            k_ct_gather<<<s.grid, s.block, 0, stream()>>>(col, y, bf, 0, 0, N, 0, 0, 0, 0, Ho, H, W, Cout, k, stride,
-                                                          pad, Ho, Wo);
+            ct_gather(s, col, y, bf, 0, 0, N, 0, 0, 0, 0, Ho, H, W, Cout, k, stride, pad, Ho, Wo);
             rc = cs_cuda_check_launch("conv_transpose2d bias");
         } else rc = cs_cuda_fill(y, 0.0f, N * Ho * Wo * Cout);
         if (rc) return rc;
@@ -231,8 +252,7 @@ extern "C" int cs_cuda_conv_transpose2d(const float *x, size_t N, size_t H, size
         if (rc) return rc;
         if (ohhi > ohlo) {
             rc_shape s = rc_launch(nimg * (ohhi - ohlo) * Wo, Cout);
-            k_ct_gather<<<s.grid, s.block, 0, stream()>>>(col, y, bf, !one, n0, nimg, hlo, hhi, g0, ohlo, ohhi, H, W,
-                                                          Cout, k, stride, pad, Ho, Wo);
+            ct_gather(s, col, y, bf, !one, n0, nimg, hlo, hhi, g0, ohlo, ohhi, H, W, Cout, k, stride, pad, Ho, Wo);
             if ((rc = cs_cuda_check_launch("conv_transpose2d gather"))) return rc;
         }
         g0 = g1;

@@ -4,10 +4,13 @@
 
 /* ---- resampling and layout ---- */
 
-/* as ops.c interp_axis: align_corners=True source position of output o */
-static __device__ __forceinline__ void interp(size_t in, size_t O, size_t o, size_t *i0, size_t *i1, float *l1)
+/* align_corners=True: the step between source positions, (in - 1) / (O - 1)
+ * rounded once in float (on the host, the same IEEE quotient as ops.c's) */
+static float interp_scale(size_t in, size_t O) { return O > 1 ? (float)(in - 1) / (float)(O - 1) : 0.0f; }
+
+/* as ops.c interp_axis: the source position of output o */
+static __device__ __forceinline__ void interp(size_t in, float sc, size_t o, size_t *i0, size_t *i1, float *l1)
 {
-    float sc = O > 1 ? __fdiv_rn((float)(in - 1), (float)(O - 1)) : 0.0f;
     float src = __fmul_rn(sc, (float)o);
     size_t a = (size_t)floorf(src);
     if (a > in - 1) a = in - 1;
@@ -16,16 +19,21 @@ static __device__ __forceinline__ void interp(size_t in, size_t O, size_t o, siz
     *l1 = __fsub_rn(src, (float)a);
 }
 
-static __global__ void k_resize(const float *x, float *y, size_t N, size_t H, size_t W, size_t C, size_t Ho, size_t Wo)
+/* I: the type of the output pixel's decomposition (32-bit where the pixel
+ * count fits: 64-bit divisions made it compute-bound at Stage B's 128^2) */
+template <typename I>
+static __global__ void k_resize(const float *x, float *y, size_t N, size_t H, size_t W, size_t C, size_t Ho, size_t Wo,
+                                float sh, float sw)
 {
     RC_ROWS(q, N * Ho * Wo)
     {
-        size_t ow = q % Wo, t = q / Wo, oh = t % Ho, n = t / Ho, h0, h1, w0, w1;
+        I t = (I)q / (I)Wo, n = t / (I)Ho;
+        size_t ow = (size_t)((I)q - t * (I)Wo), oh = (size_t)(t - n * (I)Ho), h0, h1, w0, w1;
         float a1, b1;
-        interp(H, Ho, oh, &h0, &h1, &a1);
-        interp(W, Wo, ow, &w0, &w1, &b1);
+        interp(H, sh, oh, &h0, &h1, &a1);
+        interp(W, sw, ow, &w0, &w1, &b1);
         float a0 = __fsub_rn(1.0f, a1), b0 = __fsub_rn(1.0f, b1);
-        const float *xn = x + n * H * W * C;
+        const float *xn = x + (size_t)n * H * W * C;
         const float *p00 = xn + (h0 * W + w0) * C, *p01 = xn + (h0 * W + w1) * C, *p10 = xn + (h1 * W + w0) * C,
                     *p11 = xn + (h1 * W + w1) * C;
         RC_COLS(c, C)
@@ -42,7 +50,9 @@ extern "C" int cs_cuda_resize_bilinear(const float *x, size_t N, size_t H, size_
 {
     if (!N || !Ho || !Wo || !C || !H || !W) return 0;
     rc_shape s = rc_launch(N * Ho * Wo, C);
-    k_resize<<<s.grid, s.block, 0, stream()>>>(x, y, N, H, W, C, Ho, Wo);
+    float sh = interp_scale(H, Ho), sw = interp_scale(W, Wo);
+    if (N * Ho * Wo < ((size_t)1 << 31)) k_resize<unsigned><<<s.grid, s.block, 0, stream()>>>(x, y, N, H, W, C, Ho, Wo, sh, sw);
+    else k_resize<size_t><<<s.grid, s.block, 0, stream()>>>(x, y, N, H, W, C, Ho, Wo, sh, sw);
     return cs_cuda_check_launch("bilinear resize");
 }
 
