@@ -80,6 +80,11 @@ int cs_cuda_blas_fail(int s, const char *what);
  * in fp32 precision or when no cuBLASLt algorithm takes a bf16 output. */
 int cs_cuda_linear16(const uint16_t *x16, size_t M, size_t K, const cs_tensor *W, const cs_tensor *b, void *y,
                      int ybf16, size_t ldy, int accumulate);
+/* the same with gelu: y = GELU(x16 W^T + b) in cuBLASLt's epilogue (its
+ * tanh form: within 5e-4 of erf's, below a bf16 output's rounding), or
+ * CS_EUNSUP (nothing queued) where no algorithm has it */
+int cs_cuda_linear16_gelu(const uint16_t *x16, size_t M, size_t K, const cs_tensor *W, const cs_tensor *b, void *y,
+                          int ybf16, size_t ldy, int accumulate, int gelu);
 /* y (float32, row stride ldy) (+)= x16 [M, K] w^T + bias, w a bf16 [N, K]
  * device matrix (not a weight tensor: e.g. one scaled per call), bias
  * float32 [N] or NULL; bf16 operands whatever the precision in force */

@@ -50,7 +50,9 @@ static dim3 pair_grid(size_t c2, size_t HW, size_t N, size_t *per)
     return dim3((unsigned)((c2 + MLP_THREADS - 1) / MLP_THREADS), (unsigned)((HW + rows - 1) / rows), (unsigned)N);
 }
 
-/* h = bf16(GELU(h)) in place; sumsq[n, c] += its squares over the chunk's rows */
+/* h = bf16(GELU(h)) in place (GELU: else h is already GELU'd, by fc1's
+ * epilogue); sumsq[n, c] += its squares over the chunk's rows */
+template <bool GELU>
 static __global__ void k_gelu_sumsq(__nv_bfloat162 *h, size_t HW, size_t c2, size_t per, float *sumsq)
 {
     size_t j = (size_t)blockIdx.x * blockDim.x + threadIdx.x, n = blockIdx.z;
@@ -59,9 +61,12 @@ static __global__ void k_gelu_sumsq(__nv_bfloat162 *h, size_t HW, size_t c2, siz
     __nv_bfloat162 *p = h + n * HW * c2 + j;
     float s0 = 0.0f, s1 = 0.0f;
     for (size_t r = r0; r < r1; r++) {
-        float2 v = __bfloat1622float2(p[r * c2]);
-        __nv_bfloat162 q = __floats2bfloat162_rn(gelu_erf(v.x), gelu_erf(v.y));
-        p[r * c2] = q;
+        __nv_bfloat162 q = p[r * c2];
+        if (GELU) {
+            float2 v = __bfloat1622float2(q);
+            q = __floats2bfloat162_rn(gelu_erf(v.x), gelu_erf(v.y));
+            p[r * c2] = q;
+        }
         float2 g = __bfloat1622float2(q);
         s0 += g.x * g.x, s1 += g.y * g.y;
     }
@@ -413,13 +418,22 @@ extern "C" int cs_cuda_mlp_block(float *x, size_t N, size_t H, size_t W, size_t 
         else dw_ln<false>(grid, x, N, H, W, c, NULL, NULL, skip, cs, x16);
     }
     int rc = launched("a ResBlock's depthwise conv and norm");
-    if (!rc) rc = cs_cuda_linear16((const uint16_t *)x16, rows, cin, w->fc1_w, w->fc1_b, h, 1, c4, 0);
+    /* fc1 with GELU in its epilogue where cuBLASLt has it ($CASCADE_GELU_EPILOGUE=0: the separate pass) */
+    static int ge = -1;
+    int fused = 0;
+    if (!rc && cs_cuda_env_on("CASCADE_GELU_EPILOGUE", &ge)) {
+        rc = cs_cuda_linear16_gelu((const uint16_t *)x16, rows, cin, w->fc1_w, w->fc1_b, h, 1, c4, 0, 1);
+        fused = !rc;
+        if (rc == CS_EUNSUP) rc = 0;
+    }
+    if (!rc && !fused) rc = cs_cuda_linear16((const uint16_t *)x16, rows, cin, w->fc1_w, w->fc1_b, h, 1, c4, 0);
     if (rc) return rc;   /* CS_EUNSUP included: x is untouched so far */
     cudaError_t e = cudaMemsetAsync(ss, 0, N * c4 * sizeof(float), stream());
     if (e != cudaSuccess) return cs_cuda_fail(e, "a ResBlock");
     size_t c2 = c4 / 2, per;
     dim3 pg = pair_grid(c2, HW, N, &per);
-    k_gelu_sumsq<<<pg, MLP_THREADS, 0, stream()>>>(h, HW, c2, per, ss);
+    if (fused) k_gelu_sumsq<false><<<pg, MLP_THREADS, 0, stream()>>>(h, HW, c2, per, ss);
+    else k_gelu_sumsq<true><<<pg, MLP_THREADS, 0, stream()>>>(h, HW, c2, per, ss);
     if ((rc = launched("a ResBlock's GELU"))) return rc;
     k_grn_nx<<<(unsigned)N, 1024, 0, stream()>>>(ss, c4);
     if ((rc = launched("a ResBlock's GRN norms"))) return rc;

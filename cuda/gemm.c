@@ -123,7 +123,8 @@ int cs_cuda_sgemm(int transB, size_t M, size_t N, size_t K, float alpha, const f
 
 typedef struct {
     unsigned long stamp;   /* 0: unused; else last use, for eviction */
-    int dt, ydt, bias, beta1;   /* operand and output types (cudaDataType_t) */
+    int dt, ydt, beta1;    /* operand and output types (cudaDataType_t) */
+    int ep;                /* epilogue: EP_BIAS, EP_GELU (or both) */
     int tf32;              /* float32 operands on TF32 tensor cores */
     size_t M, N, K, ldb, ldy;
     uint32_t al[4];        /* alignment of W, x, y, bias */
@@ -153,6 +154,9 @@ static void plan_drop(plan_t *p)
     memset(p, 0, sizeof *p);
 }
 
+#define EP_BIAS 1
+#define EP_GELU 2
+
 static int plan_make(plan_t *p, const void *bias)
 {
     cudaDataType_t t = (cudaDataType_t)p->dt;
@@ -161,13 +165,17 @@ static int plan_make(plan_t *p, const void *bias)
     cublasStatus_t s = cublasLtMatmulDescCreate(&p->desc, p->tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, CUDA_R_32F);
     if (!s) s = cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &opT, sizeof opT);
     if (!s) s = cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &opN, sizeof opN);
-    if (!s && p->bias) {
-        cublasLtEpilogue_t ep = CUBLASLT_EPILOGUE_BIAS;
+    if (!s && p->ep) {
+        cublasLtEpilogue_t ep = p->ep == (EP_BIAS | EP_GELU) ? CUBLASLT_EPILOGUE_GELU_BIAS
+                                : p->ep == EP_GELU            ? CUBLASLT_EPILOGUE_GELU
+                                                              : CUBLASLT_EPILOGUE_BIAS;
         int32_t bt = p->ydt;   /* a bf16 output takes a bf16 bias (as PyTorch's autocast rounds it) */
         s = cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof ep);
-        if (!s) s = cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt);
+        if (!s && (p->ep & EP_BIAS))
+            s = cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt);
         /* the heuristic reads the pointer's alignment from here */
-        if (!s) s = cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias);
+        if (!s && (p->ep & EP_BIAS))
+            s = cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias);
     }
     /* layouts describe the stored matrices (before TRANSA/TRANSB) */
     if (!s) s = cublasLtMatrixLayoutCreate(&p->la, t, p->K, p->N, (int64_t)p->K);
@@ -207,13 +215,13 @@ static int plan_make(plan_t *p, const void *bias)
 /* a plan's compute type: TF32 for float32 operands when asked */
 static int tf32_of(int dt) { return tf32 && dt == (int)CUDA_R_32F; }
 
-static plan_t *plan_get(int dt, int ydt, int bias, int beta1, size_t M, size_t N, size_t K, size_t ldb, size_t ldy,
+static plan_t *plan_get(int dt, int ydt, int ep, int beta1, size_t M, size_t N, size_t K, size_t ldb, size_t ldy,
                         const uint32_t al[4], const void *bptr, int *rc)
 {
     plan_t *old = &plans[0];
     for (int i = 0; i < NPLANS; i++) {
         plan_t *p = &plans[i];
-        if (p->stamp && p->dt == dt && p->tf32 == tf32_of(dt) && p->ydt == ydt && p->bias == bias && p->beta1 == beta1 && p->M == M && p->N == N && p->K == K &&
+        if (p->stamp && p->dt == dt && p->tf32 == tf32_of(dt) && p->ydt == ydt && p->ep == ep && p->beta1 == beta1 && p->M == M && p->N == N && p->K == K &&
             p->ldb == ldb && p->ldy == ldy && !memcmp(p->al, al, sizeof p->al)) {
             p->stamp = ++clock_;
             return p;
@@ -221,7 +229,7 @@ static plan_t *plan_get(int dt, int ydt, int bias, int beta1, size_t M, size_t N
         if (p->stamp < old->stamp) old = p;
     }
     plan_drop(old);
-    *old = (plan_t){.dt = dt, .tf32 = tf32_of(dt), .ydt = ydt, .bias = bias, .beta1 = beta1, .M = M, .N = N, .K = K, .ldb = ldb, .ldy = ldy};
+    *old = (plan_t){.dt = dt, .tf32 = tf32_of(dt), .ydt = ydt, .ep = ep, .beta1 = beta1, .M = M, .N = N, .K = K, .ldb = ldb, .ldy = ldy};
     memcpy(old->al, al, sizeof old->al);
     if ((*rc = plan_make(old, bptr))) return NULL;
     old->stamp = ++clock_;
@@ -230,19 +238,24 @@ static plan_t *plan_get(int dt, int ydt, int bias, int beta1, size_t M, size_t N
 
 /* y = xb w^T (+ y) (+ bias) with xb and w already in the operand type t,
  * y of type yt (float32, or bf16 with bf16 operands: no fallback for that
- * without an algorithm, CS_EUNSUP), bias of y's type */
+ * without an algorithm, CS_EUNSUP), bias of y's type. gelu: y = GELU(xb w^T
+ * + bias) in cuBLASLt's epilogue (y overwritten; CS_EUNSUP, nothing
+ * queued, where no algorithm does it) */
 static int lt_run(cudaDataType_t t, const void *xb, size_t ldb, size_t M, size_t N, size_t K, const void *w,
-                  const void *bias, void *y, cudaDataType_t yt, size_t ldy, int accumulate)
+                  const void *bias, void *y, cudaDataType_t yt, size_t ldy, int accumulate, int gelu)
 {
     int prec = cs_cuda_precision(), rc = 0;
+    if (gelu && accumulate) return CS_EUNSUP;
     /* fp32: the bias rides in the epilogue only when y is overwritten (with
      * accumulate, y + xW^T first and then + b, as the CPU rounds it); in
      * 16-bit math that order is below the rounding anyway */
     int ep_bias = bias && (!accumulate || prec != CS_PREC_FP32);
     float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
     uint32_t al[4] = {align_of(w), align_of(xb), align_of(y), ep_bias ? align_of(bias) : 256};
-    plan_t *p = plan_get((int)t, (int)yt, ep_bias, accumulate != 0, M, N, K, ldb, ldy, al, bias, &rc);
+    plan_t *p = plan_get((int)t, (int)yt, (ep_bias ? EP_BIAS : 0) | (gelu ? EP_GELU : 0), accumulate != 0, M, N, K, ldb,
+                         ldy, al, bias, &rc);
     if (!p) return rc;
+    if (gelu && !p->have_algo) return CS_EUNSUP;
     cublasStatus_t s = CUBLAS_STATUS_NOT_SUPPORTED;
     if (p->have_algo) {
         if (ep_bias)
@@ -254,6 +267,7 @@ static int lt_run(cudaDataType_t t, const void *xb, size_t ldb, size_t M, size_t
             return bias && !ep_bias ? cs_cuda_add_bias((float *)y, ldy, (const float *)bias, M, N) : 0;
         if (s != CUBLAS_STATUS_NOT_SUPPORTED) return cs_cuda_blas_fail(s, "a linear layer (cuBLASLt)");
         p->have_algo = 0;   /* refused after all: GemmEx from now on */
+        if (gelu) return CS_EUNSUP;
     }
     if (yt != CUDA_R_32F) return CS_EUNSUP;
     /* the same product through cuBLAS (see the mapping at the top) */
@@ -265,7 +279,7 @@ static int lt_run(cudaDataType_t t, const void *xb, size_t ldb, size_t M, size_t
 
 /* lt_run with W and b as device copies in the operand's and y's types */
 static int lt_linear(cudaDataType_t t, const void *xb, size_t ldb, size_t M, size_t N, size_t K, const cs_tensor *W,
-                     const cs_tensor *b, void *y, cudaDataType_t yt, size_t ldy, int accumulate)
+                     const cs_tensor *b, void *y, cudaDataType_t yt, size_t ldy, int accumulate, int gelu)
 {
     char err[256];
     int wdt = t == CUDA_R_16BF ? CS_BF16 : t == CUDA_R_16F ? CS_F16 : CS_F32;
@@ -274,7 +288,7 @@ static int lt_linear(cudaDataType_t t, const void *xb, size_t ldb, size_t M, siz
     const void *bias = NULL;
     if (b && !(bias = cs_cuda_weight(b, yt == CUDA_R_16BF ? CS_BF16 : CS_F32, err, sizeof err)))
         return cs_cuda_weight_rc();
-    return lt_run(t, xb, ldb, M, N, K, w, bias, y, yt, ldy, accumulate);
+    return lt_run(t, xb, ldb, M, N, K, w, bias, y, yt, ldy, accumulate, gelu);
 }
 
 int cs_cuda_linear(const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W, const cs_tensor *b, float *y,
@@ -315,11 +329,17 @@ int cs_cuda_linear(const float *x, size_t M, size_t K, size_t ldx, const cs_tens
         if (!(xb = to_half(prec, 0, x, M, K, ldx, &rc))) return rc;
         ldb = K;
     }
-    return lt_linear(t, xb, ldb, M, N, K, W, b, y, CUDA_R_32F, ldy, accumulate);
+    return lt_linear(t, xb, ldb, M, N, K, W, b, y, CUDA_R_32F, ldy, accumulate, 0);
 }
 
 int cs_cuda_linear16(const uint16_t *x16, size_t M, size_t K, const cs_tensor *W, const cs_tensor *b, void *y,
                      int ybf16, size_t ldy, int accumulate)
+{
+    return cs_cuda_linear16_gelu(x16, M, K, W, b, y, ybf16, ldy, accumulate, 0);
+}
+
+int cs_cuda_linear16_gelu(const uint16_t *x16, size_t M, size_t K, const cs_tensor *W, const cs_tensor *b, void *y,
+                          int ybf16, size_t ldy, int accumulate, int gelu)
 {
     size_t N = W->ndim >= 1 && W->shape[0] > 0 ? (size_t)W->shape[0] : 0;
     if (!ldy) ldy = N;
@@ -329,7 +349,7 @@ int cs_cuda_linear16(const uint16_t *x16, size_t M, size_t K, const cs_tensor *W
     int prec = cs_cuda_precision();
     if (prec == CS_PREC_FP32 || (ybf16 && prec != CS_PREC_BF16)) return CS_EUNSUP;
     cudaDataType_t t = prec == CS_PREC_BF16 ? CUDA_R_16BF : CUDA_R_16F;
-    return lt_linear(t, x16, K, M, N, K, W, b, y, ybf16 ? CUDA_R_16BF : CUDA_R_32F, ldy, accumulate);
+    return lt_linear(t, x16, K, M, N, K, W, b, y, ybf16 ? CUDA_R_16BF : CUDA_R_32F, ldy, accumulate, gelu);
 }
 
 int cs_cuda_gemm_bf16(const uint16_t *x16, size_t M, size_t K, const uint16_t *w, size_t N, const float *bias,
@@ -339,7 +359,7 @@ int cs_cuda_gemm_bf16(const uint16_t *x16, size_t M, size_t K, const uint16_t *w
     if (!M || !N || !K) return CS_EUNSUP;
     if (!lt) return cs_cuda_fail_text(CS_EDEVICE, "CUDA: the plugin is not initialised");
     if (too_big(M, N, K, K, ldy, 0)) return CS_EUNSUP;
-    return lt_run(CUDA_R_16BF, x16, K, M, N, K, w, bias, y, CUDA_R_32F, ldy, accumulate);
+    return lt_run(CUDA_R_16BF, x16, K, M, N, K, w, bias, y, CUDA_R_32F, ldy, accumulate, 0);
 }
 
 /* ---- start and end ---- */
