@@ -18,9 +18,10 @@
 #        Stage C in bf16, Adafactor, gradient checkpointing, a kohya TOML at 1024^2, sampling every
 #        epoch) with --device cuda, one epoch, then a LoRA of Stage C lite: wall time, steps,
 #        device memory peak, the files written
-# wide:  the op tests, the device training step, then Stage C and B forwards (lite and full) with a
-#        ResBlock's element-wise kernels in their wide forms and not ($CASCADE_MLP_WIDE=0),
-#        alternately, lite against the CPU, and a lite image pair (old/bin, bin)
+# toggle VAR [lite]: the op tests, a few goldens in bf16, the device training step, then Stage C
+#        and B forwards (lite, and full unless 'lite') with the switch VAR=0 and VAR=1 alternately
+#        (e.g. CASCADE_GELU_EPILOGUE, CASCADE_MLP_WIDE) and the baseline (old/bin) beside them,
+#        lite against the CPU, and a lite image pair (old/bin, bin)
 # kohya: issue 13's bench: kohya's sd-scripts (bench/kohya_gpu.sh put it in kohya/) and ours on the
 #        seed files: the full fine-tune, then the LoRA of Stage C lite (bf16 autocast both), each
 #        KOHYA_EPOCHS (2) epochs of 4 steps: s/step (median of the gaps between optimizer steps,
@@ -205,34 +206,39 @@ if [ "$mode" = seed ]; then
     cut -c1-220 "$out/seed.txt"
     exit 0
 fi
-if [ "$mode" = wide ]; then
+if [ "$mode" = toggle ]; then
+    var=${2:?toggle VAR [lite]}
     {
     for p in bf16 fp16 fp32; do
         echo "op tests $p:"; CASCADE_BACKEND=cuda CASCADE_PRECISION=$p timeout 90 $B/test_backend_ops 2>&1 | grep -v "^ok"
     done
-    CASCADE_BACKEND=cuda CASCADE_PRECISION=bf16 timeout 60 $B/test_backend_ops 2>&1 | grep -E "mlp_block"
-    echo "train steps:"; SHARED_DIR=$PWD CASCADE_BACKEND=cuda timeout 120 $B/test_train_dev 2>&1 |
+    for c in sampling_c sampling_b stage_c_tiny stage_b_tiny op_resblock_skip op_feedforward; do
+        timeout 60 $B/cascade-golden --device cuda --precision bf16 golden/$c 2>&1 | tail -n 1 | sed "s/^/golden $c bf16: /"
+    done
+    echo "train steps:"; SHARED_DIR=$PWD CASCADE_BACKEND=cuda timeout 150 $B/test_train_dev 2>&1 |
         grep -E "FAIL|worst|weights|left out"
     W=/tmp/cascade-weights
     [ -f $W/stage_c_lite_bf16.safetensors ] || lite_weights
-    sizes="lite full"; [ "${2:-}" = lite ] && sizes=lite   # wide lite: no full-size weights (a short call)
+    sizes="lite full"; [ "${3:-}" = lite ] && sizes=lite   # toggle VAR lite: no full-size weights (a short call)
     [ "$sizes" = lite ] || for v in stage_c stage_b; do
         [ -f $W/${v}_bf16.safetensors ] || timeout 300 $B/mkweights $M/$v.json $W/${v}_bf16.safetensors bf16 &
     done; wait
-    S="$B/stage --dir $W --manifests $M --threads $(nproc) --device cuda --dtype bf16 --precision bf16"
-    for f in 0 1 0 1; do for size in $sizes; do
-        echo "wide $f, $size:"; CASCADE_MLP_WIDE=$f $S --size $size --stage c,b --warmup 2 --runs 5 2>&1 | grep "^| stage"
-    done; done
-    $S --size lite --stage c,b --check 1 --warmup 1 --runs 1 2>&1 | grep -E "rel_l2"
+    for size in $sizes; do for f in 0 1 0 1; do
+        echo "$var=$f, $size:"; env $var=$f $B/stage --dir $W --manifests $M --threads $(nproc) --device cuda --dtype bf16 \
+            --precision bf16 --size $size --stage c,b --warmup 2 --runs 5 2>&1 | grep "^| stage"
+    done; side_by_side $size 5; done
+    $B/stage --dir $W --manifests $M --threads $(nproc) --device cuda --dtype bf16 --precision bf16 --size lite \
+        --stage c,b --check 1 --warmup 1 --runs 1 2>&1 | grep -E "rel_l2"
     mkdir -p $W/lite; for f in stage_a text_encoder_bf16 stage_c_lite_bf16 stage_b_lite_bf16; do ln -sf $W/$f.safetensors $W/lite/; done
     for d in old/bin bin old/bin bin; do
         echo "lite image, $d:"
         LD_LIBRARY_PATH=$PWD/$d:$PWD/lib:$cub CASCADE_PLUGIN_DIR=$PWD/$d $PWD/$d/cascade generate --models $W/lite \
             --tokenizer tokenizer -p "a photo of a cat" --seed 7 --device cuda --count 2 --keep-loaded \
-            -o "$out/lite_wide.png" --force 2>&1 | grep -v "Stage . [0-9]*/"
+            -o "$out/lite_toggle.png" --force 2>&1 | grep -v "Stage . [0-9]*/"
     done
-    } >"$out/wide.txt" 2>&1
-    grep -E "FAIL|worst|left out|mlp_block|wide|^\||rel_l2|image|steps in|done in|peak|error" "$out/wide.txt" | cut -c1-200
+    } >"$out/toggle.txt" 2>&1
+    grep -E "FAIL|PASS|worst|left out|golden|=[01],|^[a-z]*, |^\||rel_l2|image|steps in|peak|error" "$out/toggle.txt" |
+        grep -v "^ok" | cut -c1-200
     exit 0
 fi
 if [ "$mode" = kohya ]; then   # kohya's sd-scripts (kohya/, bench/kohya_gpu.sh) and ours on the seed files
