@@ -89,7 +89,7 @@ const char *cs_gemm_info(void)
  * its bf16 panels are packed once per weight (cs_linear). */
 #define GEMM_SUB 192   /* rows per kernel call: the C block stays in L2 */
 
-#define SCRATCH_SLOTS 5
+#define SCRATCH_SLOTS 7
 typedef struct { float *p; size_t cap; } scratch_slot;
 static _Thread_local scratch_slot scratch[SCRATCH_SLOTS];
 
@@ -482,41 +482,6 @@ int cs_grn(const float *x, float *y, size_t N, size_t HW, size_t C, const float 
     }
     cs_free(part);
     cs_free(nx);
-    return 0;
-}
-
-/* ---- attention ---- */
-
-int cs_attention(const float *q, size_t ldq, const float *k, size_t ldk, const float *v, size_t ldv, size_t N,
-                 size_t Lq, size_t Lk, size_t C, int nhead, const float *mask, float *o, size_t ldo)
-{
-    if (nhead <= 0 || C % (size_t)nhead) return cs_error(CS_EARG, "attention: %zu channels do not split into %d heads", C, nhead);
-    ON_DEV_RC(attention(q, ldq, k, ldk, v, ldv, N, Lq, Lk, C, nhead, mask, o, ldo), "attention");
-    size_t hd = C / (size_t)nhead;
-    float scale = 1.0f / sqrtf((float)hd);
-    float *S = cs_alloc(Lq * Lk * sizeof(float));
-    if (!S) return cs_error(CS_ENOMEM, "attention: out of memory (%zu x %zu scores)", Lq, Lk);
-    for (size_t n = 0; n < N; n++)
-        for (int h = 0; h < nhead; h++) {
-            const float *qh = q + n * Lq * ldq + (size_t)h * hd, *kh = k + n * Lk * ldk + (size_t)h * hd,
-                        *vh = v + n * Lk * ldv + (size_t)h * hd;
-            int rc = cs_sgemm(1, Lq, Lk, hd, scale, qh, ldq, kh, ldk, 0.0f, S, Lk);
-            if (rc) {
-                cs_free(S);
-                return rc;
-            }
-            const float *mn = mask ? mask + n * Lq * Lk : NULL;
-#pragma omp parallel for schedule(static)
-            for (size_t i = 0; i < Lq; i++) {
-                if (mn) cs_k.add(S + i * Lk, mn + i * Lk, S + i * Lk, Lk);
-                cs_k.softmax(S + i * Lk, Lk);
-            }
-            if ((rc = cs_sgemm(0, Lq, hd, Lk, 1.0f, S, Lk, vh, ldv, 0.0f, o + n * Lq * ldo + (size_t)h * hd, ldo))) {
-                cs_free(S);
-                return rc;
-            }
-        }
-    cs_free(S);
     return 0;
 }
 

@@ -30,8 +30,9 @@ const char *cs_gemm_info(void);
  * fp32 (the default) or bf16, which needs the native bf16 kernel
  * (simd/gemm_bf16.h: AVX512-BF16 at the avx512 level). In bf16 the
  * activations are rounded to bf16 per call and each weight is packed once
- * into bf16 panels (wpack.h); sums stay fp32. Convolutions that are not
- * 1x1, attention and cs_sgemm stay fp32. Process-wide; set it before the
+ * into bf16 panels (wpack.h); sums stay fp32. cs_attention's two products
+ * round their operands to bf16 too (src/ops_attn.c). Convolutions that are
+ * not 1x1 and cs_sgemm stay fp32. Process-wide; set it before the
  * forwards, not during one. Returns 0 or CS_EUNSUP (cs_error says why). */
 int cs_cpu_precision_set(int prec);
 int cs_cpu_precision_get(void);    /* how matrix products are computed, for `cascade info` */
