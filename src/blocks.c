@@ -195,11 +195,13 @@ static int mlp_residual(const cs_resblock *b, const float *in, size_t cin, float
     size_t rows = N * HW, c4 = 4 * (size_t)b->c;
     float *h = cs_ws_get(ws, 2, rows * c4);
     if (!h) return CS_ENOMEM;
-    int rc = cs_linear(in, rows, cin, 0, &b->fc1_w, &b->fc1_b, h, 0, 0);
+    /* training (keep) wants fc1's output before the GELU: the backward reads it */
+    int rc = ws->keep ? cs_linear(in, rows, cin, 0, &b->fc1_w, &b->fc1_b, h, 0, 0)
+                      : cs_linear_gelu(in, rows, cin, 0, &b->fc1_w, &b->fc1_b, h, 0);
     if (rc) return rc;
     float *ge = ws->keep ? cs_ws_get(ws, 6, rows * c4) : h, *gr = ws->keep ? cs_ws_get(ws, 7, rows * c4) : h;
     if (!ge || !gr) return CS_ENOMEM;
-    cs_gelu(h, ge, rows * c4);
+    if (ws->keep) cs_gelu(h, ge, rows * c4);
     const float *g = cs_weight_f32(&b->gamma, 2), *be = cs_weight_f32(&b->beta, 3);
     if (!g || !be) return CS_ENOMEM;
     if ((rc = cs_grn(ge, gr, N, HW, c4, g, be))) return rc;

@@ -154,12 +154,25 @@ static void pack_panel(int transB, const float *B, size_t ldb, const uint16_t *B
 
 static size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
 
+/* A linear layer's epilogue on a finished block of C (rows x w, ldc), while
+ * it is in cache: + bias[j], then GELU (gelu != 0). Element-wise, so the
+ * bits of the separate passes over the whole output it replaces. */
+static void epilogue(float *C, size_t ldc, size_t rows, size_t w, const float *bias, int gelu)
+{
+    for (size_t i = 0; i < rows; i++) {
+        float *c = C + i * ldc;
+        if (bias) cs_k.add_bias(c, c, 1, w, bias);
+        if (gelu) cs_k.gelu(c, c, w);
+    }
+}
+
 /* C[M,N] = alpha * A op(B) + beta * C; op(B) from B (ldb) or from 16-bit
  * weight rows B16 [N, K] converted by cv. op(B) is packed once per call
  * (scratch slot 4, with per-thread room for 16 converted rows and results to
  * scale or add); tasks are row groups x column chunks, ~4 per thread. */
 static int gemm_run(int transB, size_t M, size_t N, size_t K, float alpha, const float *A, size_t lda,
-                    const float *B, size_t ldb, float beta, float *C, size_t ldc, const uint16_t *B16, cvt_fn cv)
+                    const float *B, size_t ldb, float beta, float *C, size_t ldc, const uint16_t *B16, cvt_fn cv,
+                    const float *bias, int gelu)
 {
     int T = nthreads;
     if ((double)M * (double)N * (double)K < 4e6) T = 1;
@@ -190,6 +203,7 @@ static int gemm_run(int transB, size_t M, size_t N, size_t K, float alpha, const
                 size_t rows = r1 - r0 < GEMM_SUB ? r1 - r0 : GEMM_SUB;
                 if (direct) {
                     cs_k.gemm_f32(rows, w, K, A + r0 * lda, lda, bp + c0 * K, 16 * K, C + r0 * ldc + c0, ldc, 0);
+                    epilogue(C + r0 * ldc + c0, ldc, rows, w, bias ? bias + c0 : NULL, gelu);
                     continue;
                 }
                 cs_k.gemm_f32(rows, w, K, A + r0 * lda, lda, bp + c0 * K, 16 * K, tmp, nc, 0);
@@ -203,6 +217,7 @@ static int gemm_run(int transB, size_t M, size_t N, size_t K, float alpha, const
                     else
                         for (size_t j = 0; j < w; j++) cc[j] = beta * cc[j] + alpha * s[j];
                 }
+                epilogue(C + r0 * ldc + c0, ldc, rows, w, bias ? bias + c0 : NULL, gelu);
             }
         }
     }
@@ -213,7 +228,7 @@ static int gemm_run(int transB, size_t M, size_t N, size_t K, float alpha, const
  * (wpack.h), kern the bf16 kernel or gemm_f32_bf16w: the same task split as
  * gemm_run; A is read as it is, so only the results to add need scratch. */
 static int gemm_run_bf16(cs_gemm_bf16_fn kern, size_t M, size_t N, size_t K, const float *A, size_t lda,
-                         const cs_wpack *w, int accumulate, float *C, size_t ldc)
+                         const cs_wpack *w, int accumulate, float *C, size_t ldc, const float *bias, int gelu)
 {
     int T = nthreads;
     if ((double)M * (double)N * (double)K < 4e6) T = 1;
@@ -239,14 +254,15 @@ static int gemm_run_bf16(cs_gemm_bf16_fn kern, size_t M, size_t N, size_t K, con
                 size_t rows = r1 - r0 < GEMM_SUB ? r1 - r0 : GEMM_SUB;
                 if (!accumulate) {
                     kern(rows, wd, K, A + r0 * lda, lda, bp, w->pstride, C + r0 * ldc + c0, ldc, 0);
-                    continue;
+                } else {
+                    kern(rows, wd, K, A + r0 * lda, lda, bp, w->pstride, tmp, nc, 0);
+                    for (size_t i = 0; i < rows; i++) {
+                        float *cc = C + (r0 + i) * ldc + c0;
+                        const float *s = tmp + i * nc;
+                        for (size_t j = 0; j < wd; j++) cc[j] += s[j];
+                    }
                 }
-                kern(rows, wd, K, A + r0 * lda, lda, bp, w->pstride, tmp, nc, 0);
-                for (size_t i = 0; i < rows; i++) {
-                    float *cc = C + (r0 + i) * ldc + c0;
-                    const float *s = tmp + i * nc;
-                    for (size_t j = 0; j < wd; j++) cc[j] += s[j];
-                }
+                epilogue(C + r0 * ldc + c0, ldc, rows, wd, bias ? bias + c0 : NULL, gelu);
             }
         }
     }
@@ -258,7 +274,7 @@ int cs_sgemm(int transB, size_t M, size_t N, size_t K, float alpha, const float 
 {
     if (!M || !N) return 0;
     ON_DEV_RC(sgemm(transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc), "a matrix product");
-    return gemm_run(transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL, NULL);
+    return gemm_run(transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL, NULL, NULL, 0);
 }
 
 /* ---- weights as float32 ---- */
@@ -399,8 +415,12 @@ void cs_ops_bias_rows(float *y, size_t rows, size_t N, size_t ldy, const float *
     }
 }
 
-int cs_linear(const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W, const cs_tensor *b, float *y,
-              size_t ldy, int accumulate)
+/* cs_linear, and GELU on y when gelu (not with accumulate): the bias and
+ * the GELU are the products' epilogue (one pass over y, in cache, in the
+ * products' parallel region) rather than two more passes, each its own
+ * region. The same bits as cs_linear, then cs_ops_bias_rows, then cs_gelu. */
+static int linear(const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W, const cs_tensor *b, float *y,
+                  size_t ldy, int accumulate, int gelu)
 {
     if (W->ndim < 2 || (size_t)W->shape[1] != K || cs_tensor_numel(W) != W->shape[0] * (int64_t)K)
         return cs_error(CS_EMODEL, "%s: expected a [N, %zu] weight", W->name ? W->name : "linear", K);
@@ -411,6 +431,8 @@ int cs_linear(const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W
         return cs_error(CS_EMODEL, "%s: expected %zu bias values", b->name ? b->name : "bias", N);
     ON_DEV_RC(linear(x, M, K, ldx, W, b, y, ldy, accumulate), "a linear layer");
     int rc;
+    const float *bb = NULL;
+    if (b && !(bb = cs_weight_f32(b, 1))) return CS_ENOMEM;
     cs_gemm_bf16_fn kern = cpu_prec == CS_PREC_BF16 ? cs_gemm_bf16_native() : NULL;
     /* fp32 products on a BF16 weight: its bf16 panels (packed once) widened
      * in the kernel, exactly, instead of float32 panels converted per call,
@@ -421,25 +443,39 @@ int cs_linear(const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W
         /* the weight packed once (wpack.h); for the bf16 kernel the activations are rounded per call */
         cs_wpack wp;
         if ((rc = cs_wpack_get(W, N, K, &wp))) return rc;
-        rc = gemm_run_bf16(kern, M, N, K, x, ldx, &wp, accumulate, y, ldy);
+        rc = gemm_run_bf16(kern, M, N, K, x, ldx, &wp, accumulate, y, ldy, bb, gelu);
     } else if ((W->dtype == CS_BF16 || W->dtype == CS_F16) && ((uintptr_t)W->data & 1) == 0) {
         /* 16-bit weights are converted while op(B) is packed, panel by
          * panel in cache (converting the whole matrix first cost ~10% of a
          * BF16 Stage C forward in memory traffic) */
         rc = gemm_run(1, M, N, K, 1.0f, x, ldx, NULL, K, accumulate ? 1.0f : 0.0f, y, ldy, W->data,
-                      W->dtype == CS_BF16 ? cs_k.bf16_to_f32 : cs_k.f16_to_f32);
+                      W->dtype == CS_BF16 ? cs_k.bf16_to_f32 : cs_k.f16_to_f32, bb, gelu);
     } else {
         const float *w = cs_weight_f32(W, 0);
         if (!w) return CS_ENOMEM;
-        rc = cs_sgemm(1, M, N, K, 1.0f, x, ldx, w, K, accumulate ? 1.0f : 0.0f, y, ldy);
+        rc = M && N ? gemm_run(1, M, N, K, 1.0f, x, ldx, w, K, accumulate ? 1.0f : 0.0f, y, ldy, NULL, NULL, bb, gelu)
+                    : 0;
     }
-    if (rc) return rc;
-    if (b) {
-        const float *bb = cs_weight_f32(b, 1);
-        if (!bb) return CS_ENOMEM;
-        cs_ops_bias_rows(y, M, N, ldy, bb);
+    return rc;
+}
+
+int cs_linear(const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W, const cs_tensor *b, float *y,
+              size_t ldy, int accumulate)
+{
+    return linear(x, M, K, ldx, W, b, y, ldy, accumulate, 0);
+}
+
+int cs_linear_gelu(const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W, const cs_tensor *b, float *y,
+                   size_t ldy)
+{
+    int rc = linear(x, M, K, ldx, W, b, y, ldy, 0, !cs_dev);
+    if (!rc && cs_dev) {   /* the device's own ops, one after the other */
+        size_t N = (size_t)W->shape[0];
+        if (!ldy || ldy == N) cs_gelu(y, y, M * N);
+        else
+            for (size_t r = 0; r < M; r++) cs_gelu(y + r * ldy, y + r * ldy, N);
     }
-    return 0;
+    return rc;
 }
 
 /* ---- GRN ---- */

@@ -61,6 +61,11 @@ const float *cs_weight_f32(const cs_tensor *t, int slot);
  * accumulate != 0 adds into y instead of overwriting. */
 int cs_linear(const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W, const cs_tensor *b,
               float *y, size_t ldy, int accumulate);
+/* cs_linear (no accumulate), then y = GELU(y): the same bits as cs_linear
+ * then cs_gelu, with the bias and the GELU done on each block of y as the
+ * products finish it (in cache) instead of in two more passes. */
+int cs_linear_gelu(const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W, const cs_tensor *b,
+                   float *y, size_t ldy);
 
 /* A ResBlock / FeedForwardBlock (src/backend.h cs_mlp_block) as one op
  * where the device in use has it fused in its precision; CS_EUNSUP with
