@@ -89,7 +89,7 @@ const char *cs_gemm_info(void)
  * its bf16 panels are packed once per weight (cs_linear). */
 #define GEMM_SUB 192   /* rows per kernel call: the C block stays in L2 */
 
-#define SCRATCH_SLOTS 7
+#define SCRATCH_SLOTS 8
 typedef struct { float *p; size_t cap; } scratch_slot;
 static _Thread_local scratch_slot scratch[SCRATCH_SLOTS];
 
@@ -385,13 +385,11 @@ void cs_modulate(const float *x, float *y, size_t N, size_t HW, size_t C, const 
                  size_t ldab)
 {
     ON_DEV(modulate(x, y, N, HW, C, a, b, ldab), "a modulation");
-    size_t rb = row_block(C);
-    for (size_t n = 0; n < N; n++) {
-        const float *xn = x + n * HW * C;
-        float *yn = y + n * HW * C;
-#pragma omp parallel for schedule(static) if (HW * C >= PAR_MIN)
-        for (size_t r = 0; r < HW; r += rb)
-            cs_k.modulate(xn + r * C, yn + r * C, HW - r < rb ? HW - r : rb, C, a + n * ldab, b + n * ldab);
+    size_t rb = row_block(C), nr = (HW + rb - 1) / rb;
+#pragma omp parallel for schedule(static) if (N * HW * C >= PAR_MIN)
+    for (size_t i = 0; i < N * nr; i++) {   /* all images in one region */
+        size_t n = i / nr, r = i % nr * rb, o = (n * HW + r) * C;
+        cs_k.modulate(x + o, y + o, HW - r < rb ? HW - r : rb, C, a + n * ldab, b + n * ldab);
     }
 }
 
@@ -480,44 +478,47 @@ int cs_linear_gelu(const float *x, size_t M, size_t K, size_t ldx, const cs_tens
 
 /* ---- GRN ---- */
 
+/* per-thread-count-free: sums of squares over fixed blocks of 256 rows,
+ * added in block order, so the result does not depend on the thread count.
+ * All images in one parallel region (the sums, a barrier, the norms, the
+ * apply), with the partial sums in the calling thread's scratch: it was
+ * two regions and an allocation per image. */
 int cs_grn(const float *x, float *y, size_t N, size_t HW, size_t C, const float *gamma, const float *beta)
 {
     ON_DEV_RC(grn(x, y, N, HW, C, gamma, beta), "GRN");
-    /* sums of squares over fixed blocks of rows, added in block order: the
-     * result does not depend on the thread count */
     const size_t rows_per = 256;
-    size_t nb = (HW + rows_per - 1) / rows_per;
-    float *part = cs_calloc(nb * C * sizeof(float)), *nx = cs_alloc(C * sizeof(float));
-    if (!part || !nx) {
-        cs_free(part);
-        cs_free(nx);
-        return cs_oom("GRN partial sums", (nb * C + C) * sizeof(float));
-    }
-    for (size_t n = 0; n < N; n++) {
-        const float *xn = x + n * HW * C;
-        float *yn = y + n * HW * C;
-        memset(part, 0, nb * C * sizeof(float));
-#pragma omp parallel for schedule(static) if (HW * C >= PAR_MIN)
-        for (size_t b = 0; b < nb; b++) {
-            size_t r0 = b * rows_per, r1 = r0 + rows_per < HW ? r0 + rows_per : HW;
-            cs_k.sumsq_cols(xn + r0 * C, r1 - r0, C, part + b * C);
+    size_t nb = (HW + rows_per - 1) / rows_per, rb = row_block(C), nr = (HW + rb - 1) / rb;
+    float *part = cs_ops_scratch(7, N * (nb + 1) * C);
+    if (!part) return cs_oom("GRN partial sums", N * (nb + 1) * C * sizeof(float));
+    float *nx = part + N * nb * C;   /* [N, C] */
+    int T = HW * C * N >= PAR_MIN ? cs_threads_get() : 1;
+#pragma omp parallel num_threads(T) if (T > 1)
+    {
+#pragma omp for schedule(static)
+        for (size_t i = 0; i < N * nb; i++) {
+            size_t n = i / nb, b = i % nb, r0 = b * rows_per, r1 = r0 + rows_per < HW ? r0 + rows_per : HW;
+            memset(part + i * C, 0, C * sizeof(float));
+            cs_k.sumsq_cols(x + (n * HW + r0) * C, r1 - r0, C, part + i * C);
         }
-        double mean = 0;
-        for (size_t c = 0; c < C; c++) {
-            float s = 0;
-            for (size_t b = 0; b < nb; b++) s += part[b * C + c];
-            nx[c] = sqrtf(s);
-            mean += nx[c];
+#pragma omp for schedule(static)
+        for (size_t n = 0; n < N; n++) {
+            double mean = 0;
+            float *xn = nx + n * C;
+            for (size_t c = 0; c < C; c++) {
+                float s = 0;
+                for (size_t b = 0; b < nb; b++) s += part[(n * nb + b) * C + c];
+                xn[c] = sqrtf(s);
+                mean += xn[c];
+            }
+            float m = (float)(mean / (double)C) + 1e-6f;
+            for (size_t c = 0; c < C; c++) xn[c] = xn[c] / m;
         }
-        float m = (float)(mean / (double)C) + 1e-6f;
-        for (size_t c = 0; c < C; c++) nx[c] = nx[c] / m;
-        size_t rb = row_block(C);
-#pragma omp parallel for schedule(static) if (HW * C >= PAR_MIN)
-        for (size_t r = 0; r < HW; r += rb)
-            cs_k.grn_apply(xn + r * C, yn + r * C, HW - r < rb ? HW - r : rb, C, nx, gamma, beta);
+#pragma omp for schedule(static)
+        for (size_t i = 0; i < N * nr; i++) {
+            size_t n = i / nr, r = i % nr * rb, o = (n * HW + r) * C;
+            cs_k.grn_apply(x + o, y + o, HW - r < rb ? HW - r : rb, C, nx + n * C, gamma, beta);
+        }
     }
-    cs_free(part);
-    cs_free(nx);
     return 0;
 }
 

@@ -62,31 +62,43 @@ static void pack_v_f32(const float *v, size_t ldv, size_t Lk, size_t hd, float *
 
 /* bf16 pair panels (gemm_bf16.h): the same operands as above, the k index
  * (hd for K^T, Lk for V) in pairs: low half 2q, high half 2q+1, zero past
- * the end */
-static uint32_t pair(float lo, float hi) { return cs_f32_to_bf16(lo) | (uint32_t)cs_f32_to_bf16(hi) << 16; }
-
-static void pack_kt_bf16(const float *k, size_t ldk, size_t Lk, size_t hd, uint32_t *o)
+ * the end. Rows are rounded by the kernel table's f32_to_bf16 (vectorised;
+ * round to nearest even, as the bf16 kernels round their A) into tmp; a
+ * bf16 key row read as uint32 is already its pairs, so K^T is a transpose
+ * of 16 such rows; V pairs two consecutive rows. tmp: 16 rows of hd + 1
+ * (K) or 2 rows of hd rounded up to 16 (V) uint16. */
+static void pack_kt_bf16(const float *k, size_t ldk, size_t Lk, size_t hd, uint32_t *o, uint16_t *tmp)
 {
-    size_t ps = cs_bf16_panel_size(hd);
-    for (size_t p = 0; p < (Lk + 15) / 16; p++, o += ps)
-        for (size_t j = 0; j < 16; j++) {
-            const float *r = 16 * p + j < Lk ? k + (16 * p + j) * ldk : NULL;
-            for (size_t q = 0; q < ps / 16; q++)
-                o[q * 16 + j] = r ? pair(r[2 * q], 2 * q + 1 < hd ? r[2 * q + 1] : 0.0f) : 0;
+    size_t KP = (hd + 1) / 2, ps = cs_bf16_panel_size(hd);
+    for (size_t p = 0; p < (Lk + 15) / 16; p++, o += ps) {
+        size_t n = Lk - 16 * p < 16 ? Lk - 16 * p : 16;
+        for (size_t j = 0; j < n; j++) {
+            uint16_t *t = tmp + j * 2 * KP;
+            cs_k.f32_to_bf16(k + (16 * p + j) * ldk, t, hd);
+            if (hd & 1) t[hd] = 0;
         }
+        for (size_t q = 0; q < KP; q++) {
+            for (size_t j = 0; j < n; j++) {
+                const uint16_t *t = tmp + j * 2 * KP + 2 * q;
+                o[q * 16 + j] = t[0] | (uint32_t)t[1] << 16;
+            }
+            for (size_t j = n; j < 16; j++) o[q * 16 + j] = 0;
+        }
+    }
 }
 
-static void pack_v_bf16(const float *v, size_t ldv, size_t Lk, size_t hd, uint32_t *o)
+static void pack_v_bf16(const float *v, size_t ldv, size_t Lk, size_t hd, uint32_t *o, uint16_t *tmp)
 {
-    size_t ps = cs_bf16_panel_size(Lk);
-    for (size_t p = 0; p < (hd + 15) / 16; p++, o += ps)
-        for (size_t q = 0; q < ps / 16; q++) {
-            const float *r0 = v + 2 * q * ldv, *r1 = 2 * q + 1 < Lk ? r0 + ldv : NULL;
-            for (size_t j = 0; j < 16; j++) {
-                size_t c = 16 * p + j;
-                o[q * 16 + j] = c >= hd ? 0 : pair(r0[c], r1 ? r1[c] : 0.0f);
-            }
-        }
+    size_t ps = cs_bf16_panel_size(Lk), P = (hd + 15) / 16;
+    uint16_t *lo = tmp, *hi = tmp + 16 * P;
+    memset(tmp, 0, 2 * 16 * P * sizeof *tmp);   /* features past hd stay zero */
+    for (size_t q = 0; q < ps / 16; q++) {
+        cs_k.f32_to_bf16(v + 2 * q * ldv, lo, hd);
+        if (2 * q + 1 < Lk) cs_k.f32_to_bf16(v + (2 * q + 1) * ldv, hi, hd);
+        else memset(hi, 0, hd * sizeof *hi);
+        for (size_t p = 0; p < P; p++)
+            for (size_t j = 0; j < 16; j++) o[p * ps + q * 16 + j] = lo[16 * p + j] | (uint32_t)hi[16 * p + j] << 16;
+    }
 }
 
 int cs_attention(const float *q, size_t ldq, const float *k, size_t ldk, const float *v, size_t ldv, size_t N,
@@ -104,10 +116,12 @@ int cs_attention(const float *q, size_t ldq, const float *k, size_t ldk, const f
     int T = cs_threads_get();
     size_t nrb = (Lq + ATT_ROWS - 1) / ATT_ROWS, ntask = H * nrb;
     if ((double)Lq * (double)Lk * (double)C < 2e6) T = 1;   /* a region costs more than the work */
-    float *packs = cs_ops_scratch(5, H * (kp + vp)), *S = cs_ops_scratch(6, (size_t)T * ATT_ROWS * Lk);
+    /* per thread: the scores, or while packing bf16 rows (pack_*_bf16's tmp) */
+    size_t per = ATT_ROWS * Lk > 8 * (hd + 1) + 16 * ((hd + 15) / 16) ? ATT_ROWS * Lk : 8 * (hd + 1) + 16 * ((hd + 15) / 16);
+    float *packs = cs_ops_scratch(5, H * (kp + vp)), *S = cs_ops_scratch(6, (size_t)T * per);
     if (!packs || !S)
         return cs_error(CS_ENOMEM, "attention: out of memory for %zu MB of scratch (%zu keys, %zu channels)",
-                        (H * (kp + vp) + (size_t)T * ATT_ROWS * Lk) * 4 >> 20, Lk, C);
+                        (H * (kp + vp) + (size_t)T * per) * 4 >> 20, Lk, C);
     for (size_t n = 0; n < N; n++) {
         const float *qn = q + n * Lq * ldq, *kn = k + n * Lk * ldk, *vn = v + n * Lk * ldv;
         const float *mn = mask ? mask + n * Lq * Lk : NULL;
@@ -118,14 +132,14 @@ int cs_attention(const float *q, size_t ldq, const float *k, size_t ldk, const f
 #ifdef _OPENMP
             tid = omp_get_thread_num();
 #endif
-            float *s = S + (size_t)tid * ATT_ROWS * Lk;
+            float *s = S + (size_t)tid * per;
 #pragma omp for schedule(static)
             for (size_t i = 0; i < 2 * H; i++) {
                 size_t h = i / 2;
                 float *kpk = packs + h * (kp + vp), *vpk = kpk + kp;
-                if (i % 2 == 0 && kern) pack_kt_bf16(kn + h * hd, ldk, Lk, hd, (uint32_t *)kpk);
+                if (i % 2 == 0 && kern) pack_kt_bf16(kn + h * hd, ldk, Lk, hd, (uint32_t *)kpk, (uint16_t *)s);
                 else if (i % 2 == 0) pack_kt_f32(kn + h * hd, ldk, Lk, hd, kpk);
-                else if (kern) pack_v_bf16(vn + h * hd, ldv, Lk, hd, (uint32_t *)vpk);
+                else if (kern) pack_v_bf16(vn + h * hd, ldv, Lk, hd, (uint32_t *)vpk, (uint16_t *)s);
                 else pack_v_f32(vn + h * hd, ldv, Lk, hd, vpk);
             }
 #pragma omp for schedule(dynamic, 1)

@@ -57,7 +57,7 @@
 /* slot's per-thread scratch of at least n floats (kept between calls, freed
  * when the thread ends); NULL when out of memory. Slots 0-3: cs_weight_f32's
  * (ops.h) and the transposed convolution's weights; 4: the GEMM's packing;
- * 5, 6: attention's packed keys/values and scores (ops_attn.c). */
+ * 5, 6: attention's packed keys/values and scores (ops_attn.c); 7: GRN's sums. */
 float *cs_ops_scratch(int slot, size_t n);
 /* y[r * ldy + j] += bias[j] for r < rows, j < N, over threads */
 void cs_ops_bias_rows(float *y, size_t rows, size_t N, size_t ldy, const float *bias);
