@@ -213,7 +213,7 @@ static int gemm_run(int transB, size_t M, size_t N, size_t K, float alpha, const
                     if (beta == 0.0f)
                         for (size_t j = 0; j < w; j++) cc[j] = alpha * s[j];
                     else if (alpha == 1.0f && beta == 1.0f)
-                        for (size_t j = 0; j < w; j++) cc[j] += s[j];
+                        cs_k.add(cc, s, cc, w);
                     else
                         for (size_t j = 0; j < w; j++) cc[j] = beta * cc[j] + alpha * s[j];
                 }
@@ -256,11 +256,8 @@ static int gemm_run_bf16(cs_gemm_bf16_fn kern, size_t M, size_t N, size_t K, con
                     kern(rows, wd, K, A + r0 * lda, lda, bp, w->pstride, C + r0 * ldc + c0, ldc, 0);
                 } else {
                     kern(rows, wd, K, A + r0 * lda, lda, bp, w->pstride, tmp, nc, 0);
-                    for (size_t i = 0; i < rows; i++) {
-                        float *cc = C + (r0 + i) * ldc + c0;
-                        const float *s = tmp + i * nc;
-                        for (size_t j = 0; j < wd; j++) cc[j] += s[j];
-                    }
+                    for (size_t i = 0; i < rows; i++)   /* the residual add, vectorised */
+                        cs_k.add(C + (r0 + i) * ldc + c0, tmp + i * nc, C + (r0 + i) * ldc + c0, wd);
                 }
                 epilogue(C + r0 * ldc + c0, ldc, rows, wd, bias ? bias + c0 : NULL, gelu);
             }
