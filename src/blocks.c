@@ -291,9 +291,9 @@ static cs_tensor kv_rows(const cs_tensor *packed, const cs_tensor *k_view)
  *   kv  = Linear(SiLU(cond))                  [N*Lc, c]  -> its k|v  ckv [N*Lc, 2c]
  *   xn  = LN(x)                               [N*HW, c]  -> q|k|v    qkv [N*HW, 3c]
  * one GEMM each over all images (weights read once, big M); the keys/values
- * are [x tokens, cond tokens]: a device with attention_cat reads the two
- * blocks where they are, elsewhere they are gathered in kvb [N, Lk, 2c] (a
- * copy of 2c floats per token, ~3% of the QKV GEMM); then
+ * are [x tokens, cond tokens]: the CPU and a device with attention_cat
+ * read the two blocks where they are; training (whose backward reads them)
+ * and a device without it gather them in kvb [N, Lk, 2c]; then
  *   x += out_proj(MHA(q, k, v)). */
 int cs_attnblock_forward(const cs_attnblock *b, float *x, size_t N, size_t HW, const float *cond, size_t Lc,
                          cs_ws *ws)

@@ -83,9 +83,10 @@ int cs_attn_block_fused(float *x, size_t N, size_t HW, size_t c, int nhead, int 
                         size_t Lc, size_t cc, const cs_attn_block *w);
 
 /* Attention (no mask) whose keys/values per image are two row blocks, L1
- * rows of k1/v1 then L2 rows of k2/v2 (src/backend.h attention_cat), where
- * the device in use has it; CS_EUNSUP with nothing done elsewhere (the CPU
- * included): the caller then gathers the rows and calls cs_attention. */
+ * rows of k1/v1 then L2 rows of k2/v2 (src/backend.h attention_cat), read
+ * where they are: on the CPU the bits of cs_attention on the gathered rows;
+ * on a device that has it, its own; CS_EUNSUP with nothing done on a device
+ * without it: the caller then gathers the rows and calls cs_attention. */
 int cs_attention_cat(const float *q, size_t ldq, const float *k1, const float *v1, size_t ld1, size_t L1,
                      const float *k2, const float *v2, size_t ld2, size_t L2, size_t N, size_t Lq, size_t C,
                      int nhead, float *o, size_t ldo);

@@ -37,24 +37,34 @@
 
 #define ATT_ROWS 64   /* query rows per task: S (64 x Lk) stays in L2 */
 
+/* one image's keys (or values): L1 rows of p1 (stride ld1), then rows of
+ * p2 (ld2) -- an AttnBlock's own tokens and its conditioning, read where
+ * they are instead of gathered first */
+typedef struct {
+    const float *p1, *p2;
+    size_t ld1, ld2, L1;
+} rows2;
+
+static const float *row_at(const rows2 *r, size_t t) { return t < r->L1 ? r->p1 + t * r->ld1 : r->p2 + (t - r->L1) * r->ld2; }
+
 /* fp32 panels (gemm_f32's layout): K^T of one head, panel p = keys
  * [16p, 16p+16) as hd rows of 16 (zero past Lk); V of one head, panel p =
  * features [16p, 16p+16) as Lk rows of 16 (zero past hd) */
-static void pack_kt_f32(const float *k, size_t ldk, size_t Lk, size_t hd, float *o)
+static void pack_kt_f32(const rows2 *k, size_t Lk, size_t hd, float *o)
 {
     for (size_t p = 0; p < (Lk + 15) / 16; p++, o += 16 * hd)
         for (size_t j = 0; j < 16; j++) {
-            const float *r = 16 * p + j < Lk ? k + (16 * p + j) * ldk : NULL;
+            const float *r = 16 * p + j < Lk ? row_at(k, 16 * p + j) : NULL;
             for (size_t d = 0; d < hd; d++) o[d * 16 + j] = r ? r[d] : 0.0f;
         }
 }
 
-static void pack_v_f32(const float *v, size_t ldv, size_t Lk, size_t hd, float *o)
+static void pack_v_f32(const rows2 *v, size_t Lk, size_t hd, float *o)
 {
     for (size_t p = 0; p < (hd + 15) / 16; p++, o += 16 * Lk) {
         size_t n = hd - 16 * p < 16 ? hd - 16 * p : 16;
         for (size_t t = 0; t < Lk; t++) {
-            memcpy(o + t * 16, v + t * ldv + 16 * p, n * sizeof(float));
+            memcpy(o + t * 16, row_at(v, t) + 16 * p, n * sizeof(float));
             memset(o + t * 16 + n, 0, (16 - n) * sizeof(float));
         }
     }
@@ -67,14 +77,14 @@ static void pack_v_f32(const float *v, size_t ldv, size_t Lk, size_t hd, float *
  * bf16 key row read as uint32 is already its pairs, so K^T is a transpose
  * of 16 such rows; V pairs two consecutive rows. tmp: 16 rows of hd + 1
  * (K) or 2 rows of hd rounded up to 16 (V) uint16. */
-static void pack_kt_bf16(const float *k, size_t ldk, size_t Lk, size_t hd, uint32_t *o, uint16_t *tmp)
+static void pack_kt_bf16(const rows2 *k, size_t Lk, size_t hd, uint32_t *o, uint16_t *tmp)
 {
     size_t KP = (hd + 1) / 2, ps = cs_bf16_panel_size(hd);
     for (size_t p = 0; p < (Lk + 15) / 16; p++, o += ps) {
         size_t n = Lk - 16 * p < 16 ? Lk - 16 * p : 16;
         for (size_t j = 0; j < n; j++) {
             uint16_t *t = tmp + j * 2 * KP;
-            cs_k.f32_to_bf16(k + (16 * p + j) * ldk, t, hd);
+            cs_k.f32_to_bf16(row_at(k, 16 * p + j), t, hd);
             if (hd & 1) t[hd] = 0;
         }
         for (size_t q = 0; q < KP; q++) {
@@ -87,25 +97,26 @@ static void pack_kt_bf16(const float *k, size_t ldk, size_t Lk, size_t hd, uint3
     }
 }
 
-static void pack_v_bf16(const float *v, size_t ldv, size_t Lk, size_t hd, uint32_t *o, uint16_t *tmp)
+static void pack_v_bf16(const rows2 *v, size_t Lk, size_t hd, uint32_t *o, uint16_t *tmp)
 {
     size_t ps = cs_bf16_panel_size(Lk), P = (hd + 15) / 16;
     uint16_t *lo = tmp, *hi = tmp + 16 * P;
     memset(tmp, 0, 2 * 16 * P * sizeof *tmp);   /* features past hd stay zero */
     for (size_t q = 0; q < ps / 16; q++) {
-        cs_k.f32_to_bf16(v + 2 * q * ldv, lo, hd);
-        if (2 * q + 1 < Lk) cs_k.f32_to_bf16(v + (2 * q + 1) * ldv, hi, hd);
+        cs_k.f32_to_bf16(row_at(v, 2 * q), lo, hd);
+        if (2 * q + 1 < Lk) cs_k.f32_to_bf16(row_at(v, 2 * q + 1), hi, hd);
         else memset(hi, 0, hd * sizeof *hi);
         for (size_t p = 0; p < P; p++)
             for (size_t j = 0; j < 16; j++) o[p * ps + q * 16 + j] = lo[16 * p + j] | (uint32_t)hi[16 * p + j] << 16;
     }
 }
 
-int cs_attention(const float *q, size_t ldq, const float *k, size_t ldk, const float *v, size_t ldv, size_t N,
-                 size_t Lq, size_t Lk, size_t C, int nhead, const float *mask, float *o, size_t ldo)
+/* the CPU's attention on keys/values in two row blocks per image (L2 may be 0) */
+static int attn_run(const float *q, size_t ldq, const float *k1, const float *v1, size_t ldk1, size_t ldv1, size_t L1,
+                    const float *k2, const float *v2, size_t ld2, size_t L2, size_t N, size_t Lq, size_t C, int nhead,
+                    const float *mask, float *o, size_t ldo)
 {
-    if (nhead <= 0 || C % (size_t)nhead) return cs_error(CS_EARG, "attention: %zu channels do not split into %d heads", C, nhead);
-    ON_DEV_RC(attention(q, ldq, k, ldk, v, ldv, N, Lq, Lk, C, nhead, mask, o, ldo), "attention");
+    size_t Lk = L1 + L2;
     if (!N || !Lq) return 0;
     size_t H = (size_t)nhead, hd = C / H;
     float scale = 1.0f / sqrtf((float)hd);
@@ -123,7 +134,9 @@ int cs_attention(const float *q, size_t ldq, const float *k, size_t ldk, const f
         return cs_error(CS_ENOMEM, "attention: out of memory for %zu MB of scratch (%zu keys, %zu channels)",
                         (H * (kp + vp) + (size_t)T * per) * 4 >> 20, Lk, C);
     for (size_t n = 0; n < N; n++) {
-        const float *qn = q + n * Lq * ldq, *kn = k + n * Lk * ldk, *vn = v + n * Lk * ldv;
+        const float *qn = q + n * Lq * ldq;
+        rows2 kn = {L1 ? k1 + n * L1 * ldk1 : NULL, L2 ? k2 + n * L2 * ld2 : NULL, ldk1, ld2, L1};
+        rows2 vn = {L1 ? v1 + n * L1 * ldv1 : NULL, L2 ? v2 + n * L2 * ld2 : NULL, ldv1, ld2, L1};
         const float *mn = mask ? mask + n * Lq * Lk : NULL;
         float *on = o + n * Lq * ldo;
 #pragma omp parallel num_threads(T) if (T > 1)
@@ -137,10 +150,13 @@ int cs_attention(const float *q, size_t ldq, const float *k, size_t ldk, const f
             for (size_t i = 0; i < 2 * H; i++) {
                 size_t h = i / 2;
                 float *kpk = packs + h * (kp + vp), *vpk = kpk + kp;
-                if (i % 2 == 0 && kern) pack_kt_bf16(kn + h * hd, ldk, Lk, hd, (uint32_t *)kpk, (uint16_t *)s);
-                else if (i % 2 == 0) pack_kt_f32(kn + h * hd, ldk, Lk, hd, kpk);
-                else if (kern) pack_v_bf16(vn + h * hd, ldv, Lk, hd, (uint32_t *)vpk, (uint16_t *)s);
-                else pack_v_f32(vn + h * hd, ldv, Lk, hd, vpk);
+                rows2 kh = kn, vh = vn;   /* head h's columns */
+                kh.p1 = kh.p1 ? kh.p1 + h * hd : NULL, kh.p2 = kh.p2 ? kh.p2 + h * hd : NULL;
+                vh.p1 = vh.p1 ? vh.p1 + h * hd : NULL, vh.p2 = vh.p2 ? vh.p2 + h * hd : NULL;
+                if (i % 2 == 0 && kern) pack_kt_bf16(&kh, Lk, hd, (uint32_t *)kpk, (uint16_t *)s);
+                else if (i % 2 == 0) pack_kt_f32(&kh, Lk, hd, kpk);
+                else if (kern) pack_v_bf16(&vh, Lk, hd, (uint32_t *)vpk, (uint16_t *)s);
+                else pack_v_f32(&vh, Lk, hd, vpk);
             }
 #pragma omp for schedule(dynamic, 1)
             for (size_t t = 0; t < ntask; t++) {
@@ -161,4 +177,21 @@ int cs_attention(const float *q, size_t ldq, const float *k, size_t ldk, const f
         }
     }
     return 0;
+}
+
+int cs_attention(const float *q, size_t ldq, const float *k, size_t ldk, const float *v, size_t ldv, size_t N,
+                 size_t Lq, size_t Lk, size_t C, int nhead, const float *mask, float *o, size_t ldo)
+{
+    if (nhead <= 0 || C % (size_t)nhead) return cs_error(CS_EARG, "attention: %zu channels do not split into %d heads", C, nhead);
+    ON_DEV_RC(attention(q, ldq, k, ldk, v, ldv, N, Lq, Lk, C, nhead, mask, o, ldo), "attention");
+    return attn_run(q, ldq, k, v, ldk, ldv, Lk, NULL, NULL, 0, 0, N, Lq, C, nhead, mask, o, ldo);
+}
+
+int cs_attention_cat_cpu(const float *q, size_t ldq, const float *k1, const float *v1, size_t ld1, size_t L1,
+                         const float *k2, const float *v2, size_t ld2, size_t L2, size_t N, size_t Lq, size_t C,
+                         int nhead, float *o, size_t ldo)
+{
+    if (nhead <= 0 || C % (size_t)nhead) return cs_error(CS_EARG, "attention: %zu channels do not split into %d heads", C, nhead);
+    if (!L1 + !L2 == 2) return cs_error(CS_EARG, "attention without keys");
+    return attn_run(q, ldq, k1, v1, ld1, ld1, L1, k2, v2, ld2, L2, N, Lq, C, nhead, NULL, o, ldo);
 }

@@ -9,6 +9,7 @@
  *         P and v rounded to bf16 with fp32 sums by the native kernel; the
  *         result must also differ from fp32 (the products really are bf16)
  *         and stay near it.
+ * And cs_attention_cat: the bits of cs_attention on its rows gathered.
  * Runs at every SIMD level (tests/levels.sh); bf16 only at avx512. */
 #include "check.h"
 #include "cpu.h"
@@ -113,6 +114,36 @@ static void one(const shape *s, int bf16_ok)
     free(q), free(k), free(v), free(ref), free(y), free(y32), free(mask);
 }
 
+/* keys/values in two row blocks (an AttnBlock's tokens in its qkv rows,
+ * then the conditioning's k|v rows): cs_attention_cat must give the bits
+ * of cs_attention on the rows gathered */
+static void cat(size_t N, size_t Lq, size_t L1, size_t L2, size_t C, int nhead, int bf16)
+{
+    size_t ldq = 3 * C + 1, ld2 = 2 * C + 3, Lk = L1 + L2, nq = N * Lq * ldq, n2 = N * L2 * ld2 + 1, no = N * Lq * C;
+    float *q = malloc(nq * 4), *kv2 = malloc(n2 * 4), *kvb = malloc(N * Lk * 2 * C * 4 + 4), *ref = malloc(no * 4),
+          *y = malloc(no * 4);
+    for (size_t i = 0; i < nq; i++) q[i] = check_uni(-3, 3);
+    for (size_t i = 0; i < n2; i++) kv2[i] = check_uni(-2, 2);
+    for (size_t n = 0; n < N; n++) {
+        for (size_t t = 0; t < L1; t++) memcpy(kvb + (n * Lk + t) * 2 * C, q + (n * L1 + t) * ldq + C, 2 * C * 4);
+        for (size_t t = 0; t < L2; t++) memcpy(kvb + (n * Lk + L1 + t) * 2 * C, kv2 + (n * L2 + t) * ld2, 2 * C * 4);
+    }
+    cs_cpu_precision_set(bf16 ? CS_PREC_BF16 : CS_PREC_FP32);
+    cs_threads_set(1);
+    CHECK(cs_attention(q, ldq, kvb, 2 * C, kvb + C, 2 * C, N, Lq, Lk, C, nhead, NULL, ref, C) == 0, "%s", cs_last_error());
+    for (int t = 1; t <= 3; t++) {
+        cs_threads_set(t);
+        memset(y, 0x7f, no * 4);
+        int rc = cs_attention_cat(q, ldq, L1 ? q + C : NULL, L1 ? q + 2 * C : NULL, ldq, L1, L2 ? kv2 : NULL,
+                                  L2 ? kv2 + C : NULL, ld2, L2, N, Lq, C, nhead, y, C);
+        CHECK(rc == 0, "cs_attention_cat: %s", cs_last_error());
+        CHECK(!memcmp(y, ref, no * 4), "%s cs_attention_cat N=%zu Lq=%zu L1=%zu L2=%zu C=%zu threads=%d: not the bits of "
+              "the gathered rows", bf16 ? "bf16" : "fp32", N, Lq, L1, L2, C, t);
+    }
+    cs_cpu_precision_set(CS_PREC_FP32);
+    free(q), free(kv2), free(kvb), free(ref), free(y);
+}
+
 int main(void)
 {
     if (cs_simd_init()) {
@@ -131,6 +162,11 @@ int main(void)
         {1, 65, 661, 128, 384, 256, 2, 0},/* Stage C-like keys (image + conditioning tokens) */
     };
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) one(&shapes[i], bf16_ok);
+    for (int b = 0; b <= bf16_ok; b++) {
+        cat(2, 37, 37, 9, 40, 2, b);   /* self + cross */
+        cat(1, 70, 70, 0, 64, 1, b);   /* self only */
+        cat(2, 19, 0, 77, 48, 3, b);   /* cross only */
+    }
     printf("%s\n", failures ? "FAILED" : "ok");
     return check_exit();
 }
