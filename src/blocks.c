@@ -195,11 +195,13 @@ static int mlp_residual(const cs_resblock *b, const float *in, size_t cin, float
     size_t rows = N * HW, c4 = 4 * (size_t)b->c;
     float *h = cs_ws_get(ws, 2, rows * c4);
     if (!h) return CS_ENOMEM;
-    int rc = cs_linear(in, rows, cin, 0, &b->fc1_w, &b->fc1_b, h, 0, 0);
+    /* training (keep) wants fc1's output before the GELU: the backward reads it */
+    int rc = ws->keep ? cs_linear(in, rows, cin, 0, &b->fc1_w, &b->fc1_b, h, 0, 0)
+                      : cs_linear_gelu(in, rows, cin, 0, &b->fc1_w, &b->fc1_b, h, 0);
     if (rc) return rc;
     float *ge = ws->keep ? cs_ws_get(ws, 6, rows * c4) : h, *gr = ws->keep ? cs_ws_get(ws, 7, rows * c4) : h;
     if (!ge || !gr) return CS_ENOMEM;
-    cs_gelu(h, ge, rows * c4);
+    if (ws->keep) cs_gelu(h, ge, rows * c4);
     const float *g = cs_weight_f32(&b->gamma, 2), *be = cs_weight_f32(&b->beta, 3);
     if (!g || !be) return CS_ENOMEM;
     if ((rc = cs_grn(ge, gr, N, HW, c4, g, be))) return rc;
@@ -289,9 +291,9 @@ static cs_tensor kv_rows(const cs_tensor *packed, const cs_tensor *k_view)
  *   kv  = Linear(SiLU(cond))                  [N*Lc, c]  -> its k|v  ckv [N*Lc, 2c]
  *   xn  = LN(x)                               [N*HW, c]  -> q|k|v    qkv [N*HW, 3c]
  * one GEMM each over all images (weights read once, big M); the keys/values
- * are [x tokens, cond tokens]: a device with attention_cat reads the two
- * blocks where they are, elsewhere they are gathered in kvb [N, Lk, 2c] (a
- * copy of 2c floats per token, ~3% of the QKV GEMM); then
+ * are [x tokens, cond tokens]: the CPU and a device with attention_cat
+ * read the two blocks where they are; training (whose backward reads them)
+ * and a device without it gather them in kvb [N, Lk, 2c]; then
  *   x += out_proj(MHA(q, k, v)). */
 int cs_attnblock_forward(const cs_attnblock *b, float *x, size_t N, size_t HW, const float *cond, size_t Lc,
                          cs_ws *ws)

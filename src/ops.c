@@ -89,7 +89,7 @@ const char *cs_gemm_info(void)
  * its bf16 panels are packed once per weight (cs_linear). */
 #define GEMM_SUB 192   /* rows per kernel call: the C block stays in L2 */
 
-#define SCRATCH_SLOTS 5
+#define SCRATCH_SLOTS 8
 typedef struct { float *p; size_t cap; } scratch_slot;
 static _Thread_local scratch_slot scratch[SCRATCH_SLOTS];
 
@@ -154,12 +154,25 @@ static void pack_panel(int transB, const float *B, size_t ldb, const uint16_t *B
 
 static size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
 
+/* A linear layer's epilogue on a finished block of C (rows x w, ldc), while
+ * it is in cache: + bias[j], then GELU (gelu != 0). Element-wise, so the
+ * bits of the separate passes over the whole output it replaces. */
+static void epilogue(float *C, size_t ldc, size_t rows, size_t w, const float *bias, int gelu)
+{
+    for (size_t i = 0; i < rows; i++) {
+        float *c = C + i * ldc;
+        if (bias) cs_k.add_bias(c, c, 1, w, bias);
+        if (gelu) cs_k.gelu(c, c, w);
+    }
+}
+
 /* C[M,N] = alpha * A op(B) + beta * C; op(B) from B (ldb) or from 16-bit
  * weight rows B16 [N, K] converted by cv. op(B) is packed once per call
  * (scratch slot 4, with per-thread room for 16 converted rows and results to
  * scale or add); tasks are row groups x column chunks, ~4 per thread. */
 static int gemm_run(int transB, size_t M, size_t N, size_t K, float alpha, const float *A, size_t lda,
-                    const float *B, size_t ldb, float beta, float *C, size_t ldc, const uint16_t *B16, cvt_fn cv)
+                    const float *B, size_t ldb, float beta, float *C, size_t ldc, const uint16_t *B16, cvt_fn cv,
+                    const float *bias, int gelu)
 {
     int T = nthreads;
     if ((double)M * (double)N * (double)K < 4e6) T = 1;
@@ -190,6 +203,7 @@ static int gemm_run(int transB, size_t M, size_t N, size_t K, float alpha, const
                 size_t rows = r1 - r0 < GEMM_SUB ? r1 - r0 : GEMM_SUB;
                 if (direct) {
                     cs_k.gemm_f32(rows, w, K, A + r0 * lda, lda, bp + c0 * K, 16 * K, C + r0 * ldc + c0, ldc, 0);
+                    epilogue(C + r0 * ldc + c0, ldc, rows, w, bias ? bias + c0 : NULL, gelu);
                     continue;
                 }
                 cs_k.gemm_f32(rows, w, K, A + r0 * lda, lda, bp + c0 * K, 16 * K, tmp, nc, 0);
@@ -199,10 +213,11 @@ static int gemm_run(int transB, size_t M, size_t N, size_t K, float alpha, const
                     if (beta == 0.0f)
                         for (size_t j = 0; j < w; j++) cc[j] = alpha * s[j];
                     else if (alpha == 1.0f && beta == 1.0f)
-                        for (size_t j = 0; j < w; j++) cc[j] += s[j];
+                        cs_k.add(cc, s, cc, w);
                     else
                         for (size_t j = 0; j < w; j++) cc[j] = beta * cc[j] + alpha * s[j];
                 }
+                epilogue(C + r0 * ldc + c0, ldc, rows, w, bias ? bias + c0 : NULL, gelu);
             }
         }
     }
@@ -213,7 +228,7 @@ static int gemm_run(int transB, size_t M, size_t N, size_t K, float alpha, const
  * (wpack.h), kern the bf16 kernel or gemm_f32_bf16w: the same task split as
  * gemm_run; A is read as it is, so only the results to add need scratch. */
 static int gemm_run_bf16(cs_gemm_bf16_fn kern, size_t M, size_t N, size_t K, const float *A, size_t lda,
-                         const cs_wpack *w, int accumulate, float *C, size_t ldc)
+                         const cs_wpack *w, int accumulate, float *C, size_t ldc, const float *bias, int gelu)
 {
     int T = nthreads;
     if ((double)M * (double)N * (double)K < 4e6) T = 1;
@@ -239,14 +254,12 @@ static int gemm_run_bf16(cs_gemm_bf16_fn kern, size_t M, size_t N, size_t K, con
                 size_t rows = r1 - r0 < GEMM_SUB ? r1 - r0 : GEMM_SUB;
                 if (!accumulate) {
                     kern(rows, wd, K, A + r0 * lda, lda, bp, w->pstride, C + r0 * ldc + c0, ldc, 0);
-                    continue;
+                } else {
+                    kern(rows, wd, K, A + r0 * lda, lda, bp, w->pstride, tmp, nc, 0);
+                    for (size_t i = 0; i < rows; i++)   /* the residual add, vectorised */
+                        cs_k.add(C + (r0 + i) * ldc + c0, tmp + i * nc, C + (r0 + i) * ldc + c0, wd);
                 }
-                kern(rows, wd, K, A + r0 * lda, lda, bp, w->pstride, tmp, nc, 0);
-                for (size_t i = 0; i < rows; i++) {
-                    float *cc = C + (r0 + i) * ldc + c0;
-                    const float *s = tmp + i * nc;
-                    for (size_t j = 0; j < wd; j++) cc[j] += s[j];
-                }
+                epilogue(C + r0 * ldc + c0, ldc, rows, wd, bias ? bias + c0 : NULL, gelu);
             }
         }
     }
@@ -258,7 +271,7 @@ int cs_sgemm(int transB, size_t M, size_t N, size_t K, float alpha, const float 
 {
     if (!M || !N) return 0;
     ON_DEV_RC(sgemm(transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc), "a matrix product");
-    return gemm_run(transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL, NULL);
+    return gemm_run(transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL, NULL, NULL, 0);
 }
 
 /* ---- weights as float32 ---- */
@@ -369,13 +382,11 @@ void cs_modulate(const float *x, float *y, size_t N, size_t HW, size_t C, const 
                  size_t ldab)
 {
     ON_DEV(modulate(x, y, N, HW, C, a, b, ldab), "a modulation");
-    size_t rb = row_block(C);
-    for (size_t n = 0; n < N; n++) {
-        const float *xn = x + n * HW * C;
-        float *yn = y + n * HW * C;
-#pragma omp parallel for schedule(static) if (HW * C >= PAR_MIN)
-        for (size_t r = 0; r < HW; r += rb)
-            cs_k.modulate(xn + r * C, yn + r * C, HW - r < rb ? HW - r : rb, C, a + n * ldab, b + n * ldab);
+    size_t rb = row_block(C), nr = (HW + rb - 1) / rb;
+#pragma omp parallel for schedule(static) if (N * HW * C >= PAR_MIN)
+    for (size_t i = 0; i < N * nr; i++) {   /* all images in one region */
+        size_t n = i / nr, r = i % nr * rb, o = (n * HW + r) * C;
+        cs_k.modulate(x + o, y + o, HW - r < rb ? HW - r : rb, C, a + n * ldab, b + n * ldab);
     }
 }
 
@@ -399,8 +410,12 @@ void cs_ops_bias_rows(float *y, size_t rows, size_t N, size_t ldy, const float *
     }
 }
 
-int cs_linear(const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W, const cs_tensor *b, float *y,
-              size_t ldy, int accumulate)
+/* cs_linear, and GELU on y when gelu (not with accumulate): the bias and
+ * the GELU are the products' epilogue (one pass over y, in cache, in the
+ * products' parallel region) rather than two more passes, each its own
+ * region. The same bits as cs_linear, then cs_ops_bias_rows, then cs_gelu. */
+static int linear(const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W, const cs_tensor *b, float *y,
+                  size_t ldy, int accumulate, int gelu)
 {
     if (W->ndim < 2 || (size_t)W->shape[1] != K || cs_tensor_numel(W) != W->shape[0] * (int64_t)K)
         return cs_error(CS_EMODEL, "%s: expected a [N, %zu] weight", W->name ? W->name : "linear", K);
@@ -411,6 +426,8 @@ int cs_linear(const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W
         return cs_error(CS_EMODEL, "%s: expected %zu bias values", b->name ? b->name : "bias", N);
     ON_DEV_RC(linear(x, M, K, ldx, W, b, y, ldy, accumulate), "a linear layer");
     int rc;
+    const float *bb = NULL;
+    if (b && !(bb = cs_weight_f32(b, 1))) return CS_ENOMEM;
     cs_gemm_bf16_fn kern = cpu_prec == CS_PREC_BF16 ? cs_gemm_bf16_native() : NULL;
     /* fp32 products on a BF16 weight: its bf16 panels (packed once) widened
      * in the kernel, exactly, instead of float32 panels converted per call,
@@ -421,102 +438,84 @@ int cs_linear(const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W
         /* the weight packed once (wpack.h); for the bf16 kernel the activations are rounded per call */
         cs_wpack wp;
         if ((rc = cs_wpack_get(W, N, K, &wp))) return rc;
-        rc = gemm_run_bf16(kern, M, N, K, x, ldx, &wp, accumulate, y, ldy);
+        rc = gemm_run_bf16(kern, M, N, K, x, ldx, &wp, accumulate, y, ldy, bb, gelu);
     } else if ((W->dtype == CS_BF16 || W->dtype == CS_F16) && ((uintptr_t)W->data & 1) == 0) {
         /* 16-bit weights are converted while op(B) is packed, panel by
          * panel in cache (converting the whole matrix first cost ~10% of a
          * BF16 Stage C forward in memory traffic) */
         rc = gemm_run(1, M, N, K, 1.0f, x, ldx, NULL, K, accumulate ? 1.0f : 0.0f, y, ldy, W->data,
-                      W->dtype == CS_BF16 ? cs_k.bf16_to_f32 : cs_k.f16_to_f32);
+                      W->dtype == CS_BF16 ? cs_k.bf16_to_f32 : cs_k.f16_to_f32, bb, gelu);
     } else {
         const float *w = cs_weight_f32(W, 0);
         if (!w) return CS_ENOMEM;
-        rc = cs_sgemm(1, M, N, K, 1.0f, x, ldx, w, K, accumulate ? 1.0f : 0.0f, y, ldy);
+        rc = M && N ? gemm_run(1, M, N, K, 1.0f, x, ldx, w, K, accumulate ? 1.0f : 0.0f, y, ldy, NULL, NULL, bb, gelu)
+                    : 0;
     }
-    if (rc) return rc;
-    if (b) {
-        const float *bb = cs_weight_f32(b, 1);
-        if (!bb) return CS_ENOMEM;
-        cs_ops_bias_rows(y, M, N, ldy, bb);
+    return rc;
+}
+
+int cs_linear(const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W, const cs_tensor *b, float *y,
+              size_t ldy, int accumulate)
+{
+    return linear(x, M, K, ldx, W, b, y, ldy, accumulate, 0);
+}
+
+int cs_linear_gelu(const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W, const cs_tensor *b, float *y,
+                   size_t ldy)
+{
+    int rc = linear(x, M, K, ldx, W, b, y, ldy, 0, !cs_dev);
+    if (!rc && cs_dev) {   /* the device's own ops, one after the other */
+        size_t N = (size_t)W->shape[0];
+        if (!ldy || ldy == N) cs_gelu(y, y, M * N);
+        else
+            for (size_t r = 0; r < M; r++) cs_gelu(y + r * ldy, y + r * ldy, N);
     }
-    return 0;
+    return rc;
 }
 
 /* ---- GRN ---- */
 
+/* per-thread-count-free: sums of squares over fixed blocks of 256 rows,
+ * added in block order, so the result does not depend on the thread count.
+ * All images in one parallel region (the sums, a barrier, the norms, the
+ * apply), with the partial sums in the calling thread's scratch: it was
+ * two regions and an allocation per image. */
 int cs_grn(const float *x, float *y, size_t N, size_t HW, size_t C, const float *gamma, const float *beta)
 {
     ON_DEV_RC(grn(x, y, N, HW, C, gamma, beta), "GRN");
-    /* sums of squares over fixed blocks of rows, added in block order: the
-     * result does not depend on the thread count */
     const size_t rows_per = 256;
-    size_t nb = (HW + rows_per - 1) / rows_per;
-    float *part = cs_calloc(nb * C * sizeof(float)), *nx = cs_alloc(C * sizeof(float));
-    if (!part || !nx) {
-        cs_free(part);
-        cs_free(nx);
-        return cs_oom("GRN partial sums", (nb * C + C) * sizeof(float));
+    size_t nb = (HW + rows_per - 1) / rows_per, rb = row_block(C), nr = (HW + rb - 1) / rb;
+    float *part = cs_ops_scratch(7, N * (nb + 1) * C);
+    if (!part) return cs_oom("GRN partial sums", N * (nb + 1) * C * sizeof(float));
+    float *nx = part + N * nb * C;   /* [N, C] */
+    int T = HW * C * N >= PAR_MIN ? cs_threads_get() : 1;
+#pragma omp parallel num_threads(T) if (T > 1)
+    {
+#pragma omp for schedule(static)
+        for (size_t i = 0; i < N * nb; i++) {
+            size_t n = i / nb, b = i % nb, r0 = b * rows_per, r1 = r0 + rows_per < HW ? r0 + rows_per : HW;
+            memset(part + i * C, 0, C * sizeof(float));
+            cs_k.sumsq_cols(x + (n * HW + r0) * C, r1 - r0, C, part + i * C);
+        }
+#pragma omp for schedule(static)
+        for (size_t n = 0; n < N; n++) {
+            double mean = 0;
+            float *xn = nx + n * C;
+            for (size_t c = 0; c < C; c++) {
+                float s = 0;
+                for (size_t b = 0; b < nb; b++) s += part[(n * nb + b) * C + c];
+                xn[c] = sqrtf(s);
+                mean += xn[c];
+            }
+            float m = (float)(mean / (double)C) + 1e-6f;
+            for (size_t c = 0; c < C; c++) xn[c] = xn[c] / m;
+        }
+#pragma omp for schedule(static)
+        for (size_t i = 0; i < N * nr; i++) {
+            size_t n = i / nr, r = i % nr * rb, o = (n * HW + r) * C;
+            cs_k.grn_apply(x + o, y + o, HW - r < rb ? HW - r : rb, C, nx + n * C, gamma, beta);
+        }
     }
-    for (size_t n = 0; n < N; n++) {
-        const float *xn = x + n * HW * C;
-        float *yn = y + n * HW * C;
-        memset(part, 0, nb * C * sizeof(float));
-#pragma omp parallel for schedule(static) if (HW * C >= PAR_MIN)
-        for (size_t b = 0; b < nb; b++) {
-            size_t r0 = b * rows_per, r1 = r0 + rows_per < HW ? r0 + rows_per : HW;
-            cs_k.sumsq_cols(xn + r0 * C, r1 - r0, C, part + b * C);
-        }
-        double mean = 0;
-        for (size_t c = 0; c < C; c++) {
-            float s = 0;
-            for (size_t b = 0; b < nb; b++) s += part[b * C + c];
-            nx[c] = sqrtf(s);
-            mean += nx[c];
-        }
-        float m = (float)(mean / (double)C) + 1e-6f;
-        for (size_t c = 0; c < C; c++) nx[c] = nx[c] / m;
-        size_t rb = row_block(C);
-#pragma omp parallel for schedule(static) if (HW * C >= PAR_MIN)
-        for (size_t r = 0; r < HW; r += rb)
-            cs_k.grn_apply(xn + r * C, yn + r * C, HW - r < rb ? HW - r : rb, C, nx, gamma, beta);
-    }
-    cs_free(part);
-    cs_free(nx);
-    return 0;
-}
-
-/* ---- attention ---- */
-
-int cs_attention(const float *q, size_t ldq, const float *k, size_t ldk, const float *v, size_t ldv, size_t N,
-                 size_t Lq, size_t Lk, size_t C, int nhead, const float *mask, float *o, size_t ldo)
-{
-    if (nhead <= 0 || C % (size_t)nhead) return cs_error(CS_EARG, "attention: %zu channels do not split into %d heads", C, nhead);
-    ON_DEV_RC(attention(q, ldq, k, ldk, v, ldv, N, Lq, Lk, C, nhead, mask, o, ldo), "attention");
-    size_t hd = C / (size_t)nhead;
-    float scale = 1.0f / sqrtf((float)hd);
-    float *S = cs_alloc(Lq * Lk * sizeof(float));
-    if (!S) return cs_error(CS_ENOMEM, "attention: out of memory (%zu x %zu scores)", Lq, Lk);
-    for (size_t n = 0; n < N; n++)
-        for (int h = 0; h < nhead; h++) {
-            const float *qh = q + n * Lq * ldq + (size_t)h * hd, *kh = k + n * Lk * ldk + (size_t)h * hd,
-                        *vh = v + n * Lk * ldv + (size_t)h * hd;
-            int rc = cs_sgemm(1, Lq, Lk, hd, scale, qh, ldq, kh, ldk, 0.0f, S, Lk);
-            if (rc) {
-                cs_free(S);
-                return rc;
-            }
-            const float *mn = mask ? mask + n * Lq * Lk : NULL;
-#pragma omp parallel for schedule(static)
-            for (size_t i = 0; i < Lq; i++) {
-                if (mn) cs_k.add(S + i * Lk, mn + i * Lk, S + i * Lk, Lk);
-                cs_k.softmax(S + i * Lk, Lk);
-            }
-            if ((rc = cs_sgemm(0, Lq, hd, Lk, 1.0f, S, Lk, vh, ldv, 0.0f, o + n * Lq * ldo + (size_t)h * hd, ldo))) {
-                cs_free(S);
-                return rc;
-            }
-        }
-    cs_free(S);
     return 0;
 }
 
@@ -561,7 +560,7 @@ int cs_attention_cat(const float *q, size_t ldq, const float *k1, const float *v
                      const float *k2, const float *v2, size_t ld2, size_t L2, size_t N, size_t Lq, size_t C,
                      int nhead, float *o, size_t ldo)
 {
-    if (!cs_dev) return CS_EUNSUP;
+    if (!cs_dev) return cs_attention_cat_cpu(q, ldq, k1, v1, ld1, L1, k2, v2, ld2, L2, N, Lq, C, nhead, o, ldo);
     double t = cs_dev_prof_start();
     return fused_end(cs_dev->attention_cat(q, ldq, k1, v1, ld1, L1, k2, v2, ld2, L2, N, Lq, C, nhead, o, ldo), t,
                      "attention", "attention (fused)");

@@ -30,8 +30,9 @@ const char *cs_gemm_info(void);
  * fp32 (the default) or bf16, which needs the native bf16 kernel
  * (simd/gemm_bf16.h: AVX512-BF16 at the avx512 level). In bf16 the
  * activations are rounded to bf16 per call and each weight is packed once
- * into bf16 panels (wpack.h); sums stay fp32. Convolutions that are not
- * 1x1, attention and cs_sgemm stay fp32. Process-wide; set it before the
+ * into bf16 panels (wpack.h); sums stay fp32. cs_attention's two products
+ * round their operands to bf16 too (src/ops_attn.c). Convolutions that are
+ * not 1x1 and cs_sgemm stay fp32. Process-wide; set it before the
  * forwards, not during one. Returns 0 or CS_EUNSUP (cs_error says why). */
 int cs_cpu_precision_set(int prec);
 int cs_cpu_precision_get(void);    /* how matrix products are computed, for `cascade info` */
@@ -60,6 +61,11 @@ const float *cs_weight_f32(const cs_tensor *t, int slot);
  * accumulate != 0 adds into y instead of overwriting. */
 int cs_linear(const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W, const cs_tensor *b,
               float *y, size_t ldy, int accumulate);
+/* cs_linear (no accumulate), then y = GELU(y): the same bits as cs_linear
+ * then cs_gelu, with the bias and the GELU done on each block of y as the
+ * products finish it (in cache) instead of in two more passes. */
+int cs_linear_gelu(const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W, const cs_tensor *b,
+                   float *y, size_t ldy);
 
 /* A ResBlock / FeedForwardBlock (src/backend.h cs_mlp_block) as one op
  * where the device in use has it fused in its precision; CS_EUNSUP with
@@ -77,9 +83,10 @@ int cs_attn_block_fused(float *x, size_t N, size_t HW, size_t c, int nhead, int 
                         size_t Lc, size_t cc, const cs_attn_block *w);
 
 /* Attention (no mask) whose keys/values per image are two row blocks, L1
- * rows of k1/v1 then L2 rows of k2/v2 (src/backend.h attention_cat), where
- * the device in use has it; CS_EUNSUP with nothing done elsewhere (the CPU
- * included): the caller then gathers the rows and calls cs_attention. */
+ * rows of k1/v1 then L2 rows of k2/v2 (src/backend.h attention_cat), read
+ * where they are: on the CPU the bits of cs_attention on the gathered rows;
+ * on a device that has it, its own; CS_EUNSUP with nothing done on a device
+ * without it: the caller then gathers the rows and calls cs_attention. */
 int cs_attention_cat(const float *q, size_t ldq, const float *k1, const float *v1, size_t ld1, size_t L1,
                      const float *k2, const float *v2, size_t ld2, size_t L2, size_t N, size_t Lq, size_t C,
                      int nhead, float *o, size_t ldo);

@@ -168,9 +168,8 @@ static int run_mapper(cs_stage_b *m, const mapper *mp, const float *x, size_t ro
     size_t c0 = (size_t)m->net.c[0];
     float *t = cs_ws_get(&m->net.ws, 2, rows * 4 * c0);
     if (!t) return CS_ENOMEM;
-    int rc = cs_linear(x, rows, (size_t)mp->cin, 0, &mp->w0, &mp->b0, t, 0, 0);
+    int rc = cs_linear_gelu(x, rows, (size_t)mp->cin, 0, &mp->w0, &mp->b0, t, 0);
     if (rc) return rc;
-    cs_gelu(t, t, rows * 4 * c0);
     if ((rc = cs_linear(t, rows, 4 * c0, 0, &mp->w2, &mp->b2, y, 0, 0))) return rc;
     cs_layernorm(y, y, rows, c0, 1e-6f, NULL, NULL);
     return 0;
