@@ -13,7 +13,8 @@
 #        the CPU, two lite images: one short call
 # images: after compare: a per-op profile of two lite images, then lite and full images
 # cpu:   the host CPU (issue 10): Stage C and B lite forwards in fp32, bf16 with AMX and bf16
-#        without it (CASCADE_AMX=0: AVX512-BF16) at 4, 8 and 16 threads (Stage B at 16 only)
+#        without it (CASCADE_AMX=0: AVX512-BF16) at 4, 8 and 16 threads (Stage B at 16 only);
+#        CPU_THREADS picks the counts, CPU_OLD=1 runs the baseline (old/bin) beside
 # seed:  issue 13 on the GPU: the seed tutorial's command (full fine-tune of a random full-size
 #        Stage C in bf16, Adafactor, gradient checkpointing, a kohya TOML at 1024^2, sampling every
 #        epoch) with --device cuda, one epoch, then a LoRA of Stage C lite: wall time, steps,
@@ -125,18 +126,19 @@ if [ "$mode" = images ]; then   # after compare (its weights): a per-op profile 
     grep -E "steps in|done in|peak|wall|error|Stage|text" "$out/images.txt" | cut -c1-220
     exit 0
 fi
-if [ "$mode" = cpu ]; then
+if [ "$mode" = cpu ]; then   # CPU_THREADS (default "16 8 4"); CPU_OLD=1: the baseline (old/bin) beside
     W=/tmp/cascade-weights
     [ -f $W/stage_c_lite_bf16.safetensors ] || lite_weights
     grep -m1 "model name" /proc/cpuinfo
-    S="$B/stage --dir $W --manifests $M --device cpu --size lite --dtype bf16 --warmup 1 --runs 2"
     {
-    for t in 16 8 4; do
+    for t in ${CPU_THREADS:-16 8 4}; do
         for p in fp32 bf16 bf16-noamx; do
-            echo "threads $t, $p:"
-            CASCADE_AMX=$([ $p = bf16-noamx ] && echo 0 || echo 1) timeout 200 $S --threads $t \
-                --stage $([ $t = 16 ] && echo c,b || echo c) \
-                --precision ${p%-noamx} 2>&1 | grep "^| stage"
+            for d in bin $([ "${CPU_OLD:-0}" = 1 ] && echo old/bin); do
+                echo "threads $t, $p, $d:"
+                LD_LIBRARY_PATH=$PWD/$d:$PWD/lib:$cub CASCADE_AMX=$([ $p = bf16-noamx ] && echo 0 || echo 1) timeout 200 \
+                    $PWD/$d/stage --dir $W --manifests $M --device cpu --size lite --dtype bf16 --warmup 1 --runs 2 \
+                    --threads $t --stage $([ $t = 16 ] && echo c,b || echo c) --precision ${p%-noamx} 2>&1 | grep "^| stage"
+            done
         done
     done
     } >"$out/cpu.txt" 2>&1
