@@ -83,6 +83,9 @@ static const float *weight_f32(const cs_tensor *t, char *err, size_t errlen)
         else rc = CS_ENOMEM;
     }
     if (!rc) wc[nwc++] = (wcopy){t->data, t->dtype, n, bytes, sum, d, 0};
+    pthread_mutex_unlock(&fake_mu);
+    if (!rc) fake_mem_tag(d, t->dtype == CS_F32 ? FAKE_MEM_W32 : FAKE_MEM_WCONV, nm);
+    pthread_mutex_lock(&fake_mu);
     if (!rc) fake_backend_weight_bytes += bytes;   /* under fake_mu */
     pthread_mutex_unlock(&fake_mu);
     if (rc) {
@@ -150,6 +153,7 @@ __attribute__((unused)) static float *weight_rw(const cs_tensor *t, char *err, s
     for (size_t i = 0; i < nwc; i++)
         if (wc[i].dev == d) wc[i].rw = 1;
     pthread_mutex_unlock(&fake_mu);
+    fake_mem_tag(d, FAKE_MEM_WRW, nm);
     return d;
 }
 
