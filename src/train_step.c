@@ -321,7 +321,7 @@ static int state_of(cs_trainer *t, int i, opt_state **out)
         return s->aw.m ? 0 : state_filled(t, i, cs_adamw_init(&s->aw, e->n));
     }
     *out = s;
-    if (s->af.u) return 0;
+    if (s->af.B) return 0;
     const cs_tensor *w = cs_st_find(cs_stage_c_file(t->m), e->name);
     if (!w || (size_t)cs_tensor_numel(w) != e->n)
         return cs_error(CS_EMODEL, "training: no weight of %zu values named %s", e->n, e->name);
@@ -521,7 +521,7 @@ int cs_train_apply(cs_trainer *t, double *grad_norm)
         /* the model's own float32 copy (cs_stage_c_load_train): writable */
         float *p = (float *)t->g.e[i].key;
         if (t->cfg.opt == CS_OPT_ADAMW) cs_adamw_step(&s->aw, &t->cfg.adamw, p, t->g.e[i].g);
-        else cs_adafactor_step(&s->af, &t->cfg.adafactor, p, t->g.e[i].g);
+        else if ((rc = cs_adafactor_step(&s->af, &t->cfg.adafactor, p, t->g.e[i].g))) return rc;
         cs_param_forget(p, t->g.e[i].n * sizeof(float));   /* packed or device copies are stale */
     }
     cs_grads_zero(&t->g);
