@@ -45,7 +45,7 @@ void fake_dfree(void *p);
 
 /* What holds device memory (fake_mem_tag, fake_mem_peak_by_kind): plain
  * allocations of the host code, and the weight copies of fake_weights.c */
-enum { FAKE_MEM_ALLOC, FAKE_MEM_W32, FAKE_MEM_WCONV, FAKE_MEM_WRW, FAKE_MEM_KINDS };
+enum { FAKE_MEM_ALLOC, FAKE_MEM_W32, FAKE_MEM_WCONV, FAKE_MEM_WRW, FAKE_MEM_WRAW, FAKE_MEM_KINDS };
 /* marks the allocation at p as a weight copy of that kind, named */
 void fake_mem_tag(const void *p, int kind, const char *name);
 /* For tests (dlsym): the bytes live at the last peak by kind, and the peak

@@ -274,7 +274,8 @@ size_t fake_backend_mem_peak_by_kind(size_t out[FAKE_MEM_KINDS], int reset)
 
 static const char *const kind_name[FAKE_MEM_KINDS] = {
     "allocations (activations, tape, gradients, states, scratch)", "float32 copies of float32 weights",
-    "float32 copies of bf16/f16 weights", "writable float32 weights (weight_rw)"};
+    "float32 copies of bf16/f16 weights", "writable float32 weights (weight_rw)",
+    "weights in their own dtype (weight_to_f32)"};
 
 /* where a return address lies: function+offset, else object+offset (for addr2line) */
 static void where(const void *a, char *buf, size_t n)
