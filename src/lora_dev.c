@@ -35,11 +35,12 @@ void cs_lora_net_dev_free(cs_lora_net *n)
     float *p[2] = {v->par, v->grad};
     for (int j = 0; j < 2 && v->d; j++)
         if (p[j]) v->d->free(p[j]);
-    /* the float32 copies of the file's W0 that merge_dev made: nothing else
-     * reads them, and the file outlives the network (a second training, an
-     * inference on the same file would find them held) */
+    /* the copies of the file's W0 that merge_dev made: the file outlives
+     * the network (a second training would find them held); through
+     * cs_param_forget, as a recorded forward at the file's dtype may share
+     * the copy and must not replay on a freed address */
     for (int i = 0; i < n->n && v->par; i++)
-        v->d->forget(n->v[i].w0->data, (size_t)cs_tensor_numel(n->v[i].w0) * cs_dtype_size(n->v[i].w0->dtype));
+        cs_param_forget(n->v[i].w0->data, (size_t)cs_tensor_numel(n->v[i].w0) * cs_dtype_size(n->v[i].w0->dtype));
     cs_free(v->stage);
     memset(v, 0, sizeof *v);
     v->dirty = 1;
