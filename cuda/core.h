@@ -21,6 +21,8 @@ const float *cs_cuda_weight_f32(const cs_tensor *t, char *err, size_t n);
 /* cs_dev_ops.weight_rw: the float32 copy made writable (the device owns its values) */
 float *cs_cuda_weight_rw(const cs_tensor *t, char *err, size_t n);
 void cs_cuda_forget(const void *host, size_t bytes);
+/* cs_dev_ops.weight_to_f32: [off, off + n) of t widened from its copy in t's own dtype */
+int cs_cuda_weight_to_f32(const cs_tensor *t, size_t off, size_t n, float *dst, char *err, size_t errlen);
 int cs_cuda_set_precision(int prec);
 /* float32 products on TF32 tensor cores (1) or in float32 (0): the cuBLAS
  * handle's math mode and the cuBLASLt plans' compute type */

@@ -574,6 +574,21 @@ const float *cs_cuda_weight_f32(const cs_tensor *t, char *err, size_t n)
     return (const float *)cs_cuda_weight(t, CS_F32, err, n);
 }
 
+int cs_cuda_weight_to_f32(const cs_tensor *t, size_t off, size_t n, float *dst, char *err, size_t errlen)
+{
+    const char *name = t->name ? t->name : "weight";
+    size_t all = numel(t), b = dtype_bytes(t->dtype);
+    if (off > all || n > all - off) {
+        snprintf(err, errlen, "%s: elements [%zu, %zu) of %zu", name, off, off + n, all);
+        fail_replace("%s", err);
+        return CS_EARG;
+    }
+    /* a float32 host tensor: its float32 copy (a writable one if there is one) */
+    const void *src = cs_cuda_weight(t, t->dtype, err, errlen);
+    if (!src) return weight_rc ? weight_rc : CS_EDEVICE;
+    return n ? cs_cuda_convert((const char *)src + off * b, t->dtype, dst, CS_F32, n) : 0;
+}
+
 float *cs_cuda_weight_rw(const cs_tensor *t, char *err, size_t errlen)
 {
     const char *name = t->name ? t->name : "weight";

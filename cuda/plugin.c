@@ -215,6 +215,7 @@ static const cs_dev_ops ops = {
     .sumsq = cs_cuda_sumsq,
     .adamw_update = cs_cuda_adamw_update,
     .adafactor_update = cs_cuda_adafactor_update,
+    .weight_to_f32 = cs_cuda_weight_to_f32,
 };
 
 static char version[128];

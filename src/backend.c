@@ -125,12 +125,15 @@ static const struct {
     OP(r_embed), OP(mlp_block), OP(attention_cat), OP(attn_block), OP(ts_block),
 };
 /* the optional calls at the end of cs_dev_ops: the graph calls (all or
- * none), the backward ops (each on its own), the optimizer ops (all or none) */
+ * none), the backward ops (each on its own), the optimizer ops (all or
+ * none), weight_to_f32 */
 #define GRAPH_OPS 4
 #define BACKWARD_OPS 9
 #define OPTIM_OPS 4
+#define WIDEN_OPS 1
 #undef OP
-_Static_assert((sizeof dev_op_fields / sizeof dev_op_fields[0] + GRAPH_OPS + BACKWARD_OPS + OPTIM_OPS) * sizeof(any_fn) ==
+_Static_assert((sizeof dev_op_fields / sizeof dev_op_fields[0] + GRAPH_OPS + BACKWARD_OPS + OPTIM_OPS + WIDEN_OPS) *
+                       sizeof(any_fn) ==
                    sizeof(cs_dev_ops),
                "dev_op_fields must list every field of cs_dev_ops");
 

@@ -14,7 +14,9 @@
 
 #include <stddef.h>
 
-/* 8: the optional optimizer ops at the end of cs_dev_ops (all or none: weight_rw, sumsq, adamw_update,
+/* 9: the optional weight_to_f32 at the end of cs_dev_ops (a LoRA's frozen W0 kept on the device in its
+ *    file dtype, widened into W' at each merge)
+ * 8: the optional optimizer ops at the end of cs_dev_ops (all or none: weight_rw, sumsq, adamw_update,
  *    adafactor_update): a whole training step on the device
  * 7: the optional backward ops of src/grad.h at the end of cs_dev_ops (training on the device)
  * 6: attn_block and ts_block (a whole AttnBlock, TimestepBlock as one op)
@@ -22,7 +24,7 @@
  * 4: r_embed, mlp_block, and the optional graph calls (capture and replay of a forward)
  * 3: device-resident op set (cs_dev_ops); the host-memory sgemm of 1-2 is gone
  * 2: devices() and version added (1 had init, shutdown, sgemm) */
-#define CS_BACKEND_ABI 8
+#define CS_BACKEND_ABI 9
 
 /* One device as a plugin sees it (cascade info, and later the choice of a
  * model variant by free memory). */
@@ -200,6 +202,12 @@ typedef struct {
     int (*adamw_update)(const cs_adamw_k *k, size_t n, float *p, const float *g, float *m, float *v);
     int (*adafactor_update)(const cs_adafactor_k *k, size_t B, size_t R, size_t C, float *p, const float *g,
                             float *row, float *col, float *v, float *u);
+    /* Optional (NULL: the caller widens weight_f32's copy): elements
+     * [off, off + n) of weight t as float32 into device array dst, from the
+     * device's copy of t in t's own dtype (made on first use, kept and
+     * dropped as weight_f32's copies are): a bf16 tensor is held in 2 bytes
+     * an element, not 4. 0, or a negative code + reason in err. */
+    int (*weight_to_f32)(const cs_tensor *t, size_t off, size_t n, float *dst, char *err, size_t errlen);
 } cs_dev_ops;
 
 typedef struct {

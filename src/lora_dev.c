@@ -7,7 +7,8 @@
  *   - clipping and the optimizer run on the host as on the CPU
  *     (cs_lora_net_step: same code, same bits); one upload sends A, B, B^T;
  *   - W' = W0 + s B A is merged on the device into the writable copy of W'
- *     (weight_rw) from the device's float32 copy of the file's W0.
+ *     (weight_rw) from the device's copy of the file's W0, in the file's
+ *     dtype (weight_to_f32; a float32 copy on an older plugin).
  * The host's W' is then stale: cs_lora_net_sync_dev downloads it. The
  * products are the CPU's in the same order and arguments, so the fake
  * plugin (the CPU's code) gives the CPU's bits. */
@@ -34,6 +35,12 @@ void cs_lora_net_dev_free(cs_lora_net *n)
     float *p[2] = {v->par, v->grad};
     for (int j = 0; j < 2 && v->d; j++)
         if (p[j]) v->d->free(p[j]);
+    /* the copies of the file's W0 that merge_dev made: the file outlives
+     * the network (a second training would find them held); through
+     * cs_param_forget, as a recorded forward at the file's dtype may share
+     * the copy and must not replay on a freed address */
+    for (int i = 0; i < n->n && v->par; i++)
+        cs_param_forget(n->v[i].w0->data, (size_t)cs_tensor_numel(n->v[i].w0) * cs_dtype_size(n->v[i].w0->dtype));
     cs_free(v->stage);
     memset(v, 0, sizeof *v);
     v->dirty = 1;
@@ -121,12 +128,16 @@ static int merge_dev(cs_lora_net *n)
     for (int i = 0; i < n->n && !rc; i++) {
         const lmod *m = &n->v[i];
         char err[256] = "";
-        const float *w0 = v->d->weight_f32(m->w0, err, sizeof err);
-        float *wp = w0 ? v->d->weight_rw(m->wp, err, sizeof err) : NULL;
+        size_t at = (size_t)(m->row0 * m->K), cnt = (size_t)(m->rows * m->K);
+        /* W0 in the file's dtype where the device can widen it (ABI 9): a
+         * float32 copy beside W' held the wrapped weights twice */
+        const float *w0 = v->d->weight_to_f32 ? NULL : v->d->weight_f32(m->w0, err, sizeof err);
+        float *wp = w0 || v->d->weight_to_f32 ? v->d->weight_rw(m->wp, err, sizeof err) : NULL;
         if (!wp) return cs_error(CS_EDEVICE, "LoRA training: %s", err[0] ? err : "no device copy of a weight");
-        size_t at = (size_t)(m->row0 * m->K);
         const float *A = v->par + m->off, *B = A + na_of(m);
-        cs_copy(wp + at, w0 + at, (size_t)(m->rows * m->K));
+        if (!w0 && (rc = v->d->weight_to_f32(m->w0, at, cnt, wp + at, err, sizeof err)))
+            return cs_error(rc, "LoRA training: %s", err[0] ? err : "no device copy of a weight");
+        if (w0) cs_copy(wp + at, w0 + at, cnt);
         rc = cs_sgemm(0, (size_t)m->rows, (size_t)m->K, (size_t)m->rank, m->scale, B, (size_t)m->rank, A, (size_t)m->K,
                       1.0f, wp + at, (size_t)m->K);
     }

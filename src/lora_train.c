@@ -384,11 +384,12 @@ static int step_one(cs_lora_net *n, opt_state *s, const cs_train_cfg *cfg, float
         }
         cs_adamw_step(&s->aw, &cfg->adamw, p, g);
     } else {
-        if (!s->af.u) {
+        if (!s->af.B) {
             int rc = cs_adafactor_init(&s->af, ndim, shape);
             if (rc) return rc;
         }
-        cs_adafactor_step(&s->af, &cfg->adafactor, p, g);
+        int rc = cs_adafactor_step(&s->af, &cfg->adafactor, p, g);
+        if (rc) return rc;
     }
     (void)n;
     return 0;

@@ -37,10 +37,9 @@ int cs_adafactor_init(cs_adafactor *s, int ndim, const int64_t *shape)
     } else {
         s->v = cs_calloc(n * sizeof(float));
     }
-    s->u = cs_alloc(n * sizeof(float));
-    if (!s->u || (s->factored ? !s->row || !s->col : !s->v)) {
+    if (s->factored ? !s->row || !s->col : !s->v) {
         cs_adafactor_free(s);
-        return cs_oom("Adafactor state", 2 * n * sizeof(float));
+        return cs_oom("Adafactor state", (s->factored ? s->B * (s->R + s->C) : n) * sizeof(float));
     }
     return 0;
 }
@@ -50,7 +49,6 @@ void cs_adafactor_free(cs_adafactor *s)
     cs_free(s->row);
     cs_free(s->col);
     cs_free(s->v);
-    cs_free(s->u);
     memset(s, 0, sizeof *s);
 }
 
@@ -114,11 +112,16 @@ void cs_adafactor_update(const cs_adafactor_k *k, size_t B, size_t R, size_t C, 
     }
 }
 
-void cs_adafactor_step(cs_adafactor *s, const cs_adafactor_cfg *c, float *p, const float *g)
+int cs_adafactor_step(cs_adafactor *s, const cs_adafactor_cfg *c, float *p, const float *g)
 {
+    size_t n = s->B * s->R * s->C;
+    float *u = cs_alloc(n * sizeof(float) + 1);
+    if (!u) return cs_oom("Adafactor's update scratch", n * sizeof(float));
     cs_adafactor_k k;
     cs_adafactor_coef(s, c, &k);
-    cs_adafactor_update(&k, s->B, s->R, s->C, p, g, s->factored ? s->row : NULL, s->col, s->v, s->u);
+    cs_adafactor_update(&k, s->B, s->R, s->C, p, g, s->factored ? s->row : NULL, s->col, s->v, u);
+    cs_free(u);
+    return 0;
 }
 
 int cs_adamw_init(cs_adamw *s, size_t n)

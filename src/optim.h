@@ -32,12 +32,11 @@ typedef struct {
 
 typedef struct {
     int factored;
-    size_t B, R, C;         /* shape as [B, R, C] (factored) or [1, 1, n] */
+    size_t B, R, C;         /* shape as [B, R, C] (factored) or [1, 1, n]; B 0 before init */
     int64_t step;
     float *row;             /* [B, R]: exp_avg_sq_row (factored) */
     float *col;             /* [B, C]: exp_avg_sq_col (factored) */
     float *v;               /* [n]: exp_avg_sq (not factored) */
-    float *u;               /* [n] scratch for the update */
 } cs_adafactor;
 
 typedef struct {
@@ -59,8 +58,11 @@ int cs_adamw_init(cs_adamw *s, size_t n);
 void cs_adafactor_free(cs_adafactor *s);   /* zeroed struct is fine */
 void cs_adamw_free(cs_adamw *s);
 
-/* One step: p updated in place from g (same element count as the state). */
-void cs_adafactor_step(cs_adafactor *s, const cs_adafactor_cfg *c, float *p, const float *g);
+/* One step: p updated in place from g (same element count as the state).
+ * Adafactor's n floats of scratch are taken for the step only (kept per
+ * tensor they were a second copy of the model): 0 or CS_ENOMEM, with p and
+ * the state unchanged. */
+int cs_adafactor_step(cs_adafactor *s, const cs_adafactor_cfg *c, float *p, const float *g);
 void cs_adamw_step(cs_adamw *s, const cs_adamw_cfg *c, float *p, const float *g);
 
 /* A step split in two, so that a device can run the second half on its

@@ -32,9 +32,14 @@ struct cs_trainer {
     /* device mode (g.dev set, doc/training.md §4): each state's arrays in
      * device memory beside the host ones (which a sync brings up to date)
      * and the per-tensor squared norms (a LoRA keeps its own: lora_dev.c) */
-    struct dev_state { float *a, *b, *u; } *ds;   /* [nst]: m|row|v, v|col, Adafactor's scratch */
+    struct dev_state { float *a, *b; } *ds;   /* [nst]: m|row|v, v|col */
     double *dnorm;           /* device [g.n] */
     int ndnorm;
+    /* Adafactor's update scratch on the device, one for all tensors (the
+     * largest one's size): one per tensor, kept between steps, was a second
+     * copy of the model */
+    float *du;
+    size_t ndu;
     int stale;               /* host weights and states behind the device's */
 };
 
@@ -137,13 +142,14 @@ static void dev_free(cs_trainer *t)
 {
     const cs_dev_ops *d = t->g.dev;
     for (int i = 0; d && t->ds && i < t->nst; i++) {
-        float *p[3] = {t->ds[i].a, t->ds[i].b, t->ds[i].u};
-        for (int j = 0; j < 3; j++)
+        float *p[2] = {t->ds[i].a, t->ds[i].b};
+        for (int j = 0; j < 2; j++)
             if (p[j]) d->free(p[j]);
     }
     if (d && t->dnorm) d->free(t->dnorm);
+    if (d && t->du) d->free(t->du);
     free(t->ds);
-    t->ds = NULL, t->dnorm = NULL, t->ndnorm = 0;
+    t->ds = NULL, t->dnorm = NULL, t->ndnorm = 0, t->du = NULL, t->ndu = 0;
     if (t->lora) cs_lora_net_dev_free(t->lora);   /* while the plugin is surely up */
 }
 
@@ -315,7 +321,7 @@ static int state_of(cs_trainer *t, int i, opt_state **out)
         return s->aw.m ? 0 : state_filled(t, i, cs_adamw_init(&s->aw, e->n));
     }
     *out = s;
-    if (s->af.u) return 0;
+    if (s->af.B) return 0;
     const cs_tensor *w = cs_st_find(cs_stage_c_file(t->m), e->name);
     if (!w || (size_t)cs_tensor_numel(w) != e->n)
         return cs_error(CS_EMODEL, "training: no weight of %zu values named %s", e->n, e->name);
@@ -359,7 +365,20 @@ static int dev_state_of(cs_trainer *t, int i)
     float **dst[2] = {&q->a, &q->b};
     for (int j = 0; j < v.n; j++)
         if (!(*dst[j] = cs_act_alloc(v.len[j] + 1)) || cs_act_upload(*dst[j], v.data[j], v.len[j])) return CS_ENOMEM;
-    if (t->cfg.opt == CS_OPT_ADAFACTOR && !(q->u = cs_act_alloc(t->g.e[i].n + 1))) return CS_ENOMEM;
+    return 0;
+}
+
+/* Adafactor's scratch for the largest tensor; in device mode */
+static int dev_scratch(cs_trainer *t)
+{
+    size_t n = 0;
+    for (int i = 0; i < t->g.n; i++)
+        if (t->g.e[i].n > n) n = t->g.e[i].n;
+    if (t->cfg.opt != CS_OPT_ADAFACTOR || n <= t->ndu) return 0;
+    cs_act_free(t->du);
+    t->ndu = 0;
+    if (!(t->du = cs_act_alloc(n + 1))) return CS_ENOMEM;
+    t->ndu = n;
     return 0;
 }
 
@@ -401,6 +420,7 @@ static int apply_dev(cs_trainer *t, double *grad_norm)
         if (coef < 1.0f)
             for (int i = 0; i < n; i++) cs_scale(t->g.e[i].g, coef, t->g.e[i].g, t->g.e[i].n);
     }
+    if (!rc) rc = dev_scratch(t);
     for (int i = 0; i < n && !rc; i++) {
         const cs_grad_ent *e = &t->g.e[i];
         opt_state *s = NULL;
@@ -422,7 +442,7 @@ static int apply_dev(cs_trainer *t, double *grad_norm)
             cs_adafactor_coef(&s->af, &t->cfg.adafactor, &k);
             int f = s->af.factored;
             cs_dev_note(d->adafactor_update(&k, s->af.B, s->af.R, s->af.C, p, e->g, f ? q->a : NULL, f ? q->b : NULL,
-                                            f ? NULL : q->a, q->u),
+                                            f ? NULL : q->a, t->du),
                         "the Adafactor step");
         }
         t->stale = 1;
@@ -501,7 +521,7 @@ int cs_train_apply(cs_trainer *t, double *grad_norm)
         /* the model's own float32 copy (cs_stage_c_load_train): writable */
         float *p = (float *)t->g.e[i].key;
         if (t->cfg.opt == CS_OPT_ADAMW) cs_adamw_step(&s->aw, &t->cfg.adamw, p, t->g.e[i].g);
-        else cs_adafactor_step(&s->af, &t->cfg.adafactor, p, t->g.e[i].g);
+        else if ((rc = cs_adafactor_step(&s->af, &t->cfg.adafactor, p, t->g.e[i].g))) return rc;
         cs_param_forget(p, t->g.e[i].n * sizeof(float));   /* packed or device copies are stale */
     }
     cs_grads_zero(&t->g);

@@ -256,8 +256,36 @@ static void t_attention_bw(size_t N, size_t Lq, size_t Lk, size_t C, int nhead, 
     free(q), free(kv), free(v), free(dO), free_pair(dq), free_pair(dkv), free_pair(dv);
 }
 
+/* weight_to_f32 (a LoRA's W0 widened into W' from the device's copy in its
+ * own dtype): elements [off, off + n) of a rows x cols weight, exact */
+static void t_weight_to_f32(cs_dtype dt, int64_t rows, int64_t cols, size_t off, size_t n)
+{
+    if (!has_op(D->weight_to_f32 != NULL, "weight_to_f32")) return;
+    cs_tensor w = weight(dt, "w0", rows, cols, 0, 0);
+    float *all = malloc((size_t)(rows * cols) * sizeof *all + 1), *y[2];
+    if (!all || cs_tensor_to_f32(&w, all)) exit(99);
+    pair(y, n);
+    int rc[2] = {0, 0};
+    memcpy(y[0], all + off, n * sizeof *all);   /* the CPU's widening */
+    begin(1);
+    float *py = out(y[1], n);
+    char err[256] = "";
+    rc[1] = argrc() ? argrc() : D->weight_to_f32(&w, off, n, py, err, sizeof err);
+    if (rc[1] && err[0]) printf("# weight_to_f32: %s\n", err);
+    rc[1] = end(rc[1], "weight_to_f32");
+    char sh[96];
+    snprintf(sh, sizeof sh, "%s [%lld, %lld] [%zu, %zu)", dtn(dt), (long long)rows, (long long)cols, off, off + n);
+    report_g("weight_to_f32", "w", sh, y, n, rc);
+    free_pair(y), free(all);
+    drop(&w);
+}
+
 void grad_ops(void)
 {
+    t_weight_to_f32(CS_BF16, 63, 17, 0, 63 * 17);
+    t_weight_to_f32(CS_BF16, 1025, 63, 17 * 63, 1000 * 63);   /* the rows of one q/k/v module */
+    t_weight_to_f32(CS_F16, 17, 3, 3, 1);
+    t_weight_to_f32(CS_F32, 3, 1025, 1025, 1025);
     t_sgemm_tn(1, 17, 63, 0.0f, 0);
     t_sgemm_tn(17, 63, 3, 1.0f, 2);
     t_sgemm_tn(63, 3, 1025, 1.0f, 0);

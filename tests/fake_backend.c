@@ -42,8 +42,6 @@
 #define FAKE_ABI CS_BACKEND_ABI
 #endif
 
-/* built with -fvisibility=hidden: what the loader and the tests look up is marked */
-#define FAKE_VISIBLE __attribute__((visibility("default")))
 FAKE_VISIBLE unsigned long fake_backend_calls;        /* ops run (memory management not counted) */
 FAKE_VISIBLE const char *fake_backend_last_op = "";   /* the op table's field name of the last op */
 /* bytes across the bus, so a test can tell what a step moves: upload(),

@@ -18,6 +18,10 @@
 
 #include <pthread.h>
 #include <stddef.h>
+#include <stdio.h>
+
+/* built with -fvisibility=hidden: what the loader and the tests look up is marked */
+#define FAKE_VISIBLE __attribute__((visibility("default")))
 
 extern unsigned long fake_backend_calls;
 extern const char *fake_backend_last_op;
@@ -38,6 +42,18 @@ const char *fake_errmsg(void);
  * not zeroed either */
 void *fake_dalloc(size_t bytes);
 void fake_dfree(void *p);
+
+/* What holds device memory (fake_mem_tag, fake_mem_peak_by_kind): plain
+ * allocations of the host code, and the weight copies of fake_weights.c */
+enum { FAKE_MEM_ALLOC, FAKE_MEM_W32, FAKE_MEM_WCONV, FAKE_MEM_WRW, FAKE_MEM_WRAW, FAKE_MEM_KINDS };
+/* marks the allocation at p as a weight copy of that kind, named */
+void fake_mem_tag(const void *p, int kind, const char *name);
+/* For tests (dlsym): the bytes live at the last peak by kind, and the peak
+ * (reset: a new peak period starts); a listing of the live set at the peak
+ * (totals by kind, then the top largest allocations with their names or
+ * the host code that asked for them) */
+FAKE_VISIBLE size_t fake_backend_mem_peak_by_kind(size_t out[FAKE_MEM_KINDS], int reset);
+FAKE_VISIBLE void fake_backend_mem_report(FILE *f, int top);
 
 /* the real address of device pointer p (the bytes behind it), or NULL when p
  * is not device memory; call with fake_mu held */

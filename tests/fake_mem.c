@@ -3,11 +3,20 @@
  * read/write mapping that holds the bytes, so host code that touches
  * device memory dies with SIGSEGV as it would on a GPU. Each op checks its
  * device pointers here (they must lie inside one allocation) and refuses
- * host pointers where device memory is expected, and the reverse. */
+ * host pointers where device memory is expected, and the reverse.
+ *
+ * Accounting: held and peak count the bytes asked for (as the CUDA
+ * plugin's mem_peak does), not the pages behind them. Every allocation is
+ * also a record in a history (kind, bytes, a weight's name or the host
+ * code that asked, when it came and went), so the live set at the peak can
+ * be rebuilt afterwards: fake_backend_mem_at_peak sums it by kind and
+ * fake_backend_mem_report lists it. */
 #include "fake_backend.h"
 
 #include "error.h"
 
+#include <dlfcn.h>
+#include <execinfo.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -20,11 +29,24 @@ typedef struct {
     char *base;   /* what the caller sees: PROT_NONE */
     char *real;   /* where the bytes are */
     size_t bytes, len;
+    size_t rec;   /* its record in hist */
 } region;
+
+/* one allocation, kept after its free until the next reset of the peak */
+typedef struct {
+    size_t bytes;
+    unsigned long born, died;   /* event clock at alloc and at free (0: live) */
+    int kind;                   /* FAKE_MEM_* */
+    char name[64];              /* a weight's name, else empty */
+    void *from[3];              /* host code that asked: return addresses past the plugin */
+} mrec;
 
 pthread_mutex_t fake_mu = PTHREAD_MUTEX_INITIALIZER;
 static region *regs;
 static size_t nregs, capregs, held, peak;
+static mrec *hist;
+static size_t nhist, caphist;
+static unsigned long clock_, peak_at;   /* events so far; the event that set the peak */
 static int pending;   /* an error to report at the next sync/download (free of a non-device pointer) */
 static _Thread_local char errbuf[512];
 
@@ -51,8 +73,41 @@ char *fake_real_locked(const void *p)
     return i < 0 ? NULL : regs[i].real + ((const char *)p - regs[i].base);
 }
 
+/* a new history record for an allocation of bytes (under fake_mu); SIZE_MAX
+ * when there is no room (the allocation is then refused) */
+static size_t record(size_t bytes, void *const *from, int nfrom)
+{
+    if (nhist == caphist) {
+        size_t cap = caphist ? 2 * caphist : 1024;
+        mrec *g = realloc(hist, cap * sizeof *g);
+        if (!g) return SIZE_MAX;
+        hist = g, caphist = cap;
+    }
+    mrec *r = &hist[nhist];
+    memset(r, 0, sizeof *r);
+    r->bytes = bytes, r->born = ++clock_, r->kind = FAKE_MEM_ALLOC;
+    for (int i = 0; i < nfrom && i < 3; i++) r->from[i] = from[i];
+    return nhist++;
+}
+
+void fake_mem_tag(const void *p, int kind, const char *name)
+{
+    pthread_mutex_lock(&fake_mu);
+    long i = find(p);
+    if (i >= 0) {
+        mrec *r = &hist[regs[i].rec];
+        r->kind = kind;
+        snprintf(r->name, sizeof r->name, "%s", name ? name : "");
+    }
+    pthread_mutex_unlock(&fake_mu);
+}
+
 void *fake_dalloc(size_t bytes)
 {
+    /* who asked: the frames past this function and the op table's alloc */
+    void *bt[6];
+    int nbt = backtrace(bt, 6);
+    nbt = nbt > 1 ? nbt - 1 : 0;
     if (!fake_backend_started) {
         fake_fail(CS_EDEVICE, "fake device: alloc while the plugin is shut down");
         return NULL;
@@ -66,16 +121,17 @@ void *fake_dalloc(size_t bytes)
         region *g = realloc(regs, cap * sizeof *g);
         if (g) regs = g, capregs = cap;
     }
-    if (b == MAP_FAILED || r == MAP_FAILED || nregs == capregs) {
+    size_t rec = nregs < capregs ? record(bytes, bt + 1, nbt) : SIZE_MAX;
+    if (b == MAP_FAILED || r == MAP_FAILED || nregs == capregs || rec == SIZE_MAX) {
         pthread_mutex_unlock(&fake_mu);
         if (b != MAP_FAILED) munmap(b, len);
         if (r != MAP_FAILED) munmap(r, len);
         fake_fail(CS_ENOMEM, "fake device: out of memory for %zu bytes", bytes);
         return NULL;
     }
-    regs[nregs++] = (region){b, r, bytes, len};
-    held += len;
-    if (held > peak) peak = held;
+    regs[nregs++] = (region){b, r, bytes, len, rec};
+    held += bytes;
+    if (held > peak) peak = held, peak_at = clock_;
     pthread_mutex_unlock(&fake_mu);
     memset(r, 0xff, bytes);   /* NaN: device memory starts as garbage */
     return b;
@@ -93,7 +149,8 @@ void fake_dfree(void *p)
     }
     region g = regs[i];
     regs[i] = regs[--nregs];
-    held -= g.len;
+    held -= g.bytes;
+    hist[g.rec].died = ++clock_;
     pthread_mutex_unlock(&fake_mu);
     munmap(g.base, g.len);
     munmap(g.real, g.len);
@@ -176,13 +233,93 @@ static int dsync(void)
     return rc;
 }
 
+/* a new peak period: the records of freed allocations go (under fake_mu) */
+static void restart(void)
+{
+    size_t *to = malloc((nhist + 1) * sizeof *to), k = 0;
+    if (to) {   /* else the history just grows */
+        for (size_t i = 0; i < nhist; i++)
+            if (!hist[i].died) to[i] = k, hist[k++] = hist[i];
+        for (size_t j = 0; j < nregs; j++) regs[j].rec = to[regs[j].rec];
+        nhist = k;
+        free(to);
+    }
+    peak = held, peak_at = clock_;
+}
+
 static size_t mem_peak(int reset)
 {
     pthread_mutex_lock(&fake_mu);
     size_t p = peak;
-    if (reset) peak = held;
+    if (reset) restart();
     pthread_mutex_unlock(&fake_mu);
     return p;
+}
+
+/* ---- what held the peak (for tests: dlsym'd from the plugin) ---- */
+
+static int live_at_peak(const mrec *r) { return r->born <= peak_at && (!r->died || r->died > peak_at); }
+
+size_t fake_backend_mem_peak_by_kind(size_t out[FAKE_MEM_KINDS], int reset)
+{
+    pthread_mutex_lock(&fake_mu);
+    for (int k = 0; k < FAKE_MEM_KINDS; k++) out[k] = 0;
+    for (size_t i = 0; i < nhist; i++)
+        if (live_at_peak(&hist[i])) out[hist[i].kind] += hist[i].bytes;
+    size_t p = peak;
+    if (reset) restart();
+    pthread_mutex_unlock(&fake_mu);
+    return p;
+}
+
+static const char *const kind_name[FAKE_MEM_KINDS] = {
+    "allocations (activations, tape, gradients, states, scratch)", "float32 copies of float32 weights",
+    "float32 copies of bf16/f16 weights", "writable float32 weights (weight_rw)",
+    "weights in their own dtype (weight_to_f32)"};
+
+/* where a return address lies: function+offset, else object+offset (for addr2line) */
+static void where(const void *a, char *buf, size_t n)
+{
+    Dl_info di;
+    if (a && dladdr(a, &di) && di.dli_sname)
+        snprintf(buf, n, "%s+0x%zx", di.dli_sname, (size_t)((const char *)a - (const char *)di.dli_saddr));
+    else if (a && dladdr(a, &di) && di.dli_fname) {
+        const char *b = strrchr(di.dli_fname, '/');
+        snprintf(buf, n, "%s+0x%zx", b ? b + 1 : di.dli_fname, (size_t)((const char *)a - (const char *)di.dli_fbase));
+    } else
+        snprintf(buf, n, "?");
+}
+
+static int by_bytes(const void *a, const void *b)
+{
+    const mrec *x = a, *y = b;
+    return x->bytes < y->bytes ? 1 : x->bytes > y->bytes ? -1 : 0;
+}
+
+void fake_backend_mem_report(FILE *f, int top)
+{
+    pthread_mutex_lock(&fake_mu);
+    size_t n = 0, sum[FAKE_MEM_KINDS] = {0}, cnt[FAKE_MEM_KINDS] = {0};
+    mrec *v = malloc((nhist + 1) * sizeof *v);
+    for (size_t i = 0; i < nhist && v; i++)
+        if (live_at_peak(&hist[i])) v[n++] = hist[i];
+    fprintf(f, "# fake device: peak %zu bytes (%zu live allocations then), now %zu\n", peak, n, held);
+    if (!v) {
+        pthread_mutex_unlock(&fake_mu);
+        return;
+    }
+    qsort(v, n, sizeof *v, by_bytes);
+    for (size_t i = 0; i < n; i++) sum[v[i].kind] += v[i].bytes, cnt[v[i].kind]++;
+    for (int k = 0; k < FAKE_MEM_KINDS; k++)
+        fprintf(f, "#   %10zu bytes in %5zu: %s\n", sum[k], cnt[k], kind_name[k]);
+    for (size_t i = 0; i < n && (int)i < top; i++) {
+        char w[3][96];
+        for (int j = 0; j < 3; j++) where(v[i].from[j], w[j], sizeof w[j]);
+        fprintf(f, "#   %10zu %s %s%s%s < %s < %s\n", v[i].bytes, v[i].kind ? "weight" : "alloc ",
+                v[i].name[0] ? v[i].name : "", v[i].name[0] ? " from " : "", w[0], w[1], w[2]);
+    }
+    free(v);
+    pthread_mutex_unlock(&fake_mu);
 }
 
 const char *fake_errmsg(void) { return errbuf; }
@@ -213,6 +350,10 @@ void fake_mem_release(void)
     free(regs);
     regs = NULL;
     nregs = capregs = held = peak = 0;
+    free(hist);
+    hist = NULL;
+    nhist = caphist = 0;
+    clock_ = peak_at = 0;
     pending = 0;
     pthread_mutex_unlock(&fake_mu);
 }

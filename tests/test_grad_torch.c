@@ -260,7 +260,7 @@ static void t_optim(void)
                 snprintf(nm, sizeof nm, "g%d", s);
                 float *g = get(sh[k].name, nm, n);
                 if (o) cs_adamw_step(&aw, &awc, p, g);
-                else cs_adafactor_step(&af, &afc, p, g);
+                else MUST(cs_adafactor_step(&af, &afc, p, g));
                 snprintf(nm, sizeof nm, "%s%d", o ? "adamw" : "adafactor", s);
                 float *want = get(sh[k].name, nm, n);
                 for (size_t i = 0; i < n; i++) dp[i] = p[i] - p0[i], dw[i] = want[i] - p0[i];

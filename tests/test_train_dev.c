@@ -11,7 +11,10 @@
  * back into a new trainer on a fresh model, then 1 step) must end equal to
  * the uninterrupted 3-step run. With the fake, a LoRA step after the first
  * must move less than half the trained W' across the bus (its byte
- * counters; lora_dev.c keeps G and W' on the device). With $CASCADE_BACKEND (cuda on a GPU
+ * counters; lora_dev.c keeps G and W' on the device), and the device's
+ * peak over a run must stay within what training needs (check_mem; with
+ * FAKE_MEM_REPORT=N the fake lists what it held at the peak, N largest
+ * allocations first). With $CASCADE_BACKEND (cuda on a GPU
  * machine) the same runs are compared at fp32 tolerance, and every line
  * says where the worst difference is. Needs ../shared (skip 77, CI 99). */
 #define _POSIX_C_SOURCE 200809L
@@ -68,6 +71,12 @@ static int check_moved(const char *name, unsigned long long bytes, int steps, co
            per, wb);
     return bad;
 }
+/* the fake's accounting of its memory (NULL on a real device) */
+enum { MEM_KINDS = 5 };   /* tests/fake_backend.h: FAKE_MEM_* */
+static size_t (*MEM_BY_KIND)(size_t out[MEM_KINDS], int reset);
+static void (*MEM_REPORT)(FILE *f, int top);
+static int MEM_FAIL;
+
 static int EXACT = 1;   /* the fake plugin: bit for bit */
 static double TOL = 2e-4;
 /* TF32 products (10-bit mantissas, 2^-11 relative rounding of their inputs) */
@@ -136,6 +145,34 @@ typedef struct {
     int tf32;   /* cfg.tf32: products on TF32 tensor cores where the device has them */
 } run_cfg;
 
+/* The fake's peak over the steps against what training needs to hold: the
+ * trained weights (full: every weight; LoRA: W', and the file's W0 in its
+ * own dtype beside it), their gradients (LoRA: of W'), the optimizer
+ * states, plus the rest (frozen weights, the tape, activations, scratch)
+ * within a quarter of the trained weights' bytes. A second copy of the
+ * weights (a cached float32 copy beside the writable one, W0 widened to
+ * float32, a scratch array per tensor kept between steps) goes past it. */
+static int check_mem(const run_cfg *c, const cs_trainer *t, const cs_lora_net *net)
+{
+    size_t k[MEM_KINDS], peak = MEM_BY_KIND(k, 0), w = 0, st = 0;
+    const cs_grads *g = cs_trainer_grads(t);
+    for (int i = 0; i < g->n; i++) w += g->e[i].n * sizeof(float);
+    int nst = net ? 0 : cs_trainer_opt_count(t);   /* a LoRA's states are host arrays */
+    for (int i = 0; i < nst; i++) {
+        cs_trainer_opt_view v;
+        cs_trainer_opt_at(t, i, &v);
+        for (int j = 0; j < v.n; j++) st += v.len[j] * sizeof(float);
+    }
+    size_t w0 = net ? w / sizeof(float) * cs_dtype_size(cs_st_at(WF, 0)->dtype) : 0, need = 2 * w + st + w0,
+           margin = w / 4;
+    int bad = peak > need + margin;
+    printf("%s: %s: device peak %zu bytes: weights + gradients %zu, states %zu, W0 %zu, margin %zu; at the peak: "
+           "allocations %zu, float32 weight copies %zu (of bf16 %zu), writable %zu, in the file's dtype %zu\n",
+           bad ? "FAIL" : "ok", c->name, peak, 2 * w, st, w0, margin, k[0], k[1], k[2], k[3], k[4]);
+    if (bad || getenv("FAKE_MEM_REPORT")) MEM_REPORT(stdout, bad ? 20 : atoi(getenv("FAKE_MEM_REPORT")));
+    return bad;
+}
+
 /* a saved optimizer state: views copied out, filled back in by name */
 typedef struct {
     int n;
@@ -193,6 +230,10 @@ static int run(const run_cfg *c, int dev, int from, int to, const result *in_w, 
                result *save_w, saved *save_st)
 {
     cs_stage_c *m;
+    if (dev && MEM_BY_KIND) {   /* a new peak period */
+        size_t k[MEM_KINDS];
+        MEM_BY_KIND(k, 1);
+    }
     TRY(cs_stage_c_load_train(WF, NULL, &m));
     cs_net_info in;
     cs_stage_c_info(m, &in);
@@ -250,6 +291,7 @@ static int run(const run_cfg *c, int dev, int from, int to, const result *in_w, 
         return 1;
     }
     if (dev && net && COUNT[0] && to - from > 1 && check_moved(c->name, moved() - moved0, to - from - 1, g)) return 1;
+    if (dev && MEM_BY_KIND) MEM_FAIL |= check_mem(c, t, net);
     TRY(cs_trainer_sync(t));
     /* trained values: the weights with a gradient, or A and B */
     if (net) {
@@ -447,6 +489,12 @@ int main(void)
                 printf("FAIL: the fake plugin has no %s\n", COUNTERS[i]);
                 same_level = 0;
             }
+        *(void **)&MEM_BY_KIND = h ? dlsym(h, "fake_backend_mem_peak_by_kind") : NULL;
+        *(void **)&MEM_REPORT = h ? dlsym(h, "fake_backend_mem_report") : NULL;
+        if (same_level && (!MEM_BY_KIND || !MEM_REPORT)) {
+            printf("FAIL: the fake plugin has no memory accounting\n");
+            same_level = 0;
+        }
         if (!same_level)
             printf("FAIL: the fake computes at SIMD level %s, this process at %s\n",
                    lvl && *lvl >= 0 ? cs_simd_name((cs_simd_level)*lvl) : "(unknown)", cs_simd_name(cs_simd_current()));
@@ -485,6 +533,7 @@ int main(void)
         result_free(&a), result_free(&w), result_free(&b);
     }
     for (int i = 0; i < NC; i++) result_free(&cpu[i]);
+    fail |= MEM_FAIL;
     cs_backend_release();
     cs_st_close(WF);
     return fail;
