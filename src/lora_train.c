@@ -374,8 +374,8 @@ static void scale_by(float *p, size_t n, float c)
     for (size_t i = 0; i < n; i++) p[i] *= c;
 }
 
-static int step_one(cs_lora_net *n, opt_state *s, const cs_train_cfg *cfg, float *p, const float *g, size_t cnt,
-                    int ndim, const int64_t *shape)
+static int step_one(opt_state *s, const cs_train_cfg *cfg, float *p, const float *g, size_t cnt, int ndim,
+                    const int64_t *shape, float *u)
 {
     if (cfg->opt == CS_OPT_ADAMW) {
         if (!s->aw.m) {
@@ -388,10 +388,8 @@ static int step_one(cs_lora_net *n, opt_state *s, const cs_train_cfg *cfg, float
             int rc = cs_adafactor_init(&s->af, ndim, shape);
             if (rc) return rc;
         }
-        int rc = cs_adafactor_step(&s->af, &cfg->adafactor, p, g);
-        if (rc) return rc;
+        cs_adafactor_step(&s->af, &cfg->adafactor, p, g, u);
     }
-    (void)n;
     return 0;
 }
 
@@ -419,13 +417,21 @@ int cs_lora_net_step(cs_lora_net *n, const cs_train_cfg *cfg, double *grad_norm)
     if (grad_norm) *grad_norm = tot;
     float coef = cfg->max_grad_norm > 0 ? (float)(cfg->max_grad_norm / (tot + 1e-6)) : 1.0f;
     n->opt = (int)cfg->opt;
+    size_t nu = 0;   /* Adafactor's scratch: the largest A or B */
+    for (int i = 0; i < n->n && cfg->opt == CS_OPT_ADAFACTOR; i++) {
+        size_t na = (size_t)(n->v[i].rank * n->v[i].K), nb = (size_t)(n->v[i].rows * n->v[i].rank);
+        nu = na > nu ? na : nu, nu = nb > nu ? nb : nu;
+    }
+    float *u = nu ? cs_alloc(nu * sizeof(float)) : NULL;
+    if (nu && !u) return cs_oom("Adafactor's update scratch", nu * sizeof(float));
     for (int i = 0; i < n->n && !rc; i++) {
         lmod *m = &n->v[i];
         size_t na = (size_t)(m->rank * m->K), nb = (size_t)(m->rows * m->rank);
         if (coef < 1.0f) scale_by(m->gA, na, coef), scale_by(m->gB, nb, coef);
-        rc = step_one(n, &m->sA, cfg, m->A, m->gA, na, m->ndim, m->dshape);
-        if (!rc) rc = step_one(n, &m->sB, cfg, m->B, m->gB, nb, m->ndim, m->ushape);
+        rc = step_one(&m->sA, cfg, m->A, m->gA, na, m->ndim, m->dshape, u);
+        if (!rc) rc = step_one(&m->sB, cfg, m->B, m->gB, nb, m->ndim, m->ushape, u);
     }
+    cs_free(u);
     return rc;
 }
 

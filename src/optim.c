@@ -112,16 +112,11 @@ void cs_adafactor_update(const cs_adafactor_k *k, size_t B, size_t R, size_t C, 
     }
 }
 
-int cs_adafactor_step(cs_adafactor *s, const cs_adafactor_cfg *c, float *p, const float *g)
+void cs_adafactor_step(cs_adafactor *s, const cs_adafactor_cfg *c, float *p, const float *g, float *u)
 {
-    size_t n = s->B * s->R * s->C;
-    float *u = cs_alloc(n * sizeof(float) + 1);
-    if (!u) return cs_oom("Adafactor's update scratch", n * sizeof(float));
     cs_adafactor_k k;
     cs_adafactor_coef(s, c, &k);
     cs_adafactor_update(&k, s->B, s->R, s->C, p, g, s->factored ? s->row : NULL, s->col, s->v, u);
-    cs_free(u);
-    return 0;
 }
 
 int cs_adamw_init(cs_adamw *s, size_t n)

@@ -59,10 +59,11 @@ void cs_adafactor_free(cs_adafactor *s);   /* zeroed struct is fine */
 void cs_adamw_free(cs_adamw *s);
 
 /* One step: p updated in place from g (same element count as the state).
- * Adafactor's n floats of scratch are taken for the step only (kept per
- * tensor they were a second copy of the model): 0 or CS_ENOMEM, with p and
- * the state unchanged. */
-int cs_adafactor_step(cs_adafactor *s, const cs_adafactor_cfg *c, float *p, const float *g);
+ * Adafactor's u: the caller's scratch of at least that many floats (one
+ * for all of a model's tensors: kept per tensor it was a second copy of
+ * the model; taken per call it was a page-faulted allocation a tensor a
+ * step). */
+void cs_adafactor_step(cs_adafactor *s, const cs_adafactor_cfg *c, float *p, const float *g, float *u);
 void cs_adamw_step(cs_adamw *s, const cs_adamw_cfg *c, float *p, const float *g);
 
 /* A step split in two, so that a device can run the second half on its

@@ -35,9 +35,9 @@ struct cs_trainer {
     struct dev_state { float *a, *b; } *ds;   /* [nst]: m|row|v, v|col */
     double *dnorm;           /* device [g.n] */
     int ndnorm;
-    /* Adafactor's update scratch on the device, one for all tensors (the
-     * largest one's size): one per tensor, kept between steps, was a second
-     * copy of the model */
+    /* Adafactor's update scratch, one for all tensors (the largest one's
+     * size), where the steps run (device memory in device mode): one per
+     * tensor, kept between steps, was a second copy of the model */
     float *du;
     size_t ndu;
     int stale;               /* host weights and states behind the device's */
@@ -147,7 +147,7 @@ static void dev_free(cs_trainer *t)
             if (p[j]) d->free(p[j]);
     }
     if (d && t->dnorm) d->free(t->dnorm);
-    if (d && t->du) d->free(t->du);
+    if (t->du) d ? d->free(t->du) : cs_free(t->du);
     free(t->ds);
     t->ds = NULL, t->dnorm = NULL, t->ndnorm = 0, t->du = NULL, t->ndu = 0;
     if (t->lora) cs_lora_net_dev_free(t->lora);   /* while the plugin is surely up */
@@ -368,8 +368,9 @@ static int dev_state_of(cs_trainer *t, int i)
     return 0;
 }
 
-/* Adafactor's scratch for the largest tensor; in device mode */
-static int dev_scratch(cs_trainer *t)
+/* Adafactor's scratch for the largest tensor (cs_act_alloc: on the device
+ * in device mode, else in host memory) */
+static int step_scratch(cs_trainer *t)
 {
     size_t n = 0;
     for (int i = 0; i < t->g.n; i++)
@@ -420,7 +421,7 @@ static int apply_dev(cs_trainer *t, double *grad_norm)
         if (coef < 1.0f)
             for (int i = 0; i < n; i++) cs_scale(t->g.e[i].g, coef, t->g.e[i].g, t->g.e[i].n);
     }
-    if (!rc) rc = dev_scratch(t);
+    if (!rc) rc = step_scratch(t);
     for (int i = 0; i < n && !rc; i++) {
         const cs_grad_ent *e = &t->g.e[i];
         opt_state *s = NULL;
@@ -514,14 +515,15 @@ int cs_train_apply(cs_trainer *t, double *grad_norm)
             for (int i = 0; i < t->g.n; i++)
                 for (size_t j = 0; j < t->g.e[i].n; j++) t->g.e[i].g[j] *= coef;
     }
+    int rc = step_scratch(t);   /* cs_act_alloc said what failed */
+    if (rc) return rc;
     for (int i = 0; i < t->g.n; i++) {
         opt_state *s = NULL;
-        int rc = state_of(t, i, &s);
-        if (rc) return rc;
+        if ((rc = state_of(t, i, &s))) return rc;
         /* the model's own float32 copy (cs_stage_c_load_train): writable */
         float *p = (float *)t->g.e[i].key;
         if (t->cfg.opt == CS_OPT_ADAMW) cs_adamw_step(&s->aw, &t->cfg.adamw, p, t->g.e[i].g);
-        else if ((rc = cs_adafactor_step(&s->af, &t->cfg.adafactor, p, t->g.e[i].g))) return rc;
+        else cs_adafactor_step(&s->af, &t->cfg.adafactor, p, t->g.e[i].g, t->du);
         cs_param_forget(p, t->g.e[i].n * sizeof(float));   /* packed or device copies are stale */
     }
     cs_grads_zero(&t->g);
