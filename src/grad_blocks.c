@@ -12,7 +12,7 @@
 
 float *cs_grads_of(cs_grads *g, const cs_tensor *t, int *rc)
 {
-    if (!g->n) g->dev = cs_dev;
+    if (!g->n && !g->sink) g->dev = cs_dev;   /* a sink's owner set it */
     if (g->dev != (const void *)cs_dev) {
         cs_error(CS_EARG, "%s: the gradients live in %s memory, this backward runs on the %s", t->name ? t->name : "weight",
                  g->dev ? "device" : "host", cs_dev ? "device" : "host");
@@ -69,6 +69,14 @@ void cs_grads_free(cs_grads *g)
     memset(g, 0, sizeof *g);
 }
 
+int cs_linear_backward_g(cs_grads *g, const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W,
+                         const float *dy, size_t ldy, float *dx, int acc, float *dW, float *db)
+{
+    int rc = cs_linear_backward(x, M, K, ldx, W, dy, ldy, dx, acc, dW, db);
+    if (rc || dW || !g->sink) return rc;
+    return g->sink(g->sink_ctx, W, x, M, K, ldx ? ldx : K, dy, ldy ? ldy : (size_t)W->shape[0]);
+}
+
 /* ---- blocks ---- */
 
 /* gradient buffers of a tensor: *p = buffer or NULL (frozen); rc on OOM */
@@ -91,12 +99,12 @@ static int mlp_backward(const cs_resblock *b, const float *in, size_t cin, const
     GRAD(gw1, &b->fc1_w);
     GRAD(gb1, &b->fc1_b);
     if (rc) return rc;
-    if ((rc = cs_linear_backward(gr, rows, c4, 0, &b->fc2_w, d, 0, dr, 0, gw2, gb2))) return rc;
+    if ((rc = cs_linear_backward_g(g, gr, rows, c4, 0, &b->fc2_w, d, 0, dr, 0, gw2, gb2))) return rc;
     const float *gam = cs_weight_f32(&b->gamma, 2);
     if (!gam) return CS_ENOMEM;
     if ((rc = cs_grn_backward(ge, dr, dg, N, HW, c4, gam, ggam, gbet))) return rc;
     cs_gelu_backward(h, dg, dg, rows * c4);
-    return cs_linear_backward(in, rows, cin, 0, &b->fc1_w, dg, 0, din, 0, gw1, gb1);
+    return cs_linear_backward_g(g, in, rows, cin, 0, &b->fc1_w, dg, 0, din, 0, gw1, gb1);
 }
 
 static int resblock_backward(const cs_resblock *b, const float *x, float *d, size_t N, size_t H, size_t W,
@@ -141,8 +149,8 @@ static int tsblock_backward(const cs_tsblock *b, const float *x, float *d, size_
         GRAD(gw, &b->w[i]);
         GRAD(gb, &b->b[i]);
         if (!rc)
-            rc = cs_linear_backward(t + (size_t)i * cr, N, cr, ldt, &b->w[i], dab, 0, dt ? dt + (size_t)i * cr : NULL, 1,
-                                    gw, gb);
+            rc = cs_linear_backward_g(g, t + (size_t)i * cr, N, cr, ldt, &b->w[i], dab, 0,
+                                      dt ? dt + (size_t)i * cr : NULL, 1, gw, gb);
     }
     return rc;
 }
@@ -167,7 +175,7 @@ static int attnblock_backward(const cs_attnblock *b, const float *x, float *d, s
     GRAD(gwm, &b->kv_w);
     GRAD(gbm, &b->kv_b);
     if (rc) return rc;
-    if ((rc = cs_linear_backward(o, R, c, 0, &b->wo, d, 0, dO, 0, gwo, gbo))) return rc;
+    if ((rc = cs_linear_backward_g(g, o, R, c, 0, &b->wo, d, 0, dO, 0, gwo, gbo))) return rc;
     for (size_t n = 0; n < N; n++) {
         const float *k = kvb + n * Lk * 2 * c;
         float *dk = dkvb + n * Lk * 2 * c;
@@ -184,14 +192,14 @@ static int attnblock_backward(const cs_attnblock *b, const float *x, float *d, s
         }
         if (Lc) cs_copy2d(dckv + n * Lc * 2 * c, 2 * c, dk + Ls * 2 * c, 2 * c, Lc, 2 * c);
     }
-    if ((rc = cs_linear_backward(xn, R, c, 0, &b->wqkv, dqkv, 0, dxn, 0, gwqkv, gbqkv))) return rc;
+    if ((rc = cs_linear_backward_g(g, xn, R, c, 0, &b->wqkv, dqkv, 0, dxn, 0, gwqkv, gbqkv))) return rc;
     if (Lc) {   /* the k|v rows of in_proj once more, on the mapped conditioning */
         cs_tensor wkv = b->wqkv;
         wkv.shape[0] = 2 * (int64_t)c;
         wkv.data = b->wk.data;
-        rc = cs_linear_backward(kv, N * Lc, c, 0, &wkv, dckv, 0, dkv, 0, gwqkv ? gwqkv + c * c : NULL,
-                                gbqkv ? gbqkv + c : NULL);
-        if (!rc) rc = cs_linear_backward(sc, N * Lc, cc, 0, &b->kv_w, dkv, 0, dcond ? dsc : NULL, 0, gwm, gbm);
+        rc = cs_linear_backward_g(g, kv, N * Lc, c, 0, &wkv, dckv, 0, dkv, 0, gwqkv ? gwqkv + c * c : NULL,
+                                  gbqkv ? gbqkv + c : NULL);
+        if (!rc) rc = cs_linear_backward_g(g, sc, N * Lc, cc, 0, &b->kv_w, dkv, 0, dcond ? dsc : NULL, 0, gwm, gbm);
         if (rc) return rc;
         if (dcond) {
             cs_silu_backward(cond, dsc, dsc, N * Lc * cc);

@@ -32,6 +32,13 @@ typedef struct cs_grads {
     int n, cap;
     int only;          /* 1: no new entries (frozen tensors give NULL) */
     const void *dev;   /* the cs_dev_ops the buffers came from (NULL: host) */
+    /* A low-rank sink (LoRA, lora_grad.c): a Linear backward of a weight
+     * without a buffer hands it its input x and output gradient dy, so the
+     * factors' gradients are taken without a gradient of the weight's size.
+     * Returns 0 where the weight is not its own. */
+    int (*sink)(void *ctx, const cs_tensor *W, const float *x, size_t M, size_t K, size_t ldx, const float *dy,
+                size_t ldy);
+    void *sink_ctx;
 } cs_grads;
 
 /* The gradient buffer of t (numel floats), made zeroed if new; NULL when
@@ -44,6 +51,10 @@ const cs_grad_ent *cs_grads_find(const cs_grads *g, const char *name);
 /* 0, or a negative code when the device could not queue the fill */
 int cs_grads_zero(cs_grads *g);
 void cs_grads_free(cs_grads *g);
+
+/* cs_linear_backward (grad.h), then g's sink where dW is NULL */
+int cs_linear_backward_g(cs_grads *g, const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W,
+                         const float *dy, size_t ldy, float *dx, int acc, float *dW, float *db);
 
 /* Backward of one block, on the host or in device mode (then every pointer
  * is a device pointer, and g's buffers are the device's).

@@ -2,10 +2,10 @@
  * §4). Shipping every G = dL/dW' to the host and every merged W' back cost
  * more than the step itself (GBs over PCIe for Stage C lite), so only the
  * small parts move:
- *   - dA = s B^T G and dB = s G A^T are computed on the device, from the
- *     device's G and its copies of A, B^T; one download brings all of them;
+ *   - dA and dB are summed on the device during the backward (lora_grad.c,
+ *     from the device's copies of A and B); one download brings all of them;
  *   - clipping and the optimizer run on the host as on the CPU
- *     (cs_lora_net_step: same code, same bits); one upload sends A, B, B^T;
+ *     (cs_lora_net_step: same code, same bits); one upload sends A and B;
  *   - W' = W0 + s B A is merged on the device into the writable copy of W'
  *     (weight_rw) from the device's copy of the file's W0, in the file's
  *     dtype (weight_to_f32; a float32 copy on an older plugin).
@@ -24,8 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* per module: A [rank, K], B [rows, rank], B^T [rank, rows] in par at off;
- * dA, dB in grad at goff */
+/* per module: A [rank, K], B [rows, rank] in par at off; dA, dB in grad at goff */
 static size_t na_of(const lmod *m) { return (size_t)(m->rank * m->K); }
 static size_t nb_of(const lmod *m) { return (size_t)(m->rows * m->rank); }
 
@@ -56,7 +55,7 @@ static int pools(cs_lora_net *n, const cs_dev_ops *d)
     for (int i = 0; i < n->n; i++) {
         lmod *m = &n->v[i];
         m->off = np, m->goff = ng;
-        np += na_of(m) + 2 * nb_of(m);
+        np += na_of(m) + nb_of(m);
         ng += na_of(m) + nb_of(m);
     }
     v->d = d, v->npar = np, v->ngrad = ng;
@@ -75,49 +74,21 @@ static int pools(cs_lora_net *n, const cs_dev_ops *d)
     return 0;
 }
 
-/* the host's A, B (and B^T) of every module to the device, in one copy */
+/* the host's A and B of every module to the device, in one copy */
 static int upload_ab(cs_lora_net *n)
 {
     lora_dev *v = &n->dev;
     for (int i = 0; i < n->n; i++) {
         const lmod *m = &n->v[i];
         size_t na = na_of(m), nb = nb_of(m);
-        float *s = v->stage + m->off, *bt = s + na + nb;
+        float *s = v->stage + m->off;
         memcpy(s, m->A, na * sizeof(float));
         memcpy(s + na, m->B, nb * sizeof(float));
-        for (int64_t r = 0; r < m->rows; r++)
-            for (int q = 0; q < m->rank; q++) bt[(size_t)q * m->rows + r] = m->B[r * m->rank + q];
     }
     if (v->d->upload(v->par, v->stage, v->npar * sizeof(float)))
         return cs_error(CS_EDEVICE, "LoRA training: copying A and B to the device failed: %s", v->d->errmsg());
     v->dirty = 0;
     return 0;
-}
-
-/* device mode: dA, dB of every module into v->grad (cs_lora_net_grads' products) */
-static int grads_dev(cs_lora_net *n, const cs_grads *g)
-{
-    lora_dev *v = &n->dev;
-    int rc = 0;
-    for (int i = 0; i < n->n && !rc; i++) {
-        const lmod *m = &n->v[i];
-        size_t na = na_of(m), nb = nb_of(m);
-        const float *G = NULL, *A = v->par + m->off, *bt = A + na + nb;
-        float *gA = v->grad + m->goff, *gB = gA + na;
-        for (int k = 0; k < g->n && !G; k++)
-            if (g->e[k].key == m->wp->data) G = g->e[k].g;
-        if (!G) {   /* no gradient reached W' */
-            cs_fill(gA, 0.0f, na + nb);
-            continue;
-        }
-        G += m->row0 * m->K;
-        rc = cs_sgemm(0, (size_t)m->rank, (size_t)m->K, (size_t)m->rows, m->scale, bt, (size_t)m->rows, G, (size_t)m->K,
-                      0.0f, gA, (size_t)m->K);
-        if (!rc)
-            rc = cs_sgemm(1, (size_t)m->rows, (size_t)m->rank, (size_t)m->K, m->scale, G, (size_t)m->K, A, (size_t)m->K,
-                          0.0f, gB, (size_t)m->rank);
-    }
-    return rc;
 }
 
 /* device mode: W' = W0 + s B A of every module into the writable copies (cs_lora_net_merge's steps) */
@@ -144,28 +115,31 @@ static int merge_dev(cs_lora_net *n)
     return rc;
 }
 
+int cs_lora_net_dev_ready(cs_lora_net *n, const cs_dev_ops *d)
+{
+    int rc = pools(n, d);
+    return !rc && n->dev.dirty ? upload_ab(n) : rc;
+}
+
 int cs_lora_net_apply_dev(cs_lora_net *n, const cs_grads *g, const cs_train_cfg *cfg, double *grad_norm)
 {
     const cs_dev_ops *d = g->dev;
     if (!d) return cs_lora_net_apply(n, g, cfg, grad_norm);
     if (!d->weight_rw) return cs_error(CS_EUNSUP, "LoRA training: the device's op set has no weight_rw (an older plugin)");
     lora_dev *v = &n->dev;
-    int rc = pools(n, d);
-    if (!rc && v->dirty) rc = upload_ab(n);
-    cs_dev_args a;
-    if (!rc) {
-        cs_dev_args_begin(&a, d);
-        rc = cs_dev_args_finish(&a, grads_dev(n, g));
-    }
-    if (!rc && d->download(v->stage, v->grad, v->ngrad * sizeof(float)))
+    int rc = cs_lora_net_dev_ready(n, d);
+    if (!rc && n->gfresh) cs_lora_net_zero_grads(n);   /* no backward reached a module */
+    else if (!rc && d->download(v->stage, v->grad, v->ngrad * sizeof(float)))
         rc = cs_error(CS_EDEVICE, "LoRA training: copying dA and dB from the device failed: %s", d->errmsg());
-    for (int i = 0; i < n->n && !rc; i++) {
+    for (int i = 0; i < n->n && !rc && !n->gfresh; i++) {
         lmod *m = &n->v[i];
         memcpy(m->gA, v->stage + m->goff, na_of(m) * sizeof(float));
         memcpy(m->gB, v->stage + m->goff + na_of(m), nb_of(m) * sizeof(float));
     }
+    n->gfresh = 1;
     if (!rc) rc = cs_lora_net_step(n, cfg, grad_norm);
     if (!rc) rc = upload_ab(n);
+    cs_dev_args a;
     if (!rc) {
         cs_dev_args_begin(&a, d);
         rc = cs_dev_args_finish(&a, merge_dev(n));

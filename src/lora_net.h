@@ -20,12 +20,12 @@ typedef struct {
     int64_t dshape[4], ushape[4];
     int rank;
     float alpha, scale;
-    float *A, *B, *gA, *gB;   /* [rank, K], [rows, rank] and their gradients */
+    float *A, *B, *gA, *gB;   /* [rank, K], [rows, rank] and their gradients (lora_grad.c's sums) */
     opt_state sA, sB;
-    size_t off, goff;         /* lora_dev.c: A's place in the device arrays (B, B^T follow), dA's */
+    size_t off, goff;         /* lora_dev.c: A's place in the device arrays (B follows), dA's */
 } lmod;
 
-/* A LoRA step on a device (lora_dev.c): A, B, B^T of every module in one
+/* A LoRA step on a device (lora_dev.c): A, B of every module in one
  * device array (module order), dA and dB in another; a host staging array
  * for one copy each way. */
 typedef struct {
@@ -46,11 +46,19 @@ struct cs_lora_net {
     char conds[CS_MAX_TCONDS][24];
     int nconds;
     lora_dev dev;
+    int gfresh;               /* the next backward starts a step: dA / dB to be zeroed */
 };
 
 /* clip_grad_norm_ over every module's gA/gB (as cs_lora_net_grads left
  * them) and the optimizer step on A and B, on the host; no merge */
 int cs_lora_net_step(cs_lora_net *n, const cs_train_cfg *cfg, double *grad_norm);
+/* lora_grad.c: the sink of the trainer's cs_grads (grad_blocks.h) that
+ * adds dA and dB from each wrapped Linear's backward; zeroing the host's */
+int cs_lora_net_sink(void *ctx, const cs_tensor *W, const float *x, size_t M, size_t K, size_t ldx, const float *dy,
+                     size_t ldy);
+void cs_lora_net_zero_grads(cs_lora_net *n);
+/* lora_dev.c: the device arrays made and A, B uploaded if stale */
+int cs_lora_net_dev_ready(cs_lora_net *n, const cs_dev_ops *d);
 /* drops the device pools (lora_dev.c) */
 void cs_lora_net_dev_free(cs_lora_net *n);
 

@@ -318,48 +318,13 @@ int cs_lora_net_merge(cs_lora_net *n)
 
 int cs_lora_net_attach(cs_lora_net *n, cs_grads *g)
 {
-    int only = g->only, rc = 0;
-    g->only = 0;
-    for (int i = 0; i < n->n && !rc; i++)
-        if (!cs_grads_of(g, n->v[i].wp, &rc) && !rc) rc = CS_ENOMEM;
+    if (g->n || g->sink) return cs_error(CS_EARG, "LoRA training: the gradients already have buffers or a sink");
+    /* no buffer of W': lora_grad.c sums dA and dB as the backward goes */
     g->only = 1;
-    (void)only;
-    return rc;
-}
-
-int cs_lora_net_grads(cs_lora_net *n, const cs_grads *g)
-{
-    float *bt = NULL;
-    size_t btn = 0;
-    int rc = 0;
-    for (int i = 0; i < n->n && !rc; i++) {
-        lmod *m = &n->v[i];
-        size_t na = (size_t)(m->rank * m->K), nb = (size_t)(m->rows * m->rank);
-        const float *G = NULL;
-        for (int k = 0; k < g->n && !G; k++)
-            if (g->e[k].key == m->wp->data) G = g->e[k].g;
-        if (!G) {   /* no gradient reached W' */
-            memset(m->gA, 0, na * sizeof(float));
-            memset(m->gB, 0, nb * sizeof(float));
-            continue;
-        }
-        G += m->row0 * m->K;
-        if (nb > btn) {
-            cs_free(bt);
-            if (!(bt = cs_alloc(nb * sizeof(float)))) return cs_oom("the LoRA gradients", nb * sizeof(float));
-            btn = nb;
-        }
-        for (int64_t r = 0; r < m->rows; r++)   /* B^T [rank, rows] */
-            for (int q = 0; q < m->rank; q++) bt[(size_t)q * m->rows + r] = m->B[r * m->rank + q];
-        /* dA = s B^T G [rank, K]; dB = s G A^T [rows, rank] */
-        rc = cs_sgemm(0, (size_t)m->rank, (size_t)m->K, (size_t)m->rows, m->scale, bt, (size_t)m->rows, G, (size_t)m->K,
-                      0.0f, m->gA, (size_t)m->K);
-        if (!rc)
-            rc = cs_sgemm(1, (size_t)m->rows, (size_t)m->rank, (size_t)m->K, m->scale, G, (size_t)m->K, m->A,
-                          (size_t)m->K, 0.0f, m->gB, (size_t)m->rank);
-    }
-    cs_free(bt);
-    return rc == CS_ENOMEM ? cs_oom("the LoRA gradients", 0) : rc;
+    g->dev = cs_dev;
+    g->sink = cs_lora_net_sink, g->sink_ctx = n;
+    n->gfresh = 1;
+    return 0;
 }
 
 static double sumsq(const float *p, size_t n)
@@ -395,8 +360,10 @@ static int step_one(opt_state *s, const cs_train_cfg *cfg, float *p, const float
 
 int cs_lora_net_apply(cs_lora_net *n, const cs_grads *g, const cs_train_cfg *cfg, double *grad_norm)
 {
-    int rc = cs_lora_net_grads(n, g);
-    if (!rc) rc = cs_lora_net_step(n, cfg, grad_norm);
+    (void)g;   /* the sums are the net's (lora_grad.c) */
+    if (n->gfresh) cs_lora_net_zero_grads(n);   /* no backward reached a module */
+    n->gfresh = 1;
+    int rc = cs_lora_net_step(n, cfg, grad_norm);
     return rc ? rc : cs_lora_net_merge(n);
 }
 

@@ -17,9 +17,11 @@
  * How (exact, not an approximation): the model's float32 weight of a
  * wrapped module is kept at W' = W0 + s B A (s = alpha / dim, W0 the file's
  * tensor, the q/k/v third of in_proj for to_q/to_k/to_v), so the plain Stage C
- * forward is kohya's forward W0 x + s B (A x). The Stage C backward gives
- * G = dL/dW' for the wrapped tensors only (the others are frozen); since W'
- * is linear in A and B, dL/dA = s B^T G and dL/dB = s G A^T. Clipping and the
+ * forward is kohya's forward W0 x + s B (A x). Since W' is linear in A and
+ * B, dL/dA = s B^T G and dL/dB = s G A^T with G = dL/dW' = dy^T x summed over
+ * the wrapped Linear's backward calls; G is never formed: each call adds the
+ * thin products s (dy B)^T x and dy^T (s x A^T) (src/lora_grad.c; every
+ * other tensor is frozen). Clipping and the
  * optimizer (the trainer's cfg) act on A and B only, then W' is merged again
  * from W0. Biases and every other tensor stay as loaded.
  *
@@ -68,7 +70,9 @@ typedef struct {
     int64_t down_shape[4];   /* [rank, in] or [rank, in, kh, kw] */
     int64_t up_shape[4];     /* [out, rank] or [out, rank, 1, 1] */
     float *down, *up;        /* A and B (writable; call cs_lora_net_merge after changing them) */
-    const float *gdown, *gup;/* dL/dA, dL/dB of the last cs_lora_net_grads (before clipping) */
+    /* dL/dA, dL/dB summed by the backward passes (cs_train_accumulate)
+     * since the last step; the step clips them in place */
+    const float *gdown, *gup;
 } cs_lora_module;
 
 /* Wraps the modules of m (from cs_stage_c_load_train; official in_proj
@@ -85,14 +89,12 @@ int cs_lora_net_find(const cs_lora_net *n, const char *name);
 
 /* W' = W0 + s B A for every module (after A or B were set by hand). */
 int cs_lora_net_merge(cs_lora_net *n);
-/* dL/dA and dL/dB of every module from the Stage C gradients g (dL/dW'). */
-int cs_lora_net_grads(cs_lora_net *n, const struct cs_grads *g);
-/* What cs_train_apply does for a trainer with a LoRA: cs_lora_net_grads,
- * clip_grad_norm_ over A and B, the optimizer step on A and B, merge.
+/* What cs_train_apply does for a trainer with a LoRA: clip_grad_norm_ over
+ * the sums of dL/dA, dL/dB, the optimizer step on A and B, merge.
  * *grad_norm (if not NULL): the norm before clipping. */
 int cs_lora_net_apply(cs_lora_net *n, const struct cs_grads *g, const cs_train_cfg *cfg, double *grad_norm);
-/* The same with g's buffers on a device (g->dev; the trainer's device
- * mode, src/lora_dev.c): dA and dB computed there, A and B stepped on the
+/* The same with g on a device (g->dev; the trainer's device mode,
+ * src/lora_dev.c): dA and dB summed there, A and B stepped on the
  * host, W' merged into the device's writable copies (weight_rw). The host's
  * W' is stale afterwards until cs_lora_net_sync_dev. Same bits as
  * cs_lora_net_apply where the device computes as the CPU does. */
@@ -100,7 +102,8 @@ int cs_lora_net_apply_dev(cs_lora_net *n, const struct cs_grads *g, const cs_tra
 /* Brings the model's W' of every module back from the device after
  * cs_lora_net_apply_dev (nothing when no step ran on a device). */
 int cs_lora_net_sync_dev(cs_lora_net *n);
-/* Registers the wrapped weights in g (the only tensors given gradients). */
+/* Makes g give no tensor a gradient buffer and hand every wrapped Linear's
+ * backward to the net (g->sink), in the current mode (host or device). */
 int cs_lora_net_attach(cs_lora_net *n, struct cs_grads *g);
 
 /* ---- resuming (cascade train's state) ----

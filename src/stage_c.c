@@ -350,22 +350,24 @@ static int backward(cs_stage_c *m, const float *deps, cs_grads *g, float *dx)
 #define G(T) (gw = cs_grads_of(g, &m->T##_w, &rc), gb = cs_grads_of(g, &m->T##_b, &rc), rc)
     /* clf: eps = conv1x1(LN(out)) */
     if (!rc) cs_layernorm(t->out_pre, a, rows, c0, 1e-6f, NULL, NULL);
-    if (!rc && !G(clf)) rc = cs_linear_backward(a, rows, c0, 0, &m->clf_w, deps, 0, d, 0, gw, gb);
+    if (!rc && !G(clf)) rc = cs_linear_backward_g(g, a, rows, c0, 0, &m->clf_w, deps, 0, d, 0, gw, gb);
     if (!rc) rc = cs_layernorm_backward(t->out_pre, d, a, 0, rows, c0, 1e-6f, NULL, NULL, NULL);
     if (!rc) rc = cs_unet_backward(&m->net, a, N, t->h, t->w, t->remb, ldr, t->cond, Lc, dcond, g);
     /* embedding: h = LN(conv1x1(x)) */
     if (!rc) rc = cs_layernorm_backward(t->emb_pre, a, d, 0, rows, c0, 1e-6f, NULL, NULL, NULL);
-    if (!rc && !G(emb)) rc = cs_linear_backward(t->x, rows, (size_t)in->c_in, 0, &m->emb_w, d, 0, dx, 0, gw, gb);
+    if (!rc && !G(emb)) rc = cs_linear_backward_g(g, t->x, rows, (size_t)in->c_in, 0, &m->emb_w, d, 0, dx, 0, gw, gb);
     /* conditioning: clip_norm, then the three mappers ([1, seq*cc] rows are seq tokens) */
     if (!rc) rc = cs_layernorm_backward(t->cond_pre, dcond, dpre, 0, N * Lc, cc, 1e-6f, NULL, NULL, NULL);
     for (size_t n = 0; n < N && !rc; n++) {
         const float *dn = dpre + n * Lc * cc;
         size_t ct = (size_t)in->c_clip_text, cp = (size_t)in->c_clip_pooled, ci = (size_t)in->c_clip_img;
-        if (Lt && !G(txt)) rc = cs_linear_backward(t->txt + n * Lt * ct, Lt, ct, 0, &m->txt_w, dn, 0, NULL, 0, gw, gb);
+        if (Lt && !G(txt))
+            rc = cs_linear_backward_g(g, t->txt + n * Lt * ct, Lt, ct, 0, &m->txt_w, dn, 0, NULL, 0, gw, gb);
         if (!rc && !G(pool))
-            rc = cs_linear_backward(t->pooled + n * cp, 1, cp, 0, &m->pool_w, dn + Lt * cc, 0, NULL, 0, gw, gb);
+            rc = cs_linear_backward_g(g, t->pooled + n * cp, 1, cp, 0, &m->pool_w, dn + Lt * cc, 0, NULL, 0, gw, gb);
         if (!rc && M && !G(img))
-            rc = cs_linear_backward(t->img + n * M * ci, M, ci, 0, &m->img_w, dn + (Lt + seq) * cc, 0, NULL, 0, gw, gb);
+            rc = cs_linear_backward_g(g, t->img + n * M * ci, M, ci, 0, &m->img_w, dn + (Lt + seq) * cc, 0, NULL, 0,
+                                      gw, gb);
     }
 #undef G
     cs_act_free(a), cs_act_free(d), cs_act_free(dcond), cs_act_free(dpre);

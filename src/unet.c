@@ -621,7 +621,7 @@ static int transition_backward(cs_unet *u, const float *x, size_t rows, size_t c
     float *gw = cs_grads_of(g, w, &rc), *gb = cs_grads_of(g, b, &rc);
     if (rc) return rc;
     cs_layernorm(x, t, rows, cin, 1e-6f, NULL, NULL);
-    if ((rc = cs_linear_backward(t, rows, cin, 0, w, d, 0, dt, 0, gw, gb))) return rc;
+    if ((rc = cs_linear_backward_g(g, t, rows, cin, 0, w, d, 0, dt, 0, gw, gb))) return rc;
     return cs_layernorm_backward(x, dt, dx, 0, rows, cin, 1e-6f, NULL, NULL, NULL);
 }
 

@@ -11,7 +11,7 @@
  * back into a new trainer on a fresh model, then 1 step) must end equal to
  * the uninterrupted 3-step run. With the fake, a LoRA step after the first
  * must move less than half the trained W' across the bus (its byte
- * counters; lora_dev.c keeps G and W' on the device), and the device's
+ * counters; lora_dev.c keeps W' on the device), and the device's
  * peak over a run must stay within what training needs (check_mem; with
  * FAKE_MEM_REPORT=N the fake lists what it held at the peak, N largest
  * allocations first). With $CASCADE_BACKEND (cuda on a GPU
@@ -61,10 +61,22 @@ static unsigned long long moved(void)
  * copies again) must stay well below the trained W' (before, every G came
  * down and every merged W' was forgotten and went up again each step: at
  * least twice their size). */
-static int check_moved(const char *name, unsigned long long bytes, int steps, const cs_grads *g)
+/* bytes of the float32 W' a LoRA trains (the wrapped rows of every weight) */
+static size_t lora_wp_bytes(cs_lora_net *net)
 {
-    size_t wb = 0;
-    for (int i = 0; i < g->n; i++) wb += g->e[i].n * sizeof(float);
+    size_t b = 0;
+    for (int i = 0; i < cs_lora_net_count(net); i++) {
+        cs_lora_module mo;
+        cs_lora_net_module(net, i, &mo);
+        int64_t K = mo.down_shape[1] * (mo.ndim == 4 ? mo.down_shape[2] * mo.down_shape[3] : 1);
+        b += (size_t)(mo.rows * K) * sizeof(float);
+    }
+    return b;
+}
+
+static int check_moved(const char *name, unsigned long long bytes, int steps, cs_lora_net *net)
+{
+    size_t wb = lora_wp_bytes(net);
     double per = (double)bytes / steps;
     int bad = !(per < wb / 2.0);
     printf("%s: %s: %.0f bytes moved a step after the first (the trained W': %zu bytes)\n", bad ? "FAIL" : "ok", name,
@@ -147,28 +159,31 @@ typedef struct {
 
 /* The fake's peak over the steps against what training needs to hold: the
  * trained weights (full: every weight; LoRA: W', and the file's W0 in its
- * own dtype beside it), their gradients (LoRA: of W'), the optimizer
- * states, plus the rest (frozen weights, the tape, activations, scratch)
- * within a quarter of the trained weights' bytes. A second copy of the
- * weights (a cached float32 copy beside the writable one, W0 widened to
- * float32, a scratch array per tensor kept between steps) goes past it. */
-static int check_mem(const run_cfg *c, const cs_trainer *t, const cs_lora_net *net)
+ * own dtype beside it), their gradients (full only: a LoRA sums dA and dB
+ * without a gradient of W'), the optimizer states, plus the rest (frozen
+ * weights, the tape, activations, scratch) within a quarter of the trained
+ * weights' bytes. A second copy of the weights (a cached float32 copy
+ * beside the writable one, W0 widened to float32, a scratch array per
+ * tensor kept between steps, a LoRA's G) goes past it. */
+static int check_mem(const run_cfg *c, const cs_trainer *t, cs_lora_net *net)
 {
     size_t k[MEM_KINDS], peak = MEM_BY_KIND(k, 0), w = 0, st = 0;
     const cs_grads *g = cs_trainer_grads(t);
     for (int i = 0; i < g->n; i++) w += g->e[i].n * sizeof(float);
+    size_t gw = w;   /* gradient bytes */
+    if (net) w = lora_wp_bytes(net);
     int nst = net ? 0 : cs_trainer_opt_count(t);   /* a LoRA's states are host arrays */
     for (int i = 0; i < nst; i++) {
         cs_trainer_opt_view v;
         cs_trainer_opt_at(t, i, &v);
         for (int j = 0; j < v.n; j++) st += v.len[j] * sizeof(float);
     }
-    size_t w0 = net ? w / sizeof(float) * cs_dtype_size(cs_st_at(WF, 0)->dtype) : 0, need = 2 * w + st + w0,
+    size_t w0 = net ? w / sizeof(float) * cs_dtype_size(cs_st_at(WF, 0)->dtype) : 0, need = w + gw + st + w0,
            margin = w / 4;
     int bad = peak > need + margin;
-    printf("%s: %s: device peak %zu bytes: weights + gradients %zu, states %zu, W0 %zu, margin %zu; at the peak: "
+    printf("%s: %s: device peak %zu bytes: weights %zu + gradients %zu, states %zu, W0 %zu, margin %zu; at the peak: "
            "allocations %zu, float32 weight copies %zu (of bf16 %zu), writable %zu, in the file's dtype %zu\n",
-           bad ? "FAIL" : "ok", c->name, peak, 2 * w, st, w0, margin, k[0], k[1], k[2], k[3], k[4]);
+           bad ? "FAIL" : "ok", c->name, peak, w, gw, st, w0, margin, k[0], k[1], k[2], k[3], k[4]);
     if (bad || getenv("FAKE_MEM_REPORT")) MEM_REPORT(stdout, bad ? 20 : atoi(getenv("FAKE_MEM_REPORT")));
     return bad;
 }
@@ -290,7 +305,7 @@ static int run(const run_cfg *c, int dev, int from, int to, const result *in_w, 
         printf("FAIL: %s: the device run kept its gradients in host memory\n", c->name);
         return 1;
     }
-    if (dev && net && COUNT[0] && to - from > 1 && check_moved(c->name, moved() - moved0, to - from - 1, g)) return 1;
+    if (dev && net && COUNT[0] && to - from > 1 && check_moved(c->name, moved() - moved0, to - from - 1, net)) return 1;
     if (dev && MEM_BY_KIND) MEM_FAIL |= check_mem(c, t, net);
     TRY(cs_trainer_sync(t));
     /* trained values: the weights with a gradient, or A and B */
