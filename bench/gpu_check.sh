@@ -21,7 +21,8 @@
 #        device memory peak, the files written
 # toggle VAR [lite]: the op tests, a few goldens in bf16, the device training step, then Stage C
 #        and B forwards (lite, and full unless 'lite') with the switch VAR=0 and VAR=1 alternately
-#        (e.g. CASCADE_GELU_EPILOGUE, CASCADE_MLP_WIDE) and the baseline (old/bin) beside them,
+#        (e.g. CASCADE_GELU_EPILOGUE, CASCADE_MLP_WIDE) and the baseline (old/bin) beside them;
+#        VAR=A,B: all at 0, each alone at 1, then all at 1, twice in turn,
 #        lite against the CPU, and a lite image pair (old/bin, bin)
 # kohya: issue 13's bench: kohya's sd-scripts (bench/kohya_gpu.sh put it in kohya/) and ours on the
 #        seed files: the full fine-tune, then the LoRA of Stage C lite (bf16 autocast both), each
@@ -225,10 +226,13 @@ if [ "$mode" = toggle ]; then
     [ "$sizes" = lite ] || for v in stage_c stage_b; do
         [ -f $W/${v}_bf16.safetensors ] || timeout 300 $B/mkweights $M/$v.json $W/${v}_bf16.safetensors bf16 &
     done; wait
-    for size in $sizes; do for f in 0 1 0 1; do
-        echo "$var=$f, $size:"; env $var=$f $B/stage --dir $W --manifests $M --threads $(nproc) --device cuda --dtype bf16 \
+    vars=$(echo "$var" | tr , ' ') sets=0   # A,B: all at 0, each alone at 1, all at 1
+    for v in $vars; do sets="$sets $v"; done; [ "$vars" = "$var" ] || sets="$sets all"
+    for size in $sizes; do for round in 1 2; do for s in $sets; do
+        envs=; for v in $vars; do envs="$envs $v=$([ $s = all ] || [ $s = $v ] && echo 1 || echo 0)"; done
+        echo "${envs# }, $size:"; env $envs $B/stage --dir $W --manifests $M --threads $(nproc) --device cuda --dtype bf16 \
             --precision bf16 --size $size --stage c,b --warmup 2 --runs 5 2>&1 | grep "^| stage"
-    done; side_by_side $size 5; done
+    done; done; side_by_side $size 5; done
     $B/stage --dir $W --manifests $M --threads $(nproc) --device cuda --dtype bf16 --precision bf16 --size lite \
         --stage c,b --check 1 --warmup 1 --runs 1 2>&1 | grep -E "rel_l2"
     mkdir -p $W/lite; for f in stage_a text_encoder_bf16 stage_c_lite_bf16 stage_b_lite_bf16; do ln -sf $W/$f.safetensors $W/lite/; done
