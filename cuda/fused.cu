@@ -421,34 +421,38 @@ static __device__ __forceinline__ void block_sums(float *v, float (*sh)[T])
  * each input pixel 9 times through L2 (L2-bound at Stage B's 128^2 level)
  * and stages every block's weights from a 9-float stride; here a thread
  * slides along the row: 3 (T + 2) loads for T pixels, and its 4 channels'
- * 36 weights are one contiguous 144-byte run (dw [c, 1, 3, 3]) read once
- * into registers. Taps are summed in k_dw_ln4's order (ky, then kx, from
+ * 36 weights are one contiguous 144-byte run (dw [c, 1, 3, 3]) read once a
+ * block into registers. Taps are summed in k_dw_ln4's order (ky, then kx, from
  * the bias): the same conv values; the norm's sums are block-wide. */
 #define DR_MAX_THREADS 512
 template <int T>
 static __global__ void __launch_bounds__(DR_MAX_THREADS)
-    k_dw_rows(const float4 *x, size_t H, size_t W, size_t c4, const float4 *dw, const float4 *db, const float *skip,
-              size_t cs, __nv_bfloat16 *y)
+    k_dw_rows(const float4 *x, size_t H, size_t W, size_t c4, size_t segs, const float4 *dw, const float4 *db,
+              const float *skip, size_t cs, __nv_bfloat16 *y)
 {
     __shared__ float sh[2][DR_MAX_THREADS / 32][T];
     const unsigned g = threadIdx.x;
     const bool on = g < c4;
-    size_t tiles = (W + T - 1) / T, row = blockIdx.x / tiles;   /* row: n * H + py */
-    size_t px0 = (blockIdx.x - row * tiles) * (size_t)T, py = row % H;
-    float4 acc[T];
     float wf[36];   /* channel 4g + j, tap k at j * 9 + k */
+    float4 b = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     if (on) {
-        float4 b = db[g];
-#pragma unroll
-        for (int t = 0; t < T; t++) acc[t] = b;
+        b = db[g];
 #pragma unroll
         for (int i = 0; i < 9; i++) {
             float4 q = dw[9 * (size_t)g + i];
             wf[4 * i] = q.x, wf[4 * i + 1] = q.y, wf[4 * i + 2] = q.z, wf[4 * i + 3] = q.w;
         }
+    }
+    const size_t tiles = (W + T - 1) / T, cin = 4 * c4 + cs;
+    const float c = (float)(4 * c4);
+    for (size_t seg = blockIdx.x; seg < segs; seg += gridDim.x) {
+        size_t row = seg / tiles, px0 = (seg - row * tiles) * (size_t)T, py = row % H;   /* row: n * H + py */
+        float4 acc[T];
+#pragma unroll
+        for (int t = 0; t < T; t++) acc[t] = b;
 #pragma unroll
         for (int ky = 0; ky < 3; ky++) {
-            if ((ky == 0 && py == 0) || (ky == 2 && py + 1 >= H)) continue;
+            if (!on || (ky == 0 && py == 0) || (ky == 2 && py + 1 >= H)) continue;
             const float4 *xr = x + (row + ky - 1) * W * c4 + g;
 #pragma unroll
             for (int s = 0; s < T + 2; s++) {   /* input column px0 + s - 1 */
@@ -463,35 +467,47 @@ static __global__ void __launch_bounds__(DR_MAX_THREADS)
                 }
             }
         }
-    } else {
+        float m[T], q[T];
 #pragma unroll
-        for (int t = 0; t < T; t++) acc[t] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    }
-    const float c = (float)(4 * c4);
-    float m[T], q[T];
+        for (int t = 0; t < T; t++) m[t] = on ? (acc[t].x + acc[t].y) + (acc[t].z + acc[t].w) : 0.0f;
+        block_sums<T>(m, sh[0]);
 #pragma unroll
-    for (int t = 0; t < T; t++) m[t] = on ? (acc[t].x + acc[t].y) + (acc[t].z + acc[t].w) : 0.0f;
-    block_sums<T>(m, sh[0]);
+        for (int t = 0; t < T; t++) {
+            m[t] /= c;
+            float d0 = acc[t].x - m[t], d1 = acc[t].y - m[t], d2 = acc[t].z - m[t], d3 = acc[t].w - m[t];
+            q[t] = on ? (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3) : 0.0f;
+        }
+        block_sums<T>(q, sh[1]);
+        size_t p0 = row * W + px0, nt = W - px0 < (size_t)T ? W - px0 : (size_t)T;
 #pragma unroll
-    for (int t = 0; t < T; t++) {
-        m[t] /= c;
-        float a = acc[t].x - m[t], b = acc[t].y - m[t], d = acc[t].z - m[t], e = acc[t].w - m[t];
-        q[t] = on ? (a * a + b * b) + (d * d + e * e) : 0.0f;
+        for (int t = 0; t < T; t++) {
+            if (!on || (size_t)t >= nt) continue;
+            float inv = rsqrtf(q[t] / c + 1e-6f);
+            __nv_bfloat162 *yp = (__nv_bfloat162 *)(y + (p0 + t) * cin) + 2 * g;
+            yp[0] = __floats2bfloat162_rn((acc[t].x - m[t]) * inv, (acc[t].y - m[t]) * inv);
+            yp[1] = __floats2bfloat162_rn((acc[t].z - m[t]) * inv, (acc[t].w - m[t]) * inv);
+        }
+        for (size_t i = threadIdx.x; i < nt * cs; i += blockDim.x) {
+            size_t t = i / cs, j = i - t * cs;
+            y[(p0 + t) * cin + 4 * c4 + j] = __float2bfloat16_rn(skip[(p0 + t) * cs + j]);
+        }
     }
-    block_sums<T>(q, sh[1]);
-    size_t cin = 4 * c4 + cs, p0 = row * W + px0, nt = W - px0 < (size_t)T ? W - px0 : (size_t)T;
-#pragma unroll
-    for (int t = 0; t < T; t++) {
-        if (!on || (size_t)t >= nt) continue;
-        float inv = rsqrtf(q[t] / c + 1e-6f);
-        __nv_bfloat162 *yp = (__nv_bfloat162 *)(y + (p0 + t) * cin) + 2 * g;
-        yp[0] = __floats2bfloat162_rn((acc[t].x - m[t]) * inv, (acc[t].y - m[t]) * inv);
-        yp[1] = __floats2bfloat162_rn((acc[t].z - m[t]) * inv, (acc[t].w - m[t]) * inv);
-    }
-    for (size_t i = threadIdx.x; i < nt * cs; i += blockDim.x) {
-        size_t t = i / cs, j = i - t * cs;
-        y[(p0 + t) * cin + 4 * c4 + j] = __float2bfloat16_rn(skip[(p0 + t) * cs + j]);
-    }
+}
+
+/* one launch of k_dw_rows<T>: as many blocks as stay resident, at most one
+ * a segment (each walks its share, the weights read once a block) */
+template <int T>
+static void dw_rows_launch(const float *x, size_t N, size_t H, size_t W, size_t c, const float *dw, const float *db,
+                           const float *skip, size_t cs, __nv_bfloat16 *y, unsigned threads)
+{
+    size_t segs = N * H * ((W + T - 1) / T);
+    int occ = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, k_dw_rows<T>, (int)threads, 0) != cudaSuccess || occ < 1)
+        occ = 1, cudaGetLastError();
+    size_t most = (size_t)sm_count() * (size_t)occ;
+    unsigned grid = (unsigned)(segs < most ? segs : most);
+    k_dw_rows<T><<<grid, threads, 0, stream()>>>((const float4 *)x, H, W, c / 4, segs, (const float4 *)dw,
+                                                 (const float4 *)db, skip, cs, y);
 }
 
 /* k_dw_rows where it applies (c % 4 == 0 up to 4 * DR_MAX_THREADS channels,
@@ -504,16 +520,11 @@ static int dw_rows(const float *x, size_t N, size_t H, size_t W, size_t c, const
     if (!dw_rows_on() || c % 4 || c > 4 * DR_MAX_THREADS || (c + cs) % 2 || (uintptr_t)x % 16 ||
         (uintptr_t)dw % 16 || (uintptr_t)db % 16 || (uintptr_t)y % 4)
         return CS_EUNSUP;
-    int sms = sm_count();
-    size_t rows = N * H, threads = (c / 4 + 31) / 32 * 32;
-    int T = rows * ((W + 7) / 8) >= (size_t)sms ? 8 : rows * ((W + 3) / 4) >= (size_t)sms ? 4 : 2;
-    size_t blocks = rows * ((W + T - 1) / T);
-    if (blocks > 0x7fffffff) return CS_EUNSUP;
-    const float4 *x4 = (const float4 *)x, *w4 = (const float4 *)dw, *b4 = (const float4 *)db;
-    cudaStream_t st = stream();
-    if (T == 8) k_dw_rows<8><<<(unsigned)blocks, (unsigned)threads, 0, st>>>(x4, H, W, c / 4, w4, b4, skip, cs, y);
-    else if (T == 4) k_dw_rows<4><<<(unsigned)blocks, (unsigned)threads, 0, st>>>(x4, H, W, c / 4, w4, b4, skip, cs, y);
-    else k_dw_rows<2><<<(unsigned)blocks, (unsigned)threads, 0, st>>>(x4, H, W, c / 4, w4, b4, skip, cs, y);
+    size_t rows = N * H, sms = (size_t)sm_count();
+    unsigned threads = (unsigned)((c / 4 + 31) / 32 * 32);
+    if (rows * ((W + 7) / 8) >= sms) dw_rows_launch<8>(x, N, H, W, c, dw, db, skip, cs, y, threads);
+    else if (rows * ((W + 3) / 4) >= sms) dw_rows_launch<4>(x, N, H, W, c, dw, db, skip, cs, y, threads);
+    else dw_rows_launch<2>(x, N, H, W, c, dw, db, skip, cs, y, threads);
     return 0;
 }
 
