@@ -541,12 +541,16 @@ static int sumsq_wide_on(void)
  * 8 rows x 32 lanes of 8 channels (16-byte loads, 256 channels), each lane
  * walking every 8th row of the chunk; the 8 rows' sums meet in shared
  * memory, so one atomic a channel a block (k_gelu_sumsq: 4-byte loads and
- * one atomic a channel every 32 rows). C % 8 == 0, h 16-byte aligned. */
+ * one atomic a channel every 32 rows). C % 8 == 0, h 16-byte aligned.
+ * The image's last block to finish (done[n] counts them, from 0) turns its
+ * sums into GRN's nx as k_grn_nx does: one launch fewer a ResBlock. */
 #define SQ_ROWS 8
 static __global__ void __launch_bounds__(32 * SQ_ROWS)
-    k_sumsq8(const uint4 *h, size_t HW, size_t C8, size_t per, float *sumsq)
+    k_sumsq8(const uint4 *h, size_t HW, size_t C8, size_t per, float *sumsq, unsigned *done)
 {
     __shared__ float sh[SQ_ROWS][8 * 32];   /* [row lane][k * 32 + lane]: conflict-free both ways */
+    __shared__ float part[SQ_ROWS];
+    __shared__ bool last;
     const unsigned tx = threadIdx.x, ty = threadIdx.y;
     size_t j = (size_t)blockIdx.x * 32 + tx, n = blockIdx.z;
     size_t r0 = (size_t)blockIdx.y * per, r1 = r0 + per < HW ? r0 + per : HW;
@@ -568,18 +572,35 @@ static __global__ void __launch_bounds__(32 * SQ_ROWS)
     for (int k = 0; k < 8; k++) sh[ty][k * 32 + tx] = s[k];
     __syncthreads();
     unsigned i = ty * 32 + tx, lane = i & 31, k = i >> 5;   /* channel 8 (32 blockIdx.x + lane) + k */
-    size_t ch8 = (size_t)blockIdx.x * 32 + lane;
-    if (ch8 >= C8) return;
-    float t = 0.0f;
+    size_t ch8 = (size_t)blockIdx.x * 32 + lane, C = 8 * C8;
+    if (ch8 < C8) {
+        float t = 0.0f;
 #pragma unroll
-    for (int y = 0; y < SQ_ROWS; y++) t += sh[y][k * 32 + lane];
-    atomicAdd(&sumsq[n * 8 * C8 + 8 * ch8 + k], t);
+        for (int y = 0; y < SQ_ROWS; y++) t += sh[y][k * 32 + lane];
+        atomicAdd(&sumsq[n * C + 8 * ch8 + k], t);
+    }
+    __threadfence();   /* the sums before the count */
+    __syncthreads();
+    if (i == 0) last = atomicAdd(&done[n], 1u) == gridDim.x * gridDim.y - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    float *row = sumsq + n * C, a = 0.0f;   /* every block's sums are in (read through L2) */
+    for (size_t c = i; c < C; c += 32 * SQ_ROWS) a += sqrtf(__ldcg(row + c));
+    a = warp_sum(a);
+    if (lane == 0) part[k] = a;   /* k: the warp */
+    __syncthreads();
+    float m = 0.0f;
+#pragma unroll
+    for (int w = 0; w < SQ_ROWS; w++) m += part[w];
+    m = m / (float)C + 1e-6f;
+    for (size_t c = i; c < C; c += 32 * SQ_ROWS) row[c] = sqrtf(__ldcg(row + c)) / m;
 }
 
-/* k_sumsq8 where it applies (C % 8 == 0, h 16-byte aligned): 0, else
- * CS_EUNSUP (nothing queued). Chunks of rows so that the grid has about
+/* k_sumsq8 where it applies (C % 8 == 0, h 16-byte aligned): 0 (sumsq
+ * holds nx), else CS_EUNSUP (nothing queued); done: N zeros. Chunks of rows so that the grid has about
  * 8 blocks an SM (all resident: a read-only pass wants every load slot). */
-static int sumsq8(const __nv_bfloat16 *h, size_t N, size_t HW, size_t C, float *sumsq)
+static int sumsq8(const __nv_bfloat16 *h, size_t N, size_t HW, size_t C, float *sumsq, unsigned *done)
 {
     if (!sumsq_wide_on() || C % 8 || (uintptr_t)h % 16 || N > MAX_GRID_YZ) return CS_EUNSUP;
     int sms = sm_count();
@@ -589,7 +610,7 @@ static int sumsq8(const __nv_bfloat16 *h, size_t N, size_t HW, size_t C, float *
     chunks = (HW + per - 1) / per;
     while (chunks > MAX_GRID_YZ) per *= 2, chunks = (HW + per - 1) / per;
     k_sumsq8<<<dim3((unsigned)gx, (unsigned)chunks, (unsigned)N), dim3(32, SQ_ROWS), 0, stream()>>>(
-        (const uint4 *)h, HW, C8, per, sumsq);
+        (const uint4 *)h, HW, C8, per, sumsq, done);
     return 0;
 }
 
@@ -624,7 +645,7 @@ extern "C" int cs_cuda_mlp_block(float *x, size_t N, size_t H, size_t W, size_t 
     if (!be) return cs_cuda_weight_rc();
     __nv_bfloat16 *x16 = (__nv_bfloat16 *)cs_cuda_scratch(8, rows * cin * 2);
     __nv_bfloat162 *h = (__nv_bfloat162 *)cs_cuda_scratch(9, rows * c4 * 2);
-    float *ss = (float *)cs_cuda_scratch(10, N * c4 * sizeof(float));
+    float *ss = (float *)cs_cuda_scratch(10, N * (c4 + 1) * sizeof(float));   /* sums, then k_sumsq8's counts */
     if (!x16 || !h || !ss) return CS_ENOMEM;
     size_t blocks = (rows + DL_WARPS - 1) / DL_WARPS;
     unsigned grid = (unsigned)(blocks < ((size_t)1 << 20) ? blocks : ((size_t)1 << 20));
@@ -645,15 +666,15 @@ extern "C" int cs_cuda_mlp_block(float *x, size_t N, size_t H, size_t W, size_t 
     }
     if (!rc && !fused) rc = cs_cuda_linear16((const uint16_t *)x16, rows, cin, w->fc1_w, w->fc1_b, h, 1, c4, 0);
     if (rc) return rc;   /* CS_EUNSUP included: x is untouched so far */
-    cudaError_t e = cudaMemsetAsync(ss, 0, N * c4 * sizeof(float), stream());
+    cudaError_t e = cudaMemsetAsync(ss, 0, N * (c4 + 1) * sizeof(float), stream());
     if (e != cudaSuccess) return cs_cuda_fail(e, "a ResBlock");
     size_t c2 = c4 / 2, per;
     dim3 pg = pair_grid(c2, HW, N, &per);
+    int wide = fused && !sumsq8((const __nv_bfloat16 *)h, N, HW, c4, ss, (unsigned *)(ss + N * c4));
     if (!fused) k_gelu_sumsq<true><<<pg, MLP_THREADS, 0, stream()>>>(h, HW, c2, per, ss);
-    else if (sumsq8((const __nv_bfloat16 *)h, N, HW, c4, ss))
-        k_gelu_sumsq<false><<<pg, MLP_THREADS, 0, stream()>>>(h, HW, c2, per, ss);
+    else if (!wide) k_gelu_sumsq<false><<<pg, MLP_THREADS, 0, stream()>>>(h, HW, c2, per, ss);
     if ((rc = launched("a ResBlock's GELU"))) return rc;
-    k_grn_nx<<<(unsigned)N, 1024, 0, stream()>>>(ss, c4);
+    if (!wide) k_grn_nx<<<(unsigned)N, 1024, 0, stream()>>>(ss, c4);   /* k_sumsq8 made nx itself */
     if ((rc = launched("a ResBlock's GRN norms"))) return rc;
     if (HW >= 2 * c && fold_grn()) {
         const __nv_bfloat162 *w2 = (const __nv_bfloat162 *)cs_cuda_weight(w->fc2_w, CS_BF16, err, sizeof err);
