@@ -494,8 +494,11 @@ static __global__ void __launch_bounds__(DR_MAX_THREADS)
     }
 }
 
-/* one launch of k_dw_rows<T>: as many blocks as stay resident, at most one
- * a segment (each walks its share, the weights read once a block) */
+/* one launch of k_dw_rows<T>: a block a segment, or where there are 4 times
+ * more segments than resident blocks, those blocks each walking its share
+ * (the weights read once a block: at T = 8 they are a third of a segment's
+ * reads; fewer segments a block would leave some blocks a whole segment
+ * behind) */
 template <int T>
 static void dw_rows_launch(const float *x, size_t N, size_t H, size_t W, size_t c, const float *dw, const float *db,
                            const float *skip, size_t cs, __nv_bfloat16 *y, unsigned threads)
@@ -505,7 +508,7 @@ static void dw_rows_launch(const float *x, size_t N, size_t H, size_t W, size_t 
     if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, k_dw_rows<T>, (int)threads, 0) != cudaSuccess || occ < 1)
         occ = 1, cudaGetLastError();
     size_t most = (size_t)sm_count() * (size_t)occ;
-    unsigned grid = (unsigned)(segs < most ? segs : most);
+    unsigned grid = (unsigned)(segs < 4 * most ? segs : most);
     k_dw_rows<T><<<grid, threads, 0, stream()>>>((const float4 *)x, H, W, c / 4, segs, (const float4 *)dw,
                                                  (const float4 *)db, skip, cs, y);
 }

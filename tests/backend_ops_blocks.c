@@ -57,8 +57,9 @@ static void t_block(int dw, cs_dtype dt, size_t N, size_t H, size_t W, size_t c,
  * Stage B's 320, 257 groups in 9 warps, the widest with a skip) and those
  * it leaves to the others (1, 3, 17, 63, an odd row of [x | skip]); odd H
  * and W, one row (no taps above or below); segments of 2 pixels (few rows)
- * and 8 (N H ceil(W / 8) past the SM count, a part-filled last segment);
- * batch 1 and 2. */
+ * and 8 (N H ceil(W / 8) past the SM count, a part-filled last segment),
+ * 4 times more segments than resident blocks (c = 4 at 9112 segments: on
+ * an H100 each block walks several); batch 1 and 2. */
 static void dw_forms(void)
 {
     for (int f = 0; f < 2; f++) {
@@ -76,6 +77,7 @@ static void dw_forms(void)
         t_block(1, CS_BF16, 1, 3, 5, 1028, 0);
         t_block(1, CS_BF16, 2, 3, 3, 2048, 1024);
         t_block(1, CS_BF16, 1, 1, 40, 1536, 0);
+        t_block(1, CS_BF16, 2, 67, 537, 4, 0);
     }
     unsetenv("CASCADE_DW_ROWS"), unsetenv("CASCADE_SUMSQ_WIDE");
 }
