@@ -416,14 +416,15 @@ static __device__ __forceinline__ void block_sums(float *v, float (*sh)[T])
     }
 }
 
-/* One block a segment of T pixels of one image row, a thread a float4 group
- * of channels (c/4 threads rounded up to warps, at most 512). k_dw_ln4 reads
+/* A block a segment of T pixels of one image row (or several in turn: see
+ * dw_rows_launch), a thread a float4 group of channels (c/4 threads rounded
+ * up to warps, at most 512). k_dw_ln4 reads
  * each input pixel 9 times through L2 (L2-bound at Stage B's 128^2 level)
  * and stages every block's weights from a 9-float stride; here a thread
  * slides along the row: 3 (T + 2) loads for T pixels, and its 4 channels'
  * 36 weights are one contiguous 144-byte run (dw [c, 1, 3, 3]) read once a
- * block into registers. Taps are summed in k_dw_ln4's order (ky, then kx, from
- * the bias): the same conv values; the norm's sums are block-wide. */
+ * block into registers. Taps are summed in k_dw_ln4's order (ky, then kx,
+ * from the bias): the same conv values; the norm's sums are block-wide. */
 #define DR_MAX_THREADS 512
 template <int T>
 static __global__ void __launch_bounds__(DR_MAX_THREADS)
