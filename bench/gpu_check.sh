@@ -19,10 +19,12 @@
 #        Stage C in bf16, Adafactor, gradient checkpointing, a kohya TOML at 1024^2, sampling every
 #        epoch) with --device cuda, one epoch, then a LoRA of Stage C lite: wall time, steps,
 #        device memory peak, the files written
-# toggle VAR [lite]: the op tests, a few goldens in bf16, the device training step, then Stage C
-#        and B forwards (lite, and full unless 'lite') with the switch VAR=0 and VAR=1 alternately
-#        (e.g. CASCADE_GELU_EPILOGUE, CASCADE_MLP_WIDE) and the baseline (old/bin) beside them,
-#        lite against the CPU, and a lite image pair (old/bin, bin)
+# toggle VAR[=V1,V2,...] [lite]: the op tests, a few goldens in bf16, the device training step, then
+#        Stage C and B forwards (lite, and full unless 'lite') with the switch VAR=0 and VAR=1 (or each
+#        value listed: e.g. CASCADE_FLASH_FORM=1,2,3,4,5, each also with the bf16 AttnBlock op cases
+#        and the lite forwards against the CPU) alternately (e.g. CASCADE_GELU_EPILOGUE,
+#        CASCADE_MLP_WIDE) and the baseline (old/bin) beside them, lite against the CPU, and a lite
+#        image pair (old/bin, bin)
 # kohya: issue 13's bench: kohya's sd-scripts (bench/kohya_gpu.sh put it in kohya/) and ours on the
 #        seed files: the full fine-tune, then the LoRA of Stage C lite (bf16 autocast both), each
 #        KOHYA_EPOCHS (2) epochs of 4 steps: s/step (median of the gaps between optimizer steps,
@@ -209,7 +211,8 @@ if [ "$mode" = seed ]; then
     exit 0
 fi
 if [ "$mode" = toggle ]; then
-    var=${2:?toggle VAR [lite]}
+    var=${2:?toggle VAR[=V1,V2,...] [lite]} vals="0 1"
+    [[ "$var" == *=* ]] && vals=${var#*=} && vals=${vals//,/ } && var=${var%%=*}
     {
     for p in bf16 fp16 fp32; do
         echo "op tests $p:"; CASCADE_BACKEND=cuda CASCADE_PRECISION=$p timeout 90 $B/test_backend_ops 2>&1 | grep -v "^ok"
@@ -225,7 +228,13 @@ if [ "$mode" = toggle ]; then
     [ "$sizes" = lite ] || for v in stage_c stage_b; do
         [ -f $W/${v}_bf16.safetensors ] || timeout 300 $B/mkweights $M/$v.json $W/${v}_bf16.safetensors bf16 &
     done; wait
-    for size in $sizes; do for f in 0 1 0 1; do
+    [ "$vals" = "0 1" ] || for f in $vals; do   # each value: the fused AttnBlock's cases, the lite forwards against the CPU
+        echo "$var=$f op tests bf16:"; env $var=$f CASCADE_BACKEND=cuda CASCADE_PRECISION=bf16 timeout 90 \
+            $B/test_backend_ops 2>&1 | grep -E "attn_block|FAIL|PASS"
+        echo "$var=$f, check:"; env $var=$f $B/stage --dir $W --manifests $M --threads $(nproc) --device cuda \
+            --dtype bf16 --precision bf16 --size lite --stage c,b --check 1 --warmup 1 --runs 1 2>&1 | grep -E "rel_l2"
+    done
+    for size in $sizes; do for f in $vals $vals; do
         echo "$var=$f, $size:"; env $var=$f $B/stage --dir $W --manifests $M --threads $(nproc) --device cuda --dtype bf16 \
             --precision bf16 --size $size --stage c,b --warmup 2 --runs 5 2>&1 | grep "^| stage"
     done; side_by_side $size 5; done
@@ -239,7 +248,7 @@ if [ "$mode" = toggle ]; then
             -o "$out/lite_toggle.png" --force 2>&1 | grep -v "Stage . [0-9]*/"
     done
     } >"$out/toggle.txt" 2>&1
-    grep -E "FAIL|PASS|worst|left out|golden|=[01],|^[a-z]*, |^\||rel_l2|image|steps in|peak|error" "$out/toggle.txt" |
+    grep -E "FAIL|PASS|worst|left out|golden|=[^ ]*,|=[^ ]* op|^[a-z]*, |^\||rel_l2|image|steps in|peak|error" "$out/toggle.txt" |
         grep -v "^ok" | cut -c1-200
     exit 0
 fi

@@ -19,6 +19,10 @@
  * Keys may come in two row blocks (an image's own tokens, then the
  * conditioning tokens), so the AttnBlock needs no gathered copy of them.
  *
+ * Other forms, picked by $CASCADE_FLASH_FORM until the H100 has timed
+ * them (form() lists them): two key groups a block (8 warps: a Stage C
+ * lite grid, 432 blocks, is under one wave), ex2 and a trimmed last tile.
+ *
  * Anything else (a mask, other head widths, fp32) returns CS_EUNSUP and
  * attention.cu does it. $CASCADE_FLASH=0 turns it off. On the H100 it took
  * Stage C lite from 16.2 to 9.4 ms a forward, Stage B lite from 39.8 to
@@ -137,22 +141,37 @@ static __device__ __forceinline__ void fetch_kv(uint32_t (*sk)[FA_LDS / 2], uint
     }
     asm volatile("cp.async.commit_group;\n" ::);
 }
+
+/* exp2 of x in one MUFU instruction (-inf gives 0): exp2f adds a few
+ * instructions for results below 2^-126, which P and the rescales never need */
+static __device__ __forceinline__ float ex2(float x)
+{
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
 #endif
 
-/* One step of 64 keys for this warp's 16 query rows: S = Q K^T from the
- * K tile, the running max and sum, O rescaled, O += P V from the V tile.
- * MASK: the tile has fewer than 64 keys (the last one): scores past kvalid
- * are -inf. */
-template <typename T, bool MASK>
+/* One step of NK keys (64, or 32: a key group's half of the tile) for this
+ * warp's 16 query rows: S = Q K^T from the K rows, the running max and sum,
+ * O rescaled, O += P V from the V rows. MASK: the tile has fewer than 64
+ * keys (the last one): scores past kvalid are -inf; with NK 32 a warp's
+ * half may hold none, so its max may stay -inf (then 0 stands in for it).
+ * LEAN: ex2, not exp2f (the scale folded into an FFMA as well spilled),
+ * and the last tile's 8-key columns past kvalid skipped (Stage B's 1028
+ * and 260 keys end in a tile of 4). */
+template <typename T, bool MASK, int NK, bool LEAN>
 static __device__ __forceinline__ void fa_step(uint32_t (*sk)[FA_LDS / 2], uint32_t (*sv)[FA_LDS / 2],
                                                uint32_t (*qf)[4], float (*o)[4], float *m, float *l, int kvalid,
                                                float scale_log2)
 {
     const int lane = threadIdx.x & 31, t = lane & 3;
     /* S = Q K^T: K's rows are the columns of the product (col-major B) */
-    float s[FA_BK / 8][4];
-    for (int j = 0; j < FA_BK / 8; j++) {
+    float s[NK / 8][4];
+    for (int j = 0; j < NK / 8; j++) {
         s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+        if (MASK && LEAN && j * 8 >= kvalid) continue;   /* masked below */
         for (int kk = 0; kk < FA_D / 16; kk += 2) {
             uint32_t b[4];
             ldm_x4(b, (const uint16_t *)sk[j * 8 + (lane & 7)] + kk * 16 + (lane >> 3) * 8);
@@ -161,18 +180,20 @@ static __device__ __forceinline__ void fa_step(uint32_t (*sk)[FA_LDS / 2], uint3
         }
     }
     float mx[2] = {-INFINITY, -INFINITY};
-    for (int j = 0; j < FA_BK / 8; j++)
+    for (int j = 0; j < NK / 8; j++)
         for (int e = 0; e < 4; e++) {
             float x = !MASK || j * 8 + 2 * t + (e & 1) < kvalid ? s[j][e] * scale_log2 : -INFINITY;
             s[j][e] = x;
             mx[e >> 1] = fmaxf(mx[e >> 1], x);
         }
-    float alpha[2];
+    float alpha[2], msub[2];
     for (int r = 0; r < 2; r++) {
         mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
         mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-        float mn = fmaxf(m[r], mx[r]);   /* finite: every step has a valid key */
-        alpha[r] = exp2f(m[r] - mn);
+        /* finite with 64 keys a step: every step has a valid key */
+        float mn = fmaxf(m[r], mx[r]);
+        msub[r] = MASK && NK < FA_BK && mn == -INFINITY ? 0.0f : mn;
+        alpha[r] = LEAN ? ex2(m[r] - msub[r]) : exp2f(m[r] - msub[r]);
         m[r] = mn;
         l[r] *= alpha[r];   /* this thread's part of the row sum; the 4 parts are added at the end */
     }
@@ -181,11 +202,13 @@ static __device__ __forceinline__ void fa_step(uint32_t (*sk)[FA_LDS / 2], uint3
         o[j][2] *= alpha[1], o[j][3] *= alpha[1];
     }
     /* P, 16 keys at a time, as the A fragment of O += P V */
-    for (int kk = 0; kk < FA_BK / 16; kk++) {
+    for (int kk = 0; kk < NK / 16; kk++) {
+        if (MASK && LEAN && kk * 16 >= kvalid) break;   /* P is 0 from here */
         float p[2][4];
         for (int u = 0; u < 2; u++)
             for (int e = 0; e < 4; e++) {
-                p[u][e] = exp2f(s[2 * kk + u][e] - m[e >> 1]);
+                float x = s[2 * kk + u][e];
+                p[u][e] = LEAN ? ex2(x - msub[e >> 1]) : exp2f(x - msub[e >> 1]);
                 l[e >> 1] += p[u][e];
             }
         uint32_t pa[4] = {pack2(p[0][0], p[0][1], (T *)0), pack2(p[0][2], p[0][3], (T *)0),
@@ -199,19 +222,19 @@ static __device__ __forceinline__ void fa_step(uint32_t (*sk)[FA_LDS / 2], uint3
     }
 }
 
-/* The warp's output rows O / l (the 4 threads' parts of l summed first),
- * as float32 or (O16) as T */
+/* The output rows O / l of row warp rw (the 4 threads' parts of l summed
+ * first), as float32 or (O16) as T */
 template <typename T, bool O16>
 static __device__ __forceinline__ void fa_store(const fa_args &a, float (*o)[4], float *l, size_t n, size_t h,
-                                                size_t q0, int qrows)
+                                                size_t q0, int qrows, int rw)
 {
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     for (int r = 0; r < 2; r++) {
         l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
         l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
     }
     for (int r = 0; r < 2; r++) {
-        int row = warp * 16 + g + 8 * r;
+        int row = rw * 16 + g + 8 * r;
         if (row >= qrows) continue;
         float inv = 1.0f / l[r];
         size_t at = (n * a.Lq + q0 + (size_t)row) * a.ldo + h * FA_D + 2 * t;
@@ -225,23 +248,55 @@ static __device__ __forceinline__ void fa_store(const fa_args &a, float (*o)[4],
     }
 }
 
-/* grid (query blocks, heads, images), 128 threads */
-template <typename T, bool O16>
-static __global__ void __launch_bounds__(128, 4) k_flash(fa_args a)
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+/* KG 2: merge group 1's (m, l, O) into group 0's through shared memory
+ * (so: 4 warps x 32 floats x 32 lanes, sml: m and l; lane-major, no bank
+ * conflicts). Group 0's m is finite: its first half tile holds key 0. */
+static __device__ __forceinline__ void fa_merge(float *so, float *sml, float (*o)[4], float *m, float *l, int rw,
+                                                int g)
+{
+    const int lane = threadIdx.x & 31;
+    if (g) {
+        for (int j = 0; j < FA_D / 8; j++)
+            for (int e = 0; e < 4; e++) so[((rw * 8 + j) * 4 + e) * 32 + lane] = o[j][e];
+        for (int r = 0; r < 2; r++) sml[(rw * 4 + r) * 32 + lane] = m[r], sml[(rw * 4 + 2 + r) * 32 + lane] = l[r];
+    }
+    __syncthreads();
+    if (g) return;
+    float a0[2], a1[2];
+    for (int r = 0; r < 2; r++) {
+        float m1 = sml[(rw * 4 + r) * 32 + lane], l1 = sml[(rw * 4 + 2 + r) * 32 + lane], mn = fmaxf(m[r], m1);
+        a0[r] = exp2f(m[r] - mn), a1[r] = exp2f(m1 - mn);   /* m1 -inf (no keys): 0 */
+        l[r] = l[r] * a0[r] + l1 * a1[r];
+    }
+    for (int j = 0; j < FA_D / 8; j++)
+        for (int e = 0; e < 4; e++) o[j][e] = o[j][e] * a0[e >> 1] + so[((rw * 8 + j) * 4 + e) * 32 + lane] * a1[e >> 1];
+}
+
+#endif
+
+/* grid (query blocks, heads, images), 128 KG threads. KG key groups: with
+ * 2, warps w and w + 4 take the same 16 query rows and the two 32-key halves
+ * of every tile, twice the warps on the same blocks (a Stage C lite grid
+ * is under one wave of 4 blocks an SM), merged at the end. LEAN: fa_step's.
+ * MINB: blocks an SM the registers must allow. */
+template <typename T, bool O16, int KG, bool LEAN, int MINB>
+static __global__ void __launch_bounds__(128 * KG, MINB) k_flash(fa_args a)
 {
 #if __CUDA_ARCH__ >= 800
     __shared__ __align__(16) uint32_t sq[FA_BQ][FA_LDS / 2], sk[2][FA_BK][FA_LDS / 2], sv[2][FA_BK][FA_LDS / 2];
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, rw = warp & 3, g = warp >> 2;
+    const int NK = FA_BK / KG;   /* keys a warp takes of a tile */
     const size_t n = blockIdx.z, h = blockIdx.y, q0 = (size_t)blockIdx.x * FA_BQ, Lk = a.L[0] + a.L[1];
     const int qrows = (int)(a.Lq - q0 < FA_BQ ? a.Lq - q0 : FA_BQ);
     fetch_q(sq, a, n, h, q0);
     fetch_kv(sk[0], sv[0], a, n, h, 0);
     asm volatile("cp.async.wait_group 1;\n" ::);   /* the queries are in */
     __syncthreads();
-    /* Q as A fragments, one per 16 features: rows warp*16 + (lane & 15), columns + (lane >> 4) * 8 */
+    /* Q as A fragments, one per 16 features: rows rw*16 + (lane & 15), columns + (lane >> 4) * 8 */
     uint32_t qf[FA_D / 16][4];
     for (int kk = 0; kk < FA_D / 16; kk++)
-        ldm_x4(qf[kk], (const uint16_t *)sq[warp * 16 + (lane & 15)] + kk * 16 + (lane >> 4) * 8);
+        ldm_x4(qf[kk], (const uint16_t *)sq[rw * 16 + (lane & 15)] + kk * 16 + (lane >> 4) * 8);
     /* this thread's rows: g and g + 8 of the warp's 16; its columns 2t, 2t+1 of every 8 */
     float o[FA_D / 8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
     for (int j = 0; j < FA_D / 8; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
@@ -254,11 +309,16 @@ static __global__ void __launch_bounds__(128, 4) k_flash(fa_args a)
             asm volatile("cp.async.wait_group 0;\n" ::);
         }
         __syncthreads();   /* tile b is in for every thread */
-        if (Lk - k0 >= FA_BK) fa_step<T, false>(sk[b], sv[b], qf, o, m, l, FA_BK, a.scale_log2);
-        else fa_step<T, true>(sk[b], sv[b], qf, o, m, l, (int)(Lk - k0), a.scale_log2);
+        if (Lk - k0 >= FA_BK)
+            fa_step<T, false, NK, LEAN>(sk[b] + g * NK, sv[b] + g * NK, qf, o, m, l, NK, a.scale_log2);
+        else
+            fa_step<T, true, NK, LEAN>(sk[b] + g * NK, sv[b] + g * NK, qf, o, m, l, (int)(Lk - k0) - g * NK,
+                                     a.scale_log2);
         __syncthreads();   /* tile b is read: the next fetch may overwrite it */
     }
-    fa_store<T, O16>(a, o, l, n, h, q0, qrows);
+    /* the tiles are read and no copy is in flight: sk and sv are free */
+    if (KG > 1) fa_merge((float *)sk, (float *)sv, o, m, l, rw, g);
+    if (g == 0) fa_store<T, O16>(a, o, l, n, h, q0, qrows, rw);
 #endif
 }
 
@@ -280,17 +340,45 @@ extern "C" int cs_cuda_flash_fits(size_t N, size_t Lq, size_t Lk, size_t C, int 
 /* 16-byte rows: cp.async copies 16 bytes at a time */
 static int rows16(const void *p, size_t ld) { return !p || ((uintptr_t)p % 16 == 0 && ld % 8 == 0); }
 
+/* $CASCADE_FLASH_FORM, side by side until measured (registers on sm_90):
+ *   1 (the default) 4 warps a block (128)    2: 1, LEAN (128)
+ *   3: 2 key groups, LEAN, 2 blocks an SM (110)
+ *   4: 2 key groups, 3 blocks an SM (80)     5: 4, LEAN (80, 36 bytes spilled)
+ * Read at every launch, so one process (the op tests, a timing run) can
+ * switch it; 0 for a value that is none of them. */
+#define FA_FORMS 5
+static int form(void)
+{
+    const char *e = getenv("CASCADE_FLASH_FORM");
+    if (!e || !*e) return 1;
+    return e[0] >= '1' && e[0] < '1' + FA_FORMS && !e[1] ? e[0] - '0' : 0;
+}
+
+template <typename T, bool O16>
+static void go(int f, dim3 grid, cudaStream_t st, const fa_args &a)
+{
+    if (f == 1) k_flash<T, O16, 1, false, 4><<<grid, 128, 0, st>>>(a);
+    else if (f == 2) k_flash<T, O16, 1, true, 4><<<grid, 128, 0, st>>>(a);
+    else if (f == 3) k_flash<T, O16, 2, true, 2><<<grid, 256, 0, st>>>(a);
+    else if (f == 4) k_flash<T, O16, 2, false, 3><<<grid, 256, 0, st>>>(a);
+    else k_flash<T, O16, 2, true, 3><<<grid, 256, 0, st>>>(a);
+}
+
 static int launch(fa_args *a, size_t N, int nhead, int o16)
 {
+    int f = form();
+    if (!f)
+        return cs_cuda_fail_text(CS_EARG, "CUDA: $CASCADE_FLASH_FORM=%s: expected a form from 1 to %d",
+                                 getenv("CASCADE_FLASH_FORM"), FA_FORMS);
     a->scale_log2 = 1.4426950408889634f / sqrtf((float)FA_D);
     dim3 grid((unsigned)((a->Lq + FA_BQ - 1) / FA_BQ), (unsigned)nhead, (unsigned)N);
     cudaStream_t st = (cudaStream_t)cs_cuda_stream();
     if (cs_cuda_precision() == CS_PREC_BF16) {
-        if (o16) k_flash<__nv_bfloat16, true><<<grid, 128, 0, st>>>(*a);
-        else k_flash<__nv_bfloat16, false><<<grid, 128, 0, st>>>(*a);
+        if (o16) go<__nv_bfloat16, true>(f, grid, st, *a);
+        else go<__nv_bfloat16, false>(f, grid, st, *a);
     } else {
-        if (o16) k_flash<__half, true><<<grid, 128, 0, st>>>(*a);
-        else k_flash<__half, false><<<grid, 128, 0, st>>>(*a);
+        if (o16) go<__half, true>(f, grid, st, *a);
+        else go<__half, false>(f, grid, st, *a);
     }
     return cs_cuda_check_launch("attention (flash)");
 }
