@@ -21,7 +21,8 @@
  *
  * Other forms, picked by $CASCADE_FLASH_FORM until the H100 has timed
  * them (form() lists them): two key groups a block (8 warps: a Stage C
- * lite grid, 432 blocks, is under one wave), ex2 and a trimmed last tile.
+ * lite grid, 432 blocks, is under one wave), ex2 and a trimmed last tile,
+ * keys split over blocks and merged by a second kernel.
  *
  * Anything else (a mask, other head widths, fp32) returns CS_EUNSUP and
  * attention.cu does it. $CASCADE_FLASH=0 turns it off. On the H100 it took
@@ -55,6 +56,17 @@ struct fa_args {
     void *o;                       /* float32 or 16-bit rows (the kernel's O16) */
     size_t ldo;
     float scale_log2;   /* 1/sqrt(64) * log2(e): exp(x) as exp2 */
+};
+
+/* form 6's key splits: splits a row, tiles a split; a split's unscaled O
+ * rows part [splits][rows][64] and (m, l) ml [splits][rows], rows = N Lq
+ * heads (a query row's head). A parameter of its own: these fields in
+ * fa_args made ptxas spill in the fp16 form 1. */
+struct fa_split {
+    unsigned splits, tps;
+    size_t rows;
+    float *part;
+    float2 *ml;
 };
 
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
@@ -223,10 +235,11 @@ static __device__ __forceinline__ void fa_step(uint32_t (*sk)[FA_LDS / 2], uint3
 }
 
 /* The output rows O / l of row warp rw (the 4 threads' parts of l summed
- * first), as float32 or (O16) as T */
-template <typename T, bool O16>
-static __device__ __forceinline__ void fa_store(const fa_args &a, float (*o)[4], float *l, size_t n, size_t h,
-                                                size_t q0, int qrows, int rw)
+ * first), as float32 or (O16) as T; PART (form 6): O and (m, l) as they
+ * are, split sp's partials */
+template <typename T, bool O16, bool PART>
+static __device__ __forceinline__ void fa_store(const fa_args &a, const fa_split &p, float (*o)[4], const float *m,
+                                                float *l, size_t n, size_t h, size_t q0, int qrows, int rw, unsigned sp)
 {
     const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     for (int r = 0; r < 2; r++) {
@@ -236,6 +249,13 @@ static __device__ __forceinline__ void fa_store(const fa_args &a, float (*o)[4],
     for (int r = 0; r < 2; r++) {
         int row = rw * 16 + g + 8 * r;
         if (row >= qrows) continue;
+        if (PART) {
+            size_t w = (size_t)sp * p.rows + (n * a.Lq + q0 + (size_t)row) * gridDim.y + h;
+            float2 *out = (float2 *)(p.part + w * FA_D) + t;
+            for (int j = 0; j < FA_D / 8; j++) out[j * 4] = make_float2(o[j][2 * r], o[j][2 * r + 1]);
+            if (!t) p.ml[w] = make_float2(m[r], l[r]);
+            continue;
+        }
         float inv = 1.0f / l[r];
         size_t at = (n * a.Lq + q0 + (size_t)row) * a.ldo + h * FA_D + 2 * t;
         if (O16) {
@@ -275,22 +295,27 @@ static __device__ __forceinline__ void fa_merge(float *so, float *sml, float (*o
 
 #endif
 
-/* grid (query blocks, heads, images), 128 KG threads. KG key groups: with
+/* grid (query blocks, heads, images x splits), 128 KG threads. KG key groups: with
  * 2, warps w and w + 4 take the same 16 query rows and the two 32-key halves
  * of every tile, twice the warps on the same blocks (a Stage C lite grid
  * is under one wave of 4 blocks an SM), merged at the end. LEAN: fa_step's.
- * MINB: blocks an SM the registers must allow. */
-template <typename T, bool O16, int KG, bool LEAN, int MINB>
-static __global__ void __launch_bounds__(128 * KG, MINB) k_flash(fa_args a)
+ * MINB: blocks an SM the registers must allow. SPLIT: the keys of split
+ * blockIdx.z % splits only, partials out. */
+template <typename T, bool O16, int KG, bool LEAN, int MINB, bool SPLIT>
+static __global__ void __launch_bounds__(128 * KG, MINB) k_flash(fa_args a, fa_split p)
 {
 #if __CUDA_ARCH__ >= 800
     __shared__ __align__(16) uint32_t sq[FA_BQ][FA_LDS / 2], sk[2][FA_BK][FA_LDS / 2], sv[2][FA_BK][FA_LDS / 2];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, rw = warp & 3, g = warp >> 2;
     const int NK = FA_BK / KG;   /* keys a warp takes of a tile */
-    const size_t n = blockIdx.z, h = blockIdx.y, q0 = (size_t)blockIdx.x * FA_BQ, Lk = a.L[0] + a.L[1];
+    const unsigned sp = SPLIT ? blockIdx.z % p.splits : 0;
+    const size_t n = SPLIT ? blockIdx.z / p.splits : blockIdx.z, h = blockIdx.y, q0 = (size_t)blockIdx.x * FA_BQ;
+    /* keys kb .. ke-1: whole tiles but the last split's last one */
+    const size_t Lk = a.L[0] + a.L[1], kb = SPLIT ? (size_t)sp * p.tps * FA_BK : 0;
+    const size_t ke = SPLIT && kb + (size_t)p.tps * FA_BK < Lk ? kb + (size_t)p.tps * FA_BK : Lk;
     const int qrows = (int)(a.Lq - q0 < FA_BQ ? a.Lq - q0 : FA_BQ);
     fetch_q(sq, a, n, h, q0);
-    fetch_kv(sk[0], sv[0], a, n, h, 0);
+    fetch_kv(sk[0], sv[0], a, n, h, kb);
     asm volatile("cp.async.wait_group 1;\n" ::);   /* the queries are in */
     __syncthreads();
     /* Q as A fragments, one per 16 features: rows rw*16 + (lane & 15), columns + (lane >> 4) * 8 */
@@ -301,24 +326,47 @@ static __global__ void __launch_bounds__(128 * KG, MINB) k_flash(fa_args a)
     float o[FA_D / 8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
     for (int j = 0; j < FA_D / 8; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
     int b = 0;
-    for (size_t k0 = 0; k0 < Lk; k0 += FA_BK, b ^= 1) {
-        if (k0 + FA_BK < Lk) {
+    for (size_t k0 = kb; k0 < ke; k0 += FA_BK, b ^= 1) {
+        if (k0 + FA_BK < ke) {
             fetch_kv(sk[b ^ 1], sv[b ^ 1], a, n, h, k0 + FA_BK);
             asm volatile("cp.async.wait_group 1;\n" ::);
         } else {
             asm volatile("cp.async.wait_group 0;\n" ::);
         }
         __syncthreads();   /* tile b is in for every thread */
-        if (Lk - k0 >= FA_BK)
+        if (ke - k0 >= FA_BK)
             fa_step<T, false, NK, LEAN>(sk[b] + g * NK, sv[b] + g * NK, qf, o, m, l, NK, a.scale_log2);
         else
-            fa_step<T, true, NK, LEAN>(sk[b] + g * NK, sv[b] + g * NK, qf, o, m, l, (int)(Lk - k0) - g * NK,
+            fa_step<T, true, NK, LEAN>(sk[b] + g * NK, sv[b] + g * NK, qf, o, m, l, (int)(ke - k0) - g * NK,
                                      a.scale_log2);
         __syncthreads();   /* tile b is read: the next fetch may overwrite it */
     }
     /* the tiles are read and no copy is in flight: sk and sv are free */
     if (KG > 1) fa_merge((float *)sk, (float *)sv, o, m, l, rw, g);
-    if (g == 0) fa_store<T, O16>(a, o, l, n, h, q0, qrows, rw);
+    if (g == 0) fa_store<T, O16, SPLIT>(a, p, o, m, l, n, h, q0, qrows, rw, sp);
+#endif
+}
+
+/* form 6's merge of the splits' partials: a warp a row of a head, a lane
+ * two of its 64 columns; every split has a key, so every m is finite */
+template <typename T, bool O16>
+static __global__ void k_flash_combine(fa_args a, fa_split p, unsigned nhead)
+{
+#if __CUDA_ARCH__ >= 800
+    const size_t w = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    const int lane = threadIdx.x & 31;
+    if (w >= p.rows) return;
+    float mx = -INFINITY, l = 0.0f, o0 = 0.0f, o1 = 0.0f;
+    for (unsigned s = 0; s < p.splits; s++) mx = fmaxf(mx, p.ml[s * p.rows + w].x);
+    for (unsigned s = 0; s < p.splits; s++) {
+        float2 ml = p.ml[s * p.rows + w], x = ((const float2 *)(p.part + (s * p.rows + w) * FA_D))[lane];
+        float c = exp2f(ml.x - mx);
+        l += ml.y * c, o0 += x.x * c, o1 += x.y * c;
+    }
+    float inv = 1.0f / l;
+    size_t at = w / nhead * a.ldo + w % nhead * FA_D + 2 * lane;
+    if (O16) *(uint32_t *)((uint16_t *)a.o + at) = pack2(o0 * inv, o1 * inv, (T *)0);
+    else ((float *)a.o)[at] = o0 * inv, ((float *)a.o)[at + 1] = o1 * inv;
 #endif
 }
 
@@ -344,9 +392,12 @@ static int rows16(const void *p, size_t ld) { return !p || ((uintptr_t)p % 16 ==
  *   1 (the default) 4 warps a block (128)    2: 1, LEAN (128)
  *   3: 2 key groups, LEAN, 2 blocks an SM (110)
  *   4: 2 key groups, 3 blocks an SM (80)     5: 4, LEAN (80, 36 bytes spilled)
+ *   6: 2, the keys split over blocks where the grid is under two waves
+ *      (flash-decoding's scheme), the partials merged by k_flash_combine
+ *   (in fp16, LEAN with 128 registers spills 12 to 16 bytes)
  * Read at every launch, so one process (the op tests, a timing run) can
  * switch it; 0 for a value that is none of them. */
-#define FA_FORMS 5
+#define FA_FORMS 6
 static int form(void)
 {
     const char *e = getenv("CASCADE_FLASH_FORM");
@@ -354,31 +405,78 @@ static int form(void)
     return e[0] >= '1' && e[0] < '1' + FA_FORMS && !e[1] ? e[0] - '0' : 0;
 }
 
-template <typename T, bool O16>
-static void go(int f, dim3 grid, cudaStream_t st, const fa_args &a)
+static int sm_count(void)
 {
-    if (f == 1) k_flash<T, O16, 1, false, 4><<<grid, 128, 0, st>>>(a);
-    else if (f == 2) k_flash<T, O16, 1, true, 4><<<grid, 128, 0, st>>>(a);
-    else if (f == 3) k_flash<T, O16, 2, true, 2><<<grid, 256, 0, st>>>(a);
-    else if (f == 4) k_flash<T, O16, 2, false, 3><<<grid, 256, 0, st>>>(a);
-    else k_flash<T, O16, 2, true, 3><<<grid, 256, 0, st>>>(a);
+    static int sms = 0;
+    if (!sms) {
+        int dev = 0, v = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+            v = 0, cudaGetLastError();
+        sms = v > 0 ? v : 80;
+    }
+    return sms;
 }
 
-static int launch(fa_args *a, size_t N, int nhead, int o16)
+/* form 6's plan: splits (1: none) of tps tiles each, so that the blocks
+ * fill two waves of 4 an SM; every split at least 2 tiles, at most 8 */
+static unsigned splits(size_t N, size_t Lq, size_t Lk, int nhead, unsigned *tps)
+{
+    size_t tiles = (Lk + FA_BK - 1) / FA_BK, S = 1;
+    *tps = (unsigned)tiles;
+    if (form() != 6) return 1;
+    size_t blocks = (Lq + FA_BQ - 1) / FA_BQ * (size_t)nhead * N, slots = 4 * (size_t)sm_count();
+    if (blocks < 2 * slots) S = (2 * slots + blocks - 1) / blocks;
+    if (S > tiles / 2) S = tiles / 2;
+    if (S > 8) S = 8;
+    while (S > 1 && N * S > 65535) S--;
+    if (S < 2) return 1;
+    size_t t = (tiles + S - 1) / S;
+    *tps = (unsigned)t;
+    return (unsigned)((tiles + t - 1) / t);
+}
+
+/* bytes of form 6's partials for these sizes (0: no split) */
+static size_t part_bytes(size_t N, size_t Lq, size_t Lk, int nhead)
+{
+    unsigned tps, S = splits(N, Lq, Lk, nhead, &tps);
+    return S > 1 ? (size_t)S * N * Lq * nhead * (FA_D + 2) * sizeof(float) : 0;
+}
+
+template <typename T, bool O16>
+static void go(int f, dim3 grid, cudaStream_t st, const fa_args &a, const fa_split &p)
+{
+    if (f == 1) k_flash<T, O16, 1, false, 4, false><<<grid, 128, 0, st>>>(a, p);
+    else if (f == 2) k_flash<T, O16, 1, true, 4, false><<<grid, 128, 0, st>>>(a, p);
+    else if (f == 3) k_flash<T, O16, 2, true, 2, false><<<grid, 256, 0, st>>>(a, p);
+    else if (f == 4) k_flash<T, O16, 2, false, 3, false><<<grid, 256, 0, st>>>(a, p);
+    else if (f == 5) k_flash<T, O16, 2, true, 3, false><<<grid, 256, 0, st>>>(a, p);
+    else if (p.splits < 2) k_flash<T, O16, 1, true, 4, false><<<grid, 128, 0, st>>>(a, p);
+    else {
+        k_flash<T, O16, 1, true, 4, true><<<grid, 128, 0, st>>>(a, p);
+        k_flash_combine<T, O16><<<(unsigned)((p.rows + 7) / 8), 256, 0, st>>>(a, p, grid.y);
+    }
+}
+
+/* part: room for part_bytes() of these sizes (NULL when 0) */
+static int launch(fa_args *a, size_t N, int nhead, int o16, void *part)
 {
     int f = form();
     if (!f)
         return cs_cuda_fail_text(CS_EARG, "CUDA: $CASCADE_FLASH_FORM=%s: expected a form from 1 to %d",
                                  getenv("CASCADE_FLASH_FORM"), FA_FORMS);
     a->scale_log2 = 1.4426950408889634f / sqrtf((float)FA_D);
-    dim3 grid((unsigned)((a->Lq + FA_BQ - 1) / FA_BQ), (unsigned)nhead, (unsigned)N);
+    fa_split p = {0, 0, N * a->Lq * (size_t)nhead, (float *)part, NULL};
+    p.splits = splits(N, a->Lq, a->L[0] + a->L[1], nhead, &p.tps);
+    if (p.splits > 1 && !part) return cs_cuda_fail_text(CS_EDEVICE, "CUDA: attention (flash): no room for the splits");
+    if (part) p.ml = (float2 *)(p.part + (size_t)p.splits * p.rows * FA_D);
+    dim3 grid((unsigned)((a->Lq + FA_BQ - 1) / FA_BQ), (unsigned)nhead, (unsigned)(N * p.splits));
     cudaStream_t st = (cudaStream_t)cs_cuda_stream();
     if (cs_cuda_precision() == CS_PREC_BF16) {
-        if (o16) go<__nv_bfloat16, true>(f, grid, st, *a);
-        else go<__nv_bfloat16, false>(f, grid, st, *a);
+        if (o16) go<__nv_bfloat16, true>(f, grid, st, *a, p);
+        else go<__nv_bfloat16, false>(f, grid, st, *a, p);
     } else {
-        if (o16) go<__half, true>(f, grid, st, *a);
-        else go<__half, false>(f, grid, st, *a);
+        if (o16) go<__half, true>(f, grid, st, *a, p);
+        else go<__half, false>(f, grid, st, *a, p);
     }
     return cs_cuda_check_launch("attention (flash)");
 }
@@ -391,8 +489,11 @@ extern "C" int cs_cuda_flash16(const uint16_t *q, size_t ldq, const uint16_t *k1
     if (!cs_cuda_flash_fits(N, Lq, L1 + L2, C, nhead) || !rows16(q, ldq) || !rows16(o, ldo) || !rows16(k1, ld1) ||
         !rows16(v1, ld1) || (L2 && (!rows16(k2, ld2) || !rows16(v2, ld2))))
         return CS_EUNSUP;
+    size_t pb = part_bytes(N, Lq, L1 + L2, nhead);
+    void *part = pb ? cs_cuda_scratch(11, pb) : NULL;
+    if (pb && !part) return cs_cuda_fail_text(CS_ENOMEM, "CUDA: out of memory for attention's partial sums");
     fa_args a = {q, ldq, {k1, L2 ? k2 : k1}, {v1, L2 ? v2 : v1}, {ld1, L2 ? ld2 : ld1}, {L1, L2}, Lq, o, ldo, 0.0f};
-    return launch(&a, N, nhead, 1);
+    return launch(&a, N, nhead, 1, part);
 }
 
 /* float32 rows to dense 16-bit ones at *at (advanced); NULL stays NULL */
@@ -415,16 +516,19 @@ static int flash_f32(const float *q, size_t ldq, const float *k1, const float *v
     if (!L1) k1 = k2, v1 = v2, ldk1 = ldv1 = ld2, L1 = L2, L2 = 0, k2 = v2 = NULL;
     if (!L2) k2 = v2 = NULL;
     if (!cs_cuda_flash_fits(N, Lq, L1 + L2, C, nhead)) return CS_EUNSUP;
-    size_t n16 = N * (Lq + 2 * (L1 + L2)) * C;
-    uint16_t *at = (uint16_t *)cs_cuda_scratch(11, n16 * sizeof(uint16_t));
+    /* the 16-bit operands, then form 6's partials (16-byte aligned) */
+    size_t b16 = (N * (Lq + 2 * (L1 + L2)) * C * sizeof(uint16_t) + 15) & ~(size_t)15,
+           pb = part_bytes(N, Lq, L1 + L2, nhead);
+    uint16_t *at = (uint16_t *)cs_cuda_scratch(11, b16 + pb);
     if (!at) return cs_cuda_fail_text(CS_ENOMEM, "CUDA: out of memory for attention's 16-bit operands");
+    void *part = pb ? (char *)at + b16 : NULL;
     int rc = 0;
     const uint16_t *q16 = half_rows(q, N * Lq, C, ldq, &at, &rc), *k16 = half_rows(k1, N * L1, C, ldk1, &at, &rc),
                    *v16 = half_rows(v1, N * L1, C, ldv1, &at, &rc), *k216 = half_rows(k2, N * L2, C, ld2, &at, &rc),
                    *v216 = half_rows(v2, N * L2, C, ld2, &at, &rc);
     if (rc) return rc;
     fa_args a = {q16, C, {k16, L2 ? k216 : k16}, {v16, L2 ? v216 : v16}, {C, C}, {L1, L2}, Lq, o, ldo, 0.0f};
-    return launch(&a, N, nhead, 0);
+    return launch(&a, N, nhead, 0, part);
 }
 
 extern "C" int cs_cuda_flash_attention(const float *q, size_t ldq, const float *k, size_t ldk, const float *v,

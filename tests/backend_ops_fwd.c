@@ -246,7 +246,30 @@ static void t_convt(cs_dtype dt, size_t N, size_t H, size_t W, size_t Cin, size_
     free(x), free(y[0]), free(y[1]);
 }
 
-static char form_tag[32];   /* " form=N" while flash_forms runs */
+char form_tag[32];
+
+/* $CASCADE_FLASH_FORM=f for the cases that follow (read by the CUDA plugin
+ * at each launch) and " form=f" in their names; f 0: back to as it was */
+void flash_form(int f)
+{
+    static char was[32];
+    static int saved;
+    if (!saved) {
+        const char *e = getenv("CASCADE_FLASH_FORM");
+        snprintf(was, sizeof was, "%s", e ? e : "");
+        saved = 1;
+    }
+    if (f) {
+        char v[16];
+        snprintf(v, sizeof v, "%d", f);
+        setenv("CASCADE_FLASH_FORM", v, 1);
+        snprintf(form_tag, sizeof form_tag, " form=%d", f);
+    } else {
+        if (was[0]) setenv("CASCADE_FLASH_FORM", was, 1);
+        else unsetenv("CASCADE_FLASH_FORM");
+        form_tag[0] = 0;
+    }
+}
 
 /* packed: q, k, v are column blocks of one [N*L, 3C] array (Lq == Lk) */
 static void t_attention(size_t N, size_t Lq, size_t Lk, size_t C, int nhead, int masked, int packed, size_t pad)
@@ -312,18 +335,14 @@ static void t_attention_cat(size_t N, size_t Lq, size_t L1, size_t L2, size_t C,
 
 /* every form of the CUDA plugin's flash attention ($CASCADE_FLASH_FORM, read
  * at each launch: cuda/flash.cu) at 64-wide heads and odd lengths: 1, 3,
- * 17, 63, 1025 queries or keys, last tiles of 1, 4 and 21 keys, two key
- * blocks and one. Other backends and precisions run the same cases. */
-#define FLASH_FORMS 5
+ * 17, 63, 1025 queries or keys, last tiles of 1, 4 and 20 keys, two key
+ * blocks and one, keys split over blocks (form 6 from 4 tiles on: 6 splits
+ * of 1025 keys, 2 of 285 with the second block inside the second split).
+ * Other backends and precisions run the same cases. */
 static void flash_forms(void)
 {
-    const char *e = getenv("CASCADE_FLASH_FORM");
-    char was[32], v[16];
-    snprintf(was, sizeof was, "%s", e ? e : "");
     for (int f = 1; f <= FLASH_FORMS; f++) {
-        snprintf(v, sizeof v, "%d", f);
-        snprintf(form_tag, sizeof form_tag, " form=%d", f);
-        setenv("CASCADE_FLASH_FORM", v, 1);
+        flash_form(f);
         t_attention(1, 1, 1, 64, 1, 0, 0, 0);
         t_attention(2, 3, 17, 128, 2, 0, 0, 3);
         t_attention(1, 17, 17, 64, 1, 0, 1, 0);
@@ -336,10 +355,10 @@ static void flash_forms(void)
         t_attention_cat(1, 1, 0, 77, 64, 1, 0);     /* the second block only */
         t_attention_cat(2, 64, 64, 4, 64, 1, 0);    /* Stage B's tail: a last tile of 4 */
         t_attention_cat(1, 63, 63, 85, 128, 2, 0);  /* Stage C's conditioning: a last tile of 20 */
+        t_attention(2, 65, 300, 128, 2, 0, 0, 0);
+        t_attention_cat(1, 200, 200, 85, 64, 1, 0);
     }
-    if (was[0]) setenv("CASCADE_FLASH_FORM", was, 1);
-    else unsetenv("CASCADE_FLASH_FORM");
-    form_tag[0] = 0;
+    flash_form(0);
 }
 
 static void t_resize(size_t N, size_t H, size_t W, size_t C, size_t Ho, size_t Wo)
