@@ -272,8 +272,7 @@ static __device__ __forceinline__ void fa_store(const fa_args &a, const fa_split
 /* KG 2: merge group 1's (m, l, O) into group 0's through shared memory
  * (so: 4 warps x 32 floats x 32 lanes, sml: m and l; lane-major, no bank
  * conflicts). Group 0's m is finite: its first half tile holds key 0. */
-static __device__ __forceinline__ void fa_merge(float *so, float *sml, float (*o)[4], float *m, float *l, int rw,
-                                                int g)
+static __device__ __forceinline__ void fa_merge(float *so, float *sml, float (*o)[4], float *m, float *l, int rw, int g)
 {
     const int lane = threadIdx.x & 31;
     if (g) {
@@ -290,7 +289,8 @@ static __device__ __forceinline__ void fa_merge(float *so, float *sml, float (*o
         l[r] = l[r] * a0[r] + l1 * a1[r];
     }
     for (int j = 0; j < FA_D / 8; j++)
-        for (int e = 0; e < 4; e++) o[j][e] = o[j][e] * a0[e >> 1] + so[((rw * 8 + j) * 4 + e) * 32 + lane] * a1[e >> 1];
+        for (int e = 0; e < 4; e++)
+            o[j][e] = o[j][e] * a0[e >> 1] + so[((rw * 8 + j) * 4 + e) * 32 + lane] * a1[e >> 1];
 }
 
 #endif
@@ -410,7 +410,8 @@ static int sm_count(void)
     static int sms = 0;
     if (!sms) {
         int dev = 0, v = 0;
-        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+        if (cudaGetDevice(&dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
             v = 0, cudaGetLastError();
         sms = v > 0 ? v : 80;
     }
