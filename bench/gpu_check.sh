@@ -19,10 +19,11 @@
 #        Stage C in bf16, Adafactor, gradient checkpointing, a kohya TOML at 1024^2, sampling every
 #        epoch) with --device cuda, one epoch, then a LoRA of Stage C lite: wall time, steps,
 #        device memory peak, the files written
-# toggle VAR [lite]: the op tests, a few goldens in bf16, the device training step, then Stage C
-#        and B forwards (lite, and full unless 'lite') with the switch VAR=0 and VAR=1 alternately
-#        (e.g. CASCADE_GELU_EPILOGUE, CASCADE_MLP_WIDE) and the baseline (old/bin) beside them;
-#        VAR=A,B: all at 0, each alone at 1, then all at 1, twice in turn,
+# toggle VAR[=V1,V2,...] [lite]: the op tests, a few goldens in bf16, the device training step, then
+#        Stage C and B forwards (lite, and full unless 'lite') with the switch VAR=0 and VAR=1
+#        alternately (e.g. CASCADE_GELU_EPILOGUE) and the baseline (old/bin) beside them;
+#        VAR=A,B: all at 0, each alone at 1, then all at 1; VAR=V1,V2 (one switch): each value, each
+#        also with the lite forwards against the CPU (e.g. CASCADE_FLASH_FORM=1,2,6); twice in turn;
 #        lite against the CPU, and a lite image pair (old/bin, bin)
 # kohya: issue 13's bench: kohya's sd-scripts (bench/kohya_gpu.sh put it in kohya/) and ours on the
 #        seed files: the full fine-tune, then the LoRA of Stage C lite (bf16 autocast both), each
@@ -210,7 +211,8 @@ if [ "$mode" = seed ]; then
     exit 0
 fi
 if [ "$mode" = toggle ]; then
-    var=${2:?toggle VAR [lite]}
+    var=${2:?toggle VAR[=V1,V2,...] [lite]} vals= listed=0
+    [[ "$var" == *=* ]] && listed=1 && vals=${var#*=} && vals=${vals//,/ } && var=${var%%=*}
     {
     for p in bf16 fp16 fp32; do
         echo "op tests $p:"; CASCADE_BACKEND=cuda CASCADE_PRECISION=$p timeout 90 $B/test_backend_ops 2>&1 | grep -v "^ok"
@@ -226,11 +228,21 @@ if [ "$mode" = toggle ]; then
     [ "$sizes" = lite ] || for v in stage_c stage_b; do
         [ -f $W/${v}_bf16.safetensors ] || timeout 300 $B/mkweights $M/$v.json $W/${v}_bf16.safetensors bf16 &
     done; wait
-    vars=$(echo "$var" | tr , ' ') sets=0   # A,B: all at 0, each alone at 1, all at 1
-    for v in $vars; do sets="$sets $v"; done; [ "$vars" = "$var" ] || sets="$sets all"
-    for size in $sizes; do for round in 1 2; do for s in $sets; do
-        envs=; for v in $vars; do envs="$envs $v=$([ $s = all ] || [ $s = $v ] && echo 1 || echo 0)"; done
-        echo "${envs# }, $size:"; env $envs $B/stage --dir $W --manifests $M --threads $(nproc) --device cuda --dtype bf16 \
+    sets=()   # each an env assignment list: VAR=V1,V2: each value; A,B: all at 0, each alone at 1, all at 1
+    if [ $listed = 1 ]; then
+        for f in ${vals}; do sets+=("$var=$f"); done
+        for f in ${vals}; do   # each value: the lite forwards against the CPU
+            echo "$var=$f, check:"; env $var=$f $B/stage --dir $W --manifests $M --threads $(nproc) --device cuda \
+                --dtype bf16 --precision bf16 --size lite --stage c,b --check 1 --warmup 1 --runs 1 2>&1 | grep -E "rel_l2"
+        done
+    else
+        vars=${var//,/ } s0=
+        for v in $vars; do s0="$s0 $v=0"; done; sets+=("${s0# }")
+        for v in $vars; do e=; for u in $vars; do e="$e $u=$([ $u = $v ] && echo 1 || echo 0)"; done; sets+=("${e# }"); done
+        [ "$vars" = "$var" ] || { e=; for v in $vars; do e="$e $v=1"; done; sets+=("${e# }"); }
+    fi
+    for size in $sizes; do for round in 1 2; do for envs in "${sets[@]}"; do
+        echo "$envs, $size:"; env $envs $B/stage --dir $W --manifests $M --threads $(nproc) --device cuda --dtype bf16 \
             --precision bf16 --size $size --stage c,b --warmup 2 --runs 5 2>&1 | grep "^| stage"
     done; done; side_by_side $size 5; done
     $B/stage --dir $W --manifests $M --threads $(nproc) --device cuda --dtype bf16 --precision bf16 --size lite \
@@ -243,7 +255,7 @@ if [ "$mode" = toggle ]; then
             -o "$out/lite_toggle.png" --force 2>&1 | grep -v "Stage . [0-9]*/"
     done
     } >"$out/toggle.txt" 2>&1
-    grep -E "FAIL|PASS|worst|left out|golden|=[01],|^[a-z]*, |^\||rel_l2|image|steps in|peak|error" "$out/toggle.txt" |
+    grep -E "FAIL|PASS|worst|left out|golden|=[^ ]*,|^[a-z]*, |^\||rel_l2|image|steps in|peak|error" "$out/toggle.txt" |
         grep -v "^ok" | cut -c1-200
     exit 0
 fi

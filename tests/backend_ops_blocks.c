@@ -158,8 +158,8 @@ static void t_attnblock(cs_dtype dt, size_t N, size_t HW, size_t c, int nhead, s
         rc[m] = end(rc[m], "attn_block");
     }
     char s[160];
-    snprintf(s, sizeof s, "%s N=%zu HW=%zu c=%zu heads=%d Lc=%zu c_cond=%zu packed=%d self=%d", dtn(dt), N, HW, c,
-             nhead, Lc, cc, packed, self_attn);
+    snprintf(s, sizeof s, "%s N=%zu HW=%zu c=%zu heads=%d Lc=%zu c_cond=%zu packed=%d self=%d%s", dtn(dt), N, HW, c,
+             nhead, Lc, cc, packed, self_attn, form_tag);
     report("attn_block", s, 1, y[0], y[1], rows * c, rc[0], rc[1]);
     cs_tensor *all[] = {&b.wqkv, &b.bqkv, &b.wo, &b.bo, &b.kv_w, &b.kv_b};
     for (int i = 0; i < 6; i++) drop(all[i]);
@@ -196,4 +196,12 @@ void block_ops(void)
     t_attnblock(CS_BF16, 2, 63, 128, 2, 0, 0, 1, 1);      /* no conditioning */
     t_attnblock(CS_F32, 1, 33, 64, 1, 5, 8, 1, 0);        /* cross-attention only */
     t_attnblock(CS_F32, 1, 17, 24, 3, 3, 5, 0, 1);        /* 8-wide heads: single ops on a GPU */
+    /* each flash form through the fused block (16-bit out): 385 keys in 7
+     * tiles, split in 3 by form 6; one query and 5 keys */
+    for (int f = 1; f <= FLASH_FORMS; f++) {
+        flash_form(f);
+        t_attnblock(CS_BF16, 2, 300, 128, 2, 85, 40, 1, 1);
+        t_attnblock(CS_BF16, 1, 1, 64, 1, 4, 8, 1, 1);
+    }
+    flash_form(0);
 }
