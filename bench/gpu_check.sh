@@ -76,7 +76,7 @@ checks() {   # the plugin's and op tests, the device training step, a few golden
         echo "op tests $p:"; CASCADE_BACKEND=cuda CASCADE_PRECISION=$p timeout 90 $B/test_backend_ops 2>&1 | grep -v "^ok"
     done
     CASCADE_BACKEND=cuda CASCADE_PRECISION=bf16 timeout 60 $B/test_backend_ops 2>&1 | grep -E "attn_block|mlp_block|ts_block"
-    echo "train steps:"; SHARED_DIR=$PWD CASCADE_BACKEND=cuda timeout 120 $B/test_train_dev 2>&1 |
+    echo "train steps:"; SHARED_DIR=$PWD CASCADE_BACKEND=cuda timeout 180 $B/test_train_dev 2>&1 |
         grep -E "FAIL|worst|weights|left out"
     for c in sampling_c sampling_b stage_c_tiny op_attnblock; do for p in bf16 fp32; do
         timeout 60 $B/cascade-golden --device cuda --precision $p golden/$c 2>&1 | tail -n 1 | sed "s/^/golden $c $p: /"
@@ -219,7 +219,7 @@ if [ "$mode" = toggle ]; then
     for c in sampling_c sampling_b stage_c_tiny stage_b_tiny op_resblock_skip op_feedforward; do
         timeout 60 $B/cascade-golden --device cuda --precision bf16 golden/$c 2>&1 | tail -n 1 | sed "s/^/golden $c bf16: /"
     done
-    echo "train steps:"; SHARED_DIR=$PWD CASCADE_BACKEND=cuda timeout 150 $B/test_train_dev 2>&1 |
+    echo "train steps:"; SHARED_DIR=$PWD CASCADE_BACKEND=cuda timeout 210 $B/test_train_dev 2>&1 |
         grep -E "FAIL|worst|weights|left out"
     W=/tmp/cascade-weights
     [ -f $W/stage_c_lite_bf16.safetensors ] || lite_weights
