@@ -362,6 +362,22 @@ if [ "$CASCADE_SIMD" = scalar ] && [ -f "$fk" ] && [ -s "$tmp/ddfused/t.safetens
     ! grep -q "fused" "$tmp/err" && cmp -s "$tmp/ddfull/t.safetensors" "$tmp/db/t.safetensors" &&
         ok "fused_backward_pass off where the unfused step fits" || bad "fused_backward_pass on a 24 GiB device: $(cat "$tmp/err")"
 fi
+# a fused run's state resumes fused without the option (automatic follows the
+# state) to the same bytes; an unfused state does not resume fused
+if [ "$CASCADE_SIMD" = scalar ]; then
+    if $T --fused_backward_pass --max_train_epochs 2 --save_every_n_epochs 1 --save_state --output_dir "$tmp/fa" 2>"$tmp/err" &&
+        cp "$tmp/fa/t.safetensors" "$tmp/fa.safetensors" &&
+        $T --max_train_epochs 2 --output_dir "$tmp/fa" --resume "$tmp/fa/state-000002" 2>"$tmp/err"; then
+        cmp -s "$tmp/fa.safetensors" "$tmp/fa/t.safetensors" && ok "fused: resumed without the option = uninterrupted" ||
+            bad "fused: the resumed run differs"
+    else
+        bad "fused resume: $(cat "$tmp/err")"
+    fi
+    $T --max_train_epochs 3 --output_dir "$tmp/b" --resume "$tmp/b/state-000003" --fused_backward_pass 2>"$tmp/err"
+    rc=$?
+    [ $rc -eq 1 ] && grep -q 'saved by another run' "$tmp/err" && ok "an unfused state resumed fused: refused" ||
+        bad "an unfused state resumed fused: exit $rc: $(cat "$tmp/err")"
+fi
 CASCADE_PLUGIN_DIR=$tmp/none $T --device cuda --max_train_steps 1 --output_dir "$tmp/dn" 2>"$tmp/err"
 s=$?
 [ $s -eq 1 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] && [ ! -e "$tmp/dn" ] && ok "--device cuda without the plugin: exit 1" ||
