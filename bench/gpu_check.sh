@@ -29,7 +29,9 @@
 #        seed files: the full fine-tune, then the LoRA of Stage C lite (bf16 autocast both), each
 #        KOHYA_EPOCHS (2) epochs of 4 steps: s/step (median of the gaps between optimizer steps,
 #        the first step left out) and the device peak side by side; logs in $OUT.
-#        KOHYA_RUNS=full or KOHYA_RUNS=lora runs one half (two calls if one would pass 10 minutes)
+#        KOHYA_RUNS=full or KOHYA_RUNS=lora runs one half (two calls if one would pass 10 minutes);
+#        KOHYA_RUNS=fused: ours only, the full fine-tune with --fused_backward_pass (the 24 GB path:
+#        peak ~18 GiB expected), the unfused one beside it for the step time
 # pair:  after compare (its weights): whole lite and full images with the baseline (old/bin) and
 #        this tree alternately (two in one process: the second is the steady state), then Stage B
 #        with GRN folded into fc2 and not ($CASCADE_GRN_FOLD=0)
@@ -76,7 +78,7 @@ checks() {   # the plugin's and op tests, the device training step, a few golden
         echo "op tests $p:"; CASCADE_BACKEND=cuda CASCADE_PRECISION=$p timeout 90 $B/test_backend_ops 2>&1 | grep -v "^ok"
     done
     CASCADE_BACKEND=cuda CASCADE_PRECISION=bf16 timeout 60 $B/test_backend_ops 2>&1 | grep -E "attn_block|mlp_block|ts_block"
-    echo "train steps:"; SHARED_DIR=$PWD CASCADE_BACKEND=cuda timeout 120 $B/test_train_dev 2>&1 |
+    echo "train steps:"; SHARED_DIR=$PWD CASCADE_BACKEND=cuda timeout 180 $B/test_train_dev 2>&1 |
         grep -E "FAIL|worst|weights|left out"
     for c in sampling_c sampling_b stage_c_tiny op_attnblock; do for p in bf16 fp32; do
         timeout 60 $B/cascade-golden --device cuda --precision $p golden/$c 2>&1 | tail -n 1 | sed "s/^/golden $c $p: /"
@@ -220,7 +222,7 @@ if [ "$mode" = toggle ]; then
     for c in sampling_c sampling_b stage_c_tiny stage_b_tiny op_resblock_skip op_feedforward; do
         timeout 60 $B/cascade-golden --device cuda --precision bf16 golden/$c 2>&1 | tail -n 1 | sed "s/^/golden $c bf16: /"
     done
-    echo "train steps:"; SHARED_DIR=$PWD CASCADE_BACKEND=cuda timeout 150 $B/test_train_dev 2>&1 |
+    echo "train steps:"; SHARED_DIR=$PWD CASCADE_BACKEND=cuda timeout 210 $B/test_train_dev 2>&1 |
         grep -E "FAIL|worst|weights|left out"
     W=/tmp/cascade-weights
     [ -f $W/stage_c_lite_bf16.safetensors ] || lite_weights
@@ -268,6 +270,13 @@ if [ "$mode" = kohya ]; then   # kohya's sd-scripts (kohya/, bench/kohya_gpu.sh)
         seed_full $e >"$out/ours_full.txt"; ours_line full "$out/ours_full.txt" $T/seed/testv1.jsonl
         grep -E "error|Error" "$out/ours_full.txt" | head -3
         rm -rf $T/seed   # GBs of checkpoints
+    fi
+    if [[ " $runs " == *" fused "* ]]; then   # ours fused and unfused alternately (no kohya)
+        for a in --fused_backward_pass ""; do
+            seed_full $e $a >"$out/ours_fused.txt"; ours_line "full ${a:-unfused}" "$out/ours_fused.txt" $T/seed/testv1.jsonl
+            grep -E "error|Error|note: fused" "$out/ours_fused.txt" | head -3
+            rm -rf $T/seed
+        done
     fi
     if [[ " $runs " == *" lora "* ]]; then
         bash kohya/kohya_run.sh lora $e
