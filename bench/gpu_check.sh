@@ -22,7 +22,8 @@
 # toggle VAR [lite]: the op tests, a few goldens in bf16, the device training step, then Stage C
 #        and B forwards (lite, and full unless 'lite') with the switch VAR=0 and VAR=1 alternately
 #        (e.g. CASCADE_GELU_EPILOGUE, CASCADE_MLP_WIDE) and the baseline (old/bin) beside them,
-#        lite against the CPU, and a lite image pair (old/bin, bin)
+#        lite against the CPU, Stage A's 1024^2 decode with VAR=0 and 1 alternately and against
+#        the CPU, and a lite image pair (old/bin, bin)
 # kohya: issue 13's bench: kohya's sd-scripts (bench/kohya_gpu.sh put it in kohya/) and ours on the
 #        seed files: the full fine-tune, then the LoRA of Stage C lite (bf16 autocast both), each
 #        KOHYA_EPOCHS (2) epochs of 4 steps: s/step (median of the gaps between optimizer steps,
@@ -214,7 +215,8 @@ if [ "$mode" = toggle ]; then
     for p in bf16 fp16 fp32; do
         echo "op tests $p:"; CASCADE_BACKEND=cuda CASCADE_PRECISION=$p timeout 90 $B/test_backend_ops 2>&1 | grep -v "^ok"
     done
-    for c in sampling_c sampling_b stage_c_tiny stage_b_tiny op_resblock_skip op_feedforward; do
+    for c in sampling_c sampling_b stage_c_tiny stage_b_tiny op_resblock_skip op_feedforward op_stage_a_resblock \
+        stage_a_tiny_decode; do
         timeout 60 $B/cascade-golden --device cuda --precision bf16 golden/$c 2>&1 | tail -n 1 | sed "s/^/golden $c bf16: /"
     done
     echo "train steps:"; SHARED_DIR=$PWD CASCADE_BACKEND=cuda timeout 150 $B/test_train_dev 2>&1 |
@@ -231,6 +233,12 @@ if [ "$mode" = toggle ]; then
     done; side_by_side $size 5; done
     $B/stage --dir $W --manifests $M --threads $(nproc) --device cuda --dtype bf16 --precision bf16 --size lite \
         --stage c,b --check 1 --warmup 1 --runs 1 2>&1 | grep -E "rel_l2"
+    for f in 0 1 0 1; do   # Stage A's 1024^2 decode (batch 1) with the switch off and on
+        echo "$var=$f, stage a:"; env $var=$f $B/stage --dir $W --manifests $M --threads $(nproc) --device cuda \
+            --dtype f32 --precision bf16 --stage a --batch 1 --warmup 2 --runs 5 2>&1 | grep "^| stage"
+    done
+    $B/stage --dir $W --manifests $M --threads $(nproc) --device cuda --dtype f32 --precision bf16 --stage a \
+        --batch 1 --check 1 --warmup 1 --runs 1 2>&1 | grep -E "rel_l2"
     mkdir -p $W/lite; for f in stage_a text_encoder_bf16 stage_c_lite_bf16 stage_b_lite_bf16; do ln -sf $W/$f.safetensors $W/lite/; done
     for d in old/bin bin old/bin bin; do
         echo "lite image, $d:"

@@ -88,6 +88,9 @@ size_t cs_sa_resblock_work(const cs_sa_resblock *b, size_t HW)
 int cs_sa_resblock_forward(const cs_sa_resblock *b, float *x, size_t N, size_t H, size_t W, float *work)
 {
     /* x: [N, H, W, c]; per image: t, d: [HW, c], hid: [R, c_hidden] */
+    cs_mlp_block fw = {&b->dw_w, &b->dw_b, &b->fc1_w, &b->fc1_b, NULL, NULL, &b->fc2_w, &b->fc2_b};
+    int frc = cs_sa_block_fused(x, N, H, W, (size_t)b->c, b->g, &fw);   /* the device's whole-block form */
+    if (frc != CS_EUNSUP) return frc;
     size_t c = (size_t)b->c, ch = (size_t)b->c_hidden, HW = H * W, R = sa_rows() < HW ? sa_rows() : HW;
     float *t = work, *d = t + HW * c, *hid = d + HW * c, *a1 = hid + R * ch, *b1 = a1 + c,
           *a2 = b1 + c, *b2 = a2 + c;
