@@ -1,7 +1,7 @@
 /* Stage A's ResBlock as one op (cs_dev_ops.sa_block), in bf16 precision.
  * The single ops pass float32 activations through memory six times a
  * block (LN, depthwise conv, axpy, LN, fc1 -> GELU -> fc2 in row chunks,
- * axpy); here, on the whole image at once:
+ * axpy); here, on the whole image at once (the MLP in blocks of rows):
  *     t = bf16(LN(x) (1 + g0) + g1)                          k_sa_norm, a warp a pixel
  *     x += g2 dwconv3x3(t); u = bf16(LN(x) (1 + g3) + g4)     k_sa_dw, a warp a pixel
  *     h = bf16(GELU(u W1^T + b1))                             cuBLASLt, GELU_BIAS epilogue
@@ -27,7 +27,11 @@ extern "C" {
 static inline cudaStream_t stream(void) { return (cudaStream_t)cs_cuda_stream(); }
 
 #define SA_WARPS 8
-#define SA_MAX_C 1024   /* 16 channel pairs a lane; the taps' 40 KB of shared memory */
+#define SA_MAX_C 1024 /* 16 channel pairs a lane; the taps' 40 KB of shared memory */
+/* h in row blocks of at most this: a 1024^2 decode's 512^2 level in two
+ * (products of 131072 x 768 x 192 keep the tensor cores busy), its 256^2
+ * level in one; all at once it was 402 MB of scratch */
+#define SA_H_BYTES ((size_t)256 << 20)
 
 static __device__ __forceinline__ float sa_warp_sum(float v)
 {
@@ -38,8 +42,8 @@ static __device__ __forceinline__ float sa_warp_sum(float v)
 /* y[pair j] = bf16(LN(v) a + b) for the pixel whose channel pairs lane +
  * 32 i the lanes hold in v (pairs past c2 hold zeros) */
 template <int PER>
-static __device__ __forceinline__ void sa_norm_store(const float2 (&v)[PER], unsigned lane, size_t c2, float a,
-                                                     float b, __nv_bfloat162 *y)
+static __device__ __forceinline__ void sa_norm_store(const float2 (&v)[PER], unsigned lane, size_t c2, float a, float b,
+                                                     __nv_bfloat162 *y)
 {
     float s = 0.0f;
 #pragma unroll
@@ -122,7 +126,7 @@ static __global__ void __launch_bounds__(32 * SA_WARPS)
 #pragma unroll
         for (int i = 0; i < PER; i++) {
             size_t j = lane + 32 * (size_t)i;
-            if (j < c2) {   /* the residual as cs_axpy rounds it: the product, then the sum */
+            if (j < c2) { /* the residual as cs_axpy rounds it: the product, then the sum */
                 float2 o = xp[j];
                 o.x = __fadd_rn(o.x, __fmul_rn(v[i].x, g2)), o.y = __fadd_rn(o.y, __fmul_rn(v[i].y, g2));
                 xp[j] = o;
@@ -159,13 +163,13 @@ static unsigned flat_grid(size_t n)
 }
 
 /* as many blocks as stay resident (smem bytes each), at most one a warp's pixel */
-template <typename K>
-static unsigned resident_grid(K kern, size_t P, size_t smem)
+template <typename K> static unsigned resident_grid(K kern, size_t P, size_t smem)
 {
     static int sms = 0;
     if (!sms) {
         int dev = 0, v = 0;
-        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+        if (cudaGetDevice(&dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
             v = 80, cudaGetLastError();
         sms = v > 0 ? v : 80;
     }
@@ -182,8 +186,8 @@ static void sa_passes(float *x, unsigned N, unsigned H, unsigned W, size_t c2, c
 {
     unsigned P = N * H * W;
     size_t smem = 10 * c2 * sizeof(float2);
-    k_sa_norm<PER><<<resident_grid(k_sa_norm<PER>, P, 0), 32 * SA_WARPS, 0, stream()>>>(
-        (const float2 *)x, P, c2, 1.0f + g[0], g[1], t);
+    k_sa_norm<PER><<<resident_grid(k_sa_norm<PER>, P, 0), 32 * SA_WARPS, 0, stream()>>>((const float2 *)x, P, c2,
+                                                                                        1.0f + g[0], g[1], t);
     k_sa_dw<PER><<<resident_grid(k_sa_dw<PER>, P, smem), 32 * SA_WARPS, smem, stream()>>>(
         t, (float2 *)x, N, H, W, c2, dw, db, g[2], 1.0f + g[3], g[4], u);
 }
@@ -194,8 +198,7 @@ static int sa_launched(const char *what)
     return e == cudaSuccess ? 0 : cs_cuda_fail(e, what);
 }
 
-extern "C" int cs_cuda_sa_block(float *x, size_t N, size_t H, size_t W, size_t c, const float *g,
-                                const cs_mlp_block *w)
+extern "C" int cs_cuda_sa_block(float *x, size_t N, size_t H, size_t W, size_t c, const float *g, const cs_mlp_block *w)
 {
     static int on = -1;
     if (cs_cuda_precision() != CS_PREC_BF16 || !cs_cuda_env_on("CASCADE_SA_FUSED", &on)) return CS_EUNSUP;
@@ -216,38 +219,53 @@ extern "C" int cs_cuda_sa_block(float *x, size_t N, size_t H, size_t W, size_t c
     /* the slots of fused.cu's blocks (bf16 input, hidden, scaled fc2): one stream, no overlap */
     __nv_bfloat162 *t = (__nv_bfloat162 *)cs_cuda_scratch(8, P * c * 2);
     __nv_bfloat162 *u = (__nv_bfloat162 *)cs_cuda_scratch(12, P * c * 2);
-    __nv_bfloat16 *h = (__nv_bfloat16 *)cs_cuda_scratch(9, P * ch * 2);
+    size_t R = SA_H_BYTES / (ch * 2); /* rows of h at a time */
+    R = R < 1 ? 1 : R > P ? P : R;
+    __nv_bfloat16 *h = (__nv_bfloat16 *)cs_cuda_scratch(9, R * ch * 2);
     __nv_bfloat16 *w2s = (__nv_bfloat16 *)cs_cuda_scratch(20, c * ch * 2);
     float *b2s = (float *)cs_cuda_scratch(21, c * sizeof(float));
     if (!t || !u || !h || !w2s || !b2s) return CS_ENOMEM;
     size_t per = (c2 + 31) / 32;
     unsigned n32 = (unsigned)N, h32 = (unsigned)H, w32 = (unsigned)W;
 #define SA(K) sa_passes<K>(x, n32, h32, w32, c2, dw, db, g, t, u)
-    if (per <= 1) SA(1);
-    else if (per <= 2) SA(2);
-    else if (per <= 3) SA(3);
-    else if (per <= 4) SA(4);
-    else if (per <= 6) SA(6);
-    else if (per <= 8) SA(8);
-    else if (per <= 12) SA(12);
-    else SA(16);
+    if (per <= 1)
+        SA(1);
+    else if (per <= 2)
+        SA(2);
+    else if (per <= 3)
+        SA(3);
+    else if (per <= 4)
+        SA(4);
+    else if (per <= 6)
+        SA(6);
+    else if (per <= 8)
+        SA(8);
+    else if (per <= 12)
+        SA(12);
+    else
+        SA(16);
 #undef SA
     int rc = sa_launched("a Stage A ResBlock's norms and depthwise conv");
     if (rc) return rc;
     /* x has changed: from here a product cuBLASLt refuses is a failure, not CS_EUNSUP */
-    rc = cs_cuda_linear16_gelu((const uint16_t *)u, P, c, w->fc1_w, w->fc1_b, h, 1, ch, 0, 1);
-    if (rc == CS_EUNSUP) {
-        rc = cs_cuda_linear16((const uint16_t *)u, P, c, w->fc1_w, w->fc1_b, h, 1, ch, 0);
-        if (!rc) {
-            k_sa_gelu<<<flat_grid(P * ch), 256, 0, stream()>>>(h, P * ch);
-            rc = sa_launched("a Stage A ResBlock's GELU");
+    k_sa_scale<<<flat_grid(c * ch), 256, 0, stream()>>>(w2, c * ch, b2, c, g[5], w2s, b2s);
+    rc = sa_launched("a Stage A ResBlock's scaled fc2");
+    for (size_t r0 = 0; r0 < P && !rc; r0 += R) {
+        size_t m = P - r0 < R ? P - r0 : R;
+        const uint16_t *ur = (const uint16_t *)u + r0 * c;
+        rc = cs_cuda_linear16_gelu(ur, m, c, w->fc1_w, w->fc1_b, h, 1, ch, 0, 1);
+        if (rc == CS_EUNSUP) {
+            rc = cs_cuda_linear16(ur, m, c, w->fc1_w, w->fc1_b, h, 1, ch, 0);
+            if (!rc) {
+                k_sa_gelu<<<flat_grid(m * ch), 256, 0, stream()>>>(h, m * ch);
+                rc = sa_launched("a Stage A ResBlock's GELU");
+            }
         }
+        if (!rc)
+            rc = cs_cuda_gemm_bf16((const uint16_t *)h, m, ch, (const uint16_t *)w2s, c, b2 ? b2s : NULL, x + r0 * c, c,
+                                   1);
     }
-    if (!rc) {
-        k_sa_scale<<<flat_grid(c * ch), 256, 0, stream()>>>(w2, c * ch, b2, c, g[5], w2s, b2s);
-        rc = sa_launched("a Stage A ResBlock's scaled fc2");
-    }
-    if (!rc) rc = cs_cuda_gemm_bf16((const uint16_t *)h, P, ch, (const uint16_t *)w2s, c, b2 ? b2s : NULL, x, c, 1);
-    return rc == CS_EUNSUP ? cs_cuda_fail_text(CS_EDEVICE, "CUDA: no cuBLASLt algorithm for a Stage A ResBlock's products")
-                           : rc;
+    return rc == CS_EUNSUP
+               ? cs_cuda_fail_text(CS_EDEVICE, "CUDA: no cuBLASLt algorithm for a Stage A ResBlock's products")
+               : rc;
 }
