@@ -33,7 +33,8 @@
 #        this tree alternately (two in one process: the second is the steady state), then Stage B
 #        with GRN folded into fc2 and not ($CASCADE_GRN_FOLD=0)
 # kernels: the lite forwards under Nsight Compute (graphs off): each kernel's GPU time, summed by
-#        kernel name (bench/ncu_sum.py), against the forward's wall time
+#        kernel name (bench/ncu_sum.py), against the forward's wall time; KERNEL_STAGES picks
+#        the stages (default "c b"; a: Stage A's 1024^2 decode, batch 1)
 # upload: the first (weight-uploading) lite forwards with the plugin in old/ (the baseline) and in
 #        bin/, alternately, and the plugin's own tests
 # cold:  a whole full-bf16 image in a fresh process, twice (an empty hash cache each time), every
@@ -305,10 +306,11 @@ if [ "$mode" = kernels ]; then
     lite_weights
     S="$B/stage --dir $W --manifests $M --threads $(nproc) --device cuda"
     ncu=$(command -v ncu || find / -name ncu -type f -not -path '/proc/*' 2>/dev/null | head -1)
-    for st in c b; do
-        $S --size lite --stage $st --dtype bf16 --precision bf16 --warmup 2 --runs 5 2>&1 | grep "^| stage"
+    for st in ${KERNEL_STAGES:-c b}; do
+        a="--size lite --stage $st --dtype bf16"; [ "$st" = a ] && a="--stage a --dtype f32 --batch 1"
+        $S $a --precision bf16 --warmup 2 --runs 5 2>&1 | grep "^| stage"
         CASCADE_GRAPHS=0 timeout 250 "$ncu" --clock-control none --cache-control none --metrics gpu__time_duration.sum,launch__grid_size,launch__block_size --csv --page raw \
-            $S --size lite --stage $st --dtype bf16 --precision bf16 --warmup 0 --runs 1 >"$out/ncu_$st.csv" 2>"$out/ncu_$st.err"
+            $S $a --precision bf16 --warmup 0 --runs 1 >"$out/ncu_$st.csv" 2>"$out/ncu_$st.err"
         echo "ncu stage $st: rc $?, $(wc -l <"$out/ncu_$st.csv") lines"
         python3 ncu_sum.py "$out/ncu_$st.csv" 1 | head -40
     done
