@@ -219,8 +219,10 @@ extern "C" int cs_cuda_sa_block(float *x, size_t N, size_t H, size_t W, size_t c
     /* the slots of fused.cu's blocks (bf16 input, hidden, scaled fc2): one stream, no overlap */
     __nv_bfloat162 *t = (__nv_bfloat162 *)cs_cuda_scratch(8, P * c * 2);
     __nv_bfloat162 *u = (__nv_bfloat162 *)cs_cuda_scratch(12, P * c * 2);
-    size_t R = SA_H_BYTES / (ch * 2); /* rows of h at a time */
+    size_t R = SA_H_BYTES / (ch * 2); /* rows of h at a time, in balanced blocks */
     R = R < 1 ? 1 : R > P ? P : R;
+    size_t nb = (P + R - 1) / R;
+    R = (P + nb - 1) / nb;
     __nv_bfloat16 *h = (__nv_bfloat16 *)cs_cuda_scratch(9, R * ch * 2);
     __nv_bfloat16 *w2s = (__nv_bfloat16 *)cs_cuda_scratch(20, c * ch * 2);
     float *b2s = (float *)cs_cuda_scratch(21, c * sizeof(float));
