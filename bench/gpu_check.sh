@@ -24,7 +24,8 @@
 #        alternately (e.g. CASCADE_GELU_EPILOGUE) and the baseline (old/bin) beside them;
 #        VAR=A,B: all at 0, each alone at 1, then all at 1; VAR=V1,V2 (one switch): each value, each
 #        also with the lite forwards against the CPU (e.g. CASCADE_FLASH_FORM=1,2,6); twice in turn;
-#        lite against the CPU, and a lite image pair (old/bin, bin)
+#        lite against the CPU, Stage A's 1024^2 decode in the same settings and against the CPU,
+#        and a lite image pair (old/bin, bin)
 # kohya: issue 13's bench: kohya's sd-scripts (bench/kohya_gpu.sh put it in kohya/) and ours on the
 #        seed files: the full fine-tune, then the LoRA of Stage C lite (bf16 autocast both), each
 #        KOHYA_EPOCHS (2) epochs of 4 steps: s/step (median of the gaps between optimizer steps,
@@ -36,7 +37,8 @@
 #        this tree alternately (two in one process: the second is the steady state), then Stage B
 #        with GRN folded into fc2 and not ($CASCADE_GRN_FOLD=0)
 # kernels: the lite forwards under Nsight Compute (graphs off): each kernel's GPU time, summed by
-#        kernel name (bench/ncu_sum.py), against the forward's wall time
+#        kernel name (bench/ncu_sum.py), against the forward's wall time; KERNEL_STAGES picks
+#        the stages (default "c b"; a: Stage A's 1024^2 decode, batch 1)
 # upload: the first (weight-uploading) lite forwards with the plugin in old/ (the baseline) and in
 #        bin/, alternately, and the plugin's own tests
 # cold:  a whole full-bf16 image in a fresh process, twice (an empty hash cache each time), every
@@ -219,7 +221,8 @@ if [ "$mode" = toggle ]; then
     for p in bf16 fp16 fp32; do
         echo "op tests $p:"; CASCADE_BACKEND=cuda CASCADE_PRECISION=$p timeout 90 $B/test_backend_ops 2>&1 | grep -v "^ok"
     done
-    for c in sampling_c sampling_b stage_c_tiny stage_b_tiny op_resblock_skip op_feedforward; do
+    for c in sampling_c sampling_b stage_c_tiny stage_b_tiny op_resblock_skip op_feedforward op_stage_a_resblock \
+        stage_a_tiny_decode; do
         timeout 60 $B/cascade-golden --device cuda --precision bf16 golden/$c 2>&1 | tail -n 1 | sed "s/^/golden $c bf16: /"
     done
     echo "train steps:"; SHARED_DIR=$PWD CASCADE_BACKEND=cuda timeout 210 $B/test_train_dev 2>&1 |
@@ -249,6 +252,12 @@ if [ "$mode" = toggle ]; then
     done; done; side_by_side $size 5; done
     $B/stage --dir $W --manifests $M --threads $(nproc) --device cuda --dtype bf16 --precision bf16 --size lite \
         --stage c,b --check 1 --warmup 1 --runs 1 2>&1 | grep -E "rel_l2"
+    for round in 1 2; do for envs in "${sets[@]}"; do   # Stage A's 1024^2 decode (batch 1)
+        echo "$envs, stage a:"; env $envs $B/stage --dir $W --manifests $M --threads $(nproc) --device cuda \
+            --dtype f32 --precision bf16 --stage a --batch 1 --warmup 2 --runs 5 2>&1 | grep "^| stage"
+    done; done
+    $B/stage --dir $W --manifests $M --threads $(nproc) --device cuda --dtype f32 --precision bf16 --stage a \
+        --batch 1 --check 1 --warmup 1 --runs 1 2>&1 | grep -E "rel_l2"
     mkdir -p $W/lite; for f in stage_a text_encoder_bf16 stage_c_lite_bf16 stage_b_lite_bf16; do ln -sf $W/$f.safetensors $W/lite/; done
     for d in old/bin bin old/bin bin; do
         echo "lite image, $d:"
@@ -322,10 +331,11 @@ if [ "$mode" = kernels ]; then
     lite_weights
     S="$B/stage --dir $W --manifests $M --threads $(nproc) --device cuda"
     ncu=$(command -v ncu || find / -name ncu -type f -not -path '/proc/*' 2>/dev/null | head -1)
-    for st in c b; do
-        $S --size lite --stage $st --dtype bf16 --precision bf16 --warmup 2 --runs 5 2>&1 | grep "^| stage"
+    for st in ${KERNEL_STAGES:-c b}; do
+        a="--size lite --stage $st --dtype bf16"; [ "$st" = a ] && a="--stage a --dtype f32 --batch 1"
+        $S $a --precision bf16 --warmup 2 --runs 5 2>&1 | grep "^| stage"
         CASCADE_GRAPHS=0 timeout 250 "$ncu" --clock-control none --cache-control none --metrics gpu__time_duration.sum,launch__grid_size,launch__block_size --csv --page raw \
-            $S --size lite --stage $st --dtype bf16 --precision bf16 --warmup 0 --runs 1 >"$out/ncu_$st.csv" 2>"$out/ncu_$st.err"
+            $S $a --precision bf16 --warmup 0 --runs 1 >"$out/ncu_$st.csv" 2>"$out/ncu_$st.err"
         echo "ncu stage $st: rc $?, $(wc -l <"$out/ncu_$st.csv") lines"
         python3 ncu_sum.py "$out/ncu_$st.csv" 1 | head -40
     done
