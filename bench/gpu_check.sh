@@ -19,20 +19,26 @@
 #        Stage C in bf16, Adafactor, gradient checkpointing, a kohya TOML at 1024^2, sampling every
 #        epoch) with --device cuda, one epoch, then a LoRA of Stage C lite: wall time, steps,
 #        device memory peak, the files written
-# toggle VAR [lite]: the op tests, a few goldens in bf16, the device training step, then Stage C
-#        and B forwards (lite, and full unless 'lite') with the switch VAR=0 and VAR=1 alternately
-#        (e.g. CASCADE_GELU_EPILOGUE, CASCADE_MLP_WIDE) and the baseline (old/bin) beside them,
-#        lite against the CPU, and a lite image pair (old/bin, bin)
+# toggle VAR[=V1,V2,...] [lite]: the op tests, a few goldens in bf16, the device training step, then
+#        Stage C and B forwards (lite, and full unless 'lite') with the switch VAR=0 and VAR=1
+#        alternately (e.g. CASCADE_GELU_EPILOGUE) and the baseline (old/bin) beside them;
+#        VAR=A,B: all at 0, each alone at 1, then all at 1; VAR=V1,V2 (one switch): each value, each
+#        also with the lite forwards against the CPU (e.g. CASCADE_FLASH_FORM=1,2,6); twice in turn;
+#        lite against the CPU, Stage A's 1024^2 decode in the same settings and against the CPU,
+#        and a lite image pair (old/bin, bin)
 # kohya: issue 13's bench: kohya's sd-scripts (bench/kohya_gpu.sh put it in kohya/) and ours on the
 #        seed files: the full fine-tune, then the LoRA of Stage C lite (bf16 autocast both), each
 #        KOHYA_EPOCHS (2) epochs of 4 steps: s/step (median of the gaps between optimizer steps,
 #        the first step left out) and the device peak side by side; logs in $OUT.
-#        KOHYA_RUNS=full or KOHYA_RUNS=lora runs one half (two calls if one would pass 10 minutes)
+#        KOHYA_RUNS=full or KOHYA_RUNS=lora runs one half (two calls if one would pass 10 minutes);
+#        KOHYA_RUNS=fused: ours only, the full fine-tune with --fused_backward_pass (the 24 GB path:
+#        peak ~18 GiB expected), the unfused one beside it for the step time
 # pair:  after compare (its weights): whole lite and full images with the baseline (old/bin) and
 #        this tree alternately (two in one process: the second is the steady state), then Stage B
 #        with GRN folded into fc2 and not ($CASCADE_GRN_FOLD=0)
 # kernels: the lite forwards under Nsight Compute (graphs off): each kernel's GPU time, summed by
-#        kernel name (bench/ncu_sum.py), against the forward's wall time
+#        kernel name (bench/ncu_sum.py), against the forward's wall time; KERNEL_STAGES picks
+#        the stages (default "c b"; a: Stage A's 1024^2 decode, batch 1)
 # upload: the first (weight-uploading) lite forwards with the plugin in old/ (the baseline) and in
 #        bin/, alternately, and the plugin's own tests
 # cold:  a whole full-bf16 image in a fresh process, twice (an empty hash cache each time), every
@@ -74,7 +80,7 @@ checks() {   # the plugin's and op tests, the device training step, a few golden
         echo "op tests $p:"; CASCADE_BACKEND=cuda CASCADE_PRECISION=$p timeout 90 $B/test_backend_ops 2>&1 | grep -v "^ok"
     done
     CASCADE_BACKEND=cuda CASCADE_PRECISION=bf16 timeout 60 $B/test_backend_ops 2>&1 | grep -E "attn_block|mlp_block|ts_block"
-    echo "train steps:"; SHARED_DIR=$PWD CASCADE_BACKEND=cuda timeout 120 $B/test_train_dev 2>&1 |
+    echo "train steps:"; SHARED_DIR=$PWD CASCADE_BACKEND=cuda timeout 180 $B/test_train_dev 2>&1 |
         grep -E "FAIL|worst|weights|left out"
     for c in sampling_c sampling_b stage_c_tiny op_attnblock; do for p in bf16 fp32; do
         timeout 60 $B/cascade-golden --device cuda --precision $p golden/$c 2>&1 | tail -n 1 | sed "s/^/golden $c $p: /"
@@ -209,15 +215,17 @@ if [ "$mode" = seed ]; then
     exit 0
 fi
 if [ "$mode" = toggle ]; then
-    var=${2:?toggle VAR [lite]}
+    var=${2:?toggle VAR[=V1,V2,...] [lite]} vals= listed=0
+    [[ "$var" == *=* ]] && listed=1 && vals=${var#*=} && vals=${vals//,/ } && var=${var%%=*}
     {
     for p in bf16 fp16 fp32; do
         echo "op tests $p:"; CASCADE_BACKEND=cuda CASCADE_PRECISION=$p timeout 90 $B/test_backend_ops 2>&1 | grep -v "^ok"
     done
-    for c in sampling_c sampling_b stage_c_tiny stage_b_tiny op_resblock_skip op_feedforward; do
+    for c in sampling_c sampling_b stage_c_tiny stage_b_tiny op_resblock_skip op_feedforward op_stage_a_resblock \
+        stage_a_tiny_decode; do
         timeout 60 $B/cascade-golden --device cuda --precision bf16 golden/$c 2>&1 | tail -n 1 | sed "s/^/golden $c bf16: /"
     done
-    echo "train steps:"; SHARED_DIR=$PWD CASCADE_BACKEND=cuda timeout 150 $B/test_train_dev 2>&1 |
+    echo "train steps:"; SHARED_DIR=$PWD CASCADE_BACKEND=cuda timeout 210 $B/test_train_dev 2>&1 |
         grep -E "FAIL|worst|weights|left out"
     W=/tmp/cascade-weights
     [ -f $W/stage_c_lite_bf16.safetensors ] || lite_weights
@@ -225,12 +233,31 @@ if [ "$mode" = toggle ]; then
     [ "$sizes" = lite ] || for v in stage_c stage_b; do
         [ -f $W/${v}_bf16.safetensors ] || timeout 300 $B/mkweights $M/$v.json $W/${v}_bf16.safetensors bf16 &
     done; wait
-    for size in $sizes; do for f in 0 1 0 1; do
-        echo "$var=$f, $size:"; env $var=$f $B/stage --dir $W --manifests $M --threads $(nproc) --device cuda --dtype bf16 \
+    sets=()   # each an env assignment list: VAR=V1,V2: each value; A,B: all at 0, each alone at 1, all at 1
+    if [ $listed = 1 ]; then
+        for f in ${vals}; do sets+=("$var=$f"); done
+        for f in ${vals}; do   # each value: the lite forwards against the CPU
+            echo "$var=$f, check:"; env $var=$f $B/stage --dir $W --manifests $M --threads $(nproc) --device cuda \
+                --dtype bf16 --precision bf16 --size lite --stage c,b --check 1 --warmup 1 --runs 1 2>&1 | grep -E "rel_l2"
+        done
+    else
+        vars=${var//,/ } s0=
+        for v in $vars; do s0="$s0 $v=0"; done; sets+=("${s0# }")
+        for v in $vars; do e=; for u in $vars; do e="$e $u=$([ $u = $v ] && echo 1 || echo 0)"; done; sets+=("${e# }"); done
+        [ "$vars" = "$var" ] || { e=; for v in $vars; do e="$e $v=1"; done; sets+=("${e# }"); }
+    fi
+    for size in $sizes; do for round in 1 2; do for envs in "${sets[@]}"; do
+        echo "$envs, $size:"; env $envs $B/stage --dir $W --manifests $M --threads $(nproc) --device cuda --dtype bf16 \
             --precision bf16 --size $size --stage c,b --warmup 2 --runs 5 2>&1 | grep "^| stage"
-    done; side_by_side $size 5; done
+    done; done; side_by_side $size 5; done
     $B/stage --dir $W --manifests $M --threads $(nproc) --device cuda --dtype bf16 --precision bf16 --size lite \
         --stage c,b --check 1 --warmup 1 --runs 1 2>&1 | grep -E "rel_l2"
+    for round in 1 2; do for envs in "${sets[@]}"; do   # Stage A's 1024^2 decode (batch 1)
+        echo "$envs, stage a:"; env $envs $B/stage --dir $W --manifests $M --threads $(nproc) --device cuda \
+            --dtype f32 --precision bf16 --stage a --batch 1 --warmup 2 --runs 5 2>&1 | grep "^| stage"
+    done; done
+    $B/stage --dir $W --manifests $M --threads $(nproc) --device cuda --dtype f32 --precision bf16 --stage a \
+        --batch 1 --check 1 --warmup 1 --runs 1 2>&1 | grep -E "rel_l2"
     mkdir -p $W/lite; for f in stage_a text_encoder_bf16 stage_c_lite_bf16 stage_b_lite_bf16; do ln -sf $W/$f.safetensors $W/lite/; done
     for d in old/bin bin old/bin bin; do
         echo "lite image, $d:"
@@ -239,7 +266,7 @@ if [ "$mode" = toggle ]; then
             -o "$out/lite_toggle.png" --force 2>&1 | grep -v "Stage . [0-9]*/"
     done
     } >"$out/toggle.txt" 2>&1
-    grep -E "FAIL|PASS|worst|left out|golden|=[01],|^[a-z]*, |^\||rel_l2|image|steps in|peak|error" "$out/toggle.txt" |
+    grep -E "FAIL|PASS|worst|left out|golden|=[^ ]*,|^[a-z]*, |^\||rel_l2|image|steps in|peak|error" "$out/toggle.txt" |
         grep -v "^ok" | cut -c1-200
     exit 0
 fi
@@ -252,6 +279,13 @@ if [ "$mode" = kohya ]; then   # kohya's sd-scripts (kohya/, bench/kohya_gpu.sh)
         seed_full $e >"$out/ours_full.txt"; ours_line full "$out/ours_full.txt" $T/seed/testv1.jsonl
         grep -E "error|Error" "$out/ours_full.txt" | head -3
         rm -rf $T/seed   # GBs of checkpoints
+    fi
+    if [[ " $runs " == *" fused "* ]]; then   # ours fused and unfused alternately (no kohya)
+        for a in --fused_backward_pass ""; do
+            seed_full $e $a >"$out/ours_fused.txt"; ours_line "full ${a:-unfused}" "$out/ours_fused.txt" $T/seed/testv1.jsonl
+            grep -E "error|Error|note: fused" "$out/ours_fused.txt" | head -3
+            rm -rf $T/seed
+        done
     fi
     if [[ " $runs " == *" lora "* ]]; then
         bash kohya/kohya_run.sh lora $e
@@ -297,10 +331,11 @@ if [ "$mode" = kernels ]; then
     lite_weights
     S="$B/stage --dir $W --manifests $M --threads $(nproc) --device cuda"
     ncu=$(command -v ncu || find / -name ncu -type f -not -path '/proc/*' 2>/dev/null | head -1)
-    for st in c b; do
-        $S --size lite --stage $st --dtype bf16 --precision bf16 --warmup 2 --runs 5 2>&1 | grep "^| stage"
+    for st in ${KERNEL_STAGES:-c b}; do
+        a="--size lite --stage $st --dtype bf16"; [ "$st" = a ] && a="--stage a --dtype f32 --batch 1"
+        $S $a --precision bf16 --warmup 2 --runs 5 2>&1 | grep "^| stage"
         CASCADE_GRAPHS=0 timeout 250 "$ncu" --clock-control none --cache-control none --metrics gpu__time_duration.sum,launch__grid_size,launch__block_size --csv --page raw \
-            $S --size lite --stage $st --dtype bf16 --precision bf16 --warmup 0 --runs 1 >"$out/ncu_$st.csv" 2>"$out/ncu_$st.err"
+            $S $a --precision bf16 --warmup 0 --runs 1 >"$out/ncu_$st.csv" 2>"$out/ncu_$st.err"
         echo "ncu stage $st: rc $?, $(wc -l <"$out/ncu_$st.csv") lines"
         python3 ncu_sum.py "$out/ncu_$st.csv" 1 | head -40
     done

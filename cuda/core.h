@@ -97,6 +97,8 @@ int cs_cuda_mlp_block(float *x, size_t N, size_t H, size_t W, size_t c, const fl
                       const cs_mlp_block *w);
 int cs_cuda_attn_block(float *x, size_t N, size_t HW, size_t c, int nhead, int self_attn, const float *cond,
                        size_t Lc, size_t cc, const cs_attn_block *w);
+/* cs_dev_ops.sa_block, in bf16 (stage_a.cu; fused.cu's scratch slots 8, 9, 12, 20, 21) */
+int cs_cuda_sa_block(float *x, size_t N, size_t H, size_t W, size_t c, const float *g, const cs_mlp_block *w);
 
 /* flash.cu: attention in bf16/fp16 for 64-wide heads without a score
  * matrix, and cs_dev_ops.attention_cat; CS_EUNSUP (nothing queued) for

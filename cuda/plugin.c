@@ -216,6 +216,7 @@ static const cs_dev_ops ops = {
     .adamw_update = cs_cuda_adamw_update,
     .adafactor_update = cs_cuda_adafactor_update,
     .weight_to_f32 = cs_cuda_weight_to_f32,
+    .sa_block = cs_cuda_sa_block,
 };
 
 static char version[128];

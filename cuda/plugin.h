@@ -36,7 +36,7 @@ const void *cs_cuda_weight(const cs_tensor *t, int dtype, char *err, size_t n);
 /* per-slot scratch that grows (stream-ordered, contents not kept) */
 void *cs_cuda_scratch(int slot, size_t bytes);
 #define CS_CUDA_SCRATCH_SLOTS 22   /* 0-3: gemm.c, 4-5: attention, 6-7: kernels.cu (im2col, col), 8-10, 12-16,
-                                      20-21: fused.cu, 11: flash.cu, 17-18: grad.cu, 19: gemv.cu */
+                                      20-21: fused.cu (8, 9, 12, 20, 21 also stage_a.cu), 11: flash.cu, 17-18: grad.cu, 19: gemv.cu */
 int cs_cuda_precision(void);               /* CS_PREC_* in force */
 void *cs_cuda_alloc(size_t bytes);
 void cs_cuda_free(void *p);

@@ -69,6 +69,7 @@ static const cs_param_row table[CASCADE_TP_COUNT] = {
     [CASCADE_TP_LORA_CONV_ALPHA] = F("conv_alpha", 0, 1e9, 1.0, 0),
     [CASCADE_TP_NETWORK_ARGS] = S("network_args", NULL, NULL),
     [CASCADE_TP_NETWORK_WEIGHTS] = S("network_weights", NULL, NULL),
+    [CASCADE_TP_FUSED_BACKWARD] = I("fused_backward_pass", -1, 1, -1),
 };
 #undef I
 #undef F
@@ -291,6 +292,8 @@ static int fill(cascade_trainer *t)
     o->cfg.loss_weight = iv[CASCADE_TP_ADAPTIVE_LOSS] ? CS_LOSS_ADAPTIVE : CS_LOSS_P2;
     o->cfg.grad_accum = (int)iv[CASCADE_TP_GRAD_ACCUM];
     o->cfg.max_grad_norm = fv[CASCADE_TP_MAX_GRAD_NORM];
+    o->fused = (int)iv[CASCADE_TP_FUSED_BACKWARD];
+    o->cfg.fused = o->fused == 1;
     const char *sched = sv[CASCADE_TP_LR_SCHEDULER] ? sv[CASCADE_TP_LR_SCHEDULER] : "constant";
     if (cs_lr_kind_parse(sched, &o->sched.kind)) return CS_EARG;
     o->sched.cycles = (int)iv[CASCADE_TP_LR_CYCLES], o->sched.power = fv[CASCADE_TP_LR_POWER];
@@ -330,6 +333,12 @@ static int fill(cascade_trainer *t)
     if (!o->lora && (o->network_weights || o->network_args))
         return cs_error(CS_EARG, "%s: needs a LoRA run (network_module_lora)",
                         o->network_weights ? "network_weights" : "network_args");
+    /* kohya's get_optimizer refuses the first two; its LoRA trainers have no fused pass */
+    if (o->fused == 1 && (o->cfg.opt != CS_OPT_ADAFACTOR || o->cfg.grad_accum > 1 || o->lora))
+        return cs_error(CS_EARG, "fused_backward_pass: %s",
+                        o->cfg.opt != CS_OPT_ADAFACTOR ? "works with optimizer_type Adafactor only"
+                        : o->lora                      ? "is for a full fine-tune, not a LoRA"
+                                                       : "does not work with gradient_accumulation_steps > 1");
     o->sched.lr = o->lr;
     if (o->sched.kind == CS_LR_CONSTANT && (o->warmup_steps || o->warmup_ratio > 0))
         return cs_error(CS_EARG, "lr_warmup_steps: the constant scheduler has no warmup (use constant_with_warmup)");

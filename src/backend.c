@@ -126,13 +126,15 @@ static const struct {
 };
 /* the optional calls at the end of cs_dev_ops: the graph calls (all or
  * none), the backward ops (each on its own), the optimizer ops (all or
- * none), weight_to_f32 */
+ * none), weight_to_f32, sa_block */
 #define GRAPH_OPS 4
 #define BACKWARD_OPS 9
 #define OPTIM_OPS 4
 #define WIDEN_OPS 1
+#define STAGE_A_OPS 1
 #undef OP
-_Static_assert((sizeof dev_op_fields / sizeof dev_op_fields[0] + GRAPH_OPS + BACKWARD_OPS + OPTIM_OPS + WIDEN_OPS) *
+_Static_assert((sizeof dev_op_fields / sizeof dev_op_fields[0] + GRAPH_OPS + BACKWARD_OPS + OPTIM_OPS + WIDEN_OPS +
+                STAGE_A_OPS) *
                        sizeof(any_fn) ==
                    sizeof(cs_dev_ops),
                "dev_op_fields must list every field of cs_dev_ops");

@@ -14,7 +14,8 @@
 
 #include <stddef.h>
 
-/* 9: the optional weight_to_f32 at the end of cs_dev_ops (a LoRA's frozen W0 kept on the device in its
+/* 10: the optional sa_block at the end of cs_dev_ops (a Stage A ResBlock as one op)
+ * 9: the optional weight_to_f32 at the end of cs_dev_ops (a LoRA's frozen W0 kept on the device in its
  *    file dtype, widened into W' at each merge)
  * 8: the optional optimizer ops at the end of cs_dev_ops (all or none: weight_rw, sumsq, adamw_update,
  *    adafactor_update): a whole training step on the device
@@ -24,7 +25,7 @@
  * 4: r_embed, mlp_block, and the optional graph calls (capture and replay of a forward)
  * 3: device-resident op set (cs_dev_ops); the host-memory sgemm of 1-2 is gone
  * 2: devices() and version added (1 had init, shutdown, sgemm) */
-#define CS_BACKEND_ABI 9
+#define CS_BACKEND_ABI 10
 
 /* One device as a plugin sees it (cascade info, and later the choice of a
  * model variant by free memory). */
@@ -208,6 +209,13 @@ typedef struct {
      * dropped as weight_f32's copies are): a bf16 tensor is held in 2 bytes
      * an element, not 4. 0, or a negative code + reason in err. */
     int (*weight_to_f32)(const cs_tensor *t, size_t off, size_t n, float *dst, char *err, size_t errlen);
+    /* Optional (NULL: the caller runs the single ops): a Stage A ResBlock
+     * (src/stage_a.h) as one op, g its six gammas (host floats), w its
+     * dw_w, dw_b, fc1, fc2 (gamma, beta NULL): with LN eps 1e-6, no affine,
+     *     x += g2 dwconv3x3(LN(x) (1 + g0) + g1)   (replicate padding)
+     *     x += g5 fc2(GELU(fc1(LN(x) (1 + g3) + g4)))
+     * on x[N, H, W, c]. CS_EUNSUP with nothing done as for mlp_block. */
+    int (*sa_block)(float *x, size_t N, size_t H, size_t W, size_t c, const float *g, const cs_mlp_block *w);
 } cs_dev_ops;
 
 typedef struct {

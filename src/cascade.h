@@ -727,6 +727,13 @@ CASCADE_API void cascade_gpus_free(cascade_gpus *g);
  *  CASCADE_TP_NETWORK_ARGS  string NULL         kohya's ss_network_args record (JSON) written
  *                                               into LoRA files; NULL: not written
  *  CASCADE_TP_NETWORK_WEIGHTS string NULL       a saved LoRA of the same settings to start from
+ *  CASCADE_TP_FUSED_BACKWARD int   -1           -1..1 kohya's fused_backward_pass: each tensor
+ *                                               clipped by its own norm and stepped as its
+ *                                               block's backward ends (Adafactor, no gradient
+ *                                               accumulation, no LoRA; else CASCADE_E_ARG);
+ *                                               -1: on where allowed and a device's free
+ *                                               memory cannot hold the unfused step when the
+ *                                               training starts (a note says so; CASCADE_TS_FUSED)
  */
 typedef struct cascade_trainer cascade_trainer;
 typedef enum {
@@ -778,6 +785,7 @@ typedef enum {
     CASCADE_TP_LORA_CONV_ALPHA,
     CASCADE_TP_NETWORK_ARGS,
     CASCADE_TP_NETWORK_WEIGHTS,
+    CASCADE_TP_FUSED_BACKWARD,
     CASCADE_TP_COUNT         /* the number of keys of this version */
 } cascade_train_param;
 enum { CASCADE_OPT_ADAFACTOR = 0, CASCADE_OPT_ADAMW = 1 };
@@ -838,6 +846,7 @@ typedef enum {
     CASCADE_TS_LORA_PARAMS,  /* and its trained values */
     CASCADE_TS_STOP,         /* after a stop: 1 before any optimizer step of this run (no new
                               * state), 2 the state was saved, 3 saving it failed (errmsg) */
+    CASCADE_TS_FUSED,        /* once the encoding is done: 1 when the fused backward pass runs */
     CASCADE_TS_COUNT
 } cascade_train_stat;
 /* The figure of key (NaN for an unknown key or one not known yet). */

@@ -10,6 +10,40 @@
 
 /* ---- parameter gradients ---- */
 
+/* fused: entry i touched in this pass; its buffer taken from the spares
+ * (the smallest that fits, zeroed) when released */
+static int touch(cs_grads *g, int i)
+{
+    cs_grad_ent *e = &g->e[i];
+    if (!e->g && e->gen == g->gen)
+        return cs_error(CS_EARG, "%s: gradient added after the weight was stepped (a weight shared between blocks: "
+                        "no fused backward pass)", e->name ? e->name : "weight");
+    if (!e->pend) {
+        if (g->npend == g->cappend) {
+            int cap = g->cappend ? 2 * g->cappend : 64, *p = realloc(g->pend, (size_t)cap * sizeof *p);
+            if (!p) return cs_oom("the fused backward's list", (size_t)cap * sizeof *p);
+            g->pend = p, g->cappend = cap;
+        }
+        g->pend[g->npend++] = i;
+        e->pend = 1;
+    }
+    if (e->g) return 0;
+    int best = -1;
+    for (int k = 0; k < g->nspare; k++)
+        if (g->spare[k].cap >= e->n && (best < 0 || g->spare[k].cap < g->spare[best].cap)) best = k;
+    if (best >= 0) {
+        e->g = g->spare[best].p, e->cap = g->spare[best].cap;
+        g->spare[best] = g->spare[--g->nspare];
+    } else {
+        size_t n = e->n ? e->n : 1;   /* freed as the other entries' (cs_grads_free) */
+        if (!(e->g = cs_dev ? cs_act_alloc(n) : malloc(n * sizeof(float))))
+            return cs_oom("a parameter gradient", n * sizeof(float));
+        e->cap = n;
+    }
+    cs_fill(e->g, 0.0f, e->n);
+    return 0;
+}
+
 float *cs_grads_of(cs_grads *g, const cs_tensor *t, int *rc)
 {
     if (!g->n && !g->sink) g->dev = cs_dev;   /* a sink's owner set it */
@@ -19,8 +53,12 @@ float *cs_grads_of(cs_grads *g, const cs_tensor *t, int *rc)
         if (rc) *rc = CS_EARG;
         return NULL;
     }
-    for (int i = 0; i < g->n; i++)
-        if (g->e[i].key == t->data) return g->e[i].g;
+    for (int i = 0; i < g->n; i++) {
+        if (g->e[i].key != t->data) continue;
+        int r = g->done ? touch(g, i) : 0;
+        if (r && rc) *rc = r;
+        return r ? NULL : g->e[i].g;
+    }
     if (g->only) return NULL;
     if (g->n == g->cap) {
         int cap = g->cap ? 2 * g->cap : 64;
@@ -29,14 +67,42 @@ float *cs_grads_of(cs_grads *g, const cs_tensor *t, int *rc)
         g->e = e, g->cap = cap;
     }
     size_t n = (size_t)cs_tensor_numel(t);
+    g->e[g->n] = (cs_grad_ent){t->data, t->name, n, NULL, n ? n : 1, 0, 0};
+    if (g->done) {   /* from the spares */
+        int r = touch(g, g->n);
+        if (r) {
+            if (rc) *rc = r;
+            return NULL;
+        }
+        return g->e[g->n++].g;
+    }
     float *p = cs_dev ? cs_act_calloc(n ? n : 1) : calloc(n ? n : 1, sizeof *p);
     if (!p) goto oom;
-    g->e[g->n++] = (cs_grad_ent){t->data, t->name, n, p};
-    return p;
+    g->e[g->n].g = p;
+    return g->e[g->n++].g;
 oom:
     cs_oom("a parameter gradient", (size_t)cs_tensor_numel(t) * sizeof(float));
     if (rc) *rc = CS_ENOMEM;
     return NULL;
+}
+
+int cs_grads_done(cs_grads *g)
+{
+    if (!g->done || !g->npend) return 0;
+    if (g->nspare + g->npend > g->capspare) {
+        int cap = g->nspare + g->npend + 16;
+        struct cs_grad_spare *s = realloc(g->spare, (size_t)cap * sizeof *s);
+        if (!s) return cs_oom("the fused backward's spares", (size_t)cap * sizeof *s);
+        g->spare = s, g->capspare = cap;
+    }
+    int rc = g->done(g->done_ctx, g, g->pend, g->npend);
+    for (int k = 0; k < g->npend; k++) {   /* released even on failure: the step is lost either way */
+        cs_grad_ent *e = &g->e[g->pend[k]];
+        g->spare[g->nspare++] = (struct cs_grad_spare){e->g, e->cap};
+        e->g = NULL, e->pend = 0, e->gen = g->gen;
+    }
+    g->npend = 0;
+    return rc;
 }
 
 const cs_grad_ent *cs_grads_find(const cs_grads *g, const char *name)
@@ -51,6 +117,7 @@ int cs_grads_zero(cs_grads *g)
 {
     const cs_dev_ops *d = g->dev;
     for (int i = 0; i < g->n; i++) {
+        if (!g->e[i].g) continue;   /* released (fused) */
         if (!d) {
             memset(g->e[i].g, 0, g->e[i].n * sizeof(float));
             continue;
@@ -64,8 +131,10 @@ int cs_grads_zero(cs_grads *g)
 void cs_grads_free(cs_grads *g)
 {
     const cs_dev_ops *d = g->dev;
-    for (int i = 0; i < g->n; i++) d ? d->free(g->e[i].g) : free(g->e[i].g);
-    free(g->e);
+    for (int i = 0; i < g->n; i++)
+        if (g->e[i].g) d ? d->free(g->e[i].g) : free(g->e[i].g);
+    for (int i = 0; i < g->nspare; i++) d ? d->free(g->spare[i].p) : free(g->spare[i].p);
+    free(g->e), free(g->pend), free(g->spare);
     memset(g, 0, sizeof *g);
 }
 

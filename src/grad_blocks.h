@@ -24,7 +24,10 @@ typedef struct {
     const void *key;   /* the tensor's data */
     const char *name;  /* the tensor's name (not owned) */
     size_t n;          /* floats */
-    float *g;
+    float *g;          /* NULL: released by cs_grads_done (fused) */
+    size_t cap;        /* floats in g's buffer (a reused one may be larger) */
+    int pend;          /* touched since the last cs_grads_done */
+    unsigned gen;      /* the pass it was stepped in (fused) */
 } cs_grad_ent;
 
 typedef struct cs_grads {
@@ -39,6 +42,18 @@ typedef struct cs_grads {
     int (*sink)(void *ctx, const cs_tensor *W, const float *x, size_t M, size_t K, size_t ldx, const float *dy,
                 size_t ldy);
     void *sink_ctx;
+    /* Fused backward (doc/training.md §4): with done set, cs_grads_done
+     * hands done the entries touched since its last call (idx[n]) as
+     * complete, then releases their buffers to a spare list that later
+     * entries reuse (zeroed), so that only a block's gradients are live at
+     * a time. A weight touched again in the same pass (gen) is an error:
+     * its gradient was not complete when it was stepped. */
+    int (*done)(void *ctx, struct cs_grads *g, const int *idx, int n);
+    void *done_ctx;
+    unsigned gen;      /* the current pass; the caller bumps it per backward */
+    int *pend, npend, cappend;
+    struct cs_grad_spare { float *p; size_t cap; } *spare;
+    int nspare, capspare;
 } cs_grads;
 
 /* The gradient buffer of t (numel floats), made zeroed if new; NULL when
@@ -51,6 +66,9 @@ const cs_grad_ent *cs_grads_find(const cs_grads *g, const char *name);
 /* 0, or a negative code when the device could not queue the fill */
 int cs_grads_zero(cs_grads *g);
 void cs_grads_free(cs_grads *g);
+/* Fused: the touched entries are complete (see done); 0 without done. Call
+ * in the mode of the buffers (device mode for device ones). */
+int cs_grads_done(cs_grads *g);
 
 /* cs_linear_backward (grad.h), then g's sink where dW is NULL */
 int cs_linear_backward_g(cs_grads *g, const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W,

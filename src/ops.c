@@ -547,6 +547,13 @@ int cs_ts_block_fused(float *x, size_t N, size_t HW, size_t c, const float *t, s
                      "TimestepBlock (fused)");
 }
 
+int cs_sa_block_fused(float *x, size_t N, size_t H, size_t W, size_t c, const float *g, const cs_mlp_block *w)
+{
+    if (!cs_dev || !cs_dev->sa_block) return CS_EUNSUP;
+    double t = cs_dev_prof_start();
+    return fused_end(cs_dev->sa_block(x, N, H, W, c, g, w), t, "a fused Stage A ResBlock", "Stage A ResBlock (fused)");
+}
+
 int cs_attn_block_fused(float *x, size_t N, size_t HW, size_t c, int nhead, int self_attn, const float *cond,
                         size_t Lc, size_t cc, const cs_attn_block *w)
 {

@@ -78,6 +78,10 @@ int cs_mlp_block_fused(float *x, size_t N, size_t H, size_t W, size_t c, const f
 int cs_ts_block_fused(float *x, size_t N, size_t HW, size_t c, const float *t, size_t ldt, size_t c_r, int nconds,
                       const cs_tensor *w, const cs_tensor *b);
 
+/* A Stage A ResBlock (src/backend.h sa_block; g: its six gammas, host
+ * floats) as one op, the same way; also CS_EUNSUP on a device without it. */
+int cs_sa_block_fused(float *x, size_t N, size_t H, size_t W, size_t c, const float *g, const cs_mlp_block *w);
+
 /* An AttnBlock (src/backend.h attn_block) as one op, the same way. */
 int cs_attn_block_fused(float *x, size_t N, size_t HW, size_t c, int nhead, int self_attn, const float *cond,
                         size_t Lc, size_t cc, const cs_attn_block *w);

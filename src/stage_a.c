@@ -88,6 +88,13 @@ size_t cs_sa_resblock_work(const cs_sa_resblock *b, size_t HW)
 int cs_sa_resblock_forward(const cs_sa_resblock *b, float *x, size_t N, size_t H, size_t W, float *work)
 {
     /* x: [N, H, W, c]; per image: t, d: [HW, c], hid: [R, c_hidden] */
+    cs_mlp_block fw = {&b->dw_w, &b->dw_b, &b->fc1_w, &b->fc1_b, NULL, NULL, &b->fc2_w, &b->fc2_b};
+    int frc = cs_sa_block_fused(x, N, H, W, (size_t)b->c, b->g, &fw);   /* the device's whole-block form */
+    if (frc != CS_EUNSUP) return frc;
+    float *own = NULL;
+    if (!work && !(work = own = cs_act_alloc(cs_sa_resblock_work(b, H * W))))
+        return cs_error(CS_ENOMEM, "Stage A ResBlock: out of %smemory for %zu MB of scratch", cs_dev ? "device " : "",
+                        cs_sa_resblock_work(b, H * W) * sizeof(float) >> 20);
     size_t c = (size_t)b->c, ch = (size_t)b->c_hidden, HW = H * W, R = sa_rows() < HW ? sa_rows() : HW;
     float *t = work, *d = t + HW * c, *hid = d + HW * c, *a1 = hid + R * ch, *b1 = a1 + c,
           *a2 = b1 + c, *b2 = a2 + c;
@@ -112,6 +119,7 @@ int cs_sa_resblock_forward(const cs_sa_resblock *b, float *x, size_t N, size_t H
             cs_axpy(xn + r0 * c, tr, b->g[5], m * c);
         }
     }
+    cs_act_free(own);
     return rc;
 }
 
@@ -340,7 +348,9 @@ static size_t res_work_max(const cs_stage_a *s, int lv, size_t P)
     return mx;
 }
 
-static tile_plan plan_tile(const cs_stage_a *s, size_t th, size_t tw)
+/* res: count the ResBlocks' scratch (the CPU's; in device mode a block
+ * takes its own only when the device's fused form declines) */
+static tile_plan plan_tile(const cs_stage_a *s, size_t th, size_t tw, int res)
 {
     const cs_stage_a_config *c = &s->cfg;
     int L = c->levels;
@@ -350,7 +360,7 @@ static tile_plan plan_tile(const cs_stage_a *s, size_t th, size_t tw)
     size_t need = p.zt + P * (size_t)c->c_levels[L - 1];
     for (int lv = L - 1; lv >= 0; lv--) {
         size_t sh = (size_t)(L - 1 - lv), H = th << sh, W = tw << sh, Pl = H * W, x = Pl * (size_t)c->c_levels[lv];
-        size_t a = x + res_work_max(s, lv, Pl);
+        size_t a = x + (res ? res_work_max(s, lv, Pl) : 0);
         if (a > need) need = a;
         if (lv > 0) {
             size_t nx = 4 * Pl * (size_t)c->c_levels[lv - 1];
@@ -368,7 +378,7 @@ static tile_plan plan_tile(const cs_stage_a *s, size_t th, size_t tw)
 
 size_t cs_stage_a_decode_bytes(const cs_stage_a *s, size_t th, size_t tw)
 {
-    tile_plan p = plan_tile(s, th, tw);
+    tile_plan p = plan_tile(s, th, tw, 1);
     return (p.arena + p.col) * sizeof(float);
 }
 
@@ -428,7 +438,7 @@ static int decode_tile(const cs_stage_a *s, const float *zn, size_t w, float sca
     const cs_sa_resblock *rb = s->up_res;
     for (int lv = L - 1; lv >= 0; lv--) {
         int nb = lv == L - 1 ? c->bottleneck_blocks : 1;
-        float *work = top ? arena : x + xs;
+        float *work = cs_dev ? NULL : top ? arena : x + xs;
         for (int j = 0; j < nb; j++)   /* checked per block: an untiled 1024^2 decode takes seconds */
             if ((rc = cs_cancel_check()) || (rc = cs_sa_resblock_forward(rb++, x, 1, H, W, work))) return rc;
         if (lv == 0) break;
@@ -460,7 +470,7 @@ static int decode(const cs_stage_a *s, const float *z, size_t N, size_t h, size_
     size_t th = tile_h && tile_h < h ? tile_h : h, tw = tile_w && tile_w < w ? tile_w : w;
     size_t halo = (size_t)cs_stage_a_halo(s), f = (size_t)cs_stage_a_factor(s), cl = (size_t)s->cfg.c_latent;
     size_t TH = th + 2 * halo < h ? th + 2 * halo : h, TW = tw + 2 * halo < w ? tw + 2 * halo : w;
-    tile_plan p = plan_tile(s, TH, TW);
+    tile_plan p = plan_tile(s, TH, TW, !cs_dev);
     float *arena = cs_act_alloc(p.arena);
     if (!arena)
         return cs_error(CS_ENOMEM, "Stage A decode: out of %smemory for %zu MB of scratch (tile %zux%zu)",

@@ -57,7 +57,8 @@ int cs_sa_resblock_bind(cs_sa_resblock *b, cs_wmap *m, const char *prefix, int c
 /* Floats of scratch cs_sa_resblock_forward needs for images of HW pixels. */
 size_t cs_sa_resblock_work(const cs_sa_resblock *b, size_t HW);
 /* x [N,H,W,c] updated in place; work: cs_sa_resblock_work(b, H*W) floats, asked in the
- * same mode (CPU or device: src/device.h) as the forward. */
+ * same mode (CPU or device: src/device.h) as the forward, or NULL: taken for the call
+ * when the single ops run (a device's fused form, where it has one, needs none). */
 int cs_sa_resblock_forward(const cs_sa_resblock *b, float *x, size_t N, size_t H, size_t W, float *work);
 
 typedef struct {

@@ -351,6 +351,7 @@ static int backward(cs_stage_c *m, const float *deps, cs_grads *g, float *dx)
     /* clf: eps = conv1x1(LN(out)) */
     if (!rc) cs_layernorm(t->out_pre, a, rows, c0, 1e-6f, NULL, NULL);
     if (!rc && !G(clf)) rc = cs_linear_backward_g(g, a, rows, c0, 0, &m->clf_w, deps, 0, d, 0, gw, gb);
+    if (!rc) rc = cs_grads_done(g);   /* fused: clf is complete */
     if (!rc) rc = cs_layernorm_backward(t->out_pre, d, a, 0, rows, c0, 1e-6f, NULL, NULL, NULL);
     if (!rc) rc = cs_unet_backward(&m->net, a, N, t->h, t->w, t->remb, ldr, t->cond, Lc, dcond, g);
     /* embedding: h = LN(conv1x1(x)) */
@@ -370,6 +371,7 @@ static int backward(cs_stage_c *m, const float *deps, cs_grads *g, float *dx)
                                       gw, gb);
     }
 #undef G
+    if (!rc) rc = cs_grads_done(g);   /* fused: the embedding and the clip mappers */
     cs_act_free(a), cs_act_free(d), cs_act_free(dcond), cs_act_free(dpre);
     return rc;
 }

@@ -14,6 +14,7 @@
 #include "clip.h"
 #include "cond.h"
 #include "dataset.h"
+#include "device.h"
 #include "dscache.h"
 #include "effnet.h"
 #include "error.h"
@@ -209,8 +210,20 @@ static int open_all(run *r, cs_tj_pos *pos)
         snprintf(r->fingerprint + l, sizeof r->fingerprint - l, " lora dim=%d alpha=%.9g conv_dim=%d conv_alpha=%.9g",
                  o->lora_cfg.dim, o->lora_cfg.alpha, o->lora_cfg.conv_dim, o->lora_cfg.conv_alpha);
     }
+    /* fused clips per tensor: another run (a state of an unfused run does not resume fused) */
+    if (o->fused == 1) strncat(r->fingerprint, " fused", sizeof r->fingerprint - strlen(r->fingerprint) - 1);
     if (o->resume) {
-        if ((rc = cs_tj_state_read(o->resume, pos, r->fingerprint))) return rc;
+        rc = cs_tj_state_read(o->resume, pos, r->fingerprint);
+        if (o->fused < 0) {   /* automatic: the state's choice (a fused state: " fused" at its end) */
+            char first[600];
+            snprintf(first, sizeof first, "%s", cs_last_error());
+            size_t l = strlen(r->fingerprint);
+            strncat(r->fingerprint, " fused", sizeof r->fingerprint - l - 1);
+            if (rc && !cs_tj_state_read(o->resume, pos, r->fingerprint)) o->fused = o->cfg.fused = 1, rc = 0;
+            else if (rc) rc = cs_error(rc, "%s", first);
+            if (!o->cfg.fused) r->fingerprint[l] = 0, o->fused = 0;
+        }
+        if (rc) return rc;
         if (o->seed_given && o->seed != pos->seed)
             return cs_error(CS_EARG, "--seed %" PRIu64 " differs from the state's seed %" PRIu64, o->seed, pos->seed);
         o->seed = pos->seed;
@@ -613,6 +626,36 @@ int cs_tj_new(cs_tj_opts *o, cs_tj **out)
     return 0;
 }
 
+/* fused_backward_pass -1: on where kohya allows it (Adafactor, no
+ * accumulation, a full fine-tune) and the device's free memory cannot hold
+ * the unfused step: the float32 weights, as many gradients and a quarter
+ * more for the tape and activations (doc/training.md §4). The fused step
+ * holds one block's gradients instead of the model's. */
+static void pick_fused(run *r)
+{
+    cs_tj_opts *o = r->o;
+    const cs_dev_ops *d = cs_dev_pick();
+    size_t fr = 0, tot = 0, w = 0;
+    char name[128];
+    if (o->fused >= 0 || o->lora || o->cfg.opt != CS_OPT_ADAFACTOR || o->cfg.grad_accum > 1 || !d || !d->mem_info)
+        return;
+    if (d->mem_info(&fr, &tot, name, sizeof name)) {
+        (void)d->errmsg();   /* no answer: unfused, and its text must not linger */
+        return;
+    }
+    for (int i = 0; cs_stage_c_train_weight(r->m, i); i++) w += (size_t)cs_tensor_numel(cs_stage_c_train_weight(r->m, i));
+    double need = 4.0 * w * 2.25;
+    if (need <= (double)fr) return;
+    o->cfg.fused = 1;
+    strncat(r->fingerprint, " fused", sizeof r->fingerprint - strlen(r->fingerprint) - 1);   /* its states */
+    char msg[400];
+    snprintf(msg, sizeof msg,
+             "fused_backward_pass on: the unfused step needs about %.1f GiB (float32 weights and gradients), %s has "
+             "%.1f GiB free; each tensor is clipped by its own norm (as kohya's --fused_backward_pass)",
+             need / 1073741824.0, name, fr / 1073741824.0);
+    cs_tj_emit(o, CASCADE_TE_NOTE, msg);
+}
+
 int cs_tj_prepare(cs_tj *r)
 {
     if (r->prepared) return 0;
@@ -650,6 +693,8 @@ int cs_tj_run(cs_tj *r)
         if (o->cache_latents || o->cache_text) rc = mkdirs(r->cache_dir);
     }
     if (!rc) rc = encode_all(r);
+    if (!rc) pick_fused(r);   /* the encoders are freed: the device's free memory is the step's */
+    set(o, CASCADE_TS_FUSED, o->cfg.fused);
     if (!rc) rc = cs_trainer_new(r->m, &o->cfg, &r->t);
     if (!rc && r->net) rc = cs_trainer_set_lora(r->t, r->net);
     if (!rc && o->resume)

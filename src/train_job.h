@@ -46,6 +46,8 @@ typedef struct {
     const char *resume;
     int save_state;                   /* a state with every checkpoint */
     int mixed_bf16;                   /* kohya's --mixed_precision bf16 (recorded; float32 math, TF32 products on a device) */
+    int fused;                        /* --fused_backward_pass: 1 on, 0 off, -1 on where the unfused
+                                         step would not fit the device (cs_tj_prepare sets cfg.fused) */
     /* LoRA mode: the network's settings, kohya's ss_network_args text (""
      * = not written) and the file to start from */
     int lora;

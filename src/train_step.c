@@ -41,6 +41,8 @@ struct cs_trainer {
     float *du;
     size_t ndu;
     int stale;               /* host weights and states behind the device's */
+    double *fnorm;           /* fused: [nfnorm] each entry's norm in this pass (0: not stepped) */
+    int nfnorm;
 };
 
 void cs_train_cfg_default(cs_train_cfg *c, cs_opt_kind opt, double lr)
@@ -109,6 +111,8 @@ static int bucket_of(const float *edges, float x)
 
 /* ---- the trainer ---------------------------------------------------------- */
 
+static int fused_done(void *ctx, cs_grads *g, const int *idx, int n);
+
 int cs_trainer_new(cs_stage_c *m, const cs_train_cfg *cfg, cs_trainer **out)
 {
     *out = NULL;
@@ -119,11 +123,17 @@ int cs_trainer_new(cs_stage_c *m, const cs_train_cfg *cfg, cs_trainer **out)
                         cfg->max_grad_norm);
     double lr = cfg->opt == CS_OPT_ADAMW ? cfg->adamw.lr : cfg->adafactor.lr;
     if (!(lr >= 0) || !isfinite(lr)) return cs_error(CS_EARG, "training: learning rate %g out of range", lr);
+    /* kohya's get_optimizer refuses the same two */
+    if (cfg->fused && cfg->opt != CS_OPT_ADAFACTOR)
+        return cs_error(CS_EARG, "training: fused_backward_pass works with the Adafactor optimizer only (as kohya's)");
+    if (cfg->fused && cfg->grad_accum > 1)
+        return cs_error(CS_EARG, "training: fused_backward_pass does not work with gradient_accumulation_steps > 1 (as kohya's)");
     cs_trainer *t = calloc(1, sizeof *t);
     if (!t) return cs_oom("the trainer", sizeof *t);
     t->m = m;
     t->cfg = *cfg;
     for (int i = 0; i < CS_TRAIN_BUCKETS; i++) t->buckets[i] = 1.0f;
+    if (cfg->fused) t->g.done = fused_done, t->g.done_ctx = t;
     /* torch.linspace(-10, 10, 299) in float32: equal to these within an
      * ulp, which moves a bucket edge by 1e-6 of logSNR at most */
     for (int i = 0; i < CS_TRAIN_BUCKETS - 1; i++)
@@ -159,6 +169,7 @@ void cs_trainer_free(cs_trainer *t)
     dev_free(t);
     for (int i = 0; i < t->nst; i++) free_state(t, i);
     free(t->st);
+    free(t->fnorm);
     cs_grads_free(&t->g);
     free(t);
 }
@@ -222,6 +233,8 @@ int cs_train_accumulate(cs_trainer *t, const cs_train_batch *bt, cs_train_out *o
             for (size_t i = 0; i < hw * ci; i++) y[i] = (float)(2.0 * ((double)y[i] - e[i]) * Wt[n] / den);
         }
         if (o) o->loss_adjusted = (float)(la / (double)B / t->cfg.grad_accum);
+        t->g.gen++;   /* fused: a new pass */
+        for (int i = 0; i < t->nfnorm; i++) t->fnorm[i] = 0;
         rc = cs_stage_c_backward(t->m, pred, &t->g, NULL);
     } else {
         cs_stage_c_train_end(t->m);
@@ -331,6 +344,7 @@ static int state_of(cs_trainer *t, int i, opt_state **out)
 int cs_trainer_set_lora(cs_trainer *t, cs_lora_net *net)
 {
     if (t->g.n || t->micro) return cs_error(CS_EARG, "training: a LoRA must be set before the first step");
+    if (t->cfg.fused) return cs_error(CS_EARG, "training: fused_backward_pass is for a full fine-tune, not a LoRA (as kohya's)");
     /* the gradient buffers live where the steps will run (device.h) */
     cs_dev_args a;
     cs_dev_args_begin(&a, cs_dev_pick());
@@ -387,28 +401,97 @@ static int step_scratch(cs_trainer *t)
  * squared norms there (summed on the host in the CPU's order), scaling by
  * the scale op, the updates on weight_rw's copies. Same scalars, same
  * formulas: with the fake plugin (the CPU's code) the bits equal the CPU's. */
-static int apply_dev(cs_trainer *t, double *grad_norm)
+/* clip_grad_norm_'s factor for a norm: min(1, max / (norm + 1e-6)) in float */
+static float clip_coef(const cs_trainer *t, double norm)
+{
+    float coef = t->cfg.max_grad_norm > 0 ? (float)(t->cfg.max_grad_norm / (norm + 1e-6)) : 1.0f;
+    return coef < 1.0f ? coef : 1.0f;
+}
+
+/* the optimizer step of entry i on the host: the model's own float32 copy
+ * (cs_stage_c_load_train) is writable; its packed or device copies go stale */
+static int step_host(cs_trainer *t, int i)
+{
+    opt_state *s = NULL;
+    int rc = state_of(t, i, &s);
+    if (rc) return rc;
+    float *p = (float *)t->g.e[i].key;
+    if (t->cfg.opt == CS_OPT_ADAMW) cs_adamw_step(&s->aw, &t->cfg.adamw, p, t->g.e[i].g);
+    else cs_adafactor_step(&s->af, &t->cfg.adafactor, p, t->g.e[i].g, t->du);
+    cs_param_forget(p, t->g.e[i].n * sizeof(float));
+    return 0;
+}
+
+/* the optimizer step of entry i on the device's writable copy (in device mode) */
+static int step_dev(cs_trainer *t, int i)
 {
     const cs_dev_ops *d = t->g.dev;
-    if (!d->sumsq || !d->weight_rw || !d->adamw_update || !d->adafactor_update)
-        return cs_error(CS_EUNSUP, "training: the device's op set has no optimizer ops (an older plugin)");
-    int n = t->g.n, rc = 0;
-    if (n > t->ndnorm) {
+    const cs_grad_ent *e = &t->g.e[i];
+    opt_state *s = NULL;
+    int rc;
+    if ((rc = state_of(t, i, &s)) || (rc = dev_state_of(t, i))) return rc;
+    cs_tensor w = weight_view(e);
+    char err[256] = "";
+    float *p = d->weight_rw(&w, err, sizeof err);
+    if (!p) return cs_error(CS_EDEVICE, "training: %s", err[0] ? err : "no writable device copy of a weight");
+    struct dev_state *q = &t->ds[i];
+    if (t->cfg.opt == CS_OPT_ADAMW) {
+        cs_adamw_k k;
+        cs_adamw_coef(&s->aw, &t->cfg.adamw, &k);
+        cs_dev_note(d->adamw_update(&k, e->n, p, e->g, q->a, q->b), "the AdamW step");
+    } else {
+        cs_adafactor_k k;
+        cs_adafactor_coef(&s->af, &t->cfg.adafactor, &k);
+        int f = s->af.factored;
+        cs_dev_note(d->adafactor_update(&k, s->af.B, s->af.R, s->af.C, p, e->g, f ? q->a : NULL, f ? q->b : NULL,
+                                        f ? NULL : q->a, t->du),
+                    "the Adafactor step");
+    }
+    t->stale = 1;
+    return 0;
+}
+
+static int dev_has_optim(const cs_dev_ops *d)
+{
+    if (d->sumsq && d->weight_rw && d->adamw_update && d->adafactor_update) return 0;
+    return cs_error(CS_EUNSUP, "training: the device's op set has no optimizer ops (an older plugin)");
+}
+
+/* squared norms of entries idx[0..n) on the device, into h (host doubles) */
+static int dev_sumsq(cs_trainer *t, const int *idx, int n, double *h)
+{
+    const cs_dev_ops *d = t->g.dev;
+    int need = t->g.n > n ? t->g.n : n, rc = 0;
+    if (need > t->ndnorm) {
         if (t->dnorm) d->free(t->dnorm);
         t->ndnorm = 0;
-        if (!(t->dnorm = d->alloc((size_t)n * sizeof(double)))) return cs_oom("device memory for the gradient norms", (size_t)n * 8);
-        t->ndnorm = n;
+        if (!(t->dnorm = d->alloc((size_t)need * sizeof(double))))
+            return cs_oom("device memory for the gradient norms", (size_t)need * 8);
+        t->ndnorm = need;
     }
+    for (int k = 0; k < n && !rc; k++) {
+        const cs_grad_ent *e = &t->g.e[idx ? idx[k] : k];
+        rc = d->sumsq(e->g, e->n, t->dnorm + k);
+        if (rc) cs_dev_note(rc, "the gradient norm");
+    }
+    if (!rc && d->download(h, t->dnorm, (size_t)n * sizeof *h)) rc = cs_dev_error() ? cs_dev_error() : CS_EDEVICE;
+    return rc;
+}
+
+/* cs_train_apply's steps with every array on the device: the per-tensor
+ * squared norms there (summed on the host in the CPU's order), scaling by
+ * the scale op, the updates on weight_rw's copies. Same scalars, same
+ * formulas: with the fake plugin (the CPU's code) the bits equal the CPU's. */
+static int apply_dev(cs_trainer *t, double *grad_norm)
+{
+    int n = t->g.n, rc = dev_has_optim(t->g.dev);
+    if (rc) return rc;
     double *hn = malloc((size_t)n * sizeof *hn + 1);
     if (!hn) return cs_oom("the gradient norms", (size_t)n * sizeof *hn);
     rc = states_fit(t);
     cs_dev_args a;
-    cs_dev_args_begin(&a, d);   /* device mode: ops and failures as in a forward */
-    for (int i = 0; i < n && !rc; i++) {
-        rc = d->sumsq(t->g.e[i].g, t->g.e[i].n, t->dnorm + i);
-        if (rc) cs_dev_note(rc, "the gradient norm");
-    }
-    if (!rc && d->download(hn, t->dnorm, (size_t)n * sizeof *hn)) rc = cs_dev_error() ? cs_dev_error() : CS_EDEVICE;
+    cs_dev_args_begin(&a, t->g.dev);   /* device mode: ops and failures as in a forward */
+    if (!rc) rc = dev_sumsq(t, NULL, n, hn);
     double tot = 0;
     for (int i = 0; i < n && !rc; i++) {   /* the CPU's order (cs_train_apply) */
         double nrm = (float)sqrt(hn[i]);
@@ -416,42 +499,47 @@ static int apply_dev(cs_trainer *t, double *grad_norm)
     }
     tot = (float)sqrt(tot);
     if (!rc && grad_norm) *grad_norm = tot;
-    if (!rc && t->cfg.max_grad_norm > 0) {
-        float coef = (float)(t->cfg.max_grad_norm / (tot + 1e-6));
-        if (coef < 1.0f)
-            for (int i = 0; i < n; i++) cs_scale(t->g.e[i].g, coef, t->g.e[i].g, t->g.e[i].n);
-    }
+    float coef = clip_coef(t, tot);
+    for (int i = 0; i < n && !rc && coef < 1.0f; i++) cs_scale(t->g.e[i].g, coef, t->g.e[i].g, t->g.e[i].n);
     if (!rc) rc = step_scratch(t);
-    for (int i = 0; i < n && !rc; i++) {
-        const cs_grad_ent *e = &t->g.e[i];
-        opt_state *s = NULL;
-        if ((rc = state_of(t, i, &s)) || (rc = dev_state_of(t, i))) break;
-        cs_tensor w = weight_view(e);
-        char err[256] = "";
-        float *p = d->weight_rw(&w, err, sizeof err);
-        if (!p) {
-            rc = cs_error(CS_EDEVICE, "training: %s", err[0] ? err : "no writable device copy of a weight");
-            break;
-        }
-        struct dev_state *q = &t->ds[i];
-        if (t->cfg.opt == CS_OPT_ADAMW) {
-            cs_adamw_k k;
-            cs_adamw_coef(&s->aw, &t->cfg.adamw, &k);
-            cs_dev_note(d->adamw_update(&k, e->n, p, e->g, q->a, q->b), "the AdamW step");
-        } else {
-            cs_adafactor_k k;
-            cs_adafactor_coef(&s->af, &t->cfg.adafactor, &k);
-            int f = s->af.factored;
-            cs_dev_note(d->adafactor_update(&k, s->af.B, s->af.R, s->af.C, p, e->g, f ? q->a : NULL, f ? q->b : NULL,
-                                            f ? NULL : q->a, t->du),
-                        "the Adafactor step");
-        }
-        t->stale = 1;
-    }
+    for (int i = 0; i < n && !rc; i++) rc = step_dev(t, i);
     rc = cs_dev_args_finish(&a, rc);
     free(hn);
     if (!rc) rc = cs_grads_zero(&t->g);
     t->micro = 0;
+    return rc;
+}
+
+/* Fused backward (cfg.fused, cs_grads' done): entries idx[0..n) are
+ * complete. Each is clipped by its own norm (kohya's hook calls
+ * clip_grad_norm_ on the one tensor) and stepped now; cs_grads_done then
+ * reuses its buffer. Runs in the gradients' mode (inside the backward). */
+static int fused_done(void *ctx, cs_grads *g, const int *idx, int n)
+{
+    cs_trainer *t = ctx;
+    if (g->n > t->nfnorm) {
+        double *f = realloc(t->fnorm, (size_t)g->n * sizeof *f);
+        if (!f) return cs_oom("the gradient norms", (size_t)g->n * sizeof *f);
+        memset(f + t->nfnorm, 0, (size_t)(g->n - t->nfnorm) * sizeof *f);
+        t->fnorm = f, t->nfnorm = g->n;
+    }
+    int rc = states_fit(t);
+    if (!rc) rc = step_scratch(t);
+    if (!rc && g->dev) rc = dev_has_optim(g->dev);
+    double *h = rc || !g->dev ? NULL : malloc((size_t)n * sizeof *h);
+    if (!rc && g->dev && !h) rc = cs_oom("the gradient norms", (size_t)n * sizeof *h);
+    if (!rc && g->dev) rc = dev_sumsq(t, idx, n, h);
+    for (int k = 0; k < n && !rc; k++) {
+        cs_grad_ent *e = &g->e[idx[k]];
+        double s = h ? h[k] : cs_sumsq(e->g, e->n);
+        double nrm = (float)sqrt(s);
+        t->fnorm[idx[k]] = nrm;
+        /* one tensor's clip_grad_norm_: its total norm is its norm */
+        float coef = clip_coef(t, (float)sqrt(nrm * nrm));
+        if (coef < 1.0f) cs_scale(e->g, coef, e->g, e->n);
+        rc = g->dev ? step_dev(t, idx[k]) : step_host(t, idx[k]);
+    }
+    free(h);
     return rc;
 }
 
@@ -487,7 +575,7 @@ int cs_trainer_sync(cs_trainer *t)
 
 int cs_train_apply(cs_trainer *t, double *grad_norm)
 {
-    if (t->g.dev && !t->lora) return apply_dev(t, grad_norm);
+    if (t->g.dev && !t->lora && !t->cfg.fused) return apply_dev(t, grad_norm);
     if (t->lora) {
         /* LoRA on a device: G stays there, only dA/dB and A/B cross the bus
          * and W' is merged there (lora_dev.c); the host's W' goes stale */
@@ -498,34 +586,28 @@ int cs_train_apply(cs_trainer *t, double *grad_norm)
         t->micro = 0;
         return rc;
     }
+    if (t->cfg.fused) {   /* stepped in the backward: the norm over its per-tensor norms */
+        double tot = 0;
+        for (int i = 0; i < t->nfnorm; i++) tot += t->fnorm[i] * t->fnorm[i];
+        if (grad_norm) *grad_norm = (float)sqrt(tot);
+        t->micro = 0;
+        return 0;
+    }
     /* clip_grad_norm_: the norm of the per-tensor norms; every gradient times
      * min(1, max / (norm + 1e-6)) in float */
     double tot = 0;
     for (int i = 0; i < t->g.n; i++) {
-        double s = 0;
-        for (size_t j = 0; j < t->g.e[i].n; j++) s += (double)t->g.e[i].g[j] * t->g.e[i].g[j];
-        double nrm = (float)sqrt(s);
+        double nrm = (float)sqrt(cs_sumsq(t->g.e[i].g, t->g.e[i].n));
         tot += nrm * nrm;
     }
     tot = (float)sqrt(tot);
     if (grad_norm) *grad_norm = tot;
-    if (t->cfg.max_grad_norm > 0) {
-        float coef = (float)(t->cfg.max_grad_norm / (tot + 1e-6));
-        if (coef < 1.0f)
-            for (int i = 0; i < t->g.n; i++)
-                for (size_t j = 0; j < t->g.e[i].n; j++) t->g.e[i].g[j] *= coef;
-    }
+    float coef = clip_coef(t, tot);
+    for (int i = 0; i < t->g.n && coef < 1.0f; i++)
+        for (size_t j = 0; j < t->g.e[i].n; j++) t->g.e[i].g[j] *= coef;
     int rc = step_scratch(t);   /* cs_act_alloc said what failed */
+    for (int i = 0; i < t->g.n && !rc; i++) rc = step_host(t, i);
     if (rc) return rc;
-    for (int i = 0; i < t->g.n; i++) {
-        opt_state *s = NULL;
-        if ((rc = state_of(t, i, &s))) return rc;
-        /* the model's own float32 copy (cs_stage_c_load_train): writable */
-        float *p = (float *)t->g.e[i].key;
-        if (t->cfg.opt == CS_OPT_ADAMW) cs_adamw_step(&s->aw, &t->cfg.adamw, p, t->g.e[i].g);
-        else cs_adafactor_step(&s->af, &t->cfg.adafactor, p, t->g.e[i].g, t->du);
-        cs_param_forget(p, t->g.e[i].n * sizeof(float));   /* packed or device copies are stale */
-    }
     cs_grads_zero(&t->g);
     t->micro = 0;
     return 0;

@@ -46,6 +46,11 @@ typedef struct {
     double max_grad_norm;           /* 1.0 in both codes; 0 = no clipping */
     int tf32;                       /* on a device: float32 products on TF32 tensor cores where it
                                        has them (--mixed_precision bf16), else exact float32 */
+    int fused;                      /* kohya's --fused_backward_pass: each tensor clipped by its own
+                                       norm and stepped as soon as its gradient is complete (when
+                                       its block's backward ends), its buffer then reused: the
+                                       gradients of one block live at a time, not the model's.
+                                       Adafactor only, grad_accum 1, no LoRA (as kohya) */
 } cs_train_cfg;
 
 /* cfg for an optimizer at lr: the seed recipe's Adafactor (or torch's AdamW
@@ -140,7 +145,11 @@ void cs_trainer_set_lr(cs_trainer *t, double lr);
 /* The micro-batch's forward and backward: gradients added, buckets updated. */
 int cs_train_accumulate(cs_trainer *t, const cs_train_batch *b, cs_train_out *o);
 /* Clipping, the optimizer step on every tensor with a gradient, zeroed
- * gradients; *grad_norm (if not NULL) = the norm before clipping. */
+ * gradients; *grad_norm (if not NULL) = the norm before clipping. Fused
+ * (cfg.fused): the steps ran during cs_train_accumulate's backward; this
+ * only gives the norm (the same total over the per-tensor norms). A
+ * failure during a fused backward leaves the tensors stepped before it
+ * stepped. */
 int cs_train_apply(cs_trainer *t, double *grad_norm);
 /* cs_train_accumulate, then cs_train_apply on every grad_accum-th call. */
 int cs_train_step(cs_trainer *t, const cs_train_batch *b, cs_train_out *o);

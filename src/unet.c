@@ -606,6 +606,7 @@ static int level_backward(cs_unet *u, const cs_unet_level *l, int *i, float *d, 
         if (!rc)
             rc = cs_block_backward(&l->blocks[k], r->x, d, N, H, W, r->skip, r->skip ? dskip : NULL, remb, ldr, dremb,
                                    cond, Lc, dcond, g, &u->ws, &u->tape->bws);
+        if (!rc) rc = cs_grads_done(g);   /* fused: no weight is shared between blocks */
         if (rc) return rc;
     }
     return 0;
@@ -621,7 +622,7 @@ static int transition_backward(cs_unet *u, const float *x, size_t rows, size_t c
     float *gw = cs_grads_of(g, w, &rc), *gb = cs_grads_of(g, b, &rc);
     if (rc) return rc;
     cs_layernorm(x, t, rows, cin, 1e-6f, NULL, NULL);
-    if ((rc = cs_linear_backward_g(g, t, rows, cin, 0, w, d, 0, dt, 0, gw, gb))) return rc;
+    if ((rc = cs_linear_backward_g(g, t, rows, cin, 0, w, d, 0, dt, 0, gw, gb)) || (rc = cs_grads_done(g))) return rc;
     return cs_layernorm_backward(x, dt, dx, 0, rows, cin, 1e-6f, NULL, NULL, NULL);
 }
 

@@ -131,6 +131,9 @@ refuse() {
 }
 O="--output_dir $tmp/no"
 refuse 2 "--optimizer_type" $T $O --optimizer_type lion
+refuse 2 "fused_backward_pass" $T $O --fused_backward_pass --optimizer_type adamw
+refuse 2 "fused_backward_pass" $T $O --fused_backward_pass --gradient_accumulation_steps 2
+refuse 2 "fused_backward_pass" $T $O --fused_backward_pass --network_module networks.lora
 refuse 2 "networks.dylora" $T $O --network_module networks.dylora
 refuse 2 "--network_dim" $T $O --network_dim 4
 refuse 2 "--network_dim" $T $O --network_module networks.lora --network_dim 0
@@ -335,9 +338,10 @@ fi
 fk="$(dirname "$BIN")/tests/.libs/libcascade-fake.so"
 mkdir -p "$tmp/plug" && ln -sf "$fk" "$tmp/plug/libcascade-cuda.so"
 if [ "$CASCADE_SIMD" = scalar ] && [ -f "$fk" ]; then
-    for mode in full lora; do
+    for mode in full lora fused; do
         a=""
         [ $mode = lora ] && a="--network_module networks.lora --network_dim 2"
+        [ $mode = fused ] && a="--fused_backward_pass"
         if $T $a --max_train_steps 2 --output_dir "$tmp/dc$mode" 2>"$tmp/err" &&
             CASCADE_PLUGIN_DIR=$tmp/plug $T $a --device cuda --max_train_steps 2 --output_dir "$tmp/dd$mode" 2>"$tmp/err"; then
             cmp -s "$tmp/dc$mode/t.safetensors" "$tmp/dd$mode/t.safetensors" && ok "--device ($mode): the CPU's bytes" ||
@@ -346,6 +350,33 @@ if [ "$CASCADE_SIMD" = scalar ] && [ -f "$fk" ]; then
             bad "--device ($mode): $(cat "$tmp/err")"
         fi
     done
+fi
+# fused_backward_pass by itself where the unfused step does not fit: the
+# fake's device made smaller than the tiny Stage C's weights and gradients
+if [ "$CASCADE_SIMD" = scalar ] && [ -f "$fk" ] && [ -s "$tmp/ddfused/t.safetensors" ]; then
+    FAKE_MEM_TOTAL=20000000 CASCADE_PLUGIN_DIR=$tmp/plug $T --device cuda --max_train_steps 2 --output_dir "$tmp/da" 2>"$tmp/err"
+    grep -q "note: fused_backward_pass on: .*GiB free" "$tmp/err" && cmp -s "$tmp/ddfused/t.safetensors" "$tmp/da/t.safetensors" &&
+        ok "fused_backward_pass on by itself on a small device: $(cat "$tmp/err")" ||
+        bad "fused_backward_pass by itself: $(cat "$tmp/err"), $(cmp "$tmp/ddfused/t.safetensors" "$tmp/da/t.safetensors" 2>&1)"
+    CASCADE_PLUGIN_DIR=$tmp/plug $T --device cuda --max_train_steps 2 --output_dir "$tmp/db" 2>"$tmp/err"
+    ! grep -q "fused" "$tmp/err" && cmp -s "$tmp/ddfull/t.safetensors" "$tmp/db/t.safetensors" &&
+        ok "fused_backward_pass off where the unfused step fits" || bad "fused_backward_pass on a 24 GiB device: $(cat "$tmp/err")"
+fi
+# a fused run's state resumes fused without the option (automatic follows the
+# state) to the same bytes; an unfused state does not resume fused
+if [ "$CASCADE_SIMD" = scalar ]; then
+    if $T --fused_backward_pass --max_train_epochs 2 --save_every_n_epochs 1 --save_state --output_dir "$tmp/fa" 2>"$tmp/err" &&
+        cp "$tmp/fa/t.safetensors" "$tmp/fa.safetensors" &&
+        $T --max_train_epochs 2 --output_dir "$tmp/fa" --resume "$tmp/fa/state-000002" 2>"$tmp/err"; then
+        cmp -s "$tmp/fa.safetensors" "$tmp/fa/t.safetensors" && ok "fused: resumed without the option = uninterrupted" ||
+            bad "fused: the resumed run differs"
+    else
+        bad "fused resume: $(cat "$tmp/err")"
+    fi
+    $T --max_train_epochs 3 --output_dir "$tmp/b" --resume "$tmp/b/state-000003" --fused_backward_pass 2>"$tmp/err"
+    rc=$?
+    [ $rc -eq 1 ] && grep -q 'saved by another run' "$tmp/err" && ok "an unfused state resumed fused: refused" ||
+        bad "an unfused state resumed fused: exit $rc: $(cat "$tmp/err")"
 fi
 CASCADE_PLUGIN_DIR=$tmp/none $T --device cuda --max_train_steps 1 --output_dir "$tmp/dn" 2>"$tmp/err"
 s=$?

@@ -1,5 +1,5 @@
 /* The fake device's fused blocks (see tests/fake_backend.c): a ResBlock /
- * FeedForwardBlock, a TimestepBlock and an AttnBlock, each run by the CPU's
+ * FeedForwardBlock, a TimestepBlock, an AttnBlock and a Stage A ResBlock, each run by the CPU's
  * single ops as the CPU composes them, so the results equal the CPU's bit
  * for bit and the fused op's dispatch is exercised. A block whose weights
  * the device owns (weight_rw: training) is declined with CS_EUNSUP, as the
@@ -12,8 +12,10 @@
 #include "error.h"
 #include "kernels.h"
 #include "ops.h"
+#include "stage_a.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 /* a ResBlock / FeedForwardBlock as the CPU's single ops compose it */
 static int block_host(float *x, size_t N, size_t H, size_t W, size_t c, const float *skip, size_t cs,
@@ -97,7 +99,36 @@ static int attn_block(float *x, size_t N, size_t HW, size_t c, int nhead, int se
     return fake_done(&cl, rc);
 }
 
+/* a Stage A ResBlock as the CPU runs it (its scratch sized for the CPU's row chunks) */
+static int sa_host(cs_sa_resblock *b, float *x, size_t N, size_t H, size_t W)
+{
+    float *work = malloc(cs_sa_resblock_work(b, H * W) * sizeof(float) + 1);
+    int rc = work ? cs_sa_resblock_forward(b, x, N, H, W, work) : CS_ENOMEM;
+    free(work);
+    return rc;
+}
+
+static int sa_block(float *x, size_t N, size_t H, size_t W, size_t c, const float *g, const cs_mlp_block *w)
+{
+    if (fake_in_rw(w->dw_w) || fake_in_rw(w->dw_b) || fake_in_rw(w->fc1_w) || fake_in_rw(w->fc1_b) ||
+        fake_in_rw(w->fc2_w) || fake_in_rw(w->fc2_b))
+        return CS_EUNSUP;
+    fake_call cl = fake_enter("sa_block");
+    float *rx = dv(&cl, x, N * H * W * c, "x");
+    fake_host_only(&cl, w->fc1_w->data, "fc1");
+    fake_host_only(&cl, w->fc2_w->data, "fc2");
+    cs_sa_resblock b = {.c = (int)c, .c_hidden = (int)w->fc1_w->shape[0], .dw_w = *w->dw_w, .dw_b = *w->dw_b,
+                        .fc1_w = *w->fc1_w, .fc1_b = *w->fc1_b, .fc2_w = *w->fc2_w, .fc2_b = *w->fc2_b};
+    memcpy(b.g, g, sizeof b.g);
+    int rc = 0;
+    if (!cl.rc) ON_HOST(rc = sa_host(&b, rx, N, H, W));
+    return fake_done(&cl, rc);
+}
+
 void fake_block_ops(cs_dev_ops *o)
 {
     o->mlp_block = mlp_block, o->ts_block = ts_block, o->attn_block = attn_block;
+#ifndef FAKE_NO_BACKWARD   /* the plugin with fewer optional ops: Stage A's single ops on a device */
+    o->sa_block = sa_block;
+#endif
 }

@@ -326,9 +326,10 @@ const char *fake_errmsg(void) { return errbuf; }
 
 static int mem_info(size_t *fr, size_t *tot, char *name, size_t len)
 {
-    *tot = (size_t)24 << 30;
+    const char *e = getenv("FAKE_MEM_TOTAL");   /* a smaller device: tests of memory decisions */
+    *tot = e && *e ? (size_t)strtoull(e, NULL, 10) : (size_t)24 << 30;
     pthread_mutex_lock(&fake_mu);
-    *fr = *tot - held;
+    *fr = held < *tot ? *tot - held : 0;
     pthread_mutex_unlock(&fake_mu);
     snprintf(name, len, "Fake GPU 0 (fake:0)");
     return 0;

@@ -120,7 +120,7 @@ int main(int argc, char **argv)
           "plugin with a gap in its op set: %s", cs_last_error());
     char want[128];
     snprintf(want, sizeof want, "plugin ABI 1, this cascade needs %d", CS_BACKEND_ABI);
-    CHECK(CS_BACKEND_ABI == 9 && cs_backend_select(old) < 0 && strstr(cs_last_error(), want), "ABI-1 plugin: %s",
+    CHECK(CS_BACKEND_ABI == 10 && cs_backend_select(old) < 0 && strstr(cs_last_error(), want), "ABI-1 plugin: %s",
           cs_last_error());
 
     /* describe: devices listed without activating the plugin */

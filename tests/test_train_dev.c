@@ -155,6 +155,8 @@ typedef struct {
     int lora, accum, adaptive;
     const char *name;
     int tf32;   /* cfg.tf32: products on TF32 tensor cores where the device has them */
+    int fused;  /* cfg.fused: each tensor clipped alone and stepped during the backward */
+    int noclip; /* max_grad_norm 0 */
 } run_cfg;
 
 /* The fake's peak over the steps against what training needs to hold: the
@@ -164,26 +166,28 @@ typedef struct {
  * weights, the tape, activations, scratch) within a quarter of the trained
  * weights' bytes. A second copy of the weights (a cached float32 copy
  * beside the writable one, W0 widened to float32, a scratch array per
- * tensor kept between steps, a LoRA's G) goes past it. */
+ * tensor kept between steps, a LoRA's G) goes past it.
+ * Fused: the gradients are the buffers it reuses (all back in its spares
+ * after a step), which must stay below half the weights. */
 static int check_mem(const run_cfg *c, const cs_trainer *t, cs_lora_net *net)
 {
-    size_t k[MEM_KINDS], peak = MEM_BY_KIND(k, 0), w = 0, st = 0;
+    size_t k[MEM_KINDS], peak = MEM_BY_KIND(k, 0), w = 0, st = 0, gb = 0;
     const cs_grads *g = cs_trainer_grads(t);
-    for (int i = 0; i < g->n; i++) w += g->e[i].n * sizeof(float);
-    size_t gw = w;   /* gradient bytes */
-    if (net) w = lora_wp_bytes(net);
+    for (int i = 0; i < g->n; i++) w += g->e[i].n * sizeof(float), gb += g->e[i].g ? g->e[i].n * sizeof(float) : 0;
+    for (int i = 0; i < g->nspare; i++) gb += g->spare[i].cap * sizeof(float);
+    if (net) w = lora_wp_bytes(net);   /* no gradient entries: the trained W' */
     int nst = net ? 0 : cs_trainer_opt_count(t);   /* a LoRA's states are host arrays */
     for (int i = 0; i < nst; i++) {
         cs_trainer_opt_view v;
         cs_trainer_opt_at(t, i, &v);
         for (int j = 0; j < v.n; j++) st += v.len[j] * sizeof(float);
     }
-    size_t w0 = net ? w / sizeof(float) * cs_dtype_size(cs_st_at(WF, 0)->dtype) : 0, need = w + gw + st + w0,
+    size_t w0 = net ? w / sizeof(float) * cs_dtype_size(cs_st_at(WF, 0)->dtype) : 0, need = w + gb + st + w0,
            margin = w / 4;
-    int bad = peak > need + margin;
+    int bad = peak > need + margin || (c->fused && gb > w / 2);
     printf("%s: %s: device peak %zu bytes: weights %zu + gradients %zu, states %zu, W0 %zu, margin %zu; at the peak: "
            "allocations %zu, float32 weight copies %zu (of bf16 %zu), writable %zu, in the file's dtype %zu\n",
-           bad ? "FAIL" : "ok", c->name, peak, w, gw, st, w0, margin, k[0], k[1], k[2], k[3], k[4]);
+           bad ? "FAIL" : "ok", c->name, peak, w, gb, st, w0, margin, k[0], k[1], k[2], k[3], k[4]);
     if (bad || getenv("FAKE_MEM_REPORT")) MEM_REPORT(stdout, bad ? 20 : atoi(getenv("FAKE_MEM_REPORT")));
     return bad;
 }
@@ -264,7 +268,8 @@ static int run(const run_cfg *c, int dev, int from, int to, const result *in_w, 
     cs_train_cfg cfg;
     cs_train_cfg_default(&cfg, c->opt, c->opt == CS_OPT_ADAMW ? 1e-3 : 1e-2);
     cfg.grad_accum = c->accum;
-    cfg.max_grad_norm = 0.05;   /* below the gradients' norm: clipping scales */
+    cfg.max_grad_norm = c->noclip ? 0 : 0.05;   /* below the gradients' norm: clipping scales */
+    cfg.fused = c->fused;
     cfg.loss_weight = c->adaptive ? CS_LOSS_ADAPTIVE : CS_LOSS_P2;
     cfg.tf32 = c->tf32;
     cs_trainer *t;
@@ -482,12 +487,19 @@ int main(void)
         /* --mixed_precision bf16: TF32 products on a GPU (within TOL_TF32 of
          * the CPU's float32), float32 on the fake (bit for bit) */
         {CS_OPT_ADAMW, 0, 2, 0, "full AdamW, accum 2, TF32 products", 1},
+        /* fused backward pass (per-tensor clipping; the same bits as unfused without clipping) */
+        {CS_OPT_ADAFACTOR, 0, 1, 0, "full Adafactor, fused", 0, 1, 0},
+        {CS_OPT_ADAFACTOR, 0, 1, 1, "full Adafactor, adaptive, no clipping", 0, 0, 1},
+        {CS_OPT_ADAFACTOR, 0, 1, 1, "full Adafactor, adaptive, no clipping, fused", 0, 1, 1},
     };
+    enum { FUSED = 7 };   /* the index of the first fused one */
     enum { NC = sizeof cfgs / sizeof cfgs[0] };
     static result cpu[NC];
     int fail = 0;
     for (int i = 0; i < NC; i++)
         if (run(&cfgs[i], 0, 0, STEPS, NULL, NULL, &cpu[i], NULL, NULL)) return 1;
+    /* without clipping the fused steps are the unfused ones, bit for bit */
+    fail |= compare("fused against unfused, no clipping (CPU)", &cpu[FUSED + 2], &cpu[FUSED + 1]);
 
     const char *env = getenv("CASCADE_BACKEND");
     const char *name = env && *env ? env : "tests/.libs/libcascade-fake.so";
@@ -528,7 +540,9 @@ int main(void)
         result_free(&r);
     }
     /* resume: 2 steps, save, then the third in a fresh trainer on a fresh model */
-    for (int i = 0; i < 2; i++) {
+    static const int resumed[] = {0, 1, FUSED};
+    for (int ri = 0; ri < 3; ri++) {
+        int i = resumed[ri];
         const run_cfg *c = &cfgs[i];
         result a = ZERO, w = ZERO, b = ZERO, full;
         saved st = {0};

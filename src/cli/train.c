@@ -56,6 +56,10 @@ static void usage(FILE *f)
         "  --max_train_steps N    optimizer steps (default 1600, as kohya)\n"
         "  --gradient_accumulation_steps N   micro-batches per optimizer step (default 1)\n"
         "  --max_grad_norm X      gradient clipping, 0 = off (default 1.0)\n"
+        "  --fused_backward_pass  each tensor clipped by its own norm and stepped as its block's backward\n"
+        "                         ends: one block's gradients in memory, not the model's (Adafactor, no\n"
+        "                         accumulation, no LoRA; as kohya). On by itself when a device's free\n"
+        "                         memory cannot hold the unfused step (a note says so)\n"
         "  --adaptive_loss_weight AdaptiveLossWeight instead of P2 (doc/training.md §5)\n"
         "  --seed N               seeds the data order and each step's noise (default: random, logged)\n"
         "  --save_every_n_epochs N  NAME-<epoch>.safetensors every N epochs\n"
@@ -114,6 +118,7 @@ enum {
     O_ADAPTIVE, O_SEED, O_SAVE_EVERY, O_SAVE_PREC, O_SAVE_STATE, O_RESUME, O_SAMPLE_EVERY, O_SAMPLE_PROMPTS,
     O_CACHE_LAT, O_CACHE_TEXT, O_CACHE_DIR, O_MIXED, O_GC, O_THREADS, O_DEVICE, O_IGNORE_ARG, O_IGNORE_FLAG,
     O_NET_MODULE, O_NET_DIM, O_NET_ALPHA, O_NET_ARGS, O_NET_DROPOUT, O_NET_WEIGHTS, O_SAVE_AS, O_UNET_ONLY,
+    O_FUSED,
 };
 
 static const struct option longopts[] = {
@@ -141,6 +146,7 @@ static const struct option longopts[] = {
     {"max_train_steps", required_argument, 0, O_STEPS},
     {"gradient_accumulation_steps", required_argument, 0, O_ACCUM},
     {"max_grad_norm", required_argument, 0, O_CLIP},
+    {"fused_backward_pass", no_argument, 0, O_FUSED},
     {"adaptive_loss_weight", no_argument, 0, O_ADAPTIVE},
     {"seed", required_argument, 0, O_SEED},
     {"save_every_n_epochs", required_argument, 0, O_SAVE_EVERY},
@@ -480,6 +486,7 @@ static int parse(tr_cli *c, int argc, char **argv)
             if (!e) e = put_f(t, CASCADE_TP_MAX_GRAD_NORM, f);
             break;
         case O_ADAPTIVE: e = put_i(t, CASCADE_TP_ADAPTIVE_LOSS, 1); break;
+        case O_FUSED: e = put_i(t, CASCADE_TP_FUSED_BACKWARD, 1); break;
         case O_SEED:
             e = cli_parse_u64(TR_ME, "--seed", optarg, UINT32_MAX, &u);
             if (!e) e = put_i(t, CASCADE_TP_SEED, (long long)u);
