@@ -23,7 +23,7 @@
 #        Stage C and B forwards (lite, and full unless 'lite') with the switch VAR=0 and VAR=1
 #        alternately (e.g. CASCADE_GELU_EPILOGUE) and the baseline (old/bin) beside them;
 #        VAR=A,B: all at 0, each alone at 1, then all at 1; VAR=V1,V2 (one switch): each value, each
-#        also with the lite forwards against the CPU (e.g. CASCADE_FLASH_FORM=1,2,6); twice in turn;
+#        also with the lite forwards against the CPU (a switch of several forms: VAR=1,2,3); twice in turn;
 #        lite against the CPU, Stage A's 1024^2 decode in the same settings and against the CPU,
 #        and a lite image pair (old/bin, bin)
 # kohya: issue 13's bench: kohya's sd-scripts (bench/kohya_gpu.sh put it in kohya/) and ours on the

@@ -19,11 +19,6 @@
  * Keys may come in two row blocks (an image's own tokens, then the
  * conditioning tokens), so the AttnBlock needs no gathered copy of them.
  *
- * Other forms, picked by $CASCADE_FLASH_FORM until the H100 has timed
- * them (form() lists them): two key groups a block (8 warps: a Stage C
- * lite grid, 432 blocks, is under one wave), ex2 and a trimmed last tile,
- * keys split over blocks and merged by a second kernel.
- *
  * Anything else (a mask, other head widths, fp32) returns CS_EUNSUP and
  * attention.cu does it. $CASCADE_FLASH=0 turns it off. On the H100 it took
  * Stage C lite from 16.2 to 9.4 ms a forward, Stage B lite from 39.8 to
@@ -56,17 +51,6 @@ struct fa_args {
     void *o;                       /* float32 or 16-bit rows (the kernel's O16) */
     size_t ldo;
     float scale_log2;   /* 1/sqrt(64) * log2(e): exp(x) as exp2 */
-};
-
-/* form 6's key splits: splits a row, tiles a split; a split's unscaled O
- * rows part [splits][rows][64] and (m, l) ml [splits][rows], rows = N Lq
- * heads (a query row's head). A parameter of its own: these fields in
- * fa_args made ptxas spill in the fp16 form 1. */
-struct fa_split {
-    unsigned splits, tps;
-    size_t rows;
-    float *part;
-    float2 *ml;
 };
 
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
@@ -153,37 +137,22 @@ static __device__ __forceinline__ void fetch_kv(uint32_t (*sk)[FA_LDS / 2], uint
     }
     asm volatile("cp.async.commit_group;\n" ::);
 }
-
-/* exp2 of x in one MUFU instruction (-inf gives 0): exp2f adds a few
- * instructions for results below 2^-126, which P and the rescales never need */
-static __device__ __forceinline__ float ex2(float x)
-{
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-    return y;
-}
-
 #endif
 
-/* One step of NK keys (64, or 32: a key group's half of the tile) for this
- * warp's 16 query rows: S = Q K^T from the K rows, the running max and sum,
- * O rescaled, O += P V from the V rows. MASK: the tile has fewer than 64
- * keys (the last one): scores past kvalid are -inf; with NK 32 a warp's
- * half may hold none, so its max may stay -inf (then 0 stands in for it).
- * LEAN: ex2, not exp2f (the scale folded into an FFMA as well spilled),
- * and the last tile's 8-key columns past kvalid skipped (Stage B's 1028
- * and 260 keys end in a tile of 4). */
-template <typename T, bool MASK, int NK, bool LEAN>
+/* One step of 64 keys for this warp's 16 query rows: S = Q K^T from the
+ * K tile, the running max and sum, O rescaled, O += P V from the V tile.
+ * MASK: the tile has fewer than 64 keys (the last one): scores past kvalid
+ * are -inf. */
+template <typename T, bool MASK>
 static __device__ __forceinline__ void fa_step(uint32_t (*sk)[FA_LDS / 2], uint32_t (*sv)[FA_LDS / 2],
                                                uint32_t (*qf)[4], float (*o)[4], float *m, float *l, int kvalid,
                                                float scale_log2)
 {
     const int lane = threadIdx.x & 31, t = lane & 3;
     /* S = Q K^T: K's rows are the columns of the product (col-major B) */
-    float s[NK / 8][4];
-    for (int j = 0; j < NK / 8; j++) {
+    float s[FA_BK / 8][4];
+    for (int j = 0; j < FA_BK / 8; j++) {
         s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
-        if (MASK && LEAN && j * 8 >= kvalid) continue;   /* masked below */
         for (int kk = 0; kk < FA_D / 16; kk += 2) {
             uint32_t b[4];
             ldm_x4(b, (const uint16_t *)sk[j * 8 + (lane & 7)] + kk * 16 + (lane >> 3) * 8);
@@ -192,20 +161,18 @@ static __device__ __forceinline__ void fa_step(uint32_t (*sk)[FA_LDS / 2], uint3
         }
     }
     float mx[2] = {-INFINITY, -INFINITY};
-    for (int j = 0; j < NK / 8; j++)
+    for (int j = 0; j < FA_BK / 8; j++)
         for (int e = 0; e < 4; e++) {
             float x = !MASK || j * 8 + 2 * t + (e & 1) < kvalid ? s[j][e] * scale_log2 : -INFINITY;
             s[j][e] = x;
             mx[e >> 1] = fmaxf(mx[e >> 1], x);
         }
-    float alpha[2], msub[2];
+    float alpha[2];
     for (int r = 0; r < 2; r++) {
         mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
         mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-        /* finite with 64 keys a step: every step has a valid key */
-        float mn = fmaxf(m[r], mx[r]);
-        msub[r] = MASK && NK < FA_BK && mn == -INFINITY ? 0.0f : mn;
-        alpha[r] = LEAN ? ex2(m[r] - msub[r]) : exp2f(m[r] - msub[r]);
+        float mn = fmaxf(m[r], mx[r]);   /* finite: every step has a valid key */
+        alpha[r] = exp2f(m[r] - mn);
         m[r] = mn;
         l[r] *= alpha[r];   /* this thread's part of the row sum; the 4 parts are added at the end */
     }
@@ -214,13 +181,11 @@ static __device__ __forceinline__ void fa_step(uint32_t (*sk)[FA_LDS / 2], uint3
         o[j][2] *= alpha[1], o[j][3] *= alpha[1];
     }
     /* P, 16 keys at a time, as the A fragment of O += P V */
-    for (int kk = 0; kk < NK / 16; kk++) {
-        if (MASK && LEAN && kk * 16 >= kvalid) break;   /* P is 0 from here */
+    for (int kk = 0; kk < FA_BK / 16; kk++) {
         float p[2][4];
         for (int u = 0; u < 2; u++)
             for (int e = 0; e < 4; e++) {
-                float x = s[2 * kk + u][e];
-                p[u][e] = LEAN ? ex2(x - msub[e >> 1]) : exp2f(x - msub[e >> 1]);
+                p[u][e] = exp2f(s[2 * kk + u][e] - m[e >> 1]);
                 l[e >> 1] += p[u][e];
             }
         uint32_t pa[4] = {pack2(p[0][0], p[0][1], (T *)0), pack2(p[0][2], p[0][3], (T *)0),
@@ -234,28 +199,20 @@ static __device__ __forceinline__ void fa_step(uint32_t (*sk)[FA_LDS / 2], uint3
     }
 }
 
-/* The output rows O / l of row warp rw (the 4 threads' parts of l summed
- * first), as float32 or (O16) as T; PART (form 6): O and (m, l) as they
- * are, split sp's partials */
-template <typename T, bool O16, bool PART>
-static __device__ __forceinline__ void fa_store(const fa_args &a, const fa_split &p, float (*o)[4], const float *m,
-                                                float *l, size_t n, size_t h, size_t q0, int qrows, int rw, unsigned sp)
+/* The warp's output rows O / l (the 4 threads' parts of l summed first),
+ * as float32 or (O16) as T */
+template <typename T, bool O16>
+static __device__ __forceinline__ void fa_store(const fa_args &a, float (*o)[4], float *l, size_t n, size_t h,
+                                                size_t q0, int qrows)
 {
-    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     for (int r = 0; r < 2; r++) {
         l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
         l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
     }
     for (int r = 0; r < 2; r++) {
-        int row = rw * 16 + g + 8 * r;
+        int row = warp * 16 + g + 8 * r;
         if (row >= qrows) continue;
-        if (PART) {
-            size_t w = (size_t)sp * p.rows + (n * a.Lq + q0 + (size_t)row) * gridDim.y + h;
-            float2 *out = (float2 *)(p.part + w * FA_D) + t;
-            for (int j = 0; j < FA_D / 8; j++) out[j * 4] = make_float2(o[j][2 * r], o[j][2 * r + 1]);
-            if (!t) p.ml[w] = make_float2(m[r], l[r]);
-            continue;
-        }
         float inv = 1.0f / l[r];
         size_t at = (n * a.Lq + q0 + (size_t)row) * a.ldo + h * FA_D + 2 * t;
         if (O16) {
@@ -268,105 +225,40 @@ static __device__ __forceinline__ void fa_store(const fa_args &a, const fa_split
     }
 }
 
-#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
-/* KG 2: merge group 1's (m, l, O) into group 0's through shared memory
- * (so: 4 warps x 32 floats x 32 lanes, sml: m and l; lane-major, no bank
- * conflicts). Group 0's m is finite: its first half tile holds key 0. */
-static __device__ __forceinline__ void fa_merge(float *so, float *sml, float (*o)[4], float *m, float *l, int rw, int g)
-{
-    const int lane = threadIdx.x & 31;
-    if (g) {
-        for (int j = 0; j < FA_D / 8; j++)
-            for (int e = 0; e < 4; e++) so[((rw * 8 + j) * 4 + e) * 32 + lane] = o[j][e];
-        for (int r = 0; r < 2; r++) sml[(rw * 4 + r) * 32 + lane] = m[r], sml[(rw * 4 + 2 + r) * 32 + lane] = l[r];
-    }
-    __syncthreads();
-    if (g) return;
-    float a0[2], a1[2];
-    for (int r = 0; r < 2; r++) {
-        float m1 = sml[(rw * 4 + r) * 32 + lane], l1 = sml[(rw * 4 + 2 + r) * 32 + lane], mn = fmaxf(m[r], m1);
-        a0[r] = exp2f(m[r] - mn), a1[r] = exp2f(m1 - mn);   /* m1 -inf (no keys): 0 */
-        l[r] = l[r] * a0[r] + l1 * a1[r];
-    }
-    for (int j = 0; j < FA_D / 8; j++)
-        for (int e = 0; e < 4; e++)
-            o[j][e] = o[j][e] * a0[e >> 1] + so[((rw * 8 + j) * 4 + e) * 32 + lane] * a1[e >> 1];
-}
-
-#endif
-
-/* grid (query blocks, heads, images x splits), 128 KG threads. KG key groups: with
- * 2, warps w and w + 4 take the same 16 query rows and the two 32-key halves
- * of every tile, twice the warps on the same blocks (a Stage C lite grid
- * is under one wave of 4 blocks an SM), merged at the end. LEAN: fa_step's.
- * MINB: blocks an SM the registers must allow. SPLIT: the keys of split
- * blockIdx.z % splits only, partials out. */
-template <typename T, bool O16, int KG, bool LEAN, int MINB, bool SPLIT>
-static __global__ void __launch_bounds__(128 * KG, MINB) k_flash(fa_args a, fa_split p)
+/* grid (query blocks, heads, images), 128 threads */
+template <typename T, bool O16>
+static __global__ void __launch_bounds__(128, 4) k_flash(fa_args a)
 {
 #if __CUDA_ARCH__ >= 800
     __shared__ __align__(16) uint32_t sq[FA_BQ][FA_LDS / 2], sk[2][FA_BK][FA_LDS / 2], sv[2][FA_BK][FA_LDS / 2];
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, rw = warp & 3, g = warp >> 2;
-    const int NK = FA_BK / KG;   /* keys a warp takes of a tile */
-    const unsigned sp = SPLIT ? blockIdx.z % p.splits : 0;
-    const size_t n = SPLIT ? blockIdx.z / p.splits : blockIdx.z, h = blockIdx.y, q0 = (size_t)blockIdx.x * FA_BQ;
-    /* keys kb .. ke-1: whole tiles but the last split's last one */
-    const size_t Lk = a.L[0] + a.L[1], kb = SPLIT ? (size_t)sp * p.tps * FA_BK : 0;
-    const size_t ke = SPLIT && kb + (size_t)p.tps * FA_BK < Lk ? kb + (size_t)p.tps * FA_BK : Lk;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const size_t n = blockIdx.z, h = blockIdx.y, q0 = (size_t)blockIdx.x * FA_BQ, Lk = a.L[0] + a.L[1];
     const int qrows = (int)(a.Lq - q0 < FA_BQ ? a.Lq - q0 : FA_BQ);
     fetch_q(sq, a, n, h, q0);
-    fetch_kv(sk[0], sv[0], a, n, h, kb);
+    fetch_kv(sk[0], sv[0], a, n, h, 0);
     asm volatile("cp.async.wait_group 1;\n" ::);   /* the queries are in */
     __syncthreads();
-    /* Q as A fragments, one per 16 features: rows rw*16 + (lane & 15), columns + (lane >> 4) * 8 */
+    /* Q as A fragments, one per 16 features: rows warp*16 + (lane & 15), columns + (lane >> 4) * 8 */
     uint32_t qf[FA_D / 16][4];
     for (int kk = 0; kk < FA_D / 16; kk++)
-        ldm_x4(qf[kk], (const uint16_t *)sq[rw * 16 + (lane & 15)] + kk * 16 + (lane >> 4) * 8);
+        ldm_x4(qf[kk], (const uint16_t *)sq[warp * 16 + (lane & 15)] + kk * 16 + (lane >> 4) * 8);
     /* this thread's rows: g and g + 8 of the warp's 16; its columns 2t, 2t+1 of every 8 */
     float o[FA_D / 8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
     for (int j = 0; j < FA_D / 8; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
     int b = 0;
-    for (size_t k0 = kb; k0 < ke; k0 += FA_BK, b ^= 1) {
-        if (k0 + FA_BK < ke) {
+    for (size_t k0 = 0; k0 < Lk; k0 += FA_BK, b ^= 1) {
+        if (k0 + FA_BK < Lk) {
             fetch_kv(sk[b ^ 1], sv[b ^ 1], a, n, h, k0 + FA_BK);
             asm volatile("cp.async.wait_group 1;\n" ::);
         } else {
             asm volatile("cp.async.wait_group 0;\n" ::);
         }
         __syncthreads();   /* tile b is in for every thread */
-        if (ke - k0 >= FA_BK)
-            fa_step<T, false, NK, LEAN>(sk[b] + g * NK, sv[b] + g * NK, qf, o, m, l, NK, a.scale_log2);
-        else
-            fa_step<T, true, NK, LEAN>(sk[b] + g * NK, sv[b] + g * NK, qf, o, m, l, (int)(ke - k0) - g * NK,
-                                     a.scale_log2);
+        if (Lk - k0 >= FA_BK) fa_step<T, false>(sk[b], sv[b], qf, o, m, l, FA_BK, a.scale_log2);
+        else fa_step<T, true>(sk[b], sv[b], qf, o, m, l, (int)(Lk - k0), a.scale_log2);
         __syncthreads();   /* tile b is read: the next fetch may overwrite it */
     }
-    /* the tiles are read and no copy is in flight: sk and sv are free */
-    if (KG > 1) fa_merge((float *)sk, (float *)sv, o, m, l, rw, g);
-    if (g == 0) fa_store<T, O16, SPLIT>(a, p, o, m, l, n, h, q0, qrows, rw, sp);
-#endif
-}
-
-/* form 6's merge of the splits' partials: a warp a row of a head, a lane
- * two of its 64 columns; every split has a key, so every m is finite */
-template <typename T, bool O16>
-static __global__ void k_flash_combine(fa_args a, fa_split p, unsigned nhead)
-{
-#if __CUDA_ARCH__ >= 800
-    const size_t w = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
-    const int lane = threadIdx.x & 31;
-    if (w >= p.rows) return;
-    float mx = -INFINITY, l = 0.0f, o0 = 0.0f, o1 = 0.0f;
-    for (unsigned s = 0; s < p.splits; s++) mx = fmaxf(mx, p.ml[s * p.rows + w].x);
-    for (unsigned s = 0; s < p.splits; s++) {
-        float2 ml = p.ml[s * p.rows + w], x = ((const float2 *)(p.part + (s * p.rows + w) * FA_D))[lane];
-        float c = exp2f(ml.x - mx);
-        l += ml.y * c, o0 += x.x * c, o1 += x.y * c;
-    }
-    float inv = 1.0f / l;
-    size_t at = w / nhead * a.ldo + w % nhead * FA_D + 2 * lane;
-    if (O16) *(uint32_t *)((uint16_t *)a.o + at) = pack2(o0 * inv, o1 * inv, (T *)0);
-    else ((float *)a.o)[at] = o0 * inv, ((float *)a.o)[at + 1] = o1 * inv;
+    fa_store<T, O16>(a, o, l, n, h, q0, qrows);
 #endif
 }
 
@@ -388,96 +280,17 @@ extern "C" int cs_cuda_flash_fits(size_t N, size_t Lq, size_t Lk, size_t C, int 
 /* 16-byte rows: cp.async copies 16 bytes at a time */
 static int rows16(const void *p, size_t ld) { return !p || ((uintptr_t)p % 16 == 0 && ld % 8 == 0); }
 
-/* $CASCADE_FLASH_FORM, side by side until measured (registers on sm_90):
- *   1 (the default) 4 warps a block (128)    2: 1, LEAN (128)
- *   3: 2 key groups, LEAN, 2 blocks an SM (110)
- *   4: 2 key groups, 3 blocks an SM (80)     5: 4, LEAN (80, 36 bytes spilled)
- *   6: 2, the keys split over blocks where the grid is under two waves
- *      (flash-decoding's scheme), the partials merged by k_flash_combine
- *   (in fp16, LEAN with 128 registers spills 12 to 16 bytes)
- * Read at every launch, so one process (the op tests, a timing run) can
- * switch it; 0 for a value that is none of them. */
-#define FA_FORMS 6
-static int form(void)
+static int launch(fa_args *a, size_t N, int nhead, int o16)
 {
-    const char *e = getenv("CASCADE_FLASH_FORM");
-    if (!e || !*e) return 1;
-    return e[0] >= '1' && e[0] < '1' + FA_FORMS && !e[1] ? e[0] - '0' : 0;
-}
-
-static int sm_count(void)
-{
-    static int sms = 0;
-    if (!sms) {
-        int dev = 0, v = 0;
-        if (cudaGetDevice(&dev) != cudaSuccess ||
-            cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-            v = 0, cudaGetLastError();
-        sms = v > 0 ? v : 80;
-    }
-    return sms;
-}
-
-/* form 6's plan: splits (1: none) of tps tiles each, so that the blocks
- * fill two waves of 4 an SM; every split at least 2 tiles, at most 8 */
-static unsigned splits(size_t N, size_t Lq, size_t Lk, int nhead, unsigned *tps)
-{
-    size_t tiles = (Lk + FA_BK - 1) / FA_BK, S = 1;
-    *tps = (unsigned)tiles;
-    if (form() != 6) return 1;
-    size_t blocks = (Lq + FA_BQ - 1) / FA_BQ * (size_t)nhead * N, slots = 4 * (size_t)sm_count();
-    if (blocks < 2 * slots) S = (2 * slots + blocks - 1) / blocks;
-    if (S > tiles / 2) S = tiles / 2;
-    if (S > 8) S = 8;
-    while (S > 1 && N * S > 65535) S--;
-    if (S < 2) return 1;
-    size_t t = (tiles + S - 1) / S;
-    *tps = (unsigned)t;
-    return (unsigned)((tiles + t - 1) / t);
-}
-
-/* bytes of form 6's partials for these sizes (0: no split) */
-static size_t part_bytes(size_t N, size_t Lq, size_t Lk, int nhead)
-{
-    unsigned tps, S = splits(N, Lq, Lk, nhead, &tps);
-    return S > 1 ? (size_t)S * N * Lq * nhead * (FA_D + 2) * sizeof(float) : 0;
-}
-
-template <typename T, bool O16>
-static void go(int f, dim3 grid, cudaStream_t st, const fa_args &a, const fa_split &p)
-{
-    if (f == 1) k_flash<T, O16, 1, false, 4, false><<<grid, 128, 0, st>>>(a, p);
-    else if (f == 2) k_flash<T, O16, 1, true, 4, false><<<grid, 128, 0, st>>>(a, p);
-    else if (f == 3) k_flash<T, O16, 2, true, 2, false><<<grid, 256, 0, st>>>(a, p);
-    else if (f == 4) k_flash<T, O16, 2, false, 3, false><<<grid, 256, 0, st>>>(a, p);
-    else if (f == 5) k_flash<T, O16, 2, true, 3, false><<<grid, 256, 0, st>>>(a, p);
-    else if (p.splits < 2) k_flash<T, O16, 1, true, 4, false><<<grid, 128, 0, st>>>(a, p);
-    else {
-        k_flash<T, O16, 1, true, 4, true><<<grid, 128, 0, st>>>(a, p);
-        k_flash_combine<T, O16><<<(unsigned)((p.rows + 7) / 8), 256, 0, st>>>(a, p, grid.y);
-    }
-}
-
-/* part: room for part_bytes() of these sizes (NULL when 0) */
-static int launch(fa_args *a, size_t N, int nhead, int o16, void *part)
-{
-    int f = form();
-    if (!f)
-        return cs_cuda_fail_text(CS_EARG, "CUDA: $CASCADE_FLASH_FORM=%s: expected a form from 1 to %d",
-                                 getenv("CASCADE_FLASH_FORM"), FA_FORMS);
     a->scale_log2 = 1.4426950408889634f / sqrtf((float)FA_D);
-    fa_split p = {0, 0, N * a->Lq * (size_t)nhead, (float *)part, NULL};
-    p.splits = splits(N, a->Lq, a->L[0] + a->L[1], nhead, &p.tps);
-    if (p.splits > 1 && !part) return cs_cuda_fail_text(CS_EDEVICE, "CUDA: attention (flash): no room for the splits");
-    if (part) p.ml = (float2 *)(p.part + (size_t)p.splits * p.rows * FA_D);
-    dim3 grid((unsigned)((a->Lq + FA_BQ - 1) / FA_BQ), (unsigned)nhead, (unsigned)(N * p.splits));
+    dim3 grid((unsigned)((a->Lq + FA_BQ - 1) / FA_BQ), (unsigned)nhead, (unsigned)N);
     cudaStream_t st = (cudaStream_t)cs_cuda_stream();
     if (cs_cuda_precision() == CS_PREC_BF16) {
-        if (o16) go<__nv_bfloat16, true>(f, grid, st, *a, p);
-        else go<__nv_bfloat16, false>(f, grid, st, *a, p);
+        if (o16) k_flash<__nv_bfloat16, true><<<grid, 128, 0, st>>>(*a);
+        else k_flash<__nv_bfloat16, false><<<grid, 128, 0, st>>>(*a);
     } else {
-        if (o16) go<__half, true>(f, grid, st, *a, p);
-        else go<__half, false>(f, grid, st, *a, p);
+        if (o16) k_flash<__half, true><<<grid, 128, 0, st>>>(*a);
+        else k_flash<__half, false><<<grid, 128, 0, st>>>(*a);
     }
     return cs_cuda_check_launch("attention (flash)");
 }
@@ -490,11 +303,8 @@ extern "C" int cs_cuda_flash16(const uint16_t *q, size_t ldq, const uint16_t *k1
     if (!cs_cuda_flash_fits(N, Lq, L1 + L2, C, nhead) || !rows16(q, ldq) || !rows16(o, ldo) || !rows16(k1, ld1) ||
         !rows16(v1, ld1) || (L2 && (!rows16(k2, ld2) || !rows16(v2, ld2))))
         return CS_EUNSUP;
-    size_t pb = part_bytes(N, Lq, L1 + L2, nhead);
-    void *part = pb ? cs_cuda_scratch(11, pb) : NULL;
-    if (pb && !part) return cs_cuda_fail_text(CS_ENOMEM, "CUDA: out of memory for attention's partial sums");
     fa_args a = {q, ldq, {k1, L2 ? k2 : k1}, {v1, L2 ? v2 : v1}, {ld1, L2 ? ld2 : ld1}, {L1, L2}, Lq, o, ldo, 0.0f};
-    return launch(&a, N, nhead, 1, part);
+    return launch(&a, N, nhead, 1);
 }
 
 /* float32 rows to dense 16-bit ones at *at (advanced); NULL stays NULL */
@@ -517,19 +327,16 @@ static int flash_f32(const float *q, size_t ldq, const float *k1, const float *v
     if (!L1) k1 = k2, v1 = v2, ldk1 = ldv1 = ld2, L1 = L2, L2 = 0, k2 = v2 = NULL;
     if (!L2) k2 = v2 = NULL;
     if (!cs_cuda_flash_fits(N, Lq, L1 + L2, C, nhead)) return CS_EUNSUP;
-    /* the 16-bit operands, then form 6's partials (16-byte aligned) */
-    size_t b16 = (N * (Lq + 2 * (L1 + L2)) * C * sizeof(uint16_t) + 15) & ~(size_t)15,
-           pb = part_bytes(N, Lq, L1 + L2, nhead);
-    uint16_t *at = (uint16_t *)cs_cuda_scratch(11, b16 + pb);
+    size_t n16 = N * (Lq + 2 * (L1 + L2)) * C;
+    uint16_t *at = (uint16_t *)cs_cuda_scratch(11, n16 * sizeof(uint16_t));
     if (!at) return cs_cuda_fail_text(CS_ENOMEM, "CUDA: out of memory for attention's 16-bit operands");
-    void *part = pb ? (char *)at + b16 : NULL;
     int rc = 0;
     const uint16_t *q16 = half_rows(q, N * Lq, C, ldq, &at, &rc), *k16 = half_rows(k1, N * L1, C, ldk1, &at, &rc),
                    *v16 = half_rows(v1, N * L1, C, ldv1, &at, &rc), *k216 = half_rows(k2, N * L2, C, ld2, &at, &rc),
                    *v216 = half_rows(v2, N * L2, C, ld2, &at, &rc);
     if (rc) return rc;
     fa_args a = {q16, C, {k16, L2 ? k216 : k16}, {v16, L2 ? v216 : v16}, {C, C}, {L1, L2}, Lq, o, ldo, 0.0f};
-    return launch(&a, N, nhead, 0, part);
+    return launch(&a, N, nhead, 0);
 }
 
 extern "C" int cs_cuda_flash_attention(const float *q, size_t ldq, const float *k, size_t ldk, const float *v,

@@ -302,20 +302,6 @@ static __global__ void __launch_bounds__(32 * DL_WARPS) k_dw_ln4(const float4 *x
     }
 }
 
-/* the device's multiprocessors (80 where the query fails), for grids of
- * resident blocks */
-static int sm_count(void)
-{
-    static int sms = 0;
-    if (!sms) {
-        int dev = 0, v = 0;
-        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-            v = 80;
-        sms = v > 0 ? v : 80;
-    }
-    return sms;
-}
-
 /* k_dw_ln4 for c % 4 == 0 channels at a 16-byte aligned x: 0, or CS_EUNSUP
  * (nothing queued) where it does not apply or its shared memory is refused */
 template <bool DW, int PER4>
@@ -331,7 +317,13 @@ static int dw_ln4_launch(const float *x, size_t N, size_t H, size_t W, size_t c,
         cudaGetLastError();
         return CS_EUNSUP;
     }
-    int sms = sm_count();
+    static int sms = 0;
+    if (!sms) {
+        int dev = 0, v = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+            v = 80;
+        sms = v > 0 ? v : 80;
+    }
     /* as many blocks as stay resident (a memory-bound pass wants every warp
      * slot busy: at Stage B's 32768 pixels 4 blocks an SM were too few) */
     int occ = 0;
@@ -386,238 +378,6 @@ static void dw_ln(unsigned grid, const float *x, size_t N, size_t H, size_t W, s
 #undef DL
 }
 
-/* $CASCADE_DW_ROWS=1: the depthwise conv + norm as row segments (k_dw_rows)
- * instead of k_dw_ln4, for side-by-side timing (default 0 until measured on
- * the GPU). Read at every call, so the op test can force either form. */
-static int dw_rows_on(void)
-{
-    const char *e = getenv("CASCADE_DW_ROWS");
-    return e && !strcmp(e, "1");
-}
-
-/* sums of v[t] over the block for each of T pixels; sh: [16][T] of shared
- * memory used by this call only (a second call takes another array, so one
- * barrier each is enough) */
-template <int T>
-static __device__ __forceinline__ void block_sums(float *v, float (*sh)[T])
-{
-    const unsigned lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
-#pragma unroll
-    for (int t = 0; t < T; t++) v[t] = warp_sum(v[t]);
-    if (lane == 0)
-#pragma unroll
-        for (int t = 0; t < T; t++) sh[wid][t] = v[t];
-    __syncthreads();
-#pragma unroll
-    for (int t = 0; t < T; t++) {
-        float a = 0.0f;
-        for (unsigned w = 0; w < nw; w++) a += sh[w][t];
-        v[t] = a;
-    }
-}
-
-/* A block a segment of T pixels of one image row (or several in turn: see
- * dw_rows_launch), a thread a float4 group of channels (c/4 threads rounded
- * up to warps, at most 512). k_dw_ln4 reads
- * each input pixel 9 times through L2 (L2-bound at Stage B's 128^2 level)
- * and stages every block's weights from a 9-float stride; here a thread
- * slides along the row: 3 (T + 2) loads for T pixels, and its 4 channels'
- * 36 weights are one contiguous 144-byte run (dw [c, 1, 3, 3]) read once a
- * block into registers. Taps are summed in k_dw_ln4's order (ky, then kx,
- * from the bias): the same conv values; the norm's sums are block-wide. */
-#define DR_MAX_THREADS 512
-template <int T>
-static __global__ void __launch_bounds__(DR_MAX_THREADS)
-    k_dw_rows(const float4 *x, size_t H, size_t W, size_t c4, size_t segs, const float4 *dw, const float4 *db,
-              const float *skip, size_t cs, __nv_bfloat16 *y)
-{
-    __shared__ float sh[2][DR_MAX_THREADS / 32][T];
-    const unsigned g = threadIdx.x;
-    const bool on = g < c4;
-    float wf[36];   /* channel 4g + j, tap k at j * 9 + k */
-    float4 b = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    if (on) {
-        b = db[g];
-#pragma unroll
-        for (int i = 0; i < 9; i++) {
-            float4 q = dw[9 * (size_t)g + i];
-            wf[4 * i] = q.x, wf[4 * i + 1] = q.y, wf[4 * i + 2] = q.z, wf[4 * i + 3] = q.w;
-        }
-    }
-    const size_t tiles = (W + T - 1) / T, cin = 4 * c4 + cs;
-    const float c = (float)(4 * c4);
-    for (size_t seg = blockIdx.x; seg < segs; seg += gridDim.x) {
-        size_t row = seg / tiles, px0 = (seg - row * tiles) * (size_t)T, py = row % H;   /* row: n * H + py */
-        float4 acc[T];
-#pragma unroll
-        for (int t = 0; t < T; t++) acc[t] = b;
-#pragma unroll
-        for (int ky = 0; ky < 3; ky++) {
-            if (!on || (ky == 0 && py == 0) || (ky == 2 && py + 1 >= H)) continue;
-            const float4 *xr = x + (row + ky - 1) * W * c4 + g;
-#pragma unroll
-            for (int s = 0; s < T + 2; s++) {   /* input column px0 + s - 1 */
-                if ((s == 0 && px0 == 0) || px0 + s - 1 >= W) continue;
-                float4 a = xr[(px0 + s - 1) * c4];
-#pragma unroll
-                for (int kx = 0; kx < 3; kx++) {
-                    const int t = s - kx, k = ky * 3 + kx;   /* output px0 + t takes tap (ky, kx) */
-                    if (t < 0 || t >= T) continue;
-                    acc[t].x = fmaf(wf[k], a.x, acc[t].x), acc[t].y = fmaf(wf[9 + k], a.y, acc[t].y);
-                    acc[t].z = fmaf(wf[18 + k], a.z, acc[t].z), acc[t].w = fmaf(wf[27 + k], a.w, acc[t].w);
-                }
-            }
-        }
-        float m[T], q[T];
-#pragma unroll
-        for (int t = 0; t < T; t++) m[t] = on ? (acc[t].x + acc[t].y) + (acc[t].z + acc[t].w) : 0.0f;
-        block_sums<T>(m, sh[0]);
-#pragma unroll
-        for (int t = 0; t < T; t++) {
-            m[t] /= c;
-            float d0 = acc[t].x - m[t], d1 = acc[t].y - m[t], d2 = acc[t].z - m[t], d3 = acc[t].w - m[t];
-            q[t] = on ? (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3) : 0.0f;
-        }
-        block_sums<T>(q, sh[1]);
-        size_t p0 = row * W + px0, nt = W - px0 < (size_t)T ? W - px0 : (size_t)T;
-#pragma unroll
-        for (int t = 0; t < T; t++) {
-            if (!on || (size_t)t >= nt) continue;
-            float inv = rsqrtf(q[t] / c + 1e-6f);
-            __nv_bfloat162 *yp = (__nv_bfloat162 *)(y + (p0 + t) * cin) + 2 * g;
-            yp[0] = __floats2bfloat162_rn((acc[t].x - m[t]) * inv, (acc[t].y - m[t]) * inv);
-            yp[1] = __floats2bfloat162_rn((acc[t].z - m[t]) * inv, (acc[t].w - m[t]) * inv);
-        }
-        for (size_t i = threadIdx.x; i < nt * cs; i += blockDim.x) {
-            size_t t = i / cs, j = i - t * cs;
-            y[(p0 + t) * cin + 4 * c4 + j] = __float2bfloat16_rn(skip[(p0 + t) * cs + j]);
-        }
-    }
-}
-
-/* one launch of k_dw_rows<T>: a block a segment, or where there are 4 times
- * more segments than resident blocks, those blocks each walking its share
- * (the weights read once a block: at T = 8 they are a third of a segment's
- * reads; fewer segments a block would leave some blocks a whole segment
- * behind) */
-template <int T>
-static void dw_rows_launch(const float *x, size_t N, size_t H, size_t W, size_t c, const float *dw, const float *db,
-                           const float *skip, size_t cs, __nv_bfloat16 *y, unsigned threads)
-{
-    size_t segs = N * H * ((W + T - 1) / T);
-    int occ = 0;
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, k_dw_rows<T>, (int)threads, 0) != cudaSuccess || occ < 1)
-        occ = 1, cudaGetLastError();
-    size_t most = (size_t)sm_count() * (size_t)occ;
-    unsigned grid = (unsigned)(segs < 4 * most ? segs : most);
-    k_dw_rows<T><<<grid, threads, 0, stream()>>>((const float4 *)x, H, W, c / 4, segs, (const float4 *)dw,
-                                                 (const float4 *)db, skip, cs, y);
-}
-
-/* k_dw_rows where it applies (c % 4 == 0 up to 4 * DR_MAX_THREADS channels,
- * x, dw and db 16-byte aligned, an even row of y): 0, else CS_EUNSUP
- * (nothing queued). The segment is 8 pixels, shorter where 8 would leave
- * SMs without a block (Stage C's 24^2 and 12^2 levels). */
-static int dw_rows(const float *x, size_t N, size_t H, size_t W, size_t c, const float *dw, const float *db,
-                   const float *skip, size_t cs, __nv_bfloat16 *y)
-{
-    if (!dw_rows_on() || c % 4 || c > 4 * DR_MAX_THREADS || (c + cs) % 2 || (uintptr_t)x % 16 ||
-        (uintptr_t)dw % 16 || (uintptr_t)db % 16 || (uintptr_t)y % 4)
-        return CS_EUNSUP;
-    size_t rows = N * H, sms = (size_t)sm_count();
-    unsigned threads = (unsigned)((c / 4 + 31) / 32 * 32);
-    if (rows * ((W + 7) / 8) >= sms) dw_rows_launch<8>(x, N, H, W, c, dw, db, skip, cs, y, threads);
-    else if (rows * ((W + 3) / 4) >= sms) dw_rows_launch<4>(x, N, H, W, c, dw, db, skip, cs, y, threads);
-    else dw_rows_launch<2>(x, N, H, W, c, dw, db, skip, cs, y, threads);
-    return 0;
-}
-
-/* $CASCADE_SUMSQ_WIDE=1: GRN's sums of squares over an already GELU'd h by
- * k_sumsq8 instead of k_gelu_sumsq<false> (default 0 until measured on the
- * GPU; read at every call, so the op test can force either form) */
-static int sumsq_wide_on(void)
-{
-    const char *e = getenv("CASCADE_SUMSQ_WIDE");
-    return e && !strcmp(e, "1");
-}
-
-/* sumsq[n, ch] += sum of h[n, r, ch]^2 over a chunk of rows. A block is
- * 8 rows x 32 lanes of 8 channels (16-byte loads, 256 channels), each lane
- * walking every 8th row of the chunk; the 8 rows' sums meet in shared
- * memory, so one atomic a channel a block (k_gelu_sumsq: 4-byte loads and
- * one atomic a channel every 32 rows). C % 8 == 0, h 16-byte aligned.
- * The image's last block to finish (done[n] counts them, from 0) turns its
- * sums into GRN's nx as k_grn_nx does: one launch fewer a ResBlock. */
-#define SQ_ROWS 8
-static __global__ void __launch_bounds__(32 * SQ_ROWS)
-    k_sumsq8(const uint4 *h, size_t HW, size_t C8, size_t per, float *sumsq, unsigned *done)
-{
-    __shared__ float sh[SQ_ROWS][8 * 32];   /* [row lane][k * 32 + lane]: conflict-free both ways */
-    __shared__ float part[SQ_ROWS];
-    __shared__ bool last;
-    const unsigned tx = threadIdx.x, ty = threadIdx.y;
-    size_t j = (size_t)blockIdx.x * 32 + tx, n = blockIdx.z;
-    size_t r0 = (size_t)blockIdx.y * per, r1 = r0 + per < HW ? r0 + per : HW;
-    float s[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
-    if (j < C8) {
-        const uint4 *p = h + n * HW * C8 + j;
-#pragma unroll 4
-        for (size_t r = r0 + ty; r < r1; r += SQ_ROWS) {
-            uint4 u = p[r * C8];
-            const __nv_bfloat162 *b = (const __nv_bfloat162 *)&u;
-#pragma unroll
-            for (int k = 0; k < 4; k++) {
-                float2 v = __bfloat1622float2(b[k]);
-                s[2 * k] = fmaf(v.x, v.x, s[2 * k]), s[2 * k + 1] = fmaf(v.y, v.y, s[2 * k + 1]);
-            }
-        }
-    }
-#pragma unroll
-    for (int k = 0; k < 8; k++) sh[ty][k * 32 + tx] = s[k];
-    __syncthreads();
-    unsigned i = ty * 32 + tx, lane = i & 31, k = i >> 5;   /* channel 8 (32 blockIdx.x + lane) + k */
-    size_t ch8 = (size_t)blockIdx.x * 32 + lane, C = 8 * C8;
-    if (ch8 < C8) {
-        float t = 0.0f;
-#pragma unroll
-        for (int y = 0; y < SQ_ROWS; y++) t += sh[y][k * 32 + lane];
-        atomicAdd(&sumsq[n * C + 8 * ch8 + k], t);
-    }
-    __threadfence();   /* the sums before the count */
-    __syncthreads();
-    if (i == 0) last = atomicAdd(&done[n], 1u) == gridDim.x * gridDim.y - 1;
-    __syncthreads();
-    if (!last) return;
-    __threadfence();
-    float *row = sumsq + n * C, a = 0.0f;   /* every block's sums are in (read through L2) */
-    for (size_t c = i; c < C; c += 32 * SQ_ROWS) a += sqrtf(__ldcg(row + c));
-    a = warp_sum(a);
-    if (lane == 0) part[k] = a;   /* k: the warp */
-    __syncthreads();
-    float m = 0.0f;
-#pragma unroll
-    for (int w = 0; w < SQ_ROWS; w++) m += part[w];
-    m = m / (float)C + 1e-6f;
-    for (size_t c = i; c < C; c += 32 * SQ_ROWS) row[c] = sqrtf(__ldcg(row + c)) / m;
-}
-
-/* k_sumsq8 where it applies (C % 8 == 0, h 16-byte aligned): 0 (sumsq
- * holds nx), else CS_EUNSUP (nothing queued); done: N zeros. Chunks of rows so that the grid has about
- * 8 blocks an SM (all resident: a read-only pass wants every load slot). */
-static int sumsq8(const __nv_bfloat16 *h, size_t N, size_t HW, size_t C, float *sumsq, unsigned *done)
-{
-    if (!sumsq_wide_on() || C % 8 || (uintptr_t)h % 16 || N > MAX_GRID_YZ) return CS_EUNSUP;
-    int sms = sm_count();
-    size_t C8 = C / 8, gx = (C8 + 31) / 32, want = 8 * (size_t)sms, chunks = (want + gx * N - 1) / (gx * N);
-    size_t per = (HW + chunks - 1) / chunks;
-    per = (per + SQ_ROWS - 1) / SQ_ROWS * SQ_ROWS;
-    chunks = (HW + per - 1) / per;
-    while (chunks > MAX_GRID_YZ) per *= 2, chunks = (HW + per - 1) / per;
-    k_sumsq8<<<dim3((unsigned)gx, (unsigned)chunks, (unsigned)N), dim3(32, SQ_ROWS), 0, stream()>>>(
-        (const uint4 *)h, HW, C8, per, sumsq, done);
-    return 0;
-}
-
 static int launched(const char *what)
 {
     cudaError_t e = cudaGetLastError();
@@ -649,13 +409,11 @@ extern "C" int cs_cuda_mlp_block(float *x, size_t N, size_t H, size_t W, size_t 
     if (!be) return cs_cuda_weight_rc();
     __nv_bfloat16 *x16 = (__nv_bfloat16 *)cs_cuda_scratch(8, rows * cin * 2);
     __nv_bfloat162 *h = (__nv_bfloat162 *)cs_cuda_scratch(9, rows * c4 * 2);
-    float *ss = (float *)cs_cuda_scratch(10, N * (c4 + 1) * sizeof(float));   /* sums, then k_sumsq8's counts */
+    float *ss = (float *)cs_cuda_scratch(10, N * c4 * sizeof(float));
     if (!x16 || !h || !ss) return CS_ENOMEM;
     size_t blocks = (rows + DL_WARPS - 1) / DL_WARPS;
     unsigned grid = (unsigned)(blocks < ((size_t)1 << 20) ? blocks : ((size_t)1 << 20));
-    int rows_form = dw && !dw_rows(x, N, H, W, c, dw, db, skip, cs, x16);
-    if (!rows_form && (dw ? dw_ln4<true>(x, N, H, W, c, dw, db, skip, cs, x16)
-                          : dw_ln4<false>(x, N, H, W, c, NULL, NULL, skip, cs, x16))) {
+    if (dw ? dw_ln4<true>(x, N, H, W, c, dw, db, skip, cs, x16) : dw_ln4<false>(x, N, H, W, c, NULL, NULL, skip, cs, x16)) {
         if (dw) dw_ln<true>(grid, x, N, H, W, c, dw, db, skip, cs, x16);
         else dw_ln<false>(grid, x, N, H, W, c, NULL, NULL, skip, cs, x16);
     }
@@ -670,15 +428,14 @@ extern "C" int cs_cuda_mlp_block(float *x, size_t N, size_t H, size_t W, size_t 
     }
     if (!rc && !fused) rc = cs_cuda_linear16((const uint16_t *)x16, rows, cin, w->fc1_w, w->fc1_b, h, 1, c4, 0);
     if (rc) return rc;   /* CS_EUNSUP included: x is untouched so far */
-    cudaError_t e = cudaMemsetAsync(ss, 0, N * (c4 + 1) * sizeof(float), stream());
+    cudaError_t e = cudaMemsetAsync(ss, 0, N * c4 * sizeof(float), stream());
     if (e != cudaSuccess) return cs_cuda_fail(e, "a ResBlock");
     size_t c2 = c4 / 2, per;
     dim3 pg = pair_grid(c2, HW, N, &per);
-    int wide = fused && !sumsq8((const __nv_bfloat16 *)h, N, HW, c4, ss, (unsigned *)(ss + N * c4));
-    if (!fused) k_gelu_sumsq<true><<<pg, MLP_THREADS, 0, stream()>>>(h, HW, c2, per, ss);
-    else if (!wide) k_gelu_sumsq<false><<<pg, MLP_THREADS, 0, stream()>>>(h, HW, c2, per, ss);
+    if (fused) k_gelu_sumsq<false><<<pg, MLP_THREADS, 0, stream()>>>(h, HW, c2, per, ss);
+    else k_gelu_sumsq<true><<<pg, MLP_THREADS, 0, stream()>>>(h, HW, c2, per, ss);
     if ((rc = launched("a ResBlock's GELU"))) return rc;
-    if (!wide) k_grn_nx<<<(unsigned)N, 1024, 0, stream()>>>(ss, c4);   /* k_sumsq8 made nx itself */
+    k_grn_nx<<<(unsigned)N, 1024, 0, stream()>>>(ss, c4);
     if ((rc = launched("a ResBlock's GRN norms"))) return rc;
     if (HW >= 2 * c && fold_grn()) {
         const __nv_bfloat162 *w2 = (const __nv_bfloat162 *)cs_cuda_weight(w->fc2_w, CS_BF16, err, sizeof err);

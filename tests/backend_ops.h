@@ -53,11 +53,6 @@ void report_den(const char *op, const char *shape, int prod, const float *ref, c
 
 /* the cases, part by part */
 void forward_ops(void);
-/* the CUDA plugin's flash attention forms (cuda/flash.cu): flash_form(f)
- * picks one for the cases that follow, form_tag names it in their report */
-#define FLASH_FORMS 6
-void flash_form(int f);
-extern char form_tag[32];
 void block_ops(void);
 void grad_ops(void);
 

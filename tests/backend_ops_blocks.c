@@ -42,45 +42,12 @@ static void t_block(int dw, cs_dtype dt, size_t N, size_t H, size_t W, size_t c,
         rc[m] = end(rc[m], "mlp_block");
     }
     char s[160];
-    const char *f = getenv("CASCADE_DW_ROWS");   /* set by dw_forms */
-    snprintf(s, sizeof s, "%s %s N=%zu H=%zu W=%zu c=%zu skip=%zu%s%s", dw ? "ResBlock" : "FeedForward", dtn(dt), N, H,
-             W, c, cs, f ? " forms=" : "", f ? f : "");
+    snprintf(s, sizeof s, "%s %s N=%zu H=%zu W=%zu c=%zu skip=%zu", dw ? "ResBlock" : "FeedForward", dtn(dt), N, H, W,
+             c, cs);
     report("mlp_block", s, 1, y[0], y[1], rows * c, rc[0], rc[1]);
     cs_tensor *all[] = {&b.dw_w, &b.dw_b, &b.fc1_w, &b.fc1_b, &b.gamma, &b.beta, &b.fc2_w, &b.fc2_b};
     for (int i = 0; i < 8; i++) drop(all[i]);
     free(sk), free(y[0]), free(y[1]);
-}
-
-/* ResBlocks with each form of cuda/fused.cu's depthwise conv + norm
- * ($CASCADE_DW_ROWS: row segments or k_dw_ln4) and GRN's sums
- * ($CASCADE_SUMSQ_WIDE), forced in turn (the plugin reads them at every
- * call). Channels the row form takes (c % 4 == 0: one lane, 17 groups,
- * Stage B's 320, 257 groups in 9 warps, the widest with a skip) and those
- * it leaves to the others (1, 3, 17, 63, an odd row of [x | skip]); odd H
- * and W, one row (no taps above or below); segments of 2 pixels (few rows)
- * and 8 (N H ceil(W / 8) past the SM count, a part-filled last segment),
- * 4 times more segments than resident blocks (c = 4 at 9112 segments: on
- * an H100 each block walks several); batch 1 and 2. */
-static void dw_forms(void)
-{
-    for (int f = 0; f < 2; f++) {
-        setenv("CASCADE_DW_ROWS", f ? "1" : "0", 1), setenv("CASCADE_SUMSQ_WIDE", f ? "1" : "0", 1);
-        t_block(1, CS_BF16, 1, 1, 1, 4, 0);
-        t_block(1, CS_BF16, 2, 3, 17, 68, 6);
-        t_block(1, CS_BF16, 2, 7, 9, 1, 3);
-        t_block(1, CS_BF16, 1, 5, 3, 3, 0);
-        t_block(1, CS_BF16, 2, 9, 11, 17, 0);
-        t_block(1, CS_BF16, 1, 13, 5, 63, 1);
-        t_block(1, CS_BF16, 2, 3, 5, 68, 5);
-        t_block(1, CS_BF16, 2, 5, 7, 320, 0);
-        t_block(1, CS_BF16, 2, 67, 33, 68, 0);
-        t_block(1, CS_BF16, 1, 33, 13, 20, 0);
-        t_block(1, CS_BF16, 1, 3, 5, 1028, 0);
-        t_block(1, CS_BF16, 2, 3, 3, 2048, 1024);
-        t_block(1, CS_BF16, 1, 1, 40, 1536, 0);
-        t_block(1, CS_BF16, 2, 67, 537, 4, 0);
-    }
-    unsetenv("CASCADE_DW_ROWS"), unsetenv("CASCADE_SUMSQ_WIDE");
 }
 
 /* a Stage A ResBlock (c_hidden ch) through src/stage_a.c: the device's
@@ -191,8 +158,8 @@ static void t_attnblock(cs_dtype dt, size_t N, size_t HW, size_t c, int nhead, s
         rc[m] = end(rc[m], "attn_block");
     }
     char s[160];
-    snprintf(s, sizeof s, "%s N=%zu HW=%zu c=%zu heads=%d Lc=%zu c_cond=%zu packed=%d self=%d%s", dtn(dt), N, HW, c,
-             nhead, Lc, cc, packed, self_attn, form_tag);
+    snprintf(s, sizeof s, "%s N=%zu HW=%zu c=%zu heads=%d Lc=%zu c_cond=%zu packed=%d self=%d", dtn(dt), N, HW, c,
+             nhead, Lc, cc, packed, self_attn);
     report("attn_block", s, 1, y[0], y[1], rows * c, rc[0], rc[1]);
     cs_tensor *all[] = {&b.wqkv, &b.bqkv, &b.wo, &b.bo, &b.kv_w, &b.kv_b};
     for (int i = 0; i < 6; i++) drop(all[i]);
@@ -217,7 +184,6 @@ void block_ops(void)
     t_block(0, CS_BF16, 2, 1, 9, 64, 0);
     t_block(1, CS_BF16, 2, 131, 67, 84, 0);
     t_block(0, CS_BF16, 1, 1, 40000, 32, 0);
-    dw_forms();
     t_tsblock(CS_F32, 2, 17, 63, 64, 2, 0);
     t_tsblock(CS_BF16, 2, 1025, 17, 3, 0, 5);
     t_tsblock(CS_F32, 1, 3, 128, 17, 4, 1);
@@ -229,14 +195,6 @@ void block_ops(void)
     t_attnblock(CS_BF16, 2, 63, 128, 2, 0, 0, 1, 1);      /* no conditioning */
     t_attnblock(CS_F32, 1, 33, 64, 1, 5, 8, 1, 0);        /* cross-attention only */
     t_attnblock(CS_F32, 1, 17, 24, 3, 3, 5, 0, 1);        /* 8-wide heads: single ops on a GPU */
-    /* each flash form through the fused block (16-bit out): 385 keys in 7
-     * tiles, split in 3 by form 6; one query and 5 keys */
-    for (int f = 1; f <= FLASH_FORMS; f++) {
-        flash_form(f);
-        t_attnblock(CS_BF16, 2, 300, 128, 2, 85, 40, 1, 1);
-        t_attnblock(CS_BF16, 1, 1, 64, 1, 4, 8, 1, 1);
-    }
-    flash_form(0);
     /* Stage A's ResBlock: odd sizes (c % 8 != 0: single ops on a GPU), then its levels' widths */
     t_sablock(CS_F32, 2, 3, 5, 1, 4);
     t_sablock(CS_BF16, 1, 7, 9, 3, 12);

@@ -246,31 +246,6 @@ static void t_convt(cs_dtype dt, size_t N, size_t H, size_t W, size_t Cin, size_
     free(x), free(y[0]), free(y[1]);
 }
 
-char form_tag[32];
-
-/* $CASCADE_FLASH_FORM=f for the cases that follow (read by the CUDA plugin
- * at each launch) and " form=f" in their names; f 0: back to as it was */
-void flash_form(int f)
-{
-    static char was[32];
-    static int saved;
-    if (!saved) {
-        const char *e = getenv("CASCADE_FLASH_FORM");
-        snprintf(was, sizeof was, "%s", e ? e : "");
-        saved = 1;
-    }
-    if (f) {
-        char v[16];
-        snprintf(v, sizeof v, "%d", f);
-        setenv("CASCADE_FLASH_FORM", v, 1);
-        snprintf(form_tag, sizeof form_tag, " form=%d", f);
-    } else {
-        if (was[0]) setenv("CASCADE_FLASH_FORM", was, 1);
-        else unsetenv("CASCADE_FLASH_FORM");
-        form_tag[0] = 0;
-    }
-}
-
 /* packed: q, k, v are column blocks of one [N*L, 3C] array (Lq == Lk) */
 static void t_attention(size_t N, size_t Lq, size_t Lk, size_t C, int nhead, int masked, int packed, size_t pad)
 {
@@ -291,8 +266,8 @@ static void t_attention(size_t N, size_t Lq, size_t Lk, size_t C, int nhead, int
         rc[m] = end(rc[m], "attention");
     }
     char s[160];
-    snprintf(s, sizeof s, "N=%zu Lq=%zu Lk=%zu C=%zu heads=%d mask=%d ldq=%zu ldk=%zu ldv=%zu ldo=%zu%s", N, Lq, Lk, C,
-             nhead, masked, ldq, ldk, ldv, ldo, form_tag);
+    snprintf(s, sizeof s, "N=%zu Lq=%zu Lk=%zu C=%zu heads=%d mask=%d ldq=%zu ldk=%zu ldv=%zu ldo=%zu", N, Lq, Lk, C,
+             nhead, masked, ldq, ldk, ldv, ldo);
     report("attention", s, 1, o[0], o[1], no, rc[0], rc[1]);
     free(q), free(k), free(v), free(mask), free(o[0]), free(o[1]);
 }
@@ -327,38 +302,9 @@ static void t_attention_cat(size_t N, size_t Lq, size_t L1, size_t L2, size_t C,
         rc[m] = end(rc[m], "attention_cat");
     }
     char s[160];
-    snprintf(s, sizeof s, "N=%zu Lq=%zu L1=%zu L2=%zu C=%zu heads=%d ldq=%zu ld2=%zu%s", N, Lq, L1, L2, C, nhead, ldq,
-             ld2, form_tag);
+    snprintf(s, sizeof s, "N=%zu Lq=%zu L1=%zu L2=%zu C=%zu heads=%d ldq=%zu ld2=%zu", N, Lq, L1, L2, C, nhead, ldq, ld2);
     report("attention_cat", s, 1, o[0], o[1], no, rc[0], rc[1]);
     free(q), free(kv2), free(kvb), free(o[0]), free(o[1]);
-}
-
-/* every form of the CUDA plugin's flash attention ($CASCADE_FLASH_FORM, read
- * at each launch: cuda/flash.cu) at 64-wide heads and odd lengths: 1, 3,
- * 17, 63, 1025 queries or keys, last tiles of 1, 4 and 20 keys, two key
- * blocks and one, keys split over blocks (form 6 from 4 tiles on: 6 splits
- * of 1025 keys, 2 of 285 with the second block inside the second split).
- * Other backends and precisions run the same cases. */
-static void flash_forms(void)
-{
-    for (int f = 1; f <= FLASH_FORMS; f++) {
-        flash_form(f);
-        t_attention(1, 1, 1, 64, 1, 0, 0, 0);
-        t_attention(2, 3, 17, 128, 2, 0, 0, 3);
-        t_attention(1, 17, 17, 64, 1, 0, 1, 0);
-        t_attention(2, 63, 32, 64, 1, 0, 0, 0);     /* one tile, the second key half empty */
-        t_attention(1, 65, 33, 192, 3, 0, 0, 4);
-        t_attention(1, 1025, 63, 64, 1, 0, 0, 0);
-        t_attention(1, 3, 1025, 128, 2, 0, 0, 1);   /* 17 tiles, the last of 1 key */
-        t_attention_cat(2, 17, 17, 9, 128, 2, 0);
-        t_attention_cat(1, 63, 63, 0, 64, 1, 8);    /* L[1] = 0 */
-        t_attention_cat(1, 1, 0, 77, 64, 1, 0);     /* the second block only */
-        t_attention_cat(2, 64, 64, 4, 64, 1, 0);    /* Stage B's tail: a last tile of 4 */
-        t_attention_cat(1, 63, 63, 85, 128, 2, 0);  /* Stage C's conditioning: a last tile of 20 */
-        t_attention(2, 65, 300, 128, 2, 0, 0, 0);
-        t_attention_cat(1, 200, 200, 85, 64, 1, 0);
-    }
-    flash_form(0);
 }
 
 static void t_resize(size_t N, size_t H, size_t W, size_t C, size_t Ho, size_t Wo)
@@ -617,7 +563,6 @@ void forward_ops(void)
     t_attention_cat(1, 65, 0, 77, 64, 1, 0);       /* cross-attention only */
     t_attention_cat(1, 63, 63, 0, 64, 1, 8);       /* self-attention only */
     t_attention_cat(1, 5, 5, 3, 24, 3, 0);         /* 8-wide heads: gathered */
-    flash_forms();
     t_resize(1, 5, 7, 3, 17, 3);
     t_resize(2, 17, 17, 4, 3, 5);
     t_resize(1, 1, 1, 3, 4, 4);
