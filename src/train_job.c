@@ -128,6 +128,13 @@ static int find_text_encoder(run *r)
     return rc;
 }
 
+/* a fused run clips per tensor: its states carry " fused" at the end of the
+ * fingerprint, so an unfused run does not resume one (nor it an unfused one) */
+static void mark_fused(run *r)
+{
+    strncat(r->fingerprint, " fused", sizeof r->fingerprint - strlen(r->fingerprint) - 1);
+}
+
 static int open_all(run *r, cs_tj_pos *pos)
 {
     cs_tj_opts *o = r->o;
@@ -210,15 +217,14 @@ static int open_all(run *r, cs_tj_pos *pos)
         snprintf(r->fingerprint + l, sizeof r->fingerprint - l, " lora dim=%d alpha=%.9g conv_dim=%d conv_alpha=%.9g",
                  o->lora_cfg.dim, o->lora_cfg.alpha, o->lora_cfg.conv_dim, o->lora_cfg.conv_alpha);
     }
-    /* fused clips per tensor: another run (a state of an unfused run does not resume fused) */
-    if (o->fused == 1) strncat(r->fingerprint, " fused", sizeof r->fingerprint - strlen(r->fingerprint) - 1);
+    if (o->fused == 1) mark_fused(r);
     if (o->resume) {
         rc = cs_tj_state_read(o->resume, pos, r->fingerprint);
         if (o->fused < 0) {   /* automatic: the state's choice (a fused state: " fused" at its end) */
             char first[600];
             snprintf(first, sizeof first, "%s", cs_last_error());
             size_t l = strlen(r->fingerprint);
-            strncat(r->fingerprint, " fused", sizeof r->fingerprint - l - 1);
+            mark_fused(r);
             if (rc && !cs_tj_state_read(o->resume, pos, r->fingerprint)) o->fused = o->cfg.fused = 1, rc = 0;
             else if (rc) rc = cs_error(rc, "%s", first);
             if (!o->cfg.fused) r->fingerprint[l] = 0, o->fused = 0;
@@ -647,7 +653,7 @@ static void pick_fused(run *r)
     double need = 4.0 * w * 2.25;
     if (need <= (double)fr) return;
     o->cfg.fused = 1;
-    strncat(r->fingerprint, " fused", sizeof r->fingerprint - strlen(r->fingerprint) - 1);   /* its states */
+    mark_fused(r);   /* its states */
     char msg[400];
     snprintf(msg, sizeof msg,
              "fused_backward_pass on: the unfused step needs about %.1f GiB (float32 weights and gradients), %s has "

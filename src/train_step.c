@@ -603,8 +603,7 @@ int cs_train_apply(cs_trainer *t, double *grad_norm)
     tot = (float)sqrt(tot);
     if (grad_norm) *grad_norm = tot;
     float coef = clip_coef(t, tot);
-    for (int i = 0; i < t->g.n && coef < 1.0f; i++)
-        for (size_t j = 0; j < t->g.e[i].n; j++) t->g.e[i].g[j] *= coef;
+    for (int i = 0; i < t->g.n && coef < 1.0f; i++) cs_scale(t->g.e[i].g, coef, t->g.e[i].g, t->g.e[i].n);
     int rc = step_scratch(t);   /* cs_act_alloc said what failed */
     for (int i = 0; i < t->g.n && !rc; i++) rc = step_host(t, i);
     if (rc) return rc;
