@@ -21,6 +21,7 @@
  *
  * Other precisions return CS_EUNSUP and the caller runs the single ops. */
 #include "core.h"
+#include "launch.cuh"
 
 extern "C" {
 #include "error.h"
@@ -33,12 +34,7 @@ extern "C" {
 #include <stdlib.h>
 #include <string.h>
 
-static inline cudaStream_t stream(void) { return (cudaStream_t)cs_cuda_stream(); }
-
 #define MLP_THREADS 128
-#define MAX_GRID_YZ ((size_t)65535)
-
-static __device__ __forceinline__ float gelu_erf(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
 
 /* grid over (channel pairs, row chunks, images); rows per chunk so the
  * chunks fit the grid's y limit */
@@ -106,12 +102,6 @@ static __global__ void k_grn_apply(__nv_bfloat162 *h, size_t HW, size_t c2, size
         float2 v = __bfloat1622float2(p[r * c2]);
         p[r * c2] = __floats2bfloat162_rn(g0 * (v.x * n0) + b0 + v.x, g1 * (v.y * n1) + b1 + v.y);
     }
-}
-
-static __device__ __forceinline__ float warp_sum(float v)
-{
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
 }
 
 /* $CASCADE_MLP_WIDE=0: the depthwise conv + norm in its first form only
@@ -317,21 +307,9 @@ static int dw_ln4_launch(const float *x, size_t N, size_t H, size_t W, size_t c,
         cudaGetLastError();
         return CS_EUNSUP;
     }
-    static int sms = 0;
-    if (!sms) {
-        int dev = 0, v = 0;
-        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-            v = 80;
-        sms = v > 0 ? v : 80;
-    }
-    /* as many blocks as stay resident (a memory-bound pass wants every warp
-     * slot busy: at Stage B's 32768 pixels 4 blocks an SM were too few) */
-    int occ = 0;
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, k_dw_ln4<DW, PER4>, 32 * DL_WARPS, smem) != cudaSuccess ||
-        occ < 1)
-        occ = 4, cudaGetLastError();
-    size_t P = N * H * W, blocks = (P + DL_WARPS - 1) / DL_WARPS, most = (size_t)sms * (size_t)occ;
-    unsigned grid = (unsigned)(blocks < most ? blocks : most);
+    /* as many blocks as stay resident: at Stage B's 32768 pixels 4 blocks an SM were too few */
+    size_t P = N * H * W;
+    unsigned grid = resident_grid(k_dw_ln4<DW, PER4>, (P + DL_WARPS - 1) / DL_WARPS, 32 * DL_WARPS, smem);
     k_dw_ln4<DW, PER4><<<grid, 32 * DL_WARPS, smem, stream()>>>((const float4 *)x, N, H, W, c / 4, dw, db, skip, cs, y);
     return 0;
 }
@@ -378,12 +356,6 @@ static void dw_ln(unsigned grid, const float *x, size_t N, size_t H, size_t W, s
 #undef DL
 }
 
-static int launched(const char *what)
-{
-    cudaError_t e = cudaGetLastError();
-    return e == cudaSuccess ? 0 : cs_cuda_fail(e, what);
-}
-
 /* $CASCADE_GRN_FOLD=0: GRN always rewrites h (for side-by-side timing) */
 static int fold_grn(void)
 {
@@ -417,7 +389,7 @@ extern "C" int cs_cuda_mlp_block(float *x, size_t N, size_t H, size_t W, size_t 
         if (dw) dw_ln<true>(grid, x, N, H, W, c, dw, db, skip, cs, x16);
         else dw_ln<false>(grid, x, N, H, W, c, NULL, NULL, skip, cs, x16);
     }
-    int rc = launched("a ResBlock's depthwise conv and norm");
+    int rc = cs_cuda_check_launch("a ResBlock's depthwise conv and norm");
     /* fc1 with GELU in its epilogue where cuBLASLt has it ($CASCADE_GELU_EPILOGUE=0: the separate pass) */
     static int ge = -1;
     int fused = 0;
@@ -434,9 +406,9 @@ extern "C" int cs_cuda_mlp_block(float *x, size_t N, size_t H, size_t W, size_t 
     dim3 pg = pair_grid(c2, HW, N, &per);
     if (fused) k_gelu_sumsq<false><<<pg, MLP_THREADS, 0, stream()>>>(h, HW, c2, per, ss);
     else k_gelu_sumsq<true><<<pg, MLP_THREADS, 0, stream()>>>(h, HW, c2, per, ss);
-    if ((rc = launched("a ResBlock's GELU"))) return rc;
+    if ((rc = cs_cuda_check_launch("a ResBlock's GELU"))) return rc;
     k_grn_nx<<<(unsigned)N, 1024, 0, stream()>>>(ss, c4);
-    if ((rc = launched("a ResBlock's GRN norms"))) return rc;
+    if ((rc = cs_cuda_check_launch("a ResBlock's GRN norms"))) return rc;
     if (HW >= 2 * c && fold_grn()) {
         const __nv_bfloat162 *w2 = (const __nv_bfloat162 *)cs_cuda_weight(w->fc2_w, CS_BF16, err, sizeof err);
         const float *b2 = NULL;
@@ -447,13 +419,13 @@ extern "C" int cs_cuda_mlp_block(float *x, size_t N, size_t H, size_t W, size_t 
         if (!wn || !bn) return CS_ENOMEM;
         k_grn_fold<<<(unsigned)c, FOLD_THREADS, 0, stream()>>>(w2, c2, c, N, (const float2 *)ss, (const float2 *)g,
                                                               (const float2 *)be, b2, wn, bn);
-        if ((rc = launched("a ResBlock's GRN folded into fc2"))) return rc;
+        if ((rc = cs_cuda_check_launch("a ResBlock's GRN folded into fc2"))) return rc;
         for (size_t n = 0; n < N && !rc; n++)
             rc = cs_cuda_gemm_bf16((const uint16_t *)(h + n * HW * c2), HW, c4, (const uint16_t *)(wn + n * c * c2),
                                    c, bn, x + n * HW * c, c, 1);
     } else {
         k_grn_apply<<<pg, MLP_THREADS, 0, stream()>>>(h, HW, c2, per, ss, g, be);
-        if ((rc = launched("a ResBlock's GRN"))) return rc;
+        if ((rc = cs_cuda_check_launch("a ResBlock's GRN"))) return rc;
         rc = cs_cuda_linear16((const uint16_t *)h, rows, c4, w->fc2_w, w->fc2_b, x, 0, c, 1);
     }
     return rc == CS_EUNSUP ? cs_cuda_fail_text(CS_EDEVICE, "CUDA: no cuBLASLt algorithm for a ResBlock's fc2") : rc;
@@ -541,7 +513,7 @@ extern "C" int cs_cuda_attn_block(float *x, size_t N, size_t HW, size_t c, int n
         return CS_ENOMEM;
     if (!xn || !qkv) return CS_ENOMEM;
     k_ln16<<<grid_for(rows, 8), 256, 0, stream()>>>(x, rows, c, (__nv_bfloat162 *)xn);
-    int rc = launched("an AttnBlock's norm");
+    int rc = cs_cuda_check_launch("an AttnBlock's norm");
     if (!rc && w->wqkv && Ls) {
         rc = lin16(xn, rows, c, w->wqkv, w->bqkv, qkv, 3 * c);
     } else {
@@ -550,7 +522,7 @@ extern "C" int cs_cuda_attn_block(float *x, size_t N, size_t HW, size_t c, int n
     }
     if (!rc && lc) {
         k_silu16<<<grid_for(lc * cc, 256), 256, 0, stream()>>>(cond, lc * cc, sc);
-        rc = launched("an AttnBlock's SiLU");
+        rc = cs_cuda_check_launch("an AttnBlock's SiLU");
         if (!rc) rc = lin16(sc, lc, cc, w->kv_w, w->kv_b, kv, c);
         if (!rc && w->wqkv) {
             cs_tensor wkv = two_rows(w->wk), bkv = two_rows(w->bk);

@@ -111,6 +111,28 @@ static inline void *scratch(int slot, size_t bytes, const char *what, int *rc)
     return p;
 }
 
+/* as many blocks of `threads` as stay resident with smem bytes each (a
+ * memory-bound pass wants every warp slot busy), at most `want` */
+template <typename K> static unsigned resident_grid(K kern, size_t want, int threads, size_t smem)
+{
+    static int sms = 0;
+    if (!sms) {
+        int dev = 0, v = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+            v = 80, cudaGetLastError();
+        sms = v > 0 ? v : 80;
+    }
+    int occ = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kern, threads, smem) != cudaSuccess || occ < 1)
+        occ = 4, cudaGetLastError();
+    size_t most = (size_t)sms * (size_t)occ;
+    return (unsigned)(want < most ? (want ? want : 1) : most);
+}
+
+/* GELU, erf form (the fused kernels' epilogue-less passes) */
+static __device__ __forceinline__ float gelu_erf(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
+
 /* ---- reductions ---- */
 
 static __device__ __forceinline__ float warp_sum(float v)

@@ -14,6 +14,7 @@
  * CASCADE_SA_FUSED=0 returns CS_EUNSUP (the single ops run), for
  * side-by-side timing. */
 #include "core.h"
+#include "launch.cuh"
 
 extern "C" {
 #include "error.h"
@@ -23,8 +24,6 @@ extern "C" {
 #include <cuda_runtime.h>
 #include <limits.h>
 #include <stdint.h>
-
-static inline cudaStream_t stream(void) { return (cudaStream_t)cs_cuda_stream(); }
 
 #define SA_WARPS 8
 #define SA_MAX_C 1024 /* 16 channel pairs a lane; the taps' 40 KB of shared memory */
@@ -142,7 +141,7 @@ static __global__ void k_sa_gelu(__nv_bfloat16 *h, size_t n)
 {
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
         float v = __bfloat162float(h[i]);
-        h[i] = __float2bfloat16_rn(0.5f * v * (1.0f + erff(v * 0.70710678118654752f)));
+        h[i] = __float2bfloat16_rn(gelu_erf(v));
     }
 }
 
@@ -162,40 +161,17 @@ static unsigned flat_grid(size_t n)
     return (unsigned)(b < 4096 ? (b ? b : 1) : 4096);
 }
 
-/* as many blocks as stay resident (smem bytes each), at most one a warp's pixel */
-template <typename K> static unsigned resident_grid(K kern, size_t P, size_t smem)
-{
-    static int sms = 0;
-    if (!sms) {
-        int dev = 0, v = 0;
-        if (cudaGetDevice(&dev) != cudaSuccess ||
-            cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-            v = 80, cudaGetLastError();
-        sms = v > 0 ? v : 80;
-    }
-    int occ = 0;
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kern, 32 * SA_WARPS, smem) != cudaSuccess || occ < 1)
-        occ = 4, cudaGetLastError();
-    size_t blocks = (P + SA_WARPS - 1) / SA_WARPS, most = (size_t)sms * (size_t)occ;
-    return (unsigned)(blocks < most ? blocks : most);
-}
-
 template <int PER>
 static void sa_passes(float *x, unsigned N, unsigned H, unsigned W, size_t c2, const float *dw, const float *db,
                       const float *g, __nv_bfloat162 *t, __nv_bfloat162 *u)
 {
     unsigned P = N * H * W;
     size_t smem = 10 * c2 * sizeof(float2);
-    k_sa_norm<PER><<<resident_grid(k_sa_norm<PER>, P, 0), 32 * SA_WARPS, 0, stream()>>>((const float2 *)x, P, c2,
-                                                                                        1.0f + g[0], g[1], t);
-    k_sa_dw<PER><<<resident_grid(k_sa_dw<PER>, P, smem), 32 * SA_WARPS, smem, stream()>>>(
-        t, (float2 *)x, N, H, W, c2, dw, db, g[2], 1.0f + g[3], g[4], u);
-}
-
-static int sa_launched(const char *what)
-{
-    cudaError_t e = cudaGetLastError();
-    return e == cudaSuccess ? 0 : cs_cuda_fail(e, what);
+    size_t blocks = (P + SA_WARPS - 1) / SA_WARPS;
+    unsigned gn = resident_grid(k_sa_norm<PER>, blocks, 32 * SA_WARPS, 0);
+    unsigned gd = resident_grid(k_sa_dw<PER>, blocks, 32 * SA_WARPS, smem);
+    k_sa_norm<PER><<<gn, 32 * SA_WARPS, 0, stream()>>>((const float2 *)x, P, c2, 1.0f + g[0], g[1], t);
+    k_sa_dw<PER><<<gd, 32 * SA_WARPS, smem, stream()>>>(t, (float2 *)x, N, H, W, c2, dw, db, g[2], 1.0f + g[3], g[4], u);
 }
 
 extern "C" int cs_cuda_sa_block(float *x, size_t N, size_t H, size_t W, size_t c, const float *g, const cs_mlp_block *w)
@@ -247,11 +223,11 @@ extern "C" int cs_cuda_sa_block(float *x, size_t N, size_t H, size_t W, size_t c
     else
         SA(16);
 #undef SA
-    int rc = sa_launched("a Stage A ResBlock's norms and depthwise conv");
+    int rc = cs_cuda_check_launch("a Stage A ResBlock's norms and depthwise conv");
     if (rc) return rc;
     /* x has changed: from here a product cuBLASLt refuses is a failure, not CS_EUNSUP */
     k_sa_scale<<<flat_grid(c * ch), 256, 0, stream()>>>(w2, c * ch, b2, c, g[5], w2s, b2s);
-    rc = sa_launched("a Stage A ResBlock's scaled fc2");
+    rc = cs_cuda_check_launch("a Stage A ResBlock's scaled fc2");
     for (size_t r0 = 0; r0 < P && !rc; r0 += R) {
         size_t m = P - r0 < R ? P - r0 : R;
         const uint16_t *ur = (const uint16_t *)u + r0 * c;
@@ -260,7 +236,7 @@ extern "C" int cs_cuda_sa_block(float *x, size_t N, size_t H, size_t W, size_t c
             rc = cs_cuda_linear16(ur, m, c, w->fc1_w, w->fc1_b, h, 1, ch, 0);
             if (!rc) {
                 k_sa_gelu<<<flat_grid(m * ch), 256, 0, stream()>>>(h, m * ch);
-                rc = sa_launched("a Stage A ResBlock's GELU");
+                rc = cs_cuda_check_launch("a Stage A ResBlock's GELU");
             }
         }
         if (!rc)
