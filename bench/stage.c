@@ -254,8 +254,8 @@ static int run_one(const opts *o, char stage, cs_dtype dt)
            variant, cs_dtype_name(dt), o->threads, load[0], t_load, first, best, cpu_best, flops * 1e-9,
            flops / best * 1e-9, flops / est * 1e-9, rss, wmib, scratch);
     printf("{\"engine\": \"cascade\", \"model\": \"%s\", \"dtype\": \"%s\", \"threads\": %d, \"simd\": \"%s\", "
-           "\"batch\": %zu, \"latent\": \"%zux%zu\", \"load_s\": %.3f, \"first_s\": %.3f, \"best_s\": %.3f, "
-           "\"mean_s\": %.3f, \"cpu_s_best\": %.3f, \"loadavg\": [%.2f, %.2f, %.2f], \"gflop\": %.1f, "
+           "\"batch\": %zu, \"latent\": \"%zux%zu\", \"load_s\": %.3f, \"first_s\": %.3f, \"best_s\": %.6f, "
+           "\"mean_s\": %.6f, \"cpu_s_best\": %.3f, \"loadavg\": [%.2f, %.2f, %.2f], \"gflop\": %.1f, "
            "\"gflops\": %.1f, \"gflops_est_idle\": %.1f, \"peak_rss_mib\": %.0f, \"weights_mib\": %.0f, "
            "\"scratch_mib\": %.0f, \"eps_rms\": %.4f, \"device\": \"%s\", \"precision\": %d, "
            "\"device_peak_mib\": %.0f, \"rel_l2_vs_cpu\": %.3g}\n",
