@@ -32,7 +32,6 @@
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 static cublasHandle_t blas;
@@ -122,21 +121,6 @@ int cs_cuda_sgemm(int transB, size_t M, size_t N, size_t K, float alpha, const f
  * dtype, epilogue and pointer alignments: the heuristic assumes 256-byte
  * aligned buffers unless told, and y often starts inside a wider row. */
 
-/* $CASCADE_GEMM_TUNE=1: the heuristic's first TUNE_MAX algorithms of a
- * plan are timed on its first use outside a graph recording and the
- * fastest kept (off by default: the choice can differ from process to
- * process, and so the last bits of the results) */
-#define TUNE_MAX 8
-static int tune_on(void)
-{
-    static int v = -1;
-    if (v < 0) {
-        const char *e = getenv("CASCADE_GEMM_TUNE");
-        v = e && !strcmp(e, "1");
-    }
-    return v;
-}
-
 typedef struct {
     unsigned long stamp;   /* 0: unused; else last use, for eviction */
     int dt, ydt, beta1;    /* operand and output types (cudaDataType_t) */
@@ -148,8 +132,6 @@ typedef struct {
     cublasLtMatrixLayout_t la, lb, lc;
     cublasLtMatmulAlgo_t algo;
     int have_algo;         /* 0: no algorithm; cublasGemmEx does it */
-    cublasLtMatmulAlgo_t cand[TUNE_MAX];   /* the heuristic's first picks, for tune() */
-    int ncand;             /* 0 once timed */
 } plan_t;
 #define NPLANS 256
 static plan_t plans[NPLANS];
@@ -212,19 +194,15 @@ static int plan_make(plan_t *p, const void *bias)
         s = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &p->al[2],
                                                  sizeof p->al[2]);
     if (!s) {
-        cublasLtMatmulHeuristicResult_t r[TUNE_MAX];
+        cublasLtMatmulHeuristicResult_t r;
         int found = 0;
-        memset(r, 0, sizeof r);
-        cublasStatus_t h = cublasLtMatmulAlgoGetHeuristic(lt, p->desc, p->la, p->lb, p->lc, p->lc, pref,
-                                                          tune_on() ? TUNE_MAX : 1, r, &found);
+        memset(&r, 0, sizeof r);
+        cublasStatus_t h = cublasLtMatmulAlgoGetHeuristic(lt, p->desc, p->la, p->lb, p->lc, p->lc, pref, 1, &r, &found);
         /* none (or "not supported"): the plan says so and GemmEx serves it */
-        for (int i = 0; h == CUBLAS_STATUS_SUCCESS && i < found; i++)
-            if (r[i].state == CUBLAS_STATUS_SUCCESS) p->cand[p->ncand++] = r[i].algo;
-        if (p->ncand) {
-            p->algo = p->cand[0];
+        if (h == CUBLAS_STATUS_SUCCESS && found > 0 && r.state == CUBLAS_STATUS_SUCCESS) {
+            p->algo = r.algo;
             p->have_algo = 1;
         }
-        if (p->ncand < 2) p->ncand = 0;
     }
     if (pref) cublasLtMatmulPreferenceDestroy(pref);
     if (s) {
@@ -258,43 +236,6 @@ static plan_t *plan_get(int dt, int ydt, int ep, int beta1, size_t M, size_t N, 
     return old;
 }
 
-/* p->algo = the fastest of p->cand on these operands (each run twice,
- * timed three times, into a stream-ordered scratch y: y itself may be
- * accumulated into); nothing when the stream is being recorded (no waiting
- * there: tried again at the next plain use) */
-static void tune(plan_t *p, const void *w, const void *xb, const float *alpha, const float *beta, size_t ybytes)
-{
-    cudaStream_t st = (cudaStream_t)cs_cuda_stream();
-    enum cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
-    if (cudaStreamIsCapturing(st, &cap) != cudaSuccess || cap != cudaStreamCaptureStatusNone) {
-        cudaGetLastError();
-        return;
-    }
-    void *yt = NULL;
-    cudaEvent_t e0 = NULL, e1 = NULL;
-    float best = -1;
-    if (cudaMallocAsync(&yt, ybytes, st) == cudaSuccess && cudaEventCreate(&e0) == cudaSuccess &&
-        cudaEventCreate(&e1) == cudaSuccess)
-        for (int i = 0; i < p->ncand; i++) {
-            const cublasLtMatmulAlgo_t *a = &p->cand[i];
-            int ok = 1;
-            for (int r = 0; r < 4 && ok; r++) {
-                if (r == 1) cudaEventRecord(e0, st);
-                ok = cublasLtMatmul(lt, p->desc, alpha, w, p->la, xb, p->lb, beta, yt, p->lc, yt, p->lc, a, ws,
-                                    ws_bytes, st) == CUBLAS_STATUS_SUCCESS;
-            }
-            float ms = 0;
-            if (ok && cudaEventRecord(e1, st) == cudaSuccess && cudaEventSynchronize(e1) == cudaSuccess &&
-                cudaEventElapsedTime(&ms, e0, e1) == cudaSuccess && (best < 0 || ms < best))
-                best = ms, p->algo = *a;
-        }
-    if (e0) cudaEventDestroy(e0);
-    if (e1) cudaEventDestroy(e1);
-    if (yt) cudaFreeAsync(yt, st);
-    cudaGetLastError();   /* a refused candidate or allocation leaves the heuristic's pick */
-    p->ncand = 0;
-}
-
 /* y = xb w^T (+ y) (+ bias) with xb and w already in the operand type t,
  * y of type yt (float32, or bf16 with bf16 operands: no fallback for that
  * without an algorithm, CS_EUNSUP), bias of y's type. gelu: y = GELU(xb w^T
@@ -319,8 +260,6 @@ static int lt_run(cudaDataType_t t, const void *xb, size_t ldb, size_t M, size_t
     if (p->have_algo) {
         if (ep_bias)
             s = cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias);
-        if (p->ncand && (!ep_bias || s == CUBLAS_STATUS_SUCCESS))
-            tune(p, w, xb, &alpha, &beta, (ldy * (M - 1) + N) * (yt == CUDA_R_32F ? 4 : 2));
         if (!ep_bias || s == CUBLAS_STATUS_SUCCESS)
             s = cublasLtMatmul(lt, p->desc, &alpha, w, p->la, xb, p->lb, &beta, y, p->lc, y, p->lc, &p->algo, ws,
                                ws_bytes, cs_cuda_stream());

@@ -3,6 +3,7 @@
 #include "error.h"
 #include "wpack.h"
 
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -222,6 +223,25 @@ int cs_dev_recording(void) { return recording; }
 void cs_dev_buffers_moved(void) { buffers_moved++; }
 static int graphs_on = -1;
 
+/* $CASCADE_GRAPH_LOG=1: a stderr line for each graph event (recorded, failed,
+ * stale, dropped), to see why a sampler's steps would run op by op */
+static void glog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void glog(const char *fmt, ...)
+{
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("CASCADE_GRAPH_LOG");
+        on = e && !strcmp(e, "1");
+    }
+    if (!on) return;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("graph: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
 static int prof_enabled(void);
 
 static void slot_clear(int i)
@@ -234,6 +254,9 @@ static void slot_clear(int i)
 
 void cs_dev_graphs_drop(void)
 {
+    int n = 0;
+    for (int i = 0; i < GRAPH_SLOTS; i++) n += slots[i].state != G_FREE;
+    if (n) glog("%d dropped", n);
     for (int i = 0; i < GRAPH_SLOTS; i++)
         if (slots[i].state != G_FREE) slot_clear(i);
 }
@@ -281,6 +304,7 @@ static void slot_stale(int i)
     slot_clear(i);
     slots[i].key = key, slots[i].d = d, slots[i].stale = n, slots[i].stamp = ++graph_clock;
     slots[i].state = n >= STALE_MAX ? G_NEVER : G_SEEN;
+    glog("slot %d stale (%d times)%s", i, n, n >= STALE_MAX ? ": op by op from now on" : "");
 }
 
 /* the recorded forward on copies of a's inputs; its outputs into a's.
@@ -292,6 +316,7 @@ static int replay(cs_dev_args *a, int i, int *rc)
         return 0;
     }
     if (slots[i].moved != buffers_moved) {
+        glog("slot %d: a workspace moved", i);
         slot_stale(i);
         return 1;
     }
@@ -299,6 +324,7 @@ static int replay(cs_dev_args *a, int i, int *rc)
         if (!slots[i].out[j]) cs_copy(slots[i].buf[j], a->a[j].dev, a->a[j].n);
     int l = a->d->graph_launch(slots[i].g);
     if (l == CS_EUNSUP) {   /* the device's own buffers moved */
+        glog("slot %d: the device's scratch moved", i);
         slot_stale(i);
         return 1;
     }
@@ -343,6 +369,7 @@ int cs_dev_pass(cs_dev_args *a, int *rc)
                 slots[i].buf[j] = a->a[j].dev, slots[i].out[j] = a->a[j].host != NULL;
                 a->a[j].kept = 1;
             }
+            glog("slot %d recorded", i);
             /* recording ran nothing: now it runs */
             cs_dev_note(a->d->graph_launch(g), "a recorded forward");
             *rc = dev_rc;
@@ -351,6 +378,7 @@ int cs_dev_pass(cs_dev_args *a, int *rc)
         }
         if (g) a->d->graph_free(g);
         recording = 0;
+        glog("slot %d: recording failed (%s)", i, *rc || dev_rc ? cs_last_error() : "graph_end refused");
         slot_stale(i);   /* e.g. a weight first used, a workspace that grew: next time, or never */
         dev_rc = 0;   /* what failed was the recording: run the body for real */
         *rc = 0;
