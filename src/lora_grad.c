@@ -9,9 +9,10 @@
  *             xa = s x A^T [M, r],   dB += dy^T xa,
  *             dyb = s dy B [M, r],   dA += dyb^T x,   dx += dyb A
  * (G = dy^T x never formed). W0 is the file's tensor, widened per call into
- * one float32 scratch of the largest wrapped weight (on a device with
- * weight_to_f32: the device holds W0 in the file's dtype only; cuBLAS has
- * no bf16 x float32 product). The host and a device run the same ops in the
+ * one float32 scratch (the host's: the ops' scratch, as cs_weight_f32; a
+ * device's: the size of the largest wrapped weight, filled by weight_to_f32,
+ * so the device holds W0 in the file's dtype only: cuBLAS has no bf16 x
+ * float32 product). The host and a device run the same ops in the
  * same order, so the fake plugin gives the CPU's bits. With gradient
  * accumulation the sums over micro-batches (and over the two products of
  * to_k / to_v: image and conditioning tokens) round differently from
@@ -52,28 +53,25 @@ void cs_lora_net_zero_grads(cs_lora_net *n)
     }
 }
 
-/* The module whose tensor W is a row range of (the first of that tensor), W's
- * first row in it in *r0; NULL: not a wrapped weight. A range that cuts a
- * module: CS_EARG in *rc. */
-static const lmod *owner(const cs_lora_net *n, const cs_tensor *W, size_t K, int64_t *r0, int *rc)
+/* *o: the module whose tensor W is a row range of (the first of that
+ * tensor), *r0: W's first row in it. 1: W is not a wrapped weight; CS_EARG:
+ * the range cuts a module. */
+static int owner(const cs_lora_net *n, const cs_tensor *W, size_t K, const lmod **o, int64_t *r0)
 {
     uintptr_t at = (uintptr_t)W->data;
     int64_t N = W->shape[0];
-    const lmod *o = NULL;
-    *rc = 0;
+    *o = NULL;
     for (int i = 0; i < n->n; i++) {
         const lmod *m = &n->v[i];
         uintptr_t w = (uintptr_t)m->wp->data, end = w + (size_t)cs_tensor_numel(m->wp) * sizeof(float);
         if (at < w || at >= end) continue;
-        if (!o) o = m, *r0 = (int64_t)((at - w) / sizeof(float)) / m->K;
+        if (!*o) *o = m, *r0 = (int64_t)((at - w) / sizeof(float)) / m->K;
         if (m->row0 + m->rows <= *r0 || m->row0 >= *r0 + N) continue;
-        if ((int64_t)K != m->K || m->row0 < *r0 || m->row0 + m->rows > *r0 + N) {
-            *rc = cs_error(CS_EARG, "%s: a Linear of rows [%lld, %lld) x %zu cuts LoRA module %s", m->wp->name,
-                           (long long)*r0, (long long)(*r0 + N), K, m->name);
-            return NULL;
-        }
+        if ((int64_t)K != m->K || m->row0 < *r0 || m->row0 + m->rows > *r0 + N)
+            return cs_error(CS_EARG, "%s: a Linear of rows [%lld, %lld) x %zu cuts LoRA module %s", m->wp->name,
+                            (long long)*r0, (long long)(*r0 + N), K, m->name);
     }
-    return o;
+    return *o ? 0 : 1;
 }
 
 /* W0's rows [r0, r0 + N) of o's tensor as float32 in the current mode */
@@ -83,29 +81,28 @@ static const float *w0_rows(cs_lora_net *n, const lmod *o, int64_t r0, size_t N,
     size_t at = (size_t)(r0 * o->K), cnt = N * (size_t)o->K;
     char err[256] = "";
     *rc = 0;
-    if (d && !d->weight_to_f32) {   /* an older plugin: its float32 copy of the file's tensor */
+    if (!d) {   /* the host: in place if float32, else widened into the ops' scratch (threads, SIMD) */
+        cs_tensor rows = *o->w0;
+        rows.ndim = 1;
+        rows.shape[0] = (int64_t)cnt;
+        rows.data = (const char *)o->w0->data + at * cs_dtype_size(o->w0->dtype);
+        const float *w = cs_weight_f32(&rows, 0);
+        if (!w) *rc = CS_ENOMEM;
+        return w;
+    }
+    if (!d->weight_to_f32) {   /* an older plugin: its float32 copy of the file's tensor */
         const float *w = d->weight_f32(o->w0, err, sizeof err);
         if (!w) *rc = cs_error(CS_EDEVICE, "LoRA training: %s", err[0] ? err : "no device copy of a weight");
         return w ? w + at : NULL;
     }
-    if (!d && o->w0->dtype == CS_F32 && ((uintptr_t)o->w0->data & 3) == 0) return (const float *)o->w0->data + at;
-    float **s = d ? &n->dev.w0 : &n->w0;
-    if (!*s && !(*s = d ? d->alloc(n->wmax * sizeof(float)) : cs_alloc(n->wmax * sizeof(float)))) {
-        *rc = cs_error(CS_ENOMEM, "LoRA training: out of %s memory for a widened weight (%.1f MiB)",
-                       d ? "device" : "host", (double)n->wmax * 4 / 1048576);
+    if (!n->dev.w0 && !(n->dev.w0 = d->alloc(n->wmax * sizeof(float)))) {
+        *rc = cs_error(CS_ENOMEM, "LoRA training: out of device memory for a widened weight (%.1f MiB): %s",
+                       (double)n->wmax * 4 / 1048576, d->errmsg());
         return NULL;
     }
-    if (d) {
-        if ((*rc = d->weight_to_f32(o->w0, at, cnt, *s, err, sizeof err)))
-            *rc = cs_error(*rc, "LoRA training: %s", err[0] ? err : "no device copy of a weight");
-        return *rc ? NULL : *s;
-    }
-    cs_tensor rows = *o->w0;   /* W0's rows as a flat view */
-    rows.ndim = 1;
-    rows.shape[0] = (int64_t)cnt;
-    rows.data = (const char *)o->w0->data + at * cs_dtype_size(o->w0->dtype);
-    *rc = cs_tensor_to_f32(&rows, *s);
-    return *rc ? NULL : *s;
+    if ((*rc = d->weight_to_f32(o->w0, at, cnt, n->dev.w0, err, sizeof err)))
+        *rc = cs_error(*rc, "LoRA training: %s", err[0] ? err : "no device copy of a weight");
+    return *rc ? NULL : n->dev.w0;
 }
 
 /* the A and B of m in the current mode */
@@ -119,17 +116,17 @@ int cs_lora_net_linear(void *ctx, const float *x, size_t M, size_t K, size_t ldx
                        const cs_tensor *b, float *y, size_t ldy, int acc)
 {
     cs_lora_net *n = ctx;
+    const lmod *o;
     int64_t r0;
-    int rc;
-    const lmod *o = owner(n, W, K, &r0, &rc);
-    if (!o) return rc ? rc : 1;
+    int rc = owner(n, W, K, &o, &r0);
+    if (rc || (cs_dev && (rc = cs_lora_net_dev_ready(n, cs_dev)))) return rc;
     size_t N = (size_t)W->shape[0];
-    if (cs_dev && (rc = cs_lora_net_dev_ready(n, cs_dev))) return rc;
     const float *w = w0_rows(n, o, r0, N, &rc);
     if (!w) return rc;
     if ((rc = cs_sgemm(1, M, N, K, 1.0f, x, ldx, w, K, acc ? 1.0f : 0.0f, y, ldy))) return rc;
     if (b) {   /* y = y * 1 + b: the bias by an op every device has */
-        const float *bb = cs_weight_f32(b, 1), *one = cs_param(n->ones, N);
+        /* one size a key: the device's copy of n->ones is made once */
+        const float *bb = cs_weight_f32(b, 1), *one = cs_param(n->ones, n->nones);
         if (!bb || !one) return CS_ENOMEM;
         if (ldy == N) cs_channel_affine(y, y, M, N, one, bb);
         else
@@ -172,12 +169,11 @@ int cs_lora_net_sink(void *ctx, const cs_tensor *W, const float *x, size_t M, si
                      size_t ldy, float *dx, int acc)
 {
     cs_lora_net *n = ctx;
+    const lmod *o;
     int64_t r0;
-    int rc;
-    const lmod *o = owner(n, W, K, &r0, &rc);
-    if (!o) return rc ? rc : 1;
+    int rc = owner(n, W, K, &o, &r0);
+    if (rc || (rc = fresh_sums(n, cs_dev))) return rc;
     size_t N = (size_t)W->shape[0];
-    if ((rc = fresh_sums(n, cs_dev))) return rc;
     if (dx) {   /* dx[M,K] (+)= dy[M,N] W0[N,K] */
         const float *w = w0_rows(n, o, r0, N, &rc);
         if (!w || (rc = cs_sgemm(0, M, K, N, 1.0f, dy, ldy, w, K, acc ? 1.0f : 0.0f, dx, ldx))) return rc;

@@ -50,10 +50,10 @@ struct cs_lora_net {
     lora_dev dev;
     int gfresh;               /* the next backward starts a step: dA / dB to be zeroed */
     int stale;                /* a step changed A / B since the last merge into the model's W' */
-    size_t wmax;              /* floats of the largest wrapped weight tensor */
+    size_t wmax;              /* floats of the largest wrapped weight tensor (dev.w0's size) */
     int rmax;                 /* the largest rank */
-    float *w0;                /* host: its W0 widened to float32 (a file tensor not float32) */
-    float *ones;              /* host: as many 1s as its rows (the bias as an affine op) */
+    float *ones;              /* host: nones 1s, the most rows of a wrapped tensor (the bias as an affine op) */
+    size_t nones;
     cs_lowrank hook;          /* the forward's term (lora_grad.c), set by the trainer's steps */
 };
 

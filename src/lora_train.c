@@ -216,8 +216,10 @@ int cs_lora_net_new(cs_stage_c *sm, const cs_lora_train_cfg *cfg, cs_lora_net **
             /* kxk: Conv2d only with conv_dim; the strided up-transition is a
              * ConvTranspose2d (up_upscalers.N.1, no .blocks.), never wrapped */
             int transposed = !strncmp(mod, "up_upscalers.", 13) && !strstr(mod, ".blocks.");
+            /* the run-time term (lora_grad.c) is a Linear's; no trainable Stage C has such a conv */
             if (cfg->conv_dim > 0 && !transposed)
-                rc = add_mod(n, &cap, mod, i, t, wp, 0, t->shape[0], cfg->conv_dim, cfg->conv_alpha);
+                rc = cs_error(CS_EUNSUP, "LoRA training: %s is a %lldx%lld Conv2d (conv_dim): not supported", t->name,
+                              (long long)t->shape[2], (long long)t->shape[3]);
         }
     }
     if (!rc && !n->n) rc = cs_error(CS_EMODEL, "LoRA training: no module of the Stage C to wrap");
@@ -242,6 +244,7 @@ int cs_lora_net_new(cs_stage_c *sm, const cs_lora_train_cfg *cfg, cs_lora_net **
         return cs_oom("the LoRA network", rows * sizeof(float));
     }
     for (size_t i = 0; i < rows; i++) n->ones[i] = 1.0f;
+    n->nones = rows;
     n->hook.linear = cs_lora_net_linear, n->hook.ctx = n;
     /* the init, in kohya's order: Linear/Conv2d(in, r) and (r, out) constructors, then A */
     cs_rng r;
@@ -275,7 +278,6 @@ void cs_lora_net_free(cs_lora_net *n)
         cs_free(m->A), cs_free(m->B), cs_free(m->gA), cs_free(m->gB);
         free_state(&m->sA, n->opt), free_state(&m->sB, n->opt);
     }
-    cs_free(n->w0);
     cs_param_free(n->ones);
     free(n->v);
     free(n);
@@ -393,7 +395,9 @@ int cs_lora_net_sample_begin(cs_lora_net *n)
 void cs_lora_net_sample_end(cs_lora_net *n)
 {
     /* the device's (and the CPU's packed) copies of W' that sampling made */
-    for (int i = 0; i < n->n; i++) cs_param_forget(n->v[i].wp->data, (size_t)cs_tensor_numel(n->v[i].wp) * sizeof(float));
+    for (int i = 0; i < n->n; i++)
+        if (!i || n->v[i].wp != n->v[i - 1].wp)   /* q/k/v: one tensor */
+            cs_param_forget(n->v[i].wp->data, (size_t)cs_tensor_numel(n->v[i].wp) * sizeof(float));
 }
 
 int cs_lora_net_step(cs_lora_net *n, const cs_train_cfg *cfg, double *grad_norm)

@@ -48,7 +48,7 @@ typedef struct {
     const char *network_module;   /* "networks.lora" (or "lora"); any other is refused */
     int dim;                      /* --network_dim: rank >= 1 (kohya's default 4) */
     double alpha;                 /* --network_alpha (default 1); 0 = dim (scale 1); < 0 refused */
-    int conv_dim;                 /* network_args conv_dim: 0 = kxk convs not wrapped */
+    int conv_dim;                 /* network_args conv_dim: 0 = kxk convs not wrapped (> 0 with one: CS_EUNSUP) */
     double conv_alpha;            /* network_args conv_alpha (default 1) */
     /* --network_dropout and network_args rank_dropout / module_dropout: not
      * implemented, so anything but 0 is refused (CS_EUNSUP) */

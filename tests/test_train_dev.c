@@ -14,7 +14,9 @@
  * bus (its byte counters: only A, B, dA, dB move), and the device's
  * peak over a run must stay within what training needs (check_mem; with
  * FAKE_MEM_REPORT=N the fake lists what it held at the peak, N largest
- * allocations first). With $CASCADE_BACKEND (cuda on a GPU
+ * allocations first); a sampling forward between LoRA steps runs on the
+ * device and its copies of the merged W' are dropped after it (check_sample).
+ * With $CASCADE_BACKEND (cuda on a GPU
  * machine) the same runs are compared at fp32 tolerance, and every line
  * says where the worst difference is. Needs ../shared (skip 77, CI 99). */
 #define _POSIX_C_SOURCE 200809L
@@ -249,6 +251,32 @@ static void make_batch(const cs_net_info *in, int k, batch *b)
 
 static void free_batch(batch *b) { free(b->x0), free(b->noise), free(b->t), free(b->txt), free(b->pool); }
 
+/* Sampling between LoRA steps (cs_lora_net_sample_begin / _end): a device
+ * forward on the merged W' runs, and the end tells the device to drop
+ * every copy of W' it may have made (the fake's blocks read host weights,
+ * so its forget count is what shows it), so the steps never hold a W'. */
+static int check_sample(const char *name, cs_stage_c *m, cs_lora_net *net, const cs_net_info *in)
+{
+    size_t wb = lora_wp_bytes(net), nout = BATCH * H * W * (size_t)in->c_out;
+    batch b;
+    make_batch(in, 99, &b);
+    float *eps = malloc(nout * sizeof(float));
+    if (!eps) exit(99);
+    int rc = cs_lora_net_sample_begin(net), finite = 1;
+    if (!rc) rc = cs_stage_c_forward(m, b.x0, BATCH, H, W, b.t, b.txt, LT, b.pool, NULL, 1, NULL, NULL, eps);
+    for (size_t i = 0; i < nout && !rc; i++) finite &= isfinite(eps[i]);
+    unsigned long long f0 = *COUNT[3];
+    cs_lora_net_sample_end(net);
+    unsigned long long dropped = *COUNT[3] - f0;
+    int bad = rc || !finite || dropped < wb;
+    printf("%s: %s: sampling forward on the device %s; W' copies dropped after it: %llu bytes (W' %zu)%s%s\n",
+           bad ? "FAIL" : "ok", name, rc ? "failed" : finite ? "ran" : "gave non-finite values", dropped, wb,
+           rc ? ": " : "", rc ? cs_last_error() : "");
+    free(eps);
+    free_batch(&b);
+    return bad;
+}
+
 #define TRY(call)                                                                                  \
     do {                                                                                           \
         if (call) {                                                                                \
@@ -328,6 +356,7 @@ static int run(const run_cfg *c, int dev, int from, int to, const result *in_w, 
     }
     if (dev && net && COUNT[0] && to - from > 1 && check_moved(c->name, moved() - moved0, to - from - 1, net)) return 1;
     if (dev && MEM_BY_KIND) MEM_FAIL |= check_mem(c, t, net);
+    if (dev && net && COUNT[0]) MEM_FAIL |= check_sample(c->name, m, net, &in);
     TRY(cs_trainer_sync(t));
     /* trained values: the weights with a gradient, or A and B */
     if (net) {
