@@ -32,7 +32,9 @@
 #        the first step left out) and the device peak side by side; logs in $OUT.
 #        KOHYA_RUNS=full or KOHYA_RUNS=lora runs one half (two calls if one would pass 10 minutes);
 #        KOHYA_RUNS=fused: ours only, the full fine-tune with --fused_backward_pass (the 24 GB path:
-#        peak ~18 GiB expected), the unfused one beside it for the step time
+#        peak ~18 GiB expected), the unfused one beside it for the step time;
+#        KOHYA_RUNS=ours_lora: ours only, the LoRA (no merged W': peak ~4.1 GiB expected), then the
+#        same with a sample every epoch (the samples written)
 # pair:  after compare (its weights): whole lite and full images with the baseline (old/bin) and
 #        this tree alternately (two in one process: the second is the steady state), then Stage B
 #        with GRN folded into fc2 and not ($CASCADE_GRN_FOLD=0)
@@ -286,6 +288,15 @@ if [ "$mode" = kohya ]; then   # kohya's sd-scripts (kohya/, bench/kohya_gpu.sh)
             grep -E "error|Error|note: fused" "$out/ours_fused.txt" | head -3
             rm -rf $T/seed
         done
+    fi
+    if [[ " $runs " == *" ours_lora "* ]]; then   # ours only: the LoRA (no W' since 2026-12-07), then with sampling
+        seed_lora $e --mixed_precision bf16 --network_train_unet_only >"$out/ours_lora.txt"
+        ours_line lora "$out/ours_lora.txt" $T/lora/l.jsonl
+        grep -E "error|Error|LoRA:" "$out/ours_lora.txt" | head -3
+        seed_lora $e --mixed_precision bf16 --network_train_unet_only --sample_every_n_epochs 1 --sample_prompts $T/p.txt \
+            --previewer_checkpoint_path $W/previewer_bf16.safetensors >"$out/ours_lora_sample.txt"
+        ours_line "lora, sampling" "$out/ours_lora_sample.txt" $T/lora/l.jsonl
+        grep -E "error|Error" "$out/ours_lora_sample.txt" | head -3; ls -la $T/lora/sample 2>&1 | tail -3
     fi
     if [[ " $runs " == *" lora "* ]]; then
         bash kohya/kohya_run.sh lora $e

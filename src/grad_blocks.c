@@ -141,9 +141,11 @@ void cs_grads_free(cs_grads *g)
 int cs_linear_backward_g(cs_grads *g, const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W,
                          const float *dy, size_t ldy, float *dx, int acc, float *dW, float *db)
 {
-    int rc = cs_linear_backward(x, M, K, ldx, W, dy, ldy, dx, acc, dW, db);
-    if (rc || dW || !g->sink) return rc;
-    return g->sink(g->sink_ctx, W, x, M, K, ldx ? ldx : K, dy, ldy ? ldy : (size_t)W->shape[0]);
+    if (!dW && g->sink) {
+        int rc = g->sink(g->sink_ctx, W, x, M, K, ldx ? ldx : K, dy, ldy ? ldy : (size_t)W->shape[0], dx, acc);
+        if (rc != 1) return rc || !db ? rc : cs_linear_backward(x, M, K, ldx, W, dy, ldy, NULL, 0, NULL, db);
+    }
+    return cs_linear_backward(x, M, K, ldx, W, dy, ldy, dx, acc, dW, db);
 }
 
 /* ---- blocks ---- */

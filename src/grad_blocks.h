@@ -36,11 +36,13 @@ typedef struct cs_grads {
     int only;          /* 1: no new entries (frozen tensors give NULL) */
     const void *dev;   /* the cs_dev_ops the buffers came from (NULL: host) */
     /* A low-rank sink (LoRA, lora_grad.c): a Linear backward of a weight
-     * without a buffer hands it its input x and output gradient dy, so the
-     * factors' gradients are taken without a gradient of the weight's size.
-     * Returns 0 where the weight is not its own. */
+     * without a buffer goes to it first with its input x, output gradient
+     * dy and dx (row stride ldx; NULL: not wanted); for a weight of its own
+     * it writes (acc: adds) dx = dy (W0 + s B A) and takes the factors'
+     * gradients, without a gradient of the weight's size, and returns 0 or
+     * an error; 1 where the weight is not its own (the plain backward runs). */
     int (*sink)(void *ctx, const cs_tensor *W, const float *x, size_t M, size_t K, size_t ldx, const float *dy,
-                size_t ldy);
+                size_t ldy, float *dx, int acc);
     void *sink_ctx;
     /* Fused backward (doc/training.md §4): with done set, cs_grads_done
      * hands done the entries touched since its last call (idx[n]) as
@@ -70,7 +72,7 @@ void cs_grads_free(cs_grads *g);
  * in the mode of the buffers (device mode for device ones). */
 int cs_grads_done(cs_grads *g);
 
-/* cs_linear_backward (grad.h), then g's sink where dW is NULL */
+/* g's sink where dW is NULL and it owns W, else cs_linear_backward (grad.h) */
 int cs_linear_backward_g(cs_grads *g, const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W,
                          const float *dy, size_t ldy, float *dx, int acc, float *dW, float *db);
 

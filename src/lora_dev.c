@@ -5,13 +5,12 @@
  *   - dA and dB are summed on the device during the backward (lora_grad.c,
  *     from the device's copies of A and B); one download brings all of them;
  *   - clipping and the optimizer run on the host as on the CPU
- *     (cs_lora_net_step: same code, same bits); one upload sends A and B;
- *   - W' = W0 + s B A is merged on the device into the writable copy of W'
- *     (weight_rw) from the device's copy of the file's W0, in the file's
- *     dtype (weight_to_f32; a float32 copy on an older plugin).
- * The host's W' is then stale: cs_lora_net_sync_dev downloads it. The
- * products are the CPU's in the same order and arguments, so the fake
- * plugin (the CPU's code) gives the CPU's bits. */
+ *     (cs_lora_net_step: same code, same bits); one upload sends A and B.
+ * No W' is merged: the forward and backward add the term at run time
+ * (lora_grad.c) from the device's copy of the file's W0, in the file's
+ * dtype (weight_to_f32 into one float32 scratch; a float32 copy of W0 on an
+ * older plugin). The products are the CPU's in the same order and
+ * arguments, so the fake plugin (the CPU's code) gives the CPU's bits. */
 #include "lora_net.h"
 
 #include "device.h"
@@ -19,7 +18,6 @@
 #include "grad_blocks.h"
 #include "ops.h"
 #include "tensor.h"
-#include "wpack.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -31,14 +29,14 @@ static size_t nb_of(const lmod *m) { return (size_t)(m->rows * m->rank); }
 void cs_lora_net_dev_free(cs_lora_net *n)
 {
     lora_dev *v = &n->dev;
-    float *p[2] = {v->par, v->grad};
-    for (int j = 0; j < 2 && v->d; j++)
+    float *p[3] = {v->par, v->grad, v->w0};
+    for (int j = 0; j < 3 && v->d; j++)
         if (p[j]) v->d->free(p[j]);
-    /* the copies of the file's W0 that merge_dev made: the file outlives
-     * the network (a second training would find them held); through
-     * cs_param_forget, as a recorded forward at the file's dtype may share
-     * the copy and must not replay on a freed address */
-    for (int i = 0; i < n->n && v->par; i++)
+    /* the copies of the file's W0 that the steps made (lora_grad.c): the
+     * file outlives the network (a second training would find them held);
+     * through cs_param_forget, as a recorded forward at the file's dtype may
+     * share the copy and must not replay on a freed address */
+    for (int i = 0; i < n->n && v->d; i++)
         cs_param_forget(n->v[i].w0->data, (size_t)cs_tensor_numel(n->v[i].w0) * cs_dtype_size(n->v[i].w0->dtype));
     cs_free(v->stage);
     memset(v, 0, sizeof *v);
@@ -91,30 +89,6 @@ static int upload_ab(cs_lora_net *n)
     return 0;
 }
 
-/* device mode: W' = W0 + s B A of every module into the writable copies (cs_lora_net_merge's steps) */
-static int merge_dev(cs_lora_net *n)
-{
-    lora_dev *v = &n->dev;
-    int rc = 0;
-    for (int i = 0; i < n->n && !rc; i++) {
-        const lmod *m = &n->v[i];
-        char err[256] = "";
-        size_t at = (size_t)(m->row0 * m->K), cnt = (size_t)(m->rows * m->K);
-        /* W0 in the file's dtype where the device can widen it (ABI 9): a
-         * float32 copy beside W' held the wrapped weights twice */
-        const float *w0 = v->d->weight_to_f32 ? NULL : v->d->weight_f32(m->w0, err, sizeof err);
-        float *wp = w0 || v->d->weight_to_f32 ? v->d->weight_rw(m->wp, err, sizeof err) : NULL;
-        if (!wp) return cs_error(CS_EDEVICE, "LoRA training: %s", err[0] ? err : "no device copy of a weight");
-        const float *A = v->par + m->off, *B = A + na_of(m);
-        if (!w0 && (rc = v->d->weight_to_f32(m->w0, at, cnt, wp + at, err, sizeof err)))
-            return cs_error(rc, "LoRA training: %s", err[0] ? err : "no device copy of a weight");
-        if (w0) cs_copy(wp + at, w0 + at, cnt);
-        rc = cs_sgemm(0, (size_t)m->rows, (size_t)m->K, (size_t)m->rank, m->scale, B, (size_t)m->rank, A, (size_t)m->K,
-                      1.0f, wp + at, (size_t)m->K);
-    }
-    return rc;
-}
-
 int cs_lora_net_dev_ready(cs_lora_net *n, const cs_dev_ops *d)
 {
     int rc = pools(n, d);
@@ -125,7 +99,6 @@ int cs_lora_net_apply_dev(cs_lora_net *n, const cs_grads *g, const cs_train_cfg 
 {
     const cs_dev_ops *d = g->dev;
     if (!d) return cs_lora_net_apply(n, g, cfg, grad_norm);
-    if (!d->weight_rw) return cs_error(CS_EUNSUP, "LoRA training: the device's op set has no weight_rw (an older plugin)");
     lora_dev *v = &n->dev;
     int rc = cs_lora_net_dev_ready(n, d);
     if (!rc && n->gfresh) cs_lora_net_zero_grads(n);   /* no backward reached a module */
@@ -137,31 +110,9 @@ int cs_lora_net_apply_dev(cs_lora_net *n, const cs_grads *g, const cs_train_cfg 
         memcpy(m->gB, v->stage + m->goff + na_of(m), nb_of(m) * sizeof(float));
     }
     n->gfresh = 1;
+    n->stale = 1;   /* the model's W' (used by sampling only) */
     if (!rc) rc = cs_lora_net_step(n, cfg, grad_norm);
     if (!rc) rc = upload_ab(n);
-    cs_dev_args a;
-    if (!rc) {
-        cs_dev_args_begin(&a, d);
-        rc = cs_dev_args_finish(&a, merge_dev(n));
-    }
     if (rc) v->dirty = 1;
     return rc;
-}
-
-int cs_lora_net_sync_dev(cs_lora_net *n)
-{
-    const cs_dev_ops *d = n->dev.d;
-    for (int i = 0; d && i < n->n; i++) {
-        const lmod *m = &n->v[i];
-        char err[256] = "";
-        float *wp = d->weight_rw(m->wp, err, sizeof err);
-        if (!wp) return cs_error(CS_EDEVICE, "LoRA training: %s", err[0] ? err : "no device copy of a weight");
-        size_t at = (size_t)(m->row0 * m->K), cnt = (size_t)(m->rows * m->K);
-        float *host = (float *)m->wp->data + at;   /* the model's own float32 copy: writable */
-        if (d->download(host, wp + at, cnt * sizeof(float)))
-            return cs_error(CS_EDEVICE, "LoRA training: bringing %s back from the device failed: %s", m->wp->name,
-                            d->errmsg());
-        cs_wpack_forget(m->wp->data, (size_t)cs_tensor_numel(m->wp) * sizeof(float));   /* the CPU's packed copies */
-    }
-    return 0;
 }

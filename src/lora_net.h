@@ -4,6 +4,7 @@
 #define CS_LORA_NET_H
 
 #include "backend.h"
+#include "ops.h"
 #include "lora_train.h"
 #include "optim.h"
 
@@ -31,6 +32,7 @@ typedef struct {
 typedef struct {
     const cs_dev_ops *d;      /* NULL: nothing on a device */
     float *par, *grad;        /* device: [npar], [ngrad] */
+    float *w0;                /* device: one wrapped weight's W0 widened to float32 (lora_grad.c) */
     float *stage;             /* host: npar floats (>= ngrad) */
     size_t npar, ngrad;
     int dirty;                /* the host's A/B changed since the last upload */
@@ -47,15 +49,24 @@ struct cs_lora_net {
     int nconds;
     lora_dev dev;
     int gfresh;               /* the next backward starts a step: dA / dB to be zeroed */
+    int stale;                /* a step changed A / B since the last merge into the model's W' */
+    size_t wmax;              /* floats of the largest wrapped weight tensor (dev.w0's size) */
+    int rmax;                 /* the largest rank */
+    float *ones;              /* host: nones 1s, the most rows of a wrapped tensor (the bias as an affine op) */
+    size_t nones;
+    cs_lowrank hook;          /* the forward's term (lora_grad.c), set by the trainer's steps */
 };
 
 /* clip_grad_norm_ over every module's gA/gB (as cs_lora_net_grads left
  * them) and the optimizer step on A and B, on the host; no merge */
 int cs_lora_net_step(cs_lora_net *n, const cs_train_cfg *cfg, double *grad_norm);
 /* lora_grad.c: the sink of the trainer's cs_grads (grad_blocks.h) that
- * adds dA and dB from each wrapped Linear's backward; zeroing the host's */
+ * runs each wrapped Linear's backward (dx from W0 and the term, dA and dB
+ * added); the forward's hook (ops.h, n->hook); zeroing the host's sums */
 int cs_lora_net_sink(void *ctx, const cs_tensor *W, const float *x, size_t M, size_t K, size_t ldx, const float *dy,
-                     size_t ldy);
+                     size_t ldy, float *dx, int acc);
+int cs_lora_net_linear(void *ctx, const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W,
+                       const cs_tensor *b, float *y, size_t ldy, int acc);
 void cs_lora_net_zero_grads(cs_lora_net *n);
 /* lora_dev.c: the device arrays made and A, B uploaded if stale */
 int cs_lora_net_dev_ready(cs_lora_net *n, const cs_dev_ops *d);

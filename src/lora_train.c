@@ -1,6 +1,6 @@
 /* LoRA training of Stage C (lora_train.h): kohya's modules found among the
- * file's tensors, their A/B, the exact gradients from dL/dW', the optimizer
- * on A/B, and kohya's file format. */
+ * file's tensors, their A/B, the optimizer on A/B (the gradients and the
+ * forward's term: lora_grad.c), and kohya's file format. */
 #include "lora_train.h"
 #include "lora_net.h"
 
@@ -216,8 +216,10 @@ int cs_lora_net_new(cs_stage_c *sm, const cs_lora_train_cfg *cfg, cs_lora_net **
             /* kxk: Conv2d only with conv_dim; the strided up-transition is a
              * ConvTranspose2d (up_upscalers.N.1, no .blocks.), never wrapped */
             int transposed = !strncmp(mod, "up_upscalers.", 13) && !strstr(mod, ".blocks.");
+            /* the run-time term (lora_grad.c) is a Linear's; no trainable Stage C has such a conv */
             if (cfg->conv_dim > 0 && !transposed)
-                rc = add_mod(n, &cap, mod, i, t, wp, 0, t->shape[0], cfg->conv_dim, cfg->conv_alpha);
+                rc = cs_error(CS_EUNSUP, "LoRA training: %s is a %lldx%lld Conv2d (conv_dim): not supported", t->name,
+                              (long long)t->shape[2], (long long)t->shape[3]);
         }
     }
     if (!rc && !n->n) rc = cs_error(CS_EMODEL, "LoRA training: no module of the Stage C to wrap");
@@ -228,6 +230,22 @@ int cs_lora_net_new(cs_stage_c *sm, const cs_lora_train_cfg *cfg, cs_lora_net **
     sort_net = n;
     qsort(n->v, (size_t)n->n, sizeof *n->v, cmp_mod);
     sort_net = NULL;
+    /* the run-time term's scratch sizes (lora_grad.c) */
+    size_t rows = 0;
+    for (int i = 0; i < n->n; i++) {
+        const lmod *m = &n->v[i];
+        size_t w = (size_t)cs_tensor_numel(m->wp);
+        if (w > n->wmax) n->wmax = w;
+        if ((size_t)m->wp->shape[0] > rows) rows = (size_t)m->wp->shape[0];
+        if (m->rank > n->rmax) n->rmax = m->rank;
+    }
+    if (!(n->ones = cs_alloc(rows * sizeof(float)))) {
+        cs_lora_net_free(n);
+        return cs_oom("the LoRA network", rows * sizeof(float));
+    }
+    for (size_t i = 0; i < rows; i++) n->ones[i] = 1.0f;
+    n->nones = rows;
+    n->hook.linear = cs_lora_net_linear, n->hook.ctx = n;
     /* the init, in kohya's order: Linear/Conv2d(in, r) and (r, out) constructors, then A */
     cs_rng r;
     cs_rng_seed(&r, cfg->seed);
@@ -238,11 +256,8 @@ int cs_lora_net_new(cs_stage_c *sm, const cs_lora_train_cfg *cfg, cs_lora_net **
         kaiming(&r, NULL, nb, m->rank);
         kaiming(&r, m->A, na, m->K);
     }
-    rc = cs_lora_net_merge(n);
-    if (rc) {
-        cs_lora_net_free(n);
-        return rc;
-    }
+    n->dev.dirty = 1;
+    n->stale = 1;   /* the model's W' is merged when sampling wants it (B = 0: W0) */
     *out = n;
     return 0;
 }
@@ -263,6 +278,7 @@ void cs_lora_net_free(cs_lora_net *n)
         cs_free(m->A), cs_free(m->B), cs_free(m->gA), cs_free(m->gB);
         free_state(&m->sA, n->opt), free_state(&m->sB, n->opt);
     }
+    cs_param_free(n->ones);
     free(n->v);
     free(n);
 }
@@ -299,6 +315,7 @@ int cs_lora_net_find(const cs_lora_net *n, const char *name)
 int cs_lora_net_merge(cs_lora_net *n)
 {
     n->dev.dirty = 1;   /* A or B may have changed here: the device's are stale */
+    n->stale = 0;
     for (int i = 0; i < n->n; i++) {
         lmod *m = &n->v[i];
         float *w = (float *)m->wp->data + m->row0 * m->K;
@@ -363,8 +380,24 @@ int cs_lora_net_apply(cs_lora_net *n, const cs_grads *g, const cs_train_cfg *cfg
     (void)g;   /* the sums are the net's (lora_grad.c) */
     if (n->gfresh) cs_lora_net_zero_grads(n);   /* no backward reached a module */
     n->gfresh = 1;
-    int rc = cs_lora_net_step(n, cfg, grad_norm);
-    return rc ? rc : cs_lora_net_merge(n);
+    n->stale = 1;   /* the model's W' (used by sampling only) */
+    return cs_lora_net_step(n, cfg, grad_norm);
+}
+
+const cs_lowrank *cs_lora_net_hook(cs_lora_net *n) { return &n->hook; }
+
+int cs_lora_net_sample_begin(cs_lora_net *n)
+{
+    cs_lora_net_dev_free(n);   /* W0, A, B and the scratch: made again by the next step */
+    return n->stale ? cs_lora_net_merge(n) : 0;
+}
+
+void cs_lora_net_sample_end(cs_lora_net *n)
+{
+    /* the device's (and the CPU's packed) copies of W' that sampling made */
+    for (int i = 0; i < n->n; i++)
+        if (!i || n->v[i].wp != n->v[i - 1].wp)   /* q/k/v: one tensor */
+            cs_param_forget(n->v[i].wp->data, (size_t)cs_tensor_numel(n->v[i].wp) * sizeof(float));
 }
 
 int cs_lora_net_step(cs_lora_net *n, const cs_train_cfg *cfg, double *grad_norm)
@@ -478,7 +511,9 @@ static int load_from(cs_lora_net *n, cs_st_file *f, const char *path)
         if (!rc) rc = cs_tensor_to_f32(u, m->B);
         if (rc) return cs_error(CS_EFORMAT, "%s: %s: not a float tensor", path, m->kd);
     }
-    return cs_lora_net_merge(n);
+    n->dev.dirty = 1;   /* the device's A and B, the model's W' */
+    n->stale = 1;
+    return 0;
 }
 
 int cs_lora_net_load(cs_lora_net *n, const char *path)

@@ -14,16 +14,16 @@
  *   cs_lora_net_save(net, "out.safetensors", CS_BF16, meta, nmeta);
  *   cs_trainer_free(tr); cs_lora_net_free(net); cs_stage_c_free(m);
  *
- * How (exact, not an approximation): the model's float32 weight of a
- * wrapped module is kept at W' = W0 + s B A (s = alpha / dim, W0 the file's
- * tensor, the q/k/v third of in_proj for to_q/to_k/to_v), so the plain Stage C
- * forward is kohya's forward W0 x + s B (A x). Since W' is linear in A and
- * B, dL/dA = s B^T G and dL/dB = s G A^T with G = dL/dW' = dy^T x summed over
- * the wrapped Linear's backward calls; G is never formed: each call adds the
- * thin products s (dy B)^T x and dy^T (s x A^T) (src/lora_grad.c; every
- * other tensor is frozen). Clipping and the
- * optimizer (the trainer's cfg) act on A and B only, then W' is merged again
- * from W0. Biases and every other tensor stay as loaded.
+ * How (kohya's forward, no merged weight): while a step runs, every Linear
+ * of a wrapped weight computes W0 x + s B (A x) (+ bias; s = alpha / dim, W0
+ * the file's tensor, the q/k/v third of in_proj for to_q/to_k/to_v) through
+ * the low-rank hook of ops.h, and its backward dx = dy W0 + (s dy B) A with
+ * dL/dB += dy^T (s x A^T), dL/dA += (s dy B)^T x (src/lora_grad.c; every
+ * other tensor is frozen): no W' = W0 + s B A and no G = dL/dW' exists.
+ * Clipping and the optimizer (the trainer's cfg) act on A and B only.
+ * The model's own float32 weights are W' only after cs_lora_net_merge
+ * (sampling during training: cs_lora_net_sample_begin). Biases and every
+ * other tensor stay as loaded.
  *
  * Seeding: cs_lora_net_new gives the A that `torch.manual_seed(seed)`
  * followed by kohya's LoRANetwork(..., unet=StageC) gives on the CPU: for
@@ -37,6 +37,7 @@
 #ifndef CS_LORA_TRAIN_H
 #define CS_LORA_TRAIN_H
 
+#include "ops.h"
 #include "stage_c.h"
 #include "tensor.h"
 #include "train_step.h"
@@ -47,7 +48,7 @@ typedef struct {
     const char *network_module;   /* "networks.lora" (or "lora"); any other is refused */
     int dim;                      /* --network_dim: rank >= 1 (kohya's default 4) */
     double alpha;                 /* --network_alpha (default 1); 0 = dim (scale 1); < 0 refused */
-    int conv_dim;                 /* network_args conv_dim: 0 = kxk convs not wrapped */
+    int conv_dim;                 /* network_args conv_dim: 0 = kxk convs not wrapped (> 0 with one: CS_EUNSUP) */
     double conv_alpha;            /* network_args conv_alpha (default 1) */
     /* --network_dropout and network_args rank_dropout / module_dropout: not
      * implemented, so anything but 0 is refused (CS_EUNSUP) */
@@ -69,7 +70,8 @@ typedef struct {
     int ndim;                /* 2 (Linear) or 4 (Conv2d) */
     int64_t down_shape[4];   /* [rank, in] or [rank, in, kh, kw] */
     int64_t up_shape[4];     /* [out, rank] or [out, rank, 1, 1] */
-    float *down, *up;        /* A and B (writable; call cs_lora_net_merge after changing them) */
+    float *down, *up;        /* A and B (writable; after changing them call cs_lora_net_merge,
+                              * which also tells a device to take them again) */
     /* dL/dA, dL/dB summed by the backward passes (cs_train_accumulate)
      * since the last step; the step clips them in place */
     const float *gdown, *gup;
@@ -87,21 +89,29 @@ int64_t cs_lora_net_params(const cs_lora_net *n);   /* trainable values (A and B
 int cs_lora_net_module(cs_lora_net *n, int i, cs_lora_module *out);
 int cs_lora_net_find(const cs_lora_net *n, const char *name);
 
-/* W' = W0 + s B A for every module (after A or B were set by hand). */
+/* The model's float32 weights of every module made W' = W0 + s B A (what
+ * an inference forward reads), on the host; the device takes A and B again.
+ * Training reads neither: the step adds the term at run time. */
 int cs_lora_net_merge(cs_lora_net *n);
 /* What cs_train_apply does for a trainer with a LoRA: clip_grad_norm_ over
- * the sums of dL/dA, dL/dB, the optimizer step on A and B, merge.
+ * the sums of dL/dA, dL/dB, the optimizer step on A and B (no merge).
  * *grad_norm (if not NULL): the norm before clipping. */
 int cs_lora_net_apply(cs_lora_net *n, const struct cs_grads *g, const cs_train_cfg *cfg, double *grad_norm);
 /* The same with g on a device (g->dev; the trainer's device mode,
- * src/lora_dev.c): dA and dB summed there, A and B stepped on the
- * host, W' merged into the device's writable copies (weight_rw). The host's
- * W' is stale afterwards until cs_lora_net_sync_dev. Same bits as
- * cs_lora_net_apply where the device computes as the CPU does. */
+ * src/lora_dev.c): dA and dB summed there, downloaded, A and B stepped on
+ * the host and uploaded. Same bits as cs_lora_net_apply where the device
+ * computes as the CPU does. */
 int cs_lora_net_apply_dev(cs_lora_net *n, const struct cs_grads *g, const cs_train_cfg *cfg, double *grad_norm);
-/* Brings the model's W' of every module back from the device after
- * cs_lora_net_apply_dev (nothing when no step ran on a device). */
-int cs_lora_net_sync_dev(cs_lora_net *n);
+/* The forward's term (ops.h): the trainer sets it on its thread while a
+ * micro-batch's forward and backward run. */
+const cs_lowrank *cs_lora_net_hook(cs_lora_net *n);
+/* Sampling with the trained LoRA between steps: begin merges W' into the
+ * model's float32 weights if a step changed A or B, and drops the device's
+ * copies of W0, A and B (the next step makes them again); end drops the
+ * copies of W' that the sampler's forward made (a device's float32 copy,
+ * the CPU's packed panels), so none is alive during the training steps. */
+int cs_lora_net_sample_begin(cs_lora_net *n);
+void cs_lora_net_sample_end(cs_lora_net *n);
 /* Makes g give no tensor a gradient buffer and hand every wrapped Linear's
  * backward to the net (g->sink), in the current mode (host or device). */
 int cs_lora_net_attach(cs_lora_net *n, struct cs_grads *g);
@@ -119,7 +129,7 @@ void cs_lora_net_opt_at(const cs_lora_net *n, int i, cs_trainer_opt_view *v);
 int cs_lora_net_opt_restore(cs_lora_net *n, cs_opt_kind opt, cs_trainer_opt_fill fn, void *ctx);
 
 /* Sets A and B from a LoRA file in kohya's format (what cs_lora_net_save
- * writes, any float dtype) and merges: kohya's --network_weights. Every key
+ * writes, any float dtype): kohya's --network_weights (no merge). Every key
  * of the file must be a module of n with the same shapes and alpha, and
  * every module must be in the file (a file of other network_dim /
  * network_alpha / conv_dim, or of another model, is refused naming the

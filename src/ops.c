@@ -410,6 +410,8 @@ void cs_ops_bias_rows(float *y, size_t rows, size_t N, size_t ldy, const float *
     }
 }
 
+_Thread_local const cs_lowrank *cs_lowrank_on;
+
 /* cs_linear, and GELU on y when gelu (not with accumulate): the bias and
  * the GELU are the products' epilogue (one pass over y, in cache, in the
  * products' parallel region) rather than two more passes, each its own
@@ -424,8 +426,16 @@ static int linear(const float *x, size_t M, size_t K, size_t ldx, const cs_tenso
     if (!ldy) ldy = N;
     if (b && cs_tensor_numel(b) != (int64_t)N)
         return cs_error(CS_EMODEL, "%s: expected %zu bias values", b->name ? b->name : "bias", N);
-    ON_DEV_RC(linear(x, M, K, ldx, W, b, y, ldy, accumulate), "a linear layer");
     int rc;
+    if (cs_lowrank_on &&
+        (rc = cs_lowrank_on->linear(cs_lowrank_on->ctx, x, M, K, ldx, W, b, y, ldy, accumulate)) != 1) {
+        if (rc || !gelu) return rc;
+        if (ldy == N) cs_gelu(y, y, M * N);   /* the term went in before the GELU */
+        else
+            for (size_t r = 0; r < M; r++) cs_gelu(y + r * ldy, y + r * ldy, N);
+        return 0;
+    }
+    ON_DEV_RC(linear(x, M, K, ldx, W, b, y, ldy, accumulate), "a linear layer");
     const float *bb = NULL;
     if (b && !(bb = cs_weight_f32(b, 1))) return CS_ENOMEM;
     cs_gemm_bf16_fn kern = cpu_prec == CS_PREC_BF16 ? cs_gemm_bf16_native() : NULL;
@@ -532,7 +542,7 @@ static int fused_end(int rc, double t0, const char *what, const char *kind)
 int cs_mlp_block_fused(float *x, size_t N, size_t H, size_t W, size_t c, const float *skip, size_t cs,
                        const cs_mlp_block *w)
 {
-    if (!cs_dev) return CS_EUNSUP;
+    if (!cs_dev || cs_lowrank_on) return CS_EUNSUP;   /* a low-rank term: the single ops add it */
     double t = cs_dev_prof_start();
     return fused_end(cs_dev->mlp_block(x, N, H, W, c, skip, cs, w), t, "a fused ResBlock",
                      w->dw_w ? "ResBlock (fused)" : "FeedForwardBlock (fused)");
@@ -541,7 +551,7 @@ int cs_mlp_block_fused(float *x, size_t N, size_t H, size_t W, size_t c, const f
 int cs_ts_block_fused(float *x, size_t N, size_t HW, size_t c, const float *t, size_t ldt, size_t c_r, int nconds,
                       const cs_tensor *w, const cs_tensor *b)
 {
-    if (!cs_dev) return CS_EUNSUP;
+    if (!cs_dev || cs_lowrank_on) return CS_EUNSUP;
     double t0 = cs_dev_prof_start();
     return fused_end(cs_dev->ts_block(x, N, HW, c, t, ldt, c_r, nconds, w, b), t0, "a fused TimestepBlock",
                      "TimestepBlock (fused)");
@@ -549,7 +559,7 @@ int cs_ts_block_fused(float *x, size_t N, size_t HW, size_t c, const float *t, s
 
 int cs_sa_block_fused(float *x, size_t N, size_t H, size_t W, size_t c, const float *g, const cs_mlp_block *w)
 {
-    if (!cs_dev || !cs_dev->sa_block) return CS_EUNSUP;
+    if (!cs_dev || !cs_dev->sa_block || cs_lowrank_on) return CS_EUNSUP;
     double t = cs_dev_prof_start();
     return fused_end(cs_dev->sa_block(x, N, H, W, c, g, w), t, "a fused Stage A ResBlock", "Stage A ResBlock (fused)");
 }
@@ -557,7 +567,7 @@ int cs_sa_block_fused(float *x, size_t N, size_t H, size_t W, size_t c, const fl
 int cs_attn_block_fused(float *x, size_t N, size_t HW, size_t c, int nhead, int self_attn, const float *cond,
                         size_t Lc, size_t cc, const cs_attn_block *w)
 {
-    if (!cs_dev) return CS_EUNSUP;
+    if (!cs_dev || cs_lowrank_on) return CS_EUNSUP;
     double t = cs_dev_prof_start();
     return fused_end(cs_dev->attn_block(x, N, HW, c, nhead, self_attn, cond, Lc, cc, w), t, "a fused AttnBlock",
                      "AttnBlock (fused)");

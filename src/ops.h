@@ -67,6 +67,21 @@ int cs_linear(const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W
 int cs_linear_gelu(const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W, const cs_tensor *b,
                    float *y, size_t ldy);
 
+/* A low-rank term added to some Linear weights at run time (LoRA training,
+ * src/lora_grad.c: y = W0 x + s B (A x), no merged W0 + s B A). While set on
+ * this thread, cs_linear, cs_linear_gelu (the term before the GELU) and a
+ * 1x1 cs_conv2d hand every weight to linear first, and the fused block ops
+ * step aside (CS_EUNSUP) so that their linears come here too. linear
+ * returns 1 for a weight that is not its own (the plain product runs), else
+ * 0 or an error, having done y (+)= x W^T + b + the term. NULL, as in every
+ * inference, costs one test per Linear. */
+typedef struct {
+    int (*linear)(void *ctx, const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W, const cs_tensor *b,
+                  float *y, size_t ldy, int accumulate);
+    void *ctx;
+} cs_lowrank;
+extern _Thread_local const cs_lowrank *cs_lowrank_on;
+
 /* A ResBlock / FeedForwardBlock (src/backend.h cs_mlp_block) as one op
  * where the device in use has it fused in its precision; CS_EUNSUP with
  * nothing done elsewhere (the CPU included): the caller then runs the

@@ -598,8 +598,11 @@ static int train(run *r, cs_trainer *t, cs_tj_pos pos, int resumed)
             if (!rc && o->save_state)
                 rc = save_state(r, t, saved, &at, sp, sizeof sp);
         }
-        if (!rc && o->sample_every && (epoch + 1) % o->sample_every == 0 && !(rc = cs_trainer_sync(t)))
+        if (!rc && o->sample_every && (epoch + 1) % o->sample_every == 0 && !(rc = cs_trainer_sync(t)) &&
+            !(rc = r->net ? cs_lora_net_sample_begin(r->net) : 0)) {
             rc = cs_tj_samples(r->m, r->pv, r->prompts, r->n_prompts, o->output_dir, o->output_name, epoch + 1, o);
+            if (r->net) cs_lora_net_sample_end(r->net);   /* no W' held during the steps */
+        }
     }
     if (!rc) rc = save_checkpoint(r, pos.epoch, pos.step, 1);
     if (rc == CS_EINTR) {

@@ -215,6 +215,8 @@ int cs_train_accumulate(cs_trainer *t, const cs_train_batch *bt, cs_train_out *o
         float *y = noised + n * hw * ci;
         for (size_t i = 0; i < hw * ci; i++) y[i] = x[i] * A[n] + e[i] * Bs[n];
     }
+    const cs_lowrank *lr0 = cs_lowrank_on;
+    if (t->lora) cs_lowrank_on = cs_lora_net_hook(t->lora);   /* W0 x + s B (A x): no merged W' */
     if (!rc)
         rc = cs_stage_c_forward_train(t->m, noised, B, bt->h, bt->w, R, bt->clip_text, bt->Lt, bt->pooled,
                                       bt->clip_img, bt->clip_img ? bt->M : 1, NULL, NULL, pred);
@@ -239,6 +241,7 @@ int cs_train_accumulate(cs_trainer *t, const cs_train_batch *bt, cs_train_out *o
     } else {
         cs_stage_c_train_end(t->m);
     }
+    cs_lowrank_on = lr0;
     if (!rc && t->cfg.loss_weight == CS_LOSS_ADAPTIVE) {
         /* update_buckets: every new value from the old state, then written in
          * batch order (a bucket two samples share keeps the later one's, as
@@ -547,10 +550,9 @@ int cs_trainer_sync(cs_trainer *t)
 {
     const cs_dev_ops *d = t->g.dev;
     if (!d || !t->stale) return 0;
-    if (t->lora) {   /* A, B and their states are the host's: only W' */
-        int rc = cs_lora_net_sync_dev(t->lora);
-        if (!rc) t->stale = 0;
-        return rc;
+    if (t->lora) {   /* A, B and their states are the host's; W' is merged for sampling only */
+        t->stale = 0;
+        return 0;
     }
     for (int i = 0; i < t->nst && t->ds; i++) {
         if (!t->ds[i].a) continue;
@@ -577,11 +579,10 @@ int cs_train_apply(cs_trainer *t, double *grad_norm)
 {
     if (t->g.dev && !t->lora && !t->cfg.fused) return apply_dev(t, grad_norm);
     if (t->lora) {
-        /* LoRA on a device: G stays there, only dA/dB and A/B cross the bus
-         * and W' is merged there (lora_dev.c); the host's W' goes stale */
+        /* LoRA on a device: dA/dB were summed there, only they and A/B
+         * cross the bus (lora_dev.c); no W' is merged */
         int rc = t->g.dev ? cs_lora_net_apply_dev(t->lora, &t->g, &t->cfg, grad_norm)
                           : cs_lora_net_apply(t->lora, &t->g, &t->cfg, grad_norm);
-        if (t->g.dev) t->stale = 1;
         cs_grads_zero(&t->g);
         t->micro = 0;
         return rc;

@@ -123,6 +123,14 @@ static int dir_entries(const char *dir)
 
 /* save (dtype) -> cs_lora_merge of the file -> every wrapped tensor as the
  * training model has it; F32 bit for bit, the others within their rounding */
+/* the training model's float32 copy of the file's tensor name */
+static const float *model_weight(cs_stage_c *m, cs_st_file *wf, const char *name)
+{
+    for (int i = 0; i < cs_st_count(wf); i++)
+        if (!strcmp(cs_st_at(wf, i)->name, name)) return cs_stage_c_train_weight(m, i)->data;
+    return NULL;
+}
+
 static void save_load(cs_stage_c *m, cs_lora_net *net, cs_st_file *wf, cs_dtype dt, const char *dir)
 {
     char path[4200];
@@ -241,6 +249,9 @@ int main(int argc, char **argv)
     }
     CHECK(init_bad == 0, "%d initial A/B values differ from torch.manual_seed + LoRANetwork", init_bad);
     MUST(cs_lora_net_merge(net));
+    cs_lora_module mo0;   /* a module whose first weight the test follows */
+    MUST(cs_lora_net_module(net, 0, &mo0));
+    float w_merged = model_weight(m, wf, mo0.target)[mo0.row0 * mo0.down_shape[1]];
 
     /* one step of stable_cascade_train_c_network.py */
     cs_net_info in;
@@ -297,6 +308,16 @@ int main(int argc, char **argv)
         printf("wrote %s\n", write);
         return 0;
     }
+
+    /* the step merged nothing: the model still holds the W' merged above;
+     * sampling's merge makes it the trained one */
+    const float *wt = model_weight(m, wf, mo0.target);
+    float before = wt[mo0.row0 * mo0.down_shape[1]];
+    CHECK(before == w_merged, "%s: the step changed the model's weight (%g, merged %g)", mo0.target, before, w_merged);
+    MUST(cs_lora_net_sample_begin(net));
+    CHECK(wt[mo0.row0 * mo0.down_shape[1]] != before, "%s: sampling did not merge the trained LoRA",
+          mo0.target);
+    cs_lora_net_sample_end(net);
 
     /* save -> load through src/lora.c -> the same weights */
     char dir[] = "/tmp/cs-lora-train-XXXXXX";

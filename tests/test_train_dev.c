@@ -6,15 +6,17 @@
  * touch, the CPU's code for every op; its copy of the engine and this
  * process's at the one SIMD level under test) everything must be equal bit
  * for bit: each micro-batch's loss, each step's gradient norm, and after
- * cs_trainer_sync every trained weight (LoRA: A, B and the merged W') and every optimizer
+ * cs_trainer_sync every trained weight (LoRA: A and B) and every optimizer
  * state. A resumed device run (2 steps, synced, states saved and filled
  * back into a new trainer on a fresh model, then 1 step) must end equal to
  * the uninterrupted 3-step run. With the fake, a LoRA step after the first
- * must move less than half the trained W' across the bus (its byte
- * counters; lora_dev.c keeps W' on the device), and the device's
+ * must move less than half the wrapped weights' float32 bytes across the
+ * bus (its byte counters: only A, B, dA, dB move), and the device's
  * peak over a run must stay within what training needs (check_mem; with
  * FAKE_MEM_REPORT=N the fake lists what it held at the peak, N largest
- * allocations first). With $CASCADE_BACKEND (cuda on a GPU
+ * allocations first); a sampling forward between LoRA steps runs on the
+ * device and its copies of the merged W' are dropped after it (check_sample).
+ * With $CASCADE_BACKEND (cuda on a GPU
  * machine) the same runs are compared at fp32 tolerance, and every line
  * says where the worst difference is. Needs ../shared (skip 77, CI 99). */
 #define _POSIX_C_SOURCE 200809L
@@ -58,10 +60,10 @@ static unsigned long long moved(void)
 /* A LoRA step on a device moves A and B and their gradients, not the
  * model: after the first step (which makes the device's copies), the bytes
  * a step moves (copies both ways, weights copied or forgotten, which a GPU
- * copies again) must stay well below the trained W' (before, every G came
- * down and every merged W' was forgotten and went up again each step: at
- * least twice their size). */
-/* bytes of the float32 W' a LoRA trains (the wrapped rows of every weight) */
+ * copies again) must stay well below the wrapped weights' float32 bytes
+ * (before 2026-12, every G came down and every merged W' was forgotten and
+ * went up again each step: at least twice their size). */
+/* bytes of a float32 W' of the wrapped rows of every weight */
 static size_t lora_wp_bytes(cs_lora_net *net)
 {
     size_t b = 0;
@@ -70,6 +72,19 @@ static size_t lora_wp_bytes(cs_lora_net *net)
         cs_lora_net_module(net, i, &mo);
         int64_t K = mo.down_shape[1] * (mo.ndim == 4 ? mo.down_shape[2] * mo.down_shape[3] : 1);
         b += (size_t)(mo.rows * K) * sizeof(float);
+    }
+    return b;
+}
+
+/* floats of the largest wrapped weight tensor (the LoRA's one widened W0) */
+static size_t lora_wmax(cs_lora_net *net)
+{
+    size_t b = 0;
+    for (int i = 0; i < cs_lora_net_count(net); i++) {
+        cs_lora_module mo;
+        cs_lora_net_module(net, i, &mo);
+        size_t n = (size_t)cs_tensor_numel(cs_st_find(WF, mo.target));
+        if (n > b) b = n;
     }
     return b;
 }
@@ -160,13 +175,15 @@ typedef struct {
 } run_cfg;
 
 /* The fake's peak over the steps against what training needs to hold: the
- * trained weights (full: every weight; LoRA: W', and the file's W0 in its
- * own dtype beside it), their gradients (full only: a LoRA sums dA and dB
- * without a gradient of W'), the optimizer states, plus the rest (frozen
- * weights, the tape, activations, scratch) within a quarter of the trained
- * weights' bytes. A second copy of the weights (a cached float32 copy
- * beside the writable one, W0 widened to float32, a scratch array per
- * tensor kept between steps, a LoRA's G) goes past it.
+ * trained weights (full: every weight, writable; LoRA: no W' = W0 + s B A,
+ * the file's W0 in its own dtype and one wrapped weight widened to float32
+ * at a time), their gradients (full only: a LoRA sums dA and dB without a
+ * gradient of W'), the optimizer states, plus the rest (frozen weights, the
+ * tape, activations, scratch) within a quarter of the trained weights'
+ * float32 bytes. A second copy of the weights (a cached float32 copy beside
+ * the writable one, a scratch array per tensor kept between steps, a LoRA's
+ * G, a LoRA's merged W' or W0 widened to float32 for every wrapped weight)
+ * goes past it.
  * Fused: the gradients are the buffers it reuses (all back in its spares
  * after a step), which must stay below half the weights. */
 static int check_mem(const run_cfg *c, const cs_trainer *t, cs_lora_net *net)
@@ -175,19 +192,20 @@ static int check_mem(const run_cfg *c, const cs_trainer *t, cs_lora_net *net)
     const cs_grads *g = cs_trainer_grads(t);
     for (int i = 0; i < g->n; i++) w += g->e[i].n * sizeof(float), gb += g->e[i].g ? g->e[i].n * sizeof(float) : 0;
     for (int i = 0; i < g->nspare; i++) gb += g->spare[i].cap * sizeof(float);
-    if (net) w = lora_wp_bytes(net);   /* no gradient entries: the trained W' */
+    if (net) w = lora_wp_bytes(net);   /* no gradient entries: what W' would take */
     int nst = net ? 0 : cs_trainer_opt_count(t);   /* a LoRA's states are host arrays */
     for (int i = 0; i < nst; i++) {
         cs_trainer_opt_view v;
         cs_trainer_opt_at(t, i, &v);
         for (int j = 0; j < v.n; j++) st += v.len[j] * sizeof(float);
     }
-    size_t w0 = net ? w / sizeof(float) * cs_dtype_size(cs_st_at(WF, 0)->dtype) : 0, need = w + gb + st + w0,
-           margin = w / 4;
+    size_t w0 = net ? w / sizeof(float) * cs_dtype_size(cs_st_at(WF, 0)->dtype) : 0,
+           held = net ? w0 + lora_wmax(net) * sizeof(float) : w, need = held + gb + st, margin = w / 4;
     int bad = peak > need + margin || (c->fused && gb > w / 2);
-    printf("%s: %s: device peak %zu bytes: weights %zu + gradients %zu, states %zu, W0 %zu, margin %zu; at the peak: "
+    printf("%s: %s: device peak %zu bytes: %s %zu + gradients %zu, states %zu, margin %zu; at the peak: "
            "allocations %zu, float32 weight copies %zu (of bf16 %zu), writable %zu, in the file's dtype %zu\n",
-           bad ? "FAIL" : "ok", c->name, peak, w, gb, st, w0, margin, k[0], k[1], k[2], k[3], k[4]);
+           bad ? "FAIL" : "ok", c->name, peak, net ? "W0 and one widened weight" : "weights", held, gb, st, margin,
+           k[0], k[1], k[2], k[3], k[4]);
     if (bad || getenv("FAKE_MEM_REPORT")) MEM_REPORT(stdout, bad ? 20 : atoi(getenv("FAKE_MEM_REPORT")));
     return bad;
 }
@@ -232,6 +250,32 @@ static void make_batch(const cs_net_info *in, int k, batch *b)
 }
 
 static void free_batch(batch *b) { free(b->x0), free(b->noise), free(b->t), free(b->txt), free(b->pool); }
+
+/* Sampling between LoRA steps (cs_lora_net_sample_begin / _end): a device
+ * forward on the merged W' runs, and the end tells the device to drop
+ * every copy of W' it may have made (the fake's blocks read host weights,
+ * so its forget count is what shows it), so the steps never hold a W'. */
+static int check_sample(const char *name, cs_stage_c *m, cs_lora_net *net, const cs_net_info *in)
+{
+    size_t wb = lora_wp_bytes(net), nout = BATCH * H * W * (size_t)in->c_out;
+    batch b;
+    make_batch(in, 99, &b);
+    float *eps = malloc(nout * sizeof(float));
+    if (!eps) exit(99);
+    int rc = cs_lora_net_sample_begin(net), finite = 1;
+    if (!rc) rc = cs_stage_c_forward(m, b.x0, BATCH, H, W, b.t, b.txt, LT, b.pool, NULL, 1, NULL, NULL, eps);
+    for (size_t i = 0; i < nout && !rc; i++) finite &= isfinite(eps[i]);
+    unsigned long long f0 = *COUNT[3];
+    cs_lora_net_sample_end(net);
+    unsigned long long dropped = *COUNT[3] - f0;
+    int bad = rc || !finite || dropped < wb;
+    printf("%s: %s: sampling forward on the device %s; W' copies dropped after it: %llu bytes (W' %zu)%s%s\n",
+           bad ? "FAIL" : "ok", name, rc ? "failed" : finite ? "ran" : "gave non-finite values", dropped, wb,
+           rc ? ": " : "", rc ? cs_last_error() : "");
+    free(eps);
+    free_batch(&b);
+    return bad;
+}
 
 #define TRY(call)                                                                                  \
     do {                                                                                           \
@@ -312,6 +356,7 @@ static int run(const run_cfg *c, int dev, int from, int to, const result *in_w, 
     }
     if (dev && net && COUNT[0] && to - from > 1 && check_moved(c->name, moved() - moved0, to - from - 1, net)) return 1;
     if (dev && MEM_BY_KIND) MEM_FAIL |= check_mem(c, t, net);
+    if (dev && net && COUNT[0]) MEM_FAIL |= check_sample(c->name, m, net, &in);
     TRY(cs_trainer_sync(t));
     /* trained values: the weights with a gradient, or A and B */
     if (net) {
@@ -322,8 +367,6 @@ static int run(const run_cfg *c, int dev, int from, int to, const result *in_w, 
                       (size_t)(mod.rank * mod.down_shape[1] * (mod.ndim == 4 ? mod.down_shape[2] * mod.down_shape[3] : 1)));
             put_named(out, mod.name, " (lora up)", mod.up, (size_t)(mod.rows * mod.rank));
         }
-        /* and the model's merged W': the device's, brought back by the sync */
-        for (int i = 0; i < g->n; i++) put_named(out, g->e[i].name, " (merged)", g->e[i].key, g->e[i].n);
     } else {
         for (int i = 0; i < g->n; i++) put_named(out, g->e[i].name, "", g->e[i].key, g->e[i].n);
     }
