@@ -32,6 +32,7 @@
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static cublasHandle_t blas;
@@ -157,6 +158,28 @@ static void plan_drop(plan_t *p)
 #define EP_BIAS 1
 #define EP_GELU 2
 
+/* $CASCADE_GEMM_LOG=1: a stderr line for each plan made (its shape, types,
+ * alignments and the algorithm's id, or none: cublasGemmEx then) */
+static void plan_log(const plan_t *p)
+{
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("CASCADE_GEMM_LOG");
+        on = e && !strcmp(e, "1");
+    }
+    if (!on) return;
+    int id = -1, tile = -1;
+    if (p->have_algo) {
+        cublasLtMatmulAlgoConfigGetAttribute(&p->algo, CUBLASLT_ALGO_CONFIG_ID, &id, sizeof id, NULL);
+        cublasLtMatmulAlgoConfigGetAttribute(&p->algo, CUBLASLT_ALGO_CONFIG_TILE_ID, &tile, sizeof tile, NULL);
+    }
+    fprintf(stderr, "gemm plan: M %zu N %zu K %zu ldb %zu ldy %zu, type %d -> %d%s, epilogue %d, beta %d, align %u/%u/%u/%u: %s",
+            p->M, p->N, p->K, p->ldb, p->ldy, p->dt, p->ydt, p->tf32 ? " tf32" : "", p->ep, p->beta1, p->al[0], p->al[1],
+            p->al[2], p->al[3], p->have_algo ? "algorithm" : "none (cublasGemmEx)");
+    if (p->have_algo) fprintf(stderr, " %d, tile %d", id, tile);
+    fputc('\n', stderr);
+}
+
 static int plan_make(plan_t *p, const void *bias)
 {
     cudaDataType_t t = (cudaDataType_t)p->dt;
@@ -205,6 +228,7 @@ static int plan_make(plan_t *p, const void *bias)
         }
     }
     if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    plan_log(p);
     if (s) {
         plan_drop(p);
         return cs_cuda_blas_fail(s, "setting up a cuBLASLt product");
@@ -272,7 +296,8 @@ static int lt_run(cudaDataType_t t, const void *xb, size_t ldb, size_t M, size_t
     if (yt != CUDA_R_32F) return CS_EUNSUP;
     /* the same product through cuBLAS (see the mapping at the top) */
     s = cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)N, (int)M, (int)K, &alpha, w, t, (int)K, xb, t, (int)ldb,
-                     &beta, y, CUDA_R_32F, (int)ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+                     &beta, y, CUDA_R_32F, (int)ldy, tf32_of((int)t) ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F,
+                     CUBLAS_GEMM_DEFAULT);
     if (s != CUBLAS_STATUS_SUCCESS) return cs_cuda_blas_fail(s, "a linear layer");
     return bias ? cs_cuda_add_bias((float *)y, ldy, (const float *)bias, M, N) : 0;
 }
