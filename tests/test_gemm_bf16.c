@@ -343,7 +343,11 @@ static void test_linear_wide(cs_gemm_bf16_fn kern, cs_gemm_bf16_fn ref)
             for (size_t k = 0; k < K; k++) wt[k * N + n] = wf[n * K + k];
         pack_b(wt, N, K, N, bp, ps);
         (si < 2 ? ref : kern)(M, N, K, x, K, bp, ps, yr, N, 0);
-        cs_tensor W = {.dtype = CS_F32, .ndim = 2, .shape = {(int64_t)N, (int64_t)K}, .data = wf, .name = "w.wide"};
+        /* BF16 weights on the middle shape (even K, ragged N): the same panels as from F32 */
+        uint16_t *wb = malloc(N * K * 2 + 2);
+        for (size_t i = 0; i < N * K; i++) wb[i] = cs_f32_to_bf16(wf[i]);
+        cs_tensor W = {.dtype = si == 1 ? CS_BF16 : CS_F32, .ndim = 2, .shape = {(int64_t)N, (int64_t)K},
+                       .data = si == 1 ? (const void *)wb : (const void *)wf, .name = "w.wide"};
         cs_threads_set(1);
         CHECK(cs_linear(x, M, K, 0, &W, NULL, y1, 0, 0) == 0, "wide: %s", cs_last_error());
         cs_threads_set(2);
@@ -364,9 +368,10 @@ static void test_linear_wide(cs_gemm_bf16_fn kern, cs_gemm_bf16_fn ref)
                 CHECK(0, "cs_linear bf16 %zux%zux%zu accumulate at %zu: %a, want %a", M, N, K, i, y2[i], 0.5f + yr[i]);
                 break;
             }
-        printf("cs_linear bf16 %zux%zux%zu (column chunks%s): as the %s\n", M, N, K,
-               cs_gemm_bf16_apacked_of(kern) ? ", A packed once" : "", si < 2 ? "reference" : "kernel");
-        free(x), free(wf), free(wt), free(bias), free(y1), free(y2), free(yr), free(bp);
+        printf("cs_linear bf16 %zux%zux%zu, %s weight (column chunks%s): as the %s\n", M, N, K,
+               si == 1 ? "BF16" : "F32", cs_gemm_bf16_apacked_of(kern) ? ", A packed once" : "",
+               si < 2 ? "reference" : "kernel");
+        free(wb), free(x), free(wf), free(wt), free(bias), free(y1), free(y2), free(yr), free(bp);
     }
     cs_wpack_clear();
 }
