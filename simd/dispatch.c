@@ -287,6 +287,16 @@ cs_gemm_bf16_fn cs_gemm_bf16_native(void)
     return NULL;
 }
 
+const cs_gemm_bf16_apacked *cs_gemm_bf16_apacked_of(cs_gemm_bf16_fn kern)
+{
+#ifdef CS_HAVE_AVX512BF16
+    if (kern == cs_gemm_bf16_avx512) return &cs_gemm_bf16_avx512_apacked;
+    if (kern == cs_gemm_bf16_avx512_fma) return &cs_gemm_bf16_avx512_fma_apacked;
+#endif
+    (void)kern;
+    return NULL;
+}
+
 cs_gemm_bf16_fn cs_gemm_bf16_native_ref(void)
 {
     cs_gemm_bf16_fn k = cs_gemm_bf16_native();

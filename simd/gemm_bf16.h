@@ -71,7 +71,24 @@ cs_gemm_bf16_fn cs_gemm_bf16_native_ref(void);
  * once), whatever CASCADE_AMX and the level say. */
 int cs_amx_usable(void);
 
+/* A kernel's form with A packed beforehand, for a product whose A meets
+ * several column chunks (each kernel call would pack it again): rows
+ * [r, r+mr) (r a multiple of mr) as one tile of ceil(K/2) pairs x per
+ * uint32 at Ap + r/mr * ceil(K/2) * per, zero rows past M. pack packs
+ * rows [0, M) of A at Ap (callers split M at multiples of mr); run is the
+ * kernel on rows packed so, row 0 at Ap: the same bits as the kernel. */
+typedef struct {
+    size_t mr, per;
+    void (*pack)(const float *A, size_t lda, size_t M, size_t K, uint32_t *Ap);
+    void (*run)(size_t M, size_t N, size_t K, const uint32_t *Ap, const uint32_t *Bp, size_t pstride, float *C,
+                size_t ldc, int cont);
+} cs_gemm_bf16_apacked;
+
+/* kern's pre-packed form, or NULL where it has none (the references, AMX) */
+const cs_gemm_bf16_apacked *cs_gemm_bf16_apacked_of(cs_gemm_bf16_fn kern);
+
 #ifdef CS_HAVE_AVX512BF16
+extern const cs_gemm_bf16_apacked cs_gemm_bf16_avx512_apacked, cs_gemm_bf16_avx512_fma_apacked;
 /* VDPBF16PS itself, and the same chain as two fp32 FMAs a pair under
  * DAZ/FTZ (simd/x86/gemm_bf16_avx512.c): the same bits */
 void cs_gemm_bf16_avx512(size_t M, size_t N, size_t K, const float *A, size_t lda, const uint32_t *Bp,

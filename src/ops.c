@@ -224,42 +224,67 @@ static int gemm_run(int transB, size_t M, size_t N, size_t K, float alpha, const
     return 0;
 }
 
+#define APACK_BYTES (8u << 20)   /* A packed per round (gemm_run_bf16): stays in L3 */
+
 /* C[M,N] = A[M,K] W^T (+ C when accumulate) with W packed in bf16 pairs
  * (wpack.h), kern the bf16 kernel or gemm_f32_bf16w: the same task split as
- * gemm_run; A is read as it is, so only the results to add need scratch. */
+ * gemm_run; A is read as it is, so only the results to add need scratch.
+ * Where A meets several column chunks and kern has a pre-packed form, A is
+ * packed once per round of rows (in parallel, then the tasks of the round)
+ * instead of once per chunk in each kernel call: the same bits. */
 static int gemm_run_bf16(cs_gemm_bf16_fn kern, size_t M, size_t N, size_t K, const float *A, size_t lda,
                          const cs_wpack *w, int accumulate, float *C, size_t ldc, const float *bias, int gelu)
 {
     int T = nthreads;
     if ((double)M * (double)N * (double)K < 4e6) T = 1;
     size_t nc = N < 384 ? round_up(N, 16) : 384, nch = (N + nc - 1) / nc;
-    size_t want = T > 1 ? (4 * (size_t)T + nch - 1) / nch : 1;
-    size_t rg = round_up((M + want - 1) / want, 24), ngr = (M + rg - 1) / rg;
+    const cs_gemm_bf16_apacked *ap = nch > 1 ? cs_gemm_bf16_apacked_of(kern) : NULL;
+    size_t KP = (K + 1) / 2, mr = ap ? ap->mr : 1, tile_words = ap ? KP * ap->per : 0;
+    /* rows a round: a multiple of GEMM_SUB (and so of mr and of the row groups' 24) */
+    size_t mc = ap ? APACK_BYTES / (tile_words * 4 / mr + 1) / GEMM_SUB * GEMM_SUB : M;
+    if (mc < GEMM_SUB) mc = GEMM_SUB;
+    if (mc > M) mc = M;
+    size_t tmp_n = accumulate ? (size_t)T * GEMM_SUB * nc : 0, ap_n = ap ? (mc + mr - 1) / mr * tile_words : 0;
     float *tmp_all = NULL;
-    if (accumulate && !(tmp_all = cs_ops_scratch(4, (size_t)T * GEMM_SUB * nc)))
+    if ((tmp_n || ap_n) && !(tmp_all = cs_ops_scratch(4, tmp_n + ap_n)))
         return cs_error(CS_ENOMEM, "matrix product %zux%zux%zu: out of memory for scratch", M, N, K);
+    uint32_t *Ap = ap ? (uint32_t *)(tmp_all + tmp_n) : NULL;
+    for (size_t m0 = 0; m0 < M; m0 += mc) {
+        size_t mm = M - m0 < mc ? M - m0 : mc;
+        size_t want = T > 1 ? (4 * (size_t)T + nch - 1) / nch : 1;
+        size_t rg = round_up((mm + want - 1) / want, 24), ngr = (mm + rg - 1) / rg, ntl = (mm + mr - 1) / mr;
+        const float *Am = A + m0 * lda;
+        float *Cm = C + m0 * ldc;
 #pragma omp parallel num_threads(T) if (T > 1)
-    {
-        int tid = 0;
+        {
+            int tid = 0;
 #ifdef _OPENMP
-        tid = omp_get_thread_num();
+            tid = omp_get_thread_num();
 #endif
-        float *tmp = tmp_all ? tmp_all + (size_t)tid * GEMM_SUB * nc : NULL;
-#pragma omp for schedule(dynamic, 1)
-        for (size_t t = 0; t < ngr * nch; t++) {
-            size_t g = t / nch, c0 = t % nch * nc, wd = N - c0 < nc ? N - c0 : nc;
-            size_t r1 = (g + 1) * rg < M ? (g + 1) * rg : M;
-            const uint32_t *bp = w->p + c0 / 16 * w->pstride;
-            for (size_t r0 = g * rg; r0 < r1; r0 += GEMM_SUB) {
-                size_t rows = r1 - r0 < GEMM_SUB ? r1 - r0 : GEMM_SUB;
-                if (!accumulate) {
-                    kern(rows, wd, K, A + r0 * lda, lda, bp, w->pstride, C + r0 * ldc + c0, ldc, 0);
-                } else {
-                    kern(rows, wd, K, A + r0 * lda, lda, bp, w->pstride, tmp, nc, 0);
-                    for (size_t i = 0; i < rows; i++)   /* the residual add, vectorised */
-                        cs_k.add(C + (r0 + i) * ldc + c0, tmp + i * nc, C + (r0 + i) * ldc + c0, wd);
+            float *tmp = tmp_n ? tmp_all + (size_t)tid * GEMM_SUB * nc : NULL;
+            if (ap) {
+#pragma omp for schedule(static)
+                for (size_t t = 0; t < ntl; t += 8) {   /* 8 tiles a piece */
+                    size_t r = t * mr, rows = mm - r < 8 * mr ? mm - r : 8 * mr;
+                    ap->pack(Am + r * lda, lda, rows, K, Ap + t * tile_words);
                 }
-                epilogue(C + r0 * ldc + c0, ldc, rows, wd, bias ? bias + c0 : NULL, gelu);
+            }
+#pragma omp for schedule(dynamic, 1)
+            for (size_t t = 0; t < ngr * nch; t++) {
+                size_t g = t / nch, c0 = t % nch * nc, wd = N - c0 < nc ? N - c0 : nc;
+                size_t r1 = (g + 1) * rg < mm ? (g + 1) * rg : mm;
+                const uint32_t *bp = w->p + c0 / 16 * w->pstride;
+                for (size_t r0 = g * rg; r0 < r1; r0 += GEMM_SUB) {
+                    size_t rows = r1 - r0 < GEMM_SUB ? r1 - r0 : GEMM_SUB;
+                    float *out = accumulate ? tmp : Cm + r0 * ldc + c0;
+                    size_t ldo = accumulate ? nc : ldc;
+                    if (ap) ap->run(rows, wd, K, Ap + r0 / mr * tile_words, bp, w->pstride, out, ldo, 0);
+                    else kern(rows, wd, K, Am + r0 * lda, lda, bp, w->pstride, out, ldo, 0);
+                    if (accumulate)
+                        for (size_t i = 0; i < rows; i++)   /* the residual add, vectorised */
+                            cs_k.add(Cm + (r0 + i) * ldc + c0, tmp + i * nc, Cm + (r0 + i) * ldc + c0, wd);
+                    epilogue(Cm + r0 * ldc + c0, ldc, rows, wd, bias ? bias + c0 : NULL, gelu);
+                }
             }
         }
     }

@@ -8,12 +8,15 @@
  *    against its own reference (cs_gemm_bf16_ref, cs_gemm_bf16_amx_ref), bit
  *    for bit, at odd M/N/K, ragged edges, misaligned pointers, cont 0/1,
  *    NaN/Inf/denormal inputs (NaN where the reference has NaN), padding left
- *    untouched; the two references both near the float64 product;
+ *    untouched; the two references both near the float64 product; the
+ *    pre-packed-A form of each kernel that has one, from row 0 and from
+ *    later tiles, bit for bit against the kernel;
  *  - M splits: every row the same bits whether computed alone or in a call;
  *  - cs_linear in bf16 precision (weights packed once by wpack.c): the
  *    reference on the same rounded operands, bit-identical at 1 and 2
  *    threads, from F32 and BF16 weights, accumulate, and a forgotten weight
- *    repacked after its data changed.
+ *    repacked after its data changed; with N over one column chunk (A
+ *    packed once per round of rows) at odd sizes and over several rounds.
  * Exit 77 (skip) where the CPU, the build or CASCADE_SIMD gives no native
  * bf16 kernel (e.g. Zen 3, or CASCADE_SIMD=avx2). */
 #include "backend.h"
@@ -120,6 +123,32 @@ static void pack_b(const float *B, size_t ldb, size_t K, size_t N, uint32_t *bp,
             }
 }
 
+/* kern's pre-packed-A form (if any) on the same operands: C from rows [r0, M) of A packed
+ * at their tile, the bits of kern on those rows (cont as given) */
+static void check_apacked(const char *what, cs_gemm_bf16_fn kern, size_t M, size_t N, size_t K, const float *a,
+                          size_t lda, const uint32_t *bp, size_t ps, const float *c0, size_t ldc, int cont)
+{
+    const cs_gemm_bf16_apacked *ap = cs_gemm_bf16_apacked_of(kern);
+    if (!ap) return;
+    size_t KP = (K + 1) / 2, tw = KP * ap->per, nt = (M + ap->mr - 1) / ap->mr;
+    uint32_t *Ap = malloc((nt * tw + 1) * 4);
+    float *ck = malloc((M * ldc + 2) * 4), *cp = malloc((M * ldc + 2) * 4);
+    for (size_t r0 = 0; r0 < M; r0 += ap->mr) {   /* row 0, then each tile as a call's first row */
+        ap->pack(a + r0 * lda, lda, M - r0, K, Ap + 1 + r0 / ap->mr * tw);
+        memcpy(ck, c0, (M * ldc + 2) * 4);
+        memcpy(cp, c0, (M * ldc + 2) * 4);
+        kern(M - r0, N, K, a + r0 * lda, lda, bp, ps, ck + 1 + r0 * ldc, ldc, cont);
+        ap->run(M - r0, N, K, Ap + 1 + r0 / ap->mr * tw, bp, ps, cp + 1 + r0 * ldc, ldc, cont);
+        if (memcmp(ck, cp, (M * ldc + 2) * 4)) {
+            CHECK(0, "%s: A packed beforehand (rows from %zu) differs from the kernel", what, r0);
+            break;
+        }
+        size_t last = (M - 1) / ap->mr * ap->mr;
+        if (r0 >= 3 * ap->mr && r0 + 2 * ap->mr <= last) r0 = last - ap->mr;   /* then the last tile */
+    }
+    free(Ap), free(ck), free(cp);
+}
+
 static void test_kernel(const char *kname, cs_gemm_bf16_fn kern, cs_gemm_bf16_fn ref)
 {
     static const size_t Ms[] = {1, 2, 3, 11, 12, 13, 17, 25, 63, 97, 193};
@@ -172,6 +201,7 @@ static void test_kernel(const char *kname, cs_gemm_bf16_fn kern, cs_gemm_bf16_fn
                                   f2u(cr[i]));
                             break;
                         }
+                    check_apacked(what, kern, M, N, K, a + 1, lda, bp + 1, ps, c0, ldc, cont);
                     /* M split: each row alone, the same bits */
                     if (M > 1 && !cont) {
                         float *row = malloc((N + 1) * 4);
@@ -294,6 +324,58 @@ static void test_linear(cs_gemm_bf16_fn ref)
     free(x), free(wf), free(y1), free(y2), free(yr), free(yf), free(wb), free(bp), free(wt);
 }
 
+/* cs_linear where A meets several column chunks (N > 384: A packed once per
+ * round of rows where the kernel has that form): the reference at odd sizes,
+ * 1 and 2 threads, bias + GELU and accumulate; then rows enough for several
+ * rounds (8 MB of packed A each) against the kernel called on the whole product */
+static void test_linear_wide(cs_gemm_bf16_fn kern, cs_gemm_bf16_fn ref)
+{
+    static const size_t shape[][3] = {{301, 803, 97}, {37, 769, 256}, {5000, 400, 1023}};
+    for (int si = 0; si < 3; si++) {
+        size_t M = shape[si][0], N = shape[si][1], K = shape[si][2], ps = cs_bf16_panel_size(K);
+        float *x = malloc(M * K * 4), *wf = malloc(N * K * 4), *wt = malloc(K * N * 4), *bias = malloc(N * 4);
+        float *y1 = malloc(M * N * 4), *y2 = malloc(M * N * 4), *yr = malloc(M * N * 4);
+        uint32_t *bp = calloc((N + 15) / 16 * ps, 4);
+        for (size_t i = 0; i < M * K; i++) x[i] = check_uni(-2, 2);
+        for (size_t i = 0; i < N * K; i++) wf[i] = check_uni(-0.3f, 0.3f);
+        for (size_t i = 0; i < N; i++) bias[i] = check_uni(-1, 1);
+        for (size_t n = 0; n < N; n++)
+            for (size_t k = 0; k < K; k++) wt[k * N + n] = wf[n * K + k];
+        pack_b(wt, N, K, N, bp, ps);
+        (si < 2 ? ref : kern)(M, N, K, x, K, bp, ps, yr, N, 0);
+        /* BF16 weights on the middle shape (even K, ragged N): the same panels as from F32 */
+        uint16_t *wb = malloc(N * K * 2 + 2);
+        for (size_t i = 0; i < N * K; i++) wb[i] = cs_f32_to_bf16(wf[i]);
+        cs_tensor W = {.dtype = si == 1 ? CS_BF16 : CS_F32, .ndim = 2, .shape = {(int64_t)N, (int64_t)K},
+                       .data = si == 1 ? (const void *)wb : (const void *)wf, .name = "w.wide"};
+        cs_threads_set(1);
+        CHECK(cs_linear(x, M, K, 0, &W, NULL, y1, 0, 0) == 0, "wide: %s", cs_last_error());
+        cs_threads_set(2);
+        CHECK(cs_linear(x, M, K, 0, &W, NULL, y2, 0, 0) == 0, "wide: %s", cs_last_error());
+        CHECK(!memcmp(y1, yr, M * N * 4), "cs_linear bf16 %zux%zux%zu: differs from the %s", M, N, K,
+              si < 2 ? "reference" : "kernel on the whole product");
+        CHECK(!memcmp(y1, y2, M * N * 4), "cs_linear bf16 %zux%zux%zu: 1 and 2 threads differ", M, N, K);
+        /* bias + GELU in the epilogue, and accumulate, from the same products */
+        cs_tensor B = {.dtype = CS_F32, .ndim = 1, .shape = {(int64_t)N}, .data = bias, .name = "b.wide"};
+        CHECK(cs_linear_gelu(x, M, K, 0, &W, &B, y2, 0) == 0, "wide gelu: %s", cs_last_error());
+        for (size_t i = 0; i < M * N; i++) y1[i] = yr[i] + bias[i % N];
+        cs_k.gelu(y1, y1, M * N);
+        CHECK(!memcmp(y1, y2, M * N * 4), "cs_linear_gelu bf16 %zux%zux%zu: not GELU(product + bias)", M, N, K);
+        for (size_t i = 0; i < M * N; i++) y2[i] = 0.5f;
+        CHECK(cs_linear(x, M, K, 0, &W, NULL, y2, 0, 1) == 0, "wide accumulate: %s", cs_last_error());
+        for (size_t i = 0; i < M * N; i++)
+            if (y2[i] != 0.5f + yr[i]) {
+                CHECK(0, "cs_linear bf16 %zux%zux%zu accumulate at %zu: %a, want %a", M, N, K, i, y2[i], 0.5f + yr[i]);
+                break;
+            }
+        printf("cs_linear bf16 %zux%zux%zu, %s weight (column chunks%s): as the %s\n", M, N, K,
+               si == 1 ? "BF16" : "F32", cs_gemm_bf16_apacked_of(kern) ? ", A packed once" : "",
+               si < 2 ? "reference" : "kernel");
+        free(wb), free(x), free(wf), free(wt), free(bias), free(y1), free(y2), free(yr), free(bp);
+    }
+    cs_wpack_clear();
+}
+
 /* kB of this process's resident pages in the mapping that holds p (/proc/self/smaps), -1 if unknown */
 static long mapped_rss_kb(const void *p)
 {
@@ -380,6 +462,7 @@ int main(void)
 #endif
     CHECK(cs_cpu_precision_set(CS_PREC_BF16) == 0, "bf16 precision: %s", cs_last_error());
     test_linear(cs_gemm_bf16_native_ref());
+    test_linear_wide(kern, cs_gemm_bf16_native_ref());
     test_mapped();
     cs_cpu_precision_set(CS_PREC_FP32);
     if (failures) fprintf(stderr, "%d failure(s)\n", failures);

@@ -16,6 +16,9 @@
  * every tile of the block. Ragged row tiles are padded with zero rows that
  * are computed but not stored, so every stored element is the same chain
  * whatever the tiling; C goes through memory (exact) between k blocks.
+ * A caller that runs one A against several column chunks packs it once
+ * beforehand (cs_gemm_bf16_apacked: the same tiles over all pairs) and
+ * the same loops read the tiles from there.
  *
  * The rounding of A is done with integer operations, not with
  * VCVTNEPS2BF16: that instruction flushes denormal inputs to zero (measured
@@ -180,41 +183,60 @@ TILE(tile1_dp, uint32_t, 1, STEP_DP)
 TILE(tile2_fma, float, 2, STEP_FMA)
 TILE(tile1_fma, float, 1, STEP_FMA)
 
-/* the loops around the tiles; fp32: the FMA form */
+/* rows [0, mb) x pairs [q0, q0+kcp) of C += A B, every 32-column step of B
+ * against every tile of the block; tile t's packed pairs at at + t*tstride */
+static inline __attribute__((always_inline)) void block(size_t mb, size_t N, size_t kcp, size_t q0,
+                                                        const uint32_t *at, size_t tstride, const uint32_t *Bp,
+                                                        size_t pstride, float *C, size_t ldc, int cc, int fp32)
+{
+    size_t ntiles = (mb + MR - 1) / MR;
+    for (size_t j = 0; j < N; j += 32) {
+        size_t n = N - j < 32 ? N - j : 32;
+        const uint32_t *bj = Bp + j / 16 * pstride + q0 * 16;
+        for (size_t t = 0; t < ntiles; t++) {
+            size_t mr = mb - t * MR < MR ? mb - t * MR : MR;
+            float *c = C + t * MR * ldc + j;
+            const uint32_t *a = at + t * tstride;
+            if (fp32 && n <= 16) tile1_fma(kcp, (const float *)a, bj, pstride, c, ldc, mr, n, cc);
+            else if (fp32) tile2_fma(kcp, (const float *)a, bj, pstride, c, ldc, mr, n, cc);
+            else if (n <= 16) tile1_dp(kcp, a, bj, pstride, c, ldc, mr, n, cc);
+            else tile2_dp(kcp, a, bj, pstride, c, ldc, mr, n, cc);
+        }
+    }
+}
+
+/* the loops around the tiles; fp32: the FMA form. Ap NULL: A packed here,
+ * a block at a time; else A packed beforehand (cs_gemm_bf16_apacked's
+ * layout, this call's row 0 at Ap). The same blocks and steps either way. */
 static inline __attribute__((always_inline)) void gemm(size_t M, size_t N, size_t K, const float *A, size_t lda,
-                                                       const uint32_t *Bp, size_t pstride, float *C, size_t ldc,
-                                                       int cont, int fp32)
+                                                       const uint32_t *Ap, const uint32_t *Bp, size_t pstride,
+                                                       float *C, size_t ldc, int cont, int fp32, uint32_t *at)
 {
     size_t KP = (K + 1) / 2, per = fp32 ? 2 * MR : MR;
-    uint32_t at[MB * KCP * 2] __attribute__((aligned(64)));
     for (size_t m0 = 0; m0 < M; m0 += MB) {
-        size_t mb = M - m0 < MB ? M - m0 : MB, ntiles = (mb + MR - 1) / MR;
+        size_t mb = M - m0 < MB ? M - m0 : MB;
         for (size_t q0 = 0; q0 < KP || (q0 == 0 && !cont); q0 += KCP) {
             size_t kcp = KP - q0 < KCP ? KP - q0 : KCP;
             int cc = cont || q0 > 0;
-            pack_a(A + m0 * lda, lda, K, mb, q0, kcp, at, fp32);
-            for (size_t j = 0; j < N; j += 32) {
-                size_t n = N - j < 32 ? N - j : 32;
-                const uint32_t *bj = Bp + j / 16 * pstride + q0 * 16;
-                for (size_t t = 0; t < ntiles; t++) {
-                    size_t mr = mb - t * MR < MR ? mb - t * MR : MR;
-                    float *c = C + (m0 + t * MR) * ldc + j;
-                    const uint32_t *a = at + t * kcp * per;
-                    if (fp32 && n <= 16) tile1_fma(kcp, (const float *)a, bj, pstride, c, ldc, mr, n, cc);
-                    else if (fp32) tile2_fma(kcp, (const float *)a, bj, pstride, c, ldc, mr, n, cc);
-                    else if (n <= 16) tile1_dp(kcp, a, bj, pstride, c, ldc, mr, n, cc);
-                    else tile2_dp(kcp, a, bj, pstride, c, ldc, mr, n, cc);
-                }
+            if (Ap) {
+                block(mb, N, kcp, q0, Ap + (m0 / MR * KP + q0) * per, KP * per, Bp, pstride, C + m0 * ldc, ldc, cc,
+                      fp32);
+            } else {
+                pack_a(A + m0 * lda, lda, K, mb, q0, kcp, at, fp32);
+                block(mb, N, kcp, q0, at, kcp * per, Bp, pstride, C + m0 * ldc, ldc, cc, fp32);
             }
             if (!KP) break;
         }
     }
 }
 
+#define AT_SIZE (MB * KCP * 2)   /* one block of packed A, either form */
+
 void cs_gemm_bf16_avx512(size_t M, size_t N, size_t K, const float *A, size_t lda, const uint32_t *Bp,
                          size_t pstride, float *C, size_t ldc, int cont)
 {
-    gemm(M, N, K, A, lda, Bp, pstride, C, ldc, cont, 0);
+    uint32_t at[AT_SIZE] __attribute__((aligned(64)));
+    gemm(M, N, K, A, lda, NULL, Bp, pstride, C, ldc, cont, 0, at);
 }
 
 void cs_gemm_bf16_avx512_fma(size_t M, size_t N, size_t K, const float *A, size_t lda, const uint32_t *Bp,
@@ -222,7 +244,38 @@ void cs_gemm_bf16_avx512_fma(size_t M, size_t N, size_t K, const float *A, size_
 {
     unsigned csr = _mm_getcsr();
     _mm_setcsr(csr | 0x8040);   /* FTZ (bit 15) and DAZ (bit 6): VDPBF16PS's denormal rules */
-    gemm(M, N, K, A, lda, Bp, pstride, C, ldc, cont, 1);
+    uint32_t at[AT_SIZE] __attribute__((aligned(64)));
+    gemm(M, N, K, A, lda, NULL, Bp, pstride, C, ldc, cont, 1, at);
     _mm_setcsr(csr);
 }
+
+/* A packed once for many calls (cs_gemm_bf16_apacked): pack_a over all
+ * pairs, tile t of rows [0, M) at Ap + t*KP*per */
+static void pack_dp(const float *A, size_t lda, size_t M, size_t K, uint32_t *Ap)
+{
+    pack_a(A, lda, K, M, 0, (K + 1) / 2, Ap, 0);
+}
+
+static void pack_fma(const float *A, size_t lda, size_t M, size_t K, uint32_t *Ap)
+{
+    pack_a(A, lda, K, M, 0, (K + 1) / 2, Ap, 1);
+}
+
+static void run_dp(size_t M, size_t N, size_t K, const uint32_t *Ap, const uint32_t *Bp, size_t pstride, float *C,
+                   size_t ldc, int cont)
+{
+    gemm(M, N, K, NULL, 0, Ap, Bp, pstride, C, ldc, cont, 0, NULL);
+}
+
+static void run_fma(size_t M, size_t N, size_t K, const uint32_t *Ap, const uint32_t *Bp, size_t pstride, float *C,
+                    size_t ldc, int cont)
+{
+    unsigned csr = _mm_getcsr();
+    _mm_setcsr(csr | 0x8040);
+    gemm(M, N, K, NULL, 0, Ap, Bp, pstride, C, ldc, cont, 1, NULL);
+    _mm_setcsr(csr);
+}
+
+const cs_gemm_bf16_apacked cs_gemm_bf16_avx512_apacked = {MR, MR, pack_dp, run_dp};
+const cs_gemm_bf16_apacked cs_gemm_bf16_avx512_fma_apacked = {MR, 2 * MR, pack_fma, run_fma};
 #endif
