@@ -33,7 +33,7 @@
 #        KOHYA_RUNS=full or KOHYA_RUNS=lora runs one half (two calls if one would pass 10 minutes);
 #        KOHYA_RUNS=fused: ours only, the full fine-tune with --fused_backward_pass (the 24 GB path:
 #        peak ~18 GiB expected), the unfused one beside it for the step time;
-#        KOHYA_RUNS=ours_lora: ours only, the LoRA (no merged W': peak ~4.1 GiB expected), then the
+#        KOHYA_RUNS=ours_lora: ours only, the LoRA (no merged W': peak ~4.2 GiB expected), then the
 #        same with a sample every epoch (the samples written)
 # pair:  after compare (its weights): whole lite and full images with the baseline (old/bin) and
 #        this tree alternately (two in one process: the second is the steady state), then Stage B

@@ -351,6 +351,22 @@ if [ "$CASCADE_SIMD" = scalar ] && [ -f "$fk" ]; then
         fi
     done
 fi
+# a LoRA that samples between its steps (W' merged for the sampler, its
+# device copies dropped after it, W0/A/B made again) trains as one that does
+# not, on the CPU and on the device, byte for byte; the samples are written
+if [ "$CASCADE_SIMD" = scalar ] && [ -f "$fk" ]; then
+    a="--network_module networks.lora --network_dim 2 --max_train_steps 4"
+    sm="--sample_every_n_epochs 1 --sample_prompts $tmp/p.txt --previewer_checkpoint_path $PV"
+    if $T $a --output_dir "$tmp/ls0" 2>"$tmp/err" && $T $a $sm --output_dir "$tmp/ls1" 2>"$tmp/err" &&
+        CASCADE_PLUGIN_DIR=$tmp/plug $T $a $sm --device cuda --output_dir "$tmp/ls2" 2>"$tmp/err"; then
+        cmp -s "$tmp/ls0/t.safetensors" "$tmp/ls1/t.safetensors" && cmp -s "$tmp/ls0/t.safetensors" "$tmp/ls2/t.safetensors" &&
+            [ -s "$tmp/ls1/sample/t_e000001_00.png" ] && [ -s "$tmp/ls2/sample/t_e000001_01.png" ] &&
+            ok "LoRA with samples between steps: the same bytes (CPU, --device), samples written" ||
+            bad "LoRA with samples: $(ls "$tmp/ls1/sample" "$tmp/ls2/sample" 2>&1 | tr '\n' ' '), or the LoRA differs"
+    else
+        bad "LoRA with samples: $(cat "$tmp/err")"
+    fi
+fi
 # fused_backward_pass by itself where the unfused step does not fit: the
 # fake's device made smaller than the tiny Stage C's weights and gradients
 if [ "$CASCADE_SIMD" = scalar ] && [ -f "$fk" ] && [ -s "$tmp/ddfused/t.safetensors" ]; then

@@ -63,7 +63,8 @@ static int check_lora(const char *sc, const char *path)
     cs_lora_train_cfg lc;
     cs_lora_train_cfg_default(&lc);
     lc.dim = atoi(dim), lc.alpha = atof(alpha);
-    if (cs_lora_net_new(m, &lc, &net) || cs_lora_net_load(net, path)) goto fail;
+    /* loading sets A and B; the merge makes the model's weights W' (what sampling reads) */
+    if (cs_lora_net_new(m, &lc, &net) || cs_lora_net_load(net, path) || cs_lora_net_merge(net)) goto fail;
     int nm = cs_lora_net_count(net), zero_up = 0;
     for (int i = 0; i < nm; i++) {
         cs_lora_module mo;
