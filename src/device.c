@@ -255,10 +255,9 @@ static void slot_clear(int i)
 void cs_dev_graphs_drop(void)
 {
     int n = 0;
-    for (int i = 0; i < GRAPH_SLOTS; i++) n += slots[i].state != G_FREE;
-    if (n) glog("%d dropped", n);
     for (int i = 0; i < GRAPH_SLOTS; i++)
-        if (slots[i].state != G_FREE) slot_clear(i);
+        if (slots[i].state != G_FREE) slot_clear(i), n++;
+    if (n) glog("%d dropped", n);
 }
 
 void cs_dev_args_graph(cs_dev_args *a, const void *net, size_t tag1, size_t tag2)

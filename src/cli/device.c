@@ -60,3 +60,7 @@ int cli_device(const char *cmd, const char *device, const char *precision, int r
     snprintf(said, saidlen, "%s", cascade_device_chosen(ctx, prec_out));
     return CLI_EXIT_OK;
 }
+
+static void profile_line(void *user, const char *line) { fprintf(user, "%s\n", line); }
+
+void cli_profile_report(int quiet) { cascade_profile_report(quiet ? NULL : profile_line, stderr); }

@@ -577,8 +577,6 @@ int cmd_generate(int argc, char **argv)
 
 static char *dup_or_null(const char *v) { return v ? strdup(v) : NULL; }
 
-static void profile_line(void *user, const char *line) { fprintf(user, "%s\n", line); }
-
 int gen_execute(opts *o)
 {
     int rc;
@@ -712,7 +710,7 @@ int gen_execute(opts *o)
     long long peak = cascade_info_int(CASCADE_INFO_DEVICE_PEAK);
     if (peak >= 0 && !o->quiet && !o->json)
         fprintf(stderr, "%s: device memory peak %.2f GiB\n", o->me, (double)peak / 1073741824.0);
-    cascade_profile_report(o->quiet || o->json ? NULL : profile_line, stderr);
+    cli_profile_report(o->quiet || o->json);
     if (o->json) {
         json_t *files = json_array();
         for (int i = 0; i < s.out.n_written; i++)

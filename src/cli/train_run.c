@@ -89,8 +89,6 @@ static int on_event(void *user, cascade_trainer *t, cascade_train_event ev, cons
     return 0;
 }
 
-static void profile_line(void *user, const char *line) { fprintf(user, "%s\n", line); }
-
 int tr_run(tr_cli *c)
 {
     int st = cli_init(c->threads);
@@ -130,7 +128,7 @@ int tr_run(tr_cli *c)
     long long peak = cascade_info_int(CASCADE_INFO_DEVICE_PEAK);   /* -1 on the CPU: nothing said */
     if (!rc && peak >= 0 && !c->quiet)
         fprintf(stderr, TR_ME ": device memory peak %.2f GiB\n", (double)peak / 1073741824.0);
-    cascade_profile_report(c->quiet ? NULL : profile_line, stderr);   /* $CASCADE_PROFILE */
+    cli_profile_report(c->quiet);
     if (!rc) return CLI_EXIT_OK;
     double how = cascade_trainer_stat(t, CASCADE_TS_STOP);
     int stop = isnan(how) ? 0 : (int)how;   /* 0: not stopped inside the loop */
