@@ -33,6 +33,8 @@
 #        KOHYA_RUNS=full or KOHYA_RUNS=lora runs one half (two calls if one would pass 10 minutes);
 #        KOHYA_RUNS=fused: ours only, the full fine-tune with --fused_backward_pass (the 24 GB path:
 #        peak ~18 GiB expected), the unfused one beside it for the step time;
+#        KOHYA_RUNS=gemm: ours only, the full fine-tune with its products' plans logged
+#        ($CASCADE_GEMM_LOG=1: does each get a cuBLASLt algorithm, which one);
 #        KOHYA_RUNS=ours_lora: ours only, the LoRA (no merged W': peak ~4.2 GiB expected), then the
 #        same with a sample every epoch (the samples written)
 # pair:  after compare (its weights): whole lite and full images with the baseline (old/bin) and
@@ -288,6 +290,15 @@ if [ "$mode" = kohya ]; then   # kohya's sd-scripts (kohya/, bench/kohya_gpu.sh)
             grep -E "error|Error|note: fused" "$out/ours_fused.txt" | head -3
             rm -rf $T/seed
         done
+    fi
+    if [[ " $runs " == *" gemm "* ]]; then   # ours only: the full fine-tune with its products' plans logged
+        (export CASCADE_GEMM_LOG=1; seed_full $e) >"$out/ours_gemm.txt"
+        ours_line "full, plans logged" "$out/ours_gemm.txt" $T/seed/testv1.jsonl
+        grep -E "error|Error" "$out/ours_gemm.txt" | head -3; rm -rf $T/seed
+        echo "plans: $(grep -c '^gemm plan' "$out/ours_gemm.txt"), without an algorithm:" \
+            "$(grep '^gemm plan' "$out/ours_gemm.txt" | grep -c 'none')"
+        grep '^gemm plan' "$out/ours_gemm.txt" | sed 's/^gemm plan: M [0-9]* N [0-9]* K [0-9]* ldb [0-9]* ldy [0-9]*, //; s/, align.*: / /' |
+            sort | uniq -c | sort -rn | head -8
     fi
     if [[ " $runs " == *" ours_lora "* ]]; then   # ours only: the LoRA (no W' since 2026-12-07), then with sampling
         seed_lora $e --mixed_precision bf16 --network_train_unet_only >"$out/ours_lora.txt"
