@@ -19,6 +19,9 @@
 #        Stage C in bf16, Adafactor, gradient checkpointing, a kohya TOML at 1024^2, sampling every
 #        epoch) with --device cuda, one epoch, then a LoRA of Stage C lite: wall time, steps,
 #        device memory peak, the files written
+# trainprof: where a step of the seed's full fine-tune goes: test_train_dev on the device, the step
+#        time with the baseline plugin (old/bin) and this tree's alternately, then an nsys timeline's
+#        kernel and API sums (or, without nsys, the per-op profile)
 # toggle VAR[=V1,V2,...] [lite]: the op tests, a few goldens in bf16, the device training step, then
 #        Stage C and B forwards (lite, and full unless 'lite') with the switch VAR=0 and VAR=1
 #        alternately (e.g. CASCADE_GELU_EPILOGUE) and the baseline (old/bin) beside them;
@@ -205,6 +208,29 @@ print(f"ours  {label}: {len(d) + 1 if d else 0} steps, s/step median {f(statisti
       f"(after the first), device memory peak {peak[-1] if peak else '-'}, wall {wall[-1] if wall else '-'}")
 PY
 }
+if [ "$mode" = trainprof ]; then   # where a full fine-tune step goes (issue 13: ours 1.07 s/step, kohya 0.83)
+    seed_files
+    {
+    echo "train steps:"; SHARED_DIR=$PWD CASCADE_BACKEND=cuda timeout 120 $B/test_train_dev 2>&1 | grep -E "FAIL|worst|left out"
+    for d in old/bin bin old/bin bin; do   # the baseline plugin (old/bin, if there) and this tree's, alternately
+        [ -f $PWD/$d/libcascade-cuda.so ] || continue
+        CASCADE_PLUGIN_DIR=$PWD/$d seed_full 1 --sample_every_n_epochs 1000 >"$out/trainprof.txt"
+        ours_line "full, plugin $d" "$out/trainprof.txt" $T/seed/testv1.jsonl; rm -rf $T/seed
+    done
+    nsys=$(command -v nsys || timeout 20 find /usr /opt -name nsys -type f 2>/dev/null | head -1)
+    if [ -n "$nsys" ]; then   # a timeline: GPU kernel time by kernel, CUDA API time (launches, syncs, copies)
+        timeout 240 "$nsys" profile -t cuda -s none --cpuctxsw=none -o /tmp/tr -f true \
+            bash -c "$(declare -f seed_full); B=$B W=$W T=$T seed_full 1 --sample_every_n_epochs 1000" >/dev/null 2>&1
+        timeout 120 "$nsys" stats -q -r cuda_gpu_kern_sum,cuda_api_sum,cuda_gpu_mem_time_sum /tmp/tr.nsys-rep 2>&1 |
+            head -90 | cut -c1-200
+    else
+        echo "no nsys here: the per-op profile (each op waited for)"
+        CASCADE_PROFILE=1 seed_full 1 --sample_every_n_epochs 1000 | grep -A40 "op profile" | head -45
+    fi
+    rm -rf $T/seed
+    } 2>&1 | tee "$out/trainprof_all.txt" | cut -c1-220
+    exit 0
+fi
 if [ "$mode" = seed ]; then
     seed_files
     {
