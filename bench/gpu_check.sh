@@ -66,6 +66,9 @@ cub=$(dirname "$(find / -name 'libcublasLt.so.13' -not -path '/proc/*' 2>/dev/nu
 export LD_LIBRARY_PATH=$PWD/bin:$PWD/lib:$cub CASCADE_PLUGIN_DIR=$PWD/bin
 B=$PWD/bin M=$PWD/manifests
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+if [ -f golden.tar.xz ] && [ ! -f golden/.unpacked ]; then   # GOLDEN=1 bench/gpu_bundle.sh
+    mkdir -p golden && python3 -c "import tarfile; tarfile.open('golden.tar.xz').extractall('golden')" && touch golden/.unpacked
+fi
 lite_weights() {
     W=/tmp/cascade-weights; mkdir -p $W
     for v in stage_c_lite stage_b_lite text_encoder; do timeout 100 $B/mkweights $M/$v.json $W/${v}_bf16.safetensors bf16 & done
