@@ -10,7 +10,7 @@
  *    On Sapphire/Emerald Rapids VDPBF16PS zmm issues once per 2 cycles
  *    (measured: 1.66 G/s against 6.7 G/s FMAs on one core), so two FMAs a
  *    pair are twice as fast there; dispatch.c picks this one on Intel.
- * Loops as simd/gemm_tpl.h: per block of MB rows and KCP k pairs, A is
+ * Loops as simd/gemm_tpl.h: per block of MB rows and KCP_* k pairs, A is
  * rounded to bf16 and packed per 12-row tile (a 16x16 transpose in
  * registers, 16 rows x 16 k at a time), then each 32-column step of B meets
  * every tile of the block. Ragged row tiles are padded with zero rows that
@@ -31,7 +31,13 @@
 #include <string.h>
 
 #define MR 12           /* rows of a register tile */
-#define KCP 128         /* k pairs per block (256 k, as the fp32 kernel) */
+/* k pairs per block: the VDPBF16PS form 256 (512 k: the C tile's loads
+ * and stores per block halved; cs_linear 3-11 % faster at 1 thread than
+ * with 128 on most model shapes, Zen 4), the FMA form 128 (its A holds two
+ * floats a pair; 256 not measured on Intel). Either packed A block is
+ * MB x 256 words. */
+#define KCP_DP 256
+#define KCP_FMA 128
 #define MB (8 * MR)     /* rows per block */
 #define TMASK 0x0fff    /* the tile's 12 rows of a 16-lane column */
 
@@ -212,11 +218,11 @@ static inline __attribute__((always_inline)) void gemm(size_t M, size_t N, size_
                                                        const uint32_t *Ap, const uint32_t *Bp, size_t pstride,
                                                        float *C, size_t ldc, int cont, int fp32, uint32_t *at)
 {
-    size_t KP = (K + 1) / 2, per = fp32 ? 2 * MR : MR;
+    size_t KP = (K + 1) / 2, per = fp32 ? 2 * MR : MR, kcmax = fp32 ? KCP_FMA : KCP_DP;
     for (size_t m0 = 0; m0 < M; m0 += MB) {
         size_t mb = M - m0 < MB ? M - m0 : MB;
-        for (size_t q0 = 0; q0 < KP || (q0 == 0 && !cont); q0 += KCP) {
-            size_t kcp = KP - q0 < KCP ? KP - q0 : KCP;
+        for (size_t q0 = 0; q0 < KP || (q0 == 0 && !cont); q0 += kcmax) {
+            size_t kcp = KP - q0 < kcmax ? KP - q0 : kcmax;
             int cc = cont || q0 > 0;
             if (Ap) {
                 block(mb, N, kcp, q0, Ap + (m0 / MR * KP + q0) * per, KP * per, Bp, pstride, C + m0 * ldc, ldc, cc,
@@ -230,7 +236,7 @@ static inline __attribute__((always_inline)) void gemm(size_t M, size_t N, size_
     }
 }
 
-#define AT_SIZE (MB * KCP * 2)   /* one block of packed A, either form */
+#define AT_SIZE (MB * KCP_DP)   /* one block of packed A, either form (= MB * KCP_FMA * 2) */
 
 void cs_gemm_bf16_avx512(size_t M, size_t N, size_t K, const float *A, size_t lda, const uint32_t *Bp,
                          size_t pstride, float *C, size_t ldc, int cont)
