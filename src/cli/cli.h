@@ -29,9 +29,9 @@ int cli_init(int threads);
  * printing one line. */
 int cli_device(const char *cmd, const char *device, const char *precision, int reference, char *said, size_t saidlen,
                int *prec);
-/* $CASCADE_PROFILE's per-op times on stderr (nothing when quiet; the
- * report is cleared either way) */
-void cli_profile_report(int quiet);
+/* "ME: device memory peak" on a GPU, then $CASCADE_PROFILE's per-op times,
+ * on stderr (nothing when quiet; the profile is cleared either way) */
+void cli_device_report(const char *me, int quiet);
 
 /* The CLI's context (created by the first call; NULL only when out of
  * memory): the one cli_init and cli_device set up, and the one a signal

@@ -63,4 +63,9 @@ int cli_device(const char *cmd, const char *device, const char *precision, int r
 
 static void profile_line(void *user, const char *line) { fprintf(user, "%s\n", line); }
 
-void cli_profile_report(int quiet) { cascade_profile_report(quiet ? NULL : profile_line, stderr); }
+void cli_device_report(const char *me, int quiet)
+{
+    long long peak = cascade_info_int(CASCADE_INFO_DEVICE_PEAK);   /* -1 on the CPU: nothing said */
+    if (peak >= 0 && !quiet) fprintf(stderr, "%s: device memory peak %.2f GiB\n", me, (double)peak / 1073741824.0);
+    cascade_profile_report(quiet ? NULL : profile_line, stderr);
+}

@@ -707,10 +707,7 @@ int gen_execute(opts *o)
         cascade_images_free(im);
         im = NULL;
     }
-    long long peak = cascade_info_int(CASCADE_INFO_DEVICE_PEAK);
-    if (peak >= 0 && !o->quiet && !o->json)
-        fprintf(stderr, "%s: device memory peak %.2f GiB\n", o->me, (double)peak / 1073741824.0);
-    cli_profile_report(o->quiet || o->json);
+    cli_device_report(o->me, o->quiet || o->json);
     if (o->json) {
         json_t *files = json_array();
         for (int i = 0; i < s.out.n_written; i++)

@@ -125,10 +125,7 @@ int tr_run(tr_cli *c)
                                       : "on the CPU the math stays float32 (master weights too)");
     }
     if (!rc) rc = cascade_trainer_run(t);
-    long long peak = cascade_info_int(CASCADE_INFO_DEVICE_PEAK);   /* -1 on the CPU: nothing said */
-    if (!rc && peak >= 0 && !c->quiet)
-        fprintf(stderr, TR_ME ": device memory peak %.2f GiB\n", (double)peak / 1073741824.0);
-    cli_profile_report(c->quiet);
+    cli_device_report(TR_ME, c->quiet);   /* after a failure too: an out-of-memory's peak */
     if (!rc) return CLI_EXIT_OK;
     double how = cascade_trainer_stat(t, CASCADE_TS_STOP);
     int stop = isnan(how) ? 0 : (int)how;   /* 0: not stopped inside the loop */
