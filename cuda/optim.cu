@@ -6,13 +6,13 @@
  * Same formulas in the same order as the CPU: the float operations are
  * written with the _rn intrinsics (no fused multiply-add), so AdamW and
  * Adafactor's element-wise parts round as the CPU's do. Sums the CPU does
- * in double are in double here: Adafactor's row and column means walk
- * their row / column in index order as the CPU does (one thread each), and
+ * in double are in double here: Adafactor's row and column means are
+ * reductions in a fixed tree (a warp a row, a block 32 columns), and
  * the two long sums (a tensor's squared norm, Adafactor's RMS of the
  * update) are two-stage reductions over a split fixed by n alone (each
  * block a fixed slice, the partials added in block order by one block): no
- * atomics, the same bits run after run. Those two differ from the CPU's
- * sequential sum in the last bits of a double only.
+ * atomics, the same bits run after run. These differ from the CPU's
+ * sequential sums in the last bits of a double only.
  *
  * Scratch: the partial sums come from the stream-ordered pool
  * (cs_cuda_alloc), freed after the kernel that reads them. */
@@ -101,42 +101,59 @@ extern "C" int cs_cuda_adamw_update(const cs_adamw_k *k, size_t n, float *p, con
 
 /* ---- Adafactor ---- */
 
-static __global__ void k_sq_eps(const float *g, float e1, float *u, size_t n)
+/* g^2 + eps1, rounded as the CPU's u */
+static __device__ __forceinline__ float sq_eps(float g, float e1)
 {
-    GRID_STRIDE(i, n) u[i] = __fadd_rn(__fmul_rn(g[i], g[i]), e1);
+    return __fadd_rn(__fmul_rn(g, g), e1);
 }
 
-/* row[b,r] = row*b2 + (float)(sum_q u[b,r,q] / C)*a2, one thread a row, in q order */
-static __global__ void k_rows(const float *u, float *row, size_t BR, size_t C, float b2, float a2)
+#define WARPS 8   /* rows a block of the row and mean kernels, a warp each */
+
+/* row[b,r] = row*b2 + (float)(sum_q u[b,r,q] / C)*a2, u = g^2+eps1: a warp
+ * a row (a thread a row left most SMs idle on 2048-row weights) */
+static __global__ void k_rows(const float *g, float e1, float *row, size_t BR, size_t C, float b2, float a2)
 {
-    GRID_STRIDE(i, BR) {
-        const float *ur = u + i * C;
-        double t = 0;
-        for (size_t q = 0; q < C; q++) t += ur[q];
-        row[i] = __fadd_rn(__fmul_rn(row[i], b2), __fmul_rn((float)(t / (double)C), a2));
+    size_t i = (size_t)blockIdx.x * WARPS + (threadIdx.x >> 5);
+    if (i >= BR) return;
+    const float *gr = g + i * C;
+    double t = 0;
+    for (size_t q = threadIdx.x & 31; q < C; q += 32) t += sq_eps(gr[q], e1);
+    t = warp_sum_d(t);
+    if ((threadIdx.x & 31) == 0) row[i] = __fadd_rn(__fmul_rn(row[i], b2), __fmul_rn((float)(t / (double)C), a2));
+}
+
+#define COL_X 32   /* columns a block (one coalesced 128-byte read a row) */
+#define COL_Y 16   /* row groups a block */
+
+/* col[b,q] = col*b2 + (float)(sum_r u[b,r,q] / R)*a2: a block COL_X
+ * consecutive columns of B*C, each thread every COL_Y-th row, the COL_Y
+ * partials added in order */
+static __global__ void k_cols(const float *g, float e1, float *col, size_t B, size_t R, size_t C, float b2, float a2)
+{
+    __shared__ double sh[COL_Y][COL_X];
+    size_t i = (size_t)blockIdx.x * COL_X + threadIdx.x;
+    double t = 0;
+    if (i < B * C) {
+        const float *gb = g + (i / C) * R * C + i % C;
+        for (size_t r = threadIdx.y; r < R; r += COL_Y) t += sq_eps(gb[r * C], e1);
     }
-}
-
-/* col[b,q] = col*b2 + (float)(sum_r u[b,r,q] / R)*a2, one thread a column, in r order */
-static __global__ void k_cols(const float *u, float *col, size_t B, size_t R, size_t C, float b2, float a2)
-{
-    GRID_STRIDE(i, B * C) {
-        size_t b = i / C, q = i % C;
-        const float *ub = u + b * R * C + q;
-        double t = 0;
-        for (size_t r = 0; r < R; r++) t += ub[r * C];
+    sh[threadIdx.y][threadIdx.x] = t;
+    __syncthreads();
+    if (threadIdx.y == 0 && i < B * C) {
+        for (int y = 1; y < COL_Y; y++) t += sh[y][threadIdx.x];
         col[i] = __fadd_rn(__fmul_rn(col[i], b2), __fmul_rn((float)(t / (double)R), a2));
     }
 }
 
-/* rmean[b] = (float)(sum_r row[b,r] / R), in r order */
+/* rmean[b] = (float)(sum_r row[b,r] / R): a warp an image */
 static __global__ void k_rmean(const float *row, size_t B, size_t R, float *rmean)
 {
-    GRID_STRIDE(b, B) {
-        double t = 0;
-        for (size_t r = 0; r < R; r++) t += row[b * R + r];
-        rmean[b] = (float)(t / (double)R);
-    }
+    size_t b = (size_t)blockIdx.x * WARPS + (threadIdx.x >> 5);
+    if (b >= B) return;
+    double t = 0;
+    for (size_t r = threadIdx.x & 31; r < R; r += 32) t += row[b * R + r];
+    t = warp_sum_d(t);
+    if ((threadIdx.x & 31) == 0) rmean[b] = (float)(t / (double)R);
 }
 
 /* u = (1/sqrt(row/rmean)) * (1/sqrt(col)) * g */
@@ -151,11 +168,11 @@ static __global__ void k_factored_u(const float *g, const float *row, const floa
     }
 }
 
-/* v = v*b2 + u*a2; u = 1/sqrt(v) * g */
-static __global__ void k_full_u(const float *g, float *v, float *u, size_t n, float b2, float a2)
+/* v = v*b2 + (g^2+eps1)*a2; u = 1/sqrt(v) * g */
+static __global__ void k_full_u(const float *g, float e1, float *v, float *u, size_t n, float b2, float a2)
 {
     GRID_STRIDE(i, n) {
-        float vi = __fadd_rn(__fmul_rn(v[i], b2), __fmul_rn(u[i], a2));
+        float vi = __fadd_rn(__fmul_rn(v[i], b2), __fmul_rn(sq_eps(g[i], e1), a2));
         v[i] = vi;
         u[i] = __fmul_rn(__fdiv_rn(1.0f, __fsqrt_rn(vi)), g[i]);
     }
@@ -185,18 +202,18 @@ extern "C" int cs_cuda_adafactor_update(const cs_adafactor_k *k, size_t B, size_
     if (!ss) return cs_cuda_fail(cudaErrorMemoryAllocation, what);
     float *rmean = (float *)(ss + 1);
     unsigned gn = grid_1d(n, BLOCK);
-    k_sq_eps<<<gn, BLOCK, 0, stream()>>>(g, k->e1, u, n);
-    int rc = cs_cuda_check_launch(what);
-    if (!rc && row) {
-        k_rows<<<grid_1d(B * R, BLOCK), BLOCK, 0, stream()>>>(u, row, B * R, C, k->b2, k->a2);
-        k_cols<<<grid_1d(B * C, BLOCK), BLOCK, 0, stream()>>>(u, col, B, R, C, k->b2, k->a2);
-        k_rmean<<<grid_1d(B, BLOCK), BLOCK, 0, stream()>>>(row, B, R, rmean);
+    int rc;
+    if (row) {
+        k_rows<<<(unsigned)((B * R + WARPS - 1) / WARPS), WARPS * 32, 0, stream()>>>(g, k->e1, row, B * R, C, k->b2,
+                                                                                   k->a2);
+        k_cols<<<(unsigned)((B * C + COL_X - 1) / COL_X), dim3(COL_X, COL_Y), 0, stream()>>>(g, k->e1, col, B, R, C,
+                                                                                            k->b2, k->a2);
+        k_rmean<<<(unsigned)((B + WARPS - 1) / WARPS), WARPS * 32, 0, stream()>>>(row, B, R, rmean);
         k_factored_u<<<gn, BLOCK, 0, stream()>>>(g, row, col, rmean, B, R, C, u);
-        rc = cs_cuda_check_launch(what);
-    } else if (!rc) {
-        k_full_u<<<gn, BLOCK, 0, stream()>>>(g, v, u, n, k->b2, k->a2);
-        rc = cs_cuda_check_launch(what);
+    } else {
+        k_full_u<<<gn, BLOCK, 0, stream()>>>(g, k->e1, v, u, n, k->b2, k->a2);
     }
+    rc = cs_cuda_check_launch(what);
     if (!rc) rc = sumsq_dev(u, n, ss, what);
     if (!rc) {
         k_af_apply<<<gn, BLOCK, 0, stream()>>>(*k, ss, u, p, n);

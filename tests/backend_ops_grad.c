@@ -6,6 +6,7 @@
 #include "device.h"
 #include "error.h"
 #include "grad.h"
+#include "optim.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -280,6 +281,92 @@ static void t_weight_to_f32(cs_dtype dt, int64_t rows, int64_t cols, size_t off,
     drop(&w);
 }
 
+/* ---- the optimizer ops (a training step on the device): the same step
+ * on the CPU's arrays and the device's, p and the states compared ---- */
+
+/* positive random states: exponential averages of squares */
+static float *rnd_pos(size_t n)
+{
+    float *x = rnd(n);
+    for (size_t i = 0; i < n; i++) x[i] = fabsf(x[i]) + 0.05f;
+    return x;
+}
+
+/* an Adafactor step of a [B, R, C] tensor (factored) or of n = B R C values (not) */
+static void t_adafactor(size_t B, size_t R, size_t C, int factored, double wd)
+{
+    if (!has_op(D->adafactor_update != NULL, "adafactor_update")) return;
+    size_t n = B * R * C, nr = factored ? B * R : 0, nc = factored ? B * C : 0, nv = factored ? 0 : n;
+    cs_adafactor s = {.step = 2};   /* the coefficients of a third step */
+    cs_adafactor_cfg c;
+    cs_adafactor_cfg_default(&c, 1e-2);
+    c.weight_decay = wd;
+    cs_adafactor_k k;
+    cs_adafactor_coef(&s, &c, &k);
+    float *g = rnd(n), *p[2], *row[2] = {0}, *col[2] = {0}, *v[2] = {0}, *u = malloc(n * sizeof *u);
+    if (!u) exit(99);
+    pair(p, n);
+    if (factored) row[0] = rnd_pos(nr), row[1] = dupf(row[0], nr), col[0] = rnd_pos(nc), col[1] = dupf(col[0], nc);
+    else v[0] = rnd_pos(nv), v[1] = dupf(v[0], nv);
+    int rc[2];
+    for (int m = 0; m < 2; m++) {
+        begin(m);
+        const float *pg = in(g, n);
+        float *pp = inout(p[m], n), *pr = factored ? inout(row[m], nr) : NULL, *pc = factored ? inout(col[m], nc) : NULL;
+        float *pv = factored ? NULL : inout(v[m], nv), *pu = m ? out(u, n) : u;
+        rc[m] = argrc();
+        if (!rc[m] && m) rc[m] = D->adafactor_update(&k, B, R, C, pp, pg, pr, pc, pv, pu);
+        if (!rc[m] && !m) cs_adafactor_update(&k, B, R, C, pp, pg, pr, pc, pv, pu);
+        rc[m] = end(rc[m], "adafactor_update");
+    }
+    char sh[96];
+    snprintf(sh, sizeof sh, "[%zu, %zu, %zu] %s wd=%g", B, R, C, factored ? "factored" : "full", wd);
+    report_g("adafactor", "p", sh, p, n, rc);
+    if (factored) report_g("adafactor", "row", sh, row, nr, rc), report_g("adafactor", "col", sh, col, nc, rc);
+    else report_g("adafactor", "v", sh, v, nv, rc);
+    free_pair(p), free_pair(row), free_pair(col), free_pair(v), free(g), free(u);
+}
+
+static void t_adamw(size_t n)
+{
+    if (!has_op(D->adamw_update != NULL, "adamw_update")) return;
+    cs_adamw s = {.step = 2};
+    cs_adamw_cfg c;
+    cs_adamw_cfg_default(&c, 1e-2);
+    cs_adamw_k k;
+    cs_adamw_coef(&s, &c, &k);
+    float *g = rnd(n), *p[2], *mm[2], *v[2];
+    pair(p, n), pair(mm, n);
+    v[0] = rnd_pos(n), v[1] = dupf(v[0], n);
+    int rc[2];
+    for (int m = 0; m < 2; m++) {
+        begin(m);
+        const float *pg = in(g, n);
+        float *pp = inout(p[m], n), *pm = inout(mm[m], n), *pv = inout(v[m], n);
+        rc[m] = argrc();
+        if (!rc[m] && m) rc[m] = D->adamw_update(&k, n, pp, pg, pm, pv);
+        if (!rc[m] && !m) cs_adamw_update(&k, n, pp, pg, pm, pv);
+        rc[m] = end(rc[m], "adamw_update");
+    }
+    char sh[32];
+    snprintf(sh, sizeof sh, "n=%zu", n);
+    report_g("adamw", "p", sh, p, n, rc), report_g("adamw", "m", sh, mm, n, rc), report_g("adamw", "v", sh, v, n, rc);
+    free_pair(p), free_pair(mm), free_pair(v), free(g);
+}
+
+static void optim_ops(void)
+{
+    t_adafactor(1, 37, 1025, 1, 0);   /* rows longer than a warp's stride */
+    t_adafactor(3, 63, 17, 1, 0.01);  /* several images; weight decay */
+    t_adafactor(1, 2049, 33, 1, 0);   /* columns over many row groups */
+    t_adafactor(3075, 1, 1, 1, 0);    /* a 1x1 conv's [O, I, 1, 1]: one-element rows and columns */
+    t_adafactor(2, 3, 3, 1, 0);       /* a depthwise 3x3 */
+    t_adafactor(1, 1, 1025, 0, 0);    /* a bias: not factored */
+    t_adafactor(1, 1, 1, 0, 0.01);
+    t_adamw(1);
+    t_adamw(3 * 1025 + 1);
+}
+
 void grad_ops(void)
 {
     t_weight_to_f32(CS_BF16, 63, 17, 0, 63 * 17);
@@ -335,4 +422,5 @@ void grad_ops(void)
     t_attention_bw(1, 17, 63, 128, 2, 0, 0, 1, 1, 1);
     t_attention_bw(1, 17, 63, 128, 2, 0, 0, 1, 0, 4);
     t_attention_bw(2, 63, 17, 64, 1, 0, 0, 0, 0, 2);
+    optim_ops();
 }
