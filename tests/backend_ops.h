@@ -3,7 +3,7 @@
  *   backend_ops_run.c     inputs, one run on the CPU or the device, the report
  *   backend_ops_fwd.c     the forward single ops     (forward_ops)
  *   backend_ops_blocks.c  the fused blocks            (block_ops)
- *   backend_ops_grad.c    the backward ops of grad.h  (grad_ops)
+ *   backend_ops_grad.c    the backward ops of grad.h and the optimizer ops (grad_ops)
  *   test_backend_ops.c    main: the backend, its precision, the runs
  * An op's test t_X runs the op with begin(0) ... end() on the CPU, then the
  * same with begin(1) in device mode on the same inputs, and hands both

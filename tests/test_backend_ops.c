@@ -9,7 +9,7 @@
  * tests/.libs). Precision of the device's products: $CASCADE_PRECISION =
  * fp32 (default) | bf16 | fp16, tolerance 1e-5 | 2e-2 | 5e-3 on products
  * (linear, sgemm, convolutions, attention); every other op, and the
- * backward ops of grad.h (float32 on the device always), at 1e-5. The
+ * backward ops of grad.h and the optimizer steps (float32 on the device always), at 1e-5. The
  * fake plugin runs the CPU code itself, so there every result must be
  * identical, and its op counter must show that the expected device op ran.
  * Exit: 0 all ok, 1 a failure, 2 bad $CASCADE_PRECISION, 77 no usable
