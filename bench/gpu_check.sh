@@ -214,7 +214,7 @@ PY
 if [ "$mode" = trainprof ]; then   # where a full fine-tune step goes (issue 13: ours 1.07 s/step, kohya 0.83)
     seed_files
     {
-    echo "train steps:"; SHARED_DIR=$PWD CASCADE_BACKEND=cuda timeout 120 $B/test_train_dev 2>&1 | grep -E "FAIL|worst|left out"
+    echo "train steps:"; SHARED_DIR=$PWD CASCADE_BACKEND=cuda timeout 120 $B/test_train_dev 2>&1 | grep -E "SKIP|FAIL|worst|left out"
     for d in old/bin bin old/bin bin; do   # the baseline plugin (old/bin, if there) and this tree's, alternately
         [ -f $PWD/$d/libcascade-cuda.so ] || continue
         CASCADE_PLUGIN_DIR=$PWD/$d seed_full 1 --sample_every_n_epochs 1000 >"$out/trainprof.txt"
