@@ -2,7 +2,7 @@
  * through the threaded op layer where one exists, and of cs_linear (F32 and
  * BF16 weights) against cblas_sgemm on the same shapes.
  *
- *   make bench/kernels && nice bench/kernels [--threads N] [--time S] [--only NAME|gemm|bf16]
+ *   make bench/kernels && nice bench/kernels [--threads N] [--time S] [--only NAME|gemm|bf16|attn]
  *
  * Each case runs until --time seconds (default 0.5) have passed and reports
  * its best run: the machine may be shared, the minimum is the least
@@ -271,10 +271,55 @@ static void bf16_table(void)
     }
 }
 
+/* ---- attention (cs_attention) on the model's shapes, fp32 and bf16 ---- */
+
+typedef struct {
+    size_t N, Lq, Lk, C;
+    int H;
+    float *q, *k, *v, *o;
+} actx;
+
+static void run_attn(void *p)
+{
+    actx *a = p;
+    if (cs_attention(a->q, a->C, a->k, a->C, a->v, a->C, a->N, a->Lq, a->Lk, a->C, a->H, NULL, a->o, a->C)) {
+        fprintf(stderr, "bench: %s\n", cs_last_error());
+        exit(1);
+    }
+}
+
+static void attn_table(void)
+{
+    static const struct { const char *what; size_t N, Lq, Lk, C; int H; } shapes[] = {
+        {"Stage B lite 1024^2, level 2", 2, 1024, 1028, 1152, 18},
+        {"Stage C lite 1024^2, level 0", 2, 576, 661, 1536, 24},
+        {"Stage C lite 1024^2, level 1", 2, 144, 229, 1536, 24},
+    };
+    int bf = !cs_cpu_precision_set(CS_PREC_BF16);
+    cs_cpu_precision_set(CS_PREC_FP32);
+    printf("| attention | N x Lq x Lk x C / heads | fp32 GFLOP/s | bf16 GFLOP/s |\n|---|---|---:|---:|\n");
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        actx a = {shapes[s].N, shapes[s].Lq, shapes[s].Lk, shapes[s].C, shapes[s].H, NULL, NULL, NULL, NULL};
+        a.q = randf(a.N * a.Lq * a.C, -1, 1), a.o = randf(a.N * a.Lq * a.C, 0, 1);
+        a.k = randf(a.N * a.Lk * a.C, -1, 1), a.v = randf(a.N * a.Lk * a.C, -1, 1);
+        double fl = 4.0 * (double)a.N * (double)a.Lq * (double)a.Lk * (double)a.C, t32 = best(run_attn, &a), t16 = 0;
+        if (bf) {
+            cs_cpu_precision_set(CS_PREC_BF16);
+            t16 = best(run_attn, &a);
+            cs_cpu_precision_set(CS_PREC_FP32);
+        }
+        printf("| %s | %zu x %zu x %zu x %zu / %d | %.1f | ", shapes[s].what, a.N, a.Lq, a.Lk, a.C, a.H, fl / t32 * 1e-9);
+        if (bf) printf("%.1f |\n", fl / t16 * 1e-9);
+        else printf("- |\n");
+        fflush(stdout);
+        cs_free(a.q), cs_free(a.k), cs_free(a.v), cs_free(a.o);
+    }
+}
+
 int main(int argc, char **argv)
 {
     int threads = 2;
-    static const char use[] = "usage: bench/kernels [--threads N] [--time SECONDS] [--only SUBSTRING|gemm|bf16]\n";
+    static const char use[] = "usage: bench/kernels [--threads N] [--time SECONDS] [--only SUBSTRING|gemm|bf16|attn]\n";
     for (int i = 1; i < argc; i++) {
         int e = 0;
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -300,11 +345,13 @@ int main(int argc, char **argv)
     for (int l = 0; l < CS_SIMD_LEVELS; l++)
         if (cs_simd_supported((cs_simd_level)l)) lev[nlev++] = (cs_simd_level)l;
     printf("cpu: %s; %d threads; OpenBLAS core %s\n\n", cs_cpu_model(), threads, openblas_get_corename());
-    if (!only || (strcmp(only, "gemm") && strcmp(only, "bf16"))) kernel_table(nlev, lev);
+    if (!only || (strcmp(only, "gemm") && strcmp(only, "bf16") && strcmp(only, "attn"))) kernel_table(nlev, lev);
     printf("\n");
     cs_simd_init();
     if (!only || !strcmp(only, "gemm")) gemm_table();
     printf("\n");
     if (!only || !strcmp(only, "bf16")) bf16_table();
+    printf("\n");
+    if (!only || !strcmp(only, "attn")) attn_table();
     return 0;
 }

@@ -326,6 +326,19 @@ void cs_st_meta_at(const cs_st_file *f, int i, const char **key, const char **va
 
 /* ---- writer ---- */
 
+/* Reads the umask from /proc (umask() would change it for other threads
+ * while it is read); 022 where /proc does not say. */
+unsigned cs_st_umask_mode(unsigned mode)
+{
+    unsigned m = 022;
+    FILE *f = fopen("/proc/self/status", "re");
+    char line[128];
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "Umask: %o", &m) == 1) break;
+    if (f) fclose(f);
+    return mode & ~m & 0777;
+}
+
 int cs_st_write(const char *path, const cs_tensor *tensors, int n, const char *const *meta, int n_meta)
 {
     json_t *root = json_object();
@@ -362,6 +375,7 @@ int cs_st_write(const char *path, const cs_tensor *tensors, int n, const char *c
     }
     snprintf(tmp, tl, "%s.tmpXXXXXX", path);
     int fd = mkstemp(tmp);
+    if (fd >= 0) fchmod(fd, cs_st_umask_mode(0666));   /* a checkpoint, not a secret */
     int h = fd >= 0 ? cs_cleanup_add(tmp, 0) : 0;   /* removed even if a signal ends us */
     FILE *fp = fd >= 0 ? fdopen(fd, "wb") : NULL;
     int rc = 0;

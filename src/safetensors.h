@@ -36,4 +36,8 @@ void cs_st_meta_at(const cs_st_file *f, int i, const char **key, const char **va
 int cs_st_write(const char *path, const cs_tensor *tensors, int n,
                 const char *const *meta, int n_meta);
 
+/* mode & ~umask, for files and folders made with mkstemp/mkdtemp (0600/0700)
+ * that become the user's outputs: they get the mode open() would give. */
+unsigned cs_st_umask_mode(unsigned mode);
+
 #endif

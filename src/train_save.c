@@ -147,6 +147,7 @@ static int state_save(const char *dir, const cs_stage_c *m, cs_trainer *t, const
     if ((size_t)snprintf(tmp, sizeof tmp, "%s/.state-%06" PRId64 ".tmpXXXXXX", dir, pos->step) >= sizeof tmp)
         return cs_error(CS_EARG, "%s: path too long", dir);
     if (!mkdtemp(tmp)) return cs_error(CS_EIO, "%s: %s", tmp, cs_strerror(errno));
+    chmod(tmp, cs_st_umask_mode(0777));
     int hd = cs_cleanup_add(tmp, 1), hf[3] = {0, 0, 0}, rc = 0;
     for (int i = 0; i < 3; i++) {
         snprintf(p, sizeof p, "%s/%s", tmp, state_files[i]);

@@ -25,12 +25,15 @@ full=1
 printf 'a red square --w 128 --h 128 --s 2 --d 5\n# a comment\n\nstripes --n blurry --w 96 --h 64 --s 1\n' >"$tmp/p.txt"
 
 # 1. a run: 3 epochs of 2 batches, a checkpoint every epoch, samples at epoch 3
-if $T --max_train_epochs 3 --save_every_n_epochs 1 --sample_every_n_epochs 3 --sample_prompts "$tmp/p.txt" \
-    --previewer_checkpoint_path "$PV" --output_dir "$tmp/a" 2>"$tmp/err"; then
+# (under umask 027: the checkpoints get mode 640, as open() would give them)
+if (umask 027; exec $T --max_train_epochs 3 --save_every_n_epochs 1 --sample_every_n_epochs 3 --sample_prompts "$tmp/p.txt" \
+    --previewer_checkpoint_path "$PV" --output_dir "$tmp/a" 2>"$tmp/err"); then
     n=$(wc -l <"$tmp/a/t.jsonl")
     fin=$(sed -n 's/.*"loss":\([^,]*\),.*/\1/p' "$tmp/a/t.jsonl" | awk '$1+0 == $1 && $1 > 0 && $1 < 1e30' | wc -l)
     [ "$n" -eq 6 ] && [ "$fin" -eq 6 ] && ok "log: 6 steps, finite losses" || bad "log: $n lines, $fin finite: $(cat "$tmp/a/t.jsonl")"
     for f in t-000001 t-000002 t; do [ -s "$tmp/a/$f.safetensors" ] || bad "no $f.safetensors"; done
+    m=$(stat -c %a "$tmp/a/t.safetensors" "$tmp/a/t-000001.safetensors" | sort -u)
+    [ "$m" = 640 ] && ok "checkpoints: mode 640 under umask 027" || bad "checkpoint modes under umask 027: $m"
     [ -e "$tmp/a/t-000003.safetensors" ] && bad "a numbered file for the last epoch (kohya writes t.safetensors)"
     for f in t_e000003_00 t_e000003_01; do [ -s "$tmp/a/sample/$f.png" ] || bad "no sample $f.png"; done
     [ -z "$(find "$tmp/a" -name '*.tmp*')" ] || bad "temporary files left: $(find "$tmp/a" -name '*.tmp*')"
@@ -39,6 +42,17 @@ else
 fi
 cmp -s "$tmp/a/t-000001.safetensors" "$tmp/a/t.safetensors" && bad "the weights did not change between epochs"
 cmp -s "$SC" "$tmp/a/t.safetensors" && bad "the weights did not change"
+# the same tensors under the same names and shapes as the file trained from:
+# what ComfyUI's detection reads (tests/ref/comfy_detect_ref.py ran ComfyUI's
+# loader on full-size checkpoints saved so, doc/training.md §8)
+names() {
+    n=$(od -An -tu8 -N8 "$1" | tr -d ' ')
+    tail -c +9 "$1" | head -c "$n" | grep -o '"[^"]*":{"dtype":"[A-Z0-9]*","shape":\[[0-9,]*\]' |
+        sed 's/"dtype":"[A-Z0-9]*",//' | sort
+}
+names "$SC" >"$tmp/names0" && names "$tmp/a/t.safetensors" >"$tmp/names1"
+[ -s "$tmp/names0" ] && cmp -s "$tmp/names0" "$tmp/names1" && ok "checkpoint: the original's $(wc -l <"$tmp/names0") names and shapes" ||
+    bad "checkpoint names/shapes differ from the original: $(diff "$tmp/names0" "$tmp/names1" | head -3)"
 
 # 2. checkpoints load back: training continues from them (bf16 output is half the size)
 if [ $full -eq 0 ]; then
@@ -60,6 +74,10 @@ CASCADE_TEST_TRAIN_STOP=3 $T --max_train_epochs 3 --save_every_n_epochs 1 --outp
 rc=$?
 if [ $rc -eq 130 ] && [ -f "$tmp/b/state-000003/train.json" ] && grep -q 'state saved' "$tmp/err"; then
     ok "interrupted: exit 130, state-000003"
+    um=$(umask)
+    want=$(printf '%o %o' $((0777 & ~$um)) $((0666 & ~$um)))
+    m="$(stat -c %a "$tmp/b/state-000003") $(stat -c %a "$tmp/b/state-000003/train.json")"
+    [ "$m" = "$want" ] || bad "state folder/file modes $m, umask $um wants $want"
     [ -z "$(find "$tmp/b" -name '.state*' -o -name '*.tmp*')" ] || bad "temporary files left after the interrupt"
     if $T --max_train_epochs 3 --save_every_n_epochs 1 --output_dir "$tmp/b" --resume "$tmp/b/state-000003" 2>"$tmp/err"; then
         cmp "$tmp/a/t.safetensors" "$tmp/b/t.safetensors" && ok "resumed = uninterrupted (bit for bit)" ||
