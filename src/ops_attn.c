@@ -35,7 +35,14 @@
 #include <omp.h>
 #endif
 
-#define ATT_ROWS 64   /* query rows per task: S (64 x Lk) stays in L2 */
+/* query rows per task: a multiple of every kernel's register tile (12 or
+ * 6 rows: a 64-row task computed 72), S (rows x Lk floats) within ~512 KB
+ * of L2 */
+static size_t task_rows(size_t Lk)
+{
+    size_t r = 131072 / (Lk ? Lk : 1) / 12 * 12;
+    return r < 12 ? 12 : r > 96 ? 96 : r;
+}
 
 /* one image's keys (or values): L1 rows of p1 (stride ld1), then rows of
  * p2 (ld2) -- an AttnBlock's own tokens and its conditioning, read where
@@ -125,10 +132,10 @@ static int attn_run(const float *q, size_t ldq, const float *k1, const float *v1
     size_t kp = kern ? (Lk + 15) / 16 * cs_bf16_panel_size(hd) : (Lk + 15) / 16 * 16 * hd;
     size_t vp = kern ? (hd + 15) / 16 * cs_bf16_panel_size(Lk) : (hd + 15) / 16 * 16 * Lk;
     int T = cs_threads_get();
-    size_t nrb = (Lq + ATT_ROWS - 1) / ATT_ROWS, ntask = H * nrb;
+    size_t rows_t = task_rows(Lk), nrb = (Lq + rows_t - 1) / rows_t, ntask = H * nrb;
     if ((double)Lq * (double)Lk * (double)C < 2e6) T = 1;   /* a region costs more than the work */
     /* per thread: the scores, or while packing bf16 rows (pack_*_bf16's tmp) */
-    size_t per = ATT_ROWS * Lk > 8 * (hd + 1) + 16 * ((hd + 15) / 16) ? ATT_ROWS * Lk : 8 * (hd + 1) + 16 * ((hd + 15) / 16);
+    size_t per = rows_t * Lk > 8 * (hd + 1) + 16 * ((hd + 15) / 16) ? rows_t * Lk : 8 * (hd + 1) + 16 * ((hd + 15) / 16);
     float *packs = cs_ops_scratch(5, H * (kp + vp)), *S = cs_ops_scratch(6, (size_t)T * per);
     if (!packs || !S)
         return cs_error(CS_ENOMEM, "attention: out of memory for %zu MB of scratch (%zu keys, %zu channels)",
@@ -160,7 +167,7 @@ static int attn_run(const float *q, size_t ldq, const float *k1, const float *v1
             }
 #pragma omp for schedule(dynamic, 1)
             for (size_t t = 0; t < ntask; t++) {
-                size_t h = t / nrb, r0 = t % nrb * ATT_ROWS, rows = Lq - r0 < ATT_ROWS ? Lq - r0 : ATT_ROWS;
+                size_t h = t / nrb, r0 = t % nrb * rows_t, rows = Lq - r0 < rows_t ? Lq - r0 : rows_t;
                 const float *kpk = packs + h * (kp + vp), *vpk = kpk + kp, *qh = qn + r0 * ldq + h * hd;
                 float *oh = on + r0 * ldo + h * hd;
                 if (kern) kern(rows, Lk, hd, qh, ldq, (const uint32_t *)kpk, cs_bf16_panel_size(hd), s, Lk, 0);

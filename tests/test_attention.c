@@ -158,7 +158,9 @@ int main(void)
         {1, 1, 1, 3, 3, 3, 3, 0},         /* head width 1 */
         {2, 17, 5, 15, 16, 31, 3, 0},     /* width 5, strides wider than C */
         {1, 77, 77, 40, 40, 40, 2, 1},    /* CLIP-like, causal mask */
-        {2, 130, 93, 64, 67, 192, 1, 0},  /* 3 tasks of query rows, the last short; k|v rows as in qkv */
+        {2, 130, 93, 64, 67, 192, 1, 0},  /* 2 tasks of query rows (96 + 34); k|v rows as in qkv */
+        {1, 250, 40, 24, 24, 24, 3, 0},   /* 3 tasks (96, 96, 58) */
+        {1, 100, 3001, 8, 8, 8, 1, 0},    /* long keys: 36-row tasks (36, 36, 28) */
         {1, 65, 661, 128, 384, 256, 2, 0},/* Stage C-like keys (image + conditioning tokens) */
     };
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) one(&shapes[i], bf16_ok);
