@@ -44,7 +44,7 @@ cmp -s "$tmp/a/t-000001.safetensors" "$tmp/a/t.safetensors" && bad "the weights 
 cmp -s "$SC" "$tmp/a/t.safetensors" && bad "the weights did not change"
 # the same tensors under the same names and shapes as the file trained from:
 # what ComfyUI's detection reads (tests/ref/comfy_detect_ref.py ran ComfyUI's
-# loader on full-size checkpoints saved so, doc/training.md §8)
+# loader on full-size checkpoints saved so, doc/training.md §9)
 names() {
     n=$(od -An -tu8 -N8 "$1" | tr -d ' ')
     tail -c +9 "$1" | head -c "$n" | grep -o '"[^"]*":{"dtype":"[A-Z0-9]*","shape":\[[0-9,]*\]' |
