@@ -39,7 +39,9 @@
 #        KOHYA_RUNS=gemm: ours only, the full fine-tune with its products' plans logged
 #        ($CASCADE_GEMM_LOG=1: does each get a cuBLASLt algorithm, which one);
 #        KOHYA_RUNS=ours_lora: ours only, the LoRA (no merged W': peak ~4.2 GiB expected), then the
-#        same with a sample every epoch (the samples written)
+#        same with a sample every epoch (the samples written);
+#        KOHYA_RUNS=cpu_lora: ours only, the same LoRA on the host CPU (--device cpu, all cores):
+#        issue 13's CPU step time and host RSS on the 16-core machine
 # pair:  after compare (its weights): whole lite and full images with the baseline (old/bin) and
 #        this tree alternately (two in one process: the second is the steady state), then Stage B
 #        with GRN folded into fc2 and not ($CASCADE_GRN_FOLD=0)
@@ -319,6 +321,11 @@ if [ "$mode" = kohya ]; then   # kohya's sd-scripts (kohya/, bench/kohya_gpu.sh)
             grep -E "error|Error|note: fused" "$out/ours_fused.txt" | head -3
             rm -rf $T/seed
         done
+    fi
+    if [[ " $runs " == *" cpu_lora "* ]]; then   # ours only: the LoRA on the host's cores
+        seed_lora $e --device cpu --threads $(nproc) >"$out/ours_cpu_lora.txt"
+        ours_line "LoRA on the CPU, $(nproc) threads" "$out/ours_cpu_lora.txt" $T/lora/l.jsonl
+        grep -E "error|Error|wall" "$out/ours_cpu_lora.txt" | head -3
     fi
     if [[ " $runs " == *" gemm "* ]]; then   # ours only: the full fine-tune with its products' plans logged
         (export CASCADE_GEMM_LOG=1; seed_full $e) >"$out/ours_gemm.txt"
