@@ -70,8 +70,7 @@ def main():
         # the file's own dtype (a 3.6B model in float32 beside its file would not fit 24 GB)
         cfg.set_inference_dtype(torch.bfloat16 if dtypes == ["bfloat16"] else torch.float32, None)
         model = cfg.get_model(sd, "")
-        to_load = dict(sd)
-        to_load = cfg.process_unet_state_dict(to_load)
+        to_load = cfg.process_unet_state_dict(dict(sd))
         missing, unexpected = model.diffusion_model.load_state_dict(to_load, strict=False)
         msd = model.diffusion_model.state_dict()
         diff = [k for k, v in to_load.items() if k in msd and not torch.equal(msd[k], v.to(msd[k].dtype))]
