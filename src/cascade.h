@@ -618,8 +618,9 @@ CASCADE_API long long cascade_info_int(cascade_info key);
  * (may be NULL) whether it is built in and this CPU and OS run it. Sets
  * nothing up, so a bad $CASCADE_SIMD does not stop it. */
 CASCADE_API const char *cascade_simd_level(int i, int *usable);
-/* With $CASCADE_PROFILE=1 work on a device waits for each op and adds its
- * time to the op's kind: the table of those times since the last report
+/* With $CASCADE_PROFILE=1 each op's time is added to its kind (work on a
+ * device waits for each op; on the CPU the outermost op of a thread is
+ * timed): the table of those times since the last report
  * (a heading, a line per kind, the total), each line without its newline
  * to fn, which may be NULL to drop it; the table then starts again. Nothing
  * when nothing was timed. */

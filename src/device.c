@@ -5,6 +5,7 @@
 
 #include <stdarg.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,6 +88,7 @@ void cs_copy2d(float *dst, size_t ldd, const float *src, size_t lds, size_t rows
         cs_dev_prof_stop(t, "a copy");
         return;
     }
+    CS_PROF_CPU("a copy");
     if (ldd == cols && lds == cols && rows * cols < (1 << 18)) {
         memcpy(dst, src, rows * cols * sizeof(float));
         return;
@@ -421,30 +423,56 @@ double cs_dev_prof_start(void)
     return now_s();
 }
 
-void cs_dev_prof_stop(double t0, const char *what)
+static pthread_mutex_t prof_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void prof_add(const char *what, double d)
 {
-    if (t0 == 0 || !cs_dev) return;
-    cs_dev->sync();
-    double d = now_s() - t0;
+    pthread_mutex_lock(&prof_lock);
     for (int i = 0; i < PROF_KINDS; i++)
         if (!prof[i].what || !strcmp(prof[i].what, what)) {
             prof[i].what = what;
             prof[i].s += d;
             prof[i].n++;
-            return;
+            break;
         }
+    pthread_mutex_unlock(&prof_lock);
+}
+
+void cs_dev_prof_stop(double t0, const char *what)
+{
+    if (t0 == 0 || !cs_dev) return;
+    cs_dev->sync();
+    prof_add(what, now_s() - t0);
+}
+
+static _Thread_local int prof_depth;   /* CPU ops open on this thread */
+
+cs_prof_scope cs_prof_cpu_begin(const char *what)
+{
+    cs_prof_scope s = {0, what};
+    if (prof_enabled() && prof_depth++ == 0) s.t0 = now_s();
+    return s;
+}
+
+void cs_prof_cpu_end(cs_prof_scope *s)
+{
+    if (!prof_enabled()) return;
+    prof_depth--;
+    if (s->t0 != 0) prof_add(s->what, now_s() - s->t0);
 }
 
 void cs_dev_prof_lines(void (*fn)(void *user, const char *line), void *user)
 {
+    pthread_mutex_lock(&prof_lock);
     double tot = 0;
     for (int i = 0; i < PROF_KINDS && prof[i].what; i++) tot += prof[i].s;
     if (tot == 0 || !fn) {
         memset(prof, 0, sizeof prof);
+        pthread_mutex_unlock(&prof_lock);
         return;
     }
     char line[160];
-    fn(user, "device op profile (each op waited for):");
+    fn(user, "op profile (device ops waited for; on the CPU the outermost op):");
     for (int i = 0; i < PROF_KINDS && prof[i].what; i++) {
         snprintf(line, sizeof line, "  %-26s %8ld calls %9.2f ms %5.1f%%", prof[i].what, prof[i].n, prof[i].s * 1e3,
                  100.0 * prof[i].s / tot);
@@ -453,6 +481,7 @@ void cs_dev_prof_lines(void (*fn)(void *user, const char *line), void *user)
     snprintf(line, sizeof line, "  %-26s %8s       %9.2f ms", "total", "", tot * 1e3);
     fn(user, line);
     memset(prof, 0, sizeof prof);
+    pthread_mutex_unlock(&prof_lock);
 }
 
 static void line_to_file(void *f, const char *line) { fprintf(f, "%s\n", line); }

@@ -51,7 +51,7 @@ int cs_dev_error(void);
 void cs_dev_note(int rc, const char *what);
 
 /* $CASCADE_PROFILE=1: every device op waits for the device and its time is
- * added to its kind (ops then run one at a time: the sum shows where the
+ * added to its kind (CPU ops: CS_PROF_CPU below) (ops then run one at a time: the sum shows where the
  * time goes, not how fast it goes overlapped); cs_dev_prof_report prints
  * the table to f (a FILE *; NULL: nothing) and clears it. Off: start returns 0 and stop does nothing. */
 double cs_dev_prof_start(void);
@@ -59,6 +59,23 @@ void cs_dev_prof_stop(double t0, const char *what);
 void cs_dev_prof_report(void *file);
 /* The same table a line at a time (no newline) to fn (NULL: dropped), then cleared. */
 void cs_dev_prof_lines(void (*fn)(void *user, const char *line), void *user);
+
+/* The same profile for ops on the CPU: CS_PROF_CPU(what) at the top of an
+ * op's CPU path times it until the function returns (the cleanup attribute
+ * of GCC and Clang; elsewhere nothing). Only the outermost op of a thread
+ * is timed, so an op built of other ops counts once, under its own kind. */
+typedef struct {
+    double t0;
+    const char *what;
+} cs_prof_scope;
+cs_prof_scope cs_prof_cpu_begin(const char *what);
+void cs_prof_cpu_end(cs_prof_scope *s);
+#if defined(__GNUC__)
+#define CS_PROF_CPU(what) \
+    cs_prof_scope cs_prof_scope_ __attribute__((cleanup(cs_prof_cpu_end))) = cs_prof_cpu_begin(what)
+#else
+#define CS_PROF_CPU(what) ((void)0)
+#endif
 
 /* A forward's inputs and outputs on the device:
  *   cs_dev_args a; cs_dev_args_begin(&a, d);

@@ -602,7 +602,10 @@ int cs_attention_cat(const float *q, size_t ldq, const float *k1, const float *v
                      const float *k2, const float *v2, size_t ld2, size_t L2, size_t N, size_t Lq, size_t C,
                      int nhead, float *o, size_t ldo)
 {
-    if (!cs_dev) return cs_attention_cat_cpu(q, ldq, k1, v1, ld1, L1, k2, v2, ld2, L2, N, Lq, C, nhead, o, ldo);
+    if (!cs_dev) {
+        CS_PROF_CPU("attention");
+        return cs_attention_cat_cpu(q, ldq, k1, v1, ld1, L1, k2, v2, ld2, L2, N, Lq, C, nhead, o, ldo);
+    }
     double t = cs_dev_prof_start();
     return fused_end(cs_dev->attention_cat(q, ldq, k1, v1, ld1, L1, k2, v2, ld2, L2, N, Lq, C, nhead, o, ldo), t,
                      "attention", "attention (fused)");

@@ -9,44 +9,40 @@
 #include <stddef.h>
 
 /* In device mode (src/device.h) every op below runs on cs_dev: these queue
- * it and record its first failure for the forward's end. */
+ * it and record its first failure for the forward's end. On the CPU they
+ * open the op's profile scope (CS_PROF_CPU): statements, not blocks, so
+ * each goes once at the top of a function body. */
 #define ON_DEV(call, what)                                   \
-    do {                                                     \
-        if (cs_dev) {                                        \
-            double t_ = cs_dev_prof_start();                 \
-            cs_dev_note(cs_dev->call, what);                 \
-            cs_dev_prof_stop(t_, what);                      \
-            return;                                          \
-        }                                                    \
-    } while (0)
+    if (cs_dev) {                                            \
+        double t_ = cs_dev_prof_start();                     \
+        cs_dev_note(cs_dev->call, what);                     \
+        cs_dev_prof_stop(t_, what);                          \
+        return;                                              \
+    }                                                        \
+    CS_PROF_CPU(what)
 #define ON_DEV_RC(call, what)                                \
-    do {                                                     \
-        if (cs_dev) {                                        \
-            double t_ = cs_dev_prof_start();                 \
-            int rc_ = cs_dev->call;                          \
-            cs_dev_note(rc_, what);                          \
-            cs_dev_prof_stop(t_, what);                      \
-            return rc_ ? cs_dev_error() : 0;                 \
-        }                                                    \
-    } while (0)
+    if (cs_dev) {                                            \
+        double t_ = cs_dev_prof_start();                     \
+        int rc_ = cs_dev->call;                              \
+        cs_dev_note(rc_, what);                              \
+        cs_dev_prof_stop(t_, what);                          \
+        return rc_ ? cs_dev_error() : 0;                     \
+    }                                                        \
+    CS_PROF_CPU(what)
 
 /* The optional ops of cs_dev (the backward of grad.h): field is the table
  * entry, args its parenthesised arguments; a device without it gives
  * CS_EUNSUP (the data is on the device: there is no CPU fallback). */
-#define ON_DEV_OPT_RC(field, args, what)                                                              \
-    do {                                                                                              \
-        if (cs_dev && !cs_dev->field) return cs_error(CS_EUNSUP, "%s: not in this device's op set", what); \
-        ON_DEV_RC(field args, what);                                                                  \
-    } while (0)
+#define ON_DEV_OPT_RC(field, args, what)                                                           \
+    if (cs_dev && !cs_dev->field) return cs_error(CS_EUNSUP, "%s: not in this device's op set", what); \
+    ON_DEV_RC(field args, what)
 /* The same for a void function: the failure is recorded for the forward's end. */
-#define ON_DEV_OPT(field, args, what)                                   \
-    do {                                                                \
-        if (cs_dev && !cs_dev->field) {                                 \
-            cs_dev_note(CS_EUNSUP, what " (not in this device's op set)"); \
-            return;                                                     \
-        }                                                               \
-        ON_DEV(field args, what);                                       \
-    } while (0)
+#define ON_DEV_OPT(field, args, what)                                  \
+    if (cs_dev && !cs_dev->field) {                                    \
+        cs_dev_note(CS_EUNSUP, what " (not in this device's op set)"); \
+        return;                                                        \
+    }                                                                  \
+    ON_DEV(field args, what)
 
 /* element-wise work is split into chunks of CHUNK floats over threads;
  * below PAR_MIN floats an op runs on the calling thread (a parallel region

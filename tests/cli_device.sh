@@ -82,4 +82,10 @@ expect golden-fake-cuda1 1 "cascade-golden: --device cuda:1: backend 'cuda': it 
     env CASCADE_PLUGIN_DIR="$tmp/pd" "$GOLD" --device cuda:1 x
 expect info-fake 0 "" -- env CASCADE_BACKEND="$FAKE" "$BIN" info
 grep -q '^backend: *fake' "$tmp/out" && ok info-fake-backend || { bad info-fake-backend; cat "$tmp/out"; }
+# $CASCADE_PROFILE on the CPU: each op timed where it runs, the outermost op only
+expect profile-cpu 0 "cascade generate: device: cpu, fp32" -- env CASCADE_PROFILE=1 "$BIN" $G --device cpu
+awk '/^op profile/ {h = 1} h && $1 == "a" && $2 == "linear" && $4 > 0 {l = 1} h && $1 == "total" {t = $2} \
+     END {exit !(h && l && t > 0)}' "$tmp/err" && ok profile-cpu-table || { bad profile-cpu-table; cat "$tmp/err"; }
+expect profile-off 0 "cascade generate: device: cpu, fp32" -- "$BIN" $G --device cpu
+grep -q "op profile" "$tmp/err" && { bad profile-off-table; cat "$tmp/err"; } || ok profile-off-table
 exit $fail
