@@ -144,18 +144,22 @@ if [ "$mode" = images ]; then   # after compare (its weights): a per-op profile 
     grep -E "steps in|done in|peak|wall|error|Stage|text" "$out/images.txt" | cut -c1-220
     exit 0
 fi
-if [ "$mode" = cpu ]; then   # CPU_THREADS (default "16 8 4"); CPU_OLD=1: the baseline (old/bin) beside
+if [ "$mode" = cpu ]; then   # CPU_THREADS (default "16 8 4"); CPU_OLD=1: the baseline (old/bin) beside;
+                             # CPU_MODES (default "fp32 bf16 bf16-noamx"; bf16-apack: CASCADE_AMX_APACK=1);
+                             # CPU_PROFILE=1: each run's op profile (CASCADE_PROFILE) too
     W=/tmp/cascade-weights
     [ -f $W/stage_c_lite_bf16.safetensors ] || lite_weights
     grep -m1 "model name" /proc/cpuinfo
     {
     for t in ${CPU_THREADS:-16 8 4}; do
-        for p in fp32 bf16 bf16-noamx; do
+        for p in ${CPU_MODES:-fp32 bf16 bf16-noamx}; do
             for d in bin $([ "${CPU_OLD:-0}" = 1 ] && echo old/bin); do
                 echo "threads $t, $p, $d:"
-                LD_LIBRARY_PATH=$PWD/$d:$PWD/lib:$cub CASCADE_AMX=$([ $p = bf16-noamx ] && echo 0 || echo 1) timeout 200 \
+                LD_LIBRARY_PATH=$PWD/$d:$PWD/lib:$cub CASCADE_AMX=$([ $p = bf16-noamx ] && echo 0 || echo 1) \
+                    CASCADE_AMX_APACK=$([ $p = bf16-apack ] && echo 1 || echo 0) CASCADE_PROFILE=${CPU_PROFILE:-0} timeout 200 \
                     $PWD/$d/stage --dir $W --manifests $M --device cpu --size lite --dtype bf16 --warmup 1 --runs 2 \
-                    --threads $t --stage $([ $t = 16 ] && echo c,b || echo c) --precision ${p%-noamx} 2>&1 | grep "^| stage"
+                    --threads $t --stage $([ $t = 16 ] && echo c,b || echo c) --precision $(echo $p | cut -d- -f1) 2>&1 |
+                    grep -E "^\| stage|^op profile|^  [a-zA-Z]"
             done
         done
     done

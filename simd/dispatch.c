@@ -39,6 +39,7 @@ static int cpu_has[CS_SIMD_LEVELS];
 static int cpu_bf16;   /* AVX512-BF16 (with the avx512 level's requirements) */
 static int cpu_amx;    /* AMX-TILE + AMX-BF16, tile state enabled in XCR0 (with cpu_bf16) */
 static int amx_off;    /* CASCADE_AMX=0 */
+static int amx_apack;  /* CASCADE_AMX_APACK=1: the AMX kernel's pre-packed A in use */
 static int cpu_intel;  /* GenuineIntel: VDPBF16PS zmm at half the FMA rate */
 static int bf16_fma;   /* CASCADE_BF16_FMA: -1 by vendor, 0 the instruction, 1 two FMAs */
 static char model[64] = "unknown";
@@ -200,6 +201,16 @@ static int pick(void)
             return fail(CS_SIMD_EBAD, "CASCADE_AMX=%s: use 0 (AMX off) or 1 (AMX where the CPU has it)", amx);
         }
     }
+    const char *apack = getenv("CASCADE_AMX_APACK");
+    amx_apack = 0;
+    if (apack && *apack) {
+        if (!strcmp(apack, "0") || !strcmp(apack, "1")) amx_apack = apack[0] - '0';
+        else {
+            cs_simd_use(CS_SIMD_SCALAR);
+            return fail(CS_SIMD_EBAD, "CASCADE_AMX_APACK=%s: use 0 (A packed per call) or 1 (A packed once per product)",
+                        apack);
+        }
+    }
     const char *fma = getenv("CASCADE_BF16_FMA");
     bf16_fma = -1;
     if (fma && *fma) {
@@ -292,6 +303,9 @@ const cs_gemm_bf16_apacked *cs_gemm_bf16_apacked_of(cs_gemm_bf16_fn kern)
 #ifdef CS_HAVE_AVX512BF16
     if (kern == cs_gemm_bf16_avx512) return &cs_gemm_bf16_avx512_apacked;
     if (kern == cs_gemm_bf16_avx512_fma) return &cs_gemm_bf16_avx512_fma_apacked;
+#endif
+#ifdef CS_HAVE_AMX
+    if (kern == cs_gemm_bf16_amx && amx_apack) return &cs_gemm_bf16_amx_apacked;
 #endif
     (void)kern;
     return NULL;

@@ -73,18 +73,26 @@ int cs_amx_usable(void);
 
 /* A kernel's form with A packed beforehand, for a product whose A meets
  * several column chunks (each kernel call would pack it again): rows
- * [r, r+mr) (r a multiple of mr) as one tile of ceil(K/2) pairs x per
- * uint32 at Ap + r/mr * ceil(K/2) * per, zero rows past M. pack packs
- * rows [0, M) of A at Ap (callers split M at multiples of mr); run is the
- * kernel on rows packed so, row 0 at Ap: the same bits as the kernel. */
+ * [r, r+mr) (r a multiple of mr) as one tile of KQ pairs x per uint32 at
+ * Ap + r/mr * KQ * per, KQ = ceil(K/2) rounded up to a multiple of kq,
+ * zero rows past M (cs_gemm_bf16_apacked_words). pack packs rows [0, M) of
+ * A at Ap (callers split M at multiples of mr); run is the kernel on rows
+ * packed so, row 0 at Ap: the same bits as the kernel. */
 typedef struct {
-    size_t mr, per;
+    size_t mr, per, kq;
     void (*pack)(const float *A, size_t lda, size_t M, size_t K, uint32_t *Ap);
     void (*run)(size_t M, size_t N, size_t K, const uint32_t *Ap, const uint32_t *Bp, size_t pstride, float *C,
                 size_t ldc, int cont);
 } cs_gemm_bf16_apacked;
 
-/* kern's pre-packed form, or NULL where it has none (the references, AMX) */
+/* uint32 per tile of mr rows */
+static inline size_t cs_gemm_bf16_apacked_words(const cs_gemm_bf16_apacked *ap, size_t K)
+{
+    return ((K + 1) / 2 + ap->kq - 1) / ap->kq * ap->kq * ap->per;
+}
+
+/* kern's pre-packed form, or NULL where it has none (the references; AMX
+ * unless $CASCADE_AMX_APACK=1: not yet timed on an AMX CPU) */
 const cs_gemm_bf16_apacked *cs_gemm_bf16_apacked_of(cs_gemm_bf16_fn kern);
 
 #ifdef CS_HAVE_AVX512BF16
@@ -100,6 +108,7 @@ void cs_gemm_bf16_avx512_fma(size_t M, size_t N, size_t K, const float *A, size_
 /* needs cs_amx_usable() */
 void cs_gemm_bf16_amx(size_t M, size_t N, size_t K, const float *A, size_t lda, const uint32_t *Bp,
                       size_t pstride, float *C, size_t ldc, int cont);
+extern const cs_gemm_bf16_apacked cs_gemm_bf16_amx_apacked;
 #endif
 
 #endif

@@ -239,8 +239,10 @@ static int gemm_run_bf16(cs_gemm_bf16_fn kern, size_t M, size_t N, size_t K, con
     if ((double)M * (double)N * (double)K < 4e6) T = 1;
     size_t nc = N < 384 ? round_up(N, 16) : 384, nch = (N + nc - 1) / nc;
     const cs_gemm_bf16_apacked *ap = nch > 1 ? cs_gemm_bf16_apacked_of(kern) : NULL;
-    size_t KP = (K + 1) / 2, mr = ap ? ap->mr : 1, tile_words = ap ? KP * ap->per : 0;
-    /* rows a round: a multiple of GEMM_SUB (and so of mr and of the row groups' 24) */
+    size_t mr = ap ? ap->mr : 1, tile_words = ap ? cs_gemm_bf16_apacked_words(ap, K) : 0;
+    /* row groups start at multiples of mr: of 48 where mr is 16 (AMX), else of 24 */
+    size_t rq = mr == 16 ? 48 : 24;
+    /* rows a round: a multiple of GEMM_SUB (and so of mr and of the row groups' rq) */
     size_t mc = ap ? APACK_BYTES / (tile_words * 4 / mr + 1) / GEMM_SUB * GEMM_SUB : M;
     if (mc < GEMM_SUB) mc = GEMM_SUB;
     if (mc > M) mc = M;
@@ -252,7 +254,7 @@ static int gemm_run_bf16(cs_gemm_bf16_fn kern, size_t M, size_t N, size_t K, con
     for (size_t m0 = 0; m0 < M; m0 += mc) {
         size_t mm = M - m0 < mc ? M - m0 : mc;
         size_t want = T > 1 ? (4 * (size_t)T + nch - 1) / nch : 1;
-        size_t rg = round_up((mm + want - 1) / want, 24), ngr = (mm + rg - 1) / rg, ntl = (mm + mr - 1) / mr;
+        size_t rg = round_up((mm + want - 1) / want, rq), ngr = (mm + rg - 1) / rg, ntl = (mm + mr - 1) / mr;
         const float *Am = A + m0 * lda;
         float *Cm = C + m0 * ldc;
 #pragma omp parallel num_threads(T) if (T > 1)

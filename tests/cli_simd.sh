@@ -67,4 +67,11 @@ if [ "${CASCADE_SIMD:-avx512}" = avx512 ] && "$BIN" info | grep -q "^features: .
         echo "FAIL: CASCADE_BF16_FMA=1/0 do not pick the FMA form / vdpbf16ps"; fail=1
     else echo "ok CASCADE_BF16_FMA=1/0 pick the FMA form / vdpbf16ps"; fi
 fi
+# CASCADE_AMX_APACK: 0 or 1, anything else refused
+CASCADE_AMX_APACK=on "$BIN" info >"$tmp.out" 2>"$tmp.err"
+rc=$?
+if [ $rc -ne 2 ] || ! grep -qF "CASCADE_AMX_APACK=on: use 0" "$tmp.err"; then
+    echo "FAIL CASCADE_AMX_APACK=on: exit $rc"; cat "$tmp.err"; fail=1
+else echo "ok CASCADE_AMX_APACK=on refused"; fi
+CASCADE_AMX_APACK=1 "$BIN" info >/dev/null 2>"$tmp.err" || { echo "FAIL CASCADE_AMX_APACK=1 refused"; cat "$tmp.err"; fail=1; }
 exit $fail

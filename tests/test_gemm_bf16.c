@@ -30,6 +30,9 @@
 #include "safetensors.h"
 #include "tensor.h"
 #include "wpack.h"
+#ifdef CS_HAVE_AVX512
+#include "amx_emul.h"
+#endif
 
 #include <float.h>
 #include <math.h>
@@ -125,12 +128,12 @@ static void pack_b(const float *B, size_t ldb, size_t K, size_t N, uint32_t *bp,
 
 /* kern's pre-packed-A form (if any) on the same operands: C from rows [r0, M) of A packed
  * at their tile, the bits of kern on those rows (cont as given) */
-static void check_apacked(const char *what, cs_gemm_bf16_fn kern, size_t M, size_t N, size_t K, const float *a,
-                          size_t lda, const uint32_t *bp, size_t ps, const float *c0, size_t ldc, int cont)
+static void check_apacked(const char *what, cs_gemm_bf16_fn kern, const cs_gemm_bf16_apacked *ap, size_t M, size_t N,
+                          size_t K, const float *a, size_t lda, const uint32_t *bp, size_t ps, const float *c0,
+                          size_t ldc, int cont)
 {
-    const cs_gemm_bf16_apacked *ap = cs_gemm_bf16_apacked_of(kern);
     if (!ap) return;
-    size_t KP = (K + 1) / 2, tw = KP * ap->per, nt = (M + ap->mr - 1) / ap->mr;
+    size_t tw = cs_gemm_bf16_apacked_words(ap, K), nt = (M + ap->mr - 1) / ap->mr;
     uint32_t *Ap = malloc((nt * tw + 1) * 4);
     float *ck = malloc((M * ldc + 2) * 4), *cp = malloc((M * ldc + 2) * 4);
     for (size_t r0 = 0; r0 < M; r0 += ap->mr) {   /* row 0, then each tile as a call's first row */
@@ -149,7 +152,10 @@ static void check_apacked(const char *what, cs_gemm_bf16_fn kern, size_t M, size
     free(Ap), free(ck), free(cp);
 }
 
-static void test_kernel(const char *kname, cs_gemm_bf16_fn kern, cs_gemm_bf16_fn ref)
+/* kern against ref (its model, bit for bit) at odd sizes up to M*N*K <= cap,
+ * with ap (kern's pre-packed form, or NULL) against kern */
+static void test_kernel(const char *kname, cs_gemm_bf16_fn kern, const cs_gemm_bf16_apacked *ap, cs_gemm_bf16_fn ref,
+                        size_t cap)
 {
     static const size_t Ms[] = {1, 2, 3, 11, 12, 13, 17, 25, 63, 97, 193};
     static const size_t Ns[] = {1, 3, 15, 16, 17, 31, 32, 33, 47, 65};
@@ -160,7 +166,7 @@ static void test_kernel(const char *kname, cs_gemm_bf16_fn kern, cs_gemm_bf16_fn
         for (size_t ni = 0; ni < sizeof Ns / sizeof *Ns; ni++)
             for (size_t ki = 0; ki < sizeof Ks / sizeof *Ks; ki++) {
                 size_t M = Ms[mi], N = Ns[ni], K = Ks[ki];
-                if (M * N * K > 2000000) continue;   /* the reference is slow; big K at small M*N */
+                if (M * N * K > cap) continue;   /* the reference is slow; big K at small M*N */
                 int spec = (mi + ni + ki) % 3 == 0, tiny = (mi + ni + ki) % 3 == 1;
                 size_t lda = K + 3, ldc = N + 5, ldb = N + 1, P = (N + 15) / 16, ps = cs_bf16_panel_size(K) + 3;
                 float *a = malloc((M * lda + 2) * 4), *b = malloc((K * ldb + 1) * 4), *c0 = malloc((M * ldc + 2) * 4);
@@ -201,7 +207,7 @@ static void test_kernel(const char *kname, cs_gemm_bf16_fn kern, cs_gemm_bf16_fn
                                   f2u(cr[i]));
                             break;
                         }
-                    check_apacked(what, kern, M, N, K, a + 1, lda, bp + 1, ps, c0, ldc, cont);
+                    check_apacked(what, kern, ap, M, N, K, a + 1, lda, bp + 1, ps, c0, ldc, cont);
                     /* M split: each row alone, the same bits */
                     if (M > 1 && !cont) {
                         float *row = malloc((N + 1) * 4);
@@ -451,11 +457,18 @@ int main(void)
     printf("native bf16 kernel: %s\n", cs_gemm_bf16_name());
 #ifdef CS_HAVE_AVX512BF16
     test_lane_step();
-    test_kernel("avx512-bf16", cs_gemm_bf16_avx512, cs_gemm_bf16_ref);
-    test_kernel("avx512-bf16 as FMAs", cs_gemm_bf16_avx512_fma, cs_gemm_bf16_ref);
+    test_kernel("avx512-bf16", cs_gemm_bf16_avx512, &cs_gemm_bf16_avx512_apacked, cs_gemm_bf16_ref, 2000000);
+    test_kernel("avx512-bf16 as FMAs", cs_gemm_bf16_avx512_fma, &cs_gemm_bf16_avx512_fma_apacked, cs_gemm_bf16_ref,
+                2000000);
+#endif
+#ifdef CS_HAVE_AVX512
+    /* the AMX kernel's walk over its tiles, on a model of the tile instructions (any AVX-512 CPU) */
+    test_kernel("amx (modelled tiles)", cs_gemm_bf16_amx_emul, &cs_gemm_bf16_amx_emul_apacked, cs_gemm_bf16_amx_ref,
+                300000);   /* the model is slow */
 #endif
 #ifdef CS_HAVE_AMX
-    if (cs_amx_usable()) test_kernel("amx", cs_gemm_bf16_amx, cs_gemm_bf16_amx_ref);
+    if (cs_amx_usable()) test_kernel("amx", cs_gemm_bf16_amx, &cs_gemm_bf16_amx_apacked, cs_gemm_bf16_amx_ref,
+                                     2000000);
     else printf("SKIP (part): no AMX kernel: CPU features %s, or the OS refused the tile state\n", cs_cpu_features());
 #else
     printf("SKIP (part): AMX kernel not built\n");

@@ -77,11 +77,13 @@ static void pack_a(const float *A, size_t lda, size_t K, size_t mb, size_t s0, s
 static inline size_t clip16(size_t left) { return left < 16 ? left : 16; }
 
 /* one 32x32 block (mr <= 32 rows, nc <= 32 columns stored) over ks steps:
- * at = its first A tile (step-major within a row tile, ks steps per tile),
+ * at = its first A tile (step-major within a row tile, the next row tile
+ * tstride uint16 further),
  * b0/b1 = the two panels at the block's first pair, bt = zero-padded copies
  * of the last step's B tiles when it is short (else NULL) */
-static void block(size_t ks, const uint16_t *at, const uint32_t *b0, const uint32_t *b1, const uint32_t *bt0,
-                  const uint32_t *bt1, float *C, size_t ldc, size_t mr, size_t nc, int load, float *buf)
+static void block(size_t ks, const uint16_t *at, size_t tstride, const uint32_t *b0, const uint32_t *b1,
+                  const uint32_t *bt0, const uint32_t *bt1, float *C, size_t ldc, size_t mr, size_t nc, int load,
+                  float *buf)
 {
     int two_m = mr > 16, two_n = nc > 16;
     size_t m1 = two_m ? mr - 16 : 0, n1 = two_n ? nc - 16 : 0, m0 = clip16(mr), n0 = clip16(nc);
@@ -96,7 +98,7 @@ static void block(size_t ks, const uint16_t *at, const uint32_t *b0, const uint3
         _tile_zero(2);
         _tile_zero(3);
     }
-    const uint16_t *at1 = at + ks * 512;
+    const uint16_t *at1 = at + tstride;
     for (size_t s = 0; s < ks; s++) {
         int tail = bt0 && s == ks - 1;
         _tile_loadd(6, tail ? bt0 : b0 + s * 256, 64);
@@ -118,8 +120,12 @@ static void block(size_t ks, const uint16_t *at, const uint32_t *b0, const uint3
     if (two_m && two_n) STORE_C(3, C + 16 * ldc + 16, ldc, m1, n1, buf);
 }
 
-void cs_gemm_bf16_amx(size_t M, size_t N, size_t K, const float *A, size_t lda, const uint32_t *Bp, size_t pstride,
-                      float *C, size_t ldc, int cont)
+/* the loops around the blocks; Ap NULL: A packed here, a block of MB rows
+ * and KC steps at a time into at; else A packed beforehand (all steps of a
+ * row tile together, cs_gemm_bf16_amx_apacked, this call's row 0 at Ap).
+ * The same blocks and steps either way. */
+static void gemm(size_t M, size_t N, size_t K, const float *A, size_t lda, const uint16_t *Ap, const uint32_t *Bp,
+                 size_t pstride, float *C, size_t ldc, int cont, uint16_t *at)
 {
     size_t KP = (K + 1) / 2, nsteps = (KP + 15) / 16;
     if (!M || !N) return;
@@ -133,7 +139,6 @@ void cs_gemm_bf16_amx(size_t M, size_t N, size_t K, const float *A, size_t lda, 
     cfg.palette = 1;
     for (int t = 0; t < 8; t++) cfg.colsb[t] = 64, cfg.rows[t] = 16;
     _tile_loadconfig(&cfg);
-    uint16_t at[MB * KC * 32] __attribute__((aligned(64)));
     uint32_t bt[2][256] __attribute__((aligned(64)));
     float buf[256] __attribute__((aligned(64)));
     size_t qt = KP % 16;   /* pairs in a short last step, 0 if none */
@@ -144,7 +149,9 @@ void cs_gemm_bf16_amx(size_t M, size_t N, size_t K, const float *A, size_t lda, 
         int last = s0 + ks == nsteps, load = cont || s0 > 0;
         for (size_t m0 = 0; m0 < M; m0 += MB) {
             size_t mb = M - m0 < MB ? M - m0 : MB;
-            pack_a(A + m0 * lda, lda, K, mb, s0, ks, at);
+            const uint16_t *ab = Ap ? Ap + (m0 / 16 * nsteps + s0) * 512 : at;
+            size_t tstride = Ap ? nsteps * 512 : ks * 512;
+            if (!Ap) pack_a(A + m0 * lda, lda, K, mb, s0, ks, at);
             for (size_t j = 0; j < N; j += 32) {
                 size_t nc = N - j < 32 ? N - j : 32;
                 const uint32_t *b0 = Bp + j / 16 * pstride + s0 * 256, *b1 = nc > 16 ? b0 + pstride : NULL;
@@ -158,11 +165,34 @@ void cs_gemm_bf16_amx(size_t M, size_t N, size_t K, const float *A, size_t lda, 
                 }
                 for (size_t r = 0; r < mb; r += 32) {
                     size_t mr = mb - r < 32 ? mb - r : 32;
-                    block(ks, at + r / 16 * ks * 512, b0, b1, bt0, bt1, C + (m0 + r) * ldc + j, ldc, mr, nc, load, buf);
+                    block(ks, ab + r / 16 * tstride, tstride, b0, b1, bt0, bt1, C + (m0 + r) * ldc + j, ldc, mr, nc,
+                          load, buf);
                 }
             }
         }
     }
     _tile_release();
 }
+
+void cs_gemm_bf16_amx(size_t M, size_t N, size_t K, const float *A, size_t lda, const uint32_t *Bp, size_t pstride,
+                      float *C, size_t ldc, int cont)
+{
+    uint16_t at[MB * KC * 32] __attribute__((aligned(64)));
+    gemm(M, N, K, A, lda, NULL, Bp, pstride, C, ldc, cont, at);
+}
+
+/* A packed once for many calls: pack_a over all steps, the tile of rows
+ * [16t, 16t+16) at Ap + t * (pairs rounded up to 16) * 16 uint32 */
+static void pack_all(const float *A, size_t lda, size_t M, size_t K, uint32_t *Ap)
+{
+    pack_a(A, lda, K, M, 0, ((K + 1) / 2 + 15) / 16, (uint16_t *)Ap);
+}
+
+static void run_packed(size_t M, size_t N, size_t K, const uint32_t *Ap, const uint32_t *Bp, size_t pstride,
+                       float *C, size_t ldc, int cont)
+{
+    gemm(M, N, K, NULL, 0, (const uint16_t *)Ap, Bp, pstride, C, ldc, cont, NULL);
+}
+
+const cs_gemm_bf16_apacked cs_gemm_bf16_amx_apacked = {16, 16, 16, pack_all, run_packed};
 #endif

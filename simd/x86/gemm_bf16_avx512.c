@@ -282,6 +282,6 @@ static void run_fma(size_t M, size_t N, size_t K, const uint32_t *Ap, const uint
     _mm_setcsr(csr);
 }
 
-const cs_gemm_bf16_apacked cs_gemm_bf16_avx512_apacked = {MR, MR, pack_dp, run_dp};
-const cs_gemm_bf16_apacked cs_gemm_bf16_avx512_fma_apacked = {MR, 2 * MR, pack_fma, run_fma};
+const cs_gemm_bf16_apacked cs_gemm_bf16_avx512_apacked = {MR, MR, 1, pack_dp, run_dp};
+const cs_gemm_bf16_apacked cs_gemm_bf16_avx512_fma_apacked = {MR, 2 * MR, 1, pack_fma, run_fma};
 #endif
