@@ -137,7 +137,8 @@ int cs_dwconv3x3(const float *x, float *y, size_t N, size_t H, size_t W, size_t 
                  const cs_tensor *bias, int replicate);
 
 /* General Conv2d: x[N,H,W,Cin] -> y[N,Ho,Wo,Cout], weight [Cout, Cin/groups, k, k],
- * bias [Cout] or NULL, zero padding. Ho = (H + 2p - k)/s + 1. */
+ * bias [Cout] or NULL, zero padding. Ho = (H + 2p - k)/s + 1. With one group
+ * (and no low-rank term) the products are cs_linear's on im2col's rows. */
 int cs_conv2d(const float *x, size_t N, size_t H, size_t W, size_t Cin, const cs_tensor *w, const cs_tensor *bias,
               int stride, int pad, int groups, float *y, size_t *Ho, size_t *Wo);
 /* ConvTranspose2d: x[N,H,W,Cin] -> y[N,Ho,Wo,Cout], weight [Cin, Cout, k, k],

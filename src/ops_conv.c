@@ -74,10 +74,27 @@ int cs_conv2d(const float *x, size_t N, size_t H, size_t W, size_t Cin, const cs
     if (bias && !bf) return CS_ENOMEM;
     if (groups == (int)Cin && og == 1 && k == 3 && stride == 1 && pad == 1)
         return cs_dwconv3x3(x, y, N, H, W, Cin, w, bias, 0);
-    const float *wf = cs_weight_f32(w, 0);
-    if (!wf) return CS_ENOMEM;
     size_t K = cg * (size_t)(k * k), P = Ho * Wo;
     size_t blk = P < 4096 ? P : 4096;
+    if (groups == 1 && !cs_lowrank_on) {
+        /* the weight as a Linear's [Cout, Cin k k] over im2col's columns: its
+         * products are cs_linear's (the weight packed once, bf16 math at bf16
+         * precision; at fp32 the bits of the float32 product below) */
+        cs_tensor w2 = {w->dtype, 2, {(int64_t)Cout, (int64_t)K}, w->data, w->name};
+        float *col = cs_alloc(blk * K * sizeof(float));
+        if (!col) return cs_error(CS_ENOMEM, "%s: out of memory for im2col", nm);
+        int rc = 0;
+        for (size_t n = 0; n < N && !rc; n++)
+            for (size_t p0 = 0; p0 < P && !rc; p0 += blk) {
+                size_t p1 = p0 + blk < P ? p0 + blk : P;
+                im2col(x + n * H * W * Cin, H, W, Cin, Cin, 0, k, stride, pad, Wo, p0, p1, col);
+                rc = cs_linear(col, p1 - p0, K, 0, &w2, bias, y + (n * P + p0) * Cout, Cout, 0);
+            }
+        cs_free(col);
+        return rc;
+    }
+    const float *wf = cs_weight_f32(w, 0);
+    if (!wf) return CS_ENOMEM;
     if (groups > 1 && og == 1 && cg == 1) {   /* depthwise, any k/stride: direct */
         for (size_t n = 0; n < N; n++)
 #pragma omp parallel for schedule(static)
