@@ -491,6 +491,24 @@ static int linear(const float *x, size_t M, size_t K, size_t ldx, const cs_tenso
     return rc;
 }
 
+int cs_matmul_kn(const float *x, size_t M, size_t K, const cs_tensor *W, float *y, size_t ldy)
+{
+    size_t N = W->ndim == 2 ? (size_t)W->shape[1] : 0;
+    if (W->ndim != 2 || (size_t)W->shape[0] != K)
+        return cs_error(CS_EMODEL, "%s: expected a [%zu, N] weight", W->name ? W->name : "matmul", K);
+    if (!M || !N) return 0;
+    cs_gemm_bf16_fn kern = cpu_prec == CS_PREC_BF16 ? cs_gemm_bf16_native() : NULL;
+    if (!kern && bf16_panels && W->dtype == CS_BF16) kern = cs_k.gemm_f32_bf16w;   /* as linear() */
+    if (kern) {
+        cs_wpack wp;
+        int rc = cs_wpack_get_kn(W, K, N, &wp);
+        return rc ? rc : gemm_run_bf16(kern, M, N, K, x, K, &wp, 0, y, ldy, NULL, 0);
+    }
+    const float *w = cs_weight_f32(W, 0);
+    if (!w) return CS_ENOMEM;
+    return gemm_run(0, M, N, K, 1.0f, x, K, w, N, 0.0f, y, ldy, NULL, NULL, NULL, 0);
+}
+
 int cs_linear(const float *x, size_t M, size_t K, size_t ldx, const cs_tensor *W, const cs_tensor *b, float *y,
               size_t ldy, int accumulate)
 {

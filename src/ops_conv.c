@@ -150,22 +150,16 @@ int cs_conv_transpose2d(const float *x, size_t N, size_t H, size_t W, size_t Cin
     if (Ho_out) *Ho_out = Ho;
     if (Wo_out) *Wo_out = Wo;
     ON_DEV_RC(conv_transpose2d(x, N, H, W, Cin, w, bias, stride, pad, y, Ho, Wo), "a transposed convolution");
-    const float *wf = cs_weight_f32(w, 0);
     const float *bf = bias ? cs_weight_f32(bias, 1) : NULL;
-    if (!wf || (bias && !bf)) return CS_ENOMEM;
-    /* weight [Cin][Cout][k][k] -> [Cin][k][k][Cout] so the scatter runs along contiguous Cout */
-    float *wr = cs_ops_scratch(2, Cin * kk * Cout);
+    if (bias && !bf) return CS_ENOMEM;
+    /* the product with the weight as it lies, [Cin, Cout k k] (packed once):
+     * a column buffer row holds, per output channel o, its k*k taps */
+    cs_tensor w2 = {w->dtype, 2, {(int64_t)Cin, (int64_t)(Cout * kk)}, w->data, w->name};
     size_t rows = H < 16 ? H : 16;   /* input rows per GEMM block, bounds the column buffer */
     float *col = cs_alloc(rows * W * kk * Cout * sizeof(float));
-    if (!wr || !col) {
-        cs_free(col);
-        return cs_error(CS_ENOMEM, "out of memory: %s: %.1f MiB of column buffer and weights", nm,
-                        (double)((rows * W + Cin) * kk * Cout * sizeof(float)) / 1048576.0);
-    }
-#pragma omp parallel for schedule(static)
-    for (size_t c = 0; c < Cin; c++)
-        for (size_t o = 0; o < Cout; o++)
-            for (size_t q = 0; q < kk; q++) wr[(c * kk + q) * Cout + o] = wf[(c * Cout + o) * kk + q];
+    if (!col)
+        return cs_error(CS_ENOMEM, "out of memory: %s: %.1f MiB of column buffer", nm,
+                        (double)(rows * W * kk * Cout * sizeof(float)) / 1048576.0);
     for (size_t n = 0; n < N; n++) {
         float *yn = y + n * Ho * Wo * Cout;
         if (bf) {
@@ -174,8 +168,7 @@ int cs_conv_transpose2d(const float *x, size_t N, size_t H, size_t W, size_t Cin
         } else memset(yn, 0, Ho * Wo * Cout * sizeof(float));
         for (size_t h0 = 0; h0 < H; h0 += rows) {
             size_t h1 = h0 + rows < H ? h0 + rows : H;
-            int rc = cs_sgemm(0, (h1 - h0) * W, kk * Cout, Cin, 1.0f, x + (n * H + h0) * W * Cin, Cin, wr, kk * Cout,
-                              0.0f, col, kk * Cout);
+            int rc = cs_matmul_kn(x + (n * H + h0) * W * Cin, (h1 - h0) * W, Cin, &w2, col, kk * Cout);
             if (rc) {
                 cs_free(col);
                 return rc;
@@ -197,9 +190,9 @@ int cs_conv_transpose2d(const float *x, size_t N, size_t H, size_t W, size_t Cin
                         for (size_t j = 0; j < k; j++) {
                             long ow = (long)(wi * s + j) - (long)p;
                             if (ow < 0 || ow >= (long)Wo) continue;
-                            const float *src = col + ((h - h0) * W + wi) * kk * Cout + (i * k + j) * Cout;
+                            const float *src = col + ((h - h0) * W + wi) * kk * Cout + (i * k + j);
                             float *dst = yn + ((size_t)oh * Wo + (size_t)ow) * Cout;
-                            for (size_t o = 0; o < Cout; o++) dst[o] += src[o];
+                            for (size_t o = 0; o < Cout; o++) dst[o] += src[o * kk];
                         }
                 }
         }

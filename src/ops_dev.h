@@ -52,9 +52,13 @@
 
 /* slot's per-thread scratch of at least n floats (kept between calls, freed
  * when the thread ends); NULL when out of memory. Slots 0-3: cs_weight_f32's
- * (ops.h) and the transposed convolution's weights; 4: the GEMM's packing;
+ * (ops.h); 4: the GEMM's packing;
  * 5, 6: attention's packed keys/values and scores (ops_attn.c); 7: GRN's sums. */
 float *cs_ops_scratch(int slot, size_t n);
+/* y[M, N] = x[M, K] W on the CPU, W [K, N] as it lies (not a Linear's
+ * [N, K]): packed once like a Linear's weight (wpack.h, cs_wpack_get_kn),
+ * bf16 math at bf16 precision; at fp32 the bits of cs_sgemm on W as float32. */
+int cs_matmul_kn(const float *x, size_t M, size_t K, const cs_tensor *W, float *y, size_t ldy);
 /* cs_attention_cat on the CPU (ops_attn.c): the keys/values read in their two blocks */
 int cs_attention_cat_cpu(const float *q, size_t ldq, const float *k1, const float *v1, size_t ld1, size_t L1,
                          const float *k2, const float *v2, size_t ld2, size_t L2, size_t N, size_t Lq, size_t C,

@@ -14,6 +14,7 @@
 typedef struct {
     const void *data;
     cs_dtype dtype;
+    int kn;   /* the data is [K, N] (cs_wpack_get_kn) */
     size_t N, K, bytes;
     cs_wpack w;
 } entry;
@@ -65,14 +66,27 @@ static void pack_bf16_panel(const unsigned char *base, size_t n0, size_t nr, siz
         }
 }
 
-/* panel j: pair q, column c = bf16(W[16j+c][2q]) | bf16(W[16j+c][2q+1]) << 16, zero past N and K */
-static void pack(const cs_tensor *W, size_t N, size_t K, uint32_t *out, size_t pstride)
+/* panel j: pair q, column c = bf16(W[16j+c][2q]) | bf16(W[16j+c][2q+1]) << 16, zero past N and K;
+ * kn: W is [K, N], the same with W[2q][16j+c] and W[2q+1][16j+c] (rows read along) */
+static void pack(const cs_tensor *W, size_t N, size_t K, int kn, uint32_t *out, size_t pstride)
 {
     size_t P = (N + 15) / 16, es = W->dtype == CS_F32 ? 4 : 2, KP = (K + 1) / 2;
     const unsigned char *base = W->data;
 #pragma omp parallel for schedule(static) if (N * K >= (1u << 16))
     for (size_t j = 0; j < P; j++) {
         uint32_t *o = out + j * pstride;
+        if (kn) {
+            for (size_t q = 0; q < KP; q++) {
+                const unsigned char *r0 = base + 2 * q * N * es, *r1 = r0 + N * es;
+                for (size_t c = 0; c < 16; c++) {
+                    size_t n = 16 * j + c;
+                    uint32_t lo = n < N ? weight_bf16(r0, W->dtype, n) : 0;
+                    uint32_t hi = n < N && 2 * q + 1 < K ? weight_bf16(r1, W->dtype, n) : 0;
+                    o[q * 16 + c] = lo | hi << 16;
+                }
+            }
+            continue;
+        }
         if (W->dtype == CS_BF16) {
             pack_bf16_panel(base, 16 * j, N - 16 * j < 16 ? N - 16 * j : 16, K, o);
             continue;
@@ -93,7 +107,7 @@ static void pack(const cs_tensor *W, size_t N, size_t K, uint32_t *out, size_t p
     }
 }
 
-int cs_wpack_get(const cs_tensor *W, size_t N, size_t K, cs_wpack *out)
+static int get(const cs_tensor *W, size_t N, size_t K, int kn, cs_wpack *out)
 {
     const char *name = W->name ? W->name : "weight";
     if (W->dtype != CS_F32 && W->dtype != CS_BF16 && W->dtype != CS_F16)
@@ -106,7 +120,14 @@ int cs_wpack_get(const cs_tensor *W, size_t N, size_t K, cs_wpack *out)
          * multiple of 16 (a view such as an in_proj's k|v rows): its panels */
         entry *e = &tab[i];
         const char *ed = e->data;
-        if (e->dtype != W->dtype || e->K != K || d < ed || d >= ed + e->N * rowb || (size_t)(d - ed) % rowb) continue;
+        if (e->kn != kn || e->dtype != W->dtype || e->K != K) continue;
+        if (kn) {   /* no views of a [K, N] weight */
+            if (d != ed || e->N != N) continue;
+            *out = e->w;
+            pthread_mutex_unlock(&lock);
+            return 0;
+        }
+        if (d < ed || d >= ed + e->N * rowb || (size_t)(d - ed) % rowb) continue;
         size_t r0 = (size_t)(d - ed) / rowb;
         if (r0 % 16 || r0 + N > e->N) continue;
         *out = (cs_wpack){e->w.p + r0 / 16 * e->w.pstride, e->w.pstride};
@@ -129,10 +150,10 @@ int cs_wpack_get(const cs_tensor *W, size_t N, size_t K, cs_wpack *out)
         rc = cs_error(CS_ENOMEM, "%s: out of memory for %zu MB of packed bf16 weights", name, bytes >> 20);
         goto out;
     }
-    pack(W, N, K, p, pstride);
+    pack(W, N, K, kn, p, pstride);
     for (size_t i = 0; i < n_tab;) {   /* views packed before their whole weight: the new entry covers them */
         const char *ed = tab[i].data;
-        if (tab[i].dtype == W->dtype && tab[i].K == K && ed >= d && ed < d + N * rowb && (size_t)(ed - d) % rowb == 0 &&
+        if (!kn && !tab[i].kn && tab[i].dtype == W->dtype && tab[i].K == K && ed >= d && ed < d + N * rowb && (size_t)(ed - d) % rowb == 0 &&
             (size_t)(ed - d) / rowb % 16 == 0 && (size_t)(ed - d) / rowb + tab[i].N <= N) {
             cs_free((void *)tab[i].w.p);
             held -= tab[i].bytes;
@@ -141,7 +162,7 @@ int cs_wpack_get(const cs_tensor *W, size_t N, size_t K, cs_wpack *out)
     }
     /* the CPU products no longer read the mapped weight: its pages need not stay resident */
     cs_st_release_pages(W->data, N * rowb);
-    tab[n_tab++] = (entry){W->data, W->dtype, N, K, bytes, {p, pstride}};
+    tab[n_tab++] = (entry){W->data, W->dtype, kn, N, K, bytes, {p, pstride}};
     held += bytes;
     *out = (cs_wpack){p, pstride};
 out:
@@ -181,3 +202,7 @@ size_t cs_wpack_bytes(size_t *count)
     pthread_mutex_unlock(&lock);
     return b;
 }
+
+int cs_wpack_get(const cs_tensor *W, size_t N, size_t K, cs_wpack *out) { return get(W, N, K, 0, out); }
+
+int cs_wpack_get_kn(const cs_tensor *W, size_t K, size_t N, cs_wpack *out) { return get(W, N, K, 1, out); }

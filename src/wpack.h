@@ -33,6 +33,10 @@ typedef struct {
 /* The packed bf16 form of W ([N, K], F32/BF16/F16), packing it on first use.
  * Returns 0 or CS_ENOMEM / CS_EUNSUP with cs_error set. */
 int cs_wpack_get(const cs_tensor *W, size_t N, size_t K, cs_wpack *out);
+/* The same for a weight W whose data is [K, N] (a product's B as it is, e.g.
+ * a transposed convolution's [Cin, Cout k k]): the same panels as its
+ * transpose would give. Kept apart from [N, K] entries of the same data. */
+int cs_wpack_get_kn(const cs_tensor *W, size_t K, size_t N, cs_wpack *out);
 /* Drops the entries whose weight data starts in [host, host + bytes). */
 void cs_wpack_forget(const void *host, size_t bytes);
 /* Drops every entry. */

@@ -27,6 +27,7 @@
 #include "gemm_bf16.h"
 #include "kernels.h"
 #include "ops.h"
+#include "ops_dev.h"
 #include "safetensors.h"
 #include "tensor.h"
 #include "wpack.h"
@@ -243,6 +244,36 @@ static void test_kernel(const char *kname, cs_gemm_bf16_fn kern, const cs_gemm_b
 }
 
 /* cs_linear in bf16: the reference on the same rounded operands, bits equal at 1 and 2 threads */
+/* cs_matmul_kn (a weight [K, N] as it lies: the transposed convolution's
+ * product) on a square weight whose [N, K] form cs_linear packed first: the
+ * two orientations of one pointer are two cache entries. bf16: the reference
+ * on B = W; fp32 (its bf16 panels widened): cs_sgemm on W as float32. */
+static void test_matmul_kn(cs_gemm_bf16_fn ref)
+{
+    const size_t M = 131, K = 80, N = 80;
+    float *x = malloc(M * K * 4), *wf = malloc(K * N * 4), *y = malloc(M * N * 4), *yr = malloc(M * N * 4);
+    uint16_t *wb = malloc(K * N * 2);
+    size_t ps = cs_bf16_panel_size(K);
+    uint32_t *bp = calloc((N + 15) / 16 * ps, 4);
+    for (size_t i = 0; i < M * K; i++) x[i] = check_uni(-2, 2);
+    for (size_t i = 0; i < K * N; i++) wb[i] = cs_f32_to_bf16(check_uni(-0.3f, 0.3f)), wf[i] = cs_bf16_to_f32(wb[i]);
+    cs_tensor W = {.dtype = CS_BF16, .ndim = 2, .shape = {(int64_t)K, (int64_t)N}, .data = wb, .name = "w.kn"};
+    cs_threads_set(2);
+    CHECK(cs_linear(x, M, K, 0, &W, NULL, y, 0, 0) == 0, "cs_linear: %s", cs_last_error());
+    CHECK(cs_matmul_kn(x, M, K, &W, y, N) == 0, "cs_matmul_kn: %s", cs_last_error());
+    pack_b(wf, N, K, N, bp, ps);
+    ref(M, N, K, x, K, bp, ps, yr, N, 0);
+    CHECK(!memcmp(y, yr, M * N * 4), "cs_matmul_kn bf16: differs from the reference on B = W");
+    cs_cpu_precision_set(CS_PREC_FP32);
+    CHECK(cs_matmul_kn(x, M, K, &W, y, N) == 0, "cs_matmul_kn fp32: %s", cs_last_error());
+    CHECK(cs_sgemm(0, M, N, K, 1.0f, x, K, wf, N, 0.0f, yr, N) == 0, "cs_sgemm: %s", cs_last_error());
+    CHECK(!memcmp(y, yr, M * N * 4), "cs_matmul_kn fp32: differs from cs_sgemm on the weight as float32");
+    cs_cpu_precision_set(CS_PREC_BF16);
+    printf("cs_matmul_kn %zux%zux%zu, a [K, N] weight beside its [N, K] packing: as the reference\n", M, K, N);
+    cs_wpack_forget(wb, K * N * 2);
+    free(x), free(wf), free(y), free(yr), free(wb), free(bp);
+}
+
 static void test_linear(cs_gemm_bf16_fn ref)
 {
     const size_t M = 301, N = 200, K = 97;
@@ -475,6 +506,7 @@ int main(void)
 #endif
     CHECK(cs_cpu_precision_set(CS_PREC_BF16) == 0, "bf16 precision: %s", cs_last_error());
     test_linear(cs_gemm_bf16_native_ref());
+    test_matmul_kn(cs_gemm_bf16_native_ref());
     test_linear_wide(kern, cs_gemm_bf16_native_ref());
     test_mapped();
     cs_cpu_precision_set(CS_PREC_FP32);
