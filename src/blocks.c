@@ -204,6 +204,10 @@ static int mlp_residual(const cs_resblock *b, const float *in, size_t cin, float
     if (ws->keep) cs_gelu(h, ge, rows * c4);
     const float *g = cs_weight_f32(&b->gamma, 2), *be = cs_weight_f32(&b->beta, 3);
     if (!g || !be) return CS_ENOMEM;
+    if (!ws->keep) {   /* GRN folded into fc2's packing where the products allow it */
+        if ((rc = cs_cancel_check())) return rc;
+        if ((rc = cs_grn_linear(h, N, HW, c4, g, be, &b->fc2_w, &b->fc2_b, x)) != CS_EUNSUP) return rc;
+    }
     if ((rc = cs_grn(ge, gr, N, HW, c4, g, be))) return rc;
     h = gr;
     /* the two linears of a level-0 Stage B block are ~1 s on 2 cores: a stop is

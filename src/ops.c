@@ -232,13 +232,22 @@ static int gemm_run(int transB, size_t M, size_t N, size_t K, float alpha, const
  * Where A meets several column chunks and kern has a pre-packed form, A is
  * packed once per round of rows (in parallel, then the tasks of the round)
  * instead of once per chunk in each kernel call: the same bits. */
+/* GRN applied to A's rows while they are packed (cs_grn_linear): rows of
+ * image n = row / HW get cs_k.grn_apply with nx + n * K */
+typedef struct {
+    size_t HW;
+    const float *nx, *gamma, *beta;
+} grn_fold;
+
 static int gemm_run_bf16(cs_gemm_bf16_fn kern, size_t M, size_t N, size_t K, const float *A, size_t lda,
-                         const cs_wpack *w, int accumulate, float *C, size_t ldc, const float *bias, int gelu)
+                         const cs_wpack *w, int accumulate, float *C, size_t ldc, const float *bias, int gelu,
+                         const grn_fold *g)
 {
     int T = nthreads;
     if ((double)M * (double)N * (double)K < 4e6) T = 1;
     size_t nc = N < 384 ? round_up(N, 16) : 384, nch = (N + nc - 1) / nc;
-    const cs_gemm_bf16_apacked *ap = nch > 1 ? cs_gemm_bf16_apacked_of(kern) : NULL;
+    /* a GRN to fold needs the pre-packed form even for one chunk (callers check it exists) */
+    const cs_gemm_bf16_apacked *ap = nch > 1 || g ? cs_gemm_bf16_apacked_of(kern) : NULL;
     size_t mr = ap ? ap->mr : 1, tile_words = ap ? cs_gemm_bf16_apacked_words(ap, K) : 0;
     /* row groups start at multiples of mr: of 48 where mr is 16 (AMX), else of 24 */
     size_t rq = mr == 16 ? 48 : 24;
@@ -247,10 +256,12 @@ static int gemm_run_bf16(cs_gemm_bf16_fn kern, size_t M, size_t N, size_t K, con
     if (mc < GEMM_SUB) mc = GEMM_SUB;
     if (mc > M) mc = M;
     size_t tmp_n = accumulate ? (size_t)T * GEMM_SUB * nc : 0, ap_n = ap ? (mc + mr - 1) / mr * tile_words : 0;
+    size_t gt_n = g ? (size_t)T * mr * K : 0;   /* a tile's rows after GRN, per thread */
     float *tmp_all = NULL;
-    if ((tmp_n || ap_n) && !(tmp_all = cs_ops_scratch(4, tmp_n + ap_n)))
+    if ((tmp_n || ap_n || gt_n) && !(tmp_all = cs_ops_scratch(4, tmp_n + ap_n + gt_n)))
         return cs_error(CS_ENOMEM, "matrix product %zux%zux%zu: out of memory for scratch", M, N, K);
     uint32_t *Ap = ap ? (uint32_t *)(tmp_all + tmp_n) : NULL;
+    float *gt_all = g ? tmp_all + tmp_n + ap_n : NULL;
     for (size_t m0 = 0; m0 < M; m0 += mc) {
         size_t mm = M - m0 < mc ? M - m0 : mc;
         size_t want = T > 1 ? (4 * (size_t)T + nch - 1) / nch : 1;
@@ -268,7 +279,21 @@ static int gemm_run_bf16(cs_gemm_bf16_fn kern, size_t M, size_t N, size_t K, con
 #pragma omp for schedule(static)
                 for (size_t t = 0; t < ntl; t += 8) {   /* 8 tiles a piece */
                     size_t r = t * mr, rows = mm - r < 8 * mr ? mm - r : 8 * mr;
-                    ap->pack(Am + r * lda, lda, rows, K, Ap + t * tile_words);
+                    if (!g) {
+                        ap->pack(Am + r * lda, lda, rows, K, Ap + t * tile_words);
+                        continue;
+                    }
+                    float *gt = gt_all + (size_t)tid * mr * K;
+                    for (size_t u = 0; u < rows; u += mr) {   /* a tile at a time: GRN's rows into gt, packed */
+                        size_t nr = rows - u < mr ? rows - u : mr, row0 = m0 + r + u;
+                        for (size_t i = 0; i < nr;) {   /* split where an image ends */
+                            size_t gr = row0 + i, n = gr / g->HW, seg = (n + 1) * g->HW - gr;
+                            if (seg > nr - i) seg = nr - i;
+                            cs_k.grn_apply(A + gr * lda, gt + i * K, seg, K, g->nx + n * K, g->gamma, g->beta);
+                            i += seg;
+                        }
+                        ap->pack(gt, K, nr, K, Ap + (t + u / mr) * tile_words);
+                    }
                 }
             }
 #pragma omp for schedule(dynamic, 1)
@@ -475,7 +500,7 @@ static int linear(const float *x, size_t M, size_t K, size_t ldx, const cs_tenso
         /* the weight packed once (wpack.h); for the bf16 kernel the activations are rounded per call */
         cs_wpack wp;
         if ((rc = cs_wpack_get(W, N, K, &wp))) return rc;
-        rc = gemm_run_bf16(kern, M, N, K, x, ldx, &wp, accumulate, y, ldy, bb, gelu);
+        rc = gemm_run_bf16(kern, M, N, K, x, ldx, &wp, accumulate, y, ldy, bb, gelu, NULL);
     } else if ((W->dtype == CS_BF16 || W->dtype == CS_F16) && ((uintptr_t)W->data & 1) == 0) {
         /* 16-bit weights are converted while op(B) is packed, panel by
          * panel in cache (converting the whole matrix first cost ~10% of a
@@ -502,7 +527,7 @@ int cs_matmul_kn(const float *x, size_t M, size_t K, const cs_tensor *W, float *
     if (kern) {
         cs_wpack wp;
         int rc = cs_wpack_get_kn(W, K, N, &wp);
-        return rc ? rc : gemm_run_bf16(kern, M, N, K, x, K, &wp, 0, y, ldy, NULL, 0);
+        return rc ? rc : gemm_run_bf16(kern, M, N, K, x, K, &wp, 0, y, ldy, NULL, 0, NULL);
     }
     const float *w = cs_weight_f32(W, 0);
     if (!w) return CS_ENOMEM;
@@ -530,18 +555,16 @@ int cs_linear_gelu(const float *x, size_t M, size_t K, size_t ldx, const cs_tens
 
 /* ---- GRN ---- */
 
-/* per-thread-count-free: sums of squares over fixed blocks of 256 rows,
- * added in block order, so the result does not depend on the thread count.
- * All images in one parallel region (the sums, a barrier, the norms, the
- * apply), with the partial sums in the calling thread's scratch: it was
- * two regions and an allocation per image. */
-int cs_grn(const float *x, float *y, size_t N, size_t HW, size_t C, const float *gamma, const float *beta)
+/* GRN's per-image norms nx [N, C] (Nx = ||x||_2 over HW / its mean over C),
+ * free of the thread count: sums of squares over fixed blocks of 256 rows,
+ * added in block order. The partial sums and nx live in the calling thread's
+ * scratch (slot 7); NULL when out of memory. */
+static float *grn_norms(const float *x, size_t N, size_t HW, size_t C)
 {
-    ON_DEV_RC(grn(x, y, N, HW, C, gamma, beta), "GRN");
     const size_t rows_per = 256;
-    size_t nb = (HW + rows_per - 1) / rows_per, rb = row_block(C), nr = (HW + rb - 1) / rb;
+    size_t nb = (HW + rows_per - 1) / rows_per;
     float *part = cs_ops_scratch(7, N * (nb + 1) * C);
-    if (!part) return cs_oom("GRN partial sums", N * (nb + 1) * C * sizeof(float));
+    if (!part) return cs_oom("GRN partial sums", N * (nb + 1) * C * sizeof(float)), NULL;
     float *nx = part + N * nb * C;   /* [N, C] */
     int T = HW * C * N >= PAR_MIN ? cs_threads_get() : 1;
 #pragma omp parallel num_threads(T) if (T > 1)
@@ -565,13 +588,44 @@ int cs_grn(const float *x, float *y, size_t N, size_t HW, size_t C, const float 
             float m = (float)(mean / (double)C) + 1e-6f;
             for (size_t c = 0; c < C; c++) xn[c] = xn[c] / m;
         }
-#pragma omp for schedule(static)
-        for (size_t i = 0; i < N * nr; i++) {
-            size_t n = i / nr, r = i % nr * rb, o = (n * HW + r) * C;
-            cs_k.grn_apply(x + o, y + o, HW - r < rb ? HW - r : rb, C, nx + n * C, gamma, beta);
-        }
+    }
+    return nx;
+}
+
+int cs_grn(const float *x, float *y, size_t N, size_t HW, size_t C, const float *gamma, const float *beta)
+{
+    ON_DEV_RC(grn(x, y, N, HW, C, gamma, beta), "GRN");
+    const float *nx = grn_norms(x, N, HW, C);
+    if (!nx) return CS_ENOMEM;
+    size_t rb = row_block(C), nr = (HW + rb - 1) / rb;
+#pragma omp parallel for schedule(static) if (HW * C * N >= PAR_MIN)
+    for (size_t i = 0; i < N * nr; i++) {
+        size_t n = i / nr, r = i % nr * rb, o = (n * HW + r) * C;
+        cs_k.grn_apply(x + o, y + o, HW - r < rb ? HW - r : rb, C, nx + n * C, gamma, beta);
     }
     return 0;
+}
+
+int cs_grn_linear(const float *h, size_t N, size_t HW, size_t C, const float *gamma, const float *beta,
+                  const cs_tensor *W, const cs_tensor *b, float *x)
+{
+    cs_gemm_bf16_fn kern = cpu_prec == CS_PREC_BF16 ? cs_gemm_bf16_native() : NULL;
+    if (cs_dev || cs_lowrank_on || !kern || !cs_gemm_bf16_apacked_of(kern) || W->ndim != 2 ||
+        (size_t)W->shape[1] != C || !N || !HW)
+        return CS_EUNSUP;
+    CS_PROF_CPU("GRN + a linear layer");
+    size_t M = N * HW, Nout = (size_t)W->shape[0];
+    if (b && cs_tensor_numel(b) != (int64_t)Nout)
+        return cs_error(CS_EMODEL, "%s: expected %zu bias values", b->name ? b->name : "bias", Nout);
+    const float *bb = NULL;
+    if (b && !(bb = cs_weight_f32(b, 1))) return CS_ENOMEM;
+    cs_wpack wp;
+    int rc = cs_wpack_get(W, Nout, C, &wp);
+    if (rc) return rc;
+    const float *nx = grn_norms(h, N, HW, C);
+    if (!nx) return CS_ENOMEM;
+    grn_fold g = {HW, nx, gamma, beta};
+    return gemm_run_bf16(kern, M, Nout, C, h, C, &wp, 1, x, Nout, bb, 0, &g);
 }
 
 /* the end of a fused op: CS_EUNSUP passes through untouched (nothing was

@@ -124,6 +124,14 @@ void cs_scale(const float *x, float s, float *y, size_t n);
 /* GlobalResponseNorm on x[N, HW, C] (channels-last), in place if x == y.
  * gamma, beta: [C] float32. */
 int cs_grn(const float *x, float *y, size_t N, size_t HW, size_t C, const float *gamma, const float *beta);
+/* x[N*HW, Nout] += GRN(h) W^T + b (h [N, HW, C], W [Nout, C]; a ResBlock's
+ * GRN and fc2 in inference) with GRN applied to h's rows while the product
+ * packs them, so GRN's output is never written out: the bits of cs_grn then
+ * cs_linear (accumulate). bf16 products on the CPU only; elsewhere (a device,
+ * fp32 products, a kernel without a pre-packed A, a low-rank term) CS_EUNSUP
+ * with nothing done: the caller runs those two. h is read, not changed. */
+int cs_grn_linear(const float *h, size_t N, size_t HW, size_t C, const float *gamma, const float *beta,
+                  const cs_tensor *W, const cs_tensor *b, float *x);
 
 /* x[N, HW, C] -> y: y = x*(1+a[n,c]) + b[n,c]; a, b: [N, C] (row stride ldab). */
 void cs_modulate(const float *x, float *y, size_t N, size_t HW, size_t C, const float *a, const float *b,

@@ -274,6 +274,46 @@ static void test_matmul_kn(cs_gemm_bf16_fn ref)
     free(x), free(wf), free(y), free(yr), free(wb), free(bp);
 }
 
+/* cs_grn_linear (GRN folded into the product's packing) against cs_grn then
+ * cs_linear (accumulate), bit for bit: images whose rows end inside a packed
+ * tile, one column chunk and several, 1 and 2 threads; at fp32 CS_EUNSUP */
+static void test_grn_linear(void)
+{
+    const size_t N = 3, HW = 37, C = 80, M = N * HW;
+    const size_t Nouts[] = {50, 400};
+    float *h = malloc(M * C * 4), *g = malloc(C * 4), *be = malloc(C * 4), *gr = malloc(M * C * 4);
+    float *w = malloc(400 * C * 4), *bias = malloc(400 * 4), *x0 = malloc(M * 400 * 4), *x1 = malloc(M * 400 * 4),
+          *x2 = malloc(M * 400 * 4);
+    for (size_t i = 0; i < M * C; i++) h[i] = check_uni(-2, 2);
+    for (size_t i = 0; i < C; i++) g[i] = check_uni(-1, 1), be[i] = check_uni(-0.5f, 0.5f);
+    for (size_t i = 0; i < 400 * C; i++) w[i] = check_uni(-0.2f, 0.2f);
+    for (size_t i = 0; i < 400; i++) bias[i] = check_uni(-1, 1);
+    for (size_t i = 0; i < M * 400; i++) x0[i] = check_uni(-1, 1);
+    for (size_t o = 0; o < 2; o++) {
+        size_t No = Nouts[o];
+        cs_tensor W = {.dtype = CS_F32, .ndim = 2, .shape = {(int64_t)No, (int64_t)C}, .data = w, .name = "fc2.w"};
+        cs_tensor B = {.dtype = CS_F32, .ndim = 1, .shape = {(int64_t)No}, .data = bias, .name = "fc2.b"};
+        cs_threads_set(2);
+        memcpy(x1, x0, M * No * 4);
+        CHECK(cs_grn(h, gr, N, HW, C, g, be) == 0 && cs_linear(gr, M, C, 0, &W, &B, x1, 0, 1) == 0, "unfused: %s",
+              cs_last_error());
+        for (int t = 1; t <= 2; t++) {
+            cs_threads_set(t);
+            memcpy(x2, x0, M * No * 4);
+            CHECK(cs_grn_linear(h, N, HW, C, g, be, &W, &B, x2) == 0, "cs_grn_linear: %s", cs_last_error());
+            CHECK(!memcmp(x1, x2, M * No * 4), "cs_grn_linear %zux%zu->%zu, %d thread(s): differs from cs_grn + cs_linear",
+                  M, C, No, t);
+        }
+    }
+    cs_cpu_precision_set(CS_PREC_FP32);
+    cs_tensor W = {.dtype = CS_F32, .ndim = 2, .shape = {50, (int64_t)C}, .data = w, .name = "fc2.w"};
+    CHECK(cs_grn_linear(h, N, HW, C, g, be, &W, NULL, x2) == CS_EUNSUP, "cs_grn_linear ran with fp32 products");
+    cs_cpu_precision_set(CS_PREC_BF16);
+    printf("cs_grn_linear %zu images of %zu rows, %zu channels: the bits of cs_grn + cs_linear\n", N, HW, C);
+    cs_wpack_forget(w, 400 * C * 4);
+    free(h), free(g), free(be), free(gr), free(w), free(bias), free(x0), free(x1), free(x2);
+}
+
 static void test_linear(cs_gemm_bf16_fn ref)
 {
     const size_t M = 301, N = 200, K = 97;
@@ -507,6 +547,7 @@ int main(void)
     CHECK(cs_cpu_precision_set(CS_PREC_BF16) == 0, "bf16 precision: %s", cs_last_error());
     test_linear(cs_gemm_bf16_native_ref());
     test_matmul_kn(cs_gemm_bf16_native_ref());
+    test_grn_linear();
     test_linear_wide(kern, cs_gemm_bf16_native_ref());
     test_mapped();
     cs_cpu_precision_set(CS_PREC_FP32);
