@@ -3,9 +3,9 @@
 #include "error.h"
 #include "wpack.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -226,12 +226,6 @@ static int gemm_run(int transB, size_t M, size_t N, size_t K, float alpha, const
 
 #define APACK_BYTES (8u << 20)   /* A packed per round (gemm_run_bf16): stays in L3 */
 
-/* C[M,N] = A[M,K] W^T (+ C when accumulate) with W packed in bf16 pairs
- * (wpack.h), kern the bf16 kernel or gemm_f32_bf16w: the same task split as
- * gemm_run; A is read as it is, so only the results to add need scratch.
- * Where A meets several column chunks and kern has a pre-packed form, A is
- * packed once per round of rows (in parallel, then the tasks of the round)
- * instead of once per chunk in each kernel call: the same bits. */
 /* GRN applied to A's rows while they are packed (cs_grn_linear): rows of
  * image n = row / HW get cs_k.grn_apply with nx + n * K */
 typedef struct {
@@ -239,6 +233,13 @@ typedef struct {
     const float *nx, *gamma, *beta;
 } grn_fold;
 
+/* C[M,N] = A[M,K] W^T (+ C when accumulate) with W packed in bf16 pairs
+ * (wpack.h), kern the bf16 kernel or gemm_f32_bf16w: the same task split as
+ * gemm_run; A is read as it is, so only the results to add need scratch.
+ * Where A meets several column chunks and kern has a pre-packed form, A is
+ * packed once per round of rows (in parallel, then the tasks of the round)
+ * instead of once per chunk in each kernel call: the same bits. g != NULL:
+ * GRN applied to A's rows on their way into the packing. */
 static int gemm_run_bf16(cs_gemm_bf16_fn kern, size_t M, size_t N, size_t K, const float *A, size_t lda,
                          const cs_wpack *w, int accumulate, float *C, size_t ldc, const float *bias, int gelu,
                          const grn_fold *g)
